@@ -1,0 +1,3 @@
+from netspectra.cli.main import main
+
+main()

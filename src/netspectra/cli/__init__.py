@@ -1,0 +1,1 @@
+"""The ``netspectra`` command line: one typer app, one module per subcommand."""

@@ -1,0 +1,63 @@
+"""Entry point of the ``netspectra`` command."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+import typer
+from rich.logging import RichHandler
+
+from netspectra import __version__
+from netspectra.cli.common import err_console
+
+app = typer.Typer(
+    name="netspectra",
+    help="NetSpectra: network traffic monitoring and analysis.\n\n"
+    "Reads packets (capture files, live interfaces), accounts for every flow exactly, finds heavy "
+    "hitters and super-spreaders with sketches, and stores and serves the results.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"netspectra {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More log output (-vv: debug).")] = 0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors on stderr.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    level = logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
+    logging.basicConfig(
+        level=level,
+        format="%(message)s",
+        datefmt="[%X]",
+        handlers=[RichHandler(console=err_console, show_path=verbose >= 2, rich_tracebacks=False)],
+        force=True,
+    )
+    # numba's own debug chatter is never what a user asks for with -vv
+    logging.getLogger("numba").setLevel(logging.WARNING)
+
+
+def _register() -> None:
+    from netspectra.cli import analyze_cmd, config_cmd, gen_cmd
+
+    app.command("analyze")(analyze_cmd.analyze)
+    app.add_typer(config_cmd.app, name="config")
+    app.command("gen")(gen_cmd.gen)
+
+
+def main() -> None:
+    """Run the command line (console script ``netspectra``)."""
+    _register()
+    app()
