@@ -1,0 +1,246 @@
+"""``netspectra analyze``: offline analysis of capture files (the original's ``pcap-analyzer``)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+from rich.table import Table
+
+from netspectra.capture.names import ethertype_name, linktype_name, protocol_name
+from netspectra.cli.common import ConfigOption, console, err_console, fail
+from netspectra.config import ConfigError, load_config
+from netspectra.offline.analyzer import AnalysisResult, analyze_files
+from netspectra.output.flow_table import write_csv, write_parquet
+from netspectra.output.timefmt import format_ts_ns
+from netspectra.tasks.exact import ExactTask, FlowSnapshot
+
+log = logging.getLogger(__name__)
+
+
+def analyze(
+    files: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Capture files: pcap or pcapng (either byte order, µs or ns), optionally gzip-compressed. "
+            "The format is detected from the file's contents, not its name.",
+            show_default=False,
+        ),
+    ],
+    config: ConfigOption = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            "-o",
+            help="Directory for results: one file per task, named <task>.parquet (or .csv with --csv), with "
+            "the columns of the original's flow_metrics table.",
+            file_okay=False,
+        ),
+    ] = None,
+    csv: Annotated[bool, typer.Option("--csv", help="Write CSV instead of Parquet into --out.")] = False,
+    top: Annotated[int, typer.Option("--top", "-n", min=0, help="Rows in each top-flows table (0: none).")] = 10,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print the summary as one JSON document on stdout instead of tables.")
+    ] = False,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", min=1, help="Packets per columnar batch.", rich_help_panel="Tuning")
+    ] = 262_144,
+    progress: Annotated[
+        bool | None,
+        typer.Option(
+            "--progress/--no-progress", help="Progress bar on stderr (default: when stderr is a terminal)."
+        ),
+    ] = None,
+) -> None:
+    """Account for every flow of one or more capture files, exactly.
+
+    Runs the exact tasks of the configuration (without --config: the shipped configuration, whose task
+    [bold]per_five_tuple[/] keys flows on SrcIP, DstIP, SrcPort, DstPort, Protocol) over every packet, prints
+    a summary (packets, bytes, flows, skipped and truncated packets by reason, packets/s) and the top flows,
+    and with --out writes every task's flows. A damaged file is analysed up to the damage, reported with
+    its byte offset, and the exit status is 1. Other errors exit with 2.
+    """
+    try:
+        cfg = load_config(config)
+    except ConfigError as exc:
+        raise fail(str(exc)) from None
+    tasks = [ExactTask(t.name, t.key_fields) for t in cfg.aggregator.exact.tasks]
+    if "exact" not in cfg.aggregator.types or not tasks:
+        raise fail("the configuration has no exact task to run (aggregator.types / aggregator.exact.tasks)")
+    skipped_sketches = [t.name for t in cfg.aggregator.sketch.tasks] if "sketch" in cfg.aggregator.types else []
+    if skipped_sketches:
+        log.warning(
+            "sketch tasks %s are configured but this version runs only the exact tasks",
+            ", ".join(skipped_sketches),
+        )
+    if out is not None:
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise fail(f"cannot create output directory {out}: {exc.strerror}") from None
+
+    show_progress = err_console.is_terminal if progress is None else progress
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        disable=not show_progress,
+        transient=True,
+    ) as bar:
+        current: dict[str, Any] = {}
+
+        def on_file_start(path: Path, size: int) -> None:
+            current["id"] = bar.add_task(path.name, total=size or None)
+
+        def on_progress(done: int) -> None:
+            if "id" in current:
+                bar.update(current["id"], completed=done)
+
+        result = analyze_files(
+            files, tasks, batch_size=batch_size, on_file_start=on_file_start, progress=on_progress
+        )
+
+    snapshots = [t.snapshot() for t in tasks]
+    written: list[Path] = []
+    if out is not None:
+        for snap in snapshots:
+            path = out / f"{snap.task_name}.{'csv' if csv else 'parquet'}"
+            (write_csv if csv else write_parquet)(snap.to_arrow(), path)
+            written.append(path)
+
+    if json_out:
+        print(json.dumps(_summary_dict(result, snapshots, top, written), indent=2))
+    else:
+        _print_summary(result, snapshots, top, written)
+    for err in result.errors:
+        err_console.print(f"[bold red]damaged capture:[/] {err}", highlight=False, soft_wrap=True)
+    if result.errors:
+        raise typer.Exit(1)
+
+
+def _flow_rows(snap: FlowSnapshot, n: int, by: str) -> list[dict[str, Any]]:
+    if n == 0 or len(snap) == 0:
+        return []
+    return snap.top(n, by=by).to_arrow().drop_columns(["TaskName"]).to_pylist()
+
+
+def _summary_dict(
+    result: AnalysisResult, snapshots: list[FlowSnapshot], top: int, written: list[Path]
+) -> dict[str, Any]:
+    st = result.stats
+    return {
+        "files": [
+            {
+                "path": str(f.path),
+                "format": f.format,
+                "compressed": f.compressed,
+                "packets": f.stats.records,
+                "error": str(f.error) if f.error else None,
+            }
+            for f in result.files
+        ],
+        "packets": st.records,
+        "bytes": st.wire_bytes,
+        "ip_packets": st.ip_packets,
+        "ip_bytes": st.ip_bytes,
+        "skipped": st.skipped,
+        "truncated": st.truncated,
+        "snaplen_cut": st.snaplen_cut,
+        "by_status": st.by_status,
+        "non_ip_by_ethertype": {f"0x{k:04x}": v for k, v in sorted(st.non_ip.items())},
+        "linktype_unsupported": {str(k): v for k, v in sorted(st.linktype_unsupported.items())},
+        "first_ts_ns": st.first_ts_ns,
+        "last_ts_ns": st.last_ts_ns,
+        "elapsed_s": result.elapsed_s,
+        "packets_per_second": result.packets_per_second,
+        "tasks": [
+            {
+                "name": s.task_name,
+                "key_fields": list(s.key_fields),
+                "flows": len(s),
+                "packets": s.total_packets,
+                "bytes": s.total_bytes,
+                "top_by_bytes": _jsonable(_flow_rows(s, top, "bytes")),
+            }
+            for s in snapshots
+        ],
+        "written": [str(p) for p in written],
+    }
+
+
+def _jsonable(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    for r in rows:
+        for k in ("StartTime", "EndTime"):
+            if r.get(k) is not None:
+                r[k] = r[k].isoformat().replace("+00:00", "Z")
+    return rows
+
+
+def _print_summary(result: AnalysisResult, snapshots: list[FlowSnapshot], top: int, written: list[Path]) -> None:
+    st = result.stats
+    summary = Table(title="Capture summary", show_header=False, title_justify="left", box=None, pad_edge=False)
+    summary.add_column(style="bold")
+    summary.add_column(justify="right")
+    summary.add_row("Files", f"{len(result.files)}" + (f" ({len(result.errors)} damaged)" if result.errors else ""))
+    summary.add_row("Packets", f"{st.records:,}")
+    summary.add_row("Bytes (wire)", f"{st.wire_bytes:,}")
+    summary.add_row("IP packets in flows", f"{st.ip_packets:,}")
+    summary.add_row("Skipped (not in a flow)", f"{st.skipped:,}")
+    summary.add_row("Truncated headers", f"{st.truncated:,}")
+    summary.add_row("Cut by snap length", f"{st.snaplen_cut:,}")
+    if st.first_ts_ns is not None and st.last_ts_ns is not None:
+        summary.add_row("First packet (UTC)", format_ts_ns(st.first_ts_ns))
+        summary.add_row("Last packet (UTC)", format_ts_ns(st.last_ts_ns))
+    for s in snapshots:
+        summary.add_row(f"Flows [{s.task_name}]", f"{len(s):,}")
+    summary.add_row("Elapsed", f"{result.elapsed_s:.3f} s")
+    summary.add_row("Rate", f"{result.packets_per_second / 1e6:.2f} M packets/s")
+    console.print(summary)
+
+    reasons = _reason_rows(result)
+    if reasons:
+        t = Table(title="Skipped and truncated packets by reason", title_justify="left")
+        t.add_column("Reason")
+        t.add_column("Detail")
+        t.add_column("Packets", justify="right")
+        for reason, detail, n in reasons:
+            t.add_row(reason, detail, f"{n:,}")
+        console.print(t)
+
+    for s in snapshots:
+        rows = _flow_rows(s, top, "bytes")
+        if not rows:
+            continue
+        t = Table(title=f"Top {len(rows)} flows by bytes — task {s.task_name}", title_justify="left")
+        cols = [c for c in ("SrcIP", "DstIP", "SrcPort", "DstPort", "Protocol") if c in s.key_fields]
+        for c in cols:
+            t.add_column(c, justify="right" if c.endswith("Port") else "left")
+        t.add_column("Packets", justify="right")
+        t.add_column("Bytes", justify="right")
+        for r in rows:
+            cells = [protocol_name(r[c]) if c == "Protocol" else str(r[c]) for c in cols]
+            t.add_row(*cells, f"{r['PacketCount']:,}", f"{r['ByteCount']:,}")
+        console.print(t)
+    for p in written:
+        console.print(f"wrote {p}", highlight=False)
+
+
+def _reason_rows(result: AnalysisResult) -> list[tuple[str, str, int]]:
+    st = result.stats
+    rows: list[tuple[str, str, int]] = []
+    for ethertype, n in sorted(st.non_ip.items(), key=lambda kv: -kv[1]):
+        rows.append(("not IP", ethertype_name(ethertype), n))
+    for lt, n in sorted(st.linktype_unsupported.items(), key=lambda kv: -kv[1]):
+        rows.append(("link type not decoded", linktype_name(lt), n))
+    for name, n in st.by_status.items():
+        if n and name not in ("ok", "non_ip", "linktype_unsupported"):
+            rows.append((name.replace("_", " "), "", n))
+    return rows

@@ -1,0 +1,26 @@
+"""Shared fixtures: where the bundled and the shared captures are."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+# the golden helpers are imported by name from tests/golden and tools/
+sys.path.insert(0, str(ROOT / "tests" / "golden"))
+BUNDLED = ROOT / "tests" / "data" / "captures"
+SHARED = ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def bundled_captures() -> Path:
+    return BUNDLED
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not (SHARED / "MANIFEST.tsv").exists():
+        pytest.skip("../shared/data is not present (only on the project's machines)")
+    return SHARED
