@@ -1,0 +1,214 @@
+"""Reading ``config.yaml``: ``.env`` -> Go ``os.ExpandEnv`` -> YAML -> validated :class:`Config`.
+
+Order and rules, as the original's ``LoadConfig`` (with stricter, clearer errors):
+
+1. ``.env`` in the current directory, then a ``.env`` next to the configuration file, are loaded into
+   the environment **without overriding** variables that are already set (the original reads only
+   ``./.env``; a missing file is fine).
+2. ``$VAR`` / ``${VAR}`` are expanded over the whole text with Go's rules (unset -> "";
+   see :mod:`netspectra.config.env`).
+3. The text is parsed as YAML; a syntax error names the file, line and column. Only ``true`` / ``false``
+   are booleans (as in YAML 1.2 and the original's yaml.v3): ``yes``, ``no``, ``on``, ``off`` stay strings,
+   so ``password: no`` is the password "no".
+4. The result is validated by :class:`~netspectra.config.models.Config`; every problem becomes one
+   line of a :class:`ConfigError`, each naming the key path, the bad value and the fix.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import logging
+import re
+from importlib.resources.abc import Traversable
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from netspectra.config.env import expand_env, load_env_files
+from netspectra.config.models import Config, unknown_key_warnings
+
+log = logging.getLogger(__name__)
+
+#: Where ``load_config(None)`` looks first, relative to the current directory (as the original does).
+LOCAL_CONFIG = Path("configs") / "config.yaml"
+#: Keys whose non-empty values :func:`effective_config_dict` masks.
+SECRET_KEYS = frozenset({"password", "api_key"})
+MASK = "***"
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used. ``str()`` lists every problem, one per line.
+
+    ``errors`` holds the problems, ``warnings`` what else was noticed (e.g. keys of the original's
+    outdated example that explain a missing key), ``path`` the file (``None`` for in-memory data).
+    """
+
+    def __init__(
+        self, errors: list[str], *, path: str | None = None, warnings: list[str] | None = None
+    ) -> None:
+        self.errors = list(errors)
+        self.warnings = list(warnings or [])
+        self.path = path
+        head = f"invalid configuration {path}:" if path else "invalid configuration:"
+        lines = [head, *(f"  {e}" for e in self.errors), *(f"  warning: {w}" for w in self.warnings)]
+        super().__init__("\n".join(lines))
+
+
+class _Yaml12BoolLoader(yaml.SafeLoader):
+    """SafeLoader whose only booleans are true/false (YAML 1.2, like yaml.v3), not yes/no/on/off."""
+
+
+_Yaml12BoolLoader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Yaml12BoolLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+
+
+def _packaged_config() -> Traversable:
+    return importlib.resources.files("netspectra") / "data" / "config.yaml"
+
+
+def default_config_path() -> Path:
+    """``./configs/config.yaml`` if it exists, else the configuration shipped inside the package."""
+    if LOCAL_CONFIG.is_file():
+        return LOCAL_CONFIG
+    # A wheel installs package data as plain files, so the Traversable is a filesystem path.
+    return Path(str(_packaged_config()))
+
+
+def _format_loc(loc: tuple[str | int, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif not part.startswith(("function-", "tagged-union")):  # pydantic's internal validator steps
+            out += f".{part}" if out else part
+    return out
+
+
+#: The fix for pydantic's own error types (our validators put the fix into their message).
+_FIXES: dict[str, str] = {
+    "missing": "add this key",
+    "int_parsing": "write a whole number",
+    "int_type": "write a whole number",
+    "int_from_float": "write a whole number",
+    "float_parsing": "write a number, e.g. 1.08",
+    "float_type": "write a number, e.g. 1.08",
+    "bool_parsing": "write true or false",
+    "bool_type": "write true or false",
+    "string_type": "write a string",
+    "tuple_type": "write a YAML list, e.g. [a, b]",
+    "list_type": "write a YAML list, e.g. [a, b]",
+    "model_type": "write a mapping (key: value lines) here",
+    "model_attributes_type": "write a mapping (key: value lines) here",
+    "dict_type": "write a mapping (key: value lines) here",
+    "greater_than_equal": "use a larger value",
+    "less_than_equal": "use a smaller value",
+}
+
+
+def _format_errors(exc: ValidationError) -> list[str]:
+    lines: list[str] = []
+    for err in exc.errors(include_url=False):
+        path = _format_loc(tuple(err["loc"]))
+        kind = err["type"]
+        if kind == "value_error":
+            # Our validators' messages already hold the value and the fix, and cross-checks their paths.
+            msg = str(err["ctx"]["error"]) if "ctx" in err else err["msg"].removeprefix("Value error, ")
+            for line in msg.splitlines():
+                lines.append(f"{path}: {line}" if path else line)
+            continue
+        value = "" if kind == "missing" else f" (got {err['input']!r})"
+        fix = _FIXES.get(kind)
+        lines.append(
+            f"{path or '(top level)'}: {err['msg'].rstrip('.')}{value}" + (f"; {fix}" if fix else "")
+        )
+    return lines
+
+
+def parse_config_text(text: str, *, source: str = "<string>", expand: bool = True) -> Config:
+    """Validate the YAML ``text`` (after Go env expansion if ``expand``); :class:`ConfigError` on failure.
+
+    Does not read any ``.env``; :func:`load_config` does that before calling this.
+    """
+    if expand:
+        text = expand_env(text)
+    try:
+        data: Any = yaml.load(text, Loader=_Yaml12BoolLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark is not None else source
+        problem = getattr(exc, "problem", None) or str(exc)
+        context = getattr(exc, "context", None)
+        detail = f"{context}, {problem}" if context else problem
+        raise ConfigError([f"{where}: YAML syntax error: {detail}"], path=source) from None
+    warnings: list[str] = []
+    if data is None:
+        data = {}
+        warnings.append("the file is empty: every setting takes its default")
+    if not isinstance(data, dict):
+        raise ConfigError(
+            [
+                f"{source}: the top level is a {type(data).__name__}, not a mapping; write sections such as "
+                "'aggregator:' and 'probe:'"
+            ],
+            path=source,
+        )
+    try:
+        cfg = Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(
+            _format_errors(exc), path=source, warnings=warnings + unknown_key_warnings(data)
+        ) from None
+    cfg._warnings = tuple(warnings) + cfg.warnings
+    cfg._source = source
+    return cfg
+
+
+def load_config(path: Path | str | None = None, *, log_warnings: bool = True) -> Config:
+    """Load, expand and validate a configuration file.
+
+    ``path`` ``None`` -> :func:`default_config_path`. Reads ``./.env`` and ``<config dir>/.env`` first
+    without overriding the environment. Raises :class:`ConfigError` (naming the path) for a missing or
+    unreadable file, a YAML error (with line and column) or invalid values (every problem listed). With
+    ``log_warnings`` each warning is also logged; they are always in :attr:`Config.warnings`.
+    """
+    p = Path(path) if path is not None else default_config_path()
+    load_env_files([Path.cwd() / ".env", p.parent / ".env"])
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([f"configuration file not found: {p}"], path=str(p)) from None
+    except IsADirectoryError:
+        raise ConfigError([f"{p} is a directory; give the path of a YAML file"], path=str(p)) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError([f"{p}: not UTF-8 text (byte {exc.start})"], path=str(p)) from None
+    except OSError as exc:
+        raise ConfigError([f"cannot read {p}: {exc.strerror}"], path=str(p)) from None
+    cfg = parse_config_text(text, source=str(p))
+    if log_warnings:
+        for w in cfg.warnings:
+            log.warning("config %s: %s", p, w)
+    return cfg
+
+
+def _mask(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {k: (MASK if k in SECRET_KEYS and node[k] else _mask(v)) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_mask(v) for v in node]
+    return node
+
+
+def effective_config_dict(cfg: Config) -> dict[str, Any]:
+    """The configuration with every default applied, as plain JSON-able data.
+
+    Keys use the correct spellings (``size_threshold``; ``from`` for smtp), durations Go's syntax
+    (``"10m0s"``), and non-empty secrets (``password``, ``api_key``) are replaced by ``"***"``.
+    """
+    return _mask(cfg.model_dump(mode="json", by_alias=True))

@@ -1,0 +1,805 @@
+"""Configuration: Go env expansion, .env, schema compatibility with the original, validation messages, CLI."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import re
+import textwrap
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from netspectra.config import (
+    Config,
+    ConfigError,
+    SketchType,
+    default_config_path,
+    effective_config_dict,
+    expand_env,
+    format_go_duration,
+    load_config,
+    parse_config_text,
+    parse_go_duration,
+)
+from netspectra.config.models import KEY_FIELDS
+
+REPO = Path(__file__).resolve().parents[2]
+SHIPPED = REPO / "configs" / "config.yaml"
+PACKAGED = REPO / "src" / "netspectra" / "data" / "config.yaml"
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Run in an empty directory and restore os.environ afterwards (load_config loads .env into it)."""
+    monkeypatch.chdir(tmp_path)
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+def _minimal() -> dict[str, Any]:
+    return {
+        "alerter": {
+            "enabled": True,
+            "rules": [
+                {"name": "r", "task_name": "flows", "metric": "total_bytes", "operator": ">", "threshold": 1},
+            ],
+        },
+        "aggregator": {
+            "types": ["exact", "sketch"],
+            "exact": {
+                "writers": [{"type": "parquet", "enabled": True, "snapshot_interval": "60s"}],
+                "tasks": [{"name": "flows", "key_fields": ["SrcIP", "DstIP"]}],
+            },
+            "sketch": {
+                "writers": [{"type": "text", "enabled": True}],
+                "tasks": [
+                    {"name": "cm", "skt_type": 0, "flow_fields": ["SrcIP"]},
+                    {"name": "ss", "skt_type": 1, "flow_fields": ["SrcIP"], "element_fields": ["DstIP"]},
+                ],
+            },
+        },
+    }
+
+
+def _parse(data: dict[str, Any]) -> Config:
+    return parse_config_text(yaml.safe_dump(data, sort_keys=False), source="test.yaml", expand=False)
+
+
+def _error_lines(data: dict[str, Any]) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        _parse(data)
+    return info.value.errors
+
+
+# --------------------------------------------------------------------------------------------------
+# Go os.ExpandEnv
+# --------------------------------------------------------------------------------------------------
+
+ENV = {"A": "x", "B_2": "y", "A B": "spaced", "*": "star", "1": "one"}
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("$A", "x"),
+        ("${A}", "x"),
+        ("pre-${A}-post", "pre-x-post"),
+        ("$UNSET", ""),  # unset -> "" (Python's expandvars would keep "$UNSET")
+        ("${UNSET}", ""),
+        ("$A.b", "x.b"),  # the name stops at the first non [A-Za-z0-9_]
+        ("$B_2/", "y/"),
+        ("$Ab", ""),  # longest name: "Ab", unset
+        ("$1x", "onex"),  # a digit is a one-character special name
+        ("$*", "star"),
+        ("${*}", "star"),
+        ("${A B}", "spaced"),  # braces take everything up to "}"
+        ("a$$b", "ab"),  # "$$" looks up the variable "$" (not the pid)
+        ("a${}b", "ab"),  # "${}" is bad syntax and eaten
+        ("a${Ab", "aAb"),  # "${" without "}" loses only "${"
+        ("cost $", "cost $"),  # a lone "$" at the end stays
+        ("a $ b", "a $ b"),  # "$" followed by a non-name stays
+        ("$é", "$é"),  # names are ASCII only
+        ("no dollar", "no dollar"),
+    ],
+)
+def test_expand_env_follows_go(text: str, expected: str) -> None:
+    assert expand_env(text, ENV) == expected
+
+
+def test_expand_env_uses_process_environment_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NS_TEST_VAR", "v")
+    monkeypatch.delenv("NS_TEST_UNSET", raising=False)
+    assert expand_env("${NS_TEST_VAR}:$NS_TEST_VAR:${NS_TEST_UNSET}:$NS_TEST_UNSET") == "v:v::"
+    assert os.path.expandvars("$NS_TEST_UNSET") == "$NS_TEST_UNSET"  # the behaviour we must not have
+
+
+def test_unset_variable_in_config_gives_empty_then_default(tmp_path: Path) -> None:
+    cfg_file = tmp_path / "c.yaml"
+    cfg_file.write_text(
+        'probe:\n  nats_url: "${NS_TEST_NATS}"\n  subject: "s.$NS_TEST_SUFFIX"\nsmtp:\n  port: $NS_P\n'
+    )
+    os.environ.pop("NS_TEST_NATS", None)
+    os.environ["NS_TEST_SUFFIX"] = "raw"
+    os.environ.pop("NS_P", None)
+    cfg = load_config(cfg_file)
+    assert cfg.probe.nats_url == "nats://127.0.0.1:4222"  # "" -> the NATS client's default
+    assert cfg.probe.subject == "s.raw"
+    assert cfg.smtp.port == 0  # `port:` with nothing is YAML null -> not given
+
+
+# --------------------------------------------------------------------------------------------------
+# .env
+# --------------------------------------------------------------------------------------------------
+
+
+def test_dotenv_never_overrides_the_environment(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("NS_T_A=from_cwd_env\nNS_T_B=from_cwd_env\n")
+    conf_dir = tmp_path / "conf"
+    conf_dir.mkdir()
+    (conf_dir / ".env").write_text("NS_T_B=from_conf_env\nNS_T_C=from_conf_env\n")
+    (conf_dir / "config.yaml").write_text(
+        "smtp:\n  host: ${NS_T_A}\n  username: ${NS_T_B}\n  from: ${NS_T_C}\n"
+    )
+    os.environ["NS_T_A"] = "from_environment"
+    os.environ.pop("NS_T_B", None)
+    os.environ.pop("NS_T_C", None)
+    cfg = load_config(conf_dir / "config.yaml")
+    assert cfg.smtp.host == "from_environment"  # the environment wins over any .env
+    assert cfg.smtp.username == "from_cwd_env"  # ./.env wins over the config directory's .env
+    assert cfg.smtp.from_ == "from_conf_env"
+    assert os.environ["NS_T_A"] == "from_environment"
+
+
+# --------------------------------------------------------------------------------------------------
+# Durations
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("600s", timedelta(seconds=600)),
+        ("720h", timedelta(hours=720)),
+        ("1h30m", timedelta(hours=1, minutes=30)),
+        ("250ms", timedelta(milliseconds=250)),
+        ("1.5h", timedelta(minutes=90)),
+        (".5s", timedelta(milliseconds=500)),
+        ("1h0.5m", timedelta(hours=1, seconds=30)),
+        ("10us", timedelta(microseconds=10)),
+        ("10µs", timedelta(microseconds=10)),
+        ("1500ns", timedelta(microseconds=2)),  # rounded to the timedelta's resolution
+        ("0", timedelta(0)),
+        ("-2m", timedelta(minutes=-2)),
+        ("+3s", timedelta(seconds=3)),
+    ],
+)
+def test_go_durations(text: str, expected: timedelta) -> None:
+    assert parse_go_duration(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("", "not a duration"),
+        ("600", "missing unit"),
+        ("10 minutes", "unknown unit ' minutes'"),
+        ("5d", "unknown unit 'd'"),
+        ("1h 30m", "unknown unit 'h '"),
+        (".s", "without digits"),
+        ("h", "unexpected 'h'"),
+        ("3000000h", "out of range"),
+    ],
+)
+def test_bad_go_durations(text: str, reason: str) -> None:
+    with pytest.raises(ValueError, match=r"duration|range") as info:
+        parse_go_duration(text)
+    assert reason in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("td", "text"),
+    [
+        (timedelta(0), "0s"),
+        (timedelta(seconds=600), "10m0s"),
+        (timedelta(hours=720), "720h0m0s"),
+        (timedelta(milliseconds=250), "250ms"),
+        (timedelta(seconds=1.5), "1.5s"),
+        (timedelta(microseconds=10), "10µs"),
+        (timedelta(minutes=-2), "-2m0s"),
+    ],
+)
+def test_go_duration_format_round_trips(td: timedelta, text: str) -> None:
+    assert format_go_duration(td) == text
+    assert parse_go_duration(text) == td
+
+
+def test_duration_fields_parse_and_reject() -> None:
+    data = _minimal()
+    data["aggregator"]["period"] = "1h30m"
+    data["alerter"]["check_interval"] = "250ms"
+    cfg = _parse(data)
+    assert cfg.aggregator.period == timedelta(minutes=90)
+    assert cfg.alerter.check_interval == timedelta(milliseconds=250)
+    assert cfg.aggregator.exact.writers[0].snapshot_interval == timedelta(seconds=60)
+    assert cfg.aggregator.sketch.writers[0].snapshot_interval is None  # absent: only the final snapshot
+    data["aggregator"]["period"] = 600  # a bare number has no unit, as in Go
+    (line,) = _error_lines(data)
+    assert line.startswith("aggregator.period: '600' is not a duration (missing unit")
+    assert "write a Go duration such as 600s" in line
+
+
+# --------------------------------------------------------------------------------------------------
+# Aliases, defaults
+# --------------------------------------------------------------------------------------------------
+
+
+def test_thereshold_spelling_is_an_alias() -> None:
+    data = _minimal()
+    task = data["aggregator"]["sketch"]["tasks"][0]
+    task.update({"size_thereshold": 4096000, "count_thereshold": 4096})
+    cfg = _parse(data)
+    cm = cfg.aggregator.sketch.tasks[0]
+    assert (cm.size_threshold, cm.count_threshold) == (4096000, 4096)
+    task.update({"size_threshold": 4096000, "count_threshold": 4096})  # both spellings, same values: fine
+    assert _parse(data).aggregator.sketch.tasks[0].count_threshold == 4096
+    del task["size_thereshold"], task["count_thereshold"]
+    assert _parse(data).aggregator.sketch.tasks[0].size_threshold == 4096000
+
+
+def test_both_threshold_spellings_with_different_values_is_an_error() -> None:
+    data = _minimal()
+    data["aggregator"]["sketch"]["tasks"][0].update({"count_threshold": 10, "count_thereshold": 20})
+    (line,) = _error_lines(data)
+    assert line.startswith("aggregator.sketch.tasks[0]: both count_threshold (10)")
+    assert "count_thereshold (20)" in line and "keep only one" in line
+
+
+def test_defaults_the_original_applies() -> None:
+    data = _minimal()
+    data["aggregator"]["exact"]["tasks"] += [
+        {"name": "big", "key_fields": ["SrcIP"], "num_shards": 40000},
+        {"name": "some", "key_fields": ["DstIP"], "num_shards": 64},
+    ]
+    data["probe"] = {"persistence": {"enabled": True, "num_workers": 0, "channel_buffer_size": -5}}
+    cfg = _parse(data)
+    shards = [t.num_shards for t in cfg.aggregator.exact.tasks]
+    assert shards == [256, 256, 64]  # absent (0) and >= 32768 -> 256
+    cm, ss = cfg.aggregator.sketch.tasks
+    assert cm.skt_type is SketchType.COUNT_MIN
+    assert (cm.width, cm.depth, cm.size_threshold, cm.count_threshold) == (2**20, 3, 524288, 512)
+    assert ss.skt_type is SketchType.SUPER_SPREAD
+    assert (ss.width, ss.depth, ss.count_threshold, ss.m, ss.size, ss.base, ss.b) == (
+        2**20,
+        3,
+        4096,
+        128,
+        5,
+        0.5,
+        1.08,
+    )
+    assert ss.seed is None
+    p = cfg.probe.persistence
+    assert (p.num_workers, p.channel_buffer_size, p.encoding) == (1, 10000, "pcap")
+    assert cfg.api.grpc_listen_addr == ":50051" and cfg.ai.grpc_listen_addr == ":50052"
+    assert cfg.aggregator.num_workers == 16 and cfg.aggregator.size_of_packet_channel == 10000
+
+
+def test_seed_and_explicit_values_are_kept() -> None:
+    data = _minimal()
+    data["aggregator"]["sketch"]["tasks"][1].update({"seed": 17371, "width": 8192, "depth": 2, "m": 32})
+    ss = _parse(data).aggregator.sketch.tasks[1]
+    assert (ss.seed, ss.width, ss.depth, ss.m, ss.size) == (17371, 8192, 2, 32, 5)
+
+
+def test_null_values_mean_not_given_and_numbers_coerce_to_strings() -> None:
+    text = textwrap.dedent(
+        """
+        smtp:
+          host: mail.example.com
+          port:
+          password: 123
+          to: "a@x.org, b@y.org ,"
+        alerter:
+        """
+    )
+    cfg = parse_config_text(text)
+    assert cfg.smtp.port == 0
+    assert cfg.smtp.password == "123"  # yaml.v3 accepts a number into a Go string
+    assert cfg.smtp.recipients == ("a@x.org", "b@y.org")
+    assert cfg.alerter.enabled is False  # Go's zero value
+
+
+def test_yaml_booleans_are_yaml_1_2() -> None:
+    cfg = parse_config_text("smtp:\n  password: no\n  username: on\nalerter:\n  enabled: true\n")
+    assert cfg.smtp.password == "no" and cfg.smtp.username == "on"
+    assert cfg.alerter.enabled is True
+
+
+def test_config_is_frozen() -> None:
+    cfg = _parse(_minimal())
+    with pytest.raises(ValueError, match="frozen"):
+        cfg.aggregator.num_workers = 3  # type: ignore[misc]
+
+
+# --------------------------------------------------------------------------------------------------
+# Validation messages: key path, bad value, fix
+# --------------------------------------------------------------------------------------------------
+
+
+def _set(data: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
+    data = copy.deepcopy(data)
+    node: Any = data
+    parts = path.split(".")
+    for part in parts[:-1]:
+        node = node[int(part)] if isinstance(node, list) else node.setdefault(part, {})
+    last = parts[-1]
+    if isinstance(node, list):
+        node[int(last)] = value
+    else:
+        node[last] = value
+    return data
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "expected"),
+    [
+        (
+            "aggregator.types",
+            ["exact", "flow"],
+            "aggregator.types[1]: 'flow' is not a valid aggregator type; "
+            "valid aggregator types are exact, sketch",
+        ),
+        (
+            "aggregator.types",
+            "exact",
+            "aggregator.types: 'exact' is a single string; write a YAML list, e.g. [exact]",
+        ),
+        (
+            "aggregator.exact.tasks.0.key_fields",
+            ["SrcIP", "DstIP", "SrcMac"],
+            "aggregator.exact.tasks[0].key_fields[2]: 'SrcMac' is not a key field; "
+            "valid fields are SrcIP, DstIP, SrcPort, DstPort, Protocol",
+        ),
+        (
+            "aggregator.exact.tasks.0.key_fields",
+            ["srcip"],
+            "aggregator.exact.tasks[0].key_fields[0]: 'srcip' is not a key field (names are case-sensitive: "
+            "did you mean 'SrcIP'?); valid fields are",
+        ),
+        (
+            "aggregator.exact.tasks.0.key_fields",
+            [],
+            "aggregator.exact.tasks[0].key_fields: key_fields is empty; list at least one of SrcIP,",
+        ),
+        (
+            "aggregator.exact.tasks.0.key_fields",
+            ["SrcIP", "SrcIP"],
+            "aggregator.exact.tasks[0].key_fields: SrcIP listed more than once in ['SrcIP', 'SrcIP']; "
+            "list each field once",
+        ),
+        (
+            "aggregator.exact.tasks.0.num_shards",
+            -1,
+            "aggregator.exact.tasks[0].num_shards: Input should be greater than or equal to 0 (got -1)",
+        ),
+        (
+            "aggregator.sketch.tasks.0.skt_type",
+            2,
+            "aggregator.sketch.tasks[0].skt_type: 2 is not a sketch type; "
+            "valid skt_type values are 0 (CountMin",
+        ),
+        (
+            "aggregator.sketch.tasks.1.element_fields",
+            [],
+            "aggregator.sketch.tasks[1]: element_fields is empty; a SuperSpread task (skt_type 1) counts",
+        ),
+        (
+            "aggregator.sketch.tasks.0.flow_fields",
+            ["Port"],
+            "aggregator.sketch.tasks[0].flow_fields[0]: 'Port' is not a key field",
+        ),
+        (
+            "aggregator.sketch.tasks.0.width",
+            "wide",
+            "aggregator.sketch.tasks[0].width: Input should be a valid integer, unable to parse string as an "
+            "integer (got 'wide'); write a whole number",
+        ),
+        (
+            "aggregator.exact.writers.0.type",
+            "csv",
+            "aggregator.exact.writers[0].type: 'csv' is not a writer type of this group; "
+            "valid types are gob, clickhouse, parquet, text",
+        ),
+        (
+            "aggregator.sketch.writers.0.type",
+            "gob",
+            "aggregator.sketch.writers[0].type: 'gob' is not a writer type of this group; "
+            "valid types are text, clickhouse, parquet",
+        ),
+        (
+            "aggregator.exact.writers.0.snapshot_interval",
+            "1 minute",
+            "aggregator.exact.writers[0].snapshot_interval: '1 minute' is not a duration "
+            "(unknown unit ' minute')",
+        ),
+        (
+            "alerter.rules.0.operator",
+            "!=",
+            "alerter.rules[0].operator: '!=' is not a valid operator; valid operators are >, <, =, >=, <=",
+        ),
+        (
+            "alerter.rules.0.operator",
+            "==",
+            "alerter.rules[0].operator: '==' is not a valid operator (did you mean '='?)",
+        ),
+        (
+            "alerter.rules.0.metric",
+            "ByteCount",
+            "alerter.rules[0].metric: 'ByteCount' is not a valid metric; valid metrics are total_packets, "
+            "total_bytes, total_flows, heavy_hitter_count, heavy_hitter_size, super_spreader_spread",
+        ),
+        (
+            "alerter.rules.0.task_name",
+            "flow",
+            "alerter.rules[0].task_name: 'flow' is not a configured task (did you mean 'flows'?); "
+            "known tasks are flows, cm, ss",
+        ),
+        (
+            "alerter.rules.0.metric",
+            "heavy_hitter_count",
+            "alerter.rules[0].metric: 'heavy_hitter_count' is a sketch metric but 'flows' is an exact task; "
+            "exact tasks have total_packets, total_bytes, total_flows",
+        ),
+        ("alerter.check_interval", "0s", "alerter.check_interval: '0s' is not positive; write e.g. 600s"),
+        ("alerter.enabled", "maybe", "alerter.enabled: Input should be a valid boolean"),
+        (
+            "aggregator.num_workers",
+            0,
+            "aggregator.num_workers: Input should be greater than or equal to 1 (got 0)",
+        ),
+        (
+            "probe.persistence.encoding",
+            "json",
+            "probe.persistence.encoding: 'json' is not a valid encoding; valid encodings are pcap, text, gob",
+        ),
+        ("smtp.port", 70000, "smtp.port: Input should be less than or equal to 65535 (got 70000)"),
+        ("aggregator.exact", ["x"], "aggregator.exact: Input should be a valid dictionary or instance"),
+    ],
+)
+def test_validation_error_names_path_value_and_fix(path: str, value: Any, expected: str) -> None:
+    lines = _error_lines(_set(_minimal(), path, value))
+    assert any(line.startswith(expected) for line in lines), lines
+
+
+def test_missing_key_names_it() -> None:
+    data = _minimal()
+    del data["aggregator"]["exact"]["tasks"][0]["key_fields"]
+    assert _error_lines(data) == ["aggregator.exact.tasks[0].key_fields: Field required; add this key"]
+
+
+def test_duplicate_task_names_across_groups() -> None:
+    data = _set(_minimal(), "aggregator.sketch.tasks.0.name", "flows")
+    (line,) = _error_lines(data)
+    assert line == (
+        "aggregator.sketch.tasks[0].name: 'flows' is already the name of aggregator.exact.tasks[0]; "
+        "task names must be unique across exact and sketch tasks (rename one)"
+    )
+
+
+def test_metric_must_suit_the_sketch_type() -> None:
+    data = _minimal()
+    data["alerter"]["rules"] = [
+        {"name": "a", "task_name": "cm", "metric": "super_spreader_spread", "operator": ">", "threshold": 1},
+        {"name": "b", "task_name": "ss", "metric": "heavy_hitter_size", "operator": ">=", "threshold": 1},
+        {"name": "c", "task_name": "ss", "metric": "total_flows", "operator": "<", "threshold": 1},
+    ]
+    lines = _error_lines(data)
+    assert lines[0].startswith("alerter.rules[0].metric: 'super_spreader_spread' needs a SuperSpread task")
+    assert lines[1].startswith("alerter.rules[1].metric: 'heavy_hitter_size' needs a CountMin task")
+    assert lines[2].startswith("alerter.rules[2].metric: 'total_flows' is an exact-task metric but 'ss'")
+
+
+def test_every_problem_is_listed_one_per_line() -> None:
+    data = _set(_minimal(), "aggregator.types", ["exact", "bogus"])
+    data = _set(data, "aggregator.exact.tasks.0.key_fields", ["SrcIP", "Nope"])
+    data = _set(data, "alerter.rules.0.operator", "~")
+    with pytest.raises(ConfigError) as info:
+        _parse(data)
+    msg = str(info.value).splitlines()
+    assert msg[0] == "invalid configuration test.yaml:"
+    assert len(info.value.errors) == 3
+    assert [m.strip() for m in msg[1:4]] == info.value.errors
+
+
+# --------------------------------------------------------------------------------------------------
+# Unknown keys and the original's outdated example
+# --------------------------------------------------------------------------------------------------
+
+
+def test_unknown_keys_are_accepted_with_a_warning() -> None:
+    data = _minimal()
+    data["aggregator"]["exact"]["tasks"][0]["num_shard"] = 8
+    data["telemetry"] = {"on": True}
+    cfg = _parse(data)
+    assert (
+        "aggregator.exact.tasks[0].num_shard: unknown key, ignored; did you mean 'num_shards'?"
+        in cfg.warnings
+    )
+    assert any(
+        w.startswith("telemetry: unknown key, ignored; known keys here: aggregator, ai,")
+        for w in cfg.warnings
+    )
+
+
+def test_unknown_keys_are_logged_by_load_config(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    f = tmp_path / "c.yaml"
+    f.write_text("probe:\n  subject_name: gopacket\n")
+    with caplog.at_level("WARNING", logger="netspectra.config.loader"):
+        cfg = load_config(f)
+    assert cfg.warnings == ("probe.subject_name: unknown key, ignored; write subject instead",)
+    assert "probe.subject_name" in caplog.text
+    assert cfg.probe.subject == "gons.packets.raw"
+
+
+STALE_EXAMPLE = textwrap.dedent(
+    """
+    probe:
+      nats_url: "nats://localhost:4222"
+      subject_name: "gopacket"
+    aggregator:
+      period: "60s"
+      types: ["exact", "sketch"]
+      exact:
+        tasks:
+          - name: "per_src_ip"
+            key: ["SrcIP"]
+        writers:
+          - type: "clickhouse"
+            snapshot_interval: "10s"
+            clickhouse: {host: "localhost", port: 19000, user: "default", password: "123"}
+      sketch:
+        tasks:
+          - name: "per_flow_ss"
+            key: ["SrcIP"]
+            elementkey: ["DstIP"]
+            skt_type: 1
+            m: 1048576
+            size: 128
+            base: 2
+            b: 4
+    api:
+      rpc_listen_addr: ":50051"
+    smtp:
+      user: "user@example.com"
+    ai:
+      rpc_listen_addr: ":50052"
+      openai:
+        api_key: "your-api-key-here"
+        model: "gpt-4"
+    """
+)
+
+
+def test_stale_example_keys_get_clear_warnings() -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config_text(STALE_EXAMPLE, source="config.yaml.example")
+    err = info.value
+    # the keys the outdated example lacks are errors ...
+    assert "aggregator.exact.tasks[0].key_fields: Field required; add this key" in err.errors
+    assert "aggregator.sketch.tasks[0].flow_fields: Field required; add this key" in err.errors
+    # ... and the warnings say which key of the example to rename
+    assert err.warnings == [
+        "probe.subject_name: unknown key, ignored; write subject instead",
+        "aggregator.exact.tasks[0].key: unknown key, ignored; write key_fields instead",
+        "aggregator.exact.writers[0].clickhouse.user: unknown key, ignored; write username instead",
+        "aggregator.sketch.tasks[0].key: unknown key, ignored; write flow_fields instead",
+        "aggregator.sketch.tasks[0].elementkey: unknown key, ignored; write element_fields instead",
+        "api.rpc_listen_addr: unknown key, ignored; write grpc_listen_addr instead",
+        "smtp.user: unknown key, ignored; write username instead",
+        "ai.rpc_listen_addr: unknown key, ignored; write grpc_listen_addr instead",
+        "ai.openai: unknown key, ignored; write api_key, model and base_url directly under ai instead",
+    ]
+    assert "warning: probe.subject_name" in str(err)
+
+
+def test_stale_superspread_parameters_warn_about_memory() -> None:
+    fixed = STALE_EXAMPLE.replace("key:", "key_fields:", 1).replace(
+        'key: ["SrcIP"]', 'flow_fields: ["SrcIP"]'
+    )
+    fixed = fixed.replace("elementkey:", "element_fields:")
+    cfg = parse_config_text(fixed)
+    mem = [w for w in cfg.warnings if "of memory" in w]
+    assert len(mem) == 1
+    assert mem[0].startswith("aggregator.sketch.tasks[0] (per_flow_ss): the sketch needs about")
+    assert "TiB" in mem[0] and "reduce width, depth or m" in mem[0]
+
+
+def test_tasks_of_a_group_not_in_types_warn() -> None:
+    data = _set(_minimal(), "aggregator.types", ["exact"])
+    cfg = _parse(data)
+    assert any(
+        w.startswith("aggregator.sketch.tasks: 2 task(s) configured but 'sketch' is not in")
+        for w in cfg.warnings
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# Files: shipped, packaged, errors
+# --------------------------------------------------------------------------------------------------
+
+
+def test_shipped_config_loads_with_the_original_tasks_and_rules() -> None:
+    cfg = load_config(SHIPPED)
+    assert cfg.source == str(SHIPPED)
+    assert cfg.task_names() == ("per_five_tuple", "ss_src_dst", "cm_src_left")
+    (exact,) = cfg.aggregator.exact.tasks
+    assert exact.key_fields == KEY_FIELDS and exact.num_shards == 128
+    ss, cm = cfg.aggregator.sketch.tasks
+    assert (ss.skt_type, ss.flow_fields, ss.element_fields) == (
+        SketchType.SUPER_SPREAD,
+        ("SrcIP",),
+        ("DstIP",),
+    )
+    assert (ss.width, ss.depth, ss.count_threshold, ss.m, ss.size, ss.b, ss.base) == (
+        32768,
+        2,
+        1,
+        128,
+        5,
+        1.08,
+        0.5,
+    )
+    assert (cm.skt_type, cm.flow_fields) == (SketchType.COUNT_MIN, ("SrcIP",))
+    assert cm.element_fields == ("DstIP", "SrcPort", "DstPort", "Protocol")
+    assert (cm.width, cm.depth, cm.size_threshold, cm.count_threshold) == (32768, 2, 4096000, 4096)
+    enabled = {
+        (w.type, w.snapshot_interval)
+        for g in (cfg.aggregator.exact, cfg.aggregator.sketch)
+        for w in g.writers
+        if w.enabled
+    }
+    assert enabled == {("clickhouse", timedelta(seconds=60))}
+    assert [(r.name, r.task_name, r.metric, r.operator, r.threshold) for r in cfg.alerter.rules] == [
+        ("Potential_DDoS_Source_Detected", "ss_src_dst", "super_spreader_spread", ">", 5000),
+        ("Potential_Nmap_Scan_Detected", "cm_src_left", "heavy_hitter_count", ">", 10),
+        ("Total_Traffic_Spike", "per_five_tuple", "total_bytes", ">", 1000000),
+    ]
+    assert cfg.aggregator.period == timedelta(hours=720)
+    assert cfg.alerter.check_interval == timedelta(seconds=600)
+    assert cfg.warnings == ()  # loads cleanly with no variable set
+    # the original's spelling is kept in the file, so a user of the original recognises it
+    assert "count_thereshold:" in SHIPPED.read_text()
+
+
+def test_shipped_config_expands_placeholders(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CLICKHOUSE_HOST", "ch.internal")
+    monkeypatch.setenv("CLICKHOUSE_PORT", "19000")
+    monkeypatch.setenv("SMTP_PASSWORD", "s3cret")
+    monkeypatch.setenv("AI_API_KEY", "k")
+    cfg = load_config(SHIPPED)
+    ch = cfg.aggregator.exact.writers[1].clickhouse
+    assert (ch.host, ch.port, ch.database, ch.username) == ("ch.internal", 19000, "default", "default")
+    eff = effective_config_dict(cfg)
+    assert eff["smtp"]["password"] == "***" and eff["ai"]["api_key"] == "***"
+    assert eff["aggregator"]["exact"]["writers"][1]["clickhouse"]["password"] == ""  # empty stays visible
+    assert eff["alerter"]["check_interval"] == "10m0s"
+    assert eff["aggregator"]["sketch"]["tasks"][1]["size_threshold"] == 4096000
+    assert "from" in eff["smtp"]
+    json.dumps(eff)  # JSON-able
+
+
+def test_packaged_copy_is_identical() -> None:
+    assert PACKAGED.read_bytes() == SHIPPED.read_bytes()
+
+
+def test_env_example_lists_every_placeholder() -> None:
+    example = (REPO / "configs" / ".env.example").read_text()
+    names = {
+        line.split("=", 1)[0] for line in example.splitlines() if "=" in line and not line.startswith("#")
+    }
+    text = SHIPPED.read_text()
+    code = "\n".join(line.split("#", 1)[0] for line in text.splitlines())  # placeholders outside comments
+    placeholders = set(re.findall(r"\$\{([A-Za-z0-9_]+)\}", code))
+    assert len(placeholders) >= 10
+    assert placeholders <= names, placeholders - names
+
+
+def test_default_path_prefers_local_configs(tmp_path: Path) -> None:
+    assert default_config_path().read_bytes() == PACKAGED.read_bytes()  # empty cwd: the packaged copy
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "config.yaml").write_text("aggregator:\n  num_workers: 3\n")
+    assert default_config_path() == Path("configs/config.yaml")
+    assert load_config().aggregator.num_workers == 3
+
+
+def test_missing_file_names_the_path(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"configuration file not found: .*nope\.yaml"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_yaml_error_names_file_line_and_column(tmp_path: Path) -> None:
+    f = tmp_path / "broken.yaml"
+    f.write_text("aggregator:\n  types: [exact\n  period: 1h\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(f)
+    (line,) = info.value.errors
+    assert line.startswith(f"{f}:3:9: YAML syntax error:")
+
+
+def test_top_level_must_be_a_mapping() -> None:
+    with pytest.raises(ConfigError, match="the top level is a list, not a mapping"):
+        parse_config_text("- a\n- b\n")
+
+
+def test_key_fields_match_the_tasks_vocabulary() -> None:
+    fields = pytest.importorskip("netspectra.tasks.fields")
+    assert fields.FIELD_NAMES == KEY_FIELDS
+
+
+# --------------------------------------------------------------------------------------------------
+# netspectra config check
+# --------------------------------------------------------------------------------------------------
+
+
+def _cli() -> tuple[Any, list[str]]:
+    """The typer app and the argument prefix: the full CLI when every subcommand module exists."""
+    try:
+        from netspectra.cli import main
+
+        if not any(g.name == "config" for g in main.app.registered_groups):
+            main._register()
+        return main.app, ["config", "check"]
+    except ImportError:  # a sibling subcommand (analyze, gen) is not written yet
+        from netspectra.cli import config_cmd
+
+        return config_cmd.app, ["check"]
+
+
+def test_config_check_valid_prints_effective_json(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SMTP_PASSWORD", "hunter2")
+    app, prefix = _cli()
+    result = CliRunner().invoke(app, [*prefix, "--config", str(SHIPPED), "--json"])
+    assert result.exit_code == 0, result.output
+    start = result.stdout.index("{")
+    eff = json.loads(result.stdout[start : result.stdout.rindex("}") + 1])
+    assert eff["smtp"]["password"] == "***"
+    assert [t["name"] for t in eff["aggregator"]["exact"]["tasks"]] == ["per_five_tuple"]
+    assert "hunter2" not in result.output
+
+
+def test_config_check_yaml_output_and_warnings(tmp_path: Path) -> None:
+    f = tmp_path / "c.yaml"
+    f.write_text("probe:\n  subject_name: x\n")
+    app, prefix = _cli()
+    result = CliRunner().invoke(app, [*prefix, "-c", str(f)])
+    assert result.exit_code == 0, result.output
+    assert "subject: gons.packets.raw" in result.output
+    assert "probe.subject_name: unknown key, ignored; write subject instead" in result.output
+
+
+def test_config_check_invalid_exits_2_with_every_error(tmp_path: Path) -> None:
+    f = tmp_path / "bad.yaml"
+    f.write_text(
+        "aggregator:\n  types: [exact]\n  exact:\n    tasks:\n      - name: t\n"
+        "        key_fields: [SrcIP, Mac]\n  period: 5 days\n"
+    )
+    app, prefix = _cli()
+    result = CliRunner().invoke(app, [*prefix, "-c", str(f)])
+    assert result.exit_code == 2
+    out = " ".join(result.output.split())  # rich may wrap long lines
+    assert "aggregator.exact.tasks[0].key_fields[1]: 'Mac' is not a key field" in out
+    assert "aggregator.period: '5 days' is not a duration" in out
+
+
+def test_secrets_stay_out_of_repr() -> None:
+    cfg = parse_config_text("smtp:\n  password: hunter2\nai:\n  api_key: sk-123\n")
+    assert cfg.smtp.password == "hunter2" and cfg.ai.api_key == "sk-123"
+    assert "hunter2" not in repr(cfg) and "sk-123" not in repr(cfg)
