@@ -44,6 +44,8 @@ from pydantic import (
     model_validator,
 )
 
+from netspectra.tasks.fields import FIELD_NAMES
+
 # --------------------------------------------------------------------------------------------------
 # Vocabulary
 # --------------------------------------------------------------------------------------------------
@@ -51,7 +53,7 @@ from pydantic import (
 #: Flow-key fields, spelt as the original spells them (case-sensitive). Kept equal to
 #: ``netspectra.tasks.fields.FIELD_NAMES`` (a test checks it); duplicated so that reading a configuration
 #: does not import the numba task kernels.
-KEY_FIELDS: tuple[str, ...] = ("SrcIP", "DstIP", "SrcPort", "DstPort", "Protocol")
+KEY_FIELDS: tuple[str, ...] = FIELD_NAMES
 #: Bytes a field takes in a sketch's fixed-width key (IP 16, port 2, protocol 1).
 KEY_FIELD_BYTES: dict[str, int] = {"SrcIP": 16, "DstIP": 16, "SrcPort": 2, "DstPort": 2, "Protocol": 1}
 AGGREGATOR_TYPES: tuple[str, ...] = ("exact", "sketch")

@@ -1,0 +1,152 @@
+"""The flow table: the columns of the original's ClickHouse ``flow_metrics`` table, as files.
+
+:data:`FLOW_TABLE_SCHEMA` is ``flow_metrics`` without its ``Timestamp`` (the snapshot time belongs to
+whoever stores the snapshot). Key fields a task does not use are NULL, as in the original.
+Times are ``timestamp[ns, tz=UTC]`` — real UTC instants (the original stored local time as UTC).
+
+Both writers are atomic: the file appears under its final name complete or not at all. They write to a
+temporary file in the same directory, fsync it, ``os.replace`` it over ``path`` and fsync the directory.
+A reader therefore sees either the previous file or the new one, never a half-written one, and a crash
+leaves at most a ``.<name>.*.tmp`` file behind (removed on every error we see).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+log = logging.getLogger(__name__)
+
+TIMESTAMP_TYPE = pa.timestamp("ns", tz="UTC")
+
+#: ``flow_metrics`` minus ``Timestamp``: names, types and nullability (ClickHouse ``Nullable``).
+FLOW_TABLE_SCHEMA = pa.schema(
+    [
+        pa.field("TaskName", pa.string(), nullable=False),
+        pa.field("SrcIP", pa.string()),
+        pa.field("DstIP", pa.string()),
+        pa.field("SrcPort", pa.uint16()),
+        pa.field("DstPort", pa.uint16()),
+        pa.field("Protocol", pa.uint8()),
+        pa.field("StartTime", TIMESTAMP_TYPE, nullable=False),
+        pa.field("EndTime", TIMESTAMP_TYPE, nullable=False),
+        pa.field("ByteCount", pa.uint64(), nullable=False),
+        pa.field("PacketCount", pa.uint64(), nullable=False),
+    ]
+)
+
+
+def write_parquet(table: pa.Table, path: str | os.PathLike[str], compression: str = "zstd") -> Path:
+    """Write ``table`` to ``path`` as Parquet, atomically (see the module docstring); return the path.
+
+    Nanosecond UTC timestamps are kept as Parquet ``TIMESTAMP(NANOS, UTC)``, so a round trip through
+    pyarrow gives back the same schema and values.
+    """
+
+    def write(fh: BinaryIO) -> None:
+        pq.write_table(table, fh, compression=compression)
+
+    return _atomic_write(Path(path), write)
+
+
+def write_csv(table: pa.Table, path: str | os.PathLike[str]) -> Path:
+    """Write ``table`` to ``path`` as CSV with a header row, atomically; return the path.
+
+    Timestamps are ISO 8601 UTC with nanoseconds and a ``Z`` (``2024-05-01T12:00:00.123456789Z``);
+    nulls are empty fields; strings are quoted only where needed.
+    """
+    columns = []
+    for field, col in zip(table.schema, table.columns, strict=True):
+        if pa.types.is_timestamp(field.type):
+            col = _iso_utc(col)
+            field = pa.field(field.name, pa.string(), nullable=field.nullable)
+        columns.append(col)
+    text_table = pa.Table.from_arrays(columns, names=table.column_names)
+    options = pacsv.WriteOptions(include_header=True, quoting_style="needed")
+
+    def write(fh: BinaryIO) -> None:
+        pacsv.write_csv(text_table, fh, write_options=options)
+
+    return _atomic_write(Path(path), write)
+
+
+def _iso_utc(col: pa.ChunkedArray) -> pa.Array:
+    """A timestamp column as ISO 8601 UTC strings with nanoseconds and 'Z'; nulls stay null."""
+    col = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    unit = col.type.unit
+    # The stored integers are UTC instants whatever the column's tz (Arrow's convention).
+    ints = col.cast(pa.int64()).fill_null(0).to_numpy(zero_copy_only=False)
+    text = np.datetime_as_string(ints.astype(f"datetime64[{unit}]").astype("datetime64[ns]"), unit="ns")
+    arr = pa.array(np.char.add(text, "Z"), pa.string())
+    if col.null_count:
+        arr = pa.compute.if_else(col.is_valid(), arr, pa.scalar(None, pa.string()))
+    return arr
+
+
+def _atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> Path:
+    directory = path.parent if str(path.parent) else Path(".")
+    with _temp_in(directory, path.name) as (fh, tmp):
+        write(fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+        fh.close()
+        # mkstemp makes the file 0600; give it the mode an ordinary new file would get (or keep the old one).
+        try:
+            mode = path.stat().st_mode & 0o7777
+        except FileNotFoundError:
+            mode = 0o666 & ~_umask()
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    _fsync_dir(directory)
+    log.debug("wrote %s", path)
+    return path
+
+
+@contextlib.contextmanager
+def _temp_in(directory: Path, name: str) -> Iterator[tuple[BinaryIO, str]]:
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory)
+    fh = os.fdopen(fd, "wb")
+    try:
+        yield fh, tmp
+    except BaseException:
+        fh.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def _fsync_dir(directory: Path) -> None:
+    # Makes the rename itself durable; not every platform/filesystem allows opening a directory.
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _umask() -> int:
+    # os.umask can only be read by setting it; done once, at first use.
+    global _UMASK
+    if _UMASK is None:
+        current = os.umask(0o022)
+        os.umask(current)
+        _UMASK = current
+    return _UMASK
+
+
+_UMASK: int | None = None

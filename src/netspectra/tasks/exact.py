@@ -1,0 +1,334 @@
+"""The exact task: every flow of every packet counted exactly (the original's ``exact`` aggregator).
+
+A flow is the set of packets that agree on the task's ``key_fields`` (a subset of SrcIP, DstIP,
+SrcPort, DstPort, Protocol). Per flow the task keeps:
+
+* ``first_ns`` = the smallest and ``last_ns`` = the largest timestamp of its packets. The original kept
+  the timestamp of the last *processed* packet; min/max is order-independent, so out-of-order
+  captures, several workers and merged snapshots give the same answer. This difference is deliberate.
+* ``packets`` (+1 per packet) and ``bytes`` (+ wire length), both uint64.
+
+Flows live in a numba open-addressing hash table (:mod:`netspectra.tasks.exact_kernels`); one
+:meth:`ExactTask.update` is one kernel call over the whole batch (plus a table growth when needed).
+
+Concurrency: an :class:`ExactTask` is *not* thread-safe. The kernel releases the GIL, so the caller
+(the engine) must make sure one thread at a time calls ``update``, ``snapshot`` and ``reset`` on a task
+(a lock per task, or one owning thread); under that rule every snapshot is consistent.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from netspectra.batch import PacketBatch
+from netspectra.output.addr import ips_to_arrow
+from netspectra.output.flow_table import FLOW_TABLE_SCHEMA, TIMESTAMP_TYPE
+from netspectra.tasks import exact_kernels as kern
+from netspectra.tasks.fields import FIELD_NAMES, validate_key_fields
+
+log = logging.getLogger(__name__)
+
+#: The table grows (doubles) before more than this fraction of its slots is used.
+MAX_LOAD_NUM, MAX_LOAD_DEN = 5, 8
+_MIN_CAPACITY = 16
+
+SortBy = Literal["bytes", "packets"]
+_SNAPSHOT_DTYPES = {
+    "src_ip": np.dtype(np.uint8),
+    "dst_ip": np.dtype(np.uint8),
+    "src_port": np.dtype(np.uint16),
+    "dst_port": np.dtype(np.uint16),
+    "protocol": np.dtype(np.uint8),
+    "first_ns": np.dtype(np.int64),
+    "last_ns": np.dtype(np.int64),
+    "packets": np.dtype(np.uint64),
+    "bytes": np.dtype(np.uint64),
+}
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class FlowSnapshot:
+    """A consistent, read-only, columnar copy of an exact task's flows at one moment.
+
+    ``m`` rows, one per flow, in no particular order (use :meth:`sorted` or :meth:`top`). Columns:
+    ``src_ip``/``dst_ip`` (m, 16) uint8, ``src_port``/``dst_port`` uint16, ``protocol`` uint8 — zero
+    where the field is not in ``key_fields`` — ``first_ns``/``last_ns`` int64 ns UTC, ``packets`` and
+    ``bytes`` uint64. The arrays are not writeable and share nothing with the task.
+    """
+
+    task_name: str
+    key_fields: tuple[str, ...]
+    src_ip: np.ndarray
+    dst_ip: np.ndarray
+    src_port: np.ndarray
+    dst_port: np.ndarray
+    protocol: np.ndarray
+    first_ns: np.ndarray
+    last_ns: np.ndarray
+    packets: np.ndarray
+    bytes: np.ndarray
+
+    ARRAYS = (
+        "src_ip",
+        "dst_ip",
+        "src_port",
+        "dst_port",
+        "protocol",
+        "first_ns",
+        "last_ns",
+        "packets",
+        "bytes",
+    )
+
+    def __post_init__(self) -> None:
+        m = self.packets.shape[0]
+        for name in self.ARRAYS:
+            a = getattr(self, name)
+            want_dtype, want_shape = _SNAPSHOT_DTYPES[name], ((m, 16) if name.endswith("_ip") else (m,))
+            if a.dtype != want_dtype or a.shape != want_shape:
+                raise ValueError(
+                    f"FlowSnapshot.{name}: {a.dtype} {a.shape}, expected {want_dtype} {want_shape}"
+                )
+            # Read-only: a snapshot is shared by writers and threads and must never change under them.
+            a.flags.writeable = False
+
+    def __len__(self) -> int:
+        return int(self.packets.shape[0])
+
+    @property
+    def total_packets(self) -> int:
+        """Packets over all flows."""
+        return int(self.packets.sum(dtype=np.uint64))
+
+    @property
+    def total_bytes(self) -> int:
+        """Bytes over all flows."""
+        return int(self.bytes.sum(dtype=np.uint64))
+
+    def take(self, index: np.ndarray) -> FlowSnapshot:
+        """The rows selected by an integer or boolean index, in that order, as a new snapshot."""
+        return FlowSnapshot(
+            self.task_name,
+            self.key_fields,
+            *(np.ascontiguousarray(getattr(self, name)[index]) for name in self.ARRAYS),
+        )
+
+    def sort_order(self, by: SortBy = "bytes") -> np.ndarray:
+        """Row order: ``by`` descending, then the other counter descending, then the key ascending.
+
+        The key order is byte order of the addresses (so IPv4-mapped rows sort among themselves
+        numerically), then ports, then protocol; the result is fully deterministic.
+        """
+        primary, secondary = self._counters(by)
+        return np.lexsort((*self._key_columns(), ~secondary, ~primary))
+
+    def sorted(self, by: SortBy = "bytes") -> FlowSnapshot:
+        """All rows in :meth:`sort_order`."""
+        return self.take(self.sort_order(by))
+
+    def top(self, n: int, by: SortBy = "bytes") -> FlowSnapshot:
+        """The ``n`` largest flows by ``by``, in :meth:`sort_order` (ties broken deterministically)."""
+        if n < 0:
+            raise ValueError(f"n must be >= 0, got {n}")
+        m = len(self)
+        primary, _ = self._counters(by)
+        if n >= m:
+            return self.sorted(by)
+        if n == 0:
+            return self.take(np.zeros(0, np.int64))
+        # Every row that can be in the top n has a value >= the n-th largest; sort only those.
+        kth = np.partition(primary, m - n)[m - n]
+        cand = np.flatnonzero(primary >= kth)
+        order = cand[self.take(cand).sort_order(by)]
+        return self.take(order[:n])
+
+    def to_arrow(self) -> pa.Table:
+        """The flows as an Arrow table with :data:`~netspectra.output.flow_table.FLOW_TABLE_SCHEMA`.
+
+        Columns of fields outside ``key_fields`` are all NULL. Addresses are text (IPv4 dotted quad,
+        IPv6 RFC 5952). Rows keep the snapshot's order.
+        """
+        m = len(self)
+        keys = set(self.key_fields)
+
+        def key_col(field: str, make: pa.Array) -> pa.Array:
+            typ = FLOW_TABLE_SCHEMA.field(field).type
+            return make() if field in keys else pa.nulls(m, typ)
+
+        arrays = [
+            pa.DictionaryArray.from_arrays(pa.array(np.zeros(m, np.int32)), pa.array([self.task_name])).cast(
+                pa.string()
+            ),
+            key_col("SrcIP", lambda: ips_to_arrow(self.src_ip)),
+            key_col("DstIP", lambda: ips_to_arrow(self.dst_ip)),
+            key_col("SrcPort", lambda: pa.array(self.src_port, pa.uint16())),
+            key_col("DstPort", lambda: pa.array(self.dst_port, pa.uint16())),
+            key_col("Protocol", lambda: pa.array(self.protocol, pa.uint8())),
+            pa.array(self.first_ns, pa.int64()).cast(TIMESTAMP_TYPE),
+            pa.array(self.last_ns, pa.int64()).cast(TIMESTAMP_TYPE),
+            pa.array(self.bytes, pa.uint64()),
+            pa.array(self.packets, pa.uint64()),
+        ]
+        return pa.Table.from_arrays(arrays, schema=FLOW_TABLE_SCHEMA)
+
+    def flow_keys(self) -> list[str]:
+        """Each flow's key as the original printed it: key fields in config order joined by ``-``.
+
+        E.g. ``10.0.0.1-10.0.0.2-1234-80-6`` for a five-tuple task.
+        """
+        table = self.to_arrow()
+        parts = [pc.cast(table.column(f), pa.string()) for f in self.key_fields]
+        return pc.binary_join_element_wise(*parts, "-").to_pylist()
+
+    def _counters(self, by: str) -> tuple[np.ndarray, np.ndarray]:
+        if by == "bytes":
+            return self.bytes, self.packets
+        if by == "packets":
+            return self.packets, self.bytes
+        raise ValueError(f"by must be 'bytes' or 'packets', got {by!r}")
+
+    def _key_columns(self) -> tuple[np.ndarray, ...]:
+        # lexsort: the last key is the primary one; addresses compared as big-endian words = byte order.
+        src = self.src_ip.view(">u8").astype(np.uint64)
+        dst = self.dst_ip.view(">u8").astype(np.uint64)
+        return (self.protocol, self.dst_port, self.src_port, dst[:, 1], dst[:, 0], src[:, 1], src[:, 0])
+
+
+class ExactTask:
+    """Exact per-flow packet and byte counts for one ``key_fields`` set (see the module docstring).
+
+    ``capacity_hint`` is the number of flows expected: the table starts large enough to hold that
+    many without growing (it grows by doubling whenever needed, so the hint only saves rehashes).
+    Memory is ``ROW_WORDS * 8 = 72`` bytes per slot, slots being 1.6 to 3.2 times the flows.
+    One updater at a time (not thread-safe; see the module docstring).
+    """
+
+    def __init__(self, name: str, key_fields: Sequence[str], capacity_hint: int = 1 << 16) -> None:
+        self.name = name
+        self.key_fields = validate_key_fields(key_fields)
+        keys = set(self.key_fields)
+        on, off = kern.ALL_ONES, np.uint64(0)
+        self._masks = tuple(on if f in keys else off for f in FIELD_NAMES)
+        self._initial_capacity = _capacity_for(max(int(capacity_hint), 1))
+        self._table = np.zeros((self._initial_capacity, kern.ROW_WORDS), np.uint64)
+        self._state = np.zeros(2, np.int64)  # used slots, kernel scratch
+        self._packets = 0
+        self._bytes = 0
+
+    def __repr__(self) -> str:
+        fields = list(self.key_fields)
+        return f"ExactTask({self.name!r}, {fields!r}, flows={len(self)}, capacity={self.capacity})"
+
+    def __len__(self) -> int:
+        return int(self._state[0])
+
+    @property
+    def capacity(self) -> int:
+        """Slots in the hash table (a power of two)."""
+        return int(self._table.shape[0])
+
+    @property
+    def memory_bytes(self) -> int:
+        """Bytes held by the hash table."""
+        return int(self._table.nbytes)
+
+    @property
+    def packets(self) -> int:
+        """Packets accounted since creation or the last :meth:`reset`."""
+        return self._packets
+
+    @property
+    def bytes(self) -> int:
+        """Wire bytes accounted since creation or the last :meth:`reset`."""
+        return self._bytes
+
+    def update(self, batch: PacketBatch) -> None:
+        """Account every packet of ``batch`` (which must satisfy :meth:`PacketBatch.validate`)."""
+        batch.validate()
+        n = len(batch)
+        if n == 0:
+            return
+        src = batch.src_ip.view(np.uint64)
+        dst = batch.dst_ip.view(np.uint64)
+        ts_u = batch.ts_ns.view(np.uint64)
+        i = 0
+        while True:
+            i = kern.update_table(
+                self._table,
+                self._state,
+                i,
+                self._limit(),
+                src,
+                dst,
+                batch.src_port,
+                batch.dst_port,
+                batch.protocol,
+                ts_u,
+                batch.length,
+                *self._masks,
+            )
+            if i >= n:
+                break
+            self._grow()
+        self._packets += n
+        self._bytes += int(batch.length.sum(dtype=np.uint64))
+
+    def snapshot(self) -> FlowSnapshot:
+        """A consistent copy of every flow; the task keeps counting (and is not reset)."""
+        t = self._table
+        rows = t[t[:, kern.MISC] != 0]
+        m = rows.shape[0]
+        misc = rows[:, kern.MISC]
+        return FlowSnapshot(
+            task_name=self.name,
+            key_fields=self.key_fields,
+            src_ip=np.ascontiguousarray(rows[:, kern.SRC_A : kern.SRC_B + 1]).view(np.uint8).reshape(m, 16),
+            dst_ip=np.ascontiguousarray(rows[:, kern.DST_A : kern.DST_B + 1]).view(np.uint8).reshape(m, 16),
+            src_port=((misc >> np.uint64(24)) & np.uint64(0xFFFF)).astype(np.uint16),
+            dst_port=((misc >> np.uint64(8)) & np.uint64(0xFFFF)).astype(np.uint16),
+            protocol=(misc & np.uint64(0xFF)).astype(np.uint8),
+            first_ns=(rows[:, kern.FIRST] ^ kern.TS_BIAS).view(np.int64),
+            last_ns=(rows[:, kern.LAST] ^ kern.TS_BIAS).view(np.int64),
+            packets=np.ascontiguousarray(rows[:, kern.PACKETS]),
+            bytes=np.ascontiguousarray(rows[:, kern.BYTES]),
+        )
+
+    def reset(self) -> None:
+        """Forget every flow and the totals.
+
+        The table keeps the size the last period needed (at least the initial one), so a steady
+        load does not regrow every period while a one-off burst does not hold memory forever.
+        """
+        flows = len(self)
+        cap = max(self._initial_capacity, _capacity_for(flows))
+        if cap == self.capacity:
+            self._table.fill(0)
+        else:
+            self._table = np.zeros((cap, kern.ROW_WORDS), np.uint64)
+        self._state[0] = 0
+        self._packets = 0
+        self._bytes = 0
+
+    def _limit(self) -> int:
+        return self.capacity * MAX_LOAD_NUM // MAX_LOAD_DEN
+
+    def _grow(self) -> None:
+        new = np.zeros((self.capacity * 2, kern.ROW_WORDS), np.uint64)
+        moved = kern.rehash(self._table, new)
+        if moved != len(self):
+            raise AssertionError(f"rehash moved {moved} flows of {len(self)}")  # a kernel bug, never data
+        log.debug("task %s: table grown to %d slots (%d flows)", self.name, new.shape[0], moved)
+        self._table = new
+
+
+def _capacity_for(flows: int) -> int:
+    """Smallest power-of-two capacity that holds ``flows`` within the load limit."""
+    need = -(-flows * MAX_LOAD_DEN // MAX_LOAD_NUM) + 1
+    return max(_MIN_CAPACITY, 1 << (need - 1).bit_length())

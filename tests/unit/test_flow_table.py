@@ -1,0 +1,189 @@
+"""Address text and the flow-table writers (Parquet, CSV): formats, round trips, atomic replacement."""
+
+from __future__ import annotations
+
+import csv
+import io
+import ipaddress
+import os
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from netspectra.batch import PacketBatch
+from netspectra.output.addr import ips_to_arrow, ips_to_text, is_ipv4_mapped, parse_ip, parse_ips
+from netspectra.output.flow_table import FLOW_TABLE_SCHEMA, write_csv, write_parquet
+from netspectra.tasks.exact import ExactTask
+
+EDGE_CASES = [
+    "::", "::1", "1::", "2001:db8::1", "2001:db8:0:0:1:0:0:1", "1:0:2:3:4:5:6:7", "1:0:0:2:0:0:0:3",
+    "0:0:1:0:0:1:0:0", "fe80::1:0:0:0", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", "::ffff:0:0",
+    "::ffff:255.255.255.255", "::ffff:10.0.0.1", "::1.2.3.4", "64:ff9b::192.0.2.1", "::fffe:1.2.3.4",
+    "0:0:0:0:0:1:ffff:0", "2001:db8:abcd:12::",
+]  # fmt: skip
+
+
+def python_text(row: np.ndarray) -> str:
+    a = ipaddress.IPv6Address(bytes(row))
+    return str(a.ipv4_mapped) if a.ipv4_mapped is not None else str(a)
+
+
+def random_addresses(seed: int, m: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    a = rng.integers(0, 256, (m, 16), dtype=np.uint8)
+    kind = rng.integers(0, 5, m)
+    a[kind == 0, :10] = 0
+    a[kind == 0, 10:12] = 0xFF  # IPv4-mapped
+    for k, (lo, hi) in enumerate([(2, 8), (8, 16), (0, 6), (4, 10)], start=1):
+        a[kind == k, lo:hi] = 0  # zero runs at start, middle, end
+    # Single zero groups (never compressed) and byte-level zeros inside groups.
+    a[rng.random(m) < 0.3, 6:8] = 0
+    a[rng.random(m) < 0.3, 1] = 0
+    return a
+
+
+def test_edge_case_text_matches_ipaddress() -> None:
+    rows = np.stack([np.frombuffer(ipaddress.IPv6Address(t).packed, np.uint8) for t in EDGE_CASES])
+    assert ips_to_text(rows) == [python_text(r) for r in rows]
+    assert ips_to_text(rows[[11, 12]]) == ["255.255.255.255", "10.0.0.1"]
+    assert ips_to_text(rows[[10]]) == ["0.0.0.0"]
+
+
+def test_random_text_matches_ipaddress() -> None:
+    a = random_addresses(5, 20_000)
+    assert ips_to_text(a) == [python_text(r) for r in a]
+
+
+def test_ips_to_arrow_nulls_and_empty() -> None:
+    a = random_addresses(6, 5)
+    arr = ips_to_arrow(a, valid=np.array([True, False, True, True, False]))
+    assert arr.type == pa.string() and arr.null_count == 2
+    assert arr.to_pylist() == [python_text(a[0]), None, python_text(a[2]), python_text(a[3]), None]
+    assert len(ips_to_arrow(np.zeros((0, 16), np.uint8))) == 0
+    with pytest.raises(ValueError, match="16"):
+        ips_to_arrow(np.zeros((3, 4), np.uint8))
+
+
+def test_parse_round_trip_and_mapping() -> None:
+    a = random_addresses(7, 2000)
+    np.testing.assert_array_equal(parse_ips(ips_to_text(a)), a)
+    assert parse_ip("10.0.0.1").tolist() == [0] * 10 + [255, 255, 10, 0, 0, 1]
+    assert parse_ip(" ::ffff:10.0.0.1 ").tolist() == parse_ip("10.0.0.1").tolist()
+    assert parse_ips([]).shape == (0, 16)
+    with pytest.raises(ValueError):
+        parse_ip("10.0.0.256")
+
+
+def test_is_ipv4_mapped() -> None:
+    rows = parse_ips(["1.2.3.4", "::ffff:0:0", "::1.2.3.4", "::fffe:1.2.3.4", "2001:db8::1", "0.0.0.0"])
+    assert is_ipv4_mapped(rows).tolist() == [True, True, False, False, False, True]
+    a = random_addresses(8, 3000)
+    assert is_ipv4_mapped(a).tolist() == [ipaddress.IPv6Address(bytes(r)).ipv4_mapped is not None for r in a]
+
+
+# --- writers ----------------------------------------------------------------------------------------
+
+
+def sample_table(key_fields: list[str] | None = None) -> pa.Table:
+    rng = np.random.default_rng(9)
+    n = 500
+    ips = parse_ips(["10.0.0.1", "10.0.0.2", "2001:db8::1", "fe80::1"])
+    batch = PacketBatch(
+        ts_ns=rng.integers(1_700_000_000 * 10**9, 1_700_000_100 * 10**9, n).astype(np.int64),
+        src_ip=np.ascontiguousarray(ips[rng.integers(0, 4, n)]),
+        dst_ip=np.ascontiguousarray(ips[rng.integers(0, 4, n)]),
+        src_port=rng.integers(0, 3, n).astype(np.uint16) + 1000,
+        dst_port=np.full(n, 443, np.uint16),
+        protocol=np.array([6, 17], np.uint8)[rng.integers(0, 2, n)],
+        length=rng.integers(60, 1500, n).astype(np.uint32),
+    )
+    task = ExactTask("task,one", key_fields or ["SrcIP", "DstIP", "SrcPort", "DstPort", "Protocol"])
+    task.update(batch)
+    return task.snapshot().sorted("packets").to_arrow()
+
+
+def test_parquet_round_trip(tmp_path: Path) -> None:
+    table = sample_table(["DstIP", "SrcPort"])
+    path = tmp_path / "flows.parquet"
+    assert write_parquet(table, path) == path
+    back = pq.read_table(path)
+    assert back.schema.equals(FLOW_TABLE_SCHEMA)
+    assert back.equals(table)
+    assert back.column("SrcIP").null_count == back.num_rows
+    assert sorted(os.listdir(tmp_path)) == ["flows.parquet"]
+
+
+def test_csv_format(tmp_path: Path) -> None:
+    table = sample_table(["SrcIP", "Protocol"])
+    path = tmp_path / "flows.csv"
+    write_csv(table, path)
+    rows = list(csv.reader(io.StringIO(path.read_text())))
+    assert rows[0] == FLOW_TABLE_SCHEMA.names
+    body = rows[1:]
+    assert len(body) == table.num_rows
+    names = FLOW_TABLE_SCHEMA.names
+    for row, want in zip(body, table.to_pylist(), strict=True):
+        rec = dict(zip(names, row, strict=True))
+        assert rec["TaskName"] == "task,one"  # quoted in the file, because of the comma
+        assert rec["SrcIP"] == want["SrcIP"] and rec["Protocol"] == str(want["Protocol"])
+        assert rec["DstIP"] == rec["SrcPort"] == rec["DstPort"] == ""  # NULL -> empty field
+        assert rec["ByteCount"] == str(want["ByteCount"]) and rec["PacketCount"] == str(want["PacketCount"])
+    start_ns = table.column("StartTime").cast(pa.int64()).to_pylist()
+    for row, ns in zip(body, start_ns, strict=True):
+        text = row[names.index("StartTime")]
+        assert text.endswith("Z") and "T" in text and len(text.split(".")[1]) == 10  # 9 digits + Z
+        secs = np.datetime64(text[:-1], "ns").astype(np.int64)
+        assert int(secs) == ns
+    assert '"task,one"' in path.read_text().splitlines()[1]
+
+
+def test_csv_exact_timestamp_text(tmp_path: Path) -> None:
+    table = pa.table(
+        {
+            "TaskName": pa.array(["t", "t"]),
+            "StartTime": pa.array([1_700_000_000_123_456_789, None], pa.timestamp("ns", tz="UTC")),
+            "EndTime": pa.array([-1, 0], pa.timestamp("ns", tz="UTC")),
+            "When": pa.array([1_700_000_000_000_001, 0], pa.timestamp("us", tz="UTC")),
+        }
+    )
+    path = tmp_path / "t.csv"
+    write_csv(table, path)
+    assert path.read_text().splitlines() == [
+        '"TaskName","StartTime","EndTime","When"',
+        '"t","2023-11-14T22:13:20.123456789Z","1969-12-31T23:59:59.999999999Z","2023-11-14T22:13:20.000001000Z"',
+        '"t",,"1970-01-01T00:00:00.000000000Z","1970-01-01T00:00:00.000000000Z"',
+    ]
+
+
+@pytest.mark.parametrize("writer", [write_parquet, write_csv], ids=["parquet", "csv"])
+def test_atomic_replace(tmp_path: Path, writer) -> None:
+    path = tmp_path / "out.file"
+    path.write_bytes(b"old contents")
+    os.chmod(path, 0o640)
+    old_inode = path.stat().st_ino
+    writer(sample_table(), path)
+    assert path.read_bytes() != b"old contents"
+    assert path.stat().st_ino != old_inode  # a new file renamed over the old one, not rewritten in place
+    assert path.stat().st_mode & 0o777 == 0o640  # the replaced file's mode is kept
+    assert sorted(os.listdir(tmp_path)) == ["out.file"]
+
+
+def test_new_file_gets_an_ordinary_mode(tmp_path: Path) -> None:
+    path = tmp_path / "new.parquet"
+    write_parquet(sample_table(), path)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_failed_write_leaves_old_file_and_no_temp(tmp_path: Path) -> None:
+    path = tmp_path / "flows.parquet"
+    write_parquet(sample_table(), path)
+    good = path.read_bytes()
+    with pytest.raises((ValueError, pa.ArrowException)):
+        write_parquet(sample_table(), path, compression="no-such-codec")
+    assert path.read_bytes() == good
+    assert sorted(os.listdir(tmp_path)) == ["flows.parquet"]
