@@ -50,9 +50,7 @@ from netspectra.tasks.fields import FIELD_NAMES
 # Vocabulary
 # --------------------------------------------------------------------------------------------------
 
-#: Flow-key fields, spelt as the original spells them (case-sensitive). Kept equal to
-#: ``netspectra.tasks.fields.FIELD_NAMES`` (a test checks it); duplicated so that reading a configuration
-#: does not import the numba task kernels.
+#: Flow-key fields, spelt as the original spells them (case-sensitive); the tasks' own list.
 KEY_FIELDS: tuple[str, ...] = FIELD_NAMES
 #: Bytes a field takes in a sketch's fixed-width key (IP 16, port 2, protocol 1).
 KEY_FIELD_BYTES: dict[str, int] = {"SrcIP": 16, "DstIP": 16, "SrcPort": 2, "DstPort": 2, "Protocol": 1}
