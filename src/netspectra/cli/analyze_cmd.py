@@ -200,9 +200,9 @@ def _print_summary(result: AnalysisResult, snapshots: list[FlowSnapshot], top: i
         summary.add_row("First packet (UTC)", format_ts_ns(st.first_ts_ns))
         summary.add_row("Last packet (UTC)", format_ts_ns(st.last_ts_ns))
     for s in snapshots:
-        summary.add_row(f"Flows [{s.task_name}]", f"{len(s):,}")
+        summary.add_row(f"Flows ({s.task_name})", f"{len(s):,}")
     summary.add_row("Elapsed", f"{result.elapsed_s:.3f} s")
-    summary.add_row("Rate", f"{result.packets_per_second / 1e6:.2f} M packets/s")
+    summary.add_row("Rate", _rate(result.packets_per_second))
     console.print(summary)
 
     reasons = _reason_rows(result)
@@ -231,6 +231,10 @@ def _print_summary(result: AnalysisResult, snapshots: list[FlowSnapshot], top: i
         console.print(t)
     for p in written:
         console.print(f"wrote {p}", highlight=False)
+
+
+def _rate(pps: float) -> str:
+    return f"{pps / 1e6:,.2f} M packets/s" if pps >= 1e6 else f"{pps:,.0f} packets/s"
 
 
 def _reason_rows(result: AnalysisResult) -> list[tuple[str, str, int]]:

@@ -24,6 +24,9 @@ ConfigOption = Annotated[
 #: Results go to stdout; logs and progress go to stderr so that output can be piped.
 console = Console()
 err_console = Console(stderr=True)
+if not console.is_terminal:
+    # piped output: rich would assume 80 columns and cut IPv6 addresses; tables are read, not viewed
+    console.width = 200
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:

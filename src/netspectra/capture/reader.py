@@ -1,0 +1,285 @@
+"""Capture files (pcap, pcapng, either gzip-compressed) into columnar :class:`PacketBatch` objects.
+
+:class:`CaptureReader` is the offline entry point of the pipeline: it detects the format by magic,
+walks the container's records window by window (numba kernels in :mod:`~netspectra.capture.pcap`
+and :mod:`~netspectra.capture.pcapng`), decodes each window's records in one call of
+:func:`~netspectra.capture.decode.decode_records`, and yields batches of IP packets. Memory is
+bounded by the window (default 64 MiB) and the batch size, whatever the file size.
+
+Damage never loses data: the iterator yields every packet before the damaged record or block,
+then raises :class:`~netspectra.capture.errors.CaptureError` naming the file and the byte offset.
+:attr:`CaptureReader.stats` is up to date at that point (and after normal completion).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from os import PathLike
+from pathlib import Path
+
+import numpy as np
+
+from netspectra.batch import PacketBatch
+from netspectra.capture.decode import decode_records
+from netspectra.capture.errors import CaptureError
+from netspectra.capture.pcap import GLOBAL_HEADER_LEN, PcapWalker
+from netspectra.capture.pcapng import PcapngWalker
+from netspectra.capture.source import (
+    DEFAULT_WINDOW_BYTES,
+    ByteSource,
+    RecordArrays,
+    open_source,
+    sniff,
+)
+from netspectra.capture.stats import CaptureStats
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BATCH_SIZE = 262_144
+#: A batch is handed out once fewer rows than this fit in it, so that walker calls stay large
+#: (a call is ~µs of Python; calls of a handful of records would dominate the parse).
+_MIN_CALL_RECORDS = 4096
+
+ProgressCallback = Callable[[int], None]
+
+
+class RecordChunk:
+    """The records of one walker call: ``n`` rows of per-record arrays over the window ``buf``.
+
+    ``off`` indexes ``buf``. Valid only until the iterator that produced it advances (the window and
+    the arrays are reused); copy what must outlive that.
+    """
+
+    __slots__ = ("buf", "caplen", "linktype", "n", "off", "ts_ns", "wirelen")
+
+    def __init__(self, buf: np.ndarray, rec: RecordArrays, n: int) -> None:
+        self.buf = buf
+        self.n = n
+        self.off = rec.off[:n]
+        self.caplen = rec.caplen[:n]
+        self.wirelen = rec.wirelen[:n]
+        self.ts_ns = rec.ts_ns[:n]
+        self.linktype = rec.linktype[:n]
+
+
+class _RecordStream:
+    """Pull-based record walk over one file: :meth:`next` fills ``rec`` with up to N records."""
+
+    def __init__(self, path: str, window_bytes: int, capacity: int) -> None:
+        self.src: ByteSource
+        self.src, fmt = open_source(path, window_bytes)
+        try:
+            dec = self.src.compressed
+            buf = self.src.window()
+            if fmt == "pcap":
+                if buf.shape[0] < GLOBAL_HEADER_LEN and not self.src.at_eof:
+                    buf = self.src.advance(0, GLOBAL_HEADER_LEN)
+                self.walker: PcapWalker | PcapngWalker = PcapWalker(
+                    path, buf[:GLOBAL_HEADER_LEN].tobytes(), decompressed=dec
+                )
+                self.pos = GLOBAL_HEADER_LEN
+            else:
+                self.walker = PcapngWalker(path, decompressed=dec)
+                self.pos = 0
+        except BaseException:
+            self.src.close()
+            raise
+        self.format = fmt
+        self.buf = buf
+        self.rec = RecordArrays(capacity)
+        self._need = 0
+        self._error: CaptureError | None = None
+        self._done = False
+
+    def next(self, max_records: int) -> int:
+        """Walk up to ``max_records`` records into ``self.rec`` over ``self.buf``; 0 at the end.
+
+        Raises the pending :class:`CaptureError` on the call after the records preceding the
+        damage were returned.
+        """
+        while True:
+            if self._error is not None:
+                err, self._error, self._done = self._error, None, True
+                raise err
+            if self._done:
+                return 0
+            if self._need:
+                # Deferred to here so that the window of the previous chunk stayed valid.
+                self.buf = self.src.advance(self.pos, self._need)
+                self.pos, self._need = 0, 0
+            res = self.walker.walk(self.buf, self.pos, self.src.at_eof, self.src.start, self.rec, max_records)
+            self.pos, self._need, self._error, self._done = res.pos, res.need, res.error, res.done
+            if res.n:
+                return res.n
+
+    def bytes_done(self) -> int:
+        return self.src.bytes_done(self.pos)
+
+    def close(self) -> None:
+        self.buf = np.empty(0, np.uint8)  # drop the view before unmapping
+        self.src.close()
+
+
+class CaptureReader:
+    """Iterate a capture file as :class:`PacketBatch` objects (see the module docstring).
+
+    ``CaptureReader(path)`` checks the file at once: a missing file, a directory, an unreadable,
+    empty or truncated-header file, or an unknown magic raise :class:`CaptureError` here.
+    Iterating opens the file again and yields batches of at most ``batch_size`` rows, fresh arrays
+    that consumers may keep; batches are handed out once fewer than ``min(4096, batch_size // 16)``
+    more rows fit, so all but the last are nearly full. Each iteration restarts :attr:`stats`.
+
+    Attributes: ``format`` (``"pcap"`` or ``"pcapng"``, from the magic, whatever the file name),
+    ``compressed`` (gzip), ``total_bytes`` (file size on disk, the total for ``progress``),
+    ``stats`` (:class:`CaptureStats`). ``progress(bytes_done)`` is called after every window walk
+    with the file bytes consumed (compressed bytes for gzip).
+    """
+
+    def __init__(
+        self,
+        path: str | PathLike[str],
+        *,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        window_bytes: int = DEFAULT_WINDOW_BYTES,
+        progress: ProgressCallback | None = None,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        self.path = Path(path)
+        self.batch_size = batch_size
+        self.window_bytes = window_bytes
+        self.progress = progress
+        self.format, self.compressed, self.total_bytes = sniff(path)
+        if self.format == "pcap":
+            # A file shorter than the global header is refused now, not on iteration.
+            _RecordStream(str(self.path), min(window_bytes, 1 << 16), 1).close()
+        self.stats = CaptureStats()
+
+    def _stream(self, capacity: int) -> _RecordStream:
+        return _RecordStream(str(self.path), self.window_bytes, capacity)
+
+    def _finish_counts(self, stream: _RecordStream) -> None:
+        w = stream.walker
+        if isinstance(w, PcapngWalker):
+            self.stats.sections = w.sections
+            self.stats.interfaces = w.interfaces
+            self.stats.other_blocks = w.other_blocks
+            self.stats.ts_overflow = w.ts_overflow
+            if w.ts_overflow:
+                log.warning(
+                    "%s: %d packet timestamps beyond the int64-nanosecond range (after 2262) were set to "
+                    "the largest int64",
+                    self.path,
+                    w.ts_overflow,
+                )
+
+    def records(self, max_records: int | None = None) -> Iterator[RecordChunk]:
+        """Iterate the container records without decoding them (counts only ``records``-level stats).
+
+        Each :class:`RecordChunk` holds at most ``max_records`` (default ``batch_size``) records and
+        is valid until the next one is requested.
+        """
+        cap = max_records or self.batch_size
+        self.stats = CaptureStats(files=1)
+        stream = self._stream(cap)
+        try:
+            while True:
+                n = stream.next(cap)
+                if n == 0:
+                    break
+                rec = stream.rec
+                self.stats.add_records(rec.caplen[:n], rec.wirelen[:n], rec.ts_ns[:n], rec.linktype[:n])
+                if self.progress is not None:
+                    self.progress(stream.bytes_done())
+                yield RecordChunk(stream.buf, rec, n)
+        finally:
+            self._finish_counts(stream)
+            stream.close()
+
+    def __iter__(self) -> Iterator[PacketBatch]:
+        bs = self.batch_size
+        min_call = max(1, min(_MIN_CALL_RECORDS, bs // 16))
+        self.stats = stats = CaptureStats(files=1)
+        stream = self._stream(bs)
+        status = np.empty(bs, np.uint8)
+        aux = np.empty(bs, np.uint16)
+        out = PacketBatch.empty(bs)
+        filled = 0
+        try:
+            while True:
+                try:
+                    n = stream.next(bs - filled)
+                except CaptureError:
+                    if filled:
+                        yield _cut(out, filled)
+                    raise
+                if n == 0:
+                    break
+                rec = stream.rec
+                stats.add_records(rec.caplen[:n], rec.wirelen[:n], rec.ts_ns[:n], rec.linktype[:n])
+                k = decode_records(
+                    stream.buf,
+                    rec.off,
+                    rec.caplen,
+                    rec.wirelen,
+                    rec.ts_ns,
+                    rec.linktype,
+                    n,
+                    out.ts_ns[filled:],
+                    out.src_ip[filled:],
+                    out.dst_ip[filled:],
+                    out.src_port[filled:],
+                    out.dst_port[filled:],
+                    out.protocol[filled:],
+                    out.length[filled:],
+                    status,
+                    aux,
+                )
+                stats.add_decoded(status[:n], aux[:n], out.length[filled : filled + k])
+                filled += k
+                if self.progress is not None:
+                    self.progress(stream.bytes_done())
+                if bs - filled < min_call:
+                    yield _cut(out, filled)
+                    out = PacketBatch.empty(bs)
+                    filled = 0
+            if filled:
+                yield _cut(out, filled)
+        finally:
+            self._finish_counts(stream)
+            stream.close()
+
+    def read_all(self) -> PacketBatch:
+        """Every batch of the file concatenated (for small files and tests)."""
+        return PacketBatch.concat(list(self))
+
+
+def _cut(out: PacketBatch, filled: int) -> PacketBatch:
+    if filled == len(out):
+        return out
+    if filled >= len(out) // 2:
+        return out.head(filled)  # views: at most half of the allocation is dead weight
+    return PacketBatch(*(getattr(out, c)[:filled].copy() for c in PacketBatch.COLUMNS))
+
+
+def read_captures(
+    paths: Iterable[str | PathLike[str]],
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    window_bytes: int = DEFAULT_WINDOW_BYTES,
+    progress: ProgressCallback | None = None,
+    stats: CaptureStats | None = None,
+) -> Iterator[PacketBatch]:
+    """Batches of several capture files, in order; the first :class:`CaptureError` stops it.
+
+    Every batch before the damage is yielded first. ``stats``, if given, receives every file's
+    statistics (merged in as each file ends, damaged ones included).
+    """
+    for path in paths:
+        reader = CaptureReader(path, batch_size=batch_size, window_bytes=window_bytes, progress=progress)
+        try:
+            yield from reader
+        finally:
+            if stats is not None:
+                stats.merge(reader.stats)
