@@ -1,0 +1,262 @@
+#!/usr/bin/env python3
+"""Offline analysis speed: NetSpectra against dpkt and nfstream, on the same inputs, in one run.
+
+Usage:
+    python benchmarks/bench_analyze.py [--packets 5000000] [--real PCAP ...] [--peers dpkt,nfstream]
+                                       [--peer-limit N] [--repeat 3] [--json OUT.json]
+
+Inputs: a ``netspectra gen`` Zipf trace of ``--packets`` packets (made once under benchmarks/_work/)
+and the largest real capture of ``../shared/data/captures`` (or ``--real``). Every measurement runs in
+its own child process, so that peak memory (ru_maxrss) is that measurement's alone, and after one
+untimed read of the file, so that every tool starts from the page cache. Rates are packets of the
+file divided by the time to process them (best of ``--repeat``); ratios are NetSpectra's rate over
+the peer's. ``--peer-limit`` caps the packets the slow peers read (their rate is then measured on
+that prefix of the same file; NetSpectra's rate on the whole file is unaffected by length).
+
+Measurements:
+  parse        CaptureReader over the file: every record decoded into columnar batches
+  parse+exact  the same plus one five-tuple exact task (what ``netspectra analyze`` does)
+  cli          ``netspectra analyze FILE --json`` as a user runs it: process start, imports, cached
+               numba kernels, summary (wall time of the whole command)
+  cold         the same CLI with an empty numba cache (the one-time compile after install)
+  dpkt         dpkt.pcap.Reader + dpkt.ethernet per packet into a five-tuple dict
+  nfstream     NFStreamer(statistical_analysis=False, n_dissections=0) over the file
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+WORK = ROOT / "benchmarks" / "_work"
+SHARED = ROOT.parent / "shared" / "data" / "captures"
+
+
+# ---------------------------------------------------------------------------------------------
+# measurements (run in a child process: `bench_analyze.py --worker KIND FILE LIMIT`)
+# ---------------------------------------------------------------------------------------------
+def _w_parse(path: str, limit: int) -> tuple[int, float]:
+    from netspectra.capture.reader import CaptureReader
+
+    for _ in CaptureReader(path, batch_size=4096):  # compile / load kernels outside the timing
+        break
+    t0 = time.perf_counter()
+    reader = CaptureReader(path)
+    for _ in reader:
+        pass
+    return reader.stats.records, time.perf_counter() - t0
+
+
+def _w_exact(path: str, limit: int) -> tuple[int, float]:
+    from netspectra.capture.reader import CaptureReader
+    from netspectra.tasks.exact import ExactTask
+
+    warm = ExactTask("warm", ["SrcIP", "DstIP", "SrcPort", "DstPort", "Protocol"])
+    for b in CaptureReader(path, batch_size=4096):
+        warm.update(b)
+        break
+    t0 = time.perf_counter()
+    task = ExactTask("per_five_tuple", ["SrcIP", "DstIP", "SrcPort", "DstPort", "Protocol"])
+    reader = CaptureReader(path)
+    for b in reader:
+        task.update(b)
+    snap = task.snapshot()
+    elapsed = time.perf_counter() - t0
+    print(f"# parse+exact flows={len(snap)} packets={snap.total_packets}", file=sys.stderr)
+    return reader.stats.records, elapsed
+
+
+def _w_dpkt(path: str, limit: int) -> tuple[int, float]:
+    import socket
+
+    import dpkt
+
+    t0 = time.perf_counter()
+    flows: dict[tuple, list[int]] = {}
+    n = 0
+    with open(path, "rb") as fh:
+        for _ts, buf in dpkt.pcap.Reader(fh):
+            n += 1
+            try:
+                eth = dpkt.ethernet.Ethernet(buf)
+                ip = eth.data
+                if isinstance(ip, dpkt.ip.IP):
+                    src, dst = (
+                        socket.inet_ntop(socket.AF_INET, ip.src),
+                        socket.inet_ntop(socket.AF_INET, ip.dst),
+                    )
+                elif isinstance(ip, dpkt.ip6.IP6):
+                    src, dst = (
+                        socket.inet_ntop(socket.AF_INET6, ip.src),
+                        socket.inet_ntop(socket.AF_INET6, ip.dst),
+                    )
+                else:
+                    continue
+                l4 = ip.data
+                sp = getattr(l4, "sport", 0) if isinstance(l4, dpkt.tcp.TCP | dpkt.udp.UDP) else 0
+                dp = getattr(l4, "dport", 0) if isinstance(l4, dpkt.tcp.TCP | dpkt.udp.UDP) else 0
+                key = (src, dst, sp, dp, ip.p)
+                f = flows.get(key)
+                if f is None:
+                    flows[key] = [1, len(buf)]
+                else:
+                    f[0] += 1
+                    f[1] += len(buf)
+            except dpkt.UnpackError:
+                pass
+            if limit and n >= limit:
+                break
+    return n, time.perf_counter() - t0
+
+
+def _w_nfstream(path: str, limit: int) -> tuple[int, float]:
+    from nfstream import NFStreamer
+
+    t0 = time.perf_counter()
+    packets = 0
+    streamer = NFStreamer(
+        source=path, statistical_analysis=False, n_dissections=0, splt_analysis=0, n_meters=1
+    )
+    for flow in streamer:
+        packets += flow.bidirectional_packets
+        if limit and packets >= limit:
+            break
+    return packets, time.perf_counter() - t0
+
+
+WORKERS = {"parse": _w_parse, "parse+exact": _w_exact, "dpkt": _w_dpkt, "nfstream": _w_nfstream}
+
+
+def _worker(kind: str, path: str, limit: int) -> None:
+    packets, elapsed = WORKERS[kind](path, limit)
+    print(json.dumps({"packets": packets, "elapsed": elapsed}))
+
+
+# ---------------------------------------------------------------------------------------------
+# driver
+# ---------------------------------------------------------------------------------------------
+def _run(cmd: list[str], env: dict | None = None) -> tuple[str, float, float]:
+    """Run ``cmd``; its stdout, wall seconds and peak RSS in MiB (wait4 gives this child's own)."""
+    with tempfile.TemporaryFile(mode="w+") as out, tempfile.TemporaryFile(mode="w+") as err:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env)
+        _pid, status, usage = os.wait4(proc.pid, 0)
+        elapsed = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        if proc.returncode not in (0, 1):
+            raise RuntimeError(f"{cmd[:3]} exited {proc.returncode}: {err.read()[-2000:]}")
+        return out.read(), elapsed, usage.ru_maxrss / 1024
+
+
+def _child(kind: str, path: Path, limit: int, env: dict | None = None) -> dict:
+    stdout, _, rss = _run([sys.executable, __file__, "--worker", kind, str(path), str(limit)], env)
+    res = json.loads(stdout.strip().splitlines()[-1])
+    res["maxrss_mib"] = rss
+    return res
+
+
+def _cli(path: Path, env: dict | None = None) -> dict:
+    exe = shutil.which("netspectra")
+    cmd = [exe] if exe else [sys.executable, "-m", "netspectra"]
+    stdout, elapsed, rss = _run([*cmd, "-q", "analyze", str(path), "--json", "--top", "0"], env)
+    return {"packets": json.loads(stdout)["packets"], "elapsed": elapsed, "maxrss_mib": rss}
+
+
+def _best(runs: list[dict]) -> dict:
+    return min(runs, key=lambda r: r["elapsed"] / max(r["packets"], 1))
+
+
+def _warm_page_cache(path: Path) -> None:
+    with open(path, "rb") as fh:
+        while fh.read(1 << 24):
+            pass
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--worker", nargs=3, metavar=("KIND", "FILE", "LIMIT"), help=argparse.SUPPRESS)
+    ap.add_argument("--packets", type=int, default=5_000_000, help="packets of the synthetic trace")
+    ap.add_argument("--flows", type=int, default=500_000, help="background flows of the synthetic trace")
+    ap.add_argument("--real", type=Path, nargs="*", help="real captures (default: largest shared one)")
+    ap.add_argument(
+        "--peers", default="dpkt,nfstream", help="comma-separated peers (dpkt, nfstream; '' for none)"
+    )
+    ap.add_argument("--peer-limit", type=int, default=0, help="packets the peers read at most (0: all)")
+    ap.add_argument("--repeat", type=int, default=3, help="runs of each NetSpectra measurement (best kept)")
+    ap.add_argument("--json", type=Path, help="write all results as JSON here")
+    args = ap.parse_args()
+    if args.worker:
+        kind, path, limit = args.worker
+        _worker(kind, path, int(limit))
+        return
+
+    WORK.mkdir(parents=True, exist_ok=True)
+    trace = WORK / f"zipf_{args.packets}.pcap"
+    if not trace.exists():
+        print(f"generating {trace} ({args.packets:,} packets) ...", flush=True)
+        # in a child process: this driver stays small, so children forked from it measure their own RSS
+        gen = [sys.executable, "-m", "netspectra", "gen", str(trace), "--packets", str(args.packets)]
+        subprocess.run([*gen, "--flows", str(args.flows), "--seed", "1", "--no-progress"], check=True)
+    inputs = [trace]
+    if args.real:
+        inputs += args.real
+    elif SHARED.exists():
+        inputs.append(
+            max(
+                (p for p in SHARED.iterdir() if p.suffix in (".pcap", ".pcapng")),
+                key=lambda p: p.stat().st_size,
+            )
+        )
+    peers = [p for p in args.peers.split(",") if p]
+
+    results: dict[str, dict] = {}
+    for path in inputs:
+        _warm_page_cache(path)
+        res: dict[str, dict] = {}
+        for kind in ("parse", "parse+exact"):
+            res[kind] = _best([_child(kind, path, 0) for _ in range(args.repeat)])
+        res["cli"] = _best([_cli(path) for _ in range(args.repeat)])
+        with tempfile.TemporaryDirectory() as cache:
+            res["cold"] = _cli(path, env={**os.environ, "NUMBA_CACHE_DIR": cache})
+        for peer in peers:
+            try:
+                res[peer] = _child(peer, path, args.peer_limit)
+            except (subprocess.CalledProcessError, ModuleNotFoundError) as exc:
+                err = getattr(exc, "stderr", "") or str(exc)
+                print(f"peer {peer} failed on {path.name}: {err.strip().splitlines()[-1:]}")
+        results[str(path)] = res
+        _report(path, res, peers)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1))
+
+
+def _report(path: Path, res: dict, peers: list[str]) -> None:
+    print(f"\n== {path.name} ({path.stat().st_size / 1e6:,.1f} MB, {res['parse']['packets']:,} packets)")
+    print(f"{'measurement':<14}{'packets':>12}{'seconds':>10}{'M pkt/s':>10}{'peak MiB':>10}")
+    rates = {}
+    for kind, r in res.items():
+        rate = r["packets"] / r["elapsed"] if r["elapsed"] > 0 else float("nan")
+        rates[kind] = rate
+        print(
+            f"{kind:<14}{r['packets']:>12,}{r['elapsed']:>10.3f}{rate / 1e6:>10.2f}{r['maxrss_mib']:>10.0f}"
+        )
+    for peer in peers:
+        if peer in rates:
+            print(
+                f"parse+exact / {peer}: {rates['parse+exact'] / rates[peer]:,.0f}x   "
+                f"cli / {peer}: {rates['cli'] / rates[peer]:,.0f}x"
+            )
+
+
+if __name__ == "__main__":
+    main()
