@@ -90,7 +90,7 @@ def flow_of(row: dict[str, list[str]]) -> tuple[str, str, int, int, int] | None:
         proto = int(row["ipv6.nxt"][0]) if row["ipv6.nxt"] else 0
         # walk the outer header's extension chain as tshark dissected it
         seen: dict[str, int] = defaultdict(int)
-        for name in layers[: i]:
+        for name in layers[:i]:
             if name in EXT_LAYERS:
                 seen[name] += 1
         j = i + 1

@@ -44,9 +44,7 @@ def test_summary_matches_golden(name: str) -> None:
 @pytest.mark.parametrize("name", ALL)
 def test_matches_tshark(name: str) -> None:
     sys.path.insert(0, str(ROOT / "tools"))
-    from make_golden import KNOWN_DIFFERENCES, check_against_tshark
+    from make_golden import check_against_tshark
 
-    if name in KNOWN_DIFFERENCES:
-        pytest.skip(KNOWN_DIFFERENCES[name])
     rows = golden_rows(CAPTURES / name)
     assert check_against_tshark(CAPTURES / name, rows) == []
