@@ -29,6 +29,7 @@ def analyze(
             help="Capture files: pcap or pcapng (either byte order, µs or ns), optionally gzip-compressed. "
             "The format is detected from the file's contents, not its name.",
             show_default=False,
+            metavar="FILE",
         ),
     ],
     config: ConfigOption = None,
@@ -60,10 +61,11 @@ def analyze(
     """Account for every flow of one or more capture files, exactly.
 
     Runs the exact tasks of the configuration (without --config: the shipped configuration, whose task
-    [bold]per_five_tuple[/] keys flows on SrcIP, DstIP, SrcPort, DstPort, Protocol) over every packet, prints
+    **per_five_tuple** keys flows on SrcIP, DstIP, SrcPort, DstPort, Protocol) over every packet, prints
     a summary (packets, bytes, flows, skipped and truncated packets by reason, packets/s) and the top flows,
     and with --out writes every task's flows. A damaged file is analysed up to the damage, reported with
-    its byte offset, and the exit status is 1. Other errors exit with 2.
+    its byte offset, and the exit status is 1 (also for a missing or unreadable file; the other files are
+    still analysed). Configuration and usage errors exit with 2.
     """
     try:
         cfg = load_config(config)
@@ -121,7 +123,7 @@ def analyze(
     else:
         _print_summary(result, snapshots, top, written)
     for err in result.errors:
-        err_console.print(f"[bold red]damaged capture:[/] {err}", highlight=False, soft_wrap=True)
+        err_console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
     if result.errors:
         raise typer.Exit(1)
 

@@ -17,9 +17,10 @@ app = typer.Typer(
     "Reads packets (capture files, live interfaces), accounts for every flow exactly, finds heavy "
     "hitters and super-spreaders with sketches, and stores and serves the results.",
     no_args_is_help=True,
-    rich_markup_mode="rich",
+    rich_markup_mode="markdown",
     context_settings={"help_option_names": ["-h", "--help"]},
     pretty_exceptions_enable=False,
+    add_completion=False,
 )
 
 

@@ -1,0 +1,145 @@
+"""``netspectra analyze`` as a user runs it: outputs, exit codes and messages."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from netspectra import __version__
+from netspectra.cli import main as cli
+
+ROOT = Path(__file__).resolve().parents[2]
+CAPTURES = ROOT / "tests" / "data" / "captures"
+EXPECTED = ROOT / "tests" / "golden" / "expected"
+FLOW_METRICS = [
+    "TaskName", "SrcIP", "DstIP", "SrcPort", "DstPort", "Protocol",
+    "StartTime", "EndTime", "ByteCount", "PacketCount",
+]  # fmt: skip
+
+cli._register()
+runner = CliRunner()
+
+
+def run(*args: str):
+    return runner.invoke(cli.app, list(args), catch_exceptions=False)
+
+
+def golden(name: str) -> list[dict[str, str]]:
+    with open(EXPECTED / f"{name}.flows.csv", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_help_and_version() -> None:
+    res = run("--help")
+    assert res.exit_code == 0 and "analyze" in res.output and "gen" in res.output and "config" in res.output
+    res = run("analyze", "--help")
+    assert res.exit_code == 0 and "--out" in res.output and "--csv" in res.output
+    assert run("--version").output.strip() == f"netspectra {__version__}"
+
+
+def test_json_summary_matches_golden() -> None:
+    res = run("analyze", str(CAPTURES / "gnutella.pcap"), "--json", "--top", "3")
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    summary = json.loads((EXPECTED / "gnutella.pcap.summary.json").read_text())
+    assert doc["packets"] == summary["packets"] == 3905
+    assert doc["bytes"] == summary["bytes"]
+    assert doc["skipped"] == summary["skipped"] and doc["truncated"] == summary["truncated"]
+    (task,) = doc["tasks"]
+    assert task["name"] == "per_five_tuple" and task["flows"] == summary["flows"]
+    assert task["packets"] == summary["ip_packets"]
+    top = task["top_by_bytes"]
+    assert len(top) == 3 and top[0]["ByteCount"] >= top[1]["ByteCount"] >= top[2]["ByteCount"]
+    assert doc["files"][0]["error"] is None
+
+
+def test_out_parquet_has_flow_metrics_columns_and_golden_values(tmp_path: Path) -> None:
+    res = run("-q", "analyze", str(CAPTURES / "mdns.pcap"), "--out", str(tmp_path))
+    assert res.exit_code == 0, res.output
+    table = pq.read_table(tmp_path / "per_five_tuple.parquet")
+    assert table.column_names == FLOW_METRICS
+    assert str(table.schema.field("StartTime").type) == "timestamp[ns, tz=UTC]"
+    rows = {
+        (r["SrcIP"], r["DstIP"], str(r["SrcPort"]), str(r["DstPort"]), str(r["Protocol"])): (
+            str(r["PacketCount"]),
+            str(r["ByteCount"]),
+        )
+        for r in table.to_pylist()
+    }
+    want = {
+        (g["SrcIP"], g["DstIP"], g["SrcPort"], g["DstPort"], g["Protocol"]): (g["PacketCount"], g["ByteCount"])
+        for g in golden("mdns.pcap")
+    }
+    assert rows == want
+
+
+def test_out_csv_and_several_files(tmp_path: Path) -> None:
+    files = [CAPTURES / "mdns.pcap", CAPTURES / "pppoe.pcap"]
+    res = run("analyze", *map(str, files), "--out", str(tmp_path), "--csv", "--json")
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    assert doc["packets"] == 292 + 65
+    with open(tmp_path / "per_five_tuple.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert list(rows[0].keys()) == FLOW_METRICS
+    assert sum(int(r["PacketCount"]) for r in rows) == doc["ip_packets"]
+    assert all(r["StartTime"].endswith("Z") for r in rows)
+
+
+def test_task_without_ports_writes_null_port_columns(tmp_path: Path) -> None:
+    conf = tmp_path / "c.yaml"
+    conf.write_text(
+        "aggregator:\n  types: [exact]\n  exact:\n    tasks:\n"
+        "      - name: per_src\n        key_fields: [SrcIP]\n"
+    )
+    res = run("analyze", str(CAPTURES / "gnutella.pcap"), "-c", str(conf), "--out", str(tmp_path), "--csv")
+    assert res.exit_code == 0, res.output
+    with open(tmp_path / "per_src.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert rows and all(r["DstIP"] == "" and r["SrcPort"] == "" and r["Protocol"] == "" for r in rows)
+    assert len({r["SrcIP"] for r in rows}) == len(rows)
+    assert sum(int(r["PacketCount"]) for r in rows) == 3882
+
+
+def test_damaged_file_reports_offset_and_keeps_what_came_before() -> None:
+    res = run("analyze", str(CAPTURES / "truncated_dns_2.pcap"), "--json")
+    assert res.exit_code == 1
+    doc = json.loads(res.stdout)
+    assert doc["packets"] == 1 and doc["tasks"][0]["flows"] == 1
+    assert "byte offset 240" in res.stderr and "expected a 16-byte record header" in res.stderr
+
+
+def test_missing_and_foreign_files_are_errors_not_tracebacks(tmp_path: Path) -> None:
+    text = tmp_path / "notes.txt"
+    text.write_text("hello, this is not a capture\n")
+    res = run("analyze", str(tmp_path / "nope.pcap"), str(text), str(CAPTURES / "mdns.pcap"), "--json")
+    assert res.exit_code == 1
+    assert json.loads(res.stdout)["packets"] == 292  # the good file is still analysed
+    assert "nope.pcap" in res.stderr and "notes.txt" in res.stderr
+    assert "Traceback" not in res.stderr
+
+
+def test_bad_config_names_the_key(tmp_path: Path) -> None:
+    conf = tmp_path / "c.yaml"
+    conf.write_text("aggregator:\n  exact:\n    tasks:\n      - name: t\n        key_fields: [SrcIp]\n")
+    res = run("analyze", str(CAPTURES / "mdns.pcap"), "-c", str(conf))
+    assert res.exit_code == 2
+    assert "key_fields" in res.stderr and "SrcIp" in res.stderr
+
+
+@pytest.mark.slow
+def test_console_script_runs_in_a_fresh_process() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "netspectra", "analyze", str(CAPTURES / "gnutella.pcap"), "-n", "2"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "Capture summary" in out.stdout and "per_five_tuple" in out.stdout
