@@ -74,7 +74,10 @@ def test_out_parquet_has_flow_metrics_columns_and_golden_values(tmp_path: Path) 
         for r in table.to_pylist()
     }
     want = {
-        (g["SrcIP"], g["DstIP"], g["SrcPort"], g["DstPort"], g["Protocol"]): (g["PacketCount"], g["ByteCount"])
+        (g["SrcIP"], g["DstIP"], g["SrcPort"], g["DstPort"], g["Protocol"]): (
+            g["PacketCount"],
+            g["ByteCount"],
+        )
         for g in golden("mdns.pcap")
     }
     assert rows == want

@@ -70,6 +70,7 @@ def test_reads_without_traceback_and_counts_match_manifest(row: dict[str, str]) 
 def test_large_captures_match_tshark(name: str) -> None:
     sys.path.insert(0, str(ROOT / "tools"))
     from goldenlib import golden_rows
+
     from make_golden import check_against_tshark
 
     path = SHARED / "captures" / name

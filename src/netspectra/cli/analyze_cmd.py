@@ -8,7 +8,14 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
 from rich.table import Table
 
 from netspectra.capture.names import ethertype_name, linktype_name, protocol_name
@@ -44,9 +51,12 @@ def analyze(
         ),
     ] = None,
     csv: Annotated[bool, typer.Option("--csv", help="Write CSV instead of Parquet into --out.")] = False,
-    top: Annotated[int, typer.Option("--top", "-n", min=0, help="Rows in each top-flows table (0: none).")] = 10,
+    top: Annotated[
+        int, typer.Option("--top", "-n", min=0, help="Rows in each top-flows table (0: none).")
+    ] = 10,
     json_out: Annotated[
-        bool, typer.Option("--json", help="Print the summary as one JSON document on stdout instead of tables.")
+        bool,
+        typer.Option("--json", help="Print the summary as one JSON document on stdout instead of tables."),
     ] = False,
     batch_size: Annotated[
         int, typer.Option("--batch-size", min=1, help="Packets per columnar batch.", rich_help_panel="Tuning")
@@ -74,7 +84,9 @@ def analyze(
     tasks = [ExactTask(t.name, t.key_fields) for t in cfg.aggregator.exact.tasks]
     if "exact" not in cfg.aggregator.types or not tasks:
         raise fail("the configuration has no exact task to run (aggregator.types / aggregator.exact.tasks)")
-    skipped_sketches = [t.name for t in cfg.aggregator.sketch.tasks] if "sketch" in cfg.aggregator.types else []
+    skipped_sketches = (
+        [t.name for t in cfg.aggregator.sketch.tasks] if "sketch" in cfg.aggregator.types else []
+    )
     if skipped_sketches:
         log.warning(
             "sketch tasks %s are configured but this version runs only the exact tasks",
@@ -186,12 +198,18 @@ def _jsonable(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-def _print_summary(result: AnalysisResult, snapshots: list[FlowSnapshot], top: int, written: list[Path]) -> None:
+def _print_summary(
+    result: AnalysisResult, snapshots: list[FlowSnapshot], top: int, written: list[Path]
+) -> None:
     st = result.stats
-    summary = Table(title="Capture summary", show_header=False, title_justify="left", box=None, pad_edge=False)
+    summary = Table(
+        title="Capture summary", show_header=False, title_justify="left", box=None, pad_edge=False
+    )
     summary.add_column(style="bold")
     summary.add_column(justify="right")
-    summary.add_row("Files", f"{len(result.files)}" + (f" ({len(result.errors)} damaged)" if result.errors else ""))
+    summary.add_row(
+        "Files", f"{len(result.files)}" + (f" ({len(result.errors)} damaged)" if result.errors else "")
+    )
     summary.add_row("Packets", f"{st.records:,}")
     summary.add_row("Bytes (wire)", f"{st.wire_bytes:,}")
     summary.add_row("IP packets in flows", f"{st.ip_packets:,}")
