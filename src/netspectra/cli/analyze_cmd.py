@@ -22,6 +22,7 @@ from netspectra.capture.names import ethertype_name, linktype_name, protocol_nam
 from netspectra.cli.common import ConfigOption, console, err_console, fail
 from netspectra.config import ConfigError, load_config
 from netspectra.offline.analyzer import AnalysisResult, analyze_files
+from netspectra.offline.warmup import warm_up
 from netspectra.output.flow_table import write_csv, write_parquet
 from netspectra.output.timefmt import format_ts_ns
 from netspectra.tasks.exact import ExactTask, FlowSnapshot
@@ -99,6 +100,11 @@ def analyze(
             raise fail(f"cannot create output directory {out}: {exc.strerror}") from None
 
     show_progress = err_console.is_terminal if progress is None else progress
+    with err_console.status("preparing kernels (compiled once after installation, then cached) ...") as st:
+        if not show_progress:
+            st.stop()
+        took = warm_up()
+    log.info("kernels ready in %.2f s", took)
     with Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
