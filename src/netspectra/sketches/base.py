@@ -1,0 +1,419 @@
+"""The common interface of the sketches, their heavy-hitter results, and the sketch task of the engine.
+
+* :class:`Sketch` — what every sketch type implements. Subclasses register themselves by ``skt_type``
+  through ``__init_subclass__`` (``class CountMinSketch(Sketch, skt_type=0)``); an intermediate
+  abstract class leaves ``skt_type`` out and is not registered. :func:`sketch_class` finds the class of a
+  type, importing the built-in module of that type on first use (so the registry does not depend on
+  which modules happened to be imported before).
+* :class:`HeavyHitters` — raw results: keys (bytes) and values, deduplicated, sorted.
+* :class:`SketchTask` — one configured sketch task: encodes a :class:`~netspectra.batch.PacketBatch`
+  into keys (flow, or flow‖element for sketches that count elements) and feeds the sketch;
+  :meth:`SketchTask.snapshot` gives a :class:`SketchSnapshot` whose :meth:`~SketchSnapshot.to_arrow` has
+  the columns of the original's ``heavy_hitters`` table minus ``Timestamp``.
+
+Heavy-hitter types, as the original's ``heavy_hitters.Type`` column: 0 = count (packets), 1 = size
+(bytes), 2 = spread (distinct elements).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import secrets
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Any, ClassVar
+
+import numpy as np
+import pyarrow as pa
+
+from netspectra.batch import PacketBatch
+from netspectra.sketches.keys import decode_flows, encode_flow_element, encode_keys, validate_fields
+
+log = logging.getLogger(__name__)
+
+
+class HitterType(IntEnum):
+    """``Type`` of a heavy-hitter row (the original's ``heavy_hitters.Type``)."""
+
+    COUNT = 0  #: packets per flow
+    SIZE = 1  #: bytes per flow
+    SPREAD = 2  #: distinct elements per flow
+
+
+#: Arrow schema of :meth:`SketchSnapshot.to_arrow` (the original's ``heavy_hitters`` minus ``Timestamp``).
+HEAVY_HITTERS_SCHEMA = pa.schema(
+    [
+        pa.field("TaskName", pa.string(), nullable=False),
+        pa.field("Flow", pa.string(), nullable=False),
+        pa.field("Value", pa.uint64(), nullable=False),
+        pa.field("Type", pa.uint8(), nullable=False),
+    ]
+)
+
+#: The module that defines each built-in sketch type; imported by :func:`sketch_class` on first use.
+BUILTIN_SKETCH_MODULES: dict[int, str] = {
+    0: "netspectra.sketches.countmin",
+    1: "netspectra.sketches.superspread",
+}
+_REGISTRY: dict[int, type[Sketch]] = {}
+
+
+def _readonly(a: np.ndarray) -> np.ndarray:
+    a.flags.writeable = False
+    return a
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class HeavyHitters:
+    """Heavy hitters of one type as raw keys: ``keys`` uint8 (m, L), ``values`` uint64 (m,).
+
+    Invariants (from :meth:`from_candidates`): one row per distinct key, sorted by value descending and,
+    among equal values, by key bytes ascending (deterministic, unlike the original's map order); both
+    arrays are read-only copies, independent of the sketch that produced them.
+    """
+
+    keys: np.ndarray
+    values: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.values.shape[0])
+
+    @classmethod
+    def from_candidates(cls, keys: np.ndarray, values: np.ndarray, threshold: int = 0) -> HeavyHitters:
+        """Deduplicate ``keys`` keeping each key's largest value, keep values ``>= threshold``, sort.
+
+        ``keys`` is (m, L) uint8, ``values`` (m,) of any unsigned integer type; both are copied.
+        """
+        keys = np.ascontiguousarray(keys, dtype=np.uint8)
+        values = np.asarray(values).astype(np.uint64)
+        if keys.ndim != 2 or keys.shape[0] != values.shape[0]:
+            raise ValueError(f"keys {keys.shape} and values {values.shape} do not match")
+        L = keys.shape[1]
+        keep = values >= np.uint64(threshold)
+        keys, values = keys[keep], values[keep]
+        if keys.shape[0] == 0:
+            return cls(_readonly(np.empty((0, L), np.uint8)), _readonly(np.empty(0, np.uint64)))
+        if L == 0:
+            return cls(_readonly(np.empty((1, 0), np.uint8)), _readonly(values.max(keepdims=True)))
+        # lexicographic key order first, then value descending: the first row of each key holds its max
+        by_key = np.lexsort((values.max() - values, *keys.T[::-1]))
+        k, v = keys[by_key], values[by_key]
+        first = np.ones(k.shape[0], dtype=bool)
+        first[1:] = (k[1:] != k[:-1]).any(axis=1)
+        k, v = k[first], v[first]
+        # stable sort on -value keeps the ascending key order among ties
+        order = np.argsort(v.max() - v, kind="stable")
+        return cls(_readonly(np.ascontiguousarray(k[order])), _readonly(v[order]))
+
+    def decode(self, fields: Sequence[str]) -> HeavyHitterList:
+        """Flow texts (:func:`~netspectra.sketches.keys.decode_flows`) for these rows."""
+        return HeavyHitterList(tuple(decode_flows(self.keys, fields)), self.values, self.keys)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class HeavyHitterList:
+    """Decoded heavy hitters: ``flows[i]`` (text) has value ``values[i]``; sorted as :class:`HeavyHitters`.
+
+    ``keys`` keeps the raw key bytes of every row (read-only), e.g. for merging across engines.
+    """
+
+    flows: tuple[str, ...]
+    values: np.ndarray
+    keys: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.flows)
+
+    def __iter__(self) -> Iterator[tuple[str, int]]:
+        return zip(self.flows, (int(v) for v in self.values), strict=True)
+
+    def to_list(self) -> list[tuple[str, int]]:
+        """``[(flow, value), ...]`` in order."""
+        return list(self)
+
+
+@dataclass(frozen=True, slots=True)
+class SketchParams:
+    """Every parameter of a sketch task, as the configuration names them (0 = the type's default).
+
+    ``seed`` is already resolved to an integer (see :class:`SketchTask`).
+    """
+
+    name: str
+    skt_type: int
+    flow_fields: tuple[str, ...]
+    element_fields: tuple[str, ...] = ()
+    width: int = 0
+    depth: int = 0
+    size_threshold: int = 0
+    count_threshold: int = 0
+    m: int = 0
+    size: int = 0
+    b: float = 0.0
+    base: float = 0.0
+    seed: int = 0
+
+
+class Sketch(ABC):
+    """A streaming summary fed with whole batches of fixed-width keys.
+
+    Contract for implementations:
+
+    * ``update(keys, lengths)``: ``keys`` is a C-contiguous uint8 (n, L) array of flow keys, or of
+      flow‖element keys when the class sets ``uses_elements``; ``lengths`` uint32 (n,) wire lengths.
+      One call processes the rows in order (order-dependent sketches run in numba kernels).
+    * ``heavy_hitters()`` returns the results of the type by :class:`HitterType`; keys in the results are
+      flow keys (without the element part).
+    * The object is not thread-safe; :class:`SketchTask` serialises calls with a lock.
+    """
+
+    #: ``skt_type`` of the class; set by ``__init_subclass__``.
+    skt_type: ClassVar[int]
+    #: Whether keys carry the element part (flow‖element) — SuperSpread does, CountMin does not.
+    uses_elements: ClassVar[bool] = False
+
+    def __init_subclass__(cls, skt_type: int | None = None, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if skt_type is None:  # an abstract intermediate: not registered
+            return
+        other = _REGISTRY.get(skt_type)
+        if other is not None and other.__qualname__ != cls.__qualname__:
+            raise TypeError(
+                f"skt_type {skt_type} is already registered by {other.__module__}.{other.__name__}"
+            )
+        cls.skt_type = skt_type
+        _REGISTRY[skt_type] = cls
+
+    @classmethod
+    @abstractmethod
+    def from_params(cls, params: SketchParams) -> Sketch:
+        """A new empty sketch for a task's parameters (0 → the type's default)."""
+
+    @abstractmethod
+    def update(self, keys: np.ndarray, lengths: np.ndarray) -> None:
+        """Feed ``keys`` (n, L) uint8 with their wire ``lengths`` (n,) uint32, in row order."""
+
+    @abstractmethod
+    def heavy_hitters(self) -> dict[HitterType, HeavyHitters]:
+        """The current heavy hitters of every type the sketch reports, as independent copies."""
+
+    @abstractmethod
+    def reset(self) -> None:
+        """Back to the empty state (same shape and seeds)."""
+
+    @property
+    @abstractmethod
+    def memory_bytes(self) -> int:
+        """Bytes held by the sketch's arrays."""
+
+    @abstractmethod
+    def to_bytes(self) -> bytes:
+        """A self-describing serialisation (header with shape, seeds, options, version, then the state)."""
+
+    @classmethod
+    @abstractmethod
+    def from_bytes(cls, data: bytes) -> Sketch:
+        """The sketch :meth:`to_bytes` wrote; ``ValueError`` on a foreign or damaged buffer."""
+
+    @abstractmethod
+    def merge(self, other: Sketch) -> None:
+        """Fold ``other`` (same shape and seeds) into this sketch; each type documents its exactness."""
+
+
+def registered_types() -> dict[int, type[Sketch]]:
+    """The classes registered so far, by ``skt_type`` (a copy)."""
+    return dict(_REGISTRY)
+
+
+def sketch_class(skt_type: int) -> type[Sketch]:
+    """The class of ``skt_type``, importing its built-in module on first use; ``ValueError`` if unknown."""
+    t = int(skt_type)
+    if t not in _REGISTRY and t in BUILTIN_SKETCH_MODULES:
+        importlib.import_module(BUILTIN_SKETCH_MODULES[t])
+    try:
+        return _REGISTRY[t]
+    except KeyError:
+        known = sorted(set(_REGISTRY) | set(BUILTIN_SKETCH_MODULES))
+        raise ValueError(f"unknown skt_type {skt_type!r}; known sketch types: {known}") from None
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class SketchSnapshot:
+    """A sketch task's heavy hitters at one moment: ``hitters`` by :class:`HitterType` (read-only copies).
+
+    A CountMin task has COUNT and SIZE lists, a SuperSpread task a SPREAD list.
+    """
+
+    task_name: str
+    skt_type: int
+    flow_fields: tuple[str, ...]
+    hitters: Mapping[HitterType, HeavyHitterList] = field(default_factory=dict)
+
+    @property
+    def count(self) -> HeavyHitterList | None:
+        """Heavy hitters by packets (Type 0), if the sketch reports them."""
+        return self.hitters.get(HitterType.COUNT)
+
+    @property
+    def size(self) -> HeavyHitterList | None:
+        """Heavy hitters by bytes (Type 1), if the sketch reports them."""
+        return self.hitters.get(HitterType.SIZE)
+
+    @property
+    def spread(self) -> HeavyHitterList | None:
+        """Super-spreaders by distinct elements (Type 2), if the sketch reports them."""
+        return self.hitters.get(HitterType.SPREAD)
+
+    def __len__(self) -> int:
+        return sum(len(h) for h in self.hitters.values())
+
+    def to_arrow(self) -> pa.Table:
+        """Columns ``TaskName`` string, ``Flow`` string, ``Value`` uint64, ``Type`` uint8; Type 0, 1, 2 in
+        that order, each list in its own (descending) order."""
+        flows: list[str] = []
+        values: list[np.ndarray] = []
+        types: list[np.ndarray] = []
+        for t in sorted(self.hitters):
+            h = self.hitters[t]
+            flows.extend(h.flows)
+            values.append(np.asarray(h.values, dtype=np.uint64))
+            types.append(np.full(len(h), int(t), dtype=np.uint8))
+        n = len(flows)
+        return pa.table(
+            [
+                pa.array([self.task_name] * n, type=pa.string()),
+                pa.array(flows, type=pa.string()),
+                pa.array(np.concatenate(values) if values else np.empty(0, np.uint64), type=pa.uint64()),
+                pa.array(np.concatenate(types) if types else np.empty(0, np.uint8), type=pa.uint8()),
+            ],
+            schema=HEAVY_HITTERS_SCHEMA,
+        )
+
+
+class SketchTask:
+    """One configured sketch task: batches in, heavy-hitter snapshots out.
+
+    ``seed`` None draws a random 64-bit seed (logged, so a run can be reproduced by configuring it);
+    the original always seeded from an unseeded RNG. Parameters of 0 take the sketch type's defaults.
+
+    Thread safety: ``update``, ``snapshot`` and ``reset`` hold one lock, so a snapshot never sees half
+    a batch and :meth:`snapshot` with ``reset=True`` loses no packet between the two (the original's
+    bug 4: its resetter ran independently of its snapshotters).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        skt_type: int,
+        flow_fields: Sequence[str],
+        element_fields: Sequence[str] = (),
+        width: int = 0,
+        depth: int = 0,
+        size_threshold: int = 0,
+        count_threshold: int = 0,
+        m: int = 0,
+        size: int = 0,
+        b: float = 0.0,
+        base: float = 0.0,
+        seed: int | None = None,
+    ) -> None:
+        cls = sketch_class(skt_type)
+        flow = validate_fields(flow_fields, "flow_fields")
+        elem = validate_fields(element_fields, "element_fields", required=cls.uses_elements)
+        if seed is None:
+            seed = secrets.randbits(64)
+            log.info(
+                "sketch task %s: no seed configured, using seed %d (configure it to reproduce)", name, seed
+            )
+        self.params = SketchParams(
+            name=name,
+            skt_type=int(skt_type),
+            flow_fields=flow,
+            element_fields=elem,
+            width=int(width),
+            depth=int(depth),
+            size_threshold=int(size_threshold),
+            count_threshold=int(count_threshold),
+            m=int(m),
+            size=int(size),
+            b=float(b),
+            base=float(base),
+            seed=int(seed),
+        )
+        # only sketches that count elements see them in the key; CountMin ignores element_fields
+        self._elem_fields = elem if cls.uses_elements else ()
+        self.sketch: Sketch = cls.from_params(self.params)
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> SketchTask:
+        """Build from an object with the attributes of the configuration's sketch task (``name``,
+        ``skt_type``, ``flow_fields``, ``element_fields``, ``width``, ``depth``, ``size_threshold``,
+        ``count_threshold``, ``m``, ``size``, ``b``, ``base``, ``seed``)."""
+        return cls(
+            name=cfg.name,
+            skt_type=int(cfg.skt_type),
+            flow_fields=tuple(cfg.flow_fields),
+            element_fields=tuple(cfg.element_fields or ()),
+            width=cfg.width,
+            depth=cfg.depth,
+            size_threshold=cfg.size_threshold,
+            count_threshold=cfg.count_threshold,
+            m=cfg.m,
+            size=cfg.size,
+            b=cfg.b,
+            base=cfg.base,
+            seed=cfg.seed,
+        )
+
+    def __repr__(self) -> str:
+        p = self.params
+        flow = list(p.flow_fields)
+        return f"SketchTask({p.name!r}, skt_type={p.skt_type}, flow={flow}, sketch={self.sketch!r})"
+
+    @property
+    def name(self) -> str:
+        return self.params.name
+
+    @property
+    def flow_fields(self) -> tuple[str, ...]:
+        return self.params.flow_fields
+
+    @property
+    def memory_bytes(self) -> int:
+        """Bytes held by the sketch."""
+        return self.sketch.memory_bytes
+
+    def encode(self, batch: PacketBatch) -> np.ndarray:
+        """The keys this task feeds its sketch for ``batch`` (flow, or flow‖element)."""
+        if self._elem_fields:
+            return encode_flow_element(batch, self.params.flow_fields, self._elem_fields)
+        return encode_keys(batch, self.params.flow_fields)
+
+    def update(self, batch: PacketBatch) -> None:
+        """Account every packet of ``batch`` (key encoding outside the lock, sketch update inside)."""
+        if len(batch) == 0:
+            return
+        keys = self.encode(batch)
+        lengths = np.ascontiguousarray(batch.length, dtype=np.uint32)
+        with self._lock:
+            self.sketch.update(keys, lengths)
+
+    def snapshot(self, reset: bool = False) -> SketchSnapshot:
+        """The current heavy hitters, decoded to flow text; with ``reset`` the sketch is emptied in the
+        same critical section (no packet falls between snapshot and reset)."""
+        with self._lock:
+            raw = self.sketch.heavy_hitters()
+            if reset:
+                self.sketch.reset()
+        hitters = {t: h.decode(self.params.flow_fields) for t, h in raw.items()}
+        return SketchSnapshot(self.params.name, self.params.skt_type, self.params.flow_fields, hitters)
+
+    def reset(self) -> None:
+        """Empty the sketch (same seeds)."""
+        with self._lock:
+            self.sketch.reset()
