@@ -146,3 +146,37 @@ def test_console_script_runs_in_a_fresh_process() -> None:
         check=True,
     )
     assert "Capture summary" in out.stdout and "per_five_tuple" in out.stdout
+
+
+def test_sketch_tasks_run_beside_exact_and_write_heavy_hitters(tmp_path: Path) -> None:
+    conf = tmp_path / "c.yaml"
+    conf.write_text(
+        "aggregator:\n  types: [sketch, exact]\n"
+        "  exact:\n    tasks:\n      - name: per_src\n        key_fields: [SrcIP]\n"
+        "  sketch:\n    tasks:\n"
+        "      - {name: cm, skt_type: 0, flow_fields: [SrcIP], width: 4096, depth: 2,\n"
+        "         count_thereshold: 100, size_thereshold: 20000, seed: 7}\n"
+        "      - {name: ss, skt_type: 1, flow_fields: [SrcIP], element_fields: [DstIP], width: 4096,\n"
+        "         depth: 2, count_thereshold: 50, m: 128, size: 5, b: 1.08, base: 0.5, seed: 7}\n"
+    )
+    res = run("analyze", str(CAPTURES / "gnutella.pcap"), "-c", str(conf), "--out", str(tmp_path), "--json")
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    exact = {r["SrcIP"]: r for r in pq.read_table(tmp_path / "per_src.parquet").to_pylist()}
+    cm = pq.read_table(tmp_path / "cm.parquet")
+    assert cm.column_names == ["TaskName", "Flow", "Value", "Type"]
+    by_type: dict[int, dict[str, int]] = {}
+    for r in cm.to_pylist():
+        by_type.setdefault(r["Type"], {})[r["Flow"]] = r["Value"]
+    # every true heavy hitter is reported, with the exact count at this load
+    for ip, r in exact.items():
+        if r["PacketCount"] >= 100:
+            assert by_type[0][ip] == r["PacketCount"]
+        if r["ByteCount"] >= 20000:
+            assert by_type[1][ip] == r["ByteCount"]
+    ss = pq.read_table(tmp_path / "ss.parquet").to_pylist()
+    assert ss and {r["Type"] for r in ss} == {2}
+    top = max(ss, key=lambda r: r["Value"])
+    assert top["Flow"] == "10.0.2.15" and 514 * 0.7 < top["Value"] < 514 * 1.3  # 514 distinct DstIPs (tshark)
+    names = [t["name"] for t in doc["sketch_tasks"]]
+    assert names == ["cm", "ss"] and doc["sketch_tasks"][1]["heavy_hitters"]["spread"]["count"] == len(ss)

@@ -25,6 +25,7 @@ from netspectra.offline.analyzer import AnalysisResult, analyze_files
 from netspectra.offline.warmup import warm_up
 from netspectra.output.flow_table import write_csv, write_parquet
 from netspectra.output.timefmt import format_ts_ns
+from netspectra.sketches.base import HitterType, SketchSnapshot, SketchTask
 from netspectra.tasks.exact import ExactTask, FlowSnapshot
 
 log = logging.getLogger(__name__)
@@ -69,12 +70,16 @@ def analyze(
         ),
     ] = None,
 ) -> None:
-    """Account for every flow of one or more capture files, exactly.
+    """Account for every flow of one or more capture files, exactly; find heavy hitters and super-spreaders.
 
-    Runs the exact tasks of the configuration (without --config: the shipped configuration, whose task
-    **per_five_tuple** keys flows on SrcIP, DstIP, SrcPort, DstPort, Protocol) over every packet, prints
-    a summary (packets, bytes, flows, skipped and truncated packets by reason, packets/s) and the top flows,
-    and with --out writes every task's flows. A damaged file is analysed up to the damage, reported with
+    Runs the tasks of the configuration (without --config: the shipped configuration, the original's
+    tasks: **per_five_tuple**, exact, keyed on SrcIP, DstIP, SrcPort, DstPort, Protocol; **cm_src_left**,
+    a heavy-hitter sketch per SrcIP; **ss_src_dst**, a super-spreader sketch of distinct DstIPs per SrcIP)
+    over every packet, prints a summary (packets, bytes, flows, skipped and truncated packets by reason,
+    packets/s), the top flows, heavy hitters by packets and by bytes, and super-spreaders. With --out it
+    writes every exact task's flows (columns of the original's flow_metrics table) and every sketch task's
+    list (columns of its heavy_hitters table: TaskName, Flow, Value, Type with Type 0 packets, 1 bytes,
+    2 spread). A damaged file is analysed up to the damage, reported with
     its byte offset, and the exit status is 1 (also for a missing or unreadable file; the other files are
     still analysed). Configuration and usage errors exit with 2.
     """
@@ -82,17 +87,18 @@ def analyze(
         cfg = load_config(config)
     except ConfigError as exc:
         raise fail(str(exc)) from None
-    tasks = [ExactTask(t.name, t.key_fields) for t in cfg.aggregator.exact.tasks]
-    if "exact" not in cfg.aggregator.types or not tasks:
-        raise fail("the configuration has no exact task to run (aggregator.types / aggregator.exact.tasks)")
-    skipped_sketches = (
-        [t.name for t in cfg.aggregator.sketch.tasks] if "sketch" in cfg.aggregator.types else []
+    types = cfg.aggregator.types
+    exact_tasks = (
+        [ExactTask(t.name, t.key_fields) for t in cfg.aggregator.exact.tasks] if "exact" in types else []
     )
-    if skipped_sketches:
-        log.warning(
-            "sketch tasks %s are configured but this version runs only the exact tasks",
-            ", ".join(skipped_sketches),
+    try:
+        sketch_tasks = (
+            [SketchTask.from_config(t) for t in cfg.aggregator.sketch.tasks] if "sketch" in types else []
         )
+    except ValueError as exc:
+        raise fail(f"sketch task: {exc}") from None
+    if not exact_tasks and not sketch_tasks:
+        raise fail("the configuration has no task to run (aggregator.types and its exact/sketch tasks)")
     if out is not None:
         try:
             out.mkdir(parents=True, exist_ok=True)
@@ -103,7 +109,7 @@ def analyze(
     with err_console.status("preparing kernels (compiled once after installation, then cached) ...") as st:
         if not show_progress:
             st.stop()
-        took = warm_up()
+        took = warm_up({t.params.skt_type for t in sketch_tasks})
     log.info("kernels ready in %.2f s", took)
     with Progress(
         TextColumn("[bold]{task.description}"),
@@ -125,25 +131,77 @@ def analyze(
                 bar.update(current["id"], completed=done)
 
         result = analyze_files(
-            files, tasks, batch_size=batch_size, on_file_start=on_file_start, progress=on_progress
+            files,
+            [*exact_tasks, *sketch_tasks],
+            batch_size=batch_size,
+            on_file_start=on_file_start,
+            progress=on_progress,
         )
 
-    snapshots = [t.snapshot() for t in tasks]
+    snapshots = [t.snapshot() for t in exact_tasks]
+    sketches = [t.snapshot() for t in sketch_tasks]
     written: list[Path] = []
     if out is not None:
-        for snap in snapshots:
+        for snap in [*snapshots, *sketches]:
             path = out / f"{snap.task_name}.{'csv' if csv else 'parquet'}"
             (write_csv if csv else write_parquet)(snap.to_arrow(), path)
             written.append(path)
 
     if json_out:
-        print(json.dumps(_summary_dict(result, snapshots, top, written), indent=2))
+        doc = _summary_dict(result, snapshots, top, written)
+        doc["sketch_tasks"] = [_sketch_dict(t, s, top) for t, s in zip(sketch_tasks, sketches, strict=True)]
+        print(json.dumps(doc, indent=2))
     else:
         _print_summary(result, snapshots, top, written)
+        _print_sketches(sketch_tasks, sketches, top)
     for err in result.errors:
         err_console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
     if result.errors:
         raise typer.Exit(1)
+
+
+_HITTER_TITLES = {
+    HitterType.COUNT: ("Heavy hitters by packets", "Packets"),
+    HitterType.SIZE: ("Heavy hitters by bytes", "Bytes"),
+    HitterType.SPREAD: ("Super-spreaders", "Distinct elements"),
+}
+
+
+def _sketch_dict(task: SketchTask, snap: SketchSnapshot, top: int) -> dict[str, Any]:
+    p = task.params
+    return {
+        "name": p.name,
+        "skt_type": p.skt_type,
+        "flow_fields": list(p.flow_fields),
+        "element_fields": list(p.element_fields),
+        "seed": p.seed,
+        "memory_bytes": task.memory_bytes,
+        "heavy_hitters": {
+            t.name.lower(): {"count": len(h), "top": [{"flow": f, "value": v} for f, v in h.to_list()[:top]]}
+            for t, h in sorted(snap.hitters.items())
+        },
+    }
+
+
+def _print_sketches(tasks: list[SketchTask], snaps: list[SketchSnapshot], top: int) -> None:
+    for task, snap in zip(tasks, snaps, strict=True):
+        flow = " ".join(task.flow_fields)
+        for kind, hitters in sorted(snap.hitters.items()):
+            title, unit = _HITTER_TITLES[HitterType(kind)]
+            shown = hitters.to_list()[:top]
+            console.print(
+                f"[bold]{title}[/] — task {task.name} ({len(hitters):,} flows over the threshold"
+                f"{', top ' + str(len(shown)) if len(shown) < len(hitters) else ''})",
+                highlight=False,
+            )
+            if not shown:
+                continue
+            t = Table()
+            t.add_column(f"Flow ({flow})")
+            t.add_column(unit, justify="right")
+            for f, v in shown:
+                t.add_row(f, f"{v:,}")
+            console.print(t)
 
 
 def _flow_rows(snap: FlowSnapshot, n: int, by: str) -> list[dict[str, Any]]:

@@ -10,9 +10,11 @@ from __future__ import annotations
 import struct
 import tempfile
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 from netspectra.capture.reader import CaptureReader
+from netspectra.sketches.base import SketchTask
 from netspectra.tasks.exact import ExactTask
 
 
@@ -36,16 +38,22 @@ def _pcapng(frame: bytes) -> bytes:
     return shb + idb + epb + struct.pack("<I", size)
 
 
-def warm_up() -> float:
-    """Run the reader (pcap and pcapng), an exact task and its Arrow output once; seconds taken."""
+def warm_up(sketch_types: Iterable[int] = ()) -> float:
+    """Run the reader (pcap and pcapng), an exact task, a small sketch of each of ``sketch_types`` and
+    their Arrow outputs once; seconds taken."""
     t0 = time.perf_counter()
     frame = _frame()
-    task = ExactTask("warm_up", ("SrcIP", "DstIP", "SrcPort", "DstPort", "Protocol"), capacity_hint=4)
+    five = ("SrcIP", "DstIP", "SrcPort", "DstPort", "Protocol")
+    tasks: list = [ExactTask("warm_up", five, capacity_hint=4)]
+    for t in sorted(set(sketch_types)):
+        tasks.append(SketchTask("warm_up", t, ("SrcIP",), ("DstIP",), width=64, depth=2, m=8, seed=1))
     with tempfile.TemporaryDirectory(prefix="netspectra-warmup-") as tmp:
         for name, data in (("w.pcap", _pcap(frame)), ("w.pcapng", _pcapng(frame))):
             path = Path(tmp) / name
             path.write_bytes(data)
             for batch in CaptureReader(path):
-                task.update(batch)
-    task.snapshot().to_arrow()
+                for task in tasks:
+                    task.update(batch)
+    for task in tasks:
+        task.snapshot().to_arrow()
     return time.perf_counter() - t0
