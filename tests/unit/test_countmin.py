@@ -304,3 +304,20 @@ def test_snapshot_arrow_types_even_when_empty() -> None:
     t = task.snapshot().to_arrow()
     assert t.num_rows == 0 and t.schema.field("Value").type == pa.uint64()
     assert isinstance(task.sketch, Sketch)
+
+
+def test_variant_key_selects_the_original_rules() -> None:
+    from netspectra.config import parse_config_text
+    from netspectra.sketches.base import SketchTask
+
+    text = (
+        "aggregator:\n  types: [sketch]\n  sketch:\n    tasks:\n"
+        "      - {name: a, skt_type: 0, flow_fields: [SrcIP], width: 64, depth: 2, seed: 1}\n"
+        "      - {name: b, skt_type: 0, flow_fields: [SrcIP], width: 64, depth: 2, seed: 1, variant: original}\n"
+    )
+    a, b = (SketchTask.from_config(t) for t in parse_config_text(text).aggregator.sketch.tasks)
+    assert (a.sketch.size_rule, a.sketch.estimator) == ("reduce", "mv")
+    assert (b.sketch.size_rule, b.sketch.estimator) == ("original", "vote")
+    bad = text.replace("variant: original", "variant: fancy")
+    with pytest.raises(Exception, match="variant"):
+        parse_config_text(bad)

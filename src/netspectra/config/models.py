@@ -29,7 +29,7 @@ from collections.abc import Iterable
 from datetime import timedelta
 from enum import IntEnum
 from fractions import Fraction
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     AfterValidator,
@@ -611,6 +611,9 @@ class SketchTaskConfig(Section):
     b: float = Field(0.0, ge=0.0)
     #: Hash seed for reproducible runs (an addition); absent -> a random seed per run, as the original.
     seed: int | None = Field(None, ge=0, le=2**64 - 1)
+    #: CountMin (skt_type 0) only, an addition: "mv" (default: majority vote with MV-Sketch estimates,
+    #: measured better, see benchmarks/RESULTS.md) or "original" (the original's replace rule and query).
+    variant: Literal["", "mv", "original"] = ""
 
     @model_validator(mode="before")
     @classmethod

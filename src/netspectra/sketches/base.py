@@ -156,6 +156,8 @@ class SketchParams:
     b: float = 0.0
     base: float = 0.0
     seed: int = 0
+    #: skt_type 0 only: "" / "mv" (the measured better default) or "original" (the original's rules)
+    variant: str = ""
 
 
 class Sketch(ABC):
@@ -320,6 +322,7 @@ class SketchTask:
         b: float = 0.0,
         base: float = 0.0,
         seed: int | None = None,
+        variant: str = "",
     ) -> None:
         cls = sketch_class(skt_type)
         flow = validate_fields(flow_fields, "flow_fields")
@@ -343,6 +346,7 @@ class SketchTask:
             b=float(b),
             base=float(base),
             seed=int(seed),
+            variant=variant,
         )
         # only sketches that count elements see them in the key; CountMin ignores element_fields
         self._elem_fields = elem if cls.uses_elements else ()
@@ -368,6 +372,7 @@ class SketchTask:
             b=cfg.b,
             base=cfg.base,
             seed=cfg.seed,
+            variant=getattr(cfg, "variant", ""),
         )
 
     def __repr__(self) -> str:

@@ -67,6 +67,12 @@ SIZE_RULES: tuple[str, ...] = ("reduce", "original")
 DEFAULT_SIZE_RULE = "reduce"
 ESTIMATORS: tuple[str, ...] = ("mv", "vote")
 DEFAULT_ESTIMATOR = "mv"
+#: The configuration's ``variant`` key → (size_rule, estimator).
+VARIANTS: dict[str, tuple[str, str]] = {
+    "": ("reduce", "mv"),
+    "mv": ("reduce", "mv"),
+    "original": ("original", "vote"),
+}
 
 _MAGIC = b"NSCM"
 _VERSION = 1
@@ -319,6 +325,11 @@ class CountMinSketch(Sketch, skt_type=0):
 
     @classmethod
     def from_params(cls, params: SketchParams) -> CountMinSketch:
+        """``params.variant``: "" or "mv" → the defaults; "original" → the original's replace rule and
+        max-over-matching-rows vote query."""
+        if params.variant not in VARIANTS:
+            raise ValueError(f"variant must be one of {sorted(VARIANTS)}, got {params.variant!r}")
+        size_rule, estimator = VARIANTS[params.variant]
         return cls(
             params.width,
             params.depth,
@@ -326,6 +337,8 @@ class CountMinSketch(Sketch, skt_type=0):
             key_length=key_length(params.flow_fields),
             count_threshold=params.count_threshold,
             size_threshold=params.size_threshold,
+            size_rule=size_rule,
+            estimator=estimator,
         )
 
     def __repr__(self) -> str:
