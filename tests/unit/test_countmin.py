@@ -313,7 +313,8 @@ def test_variant_key_selects_the_original_rules() -> None:
     text = (
         "aggregator:\n  types: [sketch]\n  sketch:\n    tasks:\n"
         "      - {name: a, skt_type: 0, flow_fields: [SrcIP], width: 64, depth: 2, seed: 1}\n"
-        "      - {name: b, skt_type: 0, flow_fields: [SrcIP], width: 64, depth: 2, seed: 1, variant: original}\n"
+        "      - {name: b, skt_type: 0, flow_fields: [SrcIP], width: 64, depth: 2, seed: 1,\n"
+        "         variant: original}\n"
     )
     a, b = (SketchTask.from_config(t) for t in parse_config_text(text).aggregator.sketch.tasks)
     assert (a.sketch.size_rule, a.sketch.estimator) == ("reduce", "mv")
