@@ -197,7 +197,7 @@ def _print_sketches(tasks: list[SketchTask], snaps: list[SketchSnapshot], top: i
             if not shown:
                 continue
             t = Table()
-            t.add_column(f"Flow ({flow})")
+            t.add_column(f"Flow ({flow})", overflow="fold")
             t.add_column(unit, justify="right")
             for f, v in shown:
                 t.add_row(f, f"{v:,}")
@@ -306,7 +306,8 @@ def _print_summary(
         t = Table(title=f"Top {len(rows)} flows by bytes — task {s.task_name}", title_justify="left")
         cols = [c for c in ("SrcIP", "DstIP", "SrcPort", "DstPort", "Protocol") if c in s.key_fields]
         for c in cols:
-            t.add_column(c, justify="right" if c.endswith("Port") else "left")
+            # fold, never cut: an address shortened with an ellipsis is a wrong address
+            t.add_column(c, justify="right" if c.endswith("Port") else "left", overflow="fold")
         t.add_column("Packets", justify="right")
         t.add_column("Bytes", justify="right")
         for r in rows:
