@@ -1,0 +1,73 @@
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class FiveTuple(_message.Message):
+    __slots__ = ("src_ip", "dst_ip", "src_port", "dst_port", "protocol")
+    SRC_IP_FIELD_NUMBER: _ClassVar[int]
+    DST_IP_FIELD_NUMBER: _ClassVar[int]
+    SRC_PORT_FIELD_NUMBER: _ClassVar[int]
+    DST_PORT_FIELD_NUMBER: _ClassVar[int]
+    PROTOCOL_FIELD_NUMBER: _ClassVar[int]
+    src_ip: bytes
+    dst_ip: bytes
+    src_port: int
+    dst_port: int
+    protocol: int
+    def __init__(self, src_ip: _Optional[bytes] = ..., dst_ip: _Optional[bytes] = ..., src_port: _Optional[int] = ..., dst_port: _Optional[int] = ..., protocol: _Optional[int] = ...) -> None: ...
+
+class PacketInfo(_message.Message):
+    __slots__ = ("timestamp", "five_tuple", "length")
+    TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
+    FIVE_TUPLE_FIELD_NUMBER: _ClassVar[int]
+    LENGTH_FIELD_NUMBER: _ClassVar[int]
+    timestamp: _timestamp_pb2.Timestamp
+    five_tuple: FiveTuple
+    length: int
+    def __init__(self, timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., five_tuple: _Optional[_Union[FiveTuple, _Mapping]] = ..., length: _Optional[int] = ...) -> None: ...
+
+class PacketBatch(_message.Message):
+    __slots__ = ("version", "count", "seq", "probe_id", "shard", "n_shards", "link_type", "kernel_dropped", "probe_dropped", "skipped", "padding", "ts_ns", "src_ip", "dst_ip", "src_port", "dst_port", "protocol", "length")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    PROBE_ID_FIELD_NUMBER: _ClassVar[int]
+    SHARD_FIELD_NUMBER: _ClassVar[int]
+    N_SHARDS_FIELD_NUMBER: _ClassVar[int]
+    LINK_TYPE_FIELD_NUMBER: _ClassVar[int]
+    KERNEL_DROPPED_FIELD_NUMBER: _ClassVar[int]
+    PROBE_DROPPED_FIELD_NUMBER: _ClassVar[int]
+    SKIPPED_FIELD_NUMBER: _ClassVar[int]
+    PADDING_FIELD_NUMBER: _ClassVar[int]
+    TS_NS_FIELD_NUMBER: _ClassVar[int]
+    SRC_IP_FIELD_NUMBER: _ClassVar[int]
+    DST_IP_FIELD_NUMBER: _ClassVar[int]
+    SRC_PORT_FIELD_NUMBER: _ClassVar[int]
+    DST_PORT_FIELD_NUMBER: _ClassVar[int]
+    PROTOCOL_FIELD_NUMBER: _ClassVar[int]
+    LENGTH_FIELD_NUMBER: _ClassVar[int]
+    version: int
+    count: int
+    seq: int
+    probe_id: str
+    shard: int
+    n_shards: int
+    link_type: int
+    kernel_dropped: int
+    probe_dropped: int
+    skipped: int
+    padding: bytes
+    ts_ns: bytes
+    src_ip: bytes
+    dst_ip: bytes
+    src_port: bytes
+    dst_port: bytes
+    protocol: bytes
+    length: bytes
+    def __init__(self, version: _Optional[int] = ..., count: _Optional[int] = ..., seq: _Optional[int] = ..., probe_id: _Optional[str] = ..., shard: _Optional[int] = ..., n_shards: _Optional[int] = ..., link_type: _Optional[int] = ..., kernel_dropped: _Optional[int] = ..., probe_dropped: _Optional[int] = ..., skipped: _Optional[int] = ..., padding: _Optional[bytes] = ..., ts_ns: _Optional[bytes] = ..., src_ip: _Optional[bytes] = ..., dst_ip: _Optional[bytes] = ..., src_port: _Optional[bytes] = ..., dst_port: _Optional[bytes] = ..., protocol: _Optional[bytes] = ..., length: _Optional[bytes] = ...) -> None: ...

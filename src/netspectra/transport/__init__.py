@@ -1,0 +1,35 @@
+"""Transport: how packet batches travel from a probe to an engine.
+
+:mod:`netspectra.transport.codec` turns a :class:`~netspectra.batch.PacketBatch` into one
+``v1.PacketBatch`` protobuf message of packed little-endian columns and back (zero-copy on receive),
+reads and writes the original's one-``PacketInfo``-per-message format (compatibility path), and
+shards batches by a flow hash. The wire layout is documented in ``docs/wire.md``.
+"""
+
+from netspectra.transport.codec import (
+    FIVE_TUPLE,
+    LAYOUT_VERSION,
+    SHARD_SEED,
+    BatchMeta,
+    PacketInfoStats,
+    batch_to_packet_infos,
+    decode_batch,
+    encode_batch,
+    packet_info_to_batch,
+    shard_of,
+    split_by_shard,
+)
+
+__all__ = [
+    "FIVE_TUPLE",
+    "LAYOUT_VERSION",
+    "SHARD_SEED",
+    "BatchMeta",
+    "PacketInfoStats",
+    "batch_to_packet_infos",
+    "decode_batch",
+    "encode_batch",
+    "packet_info_to_batch",
+    "shard_of",
+    "split_by_shard",
+]
