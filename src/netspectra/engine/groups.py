@@ -1,0 +1,237 @@
+"""Task groups: the tasks of one aggregator type and the writers that serve only that group.
+
+A :class:`TaskGroup` is what an aggregator type (``exact``, ``sketch``, or a plugin's) builds from the
+configuration: its tasks, each wrapped in an :class:`EngineTask` that states how the engine may call
+it from several threads, its writers, and a ``deliver`` function that hands one of its snapshots to
+one of its writers. The manager feeds every batch to every task of every group, but a group's
+snapshots only ever go to that group's writers: an exact writer never sees sketch data and vice versa.
+
+Two adapters cover the two concurrency contracts a task can have:
+
+* :class:`LockedTask` — the task is not thread-safe (:class:`~netspectra.tasks.exact.ExactTask`):
+  the adapter's lock gives it one caller at a time, and snapshot-then-reset happens under that lock.
+* :class:`ConcurrentTask` — the task serialises itself and has an atomic ``snapshot(reset=True)``
+  (:class:`~netspectra.sketches.base.SketchTask`, which encodes keys outside its lock, so several
+  threads can encode batches for it in parallel).
+
+Plugins wrap their tasks in whichever adapter matches their task's contract.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from netspectra.batch import PacketBatch
+from netspectra.config import ConfigError
+from netspectra.config.models import Config, ExactWriterConfig, SketchWriterConfig
+from netspectra.sketches.base import SketchTask
+from netspectra.storage.base import SnapshotMeta, writer_class
+from netspectra.tasks.exact import ExactTask
+
+log = logging.getLogger(__name__)
+
+#: ``deliver(writer, snapshot, meta)``: hand one snapshot of a group's task to one of its writers.
+Deliver = Callable[[Any, Any, SnapshotMeta], None]
+
+
+class EngineTask(ABC):
+    """A task as the engine drives it. Every method may be called from any thread.
+
+    Contract: :meth:`update` accounts a whole batch or, if it raises, nothing that a later snapshot
+    could see half of is promised (the task's own contract decides). :meth:`snapshot` with
+    ``reset=True`` returns the state and empties the task *atomically*: every packet of every
+    update is in exactly one of the returned snapshot or the task's state afterwards (the original's
+    bug 4 lost the packets that arrived between its snapshot and its independent reset).
+    """
+
+    def __init__(self, task: Any) -> None:
+        self.task = task
+        self.name: str = str(task.name)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.task!r})"
+
+    @abstractmethod
+    def update(self, batch: PacketBatch, *, block: bool = True) -> float | None:
+        """Apply ``batch``; seconds spent in the task's update (:class:`LockedTask`: the wait for its lock
+        excluded; :class:`ConcurrentTask`: waits on the task's own internal lock included).
+
+        With ``block=False`` a task that another thread is updating is left alone and ``None`` is
+        returned (the caller comes back to it later); with ``block=True`` it always updates.
+        """
+
+    @abstractmethod
+    def snapshot(self, reset: bool = False) -> Any:
+        """A consistent snapshot of the task; with ``reset`` the task is emptied in the same step."""
+
+
+class LockedTask(EngineTask):
+    """Adapter for a task with ``update(batch)``, ``snapshot()`` and ``reset()`` that is not thread-safe.
+
+    One lock serialises every call, so the task has one updater at a time (updates of *different*
+    tasks still run in parallel: the numba kernels release the GIL).
+    """
+
+    def __init__(self, task: Any) -> None:
+        super().__init__(task)
+        self._lock = threading.Lock()
+
+    def update(self, batch: PacketBatch, *, block: bool = True) -> float | None:
+        if not self._lock.acquire(blocking=block):
+            return None
+        try:
+            t0 = time.perf_counter()
+            self.task.update(batch)
+            return time.perf_counter() - t0
+        finally:
+            self._lock.release()
+
+    def snapshot(self, reset: bool = False) -> Any:
+        with self._lock:
+            snap = self.task.snapshot()
+            if reset:
+                self.task.reset()
+        return snap
+
+
+class ConcurrentTask(EngineTask):
+    """Adapter for a task whose ``update(batch)`` is thread-safe and whose ``snapshot(reset=...)`` is
+    atomic (it holds its own lock). The adapter adds no lock: threads update it concurrently."""
+
+    def update(self, batch: PacketBatch, *, block: bool = True) -> float | None:
+        t0 = time.perf_counter()
+        self.task.update(batch)
+        return time.perf_counter() - t0
+
+    def snapshot(self, reset: bool = False) -> Any:
+        return self.task.snapshot(reset=reset)
+
+
+@dataclass(frozen=True, slots=True)
+class GroupWriter:
+    """One writer of a group: ``name`` (unique in the engine, e.g. ``exact/clickhouse[1]``, used in
+    logs and metrics), the writer object, its snapshot interval in seconds (``None``: no periodic
+    snapshot, only the period-final and stop-final ones) and the configuration key it came from."""
+
+    name: str
+    writer: Any
+    interval_s: float | None
+    config_key: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class TaskGroup:
+    """The tasks of one aggregator type and the writers that receive only their snapshots.
+
+    ``deliver(writer, snapshot, meta)`` is how a snapshot of one of ``tasks`` reaches one of
+    ``writers`` (``write_flows`` for exact groups, ``write_hitters`` for sketch groups).
+    Task names are unique within a group (the manager checks them across groups).
+    """
+
+    name: str
+    tasks: tuple[EngineTask, ...]
+    writers: tuple[GroupWriter, ...]
+    deliver: Deliver
+
+    def __post_init__(self) -> None:
+        names = [t.name for t in self.tasks]
+        dups = sorted({n for n in names if names.count(n) > 1})
+        if dups:
+            raise ValueError(f"group {self.name!r}: task name(s) {', '.join(dups)} used more than once")
+        wnames = [w.name for w in self.writers]
+        if len(set(wnames)) != len(wnames):
+            raise ValueError(f"group {self.name!r}: writer names must be unique, got {wnames}")
+
+    @property
+    def task_names(self) -> tuple[str, ...]:
+        return tuple(t.name for t in self.tasks)
+
+    def without_writers(self) -> TaskGroup:
+        """The same tasks with no writer (for runs that only compute, e.g. ``analyze`` without --store)."""
+        return replace(self, writers=())
+
+
+def deliver_flows(writer: Any, snap: Any, meta: SnapshotMeta) -> None:
+    """Deliver of the exact group: ``writer.write_flows(snapshot, meta)``."""
+    writer.write_flows(snap, meta)
+
+
+def deliver_hitters(writer: Any, snap: Any, meta: SnapshotMeta) -> None:
+    """Deliver of the sketch group: ``writer.write_hitters(snapshot, meta)``."""
+    writer.write_hitters(snap, meta)
+
+
+def build_writers(
+    configs: Sequence[ExactWriterConfig | SketchWriterConfig], group: str, errors: list[str]
+) -> tuple[GroupWriter, ...]:
+    """The enabled writers of ``aggregator.<group>.writers``, created but not opened.
+
+    Disabled writers are skipped with an INFO log line. A writer whose ``type`` has no implementation,
+    or whose construction fails, appends an error naming its key to ``errors`` (the caller raises
+    them together): unlike the original, which skipped such a writer with a warning and ran without
+    storing anything, a configured-and-enabled writer that cannot exist stops the engine at start.
+    A writer that exists but cannot *connect* is not an error here: opening is retried in the
+    background by :class:`~netspectra.engine.resilient.ResilientWriter`.
+    """
+    out: list[GroupWriter] = []
+    for i, wc in enumerate(configs):
+        key = f"aggregator.{group}.writers[{i}]"
+        if not wc.enabled:
+            log.info("%s (type %s): enabled is false, skipped", key, wc.type)
+            continue
+        try:
+            cls = writer_class(wc.type)
+        except (LookupError, ValueError, TypeError, ImportError) as exc:
+            errors.append(f"{key}.type: {wc.type!r} has no writer implementation: {exc}")
+            continue
+        try:
+            writer = cls(wc, group)
+        except Exception as exc:  # any construction problem is a start-up error naming the key
+            errors.append(f"{key}: cannot create the {wc.type} writer: {type(exc).__name__}: {exc}")
+            continue
+        interval = wc.snapshot_interval.total_seconds() if wc.snapshot_interval else None
+        out.append(GroupWriter(f"{group}/{wc.type}[{i}]", writer, interval, key))
+    return tuple(out)
+
+
+def build_exact_group(cfg: Config) -> TaskGroup:
+    """The ``exact`` aggregator: one :class:`ExactTask` per ``aggregator.exact.tasks`` entry.
+
+    ``num_shards`` is accepted for compatibility and ignored (the task is one open-addressing table).
+    Raises :class:`~netspectra.config.ConfigError` listing every bad task and writer by key.
+    """
+    errors: list[str] = []
+    tasks: list[EngineTask] = []
+    for i, t in enumerate(cfg.aggregator.exact.tasks):
+        try:
+            tasks.append(LockedTask(ExactTask(t.name, t.key_fields)))
+        except ValueError as exc:
+            errors.append(f"aggregator.exact.tasks[{i}] ({t.name}): {exc}")
+    writers = build_writers(cfg.aggregator.exact.writers, "exact", errors)
+    if errors:
+        raise ConfigError(errors, path=cfg.source)
+    return TaskGroup("exact", tuple(tasks), writers, deliver_flows)
+
+
+def build_sketch_group(cfg: Config) -> TaskGroup:
+    """The ``sketch`` aggregator: one :class:`SketchTask` per ``aggregator.sketch.tasks`` entry.
+
+    Raises :class:`~netspectra.config.ConfigError` listing every bad task and writer by key.
+    """
+    errors: list[str] = []
+    tasks: list[EngineTask] = []
+    for i, t in enumerate(cfg.aggregator.sketch.tasks):
+        try:
+            tasks.append(ConcurrentTask(SketchTask.from_config(t)))
+        except ValueError as exc:
+            errors.append(f"aggregator.sketch.tasks[{i}] ({t.name}): {exc}")
+    writers = build_writers(cfg.aggregator.sketch.writers, "sketch", errors)
+    if errors:
+        raise ConfigError(errors, path=cfg.source)
+    return TaskGroup("sketch", tuple(tasks), writers, deliver_hitters)

@@ -1,0 +1,817 @@
+"""The engine's manager: a bounded queue of batches, worker threads, snapshots, periods, graceful stop.
+
+::
+
+    submit(batch) ──▶ bounded queue ──▶ N workers ──▶ every task of every group (per-task locks)
+                                                          │
+      per writer: snapshotter thread, own interval ───────┤ snapshot ──▶ ResilientWriter ──▶ writer
+      one period thread: all tasks snapshot+reset at once ┘ final snapshot to EVERY writer, then reset
+
+What it guarantees (and the original did not):
+
+* **Nothing lost or counted twice at a period boundary.** Each task's period-final snapshot and its
+  reset are one atomic step, and the step runs for all tasks while no batch is being applied (a
+  shared/exclusive barrier: workers hold it shared for the whole fan-out of one batch, the period
+  thread exclusively), so every batch lies wholly in one period for every task. The final state
+  goes to every writer of the group, whatever its ``snapshot_interval`` (original's bug 4).
+* **Back-pressure, or counted drops.** :meth:`Manager.submit` blocks while the queue is full (the
+  offline path never drops); with ``block=False`` or a ``timeout`` a refused batch is counted in
+  the metrics and logged (rate-limited). The bound is in packets (``size_of_packet_channel``, as the
+  original's channel of packets); a batch is always admitted into an empty queue, whatever its size.
+* **Writers cannot stop the engine.** Every writer is wrapped in a
+  :class:`~netspectra.engine.resilient.ResilientWriter`: writes are buffered, retried with back-off in
+  the writer's own thread, and drops are counted.
+* **UTC.** :class:`~netspectra.storage.base.SnapshotMeta` carries UTC nanoseconds (the original
+  stored local time as UTC, bug 3).
+* **Graceful stop**: stop accepting, drain the queue, join the workers, stop the snapshot and period
+  threads, take one final snapshot of every task and hand it to every writer, close the writers
+  (each drains its buffer within ``writer_close_timeout_s``, in parallel), run ``on_stop``.
+
+Time comes from an injectable :class:`Clock`: :class:`SystemClock` in production, :class:`ManualClock`
+in tests and simulations, where :meth:`ManualClock.advance` plus :meth:`Manager.settle` drive
+intervals and periods deterministically without sleeping.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from datetime import timedelta
+from os import PathLike
+from pathlib import Path
+from typing import Any, Protocol
+
+from netspectra.batch import PacketBatch
+from netspectra.capture.reader import DEFAULT_BATCH_SIZE
+from netspectra.config.models import Config
+from netspectra.engine.groups import EngineTask, GroupWriter, TaskGroup
+from netspectra.engine.metrics import EngineMetrics, RateLimitedLog
+from netspectra.engine.registry import build_groups
+from netspectra.engine.resilient import (
+    DEFAULT_BACKOFF_INITIAL_S,
+    DEFAULT_BACKOFF_MAX_S,
+    DEFAULT_BUFFER_SIZE,
+    DEFAULT_CLOSE_TIMEOUT_S,
+    ResilientWriter,
+)
+from netspectra.offline.analyzer import AnalysisResult, analyze_files
+from netspectra.storage.base import SnapshotMeta
+
+log = logging.getLogger(__name__)
+
+#: ``on_snapshot(group_name, snapshot, meta)``: called after every snapshot the manager takes.
+SnapshotCallback = Callable[[str, Any, SnapshotMeta], None]
+#: ``on_stop(manager)``: called once at the end of :meth:`Manager.stop`.
+StopCallback = Callable[["Manager"], None]
+
+DEFAULT_QUEUE_PACKETS = 10_000
+
+
+class ManagerStoppedError(RuntimeError):
+    """:meth:`Manager.submit` after :meth:`Manager.stop` began: the batch was not accepted."""
+
+
+# --------------------------------------------------------------------------------------------------
+# Clocks
+# --------------------------------------------------------------------------------------------------
+
+
+class Clock(Protocol):
+    """Where the manager gets time from.
+
+    ``time_ns()`` is the UTC wall clock (ns since the epoch) that stamps snapshots; ``monotonic_ns()``
+    schedules intervals and periods (immune to wall-clock steps); ``wait_until(deadline, stop)``
+    blocks until ``monotonic_ns() >= deadline`` or ``stop`` is set, and returns whether ``stop`` is set.
+    Implementations are thread-safe.
+    """
+
+    def time_ns(self) -> int: ...
+
+    def monotonic_ns(self) -> int: ...
+
+    def wait_until(self, deadline_ns: int, stop: threading.Event) -> bool: ...
+
+
+class SystemClock:
+    """The real clocks: :func:`time.time_ns` and :func:`time.monotonic_ns`."""
+
+    def time_ns(self) -> int:
+        return time.time_ns()
+
+    def monotonic_ns(self) -> int:
+        return time.monotonic_ns()
+
+    def wait_until(self, deadline_ns: int, stop: threading.Event) -> bool:
+        while not stop.is_set():
+            left = deadline_ns - time.monotonic_ns()
+            if left <= 0:
+                return False
+            stop.wait(left / 1e9)
+        return True
+
+
+class ManualClock:
+    """A clock that moves only when told to (:meth:`advance`); for tests and simulations.
+
+    Both clocks advance together: ``time_ns() == start_ns + (monotonic_ns() - 0)``. Waiters wake as
+    soon as ``advance`` reaches their deadline; a set ``stop`` is noticed within 20 ms.
+    """
+
+    def __init__(self, start_ns: int = 1_700_000_000 * 10**9) -> None:
+        self._cond = threading.Condition()
+        self._start = int(start_ns)
+        self._mono = 0
+
+    def time_ns(self) -> int:
+        with self._cond:
+            return self._start + self._mono
+
+    def monotonic_ns(self) -> int:
+        with self._cond:
+            return self._mono
+
+    def advance(self, seconds: float) -> None:
+        """Move both clocks forward by ``seconds`` (>= 0) and wake the waiters that are due."""
+        if seconds < 0:
+            raise ValueError(f"a clock does not go back (seconds={seconds})")
+        with self._cond:
+            self._mono += round(seconds * 1e9)
+            self._cond.notify_all()
+
+    def wait_until(self, deadline_ns: int, stop: threading.Event) -> bool:
+        with self._cond:
+            while self._mono < deadline_ns and not stop.is_set():
+                self._cond.wait(0.02)  # stop is an Event, not this condition: poll it
+            return stop.is_set()
+
+
+# --------------------------------------------------------------------------------------------------
+# Internals: the queue and the period barrier
+# --------------------------------------------------------------------------------------------------
+
+
+class _BatchQueue:
+    """FIFO of batches bounded in packets; an empty queue admits any batch (so nothing is too big).
+
+    ``close()`` refuses new puts; puts already waiting still get in, and ``get()`` returns ``None``
+    once the queue is closed, empty and nobody is waiting to put (then every accepted batch was
+    handed out). ``task_done``/``join`` count batches fully applied, as :class:`queue.Queue` does.
+    """
+
+    def __init__(self, max_packets: int) -> None:
+        self.max_packets = max(1, int(max_packets))
+        self._cond = threading.Condition()
+        self._items: deque[PacketBatch] = deque()
+        self._packets = 0
+        self._unfinished = 0
+        self._putters = 0
+        self._closed = False
+
+    def _fits(self, n: int) -> bool:
+        return not self._items or self._packets + n <= self.max_packets
+
+    def put(self, batch: PacketBatch, block: bool, timeout: float | None) -> bool:
+        n = len(batch)
+        with self._cond:
+            if self._closed:
+                raise ManagerStoppedError("the manager is stopping; no more batches are accepted")
+            if not self._fits(n):
+                if not block:
+                    return False
+                self._putters += 1
+                try:
+                    if not self._cond.wait_for(lambda: self._fits(n), timeout):
+                        return False
+                finally:
+                    self._putters -= 1
+                    self._cond.notify_all()  # a closed queue's workers wait for the last putter
+            self._items.append(batch)
+            self._packets += n
+            self._unfinished += 1
+            self._cond.notify_all()
+            return True
+
+    def get(self) -> PacketBatch | None:
+        with self._cond:
+            while not self._items:
+                if self._closed and self._putters == 0:
+                    return None
+                self._cond.wait()
+            batch = self._items.popleft()
+            self._packets -= len(batch)
+            self._cond.notify_all()
+            return batch
+
+    def task_done(self) -> None:
+        with self._cond:
+            self._unfinished -= 1
+            if self._unfinished == 0:
+                self._cond.notify_all()
+
+    def join(self, timeout: float | None) -> bool:
+        with self._cond:
+            return self._cond.wait_for(lambda: self._unfinished == 0, timeout)
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def batches(self) -> int:
+        return len(self._items)
+
+    def packets(self) -> int:
+        return self._packets
+
+
+class _Barrier:
+    """Shared/exclusive lock, writer-preferring: workers and snapshotters share, the period reset is
+    exclusive. Not re-entrant. Preferring the exclusive side keeps a steady stream of batches from
+    postponing a period reset forever."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._shared = 0
+        self._exclusive = False
+        self._waiting_exclusive = 0
+
+    @contextlib.contextmanager
+    def shared(self) -> Iterator[None]:
+        with self._cond:
+            while self._exclusive or self._waiting_exclusive:
+                self._cond.wait()
+            self._shared += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._shared -= 1
+                if self._shared == 0:
+                    self._cond.notify_all()
+
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[None]:
+        with self._cond:
+            self._waiting_exclusive += 1
+            while self._exclusive or self._shared:
+                self._cond.wait()
+            self._waiting_exclusive -= 1
+            self._exclusive = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._exclusive = False
+                self._cond.notify_all()
+
+
+def default_num_workers(configured: int) -> int:
+    """``configured`` capped at the CPUs this process may use (at least 1).
+
+    The configuration's 16 is the original Go default, sized for goroutines; here each worker is an
+    OS thread running GIL-free kernels, so more threads than CPUs only adds contention.
+    """
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    return max(1, min(int(configured), cpus))
+
+
+def _seconds(value: timedelta | float | None) -> float | None:
+    if value is None:
+        return None
+    s = value.total_seconds() if isinstance(value, timedelta) else float(value)
+    return s if s > 0 else None
+
+
+# --------------------------------------------------------------------------------------------------
+# The manager
+# --------------------------------------------------------------------------------------------------
+
+
+class Manager:
+    """Runs task groups over submitted batches (see the module docstring).
+
+    Lifecycle: construct, :meth:`start`, :meth:`submit` batches from any number of threads,
+    :meth:`stop` (idempotent; also via ``with Manager(...) as m:``). ``period`` (a timedelta or
+    seconds; ``None``/0: never) is the global reset period; ``num_workers`` defaults to
+    :func:`default_num_workers` of 16; ``queue_packets`` bounds the queue. Writer options apply to the
+    :class:`ResilientWriter` each writer is wrapped in.
+
+    ``on_snapshot`` and ``on_stop`` are lists of callbacks, safe to append to before :meth:`start`.
+    ``on_snapshot(group, snapshot, meta)`` runs after every snapshot (periodic ones once per writer
+    tick, so a task snapshotted for two writers is reported twice; period-final and stop-final ones
+    once per task), in the thread that took it; ``on_stop(manager)`` runs once at the end of
+    :meth:`stop`. A callback that raises is logged and counted, never propagated.
+    """
+
+    def __init__(
+        self,
+        groups: Sequence[TaskGroup],
+        *,
+        period: timedelta | float | None = None,
+        num_workers: int | None = None,
+        queue_packets: int = DEFAULT_QUEUE_PACKETS,
+        clock: Clock | None = None,
+        writer_buffer: int = DEFAULT_BUFFER_SIZE,
+        writer_backoff_initial_s: float = DEFAULT_BACKOFF_INITIAL_S,
+        writer_backoff_max_s: float = DEFAULT_BACKOFF_MAX_S,
+        writer_max_attempts: int = 0,
+        writer_close_timeout_s: float = DEFAULT_CLOSE_TIMEOUT_S,
+        metrics: EngineMetrics | None = None,
+    ) -> None:
+        self.groups: tuple[TaskGroup, ...] = tuple(groups)
+        owner: dict[str, str] = {}
+        for g in self.groups:
+            for t in g.tasks:
+                if t.name in owner:
+                    raise ValueError(f"task {t.name!r} is in groups {owner[t.name]!r} and {g.name!r}")
+                owner[t.name] = g.name
+        gnames = [g.name for g in self.groups]
+        if len(set(gnames)) != len(gnames):
+            raise ValueError(f"group names must be unique, got {gnames}")
+        self.period_s = _seconds(period)
+        self.num_workers = num_workers if num_workers is not None else default_num_workers(16)
+        if self.num_workers < 1:
+            raise ValueError(f"num_workers must be at least 1, got {self.num_workers}")
+        self.clock: Clock = clock or SystemClock()
+        self.metrics = metrics or EngineMetrics()
+        self.on_snapshot: list[SnapshotCallback] = []
+        self.on_stop: list[StopCallback] = []
+        self.writer_close_timeout_s = writer_close_timeout_s
+
+        self._tasks: dict[str, tuple[TaskGroup, EngineTask]] = {
+            t.name: (g, t) for g in self.groups for t in g.tasks
+        }
+        self._all_tasks: list[EngineTask] = [t for g in self.groups for t in g.tasks]
+        self._queue = _BatchQueue(queue_packets)
+        self.metrics.queue_batches = self._queue.batches
+        self.metrics.queue_packets = self._queue.packets
+        self.metrics.queue_capacity_packets = self._queue.max_packets
+        for t in self._all_tasks:
+            self.metrics.task_update_seconds.touch(t.name)
+            self.metrics.task_update_batches.touch(t.name)
+        # Every writer of every group, wrapped so that it cannot block or stop the engine.
+        self._writers: list[tuple[TaskGroup, GroupWriter, ResilientWriter]] = []
+        for g in self.groups:
+            for gw in g.writers:
+                rw = (
+                    gw.writer
+                    if isinstance(gw.writer, ResilientWriter)
+                    else ResilientWriter(
+                        gw.writer,
+                        name=gw.name,
+                        buffer_size=writer_buffer,
+                        backoff_initial_s=writer_backoff_initial_s,
+                        backoff_max_s=writer_backoff_max_s,
+                        max_attempts=writer_max_attempts,
+                        metrics=self.metrics.writer(gw.name),
+                    )
+                )
+                self.metrics.writers[gw.name] = rw.metrics
+                self._writers.append((g, gw, rw))
+
+        self._barrier = _Barrier()
+        self._stop_evt = threading.Event()
+        self._state_lock = threading.Lock()
+        self._started = False
+        self._stopping = False
+        self._stopped = threading.Event()
+        self._workers: list[threading.Thread] = []
+        self._schedulers: list[threading.Thread] = []
+        self._sched_cond = threading.Condition()
+        self._sched_state: dict[str, int | None] = {}  # thread key -> deadline it sleeps until, None = busy
+        self._period_start_ns = 0
+        self._drop_log = RateLimitedLog(log, 10.0)
+        self._error_log = RateLimitedLog(log, 10.0)
+
+    @classmethod
+    def from_config(
+        cls,
+        cfg: Config,
+        *,
+        writers: bool = True,
+        types: Sequence[str] | None = None,
+        num_workers: int | None = None,
+        clock: Clock | None = None,
+        **options: Any,
+    ) -> Manager:
+        """A manager for ``cfg.aggregator``: groups of ``types`` (default ``aggregator.types``) built by
+        :func:`~netspectra.engine.registry.build_groups` (:class:`~netspectra.config.ConfigError` on
+        any bad type, task or writer), ``period``, ``num_workers`` capped at the CPUs, and
+        ``size_of_packet_channel`` as the queue bound in packets. ``writers=False`` drops every writer
+        (nothing is stored). Other keyword ``options`` go to :class:`Manager`."""
+        agg = cfg.aggregator
+        groups = build_groups(cfg, types)
+        if not writers:
+            groups = [g.without_writers() for g in groups]
+        return cls(
+            groups,
+            period=agg.period,
+            num_workers=num_workers if num_workers is not None else default_num_workers(agg.num_workers),
+            queue_packets=agg.size_of_packet_channel,
+            clock=clock,
+            **options,
+        )
+
+    def __enter__(self) -> Manager:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        groups = ", ".join(f"{g.name}: {list(g.task_names)}" for g in self.groups)
+        return f"Manager({groups}, workers={self.num_workers}, period_s={self.period_s})"
+
+    # -- lookup ----------------------------------------------------------------------------------------
+
+    def task(self, name: str) -> EngineTask:
+        """The engine task called ``name`` (``KeyError`` naming the known ones otherwise)."""
+        try:
+            return self._tasks[name][1]
+        except KeyError:
+            raise KeyError(f"no task {name!r}; tasks are {', '.join(self._tasks)}") from None
+
+    @property
+    def tasks(self) -> tuple[EngineTask, ...]:
+        """Every task of every group, in group order."""
+        return tuple(self._all_tasks)
+
+    @property
+    def writers(self) -> tuple[ResilientWriter, ...]:
+        """Every (wrapped) writer, in group order."""
+        return tuple(rw for _, _, rw in self._writers)
+
+    @property
+    def period_start_ns(self) -> int:
+        """UTC start of the current period (set by :meth:`start` and each reset)."""
+        return self._period_start_ns
+
+    def metrics_dict(self) -> dict[str, Any]:
+        """:meth:`EngineMetrics.as_dict` of this manager."""
+        return self.metrics.as_dict()
+
+    # -- lifecycle -------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Open the writers (in the background: a writer that cannot connect is retried) and start the
+        worker, snapshot and period threads. Raises ``RuntimeError`` if called twice."""
+        with self._state_lock:
+            if self._started:
+                raise RuntimeError("Manager.start() called twice")
+            self._started = True
+        for _, _, rw in self._writers:
+            rw.open()
+        self._period_start_ns = self.clock.time_ns()
+        t0 = self.clock.monotonic_ns()
+        for i in range(self.num_workers):
+            th = threading.Thread(target=self._worker, args=(i,), name=f"ns-worker-{i}", daemon=True)
+            self._workers.append(th)
+            th.start()
+        for g, gw, rw in self._writers:
+            if gw.interval_s is not None:
+                self._spawn(f"snapshot:{gw.name}", self._snapshotter, t0, gw.interval_s, g, rw)
+        if self.period_s is not None:
+            self._spawn("period", self._period_loop, t0, self.period_s)
+        log.info(
+            "engine started: %d worker(s), queue %d packets, period %s, writers %s",
+            self.num_workers,
+            self._queue.max_packets,
+            f"{self.period_s:g} s" if self.period_s else "none",
+            ", ".join(gw.name for _, gw, _ in self._writers) or "none",
+        )
+
+    def submit(self, batch: PacketBatch, block: bool = True, timeout: float | None = None) -> bool:
+        """Queue ``batch`` for every task; True if accepted.
+
+        ``block=True`` (the default; offline) waits while the queue is full: back-pressure, never a
+        drop. With ``block=False``, or when ``timeout`` seconds pass, a batch that does not fit is
+        refused: counted in ``dropped_batches`` / ``dropped_packets``, logged (rate-limited), and False
+        is returned. Raises :class:`ManagerStoppedError` once :meth:`stop` has begun, ``RuntimeError`` before
+        :meth:`start`, ``ValueError`` for a batch that breaks :class:`PacketBatch`'s invariants.
+        Thread-safe; the batch's arrays must not be modified afterwards.
+        """
+        if not self._started:
+            raise RuntimeError("Manager.submit() before Manager.start()")
+        batch.validate()
+        n = len(batch)
+        if n == 0:
+            return True
+        if not self._queue.put(batch, block, timeout):
+            self.metrics.dropped_batches.inc()
+            self.metrics.dropped_packets.inc(n)
+            self._drop_log.log(
+                logging.WARNING,
+                "engine queue full (%d packets): dropped a batch of %d packets; %d packets dropped so far",
+                self._queue.max_packets,
+                n,
+                int(self.metrics.dropped_packets.value),
+            )
+            return False
+        self.metrics.batches_in.inc()
+        self.metrics.packets_in.inc(n)
+        self.metrics.bytes_in.inc(int(batch.length.sum(dtype="uint64")))
+        return True
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every batch accepted so far has been applied to every task; False on timeout."""
+        return self._queue.join(timeout)
+
+    def settle(self, timeout: float = 10.0) -> bool:
+        """Wait until no snapshot or reset is due (every scheduling thread sleeps until a deadline still
+        in the future of the clock) and every writer has written or dropped what it was given.
+
+        With a :class:`ManualClock`: ``clock.advance(dt)`` then ``settle()`` makes everything that
+        ``dt`` made due happen before the test looks. False on timeout.
+        """
+        end = time.monotonic() + timeout
+
+        def idle() -> bool:
+            now = self.clock.monotonic_ns()
+            return all(d is not None and d > now for d in self._sched_state.values())
+
+        with self._sched_cond:
+            while not idle():
+                left = end - time.monotonic()
+                if left <= 0:
+                    return False
+                self._sched_cond.wait(min(left, 0.02))
+        return all(rw.flush(max(0.0, end - time.monotonic())) for rw in self.writers)
+
+    def snapshot(self, name: str) -> tuple[Any, SnapshotMeta]:
+        """A snapshot of task ``name`` now (not reset), with its meta; for alerting and queries.
+
+        Consistent with the period: the snapshot and ``period_start_ns`` are read while no reset runs.
+        """
+        task = self.task(name)
+        with self._barrier.shared():
+            snap = task.snapshot()
+            meta = SnapshotMeta(self.clock.time_ns(), self._period_start_ns, False)
+        self.metrics.snapshots_taken.inc(name)
+        return snap, meta
+
+    def stop(self) -> None:
+        """Stop gracefully (see the module docstring); idempotent and thread-safe.
+
+        Returns when the final snapshots have been handed to every writer, the writers are closed
+        (each gets ``writer_close_timeout_s`` to drain its buffer; what is left is dropped and
+        counted) and the ``on_stop`` callbacks have run.
+        """
+        with self._state_lock:
+            if self._stopping:
+                first = False
+            else:
+                self._stopping = first = True
+        if not first:
+            self._stopped.wait()
+            return
+        try:
+            self._stop()
+        finally:
+            self._stopped.set()
+
+    def _stop(self) -> None:
+        me = threading.current_thread()
+        self._queue.close()  # refuse new batches; the workers drain what was accepted, then exit
+        for th in self._workers:
+            if th is not me:
+                th.join()
+        self._stop_evt.set()
+        for th in self._schedulers:
+            if th is not me:
+                th.join()
+        if self._started:
+            with self._barrier.exclusive():
+                now = self.clock.time_ns()
+                meta = SnapshotMeta(now, self._period_start_ns, True)
+                finals = [(g, t, self._snap(t)) for g in self.groups for t in g.tasks]
+            self._hand_out(finals, meta)
+        deadline_s = self.writer_close_timeout_s
+        for _, _, rw in self._writers:
+            rw.begin_close(deadline_s)
+        for _, _, rw in self._writers:
+            rw.wait_closed(deadline_s + 5.0)
+        for cb in self.on_stop:
+            try:
+                cb(self)
+            except Exception:
+                self.metrics.callback_errors.inc()
+                log.exception("on_stop callback %r failed", cb)
+        log.info("engine stopped: %s", self._summary())
+
+    def _summary(self) -> str:
+        m = self.metrics
+        return (
+            f"{int(m.packets_in.value)} packets in {int(m.batches_in.value)} batches, "
+            f"{int(m.dropped_packets.value)} dropped, {int(m.periods.value)} period reset(s)"
+        )
+
+    # -- threads ---------------------------------------------------------------------------------------
+
+    def _spawn(self, key: str, target: Callable[..., None], *args: Any) -> None:
+        with self._sched_cond:
+            self._sched_state[key] = None  # busy until it first sleeps: settle() waits for it
+        th = threading.Thread(
+            target=self._scheduled, args=(key, target, *args), name=f"ns-{key}", daemon=True
+        )
+        self._schedulers.append(th)
+        th.start()
+
+    def _scheduled(self, key: str, target: Callable[..., None], *args: Any) -> None:
+        try:
+            target(key, *args)
+        finally:
+            with self._sched_cond:
+                self._sched_state.pop(key, None)
+                self._sched_cond.notify_all()
+
+    def _sleep_until(self, key: str, deadline_ns: int) -> bool:
+        """Sleep until ``deadline_ns`` on the clock; True if the manager is stopping."""
+        with self._sched_cond:
+            self._sched_state[key] = deadline_ns
+            self._sched_cond.notify_all()
+        stopped = self.clock.wait_until(deadline_ns, self._stop_evt)
+        with self._sched_cond:
+            self._sched_state[key] = None
+            self._sched_cond.notify_all()
+        return stopped
+
+    def _next_deadline(self, deadline: int, step: int) -> int:
+        # A late tick (a long pause, or a ManualClock jump) runs once, then the schedule continues
+        # from the next multiple: no burst of catch-up snapshots or empty periods.
+        now = self.clock.monotonic_ns()
+        deadline += step
+        if deadline <= now:
+            deadline += ((now - deadline) // step + 1) * step
+        return deadline
+
+    def _worker(self, index: int) -> None:
+        tasks = self._all_tasks
+        # Each worker starts its round at a different task, so workers spread over the tasks' locks.
+        order = tasks[index % len(tasks) :] + tasks[: index % len(tasks)] if tasks else []
+        while True:
+            batch = self._queue.get()
+            if batch is None:
+                return
+            try:
+                with self._barrier.shared():
+                    self._apply(batch, order)
+            finally:
+                self._queue.task_done()
+
+    def _apply(self, batch: PacketBatch, order: list[EngineTask]) -> None:
+        """Apply ``batch`` to every task: first those whose lock is free, then wait for the others."""
+        pending = order
+        while pending:
+            busy: list[EngineTask] = []
+            for task in pending:
+                if not self._update(task, batch, block=False):
+                    busy.append(task)
+            if busy and len(busy) == len(pending):
+                self._update(busy.pop(0), batch, block=True)
+            pending = busy
+
+    def _update(self, task: EngineTask, batch: PacketBatch, *, block: bool) -> bool:
+        try:
+            took = task.update(batch, block=block)
+        except Exception:
+            # A failing task loses this batch (counted); the worker and the other tasks go on.
+            self.metrics.task_errors.inc(task.name)
+            self._error_log.log(logging.ERROR, "task %s: update failed", task.name, exc_info=True)
+            return True
+        if took is None:
+            return False
+        self.metrics.task_update_seconds.inc(task.name, took)
+        self.metrics.task_update_batches.inc(task.name)
+        return True
+
+    def _snapshotter(
+        self, key: str, t0: int, interval_s: float, group: TaskGroup, writer: ResilientWriter
+    ) -> None:
+        step = max(1, round(interval_s * 1e9))
+        deadline = t0 + step
+        while not self._sleep_until(key, deadline):
+            with self._barrier.shared():
+                meta = SnapshotMeta(self.clock.time_ns(), self._period_start_ns, False)
+                snaps = [self._snap(t) for t in group.tasks]
+            for snap in snaps:
+                if snap is not None:
+                    self._deliver(group, writer, snap, meta)
+                    self._notify(group, snap, meta)
+            deadline = self._next_deadline(deadline, step)
+
+    def _period_loop(self, key: str, t0: int, period_s: float) -> None:
+        step = max(1, round(period_s * 1e9))
+        deadline = t0 + step
+        while not self._sleep_until(key, deadline):
+            with self._barrier.exclusive():
+                now = self.clock.time_ns()
+                meta = SnapshotMeta(now, self._period_start_ns, True)
+                finals = [(g, t, self._snap(t, reset=True)) for g in self.groups for t in g.tasks]
+                self._period_start_ns = now
+            self.metrics.periods.inc()
+            self._hand_out(finals, meta)
+            deadline = self._next_deadline(deadline, step)
+
+    def _snap(self, task: EngineTask, reset: bool = False) -> Any:
+        try:
+            snap = task.snapshot(reset=reset)
+        except Exception:
+            self.metrics.task_errors.inc(task.name)
+            log.exception("task %s: snapshot failed", task.name)
+            return None
+        self.metrics.snapshots_taken.inc(task.name)
+        return snap
+
+    def _hand_out(self, finals: list[tuple[TaskGroup, EngineTask, Any]], meta: SnapshotMeta) -> None:
+        """Give each final snapshot to every writer of its group, then to the callbacks."""
+        for group, _, snap in finals:
+            if snap is None:
+                continue
+            for g, _, rw in self._writers:
+                if g is group:
+                    self._deliver(group, rw, snap, meta)
+            self._notify(group, snap, meta)
+
+    def _deliver(self, group: TaskGroup, writer: ResilientWriter, snap: Any, meta: SnapshotMeta) -> None:
+        try:
+            group.deliver(writer, snap, meta)
+        except Exception:  # a ResilientWriter only buffers; this is a bug in a plugin's deliver
+            log.exception("group %s: delivering a snapshot to %s failed", group.name, writer.name)
+
+    def _notify(self, group: TaskGroup, snap: Any, meta: SnapshotMeta) -> None:
+        for cb in self.on_snapshot:
+            try:
+                cb(group.name, snap, meta)
+            except Exception:
+                self.metrics.callback_errors.inc()
+                log.exception("on_snapshot callback %r failed", cb)
+
+
+# --------------------------------------------------------------------------------------------------
+# Offline analysis through the engine
+# --------------------------------------------------------------------------------------------------
+
+
+class _Submitter:
+    """Looks like a task to :func:`~netspectra.offline.analyzer.analyze_files`; queues into a manager."""
+
+    name = "engine"
+
+    def __init__(self, manager: Manager) -> None:
+        self.manager = manager
+
+    def update(self, batch: PacketBatch) -> None:
+        self.manager.submit(batch, block=True)
+
+
+def run_offline(
+    paths: Sequence[str | PathLike[str]],
+    cfg: Config,
+    *,
+    writers: bool = True,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    num_workers: int | None = None,
+    clock: Clock | None = None,
+    on_file_start: Callable[[Path, int], None] | None = None,
+    progress: Callable[[int], None] | None = None,
+    **options: Any,
+) -> tuple[AnalysisResult, Manager]:
+    """Analyse capture files through the engine, exactly as a live engine would process them.
+
+    Reader → :meth:`Manager.submit` (blocking: never drops) → workers → tasks; then :meth:`Manager.stop`,
+    which writes the final snapshot of every task to every configured writer (``writers=False``:
+    none; the tasks still hold the results). Periodic snapshots and resets happen on ``clock`` (the
+    system clock by default) as in a live run. Returns the reading result (``elapsed_s`` includes
+    applying every batch, not closing the writers) and the stopped manager, whose tasks hold the
+    final state (``manager.task(name).task.snapshot()``).
+
+    Raises :class:`~netspectra.config.ConfigError` for a bad configuration, before any file is read.
+    Capture damage is reported per file in the result, as by
+    :func:`~netspectra.offline.analyzer.analyze_files`. If reading raises anything else, the manager
+    is still stopped (what was read is written) and the exception propagates.
+    """
+    manager = Manager.from_config(cfg, writers=writers, num_workers=num_workers, clock=clock, **options)
+    manager.start()
+    try:
+        t0 = time.perf_counter()
+        result = analyze_files(
+            [Path(p) for p in paths],
+            [_Submitter(manager)],
+            batch_size=batch_size,
+            on_file_start=on_file_start,
+            progress=progress,
+        )
+        manager.flush()
+        result.elapsed_s = time.perf_counter() - t0
+    finally:
+        manager.stop()
+    return result, manager
