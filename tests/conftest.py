@@ -24,3 +24,11 @@ def shared_data() -> Path:
     if not (SHARED / "MANIFEST.tsv").exists():
         pytest.skip("../shared/data is not present (only on the project's machines)")
     return SHARED
+
+
+@pytest.fixture(scope="session")
+def chdb_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The one chdb data directory of this test process: chdb can open one data directory per process,
+    ever, so every test that uses embedded ClickHouse shares this one (each with its own database)."""
+    pytest.importorskip("chdb", reason="chdb is not installed (pip install chdb)")
+    return tmp_path_factory.mktemp("chdb")

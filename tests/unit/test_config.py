@@ -803,3 +803,37 @@ def test_secrets_stay_out_of_repr() -> None:
     cfg = parse_config_text("smtp:\n  password: hunter2\nai:\n  api_key: sk-123\n")
     assert cfg.smtp.password == "hunter2" and cfg.ai.api_key == "sk-123"
     assert "hunter2" not in repr(cfg) and "sk-123" not in repr(cfg)
+
+
+# --------------------------------------------------------------------------------------------------
+# clickhouse: data_dir, retention, history_resolution (additions of NetSpectra's storage)
+# --------------------------------------------------------------------------------------------------
+
+
+def _clickhouse(**keys: Any) -> dict[str, Any]:
+    writer = {"type": "clickhouse", "enabled": True, "clickhouse": keys}
+    return {"aggregator": {"types": ["exact"], "exact": {"writers": [writer]}}}
+
+
+def test_clickhouse_storage_keys_default() -> None:
+    ch = _parse(_clickhouse(host="")).aggregator.exact.writers[0].clickhouse
+    assert (ch.data_dir, ch.retention, ch.history_resolution) == ("", None, timedelta(hours=1))
+
+
+def test_clickhouse_storage_keys_parse_go_durations() -> None:
+    ch = _parse(_clickhouse(data_dir="/var/lib/ns", retention="720h", history_resolution="10m"))
+    c = ch.aggregator.exact.writers[0].clickhouse
+    assert (c.data_dir, c.retention, c.history_resolution) == (
+        "/var/lib/ns",
+        timedelta(days=30),
+        timedelta(minutes=10),
+    )
+    zero = _parse(_clickhouse(retention="0")).aggregator.exact.writers[0].clickhouse
+    assert zero.retention is None  # 0 = keep everything, like an absent key
+
+
+def test_clickhouse_storage_keys_refuse_bad_values() -> None:
+    lines = _error_lines(_clickhouse(retention="-1h", history_resolution="500ms"))
+    text = "\n".join(lines)
+    assert "aggregator.exact.writers[0].clickhouse.retention: '-1h0m0s' is negative" in text
+    assert "aggregator.exact.writers[0].clickhouse.history_resolution: '500ms' is not a whole number" in text

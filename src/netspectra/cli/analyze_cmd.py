@@ -21,6 +21,7 @@ from rich.table import Table
 from netspectra.capture.names import ethertype_name, linktype_name, protocol_name
 from netspectra.cli.common import ConfigOption, console, err_console, fail
 from netspectra.config import ConfigError, load_config
+from netspectra.engine import run_offline
 from netspectra.offline.analyzer import AnalysisResult, analyze_files
 from netspectra.offline.warmup import warm_up
 from netspectra.output.flow_table import write_csv, write_parquet
@@ -53,6 +54,16 @@ def analyze(
         ),
     ] = None,
     csv: Annotated[bool, typer.Option("--csv", help="Write CSV instead of Parquet into --out.")] = False,
+    store: Annotated[
+        bool,
+        typer.Option(
+            "--store",
+            help="Run through the engine into the configuration's enabled writers (ClickHouse: embedded chdb "
+            "in clickhouse.data_dir when clickhouse.host is empty, else the server; Parquet; text), exactly "
+            "as a live engine would fill them: periodic snapshots, period resets, a final snapshot of every "
+            "task. Exit status 1 if a writer could not store everything.",
+        ),
+    ] = False,
     top: Annotated[
         int, typer.Option("--top", "-n", min=0, help="Rows in each top-flows table (0: none).")
     ] = 10,
@@ -88,17 +99,18 @@ def analyze(
     except ConfigError as exc:
         raise fail(str(exc)) from None
     types = cfg.aggregator.types
-    exact_tasks = (
-        [ExactTask(t.name, t.key_fields) for t in cfg.aggregator.exact.tasks] if "exact" in types else []
-    )
-    try:
-        sketch_tasks = (
-            [SketchTask.from_config(t) for t in cfg.aggregator.sketch.tasks] if "sketch" in types else []
-        )
-    except ValueError as exc:
-        raise fail(f"sketch task: {exc}") from None
-    if not exact_tasks and not sketch_tasks:
+    exact_cfg = cfg.aggregator.exact.tasks if "exact" in types else ()
+    sketch_cfg = cfg.aggregator.sketch.tasks if "sketch" in types else ()
+    if not exact_cfg and not sketch_cfg:
         raise fail("the configuration has no task to run (aggregator.types and its exact/sketch tasks)")
+    exact_tasks: list[ExactTask] = []
+    sketch_tasks: list[SketchTask] = []
+    if not store:
+        exact_tasks = [ExactTask(t.name, t.key_fields) for t in exact_cfg]
+        try:
+            sketch_tasks = [SketchTask.from_config(t) for t in sketch_cfg]
+        except ValueError as exc:
+            raise fail(f"sketch task: {exc}") from None
     if out is not None:
         try:
             out.mkdir(parents=True, exist_ok=True)
@@ -109,7 +121,7 @@ def analyze(
     with err_console.status("preparing kernels (compiled once after installation, then cached) ...") as st:
         if not show_progress:
             st.stop()
-        took = warm_up({t.params.skt_type for t in sketch_tasks})
+        took = warm_up({int(t.skt_type) for t in sketch_cfg})
     log.info("kernels ready in %.2f s", took)
     with Progress(
         TextColumn("[bold]{task.description}"),
@@ -130,13 +142,30 @@ def analyze(
             if "id" in current:
                 bar.update(current["id"], completed=done)
 
-        result = analyze_files(
-            files,
-            [*exact_tasks, *sketch_tasks],
-            batch_size=batch_size,
-            on_file_start=on_file_start,
-            progress=on_progress,
-        )
+        engine_metrics: dict[str, Any] | None = None
+        if store:
+            try:
+                result, manager = run_offline(
+                    files,
+                    cfg,
+                    writers=True,
+                    batch_size=batch_size,
+                    on_file_start=on_file_start,
+                    progress=on_progress,
+                )
+            except ConfigError as exc:
+                raise fail(str(exc)) from None
+            exact_tasks = [manager.task(t.name).task for t in exact_cfg]
+            sketch_tasks = [manager.task(t.name).task for t in sketch_cfg]
+            engine_metrics = manager.metrics_dict()
+        else:
+            result = analyze_files(
+                files,
+                [*exact_tasks, *sketch_tasks],
+                batch_size=batch_size,
+                on_file_start=on_file_start,
+                progress=on_progress,
+            )
 
     snapshots = [t.snapshot() for t in exact_tasks]
     sketches = [t.snapshot() for t in sketch_tasks]
@@ -150,13 +179,20 @@ def analyze(
     if json_out:
         doc = _summary_dict(result, snapshots, top, written)
         doc["sketch_tasks"] = [_sketch_dict(t, s, top) for t, s in zip(sketch_tasks, sketches, strict=True)]
+        if engine_metrics is not None:
+            doc["store"] = engine_metrics["writers"]
         print(json.dumps(doc, indent=2))
     else:
         _print_summary(result, snapshots, top, written)
         _print_sketches(sketch_tasks, sketches, top)
+        if engine_metrics is not None:
+            _print_store(engine_metrics)
+    lost = _store_losses(engine_metrics)
+    for line in lost:
+        err_console.print(f"[bold red]error:[/] {line}", highlight=False, soft_wrap=True)
     for err in result.errors:
         err_console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
-    if result.errors:
+    if result.errors or lost:
         raise typer.Exit(1)
 
 
@@ -316,6 +352,30 @@ def _print_summary(
         console.print(t)
     for p in written:
         console.print(f"wrote {p}", highlight=False)
+
+
+def _print_store(metrics: dict[str, Any]) -> None:
+    t = Table(title="Stored through the engine", title_justify="left")
+    for c in ("Writer", "Snapshots written", "Failed attempts", "Dropped"):
+        t.add_column(c, justify="left" if c == "Writer" else "right")
+    for name, w in metrics["writers"].items():
+        t.add_row(name, f"{w['written']:,}", f"{w['failed']:,}", f"{w['dropped']:,}")
+    if not metrics["writers"]:
+        console.print("--store: the configuration enables no writer; nothing was stored", highlight=False)
+        return
+    console.print(t)
+
+
+def _store_losses(metrics: dict[str, Any] | None) -> list[str]:
+    """One message per writer that lost data (superseded snapshots lose nothing and are not reported)."""
+    if metrics is None:
+        return []
+    lines = []
+    for name, w in metrics["writers"].items():
+        lost = {k: v for k, v in w["dropped_by_reason"].items() if k != "superseded" and v}
+        if lost:
+            lines.append(f"writer {name} could not store {sum(lost.values())} snapshot(s): {lost}")
+    return lines
 
 
 def _rate(pps: float) -> str:

@@ -29,6 +29,7 @@ from collections.abc import Iterable
 from datetime import timedelta
 from enum import IntEnum
 from fractions import Fraction
+from importlib.metadata import entry_points
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
@@ -107,6 +108,20 @@ def _did_you_mean(value: object, valid: Iterable[str]) -> str:
             return f" (names are case-sensitive: did you mean {v!r}?)"
     close = difflib.get_close_matches(value, valid, n=1, cutoff=0.75)
     return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _aggregator_type(value: str) -> str:
+    """A built-in aggregator type, or a third-party one installed under the engine's entry-point group
+    (names are read from package metadata: nothing is imported)."""
+    plugins = sorted({ep.name for ep in entry_points(group="netspectra.aggregators")} - set(AGGREGATOR_TYPES))
+    valid = (*AGGREGATOR_TYPES, *plugins)
+    if value not in valid:
+        raise ValueError(
+            f"{value!r} is not a valid aggregator type{_did_you_mean(value, valid)}; "
+            f"valid aggregator types are {_choices(valid)} (plugins add types through the "
+            "'netspectra.aggregators' entry-point group)"
+        )
+    return value
 
 
 def _one_of(what: str, valid: tuple[str, ...]) -> Any:
@@ -482,8 +497,37 @@ class ClickHouseConfig(Section):
     username: Annotated[str, _empty_is_default("default")] = "default"
     #: Secret.
     password: str = Field("", repr=False)
-    #: ``true``: HTTPS without certificate verification (the original's ClickHouse Cloud mode).
+    #: ``true``: TLS to the server (the original's ClickHouse Cloud mode). NetSpectra speaks the native
+    #: protocol (secure port 9440 by default) and, unlike the original, verifies the certificate.
     cloud: bool = False
+    #: Embedded engine (``host`` empty): the chdb data directory. Empty -> ``netspectra-data/chdb``
+    #: (relative to the working directory). One process at a time may open a directory, and a process
+    #: can use only one: every embedded writer and query service of a process must name the same one.
+    data_dir: str = ""
+    #: Periods whose newest snapshot is older than this are deleted (whole periods, checked hourly);
+    #: absent or 0 -> data is kept forever. An addition of NetSpectra.
+    retention: GoDuration | None = None
+    #: History kept inside a period: at most one row per flow per this much time (the newest snapshot
+    #: of each interval survives background merges); at least 1s. An addition of NetSpectra.
+    history_resolution: GoDuration = timedelta(hours=1)
+
+    @field_validator("retention")
+    @classmethod
+    def _retention(cls, v: timedelta | None) -> timedelta | None:
+        if v is not None and v < timedelta(0):
+            raise ValueError(
+                f"{format_go_duration(v)!r} is negative; write e.g. 720h, or 0 to keep data forever"
+            )
+        return v or None
+
+    @field_validator("history_resolution")
+    @classmethod
+    def _resolution(cls, v: timedelta) -> timedelta:
+        if v < timedelta(seconds=1) or v % timedelta(seconds=1):
+            raise ValueError(
+                f"{format_go_duration(v)!r} is not a whole number of seconds >= 1s; write e.g. 1h or 10m"
+            )
+        return v
 
 
 class RootPathConfig(Section):
@@ -689,8 +733,7 @@ class AggregatorConfig(Section):
 
     #: Task groups to run: a subset of exact, sketch. Go's zero value: none.
     types: Annotated[
-        tuple[Annotated[str, _one_of("aggregator type", AGGREGATOR_TYPES)], ...],
-        BeforeValidator(_not_a_string),
+        tuple[Annotated[str, AfterValidator(_aggregator_type)], ...], BeforeValidator(_not_a_string)
     ] = ()
     #: All tasks are reset every period (after a final snapshot); absent or 0 -> never.
     period: GoDuration | None = None

@@ -1,0 +1,307 @@
+"""File writers: Parquet (the Python world's answer to the original's gob files) and the original's text.
+
+Layout under the writer's ``root_path`` (one directory per snapshot, named by its UTC time)::
+
+    <root>/2024-01-01T00-00-00Z/<task>.parquet          ParquetWriter (kinds "parquet" and "gob")
+    <root>/2024-01-01T00-00-00Z/<task>/count_hh.txt     TextWriter, CountMin task (skt_type 0)
+                                      /size_hh.txt
+    <root>/2024-01-01T00-00-00Z/<task>/spread_ss.txt    TextWriter, SuperSpread task (skt_type 1)
+    <root>/2024-01-01T00-00-00Z/<task>/flows.txt        TextWriter, exact task
+                                      /summary.json
+
+Guarantees:
+
+* **Atomic.** A Parquet file is written under a temporary name and renamed
+  (:func:`~netspectra.output.flow_table.write_parquet`); a text snapshot's files are written into a
+  temporary directory that is renamed into place, so a reader sees all of a snapshot's files or none.
+* **Never two writers on one file.** A root directory belongs to one open writer of the process (a second
+  one is refused at :meth:`~FileWriter.open`); snapshot directories are named by the snapshot time, and a
+  second snapshot within the same second goes to a directory named to the nanosecond
+  (``2024-01-01T00-00-00.123456789Z``). Task names are escaped into safe file names (``/`` and a leading
+  ``.`` are percent-encoded), so no name can leave the snapshot directory.
+* **UTC** everywhere: directory names, Parquet timestamps (``timestamp[ns, UTC]``), text timestamps.
+* Empty snapshots are written too (an empty file says "nothing then"; a missing one says "no snapshot").
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import quote
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from netspectra.output.flow_table import TIMESTAMP_TYPE, write_parquet
+from netspectra.sketches.base import HitterType
+from netspectra.storage.base import SnapshotMeta, Writer, WriterError
+
+if TYPE_CHECKING:
+    from netspectra.config.models import ExactWriterConfig, SketchWriterConfig
+    from netspectra.sketches.base import SketchSnapshot
+    from netspectra.tasks.exact import FlowSnapshot
+
+log = logging.getLogger(__name__)
+
+#: Text file of each heavy-hitter type (the original's names).
+HITTER_FILES: dict[HitterType, str] = {
+    HitterType.COUNT: "count_hh.txt",
+    HitterType.SIZE: "size_hh.txt",
+    HitterType.SPREAD: "spread_ss.txt",
+}
+#: Heavy-hitter types each sketch type reports (a file is written for each, empty if it has no rows).
+SKETCH_TYPE_FILES: dict[int, tuple[HitterType, ...]] = {
+    0: (HitterType.SIZE, HitterType.COUNT),
+    1: (HitterType.SPREAD,),
+}
+
+_CLAIMS_LOCK = threading.Lock()
+_CLAIMS: dict[Path, FileWriter] = {}
+
+
+def snapshot_dir_name(ts_ns: int, precise: bool = False) -> str:
+    """``2024-01-01T00-00-00Z`` (UTC, no colons: valid on every file system); ``precise`` adds ns."""
+    sec, ns = divmod(int(ts_ns), 1_000_000_000)
+    text = datetime.fromtimestamp(sec, UTC).strftime("%Y-%m-%dT%H-%M-%S")
+    return f"{text}.{ns:09d}Z" if precise else f"{text}Z"
+
+
+def safe_name(task: str) -> str:
+    """``task`` as one safe path component: percent-encoding of everything but ``A-Za-z0-9_.-``, and of
+    a leading ``.`` (no ``..``, no hidden names that could collide with temporary files)."""
+    if not task:
+        raise ValueError("a task name is empty")
+    name = quote(task, safe="")
+    if name.startswith("."):
+        name = "%2E" + name[1:]
+    return name
+
+
+def _iso(ns: np.ndarray) -> np.ndarray:
+    text = np.datetime_as_string(np.asarray(ns, np.int64).astype("datetime64[ns]"), unit="ns")
+    return np.char.add(text, "Z")
+
+
+def _const_ts(ts_ns: int, m: int) -> pa.Array:
+    return pa.array(np.full(m, ts_ns, np.int64)).cast(TIMESTAMP_TYPE)
+
+
+class FileWriter(Writer):
+    """Shared part of the file writers: the root directory, its claim, snapshot directory names."""
+
+    #: Which ``RootPathConfig`` of the writer entry holds the root (``parquet``, ``gob``, ``text``).
+    root_key: str = ""
+
+    def __init__(self, cfg: ExactWriterConfig | SketchWriterConfig, group: str) -> None:
+        super().__init__(cfg, group)
+        key = self.root_key or cfg.type
+        root = getattr(cfg, key).root_path
+        if not root.strip():
+            raise ValueError(
+                f"writers[type={cfg.type}].{key}.root_path is empty; set the directory for its files"
+            )
+        self.root = Path(root).expanduser()
+        self._claimed: Path | None = None
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(group={self.group!r}, root={str(self.root)!r})"
+
+    def open(self) -> None:
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            resolved = self.root.resolve()
+        except OSError as exc:
+            raise WriterError(f"cannot create {self.root}: {exc}") from exc
+        with _CLAIMS_LOCK:
+            owner = _CLAIMS.get(resolved)
+            if owner is not None and owner is not self:
+                raise WriterError(
+                    f"{resolved} is already the root_path of {owner!r}; "
+                    "give every file writer its own directory"
+                )
+            _CLAIMS[resolved] = self
+        self._claimed = resolved
+
+    def close(self) -> None:
+        with _CLAIMS_LOCK:
+            if self._claimed is not None and _CLAIMS.get(self._claimed) is self:
+                del _CLAIMS[self._claimed]
+        self._claimed = None
+
+    def target(self, meta: SnapshotMeta, leaf: str) -> Path:
+        """``<root>/<snapshot dir>/<leaf>``: the seconds-named directory unless ``leaf`` exists there
+        already (an earlier snapshot in the same second), then the nanosecond-named one."""
+        if self._claimed is None:
+            raise WriterError(f"{self!r} is not open")
+        path = self.root / snapshot_dir_name(meta.snapshot_ts_ns) / leaf
+        if path.exists():
+            path = self.root / snapshot_dir_name(meta.snapshot_ts_ns, precise=True) / leaf
+        return path
+
+
+class ParquetWriter(FileWriter, kind="parquet", aliases=("gob",)):
+    """One Parquet file per task per snapshot: ``<root>/<UTC time>/<task>.parquet``.
+
+    Columns: ``Timestamp`` (snapshot) and ``PeriodStart``, both ``timestamp[ns, UTC]``, then the table's
+    columns (:data:`~netspectra.output.flow_table.FLOW_TABLE_SCHEMA` for exact tasks,
+    :data:`~netspectra.sketches.base.HEAVY_HITTERS_SCHEMA` for sketch tasks). File metadata:
+    ``netspectra.final`` (``"true"``/``"false"``) and ``netspectra.key_fields`` (comma-separated).
+    Configured as ``gob`` (the original's Go-only format), it writes Parquet under ``gob.root_path``.
+    """
+
+    def __init__(self, cfg: ExactWriterConfig | SketchWriterConfig, group: str) -> None:
+        self.root_key = "gob" if cfg.type == "gob" else "parquet"
+        super().__init__(cfg, group)
+        if cfg.type == "gob":
+            log.info(
+                "writer type gob: gob is the original's Go serialisation; NetSpectra writes Parquet files "
+                "instead, under gob.root_path %s",
+                self.root,
+            )
+
+    def _write_flows(self, snap: FlowSnapshot, meta: SnapshotMeta) -> None:
+        self._write(snap.to_arrow(), snap.task_name, meta, ",".join(snap.key_fields))
+
+    def _write_hitters(self, snap: SketchSnapshot, meta: SnapshotMeta) -> None:
+        self._write(snap.to_arrow(), snap.task_name, meta, ",".join(snap.flow_fields))
+
+    def _write(self, table: pa.Table, task: str, meta: SnapshotMeta, key_fields: str) -> None:
+        m = table.num_rows
+        table = table.add_column(
+            0, pa.field("PeriodStart", TIMESTAMP_TYPE, False), _const_ts(meta.period_start_ns, m)
+        )
+        table = table.add_column(
+            0, pa.field("Timestamp", TIMESTAMP_TYPE, False), _const_ts(meta.snapshot_ts_ns, m)
+        )
+        table = table.replace_schema_metadata(
+            {"netspectra.final": "true" if meta.final else "false", "netspectra.key_fields": key_fields}
+        )
+        path = self.target(meta, safe_name(task) + ".parquet")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_parquet(table, path)
+        except OSError as exc:
+            raise WriterError(f"cannot write {path}: {exc}") from exc
+
+
+class TextWriter(FileWriter, kind="text"):
+    """The original's text format, one directory per task per snapshot (see the module docstring).
+
+    Sketch tasks: ``<flow> <value>`` lines, largest first, in ``count_hh.txt`` + ``size_hh.txt``
+    (CountMin) or ``spread_ss.txt`` (SuperSpread). Exact tasks: ``flows.txt`` with a ``#`` header and
+    ``<flow key> <packets> <bytes> <first seen> <last seen>`` lines (key as the original printed it,
+    times ISO 8601 UTC), largest byte count first; and ``summary.json`` (the original gob writer's
+    ``task_name``, ``total_flows``, ``total_bytes``, ``total_packets``, ``timestamp``, plus
+    ``period_start`` and ``final``).
+    """
+
+    root_key = "text"
+
+    def _write_flows(self, snap: FlowSnapshot, meta: SnapshotMeta) -> None:
+        ordered = snap.sorted("bytes")
+        lines = ["# flow packets bytes first_seen last_seen"]
+        if len(ordered):
+            parts = [
+                pa.array(ordered.flow_keys(), pa.string()),
+                pc.cast(pa.array(ordered.packets), pa.string()),
+                pc.cast(pa.array(ordered.bytes), pa.string()),
+                pa.array(_iso(ordered.first_ns)),
+                pa.array(_iso(ordered.last_ns)),
+            ]
+            lines += pc.binary_join_element_wise(*parts, " ").to_pylist()
+        summary = {
+            "task_name": snap.task_name,
+            "total_flows": len(snap),
+            "total_bytes": snap.total_bytes,
+            "total_packets": snap.total_packets,
+            "timestamp": _iso(np.array([meta.snapshot_ts_ns]))[0],
+            "period_start": _iso(np.array([meta.period_start_ns]))[0],
+            "final": meta.final,
+        }
+        files = {"flows.txt": "\n".join(lines) + "\n", "summary.json": json.dumps(summary, indent=1) + "\n"}
+        self._write_dir(snap.task_name, meta, files)
+
+    def _write_hitters(self, snap: SketchSnapshot, meta: SnapshotMeta) -> None:
+        types = SKETCH_TYPE_FILES.get(snap.skt_type, tuple(sorted(snap.hitters)))
+        files: dict[str, str] = {}
+        for t in (*types, *(t for t in sorted(snap.hitters) if t not in types)):
+            hitters = snap.hitters.get(t)
+            rows = [f"{flow} {value}\n" for flow, value in hitters] if hitters is not None else []
+            files[HITTER_FILES[t]] = "".join(rows)
+        self._write_dir(snap.task_name, meta, files)
+
+    def _write_dir(self, task: str, meta: SnapshotMeta, files: dict[str, str]) -> None:
+        final = self.target(meta, safe_name(task))
+        try:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            _atomic_dir(final, {name: text.encode() for name, text in files.items()})
+        except OSError as exc:
+            raise WriterError(f"cannot write {final}: {exc}") from exc
+
+
+def _atomic_dir(final: Path, files: dict[str, bytes]) -> None:
+    """Create directory ``final`` holding ``files`` so that readers see all of them or none of them.
+
+    The files go into a temporary sibling directory (fsynced), which is then renamed to ``final``. If
+    ``final`` exists (the same snapshot written again), it is swapped out and removed afterwards.
+    """
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    try:
+        for name, data in files.items():
+            fd = os.open(tmp / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            try:
+                _write_all(fd, data)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; give the mode of an ordinary directory
+        _fsync_dir(tmp)
+        old: Path | None = None
+        if final.exists():
+            old = final.with_name(f".{final.name}.{os.getpid()}.old")
+            os.rename(final, old)
+        os.rename(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    _fsync_dir(final.parent)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+
+
+def _fsync_dir(directory: Path) -> None:
+    # makes the rename durable; some platforms/filesystems cannot open or fsync a directory
+    with contextlib.suppress(OSError):
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+_UMASK: int | None = None
+
+
+def _umask() -> int:
+    global _UMASK
+    if _UMASK is None:  # os.umask can only be read by setting it: once, at first use
+        current = os.umask(0o022)
+        os.umask(current)
+        _UMASK = current
+    return _UMASK

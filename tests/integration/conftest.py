@@ -1,0 +1,216 @@
+"""Fixtures for the ClickHouse integration tests: a real ``clickhouse-server`` and the chdb data directory.
+
+``clickhouse_server`` starts the installed server (Debian's ``clickhouse-server`` 18.16 in CI) as an
+ordinary child process: its own ``config.xml``/``users.xml`` and data directory under pytest's temporary
+directory, listening on 127.0.0.1 only, on free ports. Its time zone is set to Asia/Shanghai (UTC+8, where
+the original was developed) so that any time stored or read in local time instead of UTC shows up in the
+tests. The server is stopped (SIGTERM, then SIGKILL) when the session ends. Without the binary the tests
+that need it are skipped with the reason; a binary that is present but cannot start fails them, with the
+end of the server's log.
+
+``chdb_data_dir``: chdb can open one data directory per process, for the life of the process, so every
+test of a session shares this one (tests isolate themselves with databases of their own).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+SERVER_BINARIES = ("clickhouse-server", "/usr/sbin/clickhouse-server", "/usr/bin/clickhouse-server")
+START_TIMEOUT_S = 60.0
+SERVER_TIMEZONE = "Asia/Shanghai"
+
+CONFIG_XML = """<?xml version="1.0"?>
+<yandex>
+  <logger>
+    <level>information</level>
+    <log>{dir}/server.log</log>
+    <errorlog>{dir}/server.err.log</errorlog>
+    <size>50M</size>
+    <count>1</count>
+  </logger>
+  <listen_host>127.0.0.1</listen_host>
+  <tcp_port>{tcp}</tcp_port>
+  <http_port>{http}</http_port>
+  <path>{dir}/data/</path>
+  <tmp_path>{dir}/data/tmp/</tmp_path>
+  <user_files_path>{dir}/data/user_files/</user_files_path>
+  <format_schema_path>{dir}/data/format_schemas/</format_schema_path>
+  <users_config>{dir}/users.xml</users_config>
+  <default_profile>default</default_profile>
+  <default_database>default</default_database>
+  <timezone>{tz}</timezone>
+  <mark_cache_size>268435456</mark_cache_size>
+  <uncompressed_cache_size>268435456</uncompressed_cache_size>
+  <max_concurrent_queries>50</max_concurrent_queries>
+  <mlock_executable>false</mlock_executable>
+</yandex>
+"""
+
+USERS_XML = """<?xml version="1.0"?>
+<yandex>
+  <profiles><default><max_memory_usage>4000000000</max_memory_usage></default></profiles>
+  <users>
+    <default>
+      <password></password>
+      <networks><ip>127.0.0.1</ip><ip>::1</ip></networks>
+      <profile>default</profile>
+      <quota>default</quota>
+    </default>
+  </users>
+  <quotas><default><interval><duration>3600</duration><queries>0</queries><errors>0</errors>
+    <result_rows>0</result_rows><read_rows>0</read_rows><execution_time>0</execution_time></interval>
+  </default></quotas>
+</yandex>
+"""
+
+
+def find_server_binary() -> str | None:
+    """Path of an installed ``clickhouse-server``, else ``None``."""
+    for name in SERVER_BINARIES:
+        path = shutil.which(name) or (name if os.access(name, os.X_OK) else None)
+        if path:
+            return path
+    return None
+
+
+def free_port() -> int:
+    """A TCP port of 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class ClickHouseServer:
+    """A running server: where it listens and where its files are."""
+
+    binary: str
+    directory: Path
+    tcp_port: int
+    http_port: int
+    process: subprocess.Popen[bytes] | None = None
+
+    host = "127.0.0.1"
+
+    def config(self, database: str | None = None, **extra: object) -> dict[str, object]:
+        """A ``clickhouse`` section of a writer for this server and a fresh (or the given) database."""
+        return {"host": self.host, "port": self.tcp_port, "database": database or unique_database(), **extra}
+
+    def log_tail(self, lines: int = 40) -> str:
+        out = []
+        for name in ("stdout.log", "server.err.log"):
+            path = self.directory / name
+            if path.exists():
+                text = path.read_text(errors="replace").splitlines()[-lines:]
+                out.append(f"--- {name} ---\n" + "\n".join(text))
+        return "\n".join(out) or "(no log)"
+
+    def start(self, timeout_s: float = START_TIMEOUT_S) -> None:
+        """Start the process and wait until it answers a query; ``RuntimeError`` with the log otherwise."""
+        (self.directory / "data").mkdir(parents=True, exist_ok=True)
+        cfg = self.directory / "config.xml"
+        cfg.write_text(
+            CONFIG_XML.format(dir=self.directory, tcp=self.tcp_port, http=self.http_port, tz=SERVER_TIMEZONE)
+        )
+        (self.directory / "users.xml").write_text(USERS_XML)
+        with open(self.directory / "stdout.log", "ab") as out:
+            self.process = subprocess.Popen(
+                [self.binary, f"--config-file={cfg}"],
+                cwd=self.directory,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group: a Ctrl-C of pytest does not hit it first
+            )
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(
+                    f"clickhouse-server exited with {self.process.returncode}\n{self.log_tail()}"
+                )
+            if self.answers():
+                return
+            time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"clickhouse-server did not answer within {timeout_s:.0f} s\n{self.log_tail()}")
+
+    def answers(self) -> bool:
+        """Whether a ``SELECT 1`` succeeds now."""
+        from clickhouse_driver import Client
+
+        client = Client(host=self.host, port=self.tcp_port, connect_timeout=1, send_receive_timeout=5)
+        try:
+            return client.execute("SELECT 1") == [(1,)]
+        except Exception:
+            return False
+        finally:
+            client.disconnect()
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL after 20 s; only this process (its own group)."""
+        proc, self.process = self.process, None
+        if proc is None or proc.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+
+
+def unique_database() -> str:
+    """A database name no other test uses."""
+    return f"ns_test_{uuid.uuid4().hex[:12]}"
+
+
+def start_server(directory: Path) -> ClickHouseServer:
+    """Start a server in ``directory`` on free ports (a few attempts: a port may be taken meanwhile)."""
+    binary = find_server_binary()
+    if binary is None:
+        pytest.skip("clickhouse-server is not installed (CI: apt-get install -y clickhouse-server)")
+    pytest.importorskip(
+        "clickhouse_driver", reason="clickhouse-driver is not installed (pip install clickhouse-driver)"
+    )
+    error: Exception | None = None
+    for attempt in range(3):
+        server = ClickHouseServer(binary, directory / f"try{attempt}", free_port(), free_port())
+        try:
+            server.start()
+            return server
+        except RuntimeError as exc:
+            error = exc
+            if "Address already in use" not in str(exc):
+                break
+    pytest.fail(f"clickhouse-server ({binary}) could not be started: {error}")
+
+
+@pytest.fixture(scope="session")
+def clickhouse_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClickHouseServer]:
+    """A running ClickHouse server for the whole session (see the module docstring)."""
+    server = start_server(tmp_path_factory.mktemp("clickhouse-server"))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def clickhouse_server_factory() -> Callable[[Path], ClickHouseServer]:
+    """``start(directory)``: another server of its own (the caller stops it), e.g. to stop under a writer."""
+    return start_server
