@@ -79,3 +79,49 @@ def test_store_into_clickhouse_server(tmp_path: Path, clickhouse_server) -> None
     conf = tmp_path / "c.yaml"
     conf.write_text(config_text(clickhouse_server.config()))
     check_store(conf, tmp_path)
+
+
+def test_engine_survives_a_server_that_is_down_and_loses_nothing(
+    tmp_path: Path, clickhouse_server_factory
+) -> None:
+    """The engine starts while ClickHouse is down, keeps counting, and stores everything once it is back."""
+    from netspectra.capture.reader import CaptureReader
+    from netspectra.config import load_config
+    from netspectra.engine import Manager, ManualClock
+    from netspectra.storage.clickhouse import ClickHouseStore
+    from netspectra.storage.queries import aggregate_flows
+
+    server = clickhouse_server_factory(tmp_path / "srv")
+    server.stop()  # down before the engine starts; same ports later
+    conf = tmp_path / "c.yaml"
+    conf.write_text(config_text(server.config()))
+    cfg = load_config(conf)
+    manager = Manager.from_config(
+        cfg,
+        clock=ManualClock(),
+        writer_backoff_initial_s=0.01,
+        writer_backoff_max_s=0.2,
+        writer_close_timeout_s=60,
+    )
+    manager.start()
+    try:
+        for batch in CaptureReader(CAPTURE, batch_size=500):
+            manager.submit(batch)
+        manager.flush()
+        writers = manager.metrics_dict()["writers"]
+        assert all(not w["opened"] for w in writers.values())  # nothing could connect
+        server.start()
+    finally:
+        manager.stop()  # final snapshot of every task, retried until the server answers
+    try:
+        writers = manager.metrics_dict()["writers"]
+        assert all(w["written"] >= 1 and w["dropped"] == 0 for w in writers.values()), writers
+        assert sum(w["open_failed"] for w in writers.values()) >= 1
+        store = ClickHouseStore(cfg.aggregator.exact.writers[0].clickhouse)
+        store.open()
+        aggs = {s.task_name: s for s in aggregate_flows(store)}
+        assert aggs["per_five_tuple"].total_packets == GOLDEN["ip_packets"]
+        assert aggs["per_five_tuple"].flow_count == GOLDEN["flows"]
+        store.close()
+    finally:
+        server.stop()
