@@ -86,6 +86,8 @@ def _words(key_length: int) -> int:
 # ------------------------------------------------------------------------------------------------
 # kernels
 
+_BLOCK = 32  # packets hashed and prefetched together by cm_update
+
 
 @njit(nogil=True, cache=True, inline="always")
 def _apply(
@@ -136,7 +138,7 @@ def cm_update(
     lengths: np.ndarray,
     has_v: bool,
     replace: bool,
-) -> None:
+) -> np.uint64:
     """Feed every key (``words``: (n, kw) packed keys of ``L`` bytes, see
     :func:`~netspectra.sketches.murmur.pack_words`) with ``lengths`` (n,) in order (order matters)."""
     d, w, stride = table.shape
@@ -144,12 +146,25 @@ def cm_update(
     pw = stride // 2  # words of one pair: key, counter and (has_v) the bucket total
     one = np.uint64(1)
     uw = np.uint64(w)
-    for p in range(n):
-        key = words[p]
-        ln = np.uint64(lengths[p])
-        for i in range(d):
-            j = np.int64(np.uint64(murmur3_32_words(key, L, seeds[i])) % uw)
-            _vote(table[i, j], key, kw, pw, ln, one, has_v, replace)
+    # Blocks of _BLOCK packets: hash them all first, then load every target bucket once (independent loads
+    # the CPU overlaps), then vote in packet order. The result is the same as packet by packet; the loads
+    # of a block no longer wait for each other (the table is larger than the L1/L2 caches).
+    idx = np.empty((_BLOCK, d), np.int64)
+    sink = np.uint64(0)
+    for b0 in range(0, n, _BLOCK):
+        b1 = min(n, b0 + _BLOCK)
+        for p in range(b0, b1):
+            for i in range(d):
+                idx[p - b0, i] = np.int64(np.uint64(murmur3_32_words(words[p], L, seeds[i])) % uw)
+        for p in range(b0, b1):
+            for i in range(d):
+                sink += table[i, idx[p - b0, i], kw]
+        for p in range(b0, b1):
+            key = words[p]
+            ln = np.uint64(lengths[p])
+            for i in range(d):
+                _vote(table[i, idx[p - b0, i]], key, kw, pw, ln, one, has_v, replace)
+    return sink
 
 
 @njit(nogil=True, cache=True, inline="always")
