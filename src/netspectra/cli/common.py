@@ -24,9 +24,11 @@ ConfigOption = Annotated[
 #: Results go to stdout; logs and progress go to stderr so that output can be piped.
 console = Console()
 err_console = Console(stderr=True)
+# piped output: rich would assume 80 columns, cut IPv6 addresses and wrap log lines; it is read, not viewed
 if not console.is_terminal:
-    # piped output: rich would assume 80 columns and cut IPv6 addresses; tables are read, not viewed
     console.width = 200
+if not err_console.is_terminal:
+    err_console.width = 200
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
