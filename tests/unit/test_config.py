@@ -837,3 +837,22 @@ def test_clickhouse_storage_keys_refuse_bad_values() -> None:
     text = "\n".join(lines)
     assert "aggregator.exact.writers[0].clickhouse.retention: '-1h0m0s' is negative" in text
     assert "aggregator.exact.writers[0].clickhouse.history_resolution: '500ms' is not a whole number" in text
+
+
+def test_alerting_additions_webhooks_cooldown_timeout_starttls() -> None:
+    from netspectra.config import parse_config_text
+
+    cfg = parse_config_text(
+        "alerter:\n  cooldown: 30m\n"
+        "  ai_analysis: {enabled: true, service_addr: 'localhost:50052', timeout: 5s}\n"
+        "  webhooks:\n    - {url: 'http://127.0.0.1:9/hook', secret: s3cret, format: slack, retries: 1}\n"
+        "smtp: {host: mail.example, starttls: always}\n"
+    )
+    assert cfg.alerter.cooldown.total_seconds() == 1800
+    assert cfg.alerter.ai_analysis.timeout.total_seconds() == 5
+    (hook,) = cfg.alerter.webhooks
+    assert (hook.format, hook.retries, hook.secret) == ("slack", 1, "s3cret")
+    assert "s3cret" not in repr(hook)
+    assert cfg.smtp.starttls == "always"
+    with pytest.raises(ConfigError, match="format"):
+        parse_config_text("alerter:\n  webhooks:\n    - {url: 'http://x', format: teams}\n")

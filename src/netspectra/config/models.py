@@ -415,6 +415,8 @@ class AiAnalysisConfig(Section):
     enabled: bool = False
     #: ``host:port`` of the AI service (``${ALERTER_AI_SERVICE_ADDR}`` in the shipped file).
     service_addr: str = ""
+    #: An addition: the longest an alert waits for the analysis (the original: 60 s); then it is sent without.
+    timeout: GoDuration = timedelta(seconds=60)
 
 
 class AlertRule(Section):
@@ -439,6 +441,18 @@ class AlertRule(Section):
         return v
 
 
+class WebhookConfig(Section):
+    """One entry of ``alerter.webhooks`` (an addition): alerts POSTed as JSON or Slack-style messages."""
+
+    url: str = ""
+    #: HMAC-SHA256 key: when set, every request carries a signature header over timestamp and body.
+    secret: str = Field("", repr=False)
+    format: Literal["json", "slack"] = "json"
+    timeout: GoDuration = timedelta(seconds=10)
+    #: Attempts after the first one (back-off doubles from 0.5 s).
+    retries: int = Field(3, ge=0, le=20)
+
+
 class AlerterConfig(Section):
     """``alerter``: periodic evaluation of :class:`AlertRule` and notification."""
 
@@ -448,6 +462,10 @@ class AlerterConfig(Section):
     check_interval: GoDuration = timedelta(seconds=600)
     ai_analysis: AiAnalysisConfig = AiAnalysisConfig()
     rules: tuple[AlertRule, ...] = ()
+    #: An addition: a standing condition is sent again only after this long (the original: every check).
+    cooldown: GoDuration = timedelta(hours=1)
+    #: An addition: webhook notifiers (several allowed), beside the log and the e-mail.
+    webhooks: tuple[WebhookConfig, ...] = ()
 
     @field_validator("check_interval")
     @classmethod
@@ -471,6 +489,8 @@ class SmtpConfig(Section):
     from_: str = Field("", alias="from")
     #: Comma-separated recipients, as in the original; see :attr:`recipients`.
     to: str = ""
+    #: An addition: ``auto`` (STARTTLS when offered, as Go's smtp.SendMail), ``always`` or ``never``.
+    starttls: Literal["auto", "always", "never"] = "auto"
 
     @property
     def recipients(self) -> tuple[str, ...]:

@@ -1,0 +1,129 @@
+"""``netspectra ai`` (the original's ns-ai) and ``netspectra ask-ai`` (the original's scripts/ask-ai).
+
+Register with ``app.command("ai")(ai)`` and ``app.command("ask-ai")(ask_ai)``.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+from typing import Annotated
+
+import typer
+
+from netspectra.cli.common import ConfigOption, err_console, fail
+
+log = logging.getLogger(__name__)
+
+DEFAULT_AI_ADDR = "localhost:50052"
+
+
+def ai(
+    config: ConfigOption = None,
+    listen: Annotated[
+        str | None,
+        typer.Option(
+            "--listen",
+            "-l",
+            help="gRPC listen address (default: ai.grpc_listen_addr, :50052).",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Serve the AI analysis gRPC service (v1.AIService) in front of an OpenAI-compatible model.
+
+    Uses ai.api_key (or AI_API_KEY / OPENAI_API_KEY), ai.model and ai.base_url (empty: OpenAI). Stops on
+    Ctrl-C or SIGTERM, letting calls in flight finish for a few seconds.
+    """
+    from netspectra.ai.service import AiConfigError, serve
+    from netspectra.config import ConfigError, load_config
+
+    try:
+        cfg = load_config(config)
+    except ConfigError as exc:
+        raise fail(str(exc)) from None
+    try:
+        server, port = serve(cfg.ai, addr=listen)
+    except AiConfigError as exc:
+        raise fail(str(exc)) from None
+    except OSError as exc:
+        raise fail(str(exc)) from None
+    err_console.print(f"AI service (v1.AIService) listening on port {port}; Ctrl-C to stop", highlight=False)
+    done = threading.Event()
+
+    def _stop(signum: int, _frame: object) -> None:
+        done.set()
+
+    previous = (
+        signal.signal(signal.SIGTERM, _stop)
+        if threading.current_thread() is threading.main_thread()
+        else None
+    )
+    try:
+        while not done.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop(grace=5.0).wait()
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+    err_console.print("AI service stopped", highlight=False)
+
+
+def ask_ai(
+    question: Annotated[
+        list[str] | None,
+        typer.Argument(help="The prompt (several words are joined with spaces).", show_default=False),
+    ] = None,
+    prompt: Annotated[
+        str | None,
+        typer.Option("--prompt", "-p", help="The prompt (instead of arguments).", show_default=False),
+    ] = None,
+    addr: Annotated[
+        str | None,
+        typer.Option(
+            "--addr",
+            "--port",
+            help="Address of the AI service, host:port (default: alerter.ai_analysis.service_addr of the "
+            f"configuration, else {DEFAULT_AI_ADDR}).",
+            show_default=False,
+        ),
+    ] = None,
+    timeout: Annotated[
+        float, typer.Option("--timeout", min=0.1, help="Seconds allowed for the whole answer.")
+    ] = 300.0,
+    config: ConfigOption = None,
+) -> None:
+    """Ask the AI service a question and stream its answer to the terminal."""
+    from netspectra.ai.client import AiClient, AiClientError
+
+    text = prompt if prompt is not None else " ".join(question or [])
+    if not text.strip():
+        raise fail('no prompt: netspectra ask-ai "your question" (or --prompt)')
+    if addr is None:
+        addr = DEFAULT_AI_ADDR
+        if config is not None:
+            from netspectra.config import ConfigError, load_config
+
+            try:
+                addr = load_config(config, log_warnings=False).alerter.ai_analysis.service_addr or addr
+            except ConfigError as exc:
+                raise fail(str(exc)) from None
+    client = AiClient(addr, timeout_s=timeout)
+    started = False
+    try:
+        for chunk in client.stream(text):
+            started = True
+            sys.stdout.write(chunk)
+            sys.stdout.flush()
+    except AiClientError as exc:
+        if started:
+            sys.stdout.write("\n")
+        raise fail(f"AI service at {client.addr}: {exc}", code=1) from None
+    finally:
+        client.close()
+    sys.stdout.write("\n")
+    sys.stdout.flush()
