@@ -1,0 +1,371 @@
+"""``v1.QueryService`` over gRPC: the original's five RPCs, with its gaps closed.
+
+:class:`QueryCore` holds the semantics (shared by gRPC and the HTTP app): requests are the generated
+``query_pb2`` messages, answers too, and every failure is a :class:`QueryError` carrying a gRPC status
+code and a message for the client — never a traceback.
+
+* Filters of ``AggregationRequest`` are applied; proto3 cannot tell an unset field from its zero value, so
+  ``""`` (IPs) and ``0`` (ports, protocol) mean "no filter".
+* ``start_time``/``end_time``: inclusive bounds on the snapshot time (UTC); absent = unbounded.
+  ``start_time`` after ``end_time`` → ``INVALID_ARGUMENT``.
+* Paging (``page_size``/``page_token``): see :func:`_page`; ``page_size`` above :data:`MAX_PAGE_SIZE` is
+  cut to it.
+* ``HeavyHittersRequest.limit``: ``<= 0`` → :data:`~netspectra.storage.queries.DEFAULT_HITTERS_LIMIT`
+  (10); above :data:`~netspectra.storage.queries.MAX_HITTERS_LIMIT` (10 000) → cut to it (clamped, not
+  rejected: the client gets the largest answer the server gives).
+* Status codes: ``INVALID_ARGUMENT`` (malformed IP, port > 65535, unknown flow key, unknown heavy-hitter
+  type or one the task's sketch does not produce, a task of the wrong group for the RPC, start > end, a
+  bad page token), ``NOT_FOUND`` (task not in the configuration), ``UNAVAILABLE`` (no ClickHouse writer
+  for the group, or ClickHouse unreachable), ``INTERNAL`` (anything else; logged with its traceback on
+  the server, the client gets one line).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from concurrent import futures
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import grpc
+from google.protobuf.message import Message
+from google.protobuf.timestamp_pb2 import Timestamp
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from netspectra.api.routing import NoStoreError, StoreRouter, UnknownTaskError
+from netspectra.config import Config
+from netspectra.config.models import SketchType
+from netspectra.proto.v1 import query_pb2, query_pb2_grpc
+from netspectra.storage.base import StorageError
+from netspectra.storage.clickhouse import ClickHouseStore
+from netspectra.storage.queries import (
+    _KEYS,
+    MAX_HITTERS_LIMIT,
+    FlowFilter,
+    _check_times,
+    _flow_states_sql,
+    _time_bounds,
+    aggregate_flows,
+    heavy_hitters,
+    trace_flow,
+)
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = "v1.QueryService"
+#: Largest ``page_size`` served; bigger requests are cut to it.
+MAX_PAGE_SIZE = 10_000
+_NS = 10**9
+#: Times later than this (2262-04-11, the end of int64 nanoseconds) are read as this.
+MAX_TIME_NS = 2**63 - 1
+T = TypeVar("T")
+
+
+class QueryError(Exception):
+    """A failed query: ``code`` (a :class:`grpc.StatusCode`) and a one-line message for the client."""
+
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def _invalid(message: str) -> QueryError:
+    return QueryError(grpc.StatusCode.INVALID_ARGUMENT, message)
+
+
+@contextmanager
+def _errors(what: str) -> Iterator[None]:
+    """Exceptions of the layers below → :class:`QueryError` with the right code."""
+    try:
+        yield
+    except QueryError:
+        raise
+    except UnknownTaskError as exc:
+        raise QueryError(grpc.StatusCode.NOT_FOUND, str(exc)) from None
+    except (NoStoreError, StorageError) as exc:
+        log.warning("%s: store unavailable: %s", what, exc)
+        raise QueryError(grpc.StatusCode.UNAVAILABLE, f"ClickHouse is unavailable: {exc}") from None
+    except ValueError as exc:
+        raise _invalid(str(exc)) from None
+    except Exception:
+        log.exception("%s failed", what)
+        raise QueryError(grpc.StatusCode.INTERNAL, f"{what}: internal error (see the server log)") from None
+
+
+def timestamp_ns(msg: Message, field: str) -> int | None:
+    """A ``google.protobuf.Timestamp`` field as UTC ns since the epoch; ``None`` when absent."""
+    if not msg.HasField(field):
+        return None
+    ts: Timestamp = getattr(msg, field)
+    if not 0 <= ts.nanos < _NS:
+        raise _invalid(f"{field}: nanos {ts.nanos} is outside [0, 999999999]")
+    if ts.seconds < 0:
+        raise _invalid(f"{field}: {ts.seconds} s is before 1970-01-01T00:00:00Z")
+    # beyond the int64 ns range (year 2262): as good as unbounded
+    return min(ts.seconds * _NS + ts.nanos, MAX_TIME_NS)
+
+
+def ns_timestamp(ns: int) -> Timestamp:
+    return Timestamp(seconds=ns // _NS, nanos=ns % _NS)
+
+
+def _times(msg: Message) -> tuple[int | None, int | None]:
+    start, end = timestamp_ns(msg, "start_time"), timestamp_ns(msg, "end_time")
+    if start is not None and end is not None and start > end:
+        raise _invalid("start_time is after end_time")
+    return start, end
+
+
+def _query_digest(req: Message) -> str:
+    """What a page token is bound to: the request without its paging fields."""
+    copy = type(req)()
+    copy.CopyFrom(req)
+    copy.ClearField("page_token")
+    copy.ClearField("page_size")
+    return hashlib.sha256(copy.SerializeToString(deterministic=True)).hexdigest()[:16]
+
+
+def _page(req: Message) -> tuple[int, int]:
+    """``(offset, size)`` of the page asked for; ``size`` 0 = everything (no paging).
+
+    Tokens are ``base64url(json{"o": offset, "q": digest})``; the digest ties a token to its query, so a
+    token replayed with other filters is rejected (``INVALID_ARGUMENT``) instead of silently skipping
+    rows. Each page is computed afresh: data written between two pages may shift the pages.
+    """
+    size = min(int(req.page_size), MAX_PAGE_SIZE)
+    token = req.page_token
+    if not token:
+        return 0, size
+    try:
+        doc = json.loads(base64.urlsafe_b64decode(token.encode("ascii") + b"=" * (-len(token) % 4)))
+        offset, digest = int(doc["o"]), str(doc["q"])
+    except Exception:
+        raise _invalid("page_token is not a token of this server") from None
+    if digest != _query_digest(req) or offset < 0:
+        raise _invalid("page_token belongs to another query (repeat the same request with the token)")
+    return offset, size
+
+
+def _next_token(req: Message, offset: int) -> str:
+    doc = json.dumps({"o": offset, "q": _query_digest(req)}, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(doc).rstrip(b"=").decode("ascii")
+
+
+def _slice(req: Message, items: Sequence[T]) -> tuple[Sequence[T], str]:
+    offset, size = _page(req)
+    if size == 0:
+        return items[offset:], ""
+    chunk = items[offset : offset + size]
+    more = offset + size < len(items)
+    return chunk, (_next_token(req, offset + size) if more else "")
+
+
+def _lifecycle(first_ns: int, last_ns: int, packets: int, total_bytes: int) -> query_pb2.FlowLifecycle:
+    return query_pb2.FlowLifecycle(
+        first_seen=ns_timestamp(first_ns),
+        last_seen=ns_timestamp(last_ns),
+        total_packets=packets,
+        total_bytes=total_bytes,
+    )
+
+
+_FLOW_KEY_NAMES = ("SrcIP", "DstIP", "SrcPort", "DstPort", "Protocol")
+
+
+def flow_details(
+    store: ClickHouseStore,
+    task: str,
+    filt: FlowFilter,
+    start_ns: int | None,
+    end_ns: int | None,
+    offset: int,
+    limit: int,
+) -> list[tuple[dict[str, str], int, int, int, int]]:
+    """The flows of ``task`` matching ``filt``, ordered by key: ``(keys, first_ns, last_ns, packets,
+    bytes)`` each, rows ``offset`` to ``offset + limit``. Same per-period state SQL as
+    :func:`~netspectra.storage.queries.trace_flow` (every value bound), grouped per flow."""
+    _check_times(start_ns, end_ns)
+    where, params = filt.conditions()
+    where.insert(0, "TaskName = %(task)s")
+    params.update(task=task, offset=int(offset), limit=int(limit))
+    _time_bounds(where, params, start_ns, end_ns)
+    sql = (
+        f"SELECT {_KEYS}, min(S), max(E), sum(P), sum(B) FROM ({_flow_states_sql(store, where, start_ns)}) "
+        f"WHERE P > 0 GROUP BY {_KEYS} ORDER BY {_KEYS} LIMIT %(offset)s, %(limit)s"
+    )
+    out = []
+    for row in store.query(sql, params):
+        keys = {k: str(v) for k, v in zip(_FLOW_KEY_NAMES, row[:5], strict=True) if v is not None}
+        out.append((keys, int(row[5]), int(row[6]), int(row[7]), int(row[8])))
+    return out
+
+
+class QueryCore:
+    """The query semantics over a :class:`StoreRouter` (see the module docstring)."""
+
+    def __init__(self, cfg: Config, router: StoreRouter | None = None) -> None:
+        self.cfg = cfg
+        self.router = router or StoreRouter(cfg)
+
+    def close(self) -> None:
+        self.router.close()
+
+    def health_check(self, req: query_pb2.HealthCheckRequest) -> query_pb2.HealthCheckResponse:
+        return query_pb2.HealthCheckResponse(status="ok")
+
+    def search_tasks(self, req: query_pb2.SearchTasksRequest) -> query_pb2.SearchTasksResponse:
+        return query_pb2.SearchTasksResponse(task_names=self.router.task_names())
+
+    def _exact_task(self, task: str, rpc: str) -> None:
+        route = self.router.route(task)
+        if route.group != "exact":
+            raise _invalid(f"{task!r} is a sketch task; {rpc} reads exact tasks (use QueryHeavyHitters)")
+
+    def aggregate_flows(self, req: query_pb2.AggregationRequest) -> query_pb2.QueryTotalCountsResponse:
+        with _errors("AggregateFlows"):
+            start, end = _times(req)
+            filt = FlowFilter(
+                src_ip=req.src_ip or None,
+                dst_ip=req.dst_ip or None,
+                src_port=req.src_port or None,
+                dst_port=req.dst_port or None,
+                protocol=req.protocol or None,
+            )
+            _page(req)  # a bad token fails before any query
+            if req.task_name:
+                self._exact_task(req.task_name, "AggregateFlows")
+                wanted = [req.task_name]
+            else:
+                wanted = self.router.exact_task_names()
+            store = self.router.group_store("exact")
+            task = req.task_name or None
+            rows = aggregate_flows(store, end_ns=end, task=task, start_ns=start, filters=filt)
+            rows = [r for r in rows if r.task_name in wanted]
+            chunk, token = _slice(req, rows)
+            return query_pb2.QueryTotalCountsResponse(
+                summaries=[
+                    query_pb2.TaskSummary(
+                        task_name=r.task_name,
+                        total_bytes=r.total_bytes,
+                        total_packets=r.total_packets,
+                        flow_count=r.flow_count,
+                    )
+                    for r in chunk
+                ],
+                next_page_token=token,
+            )
+
+    def trace_flow(self, req: query_pb2.TraceFlowRequest) -> query_pb2.TraceFlowResponse:
+        with _errors("TraceFlow"):
+            if not req.task_name:
+                raise _invalid("task_name is required")
+            start, end = _times(req)
+            keys = dict(req.flow_keys)
+            filt = FlowFilter.from_keys(keys)  # unknown keys and bad values: ValueError
+            offset, size = _page(req)
+            self._exact_task(req.task_name, "TraceFlow")
+            _, store = self.router.store_for(req.task_name)
+            life = trace_flow(store, req.task_name, keys, end_ns=end, start_ns=start)
+            resp = query_pb2.TraceFlowResponse(
+                # no match: an empty lifecycle (0 packets, no times), never a missing message
+                lifecycle=query_pb2.FlowLifecycle()
+                if life is None
+                else _lifecycle(life.first_seen_ns, life.last_seen_ns, life.total_packets, life.total_bytes)
+            )
+            if size > 0 and life is not None:
+                rows = flow_details(store, req.task_name, filt, start, end, offset, size + 1)
+                for flow_keys, first, last, packets, total_bytes in rows[:size]:
+                    resp.flows.add(
+                        flow_keys=flow_keys, lifecycle=_lifecycle(first, last, packets, total_bytes)
+                    )
+                if len(rows) > size:
+                    resp.next_page_token = _next_token(req, offset + size)
+            return resp
+
+    def query_heavy_hitters(self, req: query_pb2.HeavyHittersRequest) -> query_pb2.HeavyHittersResponse:
+        with _errors("QueryHeavyHitters"):
+            if not req.task_name:
+                raise _invalid("task_name is required")
+            start, end = _times(req)
+            if req.type not in (0, 1, 2):
+                raise _invalid(f"type {req.type} is not a heavy-hitter type: 0 count, 1 size, 2 spread")
+            _page(req)
+            route = self.router.route(req.task_name)
+            if route.group != "sketch":
+                raise _invalid(f"{req.task_name!r} is an exact task; use AggregateFlows or TraceFlow")
+            if route.sketch_type == SketchType.SUPER_SPREAD and req.type != 2:
+                raise _invalid(f"{req.task_name!r} is a SuperSpread task: it has spread values (type 2) only")
+            if route.sketch_type != SketchType.SUPER_SPREAD and req.type == 2:
+                raise _invalid(f"{req.task_name!r} is a CountMin task: types 0 (count) and 1 (size) only")
+            limit = min(int(req.limit), MAX_HITTERS_LIMIT)  # <= 0: the default of heavy_hitters
+            _, store = self.router.store_for(req.task_name)
+            rows = heavy_hitters(store, req.task_name, req.type, end_ns=end, start_ns=start, limit=limit)
+            chunk, token = _slice(req, rows)
+            return query_pb2.HeavyHittersResponse(
+                hitters=[query_pb2.HeavyHitter(flow=f, value=v) for f, v in chunk], next_page_token=token
+            )
+
+
+def _unary(method: Callable[[Any], Message]) -> Callable[[Any, grpc.ServicerContext], Message]:
+    def handler(request: Any, context: grpc.ServicerContext) -> Message:
+        try:
+            return method(request)
+        except QueryError as exc:
+            context.abort(exc.code, exc.message)
+        except Exception:  # QueryCore converts everything; this is the last line of defence
+            log.exception("unexpected error")
+            context.abort(grpc.StatusCode.INTERNAL, "internal error (see the server log)")
+        raise AssertionError("unreachable")  # context.abort raises
+
+    return handler
+
+
+class QueryServicer(query_pb2_grpc.QueryServiceServicer):
+    """The gRPC face of a :class:`QueryCore`."""
+
+    def __init__(self, core: QueryCore) -> None:
+        self.core = core
+        self.HealthCheck = _unary(core.health_check)
+        self.SearchTasks = _unary(core.search_tasks)
+        self.AggregateFlows = _unary(core.aggregate_flows)
+        self.TraceFlow = _unary(core.trace_flow)
+        self.QueryHeavyHitters = _unary(core.query_heavy_hitters)
+
+
+def grpc_bind_address(addr: str) -> str:
+    """Go-style listen address → gRPC's: ``:50051`` → ``[::]:50051``; others unchanged."""
+    return f"[::]{addr}" if addr.startswith(":") else addr
+
+
+def create_grpc_server(
+    core: QueryCore, addr: str, *, max_workers: int = 16
+) -> tuple[grpc.Server, int, health.HealthServicer]:
+    """A started-ready (not started) gRPC server with ``v1.QueryService``, the standard health service
+    (``grpc.health.v1.Health``: ``""`` and ``v1.QueryService`` SERVING) and server reflection, bound to
+    ``addr`` (Go form ``:50051`` accepted; port 0 picks a free one). Returns ``(server, port,
+    health_servicer)``; ``OSError`` when the address cannot be bound."""
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="ns-grpc"))
+    query_pb2_grpc.add_QueryServiceServicer_to_server(QueryServicer(core), server)
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    for name in ("", SERVICE_NAME):
+        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    names = (
+        query_pb2.DESCRIPTOR.services_by_name["QueryService"].full_name,
+        health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+        reflection.SERVICE_NAME,
+    )
+    reflection.enable_server_reflection(names, server)
+    try:
+        port = server.add_insecure_port(grpc_bind_address(addr))
+    except RuntimeError as exc:
+        raise OSError(f"cannot listen on {addr!r} for gRPC: {exc}") from exc
+    if port == 0:
+        raise OSError(f"cannot listen on {addr!r} for gRPC")
+    return server, port, health_servicer

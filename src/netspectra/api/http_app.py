@@ -1,0 +1,283 @@
+"""The HTTP face of the query service (FastAPI): Grafana SimpleJSON and REST mirrors of the gRPC RPCs.
+
+Grafana SimpleJSON (``grafana-simple-json-datasource`` and compatible plugins such as Infinity's JSON
+mode; the original answered only ``/query``, with a single point and ``range.from`` ignored):
+
+* ``GET /`` → 200 ``ok`` (the data source's connection test).
+* ``POST /search`` → the exact task names of the configuration (each a valid target).
+* ``POST /query`` → per target a time series over ``range`` (see :func:`series`): one point per stored
+  snapshot — exactly, the newest snapshot of each history bucket (``clickhouse.history_resolution``,
+  by default 1 h; set it to the snapshot interval to get every snapshot). A target is ``<task>`` (total
+  packets, the original's metric) or ``<task>:packets``, ``<task>:bytes``, ``<task>:flows``.
+* ``POST /annotations`` → ``[]``: alerts are not stored yet, so there is nothing to annotate.
+
+REST (protojson as the original's v1 HTTP API: camelCase names, 64-bit integers as strings, zero values
+omitted; request bodies are the JSON form of the gRPC request messages):
+
+* ``GET /api/v1/health``, ``GET /api/v1/tasks``
+* ``POST /api/v1/aggregate`` (``AggregationRequest`` → ``QueryTotalCountsResponse``)
+* ``POST /api/v1/trace`` (``TraceFlowRequest`` → ``TraceFlowResponse``) and the original's
+  ``POST /api/v1/flows/trace`` (→ the bare ``FlowLifecycle``)
+* ``POST /api/v1/heavy-hitters`` (``HeavyHittersRequest`` → ``HeavyHittersResponse``)
+
+Errors: ``{"code": "<gRPC status name>", "message": "..."}`` with 400 (INVALID_ARGUMENT), 404
+(NOT_FOUND), 503 (UNAVAILABLE) or 500; never a traceback. OpenAPI: ``/docs`` and ``/openapi.json``.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+import grpc
+from fastapi import Body, FastAPI, Request
+from fastapi.responses import JSONResponse, PlainTextResponse
+from google.protobuf import json_format
+from google.protobuf.message import Message
+
+from netspectra import __version__
+from netspectra.api.grpc_service import QueryCore, QueryError, _errors
+from netspectra.proto.v1 import query_pb2
+from netspectra.storage.schema import FLOW_TABLE
+
+log = logging.getLogger(__name__)
+
+METRICS = ("packets", "bytes", "flows")
+#: Points per series when Grafana does not say (``maxDataPoints``).
+DEFAULT_MAX_POINTS = 1000
+_HTTP_STATUS = {
+    grpc.StatusCode.INVALID_ARGUMENT: 400,
+    grpc.StatusCode.NOT_FOUND: 404,
+    grpc.StatusCode.UNAVAILABLE: 503,
+}
+
+
+def parse_grafana_time(value: Any, what: str) -> int | None:
+    """A Grafana range bound (ISO 8601 text, or epoch milliseconds) → UTC ns; ``None`` if absent.
+    Text without a zone is UTC."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        raise QueryError(grpc.StatusCode.INVALID_ARGUMENT, f"{what}: {value!r} is not a time")
+    if isinstance(value, int | float):
+        return int(value * 1_000_000)
+    try:
+        dt = datetime.fromisoformat(str(value))
+    except ValueError:
+        raise QueryError(
+            grpc.StatusCode.INVALID_ARGUMENT, f"{what}: {value!r} is not an ISO 8601 time"
+        ) from None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    seconds = int(dt.timestamp() // 1)
+    return seconds * 10**9 + dt.microsecond * 1000
+
+
+def split_target(target: str) -> tuple[str, str]:
+    """``task[:metric]`` → ``(task, metric)``; a task name that itself contains ``:`` is taken whole
+    unless the part after the last ``:`` is a metric name."""
+    task, sep, metric = target.rpartition(":")
+    if sep and metric in METRICS:
+        return task, metric
+    return target, "packets"
+
+
+_KEYS = "SrcIP, DstIP, SrcPort, DstPort, Protocol"
+
+
+def _increments(store: Any, task: str, end_ns: int | None, metric: str) -> list[tuple[int, int]]:
+    """``[(snapshot time, increment of the task's total at that time)]``, by time, over every stored row
+    up to ``end_ns``: the running sum of the increments at ``t`` is the total as of ``t``.
+
+    packets/bytes: per flow and period, the rows sorted by time and differenced (counters are cumulative
+    within a period; rows of one flow at one time — a retried write — count once), summed per time.
+    flows: each distinct flow key counts 1 at its first row. One scan of the task's rows, whatever the
+    number of points (a query per point would scan the table once per point).
+    """
+    where = ["TaskName = %(task)s"]
+    params: dict[str, object] = {"task": task}
+    if end_ns is not None:
+        where.append("TimestampNs <= %(end)s")
+        params["end"] = end_ns
+    cond = " AND ".join(where)
+    table = store.table(FLOW_TABLE)
+    if metric == "flows":
+        sql = (
+            f"SELECT F, count() FROM (SELECT min(TimestampNs) AS F FROM {table} WHERE {cond} "
+            f"GROUP BY {_KEYS}) GROUP BY F ORDER BY F"
+        )
+    else:
+        column = "PacketCount" if metric == "packets" else "ByteCount"
+        versions = (
+            f"SELECT PeriodStartNs, {_KEYS}, TimestampNs, max({column}) AS V FROM {table} WHERE {cond} "
+            f"GROUP BY PeriodStartNs, {_KEYS}, TimestampNs"
+        )
+        per_flow = (
+            f"SELECT arraySort(groupArray((TimestampNs, V))) AS s FROM ({versions}) "
+            f"GROUP BY PeriodStartNs, {_KEYS}"
+        )
+        deltas = (
+            "SELECT arrayMap(x -> tupleElement(x, 1), s) AS ts, "
+            "arrayMap(i -> toInt64(tupleElement(s[i], 2)) - "
+            "if(i = 1, toInt64(0), toInt64(tupleElement(s[i - 1], 2))), arrayEnumerate(s)) AS ds "
+            f"FROM ({per_flow})"
+        )
+        sql = f"SELECT T, sum(D) FROM ({deltas}) ARRAY JOIN ts AS T, ds AS D GROUP BY T ORDER BY T"
+    return [(int(t), int(d)) for t, d in store.query(sql, params)]
+
+
+def series(
+    core: QueryCore, target: str, start_ns: int | None, end_ns: int | None, max_points: int
+) -> list[list[int]]:
+    """``[[value, time_ms], ...]`` of an exact task: its totals as of each stored snapshot in the range.
+
+    Points are the newest snapshot of every history bucket of the task (``max(TimestampNs)`` per
+    ``Bucket``): as of those instants every flow's state is still stored whatever merges did, so each
+    value equals ``AggregateFlows(end_time=t)`` exactly (tested). More points than ``max_points`` are
+    thinned evenly (the values stay exact; only fewer instants are shown). Two queries per target.
+    """
+    task, metric = split_target(target)
+    core._exact_task(task, "/query")
+    store = core.router.group_store("exact")
+    where = ["TaskName = %(task)s"]
+    params: dict[str, object] = {"task": task}
+    if start_ns is not None:
+        where.append("TimestampNs >= %(start)s")
+        params["start"] = start_ns
+    if end_ns is not None:
+        where.append("TimestampNs <= %(end)s")
+        params["end"] = end_ns
+    sql = (
+        f"SELECT max(TimestampNs) AS T FROM {store.table(FLOW_TABLE)} WHERE {' AND '.join(where)} "
+        "GROUP BY Bucket ORDER BY T"
+    )
+    times = [int(r[0]) for r in store.query(sql, params)]
+    if len(times) > max_points > 0:
+        step = len(times) / max_points
+        times = [times[min(len(times) - 1, int((i + 1) * step) - 1)] for i in range(max_points)]
+    if not times:
+        return []
+    increments = _increments(store, task, times[-1], metric)
+    points = []
+    total, k = 0, 0
+    for t in times:
+        while k < len(increments) and increments[k][0] <= t:
+            total += increments[k][1]
+            k += 1
+        points.append([total, t // 1_000_000])
+    return points
+
+
+def _error_response(exc: QueryError) -> JSONResponse:
+    return JSONResponse(
+        {"code": exc.code.name, "message": exc.message}, status_code=_HTTP_STATUS.get(exc.code, 500)
+    )
+
+
+def _parse(payload: Any, cls: type[Message]) -> Any:
+    if not isinstance(payload, dict):
+        raise QueryError(grpc.StatusCode.INVALID_ARGUMENT, f"the body must be a JSON object ({cls.__name__})")
+    try:
+        return json_format.ParseDict(payload, cls())
+    except json_format.ParseError as exc:
+        raise QueryError(grpc.StatusCode.INVALID_ARGUMENT, f"{cls.__name__}: {exc}") from None
+
+
+def _dump(msg: Message) -> dict[str, Any]:
+    return json_format.MessageToDict(msg)
+
+
+_AGG_EXAMPLE = {"taskName": "per_five_tuple", "srcIp": "10.0.2.15", "startTime": "2024-01-01T00:00:00Z"}
+_TRACE_EXAMPLE = {"taskName": "per_five_tuple", "flowKeys": {"SrcIP": "10.0.2.15", "DstPort": "53"}}
+_HH_EXAMPLE = {"taskName": "cm_src_left", "type": 0, "limit": 10}
+
+
+def create_app(core: QueryCore) -> FastAPI:
+    """The FastAPI application over ``core`` (see the module docstring)."""
+    app = FastAPI(
+        title="NetSpectra query API",
+        version=__version__,
+        description="Grafana SimpleJSON endpoints and REST mirrors of the gRPC v1.QueryService.",
+    )
+
+    @app.exception_handler(QueryError)
+    async def _query_error(request: Request, exc: QueryError) -> JSONResponse:
+        return _error_response(exc)
+
+    @app.exception_handler(Exception)
+    async def _any_error(request: Request, exc: Exception) -> JSONResponse:
+        log.error("HTTP %s %s failed", request.method, request.url.path, exc_info=exc)
+        return JSONResponse({"code": "INTERNAL", "message": "internal error (see the server log)"}, 500)
+
+    @app.get("/", response_class=PlainTextResponse, tags=["grafana"], summary="Connection test")
+    def root() -> str:
+        return "ok"
+
+    @app.post("/search", tags=["grafana"], summary="Targets: the exact task names")
+    def search(payload: dict[str, Any] | None = Body(default=None)) -> list[str]:  # noqa: B008
+        return core.router.exact_task_names()
+
+    @app.post("/query", tags=["grafana"], summary="Time series per target over the range")
+    def query(
+        payload: dict[str, Any] = Body(  # noqa: B008
+            examples=[
+                {
+                    "range": {"from": "2024-01-01T00:00:00Z", "to": "2024-01-02T00:00:00Z"},
+                    "targets": [{"target": "per_five_tuple"}, {"target": "per_five_tuple:bytes"}],
+                    "maxDataPoints": 500,
+                }
+            ]
+        ),
+    ) -> list[dict[str, Any]]:
+        with _errors("/query"):
+            rng = payload.get("range") or {}
+            if not isinstance(rng, dict):
+                raise QueryError(grpc.StatusCode.INVALID_ARGUMENT, "range must be an object")
+            start = parse_grafana_time(rng.get("from"), "range.from")
+            end = parse_grafana_time(rng.get("to"), "range.to")
+            if start is not None and end is not None and start > end:
+                raise QueryError(grpc.StatusCode.INVALID_ARGUMENT, "range.from is after range.to")
+            max_points = payload.get("maxDataPoints") or DEFAULT_MAX_POINTS
+            if isinstance(max_points, bool) or not isinstance(max_points, int) or max_points < 1:
+                raise QueryError(grpc.StatusCode.INVALID_ARGUMENT, "maxDataPoints must be a positive integer")
+            targets = payload.get("targets") or []
+            if not isinstance(targets, list):
+                raise QueryError(grpc.StatusCode.INVALID_ARGUMENT, "targets must be a list")
+            out = []
+            for t in targets:
+                name = t.get("target") if isinstance(t, dict) else None
+                if not isinstance(name, str) or not name:
+                    continue  # Grafana sends empty targets while a panel is being edited
+                out.append({"target": name, "datapoints": series(core, name, start, end, max_points)})
+            return out
+
+    @app.post("/annotations", tags=["grafana"], summary="Annotations: none yet (alerts are not stored)")
+    def annotations(payload: dict[str, Any] | None = Body(default=None)) -> list[Any]:  # noqa: B008
+        return []
+
+    @app.get("/api/v1/health", tags=["v1"], summary="HealthCheck")
+    def health() -> dict[str, Any]:
+        return _dump(core.health_check(query_pb2.HealthCheckRequest()))
+
+    @app.get("/api/v1/tasks", tags=["v1"], summary="SearchTasks: exact then sketch task names")
+    def tasks() -> dict[str, Any]:
+        return _dump(core.search_tasks(query_pb2.SearchTasksRequest()))
+
+    @app.post("/api/v1/aggregate", tags=["v1"], summary="AggregateFlows")
+    def aggregate(payload: dict[str, Any] = Body(default={}, examples=[_AGG_EXAMPLE])) -> dict[str, Any]:  # noqa: B008
+        return _dump(core.aggregate_flows(_parse(payload, query_pb2.AggregationRequest)))
+
+    @app.post("/api/v1/trace", tags=["v1"], summary="TraceFlow (full response, with paged flows)")
+    def trace(payload: dict[str, Any] = Body(examples=[_TRACE_EXAMPLE])) -> dict[str, Any]:  # noqa: B008
+        return _dump(core.trace_flow(_parse(payload, query_pb2.TraceFlowRequest)))
+
+    @app.post("/api/v1/flows/trace", tags=["v1"], summary="TraceFlow, the original's form: the lifecycle")
+    def trace_v1(payload: dict[str, Any] = Body(examples=[_TRACE_EXAMPLE])) -> dict[str, Any]:  # noqa: B008
+        return _dump(core.trace_flow(_parse(payload, query_pb2.TraceFlowRequest)).lifecycle)
+
+    @app.post("/api/v1/heavy-hitters", tags=["v1"], summary="QueryHeavyHitters")
+    def hitters(payload: dict[str, Any] = Body(examples=[_HH_EXAMPLE])) -> dict[str, Any]:  # noqa: B008
+        return _dump(core.query_heavy_hitters(_parse(payload, query_pb2.HeavyHittersRequest)))
+
+    return app

@@ -1,0 +1,125 @@
+"""Which ClickHouse store answers for which task.
+
+The original's ``ns-api`` built one querier per task group from the **first enabled ClickHouse writer**
+of that group; NetSpectra does the same: exact tasks are read from the exact group's store, sketch tasks
+from the sketch group's. Two groups whose writers name the same ClickHouse (same server and database, or
+the same embedded data directory and database) share one :class:`ClickHouseStore`.
+
+Stores are opened lazily, on the first query that needs them, and a store that cannot be opened is
+retried at the next query: the query service starts (and answers ``HealthCheck``/``SearchTasks``) while
+ClickHouse is still down, and recovers when it comes back.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Literal
+
+from netspectra.config import ClickHouseConfig, Config
+from netspectra.config.models import SketchType
+from netspectra.storage.base import StorageError
+from netspectra.storage.clickhouse import ClickHouseStore, connect_store
+
+log = logging.getLogger(__name__)
+
+Group = Literal["exact", "sketch"]
+
+
+class UnknownTaskError(LookupError):
+    """The task is not in the configuration."""
+
+
+class NoStoreError(StorageError):
+    """The task's group has no enabled ClickHouse writer, or its store cannot be reached."""
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRoute:
+    """Where one task lives: its group, its store's configuration and, for sketch tasks, the sketch
+    type (``skt_type`` 0 CountMin: heavy-hitter types 0 and 1; 1 SuperSpread: type 2)."""
+
+    name: str
+    group: Group
+    clickhouse: ClickHouseConfig | None
+    sketch_type: SketchType | None = None
+
+
+def first_clickhouse(cfg: Config, group: Group) -> ClickHouseConfig | None:
+    """``clickhouse`` of the first enabled ``clickhouse`` writer of ``aggregator.<group>``, else ``None``."""
+    section = cfg.aggregator.exact if group == "exact" else cfg.aggregator.sketch
+    for writer in section.writers:
+        if writer.enabled and writer.type == "clickhouse":
+            return writer.clickhouse
+    return None
+
+
+class StoreRouter:
+    """Task name → :class:`TaskRoute` → an open :class:`ClickHouseStore`; thread-safe.
+
+    :meth:`store_for` raises :class:`UnknownTaskError` for a task the configuration does not name and
+    :class:`NoStoreError` when its group has no ClickHouse writer or the store cannot be opened.
+    """
+
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self._stores: list[tuple[ClickHouseConfig, ClickHouseStore]] = []
+        self._lock = threading.Lock()
+        self.routes: dict[str, TaskRoute] = {}
+        exact_ch = first_clickhouse(cfg, "exact")
+        sketch_ch = first_clickhouse(cfg, "sketch")
+        for task in cfg.aggregator.exact.tasks:
+            self.routes[task.name] = TaskRoute(task.name, "exact", exact_ch)
+        for stask in cfg.aggregator.sketch.tasks:
+            self.routes[stask.name] = TaskRoute(stask.name, "sketch", sketch_ch, SketchType(stask.skt_type))
+
+    def task_names(self) -> list[str]:
+        """Exact task names, then sketch task names, in configuration order (the original's order)."""
+        return list(self.cfg.task_names())
+
+    def exact_task_names(self) -> list[str]:
+        return [t.name for t in self.cfg.aggregator.exact.tasks]
+
+    def route(self, task: str) -> TaskRoute:
+        try:
+            return self.routes[task]
+        except KeyError:
+            raise UnknownTaskError(f"unknown task {task!r}; configured tasks: {self.task_names()}") from None
+
+    def group_store(self, group: Group) -> ClickHouseStore:
+        """The open store of ``group`` (see the class docstring for errors)."""
+        ch = first_clickhouse(self.cfg, group)
+        if ch is None:
+            raise NoStoreError(
+                f"aggregator.{group}.writers has no enabled clickhouse writer: nothing to query for "
+                f"{group} tasks"
+            )
+        return self._open(ch)
+
+    def store_for(self, task: str) -> tuple[TaskRoute, ClickHouseStore]:
+        route = self.route(task)
+        return route, self.group_store(route.group)
+
+    def _open(self, ch: ClickHouseConfig) -> ClickHouseStore:
+        with self._lock:
+            for known, store in self._stores:
+                if known == ch:
+                    if store.is_open:
+                        return store
+                    break
+            else:
+                store = None
+            try:
+                fresh = connect_store(ch)
+            except StorageError as exc:
+                raise NoStoreError(str(exc)) from exc
+            self._stores = [(k, s) for k, s in self._stores if k != ch] + [(ch, fresh)]
+            return fresh
+
+    def close(self) -> None:
+        """Close every store opened so far (idempotent)."""
+        with self._lock:
+            stores, self._stores = self._stores, []
+        for _, store in stores:
+            store.close()

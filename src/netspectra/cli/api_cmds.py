@@ -1,0 +1,469 @@
+"""``netspectra api`` (the query service: gRPC + HTTP) and ``netspectra query …`` (its command-line
+client, the original's ``query/v2`` script without its "+8 hours" time-zone hack).
+
+Times given to ``--start``/``--end`` (:func:`parse_time`) are UTC unless they carry a zone.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import signal
+import socket
+import threading
+import time
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import grpc
+import typer
+from google.protobuf.timestamp_pb2 import Timestamp
+from rich.table import Table
+
+from netspectra.cli.common import ConfigOption, console, fail
+from netspectra.config import Config, ConfigError, load_config
+from netspectra.output.timefmt import format_ts_ns
+
+log = logging.getLogger(__name__)
+
+DEFAULT_ADDR = "localhost:50051"
+_UNITS_NS = {
+    "ns": 1,
+    "us": 10**3,
+    "µs": 10**3,
+    "ms": 10**6,
+    "s": 10**9,
+    "m": 60 * 10**9,
+    "h": 3600 * 10**9,
+    "d": 86400 * 10**9,
+    "w": 7 * 86400 * 10**9,
+}
+_PART = r"(\d+(?:\.\d+)?)\s*(ns|us|µs|ms|s|m|h|d|w)"
+_RELATIVE = re.compile(rf"^(?:now)?\s*(?:([+-])\s*((?:{_PART}\s*)+))?$")
+_EPOCH = re.compile(r"^\d+(?:\.\d+)?$")
+_FRACTION = re.compile(r"^(.*\d{2}:\d{2}:\d{2})[.,](\d{1,9})(\D.*)?$")
+
+
+def parse_time(text: str, now_ns: int | None = None) -> int:
+    """A time for ``--start``/``--end`` as UTC nanoseconds since the epoch.
+
+    Accepted: ``now``; relative to now, ``-1h``, ``now-30m``, ``-1h30m``, ``+5m`` (units ns, us, ms, s, m,
+    h, d, w; fractions allowed); epoch seconds ``1700000000`` or ``1700000000.25`` (a bare number is
+    always epoch seconds); a date ``2024-01-31`` (midnight UTC); ISO 8601 ``2024-01-31T12:00:00Z``,
+    ``2024-01-31T20:00:00+08:00``, ``2024-01-31 12:00`` (no zone: UTC). ``ValueError`` otherwise, and for
+    times before 1970.
+    """
+    s = text.strip()
+    now = time.time_ns() if now_ns is None else now_ns
+    if not s:
+        raise ValueError("empty time")
+    m = _RELATIVE.match(s)
+    if m and (s.startswith(("now", "-", "+"))):
+        sign, body = m.group(1), m.group(2)
+        if sign is None:
+            return now
+        delta = 0
+        for num, unit in re.findall(_PART, body):
+            delta += round(float(num) * _UNITS_NS[unit])
+        value = now - delta if sign == "-" else now + delta
+    elif _EPOCH.match(s):
+        whole, _, frac = s.partition(".")
+        value = int(whole) * 10**9 + (int((frac + "0" * 9)[:9]) if frac else 0)
+    else:
+        frac_ns = 0
+        fm = _FRACTION.match(s)
+        if fm:  # datetime keeps microseconds: take the fraction (up to ns) apart
+            s = fm.group(1) + (fm.group(3) or "")
+            frac_ns = int((fm.group(2) + "0" * 9)[:9])
+        try:
+            dt = datetime.fromisoformat(s)
+        except ValueError:
+            raise ValueError(
+                f"{text!r} is not a time: use ISO 8601 (2024-01-31T12:00:00Z), a date (2024-01-31), "
+                "epoch seconds (1706702400) or a relative time (-1h, now-30m)"
+            ) from None
+        if dt.tzinfo is None:
+            dt = dt.replace(tzinfo=UTC)
+        delta_s = dt - datetime(1970, 1, 1, tzinfo=UTC)
+        value = (delta_s.days * 86400 + delta_s.seconds) * 10**9 + delta_s.microseconds * 1000 + frac_ns
+    if value < 0:
+        raise ValueError(f"{text!r} is before 1970-01-01T00:00:00Z")
+    return value
+
+
+def _ts(ns: int) -> Timestamp:
+    return Timestamp(seconds=ns // 10**9, nanos=ns % 10**9)
+
+
+def _time_option(value: str | None, what: str) -> int | None:
+    if value is None:
+        return None
+    try:
+        return parse_time(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint=what) from None
+
+
+def _iso(ts: Timestamp) -> str | None:
+    if ts.seconds == 0 and ts.nanos == 0:
+        return None
+    return format_ts_ns(ts.seconds * 10**9 + ts.nanos)
+
+
+# --------------------------------------------------------------------------------------------------
+# netspectra api
+# --------------------------------------------------------------------------------------------------
+
+
+def _split_host_port(addr: str) -> tuple[str, int]:
+    host, sep, port = addr.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(f"{addr!r} is not a listen address (host:port or :port)")
+    host = host.strip("[]") or "0.0.0.0"
+    return host, int(port)
+
+
+class ApiServer:
+    """gRPC (``v1.QueryService`` + health + reflection) and HTTP (FastAPI on uvicorn) over one
+    :class:`~netspectra.api.QueryCore`. :meth:`start` binds both (``OSError`` if an address is taken) and
+    serves in background threads; :meth:`stop` stops both. ``grpc_port``/``http_port`` are the bound
+    ports (useful with port 0)."""
+
+    def __init__(self, cfg: Config, grpc_addr: str | None = None, http_addr: str | None = None) -> None:
+        from netspectra.api import QueryCore
+
+        self.cfg = cfg
+        self.grpc_addr = grpc_addr or cfg.api.grpc_listen_addr
+        self.http_addr = http_addr or cfg.api.http_listen_addr
+        self.core = QueryCore(cfg)
+        self.grpc_port = 0
+        self.http_port = 0
+        self._grpc: grpc.Server | None = None
+        self._uvicorn: Any = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        import uvicorn
+
+        from netspectra.api.grpc_service import create_grpc_server
+        from netspectra.api.http_app import create_app
+
+        host, port = _split_host_port(self.http_addr)
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            sock.close()
+            raise OSError(f"cannot listen on {self.http_addr!r} for HTTP: {exc}") from exc
+        sock.listen(128)
+        self.http_port = int(sock.getsockname()[1])
+        try:
+            server, self.grpc_port, _ = create_grpc_server(self.core, self.grpc_addr)
+        except OSError:
+            sock.close()
+            raise
+        self._grpc = server
+        server.start()
+        config = uvicorn.Config(create_app(self.core), log_level="warning", lifespan="off")
+        self._uvicorn = uvicorn.Server(config)
+        # uvicorn installs no signal handlers outside the main thread: `api` handles SIGINT/SIGTERM itself
+        self._thread = threading.Thread(
+            target=self._uvicorn.run, kwargs={"sockets": [sock]}, name="ns-http", daemon=True
+        )
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._uvicorn.started and self._thread.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if not self._uvicorn.started:
+            self.stop(0)
+            raise OSError(f"the HTTP server on {self.http_addr!r} did not start (see the log)")
+        log.info(
+            "query service: gRPC on %s (port %d), HTTP on %s (port %d)",
+            self.grpc_addr,
+            self.grpc_port,
+            self.http_addr,
+            self.http_port,
+        )
+
+    def stop(self, grace_s: float = 5.0) -> None:
+        if self._uvicorn is not None:
+            self._uvicorn.should_exit = True
+        if self._thread is not None:
+            self._thread.join(grace_s + 5)
+        if self._grpc is not None:
+            self._grpc.stop(grace_s).wait()
+        self.core.close()
+
+
+def api(
+    config: ConfigOption = None,
+    grpc_addr: Annotated[
+        str | None,
+        typer.Option("--grpc-addr", help="gRPC listen address (default: api.grpc_listen_addr, :50051)."),
+    ] = None,
+    http_addr: Annotated[
+        str | None,
+        typer.Option("--http-addr", help="HTTP listen address (default: api.http_listen_addr, :8080)."),
+    ] = None,
+) -> None:
+    """Serve the query service: gRPC v1.QueryService (with health and reflection) and HTTP (Grafana
+    SimpleJSON, REST, OpenAPI at /docs) over the ClickHouse stores of the configuration.
+
+    Exact tasks are read from the first enabled clickhouse writer of aggregator.exact, sketch tasks from
+    that of aggregator.sketch. Runs until SIGINT or SIGTERM.
+    """
+    try:
+        cfg = load_config(config)
+    except ConfigError as exc:
+        raise fail(str(exc)) from None
+    server = ApiServer(cfg, grpc_addr, http_addr)
+    try:
+        server.start()
+    except (OSError, ValueError) as exc:
+        raise fail(str(exc)) from None
+    console.print(
+        f"NetSpectra query service: gRPC {server.grpc_addr} (port {server.grpc_port}), "
+        f"HTTP {server.http_addr} (port {server.http_port}); Ctrl-C stops",
+        highlight=False,
+    )
+    done = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: done.set())
+    try:
+        while not done.wait(0.5):
+            pass
+    finally:
+        server.stop()
+
+
+# --------------------------------------------------------------------------------------------------
+# netspectra query
+# --------------------------------------------------------------------------------------------------
+
+query_app = typer.Typer(
+    help="Query a running `netspectra api` over gRPC (or a Go2NetSpectra ns-api: the wire is the same).",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+)
+
+AddrOption = Annotated[str, typer.Option("--addr", help="gRPC address of the query service.")]
+JsonOption = Annotated[bool, typer.Option("--json", help="One JSON document on stdout instead of a table.")]
+StartOption = Annotated[
+    str | None,
+    typer.Option(
+        "--start",
+        help="Lower bound of the snapshot time: ISO 8601, a date, epoch seconds or relative (-1h); UTC "
+        "unless a zone is given.",
+    ),
+]
+EndOption = Annotated[
+    str | None, typer.Option("--end", help="Upper bound of the snapshot time (as --start).")
+]
+TimeoutOption = Annotated[float, typer.Option("--timeout", help="Seconds to wait for the answer.")]
+
+
+def _call(addr: str, method: str, request: Any, timeout: float) -> Any:
+    from netspectra.proto.v1 import query_pb2_grpc
+
+    with grpc.insecure_channel(addr) as channel:
+        stub = query_pb2_grpc.QueryServiceStub(channel)
+        try:
+            return getattr(stub, method)(request, timeout=timeout)
+        except grpc.RpcError as exc:
+            code = exc.code().name if exc.code() is not None else "UNKNOWN"
+            raise fail(f"{method} on {addr}: {code}: {exc.details()}", 1) from None
+
+
+def _bounds(request: Any, start: str | None, end: str | None) -> None:
+    s, e = _time_option(start, "--start"), _time_option(end, "--end")
+    if s is not None and e is not None and s > e:
+        raise typer.BadParameter(f"--start ({start}) is after --end ({end})", param_hint="--start")
+    if s is not None:
+        request.start_time.CopyFrom(_ts(s))
+    if e is not None:
+        request.end_time.CopyFrom(_ts(e))
+
+
+@query_app.callback()
+def _group() -> None:
+    pass
+
+
+@query_app.command()
+def aggregate(
+    task: Annotated[str, typer.Option("--task", "-t", help="Exact task (default: every exact task).")] = "",
+    src_ip: Annotated[str, typer.Option("--src-ip", help="Only flows from this address.")] = "",
+    dst_ip: Annotated[str, typer.Option("--dst-ip", help="Only flows to this address.")] = "",
+    src_port: Annotated[int, typer.Option("--src-port", min=0, max=65535, help="0: any.")] = 0,
+    dst_port: Annotated[int, typer.Option("--dst-port", min=0, max=65535, help="0: any.")] = 0,
+    protocol: Annotated[int, typer.Option("--protocol", min=0, max=255, help="0: any.")] = 0,
+    start: StartOption = None,
+    end: EndOption = None,
+    addr: AddrOption = DEFAULT_ADDR,
+    json_out: JsonOption = False,
+    timeout: TimeoutOption = 10.0,
+) -> None:
+    """Totals per exact task: bytes, packets, flows (AggregateFlows)."""
+    from netspectra.proto.v1 import query_pb2
+
+    req = query_pb2.AggregationRequest(
+        task_name=task, src_ip=src_ip, dst_ip=dst_ip, src_port=src_port, dst_port=dst_port, protocol=protocol
+    )
+    _bounds(req, start, end)
+    resp = _call(addr, "AggregateFlows", req, timeout)
+    rows = [
+        {
+            "task_name": s.task_name,
+            "total_bytes": s.total_bytes,
+            "total_packets": s.total_packets,
+            "flow_count": s.flow_count,
+        }
+        for s in resp.summaries
+    ]
+    if json_out:
+        print(json.dumps({"summaries": rows}))
+        return
+    table = Table("task", "packets", "bytes", "flows", title="AggregateFlows")
+    for r in rows:
+        table.add_row(r["task_name"], str(r["total_packets"]), str(r["total_bytes"]), str(r["flow_count"]))
+    console.print(table)
+
+
+def _parse_keys(keys: list[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in keys:
+        for part in item.split(","):
+            if not part.strip():
+                continue
+            name, sep, value = part.partition("=")
+            if not sep:
+                raise typer.BadParameter(
+                    f"{part!r} is not KEY=VALUE (e.g. SrcIP=10.0.0.1)", param_hint="--key"
+                )
+            out[name.strip()] = value.strip()
+    return out
+
+
+@query_app.command()
+def trace(
+    task: Annotated[str, typer.Option("--task", "-t", help="Exact task.")],
+    key: Annotated[
+        list[str] | None,
+        typer.Option("--key", "-k", help="Flow key: SrcIP=1.2.3.4,DstPort=443 (repeatable)."),
+    ] = None,
+    flows: Annotated[
+        int, typer.Option("--flows", min=0, max=10_000, help="Also list up to this many matching flows.")
+    ] = 0,
+    start: StartOption = None,
+    end: EndOption = None,
+    addr: AddrOption = DEFAULT_ADDR,
+    json_out: JsonOption = False,
+    timeout: TimeoutOption = 10.0,
+) -> None:
+    """Lifecycle of the flows matching the keys (TraceFlow)."""
+    from netspectra.proto.v1 import query_pb2
+
+    req = query_pb2.TraceFlowRequest(task_name=task, flow_keys=_parse_keys(key or []), page_size=flows)
+    _bounds(req, start, end)
+    resp = _call(addr, "TraceFlow", req, timeout)
+
+    def life(lc: Any) -> dict[str, Any]:
+        return {
+            "first_seen": _iso(lc.first_seen),
+            "last_seen": _iso(lc.last_seen),
+            "total_packets": lc.total_packets,
+            "total_bytes": lc.total_bytes,
+        }
+
+    doc = {
+        "lifecycle": life(resp.lifecycle),
+        "flows": [{"flow_keys": dict(f.flow_keys), **life(f.lifecycle)} for f in resp.flows],
+        "more": bool(resp.next_page_token),
+    }
+    if json_out:
+        print(json.dumps(doc))
+        return
+    lc = doc["lifecycle"]
+    table = Table("first seen", "last seen", "packets", "bytes", title=f"TraceFlow {task}")
+    table.add_row(
+        str(lc["first_seen"]), str(lc["last_seen"]), str(lc["total_packets"]), str(lc["total_bytes"])
+    )
+    console.print(table)
+    if doc["flows"]:
+        ft = Table("flow", "first seen", "last seen", "packets", "bytes", title="matching flows")
+        for f in doc["flows"]:
+            name = " ".join(f"{k}={v}" for k, v in f["flow_keys"].items())
+            ft.add_row(
+                name,
+                str(f["first_seen"]),
+                str(f["last_seen"]),
+                str(f["total_packets"]),
+                str(f["total_bytes"]),
+            )
+        console.print(ft)
+
+
+def _hitters(
+    task: str,
+    type_: int,
+    limit: int,
+    start: str | None,
+    end: str | None,
+    addr: str,
+    json_out: bool,
+    timeout: float,
+    title: str,
+) -> None:
+    from netspectra.proto.v1 import query_pb2
+
+    req = query_pb2.HeavyHittersRequest(task_name=task, type=type_, limit=limit)
+    _bounds(req, start, end)
+    resp = _call(addr, "QueryHeavyHitters", req, timeout)
+    rows = [{"flow": h.flow, "value": h.value} for h in resp.hitters]
+    if json_out:
+        print(json.dumps({"hitters": rows}))
+        return
+    table = Table("flow", "value", title=title)
+    for r in rows:
+        table.add_row(r["flow"], str(r["value"]))
+    console.print(table)
+
+
+_TYPES = {"count": 0, "size": 1, "0": 0, "1": 1}
+
+
+@query_app.command("heavy-hitters")
+def heavy_hitters_cmd(
+    task: Annotated[str, typer.Option("--task", "-t", help="CountMin sketch task (skt_type 0).")],
+    type_: Annotated[str, typer.Option("--type", help="count (packets, 0) or size (bytes, 1).")] = "count",
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=10_000, help="Most hitters shown.")] = 10,
+    start: StartOption = None,
+    end: EndOption = None,
+    addr: AddrOption = DEFAULT_ADDR,
+    json_out: JsonOption = False,
+    timeout: TimeoutOption = 10.0,
+) -> None:
+    """Largest flows of a CountMin task by packets or bytes (QueryHeavyHitters, type 0/1)."""
+    if type_ not in _TYPES:
+        raise typer.BadParameter(f"{type_!r}: use count or size", param_hint="--type")
+    _hitters(task, _TYPES[type_], limit, start, end, addr, json_out, timeout, f"heavy hitters ({type_})")
+
+
+@query_app.command("super-spreaders")
+def super_spreaders_cmd(
+    task: Annotated[str, typer.Option("--task", "-t", help="SuperSpread sketch task (skt_type 1).")],
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=10_000, help="Most flows shown.")] = 10,
+    start: StartOption = None,
+    end: EndOption = None,
+    addr: AddrOption = DEFAULT_ADDR,
+    json_out: JsonOption = False,
+    timeout: TimeoutOption = 10.0,
+) -> None:
+    """Flows with the most distinct elements (QueryHeavyHitters, type 2)."""
+    _hitters(task, 2, limit, start, end, addr, json_out, timeout, "super-spreaders (spread)")
+
+
+__all__ = ["ApiServer", "api", "parse_time", "query_app"]
