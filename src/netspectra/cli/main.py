@@ -53,11 +53,13 @@ def _root(
 
 
 def _register() -> None:
-    from netspectra.cli import alert_ai_cmds, analyze_cmd, api_cmds, config_cmd, gen_cmd
+    from netspectra.cli import alert_ai_cmds, analyze_cmd, api_cmds, config_cmd, gen_cmd, live_cmds
 
     app.command("analyze")(analyze_cmd.analyze)
     app.add_typer(config_cmd.app, name="config")
     app.command("gen")(gen_cmd.gen)
+    app.command("probe")(live_cmds.probe)
+    app.command("engine")(live_cmds.engine)
     app.command("api")(api_cmds.api)
     app.add_typer(api_cmds.query_app, name="query")
     app.command("ai")(alert_ai_cmds.ai)

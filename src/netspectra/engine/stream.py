@@ -1,0 +1,370 @@
+"""The engine's NATS consumer: batches from NATS into a :class:`~netspectra.engine.manager.Manager`.
+
+Two modes (``docs/live.md``):
+
+**Core NATS** (default). The engine subscribes to the shard subjects it owns in a *queue group*, so
+every message reaches exactly one engine of the group. NATS spreads a queue group's messages per
+message, not per flow, so exact per-flow results need each shard to have one owner: engine ``member``
+of ``members`` owns the shards ``s % members == member`` (:func:`member_shards`); with ``members=1``
+one engine owns all of them. The queue group on top guarantees that engines that do share a shard
+(a second instance started with the same ``member``, e.g. during a rolling restart) split its
+messages instead of counting each twice. The callback decodes the message (zero-copy) and hands the
+batch to :meth:`Manager.submit` in a worker thread, awaiting at most ``handoff_timeout_s``: the NATS
+read loop is never blocked (the original's bug 12), bursts wait in the subscription's pending buffer
+(limits raised), and a batch the engine could not take in time is dropped and *counted*
+(``dropped_packets`` of the manager), as are slow-consumer events of the client and gaps in the
+per-shard ``seq`` of each probe (messages lost before the engine).
+
+**JetStream** (``jetstream=True``). The stream stores the subjects; each engine member reads a durable
+pull consumer (``<durable>-<member>of<members>``, ``AckPolicy.ALL``) of the shards it owns. The engine
+never drops: when it falls behind, it lags (``submit`` blocks). Acknowledgement is tied to what
+survives the engine: the engine's state lives in memory, so a message is acknowledged only once the
+final snapshot that contains it has been handed to every writer and the writers closed without
+dropping anything — that is, at a graceful stop (:meth:`StreamConsumer.run` ends by stopping the
+manager, then acknowledges the last applied message, which with ``AckPolicy.ALL`` acknowledges every
+earlier one). An engine that dies before (SIGKILL, crash, a writer that lost data) acknowledges
+nothing of what it held in memory; its successor on the same durable consumer receives every one of
+those messages again and rebuilds the same state: nothing lost, nothing counted twice. Messages the
+server redelivers to a running engine (``ack_wait`` expired) are recognised by their stream sequence
+and skipped.
+
+The original's subject (one ``v1.PacketInfo`` per message) is read too (``compat=True``): messages are
+buffered and converted in chunks (:func:`~netspectra.transport.codec.packet_info_to_batch`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from nats.errors import SlowConsumerError
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import NotFoundError
+
+from netspectra.batch import PacketBatch
+from netspectra.engine.manager import Manager
+from netspectra.engine.metrics import RateLimitedLog
+from netspectra.transport.codec import PacketInfoStats, decode_batch, packet_info_to_batch
+from netspectra.transport.nats_bus import (
+    DEFAULT_QUEUE_GROUP,
+    DEFAULT_SHARDS,
+    DEFAULT_STREAM,
+    batch_subject,
+    batch_wildcard,
+    connect,
+    ensure_stream,
+    member_shards,
+)
+
+log = logging.getLogger(__name__)
+
+__all__ = ["StreamConsumer", "StreamOptions", "StreamStats", "run_consumer"]
+
+_COMPAT_CHUNK = 4096
+
+
+@dataclass(frozen=True)
+class StreamOptions:
+    """Where and how an engine reads (see the module docstring)."""
+
+    url: str = "nats://127.0.0.1:4222"
+    subject: str = "gons.packets.raw"
+    n_shards: int = DEFAULT_SHARDS
+    member: int = 0
+    members: int = 1
+    queue_group: str = DEFAULT_QUEUE_GROUP
+    compat: bool = True
+    handoff_timeout_s: float = 5.0
+    pending_msgs_limit: int = 65_536
+    pending_bytes_limit: int = 1 << 30
+    jetstream: bool = False
+    stream: str = DEFAULT_STREAM
+    durable: str = "netspectra-engine"
+    fetch_batch: int = 32
+    ack_wait_s: float = 24 * 3600.0
+
+
+@dataclass
+class StreamStats:
+    """Counters of one consumer run."""
+
+    messages: int = 0
+    batches: int = 0
+    packets: int = 0
+    compat_messages: int = 0
+    compat: PacketInfoStats = field(default_factory=PacketInfoStats)
+    decode_errors: int = 0
+    handoff_dropped_packets: int = 0
+    slow_consumer_events: int = 0
+    seq_gaps: int = 0
+    redelivered_skipped: int = 0
+    acked_stream_seq: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        d = {k: v for k, v in self.__dict__.items() if k != "compat"}
+        d["compat"] = dataclasses.asdict(self.compat)
+        return d
+
+
+class StreamConsumer:
+    """Feeds ``manager`` from NATS until :meth:`run`'s ``stop`` is set; then stops the manager."""
+
+    def __init__(self, manager: Manager, options: StreamOptions) -> None:
+        self.manager = manager
+        self.options = options
+        self.shards = member_shards(options.n_shards, options.member, options.members)
+        self.stats = StreamStats()
+        self._last_seq: dict[tuple[str, int], int] = {}
+        self._compat_buf: list[bytes] = []
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="ns-handoff")
+        self._log = RateLimitedLog(log, 10.0)
+        self._applied_stream_seq = 0
+        self.ready = asyncio.Event()
+
+    # -- shared ---------------------------------------------------------------------------------------
+
+    def _subjects(self) -> list[str]:
+        o = self.options
+        if o.members == 1:
+            return [batch_wildcard(o.subject)]
+        return [batch_subject(o.subject, s) for s in self.shards]
+
+    def _reads_compat(self) -> bool:
+        # the original's subject cannot be sharded by subject: member 0 reads it
+        return self.options.compat and self.options.member == 0
+
+    def _decode(self, data: bytes) -> PacketBatch | None:
+        try:
+            batch, meta = decode_batch(data)
+        except ValueError as exc:
+            self.stats.decode_errors += 1
+            self._log.log(
+                logging.WARNING, "undecodable batch message (%d so far): %s", self.stats.decode_errors, exc
+            )
+            return None
+        key = (meta.probe_id, meta.shard)
+        last = self._last_seq.get(key)
+        if last is not None and meta.seq > last + 1:
+            self.stats.seq_gaps += meta.seq - last - 1
+            self._log.log(
+                logging.WARNING,
+                "probe %r shard %d: %d message(s) missing before seq %d (%d so far; expected only when "
+                "engines share a shard)",
+                meta.probe_id,
+                meta.shard,
+                meta.seq - last - 1,
+                meta.seq,
+                self.stats.seq_gaps,
+            )
+        if last is None or meta.seq > last:
+            self._last_seq[key] = meta.seq
+        self.stats.messages += 1
+        self.stats.batches += 1
+        self.stats.packets += len(batch)
+        return batch
+
+    def _compat_batch(self) -> PacketBatch | None:
+        if not self._compat_buf:
+            return None
+        buf, self._compat_buf = self._compat_buf, []
+        batch = packet_info_to_batch(buf, stats=self.stats.compat)
+        self.stats.packets += len(batch)
+        return batch
+
+    async def _submit(self, batch: PacketBatch, timeout: float | None) -> bool:
+        if len(batch) == 0:
+            return True
+        loop = asyncio.get_running_loop()
+        ok = await loop.run_in_executor(self._pool, self.manager.submit, batch, True, timeout)
+        if not ok:
+            self.stats.handoff_dropped_packets += len(batch)
+        return ok
+
+    async def _error_cb(self, exc: Exception) -> None:
+        if isinstance(exc, SlowConsumerError):
+            self.stats.slow_consumer_events += 1
+            self._log.log(
+                logging.WARNING,
+                "NATS slow consumer: the client dropped messages (%d event(s) so far); raise the pending "
+                "limits or add engines",
+                self.stats.slow_consumer_events,
+            )
+        else:
+            log.warning("NATS: %s", exc)
+
+    # -- run ------------------------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> StreamStats:
+        """Consume until ``stop`` is set, then drain what was received, stop the manager, commit."""
+        o = self.options
+        nc = await connect(o.url, f"netspectra-engine:{o.member}of{o.members}", error_cb=self._error_cb)
+        try:
+            if o.jetstream:
+                await self._run_jetstream(nc, stop)
+            else:
+                await self._run_core(nc, stop)
+        finally:
+            with contextlib.suppress(Exception):
+                await nc.close()
+            self._pool.shutdown(wait=True)
+        return self.stats
+
+    async def _run_core(self, nc: Any, stop: asyncio.Event) -> None:
+        o = self.options
+        limits = {"pending_msgs_limit": o.pending_msgs_limit, "pending_bytes_limit": o.pending_bytes_limit}
+
+        async def on_batch(msg: Any) -> None:
+            batch = self._decode(msg.data)
+            if batch is not None:
+                await self._submit(batch, o.handoff_timeout_s)
+
+        async def on_info(msg: Any) -> None:
+            self.stats.compat_messages += 1
+            self._compat_buf.append(msg.data)
+            if len(self._compat_buf) >= _COMPAT_CHUNK:
+                batch = self._compat_batch()
+                if batch is not None:
+                    await self._submit(batch, o.handoff_timeout_s)
+
+        subs = [await nc.subscribe(s, queue=o.queue_group, cb=on_batch, **limits) for s in self._subjects()]
+        if self._reads_compat():
+            subs.append(await nc.subscribe(o.subject, queue=o.queue_group, cb=on_info, **limits))
+        await nc.flush()
+        self.ready.set()
+        log.info("engine reading %s (queue group %s)", ", ".join(s.subject for s in subs), o.queue_group)
+        while not stop.is_set():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), 0.1)
+            batch = self._compat_batch()  # a trickle of PacketInfo messages is applied within ~0.1 s
+            if batch is not None:
+                await self._submit(batch, o.handoff_timeout_s)
+        for sub in subs:
+            with contextlib.suppress(Exception):
+                await sub.drain()  # what the server already sent is processed
+        batch = self._compat_batch()
+        if batch is not None:
+            await self._submit(batch, o.handoff_timeout_s)
+        await asyncio.get_running_loop().run_in_executor(None, self.manager.stop)
+
+    async def _run_jetstream(self, nc: Any, stop: asyncio.Event) -> None:
+        o = self.options
+        js = nc.jetstream()
+        await ensure_stream(js, o.stream, o.subject)
+        durable = f"{o.durable}-{o.member}of{o.members}"
+        filters = (
+            [batch_subject(o.subject, s) for s in self.shards]
+            if o.members > 1
+            else [batch_wildcard(o.subject)]
+        )
+        if self._reads_compat():
+            filters.append(o.subject)
+        await self._prepare_consumer(js, durable, filters)
+        psub = await js.pull_subscribe_bind(
+            durable=durable,
+            stream=o.stream,
+            pending_msgs_limit=o.pending_msgs_limit,
+            pending_bytes_limit=o.pending_bytes_limit,
+        )
+        self.ready.set()
+        log.info("engine reading JetStream %s through durable consumer %s", o.stream, durable)
+        last_msg = None
+        while not stop.is_set():
+            try:
+                msgs = await psub.fetch(o.fetch_batch, timeout=0.2)
+            except (TimeoutError, NatsTimeoutError):
+                continue
+            for msg in msgs:
+                seq = msg.metadata.sequence.stream
+                if seq <= self._applied_stream_seq:
+                    self.stats.redelivered_skipped += 1
+                    continue
+                if msg.subject == o.subject:
+                    self.stats.compat_messages += 1
+                    self._compat_buf.append(msg.data)
+                    if len(self._compat_buf) >= _COMPAT_CHUNK:
+                        await self._submit_blocking(self._compat_batch())
+                else:
+                    await self._submit_blocking(self._decode(msg.data))
+                self._applied_stream_seq = seq
+                last_msg = msg
+            await self._submit_blocking(self._compat_batch())
+        await self._submit_blocking(self._compat_batch())
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, self.manager.stop)
+        if last_msg is None:
+            return
+        lost = sum(w.metrics.dropped_total for w in self.manager.writers)
+        if lost:
+            log.error(
+                "a writer dropped %d snapshot(s): not acknowledging; the next engine replays from stream "
+                "sequence %d",
+                lost,
+                self.stats.acked_stream_seq + 1,
+            )
+            return
+        await last_msg.ack_sync(timeout=10)
+        self.stats.acked_stream_seq = self._applied_stream_seq
+        log.info("acknowledged stream %s up to sequence %d", o.stream, self._applied_stream_seq)
+
+    async def _prepare_consumer(self, js: Any, durable: str, filters: list[str]) -> None:
+        """Create the durable consumer, or restart it just after its acknowledgement floor.
+
+        Messages that a previous engine received but never acknowledged belonged to state that died
+        with it; the server would hold them back until ``ack_wait`` expires. The consumer is therefore
+        re-created to deliver from ``ack floor + 1`` at once (one live engine per member, by contract).
+        """
+        o = self.options
+        start = 0
+        try:
+            info = await js.consumer_info(o.stream, durable)
+        except NotFoundError:
+            info = None
+        if info is not None:
+            start = info.ack_floor.stream_seq + 1 if info.ack_floor else 1
+            await js.delete_consumer(o.stream, durable)
+            log.info(
+                "JetStream consumer %s: resuming after acknowledged stream sequence %d (%d message(s) "
+                "delivered earlier but not acknowledged are read again)",
+                durable,
+                start - 1,
+                info.num_ack_pending,
+            )
+        config = ConsumerConfig(
+            durable_name=durable,
+            ack_policy=AckPolicy.ALL,
+            deliver_policy=DeliverPolicy.BY_START_SEQUENCE if start else DeliverPolicy.ALL,
+            opt_start_seq=start or None,
+            ack_wait=o.ack_wait_s,
+            max_ack_pending=-1,
+            filter_subjects=filters,
+        )
+        await js.add_consumer(o.stream, config)
+
+    async def _submit_blocking(self, batch: PacketBatch | None) -> None:
+        if batch is not None:
+            await self._submit(batch, None)
+
+
+def run_consumer(manager: Manager, options: StreamOptions, duration_s: float | None = None) -> StreamStats:
+    """Run a consumer in a fresh event loop until ``duration_s`` passes (``None``: until interrupted)."""
+
+    async def main() -> StreamStats:
+        stop = asyncio.Event()
+        consumer = StreamConsumer(manager, options)
+        task = asyncio.create_task(consumer.run(stop))
+        t0 = time.monotonic()
+        try:
+            while not task.done() and (duration_s is None or time.monotonic() - t0 < duration_s):
+                await asyncio.wait({task}, timeout=0.2)
+        finally:
+            stop.set()
+        return await task
+
+    return asyncio.run(main())

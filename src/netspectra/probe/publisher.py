@@ -1,0 +1,257 @@
+"""Publish batches to NATS: per-shard subjects, bounded queue, counted drops.
+
+::
+
+    source (any iterator of PacketBatch: a replayed file, a live interface)
+        │ reader thread
+        ▼
+    bounded queue (batches) ──▶ asyncio loop: shard_of → split_by_shard → encode → publish
+        full: wait (file replay: nothing lost)       one message ≤ max_payload per shard slice
+        or drop + count (live: never block capture)   subject <subject>.<shard>, seq per shard
+
+Each message carries ``probe_id``, ``shard``, ``n_shards``, a per-shard ``seq`` (1, 2, …: an engine
+that owns the shard sees a gap if a message is lost in transit) and the cumulative ``probe_dropped``
+count, so drops are visible downstream too. With ``jetstream=True`` every message is published with a
+JetStream acknowledgement (pipelined, at most ``max_inflight`` unacknowledged): a message the stream
+did not store raises instead of being lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from netspectra.batch import PacketBatch
+from netspectra.engine.metrics import RateLimitedLog
+from netspectra.transport.codec import shard_of, split_by_shard
+from netspectra.transport.nats_bus import (
+    DEFAULT_SHARDS,
+    DEFAULT_STREAM,
+    batch_subject,
+    connect,
+    encode_messages,
+    ensure_stream,
+    max_packets_for_payload,
+)
+
+log = logging.getLogger(__name__)
+
+__all__ = ["ProbeStats", "Publisher", "PublisherOptions"]
+
+_END = object()
+
+
+@dataclass(frozen=True)
+class PublisherOptions:
+    """How a probe publishes (see the module docstring).
+
+    ``shard_fields``: the key fields of the shard hash; ``("SrcIP",)`` keeps every shipped task whole
+    within one shard (each keys on SrcIP). ``max_packets``: packets per message, further capped by the
+    server's ``max_payload``. ``queue_batches``: bound of the hand-off queue. ``block``: a full queue
+    makes the source wait (file replay) instead of dropping the batch (live capture).
+    """
+
+    url: str = "nats://127.0.0.1:4222"
+    subject: str = "gons.packets.raw"
+    n_shards: int = DEFAULT_SHARDS
+    shard_fields: tuple[str, ...] = ("SrcIP",)
+    probe_id: str = "probe"
+    max_packets: int = 16_384
+    queue_batches: int = 16
+    block: bool = True
+    jetstream: bool = False
+    stream: str = DEFAULT_STREAM
+    max_inflight: int = 256
+    link_type: int | None = None
+
+
+@dataclass
+class ProbeStats:
+    """Counters of one probe run (cumulative)."""
+
+    batches_in: int = 0
+    packets_in: int = 0
+    dropped_batches: int = 0
+    dropped_packets: int = 0
+    messages: int = 0
+    packets_published: int = 0
+    bytes_published: int = 0
+    publish_failed: int = 0
+    elapsed_s: float = 0.0
+    per_shard_packets: list[int] = field(default_factory=list)
+
+    @property
+    def packets_per_second(self) -> float:
+        return self.packets_published / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+
+class Publisher:
+    """Publishes every batch of a source (see the module docstring). One run per instance."""
+
+    def __init__(self, options: PublisherOptions, kernel_dropped: Callable[[], int] | None = None) -> None:
+        """``kernel_dropped``: the source's cumulative drop counter (e.g. a live capture's kernel drops),
+        read for every published batch and carried in its messages."""
+        if options.n_shards < 1:
+            raise ValueError(f"n_shards must be at least 1, got {options.n_shards}")
+        self.options = options
+        self.stats = ProbeStats(per_shard_packets=[0] * options.n_shards)
+        self._seq = [0] * options.n_shards
+        self._queue: queue.Queue[object] = queue.Queue(maxsize=max(1, options.queue_batches))
+        self._drop_log = RateLimitedLog(log, 10.0)
+        self._stop = threading.Event()
+        self._error: BaseException | None = None
+        self._kernel_dropped = kernel_dropped
+
+    # -- source side (a thread) ------------------------------------------------------------------------
+
+    def offer(self, batch: PacketBatch) -> bool:
+        """Hand ``batch`` to the publisher; False (counted, logged with a rate limit) if it was dropped."""
+        n = len(batch)
+        self.stats.batches_in += 1
+        self.stats.packets_in += n
+        if self.options.block:
+            while not self._stop.is_set():
+                try:
+                    self._queue.put(batch, timeout=0.2)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+        try:
+            self._queue.put_nowait(batch)
+            return True
+        except queue.Full:
+            self.stats.dropped_batches += 1
+            self.stats.dropped_packets += n
+            self._drop_log.log(
+                logging.WARNING,
+                "probe queue full: dropped a batch of %d packets; %d packets dropped so far",
+                n,
+                self.stats.dropped_packets,
+            )
+            return False
+
+    def _feed(self, source: Iterable[PacketBatch]) -> None:
+        try:
+            for batch in source:
+                if self._stop.is_set():
+                    break
+                if len(batch):
+                    self.offer(batch)
+        except BaseException as exc:  # reported by run()
+            self._error = exc
+        finally:
+            while True:
+                try:
+                    self._queue.put(_END, timeout=0.2)
+                    break
+                except queue.Full:
+                    if self._stop.is_set():
+                        break
+
+    # -- publishing side (asyncio) ---------------------------------------------------------------------
+
+    async def run(self, source: Iterable[PacketBatch], stop: asyncio.Event | None = None) -> ProbeStats:
+        """Publish every batch of ``source`` (iterated in a thread), then flush; returns the counters.
+
+        Ends when the source is exhausted or ``stop`` is set. Exceptions of the source (e.g. a damaged
+        capture) are raised after everything before them was published.
+        """
+        opts = self.options
+        nc = await connect(opts.url, f"netspectra-probe:{opts.probe_id}", pending_size=32 * 1024 * 1024)
+        js = None
+        if opts.jetstream:
+            js = nc.jetstream(publish_async_max_pending=opts.max_inflight)
+            await ensure_stream(js, opts.stream, opts.subject)
+        max_packets = max_packets_for_payload(nc.max_payload, opts.max_packets)
+        feeder = threading.Thread(target=self._feed, args=(source,), name="ns-probe-source", daemon=True)
+        loop = asyncio.get_running_loop()
+        t0 = time.perf_counter()
+        feeder.start()
+        try:
+            while True:
+                get = loop.run_in_executor(None, self._queue.get)
+                if stop is not None:
+                    stopper = asyncio.ensure_future(stop.wait())
+                    done, _ = await asyncio.wait({get, stopper}, return_when=asyncio.FIRST_COMPLETED)
+                    if get not in done:
+                        self._stop.set()
+                        get.cancel()
+                        break
+                    stopper.cancel()
+                item = await get
+                if item is _END:
+                    break
+                assert isinstance(item, PacketBatch)
+                await self._publish(nc, js, item, max_packets)
+            if js is not None:
+                await js.publish_async_completed()
+            await nc.flush(timeout=60)
+        finally:
+            self._stop.set()
+            with contextlib.suppress(Exception):
+                await nc.drain()
+            feeder.join(timeout=5)
+            self.stats.elapsed_s = time.perf_counter() - t0
+        if self._error is not None:
+            raise self._error
+        log.info(
+            "probe %s: %d packets in %d messages, %d dropped, %.0f packets/s",
+            opts.probe_id,
+            self.stats.packets_published,
+            self.stats.messages,
+            self.stats.dropped_packets,
+            self.stats.packets_per_second,
+        )
+        return self.stats
+
+    def _check_ack(self, fut: asyncio.Future[Any]) -> None:
+        if fut.cancelled() or fut.exception() is not None:
+            self.stats.publish_failed += 1
+            self._drop_log.log(
+                logging.ERROR,
+                "JetStream did not store a message (%d so far): %r",
+                self.stats.publish_failed,
+                None if fut.cancelled() else fut.exception(),
+            )
+
+    async def _publish(self, nc: Any, js: Any, batch: PacketBatch, max_packets: int) -> None:
+        opts = self.options
+        if opts.n_shards == 1:
+            parts: Sequence[PacketBatch] = [batch]
+        else:
+            parts = split_by_shard(batch, shard_of(batch, opts.n_shards, opts.shard_fields), opts.n_shards)
+        kernel_dropped = int(self._kernel_dropped()) if self._kernel_dropped is not None else 0
+        for shard, part in enumerate(parts):
+            n = len(part)
+            if n == 0:
+                continue
+            subject = batch_subject(opts.subject, shard)
+            for seq, payload in encode_messages(
+                part,
+                max_packets,
+                self._seq[shard] + 1,
+                probe_id=opts.probe_id,
+                shard=shard,
+                n_shards=opts.n_shards,
+                link_type=opts.link_type,
+                probe_dropped=self.stats.dropped_packets,
+                kernel_dropped=kernel_dropped,
+            ):
+                if js is not None:
+                    fut = await js.publish_async(subject, payload, wait_stall=60)
+                    fut.add_done_callback(self._check_ack)
+                else:
+                    await nc.publish(subject, payload)
+                self._seq[shard] = seq
+                self.stats.messages += 1
+                self.stats.bytes_published += len(payload)
+            self.stats.packets_published += n
+            self.stats.per_shard_packets[shard] += n
