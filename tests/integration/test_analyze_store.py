@@ -125,3 +125,20 @@ def test_engine_survives_a_server_that_is_down_and_loses_nothing(
         store.close()
     finally:
         server.stop()
+
+
+def test_store_with_the_shipped_config_and_a_relative_data_dir(tmp_path: Path) -> None:
+    """The shipped config stores into ./netspectra-data/chdb. `import chdb` moves the process's working
+    directory for a moment; writers opening meanwhile once resolved the relative path into chdb's package."""
+    pytest.importorskip("chdb", reason="chdb is not installed")
+    for attempt in range(3):
+        cwd = tmp_path / f"run{attempt}"
+        cwd.mkdir()
+        res = run(
+            [sys.executable, "-m", "netspectra", "analyze", str(CAPTURE), "--store", "--json", "-n", "0"], cwd
+        )
+        assert res.returncode == 0, res.stderr
+        assert "already uses" not in res.stderr
+        writers = json.loads(res.stdout)["store"]
+        assert writers and all(w["written"] >= 1 and w["open_failed"] == 0 for w in writers.values()), writers
+        assert (cwd / "netspectra-data" / "chdb").is_dir()

@@ -18,6 +18,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from netspectra.alerting.alerter import AlertingConfigError, attach_alerter
 from netspectra.capture.names import ethertype_name, linktype_name, protocol_name
 from netspectra.cli.common import ConfigOption, console, err_console, fail
 from netspectra.config import ConfigError, load_config
@@ -61,7 +62,8 @@ def analyze(
             help="Run through the engine into the configuration's enabled writers (ClickHouse: embedded chdb "
             "in clickhouse.data_dir when clickhouse.host is empty, else the server; Parquet; text), exactly "
             "as a live engine would fill them: periodic snapshots, period resets, a final snapshot of every "
-            "task. Exit status 1 if a writer could not store everything.",
+            "task; the alerter's rules are checked on the final state (alerter.enabled). Exit status 1 if a "
+            "writer could not store everything.",
         ),
     ] = False,
     top: Annotated[
@@ -152,8 +154,10 @@ def analyze(
                     batch_size=batch_size,
                     on_file_start=on_file_start,
                     progress=on_progress,
+                    # the original's pcap-analyzer ran the alerter too: rules checked on the final state
+                    on_manager=lambda m: attach_alerter(m, cfg),
                 )
-            except ConfigError as exc:
+            except (ConfigError, AlertingConfigError) as exc:
                 raise fail(str(exc)) from None
             exact_tasks = [manager.task(t.name).task for t in exact_cfg]
             sketch_tasks = [manager.task(t.name).task for t in sketch_cfg]

@@ -783,6 +783,7 @@ def run_offline(
     clock: Clock | None = None,
     on_file_start: Callable[[Path, int], None] | None = None,
     progress: Callable[[int], None] | None = None,
+    on_manager: Callable[[Manager], Any] | None = None,
     **options: Any,
 ) -> tuple[AnalysisResult, Manager]:
     """Analyse capture files through the engine, exactly as a live engine would process them.
@@ -794,12 +795,15 @@ def run_offline(
     applying every batch, not closing the writers) and the stopped manager, whose tasks hold the
     final state (``manager.task(name).task.snapshot()``).
 
+    ``on_manager(manager)`` runs after the manager is built and before it starts (attach the alerter there).
     Raises :class:`~netspectra.config.ConfigError` for a bad configuration, before any file is read.
     Capture damage is reported per file in the result, as by
     :func:`~netspectra.offline.analyzer.analyze_files`. If reading raises anything else, the manager
     is still stopped (what was read is written) and the exception propagates.
     """
     manager = Manager.from_config(cfg, writers=writers, num_workers=num_workers, clock=clock, **options)
+    if on_manager is not None:  # e.g. attach the alerter before anything is counted
+        on_manager(manager)
     manager.start()
     try:
         t0 = time.perf_counter()

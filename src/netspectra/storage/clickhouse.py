@@ -21,6 +21,7 @@ it writes only the flows that changed since its previous successful write of the
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -191,6 +192,14 @@ class ClickHouseStore:
     def __init__(self, cfg: ClickHouseConfig) -> None:
         self.cfg = cfg
         self.embedded = not cfg.host.strip()
+        self.data_dir = ""
+        if self.embedded:
+            # Resolved and imported here, on the constructing thread (before the engine starts its threads):
+            # `import chdb` changes the process's working directory for a moment, so a relative path
+            # resolved by another thread meanwhile would point into chdb's package folder.
+            self.data_dir = str(Path(cfg.data_dir or DEFAULT_CHDB_DIR).expanduser().resolve())
+            with contextlib.suppress(ImportError):  # a missing chdb is reported by open()
+                import chdb  # noqa: F401
         self.database = cfg.database
         self.db = quote_identifier(cfg.database)
         self.version: tuple[int, ...] = ()
@@ -218,7 +227,7 @@ class ClickHouseStore:
             if self.is_open:
                 return
             if self.embedded:
-                self._chdb = _acquire_chdb(self.cfg.data_dir)
+                self._chdb = _acquire_chdb(self.data_dir)
             else:
                 self._client = self._new_client()
             try:
