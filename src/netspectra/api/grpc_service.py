@@ -42,15 +42,11 @@ from netspectra.config import Config
 from netspectra.config.models import SketchType
 from netspectra.proto.v1 import query_pb2, query_pb2_grpc
 from netspectra.storage.base import StorageError
-from netspectra.storage.clickhouse import ClickHouseStore
 from netspectra.storage.queries import (
-    _KEYS,
     MAX_HITTERS_LIMIT,
     FlowFilter,
-    _check_times,
-    _flow_states_sql,
-    _time_bounds,
     aggregate_flows,
+    flow_details,
     heavy_hitters,
     trace_flow,
 )
@@ -173,37 +169,6 @@ def _lifecycle(first_ns: int, last_ns: int, packets: int, total_bytes: int) -> q
         total_packets=packets,
         total_bytes=total_bytes,
     )
-
-
-_FLOW_KEY_NAMES = ("SrcIP", "DstIP", "SrcPort", "DstPort", "Protocol")
-
-
-def flow_details(
-    store: ClickHouseStore,
-    task: str,
-    filt: FlowFilter,
-    start_ns: int | None,
-    end_ns: int | None,
-    offset: int,
-    limit: int,
-) -> list[tuple[dict[str, str], int, int, int, int]]:
-    """The flows of ``task`` matching ``filt``, ordered by key: ``(keys, first_ns, last_ns, packets,
-    bytes)`` each, rows ``offset`` to ``offset + limit``. Same per-period state SQL as
-    :func:`~netspectra.storage.queries.trace_flow` (every value bound), grouped per flow."""
-    _check_times(start_ns, end_ns)
-    where, params = filt.conditions()
-    where.insert(0, "TaskName = %(task)s")
-    params.update(task=task, offset=int(offset), limit=int(limit))
-    _time_bounds(where, params, start_ns, end_ns)
-    sql = (
-        f"SELECT {_KEYS}, min(S), max(E), sum(P), sum(B) FROM ({_flow_states_sql(store, where, start_ns)}) "
-        f"WHERE P > 0 GROUP BY {_KEYS} ORDER BY {_KEYS} LIMIT %(offset)s, %(limit)s"
-    )
-    out = []
-    for row in store.query(sql, params):
-        keys = {k: str(v) for k, v in zip(_FLOW_KEY_NAMES, row[:5], strict=True) if v is not None}
-        out.append((keys, int(row[5]), int(row[6]), int(row[7]), int(row[8])))
-    return out
 
 
 class QueryCore:

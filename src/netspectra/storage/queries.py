@@ -304,3 +304,31 @@ def task_names(store: ClickHouseStore) -> list[str]:
     hitters = store.query(f"SELECT DISTINCT TaskName FROM {store.table(HITTER_TABLE)} ORDER BY TaskName")
     names = [str(r[0]) for r in flows]
     return names + [str(r[0]) for r in hitters if str(r[0]) not in names]
+
+
+def flow_details(
+    store: ClickHouseStore,
+    task: str,
+    filt: FlowFilter,
+    start_ns: int | None,
+    end_ns: int | None,
+    offset: int,
+    limit: int,
+) -> list[tuple[dict[str, str], int, int, int, int]]:
+    """The flows of ``task`` matching ``filt``, ordered by key: ``(keys, first_ns, last_ns, packets,
+    bytes)`` each, rows ``offset`` to ``offset + limit``. Same per-period state SQL as
+    :func:`trace_flow` (every value bound), grouped per flow."""
+    _check_times(start_ns, end_ns)
+    where, params = filt.conditions()
+    where.insert(0, "TaskName = %(task)s")
+    params.update(task=task, offset=int(offset), limit=int(limit))
+    _time_bounds(where, params, start_ns, end_ns)
+    sql = (
+        f"SELECT {_KEYS}, min(S), max(E), sum(P), sum(B) FROM ({_flow_states_sql(store, where, start_ns)}) "
+        f"WHERE P > 0 GROUP BY {_KEYS} ORDER BY {_KEYS} LIMIT %(offset)s, %(limit)s"
+    )
+    out = []
+    for row in store.query(sql, params):
+        keys = {k: str(v) for k, v in zip(FLOW_KEYS, row[:5], strict=True) if v is not None}
+        out.append((keys, int(row[5]), int(row[6]), int(row[7]), int(row[8])))
+    return out
