@@ -856,3 +856,72 @@ def test_alerting_additions_webhooks_cooldown_timeout_starttls() -> None:
     assert cfg.smtp.starttls == "always"
     with pytest.raises(ConfigError, match="format"):
         parse_config_text("alerter:\n  webhooks:\n    - {url: 'http://x', format: teams}\n")
+
+
+def test_probe_live_keys_defaults_and_values() -> None:
+    from netspectra.config import parse_config_text
+
+    p = parse_config_text("probe: {}\n").probe
+    assert (p.interface, p.bpf_filter, p.snaplen, p.promiscuous, p.fanout_group) == ("", "", 1600, True, None)
+    assert (p.block_size, p.block_count, p.shards, p.shard_fields) == (1 << 20, 64, 16, ("SrcIP",))
+    assert (p.persistence.rotate_bytes, p.persistence.rotate_seconds) == (None, None)
+    p = parse_config_text(
+        "probe:\n  interface: eth1\n  bpf_filter: 'tcp port 80'\n  snaplen: 128\n  promiscuous: false\n"
+        "  fanout_group: 7\n  shards: 4\n  shard_fields: [SrcIP, DstIP]\n"
+        "  persistence: {enabled: true, encoding: parquet, rotate_bytes: 1048576, rotate_seconds: 30}\n"
+    ).probe
+    assert (p.interface, p.bpf_filter, p.snaplen, p.promiscuous, p.fanout_group) == (
+        "eth1",
+        "tcp port 80",
+        128,
+        False,
+        7,
+    )
+    assert (p.shards, p.shard_fields) == (4, ("SrcIP", "DstIP"))
+    assert (p.persistence.encoding, p.persistence.rotate_bytes, p.persistence.rotate_seconds) == (
+        "parquet",
+        1048576,
+        30.0,
+    )
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "expected"),
+    [
+        ("probe.snaplen", 8, "probe.snaplen: Input should be greater than or equal to 16"),
+        ("probe.fanout_group", 70000, "probe.fanout_group: Input should be less than or equal to 65535"),
+        ("probe.shards", 0, "probe.shards: Input should be greater than or equal to 1"),
+        (
+            "probe.shard_fields",
+            ["srcip"],
+            "probe.shard_fields: 'srcip' is not a valid key field (names are case-sensitive: did you mean",
+        ),
+        ("probe.shard_fields", [], "probe.shard_fields: at least one shard field is needed"),
+        (
+            "probe.persistence.rotate_bytes",
+            0,
+            "probe.persistence.rotate_bytes: Input should be greater than 0",
+        ),
+        ("probe.persistence.rotate_seconds", -1, "probe.persistence.rotate_seconds: Input should be greater"),
+    ],
+)
+def test_probe_live_keys_refuse_bad_values(path: str, value: Any, expected: str) -> None:
+    lines = _error_lines(_set(_minimal(), path, value))
+    assert any(line.startswith(expected) for line in lines), lines
+
+
+def test_persister_from_config_takes_rotation_and_parquet(tmp_path: Path) -> None:
+    from netspectra.cli.live_cmds import make_persister
+    from netspectra.config import parse_config_text
+
+    cfg = parse_config_text(
+        f"probe:\n  persistence: {{enabled: true, path: '{tmp_path}', encoding: parquet, "
+        "rotate_bytes: 4096, rotate_seconds: 2.5}\n"
+    )
+    pers = make_persister(cfg.probe.persistence, live=False)
+    assert pers is not None
+    assert (pers.encoding, pers.rotate_bytes, pers.rotate_seconds) == ("parquet", 4096, 2.5)
+    pcap = parse_config_text("probe:\n  persistence: {enabled: true}\n").probe.persistence
+    assert make_persister(pcap, live=False) is None  # a replay has no raw frames to write as pcap
+    assert make_persister(pcap, live=True) is not None
+    assert make_persister(parse_config_text("probe: {}\n").probe.persistence, live=True) is None

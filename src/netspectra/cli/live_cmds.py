@@ -14,7 +14,7 @@ import logging
 import os
 import signal
 import socket
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -25,16 +25,19 @@ from netspectra.batch import PacketBatch
 from netspectra.capture.errors import CaptureError
 from netspectra.cli.common import ConfigOption, fail
 from netspectra.config import ConfigError, load_config
+from netspectra.config.models import PersistenceConfig
 from netspectra.engine.manager import Manager
 from netspectra.engine.stream import StreamConsumer, StreamOptions, StreamStats
+from netspectra.probe.live import LiveCapture, LiveCaptureError, LiveOptions
+from netspectra.probe.persist import Persister, PersistStats
 from netspectra.probe.publisher import ProbeStats, Publisher, PublisherOptions
 from netspectra.probe.replay import DEFAULT_REPLAY_BATCH, replay_files
 from netspectra.sketches.keys import validate_fields
-from netspectra.transport.nats_bus import DEFAULT_QUEUE_GROUP, DEFAULT_SHARDS, DEFAULT_STREAM
+from netspectra.transport.nats_bus import DEFAULT_QUEUE_GROUP, DEFAULT_STREAM
 
 log = logging.getLogger(__name__)
 
-__all__ = ["engine", "probe", "publish_source"]
+__all__ = ["engine", "make_persister", "probe", "publish_source"]
 
 UrlOption = Annotated[
     str | None, typer.Option("--url", help="NATS server URL (default: probe.nats_url of the configuration).")
@@ -48,8 +51,12 @@ SubjectOption = Annotated[
     ),
 ]
 ShardsOption = Annotated[
-    int,
-    typer.Option("--shards", min=1, help="Number of shard subjects; probe and engines must agree."),
+    int | None,
+    typer.Option(
+        "--shards",
+        min=1,
+        help="Number of shard subjects (default: probe.shards, 16); probe and engines must agree.",
+    ),
 ]
 JetStreamOption = Annotated[
     bool,
@@ -106,23 +113,104 @@ def publish_source(
     return asyncio.run(main())
 
 
+def make_persister(cfg: PersistenceConfig, *, live: bool) -> Persister | None:
+    """The probe's persister for ``probe.persistence`` (not started), or None when it is off.
+
+    A file replay has no raw frames (and its input is already a capture file): ``pcap`` persistence
+    is then skipped with a warning; ``parquet``/``text`` (and ``gob``, written as Parquet) work for both.
+    """
+    if not cfg.enabled:
+        return None
+    if not live and cfg.encoding == "pcap":
+        log.warning("probe.persistence: pcap needs a live capture (the replayed files are pcap already): off")
+        return None
+    return Persister.from_config(cfg, rotate_bytes=cfg.rotate_bytes, rotate_seconds=cfg.rotate_seconds)
+
+
+def _persisting(source: Iterable[PacketBatch], persister: Persister) -> Iterator[PacketBatch]:
+    for batch in source:
+        persister.offer(batch, None)
+        yield batch
+
+
+def _persist_summary(stats: PersistStats | None) -> dict[str, Any] | None:
+    if stats is None:
+        return None
+    return {
+        "written_packets": stats.written_packets,
+        "written_bytes": stats.written_bytes,
+        "dropped_packets": stats.dropped_packets,
+        "dropped_batches": stats.dropped_batches,
+        "errors": stats.errors,
+        "files": len(stats.files),
+    }
+
+
 def probe(
     files: Annotated[
         list[Path] | None,
         typer.Argument(help="Capture files to replay (pcap/pcapng, optionally gzip).", show_default=False),
     ] = None,
     config: ConfigOption = None,
+    iface: Annotated[
+        str | None,
+        typer.Option(
+            "--iface", "-i", help="Capture live from this interface (default: probe.interface when no file)."
+        ),
+    ] = None,
+    bpf: Annotated[
+        str | None,
+        typer.Option(
+            "--bpf", help="tcpdump filter expression for the live capture (default: probe.bpf_filter)."
+        ),
+    ] = None,
+    snaplen: Annotated[
+        int | None,
+        typer.Option(
+            "--snaplen", min=16, max=262_144, help="Bytes kept per packet (default: probe.snaplen, 1600)."
+        ),
+    ] = None,
+    promisc: Annotated[
+        bool | None,
+        typer.Option("--promisc/--no-promisc", help="Promiscuous mode (default: probe.promiscuous, on)."),
+    ] = None,
+    block_size: Annotated[
+        int | None,
+        typer.Option(
+            "--block-size", min=4096, help="Ring block size in bytes (default: probe.block_size, 1 MiB)."
+        ),
+    ] = None,
+    block_count: Annotated[
+        int | None, typer.Option("--block-count", min=2, help="Ring blocks (default: probe.block_count, 64).")
+    ] = None,
+    ring_mb: Annotated[
+        int | None,
+        typer.Option("--ring-mb", min=1, help="Ring size in MiB (sets the block count for the block size)."),
+    ] = None,
+    fanout_group: Annotated[
+        int | None,
+        typer.Option(
+            "--fanout-group",
+            min=0,
+            max=0xFFFF,
+            help="PACKET_FANOUT group: probes of one group split the interface's packets by flow hash.",
+        ),
+    ] = None,
+    ready_file: Annotated[
+        Path | None,
+        typer.Option("--ready-file", hidden=True, help="Touched once the live capture socket is bound."),
+    ] = None,
     url: UrlOption = None,
     subject: SubjectOption = None,
-    shards: ShardsOption = DEFAULT_SHARDS,
+    shards: ShardsOption = None,
     shard_fields: Annotated[
-        str,
+        str | None,
         typer.Option(
             "--shard-fields",
-            help="Comma-separated key fields of the shard hash. Every task must key on all of them to "
-            "stay whole per shard (the shipped tasks all key on SrcIP).",
+            help="Comma-separated key fields of the shard hash (default: probe.shard_fields, SrcIP). Every "
+            "task must key on all of them to stay whole per shard (the shipped tasks all key on SrcIP).",
         ),
-    ] = "SrcIP",
+    ] = None,
     speed: Annotated[
         float,
         typer.Option(
@@ -144,46 +232,139 @@ def probe(
     stream: StreamOption = DEFAULT_STREAM,
     json_out: Annotated[bool, typer.Option("--json", help="Print the counters as JSON on stdout.")] = False,
 ) -> None:
-    """Replay capture files to NATS, one columnar batch per message, sharded by a flow hash."""
+    """Publish packets to NATS — replayed capture files, or live from --iface — sharded by a flow hash.
+
+    Live: runs until SIGINT/SIGTERM, then drains the ring, publishes what was captured, stops the
+    persistence and reports packets, kernel drops, the probe's own drops and what was persisted.
+    """
     try:
         cfg = load_config(config)
-        fields = tuple(
-            validate_fields([f.strip() for f in shard_fields.split(",") if f.strip()], "--shard-fields")
+        pc = cfg.probe
+        fields = (
+            tuple(
+                validate_fields([f.strip() for f in shard_fields.split(",") if f.strip()], "--shard-fields")
+            )
+            if shard_fields is not None
+            else pc.shard_fields
         )
     except (ConfigError, ValueError) as exc:
         raise fail(str(exc)) from None
-    if not files:
-        raise fail("give capture files to replay")
+    if files and iface:
+        raise fail("give capture files to replay or --iface to capture, not both")
+    interface = iface or ("" if files else pc.interface)
+    if not files and not interface:
+        raise fail("give capture files to replay, or --iface (or probe.interface) to capture live")
     options = PublisherOptions(
-        url=url or cfg.probe.nats_url,
-        subject=subject or cfg.probe.subject,
-        n_shards=shards,
+        url=url or pc.nats_url,
+        subject=subject or pc.subject,
+        n_shards=shards or pc.shards,
         shard_fields=fields,
         probe_id=probe_id or f"{socket.gethostname()}:{os.getpid()}",
         max_packets=max_packets,
-        block=True,
+        block=not interface,  # a live capture never waits for NATS: a full queue drops (counted)
         jetstream=jetstream,
         stream=stream,
     )
     try:
-        stats = publish_source(replay_files(files, speed=speed or None, batch_size=batch_size), options)
-    except CaptureError as exc:
-        raise fail(str(exc), 1) from None
-    except (OSError, NatsError) as exc:
-        raise fail(f"NATS at {options.url}: {exc or type(exc).__name__}", 1) from None
-    summary = {k: v for k, v in stats.__dict__.items() if k != "per_shard_packets"}
-    summary["packets_per_second"] = round(stats.packets_per_second)
+        persister = make_persister(pc.persistence, live=bool(interface))
+    except ValueError as exc:
+        raise fail(f"probe.persistence: {exc}") from None
+    summary: dict[str, Any]
+    if interface:
+        bs = block_size or pc.block_size
+        bc = block_count or pc.block_count
+        if ring_mb is not None:
+            bc = max(2, (ring_mb << 20) // bs)
+        live_opts = LiveOptions(
+            interface=interface,
+            snaplen=snaplen or pc.snaplen,
+            promiscuous=pc.promiscuous if promisc is None else promisc,
+            block_size=bs,
+            block_count=bc,
+            fanout_group=pc.fanout_group if fanout_group is None else fanout_group,
+            bpf_filter=(bpf if bpf is not None else pc.bpf_filter) or None,
+            keep_raw=persister is not None and persister.encoding == "pcap",
+            batch_size=batch_size,
+        )
+        summary = _run_live(live_opts, options, persister, ready_file)
+    else:
+        assert files
+        source: Iterable[PacketBatch] = replay_files(files, speed=speed or None, batch_size=batch_size)
+        if persister is not None:
+            persister.start()
+            source = _persisting(source, persister)
+        try:
+            stats = publish_source(source, options)
+        except CaptureError as exc:
+            raise fail(str(exc), 1) from None
+        except (OSError, NatsError) as exc:
+            raise fail(f"NATS at {options.url}: {exc or type(exc).__name__}", 1) from None
+        finally:
+            pstats = persister.stop() if persister is not None else None
+        summary = _probe_summary(stats)
+        summary["persistence"] = _persist_summary(pstats)
     if json_out:
         print(json.dumps(summary))
     else:
         log.warning("probe done: %s", summary)
 
 
+def _probe_summary(stats: ProbeStats) -> dict[str, Any]:
+    summary = {k: v for k, v in stats.__dict__.items() if k != "per_shard_packets"}
+    summary["packets_per_second"] = round(stats.packets_per_second)
+    return summary
+
+
+def _run_live(
+    live_opts: LiveOptions, options: PublisherOptions, persister: Persister | None, ready_file: Path | None
+) -> dict[str, Any]:
+    """Capture ``live_opts.interface`` and publish until SIGINT/SIGTERM; the final report."""
+    try:
+        cap = LiveCapture(live_opts)
+    except LiveCaptureError as exc:
+        raise fail(str(exc), 1) from None
+    pstats: PersistStats | None = None
+    try:
+        if persister is not None:
+            persister.start()
+        log.warning(
+            "probe: capturing on %s (snaplen %d%s), publishing to %s",
+            live_opts.interface,
+            live_opts.snaplen,
+            f", filter {live_opts.bpf_filter!r}" if live_opts.bpf_filter else "",
+            options.url,
+        )
+        if ready_file is not None:
+            ready_file.touch()
+        try:
+            stats = publish_source(
+                cap.batches(persister.offer if persister is not None else None),
+                options,
+                on_stop=cap.stop,
+                kernel_dropped=cap.kernel_drops,
+            )
+        except (OSError, NatsError) as exc:
+            raise fail(f"NATS at {options.url}: {exc or type(exc).__name__}", 1) from None
+    finally:
+        cap.stop()
+        cap.close()
+        if persister is not None:
+            pstats = persister.stop()
+    live = cap.live_stats()
+    summary = _probe_summary(stats)
+    summary["kernel_packets"] = live.kernel_packets
+    summary["kernel_drops"] = live.kernel_drops
+    summary["captured_records"] = live.capture.records
+    summary["captured_ip_packets"] = live.capture.ip_packets
+    summary["persistence"] = _persist_summary(pstats)
+    return summary
+
+
 def engine(
     config: ConfigOption = None,
     url: UrlOption = None,
     subject: SubjectOption = None,
-    shards: ShardsOption = DEFAULT_SHARDS,
+    shards: ShardsOption = None,
     member: Annotated[int, typer.Option("--member", min=0, help="This engine's index among --members.")] = 0,
     members: Annotated[
         int, typer.Option("--members", min=1, help="Engines sharing the shards (each owns shard % members).")
@@ -225,7 +406,7 @@ def engine(
     options = StreamOptions(
         url=url or cfg.probe.nats_url,
         subject=subject or cfg.probe.subject,
-        n_shards=shards,
+        n_shards=shards or cfg.probe.shards,
         member=member,
         members=members,
         queue_group=queue_group,

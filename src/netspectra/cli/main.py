@@ -53,7 +53,7 @@ def _root(
 
 
 def _register() -> None:
-    from netspectra.cli import alert_ai_cmds, analyze_cmd, api_cmds, config_cmd, gen_cmd, live_cmds
+    from netspectra.cli import alert_ai_cmds, analyze_cmd, api_cmds, config_cmd, gen_cmd, live_cmds, up_cmd
 
     app.command("analyze")(analyze_cmd.analyze)
     app.add_typer(config_cmd.app, name="config")
@@ -61,6 +61,7 @@ def _register() -> None:
     app.command("probe")(live_cmds.probe)
     app.command("engine")(live_cmds.engine)
     app.command("api")(api_cmds.api)
+    app.command("up")(up_cmd.up)
     app.add_typer(api_cmds.query_app, name="query")
     app.command("ai")(alert_ai_cmds.ai)
     app.command("ask-ai")(alert_ai_cmds.ask_ai)

@@ -58,7 +58,7 @@ KEY_FIELD_BYTES: dict[str, int] = {"SrcIP": 16, "DstIP": 16, "SrcPort": 2, "DstP
 AGGREGATOR_TYPES: tuple[str, ...] = ("exact", "sketch")
 EXACT_WRITER_TYPES: tuple[str, ...] = ("gob", "clickhouse", "parquet", "text")
 SKETCH_WRITER_TYPES: tuple[str, ...] = ("text", "clickhouse", "parquet")
-PERSISTENCE_ENCODINGS: tuple[str, ...] = ("pcap", "text", "gob")
+PERSISTENCE_ENCODINGS: tuple[str, ...] = ("pcap", "text", "gob", "parquet")
 ALERT_OPERATORS: tuple[str, ...] = (">", "<", "=", ">=", "<=")
 EXACT_METRICS: tuple[str, ...] = ("total_packets", "total_bytes", "total_flows")
 SKETCH_METRICS: tuple[str, ...] = ("heavy_hitter_count", "heavy_hitter_size", "super_spreader_spread")
@@ -378,8 +378,14 @@ class PersistenceConfig(Section):
     num_workers: int = 1
     #: Queue length; <= 0 -> 10000 (the original's rule). A full queue drops (counted), never blocks.
     channel_buffer_size: int = 10000
-    #: ``pcap``, ``text`` or ``gob`` (the original: anything else silently writes nothing).
+    #: ``pcap``, ``text``, ``gob`` or (an addition) ``parquet``; ``gob`` is written as Parquet (a Go-only
+    #: format). The original: anything else silently writes nothing.
     encoding: Annotated[str, _empty_is_default("pcap"), _one_of("encoding", PERSISTENCE_ENCODINGS)] = "pcap"
+    #: An addition: start a new file once the current one holds this many bytes; absent -> no size limit.
+    rotate_bytes: int | None = Field(None, gt=0)
+    #: An addition: start a new file once the current one is this many seconds old (an idle file is
+    #: closed then too); absent -> no age limit.
+    rotate_seconds: float | None = Field(None, gt=0)
 
     @field_validator("num_workers")
     @classmethod
@@ -402,6 +408,41 @@ class ProbeConfig(Section):
     #: Subject of the packet messages; empty -> ``gons.packets.raw`` (the original's shipped value).
     subject: Annotated[str, _empty_is_default("gons.packets.raw")] = "gons.packets.raw"
     persistence: PersistenceConfig = PersistenceConfig()
+    #: An addition: the interface ``netspectra probe`` captures from when no file is given (``--iface``);
+    #: empty -> none (capture files must then be given).
+    interface: str = ""
+    #: An addition: a tcpdump filter expression applied in the kernel (``--bpf``); empty -> every packet.
+    bpf_filter: str = ""
+    #: An addition: bytes kept per packet (the original's pcap handle used 1600).
+    snaplen: int = Field(1600, ge=16, le=262_144)
+    #: An addition: put the interface in promiscuous mode while capturing (the original did).
+    promiscuous: bool = True
+    #: An addition: ``PACKET_FANOUT`` group id; probe processes of one group split the interface's packets
+    #: by flow hash. Absent -> no fanout.
+    fanout_group: int | None = Field(None, ge=0, le=0xFFFF)
+    #: An addition: ring block size in bytes (a multiple of the page size holding one snaplen frame).
+    block_size: int = Field(1 << 20, ge=4096)
+    #: An addition: ring blocks; the ring is ``block_size * block_count`` bytes of locked memory.
+    block_count: int = Field(64, ge=2)
+    #: An addition: number of shard subjects ``<subject>.<shard>``; probe and engines must agree.
+    shards: int = Field(16, ge=1)
+    #: An addition: key fields of the shard hash; every task must key on all of them to stay whole per shard.
+    shard_fields: tuple[str, ...] = ("SrcIP",)
+
+    @field_validator("shard_fields")
+    @classmethod
+    def _shard_fields(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        if not v:
+            raise ValueError("at least one shard field is needed, e.g. [SrcIP]")
+        for f in v:
+            if f not in KEY_FIELDS:
+                raise ValueError(
+                    f"{f!r} is not a valid key field{_did_you_mean(f, KEY_FIELDS)}; "
+                    f"valid key fields are {_choices(KEY_FIELDS)}"
+                )
+        if len(set(v)) != len(v):
+            raise ValueError(f"shard fields repeat a field: {list(v)}")
+        return v
 
 
 # --------------------------------------------------------------------------------------------------
