@@ -129,6 +129,76 @@ def _matches(bucket: np.ndarray, off: int, key: np.ndarray, kw: int) -> bool:
     return True
 
 
+@njit(nogil=True, cache=True, inline="always")
+def _murmur_row(words: np.ndarray, p: int, length: int, seed: np.uint64) -> np.uint64:
+    """MurmurHash3 x86_32 of row ``p`` of packed key words — :func:`murmur3_32_words` without taking a
+    view of the row (a view per packet costs reference counting in the hot loop)."""
+    m32 = np.uint64(0xFFFFFFFF)
+    c1 = np.uint64(0xCC9E2D51)
+    c2 = np.uint64(0x1B873593)
+    h = seed & m32
+    nblocks = length // 4
+    for i in range(nblocks):
+        k = (words[p, i >> 1] >> np.uint64((i & 1) * 32)) & m32
+        k = (k * c1) & m32
+        k = ((k << np.uint64(15)) | (k >> np.uint64(17))) & m32
+        k = (k * c2) & m32
+        h ^= k
+        h = ((h << np.uint64(13)) | (h >> np.uint64(19))) & m32
+        h = (h * np.uint64(5) + np.uint64(0xE6546B64)) & m32
+    if length & 3:
+        k = (words[p, nblocks >> 1] >> np.uint64((nblocks & 1) * 32)) & m32
+        k = (k * c1) & m32
+        k = ((k << np.uint64(15)) | (k >> np.uint64(17))) & m32
+        k = (k * c2) & m32
+        h ^= k
+    h ^= np.uint64(length) & m32
+    h ^= h >> np.uint64(16)
+    h = (h * np.uint64(0x85EBCA6B)) & m32
+    h ^= h >> np.uint64(13)
+    h = (h * np.uint64(0xC2B2AE35)) & m32
+    h ^= h >> np.uint64(16)
+    return h
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _apply_row(
+    flat: np.ndarray,
+    r: int,
+    off: int,
+    words: np.ndarray,
+    p: int,
+    kw: int,
+    weight: np.uint64,
+    replace: bool,
+    key_at_zero: bool,
+) -> None:
+    """:func:`_apply` on bucket row ``r`` of the flattened table, for key row ``p`` (scalar indexing only)."""
+    v = flat[r, off + kw]
+    if v == 0:
+        for k in range(kw):
+            flat[r, off + k] = words[p, k]
+        flat[r, off + kw] = weight
+        return
+    same = True
+    for k in range(kw):
+        if flat[r, off + k] != words[p, k]:
+            same = False
+            break
+    if same:
+        flat[r, off + kw] = v + weight
+    elif weight > v:
+        for k in range(kw):
+            flat[r, off + k] = words[p, k]
+        flat[r, off + kw] = weight if replace else weight - v
+    else:
+        v = v - weight
+        flat[r, off + kw] = v
+        if key_at_zero and v == 0:
+            for k in range(kw):
+                flat[r, off + k] = words[p, k]
+
+
 @njit(nogil=True, cache=True)
 def cm_update(
     table: np.ndarray,
@@ -140,30 +210,40 @@ def cm_update(
     replace: bool,
 ) -> np.uint64:
     """Feed every key (``words``: (n, kw) packed keys of ``L`` bytes, see
-    :func:`~netspectra.sketches.murmur.pack_words`) with ``lengths`` (n,) in order (order matters)."""
+    :func:`~netspectra.sketches.murmur.pack_words`) with ``lengths`` (n,) in order (order matters).
+
+    Same result as :func:`_vote` packet by packet (the reference replays that); written with scalar
+    indexing only (a view per packet costs atomic reference counting), in blocks of ``_BLOCK`` packets:
+    hash them all, load every target bucket once (independent loads the CPU overlaps), then vote in
+    packet order.
+    """
     d, w, stride = table.shape
     n, kw = words.shape
+    flat = table.reshape(d * w, stride)
     pw = stride // 2  # words of one pair: key, counter and (has_v) the bucket total
     one = np.uint64(1)
     uw = np.uint64(w)
-    # Blocks of _BLOCK packets: hash them all first, then load every target bucket once (independent loads
-    # the CPU overlaps), then vote in packet order. The result is the same as packet by packet; the loads
-    # of a block no longer wait for each other (the table is larger than the L1/L2 caches).
-    idx = np.empty((_BLOCK, d), np.int64)
+    rows = np.empty((_BLOCK, d), np.int64)
     sink = np.uint64(0)
     for b0 in range(0, n, _BLOCK):
         b1 = min(n, b0 + _BLOCK)
         for p in range(b0, b1):
             for i in range(d):
-                idx[p - b0, i] = np.int64(np.uint64(murmur3_32_words(words[p], L, seeds[i])) % uw)
+                j = np.int64(_murmur_row(words, p, L, np.uint64(seeds[i])) % uw)
+                rows[p - b0, i] = i * w + j
         for p in range(b0, b1):
             for i in range(d):
-                sink += table[i, idx[p - b0, i], kw]
+                sink += flat[rows[p - b0, i], kw]
         for p in range(b0, b1):
-            key = words[p]
             ln = np.uint64(lengths[p])
             for i in range(d):
-                _vote(table[i, idx[p - b0, i]], key, kw, pw, ln, one, has_v, replace)
+                r = rows[p - b0, i]
+                # count: unit votes, the key takes an emptied bucket at once (the original's rule)
+                _apply_row(flat, r, 0, words, p, kw, one, False, True)
+                _apply_row(flat, r, pw, words, p, kw, ln, replace, False)
+                if has_v:
+                    flat[r, kw + 1] += one
+                    flat[r, pw + kw + 1] += ln
     return sink
 
 
