@@ -396,10 +396,14 @@ def engine(
     ] = None,
 ) -> None:
     """Consume packets from NATS into the configured tasks; stop gracefully on SIGINT/SIGTERM."""
+    from netspectra.alerting.alerter import AlertingConfigError, attach_alerter
+
     try:
         cfg = load_config(config)
         manager = Manager.from_config(cfg, writers=writers)
-    except ConfigError as exc:
+        # the original's engine ran the alerter: rules every check_interval and once at stop
+        attach_alerter(manager, cfg)
+    except (ConfigError, AlertingConfigError) as exc:
         raise fail(str(exc)) from None
     if member >= members:
         raise fail(f"--member {member} must be below --members {members}")
