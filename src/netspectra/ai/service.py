@@ -21,16 +21,15 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterator, Mapping
-from concurrent import futures
 from dataclasses import dataclass
 from typing import Any
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_health.v1 import health
 
 from netspectra.config.models import AiConfig
 from netspectra.proto.v1 import ai_pb2, ai_pb2_grpc
+from netspectra.rpc import create_server
 
 log = logging.getLogger(__name__)
 
@@ -225,36 +224,19 @@ def _provider_message(exc: Any) -> str:
     return str(getattr(exc, "message", "") or exc)
 
 
-def grpc_bind_address(addr: str) -> str:
-    """Go-style listen address → gRPC's: ``:50052`` → ``[::]:50052``; others unchanged."""
-    return f"[::]{addr}" if addr.startswith(":") else addr
-
-
 def create_ai_server(
     servicer: AiServicer, addr: str, *, max_workers: int = 16
 ) -> tuple[grpc.Server, int, health.HealthServicer]:
     """A (not yet started) gRPC server with ``v1.AIService``, the health service (``""`` and
     ``v1.AIService`` SERVING) and reflection, bound to ``addr`` (``:50052`` accepted; port 0 picks a free
     one). Returns ``(server, port, health)``; ``OSError`` when the address cannot be bound."""
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="ns-ai"))
-    ai_pb2_grpc.add_AIServiceServicer_to_server(servicer, server)
-    health_servicer = health.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    for name in ("", SERVICE_NAME):
-        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    names = (
+    return create_server(
+        lambda server: ai_pb2_grpc.add_AIServiceServicer_to_server(servicer, server),
         ai_pb2.DESCRIPTOR.services_by_name["AIService"].full_name,
-        health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-        reflection.SERVICE_NAME,
+        addr,
+        max_workers=max_workers,
+        thread_prefix="ns-ai",
     )
-    reflection.enable_server_reflection(names, server)
-    try:
-        port = server.add_insecure_port(grpc_bind_address(addr))
-    except RuntimeError as exc:
-        raise OSError(f"cannot listen on {addr!r} for gRPC: {exc}") from exc
-    if port == 0:
-        raise OSError(f"cannot listen on {addr!r} for gRPC")
-    return server, port, health_servicer
 
 
 def serve(

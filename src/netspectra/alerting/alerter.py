@@ -30,7 +30,6 @@ import html
 import logging
 import os
 import threading
-import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -55,6 +54,7 @@ from netspectra.alerting.rules import (
     summary_text,
 )
 from netspectra.config.models import AlertRule, Config
+from netspectra.engine.manager import SystemClock
 
 log = logging.getLogger(__name__)
 
@@ -70,24 +70,6 @@ AlertSink = Callable[["AlertRecord"], None]
 
 class AlertingConfigError(ValueError):
     """A configuration the alerter cannot work with; the message names the key and the fix."""
-
-
-class _Clock:
-    """The system clocks, for an alerter without a manager."""
-
-    def time_ns(self) -> int:
-        return time.time_ns()
-
-    def monotonic_ns(self) -> int:
-        return time.monotonic_ns()
-
-    def wait_until(self, deadline_ns: int, stop: threading.Event) -> bool:
-        while not stop.is_set():
-            left = deadline_ns - time.monotonic_ns()
-            if left <= 0:
-                return False
-            stop.wait(left / 1e9)
-        return True
 
 
 @dataclass
@@ -153,7 +135,7 @@ class Alerter:
         if self.cooldown_s < 0:
             raise AlertingConfigError("the alert cooldown must not be negative")
         self.snapshot_of = snapshot_of
-        self.clock = clock or _Clock()
+        self.clock = clock or SystemClock()
         self.ai_client = ai_client
         self.ai_timeout_s = ai_timeout_s
         self.history: deque[AlertRecord] = deque(maxlen=history_size)

@@ -27,20 +27,19 @@ import hashlib
 import json
 import logging
 from collections.abc import Callable, Iterator, Sequence
-from concurrent import futures
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import grpc
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_health.v1 import health
 
 from netspectra.api.routing import NoStoreError, StoreRouter, UnknownTaskError
 from netspectra.config import Config
 from netspectra.config.models import SketchType
 from netspectra.proto.v1 import query_pb2, query_pb2_grpc
+from netspectra.rpc import create_server
 from netspectra.storage.base import StorageError
 from netspectra.storage.queries import (
     MAX_HITTERS_LIMIT,
@@ -303,11 +302,6 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
         self.QueryHeavyHitters = _unary(core.query_heavy_hitters)
 
 
-def grpc_bind_address(addr: str) -> str:
-    """Go-style listen address → gRPC's: ``:50051`` → ``[::]:50051``; others unchanged."""
-    return f"[::]{addr}" if addr.startswith(":") else addr
-
-
 def create_grpc_server(
     core: QueryCore, addr: str, *, max_workers: int = 16
 ) -> tuple[grpc.Server, int, health.HealthServicer]:
@@ -315,22 +309,10 @@ def create_grpc_server(
     (``grpc.health.v1.Health``: ``""`` and ``v1.QueryService`` SERVING) and server reflection, bound to
     ``addr`` (Go form ``:50051`` accepted; port 0 picks a free one). Returns ``(server, port,
     health_servicer)``; ``OSError`` when the address cannot be bound."""
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="ns-grpc"))
-    query_pb2_grpc.add_QueryServiceServicer_to_server(QueryServicer(core), server)
-    health_servicer = health.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    for name in ("", SERVICE_NAME):
-        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    names = (
+    return create_server(
+        lambda server: query_pb2_grpc.add_QueryServiceServicer_to_server(QueryServicer(core), server),
         query_pb2.DESCRIPTOR.services_by_name["QueryService"].full_name,
-        health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-        reflection.SERVICE_NAME,
+        addr,
+        max_workers=max_workers,
+        thread_prefix="ns-grpc",
     )
-    reflection.enable_server_reflection(names, server)
-    try:
-        port = server.add_insecure_port(grpc_bind_address(addr))
-    except RuntimeError as exc:
-        raise OSError(f"cannot listen on {addr!r} for gRPC: {exc}") from exc
-    if port == 0:
-        raise OSError(f"cannot listen on {addr!r} for gRPC")
-    return server, port, health_servicer
