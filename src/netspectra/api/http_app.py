@@ -10,6 +10,15 @@ mode; the original answered only ``/query``, with a single point and ``range.fro
   by default 1 h; set it to the snapshot interval to get every snapshot). A target is ``<task>`` (total
   packets, the original's metric) or ``<task>:packets``, ``<task>:bytes``, ``<task>:flows``.
 * ``POST /annotations`` → ``[]``: alerts are not stored yet, so there is nothing to annotate.
+* Tables (``/query`` answers ``{"type": "table", "columns": [...], "rows": [...]}``, see :func:`table`):
+  ``<exact task>:top`` (the flows with the most bytes in the range), ``<CountMin task>:count`` or
+  ``:size`` (heavy hitters), ``<SuperSpread task>:spread`` (super-spreaders); ``payload.limit`` (or
+  ``data.limit``) rows, 10 by default.
+* ``POST /metrics`` → every target as ``{"label", "value"}`` and ``POST /metric-payload-options`` → ``[]``
+  (what the ``simpod-json-datasource`` plugin asks for).
+
+Browsers: ``GET /`` with ``Accept: text/html`` answers the web dashboard (``static/index.html``; its
+scripts and styles under ``/static``); every other ``GET /`` answers ``ok``.
 
 REST (protojson as the original's v1 HTTP API: camelCase names, 64-bit integers as strings, zero values
 omitted; request bodies are the JSON form of the gRPC request messages):
@@ -28,22 +37,33 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import grpc
 from fastapi import Body, FastAPI, Request
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
+from fastapi.staticfiles import StaticFiles
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from netspectra import __version__
 from netspectra.api.grpc_service import QueryCore, QueryError, _errors
+from netspectra.config.models import SketchType
 from netspectra.proto.v1 import query_pb2
+from netspectra.storage.queries import FLOW_KEYS, _flow_states_sql, _time_bounds
 from netspectra.storage.schema import FLOW_TABLE
 
 log = logging.getLogger(__name__)
 
 METRICS = ("packets", "bytes", "flows")
+#: Table targets: ``<exact task>:top``; heavy hitters ``<sketch task>:<type>`` (type name → number).
+TOP = "top"
+HITTER_TYPES = {"count": 0, "size": 1, "spread": 2}
+#: Rows of a table when the target's payload does not say; the most rows served.
+DEFAULT_TABLE_ROWS = 10
+MAX_TABLE_ROWS = 1000
+STATIC_DIR = Path(__file__).resolve().parent / "static"
 #: Points per series when Grafana does not say (``maxDataPoints``).
 DEFAULT_MAX_POINTS = 1000
 _HTTP_STATUS = {
@@ -169,6 +189,99 @@ def series(
     return points
 
 
+def table_target(core: QueryCore, target: str) -> tuple[str, str] | None:
+    """``(task, kind)`` when ``target`` names a table (``<exact>:top``, ``<CountMin>:count|size``,
+    ``<SuperSpread>:spread``), else ``None`` (a time series)."""
+    task, sep, kind = target.rpartition(":")
+    if not sep or (kind != TOP and kind not in HITTER_TYPES) or task not in core.router.routes:
+        return None
+    return task, kind
+
+
+def _limit(target: dict[str, Any]) -> int:
+    """Rows of a table target: ``payload.limit`` (simpod-json-datasource) or ``data.limit`` (SimpleJSON)."""
+    for field in ("payload", "data"):
+        extra = target.get(field)
+        if isinstance(extra, dict) and "limit" in extra:
+            value = extra["limit"]
+            try:
+                limit = int(value)
+            except (TypeError, ValueError):
+                raise QueryError(grpc.StatusCode.INVALID_ARGUMENT, f"{field}.limit: {value!r}") from None
+            if isinstance(value, bool) or limit < 1:
+                raise QueryError(
+                    grpc.StatusCode.INVALID_ARGUMENT, f"{field}.limit must be a positive integer"
+                )
+            return min(limit, MAX_TABLE_ROWS)
+    return DEFAULT_TABLE_ROWS
+
+
+def top_flows(
+    store: Any, task: str, key_fields: list[str], start_ns: int | None, end_ns: int | None, limit: int
+) -> list[list[Any]]:
+    """The ``limit`` flows of ``task`` with the most bytes in the range (ties: more packets, then key):
+    ``[key values..., packets, bytes]`` each. Same per-period flow states as ``TraceFlow``: without a
+    start the totals as of the end, with one the traffic between the two."""
+    where = ["TaskName = %(task)s"]
+    params: dict[str, object] = {"task": task, "limit": int(limit)}
+    _time_bounds(where, params, start_ns, end_ns)
+    keys = ", ".join(FLOW_KEYS)
+    sql = (
+        f"SELECT {keys}, sum(P) AS SP, sum(B) AS SB FROM ({_flow_states_sql(store, where, start_ns)}) "
+        f"WHERE P > 0 GROUP BY {keys} ORDER BY SB DESC, SP DESC, {keys} LIMIT %(limit)s"
+    )
+    out = []
+    for row in store.query(sql, params):
+        values = dict(zip(FLOW_KEYS, row[: len(FLOW_KEYS)], strict=True))
+        out.append([str(values[k]) for k in key_fields] + [int(row[-2]), int(row[-1])])
+    return out
+
+
+def table(
+    core: QueryCore, task: str, kind: str, start_ns: int | None, end_ns: int | None, limit: int
+) -> dict[str, Any]:
+    """A SimpleJSON table: top flows of an exact task, or the heavy hitters / super-spreaders of a
+    sketch task (``QueryHeavyHitters`` with this range and limit)."""
+    if kind == TOP:
+        core._exact_task(task, "/query (top)")
+        fields = next(list(t.key_fields) for t in core.cfg.aggregator.exact.tasks if t.name == task)
+        rows = top_flows(core.router.group_store("exact"), task, fields, start_ns, end_ns, limit)
+        columns = [{"text": f, "type": "string"} for f in fields]
+        columns += [{"text": "Packets", "type": "number"}, {"text": "Bytes", "type": "number"}]
+        return {"type": "table", "columns": columns, "rows": rows}
+    req = query_pb2.HeavyHittersRequest(task_name=task, type=HITTER_TYPES[kind], limit=limit)
+    if start_ns is not None:
+        req.start_time.FromNanoseconds(start_ns)
+    if end_ns is not None:
+        req.end_time.FromNanoseconds(end_ns)
+    resp = core.query_heavy_hitters(req)
+    value = {"count": "Packets", "size": "Bytes", "spread": "Spread"}[kind]
+    return {
+        "type": "table",
+        "columns": [{"text": "Flow", "type": "string"}, {"text": value, "type": "number"}],
+        "rows": [[h.flow, int(h.value)] for h in resp.hitters],
+    }
+
+
+def all_targets(core: QueryCore) -> list[str]:
+    """Every target ``/query`` serves, in configuration order: the series of each exact task, its top
+    flows, and the heavy-hitter tables of each sketch task."""
+    out: list[str] = []
+    for name in core.router.exact_task_names():
+        out += [name, *(f"{name}:{m}" for m in METRICS), f"{name}:{TOP}"]
+    for stask in core.cfg.aggregator.sketch.tasks:
+        if SketchType(stask.skt_type) == SketchType.SUPER_SPREAD:
+            out.append(f"{stask.name}:spread")
+        else:
+            out += [f"{stask.name}:count", f"{stask.name}:size"]
+    return out
+
+
+def _wants_html(request: Request) -> bool:
+    accept = request.headers.get("accept", "")
+    return "text/html" in accept.lower()
+
+
 def _error_response(exc: QueryError) -> JSONResponse:
     return JSONResponse(
         {"code": exc.code.name, "message": exc.message}, status_code=_HTTP_STATUS.get(exc.code, 500)
@@ -210,9 +323,26 @@ def create_app(core: QueryCore) -> FastAPI:
         log.error("HTTP %s %s failed", request.method, request.url.path, exc_info=exc)
         return JSONResponse({"code": "INTERNAL", "message": "internal error (see the server log)"}, 500)
 
-    @app.get("/", response_class=PlainTextResponse, tags=["grafana"], summary="Connection test")
-    def root() -> str:
-        return "ok"
+    @app.get(
+        "/",
+        response_class=PlainTextResponse,
+        tags=["grafana"],
+        summary="Connection test (`ok`); the web dashboard for browsers (Accept: text/html)",
+    )
+    def root(request: Request) -> Response:
+        if _wants_html(request):
+            return FileResponse(STATIC_DIR / "index.html", media_type="text/html")
+        return PlainTextResponse("ok")
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    @app.post("/metrics", tags=["grafana"], summary="Targets for simpod-json-datasource")
+    def metrics(payload: dict[str, Any] | None = Body(default=None)) -> list[dict[str, str]]:  # noqa: B008
+        return [{"label": t, "value": t} for t in all_targets(core)]
+
+    @app.post("/metric-payload-options", tags=["grafana"], summary="Payload options: none")
+    def metric_payload_options(payload: dict[str, Any] | None = Body(default=None)) -> list[Any]:  # noqa: B008
+        return []
 
     @app.post("/search", tags=["grafana"], summary="Targets: the exact task names")
     def search(payload: dict[str, Any] | None = Body(default=None)) -> list[str]:  # noqa: B008
@@ -249,7 +379,11 @@ def create_app(core: QueryCore) -> FastAPI:
                 name = t.get("target") if isinstance(t, dict) else None
                 if not isinstance(name, str) or not name:
                     continue  # Grafana sends empty targets while a panel is being edited
-                out.append({"target": name, "datapoints": series(core, name, start, end, max_points)})
+                tab = table_target(core, name)
+                if tab is not None:
+                    out.append({"target": name, **table(core, *tab, start, end, _limit(t))})
+                else:
+                    out.append({"target": name, "datapoints": series(core, name, start, end, max_points)})
             return out
 
     @app.post("/annotations", tags=["grafana"], summary="Annotations: none yet (alerts are not stored)")

@@ -1,0 +1,183 @@
+// NetSpectra web dashboard: plain JavaScript, no build step, no third-party code.
+// Reads the same endpoints as Grafana: POST /metrics (the targets), POST /query (series and tables).
+"use strict";
+
+const SVG = "http://www.w3.org/2000/svg";
+const state = { targets: [], timer: null, busy: false };
+const $ = (id) => document.getElementById(id);
+const fmt = (n) => Number(n).toLocaleString("en-US");
+
+async function post(path, body) {
+  const res = await fetch(path, {
+    method: "POST",
+    headers: { "Content-Type": "application/json", Accept: "application/json" },
+    body: JSON.stringify(body),
+  });
+  const doc = await res.json();
+  if (!res.ok) throw new Error(`${path}: ${doc.code || res.status}: ${doc.message || ""}`);
+  return doc;
+}
+
+function range() {
+  const v = $("range").value;
+  const to = Date.now();
+  return { from: v === "all" ? 0 : to - Number(v) * 1000, to };
+}
+
+function el(tag, attrs, text) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) e.setAttribute(k, v);
+  if (text !== undefined) e.textContent = text;
+  return e;
+}
+
+function svgEl(tag, attrs, text) {
+  const e = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs || {})) e.setAttribute(k, v);
+  if (text !== undefined) e.textContent = text;
+  return e;
+}
+
+function drawChart(fig, datapoints) {
+  const svg = fig.querySelector("svg");
+  svg.replaceChildren();
+  const latest = fig.querySelector(".latest");
+  fig.dataset.points = String(datapoints.length);
+  if (!datapoints.length) {
+    latest.textContent = "";
+    latest.removeAttribute("data-value");
+    svg.append(svgEl("text", { x: 10, y: 20 }, "no data in this range"));
+    return;
+  }
+  const last = datapoints[datapoints.length - 1];
+  latest.textContent = fmt(last[0]);
+  latest.dataset.value = String(last[0]);
+  latest.dataset.time = String(last[1]);
+  const W = svg.clientWidth || 400, H = svg.clientHeight || 180;
+  svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
+  const L = 60, R = 10, T = 10, B = 22;
+  const xs = datapoints.map((p) => p[1]), ys = datapoints.map((p) => p[0]);
+  let x0 = Math.min(...xs), x1 = Math.max(...xs);
+  if (x0 === x1) { x0 -= 30000; x1 += 30000; }
+  const y1 = Math.max(...ys, 1);
+  const px = (x) => L + ((x - x0) / (x1 - x0)) * (W - L - R);
+  const py = (y) => H - B - (y / y1) * (H - T - B);
+  for (const f of [0, 0.5, 1]) {
+    const y = py(y1 * f);
+    svg.append(svgEl("line", { class: "grid", x1: L, x2: W - R, y1: y, y2: y }));
+    svg.append(svgEl("text", { x: L - 4, y: y + 3, "text-anchor": "end" }, fmt(Math.round(y1 * f))));
+  }
+  svg.append(svgEl("line", { class: "axis", x1: L, x2: W - R, y1: H - B, y2: H - B }));
+  for (const x of [x0, x1]) {
+    const label = new Date(x).toISOString().replace("T", " ").slice(0, 19);
+    svg.append(svgEl("text", { x: px(x), y: H - 6, "text-anchor": x === x0 ? "start" : "end" }, label));
+  }
+  const d = datapoints.map((p, i) => `${i ? "L" : "M"}${px(p[1]).toFixed(1)},${py(p[0]).toFixed(1)}`);
+  svg.append(svgEl("path", { class: "line", d: d.join(" ") }));
+  for (const p of datapoints) {
+    const c = svgEl("circle", { class: "dot", cx: px(p[1]), cy: py(p[0]), r: 3 });
+    c.append(svgEl("title", {}, `${new Date(p[1]).toISOString()}: ${fmt(p[0])}`));
+    svg.append(c);
+  }
+}
+
+function fillTable(tableEl, answer) {
+  tableEl.replaceChildren();
+  const head = el("tr");
+  answer.columns.forEach((c) => head.append(el("th", c.type === "number" ? { class: "num" } : {}, c.text)));
+  tableEl.appendChild(el("thead")).append(head);
+  const body = tableEl.appendChild(el("tbody"));
+  if (!answer.rows.length) {
+    const td = el("td", { class: "empty", colspan: answer.columns.length }, "nothing in this range");
+    body.appendChild(el("tr")).append(td);
+    return;
+  }
+  for (const row of answer.rows) {
+    const tr = body.appendChild(el("tr", { class: "row" }));
+    row.forEach((v, i) => {
+      const num = answer.columns[i].type === "number";
+      tr.append(el("td", num ? { class: "num", "data-value": String(v) } : {}, num ? fmt(v) : String(v)));
+    });
+  }
+}
+
+function sketchTables(container, targets) {
+  // one <table> per target, created once and refilled on every refresh
+  for (const t of targets) {
+    if (!container.querySelector(`table[data-target="${CSS.escape(t)}"]`)) {
+      const card = container.appendChild(el("div", { class: "card" }));
+      card.append(el("h3", {}, t), el("table", { "data-target": t }));
+    }
+  }
+  if (!targets.length) container.replaceChildren(el("p", { class: "empty" }, "no such sketch task configured"));
+}
+
+async function loadTargets() {
+  const metrics = await post("/metrics", {});
+  state.targets = metrics.map((m) => m.value);
+  const tasks = state.targets.filter((t) => t.endsWith(":top")).map((t) => t.slice(0, -4));
+  const select = $("task");
+  const wanted = new URLSearchParams(location.search).get("task");
+  select.replaceChildren(...tasks.map((t) => el("option", { value: t }, t)));
+  if (wanted && tasks.includes(wanted)) select.value = wanted;
+  sketchTables($("hitter-tables"), state.targets.filter((t) => t.endsWith(":count") || t.endsWith(":size")));
+  sketchTables($("spreader-tables"), state.targets.filter((t) => t.endsWith(":spread")));
+}
+
+async function refresh() {
+  if (state.busy) return;
+  state.busy = true;
+  const status = $("status");
+  try {
+    const task = $("task").value;
+    const sketch = [...document.querySelectorAll("table[data-target]")].map((t) => t.dataset.target);
+    const targets = ["packets", "bytes", "flows"].map((m) => ({ target: `${task}:${m}`, refId: m }));
+    targets.push({ target: `${task}:top`, refId: "top", payload: { limit: 10 } });
+    sketch.forEach((t) => targets.push({ target: t, refId: t, payload: { limit: 10 } }));
+    const answer = task ? await post("/query", { range: range(), targets, maxDataPoints: 500 }) : [];
+    for (const a of answer) {
+      if (a.type === "table") {
+        const tableEl = a.target.endsWith(":top")
+          ? $("top-table")
+          : document.querySelector(`table[data-target="${CSS.escape(a.target)}"]`);
+        fillTable(tableEl, a);
+      } else {
+        const metric = a.target.slice(a.target.lastIndexOf(":") + 1);
+        drawChart(document.querySelector(`figure[data-metric="${metric}"]`), a.datapoints);
+      }
+    }
+    status.className = "";
+    status.textContent = `updated ${new Date().toLocaleTimeString()}`;
+    document.body.dataset.updated = String(Date.now());
+  } catch (err) {
+    status.className = "error";
+    status.textContent = String(err.message || err);
+  } finally {
+    state.busy = false;
+  }
+}
+
+function schedule() {
+  clearInterval(state.timer);
+  const s = Number($("refresh").value);
+  if (s > 0) state.timer = setInterval(refresh, s * 1000);
+}
+
+async function main() {
+  const params = new URLSearchParams(location.search);
+  if (params.get("range")) $("range").value = params.get("range");
+  if (params.get("refresh")) $("refresh").value = params.get("refresh");
+  try {
+    await loadTargets();
+  } catch (err) {
+    $("status").className = "error";
+    $("status").textContent = String(err.message || err);
+    return;
+  }
+  for (const id of ["task", "range"]) $(id).addEventListener("change", refresh);
+  $("refresh").addEventListener("change", schedule);
+  await refresh();
+  schedule();
+}
+
+main();
