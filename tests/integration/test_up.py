@@ -124,6 +124,14 @@ def test_up_replays_stores_answers_and_stops_cleanly(tmp_path: Path) -> None:
         (s,) = resp.summaries
         assert (s.total_packets, s.total_bytes, s.flow_count) == (3882, 577490, 937)
         assert _nats_servers_under(data), "the nats-server child should run while up runs"
+        # the alerter (a check every 1 s) stores its alerts in the same chdb session the API reads
+        stored: list = []
+        deadline = time.monotonic() + 30
+        while not stored and time.monotonic() < deadline:
+            with urllib.request.urlopen(f"{base}/api/v1/alerts?task=per_five_tuple", timeout=5) as resp:
+                stored = json.loads(resp.read())["alerts"]
+            time.sleep(0.3)
+        assert stored and stored[0]["rule"] == "many" and stored[0]["delivered"] == ["log"], stored
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)

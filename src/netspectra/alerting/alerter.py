@@ -452,11 +452,19 @@ def build_notifiers(cfg: Config, *, env: Mapping[str, str] | None = None) -> lis
 
 def attach_alerter(manager: Any, cfg: Config, **kwargs: Any) -> Alerter | None:
     """The configured alerter attached to (and started on) ``manager``; ``None`` when
-    ``alerter.enabled`` is false or there are no rules (said in the log)."""
+    ``alerter.enabled`` is false or there are no rules (said in the log).
+
+    A ``sink`` with a ``close()`` (e.g. :class:`~netspectra.storage.alerts.AlertStoreSink`) is closed
+    when the manager stops, after the alerter's final check.
+    """
     if not cfg.alerter.enabled:
         log.info("alerting is off (alerter.enabled is false)")
         return None
     if not cfg.alerter.rules:
         log.warning("alerter.enabled is true but alerter.rules is empty: nothing to evaluate")
         return None
-    return Alerter.from_config(cfg, **kwargs).attach(manager)
+    alerter = Alerter.from_config(cfg, **kwargs).attach(manager)
+    close = getattr(alerter.sink, "close", None)
+    if callable(close):
+        manager.on_stop.append(lambda _m: close())
+    return alerter

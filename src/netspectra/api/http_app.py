@@ -9,7 +9,10 @@ mode; the original answered only ``/query``, with a single point and ``range.fro
   snapshot — exactly, the newest snapshot of each history bucket (``clickhouse.history_resolution``,
   by default 1 h; set it to the snapshot interval to get every snapshot). A target is ``<task>`` (total
   packets, the original's metric) or ``<task>:packets``, ``<task>:bytes``, ``<task>:flows``.
-* ``POST /annotations`` → ``[]``: alerts are not stored yet, so there is nothing to annotate.
+* ``POST /annotations`` → the stored alerts (see :mod:`netspectra.storage.alerts`) in ``range``, one
+  annotation per fired rule (per flow for sketch rules): ``time`` (ms), ``title``, ``text``, ``tags``;
+  ``annotation.query``, when set, names the one task to show. ``[]`` when the exact group has no
+  ClickHouse writer (nowhere alerts are kept).
 * Tables (``/query`` answers ``{"type": "table", "columns": [...], "rows": [...]}``, see :func:`table`):
   ``<exact task>:top`` (the flows with the most bytes in the range), ``<CountMin task>:count`` or
   ``:size`` (heavy hitters), ``<SuperSpread task>:spread`` (super-spreaders); ``payload.limit`` (or
@@ -28,6 +31,8 @@ omitted; request bodies are the JSON form of the gRPC request messages):
 * ``POST /api/v1/trace`` (``TraceFlowRequest`` → ``TraceFlowResponse``) and the original's
   ``POST /api/v1/flows/trace`` (→ the bare ``FlowLifecycle``)
 * ``POST /api/v1/heavy-hitters`` (``HeavyHittersRequest`` → ``HeavyHittersResponse``)
+* ``GET /api/v1/alerts?start=&end=&task=&limit=`` and ``POST /api/v1/alerts`` (the same as a JSON
+  object): the stored alert history, newest first (``{"alerts": [...]}``, see :func:`alerts_response`)
 
 Errors: ``{"code": "<gRPC status name>", "message": "..."}`` with 400 (INVALID_ARGUMENT), 404
 (NOT_FOUND), 503 (UNAVAILABLE) or 500; never a traceback. OpenAPI: ``/docs`` and ``/openapi.json``.
@@ -35,6 +40,7 @@ Errors: ``{"code": "<gRPC status name>", "message": "..."}`` with 400 (INVALID_A
 
 from __future__ import annotations
 
+import html
 import logging
 from datetime import UTC, datetime
 from pathlib import Path
@@ -49,8 +55,10 @@ from google.protobuf.message import Message
 
 from netspectra import __version__
 from netspectra.api.grpc_service import QueryCore, QueryError, _errors
+from netspectra.api.routing import first_clickhouse
 from netspectra.config.models import SketchType
 from netspectra.proto.v1 import query_pb2
+from netspectra.storage.alerts import StoredAlert, alerts
 from netspectra.storage.queries import FLOW_KEYS, _flow_states_sql, _time_bounds
 from netspectra.storage.schema import FLOW_TABLE
 
@@ -66,6 +74,8 @@ MAX_TABLE_ROWS = 1000
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 #: Points per series when Grafana does not say (``maxDataPoints``).
 DEFAULT_MAX_POINTS = 1000
+#: Most annotations ``/annotations`` answers (the newest in the range).
+MAX_ANNOTATIONS = 1000
 _HTTP_STATUS = {
     grpc.StatusCode.INVALID_ARGUMENT: 400,
     grpc.StatusCode.NOT_FOUND: 404,
@@ -277,6 +287,68 @@ def all_targets(core: QueryCore) -> list[str]:
     return out
 
 
+def _range_of(start: Any, end: Any, what: str) -> tuple[int | None, int | None]:
+    """Two bounds (ISO 8601 text, epoch ms as a number or as digits) → UTC ns; checked in order."""
+    bounds = []
+    for value, name in ((start, f"{what}from"), (end, f"{what}to")):
+        if isinstance(value, str) and value.strip().isdigit():
+            value = int(value.strip())
+        bounds.append(parse_grafana_time(value, name))
+    lo, hi = bounds
+    if lo is not None and hi is not None and lo > hi:
+        raise QueryError(grpc.StatusCode.INVALID_ARGUMENT, f"{what}from is after {what}to")
+    return lo, hi
+
+
+def _stored_alerts(
+    core: QueryCore, start_ns: int | None, end_ns: int | None, task: str | None, limit: int
+) -> list[StoredAlert]:
+    """The alert history of the exact group's store; ``[]`` when that group has no ClickHouse writer."""
+    if first_clickhouse(core.cfg, "exact") is None:
+        return []
+    return alerts(core.router.group_store("exact"), start_ns, end_ns, task, limit)
+
+
+def annotation(a: StoredAlert, source: Any) -> dict[str, Any]:
+    """A SimpleJSON annotation of one stored alert."""
+    observed = f"{a.value:g}" + (f" (flow {a.flow})" if a.flow is not None else "")
+    failed = "; ".join(f"{k}: {v}" for k, v in a.failed.items())
+    text = (
+        f"{a.subject}<br>Task: {a.task}<br>Condition: {a.metric} {a.operator} {a.threshold:g}<br>"
+        f"Observed: {observed}<br>Delivered: {', '.join(a.delivered) or 'none'}"
+        + (f"<br>Failed: {failed}" if failed else "")
+        + f"<br>AI analysis: {a.ai_status}"
+    )
+    out: dict[str, Any] = {
+        "time": a.time_ns // 1_000_000,
+        "title": f"Alert: {a.rule}",
+        "text": html.escape(text, quote=False).replace("&lt;br&gt;", "<br>"),
+        "tags": ["netspectra", "alert", a.task, a.metric],
+    }
+    if source is not None:
+        out["annotation"] = source
+    return out
+
+
+def alerts_response(
+    core: QueryCore, start: Any = None, end: Any = None, task: Any = None, limit: Any = None
+) -> dict[str, Any]:
+    """``{"alerts": [StoredAlert.to_dict(), ...]}`` for the REST endpoint's parameters (checked)."""
+    start_ns, end_ns = _range_of(start, end, "")
+    if task is not None and not isinstance(task, str):
+        raise QueryError(grpc.StatusCode.INVALID_ARGUMENT, "task must be a string")
+    n = 0
+    if limit is not None and limit != "":
+        try:
+            n = int(limit)
+        except (TypeError, ValueError):
+            raise QueryError(grpc.StatusCode.INVALID_ARGUMENT, f"limit: {limit!r}") from None
+        if isinstance(limit, bool) or n < 1:
+            raise QueryError(grpc.StatusCode.INVALID_ARGUMENT, "limit must be a positive integer")
+    rows = _stored_alerts(core, start_ns, end_ns, task or None, n)
+    return {"alerts": [a.to_dict() for a in rows]}
+
+
 def _wants_html(request: Request) -> bool:
     accept = request.headers.get("accept", "")
     return "text/html" in accept.lower()
@@ -304,6 +376,7 @@ def _dump(msg: Message) -> dict[str, Any]:
 _AGG_EXAMPLE = {"taskName": "per_five_tuple", "srcIp": "10.0.2.15", "startTime": "2024-01-01T00:00:00Z"}
 _TRACE_EXAMPLE = {"taskName": "per_five_tuple", "flowKeys": {"SrcIP": "10.0.2.15", "DstPort": "53"}}
 _HH_EXAMPLE = {"taskName": "cm_src_left", "type": 0, "limit": 10}
+_ALERTS_EXAMPLE = {"start": "2024-01-01T00:00:00Z", "end": "2024-01-02T00:00:00Z", "limit": 100}
 
 
 def create_app(core: QueryCore) -> FastAPI:
@@ -386,9 +459,19 @@ def create_app(core: QueryCore) -> FastAPI:
                     out.append({"target": name, "datapoints": series(core, name, start, end, max_points)})
             return out
 
-    @app.post("/annotations", tags=["grafana"], summary="Annotations: none yet (alerts are not stored)")
+    @app.post("/annotations", tags=["grafana"], summary="Annotations: the stored alerts in the range")
     def annotations(payload: dict[str, Any] | None = Body(default=None)) -> list[Any]:  # noqa: B008
-        return []
+        with _errors("/annotations"):
+            payload = payload or {}
+            rng = payload.get("range") or {}
+            if not isinstance(rng, dict):
+                raise QueryError(grpc.StatusCode.INVALID_ARGUMENT, "range must be an object")
+            start, end = _range_of(rng.get("from"), rng.get("to"), "range.")
+            source = payload.get("annotation")
+            task = source.get("query") if isinstance(source, dict) else None
+            task = task.strip() if isinstance(task, str) and task.strip() else None
+            rows = _stored_alerts(core, start, end, task, MAX_ANNOTATIONS)
+            return [annotation(a, source) for a in rows]
 
     @app.get("/api/v1/health", tags=["v1"], summary="HealthCheck")
     def health() -> dict[str, Any]:
@@ -413,5 +496,23 @@ def create_app(core: QueryCore) -> FastAPI:
     @app.post("/api/v1/heavy-hitters", tags=["v1"], summary="QueryHeavyHitters")
     def hitters(payload: dict[str, Any] = Body(examples=[_HH_EXAMPLE])) -> dict[str, Any]:  # noqa: B008
         return _dump(core.query_heavy_hitters(_parse(payload, query_pb2.HeavyHittersRequest)))
+
+    @app.get("/api/v1/alerts", tags=["v1"], summary="The stored alert history (start, end, task, limit)")
+    def alerts_get(
+        start: str | None = None, end: str | None = None, task: str | None = None, limit: str | None = None
+    ) -> dict[str, Any]:
+        with _errors("/api/v1/alerts"):
+            return alerts_response(core, start, end, task, limit)
+
+    @app.post("/api/v1/alerts", tags=["v1"], summary="The stored alert history (JSON body)")
+    def alerts_post(
+        payload: dict[str, Any] | None = Body(default=None, examples=[_ALERTS_EXAMPLE]),  # noqa: B008
+    ) -> dict[str, Any]:
+        with _errors("/api/v1/alerts"):
+            body = payload or {}
+            unknown = set(body) - {"start", "end", "task", "limit"}
+            if unknown:
+                raise QueryError(grpc.StatusCode.INVALID_ARGUMENT, f"unknown fields: {sorted(unknown)}")
+            return alerts_response(core, *(body.get(k) for k in ("start", "end", "task", "limit")))
 
     return app

@@ -28,6 +28,7 @@ from netspectra.offline.warmup import warm_up
 from netspectra.output.flow_table import write_csv, write_parquet
 from netspectra.output.timefmt import format_ts_ns
 from netspectra.sketches.base import HitterType, SketchSnapshot, SketchTask
+from netspectra.storage.alerts import alert_sink_for
 from netspectra.tasks.exact import ExactTask, FlowSnapshot
 
 log = logging.getLogger(__name__)
@@ -155,7 +156,7 @@ def analyze(
                     on_file_start=on_file_start,
                     progress=on_progress,
                     # the original's pcap-analyzer ran the alerter too: rules checked on the final state
-                    on_manager=lambda m: attach_alerter(m, cfg),
+                    on_manager=lambda m: attach_alerter(m, cfg, sink=alert_sink_for(cfg)),
                 )
             except (ConfigError, AlertingConfigError) as exc:
                 raise fail(str(exc)) from None

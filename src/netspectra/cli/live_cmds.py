@@ -397,12 +397,13 @@ def engine(
 ) -> None:
     """Consume packets from NATS into the configured tasks; stop gracefully on SIGINT/SIGTERM."""
     from netspectra.alerting.alerter import AlertingConfigError, attach_alerter
+    from netspectra.storage.alerts import alert_sink_for
 
     try:
         cfg = load_config(config)
         manager = Manager.from_config(cfg, writers=writers)
         # the original's engine ran the alerter: rules every check_interval and once at stop
-        attach_alerter(manager, cfg)
+        attach_alerter(manager, cfg, sink=alert_sink_for(cfg) if writers else None)
     except (ConfigError, AlertingConfigError) as exc:
         raise fail(str(exc)) from None
     if member >= members:

@@ -108,6 +108,7 @@ def up(
     from netspectra.cli.api_cmds import ApiServer
     from netspectra.engine.manager import Manager
     from netspectra.probe.live import LiveCaptureError
+    from netspectra.storage.alerts import alert_sink_for
     from netspectra.storage.clickhouse import StorageError
     from netspectra.transport.natsserver import NatsServer, NatsServerError, free_port
 
@@ -138,7 +139,7 @@ def up(
         try:
             manager = Manager.from_config(cfg, writers=True)
             manager.start()
-            attach_alerter(manager, cfg)
+            attach_alerter(manager, cfg, sink=alert_sink_for(cfg))
             api = ApiServer(cfg, grpc_addr, http_addr)
             api.start()
         except (ConfigError, StorageError, OSError, ValueError) as exc:

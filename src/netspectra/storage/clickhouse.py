@@ -37,7 +37,9 @@ import pyarrow as pa
 
 from netspectra.storage.base import SnapshotMeta, StorageError, Writer, WriterError
 from netspectra.storage.schema import (
+    ALERT_TABLE,
     CREATE_TABLES,
+    EXPIRED_ALERT_PARTITIONS_SQL,
     EXPIRED_PARTITIONS_SQL,
     FLOW_COLUMNS,
     FLOW_TABLE,
@@ -351,8 +353,9 @@ class ClickHouseStore:
             self.execute(ddl.format(db=self.db))
         found: dict[str, set[str]] = {}
         rows = self.query(
-            "SELECT table, name FROM system.columns WHERE database = %(db)s AND table IN (%(f)s, %(h)s)",
-            {"db": self.database, "f": FLOW_TABLE, "h": HITTER_TABLE},
+            "SELECT table, name FROM system.columns "
+            "WHERE database = %(db)s AND table IN (%(f)s, %(h)s, %(a)s)",
+            {"db": self.database, "f": FLOW_TABLE, "h": HITTER_TABLE, "a": ALERT_TABLE},
         )
         for table, column in rows:
             found.setdefault(table, set()).add(column)
@@ -367,11 +370,16 @@ class ClickHouseStore:
 
     def expire(self, retention_ns: int, now_ns: int | None = None) -> list[int]:
         """Drop the periods (day partitions of PeriodStart) whose newest snapshot is older than
-        ``now - retention``; return the partitions dropped (``YYYYMMDD``)."""
+        ``now - retention``, and the days of alerts whose newest alert is; return the partitions dropped
+        (``YYYYMMDD``)."""
         cutoff = (time.time_ns() if now_ns is None else now_ns) - retention_ns
         dropped: list[int] = []
-        for table in (FLOW_TABLE, HITTER_TABLE):
-            sql = EXPIRED_PARTITIONS_SQL.format(db=self.db, table=quote_identifier(table))
+        for table, template in (
+            (FLOW_TABLE, EXPIRED_PARTITIONS_SQL),
+            (HITTER_TABLE, EXPIRED_PARTITIONS_SQL),
+            (ALERT_TABLE, EXPIRED_ALERT_PARTITIONS_SQL),
+        ):
+            sql = template.format(db=self.db, table=quote_identifier(table))
             for (partition,) in self.query(sql, {"cutoff_ns": max(cutoff, 0)}):
                 day = int(partition)  # an integer from the server: safe to write into the statement
                 self.execute(f"ALTER TABLE {self.table(table)} DROP PARTITION {day}")

@@ -16,15 +16,21 @@ Tables (the original's two, with its flaws fixed; see docs/storage.md for the re
     (seconds) computed from them, so the original's column names still work in SQL and cost nothing.
 ``heavy_hitters``
     One row per reported heavy hitter per snapshot, ``Type`` 0 count, 1 size, 2 spread.
+``alerts``
+    The alert history (:class:`~netspectra.storage.alerts.AlertStoreSink`): one row per fired rule per
+    notification (a sketch rule: one row per flow that passed), with the notification's subject, the
+    notifiers that delivered it and those that failed (JSON text), and the AI analysis status. A plain
+    ``MergeTree`` ordered by time; partitions are days of the alert time.
 
-Both are ``ReplacingMergeTree(TimestampNs)``: rows with the same sorting key — task, period, flow (and
-type), history bucket — are merged into the newest one. ``Bucket`` is the snapshot time rounded down to
-the writer's ``history_resolution``; so storage holds at most one row per flow per period per bucket,
-however many snapshots are taken, and queries "as of" a past time stay exact at bucket boundaries.
+The first two are ``ReplacingMergeTree(TimestampNs)``: rows with the same sorting key — task, period,
+flow (and type), history bucket — are merged into the newest one. ``Bucket`` is the snapshot time
+rounded down to the writer's ``history_resolution``; so storage holds at most one row per flow per period
+per bucket, however many snapshots are taken, and queries "as of" a past time stay exact at bucket boundaries.
 Queries never rely on merges having happened: they take ``argMax(…, TimestampNs)`` per flow and period.
 
 Partitions are days of ``PeriodStart`` (UTC): every version of a flow's row lies in one partition (so
-merges can replace them), and retention drops whole periods (:data:`EXPIRED_PARTITIONS_SQL`).
+merges can replace them), and retention drops whole periods (:data:`EXPIRED_PARTITIONS_SQL`); alert
+days are dropped by the same mechanism once their newest alert is older than the retention.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from collections.abc import Mapping
 #: Table names (in the configured database).
 FLOW_TABLE = "flow_metrics"
 HITTER_TABLE = "heavy_hitters"
+ALERT_TABLE = "alerts"
 
 #: Physical columns of ``flow_metrics`` in insert order, with their ClickHouse types.
 FLOW_COLUMNS: tuple[tuple[str, str], ...] = (
@@ -63,6 +70,23 @@ HITTER_COLUMNS: tuple[tuple[str, str], ...] = (
     ("Value", "UInt64"),
     ("Type", "UInt8"),
 )
+#: Physical columns of ``alerts`` in insert order. ``Flow`` is NULL for exact rules; ``Delivered`` is a
+#: JSON list of notifier names, ``Failed`` a JSON object notifier → error; ``Final`` 1 for the stop check.
+ALERT_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("TimestampNs", "UInt64"),
+    ("TaskName", "String"),
+    ("RuleName", "String"),
+    ("Metric", "String"),
+    ("Operator", "String"),
+    ("Threshold", "Float64"),
+    ("Value", "Float64"),
+    ("Flow", "Nullable(String)"),
+    ("Subject", "String"),
+    ("Delivered", "String"),
+    ("Failed", "String"),
+    ("AiStatus", "String"),
+    ("Final", "UInt8"),
+)
 #: Flow-key columns of ``flow_metrics`` (NULL where the task does not key on the field).
 KEY_COLUMNS: tuple[str, ...] = ("SrcIP", "DstIP", "SrcPort", "DstPort", "Protocol")
 
@@ -88,34 +112,53 @@ _FLOW_ORDER = (
     "ifNull(DstPort, 0), ifNull(Protocol, 0), Bucket"
 )
 _HITTER_ORDER = "TaskName, Type, PeriodStartNs, Flow, Bucket"
+_ALERT_PARTITION = f"toYYYYMMDD({_seconds('TimestampNs')})"
+_ALERT_ORDER = "TimestampNs, TaskName, RuleName"
 
 
 def _create(
-    table: str, columns: tuple[tuple[str, str], ...], aliases: tuple[tuple[str, str], ...], order: str
+    table: str,
+    columns: tuple[tuple[str, str], ...],
+    aliases: tuple[tuple[str, str], ...],
+    order: str,
+    engine: str = "ReplacingMergeTree(TimestampNs)",
+    partition: str = _PARTITION,
 ) -> str:
     cols = [f"    {name} {typ}" for name, typ in columns]
     cols += [f"    {name} DateTime('UTC') ALIAS {_seconds(src)}" for name, src in aliases]
     body = ",\n".join(cols)
     return (
         f"CREATE TABLE IF NOT EXISTS {{db}}.{table} (\n{body}\n)\n"
-        f"ENGINE = ReplacingMergeTree(TimestampNs)\nPARTITION BY {_PARTITION}\nORDER BY ({order})"
+        f"ENGINE = {engine}\nPARTITION BY {partition}\nORDER BY ({order})"
     )
+
+
+_ALERT_ALIASES = (("Timestamp", "TimestampNs"),)
 
 
 #: ``CREATE TABLE IF NOT EXISTS`` statements; ``{db}`` is replaced by the quoted database name.
 CREATE_TABLES: dict[str, str] = {
     FLOW_TABLE: _create(FLOW_TABLE, FLOW_COLUMNS, _FLOW_ALIASES, _FLOW_ORDER),
     HITTER_TABLE: _create(HITTER_TABLE, HITTER_COLUMNS, _HITTER_ALIASES, _HITTER_ORDER),
+    ALERT_TABLE: _create(
+        ALERT_TABLE, ALERT_COLUMNS, _ALERT_ALIASES, _ALERT_ORDER, "MergeTree()", _ALERT_PARTITION
+    ),
 }
 #: Columns each table must have; an existing table without them (e.g. the original's) is refused.
 REQUIRED_COLUMNS: dict[str, frozenset[str]] = {
     FLOW_TABLE: frozenset(n for n, _ in FLOW_COLUMNS) | {n for n, _ in _FLOW_ALIASES},
     HITTER_TABLE: frozenset(n for n, _ in HITTER_COLUMNS) | {n for n, _ in _HITTER_ALIASES},
+    ALERT_TABLE: frozenset(n for n, _ in ALERT_COLUMNS) | {n for n, _ in _ALERT_ALIASES},
 }
 
 #: Partitions (``YYYYMMDD`` of PeriodStart) whose newest snapshot is older than ``%(cutoff_ns)s``.
 EXPIRED_PARTITIONS_SQL = (
     f"SELECT {_PARTITION} AS p FROM {{db}}.{{table}} "
+    "GROUP BY p HAVING max(TimestampNs) < %(cutoff_ns)s ORDER BY p"
+)
+#: Partitions (``YYYYMMDD`` of the alert time) of ``alerts`` whose newest alert is older than the cutoff.
+EXPIRED_ALERT_PARTITIONS_SQL = (
+    f"SELECT {_ALERT_PARTITION} AS p FROM {{db}}.{{table}} "
     "GROUP BY p HAVING max(TimestampNs) < %(cutoff_ns)s ORDER BY p"
 )
 
