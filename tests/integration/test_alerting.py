@@ -9,7 +9,6 @@ import email
 import email.policy
 import ipaddress
 import json
-import socket
 import ssl
 import sys
 import threading
@@ -41,6 +40,7 @@ from netspectra.config import parse_config_text
 from netspectra.config.models import AiConfig
 from netspectra.engine.manager import Manager, ManualClock
 from netspectra.gen.synth import generate
+from netspectra.transport.natsserver import free_port
 
 aiosmtpd = pytest.importorskip("aiosmtpd", reason="needs aiosmtpd (pip install aiosmtpd)")
 from aiosmtpd.controller import Controller  # noqa: E402
@@ -48,13 +48,6 @@ from aiosmtpd.smtp import AuthResult, LoginPassword  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from fakes.openai_server import FakeOpenAI  # noqa: E402
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
 
 # --------------------------------------------------------------------------------------------------
 # SMTP server
