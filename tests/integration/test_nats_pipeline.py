@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -529,3 +530,117 @@ def test_jetstream_two_members(nats_server: NatsServer, gen_trace: Path) -> None
     per_engine = [snapshots(m) for m in managers]
     for name in TASKS:
         assert_same(merged([s[name] for s in per_engine]), want[name])
+
+
+STORED_CONFIG = """
+aggregator:
+  types: ["exact"]
+  period: "{period}"
+  num_workers: 2
+  exact:
+    writers:
+      - type: clickhouse
+        enabled: true
+        snapshot_interval: "300ms"
+        clickhouse: {{host: "127.0.0.1", port: {port}, database: "{database}"}}
+    tasks:
+      - name: "per_five_tuple"
+        key_fields: ["SrcIP", "DstIP", "SrcPort", "DstPort", "Protocol"]
+      - name: "per_src"
+        key_fields: ["SrcIP"]
+"""
+
+
+@pytest.mark.slow
+def test_jetstream_restart_resumes_the_stored_period(
+    nats_server: NatsServer, gen_trace: Path, tmp_path: Path, clickhouse_server: Any
+) -> None:
+    """An engine killed inside its second period had stored periodic snapshots of it; its successor
+    resumes that period (same PeriodStartNs, recorded in the JetStream period ledger), so its rows
+    replace the dead engine's: totals summed over periods in ClickHouse equal the offline analysis
+    (before the ledger, the killed period's packets were counted twice). The first period was closed
+    and acknowledged at its end, so the successor replays only the second one."""
+    from netspectra.config.models import ClickHouseConfig
+    from netspectra.storage.clickhouse import connect_store
+    from netspectra.storage.queries import aggregate_flows
+
+    want = offline(gen_trace)
+    batches = list(CaptureReader(gen_trace, batch_size=20_000))
+    part_a, part_b, part_c = batches[:3], batches[3:6], batches[6:]
+    database = f"resume_{os.getpid()}_{int(time.time())}"
+    period_s = 4.0
+    cfg_path = tmp_path / "config.yaml"
+    cfg_path.write_text(
+        STORED_CONFIG.format(period=f"{period_s}s", port=clickhouse_server.tcp_port, database=database)
+    )
+    stream, durable = "RESUMETEST", "resumetest"
+    pub = PublisherOptions(url=nats_server.url, subject=SUBJECT, jetstream=True, stream=stream, probe_id="r")
+
+    async def info():  # type: ignore[no-untyped-def]
+        nc = await connect(nats_server.url, "test-info")
+        try:
+            return await nc.jetstream().consumer_info(stream, f"{durable}-0of1")
+        except Exception:
+            return None
+        finally:
+            await nc.close()
+
+    async def until(cond, what: str, proc: subprocess.Popen[bytes]) -> None:  # type: ignore[no-untyped-def]
+        deadline = time.monotonic() + WAIT_S
+        while not cond(await info()):
+            assert proc.poll() is None, f"the engine exited early while waiting for {what}"
+            assert time.monotonic() < deadline, f"timed out waiting for {what}"
+            await asyncio.sleep(0.05)
+
+    cmd = [
+        *_engine_cmd(cfg_path, nats_server.url)[:-5], "--stream", stream, "--durable", durable,
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    store = connect_store(
+        ClickHouseConfig(host="127.0.0.1", port=clickhouse_server.tcp_port, database=database)
+    )
+
+    def periods() -> int:
+        table = store.table("flow_metrics")
+        return int(store.query(f"SELECT uniqExact(PeriodStartNs) FROM {table}", {})[0][0])
+
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE)
+    try:
+
+        async def phase1() -> None:
+            n_a = (await Publisher(pub).run(iter(part_a))).messages
+            # the first period ends (finals written) and is acknowledged
+            await until(lambda i: i is not None and i.ack_floor.stream_seq >= n_a, "the first period", proc)
+            n_b = (await Publisher(pub).run(iter(part_b))).messages
+            await until(lambda i: i.delivered.stream_seq >= n_a + n_b, "the second part", proc)
+            await asyncio.sleep(1.0)  # periodic snapshots of the second period reach ClickHouse
+
+        asyncio.run(phase1())
+        assert periods() == 2, "the killed engine stored snapshots of its second period"
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE)
+    try:
+
+        async def phase2() -> None:
+            n_c = (await Publisher(pub).run(iter(part_c))).messages
+            await until(
+                lambda i: i is not None and i.num_pending == 0 and i.delivered.stream_seq > n_c, "C", proc
+            )
+
+        asyncio.run(phase2())
+        proc.send_signal(signal.SIGTERM)  # graceful: final snapshot written, then acknowledged
+        proc.communicate(timeout=60)
+        assert proc.returncode == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    got = {s.task_name: s for s in aggregate_flows(store)}
+    for name in TASKS:
+        assert got[name].total_packets == int(want[name].packets.sum())
+        assert got[name].total_bytes == int(want[name].bytes.sum())
+        assert got[name].flow_count == len(want[name])
+    assert periods() == 2, "the successor resumed the killed engine's period"
+    store.close()

@@ -714,3 +714,53 @@ def test_periods_through_real_writers_sum_to_the_whole(tmp_path: Path, batches: 
     assert sum(t.num_rows == 0 for t in tables) == 1
     assert sum(sum(t.column("PacketCount").to_pylist()) for t in tables) == sum(len(b) for b in batches)
     assert len(list((tmp_path / "txt").glob("*/cm/count_hh.txt"))) == 4
+
+
+def test_external_periods_resume_a_start_and_end_where_told(batches: list[PacketBatch]) -> None:
+    """A resumed period keeps the given start; with external periods no thread resets anything, and
+    end_period closes exactly the submitted batches under that start and returns the next one."""
+    clock = ManualClock(start_ns=1_750_000_000 * 10**9)
+    w = Recorder()
+    m = Manager(
+        [exact_group((GroupWriter("exact/rec[0]", w, None),))],
+        period=10.0,
+        num_workers=2,
+        clock=clock,
+        **fast(),
+    )
+    resumed = 1_749_999_000 * 10**9
+    m.start(resumed, external_periods=True)
+    assert m.started and m.external_periods and m.period_start_ns == resumed
+    half = len(batches) // 2
+    for b in batches[:half]:
+        m.submit(b)
+    assert m.flush(10)
+    clock.advance(100)  # ten periods' worth: nothing happens without end_period
+    assert m.settle()
+    assert m.metrics_dict()["periods"] == 0
+    nxt = 1_750_000_050 * 10**9
+    assert m.end_period(nxt) == nxt == m.period_start_ns
+    for b in batches[half:]:
+        m.submit(b)
+    m.stop()
+    for name in EXACT_SPECS:
+        (first, meta1), (second, meta2) = w.finals(name)
+        assert meta1.period_start_ns == resumed and meta2.period_start_ns == nxt
+        assert first.total_packets == sum(len(b) for b in batches[:half])
+        assert second.total_packets == sum(len(b) for b in batches[half:])
+
+
+def test_take_over_periods_stops_the_period_thread(batches: list[PacketBatch]) -> None:
+    clock = ManualClock(start_ns=1_750_000_000 * 10**9)
+    w = Recorder()
+    m = Manager([exact_group((GroupWriter("exact/rec[0]", w, None),))], period=10.0, clock=clock, **fast())
+    m.start()
+    m.take_over_periods(123 * 10**9)
+    assert m.period_start_ns == 123 * 10**9
+    m.submit(batches[0])
+    assert m.flush(10)
+    clock.advance(30)
+    assert m.settle()
+    m.stop()
+    assert m.metrics_dict()["periods"] == 0
+    assert [meta.period_start_ns for _, meta in w.finals("five")] == [123 * 10**9]

@@ -388,6 +388,7 @@ class Manager:
         self._sched_cond = threading.Condition()
         self._sched_state: dict[str, int | None] = {}  # thread key -> deadline it sleeps until, None = busy
         self._period_start_ns = 0
+        self._external_periods = False
         self._drop_log = RateLimitedLog(log, 10.0)
         self._error_log = RateLimitedLog(log, 10.0)
 
@@ -461,16 +462,33 @@ class Manager:
 
     # -- lifecycle -------------------------------------------------------------------------------------
 
-    def start(self) -> None:
+    @property
+    def started(self) -> bool:
+        """Whether :meth:`start` has been called."""
+        return self._started
+
+    @property
+    def external_periods(self) -> bool:
+        """Whether periods end only through :meth:`end_period` (no period thread)."""
+        return self._external_periods
+
+    def start(self, period_start_ns: int | None = None, *, external_periods: bool = False) -> None:
         """Open the writers (in the background: a writer that cannot connect is retried) and start the
-        worker, snapshot and period threads. Raises ``RuntimeError`` if called twice."""
+        worker, snapshot and period threads. Raises ``RuntimeError`` if called twice.
+
+        ``period_start_ns`` (UTC ns; default: now) is the start of the first period: a resumed period
+        keeps the ``PeriodStartNs`` under which an earlier process stored it, so that the snapshots of
+        its successor replace those rows instead of adding to them. ``external_periods``: no period
+        thread; the caller ends periods with :meth:`end_period` (the JetStream consumer does, at stream
+        positions it records)."""
         with self._state_lock:
             if self._started:
                 raise RuntimeError("Manager.start() called twice")
             self._started = True
+        self._external_periods = external_periods
         for _, _, rw in self._writers:
             rw.open()
-        self._period_start_ns = self.clock.time_ns()
+        self._period_start_ns = self.clock.time_ns() if period_start_ns is None else int(period_start_ns)
         t0 = self.clock.monotonic_ns()
         for i in range(self.num_workers):
             th = threading.Thread(target=self._worker, args=(i,), name=f"ns-worker-{i}", daemon=True)
@@ -479,7 +497,7 @@ class Manager:
         for g, gw, rw in self._writers:
             if gw.interval_s is not None:
                 self._spawn(f"snapshot:{gw.name}", self._snapshotter, t0, gw.interval_s, g, rw)
-        if self.period_s is not None:
+        if self.period_s is not None and not external_periods:
             self._spawn("period", self._period_loop, t0, self.period_s)
         log.info(
             "engine started: %d worker(s), queue %d packets, period %s, writers %s",
@@ -712,14 +730,43 @@ class Manager:
         step = max(1, round(period_s * 1e9))
         deadline = t0 + step
         while not self._sleep_until(key, deadline):
-            with self._barrier.exclusive():
-                now = self.clock.time_ns()
-                meta = SnapshotMeta(now, self._period_start_ns, True)
-                finals = [(g, t, self._snap(t, reset=True)) for g in self.groups for t in g.tasks]
-                self._period_start_ns = now
-            self.metrics.periods.inc()
-            self._hand_out(finals, meta)
+            if self._close_period(None, internal=True) is None:
+                return  # the caller took the periods over (take_over_periods)
             deadline = self._next_deadline(deadline, step)
+
+    def take_over_periods(self, period_start_ns: int) -> None:
+        """Make the caller the owner of period ends on a started manager (see :meth:`start`'s
+        ``external_periods``), and set the current period's start to ``period_start_ns``.
+
+        Meant to be called before anything was submitted: snapshots already handed to writers keep
+        the period start they were taken under. The period thread, if any, ends at its next wake-up
+        without resetting anything."""
+        with self._barrier.exclusive():
+            self._external_periods = True
+            self._period_start_ns = int(period_start_ns)
+
+    def end_period(self, next_start_ns: int | None = None) -> int:
+        """End the current period now: every task's final snapshot and reset as one step (as the period
+        thread does), the finals handed to every writer and callback; returns the new period's start
+        (``next_start_ns``, default now). Wait for :meth:`flush` first to have every submitted batch
+        in the ending period. Returns when the finals are handed out, not yet written: see
+        :meth:`ResilientWriter.flush`."""
+        start = self._close_period(next_start_ns, internal=False)
+        assert start is not None
+        return start
+
+    def _close_period(self, next_start_ns: int | None, *, internal: bool) -> int | None:
+        with self._barrier.exclusive():
+            if internal and self._external_periods:
+                return None
+            now = self.clock.time_ns()
+            meta = SnapshotMeta(now, self._period_start_ns, True)
+            finals = [(g, t, self._snap(t, reset=True)) for g in self.groups for t in g.tasks]
+            self._period_start_ns = now if next_start_ns is None else int(next_start_ns)
+            start = self._period_start_ns
+        self.metrics.periods.inc()
+        self._hand_out(finals, meta)
+        return start
 
     def _snap(self, task: EngineTask, reset: bool = False) -> Any:
         try:

@@ -51,6 +51,7 @@ from nats.js.errors import NotFoundError
 from netspectra.batch import PacketBatch
 from netspectra.engine.manager import Manager
 from netspectra.engine.metrics import RateLimitedLog
+from netspectra.engine.periods_ledger import PeriodLedger, PeriodRecord, ResumePlan, resume_plan
 from netspectra.transport.codec import PacketInfoStats, decode_batch, packet_info_to_batch
 from netspectra.transport.nats_bus import (
     DEFAULT_QUEUE_GROUP,
@@ -126,6 +127,7 @@ class StreamConsumer:
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="ns-handoff")
         self._log = RateLimitedLog(log, 10.0)
         self._applied_stream_seq = 0
+        self._lost_at_last_ack = 0
         self.ready = asyncio.Event()
 
     # -- shared ---------------------------------------------------------------------------------------
@@ -265,7 +267,14 @@ class StreamConsumer:
         )
         if self._reads_compat():
             filters.append(o.subject)
-        await self._prepare_consumer(js, durable, filters)
+        ledger = PeriodLedger(js, o.stream, durable)
+        await ledger.open()
+        ack_floor = await self._prepare_consumer(js, durable, filters)
+        self._applied_stream_seq = self.stats.acked_stream_seq = ack_floor
+        plan = resume_plan(await ledger.get(), ack_floor)
+        start = await self._start_periods(plan)
+        if not plan.resumed:
+            await ledger.put(PeriodRecord(start))
         psub = await js.pull_subscribe_bind(
             durable=durable,
             stream=o.stream,
@@ -274,8 +283,12 @@ class StreamConsumer:
         )
         self.ready.set()
         log.info("engine reading JetStream %s through durable consumer %s", o.stream, durable)
+        period_ns = None if self.manager.period_s is None else round(self.manager.period_s * 1e9)
+        close_at, close_next = plan.close_at_seq, plan.next_start_ns
         last_msg = None
         while not stop.is_set():
+            if close_at is None and period_ns and self.manager.clock.time_ns() >= start + period_ns:
+                start = await self._close_period(ledger, start, None, last_msg)
             try:
                 msgs = await psub.fetch(o.fetch_batch, timeout=0.2)
             except (TimeoutError, NatsTimeoutError):
@@ -285,6 +298,10 @@ class StreamConsumer:
                 if seq <= self._applied_stream_seq:
                     self.stats.redelivered_skipped += 1
                     continue
+                if close_at is not None and seq > close_at:
+                    # the predecessor's close point (the stream may have lost it to its limits)
+                    start = await self._close_period(ledger, start, close_next, last_msg, recorded=True)
+                    close_at = None
                 if msg.subject == o.subject:
                     self.stats.compat_messages += 1
                     self._compat_buf.append(msg.data)
@@ -294,16 +311,84 @@ class StreamConsumer:
                     await self._submit_blocking(self._decode(msg.data))
                 self._applied_stream_seq = seq
                 last_msg = msg
+                if close_at is not None and seq == close_at:
+                    start = await self._close_period(ledger, start, close_next, last_msg, recorded=True)
+                    close_at = None
             await self._submit_blocking(self._compat_batch())
         await self._submit_blocking(self._compat_batch())
+        # A graceful stop closes the period too (its next engine starts a fresh one).
+        end_seq = close_at if close_at is not None else self._applied_stream_seq
+        await ledger.put(PeriodRecord(start, end_seq, close_next if close_at is not None else None))
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, self.manager.stop)
-        if last_msg is None:
+        if close_at is not None and self._applied_stream_seq < close_at:
+            log.warning(
+                "stopped before reaching the recorded end of period %d (stream sequence %d): not "
+                "acknowledging; the next engine resumes it",
+                start,
+                close_at,
+            )
             return
-        lost = sum(w.metrics.dropped_total for w in self.manager.writers)
-        if lost:
+        await self._ack(last_msg)
+
+    async def _start_periods(self, plan: ResumePlan) -> int:
+        """Start the manager (or take its periods over) with the plan's period start; returns it."""
+        m = self.manager
+        if plan.resumed:
+            log.info(
+                "resuming period %d of the previous engine on this consumer (its stored snapshots are "
+                "replaced as the stream is read again)%s",
+                plan.period_start_ns,
+                f"; closing it after stream sequence {plan.close_at_seq}" if plan.close_at_seq else "",
+            )
+        start = plan.period_start_ns if plan.period_start_ns is not None else m.clock.time_ns()
+        if m.started:
+            m.take_over_periods(start)
+        else:
+            await asyncio.get_running_loop().run_in_executor(
+                None, lambda: m.start(start, external_periods=True)
+            )
+        return start
+
+    async def _close_period(
+        self,
+        ledger: PeriodLedger,
+        start: int,
+        next_start: int | None,
+        last_msg: Any,
+        *,
+        recorded: bool = False,
+    ) -> int:
+        """End the current period at the last applied message: record the close, hand the finals to
+        the writers, wait until they are written, acknowledge, record the new period. Returns the
+        new period's start."""
+        if next_start is None:
+            next_start = self.manager.clock.time_ns()
+        if not recorded:
+            await ledger.put(PeriodRecord(start, self._applied_stream_seq, next_start))
+        await self._submit_blocking(self._compat_batch())
+        loop = asyncio.get_running_loop()
+        m = self.manager
+        await loop.run_in_executor(None, m.flush)
+        new_start = await loop.run_in_executor(None, m.end_period, next_start)
+        # JetStream never drops: the consumer lags while a writer cannot write (the stream holds it).
+        await loop.run_in_executor(None, lambda: all(rw.flush(None) for rw in m.writers))
+        await self._ack(last_msg)
+        await ledger.put(PeriodRecord(new_start))
+        return new_start
+
+    async def _ack(self, last_msg: Any) -> None:
+        """Acknowledge every message up to ``last_msg`` unless a writer lost a snapshot."""
+        if last_msg is None or self._applied_stream_seq <= self.stats.acked_stream_seq:
+            return
+        # snapshots superseded by a later one of the same task and period lost nothing
+        lost = sum(
+            w.metrics.dropped_total - w.metrics.dropped.get("superseded") for w in self.manager.writers
+        )
+        if lost > self._lost_at_last_ack:
+            self._lost_at_last_ack = lost
             log.error(
-                "a writer dropped %d snapshot(s): not acknowledging; the next engine replays from stream "
+                "a writer lost %d snapshot(s): not acknowledging; a new engine replays from stream "
                 "sequence %d",
                 lost,
                 self.stats.acked_stream_seq + 1,
@@ -311,10 +396,11 @@ class StreamConsumer:
             return
         await last_msg.ack_sync(timeout=10)
         self.stats.acked_stream_seq = self._applied_stream_seq
-        log.info("acknowledged stream %s up to sequence %d", o.stream, self._applied_stream_seq)
+        log.info("acknowledged stream %s up to sequence %d", self.options.stream, self._applied_stream_seq)
 
-    async def _prepare_consumer(self, js: Any, durable: str, filters: list[str]) -> None:
-        """Create the durable consumer, or restart it just after its acknowledgement floor.
+    async def _prepare_consumer(self, js: Any, durable: str, filters: list[str]) -> int:
+        """Create the durable consumer, or restart it just after its acknowledgement floor; returns
+        that floor (0: nothing acknowledged yet).
 
         Messages that a previous engine received but never acknowledged belonged to state that died
         with it; the server would hold them back until ``ack_wait`` expires. The consumer is therefore
@@ -346,6 +432,7 @@ class StreamConsumer:
             filter_subjects=filters,
         )
         await js.add_consumer(o.stream, config)
+        return max(0, start - 1)
 
     async def _submit_blocking(self, batch: PacketBatch | None) -> None:
         if batch is not None:
