@@ -269,9 +269,12 @@ class StreamConsumer:
             filters.append(o.subject)
         ledger = PeriodLedger(js, o.stream, durable)
         await ledger.open()
-        ack_floor = await self._prepare_consumer(js, durable, filters)
+        ack_floor, delivered = await self._prepare_consumer(js, durable, filters)
         self._applied_stream_seq = self.stats.acked_stream_seq = ack_floor
         plan = resume_plan(await ledger.get(), ack_floor)
+        # A resumed period must take back everything its predecessor received (and may have stored)
+        # before a timer may end it, or those packets would land in the next period as well.
+        hold_until = delivered if plan.resumed else 0
         start = await self._start_periods(plan)
         if not plan.resumed:
             await ledger.put(PeriodRecord(start))
@@ -287,11 +290,13 @@ class StreamConsumer:
         close_at, close_next = plan.close_at_seq, plan.next_start_ns
         last_msg = None
         while not stop.is_set():
-            if close_at is None and period_ns and self.manager.clock.time_ns() >= start + period_ns:
+            due = period_ns and self.manager.clock.time_ns() >= start + period_ns
+            if due and close_at is None and self._applied_stream_seq >= hold_until:
                 start = await self._close_period(ledger, start, None, last_msg)
             try:
                 msgs = await psub.fetch(o.fetch_batch, timeout=0.2)
             except (TimeoutError, NatsTimeoutError):
+                hold_until = 0  # nothing more to read (the stream may have lost messages to its limits)
                 continue
             for msg in msgs:
                 seq = msg.metadata.sequence.stream
@@ -398,22 +403,23 @@ class StreamConsumer:
         self.stats.acked_stream_seq = self._applied_stream_seq
         log.info("acknowledged stream %s up to sequence %d", self.options.stream, self._applied_stream_seq)
 
-    async def _prepare_consumer(self, js: Any, durable: str, filters: list[str]) -> int:
+    async def _prepare_consumer(self, js: Any, durable: str, filters: list[str]) -> tuple[int, int]:
         """Create the durable consumer, or restart it just after its acknowledgement floor; returns
-        that floor (0: nothing acknowledged yet).
+        that floor (0: nothing acknowledged yet) and the last stream sequence delivered before.
 
         Messages that a previous engine received but never acknowledged belonged to state that died
         with it; the server would hold them back until ``ack_wait`` expires. The consumer is therefore
         re-created to deliver from ``ack floor + 1`` at once (one live engine per member, by contract).
         """
         o = self.options
-        start = 0
+        start = delivered = 0
         try:
             info = await js.consumer_info(o.stream, durable)
         except NotFoundError:
             info = None
         if info is not None:
             start = info.ack_floor.stream_seq + 1 if info.ack_floor else 1
+            delivered = info.delivered.stream_seq if info.delivered else 0
             await js.delete_consumer(o.stream, durable)
             log.info(
                 "JetStream consumer %s: resuming after acknowledged stream sequence %d (%d message(s) "
@@ -432,7 +438,7 @@ class StreamConsumer:
             filter_subjects=filters,
         )
         await js.add_consumer(o.stream, config)
-        return max(0, start - 1)
+        return max(0, start - 1), delivered
 
     async def _submit_blocking(self, batch: PacketBatch | None) -> None:
         if batch is not None:
