@@ -1,0 +1,272 @@
+"""Engine scale-out: 1, 2, 4 … engines of one queue group draining the same JetStream stream.
+
+    python benchmarks/bench_scaling.py --engines 1 2 4 [--packets 5000000] [--repeat 2] [--pin]
+                                       [--tasks exact|shipped]
+
+For each engine count N: a fresh stream is filled with the whole trace (the probe's publishing is not
+timed: this measures the engines), then N engine processes — ``member`` 0 … N−1 of N, each a durable
+JetStream consumer of its shards (``s % N == member``), the exact five-tuple task — are started, wait
+until every one is subscribed, and are let go at once (``--tasks shipped``: the shipped
+configuration's exact + Count-Min + SuperSpread tasks instead; totals are checked on its five-tuple
+task). Each stops when it has applied every packet of
+its shards (known in advance from the trace, with the probe's own shard function). Printed per N:
+
+* drain rate = packets / (last engine done − go), the busiest engine's own rate;
+* totals: the engines' five-tuple packets, bytes and flows summed must equal the offline analysis of
+  the file (shards partition the source addresses, and the five-tuple contains SrcIP, so no flow is
+  split): ``identical`` says whether they do;
+* the offline rate of the same task on the same file in the same run, for scale.
+
+``--pin`` pins engine k to CPU k mod the CPUs (``os.sched_setaffinity``): with one engine this is the
+rate one engine takes on one core. The nats-server child runs beside them and shares the CPUs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+WORK = ROOT / "benchmarks" / "_work"
+SUBJECT = "bench.scale"
+SHARDS = 16
+FIVE = ("SrcIP", "DstIP", "SrcPort", "DstPort", "Protocol")
+CONFIG = """
+aggregator:
+  types: ["exact"]
+  period: "0s"
+  num_workers: 1
+  exact:
+    writers: []
+    tasks:
+      - name: "per_five_tuple"
+        key_fields: ["SrcIP", "DstIP", "SrcPort", "DstPort", "Protocol"]
+"""
+
+
+def _config(tasks: str):  # type: ignore[no-untyped-def]
+    from netspectra.config import load_config, parse_config_text
+
+    if tasks == "exact":
+        return parse_config_text(CONFIG, source="bench.yaml", expand=False)
+    return load_config(None)  # the shipped configuration: exact five-tuple + Count-Min + SuperSpread
+
+
+def _engine(
+    url: str, stream: str, member: int, members: int, expected: int, ready: str, go: str, tasks: str
+) -> dict:
+    """One engine process: wait for ``go``, drain its shards, report when done and its totals."""
+    from netspectra.engine.manager import Manager
+    from netspectra.engine.stream import StreamConsumer, StreamOptions
+    from netspectra.offline.warmup import warm_up
+
+    warm_up({0, 1} if tasks == "shipped" else set())
+    manager = Manager.from_config(_config(tasks), writers=False)
+    opts = StreamOptions(
+        url=url,
+        subject=SUBJECT,
+        n_shards=SHARDS,
+        member=member,
+        members=members,
+        jetstream=True,
+        stream=stream,
+        durable=f"scale{members}",
+        fetch_batch=64,
+        compat=False,
+    )
+    while not Path(go).exists():
+        Path(ready).touch()
+        time.sleep(0.001)
+
+    async def main() -> dict:
+        stop = asyncio.Event()
+        consumer = StreamConsumer(manager, opts)
+        task = asyncio.create_task(consumer.run(stop))
+        deadline = time.monotonic() + 600
+        while consumer.stats.packets < expected and time.monotonic() < deadline and not task.done():
+            await asyncio.sleep(0.001)
+        await asyncio.get_running_loop().run_in_executor(None, manager.flush)
+        done = time.time()
+        stop.set()
+        await task
+        return {"done_wall": done, "received": consumer.stats.packets}
+
+    out = asyncio.run(main())
+    snap = manager.task("per_five_tuple").snapshot()
+    out.update(packets=snap.total_packets, bytes=snap.total_bytes, flows=len(snap), cpu_s=time.process_time())
+    return out
+
+
+def _per_member(path: Path, members: int) -> list[int]:
+    """Packets each member will receive (the probe's shard function over the trace)."""
+    import numpy as np
+
+    from netspectra.capture.reader import CaptureReader
+    from netspectra.transport.codec import shard_of
+
+    counts = np.zeros(SHARDS, dtype=np.int64)
+    for batch in CaptureReader(path):
+        counts += np.bincount(shard_of(batch, SHARDS, ("SrcIP",)), minlength=SHARDS)
+    return [int(counts[[s for s in range(SHARDS) if s % members == m]].sum()) for m in range(members)]
+
+
+def _offline(path: Path) -> dict:
+    from netspectra.capture.reader import CaptureReader
+    from netspectra.tasks.exact import ExactTask
+
+    best = float("inf")
+    for _ in range(2):
+        task = ExactTask("per_five_tuple", FIVE)
+        t0 = time.perf_counter()
+        for batch in CaptureReader(path):
+            task.update(batch)
+        best = min(best, time.perf_counter() - t0)
+    snap = task.snapshot()
+    return {"seconds": best, "packets": snap.total_packets, "bytes": snap.total_bytes, "flows": len(snap)}
+
+
+async def _fill(url: str, stream: str, path: Path) -> None:
+    from netspectra.probe import Publisher, PublisherOptions, replay_files
+
+    opts = PublisherOptions(url=url, subject=SUBJECT, n_shards=SHARDS, jetstream=True, stream=stream)
+    await Publisher(opts).run(replay_files([path], batch_size=262_144))
+
+
+async def _drop_stream(url: str, stream: str) -> None:
+    from netspectra.transport.nats_bus import connect
+
+    nc = await connect(url, "bench-scale")
+    try:
+        await nc.jetstream().delete_stream(stream)
+    finally:
+        await nc.close()
+
+
+def run(
+    path: Path, members: int, want: dict, per_member: list[int], pin: bool, url: str, tag: str, tasks: str
+) -> dict:
+    stream = f"SCALE{members}_{tag}"
+    asyncio.run(_fill(url, stream, path))
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    ncpu = os.cpu_count() or 1
+    with tempfile.TemporaryDirectory() as tmp:
+        go = Path(tmp) / "go"
+        procs = []
+        for m in range(members):
+            ready = Path(tmp) / f"ready{m}"
+            args = [url, stream, str(m), str(members), str(per_member[m]), str(ready), str(go), tasks]
+            procs.append(
+                (
+                    ready,
+                    subprocess.Popen(
+                        [sys.executable, __file__, "--worker", *args],
+                        stdout=subprocess.PIPE,
+                        stderr=subprocess.PIPE,
+                        text=True,
+                        env=env,
+                    ),
+                )
+            )
+            if pin:
+                os.sched_setaffinity(procs[-1][1].pid, {m % ncpu})
+        deadline = time.monotonic() + 120
+        while not all(r.exists() for r, _ in procs):
+            if time.monotonic() > deadline or any(p.poll() is not None for _, p in procs):
+                raise RuntimeError(
+                    "an engine did not start: " + "".join(p.communicate()[1] for _, p in procs)
+                )
+            time.sleep(0.01)
+        t_go = time.time()
+        go.touch()
+        results = []
+        for _, p in procs:
+            out, err = p.communicate(timeout=900)
+            if p.returncode != 0:
+                raise RuntimeError(f"engine failed:\n{err[-4000:]}")
+            results.append(json.loads(out.strip().splitlines()[-1]))
+    asyncio.run(_drop_stream(url, stream))
+    seconds = max(r["done_wall"] for r in results) - t_go
+    totals = {k: sum(r[k] for r in results) for k in ("packets", "bytes", "flows")}
+    return {
+        "engines": members,
+        "seconds": round(seconds, 3),
+        "mpps": round(want["packets"] / seconds / 1e6, 3),
+        "per_engine_mpps": [round(r["packets"] / (r["done_wall"] - t_go) / 1e6, 3) for r in results],
+        "per_engine_packets": [r["packets"] for r in results],
+        "totals": totals,
+        "identical": totals == {k: want[k] for k in ("packets", "bytes", "flows")},
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--engines", type=int, nargs="+", default=[1, 2, 4])
+    ap.add_argument("--packets", type=int, default=5_000_000, help="size of the generated trace")
+    ap.add_argument("--file", type=Path, help="a capture to use instead of a generated trace")
+    ap.add_argument("--repeat", type=int, default=2, help="runs per engine count (the best is kept)")
+    ap.add_argument("--pin", action="store_true", help="pin engine k to CPU k mod the CPUs")
+    ap.add_argument(
+        "--tasks",
+        choices=("exact", "shipped"),
+        default="exact",
+        help="exact: one five-tuple task; shipped: the shipped configuration's three tasks",
+    )
+    ap.add_argument("--json", type=Path, help="also write the results here")
+    ap.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.worker:
+        url, stream, m, n, expected, ready, go, tasks = a.worker
+        print(json.dumps(_engine(url, stream, int(m), int(n), int(expected), ready, go, tasks)))
+        return
+
+    from netspectra.transport.natsserver import NatsServer
+
+    if a.file is None:
+        WORK.mkdir(parents=True, exist_ok=True)
+        path = WORK / f"pipeline-gen-{a.packets}.pcap"
+        if not path.exists():
+            from netspectra.gen.synth import generate
+
+            print(f"generating {path} ...", file=sys.stderr)
+            generate(path, packets=a.packets, flows=max(1000, a.packets // 20), seed=1, write_truth=False)
+    else:
+        path = a.file
+    want = _offline(path)
+    print(f"offline five-tuple: {want['packets'] / want['seconds'] / 1e6:.2f} Mpps", file=sys.stderr)
+    rows = []
+    with NatsServer() as server:
+        for n in a.engines:
+            per_member = _per_member(path, n)
+            runs = [
+                run(path, n, want, per_member, a.pin, server.url, f"{i}", a.tasks) for i in range(a.repeat)
+            ]
+            for r in runs:
+                print(json.dumps(r), file=sys.stderr)
+            best = min(runs, key=lambda r: r["seconds"])
+            best["runs_mpps"] = [r["mpps"] for r in runs]
+            best["identical"] = all(r["identical"] for r in runs)
+            rows.append(best)
+    summary = {
+        "file": str(path),
+        "packets": want["packets"],
+        "flows": want["flows"],
+        "cpus": os.cpu_count(),
+        "pinned": a.pin,
+        "tasks": a.tasks,
+        "offline_mpps": round(want["packets"] / want["seconds"] / 1e6, 2),
+        "runs": rows,
+    }
+    print(json.dumps(summary, indent=1))
+    if a.json:
+        a.json.write_text(json.dumps(summary, indent=1))
+
+
+if __name__ == "__main__":
+    main()
