@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent import futures
 
 import grpc
@@ -22,13 +22,16 @@ def create_server(
     *,
     max_workers: int = 16,
     thread_prefix: str = "ns-grpc",
+    interceptors: Sequence[grpc.ServerInterceptor] = (),
 ) -> tuple[grpc.Server, int, health.HealthServicer]:
     """A (not yet started) gRPC server with the service ``add_servicer`` registers (full name
     ``service_name``, e.g. ``v1.QueryService``), the standard health service (``""`` and ``service_name``
     SERVING) and server reflection, bound to ``addr`` (Go form ``:50051`` accepted; port 0 picks a free
-    one). Returns ``(server, port, health_servicer)``; ``OSError`` when the address cannot be bound."""
+    one). Returns ``(server, port, health_servicer)``; ``OSError`` when the address cannot be bound.
+    ``interceptors`` see every call (e.g. :meth:`netspectra.ops.grpcmetrics.GrpcMetrics.interceptor`)."""
     server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix=thread_prefix)
+        futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix=thread_prefix),
+        interceptors=list(interceptors),
     )
     add_servicer(server)
     health_servicer = health.HealthServicer()

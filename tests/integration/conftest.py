@@ -8,6 +8,10 @@ tests. The server is stopped (SIGTERM, then SIGKILL) when the session ends. With
 that need it are skipped with the reason; a binary that is present but cannot start fails them, with the
 end of the server's log.
 
+``start_cluster`` starts several servers that form one cluster (``remote_servers``, per-node ``macros``,
+and with a ZooKeeper address also ``zookeeper`` and ``distributed_ddl``); ``start_zookeeper`` starts a
+standalone ZooKeeper (Debian's ``zookeeper`` package) on 127.0.0.1, or skips.
+
 ``chdb_data_dir``: chdb can open one data directory per process, for the life of the process, so every
 test of a session shares this one (tests isolate themselves with databases of their own).
 """
@@ -57,7 +61,7 @@ CONFIG_XML = """<?xml version="1.0"?>
   <uncompressed_cache_size>268435456</uncompressed_cache_size>
   <max_concurrent_queries>50</max_concurrent_queries>
   <mlock_executable>false</mlock_executable>
-</yandex>
+{extra}</yandex>
 """
 
 USERS_XML = """<?xml version="1.0"?>
@@ -96,8 +100,14 @@ class ClickHouseServer:
     tcp_port: int
     http_port: int
     process: subprocess.Popen[bytes] | None = None
+    #: XML put into ``config.xml`` as it is (remote_servers, macros, zookeeper, ...).
+    extra_config: str = ""
 
     host = "127.0.0.1"
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.tcp_port}"
 
     def config(self, database: str | None = None, **extra: object) -> dict[str, object]:
         """A ``clickhouse`` section of a writer for this server and a fresh (or the given) database."""
@@ -117,7 +127,13 @@ class ClickHouseServer:
         (self.directory / "data").mkdir(parents=True, exist_ok=True)
         cfg = self.directory / "config.xml"
         cfg.write_text(
-            CONFIG_XML.format(dir=self.directory, tcp=self.tcp_port, http=self.http_port, tz=SERVER_TIMEZONE)
+            CONFIG_XML.format(
+                dir=self.directory,
+                tcp=self.tcp_port,
+                http=self.http_port,
+                tz=SERVER_TIMEZONE,
+                extra=self.extra_config,
+            )
         )
         (self.directory / "users.xml").write_text(USERS_XML)
         with open(self.directory / "stdout.log", "ab") as out:
@@ -150,6 +166,24 @@ class ClickHouseServer:
             return client.execute("SELECT 1") == [(1,)]
         except Exception:
             return False
+        finally:
+            client.disconnect()
+
+    def wait_for_zookeeper(self, timeout_s: float = 30.0) -> None:
+        """Wait until the server reads ZooKeeper (``system.zookeeper``); ``RuntimeError`` otherwise."""
+        from clickhouse_driver import Client
+
+        deadline = time.monotonic() + timeout_s
+        client = Client(host=self.host, port=self.tcp_port, connect_timeout=2, send_receive_timeout=10)
+        try:
+            while True:
+                try:
+                    client.execute("SELECT count() FROM system.zookeeper WHERE path = '/'")
+                    return
+                except Exception as exc:
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"{self.address} cannot read ZooKeeper: {exc}") from None
+                    time.sleep(0.3)
         finally:
             client.disconnect()
 
@@ -192,6 +226,152 @@ def start_server(directory: Path) -> ClickHouseServer:
             if "Address already in use" not in str(exc):
                 break
     pytest.fail(f"clickhouse-server ({binary}) could not be started: {error}")
+
+
+def start_cluster(
+    directory: Path, name: str, shards: list[int], zookeeper: tuple[str, int] | None = None
+) -> list[ClickHouseServer]:
+    """Start one server per replica of ``shards`` (replicas per shard) forming cluster ``name``; every node
+    knows the cluster (``remote_servers``), has the macros ``shard`` (01, 02, ...) and ``replica`` (r1, ...),
+    and an interserver port of its own. With ``zookeeper`` (host, port): ZooKeeper, distributed DDL and
+    ``internal_replication`` (a shard's replicas replicate themselves). The caller stops the servers."""
+    binary = find_server_binary()
+    if binary is None:
+        pytest.skip("clickhouse-server is not installed (CI: apt-get install -y clickhouse-server)")
+    pytest.importorskip(
+        "clickhouse_driver", reason="clickhouse-driver is not installed (pip install clickhouse-driver)"
+    )
+    error: Exception | None = None
+    for attempt in range(3):
+        nodes = [
+            (s, r, free_port(), free_port(), free_port()) for s, n in enumerate(shards) for r in range(n)
+        ]
+        internal = "true" if zookeeper else "false"
+        xml_shards = "".join(
+            f"<shard><internal_replication>{internal}</internal_replication>"
+            + "".join(
+                f"<replica><host>127.0.0.1</host><port>{tcp}</port></replica>"
+                for s2, _, tcp, _, _ in nodes
+                if s2 == s
+            )
+            + "</shard>"
+            for s in range(len(shards))
+        )
+        common = f"  <remote_servers><{name}>{xml_shards}</{name}></remote_servers>\n"
+        if zookeeper:
+            common += (
+                f"  <zookeeper><node><host>{zookeeper[0]}</host><port>{zookeeper[1]}</port></node>"
+                "</zookeeper>\n"
+                "  <distributed_ddl><path>/clickhouse/task_queue/ddl</path></distributed_ddl>\n"
+            )
+        servers: list[ClickHouseServer] = []
+        try:
+            for s, r, tcp, http, inter in nodes:
+                extra = common + (
+                    f"  <macros><shard>{s + 1:02d}</shard><replica>r{r + 1}</replica></macros>\n"
+                    f"  <interserver_http_port>{inter}</interserver_http_port>\n"
+                    "  <interserver_http_host>127.0.0.1</interserver_http_host>\n"
+                )
+                server = ClickHouseServer(
+                    binary, directory / f"try{attempt}-s{s + 1}r{r + 1}", tcp, http, extra_config=extra
+                )
+                servers.append(server)
+                server.start()
+            if zookeeper:
+                for server in servers:
+                    server.wait_for_zookeeper()
+            return servers
+        except RuntimeError as exc:
+            for server in servers:
+                server.stop()
+            error = exc
+            if "Address already in use" not in str(exc):
+                break
+    pytest.fail(f"clickhouse-server cluster ({binary}) could not be started: {error}")
+
+
+ZOOKEEPER_JAR = Path("/usr/share/java/zookeeper.jar")
+
+
+@dataclass
+class ZooKeeper:
+    """A standalone ZooKeeper started by :func:`start_zookeeper`."""
+
+    directory: Path
+    port: int
+    process: subprocess.Popen[bytes] | None = None
+
+    def answers(self) -> bool:
+        """Whether it serves requests: ``srvr`` names the mode (``ruok`` says imok before that, and a
+        ClickHouse 18.16 whose first ZooKeeper handshake is refused crashes at its first ON CLUSTER)."""
+        import socket
+
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
+                sock.sendall(b"srvr")
+                data = b""
+                while chunk := sock.recv(4096):
+                    data += chunk
+                return b"Mode:" in data
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        proc, self.process = self.process, None
+        if proc is None or proc.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+
+
+def start_zookeeper(directory: Path, timeout_s: float = 30.0) -> ZooKeeper:
+    """A standalone ZooKeeper on 127.0.0.1 and a free port; skips without Debian's ``zookeeper`` package
+    (or java), fails when it does not answer within ``timeout_s``. The caller stops it."""
+    java = shutil.which("java")
+    if java is None or not ZOOKEEPER_JAR.exists():
+        pytest.skip(
+            "ZooKeeper is not installed (CI: apt-get install -y zookeeper; it needs a Java runtime): "
+            "the replicated-cluster test needs it"
+        )
+    (directory / "data").mkdir(parents=True, exist_ok=True)
+    zk = ZooKeeper(directory, free_port())
+    (directory / "zoo.cfg").write_text(
+        f"tickTime=2000\ndataDir={directory}/data\nclientPort={zk.port}\nclientPortAddress=127.0.0.1\n"
+        "admin.enableServer=false\n4lw.commands.whitelist=srvr\n"
+    )
+    classpath = f"/etc/zookeeper/conf:{ZOOKEEPER_JAR}"
+    with open(directory / "zookeeper.log", "ab") as out:
+        zk.process = subprocess.Popen(
+            [
+                java,
+                "-cp",
+                classpath,
+                f"-Dzookeeper.log.dir={directory}",
+                "org.apache.zookeeper.server.ZooKeeperServerMain",
+                str(directory / "zoo.cfg"),
+            ],
+            cwd=directory,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if zk.process.poll() is not None:
+            log = (directory / "zookeeper.log").read_text(errors="replace")[-3000:]
+            pytest.fail(f"ZooKeeper exited with {zk.process.returncode}:\n{log}")
+        if zk.answers():
+            return zk
+        time.sleep(0.2)
+    zk.stop()
+    pytest.fail(f"ZooKeeper did not answer within {timeout_s:.0f} s")
 
 
 @pytest.fixture(scope="session")

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -225,7 +225,11 @@ def _provider_message(exc: Any) -> str:
 
 
 def create_ai_server(
-    servicer: AiServicer, addr: str, *, max_workers: int = 16
+    servicer: AiServicer,
+    addr: str,
+    *,
+    max_workers: int = 16,
+    interceptors: Sequence[grpc.ServerInterceptor] = (),
 ) -> tuple[grpc.Server, int, health.HealthServicer]:
     """A (not yet started) gRPC server with ``v1.AIService``, the health service (``""`` and
     ``v1.AIService`` SERVING) and reflection, bound to ``addr`` (``:50052`` accepted; port 0 picks a free
@@ -236,6 +240,7 @@ def create_ai_server(
         addr,
         max_workers=max_workers,
         thread_prefix="ns-ai",
+        interceptors=interceptors,
     )
 
 
@@ -246,6 +251,7 @@ def serve(
     env: Mapping[str, str] | None = None,
     client: Any = None,
     max_retries: int = 2,
+    interceptors: Sequence[grpc.ServerInterceptor] = (),
 ) -> tuple[grpc.Server, int]:
     """Start the AI service of ``cfg`` on ``addr`` (default ``cfg.grpc_listen_addr``); returns the started
     server and its port. ``max_retries``: the SDK's retries of a failed upstream request (429, 5xx,
@@ -255,7 +261,7 @@ def serve(
     client = client or settings.client(max_retries=max_retries)
     servicer = AiServicer(client, settings.model, api_key=settings.api_key)
     listen = addr or cfg.grpc_listen_addr
-    server, port, _ = create_ai_server(servicer, listen)
+    server, port, _ = create_ai_server(servicer, listen, interceptors=interceptors)
     server.start()
     log.info(
         "AI service listening on port %d (model %s, endpoint %s)",

@@ -55,6 +55,7 @@ from netspectra.alerting.rules import (
 )
 from netspectra.config.models import AlertRule, Config
 from netspectra.engine.manager import SystemClock
+from netspectra.engine.metrics import Counter, LabeledCounter
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +100,26 @@ class AlertRecord:
     @property
     def failures(self) -> dict[str, str]:
         return {k: v for k, v in self.deliveries.items() if v is not None}
+
+
+class AlerterMetrics:
+    """Counters of one :class:`Alerter` (thread-safe; exported by :mod:`netspectra.ops`).
+
+    ``sent`` / ``failed``: notifications delivered / not delivered, by notifier name (each notifier
+    appears at 0 from the start); ``checks``: checks run, by ``outcome`` (``notified``, ``quiet``,
+    ``error``); ``undelivered``: notifications no notifier delivered.
+    """
+
+    def __init__(self, notifier_names: Sequence[str] = ()) -> None:
+        self.sent = LabeledCounter()
+        self.failed = LabeledCounter()
+        self.checks = LabeledCounter()
+        self.undelivered = Counter()
+        for name in notifier_names:
+            self.sent.touch(name)
+            self.failed.touch(name)
+        for outcome in ("notified", "quiet", "error"):
+            self.checks.touch(outcome)
 
 
 class Alerter:
@@ -148,6 +169,7 @@ class Alerter:
         self._checks = 0
         self._checks_cond = threading.Condition()
         self._stopped = False
+        self.metrics = AlerterMetrics([n.name for n in self.notifiers])
 
     def __repr__(self) -> str:
         names = ", ".join(n.name for n in self.notifiers)
@@ -241,6 +263,7 @@ class Alerter:
             try:
                 self.check()
             except Exception:
+                self.metrics.checks.inc("error")
                 log.exception("alert check failed")
             with self._checks_cond:
                 self._checks += 1
@@ -328,8 +351,10 @@ class Alerter:
                     log.info(
                         "alerting: %d standing condition(s) already notified; nothing sent", len(current)
                     )
+                self.metrics.checks.inc("quiet")
                 return None
             record = self._notify(report, final=final)
+            self.metrics.checks.inc("notified")
             record.suppressed = suppressed
             if record.delivered:
                 for a in report:
@@ -379,13 +404,17 @@ class Alerter:
             try:
                 n.send(notification)
                 record.deliveries[key] = None
+                self.metrics.sent.inc(n.name)
             except NotifierError as exc:
                 record.deliveries[key] = str(exc)
+                self.metrics.failed.inc(n.name)
                 log.error("alert notification via %s failed: %s", key, exc)
             except Exception as exc:
                 record.deliveries[key] = f"{type(exc).__name__}: {exc}"
+                self.metrics.failed.inc(n.name)
                 log.exception("alert notification via %s failed", key)
         if not record.delivered:
+            self.metrics.undelivered.inc()
             log.error("alert %r was not delivered by any notifier; it is retried at the next check", subject)
         return record
 

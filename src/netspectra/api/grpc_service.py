@@ -303,7 +303,11 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
 
 
 def create_grpc_server(
-    core: QueryCore, addr: str, *, max_workers: int = 16
+    core: QueryCore,
+    addr: str,
+    *,
+    max_workers: int = 16,
+    interceptors: Sequence[grpc.ServerInterceptor] = (),
 ) -> tuple[grpc.Server, int, health.HealthServicer]:
     """A started-ready (not started) gRPC server with ``v1.QueryService``, the standard health service
     (``grpc.health.v1.Health``: ``""`` and ``v1.QueryService`` SERVING) and server reflection, bound to
@@ -315,4 +319,5 @@ def create_grpc_server(
         addr,
         max_workers=max_workers,
         thread_prefix="ns-grpc",
+        interceptors=interceptors,
     )

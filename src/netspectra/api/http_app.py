@@ -379,13 +379,18 @@ _HH_EXAMPLE = {"taskName": "cm_src_left", "type": 0, "limit": 10}
 _ALERTS_EXAMPLE = {"start": "2024-01-01T00:00:00Z", "end": "2024-01-02T00:00:00Z", "limit": 100}
 
 
-def create_app(core: QueryCore) -> FastAPI:
-    """The FastAPI application over ``core`` (see the module docstring)."""
+def create_app(core: QueryCore, http_metrics: Any = None) -> FastAPI:
+    """The FastAPI application over ``core`` (see the module docstring); every request is counted and
+    timed into ``http_metrics`` (a :class:`netspectra.ops.httpmetrics.HttpMetrics`) when given."""
     app = FastAPI(
         title="NetSpectra query API",
         version=__version__,
         description="Grafana SimpleJSON endpoints and REST mirrors of the gRPC v1.QueryService.",
     )
+    if http_metrics is not None:
+        from netspectra.ops.httpmetrics import install
+
+        install(app, http_metrics)
 
     @app.exception_handler(QueryError)
     async def _query_error(request: Request, exc: QueryError) -> JSONResponse:

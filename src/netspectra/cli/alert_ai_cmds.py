@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 
 from netspectra.cli.common import ConfigOption, err_console, fail
+from netspectra.ops.options import OpsListenOption
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,7 @@ def ai(
             show_default=False,
         ),
     ] = None,
+    ops_listen: OpsListenOption = None,
 ) -> None:
     """Serve the AI analysis gRPC service (v1.AIService) in front of an OpenAI-compatible model.
 
@@ -39,22 +41,39 @@ def ai(
     """
     from netspectra.ai.service import AiConfigError, serve
     from netspectra.config import ConfigError, load_config
+    from netspectra.ops.endpoint import resolve_listen, start_ops
 
     try:
         cfg = load_config(config)
     except ConfigError as exc:
         raise fail(str(exc)) from None
     try:
-        server, port = serve(cfg.ai, addr=listen)
+        ops = start_ops("ai", resolve_listen(ops_listen, cfg))
+    except (OSError, ValueError) as exc:
+        raise fail(str(exc)) from None
+    grpc_metrics = None
+    if ops is not None:
+        from netspectra.ops.grpcmetrics import GrpcMetrics
+
+        grpc_metrics = GrpcMetrics()
+        ops.add(grpc_metrics)
+    try:
+        server, port = serve(
+            cfg.ai, addr=listen, interceptors=[grpc_metrics.interceptor()] if grpc_metrics else []
+        )
     except AiConfigError as exc:
         raise fail(str(exc)) from None
     except OSError as exc:
         raise fail(str(exc)) from None
     err_console.print(f"AI service (v1.AIService) listening on port {port}; Ctrl-C to stop", highlight=False)
     done = threading.Event()
+    if ops is not None:
+        ops.check("grpc", lambda: None if not done.is_set() else "stopping")
 
     def _stop(signum: int, _frame: object) -> None:
         done.set()
+        if ops is not None:
+            ops.set_stopping()
 
     previous = (
         signal.signal(signal.SIGTERM, _stop)
@@ -63,11 +82,16 @@ def ai(
     )
     try:
         while not done.wait(0.5):
-            pass
+            if ops is not None:
+                ops.heartbeat.beat()
     except KeyboardInterrupt:
         pass
     finally:
+        if ops is not None:
+            ops.set_stopping()
         server.stop(grace=5.0).wait()
+        if ops is not None:
+            ops.stop()
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
     err_console.print("AI service stopped", highlight=False)

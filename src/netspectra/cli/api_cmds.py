@@ -23,6 +23,7 @@ from rich.table import Table
 
 from netspectra.cli.common import ConfigOption, console, fail
 from netspectra.config import Config, ConfigError, load_config
+from netspectra.ops.options import OpsListenOption
 from netspectra.output.timefmt import format_ts_ns
 
 log = logging.getLogger(__name__)
@@ -128,12 +129,23 @@ class ApiServer:
     """gRPC (``v1.QueryService`` + health + reflection) and HTTP (FastAPI on uvicorn) over one
     :class:`~netspectra.api.QueryCore`. :meth:`start` binds both (``OSError`` if an address is taken) and
     serves in background threads; :meth:`stop` stops both. ``grpc_port``/``http_port`` are the bound
-    ports (useful with port 0)."""
+    ports (useful with port 0). ``http_metrics`` (:class:`~netspectra.ops.httpmetrics.HttpMetrics`)
+    counts and times the HTTP requests, ``grpc_metrics``
+    (:class:`~netspectra.ops.grpcmetrics.GrpcMetrics`) the gRPC calls."""
 
-    def __init__(self, cfg: Config, grpc_addr: str | None = None, http_addr: str | None = None) -> None:
+    def __init__(
+        self,
+        cfg: Config,
+        grpc_addr: str | None = None,
+        http_addr: str | None = None,
+        http_metrics: Any = None,
+        grpc_metrics: Any = None,
+    ) -> None:
         from netspectra.api import QueryCore
 
         self.cfg = cfg
+        self.http_metrics = http_metrics
+        self.grpc_metrics = grpc_metrics
         self.grpc_addr = grpc_addr or cfg.api.grpc_listen_addr
         self.http_addr = http_addr or cfg.api.http_listen_addr
         self.core = QueryCore(cfg)
@@ -161,13 +173,14 @@ class ApiServer:
         sock.listen(128)
         self.http_port = int(sock.getsockname()[1])
         try:
-            server, self.grpc_port, _ = create_grpc_server(self.core, self.grpc_addr)
+            icpt = [self.grpc_metrics.interceptor()] if self.grpc_metrics is not None else []
+            server, self.grpc_port, _ = create_grpc_server(self.core, self.grpc_addr, interceptors=icpt)
         except OSError:
             sock.close()
             raise
         self._grpc = server
         server.start()
-        config = uvicorn.Config(create_app(self.core), log_level="warning", lifespan="off")
+        config = uvicorn.Config(create_app(self.core, self.http_metrics), log_level="warning", lifespan="off")
         self._uvicorn = uvicorn.Server(config)
         # uvicorn installs no signal handlers outside the main thread: `api` handles SIGINT/SIGTERM itself
         self._thread = threading.Thread(
@@ -208,6 +221,7 @@ def api(
         str | None,
         typer.Option("--http-addr", help="HTTP listen address (default: api.http_listen_addr, :8080)."),
     ] = None,
+    ops_listen: OpsListenOption = None,
 ) -> None:
     """Serve the query service: gRPC v1.QueryService (with health and reflection) and HTTP (Grafana
     SimpleJSON, REST, OpenAPI at /docs) over the ClickHouse stores of the configuration.
@@ -219,24 +233,49 @@ def api(
         cfg = load_config(config)
     except ConfigError as exc:
         raise fail(str(exc)) from None
-    server = ApiServer(cfg, grpc_addr, http_addr)
+    from netspectra.ops.endpoint import resolve_listen, start_ops
+
+    try:
+        ops = start_ops("api", resolve_listen(ops_listen, cfg))
+    except (OSError, ValueError) as exc:
+        raise fail(str(exc)) from None
+    http_metrics = grpc_metrics = None
+    if ops is not None:
+        from netspectra.ops.grpcmetrics import GrpcMetrics
+        from netspectra.ops.httpmetrics import HttpMetrics
+
+        http_metrics, grpc_metrics = HttpMetrics(), GrpcMetrics()
+    server = ApiServer(cfg, grpc_addr, http_addr, http_metrics, grpc_metrics)
     try:
         server.start()
     except (OSError, ValueError) as exc:
         raise fail(str(exc)) from None
+    if ops is not None:
+        from netspectra.ops.services import wire_api
+
+        wire_api(ops, server.core, http_metrics, grpc_metrics)
     console.print(
         f"NetSpectra query service: gRPC {server.grpc_addr} (port {server.grpc_port}), "
         f"HTTP {server.http_addr} (port {server.http_port}); Ctrl-C stops",
         highlight=False,
     )
     done = threading.Event()
+
+    def _stop(*_: object) -> None:
+        done.set()
+        if ops is not None:
+            ops.set_stopping()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: done.set())
+        signal.signal(sig, _stop)
     try:
         while not done.wait(0.5):
-            pass
+            if ops is not None:
+                ops.heartbeat.beat()
     finally:
         server.stop()
+        if ops is not None:
+            ops.stop()
 
 
 # --------------------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ import signal
 import socket
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from nats.errors import Error as NatsError
@@ -28,12 +28,16 @@ from netspectra.config import ConfigError, load_config
 from netspectra.config.models import PersistenceConfig
 from netspectra.engine.manager import Manager
 from netspectra.engine.stream import StreamConsumer, StreamOptions, StreamStats
+from netspectra.ops.options import OpsListenOption
 from netspectra.probe.live import LiveCapture, LiveCaptureError, LiveOptions
 from netspectra.probe.persist import Persister, PersistStats
 from netspectra.probe.publisher import ProbeStats, Publisher, PublisherOptions
 from netspectra.probe.replay import DEFAULT_REPLAY_BATCH, replay_files
 from netspectra.sketches.keys import validate_fields
 from netspectra.transport.nats_bus import DEFAULT_QUEUE_GROUP, DEFAULT_STREAM
+
+if TYPE_CHECKING:
+    from netspectra.ops.endpoint import OpsEndpoint
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +72,35 @@ JetStreamOption = Annotated[
 StreamOption = Annotated[str, typer.Option("--stream", help="JetStream stream name.")]
 
 
+def _start_ops(service: str, option: str | None, cfg: Any) -> OpsEndpoint | None:
+    """The started ops endpoint of ``service`` (``--ops-listen``, else ``ops.listen``), or None."""
+    from netspectra.ops.endpoint import resolve_listen, start_ops
+
+    try:
+        return start_ops(service, resolve_listen(option, cfg))
+    except (OSError, ValueError) as exc:
+        raise fail(str(exc)) from None
+
+
+_BACKGROUND: set[asyncio.Task[None]] = set()  # strong references: the loop keeps only weak ones
+
+
+def _ops_tasks(ops: OpsEndpoint | None, stop: asyncio.Event) -> None:
+    """Start, on the running loop, the tasks of ``ops``: the liveness heartbeat, and readiness off
+    once ``stop`` is set. They end with the loop (``asyncio.run`` cancels what is left)."""
+    if ops is None:
+        return
+
+    async def stopping() -> None:
+        await stop.wait()
+        ops.set_stopping()
+
+    for coro in (ops.heartbeat.run(), stopping()):
+        task = asyncio.create_task(coro)
+        _BACKGROUND.add(task)
+        task.add_done_callback(_BACKGROUND.discard)
+
+
 def _install_stop(stop: asyncio.Event) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -81,6 +114,8 @@ def publish_source(
     *,
     on_stop: Callable[[], None] | None = None,
     kernel_dropped: Callable[[], int] | None = None,
+    on_publisher: Callable[[Publisher], None] | None = None,
+    ops: OpsEndpoint | None = None,
 ) -> ProbeStats:
     """Publish every batch of ``source`` with ``options`` until it ends or SIGINT/SIGTERM; the counters.
 
@@ -88,7 +123,8 @@ def publish_source(
     that a source blocked waiting for packets can end its iteration (e.g. a live capture's ``stop``);
     ``kernel_dropped`` reads the source's cumulative drop counter into every message. A live source
     should use ``PublisherOptions(block=False)``: a full queue then drops (and counts) instead of
-    stalling the capture.
+    stalling the capture. ``on_publisher`` receives the :class:`Publisher` before it runs (its
+    ``stats`` are live); ``ops`` gets the loop's heartbeat and turns not-ready on SIGINT/SIGTERM.
     """
 
     async def main() -> ProbeStats:
@@ -102,10 +138,12 @@ def publish_source(
 
             watcher = asyncio.create_task(watch())
         _install_stop(stop)
+        _ops_tasks(ops, stop)
+        publisher = Publisher(options, kernel_dropped=kernel_dropped)
+        if on_publisher is not None:
+            on_publisher(publisher)
         try:
-            return await Publisher(options, kernel_dropped=kernel_dropped).run(
-                source, None if on_stop else stop
-            )
+            return await publisher.run(source, None if on_stop else stop)
         finally:
             if on_stop is not None:
                 watcher.cancel()
@@ -231,6 +269,7 @@ def probe(
     jetstream: JetStreamOption = False,
     stream: StreamOption = DEFAULT_STREAM,
     json_out: Annotated[bool, typer.Option("--json", help="Print the counters as JSON on stdout.")] = False,
+    ops_listen: OpsListenOption = None,
 ) -> None:
     """Publish packets to NATS — replayed capture files, or live from --iface — sharded by a flow hash.
 
@@ -269,6 +308,7 @@ def probe(
         persister = make_persister(pc.persistence, live=bool(interface))
     except ValueError as exc:
         raise fail(f"probe.persistence: {exc}") from None
+    pops = _ProbeOps(_start_ops("probe", ops_listen, cfg), options.url, persister)
     summary: dict[str, Any]
     if interface:
         bs = block_size or pc.block_size
@@ -286,7 +326,7 @@ def probe(
             keep_raw=persister is not None and persister.encoding == "pcap",
             batch_size=batch_size,
         )
-        summary = _run_live(live_opts, options, persister, ready_file)
+        summary = _run_live(live_opts, options, persister, ready_file, pops)
     else:
         assert files
         source: Iterable[PacketBatch] = replay_files(files, speed=speed or None, batch_size=batch_size)
@@ -294,7 +334,7 @@ def probe(
             persister.start()
             source = _persisting(source, persister)
         try:
-            stats = publish_source(source, options)
+            stats = publish_source(pops.wrap(source), options, on_publisher=pops.set_publisher, ops=pops.ops)
         except CaptureError as exc:
             raise fail(str(exc), 1) from None
         except (OSError, NatsError) as exc:
@@ -303,10 +343,47 @@ def probe(
             pstats = persister.stop() if persister is not None else None
         summary = _probe_summary(stats)
         summary["persistence"] = _persist_summary(pstats)
+    pops.close()
     if json_out:
         print(json.dumps(summary))
     else:
         log.warning("probe done: %s", summary)
+
+
+class _ProbeOps:
+    """The probe's ops endpoint (or none): its collectors read the parts as they come to exist."""
+
+    def __init__(self, ops: OpsEndpoint | None, url: str, persister: Persister | None) -> None:
+        self.ops = ops
+        self.publisher: Publisher | None = None
+        self.cap: LiveCapture | None = None
+        self.finished = False
+        self.meter: Any = None
+        if ops is not None:
+            from netspectra.ops.collectors import BatchMeter
+            from netspectra.ops.services import wire_probe
+
+            self.meter = BatchMeter()
+            wire_probe(
+                ops,
+                url,
+                lambda: self.publisher.stats if self.publisher is not None else None,
+                live=lambda: self.cap.live_stats() if self.cap is not None else None,
+                persister=lambda: persister.stats if persister is not None else None,
+                meter=self.meter,
+                finished=lambda: self.finished,
+            )
+
+    def wrap(self, source: Iterable[PacketBatch]) -> Iterable[PacketBatch]:
+        return self.meter.wrap(source) if self.meter is not None else source
+
+    def set_publisher(self, publisher: Publisher) -> None:
+        self.publisher = publisher
+
+    def close(self) -> None:
+        self.finished = True
+        if self.ops is not None:
+            self.ops.stop()
 
 
 def _probe_summary(stats: ProbeStats) -> dict[str, Any]:
@@ -316,13 +393,19 @@ def _probe_summary(stats: ProbeStats) -> dict[str, Any]:
 
 
 def _run_live(
-    live_opts: LiveOptions, options: PublisherOptions, persister: Persister | None, ready_file: Path | None
+    live_opts: LiveOptions,
+    options: PublisherOptions,
+    persister: Persister | None,
+    ready_file: Path | None,
+    pops: _ProbeOps | None = None,
 ) -> dict[str, Any]:
     """Capture ``live_opts.interface`` and publish until SIGINT/SIGTERM; the final report."""
     try:
         cap = LiveCapture(live_opts)
     except LiveCaptureError as exc:
         raise fail(str(exc), 1) from None
+    if pops is not None:
+        pops.cap = cap
     pstats: PersistStats | None = None
     try:
         if persister is not None:
@@ -336,12 +419,15 @@ def _run_live(
         )
         if ready_file is not None:
             ready_file.touch()
+        batches = cap.batches(persister.offer if persister is not None else None)
         try:
             stats = publish_source(
-                cap.batches(persister.offer if persister is not None else None),
+                pops.wrap(batches) if pops is not None else batches,
                 options,
                 on_stop=cap.stop,
                 kernel_dropped=cap.kernel_drops,
+                on_publisher=pops.set_publisher if pops is not None else None,
+                ops=pops.ops if pops is not None else None,
             )
         except (OSError, NatsError) as exc:
             raise fail(f"NATS at {options.url}: {exc or type(exc).__name__}", 1) from None
@@ -394,16 +480,18 @@ def engine(
         float | None,
         typer.Option("--duration", min=0.0, help="Stop after this many seconds (default: never)."),
     ] = None,
+    ops_listen: OpsListenOption = None,
 ) -> None:
     """Consume packets from NATS into the configured tasks; stop gracefully on SIGINT/SIGTERM."""
     from netspectra.alerting.alerter import AlertingConfigError, attach_alerter
+    from netspectra.ops.services import wire_engine
     from netspectra.storage.alerts import alert_sink_for
 
     try:
         cfg = load_config(config)
         manager = Manager.from_config(cfg, writers=writers)
         # the original's engine ran the alerter: rules every check_interval and once at stop
-        attach_alerter(manager, cfg, sink=alert_sink_for(cfg) if writers else None)
+        alerter = attach_alerter(manager, cfg, sink=alert_sink_for(cfg) if writers else None)
     except (ConfigError, AlertingConfigError) as exc:
         raise fail(str(exc)) from None
     if member >= members:
@@ -420,12 +508,17 @@ def engine(
         stream=stream,
         durable=durable,
     )
+    ops = _start_ops("engine", ops_listen, cfg)
+    engine_ops = wire_engine(ops, manager, alerter)
     manager.start()
 
     async def main() -> StreamStats:
         stop = asyncio.Event()
         _install_stop(stop)
         consumer = StreamConsumer(manager, options)
+        if engine_ops is not None:
+            engine_ops.set_consumer(consumer)
+        _ops_tasks(ops, stop)
         task = asyncio.create_task(consumer.run(stop))
         if duration is not None:
             with contextlib.suppress(asyncio.TimeoutError):
@@ -438,6 +531,9 @@ def engine(
     except (OSError, NatsError) as exc:
         manager.stop()
         raise fail(f"NATS at {options.url}: {exc or type(exc).__name__}", 1) from None
+    finally:
+        if ops is not None:
+            ops.stop()
     if out is not None:
         _write_flows(manager, out)
     summary: dict[str, Any] = {"stream": stats.as_dict(), "engine": manager.metrics_dict()}

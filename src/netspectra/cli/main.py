@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from typing import Annotated
 
 import typer
@@ -10,6 +11,7 @@ from rich.logging import RichHandler
 
 from netspectra import __version__
 from netspectra.cli.common import err_console
+from netspectra.ops.logs import LOG_FORMATS, configure_logging
 
 app = typer.Typer(
     name="netspectra",
@@ -36,20 +38,29 @@ def _root(
         int, typer.Option("--verbose", "-v", count=True, help="More log output (-vv: debug).")
     ] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors on stderr.")] = False,
+    log_format: Annotated[
+        str,
+        typer.Option(
+            "--log-format",
+            envvar="NETSPECTRA_LOG_FORMAT",
+            help="Log lines on stderr: text (human) or json (one object per line: time, level, logger, "
+            "message, exception).",
+        ),
+    ] = "text",
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
     ] = False,
 ) -> None:
     level = logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
-    logging.basicConfig(
-        level=level,
-        format="%(message)s",
-        datefmt="[%X]",
-        handlers=[RichHandler(console=err_console, show_path=verbose >= 2, rich_tracebacks=False)],
-        force=True,
+    fmt = log_format.strip().lower()
+    if fmt not in LOG_FORMATS:
+        raise typer.BadParameter(f"{log_format!r}: use text or json", param_hint="--log-format")
+    configure_logging(
+        level,
+        fmt,
+        text_handler=RichHandler(console=err_console, show_path=verbose >= 2, rich_tracebacks=False),
+        stream=sys.stderr,
     )
-    # numba's own debug chatter is never what a user asks for with -vv
-    logging.getLogger("numba").setLevel(logging.WARNING)
 
 
 def _register() -> None:
@@ -65,6 +76,9 @@ def _register() -> None:
     app.add_typer(api_cmds.query_app, name="query")
     app.command("ai")(alert_ai_cmds.ai)
     app.command("ask-ai")(alert_ai_cmds.ask_ai)
+    from netspectra.cli import storage_cmd
+
+    app.add_typer(storage_cmd.app, name="storage")
 
 
 def main() -> None:

@@ -29,6 +29,7 @@ from nats.errors import Error as NatsError
 
 from netspectra.cli.common import ConfigOption, console, fail
 from netspectra.config import Config, ConfigError, load_config
+from netspectra.ops.options import OpsListenOption
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +99,7 @@ def up(
             help="Packets through a JetStream stream (stored; the engine resumes after a restart).",
         ),
     ] = False,
+    ops_listen: OpsListenOption = None,
 ) -> None:
     """Run NATS, the engine, the alerter and the query service — and optionally a probe — in one go.
 
@@ -107,6 +109,11 @@ def up(
     from netspectra.alerting.alerter import attach_alerter
     from netspectra.cli.api_cmds import ApiServer
     from netspectra.engine.manager import Manager
+    from netspectra.ops.collectors import AlerterCollector
+    from netspectra.ops.endpoint import resolve_listen, start_ops
+    from netspectra.ops.grpcmetrics import GrpcMetrics
+    from netspectra.ops.httpmetrics import HttpMetrics
+    from netspectra.ops.services import wire_api, wire_engine
     from netspectra.probe.live import LiveCaptureError
     from netspectra.storage.alerts import alert_sink_for
     from netspectra.storage.clickhouse import StorageError
@@ -127,21 +134,35 @@ def up(
         for w in (*cfg.aggregator.exact.writers, *cfg.aggregator.sketch.writers)
     ):
         log.warning("no enabled clickhouse writer in the configuration: the query service will find no data")
-
-    server = NatsServer(data_dir / "nats", port=nats_port or free_port(), jetstream=True)
     try:
-        server.start()
-    except NatsServerError as exc:
-        raise fail(f"nats-server: {exc}", 1) from None
+        ops = start_ops("up", resolve_listen(ops_listen, cfg))
+    except (OSError, ValueError) as exc:
+        raise fail(str(exc)) from None
+
+    # SIGTERM while starting: unwind (stop what started, the nats-server child included), exit 0
+    signal.signal(signal.SIGTERM, _terminate)
+    server = NatsServer(data_dir / "nats", port=nats_port or free_port(), jetstream=True)
     api: Any = None
     manager: Any = None
+    summary: dict[str, Any] = {}
     try:
         try:
+            server.start()
+        except NatsServerError as exc:
+            raise fail(f"nats-server: {exc}", 1) from None
+        try:
             manager = Manager.from_config(cfg, writers=True)
+            engine_ops = wire_engine(ops, manager)
             manager.start()
-            attach_alerter(manager, cfg, sink=alert_sink_for(cfg))
-            api = ApiServer(cfg, grpc_addr, http_addr)
+            alerter = attach_alerter(manager, cfg, sink=alert_sink_for(cfg))
+            http_metrics = HttpMetrics() if ops is not None else None
+            grpc_metrics = GrpcMetrics() if ops is not None else None
+            api = ApiServer(cfg, grpc_addr, http_addr, http_metrics, grpc_metrics)
             api.start()
+            if ops is not None:
+                if alerter is not None:
+                    ops.add(AlerterCollector(alerter))
+                wire_api(ops, api.core, http_metrics, grpc_metrics)
         except (ConfigError, StorageError, OSError, ValueError) as exc:
             raise fail(str(exc), 1) from None
         console.print(
@@ -157,20 +178,37 @@ def up(
         )
         try:
             summary = asyncio.run(
-                _run(cfg, manager, server.url, replay, speed, iface, bpf, jetstream, data_dir)
+                _run(cfg, manager, server.url, replay, speed, iface, bpf, jetstream, data_dir, engine_ops)
             )
         except LiveCaptureError as exc:
             raise fail(str(exc), 1) from None
         except (OSError, NatsError) as exc:
             raise fail(f"NATS at {server.url}: {exc or type(exc).__name__}", 1) from None
+    except _TerminatedError:
+        log.warning("netspectra up: SIGTERM during start-up; stopping")
     finally:
+        # a second SIGTERM while stopping must not cut the stop short (nats-server would be orphaned)
+        signal.signal(signal.SIGTERM, lambda *_: log.warning("netspectra up: already stopping"))
+        if ops is not None:
+            ops.set_stopping()
         if manager is not None:
             manager.stop()  # idempotent: already stopped by the consumer on a normal stop
         if api is not None:
             api.stop()
         server.stop()
-    summary["engine"] = manager.metrics_dict()
+        if ops is not None:
+            ops.stop()
+    if manager is not None:
+        summary["engine"] = manager.metrics_dict()
     print(json.dumps(summary, default=str))
+
+
+class _TerminatedError(BaseException):
+    """SIGTERM arrived while ``up`` was starting (before its event loop handles signals)."""
+
+
+def _terminate(signum: int, _frame: object) -> None:
+    raise _TerminatedError
 
 
 def _probe_what(replay: list[Path] | None, iface: str | None) -> str:
@@ -191,8 +229,9 @@ async def _run(
     bpf: str | None,
     jetstream: bool,
     data_dir: Path,
+    engine_ops: Any = None,
 ) -> dict[str, Any]:
-    from netspectra.cli.live_cmds import _persisting, make_persister
+    from netspectra.cli.live_cmds import _ops_tasks, _persisting, make_persister
     from netspectra.engine.stream import StreamConsumer, StreamOptions
     from netspectra.probe.live import LiveCapture, LiveOptions
     from netspectra.probe.publisher import Publisher, PublisherOptions
@@ -206,6 +245,10 @@ async def _run(
     consumer = StreamConsumer(
         manager, StreamOptions(url=url, subject=pc.subject, n_shards=pc.shards, jetstream=jetstream)
     )
+    ops = engine_ops.ep if engine_ops is not None else None
+    if engine_ops is not None:
+        engine_ops.set_consumer(consumer)
+    _ops_tasks(ops, stop)
     engine_stop = asyncio.Event()
     engine = asyncio.create_task(consumer.run(engine_stop))
     ready = asyncio.ensure_future(consumer.ready.wait())
@@ -257,6 +300,16 @@ async def _run(
             run_stop = probe_stop
         if persister is not None:
             persister.start()
+        if ops is not None:
+            from netspectra.ops.collectors import ProbeCollector
+
+            ops.add(
+                ProbeCollector(
+                    lambda: publisher.stats,
+                    live=(lambda: cap.live_stats()) if cap is not None else None,
+                    persister=(lambda: persister.stats) if persister is not None else None,
+                )
+            )
         probe_task = asyncio.create_task(publisher.run(source, run_stop))
     try:
         waiters = {asyncio.ensure_future(stop.wait()), engine}

@@ -368,6 +368,17 @@ class AiConfig(Section):
     grpc_listen_addr: Annotated[str, _empty_is_default(":50052")] = ":50052"
 
 
+class OpsConfig(Section):
+    """``ops`` (a NetSpectra addition): the operations endpoint of every long-running service.
+
+    ``listen`` is ``HOST:PORT`` (or ``:PORT``) of the HTTP server that serves ``/metrics``
+    (Prometheus), ``/healthz`` and ``/readyz`` (``docs/operations.md``); empty: no endpoint. The
+    ``--ops-listen`` option and ``NETSPECTRA_OPS_LISTEN`` override it.
+    """
+
+    listen: str = ""
+
+
 class PersistenceConfig(Section):
     """``probe.persistence``: the probe's local copy of captured packets."""
 
@@ -571,6 +582,62 @@ class ClickHouseConfig(Section):
     #: History kept inside a period: at most one row per flow per this much time (the newest snapshot
     #: of each interval survives background merges); at least 1s. An addition of NetSpectra.
     history_resolution: GoDuration = timedelta(hours=1)
+    #: Cluster mode (a server only; an addition of NetSpectra): the name of a cluster of the server's
+    #: ``remote_servers``. Empty -> one node, as before. Set -> ``<table><local_suffix>`` tables on every
+    #: node of the cluster and ``Distributed`` tables under the usual names over them (docs/storage.md).
+    cluster: str = ""
+    #: Cluster mode: ``Replicated*MergeTree`` local tables (the servers need ZooKeeper and the macros
+    #: used in ``zookeeper_path`` and ``replica_name``).
+    replicated: bool = False
+    #: ZooKeeper path of a replicated table: NetSpectra fills in ``{database}`` and ``{table}`` (the local
+    #: table's name); the server fills in its macros (``{shard}``). Must contain ``{table}``.
+    zookeeper_path: str = "/clickhouse/tables/{shard}/{database}/{table}"
+    #: Replica name of a replicated table (the server's ``{replica}`` macro by default).
+    replica_name: str = "{replica}"
+    #: Cluster mode: how rows are spread over the shards: ``flow`` (a hash of the flow key: all versions
+    #: of a flow's row on one shard, which ReplacingMergeTree's deduplication and FINAL need), ``task``
+    #: (a hash of the task name: a task on one shard) or ``random``.
+    sharding_key: str = "flow"
+    #: Cluster mode: suffix of the local tables' names (the Distributed tables keep the plain names).
+    local_suffix: str = "_local"
+
+    @field_validator("sharding_key")
+    @classmethod
+    def _sharding_key(cls, v: str) -> str:
+        choices = ("flow", "task", "random")
+        if v not in choices:
+            raise ValueError(
+                f"{v!r} is not a sharding key{_did_you_mean(v, choices)}; valid: {_choices(choices)}"
+            )
+        return v
+
+    @field_validator("local_suffix")
+    @classmethod
+    def _local_suffix(cls, v: str) -> str:
+        if not v.strip() or "\x00" in v:
+            raise ValueError("the local tables need a suffix that is not empty, e.g. _local")
+        return v
+
+    @field_validator("zookeeper_path")
+    @classmethod
+    def _zookeeper_path(cls, v: str) -> str:
+        if "{table}" not in v or not v.startswith("/"):
+            raise ValueError(
+                f"{v!r} must be an absolute path containing {{table}} (one path per table), "
+                "e.g. /clickhouse/tables/{shard}/{database}/{table}"
+            )
+        return v
+
+    @model_validator(mode="after")
+    def _cluster_mode(self) -> ClickHouseConfig:
+        if self.cluster.strip() and not self.host.strip():
+            raise ValueError(
+                f"clickhouse.cluster ({self.cluster!r}) needs a ClickHouse server (clickhouse.host): the "
+                "embedded engine (chdb) is a single node; remove cluster or set host"
+            )
+        if self.replicated and not self.cluster.strip():
+            raise ValueError("clickhouse.replicated needs clickhouse.cluster (the cluster the replicas form)")
+        return self
 
     @field_validator("retention")
     @classmethod
@@ -844,6 +911,7 @@ class Config(Section):
     alerter: AlerterConfig = AlerterConfig()
     smtp: SmtpConfig = SmtpConfig()
     aggregator: AggregatorConfig = AggregatorConfig()
+    ops: OpsConfig = OpsConfig()
 
     _warnings: tuple[str, ...] = PrivateAttr(default=())
     _source: str | None = PrivateAttr(default=None)

@@ -571,7 +571,8 @@ class Manager:
         """
         task = self.task(name)
         with self._barrier.shared():
-            snap = task.snapshot()
+            with self.metrics.snapshot_seconds.get(name).time():
+                snap = task.snapshot()
             meta = SnapshotMeta(self.clock.time_ns(), self._period_start_ns, False)
         self.metrics.snapshots_taken.inc(name)
         return snap, meta
@@ -770,7 +771,8 @@ class Manager:
 
     def _snap(self, task: EngineTask, reset: bool = False) -> Any:
         try:
-            snap = task.snapshot(reset=reset)
+            with self.metrics.snapshot_seconds.get(task.name).time():
+                snap = task.snapshot(reset=reset)
         except Exception:
             self.metrics.task_errors.inc(task.name)
             log.exception("task %s: snapshot failed", task.name)

@@ -1,4 +1,4 @@
-"""Engine counters: plain thread-safe numbers, read as one dict (Prometheus export comes later).
+"""Engine counters: plain thread-safe numbers, read as one dict (Prometheus: :mod:`netspectra.ops`).
 
 Every counter here only grows (except the gauges, which are read from their owner when the dict is
 built), so a reader can compute rates by differencing two :meth:`EngineMetrics.as_dict` results.
@@ -10,11 +10,18 @@ batch update (thousands of packets) or a snapshot.
 
 from __future__ import annotations
 
+import bisect
+import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
+
+#: Upper bounds (seconds) of :class:`Timing` buckets: snapshots and writes take milliseconds to minutes.
+DEFAULT_TIME_BUCKETS: tuple[float, ...] = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
+)  # fmt: skip
 
 
 class Counter:
@@ -64,6 +71,73 @@ class LabeledCounter:
             return dict(self._values)
 
 
+class Timing:
+    """A histogram of durations in seconds (fixed buckets, Prometheus semantics), thread-safe.
+
+    For events that happen per snapshot or per write, never per packet. :meth:`state` gives the
+    per-bucket counts (not cumulative; the last one counts what exceeds every bound), the sum and
+    the count, read consistently.
+    """
+
+    __slots__ = ("_counts", "_lock", "_sum", "buckets")
+
+    def __init__(self, buckets: tuple[float, ...] = DEFAULT_TIME_BUCKETS) -> None:
+        if list(buckets) != sorted(set(buckets)):
+            raise ValueError(f"buckets must be strictly increasing, got {buckets}")
+        self.buckets = tuple(float(b) for b in buckets)
+        self._lock = threading.Lock()
+        self._counts = [0] * (len(self.buckets) + 1)
+        self._sum = 0.0
+
+    def observe(self, seconds: float) -> None:
+        """Count one event that took ``seconds`` (>= 0)."""
+        i = bisect.bisect_left(self.buckets, seconds)
+        with self._lock:
+            self._counts[i] += 1
+            self._sum += seconds
+
+    @contextlib.contextmanager
+    def time(self) -> Iterator[None]:
+        """Observe the wall time of the ``with`` body (also when it raises)."""
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.observe(time.perf_counter() - t0)
+
+    def state(self) -> tuple[list[int], float, int]:
+        """``(counts per bucket + overflow, sum of seconds, count)``."""
+        with self._lock:
+            counts = list(self._counts)
+            return counts, self._sum, sum(counts)
+
+
+class LabeledTiming:
+    """A family of :class:`Timing` by label (e.g. task name)."""
+
+    __slots__ = ("_buckets", "_lock", "_values")
+
+    def __init__(self, buckets: tuple[float, ...] = DEFAULT_TIME_BUCKETS) -> None:
+        self._buckets = buckets
+        self._lock = threading.Lock()
+        self._values: dict[str, Timing] = {}
+
+    def get(self, label: str) -> Timing:
+        """The timing of ``label``, created empty on first use."""
+        with self._lock:
+            t = self._values.get(label)
+            if t is None:
+                t = self._values[label] = Timing(self._buckets)
+            return t
+
+    def observe(self, label: str, seconds: float) -> None:
+        self.get(label).observe(seconds)
+
+    def items(self) -> list[tuple[str, Timing]]:
+        with self._lock:
+            return sorted(self._values.items())
+
+
 class WriterMetrics:
     """Counters of one writer, kept by its :class:`~netspectra.engine.resilient.ResilientWriter`.
 
@@ -74,7 +148,9 @@ class WriterMetrics:
       buffered, so nothing was lost), ``close`` (still unwritten when the close deadline passed),
       ``attempts`` (retried ``max_attempts`` times);
     * ``open_failed`` — ``open()`` attempts that raised; ``opened`` — whether the writer is open now;
-    * ``buffered`` — snapshots waiting now (a gauge read from the writer).
+    * ``buffered`` — snapshots waiting now (a gauge read from the writer);
+    * ``write_seconds`` — duration of each write call of the wrapped writer (successful or not),
+      observed by whoever calls the writer (not part of :meth:`as_dict`).
     """
 
     def __init__(self, name: str) -> None:
@@ -85,6 +161,7 @@ class WriterMetrics:
         self.dropped = LabeledCounter()
         self.opened = False
         self.buffered: Callable[[], int] = lambda: 0
+        self.write_seconds = Timing()
 
     @property
     def dropped_total(self) -> int:
@@ -117,6 +194,8 @@ class EngineMetrics:
         self.task_errors = LabeledCounter()
         self.callback_errors = Counter()
         self.snapshots_taken = LabeledCounter()
+        # duration of each task snapshot, by task (not part of as_dict; exported by netspectra.ops)
+        self.snapshot_seconds = LabeledTiming()
         self.writers: dict[str, WriterMetrics] = {}
         # Gauges read from the manager's queue when the dict is built.
         self.queue_batches: Callable[[], int] = lambda: 0

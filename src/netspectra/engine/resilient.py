@@ -338,7 +338,8 @@ class ResilientWriter:
         call: Callable[[Any, SnapshotMeta], None] = getattr(self.inner, item.method)
         while True:
             try:
-                call(item.snap, item.meta)
+                with self.metrics.write_seconds.time():
+                    call(item.snap, item.meta)
             except Exception as exc:  # any failure: retried, never propagated to the engine
                 item.attempts += 1
                 self.metrics.failed.inc()

@@ -9,6 +9,12 @@
   wrong table — so calls are serialised).
 * ``host`` set → a **server** through clickhouse-driver (native TCP, default port 9000; ``cloud: true`` →
   TLS, default port 9440, certificate verified). One connection per store, serialised by a lock.
+* ``cluster`` set (a server only) → local tables on every node of the cluster and Distributed tables
+  under the usual names (:mod:`~netspectra.storage.cluster`); inserts go through the Distributed tables
+  synchronously, queries read them unchanged.
+
+:meth:`ClickHouseStore.ensure_schema` creates the tables and applies the schema migrations
+(:mod:`~netspectra.storage.migrations`); every writer runs it at ``open()``.
 
 Both run exactly the same SQL (see :mod:`netspectra.storage.schema` for the dialect rules) and take
 inserts as Arrow tables: chdb reads them as an Arrow IPC stream, the server through the driver's columnar
@@ -36,16 +42,15 @@ import numpy as np
 import pyarrow as pa
 
 from netspectra.storage.base import SnapshotMeta, StorageError, Writer, WriterError
+from netspectra.storage.cluster import DISTRIBUTED_INSERT_SETTINGS, Layout
 from netspectra.storage.schema import (
     ALERT_TABLE,
-    CREATE_TABLES,
     EXPIRED_ALERT_PARTITIONS_SQL,
     EXPIRED_PARTITIONS_SQL,
     FLOW_COLUMNS,
     FLOW_TABLE,
     HITTER_COLUMNS,
     HITTER_TABLE,
-    REQUIRED_COLUMNS,
     bind,
     quote_identifier,
 )
@@ -53,6 +58,7 @@ from netspectra.storage.schema import (
 if TYPE_CHECKING:
     from netspectra.config.models import ClickHouseConfig, ExactWriterConfig, SketchWriterConfig
     from netspectra.sketches.base import SketchSnapshot
+    from netspectra.storage.migrations import MigrationReport
     from netspectra.tasks.exact import FlowSnapshot
 
 log = logging.getLogger(__name__)
@@ -204,6 +210,8 @@ class ClickHouseStore:
                 import chdb  # noqa: F401
         self.database = cfg.database
         self.db = quote_identifier(cfg.database)
+        #: One node, or a cluster (local tables + Distributed tables under the usual names).
+        self.layout = Layout.from_config(cfg)
         self.version: tuple[int, ...] = ()
         self._chdb: _ChdbEngine | None = None
         self._client: Any = None
@@ -228,6 +236,11 @@ class ClickHouseStore:
         with self._lock:
             if self.is_open:
                 return
+            if self.embedded and self.layout.clustered:
+                raise StorageError(
+                    f"clickhouse.cluster ({self.layout.cluster!r}) needs a ClickHouse server "
+                    "(clickhouse.host): the embedded engine (chdb) is a single node"
+                )
             if self.embedded:
                 self._chdb = _acquire_chdb(self.data_dir)
             else:
@@ -322,9 +335,12 @@ class ClickHouseStore:
                 return
             columns = [_numpy_column(c) for c in data.columns]
             # numpy for inserts only: with use_numpy, SELECT rows of mixed types come back as strings
+            settings: dict[str, object] = {"use_numpy": True}
+            if self.layout.clustered:  # into the Distributed table: return only once every shard has its rows
+                settings.update(DISTRIBUTED_INSERT_SETTINGS)
             self._on_server(
                 f"insert into {table}",
-                lambda c: c.execute(f"{head} VALUES", columns, columnar=True, settings={"use_numpy": True}),
+                lambda c: c.execute(f"{head} VALUES", columns, columnar=True, settings=settings),
             )
 
     def _on_chdb(self, what: str, call: Callable[[Any], Any]) -> Any:
@@ -346,27 +362,14 @@ class ClickHouseStore:
         except Exception as exc:
             raise StorageError(f"ClickHouse {self.address}: {what} failed: {_error_text(exc)}") from exc
 
-    def ensure_schema(self) -> None:
-        """Create the database and the tables if missing; refuse tables with another schema."""
-        self.execute(f"CREATE DATABASE IF NOT EXISTS {self.db}")
-        for ddl in CREATE_TABLES.values():
-            self.execute(ddl.format(db=self.db))
-        found: dict[str, set[str]] = {}
-        rows = self.query(
-            "SELECT table, name FROM system.columns "
-            "WHERE database = %(db)s AND table IN (%(f)s, %(h)s, %(a)s)",
-            {"db": self.database, "f": FLOW_TABLE, "h": HITTER_TABLE, "a": ALERT_TABLE},
-        )
-        for table, column in rows:
-            found.setdefault(table, set()).add(column)
-        for name, required in REQUIRED_COLUMNS.items():
-            missing = required - found.get(name, set())
-            if missing:
-                raise StorageError(
-                    f"table {self.database}.{name} exists without the columns {sorted(missing)} (a table of "
-                    "Go2NetSpectra or of an older NetSpectra?); point clickhouse.database at another "
-                    "database or rename the old table"
-                )
+    def ensure_schema(self, every_node: bool = False) -> MigrationReport:
+        """Create the database and the tables if missing and apply pending schema migrations (on every
+        node of a cluster); refuse tables with another schema and schema versions newer than this
+        NetSpectra knows. Idempotent. In cluster mode without ``every_node``, a connected node that is
+        up to date is enough (:func:`netspectra.storage.migrations.migrate`)."""
+        from netspectra.storage.migrations import migrate  # imports this module
+
+        return migrate(self, every_node)
 
     def expire(self, retention_ns: int, now_ns: int | None = None) -> list[int]:
         """Drop the periods (day partitions of PeriodStart) whose newest snapshot is older than
@@ -382,10 +385,23 @@ class ClickHouseStore:
             sql = template.format(db=self.db, table=quote_identifier(table))
             for (partition,) in self.query(sql, {"cutoff_ns": max(cutoff, 0)}):
                 day = int(partition)  # an integer from the server: safe to write into the statement
-                self.execute(f"ALTER TABLE {self.table(table)} DROP PARTITION {day}")
+                self._drop_partition(table, day)
                 log.info("ClickHouse %s: dropped %s partition %d (retention)", self, table, day)
                 dropped.append(day)
         return dropped
+
+    def _drop_partition(self, table: str, day: int) -> None:
+        """Drop a day partition of ``table``; in cluster mode of its local table on every node (the
+        Distributed table holds no data)."""
+        if not self.layout.clustered:
+            self.execute(f"ALTER TABLE {self.table(table)} DROP PARTITION {day}")
+            return
+        from netspectra.storage.migrations import cluster_nodes, node_stores
+
+        local = self.layout.qualified(self.layout.local_name(table))
+        with node_stores(self, cluster_nodes(self)) as stores:
+            for node in stores.values():
+                node.execute(f"ALTER TABLE {local} DROP PARTITION {day}")
 
     def _require_client(self) -> Any:
         if self._client is None:
@@ -628,7 +644,8 @@ class ClickHouseWriter(Writer, kind="clickhouse"):
 
 
 def connect_store(cfg: ClickHouseConfig) -> ClickHouseStore:
-    """An open :class:`ClickHouseStore` with the schema in place (for the query service and tools)."""
+    """An open :class:`ClickHouseStore` with the schema in place and migrated (for the query service and
+    tools); ``SchemaVersionError`` for a newer schema."""
     store = ClickHouseStore(cfg)
     store.open()
     try:

@@ -144,6 +144,69 @@ CREATE_TABLES: dict[str, str] = {
         ALERT_TABLE, ALERT_COLUMNS, _ALERT_ALIASES, _ALERT_ORDER, "MergeTree()", _ALERT_PARTITION
     ),
 }
+#: The data tables: columns, ALIAS columns, sorting key, engine name, version column, partition key.
+TABLE_SPECS: dict[
+    str, tuple[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...], str, str, str, str]
+] = {
+    FLOW_TABLE: (FLOW_COLUMNS, _FLOW_ALIASES, _FLOW_ORDER, "ReplacingMergeTree", "TimestampNs", _PARTITION),
+    HITTER_TABLE: (
+        HITTER_COLUMNS,
+        _HITTER_ALIASES,
+        _HITTER_ORDER,
+        "ReplacingMergeTree",
+        "TimestampNs",
+        _PARTITION,
+    ),
+    ALERT_TABLE: (ALERT_COLUMNS, _ALERT_ALIASES, _ALERT_ORDER, "MergeTree", "", _ALERT_PARTITION),
+}
+#: Cluster mode: the sharding expression of each table per ``clickhouse.sharding_key``. ``flow`` keeps every
+#: row that shares a table's sorting key (the versions ReplacingMergeTree merges) on one shard.
+SHARDING_EXPRESSIONS: dict[str, dict[str, str]] = {
+    "flow": {
+        FLOW_TABLE: "FlowHash",
+        HITTER_TABLE: "cityHash64(TaskName, Flow)",
+        ALERT_TABLE: "cityHash64(TaskName, RuleName)",
+    },
+    "task": {t: "cityHash64(TaskName)" for t in (FLOW_TABLE, HITTER_TABLE, ALERT_TABLE)},
+    "random": {t: "rand()" for t in (FLOW_TABLE, HITTER_TABLE, ALERT_TABLE)},
+}
+
+
+def create_table_sql(
+    table: str,
+    qualified_name: str,
+    *,
+    on_cluster: str = "",
+    replicated: tuple[str, str] | None = None,
+    distributed: tuple[str, str, str, str] | None = None,
+) -> str:
+    """``CREATE TABLE IF NOT EXISTS`` of data table ``table`` (a key of :data:`TABLE_SPECS`) as
+    ``qualified_name`` (already quoted, ``db.name``), with every value written as a literal.
+
+    ``on_cluster``: a cluster name (distributed DDL, ``ON CLUSTER``). ``replicated``: (ZooKeeper path,
+    replica name) → the ``Replicated`` variant of the engine. ``distributed``: (cluster, database, local
+    table, sharding expression) → a ``Distributed`` table with the same columns (no partition or order).
+    The sharding expression must come from :data:`SHARDING_EXPRESSIONS`; names are quoted here.
+    """
+    columns, aliases, order, engine, version, partition = TABLE_SPECS[table]
+    cols = [f"    {name} {typ}" for name, typ in columns]
+    cols += [f"    {name} DateTime('UTC') ALIAS {_seconds(src)}" for name, src in aliases]
+    body = ",\n".join(cols)
+    cluster = f" ON CLUSTER {quote_identifier(on_cluster)}" if on_cluster else ""
+    head = f"CREATE TABLE IF NOT EXISTS {qualified_name}{cluster} (\n{body}\n)\n"
+    if distributed is not None:
+        dcluster, database, local, key = distributed
+        if key not in {e for m in SHARDING_EXPRESSIONS.values() for e in m.values()}:
+            raise ValueError(f"not a known sharding expression: {key!r}")
+        args = ", ".join((quote_string(dcluster), quote_string(database), quote_string(local), key))
+        return f"{head}ENGINE = Distributed({args})"
+    params = [version] if version else []
+    if replicated is not None:
+        engine = "Replicated" + engine
+        params = [quote_string(replicated[0]), quote_string(replicated[1]), *params]
+    return f"{head}ENGINE = {engine}({', '.join(params)})\nPARTITION BY {partition}\nORDER BY ({order})"
+
+
 #: Columns each table must have; an existing table without them (e.g. the original's) is refused.
 REQUIRED_COLUMNS: dict[str, frozenset[str]] = {
     FLOW_TABLE: frozenset(n for n, _ in FLOW_COLUMNS) | {n for n, _ in _FLOW_ALIASES},

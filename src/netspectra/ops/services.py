@@ -1,0 +1,123 @@
+"""What each service exports and when it is ready (``docs/operations.md``): the wiring the CLI calls.
+
+* engine: :func:`wire_engine` — engine, writer, stream (and alerter) series; ready once the NATS
+  consumer is subscribed and every writer is open;
+* probe: :func:`wire_probe` — probe, kernel and persistence series; ready while the NATS server
+  answers and the probe has not finished;
+* api: :func:`wire_api` — HTTP request series; ready while every configured store answers ``SELECT 1``.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+from netspectra.ops.collectors import AlerterCollector, EngineCollector, ProbeCollector, StreamCollector
+from netspectra.ops.endpoint import OpsEndpoint
+
+__all__ = ["EngineOps", "nats_reachable", "wire_api", "wire_engine", "wire_probe", "writers_open"]
+
+
+def writers_open(manager: Any) -> str | None:
+    """Readiness check: ``None`` when every writer of ``manager`` is open, else which are not."""
+    closed = [rw.name for rw in manager.writers if not rw.metrics.opened]
+    return f"writer(s) not open: {', '.join(closed)}" if closed else None
+
+
+class EngineOps:
+    """The engine's part of an endpoint; :meth:`set_consumer` once the NATS consumer exists."""
+
+    def __init__(self, ep: OpsEndpoint, manager: Any, alerter: Any = None) -> None:
+        self.ep = ep
+        self.manager = manager
+        self.consumer: Any = None
+        ep.add(EngineCollector(manager.metrics))
+        ep.add(StreamCollector(lambda: self.consumer.stats if self.consumer is not None else None))
+        if alerter is not None:
+            ep.add(AlerterCollector(alerter))
+        ep.check("nats", self._subscribed)
+        ep.check("writers", lambda: writers_open(manager))
+
+    def set_consumer(self, consumer: Any) -> None:
+        self.consumer = consumer
+
+    def _subscribed(self) -> str | None:
+        c = self.consumer
+        if c is None or not c.ready.is_set():
+            return "not subscribed to NATS yet"
+        return None
+
+
+def wire_engine(ep: OpsEndpoint | None, manager: Any, alerter: Any = None) -> EngineOps | None:
+    """:class:`EngineOps` on ``ep`` (before ``manager.start()``), or ``None`` without an endpoint."""
+    return EngineOps(ep, manager, alerter) if ep is not None else None
+
+
+def nats_reachable(url: str, timeout_s: float = 1.0) -> Callable[[], str | None]:
+    """Readiness check: the NATS server at ``url`` accepts a connection and greets with ``INFO``.
+
+    The result is cached for 2 s, so frequent probes cost one connection every 2 s at most.
+    """
+    parts = urlsplit(url if "://" in url else f"nats://{url}")
+    host, port = parts.hostname or "127.0.0.1", parts.port or 4222
+    lock = threading.Lock()
+    cache: list[Any] = [0.0, "not checked yet"]
+
+    def check() -> str | None:
+        with lock:
+            if time.monotonic() - cache[0] < 2.0:
+                return cache[1]
+            try:
+                with socket.create_connection((host, port), timeout=timeout_s) as s:
+                    s.settimeout(timeout_s)
+                    greeting = s.recv(4)
+                result = None if greeting == b"INFO" else f"{host}:{port} does not speak NATS"
+            except OSError as exc:
+                result = f"NATS at {host}:{port} unreachable: {exc}"
+            cache[0], cache[1] = time.monotonic(), result
+            return result
+
+    return check
+
+
+def wire_probe(
+    ep: OpsEndpoint,
+    url: str,
+    publisher: Callable[[], Any],
+    *,
+    live: Callable[[], Any] | None = None,
+    persister: Callable[[], Any] | None = None,
+    meter: Any = None,
+    finished: Callable[[], bool] = lambda: False,
+) -> None:
+    """The probe's series and readiness on ``ep`` (see :class:`ProbeCollector` for the getters)."""
+    ep.add(ProbeCollector(publisher, live=live, persister=persister, meter=meter))
+    ep.check("nats", nats_reachable(url))
+    ep.check("source", lambda: "the probe has finished its input" if finished() else None)
+
+
+def wire_api(ep: OpsEndpoint, core: Any, http_metrics: Any, grpc_metrics: Any = None) -> None:
+    """The API's series and readiness on ``ep``: every group with a ClickHouse store must answer."""
+    from netspectra.api.routing import first_clickhouse
+
+    ep.add(http_metrics)
+    if grpc_metrics is not None:
+        ep.add(grpc_metrics)
+
+    def stores() -> str | None:
+        groups = [g for g in ("exact", "sketch") if first_clickhouse(core.cfg, g) is not None]
+        if not groups:
+            return "no enabled clickhouse writer in aggregator.exact/sketch: nothing to query"
+        problems = []
+        for g in groups:
+            try:
+                core.router.group_store(g).query("SELECT 1")
+            except Exception as exc:
+                problems.append(f"{g} store: {type(exc).__name__}: {exc}")
+        return "; ".join(problems) or None
+
+    ep.check("store", stores)

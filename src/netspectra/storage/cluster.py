@@ -1,0 +1,144 @@
+"""Where NetSpectra's tables live: one node, or a ClickHouse cluster (``clickhouse.cluster``).
+
+One node (``cluster`` empty; chdb or a server): the tables are ``<db>.flow_metrics``, ``heavy_hitters``
+and ``alerts``, as always.
+
+Cluster mode (a server only): every node of the cluster (``system.clusters`` of the server NetSpectra
+connects to) gets the **local** tables ``<table><local_suffix>`` (``ReplacingMergeTree``/``MergeTree``, or
+their ``Replicated`` variants with ``clickhouse.replicated``), and a ``Distributed`` table under the
+usual name over them. Writers insert into the Distributed tables (synchronously:
+``insert_distributed_sync = 1``, so a write that returns is on every shard, and a failed one is retried
+by the engine like any other); queries read the Distributed tables and so work unchanged. Rows are
+spread by :data:`~netspectra.storage.schema.SHARDING_EXPRESSIONS` (``flow`` by default: all versions of a
+flow's row on one shard, so ReplacingMergeTree merges and ``FINAL``, which work per shard, stay right).
+
+DDL in cluster mode runs either once with ``ON CLUSTER`` (distributed DDL: the servers need ZooKeeper
+and a ``distributed_ddl`` section) or, without ZooKeeper, on each host of the cluster in turn (logged).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from netspectra.storage.schema import (
+    ALERT_TABLE,
+    FLOW_TABLE,
+    HITTER_TABLE,
+    SHARDING_EXPRESSIONS,
+    create_table_sql,
+    quote_identifier,
+)
+
+if TYPE_CHECKING:
+    from netspectra.config.models import ClickHouseConfig
+
+#: The data tables, in creation order.
+DATA_TABLES: tuple[str, ...] = (FLOW_TABLE, HITTER_TABLE, ALERT_TABLE)
+#: Value of the insert setting that makes an INSERT into a Distributed table return only when every
+#: shard has its rows (18.16 and current servers alike).
+DISTRIBUTED_INSERT_SETTINGS: dict[str, int] = {"insert_distributed_sync": 1}
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    """One host of a cluster as ``system.clusters`` lists it."""
+
+    shard: int
+    replica: int
+    host: str
+    port: int
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """The table layout a configuration asks for (see the module docstring)."""
+
+    database: str
+    cluster: str = ""
+    replicated: bool = False
+    zookeeper_path: str = "/clickhouse/tables/{shard}/{database}/{table}"
+    replica_name: str = "{replica}"
+    sharding_key: str = "flow"
+    local_suffix: str = "_local"
+
+    @classmethod
+    def from_config(cls, cfg: ClickHouseConfig) -> Layout:
+        """The layout of a ``clickhouse`` section (already validated: cluster only with a host)."""
+        return cls(
+            database=cfg.database,
+            cluster=cfg.cluster.strip(),
+            replicated=cfg.replicated,
+            zookeeper_path=cfg.zookeeper_path,
+            replica_name=cfg.replica_name,
+            sharding_key=cfg.sharding_key,
+            local_suffix=cfg.local_suffix,
+        )
+
+    @property
+    def clustered(self) -> bool:
+        return bool(self.cluster)
+
+    @property
+    def db(self) -> str:
+        """The database, quoted."""
+        return quote_identifier(self.database)
+
+    def qualified(self, name: str) -> str:
+        """``db.name``, quoted."""
+        return f"{self.db}.{quote_identifier(name)}"
+
+    def local_name(self, table: str) -> str:
+        """Name of the table holding the rows on each node: ``table`` itself on one node."""
+        return table + self.local_suffix if self.clustered else table
+
+    def zookeeper_path_of(self, table: str) -> str:
+        """The ZooKeeper path of a replicated local table (``{database}``/``{table}`` filled in; the
+        server's macros such as ``{shard}`` left for the server)."""
+        return self.zookeeper_path.replace("{database}", self.database).replace(
+            "{table}", self.local_name(table)
+        )
+
+    def create_database_sql(self, on_cluster: bool = False) -> str:
+        return f"CREATE DATABASE IF NOT EXISTS {self.db}{self._on(on_cluster)}"
+
+    def create_data_tables_sql(self, on_cluster: bool = False) -> list[str]:
+        """``CREATE TABLE IF NOT EXISTS`` of the data tables, in order: on one node the three tables; in
+        cluster mode the three local tables, then the three Distributed tables over them. ``on_cluster``:
+        with ``ON CLUSTER`` (run once); else the statements to run on every node."""
+        if not self.clustered:
+            return [create_table_sql(t, self.qualified(t)) for t in DATA_TABLES]
+        cluster = self.cluster if on_cluster else ""
+        out = []
+        for t in DATA_TABLES:
+            replicated = (self.zookeeper_path_of(t), self.replica_name) if self.replicated else None
+            out.append(
+                create_table_sql(
+                    t, self.qualified(self.local_name(t)), on_cluster=cluster, replicated=replicated
+                )
+            )
+        for t in DATA_TABLES:
+            key = SHARDING_EXPRESSIONS[self.sharding_key][t]
+            distributed = (self.cluster, self.database, self.local_name(t), key)
+            out.append(create_table_sql(t, self.qualified(t), on_cluster=cluster, distributed=distributed))
+        return out
+
+    def _on(self, on_cluster: bool) -> str:
+        return f" ON CLUSTER {quote_identifier(self.cluster)}" if on_cluster and self.clustered else ""
+
+    def on_cluster_clause(self, on_cluster: bool) -> str:
+        """`` ON CLUSTER <name>`` when ``on_cluster`` in cluster mode, else empty."""
+        return self._on(on_cluster)
+
+
+#: Nodes of a cluster, as the connected server knows them.
+CLUSTER_NODES_SQL = (
+    "SELECT shard_num, replica_num, host_name, port FROM system.clusters "
+    "WHERE cluster = %(cluster)s ORDER BY shard_num, replica_num"
+)
+#: Answers only where the server has a ZooKeeper configured (distributed DDL needs one).
+ZOOKEEPER_PROBE_SQL = "SELECT count() FROM system.zookeeper WHERE path = '/'"

@@ -1,0 +1,447 @@
+"""Schema versions of NetSpectra's ClickHouse tables and the migrations between them.
+
+``<db>.netspectra_schema`` (one per node; a plain ``MergeTree``) holds one row per applied migration:
+``Version``, ``AppliedAt`` (UTC) and ``Description``. The schema version of a node is the largest
+``Version`` there (0: no row, a database of NetSpectra from before versioning, or a new one).
+
+:data:`MIGRATIONS` is the ordered list of what this NetSpectra knows; version 1 is the schema of
+docs/storage.md. :func:`migrate` (run by every ClickHouse writer's ``open()``, by the query service's
+:func:`~netspectra.storage.clickhouse.connect_store` and by ``netspectra storage init``):
+
+1. creates the database and ``netspectra_schema`` if missing;
+2. reads the version of every node and **refuses** (:class:`SchemaVersionError`) when one is newer than
+   :data:`LATEST` (a newer NetSpectra migrated the tables; this one would misread them);
+3. runs the statements of every migration above the lowest node version, in order, and records the
+   version on every node that lacks it right after its statements succeeded;
+4. checks that the tables have the columns the queries need (a table of the original Go2NetSpectra
+   under the same name is refused, as before).
+
+Contract of a migration: its statements are **idempotent** (``CREATE … IF NOT EXISTS``, ``ALTER … ADD
+COLUMN IF NOT EXISTS``, …), so a run interrupted between the statements and the version row, or two
+processes migrating at once, converge; they work on 18.16 and current servers; they never drop data
+without a release note. Adding one: append ``Migration(n + 1, "what", statements)`` and document it in
+docs/storage.md ("Upgrading the schema").
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from netspectra.storage.base import StorageError
+from netspectra.storage.cluster import CLUSTER_NODES_SQL, DATA_TABLES, ZOOKEEPER_PROBE_SQL, Layout, Node
+from netspectra.storage.schema import REQUIRED_COLUMNS, bind
+
+if TYPE_CHECKING:
+    from netspectra.storage.clickhouse import ClickHouseStore
+
+log = logging.getLogger(__name__)
+
+#: The table of applied migrations (on every node).
+SCHEMA_TABLE = "netspectra_schema"
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    """One schema version: ``statements(layout, on_cluster)`` gives its DDL, idempotent, in order (with
+    ``ON CLUSTER`` when ``on_cluster``, else the statements each node runs)."""
+
+    version: int
+    description: str
+    statements: Callable[[Layout, bool], list[str]]
+
+
+def _v1(layout: Layout, on_cluster: bool) -> list[str]:
+    return layout.create_data_tables_sql(on_cluster)
+
+
+#: Every migration this NetSpectra knows, oldest first (versions 1, 2, … without gaps).
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "flow_metrics, heavy_hitters, alerts (the schema of docs/storage.md)", _v1),
+)
+#: The schema version this NetSpectra writes and reads.
+LATEST = MIGRATIONS[-1].version
+assert [m.version for m in MIGRATIONS] == list(range(1, LATEST + 1))
+
+
+class SchemaVersionError(StorageError):
+    """The tables were migrated by a newer NetSpectra (a schema version this one does not know)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One statement of a plan and where it runs: ``local`` (the one node), ``ON CLUSTER <name>`` (once,
+    on the connected server, for every node) or ``host:port`` (that node)."""
+
+    target: str
+    sql: str
+    #: The schema version this statement records as applied (0: not a version row).
+    records: int = 0
+
+
+@dataclass
+class MigrationReport:
+    """What :func:`migrate` found and did."""
+
+    #: ``single`` (one node), ``on_cluster`` (distributed DDL), ``per_host`` (each node in turn) or
+    #: ``checked`` (cluster, ``every_node`` false: the connected node was up to date, nothing run).
+    mode: str
+    #: Version of every node before (``local`` or ``host:port`` → version).
+    before: dict[str, int] = field(default_factory=dict)
+    #: Versions applied, in order.
+    applied: list[int] = field(default_factory=list)
+    #: Tables created, and tables that were already there, as ``node: db.table``.
+    created: list[str] = field(default_factory=list)
+    existing: list[str] = field(default_factory=list)
+    #: Every statement run, in order.
+    steps: list[Step] = field(default_factory=list)
+
+    @property
+    def version(self) -> int:
+        return max([*self.before.values(), *self.applied], default=0)
+
+
+def schema_table_sql(layout: Layout, on_cluster: bool = False) -> str:
+    """``CREATE TABLE IF NOT EXISTS`` of ``netspectra_schema`` (local on every node)."""
+    return (
+        f"CREATE TABLE IF NOT EXISTS {layout.qualified(SCHEMA_TABLE)}{layout.on_cluster_clause(on_cluster)} "
+        "(Version UInt32, AppliedAt DateTime('UTC'), Description String) "
+        "ENGINE = MergeTree() ORDER BY Version"
+    )
+
+
+def record_sql(layout: Layout, migration: Migration) -> str:
+    """The statement recording ``migration`` as applied on a node (values bound)."""
+    return bind(
+        f"INSERT INTO {layout.qualified(SCHEMA_TABLE)} (Version, AppliedAt, Description) "
+        "SELECT %(v)s, now(), %(d)s",
+        {"v": migration.version, "d": migration.description},
+    )
+
+
+def version_sql(layout: Layout) -> str:
+    return f"SELECT max(Version), count() FROM {layout.qualified(SCHEMA_TABLE)}"
+
+
+def plan(
+    layout: Layout,
+    mode: str = "single",
+    nodes: list[str] | None = None,
+    versions: dict[str, int] | None = None,
+) -> list[Step]:
+    """Every statement :func:`migrate` runs, in order, for nodes at ``versions`` (default: all at 0, a new
+    database): :func:`bootstrap_steps`, then :func:`migration_steps`."""
+    return bootstrap_steps(layout, mode, nodes) + migration_steps(layout, mode, nodes, versions)
+
+
+def _nodes(mode: str, nodes: list[str] | None) -> list[str]:
+    return ["local"] if mode == "single" else list(nodes or [])
+
+
+def bootstrap_steps(layout: Layout, mode: str = "single", nodes: list[str] | None = None) -> list[Step]:
+    """The database and ``netspectra_schema``. ``mode``: ``single``, ``on_cluster`` (run once, ``ON
+    CLUSTER``) or ``per_host``; ``nodes``: ``host:port`` of every node of the cluster."""
+    if mode == "on_cluster":
+        target = f"ON CLUSTER {layout.cluster}"
+        return [Step(target, layout.create_database_sql(True)), Step(target, schema_table_sql(layout, True))]
+    steps: list[Step] = []
+    for n in _nodes(mode, nodes):
+        steps += [Step(n, layout.create_database_sql()), Step(n, schema_table_sql(layout))]
+    return steps
+
+
+def migration_steps(
+    layout: Layout,
+    mode: str = "single",
+    nodes: list[str] | None = None,
+    versions: dict[str, int] | None = None,
+) -> list[Step]:
+    """The statements of every migration above the lowest of ``versions`` (node → version, default 0),
+    each migration followed by its version row on every node below it (``on_cluster`` without nodes
+    records none)."""
+    nodes = _nodes(mode, nodes)
+    versions = versions or {}
+    current = min((versions.get(n, 0) for n in nodes), default=0)
+    steps: list[Step] = []
+    for m in MIGRATIONS:
+        if m.version <= current:
+            continue
+        if mode == "on_cluster":
+            steps += [Step(f"ON CLUSTER {layout.cluster}", sql) for sql in m.statements(layout, True)]
+        else:
+            for n in nodes:
+                steps += [Step(n, sql) for sql in m.statements(layout, False)]
+        steps += [Step(n, record_sql(layout, m), m.version) for n in nodes if versions.get(n, 0) < m.version]
+    return steps
+
+
+# --------------------------------------------------------------------------------------------------
+# Running a plan
+# --------------------------------------------------------------------------------------------------
+
+
+def cluster_nodes(store: ClickHouseStore) -> list[Node]:
+    """The nodes of the configured cluster as the connected server lists them; ``StorageError`` if it
+    does not know the cluster."""
+    layout = store.layout
+    rows = store.query(CLUSTER_NODES_SQL, {"cluster": layout.cluster})
+    if not rows:
+        raise StorageError(
+            f"ClickHouse {store.address} has no cluster {layout.cluster!r} in system.clusters (the "
+            "server's remote_servers); fix clickhouse.cluster or the server configuration"
+        )
+    return [Node(int(s), int(r), str(h), int(p)) for s, r, h, p in rows]
+
+
+def has_distributed_ddl(store: ClickHouseStore) -> bool:
+    """Whether the connected server has a ZooKeeper, which ``ON CLUSTER`` (distributed DDL) needs."""
+    try:
+        store.query(ZOOKEEPER_PROBE_SQL)
+    except StorageError as exc:
+        log.debug("ClickHouse %s: no ZooKeeper (%s)", store.address, exc)
+        return False
+    return True
+
+
+@contextmanager
+def node_stores(store: ClickHouseStore, nodes: list[Node]) -> Iterator[dict[str, ClickHouseStore]]:
+    """An open single-node store per node (same user, password, TLS and database), closed on exit."""
+    from netspectra.storage.clickhouse import ClickHouseStore
+
+    with ExitStack() as stack:
+        out: dict[str, ClickHouseStore] = {}
+        for node in nodes:
+            cfg = store.cfg.model_copy(
+                update={"host": node.host, "port": node.port, "cluster": "", "replicated": False}
+            )
+            s = ClickHouseStore(cfg)
+            s.open()
+            stack.callback(s.close)
+            out[node.address] = s
+        yield out
+
+
+def _tables(store: ClickHouseStore, database: str) -> set[str]:
+    return {
+        str(r[0])
+        for r in store.query("SELECT name FROM system.tables WHERE database = %(db)s", {"db": database})
+    }
+
+
+def _version(store: ClickHouseStore, layout: Layout) -> int:
+    return int(store.query(version_sql(layout))[0][0] or 0)
+
+
+def migrate(store: ClickHouseStore, every_node: bool = True) -> MigrationReport:
+    """Bring the tables of ``store`` (open) to :data:`LATEST` (see the module docstring).
+
+    Raises :class:`SchemaVersionError` for a schema newer than this NetSpectra knows, ``StorageError``
+    when a statement fails or a table lacks required columns. Idempotent: a second run applies nothing.
+
+    ``every_node`` false (writers, alert sink, query service): in cluster mode, when the connected node
+    is at :data:`LATEST` with the required columns, nothing else is contacted (mode ``checked``), so a
+    restart does not need every replica up; otherwise the full migration runs. ``storage init`` checks
+    every node. One node: always the full migration (a handful of ``IF NOT EXISTS`` statements).
+    """
+    layout = store.layout
+    if not layout.clustered:
+        return _run(store, layout, "single", {"local": store})
+    if not every_node:
+        try:
+            version: int | None = _version(store, layout)
+        except StorageError:  # no database or no netspectra_schema on this node yet
+            version = None
+        if version is not None and version > LATEST:
+            raise _newer(layout, {store.address: version})
+        if version == LATEST:
+            try:
+                check_columns(store, layout)
+                return MigrationReport("checked", before={store.address: version})
+            except StorageError:
+                pass  # a table went missing: the full migration recreates it or names the problem
+    nodes = cluster_nodes(store)
+    mode = "on_cluster" if has_distributed_ddl(store) else "per_host"
+    if mode == "per_host":
+        log.info(
+            "ClickHouse cluster %r: no ZooKeeper on %s, so no ON CLUSTER; running the DDL on each of its "
+            "%d hosts (%s)",
+            layout.cluster,
+            store.address,
+            len(nodes),
+            ", ".join(n.address for n in nodes),
+        )
+    if mode == "on_cluster":
+        try:  # the first statement doubles as the check that distributed DDL works (distributed_ddl set)
+            store.execute(layout.create_database_sql(True))
+        except StorageError as exc:
+            mode = "per_host"
+            log.warning(
+                "ClickHouse cluster %r: distributed DDL (ON CLUSTER) failed (%s); running the DDL on each "
+                "of its hosts instead",
+                layout.cluster,
+                exc,
+            )
+    with node_stores(store, nodes) as stores:
+        return _run(store, layout, mode, stores)
+
+
+def _newer(layout: Layout, versions: dict[str, int]) -> SchemaVersionError:
+    newest = max(versions.values())
+    where = ", ".join(f"{n}: {v}" for n, v in versions.items() if v > LATEST)
+    return SchemaVersionError(
+        f"the NetSpectra tables in database {layout.database!r} have schema version {newest} "
+        f"({where}); this NetSpectra knows versions up to {LATEST}: upgrade NetSpectra (or point "
+        "clickhouse.database at another database); it will not write to or read a newer schema"
+    )
+
+
+def _run(
+    store: ClickHouseStore, layout: Layout, mode: str, stores: dict[str, ClickHouseStore]
+) -> MigrationReport:
+    report = MigrationReport(mode)
+    before_tables = {n: _tables(s, layout.database) for n, s in stores.items()}
+
+    def run(step: Step) -> None:
+        target = store if step.target.startswith("ON CLUSTER") else stores[step.target]
+        target.execute(step.sql)
+        report.steps.append(step)
+
+    # 1. the database and the version table
+    for step in bootstrap_steps(layout, mode, list(stores)):
+        run(step)
+    # 2. versions
+    report.before = {n: _version(s, layout) for n, s in stores.items()}
+    if max(report.before.values()) > LATEST:
+        raise _newer(layout, report.before)
+    # 3. pending migrations
+    for step in migration_steps(layout, mode, list(stores), report.before):
+        run(step)
+        if step.records and step.records not in report.applied:
+            report.applied.append(step.records)
+            log.info(
+                "ClickHouse %s: schema of %r migrated to version %d", store, layout.database, step.records
+            )
+    # 4. the tables have what the queries need
+    for n, s in stores.items():
+        after = _tables(s, layout.database)
+        report.created += [f"{n}: {layout.database}.{t}" for t in sorted(after - before_tables[n])]
+        report.existing += [f"{n}: {layout.database}.{t}" for t in sorted(after & before_tables[n])]
+        check_columns(s, layout)
+    return report
+
+
+def check_columns(store: ClickHouseStore, layout: Layout) -> None:
+    """``StorageError`` naming the missing columns when a table lacks what the queries need."""
+    names = {layout.local_name(t): t for t in DATA_TABLES} | {t: t for t in DATA_TABLES}
+    found: dict[str, set[str]] = {}
+    rows = store.query(
+        "SELECT table, name FROM system.columns WHERE database = %(db)s", {"db": layout.database}
+    )
+    for table, column in rows:
+        if table in names:
+            found.setdefault(str(table), set()).add(str(column))
+    for name, spec in sorted(names.items()):
+        missing = REQUIRED_COLUMNS[spec] - found.get(name, set())
+        if missing:
+            raise StorageError(
+                f"table {layout.database}.{name} exists without the columns {sorted(missing)} (a table of "
+                "Go2NetSpectra or of an older NetSpectra?); point clickhouse.database at another "
+                "database or rename the old table"
+            )
+
+
+def dry_run(store: ClickHouseStore, connect: bool) -> tuple[str, list[Step], str]:
+    """What :func:`migrate` would run, without running anything: ``(mode, steps, note)``.
+
+    One node, or ``connect`` false: nothing is connected, the plan is that of a new database (every
+    statement is idempotent; on an existing database the migrations already applied are skipped). In
+    cluster mode with ``connect`` (``store`` is then opened by the caller): the nodes, whether ZooKeeper
+    is there, and each node's version are read (SELECTs only), so the plan is the one that would run.
+    """
+    layout = store.layout
+    if not layout.clustered:
+        return "single", plan(layout), "a new database assumed (dry run: nothing connected)"
+    if not connect:
+        note = (
+            "cluster not contacted: the ON CLUSTER plan (without ZooKeeper each statement runs on every "
+            "host of system.clusters instead, and a version row is inserted on each)"
+        )
+        return "on_cluster", plan(layout, "on_cluster"), note
+    nodes = cluster_nodes(store)
+    mode = "on_cluster" if has_distributed_ddl(store) else "per_host"
+    versions: dict[str, int] = {}
+    with node_stores(store, nodes) as stores:
+        for n, s in stores.items():
+            try:
+                versions[n] = _version(s, layout)
+            except StorageError:  # no database or no netspectra_schema yet
+                versions[n] = 0
+    if max(versions.values(), default=0) > LATEST:
+        raise _newer(layout, versions)
+    nodes_text = ", ".join(f"{n.address} (shard {n.shard}, replica {n.replica})" for n in nodes)
+    note = f"cluster {layout.cluster!r}: {nodes_text}; " + (
+        "ZooKeeper found: distributed DDL (ON CLUSTER)"
+        if mode == "on_cluster"
+        else "no ZooKeeper: the DDL runs on each host in turn"
+    )
+    return mode, plan(layout, mode, [n.address for n in nodes], versions), note
+
+
+@dataclass
+class TableStatus:
+    node: str
+    table: str
+    engine: str
+    rows: int
+
+
+def status(store: ClickHouseStore) -> tuple[dict[str, int], list[TableStatus]]:
+    """Schema version per node (-1: no ``netspectra_schema``) and the database's tables with their
+    engines and row counts (from ``system.parts``, active parts; Distributed tables count 0)."""
+    layout = store.layout
+
+    def one(name: str, s: ClickHouseStore) -> tuple[int, list[TableStatus]]:
+        tables = s.query(
+            "SELECT name, engine FROM system.tables WHERE database = %(db)s ORDER BY name",
+            {"db": layout.database},
+        )
+        counts = dict(
+            s.query(
+                "SELECT table, sum(rows) FROM system.parts WHERE database = %(db)s AND active GROUP BY table",
+                {"db": layout.database},
+            )
+        )
+        names = {str(t) for t, _ in tables}
+        version = _version(s, layout) if SCHEMA_TABLE in names else -1
+        return version, [TableStatus(name, str(t), str(e), int(counts.get(t, 0) or 0)) for t, e in tables]
+
+    if not layout.clustered:
+        v, t = one("local", store)
+        return {"local": v}, t
+    versions: dict[str, int] = {}
+    out: list[TableStatus] = []
+    with node_stores(store, cluster_nodes(store)) as stores:
+        for n, s in stores.items():
+            versions[n], t = one(n, s)
+            out += t
+    return versions, out
+
+
+__all__ = [
+    "LATEST",
+    "MIGRATIONS",
+    "SCHEMA_TABLE",
+    "Migration",
+    "MigrationReport",
+    "SchemaVersionError",
+    "Step",
+    "bootstrap_steps",
+    "dry_run",
+    "migrate",
+    "migration_steps",
+    "plan",
+    "status",
+]

@@ -1,0 +1,345 @@
+"""ClickHouse cluster mode against real servers (Debian's clickhouse-server 18.16 in CI).
+
+Two servers form a two-shard cluster without ZooKeeper: ``netspectra storage init`` runs the DDL on each
+host (no ``ON CLUSTER``), the normal writers insert into the Distributed tables, and the query functions
+give the same answers as a single node (the golden totals of gnutella.pcap), with the rows spread over
+both shards and every flow on one shard. With Debian's ``zookeeper`` package, two replicas of one shard
+show ``ON CLUSTER`` DDL and replication; without it that test is skipped with the reason.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import test_clickhouse as single_node
+from test_clickhouse import HISTORY, Step, expected_all, write_steps
+from typer.testing import CliRunner
+
+from conftest import ClickHouseServer, start_cluster, start_zookeeper, unique_database
+from netspectra.batch import PacketBatch
+from netspectra.cli.main import _register, app
+from netspectra.config.models import ClickHouseConfig, ExactWriterConfig
+from netspectra.sketches.base import HitterType
+from netspectra.storage import WriterError
+from netspectra.storage.clickhouse import ClickHouseStore, ClickHouseWriter
+from netspectra.storage.migrations import LATEST, SCHEMA_TABLE
+from netspectra.storage.queries import aggregate_flows, heavy_hitters, task_names, trace_flow
+
+#: The module fixtures of the single-node tests: the capture and its six snapshots over two periods.
+batch = single_node.batch
+steps = single_node.steps
+
+CLUSTER = "ns_two_shards"
+REPLICATED = "ns_replicas"
+FIVE = ("SrcIP", "DstIP", "SrcPort", "DstPort", "Protocol")
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[ClickHouseServer]]:
+    servers = start_cluster(tmp_path_factory.mktemp("ch-cluster"), CLUSTER, [1, 1])
+    try:
+        yield servers
+    finally:
+        for s in servers:
+            s.stop()
+
+
+def cluster_cfg(server: ClickHouseServer, database: str, **extra: object) -> dict[str, object]:
+    return server.config(database, cluster=CLUSTER, history_resolution=HISTORY, **extra)
+
+
+def config_file(path: Path, ch: dict[str, object]) -> Path:
+    """A configuration whose exact and sketch groups write to ``ch``."""
+    items = ", ".join(f"{k}: {v!r}" if isinstance(v, str) else f"{k}: {v}" for k, v in ch.items())
+    writer = f"{{type: clickhouse, enabled: true, clickhouse: {{{items}}}}}"
+    path.write_text(
+        "aggregator:\n  types: [exact, sketch]\n"
+        f"  exact:\n    tasks: [{{name: five, key_fields: [SrcIP, DstIP]}}]\n    writers: [{writer}]\n"
+        f"  sketch:\n    tasks: [{{name: cm, skt_type: 0, flow_fields: [SrcIP]}}]\n    writers: [{writer}]\n"
+    )
+    return path
+
+
+def cli(*args: str) -> Any:
+    _register()
+    return CliRunner().invoke(app, list(args))
+
+
+def local_rows(server: ClickHouseServer, database: str, table: str) -> list[tuple[Any, ...]]:
+    store = ClickHouseStore(ClickHouseConfig(**server.config(database)))
+    store.open()
+    try:
+        return store.query(
+            f"SELECT TaskName, PeriodStartNs, ifNull(SrcIP, ''), ifNull(DstIP, ''), ifNull(SrcPort, 0), "
+            f"ifNull(DstPort, 0), ifNull(Protocol, 0) FROM {store.table(table)}"
+        )
+    finally:
+        store.close()
+
+
+@pytest.fixture(scope="module")
+def stored(
+    shards: list[ClickHouseServer], steps: list[Step], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, ClickHouseStore, ClickHouseStore]]:
+    """The six snapshots written through the normal writers into the cluster (after ``storage init``) and
+    into a single-node database of the first server: (database, cluster store, single-node store)."""
+    database = unique_database()
+    path = config_file(tmp_path_factory.mktemp("cfg") / "cluster.yaml", cluster_cfg(shards[0], database))
+    result = cli("storage", "init", "--config", str(path))
+    assert result.exit_code == 0, result.output
+    cluster = write_steps(cluster_cfg(shards[0], database), steps)
+    single = write_steps(shards[0].config(unique_database(), history_resolution=HISTORY), steps)
+    yield database, cluster, single
+    cluster.close()
+    single.close()
+
+
+# --------------------------------------------------------------------------------------------------
+# storage init
+# --------------------------------------------------------------------------------------------------
+
+
+def test_init_dry_run_prints_the_ddl_of_every_node_and_runs_nothing(
+    shards: list[ClickHouseServer], tmp_path: Path
+) -> None:
+    database = unique_database()
+    path = config_file(tmp_path / "c.yaml", cluster_cfg(shards[0], database))
+    result = cli("storage", "init", "--config", str(path), "--dry-run")
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert "no ZooKeeper: the DDL runs on each host in turn" in out
+    assert "ON CLUSTER" not in out.split("mode:", 1)[1]
+    for s in shards:
+        assert f"-- on {s.address}" in out
+        assert (
+            out.count(f"-- on {s.address}") == 2 + 6 + 1
+        )  # database, version table, 3 local + 3 Distr., row
+    assert f"CREATE TABLE IF NOT EXISTS `{database}`.`flow_metrics_local`" in out
+    assert f"ENGINE = Distributed('{CLUSTER}', '{database}', 'flow_metrics_local', FlowHash)" in out
+    # nothing was created
+    store = ClickHouseStore(ClickHouseConfig(**shards[1].config(database)))
+    store.open()
+    try:
+        assert store.query("SELECT count() FROM system.databases WHERE name = %(d)s", {"d": database}) == [
+            (0,)
+        ]
+    finally:
+        store.close()
+
+
+def test_init_creates_local_and_distributed_tables_on_every_node_once(
+    shards: list[ClickHouseServer], tmp_path: Path
+) -> None:
+    database = unique_database()
+    path = config_file(tmp_path / "c.yaml", cluster_cfg(shards[0], database))
+    first = cli("storage", "init", "--config", str(path))
+    assert first.exit_code == 0, first.output
+    assert "mode: per_host" in first.output and "applied: 1; now 1" in first.output
+    for s in shards:
+        for t in ("flow_metrics", "flow_metrics_local", "heavy_hitters_local", "alerts", SCHEMA_TABLE):
+            assert f"created  {s.address}: {database}.{t}" in first.output
+    again = cli("storage", "init", "--config", str(path))
+    assert again.exit_code == 0, again.output
+    assert "applied: none (up to date); now 1" in again.output and "created" not in again.output
+    status = cli("storage", "status", "--config", str(path))
+    assert status.exit_code == 0, status.output
+    for s in shards:
+        assert f"{s.address}: schema version {LATEST}" in status.output
+    assert "Distributed" in status.output and "ReplacingMergeTree" in status.output
+
+
+def test_chdb_refuses_cluster_settings() -> None:
+    with pytest.raises(ValueError, match=r"needs a ClickHouse server \(clickhouse.host\).*chdb"):
+        ClickHouseConfig(cluster=CLUSTER)
+
+
+def test_unknown_cluster_is_a_clear_error(shards: list[ClickHouseServer]) -> None:
+    ch = shards[0].config(unique_database(), cluster="no_such_cluster")
+    w = ClickHouseWriter(ExactWriterConfig(type="clickhouse", enabled=True, clickhouse=ch), "exact")
+    with pytest.raises(WriterError, match=r"no cluster 'no_such_cluster' in system\.clusters"):
+        w.open()
+    w.close()
+
+
+# --------------------------------------------------------------------------------------------------
+# The same answers as one node, rows on both shards
+# --------------------------------------------------------------------------------------------------
+
+
+def test_totals_equal_the_single_node_and_the_golden_summary(stored: Any, batch: PacketBatch) -> None:
+    _, cluster, single = stored
+    result = aggregate_flows(cluster)
+    assert result == aggregate_flows(single) == expected_all(batch, np.arange(len(batch)))
+    five = next(s for s in result if s.task_name == "five")
+    assert (five.total_packets, five.total_bytes, five.flow_count) == (3882, 577490, 937)
+    assert task_names(cluster) == task_names(single)
+
+
+def test_past_states_windows_traces_and_hitters_equal_the_single_node(stored: Any, steps: list[Step]) -> None:
+    _, cluster, single = stored
+    for step in steps:
+        end = step.meta.snapshot_ts_ns
+        assert aggregate_flows(cluster, end_ns=end) == aggregate_flows(single, end_ns=end)
+        start = steps[0].meta.snapshot_ts_ns + 1
+        if start <= end:
+            window = aggregate_flows(cluster, end_ns=end, start_ns=start)
+            assert window == aggregate_flows(single, end_ns=end, start_ns=start)
+    for src in ("10.0.2.15", "192.0.2.99"):
+        assert trace_flow(cluster, "five", {"SrcIP": src}) == trace_flow(single, "five", {"SrcIP": src})
+    for task, kind in (("cm", HitterType.COUNT), ("cm", HitterType.SIZE), ("ss", HitterType.SPREAD)):
+        got = heavy_hitters(cluster, task, kind, limit=50)
+        assert got == heavy_hitters(single, task, kind, limit=50) and got
+
+
+def test_rows_are_spread_over_both_shards_and_each_flow_on_one(
+    stored: Any, shards: list[ClickHouseServer]
+) -> None:
+    database, cluster, _ = stored
+    per_node = [local_rows(s, database, "flow_metrics_local") for s in shards]
+    assert all(len(rows) > 100 for rows in per_node), [len(r) for r in per_node]
+    total = cluster.query(f"SELECT count() FROM {cluster.table('flow_metrics')}")[0][0]
+    assert sum(map(len, per_node)) == total
+    # the flow key decides the shard: no (task, period, flow) has rows on both
+    assert not set(per_node[0]) & set(per_node[1])
+    # FINAL works per shard: with every version of a flow on one shard it keeps one row per flow and bucket
+    final = cluster.query(
+        f"SELECT count() FROM {cluster.table('flow_metrics')} FINAL WHERE TaskName = 'five' "
+        "AND PeriodStartNs = (SELECT min(PeriodStartNs) FROM " + cluster.table("flow_metrics") + ")"
+    )[0][0]
+    distinct = cluster.query(
+        "SELECT uniqExact(SrcIP, DstIP, SrcPort, DstPort, Protocol, Bucket) "
+        f"FROM {cluster.table('flow_metrics')} "
+        "WHERE TaskName = 'five' AND PeriodStartNs = (SELECT min(PeriodStartNs) FROM "
+        + cluster.table("flow_metrics")
+        + ")"
+    )[0][0]
+    assert final == distinct
+
+
+def test_analyze_store_into_the_cluster_gives_the_golden_totals(
+    shards: list[ClickHouseServer], tmp_path: Path
+) -> None:
+    """``netspectra analyze … --store`` (the engine, its writers and alert sink) with a cluster config; no
+    ``storage init`` before: the writers' open() creates and migrates the tables."""
+    from test_analyze_store import check_store, config_text
+
+    database = unique_database()
+    conf = tmp_path / "c.yaml"
+    conf.write_text(config_text(shards[0].config(database, cluster=CLUSTER)))
+    check_store(conf, tmp_path)
+    per_node = [len(local_rows(s, database, "flow_metrics_local")) for s in shards]
+    assert min(per_node) > 100, per_node
+
+
+def test_retention_drops_periods_on_every_node(shards: list[ClickHouseServer], steps: list[Step]) -> None:
+    database = unique_database()
+    store = write_steps(cluster_cfg(shards[0], database), steps[:3])
+    try:
+        assert aggregate_flows(store)
+        dropped = store.expire(retention_ns=1, now_ns=steps[-1].meta.snapshot_ts_ns + 10**18)
+        assert dropped
+        assert aggregate_flows(store) == []
+        for s in shards:
+            assert local_rows(s, database, "flow_metrics_local") == []
+    finally:
+        store.close()
+
+
+def _set_version(server: ClickHouseServer, database: str, version: int) -> None:
+    store = ClickHouseStore(ClickHouseConfig(**server.config(database)))
+    store.open()
+    try:
+        store.execute(
+            f"INSERT INTO {store.table(SCHEMA_TABLE)} (Version, AppliedAt, Description) "
+            "SELECT %(v)s, now(), 'from the future'",
+            {"v": version},
+        )
+    finally:
+        store.close()
+
+
+def test_a_newer_schema_version_is_refused(shards: list[ClickHouseServer], tmp_path: Path) -> None:
+    database = unique_database()
+    ch = cluster_cfg(shards[0], database)
+    store = ClickHouseStore(ClickHouseConfig(**ch))
+    store.open()
+    try:
+        assert store.ensure_schema().mode == "per_host"
+        # up to date: a restart checks the connected node only
+        assert store.ensure_schema().mode == "checked"
+        assert store.ensure_schema(every_node=True).mode == "per_host"
+    finally:
+        store.close()
+    # storage init checks every node: a newer version on the second one is refused, naming it
+    _set_version(shards[1], database, LATEST + 1)
+    path = config_file(tmp_path / "c.yaml", ch)
+    result = cli("storage", "init", "--config", str(path))
+    assert result.exit_code == 1
+    assert f"schema version {LATEST + 1} ({shards[1].address}: {LATEST + 1})" in result.output
+    assert "upgrade NetSpectra" in result.output
+    # a writer refuses a newer version on the node it connects to
+    _set_version(shards[0], database, LATEST + 1)
+    w = ClickHouseWriter(ExactWriterConfig(type="clickhouse", enabled=True, clickhouse=ch), "exact")
+    with pytest.raises(WriterError, match=rf"schema version {LATEST + 1} .*upgrade NetSpectra"):
+        w.open()
+    w.close()
+
+
+# --------------------------------------------------------------------------------------------------
+# Replicated: two replicas of one shard, ON CLUSTER (needs ZooKeeper)
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def replicas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[ClickHouseServer]]:
+    zk = start_zookeeper(tmp_path_factory.mktemp("zookeeper"))
+    try:
+        servers = start_cluster(
+            tmp_path_factory.mktemp("ch-replicas"), REPLICATED, [2], zookeeper=("127.0.0.1", zk.port)
+        )
+        try:
+            yield servers
+        finally:
+            for s in servers:
+                s.stop()
+    finally:
+        zk.stop()
+
+
+def test_replicated_cluster_uses_on_cluster_and_replicates(
+    replicas: list[ClickHouseServer], steps: list[Step], batch: PacketBatch, tmp_path: Path
+) -> None:
+    database = unique_database()
+    ch = replicas[0].config(database, cluster=REPLICATED, replicated=True, history_resolution=HISTORY)
+    path = config_file(tmp_path / "r.yaml", ch)
+    dry = cli("storage", "init", "--config", str(path), "--dry-run")
+    assert dry.exit_code == 0, dry.output
+    assert f"-- on ON CLUSTER {REPLICATED}" in dry.output and "ZooKeeper found" in dry.output
+    assert (
+        f"ReplicatedReplacingMergeTree('/clickhouse/tables/{{shard}}/{database}/flow_metrics_local'"
+        in dry.output
+    )
+    result = cli("storage", "init", "--config", str(path))
+    assert result.exit_code == 0, result.output
+    assert "mode: on_cluster" in result.output
+    for s in replicas:
+        assert f"created  {s.address}: {database}.flow_metrics_local" in result.output
+    store = write_steps(ch, steps)
+    try:
+        assert aggregate_flows(store) == expected_all(batch, np.arange(len(batch)))
+        # every replica has every row (replication), whichever one the Distributed insert went to
+        total = store.query(f"SELECT count() FROM {store.table('flow_metrics')}")[0][0]
+        deadline = time.monotonic() + 30
+        while True:
+            counts = [len(local_rows(s, database, "flow_metrics_local")) for s in replicas]
+            if counts == [total, total] or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert counts == [total, total]
+    finally:
+        store.close()

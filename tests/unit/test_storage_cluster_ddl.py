@@ -1,0 +1,133 @@
+"""The DDL of the table layouts (one node, cluster, replicated cluster) and the order of migration plans.
+
+No server needed; tests/integration/test_clickhouse_cluster.py runs the statements on real 18.16 servers.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from netspectra.config.models import ClickHouseConfig
+from netspectra.storage.cluster import DATA_TABLES, Layout
+from netspectra.storage.migrations import LATEST, SCHEMA_TABLE, plan
+from netspectra.storage.schema import CREATE_TABLES, create_table_sql, quote_identifier
+
+
+def layout(**kw: object) -> Layout:
+    cfg = ClickHouseConfig(host="ch1", database="netdb", **kw)
+    return Layout.from_config(cfg)
+
+
+def test_single_node_ddl_is_the_schema_of_before() -> None:
+    got = layout().create_data_tables_sql()
+    want = [
+        CREATE_TABLES[t].format(db="`netdb`").replace(f"`netdb`.{t} (", f"`netdb`.{quote_identifier(t)} (")
+        for t in DATA_TABLES
+    ]
+    assert got == want
+    assert "ON CLUSTER" not in " ".join(layout().create_data_tables_sql(on_cluster=True))
+    assert layout().local_name("flow_metrics") == "flow_metrics"
+
+
+def test_cluster_ddl_local_tables_then_distributed_tables() -> None:
+    stmts = layout(cluster="ns").create_data_tables_sql()
+    heads = [s.split(" (", 1)[0] for s in stmts]
+    assert heads == [
+        "CREATE TABLE IF NOT EXISTS `netdb`.`flow_metrics_local`",
+        "CREATE TABLE IF NOT EXISTS `netdb`.`heavy_hitters_local`",
+        "CREATE TABLE IF NOT EXISTS `netdb`.`alerts_local`",
+        "CREATE TABLE IF NOT EXISTS `netdb`.`flow_metrics`",
+        "CREATE TABLE IF NOT EXISTS `netdb`.`heavy_hitters`",
+        "CREATE TABLE IF NOT EXISTS `netdb`.`alerts`",
+    ]
+    assert "ENGINE = ReplacingMergeTree(TimestampNs)" in stmts[0] and "ORDER BY (TaskName" in stmts[0]
+    assert "ENGINE = MergeTree()" in stmts[2]
+    assert stmts[3].endswith("ENGINE = Distributed('ns', 'netdb', 'flow_metrics_local', FlowHash)")
+    assert stmts[4].endswith(
+        "ENGINE = Distributed('ns', 'netdb', 'heavy_hitters_local', cityHash64(TaskName, Flow))"
+    )
+    assert stmts[5].endswith(
+        "ENGINE = Distributed('ns', 'netdb', 'alerts_local', cityHash64(TaskName, RuleName))"
+    )
+    # the Distributed tables have the same columns, ALIAS columns included (queries use Timestamp etc.)
+    for local, dist in zip(stmts[:3], stmts[3:], strict=True):
+        assert local.split(" (", 1)[1].split("\n)\n")[0] == dist.split(" (", 1)[1].split("\n)\n")[0]
+    assert all("ON CLUSTER" not in s for s in stmts)
+    on = layout(cluster="ns").create_data_tables_sql(on_cluster=True)
+    assert all(" ON CLUSTER `ns` (" in s for s in on)
+
+
+def test_replicated_ddl_fills_database_and_table_and_leaves_server_macros() -> None:
+    stmts = layout(cluster="ns", replicated=True).create_data_tables_sql()
+    assert (
+        "ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/netdb/flow_metrics_local', "
+        "'{replica}', TimestampNs)"
+    ) in stmts[0]
+    assert (
+        "ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/netdb/alerts_local', '{replica}')"
+        in stmts[2]
+    )
+    custom = layout(
+        cluster="ns", replicated=True, zookeeper_path="/zk/{layer}-{shard}/{table}", replica_name="{host}"
+    )
+    assert (
+        "ReplicatedReplacingMergeTree('/zk/{layer}-{shard}/flow_metrics_local', '{host}', TimestampNs)"
+        in (custom.create_data_tables_sql()[0])
+    )
+    assert "Distributed(" in stmts[3]  # the Distributed tables are not replicated
+
+
+@pytest.mark.parametrize(
+    ("key", "expr"), [("flow", "FlowHash"), ("task", "cityHash64(TaskName)"), ("random", "rand()")]
+)
+def test_sharding_keys(key: str, expr: str) -> None:
+    stmts = layout(cluster="ns", sharding_key=key, local_suffix="_shard").create_data_tables_sql()
+    assert stmts[3].endswith(f"Distributed('ns', 'netdb', 'flow_metrics_shard', {expr})")
+
+
+def test_names_are_quoted_everywhere() -> None:
+    evil = "c`l'u\\s"
+    lay = Layout(database="d'b`", cluster=evil)
+    stmt = lay.create_data_tables_sql(on_cluster=True)[3]
+    assert stmt.startswith("CREATE TABLE IF NOT EXISTS `d'b\\``.`flow_metrics` ON CLUSTER `c\\`l'u\\\\s` (")
+    assert "Distributed('c`l\\'u\\\\s', 'd\\'b`', 'flow_metrics_local', FlowHash)" in stmt
+    with pytest.raises(ValueError, match="sharding expression"):
+        create_table_sql("flow_metrics", "`d`.`t`", distributed=("c", "d", "t", "1; DROP TABLE x"))
+
+
+def test_plans_in_order() -> None:
+    single = plan(layout())
+    assert [s.target for s in single] == ["local"] * (2 + 3 + LATEST)
+    assert single[0].sql == "CREATE DATABASE IF NOT EXISTS `netdb`"
+    assert single[1].sql.startswith(f"CREATE TABLE IF NOT EXISTS `netdb`.`{SCHEMA_TABLE}` (Version UInt32")
+    assert single[-1].records == 1 and single[-1].sql.startswith(f"INSERT INTO `netdb`.`{SCHEMA_TABLE}`")
+    assert plan(layout(), versions={"local": LATEST})[2:] == []  # nothing pending
+
+    nodes = ["a:9000", "b:9000"]
+    per_host = plan(layout(cluster="ns"), "per_host", nodes)
+    assert [s.target for s in per_host] == ["a:9000"] * 2 + ["b:9000"] * 2 + ["a:9000"] * 6 + [
+        "b:9000"
+    ] * 6 + nodes
+    # a node at the latest version gets no second version row; the idempotent DDL runs for the other
+    partial = plan(layout(cluster="ns"), "per_host", nodes, {"a:9000": 1})
+    assert [s.target for s in partial if s.records] == ["b:9000"]
+
+    on = plan(layout(cluster="ns"), "on_cluster", nodes)
+    assert [s.target for s in on] == ["ON CLUSTER ns"] * 8 + nodes
+    assert on[0].sql == "CREATE DATABASE IF NOT EXISTS `netdb` ON CLUSTER `ns`"
+    assert " ON CLUSTER `ns` (Version" in on[1].sql
+
+
+def test_config_rejects_inconsistent_cluster_settings() -> None:
+    with pytest.raises(ValueError, match=r"cluster \('ns'\) needs a ClickHouse server.*chdb"):
+        ClickHouseConfig(cluster="ns")
+    with pytest.raises(ValueError, match=r"replicated needs clickhouse\.cluster"):
+        ClickHouseConfig(host="h", replicated=True)
+    with pytest.raises(ValueError, match=r"'flw' is not a sharding key.*did you mean 'flow'"):
+        ClickHouseConfig(host="h", cluster="ns", sharding_key="flw")
+    with pytest.raises(ValueError, match=r"containing \{table\}"):
+        ClickHouseConfig(host="h", cluster="ns", zookeeper_path="/clickhouse/tables/{shard}")
+    with pytest.raises(ValueError, match="suffix"):
+        ClickHouseConfig(host="h", cluster="ns", local_suffix="")
+    cfg = ClickHouseConfig(host="h")
+    assert (cfg.cluster, cfg.replicated, cfg.sharding_key, cfg.local_suffix) == ("", False, "flow", "_local")
