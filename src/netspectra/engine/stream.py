@@ -38,6 +38,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -106,6 +107,7 @@ class StreamStats:
     slow_consumer_events: int = 0
     seq_gaps: int = 0
     redelivered_skipped: int = 0
+    handover_skipped: int = 0
     acked_stream_seq: int = 0
 
     def as_dict(self) -> dict[str, Any]:
@@ -128,6 +130,7 @@ class StreamConsumer:
         self._log = RateLimitedLog(log, 10.0)
         self._applied_stream_seq = 0
         self._lost_at_last_ack = 0
+        self._handover: dict[str, int] = {}
         self.ready = asyncio.Event()
 
     # -- shared ---------------------------------------------------------------------------------------
@@ -303,6 +306,11 @@ class StreamConsumer:
                 if seq <= self._applied_stream_seq:
                     self.stats.redelivered_skipped += 1
                     continue
+                if self._handover and seq <= self._handover.get(msg.subject, 0):
+                    self.stats.handover_skipped += 1  # applied and acknowledged by an earlier member
+                    self._applied_stream_seq = seq
+                    last_msg = msg
+                    continue
                 if close_at is not None and seq > close_at:
                     # the predecessor's close point (the stream may have lost it to its limits)
                     start = await self._close_period(ledger, start, close_next, last_msg, recorded=True)
@@ -417,6 +425,8 @@ class StreamConsumer:
             info = await js.consumer_info(o.stream, durable)
         except NotFoundError:
             info = None
+        if info is None:
+            start = await self._hand_over(js, durable)
         if info is not None:
             start = info.ack_floor.stream_seq + 1 if info.ack_floor else 1
             delivered = info.delivered.stream_seq if info.delivered else 0
@@ -439,6 +449,51 @@ class StreamConsumer:
         )
         await js.add_consumer(o.stream, config)
         return max(0, start - 1), delivered
+
+    async def _hand_over(self, js: Any, durable: str) -> int:
+        """For a new member count: where the consumers of earlier member counts left this member's
+        shards. Returns the stream sequence to start from (0: all of the stream) and fills
+        ``self._handover`` with each subject's acknowledged floor, below which that subject's messages
+        were already applied — and stored — by an earlier member, and are skipped.
+
+        With ``AckPolicy.ALL`` an earlier consumer's acknowledgement floor covers every message of its
+        shards up to it, so taking, per shard, the highest floor of the earlier consumers that owned it
+        and starting at the lowest of those floors counts every message once, however the shards were
+        split before. A shard no earlier consumer owned is read from the start of the stream.
+        """
+        o = self.options
+        pattern = re.compile(re.escape(o.durable) + r"-(\d+)of(\d+)")
+        mine = [batch_subject(o.subject, s) for s in self.shards]
+        floors: dict[str, int] = {}
+        try:
+            infos = await js.consumers_info(o.stream)
+        except NotFoundError:
+            infos = []
+        for info in infos:
+            m = pattern.fullmatch(info.name or "")
+            if m is None or info.name == durable:
+                continue
+            k, n = int(m.group(1)), int(m.group(2))
+            floor = info.ack_floor.stream_seq if info.ack_floor else 0
+            owned = [batch_subject(o.subject, s) for s in self.shards if s % n == k]
+            if k == 0 and self._reads_compat():
+                owned.append(o.subject)  # the original's subject is member 0's in every layout
+            for subject in owned:
+                floors[subject] = max(floors.get(subject, 0), floor)
+        if not floors:
+            return 0
+        if self._reads_compat():
+            mine.append(o.subject)
+        self._handover = floors
+        start = min(floors.get(subject, 0) for subject in mine) + 1
+        log.info(
+            "JetStream consumer %s is new: taking over shards from earlier members (%s); starting at stream "
+            "sequence %d, skipping what they acknowledged",
+            durable,
+            ", ".join(f"{subj} ≤ {f}" for subj, f in sorted(floors.items()) if subj in mine),
+            start,
+        )
+        return start
 
     async def _submit_blocking(self, batch: PacketBatch | None) -> None:
         if batch is not None:

@@ -264,6 +264,11 @@ class StreamCollector(Collector):
             "JetStream redeliveries recognised and skipped.",
             st.redelivered_skipped,
         )
+        yield _counter(
+            "netspectra_stream_handover_skipped",
+            "JetStream messages skipped after a change of member count: an earlier member acknowledged them.",
+            st.handover_skipped,
+        )
         yield _gauge(
             "netspectra_stream_acked_sequence", "Last JetStream sequence acknowledged.", st.acked_stream_seq
         )
