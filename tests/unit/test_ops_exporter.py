@@ -251,3 +251,54 @@ def test_json_log_lines() -> None:
     )
     with pytest.raises(ValueError):
         configure_logging(logging.INFO, "xml", text_handler=logging.NullHandler(), stream=stream)
+
+
+def _documented_series() -> set[str]:
+    """Every series name in docs/operations.md's tables (``| `netspectra_…` | type | …``)."""
+    import re
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "operations.md").read_text()
+    return set(re.findall(r"^\| `(netspectra_[a-z0-9_]+)` \|", doc, flags=re.M))
+
+
+def test_every_exported_series_is_documented_and_every_documented_one_exported() -> None:
+    """The collectors of every service, fed with non-empty counters, export exactly the series that
+    docs/operations.md documents (histograms by their base name, counters with ``_total``)."""
+    from netspectra.ops.collectors import BuildInfoCollector, ReadyCollector
+    from netspectra.ops.grpcmetrics import GrpcMetrics
+    from netspectra.ops.httpmetrics import HttpMetrics
+
+    m = EngineMetrics()
+    m.snapshot_seconds.observe("flows", 0.01)
+    m.task_update_batches.touch("flows")
+    m.task_errors.inc("flows", 0)
+    m.writer("exact/parquet[0]").write_seconds.observe(0.01)
+    st = StreamStats(messages=1, packets=1)
+    ps = ProbeStats(packets_in=1)
+    live = SimpleNamespace(kernel_packets=1, kernel_drops=0, capture=SimpleNamespace(records=1, wire_bytes=1))
+    pers = PersistStats(written_packets=1, written_bytes=1, dropped_packets=0, errors=0, files=["a"])
+    ok = Collect()
+    alerter, _, _ = make_alerter(ok)
+    http, grpc_m = HttpMetrics(), GrpcMetrics()
+    http.observe("GET", "/api/v1/health", 200, 0.001)
+    grpc_m.observe("/v1.QueryService/HealthCheck", "OK", 0.001)
+    reg = CollectorRegistry(auto_describe=False)
+    for c in (
+        EngineCollector(m),
+        StreamCollector(lambda: st),
+        ProbeCollector(lambda: ps, live=lambda: live, persister=lambda: pers, meter=BatchMeter()),
+        AlerterCollector(alerter),
+        http,
+        grpc_m,
+        BuildInfoCollector("test"),
+        ReadyCollector(lambda: (True, {})),
+    ):
+        reg.register(c)
+    exported = set()
+    for fam in text_string_to_metric_families(generate_latest(reg).decode()):
+        exported.add(fam.name + ("_total" if fam.type == "counter" else ""))
+    documented = _documented_series()
+    assert len(documented) > 50
+    assert exported - documented == set(), "exported but not documented"
+    assert documented - exported == set(), "documented but not exported"
