@@ -721,3 +721,120 @@ def test_jetstream_restart_resumes_the_stored_period(
     # that one once it has taken back what the dead engine had received, and goes on in a third
     assert periods() == 2 if outage_s == 0 else periods() in (2, 3)
     store.close()
+
+
+class _Store:
+    """A writer (test double of a storage writer) keeping the newest rows per (period, task): what a
+    ReplacingMergeTree keeps. ``down`` makes every write fail, as an unreachable ClickHouse."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.down = threading.Event()
+        self.rows: dict[tuple[int, str], FlowSnapshot] = {}
+
+    def open(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def write_flows(self, snap: FlowSnapshot, meta) -> None:  # type: ignore[no-untyped-def]
+        from netspectra.storage.base import WriterError
+
+        if self.down.is_set():
+            raise WriterError("ClickHouse is down")
+        self.rows[(meta.period_start_ns, snap.task_name)] = snap
+
+    def totals(self, task: str) -> int:
+        return sum(s.total_packets for (_, t), s in self.rows.items() if t == task)
+
+
+def _stored_manager(store: _Store, period_s: float) -> Manager:
+    from netspectra.engine import GroupWriter, LockedTask, TaskGroup
+
+    tasks = tuple(LockedTask(ExactTask(n, f)) for n, f in TASKS.items())
+    group = TaskGroup(
+        "exact", tasks, (GroupWriter("exact/store", store, None),), lambda w, s, m: w.write_flows(s, m)
+    )
+    # a short close deadline: at stop, what a down store cannot take is given up after 2 s
+    return Manager(
+        [group],
+        period=period_s,
+        num_workers=2,
+        writer_backoff_initial_s=0.02,
+        writer_backoff_max_s=0.05,
+        writer_close_timeout_s=2.0,
+    )
+
+
+def test_jetstream_stop_while_the_store_is_down_leaves_the_close_to_the_next_engine(
+    nats_server: NatsServer, gen_trace: Path
+) -> None:
+    """A period ends while the store is down: the engine waits (it never acknowledges what is not
+    stored). SIGTERM then must not hang: it stops without acknowledging and leaves the close recorded.
+    The next engine, with the store back, redoes that close at the same stream sequence under the same
+    period start, and the store ends with every packet exactly once."""
+    from netspectra.engine.periods_ledger import PeriodLedger
+
+    subject, stream, durable = "down.packets", "DOWN", "down"
+    batches = list(CaptureReader(gen_trace, batch_size=20_000))
+    total = sum(len(b) for b in batches)
+    pub = PublisherOptions(url=nats_server.url, subject=subject, jetstream=True, stream=stream)
+    opts = StreamOptions(url=nats_server.url, subject=subject, jetstream=True, stream=stream, durable=durable)
+
+    async def ledger_record():  # type: ignore[no-untyped-def]
+        nc = await connect(nats_server.url, "test-ledger")
+        try:
+            led = PeriodLedger(nc.jetstream(), stream, f"{durable}-0of1")
+            await led.open()
+            return await led.get()
+        finally:
+            await nc.close()
+
+    store = _Store()
+    store.down.set()
+
+    async def first() -> StreamConsumer:
+        await Publisher(pub).run(iter(batches[:5]))
+        m = _stored_manager(store, period_s=1.0)
+        stop = asyncio.Event()
+        c = StreamConsumer(m, opts)
+        task = asyncio.create_task(c.run(stop))
+        await wait_for(lambda: c.stats.packets >= sum(len(b) for b in batches[:5]), "part one")
+        deadline = time.monotonic() + 30
+        while (rec := await ledger_record()) is None or rec.end_seq is None:
+            assert time.monotonic() < deadline, "the period did not start closing"
+            await asyncio.sleep(0.1)
+        t0 = time.monotonic()
+        stop.set()
+        await asyncio.wait_for(task, 30)
+        assert time.monotonic() - t0 < 15, "the stop waited for the store"
+        return c
+
+    c1 = asyncio.run(first())
+    assert c1.stats.acked_stream_seq == 0
+    closing = asyncio.run(ledger_record())
+    assert closing.end_seq is not None and closing.next_start_ns is not None
+    assert store.rows == {}
+
+    store.down.clear()
+
+    async def second() -> tuple[StreamConsumer, Manager]:
+        await Publisher(pub).run(iter(batches[5:]))
+        m = _stored_manager(store, period_s=3600.0)
+        stop = asyncio.Event()
+        c = StreamConsumer(m, opts)
+        task = asyncio.create_task(c.run(stop))
+        await wait_for(lambda: c.stats.packets >= total, "the replay and part two")
+        stop.set()
+        await task
+        return c, m
+
+    c2, _ = asyncio.run(second())
+    assert c2.stats.packets == total  # part one read again: it was never acknowledged
+    for name in TASKS:
+        assert store.totals(name) == total, name
+    # the redone close kept the recorded boundary and period starts
+    assert {p for p, _ in store.rows} == {closing.period_start_ns, closing.next_start_ns}
+    assert c2.stats.acked_stream_seq > closing.end_seq

@@ -131,6 +131,7 @@ class StreamConsumer:
         self._applied_stream_seq = 0
         self._lost_at_last_ack = 0
         self._handover: dict[str, int] = {}
+        self._close_unfinished = 0  # the end sequence of a period whose finals were not yet written
         self.ready = asyncio.Event()
 
     # -- shared ---------------------------------------------------------------------------------------
@@ -295,7 +296,7 @@ class StreamConsumer:
         while not stop.is_set():
             due = period_ns and self.manager.clock.time_ns() >= start + period_ns
             if due and close_at is None and self._applied_stream_seq >= hold_until:
-                start = await self._close_period(ledger, start, None, last_msg)
+                start = await self._close_period(ledger, start, None, last_msg, stop)
             try:
                 msgs = await psub.fetch(o.fetch_batch, timeout=0.2)
             except (TimeoutError, NatsTimeoutError):
@@ -313,7 +314,7 @@ class StreamConsumer:
                     continue
                 if close_at is not None and seq > close_at:
                     # the predecessor's close point (the stream may have lost it to its limits)
-                    start = await self._close_period(ledger, start, close_next, last_msg, recorded=True)
+                    start = await self._close_period(ledger, start, close_next, last_msg, stop, recorded=True)
                     close_at = None
                 if msg.subject == o.subject:
                     self.stats.compat_messages += 1
@@ -325,14 +326,24 @@ class StreamConsumer:
                 self._applied_stream_seq = seq
                 last_msg = msg
                 if close_at is not None and seq == close_at:
-                    start = await self._close_period(ledger, start, close_next, last_msg, recorded=True)
+                    start = await self._close_period(ledger, start, close_next, last_msg, stop, recorded=True)
                     close_at = None
             await self._submit_blocking(self._compat_batch())
         await self._submit_blocking(self._compat_batch())
+        loop = asyncio.get_running_loop()
+        if self._close_unfinished:
+            # Stopped while a period's finals were still unwritten: the ledger keeps that close, so the
+            # next engine redoes it (same boundary, same period starts); nothing is acknowledged.
+            await loop.run_in_executor(None, self.manager.stop)
+            log.warning(
+                "stopped before the writers stored the finals of the period that ended at stream sequence "
+                "%d: not acknowledging; the next engine redoes that period",
+                self._close_unfinished,
+            )
+            return
         # A graceful stop closes the period too (its next engine starts a fresh one).
         end_seq = close_at if close_at is not None else self._applied_stream_seq
         await ledger.put(PeriodRecord(start, end_seq, close_next if close_at is not None else None))
-        loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, self.manager.stop)
         if close_at is not None and self._applied_stream_seq < close_at:
             log.warning(
@@ -369,12 +380,14 @@ class StreamConsumer:
         start: int,
         next_start: int | None,
         last_msg: Any,
+        stop: asyncio.Event,
         *,
         recorded: bool = False,
     ) -> int:
         """End the current period at the last applied message: record the close, hand the finals to
         the writers, wait until they are written, acknowledge, record the new period. Returns the
-        new period's start."""
+        new period's start. A ``stop`` while the writers cannot write leaves the close unfinished
+        (recorded in the ledger, not acknowledged) for the next engine to redo."""
         if next_start is None:
             next_start = self.manager.clock.time_ns()
         if not recorded:
@@ -385,7 +398,10 @@ class StreamConsumer:
         await loop.run_in_executor(None, m.flush)
         new_start = await loop.run_in_executor(None, m.end_period, next_start)
         # JetStream never drops: the consumer lags while a writer cannot write (the stream holds it).
-        await loop.run_in_executor(None, lambda: all(rw.flush(None) for rw in m.writers))
+        while not await loop.run_in_executor(None, lambda: all(rw.flush(0.5) for rw in m.writers)):
+            if stop.is_set():
+                self._close_unfinished = self._applied_stream_seq
+                return new_start
         await self._ack(last_msg)
         await ledger.put(PeriodRecord(new_start))
         return new_start
