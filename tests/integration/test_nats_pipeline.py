@@ -838,3 +838,52 @@ def test_jetstream_stop_while_the_store_is_down_leaves_the_close_to_the_next_eng
     # the redone close kept the recorded boundary and period starts
     assert {p for p, _ in store.rows} == {closing.period_start_ns, closing.next_start_ns}
     assert c2.stats.acked_stream_seq > closing.end_seq
+
+
+def test_jetstream_new_members_wait_for_running_earlier_members(
+    nats_server: NatsServer, gen_trace: Path
+) -> None:
+    """Members of a new member count do not take shards over while an earlier member still runs (it
+    would count the same messages): they wait, not ready, until it stops gracefully, then start from
+    its acknowledgement — here they apply exactly what was published after it."""
+    subject, stream = "wait.packets", "WAIT"
+    batches = list(CaptureReader(gen_trace, batch_size=20_000))
+    part_a, part_b = batches[:4], batches[4:]
+    pub = PublisherOptions(url=nats_server.url, subject=subject, n_shards=8, jetstream=True, stream=stream)
+
+    def opts(member: int, members: int) -> StreamOptions:
+        return StreamOptions(
+            url=nats_server.url,
+            subject=subject,
+            n_shards=8,
+            member=member,
+            members=members,
+            jetstream=True,
+            stream=stream,
+            durable="wait",
+        )
+
+    async def main() -> tuple[StreamConsumer, list[StreamConsumer]]:
+        await Publisher(pub).run(iter(part_a))
+        stop_old, stop_new = asyncio.Event(), asyncio.Event()
+        old = StreamConsumer(Manager.from_config(_config(), writers=False), opts(0, 1))
+        old_task = asyncio.create_task(old.run(stop_old))
+        await wait_for(lambda: old.stats.packets >= sum(len(b) for b in part_a), "the earlier member")
+        new = [StreamConsumer(Manager.from_config(_config(), writers=False), opts(k, 2)) for k in range(2)]
+        new_tasks = [asyncio.create_task(c.run(stop_new)) for c in new]
+        await asyncio.sleep(2.0)
+        assert not any(c.ready.is_set() for c in new), "a new member started beside a running earlier one"
+        assert sum(c.stats.packets for c in new) == 0
+        stop_old.set()
+        await old_task
+        await asyncio.wait_for(asyncio.gather(*(c.ready.wait() for c in new)), 30)
+        await Publisher(pub).run(iter(part_b))
+        await wait_for(lambda: sum(c.stats.packets for c in new) >= sum(len(b) for b in part_b), "part B")
+        await asyncio.sleep(0.5)
+        stop_new.set()
+        await asyncio.gather(*new_tasks)
+        return old, new
+
+    old, new = asyncio.run(main())
+    assert old.stats.packets == sum(len(b) for b in part_a)
+    assert sum(c.stats.packets for c in new) == sum(len(b) for b in part_b)

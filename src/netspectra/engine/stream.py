@@ -116,6 +116,10 @@ class StreamStats:
         return d
 
 
+class _StoppedBeforeStartError(Exception):
+    """A stop request arrived before the consumer could be created."""
+
+
 class StreamConsumer:
     """Feeds ``manager`` from NATS until :meth:`run`'s ``stop`` is set; then stops the manager."""
 
@@ -132,6 +136,7 @@ class StreamConsumer:
         self._lost_at_last_ack = 0
         self._handover: dict[str, int] = {}
         self._close_unfinished = 0  # the end sequence of a period whose finals were not yet written
+        self._stop: asyncio.Event | None = None
         self.ready = asyncio.Event()
 
     # -- shared ---------------------------------------------------------------------------------------
@@ -210,6 +215,7 @@ class StreamConsumer:
     async def run(self, stop: asyncio.Event) -> StreamStats:
         """Consume until ``stop`` is set, then drain what was received, stop the manager, commit."""
         o = self.options
+        self._stop = stop
         nc = await connect(o.url, f"netspectra-engine:{o.member}of{o.members}", error_cb=self._error_cb)
         try:
             if o.jetstream:
@@ -273,7 +279,13 @@ class StreamConsumer:
             filters.append(o.subject)
         ledger = PeriodLedger(js, o.stream, durable)
         await ledger.open()
-        ack_floor, delivered = await self._prepare_consumer(js, durable, filters)
+        try:
+            ack_floor, delivered = await self._prepare_consumer(js, durable, filters)
+        except _StoppedBeforeStartError:
+            log.warning("stopped while waiting for earlier members; consumer %s not created", durable)
+            if self.manager.started:
+                await asyncio.get_running_loop().run_in_executor(None, self.manager.stop)
+            return
         self._applied_stream_seq = self.stats.acked_stream_seq = ack_floor
         plan = resume_plan(await ledger.get(), ack_floor)
         # A resumed period must take back everything its predecessor received (and may have stored)
@@ -466,6 +478,46 @@ class StreamConsumer:
         await js.add_consumer(o.stream, config)
         return max(0, start - 1), delivered
 
+    async def _earlier_members(self, js: Any, durable: str) -> list[tuple[Any, int, int]]:
+        """``(info, member, members)`` of the consumers of earlier member counts that own any of this
+        member's shards, once none of them holds messages any more.
+
+        An earlier member that is still running (it has pull requests waiting) or that stopped without
+        acknowledging what it received (messages pending acknowledgement: it crashed, or its writers
+        lost data) would count those messages as well, or leave partial rows in storage. So this waits
+        — not ready, logging why every 30 s — until each has stopped gracefully; a stop request while
+        waiting raises :class:`_StoppedBeforeStartError` (nothing created)."""
+        o = self.options
+        pattern = re.compile(re.escape(o.durable) + r"-(\d+)of(\d+)")
+        waiting = RateLimitedLog(log, 30.0)
+        while True:
+            try:
+                infos = await js.consumers_info(o.stream)
+            except NotFoundError:
+                infos = []
+            earlier = []
+            for info in infos:
+                m = pattern.fullmatch(info.name or "")
+                if m is None or info.name == durable:
+                    continue
+                k, n = int(m.group(1)), int(m.group(2))
+                if any(s % n == k for s in self.shards) or (k == 0 and self._reads_compat()):
+                    earlier.append((info, k, n))
+            busy = [i.name for i, _, _ in earlier if i.num_ack_pending or i.num_waiting]
+            if not busy:
+                return earlier
+            waiting.log(
+                logging.WARNING,
+                "JetStream consumer %s is new, but earlier members' consumers %s still hold messages "
+                "(running, or stopped without acknowledging): waiting for them to stop gracefully (or start "
+                "them again with their member count to finish) before taking their shards over",
+                durable,
+                ", ".join(busy),
+            )
+            if self._stop is not None and self._stop.is_set():
+                raise _StoppedBeforeStartError(durable)
+            await asyncio.sleep(1.0)
+
     async def _hand_over(self, js: Any, durable: str) -> int:
         """For a new member count: where the consumers of earlier member counts left this member's
         shards. Returns the stream sequence to start from (0: all of the stream) and fills
@@ -478,18 +530,9 @@ class StreamConsumer:
         split before. A shard no earlier consumer owned is read from the start of the stream.
         """
         o = self.options
-        pattern = re.compile(re.escape(o.durable) + r"-(\d+)of(\d+)")
         mine = [batch_subject(o.subject, s) for s in self.shards]
         floors: dict[str, int] = {}
-        try:
-            infos = await js.consumers_info(o.stream)
-        except NotFoundError:
-            infos = []
-        for info in infos:
-            m = pattern.fullmatch(info.name or "")
-            if m is None or info.name == durable:
-                continue
-            k, n = int(m.group(1)), int(m.group(2))
+        for info, k, n in await self._earlier_members(js, durable):
             floor = info.ack_floor.stream_seq if info.ack_floor else 0
             owned = [batch_subject(o.subject, s) for s in self.shards if s % n == k]
             if k == 0 and self._reads_compat():
