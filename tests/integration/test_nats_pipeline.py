@@ -7,6 +7,7 @@ flow, packets, bytes, first and last timestamp must be identical.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -724,14 +725,19 @@ def test_jetstream_restart_resumes_the_stored_period(
 
 
 class _Store:
-    """A writer (test double of a storage writer) keeping the newest rows per (period, task): what a
-    ReplacingMergeTree keeps. ``down`` makes every write fail, as an unreachable ClickHouse."""
+    """A writer (test double of a storage writer) keeping, per (task, period, flow), the newest row:
+    what NetSpectra's ReplacingMergeTree tables keep. ``down`` makes every write fail, as an
+    unreachable ClickHouse; :meth:`writer` gives each engine its own writer, which writes nothing once
+    that engine is ``dead`` (a killed process)."""
 
     def __init__(self) -> None:
         import threading
 
         self.down = threading.Event()
-        self.rows: dict[tuple[int, str], FlowSnapshot] = {}
+        self.lock = threading.Lock()
+        self.rows: dict[tuple[str, int, tuple[bytes, ...]], int] = {}
+        self.dead = False
+        self.fail_intermediate = 0
 
     def open(self) -> None:
         pass
@@ -744,18 +750,40 @@ class _Store:
 
         if self.down.is_set():
             raise WriterError("ClickHouse is down")
-        self.rows[(meta.period_start_ns, snap.task_name)] = snap
+        if self.fail_intermediate and not meta.final:
+            self.fail_intermediate -= 1
+            raise WriterError("a transient failure")
+        if self.dead:
+            return
+        cols = [
+            np.asarray(getattr(snap, n)) for n in ("src_ip", "dst_ip", "src_port", "dst_port", "protocol")
+        ]
+        with self.lock:
+            for i in range(len(snap)):
+                key = tuple(c[i].tobytes() for c in cols)
+                self.rows[(snap.task_name, meta.period_start_ns, key)] = int(snap.packets[i])
+
+    def writer(self) -> _Store:
+        """A writer into the same rows whose ``dead`` flag is its own."""
+        w = _Store.__new__(_Store)
+        w.down, w.lock, w.rows, w.dead, w.fail_intermediate = self.down, self.lock, self.rows, False, 0
+        return w
 
     def totals(self, task: str) -> int:
-        return sum(s.total_packets for (_, t), s in self.rows.items() if t == task)
+        return sum(v for (t, _, _), v in self.rows.items() if t == task)
+
+    def periods(self) -> set[int]:
+        return {p for (_, p, _) in self.rows}
 
 
-def _stored_manager(store: _Store, period_s: float) -> Manager:
+def _stored_manager(
+    store: _Store, period_s: float | None, interval_s: float | None = None, max_attempts: int = 0
+) -> Manager:
     from netspectra.engine import GroupWriter, LockedTask, TaskGroup
 
     tasks = tuple(LockedTask(ExactTask(n, f)) for n, f in TASKS.items())
     group = TaskGroup(
-        "exact", tasks, (GroupWriter("exact/store", store, None),), lambda w, s, m: w.write_flows(s, m)
+        "exact", tasks, (GroupWriter("exact/store", store, interval_s),), lambda w, s, m: w.write_flows(s, m)
     )
     # a short close deadline: at stop, what a down store cannot take is given up after 2 s
     return Manager(
@@ -765,7 +793,16 @@ def _stored_manager(store: _Store, period_s: float) -> Manager:
         writer_backoff_initial_s=0.02,
         writer_backoff_max_s=0.05,
         writer_close_timeout_s=2.0,
+        writer_max_attempts=max_attempts,
     )
+
+
+async def _kill(consumer_task: asyncio.Task, writer: _Store) -> None:
+    """What SIGKILL does to an in-process engine: nothing more is written, acknowledged or recorded."""
+    writer.dead = True
+    consumer_task.cancel()
+    with contextlib.suppress(BaseException):
+        await consumer_task
 
 
 def test_jetstream_stop_while_the_store_is_down_leaves_the_close_to_the_next_engine(
@@ -836,7 +873,7 @@ def test_jetstream_stop_while_the_store_is_down_leaves_the_close_to_the_next_eng
     for name in TASKS:
         assert store.totals(name) == total, name
     # the redone close kept the recorded boundary and period starts
-    assert {p for p, _ in store.rows} == {closing.period_start_ns, closing.next_start_ns}
+    assert store.periods() == {closing.period_start_ns, closing.next_start_ns}
     assert c2.stats.acked_stream_seq > closing.end_seq
 
 
@@ -887,3 +924,171 @@ def test_jetstream_new_members_wait_for_running_earlier_members(
     old, new = asyncio.run(main())
     assert old.stats.packets == sum(len(b) for b in part_a)
     assert sum(c.stats.packets for c in new) == sum(len(b) for b in part_b)
+
+
+def _js_opts(url: str, name: str, member: int = 0, members: int = 1, n_shards: int = 16) -> StreamOptions:
+    return StreamOptions(
+        url=url,
+        subject=f"{name}.packets",
+        n_shards=n_shards,
+        member=member,
+        members=members,
+        jetstream=True,
+        stream=name.upper(),
+        durable=name,
+    )
+
+
+def _js_pub(url: str, name: str, n_shards: int = 16) -> PublisherOptions:
+    return PublisherOptions(
+        url=url, subject=f"{name}.packets", n_shards=n_shards, jetstream=True, stream=name.upper()
+    )
+
+
+def test_jetstream_resumed_period_stopped_before_it_is_read_back_stays_open(
+    nats_server: NatsServer, gen_trace: Path
+) -> None:
+    """Killed inside a period after storing snapshots of it; the successor is stopped (SIGTERM) before
+    it has read back what the dead engine received: it must neither close the period nor acknowledge,
+    or the next engine would count those packets in a new period while the dead engine's rows stay."""
+    url = nats_server.url
+    batches = list(CaptureReader(gen_trace, batch_size=20_000))
+    total = sum(len(b) for b in batches)
+    store = _Store()
+
+    async def killed() -> None:
+        await Publisher(_js_pub(url, "reread")).run(iter(batches))
+        w = store.writer()
+        c = StreamConsumer(_stored_manager(w, 3600.0, interval_s=0.2), _js_opts(url, "reread"))
+        t = asyncio.create_task(c.run(asyncio.Event()))
+        await wait_for(lambda: c.stats.packets >= total, "the first engine")
+        await asyncio.sleep(0.8)  # periodic snapshots reach the store
+        await _kill(t, w)
+
+    async def stopped_at_once() -> StreamConsumer:
+        c = StreamConsumer(_stored_manager(store.writer(), 3600.0, interval_s=0.2), _js_opts(url, "reread"))
+        stop = asyncio.Event()
+        t = asyncio.create_task(c.run(stop))
+        await asyncio.wait_for(c.ready.wait(), 30)
+        stop.set()
+        await t
+        return c
+
+    async def third() -> StreamConsumer:
+        c = StreamConsumer(_stored_manager(store.writer(), 3600.0, interval_s=0.2), _js_opts(url, "reread"))
+        stop = asyncio.Event()
+        t = asyncio.create_task(c.run(stop))
+        await wait_for(lambda: c.stats.packets >= total, "the third engine")
+        stop.set()
+        await t
+        return c
+
+    asyncio.run(killed())
+    assert store.totals("per_src") > 0
+    second = asyncio.run(stopped_at_once())
+    assert second.stats.acked_stream_seq == 0
+    third_c = asyncio.run(third())
+    assert third_c.stats.packets == total and third_c.stats.acked_stream_seq > 0
+    for name in TASKS:
+        assert store.totals(name) == total, name
+    assert len(store.periods()) == 1
+
+
+def test_jetstream_hand_over_floors_survive_a_restart(nats_server: NatsServer, gen_trace: Path) -> None:
+    """A member of a new member count that crashes before its first acknowledgement still skips, after
+    its restart, what the earlier members acknowledged (the skip floors are in the ledger)."""
+    from netspectra.transport.codec import shard_of
+
+    url, n = nats_server.url, 2
+    batches = list(CaptureReader(gen_trace, batch_size=20_000))
+    total = sum(len(b) for b in batches)
+    odd = sum(int((shard_of(b, n, ("SrcIP",)) % 2 == 1).sum()) for b in batches)
+
+    async def run(member: int, members: int, until: int, crash: bool = False) -> StreamConsumer:
+        w = _Store()
+        c = StreamConsumer(_stored_manager(w, None), _js_opts(url, "floors", member, members, n_shards=n))
+        stop = asyncio.Event()
+        t = asyncio.create_task(c.run(stop))
+        await wait_for(lambda: c.stats.packets >= until, f"member {member} of {members}")
+        await asyncio.sleep(0.5)
+        if crash:
+            await _kill(t, w)
+        else:
+            stop.set()
+            await t
+        return c
+
+    async def main() -> list[int]:
+        await Publisher(_js_pub(url, "floors", n_shards=n)).run(iter(batches))
+        applied = [(await run(1, 2, odd)).stats.packets]  # only member 1 of 2 ran
+        applied.append((await run(0, 1, total - odd, crash=True)).stats.packets)
+        applied.append((await run(0, 1, total - odd)).stats.packets)
+        return applied
+
+    assert asyncio.run(main()) == [odd, total - odd, total - odd]
+
+
+def test_jetstream_back_to_an_earlier_member_count(nats_server: NatsServer, gen_trace: Path) -> None:
+    """1 → 2 → 1 members with the old consumers kept: the returning member count takes its shards over
+    from the 2-member consumers instead of resuming its own old consumer (which would re-read part B)."""
+    url = nats_server.url
+    batches = list(CaptureReader(gen_trace, batch_size=20_000))
+    parts = [batches[:3], batches[3:6], batches[6:]]
+
+    async def phase(part: list[PacketBatch], members: int) -> int:
+        await Publisher(_js_pub(url, "back", n_shards=8)).run(iter(part))
+        cs = [
+            StreamConsumer(_stored_manager(_Store(), None), _js_opts(url, "back", k, members, n_shards=8))
+            for k in range(members)
+        ]
+        stop = asyncio.Event()
+        ts = [asyncio.create_task(c.run(stop)) for c in cs]
+        want = sum(len(b) for b in part)
+        await wait_for(lambda: sum(c.stats.packets for c in cs) >= want, f"{members} member(s)")
+        await asyncio.sleep(0.5)  # anything counted twice would arrive now
+        stop.set()
+        await asyncio.gather(*ts)
+        return sum(c.stats.packets for c in cs)
+
+    async def main() -> list[int]:
+        return [await phase(parts[0], 1), await phase(parts[1], 2), await phase(parts[2], 1)]
+
+    assert asyncio.run(main()) == [sum(len(b) for b in p) for p in parts]
+
+
+def test_jetstream_writer_loss_stops_the_engine_without_acknowledging(
+    nats_server: NatsServer, gen_trace: Path
+) -> None:
+    """A writer gives a snapshot up (here: one failed attempt allowed) during a period: at the period's
+    end the engine stops on its own, says why, and acknowledges nothing of it; the next engine redoes
+    the period and the store ends with every packet once."""
+    url = nats_server.url
+    batches = list(CaptureReader(gen_trace, batch_size=20_000))
+    total = sum(len(b) for b in batches)
+    store = _Store()
+
+    async def lossy() -> StreamConsumer:
+        await Publisher(_js_pub(url, "lossy")).run(iter(batches[:5]))
+        w = store.writer()
+        w.fail_intermediate = 1
+        c = StreamConsumer(_stored_manager(w, 1.0, interval_s=0.1, max_attempts=1), _js_opts(url, "lossy"))
+        await asyncio.wait_for(c.run(asyncio.Event()), 60)  # ends by itself
+        return c
+
+    async def successor() -> StreamConsumer:
+        await Publisher(_js_pub(url, "lossy")).run(iter(batches[5:]))
+        c = StreamConsumer(_stored_manager(store.writer(), 3600.0), _js_opts(url, "lossy"))
+        stop = asyncio.Event()
+        t = asyncio.create_task(c.run(stop))
+        await wait_for(lambda: c.stats.packets >= total, "the successor")
+        stop.set()
+        await t
+        return c
+
+    first = asyncio.run(lossy())
+    assert "lost 1 snapshot" in first.stats.aborted
+    assert first.stats.acked_stream_seq == 0
+    second = asyncio.run(successor())
+    assert second.stats.packets == total and not second.stats.aborted
+    for name in TASKS:
+        assert store.totals(name) == total, name

@@ -27,6 +27,7 @@ from netspectra.cli.common import ConfigOption, fail
 from netspectra.config import ConfigError, load_config
 from netspectra.config.models import PersistenceConfig
 from netspectra.engine.manager import Manager
+from netspectra.engine.periods_ledger import LedgerError
 from netspectra.engine.stream import StreamConsumer, StreamOptions, StreamStats
 from netspectra.ops.options import OpsListenOption
 from netspectra.probe.live import LiveCapture, LiveCaptureError, LiveOptions
@@ -531,6 +532,9 @@ def engine(
     except (OSError, NatsError) as exc:
         manager.stop()
         raise fail(f"NATS at {options.url}: {exc or type(exc).__name__}", 1) from None
+    except LedgerError as exc:
+        manager.stop()
+        raise fail(str(exc), 1) from None
     finally:
         if ops is not None:
             ops.stop()
@@ -538,6 +542,9 @@ def engine(
         _write_flows(manager, out)
     summary: dict[str, Any] = {"stream": stats.as_dict(), "engine": manager.metrics_dict()}
     print(json.dumps(summary, default=str))
+    if stats.aborted:
+        # JetStream: nothing was acknowledged that is not stored; the next engine redoes the period
+        raise fail(f"engine stopped: {stats.aborted}", 1)
 
 
 def _write_flows(manager: Manager, out: Path) -> None:

@@ -108,6 +108,7 @@ class StreamStats:
     seq_gaps: int = 0
     redelivered_skipped: int = 0
     handover_skipped: int = 0
+    aborted: str = ""  # why a JetStream consumer stopped on its own (a writer lost a snapshot)
     acked_stream_seq: int = 0
 
     def as_dict(self) -> dict[str, Any]:
@@ -133,7 +134,6 @@ class StreamConsumer:
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="ns-handoff")
         self._log = RateLimitedLog(log, 10.0)
         self._applied_stream_seq = 0
-        self._lost_at_last_ack = 0
         self._handover: dict[str, int] = {}
         self._close_unfinished = 0  # the end sequence of a period whose finals were not yet written
         self._stop: asyncio.Event | None = None
@@ -279,21 +279,24 @@ class StreamConsumer:
             filters.append(o.subject)
         ledger = PeriodLedger(js, o.stream, durable)
         await ledger.open()
+        loop = asyncio.get_running_loop()
         try:
-            ack_floor, delivered = await self._prepare_consumer(js, durable, filters)
+            ack_floor, delivered, fresh = await self._prepare_consumer(js, ledger, durable, filters)
         except _StoppedBeforeStartError:
             log.warning("stopped while waiting for earlier members; consumer %s not created", durable)
             if self.manager.started:
-                await asyncio.get_running_loop().run_in_executor(None, self.manager.stop)
+                await loop.run_in_executor(None, self.manager.stop)
             return
         self._applied_stream_seq = self.stats.acked_stream_seq = ack_floor
-        plan = resume_plan(await ledger.get(), ack_floor)
-        # A resumed period must take back everything its predecessor received (and may have stored)
-        # before a timer may end it, or those packets would land in the next period as well.
-        hold_until = delivered if plan.resumed else 0
+        plan = resume_plan(None if fresh else await ledger.get(), ack_floor)
+        # A resumed open period must take back everything its predecessor received (and may have
+        # stored under it) before it may end, or those packets would land in the next period as well.
+        hold_until = max(delivered, plan.replay_until) if plan.resumed and plan.close_at_seq is None else 0
         start = await self._start_periods(plan)
         if not plan.resumed:
             await ledger.put(PeriodRecord(start))
+        elif hold_until > max(ack_floor, plan.replay_until):
+            await ledger.put(PeriodRecord(start, replay_until=hold_until))
         psub = await js.pull_subscribe_bind(
             durable=durable,
             stream=o.stream,
@@ -305,14 +308,16 @@ class StreamConsumer:
         period_ns = None if self.manager.period_s is None else round(self.manager.period_s * 1e9)
         close_at, close_next = plan.close_at_seq, plan.next_start_ns
         last_msg = None
-        while not stop.is_set():
+        while not stop.is_set() and not self._close_unfinished:
             due = period_ns and self.manager.clock.time_ns() >= start + period_ns
             if due and close_at is None and self._applied_stream_seq >= hold_until:
                 start = await self._close_period(ledger, start, None, last_msg, stop)
+                continue
             try:
                 msgs = await psub.fetch(o.fetch_batch, timeout=0.2)
             except (TimeoutError, NatsTimeoutError):
-                hold_until = 0  # nothing more to read (the stream may have lost messages to its limits)
+                if hold_until > self._applied_stream_seq and await self._nothing_pending(js, durable):
+                    hold_until = 0  # the rest of the predecessor's messages was lost to the stream's limits
                 continue
             for msg in msgs:
                 seq = msg.metadata.sequence.stream
@@ -328,6 +333,8 @@ class StreamConsumer:
                     # the predecessor's close point (the stream may have lost it to its limits)
                     start = await self._close_period(ledger, start, close_next, last_msg, stop, recorded=True)
                     close_at = None
+                    if self._close_unfinished:
+                        break
                 if msg.subject == o.subject:
                     self.stats.compat_messages += 1
                     self._compat_buf.append(msg.data)
@@ -340,32 +347,50 @@ class StreamConsumer:
                 if close_at is not None and seq == close_at:
                     start = await self._close_period(ledger, start, close_next, last_msg, stop, recorded=True)
                     close_at = None
+                    if self._close_unfinished:
+                        break
             await self._submit_blocking(self._compat_batch())
         await self._submit_blocking(self._compat_batch())
-        loop = asyncio.get_running_loop()
         if self._close_unfinished:
-            # Stopped while a period's finals were still unwritten: the ledger keeps that close, so the
-            # next engine redoes it (same boundary, same period starts); nothing is acknowledged.
+            # A period's finals are not stored (the writers could not write before the stop, or lost a
+            # snapshot): the ledger keeps that close, so the next engine redoes it (same boundary, same
+            # period starts); nothing is acknowledged.
             await loop.run_in_executor(None, self.manager.stop)
             log.warning(
-                "stopped before the writers stored the finals of the period that ended at stream sequence "
-                "%d: not acknowledging; the next engine redoes that period",
+                "stopped before the finals of the period that ended at stream sequence %d were stored: "
+                "not acknowledging; the next engine redoes that period",
                 self._close_unfinished,
+            )
+            return
+        if hold_until > self._applied_stream_seq or (
+            close_at is not None and self._applied_stream_seq < close_at
+        ):
+            # Stopped while taking back the predecessor's period: it stays open (or closing) in the
+            # ledger for the next engine; acknowledging now would lose the dead engine's rows' packets.
+            await loop.run_in_executor(None, self.manager.stop)
+            log.warning(
+                "stopped before reading back period %d of the previous engine (up to stream sequence %d): "
+                "not acknowledging; the next engine resumes it",
+                start,
+                close_at if close_at is not None else hold_until,
             )
             return
         # A graceful stop closes the period too (its next engine starts a fresh one).
         end_seq = close_at if close_at is not None else self._applied_stream_seq
         await ledger.put(PeriodRecord(start, end_seq, close_next if close_at is not None else None))
         await loop.run_in_executor(None, self.manager.stop)
-        if close_at is not None and self._applied_stream_seq < close_at:
-            log.warning(
-                "stopped before reaching the recorded end of period %d (stream sequence %d): not "
-                "acknowledging; the next engine resumes it",
-                start,
-                close_at,
-            )
+        if self._writers_lost():
+            self.stats.aborted = f"a writer lost {self._writers_lost()} snapshot(s) at the stop"
+            log.error("%s: not acknowledging; the next engine redoes the period", self.stats.aborted)
             return
         await self._ack(last_msg)
+
+    async def _nothing_pending(self, js: Any, durable: str) -> bool:
+        try:
+            info = await js.consumer_info(self.options.stream, durable)
+        except Exception:  # not knowing is not "nothing pending"
+            return False
+        return int(info.num_pending or 0) == 0
 
     async def _start_periods(self, plan: ResumePlan) -> int:
         """Start the manager (or take its periods over) with the plan's period start; returns it."""
@@ -398,8 +423,11 @@ class StreamConsumer:
     ) -> int:
         """End the current period at the last applied message: record the close, hand the finals to
         the writers, wait until they are written, acknowledge, record the new period. Returns the
-        new period's start. A ``stop`` while the writers cannot write leaves the close unfinished
-        (recorded in the ledger, not acknowledged) for the next engine to redo."""
+        new period's start.
+
+        The close stays unfinished — recorded in the ledger, nothing acknowledged, the consumer stops
+        (``self._close_unfinished``) so that the next engine redoes it — when ``stop`` comes while
+        the writers cannot write, or when a writer lost a snapshot (``stats.aborted`` says which)."""
         if next_start is None:
             next_start = self.manager.clock.time_ns()
         if not recorded:
@@ -413,52 +441,70 @@ class StreamConsumer:
         while not await loop.run_in_executor(None, lambda: all(rw.flush(0.5) for rw in m.writers)):
             if stop.is_set():
                 self._close_unfinished = self._applied_stream_seq
+                self.stats.aborted = (
+                    f"stopped while the writers could not store the finals of the period that ended at "
+                    f"stream sequence {self._applied_stream_seq}"
+                )
                 return new_start
+        lost = self._writers_lost()
+        if lost:
+            self._close_unfinished = self._applied_stream_seq
+            self.stats.aborted = (
+                f"a writer lost {lost} snapshot(s) by the end of the period that ended at stream sequence "
+                f"{self._applied_stream_seq}"
+            )
+            log.error(
+                "%s: stopping without acknowledging; the next engine redoes the period", self.stats.aborted
+            )
+            return new_start
         await self._ack(last_msg)
         await ledger.put(PeriodRecord(new_start))
         return new_start
 
-    async def _ack(self, last_msg: Any) -> None:
-        """Acknowledge every message up to ``last_msg`` unless a writer lost a snapshot."""
-        if last_msg is None or self._applied_stream_seq <= self.stats.acked_stream_seq:
-            return
-        # snapshots superseded by a later one of the same task and period lost nothing
-        lost = sum(
-            w.metrics.dropped_total - w.metrics.dropped.get("superseded") for w in self.manager.writers
+    def _writers_lost(self) -> int:
+        """Snapshots the writers gave up (superseded ones lost nothing: a later cumulative one of the
+        same task and period was kept)."""
+        return int(
+            sum(w.metrics.dropped_total - w.metrics.dropped.get("superseded") for w in self.manager.writers)
         )
-        if lost > self._lost_at_last_ack:
-            self._lost_at_last_ack = lost
-            log.error(
-                "a writer lost %d snapshot(s): not acknowledging; a new engine replays from stream "
-                "sequence %d",
-                lost,
-                self.stats.acked_stream_seq + 1,
-            )
+
+    async def _ack(self, last_msg: Any) -> None:
+        """Acknowledge every message up to ``last_msg`` (callers checked that the writers lost nothing)."""
+        if last_msg is None or self._applied_stream_seq <= self.stats.acked_stream_seq:
             return
         await last_msg.ack_sync(timeout=10)
         self.stats.acked_stream_seq = self._applied_stream_seq
         log.info("acknowledged stream %s up to sequence %d", self.options.stream, self._applied_stream_seq)
 
-    async def _prepare_consumer(self, js: Any, durable: str, filters: list[str]) -> tuple[int, int]:
-        """Create the durable consumer, or restart it just after its acknowledgement floor; returns
-        that floor (0: nothing acknowledged yet) and the last stream sequence delivered before.
+    async def _prepare_consumer(
+        self, js: Any, ledger: PeriodLedger, durable: str, filters: list[str]
+    ) -> tuple[int, int, bool]:
+        """Create this member's durable consumer, or restart it just after its acknowledgement floor.
+        Returns ``(floor, delivered, fresh)``: the acknowledgement floor it starts after (0: nothing),
+        the last stream sequence the previous consumer had delivered, and whether this member starts
+        fresh (new consumer, or a new member count: the ledger's period record is not its own).
 
         Messages that a previous engine received but never acknowledged belonged to state that died
         with it; the server would hold them back until ``ack_wait`` expires. The consumer is therefore
         re-created to deliver from ``ack floor + 1`` at once (one live engine per member, by contract).
+        A new consumer, or any consumer after the group's member count changed, takes its shards over
+        from the other consumers instead (:meth:`_hand_over`).
         """
         o = self.options
-        start = delivered = 0
         try:
             info = await js.consumer_info(o.stream, durable)
         except NotFoundError:
             info = None
-        if info is None:
-            start = await self._hand_over(js, durable)
-        if info is not None:
+        layout_key = f"{o.durable}.layout"
+        layout = await ledger.get_json(layout_key)
+        changed = layout is not None and int(layout.get("members", 0)) != o.members
+        handover_key = f"{durable}.handover"
+        start = delivered = 0
+        if info is not None and not changed:
             start = info.ack_floor.stream_seq + 1 if info.ack_floor else 1
             delivered = info.delivered.stream_seq if info.delivered else 0
-            await js.delete_consumer(o.stream, durable)
+            # skip floors of an earlier hand-over still apply until passed (a restart keeps them)
+            self._handover = {k: int(v) for k, v in (await ledger.get_json(handover_key) or {}).items()}
             log.info(
                 "JetStream consumer %s: resuming after acknowledged stream sequence %d (%d message(s) "
                 "delivered earlier but not acknowledged are read again)",
@@ -466,6 +512,19 @@ class StreamConsumer:
                 start - 1,
                 info.num_ack_pending,
             )
+        else:
+            floors = await self._hand_over(js, ledger, durable, own=info)
+            await ledger.put_json(handover_key, floors)  # before the consumer exists: a restart finds them
+            self._handover = floors
+            if floors:
+                mine = [batch_subject(o.subject, s) for s in self.shards]
+                if self._reads_compat():
+                    mine.append(o.subject)
+                start = min(floors.get(subject, 0) for subject in mine) + 1
+        if info is not None:
+            await js.delete_consumer(o.stream, durable)
+        if layout is None or changed:
+            await ledger.put_json(layout_key, {"members": o.members})
         config = ConsumerConfig(
             durable_name=durable,
             ack_policy=AckPolicy.ALL,
@@ -476,17 +535,22 @@ class StreamConsumer:
             filter_subjects=filters,
         )
         await js.add_consumer(o.stream, config)
-        return max(0, start - 1), delivered
+        return max(0, start - 1), delivered, info is None or changed
 
-    async def _earlier_members(self, js: Any, durable: str) -> list[tuple[Any, int, int]]:
-        """``(info, member, members)`` of the consumers of earlier member counts that own any of this
-        member's shards, once none of them holds messages any more.
+    async def _earlier_members(
+        self, js: Any, ledger: PeriodLedger, durable: str, own: Any
+    ) -> list[tuple[Any, int, int]]:
+        """``(info, member, members)`` of the other consumers of this group that own any of this
+        member's shards (and this member's own consumer ``own`` of a previous member count), once every
+        one of them has stopped gracefully.
 
-        An earlier member that is still running (it has pull requests waiting) or that stopped without
-        acknowledging what it received (messages pending acknowledgement: it crashed, or its writers
-        lost data) would count those messages as well, or leave partial rows in storage. So this waits
-        — not ready, logging why every 30 s — until each has stopped gracefully; a stop request while
-        waiting raises :class:`_StoppedBeforeStartError` (nothing created)."""
+        Stopped means: its period record in the ledger is a graceful stop's and its acknowledgement
+        floor has reached the record's end (consumers without a record — an older NetSpectra — count as
+        stopped when nothing is pending acknowledgement and no pull is waiting). A member still
+        running, one that crashed, and one that stopped without storing everything would count the
+        same messages again or leave partial rows: this waits — not ready, logging why every 30 s —
+        until each has stopped gracefully; a stop request meanwhile raises
+        :class:`_StoppedBeforeStartError` (nothing created)."""
         o = self.options
         pattern = re.compile(re.escape(o.durable) + r"-(\d+)of(\d+)")
         waiting = RateLimitedLog(log, 30.0)
@@ -498,19 +562,29 @@ class StreamConsumer:
             earlier = []
             for info in infos:
                 m = pattern.fullmatch(info.name or "")
-                if m is None or info.name == durable:
+                if m is None or (info.name == durable and own is None):
                     continue
                 k, n = int(m.group(1)), int(m.group(2))
                 if any(s % n == k for s in self.shards) or (k == 0 and self._reads_compat()):
                     earlier.append((info, k, n))
-            busy = [i.name for i, _, _ in earlier if i.num_ack_pending or i.num_waiting]
+            busy = []
+            for info, _, _ in earlier:
+                rec = await ledger.get(info.name)
+                floor = info.ack_floor.stream_seq if info.ack_floor else 0
+                if rec is not None:
+                    done = rec.stopped and floor >= (rec.end_seq or 0)
+                else:
+                    done = not info.num_ack_pending and not info.num_waiting
+                if not done:
+                    busy.append(info.name)
             if not busy:
                 return earlier
             waiting.log(
                 logging.WARNING,
-                "JetStream consumer %s is new, but earlier members' consumers %s still hold messages "
-                "(running, or stopped without acknowledging): waiting for them to stop gracefully (or start "
-                "them again with their member count to finish) before taking their shards over",
+                "JetStream consumer %s: the consumers %s of this group own some of its shards and have not "
+                "stopped gracefully (running, crashed, or stopped without storing everything): waiting "
+                "for them to stop (a crashed one: start it again with its member count and stop it) "
+                "before taking the shards over",
                 durable,
                 ", ".join(busy),
             )
@@ -518,41 +592,33 @@ class StreamConsumer:
                 raise _StoppedBeforeStartError(durable)
             await asyncio.sleep(1.0)
 
-    async def _hand_over(self, js: Any, durable: str) -> int:
-        """For a new member count: where the consumers of earlier member counts left this member's
-        shards. Returns the stream sequence to start from (0: all of the stream) and fills
-        ``self._handover`` with each subject's acknowledged floor, below which that subject's messages
-        were already applied — and stored — by an earlier member, and are skipped.
+    async def _hand_over(self, js: Any, ledger: PeriodLedger, durable: str, own: Any) -> dict[str, int]:
+        """Where the other consumers of this group left this member's shards, per subject: the highest
+        acknowledgement floor of the consumers that owned it (after :meth:`_earlier_members` saw them
+        stopped). Messages of a subject up to its floor were applied — and stored — by them, and are
+        skipped; reading starts at the lowest floor. Empty: nobody owned these shards (read from the
+        start of the stream).
 
-        With ``AckPolicy.ALL`` an earlier consumer's acknowledgement floor covers every message of its
-        shards up to it, so taking, per shard, the highest floor of the earlier consumers that owned it
-        and starting at the lowest of those floors counts every message once, however the shards were
-        split before. A shard no earlier consumer owned is read from the start of the stream.
+        With ``AckPolicy.ALL`` a consumer's acknowledgement floor covers every message of its shards up
+        to it, so this counts every message once, however the shards were split before.
         """
         o = self.options
-        mine = [batch_subject(o.subject, s) for s in self.shards]
         floors: dict[str, int] = {}
-        for info, k, n in await self._earlier_members(js, durable):
+        for info, k, n in await self._earlier_members(js, ledger, durable, own):
             floor = info.ack_floor.stream_seq if info.ack_floor else 0
             owned = [batch_subject(o.subject, s) for s in self.shards if s % n == k]
             if k == 0 and self._reads_compat():
                 owned.append(o.subject)  # the original's subject is member 0's in every layout
             for subject in owned:
                 floors[subject] = max(floors.get(subject, 0), floor)
-        if not floors:
-            return 0
-        if self._reads_compat():
-            mine.append(o.subject)
-        self._handover = floors
-        start = min(floors.get(subject, 0) for subject in mine) + 1
-        log.info(
-            "JetStream consumer %s is new: taking over shards from earlier members (%s); starting at stream "
-            "sequence %d, skipping what they acknowledged",
-            durable,
-            ", ".join(f"{subj} ≤ {f}" for subj, f in sorted(floors.items()) if subj in mine),
-            start,
-        )
-        return start
+        if floors:
+            log.info(
+                "JetStream consumer %s takes its shards over from the group's other consumers (%s), "
+                "skipping what they acknowledged",
+                durable,
+                ", ".join(f"{subj} ≤ {f}" for subj, f in sorted(floors.items())),
+            )
+        return floors
 
     async def _submit_blocking(self, batch: PacketBatch | None) -> None:
         if batch is not None:
