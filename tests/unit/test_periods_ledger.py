@@ -51,3 +51,15 @@ def test_records_round_trip_and_bad_ones_are_refused() -> None:
     for bad in (b"", b"{}", b"[1]", b'{"period_start_ns": "x"}', b"\xff"):
         with pytest.raises(ValueError, match="not a period record"):
             PeriodRecord.from_bytes(bad)
+
+
+def test_a_resumed_open_period_carries_how_far_to_read_back() -> None:
+    # an earlier successor stopped before reading back up to 120: the next one must get there first
+    assert resume_plan(PeriodRecord(S, replay_until=120), 40) == ResumePlan(S, resumed=True, replay_until=120)
+    assert PeriodRecord.from_bytes(PeriodRecord(S, replay_until=120).to_bytes()).replay_until == 120
+
+
+def test_the_graceful_stop_mark() -> None:
+    assert PeriodRecord(S, 90, None).stopped
+    assert not PeriodRecord(S).stopped  # running (or crashed) inside a period
+    assert not PeriodRecord(S, 90, N).stopped  # closing a period: running (or crashed) at a period end
