@@ -452,6 +452,31 @@ def test_sql_looking_task_names_and_flows_change_nothing(ch: dict[str, object], 
         assert len(aggregate_flows(store)) == len(EVIL)  # every table still there, nothing added
 
 
+def test_names_holding_placeholders_work_end_to_end(ch: dict[str, object], batch: PacketBatch) -> None:
+    """A database (and so every quoted name) containing ``%(d)s``: DDL without parameters is not bound,
+    quoted names are never taken for placeholders, and the writer, retention and queries all work."""
+    from netspectra.storage.cluster import Layout
+    from netspectra.storage.migrations import MIGRATIONS, record_sql
+
+    database = f"x%(d)s_{uuid.uuid4().hex[:8]}"
+    assert record_sql(Layout(database=database), MIGRATIONS[0]).startswith(f"INSERT INTO `{database}`.")
+    cfg = {**ch, "database": database, "retention": "1h"}
+    w = ClickHouseWriter(ExactWriterConfig(type="clickhouse", enabled=True, clickhouse=cfg), "exact")
+    with w:
+        task = ExactTask("five", FIVE)
+        task.update(batch.head(200))
+        w.write_flows(task.snapshot(), SnapshotMeta(T0 + STEP, T0, True))
+        store = w.store
+        assert store.ensure_schema().applied == []  # versions read back from `x%(d)s…`.netspectra_schema
+        assert aggregate_flows(store, task="five") == [expected(batch, np.arange(200), "five", FIVE)]
+        assert store.expire(3600 * 10**9) == [20240101]  # a bound query over the quoted names
+        names = store.query("SELECT name FROM system.tables WHERE database = %(d)s", {"d": database})
+        assert {"flow_metrics", "heavy_hitters", "alerts"} <= {n for (n,) in names}
+        with pytest.raises(StorageError, match="no value for query parameter 'd'"):
+            store.query("SELECT %(d)s", {"e": 1})
+        store.execute(f"DROP DATABASE {store.db}")
+
+
 def test_bind_refuses_what_it_cannot_quote_safely() -> None:
     assert bind("SELECT %(a)s, %(b)s, %(a)s", {"a": "x'y", "b": -3}) == "SELECT 'x\\'y', -3, 'x\\'y'"
     assert bind("SELECT %(a)s", {"a": "%(b)s"}) == "SELECT '%(b)s'"  # values are never expanded again

@@ -27,7 +27,7 @@ from netspectra.config.models import ClickHouseConfig, ExactWriterConfig
 from netspectra.sketches.base import HitterType
 from netspectra.storage import WriterError
 from netspectra.storage.clickhouse import ClickHouseStore, ClickHouseWriter
-from netspectra.storage.migrations import LATEST, SCHEMA_TABLE
+from netspectra.storage.migrations import LATEST, SCHEMA_TABLE, LayoutError
 from netspectra.storage.queries import aggregate_flows, heavy_hitters, task_names, trace_flow
 
 #: The module fixtures of the single-node tests: the capture and its six snapshots over two periods.
@@ -288,6 +288,115 @@ def test_a_newer_schema_version_is_refused(shards: list[ClickHouseServer], tmp_p
     with pytest.raises(WriterError, match=rf"schema version {LATEST + 1} .*upgrade NetSpectra"):
         w.open()
     w.close()
+
+
+# --------------------------------------------------------------------------------------------------
+# Another layout on an existing database is refused, naming node, table and engines
+# --------------------------------------------------------------------------------------------------
+
+
+def _engines(server: ClickHouseServer, database: str) -> dict[str, str]:
+    store = ClickHouseStore(ClickHouseConfig(**server.config(database)))
+    store.open()
+    try:
+        rows = store.query("SELECT name, engine FROM system.tables WHERE database = %(d)s", {"d": database})
+        return {str(n): str(e) for n, e in rows}
+    finally:
+        store.close()
+
+
+def test_cluster_mode_on_a_single_node_database_is_refused_before_any_ddl(
+    shards: list[ClickHouseServer],
+) -> None:
+    database = unique_database()
+    single = ClickHouseStore(ClickHouseConfig(**shards[0].config(database)))
+    single.open()
+    try:
+        assert single.ensure_schema().mode == "single"
+    finally:
+        single.close()
+    before = [_engines(s, database) for s in shards]
+    for every_node in (False, True):  # a writer's check and `storage init` alike
+        store = ClickHouseStore(ClickHouseConfig(**cluster_cfg(shards[0], database)))
+        store.open()
+        try:
+            with pytest.raises(LayoutError) as err:
+                store.ensure_schema(every_node=every_node)
+        finally:
+            store.close()
+        text = str(err.value)
+        assert (
+            f"{shards[0].address}: {database}.flow_metrics is ReplacingMergeTree(TimestampNs), expected "
+            f"Distributed('{CLUSTER}', '{database}', 'flow_metrics_local', FlowHash)" in text
+        )
+        assert f"{database}.alerts is MergeTree" in text and "alerts_local is" not in text
+        assert shards[1].address not in text  # nothing there yet: nothing wrong there
+        assert "point clickhouse.database at a new database" in text and "docs/storage.md" in text
+    # refused before any data table was created on either node
+    after = [_engines(s, database) for s in shards]
+    assert after[0] == before[0] and set(after[1]) <= {SCHEMA_TABLE}
+
+
+def test_independent_single_nodes_joined_into_a_cluster_are_refused_naming_each_node(
+    shards: list[ClickHouseServer],
+) -> None:
+    """Case B: every node at the latest version with plain tables: the engines are named, not a
+    misleading "alerts_local exists without the columns"."""
+    database = unique_database()
+    for s in shards:
+        st = ClickHouseStore(ClickHouseConfig(**s.config(database)))
+        st.open()
+        st.ensure_schema()
+        st.close()
+    store = ClickHouseStore(ClickHouseConfig(**cluster_cfg(shards[0], database)))
+    store.open()
+    try:
+        with pytest.raises(LayoutError) as err:
+            store.ensure_schema(every_node=True)
+    finally:
+        store.close()
+    text = str(err.value)
+    for s in shards:
+        assert f"{s.address}: {database}.heavy_hitters is ReplacingMergeTree(TimestampNs)" in text
+    assert "without the columns" not in text
+
+
+@pytest.mark.parametrize(
+    ("change", "table", "found"),
+    [
+        ({"sharding_key": "task"}, "flow_metrics", "FlowHash"),
+        ({"local_suffix": "_shard"}, "flow_metrics", "'flow_metrics_local'"),
+        ({"replicated": True}, "flow_metrics_local", "is ReplacingMergeTree"),
+    ],
+)
+def test_switching_the_cluster_layout_is_refused(
+    shards: list[ClickHouseServer], change: dict[str, object], table: str, found: str
+) -> None:
+    database = unique_database()
+    store = ClickHouseStore(ClickHouseConfig(**cluster_cfg(shards[0], database)))
+    store.open()
+    try:
+        store.ensure_schema()
+    finally:
+        store.close()
+    store = ClickHouseStore(ClickHouseConfig(**cluster_cfg(shards[0], database, **change)))
+    store.open()
+    try:
+        with pytest.raises(LayoutError) as err:
+            store.ensure_schema()  # the fast path of a writer does not take the node for up to date
+    finally:
+        store.close()
+    text = str(err.value)
+    assert f"{shards[0].address}: {database}.{table} is " in text and found in text, text
+    assert f"{shards[1].address}: {database}.{table} is " in text, text
+    # and back to one node: plain tables expected, Distributed found
+    single = ClickHouseStore(ClickHouseConfig(**shards[0].config(database)))
+    single.open()
+    try:
+        with pytest.raises(LayoutError, match=r"flow_metrics is Distributed\('ns_two_shards'.* expected "):
+            single.ensure_schema()
+    finally:
+        single.close()
 
 
 # --------------------------------------------------------------------------------------------------

@@ -180,7 +180,14 @@ class ApiServer:
             raise
         self._grpc = server
         server.start()
-        config = uvicorn.Config(create_app(self.core, self.http_metrics), log_level="warning", lifespan="off")
+        # log_config=None: uvicorn's loggers propagate to our root handlers (--log-format json included)
+        # instead of its own text handlers (also undo what an earlier default uvicorn.Config set up)
+        for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi"):
+            logging.getLogger(name).handlers.clear()
+            logging.getLogger(name).propagate = True
+        config = uvicorn.Config(
+            create_app(self.core, self.http_metrics), log_level="warning", lifespan="off", log_config=None
+        )
         self._uvicorn = uvicorn.Server(config)
         # uvicorn installs no signal handlers outside the main thread: `api` handles SIGINT/SIGTERM itself
         self._thread = threading.Thread(

@@ -115,6 +115,11 @@ class ResilientWriter:
     def __repr__(self) -> str:
         return f"ResilientWriter({self.name!r}, {self.inner!r}, buffered={self.buffered()})"
 
+    @property
+    def failures_in_row(self) -> int:
+        """Failed attempts (open or write) since the last success; 0 while the writer works."""
+        return self._failures_in_row
+
     # -- the Writer interface ------------------------------------------------------------------------
 
     def open(self) -> None:

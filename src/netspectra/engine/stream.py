@@ -138,6 +138,14 @@ class StreamConsumer:
         self._close_unfinished = 0  # the end sequence of a period whose finals were not yet written
         self._stop: asyncio.Event | None = None
         self.ready = asyncio.Event()
+        self._nc: Any = None  # the NATS client while run() runs (for is_connected)
+
+    @property
+    def is_connected(self) -> bool:
+        """Whether the NATS client of :meth:`run` is connected now (False before, between reconnects
+        and after)."""
+        nc = self._nc
+        return nc is not None and bool(nc.is_connected)
 
     # -- shared ---------------------------------------------------------------------------------------
 
@@ -217,6 +225,7 @@ class StreamConsumer:
         o = self.options
         self._stop = stop
         nc = await connect(o.url, f"netspectra-engine:{o.member}of{o.members}", error_cb=self._error_cb)
+        self._nc = nc
         try:
             if o.jetstream:
                 await self._run_jetstream(nc, stop)

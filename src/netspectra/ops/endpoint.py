@@ -8,6 +8,11 @@ orchestrator restarts the process.
 Readiness (``/readyz``) is the conjunction of named checks, each ``() -> None`` (ready) or a string
 saying what is missing. Once :meth:`OpsEndpoint.set_stopping` is called (SIGTERM), the service is
 not ready any more, whatever the checks say: a load balancer stops sending work while it drains.
+
+A check that may block (a network round trip, opening a store) is registered with ``background=True``:
+a :class:`BackgroundCheck` thread runs it every ``interval_s`` and ``/readyz`` and ``netspectra_ready``
+read the cached answer, so a scrape never waits for the network; a run that takes longer than
+``timeout_s`` makes the check "not ready" until it answers.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from netspectra.ops.server import OpsServer
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Heartbeat", "OpsEndpoint", "parse_listen", "resolve_listen", "start_ops"]
+__all__ = ["BackgroundCheck", "Heartbeat", "OpsEndpoint", "parse_listen", "resolve_listen", "start_ops"]
 
 #: A readiness check: ``None`` when ready, else what is not ready (one short sentence).
 Check = Callable[[], str | None]
@@ -49,6 +54,50 @@ def resolve_listen(option: str | None, cfg: Any = None) -> str | None:
         return option
     listen = getattr(getattr(cfg, "ops", None), "listen", "") if cfg is not None else ""
     return listen or None
+
+
+class BackgroundCheck:
+    """A readiness check run in a daemon thread every ``interval_s``; calling it returns the last answer
+    at once (thread-safe).
+
+    Before the first answer it says ``"not checked yet"``; while a run has been going for more than
+    ``timeout_s`` it says so (the check hangs: not ready), whatever the previous answer was. A check that
+    raises is not ready, with the exception. :meth:`stop` ends the thread (after the current run).
+    """
+
+    def __init__(self, name: str, fn: Check, *, interval_s: float = 2.0, timeout_s: float = 5.0) -> None:
+        self.name = name
+        self.fn = fn
+        self.interval_s = interval_s
+        self.timeout_s = timeout_s
+        self._lock = threading.Lock()
+        self._result: str | None = "not checked yet"
+        self._running_since: float | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"ns-ready-{name}", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            with self._lock:
+                self._running_since = time.monotonic()
+            try:
+                result = self.fn()
+            except Exception as exc:
+                result = f"check failed: {type(exc).__name__}: {exc}"
+            with self._lock:
+                self._result, self._running_since = result, None
+            self._stop.wait(self.interval_s)
+
+    def __call__(self) -> str | None:
+        with self._lock:
+            result, since = self._result, self._running_since
+        if since is not None and time.monotonic() - since > self.timeout_s:
+            return f"no answer for {time.monotonic() - since:.0f} s (timeout {self.timeout_s:g} s)"
+        return result
+
+    def stop(self) -> None:
+        self._stop.set()
 
 
 class Heartbeat:
@@ -102,10 +151,25 @@ class OpsEndpoint:
         """Serve ``collector``'s series too."""
         self.registry.register(collector)
 
-    def check(self, name: str, fn: Check) -> None:
-        """Add (or replace) the readiness check ``name``."""
+    def check(
+        self,
+        name: str,
+        fn: Check,
+        *,
+        background: bool = False,
+        interval_s: float = 2.0,
+        timeout_s: float = 5.0,
+    ) -> None:
+        """Add (or replace) the readiness check ``name``. ``background``: ``fn`` may block, so it runs in
+        a :class:`BackgroundCheck` thread every ``interval_s`` and readiness reads its last answer."""
+        check: Check = fn
+        if background:
+            check = BackgroundCheck(name, fn, interval_s=interval_s, timeout_s=timeout_s)
         with self._lock:
-            self._checks[name] = fn
+            old = self._checks.get(name)
+            self._checks[name] = check
+        if isinstance(old, BackgroundCheck):
+            old.stop()
 
     def set_stopping(self, reason: str = "stopping (signal received)") -> None:
         """From now on the service is not ready (it drains and stops)."""
@@ -149,6 +213,11 @@ class OpsEndpoint:
 
     def stop(self) -> None:
         self.server.stop()
+        with self._lock:
+            checks = list(self._checks.values())
+        for c in checks:
+            if isinstance(c, BackgroundCheck):
+                c.stop()
 
 
 def start_ops(service: str, listen: str | None) -> OpsEndpoint | None:

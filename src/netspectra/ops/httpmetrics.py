@@ -2,7 +2,8 @@
 
 :class:`HttpMetrics` is a Prometheus collector; :func:`install` adds a middleware to a FastAPI app
 that observes every request under its *route template* (``/api/v1/aggregate``, ``/static/{path}``;
-``other`` for paths no route matches), so the label set stays bounded whatever clients send.
+``other`` for paths no route matches) and its method (one of :data:`HTTP_METHODS`, else ``other``), so
+the label set stays bounded whatever clients send.
 """
 
 from __future__ import annotations
@@ -18,10 +19,18 @@ from prometheus_client.registry import Collector
 from netspectra.engine.metrics import Timing
 from netspectra.ops.collectors import histogram_buckets
 
-__all__ = ["HttpMetrics", "install"]
+__all__ = ["HTTP_METHODS", "HttpMetrics", "install", "method_label"]
 
 #: Request latencies: milliseconds (health, dashboard assets) to a minute (big queries).
 HTTP_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+#: Methods kept as the ``method`` label; any other one is counted as ``other``.
+HTTP_METHODS = frozenset({"GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH"})
+
+
+def method_label(method: str) -> str:
+    """``method`` (upper-cased) if it is one of :data:`HTTP_METHODS`, else ``"other"``."""
+    m = method.upper()
+    return m if m in HTTP_METHODS else "other"
 
 
 class HttpMetrics(Collector):
@@ -34,6 +43,7 @@ class HttpMetrics(Collector):
         self._timings: dict[tuple[str, str], Timing] = {}
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        method = method_label(method)
         key = (method, route)
         with self._lock:
             ckey = (method, route, str(status))

@@ -41,6 +41,8 @@ class JsonFormatter(logging.Formatter):
 def configure_logging(level: int, fmt: str, *, text_handler: logging.Handler, stream: TextIO) -> None:
     """Configure the root logger at ``level``: ``fmt`` ``"text"`` uses ``text_handler`` (the CLI's rich
     handler), ``"json"`` a :class:`JsonFormatter` on ``stream``. Replaces any earlier configuration.
+    Python warnings are logged too (``logging.captureWarnings``); libraries that log through ``logging``
+    (uvicorn with ``log_config=None``) come out in the same format.
     ``ValueError`` for another format."""
     if fmt not in LOG_FORMATS:
         raise ValueError(f"log format {fmt!r}: use one of {', '.join(LOG_FORMATS)}")
@@ -52,5 +54,8 @@ def configure_logging(level: int, fmt: str, *, text_handler: logging.Handler, st
         logging.basicConfig(
             level=level, format="%(message)s", datefmt="[%X]", handlers=[text_handler], force=True
         )
+    # warnings.warn(...) goes through the same handlers (logger "py.warnings"), not raw to stderr
+    logging.captureWarnings(False)  # (re)install: someone may have replaced warnings.showwarning since
+    logging.captureWarnings(True)
     # numba's own debug chatter is never what a user asks for with -vv
     logging.getLogger("numba").setLevel(logging.WARNING)

@@ -3,7 +3,8 @@
 Contract: :meth:`OpsServer.start` binds (``OSError`` when the address is taken or invalid) and serves
 in a daemon thread, one thread per request, so a slow scrape never blocks a service and the server
 never keeps a process alive. Handlers never raise to the client: a failing collector or check gives
-a 500/503 with the reason, and is logged.
+a 500/503 with the reason, and is logged. A connection idle for :data:`HANDLER_TIMEOUT_S` (a
+keep-alive client that sends nothing, a half-sent request) is closed, so it cannot hold a thread.
 """
 
 from __future__ import annotations
@@ -20,7 +21,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 log = logging.getLogger(__name__)
 
-__all__ = ["OpsServer"]
+__all__ = ["HANDLER_TIMEOUT_S", "OpsServer"]
+
+#: Seconds a connection may stay silent (reading a request, or between keep-alive requests).
+HANDLER_TIMEOUT_S = 10.0
 
 #: ``() -> (ok, details)``: details is JSON-able and goes into the response body.
 Probe = Callable[[], tuple[bool, dict[str, Any]]]
@@ -86,6 +90,7 @@ def _make_handler(ops: OpsServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = "netspectra-ops"
         protocol_version = "HTTP/1.1"
+        timeout = HANDLER_TIMEOUT_S  # socket timeout: an idle or slow client is dropped, not waited for
 
         def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]

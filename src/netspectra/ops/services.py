@@ -1,10 +1,12 @@
 """What each service exports and when it is ready (``docs/operations.md``): the wiring the CLI calls.
 
-* engine: :func:`wire_engine` — engine, writer, stream (and alerter) series; ready once the NATS
-  consumer is subscribed and every writer is open;
+* engine: :func:`wire_engine` — engine, writer, stream (and alerter) series; ready while the NATS
+  consumer is subscribed and connected and every writer is open and not failing
+  (:data:`WRITER_FAILURES_NOT_READY` failed attempts in a row);
 * probe: :func:`wire_probe` — probe, kernel and persistence series; ready while the NATS server
   answers and the probe has not finished;
-* api: :func:`wire_api` — HTTP request series; ready while every configured store answers ``SELECT 1``.
+* api: :func:`wire_api` — HTTP request series; ready while every configured store answers a ping
+  (checked in a background thread every 2 s; scrapes read the cached answer).
 """
 
 from __future__ import annotations
@@ -19,13 +21,33 @@ from urllib.parse import urlsplit
 from netspectra.ops.collectors import AlerterCollector, EngineCollector, ProbeCollector, StreamCollector
 from netspectra.ops.endpoint import OpsEndpoint
 
-__all__ = ["EngineOps", "nats_reachable", "wire_api", "wire_engine", "wire_probe", "writers_open"]
+__all__ = [
+    "WRITER_FAILURES_NOT_READY",
+    "EngineOps",
+    "nats_reachable",
+    "store_ready",
+    "wire_api",
+    "wire_engine",
+    "wire_probe",
+    "writers_open",
+]
+
+
+#: A writer with this many failed attempts in a row (open or write) is not ready.
+WRITER_FAILURES_NOT_READY = 3
 
 
 def writers_open(manager: Any) -> str | None:
-    """Readiness check: ``None`` when every writer of ``manager`` is open, else which are not."""
-    closed = [rw.name for rw in manager.writers if not rw.metrics.opened]
-    return f"writer(s) not open: {', '.join(closed)}" if closed else None
+    """Readiness check: ``None`` when every writer of ``manager`` is open and working, else which are
+    not (not open, or :data:`WRITER_FAILURES_NOT_READY` or more failed attempts in a row)."""
+    problems = []
+    for rw in manager.writers:
+        failures = int(getattr(rw, "failures_in_row", 0))
+        if not rw.metrics.opened:
+            problems.append(f"{rw.name} not open")
+        elif failures >= WRITER_FAILURES_NOT_READY:
+            problems.append(f"{rw.name} failing ({failures} failed attempts in a row)")
+    return f"writer(s) not ready: {', '.join(problems)}" if problems else None
 
 
 class EngineOps:
@@ -49,6 +71,8 @@ class EngineOps:
         c = self.consumer
         if c is None or not c.ready.is_set():
             return "not subscribed to NATS yet"
+        if not getattr(c, "is_connected", True):
+            return "not connected to NATS (reconnecting)"
         return None
 
 
@@ -96,28 +120,49 @@ def wire_probe(
 ) -> None:
     """The probe's series and readiness on ``ep`` (see :class:`ProbeCollector` for the getters)."""
     ep.add(ProbeCollector(publisher, live=live, persister=persister, meter=meter))
-    ep.check("nats", nats_reachable(url))
+    ep.check("nats", nats_reachable(url), background=True)
     ep.check("source", lambda: "the probe has finished its input" if finished() else None)
 
 
-def wire_api(ep: OpsEndpoint, core: Any, http_metrics: Any, grpc_metrics: Any = None) -> None:
-    """The API's series and readiness on ``ep``: every group with a ClickHouse store must answer."""
+def store_ready(core: Any, timeout_s: float = 2.0) -> Callable[[], str | None]:
+    """Readiness check of the query service: every group with a ClickHouse writer has an open store whose
+    server answers a ping (:meth:`~netspectra.storage.clickhouse.ClickHouseStore.ping`: a connection of
+    its own with ``timeout_s``, so it never waits behind a running query).
+
+    A store not open yet is opened here (connect and schema check, as the first query would): the API
+    opens its stores lazily, so without this it would never become ready before its first request. The
+    check may block: :func:`wire_api` runs it in a background thread, never at scrape time.
+    """
     from netspectra.api.routing import first_clickhouse
 
-    ep.add(http_metrics)
-    if grpc_metrics is not None:
-        ep.add(grpc_metrics)
-
-    def stores() -> str | None:
+    def check() -> str | None:
         groups = [g for g in ("exact", "sketch") if first_clickhouse(core.cfg, g) is not None]
         if not groups:
             return "no enabled clickhouse writer in aggregator.exact/sketch: nothing to query"
         problems = []
         for g in groups:
             try:
-                core.router.group_store(g).query("SELECT 1")
+                core.router.group_store(g).ping(timeout_s)
             except Exception as exc:
                 problems.append(f"{g} store: {type(exc).__name__}: {exc}")
         return "; ".join(problems) or None
 
-    ep.check("store", stores)
+    return check
+
+
+def wire_api(
+    ep: OpsEndpoint,
+    core: Any,
+    http_metrics: Any,
+    grpc_metrics: Any = None,
+    *,
+    interval_s: float = 2.0,
+    timeout_s: float = 10.0,
+) -> None:
+    """The API's series and readiness on ``ep``: every group with a ClickHouse store must answer
+    (:func:`store_ready`, in a background thread every ``interval_s``; a run longer than ``timeout_s``,
+    e.g. a store that takes that long to open, is not ready)."""
+    ep.add(http_metrics)
+    if grpc_metrics is not None:
+        ep.add(grpc_metrics)
+    ep.check("store", store_ready(core), background=True, interval_s=interval_s, timeout_s=timeout_s)

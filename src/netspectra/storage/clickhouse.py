@@ -70,6 +70,8 @@ NATIVE_SECURE_PORT = 9440
 #: Seconds to wait for a server connection and for each network operation.
 CONNECT_TIMEOUT_S = 5.0
 SEND_RECEIVE_TIMEOUT_S = 300.0
+#: Seconds :meth:`ClickHouseStore.ping` waits for the connection and for the answer.
+PING_TIMEOUT_S = 2.0
 #: How often (at most) a writer looks for expired periods.
 RETENTION_CHECK_NS = 3600 * 10**9
 
@@ -175,6 +177,17 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _bound(sql: str, params: Mapping[str, object] | None) -> str:
+    """``sql`` with ``params`` bound; without params as it is (DDL holding quoted names is never scanned
+    for placeholders). A placeholder without a value is a :class:`StorageError`."""
+    if not params:
+        return sql
+    try:
+        return bind(sql, params)
+    except KeyError as exc:
+        raise StorageError(f"cannot bind the query parameters: {exc.args[0] if exc.args else exc}") from exc
+
+
 def parse_version(text: str) -> tuple[int, ...]:
     """``"18.16.1"`` → ``(18, 16, 1)``; the leading numeric components of a ClickHouse version."""
     parts = re.findall(r"\d+", text.split("-")[0])
@@ -192,9 +205,11 @@ class ClickHouseStore:
     """A connection to the configured ClickHouse (embedded or server), safe to share between threads.
 
     Contract: :meth:`open` connects (idempotent) and reads the version; every other method needs an open
-    store and raises :class:`StorageError` when the engine or the server fails (bad arguments raise
-    ``ValueError``/``TypeError`` from :func:`~netspectra.storage.schema.bind`). After a server failure the
-    next call reconnects. :meth:`close` may be called any number of times.
+    store and raises :class:`StorageError` when the engine or the server fails, or a placeholder has no
+    value (bad values raise ``ValueError``/``TypeError`` from :func:`~netspectra.storage.schema.bind`;
+    statements without parameters are sent as they are). After a server failure the next call
+    reconnects. :meth:`ping` checks the server on a connection of its own. :meth:`close` may be called
+    any number of times.
     """
 
     def __init__(self, cfg: ClickHouseConfig) -> None:
@@ -216,6 +231,9 @@ class ClickHouseStore:
         self._chdb: _ChdbEngine | None = None
         self._client: Any = None
         self._lock = threading.RLock()
+        # ping(): a connection of its own, so a readiness check never waits behind a long query
+        self._ping_client: Any = None
+        self._ping_lock = threading.Lock()
 
     def __repr__(self) -> str:
         where = f"embedded chdb at {self.cfg.data_dir or DEFAULT_CHDB_DIR}" if self.embedded else self.address
@@ -252,7 +270,9 @@ class ClickHouseStore:
                 raise
             log.info("ClickHouse %s: version %s", self, ".".join(map(str, self.version)))
 
-    def _new_client(self) -> Any:
+    def _new_client(
+        self, connect_timeout_s: float = CONNECT_TIMEOUT_S, timeout_s: float = SEND_RECEIVE_TIMEOUT_S
+    ) -> Any:
         try:  # imported here: an embedded-only deployment never needs it
             from clickhouse_driver import Client
         except ImportError as exc:
@@ -270,10 +290,34 @@ class ClickHouseStore:
             password=cfg.password,
             secure=cfg.cloud,
             verify=True,
-            connect_timeout=CONNECT_TIMEOUT_S,
-            send_receive_timeout=SEND_RECEIVE_TIMEOUT_S,
+            connect_timeout=connect_timeout_s,
+            send_receive_timeout=timeout_s,
+            sync_request_timeout=timeout_s,
             client_name="netspectra",
         )
+
+    def ping(self, timeout_s: float = PING_TIMEOUT_S) -> None:
+        """``StorageError`` unless the store is open and its server answers ``SELECT 1`` within about
+        ``timeout_s``. Runs on a connection of its own (kept for the next ping), so it never waits for the
+        store's queries and never opens the store or touches the schema. The embedded engine runs in this
+        process: open is enough."""
+        if not self.is_open:
+            raise StorageError(f"{self!r} is not open")
+        if self.embedded:
+            return
+        with self._ping_lock:
+            try:
+                if self._ping_client is None:
+                    self._ping_client = self._new_client(timeout_s, timeout_s)
+                self._ping_client.execute("SELECT 1")
+            except Exception as exc:
+                client, self._ping_client = self._ping_client, None
+                if client is not None:
+                    with contextlib.suppress(Exception):
+                        client.disconnect()
+                if isinstance(exc, StorageError):
+                    raise
+                raise StorageError(f"ClickHouse {self.address}: ping failed: {_error_text(exc)}") from exc
 
     def close(self) -> None:
         """Disconnect (the shared chdb session closes with its last user)."""
@@ -287,6 +331,11 @@ class ClickHouseStore:
                     client.disconnect()
                 except Exception as exc:  # a broken connection may fail to close; nothing to keep
                     log.debug("ClickHouse %s: disconnect failed: %s", self.address, exc)
+        with self._ping_lock:
+            ping, self._ping_client = self._ping_client, None
+        if ping is not None:
+            with contextlib.suppress(Exception):
+                ping.disconnect()
 
     def table(self, name: str) -> str:
         """``name`` qualified with the configured database, quoted."""
@@ -298,7 +347,7 @@ class ClickHouseStore:
         Both engines give the same values: integers, floats, strings, ``None`` for NULL, and ``DateTime``
         as ``int`` seconds since the epoch.
         """
-        text = bind(sql, params)
+        text = _bound(sql, params)
         with self._lock:
             if self._chdb is not None:
                 result = self._on_chdb("query", lambda s: s.query(text, "ArrowTable"))
@@ -309,7 +358,7 @@ class ClickHouseStore:
 
     def execute(self, sql: str, params: Mapping[str, object] | None = None) -> None:
         """Run a statement (DDL, ALTER, OPTIMIZE) and discard any result."""
-        text = bind(sql, params)
+        text = _bound(sql, params)
         with self._lock:
             if self._chdb is not None:
                 self._on_chdb("statement", lambda s: s.query(text, "CSV"))

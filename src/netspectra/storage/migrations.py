@@ -13,7 +13,14 @@ docs/storage.md. :func:`migrate` (run by every ClickHouse writer's ``open()``, b
    :data:`LATEST` (a newer NetSpectra migrated the tables; this one would misread them);
 3. runs the statements of every migration above the lowest node version, in order, and records the
    version on every node that lacks it right after its statements succeeded;
-4. checks that the tables have the columns the queries need (a table of the original Go2NetSpectra
+4. checks that every data table on every node has the **engine of the configured layout**
+   (:func:`layout_problems`: plain tables on one node; in cluster mode ``Distributed(cluster, db,
+   local table, sharding key)`` under the usual names and ``[Replicated]…MergeTree`` local tables), once
+   before running any migration (tables already there) and once after (nothing missing), and refuses
+   with :class:`LayoutError` otherwise: versions do not record the layout and ``CREATE … IF NOT
+   EXISTS`` keeps an existing table as it is, so switching ``cluster``, ``replicated``, ``local_suffix``
+   or ``sharding_key`` on an existing database would otherwise leave nodes with different engines;
+5. checks that the tables have the columns the queries need (a table of the original Go2NetSpectra
    under the same name is refused, as before).
 
 Contract of a migration: its statements are **idempotent** (``CREATE … IF NOT EXISTS``, ``ALTER … ADD
@@ -33,7 +40,13 @@ from typing import TYPE_CHECKING
 
 from netspectra.storage.base import StorageError
 from netspectra.storage.cluster import CLUSTER_NODES_SQL, DATA_TABLES, ZOOKEEPER_PROBE_SQL, Layout, Node
-from netspectra.storage.schema import REQUIRED_COLUMNS, bind
+from netspectra.storage.schema import (
+    REQUIRED_COLUMNS,
+    SHARDING_EXPRESSIONS,
+    TABLE_SPECS,
+    bind,
+    quote_string,
+)
 
 if TYPE_CHECKING:
     from netspectra.storage.clickhouse import ClickHouseStore
@@ -69,6 +82,11 @@ assert [m.version for m in MIGRATIONS] == list(range(1, LATEST + 1))
 
 class SchemaVersionError(StorageError):
     """The tables were migrated by a newer NetSpectra (a schema version this one does not know)."""
+
+
+class LayoutError(StorageError):
+    """Tables of the database have engines of another layout than the configured one (one node vs.
+    cluster, replicated or not, another local suffix or sharding key)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,11 +133,9 @@ def schema_table_sql(layout: Layout, on_cluster: bool = False) -> str:
 
 def record_sql(layout: Layout, migration: Migration) -> str:
     """The statement recording ``migration`` as applied on a node (values bound)."""
-    return bind(
-        f"INSERT INTO {layout.qualified(SCHEMA_TABLE)} (Version, AppliedAt, Description) "
-        "SELECT %(v)s, now(), %(d)s",
-        {"v": migration.version, "d": migration.description},
-    )
+    # values first, names after: a name containing "%(x)s" is never taken for a placeholder
+    values = bind("SELECT %(v)s, now(), %(d)s", {"v": migration.version, "d": migration.description})
+    return f"INSERT INTO {layout.qualified(SCHEMA_TABLE)} (Version, AppliedAt, Description) {values}"
 
 
 def version_sql(layout: Layout) -> str:
@@ -259,9 +275,11 @@ def migrate(store: ClickHouseStore, every_node: bool = True) -> MigrationReport:
         if version == LATEST:
             try:
                 check_columns(store, layout)
-                return MigrationReport("checked", before={store.address: version})
+                if not layout_problems(store, layout, store.address):
+                    return MigrationReport("checked", before={store.address: version})
             except StorageError:
                 pass  # a table went missing: the full migration recreates it or names the problem
+            # another layout (or a table missing): the full migration names the problem on every node
     nodes = cluster_nodes(store)
     mode = "on_cluster" if has_distributed_ddl(store) else "per_host"
     if mode == "per_host":
@@ -316,7 +334,12 @@ def _run(
     report.before = {n: _version(s, layout) for n, s in stores.items()}
     if max(report.before.values()) > LATEST:
         raise _newer(layout, report.before)
-    # 3. pending migrations
+    # 3. the tables already there are NetSpectra's (columns) with the configured layout (engines),
+    #    checked before any DDL runs
+    for s in stores.values():
+        check_columns(s, layout, allow_missing=True)
+    _check_layout(store, layout, stores, allow_missing=True)
+    # 4. pending migrations
     for step in migration_steps(layout, mode, list(stores), report.before):
         run(step)
         if step.records and step.records not in report.applied:
@@ -324,7 +347,8 @@ def _run(
             log.info(
                 "ClickHouse %s: schema of %r migrated to version %d", store, layout.database, step.records
             )
-    # 4. the tables have what the queries need
+    # 5. every table is there with the configured layout, and has what the queries need
+    _check_layout(store, layout, stores, allow_missing=False)
     for n, s in stores.items():
         after = _tables(s, layout.database)
         report.created += [f"{n}: {layout.database}.{t}" for t in sorted(after - before_tables[n])]
@@ -333,8 +357,149 @@ def _run(
     return report
 
 
-def check_columns(store: ClickHouseStore, layout: Layout) -> None:
-    """``StorageError`` naming the missing columns when a table lacks what the queries need."""
+def expected_engines(layout: Layout) -> dict[str, str]:
+    """Each data table of ``layout`` (its name on a node) → the engine it must have: on one node the
+    plain engines (``ReplacingMergeTree``, ``MergeTree``); in cluster mode ``[Replicated]…MergeTree`` for
+    the local tables and ``Distributed('cluster', 'db', 'local table', sharding key)`` for the usual
+    names."""
+    out: dict[str, str] = {}
+    for t in DATA_TABLES:
+        engine = TABLE_SPECS[t][3]
+        if not layout.clustered:
+            out[t] = engine
+            continue
+        out[layout.local_name(t)] = f"Replicated{engine}" if layout.replicated else engine
+        args = (layout.cluster, layout.database, layout.local_name(t))
+        quoted = ", ".join(quote_string(a) for a in args)
+        out[t] = f"Distributed({quoted}, {SHARDING_EXPRESSIONS[layout.sharding_key][t]})"
+    return out
+
+
+def _split_args(text: str) -> list[str]:
+    """The top-level, comma-separated arguments of ``text`` (quotes and parentheses respected)."""
+    args: list[str] = []
+    cur: list[str] = []
+    depth, quote, i = 0, "", 0
+    while i < len(text):
+        c = text[i]
+        if quote:
+            cur.append(c)
+            if c == "\\" and i + 1 < len(text):
+                cur.append(text[i + 1])
+                i += 1
+            elif c == quote:
+                quote = ""
+        elif c in "'`\"":
+            quote = c
+            cur.append(c)
+        elif c == "(":
+            depth += 1
+            cur.append(c)
+        elif c == ")":
+            depth -= 1
+            cur.append(c)
+        elif c == "," and depth == 0:
+            args.append("".join(cur).strip())
+            cur = []
+        else:
+            cur.append(c)
+        i += 1
+    args.append("".join(cur).strip())
+    return args
+
+
+def _unquote(arg: str) -> str:
+    if len(arg) >= 2 and arg[0] == arg[-1] and arg[0] in "'`\"":
+        body, out, i = arg[1:-1], [], 0
+        while i < len(body):
+            if body[i] == "\\" and i + 1 < len(body):
+                i += 1
+            out.append(body[i])
+            i += 1
+        return "".join(out)
+    return arg
+
+
+def _distributed_args(engine_full: str) -> tuple[str, ...] | None:
+    """``(cluster, database, table, sharding key)`` of a ``Distributed(...)`` engine, normalised (names
+    unquoted, the key without spaces and back quotes); ``None`` if it is not one."""
+    text = engine_full.strip()
+    if not text.startswith("Distributed(") or not text.endswith(")"):
+        return None
+    args = _split_args(text[len("Distributed(") : -1])
+    names = tuple(_unquote(a) for a in args[:3])
+    key = "".join(",".join(args[3:]).replace("`", "").split())
+    return (*names, key)
+
+
+def _engine_matches(expected: str, engine: str, engine_full: str) -> bool:
+    if not expected.startswith("Distributed("):
+        return engine == expected
+    return engine == "Distributed" and _distributed_args(engine_full) == _distributed_args(expected)
+
+
+def layout_problems(
+    store: ClickHouseStore, layout: Layout, node: str, allow_missing: bool = False
+) -> list[str]:
+    """What differs between the data tables on ``store``'s node (named ``node`` in the text) and
+    :func:`expected_engines` of ``layout``: ``"node: db.table is <found>, expected <engine>"`` per table
+    with another engine, and ``"node: db.table is missing"`` unless ``allow_missing``."""
+    try:
+        rows = store.query(
+            "SELECT name, engine, engine_full FROM system.tables WHERE database = %(db)s",
+            {"db": layout.database},
+        )
+    except StorageError:  # a server without engine_full: the engine names only
+        rows = [
+            (n, e, e)
+            for n, e in store.query(
+                "SELECT name, engine FROM system.tables WHERE database = %(db)s", {"db": layout.database}
+            )
+        ]
+    found = {str(n): (str(e), str(f)) for n, e, f in rows}
+    problems = []
+    for name, want in expected_engines(layout).items():
+        if name not in found:
+            if not allow_missing:
+                problems.append(f"{node}: {layout.database}.{name} is missing (expected {want})")
+            continue
+        engine, full = found[name]
+        if not _engine_matches(want, engine, full):
+            shown = full.split(" PARTITION BY", 1)[0] if full else engine
+            problems.append(f"{node}: {layout.database}.{name} is {shown}, expected {want}")
+    return problems
+
+
+def _describe(layout: Layout) -> str:
+    if not layout.clustered:
+        return "one node (clickhouse.cluster empty): plain tables"
+    return (
+        f"cluster {layout.cluster!r}: {'replicated ' if layout.replicated else ''}local tables "
+        f"*{layout.local_suffix} and Distributed tables with sharding_key {layout.sharding_key!r}"
+    )
+
+
+def _check_layout(
+    store: ClickHouseStore, layout: Layout, stores: dict[str, ClickHouseStore], allow_missing: bool
+) -> None:
+    problems: list[str] = []
+    for n, s in stores.items():
+        node = (store.address if not store.embedded else "embedded") if n == "local" else n
+        problems += layout_problems(s, layout, node, allow_missing)
+    if problems:
+        raise LayoutError(
+            f"the NetSpectra tables in database {layout.database!r} do not have the layout the "
+            f"configuration asks for ({_describe(layout)}): {'; '.join(problems)}. NetSpectra never "
+            "converts existing tables: point clickhouse.database at a new database, copy the data into "
+            'the new layout yourself (docs/storage.md, "Changing the table layout"), or set '
+            "clickhouse.cluster/replicated/local_suffix/sharding_key back to what the tables were "
+            "created with"
+        )
+
+
+def check_columns(store: ClickHouseStore, layout: Layout, allow_missing: bool = False) -> None:
+    """``StorageError`` naming the missing columns when a table lacks what the queries need
+    (``allow_missing``: tables not there are not checked)."""
     names = {layout.local_name(t): t for t in DATA_TABLES} | {t: t for t in DATA_TABLES}
     found: dict[str, set[str]] = {}
     rows = store.query(
@@ -344,6 +509,8 @@ def check_columns(store: ClickHouseStore, layout: Layout) -> None:
         if table in names:
             found.setdefault(str(table), set()).add(str(column))
     for name, spec in sorted(names.items()):
+        if allow_missing and name not in found:
+            continue
         missing = REQUIRED_COLUMNS[spec] - found.get(name, set())
         if missing:
             raise StorageError(
@@ -434,12 +601,15 @@ __all__ = [
     "LATEST",
     "MIGRATIONS",
     "SCHEMA_TABLE",
+    "LayoutError",
     "Migration",
     "MigrationReport",
     "SchemaVersionError",
     "Step",
     "bootstrap_steps",
     "dry_run",
+    "expected_engines",
+    "layout_problems",
     "migrate",
     "migration_steps",
     "plan",

@@ -229,7 +229,8 @@ EXPIRED_ALERT_PARTITIONS_SQL = (
 # Client-side parameters
 # --------------------------------------------------------------------------------------------------
 
-_PLACEHOLDER = re.compile(r"%\((\w+)\)s")
+#: A quoted identifier or string literal (left as it is by bind), or a placeholder (group 1).
+_BIND_TOKEN = re.compile(r"`(?:[^`\\]|\\.)*`|\"(?:[^\"\\]|\\.)*\"|'(?:[^'\\]|\\.)*'|%\((\w+)\)s", re.S)
 _IDENTIFIER_ESCAPES = {"\\": "\\\\", "`": "\\`"}
 _UINT64_MAX = 2**64 - 1
 
@@ -276,20 +277,24 @@ def literal(value: object) -> str:
 def bind(sql: str, params: Mapping[str, object] | None = None) -> str:
     """``sql`` with every ``%(name)s`` replaced by :func:`literal` of ``params[name]``.
 
-    The template is scanned once, so a value containing ``%(x)s`` is never expanded; a placeholder without
-    a value is a ``KeyError``, a value without a placeholder a ``ValueError`` (a likely bug in the caller).
+    The template is scanned once, so a value containing ``%(x)s`` is never expanded; text inside quoted
+    identifiers and string literals (`` `db` ``, ``"x"``, ``'s'``) is never a placeholder, so a database
+    or table name containing ``%(x)s`` stays as it is. A placeholder without a value is a ``KeyError``, a
+    value without a placeholder a ``ValueError`` (a likely bug in the caller).
     """
     params = params or {}
     used: set[str] = set()
 
     def sub(m: re.Match[str]) -> str:
         name = m.group(1)
+        if name is None:  # a quoted identifier or literal: as it is
+            return m.group(0)
         if name not in params:
             raise KeyError(f"no value for query parameter {name!r}")
         used.add(name)
         return literal(params[name])
 
-    out = _PLACEHOLDER.sub(sub, sql)
+    out = _BIND_TOKEN.sub(sub, sql)
     unused = set(params) - used
     if unused:
         raise ValueError(f"query parameters not used by the query: {sorted(unused)}")
