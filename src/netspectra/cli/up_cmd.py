@@ -21,6 +21,7 @@ import logging
 import os
 import signal
 import socket
+import threading
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -134,13 +135,15 @@ def up(
         for w in (*cfg.aggregator.exact.writers, *cfg.aggregator.sketch.writers)
     ):
         log.warning("no enabled clickhouse writer in the configuration: the query service will find no data")
+    # SIGTERM while starting: noted, and acted on between the start-up steps (raising from the handler
+    # could interrupt a step half-way, e.g. between starting nats-server and recording its process):
+    # unwind what started, the nats-server child included, and exit 0.
+    _TERM.clear()
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         ops = start_ops("up", resolve_listen(ops_listen, cfg))
     except (OSError, ValueError) as exc:
         raise fail(str(exc)) from None
-
-    # SIGTERM while starting: unwind (stop what started, the nats-server child included), exit 0
-    signal.signal(signal.SIGTERM, _terminate)
     server = NatsServer(data_dir / "nats", port=nats_port or free_port(), jetstream=True)
     api: Any = None
     manager: Any = None
@@ -150,11 +153,14 @@ def up(
             server.start()
         except NatsServerError as exc:
             raise fail(f"nats-server: {exc}", 1) from None
+        _check_term()
         try:
             manager = Manager.from_config(cfg, writers=True)
             engine_ops = wire_engine(ops, manager)
+            _check_term()
             manager.start()
             alerter = attach_alerter(manager, cfg, sink=alert_sink_for(cfg))
+            _check_term()
             http_metrics = HttpMetrics() if ops is not None else None
             grpc_metrics = GrpcMetrics() if ops is not None else None
             api = ApiServer(cfg, grpc_addr, http_addr, http_metrics, grpc_metrics)
@@ -165,6 +171,7 @@ def up(
                 wire_api(ops, api.core, http_metrics, grpc_metrics)
         except (ConfigError, StorageError, OSError, ValueError) as exc:
             raise fail(str(exc), 1) from None
+        _check_term()
         console.print(
             f"NetSpectra up (data in {data_dir}):\n"
             f"  NATS      {server.url} (JetStream store {server.directory})\n"
@@ -207,8 +214,17 @@ class _TerminatedError(BaseException):
     """SIGTERM arrived while ``up`` was starting (before its event loop handles signals)."""
 
 
+_TERM = threading.Event()
+
+
 def _terminate(signum: int, _frame: object) -> None:
-    raise _TerminatedError
+    _TERM.set()
+
+
+def _check_term() -> None:
+    """Raise :class:`_TerminatedError` if a SIGTERM arrived during the start-up."""
+    if _TERM.is_set():
+        raise _TerminatedError
 
 
 def _probe_what(replay: list[Path] | None, iface: str | None) -> str:
@@ -242,6 +258,8 @@ async def _run(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    if _TERM.is_set():  # a SIGTERM between the last start-up step and these handlers
+        stop.set()
     consumer = StreamConsumer(
         manager, StreamOptions(url=url, subject=pc.subject, n_shards=pc.shards, jetstream=jetstream)
     )
