@@ -24,6 +24,7 @@ boundaries and the same period starts (``docs/live.md``, "Restart").
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from dataclasses import asdict, dataclass
@@ -148,6 +149,11 @@ class PeriodLedger:
 
     async def put(self, record: PeriodRecord) -> None:
         await self._kv.put(self.key, record.to_bytes())
+
+    async def forget(self) -> None:
+        """Remove this consumer's period record (a consumer that starts afresh has none)."""
+        with contextlib.suppress(KeyNotFoundError):
+            await self._kv.delete(self.key)
 
     async def get_json(self, key: str) -> Any:
         """The JSON value stored under ``key``, ``None`` if absent; :class:`LedgerError` if unreadable."""

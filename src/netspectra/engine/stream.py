@@ -524,6 +524,9 @@ class StreamConsumer:
         else:
             floors = await self._hand_over(js, ledger, durable, own=info)
             await ledger.put_json(handover_key, floors)  # before the consumer exists: a restart finds them
+            # A record of an earlier time of this consumer is not about the new one: were this engine
+            # to die before it records its own period, its restart must not resume that old period.
+            await ledger.forget()
             self._handover = floors
             if floors:
                 mine = [batch_subject(o.subject, s) for s in self.shards]
