@@ -38,7 +38,8 @@ pytestmark = pytest.mark.timeout(240)
 def get(port: int, path: str) -> tuple[int | None, str]:
     """``(status, body)`` of ``GET http://127.0.0.1:port/path``; status None when nothing listens."""
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
+        # generous: the API's first query (chdb warming up) can take seconds while the suite loads the CPUs
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=30) as r:
             return r.status, r.read().decode()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read().decode()
