@@ -52,6 +52,21 @@ aggregator:
 """
 
 
+def trace_path(packets: int, file: Path | None = None) -> Path:
+    """``file``, or the ``netspectra gen`` trace of ``packets`` packets in benchmarks/_work (generated
+    once, deterministic: seed 1, packets/20 flows); shared by the pipeline and scaling benchmarks."""
+    if file is not None:
+        return file
+    WORK.mkdir(parents=True, exist_ok=True)
+    path = WORK / f"pipeline-gen-{packets}.pcap"
+    if not path.exists():
+        from netspectra.gen.synth import generate
+
+        print(f"generating {path} ...", file=sys.stderr)
+        generate(path, packets=packets, flows=max(1000, packets // 20), seed=1, write_truth=False)
+    return path
+
+
 def _config(kind: str):  # type: ignore[no-untyped-def]
     from netspectra.config import load_config, parse_config_text
 
@@ -188,16 +203,7 @@ def main() -> None:
         print(json.dumps(res))
         return
 
-    if a.file is None:
-        WORK.mkdir(parents=True, exist_ok=True)
-        path = WORK / f"pipeline-gen-{a.packets}.pcap"
-        if not path.exists():
-            from netspectra.gen.synth import generate
-
-            print(f"generating {path} ...", file=sys.stderr)
-            generate(path, packets=a.packets, flows=max(1000, a.packets // 20), seed=1, write_truth=False)
-    else:
-        path = a.file
+    path = trace_path(a.packets, a.file)
     path.read_bytes()  # page cache
 
     offline = [_child("offline", str(path), a.tasks) for _ in range(a.repeat)]

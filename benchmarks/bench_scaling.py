@@ -34,7 +34,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-WORK = ROOT / "benchmarks" / "_work"
 SUBJECT = "bench.scale"
 SHARDS = 16
 FIVE = ("SrcIP", "DstIP", "SrcPort", "DstPort", "Protocol")
@@ -226,18 +225,10 @@ def main() -> None:
         print(json.dumps(_engine(url, stream, int(m), int(n), int(expected), ready, go, tasks)))
         return
 
+    from bench_pipeline import trace_path  # the same generated trace as the pipeline benchmark
     from netspectra.transport.natsserver import NatsServer
 
-    if a.file is None:
-        WORK.mkdir(parents=True, exist_ok=True)
-        path = WORK / f"pipeline-gen-{a.packets}.pcap"
-        if not path.exists():
-            from netspectra.gen.synth import generate
-
-            print(f"generating {path} ...", file=sys.stderr)
-            generate(path, packets=a.packets, flows=max(1000, a.packets // 20), seed=1, write_truth=False)
-    else:
-        path = a.file
+    path = trace_path(a.packets, a.file)
     want = _offline(path)
     print(f"offline five-tuple: {want['packets'] / want['seconds'] / 1e6:.2f} Mpps", file=sys.stderr)
     rows = []

@@ -83,6 +83,22 @@ def ready(port: int) -> bool:
     return get(port, "/readyz")[0] == 200
 
 
+def replay_into(engine: subprocess.Popen[str], eport: int, common: list[str], series: str) -> int:
+    """Replay gnutella.pcap with ``netspectra probe`` at full speed and wait until the engine's
+    ``series`` (scraped from its ops port) reaches what was published; returns that count."""
+    full = subprocess.run(
+        [sys.executable, "-m", "netspectra", "probe", *common, "--speed", "0", "--json", str(GNUTELLA)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
+    assert full.returncode == 0, full.stderr
+    published = int(json.loads(full.stdout.strip().splitlines()[-1])["packets_published"])
+    wait_until(lambda: value(samples(eport), series) >= published, f"the engine's {series}", engine)
+    return published
+
+
 def spawn(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "netspectra", *args],
@@ -162,20 +178,7 @@ def test_engine_and_probe_ops_and_sigterm_loses_nothing(nats_server: NatsServer,
             stop(probe)
 
         # the whole file at full speed
-        full = subprocess.run(
-            [sys.executable, "-m", "netspectra", "probe", *common, "--speed", "0", "--json", str(GNUTELLA)],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            cwd=ROOT,
-        )
-        assert full.returncode == 0, full.stderr
-        published = json.loads(full.stdout.strip().splitlines()[-1])["packets_published"]
-        wait_until(
-            lambda: value(samples(eport), "netspectra_stream_packets_total") >= published,
-            "the engine to receive the replay",
-            engine,
-        )
+        replay_into(engine, eport, common, "netspectra_stream_packets_total")
         sm = samples(eport)
         for name in (
             "netspectra_engine_packets_total",
@@ -236,20 +239,7 @@ def test_sigterm_engine_final_snapshot_equals_analyze(nats_server: NatsServer, t
     engine = spawn("engine", *common, "--ops-listen", f"127.0.0.1:{eport}")
     try:
         wait_until(lambda: ready(eport), "engine /readyz", engine)
-        full = subprocess.run(
-            [sys.executable, "-m", "netspectra", "probe", *common, "--speed", "0", "--json", str(GNUTELLA)],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            cwd=ROOT,
-        )
-        assert full.returncode == 0, full.stderr
-        published = json.loads(full.stdout.strip().splitlines()[-1])["packets_published"]
-        wait_until(
-            lambda: value(samples(eport), "netspectra_engine_packets_total") >= published,
-            "the engine to take the replay",
-            engine,
-        )
+        replay_into(engine, eport, common, "netspectra_engine_packets_total")
     finally:
         out, _ = stop(engine)
     assert get(eport, "/healthz")[0] is None  # the endpoint is gone with the process

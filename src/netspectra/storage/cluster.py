@@ -19,8 +19,8 @@ and a ``distributed_ddl`` section) or, without ZooKeeper, on each host of the cl
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
+from netspectra.config.models import ClickHouseConfig
 from netspectra.storage.schema import (
     ALERT_TABLE,
     FLOW_TABLE,
@@ -30,8 +30,8 @@ from netspectra.storage.schema import (
     quote_identifier,
 )
 
-if TYPE_CHECKING:
-    from netspectra.config.models import ClickHouseConfig
+# The configuration's defaults, so that a Layout built directly (tests, tools) means the same.
+_DEFAULTS = {name: f.default for name, f in ClickHouseConfig.model_fields.items()}
 
 #: The data tables, in creation order.
 DATA_TABLES: tuple[str, ...] = (FLOW_TABLE, HITTER_TABLE, ALERT_TABLE)
@@ -61,10 +61,10 @@ class Layout:
     database: str
     cluster: str = ""
     replicated: bool = False
-    zookeeper_path: str = "/clickhouse/tables/{shard}/{database}/{table}"
-    replica_name: str = "{replica}"
-    sharding_key: str = "flow"
-    local_suffix: str = "_local"
+    zookeeper_path: str = _DEFAULTS["zookeeper_path"]
+    replica_name: str = _DEFAULTS["replica_name"]
+    sharding_key: str = _DEFAULTS["sharding_key"]
+    local_suffix: str = _DEFAULTS["local_suffix"]
 
     @classmethod
     def from_config(cls, cfg: ClickHouseConfig) -> Layout:
