@@ -23,8 +23,9 @@ count them in their statistics instead.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -105,3 +106,29 @@ class PacketBatch:
         if not batches:
             return cls.empty(0)
         return cls(*(np.concatenate([getattr(b, c) for b in batches]) for c in cls.COLUMNS))
+
+
+@runtime_checkable
+class BatchSource(Protocol):
+    """The one shape of every source of batches: capture files, live rings, NATS, flow-export collectors.
+
+    Contract:
+
+    * Iterating yields :class:`PacketBatch` objects in the source's order until the source ends
+      (end of file, :meth:`stop`) or fails. A source that fails part-way raises *after* it has yielded
+      every good batch before the failure (nothing good is lost); the exception says where and why.
+    * ``stats`` is the source's counters object (e.g. :class:`~netspectra.capture.stats.CaptureStats`),
+      current at any time and final once iteration ended; it has ``as_dict()`` for summaries and metrics.
+    * :meth:`stop` may be called from any thread (or a signal handler's loop) and makes a blocking
+      iteration end soon, after handing out what it already holds; for a finite source it is a no-op.
+    * :meth:`close` releases files, sockets and rings; it is idempotent and safe after a failure.
+    """
+
+    def __iter__(self) -> Iterator[PacketBatch]: ...
+
+    @property
+    def stats(self) -> Any: ...
+
+    def stop(self) -> None: ...
+
+    def close(self) -> None: ...
