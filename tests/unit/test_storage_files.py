@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from netspectra.capture.reader import CaptureReader
-from netspectra.config.models import ExactWriterConfig, SketchWriterConfig
+from netspectra.config.aggregator import ExactWriterConfig, SketchWriterConfig
 from netspectra.output.flow_table import FLOW_TABLE_SCHEMA, TIMESTAMP_TYPE
 from netspectra.sketches.base import HEAVY_HITTERS_SCHEMA, HitterType, SketchSnapshot, SketchTask
 from netspectra.storage import SnapshotMeta, Writer, WriterError, known_kinds, writer_class

@@ -46,7 +46,7 @@ from netspectra.sketches.base import HitterType
 from netspectra.storage.base import SnapshotMeta, Writer, WriterError
 
 if TYPE_CHECKING:
-    from netspectra.config.models import ExactWriterConfig, SketchWriterConfig
+    from netspectra.config.aggregator import WriterConfig
     from netspectra.sketches.base import SketchSnapshot
     from netspectra.tasks.exact import FlowSnapshot
 
@@ -58,11 +58,18 @@ HITTER_FILES: dict[HitterType, str] = {
     HitterType.SIZE: "size_hh.txt",
     HitterType.SPREAD: "spread_ss.txt",
 }
-#: Heavy-hitter types each sketch type reports (a file is written for each, empty if it has no rows).
-SKETCH_TYPE_FILES: dict[int, tuple[HitterType, ...]] = {
-    0: (HitterType.SIZE, HitterType.COUNT),
-    1: (HitterType.SPREAD,),
-}
+
+
+def _reported_types(snap: SketchSnapshot) -> tuple[HitterType, ...]:
+    """The heavy-hitter types ``snap``'s sketch kind reports (what it holds, for an unknown kind)."""
+    from netspectra.kinds import SKETCHES, KindError
+    from netspectra.sketches.kind import sketch_kind_name
+
+    try:
+        return tuple(SKETCHES.get(sketch_kind_name(snap.skt_type)).hitter_types)
+    except (KindError, ValueError):
+        return tuple(sorted(snap.hitters))
+
 
 _CLAIMS_LOCK = threading.Lock()
 _CLAIMS: dict[Path, FileWriter] = {}
@@ -98,16 +105,12 @@ def _const_ts(ts_ns: int, m: int) -> pa.Array:
 class FileWriter(Writer):
     """Shared part of the file writers: the root directory, its claim, snapshot directory names."""
 
-    #: Which ``RootPathConfig`` of the writer entry holds the root (``parquet``, ``gob``, ``text``).
-    root_key: str = ""
-
-    def __init__(self, cfg: ExactWriterConfig | SketchWriterConfig, group: str) -> None:
+    def __init__(self, cfg: WriterConfig, group: str) -> None:
         super().__init__(cfg, group)
-        key = self.root_key or cfg.type
-        root = getattr(cfg, key).root_path
+        root = cfg.params.root_path
         if not root.strip():
             raise ValueError(
-                f"writers[type={cfg.type}].{key}.root_path is empty; set the directory for its files"
+                f"writers[type={cfg.type}].{cfg.type}.root_path is empty; set the directory for its files"
             )
         self.root = Path(root).expanduser()
         self._claimed: Path | None = None
@@ -158,8 +161,7 @@ class ParquetWriter(FileWriter, kind="parquet", aliases=("gob",)):
     Configured as ``gob`` (the original's Go-only format), it writes Parquet under ``gob.root_path``.
     """
 
-    def __init__(self, cfg: ExactWriterConfig | SketchWriterConfig, group: str) -> None:
-        self.root_key = "gob" if cfg.type == "gob" else "parquet"
+    def __init__(self, cfg: WriterConfig, group: str) -> None:
         super().__init__(cfg, group)
         if cfg.type == "gob":
             log.info(
@@ -204,8 +206,6 @@ class TextWriter(FileWriter, kind="text"):
     ``period_start`` and ``final``).
     """
 
-    root_key = "text"
-
     def _write_flows(self, snap: FlowSnapshot, meta: SnapshotMeta) -> None:
         ordered = snap.sorted("bytes")
         lines = ["# flow packets bytes first_seen last_seen"]
@@ -231,7 +231,8 @@ class TextWriter(FileWriter, kind="text"):
         self._write_dir(snap.task_name, meta, files)
 
     def _write_hitters(self, snap: SketchSnapshot, meta: SnapshotMeta) -> None:
-        types = SKETCH_TYPE_FILES.get(snap.skt_type, tuple(sorted(snap.hitters)))
+        # a file for every type the sketch kind reports (empty if it has no rows), then any other list
+        types = _reported_types(snap)
         files: dict[str, str] = {}
         for t in (*types, *(t for t in sorted(snap.hitters) if t not in types)):
             hitters = snap.hitters.get(t)
