@@ -71,7 +71,7 @@ def test_writer_class_finds_every_kind() -> None:
     assert writer_class("text") is TextWriter
     assert {"clickhouse", "gob", "parquet", "text"} <= set(known_kinds())
     with pytest.raises(
-        ValueError, match=r"unknown writer kind 'kafka'; known kinds are .*clickhouse.*parquet"
+        ValueError, match=r"'kafka' is not a valid writer kind; valid writer kinds are .*clickhouse.*parquet"
     ):
         writer_class("kafka")
 

@@ -25,12 +25,8 @@ Guarantees:
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import os
-import shutil
-import tempfile
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,6 +37,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from netspectra.atomic import atomic_dir
 from netspectra.output.flow_table import TIMESTAMP_TYPE, write_parquet
 from netspectra.sketches.base import HitterType
 from netspectra.storage.base import SnapshotMeta, Writer, WriterError
@@ -244,65 +241,6 @@ class TextWriter(FileWriter, kind="text"):
         final = self.target(meta, safe_name(task))
         try:
             final.parent.mkdir(parents=True, exist_ok=True)
-            _atomic_dir(final, {name: text.encode() for name, text in files.items()})
+            atomic_dir(final, {name: text.encode() for name, text in files.items()})
         except OSError as exc:
             raise WriterError(f"cannot write {final}: {exc}") from exc
-
-
-def _atomic_dir(final: Path, files: dict[str, bytes]) -> None:
-    """Create directory ``final`` holding ``files`` so that readers see all of them or none of them.
-
-    The files go into a temporary sibling directory (fsynced), which is then renamed to ``final``. If
-    ``final`` exists (the same snapshot written again), it is swapped out and removed afterwards.
-    """
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
-    try:
-        for name, data in files.items():
-            fd = os.open(tmp / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-            try:
-                _write_all(fd, data)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; give the mode of an ordinary directory
-        _fsync_dir(tmp)
-        old: Path | None = None
-        if final.exists():
-            old = final.with_name(f".{final.name}.{os.getpid()}.old")
-            os.rename(final, old)
-        os.rename(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-    _fsync_dir(final.parent)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        n = os.write(fd, view)
-        view = view[n:]
-
-
-def _fsync_dir(directory: Path) -> None:
-    # makes the rename durable; some platforms/filesystems cannot open or fsync a directory
-    with contextlib.suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-_UMASK: int | None = None
-
-
-def _umask() -> int:
-    global _UMASK
-    if _UMASK is None:  # os.umask can only be read by setting it: once, at first use
-        current = os.umask(0o022)
-        os.umask(current)
-        _UMASK = current
-    return _UMASK
