@@ -55,7 +55,7 @@ from netspectra.alerting.rules import (
 )
 from netspectra.config.models import AlertRule, Config
 from netspectra.engine.manager import SystemClock
-from netspectra.engine.metrics import Counter, LabeledCounter
+from netspectra.counters import Counter, LabeledCounter
 
 log = logging.getLogger(__name__)
 
