@@ -702,7 +702,7 @@ def test_shipped_config_loads_with_the_original_tasks_and_rules() -> None:
     ) == (
         32768,
         2,
-        1,
+        64,
         128,
         5,
         1.08,
