@@ -37,7 +37,6 @@ from grpc_health.v1 import health
 
 from netspectra.api.routing import NoStoreError, StoreRouter, UnknownTaskError
 from netspectra.config import Config
-from netspectra.config.models import SketchType
 from netspectra.proto.v1 import query_pb2, query_pb2_grpc
 from netspectra.rpc import create_server
 from netspectra.storage.base import StorageError
@@ -263,10 +262,9 @@ class QueryCore:
             route = self.router.route(req.task_name)
             if route.group != "sketch":
                 raise _invalid(f"{req.task_name!r} is an exact task; use AggregateFlows or TraceFlow")
-            if route.sketch_type == SketchType.SUPER_SPREAD and req.type != 2:
-                raise _invalid(f"{req.task_name!r} is a SuperSpread task: it has spread values (type 2) only")
-            if route.sketch_type != SketchType.SUPER_SPREAD and req.type == 2:
-                raise _invalid(f"{req.task_name!r} is a CountMin task: types 0 (count) and 1 (size) only")
+            if req.type not in route.hitter_types:
+                have = " and ".join(f"{int(t)} ({t.name.lower()})" for t in route.hitter_types) or "none"
+                raise _invalid(f"{req.task_name!r} is a {route.sketch_kind} task: it has types {have} only")
             limit = min(int(req.limit), MAX_HITTERS_LIMIT)  # <= 0: the default of heavy_hitters
             _, store = self.router.store_for(req.task_name)
             rows = heavy_hitters(store, req.task_name, req.type, end_ns=end, start_ns=start, limit=limit)

@@ -56,7 +56,6 @@ from google.protobuf.message import Message
 from netspectra import __version__
 from netspectra.api.grpc_service import QueryCore, QueryError, _errors
 from netspectra.api.routing import first_clickhouse
-from netspectra.config.models import SketchType
 from netspectra.proto.v1 import query_pb2
 from netspectra.storage.alerts import StoredAlert, alerts
 from netspectra.storage.queries import FLOW_KEYS, _flow_states_sql, _time_bounds
@@ -280,10 +279,7 @@ def all_targets(core: QueryCore) -> list[str]:
     for name in core.router.exact_task_names():
         out += [name, *(f"{name}:{m}" for m in METRICS), f"{name}:{TOP}"]
     for stask in core.cfg.aggregator.sketch.tasks:
-        if SketchType(stask.skt_type) == SketchType.SUPER_SPREAD:
-            out.append(f"{stask.name}:spread")
-        else:
-            out += [f"{stask.name}:count", f"{stask.name}:size"]
+        out += [f"{stask.name}:{t.name.lower()}" for t in sorted(stask.kind.hitter_types)]
     return out
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from netspectra.config import ClickHouseConfig, Config
-from netspectra.config.models import SketchType
+from netspectra.sketches.kind import HitterType
 from netspectra.storage.base import StorageError
 from netspectra.storage.clickhouse import ClickHouseStore, connect_store
 
@@ -37,13 +37,14 @@ class NoStoreError(StorageError):
 
 @dataclass(frozen=True, slots=True)
 class TaskRoute:
-    """Where one task lives: its group, its store's configuration and, for sketch tasks, the sketch
-    type (``skt_type`` 0 CountMin: heavy-hitter types 0 and 1; 1 SuperSpread: type 2)."""
+    """Where one task lives: its group, its store's configuration and, for sketch tasks, its sketch
+    kind's name and the heavy-hitter types it reports (CountMin: 0 count and 1 size; SuperSpread: 2)."""
 
     name: str
     group: Group
     clickhouse: ClickHouseConfig | None
-    sketch_type: SketchType | None = None
+    sketch_kind: str = ""
+    hitter_types: tuple[HitterType, ...] = ()
 
 
 def first_clickhouse(cfg: Config, group: Group) -> ClickHouseConfig | None:
@@ -51,7 +52,7 @@ def first_clickhouse(cfg: Config, group: Group) -> ClickHouseConfig | None:
     section = cfg.aggregator.exact if group == "exact" else cfg.aggregator.sketch
     for writer in section.writers:
         if writer.enabled and writer.type == "clickhouse":
-            return writer.clickhouse
+            return writer.params
     return None
 
 
@@ -72,7 +73,10 @@ class StoreRouter:
         for task in cfg.aggregator.exact.tasks:
             self.routes[task.name] = TaskRoute(task.name, "exact", exact_ch)
         for stask in cfg.aggregator.sketch.tasks:
-            self.routes[stask.name] = TaskRoute(stask.name, "sketch", sketch_ch, SketchType(stask.skt_type))
+            kind = stask.kind
+            self.routes[stask.name] = TaskRoute(
+                stask.name, "sketch", sketch_ch, kind.title or kind.name, tuple(sorted(kind.hitter_types))
+            )
 
     def task_names(self) -> list[str]:
         """Exact task names, then sketch task names, in configuration order (the original's order)."""

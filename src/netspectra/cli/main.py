@@ -83,5 +83,7 @@ def _register() -> None:
 
 def main() -> None:
     """Run the command line (console script ``netspectra``)."""
+    from netspectra.cli.common import run_app
+
     _register()
-    app()
+    run_app(app, prog_name="netspectra")

@@ -86,6 +86,8 @@ def _format_loc(loc: tuple[str | int, ...]) -> str:
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
+        elif part in ("groups", "params"):
+            pass  # containers the configuration does not write: aggregator.<kind>, a kind's own keys
         elif not part.startswith(("function-", "tagged-union")):  # pydantic's internal validator steps
             out += f".{part}" if out else part
     return out
