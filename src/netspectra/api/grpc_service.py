@@ -176,8 +176,6 @@ def _page(req: Message) -> tuple[int, int]:
     token replayed with other filters is rejected (``INVALID_ARGUMENT``) instead of silently skipping
     rows. Each page is computed afresh: data written between two pages may shift the pages.
     """
-    if req.page_size < 0:
-        raise _invalid(f"page_size must not be negative (got {req.page_size}); 0 returns everything")
     size = min(int(req.page_size), MAX_PAGE_SIZE)
     token = req.page_token
     if not token:

@@ -118,6 +118,12 @@ def parse_grafana_time(value: Any, what: str) -> int | None:
     if isinstance(value, int | float):
         if not math.isfinite(value):
             raise QueryError(grpc.StatusCode.INVALID_ARGUMENT, f"{what}: {shown(value)} is not a time")
+        if value < 0:
+            raise QueryError(
+                grpc.StatusCode.INVALID_ARGUMENT, f"{what}: {shown(value)} is before 1970-01-01T00:00:00Z"
+            )
+        if value >= MAX_TIME_NS // 1_000_000:
+            return MAX_TIME_NS
         ns = int(value) * 1_000_000 if isinstance(value, int) else int(value * 1_000_000)
     else:
         check_text(value, what, MAX_TIME_CHARS)
