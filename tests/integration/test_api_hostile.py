@@ -12,6 +12,7 @@ traceback. Finally the data must be unchanged.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import re
@@ -291,10 +292,8 @@ def raw_exchange(host: str, request: str) -> str:
     name, _, port = host.rpartition(":")
     chunks = []
     with socket.create_connection((name, int(port)), timeout=30) as sock:
-        try:
+        with contextlib.suppress(OSError):  # refused while sending: read what was answered
             sock.sendall(request.encode("latin-1"))
-        except OSError:
-            pass  # refused while sending: read what was answered
         try:
             while chunk := sock.recv(65536):
                 chunks.append(chunk)
