@@ -105,6 +105,25 @@ class TokenSet:
         return found
 
 
+class RefusalLog:
+    """Logs refused calls: one :class:`~netspectra.engine.metrics.RateLimitedLog` per reason (no token,
+    an invalid token, a read token on an admin method), so that a flood of one kind hides no other."""
+
+    def __init__(self, logger: logging.Logger, interval_s: float = AUTH_LOG_INTERVAL_S) -> None:
+        self._logger = logger
+        self._interval = interval_s
+        self._by_reason: dict[str, Any] = {}
+
+    def refused(self, what: str, peer: str, reason: str) -> None:
+        """Log ``<what> from <peer> refused: <reason>`` (never a token)."""
+        from netspectra.engine.metrics import RateLimitedLog
+
+        limited = self._by_reason.get(reason)
+        if limited is None:
+            limited = self._by_reason.setdefault(reason, RateLimitedLog(self._logger, self._interval))
+        limited.log(logging.WARNING, "%s from %s refused: %s", what, peer, reason)
+
+
 def bearer_token(value: str | None) -> str | None:
     """The token of an ``Authorization`` value ``Bearer <token>`` (scheme case-insensitive), else ``None``."""
     if not value:

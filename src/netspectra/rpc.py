@@ -20,7 +20,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from netspectra.auth import (
-    AUTH_LOG_INTERVAL_S,
+    RefusalLog,
     Scope,
     ServiceSecurity,
     TokenSet,
@@ -148,12 +148,10 @@ class TokenInterceptor(grpc.ServerInterceptor):
     rate-limited."""
 
     def __init__(self, tokens: TokenSet, service: str, extra_open: Sequence[str] = ()) -> None:
-        from netspectra.engine.metrics import RateLimitedLog
-
         self.tokens = tokens
         self.service = service
         self.extra_open = frozenset(extra_open)
-        self._log = RateLimitedLog(log, AUTH_LOG_INTERVAL_S)
+        self._log = RefusalLog(log)
 
     def intercept_service(self, continuation: Any, details: grpc.HandlerCallDetails) -> Any:
         method = details.method
@@ -181,20 +179,23 @@ class TokenInterceptor(grpc.ServerInterceptor):
         return _refusal(handler, code, message, self._log, reason, method)
 
 
+_REFUSED = object()
+
+
 def _refusal(
-    handler: Any, code: grpc.StatusCode, message: str, limited: Any, reason: str, method: str
+    handler: Any, code: grpc.StatusCode, message: str, refusals: RefusalLog, reason: str, method: str
 ) -> Any:
     """A handler of ``handler``'s kind that ends the call with ``code``, without decoding the request."""
 
     def refuse(request: Any, context: grpc.ServicerContext) -> Any:
-        limited.log(logging.WARNING, "gRPC %s from %s refused: %s", method, context.peer(), reason)
+        refusals.refused(f"gRPC {method}", context.peer(), reason)
         context.abort(code, message)
 
     def refuse_stream(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
         refuse(request, context)
         yield  # unreachable: abort raises
 
-    ignore = lambda data: None  # noqa: E731 - nothing of a refused request is decoded
+    ignore = lambda data: _REFUSED  # noqa: E731 - nothing of a refused request is decoded (None = failure)
     if handler.unary_unary is not None:
         return grpc.unary_unary_rpc_method_handler(refuse, request_deserializer=ignore)
     if handler.unary_stream is not None:

@@ -127,11 +127,15 @@ class ApiProcess:
         return f"127.0.0.1:{self.grpc_port}"
 
     def logs(self) -> str:
+        if self._err.closed:
+            return self.stderr
         self._err.flush()
         self._err.seek(0)
         return self._err.read()
 
     def stop(self) -> str:
+        if self._out.closed:  # stopped already
+            return self.stderr
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGINT)
             try:

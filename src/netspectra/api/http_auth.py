@@ -17,7 +17,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from netspectra.auth import AUTH_LOG_INTERVAL_S, Scope, TokenSet, bearer_token
+from netspectra.auth import RefusalLog, Scope, TokenSet, bearer_token
 
 log = logging.getLogger(__name__)
 
@@ -40,9 +40,7 @@ def needed_scope(request: Request) -> Scope | None:
 
 def install_token_check(app: FastAPI, tokens: TokenSet) -> None:
     """Check every request of ``app`` against ``tokens`` (see the module docstring)."""
-    from netspectra.engine.metrics import RateLimitedLog
-
-    limited = RateLimitedLog(log, AUTH_LOG_INTERVAL_S)
+    refusals = RefusalLog(log)
 
     @app.middleware("http")
     async def _check_token(request: Request, call_next: Any) -> Any:
@@ -56,29 +54,18 @@ def install_token_check(app: FastAPI, tokens: TokenSet) -> None:
         peer = request.client.host if request.client else "?"
         if scope is None:
             reason = "invalid bearer token" if token else "no bearer token"
-            limited.log(
-                logging.WARNING,
-                "HTTP %s %s from %s refused: %s",
-                request.method,
-                request.url.path[:200],
-                peer,
-                reason,
-            )
+            refusals.refused(f"HTTP {request.method} {request.url.path[:200]}", peer, reason)
             return JSONResponse(
                 {
                     "code": "UNAUTHENTICATED",
                     "message": f"{reason}: send the header 'Authorization: Bearer <token>' with a token of "
-                    "query service (api.auth)",
+                    "the query service (api.auth)",
                 },
                 status_code=401,
                 headers={"WWW-Authenticate": 'Bearer realm="netspectra"'},
             )
-        limited.log(
-            logging.WARNING,
-            "HTTP %s %s from %s refused: a read token on an admin path",
-            request.method,
-            request.url.path[:200],
-            peer,
+        refusals.refused(
+            f"HTTP {request.method} {request.url.path[:200]}", peer, "a read token on an admin path"
         )
         return JSONResponse(
             {
