@@ -31,9 +31,10 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def config_text(data_dir: Path, api: str = "") -> str:
-    """Exact tasks per_five_tuple and per_src, sketch tasks ss (SuperSpread) and cm (CountMin), all in
-    the embedded store at ``data_dir``; two alert rules on per_src; ``api``: extra lines of ``api:``."""
+def config_text(data_dir: Path, api: str = "", ss: str = "ss", cm: str = "cm") -> str:
+    """Exact tasks per_five_tuple and per_src, sketch tasks ``ss`` (SuperSpread) and ``cm`` (CountMin),
+    all in the embedded store at ``data_dir``; alert rules on per_src and ss; ``api``: extra lines of
+    ``api:``."""
     ch = json.dumps({"data_dir": str(data_dir), "database": "hostile", "history_resolution": "60s"})
     writer = f"[{{type: clickhouse, enabled: true, snapshot_interval: 60s, clickhouse: {ch}}}]"
     return (
@@ -43,14 +44,14 @@ def config_text(data_dir: Path, api: str = "") -> str:
         "    tasks:\n      - {name: per_five_tuple, key_fields: [SrcIP, DstIP, SrcPort, DstPort, Protocol]}\n"
         "      - {name: per_src, key_fields: [SrcIP]}\n"
         f"  sketch:\n    writers: {writer}\n"
-        "    tasks:\n      - {name: ss, skt_type: 1, flow_fields: [SrcIP], element_fields: [DstIP],\n"
+        f"    tasks:\n      - {{name: {ss}, skt_type: 1, flow_fields: [SrcIP], element_fields: [DstIP],\n"
         "         width: 4096, depth: 2, count_thereshold: 5, m: 128, size: 5, b: 1.08, base: 0.5, seed: 3}\n"
-        "      - {name: cm, skt_type: 0, flow_fields: [SrcIP], width: 4096, depth: 2,\n"
+        f"      - {{name: {cm}, skt_type: 0, flow_fields: [SrcIP], width: 4096, depth: 2,\n"
         "         size_thereshold: 1000, count_thereshold: 10, seed: 5}\n"
         "alerter:\n  enabled: true\n  check_interval: 3600s\n  rules:\n"
         "    - {name: bytes_over_1k, task_name: per_src, metric: total_bytes, operator: '>',\n"
         "       threshold: 1000}\n"
-        "    - {name: spread_over_5, task_name: ss, metric: super_spreader_spread, operator: '>',\n"
+        f"    - {{name: spread_over_5, task_name: {ss}, metric: super_spreader_spread, operator: '>',\n"
         "       threshold: 5}\n"
     )
 
@@ -61,10 +62,11 @@ def env() -> dict[str, str]:
     return out
 
 
-def fill_store(tmp: Path) -> Path:
-    """A configuration whose store holds gnutella.pcap (flows, sketches, alerts); returns its path."""
+def fill_store(tmp: Path, **names: str) -> Path:
+    """A configuration whose store holds gnutella.pcap (flows, sketches, alerts); returns its path.
+    ``names``: other names of the sketch tasks (``ss=``, ``cm=``)."""
     conf = tmp / "netspectra.yaml"
-    conf.write_text(config_text(tmp / "chdb"))
+    conf.write_text(config_text(tmp / "chdb", **names))
     res = subprocess.run(
         [sys.executable, "-m", "netspectra", "analyze", str(CAPTURE), "-c", str(conf), "--store", "--json"],
         cwd=tmp,
