@@ -619,6 +619,16 @@ def test_rest_mirrors(http: TestClient, chdb_served: Served) -> None:
         assert res.json()["code"] == code and "Traceback" not in res.text
     res = http.post("/api/v1/aggregate", content=b"[1, 2]", headers={"content-type": "application/json"})
     assert res.status_code in (400, 422) and "Traceback" not in res.text
+    # the admin endpoint exists only behind admin tokens (api.auth.admin_tokens)
+    res = http.get("/api/v1/config")
+    assert res.status_code == 404 and "admin_tokens" in res.json()["message"]
+    # bodies are JSON whatever the content type says (curl -d sends a form content type)
+    res = http.post(
+        "/api/v1/aggregate",
+        content=b'{"taskName": "per_src"}',
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    assert res.status_code == 200 and res.json()["summaries"][0]["taskName"] == "per_src", res.text
     spec = http.get("/openapi.json").json()
     assert {"/query", "/search", "/annotations", "/api/v1/aggregate", "/api/v1/heavy-hitters"} <= set(
         spec["paths"]

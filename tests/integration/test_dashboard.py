@@ -300,6 +300,7 @@ def test_dashboard_with_a_token(browser: Any, served_with_token: ServedApp) -> N
     """The page asks for the token, keeps it in the tab's sessionStorage (never in the URL), sends it as a
     header; a wrong one is refused with a message; "Forget token" drops it."""
     url = served_with_token.url
+    browser.get_log("browser")  # drop what earlier tests left in the log
     browser.get(f"{url}/?refresh=0")
     form = browser.find_element(By.ID, "auth")
     status = browser.find_element(By.ID, "status")
@@ -336,6 +337,7 @@ def test_swagger_ui_works_offline(browser: Any, served_with_token: ServedApp) ->
     """/docs renders every operation from files the package serves (no CDN: this machine has no outside
     network, so an asset from elsewhere would fail), and offers the bearer token (Authorize)."""
     url = served_with_token.url
+    browser.get_log("browser")
     browser.get(f"{url}/docs")
     wait_for("the operations", lambda: len(browser.find_elements(By.CSS_SELECTOR, ".opblock")) >= 10)
     resources = browser.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")

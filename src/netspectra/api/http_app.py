@@ -701,12 +701,21 @@ def create_app(core: QueryCore, http_metrics: Any = None, tokens: TokenSet | Non
                 )
             return alerts_response(core, *(body.get(k) for k in ("start", "end", "task", "limit")))
 
+    with_admin = bool(tokens) and tokens.counts()[1] > 0
+
     @app.get(
         "/api/v1/config",
         tags=["admin"],
-        summary="The effective configuration, secrets masked (admin scope when tokens are configured)",
+        summary="The effective configuration, secrets masked (admin tokens only; 404 without admin tokens)",
     )
     def config() -> dict[str, Any]:
+        # only behind an admin token: without authentication it would hand the deployment's layout
+        # (servers, users, recipients) to anyone who can reach the port
+        if not with_admin:
+            raise QueryError(
+                grpc.StatusCode.NOT_FOUND,
+                "/api/v1/config is served only to admin tokens: configure api.auth.admin_tokens",
+            )
         from netspectra.config import effective_config_dict
 
         return effective_config_dict(core.cfg)
