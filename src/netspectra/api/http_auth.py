@@ -22,7 +22,7 @@ from netspectra.auth import RefusalLog, Scope, TokenSet, bearer_token
 log = logging.getLogger(__name__)
 
 #: Paths any client may read.
-OPEN_PATHS = frozenset({"/api/v1/health", "/openapi.json", "/docs", "/docs/oauth2-redirect"})
+OPEN_PATHS = frozenset({"/api/v1/health", "/openapi.json", "/docs"})
 OPEN_PREFIXES = ("/static/",)
 #: Paths that need an admin token.
 ADMIN_PATHS = frozenset({"/api/v1/config"})
