@@ -16,6 +16,7 @@ import re
 import ssl
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -248,7 +249,22 @@ def test_query_cli_token_and_tls(secured: ApiProcess, pki: Pki) -> None:
     assert_no_secrets(res.stdout + res.stderr)
 
 
-def test_logs_hold_no_token(secured: ApiProcess) -> None:
+def test_logs_hold_no_token(secured: ApiProcess, pki: Pki) -> None:
+    # one refusal of each kind on both protocols (whatever ran before), then read the debug logs
+    verify = ssl.create_default_context(cafile=str(pki.ca))
+    base = f"https://127.0.0.1:{secured.http_port}"
+    for headers in ({}, bearer("wrong-token-0123456789abcdef"), bearer(READ)):
+        httpx.get(base + "/api/v1/config", headers=headers, verify=verify, timeout=30)
+    creds = grpc.ssl_channel_credentials(root_certificates=pki.ca.read_bytes())
+    with grpc.secure_channel(secured.grpc, creds) as channel:
+        from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+        refl = reflection_pb2_grpc.ServerReflectionStub(channel)
+        ask = [reflection_pb2.ServerReflectionRequest(list_services="")]
+        for token in ("", "wrong-token-0123456789abcdef", READ):
+            with pytest.raises(grpc.RpcError):
+                list(refl.ServerReflectionInfo(iter(ask), metadata=(("authorization", f"Bearer {token}"),)))
+    time.sleep(0.5)  # let the service's log lines reach the file
     logs = secured.logs()
     for proto in ("HTTP", "gRPC"):  # each reason logged (rate-limited per reason), never the token
         for reason in ("no bearer token", "invalid bearer token", "a read token on an admin"):
