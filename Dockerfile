@@ -64,7 +64,13 @@ ENV PATH=/opt/netspectra/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     NUMBA_CACHE_DIR=/var/cache/netspectra/numba \
-    NUMBA_CPU_NAME=${NUMBA_CPU_NAME}
+    NUMBA_CPU_NAME=${NUMBA_CPU_NAME} \
+    API_GRPC_LISTEN_ADDR=0.0.0.0:50051 \
+    API_HTTP_LISTEN_ADDR=0.0.0.0:8080 \
+    AI_GRPC_LISTEN_ADDR=0.0.0.0:50052
+# The services listen on 127.0.0.1 unless told otherwise; inside a container that would be unreachable
+# through a published port, so the image says 0.0.0.0 explicitly (the API and AI services warn at start
+# when they are reachable without tokens: see docs/api.md, "Authentication and TLS").
 # The services' ops endpoint (NETSPECTRA_OPS_LISTEN=0.0.0.0:9100) and JSON logs
 # (NETSPECTRA_LOG_FORMAT=json) are switched on by deploy/compose.yaml and the Helm chart, not here, so a
 # one-off `docker run ... analyze` binds no port and logs for a person.

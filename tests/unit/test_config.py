@@ -301,7 +301,7 @@ def test_defaults_the_original_applies() -> None:
     assert ss.seed == DEFAULT_SEED  # reproducible by default
     p = cfg.probe.persistence
     assert (p.num_workers, p.channel_buffer_size, p.encoding) == (1, 10000, "pcap")
-    assert cfg.api.grpc_listen_addr == ":50051" and cfg.ai.grpc_listen_addr == ":50052"
+    assert cfg.api.grpc_listen_addr == "127.0.0.1:50051" and cfg.ai.grpc_listen_addr == "127.0.0.1:50052"
     assert cfg.aggregator.num_workers == 16 and cfg.aggregator.size_of_packet_channel == 10000
 
 

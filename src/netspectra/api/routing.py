@@ -56,6 +56,10 @@ def first_clickhouse(cfg: Config, group: Group) -> ClickHouseConfig | None:
     return None
 
 
+def _where(ch: ClickHouseConfig) -> str:
+    return f"database {ch.database!r} of " + (f"the server {ch.host}" if ch.host else "the embedded engine")
+
+
 class StoreRouter:
     """Task name → :class:`TaskRoute` → an open :class:`ClickHouseStore`; thread-safe.
 
@@ -89,7 +93,11 @@ class StoreRouter:
         try:
             return self.routes[task]
         except KeyError:
-            raise UnknownTaskError(f"unknown task {task!r}; configured tasks: {self.task_names()}") from None
+            from netspectra.api.grpc_service import shown
+
+            raise UnknownTaskError(
+                f"unknown task {shown(task)}; configured tasks: {self.task_names()}"
+            ) from None
 
     def group_store(self, group: Group) -> ClickHouseStore:
         """The open store of ``group`` (see the class docstring for errors)."""
@@ -117,7 +125,9 @@ class StoreRouter:
             try:
                 fresh = connect_store(ch)
             except StorageError as exc:
-                raise NoStoreError(str(exc)) from exc
+                # the driver's words (addresses, users, engine messages) go to the log, not to clients
+                log.warning("cannot open the ClickHouse store %s: %s", _where(ch), exc)
+                raise NoStoreError("the store cannot be opened (see the server log)") from exc
             self._stores = [(k, s) for k, s in self._stores if k != ch] + [(ch, fresh)]
             return fresh
 

@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 #: Where ``load_config(None)`` looks first, relative to the current directory (as the original does).
 LOCAL_CONFIG = Path("configs") / "config.yaml"
 #: Keys whose non-empty values :func:`effective_config_dict` masks.
-SECRET_KEYS = frozenset({"password", "api_key"})
+SECRET_KEYS = frozenset({"password", "api_key", "tokens", "admin_tokens"})
 MASK = "***"
 
 

@@ -22,10 +22,12 @@ Contract of every model here:
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
+    BeforeValidator,
     Field,
     PrivateAttr,
     field_validator,
@@ -99,19 +101,123 @@ ALERT_OPERATORS: tuple[str, ...] = (">", "<", "=", ">=", "<=")
 # --------------------------------------------------------------------------------------------------
 
 
+#: Loopback: where ``netspectra api`` and ``netspectra ai`` listen when no address is given.
+LOOPBACK = "127.0.0.1"
+#: Shortest bearer token accepted (``secrets.token_urlsafe(32)`` gives 43 characters).
+MIN_TOKEN_CHARS = 16
+_TOKEN_TEXT = re.compile(r"^[\x21-\x7e]+$")  # printable ASCII without spaces: safe in an HTTP header
+_TOKEN_FIX = "generate one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+
+
+def _token_list(value: Any) -> Any:
+    """Tokens as a YAML list, or as one string of tokens separated by commas or white space (what a
+    ``${VAR}`` expands to). Messages never quote a token: they may end up in logs."""
+    if isinstance(value, str):
+        value = [t for t in re.split(r"[\s,]+", value) if t]
+    if not isinstance(value, list | tuple):
+        raise ValueError("write a YAML list of tokens, or one string of tokens separated by commas")
+    out = []
+    for i, token in enumerate(value):
+        if not isinstance(token, str):
+            raise ValueError(f"item {i} is a {type(token).__name__}, not a string; quote the token")
+        token = token.strip()
+        if len(token) < MIN_TOKEN_CHARS:
+            raise ValueError(
+                f"item {i} has {len(token)} characters; a token needs {MIN_TOKEN_CHARS} or more: {_TOKEN_FIX}"
+            )
+        if not _TOKEN_TEXT.match(token) or "," in token:
+            raise ValueError(
+                f"item {i} holds a space, a comma or a character outside printable ASCII (it must travel "
+                f"in an HTTP header); {_TOKEN_FIX}"
+            )
+        out.append(token)
+    return tuple(out)
+
+
+TokenList = Annotated[tuple[str, ...], BeforeValidator(_token_list)]
+
+
+class AuthConfig(Section):
+    """``api.auth`` / ``ai.auth`` (a NetSpectra addition): bearer tokens of the service.
+
+    No token anywhere (here, in the ``*_file`` files or the environment variables named in
+    ``docs/api.md``) = no authentication. With any token, every call but the health checks needs
+    ``Authorization: Bearer <token>`` (HTTP) or the metadata ``authorization: Bearer <token>`` (gRPC).
+    ``tokens`` have the read scope (every query); ``admin_tokens`` the admin scope (read + the admin
+    endpoints). The files hold one token per line (``#`` comments, blank lines ignored), e.g. a mounted
+    Kubernetes secret; they are read at start-up.
+    """
+
+    tokens: TokenList = Field((), repr=False)
+    admin_tokens: TokenList = Field((), repr=False)
+    tokens_file: str = ""
+    admin_tokens_file: str = ""
+
+    @model_validator(mode="after")
+    def _disjoint(self) -> AuthConfig:
+        if set(self.tokens) & set(self.admin_tokens):
+            raise ValueError(
+                "a token is listed in both tokens and admin_tokens; give each token one scope "
+                "(admin_tokens already allow every read)"
+            )
+        return self
+
+
+class TlsConfig(Section):
+    """``api.tls`` / ``ai.tls`` (a NetSpectra addition): TLS from PEM files; all empty = plain text.
+
+    ``cert_file`` (the certificate chain, leaf first) and ``key_file`` (its private key) go together;
+    ``client_ca_file`` additionally requires every client to present a certificate signed by one of
+    its CAs (mutual TLS). The files are read (and checked) at start-up.
+    """
+
+    cert_file: str = ""
+    key_file: str = ""
+    client_ca_file: str = ""
+
+    @model_validator(mode="after")
+    def _pairs(self) -> TlsConfig:
+        if bool(self.cert_file.strip()) != bool(self.key_file.strip()):
+            given, missing = (
+                ("cert_file", "key_file") if self.cert_file.strip() else ("key_file", "cert_file")
+            )
+            raise ValueError(
+                f"{given} is set but {missing} is empty; TLS needs both the certificate chain and its key"
+            )
+        if self.client_ca_file.strip() and not self.cert_file.strip():
+            raise ValueError(
+                "client_ca_file (mutual TLS) is set without cert_file and key_file; the server needs its own "
+                "certificate to speak TLS"
+            )
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.cert_file.strip())
+
+
 class ApiConfig(Section):
-    """``api``: listen addresses of ``netspectra api`` (the original's ns-api)."""
+    """``api``: listen addresses of ``netspectra api`` (the original's ns-api), its tokens and TLS.
+
+    Addresses: empty (e.g. an unset ``${API_GRPC_LISTEN_ADDR}``) -> loopback (``127.0.0.1:50051``,
+    ``127.0.0.1:8080``); ``:PORT`` (the original's form) keeps Go's meaning, every interface, and the
+    service warns at start when it is reachable from other machines without tokens; ``HOST:PORT`` as
+    written.
+    """
 
     _hints: ClassVar[dict[str, str]] = {"rpc_listen_addr": "grpc_listen_addr"}
 
-    #: gRPC QueryService address; empty (e.g. an unset ``${API_GRPC_LISTEN_ADDR}``) -> ``":50051"``.
-    grpc_listen_addr: Annotated[str, empty_is_default(":50051")] = ":50051"
-    #: HTTP (JSON/Grafana) address; empty -> ``":8080"``.
-    http_listen_addr: Annotated[str, empty_is_default(":8080")] = ":8080"
+    #: gRPC QueryService address; empty -> ``"127.0.0.1:50051"``.
+    grpc_listen_addr: Annotated[str, empty_is_default(f"{LOOPBACK}:50051")] = f"{LOOPBACK}:50051"
+    #: HTTP (JSON/Grafana) address; empty -> ``"127.0.0.1:8080"``.
+    http_listen_addr: Annotated[str, empty_is_default(f"{LOOPBACK}:8080")] = f"{LOOPBACK}:8080"
+    auth: AuthConfig = AuthConfig()
+    tls: TlsConfig = TlsConfig()
 
 
 class AiConfig(Section):
-    """``ai``: the LLM gateway ``netspectra ai`` (the original's ns-ai), OpenAI-compatible API."""
+    """``ai``: the LLM gateway ``netspectra ai`` (the original's ns-ai), OpenAI-compatible API; its
+    listen address follows the rules of :class:`ApiConfig`."""
 
     _hints: ClassVar[dict[str, str]] = {
         "openai": "api_key, model and base_url directly under ai",
@@ -125,8 +231,10 @@ class AiConfig(Section):
     model: str = ""
     #: Empty -> the OpenAI default endpoint.
     base_url: str = ""
-    #: gRPC AIService address; empty -> ``":50052"``.
-    grpc_listen_addr: Annotated[str, empty_is_default(":50052")] = ":50052"
+    #: gRPC AIService address; empty -> ``"127.0.0.1:50052"``.
+    grpc_listen_addr: Annotated[str, empty_is_default(f"{LOOPBACK}:50052")] = f"{LOOPBACK}:50052"
+    auth: AuthConfig = AuthConfig()
+    tls: TlsConfig = TlsConfig()
 
 
 class OpsConfig(Section):
