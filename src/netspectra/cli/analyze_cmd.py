@@ -182,6 +182,7 @@ def analyze(
 
 
 def _print_store(metrics: dict[str, Any]) -> None:
+
     t = Table(title="Stored through the engine", title_justify="left")
     for c in ("Writer", "Snapshots written", "Failed attempts", "Dropped"):
         t.add_column(c, justify="left" if c == "Writer" else "right")
