@@ -518,7 +518,7 @@ def _parse_keys(keys: list[str]) -> dict[str, str]:
 def _key_order(task: str, config: Any, present: set[str]) -> list[str]:
     """The key fields to show, in the task's configuration order when the configuration is given, else
     in the canonical order (SrcIP, DstIP, SrcPort, DstPort, Protocol); unknown names last, sorted."""
-    from netspectra.tasks.fields import FIELD_NAMES
+    from netspectra.fields import FIELD_NAMES
 
     order: list[str] = list(FIELD_NAMES)
     if config is not None:
