@@ -255,6 +255,28 @@ def test_workers_give_the_single_threaded_totals(batches: list[PacketBatch], wor
             np.testing.assert_array_equal(getattr(got, col), getattr(want, col), err_msg=f"{name}.{col}")
 
 
+def _sketch_finals(batches: list[PacketBatch], **kw: Any) -> dict[str, Any]:
+    w = Recorder("sketch")
+    m = Manager([sketch_group((GroupWriter("sketch/rec[0]", w, None),))], **kw, **fast())
+    with m:
+        for b in batches:
+            m.submit(b)
+    return {name: w.finals(name)[0][0].to_arrow() for name in ("cm", "ss")}
+
+
+def test_order_dependent_sketches_give_the_same_answers_with_any_number_of_workers(
+    batches: list[PacketBatch],
+) -> None:
+    """Every task applies the batches in submission order (one lane per task), so majority-vote and
+    SuperSpread sketches, whose state depends on the order, end the same inline and with N workers."""
+    inline = _sketch_finals(batches, inline=True)
+    assert inline["cm"].num_rows and inline["ss"].num_rows
+    for workers in (1, 2, 4):
+        got = _sketch_finals(batches, num_workers=workers)
+        for name in ("cm", "ss"):
+            assert got[name].equals(inline[name]), (name, workers)
+
+
 def test_periods_lose_nothing_at_resets(batches: list[PacketBatch]) -> None:
     clock = ManualClock(start_ns=1_750_000_000 * 10**9)
     w = Recorder()

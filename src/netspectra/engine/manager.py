@@ -2,7 +2,7 @@
 
 ::
 
-    submit(batch) ──▶ bounded queue ──▶ N workers ──▶ every task of every group (per-task locks)
+    submit(batch) ──▶ bounded queue ──▶ one ordered lane per task ──▶ N workers (a lane on one at a time)
                                                           │
       per writer: snapshotter thread, own interval ───────┤ snapshot ──▶ ResilientWriter ──▶ writer
       one period thread: all tasks snapshot+reset at once ┘ final snapshot to EVERY writer, then reset
@@ -13,10 +13,15 @@ else (snapshots, periods, writers, stop) is the same.
 
 What it guarantees (and the original did not):
 
+* **Every task sees the batches in submission order, whatever the number of workers.** Each task
+  has a *lane*: a lane runs on one worker at a time and applies the batches in the order they were
+  submitted; different tasks run on different workers in parallel. Order-dependent sketches give
+  the same answers with 1 or N workers, and as the inline mode.
 * **Nothing lost or counted twice at a period boundary.** Each task's period-final snapshot and its
-  reset are one atomic step, and the step runs for all tasks while no batch is being applied (a
-  shared/exclusive barrier: workers hold it shared for the whole fan-out of one batch, the period
-  thread exclusively), so every batch lies wholly in one period for every task. The final state
+  reset are one atomic step, and the step runs for all tasks at one batch boundary: the lanes first
+  apply every batch submitted before the cut (batches submitted meanwhile wait for the new period),
+  then the snapshots and resets run while nothing is applied (a shared/exclusive barrier), so every
+  batch lies wholly in one period for every task. The final state
   goes to every writer of the group, whatever its ``snapshot_interval`` (original's bug 4).
 * **Back-pressure, or counted drops.** :meth:`Manager.submit` blocks while the queue is full (the
   offline path never drops); with ``block=False`` or a ``timeout`` a refused batch is counted in
@@ -43,7 +48,6 @@ import logging
 import os
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from datetime import timedelta
 from typing import Any, Protocol
@@ -155,25 +159,49 @@ class ManualClock:
 # --------------------------------------------------------------------------------------------------
 
 
-class _BatchQueue:
-    """FIFO of batches bounded in packets; an empty queue admits any batch (so nothing is too big).
+class _Entry:
+    """One submitted batch on its way through the lanes: applied to ``remaining`` more tasks."""
 
-    ``close()`` refuses new puts; puts already waiting still get in, and ``get()`` returns ``None``
-    once the queue is closed, empty and nobody is waiting to put (then every accepted batch was
-    handed out). ``task_done``/``join`` count batches fully applied, as :class:`queue.Queue` does.
+    __slots__ = ("batch", "n", "remaining", "seq")
+
+    def __init__(self, seq: int, batch: PacketBatch, lanes: int) -> None:
+        self.seq = seq
+        self.batch = batch
+        self.n = len(batch)
+        self.remaining = lanes
+
+
+class _LaneQueue:
+    """Batches in submission order, applied to every task in that order: one *lane* per task.
+
+    A lane runs on one worker at a time, in sequence order, so every task sees the batches exactly in
+    the order they were submitted whatever the number of workers (order-dependent sketches give the
+    same answers with 1 or N workers), while different tasks run in parallel on different workers.
+
+    Bounded in packets: the packets of batches not yet applied to every task; an empty queue admits any
+    batch. ``cut()`` marks the batches submitted so far: lanes apply those and stop before any later
+    one until ``release()`` — the consistent point a period reset needs, without refusing the batches
+    submitted meanwhile. ``close()`` refuses new puts; ``next_work()`` returns ``None`` once the queue
+    is closed and every lane has applied everything. ``join`` waits until every accepted batch was
+    applied to every task.
     """
 
-    def __init__(self, max_packets: int) -> None:
+    def __init__(self, max_packets: int, lanes: int) -> None:
         self.max_packets = max(1, int(max_packets))
+        self.lanes = lanes
         self._cond = threading.Condition()
-        self._items: deque[PacketBatch] = deque()
+        self._entries: dict[int, _Entry] = {}
+        self._tail = 0  # sequence number of the next batch
+        self._pos = [0] * lanes  # next sequence number each lane applies
+        self._busy = [False] * lanes
         self._packets = 0
-        self._unfinished = 0
         self._putters = 0
         self._closed = False
+        self._cut: int | None = None
+        self._rr = 0
 
     def _fits(self, n: int) -> bool:
-        return not self._items or self._packets + n <= self.max_packets
+        return not self._entries or self._packets + n <= self.max_packets
 
     def put(self, batch: PacketBatch, block: bool, timeout: float | None) -> bool:
         n = len(batch)
@@ -190,32 +218,55 @@ class _BatchQueue:
                 finally:
                     self._putters -= 1
                     self._cond.notify_all()  # a closed queue's workers wait for the last putter
-            self._items.append(batch)
-            self._packets += n
-            self._unfinished += 1
+            if self.lanes:
+                self._entries[self._tail] = _Entry(self._tail, batch, self.lanes)
+                self._packets += n
+            self._tail += 1
             self._cond.notify_all()
             return True
 
-    def get(self) -> PacketBatch | None:
+    def _runnable(self, lane: int) -> bool:
+        pos = self._pos[lane]
+        return not self._busy[lane] and pos < self._tail and (self._cut is None or pos <= self._cut)
+
+    def next_work(self) -> tuple[int, _Entry] | None:
+        """The next (lane, batch) a worker should apply (it owns the lane until :meth:`done`)."""
         with self._cond:
-            while not self._items:
-                if self._closed and self._putters == 0:
+            while True:
+                for k in range(self.lanes):
+                    lane = (self._rr + k) % self.lanes
+                    if self._runnable(lane):
+                        self._rr = (lane + 1) % self.lanes
+                        self._busy[lane] = True
+                        return lane, self._entries[self._pos[lane]]
+                if self._closed and self._putters == 0 and not self._entries:
                     return None
                 self._cond.wait()
-            batch = self._items.popleft()
-            self._packets -= len(batch)
-            self._cond.notify_all()
-            return batch
 
-    def task_done(self) -> None:
+    def done(self, lane: int, entry: _Entry) -> None:
         with self._cond:
-            self._unfinished -= 1
-            if self._unfinished == 0:
-                self._cond.notify_all()
+            self._busy[lane] = False
+            self._pos[lane] += 1
+            entry.remaining -= 1
+            if entry.remaining == 0:
+                del self._entries[entry.seq]
+                self._packets -= entry.n
+            self._cond.notify_all()
+
+    def cut(self) -> None:
+        """Wait until every lane has applied every batch submitted before this call (later ones wait)."""
+        with self._cond:
+            self._cut = self._tail - 1
+            self._cond.wait_for(lambda: all(p > self._cut for p in self._pos) and not any(self._busy))
+
+    def release(self) -> None:
+        with self._cond:
+            self._cut = None
+            self._cond.notify_all()
 
     def join(self, timeout: float | None) -> bool:
         with self._cond:
-            return self._cond.wait_for(lambda: self._unfinished == 0, timeout)
+            return self._cond.wait_for(lambda: not self._entries, timeout)
 
     def close(self) -> None:
         with self._cond:
@@ -223,7 +274,7 @@ class _BatchQueue:
             self._cond.notify_all()
 
     def batches(self) -> int:
-        return len(self._items)
+        return len(self._entries)
 
     def packets(self) -> int:
         return self._packets
@@ -353,7 +404,7 @@ class Manager:
             t.name: (g, t) for g in self.groups for t in g.tasks
         }
         self._all_tasks: list[EngineTask] = [t for g in self.groups for t in g.tasks]
-        self._queue = _BatchQueue(queue_packets)
+        self._queue = _LaneQueue(queue_packets, len(self._all_tasks))
         self.metrics.queue_batches = self._queue.batches
         self.metrics.queue_packets = self._queue.packets
         self.metrics.queue_capacity_packets = self._queue.max_packets
@@ -493,7 +544,7 @@ class Manager:
             rw.open()
         self._period_start_ns = self.clock.time_ns() if period_start_ns is None else int(period_start_ns)
         t0 = self.clock.monotonic_ns()
-        for i in range(0 if self.inline else self.num_workers):
+        for i in range(0 if self.inline else min(self.num_workers, max(1, len(self._all_tasks)))):
             th = threading.Thread(target=self._worker, args=(i,), name=f"ns-worker-{i}", daemon=True)
             self._workers.append(th)
             th.start()
@@ -689,29 +740,21 @@ class Manager:
 
     def _worker(self, index: int) -> None:
         tasks = self._all_tasks
-        # Each worker starts its round at a different task, so workers spread over the tasks' locks.
-        order = tasks[index % len(tasks) :] + tasks[: index % len(tasks)] if tasks else []
         while True:
-            batch = self._queue.get()
-            if batch is None:
+            work = self._queue.next_work()
+            if work is None:
                 return
+            lane, entry = work
             try:
                 with self._barrier.shared():
-                    self._apply(batch, order)
+                    self._update(tasks[lane], entry.batch, block=True)
             finally:
-                self._queue.task_done()
+                self._queue.done(lane, entry)
 
     def _apply(self, batch: PacketBatch, order: list[EngineTask]) -> None:
-        """Apply ``batch`` to every task: first those whose lock is free, then wait for the others."""
-        pending = order
-        while pending:
-            busy: list[EngineTask] = []
-            for task in pending:
-                if not self._update(task, batch, block=False):
-                    busy.append(task)
-            if busy and len(busy) == len(pending):
-                self._update(busy.pop(0), batch, block=True)
-            pending = busy
+        """Apply ``batch`` to every task of ``order`` in the caller's thread (inline mode)."""
+        for task in order:
+            self._update(task, batch, block=True)
 
     def _update(self, task: EngineTask, batch: PacketBatch, *, block: bool) -> bool:
         try:
@@ -772,14 +815,20 @@ class Manager:
         return start
 
     def _close_period(self, next_start_ns: int | None, *, internal: bool) -> int | None:
-        with self._barrier.exclusive():
-            if internal and self._external_periods:
-                return None
-            now = self.clock.time_ns()
-            meta = SnapshotMeta(now, self._period_start_ns, True)
-            finals = [(g, t, self._snap(t, reset=True)) for g in self.groups for t in g.tasks]
-            self._period_start_ns = now if next_start_ns is None else int(next_start_ns)
-            start = self._period_start_ns
+        # Every task must stand at the same batch: let the lanes catch up with what was submitted so
+        # far (later batches wait for the new period), then snapshot and reset with nothing applying.
+        self._queue.cut()
+        try:
+            with self._barrier.exclusive():
+                if internal and self._external_periods:
+                    return None
+                now = self.clock.time_ns()
+                meta = SnapshotMeta(now, self._period_start_ns, True)
+                finals = [(g, t, self._snap(t, reset=True)) for g in self.groups for t in g.tasks]
+                self._period_start_ns = now if next_start_ns is None else int(next_start_ns)
+                start = self._period_start_ns
+        finally:
+            self._queue.release()
         self.metrics.periods.inc()
         self._hand_out(finals, meta)
         return start
