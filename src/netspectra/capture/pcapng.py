@@ -235,7 +235,7 @@ def walk_pcapng_blocks(
             ts = _units_to_ns(units, if_pow2[iface], if_mul[iface], if_div[iface])
             if ts != TS_OVERFLOW and if_offset_s[iface] != 0:
                 ts = _add_offset(ts, if_offset_s[iface])
-            if ts == TS_OVERFLOW or ts == TS_UNDERFLOW:
+            if ts == TS_OVERFLOW or ts == TS_UNDERFLOW:  # noqa: SIM109 - plain compares for numba
                 counters[CTR_TS_OVERFLOW] += 1
             rec_off[n] = pos + 28
             rec_caplen[n] = caplen

@@ -20,6 +20,7 @@ from rich.table import Table
 
 from netspectra.alerting.alerter import AlertingConfigError, attach_alerter
 from netspectra.capture.names import ethertype_name, linktype_name, protocol_name
+from netspectra.capture.status import MAX_WIRE_LENGTH
 from netspectra.cli.common import ConfigOption, console, err_console, fail
 from netspectra.config import ConfigError, load_config
 from netspectra.engine import run_offline
@@ -90,12 +91,14 @@ def analyze(
     tasks: **per_five_tuple**, exact, keyed on SrcIP, DstIP, SrcPort, DstPort, Protocol; **cm_src_left**,
     a heavy-hitter sketch per SrcIP; **ss_src_dst**, a super-spreader sketch of distinct DstIPs per SrcIP)
     over every packet, prints a summary (packets, bytes, flows, skipped and truncated packets by reason,
-    packets/s), the top flows, heavy hitters by packets and by bytes, and super-spreaders. With --out it
+    packets/s; records claiming a wire length above 1 MiB are damaged: counted by reason, kept out of
+    bytes and flows), the top flows, heavy hitters by packets and by bytes, and super-spreaders. With --out it
     writes every exact task's flows (columns of the original's flow_metrics table) and every sketch task's
     list (columns of its heavy_hitters table: TaskName, Flow, Value, Type with Type 0 packets, 1 bytes,
-    2 spread). A damaged file is analysed up to the damage, reported with
-    its byte offset, and the exit status is 1 (also for a missing or unreadable file; the other files are
-    still analysed). Configuration and usage errors exit with 2.
+    2 spread). A damaged file (pcap, pcapng, or gzip of either: cut short, corrupt, bad CRC) is analysed up to
+    the damage, every packet before it counted, reported with its byte offset, and the exit status is 1
+    (also for a missing or unreadable file; the other files are still analysed); trailing garbage after gzip
+    data is ignored with a warning, as gzip does. Configuration and usage errors exit with 2.
     """
     try:
         cfg = load_config(config)
@@ -254,7 +257,7 @@ def _flow_rows(snap: FlowSnapshot, n: int, by: str) -> list[dict[str, Any]]:
 def _summary_dict(
     result: AnalysisResult, snapshots: list[FlowSnapshot], top: int, written: list[Path]
 ) -> dict[str, Any]:
-    st = result.stats
+    st = result.stats.as_dict()
     return {
         "files": [
             {
@@ -263,21 +266,25 @@ def _summary_dict(
                 "compressed": f.compressed,
                 "packets": f.stats.records,
                 "error": str(f.error) if f.error else None,
+                "warnings": list(f.stats.warnings),
             }
             for f in result.files
         ],
-        "packets": st.records,
-        "bytes": st.wire_bytes,
-        "ip_packets": st.ip_packets,
-        "ip_bytes": st.ip_bytes,
-        "skipped": st.skipped,
-        "truncated": st.truncated,
-        "snaplen_cut": st.snaplen_cut,
-        "by_status": st.by_status,
-        "non_ip_by_ethertype": {f"0x{k:04x}": v for k, v in sorted(st.non_ip.items())},
-        "linktype_unsupported": {str(k): v for k, v in sorted(st.linktype_unsupported.items())},
-        "first_ts_ns": st.first_ts_ns,
-        "last_ts_ns": st.last_ts_ns,
+        "packets": st["records"],
+        "bytes": st["wire_bytes"],
+        "ip_packets": st["ip_packets"],
+        "ip_bytes": st["ip_bytes"],
+        "skipped": st["skipped"],
+        "truncated": st["truncated"],
+        "snaplen_cut": st["snaplen_cut"],
+        "implausible_length": st["implausible_length"],
+        "ts_overflow": st["ts_overflow"],
+        "by_status": st["by_status"],
+        "non_ip_by_ethertype": {f"0x{k:04x}": v for k, v in st["non_ip"].items()},
+        "linktype_unsupported": {str(k): v for k, v in st["linktype_unsupported"].items()},
+        "first_ts_ns": st["first_ts_ns"],
+        "last_ts_ns": st["last_ts_ns"],
+        "warnings": st["warnings"],
         "elapsed_s": result.elapsed_s,
         "packets_per_second": result.packets_per_second,
         "tasks": [
@@ -321,6 +328,12 @@ def _print_summary(
     summary.add_row("Skipped (not in a flow)", f"{st.skipped:,}")
     summary.add_row("Truncated headers", f"{st.truncated:,}")
     summary.add_row("Cut by snap length", f"{st.snaplen_cut:,}")
+    if st.implausible_length:
+        summary.add_row("Damaged: implausible length", f"{st.implausible_length:,}")
+    if st.ts_overflow:
+        summary.add_row("Timestamps out of range (clamped)", f"{st.ts_overflow:,}")
+    if st.warnings:
+        summary.add_row("Warnings (see log)", f"{len(st.warnings):,}")
     if st.first_ts_ns is not None and st.last_ts_ns is not None:
         summary.add_row("First packet (UTC)", format_ts_ns(st.first_ts_ns))
         summary.add_row("Last packet (UTC)", format_ts_ns(st.last_ts_ns))
@@ -396,5 +409,10 @@ def _reason_rows(result: AnalysisResult) -> list[tuple[str, str, int]]:
         rows.append(("link type not decoded", linktype_name(lt), n))
     for name, n in st.by_status.items():
         if n and name not in ("ok", "non_ip", "linktype_unsupported"):
-            rows.append((name.replace("_", " "), "", n))
+            rows.append((name.replace("_", " "), _REASON_DETAIL.get(name, ""), n))
     return rows
+
+
+_REASON_DETAIL = {
+    "implausible_length": f"wire length above {MAX_WIRE_LENGTH >> 20} MiB: damaged record, in no byte total",
+}
