@@ -31,7 +31,9 @@ BUNDLED = Path(__file__).resolve().parents[1] / "data" / "captures"
 
 def synthetic_pcap(be: bool) -> bytes:
     recs = [
-        pcap_record(1_700_000_000 + i, i, eth(udp4(A, B if i % 2 else C, 1000 + i, 53, b"x" * (i * 7))), be=be)
+        pcap_record(
+            1_700_000_000 + i, i, eth(udp4(A, B if i % 2 else C, 1000 + i, 53, b"x" * (i * 7))), be=be
+        )
         for i in range(12)
     ]
     recs.insert(3, pcap_record(5, 5, ARP, be=be))
@@ -42,7 +44,9 @@ def synthetic_pcapng() -> bytes:
     """Two sections (little- then big-endian), several interfaces, every packet block kind, other blocks."""
     le = shb() + idb(1) + idb(101, tsresol=9)
     for i in range(5):
-        le += epb(i % 2, 1_700_000_000_000_000 + i, (eth(udp4(A, B, 1, i)) if i % 2 == 0 else udp4(B, A, i, 1)))
+        le += epb(
+            i % 2, 1_700_000_000_000_000 + i, (eth(udp4(A, B, 1, i)) if i % 2 == 0 else udp4(B, A, i, 1))
+        )
     le += other() + spb(eth(udp4(C, A, 7, 7))) + opb(0, 5, eth(udp4(A, C, 8, 8)))
     be = shb(be=True) + idb(1, be=True)
     for i in range(4):
@@ -177,7 +181,7 @@ def test_cuts_of_a_real_gzip_capture_larger_than_the_window(tmp_path: Path) -> N
         p.write_bytes(z[:k])
         check_cut(truth, p, _available(z[:k]), 4096, gz=True, complete=False)
     # Cut inside the trailer: every record is there, and the error says the trailer is missing.
-    got, err, records = read(p, 4096)
+    _, err, records = read(p, 4096)
     assert records == 3905 and err is not None and "8-byte gzip member trailer" in err.expected
 
 

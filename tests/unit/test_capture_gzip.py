@@ -11,6 +11,7 @@ here from the bundled gnutella.pcap so that it runs everywhere.
 from __future__ import annotations
 
 import gzip
+import itertools
 import logging
 import struct
 import sys
@@ -44,7 +45,9 @@ def whole_rows(pcap: bytes, tmp_path_factory: pytest.TempPathFactory) -> list[tu
     return got
 
 
-def member(data: bytes, *, crc: int | None = None, isize: int | None = None, header: bytes | None = None) -> bytes:
+def member(
+    data: bytes, *, crc: int | None = None, isize: int | None = None, header: bytes | None = None
+) -> bytes:
     """One gzip member of ``data`` with a chosen header and (possibly wrong) trailer fields."""
     c = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS)
     body = c.compress(data) + c.flush()
@@ -91,8 +94,14 @@ def test_bad_crc_and_length_every_packet_then_an_error_naming_both_offsets(
     r, got, err = read(p, 4096)
     assert got == whole_rows and r.stats.records == RECORDS and err is not None
     assert err.offset == len(pcap) and err.decompressed
-    assert f"CRC-32 0x{real ^ 0xFF:08x} of its gzip trailer (compressed byte offset {len(z) - 8})" in err.expected
-    assert f"decompressed bytes 0..{len(pcap)}" in err.expected and err.found == f"data whose CRC-32 is 0x{real:08x}"
+    assert (
+        f"CRC-32 0x{real ^ 0xFF:08x} of its gzip trailer (compressed byte offset {len(z) - 8})"
+        in err.expected
+    )
+    assert (
+        f"decompressed bytes 0..{len(pcap)}" in err.expected
+        and err.found == f"data whose CRC-32 is 0x{real:08x}"
+    )
 
     p.write_bytes(member(pcap, isize=len(pcap) + 1))
     r, got, err = read(p)
@@ -120,14 +129,23 @@ def test_trailing_garbage_is_ignored_with_a_warning(
     p.write_bytes(z + bytes(1000))
     r, got, err = read(p)
     assert err is None and got == whole_rows and r.stats.warnings == []
-    p.write_bytes(z + bytes(10) + b"\x1f")  # half a magic is garbage too
+    p.write_bytes(z + bytes(10) + b"\x1f\x00")
     r, got, err = read(p)
-    assert err is None and got == whole_rows and "1 byte of trailing garbage" in r.stats.warnings[0]
+    assert err is None and got == whole_rows and "2 bytes of trailing garbage" in r.stats.warnings[0]
+    # A lone 1f (or 1f 8b) at the end is the start of a member cut short: damage, as gzip -dc says
+    # ("unexpected end of file"), after every packet.
+    for tail in (b"\x1f", b"\x1f\x8b", b"\x1f\x8b\x08\x00"):
+        p.write_bytes(z + tail)
+        r, got, err = read(p)
+        assert got == whole_rows and err is not None and err.offset == len(pcap)
+        assert err.expected == "a 10-byte gzip member header" and f"offset {len(z)}" in err.found
 
 
-def test_members_are_one_stream_whatever_the_cuts(tmp_path: Path, pcap: bytes, whole_rows: list[tuple]) -> None:
+def test_members_are_one_stream_whatever_the_cuts(
+    tmp_path: Path, pcap: bytes, whole_rows: list[tuple]
+) -> None:
     cuts = [0, 24, 1000, 1001, 300_000, len(pcap)]  # inside the header, mid-record, an empty member
-    parts = [pcap[a:b] for a, b in zip(cuts, cuts[1:], strict=False)]
+    parts = [pcap[a:b] for a, b in itertools.pairwise(cuts)]
     z = b"".join(member(x) for x in parts)
     p = tmp_path / "multi.pcap.gz"
     p.write_bytes(z + bytes(512))
@@ -163,17 +181,23 @@ def _records_in(data: bytes) -> list[int]:
 
 def test_header_fields_are_skipped_and_bad_headers_rejected(tmp_path: Path, pcap: bytes) -> None:
     # FHCRC | FEXTRA | FNAME | FCOMMENT, with a long name read across several file reads.
-    fields = struct.pack("<H", 6) + b"AB\x02\x00xy" + b"n" * 3_000_000 + b"\x00" + b"comment\x00" + b"\x00\x00"
+    fields = (
+        struct.pack("<H", 6) + b"AB\x02\x00xy" + b"n" * 3_000_000 + b"\x00" + b"comment\x00" + b"\x00\x00"
+    )
     head = b"\x1f\x8b\x08\x1e" + bytes(4) + b"\x00\x03" + fields
     p = tmp_path / "h.pcap.gz"
     p.write_bytes(member(pcap, header=head))
-    r, got, err = read(p)
+    r, _, err = read(p)
     assert err is None and r.stats.records == RECORDS
 
     cases = [
         (b"\x1f\x8b\x08\xe0" + bytes(6), "a gzip header with the reserved flag bits 5-7 clear", "flags 0xe0"),
         (b"\x1f\x8b\x07\x00" + bytes(6), "gzip compression method 8 (deflate)", "method 7"),
-        (b"\x1f\x8b\x08\x08" + bytes(6) + b"name-without-end", "a complete gzip member header", "end of file"),
+        (
+            b"\x1f\x8b\x08\x08" + bytes(6) + b"name-without-end",
+            "a complete gzip member header",
+            "end of file",
+        ),
         (b"\x1f\x8b\x08\x00\x00", "a 10-byte gzip member header", "5 bytes before end of file"),
     ]
     for data, expected, found in cases:
@@ -195,7 +219,9 @@ def test_damage_before_the_pcap_header_is_complete_is_the_gzip_damage(tmp_path: 
     assert "the rest of the gzip member" in ei.value.expected and ei.value.offset < 24
 
 
-def test_source_hands_out_zlib_output_held_back_at_the_end_of_a_cut_stream(tmp_path: Path, pcap: bytes) -> None:
+def test_source_hands_out_zlib_output_held_back_at_the_end_of_a_cut_stream(
+    tmp_path: Path, pcap: bytes
+) -> None:
     """A call stopped by its output limit leaves output inside zlib; a cut right after must not lose it."""
     z = gzip.compress(pcap[:5000], compresslevel=1, mtime=0)
     for k in range(11, len(z)):

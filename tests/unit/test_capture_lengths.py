@@ -97,8 +97,14 @@ def test_kernel_and_reference_agree_at_the_limit() -> None:
         assert decode_packet_bytes(frame, 1, wire) == ref
         assert (ref[0] == st.IMPLAUSIBLE_LENGTH) == (wire > st.MAX_WIRE_LENGTH), wire
     # Whatever the bytes are (even a link type nothing decodes), the length decides first.
-    assert decode_one(b"", 999, BOGUS) == (st.IMPLAUSIBLE_LENGTH, 0, None) == decode_packet_bytes(b"", 999, BOGUS)
-    assert st.NAMES[st.IMPLAUSIBLE_LENGTH] == "implausible_length" and st.IMPLAUSIBLE_LENGTH in st.SKIPPED_CODES
+    assert (
+        decode_one(b"", 999, BOGUS)
+        == (st.IMPLAUSIBLE_LENGTH, 0, None)
+        == decode_packet_bytes(b"", 999, BOGUS)
+    )
+    assert (
+        st.NAMES[st.IMPLAUSIBLE_LENGTH] == "implausible_length" and st.IMPLAUSIBLE_LENGTH in st.SKIPPED_CODES
+    )
 
 
 def test_stats_add_records_excludes_implausible_lengths_from_byte_totals() -> None:

@@ -39,7 +39,17 @@ def test_add_offset_kernel_is_exact_at_every_edge() -> None:
     rnd = random.Random(12)
     lim = ng.MAX_TSOFFSET_S
     edges_ts = [0, 1, 10**9 - 1, 10**9, MAX // 2, MAX - 10**9, MAX - 2, 854_775_806, 145_224_193, 145_224_192]
-    edges_off = [1, -1, 9_223_372_036, -9_223_372_036, 9_223_372_037, -9_223_372_037, -9_223_372_038, lim, -lim]
+    edges_off = [
+        1,
+        -1,
+        9_223_372_036,
+        -9_223_372_036,
+        9_223_372_037,
+        -9_223_372_037,
+        -9_223_372_038,
+        lim,
+        -lim,
+    ]
     cases = [(t, o) for t in edges_ts for o in edges_off]
     cases += [(rnd.randrange(MAX), rnd.randrange(-(2**35), 2**35)) for _ in range(20_000)]
     cases += [(rnd.randrange(MAX), rnd.randrange(-lim, lim + 1)) for _ in range(2_000)]
@@ -73,7 +83,8 @@ def test_offsets_kernel_agrees_with_reference() -> None:
     rnd = random.Random(5)
     offsets = [rnd.choice([0, 1, -1, 2**40, -(2**40), rnd.randrange(-(2**34), 2**34)]) for _ in range(8)]
     body = b"".join(
-        epb(rnd.randrange(8), rnd.choice([0, 2**63 // 1000 - 5, rnd.randrange(2**60)]), FRAME) for _ in range(500)
+        epb(rnd.randrange(8), rnd.choice([0, 2**63 // 1000 - 5, rnd.randrange(2**60)]), FRAME)
+        for _ in range(500)
     )
     w = ng.PcapngWalker("x")
     w.section_interfaces = [ng.Interface(1, 0, 6, o) for o in offsets]

@@ -206,9 +206,10 @@ class GzipSource(ByteSource):
     checks the trailer inside the same call that returns the member's last data, and an error
     there discards that data. Concatenated members are one stream, as ``gzip -dc`` treats them.
 
-    What may follow a member: another member (``1f 8b``); zero bytes (tape/pad blocks), skipped
-    silently as Python's ``gzip`` module does; anything else is trailing garbage, ignored with a
-    line in :attr:`warnings`, as ``gzip -dc`` does ("decompression OK, trailing garbage ignored").
+    What may follow a member: another member (``1f 8b``, or a lone ``1f`` at the end: a member cut
+    short, as ``gzip -dc`` sees it); zero bytes (tape/pad blocks), skipped silently as Python's
+    ``gzip`` module does; anything else is trailing garbage, ignored with a line in
+    :attr:`warnings`, as ``gzip -dc`` does ("decompression OK, trailing garbage ignored").
 
     Damage ends the stream early: :attr:`damage` is set, ``at_eof`` becomes true, and every byte
     decompressed before the damage stays in the windows for the caller to walk before it raises
@@ -358,7 +359,7 @@ class GzipSource(ByteSource):
         if not self._have(10):
             self._fail(
                 "a 10-byte gzip member header",
-                f"{len(self._in)} bytes before end of file at compressed byte offset {at}",
+                f"{_bytes(len(self._in))} before end of file at compressed byte offset {at}",
             )
             return
         head = self._in[:10]
@@ -437,7 +438,7 @@ class GzipSource(ByteSource):
         if not self._have(8):
             self._fail(
                 "the 8-byte gzip member trailer (CRC-32 and length)",
-                f"{len(self._in)} bytes before end of file at compressed byte offset {at}",
+                f"{_bytes(len(self._in))} before end of file at compressed byte offset {at}",
             )
             return
         crc, isize = struct.unpack_from("<II", self._in, 0)
@@ -471,17 +472,21 @@ class GzipSource(ByteSource):
                 break
             self._in = b""
         self._have(2)
-        if self._in[:2] == MAGIC_GZIP:
+        if MAGIC_GZIP.startswith(self._in[:2]):  # a member, or a lone 1f: a member cut short (gzip -dc)
             self._phase = _GZ_HEADER
             return
         at = self._in_offset
         n = self.total_bytes - at
         self.warnings.append(
-            f"{self.path}: compressed byte offset {at}: {n} byte{'s' if n != 1 else ''} of trailing garbage "
+            f"{self.path}: compressed byte offset {at}: {_bytes(n)} of trailing garbage "
             f"after the gzip data (starting {self._in[:4].hex(' ')}) ignored, as gzip -dc does"
         )
         self._in = b""
         self._stream_end = True
+
+
+def _bytes(n: int) -> str:
+    return f"{n} byte{'' if n == 1 else 's'}"
 
 
 def _salvage(saved: zlib._Decompress, data: bytes) -> tuple[bytes, int]:

@@ -249,10 +249,11 @@ def walk_blocks(
     For each packet: ``rec_off`` = offset of the frame in ``ring`` (``tp_mac``), ``rec_caplen`` =
     ``tp_snaplen``, ``rec_wirelen`` = ``tp_len`` (+4, saturating at ``2**32 - 1``, when the kernel
     stripped a VLAN tag of an Ethernet frame; lengths are not judged here: a length above
-    ``MAX_WIRE_LENGTH`` is counted as damage by ``decode_records``, as for files), ``rec_ts`` = ``tp_sec * 1e9 + tp_nsec``, ``rec_linktype`` = ``linktype``,
-    ``rec_vlan`` = ``tpid << 16 | tci`` of the stripped tag, else -1. Offsets and lengths are
-    clamped to their block, so a corrupt ring cannot make a reader leave it. The blocks stay owned
-    by user space: release them with :func:`release_blocks` once the records are consumed.
+    ``MAX_WIRE_LENGTH`` is counted as damage by ``decode_records``, as for files), ``rec_ts`` =
+    ``tp_sec * 1e9 + tp_nsec``, ``rec_linktype`` = ``linktype``, ``rec_vlan`` = ``tpid << 16 | tci``
+    of the stripped tag, else -1. Offsets and lengths are clamped to their block, so a corrupt ring
+    cannot make a reader leave it. The blocks stay owned by user space: release them with
+    :func:`release_blocks` once the records are consumed.
     """
     n = 0
     nb = 0
