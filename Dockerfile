@@ -64,7 +64,13 @@ ENV PATH=/opt/netspectra/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     NUMBA_CACHE_DIR=/var/cache/netspectra/numba \
-    NUMBA_CPU_NAME=${NUMBA_CPU_NAME}
+    NUMBA_CPU_NAME=${NUMBA_CPU_NAME} \
+    API_GRPC_LISTEN_ADDR=0.0.0.0:50051 \
+    API_HTTP_LISTEN_ADDR=0.0.0.0:8080 \
+    AI_GRPC_LISTEN_ADDR=0.0.0.0:50052
+# The services listen on 127.0.0.1 unless told otherwise; inside a container that would be unreachable
+# through a published port, so the image says 0.0.0.0 explicitly (the API and AI services warn at start
+# when they are reachable without tokens: see docs/api.md, "Authentication and TLS").
 # The services' ops endpoint (NETSPECTRA_OPS_LISTEN=0.0.0.0:9100) and JSON logs
 # (NETSPECTRA_LOG_FORMAT=json) are switched on by deploy/compose.yaml and the Helm chart, not here, so a
 # one-off `docker run ... analyze` binds no port and logs for a person.
@@ -72,7 +78,7 @@ ENV PATH=/opt/netspectra/bin:$PATH \
 # Compile every numba kernel now (reader, decoder, exact task, CountMin, SuperSpread, Arrow output,
 # shard hash) into NUMBA_CACHE_DIR, as the service user, so that containers load them from the cache.
 USER 10001:10001
-RUN python -c "from netspectra.offline.warmup import warm_up; from netspectra.batch import PacketBatch; from netspectra.transport.codec import shard_of; t = warm_up((0, 1)); shard_of(PacketBatch.empty(1), 16, ('SrcIP',)); print(f'numba kernels compiled in {t:.1f} s')" \
+RUN python -c "from netspectra.offline.warmup import warm_up; from netspectra.batch import PacketBatch; from netspectra.transport.codec import shard_of; t = warm_up(); shard_of(PacketBatch.empty(1), 16, ('SrcIP',)); print(f'numba kernels compiled in {t:.1f} s')" \
  && netspectra config check >/dev/null
 
 WORKDIR /var/lib/netspectra

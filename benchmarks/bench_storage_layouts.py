@@ -27,9 +27,10 @@ import time
 import numpy as np
 import pyarrow as pa
 
-from netspectra.config.models import ClickHouseConfig, ExactWriterConfig
+from netspectra.config.aggregator import ExactWriterConfig
 from netspectra.storage.base import SnapshotMeta
 from netspectra.storage.clickhouse import ClickHouseStore, ClickHouseWriter
+from netspectra.storage.clickhouse_config import ClickHouseConfig
 from netspectra.storage.queries import aggregate_flows
 from netspectra.tasks.exact import FlowSnapshot
 

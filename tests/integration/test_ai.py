@@ -224,3 +224,72 @@ def test_ai_command_serves_until_sigterm(tmp_path: Path) -> None:
     assert proc.returncode == 0, out
     assert "listening on port" in out and "AI service stopped" in out
     assert API_KEY not in out
+
+
+def test_tokens_and_tls(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``ai.auth`` and ``ai.tls``: the right token over TLS with the right CA answers; no token is
+    ``UNAUTHENTICATED``; another CA fails the handshake; the health check stays open; the alerter's
+    client takes token and CA from ``NETSPECTRA_AI_*``; ``ask-ai`` from options or the same variables;
+    the token is never logged."""
+    pytest.importorskip("cryptography")
+    from api_process import issue, make_ca
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    from netspectra.auth import ClientSecurity
+    from netspectra.config.models import AuthConfig, TlsConfig
+
+    caplog.set_level(logging.DEBUG)
+    token = "ai-token-0123456789abcdefghij"
+    ca = make_ca(tmp_path, "ai-ca")
+    wrong = make_ca(tmp_path, "other-ca")
+    crt, key = issue(tmp_path, ca, "ai-server", server=True)
+    with FakeOpenAI(api_key=API_KEY) as fake:
+        cfg = AiConfig(
+            api_key=API_KEY,
+            model="m",
+            base_url=fake.base_url,
+            auth=AuthConfig(tokens=[token]),
+            tls=TlsConfig(cert_file=str(crt), key_file=str(key)),
+        )
+        server, port = serve(cfg, addr="127.0.0.1:0", max_retries=0, env={})
+        addr = f"localhost:{port}"
+        try:
+            good = ClientSecurity(token=token, ca_file=str(ca[0]))
+            with AiClient(addr, timeout_s=10, security=good) as client:
+                assert client.analyze("x") == fake.reply
+                assert "".join(client.stream("p")) == "Hello, world!"
+            with AiClient(addr, timeout_s=10, security=ClientSecurity(ca_file=str(ca[0]))) as client:
+                with pytest.raises(AiClientError) as info:
+                    client.analyze("x")
+                assert info.value.code == grpc.StatusCode.UNAUTHENTICATED
+            bad = ClientSecurity(token=token, ca_file=str(wrong[0]))
+            with AiClient(addr, timeout_s=10, security=bad) as client:
+                with pytest.raises(AiClientError) as info:
+                    client.analyze("x")
+                assert info.value.code == grpc.StatusCode.UNAVAILABLE
+            creds = grpc.ssl_channel_credentials(ca[0].read_bytes())
+            with grpc.secure_channel(addr, creds) as channel:
+                got = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10)
+                assert got.status == health_pb2.HealthCheckResponse.SERVING
+            # the alerter's client: AiClient(addr) reads NETSPECTRA_AI_TOKEN / NETSPECTRA_AI_CA_FILE
+            monkeypatch.setenv("NETSPECTRA_AI_TOKEN", token)
+            monkeypatch.setenv("NETSPECTRA_AI_CA_FILE", str(ca[0]))
+            with AiClient(addr, timeout_s=10) as client:
+                assert client.analyze("x") == fake.reply and token not in repr(client.security)
+            app = typer.Typer()
+            app.command("ai")(ai_cmd)
+            app.command("ask-ai")(ask_ai)
+            res = CliRunner().invoke(app, ["ask-ai", "--addr", addr, "hi"])  # from the environment
+            assert res.exit_code == 0 and res.stdout == "Hello, world!\n", res.output
+            monkeypatch.delenv("NETSPECTRA_AI_TOKEN")
+            res = CliRunner().invoke(app, ["ask-ai", "--addr", addr, "hi"])
+            assert res.exit_code == 1 and "UNAUTHENTICATED" in res.output
+            res = CliRunner().invoke(
+                app, ["ask-ai", "--addr", addr, "--token", token, "--ca-file", str(ca[0]), "hi"]
+            )
+            assert res.exit_code == 0, res.output
+        finally:
+            server.stop(0)
+    assert token not in caplog.text and "refused: no bearer token" in caplog.text

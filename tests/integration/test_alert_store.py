@@ -21,10 +21,10 @@ from netspectra.alerting.alerter import Alerter, AlertRecord
 from netspectra.api.grpc_service import QueryCore
 from netspectra.capture.reader import read_captures
 from netspectra.config import Config, parse_config_text
-from netspectra.config.models import ClickHouseConfig
 from netspectra.engine.manager import Manager, ManualClock
 from netspectra.storage.alerts import AlertStoreSink, alert_sink_for, alerts
 from netspectra.storage.clickhouse import connect_store
+from netspectra.storage.clickhouse_config import ClickHouseConfig
 
 pytest.importorskip("fastapi")
 pytest.importorskip("httpx")
@@ -106,7 +106,7 @@ def observed(run: Run) -> dict[str, float]:
 
 
 def check_alerts_query(run: Run) -> None:
-    store = connect_store(run.cfg.aggregator.exact.writers[0].clickhouse)
+    store = connect_store(run.cfg.aggregator.exact.writers[0].params)
     try:
         rows = alerts(store)
         assert len(rows) == 4
@@ -215,7 +215,7 @@ import json, sys
 from netspectra.config import load_config
 from netspectra.storage.alerts import alerts
 from netspectra.storage.clickhouse import connect_store
-store = connect_store(load_config(sys.argv[1]).aggregator.exact.writers[0].clickhouse)
+store = connect_store(load_config(sys.argv[1]).aggregator.exact.writers[0].params)
 print(json.dumps([a.to_dict() for a in alerts(store)]))
 """
 

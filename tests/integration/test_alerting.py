@@ -225,8 +225,10 @@ def test_alerter_reports_unreachable_smtp_and_still_logs(caplog: pytest.LogCaptu
 
 
 class _FakeTotals:
-    """A stand-in exact snapshot for the rules (they read ``total_bytes``, ``total_packets``, ``len``)."""
+    """A stand-in exact snapshot for the rules (the exact kind reads ``total_bytes``, ``total_packets``,
+    ``len``)."""
 
+    kind = "exact"
     total_bytes = 5_000_000
     total_packets = 10
 

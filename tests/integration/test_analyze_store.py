@@ -20,7 +20,7 @@ from netspectra.config import load_config
 from netspectra.storage.clickhouse import ClickHouseStore
 from netspectra.storage.queries import aggregate_flows, heavy_hitters
 cfg = load_config(sys.argv[1])
-store = ClickHouseStore(cfg.aggregator.exact.writers[0].clickhouse)
+store = ClickHouseStore(cfg.aggregator.exact.writers[0].params)
 store.open()
 import dataclasses
 aggs = [dataclasses.asdict(s) for s in aggregate_flows(store)]
@@ -117,7 +117,7 @@ def test_engine_survives_a_server_that_is_down_and_loses_nothing(
         writers = manager.metrics_dict()["writers"]
         assert all(w["written"] >= 1 and w["dropped"] == 0 for w in writers.values()), writers
         assert sum(w["open_failed"] for w in writers.values()) >= 1
-        store = ClickHouseStore(cfg.aggregator.exact.writers[0].clickhouse)
+        store = ClickHouseStore(cfg.aggregator.exact.writers[0].params)
         store.open()
         aggs = {s.task_name: s for s in aggregate_flows(store)}
         assert aggs["per_five_tuple"].total_packets == GOLDEN["ip_packets"]

@@ -619,6 +619,16 @@ def test_rest_mirrors(http: TestClient, chdb_served: Served) -> None:
         assert res.json()["code"] == code and "Traceback" not in res.text
     res = http.post("/api/v1/aggregate", content=b"[1, 2]", headers={"content-type": "application/json"})
     assert res.status_code in (400, 422) and "Traceback" not in res.text
+    # the admin endpoint exists only behind admin tokens (api.auth.admin_tokens)
+    res = http.get("/api/v1/config")
+    assert res.status_code == 404 and "admin_tokens" in res.json()["message"]
+    # bodies are JSON whatever the content type says (curl -d sends a form content type)
+    res = http.post(
+        "/api/v1/aggregate",
+        content=b'{"taskName": "per_src"}',
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    assert res.status_code == 200 and res.json()["summaries"][0]["taskName"] == "per_src", res.text
     spec = http.get("/openapi.json").json()
     assert {"/query", "/search", "/annotations", "/api/v1/aggregate", "/api/v1/heavy-hitters"} <= set(
         spec["paths"]
@@ -672,48 +682,63 @@ def run_cli(*args: str) -> Any:
 
 
 def test_query_cli(chdb_served: Served) -> None:
+    """``--json`` prints the protobuf JSON mapping, the same document the REST API answers (camelCase,
+    64-bit integers as strings); tables follow ``analyze``'s style (thousands separators, numbers
+    right-aligned, flow keys in the task's key order)."""
     addr = ["--addr", chdb_served.addr]
     res = run_cli("aggregate", *addr, "--json")
     assert res.exit_code == 0, res.output
-    got = {s["task_name"]: s for s in json.loads(res.stdout)["summaries"]}
-    assert (got["per_five_tuple"]["total_packets"], got["per_five_tuple"]["flow_count"]) == (ALL[0], ALL[2])
+    doc = json.loads(res.stdout)
+    with TestClient(create_app(chdb_served.core)) as http:
+        assert http.post("/api/v1/aggregate", json={}).json() == doc  # one mapping on both surfaces
+    got = {s["taskName"]: s for s in doc["summaries"]}
+    assert (got["per_five_tuple"]["totalPackets"], got["per_five_tuple"]["flowCount"]) == (
+        str(ALL[0]),
+        str(ALL[2]),
+    )
+
+    def total(*args: str, field: str = "totalPackets") -> int:
+        res = run_cli("aggregate", *addr, "--json", "-t", "per_five_tuple", *args)
+        assert res.exit_code == 0, res.output
+        return int(json.loads(res.stdout)["summaries"][0][field])
+
     h = half_truth(chdb_served.half, FIVE)
     for end in ("2024-01-01T00:01:00Z", "1704067260", "2024-01-01 00:01"):
-        res = run_cli("aggregate", *addr, "--json", "-t", "per_five_tuple", "--end", end)
-        assert json.loads(res.stdout)["summaries"][0]["total_packets"] == h[0], end
-    res = run_cli(
-        "aggregate", *addr, "--json", "-t", "per_five_tuple", "--start", "2024-01-01T00:01:00.000000001Z"
-    )
-    assert json.loads(res.stdout)["summaries"][0]["total_packets"] == ALL[0] - h[0]
-    res = run_cli(
-        "aggregate", *addr, "--json", "--src-ip", "10.0.2.15", "--dst-port", "6346", "-t", "per_five_tuple"
-    )
+        assert total("--end", end) == h[0], end
+    assert total("--start", "2024-01-01T00:01:00.000000001Z") == ALL[0] - h[0]
     want = truth(lambda r: r["SrcIP"] == "10.0.2.15" and r["DstPort"] == "6346")
-    assert json.loads(res.stdout)["summaries"][0]["total_bytes"] == want[1]
+    assert total("--src-ip", "10.0.2.15", "--dst-port", "6346", field="totalBytes") == want[1]
     # relative times as option values (a leading "-" is not taken for an option)
-    res = run_cli("aggregate", *addr, "--json", "-t", "per_five_tuple", "--start", "-1000w", "--end", "+1d")
-    assert res.exit_code == 0, res.output
-    assert json.loads(res.stdout)["summaries"][0]["total_packets"] == ALL[0]
+    assert total("--start", "-1000w", "--end", "+1d") == ALL[0]
     res = run_cli("aggregate", *addr, "--json", "-t", "per_five_tuple", "--start", "-1h")  # 2024 is older
-    assert res.exit_code == 0 and json.loads(res.stdout)["summaries"] == []
+    assert res.exit_code == 0 and json.loads(res.stdout) == {}  # zero values omitted: no summaries
     res = run_cli("aggregate", *addr)  # a table
-    assert res.exit_code == 0 and "per_five_tuple" in res.stdout and str(ALL[0]) in res.stdout
+    assert res.exit_code == 0 and "per_five_tuple" in res.stdout and f"{ALL[0]:,}" in res.stdout
+    line = next(row for row in res.stdout.splitlines() if "per_five_tuple" in row)
+    cells = [c.strip() for c in line.strip("│ ").split("│")]
+    assert cells == ["per_five_tuple", f"{ALL[0]:,}", f"{ALL[1]:,}", f"{ALL[2]:,}"]
+    assert line.split("│")[2].startswith(" ") and line.split("│")[2].endswith(f"{ALL[0]:,} ")  # right-aligned
 
     res = run_cli(
         "trace", *addr, "--json", "-t", "per_five_tuple", "-k", "SrcIP=10.0.2.15,DstPort=6346", "--flows", "3"
     )
     doc = json.loads(res.stdout)
-    assert doc["lifecycle"]["total_bytes"] == want[1] and len(doc["flows"]) == min(3, want[2])
-    assert doc["lifecycle"]["first_seen"].startswith("1970-01-01T")
+    assert int(doc["lifecycle"]["totalBytes"]) == want[1] and len(doc["flows"]) == min(3, want[2])
+    assert doc["lifecycle"]["firstSeen"].startswith("1970-01-01T")
+    assert set(doc["flows"][0]["flowKeys"]) == set(FIVE)
     res = run_cli("trace", *addr, "-t", "per_src", "-k", "SrcIP=10.0.2.15")
     assert res.exit_code == 0 and "TraceFlow" in res.stdout
+    # the matching flows: one column per key field, in the canonical order (or the configuration's)
+    res = run_cli("trace", *addr, "-t", "per_five_tuple", "-k", "SrcIP=10.0.2.15", "--flows", "2")
+    header = next(row for row in res.stdout.splitlines() if "SrcIP" in row)
+    assert [c.strip() for c in header.strip("┃ ").split("┃")][:7] == [*FIVE, "First seen", "Last seen"]
 
     res = run_cli("super-spreaders", *addr, "--json", "-t", "ss", "-n", "1")
     assert json.loads(res.stdout)["hitters"][0]["flow"] == "10.0.2.15"
     res = run_cli("heavy-hitters", *addr, "--json", "-t", "cm", "--type", "size", "-n", "2")
     assert len(json.loads(res.stdout)["hitters"]) == 2
     res = run_cli("heavy-hitters", *addr, "-t", "cm")
-    assert res.exit_code == 0 and "heavy hitters" in res.stdout
+    assert res.exit_code == 0 and "Heavy hitters" in res.stdout and "Packets" in res.stdout
 
     # errors: the status code name and the server's message, exit status 1; bad times are usage errors
     res = run_cli("aggregate", *addr, "-t", "nope")
@@ -726,6 +751,33 @@ def test_query_cli(chdb_served: Served) -> None:
     assert res.exit_code == 2
     res = run_cli("heavy-hitters", *addr, "-t", "cm", "--type", "spread")
     assert res.exit_code == 2
+
+
+def test_query_cli_trace_keys_in_configuration_order(chdb_served: Served, tmp_path: Path) -> None:
+    """With ``-c``, the flow table's key columns follow the task's ``key_fields`` order."""
+    conf = tmp_path / "c.yaml"
+    text = config_text({"data_dir": "/nonexistent"}).replace(
+        "key_fields: [SrcIP, DstIP, SrcPort, DstPort, Protocol]",
+        "key_fields: [Protocol, DstPort, DstIP, SrcIP, SrcPort]",
+    )
+    conf.write_text(text)
+    res = run_cli(
+        "trace",
+        "--addr",
+        chdb_served.addr,
+        "-t",
+        "per_five_tuple",
+        "-k",
+        "SrcIP=10.0.2.15",
+        "--flows",
+        "2",
+        "-c",
+        str(conf),
+    )
+    assert res.exit_code == 0, res.output
+    header = next(row for row in res.stdout.splitlines() if "SrcIP" in row)
+    cells = [c.strip() for c in header.strip("┃ ").split("┃")]
+    assert cells[:5] == ["Protocol", "DstPort", "DstIP", "SrcIP", "SrcPort"]
 
 
 def test_api_server_serves_grpc_and_http(chdb_served: Served) -> None:

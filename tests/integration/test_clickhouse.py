@@ -20,11 +20,12 @@ import pytest
 
 from netspectra.batch import PacketBatch
 from netspectra.capture.reader import CaptureReader
-from netspectra.config.models import ClickHouseConfig, ExactWriterConfig, SketchWriterConfig
+from netspectra.config.aggregator import ExactWriterConfig, SketchWriterConfig
 from netspectra.output.addr import ips_to_text, parse_ip
 from netspectra.sketches.base import HeavyHitterList, HitterType, SketchSnapshot, SketchTask
 from netspectra.storage import SnapshotMeta, StorageError, WriterError, writer_class
 from netspectra.storage.clickhouse import ClickHouseStore, ClickHouseWriter, connect_store
+from netspectra.storage.clickhouse_config import ClickHouseConfig
 from netspectra.storage.queries import (
     DEFAULT_HITTERS_LIMIT,
     FlowFilter,

@@ -23,10 +23,11 @@ from typer.testing import CliRunner
 from conftest import ClickHouseServer, start_cluster, start_zookeeper, unique_database
 from netspectra.batch import PacketBatch
 from netspectra.cli.main import _register, app
-from netspectra.config.models import ClickHouseConfig, ExactWriterConfig
+from netspectra.config.aggregator import ExactWriterConfig
 from netspectra.sketches.base import HitterType
 from netspectra.storage import WriterError
 from netspectra.storage.clickhouse import ClickHouseStore, ClickHouseWriter
+from netspectra.storage.clickhouse_config import ClickHouseConfig
 from netspectra.storage.migrations import LATEST, SCHEMA_TABLE, LayoutError
 from netspectra.storage.queries import aggregate_flows, heavy_hitters, task_names, trace_flow
 

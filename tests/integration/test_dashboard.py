@@ -69,6 +69,7 @@ class ServedApp:
         config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
+        self.core: QueryCore | None = None
 
     def __enter__(self) -> ServedApp:
         self.thread.start()
@@ -95,6 +96,7 @@ def served(chdb_data_dir: Path) -> Iterator[ServedApp]:
     core = QueryCore(cfg)
     try:
         with ServedApp(create_app(core)) as app:
+            app.core = core
             yield app
     finally:
         core.close()
@@ -280,3 +282,68 @@ def test_dashboard_reports_api_errors(browser: Any, served: ServedApp) -> None:
     status = browser.find_element(By.ID, "status")
     wait_for("the error", lambda: status.get_attribute("class") == "error")
     assert "NOT_FOUND" in status.text and "gone" in status.text
+
+
+TOKEN = "dashboard-token-0123456789abcdef"
+
+
+@pytest.fixture(scope="module")
+def served_with_token(served: ServedApp) -> Iterator[ServedApp]:
+    """The same store behind an app that needs a token (api.auth)."""
+    from netspectra.auth import TokenSet
+
+    with ServedApp(create_app(served.core, tokens=TokenSet([TOKEN]))) as app:
+        yield app
+
+
+def test_dashboard_with_a_token(browser: Any, served_with_token: ServedApp) -> None:
+    """The page asks for the token, keeps it in the tab's sessionStorage (never in the URL), sends it as a
+    header; a wrong one is refused with a message; "Forget token" drops it."""
+    url = served_with_token.url
+    browser.get_log("browser")  # drop what earlier tests left in the log
+    browser.get(f"{url}/?refresh=0")
+    form = browser.find_element(By.ID, "auth")
+    status = browser.find_element(By.ID, "status")
+    wait_for("the token form", lambda: form.is_displayed())
+    assert "needs a token" in status.text and status.get_attribute("class") == "error"
+    field = browser.find_element(By.ID, "token")
+    assert field.get_attribute("type") == "password"
+    field.send_keys("wrong-token-0123456789abcdef")
+    browser.find_element(By.ID, "sign-in").click()
+    wait_for("the refusal", lambda: "refused" in status.text)
+    assert form.is_displayed() and not updated(browser)
+
+    field.send_keys(TOKEN)
+    browser.find_element(By.ID, "sign-in").click()
+    wait_for("the first answer", lambda: updated(browser))
+    assert not form.is_displayed() and browser.find_element(By.ID, "sign-out").is_displayed()
+    assert latest(browser, "packets")[0] == ALL[0]
+    assert TOKEN not in browser.current_url
+    assert browser.execute_script("return sessionStorage.getItem('netspectra.token')") == TOKEN
+    assert browser.execute_script("return localStorage.length") == 0
+    # a reload in the same tab keeps the token
+    browser.get(f"{url}/?refresh=0")
+    wait_for("the answer after a reload", lambda: updated(browser))
+    # forgetting it asks again
+    browser.find_element(By.ID, "sign-out").click()
+    wait_for("the token form again", lambda: browser.find_element(By.ID, "auth").is_displayed())
+    assert browser.execute_script("return sessionStorage.getItem('netspectra.token')") is None
+    # the 401s of the page are network errors in the console; nothing else is
+    errors = [e for e in browser_errors(browser) if "401" not in e["message"]]
+    assert errors == []
+
+
+def test_swagger_ui_works_offline(browser: Any, served_with_token: ServedApp) -> None:
+    """/docs renders every operation from files the package serves (no CDN: this machine has no outside
+    network, so an asset from elsewhere would fail), and offers the bearer token (Authorize)."""
+    url = served_with_token.url
+    browser.get_log("browser")
+    browser.get(f"{url}/docs")
+    wait_for("the operations", lambda: len(browser.find_elements(By.CSS_SELECTOR, ".opblock")) >= 10)
+    resources = browser.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
+    assert resources and all(r.startswith(url + "/") for r in resources), resources
+    assert f"{url}/static/swagger-ui/swagger-ui-bundle.js" in resources
+    assert browser.find_elements(By.CSS_SELECTOR, ".btn.authorize")
+    assert browser_errors(browser) == []
+    html = httpx.get(f"{url}/docs", timeout=WAIT_S).text
+    assert "cdn" not in html.lower() and "https://" not in html

@@ -407,13 +407,14 @@ class _SlowTask:
 def test_engine_behind_counts_drops_never_silent(nats_server: NatsServer) -> None:
     """Core NATS, an engine slower than the probe: the NATS read loop is not blocked (bug 12); batches
     the engine cannot take within the hand-off timeout are dropped and counted, the rest applied."""
-    from netspectra.engine.groups import LockedTask, TaskGroup, deliver_flows
+    from netspectra.engine.groups import LockedTask, TaskGroup
+    from netspectra.kinds import AGGREGATORS
 
     batch = PacketBatch.concat(list(CaptureReader(GNUTELLA)))
     total = len(batch)
 
     async def main() -> tuple[Manager, StreamConsumer]:
-        group = TaskGroup("slow", (LockedTask(_SlowTask(0.3)),), (), deliver_flows)
+        group = TaskGroup("slow", (LockedTask(_SlowTask(0.3)),), (), AGGREGATORS.get("exact").deliver)
         m = Manager([group], num_workers=1, queue_packets=1)
         m.start()
         stop = asyncio.Event()
@@ -632,8 +633,8 @@ def test_jetstream_restart_resumes_the_stored_period(
     and acknowledged at its end, so the successor replays only the second one. With an outage longer
     than the period, the resumed period still takes back everything the dead engine had received
     before it ends."""
-    from netspectra.config.models import ClickHouseConfig
     from netspectra.storage.clickhouse import connect_store
+    from netspectra.storage.clickhouse_config import ClickHouseConfig
     from netspectra.storage.queries import aggregate_flows
 
     want = offline(gen_trace)

@@ -18,7 +18,6 @@ from typer.testing import CliRunner
 from netspectra.config import (
     Config,
     ConfigError,
-    SketchType,
     default_config_path,
     effective_config_dict,
     expand_env,
@@ -28,6 +27,7 @@ from netspectra.config import (
     parse_go_duration,
 )
 from netspectra.config.models import KEY_FIELDS
+from netspectra.sketches.sketch_kind import DEFAULT_SEED
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED = REPO / "configs" / "config.yaml"
@@ -247,11 +247,11 @@ def test_thereshold_spelling_is_an_alias() -> None:
     task.update({"size_thereshold": 4096000, "count_thereshold": 4096})
     cfg = _parse(data)
     cm = cfg.aggregator.sketch.tasks[0]
-    assert (cm.size_threshold, cm.count_threshold) == (4096000, 4096)
+    assert (cm.params.size_threshold, cm.params.count_threshold) == (4096000, 4096)
     task.update({"size_threshold": 4096000, "count_threshold": 4096})  # both spellings, same values: fine
-    assert _parse(data).aggregator.sketch.tasks[0].count_threshold == 4096
+    assert _parse(data).aggregator.sketch.tasks[0].params.count_threshold == 4096
     del task["size_thereshold"], task["count_thereshold"]
-    assert _parse(data).aggregator.sketch.tasks[0].size_threshold == 4096000
+    assert _parse(data).aggregator.sketch.tasks[0].params.size_threshold == 4096000
 
 
 def test_both_threshold_spellings_with_different_values_is_an_error() -> None:
@@ -273,10 +273,23 @@ def test_defaults_the_original_applies() -> None:
     shards = [t.num_shards for t in cfg.aggregator.exact.tasks]
     assert shards == [256, 256, 64]  # absent (0) and >= 32768 -> 256
     cm, ss = cfg.aggregator.sketch.tasks
-    assert cm.skt_type is SketchType.COUNT_MIN
-    assert (cm.width, cm.depth, cm.size_threshold, cm.count_threshold) == (2**20, 3, 524288, 512)
-    assert ss.skt_type is SketchType.SUPER_SPREAD
-    assert (ss.width, ss.depth, ss.count_threshold, ss.m, ss.size, ss.base, ss.b) == (
+    assert cm.skt_type == 0
+    assert (cm.params.width, cm.params.depth, cm.params.size_threshold, cm.params.count_threshold) == (
+        2**20,
+        3,
+        524288,
+        512,
+    )
+    assert ss.skt_type == 1
+    assert (
+        ss.params.width,
+        ss.params.depth,
+        ss.params.count_threshold,
+        ss.params.m,
+        ss.params.size,
+        ss.params.base,
+        ss.params.b,
+    ) == (
         2**20,
         3,
         4096,
@@ -285,10 +298,10 @@ def test_defaults_the_original_applies() -> None:
         0.5,
         1.08,
     )
-    assert ss.seed is None
+    assert ss.seed == DEFAULT_SEED  # reproducible by default
     p = cfg.probe.persistence
     assert (p.num_workers, p.channel_buffer_size, p.encoding) == (1, 10000, "pcap")
-    assert cfg.api.grpc_listen_addr == ":50051" and cfg.ai.grpc_listen_addr == ":50052"
+    assert cfg.api.grpc_listen_addr == "127.0.0.1:50051" and cfg.ai.grpc_listen_addr == "127.0.0.1:50052"
     assert cfg.aggregator.num_workers == 16 and cfg.aggregator.size_of_packet_channel == 10000
 
 
@@ -296,7 +309,7 @@ def test_seed_and_explicit_values_are_kept() -> None:
     data = _minimal()
     data["aggregator"]["sketch"]["tasks"][1].update({"seed": 17371, "width": 8192, "depth": 2, "m": 32})
     ss = _parse(data).aggregator.sketch.tasks[1]
-    assert (ss.seed, ss.width, ss.depth, ss.m, ss.size) == (17371, 8192, 2, 32, 5)
+    assert (ss.seed, ss.params.width, ss.params.depth, ss.params.m, ss.params.size) == (17371, 8192, 2, 32, 5)
 
 
 def test_null_values_mean_not_given_and_numbers_coerce_to_strings() -> None:
@@ -415,14 +428,14 @@ def _set(data: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
         (
             "aggregator.exact.writers.0.type",
             "csv",
-            "aggregator.exact.writers[0].type: 'csv' is not a writer type of this group; "
-            "valid types are gob, clickhouse, parquet, text",
+            "aggregator.exact.writers[0].type: 'csv' is not a writer type of the exact group; "
+            "valid types are clickhouse, parquet, gob, text",
         ),
         (
             "aggregator.sketch.writers.0.type",
             "gob",
-            "aggregator.sketch.writers[0].type: 'gob' is not a writer type of this group; "
-            "valid types are text, clickhouse, parquet",
+            "aggregator.sketch.writers[0].type: 'gob' is not a writer type of the sketch group; "
+            "valid types are clickhouse, parquet, text",
         ),
         (
             "aggregator.exact.writers.0.snapshot_interval",
@@ -455,8 +468,8 @@ def _set(data: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
         (
             "alerter.rules.0.metric",
             "heavy_hitter_count",
-            "alerter.rules[0].metric: 'heavy_hitter_count' is a sketch metric but 'flows' is an exact task; "
-            "exact tasks have total_packets, total_bytes, total_flows",
+            "alerter.rules[0].metric: 'heavy_hitter_count' is a metric of sketch tasks, not of exact tasks "
+            "such as 'flows'; exact tasks have total_packets, total_bytes, total_flows",
         ),
         ("alerter.check_interval", "0s", "alerter.check_interval: '0s' is not positive; write e.g. 600s"),
         ("alerter.enabled", "maybe", "alerter.enabled: Input should be a valid boolean"),
@@ -490,7 +503,7 @@ def test_duplicate_task_names_across_groups() -> None:
     (line,) = _error_lines(data)
     assert line == (
         "aggregator.sketch.tasks[0].name: 'flows' is already the name of aggregator.exact.tasks[0]; "
-        "task names must be unique across exact and sketch tasks (rename one)"
+        "task names must be unique across every group (rename one)"
     )
 
 
@@ -504,7 +517,9 @@ def test_metric_must_suit_the_sketch_type() -> None:
     lines = _error_lines(data)
     assert lines[0].startswith("alerter.rules[0].metric: 'super_spreader_spread' needs a SuperSpread task")
     assert lines[1].startswith("alerter.rules[1].metric: 'heavy_hitter_size' needs a CountMin task")
-    assert lines[2].startswith("alerter.rules[2].metric: 'total_flows' is an exact-task metric but 'ss'")
+    assert lines[2].startswith(
+        "alerter.rules[2].metric: 'total_flows' is a metric of exact tasks, not of sketch tasks such as 'ss'"
+    )
 
 
 def test_every_problem_is_listed_one_per_line() -> None:
@@ -610,16 +625,44 @@ def test_stale_example_keys_get_clear_warnings() -> None:
     assert "warning: probe.subject_name" in str(err)
 
 
-def test_stale_superspread_parameters_warn_about_memory() -> None:
+def test_stale_superspread_parameters_are_refused_as_analyze_refuses_them() -> None:
     fixed = STALE_EXAMPLE.replace("key:", "key_fields:", 1).replace(
         'key: ["SrcIP"]', 'flow_fields: ["SrcIP"]'
     )
     fixed = fixed.replace("elementkey:", "element_fields:")
-    cfg = parse_config_text(fixed)
-    mem = [w for w in cfg.warnings if "of memory" in w]
-    assert len(mem) == 1
-    assert mem[0].startswith("aggregator.sketch.tasks[0] (per_flow_ss): the sketch needs about")
-    assert "TiB" in mem[0] and "reduce width, depth or m" in mem[0]
+    with pytest.raises(ConfigError) as info:
+        parse_config_text(fixed)
+    assert info.value.errors == [
+        "aggregator.sketch.tasks[0].m: Input should be less than or equal to 65536 (got 1048576); "
+        "use a smaller value",
+        "aggregator.sketch.tasks[0].size: Input should be less than or equal to 32 (got 128); "
+        "use a smaller value",
+        "aggregator.sketch.tasks[0].base: Input should be less than 1 (got 2)",
+    ]
+
+
+def test_sketch_too_large_for_memory_is_refused_with_need_and_limit() -> None:
+    data = _minimal()
+    data["aggregator"]["sketch"]["tasks"][0].update({"width": 4294967295, "depth": 3})
+    (line,) = _error_lines(data)
+    assert line.startswith("aggregator.sketch.tasks[0] (cm): the task would allocate 768.0 GiB")
+    assert "(depth 3 x width 4294967295)" in line and "more than the default limit (" in line
+    assert "set aggregator.max_memory to change it" in line
+    # the limit is configurable: a small cap refuses a sketch that fits the machine
+    data = _minimal()
+    data["aggregator"]["max_memory"] = "64MiB"
+    data["aggregator"]["sketch"]["tasks"][0].update({"width": 2**20, "depth": 3})
+    data["aggregator"]["sketch"]["tasks"][1].update({"width": 1024, "depth": 2})
+    (line,) = _error_lines(data)
+    assert (
+        "the task would allocate 192.0 MiB" in line and "more than aggregator.max_memory (64.0 MiB)" in line
+    )
+    # together: two tasks that fit alone but not side by side
+    data["aggregator"]["max_memory"] = "128MiB"
+    data["aggregator"]["sketch"]["tasks"][0].update({"width": 2**19, "depth": 3})
+    data["aggregator"]["sketch"]["tasks"][1].update({"width": 2**17, "depth": 3, "m": 128})
+    (line,) = _error_lines(data)
+    assert line.startswith("aggregator: the running tasks would allocate")
 
 
 def test_tasks_of_a_group_not_in_types_warn() -> None:
@@ -644,22 +687,35 @@ def test_shipped_config_loads_with_the_original_tasks_and_rules() -> None:
     assert exact.key_fields == KEY_FIELDS and exact.num_shards == 128
     ss, cm = cfg.aggregator.sketch.tasks
     assert (ss.skt_type, ss.flow_fields, ss.element_fields) == (
-        SketchType.SUPER_SPREAD,
+        1,
         ("SrcIP",),
         ("DstIP",),
     )
-    assert (ss.width, ss.depth, ss.count_threshold, ss.m, ss.size, ss.b, ss.base) == (
+    assert (
+        ss.params.width,
+        ss.params.depth,
+        ss.params.count_threshold,
+        ss.params.m,
+        ss.params.size,
+        ss.params.b,
+        ss.params.base,
+    ) == (
         32768,
         2,
-        1,
+        64,
         128,
         5,
         1.08,
         0.5,
     )
-    assert (cm.skt_type, cm.flow_fields) == (SketchType.COUNT_MIN, ("SrcIP",))
+    assert (cm.skt_type, cm.flow_fields) == (0, ("SrcIP",))
     assert cm.element_fields == ("DstIP", "SrcPort", "DstPort", "Protocol")
-    assert (cm.width, cm.depth, cm.size_threshold, cm.count_threshold) == (32768, 2, 4096000, 4096)
+    assert (cm.params.width, cm.params.depth, cm.params.size_threshold, cm.params.count_threshold) == (
+        32768,
+        2,
+        4096000,
+        4096,
+    )
     enabled = {
         (w.type, w.snapshot_interval)
         for g in (cfg.aggregator.exact, cfg.aggregator.sketch)
@@ -685,7 +741,7 @@ def test_shipped_config_expands_placeholders(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("SMTP_PASSWORD", "s3cret")
     monkeypatch.setenv("AI_API_KEY", "k")
     cfg = load_config(SHIPPED)
-    ch = cfg.aggregator.exact.writers[1].clickhouse
+    ch = cfg.aggregator.exact.writers[1].params
     assert (ch.host, ch.port, ch.database, ch.username) == ("ch.internal", 19000, "default", "default")
     eff = effective_config_dict(cfg)
     assert eff["smtp"]["password"] == "***" and eff["ai"]["api_key"] == "***"
@@ -740,7 +796,8 @@ def test_top_level_must_be_a_mapping() -> None:
 
 
 def test_key_fields_match_the_tasks_vocabulary() -> None:
-    fields = pytest.importorskip("netspectra.tasks.fields")
+    from netspectra import fields
+
     assert fields.FIELD_NAMES == KEY_FIELDS
 
 
@@ -816,19 +873,19 @@ def _clickhouse(**keys: Any) -> dict[str, Any]:
 
 
 def test_clickhouse_storage_keys_default() -> None:
-    ch = _parse(_clickhouse(host="")).aggregator.exact.writers[0].clickhouse
+    ch = _parse(_clickhouse(host="")).aggregator.exact.writers[0].params
     assert (ch.data_dir, ch.retention, ch.history_resolution) == ("", None, timedelta(hours=1))
 
 
 def test_clickhouse_storage_keys_parse_go_durations() -> None:
     ch = _parse(_clickhouse(data_dir="/var/lib/ns", retention="720h", history_resolution="10m"))
-    c = ch.aggregator.exact.writers[0].clickhouse
+    c = ch.aggregator.exact.writers[0].params
     assert (c.data_dir, c.retention, c.history_resolution) == (
         "/var/lib/ns",
         timedelta(days=30),
         timedelta(minutes=10),
     )
-    zero = _parse(_clickhouse(retention="0")).aggregator.exact.writers[0].clickhouse
+    zero = _parse(_clickhouse(retention="0")).aggregator.exact.writers[0].params
     assert zero.retention is None  # 0 = keep everything, like an absent key
 
 

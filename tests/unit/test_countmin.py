@@ -4,14 +4,12 @@ rules on hand-made sequences, serialisation, merge, and the SketchTask wrapper."
 from __future__ import annotations
 
 import ipaddress
-from types import SimpleNamespace
 
 import numpy as np
 import pyarrow as pa
 import pytest
 
 from netspectra.batch import PacketBatch
-from netspectra.config.models import SketchTaskConfig
 from netspectra.sketches import (
     HEAVY_HITTERS_SCHEMA,
     CountMinSketch,
@@ -28,6 +26,7 @@ from netspectra.sketches.countmin import (
     DEFAULT_WIDTH,
 )
 from netspectra.sketches.countmin_ref import CountMinRef
+from netspectra.sketches.sketch_kind import DEFAULT_SEED, SketchTaskConfig
 
 VARIANTS = [("reduce", "mv"), ("reduce", "vote"), ("original", "vote")]
 
@@ -268,20 +267,17 @@ def test_sketch_task_from_config_snapshot_and_arrow() -> None:
 
 
 def test_sketch_task_same_seed_same_result_and_random_seed_logged(caplog: pytest.LogCaptureFixture) -> None:
-    ns = SimpleNamespace(
-        name="t",
-        skt_type=0,
-        flow_fields=("SrcIP", "DstPort"),
-        element_fields=(),
-        width=64,
-        depth=2,
-        size_threshold=1,
-        count_threshold=1,
-        m=0,
-        size=0,
-        b=0.0,
-        base=0.0,
-        seed=5,
+    ns = SketchTaskConfig.model_validate(
+        {
+            "name": "t",
+            "skt_type": 0,
+            "flow_fields": ("SrcIP", "DstPort"),
+            "width": 64,
+            "depth": 2,
+            "size_threshold": 1,
+            "count_threshold": 1,
+            "seed": 5,
+        }
     )
     batch = _batch([f"10.0.{i % 7}.{i % 5}" for i in range(200)], list(range(40, 240)))
     a, b = SketchTask.from_config(ns), SketchTask.from_config(ns)
@@ -289,9 +285,11 @@ def test_sketch_task_same_seed_same_result_and_random_seed_logged(caplog: pytest
     b.update(batch)
     assert a.snapshot().to_arrow().equals(b.snapshot().to_arrow())
     assert a.snapshot().count.flows[0].endswith(" 80")  # SrcIP then DstPort, space-joined
+    # reproducible by default (issue 12): no seed means the fixed default, not a random one
+    assert SketchTask("r", 0, ["SrcIP"], width=8, depth=1).params.seed == DEFAULT_SEED
     with caplog.at_level("INFO"):
-        SketchTask("r", 0, ["SrcIP"], width=8, depth=1)
-    assert "no seed configured" in caplog.text
+        SketchTask("r", 0, ["SrcIP"], width=8, depth=1, seed="random")
+    assert "random seed" in caplog.text
 
 
 def test_sketch_task_rejects_bad_fields() -> None:

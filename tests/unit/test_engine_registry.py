@@ -14,7 +14,7 @@ import pytest
 
 from netspectra.capture.reader import CaptureReader
 from netspectra.config import ConfigError
-from netspectra.config.models import Config, ExactTaskConfig, SketchTaskConfig
+from netspectra.config.models import Config
 from netspectra.engine import (
     ENTRY_POINT_GROUP,
     ConcurrentTask,
@@ -24,10 +24,11 @@ from netspectra.engine import (
     available_aggregators,
     build_groups,
 )
-from netspectra.engine.groups import build_exact_group
 from netspectra.sketches.base import SketchSnapshot, SketchTask
+from netspectra.sketches.sketch_kind import SketchTaskConfig
 from netspectra.storage.base import SnapshotMeta, Writer
 from netspectra.tasks.exact import ExactTask, FlowSnapshot
+from netspectra.tasks.exact_kind import ExactTaskConfig
 
 CAPTURES = Path(__file__).resolve().parents[1] / "data" / "captures"
 FIVE = ["SrcIP", "DstIP", "SrcPort", "DstPort", "Protocol"]
@@ -89,8 +90,9 @@ def replace_group(cfg: Config, group: str, **update: Any) -> Config:
     """``cfg`` with ``aggregator.<group>`` fields replaced, bypassing validation (to reach the engine's
     own checks with values the configuration model would refuse)."""
     agg = cfg.aggregator
-    section = getattr(agg, group).model_copy(update=update)
-    return cfg.model_copy(update={"aggregator": agg.model_copy(update={group: section})})
+    section = agg.group(group).model_copy(update=update)
+    groups = {**agg.groups, group: section}
+    return cfg.model_copy(update={"aggregator": agg.model_copy(update={"groups": groups})})
 
 
 def with_writer_types(cfg: Config, group: str, *types: str) -> Config:
@@ -148,7 +150,7 @@ def test_unknown_aggregator_type_names_the_key() -> None:
     with pytest.raises(ConfigError) as err:
         build_groups(config(), types=["exact", "flowz"])
     (line,) = err.value.errors
-    assert line.startswith("aggregator.types[1]: 'flowz' is not an aggregator type")
+    assert line.startswith("aggregator.types[1]: 'flowz' is not a valid aggregator type")
     assert "exact, sketch" in line and ENTRY_POINT_GROUP in line
     with pytest.raises(ConfigError, match=r"aggregator.types\[0\]"):
         aggregator_factory("nope", key="aggregator.types[0]")
@@ -191,7 +193,7 @@ def test_writer_construction_failure_names_the_key() -> None:
         def _write_hitters(self, snap: SketchSnapshot, meta: SnapshotMeta) -> None: ...
 
     with pytest.raises(ConfigError) as err:
-        build_exact_group(with_writer_types(config(), "exact", "engine-test-picky"))
+        build_groups(with_writer_types(config(), "exact", "engine-test-picky"), types=["exact"])
     (line,) = err.value.errors
     assert line.startswith(
         "aggregator.exact.writers[0]: cannot create the engine-test-picky writer: ValueError"

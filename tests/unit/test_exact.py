@@ -10,11 +10,11 @@ import pyarrow as pa
 import pytest
 
 from netspectra.batch import PacketBatch
+from netspectra.fields import FIELD_NAMES, validate_fields
 from netspectra.output.flow_table import FLOW_TABLE_SCHEMA
 from netspectra.tasks import exact_kernels as kern
 from netspectra.tasks.exact import MAX_LOAD_DEN, MAX_LOAD_NUM, ExactTask, FlowSnapshot
 from netspectra.tasks.exact_ref import ReferenceFlows, hash_key_ref, reference_table
-from netspectra.tasks.fields import FIELD_NAMES, validate_key_fields
 
 FIVE = ["SrcIP", "DstIP", "SrcPort", "DstPort", "Protocol"]
 TASKS = [FIVE, ["SrcIP"], ["DstIP", "DstPort"], ["Protocol"], ["DstPort", "SrcIP", "Protocol"]]
@@ -75,8 +75,8 @@ def snapshot_dict(snap: FlowSnapshot) -> dict[tuple, list[int]]:
 
 
 def test_validate_key_fields_keeps_config_order() -> None:
-    assert validate_key_fields(["DstPort", "SrcIP"]) == ("DstPort", "SrcIP")
-    assert validate_key_fields(tuple(FIELD_NAMES)) == FIELD_NAMES
+    assert validate_fields(["DstPort", "SrcIP"]) == ("DstPort", "SrcIP")
+    assert validate_fields(tuple(FIELD_NAMES)) == FIELD_NAMES
 
 
 @pytest.mark.parametrize(
@@ -91,13 +91,13 @@ def test_validate_key_fields_keeps_config_order() -> None:
 )
 def test_validate_key_fields_rejects(fields: list[str], message: str) -> None:
     with pytest.raises(ValueError, match=message) as info:
-        validate_key_fields(fields)
+        validate_fields(fields)
     if fields and not isinstance(fields, str) and fields != ["SrcIP", "SrcIP"]:
         assert "SrcIP, DstIP, SrcPort, DstPort, Protocol" in str(info.value)
 
 
 def test_task_rejects_unknown_field_at_construction() -> None:
-    with pytest.raises(ValueError, match="unknown key field 'Port'"):
+    with pytest.raises(ValueError, match="key_fields: unknown field 'Port'"):
         ExactTask("t", ["SrcIP", "Port"])
 
 

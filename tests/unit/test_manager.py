@@ -18,7 +18,8 @@ import pytest
 
 from netspectra.batch import PacketBatch
 from netspectra.capture.reader import CaptureReader
-from netspectra.config.models import Config, ExactWriterConfig, SketchWriterConfig
+from netspectra.config.aggregator import ExactWriterConfig, SketchWriterConfig
+from netspectra.config.models import Config
 from netspectra.engine import (
     ConcurrentTask,
     EngineTask,
@@ -30,10 +31,9 @@ from netspectra.engine import (
     ResilientWriter,
     TaskGroup,
     default_num_workers,
-    deliver_flows,
-    deliver_hitters,
     run_offline,
 )
+from netspectra.kinds import AGGREGATORS
 from netspectra.offline.analyzer import analyze_files
 from netspectra.sketches.base import SketchSnapshot, SketchTask
 from netspectra.storage.base import SnapshotMeta, Writer, WriterError
@@ -108,12 +108,12 @@ def exact_group(
     writers: tuple[GroupWriter, ...] = (), specs: dict[str, tuple[str, ...]] = EXACT_SPECS
 ) -> TaskGroup:
     tasks = tuple(LockedTask(ExactTask(n, f)) for n, f in specs.items())
-    return TaskGroup("exact", tasks, writers, deliver_flows)
+    return TaskGroup("exact", tasks, writers, AGGREGATORS.get("exact").deliver)
 
 
 def sketch_group(writers: tuple[GroupWriter, ...] = ()) -> TaskGroup:
     tasks = (ConcurrentTask(sketch_task("cm", 0)), ConcurrentTask(sketch_task("ss", 1)))
-    return TaskGroup("sketch", tasks, writers, deliver_hitters)
+    return TaskGroup("sketch", tasks, writers, AGGREGATORS.get("sketch").deliver)
 
 
 class Recorder(Writer):
@@ -371,7 +371,7 @@ def test_stop_drains_the_queue_and_writes_a_final_snapshot_to_every_writer(
             "exact",
             (LockedTask(gate),),
             (GroupWriter("exact/1", w1, None), GroupWriter("exact/2", w2, 3600.0)),
-            deliver_flows,
+            AGGREGATORS.get("exact").deliver,
         ),
         sketch_group((GroupWriter("sketch/3", w3, None),)),
     ]
@@ -524,7 +524,7 @@ def test_max_attempts_gives_up_on_one_snapshot_and_goes_on() -> None:
 
 def test_non_blocking_submit_counts_drops(batches: list[PacketBatch]) -> None:
     gate = Gate()
-    group = TaskGroup("exact", (LockedTask(gate),), (), deliver_flows)
+    group = TaskGroup("exact", (LockedTask(gate),), (), AGGREGATORS.get("exact").deliver)
     m = Manager([group], num_workers=1, queue_packets=600, **fast())
     m.start()
     assert m.submit(batches[0], block=False)
@@ -579,7 +579,10 @@ def test_callbacks_and_a_failing_task(batches: list[PacketBatch]) -> None:
     seen: list[tuple[str, str, bool]] = []
     stopped: list[Manager] = []
     m = Manager(
-        [exact_group(specs={"five": FIVE}), TaskGroup("other", (Broken(Named()),), (), deliver_flows)],
+        [
+            exact_group(specs={"five": FIVE}),
+            TaskGroup("other", (Broken(Named()),), (), AGGREGATORS.get("exact").deliver),
+        ],
         num_workers=2,
     )
     m.on_snapshot.append(lambda g, s, meta: seen.append((g, getattr(s, "task_name", "-"), meta.final)))

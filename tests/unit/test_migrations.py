@@ -10,9 +10,10 @@ import pytest
 from typer.testing import CliRunner
 
 from netspectra.cli.main import _register, app
-from netspectra.config.models import ClickHouseConfig, ExactWriterConfig
+from netspectra.config.aggregator import ExactWriterConfig
 from netspectra.storage import StorageError, WriterError
 from netspectra.storage.clickhouse import ClickHouseStore, ClickHouseWriter, connect_store
+from netspectra.storage.clickhouse_config import ClickHouseConfig
 from netspectra.storage.migrations import LATEST, SCHEMA_TABLE, SchemaVersionError, migrate, status
 from netspectra.storage.schema import CREATE_TABLES
 

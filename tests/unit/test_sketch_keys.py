@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from netspectra.batch import PacketBatch
-from netspectra.config.models import KEY_FIELD_BYTES
+from netspectra.fields import FIELD_BYTES as KEY_FIELD_BYTES
 from netspectra.sketches.keys import (
     FIELD_BYTES,
     decode_flow,

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from netspectra.config.models import ClickHouseConfig
+from netspectra.storage.clickhouse_config import ClickHouseConfig
 from netspectra.storage.cluster import DATA_TABLES, Layout
 from netspectra.storage.migrations import LATEST, SCHEMA_TABLE, plan
 from netspectra.storage.schema import CREATE_TABLES, create_table_sql, quote_identifier

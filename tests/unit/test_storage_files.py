@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from netspectra.capture.reader import CaptureReader
-from netspectra.config.models import ExactWriterConfig, SketchWriterConfig
+from netspectra.config.aggregator import ExactWriterConfig, SketchWriterConfig
 from netspectra.output.flow_table import FLOW_TABLE_SCHEMA, TIMESTAMP_TYPE
 from netspectra.sketches.base import HEAVY_HITTERS_SCHEMA, HitterType, SketchSnapshot, SketchTask
 from netspectra.storage import SnapshotMeta, Writer, WriterError, known_kinds, writer_class
@@ -71,7 +71,7 @@ def test_writer_class_finds_every_kind() -> None:
     assert writer_class("text") is TextWriter
     assert {"clickhouse", "gob", "parquet", "text"} <= set(known_kinds())
     with pytest.raises(
-        ValueError, match=r"unknown writer kind 'kafka'; known kinds are .*clickhouse.*parquet"
+        ValueError, match=r"'kafka' is not a valid writer kind; valid writer kinds are .*clickhouse.*parquet"
     ):
         writer_class("kafka")
 

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 import grpc
 from markdown_it import MarkdownIt
 
+from netspectra.auth import ClientSecurity
 from netspectra.proto.v1 import ai_pb2, ai_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -51,16 +52,24 @@ class AiClientError(Exception):
 
 
 class AiClient:
-    """``v1.AIService`` at ``addr`` (``host:port``; ``:port`` means localhost). Thread-safe."""
+    """``v1.AIService`` at ``addr`` (``host:port``; ``:port`` means localhost). Thread-safe.
 
-    def __init__(self, addr: str, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
+    ``security`` (a :class:`~netspectra.auth.ClientSecurity`: bearer token, TLS) defaults to the
+    environment: ``NETSPECTRA_AI_TOKEN``, ``NETSPECTRA_AI_TLS``, ``NETSPECTRA_AI_CA_FILE``,
+    ``NETSPECTRA_AI_CERT_FILE``, ``NETSPECTRA_AI_KEY_FILE`` (how the alerter reaches an AI service with
+    ``ai.auth`` / ``ai.tls``). ``ValueError`` when a TLS file cannot be read."""
+
+    def __init__(
+        self, addr: str, *, timeout_s: float = DEFAULT_TIMEOUT_S, security: ClientSecurity | None = None
+    ) -> None:
         if not addr:
             raise ValueError("the AI service address is empty (alerter.ai_analysis.service_addr)")
         if timeout_s <= 0:
             raise ValueError(f"timeout_s must be positive, got {timeout_s}")
         self.addr = client_address(addr)
         self.timeout_s = float(timeout_s)
-        self._channel = grpc.insecure_channel(self.addr)
+        self.security = security if security is not None else ClientSecurity.from_env("NETSPECTRA_AI")
+        self._channel = self.security.channel(self.addr)
         self._stub = ai_pb2_grpc.AIServiceStub(self._channel)
 
     def __repr__(self) -> str:

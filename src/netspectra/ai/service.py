@@ -27,9 +27,10 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health
 
+from netspectra.auth import SecurityConfigError, ServiceSecurity
 from netspectra.config.models import AiConfig
 from netspectra.proto.v1 import ai_pb2, ai_pb2_grpc
-from netspectra.rpc import create_server
+from netspectra.rpc import create_server, warn_if_exposed
 
 log = logging.getLogger(__name__)
 
@@ -230,10 +231,12 @@ def create_ai_server(
     *,
     max_workers: int = 16,
     interceptors: Sequence[grpc.ServerInterceptor] = (),
+    security: ServiceSecurity | None = None,
 ) -> tuple[grpc.Server, int, health.HealthServicer]:
     """A (not yet started) gRPC server with ``v1.AIService``, the health service (``""`` and
     ``v1.AIService`` SERVING) and reflection, bound to ``addr`` (``:50052`` accepted; port 0 picks a free
-    one). Returns ``(server, port, health)``; ``OSError`` when the address cannot be bound."""
+    one), with the tokens and TLS of ``security`` (:mod:`netspectra.rpc`). Returns ``(server, port,
+    health)``; ``OSError`` when the address cannot be bound."""
     return create_server(
         lambda server: ai_pb2_grpc.add_AIServiceServicer_to_server(servicer, server),
         ai_pb2.DESCRIPTOR.services_by_name["AIService"].full_name,
@@ -241,6 +244,8 @@ def create_ai_server(
         max_workers=max_workers,
         thread_prefix="ns-ai",
         interceptors=interceptors,
+        security=security,
+        service_label="the AI service (ai.auth)",
     )
 
 
@@ -253,20 +258,28 @@ def serve(
     max_retries: int = 2,
     interceptors: Sequence[grpc.ServerInterceptor] = (),
 ) -> tuple[grpc.Server, int]:
-    """Start the AI service of ``cfg`` on ``addr`` (default ``cfg.grpc_listen_addr``); returns the started
-    server and its port. ``max_retries``: the SDK's retries of a failed upstream request (429, 5xx,
-    connection errors). :class:`AiConfigError` without an API key or model; ``OSError`` if the address
-    cannot be bound."""
+    """Start the AI service of ``cfg`` on ``addr`` (default ``cfg.grpc_listen_addr``) with the tokens and
+    TLS of ``ai.auth`` / ``ai.tls`` (token variables read from ``env``); returns the started server and
+    its port. ``max_retries``: the SDK's retries of a failed upstream request (429, 5xx, connection
+    errors). :class:`AiConfigError` without an API key or model, or for unusable tokens or TLS files
+    (naming the key); ``OSError`` if the address cannot be bound."""
     settings = AiSettings.from_config(cfg, env)
+    try:
+        security = ServiceSecurity.load(cfg.auth, cfg.tls, "ai", env)
+    except SecurityConfigError as exc:
+        raise AiConfigError(str(exc)) from None
     client = client or settings.client(max_retries=max_retries)
     servicer = AiServicer(client, settings.model, api_key=settings.api_key)
     listen = addr or cfg.grpc_listen_addr
-    server, port, _ = create_ai_server(servicer, listen, interceptors=interceptors)
+    server, port, _ = create_ai_server(servicer, listen, interceptors=interceptors, security=security)
     server.start()
     log.info(
-        "AI service listening on port %d (model %s, endpoint %s)",
+        "AI service listening on %s (port %d; model %s, endpoint %s; %s)",
+        listen,
         port,
         settings.model,
         settings.base_url or "OpenAI default",
+        security.describe(),
     )
+    warn_if_exposed(listen, security, "the AI service")
     return server, port

@@ -54,8 +54,8 @@ from netspectra.alerting.rules import (
     summary_text,
 )
 from netspectra.config.models import AlertRule, Config
+from netspectra.counters import Counter, LabeledCounter
 from netspectra.engine.manager import SystemClock
-from netspectra.engine.metrics import Counter, LabeledCounter
 
 log = logging.getLogger(__name__)
 

@@ -1,14 +1,16 @@
 """Alert rules evaluated on task snapshots, and the HTML the original's alerts are made of.
 
-A rule (``alerter.rules[]``) is ``metric operator threshold`` on one task:
+A rule (``alerter.rules[]``) is ``metric operator threshold`` on one task. The metric belongs to the
+task's aggregator kind (:class:`~netspectra.engine.kind.Metric`; every snapshot says its kind in its
+``kind`` attribute), which computes its value on a snapshot:
 
-* exact tasks (:class:`~netspectra.tasks.exact.FlowSnapshot`): ``total_packets``, ``total_bytes``,
-  ``total_flows`` — one number per snapshot, compared with the threshold;
-* sketch tasks (:class:`~netspectra.sketches.base.SketchSnapshot`): ``heavy_hitter_count`` (packets per
-  flow), ``heavy_hitter_size`` (bytes per flow), ``super_spreader_spread`` (distinct elements per flow)
-  — every heavy hitter the sketch reports (already at or above the task's own threshold) is compared,
-  and the rule fires with the list of those that pass. As in the original, ``heavy_hitter_count`` on a
-  SuperSpread task compares the spreads (the original kept them in its Count list).
+* scalar metrics — exact tasks' ``total_packets``, ``total_bytes``, ``total_flows`` — one number per
+  snapshot, compared with the threshold;
+* per-flow metrics — sketch tasks' ``heavy_hitter_count`` (packets per flow), ``heavy_hitter_size``
+  (bytes per flow), ``super_spreader_spread`` (distinct elements per flow) — every heavy hitter the
+  sketch reports (already at or above the task's own threshold) is compared, and the rule fires with
+  the list of those that pass. As in the original, ``heavy_hitter_count`` on a SuperSpread task
+  compares the spreads (the original kept them in its Count list).
 
 Operators are ``> < = >= <=`` (the configuration rejects anything else; :func:`compare` raises
 ``ValueError`` rather than returning False as the original did).
@@ -28,7 +30,9 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from netspectra.config.models import EXACT_METRICS, SKETCH_METRICS, AlertRule
+from netspectra.config.models import AlertRule
+from netspectra.engine.kind import AggregatorKind, Metric
+from netspectra.kinds import AGGREGATORS, KindError
 
 #: The product name in headings and subjects.
 PRODUCT = "NetSpectra"
@@ -42,9 +46,6 @@ OPERATORS: dict[str, Callable[[float, float], bool]] = {
     ">=": operator.ge,
     "<=": operator.le,
 }
-
-#: Unit printed after an exact metric's observed value (as the original).
-EXACT_UNITS: dict[str, str] = {"total_packets": "packets", "total_bytes": "bytes", "total_flows": "flows"}
 
 
 def compare(value: float, op: str, threshold: float) -> bool:
@@ -60,19 +61,21 @@ def compare(value: float, op: str, threshold: float) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class RuleResult:
-    """One fired rule: the rule, the observed value (exact metrics) or the items that passed
-    (sketch metrics, ``(flow, value)`` in the sketch's order), and its HTML fragment."""
+    """One fired rule: the rule, the observed value (scalar metrics) or the items that passed
+    (per-flow metrics, ``(flow, value)`` in the sketch's order), its HTML fragment, and the unit of the
+    observed value."""
 
     rule: AlertRule
     value: float | None = None
     items: tuple[tuple[str, int], ...] = ()
     html: str = ""
+    unit: str = ""
 
     @property
     def fingerprints(self) -> tuple[tuple[str, ...], ...]:
-        """What identifies this condition across checks: the rule, plus each flow for sketch rules."""
+        """What identifies this condition across checks: the rule, plus each flow for per-flow rules."""
         base = (self.rule.task_name, self.rule.name, self.rule.metric)
-        if self.rule.metric in SKETCH_METRICS:
+        if self.value is None:
             return tuple((*base, flow) for flow, _ in self.items)
         return (base,)
 
@@ -87,7 +90,7 @@ class RuleResult:
         }
         if self.value is not None:
             d["value"] = self.value
-            d["unit"] = EXACT_UNITS.get(self.rule.metric, "")
+            d["unit"] = self.unit
         else:
             d["items"] = [{"flow": f, "value": v} for f, v in self.items]
         return d
@@ -119,15 +122,14 @@ def _head(rule: AlertRule) -> str:
     )
 
 
-def exact_fragment(rule: AlertRule, value: float) -> str:
-    """The original's fragment of a fired exact rule."""
-    unit = EXACT_UNITS.get(rule.metric, "")
+def exact_fragment(rule: AlertRule, value: float, unit: str = "") -> str:
+    """The original's fragment of a fired scalar (exact-task) rule."""
     return f"{_head(rule)}<li><b>Observed Value:</b> <code>{value:.0f} {unit}</code></li></ul>"
 
 
-def sketch_fragment(rule: AlertRule, items: Sequence[tuple[str, int]]) -> str:
-    """The original's fragment of a fired sketch rule: the head and a ``Flow/Source | Value`` table."""
-    suffix = " bytes" if rule.metric == "heavy_hitter_size" else ""
+def sketch_fragment(rule: AlertRule, items: Sequence[tuple[str, int]], suffix: str = "") -> str:
+    """The original's fragment of a fired per-flow (sketch) rule: the head and a ``Flow/Source | Value``
+    table (``suffix`` after each value, e.g. `` bytes``)."""
     rows = "".join(
         f"<tr><td><code>{_esc(flow)}</code></td><td>{value}{suffix}</td></tr>"
         for flow, value in items[:MAX_TABLE_ROWS]
@@ -141,33 +143,20 @@ def sketch_fragment(rule: AlertRule, items: Sequence[tuple[str, int]]) -> str:
     return f"{_head(rule)}</ul><p><b>Triggering Items:</b></p>{table}"
 
 
-def _exact_value(snapshot: Any, metric: str) -> float:
-    if metric == "total_packets":
-        return float(snapshot.total_packets)
-    if metric == "total_bytes":
-        return float(snapshot.total_bytes)
-    if metric == "total_flows":
-        return float(len(snapshot))
-    raise ValueError(f"{metric!r} is not an exact-task metric; exact tasks have {', '.join(EXACT_METRICS)}")
-
-
-def _sketch_items(snapshot: Any, metric: str) -> Iterable[tuple[str, int]]:
-    if metric == "heavy_hitter_count":
-        hitters = snapshot.count if snapshot.count is not None else snapshot.spread
-    elif metric == "heavy_hitter_size":
-        hitters = snapshot.size
-    elif metric == "super_spreader_spread":
-        hitters = snapshot.spread
-    else:
-        raise ValueError(
-            f"{metric!r} is not a sketch-task metric; sketch tasks have {', '.join(SKETCH_METRICS)}"
-        )
-    return hitters if hitters is not None else ()
-
-
-def is_sketch_snapshot(snapshot: Any) -> bool:
-    """Whether ``snapshot`` is a sketch task's (heavy hitters) rather than an exact task's (flows)."""
-    return hasattr(snapshot, "hitters")
+def rule_metric(snapshot: Any, rule: AlertRule) -> tuple[AggregatorKind, Metric]:
+    """The kind that produced ``snapshot`` (its ``kind`` attribute) and ``rule``'s metric of that kind;
+    ``ValueError`` when the snapshot has no kind or the metric does not belong to it."""
+    name = getattr(snapshot, "kind", None)
+    try:
+        kind = AGGREGATORS.get(name) if isinstance(name, str) else None
+    except KindError:
+        kind = None
+    if kind is None:
+        raise ValueError(f"rule {rule.name!r}: a {type(snapshot).__name__} names no aggregator kind")
+    metric = kind.metrics.get(rule.metric)
+    if metric is None:
+        raise ValueError(f"rule {rule.name!r}: {rule.metric!r} cannot be evaluated on {name} task data")
+    return kind, metric
 
 
 def evaluate_rule(snapshot: Any, rule: AlertRule) -> RuleResult | None:
@@ -175,23 +164,21 @@ def evaluate_rule(snapshot: Any, rule: AlertRule) -> RuleResult | None:
 
     ``ValueError`` when the metric does not belong to the snapshot's kind of task.
     """
-    if is_sketch_snapshot(snapshot):
-        if rule.metric not in SKETCH_METRICS:
-            raise ValueError(f"rule {rule.name!r}: {rule.metric!r} cannot be evaluated on sketch task data")
+    kind, metric = rule_metric(snapshot, rule)
+    values = kind.metric_values(rule.metric, snapshot)
+    if metric.per_flow:
         items = tuple(
             (flow, int(v))
-            for flow, v in _sketch_items(snapshot, rule.metric)
-            if compare(v, rule.operator, rule.threshold)
+            for flow, v in values
+            if compare(v, rule.operator, rule.threshold)  # type: ignore[union-attr]
         )
         if not items:
             return None
-        return RuleResult(rule, None, items, sketch_fragment(rule, items))
-    if rule.metric not in EXACT_METRICS:
-        raise ValueError(f"rule {rule.name!r}: {rule.metric!r} cannot be evaluated on exact task data")
-    value = _exact_value(snapshot, rule.metric)
+        return RuleResult(rule, None, items, sketch_fragment(rule, items, metric.suffix))
+    value = float(values)  # type: ignore[arg-type]
     if not compare(value, rule.operator, rule.threshold):
         return None
-    return RuleResult(rule, value, (), exact_fragment(rule, value))
+    return RuleResult(rule, value, (), exact_fragment(rule, value, metric.unit), metric.unit)
 
 
 def evaluate(task_name: str, snapshot: Any, rules: Iterable[AlertRule]) -> TaskAlert | None:
@@ -228,8 +215,7 @@ def summary_text(alerts: Sequence[TaskAlert]) -> str:
             cond = f"{rule.metric} {rule.operator} {rule.threshold:g}"
             if r.value is not None:
                 lines.append(
-                    f"- {rule.name} [{rule.task_name}]: {cond}; observed {r.value:.0f} "
-                    f"{EXACT_UNITS.get(rule.metric, '')}".rstrip()
+                    f"- {rule.name} [{rule.task_name}]: {cond}; observed {r.value:.0f} {r.unit}".rstrip()
                 )
             else:
                 shown = ", ".join(f"{f} ({v})" for f, v in r.items[:10])

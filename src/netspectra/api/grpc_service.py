@@ -36,8 +36,8 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from grpc_health.v1 import health
 
 from netspectra.api.routing import NoStoreError, StoreRouter, UnknownTaskError
+from netspectra.auth import ServiceSecurity
 from netspectra.config import Config
-from netspectra.config.models import SketchType
 from netspectra.proto.v1 import query_pb2, query_pb2_grpc
 from netspectra.rpc import create_server
 from netspectra.storage.base import StorageError
@@ -61,13 +61,50 @@ MAX_TIME_NS = 2**63 - 1
 T = TypeVar("T")
 
 
-class QueryError(Exception):
-    """A failed query: ``code`` (a :class:`grpc.StatusCode`) and a one-line message for the client."""
+#: Longest message a client gets (input echoed in it is cut first, by :func:`shown`).
+MAX_MESSAGE_CHARS = 600
+#: Longest echo of one input value in a message.
+SHOWN_CHARS = 80
 
-    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+
+def shown(value: object, limit: int = SHOWN_CHARS) -> str:
+    """How input is echoed in a message: its ``repr`` (control characters, NUL and lone surrogates
+    escaped), at most ``limit`` characters, then ``…`` and the full length."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    size = (
+        f"{len(value):,} characters" if isinstance(value, str | bytes) else f"{len(text):,} characters shown"
+    )
+    return f"{text[:limit]}… ({size})"
+
+
+def safe_message(text: str) -> str:
+    """``text`` fit for a client: lone surrogates and control characters escaped, at most
+    :data:`MAX_MESSAGE_CHARS` characters (valid UTF-8 for a gRPC status, JSON for HTTP)."""
+    out = "".join(
+        ch
+        if ch.isprintable() or ch == " "
+        else ch.encode("unicode_escape", "backslashreplace").decode("ascii")
+        for ch in text
+    )
+    out = out.encode("utf-8", "backslashreplace").decode("utf-8")
+    if len(out) > MAX_MESSAGE_CHARS:
+        out = f"{out[: MAX_MESSAGE_CHARS - 30]}… ({len(out):,} characters)"
+    return out
+
+
+class QueryError(Exception):
+    """A failed query: ``code`` (a :class:`grpc.StatusCode`) and a one-line message for the client
+    (made safe by :func:`safe_message`: bounded, escaped). ``http_status`` overrides the HTTP status the
+    code maps to (e.g. 413 for a body too large)."""
+
+    def __init__(self, code: grpc.StatusCode, message: str, http_status: int | None = None) -> None:
+        message = safe_message(message)
         super().__init__(message)
         self.code = code
         self.message = message
+        self.http_status = http_status
 
 
 def _invalid(message: str) -> QueryError:
@@ -76,16 +113,21 @@ def _invalid(message: str) -> QueryError:
 
 @contextmanager
 def _errors(what: str) -> Iterator[None]:
-    """Exceptions of the layers below → :class:`QueryError` with the right code."""
+    """Exceptions of the layers below → :class:`QueryError` with the right code. What the storage layer
+    says (SQL, engine messages) goes to the log only: the client learns that the store failed."""
     try:
         yield
     except QueryError:
         raise
     except UnknownTaskError as exc:
         raise QueryError(grpc.StatusCode.NOT_FOUND, str(exc)) from None
-    except (NoStoreError, StorageError) as exc:
-        log.warning("%s: store unavailable: %s", what, exc)
+    except NoStoreError as exc:  # our own words: no writer for the group, or the store cannot be opened
         raise QueryError(grpc.StatusCode.UNAVAILABLE, f"ClickHouse is unavailable: {exc}") from None
+    except StorageError as exc:
+        log.warning("%s: ClickHouse failed: %s", what, exc)
+        raise QueryError(
+            grpc.StatusCode.UNAVAILABLE, f"{what}: ClickHouse is unavailable or failed (see the server log)"
+        ) from None
     except ValueError as exc:
         raise _invalid(str(exc)) from None
     except Exception:
@@ -263,10 +305,9 @@ class QueryCore:
             route = self.router.route(req.task_name)
             if route.group != "sketch":
                 raise _invalid(f"{req.task_name!r} is an exact task; use AggregateFlows or TraceFlow")
-            if route.sketch_type == SketchType.SUPER_SPREAD and req.type != 2:
-                raise _invalid(f"{req.task_name!r} is a SuperSpread task: it has spread values (type 2) only")
-            if route.sketch_type != SketchType.SUPER_SPREAD and req.type == 2:
-                raise _invalid(f"{req.task_name!r} is a CountMin task: types 0 (count) and 1 (size) only")
+            if req.type not in route.hitter_types:
+                have = " and ".join(f"{int(t)} ({t.name.lower()})" for t in route.hitter_types) or "none"
+                raise _invalid(f"{req.task_name!r} is a {route.sketch_kind} task: it has types {have} only")
             limit = min(int(req.limit), MAX_HITTERS_LIMIT)  # <= 0: the default of heavy_hitters
             _, store = self.router.store_for(req.task_name)
             rows = heavy_hitters(store, req.task_name, req.type, end_ns=end, start_ns=start, limit=limit)
@@ -308,11 +349,13 @@ def create_grpc_server(
     *,
     max_workers: int = 16,
     interceptors: Sequence[grpc.ServerInterceptor] = (),
+    security: ServiceSecurity | None = None,
 ) -> tuple[grpc.Server, int, health.HealthServicer]:
     """A started-ready (not started) gRPC server with ``v1.QueryService``, the standard health service
     (``grpc.health.v1.Health``: ``""`` and ``v1.QueryService`` SERVING) and server reflection, bound to
-    ``addr`` (Go form ``:50051`` accepted; port 0 picks a free one). Returns ``(server, port,
-    health_servicer)``; ``OSError`` when the address cannot be bound."""
+    ``addr`` (Go form ``:50051`` accepted; port 0 picks a free one), with the tokens and TLS of
+    ``security`` (see :mod:`netspectra.rpc`; ``HealthCheck`` is open like the health service). Returns
+    ``(server, port, health_servicer)``; ``OSError`` when the address cannot be bound."""
     return create_server(
         lambda server: query_pb2_grpc.add_QueryServiceServicer_to_server(QueryServicer(core), server),
         query_pb2.DESCRIPTOR.services_by_name["QueryService"].full_name,
@@ -320,4 +363,7 @@ def create_grpc_server(
         max_workers=max_workers,
         thread_prefix="ns-grpc",
         interceptors=interceptors,
+        security=security,
+        service_label="the query service (api.auth)",
+        open_methods=[f"/{SERVICE_NAME}/HealthCheck"],
     )

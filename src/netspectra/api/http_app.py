@@ -42,21 +42,27 @@ from __future__ import annotations
 
 import html
 import logging
+import math
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import grpc
-from fastapi import Body, FastAPI, Request
-from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse, Response
 from fastapi.staticfiles import StaticFiles
 from google.protobuf import json_format
 from google.protobuf.message import Message
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from netspectra import __version__
-from netspectra.api.grpc_service import QueryCore, QueryError, _errors
+from netspectra.api.grpc_service import MAX_TIME_NS, QueryCore, QueryError, _errors, safe_message, shown
+from netspectra.api.http_input import MAX_INT_DIGITS, check_text, json_body, json_object
 from netspectra.api.routing import first_clickhouse
-from netspectra.config.models import SketchType
+from netspectra.auth import TokenSet
 from netspectra.proto.v1 import query_pb2
 from netspectra.storage.alerts import StoredAlert, alerts
 from netspectra.storage.queries import FLOW_KEYS, _flow_states_sql, _time_bounds
@@ -78,30 +84,64 @@ DEFAULT_MAX_POINTS = 1000
 MAX_ANNOTATIONS = 1000
 _HTTP_STATUS = {
     grpc.StatusCode.INVALID_ARGUMENT: 400,
+    grpc.StatusCode.UNAUTHENTICATED: 401,
+    grpc.StatusCode.PERMISSION_DENIED: 403,
     grpc.StatusCode.NOT_FOUND: 404,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: 413,
     grpc.StatusCode.UNAVAILABLE: 503,
 }
+#: The gRPC status name of an HTTP error raised by the framework (unknown route, wrong method, ...).
+_CODE_OF_HTTP = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    405: "UNIMPLEMENTED",
+    413: "RESOURCE_EXHAUSTED",
+}
+#: Most targets one ``/query`` answers.
+MAX_TARGETS = 100
+#: Longest time text.
+MAX_TIME_CHARS = 64
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def parse_grafana_time(value: Any, what: str) -> int | None:
     """A Grafana range bound (ISO 8601 text, or epoch milliseconds) → UTC ns; ``None`` if absent.
-    Text without a zone is UTC."""
+    Text without a zone is UTC. Before 1970: 400; beyond the int64 nanoseconds (year 2262): read as
+    that end (no bound), as the gRPC service reads such times."""
     if value is None or value == "":
         return None
-    if isinstance(value, bool):
-        raise QueryError(grpc.StatusCode.INVALID_ARGUMENT, f"{what}: {value!r} is not a time")
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise QueryError(grpc.StatusCode.INVALID_ARGUMENT, f"{what}: {shown(value)} is not a time")
     if isinstance(value, int | float):
-        return int(value * 1_000_000)
-    try:
-        dt = datetime.fromisoformat(str(value))
-    except ValueError:
+        if not math.isfinite(value):
+            raise QueryError(grpc.StatusCode.INVALID_ARGUMENT, f"{what}: {shown(value)} is not a time")
+        if value < 0:
+            raise QueryError(
+                grpc.StatusCode.INVALID_ARGUMENT, f"{what}: {shown(value)} is before 1970-01-01T00:00:00Z"
+            )
+        if value >= MAX_TIME_NS // 1_000_000:
+            return MAX_TIME_NS
+        ns = int(value) * 1_000_000 if isinstance(value, int) else int(value * 1_000_000)
+    else:
+        check_text(value, what, MAX_TIME_CHARS)
+        try:
+            dt = datetime.fromisoformat(value)
+        except ValueError:
+            raise QueryError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"{what}: {shown(value)} is not an ISO 8601 time (2024-01-01T00:00:00Z) or epoch ms",
+            ) from None
+        if dt.tzinfo is None:
+            dt = dt.replace(tzinfo=UTC)
+        delta = dt - _EPOCH
+        ns = (delta.days * 86400 + delta.seconds) * 10**9 + delta.microseconds * 1000
+    if ns < 0:
         raise QueryError(
-            grpc.StatusCode.INVALID_ARGUMENT, f"{what}: {value!r} is not an ISO 8601 time"
-        ) from None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    seconds = int(dt.timestamp() // 1)
-    return seconds * 10**9 + dt.microsecond * 1000
+            grpc.StatusCode.INVALID_ARGUMENT, f"{what}: {shown(value)} is before 1970-01-01T00:00:00Z"
+        )
+    return min(ns, MAX_TIME_NS)
 
 
 def split_target(target: str) -> tuple[str, str]:
@@ -280,23 +320,20 @@ def all_targets(core: QueryCore) -> list[str]:
     for name in core.router.exact_task_names():
         out += [name, *(f"{name}:{m}" for m in METRICS), f"{name}:{TOP}"]
     for stask in core.cfg.aggregator.sketch.tasks:
-        if SketchType(stask.skt_type) == SketchType.SUPER_SPREAD:
-            out.append(f"{stask.name}:spread")
-        else:
-            out += [f"{stask.name}:count", f"{stask.name}:size"]
+        out += [f"{stask.name}:{t.name.lower()}" for t in sorted(stask.kind.hitter_types)]
     return out
 
 
-def _range_of(start: Any, end: Any, what: str) -> tuple[int | None, int | None]:
+def _range_of(start: Any, end: Any, names: tuple[str, str]) -> tuple[int | None, int | None]:
     """Two bounds (ISO 8601 text, epoch ms as a number or as digits) → UTC ns; checked in order."""
     bounds = []
-    for value, name in ((start, f"{what}from"), (end, f"{what}to")):
-        if isinstance(value, str) and value.strip().isdigit():
+    for value, name in ((start, names[0]), (end, names[1])):
+        if isinstance(value, str) and value.strip().isdigit() and len(value.strip()) <= MAX_INT_DIGITS:
             value = int(value.strip())
         bounds.append(parse_grafana_time(value, name))
     lo, hi = bounds
     if lo is not None and hi is not None and lo > hi:
-        raise QueryError(grpc.StatusCode.INVALID_ARGUMENT, f"{what}from is after {what}to")
+        raise QueryError(grpc.StatusCode.INVALID_ARGUMENT, f"{names[0]} is after {names[1]}")
     return lo, hi
 
 
@@ -334,16 +371,20 @@ def alerts_response(
     core: QueryCore, start: Any = None, end: Any = None, task: Any = None, limit: Any = None
 ) -> dict[str, Any]:
     """``{"alerts": [StoredAlert.to_dict(), ...]}`` for the REST endpoint's parameters (checked)."""
-    start_ns, end_ns = _range_of(start, end, "")
-    if task is not None and not isinstance(task, str):
-        raise QueryError(grpc.StatusCode.INVALID_ARGUMENT, "task must be a string")
+    start_ns, end_ns = _range_of(start, end, ("start", "end"))
+    if task is not None:
+        check_text(task, "task")
     n = 0
     if limit is not None and limit != "":
-        try:
-            n = int(limit)
-        except (TypeError, ValueError):
-            raise QueryError(grpc.StatusCode.INVALID_ARGUMENT, f"limit: {limit!r}") from None
-        if isinstance(limit, bool) or n < 1:
+        if isinstance(limit, bool) or not isinstance(limit, int | str):
+            raise QueryError(grpc.StatusCode.INVALID_ARGUMENT, "limit must be a positive integer")
+        text = str(limit).strip()
+        if not text.lstrip("-").isdigit() or len(text) > MAX_INT_DIGITS:
+            raise QueryError(
+                grpc.StatusCode.INVALID_ARGUMENT, f"limit: {shown(limit)} is not a positive integer"
+            )
+        n = int(text)
+        if n < 1:
             raise QueryError(grpc.StatusCode.INVALID_ARGUMENT, "limit must be a positive integer")
     rows = _stored_alerts(core, start_ns, end_ns, task or None, n)
     return {"alerts": [a.to_dict() for a in rows]}
@@ -354,22 +395,38 @@ def _wants_html(request: Request) -> bool:
     return "text/html" in accept.lower()
 
 
+def _error(code: str, message: str, status: int, headers: dict[str, str] | None = None) -> JSONResponse:
+    """The one error shape of every HTTP answer: ``{"code": <gRPC status name>, "message": ...}``."""
+    return JSONResponse({"code": code, "message": safe_message(message)}, status_code=status, headers=headers)
+
+
 def _error_response(exc: QueryError) -> JSONResponse:
-    return JSONResponse(
-        {"code": exc.code.name, "message": exc.message}, status_code=_HTTP_STATUS.get(exc.code, 500)
-    )
+    status = exc.http_status or _HTTP_STATUS.get(exc.code, 500)
+    return _error(exc.code.name, exc.message, status)
+
+
+def _validation_message(exc: RequestValidationError) -> str:
+    """FastAPI's validation errors (query parameters of the wrong type) without the input echoed."""
+    parts = []
+    for err in exc.errors()[:5]:
+        where = ".".join(str(p) for p in err.get("loc", ()) if p not in ("body", "query"))
+        parts.append(f"{where or 'request'}: {err.get('msg', 'invalid')}")
+    return "; ".join(parts) or "invalid request"
 
 
 def _parse(payload: Any, cls: type[Message]) -> Any:
-    if not isinstance(payload, dict):
-        raise QueryError(grpc.StatusCode.INVALID_ARGUMENT, f"the body must be a JSON object ({cls.__name__})")
+    body = json_object(payload, cls.__name__)
     try:
-        return json_format.ParseDict(payload, cls())
+        return json_format.ParseDict(body, cls())
     except json_format.ParseError as exc:
         raise QueryError(grpc.StatusCode.INVALID_ARGUMENT, f"{cls.__name__}: {exc}") from None
+    except (ValueError, TypeError, OverflowError, RecursionError) as exc:
+        raise QueryError(grpc.StatusCode.INVALID_ARGUMENT, f"{cls.__name__}: {type(exc).__name__}") from None
 
 
 def _dump(msg: Message) -> dict[str, Any]:
+    """A response message as REST JSON: protobuf's JSON mapping (camelCase, 64-bit integers as strings,
+    zero values omitted); ``netspectra query --json`` prints the same."""
     return json_format.MessageToDict(msg)
 
 
@@ -377,17 +434,51 @@ _AGG_EXAMPLE = {"taskName": "per_five_tuple", "srcIp": "10.0.2.15", "startTime":
 _TRACE_EXAMPLE = {"taskName": "per_five_tuple", "flowKeys": {"SrcIP": "10.0.2.15", "DstPort": "53"}}
 _HH_EXAMPLE = {"taskName": "cm_src_left", "type": 0, "limit": 10}
 _ALERTS_EXAMPLE = {"start": "2024-01-01T00:00:00Z", "end": "2024-01-02T00:00:00Z", "limit": 100}
+_QUERY_EXAMPLE = {
+    "range": {"from": "2024-01-01T00:00:00Z", "to": "2024-01-02T00:00:00Z"},
+    "targets": [{"target": "per_five_tuple"}, {"target": "per_five_tuple:bytes"}],
+    "maxDataPoints": 500,
+}
+_ANNOTATIONS_EXAMPLE = {
+    "range": {"from": "2024-01-01T00:00:00Z", "to": "2024-01-02T00:00:00Z"},
+    "annotation": {"name": "alerts", "enable": True},
+}
 
 
-def create_app(core: QueryCore, http_metrics: Any = None) -> FastAPI:
+def _body(
+    example: dict[str, Any] | None = None, *, message: str = "", required: bool = False
+) -> dict[str, Any]:
+    """``openapi_extra`` documenting a JSON request body (bodies are read by :func:`json_body`)."""
+    schema: dict[str, Any] = {"type": "object"}
+    if message:
+        schema["description"] = f"The protobuf JSON form of `v1.{message}` (camelCase field names)."
+    content: dict[str, Any] = {"schema": schema}
+    if example is not None:
+        content["example"] = example
+    return {"requestBody": {"required": required, "content": {"application/json": content}}}
+
+
+JsonBody = Annotated[Any, Depends(json_body)]
+
+
+def create_app(core: QueryCore, http_metrics: Any = None, tokens: TokenSet | None = None) -> FastAPI:
     """The FastAPI application over ``core`` (see the module docstring); every request is counted and
-    timed into ``http_metrics`` (a :class:`netspectra.ops.httpmetrics.HttpMetrics`) when given."""
+    timed into ``http_metrics`` (a :class:`netspectra.ops.httpmetrics.HttpMetrics`) when given, and
+    checked against ``tokens`` (:mod:`netspectra.api.http_auth`) when there are any."""
     app = FastAPI(
         title="NetSpectra query API",
         version=__version__,
-        description="Grafana SimpleJSON endpoints and REST mirrors of the gRPC v1.QueryService.",
+        description="Grafana SimpleJSON endpoints and REST mirrors of the gRPC v1.QueryService. Bodies "
+        "are JSON whatever their Content-Type. With tokens configured (api.auth), send "
+        "`Authorization: Bearer <token>` (the Authorize button).",
+        docs_url=None,
+        redoc_url=None,
     )
-    if http_metrics is not None:
+    if tokens:
+        from netspectra.api.http_auth import install_token_check
+
+        install_token_check(app, tokens)
+    if http_metrics is not None:  # installed last: the outermost, so refused requests are counted too
         from netspectra.ops.httpmetrics import install
 
         install(app, http_metrics)
@@ -396,10 +487,54 @@ def create_app(core: QueryCore, http_metrics: Any = None) -> FastAPI:
     async def _query_error(request: Request, exc: QueryError) -> JSONResponse:
         return _error_response(exc)
 
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return _error("INVALID_ARGUMENT", _validation_message(exc), 400)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = _CODE_OF_HTTP.get(exc.status_code, "INVALID_ARGUMENT" if exc.status_code < 500 else "INTERNAL")
+        detail = exc.detail if isinstance(exc.detail, str) else "error"
+        if exc.status_code == 404:
+            detail = f"no such endpoint or file: {shown(request.url.path)}"
+        elif exc.status_code == 405:
+            detail = f"{request.method} is not allowed on {shown(request.url.path)}"
+        return _error(code, detail, exc.status_code, getattr(exc, "headers", None))
+
     @app.exception_handler(Exception)
     async def _any_error(request: Request, exc: Exception) -> JSONResponse:
-        log.error("HTTP %s %s failed", request.method, request.url.path, exc_info=exc)
-        return JSONResponse({"code": "INTERNAL", "message": "internal error (see the server log)"}, 500)
+        log.error("HTTP %s %s failed", request.method, request.url.path[:200], exc_info=exc)
+        return _error("INTERNAL", "internal error (see the server log)", 500)
+
+    if tokens:
+        app.openapi_schema = None
+
+        def _openapi() -> dict[str, Any]:
+            if app.openapi_schema is None:
+                schema = get_openapi(
+                    title=app.title, version=app.version, description=app.description, routes=app.routes
+                )
+                schema.setdefault("components", {})["securitySchemes"] = {
+                    "bearer": {"type": "http", "scheme": "bearer", "description": "A token of api.auth"}
+                }
+                schema["security"] = [{"bearer": []}]
+                app.openapi_schema = schema
+            return app.openapi_schema
+
+        app.openapi = _openapi  # type: ignore[method-assign]
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        # Swagger UI from the package (static/swagger-ui, vendored): the page works offline
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title=f"{app.title} - Swagger UI",
+            swagger_js_url="/static/swagger-ui/swagger-ui-bundle.js",
+            swagger_css_url="/static/swagger-ui/swagger-ui.css",
+            swagger_favicon_url="/static/swagger-ui/favicon-32x32.png",
+            oauth2_redirect_url=None,
+            swagger_ui_parameters={"validatorUrl": None, "persistAuthorization": False},
+        )
 
     @app.get(
         "/",
@@ -414,49 +549,55 @@ def create_app(core: QueryCore, http_metrics: Any = None) -> FastAPI:
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
-    @app.post("/metrics", tags=["grafana"], summary="Targets for simpod-json-datasource")
-    def metrics(payload: dict[str, Any] | None = Body(default=None)) -> list[dict[str, str]]:  # noqa: B008
+    @app.post(
+        "/metrics", tags=["grafana"], summary="Targets for simpod-json-datasource", openapi_extra=_body()
+    )
+    def metrics(payload: JsonBody) -> list[dict[str, str]]:
+        json_object(payload, "a SimpleJSON /metrics request")
         return [{"label": t, "value": t} for t in all_targets(core)]
 
-    @app.post("/metric-payload-options", tags=["grafana"], summary="Payload options: none")
-    def metric_payload_options(payload: dict[str, Any] | None = Body(default=None)) -> list[Any]:  # noqa: B008
+    @app.post(
+        "/metric-payload-options", tags=["grafana"], summary="Payload options: none", openapi_extra=_body()
+    )
+    def metric_payload_options(payload: JsonBody) -> list[Any]:
+        json_object(payload, "a SimpleJSON /metric-payload-options request")
         return []
 
-    @app.post("/search", tags=["grafana"], summary="Targets: the exact task names")
-    def search(payload: dict[str, Any] | None = Body(default=None)) -> list[str]:  # noqa: B008
+    @app.post("/search", tags=["grafana"], summary="Targets: the exact task names", openapi_extra=_body())
+    def search(payload: JsonBody) -> list[str]:
+        json_object(payload, "a SimpleJSON /search request")
         return core.router.exact_task_names()
 
-    @app.post("/query", tags=["grafana"], summary="Time series per target over the range")
-    def query(
-        payload: dict[str, Any] = Body(  # noqa: B008
-            examples=[
-                {
-                    "range": {"from": "2024-01-01T00:00:00Z", "to": "2024-01-02T00:00:00Z"},
-                    "targets": [{"target": "per_five_tuple"}, {"target": "per_five_tuple:bytes"}],
-                    "maxDataPoints": 500,
-                }
-            ]
-        ),
-    ) -> list[dict[str, Any]]:
+    @app.post(
+        "/query",
+        tags=["grafana"],
+        summary="Time series per target over the range",
+        openapi_extra=_body(_QUERY_EXAMPLE, required=True),
+    )
+    def query(payload: JsonBody) -> list[dict[str, Any]]:
         with _errors("/query"):
-            rng = payload.get("range") or {}
+            body = json_object(payload, "a SimpleJSON /query request", required=True)
+            rng = body.get("range") or {}
             if not isinstance(rng, dict):
                 raise QueryError(grpc.StatusCode.INVALID_ARGUMENT, "range must be an object")
-            start = parse_grafana_time(rng.get("from"), "range.from")
-            end = parse_grafana_time(rng.get("to"), "range.to")
-            if start is not None and end is not None and start > end:
-                raise QueryError(grpc.StatusCode.INVALID_ARGUMENT, "range.from is after range.to")
-            max_points = payload.get("maxDataPoints") or DEFAULT_MAX_POINTS
+            start, end = _range_of(rng.get("from"), rng.get("to"), ("range.from", "range.to"))
+            max_points = body.get("maxDataPoints") or DEFAULT_MAX_POINTS
             if isinstance(max_points, bool) or not isinstance(max_points, int) or max_points < 1:
                 raise QueryError(grpc.StatusCode.INVALID_ARGUMENT, "maxDataPoints must be a positive integer")
-            targets = payload.get("targets") or []
+            targets = body.get("targets") or []
             if not isinstance(targets, list):
                 raise QueryError(grpc.StatusCode.INVALID_ARGUMENT, "targets must be a list")
+            if len(targets) > MAX_TARGETS:
+                raise QueryError(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"{len(targets):,} targets; at most {MAX_TARGETS} per request",
+                )
             out = []
-            for t in targets:
+            for i, t in enumerate(targets):
                 name = t.get("target") if isinstance(t, dict) else None
                 if not isinstance(name, str) or not name:
                     continue  # Grafana sends empty targets while a panel is being edited
+                check_text(name, f"targets[{i}].target")
                 tab = table_target(core, name)
                 if tab is not None:
                     out.append({"target": name, **table(core, *tab, start, end, _limit(t))})
@@ -464,21 +605,30 @@ def create_app(core: QueryCore, http_metrics: Any = None) -> FastAPI:
                     out.append({"target": name, "datapoints": series(core, name, start, end, max_points)})
             return out
 
-    @app.post("/annotations", tags=["grafana"], summary="Annotations: the stored alerts in the range")
-    def annotations(payload: dict[str, Any] | None = Body(default=None)) -> list[Any]:  # noqa: B008
+    @app.post(
+        "/annotations",
+        tags=["grafana"],
+        summary="Annotations: the stored alerts in the range",
+        openapi_extra=_body(_ANNOTATIONS_EXAMPLE),
+    )
+    def annotations(payload: JsonBody) -> list[Any]:
         with _errors("/annotations"):
-            payload = payload or {}
-            rng = payload.get("range") or {}
+            body = json_object(payload, "a SimpleJSON /annotations request")
+            rng = body.get("range") or {}
             if not isinstance(rng, dict):
                 raise QueryError(grpc.StatusCode.INVALID_ARGUMENT, "range must be an object")
-            start, end = _range_of(rng.get("from"), rng.get("to"), "range.")
-            source = payload.get("annotation")
+            start, end = _range_of(rng.get("from"), rng.get("to"), ("range.from", "range.to"))
+            source = body.get("annotation")
             task = source.get("query") if isinstance(source, dict) else None
-            task = task.strip() if isinstance(task, str) and task.strip() else None
+            task = (
+                check_text(task.strip(), "annotation.query")
+                if isinstance(task, str) and task.strip()
+                else None
+            )
             rows = _stored_alerts(core, start, end, task, MAX_ANNOTATIONS)
             return [annotation(a, source) for a in rows]
 
-    @app.get("/api/v1/health", tags=["v1"], summary="HealthCheck")
+    @app.get("/api/v1/health", tags=["v1"], summary="HealthCheck (open: needs no token)")
     def health() -> dict[str, Any]:
         return _dump(core.health_check(query_pb2.HealthCheckRequest()))
 
@@ -486,20 +636,40 @@ def create_app(core: QueryCore, http_metrics: Any = None) -> FastAPI:
     def tasks() -> dict[str, Any]:
         return _dump(core.search_tasks(query_pb2.SearchTasksRequest()))
 
-    @app.post("/api/v1/aggregate", tags=["v1"], summary="AggregateFlows")
-    def aggregate(payload: dict[str, Any] = Body(default={}, examples=[_AGG_EXAMPLE])) -> dict[str, Any]:  # noqa: B008
-        return _dump(core.aggregate_flows(_parse(payload, query_pb2.AggregationRequest)))
+    @app.post(
+        "/api/v1/aggregate",
+        tags=["v1"],
+        summary="AggregateFlows",
+        openapi_extra=_body(_AGG_EXAMPLE, message="AggregationRequest"),
+    )
+    def aggregate(payload: JsonBody) -> dict[str, Any]:
+        return _dump(core.aggregate_flows(_parse(payload or {}, query_pb2.AggregationRequest)))
 
-    @app.post("/api/v1/trace", tags=["v1"], summary="TraceFlow (full response, with paged flows)")
-    def trace(payload: dict[str, Any] = Body(examples=[_TRACE_EXAMPLE])) -> dict[str, Any]:  # noqa: B008
+    @app.post(
+        "/api/v1/trace",
+        tags=["v1"],
+        summary="TraceFlow (full response, with paged flows)",
+        openapi_extra=_body(_TRACE_EXAMPLE, message="TraceFlowRequest", required=True),
+    )
+    def trace(payload: JsonBody) -> dict[str, Any]:
         return _dump(core.trace_flow(_parse(payload, query_pb2.TraceFlowRequest)))
 
-    @app.post("/api/v1/flows/trace", tags=["v1"], summary="TraceFlow, the original's form: the lifecycle")
-    def trace_v1(payload: dict[str, Any] = Body(examples=[_TRACE_EXAMPLE])) -> dict[str, Any]:  # noqa: B008
+    @app.post(
+        "/api/v1/flows/trace",
+        tags=["v1"],
+        summary="TraceFlow, the original's form: the lifecycle",
+        openapi_extra=_body(_TRACE_EXAMPLE, message="TraceFlowRequest", required=True),
+    )
+    def trace_v1(payload: JsonBody) -> dict[str, Any]:
         return _dump(core.trace_flow(_parse(payload, query_pb2.TraceFlowRequest)).lifecycle)
 
-    @app.post("/api/v1/heavy-hitters", tags=["v1"], summary="QueryHeavyHitters")
-    def hitters(payload: dict[str, Any] = Body(examples=[_HH_EXAMPLE])) -> dict[str, Any]:  # noqa: B008
+    @app.post(
+        "/api/v1/heavy-hitters",
+        tags=["v1"],
+        summary="QueryHeavyHitters",
+        openapi_extra=_body(_HH_EXAMPLE, message="HeavyHittersRequest", required=True),
+    )
+    def hitters(payload: JsonBody) -> dict[str, Any]:
         return _dump(core.query_heavy_hitters(_parse(payload, query_pb2.HeavyHittersRequest)))
 
     @app.get("/api/v1/alerts", tags=["v1"], summary="The stored alert history (start, end, task, limit)")
@@ -509,15 +679,41 @@ def create_app(core: QueryCore, http_metrics: Any = None) -> FastAPI:
         with _errors("/api/v1/alerts"):
             return alerts_response(core, start, end, task, limit)
 
-    @app.post("/api/v1/alerts", tags=["v1"], summary="The stored alert history (JSON body)")
-    def alerts_post(
-        payload: dict[str, Any] | None = Body(default=None, examples=[_ALERTS_EXAMPLE]),  # noqa: B008
-    ) -> dict[str, Any]:
+    @app.post(
+        "/api/v1/alerts",
+        tags=["v1"],
+        summary="The stored alert history (JSON body)",
+        openapi_extra=_body(_ALERTS_EXAMPLE),
+    )
+    def alerts_post(payload: JsonBody) -> dict[str, Any]:
         with _errors("/api/v1/alerts"):
-            body = payload or {}
+            body = json_object(payload, "start, end, task, limit")
             unknown = set(body) - {"start", "end", "task", "limit"}
             if unknown:
-                raise QueryError(grpc.StatusCode.INVALID_ARGUMENT, f"unknown fields: {sorted(unknown)}")
+                names = ", ".join(shown(k, 40) for k in sorted(unknown)[:5])
+                raise QueryError(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"unknown fields: {names}; known: start, end, task, limit",
+                )
             return alerts_response(core, *(body.get(k) for k in ("start", "end", "task", "limit")))
+
+    with_admin = bool(tokens) and tokens.counts()[1] > 0
+
+    @app.get(
+        "/api/v1/config",
+        tags=["admin"],
+        summary="The effective configuration, secrets masked (admin tokens only; 404 without admin tokens)",
+    )
+    def config() -> dict[str, Any]:
+        # only behind an admin token: without authentication it would hand the deployment's layout
+        # (servers, users, recipients) to anyone who can reach the port
+        if not with_admin:
+            raise QueryError(
+                grpc.StatusCode.NOT_FOUND,
+                "/api/v1/config is served only to admin tokens: configure api.auth.admin_tokens",
+            )
+        from netspectra.config import effective_config_dict
+
+        return effective_config_dict(core.cfg)
 
     return app

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from netspectra.config import ClickHouseConfig, Config
-from netspectra.config.models import SketchType
+from netspectra.sketches.kind import HitterType
 from netspectra.storage.base import StorageError
 from netspectra.storage.clickhouse import ClickHouseStore, connect_store
 
@@ -37,13 +37,14 @@ class NoStoreError(StorageError):
 
 @dataclass(frozen=True, slots=True)
 class TaskRoute:
-    """Where one task lives: its group, its store's configuration and, for sketch tasks, the sketch
-    type (``skt_type`` 0 CountMin: heavy-hitter types 0 and 1; 1 SuperSpread: type 2)."""
+    """Where one task lives: its group, its store's configuration and, for sketch tasks, its sketch
+    kind's name and the heavy-hitter types it reports (CountMin: 0 count and 1 size; SuperSpread: 2)."""
 
     name: str
     group: Group
     clickhouse: ClickHouseConfig | None
-    sketch_type: SketchType | None = None
+    sketch_kind: str = ""
+    hitter_types: tuple[HitterType, ...] = ()
 
 
 def first_clickhouse(cfg: Config, group: Group) -> ClickHouseConfig | None:
@@ -51,8 +52,12 @@ def first_clickhouse(cfg: Config, group: Group) -> ClickHouseConfig | None:
     section = cfg.aggregator.exact if group == "exact" else cfg.aggregator.sketch
     for writer in section.writers:
         if writer.enabled and writer.type == "clickhouse":
-            return writer.clickhouse
+            return writer.params
     return None
+
+
+def _where(ch: ClickHouseConfig) -> str:
+    return f"database {ch.database!r} of " + (f"the server {ch.host}" if ch.host else "the embedded engine")
 
 
 class StoreRouter:
@@ -72,7 +77,10 @@ class StoreRouter:
         for task in cfg.aggregator.exact.tasks:
             self.routes[task.name] = TaskRoute(task.name, "exact", exact_ch)
         for stask in cfg.aggregator.sketch.tasks:
-            self.routes[stask.name] = TaskRoute(stask.name, "sketch", sketch_ch, SketchType(stask.skt_type))
+            kind = stask.kind
+            self.routes[stask.name] = TaskRoute(
+                stask.name, "sketch", sketch_ch, kind.title or kind.name, tuple(sorted(kind.hitter_types))
+            )
 
     def task_names(self) -> list[str]:
         """Exact task names, then sketch task names, in configuration order (the original's order)."""
@@ -85,7 +93,11 @@ class StoreRouter:
         try:
             return self.routes[task]
         except KeyError:
-            raise UnknownTaskError(f"unknown task {task!r}; configured tasks: {self.task_names()}") from None
+            from netspectra.api.grpc_service import shown
+
+            raise UnknownTaskError(
+                f"unknown task {shown(task)}; configured tasks: {self.task_names()}"
+            ) from None
 
     def group_store(self, group: Group) -> ClickHouseStore:
         """The open store of ``group`` (see the class docstring for errors)."""
@@ -113,7 +125,9 @@ class StoreRouter:
             try:
                 fresh = connect_store(ch)
             except StorageError as exc:
-                raise NoStoreError(str(exc)) from exc
+                # the driver's words (addresses, users, engine messages) go to the log, not to clients
+                log.warning("cannot open the ClickHouse store %s: %s", _where(ch), exc)
+                raise NoStoreError("the store cannot be opened (see the server log)") from exc
             self._stores = [(k, s) for k, s in self._stores if k != ch] + [(ch, fresh)]
             return fresh
 

@@ -28,7 +28,8 @@ def ai(
         typer.Option(
             "--listen",
             "-l",
-            help="gRPC listen address (default: ai.grpc_listen_addr, :50052).",
+            help="gRPC listen address, HOST:PORT (default: ai.grpc_listen_addr, else 127.0.0.1:50052); :PORT "
+            "listens on every interface.",
             show_default=False,
         ),
     ] = None,
@@ -36,8 +37,10 @@ def ai(
 ) -> None:
     """Serve the AI analysis gRPC service (v1.AIService) in front of an OpenAI-compatible model.
 
-    Uses ai.api_key (or AI_API_KEY / OPENAI_API_KEY), ai.model and ai.base_url (empty: OpenAI). Stops on
-    Ctrl-C or SIGTERM, letting calls in flight finish for a few seconds.
+    Uses ai.api_key (or AI_API_KEY / OPENAI_API_KEY), ai.model and ai.base_url (empty: OpenAI). Listens
+    on 127.0.0.1 unless told otherwise; bearer tokens (ai.auth, NETSPECTRA_AI_TOKENS) and TLS (ai.tls) as
+    for the query service (docs/api.md). Stops on Ctrl-C or SIGTERM, letting calls in flight finish for a
+    few seconds.
     """
     from netspectra.ai.service import AiConfigError, serve
     from netspectra.config import ConfigError, load_config
@@ -120,9 +123,50 @@ def ask_ai(
         float, typer.Option("--timeout", min=0.1, help="Seconds allowed for the whole answer.")
     ] = 300.0,
     config: ConfigOption = None,
+    token: Annotated[
+        str,
+        typer.Option(
+            "--token",
+            envvar="NETSPECTRA_AI_TOKEN",
+            help="Bearer token of the AI service (ai.auth). Prefer the environment variable: options are "
+            "visible to other users in the process list.",
+            show_default=False,
+        ),
+    ] = "",
+    tls: Annotated[
+        bool,
+        typer.Option(
+            "--tls", envvar="NETSPECTRA_AI_TLS", help="Speak TLS (implied by --ca-file, --cert-file)."
+        ),
+    ] = False,
+    ca_file: Annotated[
+        str,
+        typer.Option(
+            "--ca-file",
+            envvar="NETSPECTRA_AI_CA_FILE",
+            help="PEM CAs that sign the service's certificate (default with --tls: the system's).",
+            show_default=False,
+        ),
+    ] = "",
+    cert_file: Annotated[
+        str,
+        typer.Option(
+            "--cert-file",
+            envvar="NETSPECTRA_AI_CERT_FILE",
+            help="PEM client certificate (mutual TLS).",
+            show_default=False,
+        ),
+    ] = "",
+    key_file: Annotated[
+        str,
+        typer.Option(
+            "--key-file", envvar="NETSPECTRA_AI_KEY_FILE", help="PEM key of --cert-file.", show_default=False
+        ),
+    ] = "",
 ) -> None:
     """Ask the AI service a question and stream its answer to the terminal."""
     from netspectra.ai.client import AiClient, AiClientError
+    from netspectra.auth import ClientSecurity
 
     text = prompt if prompt is not None else " ".join(question or [])
     if not text.strip():
@@ -136,7 +180,14 @@ def ask_ai(
                 addr = load_config(config, log_warnings=False).alerter.ai_analysis.service_addr or addr
             except ConfigError as exc:
                 raise fail(str(exc)) from None
-    client = AiClient(addr, timeout_s=timeout)
+    if bool(cert_file) != bool(key_file):
+        raise fail("--cert-file and --key-file go together", code=2)
+    try:
+        client = AiClient(
+            addr, timeout_s=timeout, security=ClientSecurity(token.strip(), tls, ca_file, cert_file, key_file)
+        )
+    except ValueError as exc:
+        raise fail(str(exc), code=2) from None
     started = False
     try:
         for chunk in client.stream(text):

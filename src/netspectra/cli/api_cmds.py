@@ -11,6 +11,7 @@ import logging
 import re
 import signal
 import socket
+import ssl
 import threading
 import time
 from datetime import UTC, datetime
@@ -118,20 +119,23 @@ def _iso(ts: Timestamp) -> str | None:
 
 
 def _split_host_port(addr: str) -> tuple[str, int]:
+    """``HOST:PORT``, ``[V6]:PORT`` or ``:PORT`` (Go's form: every interface) → ``(host, port)``."""
     host, sep, port = addr.rpartition(":")
     if not sep or not port.isdigit():
-        raise ValueError(f"{addr!r} is not a listen address (host:port or :port)")
+        raise ValueError(f"{addr!r} is not a listen address (host:port, or :port for every interface)")
     host = host.strip("[]") or "0.0.0.0"
     return host, int(port)
 
 
 class ApiServer:
     """gRPC (``v1.QueryService`` + health + reflection) and HTTP (FastAPI on uvicorn) over one
-    :class:`~netspectra.api.QueryCore`. :meth:`start` binds both (``OSError`` if an address is taken) and
-    serves in background threads; :meth:`stop` stops both. ``grpc_port``/``http_port`` are the bound
-    ports (useful with port 0). ``http_metrics`` (:class:`~netspectra.ops.httpmetrics.HttpMetrics`)
-    counts and times the HTTP requests, ``grpc_metrics``
-    (:class:`~netspectra.ops.grpcmetrics.GrpcMetrics`) the gRPC calls."""
+    :class:`~netspectra.api.QueryCore`. :meth:`start` reads the tokens and TLS files of ``api.auth`` /
+    ``api.tls`` (:class:`~netspectra.auth.SecurityConfigError`, a ``ValueError``, naming the key), binds
+    both (``OSError`` if an address is taken) and serves in background threads; :meth:`stop` stops
+    both. ``grpc_port``/``http_port`` are the bound ports (useful with port 0). ``http_metrics``
+    (:class:`~netspectra.ops.httpmetrics.HttpMetrics`) counts and times the HTTP requests,
+    ``grpc_metrics`` (:class:`~netspectra.ops.grpcmetrics.GrpcMetrics`) the gRPC calls. ``env``: where
+    the token variables are read (default ``os.environ``)."""
 
     def __init__(
         self,
@@ -140,6 +144,7 @@ class ApiServer:
         http_addr: str | None = None,
         http_metrics: Any = None,
         grpc_metrics: Any = None,
+        env: Any = None,
     ) -> None:
         from netspectra.api import QueryCore
 
@@ -148,7 +153,9 @@ class ApiServer:
         self.grpc_metrics = grpc_metrics
         self.grpc_addr = grpc_addr or cfg.api.grpc_listen_addr
         self.http_addr = http_addr or cfg.api.http_listen_addr
+        self.env = env
         self.core = QueryCore(cfg)
+        self.security: Any = None
         self.grpc_port = 0
         self.http_port = 0
         self._grpc: grpc.Server | None = None
@@ -160,7 +167,10 @@ class ApiServer:
 
         from netspectra.api.grpc_service import create_grpc_server
         from netspectra.api.http_app import create_app
+        from netspectra.auth import ServiceSecurity
+        from netspectra.rpc import warn_if_exposed
 
+        self.security = security = ServiceSecurity.load(self.cfg.api.auth, self.cfg.api.tls, "api", self.env)
         host, port = _split_host_port(self.http_addr)
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
@@ -174,7 +184,9 @@ class ApiServer:
         self.http_port = int(sock.getsockname()[1])
         try:
             icpt = [self.grpc_metrics.interceptor()] if self.grpc_metrics is not None else []
-            server, self.grpc_port, _ = create_grpc_server(self.core, self.grpc_addr, interceptors=icpt)
+            server, self.grpc_port, _ = create_grpc_server(
+                self.core, self.grpc_addr, interceptors=icpt, security=security
+            )
         except OSError:
             sock.close()
             raise
@@ -185,8 +197,19 @@ class ApiServer:
         for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi"):
             logging.getLogger(name).handlers.clear()
             logging.getLogger(name).propagate = True
+        tls: dict[str, Any] = {}
+        if security.tls is not None:
+            tls = {"ssl_certfile": security.tls.cert_file, "ssl_keyfile": security.tls.key_file}
+            if security.tls.mutual:
+                tls |= {"ssl_ca_certs": security.tls.client_ca_file, "ssl_cert_reqs": ssl.CERT_REQUIRED}
         config = uvicorn.Config(
-            create_app(self.core, self.http_metrics), log_level="warning", lifespan="off", log_config=None
+            create_app(self.core, self.http_metrics, security.tokens),
+            log_level="warning",
+            lifespan="off",
+            log_config=None,
+            # no access log: it is off at this level anyway, and request lines must never reach the logs
+            access_log=False,
+            **tls,
         )
         self._uvicorn = uvicorn.Server(config)
         # uvicorn installs no signal handlers outside the main thread: `api` handles SIGINT/SIGTERM itself
@@ -201,12 +224,15 @@ class ApiServer:
             self.stop(0)
             raise OSError(f"the HTTP server on {self.http_addr!r} did not start (see the log)")
         log.info(
-            "query service: gRPC on %s (port %d), HTTP on %s (port %d)",
+            "query service: gRPC on %s (port %d), HTTP on %s (port %d); %s",
             self.grpc_addr,
             self.grpc_port,
             self.http_addr,
             self.http_port,
+            security.describe(),
         )
+        warn_if_exposed(self.grpc_addr, security, "the query service (gRPC)")
+        warn_if_exposed(self.http_addr, security, "the query service (HTTP)")
 
     def stop(self, grace_s: float = 5.0) -> None:
         if self._uvicorn is not None:
@@ -222,19 +248,29 @@ def api(
     config: ConfigOption = None,
     grpc_addr: Annotated[
         str | None,
-        typer.Option("--grpc-addr", help="gRPC listen address (default: api.grpc_listen_addr, :50051)."),
+        typer.Option(
+            "--grpc-addr",
+            help="gRPC listen address, HOST:PORT (default: api.grpc_listen_addr, else 127.0.0.1:50051); "
+            ":PORT listens on every interface.",
+        ),
     ] = None,
     http_addr: Annotated[
         str | None,
-        typer.Option("--http-addr", help="HTTP listen address (default: api.http_listen_addr, :8080)."),
+        typer.Option(
+            "--http-addr",
+            help="HTTP listen address, HOST:PORT (default: api.http_listen_addr, else 127.0.0.1:8080); "
+            ":PORT listens on every interface.",
+        ),
     ] = None,
     ops_listen: OpsListenOption = None,
 ) -> None:
     """Serve the query service: gRPC v1.QueryService (with health and reflection) and HTTP (Grafana
-    SimpleJSON, REST, OpenAPI at /docs) over the ClickHouse stores of the configuration.
+    SimpleJSON, REST, web dashboard, OpenAPI at /docs) over the ClickHouse stores of the configuration.
 
     Exact tasks are read from the first enabled clickhouse writer of aggregator.exact, sketch tasks from
-    that of aggregator.sketch. Runs until SIGINT or SIGTERM.
+    that of aggregator.sketch. Listens on 127.0.0.1 unless told otherwise; bearer tokens (api.auth,
+    NETSPECTRA_API_TOKENS, NETSPECTRA_API_ADMIN_TOKENS) and TLS (api.tls) are described in docs/api.md.
+    Runs until SIGINT or SIGTERM.
     """
     try:
         cfg = load_config(config)
@@ -263,7 +299,7 @@ def api(
         wire_api(ops, server.core, http_metrics, grpc_metrics)
     console.print(
         f"NetSpectra query service: gRPC {server.grpc_addr} (port {server.grpc_port}), "
-        f"HTTP {server.http_addr} (port {server.http_port}); Ctrl-C stops",
+        f"HTTP {server.http_addr} (port {server.http_port}); {server.security.describe()}; Ctrl-C stops",
         highlight=False,
     )
     done = threading.Event()
@@ -290,13 +326,21 @@ def api(
 # --------------------------------------------------------------------------------------------------
 
 query_app = typer.Typer(
-    help="Query a running `netspectra api` over gRPC (or a Go2NetSpectra ns-api: the wire is the same).",
+    help="Query a running `netspectra api` over gRPC (or a Go2NetSpectra ns-api: the wire is the same). "
+    "Tables by default; --json prints the protobuf JSON mapping, exactly what the REST API answers.",
     no_args_is_help=True,
     rich_markup_mode="rich",
 )
 
 AddrOption = Annotated[str, typer.Option("--addr", help="gRPC address of the query service.")]
-JsonOption = Annotated[bool, typer.Option("--json", help="One JSON document on stdout instead of a table.")]
+JsonOption = Annotated[
+    bool,
+    typer.Option(
+        "--json",
+        help="One JSON document on stdout instead of a table: the response in protobuf's JSON mapping "
+        "(camelCase names, 64-bit integers as strings, zero values omitted), as the REST API answers.",
+    ),
+]
 StartOption = Annotated[
     str | None,
     typer.Option(
@@ -309,18 +353,76 @@ EndOption = Annotated[
     str | None, typer.Option("--end", help="Upper bound of the snapshot time (as --start).")
 ]
 TimeoutOption = Annotated[float, typer.Option("--timeout", help="Seconds to wait for the answer.")]
+TokenOption = Annotated[
+    str,
+    typer.Option(
+        "--token",
+        envvar="NETSPECTRA_API_TOKEN",
+        help="Bearer token of the query service (api.auth). Prefer the environment variable: options are "
+        "visible to other users in the process list.",
+        show_default=False,
+    ),
+]
+TlsOption = Annotated[
+    bool,
+    typer.Option(
+        "--tls", envvar="NETSPECTRA_API_TLS", help="Speak TLS (implied by --ca-file and --cert-file)."
+    ),
+]
+CaFileOption = Annotated[
+    str,
+    typer.Option(
+        "--ca-file",
+        envvar="NETSPECTRA_API_CA_FILE",
+        help="PEM CA certificates that sign the server's certificate (default with --tls: the system's).",
+        show_default=False,
+    ),
+]
+CertFileOption = Annotated[
+    str,
+    typer.Option(
+        "--cert-file",
+        envvar="NETSPECTRA_API_CERT_FILE",
+        help="PEM client certificate, for a server that requires one (mutual TLS).",
+        show_default=False,
+    ),
+]
+KeyFileOption = Annotated[
+    str,
+    typer.Option(
+        "--key-file", envvar="NETSPECTRA_API_KEY_FILE", help="PEM key of --cert-file.", show_default=False
+    ),
+]
 
 
-def _call(addr: str, method: str, request: Any, timeout: float) -> Any:
-    from netspectra.proto.v1 import query_pb2_grpc
+class Conn:
+    """Where and how to reach the query service (the options every ``query`` command shares)."""
 
-    with grpc.insecure_channel(addr) as channel:
-        stub = query_pb2_grpc.QueryServiceStub(channel)
+    def __init__(
+        self, addr: str, timeout: float, token: str, tls: bool, ca_file: str, cert_file: str, key_file: str
+    ) -> None:
+        from netspectra.auth import ClientSecurity
+
+        if bool(cert_file) != bool(key_file):
+            raise typer.BadParameter("--cert-file and --key-file go together", param_hint="--cert-file")
+        self.addr = addr
+        self.timeout = timeout
+        self.security = ClientSecurity(token.strip(), tls, ca_file, cert_file, key_file)
+
+    def call(self, method: str, request: Any) -> Any:
+        from netspectra.proto.v1 import query_pb2_grpc
+
         try:
-            return getattr(stub, method)(request, timeout=timeout)
-        except grpc.RpcError as exc:
-            code = exc.code().name if exc.code() is not None else "UNKNOWN"
-            raise fail(f"{method} on {addr}: {code}: {exc.details()}", 1) from None
+            channel = self.security.channel(self.addr)
+        except ValueError as exc:
+            raise fail(str(exc), 2) from None
+        with channel:
+            stub = query_pb2_grpc.QueryServiceStub(channel)
+            try:
+                return getattr(stub, method)(request, timeout=self.timeout)
+            except grpc.RpcError as exc:
+                code = exc.code().name if exc.code() is not None else "UNKNOWN"
+                raise fail(f"{method} on {self.addr}: {code}: {exc.details()}", 1) from None
 
 
 def _bounds(request: Any, start: str | None, end: str | None) -> None:
@@ -331,6 +433,26 @@ def _bounds(request: Any, start: str | None, end: str | None) -> None:
         request.start_time.CopyFrom(_ts(s))
     if e is not None:
         request.end_time.CopyFrom(_ts(e))
+
+
+def _print_json(msg: Any) -> None:
+    """The response as the REST API answers it (:func:`netspectra.api.http_app._dump`)."""
+    from google.protobuf import json_format
+
+    print(json.dumps(json_format.MessageToDict(msg)))
+
+
+def _table(title: str) -> Table:
+    """A table in ``netspectra analyze``'s style."""
+    return Table(title=title, title_justify="left")
+
+
+def _n(value: int) -> str:
+    return f"{value:,}"
+
+
+def _when(ts: Timestamp) -> str:
+    return _iso(ts) or "-"
 
 
 @query_app.callback()
@@ -351,30 +473,30 @@ def aggregate(
     addr: AddrOption = DEFAULT_ADDR,
     json_out: JsonOption = False,
     timeout: TimeoutOption = 10.0,
+    token: TokenOption = "",
+    tls: TlsOption = False,
+    ca_file: CaFileOption = "",
+    cert_file: CertFileOption = "",
+    key_file: KeyFileOption = "",
 ) -> None:
-    """Totals per exact task: bytes, packets, flows (AggregateFlows)."""
+    """Totals per exact task: packets, bytes, flows (AggregateFlows)."""
     from netspectra.proto.v1 import query_pb2
 
+    conn = Conn(addr, timeout, token, tls, ca_file, cert_file, key_file)
     req = query_pb2.AggregationRequest(
         task_name=task, src_ip=src_ip, dst_ip=dst_ip, src_port=src_port, dst_port=dst_port, protocol=protocol
     )
     _bounds(req, start, end)
-    resp = _call(addr, "AggregateFlows", req, timeout)
-    rows = [
-        {
-            "task_name": s.task_name,
-            "total_bytes": s.total_bytes,
-            "total_packets": s.total_packets,
-            "flow_count": s.flow_count,
-        }
-        for s in resp.summaries
-    ]
+    resp = conn.call("AggregateFlows", req)
     if json_out:
-        print(json.dumps({"summaries": rows}))
+        _print_json(resp)
         return
-    table = Table("task", "packets", "bytes", "flows", title="AggregateFlows")
-    for r in rows:
-        table.add_row(r["task_name"], str(r["total_packets"]), str(r["total_bytes"]), str(r["flow_count"]))
+    table = _table("AggregateFlows")
+    table.add_column("Task")
+    for name in ("Packets", "Bytes", "Flows"):
+        table.add_column(name, justify="right")
+    for s in resp.summaries:
+        table.add_row(s.task_name, _n(s.total_packets), _n(s.total_bytes), _n(s.flow_count))
     console.print(table)
 
 
@@ -393,6 +515,23 @@ def _parse_keys(keys: list[str]) -> dict[str, str]:
     return out
 
 
+def _key_order(task: str, config: Any, present: set[str]) -> list[str]:
+    """The key fields to show, in the task's configuration order when the configuration is given, else
+    in the canonical order (SrcIP, DstIP, SrcPort, DstPort, Protocol); unknown names last, sorted."""
+    from netspectra.fields import FIELD_NAMES
+
+    order: list[str] = list(FIELD_NAMES)
+    if config is not None:
+        try:
+            cfg = load_config(config, log_warnings=False)
+        except ConfigError as exc:
+            raise fail(str(exc)) from None
+        fields = next((list(t.key_fields) for t in cfg.aggregator.exact.tasks if t.name == task), None)
+        if fields:
+            order = fields + [f for f in order if f not in fields]
+    return [f for f in order if f in present] + sorted(present - set(order))
+
+
 @query_app.command()
 def trace(
     task: Annotated[str, typer.Option("--task", "-t", help="Exact task.")],
@@ -408,73 +547,86 @@ def trace(
     addr: AddrOption = DEFAULT_ADDR,
     json_out: JsonOption = False,
     timeout: TimeoutOption = 10.0,
+    token: TokenOption = "",
+    tls: TlsOption = False,
+    ca_file: CaFileOption = "",
+    cert_file: CertFileOption = "",
+    key_file: KeyFileOption = "",
+    config: Annotated[
+        str | None,
+        typer.Option(
+            "--config",
+            "-c",
+            help="Configuration whose task key order the flow table follows (default: SrcIP, DstIP, "
+            "SrcPort, DstPort, Protocol).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Lifecycle of the flows matching the keys (TraceFlow)."""
     from netspectra.proto.v1 import query_pb2
 
+    conn = Conn(addr, timeout, token, tls, ca_file, cert_file, key_file)
     req = query_pb2.TraceFlowRequest(task_name=task, flow_keys=_parse_keys(key or []), page_size=flows)
     _bounds(req, start, end)
-    resp = _call(addr, "TraceFlow", req, timeout)
-
-    def life(lc: Any) -> dict[str, Any]:
-        return {
-            "first_seen": _iso(lc.first_seen),
-            "last_seen": _iso(lc.last_seen),
-            "total_packets": lc.total_packets,
-            "total_bytes": lc.total_bytes,
-        }
-
-    doc = {
-        "lifecycle": life(resp.lifecycle),
-        "flows": [{"flow_keys": dict(f.flow_keys), **life(f.lifecycle)} for f in resp.flows],
-        "more": bool(resp.next_page_token),
-    }
+    resp = conn.call("TraceFlow", req)
     if json_out:
-        print(json.dumps(doc))
+        _print_json(resp)
         return
-    lc = doc["lifecycle"]
-    table = Table("first seen", "last seen", "packets", "bytes", title=f"TraceFlow {task}")
-    table.add_row(
-        str(lc["first_seen"]), str(lc["last_seen"]), str(lc["total_packets"]), str(lc["total_bytes"])
-    )
+    lc = resp.lifecycle
+    table = _table(f"TraceFlow — task {task}")
+    table.add_column("First seen")
+    table.add_column("Last seen")
+    table.add_column("Packets", justify="right")
+    table.add_column("Bytes", justify="right")
+    table.add_row(_when(lc.first_seen), _when(lc.last_seen), _n(lc.total_packets), _n(lc.total_bytes))
     console.print(table)
-    if doc["flows"]:
-        ft = Table("flow", "first seen", "last seen", "packets", "bytes", title="matching flows")
-        for f in doc["flows"]:
-            name = " ".join(f"{k}={v}" for k, v in f["flow_keys"].items())
+    if resp.flows:
+        fields = _key_order(task, config, {k for f in resp.flows for k in f.flow_keys})
+        more = " (more: raise --flows)" if resp.next_page_token else ""
+        ft = _table(f"{len(resp.flows):,} matching flows{more}")
+        for f in fields:
+            ft.add_column(f, justify="right" if f.endswith(("Port", "Protocol")) else "left", overflow="fold")
+        for name in ("First seen", "Last seen"):
+            ft.add_column(name)
+        for name in ("Packets", "Bytes"):
+            ft.add_column(name, justify="right")
+        for flow in resp.flows:
+            life = flow.lifecycle
             ft.add_row(
-                name,
-                str(f["first_seen"]),
-                str(f["last_seen"]),
-                str(f["total_packets"]),
-                str(f["total_bytes"]),
+                *(flow.flow_keys.get(f, "") for f in fields),
+                _when(life.first_seen),
+                _when(life.last_seen),
+                _n(life.total_packets),
+                _n(life.total_bytes),
             )
         console.print(ft)
 
 
 def _hitters(
+    conn: Conn,
     task: str,
     type_: int,
     limit: int,
     start: str | None,
     end: str | None,
-    addr: str,
     json_out: bool,
-    timeout: float,
     title: str,
+    unit: str,
 ) -> None:
     from netspectra.proto.v1 import query_pb2
 
     req = query_pb2.HeavyHittersRequest(task_name=task, type=type_, limit=limit)
     _bounds(req, start, end)
-    resp = _call(addr, "QueryHeavyHitters", req, timeout)
-    rows = [{"flow": h.flow, "value": h.value} for h in resp.hitters]
+    resp = conn.call("QueryHeavyHitters", req)
     if json_out:
-        print(json.dumps({"hitters": rows}))
+        _print_json(resp)
         return
-    table = Table("flow", "value", title=title)
-    for r in rows:
-        table.add_row(r["flow"], str(r["value"]))
+    table = _table(f"{title} — task {task}")
+    table.add_column("Flow", overflow="fold")
+    table.add_column(unit, justify="right")
+    for h in resp.hitters:
+        table.add_row(h.flow, _n(h.value))
     console.print(table)
 
 
@@ -491,11 +643,18 @@ def heavy_hitters_cmd(
     addr: AddrOption = DEFAULT_ADDR,
     json_out: JsonOption = False,
     timeout: TimeoutOption = 10.0,
+    token: TokenOption = "",
+    tls: TlsOption = False,
+    ca_file: CaFileOption = "",
+    cert_file: CertFileOption = "",
+    key_file: KeyFileOption = "",
 ) -> None:
     """Largest flows of a CountMin task by packets or bytes (QueryHeavyHitters, type 0/1)."""
     if type_ not in _TYPES:
         raise typer.BadParameter(f"{type_!r}: use count or size", param_hint="--type")
-    _hitters(task, _TYPES[type_], limit, start, end, addr, json_out, timeout, f"heavy hitters ({type_})")
+    conn = Conn(addr, timeout, token, tls, ca_file, cert_file, key_file)
+    unit = "Packets" if _TYPES[type_] == 0 else "Bytes"
+    _hitters(conn, task, _TYPES[type_], limit, start, end, json_out, f"Heavy hitters ({type_})", unit)
 
 
 @query_app.command("super-spreaders")
@@ -507,9 +666,15 @@ def super_spreaders_cmd(
     addr: AddrOption = DEFAULT_ADDR,
     json_out: JsonOption = False,
     timeout: TimeoutOption = 10.0,
+    token: TokenOption = "",
+    tls: TlsOption = False,
+    ca_file: CaFileOption = "",
+    cert_file: CertFileOption = "",
+    key_file: KeyFileOption = "",
 ) -> None:
     """Flows with the most distinct elements (QueryHeavyHitters, type 2)."""
-    _hitters(task, 2, limit, start, end, addr, json_out, timeout, "super-spreaders (spread)")
+    conn = Conn(addr, timeout, token, tls, ca_file, cert_file, key_file)
+    _hitters(conn, task, 2, limit, start, end, json_out, "Super-spreaders", "Spread")
 
 
 __all__ = ["ApiServer", "api", "parse_time", "query_app"]

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 #: ``--config PATH`` as every command spells it.
 ConfigOption = Annotated[
@@ -33,5 +35,68 @@ if not err_console.is_terminal:
 
 def fail(message: str, code: int = 2) -> typer.Exit:
     """Print ``message`` as an error on stderr and return the ``typer.Exit`` to raise."""
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
+
+
+# --------------------------------------------------------------------------------------------------
+# --help: placeholders and text as written
+# --------------------------------------------------------------------------------------------------
+
+_CODE_SPAN = re.compile(r"(`+)(.*?)\1", re.S)
+
+
+def _escape_angles(text: str | None) -> str | None:
+    """``<subject>.<shard>`` kept in Markdown help (outside code spans), where it would read as HTML."""
+    if not text:
+        return text
+    out, pos = [], 0
+    for m in _CODE_SPAN.finditer(text):
+        out.append(re.sub(r"(?<!\\)([<>])", r"\\\1", text[pos : m.start()]))
+        out.append(m.group(0))
+        pos = m.end()
+    out.append(re.sub(r"(?<!\\)([<>])", r"\\\1", text[pos:]))
+    return "".join(out)
+
+
+def _placeholder(param: Any) -> str:
+    """The value placeholder of an option: empty for flags, else one word in capitals. (Typer's own
+    parameter classes, read through their type descriptor.)"""
+    if getattr(param, "is_flag", False) or getattr(param, "count", False):
+        return ""
+    desc = getattr(param, "type_descriptor", None)
+    if desc is None:
+        return "TEXT"
+    if getattr(desc, "is_choice", False) and desc.choices:
+        return "|".join(str(getattr(c, "value", c)) for c in desc.choices)
+    info = getattr(desc, "parameter_info", None)
+    if getattr(desc, "is_path", False):
+        if not getattr(info, "dir_okay", True):
+            return "FILE"
+        return "DIR" if not getattr(info, "file_okay", True) else "PATH"
+    bare = str(param.bare_type()).lower() if hasattr(param, "bare_type") else ""
+    if bare.startswith("int"):
+        return "N"
+    if bare.startswith("float"):
+        return "NUMBER"
+    return "TEXT"
+
+
+def tidy_help(command: Any) -> Any:
+    """One placeholder style for every option (``FILE``, ``N``, ``TEXT``; none for flags) and help text
+    that keeps ``<...>``, for ``command`` and all its subcommands; returns ``command``."""
+    command.help = _escape_angles(command.help)
+    for param in command.params:
+        if getattr(param, "param_type_name", "") != "option":
+            continue
+        param.help = _escape_angles(param.help)
+        if param.metavar is None:
+            param.metavar = _placeholder(param)
+    for sub in getattr(command, "commands", {}).values():
+        tidy_help(sub)
+    return command
+
+
+def run_app(app: typer.Typer, **kwargs: Any) -> Any:
+    """Run ``app`` as the ``netspectra`` command with :func:`tidy_help` applied."""
+    return tidy_help(typer.main.get_command(app))(**kwargs)

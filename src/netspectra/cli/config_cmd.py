@@ -6,11 +6,8 @@ import json
 from typing import Annotated
 
 import typer
-import yaml
-from rich.syntax import Syntax
 
 from netspectra.cli.common import ConfigOption, console, err_console, fail
-from netspectra.config import ConfigError, effective_config_dict, load_config
 
 app = typer.Typer(
     help="Inspect and validate the configuration (configs/config.yaml, the original's schema).",
@@ -39,6 +36,11 @@ def check(
     will not run, ...) go to stderr. Exit status 0 when the configuration is valid, 2 otherwise, with
     every problem listed: its key path, the bad value and the fix.
     """
+    import yaml
+    from rich.syntax import Syntax
+
+    from netspectra.config import ConfigError, effective_config_dict, load_config
+
     try:
         cfg = load_config(config, log_warnings=False)
     except ConfigError as exc:

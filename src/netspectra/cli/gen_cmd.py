@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
 
 from netspectra.cli.common import ConfigOption, console, err_console, fail
-from netspectra.gen.synth import DEFAULT_START, default_truth_path, generate, parse_start
+
+#: ``netspectra.gen.synth.DEFAULT_START`` as text (the generator is imported only when it runs).
+DEFAULT_START_TEXT = "2024-01-01T00:00:00Z"
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ def gen(
             help="Time of the trace's start, ISO 8601 (UTC when no zone is given).",
             rich_help_panel=_TRAFFIC,
         ),
-    ] = DEFAULT_START.isoformat().replace("+00:00", "Z"),
+    ] = DEFAULT_START_TEXT,
     ipv6: Annotated[
         float,
         typer.Option(
@@ -217,6 +217,10 @@ def gen(
     from --seed: the same options write the same bytes. --config is accepted for uniformity with the
     other commands; gen reads nothing from it.
     """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from netspectra.gen.synth import default_truth_path, generate, parse_start
+
     if config is not None:
         log.debug("gen ignores --config %s (it needs no configuration)", config)
     try:
@@ -279,6 +283,8 @@ def gen(
 
 
 def _print_summary(t: dict[str, Any]) -> None:
+    from rich.table import Table
+
     tot = t["totals"]
     summary = Table(
         title="Generated trace", show_header=False, title_justify="left", box=None, pad_edge=False

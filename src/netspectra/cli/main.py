@@ -83,5 +83,10 @@ def _register() -> None:
 
 def main() -> None:
     """Run the command line (console script ``netspectra``)."""
+    if sys.argv[1:] == ["--version"]:  # answered before any command module is loaded
+        print(f"netspectra {__version__}")
+        return
+    from netspectra.cli.common import run_app
+
     _register()
-    app()
+    run_app(app, prog_name="netspectra")

@@ -9,8 +9,9 @@ import typer
 
 from netspectra.cli.common import ConfigOption, console, err_console, fail
 from netspectra.config import ConfigError, load_config
-from netspectra.config.models import ClickHouseConfig, Config
+from netspectra.config.models import Config
 from netspectra.storage.base import StorageError
+from netspectra.storage.clickhouse_config import ClickHouseConfig
 
 app = typer.Typer(
     help="Create, migrate and inspect the ClickHouse tables of the configuration's clickhouse writers.\n\n"
@@ -29,13 +30,12 @@ def _targets(cfg: Config) -> list[ClickHouseConfig]:
     """The ``clickhouse`` sections of the enabled clickhouse writers, each distinct one once."""
     out: list[ClickHouseConfig] = []
     seen: set[str] = set()
-    for section in (cfg.aggregator.exact, cfg.aggregator.sketch):
-        for writer in section.writers:
-            if writer.enabled and writer.type == "clickhouse":
-                key = writer.clickhouse.model_dump_json()
-                if key not in seen:
-                    seen.add(key)
-                    out.append(writer.clickhouse)
+    for _, _, writer in cfg.writers():
+        if writer.enabled and writer.type == "clickhouse":
+            key = writer.params.model_dump_json()
+            if key not in seen:
+                seen.add(key)
+                out.append(writer.params)
     return out
 
 

@@ -40,19 +40,9 @@ __all__ = ["embedded_in", "up"]
 def embedded_in(cfg: Config, chdb_dir: Path) -> Config:
     """``cfg`` with every embedded ClickHouse writer (``clickhouse.host`` empty) on ``chdb_dir``."""
     path = str(chdb_dir)
-
-    def rebased(writers: tuple[Any, ...]) -> tuple[Any, ...]:
-        return tuple(
-            w.model_copy(update={"clickhouse": w.clickhouse.model_copy(update={"data_dir": path})})
-            if w.type == "clickhouse" and not w.clickhouse.host
-            else w
-            for w in writers
-        )
-
-    agg = cfg.aggregator
-    exact = agg.exact.model_copy(update={"writers": rebased(agg.exact.writers)})
-    sketch = agg.sketch.model_copy(update={"writers": rebased(agg.sketch.writers)})
-    return cfg.model_copy(update={"aggregator": agg.model_copy(update={"exact": exact, "sketch": sketch})})
+    return cfg.map_writers(
+        lambda w: w.with_params(data_dir=path) if w.type == "clickhouse" and not w.params.host else w
+    )
 
 
 def up(

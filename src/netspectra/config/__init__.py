@@ -2,8 +2,24 @@
 
 ``load_config()`` -> a frozen :class:`Config`; problems raise :class:`ConfigError` listing every one
 with its key path, value and fix. ``netspectra config check`` prints the effective configuration.
+
+The configuration knows the service sections (``api``, ``ai``, ``probe``, ``alerter``, ``smtp``,
+``ops``) and the *shape* of ``aggregator``; what a task or a writer entry holds is declared by its kind
+(:mod:`netspectra.kinds`): ``ExactTaskConfig`` lives in :mod:`netspectra.tasks.exact_kind`,
+``SketchTaskConfig`` in :mod:`netspectra.sketches.sketch_kind`, ``ClickHouseConfig`` in
+:mod:`netspectra.storage.clickhouse_config`. They are importable from here too (loaded on first use).
 """
 
+from typing import Any
+
+from netspectra.config.aggregator import (
+    AggregatorConfig,
+    ExactWriterConfig,
+    GroupConfig,
+    SketchWriterConfig,
+    WriterConfig,
+)
+from netspectra.config.base import format_go_duration, parse_go_duration
 from netspectra.config.env import expand_env, load_env_files
 from netspectra.config.loader import (
     ConfigError,
@@ -13,27 +29,34 @@ from netspectra.config.loader import (
     parse_config_text,
 )
 from netspectra.config.models import (
-    AggregatorConfig,
     AiAnalysisConfig,
     AiConfig,
     AlerterConfig,
     AlertRule,
     ApiConfig,
-    ClickHouseConfig,
     Config,
-    ExactGroupConfig,
-    ExactTaskConfig,
-    ExactWriterConfig,
     PersistenceConfig,
     ProbeConfig,
-    SketchGroupConfig,
-    SketchTaskConfig,
-    SketchType,
-    SketchWriterConfig,
     SmtpConfig,
-    format_go_duration,
-    parse_go_duration,
 )
+
+#: Names declared by kind modules, re-exported lazily (importing them here would make the
+#: configuration import every kind).
+_KIND_NAMES = {
+    "ClickHouseConfig": "netspectra.storage.clickhouse_config",
+    "ExactTaskConfig": "netspectra.tasks.exact_kind",
+    "SketchTaskConfig": "netspectra.sketches.sketch_kind",
+    "RootPathConfig": "netspectra.storage.kinds",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _KIND_NAMES:
+        import importlib
+
+        return getattr(importlib.import_module(_KIND_NAMES[name]), name)
+    raise AttributeError(f"module 'netspectra.config' has no attribute {name!r}")
+
 
 __all__ = [
     "AggregatorConfig",
@@ -45,16 +68,16 @@ __all__ = [
     "ClickHouseConfig",
     "Config",
     "ConfigError",
-    "ExactGroupConfig",
     "ExactTaskConfig",
     "ExactWriterConfig",
+    "GroupConfig",
     "PersistenceConfig",
     "ProbeConfig",
-    "SketchGroupConfig",
+    "RootPathConfig",
     "SketchTaskConfig",
-    "SketchType",
     "SketchWriterConfig",
     "SmtpConfig",
+    "WriterConfig",
     "default_config_path",
     "effective_config_dict",
     "expand_env",

@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 #: Where ``load_config(None)`` looks first, relative to the current directory (as the original does).
 LOCAL_CONFIG = Path("configs") / "config.yaml"
 #: Keys whose non-empty values :func:`effective_config_dict` masks.
-SECRET_KEYS = frozenset({"password", "api_key"})
+SECRET_KEYS = frozenset({"password", "api_key", "tokens", "admin_tokens"})
 MASK = "***"
 
 
@@ -86,6 +86,8 @@ def _format_loc(loc: tuple[str | int, ...]) -> str:
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
+        elif part in ("groups", "params"):
+            pass  # containers the configuration does not write: aggregator.<kind>, a kind's own keys
         elif not part.startswith(("function-", "tagged-union")):  # pydantic's internal validator steps
             out += f".{part}" if out else part
     return out

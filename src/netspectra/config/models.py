@@ -22,315 +22,78 @@ Contract of every model here:
 
 from __future__ import annotations
 
-import difflib
 import re
-import typing
-from collections.abc import Iterable
 from datetime import timedelta
-from enum import IntEnum
-from fractions import Fraction
-from importlib.metadata import entry_points
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
-    AfterValidator,
-    AliasChoices,
-    BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
-    PlainSerializer,
     PrivateAttr,
     field_validator,
     model_validator,
 )
 
-from netspectra.tasks.fields import FIELD_NAMES
+from netspectra.config.aggregator import (
+    DEFAULT_MEMORY_FRACTION,
+    AggregatorConfig,
+    ExactWriterConfig,
+    GroupConfig,
+    SketchWriterConfig,
+    WriterConfig,
+)
+from netspectra.config.base import (
+    ByteSize,
+    FieldList,
+    GoDuration,
+    Port,
+    Section,
+    TaskName,
+    UInt32,
+    choices,
+    empty_is_default,
+    format_go_duration,
+    human_bytes,
+    one_of,
+    parse_go_duration,
+)
+from netspectra.fields import FIELD_NAMES
+from netspectra.kinds import AGGREGATORS, KindError, did_you_mean
 
-# --------------------------------------------------------------------------------------------------
-# Vocabulary
-# --------------------------------------------------------------------------------------------------
-
-#: Flow-key fields, spelt as the original spells them (case-sensitive); the tasks' own list.
-KEY_FIELDS: tuple[str, ...] = FIELD_NAMES
-#: Bytes a field takes in a sketch's fixed-width key (IP 16, port 2, protocol 1).
-KEY_FIELD_BYTES: dict[str, int] = {"SrcIP": 16, "DstIP": 16, "SrcPort": 2, "DstPort": 2, "Protocol": 1}
-AGGREGATOR_TYPES: tuple[str, ...] = ("exact", "sketch")
-EXACT_WRITER_TYPES: tuple[str, ...] = ("gob", "clickhouse", "parquet", "text")
-SKETCH_WRITER_TYPES: tuple[str, ...] = ("text", "clickhouse", "parquet")
-PERSISTENCE_ENCODINGS: tuple[str, ...] = ("pcap", "text", "gob", "parquet")
-ALERT_OPERATORS: tuple[str, ...] = (">", "<", "=", ">=", "<=")
-EXACT_METRICS: tuple[str, ...] = ("total_packets", "total_bytes", "total_flows")
-SKETCH_METRICS: tuple[str, ...] = ("heavy_hitter_count", "heavy_hitter_size", "super_spreader_spread")
-ALERT_METRICS: tuple[str, ...] = EXACT_METRICS + SKETCH_METRICS
-
-#: Exact tasks: ``num_shards`` of 0 or at least this value becomes :data:`DEFAULT_NUM_SHARDS`.
-MAX_NUM_SHARDS = 32768
-DEFAULT_NUM_SHARDS = 256
-_UINT32_MAX = 2**32 - 1
-#: Sketches whose estimated memory exceeds this get a warning.
-SKETCH_MEMORY_WARN_BYTES = 4 * 2**30
-
-
-class SketchType(IntEnum):
-    """``skt_type`` of a sketch task."""
-
-    COUNT_MIN = 0  #: the original's "CountMin": majority-vote heavy-hitter buckets (packets and bytes)
-    SUPER_SPREAD = 1  #: SuperSpread: per-flow spread (distinct elements), e.g. DstIPs per SrcIP
-
-
-#: Defaults the original applies to a sketch parameter given as 0, per sketch type.
-SKETCH_DEFAULTS: dict[SketchType, dict[str, int | float]] = {
-    SketchType.COUNT_MIN: {"width": 2**20, "depth": 3, "size_threshold": 524288, "count_threshold": 512},
-    SketchType.SUPER_SPREAD: {
-        "width": 2**20,
-        "depth": 3,
-        "count_threshold": 4096,
-        "m": 128,
-        "size": 5,
-        "base": 0.5,
-        "b": 1.08,
-    },
-}
-
-
-def _choices(values: Iterable[str]) -> str:
-    return ", ".join(values)
-
-
-def _did_you_mean(value: object, valid: Iterable[str]) -> str:
-    """`` (did you mean 'X'?)`` for a case-insensitive or close match of ``value`` in ``valid``, else ""."""
-    if not isinstance(value, str):
-        return ""
-    valid = list(valid)
-    for v in valid:
-        if v.lower() == value.lower():
-            return f" (names are case-sensitive: did you mean {v!r}?)"
-    close = difflib.get_close_matches(value, valid, n=1, cutoff=0.75)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
-def _aggregator_type(value: str) -> str:
-    """A built-in aggregator type, or a third-party one installed under the engine's entry-point group
-    (names are read from package metadata: nothing is imported)."""
-    plugins = sorted({ep.name for ep in entry_points(group="netspectra.aggregators")} - set(AGGREGATOR_TYPES))
-    valid = (*AGGREGATOR_TYPES, *plugins)
-    if value not in valid:
-        raise ValueError(
-            f"{value!r} is not a valid aggregator type{_did_you_mean(value, valid)}; "
-            f"valid aggregator types are {_choices(valid)} (plugins add types through the "
-            "'netspectra.aggregators' entry-point group)"
-        )
-    return value
-
-
-def _one_of(what: str, valid: tuple[str, ...]) -> Any:
-    """An after-validator accepting only a value of ``valid``; the message lists them."""
-
-    def check(value: str) -> str:
-        if value not in valid:
-            raise ValueError(
-                f"{value!r} is not a valid {what}{_did_you_mean(value, valid)}; "
-                f"valid {what}s are {_choices(valid)}"
-            )
-        return value
-
-    return AfterValidator(check)
-
-
-# --------------------------------------------------------------------------------------------------
-# Go durations
-# --------------------------------------------------------------------------------------------------
-
-_NS_PER_UNIT: dict[str, int] = {
-    "ns": 1,
-    "us": 1_000,
-    "\u00b5s": 1_000,  # U+00B5 MICRO SIGN, as Go accepts
-    "\u03bcs": 1_000,  # U+03BC GREEK SMALL LETTER MU, as Go accepts
-    "ms": 1_000_000,
-    "s": 1_000_000_000,
-    "m": 60_000_000_000,
-    "h": 3_600_000_000_000,
-}
-_NUMBER = re.compile(r"([0-9]*)(?:\.([0-9]*))?")
-_UNIT = re.compile(r"[^0-9.]*")
-_DURATION_FIX = "write a Go duration such as 600s, 10m, 1h30m or 250ms (units ns, us, ms, s, m, h)"
-
-
-def parse_go_duration(text: str) -> timedelta:
-    """Parse ``text`` exactly as Go's ``time.ParseDuration`` and return it as a :class:`timedelta`.
-
-    Accepts an optional sign and a sequence of decimal numbers (fractions allowed) each with a unit
-    (``ns``, ``us``/``µs``, ``ms``, ``s``, ``m``, ``h``), e.g. ``"1h30m"``, ``"1.5h"``, ``"-250ms"``;
-    ``"0"`` alone needs no unit. Rejected with ``ValueError``: empty text, a number without unit, an
-    unknown unit, spaces, and values beyond Go's range (about 292 years). A timedelta has microsecond
-    resolution, so nanoseconds are rounded to the nearest microsecond.
-    """
-    s = text
-    neg = False
-    if s[:1] in ("-", "+"):
-        neg = s[0] == "-"
-        s = s[1:]
-    if s == "0":
-        return timedelta(0)
-    if not s:
-        raise ValueError(f"{text!r} is not a duration; {_DURATION_FIX}")
-    total = Fraction(0)
-    pos = 0
-    while pos < len(s):
-        c = s[pos]
-        if not (c == "." or "0" <= c <= "9"):
-            raise ValueError(f"{text!r} is not a duration (unexpected {s[pos:]!r}); {_DURATION_FIX}")
-        num = _NUMBER.match(s, pos)
-        assert num is not None  # the pattern matches the empty string
-        whole, frac = num.group(1), num.group(2)
-        if not whole and not frac:
-            raise ValueError(f"{text!r} is not a duration (a '.' without digits); {_DURATION_FIX}")
-        value = Fraction(int(whole or "0"))
-        if frac:
-            value += Fraction(int(frac), 10 ** len(frac))
-        pos = num.end()
-        unit = _UNIT.match(s, pos)
-        assert unit is not None
-        name = unit.group(0)
-        if not name:
-            raise ValueError(
-                f"{text!r} is not a duration (missing unit after {s[num.start() : pos]!r}); {_DURATION_FIX}"
-            )
-        if name not in _NS_PER_UNIT:
-            raise ValueError(f"{text!r} is not a duration (unknown unit {name!r}); {_DURATION_FIX}")
-        total += value * _NS_PER_UNIT[name]
-        pos = unit.end()
-    if total > 2**63 - 1 + (1 if neg else 0):
-        raise ValueError(f"{text!r} is out of range (Go durations are limited to about 292 years)")
-    micros = round(total / 1000)
-    return timedelta(microseconds=-micros if neg else micros)
-
-
-def _trim(value: Fraction | int, scale: int) -> str:
-    """``value / scale`` as Go prints it: the shortest decimal, no trailing zeros."""
-    whole, rest = divmod(int(value), scale)
-    if not rest:
-        return str(whole)
-    digits = len(str(scale)) - 1
-    return f"{whole}.{rest:0{digits}d}".rstrip("0")
-
-
-def format_go_duration(td: timedelta) -> str:
-    """Format ``td`` as Go's ``Duration.String`` does: ``"10m0s"``, ``"720h0m0s"``, ``"250ms"``, ``"0s"``.
-
-    The result parses back to ``td`` with :func:`parse_go_duration`.
-    """
-    ns = (td.days * 86_400 + td.seconds) * 1_000_000_000 + td.microseconds * 1_000
-    if ns == 0:
-        return "0s"
-    sign = "-" if ns < 0 else ""
-    u = abs(ns)
-    if u < 1_000_000_000:
-        if u < 1_000:
-            return f"{sign}{u}ns"
-        if u < 1_000_000:
-            return f"{sign}{_trim(u, 1_000)}\u00b5s"
-        return f"{sign}{_trim(u, 1_000_000)}ms"
-    hours, rest = divmod(u, 3_600_000_000_000)
-    minutes, rest = divmod(rest, 60_000_000_000)
-    secs = _trim(rest, 1_000_000_000)
-    if hours:
-        return f"{sign}{hours}h{minutes}m{secs}s"
-    if minutes:
-        return f"{sign}{minutes}m{secs}s"
-    return f"{sign}{secs}s"
-
-
-def _to_timedelta(value: Any) -> Any:
-    if isinstance(value, timedelta):
-        return value
-    if isinstance(value, bool):
-        raise ValueError(f"{value!r} is not a duration; {_DURATION_FIX}")
-    if isinstance(value, int | float):
-        # yaml.v3 hands Go the scalar's text: a bare 600 fails ParseDuration ("missing unit"), so here too.
-        value = str(value)
-    if isinstance(value, str):
-        return parse_go_duration(value)
-    raise ValueError(f"{value!r} is not a duration; {_DURATION_FIX}")
-
-
-#: A duration written in Go's syntax; serialised back in Go's syntax.
-GoDuration = Annotated[
-    timedelta,
-    BeforeValidator(_to_timedelta),
-    PlainSerializer(format_go_duration, return_type=str, when_used="json"),
+__all__ = [
+    "DEFAULT_MEMORY_FRACTION",
+    "KEY_FIELDS",
+    "AggregatorConfig",
+    "AiAnalysisConfig",
+    "AiConfig",
+    "AlertRule",
+    "AlerterConfig",
+    "ApiConfig",
+    "ByteSize",
+    "Config",
+    "ExactWriterConfig",
+    "FieldList",
+    "GoDuration",
+    "GroupConfig",
+    "OpsConfig",
+    "PersistenceConfig",
+    "ProbeConfig",
+    "Section",
+    "SketchWriterConfig",
+    "SmtpConfig",
+    "TaskName",
+    "UInt32",
+    "WebhookConfig",
+    "WriterConfig",
+    "format_go_duration",
+    "parse_go_duration",
+    "unknown_key_warnings",
 ]
 
-UInt32 = Annotated[int, Field(ge=0, le=_UINT32_MAX)]
-Port = Annotated[int, Field(ge=0, le=65535)]
-
-
-def _key_field(value: str) -> str:
-    if value not in KEY_FIELDS:
-        raise ValueError(
-            f"{value!r} is not a key field{_did_you_mean(value, KEY_FIELDS)}; "
-            f"valid fields are {_choices(KEY_FIELDS)}"
-        )
-    return value
-
-
-KeyField = Annotated[str, AfterValidator(_key_field)]
-
-
-def _fields_list(value: tuple[str, ...], what: str, *, required: bool) -> tuple[str, ...]:
-    if required and not value:
-        raise ValueError(f"{what} is empty; list at least one of {_choices(KEY_FIELDS)}")
-    dups = sorted({f for f in value if value.count(f) > 1})
-    if dups:
-        raise ValueError(f"{_choices(dups)} listed more than once in {list(value)}; list each field once")
-    return value
-
-
-def _not_a_string(value: Any) -> Any:
-    # A bare string would be taken as one item by some code paths and char by char by others: refuse it.
-    if isinstance(value, str):
-        raise ValueError(f"{value!r} is a single string; write a YAML list, e.g. [{value}]")
-    return value
-
-
-FieldList = Annotated[tuple[KeyField, ...], BeforeValidator(_not_a_string)]
-
-
-# --------------------------------------------------------------------------------------------------
-# Base
-# --------------------------------------------------------------------------------------------------
-
-
-class Section(BaseModel):
-    """Base of every configuration model: frozen, non-strict about extra keys, YAML null = not given."""
-
-    model_config = ConfigDict(
-        frozen=True,
-        extra="ignore",  # unknown keys are reported as warnings by Config, never silently dropped
-        populate_by_name=True,
-        coerce_numbers_to_str=True,  # yaml.v3 accepts `password: 123` into a Go string
-        validate_default=False,
-    )
-
-    #: Unknown keys of this section that deserve a specific hint: key -> what to write instead.
-    _hints: ClassVar[dict[str, str]] = {}
-
-    @model_validator(mode="before")
-    @classmethod
-    def _drop_nulls(cls, data: Any) -> Any:
-        # A YAML null (`key:` with nothing, e.g. after an unset ${VAR}) leaves Go's field at its zero
-        # value; here that means "use the default".
-        if isinstance(data, dict):
-            return {k: v for k, v in data.items() if v is not None}
-        return data
-
-
-def _empty_is_default(default: str) -> Any:
-    def check(value: str) -> str:
-        return value if value.strip() else default
-
-    return AfterValidator(check)
+#: Flow-key fields, spelt as the original spells them (case-sensitive); see :mod:`netspectra.fields`.
+KEY_FIELDS: tuple[str, ...] = FIELD_NAMES
+PERSISTENCE_ENCODINGS: tuple[str, ...] = ("pcap", "text", "gob", "parquet")
+ALERT_OPERATORS: tuple[str, ...] = (">", "<", "=", ">=", "<=")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -338,19 +101,123 @@ def _empty_is_default(default: str) -> Any:
 # --------------------------------------------------------------------------------------------------
 
 
+#: Loopback: where ``netspectra api`` and ``netspectra ai`` listen when no address is given.
+LOOPBACK = "127.0.0.1"
+#: Shortest bearer token accepted (``secrets.token_urlsafe(32)`` gives 43 characters).
+MIN_TOKEN_CHARS = 16
+_TOKEN_TEXT = re.compile(r"^[\x21-\x7e]+$")  # printable ASCII without spaces: safe in an HTTP header
+_TOKEN_FIX = "generate one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+
+
+def _token_list(value: Any) -> Any:
+    """Tokens as a YAML list, or as one string of tokens separated by commas or white space (what a
+    ``${VAR}`` expands to). Messages never quote a token: they may end up in logs."""
+    if isinstance(value, str):
+        value = [t for t in re.split(r"[\s,]+", value) if t]
+    if not isinstance(value, list | tuple):
+        raise ValueError("write a YAML list of tokens, or one string of tokens separated by commas")
+    out = []
+    for i, token in enumerate(value):
+        if not isinstance(token, str):
+            raise ValueError(f"item {i} is a {type(token).__name__}, not a string; quote the token")
+        token = token.strip()
+        if len(token) < MIN_TOKEN_CHARS:
+            raise ValueError(
+                f"item {i} has {len(token)} characters; a token needs {MIN_TOKEN_CHARS} or more: {_TOKEN_FIX}"
+            )
+        if not _TOKEN_TEXT.match(token) or "," in token:
+            raise ValueError(
+                f"item {i} holds a space, a comma or a character outside printable ASCII (it must travel "
+                f"in an HTTP header); {_TOKEN_FIX}"
+            )
+        out.append(token)
+    return tuple(out)
+
+
+TokenList = Annotated[tuple[str, ...], BeforeValidator(_token_list)]
+
+
+class AuthConfig(Section):
+    """``api.auth`` / ``ai.auth`` (a NetSpectra addition): bearer tokens of the service.
+
+    No token anywhere (here, in the ``*_file`` files or the environment variables named in
+    ``docs/api.md``) = no authentication. With any token, every call but the health checks needs
+    ``Authorization: Bearer <token>`` (HTTP) or the metadata ``authorization: Bearer <token>`` (gRPC).
+    ``tokens`` have the read scope (every query); ``admin_tokens`` the admin scope (read + the admin
+    endpoints). The files hold one token per line (``#`` comments, blank lines ignored), e.g. a mounted
+    Kubernetes secret; they are read at start-up.
+    """
+
+    tokens: TokenList = Field((), repr=False)
+    admin_tokens: TokenList = Field((), repr=False)
+    tokens_file: str = ""
+    admin_tokens_file: str = ""
+
+    @model_validator(mode="after")
+    def _disjoint(self) -> AuthConfig:
+        if set(self.tokens) & set(self.admin_tokens):
+            raise ValueError(
+                "a token is listed in both tokens and admin_tokens; give each token one scope "
+                "(admin_tokens already allow every read)"
+            )
+        return self
+
+
+class TlsConfig(Section):
+    """``api.tls`` / ``ai.tls`` (a NetSpectra addition): TLS from PEM files; all empty = plain text.
+
+    ``cert_file`` (the certificate chain, leaf first) and ``key_file`` (its private key) go together;
+    ``client_ca_file`` additionally requires every client to present a certificate signed by one of
+    its CAs (mutual TLS). The files are read (and checked) at start-up.
+    """
+
+    cert_file: str = ""
+    key_file: str = ""
+    client_ca_file: str = ""
+
+    @model_validator(mode="after")
+    def _pairs(self) -> TlsConfig:
+        if bool(self.cert_file.strip()) != bool(self.key_file.strip()):
+            given, missing = (
+                ("cert_file", "key_file") if self.cert_file.strip() else ("key_file", "cert_file")
+            )
+            raise ValueError(
+                f"{given} is set but {missing} is empty; TLS needs both the certificate chain and its key"
+            )
+        if self.client_ca_file.strip() and not self.cert_file.strip():
+            raise ValueError(
+                "client_ca_file (mutual TLS) is set without cert_file and key_file; the server needs its own "
+                "certificate to speak TLS"
+            )
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.cert_file.strip())
+
+
 class ApiConfig(Section):
-    """``api``: listen addresses of ``netspectra api`` (the original's ns-api)."""
+    """``api``: listen addresses of ``netspectra api`` (the original's ns-api), its tokens and TLS.
+
+    Addresses: empty (e.g. an unset ``${API_GRPC_LISTEN_ADDR}``) -> loopback (``127.0.0.1:50051``,
+    ``127.0.0.1:8080``); ``:PORT`` (the original's form) keeps Go's meaning, every interface, and the
+    service warns at start when it is reachable from other machines without tokens; ``HOST:PORT`` as
+    written.
+    """
 
     _hints: ClassVar[dict[str, str]] = {"rpc_listen_addr": "grpc_listen_addr"}
 
-    #: gRPC QueryService address; empty (e.g. an unset ``${API_GRPC_LISTEN_ADDR}``) -> ``":50051"``.
-    grpc_listen_addr: Annotated[str, _empty_is_default(":50051")] = ":50051"
-    #: HTTP (JSON/Grafana) address; empty -> ``":8080"``.
-    http_listen_addr: Annotated[str, _empty_is_default(":8080")] = ":8080"
+    #: gRPC QueryService address; empty -> ``"127.0.0.1:50051"``.
+    grpc_listen_addr: Annotated[str, empty_is_default(f"{LOOPBACK}:50051")] = f"{LOOPBACK}:50051"
+    #: HTTP (JSON/Grafana) address; empty -> ``"127.0.0.1:8080"``.
+    http_listen_addr: Annotated[str, empty_is_default(f"{LOOPBACK}:8080")] = f"{LOOPBACK}:8080"
+    auth: AuthConfig = AuthConfig()
+    tls: TlsConfig = TlsConfig()
 
 
 class AiConfig(Section):
-    """``ai``: the LLM gateway ``netspectra ai`` (the original's ns-ai), OpenAI-compatible API."""
+    """``ai``: the LLM gateway ``netspectra ai`` (the original's ns-ai), OpenAI-compatible API; its
+    listen address follows the rules of :class:`ApiConfig`."""
 
     _hints: ClassVar[dict[str, str]] = {
         "openai": "api_key, model and base_url directly under ai",
@@ -364,8 +231,10 @@ class AiConfig(Section):
     model: str = ""
     #: Empty -> the OpenAI default endpoint.
     base_url: str = ""
-    #: gRPC AIService address; empty -> ``":50052"``.
-    grpc_listen_addr: Annotated[str, _empty_is_default(":50052")] = ":50052"
+    #: gRPC AIService address; empty -> ``"127.0.0.1:50052"``.
+    grpc_listen_addr: Annotated[str, empty_is_default(f"{LOOPBACK}:50052")] = f"{LOOPBACK}:50052"
+    auth: AuthConfig = AuthConfig()
+    tls: TlsConfig = TlsConfig()
 
 
 class OpsConfig(Section):
@@ -391,7 +260,7 @@ class PersistenceConfig(Section):
     channel_buffer_size: int = 10000
     #: ``pcap``, ``text``, ``gob`` or (an addition) ``parquet``; ``gob`` is written as Parquet (a Go-only
     #: format). The original: anything else silently writes nothing.
-    encoding: Annotated[str, _empty_is_default("pcap"), _one_of("encoding", PERSISTENCE_ENCODINGS)] = "pcap"
+    encoding: Annotated[str, empty_is_default("pcap"), one_of("encoding", PERSISTENCE_ENCODINGS)] = "pcap"
     #: An addition: start a new file once the current one holds this many bytes; absent -> no size limit.
     rotate_bytes: int | None = Field(None, gt=0)
     #: An addition: start a new file once the current one is this many seconds old (an idle file is
@@ -415,9 +284,9 @@ class ProbeConfig(Section):
     _hints: ClassVar[dict[str, str]] = {"subject_name": "subject"}
 
     #: Empty (e.g. an unset ``${NATS_URL}``) -> ``nats://127.0.0.1:4222``, as the original's NATS client does.
-    nats_url: Annotated[str, _empty_is_default("nats://127.0.0.1:4222")] = "nats://127.0.0.1:4222"
+    nats_url: Annotated[str, empty_is_default("nats://127.0.0.1:4222")] = "nats://127.0.0.1:4222"
     #: Subject of the packet messages; empty -> ``gons.packets.raw`` (the original's shipped value).
-    subject: Annotated[str, _empty_is_default("gons.packets.raw")] = "gons.packets.raw"
+    subject: Annotated[str, empty_is_default("gons.packets.raw")] = "gons.packets.raw"
     persistence: PersistenceConfig = PersistenceConfig()
     #: An addition: the interface ``netspectra probe`` captures from when no file is given (``--iface``);
     #: empty -> none (capture files must then be given).
@@ -448,8 +317,8 @@ class ProbeConfig(Section):
         for f in v:
             if f not in KEY_FIELDS:
                 raise ValueError(
-                    f"{f!r} is not a valid key field{_did_you_mean(f, KEY_FIELDS)}; "
-                    f"valid key fields are {_choices(KEY_FIELDS)}"
+                    f"{f!r} is not a valid key field{did_you_mean(f, KEY_FIELDS)}; "
+                    f"valid key fields are {choices(KEY_FIELDS)}"
                 )
         if len(set(v)) != len(v):
             raise ValueError(f"shard fields repeat a field: {list(v)}")
@@ -476,10 +345,11 @@ class AlertRule(Section):
 
     name: str
     task_name: str
-    #: total_packets, total_bytes, total_flows (exact tasks); heavy_hitter_count, heavy_hitter_size,
-    #: super_spreader_spread (sketch tasks).
-    metric: Annotated[str, _one_of("metric", ALERT_METRICS)]
-    operator: Annotated[str, _one_of("operator", ALERT_OPERATORS)]
+    #: A metric of the task's aggregator kind: total_packets, total_bytes, total_flows (exact tasks);
+    #: heavy_hitter_count, heavy_hitter_size, super_spreader_spread (sketch tasks). Checked by the root
+    #: against the task's kind.
+    metric: str
+    operator: Annotated[str, one_of("operator", ALERT_OPERATORS)]
     threshold: float = 0.0
 
     @field_validator("operator", mode="before")
@@ -488,7 +358,7 @@ class AlertRule(Section):
         if v == "==":
             raise ValueError(
                 f"'==' is not a valid operator (did you mean '='?); valid operators are "
-                f"{_choices(ALERT_OPERATORS)}"
+                f"{choices(ALERT_OPERATORS)}"
             )
         return v
 
@@ -551,348 +421,6 @@ class SmtpConfig(Section):
 
 
 # --------------------------------------------------------------------------------------------------
-# aggregator: writers
-# --------------------------------------------------------------------------------------------------
-
-
-class ClickHouseConfig(Section):
-    """``clickhouse`` of a writer."""
-
-    _hints: ClassVar[dict[str, str]] = {"user": "username"}
-
-    host: str = ""
-    #: 0 = not given (the writer picks the protocol's default port).
-    port: Port = 0
-    #: Empty -> ``default``, as the ClickHouse client does.
-    database: Annotated[str, _empty_is_default("default")] = "default"
-    #: Empty -> ``default``, as the ClickHouse client does.
-    username: Annotated[str, _empty_is_default("default")] = "default"
-    #: Secret.
-    password: str = Field("", repr=False)
-    #: ``true``: TLS to the server (the original's ClickHouse Cloud mode). NetSpectra speaks the native
-    #: protocol (secure port 9440 by default) and, unlike the original, verifies the certificate.
-    cloud: bool = False
-    #: Embedded engine (``host`` empty): the chdb data directory. Empty -> ``netspectra-data/chdb``
-    #: (relative to the working directory). One process at a time may open a directory, and a process
-    #: can use only one: every embedded writer and query service of a process must name the same one.
-    data_dir: str = ""
-    #: Periods whose newest snapshot is older than this are deleted (whole periods, checked hourly);
-    #: absent or 0 -> data is kept forever. An addition of NetSpectra.
-    retention: GoDuration | None = None
-    #: History kept inside a period: at most one row per flow per this much time (the newest snapshot
-    #: of each interval survives background merges); at least 1s. An addition of NetSpectra.
-    history_resolution: GoDuration = timedelta(hours=1)
-    #: Cluster mode (a server only; an addition of NetSpectra): the name of a cluster of the server's
-    #: ``remote_servers``. Empty -> one node, as before. Set -> ``<table><local_suffix>`` tables on every
-    #: node of the cluster and ``Distributed`` tables under the usual names over them (docs/storage.md).
-    cluster: str = ""
-    #: Cluster mode: ``Replicated*MergeTree`` local tables (the servers need ZooKeeper and the macros
-    #: used in ``zookeeper_path`` and ``replica_name``).
-    replicated: bool = False
-    #: ZooKeeper path of a replicated table: NetSpectra fills in ``{database}`` and ``{table}`` (the local
-    #: table's name); the server fills in its macros (``{shard}``). Must contain ``{table}``.
-    zookeeper_path: str = "/clickhouse/tables/{shard}/{database}/{table}"
-    #: Replica name of a replicated table (the server's ``{replica}`` macro by default).
-    replica_name: str = "{replica}"
-    #: Cluster mode: how rows are spread over the shards: ``flow`` (a hash of the flow key: all versions
-    #: of a flow's row on one shard, which ReplacingMergeTree's deduplication and FINAL need), ``task``
-    #: (a hash of the task name: a task on one shard) or ``random``.
-    sharding_key: str = "flow"
-    #: Cluster mode: suffix of the local tables' names (the Distributed tables keep the plain names).
-    local_suffix: str = "_local"
-
-    @field_validator("sharding_key")
-    @classmethod
-    def _sharding_key(cls, v: str) -> str:
-        choices = ("flow", "task", "random")
-        if v not in choices:
-            raise ValueError(
-                f"{v!r} is not a sharding key{_did_you_mean(v, choices)}; valid: {_choices(choices)}"
-            )
-        return v
-
-    @field_validator("local_suffix")
-    @classmethod
-    def _local_suffix(cls, v: str) -> str:
-        if not v.strip() or "\x00" in v:
-            raise ValueError("the local tables need a suffix that is not empty, e.g. _local")
-        return v
-
-    @field_validator("zookeeper_path")
-    @classmethod
-    def _zookeeper_path(cls, v: str) -> str:
-        if "{table}" not in v or not v.startswith("/"):
-            raise ValueError(
-                f"{v!r} must be an absolute path containing {{table}} (one path per table), "
-                "e.g. /clickhouse/tables/{shard}/{database}/{table}"
-            )
-        return v
-
-    @model_validator(mode="after")
-    def _cluster_mode(self) -> ClickHouseConfig:
-        if self.cluster.strip() and not self.host.strip():
-            raise ValueError(
-                f"clickhouse.cluster ({self.cluster!r}) needs a ClickHouse server (clickhouse.host): the "
-                "embedded engine (chdb) is a single node; remove cluster or set host"
-            )
-        if self.replicated and not self.cluster.strip():
-            raise ValueError("clickhouse.replicated needs clickhouse.cluster (the cluster the replicas form)")
-        return self
-
-    @field_validator("retention")
-    @classmethod
-    def _retention(cls, v: timedelta | None) -> timedelta | None:
-        if v is not None and v < timedelta(0):
-            raise ValueError(
-                f"{format_go_duration(v)!r} is negative; write e.g. 720h, or 0 to keep data forever"
-            )
-        return v or None
-
-    @field_validator("history_resolution")
-    @classmethod
-    def _resolution(cls, v: timedelta) -> timedelta:
-        if v < timedelta(seconds=1) or v % timedelta(seconds=1):
-            raise ValueError(
-                f"{format_go_duration(v)!r} is not a whole number of seconds >= 1s; write e.g. 1h or 10m"
-            )
-        return v
-
-
-class RootPathConfig(Section):
-    """``gob`` / ``text`` / ``parquet`` of a writer: where its files go."""
-
-    root_path: str = ""
-
-
-class _WriterBase(Section):
-    """One entry of ``writers``: a sink fed with a snapshot of every task of its group."""
-
-    _valid_types: ClassVar[tuple[str, ...]] = ()
-
-    type: str
-    #: Go's zero value: a writer is off unless ``enabled: true``.
-    enabled: bool = False
-    #: Time between snapshots; absent or 0 -> no periodic snapshot (only the final one at stop).
-    snapshot_interval: GoDuration | None = None
-    gob: RootPathConfig = RootPathConfig()
-    text: RootPathConfig = RootPathConfig()
-    #: An addition of NetSpectra (Parquet files).
-    parquet: RootPathConfig = RootPathConfig()
-    clickhouse: ClickHouseConfig = ClickHouseConfig()
-
-    @field_validator("type")
-    @classmethod
-    def _type(cls, v: str) -> str:
-        if v not in cls._valid_types:
-            raise ValueError(
-                f"{v!r} is not a writer type of this group{_did_you_mean(v, cls._valid_types)}; "
-                f"valid types are {_choices(cls._valid_types)}"
-            )
-        return v
-
-    @field_validator("snapshot_interval")
-    @classmethod
-    def _interval(cls, v: timedelta | None) -> timedelta | None:
-        if v is not None and v < timedelta(0):
-            raise ValueError(
-                f"{format_go_duration(v)!r} is negative; write e.g. 60s, or 0 for no periodic snapshot"
-            )
-        return v or None
-
-
-class ExactWriterConfig(_WriterBase):
-    """A writer of the exact group: ``gob``, ``clickhouse``, ``parquet`` or ``text``."""
-
-    _valid_types: ClassVar[tuple[str, ...]] = EXACT_WRITER_TYPES
-
-
-class SketchWriterConfig(_WriterBase):
-    """A writer of the sketch group: ``text``, ``clickhouse`` or ``parquet``."""
-
-    _valid_types: ClassVar[tuple[str, ...]] = SKETCH_WRITER_TYPES
-
-
-# --------------------------------------------------------------------------------------------------
-# aggregator: tasks
-# --------------------------------------------------------------------------------------------------
-
-
-def _task_name(v: str) -> str:
-    if not v.strip():
-        raise ValueError("the task name is empty; give every task a unique name, e.g. per_five_tuple")
-    return v
-
-
-TaskName = Annotated[str, AfterValidator(_task_name)]
-
-
-class ExactTaskConfig(Section):
-    """One exact task: every flow keyed on ``key_fields``, counted exactly."""
-
-    _hints: ClassVar[dict[str, str]] = {"key": "key_fields"}
-
-    name: TaskName
-    #: Subset of SrcIP, DstIP, SrcPort, DstPort, Protocol, each at most once; order = display order.
-    key_fields: FieldList
-    #: 0 or >= 32768 -> 256 (the original's rule). Kept for compatibility; a partitioning hint only.
-    num_shards: UInt32 = DEFAULT_NUM_SHARDS
-
-    @field_validator("key_fields")
-    @classmethod
-    def _fields(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        return _fields_list(v, "key_fields", required=True)
-
-    @field_validator("num_shards")
-    @classmethod
-    def _shards(cls, v: int) -> int:
-        return DEFAULT_NUM_SHARDS if v == 0 or v >= MAX_NUM_SHARDS else v
-
-
-def _skt_type(value: Any) -> Any:
-    valid = "0 (CountMin: heavy hitters by packets and bytes) or 1 (SuperSpread: spread per flow)"
-    if isinstance(value, bool) or value not in (0, 1, "0", "1"):
-        raise ValueError(f"{value!r} is not a sketch type; valid skt_type values are {valid}")
-    return int(value)
-
-
-class SketchTaskConfig(Section):
-    """One sketch task: a CountMin (``skt_type: 0``) or SuperSpread (``skt_type: 1``) sketch.
-
-    Parameters given as 0 (or not given) take the defaults the original applies for the type
-    (:data:`SKETCH_DEFAULTS`); so, as in the original, a threshold of 0 cannot be asked for.
-    """
-
-    _hints: ClassVar[dict[str, str]] = {"key": "flow_fields", "elementkey": "element_fields"}
-
-    name: TaskName
-    skt_type: Annotated[SketchType, BeforeValidator(_skt_type)]
-    #: The flow: whose heavy-hitter counters (CountMin) or whose spread (SuperSpread) is estimated.
-    flow_fields: FieldList
-    #: SuperSpread: the elements whose distinct count is the spread (required). CountMin: unused.
-    element_fields: FieldList = ()
-    width: UInt32 = 0
-    depth: UInt32 = 0
-    #: Heavy-hitter threshold in bytes (CountMin). Also spelt ``size_thereshold``, as in the original.
-    size_threshold: UInt32 = Field(0, validation_alias=AliasChoices("size_threshold", "size_thereshold"))
-    #: Threshold in packets (CountMin) or distinct elements (SuperSpread). Also ``count_thereshold``.
-    count_threshold: UInt32 = Field(0, validation_alias=AliasChoices("count_threshold", "count_thereshold"))
-    #: SuperSpread: registers per cell, bits per register, probability base and decay base.
-    m: UInt32 = 0
-    size: UInt32 = 0
-    base: float = Field(0.0, ge=0.0)
-    b: float = Field(0.0, ge=0.0)
-    #: Hash seed for reproducible runs (an addition); absent -> a random seed per run, as the original.
-    seed: int | None = Field(None, ge=0, le=2**64 - 1)
-    #: CountMin (skt_type 0) only, an addition: "mv" (default: majority vote with MV-Sketch estimates,
-    #: measured better, see benchmarks/RESULTS.md) or "original" (the original's replace rule and query).
-    variant: Literal["", "mv", "original"] = ""
-
-    @model_validator(mode="before")
-    @classmethod
-    def _thresholds(cls, data: Any) -> Any:
-        if not isinstance(data, dict):
-            return data
-        data = dict(data)
-        for right, wrong in (("size_threshold", "size_thereshold"), ("count_threshold", "count_thereshold")):
-            if right in data and wrong in data:
-                if data[right] != data[wrong]:
-                    raise ValueError(
-                        f"both {right} ({data[right]!r}) and its original spelling {wrong} ({data[wrong]!r}) "
-                        f"are given with different values; keep only one of them"
-                    )
-                del data[wrong]
-        return data
-
-    @field_validator("flow_fields")
-    @classmethod
-    def _flow(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        return _fields_list(v, "flow_fields", required=True)
-
-    @field_validator("element_fields")
-    @classmethod
-    def _elem(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        return _fields_list(v, "element_fields", required=False)
-
-    @model_validator(mode="after")
-    def _defaults(self) -> SketchTaskConfig:
-        if self.skt_type is SketchType.SUPER_SPREAD and not self.element_fields:
-            raise ValueError(
-                "element_fields is empty; a SuperSpread task (skt_type 1) counts distinct element_fields "
-                f"per flow: list at least one of {_choices(KEY_FIELDS)}"
-            )
-        update = {k: v for k, v in SKETCH_DEFAULTS[self.skt_type].items() if not getattr(self, k)}
-        return self.model_copy(update=update) if update else self
-
-    @property
-    def key_bytes(self) -> int:
-        """Bytes of the fixed-width flow key (16 per IP, 2 per port, 1 for the protocol)."""
-        return sum(KEY_FIELD_BYTES[f] for f in self.flow_fields)
-
-    def estimated_memory_bytes(self) -> int:
-        """Rough size of the sketch: depth x width cells (SuperSpread: ``8m + key + 8`` bytes a cell,
-        the original's layout; CountMin: two key + counter pairs a cell)."""
-        cells = self.depth * self.width
-        if self.skt_type is SketchType.SUPER_SPREAD:
-            return cells * (8 * self.m + self.key_bytes + 8)
-        return cells * 2 * (self.key_bytes + 4)
-
-
-class ExactGroupConfig(Section):
-    """``aggregator.exact``: exact tasks and the writers of their snapshots."""
-
-    writers: tuple[ExactWriterConfig, ...] = ()
-    tasks: tuple[ExactTaskConfig, ...] = ()
-
-
-class SketchGroupConfig(Section):
-    """``aggregator.sketch``: sketch tasks and the writers of their heavy hitters."""
-
-    writers: tuple[SketchWriterConfig, ...] = ()
-    tasks: tuple[SketchTaskConfig, ...] = ()
-
-
-class AggregatorConfig(Section):
-    """``aggregator``: the engine."""
-
-    _hints: ClassVar[dict[str, str]] = {
-        "type": "types (a list, e.g. [exact, sketch])",
-        "tasks": "exact.tasks or sketch.tasks",
-    }
-
-    #: Task groups to run: a subset of exact, sketch. Go's zero value: none.
-    types: Annotated[
-        tuple[Annotated[str, AfterValidator(_aggregator_type)], ...], BeforeValidator(_not_a_string)
-    ] = ()
-    #: All tasks are reset every period (after a final snapshot); absent or 0 -> never.
-    period: GoDuration | None = None
-    #: Worker threads applying batches to the tasks; at least 1.
-    num_workers: int = Field(16, ge=1)
-    #: Bounded queue between transport and workers; 0 -> 10000.
-    size_of_packet_channel: int = Field(10000, ge=0)
-    exact: ExactGroupConfig = ExactGroupConfig()
-    sketch: SketchGroupConfig = SketchGroupConfig()
-
-    @field_validator("types")
-    @classmethod
-    def _types(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(v))  # "exact" twice is harmless: one group
-
-    @field_validator("period")
-    @classmethod
-    def _period(cls, v: timedelta | None) -> timedelta | None:
-        if v is not None and v < timedelta(0):
-            raise ValueError(
-                f"{format_go_duration(v)!r} is negative; write e.g. 720h, or 0 for no periodic reset"
-            )
-        return v or None
-
-    @field_validator("size_of_packet_channel")
-    @classmethod
-    def _channel(cls, v: int) -> int:
-        return v or 10000
-
-
-# --------------------------------------------------------------------------------------------------
 # Root
 # --------------------------------------------------------------------------------------------------
 
@@ -900,9 +428,11 @@ class AggregatorConfig(Section):
 class Config(Section):
     """The whole configuration (``configs/config.yaml``).
 
-    Beyond the per-key rules, the root checks that task names are unique across both groups, that every
-    alert rule names an existing task with a metric that task can compute, and collects
-    :attr:`warnings` (unknown keys, tasks of a group not in ``aggregator.types``, huge sketches, ...).
+    Beyond the per-key rules, the root checks what spans sections, asking each aggregator kind: task
+    names unique across groups, the memory the tasks allocate up front against
+    ``aggregator.max_memory``, every alert rule naming an existing task with a metric that task's kind
+    computes; and collects :attr:`warnings` (unknown keys, tasks of a group not in ``aggregator.types``,
+    ...).
     """
 
     api: ApiConfig = ApiConfig()
@@ -938,10 +468,49 @@ class Config(Section):
         return cfg
 
     def task_names(self) -> tuple[str, ...]:
-        """Names of every task, exact tasks first (the order of the original's ``SearchTasks``)."""
-        return tuple(t.name for t in self.aggregator.exact.tasks) + tuple(
-            t.name for t in self.aggregator.sketch.tasks
-        )
+        """Names of every task of every group, groups in the order of their sections (exact first, as
+        the original's ``SearchTasks``)."""
+        return tuple(t.name for _, _, t in self.tasks())
+
+    def tasks(self, *, running: bool = False) -> list[tuple[str, str, Any]]:
+        """``(kind, key path, task)`` of every task of every validated group (``running``: only groups
+        in ``aggregator.types``), groups in section order."""
+        agg = self.aggregator
+        out: list[tuple[str, str, Any]] = []
+        for name, group in agg.groups.items():
+            if not isinstance(group, GroupConfig) or (running and name not in agg.types):
+                continue
+            out.extend((name, f"aggregator.{name}.tasks[{i}]", t) for i, t in enumerate(group.tasks))
+        return out
+
+    def task_kind(self, task_name: str) -> str | None:
+        """The aggregator kind of the task named ``task_name``, or None."""
+        return next((k for k, _, t in self.tasks() if t.name == task_name), None)
+
+    def find_task(self, task_name: str) -> Any | None:
+        """The task entry named ``task_name``, or None."""
+        return next((t for _, _, t in self.tasks() if t.name == task_name), None)
+
+    def writers(self) -> list[tuple[str, str, WriterConfig]]:
+        """``(group, key path, writer)`` of every writer entry of every validated group."""
+        out: list[tuple[str, str, WriterConfig]] = []
+        for name, group in self.aggregator.groups.items():
+            if isinstance(group, GroupConfig):
+                out.extend((name, f"aggregator.{name}.writers[{i}]", w) for i, w in enumerate(group.writers))
+        return out
+
+    def map_writers(self, fn: Any) -> Config:
+        """A copy whose every writer entry is ``fn(writer)`` (e.g. to move embedded stores elsewhere)."""
+        agg = self.aggregator
+        groups = {
+            name: g.model_copy(update={"writers": tuple(fn(w) for w in g.writers)})
+            if isinstance(g, GroupConfig)
+            else g
+            for name, g in agg.groups.items()
+        }
+        new = self.model_copy(update={"aggregator": agg.model_copy(update={"groups": groups})})
+        new._warnings, new._source = self._warnings, self._source
+        return new
 
 
 def _cross_check(cfg: Config) -> tuple[list[str], list[str]]:
@@ -949,77 +518,38 @@ def _cross_check(cfg: Config) -> tuple[list[str], list[str]]:
     errors: list[str] = []
     warnings: list[str] = []
     agg = cfg.aggregator
-    kinds: dict[str, tuple[str, str]] = {}  # task name -> (group, path)
-    tasks: list[tuple[str, str, ExactTaskConfig | SketchTaskConfig]] = [
-        *(("exact", f"aggregator.exact.tasks[{i}]", t) for i, t in enumerate(agg.exact.tasks)),
-        *(("sketch", f"aggregator.sketch.tasks[{i}]", t) for i, t in enumerate(agg.sketch.tasks)),
-    ]
-    for group, path, task in tasks:
-        if task.name in kinds:
+    owners: dict[str, tuple[str, str, Any]] = {}  # task name -> (kind, path, task)
+    for kind_name, path, task in cfg.tasks():
+        if task.name in owners:
             errors.append(
-                f"{path}.name: {task.name!r} is already the name of {kinds[task.name][1]}; "
-                f"task names must be unique across exact and sketch tasks (rename one)"
+                f"{path}.name: {task.name!r} is already the name of {owners[task.name][1]}; "
+                f"task names must be unique across every group (rename one)"
             )
         else:
-            kinds[task.name] = (group, path)
+            owners[task.name] = (kind_name, path, task)
 
-    for group, section in (("exact", agg.exact), ("sketch", agg.sketch)):
-        if section.tasks and group not in agg.types:
+    for name, group in agg.groups.items():
+        if not isinstance(group, GroupConfig):
+            continue
+        if group.tasks and name not in agg.types:
             warnings.append(
-                f"aggregator.{group}.tasks: {len(section.tasks)} task(s) configured but {group!r} is not in "
+                f"aggregator.{name}.tasks: {len(group.tasks)} task(s) configured but {name!r} is not in "
                 f"aggregator.types {list(agg.types)}; add it to run them"
             )
-        if group in agg.types and not section.tasks:
-            warnings.append(f"aggregator.types: {group!r} is enabled but aggregator.{group}.tasks is empty")
+    for name in agg.types:
+        group = agg.groups.get(name)
+        if isinstance(group, GroupConfig) and not group.tasks:
+            warnings.append(f"aggregator.types: {name!r} is enabled but aggregator.{name}.tasks is empty")
+        elif group is None:
+            try:
+                has_model = AGGREGATORS.get(name).task_model is not None
+            except KindError:
+                has_model = False
+            if has_model:
+                warnings.append(f"aggregator.types: {name!r} is enabled but aggregator.{name}.tasks is empty")
 
-    for i, task in enumerate(agg.sketch.tasks):
-        mem = task.estimated_memory_bytes()
-        if mem > SKETCH_MEMORY_WARN_BYTES:
-            warnings.append(
-                f"aggregator.sketch.tasks[{i}] ({task.name}): the sketch needs about {_human_bytes(mem)} "
-                "of memory "
-                f"(depth {task.depth} x width {task.width}, m {task.m}); reduce width, depth or m "
-                f"(the original's config.yaml.example values m 1048576 / size 128 predate its SuperSpread)"
-            )
-
-    for i, rule in enumerate(cfg.alerter.rules):
-        path = f"alerter.rules[{i}]"
-        if rule.task_name not in kinds:
-            known = list(kinds)
-            errors.append(
-                f"{path}.task_name: {rule.task_name!r} is not a configured task"
-                f"{_did_you_mean(rule.task_name, known)}; known tasks are {_choices(known) or '(none)'}"
-            )
-            continue
-        group, _ = kinds[rule.task_name]
-        task = next(t for g, _, t in tasks if t.name == rule.task_name and g == group)
-        if group == "exact" and rule.metric not in EXACT_METRICS:
-            errors.append(
-                f"{path}.metric: {rule.metric!r} is a sketch metric but {rule.task_name!r} is an exact task; "
-                f"exact tasks have {_choices(EXACT_METRICS)}"
-            )
-        elif group == "sketch" and rule.metric not in SKETCH_METRICS:
-            errors.append(
-                f"{path}.metric: {rule.metric!r} is an exact-task metric but {rule.task_name!r} "
-                "is a sketch task; "
-                f"sketch tasks have {_choices(SKETCH_METRICS)}"
-            )
-        elif isinstance(task, SketchTaskConfig):
-            ss = task.skt_type is SketchType.SUPER_SPREAD
-            if rule.metric == "super_spreader_spread" and not ss:
-                errors.append(
-                    f"{path}.metric: 'super_spreader_spread' needs a SuperSpread task (skt_type 1) but "
-                    f"{rule.task_name!r} is a CountMin task; use heavy_hitter_count or heavy_hitter_size"
-                )
-            elif rule.metric == "heavy_hitter_size" and ss:
-                errors.append(
-                    f"{path}.metric: 'heavy_hitter_size' needs a CountMin task (skt_type 0) but "
-                    f"{rule.task_name!r} is a SuperSpread task (no byte counts); use super_spreader_spread"
-                )
-        if group not in agg.types:
-            warnings.append(
-                f"{path}: task {rule.task_name!r} does not run ({group!r} is not in aggregator.types)"
-            )
+    errors.extend(_memory_errors(cfg))
+    errors.extend(_rule_errors(cfg, owners, warnings))
 
     # An empty smtp.host is not reported here: with ${SMTP_HOST} unset it is the normal state of the shipped
     # file, and commands that never alert (analyze) should not warn about it; the alerter reports it.
@@ -1032,51 +562,92 @@ def _cross_check(cfg: Config) -> tuple[list[str], list[str]]:
     return errors, warnings
 
 
-def _human_bytes(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
-        if value < 1024 or unit == "PiB":
-            return f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
+def _memory_errors(cfg: Config) -> list[str]:
+    """Tasks that would allocate more than ``aggregator.max_memory`` up front, alone or together."""
+    agg = cfg.aggregator
+    limit = agg.memory_limit
+    limit_text = (
+        f"aggregator.max_memory ({human_bytes(limit)})"
+        if agg.max_memory is not None
+        else f"the default limit ({human_bytes(limit)}, {DEFAULT_MEMORY_FRACTION:.0%} of this machine's "
+        "memory; set aggregator.max_memory to change it)"
+    )
+    errors: list[str] = []
+    total = 0
+    for kind_name, path, task in cfg.tasks(running=True):
+        kind = AGGREGATORS.get(kind_name)
+        need = kind.memory_bytes(task)
+        total += need
+        if need > limit:
+            detail = kind.memory_detail(task)
+            errors.append(
+                f"{path} ({task.name}): the task would allocate {human_bytes(need)}"
+                f"{f' ({detail})' if detail else ''}, more than {limit_text}; reduce its size"
+            )
+    if not errors and total > limit:
+        errors.append(
+            f"aggregator: the running tasks would allocate {human_bytes(total)} together, more than "
+            f"{limit_text}; reduce their sizes or run fewer tasks"
+        )
+    return errors
+
+
+def _rule_errors(cfg: Config, owners: dict[str, tuple[str, str, Any]], warnings: list[str]) -> list[str]:
+    errors: list[str] = []
+    agg = cfg.aggregator
+    all_metrics: dict[str, str] = {}  # metric -> the first kind offering it
+    for name in agg.groups:
+        try:
+            for m in AGGREGATORS.get(name).metrics:
+                all_metrics.setdefault(m, name)
+        except KindError:
+            continue
+    for i, rule in enumerate(cfg.alerter.rules):
+        path = f"alerter.rules[{i}]"
+        if rule.task_name not in owners:
+            known = list(owners)
+            errors.append(
+                f"{path}.task_name: {rule.task_name!r} is not a configured task"
+                f"{did_you_mean(rule.task_name, known)}; known tasks are {choices(known) or '(none)'}"
+            )
+            if rule.metric not in all_metrics:
+                errors.append(
+                    f"{path}.metric: {rule.metric!r} is not a valid metric"
+                    + _metric_hint(rule.metric, all_metrics)
+                )
+            continue
+        kind_name, _, task = owners[rule.task_name]
+        kind = AGGREGATORS.get(kind_name)
+        if rule.metric not in kind.metrics:
+            other = all_metrics.get(rule.metric)
+            if other is not None:
+                errors.append(
+                    f"{path}.metric: {rule.metric!r} is a metric of {other} tasks, not of {kind_name} tasks "
+                    f"such as {rule.task_name!r}; {kind_name} tasks have {choices(kind.metrics) or '(none)'}"
+                )
+            else:
+                errors.append(
+                    f"{path}.metric: {rule.metric!r} is not a valid metric"
+                    + _metric_hint(rule.metric, all_metrics)
+                )
+            continue
+        problem = kind.metric_problem(task, rule.metric)
+        if problem:
+            errors.append(f"{path}.metric: {problem}")
+        if kind_name not in agg.types:
+            warnings.append(
+                f"{path}: task {rule.task_name!r} does not run ({kind_name!r} is not in aggregator.types)"
+            )
+    return errors
+
+
+def _metric_hint(metric: str, metrics: dict[str, str]) -> str:
+    return f"{did_you_mean(metric, metrics)}; valid metrics are {choices(metrics) or '(none)'}"
 
 
 # --------------------------------------------------------------------------------------------------
 # Unknown keys
 # --------------------------------------------------------------------------------------------------
-
-
-def _known_keys(model: type[BaseModel]) -> dict[str, Any]:
-    """Every accepted spelling of each field of ``model`` -> the field's annotation."""
-    keys: dict[str, Any] = {}
-    for name, field in model.model_fields.items():
-        spellings = {name}
-        if field.alias:
-            spellings.add(field.alias)
-        va = field.validation_alias
-        if isinstance(va, str):
-            spellings.add(va)
-        elif isinstance(va, AliasChoices):
-            spellings.update(c for c in va.choices if isinstance(c, str))
-        for s in spellings:
-            keys[s] = field.annotation
-    return keys
-
-
-def _nested(annotation: Any) -> tuple[type[Section] | None, bool]:
-    """The :class:`Section` inside ``annotation`` (if any) and whether it is a sequence of them."""
-    if isinstance(annotation, type) and issubclass(annotation, Section):
-        return annotation, False
-    origin = typing.get_origin(annotation)
-    args = typing.get_args(annotation)
-    if origin is Annotated:
-        return _nested(args[0])
-    if origin in (tuple, list) and args and isinstance(args[0], type) and issubclass(args[0], Section):
-        return args[0], True
-    for arg in args:  # Optional[...] / unions
-        if isinstance(arg, type) and issubclass(arg, Section):
-            return arg, False
-    return None, False
 
 
 def unknown_key_warnings(
@@ -1086,10 +657,14 @@ def unknown_key_warnings(
 
     Each names the key path and says it is ignored, with a hint: the right key for a known misspelling
     or outdated key of the original's ``config.yaml.example``, else the closest known key, else the
-    known keys of that section.
+    known keys of that section. Sections whose keys depend on a kind (a writer's parameters, an
+    aggregator kind's group, a sketch kind's parameters) say which keys they know through
+    :meth:`Section.known_keys`.
     """
+    import difflib
+
     model = model or Config
-    known = _known_keys(model)
+    known = model.known_keys(data)
     out: list[str] = []
     for key, value in data.items():
         where = f"{path}.{key}" if path else str(key)
@@ -1100,11 +675,11 @@ def unknown_key_warnings(
             else:
                 close = difflib.get_close_matches(str(key), list(known), n=1, cutoff=0.6)
                 advice = (
-                    f"did you mean {close[0]!r}?" if close else f"known keys here: {_choices(sorted(known))}"
+                    f"did you mean {close[0]!r}?" if close else f"known keys here: {choices(sorted(known))}"
                 )
             out.append(f"{where}: unknown key, ignored; {advice}")
             continue
-        sub, many = _nested(known[key])
+        sub, many = known[key]
         if sub is None:
             continue
         if many and isinstance(value, list):

@@ -1,10 +1,11 @@
 """Task groups: the tasks of one aggregator type and the writers that serve only that group.
 
-A :class:`TaskGroup` is what an aggregator type (``exact``, ``sketch``, or a plugin's) builds from the
-configuration: its tasks, each wrapped in an :class:`EngineTask` that states how the engine may call
-it from several threads, its writers, and a ``deliver`` function that hands one of its snapshots to
-one of its writers. The manager feeds every batch to every task of every group, but a group's
-snapshots only ever go to that group's writers: an exact writer never sees sketch data and vice versa.
+A :class:`TaskGroup` is what an aggregator kind (``exact``, ``sketch``, or a plugin's;
+:mod:`netspectra.engine.kind`) builds from the configuration: its tasks, each wrapped in an
+:class:`EngineTask` that states how the engine may call it from several threads, its writers, and a
+``deliver`` function that hands one of its snapshots to one of its writers. The manager feeds every
+batch to every task of every group, but a group's snapshots only ever go to that group's writers: an
+exact writer never sees sketch data and vice versa.
 
 Two adapters cover the two concurrency contracts a task can have:
 
@@ -25,19 +26,19 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from netspectra.batch import PacketBatch
-from netspectra.config import ConfigError
-from netspectra.config.models import Config, ExactWriterConfig, SketchWriterConfig
-from netspectra.sketches.base import SketchTask
-from netspectra.storage.base import SnapshotMeta, writer_class
-from netspectra.tasks.exact import ExactTask
+from netspectra.kinds import WRITERS, KindError
+
+if TYPE_CHECKING:
+    from netspectra.batch import PacketBatch
+    from netspectra.config.aggregator import WriterConfig
+    from netspectra.storage.base import SnapshotMeta
 
 log = logging.getLogger(__name__)
 
 #: ``deliver(writer, snapshot, meta)``: hand one snapshot of a group's task to one of its writers.
-Deliver = Callable[[Any, Any, SnapshotMeta], None]
+Deliver = Callable[[Any, Any, "SnapshotMeta"], None]
 
 
 class EngineTask(ABC):
@@ -130,7 +131,8 @@ class TaskGroup:
     """The tasks of one aggregator type and the writers that receive only their snapshots.
 
     ``deliver(writer, snapshot, meta)`` is how a snapshot of one of ``tasks`` reaches one of
-    ``writers`` (``write_flows`` for exact groups, ``write_hitters`` for sketch groups).
+    ``writers`` (the aggregator kind's :meth:`~netspectra.engine.kind.AggregatorKind.deliver`:
+    ``write_flows`` for exact groups, ``write_hitters`` for sketch groups).
     Task names are unique within a group (the manager checks them across groups).
     """
 
@@ -157,19 +159,7 @@ class TaskGroup:
         return replace(self, writers=())
 
 
-def deliver_flows(writer: Any, snap: Any, meta: SnapshotMeta) -> None:
-    """Deliver of the exact group: ``writer.write_flows(snapshot, meta)``."""
-    writer.write_flows(snap, meta)
-
-
-def deliver_hitters(writer: Any, snap: Any, meta: SnapshotMeta) -> None:
-    """Deliver of the sketch group: ``writer.write_hitters(snapshot, meta)``."""
-    writer.write_hitters(snap, meta)
-
-
-def build_writers(
-    configs: Sequence[ExactWriterConfig | SketchWriterConfig], group: str, errors: list[str]
-) -> tuple[GroupWriter, ...]:
+def build_writers(configs: Sequence[WriterConfig], group: str, errors: list[str]) -> tuple[GroupWriter, ...]:
     """The enabled writers of ``aggregator.<group>.writers``, created but not opened.
 
     Disabled writers are skipped with an INFO log line. A writer whose ``type`` has no implementation,
@@ -186,8 +176,8 @@ def build_writers(
             log.info("%s (type %s): enabled is false, skipped", key, wc.type)
             continue
         try:
-            cls = writer_class(wc.type)
-        except (LookupError, ValueError, TypeError, ImportError) as exc:
+            cls = WRITERS.get(wc.type).writer_class()
+        except (KindError, LookupError, ValueError, TypeError, ImportError) as exc:
             errors.append(f"{key}.type: {wc.type!r} has no writer implementation: {exc}")
             continue
         try:
@@ -198,40 +188,3 @@ def build_writers(
         interval = wc.snapshot_interval.total_seconds() if wc.snapshot_interval else None
         out.append(GroupWriter(f"{group}/{wc.type}[{i}]", writer, interval, key))
     return tuple(out)
-
-
-def build_exact_group(cfg: Config) -> TaskGroup:
-    """The ``exact`` aggregator: one :class:`ExactTask` per ``aggregator.exact.tasks`` entry.
-
-    ``num_shards`` is accepted for compatibility and ignored (the task is one open-addressing table).
-    Raises :class:`~netspectra.config.ConfigError` listing every bad task and writer by key.
-    """
-    errors: list[str] = []
-    tasks: list[EngineTask] = []
-    for i, t in enumerate(cfg.aggregator.exact.tasks):
-        try:
-            tasks.append(LockedTask(ExactTask(t.name, t.key_fields)))
-        except ValueError as exc:
-            errors.append(f"aggregator.exact.tasks[{i}] ({t.name}): {exc}")
-    writers = build_writers(cfg.aggregator.exact.writers, "exact", errors)
-    if errors:
-        raise ConfigError(errors, path=cfg.source)
-    return TaskGroup("exact", tuple(tasks), writers, deliver_flows)
-
-
-def build_sketch_group(cfg: Config) -> TaskGroup:
-    """The ``sketch`` aggregator: one :class:`SketchTask` per ``aggregator.sketch.tasks`` entry.
-
-    Raises :class:`~netspectra.config.ConfigError` listing every bad task and writer by key.
-    """
-    errors: list[str] = []
-    tasks: list[EngineTask] = []
-    for i, t in enumerate(cfg.aggregator.sketch.tasks):
-        try:
-            tasks.append(ConcurrentTask(SketchTask.from_config(t)))
-        except ValueError as exc:
-            errors.append(f"aggregator.sketch.tasks[{i}] ({t.name}): {exc}")
-    writers = build_writers(cfg.aggregator.sketch.writers, "sketch", errors)
-    if errors:
-        raise ConfigError(errors, path=cfg.source)
-    return TaskGroup("sketch", tuple(tasks), writers, deliver_hitters)

@@ -7,6 +7,10 @@
       per writer: snapshotter thread, own interval ───────┤ snapshot ──▶ ResilientWriter ──▶ writer
       one period thread: all tasks snapshot+reset at once ┘ final snapshot to EVERY writer, then reset
 
+In *inline* mode (``Manager(..., inline=True)``, the offline analysis) there is no queue and no
+worker: :meth:`Manager.submit` applies the batch to every task in the caller's thread, and everything
+else (snapshots, periods, writers, stop) is the same.
+
 What it guarantees (and the original did not):
 
 * **Nothing lost or counted twice at a period boundary.** Each task's period-final snapshot and its
@@ -42,12 +46,9 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from datetime import timedelta
-from os import PathLike
-from pathlib import Path
 from typing import Any, Protocol
 
 from netspectra.batch import PacketBatch
-from netspectra.capture.reader import DEFAULT_BATCH_SIZE
 from netspectra.config.models import Config
 from netspectra.engine.groups import EngineTask, GroupWriter, TaskGroup
 from netspectra.engine.metrics import EngineMetrics, RateLimitedLog
@@ -59,7 +60,6 @@ from netspectra.engine.resilient import (
     DEFAULT_CLOSE_TIMEOUT_S,
     ResilientWriter,
 )
-from netspectra.offline.analyzer import AnalysisResult, analyze_files
 from netspectra.storage.base import SnapshotMeta
 
 log = logging.getLogger(__name__)
@@ -325,8 +325,11 @@ class Manager:
         writer_max_attempts: int = 0,
         writer_close_timeout_s: float = DEFAULT_CLOSE_TIMEOUT_S,
         metrics: EngineMetrics | None = None,
+        inline: bool = False,
     ) -> None:
         self.groups: tuple[TaskGroup, ...] = tuple(groups)
+        #: Inline mode: :meth:`submit` applies the batch in the caller's thread (no queue, no workers).
+        self.inline = inline
         owner: dict[str, str] = {}
         for g in self.groups:
             for t in g.tasks:
@@ -490,7 +493,7 @@ class Manager:
             rw.open()
         self._period_start_ns = self.clock.time_ns() if period_start_ns is None else int(period_start_ns)
         t0 = self.clock.monotonic_ns()
-        for i in range(self.num_workers):
+        for i in range(0 if self.inline else self.num_workers):
             th = threading.Thread(target=self._worker, args=(i,), name=f"ns-worker-{i}", daemon=True)
             self._workers.append(th)
             th.start()
@@ -500,8 +503,8 @@ class Manager:
         if self.period_s is not None and not external_periods:
             self._spawn("period", self._period_loop, t0, self.period_s)
         log.info(
-            "engine started: %d worker(s), queue %d packets, period %s, writers %s",
-            self.num_workers,
+            "engine started: %s, queue %d packets, period %s, writers %s",
+            "inline" if self.inline else f"{self.num_workers} worker(s)",
             self._queue.max_packets,
             f"{self.period_s:g} s" if self.period_s else "none",
             ", ".join(gw.name for _, gw, _ in self._writers) or "none",
@@ -523,6 +526,8 @@ class Manager:
         n = len(batch)
         if n == 0:
             return True
+        if self.inline:
+            return self._submit_inline(batch)
         if not self._queue.put(batch, block, timeout):
             self.metrics.dropped_batches.inc()
             self.metrics.dropped_packets.inc(n)
@@ -537,6 +542,16 @@ class Manager:
         self.metrics.batches_in.inc()
         self.metrics.packets_in.inc(n)
         self.metrics.bytes_in.inc(int(batch.length.sum(dtype="uint64")))
+        return True
+
+    def _submit_inline(self, batch: PacketBatch) -> bool:
+        if self._stopping:
+            raise ManagerStoppedError("the manager is stopping; no more batches are accepted")
+        self.metrics.batches_in.inc()
+        self.metrics.packets_in.inc(len(batch))
+        self.metrics.bytes_in.inc(int(batch.length.sum(dtype="uint64")))
+        with self._barrier.shared():
+            self._apply(batch, self._all_tasks)
         return True
 
     def flush(self, timeout: float | None = None) -> bool:
@@ -803,68 +818,3 @@ class Manager:
             except Exception:
                 self.metrics.callback_errors.inc()
                 log.exception("on_snapshot callback %r failed", cb)
-
-
-# --------------------------------------------------------------------------------------------------
-# Offline analysis through the engine
-# --------------------------------------------------------------------------------------------------
-
-
-class _Submitter:
-    """Looks like a task to :func:`~netspectra.offline.analyzer.analyze_files`; queues into a manager."""
-
-    name = "engine"
-
-    def __init__(self, manager: Manager) -> None:
-        self.manager = manager
-
-    def update(self, batch: PacketBatch) -> None:
-        self.manager.submit(batch, block=True)
-
-
-def run_offline(
-    paths: Sequence[str | PathLike[str]],
-    cfg: Config,
-    *,
-    writers: bool = True,
-    batch_size: int = DEFAULT_BATCH_SIZE,
-    num_workers: int | None = None,
-    clock: Clock | None = None,
-    on_file_start: Callable[[Path, int], None] | None = None,
-    progress: Callable[[int], None] | None = None,
-    on_manager: Callable[[Manager], Any] | None = None,
-    **options: Any,
-) -> tuple[AnalysisResult, Manager]:
-    """Analyse capture files through the engine, exactly as a live engine would process them.
-
-    Reader → :meth:`Manager.submit` (blocking: never drops) → workers → tasks; then :meth:`Manager.stop`,
-    which writes the final snapshot of every task to every configured writer (``writers=False``:
-    none; the tasks still hold the results). Periodic snapshots and resets happen on ``clock`` (the
-    system clock by default) as in a live run. Returns the reading result (``elapsed_s`` includes
-    applying every batch, not closing the writers) and the stopped manager, whose tasks hold the
-    final state (``manager.task(name).task.snapshot()``).
-
-    ``on_manager(manager)`` runs after the manager is built and before it starts (attach the alerter there).
-    Raises :class:`~netspectra.config.ConfigError` for a bad configuration, before any file is read.
-    Capture damage is reported per file in the result, as by
-    :func:`~netspectra.offline.analyzer.analyze_files`. If reading raises anything else, the manager
-    is still stopped (what was read is written) and the exception propagates.
-    """
-    manager = Manager.from_config(cfg, writers=writers, num_workers=num_workers, clock=clock, **options)
-    if on_manager is not None:  # e.g. attach the alerter before anything is counted
-        on_manager(manager)
-    manager.start()
-    try:
-        t0 = time.perf_counter()
-        result = analyze_files(
-            [Path(p) for p in paths],
-            [_Submitter(manager)],
-            batch_size=batch_size,
-            on_file_start=on_file_start,
-            progress=progress,
-        )
-        manager.flush()
-        result.elapsed_s = time.perf_counter() - t0
-    finally:
-        manager.stop()
-    return result, manager

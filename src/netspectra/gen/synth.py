@@ -48,6 +48,7 @@ from typing import Any
 
 import numpy as np
 
+from netspectra.atomic import atomic_file
 from netspectra.gen import kernels as k
 
 log = logging.getLogger(__name__)
@@ -526,51 +527,45 @@ def generate(
     step_ns = (p.end_ns - p.start_ns) / p.packets
     file_bytes = 0
 
-    part = out.with_name(out.name + ".part")
-    try:
-        with open(part, "wb", buffering=0) as fh:
-            file_bytes += fh.write(_file_header(p.nanosecond))
-            done = 0
-            while done < p.packets:
-                m = min(chunk, p.packets - done)
-                if m == p.packets - done:
-                    take = remaining.copy()
-                else:
-                    take = rng.multivariate_hypergeometric(remaining, m, method="marginals")
-                remaining -= take
-                idx = np.repeat(flow_ids, take)
-                rng.shuffle(idx)
-                u = rng.random((3, m))
-                pos = np.arange(done, done + m, dtype=np.float64) + u[0]
-                ts = p.start_ns + (pos * step_ns).astype(np.int64)
-                w = wire[:m]
-                k.wire_lengths(idx, u[1], u[2], table.profile, f_hdr, table.vlan, k.PROFILE_TABLE, w)
-                nb = k.write_records(
-                    buf,
-                    ts,
-                    idx,
-                    w,
-                    table.src,
-                    table.dst,
-                    table.sport,
-                    table.dport,
-                    table.proto,
-                    table.v6,
-                    table.vlan,
-                    table.kind,
-                    f_npk,
-                    f_seq,
-                    f_bytes,
-                    p.nanosecond,
-                )
-                file_bytes += fh.write(memoryview(buf)[:nb])
-                done += m
-                if progress is not None:
-                    progress(done, p.packets)
-        os.replace(part, out)
-    except BaseException:
-        part.unlink(missing_ok=True)
-        raise
+    with atomic_file(out, buffering=0) as fh:
+        file_bytes += fh.write(_file_header(p.nanosecond))
+        done = 0
+        while done < p.packets:
+            m = min(chunk, p.packets - done)
+            if m == p.packets - done:
+                take = remaining.copy()
+            else:
+                take = rng.multivariate_hypergeometric(remaining, m, method="marginals")
+            remaining -= take
+            idx = np.repeat(flow_ids, take)
+            rng.shuffle(idx)
+            u = rng.random((3, m))
+            pos = np.arange(done, done + m, dtype=np.float64) + u[0]
+            ts = p.start_ns + (pos * step_ns).astype(np.int64)
+            w = wire[:m]
+            k.wire_lengths(idx, u[1], u[2], table.profile, f_hdr, table.vlan, k.PROFILE_TABLE, w)
+            nb = k.write_records(
+                buf,
+                ts,
+                idx,
+                w,
+                table.src,
+                table.dst,
+                table.sport,
+                table.dport,
+                table.proto,
+                table.v6,
+                table.vlan,
+                table.kind,
+                f_npk,
+                f_seq,
+                f_bytes,
+                p.nanosecond,
+            )
+            file_bytes += fh.write(memoryview(buf)[:nb])
+            done += m
+            if progress is not None:
+                progress(done, p.packets)
     if not np.array_equal(f_npk, table.count):  # the kernel must have written exactly the plan
         raise AssertionError("generator bug: packets written per flow differ from the plan")
 

@@ -10,12 +10,14 @@ from __future__ import annotations
 import struct
 import tempfile
 import time
-from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from netspectra.capture.reader import CaptureReader
-from netspectra.sketches.base import SketchTask
-from netspectra.tasks.exact import ExactTask
+from netspectra.kinds import AGGREGATORS
+
+if TYPE_CHECKING:
+    from netspectra.config.models import Config
 
 
 def _frame() -> bytes:
@@ -38,22 +40,22 @@ def _pcapng(frame: bytes) -> bytes:
     return shb + idb + epb + struct.pack("<I", size)
 
 
-def warm_up(sketch_types: Iterable[int] = ()) -> float:
-    """Run the reader (pcap and pcapng), an exact task, a small sketch of each of ``sketch_types`` and
-    their Arrow outputs once; seconds taken."""
+def warm_up(cfg: Config | None = None) -> float:
+    """Run the reader (pcap and pcapng) once, then let every aggregator kind that ``cfg`` runs warm up
+    the kernels of its tasks (``None``: every built-in kind, every variant — for an image build);
+    seconds taken."""
     t0 = time.perf_counter()
     frame = _frame()
-    five = ("SrcIP", "DstIP", "SrcPort", "DstPort", "Protocol")
-    tasks: list = [ExactTask("warm_up", five, capacity_hint=4)]
-    for t in sorted(set(sketch_types)):
-        tasks.append(SketchTask("warm_up", t, ("SrcIP",), ("DstIP",), width=64, depth=2, m=8, seed=1))
     with tempfile.TemporaryDirectory(prefix="netspectra-warmup-") as tmp:
         for name, data in (("w.pcap", _pcap(frame)), ("w.pcapng", _pcapng(frame))):
             path = Path(tmp) / name
             path.write_bytes(data)
-            for batch in CaptureReader(path):
-                for task in tasks:
-                    task.update(batch)
-    for task in tasks:
-        task.snapshot().to_arrow()
+            for _ in CaptureReader(path):
+                pass
+    if cfg is None:
+        for name in AGGREGATORS.builtins:
+            AGGREGATORS.get(name).warm_up(None)
+    else:
+        for name, group in cfg.aggregator.running_groups():
+            AGGREGATORS.get(name).warm_up(group.tasks)
     return time.perf_counter() - t0

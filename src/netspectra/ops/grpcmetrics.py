@@ -18,7 +18,7 @@ import grpc
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from netspectra.engine.metrics import Timing
+from netspectra.counters import Timing
 from netspectra.ops.collectors import histogram_buckets
 from netspectra.ops.httpmetrics import HTTP_BUCKETS
 

@@ -16,7 +16,7 @@ from typing import Any
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from netspectra.engine.metrics import Timing
+from netspectra.counters import Timing
 from netspectra.ops.collectors import histogram_buckets
 
 __all__ = ["HTTP_METHODS", "HttpMetrics", "install", "method_label"]

@@ -12,11 +12,9 @@ leaves at most a ``.<name>.*.tmp`` file behind (removed on every error we see).
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -24,6 +22,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
+
+from netspectra.atomic import atomic_file
 
 log = logging.getLogger(__name__)
 
@@ -94,59 +94,7 @@ def _iso_utc(col: pa.ChunkedArray) -> pa.Array:
 
 
 def _atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> Path:
-    directory = path.parent if str(path.parent) else Path(".")
-    with _temp_in(directory, path.name) as (fh, tmp):
+    with atomic_file(path) as fh:
         write(fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-        fh.close()
-        # mkstemp makes the file 0600; give it the mode an ordinary new file would get (or keep the old one).
-        try:
-            mode = path.stat().st_mode & 0o7777
-        except FileNotFoundError:
-            mode = 0o666 & ~_umask()
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    _fsync_dir(directory)
     log.debug("wrote %s", path)
     return path
-
-
-@contextlib.contextmanager
-def _temp_in(directory: Path, name: str) -> Iterator[tuple[BinaryIO, str]]:
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory)
-    fh = os.fdopen(fd, "wb")
-    try:
-        yield fh, tmp
-    except BaseException:
-        fh.close()
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
-def _fsync_dir(directory: Path) -> None:
-    # Makes the rename itself durable; not every platform/filesystem allows opening a directory.
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _umask() -> int:
-    # os.umask can only be read by setting it; done once, at first use.
-    global _UMASK
-    if _UMASK is None:
-        current = os.umask(0o022)
-        os.umask(current)
-        _UMASK = current
-    return _UMASK
-
-
-_UMASK: int | None = None

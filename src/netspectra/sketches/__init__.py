@@ -1,44 +1,43 @@
 """Streaming sketches over fixed-width flow keys: heavy hitters by packets and bytes, spread per flow.
 
+* :mod:`~netspectra.sketches.kind` — the :class:`~netspectra.sketches.kind.SketchKind` interface (what a
+  kind of sketch declares: parameters, heavy-hitter types, memory); the built-in kinds are declared in
+  :mod:`~netspectra.sketches.countmin_kind` (``skt_type: 0``) and
+  :mod:`~netspectra.sketches.superspread_kind` (``skt_type: 1``);
+* :mod:`~netspectra.sketches.sketch_kind` — the ``sketch`` aggregator kind (task configuration, alert
+  metrics, building the engine's tasks);
 * :mod:`~netspectra.sketches.murmur` — MurmurHash3 x86_32 (numba) and reproducible row seeds;
 * :mod:`~netspectra.sketches.keys` — the original's key byte encoding and ``DecodeFlow`` text;
-* :mod:`~netspectra.sketches.base` — the :class:`Sketch` interface and its registry by ``skt_type``,
-  heavy-hitter results, and :class:`SketchTask` (what the engine and ``netspectra analyze`` run);
-* :mod:`~netspectra.sketches.countmin` — skt_type 0, the original's majority-vote "CountMin";
-* ``superspread`` — skt_type 1, SuperSpread (found by :func:`sketch_class` when first needed).
+* :mod:`~netspectra.sketches.base` — the :class:`Sketch` interface, heavy-hitter results, and
+  :class:`SketchTask` (what the engine and ``netspectra analyze`` run);
+* :mod:`~netspectra.sketches.countmin` and :mod:`~netspectra.sketches.superspread` — the
+  implementations (numba kernels, each with a plain-Python ``*_ref`` reference).
+
+Names are re-exported lazily: importing a kind declaration does not load the kernels.
 """
 
-from netspectra.sketches.base import (
-    HEAVY_HITTERS_SCHEMA,
-    HeavyHitterList,
-    HeavyHitters,
-    HitterType,
-    Sketch,
-    SketchParams,
-    SketchSnapshot,
-    SketchTask,
-    sketch_class,
-)
-from netspectra.sketches.countmin import CountMinSketch
-from netspectra.sketches.keys import decode_flow, decode_flows, encode_flow_element, encode_keys, key_length
-from netspectra.sketches.murmur import derive_seeds, murmur3_32
+from netspectra.lazy import lazy_exports
 
-__all__ = [
-    "HEAVY_HITTERS_SCHEMA",
-    "CountMinSketch",
-    "HeavyHitterList",
-    "HeavyHitters",
-    "HitterType",
-    "Sketch",
-    "SketchParams",
-    "SketchSnapshot",
-    "SketchTask",
-    "decode_flow",
-    "decode_flows",
-    "derive_seeds",
-    "encode_flow_element",
-    "encode_keys",
-    "key_length",
-    "murmur3_32",
-    "sketch_class",
-]
+_BASE = "netspectra.sketches.base"
+_KEYS = "netspectra.sketches.keys"
+_WHERE = {
+    "HEAVY_HITTERS_SCHEMA": _BASE,
+    "HeavyHitterList": _BASE,
+    "HeavyHitters": _BASE,
+    "Sketch": _BASE,
+    "SketchParams": _BASE,
+    "SketchSnapshot": _BASE,
+    "SketchTask": _BASE,
+    "sketch_class": _BASE,
+    "HitterType": "netspectra.sketches.kind",
+    "CountMinSketch": "netspectra.sketches.countmin",
+    "decode_flow": _KEYS,
+    "decode_flows": _KEYS,
+    "encode_flow_element": _KEYS,
+    "encode_keys": _KEYS,
+    "key_length": _KEYS,
+    "derive_seeds": "netspectra.sketches.murmur",
+    "murmur3_32": "netspectra.sketches.murmur",
+}
+__getattr__ = lazy_exports(__name__, _WHERE)
+__all__ = sorted(_WHERE)

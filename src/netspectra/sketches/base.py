@@ -2,9 +2,9 @@
 
 * :class:`Sketch` — what every sketch type implements. Subclasses register themselves by ``skt_type``
   through ``__init_subclass__`` (``class CountMinSketch(Sketch, skt_type=0)``); an intermediate
-  abstract class leaves ``skt_type`` out and is not registered. :func:`sketch_class` finds the class of a
-  type, importing the built-in module of that type on first use (so the registry does not depend on
-  which modules happened to be imported before).
+  abstract class leaves ``skt_type`` out and is not registered. What a kind declares for the
+  configuration lives in its :class:`~netspectra.sketches.kind.SketchKind` (registered in
+  :data:`netspectra.kinds.SKETCHES`); :func:`sketch_class` finds the implementation through it.
 * :class:`HeavyHitters` — raw results: keys (bytes) and values, deduplicated, sorted.
 * :class:`SketchTask` — one configured sketch task: encodes a :class:`~netspectra.batch.PacketBatch`
   into keys (flow, or flow‖element for sketches that count elements) and feeds the sketch;
@@ -17,14 +17,12 @@ Heavy-hitter types, as the original's ``heavy_hitters.Type`` column: 0 = count (
 
 from __future__ import annotations
 
-import importlib
 import logging
 import secrets
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from enum import IntEnum
 from typing import Any, ClassVar
 
 import numpy as np
@@ -32,16 +30,10 @@ import pyarrow as pa
 
 from netspectra.batch import PacketBatch
 from netspectra.sketches.keys import decode_flows, encode_flow_element, encode_keys, validate_fields
+from netspectra.sketches.kind import HitterType
+from netspectra.sketches.sketch_kind import DEFAULT_SEED
 
 log = logging.getLogger(__name__)
-
-
-class HitterType(IntEnum):
-    """``Type`` of a heavy-hitter row (the original's ``heavy_hitters.Type``)."""
-
-    COUNT = 0  #: packets per flow
-    SIZE = 1  #: bytes per flow
-    SPREAD = 2  #: distinct elements per flow
 
 
 #: Arrow schema of :meth:`SketchSnapshot.to_arrow` (the original's ``heavy_hitters`` minus ``Timestamp``).
@@ -54,11 +46,6 @@ HEAVY_HITTERS_SCHEMA = pa.schema(
     ]
 )
 
-#: The module that defines each built-in sketch type; imported by :func:`sketch_class` on first use.
-BUILTIN_SKETCH_MODULES: dict[int, str] = {
-    0: "netspectra.sketches.countmin",
-    1: "netspectra.sketches.superspread",
-}
 _REGISTRY: dict[int, type[Sketch]] = {}
 
 
@@ -207,6 +194,10 @@ class Sketch(ABC):
     def reset(self) -> None:
         """Back to the empty state (same shape and seeds)."""
 
+    def thresholds(self) -> dict[HitterType, int]:
+        """The threshold each reported type's heavy hitters are at or over (for reports)."""
+        return {}
+
     @property
     @abstractmethod
     def memory_bytes(self) -> int:
@@ -231,16 +222,16 @@ def registered_types() -> dict[int, type[Sketch]]:
     return dict(_REGISTRY)
 
 
-def sketch_class(skt_type: int) -> type[Sketch]:
-    """The class of ``skt_type``, importing its built-in module on first use; ``ValueError`` if unknown."""
-    t = int(skt_type)
-    if t not in _REGISTRY and t in BUILTIN_SKETCH_MODULES:
-        importlib.import_module(BUILTIN_SKETCH_MODULES[t])
+def sketch_class(skt_type: int | str) -> type[Sketch]:
+    """The implementation of sketch kind ``skt_type`` (the original's number or a kind name), importing
+    its module on first use; ``ValueError`` if there is no such kind."""
+    from netspectra.kinds import SKETCHES
+    from netspectra.sketches.kind import sketch_kind_name
+
     try:
-        return _REGISTRY[t]
-    except KeyError:
-        known = sorted(set(_REGISTRY) | set(BUILTIN_SKETCH_MODULES))
-        raise ValueError(f"unknown skt_type {skt_type!r}; known sketch types: {known}") from None
+        return SKETCHES.get(sketch_kind_name(skt_type)).sketch_class()
+    except ValueError as exc:  # KindError is a ValueError
+        raise ValueError(f"unknown skt_type {skt_type!r}: {exc}") from None
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -249,6 +240,9 @@ class SketchSnapshot:
 
     A CountMin task has COUNT and SIZE lists, a SuperSpread task a SPREAD list.
     """
+
+    #: The aggregator kind that produces these snapshots (alerting and writers ask it).
+    kind: ClassVar[str] = "sketch"
 
     task_name: str
     skt_type: int
@@ -299,8 +293,10 @@ class SketchSnapshot:
 class SketchTask:
     """One configured sketch task: batches in, heavy-hitter snapshots out.
 
-    ``seed`` None draws a random 64-bit seed (logged, so a run can be reproduced by configuring it);
-    the original always seeded from an unseeded RNG. Parameters of 0 take the sketch type's defaults.
+    ``seed`` None takes the fixed default seed (:data:`~netspectra.sketches.sketch_kind.DEFAULT_SEED`):
+    the same input gives the same answers on every run and after every restart. ``seed="random"`` draws
+    a random 64-bit seed (logged, so the run can be reproduced by configuring it), as the original
+    always did. Parameters of 0 take the sketch type's defaults.
 
     Thread safety: ``update``, ``snapshot`` and ``reset`` hold one lock, so a snapshot never sees half
     a batch and :meth:`snapshot` with ``reset=True`` loses no packet between the two (the original's
@@ -321,17 +317,17 @@ class SketchTask:
         size: int = 0,
         b: float = 0.0,
         base: float = 0.0,
-        seed: int | None = None,
+        seed: int | str | None = None,
         variant: str = "",
     ) -> None:
         cls = sketch_class(skt_type)
         flow = validate_fields(flow_fields, "flow_fields")
         elem = validate_fields(element_fields, "element_fields", required=cls.uses_elements)
         if seed is None:
+            seed = DEFAULT_SEED
+        elif seed == "random":
             seed = secrets.randbits(64)
-            log.info(
-                "sketch task %s: no seed configured, using seed %d (configure it to reproduce)", name, seed
-            )
+            log.info("sketch task %s: random seed %d (configure it to reproduce this run)", name, seed)
         self.params = SketchParams(
             name=name,
             skt_type=int(skt_type),
@@ -355,24 +351,17 @@ class SketchTask:
 
     @classmethod
     def from_config(cls, cfg: Any) -> SketchTask:
-        """Build from an object with the attributes of the configuration's sketch task (``name``,
-        ``skt_type``, ``flow_fields``, ``element_fields``, ``width``, ``depth``, ``size_threshold``,
-        ``count_threshold``, ``m``, ``size``, ``b``, ``base``, ``seed``)."""
+        """Build from a validated :class:`~netspectra.sketches.sketch_kind.SketchTaskConfig` (its sketch
+        kind's parameters in ``cfg.params``; ``seed: random`` draws a seed, logged)."""
+        params = cfg.params.model_dump() if cfg.params is not None else {}
+        known = set(SketchParams.__dataclass_fields__) - {"name", "skt_type", "flow_fields", "element_fields"}
         return cls(
             name=cfg.name,
-            skt_type=int(cfg.skt_type),
+            skt_type=int(cfg.kind.skt_type) if cfg.kind.skt_type is not None else cfg.kind.name,
             flow_fields=tuple(cfg.flow_fields),
             element_fields=tuple(cfg.element_fields or ()),
-            width=cfg.width,
-            depth=cfg.depth,
-            size_threshold=cfg.size_threshold,
-            count_threshold=cfg.count_threshold,
-            m=cfg.m,
-            size=cfg.size,
-            b=cfg.b,
-            base=cfg.base,
-            seed=cfg.seed,
-            variant=getattr(cfg, "variant", ""),
+            seed="random" if cfg.seed == "random" else int(cfg.seed),
+            **{k: v for k, v in params.items() if k in known},
         )
 
     def __repr__(self) -> str:

@@ -496,6 +496,9 @@ class CountMinSketch(Sketch, skt_type=0):
     def memory_bytes(self) -> int:
         return int(self.table.nbytes)
 
+    def thresholds(self) -> dict[HitterType, int]:
+        return {HitterType.COUNT: self.count_threshold, HitterType.SIZE: self.size_threshold}
+
     @staticmethod
     def bucket_bytes(key_length: int, estimator: str = DEFAULT_ESTIMATOR) -> int:
         """Bytes of one bucket (two pairs of key words, counter and, for ``mv``, the bucket total)."""

@@ -31,46 +31,20 @@ import numpy as np
 from numba import njit
 
 from netspectra.batch import PacketBatch
+from netspectra.fields import FIELD_BYTES, FIELD_NAMES, key_length, validate_fields
 
-#: Key fields and their widths in bytes, in canonical order.
-FIELD_BYTES: dict[str, int] = {"SrcIP": 16, "DstIP": 16, "SrcPort": 2, "DstPort": 2, "Protocol": 1}
-FIELD_NAMES: tuple[str, ...] = tuple(FIELD_BYTES)
+__all__ = [
+    "FIELD_BYTES",
+    "FIELD_NAMES",
+    "decode_flows",
+    "encode_flow_element",
+    "encode_keys",
+    "key_length",
+    "validate_fields",
+]
+
 # numeric codes the kernel switches on (index into FIELD_NAMES)
 _CODE = {name: i for i, name in enumerate(FIELD_NAMES)}
-
-
-def validate_fields(
-    fields: Sequence[str], what: str = "flow_fields", *, required: bool = True
-) -> tuple[str, ...]:
-    """Return ``fields`` as a tuple in the given order, or raise ``ValueError`` naming the problem.
-
-    Contract: every entry is one of :data:`FIELD_NAMES` (case-sensitive, as the original), none is listed
-    twice, and — when ``required`` — there is at least one. ``what`` names the setting in the message.
-    (The original silently gave an unknown field 0 bytes; here it is an error up front.)
-    """
-    if isinstance(fields, str | bytes):
-        # a bare string would otherwise be taken character by character
-        raise ValueError(f"{what} must be a list of field names, got the string {fields!r}")
-    out: list[str] = []
-    for name in fields:
-        if name not in FIELD_BYTES:
-            hint = ""
-            if isinstance(name, str):
-                same = [f for f in FIELD_NAMES if f.lower() == name.lower()]
-                if same:
-                    hint = f" (names are case-sensitive: did you mean {same[0]!r}?)"
-            raise ValueError(f"{what}: unknown field {name!r}{hint}; valid fields: {', '.join(FIELD_NAMES)}")
-        if name in out:
-            raise ValueError(f"{what}: field {name!r} is listed twice")
-        out.append(name)
-    if required and not out:
-        raise ValueError(f"{what} is empty; name at least one of: {', '.join(FIELD_NAMES)}")
-    return tuple(out)
-
-
-def key_length(fields: Sequence[str]) -> int:
-    """Bytes of the key built from ``fields`` (16 per IP, 2 per port, 1 for the protocol)."""
-    return sum(FIELD_BYTES[f] for f in validate_fields(fields, required=False))
 
 
 @njit(nogil=True, cache=True)

@@ -518,6 +518,9 @@ class SuperSpreadSketch(Sketch, skt_type=SKT_TYPE):
         """Spread estimate of one flow given as its key bytes."""
         return int(self.query(np.frombuffer(flow, np.uint8).reshape(1, -1))[0])
 
+    def thresholds(self) -> dict[HitterType, int]:
+        return {HitterType.SPREAD: self.params.threshold}
+
     def super_spreaders(self, threshold: int | None = None) -> HeavyHitters:
         """Flows whose estimate is ``>= threshold`` (default: the configured one), by value desc.
 

@@ -27,7 +27,8 @@ from netspectra.storage.schema import ALERT_COLUMNS, ALERT_TABLE
 
 if TYPE_CHECKING:
     from netspectra.alerting.alerter import AlertRecord
-    from netspectra.config.models import ClickHouseConfig, Config
+    from netspectra.config.models import Config
+    from netspectra.storage.clickhouse_config import ClickHouseConfig
 
 log = logging.getLogger(__name__)
 
@@ -158,7 +159,7 @@ def alert_sink_for(cfg: Config) -> AlertStoreSink | None:
     ``aggregator.exact``; ``None`` when there is none."""
     for writer in cfg.aggregator.exact.writers:
         if writer.enabled and writer.type == "clickhouse":
-            return AlertStoreSink(writer.clickhouse)
+            return AlertStoreSink(writer.params)
     return None
 
 

@@ -16,24 +16,23 @@ Contract between the engine and every writer:
 * Writers never modify the snapshots (they are read-only and shared with other writers and threads).
 * One writer object is called by one thread at a time (the engine's snapshotter of that writer).
 
-Kinds register through ``__init_subclass__`` (``class ParquetWriter(Writer, kind="parquet")``);
-:func:`writer_class` imports the module of a built-in kind on first use, and finds third-party kinds
-through the ``netspectra.writers`` entry-point group. Nothing registers by import side effect of an
-unrelated module.
+What a kind of writer declares (its parameters model, the groups it serves) is its
+:class:`~netspectra.storage.kinds.WriterKind`, registered in :data:`netspectra.kinds.WRITERS` (built-ins
+one line each; plugins through the ``netspectra.writers`` entry-point group). A subclass defined with
+``kind=...`` (``class MyWriter(Writer, kind="mine")``) is also found by that registry in the process
+that defined it; its ``params_model`` and ``groups`` class attributes are read when present.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from importlib.metadata import entry_points
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self
 
 if TYPE_CHECKING:
-    from netspectra.config.models import ExactWriterConfig, SketchWriterConfig
+    from netspectra.config.aggregator import WriterConfig
     from netspectra.sketches.base import SketchSnapshot
     from netspectra.tasks.exact import FlowSnapshot
 
@@ -42,14 +41,7 @@ log = logging.getLogger(__name__)
 Group = Literal["exact", "sketch"]
 GROUPS: tuple[Group, ...] = ("exact", "sketch")
 
-#: The module defining each built-in writer kind; imported by :func:`writer_class` on first use.
-BUILTIN_WRITER_MODULES: dict[str, str] = {
-    "clickhouse": "netspectra.storage.clickhouse",
-    "parquet": "netspectra.storage.files",
-    "gob": "netspectra.storage.files",
-    "text": "netspectra.storage.files",
-}
-#: Entry-point group through which other packages provide writer kinds (name = kind, value = the class).
+#: Entry-point group through which other packages provide writer kinds (a WriterKind or Writer subclass).
 ENTRY_POINT_GROUP = "netspectra.writers"
 
 _REGISTRY: dict[str, type[Writer]] = {}
@@ -111,7 +103,7 @@ class Writer(ABC):
         cls.kind = kind
         cls.aliases = tuple(aliases)
 
-    def __init__(self, cfg: ExactWriterConfig | SketchWriterConfig, group: str) -> None:
+    def __init__(self, cfg: WriterConfig, group: str) -> None:
         if group not in GROUPS:
             raise ValueError(f"group must be one of {', '.join(GROUPS)}, got {group!r}")
         self.cfg = cfg
@@ -159,32 +151,20 @@ class Writer(ABC):
         self.close()
 
 
+def registered_writer_classes() -> dict[str, type[Writer]]:
+    """The subclasses registered in this process with ``kind=...`` (and their aliases), by kind name."""
+    return dict(_REGISTRY)
+
+
 def known_kinds() -> list[str]:
-    """Every kind :func:`writer_class` can find: built-in, registered, and provided by entry points."""
-    names = set(BUILTIN_WRITER_MODULES) | set(_REGISTRY)
-    names.update(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP))
-    return sorted(names)
+    """Every writer kind: built-in, provided by entry points, and defined in this process."""
+    from netspectra.kinds import WRITERS
+
+    return sorted(WRITERS.names())
 
 
 def writer_class(kind: str) -> type[Writer]:
-    """The class serving writer ``kind``; ``ValueError`` naming the known kinds if there is none.
+    """The class serving writer ``kind``; ``ValueError`` naming the known kinds if there is none."""
+    from netspectra.kinds import WRITERS
 
-    Built-in kinds import their module on first use; other kinds come from the ``netspectra.writers``
-    entry points (the loaded object must be a :class:`Writer` subclass).
-    """
-    if kind not in _REGISTRY and kind in BUILTIN_WRITER_MODULES:
-        importlib.import_module(BUILTIN_WRITER_MODULES[kind])
-    if kind not in _REGISTRY:
-        for ep in entry_points(group=ENTRY_POINT_GROUP, name=kind):
-            obj = ep.load()
-            if not (isinstance(obj, type) and issubclass(obj, Writer)):
-                raise ValueError(
-                    f"entry point {ep.value!r} for writer kind {kind!r} is not a Writer subclass"
-                )
-            _REGISTRY.setdefault(kind, obj)
-    try:
-        return _REGISTRY[kind]
-    except KeyError:
-        raise ValueError(
-            f"unknown writer kind {kind!r}; known kinds are {', '.join(known_kinds())}"
-        ) from None
+    return WRITERS.get(kind).writer_class()

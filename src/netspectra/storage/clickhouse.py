@@ -56,8 +56,9 @@ from netspectra.storage.schema import (
 )
 
 if TYPE_CHECKING:
-    from netspectra.config.models import ClickHouseConfig, ExactWriterConfig, SketchWriterConfig
+    from netspectra.config.aggregator import WriterConfig
     from netspectra.sketches.base import SketchSnapshot
+    from netspectra.storage.clickhouse_config import ClickHouseConfig
     from netspectra.storage.migrations import MigrationReport
     from netspectra.tasks.exact import FlowSnapshot
 
@@ -620,9 +621,9 @@ class ClickHouseWriter(Writer, kind="clickhouse"):
     most hourly after a write; a failure there is logged and retried, never raised.
     """
 
-    def __init__(self, cfg: ExactWriterConfig | SketchWriterConfig, group: str) -> None:
+    def __init__(self, cfg: WriterConfig, group: str) -> None:
         super().__init__(cfg, group)
-        ch = cfg.clickhouse
+        ch: ClickHouseConfig = cfg.params
         self.store = ClickHouseStore(ch)
         self._resolution_s = int(ch.history_resolution.total_seconds())
         self._retention_ns = int(ch.retention.total_seconds() * 1e9) if ch.retention else 0

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from netspectra.config.models import ClickHouseConfig
+from netspectra.storage.clickhouse_config import ClickHouseConfig
 from netspectra.storage.schema import (
     ALERT_TABLE,
     FLOW_TABLE,

@@ -25,12 +25,8 @@ Guarantees:
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import os
-import shutil
-import tempfile
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,12 +37,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from netspectra.atomic import atomic_dir
 from netspectra.output.flow_table import TIMESTAMP_TYPE, write_parquet
 from netspectra.sketches.base import HitterType
 from netspectra.storage.base import SnapshotMeta, Writer, WriterError
 
 if TYPE_CHECKING:
-    from netspectra.config.models import ExactWriterConfig, SketchWriterConfig
+    from netspectra.config.aggregator import WriterConfig
     from netspectra.sketches.base import SketchSnapshot
     from netspectra.tasks.exact import FlowSnapshot
 
@@ -58,11 +55,18 @@ HITTER_FILES: dict[HitterType, str] = {
     HitterType.SIZE: "size_hh.txt",
     HitterType.SPREAD: "spread_ss.txt",
 }
-#: Heavy-hitter types each sketch type reports (a file is written for each, empty if it has no rows).
-SKETCH_TYPE_FILES: dict[int, tuple[HitterType, ...]] = {
-    0: (HitterType.SIZE, HitterType.COUNT),
-    1: (HitterType.SPREAD,),
-}
+
+
+def _reported_types(snap: SketchSnapshot) -> tuple[HitterType, ...]:
+    """The heavy-hitter types ``snap``'s sketch kind reports (what it holds, for an unknown kind)."""
+    from netspectra.kinds import SKETCHES, KindError
+    from netspectra.sketches.kind import sketch_kind_name
+
+    try:
+        return tuple(SKETCHES.get(sketch_kind_name(snap.skt_type)).hitter_types)
+    except (KindError, ValueError):
+        return tuple(sorted(snap.hitters))
+
 
 _CLAIMS_LOCK = threading.Lock()
 _CLAIMS: dict[Path, FileWriter] = {}
@@ -98,16 +102,12 @@ def _const_ts(ts_ns: int, m: int) -> pa.Array:
 class FileWriter(Writer):
     """Shared part of the file writers: the root directory, its claim, snapshot directory names."""
 
-    #: Which ``RootPathConfig`` of the writer entry holds the root (``parquet``, ``gob``, ``text``).
-    root_key: str = ""
-
-    def __init__(self, cfg: ExactWriterConfig | SketchWriterConfig, group: str) -> None:
+    def __init__(self, cfg: WriterConfig, group: str) -> None:
         super().__init__(cfg, group)
-        key = self.root_key or cfg.type
-        root = getattr(cfg, key).root_path
+        root = cfg.params.root_path
         if not root.strip():
             raise ValueError(
-                f"writers[type={cfg.type}].{key}.root_path is empty; set the directory for its files"
+                f"writers[type={cfg.type}].{cfg.type}.root_path is empty; set the directory for its files"
             )
         self.root = Path(root).expanduser()
         self._claimed: Path | None = None
@@ -158,8 +158,7 @@ class ParquetWriter(FileWriter, kind="parquet", aliases=("gob",)):
     Configured as ``gob`` (the original's Go-only format), it writes Parquet under ``gob.root_path``.
     """
 
-    def __init__(self, cfg: ExactWriterConfig | SketchWriterConfig, group: str) -> None:
-        self.root_key = "gob" if cfg.type == "gob" else "parquet"
+    def __init__(self, cfg: WriterConfig, group: str) -> None:
         super().__init__(cfg, group)
         if cfg.type == "gob":
             log.info(
@@ -204,8 +203,6 @@ class TextWriter(FileWriter, kind="text"):
     ``period_start`` and ``final``).
     """
 
-    root_key = "text"
-
     def _write_flows(self, snap: FlowSnapshot, meta: SnapshotMeta) -> None:
         ordered = snap.sorted("bytes")
         lines = ["# flow packets bytes first_seen last_seen"]
@@ -231,7 +228,8 @@ class TextWriter(FileWriter, kind="text"):
         self._write_dir(snap.task_name, meta, files)
 
     def _write_hitters(self, snap: SketchSnapshot, meta: SnapshotMeta) -> None:
-        types = SKETCH_TYPE_FILES.get(snap.skt_type, tuple(sorted(snap.hitters)))
+        # a file for every type the sketch kind reports (empty if it has no rows), then any other list
+        types = _reported_types(snap)
         files: dict[str, str] = {}
         for t in (*types, *(t for t in sorted(snap.hitters) if t not in types)):
             hitters = snap.hitters.get(t)
@@ -243,65 +241,6 @@ class TextWriter(FileWriter, kind="text"):
         final = self.target(meta, safe_name(task))
         try:
             final.parent.mkdir(parents=True, exist_ok=True)
-            _atomic_dir(final, {name: text.encode() for name, text in files.items()})
+            atomic_dir(final, {name: text.encode() for name, text in files.items()})
         except OSError as exc:
             raise WriterError(f"cannot write {final}: {exc}") from exc
-
-
-def _atomic_dir(final: Path, files: dict[str, bytes]) -> None:
-    """Create directory ``final`` holding ``files`` so that readers see all of them or none of them.
-
-    The files go into a temporary sibling directory (fsynced), which is then renamed to ``final``. If
-    ``final`` exists (the same snapshot written again), it is swapped out and removed afterwards.
-    """
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
-    try:
-        for name, data in files.items():
-            fd = os.open(tmp / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-            try:
-                _write_all(fd, data)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; give the mode of an ordinary directory
-        _fsync_dir(tmp)
-        old: Path | None = None
-        if final.exists():
-            old = final.with_name(f".{final.name}.{os.getpid()}.old")
-            os.rename(final, old)
-        os.rename(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-    _fsync_dir(final.parent)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        n = os.write(fd, view)
-        view = view[n:]
-
-
-def _fsync_dir(directory: Path) -> None:
-    # makes the rename durable; some platforms/filesystems cannot open or fsync a directory
-    with contextlib.suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-_UMASK: int | None = None
-
-
-def _umask() -> int:
-    global _UMASK
-    if _UMASK is None:  # os.umask can only be read by setting it: once, at first use
-        current = os.umask(0o022)
-        os.umask(current)
-        _UMASK = current
-    return _UMASK

@@ -21,17 +21,17 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from netspectra.batch import PacketBatch
+from netspectra.fields import FIELD_NAMES, validate_fields
 from netspectra.output.addr import ips_to_arrow
 from netspectra.output.flow_table import FLOW_TABLE_SCHEMA, TIMESTAMP_TYPE
 from netspectra.tasks import exact_kernels as kern
-from netspectra.tasks.fields import FIELD_NAMES, validate_key_fields
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +62,9 @@ class FlowSnapshot:
     where the field is not in ``key_fields`` — ``first_ns``/``last_ns`` int64 ns UTC, ``packets`` and
     ``bytes`` uint64. The arrays are not writeable and share nothing with the task.
     """
+
+    #: The aggregator kind that produces these snapshots (alerting and writers ask it).
+    kind: ClassVar[str] = "exact"
 
     task_name: str
     key_fields: tuple[str, ...]
@@ -212,7 +215,7 @@ class ExactTask:
 
     def __init__(self, name: str, key_fields: Sequence[str], capacity_hint: int = 1 << 16) -> None:
         self.name = name
-        self.key_fields = validate_key_fields(key_fields)
+        self.key_fields = validate_fields(key_fields)
         keys = set(self.key_fields)
         on, off = kern.ALL_ONES, np.uint64(0)
         self._masks = tuple(on if f in keys else off for f in FIELD_NAMES)

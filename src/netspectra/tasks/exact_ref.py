@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from netspectra.batch import PacketBatch
+from netspectra.fields import validate_fields
 from netspectra.tasks import exact_kernels as kern
-from netspectra.tasks.fields import validate_key_fields
 
 M64 = (1 << 64) - 1
 FlowKey = tuple[bytes, bytes, int, int, int]
@@ -110,7 +110,7 @@ def reference_table(
     Same growth protocol: start at ``capacity`` slots, keep at most ``capacity * num // den`` used,
     double and rehash whenever :func:`update_table_ref` stops short, then resume where it stopped.
     """
-    keys = set(validate_key_fields(list(key_fields)))
+    keys = set(validate_fields(list(key_fields)))
     masks = tuple(M64 if f in keys else 0 for f in ("SrcIP", "DstIP", "SrcPort", "DstPort", "Protocol"))
     num, den = max_load
     table = np.zeros((capacity, kern.ROW_WORDS), np.uint64)
@@ -140,7 +140,7 @@ class ReferenceFlows:
     flows: dict[FlowKey, list[int]] = field(default_factory=dict)
 
     def __init__(self, key_fields: Iterable[str]) -> None:
-        self.key_fields = validate_key_fields(list(key_fields))
+        self.key_fields = validate_fields(list(key_fields))
         self.flows = {}
 
     def update(self, batch: PacketBatch) -> None:

@@ -1,21 +1,45 @@
 // NetSpectra web dashboard: plain JavaScript, no build step, no third-party code.
 // Reads the same endpoints as Grafana: POST /metrics (the targets), POST /query (series and tables).
+// With tokens configured (api.auth) the server answers 401: the page then asks for a token, keeps it in
+// this tab's sessionStorage (gone when the tab closes) and sends it as "Authorization: Bearer …" —
+// never in a URL.
 "use strict";
 
 const SVG = "http://www.w3.org/2000/svg";
-const state = { targets: [], timer: null, busy: false };
+const TOKEN_KEY = "netspectra.token";
+const state = { targets: [], timer: null, busy: false, started: false };
 const $ = (id) => document.getElementById(id);
 const fmt = (n) => Number(n).toLocaleString("en-US");
 
+class AuthError extends Error {}
+
+function token() {
+  return sessionStorage.getItem(TOKEN_KEY) || "";
+}
+
 async function post(path, body) {
-  const res = await fetch(path, {
-    method: "POST",
-    headers: { "Content-Type": "application/json", Accept: "application/json" },
-    body: JSON.stringify(body),
-  });
+  const headers = { "Content-Type": "application/json", Accept: "application/json" };
+  if (token()) headers.Authorization = `Bearer ${token()}`;
+  const res = await fetch(path, { method: "POST", headers, body: JSON.stringify(body) });
   const doc = await res.json();
+  if (res.status === 401) throw new AuthError(doc.message || "this server needs a token");
   if (!res.ok) throw new Error(`${path}: ${doc.code || res.status}: ${doc.message || ""}`);
   return doc;
+}
+
+function askForToken(message) {
+  clearInterval(state.timer);
+  $("auth").hidden = false;
+  $("sign-out").hidden = true;
+  $("status").className = "error";
+  $("status").textContent = token() ? `the token was refused: ${message}` : "this server needs a token";
+  $("token").focus();
+}
+
+function showError(err) {
+  if (err instanceof AuthError) return askForToken(err.message);
+  $("status").className = "error";
+  $("status").textContent = String(err.message || err);
 }
 
 function range() {
@@ -150,8 +174,7 @@ async function refresh() {
     status.textContent = `updated ${new Date().toLocaleTimeString()}`;
     document.body.dataset.updated = String(Date.now());
   } catch (err) {
-    status.className = "error";
-    status.textContent = String(err.message || err);
+    showError(err);
   } finally {
     state.busy = false;
   }
@@ -163,21 +186,43 @@ function schedule() {
   if (s > 0) state.timer = setInterval(refresh, s * 1000);
 }
 
-async function main() {
-  const params = new URLSearchParams(location.search);
-  if (params.get("range")) $("range").value = params.get("range");
-  if (params.get("refresh")) $("refresh").value = params.get("refresh");
+async function start() {
   try {
     await loadTargets();
   } catch (err) {
-    $("status").className = "error";
-    $("status").textContent = String(err.message || err);
+    showError(err);
     return;
   }
-  for (const id of ["task", "range"]) $(id).addEventListener("change", refresh);
-  $("refresh").addEventListener("change", schedule);
+  $("auth").hidden = true;
+  $("sign-out").hidden = !token();
+  if (!state.started) {
+    state.started = true;
+    for (const id of ["task", "range"]) $(id).addEventListener("change", refresh);
+    $("refresh").addEventListener("change", schedule);
+  }
   await refresh();
   schedule();
+}
+
+function main() {
+  const params = new URLSearchParams(location.search);
+  if (params.get("range")) $("range").value = params.get("range");
+  if (params.get("refresh")) $("refresh").value = params.get("refresh");
+  $("auth").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const value = $("token").value.trim();
+    $("token").value = "";
+    if (!value) return;
+    sessionStorage.setItem(TOKEN_KEY, value);
+    $("status").className = "";
+    $("status").textContent = "loading…";
+    start();
+  });
+  $("sign-out").addEventListener("click", () => {
+    sessionStorage.removeItem(TOKEN_KEY);
+    location.reload();
+  });
+  start();
 }
 
 main();

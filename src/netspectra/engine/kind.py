@@ -1,0 +1,184 @@
+"""Aggregator kinds: what an aggregator type (``exact``, ``sketch``, a plugin's) declares and builds.
+
+An :class:`AggregatorKind` is the one place that knows an aggregator type. It declares
+
+* ``task_model`` — the pydantic model of one entry of ``aggregator.<kind>.tasks`` (the configuration
+  validates every task with it, and reports errors under the task's key);
+* ``metrics`` — the alert metrics its tasks offer (:class:`Metric`: scalar, or per flow), and which
+  of them a given task can compute (:meth:`AggregatorKind.metric_problem`);
+* ``memory_bytes`` — what a task will allocate up front (checked against ``aggregator.max_memory``);
+
+and builds, on demand, its :class:`~netspectra.engine.groups.TaskGroup` (tasks wrapped for the engine,
+the group's writers, how a snapshot reaches a writer), the values its metrics take on a snapshot, and
+its kernels' warm-up. Everything else — configuration, alerting, API, storage, ``analyze`` — asks the
+kind. A kind module imports its heavy implementation (numba kernels, pyarrow) only inside the methods
+that build it, so validating a configuration stays cheap.
+
+Registration is one line in :data:`netspectra.kinds.AGGREGATORS` for a built-in, or an entry point in the
+``netspectra.aggregators`` group for a plugin whose object is an :class:`AggregatorKind` instance. A
+plugin's entry point may also be a plain factory ``(Config) -> TaskGroup`` (the earlier plugin form):
+it is wrapped in a :class:`FactoryKind`, which has no task model (its section of the configuration is
+not validated) and no metrics.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from netspectra.kinds import KindError
+
+if TYPE_CHECKING:
+    from netspectra.config.base import Section
+    from netspectra.config.models import Config
+    from netspectra.engine.groups import EngineTask, TaskGroup
+    from netspectra.storage.base import SnapshotMeta
+
+#: One fired per-flow metric item: (flow text, value).
+FlowValue = tuple[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Metric:
+    """An alert metric of an aggregator kind.
+
+    ``per_flow`` False: :meth:`AggregatorKind.metric_values` gives one number per snapshot, compared
+    with the rule's threshold; True: it gives ``(flow, value)`` items, each compared, and the rule fires
+    with the items that pass. ``unit`` follows an observed number in messages (``packets``); ``suffix``
+    follows each item's value in tables (`` bytes``).
+    """
+
+    name: str
+    description: str
+    per_flow: bool = False
+    unit: str = ""
+    suffix: str = ""
+
+
+class AggregatorKind:
+    """Base of every aggregator kind (see the module docstring). Subclasses set the class attributes
+    and override :meth:`build_task` (or :meth:`build_group` for a group that is more than its tasks).
+    """
+
+    #: The aggregator type's name: the key under ``aggregator`` and the entry of ``aggregator.types``.
+    name: str = ""
+    #: The model of one task entry; None for kinds whose section is not validated (legacy factories).
+    task_model: type[Section] | None = None
+    #: Alert metrics by name.
+    metrics: ClassVar[Mapping[str, Metric]] = {}
+    #: One line for ``--help`` and listings.
+    description: str = ""
+
+    def __repr__(self) -> str:
+        return f"<aggregator kind {self.name!r}>"
+
+    # -- configuration ----------------------------------------------------------------------------
+
+    def check(self, tasks: Sequence[Any], path: str) -> tuple[list[str], list[str]]:
+        """Problems that span the tasks of this kind (the task model checks each task alone):
+        ``(errors, warnings)``, each line starting with its key path (``path`` is ``aggregator.<kind>``)."""
+        return [], []
+
+    def memory_bytes(self, task: Any) -> int:
+        """Bytes ``task`` allocates when built (0 when it grows with the traffic instead)."""
+        return 0
+
+    def memory_detail(self, task: Any) -> str:
+        """What :meth:`memory_bytes` is made of, for messages (e.g. ``depth 3 x width 1048576``)."""
+        return ""
+
+    def metric_problem(self, task: Any, metric: str) -> str | None:
+        """Why ``task`` cannot compute ``metric`` (a message ending in the fix), or None if it can."""
+        if metric in self.metrics:
+            return None
+        return (
+            f"{metric!r} is not a metric of {self.name} tasks; {self.name} tasks have "
+            f"{', '.join(self.metrics) or '(none)'}"
+        )
+
+    # -- building ---------------------------------------------------------------------------------
+
+    def build_task(self, task: Any) -> EngineTask:
+        """The engine task for one validated task entry; ``ValueError`` if it cannot be built."""
+        raise TypeError(f"aggregator kind {self.name!r} does not build single tasks")
+
+    def deliver(self, writer: Any, snap: Any, meta: SnapshotMeta) -> None:
+        """Hand one snapshot of one of this kind's tasks to one of its writers."""
+        raise TypeError(f"aggregator kind {self.name!r} has no writers")
+
+    def build_group(self, cfg: Config) -> TaskGroup:
+        """The group for ``cfg``: one engine task per ``aggregator.<name>.tasks`` entry and the group's
+        enabled writers. :class:`~netspectra.config.ConfigError` lists every task and writer that cannot
+        be built, each by its key."""
+        from netspectra.config import ConfigError
+        from netspectra.engine.groups import TaskGroup, build_writers
+
+        section = cfg.aggregator.group(self.name)
+        errors: list[str] = []
+        tasks: list[EngineTask] = []
+        for i, t in enumerate(section.tasks):
+            try:
+                tasks.append(self.build_task(t))
+            except ValueError as exc:
+                errors.append(f"aggregator.{self.name}.tasks[{i}] ({t.name}): {exc}")
+        writers = build_writers(section.writers, self.name, errors)
+        if errors:
+            raise ConfigError(errors, path=cfg.source)
+        return TaskGroup(self.name, tuple(tasks), writers, self.deliver)
+
+    def warm_up(self, tasks: Sequence[Any] | None) -> None:
+        """Compile (or load from numba's cache) the kernels ``tasks`` will run (None: every variant of
+        the kind); nothing by default."""
+
+    # -- reports (``netspectra analyze``) -----------------------------------------------------------
+
+    #: Key of this kind's task list in ``analyze --json``.
+    report_key: ClassVar[str] = ""
+
+    def summary_rows(self, snap: Any) -> list[tuple[str, str]]:
+        """Rows this task adds to the capture summary table (label, value)."""
+        return []
+
+    def report(self, task: Any, snap: Any, top: int) -> dict[str, Any]:
+        """The task's part of ``analyze --json`` (``top`` rows of its lists)."""
+        return {"name": snap.task_name}
+
+    def render(self, task: Any, snap: Any, top: int) -> list[Any]:
+        """The task's sections of ``analyze``'s terminal report: rich renderables."""
+        return []
+
+    # -- alerting ---------------------------------------------------------------------------------
+
+    def metric_values(self, metric: str, snap: Any) -> float | Sequence[FlowValue]:
+        """The value of ``metric`` on one snapshot of this kind's task: a number for a scalar metric,
+        ``(flow, value)`` items for a per-flow one."""
+        raise ValueError(f"{metric!r} is not a metric of {self.name} tasks")
+
+
+class FactoryKind(AggregatorKind):
+    """A plugin given as a factory ``(Config) -> TaskGroup`` (the earlier plugin form): no task model,
+    no metrics; the factory builds the whole group."""
+
+    def __init__(self, name: str, factory: Callable[[Config], TaskGroup]) -> None:
+        self.name = name
+        self.factory = factory
+
+    def build_group(self, cfg: Config) -> TaskGroup:
+        return self.factory(cfg)
+
+
+def as_aggregator_kind(name: str, obj: Any) -> AggregatorKind:
+    """The registry's check: an :class:`AggregatorKind` instance (its ``name`` must be ``name``), or a
+    factory callable wrapped in a :class:`FactoryKind`; :class:`KindError` otherwise."""
+    if isinstance(obj, type) and issubclass(obj, AggregatorKind):
+        obj = obj()
+    if isinstance(obj, AggregatorKind):
+        if obj.name != name:
+            raise KindError(f"its kind object is named {obj.name!r}; register it under that name")
+        return obj
+    if callable(obj):
+        return FactoryKind(name, obj)
+    raise KindError(
+        f"is a {type(obj).__name__}, neither an AggregatorKind nor a factory (Config) -> TaskGroup"
+    )

@@ -1,0 +1,167 @@
+"""The offline run: capture files through the engine, the one path of ``netspectra analyze``.
+
+Reader → :meth:`~netspectra.engine.manager.Manager.submit` (blocking: never drops) → every task of every
+running group → writers. Without ``--store`` the manager runs *inline* (the batch is applied in the
+reading thread: no queue, no worker threads) with no period and no configured writer, so the result is
+the whole input; with ``--store`` it runs as a live engine does (workers, periodic snapshots, period
+resets, a final snapshot of every task to every configured writer). ``--out`` is one more writer,
+:class:`ResultsWriter`, that receives the final snapshot of every task and writes it as one file per
+task.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from os import PathLike
+from pathlib import Path
+from typing import Any
+
+from netspectra.capture.reader import DEFAULT_BATCH_SIZE
+from netspectra.config.models import Config
+from netspectra.engine.groups import GroupWriter
+from netspectra.engine.manager import Clock, Manager
+from netspectra.engine.registry import build_groups
+from netspectra.offline.analyzer import AnalysisResult, analyze_files
+from netspectra.storage.base import SnapshotMeta
+
+log = logging.getLogger(__name__)
+
+
+class ResultsWriter:
+    """``--out``: the latest snapshot of every task as ``<out>/<task>.parquet`` (or ``.csv``), written
+    atomically; the columns are the snapshot's table (``flow_metrics`` for exact tasks,
+    ``heavy_hitters`` for sketch tasks). Only final snapshots are written (it has no interval), so the
+    files hold the run's result; :attr:`written` lists them in the order written."""
+
+    def __init__(self, out: Path, *, csv: bool = False) -> None:
+        self.out = out
+        self.csv = csv
+        self.written: list[Path] = []
+
+    def __repr__(self) -> str:
+        return f"ResultsWriter({str(self.out)!r}, csv={self.csv})"
+
+    def open(self) -> None:
+        self.out.mkdir(parents=True, exist_ok=True)
+
+    def close(self) -> None:
+        pass
+
+    def write(self, snap: Any, meta: SnapshotMeta) -> None:
+        """Write one task's snapshot (any snapshot with ``task_name`` and ``to_arrow()``)."""
+        from netspectra.output.flow_table import write_csv, write_parquet
+        from netspectra.storage.files import safe_name
+
+        path = self.out / f"{safe_name(snap.task_name)}.{'csv' if self.csv else 'parquet'}"
+        (write_csv if self.csv else write_parquet)(snap.to_arrow(), path)
+        if path not in self.written:
+            self.written.append(path)
+
+    # the aggregator kinds deliver through these
+    write_flows = write
+    write_hitters = write
+
+
+@dataclass
+class OfflineRun:
+    """What :func:`run_offline` gives: the reading result, the stopped manager (its tasks hold the final
+    state) and the files ``--out`` wrote."""
+
+    result: AnalysisResult
+    manager: Manager
+    written: list[Path] = field(default_factory=list)
+
+    def __iter__(self) -> Any:  # ``result, manager = run_offline(...)``
+        return iter((self.result, self.manager))
+
+
+class _Submitter:
+    """Looks like a task to :func:`~netspectra.offline.analyzer.analyze_files`; submits to a manager."""
+
+    name = "engine"
+
+    def __init__(self, manager: Manager) -> None:
+        self.manager = manager
+
+    def update(self, batch: Any) -> None:
+        self.manager.submit(batch, block=True)
+
+
+def run_offline(
+    paths: Sequence[str | PathLike[str]],
+    cfg: Config,
+    *,
+    writers: bool = True,
+    out: Path | None = None,
+    csv: bool = False,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    num_workers: int | None = None,
+    inline: bool | None = None,
+    clock: Clock | None = None,
+    on_file_start: Callable[[Path, int], None] | None = None,
+    progress: Callable[[int], None] | None = None,
+    on_manager: Callable[[Manager], Any] | None = None,
+    **options: Any,
+) -> OfflineRun:
+    """Analyse capture files through the engine (see the module docstring).
+
+    ``writers``: the configuration's writers are used, with its period (as a live engine); False: no
+    configured writer and no period (the tasks hold the whole input). ``out``: also write every task's
+    final snapshot there (``csv`` for CSV). ``inline`` (default: when ``writers`` is False) applies
+    batches in the reading thread instead of worker threads. ``on_manager(manager)`` runs after the
+    manager is built and before it starts (attach the alerter there).
+
+    Raises :class:`~netspectra.config.ConfigError` for a bad configuration, before any file is read.
+    Capture damage is reported per file in the result, as by
+    :func:`~netspectra.offline.analyzer.analyze_files`. If reading raises anything else, the manager is
+    still stopped (what was read is written) and the exception propagates. ``result.elapsed_s`` covers
+    reading and applying every batch, not closing the writers.
+    """
+    groups = build_groups(cfg)
+    if not writers:
+        groups = [g.without_writers() for g in groups]
+    results: ResultsWriter | None = None
+    if out is not None:
+        results = ResultsWriter(out, csv=csv)
+        groups = [
+            replace(g, writers=(*g.writers, GroupWriter(f"{g.name}/out", results, None, "--out")))
+            for g in groups
+        ]
+    if inline is None:
+        inline = not writers
+    agg = cfg.aggregator
+    manager = Manager(
+        groups,
+        period=agg.period if writers else None,
+        num_workers=num_workers if num_workers is not None else _workers(agg.num_workers),
+        queue_packets=agg.size_of_packet_channel,
+        clock=clock,
+        inline=inline,
+        **options,
+    )
+    if on_manager is not None:  # e.g. attach the alerter before anything is counted
+        on_manager(manager)
+    manager.start()
+    try:
+        t0 = time.perf_counter()
+        result = analyze_files(
+            [Path(p) for p in paths],
+            [_Submitter(manager)],
+            batch_size=batch_size,
+            on_file_start=on_file_start,
+            progress=progress,
+        )
+        manager.flush()
+        result.elapsed_s = time.perf_counter() - t0
+    finally:
+        manager.stop()
+    return OfflineRun(result, manager, list(results.written) if results is not None else [])
+
+
+def _workers(configured: int) -> int:
+    from netspectra.engine.manager import default_num_workers
+
+    return default_num_workers(configured)

@@ -1,0 +1,36 @@
+"""Start-up: the command line loads what a command needs, nothing more (issue 19)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from netspectra.cli.gen_cmd import DEFAULT_START_TEXT
+from netspectra.gen.synth import DEFAULT_START
+
+
+def _modules_after(code: str) -> set[str]:
+    out = subprocess.run(
+        [sys.executable, "-c", f"{code}\nimport sys\nprint('\\n'.join(sys.modules))"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return set(out.stdout.split())
+
+
+def test_gen_default_start_matches_the_generator() -> None:
+    assert DEFAULT_START.isoformat().replace("+00:00", "Z") == DEFAULT_START_TEXT
+
+
+def test_kind_declarations_and_configuration_load_no_kernels() -> None:
+    loaded = _modules_after(
+        "from netspectra.config import load_config\n"
+        "cfg = load_config()\n"
+        "from netspectra.kinds import AGGREGATORS, SKETCHES, WRITERS\n"
+        "[AGGREGATORS.get(n) for n in AGGREGATORS.builtins]\n"
+        "[SKETCHES.get(n) for n in SKETCHES.builtins]\n"
+        "[WRITERS.get(n) for n in WRITERS.builtins]"
+    )
+    heavy = {"numba", "pyarrow", "chdb", "grpc", "pandas", "fastapi", "openai", "numpy"}
+    assert not heavy & {m.split(".")[0] for m in loaded}
