@@ -543,3 +543,45 @@ def test_gzip_multi_member_capture(tmp_path: Path) -> None:
     p = tmp_path / "multi.pcap.gz"
     p.write_bytes(gzip.compress(data[:30]) + gzip.compress(data[30:100]) + gzip.compress(data[100:]))
     assert record_list(p, window_bytes=64) == record_list(write(tmp_path, "plain.pcap", data))
+
+
+# --- the BatchSource protocol and CaptureStats.as_dict ------------------------------------------
+
+
+def test_capture_reader_is_a_batch_source(tmp_path: Path) -> None:
+    from netspectra.batch import BatchSource
+
+    p = write(tmp_path, "x.pcap", small_pcap(be=False, ns=False), gz=True)
+    r = CaptureReader(p, batch_size=1)
+    assert isinstance(r, BatchSource)
+    r.stop()  # a no-op for a file: iteration still ends by itself
+    assert sum(len(b) for b in r) == 2 and r.stats.records == 3
+
+    it = iter(r)
+    assert len(next(it)) == 1
+    r.close()  # ends the iteration in progress and releases its file
+    assert list(it) == []
+    r.close()  # idempotent
+    with CaptureReader(p) as again:
+        assert len(again.read_all()) == 2  # a closed reader's file can be read anew
+
+    chunks = r.records()
+    next(chunks)
+    r.close()
+    assert list(chunks) == []
+
+
+def test_stats_as_dict_is_plain_and_complete(tmp_path: Path) -> None:
+    import dataclasses
+    import json
+
+    r = CaptureReader(write(tmp_path, "x.pcap", small_pcap(be=True, ns=True)))
+    r.read_all()
+    d = r.stats.as_dict()
+    assert {f.name for f in dataclasses.fields(CaptureStats)} <= d.keys()
+    assert (d["records"], d["ip_packets"], d["skipped"], d["truncated"]) == (3, 2, 1, 1)
+    assert d["implausible_length"] == 0 and d["non_ip"] == {0x0806: 1} and d["linktypes"] == {1: 3}
+    assert d["by_status"]["ok"] == 1 and d["warnings"] == []
+    assert json.loads(json.dumps(d))["records"] == 3
+    d["by_status"]["ok"] = 99  # a copy: the stats stay as they were
+    assert r.stats.by_status["ok"] == 1

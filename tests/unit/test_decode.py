@@ -43,6 +43,7 @@ def test_kernel_literals_match_named_constants() -> None:
         st.L3_TRUNCATED,
         st.IP_MALFORMED,
     )
+    assert (decode_mod._IMPLAUSIBLE, decode_mod._MAX_WIRE) == (st.IMPLAUSIBLE_LENGTH, st.MAX_WIRE_LENGTH)
     assert decode_mod._MAX_EXT == lt.IPV6_MAX_EXT_HEADERS
 
 
@@ -643,6 +644,8 @@ def test_seeded_mutations_agree_with_reference() -> None:
             b = b[: rng.randrange(len(b) + 1)]
         if rng.random() < 0.1:
             linktype = rng.choice([*linktypes, 105, 127, 284])
+        if rng.random() < 0.01:  # a damaged record's length: just above the limit, or nonsense
+            wire = rng.choice([st.MAX_WIRE_LENGTH, st.MAX_WIRE_LENGTH + 1, 4_093_509_168, 0xFFFFFFFF])
         mutated.append((bytes(b), wire, linktype))
     status, _ = _check_agreement(mutated)
     # The mutations must reach every outcome, or the agreement proves little.

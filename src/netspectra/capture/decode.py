@@ -26,6 +26,9 @@ Decoding rules (flows are keyed on the OUTER IP header, like NetFlow and ``tools
 * Ports: TCP, UDP and SCTP only, from the first four L4 bytes, only on first fragments, only when
   captured (else ports 0 and ``OK_L4_TRUNCATED``).
 * Tunnels (GRE, VXLAN, IP-in-IP, ...) are not decapsulated: the outer header is the flow.
+* Wire length: a record claiming more than ``MAX_WIRE_LENGTH`` (1 MiB) is damage, whatever its
+  bytes hold: ``IMPLAUSIBLE_LENGTH``, not decoded, never in a batch. Capture files and the live
+  ring share this rule because both go through this kernel.
 
 Status and aux codes are those of :mod:`netspectra.capture.status`.
 """
@@ -56,6 +59,8 @@ _UNSUPPORTED = 4  # status.LINKTYPE_UNSUPPORTED
 _L2_TRUNC = 5  # status.L2_TRUNCATED
 _L3_TRUNC = 6  # status.L3_TRUNCATED
 _MALFORMED = 7  # status.IP_MALFORMED
+_IMPLAUSIBLE = 8  # status.IMPLAUSIBLE_LENGTH
+_MAX_WIRE = 1048576  # status.MAX_WIRE_LENGTH
 _MAX_EXT = 256  # linktypes.IPV6_MAX_EXT_HEADERS
 
 # Every helper is inlined at numba-IR level (inline="always"): a plain call that passes an array
@@ -355,6 +360,12 @@ def decode_records(
         end = off + np.int64(rec_caplen[i])
         if end > buflen:
             end = buflen
+        if rec_wirelen[i] > _MAX_WIRE:
+            # A length no link or super-packet has: the record is damaged, its bytes are not a
+            # frame to trust, and its length must not reach any total.
+            status[i] = _IMPLAUSIBLE
+            aux[i] = 0
+            continue
         linktype = np.int64(rec_linktype[i])
         ipver, pos, s, a = _link(buf, off, end, linktype)
         if ipver != 0:

@@ -28,10 +28,12 @@ def decode_one(data: bytes, linktype: int, wirelen: int) -> Decoded:
     """Decode one captured frame (``data`` is the captured bytes, ``len(data)`` the caplen).
 
     Returns ``(status, aux, key)`` with the codes of :mod:`netspectra.capture.status`. ``wirelen``
-    does not change the result (the batch's length column is the wire length, copied verbatim);
-    it is accepted so that the signature matches what a record carries.
+    only matters above :data:`~netspectra.capture.status.MAX_WIRE_LENGTH`: such a record is
+    damaged (``IMPLAUSIBLE_LENGTH``) and not decoded; otherwise the key never depends on it (the
+    batch's length column is the wire length, copied verbatim).
     """
-    del wirelen  # the key never depends on it
+    if wirelen > st.MAX_WIRE_LENGTH:
+        return st.IMPLAUSIBLE_LENGTH, 0, None
     if linktype == lt.LINKTYPE_ETHERNET:
         if len(data) < lt.ETHERNET_HEADER_LEN:
             return st.L2_TRUNCATED, linktype, None

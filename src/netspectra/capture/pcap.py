@@ -232,7 +232,7 @@ class PcapWalker:
                     "a 16-byte record header",
                     f"{rest} trailing byte{'s' if rest > 1 else ''} before end of file",
                 )
-                return WalkResult(n, pos, error=err)
+                return WalkResult(n, pos, error=err, truncated=True)
             return WalkResult(n, pos, need=RECORD_HEADER_LEN)
         caplen = self._hdr.unpack_from(buf[pos : pos + 16], 0)[2]
         if at_eof:
@@ -241,5 +241,5 @@ class PcapWalker:
                 f"{caplen} bytes of packet data (record caplen)",
                 f"{rest - RECORD_HEADER_LEN} bytes before end of file",
             )
-            return WalkResult(n, pos, error=err)
+            return WalkResult(n, pos, error=err, truncated=True)
         return WalkResult(n, pos, need=RECORD_HEADER_LEN + caplen)

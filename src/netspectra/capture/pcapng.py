@@ -14,11 +14,14 @@ Python at every SHB and IDB, which :class:`PcapngWalker` parses; they are rare.
 
 Timestamps are converted to int64 nanoseconds with integer arithmetic, exact to the nanosecond
 (floor) for every resolution: ``units * 10**(9-v)``, ``units // 10**(v-9)``, or for ``2**-k``
-``floor(units * 10**9 / 2**k)`` computed without 128-bit overflow. A time that int64 ns cannot
-hold (after 2262; seen in real files with bogus resolutions) becomes :data:`TS_OVERFLOW` (the
-largest int64) and is counted, rather than wrapping to a negative time. A Simple Packet Block has no
-timestamp: it gets the timestamp of the previous packet of the same section (0 if there is none),
-and the link type/snaplen of interface 0.
+``floor(units * 10**9 / 2**k)`` computed without 128-bit overflow. The interface's ``if_tsoffset``
+(signed seconds) is then added, as Wireshark does: a negative offset gives earlier times, before
+1970 if it takes them there (negative nanoseconds). A time that int64 ns cannot hold is clamped,
+never wrapped, and counted (``ts_overflow``): after 2262 (bogus resolutions or offsets in real
+files) it becomes :data:`TS_OVERFLOW` (``2**63 - 1``), before 1677 (a huge negative offset)
+:data:`TS_UNDERFLOW` (``-(2**63 - 1)``; not ``-2**63``, which numpy and Arrow read as "no time").
+A Simple Packet Block has no timestamp: it gets the timestamp of the previous packet of the same
+section (0 if there is none), and the link type/snaplen of interface 0.
 
 Damage raises :class:`~netspectra.capture.errors.CaptureError` at the offset of the block:
 total length not a multiple of 4 or below 12, trailing length different from the leading one, a
@@ -72,11 +75,22 @@ CTR_OTHER_BLOCKS = 0
 CTR_TS_OVERFLOW = 1  # packet timestamps beyond the int64-ns range (years before 1678 / after 2262)
 N_COUNTERS = 2
 
-#: The timestamp given to a packet whose time does not fit int64 nanoseconds (the maximum int64).
+#: The timestamp given to a packet whose time is after the int64-nanosecond range (2262).
 TS_OVERFLOW = np.int64(2**63 - 1)
+#: The timestamp given to a packet whose time is before the int64-nanosecond range (1677).
+TS_UNDERFLOW = np.int64(-(2**63 - 1))
+#: ``if_tsoffset`` values are clamped to this many seconds (about 35,000 years): beyond it every
+#: packet of the interface overflows anyway, and the clamp keeps the kernel's sums within int64.
+MAX_TSOFFSET_S = 1 << 40
+#: An ``if_tsoffset`` beyond +-this many seconds (584 years) pushes every timestamp out of int64 ns.
+_TSOFFSET_PLAUSIBLE_S = 2 * 9_223_372_036
 _NS = np.uint64(1_000_000_000)
 _INT64_MAX = np.uint64(2**63 - 1)
 _MAX_SEC = np.uint64((2**63 - 1) // 1_000_000_000)
+# int64 ns bounds in (seconds, sub-second ns): 2**63 - 1 = 9223372036 s + 854775807 ns.
+_I_NS = np.int64(1_000_000_000)
+_I_MAX_SEC = np.int64(9_223_372_036)
+_I_MAX_SUB = np.int64(854_775_807)
 
 
 # Byte readers are defined here, not imported: numba's on-disk cache only notices changes to the
@@ -139,6 +153,24 @@ def _units_to_ns(units: np.uint64, pow2: bool, mul: np.uint64, div: np.uint64) -
 
 
 @njit(nogil=True, cache=True)
+def _add_offset(ts: np.int64, off_s: np.int64) -> np.int64:
+    """``ts + off_s * 10**9`` for ``0 <= ts < TS_OVERFLOW`` and ``|off_s| <= MAX_TSOFFSET_S``, clamped.
+
+    Returns :data:`TS_OVERFLOW` at or after ``2**63 - 1`` ns and :data:`TS_UNDERFLOW` at or before
+    ``-(2**63 - 1)``; never wraps. Works on (seconds, sub-second) so that no product overflows.
+    """
+    sec = ts // _I_NS
+    sub = ts - sec * _I_NS
+    s2 = sec + off_s
+    if s2 > _I_MAX_SEC or (s2 == _I_MAX_SEC and sub >= _I_MAX_SUB):
+        return TS_OVERFLOW
+    # -(2**63 - 1) = -9223372037 s + 145224193 ns
+    if s2 < -_I_MAX_SEC - 1 or (s2 == -_I_MAX_SEC - 1 and sub <= _I_NS - _I_MAX_SUB):
+        return TS_UNDERFLOW
+    return (s2 + 1) * _I_NS + (sub - _I_NS)
+
+
+@njit(nogil=True, cache=True)
 def walk_pcapng_blocks(
     buf: np.ndarray,
     pos: int,
@@ -147,7 +179,7 @@ def walk_pcapng_blocks(
     if_pow2: np.ndarray,
     if_mul: np.ndarray,
     if_div: np.ndarray,
-    if_offset_ns: np.ndarray,
+    if_offset_s: np.ndarray,
     if_snaplen: np.ndarray,
     n_if: int,
     last_ts: int,
@@ -164,7 +196,9 @@ def walk_pcapng_blocks(
     Packet blocks become rows ``< max_records`` of the ``rec_*`` arrays; other non-SHB/IDB blocks
     are skipped and counted in ``counters[CTR_OTHER_BLOCKS]``. Interface ``i < n_if`` of the
     section has link type ``if_linktype[i]``, snaplen ``if_snaplen[i]`` and timestamp scale
-    ``if_pow2/if_mul/if_div`` (see :func:`_units_to_ns`) plus ``if_offset_ns[i]``. ``last_ts`` is
+    ``if_pow2/if_mul/if_div`` (see :func:`_units_to_ns`) plus ``if_offset_s[i]`` seconds (int64,
+    within ``MAX_TSOFFSET_S``; see :func:`_add_offset`). Timestamps outside int64 ns are clamped and
+    counted in ``counters[CTR_TS_OVERFLOW]``. ``last_ts`` is
     the timestamp of the section's previous packet (for SPBs), carried across calls. ``pos`` in
     the result is the first block not consumed; ``outcome`` is one of the ``NG_*`` codes.
     """
@@ -199,10 +233,10 @@ def walk_pcapng_blocks(
                 _u32(buf, pos + 16, big_endian)
             )
             ts = _units_to_ns(units, if_pow2[iface], if_mul[iface], if_div[iface])
-            if ts == TS_OVERFLOW:
+            if ts != TS_OVERFLOW and if_offset_s[iface] != 0:
+                ts = _add_offset(ts, if_offset_s[iface])
+            if ts == TS_OVERFLOW or ts == TS_UNDERFLOW:  # noqa: SIM109 - plain compares for numba
                 counters[CTR_TS_OVERFLOW] += 1
-            else:
-                ts += if_offset_ns[iface]
             rec_off[n] = pos + 28
             rec_caplen[n] = caplen
             rec_wirelen[n] = _u32(buf, pos + 24, big_endian)
@@ -248,7 +282,7 @@ def walk_pcapng_blocks_py(
     if_pow2: np.ndarray,
     if_mul: np.ndarray,
     if_div: np.ndarray,
-    if_offset_ns: np.ndarray,
+    if_offset_s: np.ndarray,
     if_snaplen: np.ndarray,
     n_if: int,
     last_ts: int,
@@ -291,11 +325,11 @@ def walk_pcapng_blocks_py(
             ns = _units_to_ns_py(
                 (hi << 32) | lo, bool(if_pow2[iface]), int(if_mul[iface]), int(if_div[iface])
             )
-            if ns == TS_OVERFLOW:
+            hi_ts, lo_ts = int(TS_OVERFLOW), int(TS_UNDERFLOW)
+            ts = ns if ns == hi_ts else ns + int(if_offset_s[iface]) * 10**9  # exact big-int sum
+            ts = min(max(ts, lo_ts), hi_ts)
+            if ts in (hi_ts, lo_ts):
                 counters[CTR_TS_OVERFLOW] += 1
-                ts = ns
-            else:
-                ts = ns + int(if_offset_ns[iface])
             rec_off[n], rec_caplen[n], rec_wirelen[n], rec_ts[n] = pos + 28, caplen, wirelen, ts
             rec_linktype[n] = if_linktype[iface]
             last_ts = ts
@@ -323,14 +357,15 @@ def walk_pcapng_blocks_py(
 class Interface:
     """One interface of a pcapng section, from its IDB."""
 
-    __slots__ = ("linktype", "offset_ns", "snaplen", "tsresol")
+    __slots__ = ("linktype", "offset_s", "snaplen", "tsresol")
 
     def __init__(self, linktype: int, snaplen: int, tsresol: int = 6, offset_s: int = 0) -> None:
         self.linktype = linktype
         self.snaplen = snaplen
         #: The raw if_tsresol byte: ``10**-v``, or ``2**-(v & 0x7f)`` when the MSB is set.
         self.tsresol = tsresol
-        self.offset_ns = offset_s * 1_000_000_000
+        #: ``if_tsoffset``: signed seconds added to every timestamp of the interface, as given.
+        self.offset_s = offset_s
 
     def scale(self) -> tuple[bool, int, int]:
         """``(pow2, mul, div)`` for :func:`_units_to_ns` (pow2: ``div`` is the shift)."""
@@ -382,7 +417,8 @@ class PcapngWalker:
         for i, itf in enumerate(ifs):
             pow2, mul, div = itf.scale()
             self._lt[i], self._pow2[i], self._mul[i], self._div[i] = itf.linktype, pow2, mul, div
-            self._off[i], self._snap[i] = itf.offset_ns, itf.snaplen
+            self._off[i] = max(-MAX_TSOFFSET_S, min(itf.offset_s, MAX_TSOFFSET_S))
+            self._snap[i] = itf.snaplen
 
     def _error(self, offset: int, expected: str, found: str) -> CaptureError:
         return CaptureError(self.path, offset, expected, found, decompressed=self.decompressed)
@@ -447,6 +483,7 @@ class PcapngWalker:
                         "a block header (at least 12 bytes)",
                         f"{rest} trailing bytes before end of file",
                     ),
+                    truncated=True,
                 )
             return WalkResult(0, pos, need=MIN_BLOCK_LEN)
         btype, blen = struct.unpack_from(self._fmt() + "II", buf[pos : pos + 8], 0)
@@ -470,7 +507,7 @@ class PcapngWalker:
                 f"a complete block of {blen} bytes (block type 0x{btype:08x})",
                 f"{rest} bytes before end of file",
             )
-            return WalkResult(0, pos, error=err)
+            return WalkResult(0, pos, error=err, truncated=True)
         return WalkResult(0, pos, need=blen)
 
     def _damage(self, buf: np.ndarray, pos: int, base: int, outcome: int) -> CaptureError:
@@ -631,7 +668,15 @@ class PcapngWalker:
                     )
                 itf.tsresol = v
             elif code == OPT_IF_TSOFFSET and olen >= 8:
-                itf.offset_ns = struct.unpack_from(bo + "q", blk, p + 4)[0] * 1_000_000_000
+                itf.offset_s = struct.unpack_from(bo + "q", blk, p + 4)[0]
+                if abs(itf.offset_s) > _TSOFFSET_PLAUSIBLE_S:
+                    log.warning(
+                        "%s: interface %d has an if_tsoffset of %d s: its timestamps leave the years "
+                        "1677..2262 that int64 nanoseconds hold and are clamped (counted in ts_overflow)",
+                        self.path,
+                        len(self.section_interfaces),
+                        itf.offset_s,
+                    )
             p += 4 + ((olen + 3) & ~3)
         self.section_interfaces.append(itf)
         self.interfaces += 1

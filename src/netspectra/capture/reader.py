@@ -8,15 +8,22 @@ bounded by the window (default 64 MiB) and the batch size, whatever the file siz
 
 Damage never loses data: the iterator yields every packet before the damaged record or block,
 then raises :class:`~netspectra.capture.errors.CaptureError` naming the file and the byte offset.
-:attr:`CaptureReader.stats` is up to date at that point (and after normal completion).
+This holds for every container: a pcap or pcapng file cut or corrupted anywhere, and gzip of
+either, where the packets are those of every byte decompressed before the gzip damage (a member
+cut short, corrupt deflate data, a CRC-32 or length that does not match the data), and then the
+gzip damage is the error. Trailing garbage after gzip data is ignored with a warning (logged and
+kept in ``stats.warnings``), as ``gzip -dc`` does. :attr:`CaptureReader.stats` is up to date at
+that point (and after normal completion).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator
+import weakref
+from collections.abc import Callable, Generator, Iterable, Iterator
 from os import PathLike
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -75,6 +82,8 @@ class _RecordStream:
             if fmt == "pcap":
                 if buf.shape[0] < GLOBAL_HEADER_LEN and not self.src.at_eof:
                     buf = self.src.advance(0, GLOBAL_HEADER_LEN)
+                if buf.shape[0] < GLOBAL_HEADER_LEN and self.src.damage is not None:
+                    raise self.src.damage
                 self.walker: PcapWalker | PcapngWalker = PcapWalker(
                     path, buf[:GLOBAL_HEADER_LEN].tobytes(), decompressed=dec
                 )
@@ -110,6 +119,10 @@ class _RecordStream:
                 self.pos, self._need = 0, 0
             res = self.walker.walk(self.buf, self.pos, self.src.at_eof, self.src.start, self.rec, max_records)
             self.pos, self._need, self._error, self._done = res.pos, res.need, res.error, res.done
+            if self.src.damage is not None and (res.done or res.truncated):
+                # The stream ended early because the file's compression is damaged: that damage,
+                # not "a record runs past the end", is what to report (after the records).
+                self._error, self._done = self.src.damage, False
             if res.n:
                 return res.n
 
@@ -134,6 +147,10 @@ class CaptureReader:
     ``compressed`` (gzip), ``total_bytes`` (file size on disk, the total for ``progress``),
     ``stats`` (:class:`CaptureStats`). ``progress(bytes_done)`` is called after every window walk
     with the file bytes consumed (compressed bytes for gzip).
+
+    A :class:`~netspectra.batch.BatchSource`: :meth:`stop` is a no-op (a file ends by itself),
+    :meth:`close` (also on leaving a ``with`` block) ends iterations in progress and releases
+    their files.
     """
 
     def __init__(
@@ -155,11 +172,15 @@ class CaptureReader:
             # A file shorter than the global header is refused now, not on iteration.
             _RecordStream(str(self.path), min(window_bytes, 1 << 16), 1).close()
         self.stats = CaptureStats()
+        self._active: weakref.WeakSet[Generator[Any, None, None]] = weakref.WeakSet()
 
     def _stream(self, capacity: int) -> _RecordStream:
         return _RecordStream(str(self.path), self.window_bytes, capacity)
 
     def _finish_counts(self, stream: _RecordStream) -> None:
+        for line in stream.src.warnings:
+            log.warning("%s", line)
+        self.stats.warnings.extend(stream.src.warnings)
         w = stream.walker
         if isinstance(w, PcapngWalker):
             self.stats.sections = w.sections
@@ -168,11 +189,37 @@ class CaptureReader:
             self.stats.ts_overflow = w.ts_overflow
             if w.ts_overflow:
                 log.warning(
-                    "%s: %d packet timestamps beyond the int64-nanosecond range (after 2262) were set to "
-                    "the largest int64",
+                    "%s: %d packet timestamp%s outside the int64-nanosecond range (years 1677..2262) "
+                    "clamped to its end (counted in ts_overflow)",
                     self.path,
                     w.ts_overflow,
+                    "s" if w.ts_overflow != 1 else "",
                 )
+
+    # -- the BatchSource protocol (netspectra.batch.BatchSource) -----------------------------------
+
+    def __iter__(self) -> Iterator[PacketBatch]:
+        it = self._batches()
+        self._active.add(it)
+        return it
+
+    def stop(self) -> None:
+        """Nothing to do: a file ends by itself (part of :class:`~netspectra.batch.BatchSource`)."""
+
+    def close(self) -> None:
+        """End every iteration in progress and release its file (idempotent, safe after an error).
+
+        Iterating again afterwards opens the file anew.
+        """
+        for it in list(self._active):
+            it.close()
+        self._active.clear()
+
+    def __enter__(self) -> CaptureReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def records(self, max_records: int | None = None) -> Iterator[RecordChunk]:
         """Iterate the container records without decoding them (counts only ``records``-level stats).
@@ -180,6 +227,11 @@ class CaptureReader:
         Each :class:`RecordChunk` holds at most ``max_records`` (default ``batch_size``) records and
         is valid until the next one is requested.
         """
+        it = self._records(max_records)
+        self._active.add(it)
+        return it
+
+    def _records(self, max_records: int | None) -> Generator[RecordChunk, None, None]:
         cap = max_records or self.batch_size
         self.stats = CaptureStats(files=1)
         stream = self._stream(cap)
@@ -197,7 +249,7 @@ class CaptureReader:
             self._finish_counts(stream)
             stream.close()
 
-    def __iter__(self) -> Iterator[PacketBatch]:
+    def _batches(self) -> Generator[PacketBatch, None, None]:
         bs = self.batch_size
         min_call = max(1, min(_MIN_CALL_RECORDS, bs // 16))
         self.stats = stats = CaptureStats(files=1)

@@ -7,7 +7,8 @@ so one object can describe a whole run over many files.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 import numpy as np
 
@@ -27,9 +28,13 @@ def _add_counts(into: dict[int, int], keys: np.ndarray, counts: np.ndarray) -> N
 class CaptureStats:
     """Counters of one or more capture files (all counts are exact).
 
-    * ``records``/``wire_bytes``/``captured_bytes``: every packet record of the file (IP or not).
+    * ``records``/``captured_bytes``: every packet record of the file (IP or not).
+    * ``wire_bytes``: the wire lengths of every record except those claiming more than
+      :data:`~netspectra.capture.status.MAX_WIRE_LENGTH` (damaged records, counted under
+      ``implausible_length`` and in no byte total).
     * ``ip_packets``/``ip_bytes``: rows that went into batches (wire length).
-    * ``snaplen_cut``: records with ``caplen < wirelen``.
+      ``ip_packets + skipped == records`` always holds.
+    * ``snaplen_cut``: records with ``caplen < wirelen`` (implausible lengths excluded).
     * ``by_status``: records by decoder outcome name (:data:`netspectra.capture.status.NAMES`,
       every name present, zeros included); ``truncated`` and ``skipped`` sum its
       ``TRUNCATED_CODES``/``SKIPPED_CODES``.
@@ -37,8 +42,11 @@ class CaptureStats:
       PPP protocol for link types that carry one). ``linktype_unsupported``: by link type.
     * ``linktypes``: records by link type. ``sections``/``interfaces``/``other_blocks``: pcapng
       section header blocks, interface description blocks, skipped blocks of other types.
-    * ``ts_overflow``: pcapng packets whose time does not fit int64 ns (given the largest int64).
+    * ``ts_overflow``: pcapng packets whose time does not fit int64 ns: clamped, never wrapped, to
+      ``2**63 - 1`` (after 2262) or ``-(2**63 - 1)`` (before 1677, from a negative ``if_tsoffset``).
     * ``first_ts_ns``/``last_ts_ns``: smallest and largest record timestamp (``None`` if none).
+    * ``warnings``: one line per thing the reader accepted that is not normal (trailing garbage
+      after gzip data), naming the file and the offset.
     """
 
     files: int = 0
@@ -58,6 +66,7 @@ class CaptureStats:
     ts_overflow: int = 0
     first_ts_ns: int | None = None
     last_ts_ns: int | None = None
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def truncated(self) -> int:
@@ -69,6 +78,28 @@ class CaptureStats:
         """Records that belong to no flow (``SKIPPED_CODES``)."""
         return sum(self.by_status.get(st.NAMES[c], 0) for c in st.SKIPPED_CODES)
 
+    @property
+    def implausible_length(self) -> int:
+        """Records claiming a wire length above ``MAX_WIRE_LENGTH`` (in ``skipped``, in no byte total)."""
+        return self.by_status.get(st.NAMES[st.IMPLAUSIBLE_LENGTH], 0)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Every counter as plain JSON-able values, for summaries, logs and metrics.
+
+        The dataclass fields under their names (``non_ip``, ``linktype_unsupported`` and
+        ``linktypes`` keyed by their integer value, in ascending order), plus the derived
+        ``truncated``, ``skipped`` and ``implausible_length``.
+        """
+        d: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self)}
+        d["by_status"] = dict(self.by_status)
+        for name in ("non_ip", "linktype_unsupported", "linktypes"):
+            d[name] = dict(sorted(getattr(self, name).items()))
+        d["warnings"] = list(self.warnings)
+        d["truncated"] = self.truncated
+        d["skipped"] = self.skipped
+        d["implausible_length"] = self.implausible_length
+        return d
+
     def add_records(
         self, caplen: np.ndarray, wirelen: np.ndarray, ts_ns: np.ndarray, linktype: np.ndarray
     ) -> None:
@@ -77,9 +108,15 @@ class CaptureStats:
         if n == 0:
             return
         self.records += n
-        self.wire_bytes += int(wirelen.sum(dtype=np.int64))
         self.captured_bytes += int(caplen.sum(dtype=np.int64))
-        self.snaplen_cut += int(np.count_nonzero(caplen < wirelen))
+        if int(wirelen.max()) > st.MAX_WIRE_LENGTH:
+            # Damaged records (the decoder counts them as IMPLAUSIBLE_LENGTH): in no byte total.
+            plausible = wirelen <= st.MAX_WIRE_LENGTH
+            self.wire_bytes += int(wirelen.sum(dtype=np.int64, where=plausible))
+            self.snaplen_cut += int(np.count_nonzero((caplen < wirelen) & plausible))
+        else:
+            self.wire_bytes += int(wirelen.sum(dtype=np.int64))
+            self.snaplen_cut += int(np.count_nonzero(caplen < wirelen))
         lo, hi = int(linktype.min()), int(linktype.max())
         if lo == hi:  # the common case: one link type per file, no sort needed
             self.linktypes[lo] = self.linktypes.get(lo, 0) + n
@@ -121,6 +158,7 @@ class CaptureStats:
             "ts_overflow",
         ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.warnings.extend(other.warnings)
         for mine, theirs in (
             (self.by_status, other.by_status),
             (self.non_ip, other.non_ip),

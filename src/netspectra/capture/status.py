@@ -18,7 +18,14 @@ LINKTYPE_UNSUPPORTED = 4  # the record's link type is not decoded (aux = link ty
 L2_TRUNCATED = 5  # the capture ends inside the link-layer header(s) (aux = link type)
 L3_TRUNCATED = 6  # the capture ends before the IP addresses (aux = IP version)
 IP_MALFORMED = 7  # impossible IP header: bad version nibble, IPv4 IHL < 5 (aux = first byte)
-N_STATUS = 8
+IMPLAUSIBLE_LENGTH = 8  # wire length above MAX_WIRE_LENGTH: a damaged record (aux = 0)
+N_STATUS = 9
+
+#: The largest wire length a record may claim (1 MiB). No link carries a bigger frame, and the
+#: largest super-packets a capture can see (GSO / BIG TCP, at most 512 KiB on Linux) stay below
+#: it; a record claiming more is damaged. Such a record is counted under ``IMPLAUSIBLE_LENGTH``
+#: and kept out of flows and out of every byte total (``wire_bytes``, ``ip_bytes``).
+MAX_WIRE_LENGTH = 1 << 20
 
 NAMES: dict[int, str] = {
     OK: "ok",
@@ -29,9 +36,10 @@ NAMES: dict[int, str] = {
     L2_TRUNCATED: "l2_truncated",
     L3_TRUNCATED: "ip_truncated",
     IP_MALFORMED: "ip_malformed",
+    IMPLAUSIBLE_LENGTH: "implausible_length",
 }
 
 #: Codes that count as "truncated" (caplen shorter than what the headers need).
 TRUNCATED_CODES = (OK_L4_TRUNCATED, OK_L3_TRUNCATED, L2_TRUNCATED, L3_TRUNCATED)
 #: Codes whose packet belongs to no flow.
-SKIPPED_CODES = (NON_IP, LINKTYPE_UNSUPPORTED, L2_TRUNCATED, L3_TRUNCATED, IP_MALFORMED)
+SKIPPED_CODES = (NON_IP, LINKTYPE_UNSUPPORTED, L2_TRUNCATED, L3_TRUNCATED, IP_MALFORMED, IMPLAUSIBLE_LENGTH)

@@ -87,12 +87,15 @@ def analyze(
     tasks: **per_five_tuple**, exact, keyed on SrcIP, DstIP, SrcPort, DstPort, Protocol; **cm_src_left**,
     a heavy-hitter sketch per SrcIP; **ss_src_dst**, a super-spreader sketch of distinct DstIPs per SrcIP)
     over every packet, prints a summary (packets, bytes, flows, skipped and truncated packets by reason,
-    packets/s), the top flows, heavy hitters by packets and by bytes, and super-spreaders. With --out it
-    writes every exact task's flows (columns of the original's flow_metrics table) and every sketch task's
-    list (columns of its heavy_hitters table: TaskName, Flow, Value, Type with Type 0 packets, 1 bytes,
-    2 spread). A damaged file is analysed up to the damage, reported with
-    its byte offset, and the exit status is 1 (also for a missing or unreadable file; the other files are
-    still analysed). Configuration and usage errors exit with 2.
+    packets/s; records claiming a wire length above 1 MiB are damaged: counted by reason, kept out of
+    bytes and flows), the top flows, heavy hitters by packets and by bytes, and super-spreaders. With --out
+    it writes every exact task's flows (columns of the original's flow_metrics table) and every sketch
+    task's list (columns of its heavy_hitters table: TaskName, Flow, Value, Type with Type 0 packets,
+    1 bytes, 2 spread). A damaged file (pcap, pcapng, or gzip of either: cut short, corrupt, bad CRC) is
+    analysed up to the damage, every packet before it counted, reported with its byte offset, and the exit
+    status is 1 (also for a missing or unreadable file; the other files are still analysed); trailing
+    garbage after gzip data is ignored with a warning, as gzip does. Configuration and usage errors exit
+    with 2.
     """
     try:
         cfg = load_config(config)

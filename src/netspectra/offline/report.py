@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from netspectra.capture.names import ethertype_name, linktype_name
+from netspectra.capture.status import MAX_WIRE_LENGTH
 from netspectra.engine.kind import AggregatorKind
 from netspectra.kinds import AGGREGATORS
 from netspectra.offline.analyzer import AnalysisResult, FileResult
@@ -41,7 +42,7 @@ def summary_dict(
     result: AnalysisResult, tasks: list[TaskResult], top: int, written: list[Path]
 ) -> dict[str, Any]:
     """``analyze --json``: the capture accounting, then each kind's task list under its report key."""
-    st = result.stats
+    st = result.stats.as_dict()
     doc: dict[str, Any] = {
         "files": [
             {
@@ -50,21 +51,25 @@ def summary_dict(
                 "compressed": f.compressed,
                 "packets": f.stats.records,
                 "error": str(f.error) if f.error else None,
+                "warnings": list(f.stats.warnings),
             }
             for f in result.files
         ],
-        "packets": st.records,
-        "bytes": st.wire_bytes,
-        "ip_packets": st.ip_packets,
-        "ip_bytes": st.ip_bytes,
-        "skipped": st.skipped,
-        "truncated": st.truncated,
-        "snaplen_cut": st.snaplen_cut,
-        "by_status": st.by_status,
-        "non_ip_by_ethertype": {f"0x{k:04x}": v for k, v in sorted(st.non_ip.items())},
-        "linktype_unsupported": {str(k): v for k, v in sorted(st.linktype_unsupported.items())},
-        "first_ts_ns": st.first_ts_ns,
-        "last_ts_ns": st.last_ts_ns,
+        "packets": st["records"],
+        "bytes": st["wire_bytes"],
+        "ip_packets": st["ip_packets"],
+        "ip_bytes": st["ip_bytes"],
+        "skipped": st["skipped"],
+        "truncated": st["truncated"],
+        "snaplen_cut": st["snaplen_cut"],
+        "implausible_length": st["implausible_length"],
+        "ts_overflow": st["ts_overflow"],
+        "by_status": st["by_status"],
+        "non_ip_by_ethertype": {f"0x{k:04x}": v for k, v in st["non_ip"].items()},
+        "linktype_unsupported": {str(k): v for k, v in st["linktype_unsupported"].items()},
+        "first_ts_ns": st["first_ts_ns"],
+        "last_ts_ns": st["last_ts_ns"],
+        "warnings": st["warnings"],
         "elapsed_s": result.elapsed_s,
         "packets_per_second": result.packets_per_second,
     }
@@ -100,6 +105,12 @@ def render(result: AnalysisResult, tasks: list[TaskResult], top: int) -> list[An
         summary.add_row("Skipped (not in a flow)", f"{st.skipped:,}")
         summary.add_row("Truncated headers", f"{st.truncated:,}")
         summary.add_row("Cut by snap length", f"{st.snaplen_cut:,}")
+        if st.implausible_length:
+            summary.add_row("Damaged: implausible length", f"{st.implausible_length:,}")
+        if st.ts_overflow:
+            summary.add_row("Timestamps out of range (clamped)", f"{st.ts_overflow:,}")
+        if st.warnings:
+            summary.add_row("Warnings (see log)", f"{len(st.warnings):,}")
         if st.first_ts_ns is not None and st.last_ts_ns is not None:
             summary.add_row("First packet (UTC)", format_ts_ns(st.first_ts_ns))
             summary.add_row("Last packet (UTC)", format_ts_ns(st.last_ts_ns))
@@ -141,5 +152,10 @@ def reason_rows(result: AnalysisResult) -> list[tuple[str, str, int]]:
         rows.append(("link type not decoded", linktype_name(lt), n))
     for name, n in st.by_status.items():
         if n and name not in ("ok", "non_ip", "linktype_unsupported"):
-            rows.append((name.replace("_", " "), "", n))
+            rows.append((name.replace("_", " "), _REASON_DETAIL.get(name, ""), n))
     return rows
+
+
+_REASON_DETAIL = {
+    "implausible_length": f"wire length above {MAX_WIRE_LENGTH >> 20} MiB: damaged record, in no byte total",
+}

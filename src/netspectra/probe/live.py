@@ -107,6 +107,7 @@ TP_STATUS_VLAN_TPID_VALID = 1 << 6
 #: Smallest slot of one packet in a block (tpacket3_hdr 48 + sockaddr_ll 20, aligned, + a frame).
 _MIN_SLOT = 64
 _TPACKET3_HDR_LEN = 48
+_U32_MAX = 0xFFFFFFFF
 
 LINKTYPE_ETHERNET = 1
 LINKTYPE_RAW = 101
@@ -194,7 +195,7 @@ class LiveStats:
     def as_dict(self) -> dict[str, object]:
         """Plain JSON-able dict (for logs, metrics and the command-line tool)."""
         d = asdict(self)
-        d["capture"] = asdict(self.capture)
+        d["capture"] = self.capture.as_dict()
         return d
 
 
@@ -246,11 +247,13 @@ def walk_blocks(
     A block is ready when its ``block_status`` has ``TP_STATUS_USER``. Blocks are taken in ring
     order while ready and while all their records fit in ``max_records``; a block is never split.
     For each packet: ``rec_off`` = offset of the frame in ``ring`` (``tp_mac``), ``rec_caplen`` =
-    ``tp_snaplen``, ``rec_wirelen`` = ``tp_len`` (+4 when the kernel stripped a VLAN tag of an
-    Ethernet frame), ``rec_ts`` = ``tp_sec * 1e9 + tp_nsec``, ``rec_linktype`` = ``linktype``,
-    ``rec_vlan`` = ``tpid << 16 | tci`` of the stripped tag, else -1. Offsets and lengths are
-    clamped to their block, so a corrupt ring cannot make a reader leave it. The blocks stay owned
-    by user space: release them with :func:`release_blocks` once the records are consumed.
+    ``tp_snaplen``, ``rec_wirelen`` = ``tp_len`` (+4, saturating at ``2**32 - 1``, when the kernel
+    stripped a VLAN tag of an Ethernet frame; lengths are not judged here: a length above
+    ``MAX_WIRE_LENGTH`` is counted as damage by ``decode_records``, as for files), ``rec_ts`` =
+    ``tp_sec * 1e9 + tp_nsec``, ``rec_linktype`` = ``linktype``, ``rec_vlan`` = ``tpid << 16 | tci``
+    of the stripped tag, else -1. Offsets and lengths are clamped to their block, so a corrupt ring
+    cannot make a reader leave it. The blocks stay owned by user space: release them with
+    :func:`release_blocks` once the records are consumed.
     """
     n = 0
     nb = 0
@@ -285,7 +288,9 @@ def walk_blocks(
             if (st & TP_STATUS_VLAN_VALID) != 0 and linktype == LINKTYPE_ETHERNET:
                 tpid = _le16(ring, p + 36) if (st & TP_STATUS_VLAN_TPID_VALID) != 0 else 0x8100
                 rec_vlan[n] = (tpid << 16) | (_le32(ring, p + 32) & 0xFFFF)
-                rec_wirelen[n] = tplen + 4
+                # Saturate: a wrapped uint32 would turn a nonsense length into a small plausible one,
+                # and decode_records must see it to count it as IMPLAUSIBLE_LENGTH like a file's.
+                rec_wirelen[n] = min(tplen + 4, _U32_MAX)
             else:
                 rec_vlan[n] = -1
                 rec_wirelen[n] = tplen
