@@ -982,3 +982,34 @@ def test_persister_from_config_takes_rotation_and_parquet(tmp_path: Path) -> Non
     assert make_persister(pcap, live=False) is None  # a replay has no raw frames to write as pcap
     assert make_persister(pcap, live=True) is not None
     assert make_persister(parse_config_text("probe: {}\n").probe.persistence, live=True) is None
+
+
+# --------------------------------------------------------------------------------------------------
+# Checked once, fully (issue 12): what analyze/engine would refuse, config check refuses
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.shared
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("config-cm-width-max.yaml", "the task would allocate 512.0 GiB (depth 2 x width 4294967295)"),
+        ("config-ss-depth-huge.yaml", "depth: Input should be less than or equal to 64 (got 100000)"),
+    ],
+)
+def test_repro_configs_are_refused_by_config_check_and_analyze(
+    shared_data: Path, name: str, expected: str
+) -> None:
+    import subprocess
+    import sys
+
+    path = shared_data / "repro" / name
+    for args in (
+        ["config", "check", "-c", str(path)],
+        ["analyze", "-c", str(path), str(REPO / "tests" / "data" / "captures" / "gnutella.pcap")],
+    ):
+        res = subprocess.run(
+            [sys.executable, "-m", "netspectra", *args], capture_output=True, text=True, timeout=120
+        )
+        assert res.returncode == 2, (args, res.stderr)
+        assert expected in res.stderr and "Traceback" not in res.stderr

@@ -131,7 +131,7 @@ class SketchParams:
     """
 
     name: str
-    skt_type: int
+    skt_type: int | str
     flow_fields: tuple[str, ...]
     element_fields: tuple[str, ...] = ()
     width: int = 0
@@ -245,7 +245,7 @@ class SketchSnapshot:
     kind: ClassVar[str] = "sketch"
 
     task_name: str
-    skt_type: int
+    skt_type: int | str
     flow_fields: tuple[str, ...]
     hitters: Mapping[HitterType, HeavyHitterList] = field(default_factory=dict)
 
@@ -306,7 +306,7 @@ class SketchTask:
     def __init__(
         self,
         name: str,
-        skt_type: int,
+        skt_type: int | str,
         flow_fields: Sequence[str],
         element_fields: Sequence[str] = (),
         width: int = 0,
@@ -330,7 +330,7 @@ class SketchTask:
             log.info("sketch task %s: random seed %d (configure it to reproduce this run)", name, seed)
         self.params = SketchParams(
             name=name,
-            skt_type=int(skt_type),
+            skt_type=int(skt_type) if str(skt_type).isdigit() else str(skt_type),
             flow_fields=flow,
             element_fields=elem,
             width=int(width),

@@ -29,7 +29,7 @@ import logging
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 if TYPE_CHECKING:
     from netspectra.config.aggregator import WriterConfig
@@ -38,8 +38,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-Group = Literal["exact", "sketch"]
-GROUPS: tuple[Group, ...] = ("exact", "sketch")
+#: The group of a writer is the aggregator kind it stores (``exact``, ``sketch``, a plugin's, ...).
+Group = str
+#: The built-in groups (a writer kind that declares no groups serves these).
+GROUPS: tuple[str, ...] = ("exact", "sketch")
 
 #: Entry-point group through which other packages provide writer kinds (a WriterKind or Writer subclass).
 ENTRY_POINT_GROUP = "netspectra.writers"
@@ -104,8 +106,8 @@ class Writer(ABC):
         cls.aliases = tuple(aliases)
 
     def __init__(self, cfg: WriterConfig, group: str) -> None:
-        if group not in GROUPS:
-            raise ValueError(f"group must be one of {', '.join(GROUPS)}, got {group!r}")
+        if not isinstance(group, str) or not group:
+            raise ValueError(f"group must be the name of an aggregator kind, got {group!r}")
         self.cfg = cfg
         self.group: Group = group  # type: ignore[assignment]  # checked just above
 
