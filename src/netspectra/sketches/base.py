@@ -1,10 +1,9 @@
 """The common interface of the sketches, their heavy-hitter results, and the sketch task of the engine.
 
-* :class:`Sketch` — what every sketch type implements. Subclasses register themselves by ``skt_type``
-  through ``__init_subclass__`` (``class CountMinSketch(Sketch, skt_type=0)``); an intermediate
-  abstract class leaves ``skt_type`` out and is not registered. :func:`sketch_class` finds the class of a
-  type, importing the built-in module of that type on first use (so the registry does not depend on
-  which modules happened to be imported before).
+* :class:`Sketch` — what every sketch algorithm implements. A subclass declares what it answers with
+  ``skt_type`` (``class CountMinSketch(Sketch, skt_type=0)``); several classes answer the same type
+  (the task's ``variant`` chooses). :func:`sketch_class` finds the class of a (type, variant) in the
+  one table of :mod:`netspectra.sketches.variants`, importing its module on first use.
 * :class:`HeavyHitters` — raw results: keys (bytes) and values, deduplicated, sorted.
 * :class:`SketchTask` — one configured sketch task: encodes a :class:`~netspectra.batch.PacketBatch`
   into keys (flow, or flow‖element for sketches that count elements) and feeds the sketch;
@@ -17,7 +16,6 @@ Heavy-hitter types, as the original's ``heavy_hitters.Type`` column: 0 = count (
 
 from __future__ import annotations
 
-import importlib
 import logging
 import secrets
 import threading
@@ -53,13 +51,6 @@ HEAVY_HITTERS_SCHEMA = pa.schema(
         pa.field("Type", pa.uint8(), nullable=False),
     ]
 )
-
-#: The module that defines each built-in sketch type; imported by :func:`sketch_class` on first use.
-BUILTIN_SKETCH_MODULES: dict[int, str] = {
-    0: "netspectra.sketches.countmin",
-    1: "netspectra.sketches.superspread",
-}
-_REGISTRY: dict[int, type[Sketch]] = {}
 
 
 def _readonly(a: np.ndarray) -> np.ndarray:
@@ -156,8 +147,10 @@ class SketchParams:
     b: float = 0.0
     base: float = 0.0
     seed: int = 0
-    #: skt_type 0 only: "" / "mv" (the measured better default) or "original" (the original's rules)
+    #: the algorithm of the type (:mod:`netspectra.sketches.variants`; "" = the type's default)
     variant: str = ""
+    #: bytes the sketch may take, for the variants sized by memory (0 = the variant's rule, see each)
+    memory: int = 0
 
 
 class Sketch(ABC):
@@ -173,22 +166,15 @@ class Sketch(ABC):
     * The object is not thread-safe; :class:`SketchTask` serialises calls with a lock.
     """
 
-    #: ``skt_type`` of the class; set by ``__init_subclass__``.
+    #: ``skt_type`` the class answers; set by ``__init_subclass__``.
     skt_type: ClassVar[int]
     #: Whether keys carry the element part (flow‖element) — SuperSpread does, CountMin does not.
     uses_elements: ClassVar[bool] = False
 
     def __init_subclass__(cls, skt_type: int | None = None, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        if skt_type is None:  # an abstract intermediate: not registered
-            return
-        other = _REGISTRY.get(skt_type)
-        if other is not None and other.__qualname__ != cls.__qualname__:
-            raise TypeError(
-                f"skt_type {skt_type} is already registered by {other.__module__}.{other.__name__}"
-            )
-        cls.skt_type = skt_type
-        _REGISTRY[skt_type] = cls
+        if skt_type is not None:  # an abstract intermediate leaves it out
+            cls.skt_type = int(skt_type)
 
     @classmethod
     @abstractmethod
@@ -226,21 +212,12 @@ class Sketch(ABC):
         """Fold ``other`` (same shape and seeds) into this sketch; each type documents its exactness."""
 
 
-def registered_types() -> dict[int, type[Sketch]]:
-    """The classes registered so far, by ``skt_type`` (a copy)."""
-    return dict(_REGISTRY)
+def sketch_class(skt_type: int, variant: str = "") -> type[Sketch]:
+    """The class of (``skt_type``, ``variant``) (``""``: the type's default), importing its module on
+    first use; ``ValueError`` naming the valid choices if either is unknown."""
+    from netspectra.sketches.variants import variant_class
 
-
-def sketch_class(skt_type: int) -> type[Sketch]:
-    """The class of ``skt_type``, importing its built-in module on first use; ``ValueError`` if unknown."""
-    t = int(skt_type)
-    if t not in _REGISTRY and t in BUILTIN_SKETCH_MODULES:
-        importlib.import_module(BUILTIN_SKETCH_MODULES[t])
-    try:
-        return _REGISTRY[t]
-    except KeyError:
-        known = sorted(set(_REGISTRY) | set(BUILTIN_SKETCH_MODULES))
-        raise ValueError(f"unknown skt_type {skt_type!r}; known sketch types: {known}") from None
+    return variant_class(skt_type, variant)
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -301,6 +278,8 @@ class SketchTask:
 
     ``seed`` None draws a random 64-bit seed (logged, so a run can be reproduced by configuring it);
     the original always seeded from an unseeded RNG. Parameters of 0 take the sketch type's defaults.
+    ``variant`` chooses the algorithm (:mod:`netspectra.sketches.variants`; ``""`` = the type's
+    default); :attr:`params` holds the resolved name.
 
     Thread safety: ``update``, ``snapshot`` and ``reset`` hold one lock, so a snapshot never sees half
     a batch and :meth:`snapshot` with ``reset=True`` loses no packet between the two (the original's
@@ -323,8 +302,12 @@ class SketchTask:
         base: float = 0.0,
         seed: int | None = None,
         variant: str = "",
+        memory: int = 0,
     ) -> None:
-        cls = sketch_class(skt_type)
+        from netspectra.sketches.variants import resolve_variant
+
+        variant = resolve_variant(skt_type, variant)
+        cls = sketch_class(skt_type, variant)
         flow = validate_fields(flow_fields, "flow_fields")
         elem = validate_fields(element_fields, "element_fields", required=cls.uses_elements)
         if seed is None:
@@ -347,6 +330,7 @@ class SketchTask:
             base=float(base),
             seed=int(seed),
             variant=variant,
+            memory=int(memory),
         )
         # only sketches that count elements see them in the key; CountMin ignores element_fields
         self._elem_fields = elem if cls.uses_elements else ()
@@ -357,7 +341,8 @@ class SketchTask:
     def from_config(cls, cfg: Any) -> SketchTask:
         """Build from an object with the attributes of the configuration's sketch task (``name``,
         ``skt_type``, ``flow_fields``, ``element_fields``, ``width``, ``depth``, ``size_threshold``,
-        ``count_threshold``, ``m``, ``size``, ``b``, ``base``, ``seed``)."""
+        ``count_threshold``, ``m``, ``size``, ``b``, ``base``, ``seed``; ``variant`` and ``memory`` when
+        present)."""
         return cls(
             name=cfg.name,
             skt_type=int(cfg.skt_type),
@@ -373,6 +358,7 @@ class SketchTask:
             base=cfg.base,
             seed=cfg.seed,
             variant=getattr(cfg, "variant", ""),
+            memory=getattr(cfg, "memory", 0) or 0,
         )
 
     def __repr__(self) -> str:
