@@ -2,10 +2,18 @@
 
 * :mod:`~netspectra.sketches.murmur` — MurmurHash3 x86_32 (numba) and reproducible row seeds;
 * :mod:`~netspectra.sketches.keys` — the original's key byte encoding and ``DecodeFlow`` text;
-* :mod:`~netspectra.sketches.base` — the :class:`Sketch` interface and its registry by ``skt_type``,
-  heavy-hitter results, and :class:`SketchTask` (what the engine and ``netspectra analyze`` run);
-* :mod:`~netspectra.sketches.countmin` — skt_type 0, the original's majority-vote "CountMin";
-* ``superspread`` — skt_type 1, SuperSpread (found by :func:`sketch_class` when first needed).
+* :mod:`~netspectra.sketches.primitives` — splitmix64, hashing of packed key words, popcount;
+* :mod:`~netspectra.sketches.base` — the :class:`Sketch` interface, heavy-hitter results, and
+  :class:`SketchTask` (what the engine and ``netspectra analyze`` run);
+* :mod:`~netspectra.sketches.variants` — the one table (``skt_type``, ``variant``) → class; the modules
+  below are imported by :func:`sketch_class` when a task first needs them:
+
+  - skt_type 0 (heavy hitters): ``heavyguardian`` (default), ``countmin`` (variants ``mv`` and
+    ``original``), ``cocosketch``;
+  - skt_type 1 (spread): ``spreadkeeper`` (default), ``superspread`` (variant ``original``),
+    ``spreadsketch``.
+
+Each kernel module has a plain-Python twin ``<module>_ref`` that the tests replay bit for bit.
 """
 
 from netspectra.sketches.base import (

@@ -11,8 +11,15 @@ counts the pairs that pass, as HeavyKeeper counts packets.
   exactly, so a new pair that passes counts ``1 / (1 − (c/64)**bits)`` (the historic inverse
   probability, HIP): the expected count of every distinct pair is exactly 1, and a flow's estimate is
   unbiased while it keeps its slot. The variance per pair is ``P/(1 − P)`` (P the hiding probability),
-  small while the filter is sparse (``memory`` ≈ 12 bits per distinct pair of the period gives
+  small while the filter is sparse (``memory`` ≈ 2–3 bytes per distinct pair of the period gives
   ≈ 1 % error at a spread of 50).
+* **Sampling when the filter fills** (graceful overload): a full word would hide every pair that maps
+  to it, and no weight can make up for a pair that never passes. So once a share ``LEVEL_FILL[s]`` of
+  the filter's bits is set (0.5 at level 0, then 0.6, 0.68, …), the sampling level goes from s to
+  s + 1: a pair is considered only when the low s of its 12 sampling bits are 0 (probability 2**-s,
+  and a pair left out at a level is left out at every later one, duplicates included), and one that
+  passes counts ``2**s / (1 − (c/64)**bits)``. Estimates stay unbiased; their variance grows with the
+  level. A filter sized for its traffic stays at level 0.
 * **Flow table**: ``buckets`` buckets of ``ways`` slots (flow key, float64 count); a flow's bucket is
   ``murmur3_32(flow, flow_seed) % buckets``; occupied slots are a prefix. A passing pair of weight w:
   its flow's slot → count += w; a free slot → the flow takes it with w; else the weakest slot (smallest
@@ -24,16 +31,17 @@ counts the pairs that pass, as HeavyKeeper counts packets.
 
 Hashes: ``hf = murmur3_32(flow, flow_seed)``, ``he = murmur3_32(element, elem_seed ^ hf)``, and the
 pair's 64-bit hash ``h = fmix64((hf << 32 | he) ^ salt)``: word ``(h >> 32) % filter_words``, bit
-``i`` at ``(h >> 6i) & 63``. Seeds, salt and the generator state derive from the task's seed;
-randomness (the decay coin, one uniform per passing pair that meets a full bucket without its flow) is
-a splitmix64 generator in the sketch, so :mod:`netspectra.sketches.spreadkeeper_ref` replays a run
-bit for bit.
+``i`` at ``(h >> 6i) & 63`` (``bits`` ≤ 3), sampling bits ``(h >> 20) & 0xFFF``. Seeds, salt and the
+generator state derive from the task's seed; randomness (the decay coin, one uniform per passing pair
+that meets a full bucket without its flow) is a splitmix64 generator in the sketch, so
+:mod:`netspectra.sketches.spreadkeeper_ref` replays a run bit for bit.
 
 Memory: ``8 · filter_words + buckets · ways · 8 · (⌈flow_len / 8⌉ + 1)`` bytes. ``memory`` gives half
 to the filter and the rest to the table (24-byte slots for SrcIP flows; 2.6 MiB = 11.3 M filter bits
 and 56 k slots).
 
-Merge (same shape and seeds): filters OR (exact: the filter of the union); tables merge as
+Merge (same shape and seeds): filters OR (exact: the filter of the union), the sampling level is the
+higher one (raised further if the union is fuller than its limit); tables merge as
 HeavyGuardian's — counts add where both hold the flow, each bucket keeps its ``ways`` largest. With
 flow-sharded engines (NetSpectra's SrcIP sharding: every flow's pairs reach one engine) each flow's
 count comes whole from one side, so the merge reports what one engine reports, up to the sketch's
@@ -64,6 +72,13 @@ DEFAULT_B = 1.08
 FILTER_SHARE = 0.5
 #: Memory when neither ``memory`` nor ``width`` is configured.
 DEFAULT_MEMORY = 4 << 20
+#: Sampling levels: at level s a pair is considered with probability 2**-s (12 hash bits decide).
+MAX_LEVEL = 12
+#: The filter moves from level s to s + 1 once this share of its bits is set: 1 − 0.5 · 0.8**s (0.5,
+#: 0.6, 0.68, …, 0.96), so a pair is hidden with probability at most 0.125, 0.22, 0.31, … at each
+#: level. Measured against later switches (0.7, 0.8, and per-word levels at 56 of 64 bits) on the gen
+#: trace and the synthetic stream from 100 to 500 KB: the best sum of F1 (``benchmarks/RESULTS.md``).
+LEVEL_FILL = tuple(1.0 - 0.5 * 0.8**s for s in range(MAX_LEVEL))
 DEFAULT_THRESHOLD = 4096
 #: ``b**-C`` is tabulated for C below this; larger counts call ``pow`` (the reference does the same).
 DECAY_LEN = 4096
@@ -71,8 +86,8 @@ DECAY_LEN = 4096
 _MAGIC = b"NSSK"
 _VERSION = 1
 # magic, version, ways, bits, flow_len, elem_len, buckets, filter_words, threshold, b,
-# flow_seed, elem_seed, salt, rng state
-_HEADER = struct.Struct("<4sHHHHHQQQdIIQQ")
+# flow_seed, elem_seed, salt, rng state, sampling level, set filter bits
+_HEADER = struct.Struct("<4sHHHHHQQQdIIQQqq")
 _BLOCK = 32
 
 
@@ -83,6 +98,13 @@ def _words(n: int) -> int:
 def slot_bytes(flow_len: int) -> int:
     """Bytes of one table slot: the flow key's 64-bit words and a float64 count."""
     return 8 * (_words(flow_len) + 1)
+
+
+def level_limits(filter_words: int) -> np.ndarray:
+    """Set filter bits at which each sampling level gives way to the next (:data:`LEVEL_FILL`); the last
+    level never does."""
+    bits = 64 * filter_words
+    return np.array([int(bits * f) for f in LEVEL_FILL] + [bits + 1], np.int64)
 
 
 def decay_table(b: float) -> np.ndarray:
@@ -120,6 +142,8 @@ def sk_update(
     eseed: np.uint64,
     salt: np.uint64,
     bits: int,
+    state: np.ndarray,
+    limits: np.ndarray,
     decay: np.ndarray,
     b: float,
     rng: np.ndarray,
@@ -128,9 +152,10 @@ def sk_update(
     ``L`` and ``E`` bytes — in order (rules: module docstring).
 
     State: ``filt`` uint64 (filter_words,), ``keys`` uint64 (buckets, ways, kwf), ``counts`` float64
-    (buckets, ways). In blocks of ``_BLOCK`` pairs: hash them and load their filter words and buckets
-    (independent loads the CPU overlaps), then filter and count in order. Returns a value derived from
-    the loads (keeps them alive).
+    (buckets, ways), ``state`` int64 [sampling level, set filter bits]; ``limits`` int64: the set bits
+    at which each level gives way to the next. In blocks of ``_BLOCK`` pairs: hash them and load their
+    filter words and buckets (independent loads the CPU overlaps), then filter and count in order.
+    Returns a value derived from the loads (keeps them alive).
     """
     nw = np.uint64(filt.shape[0])
     nb, ways, kw = keys.shape
@@ -138,6 +163,7 @@ def sk_update(
     n = fw.shape[0]
     nd = decay.shape[0]
     six = np.uint64(6)
+    s20 = np.uint64(20)
     m63 = np.uint64(63)
     one = np.uint64(1)
     s32 = np.uint64(32)
@@ -155,6 +181,9 @@ def sk_update(
         for p in range(b0, b1):
             h = hb[p - b0]
             wi = np.int64((h >> s32) % nw)
+            level = state[0]
+            if level and ((h >> s20) & ((one << np.uint64(level)) - one)) != 0:
+                continue  # not in the sample of this level (nor of any later one)
             mask = np.uint64(0)
             for i in range(bits):
                 mask |= one << ((h >> (six * np.uint64(i))) & m63)
@@ -165,8 +194,11 @@ def sk_update(
             hide = 1.0
             for _ in range(bits):
                 hide *= q
-            wt = 1.0 / (1.0 - hide)
+            wt = float(one << np.uint64(level)) / (1.0 - hide)
             filt[wi] = word | mask
+            state[1] += popcount64(mask & ~word)
+            if state[1] >= limits[level]:
+                state[0] = level + 1  # the filter is filling: sample half as many pairs from now on
             # ---- the flow table
             j = jb[p - b0]
             hit = -1
@@ -308,8 +340,8 @@ class SpreadKeeperSketch(Sketch, skt_type=1):
             raise ValueError(f"flow key 1..74 and element key 0..74 bytes, got {flow_len} and {elem_len}")
         if not 1 <= ways <= 64:
             raise ValueError(f"ways must be between 1 and 64, got {ways}")
-        if not 1 <= bits <= 10:
-            raise ValueError(f"bits (filter bits per pair) must be between 1 and 10, got {bits}")
+        if not 1 <= bits <= 3:
+            raise ValueError(f"bits (filter bits per pair) must be between 1 and 3, got {bits}")
         if not b > 1.0:
             raise ValueError(f"b (the decay base) must be greater than 1, got {b}")
         if min(memory, threshold, filter_words, buckets) < 0:
@@ -329,6 +361,7 @@ class SpreadKeeperSketch(Sketch, skt_type=1):
             s[0], s[1], (s[2] << 32) | s[3], (s[4] << 32) | s[5],
         )  # fmt: skip
         self.threshold = int(threshold) or DEFAULT_THRESHOLD
+        self.state = np.zeros(2, np.int64)
         self.filter = np.zeros(self.filter_words, np.uint64)
         self.keys = np.zeros((self.buckets, ways, self._kw), np.uint64)
         self.counts = np.zeros((self.buckets, ways), np.float64)
@@ -352,6 +385,7 @@ class SpreadKeeperSketch(Sketch, skt_type=1):
         self.flow_seed, self.elem_seed, self.salt = flow_seed, elem_seed, salt
         self._kw = _words(flow_len)
         self._decay = decay_table(b)
+        self._limits = level_limits(filter_words)
         self._rng = np.array([state], np.uint64)
 
     @classmethod
@@ -391,7 +425,12 @@ class SpreadKeeperSketch(Sketch, skt_type=1):
     @property
     def filter_fill(self) -> float:
         """Fraction of the filter's bits that are set (the hiding probability is about this ** bits)."""
-        return float(np.unpackbits(self.filter.view(np.uint8)).mean()) if self.filter_words else 0.0
+        return int(self.state[1]) / (64 * self.filter_words)
+
+    @property
+    def level(self) -> int:
+        """The sampling level: pairs are considered with probability 2**-level (0 until the filter fills)."""
+        return int(self.state[0])
 
     def _split(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         a = np.asarray(keys)
@@ -419,6 +458,8 @@ class SpreadKeeperSketch(Sketch, skt_type=1):
             np.uint64(self.elem_seed),
             np.uint64(self.salt),
             self.bits,
+            self.state,
+            self._limits,
             self._decay,
             self.b,
             self._rng,
@@ -451,6 +492,7 @@ class SpreadKeeperSketch(Sketch, skt_type=1):
         return {HitterType.SPREAD: self.super_spreaders()}
 
     def reset(self) -> None:
+        self.state.fill(0)
         self.filter.fill(0)
         self.keys.fill(0)
         self.counts.fill(0.0)
@@ -471,13 +513,18 @@ class SpreadKeeperSketch(Sketch, skt_type=1):
                 f"b and seed: {self._shape()} vs {other._shape()}"
             )
         np.bitwise_or(self.filter, other.filter, out=self.filter)
+        ones = int(np.unpackbits(self.filter.view(np.uint8)).sum())
+        level = max(self.level, other.level)
+        while level < MAX_LEVEL and ones >= self._limits[level]:
+            level += 1
+        self.state[:] = (level, ones)
         sk_merge_tables(self.keys, self.counts, other.keys, other.counts)
 
     def to_bytes(self) -> bytes:
         head = _HEADER.pack(
             _MAGIC, _VERSION, self.ways, self.bits, self.flow_len, self.elem_len, self.buckets,
             self.filter_words, self.threshold, self.b, self.flow_seed, self.elem_seed, self.salt,
-            self.rng_state,
+            self.rng_state, self.level, int(self.state[1]),
         )  # fmt: skip
         return b"".join(
             [
@@ -493,14 +540,16 @@ class SpreadKeeperSketch(Sketch, skt_type=1):
         data = bytes(data)
         if len(data) < _HEADER.size or data[:4] != _MAGIC:
             raise ValueError("not a serialised SpreadKeeperSketch (bad magic)")
-        _, ver, ways, bits, L, E, nb, nw, thr, b, fs, es, salt, state = _HEADER.unpack_from(data)
+        _, ver, ways, bits, L, E, nb, nw, thr, b, fs, es, salt, state, level, ones = _HEADER.unpack_from(data)
         if ver != _VERSION:
             raise ValueError(f"SpreadKeeperSketch serialisation version {ver} is not supported")
-        if not (1 <= ways <= 64 and 1 <= bits <= 10 and 1 <= L <= 74 and E <= 74 and nb and nw and b > 1.0):
+        ok = 1 <= ways <= 64 and 1 <= bits <= 3 and 1 <= L <= 74 and E <= 74 and nb and nw and b > 1.0
+        if not (ok and 0 <= level <= MAX_LEVEL and 0 <= ones <= 64 * nw):
             raise ValueError(f"bad SpreadKeeperSketch header (ways {ways}, bits {bits}, keys {L}+{E}, b {b})")
         sk = cls.__new__(cls)
         sk._setup(L, E, nw, nb, ways, bits, b, fs, es, salt, state)
         sk.threshold = thr
+        sk.state = np.array([level, ones], np.int64)
         kw = sk._kw
         sizes = (nw * 8, nb * ways * kw * 8, nb * ways * 8)
         want = _HEADER.size + sum(sizes)

@@ -38,6 +38,10 @@ class SpreadKeeperRef:
         self.rng = SplitMix64(rng_state)
         self.decay = [math.pow(b, -float(c)) for c in range(decay_len)]
         self.filter = [0] * filter_words
+        self.level = 0
+        self.ones = 0
+        bits_total = 64 * filter_words
+        self.limits = [int(bits_total * (1.0 - 0.5 * 0.8**s)) for s in range(12)] + [bits_total + 1]
         self.table: list[list[list]] = [[] for _ in range(buckets)]
 
     def insert(self, flow: bytes, elem: bytes) -> None:
@@ -46,6 +50,8 @@ class SpreadKeeperRef:
         he = mmh3.hash(elem, self.elem_seed ^ hf, signed=False)
         h = fmix64_py(((hf << 32) | he) ^ self.salt)
         wi = (h >> 32) % self.nw
+        if (h >> 20) & ((1 << self.level) - 1):
+            return  # outside the sample of the current level
         mask = 0
         for i in range(self.bits):
             mask |= 1 << ((h >> (6 * i)) & 63)
@@ -56,8 +62,11 @@ class SpreadKeeperRef:
         hide = 1.0
         for _ in range(self.bits):
             hide *= q
-        w = 1.0 / (1.0 - hide)
+        w = float(1 << self.level) / (1.0 - hide)
         self.filter[wi] = word | mask
+        self.ones += bin(mask & ~word).count("1")
+        if self.ones >= self.limits[self.level]:
+            self.level += 1
         bucket = self.table[hf % self.buckets]
         for slot in bucket:
             if slot[0] == flow:
@@ -91,6 +100,10 @@ class SpreadKeeperRef:
     def merge(self, other: SpreadKeeperRef) -> None:
         """Filters OR; same-flow slots add; each bucket keeps its ``ways`` largest (ties: own first)."""
         self.filter = [a | b for a, b in zip(self.filter, other.filter, strict=True)]
+        self.ones = sum(bin(w).count("1") for w in self.filter)
+        self.level = max(self.level, other.level)
+        while self.level < 12 and self.ones >= self.limits[self.level]:
+            self.level += 1
         for j in range(self.buckets):
             pool = [list(s) for s in self.table[j]]
             for flow, c in other.table[j]:
