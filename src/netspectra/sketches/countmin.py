@@ -27,7 +27,9 @@ Measured with ``benchmarks/sketch_accuracy.py`` (5 M packets, 1 M flows, Zipf 1.
 threshold 1e-4 of the total = 500 packets / 337 896 bytes, 652 true heavy hitters; 640 KiB, depth 2):
 ``mv`` F1 0.995 (count) / 0.994 (size), ARE 0.05 % / 0.1 %; ``vote`` with either size rule F1 0.85,
 ARE 12 % (precision 1.0, recall 0.75). The two size rules differ little with the vote on this mix. Hence
-the defaults (``reduce`` + ``mv``); ``size_rule="original", estimator="vote"`` reproduces the original.
+this class's defaults (``reduce`` + ``mv``, the task variant ``mv``); ``size_rule="original",
+estimator="vote"`` reproduces the original (variant ``original``). A task's default for skt_type 0 is
+now :mod:`netspectra.sketches.heavyguardian`, which reaches the same F1 in a quarter of the memory.
 
 Differences from the original, on purpose: counters are uint64 (the original's uint32 wraps after
 4 GiB of one flow within a reset period), seeds are reproducible (one integer or an explicit list,
