@@ -1,22 +1,28 @@
-"""Accuracy and speed harness of the SuperSpread sketch (skt_type 1) against exact distinct counts.
+"""Accuracy and speed of the spread sketches (skt_type 1, every variant) against exact distinct counts.
 
-Usage::
+Usage (the figures of ``benchmarks/RESULTS.md``)::
 
-    PYTHONPATH=src python3 benchmarks/spread_accuracy.py                     # synthetic, 2 M packets
-    PYTHONPATH=src python3 benchmarks/spread_accuracy.py --packets 5000000 --threshold 1024
-    PYTHONPATH=src python3 benchmarks/spread_accuracy.py --trace capture.pcap --threshold 512
+    netspectra gen /tmp/ss7.pcap --packets 3000000 --flows 600000 --seed 7 --super-spreaders 100 --spread 55
+    PYTHONPATH=src python3 benchmarks/spread_accuracy.py --trace /tmp/ss7.pcap --threshold 50 \\
+        --memory-kb 100,250,500,1000,2662
+    PYTHONPATH=src python3 benchmarks/spread_accuracy.py --packets 5000000 --threshold 512   # synthetic
 
 The flow is the source address and the element the destination address (the original's
-``ss_src_dst``). For every configuration (by default the shipped ``ss_src_dst`` sizing, w 32768 d 2,
-and the original's ``BenchmarkAggregator`` sizing, w 8192 d 2; both m 128, size 5, base 0.5, b 1.08)
-it prints, for super-spreaders at ``--threshold``: precision, recall, F1 and ARE = mean
-``|est − true| / true`` over the true positives (the original's harness computed ``est − true/true``,
-a precedence bug). Truth is exact: ``np.unique`` over the (flow, element) pairs.
+``ss_src_dst``). Every variant gets the same memory — what its arrays allocate (``memory_bytes``) —
+and the same stream, with every seed of ``--seeds``; the table gives means over seeds (F1 also the
+minimum) of, for super-spreaders at ``--threshold``:
 
-Speed, in the same run and on the same stream: the sketch kernel alone (keys encoded beforehand), the
-whole sketch task (key encoding from a PacketBatch + kernel), and a NumPy baseline that computes the
-exact per-source distinct counts with ``np.unique`` over packed uint64 (flow, element) pairs. Rates are
-packets per second on one core (the kernels are single-threaded).
+* precision P, recall R, F1; near R = recall of the flows whose spread is in [T, 1.2·T);
+* ARE = mean ``|est − true| / true`` over the true positives (the original's harness computed
+  ``est − true/true``, a precedence bug) and the signed error, the mean of ``(est − true) / true``;
+* merged F1: the stream split by flow hash in two (two engines with SrcIP sharding), one sketch per
+  half, merged, scored like one sketch;
+* Mpps: packets per CPU second of the update calls over pre-encoded flow‖element keys (one core,
+  best over seeds).
+
+Variants: ``spreadkeeper`` (the default), ``original`` (SuperSpread as the Go original: m 128, size 5,
+base 0.5, b 1.08, depth 2, the width that fits the memory) and ``spreadsketch`` (depth 2, m 32).
+Truth is exact: ``np.unique`` over the (flow, element) pairs, timed as the NumPy baseline.
 
 Synthetic stream (seeded, :func:`synth_stream`): a Zipf background of sources talking to Zipf-popular
 servers, planted super-spreaders whose spreads are log-uniform around the threshold (from a quarter of
@@ -28,23 +34,46 @@ them). All packets are shuffled uniformly.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
 from netspectra.batch import IPV4_MAPPED_PREFIX, PacketBatch
-from netspectra.sketches.base import SketchTask
-from netspectra.sketches.superspread import SuperSpreadSketch
+from netspectra.sketches.base import Sketch
+from netspectra.sketches.keys import encode_flow_element
+from netspectra.sketches.murmur import hash_rows
+from netspectra.sketches.spreadkeeper import SpreadKeeperSketch
+from netspectra.sketches.spreadsketch import SpreadSketch
+from netspectra.sketches.superspread import SuperSpreadParams, SuperSpreadSketch
 
-#: (label, width, depth) of the configurations measured by default.
-CONFIGS: tuple[tuple[str, int, int], ...] = (("ss_src_dst", 32768, 2), ("BenchmarkAggregator", 8192, 2))
+#: The variants measured, in table order; the first is the default.
+VARIANTS: tuple[str, ...] = ("spreadkeeper", "original", "spreadsketch")
 BATCH = 65536
 _PLANT_SS = 0xC6120100  # 198.18.1.0/24: planted spreaders (never used by the background)
 _PLANT_HEAVY = 0xC6120200  # 198.18.2.0/24: heavy non-spreaders
 _BACKGROUND = 0x0A000000  # 10.0.0.0/8: background sources
 _SERVERS = 0x64000000  # 100.0.0.0/8: background servers
+
+
+def make_sketch(variant: str, memory: int, flow_len: int, elem_len: int, seed: int, threshold: int) -> Sketch:
+    """A sketch of ``variant`` taking at most ``memory`` bytes of arrays."""
+    if variant == "spreadkeeper":
+        return SpreadKeeperSketch(memory, seed, flow_len=flow_len, elem_len=elem_len, threshold=threshold)
+    if variant == "spreadsketch":
+        return SpreadSketch(memory, seed, flow_len=flow_len, elem_len=elem_len, threshold=threshold)
+    if variant == "original":
+        width = max(1, memory // (2 * (128 + flow_len + 20)))  # SuperSpread's d·w·(m + L + 20) bytes
+        return SuperSpreadSketch(
+            SuperSpreadParams.from_config(
+                width=width, depth=2, threshold=threshold, m=128, size=5, base=0.5, b=1.08,
+                flow_len=flow_len, elem_len=elem_len, seed=seed,
+            )
+        )  # fmt: skip
+    raise ValueError(f"unknown variant {variant!r}; measured: {', '.join(VARIANTS)}")
 
 
 @dataclass(frozen=True)
@@ -69,6 +98,8 @@ class Accuracy:
     recall: float
     f1: float
     are: float  #: mean |est − true| / true over true positives (nan when there are none)
+    signed: float = float("nan")  #: mean (est − true) / true over true positives
+    near_recall: float = float("nan")  #: recall of the flows with spread in [T, 1.2 T)
 
 
 def synth_stream(
@@ -91,20 +122,17 @@ def synth_stream(
     rng = np.random.default_rng(seed)
     src_parts: list[np.ndarray] = []
     dst_parts: list[np.ndarray] = []
-    # planted super-spreaders: distinct random destinations
     spreads = np.exp(rng.uniform(np.log(threshold / 4), np.log(threshold * 16), spreaders)).astype(np.int64)
     for k, s in enumerate(spreads):
         dsts = rng.choice(1 << 32, size=int(s), replace=False).astype(np.uint32)
         reps = rng.integers(1, 4, int(s))
         dst_parts.append(np.repeat(dsts, reps))
         src_parts.append(np.full(int(reps.sum()), _PLANT_SS + k, np.uint32))
-    # heavy non-spreaders: many packets, few destinations
     per_heavy = max(1, packets // (20 * max(heavy, 1)))
     for k in range(heavy):
         pool = rng.integers(0, 1 << 32, 16, dtype=np.uint32)
         dst_parts.append(pool[rng.integers(0, 16, per_heavy)])
         src_parts.append(np.full(per_heavy, _PLANT_HEAVY + k, np.uint32))
-    # Zipf background: source rank r has weight (r+1)^-zipf; servers are Zipf(1)-popular
     rest = max(0, packets - sum(len(a) for a in src_parts))
     w_src = np.arange(1, sources + 1, dtype=np.float64) ** -zipf
     w_dst = 1.0 / np.arange(1, servers + 1, dtype=np.float64)
@@ -125,7 +153,7 @@ def ipv4_mapped(a: np.ndarray) -> np.ndarray:
 
 
 def to_batch(stream: Stream) -> PacketBatch:
-    """The stream as a PacketBatch (TCP, ports and lengths constant: SuperSpread ignores them)."""
+    """The stream as a PacketBatch (TCP, ports and lengths constant: the spread ignores them)."""
     n = len(stream)
     return PacketBatch(
         ts_ns=np.arange(n, dtype=np.int64),
@@ -156,7 +184,8 @@ def exact_spreads_keys(flows: np.ndarray, elems: np.ndarray) -> dict[bytes, int]
 
 
 def evaluate(estimates: dict[bytes, int], truth: dict[bytes, int], threshold: int) -> Accuracy:
-    """Precision, recall, F1 of ``estimates`` (reported flows ≥ threshold) vs flows truly ≥ threshold."""
+    """Precision, recall, F1, ARE and signed error of ``estimates`` (reported flows ≥ threshold)
+    against the flows truly ≥ threshold."""
     reported = {k for k, v in estimates.items() if v >= threshold}
     actual = {k for k, v in truth.items() if v >= threshold}
     tp_keys = reported & actual
@@ -164,67 +193,96 @@ def evaluate(estimates: dict[bytes, int], truth: dict[bytes, int], threshold: in
     precision = tp / (tp + fp) if tp + fp else 1.0
     recall = tp / (tp + fn) if tp + fn else 1.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    are = (
-        float(np.mean([abs(estimates[k] - truth[k]) / truth[k] for k in tp_keys]))
-        if tp_keys
-        else float("nan")
-    )
-    return Accuracy(tp, fp, fn, precision, recall, f1, are)
+    rel = [(estimates[k] - truth[k]) / truth[k] for k in tp_keys]
+    near = {k for k in actual if truth[k] < 1.2 * threshold}
+    return Accuracy(
+        tp, fp, fn, precision, recall, f1,
+        float(np.mean(np.abs(rel))) if rel else float("nan"),
+        float(np.mean(rel)) if rel else float("nan"),
+        len(near & reported) / len(near) if near else float("nan"),
+    )  # fmt: skip
 
 
-def make_task(width: int, depth: int, threshold: int, seed: int) -> SketchTask:
-    """The original's ``ss_src_dst`` task at the given sizing (m 128, size 5, base 0.5, b 1.08)."""
-    return SketchTask(
-        name="ss_src_dst",
-        skt_type=1,
-        flow_fields=("SrcIP",),
-        element_fields=("DstIP",),
-        width=width,
-        depth=depth,
-        count_threshold=threshold,
-        m=128,
-        size=5,
-        b=1.08,
-        base=0.5,
-        seed=seed,
-    )
-
-
-def run_config(
-    batches: list[PacketBatch], width: int, depth: int, threshold: int, seed: int
-) -> tuple[SketchTask, float, float]:
-    """Feed ``batches`` twice through fresh tasks: once pre-encoded (kernel time), once whole (task time).
-
-    Returns the task fed by the whole path, kernel seconds, task seconds; both runs see the same seed
-    and input, so their states are identical (checked).
-    """
-    task = make_task(width, depth, threshold, seed)
-    keys = [task.encode(b) for b in batches]
-    # compile outside the timing (numba caches on disk, but the first call still loads)
-    warm = make_task(64, 1, threshold, seed)
-    warm.update(batches[0].head(16))
-    t0 = time.perf_counter()
-    for k in keys:
-        task.sketch.update(k)
-    kernel_s = time.perf_counter() - t0
-    whole = make_task(width, depth, threshold, seed)
-    t0 = time.perf_counter()
-    for b in batches:
-        whole.update(b)
-    task_s = time.perf_counter() - t0
-    sa, sb = task.sketch, whole.sketch
-    assert isinstance(sa, SuperSpreadSketch) and isinstance(sb, SuperSpreadSketch)
-    if not (np.array_equal(sa.values, sb.values) and np.array_equal(sa.regs, sb.regs)):
-        raise AssertionError("pre-encoded and whole-task runs disagree: the sketch is not deterministic")
-    return whole, kernel_s, task_s
-
-
-def sketch_estimates(task: SketchTask, threshold: int) -> dict[bytes, int]:
-    """Reported super-spreaders at ``threshold`` as {flow key bytes: estimate}."""
-    sk = task.sketch
-    assert isinstance(sk, SuperSpreadSketch)
-    hh = sk.super_spreaders(threshold)
+def reported(sk: Sketch, threshold: int) -> dict[bytes, int]:
+    """The sketch's super-spreaders at ``threshold`` as {flow key bytes: estimate}."""
+    hh = sk.super_spreaders(threshold)  # type: ignore[attr-defined]
     return {bytes(hh.keys[i]): int(hh.values[i]) for i in range(len(hh))}
+
+
+def feed(sk: Sketch, keys: np.ndarray) -> float:
+    """Feed flow‖element ``keys`` in batches of :data:`BATCH`; CPU seconds taken (``process_time``:
+    time spent waiting for a core on a shared machine is not counted)."""
+    t0 = time.process_time()
+    for o in range(0, keys.shape[0], BATCH):
+        sk.update(keys[o : o + BATCH], None)  # type: ignore[arg-type]
+    return max(time.process_time() - t0, 1e-9)
+
+
+def merged_sketch(factory: Callable[[], Sketch], keys: np.ndarray, flow_len: int) -> Sketch:
+    """Two sketches fed the two halves of a flow-hash split, the second merged into the first."""
+    half = (hash_rows(np.ascontiguousarray(keys[:, :flow_len]), 99) & 1).astype(bool)
+    a, b = factory(), factory()
+    feed(a, keys[~half])
+    feed(b, keys[half])
+    a.merge(b)
+    return a
+
+
+@dataclass(frozen=True)
+class Row:
+    """One (variant, memory) cell, averaged over seeds."""
+
+    variant: str
+    memory_kb: float
+    memory_bytes: int
+    seeds: int
+    precision: float
+    recall: float
+    f1: float
+    f1_min: float
+    near_recall: float
+    are: float
+    signed: float
+    f1_merged: float
+    mpps: float
+
+
+def measure(
+    keys: np.ndarray,
+    truth: dict[bytes, int],
+    *,
+    variant: str,
+    memory_kb: float,
+    threshold: int,
+    flow_len: int,
+    seeds: Sequence[int],
+    merge: bool = True,
+) -> Row:
+    """One variant at one memory over ``seeds`` (module docstring)."""
+    E = keys.shape[1] - flow_len
+    memory = int(memory_kb * 1024)
+    accs, merged, rates = [], [], []
+    mem = 0
+    for seed in seeds:
+        sk = make_sketch(variant, memory, flow_len, E, seed, threshold)
+        mem = sk.memory_bytes
+        rates.append(keys.shape[0] / feed(sk, keys))
+        accs.append(evaluate(reported(sk, threshold), truth, threshold))
+        if merge:
+            m = merged_sketch(
+                lambda s=seed: make_sketch(variant, memory, flow_len, E, s, threshold), keys, flow_len
+            )
+            merged.append(evaluate(reported(m, threshold), truth, threshold).f1)
+
+    def mean(f: str) -> float:
+        xs = [getattr(a, f) for a in accs if not np.isnan(getattr(a, f))]
+        return float(np.mean(xs)) if xs else float("nan")
+
+    return Row(
+        variant, memory_kb, mem, len(seeds), mean("precision"), mean("recall"), mean("f1"),
+        min(a.f1 for a in accs), mean("near_recall"), mean("are"), mean("signed"),
+        float(np.mean(merged)) if merged else float("nan"), max(rates) / 1e6,
+    )  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -233,9 +291,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--trace", help="a pcap/pcapng file instead of the synthetic stream")
     ap.add_argument("--threshold", type=int, default=512, help="super-spreader threshold (distinct dsts)")
     ap.add_argument("--spreaders", type=int, default=40, help="planted super-spreaders (synthetic)")
-    ap.add_argument("--seed", type=int, default=1, help="stream and sketch seed")
-    ap.add_argument("--width", type=int, help="measure only this width (with --depth)")
-    ap.add_argument("--depth", type=int, default=2)
+    ap.add_argument("--stream-seed", type=int, default=1, help="seed of the synthetic stream")
+    ap.add_argument("--seeds", default="1,2,3", help="sketch seeds, comma-separated")
+    ap.add_argument("--memory-kb", default="100,250,500,1000,2662", help="memory per sketch, KiB")
+    ap.add_argument("--variants", default=",".join(VARIANTS), help="variants, comma-separated")
+    ap.add_argument("--no-merge", action="store_true", help="skip the two-engine merge measurement")
+    ap.add_argument("--json", help="also write the rows here")
     args = ap.parse_args(argv)
 
     t0 = time.perf_counter()
@@ -246,56 +307,52 @@ def main(argv: list[str] | None = None) -> int:
         label = args.trace
     else:
         stream = synth_stream(
-            args.packets, seed=args.seed, threshold=args.threshold, spreaders=args.spreaders
+            args.packets, seed=args.stream_seed, threshold=args.threshold, spreaders=args.spreaders
         )
         batch = to_batch(stream)
-        label = f"synthetic {len(stream)} packets, seed {args.seed}"
+        label = f"synthetic {len(stream)} packets, seed {args.stream_seed}"
+    keys = encode_flow_element(batch, ("SrcIP",), ("DstIP",))
+    L = 16
     gen_s = time.perf_counter() - t0
-    n = len(batch)
-    batches = [batch.take(slice(s, s + BATCH)) for s in range(0, n, BATCH)]
 
-    # exact truth, timed as the NumPy baseline (uint64 pairs for IPv4-only input, void keys otherwise)
     t0 = time.perf_counter()
-    v4 = bool(
-        np.all(batch.src_ip[:, :12] == IPV4_MAPPED_PREFIX)
-        and np.all(batch.dst_ip[:, :12] == IPV4_MAPPED_PREFIX)
-    )
-    if v4:
-        src = np.ascontiguousarray(batch.src_ip[:, 12:]).view(">u4").reshape(-1).astype(np.uint32)
-        dst = np.ascontiguousarray(batch.dst_ip[:, 12:]).view(">u4").reshape(-1).astype(np.uint32)
-        srcs, spreads = exact_spreads_u32(Stream(src, dst))
-        truth = {bytes(ipv4_mapped(srcs[i : i + 1])[0]): int(spreads[i]) for i in range(srcs.shape[0])}
-    else:
-        truth = exact_spreads_keys(batch.src_ip, batch.dst_ip)
+    truth = exact_spreads_keys(keys[:, :L], keys[:, L:])
     exact_s = time.perf_counter() - t0
-
-    n_true = sum(1 for v in truth.values() if v >= args.threshold)
-    print(f"input: {label}; {n} packets, {len(truth)} sources, {n_true} with spread >= {args.threshold}")
-    print(f"  (built in {gen_s:.1f} s)")
+    n = keys.shape[0]
+    spreads = np.array(list(truth.values()))
+    n_true = int((spreads >= args.threshold).sum())
+    n_near = int(((spreads >= args.threshold) & (spreads < 1.2 * args.threshold)).sum())
     print(
-        f"numpy exact baseline (np.unique over {'uint64' if v4 else '32-byte'} pairs): "
-        f"{exact_s:.2f} s = {n / exact_s / 1e6:.2f} M packets/s"
+        f"# input: {label}; {n} packets, {len(truth)} sources, {int(spreads.sum())} distinct pairs, "
+        f"{n_true} with spread >= {args.threshold} ({n_near} below 1.2x); built in {gen_s:.1f} s"
     )
-    configs = [("custom", args.width, args.depth)] if args.width else list(CONFIGS)
+    print(f"# numpy exact baseline (np.unique over 32-byte pairs): {n / exact_s / 1e6:.2f} M packets/s")
+    seeds = [int(s) for s in args.seeds.split(",")]
     hdr = (
-        f"{'config':<20} {'w':>6} {'d':>2} {'MiB':>6} {'P':>6} {'R':>6} {'F1':>6} {'ARE':>7} "
-        f"{'TP':>4} {'FP':>4} {'FN':>4} {'kernel Mp/s':>11} {'task Mp/s':>9} {'vs numpy':>8}"
+        f"{'variant':>12} {'KiB':>6} | {'P':>6} {'R':>6} {'F1':>6} {'min':>6} {'near R':>6} "
+        f"{'ARE':>7} {'signed':>8} | {'merged':>6} {'Mpps':>6}"
     )
     print(hdr)
-    for name, width, depth in configs:
-        task, kernel_s, task_s = run_config(batches, width, depth, args.threshold, args.seed)
-        acc = evaluate(sketch_estimates(task, args.threshold), truth, args.threshold)
-        sk = task.sketch
-        assert isinstance(sk, SuperSpreadSketch)
-        print(
-            f"{name:<20} {width:>6} {depth:>2} {sk.memory_bytes / 2**20:>6.1f} {acc.precision:>6.3f} "
-            f"{acc.recall:>6.3f} {acc.f1:>6.3f} {acc.are:>7.4f} {acc.tp:>4} {acc.fp:>4} {acc.fn:>4} "
-            f"{n / kernel_s / 1e6:>11.2f} {n / task_s / 1e6:>9.2f} {exact_s / kernel_s:>7.1f}x"
-        )
-        print(
-            f"{'':<20} memory: ours {sk.memory_bytes / 2**20:.1f} MiB, original ≈ "
-            f"{sk.original_memory_bytes / 2**20:.1f} MiB"
-        )
+    print("-" * len(hdr))
+    rows = []
+    for kb in [float(x) for x in args.memory_kb.split(",")]:
+        for variant in [v.strip() for v in args.variants.split(",") if v.strip()]:
+            r = measure(
+                keys, truth, variant=variant, memory_kb=kb, threshold=args.threshold, flow_len=L,
+                seeds=seeds, merge=not args.no_merge,
+            )  # fmt: skip
+            rows.append(r)
+            print(
+                f"{variant:>12} {r.memory_bytes / 1024:6.0f} | {r.precision:6.4f} {r.recall:6.4f} "
+                f"{r.f1:6.4f} {r.f1_min:6.4f} {r.near_recall:6.3f} {r.are:7.2%} {r.signed:+8.3%} | "
+                f"{r.f1_merged:6.4f} {r.mpps:6.1f}",
+                flush=True,
+            )
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(
+                {"input": str(label), "threshold": args.threshold, "rows": [asdict(r) for r in rows]}, fh
+            )
     return 0
 
 

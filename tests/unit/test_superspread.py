@@ -276,7 +276,7 @@ def _v4(a: np.ndarray) -> np.ndarray:
 
 
 def test_sketch_task_reports_spread() -> None:
-    assert sketch_class(1) is SuperSpreadSketch
+    assert sketch_class(1, "original") is SuperSpreadSketch
     rng = np.random.default_rng(9)
     n_spread = 3000
     # one source with 3000 distinct destinations among 256 sources talking to 16 servers
@@ -299,7 +299,15 @@ def test_sketch_task_reports_spread() -> None:
         length=np.full(n, 60, np.uint32),
     )
     task = SketchTask(
-        "ss_src_dst", 1, ["SrcIP"], ["DstIP"], width=1024, depth=2, count_threshold=1000, seed=1
+        "ss_src_dst",
+        1,
+        ["SrcIP"],
+        ["DstIP"],
+        width=1024,
+        depth=2,
+        count_threshold=1000,
+        seed=1,
+        variant="original",
     )
     task.update(batch.head(10000))
     task.update(batch.take(slice(10000, None)))

@@ -8,10 +8,18 @@
   metrics, building the engine's tasks);
 * :mod:`~netspectra.sketches.murmur` — MurmurHash3 x86_32 (numba) and reproducible row seeds;
 * :mod:`~netspectra.sketches.keys` — the original's key byte encoding and ``DecodeFlow`` text;
+* :mod:`~netspectra.sketches.primitives` — splitmix64, hashing of packed key words, popcount;
 * :mod:`~netspectra.sketches.base` — the :class:`Sketch` interface, heavy-hitter results, and
   :class:`SketchTask` (what the engine and ``netspectra analyze`` run);
-* :mod:`~netspectra.sketches.countmin` and :mod:`~netspectra.sketches.superspread` — the
-  implementations (numba kernels, each with a plain-Python ``*_ref`` reference).
+* :mod:`~netspectra.sketches.variants` — the one table (``skt_type``, ``variant``) → class; the modules
+  below are imported by :func:`sketch_class` when a task first needs them:
+
+  - skt_type 0 (heavy hitters): ``heavyguardian`` (default), ``countmin`` (variants ``mv`` and
+    ``original``), ``cocosketch``;
+  - skt_type 1 (spread): ``spreadkeeper`` (default), ``superspread`` (variant ``original``),
+    ``spreadsketch``.
+
+Each kernel module has a plain-Python twin ``<module>_ref`` that the tests replay bit for bit.
 
 Names are re-exported lazily: importing a kind declaration does not load the kernels.
 """

@@ -1,10 +1,10 @@
 """The common interface of the sketches, their heavy-hitter results, and the sketch task of the engine.
 
-* :class:`Sketch` — what every sketch type implements. Subclasses register themselves by ``skt_type``
-  through ``__init_subclass__`` (``class CountMinSketch(Sketch, skt_type=0)``); an intermediate
-  abstract class leaves ``skt_type`` out and is not registered. What a kind declares for the
-  configuration lives in its :class:`~netspectra.sketches.kind.SketchKind` (registered in
-  :data:`netspectra.kinds.SKETCHES`); :func:`sketch_class` finds the implementation through it.
+* :class:`Sketch` — what every sketch algorithm implements. A subclass declares what it answers with
+  ``skt_type`` (``class CountMinSketch(Sketch, skt_type=0)``); several classes answer the same type
+  (the task's ``variant`` chooses). :func:`sketch_class` finds the class of a (type, variant) in the
+  one table of :mod:`netspectra.sketches.variants` (a plugin sketch kind, named in ``skt_type``, through
+  its :class:`~netspectra.sketches.kind.SketchKind`), importing its module on first use.
 * :class:`HeavyHitters` — raw results: keys (bytes) and values, deduplicated, sorted.
 * :class:`SketchTask` — one configured sketch task: encodes a :class:`~netspectra.batch.PacketBatch`
   into keys (flow, or flow‖element for sketches that count elements) and feeds the sketch;
@@ -45,8 +45,6 @@ HEAVY_HITTERS_SCHEMA = pa.schema(
         pa.field("Type", pa.uint8(), nullable=False),
     ]
 )
-
-_REGISTRY: dict[int, type[Sketch]] = {}
 
 
 def _readonly(a: np.ndarray) -> np.ndarray:
@@ -143,8 +141,10 @@ class SketchParams:
     b: float = 0.0
     base: float = 0.0
     seed: int = 0
-    #: skt_type 0 only: "" / "mv" (the measured better default) or "original" (the original's rules)
+    #: the algorithm of the type (:mod:`netspectra.sketches.variants`; "" = the type's default)
     variant: str = ""
+    #: bytes the sketch may take, for the variants sized by memory (0 = the variant's rule, see each)
+    memory: int = 0
 
 
 class Sketch(ABC):
@@ -160,22 +160,15 @@ class Sketch(ABC):
     * The object is not thread-safe; :class:`SketchTask` serialises calls with a lock.
     """
 
-    #: ``skt_type`` of the class; set by ``__init_subclass__``.
+    #: ``skt_type`` the class answers; set by ``__init_subclass__``.
     skt_type: ClassVar[int]
     #: Whether keys carry the element part (flow‖element) — SuperSpread does, CountMin does not.
     uses_elements: ClassVar[bool] = False
 
     def __init_subclass__(cls, skt_type: int | None = None, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        if skt_type is None:  # an abstract intermediate: not registered
-            return
-        other = _REGISTRY.get(skt_type)
-        if other is not None and other.__qualname__ != cls.__qualname__:
-            raise TypeError(
-                f"skt_type {skt_type} is already registered by {other.__module__}.{other.__name__}"
-            )
-        cls.skt_type = skt_type
-        _REGISTRY[skt_type] = cls
+        if skt_type is not None:  # an abstract intermediate leaves it out
+            cls.skt_type = int(skt_type)
 
     @classmethod
     @abstractmethod
@@ -217,21 +210,20 @@ class Sketch(ABC):
         """Fold ``other`` (same shape and seeds) into this sketch; each type documents its exactness."""
 
 
-def registered_types() -> dict[int, type[Sketch]]:
-    """The classes registered so far, by ``skt_type`` (a copy)."""
-    return dict(_REGISTRY)
+def sketch_class(skt_type: int | str, variant: str = "") -> type[Sketch]:
+    """The class of (``skt_type``, ``variant``) (``""``: the type's default; a plugin kind's name has
+    no variants), importing its module on first use; ``ValueError`` naming the valid choices if either
+    is unknown."""
+    from netspectra.sketches.variants import variant_class
 
+    if isinstance(skt_type, str) and not skt_type.strip().isdigit():
+        from netspectra.kinds import SKETCHES
 
-def sketch_class(skt_type: int | str) -> type[Sketch]:
-    """The implementation of sketch kind ``skt_type`` (the original's number or a kind name), importing
-    its module on first use; ``ValueError`` if there is no such kind."""
-    from netspectra.kinds import SKETCHES
-    from netspectra.sketches.kind import sketch_kind_name
-
-    try:
-        return SKETCHES.get(sketch_kind_name(skt_type)).sketch_class()
-    except ValueError as exc:  # KindError is a ValueError
-        raise ValueError(f"unknown skt_type {skt_type!r}: {exc}") from None
+        try:
+            return SKETCHES.get(skt_type).sketch_class()
+        except ValueError as exc:  # KindError is a ValueError
+            raise ValueError(f"unknown skt_type {skt_type!r}: {exc}") from None
+    return variant_class(int(skt_type), variant)
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -296,7 +288,9 @@ class SketchTask:
     ``seed`` None takes the fixed default seed (:data:`~netspectra.sketches.sketch_kind.DEFAULT_SEED`):
     the same input gives the same answers on every run and after every restart. ``seed="random"`` draws
     a random 64-bit seed (logged, so the run can be reproduced by configuring it), as the original
-    always did. Parameters of 0 take the sketch type's defaults.
+    always did. Parameters of 0 take the sketch type's defaults. ``variant`` chooses the algorithm
+    (:mod:`netspectra.sketches.variants`; ``""`` = the type's default); :attr:`params` holds the
+    resolved name.
 
     Thread safety: ``update``, ``snapshot`` and ``reset`` hold one lock, so a snapshot never sees half
     a batch and :meth:`snapshot` with ``reset=True`` loses no packet between the two (the original's
@@ -319,8 +313,13 @@ class SketchTask:
         base: float = 0.0,
         seed: int | str | None = None,
         variant: str = "",
+        memory: int = 0,
     ) -> None:
-        cls = sketch_class(skt_type)
+        from netspectra.sketches.variants import resolve_variant
+
+        if str(skt_type).strip().isdigit():
+            variant = resolve_variant(int(skt_type), variant)
+        cls = sketch_class(skt_type, variant)
         flow = validate_fields(flow_fields, "flow_fields")
         elem = validate_fields(element_fields, "element_fields", required=cls.uses_elements)
         if seed is None:
@@ -343,6 +342,7 @@ class SketchTask:
             base=float(base),
             seed=int(seed),
             variant=variant,
+            memory=int(memory),
         )
         # only sketches that count elements see them in the key; CountMin ignores element_fields
         self._elem_fields = elem if cls.uses_elements else ()

@@ -27,7 +27,9 @@ Measured with ``benchmarks/sketch_accuracy.py`` (5 M packets, 1 M flows, Zipf 1.
 threshold 1e-4 of the total = 500 packets / 337 896 bytes, 652 true heavy hitters; 640 KiB, depth 2):
 ``mv`` F1 0.995 (count) / 0.994 (size), ARE 0.05 % / 0.1 %; ``vote`` with either size rule F1 0.85,
 ARE 12 % (precision 1.0, recall 0.75). The two size rules differ little with the vote on this mix. Hence
-the defaults (``reduce`` + ``mv``); ``size_rule="original", estimator="vote"`` reproduces the original.
+this class's defaults (``reduce`` + ``mv``, the task variant ``mv``); ``size_rule="original",
+estimator="vote"`` reproduces the original (variant ``original``). A task's default for skt_type 0 is
+now :mod:`netspectra.sketches.heavyguardian`, which reaches the same F1 in a quarter of the memory.
 
 Differences from the original, on purpose: counters are uint64 (the original's uint32 wraps after
 4 GiB of one flow within a reset period), seeds are reproducible (one integer or an explicit list,
@@ -56,6 +58,8 @@ from netspectra.sketches.murmur import (
     murmur3_32_words,
     pack_words,
 )
+from netspectra.sketches.primitives import murmur_row as _murmur_row
+from netspectra.sketches.primitives import murmur_row2 as _murmur_row2
 
 log = logging.getLogger(__name__)
 
@@ -127,82 +131,6 @@ def _matches(bucket: np.ndarray, off: int, key: np.ndarray, kw: int) -> bool:
         if bucket[off + k] != key[k]:
             return False
     return True
-
-
-@njit(nogil=True, cache=True, inline="always")
-def _murmur_row(words: np.ndarray, p: int, length: int, seed: np.uint64) -> np.uint64:
-    """MurmurHash3 x86_32 of row ``p`` of packed key words — :func:`murmur3_32_words` without taking a
-    view of the row (a view per packet costs reference counting in the hot loop)."""
-    m32 = np.uint64(0xFFFFFFFF)
-    c1 = np.uint64(0xCC9E2D51)
-    c2 = np.uint64(0x1B873593)
-    h = seed & m32
-    nblocks = length // 4
-    for i in range(nblocks):
-        k = (words[p, i >> 1] >> np.uint64((i & 1) * 32)) & m32
-        k = (k * c1) & m32
-        k = ((k << np.uint64(15)) | (k >> np.uint64(17))) & m32
-        k = (k * c2) & m32
-        h ^= k
-        h = ((h << np.uint64(13)) | (h >> np.uint64(19))) & m32
-        h = (h * np.uint64(5) + np.uint64(0xE6546B64)) & m32
-    if length & 3:
-        k = (words[p, nblocks >> 1] >> np.uint64((nblocks & 1) * 32)) & m32
-        k = (k * c1) & m32
-        k = ((k << np.uint64(15)) | (k >> np.uint64(17))) & m32
-        k = (k * c2) & m32
-        h ^= k
-    h ^= np.uint64(length) & m32
-    h ^= h >> np.uint64(16)
-    h = (h * np.uint64(0x85EBCA6B)) & m32
-    h ^= h >> np.uint64(13)
-    h = (h * np.uint64(0xC2B2AE35)) & m32
-    h ^= h >> np.uint64(16)
-    return h
-
-
-@njit(nogil=True, cache=True, inline="always")
-def _murmur_row2(words: np.ndarray, p: int, length: int, s0: np.uint64, s1: np.uint64) -> tuple:
-    """:func:`_murmur_row` under two seeds in one pass: the two independent multiply chains interleave
-    (instruction-level parallelism), about 1.5× faster than two calls."""
-    m32 = np.uint64(0xFFFFFFFF)
-    c1 = np.uint64(0xCC9E2D51)
-    c2 = np.uint64(0x1B873593)
-    a = s0 & m32
-    b = s1 & m32
-    nblocks = length // 4
-    for i in range(nblocks):
-        k = (words[p, i >> 1] >> np.uint64((i & 1) * 32)) & m32
-        k = (k * c1) & m32
-        k = ((k << np.uint64(15)) | (k >> np.uint64(17))) & m32
-        k = (k * c2) & m32
-        a ^= k
-        b ^= k
-        a = ((a << np.uint64(13)) | (a >> np.uint64(19))) & m32
-        b = ((b << np.uint64(13)) | (b >> np.uint64(19))) & m32
-        a = (a * np.uint64(5) + np.uint64(0xE6546B64)) & m32
-        b = (b * np.uint64(5) + np.uint64(0xE6546B64)) & m32
-    if length & 3:
-        k = (words[p, nblocks >> 1] >> np.uint64((nblocks & 1) * 32)) & m32
-        k = (k * c1) & m32
-        k = ((k << np.uint64(15)) | (k >> np.uint64(17))) & m32
-        k = (k * c2) & m32
-        a ^= k
-        b ^= k
-    ln = np.uint64(length) & m32
-    a ^= ln
-    b ^= ln
-    a ^= a >> np.uint64(16)
-    b ^= b >> np.uint64(16)
-    a = (a * np.uint64(0x85EBCA6B)) & m32
-    b = (b * np.uint64(0x85EBCA6B)) & m32
-    a ^= a >> np.uint64(13)
-    b ^= b >> np.uint64(13)
-    a = (a * np.uint64(0xC2B2AE35)) & m32
-    b = (b * np.uint64(0xC2B2AE35)) & m32
-    a ^= a >> np.uint64(16)
-    b ^= b >> np.uint64(16)
-    return a, b
 
 
 @njit(nogil=True, cache=True, inline="always")

@@ -52,6 +52,8 @@ from numba import njit
 from netspectra.sketches.base import HeavyHitters, HitterType, Sketch, SketchParams
 from netspectra.sketches.keys import key_length
 from netspectra.sketches.murmur import murmur3_32
+from netspectra.sketches.primitives import next64 as _next64
+from netspectra.sketches.primitives import uniform as _uniform
 
 SKT_TYPE = 1
 
@@ -67,34 +69,12 @@ DECAY_LEN = 4096
 #: A register never exceeds 33 (clz32 + 1), so the cap is at most 33 whatever ``size`` says.
 MAX_REGISTER = 33
 
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-_C1 = np.uint64(0xBF58476D1CE4E5B9)
-_C2 = np.uint64(0x94D049BB133111EB)
-_S30 = np.uint64(30)
-_S27 = np.uint64(27)
-_S31 = np.uint64(31)
-_S11 = np.uint64(11)
 _S32 = np.uint64(32)
-_TWO_M53 = 1.0 / float(1 << 53)
 _MAGIC = b"NSSS"
 _FORMAT = 1
 
 
 # --------------------------------------------------------------------------------------------- kernels
-@njit(nogil=True, cache=True, inline="always")
-def _next64(rng: np.ndarray) -> np.uint64:
-    s = rng[0] + _GOLDEN
-    rng[0] = s
-    z = (s ^ (s >> _S30)) * _C1
-    z = (z ^ (z >> _S27)) * _C2
-    return z ^ (z >> _S31)
-
-
-@njit(nogil=True, cache=True, inline="always")
-def _uniform(rng: np.ndarray) -> float:
-    return float(_next64(rng) >> _S11) * _TWO_M53
-
-
 @njit(nogil=True, cache=True, inline="always")
 def _clz32(x: np.uint32) -> int:
     # binary search on the 32-bit word; 32 for zero (as the original's leadingZeros32)

@@ -15,32 +15,7 @@ import math
 import mmh3
 import numpy as np
 
-_M64 = (1 << 64) - 1
-_GOLDEN = 0x9E3779B97F4A7C15
-_C1 = 0xBF58476D1CE4E5B9
-_C2 = 0x94D049BB133111EB
-_TWO_M53 = 1.0 / (1 << 53)
-
-
-class SplitMix64:
-    """The generator of the kernels: splitmix64 over a 64-bit state (the state is the whole generator)."""
-
-    def __init__(self, state: int) -> None:
-        self.state = state & _M64
-
-    def next64(self) -> int:
-        self.state = (self.state + _GOLDEN) & _M64
-        z = self.state
-        z = ((z ^ (z >> 30)) * _C1) & _M64
-        z = ((z ^ (z >> 27)) * _C2) & _M64
-        return z ^ (z >> 31)
-
-    def uniform(self) -> float:
-        """A float in [0, 1) with 53 random bits."""
-        return (self.next64() >> 11) * _TWO_M53
-
-    def seed32(self) -> int:
-        return self.next64() >> 32
+from netspectra.sketches.primitives import SplitMix64
 
 
 def clz32(x: int) -> int:
