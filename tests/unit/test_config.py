@@ -269,6 +269,13 @@ def test_defaults_the_original_applies() -> None:
         {"name": "some", "key_fields": ["DstIP"], "num_shards": 64},
     ]
     data["probe"] = {"persistence": {"enabled": True, "num_workers": 0, "channel_buffer_size": -5}}
+    # the new default variants, sized by memory (issue 18)
+    cm, ss = _parse(data).aggregator.sketch.tasks
+    assert (cm.params.variant, cm.params.memory, cm.params.count_threshold) == ("heavyguardian", 2**20, 512)
+    assert (ss.params.variant, ss.params.memory, ss.params.count_threshold) == ("spreadkeeper", 4 << 20, 4096)
+    # the original's defaults, where its variants are asked for
+    for task in data["aggregator"]["sketch"]["tasks"]:
+        task["variant"] = "original"
     cfg = _parse(data)
     shards = [t.num_shards for t in cfg.aggregator.exact.tasks]
     assert shards == [256, 256, 64]  # absent (0) and >= 32768 -> 256
@@ -307,7 +314,9 @@ def test_defaults_the_original_applies() -> None:
 
 def test_seed_and_explicit_values_are_kept() -> None:
     data = _minimal()
-    data["aggregator"]["sketch"]["tasks"][1].update({"seed": 17371, "width": 8192, "depth": 2, "m": 32})
+    data["aggregator"]["sketch"]["tasks"][1].update(
+        {"seed": 17371, "width": 8192, "depth": 2, "m": 32, "variant": "original"}
+    )
     ss = _parse(data).aggregator.sketch.tasks[1]
     assert (ss.seed, ss.params.width, ss.params.depth, ss.params.m, ss.params.size) == (17371, 8192, 2, 32, 5)
 
@@ -646,7 +655,8 @@ def test_sketch_too_large_for_memory_is_refused_with_need_and_limit() -> None:
     data["aggregator"]["sketch"]["tasks"][0].update({"width": 4294967295, "depth": 3})
     (line,) = _error_lines(data)
     assert line.startswith("aggregator.sketch.tasks[0] (cm): the task would allocate 768.0 GiB")
-    assert "(depth 3 x width 4294967295)" in line and "more than the default limit (" in line
+    assert "(heavyguardian, sized like mv at depth 3 x width 4294967295)" in line
+    assert "more than the default limit (" in line
     assert "set aggregator.max_memory to change it" in line
     # the limit is configurable: a small cap refuses a sketch that fits the machine
     data = _minimal()
@@ -993,7 +1003,10 @@ def test_persister_from_config_takes_rotation_and_parquet(tmp_path: Path) -> Non
 @pytest.mark.parametrize(
     ("name", "expected"),
     [
-        ("config-cm-width-max.yaml", "the task would allocate 512.0 GiB (depth 2 x width 4294967295)"),
+        (
+            "config-cm-width-max.yaml",
+            "would allocate 512.0 GiB (heavyguardian, sized like mv at depth 2 x width",
+        ),
         ("config-ss-depth-huge.yaml", "depth: Input should be less than or equal to 64 (got 100000)"),
     ],
 )

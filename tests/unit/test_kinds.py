@@ -111,6 +111,7 @@ PLUGIN = '''
 
         name = "widecm"
         skt_type = None
+        impl = "netspectra.sketches.heavyguardian:HeavyGuardianSketch"
 
 
     SKETCH = WideCountMin()

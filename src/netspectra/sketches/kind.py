@@ -20,7 +20,7 @@ from netspectra.config.base import Section
 from netspectra.kinds import KindError, load_object
 
 if TYPE_CHECKING:
-    from netspectra.sketches.base import Sketch, SketchParams
+    from netspectra.sketches.base import Sketch
 
 
 class HitterType(IntEnum):
@@ -72,13 +72,19 @@ class SketchKind:
         """What :meth:`memory_bytes` is made of, for messages."""
         return ""
 
-    def sketch_class(self) -> type[Sketch]:
-        """The implementation (imports its module)."""
-        return load_object(self.impl)
+    def resolve(self, params: Any, flow_bytes: int, element_bytes: int) -> Any:
+        """``params`` completed with what depends on the task's key widths (e.g. a memory derived from
+        a width); called once by the task's validation. Identity by default."""
+        return params
 
-    def build(self, params: SketchParams) -> Sketch:
-        """A new empty sketch for one task."""
-        return self.sketch_class().from_params(params)
+    def sketch_class(self, variant: str = "") -> type[Sketch]:
+        """The implementation of ``variant`` (imports its module): a built-in kind's variants come from
+        :mod:`netspectra.sketches.variants`, a plugin kind's class from ``impl``."""
+        if self.skt_type is not None:
+            from netspectra.sketches.variants import variant_class
+
+            return variant_class(self.skt_type, variant)
+        return load_object(self.impl)
 
 
 def as_sketch_kind(name: str, obj: Any) -> SketchKind:

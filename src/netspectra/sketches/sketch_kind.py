@@ -108,6 +108,11 @@ class SketchTaskConfig(TaskConfig):
                 f"element_fields is empty; a {self.kind.title} task (skt_type {self.skt_type}) counts "
                 f"distinct element_fields per flow: list at least one of {', '.join(FIELD_NAMES)}"
             )
+        resolved = self.kind.resolve(
+            self.params, key_length(self.flow_fields), key_length(self.element_fields)
+        )
+        if resolved is not self.params:
+            return self.model_copy(update={"params": resolved})
         return self
 
     @property
@@ -226,12 +231,24 @@ class SketchAggregator(AggregatorKind):
     def warm_up(self, tasks: Sequence[Any] | None) -> None:
         from netspectra.batch import PacketBatch
         from netspectra.sketches.base import SketchTask
+        from netspectra.sketches.variants import SKETCH_VARIANTS
 
+        if tasks is None:  # every variant of every built-in kind
+            pairs = {
+                (name, v)
+                for name in SKETCHES.builtins
+                for v in SKETCH_VARIANTS.get(SKETCHES.get(name).skt_type, {"": ""})
+            }
+        else:
+            pairs = {(t.kind.name, getattr(t.params, "variant", "")) for t in tasks}
         batch = PacketBatch.empty(2)
-        names = SKETCHES.builtins if tasks is None else sorted({t.kind.name for t in tasks})
-        for name in names:
+        _fill(batch)
+        for name, variant in sorted(pairs):
             kind = SKETCHES.get(name)
-            small = kind.params_model.model_validate({"width": 64, "depth": 2, "m": 8})
+            small = {"variant": variant, "width": 64, "depth": 2, "m": 8}
+            if variant not in ("mv", "original"):
+                small = {"variant": variant, "memory": 16384, "m": 8 if variant == "spreadsketch" else 0}
+            params = kind.resolve(kind.params_model.model_validate(small), 16, 16)
             task = SketchTask.from_config(
                 SketchTaskConfig.model_construct(
                     name="warm_up",
@@ -239,10 +256,9 @@ class SketchAggregator(AggregatorKind):
                     flow_fields=("SrcIP",),
                     element_fields=("DstIP",),
                     seed=1,
-                    params=small,
+                    params=params,
                 )
             )
-            _fill(batch)
             task.update(batch)
             task.snapshot().to_arrow()
 
