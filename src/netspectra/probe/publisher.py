@@ -14,6 +14,13 @@ that owns the shard sees a gap if a message is lost in transit) and the cumulati
 count, so drops are visible downstream too. With ``jetstream=True`` every message is published with a
 JetStream acknowledgement (pipelined, at most ``max_inflight`` unacknowledged): a message the stream
 did not store raises instead of being lost.
+
+Flow control. Core NATS has none between a publisher and a subscriber: a subscriber that falls more
+than the server's ``max_pending`` (64 MiB) behind is cut off by the server as a *slow consumer* and
+loses what was sent meanwhile. JetStream is the remedy between processes (the stream stores, the
+engine reads at its pace). Where the consumer lives in the same process (``netspectra up
+--no-jetstream``), ``Publisher(consumed=...)`` reads how many packets it has received and the
+publisher waits while it is more than ``max_ahead_packets`` ahead: nothing is outrun.
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ from netspectra.transport.codec import shard_of, split_by_shard
 from netspectra.transport.nats_bus import (
     DEFAULT_SHARDS,
     DEFAULT_STREAM,
+    NatsAuth,
     batch_subject,
     connect,
     encode_messages,
@@ -70,6 +78,10 @@ class PublisherOptions:
     stream: str = DEFAULT_STREAM
     max_inflight: int = 256
     link_type: int | None = None
+    auth: NatsAuth = field(default_factory=NatsAuth)
+    #: With ``Publisher(consumed=...)``: the most packets published and not yet received (well below
+    #: the server's 64 MiB ``max_pending`` of a subscriber, at 49 bytes a packet).
+    max_ahead_packets: int = 262_144
 
 
 @dataclass
@@ -84,6 +96,7 @@ class ProbeStats:
     packets_published: int = 0
     bytes_published: int = 0
     publish_failed: int = 0
+    flow_waits: int = 0
     elapsed_s: float = 0.0
     per_shard_packets: list[int] = field(default_factory=list)
 
@@ -91,13 +104,26 @@ class ProbeStats:
     def packets_per_second(self) -> float:
         return self.packets_published / self.elapsed_s if self.elapsed_s > 0 else 0.0
 
+    def as_dict(self) -> dict[str, Any]:
+        """The counters (not the per-shard list), with ``packets_per_second``."""
+        d = {k: v for k, v in self.__dict__.items() if k != "per_shard_packets"}
+        d["packets_per_second"] = round(self.packets_per_second)
+        return d
+
 
 class Publisher:
     """Publishes every batch of a source (see the module docstring). One run per instance."""
 
-    def __init__(self, options: PublisherOptions, kernel_dropped: Callable[[], int] | None = None) -> None:
+    def __init__(
+        self,
+        options: PublisherOptions,
+        kernel_dropped: Callable[[], int] | None = None,
+        *,
+        consumed: Callable[[], int] | None = None,
+    ) -> None:
         """``kernel_dropped``: the source's cumulative drop counter (e.g. a live capture's kernel drops),
-        read for every published batch and carried in its messages."""
+        read for every published batch and carried in its messages. ``consumed``: packets an in-process
+        consumer has received so far (flow control, see the module docstring)."""
         if options.n_shards < 1:
             raise ValueError(f"n_shards must be at least 1, got {options.n_shards}")
         self.options = options
@@ -108,6 +134,8 @@ class Publisher:
         self._stop = threading.Event()
         self._error: BaseException | None = None
         self._kernel_dropped = kernel_dropped
+        self._consumed = consumed
+        self._halt: asyncio.Event | None = None
 
     # -- source side (a thread) ------------------------------------------------------------------------
 
@@ -165,7 +193,10 @@ class Publisher:
         capture) are raised after everything before them was published.
         """
         opts = self.options
-        nc = await connect(opts.url, f"netspectra-probe:{opts.probe_id}", pending_size=32 * 1024 * 1024)
+        self._halt = stop
+        nc = await connect(
+            opts.url, f"netspectra-probe:{opts.probe_id}", auth=opts.auth, pending_size=32 * 1024 * 1024
+        )
         js = None
         if opts.jetstream:
             js = nc.jetstream(publish_async_max_pending=opts.max_inflight)
@@ -222,6 +253,18 @@ class Publisher:
                 None if fut.cancelled() else fut.exception(),
             )
 
+    async def _wait_for_consumer(self) -> None:
+        """Wait while the in-process consumer is more than ``max_ahead_packets`` behind (or a stop)."""
+        assert self._consumed is not None
+        limit = self.options.max_ahead_packets
+        if self.stats.packets_published - self._consumed() <= limit:
+            return
+        self.stats.flow_waits += 1
+        while self.stats.packets_published - self._consumed() > limit:
+            if self._halt is not None and self._halt.is_set():
+                return
+            await asyncio.sleep(0.002)
+
     async def _publish(self, nc: Any, js: Any, batch: PacketBatch, max_packets: int) -> None:
         opts = self.options
         if opts.n_shards == 1:
@@ -249,6 +292,8 @@ class Publisher:
                     fut = await js.publish_async(subject, payload, wait_stall=60)
                     fut.add_done_callback(self._check_ack)
                 else:
+                    if self._consumed is not None:
+                        await self._wait_for_consumer()
                     await nc.publish(subject, payload)
                 self._seq[shard] = seq
                 self.stats.messages += 1

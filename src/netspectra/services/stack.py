@@ -1,0 +1,197 @@
+"""Run services together: signals, the ops endpoint, supervision and a bounded shutdown.
+
+Every long-running command is a :class:`Stack` of services (``probe``: a probe; ``engine``: an engine;
+``up``: nats-server, engine, query service and optionally a probe). :meth:`Stack.run`:
+
+1. installs SIGINT/SIGTERM handlers (a signal during start-up is acted on between start steps, never
+   in the middle of one: what started is unwound, the command exits 0);
+2. wires every service to the ops endpoint and starts them in order;
+3. supervises from the main thread: liveness (``/healthz``) beats while every service's threads turn;
+   a service that ends on its own is reported — an *essential* one ends the stack (the probe of
+   ``netspectra probe`` finishing its files, an engine that failed, a nats-server that could not be
+   restarted), another one only logs (``up``'s probe);
+4. stops every service in reverse order, each within its ``stop_timeout_s`` (a step that hangs is
+   abandoned with an error in the log, the stop goes on): SIGTERM never hangs.
+
+The outcome is a :class:`StackResult`: per service its summary (``--json``) and report (readable), and
+the error that ended the stack, if any.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from netspectra.services.base import Section, Service, ServiceError
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Stack", "StackResult"]
+
+
+@dataclass
+class StackResult:
+    """What a stack did: ``summary`` (service name → counters), ``sections`` (readable), ``error``
+    (the message that ended it, or None) and ``code`` (the exit status)."""
+
+    summary: dict[str, Any] = field(default_factory=dict)
+    sections: list[Section] = field(default_factory=list)
+    error: str | None = None
+    code: int = 0
+    interrupted: bool = False
+
+
+class Stack:
+    """Services run as one (see the module docstring).
+
+    ``essential``: names of the services whose end ends the stack (default: all). ``duration_s``: stop
+    after that long. ``on_tick(stack)`` is called from the supervising loop about every 0.2 s (``up``
+    uses it to snapshot a finished replay). ``on_started(stack)`` once everything started.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        services: Sequence[Service],
+        *,
+        ops: Any = None,
+        essential: Sequence[str] | None = None,
+        duration_s: float | None = None,
+        on_started: Callable[[Stack], None] | None = None,
+        on_tick: Callable[[Stack], None] | None = None,
+    ) -> None:
+        self.name = name
+        self.services = list(services)
+        self.ops = ops
+        self.essential = set(essential) if essential is not None else {s.name for s in self.services}
+        self.duration_s = duration_s
+        self.on_started = on_started
+        self.on_tick = on_tick
+        self.stop_requested = threading.Event()
+        self.stop_reason = ""
+        self._started: list[Service] = []
+        self._ended: set[str] = set()
+        self._stopping = False
+
+    def service(self, name: str) -> Service | None:
+        return next((s for s in self.services if s.name == name), None)
+
+    def request_stop(self, reason: str) -> None:
+        """Stop the stack soon (thread-safe; the first reason wins)."""
+        if not self.stop_requested.is_set():
+            self.stop_reason = reason
+            self.stop_requested.set()
+
+    # -- signals -----------------------------------------------------------------------------------
+
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        name = signal.Signals(signum).name
+        if self._stopping:
+            log.warning(
+                "%s: %s while stopping: already stopping (every step has a time limit)", self.name, name
+            )
+            return
+        self.request_stop(f"{name} received")
+
+    def _install_signals(self) -> dict[int, Any]:
+        old: dict[int, Any] = {}
+        if threading.current_thread() is not threading.main_thread():
+            return old
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            old[sig] = signal.signal(sig, self._on_signal)
+        return old
+
+    # -- run ---------------------------------------------------------------------------------------
+
+    def run(self) -> StackResult:
+        result = StackResult()
+        old = self._install_signals()
+        try:
+            try:
+                self._start_all()
+            except ServiceError as exc:
+                result.error, result.code = str(exc), exc.code
+                self.request_stop(str(exc))
+            else:
+                if not self.stop_requested.is_set():
+                    if self.on_started is not None:
+                        self.on_started(self)
+                    self._supervise(result)
+            result.interrupted = self.stop_reason.endswith("received")
+            self._stop_all()
+        finally:
+            for sig, handler in old.items():
+                with contextlib.suppress(ValueError, TypeError):
+                    signal.signal(sig, handler)
+        for s in self.services:
+            if s.error is not None and result.error is None and s.name in self.essential:
+                result.error = str(s.error)
+                result.code = getattr(s.error, "code", 1)
+        for s in self.services:
+            try:
+                result.summary[s.name] = s.summary()
+                result.sections.extend(s.report())
+            except Exception:  # a summary must never hide the outcome
+                log.exception("%s: summary of %s failed", self.name, s.name)
+        return result
+
+    def _start_all(self) -> None:
+        if self.ops is not None:
+            for s in self.services:
+                s.wire_ops(self.ops)
+        for s in self.services:
+            if self.stop_requested.is_set():
+                log.info("%s: %s during start-up: stopping what started", self.name, self.stop_reason)
+                return
+            s.start(self.stop_requested)
+            self._started.append(s)
+
+    def _supervise(self, result: StackResult) -> None:
+        t0 = time.monotonic()
+        heartbeat = self.ops.heartbeat if self.ops is not None else None
+        while not self.stop_requested.wait(0.2):
+            if heartbeat is not None and all(s.alive() for s in self._started):
+                heartbeat.beat()
+            for s in self._started:
+                if s.name in self._ended or not s.done():
+                    continue
+                self._ended.add(s.name)
+                if s.error is not None:
+                    if s.name in self.essential:
+                        log.error("%s: %s failed: %s", self.name, s.name, s.error)
+                        result.error, result.code = str(s.error), getattr(s.error, "code", 1)
+                        self.request_stop(f"{s.name} failed")
+                    else:
+                        log.error("%s failed: %s (the rest of the stack keeps running)", s.name, s.error)
+                elif s.name in self.essential:
+                    self.request_stop(f"{s.name} finished")
+                else:
+                    log.info("%s: %s finished", self.name, s.name)
+            if self.duration_s is not None and time.monotonic() - t0 >= self.duration_s:
+                self.request_stop("--duration reached")
+            if self.on_tick is not None and not self.stop_requested.is_set():
+                try:
+                    self.on_tick(self)
+                except Exception:
+                    log.exception("%s: periodic hook failed", self.name)
+
+    def _stop_all(self) -> None:
+        self._stopping = True
+        if self.ops is not None:
+            self.ops.set_stopping(self.stop_reason or "stopping")
+        log.info("%s: stopping (%s)", self.name, self.stop_reason or "done")
+        for s in reversed(self._started):
+            t0 = time.monotonic()
+            try:
+                s.stop(s.stop_timeout_s)
+            except Exception:
+                log.exception("%s: stopping %s failed", self.name, s.name)
+            log.debug("%s: %s stopped in %.1f s", self.name, s.name, time.monotonic() - t0)
+        if self.ops is not None:
+            self.ops.stop()
