@@ -71,14 +71,16 @@ def _load(config: Path | None) -> Any:
 def _run(name: str, services: list[Any], cfg: Any, ops_listen: str | None, json_out: bool, **kw: Any) -> None:
     """Run ``services`` as a stack with the ops endpoint of ``name``; print the summary; exit on error."""
     from netspectra.ops.endpoint import resolve_listen, start_ops
-    from netspectra.services.stack import Stack
+    from netspectra.services.stack import Stack, StopSignals
     from netspectra.services.summary import print_summary
 
+    signals = StopSignals(f"netspectra {name}")
     try:
         ops = start_ops(name, resolve_listen(ops_listen, cfg))
     except (OSError, ValueError) as exc:
+        signals.restore()
         raise fail(str(exc)) from None
-    result = Stack(f"netspectra {name}", services, ops=ops, **kw).run()
+    result = Stack(f"netspectra {name}", services, ops=ops, signals=signals, **kw).run()
     # a one-service command's JSON is that service's counters
     print_summary(console, result.sections, result.summary.get(name, result.summary), as_json=json_out)
     if result.error:

@@ -91,6 +91,7 @@ def up(
     from netspectra.config import ConfigError, load_config
     from netspectra.ops.endpoint import resolve_listen, start_ops
     from netspectra.services.base import ServiceError
+    from netspectra.services.stack import StopSignals
     from netspectra.services.summary import print_summary
     from netspectra.services.up import UpOptions, UpStack, embedded_in
 
@@ -120,13 +121,18 @@ def up(
         http_addr=http_addr,
         jetstream=jetstream,
     )
+    # SIGINT/SIGTERM from here on are noted and acted on between start-up steps (the engine and chdb take
+    # seconds to set up): what started is unwound, the nats-server child included, and up exits 0
+    signals = StopSignals("netspectra up")
     try:
         ops = start_ops("up", resolve_listen(ops_listen, cfg))
     except (OSError, ValueError) as exc:
+        signals.restore()
         raise fail(str(exc)) from None
     try:
-        stack = UpStack(cfg, options, ops)
+        stack = UpStack(cfg, options, ops, signals)
     except ServiceError as exc:
+        signals.restore()
         if ops is not None:
             ops.stop()
         raise fail(str(exc), exc.code) from None

@@ -32,7 +32,44 @@ from netspectra.services.base import Section, Service, ServiceError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Stack", "StackResult"]
+__all__ = ["Stack", "StackResult", "StopSignals"]
+
+
+class StopSignals:
+    """SIGINT/SIGTERM turned into a flag (``event``, ``reason``), from the moment it is created: a
+    command creates it before it starts anything, so that a signal during the set-up is noted and acted
+    on between steps, never in the middle of one. In the main thread only (elsewhere: nothing is
+    installed, the flag is still usable). :meth:`restore` puts the previous handlers back."""
+
+    def __init__(self, name: str = "netspectra") -> None:
+        self.name = name
+        self.event = threading.Event()
+        self.reason = ""
+        self.stopping = False
+        self._old: dict[int, Any] = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._on_signal)
+
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        sig = signal.Signals(signum).name
+        if self.stopping:
+            log.warning(
+                "%s: %s while stopping: already stopping (every step has a time limit)", self.name, sig
+            )
+            return
+        self.set(f"{sig} received")
+
+    def set(self, reason: str) -> None:
+        if not self.event.is_set():
+            self.reason = reason
+            self.event.set()
+
+    def restore(self) -> None:
+        for sig, handler in self._old.items():
+            with contextlib.suppress(ValueError, TypeError):
+                signal.signal(sig, handler)
+        self._old = {}
 
 
 @dataclass
@@ -65,6 +102,7 @@ class Stack:
         duration_s: float | None = None,
         on_started: Callable[[Stack], None] | None = None,
         on_tick: Callable[[Stack], None] | None = None,
+        signals: StopSignals | None = None,
     ) -> None:
         self.name = name
         self.services = list(services)
@@ -73,45 +111,35 @@ class Stack:
         self.duration_s = duration_s
         self.on_started = on_started
         self.on_tick = on_tick
-        self.stop_requested = threading.Event()
-        self.stop_reason = ""
+        self.signals = signals
         self._started: list[Service] = []
         self._ended: set[str] = set()
-        self._stopping = False
 
     def service(self, name: str) -> Service | None:
         return next((s for s in self.services if s.name == name), None)
 
+    def _signals(self) -> StopSignals:
+        if self.signals is None:
+            self.signals = StopSignals(self.name)
+        return self.signals
+
+    @property
+    def stop_requested(self) -> threading.Event:
+        return self._signals().event
+
+    @property
+    def stop_reason(self) -> str:
+        return self._signals().reason
+
     def request_stop(self, reason: str) -> None:
         """Stop the stack soon (thread-safe; the first reason wins)."""
-        if not self.stop_requested.is_set():
-            self.stop_reason = reason
-            self.stop_requested.set()
-
-    # -- signals -----------------------------------------------------------------------------------
-
-    def _on_signal(self, signum: int, _frame: object) -> None:
-        name = signal.Signals(signum).name
-        if self._stopping:
-            log.warning(
-                "%s: %s while stopping: already stopping (every step has a time limit)", self.name, name
-            )
-            return
-        self.request_stop(f"{name} received")
-
-    def _install_signals(self) -> dict[int, Any]:
-        old: dict[int, Any] = {}
-        if threading.current_thread() is not threading.main_thread():
-            return old
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            old[sig] = signal.signal(sig, self._on_signal)
-        return old
+        self._signals().set(reason)
 
     # -- run ---------------------------------------------------------------------------------------
 
     def run(self) -> StackResult:
         result = StackResult()
-        old = self._install_signals()
+        signals = self._signals()
         try:
             try:
                 self._start_all()
@@ -126,9 +154,7 @@ class Stack:
             result.interrupted = self.stop_reason.endswith("received")
             self._stop_all()
         finally:
-            for sig, handler in old.items():
-                with contextlib.suppress(ValueError, TypeError):
-                    signal.signal(sig, handler)
+            signals.restore()
         for s in self.services:
             if s.error is not None and result.error is None and s.name in self.essential:
                 result.error = str(s.error)
@@ -182,7 +208,7 @@ class Stack:
                     log.exception("%s: periodic hook failed", self.name)
 
     def _stop_all(self) -> None:
-        self._stopping = True
+        self._signals().stopping = True
         if self.ops is not None:
             self.ops.set_stopping(self.stop_reason or "stopping")
         log.info("%s: stopping (%s)", self.name, self.stop_reason or "done")

@@ -32,7 +32,7 @@ from netspectra.services.base import Section
 from netspectra.services.engine import EngineOptions, EngineService
 from netspectra.services.natsserver import NatsServerService
 from netspectra.services.probe import ProbeOptions, ProbeService
-from netspectra.services.stack import Stack, StackResult
+from netspectra.services.stack import Stack, StackResult, StopSignals
 from netspectra.transport.nats_bus import NatsAuth
 
 log = logging.getLogger(__name__)
@@ -78,7 +78,9 @@ class UpOptions:
 class UpStack:
     """The services of ``up`` and how they run together (see the module docstring)."""
 
-    def __init__(self, cfg: Any, options: UpOptions, ops: Any = None) -> None:
+    def __init__(
+        self, cfg: Any, options: UpOptions, ops: Any = None, signals: StopSignals | None = None
+    ) -> None:
         o = options
         self.cfg = cfg
         self.options = o
@@ -117,6 +119,7 @@ class UpStack:
             essential=["nats-server", "engine", "api"],
             on_started=self._banner,
             on_tick=self._tick,
+            signals=signals,
         )
         self._replay_stored = False
         self._snapshotting: threading.Thread | None = None
