@@ -8,6 +8,7 @@ ops endpoint, bounded stop) and prints the summary.
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -71,7 +72,7 @@ def _load(config: Path | None) -> Any:
 def _run(name: str, services: list[Any], cfg: Any, ops_listen: str | None, json_out: bool, **kw: Any) -> None:
     """Run ``services`` as a stack with the ops endpoint of ``name``; print the summary; exit on error."""
     from netspectra.ops.endpoint import resolve_listen, start_ops
-    from netspectra.services.stack import Stack, StopSignals
+    from netspectra.services.stack import Stack, StopSignals, arm_exit_watchdog
     from netspectra.services.summary import print_summary
 
     signals = StopSignals(f"netspectra {name}")
@@ -83,6 +84,8 @@ def _run(name: str, services: list[Any], cfg: Any, ops_listen: str | None, json_
     result = Stack(f"netspectra {name}", services, ops=ops, signals=signals, **kw).run()
     # a one-service command's JSON is that service's counters
     print_summary(console, result.sections, result.summary.get(name, result.summary), as_json=json_out)
+    if threading.current_thread() is threading.main_thread():
+        arm_exit_watchdog(result.code if result.error else 0)
     if result.error:
         raise fail(result.error, result.code)
 

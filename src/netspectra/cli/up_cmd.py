@@ -91,7 +91,7 @@ def up(
     from netspectra.config import ConfigError, load_config
     from netspectra.ops.endpoint import resolve_listen, start_ops
     from netspectra.services.base import ServiceError
-    from netspectra.services.stack import StopSignals
+    from netspectra.services.stack import StopSignals, arm_exit_watchdog
     from netspectra.services.summary import print_summary
     from netspectra.services.up import UpOptions, UpStack, embedded_in
 
@@ -138,5 +138,6 @@ def up(
         raise fail(str(exc), exc.code) from None
     result = stack.run()
     print_summary(console, result.sections, result.summary, as_json=json_out, title="NetSpectra up stopped")
+    arm_exit_watchdog(result.code if result.error else 0)
     if result.error:
         raise fail(result.error, result.code)

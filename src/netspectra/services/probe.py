@@ -175,10 +175,13 @@ class ProbeService(Service):
     name = "probe"
     stop_timeout_s = 60.0
 
-    def __init__(self, options: ProbeOptions) -> None:
+    def __init__(self, options: ProbeOptions, *, readiness: bool = True) -> None:
+        """``readiness``: register the probe's readiness checks (``netspectra probe``); inside ``up`` only
+        its series (a finished replay does not make ``up`` unready; the engine checks NATS)."""
         if options.live is None and not options.files:
             raise ServiceError("the probe has no source: give capture files or an interface", 2)
         self.options = options
+        self.readiness = readiness
         self.source: Any = None
         self.persister: Any = None
         self.publisher: Any = None
@@ -212,11 +215,23 @@ class ProbeService(Service):
     # -- life --------------------------------------------------------------------------------------
 
     def wire_ops(self, ep: Any) -> None:
-        from netspectra.ops.collectors import BatchMeter
+        from netspectra.ops.collectors import BatchMeter, ProbeCollector
         from netspectra.ops.services import wire_probe
 
         self.meter = BatchMeter()
         pub = self.options.publisher
+        if not self.readiness:
+            ep.add(
+                ProbeCollector(
+                    lambda: self.publisher.stats if self.publisher is not None else None,
+                    live=(lambda: self.source.stats if self.source is not None else None)
+                    if self.options.live is not None
+                    else None,
+                    persister=lambda: self.persister.stats if self.persister is not None else None,
+                    meter=self.meter,
+                )
+            )
+            return
         wire_probe(
             ep,
             pub.url if pub is not None else "",

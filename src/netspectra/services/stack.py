@@ -32,7 +32,27 @@ from netspectra.services.base import Section, Service, ServiceError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Stack", "StackResult", "StopSignals"]
+__all__ = ["Stack", "StackResult", "StopSignals", "arm_exit_watchdog"]
+
+
+def arm_exit_watchdog(code: int, timeout_s: float = 30.0) -> None:
+    """Make sure the process ends: if it still runs ``timeout_s`` after this call (a library thread
+    that is not a daemon and does not end keeps the interpreter waiting at exit), print every thread's
+    stack on stderr — so that the culprit can be fixed — and exit with ``code`` at once. Call it when a
+    command has stopped its services and printed its summary."""
+    import faulthandler
+    import os
+    import sys
+
+    def fire() -> None:
+        sys.stderr.write(f"netspectra: still running {timeout_s:.0f} s after the stop; threads:\n")
+        sys.stderr.flush()
+        faulthandler.dump_traceback(all_threads=True)
+        os._exit(code)
+
+    timer = threading.Timer(timeout_s, fire)
+    timer.daemon = True
+    timer.start()
 
 
 class StopSignals:

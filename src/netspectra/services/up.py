@@ -110,7 +110,7 @@ class UpStack:
             )
             if not o.jetstream:
                 popts = popts.with_consumer(lambda: self.engine.received_packets)
-            self.probe = ProbeService(popts)
+            self.probe = ProbeService(popts, readiness=False)
         services = [self.nats, self.engine, self.api] + ([self.probe] if self.probe is not None else [])
         self.stack = Stack(
             "netspectra up",
