@@ -8,7 +8,6 @@ ops endpoint, bounded stop) and prints the summary.
 from __future__ import annotations
 
 import logging
-import threading
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -84,8 +83,7 @@ def _run(name: str, services: list[Any], cfg: Any, ops_listen: str | None, json_
     result = Stack(f"netspectra {name}", services, ops=ops, signals=signals, **kw).run()
     # a one-service command's JSON is that service's counters
     print_summary(console, result.sections, result.summary.get(name, result.summary), as_json=json_out)
-    if threading.current_thread() is threading.main_thread():
-        arm_exit_watchdog(result.code if result.error else 0)
+    arm_exit_watchdog(result.code if result.error else 0)
     if result.error:
         raise fail(result.error, result.code)
 

@@ -83,5 +83,8 @@ def _register() -> None:
 
 def main() -> None:
     """Run the command line (console script ``netspectra``)."""
+    from netspectra.services import stack
+
+    stack.OWN_PROCESS = True  # this process is the command's: a stuck exit may be cut short
     _register()
     app()

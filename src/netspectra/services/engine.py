@@ -112,6 +112,7 @@ class EngineService(Service):
         self._thread: LoopThread | None = None
         self._ops: Any = None
         self._stopped = False
+        self._logged = False
         self.error = None
 
     # -- life --------------------------------------------------------------------------------------
@@ -170,6 +171,9 @@ class EngineService(Service):
         if isinstance(exc, LedgerError):
             return ServiceError(str(exc))
         if exc is not None:
+            if not self._logged:
+                self._logged = True
+                log.error("the engine's NATS consumer failed", exc_info=exc)
             return ServiceError(f"engine (NATS at {url}): {type(exc).__name__}: {exc}")
         if self.consumer.stats.aborted:
             # JetStream: nothing was acknowledged that is not stored; the next engine redoes the period

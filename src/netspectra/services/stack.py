@@ -35,14 +35,27 @@ log = logging.getLogger(__name__)
 __all__ = ["Stack", "StackResult", "StopSignals", "arm_exit_watchdog"]
 
 
+#: Set by the ``netspectra`` entry point (:func:`netspectra.cli.main.main`): only a process of its own
+#: may be ended by :func:`arm_exit_watchdog` (never a test runner that calls a command in-process).
+OWN_PROCESS = False
+
+
 def arm_exit_watchdog(code: int, timeout_s: float = 30.0) -> None:
-    """Make sure the process ends: if it still runs ``timeout_s`` after this call (a library thread
-    that is not a daemon and does not end keeps the interpreter waiting at exit), print every thread's
-    stack on stderr — so that the culprit can be fixed — and exit with ``code`` at once. Call it when a
-    command has stopped its services and printed its summary."""
+    """Make sure the process ends: if it still runs ``timeout_s`` after this call — a library thread
+    that is not a daemon keeps the interpreter waiting, or a library's exit handler hangs (a C thread
+    watches, so this works even while the interpreter is finalizing) — every thread's stack is printed
+    on stderr, so that the culprit can be fixed, and the process exits at once (``code`` when the
+    interpreter still runs Python, else 1). Call it when a command has stopped its services and printed
+    its summary; only in a process of the command's own (:data:`OWN_PROCESS`)."""
     import faulthandler
     import os
     import sys
+
+    if not OWN_PROCESS or threading.current_thread() is not threading.main_thread():
+        return
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
 
     def fire() -> None:
         sys.stderr.write(f"netspectra: still running {timeout_s:.0f} s after the stop; threads:\n")
@@ -53,6 +66,8 @@ def arm_exit_watchdog(code: int, timeout_s: float = 30.0) -> None:
     timer = threading.Timer(timeout_s, fire)
     timer.daemon = True
     timer.start()
+    # the last resort, from a C thread: also while the interpreter finalizes (holding the GIL)
+    faulthandler.dump_traceback_later(timeout_s + 5, exit=True)
 
 
 class StopSignals:

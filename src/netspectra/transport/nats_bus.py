@@ -18,6 +18,8 @@ never appear in logs or errors (:func:`redact_url`).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import ssl
 from collections.abc import Iterator
@@ -224,9 +226,13 @@ async def connect(
     user_cb = options.pop("error_cb", None)
     state = {"connected": False}
 
+    fatal = asyncio.Event()  # a refusal that trying again cannot cure: stop trying at once
+
     async def _error(exc: Exception) -> None:
         if not state["connected"]:
             connecting.append(exc)
+            if isinstance(exc, ssl.SSLError) or "authorization violation" in str(exc).lower():
+                fatal.set()
             return
         if user_cb is not None:
             await user_cb(exc)
@@ -242,14 +248,27 @@ async def connect(
     opts.update(auth.connect_options(url))
     opts.update(options)
     opts["error_cb"] = _error
+    # bounded, and cut short by a refusal (nats-py can wait forever after a failed certificate check)
+    per_try = float(opts["connect_timeout"]) + float(opts["reconnect_time_wait"])
+    limit = max(1, connect_attempts) * per_try + 5
+    attempt = asyncio.ensure_future(nats.connect(url, **opts))
+    refused = asyncio.ensure_future(fatal.wait())
     try:
-        nc = await nats.connect(url, **opts)
+        await asyncio.wait({attempt, refused}, timeout=limit, return_when=asyncio.FIRST_COMPLETED)
+        if not attempt.done():
+            attempt.cancel()
+            with contextlib.suppress(BaseException):
+                await attempt
+            raise TimeoutError(f"no connection within {limit:.0f} s")
+        nc = attempt.result()
     except Exception as exc:
-        if not isinstance(exc, nats.errors.NoServersError):
+        if not isinstance(exc, (nats.errors.NoServersError, TimeoutError)) or not connecting:
             connecting.append(exc)
         raise NatsConnectError(
             f"cannot connect to NATS at {redact_url(url)}: {_why(connecting, auth)}"
         ) from None
+    finally:
+        refused.cancel()
     state["connected"] = True
     nc.options["max_reconnect_attempts"] = -1  # connected: never give up reconnecting
     return nc
