@@ -83,8 +83,11 @@ def _register() -> None:
 
 def main() -> None:
     """Run the command line (console script ``netspectra``)."""
+    import faulthandler
+
     from netspectra.services import stack
 
     stack.OWN_PROCESS = True  # this process is the command's: a stuck exit may be cut short
+    faulthandler.enable()  # a crash in a native library (chdb, grpc, numba) prints every thread's stack
     _register()
     app()

@@ -194,6 +194,7 @@ class ProbeService(Service):
         self._dumped: dict[int, list[PacketBatch]] = {}
         self._read_error: BaseException | None = None
         self._pstats: Any = None
+        self._t0 = self._cpu0 = self._last_batch = 0.0
         self.error = None
         try:
             self.persister = (
@@ -247,6 +248,7 @@ class ProbeService(Service):
     def start(self, cancel: threading.Event | None = None) -> None:
         o = self.options
         self.source = self._open_source()
+        self._t0, self._cpu0 = time.perf_counter(), time.process_time()
         if self.persister is not None:
             self.persister.start()
         if o.live is not None:
@@ -307,6 +309,7 @@ class ProbeService(Service):
         else:
             tagged = ((0, b) for b in self._persisting(self.source))
         for i, batch in tagged:
+            self._last_batch = time.perf_counter()
             if self.meter is not None:
                 self.meter.packets.inc(len(batch))
                 self.meter.bytes.inc(int(batch.length.sum(dtype="uint64")))
@@ -442,6 +445,9 @@ class ProbeService(Service):
                 out.update({k: v for k, v in d.items() if k != "sockets"})
                 out["linktype"] = self.source.linktype
                 out["sockets"] = d["sockets"]
+                # measurements (docs/capture-live.md): start to last batch, and the process's CPU time
+                out["drain_seconds"] = round(max(0.0, (self._last_batch or self._t0) - self._t0), 6)
+                out["cpu_seconds"] = round(time.process_time() - self._cpu0, 6)
             else:
                 out["source"] = st.as_dict()
         if self.error is not None:
