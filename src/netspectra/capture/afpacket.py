@@ -548,8 +548,9 @@ class LiveCapture:
     ) -> Iterator[PacketBatch]:
         """The batches, each first handed to ``sink(batch, raw)`` (e.g. :meth:`Persister.offer`).
 
-        The probe's seam: ``publish_source(cap.batches(persister.offer), ..., on_stop=cap.stop,
-        kernel_dropped=cap.kernel_drops)``. ``raw`` is None unless ``keep_raw`` (pcap persistence).
+        The probe's seam (:class:`~netspectra.services.probe.ProbeService`): the publisher iterates
+        ``batches(persister.offer)``, ``stop()`` ends it, ``kernel_drops`` goes into every message.
+        ``raw`` is None unless ``keep_raw`` (pcap persistence).
         The sink sees every chunk (non-IP frames too); batches without rows are not yielded.
         """
         for chunk in self.chunks():
