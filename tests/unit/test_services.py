@@ -171,7 +171,7 @@ def test_nats_auth_options_and_secrets_out_of_repr(tmp_path: Path) -> None:
     assert "tls" not in auth.connect_options() and "tls" in NatsAuth().connect_options("tls://h:1")
     with pytest.raises(ValueError, match=r"nats\.tls_ca_file"):
         NatsAuth(tls_ca_file=str(tmp_path / "missing.pem")).connect_options()
-    with pytest.raises(ValueError, match="nats.tls_cert_file"):
+    with pytest.raises(ValueError, match=r"nats\.tls_cert_file"):
         NatsAuth(
             tls_cert_file=str(tmp_path / "c.pem"), tls_key_file=str(tmp_path / "k.pem")
         ).connect_options()
