@@ -206,3 +206,24 @@ def test_summary_readable_and_json() -> None:
     buf = io.StringIO()
     print_summary(Console(file=buf), sections, {"probe": {"packets_published": 1}}, as_json=True)
     assert json.loads(buf.getvalue()) == {"probe": {"packets_published": 1}}
+
+
+def test_consumer_counts_a_lost_tail_from_the_probes_end_marker() -> None:
+    """A probe ends every shard with an empty message (core NATS): messages lost before it are a gap,
+    their packets estimated from the probe's average message; the marker itself is no message."""
+    from netspectra.batch import PacketBatch
+    from netspectra.capture.reader import CaptureReader
+    from netspectra.engine.manager import Manager
+    from netspectra.engine.stream import StreamConsumer, StreamOptions
+    from netspectra.transport.codec import encode_batch
+
+    batch = next(iter(CaptureReader(GNUTELLA, batch_size=100)))
+    c = StreamConsumer(Manager([]), StreamOptions())
+    meta = {"probe_id": "p", "shard": 0, "n_shards": 1}
+    for seq in (1, 2):
+        assert c._decode(encode_batch(batch, seq=seq, **meta)) is not None
+    # seq 3 and 4 lost (the tail), then the end marker 5
+    assert len(c._decode(encode_batch(PacketBatch.empty(0), seq=5, **meta))) == 0
+    st = c.stats
+    assert (st.messages, st.packets, st.end_markers) == (2, 200, 1)
+    assert (st.seq_gaps, st.lost_packets) == (2, 200)

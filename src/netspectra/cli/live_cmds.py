@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
-from netspectra.cli.common import ConfigOption, console, fail
+from netspectra.cli.common import ConfigOption, console, err_console, fail
 from netspectra.ops.options import OpsListenOption
 from netspectra.transport.nats_bus import DEFAULT_QUEUE_GROUP, DEFAULT_STREAM
 
@@ -80,7 +80,13 @@ def _run(name: str, services: list[Any], cfg: Any, ops_listen: str | None, json_
     except (OSError, ValueError) as exc:
         signals.restore()
         raise fail(str(exc)) from None
-    result = Stack(f"netspectra {name}", services, ops=ops, signals=signals, **kw).run()
+
+    def started(stack: Stack) -> None:
+        lines = [s.banner() for s in stack.services if s.banner()]
+        if lines:
+            err_console.print("\n".join(lines) + " — Ctrl-C stops", highlight=False, soft_wrap=True)
+
+    result = Stack(f"netspectra {name}", services, ops=ops, signals=signals, on_started=started, **kw).run()
     # a one-service command's JSON is that service's counters
     print_summary(console, result.sections, result.summary.get(name, result.summary), as_json=json_out)
     arm_exit_watchdog(result.code if result.error else 0)

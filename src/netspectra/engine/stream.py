@@ -128,6 +128,7 @@ class StreamStats:
     lost_packets: int = 0
     redelivered_skipped: int = 0
     handover_skipped: int = 0
+    end_markers: int = 0
     aborted: str = ""  # why a JetStream consumer stopped on its own (a writer lost a snapshot)
     acked_stream_seq: int = 0
 
@@ -193,12 +194,14 @@ class StreamConsumer:
         key = (meta.probe_id, meta.shard)
         last = self._last_seq.get(key)
         msgs, pkts = self._per_msg.get(key, (0, 0))
-        self._per_msg[key] = (msgs + 1, pkts + len(batch))
+        if len(batch):
+            msgs, pkts = msgs + 1, pkts + len(batch)
+            self._per_msg[key] = (msgs, pkts)
         if last is not None and meta.seq > last + 1:
             missing = meta.seq - last - 1
             self.stats.seq_gaps += missing
             # the packets of a lost message are not known: that probe's average message stands for them
-            self.stats.lost_packets += round(missing * (pkts + len(batch)) / (msgs + 1))
+            self.stats.lost_packets += round(missing * pkts / msgs) if msgs else 0
             self._log.log(
                 logging.WARNING,
                 "probe %r shard %d: %d message(s) missing before seq %d (%d so far, about %d packets): lost "
@@ -214,6 +217,9 @@ class StreamConsumer:
             )
         if last is None or meta.seq > last:
             self._last_seq[key] = meta.seq
+        if len(batch) == 0:
+            self.stats.end_markers += 1  # a probe's end of run (core NATS): only its seq matters
+            return batch
         self.stats.messages += 1
         self.stats.batches += 1
         self.stats.packets += len(batch)

@@ -11,9 +11,10 @@
 
 Each message carries ``probe_id``, ``shard``, ``n_shards``, a per-shard ``seq`` (1, 2, …: an engine
 that owns the shard sees a gap if a message is lost in transit) and the cumulative ``probe_dropped``
-count, so drops are visible downstream too. With ``jetstream=True`` every message is published with a
-JetStream acknowledgement (pipelined, at most ``max_inflight`` unacknowledged): a message the stream
-did not store raises instead of being lost.
+count, so drops are visible downstream too. Over core NATS a finished run ends every shard it used
+with an empty message (the next ``seq``): a lost tail shows as a gap too. With ``jetstream=True``
+every message is published with a JetStream acknowledgement (pipelined, at most ``max_inflight``
+unacknowledged): a message the stream did not store raises instead of being lost.
 
 Flow control. Core NATS has none between a publisher and a subscriber: a subscriber that falls more
 than the server's ``max_pending`` (64 MiB) behind is cut off by the server as a *slow consumer* and
@@ -37,7 +38,7 @@ from typing import Any
 
 from netspectra.batch import PacketBatch
 from netspectra.engine.metrics import RateLimitedLog
-from netspectra.transport.codec import shard_of, split_by_shard
+from netspectra.transport.codec import encode_batch, shard_of, split_by_shard
 from netspectra.transport.nats_bus import (
     DEFAULT_SHARDS,
     DEFAULT_STREAM,
@@ -97,6 +98,7 @@ class ProbeStats:
     bytes_published: int = 0
     publish_failed: int = 0
     flow_waits: int = 0
+    end_markers: int = 0
     elapsed_s: float = 0.0
     per_shard_packets: list[int] = field(default_factory=list)
 
@@ -224,6 +226,8 @@ class Publisher:
                 await self._publish(nc, js, item, max_packets)
             if js is not None:
                 await js.publish_async_completed()
+            else:
+                await self._publish_end_markers(nc)
             await nc.flush(timeout=60)
         finally:
             self._stop.set()
@@ -252,6 +256,27 @@ class Publisher:
                 self.stats.publish_failed,
                 None if fut.cancelled() else fut.exception(),
             )
+
+    async def _publish_end_markers(self, nc: Any) -> None:
+        """Core NATS: one empty message after the last of every shard that carried any (the next
+        ``seq``), so that an engine that missed the last messages sees the gap — without it, the loss
+        of a replay's tail would show nowhere (JetStream loses nothing: no markers there)."""
+        opts = self.options
+        for shard, last in enumerate(self._seq):
+            if last == 0:
+                continue
+            payload = encode_batch(
+                PacketBatch.empty(0),
+                seq=last + 1,
+                probe_id=opts.probe_id,
+                shard=shard,
+                n_shards=opts.n_shards,
+                link_type=opts.link_type,
+                probe_dropped=self.stats.dropped_packets,
+            )
+            await nc.publish(batch_subject(opts.subject, shard), payload)
+            self._seq[shard] = last + 1
+            self.stats.end_markers += 1
 
     async def _wait_for_consumer(self) -> None:
         """Wait while the in-process consumer is more than ``max_ahead_packets`` behind (or a stop)."""

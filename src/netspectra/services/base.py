@@ -78,6 +78,10 @@ class Service:
     def report(self) -> list[Section]:
         return []
 
+    def banner(self) -> str:
+        """One line for the console once started: what it does and where (no secret)."""
+        return ""
+
 
 class LoopThread:
     """Runs ``main(stop)`` — a coroutine function taking an :class:`asyncio.Event` — on an event loop of

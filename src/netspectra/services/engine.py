@@ -225,6 +225,12 @@ class EngineService(Service):
             if isinstance(snap, FlowSnapshot):
                 write_parquet(snap.to_arrow(), out / f"{t.name}.parquet")
 
+    def banner(self) -> str:
+        o = self.options
+        how = f"JetStream stream {o.stream}" if o.jetstream else f"core NATS, queue group {o.queue_group}"
+        member = f", member {o.member} of {o.members}" if o.members > 1 else ""
+        return f"engine: reading {o.subject}.* from {redact_url(o.url)} ({how}{member})"
+
     # -- counters ----------------------------------------------------------------------------------
 
     @property

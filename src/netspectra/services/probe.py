@@ -427,6 +427,15 @@ class ProbeService(Service):
             b = PacketBatch.concat(self._dumped.get(i, []))
             np.savez(f"{self.options.dump_prefix}.{i}.npz", **{c: getattr(b, c) for c in PacketBatch.COLUMNS})
 
+    def banner(self) -> str:
+        o = self.options
+        what = f"capturing on {o.interface}" if o.live is not None else f"replaying {len(o.files)} file(s)"
+        if o.publisher is None:
+            return f"probe: {what}, not publishing"
+        how = "JetStream" if o.publisher.jetstream else "core NATS"
+        to = redact_url(o.publisher.url)
+        return f"probe: {what}, publishing to {to} ({how}, {o.publisher.n_shards} shards)"
+
     # -- counters ----------------------------------------------------------------------------------
 
     @property

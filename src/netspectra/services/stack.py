@@ -224,8 +224,8 @@ class Stack:
                     continue
                 self._ended.add(s.name)
                 if s.error is not None:
-                    if s.name in self.essential:
-                        log.error("%s: %s failed: %s", self.name, s.name, s.error)
+                    if s.name in self.essential:  # the command reports the error at its end
+                        log.info("%s: %s failed: %s", self.name, s.name, s.error)
                         result.error, result.code = str(s.error), getattr(s.error, "code", 1)
                         self.request_stop(f"{s.name} failed")
                     else:
