@@ -135,7 +135,14 @@ def test_loop_thread_stops_and_cancels_a_main_that_ignores_stop() -> None:
 
 
 def test_replay_source_is_a_batch_source() -> None:
+    from netspectra.batch import BatchSource
+    from netspectra.capture.afpacket import FanoutCapture, LiveCapture
+
     src = ReplaySource([GNUTELLA], batch_size=1000)
+    assert isinstance(src, BatchSource)
+    for cls in (LiveCapture, FanoutCapture):  # the live sources have the shape too (opening one needs root)
+        assert all(callable(getattr(cls, m, None)) for m in ("__iter__", "stop", "close"))
+        assert isinstance(getattr(cls, "stats", None), property)
     n = sum(len(b) for b in src)
     st = src.stats.as_dict()
     assert n == st["packets"] == st["ip_packets"] == 3882 and st["files"] == 1 and st["skipped"] == 23

@@ -40,6 +40,8 @@ class ApiService(Service):
 
     def wire_ops(self, ep: Any) -> None:
         self._ep = ep
+        # not ready before it serves (start() puts the real check in its place)
+        ep.check("store", lambda: "the query service is not started yet")
 
     def start(self, cancel: threading.Event | None = None) -> None:
         from netspectra.cli.api_cmds import ApiServer
