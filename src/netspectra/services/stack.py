@@ -206,6 +206,24 @@ class Stack:
         if self.ops is not None:
             for s in self.services:
                 s.wire_ops(self.ops)
+            # alive while starting too (a JetStream engine may wait long for earlier members)
+            starting = threading.Event()
+            beat = self.ops.heartbeat
+
+            def beating() -> None:
+                while not starting.wait(1.0):
+                    if all(s.alive() for s in self._started):
+                        beat.beat()
+
+            threading.Thread(target=beating, name="ns-start-heartbeat", daemon=True).start()
+            try:
+                self._start_each()
+            finally:
+                starting.set()
+            return
+        self._start_each()
+
+    def _start_each(self) -> None:
         for s in self.services:
             if self.stop_requested.is_set():
                 log.info("%s: %s during start-up: stopping what started", self.name, self.stop_reason)

@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 from netspectra.services.api import ApiService
-from netspectra.services.base import Section
 from netspectra.services.engine import EngineOptions, EngineService
 from netspectra.services.natsserver import NatsServerService
 from netspectra.services.probe import ProbeOptions, ProbeService
@@ -215,9 +214,6 @@ class UpStack:
             result.summary["pipeline"] = pipeline
             result.sections.append(("Probe → engine", lines))
         return result
-
-    def sections(self) -> list[Section]:
-        return []
 
 
 def _ops_host(ops: Any) -> str:
