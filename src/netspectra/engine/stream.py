@@ -247,8 +247,9 @@ class StreamConsumer:
             self.stats.slow_consumer_events += 1
             self._log.log(
                 logging.WARNING,
-                "NATS slow consumer: the client dropped messages (%d event(s) so far); raise the pending "
-                "limits or add engines",
+                "NATS slow consumer: the engine's client dropped messages, its pending buffer was full (%d "
+                "event(s) so far): the engine is slower than its probes; use JetStream (--jetstream) for "
+                "flow control, or add engines",
                 self.stats.slow_consumer_events,
             )
         else:
