@@ -225,12 +225,20 @@ def test_consumer_counts_a_lost_tail_from_the_probes_end_marker() -> None:
     from netspectra.transport.codec import encode_batch
 
     batch = next(iter(CaptureReader(GNUTELLA, batch_size=100)))
-    c = StreamConsumer(Manager([]), StreamOptions())
+    small = batch.head(30)
     meta = {"probe_id": "p", "shard": 0, "n_shards": 1}
-    for seq in (1, 2):
-        assert c._decode(encode_batch(batch, seq=seq, **meta)) is not None
-    # seq 3 and 4 lost (the tail), then the end marker 5
-    assert len(c._decode(encode_batch(PacketBatch.empty(0), seq=5, **meta))) == 0
+    # messages of 100, 100, (30, 100 lost), then the end marker: shard_packets says exactly 130 were lost
+    c = StreamConsumer(Manager([]), StreamOptions())
+    assert c._decode(encode_batch(batch, seq=1, shard_packets=0, **meta)) is not None
+    assert c._decode(encode_batch(batch, seq=2, shard_packets=100, **meta)) is not None
+    end = encode_batch(PacketBatch.empty(0), seq=5, shard_packets=330, **meta)
+    assert len(c._decode(end)) == 0
     st = c.stats
     assert (st.messages, st.packets, st.end_markers) == (2, 200, 1)
-    assert (st.seq_gaps, st.lost_packets) == (2, 200)
+    assert (st.seq_gaps, st.lost_packets) == (2, 130)
+    # an older probe without shard_packets: its average message stands for each lost one
+    c = StreamConsumer(Manager([]), StreamOptions())
+    for seq in (1, 2):
+        assert c._decode(encode_batch(batch, seq=seq, **meta)) is not None
+    assert c._decode(encode_batch(small, seq=5, **meta)) is not None
+    assert (c.stats.seq_gaps, c.stats.lost_packets) == (2, 153)  # 2 x 230 / 3

@@ -36,8 +36,9 @@ ways, each counted in :class:`StreamStats` and warned about with what to do: the
 buffer overflows (``slow_consumer_events``); the *server* cuts the engine off because it fell more than
 ``max_pending`` (64 MiB) behind — a slow consumer on the server's side, which the client sees only as
 a lost connection (``disconnects``: what was published until it reconnects is gone); or a message is
-missing in a probe's per-shard ``seq`` (``seq_gaps``, in messages; ``lost_packets`` estimates their
-packets from that probe's average message). The remedy is flow control: JetStream.
+missing in a probe's per-shard ``seq`` (``seq_gaps``, in messages; ``lost_packets`` their packets,
+exact from the messages' ``shard_packets``, estimated from the probe's average message for older
+probes that do not send it). The remedy is flow control: JetStream.
 
 **Relation to** :class:`~netspectra.batch.BatchSource`. The consumer has the shape's control surface —
 ``stats`` (with ``as_dict()``), :meth:`StreamConsumer.stop` from any thread, :meth:`StreamConsumer.close`
@@ -162,6 +163,7 @@ class StreamConsumer:
         self._nc: Any = None  # the NATS client while run() runs (for is_connected)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._per_msg: dict[tuple[str, int], tuple[int, int]] = {}  # (probe, shard) -> (messages, packets)
+        self._next_packet: dict[tuple[str, int], int] = {}  # (probe, shard) -> its next shard_packets
 
     @property
     def is_connected(self) -> bool:
@@ -197,14 +199,17 @@ class StreamConsumer:
         if len(batch):
             msgs, pkts = msgs + 1, pkts + len(batch)
             self._per_msg[key] = (msgs, pkts)
+        expected = self._next_packet.get(key)
         if last is not None and meta.seq > last + 1:
             missing = meta.seq - last - 1
             self.stats.seq_gaps += missing
-            # the packets of a lost message are not known: that probe's average message stands for them
-            self.stats.lost_packets += round(missing * pkts / msgs) if msgs else 0
+            if expected is not None and meta.shard_packets > expected:
+                self.stats.lost_packets += meta.shard_packets - expected  # exact: the probe says where it is
+            else:  # an older probe: its average message stands for each lost one
+                self.stats.lost_packets += round(missing * pkts / msgs) if msgs else 0
             self._log.log(
                 logging.WARNING,
-                "probe %r shard %d: %d message(s) missing before seq %d (%d so far, about %d packets): lost "
+                "probe %r shard %d: %d message(s) missing before seq %d (%d so far, %d packets): lost "
                 "before the engine — NATS dropped them (the engine fell behind: slow consumer, or it was "
                 "disconnected) or another engine shares the shard. Use JetStream (--jetstream) for flow "
                 "control, or add engines",
@@ -215,6 +220,8 @@ class StreamConsumer:
                 self.stats.seq_gaps,
                 self.stats.lost_packets,
             )
+        if meta.shard_packets or meta.seq == 1:
+            self._next_packet[key] = meta.shard_packets + len(batch)
         if last is None or meta.seq > last:
             self._last_seq[key] = meta.seq
         if len(batch) == 0:

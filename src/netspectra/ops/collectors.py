@@ -261,7 +261,7 @@ class StreamCollector(Collector):
         )
         yield _counter(
             "netspectra_stream_lost_packets",
-            "Packets of the messages missing in the probes' sequences (estimated from each probe's average).",
+            "Packets of the messages missing in the probes' sequences (exact from their shard_packets).",
             getattr(st, "lost_packets", 0),
         )
         yield _counter(

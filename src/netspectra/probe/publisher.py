@@ -273,6 +273,7 @@ class Publisher:
                 n_shards=opts.n_shards,
                 link_type=opts.link_type,
                 probe_dropped=self.stats.dropped_packets,
+                shard_packets=self.stats.per_shard_packets[shard],
             )
             await nc.publish(batch_subject(opts.subject, shard), payload)
             self._seq[shard] = last + 1
@@ -306,6 +307,7 @@ class Publisher:
                 part,
                 max_packets,
                 self._seq[shard] + 1,
+                first_packet=self.stats.per_shard_packets[shard],
                 probe_id=opts.probe_id,
                 shard=shard,
                 n_shards=opts.n_shards,

@@ -250,7 +250,7 @@ class EngineService(Service):
             ("messages received", st.messages + st.compat_messages),
             ("packets received", st.packets),
             ("lost: messages missing (seq gaps)", st.seq_gaps),
-            ("lost: packets (estimated)", st.lost_packets),
+            ("lost: packets", st.lost_packets),
             ("slow-consumer events", st.slow_consumer_events),
             ("connection losses", st.disconnects),
             ("hand-off drops (packets)", st.handoff_dropped_packets),

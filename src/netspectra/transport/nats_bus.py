@@ -97,18 +97,20 @@ def max_packets_for_payload(max_payload: int, wanted: int) -> int:
 
 
 def encode_messages(
-    batch: PacketBatch, max_packets: int, first_seq: int, **meta: Any
+    batch: PacketBatch, max_packets: int, first_seq: int, *, first_packet: int = 0, **meta: Any
 ) -> Iterator[tuple[int, bytes]]:
     """``(seq, payload)`` of ``batch`` cut into messages of at most ``max_packets`` packets.
 
-    ``seq`` runs from ``first_seq`` by one per message; ``meta`` goes to
+    ``seq`` runs from ``first_seq`` by one per message; each message's ``shard_packets`` is
+    ``first_packet`` plus the packets of the messages before it (the shard's packets published before
+    ``batch``: a receiver that misses a message knows how many packets it lost); ``meta`` goes to
     :func:`~netspectra.transport.codec.encode_batch` (``probe_id``, ``shard``, ``n_shards``, counters).
     """
     n = len(batch)
     seq = first_seq
     for lo in range(0, n, max_packets):
         part = batch if (lo == 0 and n <= max_packets) else _slice(batch, lo, lo + max_packets)
-        yield seq, encode_batch(part, seq=seq, **meta)
+        yield seq, encode_batch(part, seq=seq, shard_packets=first_packet + lo, **meta)
         seq += 1
 
 
