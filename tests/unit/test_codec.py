@@ -3,6 +3,7 @@ one-PacketInfo-per-message path, and the shard hash (numba kernel against its pl
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import numpy as np
@@ -94,9 +95,8 @@ def test_field_numbers_match_the_proto() -> None:
 @pytest.mark.parametrize("v4_share", [0.0, 0.5, 1.0], ids=["ipv6", "mixed", "ipv4"])
 def test_round_trip(n: int, v4_share: float) -> None:
     b = random_batch(n, seed=n, v4_share=v4_share)
-    meta = BatchMeta(
-        seq=2**64 - 1, probe_id="probe-ü:eth0", shard=3, n_shards=4, link_type=1, skipped=9, shard_packets=12345
-    )
+    meta = BatchMeta(seq=2**64 - 1, probe_id="probe-ü:eth0", shard=3, n_shards=4, link_type=1)
+    meta = dataclasses.replace(meta, skipped=9, shard_packets=12345)
     data = encode_batch(b, **{f: getattr(meta, f) for f in BatchMeta.__dataclass_fields__})
     assert traffic_pb2.PacketBatch.FromString(data).shard_packets == 12345
     out, got = decode_batch(data)
