@@ -204,7 +204,10 @@ class EngineService(Service):
         budget = self.stop_timeout_s if timeout_s is None else timeout_s
         t0 = time.monotonic()
         if self._thread is not None:
-            self._thread.stop(max(1.0, budget * 0.7), "the engine's NATS consumer")
+            # without a connection the consumer cannot drain, record or acknowledge anything: a short
+            # wait, then the manager is stopped here (finals written, nothing acknowledged)
+            wait = budget * 0.7 if self.consumer.is_connected else min(10.0, budget * 0.7)
+            self._thread.stop(max(1.0, wait), "the engine's NATS consumer")
             self.error = self.error or self._failure()
         # normally already stopped by the consumer; after a consumer that hung, the finals go out here
         stopper = threading.Thread(target=self.manager.stop, name="ns-engine-stop", daemon=True)
