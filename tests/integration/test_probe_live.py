@@ -129,7 +129,19 @@ def test_probe_iface_to_engine_counts_every_flow(netns: dict[str, str], trace, t
 
         out_dir = tmp_path / "flows"
         engine = subprocess.Popen(
-            [*cli, "-v", "engine", "-c", str(cfg), "--url", url, "--no-writers", "--out", str(out_dir)],
+            [
+                *cli,
+                "-v",
+                "engine",
+                "-c",
+                str(cfg),
+                "--url",
+                url,
+                "--no-writers",
+                "--json",
+                "--out",
+                str(out_dir),
+            ],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

@@ -83,7 +83,7 @@ def test_up_replays_stores_answers_and_stops_cleanly(tmp_path: Path) -> None:
     grpc_port, http_port = free_port(), free_port()
     env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     cmd = [sys.executable, "-m", "netspectra", "up", "-c", str(cfg), "--data-dir", str(data)]
-    cmd += ["--replay", str(GNUTELLA), "--nats-port", "0"]
+    cmd += ["--replay", str(GNUTELLA), "--nats-port", "0", "--json"]
     cmd += ["--grpc-addr", f"127.0.0.1:{grpc_port}", "--http-addr", f"127.0.0.1:{http_port}"]
     proc = subprocess.Popen(
         cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path
@@ -143,6 +143,8 @@ def test_up_replays_stores_answers_and_stops_cleanly(tmp_path: Path) -> None:
     assert proc.returncode == 0, err
     summary = json.loads(out.strip().splitlines()[-1])
     assert summary["probe"]["packets_published"] == 3882 and summary["probe"]["dropped_packets"] == 0
-    assert summary["stream"]["packets"] == 3882
+    assert summary["engine"]["stream"]["packets"] == 3882
+    assert summary["pipeline"] == {"published": 3882, "received": 3882, "unread_in_stream": 0, "lost": 0}
+    assert summary["nats-server"]["restarts"] == 0
     assert not _nats_servers_under(data), "a nats-server outlived netspectra up"
     assert (data / "chdb").is_dir() and (data / "nats" / "jetstream").is_dir()

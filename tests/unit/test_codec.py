@@ -3,6 +3,7 @@ one-PacketInfo-per-message path, and the shard hash (numba kernel against its pl
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import numpy as np
@@ -80,6 +81,7 @@ def test_field_numbers_match_the_proto() -> None:
     assert fields["link_type"] == codec.F_LINK_TYPE and fields["padding"] == codec.F_PADDING
     assert fields["kernel_dropped"] == codec.F_KERNEL_DROPPED
     assert fields["probe_dropped"] == codec.F_PROBE_DROPPED and fields["skipped"] == codec.F_SKIPPED
+    assert fields["shard_packets"] == codec.F_SHARD_PACKETS
     assert {c: fields[c] for c in PacketBatch.COLUMNS} == codec.COLUMN_FIELDS
     assert set(fields) == {f.name for f in BatchMeta.__dataclass_fields__.values()} | {
         "version",
@@ -93,8 +95,10 @@ def test_field_numbers_match_the_proto() -> None:
 @pytest.mark.parametrize("v4_share", [0.0, 0.5, 1.0], ids=["ipv6", "mixed", "ipv4"])
 def test_round_trip(n: int, v4_share: float) -> None:
     b = random_batch(n, seed=n, v4_share=v4_share)
-    meta = BatchMeta(seq=2**64 - 1, probe_id="probe-ü:eth0", shard=3, n_shards=4, link_type=1, skipped=9)
+    meta = BatchMeta(seq=2**64 - 1, probe_id="probe-ü:eth0", shard=3, n_shards=4, link_type=1)
+    meta = dataclasses.replace(meta, skipped=9, shard_packets=12345)
     data = encode_batch(b, **{f: getattr(meta, f) for f in BatchMeta.__dataclass_fields__})
+    assert traffic_pb2.PacketBatch.FromString(data).shard_packets == 12345
     out, got = decode_batch(data)
     assert_same(b, out)
     assert got == meta

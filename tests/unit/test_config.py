@@ -978,8 +978,8 @@ def test_probe_live_keys_refuse_bad_values(path: str, value: Any, expected: str)
 
 
 def test_persister_from_config_takes_rotation_and_parquet(tmp_path: Path) -> None:
-    from netspectra.cli.live_cmds import make_persister
     from netspectra.config import parse_config_text
+    from netspectra.services.probe import make_persister
 
     cfg = parse_config_text(
         f"probe:\n  persistence: {{enabled: true, path: '{tmp_path}', encoding: parquet, "

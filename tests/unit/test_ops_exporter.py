@@ -216,7 +216,8 @@ def test_ops_endpoint_health_readiness_metrics() -> None:
 
 def test_listen_addresses_and_config() -> None:
     assert parse_listen("127.0.0.1:9464") == ("127.0.0.1", 9464)
-    assert parse_listen(":9464") == ("0.0.0.0", 9464)
+    assert parse_listen(":9464") == ("127.0.0.1", 9464)  # loopback unless told otherwise (issue 12.8)
+    assert parse_listen("0.0.0.0:9464") == ("0.0.0.0", 9464)
     assert parse_listen("[::1]:9464") == ("::1", 9464)
     for bad in ("9464", "host:", "h:99999", "h:x"):
         with pytest.raises(ValueError, match="ops listen address"):

@@ -86,7 +86,12 @@ def main() -> None:
     if sys.argv[1:] == ["--version"]:  # answered before any command module is loaded
         print(f"netspectra {__version__}")
         return
-    from netspectra.cli.common import run_app
+    import faulthandler
 
+    from netspectra.cli.common import run_app
+    from netspectra.services import stack
+
+    stack.OWN_PROCESS = True  # this process is the command's: a stuck exit may be cut short
+    faulthandler.enable()  # a crash in a native library (chdb, grpc, numba) prints every thread's stack
     _register()
     run_app(app, prog_name="netspectra")

@@ -325,6 +325,39 @@ class ProbeConfig(Section):
         return v
 
 
+class NatsConfig(Section):
+    """``nats`` (a NetSpectra addition): how the probe, the engine and ``up``'s clients authenticate to
+    NATS (the server's URL stays ``probe.nats_url``). Empty -> no credentials, plain TCP.
+
+    ``user`` + ``password``, or ``token`` (not both); TLS when ``tls_ca_file`` (the CA that signed the
+    server's certificate; the certificate is always verified) or a client certificate
+    (``tls_cert_file`` + ``tls_key_file``, for servers that verify clients) is set, or the URL is
+    ``tls://``. Credentials belong in the environment (``${NATS_USER}``, ``${NATS_PASSWORD}``,
+    ``${NATS_TOKEN}`` in the shipped file) and are never logged.
+    """
+
+    user: str = ""
+    #: Secret.
+    password: str = Field("", repr=False)
+    #: Secret.
+    token: str = Field("", repr=False)
+    tls_ca_file: str = ""
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> NatsConfig:
+        if self.token and (self.user or self.password):
+            raise ValueError("nats: give user and password, or a token, not both (remove one)")
+        if self.password and not self.user:
+            raise ValueError("nats.password is set but nats.user is empty: set the user too")
+        if bool(self.tls_cert_file) != bool(self.tls_key_file):
+            raise ValueError(
+                "nats.tls_cert_file and nats.tls_key_file go together (a client certificate and its key)"
+            )
+        return self
+
+
 # --------------------------------------------------------------------------------------------------
 # alerter, smtp
 # --------------------------------------------------------------------------------------------------
@@ -442,6 +475,7 @@ class Config(Section):
     smtp: SmtpConfig = SmtpConfig()
     aggregator: AggregatorConfig = AggregatorConfig()
     ops: OpsConfig = OpsConfig()
+    nats: NatsConfig = NatsConfig()
 
     _warnings: tuple[str, ...] = PrivateAttr(default=())
     _source: str | None = PrivateAttr(default=None)

@@ -643,6 +643,27 @@ class Manager:
         self.metrics.snapshots_taken.inc(name)
         return snap, meta
 
+    def snapshot_to_writers(self) -> None:
+        """Hand every writer a snapshot of its group's tasks now, as a periodic snapshot does (not a
+        reset; the periodic schedule is unchanged). For a first look at the data before the first
+        ``snapshot_interval`` has passed (``netspectra up`` after its first packets and at the end of a
+        replay). A no-op before :meth:`start` and once :meth:`stop` has begun."""
+        if not self._started or self._stopping:
+            return
+        for group in self.groups:
+            writers = [rw for g, _, rw in self._writers if g is group]
+            if not writers:
+                continue
+            with self._barrier.shared():
+                meta = SnapshotMeta(self.clock.time_ns(), self._period_start_ns, False)
+                snaps = [self._snap(t) for t in group.tasks]
+            for snap in snaps:
+                if snap is None:
+                    continue
+                for rw in writers:
+                    self._deliver(group, rw, snap, meta)
+                self._notify(group, snap, meta)
+
     def stop(self) -> None:
         """Stop gracefully (see the module docstring); idempotent and thread-safe.
 

@@ -30,6 +30,23 @@ and skipped.
 
 The original's subject (one ``v1.PacketInfo`` per message) is read too (``compat=True``): messages are
 buffered and converted in chunks (:func:`~netspectra.transport.codec.packet_info_to_batch`).
+
+**Losses are counted, never silent** (core NATS). A message can be lost before the engine in three
+ways, each counted in :class:`StreamStats` and warned about with what to do: the client's own pending
+buffer overflows (``slow_consumer_events``); the *server* cuts the engine off because it fell more than
+``max_pending`` (64 MiB) behind — a slow consumer on the server's side, which the client sees only as
+a lost connection (``disconnects``: what was published until it reconnects is gone); or a message is
+missing in a probe's per-shard ``seq`` (``seq_gaps``, in messages; ``lost_packets`` their packets,
+exact from the messages' ``shard_packets``, estimated from the probe's average message for older
+probes that do not send it). The remedy is flow control: JetStream.
+
+**Relation to** :class:`~netspectra.batch.BatchSource`. The consumer has the shape's control surface —
+``stats`` (with ``as_dict()``), :meth:`StreamConsumer.stop` from any thread, :meth:`StreamConsumer.close`
+— but it is not iterated: it drives the :class:`Manager` itself. With JetStream it must, because an
+acknowledgement and a period end are tied to what the manager has applied and stored (the period
+coordination above: the ledger record, ``end_period`` at a recorded stream position, acknowledgement
+after the finals are written); an iterator handing batches to someone else could not know when they
+are safe to acknowledge.
 """
 
 from __future__ import annotations
@@ -58,6 +75,7 @@ from netspectra.transport.nats_bus import (
     DEFAULT_QUEUE_GROUP,
     DEFAULT_SHARDS,
     DEFAULT_STREAM,
+    NatsAuth,
     batch_subject,
     batch_wildcard,
     connect,
@@ -91,6 +109,7 @@ class StreamOptions:
     durable: str = "netspectra-engine"
     fetch_batch: int = 32
     ack_wait_s: float = 24 * 3600.0
+    auth: NatsAuth = field(default_factory=NatsAuth)
 
 
 @dataclass
@@ -105,9 +124,12 @@ class StreamStats:
     decode_errors: int = 0
     handoff_dropped_packets: int = 0
     slow_consumer_events: int = 0
+    disconnects: int = 0
     seq_gaps: int = 0
+    lost_packets: int = 0
     redelivered_skipped: int = 0
     handover_skipped: int = 0
+    end_markers: int = 0
     aborted: str = ""  # why a JetStream consumer stopped on its own (a writer lost a snapshot)
     acked_stream_seq: int = 0
 
@@ -139,6 +161,9 @@ class StreamConsumer:
         self._stop: asyncio.Event | None = None
         self.ready = asyncio.Event()
         self._nc: Any = None  # the NATS client while run() runs (for is_connected)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._per_msg: dict[tuple[str, int], tuple[int, int]] = {}  # (probe, shard) -> (messages, packets)
+        self._next_packet: dict[tuple[str, int], int] = {}  # (probe, shard) -> its next shard_packets
 
     @property
     def is_connected(self) -> bool:
@@ -170,20 +195,38 @@ class StreamConsumer:
             return None
         key = (meta.probe_id, meta.shard)
         last = self._last_seq.get(key)
+        msgs, pkts = self._per_msg.get(key, (0, 0))
+        if len(batch):
+            msgs, pkts = msgs + 1, pkts + len(batch)
+            self._per_msg[key] = (msgs, pkts)
+        expected = self._next_packet.get(key)
         if last is not None and meta.seq > last + 1:
-            self.stats.seq_gaps += meta.seq - last - 1
+            missing = meta.seq - last - 1
+            self.stats.seq_gaps += missing
+            if expected is not None and meta.shard_packets > expected:
+                self.stats.lost_packets += meta.shard_packets - expected  # exact: the probe says where it is
+            else:  # an older probe: its average message stands for each lost one
+                self.stats.lost_packets += round(missing * pkts / msgs) if msgs else 0
             self._log.log(
                 logging.WARNING,
-                "probe %r shard %d: %d message(s) missing before seq %d (%d so far; expected only when "
-                "engines share a shard)",
+                "probe %r shard %d: %d message(s) missing before seq %d (%d so far, %d packets): lost "
+                "before the engine — NATS dropped them (the engine fell behind: slow consumer, or it was "
+                "disconnected) or another engine shares the shard. Use JetStream (--jetstream) for flow "
+                "control, or add engines",
                 meta.probe_id,
                 meta.shard,
-                meta.seq - last - 1,
+                missing,
                 meta.seq,
                 self.stats.seq_gaps,
+                self.stats.lost_packets,
             )
+        if meta.shard_packets or meta.seq == 1:
+            self._next_packet[key] = meta.shard_packets + len(batch)
         if last is None or meta.seq > last:
             self._last_seq[key] = meta.seq
+        if len(batch) == 0:
+            self.stats.end_markers += 1  # a probe's end of run (core NATS): only its seq matters
+            return batch
         self.stats.messages += 1
         self.stats.batches += 1
         self.stats.packets += len(batch)
@@ -211,12 +254,43 @@ class StreamConsumer:
             self.stats.slow_consumer_events += 1
             self._log.log(
                 logging.WARNING,
-                "NATS slow consumer: the client dropped messages (%d event(s) so far); raise the pending "
-                "limits or add engines",
+                "NATS slow consumer: the engine's client dropped messages, its pending buffer was full (%d "
+                "event(s) so far): the engine is slower than its probes; use JetStream (--jetstream) for "
+                "flow control, or add engines",
                 self.stats.slow_consumer_events,
             )
         else:
             log.warning("NATS: %s", exc)
+
+    async def _disconnected_cb(self) -> None:
+        if self._stop is not None and self._stop.is_set():
+            return
+        self.stats.disconnects += 1
+        detail = (
+            "the stream keeps what is published meanwhile"
+            if self.options.jetstream
+            else "messages published until it reconnects are LOST. If the server logged 'Slow Consumer "
+            "Detected', the engine fell more than max_pending behind its probes: use JetStream "
+            "(--jetstream) for flow control, or add engines"
+        )
+        log.warning("engine: NATS connection lost (%d time(s)); %s", self.stats.disconnects, detail)
+
+    async def _reconnected_cb(self) -> None:
+        log.info("engine: NATS connection re-established")
+
+    # -- BatchSource-like control --------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Make :meth:`run` stop as if its ``stop`` event were set (thread-safe; before run: no-op)."""
+        loop, evt = self._loop, self._stop
+        if loop is not None and evt is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: run() has ended
+                loop.call_soon_threadsafe(evt.set)
+
+    def close(self) -> None:
+        """Release what :meth:`run` left (its NATS connection is closed when it returns): a no-op kept
+        for the shape of a source; idempotent."""
+        self.stop()
 
     # -- run ------------------------------------------------------------------------------------------
 
@@ -224,7 +298,15 @@ class StreamConsumer:
         """Consume until ``stop`` is set, then drain what was received, stop the manager, commit."""
         o = self.options
         self._stop = stop
-        nc = await connect(o.url, f"netspectra-engine:{o.member}of{o.members}", error_cb=self._error_cb)
+        self._loop = asyncio.get_running_loop()
+        nc = await connect(
+            o.url,
+            f"netspectra-engine:{o.member}of{o.members}",
+            auth=o.auth,
+            error_cb=self._error_cb,
+            disconnected_cb=self._disconnected_cb,
+            reconnected_cb=self._reconnected_cb,
+        )
         self._nc = nc
         try:
             if o.jetstream:

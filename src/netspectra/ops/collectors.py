@@ -25,7 +25,8 @@ from prometheus_client.registry import Collector
 
 from netspectra import __version__
 from netspectra.batch import PacketBatch
-from netspectra.engine.metrics import Counter, EngineMetrics, LabeledTiming, Timing
+from netspectra.counters import Counter, LabeledTiming, Timing
+from netspectra.engine.metrics import EngineMetrics
 
 __all__ = [
     "WRITER_DROP_REASONS",
@@ -260,6 +261,17 @@ class StreamCollector(Collector):
             st.seq_gaps,
         )
         yield _counter(
+            "netspectra_stream_lost_packets",
+            "Packets of the messages missing in the probes' sequences (exact from their shard_packets).",
+            getattr(st, "lost_packets", 0),
+        )
+        yield _counter(
+            "netspectra_stream_disconnects",
+            "Connections to NATS lost (core NATS: what was published until the reconnect is lost; a server "
+            "that cut a slow consumer off shows here).",
+            getattr(st, "disconnects", 0),
+        )
+        yield _counter(
             "netspectra_stream_redelivered_skipped",
             "JetStream redeliveries recognised and skipped.",
             st.redelivered_skipped,
@@ -340,6 +352,11 @@ class ProbeCollector(Collector):
                 "netspectra_probe_publish_failed",
                 "JetStream publishes the server did not acknowledge.",
                 st.publish_failed,
+            )
+            yield _counter(
+                "netspectra_probe_flow_waits",
+                "Times the probe waited for its in-process engine to catch up (up --no-jetstream).",
+                getattr(st, "flow_waits", 0),
             )
         live = self._live() if self._live is not None else None
         if live is not None:

@@ -39,12 +39,15 @@ Check = Callable[[], str | None]
 
 
 def parse_listen(addr: str) -> tuple[str, int]:
-    """``HOST:PORT``, ``:PORT`` (all interfaces) or ``[V6]:PORT`` as ``(host, port)``; ``ValueError``
-    naming the address otherwise."""
+    """``HOST:PORT``, ``:PORT`` (loopback: ``127.0.0.1``) or ``[V6]:PORT`` as ``(host, port)``;
+    ``ValueError`` naming the address otherwise. All interfaces only when asked: ``0.0.0.0:PORT``."""
     host, sep, port = addr.strip().rpartition(":")
     if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ValueError(f"ops listen address {addr!r}: use HOST:PORT or :PORT (e.g. 127.0.0.1:9464)")
-    return host.strip("[]") or "0.0.0.0", int(port)
+        raise ValueError(
+            f"ops listen address {addr!r}: use HOST:PORT or :PORT (e.g. 127.0.0.1:9464, or 0.0.0.0:9464 "
+            "for every interface)"
+        )
+    return host.strip("[]") or "127.0.0.1", int(port)
 
 
 def resolve_listen(option: str | None, cfg: Any = None) -> str | None:
@@ -203,7 +206,7 @@ class OpsEndpoint:
 
     def start(self) -> OpsEndpoint:
         self.server.start()
-        log.warning(
+        log.info(
             "%s: ops endpoint on http://%s:%d (/metrics, /healthz, /readyz)",
             self.service,
             self.server.host,

@@ -120,7 +120,8 @@ def wire_probe(
 ) -> None:
     """The probe's series and readiness on ``ep`` (see :class:`ProbeCollector` for the getters)."""
     ep.add(ProbeCollector(publisher, live=live, persister=persister, meter=meter))
-    ep.check("nats", nats_reachable(url), background=True)
+    if url:  # empty: a probe that only captures (--no-publish)
+        ep.check("nats", nats_reachable(url), background=True)
     ep.check("source", lambda: "the probe has finished its input" if finished() else None)
 
 

@@ -1,6 +1,7 @@
 """The probe: packets from a source (a replayed capture file, or a live interface) published to NATS.
 
-* :mod:`~netspectra.probe.replay` — capture files as batches, at the recorded pace, a multiple of it,
+* :mod:`~netspectra.probe.replay` — capture files as batches (:class:`ReplaySource`, a
+  :class:`~netspectra.batch.BatchSource`), at the recorded pace, a multiple of it,
   or as fast as possible.
 * :mod:`~netspectra.probe.publisher` — any iterator of :class:`~netspectra.batch.PacketBatch` →
   per-shard subjects (``<subject>.<shard>``), through a bounded queue with counted drops.
@@ -14,12 +15,13 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__all__ = ["ProbeStats", "Publisher", "PublisherOptions", "pace", "replay_files"]
+__all__ = ["ProbeStats", "Publisher", "PublisherOptions", "ReplaySource", "pace", "replay_files"]
 
 _WHERE = {
     "ProbeStats": "publisher",
     "Publisher": "publisher",
     "PublisherOptions": "publisher",
+    "ReplaySource": "replay",
     "pace": "replay",
     "replay_files": "replay",
 }

@@ -11,9 +11,17 @@
 
 Each message carries ``probe_id``, ``shard``, ``n_shards``, a per-shard ``seq`` (1, 2, …: an engine
 that owns the shard sees a gap if a message is lost in transit) and the cumulative ``probe_dropped``
-count, so drops are visible downstream too. With ``jetstream=True`` every message is published with a
-JetStream acknowledgement (pipelined, at most ``max_inflight`` unacknowledged): a message the stream
-did not store raises instead of being lost.
+count, so drops are visible downstream too. Over core NATS a finished run ends every shard it used
+with an empty message (the next ``seq``): a lost tail shows as a gap too. With ``jetstream=True``
+every message is published with a JetStream acknowledgement (pipelined, at most ``max_inflight``
+unacknowledged): a message the stream did not store raises instead of being lost.
+
+Flow control. Core NATS has none between a publisher and a subscriber: a subscriber that falls more
+than the server's ``max_pending`` (64 MiB) behind is cut off by the server as a *slow consumer* and
+loses what was sent meanwhile. JetStream is the remedy between processes (the stream stores, the
+engine reads at its pace). Where the consumer lives in the same process (``netspectra up
+--no-jetstream``), ``Publisher(consumed=...)`` reads how many packets it has received and the
+publisher waits while it is more than ``max_ahead_packets`` ahead: nothing is outrun.
 """
 
 from __future__ import annotations
@@ -29,11 +37,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from netspectra.batch import PacketBatch
-from netspectra.engine.metrics import RateLimitedLog
-from netspectra.transport.codec import shard_of, split_by_shard
+from netspectra.counters import RateLimitedLog
+from netspectra.transport.codec import encode_batch, shard_of, split_by_shard
 from netspectra.transport.nats_bus import (
     DEFAULT_SHARDS,
     DEFAULT_STREAM,
+    NatsAuth,
     batch_subject,
     connect,
     encode_messages,
@@ -70,6 +79,10 @@ class PublisherOptions:
     stream: str = DEFAULT_STREAM
     max_inflight: int = 256
     link_type: int | None = None
+    auth: NatsAuth = field(default_factory=NatsAuth)
+    #: With ``Publisher(consumed=...)``: the most packets published and not yet received (well below
+    #: the server's 64 MiB ``max_pending`` of a subscriber, at 49 bytes a packet).
+    max_ahead_packets: int = 262_144
 
 
 @dataclass
@@ -84,6 +97,8 @@ class ProbeStats:
     packets_published: int = 0
     bytes_published: int = 0
     publish_failed: int = 0
+    flow_waits: int = 0
+    end_markers: int = 0
     elapsed_s: float = 0.0
     per_shard_packets: list[int] = field(default_factory=list)
 
@@ -91,13 +106,26 @@ class ProbeStats:
     def packets_per_second(self) -> float:
         return self.packets_published / self.elapsed_s if self.elapsed_s > 0 else 0.0
 
+    def as_dict(self) -> dict[str, Any]:
+        """The counters (not the per-shard list), with ``packets_per_second``."""
+        d = {k: v for k, v in self.__dict__.items() if k != "per_shard_packets"}
+        d["packets_per_second"] = round(self.packets_per_second)
+        return d
+
 
 class Publisher:
     """Publishes every batch of a source (see the module docstring). One run per instance."""
 
-    def __init__(self, options: PublisherOptions, kernel_dropped: Callable[[], int] | None = None) -> None:
+    def __init__(
+        self,
+        options: PublisherOptions,
+        kernel_dropped: Callable[[], int] | None = None,
+        *,
+        consumed: Callable[[], int] | None = None,
+    ) -> None:
         """``kernel_dropped``: the source's cumulative drop counter (e.g. a live capture's kernel drops),
-        read for every published batch and carried in its messages."""
+        read for every published batch and carried in its messages. ``consumed``: packets an in-process
+        consumer has received so far (flow control, see the module docstring)."""
         if options.n_shards < 1:
             raise ValueError(f"n_shards must be at least 1, got {options.n_shards}")
         self.options = options
@@ -108,6 +136,8 @@ class Publisher:
         self._stop = threading.Event()
         self._error: BaseException | None = None
         self._kernel_dropped = kernel_dropped
+        self._consumed = consumed
+        self._halt: asyncio.Event | None = None
 
     # -- source side (a thread) ------------------------------------------------------------------------
 
@@ -165,7 +195,10 @@ class Publisher:
         capture) are raised after everything before them was published.
         """
         opts = self.options
-        nc = await connect(opts.url, f"netspectra-probe:{opts.probe_id}", pending_size=32 * 1024 * 1024)
+        self._halt = stop
+        nc = await connect(
+            opts.url, f"netspectra-probe:{opts.probe_id}", auth=opts.auth, pending_size=32 * 1024 * 1024
+        )
         js = None
         if opts.jetstream:
             js = nc.jetstream(publish_async_max_pending=opts.max_inflight)
@@ -193,6 +226,8 @@ class Publisher:
                 await self._publish(nc, js, item, max_packets)
             if js is not None:
                 await js.publish_async_completed()
+            else:
+                await self._publish_end_markers(nc)
             await nc.flush(timeout=60)
         finally:
             self._stop.set()
@@ -222,6 +257,40 @@ class Publisher:
                 None if fut.cancelled() else fut.exception(),
             )
 
+    async def _publish_end_markers(self, nc: Any) -> None:
+        """Core NATS: one empty message after the last of every shard that carried any (the next
+        ``seq``), so that an engine that missed the last messages sees the gap — without it, the loss
+        of a replay's tail would show nowhere (JetStream loses nothing: no markers there)."""
+        opts = self.options
+        for shard, last in enumerate(self._seq):
+            if last == 0:
+                continue
+            payload = encode_batch(
+                PacketBatch.empty(0),
+                seq=last + 1,
+                probe_id=opts.probe_id,
+                shard=shard,
+                n_shards=opts.n_shards,
+                link_type=opts.link_type,
+                probe_dropped=self.stats.dropped_packets,
+                shard_packets=self.stats.per_shard_packets[shard],
+            )
+            await nc.publish(batch_subject(opts.subject, shard), payload)
+            self._seq[shard] = last + 1
+            self.stats.end_markers += 1
+
+    async def _wait_for_consumer(self) -> None:
+        """Wait while the in-process consumer is more than ``max_ahead_packets`` behind (or a stop)."""
+        assert self._consumed is not None
+        limit = self.options.max_ahead_packets
+        if self.stats.packets_published - self._consumed() <= limit:
+            return
+        self.stats.flow_waits += 1
+        while self.stats.packets_published - self._consumed() > limit:
+            if self._halt is not None and self._halt.is_set():
+                return
+            await asyncio.sleep(0.002)
+
     async def _publish(self, nc: Any, js: Any, batch: PacketBatch, max_packets: int) -> None:
         opts = self.options
         if opts.n_shards == 1:
@@ -238,6 +307,7 @@ class Publisher:
                 part,
                 max_packets,
                 self._seq[shard] + 1,
+                first_packet=self.stats.per_shard_packets[shard],
                 probe_id=opts.probe_id,
                 shard=shard,
                 n_shards=opts.n_shards,
@@ -249,6 +319,8 @@ class Publisher:
                     fut = await js.publish_async(subject, payload, wait_stall=60)
                     fut.add_done_callback(self._check_ack)
                 else:
+                    if self._consumed is not None:
+                        await self._wait_for_consumer()
                     await nc.publish(subject, payload)
                 self._seq[shard] = seq
                 self.stats.messages += 1

@@ -5,20 +5,27 @@ recorded; ``speed=k``: k times faster. Pacing cuts batches into slices of at mos
 of wall time and releases each slice when its first packet is due (timestamps are made monotone with
 a running maximum, so a packet recorded out of order never makes the replay wait backwards). Idle
 gaps in the trace are waited out, capped at ``max_gap_s`` each (``None``: not capped).
+
+:class:`ReplaySource` is the replay as a :class:`~netspectra.batch.BatchSource` (``stats``, ``stop()``,
+``close()``); :func:`replay_files` is the same iteration as a plain generator.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from os import PathLike
+from typing import Any
 
 import numpy as np
 
 from netspectra.batch import PacketBatch
 from netspectra.capture.reader import CaptureReader
+from netspectra.capture.stats import CaptureStats
 
-__all__ = ["pace", "replay_files"]
+__all__ = ["ReplaySource", "ReplayStats", "pace", "replay_files"]
 
 DEFAULT_REPLAY_BATCH = 65_536
 
@@ -49,6 +56,105 @@ def replay_files(
         yield from batches()
     else:
         yield from pace(batches(), speed, tick_s=tick_s, max_gap_s=max_gap_s)
+
+
+@dataclass
+class ReplayStats:
+    """Counters of a replay: ``files`` opened so far, and their readers' :class:`CaptureStats` merged
+    (``capture``); ``batches``/``packets`` handed out."""
+
+    files: int = 0
+    batches: int = 0
+    packets: int = 0
+    capture: CaptureStats = field(default_factory=CaptureStats)
+
+    def as_dict(self) -> dict[str, Any]:
+        c = self.capture
+        return {
+            "files": self.files,
+            "batches": self.batches,
+            "packets": self.packets,
+            "records": c.records,
+            "ip_packets": c.ip_packets,
+            "wire_bytes": c.wire_bytes,
+            "skipped": c.skipped,
+            "truncated": c.truncated,
+        }
+
+
+class ReplaySource:
+    """Capture files replayed as a :class:`~netspectra.batch.BatchSource` (see the module docstring).
+
+    Iterating yields the batches of every file in order, paced by ``speed`` (``None``/0: as fast as the
+    reader goes); capture damage raises :class:`~netspectra.capture.errors.CaptureError` after every
+    batch before it. :meth:`stop` (any thread) ends the iteration at the next batch, also during a
+    pacing wait; :meth:`close` stops and releases the open reader. ``stats`` is current at any time.
+    """
+
+    def __init__(
+        self,
+        paths: Sequence[str | PathLike[str]],
+        *,
+        speed: float | None = None,
+        batch_size: int = DEFAULT_REPLAY_BATCH,
+        tick_s: float = 0.01,
+        max_gap_s: float | None = None,
+    ) -> None:
+        if speed is not None and speed < 0:
+            raise ValueError(f"speed must not be negative, got {speed}")
+        self.paths = list(paths)
+        self.speed = speed or None
+        self.batch_size = batch_size
+        self.tick_s = tick_s
+        self.max_gap_s = max_gap_s
+        self._readers: list[CaptureReader] = []
+        self._done = CaptureStats()  # the readers already finished, merged
+        self._stop = threading.Event()
+        self._iterated = False
+        self._counts = [0, 0]  # batches, packets
+
+    @property
+    def stats(self) -> ReplayStats:
+        capture = CaptureStats().merge(self._done)
+        if self._readers:
+            capture.merge(self._readers[-1].stats)
+        return ReplayStats(len(self._readers), self._counts[0], self._counts[1], capture)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def close(self) -> None:
+        self.stop()
+
+    def _batches(self) -> Iterator[PacketBatch]:
+        for p in self.paths:
+            if self._readers:
+                self._done.merge(self._readers[-1].stats)
+            reader = CaptureReader(p, batch_size=self.batch_size)
+            self._readers.append(reader)
+            for batch in reader:
+                if self._stop.is_set():
+                    return
+                yield batch
+
+    def _sleep(self, seconds: float) -> None:
+        self._stop.wait(seconds)
+
+    def __iter__(self) -> Iterator[PacketBatch]:
+        if self._iterated:
+            raise RuntimeError("a ReplaySource can be iterated once")
+        self._iterated = True
+        batches: Iterable[PacketBatch] = self._batches()
+        if self.speed:
+            batches = pace(
+                batches, self.speed, tick_s=self.tick_s, max_gap_s=self.max_gap_s, sleep=self._sleep
+            )
+        for batch in batches:
+            if self._stop.is_set():
+                return
+            self._counts[0] += 1
+            self._counts[1] += len(batch)
+            yield batch
 
 
 def pace(

@@ -65,6 +65,7 @@ F_LINK_TYPE = 7
 F_KERNEL_DROPPED = 8
 F_PROBE_DROPPED = 9
 F_SKIPPED = 10
+F_SHARD_PACKETS = 11
 F_PADDING = 15
 COLUMN_FIELDS: dict[str, int] = {
     "ts_ns": 16,
@@ -100,6 +101,7 @@ _VARINT_FIELDS = {
     F_KERNEL_DROPPED: "kernel_dropped",
     F_PROBE_DROPPED: "probe_dropped",
     F_SKIPPED: "skipped",
+    F_SHARD_PACKETS: "shard_packets",
 }
 _U32_FIELDS = frozenset({"version", "count", "shard", "n_shards", "link_type"})
 _LEN_FIELDS = frozenset({F_PROBE_ID, F_PADDING, *COLUMN_FIELDS.values()})
@@ -115,7 +117,8 @@ class BatchMeta:
     """The non-column fields of a ``v1.PacketBatch`` message (see ``traffic.proto`` for their meaning).
 
     ``link_type`` is ``None`` when the message does not carry one (0 is ``LINKTYPE_NULL``). The drop
-    counters are cumulative since the probe started.
+    counters are cumulative since the probe started. ``shard_packets``: packets the probe published on
+    this shard before this message (0: not sent, e.g. an older probe).
     """
 
     seq: int = 0
@@ -126,6 +129,7 @@ class BatchMeta:
     kernel_dropped: int = 0
     probe_dropped: int = 0
     skipped: int = 0
+    shard_packets: int = 0
 
 
 # --------------------------------------------------------------------------------------------------
@@ -198,6 +202,7 @@ def encode_batch(
     kernel_dropped: int = 0,
     probe_dropped: int = 0,
     skipped: int = 0,
+    shard_packets: int = 0,
 ) -> bytes:
     """Serialise ``batch`` and its metadata as one ``v1.PacketBatch`` message.
 
@@ -232,6 +237,7 @@ def encode_batch(
         (F_KERNEL_DROPPED, _check_uint("kernel_dropped", kernel_dropped, 64)),
         (F_PROBE_DROPPED, _check_uint("probe_dropped", probe_dropped, 64)),
         (F_SKIPPED, _check_uint("skipped", skipped, 64)),
+        (F_SHARD_PACKETS, _check_uint("shard_packets", shard_packets, 64)),
     ):
         if value:
             head += _tag(field, _WT_VARINT) + _varint(value)
@@ -363,6 +369,7 @@ def decode_batch(data: bytes | bytearray | memoryview) -> tuple[PacketBatch, Bat
         kernel_dropped=scalars.get("kernel_dropped", 0),
         probe_dropped=scalars.get("probe_dropped", 0),
         skipped=scalars.get("skipped", 0),
+        shard_packets=scalars.get("shard_packets", 0),
     )
     return batch, meta
 

@@ -10,13 +10,22 @@ Subjects (``subject`` is ``probe.subject`` of the configuration, ``gons.packets.
 
 A subscriber of the original's subject never sees the batches (NATS matches subjects token by token),
 so an original consumer and NetSpectra's engine can share one server.
+
+Connections (:func:`connect`) authenticate with :class:`NatsAuth` (the ``nats`` section of the
+configuration: user/password or token, TLS with a CA and an optional client certificate); credentials
+never appear in logs or errors (:func:`redact_url`).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import ssl
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import nats
 from nats.aio.client import Client
@@ -25,7 +34,7 @@ from nats.js.api import RetentionPolicy, StorageType, StreamConfig
 from nats.js.errors import NotFoundError
 
 from netspectra.batch import PacketBatch
-from netspectra.engine.metrics import RateLimitedLog
+from netspectra.counters import RateLimitedLog
 from netspectra.transport.codec import encode_batch
 
 log = logging.getLogger(__name__)
@@ -35,6 +44,8 @@ __all__ = [
     "DEFAULT_QUEUE_GROUP",
     "DEFAULT_SHARDS",
     "DEFAULT_STREAM",
+    "NatsAuth",
+    "NatsConnectError",
     "batch_subject",
     "batch_wildcard",
     "connect",
@@ -42,6 +53,7 @@ __all__ = [
     "ensure_stream",
     "max_packets_for_payload",
     "member_shards",
+    "redact_url",
     "stream_subjects",
 ]
 
@@ -85,18 +97,20 @@ def max_packets_for_payload(max_payload: int, wanted: int) -> int:
 
 
 def encode_messages(
-    batch: PacketBatch, max_packets: int, first_seq: int, **meta: Any
+    batch: PacketBatch, max_packets: int, first_seq: int, *, first_packet: int = 0, **meta: Any
 ) -> Iterator[tuple[int, bytes]]:
     """``(seq, payload)`` of ``batch`` cut into messages of at most ``max_packets`` packets.
 
-    ``seq`` runs from ``first_seq`` by one per message; ``meta`` goes to
+    ``seq`` runs from ``first_seq`` by one per message; each message's ``shard_packets`` is
+    ``first_packet`` plus the packets of the messages before it (the shard's packets published before
+    ``batch``: a receiver that misses a message knows how many packets it lost); ``meta`` goes to
     :func:`~netspectra.transport.codec.encode_batch` (``probe_id``, ``shard``, ``n_shards``, counters).
     """
     n = len(batch)
     seq = first_seq
     for lo in range(0, n, max_packets):
         part = batch if (lo == 0 and n <= max_packets) else _slice(batch, lo, lo + max_packets)
-        yield seq, encode_batch(part, seq=seq, **meta)
+        yield seq, encode_batch(part, seq=seq, shard_packets=first_packet + lo, **meta)
         seq += 1
 
 
@@ -104,28 +118,160 @@ def _slice(batch: PacketBatch, lo: int, hi: int) -> PacketBatch:
     return PacketBatch(*(getattr(batch, c)[lo:hi] for c in PacketBatch.COLUMNS))
 
 
-async def connect(url: str, name: str, *, connect_attempts: int = 10, **options: Any) -> Client:
+class NatsConnectError(ConnectionError):
+    """The first connection to a NATS server failed; the message says why (refused credentials, TLS,
+    unreachable) and what to set, never a secret."""
+
+
+def redact_url(url: str) -> str:
+    """``url`` with any password or token in its user part replaced by ``***`` (for logs and errors)."""
+    parts = []
+    for one in url.split(","):
+        s = urlsplit(one.strip() if "://" in one else f"nats://{one.strip()}")
+        if s.password is not None or (s.username and "@" in s.netloc):
+            host = s.netloc.rpartition("@")[2]
+            user = f"{s.username}:***" if s.password is not None else "***"
+            s = s._replace(netloc=f"{user}@{host}")
+        parts.append(urlunsplit(s))
+    return ",".join(parts)
+
+
+@dataclass(frozen=True)
+class NatsAuth:
+    """How NetSpectra's clients authenticate to NATS (``docs/live.md``, section *Security*).
+
+    ``user``/``password`` or ``token`` (not both); TLS when ``tls_ca_file`` is set, a client certificate
+    (``tls_cert_file`` + ``tls_key_file``) is given, or the URL says ``tls://``. The server certificate is
+    always verified (against ``tls_ca_file``, else the system's CAs). Secrets are left out of ``repr``.
+    """
+
+    user: str = ""
+    password: str = field(default="", repr=False)
+    token: str = field(default="", repr=False)
+    tls_ca_file: str = ""
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> NatsAuth:
+        """From a configuration's ``nats`` section (none, e.g. an older :class:`Config`: no auth)."""
+        n = getattr(cfg, "nats", None)
+        if n is None:
+            return cls()
+        return cls(n.user, n.password, n.token, n.tls_ca_file, n.tls_cert_file, n.tls_key_file)
+
+    def uses_tls(self, url: str = "") -> bool:
+        return bool(self.tls_ca_file or self.tls_cert_file) or url.strip().startswith("tls://")
+
+    def connect_options(self, url: str = "") -> dict[str, Any]:
+        """Keyword options of :func:`nats.connect` (``ValueError`` naming the key for a bad TLS file)."""
+        opts: dict[str, Any] = {}
+        if self.user:
+            opts["user"] = self.user
+            opts["password"] = self.password
+        if self.token:
+            opts["token"] = self.token
+        if self.uses_tls(url):
+            try:
+                ctx = ssl.create_default_context(cafile=self.tls_ca_file or None)
+            except (OSError, ssl.SSLError) as exc:
+                raise ValueError(f"nats.tls_ca_file {self.tls_ca_file!r}: {exc}") from None
+            if self.tls_cert_file:
+                try:
+                    ctx.load_cert_chain(self.tls_cert_file, self.tls_key_file or None)
+                except (OSError, ssl.SSLError) as exc:
+                    files = f"{self.tls_cert_file!r} / tls_key_file {self.tls_key_file!r}"
+                    raise ValueError(f"nats.tls_cert_file {files}: {exc}") from None
+            opts["tls"] = ctx
+        return opts
+
+
+def _why(errors: list[Exception], auth: NatsAuth) -> str:
+    """The reason of a failed first connection, from the errors the client reported (never a secret)."""
+    text = " ".join(str(e) for e in errors).lower()
+    if "authorization violation" in text or "authentication" in text:
+        given = "a token" if auth.token else ("user " + repr(auth.user)) if auth.user else "no credentials"
+        return (
+            f"the server refused the credentials ({given}): set nats.user and nats.password "
+            "(NATS_USER/NATS_PASSWORD) or nats.token (NATS_TOKEN) to what the server expects"
+        )
+    for e in errors:
+        if (
+            isinstance(e, ssl.SSLError)
+            or "ssl" in type(e).__name__.lower()
+            or "certificate" in str(e).lower()
+        ):
+            return (
+                f"TLS failed ({type(e).__name__}: {e}): check nats.tls_ca_file (the CA of the server's "
+                "certificate) and, where the server verifies clients, nats.tls_cert_file/tls_key_file"
+            )
+    if errors:
+        e = errors[-1]
+        return f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+    return "no server answered"
+
+
+async def connect(
+    url: str, name: str, *, connect_attempts: int = 10, auth: NatsAuth | None = None, **options: Any
+) -> Client:
     """A connection to ``url`` that logs (not raises) asynchronous errors, e.g. slow-consumer drops.
 
     The first connection is tried ``connect_attempts`` times (0.5 s apart), then
-    ``nats.errors.NoServersError`` is raised; once connected, the client reconnects forever. Errors
-    are logged at most once per 10 s. ``options`` go to :func:`nats.connect` (``error_cb`` replaces
-    the logging one).
+    :class:`NatsConnectError` is raised saying why (refused credentials, TLS, unreachable); once
+    connected, the client reconnects forever. Errors are logged at most once per 10 s. ``auth`` gives
+    the credentials and TLS (:class:`NatsAuth`). ``options`` go to :func:`nats.connect` (``error_cb``
+    is called after the logging one).
     """
+    auth = auth or NatsAuth()
     limited = RateLimitedLog(log, 10.0)
+    connecting: list[Exception] = []
+    user_cb = options.pop("error_cb", None)
+    state = {"connected": False}
+
+    fatal = asyncio.Event()  # a refusal that trying again cannot cure: stop trying at once
 
     async def _error(exc: Exception) -> None:
-        limited.log(logging.WARNING, "NATS (%s): %s", name, exc)
+        if not state["connected"]:
+            connecting.append(exc)
+            if isinstance(exc, ssl.SSLError) or "authorization violation" in str(exc).lower():
+                fatal.set()
+            return
+        if user_cb is not None:
+            await user_cb(exc)
+        else:
+            limited.log(logging.WARNING, "NATS (%s): %s", name, exc)
 
     opts: dict[str, Any] = {
         "name": name,
-        "error_cb": _error,
         "connect_timeout": 5,
         "max_reconnect_attempts": max(1, connect_attempts),
         "reconnect_time_wait": 0.5,
     }
+    opts.update(auth.connect_options(url))
     opts.update(options)
-    nc = await nats.connect(url, **opts)
+    opts["error_cb"] = _error
+    # bounded, and cut short by a refusal (nats-py can wait forever after a failed certificate check)
+    per_try = float(opts["connect_timeout"]) + float(opts["reconnect_time_wait"])
+    limit = max(1, connect_attempts) * per_try + 5
+    attempt = asyncio.ensure_future(nats.connect(url, **opts))
+    refused = asyncio.ensure_future(fatal.wait())
+    try:
+        await asyncio.wait({attempt, refused}, timeout=limit, return_when=asyncio.FIRST_COMPLETED)
+        if not attempt.done():
+            attempt.cancel()
+            with contextlib.suppress(BaseException):
+                await attempt
+            raise TimeoutError(f"no connection within {limit:.0f} s")
+        nc = attempt.result()
+    except Exception as exc:
+        if not isinstance(exc, (nats.errors.NoServersError, TimeoutError)) or not connecting:
+            connecting.append(exc)
+        raise NatsConnectError(
+            f"cannot connect to NATS at {redact_url(url)}: {_why(connecting, auth)}"
+        ) from None
+    finally:
+        refused.cancel()
+    state["connected"] = True
     nc.options["max_reconnect_attempts"] = -1  # connected: never give up reconnecting
     return nc
 

