@@ -32,9 +32,10 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from typer.testing import CliRunner
 
 from netspectra.api.grpc_service import QueryCore, create_grpc_server
+from netspectra.api.server import ApiServer
 from netspectra.batch import PacketBatch
 from netspectra.capture.reader import read_captures
-from netspectra.cli.api_cmds import ApiServer, parse_time, query_app
+from netspectra.cli.api_cmds import parse_time, query_app
 from netspectra.config import Config, parse_config_text
 from netspectra.engine.manager import Manager, ManualClock
 from netspectra.proto.v1 import query_pb2, query_pb2_grpc

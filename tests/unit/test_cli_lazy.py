@@ -34,3 +34,10 @@ def test_kind_declarations_and_configuration_load_no_kernels() -> None:
     )
     heavy = {"numba", "pyarrow", "chdb", "grpc", "pandas", "fastapi", "openai", "numpy"}
     assert not heavy & {m.split(".")[0] for m in loaded}
+
+
+def test_help_loads_no_engine_store_or_service_libraries() -> None:
+    """``netspectra --help`` registers every command; none may load what only running it needs."""
+    loaded = _modules_after("from netspectra.cli import main\nmain._register()")
+    heavy = {"numba", "numpy", "pyarrow", "chdb", "grpc", "pandas", "fastapi", "openai", "nats", "pydantic"}
+    assert not heavy & {m.split(".")[0] for m in loaded}

@@ -241,7 +241,7 @@ def test_idle_connections_are_closed_after_the_handler_timeout(monkeypatch: pyte
 def test_uvicorn_and_warnings_log_as_json() -> None:
     import uvicorn
 
-    from netspectra.cli.api_cmds import ApiServer
+    from netspectra.api.server import ApiServer
     from netspectra.config.models import Config
 
     uvicorn.Config(lambda *a: None, log_level="warning", lifespan="off")  # what an earlier default did

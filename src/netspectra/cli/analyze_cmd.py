@@ -8,25 +8,8 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
-from rich.table import Table
 
-from netspectra.alerting.alerter import AlertingConfigError, attach_alerter
 from netspectra.cli.common import ConfigOption, console, err_console, fail
-from netspectra.config import ConfigError, load_config
-from netspectra.kinds import AGGREGATORS
-from netspectra.offline.report import TaskResult, render, summary_dict
-from netspectra.offline.run import run_offline
-from netspectra.offline.warmup import warm_up
-from netspectra.storage.alerts import alert_sink_for
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +80,25 @@ def analyze(
     garbage after gzip data is ignored with a warning, as gzip does. Configuration and usage errors exit
     with 2.
     """
+    # imported here, not at module level: `netspectra --help` must not load the engine (start-up time)
+    from rich.markup import escape
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    from netspectra.alerting.alerter import AlertingConfigError, attach_alerter
+    from netspectra.config import ConfigError, load_config
+    from netspectra.kinds import AGGREGATORS
+    from netspectra.offline.report import TaskResult, render, summary_dict
+    from netspectra.offline.run import run_offline
+    from netspectra.offline.warmup import warm_up
+    from netspectra.storage.alerts import alert_sink_for
+
     try:
         cfg = load_config(config)
     except ConfigError as exc:
@@ -185,6 +187,7 @@ def analyze(
 
 
 def _print_store(metrics: dict[str, Any]) -> None:
+    from rich.table import Table
 
     t = Table(title="Stored through the engine", title_justify="left")
     for c in ("Writer", "Snapshots written", "Failed attempts", "Dropped"):

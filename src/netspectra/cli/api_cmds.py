@@ -10,22 +10,19 @@ import json
 import logging
 import re
 import signal
-import socket
-import ssl
 import threading
 import time
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import grpc
 import typer
-from google.protobuf.timestamp_pb2 import Timestamp
-from rich.table import Table
 
 from netspectra.cli.common import ConfigOption, console, fail
-from netspectra.config import Config, ConfigError, load_config
 from netspectra.ops.options import OpsListenOption
-from netspectra.output.timefmt import format_ts_ns
+
+if TYPE_CHECKING:
+    from google.protobuf.timestamp_pb2 import Timestamp
+    from rich.table import Table
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +92,8 @@ def parse_time(text: str, now_ns: int | None = None) -> int:
 
 
 def _ts(ns: int) -> Timestamp:
+    from google.protobuf.timestamp_pb2 import Timestamp
+
     return Timestamp(seconds=ns // 10**9, nanos=ns % 10**9)
 
 
@@ -108,6 +107,8 @@ def _time_option(value: str | None, what: str) -> int | None:
 
 
 def _iso(ts: Timestamp) -> str | None:
+    from netspectra.output.timefmt import format_ts_ns
+
     if ts.seconds == 0 and ts.nanos == 0:
         return None
     return format_ts_ns(ts.seconds * 10**9 + ts.nanos)
@@ -116,132 +117,6 @@ def _iso(ts: Timestamp) -> str | None:
 # --------------------------------------------------------------------------------------------------
 # netspectra api
 # --------------------------------------------------------------------------------------------------
-
-
-def _split_host_port(addr: str) -> tuple[str, int]:
-    """``HOST:PORT``, ``[V6]:PORT`` or ``:PORT`` (Go's form: every interface) → ``(host, port)``."""
-    host, sep, port = addr.rpartition(":")
-    if not sep or not port.isdigit():
-        raise ValueError(f"{addr!r} is not a listen address (host:port, or :port for every interface)")
-    host = host.strip("[]") or "0.0.0.0"
-    return host, int(port)
-
-
-class ApiServer:
-    """gRPC (``v1.QueryService`` + health + reflection) and HTTP (FastAPI on uvicorn) over one
-    :class:`~netspectra.api.QueryCore`. :meth:`start` reads the tokens and TLS files of ``api.auth`` /
-    ``api.tls`` (:class:`~netspectra.auth.SecurityConfigError`, a ``ValueError``, naming the key), binds
-    both (``OSError`` if an address is taken) and serves in background threads; :meth:`stop` stops
-    both. ``grpc_port``/``http_port`` are the bound ports (useful with port 0). ``http_metrics``
-    (:class:`~netspectra.ops.httpmetrics.HttpMetrics`) counts and times the HTTP requests,
-    ``grpc_metrics`` (:class:`~netspectra.ops.grpcmetrics.GrpcMetrics`) the gRPC calls. ``env``: where
-    the token variables are read (default ``os.environ``)."""
-
-    def __init__(
-        self,
-        cfg: Config,
-        grpc_addr: str | None = None,
-        http_addr: str | None = None,
-        http_metrics: Any = None,
-        grpc_metrics: Any = None,
-        env: Any = None,
-    ) -> None:
-        from netspectra.api import QueryCore
-
-        self.cfg = cfg
-        self.http_metrics = http_metrics
-        self.grpc_metrics = grpc_metrics
-        self.grpc_addr = grpc_addr or cfg.api.grpc_listen_addr
-        self.http_addr = http_addr or cfg.api.http_listen_addr
-        self.env = env
-        self.core = QueryCore(cfg)
-        self.security: Any = None
-        self.grpc_port = 0
-        self.http_port = 0
-        self._grpc: grpc.Server | None = None
-        self._uvicorn: Any = None
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        import uvicorn
-
-        from netspectra.api.grpc_service import create_grpc_server
-        from netspectra.api.http_app import create_app
-        from netspectra.auth import ServiceSecurity
-        from netspectra.rpc import warn_if_exposed
-
-        self.security = security = ServiceSecurity.load(self.cfg.api.auth, self.cfg.api.tls, "api", self.env)
-        host, port = _split_host_port(self.http_addr)
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError as exc:
-            sock.close()
-            raise OSError(f"cannot listen on {self.http_addr!r} for HTTP: {exc}") from exc
-        sock.listen(128)
-        self.http_port = int(sock.getsockname()[1])
-        try:
-            icpt = [self.grpc_metrics.interceptor()] if self.grpc_metrics is not None else []
-            server, self.grpc_port, _ = create_grpc_server(
-                self.core, self.grpc_addr, interceptors=icpt, security=security
-            )
-        except OSError:
-            sock.close()
-            raise
-        self._grpc = server
-        server.start()
-        # log_config=None: uvicorn's loggers propagate to our root handlers (--log-format json included)
-        # instead of its own text handlers (also undo what an earlier default uvicorn.Config set up)
-        for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi"):
-            logging.getLogger(name).handlers.clear()
-            logging.getLogger(name).propagate = True
-        tls: dict[str, Any] = {}
-        if security.tls is not None:
-            tls = {"ssl_certfile": security.tls.cert_file, "ssl_keyfile": security.tls.key_file}
-            if security.tls.mutual:
-                tls |= {"ssl_ca_certs": security.tls.client_ca_file, "ssl_cert_reqs": ssl.CERT_REQUIRED}
-        config = uvicorn.Config(
-            create_app(self.core, self.http_metrics, security.tokens),
-            log_level="warning",
-            lifespan="off",
-            log_config=None,
-            # no access log: it is off at this level anyway, and request lines must never reach the logs
-            access_log=False,
-            **tls,
-        )
-        self._uvicorn = uvicorn.Server(config)
-        # uvicorn installs no signal handlers outside the main thread: `api` handles SIGINT/SIGTERM itself
-        self._thread = threading.Thread(
-            target=self._uvicorn.run, kwargs={"sockets": [sock]}, name="ns-http", daemon=True
-        )
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._uvicorn.started and self._thread.is_alive() and time.monotonic() < deadline:
-            time.sleep(0.01)
-        if not self._uvicorn.started:
-            self.stop(0)
-            raise OSError(f"the HTTP server on {self.http_addr!r} did not start (see the log)")
-        log.info(
-            "query service: gRPC on %s (port %d), HTTP on %s (port %d); %s",
-            self.grpc_addr,
-            self.grpc_port,
-            self.http_addr,
-            self.http_port,
-            security.describe(),
-        )
-        warn_if_exposed(self.grpc_addr, security, "the query service (gRPC)")
-        warn_if_exposed(self.http_addr, security, "the query service (HTTP)")
-
-    def stop(self, grace_s: float = 5.0) -> None:
-        if self._uvicorn is not None:
-            self._uvicorn.should_exit = True
-        if self._thread is not None:
-            self._thread.join(grace_s + 5)
-        if self._grpc is not None:
-            self._grpc.stop(grace_s).wait()
-        self.core.close()
 
 
 def api(
@@ -272,11 +147,14 @@ def api(
     NETSPECTRA_API_TOKENS, NETSPECTRA_API_ADMIN_TOKENS) and TLS (api.tls) are described in docs/api.md.
     Runs until SIGINT or SIGTERM.
     """
+    from netspectra.api.server import ApiServer
+    from netspectra.config import ConfigError, load_config
+    from netspectra.ops.endpoint import resolve_listen, start_ops
+
     try:
         cfg = load_config(config)
     except ConfigError as exc:
         raise fail(str(exc)) from None
-    from netspectra.ops.endpoint import resolve_listen, start_ops
 
     try:
         ops = start_ops("api", resolve_listen(ops_listen, cfg))
@@ -410,6 +288,8 @@ class Conn:
         self.security = ClientSecurity(token.strip(), tls, ca_file, cert_file, key_file)
 
     def call(self, method: str, request: Any) -> Any:
+        import grpc
+
         from netspectra.proto.v1 import query_pb2_grpc
 
         try:
@@ -443,6 +323,8 @@ def _print_json(msg: Any) -> None:
 
 
 def _table(title: str) -> Table:
+    from rich.table import Table
+
     """A table in ``netspectra analyze``'s style."""
     return Table(title=title, title_justify="left")
 
@@ -518,6 +400,7 @@ def _parse_keys(keys: list[str]) -> dict[str, str]:
 def _key_order(task: str, config: Any, present: set[str]) -> list[str]:
     """The key fields to show, in the task's configuration order when the configuration is given, else
     in the canonical order (SrcIP, DstIP, SrcPort, DstPort, Protocol); unknown names last, sorted."""
+    from netspectra.config import ConfigError, load_config
     from netspectra.fields import FIELD_NAMES
 
     order: list[str] = list(FIELD_NAMES)
@@ -677,4 +560,4 @@ def super_spreaders_cmd(
     _hitters(conn, task, 2, limit, start, end, json_out, "Super-spreaders", "Spread")
 
 
-__all__ = ["ApiServer", "api", "parse_time", "query_app"]
+__all__ = ["api", "parse_time", "query_app"]

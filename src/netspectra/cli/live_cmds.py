@@ -15,7 +15,7 @@ import typer
 
 from netspectra.cli.common import ConfigOption, console, err_console, fail
 from netspectra.ops.options import OpsListenOption
-from netspectra.transport.nats_bus import DEFAULT_QUEUE_GROUP, DEFAULT_STREAM
+from netspectra.transport.names import DEFAULT_QUEUE_GROUP, DEFAULT_STREAM
 
 log = logging.getLogger(__name__)
 

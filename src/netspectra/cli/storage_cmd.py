@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from netspectra.cli.common import ConfigOption, console, err_console, fail
-from netspectra.config import ConfigError, load_config
-from netspectra.config.models import Config
-from netspectra.storage.base import StorageError
-from netspectra.storage.clickhouse_config import ClickHouseConfig
+
+if TYPE_CHECKING:
+    from netspectra.config.models import Config
+    from netspectra.storage.clickhouse_config import ClickHouseConfig
 
 app = typer.Typer(
     help="Create, migrate and inspect the ClickHouse tables of the configuration's clickhouse writers.\n\n"
@@ -40,6 +40,8 @@ def _targets(cfg: Config) -> list[ClickHouseConfig]:
 
 
 def _load(config: Path | None) -> list[ClickHouseConfig]:
+    from netspectra.config import ConfigError, load_config
+
     try:
         cfg = load_config(config)
     except ConfigError as exc:
@@ -88,6 +90,7 @@ def init(
     Reports the schema version before and after, the tables created and those already there. Refuses
     (exit 1) a database whose schema version is newer than this NetSpectra knows.
     """
+    from netspectra.storage.base import StorageError
     from netspectra.storage.clickhouse import ClickHouseStore
     from netspectra.storage.migrations import LATEST, migrate
     from netspectra.storage.migrations import dry_run as plan_dry_run
@@ -139,6 +142,7 @@ def init(
 def status(config: ConfigOption = None) -> None:
     """Show the schema version of every node and the tables with their engines and row counts (active
     parts; a Distributed table holds none itself)."""
+    from netspectra.storage.base import StorageError
     from netspectra.storage.clickhouse import ClickHouseStore
     from netspectra.storage.migrations import LATEST
     from netspectra.storage.migrations import status as read_status

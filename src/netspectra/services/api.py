@@ -1,4 +1,4 @@
-"""The query service hosted in a stack: :class:`~netspectra.cli.api_cmds.ApiServer` (gRPC + HTTP, in
+"""The query service hosted in a stack: :class:`~netspectra.api.server.ApiServer` (gRPC + HTTP, in
 threads) as a :class:`~netspectra.services.base.Service`, with its request metrics and readiness.
 
 ``netspectra up`` runs it in the engine's process: with the embedded ClickHouse (chdb) the writers and
@@ -44,7 +44,7 @@ class ApiService(Service):
         ep.check("store", lambda: "the query service is not started yet")
 
     def start(self, cancel: threading.Event | None = None) -> None:
-        from netspectra.cli.api_cmds import ApiServer
+        from netspectra.api.server import ApiServer
         from netspectra.config import ConfigError
         from netspectra.ops.grpcmetrics import GrpcMetrics
         from netspectra.ops.httpmetrics import HttpMetrics

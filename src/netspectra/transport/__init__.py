@@ -6,30 +6,24 @@ reads and writes the original's one-``PacketInfo``-per-message format (compatibi
 shards batches by a flow hash. The wire layout is documented in ``docs/wire.md``.
 """
 
-from netspectra.transport.codec import (
-    FIVE_TUPLE,
-    LAYOUT_VERSION,
-    SHARD_SEED,
-    BatchMeta,
-    PacketInfoStats,
-    batch_to_packet_infos,
-    decode_batch,
-    encode_batch,
-    packet_info_to_batch,
-    shard_of,
-    split_by_shard,
-)
+from netspectra.lazy import lazy_exports
 
-__all__ = [
-    "FIVE_TUPLE",
-    "LAYOUT_VERSION",
-    "SHARD_SEED",
-    "BatchMeta",
-    "PacketInfoStats",
-    "batch_to_packet_infos",
-    "decode_batch",
-    "encode_batch",
-    "packet_info_to_batch",
-    "shard_of",
-    "split_by_shard",
-]
+_CODEC = "netspectra.transport.codec"
+_WHERE = {
+    name: _CODEC
+    for name in (
+        "FIVE_TUPLE",
+        "LAYOUT_VERSION",
+        "SHARD_SEED",
+        "BatchMeta",
+        "PacketInfoStats",
+        "batch_to_packet_infos",
+        "decode_batch",
+        "encode_batch",
+        "packet_info_to_batch",
+        "shard_of",
+        "split_by_shard",
+    )
+}
+__getattr__ = lazy_exports(__name__, _WHERE)
+__all__ = sorted(_WHERE)

@@ -36,6 +36,7 @@ from nats.js.errors import NotFoundError
 from netspectra.batch import PacketBatch
 from netspectra.counters import RateLimitedLog
 from netspectra.transport.codec import encode_batch
+from netspectra.transport.names import DEFAULT_QUEUE_GROUP, DEFAULT_SHARDS, DEFAULT_STREAM
 
 log = logging.getLogger(__name__)
 
@@ -57,12 +58,6 @@ __all__ = [
     "stream_subjects",
 ]
 
-#: Shards (per-shard subjects) a probe publishes on unless told otherwise.
-DEFAULT_SHARDS = 16
-#: Queue group of the engines: each message reaches exactly one engine of the group.
-DEFAULT_QUEUE_GROUP = "netspectra-engine"
-#: JetStream stream that stores the packet subjects when JetStream is used.
-DEFAULT_STREAM = "NETSPECTRA_PACKETS"
 #: Encoded bytes per packet of a ``v1.PacketBatch``: 8 + 16 + 16 + 2 + 2 + 1 + 4.
 BYTES_PER_PACKET = 49
 # tags, lengths, metadata, probe id (≤ 255 bytes) and alignment padding: well under this
