@@ -38,7 +38,8 @@ log = logging.getLogger(__name__)
 # The configuration's defaults, so that a Layout built directly (tests, tools) means the same.
 _DEFAULTS = {name: f.default for name, f in ClickHouseConfig.model_fields.items()}
 
-#: The data tables, in creation order (the declarations are :data:`~netspectra.storage.schema.TABLES`).
+#: The data tables, in creation order (read :data:`~netspectra.storage.schema.TABLES` itself, the
+#: declarations; this is the names when this module was imported).
 DATA_TABLES: tuple[str, ...] = tuple(TABLES)
 #: Value of the insert setting that makes an INSERT into a Distributed table return only when every
 #: shard has its rows (18.16 and current servers alike).
@@ -113,7 +114,7 @@ class Layout:
 
     def create_data_tables_sql(self, on_cluster: bool = False) -> list[str]:
         """:meth:`create_tables_sql` of every data table."""
-        return self.create_tables_sql(DATA_TABLES, on_cluster)
+        return self.create_tables_sql(TABLES, on_cluster)
 
     def create_tables_sql(self, tables: Iterable[str], on_cluster: bool = False) -> list[str]:
         """``CREATE TABLE IF NOT EXISTS`` of the data tables named ``tables`` (keys of

@@ -48,7 +48,6 @@ from typing import TYPE_CHECKING
 
 from netspectra.storage.base import StorageError
 from netspectra.storage.cluster import (
-    DATA_TABLES,
     Layout,
     cluster_nodes,
     has_distributed_ddl,
@@ -58,7 +57,6 @@ from netspectra.storage.schema import (
     ALERT_TABLE,
     FLOW_TABLE,
     HITTER_TABLE,
-    REQUIRED_COLUMNS,
     TABLES,
     bind,
     quote_string,
@@ -363,8 +361,7 @@ def expected_engines(layout: Layout) -> dict[str, str]:
     the local tables and ``Distributed('cluster', 'db', 'local table', sharding key)`` for the usual
     names."""
     out: dict[str, str] = {}
-    for t in DATA_TABLES:
-        spec = TABLES[t]
+    for t, spec in TABLES.items():
         if not layout.clustered:
             out[t] = spec.engine
             continue
@@ -500,7 +497,7 @@ def _check_layout(
 def check_columns(store: ClickHouseStore, layout: Layout, allow_missing: bool = False) -> None:
     """``StorageError`` naming the missing columns when a table lacks what the queries need
     (``allow_missing``: tables not there are not checked)."""
-    names = {layout.local_name(t): t for t in DATA_TABLES} | {t: t for t in DATA_TABLES}
+    names = {layout.local_name(t): t for t in TABLES} | {t: t for t in TABLES}
     found: dict[str, set[str]] = {}
     rows = store.query(
         "SELECT table, name FROM system.columns WHERE database = %(db)s", {"db": layout.database}
@@ -511,7 +508,7 @@ def check_columns(store: ClickHouseStore, layout: Layout, allow_missing: bool = 
     for name, spec in sorted(names.items()):
         if allow_missing and name not in found:
             continue
-        missing = REQUIRED_COLUMNS[spec] - found.get(name, set())
+        missing = TABLES[spec].required_columns - found.get(name, set())
         if missing:
             raise StorageError(
                 f"table {layout.database}.{name} exists without the columns {sorted(missing)} (a table of "
