@@ -357,6 +357,10 @@ def test_a_valid_tls_section_loads_and_its_password_is_masked(pki: Pki) -> None:
         "    writers: [{type: clickhouse, enabled: true, clickhouse: "
         f"{{host: db, secure: true, ca_file: '{pki.ca_file}', password: '{PASSWORD}'}}}}]\n"
     )
+    for bad in ({"secure": True}, {"host": "db", "ca_file": pki.ca_file}, {"host": "db", "port": -1}):
+        with pytest.raises(ValueError) as err:  # a direct construction echoes no input either
+            ClickHouseConfig(password=PASSWORD, **bad)
+        _no_password(str(err.value))
     effective = effective_config_dict(parse_config_text(text))
     ch = effective["aggregator"]["exact"]["writers"][0]["clickhouse"]
     assert ch["password"] == "***" and ch["secure"] is True and ch["ca_file"] == pki.ca_file

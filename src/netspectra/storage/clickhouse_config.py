@@ -15,7 +15,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, ClassVar
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from netspectra.config.base import (
     GoDuration,
@@ -30,6 +30,8 @@ from netspectra.kinds import did_you_mean
 class ClickHouseConfig(Section):
     """``clickhouse`` of a writer."""
 
+    # the section holds the password: a validation error must not echo its input
+    model_config = ConfigDict(**Section.model_config, hide_input_in_errors=True)
     _hints: ClassVar[dict[str, str]] = {"user": "username"}
 
     host: str = ""

@@ -23,10 +23,11 @@ docs/storage.md. :func:`migrate` (run by every ClickHouse writer's ``open()``, b
 5. checks that the tables have the columns the queries need (a table of the original Go2NetSpectra
    under the same name is refused, as before).
 
-Contract of a migration: its statements are **idempotent** (``CREATE … IF NOT EXISTS``, ``ALTER … ADD
-COLUMN IF NOT EXISTS``, …), so a run interrupted between the statements and the version row, or two
-processes migrating at once, converge; they work on 18.16 and current servers; they never drop data
-without a release note.
+Contract of a migration: its statements are **idempotent** (``CREATE … IF NOT EXISTS``, …), so a run
+interrupted between the statements and the version row, or two processes migrating at once, converge;
+they work on 18.16 and current servers; they never drop data without a release note. (18.16 rejects
+``ALTER … ADD COLUMN IF NOT EXISTS`` as a syntax error: the first migration that adds a column needs a
+step that looks at ``system.columns`` first; none exists yet.)
 
 Adding a table: declare it in :data:`netspectra.storage.schema.TABLES` and append
 ``Migration(n + 1, "what", creates=("name",))``; the ``CREATE TABLE`` of one node or of a cluster (local +
