@@ -29,7 +29,7 @@ import logging
 import re
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from datetime import date, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -49,7 +49,7 @@ NATIVE_SECURE_PORT = 9440
 CONNECT_TIMEOUT_S = 5.0
 SEND_RECEIVE_TIMEOUT_S = 300.0
 
-_INTEGERS = {
+_NUMBERS = {
     "UInt8": pa.uint8(),
     "UInt16": pa.uint16(),
     "UInt32": pa.uint32(),
@@ -107,8 +107,8 @@ def _epoch_seconds(value: datetime, server_tz: ZoneInfo | None) -> int:
 def _to_arrow(values: Sequence[Any], ch_type: str, server_tz: ZoneInfo | None) -> pa.Array:
     """One column of a columnar driver result as the Arrow array chdb gives for the same type."""
     inner = _unwrap(ch_type)
-    if inner in _INTEGERS:
-        return pa.array(values, _INTEGERS[inner])
+    if inner in _NUMBERS:
+        return pa.array(values, _NUMBERS[inner])
     if inner == "String":
         return pa.array(values, pa.string())
     if inner == "Nothing":
@@ -117,7 +117,7 @@ def _to_arrow(values: Sequence[Any], ch_type: str, server_tz: ZoneInfo | None) -
         seconds = [None if v is None else _epoch_seconds(v, server_tz) for v in values]
         return pa.array(seconds, pa.uint32())
     if inner == "Date":
-        return pa.array([v if v is None or isinstance(v, date) else None for v in values], pa.date32())
+        return pa.array(values, pa.date32())
     if inner.startswith("Array(") and inner.endswith(")"):
         lengths = [len(v) for v in values]
         offsets = np.zeros(len(values) + 1, np.int32)
@@ -287,7 +287,9 @@ class ServerBackend:
 
     def _timezone(self) -> ZoneInfo | None:
         if self._server_tz is None and self._client is not None:
-            with contextlib.suppress(Exception):  # no server_info before a connection: treated as UTC
+            # no server_info before a connection; a query has connected, so this is a rare fallback in
+            # which a naive DateTime is read in the client's zone, as the driver then made it
+            with contextlib.suppress(Exception):
                 self._server_tz = ZoneInfo(self._client.connection.server_info.get_timezone())
         return self._server_tz
 
