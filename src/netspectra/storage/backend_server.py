@@ -84,7 +84,7 @@ _TLS_HINTS: tuple[tuple[tuple[str, ...], str], ...] = (
     (
         ("CERTIFICATE_REQUIRED", "EOF occurred in violation of protocol", "HANDSHAKE_FAILURE"),
         "the server ended the TLS handshake: it may require a client certificate (clickhouse.cert_file "
-        "and clickhouse.key_file) signed by a CA it trusts",
+        "and clickhouse.key_file) signed by a CA it trusts, and got none or one it does not accept",
     ),
 )
 
