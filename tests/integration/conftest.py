@@ -67,7 +67,7 @@ CONFIG_XML = """<?xml version="1.0"?>
 USERS_XML = """<?xml version="1.0"?>
 <yandex>
   <profiles><default><max_memory_usage>4000000000</max_memory_usage></default></profiles>
-  <users>
+  <users>{users}
     <default>
       <password></password>
       <networks><ip>127.0.0.1</ip><ip>::1</ip></networks>
@@ -102,6 +102,12 @@ class ClickHouseServer:
     process: subprocess.Popen[bytes] | None = None
     #: XML put into ``config.xml`` as it is (remote_servers, macros, zookeeper, ...).
     extra_config: str = ""
+    #: TLS: ``(certificate, key, client CA or None)`` PEM files -> ``tcp_port_secure`` on ``tls_port``;
+    #: with a client CA every TLS client must present a certificate it signed (mutual TLS).
+    tls_files: tuple[Path, Path, Path | None] | None = None
+    tls_port: int = 0
+    #: More users, as ``(name, password)`` (the ``default`` user has no password).
+    users: tuple[tuple[str, str], ...] = ()
 
     host = "127.0.0.1"
 
@@ -132,10 +138,15 @@ class ClickHouseServer:
                 tcp=self.tcp_port,
                 http=self.http_port,
                 tz=SERVER_TIMEZONE,
-                extra=self.extra_config,
+                extra=self.extra_config + self._tls_config(),
             )
         )
-        (self.directory / "users.xml").write_text(USERS_XML)
+        users = "".join(
+            f"\n    <{name}><password>{password}</password><networks><ip>127.0.0.1</ip></networks>"
+            f"<profile>default</profile><quota>default</quota></{name}>"
+            for name, password in self.users
+        )
+        (self.directory / "users.xml").write_text(USERS_XML.format(users=users))
         with open(self.directory / "stdout.log", "ab") as out:
             self.process = subprocess.Popen(
                 [self.binary, f"--config-file={cfg}"],
@@ -156,6 +167,27 @@ class ClickHouseServer:
             time.sleep(0.2)
         self.stop()
         raise RuntimeError(f"clickhouse-server did not answer within {timeout_s:.0f} s\n{self.log_tail()}")
+
+    def _tls_config(self) -> str:
+        """The ``tcp_port_secure`` and ``openSSL`` sections of a TLS server (Poco's SSL settings)."""
+        if self.tls_files is None:
+            return ""
+        cert, key, client_ca = self.tls_files
+        # strict: a client must present a certificate signed by caConfig; none: no client certificate
+        verification = (
+            f"<verificationMode>strict</verificationMode><caConfig>{client_ca}</caConfig>"
+            if client_ca
+            else "<verificationMode>none</verificationMode>"
+        )
+        return (
+            f"  <tcp_port_secure>{self.tls_port}</tcp_port_secure>\n"
+            "  <openSSL><server>"
+            f"<certificateFile>{cert}</certificateFile><privateKeyFile>{key}</privateKeyFile>"
+            f"{verification}<loadDefaultCAFile>false</loadDefaultCAFile>"
+            "<cacheSessions>true</cacheSessions><disableProtocols>sslv2,sslv3</disableProtocols>"
+            "<preferServerCiphers>true</preferServerCiphers>"
+            "</server></openSSL>\n"
+        )
 
     def answers(self) -> bool:
         """Whether a ``SELECT 1`` succeeds now."""
@@ -207,8 +239,13 @@ def unique_database() -> str:
     return f"ns_test_{uuid.uuid4().hex[:12]}"
 
 
-def start_server(directory: Path) -> ClickHouseServer:
-    """Start a server in ``directory`` on free ports (a few attempts: a port may be taken meanwhile)."""
+def start_server(
+    directory: Path,
+    tls_files: tuple[Path, Path, Path | None] | None = None,
+    users: tuple[tuple[str, str], ...] = (),
+) -> ClickHouseServer:
+    """Start a server in ``directory`` on free ports (a few attempts: a port may be taken meanwhile); with
+    ``tls_files`` also a TLS port (see :class:`ClickHouseServer`), with ``users`` more users."""
     binary = find_server_binary()
     if binary is None:
         pytest.skip("clickhouse-server is not installed (CI: apt-get install -y clickhouse-server)")
@@ -217,7 +254,15 @@ def start_server(directory: Path) -> ClickHouseServer:
     )
     error: Exception | None = None
     for attempt in range(3):
-        server = ClickHouseServer(binary, directory / f"try{attempt}", free_port(), free_port())
+        server = ClickHouseServer(
+            binary,
+            directory / f"try{attempt}",
+            free_port(),
+            free_port(),
+            tls_files=tls_files,
+            tls_port=free_port() if tls_files else 0,
+            users=users,
+        )
         try:
             server.start()
             return server

@@ -90,13 +90,11 @@ def sketch_tasks() -> list[SketchTask]:
     ]
 
 
-@pytest.fixture(scope="module")
-def batch() -> PacketBatch:
+def read_capture() -> PacketBatch:
     return CaptureReader(CAPTURE).read_all()
 
 
-@pytest.fixture(scope="module")
-def steps(batch: PacketBatch) -> list[Step]:
+def make_steps(batch: PacketBatch) -> list[Step]:
     """Six snapshots over two periods (final snapshot + reset after the third)."""
     chunks = np.array_split(np.arange(len(batch)), SNAPSHOTS)
     exact, sketch = exact_tasks(), sketch_tasks()
@@ -118,6 +116,16 @@ def steps(batch: PacketBatch) -> list[Step]:
                 t.reset()
             period = meta.snapshot_ts_ns
     return out
+
+
+@pytest.fixture(scope="module")
+def batch() -> PacketBatch:
+    return read_capture()
+
+
+@pytest.fixture(scope="module")
+def steps(batch: PacketBatch) -> list[Step]:
+    return make_steps(batch)
 
 
 def write_steps(ch: dict[str, object], steps: list[Step]) -> ClickHouseStore:
@@ -400,6 +408,41 @@ def test_chdb_and_server_store_the_same_rows_and_answers(stored_chdb: Stored, st
         assert a == b
     assert aggregate_flows(stored_chdb.store) == aggregate_flows(stored_server.store)
     assert stored_chdb.store.version[0] >= 20 and stored_server.store.version >= (18, 16)
+
+
+def test_both_backends_give_the_same_arrow_types_and_values(
+    stored_chdb: Stored, stored_server: Stored
+) -> None:
+    """The backend seam: one SELECT, the same Arrow column types and values from chdb and from the
+    server (whose time zone is Asia/Shanghai: a DateTime without a zone still reads as UTC seconds)."""
+    sql = (
+        "SELECT toUInt64(18446744073709551615) AS u64, toInt64(-5) AS i64, toUInt8(7) AS u8, 1.5 AS f, "
+        "'é %(x)s' AS s, toNullable('n') AS ns, CAST(NULL AS Nullable(String)) AS nul, "
+        "toDateTime(1700000000, 'UTC') AS dt_utc, toDateTime(1700000000) AS dt_server, "
+        "toDate('2024-01-02') AS d, [toUInt16(1), toUInt16(2)] AS arr, %(v)s AS bound"
+    )
+    params = {"v": "x'y"}
+
+    def shape(t: Any) -> list[tuple[str, str]]:
+        # nullability differs (chdb marks non-Nullable columns "not null"); types and names must not
+        return [(f.name, str(f.type).replace(" not null", "")) for f in t.schema]
+
+    a = stored_chdb.store.query_arrow(sql, params)
+    b = stored_server.store.query_arrow(sql, params)
+    assert shape(a) == shape(b)
+    assert dict(shape(a))["dt_server"] == "uint32" and dict(shape(a))["arr"] == "list<item: uint16>"
+    assert a.to_pylist() == b.to_pylist()
+    row = a.to_pylist()[0]
+    assert (row["u64"], row["dt_utc"], row["dt_server"], row["nul"], row["bound"]) == (
+        2**64 - 1,
+        1_700_000_000,
+        1_700_000_000,
+        None,
+        "x'y",
+    )
+    empty = "SELECT toUInt64(1) AS a, toNullable('s') AS b WHERE 0"
+    ea, eb = stored_chdb.store.query_arrow(empty), stored_server.store.query_arrow(empty)
+    assert ea.num_rows == eb.num_rows == 0 and shape(ea) == shape(eb) == [("a", "uint64"), ("b", "string")]
 
 
 def test_times_are_utc_whatever_the_server_time_zone(stored: Stored, steps: list[Step]) -> None:

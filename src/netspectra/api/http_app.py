@@ -45,7 +45,7 @@ import logging
 import math
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import grpc
 from fastapi import Depends, FastAPI, Request
@@ -65,12 +65,11 @@ from netspectra.api.routing import first_clickhouse
 from netspectra.auth import TokenSet
 from netspectra.proto.v1 import query_pb2
 from netspectra.storage.alerts import StoredAlert, alerts
-from netspectra.storage.queries import FLOW_KEYS, _flow_states_sql, _time_bounds
-from netspectra.storage.schema import FLOW_TABLE
+from netspectra.storage.queries import SERIES_METRICS, SeriesMetric, top_flows, totals_series
 
 log = logging.getLogger(__name__)
 
-METRICS = ("packets", "bytes", "flows")
+METRICS = SERIES_METRICS
 #: Table targets: ``<exact task>:top``; heavy hitters ``<sketch task>:<type>`` (type name → number).
 TOP = "top"
 HITTER_TYPES = {"count": 0, "size": 1, "spread": 2}
@@ -144,99 +143,31 @@ def parse_grafana_time(value: Any, what: str) -> int | None:
     return min(ns, MAX_TIME_NS)
 
 
-def split_target(target: str) -> tuple[str, str]:
+def split_target(target: str) -> tuple[str, SeriesMetric]:
     """``task[:metric]`` → ``(task, metric)``; a task name that itself contains ``:`` is taken whole
     unless the part after the last ``:`` is a metric name."""
     task, sep, metric = target.rpartition(":")
     if sep and metric in METRICS:
-        return task, metric
+        return task, cast(SeriesMetric, metric)
     return target, "packets"
-
-
-_KEYS = "SrcIP, DstIP, SrcPort, DstPort, Protocol"
-
-
-def _increments(store: Any, task: str, end_ns: int | None, metric: str) -> list[tuple[int, int]]:
-    """``[(snapshot time, increment of the task's total at that time)]``, by time, over every stored row
-    up to ``end_ns``: the running sum of the increments at ``t`` is the total as of ``t``.
-
-    packets/bytes: per flow and period, the rows sorted by time and differenced (counters are cumulative
-    within a period; rows of one flow at one time — a retried write — count once), summed per time.
-    flows: each distinct flow key counts 1 at its first row. One scan of the task's rows, whatever the
-    number of points (a query per point would scan the table once per point).
-    """
-    where = ["TaskName = %(task)s"]
-    params: dict[str, object] = {"task": task}
-    if end_ns is not None:
-        where.append("TimestampNs <= %(end)s")
-        params["end"] = end_ns
-    cond = " AND ".join(where)
-    table = store.table(FLOW_TABLE)
-    if metric == "flows":
-        sql = (
-            f"SELECT F, count() FROM (SELECT min(TimestampNs) AS F FROM {table} WHERE {cond} "
-            f"GROUP BY {_KEYS}) GROUP BY F ORDER BY F"
-        )
-    else:
-        column = "PacketCount" if metric == "packets" else "ByteCount"
-        versions = (
-            f"SELECT PeriodStartNs, {_KEYS}, TimestampNs, max({column}) AS V FROM {table} WHERE {cond} "
-            f"GROUP BY PeriodStartNs, {_KEYS}, TimestampNs"
-        )
-        per_flow = (
-            f"SELECT arraySort(groupArray((TimestampNs, V))) AS s FROM ({versions}) "
-            f"GROUP BY PeriodStartNs, {_KEYS}"
-        )
-        deltas = (
-            "SELECT arrayMap(x -> tupleElement(x, 1), s) AS ts, "
-            "arrayMap(i -> toInt64(tupleElement(s[i], 2)) - "
-            "if(i = 1, toInt64(0), toInt64(tupleElement(s[i - 1], 2))), arrayEnumerate(s)) AS ds "
-            f"FROM ({per_flow})"
-        )
-        sql = f"SELECT T, sum(D) FROM ({deltas}) ARRAY JOIN ts AS T, ds AS D GROUP BY T ORDER BY T"
-    return [(int(t), int(d)) for t, d in store.query(sql, params)]
 
 
 def series(
     core: QueryCore, target: str, start_ns: int | None, end_ns: int | None, max_points: int
 ) -> list[list[int]]:
-    """``[[value, time_ms], ...]`` of an exact task: its totals as of each stored snapshot in the range.
+    """``[[value, time_ms], ...]`` of an exact task: its totals as of each stored snapshot in the range
+    (:func:`netspectra.storage.queries.totals_series`).
 
-    Points are the newest snapshot of every history bucket of the task (``max(TimestampNs)`` per
-    ``Bucket``): as of those instants every flow's state is still stored whatever merges did, so each
-    value equals ``AggregateFlows(end_time=t)`` exactly (tested). More points than ``max_points`` are
-    thinned evenly (the values stay exact; only fewer instants are shown). Two queries per target.
+    Points are the newest snapshot of every history bucket of the task: as of those instants every
+    flow's state is still stored whatever merges did, so each value equals
+    ``AggregateFlows(end_time=t)`` exactly (tested). More points than ``max_points`` are thinned evenly
+    (the values stay exact; only fewer instants are shown).
     """
     task, metric = split_target(target)
     core._exact_task(task, "/query")
     store = core.router.group_store("exact")
-    where = ["TaskName = %(task)s"]
-    params: dict[str, object] = {"task": task}
-    if start_ns is not None:
-        where.append("TimestampNs >= %(start)s")
-        params["start"] = start_ns
-    if end_ns is not None:
-        where.append("TimestampNs <= %(end)s")
-        params["end"] = end_ns
-    sql = (
-        f"SELECT max(TimestampNs) AS T FROM {store.table(FLOW_TABLE)} WHERE {' AND '.join(where)} "
-        "GROUP BY Bucket ORDER BY T"
-    )
-    times = [int(r[0]) for r in store.query(sql, params)]
-    if len(times) > max_points > 0:
-        step = len(times) / max_points
-        times = [times[min(len(times) - 1, int((i + 1) * step) - 1)] for i in range(max_points)]
-    if not times:
-        return []
-    increments = _increments(store, task, times[-1], metric)
-    points = []
-    total, k = 0, 0
-    for t in times:
-        while k < len(increments) and increments[k][0] <= t:
-            total += increments[k][1]
-            k += 1
-        points.append([total, t // 1_000_000])
-    return points
+    points = totals_series(store, task, metric, start_ns, end_ns, max_points)
+    return [[total, t // 1_000_000] for t, total in points]
 
 
 def table_target(core: QueryCore, target: str) -> tuple[str, str] | None:
@@ -266,27 +197,6 @@ def _limit(target: dict[str, Any]) -> int:
     return DEFAULT_TABLE_ROWS
 
 
-def top_flows(
-    store: Any, task: str, key_fields: list[str], start_ns: int | None, end_ns: int | None, limit: int
-) -> list[list[Any]]:
-    """The ``limit`` flows of ``task`` with the most bytes in the range (ties: more packets, then key):
-    ``[key values..., packets, bytes]`` each. Same per-period flow states as ``TraceFlow``: without a
-    start the totals as of the end, with one the traffic between the two."""
-    where = ["TaskName = %(task)s"]
-    params: dict[str, object] = {"task": task, "limit": int(limit)}
-    _time_bounds(where, params, start_ns, end_ns)
-    keys = ", ".join(FLOW_KEYS)
-    sql = (
-        f"SELECT {keys}, sum(P) AS SP, sum(B) AS SB FROM ({_flow_states_sql(store, where, start_ns)}) "
-        f"WHERE P > 0 GROUP BY {keys} ORDER BY SB DESC, SP DESC, {keys} LIMIT %(limit)s"
-    )
-    out = []
-    for row in store.query(sql, params):
-        values = dict(zip(FLOW_KEYS, row[: len(FLOW_KEYS)], strict=True))
-        out.append([str(values[k]) for k in key_fields] + [int(row[-2]), int(row[-1])])
-    return out
-
-
 def table(
     core: QueryCore, task: str, kind: str, start_ns: int | None, end_ns: int | None, limit: int
 ) -> dict[str, Any]:
@@ -295,7 +205,8 @@ def table(
     if kind == TOP:
         core._exact_task(task, "/query (top)")
         fields = next(list(t.key_fields) for t in core.cfg.aggregator.exact.tasks if t.name == task)
-        rows = top_flows(core.router.group_store("exact"), task, fields, start_ns, end_ns, limit)
+        flows = top_flows(core.router.group_store("exact"), task, start_ns, end_ns, limit)
+        rows = [[str(f.keys[k]) for k in fields] + [f.packets, f.bytes] for f in flows]
         columns = [{"text": f, "type": "string"} for f in fields]
         columns += [{"text": "Packets", "type": "number"}, {"text": "Bytes", "type": "number"}]
         return {"type": "table", "columns": columns, "rows": rows}

@@ -20,7 +20,7 @@ from typing import Literal
 from netspectra.config import ClickHouseConfig, Config
 from netspectra.sketches.kind import HitterType
 from netspectra.storage.base import StorageError
-from netspectra.storage.clickhouse import ClickHouseStore, connect_store
+from netspectra.storage.store import ClickHouseStore, connect_store
 
 log = logging.getLogger(__name__)
 

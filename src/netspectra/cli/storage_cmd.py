@@ -57,10 +57,9 @@ def _load(config: Path | None) -> list[ClickHouseConfig]:
 
 
 def _describe(ch: ClickHouseConfig) -> str:
-    from netspectra.storage.clickhouse import ClickHouseStore
+    from netspectra.storage.store import ClickHouseStore
 
-    store = ClickHouseStore(ch)
-    where = f"embedded chdb at {store.data_dir}" if store.embedded else f"server {store.address}"
+    where = ClickHouseStore(ch).describe()
     cluster = ""
     if ch.cluster:
         cluster = f", cluster {ch.cluster!r}" + (" (replicated)" if ch.replicated else "")
@@ -91,9 +90,9 @@ def init(
     (exit 1) a database whose schema version is newer than this NetSpectra knows.
     """
     from netspectra.storage.base import StorageError
-    from netspectra.storage.clickhouse import ClickHouseStore
     from netspectra.storage.migrations import LATEST, migrate
     from netspectra.storage.migrations import dry_run as plan_dry_run
+    from netspectra.storage.store import ClickHouseStore
 
     failed = False
     for ch in _load(config):
@@ -143,9 +142,9 @@ def status(config: ConfigOption = None) -> None:
     """Show the schema version of every node and the tables with their engines and row counts (active
     parts; a Distributed table holds none itself)."""
     from netspectra.storage.base import StorageError
-    from netspectra.storage.clickhouse import ClickHouseStore
     from netspectra.storage.migrations import LATEST
     from netspectra.storage.migrations import status as read_status
+    from netspectra.storage.store import ClickHouseStore
 
     failed = False
     for ch in _load(config):

@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from netspectra.storage.base import StorageError
-from netspectra.storage.clickhouse import ClickHouseStore
 from netspectra.storage.schema import ALERT_COLUMNS, ALERT_TABLE
+from netspectra.storage.store import ClickHouseStore
 
 if TYPE_CHECKING:
     from netspectra.alerting.alerter import AlertRecord

@@ -2,14 +2,20 @@
 
 The parameters model of the ``clickhouse`` writer kind (:mod:`netspectra.storage.kinds`); the query
 service and the alert store read the same section to find the tables.
+
+TLS to a server (``secure``, ``verify``, ``ca_file``, ``cert_file``, ``key_file``) is checked when the
+configuration is loaded: the files exist and are readable, ``ca_file`` holds CA certificates, the key is
+the key of ``cert_file``'s certificate; each error names the key and the fix.
 """
 
 from __future__ import annotations
 
+import ssl
 from datetime import timedelta
+from pathlib import Path
 from typing import Annotated, ClassVar
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from netspectra.config.base import (
     GoDuration,
@@ -24,6 +30,8 @@ from netspectra.kinds import did_you_mean
 class ClickHouseConfig(Section):
     """``clickhouse`` of a writer."""
 
+    # the section holds the password: a validation error must not echo its input
+    model_config = ConfigDict(**Section.model_config, hide_input_in_errors=True)
     _hints: ClassVar[dict[str, str]] = {"user": "username"}
 
     host: str = ""
@@ -35,9 +43,23 @@ class ClickHouseConfig(Section):
     username: Annotated[str, empty_is_default("default")] = "default"
     #: Secret.
     password: str = Field("", repr=False)
-    #: ``true``: TLS to the server (the original's ClickHouse Cloud mode). NetSpectra speaks the native
-    #: protocol (secure port 9440 by default) and, unlike the original, verifies the certificate.
+    #: ``true``: TLS to the server (the original's ClickHouse Cloud mode): the same as ``secure: true``.
+    #: NetSpectra speaks the native protocol (secure port 9440 by default) and, unlike the original,
+    #: verifies the certificate.
     cloud: bool = False
+    #: ``true``: TLS to the server, on its ``tcp_port_secure`` (``port`` 0 -> 9440). An addition of
+    #: NetSpectra (with the four keys below).
+    secure: bool = False
+    #: TLS: verify the server's certificate chain and that it names ``host``. ``false`` encrypts without
+    #: knowing who answers (tests only); it cannot be combined with ``ca_file``.
+    verify: bool = True
+    #: TLS: PEM file of the CA certificate(s) that signed the server's certificate. Empty -> the driver's
+    #: default bundle (certifi when installed, else the system's CAs).
+    ca_file: str = ""
+    #: Mutual TLS: PEM file of the client certificate (chain, leaf first) the server checks, and
+    #: ``key_file`` its private key (PEM, unencrypted; protect it with file permissions). Both or none.
+    cert_file: str = ""
+    key_file: str = ""
     #: Embedded engine (``host`` empty): the chdb data directory. Empty -> ``netspectra-data/chdb``
     #: (relative to the working directory). One process at a time may open a directory, and a process
     #: can use only one: every embedded writer and query service of a process must name the same one.
@@ -94,6 +116,45 @@ class ClickHouseConfig(Section):
             )
         return v
 
+    @property
+    def tls(self) -> bool:
+        """Whether the connection to the server uses TLS (``secure`` or ``cloud``)."""
+        return self.secure or self.cloud
+
+    @model_validator(mode="after")
+    def _tls(self) -> ClickHouseConfig:
+        files = {k: getattr(self, k).strip() for k in ("ca_file", "cert_file", "key_file")}
+        given = [f"clickhouse.{k}" for k, v in files.items() if v]
+        if (self.secure or given) and not self.host.strip():
+            what = ", ".join((["clickhouse.secure"] if self.secure else []) + given)
+            raise ValueError(
+                f"{what} configure TLS to a ClickHouse server (clickhouse.host), which is empty: the "
+                "embedded engine (chdb) runs in this process and needs no TLS; set host or remove them"
+            )
+        if given and not self.tls:
+            raise ValueError(
+                f"{', '.join(given)} set but TLS is off: set clickhouse.secure: true (the server's "
+                "tcp_port_secure, 9440 by default), or remove them"
+            )
+        if files["ca_file"] and not self.verify:
+            raise ValueError(
+                "clickhouse.ca_file is set but clickhouse.verify is false, so the CA would not be used: "
+                "remove verify: false (recommended) or ca_file"
+            )
+        if bool(files["cert_file"]) != bool(files["key_file"]):
+            given_key, missing = (
+                ("cert_file", "key_file") if files["cert_file"] else ("key_file", "cert_file")
+            )
+            raise ValueError(
+                f"clickhouse.{given_key} is set but clickhouse.{missing} is empty: a client certificate "
+                "(mutual TLS) needs both the certificate and its private key"
+            )
+        if files["ca_file"]:
+            _check_ca_file(files["ca_file"])
+        if files["cert_file"]:
+            _check_key_pair(files["cert_file"], files["key_file"])
+        return self
+
     @model_validator(mode="after")
     def _cluster_mode(self) -> ClickHouseConfig:
         if self.cluster.strip() and not self.host.strip():
@@ -122,3 +183,74 @@ class ClickHouseConfig(Section):
                 f"{format_go_duration(v)!r} is not a whole number of seconds >= 1s; write e.g. 1h or 10m"
             )
         return v
+
+
+# --------------------------------------------------------------------------------------------------
+# TLS files, checked at load time
+# --------------------------------------------------------------------------------------------------
+
+
+class _EncryptedKeyError(Exception):
+    pass
+
+
+def _readable(path: str, key: str, what: str) -> str:
+    p = Path(path).expanduser()
+    try:
+        with p.open("rb") as f:
+            f.read(1)
+    except FileNotFoundError:
+        raise ValueError(f"clickhouse.{key}: {path} does not exist; give the path of {what}") from None
+    except IsADirectoryError:
+        raise ValueError(f"clickhouse.{key}: {path} is a directory; give the path of {what}") from None
+    except OSError as exc:
+        raise ValueError(
+            f"clickhouse.{key}: cannot read {path} ({exc.strerror}); give a readable {what}"
+        ) from None
+    return str(p)
+
+
+def _check_ca_file(path: str) -> None:
+    real = _readable(path, "ca_file", "the PEM CA certificate(s) that signed the server's certificate")
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    try:
+        ctx.load_verify_locations(cafile=real)
+    except (ssl.SSLError, ValueError) as exc:
+        reason = getattr(exc, "reason", None) or exc
+        raise ValueError(
+            f"clickhouse.ca_file: {path} holds no usable CA certificate ({reason}); give the PEM "
+            "certificate of the CA that signed the server's certificate"
+        ) from None
+    if not ctx.get_ca_certs():
+        raise ValueError(
+            f"clickhouse.ca_file: {path} holds no CA certificate (a certificate without the CA flag?); "
+            "give the PEM certificate of the CA that signed the server's certificate"
+        )
+
+
+def _check_key_pair(cert_file: str, key_file: str) -> None:
+    cert = _readable(cert_file, "cert_file", "the PEM client certificate")
+    key = _readable(key_file, "key_file", "the PEM private key of the client certificate")
+
+    def no_password() -> str:
+        raise _EncryptedKeyError
+
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    try:
+        ctx.load_cert_chain(cert, key, password=no_password)
+    except _EncryptedKeyError:
+        raise ValueError(
+            f"clickhouse.key_file: {key_file} is encrypted; give the key unencrypted (openssl pkey -in "
+            "KEY -out KEY.pem) and protect the file with its permissions"
+        ) from None
+    except ssl.SSLError as exc:
+        reason = exc.reason or str(exc)
+        if "KEY_VALUES_MISMATCH" in str(exc) or "key values mismatch" in str(exc):
+            raise ValueError(
+                f"clickhouse.cert_file / clickhouse.key_file: {key_file} is not the private key of the "
+                f"certificate in {cert_file}; give the key that belongs to the certificate"
+            ) from None
+        raise ValueError(
+            f"clickhouse.cert_file / clickhouse.key_file: {cert_file} and {key_file} cannot be used as a "
+            f"client certificate ({reason}); give a PEM certificate and its PEM private key"
+        ) from None

@@ -14,27 +14,33 @@ flow's row on one shard, so ReplacingMergeTree merges and ``FINAL``, which work 
 
 DDL in cluster mode runs either once with ``ON CLUSTER`` (distributed DDL: the servers need ZooKeeper
 and a ``distributed_ddl`` section) or, without ZooKeeper, on each host of the cluster in turn (logged).
+:func:`cluster_nodes` asks the connected server for the hosts, :func:`node_stores` connects to each
+(:meth:`~netspectra.storage.store.ClickHouseStore.for_node`: same user, password and TLS).
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
+from netspectra.storage.base import StorageError
 from netspectra.storage.clickhouse_config import ClickHouseConfig
-from netspectra.storage.schema import (
-    ALERT_TABLE,
-    FLOW_TABLE,
-    HITTER_TABLE,
-    SHARDING_EXPRESSIONS,
-    create_table_sql,
-    quote_identifier,
-)
+from netspectra.storage.schema import TABLES, quote_identifier
+
+if TYPE_CHECKING:
+    from netspectra.storage.store import ClickHouseStore
+
+log = logging.getLogger(__name__)
 
 # The configuration's defaults, so that a Layout built directly (tests, tools) means the same.
 _DEFAULTS = {name: f.default for name, f in ClickHouseConfig.model_fields.items()}
 
-#: The data tables, in creation order.
-DATA_TABLES: tuple[str, ...] = (FLOW_TABLE, HITTER_TABLE, ALERT_TABLE)
+#: The data tables, in creation order (read :data:`~netspectra.storage.schema.TABLES` itself, the
+#: declarations; this is the names when this module was imported).
+DATA_TABLES: tuple[str, ...] = tuple(TABLES)
 #: Value of the insert setting that makes an INSERT into a Distributed table return only when every
 #: shard has its rows (18.16 and current servers alike).
 DISTRIBUTED_INSERT_SETTINGS: dict[str, int] = {"insert_distributed_sync": 1}
@@ -107,24 +113,30 @@ class Layout:
         return f"CREATE DATABASE IF NOT EXISTS {self.db}{self._on(on_cluster)}"
 
     def create_data_tables_sql(self, on_cluster: bool = False) -> list[str]:
-        """``CREATE TABLE IF NOT EXISTS`` of the data tables, in order: on one node the three tables; in
-        cluster mode the three local tables, then the three Distributed tables over them. ``on_cluster``:
-        with ``ON CLUSTER`` (run once); else the statements to run on every node."""
+        """:meth:`create_tables_sql` of every data table."""
+        return self.create_tables_sql(TABLES, on_cluster)
+
+    def create_tables_sql(self, tables: Iterable[str], on_cluster: bool = False) -> list[str]:
+        """``CREATE TABLE IF NOT EXISTS`` of the data tables named ``tables`` (keys of
+        :data:`~netspectra.storage.schema.TABLES`), in order: on one node the tables; in cluster mode
+        their local tables, then the Distributed tables over them. ``on_cluster``: with ``ON CLUSTER``
+        (run once); else the statements to run on every node."""
+        specs = [TABLES[t] for t in tables]
         if not self.clustered:
-            return [create_table_sql(t, self.qualified(t)) for t in DATA_TABLES]
+            return [t.create_sql(self.qualified(t.name)) for t in specs]
         cluster = self.cluster if on_cluster else ""
         out = []
-        for t in DATA_TABLES:
-            replicated = (self.zookeeper_path_of(t), self.replica_name) if self.replicated else None
+        for t in specs:
+            replicated = (self.zookeeper_path_of(t.name), self.replica_name) if self.replicated else None
             out.append(
-                create_table_sql(
-                    t, self.qualified(self.local_name(t)), on_cluster=cluster, replicated=replicated
+                t.create_sql(
+                    self.qualified(self.local_name(t.name)), on_cluster=cluster, replicated=replicated
                 )
             )
-        for t in DATA_TABLES:
-            key = SHARDING_EXPRESSIONS[self.sharding_key][t]
-            distributed = (self.cluster, self.database, self.local_name(t), key)
-            out.append(create_table_sql(t, self.qualified(t), on_cluster=cluster, distributed=distributed))
+        for t in specs:
+            key = t.sharding_expression(self.sharding_key)
+            distributed = (self.cluster, self.database, self.local_name(t.name), key)
+            out.append(t.create_sql(self.qualified(t.name), on_cluster=cluster, distributed=distributed))
         return out
 
     def _on(self, on_cluster: bool) -> str:
@@ -142,3 +154,45 @@ CLUSTER_NODES_SQL = (
 )
 #: Answers only where the server has a ZooKeeper configured (distributed DDL needs one).
 ZOOKEEPER_PROBE_SQL = "SELECT count() FROM system.zookeeper WHERE path = '/'"
+
+
+# --------------------------------------------------------------------------------------------------
+# The nodes of a cluster
+# --------------------------------------------------------------------------------------------------
+
+
+def cluster_nodes(store: ClickHouseStore) -> list[Node]:
+    """The nodes of the configured cluster as the connected server lists them; ``StorageError`` if it
+    does not know the cluster."""
+    layout = store.layout
+    rows = store.query(CLUSTER_NODES_SQL, {"cluster": layout.cluster})
+    if not rows:
+        raise StorageError(
+            f"ClickHouse {store.node} has no cluster {layout.cluster!r} in system.clusters (the "
+            "server's remote_servers); fix clickhouse.cluster or the server configuration"
+        )
+    return [Node(int(s), int(r), str(h), int(p)) for s, r, h, p in rows]
+
+
+def has_distributed_ddl(store: ClickHouseStore) -> bool:
+    """Whether the connected server has a ZooKeeper, which ``ON CLUSTER`` (distributed DDL) needs."""
+    try:
+        store.query(ZOOKEEPER_PROBE_SQL)
+    except StorageError as exc:
+        log.debug("ClickHouse %s: no ZooKeeper (%s)", store.node, exc)
+        return False
+    return True
+
+
+@contextmanager
+def node_stores(store: ClickHouseStore, nodes: list[Node]) -> Iterator[dict[str, ClickHouseStore]]:
+    """An open single-node store per node (``host:port`` → store; same user, password, TLS and database),
+    closed on exit."""
+    with ExitStack() as stack:
+        out: dict[str, ClickHouseStore] = {}
+        for node in nodes:
+            s = store.for_node(node.host, node.port)
+            s.open()
+            stack.callback(s.close)
+            out[node.address] = s
+        yield out

@@ -23,33 +23,48 @@ docs/storage.md. :func:`migrate` (run by every ClickHouse writer's ``open()``, b
 5. checks that the tables have the columns the queries need (a table of the original Go2NetSpectra
    under the same name is refused, as before).
 
-Contract of a migration: its statements are **idempotent** (``CREATE … IF NOT EXISTS``, ``ALTER … ADD
-COLUMN IF NOT EXISTS``, …), so a run interrupted between the statements and the version row, or two
-processes migrating at once, converge; they work on 18.16 and current servers; they never drop data
-without a release note. Adding one: append ``Migration(n + 1, "what", statements)`` and document it in
-docs/storage.md ("Upgrading the schema").
+Contract of a migration: its statements are **idempotent** (``CREATE … IF NOT EXISTS``, …), so a run
+interrupted between the statements and the version row, or two processes migrating at once, converge;
+they work on 18.16 and current servers; they never drop data without a release note. (18.16 rejects
+``ALTER … ADD COLUMN IF NOT EXISTS`` as a syntax error: the first migration that adds a column needs a
+step that looks at ``system.columns`` first; none exists yet.)
+
+Adding a table: declare it in :data:`netspectra.storage.schema.TABLES` and append
+``Migration(n + 1, "what", creates=("name",))``; the ``CREATE TABLE`` of one node or of a cluster (local +
+Distributed tables), the engine and column checks and retention follow from the declaration. Every table
+is created by exactly one migration (checked when this module is imported). Other DDL (an ``ALTER``, a
+view) goes into ``statements(layout, on_cluster)``. Document it in docs/storage.md ("Upgrading the
+schema").
+
+This module works on a :class:`~netspectra.storage.store.ClickHouseStore` through its ``query`` and
+``execute`` only (whatever engine the store's backend is); it never imports the store, which imports it.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from netspectra.storage.base import StorageError
-from netspectra.storage.cluster import CLUSTER_NODES_SQL, DATA_TABLES, ZOOKEEPER_PROBE_SQL, Layout, Node
+from netspectra.storage.cluster import (
+    Layout,
+    cluster_nodes,
+    has_distributed_ddl,
+    node_stores,
+)
 from netspectra.storage.schema import (
-    REQUIRED_COLUMNS,
-    SHARDING_EXPRESSIONS,
-    TABLE_SPECS,
+    ALERT_TABLE,
+    FLOW_TABLE,
+    HITTER_TABLE,
+    TABLES,
     bind,
     quote_string,
 )
 
 if TYPE_CHECKING:
-    from netspectra.storage.clickhouse import ClickHouseStore
+    from netspectra.storage.store import ClickHouseStore
 
 log = logging.getLogger(__name__)
 
@@ -59,25 +74,50 @@ SCHEMA_TABLE = "netspectra_schema"
 
 @dataclass(frozen=True, slots=True)
 class Migration:
-    """One schema version: ``statements(layout, on_cluster)`` gives its DDL, idempotent, in order (with
-    ``ON CLUSTER`` when ``on_cluster``, else the statements each node runs)."""
+    """One schema version: the tables it ``creates`` (names of
+    :data:`~netspectra.storage.schema.TABLES`), then the DDL of ``statements(layout, on_cluster)`` if any;
+    all idempotent, in order (with ``ON CLUSTER`` when ``on_cluster``, else what each node runs)."""
 
     version: int
     description: str
-    statements: Callable[[Layout, bool], list[str]]
+    creates: tuple[str, ...] = ()
+    statements: Callable[[Layout, bool], list[str]] | None = None
 
-
-def _v1(layout: Layout, on_cluster: bool) -> list[str]:
-    return layout.create_data_tables_sql(on_cluster)
+    def sql(self, layout: Layout, on_cluster: bool) -> list[str]:
+        """Every statement of this migration for ``layout``, in order."""
+        out = layout.create_tables_sql(self.creates, on_cluster)
+        if self.statements is not None:
+            out += self.statements(layout, on_cluster)
+        return out
 
 
 #: Every migration this NetSpectra knows, oldest first (versions 1, 2, … without gaps).
 MIGRATIONS: tuple[Migration, ...] = (
-    Migration(1, "flow_metrics, heavy_hitters, alerts (the schema of docs/storage.md)", _v1),
+    Migration(
+        1,
+        "flow_metrics, heavy_hitters, alerts (the schema of docs/storage.md)",
+        creates=(FLOW_TABLE, HITTER_TABLE, ALERT_TABLE),
+    ),
 )
 #: The schema version this NetSpectra writes and reads.
 LATEST = MIGRATIONS[-1].version
-assert [m.version for m in MIGRATIONS] == list(range(1, LATEST + 1))
+
+
+def _check_registry() -> None:
+    """Versions 1..LATEST without gaps, and every declared table created by exactly one migration."""
+    if [m.version for m in MIGRATIONS] != list(range(1, LATEST + 1)):
+        raise AssertionError("MIGRATIONS must be versions 1, 2, ... in order, without gaps")
+    created = [t for m in MIGRATIONS for t in m.creates]
+    if sorted(created) != sorted(TABLES):
+        missing, twice = set(TABLES) - set(created), {t for t in created if created.count(t) > 1}
+        unknown = set(created) - set(TABLES)
+        raise AssertionError(
+            f"every table of schema.TABLES must be created by exactly one migration: not created "
+            f"{sorted(missing)}, created twice {sorted(twice)}, not declared {sorted(unknown)}"
+        )
+
+
+_check_registry()
 
 
 class SchemaVersionError(StorageError):
@@ -186,10 +226,10 @@ def migration_steps(
         if m.version <= current:
             continue
         if mode == "on_cluster":
-            steps += [Step(f"ON CLUSTER {layout.cluster}", sql) for sql in m.statements(layout, True)]
+            steps += [Step(f"ON CLUSTER {layout.cluster}", sql) for sql in m.sql(layout, True)]
         else:
             for n in nodes:
-                steps += [Step(n, sql) for sql in m.statements(layout, False)]
+                steps += [Step(n, sql) for sql in m.sql(layout, False)]
         steps += [Step(n, record_sql(layout, m), m.version) for n in nodes if versions.get(n, 0) < m.version]
     return steps
 
@@ -197,47 +237,6 @@ def migration_steps(
 # --------------------------------------------------------------------------------------------------
 # Running a plan
 # --------------------------------------------------------------------------------------------------
-
-
-def cluster_nodes(store: ClickHouseStore) -> list[Node]:
-    """The nodes of the configured cluster as the connected server lists them; ``StorageError`` if it
-    does not know the cluster."""
-    layout = store.layout
-    rows = store.query(CLUSTER_NODES_SQL, {"cluster": layout.cluster})
-    if not rows:
-        raise StorageError(
-            f"ClickHouse {store.address} has no cluster {layout.cluster!r} in system.clusters (the "
-            "server's remote_servers); fix clickhouse.cluster or the server configuration"
-        )
-    return [Node(int(s), int(r), str(h), int(p)) for s, r, h, p in rows]
-
-
-def has_distributed_ddl(store: ClickHouseStore) -> bool:
-    """Whether the connected server has a ZooKeeper, which ``ON CLUSTER`` (distributed DDL) needs."""
-    try:
-        store.query(ZOOKEEPER_PROBE_SQL)
-    except StorageError as exc:
-        log.debug("ClickHouse %s: no ZooKeeper (%s)", store.address, exc)
-        return False
-    return True
-
-
-@contextmanager
-def node_stores(store: ClickHouseStore, nodes: list[Node]) -> Iterator[dict[str, ClickHouseStore]]:
-    """An open single-node store per node (same user, password, TLS and database), closed on exit."""
-    from netspectra.storage.clickhouse import ClickHouseStore
-
-    with ExitStack() as stack:
-        out: dict[str, ClickHouseStore] = {}
-        for node in nodes:
-            cfg = store.cfg.model_copy(
-                update={"host": node.host, "port": node.port, "cluster": "", "replicated": False}
-            )
-            s = ClickHouseStore(cfg)
-            s.open()
-            stack.callback(s.close)
-            out[node.address] = s
-        yield out
 
 
 def _tables(store: ClickHouseStore, database: str) -> set[str]:
@@ -271,12 +270,12 @@ def migrate(store: ClickHouseStore, every_node: bool = True) -> MigrationReport:
         except StorageError:  # no database or no netspectra_schema on this node yet
             version = None
         if version is not None and version > LATEST:
-            raise _newer(layout, {store.address: version})
+            raise _newer(layout, {store.node: version})
         if version == LATEST:
             try:
                 check_columns(store, layout)
-                if not layout_problems(store, layout, store.address):
-                    return MigrationReport("checked", before={store.address: version})
+                if not layout_problems(store, layout, store.node):
+                    return MigrationReport("checked", before={store.node: version})
             except StorageError:
                 pass  # a table went missing: the full migration recreates it or names the problem
             # another layout (or a table missing): the full migration names the problem on every node
@@ -287,7 +286,7 @@ def migrate(store: ClickHouseStore, every_node: bool = True) -> MigrationReport:
             "ClickHouse cluster %r: no ZooKeeper on %s, so no ON CLUSTER; running the DDL on each of its "
             "%d hosts (%s)",
             layout.cluster,
-            store.address,
+            store.node,
             len(nodes),
             ", ".join(n.address for n in nodes),
         )
@@ -363,15 +362,14 @@ def expected_engines(layout: Layout) -> dict[str, str]:
     the local tables and ``Distributed('cluster', 'db', 'local table', sharding key)`` for the usual
     names."""
     out: dict[str, str] = {}
-    for t in DATA_TABLES:
-        engine = TABLE_SPECS[t][3]
+    for t, spec in TABLES.items():
         if not layout.clustered:
-            out[t] = engine
+            out[t] = spec.engine
             continue
-        out[layout.local_name(t)] = f"Replicated{engine}" if layout.replicated else engine
+        out[layout.local_name(t)] = f"Replicated{spec.engine}" if layout.replicated else spec.engine
         args = (layout.cluster, layout.database, layout.local_name(t))
         quoted = ", ".join(quote_string(a) for a in args)
-        out[t] = f"Distributed({quoted}, {SHARDING_EXPRESSIONS[layout.sharding_key][t]})"
+        out[t] = f"Distributed({quoted}, {spec.sharding_expression(layout.sharding_key)})"
     return out
 
 
@@ -484,7 +482,7 @@ def _check_layout(
 ) -> None:
     problems: list[str] = []
     for n, s in stores.items():
-        node = (store.address if not store.embedded else "embedded") if n == "local" else n
+        node = store.node if n == "local" else n
         problems += layout_problems(s, layout, node, allow_missing)
     if problems:
         raise LayoutError(
@@ -500,7 +498,7 @@ def _check_layout(
 def check_columns(store: ClickHouseStore, layout: Layout, allow_missing: bool = False) -> None:
     """``StorageError`` naming the missing columns when a table lacks what the queries need
     (``allow_missing``: tables not there are not checked)."""
-    names = {layout.local_name(t): t for t in DATA_TABLES} | {t: t for t in DATA_TABLES}
+    names = {layout.local_name(t): t for t in TABLES} | {t: t for t in TABLES}
     found: dict[str, set[str]] = {}
     rows = store.query(
         "SELECT table, name FROM system.columns WHERE database = %(db)s", {"db": layout.database}
@@ -511,7 +509,7 @@ def check_columns(store: ClickHouseStore, layout: Layout, allow_missing: bool = 
     for name, spec in sorted(names.items()):
         if allow_missing and name not in found:
             continue
-        missing = REQUIRED_COLUMNS[spec] - found.get(name, set())
+        missing = TABLES[spec].required_columns - found.get(name, set())
         if missing:
             raise StorageError(
                 f"table {layout.database}.{name} exists without the columns {sorted(missing)} (a table of "

@@ -1,8 +1,12 @@
-"""The original's three queries (AggregateFlows, TraceFlow, QueryHeavyHitters), done right.
+"""Every query of the stored flows and heavy hitters: the original's three (AggregateFlows, TraceFlow,
+QueryHeavyHitters) done right, and those of the HTTP/Grafana face (time series, top flows).
 
-Each function runs one SQL statement, identical on the embedded engine and on a ClickHouse 18.16 server,
-with every value bound client-side (:func:`~netspectra.storage.schema.bind`): no task name, flow key or
-filter value can change a query. Times are UTC nanoseconds since the epoch (``int``).
+All SQL that reads these tables lives here (the alert history's in :mod:`~netspectra.storage.alerts`):
+the gRPC and HTTP services call these functions with typed arguments and never build SQL. Each function
+runs its statements through a :class:`~netspectra.storage.store.ClickHouseStore`, so they are identical
+on the embedded engine, on a ClickHouse 18.16 server and on a cluster's Distributed tables, with every
+value bound client-side (:func:`~netspectra.storage.schema.bind`): no task name, flow key or filter value
+can change a query. Times are UTC nanoseconds since the epoch (``int``).
 
 How rows become answers (the tables are described in :mod:`netspectra.storage.schema`):
 
@@ -23,14 +27,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import numpy as np
 
 from netspectra.output.addr import ips_to_text, parse_ip
 from netspectra.sketches.base import HitterType
-from netspectra.storage.clickhouse import ClickHouseStore
 from netspectra.storage.schema import FLOW_TABLE, HITTER_TABLE, KEY_COLUMNS
+
+if TYPE_CHECKING:
+    from netspectra.storage.store import ClickHouseStore
 
 log = logging.getLogger(__name__)
 
@@ -331,4 +337,150 @@ def flow_details(
     for row in store.query(sql, params):
         keys = {k: str(v) for k, v in zip(FLOW_KEYS, row[:5], strict=True) if v is not None}
         out.append((keys, int(row[5]), int(row[6]), int(row[7]), int(row[8])))
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# Time series and top flows (the HTTP / Grafana face)
+# --------------------------------------------------------------------------------------------------
+
+#: What a series of an exact task counts: packets and bytes (summed over its flows), or distinct flows.
+SeriesMetric = Literal["packets", "bytes", "flows"]
+SERIES_METRICS: tuple[str, ...] = get_args(SeriesMetric)
+
+
+@dataclass(frozen=True, slots=True)
+class FlowTotals:
+    """One flow's traffic in a range: its key fields (``None`` where the task does not key on them),
+    packets and bytes."""
+
+    keys: dict[str, str | int | None]
+    packets: int
+    bytes: int
+
+
+def snapshot_times(
+    store: ClickHouseStore, task: str, start_ns: int | None = None, end_ns: int | None = None
+) -> list[int]:
+    """The times (UTC ns, ascending) of the newest stored snapshot of each history bucket of exact
+    ``task`` within ``[start_ns, end_ns]``: the instants at which every flow's state is still stored,
+    whatever merges did (so :func:`aggregate_flows` with ``end_ns`` = such a time is exact)."""
+    _check_times(start_ns, end_ns)
+    where = ["TaskName = %(task)s"]
+    params: dict[str, object] = {"task": task}
+    if start_ns is not None:
+        where.append("TimestampNs >= %(start)s")
+        params["start"] = start_ns
+    if end_ns is not None:
+        where.append("TimestampNs <= %(end)s")
+        params["end"] = end_ns
+    sql = (
+        f"SELECT max(TimestampNs) AS T FROM {store.table(FLOW_TABLE)} WHERE {' AND '.join(where)} "
+        "GROUP BY Bucket ORDER BY T"
+    )
+    return [int(r[0]) for r in store.query(sql, params)]
+
+
+def total_increments(
+    store: ClickHouseStore, task: str, metric: SeriesMetric, end_ns: int | None = None
+) -> list[tuple[int, int]]:
+    """``[(snapshot time, increment of the task's total at that time)]``, by time, over every stored row
+    of exact ``task`` up to ``end_ns``: the running sum of the increments at ``t`` is the total as of
+    ``t``.
+
+    packets/bytes: per flow and period, the rows sorted by time and differenced (counters are cumulative
+    within a period; rows of one flow at one time — a retried write — count once), summed per time.
+    flows: each distinct flow key counts 1 at its first row. One scan of the task's rows, whatever the
+    number of points (a query per point would scan the table once per point).
+    """
+    if metric not in SERIES_METRICS:
+        raise ValueError(f"metric {metric!r} is not one of {', '.join(SERIES_METRICS)}")
+    _check_times(None, end_ns)
+    where = ["TaskName = %(task)s"]
+    params: dict[str, object] = {"task": task}
+    if end_ns is not None:
+        where.append("TimestampNs <= %(end)s")
+        params["end"] = end_ns
+    cond = " AND ".join(where)
+    table = store.table(FLOW_TABLE)
+    if metric == "flows":
+        sql = (
+            f"SELECT F, count() FROM (SELECT min(TimestampNs) AS F FROM {table} WHERE {cond} "
+            f"GROUP BY {_KEYS}) GROUP BY F ORDER BY F"
+        )
+    else:
+        column = "PacketCount" if metric == "packets" else "ByteCount"
+        versions = (
+            f"SELECT PeriodStartNs, {_KEYS}, TimestampNs, max({column}) AS V FROM {table} WHERE {cond} "
+            f"GROUP BY PeriodStartNs, {_KEYS}, TimestampNs"
+        )
+        per_flow = (
+            f"SELECT arraySort(groupArray((TimestampNs, V))) AS s FROM ({versions}) "
+            f"GROUP BY PeriodStartNs, {_KEYS}"
+        )
+        deltas = (
+            "SELECT arrayMap(x -> tupleElement(x, 1), s) AS ts, "
+            "arrayMap(i -> toInt64(tupleElement(s[i], 2)) - "
+            "if(i = 1, toInt64(0), toInt64(tupleElement(s[i - 1], 2))), arrayEnumerate(s)) AS ds "
+            f"FROM ({per_flow})"
+        )
+        sql = f"SELECT T, sum(D) FROM ({deltas}) ARRAY JOIN ts AS T, ds AS D GROUP BY T ORDER BY T"
+    return [(int(t), int(d)) for t, d in store.query(sql, params)]
+
+
+def totals_series(
+    store: ClickHouseStore,
+    task: str,
+    metric: SeriesMetric,
+    start_ns: int | None = None,
+    end_ns: int | None = None,
+    max_points: int = 0,
+) -> list[tuple[int, int]]:
+    """``[(time_ns, total)]`` of exact ``task``: its total ``metric`` as of each of its
+    :func:`snapshot_times` in the range, each equal to :func:`aggregate_flows` with that ``end_ns``
+    (summed over periods; ``flows`` counts distinct keys). More points than ``max_points`` (> 0) are
+    thinned evenly: the values stay exact, fewer instants are shown. Two queries."""
+    if isinstance(max_points, bool) or not isinstance(max_points, int) or max_points < 0:
+        raise ValueError(f"max_points must be a non-negative int, got {max_points!r}")
+    times = snapshot_times(store, task, start_ns, end_ns)
+    if len(times) > max_points > 0:
+        step = len(times) / max_points
+        times = [times[min(len(times) - 1, int((i + 1) * step) - 1)] for i in range(max_points)]
+    if not times:
+        return []
+    increments = total_increments(store, task, metric, times[-1])
+    points: list[tuple[int, int]] = []
+    total, k = 0, 0
+    for t in times:
+        while k < len(increments) and increments[k][0] <= t:
+            total += increments[k][1]
+            k += 1
+        points.append((t, total))
+    return points
+
+
+def top_flows(
+    store: ClickHouseStore,
+    task: str,
+    start_ns: int | None = None,
+    end_ns: int | None = None,
+    limit: int = 10,
+) -> list[FlowTotals]:
+    """The ``limit`` flows of exact ``task`` with the most bytes (ties: more packets, then key): without
+    ``start_ns`` their totals as of ``end_ns``, with it the traffic between the two — the per-period flow
+    states of :func:`trace_flow`."""
+    _check_times(start_ns, end_ns)
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise ValueError(f"limit must be a positive int, got {limit!r}")
+    where = ["TaskName = %(task)s"]
+    params: dict[str, object] = {"task": task, "limit": limit}
+    _time_bounds(where, params, start_ns, end_ns)
+    sql = (
+        f"SELECT {_KEYS}, sum(P) AS SP, sum(B) AS SB FROM ({_flow_states_sql(store, where, start_ns)}) "
+        f"WHERE P > 0 GROUP BY {_KEYS} ORDER BY SB DESC, SP DESC, {_KEYS} LIMIT %(limit)s"
+    )
+    out = []
+    for row in store.query(sql, params):
+        keys = dict(zip(FLOW_KEYS, row[: len(FLOW_KEYS)], strict=True))
+        out.append(FlowTotals(keys, int(row[-2]), int(row[-1])))
     return out

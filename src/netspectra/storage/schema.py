@@ -1,9 +1,17 @@
-"""ClickHouse tables of NetSpectra and the client-side binding of query parameters.
+"""The ClickHouse tables of NetSpectra, declared once, and the client-side binding of query parameters.
+
+**A table is a declaration** (:class:`Table`, registered in :data:`TABLES`): its columns, sorting key,
+partitions, engine, the shard of a row in cluster mode and its retention. Everything else is derived
+from the declaration: the ``CREATE TABLE`` of one node, of a cluster's local and Distributed tables
+(:mod:`~netspectra.storage.cluster`), the engines and columns :mod:`~netspectra.storage.migrations`
+checks, and the partitions retention drops (:mod:`~netspectra.storage.retention`). A table is created by
+exactly one schema migration (``Migration(n, …, creates=(name,))``, checked at import).
 
 One schema and one SQL dialect for both engines: the embedded chdb (a current ClickHouse) and the oldest
 server we support, Debian's ClickHouse 18.16. So: no DateTime64, no TTL, no CTEs, no window functions and
 no server-side ``{x:Type}`` parameters; values are bound on the client by :func:`bind` (typed, quoted,
-never able to change a query's structure).
+never able to change a query's structure). Retention is therefore not a table TTL but whole partitions
+dropped once their newest row is older than the table's retention setting.
 
 Tables (the original's two, with its flaws fixed; see docs/storage.md for the reasoning and numbers):
 
@@ -29,19 +37,131 @@ per bucket, however many snapshots are taken, and queries "as of" a past time st
 Queries never rely on merges having happened: they take ``argMax(…, TimestampNs)`` per flow and period.
 
 Partitions are days of ``PeriodStart`` (UTC): every version of a flow's row lies in one partition (so
-merges can replace them), and retention drops whole periods (:data:`EXPIRED_PARTITIONS_SQL`); alert
-days are dropped by the same mechanism once their newest alert is older than the retention.
+merges can replace them), and retention drops whole periods; alert days are dropped by the same
+mechanism once their newest alert is older than the retention.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 #: Table names (in the configured database).
 FLOW_TABLE = "flow_metrics"
 HITTER_TABLE = "heavy_hitters"
 ALERT_TABLE = "alerts"
+
+#: ``clickhouse.sharding_key``: ``flow`` (each table's :attr:`Table.shard_by`), ``task``, ``random``.
+SHARDING_KEYS: tuple[str, ...] = ("flow", "task", "random")
+
+
+def seconds_of(ns_column: str) -> str:
+    """SQL of a ``DateTime('UTC')`` (seconds) from a UTC nanoseconds column."""
+    return f"toDateTime(intDiv({ns_column}, 1000000000), 'UTC')"
+
+
+def day_of(ns_column: str) -> str:
+    """SQL of the UTC day (``YYYYMMDD``) of a nanoseconds column: the usual partition key."""
+    return f"toYYYYMMDD({seconds_of(ns_column)})"
+
+
+@dataclass(frozen=True)
+class Table:
+    """The declaration of one data table (see the module docstring).
+
+    ``columns``: the physical columns in insert order, ``(name, ClickHouse type)``. ``aliases``:
+    ``(name, ns column)`` pairs made ``DateTime('UTC') ALIAS`` columns (seconds). ``engine`` and
+    ``engine_args``: a ``*MergeTree`` family engine (``ReplacingMergeTree`` with ``("TimestampNs",)``,
+    ``SummingMergeTree``, ``MergeTree`` with none); cluster mode with ``replicated`` makes it the
+    ``Replicated`` variant. ``shard_by``: the sharding expression for ``sharding_key: flow`` — it must
+    send every row that shares a sorting key (the versions the engine merges) to one shard.
+    ``retention_time``: the UTC-ns column whose newest value in a partition decides when retention drops
+    the partition (empty: never dropped); ``retention_setting``: the ``clickhouse`` key holding that
+    duration (``retention``; a rollup would have its own).
+    """
+
+    name: str
+    columns: tuple[tuple[str, str], ...]
+    order_by: str
+    partition_by: str
+    engine: str = "MergeTree"
+    engine_args: tuple[str, ...] = ()
+    aliases: tuple[tuple[str, str], ...] = ()
+    shard_by: str = "cityHash64(TaskName)"
+    retention_time: str = ""
+    retention_setting: str = "retention"
+    description: str = ""
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        return tuple(n for n, _ in self.columns)
+
+    @property
+    def required_columns(self) -> frozenset[str]:
+        """The columns a table of this name must have to be NetSpectra's (physical and ALIAS)."""
+        return frozenset(self.column_names) | {n for n, _ in self.aliases}
+
+    def sharding_expression(self, sharding_key: str) -> str:
+        """The Distributed table's sharding expression for a ``clickhouse.sharding_key``."""
+        if sharding_key == "flow":
+            return self.shard_by
+        if sharding_key == "task":
+            return "cityHash64(TaskName)"
+        if sharding_key == "random":
+            return "rand()"
+        raise ValueError(f"not a sharding key: {sharding_key!r}; valid: {', '.join(SHARDING_KEYS)}")
+
+    def create_sql(
+        self,
+        qualified_name: str,
+        *,
+        on_cluster: str = "",
+        replicated: tuple[str, str] | None = None,
+        distributed: tuple[str, str, str, str] | None = None,
+    ) -> str:
+        """``CREATE TABLE IF NOT EXISTS`` of this table as ``qualified_name`` (already quoted,
+        ``db.name``), every value written as a literal.
+
+        ``on_cluster``: a cluster name (distributed DDL, ``ON CLUSTER``). ``replicated``: (ZooKeeper path,
+        replica name) → the ``Replicated`` variant of the engine. ``distributed``: (cluster, database,
+        local table, sharding expression) → a ``Distributed`` table with the same columns (no partition or
+        order); the expression must be one of :meth:`sharding_expression`'s (names are quoted here).
+        """
+        cols = [f"    {name} {typ}" for name, typ in self.columns]
+        cols += [f"    {name} DateTime('UTC') ALIAS {seconds_of(src)}" for name, src in self.aliases]
+        body = ",\n".join(cols)
+        cluster = f" ON CLUSTER {quote_identifier(on_cluster)}" if on_cluster else ""
+        head = f"CREATE TABLE IF NOT EXISTS {qualified_name}{cluster} (\n{body}\n)\n"
+        if distributed is not None:
+            dcluster, database, local, key = distributed
+            if key not in {self.sharding_expression(k) for k in SHARDING_KEYS}:
+                raise ValueError(f"not a known sharding expression of {self.name}: {key!r}")
+            args = ", ".join((quote_string(dcluster), quote_string(database), quote_string(local), key))
+            return f"{head}ENGINE = Distributed({args})"
+        engine, params = self.engine, list(self.engine_args)
+        if replicated is not None:
+            engine = "Replicated" + engine
+            params = [quote_string(replicated[0]), quote_string(replicated[1]), *params]
+        return (
+            f"{head}ENGINE = {engine}({', '.join(params)})\nPARTITION BY {self.partition_by}\n"
+            f"ORDER BY ({self.order_by})"
+        )
+
+    def expired_partitions_sql(self, qualified_name: str) -> str:
+        """The partitions whose newest :attr:`retention_time` is older than ``%(cutoff_ns)s``, oldest first
+        (empty if the table is never expired)."""
+        if not self.retention_time:
+            return ""
+        return (
+            f"SELECT {self.partition_by} AS p FROM {qualified_name} "
+            f"GROUP BY p HAVING max({self.retention_time}) < %(cutoff_ns)s ORDER BY p"
+        )
+
+
+# --------------------------------------------------------------------------------------------------
+# The tables
+# --------------------------------------------------------------------------------------------------
 
 #: Physical columns of ``flow_metrics`` in insert order, with their ClickHouse types.
 FLOW_COLUMNS: tuple[tuple[str, str], ...] = (
@@ -90,86 +210,56 @@ ALERT_COLUMNS: tuple[tuple[str, str], ...] = (
 #: Flow-key columns of ``flow_metrics`` (NULL where the task does not key on the field).
 KEY_COLUMNS: tuple[str, ...] = ("SrcIP", "DstIP", "SrcPort", "DstPort", "Protocol")
 
+_PERIOD_DAY = day_of("PeriodStartNs")
 
-def _seconds(ns_column: str) -> str:
-    return f"toDateTime(intDiv({ns_column}, 1000000000), 'UTC')"
-
-
-_PARTITION = f"toYYYYMMDD({_seconds('PeriodStartNs')})"
-_FLOW_ALIASES = (
-    ("Timestamp", "TimestampNs"),
-    ("PeriodStart", "PeriodStartNs"),
-    ("StartTime", "StartNs"),
-    ("EndTime", "EndNs"),
-)
-_HITTER_ALIASES = (("Timestamp", "TimestampNs"), ("PeriodStart", "PeriodStartNs"))
-# FlowHash first: the writer sends rows sorted by it, so the server's sort of an insert is nearly free
-# (measured: 0.7 -> 1.1-1.2 M rows/s); the key columns follow, so flows with equal hashes stay distinct.
-# ifNull: the sorting key may not contain Nullable columns; a field is NULL either in every row of a task
-# or in none, so '' / 0 never collide with real values of the same task.
-_FLOW_ORDER = (
-    "TaskName, PeriodStartNs, FlowHash, ifNull(SrcIP, ''), ifNull(DstIP, ''), ifNull(SrcPort, 0), "
-    "ifNull(DstPort, 0), ifNull(Protocol, 0), Bucket"
-)
-_HITTER_ORDER = "TaskName, Type, PeriodStartNs, Flow, Bucket"
-_ALERT_PARTITION = f"toYYYYMMDD({_seconds('TimestampNs')})"
-_ALERT_ORDER = "TimestampNs, TaskName, RuleName"
-
-
-def _create(
-    table: str,
-    columns: tuple[tuple[str, str], ...],
-    aliases: tuple[tuple[str, str], ...],
-    order: str,
-    engine: str = "ReplacingMergeTree(TimestampNs)",
-    partition: str = _PARTITION,
-) -> str:
-    cols = [f"    {name} {typ}" for name, typ in columns]
-    cols += [f"    {name} DateTime('UTC') ALIAS {_seconds(src)}" for name, src in aliases]
-    body = ",\n".join(cols)
-    return (
-        f"CREATE TABLE IF NOT EXISTS {{db}}.{table} (\n{body}\n)\n"
-        f"ENGINE = {engine}\nPARTITION BY {partition}\nORDER BY ({order})"
-    )
-
-
-_ALERT_ALIASES = (("Timestamp", "TimestampNs"),)
-
-
-#: ``CREATE TABLE IF NOT EXISTS`` statements; ``{db}`` is replaced by the quoted database name.
-CREATE_TABLES: dict[str, str] = {
-    FLOW_TABLE: _create(FLOW_TABLE, FLOW_COLUMNS, _FLOW_ALIASES, _FLOW_ORDER),
-    HITTER_TABLE: _create(HITTER_TABLE, HITTER_COLUMNS, _HITTER_ALIASES, _HITTER_ORDER),
-    ALERT_TABLE: _create(
-        ALERT_TABLE, ALERT_COLUMNS, _ALERT_ALIASES, _ALERT_ORDER, "MergeTree()", _ALERT_PARTITION
+FLOW_METRICS = Table(
+    FLOW_TABLE,
+    FLOW_COLUMNS,
+    # FlowHash first: the writer sends rows sorted by it, so the server's sort of an insert is nearly free
+    # (measured: 0.7 -> 1.1-1.2 M rows/s); the key columns follow, so flows with equal hashes stay
+    # distinct. ifNull: the sorting key may not contain Nullable columns; a field is NULL either in every
+    # row of a task or in none, so '' / 0 never collide with real values of the same task.
+    order_by="TaskName, PeriodStartNs, FlowHash, ifNull(SrcIP, ''), ifNull(DstIP, ''), ifNull(SrcPort, 0), "
+    "ifNull(DstPort, 0), ifNull(Protocol, 0), Bucket",
+    partition_by=_PERIOD_DAY,
+    engine="ReplacingMergeTree",
+    engine_args=("TimestampNs",),
+    aliases=(
+        ("Timestamp", "TimestampNs"),
+        ("PeriodStart", "PeriodStartNs"),
+        ("StartTime", "StartNs"),
+        ("EndTime", "EndNs"),
     ),
-}
-#: The data tables: columns, ALIAS columns, sorting key, engine name, version column, partition key.
-TABLE_SPECS: dict[
-    str, tuple[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...], str, str, str, str]
-] = {
-    FLOW_TABLE: (FLOW_COLUMNS, _FLOW_ALIASES, _FLOW_ORDER, "ReplacingMergeTree", "TimestampNs", _PARTITION),
-    HITTER_TABLE: (
-        HITTER_COLUMNS,
-        _HITTER_ALIASES,
-        _HITTER_ORDER,
-        "ReplacingMergeTree",
-        "TimestampNs",
-        _PARTITION,
-    ),
-    ALERT_TABLE: (ALERT_COLUMNS, _ALERT_ALIASES, _ALERT_ORDER, "MergeTree", "", _ALERT_PARTITION),
-}
-#: Cluster mode: the sharding expression of each table per ``clickhouse.sharding_key``. ``flow`` keeps every
-#: row that shares a table's sorting key (the versions ReplacingMergeTree merges) on one shard.
-SHARDING_EXPRESSIONS: dict[str, dict[str, str]] = {
-    "flow": {
-        FLOW_TABLE: "FlowHash",
-        HITTER_TABLE: "cityHash64(TaskName, Flow)",
-        ALERT_TABLE: "cityHash64(TaskName, RuleName)",
-    },
-    "task": {t: "cityHash64(TaskName)" for t in (FLOW_TABLE, HITTER_TABLE, ALERT_TABLE)},
-    "random": {t: "rand()" for t in (FLOW_TABLE, HITTER_TABLE, ALERT_TABLE)},
-}
+    shard_by="FlowHash",
+    retention_time="TimestampNs",
+    description="exact tasks: the changed flows of each snapshot, counters cumulative in the period",
+)
+HEAVY_HITTERS = Table(
+    HITTER_TABLE,
+    HITTER_COLUMNS,
+    order_by="TaskName, Type, PeriodStartNs, Flow, Bucket",
+    partition_by=_PERIOD_DAY,
+    engine="ReplacingMergeTree",
+    engine_args=("TimestampNs",),
+    aliases=(("Timestamp", "TimestampNs"), ("PeriodStart", "PeriodStartNs")),
+    shard_by="cityHash64(TaskName, Flow)",
+    retention_time="TimestampNs",
+    description="sketch tasks: the heavy hitters of each snapshot",
+)
+ALERTS = Table(
+    ALERT_TABLE,
+    ALERT_COLUMNS,
+    order_by="TimestampNs, TaskName, RuleName",
+    partition_by=day_of("TimestampNs"),
+    aliases=(("Timestamp", "TimestampNs"),),
+    shard_by="cityHash64(TaskName, RuleName)",
+    retention_time="TimestampNs",
+    description="the alert history",
+)
+
+#: Every data table, in creation order: name → declaration. Adding one: declare it here and create it
+#: in a new migration (:data:`netspectra.storage.migrations.MIGRATIONS`).
+TABLES: dict[str, Table] = {t.name: t for t in (FLOW_METRICS, HEAVY_HITTERS, ALERTS)}
 
 
 def create_table_sql(
@@ -180,50 +270,24 @@ def create_table_sql(
     replicated: tuple[str, str] | None = None,
     distributed: tuple[str, str, str, str] | None = None,
 ) -> str:
-    """``CREATE TABLE IF NOT EXISTS`` of data table ``table`` (a key of :data:`TABLE_SPECS`) as
-    ``qualified_name`` (already quoted, ``db.name``), with every value written as a literal.
-
-    ``on_cluster``: a cluster name (distributed DDL, ``ON CLUSTER``). ``replicated``: (ZooKeeper path,
-    replica name) → the ``Replicated`` variant of the engine. ``distributed``: (cluster, database, local
-    table, sharding expression) → a ``Distributed`` table with the same columns (no partition or order).
-    The sharding expression must come from :data:`SHARDING_EXPRESSIONS`; names are quoted here.
-    """
-    columns, aliases, order, engine, version, partition = TABLE_SPECS[table]
-    cols = [f"    {name} {typ}" for name, typ in columns]
-    cols += [f"    {name} DateTime('UTC') ALIAS {_seconds(src)}" for name, src in aliases]
-    body = ",\n".join(cols)
-    cluster = f" ON CLUSTER {quote_identifier(on_cluster)}" if on_cluster else ""
-    head = f"CREATE TABLE IF NOT EXISTS {qualified_name}{cluster} (\n{body}\n)\n"
-    if distributed is not None:
-        dcluster, database, local, key = distributed
-        if key not in {e for m in SHARDING_EXPRESSIONS.values() for e in m.values()}:
-            raise ValueError(f"not a known sharding expression: {key!r}")
-        args = ", ".join((quote_string(dcluster), quote_string(database), quote_string(local), key))
-        return f"{head}ENGINE = Distributed({args})"
-    params = [version] if version else []
-    if replicated is not None:
-        engine = "Replicated" + engine
-        params = [quote_string(replicated[0]), quote_string(replicated[1]), *params]
-    return f"{head}ENGINE = {engine}({', '.join(params)})\nPARTITION BY {partition}\nORDER BY ({order})"
+    """:meth:`Table.create_sql` of the table named ``table``."""
+    return TABLES[table].create_sql(
+        qualified_name, on_cluster=on_cluster, replicated=replicated, distributed=distributed
+    )
 
 
-#: Columns each table must have; an existing table without them (e.g. the original's) is refused.
-REQUIRED_COLUMNS: dict[str, frozenset[str]] = {
-    FLOW_TABLE: frozenset(n for n, _ in FLOW_COLUMNS) | {n for n, _ in _FLOW_ALIASES},
-    HITTER_TABLE: frozenset(n for n, _ in HITTER_COLUMNS) | {n for n, _ in _HITTER_ALIASES},
-    ALERT_TABLE: frozenset(n for n, _ in ALERT_COLUMNS) | {n for n, _ in _ALERT_ALIASES},
+#: ``CREATE TABLE IF NOT EXISTS {db}.<table> …`` (``{db}``: the quoted database) of the tables NetSpectra
+#: created before schema versions existed (they are schema version 1): such databases are adopted.
+CREATE_TABLES: dict[str, str] = {
+    name: TABLES[name].create_sql("{db}." + name) for name in (FLOW_TABLE, HITTER_TABLE, ALERT_TABLE)
 }
-
-#: Partitions (``YYYYMMDD`` of PeriodStart) whose newest snapshot is older than ``%(cutoff_ns)s``.
-EXPIRED_PARTITIONS_SQL = (
-    f"SELECT {_PARTITION} AS p FROM {{db}}.{{table}} "
-    "GROUP BY p HAVING max(TimestampNs) < %(cutoff_ns)s ORDER BY p"
-)
-#: Partitions (``YYYYMMDD`` of the alert time) of ``alerts`` whose newest alert is older than the cutoff.
-EXPIRED_ALERT_PARTITIONS_SQL = (
-    f"SELECT {_ALERT_PARTITION} AS p FROM {{db}}.{{table}} "
-    "GROUP BY p HAVING max(TimestampNs) < %(cutoff_ns)s ORDER BY p"
-)
+#: Derived from :data:`TABLES`, for the callers that index by name.
+#: Columns each table must have; an existing table without them (e.g. the original's) is refused.
+REQUIRED_COLUMNS: dict[str, frozenset[str]] = {name: t.required_columns for name, t in TABLES.items()}
+#: Cluster mode: the sharding expression of each table per ``clickhouse.sharding_key``.
+SHARDING_EXPRESSIONS: dict[str, dict[str, str]] = {
+    key: {name: t.sharding_expression(key) for name, t in TABLES.items()} for key in SHARDING_KEYS
+}
 
 # --------------------------------------------------------------------------------------------------
 # Client-side parameters
