@@ -50,7 +50,6 @@ import contextlib
 import logging
 import mmap
 import os
-import queue
 import select
 import socket
 import struct
@@ -63,6 +62,7 @@ import numpy as np
 from numba import njit
 
 from netspectra.batch import PacketBatch
+from netspectra.bounded import BoundedQueue
 from netspectra.capture.bpf import BpfError, attach_filter, compile_bpf, snaplen_program
 from netspectra.capture.decode import decode_records
 from netspectra.capture.stats import CaptureStats
@@ -793,7 +793,7 @@ class FanoutCapture:
             self.close()
             raise
         self.linktype = self.captures[0].linktype
-        self._queue: queue.Queue[object] = queue.Queue(maxsize=max(1, queue_batches))
+        self._queue: BoundedQueue[object] = BoundedQueue(max(1, queue_batches), name="capture sockets queue")
         self._stop = threading.Event()
         self._abandoned = threading.Event()
         self._iterated = False
@@ -837,13 +837,9 @@ class FanoutCapture:
         self._iterated = True
 
         def put(item: object) -> None:
-            while True:
-                try:
-                    self._queue.put(item, timeout=0.2)
-                    return
-                except queue.Full:
-                    if self._abandoned.is_set():
-                        return
+            # blocks while the consumer is behind (the ring holds the packets meanwhile); gives up once
+            # the consumer has left
+            self._queue.put(item, block=True, abort=self._abandoned)
 
         def read(i: int, cap: LiveCapture) -> None:
             try:

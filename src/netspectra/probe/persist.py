@@ -6,7 +6,8 @@
   queue (bounded in *packets*, ``max_queued_packets``; an empty queue always takes one batch, so a
   batch larger than the bound is not starved), and when it is full the batch is dropped and
   counted (:attr:`PersistStats.dropped_batches` / ``dropped_packets``). Drops are logged at most
-  once per ``log_interval_s`` with the count since the last line, never one line per drop.
+  once per ``log_interval_s`` with the count suppressed meanwhile, never one line per drop (the
+  queue is the project's :class:`~netspectra.bounded.BoundedQueue`).
 * **One writer thread per file.** ``num_workers`` threads take whole batches from the queue; each
   owns its own series of files (``...-w<k>`` when there are several), so no two writers ever share
   a file and no stream is interleaved.
@@ -41,7 +42,6 @@ import os
 import struct
 import threading
 import time
-from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -54,6 +54,7 @@ import pyarrow.parquet as pq
 from numba import njit
 
 from netspectra.batch import PacketBatch
+from netspectra.bounded import BoundedQueue
 from netspectra.config.models import PersistenceConfig
 from netspectra.output.addr import ips_to_arrow
 
@@ -331,13 +332,16 @@ class Persister:
         self.rotate_seconds = rotate_seconds
         self.log_interval_s = log_interval_s
         self.stats = PersistStats()
-        self._q: deque[_Item] = deque()
-        self._queued = 0
-        self._cond = threading.Condition()
-        self._stopping = False
+        self._q: BoundedQueue[_Item] = BoundedQueue(
+            max_queued_packets,
+            units=lambda it: it.n,
+            name="persistence queue",
+            unit="packets",
+            logger=log,
+            log_interval_s=log_interval_s,
+        )
+        self._stats_lock = threading.Lock()
         self._threads: list[threading.Thread] = []
-        self._last_drop_log = 0.0
-        self._drops_since_log = (0, 0)
         self._names_lock = threading.Lock()
 
     @classmethod
@@ -396,52 +400,29 @@ class Persister:
             if batch is None:
                 raise ValueError(f"{self.encoding} persistence needs the PacketBatch")
             n = len(batch)
-        with self._cond:
+        item = _Item(batch if self.encoding != "pcap" else None, raw, n)
+        accepted = self._q.put(item, block=False)
+        with self._stats_lock:
             self.stats.offered += 1
-            if self._stopping:
+            if accepted:
+                self.stats.accepted += 1
+            elif self._q.closed:
                 self.stats.rejected_after_stop += 1
-                return False
-            if self._q and self._queued + n > self.max_queued_packets:
+            else:
                 self.stats.dropped_batches += 1
                 self.stats.dropped_packets += n
-                b, p = self._drops_since_log
-                self._drops_since_log = (b + 1, p + n)
-                self._maybe_log_drops()
-                return False
-            self._q.append(_Item(batch if self.encoding != "pcap" else None, raw, n))
-            self._queued += n
-            self.stats.accepted += 1
-            self._cond.notify()
-        return True
-
-    def _maybe_log_drops(self, force: bool = False) -> None:
-        now = time.monotonic()
-        b, p = self._drops_since_log
-        if b and (force or now - self._last_drop_log >= self.log_interval_s):
-            log.warning(
-                "persistence queue full (%d packets): dropped %d batches (%d packets) since the last report; "
-                "%d packets dropped in all",
-                self.max_queued_packets,
-                b,
-                p,
-                self.stats.dropped_packets,
-            )
-            self._last_drop_log = now
-            self._drops_since_log = (0, 0)
+        return accepted
 
     def stop(self, timeout: float | None = None) -> PersistStats:
         """Refuse new batches, write what is queued, close every file; return the statistics."""
-        with self._cond:
-            self._stopping = True
-            self._cond.notify_all()
-            self._maybe_log_drops(force=True)
+        self._q.close()
         for t in self._threads:
             t.join(timeout)
         return self.stats
 
     @property
     def queued_packets(self) -> int:
-        return self._queued
+        return self._q.queued_units
 
     def __enter__(self) -> Persister:
         return self.start()
@@ -465,22 +446,8 @@ class Persister:
 
     def _take(self, deadline: float | None) -> list[_Item] | None:
         """Queued items (all of them, at most ~1M packets); [] on a rotation deadline; None when done."""
-        with self._cond:
-            while not self._q:
-                if self._stopping:
-                    return None
-                wait = None if deadline is None else max(0.0, deadline - time.monotonic())
-                if wait is not None and wait == 0.0:
-                    return []
-                self._cond.wait(wait)
-            items: list[_Item] = []
-            total = 0
-            while self._q and (not items or total + self._q[0].n <= 1_048_576):
-                it = self._q.popleft()
-                total += it.n
-                items.append(it)
-            self._queued -= total
-            return items
+        wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+        return self._q.take(1_048_576, wait)
 
     def _worker(self, k: int) -> None:
         fw: _FileWriter | None = None
@@ -491,10 +458,10 @@ class Persister:
                 return
             try:
                 path = fw.close()
-                with self._cond:
+                with self._stats_lock:
                     self.stats.files.append(str(path))
             except OSError as exc:
-                with self._cond:
+                with self._stats_lock:
                     self.stats.errors += 1
                 log.error("persistence: closing %s failed: %s", fw.part, exc)
             fw = None
@@ -525,11 +492,11 @@ class Persister:
                             fw = _FileWriter(self._new_path(k), self.encoding, lt, snap)
                         before = fw.bytes
                         fw.write(it)
-                        with self._cond:
+                        with self._stats_lock:
                             self.stats.written_packets += it.n
                             self.stats.written_bytes += fw.bytes - before
                     except Exception as exc:  # a writer must survive anything: the queue would fill
-                        with self._cond:
+                        with self._stats_lock:
                             self.stats.errors += 1
                             self.stats.dropped_batches += 1
                             self.stats.dropped_packets += it.n

@@ -29,7 +29,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -37,6 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from netspectra.batch import PacketBatch
+from netspectra.bounded import BoundedQueue
 from netspectra.counters import RateLimitedLog
 from netspectra.transport.codec import encode_batch, shard_of, split_by_shard
 from netspectra.transport.nats_bus import (
@@ -53,8 +53,6 @@ from netspectra.transport.nats_bus import (
 log = logging.getLogger(__name__)
 
 __all__ = ["ProbeStats", "Publisher", "PublisherOptions"]
-
-_END = object()
 
 
 @dataclass(frozen=True)
@@ -131,7 +129,9 @@ class Publisher:
         self.options = options
         self.stats = ProbeStats(per_shard_packets=[0] * options.n_shards)
         self._seq = [0] * options.n_shards
-        self._queue: queue.Queue[object] = queue.Queue(maxsize=max(1, options.queue_batches))
+        self._queue: BoundedQueue[PacketBatch] = BoundedQueue(
+            max(1, options.queue_batches), name="probe queue", unit="batches", logger=log
+        )
         self._drop_log = RateLimitedLog(log, 10.0)
         self._stop = threading.Event()
         self._error: BaseException | None = None
@@ -146,27 +146,12 @@ class Publisher:
         n = len(batch)
         self.stats.batches_in += 1
         self.stats.packets_in += n
-        if self.options.block:
-            while not self._stop.is_set():
-                try:
-                    self._queue.put(batch, timeout=0.2)
-                    return True
-                except queue.Full:
-                    continue
-            return False
-        try:
-            self._queue.put_nowait(batch)
+        if self._queue.put(batch, block=self.options.block, abort=self._stop):
             return True
-        except queue.Full:
+        if not self._queue.closed and not self._stop.is_set():
             self.stats.dropped_batches += 1
             self.stats.dropped_packets += n
-            self._drop_log.log(
-                logging.WARNING,
-                "probe queue full: dropped a batch of %d packets; %d packets dropped so far",
-                n,
-                self.stats.dropped_packets,
-            )
-            return False
+        return False
 
     def _feed(self, source: Iterable[PacketBatch]) -> None:
         try:
@@ -178,13 +163,7 @@ class Publisher:
         except BaseException as exc:  # reported by run()
             self._error = exc
         finally:
-            while True:
-                try:
-                    self._queue.put(_END, timeout=0.2)
-                    break
-                except queue.Full:
-                    if self._stop.is_set():
-                        break
+            self._queue.close()  # the publishing side takes what is queued, then ends
 
     # -- publishing side (asyncio) ---------------------------------------------------------------------
 
@@ -220,9 +199,8 @@ class Publisher:
                         break
                     stopper.cancel()
                 item = await get
-                if item is _END:
+                if item is None:  # the source ended and everything it queued is published
                     break
-                assert isinstance(item, PacketBatch)
                 await self._publish(nc, js, item, max_packets)
             if js is not None:
                 await js.publish_async_completed()
@@ -231,6 +209,7 @@ class Publisher:
             await nc.flush(timeout=60)
         finally:
             self._stop.set()
+            self._queue.close()  # releases a get() still waiting in the executor
             with contextlib.suppress(Exception):
                 await nc.drain()
             feeder.join(timeout=5)
