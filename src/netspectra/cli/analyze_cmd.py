@@ -91,13 +91,11 @@ def analyze(
         TransferSpeedColumn,
     )
 
-    from netspectra.alerting.alerter import AlertingConfigError, attach_alerter
     from netspectra.config import ConfigError, load_config
     from netspectra.kinds import AGGREGATORS
     from netspectra.offline.report import TaskResult, render, summary_dict
     from netspectra.offline.run import run_offline
     from netspectra.offline.warmup import warm_up
-    from netspectra.storage.alerts import alert_sink_for
 
     try:
         cfg = load_config(config)
@@ -138,9 +136,18 @@ def analyze(
             if "id" in current:
                 bar.update(current["id"], completed=done)
 
+        refused: tuple[type[Exception], ...] = (ConfigError,)
+        if store:  # the alerter (and its settings' errors) only with --store
+            from netspectra.alerting.alerter import AlertingConfigError
+
+            refused = (ConfigError, AlertingConfigError)
+
         def attach(manager: Any) -> None:
             # the original's pcap-analyzer ran the alerter too: with --store, rules checked on the final state
             if store:
+                from netspectra.alerting.alerter import attach_alerter
+                from netspectra.storage.alerts import alert_sink_for
+
                 attach_alerter(manager, cfg, sink=alert_sink_for(cfg))
 
         try:
@@ -155,7 +162,7 @@ def analyze(
                 progress=on_progress,
                 on_manager=attach,
             )
-        except (ConfigError, AlertingConfigError) as exc:
+        except refused as exc:
             raise fail(str(exc)) from None
 
     result, manager = run.result, run.manager

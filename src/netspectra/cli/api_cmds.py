@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from netspectra.cli.common import ConfigOption, console, fail
+from netspectra.cli.common import ConfigOption, console, fail, require
 from netspectra.ops.options import OpsListenOption
 
 if TYPE_CHECKING:
@@ -147,6 +147,7 @@ def api(
     NETSPECTRA_API_TOKENS, NETSPECTRA_API_ADMIN_TOKENS) and TLS (api.tls) are described in docs/api.md.
     Runs until SIGINT or SIGTERM.
     """
+    require("api", "api", "store")
     from netspectra.api.server import ApiServer
     from netspectra.config import ConfigError, load_config
     from netspectra.ops.endpoint import resolve_listen, start_ops
@@ -279,6 +280,7 @@ class Conn:
     def __init__(
         self, addr: str, timeout: float, token: str, tls: bool, ca_file: str, cert_file: str, key_file: str
     ) -> None:
+        require("query", "api")
         from netspectra.auth import ClientSecurity
 
         if bool(cert_file) != bool(key_file):

@@ -107,9 +107,10 @@ class AggregatorKind:
         """Hand one snapshot of one of this kind's tasks to one of its writers."""
         raise TypeError(f"aggregator kind {self.name!r} has no writers")
 
-    def build_group(self, cfg: Config) -> TaskGroup:
-        """The group for ``cfg``: one engine task per ``aggregator.<name>.tasks`` entry and the group's
-        enabled writers. :class:`~netspectra.config.ConfigError` lists every task and writer that cannot
+    def build_group(self, cfg: Config, *, writers: bool = True) -> TaskGroup:
+        """The group for ``cfg``: one engine task per ``aggregator.<name>.tasks`` entry and (``writers``)
+        the group's enabled writers — not even created without (a writer's construction may load a
+        storage engine). :class:`~netspectra.config.ConfigError` lists every task and writer that cannot
         be built, each by its key."""
         from netspectra.config import ConfigError
         from netspectra.engine.groups import TaskGroup, build_writers
@@ -122,10 +123,10 @@ class AggregatorKind:
                 tasks.append(self.build_task(t))
             except ValueError as exc:
                 errors.append(f"aggregator.{self.name}.tasks[{i}] ({t.name}): {exc}")
-        writers = build_writers(section.writers, self.name, errors)
+        built = build_writers(section.writers, self.name, errors) if writers else ()
         if errors:
             raise ConfigError(errors, path=cfg.source)
-        return TaskGroup(self.name, tuple(tasks), writers, self.deliver)
+        return TaskGroup(self.name, tuple(tasks), built, self.deliver)
 
     def warm_up(self, tasks: Sequence[Any] | None) -> None:
         """Compile (or load from numba's cache) the kernels ``tasks`` will run (None: every variant of
@@ -164,8 +165,15 @@ class FactoryKind(AggregatorKind):
         self.name = name
         self.factory = factory
 
-    def build_group(self, cfg: Config) -> TaskGroup:
-        return self.factory(cfg)
+    def build_group(self, cfg: Config, *, writers: bool = True) -> TaskGroup:
+        group = self.factory(cfg)
+        return group if writers or not isinstance(group, _task_group()) else group.without_writers()
+
+
+def _task_group() -> type:
+    from netspectra.engine.groups import TaskGroup
+
+    return TaskGroup
 
 
 def as_aggregator_kind(name: str, obj: Any) -> AggregatorKind:

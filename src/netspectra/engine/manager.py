@@ -463,9 +463,7 @@ class Manager:
         ``size_of_packet_channel`` as the queue bound in packets. ``writers=False`` drops every writer
         (nothing is stored). Other keyword ``options`` go to :class:`Manager`."""
         agg = cfg.aggregator
-        groups = build_groups(cfg, types)
-        if not writers:
-            groups = [g.without_writers() for g in groups]
+        groups = build_groups(cfg, types, writers=writers)
         return cls(
             groups,
             period=agg.period,

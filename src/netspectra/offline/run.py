@@ -120,9 +120,7 @@ def run_offline(
     still stopped (what was read is written) and the exception propagates. ``result.elapsed_s`` covers
     reading and applying every batch, not closing the writers.
     """
-    groups = build_groups(cfg)
-    if not writers:
-        groups = [g.without_writers() for g in groups]
+    groups = build_groups(cfg, writers=writers)
     results: ResultsWriter | None = None
     if out is not None:
         results = ResultsWriter(out, csv=csv)
