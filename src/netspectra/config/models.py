@@ -57,6 +57,7 @@ from netspectra.config.base import (
     one_of,
     parse_go_duration,
 )
+from netspectra.enrich.config import EnrichmentConfig
 from netspectra.fields import FIELD_NAMES
 from netspectra.kinds import AGGREGATORS, KindError, did_you_mean
 
@@ -71,6 +72,7 @@ __all__ = [
     "ApiConfig",
     "ByteSize",
     "Config",
+    "EnrichmentConfig",
     "ExactWriterConfig",
     "FieldList",
     "GoDuration",
@@ -442,6 +444,8 @@ class Config(Section):
     smtp: SmtpConfig = SmtpConfig()
     aggregator: AggregatorConfig = AggregatorConfig()
     ops: OpsConfig = OpsConfig()
+    #: An addition: GeoIP/ASN databases, networks and classifiers (docs/enrichment.md).
+    enrichment: EnrichmentConfig = EnrichmentConfig()
 
     _warnings: tuple[str, ...] = PrivateAttr(default=())
     _source: str | None = PrivateAttr(default=None)
