@@ -57,7 +57,7 @@ from netspectra.config.base import (
     one_of,
     parse_go_duration,
 )
-from netspectra.enrich.config import EnrichmentConfig
+from netspectra.config.enrichment import EnrichmentConfig
 from netspectra.fields import FIELD_NAMES
 from netspectra.kinds import AGGREGATORS, KindError, did_you_mean
 

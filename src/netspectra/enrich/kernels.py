@@ -1,0 +1,325 @@
+"""The enrichment kernels: longest-prefix answers for a whole batch of 16-byte addresses.
+
+The compiled table (see :mod:`netspectra.enrich.table`) is a *step function* over the address space,
+one for IPv4 and one for IPv6: sorted range starts (``starts[0] == 0``, the ranges tile the whole space,
+nested prefixes already flattened so the most specific one owns every address) and one packed 64-bit
+value per range::
+
+    bits 32..63  AS number from the ASN database (0 = unknown)
+    bits 22..31  country code from the country database (:data:`~netspectra.enrich.codes.COUNTRY_CODES`)
+    bits  0..21  network id of the ``networks`` map (0 = none): index of the network attribute arrays
+
+A lookup reads a bucket index (the top ``bits`` of the address -> the first and last range that can
+hold an address of that bucket: a few entries on average) and binary-searches that slice: one access to
+a small, cache-resident index plus one or two cache lines of the range arrays. IPv4-mapped addresses
+(``::ffff:a.b.c.d``, NetSpectra's form of IPv4) use the IPv4 table; other addresses the IPv6 table.
+
+MMDB aliases: in an IPv6 MaxMind database the IPv4 tree sits at ``::/96`` and is usually aliased from
+``2002::/16`` (6to4, IPv4 in bits 16..47) and ``2001::/32`` (Teredo, IPv4 in bits 32..63). The
+database reader answers such an IPv6 address with the embedded IPv4 address's record; so does the
+kernel: for an address in one of these prefixes it also looks the IPv4 address up and takes, from that
+answer, the fields of the sources that alias the prefix (``mask_*``: a bit mask of the packed fields),
+the other fields from the IPv6 answer.
+
+Every kernel has a plain-Python reference (``*_ref``) that the tests compare it with.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+ASN_SHIFT = 32
+CC_SHIFT = 22
+CC_BITS = 10
+NET_BITS = 22
+NET_MASK = (1 << NET_BITS) - 1
+#: The packed fields of each source, for alias masks.
+ASN_FIELD = np.uint64(0xFFFFFFFF << ASN_SHIFT)
+CC_FIELD = np.uint64(((1 << CC_BITS) - 1) << CC_SHIFT)
+NET_FIELD = np.uint64(NET_MASK)
+
+#: Number of per-side counters the lookup kernel returns: rows without AS, without country, without network.
+N_MISSES = 3
+
+
+# --------------------------------------------------------------------------------------------------
+# Small helpers (inlined by numba)
+# --------------------------------------------------------------------------------------------------
+
+
+@njit(inline="always", cache=True)
+def _bswap64(x: np.uint64) -> np.uint64:
+    x = ((x & np.uint64(0x00FF00FF00FF00FF)) << np.uint64(8)) | (
+        (x >> np.uint64(8)) & np.uint64(0x00FF00FF00FF00FF)
+    )
+    x = ((x & np.uint64(0x0000FFFF0000FFFF)) << np.uint64(16)) | (
+        (x >> np.uint64(16)) & np.uint64(0x0000FFFF0000FFFF)
+    )
+    return (x << np.uint64(32)) | (x >> np.uint64(32))
+
+
+@njit(inline="always", cache=True)
+def _find4(x, index, shift, starts, vals):
+    k = x >> shift
+    lo = np.int64(index[k])
+    hi = np.int64(index[k + 1])
+    while lo < hi:
+        mid = (lo + hi + 1) >> 1
+        if starts[mid] <= x:
+            lo = mid
+        else:
+            hi = mid - 1
+    return vals[lo]
+
+
+@njit(inline="always", cache=True)
+def _find6(qhi, qlo, index, shift, shi, slo, vals):
+    k = qhi >> shift
+    lo = np.int64(index[k])
+    hi = np.int64(index[k + 1])
+    while lo < hi:
+        mid = (lo + hi + 1) >> 1
+        h = shi[mid]
+        if h < qhi or (h == qhi and slo[mid] <= qlo):
+            lo = mid
+        else:
+            hi = mid - 1
+    return vals[lo]
+
+
+# --------------------------------------------------------------------------------------------------
+# The batch kernel
+# --------------------------------------------------------------------------------------------------
+
+
+@njit(nogil=True, cache=True)
+def enrich_side(
+    words,  # uint64 (n, 2): the 16-byte addresses viewed as two little-endian words
+    idx4,
+    shift4,
+    starts4,
+    vals4,
+    idx6,
+    shift6,
+    hi6,
+    lo6,
+    vals6,
+    mask_compat,
+    mask_6to4,
+    mask_teredo,
+    net_asn,
+    net_cc,
+    net_attr,  # uint16 (k, m): the k string attributes of each network id
+    out_asn,
+    out_cc,
+    out_attr,  # uint16 (k, n)
+    misses,  # int64 (3,): rows without AS / country / network, accumulated
+):
+    """Enrich one side (source or destination) of a batch: AS, country and network attributes per row.
+
+    ``words`` is the ``(n, 16)`` uint8 address array viewed as ``(n, 2)`` uint64 on a little-endian host.
+    Writes ``out_asn[i]``, ``out_cc[i]``, ``out_attr[:, i]``; adds the rows left without an answer to
+    ``misses``.
+    """
+    n = words.shape[0]
+    k_attr = net_attr.shape[0]
+    m32 = np.uint64(0xFFFFFFFF)
+    mapped_lo = np.uint64(0xFFFF0000)
+    s4 = np.uint64(shift4)
+    s6 = np.uint64(shift6)
+    no_asn = 0
+    no_cc = 0
+    no_net = 0
+    for i in range(n):
+        w0 = words[i, 0]
+        w1 = words[i, 1]
+        if w0 == 0 and (w1 & m32) == mapped_lo:
+            x = _bswap64(w1) & m32
+            v = _find4(x, idx4, s4, starts4, vals4)
+        else:
+            qhi = _bswap64(w0)
+            qlo = _bswap64(w1)
+            v = _find6(qhi, qlo, idx6, s6, hi6, lo6, vals6)
+            # MMDB aliases of the IPv4 tree (see the module docstring).
+            mask = np.uint64(0)
+            x = np.uint64(0)
+            if qhi == 0 and (qlo >> np.uint64(32)) == 0:
+                mask = mask_compat
+                x = qlo
+            elif (qhi >> np.uint64(48)) == np.uint64(0x2002):
+                mask = mask_6to4
+                x = (qhi >> np.uint64(16)) & m32
+            elif (qhi >> np.uint64(32)) == np.uint64(0x20010000):
+                mask = mask_teredo
+                x = qhi & m32
+            if mask != 0:
+                va = _find4(x, idx4, s4, starts4, vals4)
+                v = (va & mask) | (v & ~mask)
+        net = v & np.uint64(NET_MASK)
+        a = net_asn[net]
+        if a == 0:
+            a = np.uint32(v >> np.uint64(ASN_SHIFT))
+        c = net_cc[net]
+        if c == 0:
+            c = np.uint16((v >> np.uint64(CC_SHIFT)) & np.uint64((1 << CC_BITS) - 1))
+        out_asn[i] = a
+        out_cc[i] = c
+        for j in range(k_attr):
+            out_attr[j, i] = net_attr[j, net]
+        no_asn += a == 0
+        no_cc += c == 0
+        no_net += net == 0
+    misses[0] += no_asn
+    misses[1] += no_cc
+    misses[2] += no_net
+
+
+def _find4_ref(x: int, index: np.ndarray, shift: int, starts: np.ndarray, vals: np.ndarray) -> int:
+    # Independent of the bucket index: a plain search over the whole table.
+    import bisect
+
+    return int(vals[bisect.bisect_right(starts.tolist(), x) - 1])
+
+
+def _find6_ref(q: int, hi: np.ndarray, lo: np.ndarray, vals: np.ndarray) -> int:
+    import bisect
+
+    keys = [(int(h) << 64) | int(low) for h, low in zip(hi.tolist(), lo.tolist(), strict=True)]
+    return int(vals[bisect.bisect_right(keys, q) - 1])
+
+
+def enrich_side_ref(
+    addrs: np.ndarray,
+    idx4: np.ndarray,
+    shift4: int,
+    starts4: np.ndarray,
+    vals4: np.ndarray,
+    idx6: np.ndarray,
+    shift6: int,
+    hi6: np.ndarray,
+    lo6: np.ndarray,
+    vals6: np.ndarray,
+    mask_compat: int,
+    mask_6to4: int,
+    mask_teredo: int,
+    net_asn: np.ndarray,
+    net_cc: np.ndarray,
+    net_attr: np.ndarray,
+) -> tuple[list[int], list[int], list[list[int]]]:
+    """Plain-Python :func:`enrich_side` over ``(n, 16)`` uint8 ``addrs``: ``(asn, cc, attrs per row)``."""
+    asns: list[int] = []
+    ccs: list[int] = []
+    attrs: list[list[int]] = []
+    for row in np.asarray(addrs, dtype=np.uint8):
+        b = bytes(row)
+        if b[:12] == b"\0" * 10 + b"\xff\xff":
+            v = _find4_ref(int.from_bytes(b[12:], "big"), idx4, shift4, starts4, vals4)
+        else:
+            q = int.from_bytes(b, "big")
+            v = _find6_ref(q, hi6, lo6, vals6)
+            alias = None
+            if q >> 32 == 0:
+                alias = (int(mask_compat), q & 0xFFFFFFFF)
+            elif q >> 112 == 0x2002:
+                alias = (int(mask_6to4), (q >> 80) & 0xFFFFFFFF)
+            elif q >> 96 == 0x20010000:
+                alias = (int(mask_teredo), (q >> 64) & 0xFFFFFFFF)
+            if alias is not None and alias[0]:
+                mask, x = alias
+                va = _find4_ref(x, idx4, shift4, starts4, vals4)
+                v = (va & mask) | (v & ~mask & 0xFFFFFFFFFFFFFFFF)
+        net = v & NET_MASK
+        asns.append(int(net_asn[net]) or v >> ASN_SHIFT)
+        ccs.append(int(net_cc[net]) or (v >> CC_SHIFT) & ((1 << CC_BITS) - 1))
+        attrs.append([int(net_attr[j, net]) for j in range(net_attr.shape[0])])
+    return asns, ccs, attrs
+
+
+# --------------------------------------------------------------------------------------------------
+# Compilation helpers (per load, not per batch)
+# --------------------------------------------------------------------------------------------------
+
+
+@njit(nogil=True, cache=True)
+def search128(shi, slo, qhi, qlo):
+    """For each query ``(qhi[i], qlo[i])``, the index of the last start ``<=`` it in the sorted 128-bit
+    starts ``(shi, slo)`` (-1 if none): ``searchsorted(..., 'right') - 1`` for 128-bit keys."""
+    n = qhi.shape[0]
+    out = np.empty(n, dtype=np.int64)
+    m = shi.shape[0]
+    for i in range(n):
+        a = qhi[i]
+        b = qlo[i]
+        lo = -1
+        hi = m - 1
+        while lo < hi:
+            mid = (lo + hi + 1) >> 1
+            h = shi[mid]
+            if h < a or (h == a and slo[mid] <= b):
+                lo = mid
+            else:
+                hi = mid - 1
+        out[i] = lo
+    return out
+
+
+def search128_ref(shi: np.ndarray, slo: np.ndarray, qhi: np.ndarray, qlo: np.ndarray) -> np.ndarray:
+    """Plain-Python :func:`search128`."""
+    import bisect
+
+    keys = [(int(h) << 64) | int(low) for h, low in zip(shi.tolist(), slo.tolist(), strict=True)]
+    return np.array(
+        [
+            bisect.bisect_right(keys, (int(h) << 64) | int(low)) - 1
+            for h, low in zip(qhi.tolist(), qlo.tolist(), strict=True)
+        ],
+        dtype=np.int64,
+    )
+
+
+@njit(nogil=True, cache=True)
+def unique_pairs(hi, lo, ifx, cap):
+    """Distinct ``(hi, lo, ifx)`` triples of a batch (exporter address as two words + interface index):
+    ``(inverse, first)`` where ``first[j]`` is the row of the ``j``-th distinct triple in order of first
+    appearance and ``inverse[i]`` its number for row ``i``. ``cap`` is a power of two > 2 * n (the
+    open-addressing table's size)."""
+    n = hi.shape[0]
+    table = np.full(cap, -1, dtype=np.int64)
+    inverse = np.empty(n, dtype=np.int64)
+    first = np.empty(n, dtype=np.int64)
+    mask = np.uint64(cap - 1)
+    k = 0
+    for i in range(n):
+        h = hi[i] * np.uint64(0x9E3779B97F4A7C15) ^ lo[i] * np.uint64(0xC2B2AE3D27D4EB4F)
+        h ^= np.uint64(ifx[i]) * np.uint64(0x165667B19E3779F9)
+        h ^= h >> np.uint64(29)
+        slot = h & mask
+        while True:
+            j = table[slot]
+            if j < 0:
+                table[slot] = k
+                first[k] = i
+                inverse[i] = k
+                k += 1
+                break
+            r = first[j]
+            if hi[r] == hi[i] and lo[r] == lo[i] and ifx[r] == ifx[i]:
+                inverse[i] = j
+                break
+            slot = (slot + np.uint64(1)) & mask
+    return inverse, first[:k].copy()
+
+
+def unique_pairs_ref(hi: np.ndarray, lo: np.ndarray, ifx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Plain-Python :func:`unique_pairs`."""
+    seen: dict[tuple[int, int, int], int] = {}
+    inverse = np.empty(hi.shape[0], dtype=np.int64)
+    first: list[int] = []
+    for i, key in enumerate(zip(hi.tolist(), lo.tolist(), ifx.tolist(), strict=True)):
+        j = seen.get(key)
+        if j is None:
+            j = seen[key] = len(first)
+            first.append(i)
+        inverse[i] = j
+    return inverse, np.array(first, dtype=np.int64)
