@@ -175,20 +175,6 @@ def enrich_side(
     misses[2] += no_net
 
 
-def _find4_ref(x: int, index: np.ndarray, shift: int, starts: np.ndarray, vals: np.ndarray) -> int:
-    # Independent of the bucket index: a plain search over the whole table.
-    import bisect
-
-    return int(vals[bisect.bisect_right(starts.tolist(), x) - 1])
-
-
-def _find6_ref(q: int, hi: np.ndarray, lo: np.ndarray, vals: np.ndarray) -> int:
-    import bisect
-
-    keys = [(int(h) << 64) | int(low) for h, low in zip(hi.tolist(), lo.tolist(), strict=True)]
-    return int(vals[bisect.bisect_right(keys, q) - 1])
-
-
 def enrich_side_ref(
     addrs: np.ndarray,
     idx4: np.ndarray,
@@ -207,17 +193,27 @@ def enrich_side_ref(
     net_cc: np.ndarray,
     net_attr: np.ndarray,
 ) -> tuple[list[int], list[int], list[list[int]]]:
-    """Plain-Python :func:`enrich_side` over ``(n, 16)`` uint8 ``addrs``: ``(asn, cc, attrs per row)``."""
+    """Plain-Python :func:`enrich_side` over ``(n, 16)`` uint8 ``addrs``: ``(asn, cc, attrs per row)``.
+
+    Independent of the bucket indexes: a plain :func:`bisect.bisect_right` over the whole table."""
+    import bisect
+
+    keys4 = starts4.tolist()
+    keys6 = [(int(h) << 64) | int(low) for h, low in zip(hi6.tolist(), lo6.tolist(), strict=True)]
+
+    def find4(x: int) -> int:
+        return int(vals4[bisect.bisect_right(keys4, x) - 1])
+
     asns: list[int] = []
     ccs: list[int] = []
     attrs: list[list[int]] = []
     for row in np.asarray(addrs, dtype=np.uint8):
         b = bytes(row)
         if b[:12] == b"\0" * 10 + b"\xff\xff":
-            v = _find4_ref(int.from_bytes(b[12:], "big"), idx4, shift4, starts4, vals4)
+            v = find4(int.from_bytes(b[12:], "big"))
         else:
             q = int.from_bytes(b, "big")
-            v = _find6_ref(q, hi6, lo6, vals6)
+            v = int(vals6[bisect.bisect_right(keys6, q) - 1])
             alias = None
             if q >> 32 == 0:
                 alias = (int(mask_compat), q & 0xFFFFFFFF)
@@ -227,8 +223,7 @@ def enrich_side_ref(
                 alias = (int(mask_teredo), (q >> 64) & 0xFFFFFFFF)
             if alias is not None and alias[0]:
                 mask, x = alias
-                va = _find4_ref(x, idx4, shift4, starts4, vals4)
-                v = (va & mask) | (v & ~mask & 0xFFFFFFFFFFFFFFFF)
+                v = (find4(x) & mask) | (v & ~mask & 0xFFFFFFFFFFFFFFFF)
         net = v & NET_MASK
         asns.append(int(net_asn[net]) or v >> ASN_SHIFT)
         ccs.append(int(net_cc[net]) or (v >> CC_SHIFT) & ((1 << CC_BITS) - 1))

@@ -1,0 +1,185 @@
+#!/usr/bin/env python3
+"""Enrichment speed: ASN + country + networks for both addresses of every packet of the gen trace.
+
+Usage:
+    python benchmarks/bench_enrich.py [--trace /tmp/zipf.pcap] [--prefixes 500000] [--repeat 5]
+                                      [--bits 12,16,20] [--json OUT.json]
+
+Inputs: the ``netspectra gen`` Zipf trace (``netspectra gen /tmp/zipf.pcap --packets 5000000 --flows
+500000 --seed 7``, made here if missing) and an MMDB database of ``--prefixes`` networks built once with
+the ``mmdb-writer`` package (cached under benchmarks/_work/; it takes minutes: the writer is pure
+Python). Each network's record carries an AS number and a country, as IPinfo's lite database does, so
+the same file serves as the ASN and the country database; 80 % of the networks are IPv4 (/12 ... /24,
+most /24), 20 % IPv6 (/28 ... /48 in 2000::/4, where the trace's IPv6 addresses are). The ``networks``
+map has 2,000 nested entries (IPv4 and IPv6).
+
+Measured (one core: the kernel runs in this thread; numba compiled before timing):
+  load       Enricher.from_config: both databases walked with maxminddb and compiled, networks
+             compiled, tables merged and indexed (wall time)
+  enrich     Enricher.enrich over every batch of the trace, in memory (batches read beforehand):
+             rows per second, best of --repeat; per bucket-index width when --bits lists several
+  reference  the plain-Python reference's rate on a sample (for scale)
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+WORK = ROOT / "benchmarks" / "_work"
+
+_COUNTRIES = ("US", "CN", "DE", "FR", "GB", "JP", "BR", "IN", "RU", "NL", "SE", "CA", "AU", "KR", "IT", "ES")
+
+
+def build_database(path: Path, prefixes: int, seed: int = 11) -> float:
+    """Write an MMDB of ``prefixes`` networks (see the module docstring); the seconds it took."""
+    from mmdb_writer import MMDBWriter
+    from netaddr import IPSet
+
+    t0 = time.perf_counter()
+    rng = np.random.default_rng(seed)
+    n4 = prefixes * 4 // 5
+    n6 = prefixes - n4
+    writer = MMDBWriter(ip_version=6, database_type="NetSpectra-Bench-ASN-Country", ipv4_compatible=True)
+    plens4 = rng.choice(np.arange(12, 25), size=n4, p=_weights(13, heavy_last=0.55))
+    addrs4 = rng.integers(0, 1 << 32, size=n4, dtype=np.uint64)
+    plens6 = rng.integers(28, 49, size=n6)
+    addrs6 = [(0x2 << 124) | (int(rng.integers(0, 1 << 60)) << 64) for _ in range(n6)]
+    asns = rng.integers(1, 400_000, size=prefixes)
+    ccs = rng.integers(0, len(_COUNTRIES), size=prefixes)
+    for i in range(prefixes):
+        if i < n4:
+            plen = int(plens4[i])
+            a = int(addrs4[i]) & ~((1 << (32 - plen)) - 1) & 0xFFFFFFFF
+            net = f"{ipaddress.IPv4Address(a)}/{plen}"
+        else:
+            plen = int(plens6[i - n4])
+            a = addrs6[i - n4] & ~((1 << (128 - plen)) - 1)
+            net = f"{ipaddress.IPv6Address(a)}/{plen}"
+        record = {"autonomous_system_number": int(asns[i]), "country": {"iso_code": _COUNTRIES[int(ccs[i])]}}
+        writer.insert_network(IPSet([net]), record)
+    tmp = path.with_suffix(".tmp")
+    writer.to_db_file(str(tmp))
+    tmp.replace(path)
+    return time.perf_counter() - t0
+
+
+def _weights(k: int, heavy_last: float) -> np.ndarray:
+    w = np.full(k, (1 - heavy_last) / (k - 1))
+    w[-1] = heavy_last
+    return w
+
+
+def networks_map(count: int = 2000, seed: int = 5) -> dict[str, dict[str, str]]:
+    """``count`` nested networks: /8 ... /28 in IPv4, /32 ... /64 in IPv6, names, roles, sites."""
+    rng = np.random.default_rng(seed)
+    out: dict[str, dict[str, str]] = {}
+    while len(out) < count:
+        if rng.random() < 0.8:
+            plen = int(rng.integers(8, 29))
+            a = int(rng.integers(0, 1 << 32)) & ~((1 << (32 - plen)) - 1)
+            net = f"{ipaddress.IPv4Address(a)}/{plen}"
+        else:
+            plen = int(rng.integers(32, 65))
+            a = ((0x2 << 124) | (int(rng.integers(0, 1 << 60)) << 64)) & ~((1 << (128 - plen)) - 1)
+            net = f"{ipaddress.IPv6Address(a)}/{plen}"
+        out[net] = {
+            "name": f"net{len(out)}",
+            "role": ("customer", "server", "transit")[len(out) % 3],
+            "site": f"site{len(out) % 40}",
+        }
+    return out
+
+
+def read_trace(path: Path) -> list[tuple[np.ndarray, np.ndarray]]:
+    from netspectra.capture.reader import CaptureReader
+
+    return [(b.src_ip, b.dst_ip) for b in CaptureReader(path)]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--trace", type=Path, default=Path("/tmp/zipf.pcap"))
+    ap.add_argument("--prefixes", type=int, default=500_000)
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--bits", default="16", help="bucket-index widths to measure, e.g. 12,16,20")
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args()
+
+    from netspectra.config.enrichment import EnrichmentConfig
+    from netspectra.enrich.enricher import Enricher
+    from netspectra.enrich.kernels import enrich_side_ref
+
+    WORK.mkdir(parents=True, exist_ok=True)
+    db = WORK / f"bench-asn-country-{args.prefixes}.mmdb"
+    result: dict[str, object] = {"prefixes": args.prefixes}
+    if not db.exists():
+        print(f"building {db} ({args.prefixes} networks, once) ...", flush=True)
+        result["db_build_s"] = round(build_database(db, args.prefixes), 1)
+        print(f"  built in {result['db_build_s']} s")
+    if not args.trace.exists():
+        print(f"generating {args.trace} ...", flush=True)
+        subprocess.run(
+            [sys.executable, "-m", "netspectra", "gen", str(args.trace), "--packets", "5000000",
+             "--flows", "500000", "--seed", "7"],
+            check=True, capture_output=True,
+        )  # fmt: skip
+    batches = read_trace(args.trace)
+    rows = sum(s.shape[0] for s, _ in batches)
+    result.update(trace=str(args.trace), rows=rows, batches=len(batches))
+    cfg = EnrichmentConfig.model_validate(
+        {
+            "geoip": {"asn_database": str(db), "country_database": str(db)},
+            "networks": networks_map(),
+        }
+    )
+    for bits in (int(b) for b in args.bits.split(",")):
+        t0 = time.perf_counter()
+        enricher = Enricher.from_config(cfg, bits4=bits, bits6=bits)
+        load_s = time.perf_counter() - t0
+        table = enricher.table
+        enricher.enrich(batches[0][0][:64], batches[0][1][:64])  # kernels compiled / loaded from cache
+        best = float("inf")
+        for _ in range(args.repeat):
+            t0 = time.perf_counter()
+            for src, dst in batches:
+                enricher.enrich(src, dst)
+            best = min(best, time.perf_counter() - t0)
+        rate = rows / best
+        m = enricher.metrics()["misses"]
+        per = args.repeat + 1
+        print(
+            f"bits={bits}: load+compile {load_s:.1f} s, table {len(table.steps4)} IPv4 + {len(table.steps6)} "
+            f"IPv6 ranges ({table.nbytes / 2**20:.1f} MiB); enrich {rate / 1e6:.1f} M rows/s "
+            f"({best:.3f} s for {rows} rows, both addresses); unknown AS src {m['SrcAS'] / per / rows:.1%}"
+        )
+        result[f"bits{bits}"] = {
+            "load_s": round(load_s, 2),
+            "ranges4": len(table.steps4),
+            "ranges6": len(table.steps6),
+            "table_mib": round(table.nbytes / 2**20, 1),
+            "rows_per_s": round(rate),
+            "seconds": round(best, 4),
+        }
+    src, dst = batches[0]
+    sample = min(20_000, src.shape[0])
+    t0 = time.perf_counter()
+    enrich_side_ref(src[:sample], *table.kernel_args())
+    ref_rate = sample / (time.perf_counter() - t0)
+    print(f"plain-Python reference: {ref_rate / 1e3:.1f} k addresses/s (one side)")
+    result["reference_addresses_per_s"] = round(ref_rate)
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
