@@ -13,6 +13,7 @@ from pathlib import Path
 import maxminddb
 import numpy as np
 import pytest
+from mmdb_writing import write_mmdb
 
 from netspectra.config.enrichment import EnrichmentConfig
 from netspectra.enrich.codes import COUNTRY_CODES
@@ -217,20 +218,6 @@ def test_damaged_database_service_runs_without_it(
 # --------------------------------------------------------------------------------------------------
 # Databases written by the tests (mmdb-writer)
 # --------------------------------------------------------------------------------------------------
-
-
-def write_mmdb(
-    path: Path, entries: list[tuple[str, dict]], *, ip_version: int = 6, db_type: str = "Test"
-) -> Path:
-    """An MMDB written with the maintained writer; later entries override earlier ones where nested."""
-    from mmdb_writer import MMDBWriter
-    from netaddr import IPSet
-
-    w = MMDBWriter(ip_version=ip_version, database_type=db_type, ipv4_compatible=ip_version == 6)
-    for net, record in entries:
-        w.insert_network(IPSet([net]), record)
-    w.to_db_file(str(path))
-    return path
 
 
 def random_entries(rng: np.random.Generator, n4: int, n6: int, *, v6: bool = True) -> list[tuple[str, dict]]:

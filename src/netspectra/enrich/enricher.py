@@ -37,7 +37,7 @@ from netspectra.enrich.classify import Classifier
 from netspectra.enrich.codes import BOUNDARIES, COUNTRY_CODES
 from netspectra.enrich.columns import COLUMNS
 from netspectra.enrich.kernels import N_MISSES, enrich_side
-from netspectra.enrich.mmdb import DatabaseError, FileSignature, Kind, LoadedDatabase, load_database
+from netspectra.enrich.mmdb import DatabaseError, FileSignature, Kind, LoadedDatabase, load_databases
 from netspectra.enrich.networks import CompiledNetworks, compile_networks
 from netspectra.enrich.table import DEFAULT_BITS4, DEFAULT_BITS6, LookupTable, build_table
 
@@ -76,7 +76,6 @@ class _Source:
     path: str
     loaded: LoadedDatabase | None = None
     tried: FileSignature | None = None
-    tried_once: bool = False
     error: str | None = None
 
 
@@ -131,8 +130,8 @@ class Enricher:
         self._thread: threading.Thread | None = None
         self._last_check = -float("inf")
         self._closed = False
-        for src in self._sources.values():
-            self._load(src)
+        for group in self._groups(list(self._sources.values())):
+            self._load(group)
         self._table: LookupTable = self._build()
         self._last_check = self._clock()
 
@@ -146,26 +145,44 @@ class Enricher:
     # Loading
     # ----------------------------------------------------------------------------------------------
 
-    def _load(self, src: _Source) -> bool:
-        """Try to (re)load ``src``; True if a new version was loaded. Logs a problem once per change."""
-        signature = FileSignature.of(src.path)
-        src.tried, src.tried_once = signature, True
+    def _load(self, group: list[_Source]) -> bool:
+        """(Re)load the sources of one file (one walk for all); True if a new version of any was
+        loaded. A problem is logged once per change of problem, and counted every time."""
+        path = group[0].path
+        signature = FileSignature.of(path)
         t0 = time.perf_counter()
         try:
-            db = load_database(src.path, src.kind)
+            results: dict[Kind, LoadedDatabase | DatabaseError] = load_databases(
+                path, tuple(s.kind for s in group)
+            )
         except DatabaseError as exc:
-            self.counters.load_errors.inc(src.kind)
-            if src.error != exc.problem:
-                keeps = "keeps the previous version" if src.loaded is not None else "runs without it"
-                log.warning("enrichment: %s database %s; enrichment %s", src.kind, exc, keeps)
-            src.error = exc.problem
-            return False
+            results = {s.kind: exc for s in group}
         self.counters.reload_seconds.inc(time.perf_counter() - t0)
-        if src.loaded is not None:
-            self.counters.reloads.inc(src.kind)
-        src.loaded, src.error = db, None
-        log.info("enrichment: %s database %s loaded in %.2f s", src.kind, db.describe(), db.load_seconds)
-        return True
+        changed = False
+        for src in group:
+            src.tried = signature
+            got = results[src.kind]
+            if isinstance(got, DatabaseError):
+                self.counters.load_errors.inc(src.kind)
+                if src.error != got.problem:
+                    keeps = "keeps the previous version" if src.loaded is not None else "runs without it"
+                    log.warning("enrichment: %s database %s; enrichment %s", src.kind, got, keeps)
+                src.error = got.problem
+                continue
+            if src.loaded is not None:
+                self.counters.reloads.inc(src.kind)
+            src.loaded, src.error = got, None
+            changed = True
+            log.info(
+                "enrichment: %s database %s loaded in %.2f s", src.kind, got.describe(), got.load_seconds
+            )
+        return changed
+
+    def _groups(self, sources: list[_Source]) -> list[list[_Source]]:
+        by_path: dict[str, list[_Source]] = {}
+        for s in sources:
+            by_path.setdefault(s.path, []).append(s)
+        return list(by_path.values())
 
     def _build(self) -> LookupTable:
         loaded = [s.loaded for s in self._sources.values() if s.loaded is not None]
@@ -193,8 +210,8 @@ class Enricher:
 
     def _reload_changed(self) -> None:
         with self._lock:
-            changed = self._changed()
-            if not any([self._load(s) for s in changed]):  # a list: try every changed source
+            groups = self._groups(self._changed())
+            if not any([self._load(g) for g in groups]):  # a list: try every changed file
                 return
             self._pending = self._build()
 

@@ -75,9 +75,15 @@ def _find4(x, index, shift, starts, vals):
 
 @njit(inline="always", cache=True)
 def _find6(qhi, qlo, index, shift, shi, slo, vals):
-    k = qhi >> shift
-    lo = np.int64(index[k])
-    hi = np.int64(index[k + 1])
+    # The index covers 2000::/3 (global unicast, where nearly every address and every database range
+    # is); other addresses search the whole table.
+    if (qhi >> np.uint64(61)) == 1:
+        k = (qhi >> shift) & np.uint64(index.shape[0] - 2)
+        lo = np.int64(index[k])
+        hi = np.int64(index[k + 1])
+    else:
+        lo = np.int64(0)
+        hi = np.int64(shi.shape[0] - 1)
     while lo < hi:
         mid = (lo + hi + 1) >> 1
         h = shi[mid]
@@ -124,10 +130,10 @@ def enrich_side(
     """
     n = words.shape[0]
     k_attr = net_attr.shape[0]
-    m32 = np.uint64(0xFFFFFFFF)
-    mapped_lo = np.uint64(0xFFFF0000)
     s4 = np.uint64(shift4)
     s6 = np.uint64(shift6)
+    m32 = np.uint64(0xFFFFFFFF)
+    mapped_lo = np.uint64(0xFFFF0000)
     no_asn = 0
     no_cc = 0
     no_net = 0
@@ -135,8 +141,7 @@ def enrich_side(
         w0 = words[i, 0]
         w1 = words[i, 1]
         if w0 == 0 and (w1 & m32) == mapped_lo:
-            x = _bswap64(w1) & m32
-            v = _find4(x, idx4, s4, starts4, vals4)
+            v = _find4(_bswap64(w1) & m32, idx4, s4, starts4, vals4)
         else:
             qhi = _bswap64(w0)
             qlo = _bswap64(w1)

@@ -146,6 +146,16 @@ def load_database(path: str, kind: Kind) -> LoadedDatabase:
 
     :class:`DatabaseError` for every problem (see the module docstring); never a partial table.
     """
+    got = load_databases(path, (kind,))[kind]
+    if isinstance(got, DatabaseError):
+        raise got
+    return got
+
+
+def load_databases(path: str, kinds: tuple[Kind, ...]) -> dict[Kind, LoadedDatabase | DatabaseError]:
+    """:func:`load_database` for several kinds of answer from one file in one walk (IPinfo lite holds
+    AS numbers and countries; a configuration may name one file twice). A problem of the file raises
+    :class:`DatabaseError`; a kind the file has no answer for is a :class:`DatabaseError` in the result."""
     import maxminddb
 
     t0 = time.perf_counter()
@@ -156,16 +166,12 @@ def load_database(path: str, kind: Kind) -> LoadedDatabase:
         raise DatabaseError(path, "cannot be read (permissions?)")
     if os.path.isdir(path):
         raise DatabaseError(path, "is a directory, not an MMDB file")
-    extract = asn_of if kind == "asn" else country_of
-    shift = ASN_SHIFT if kind == "asn" else CC_SHIFT
-    first4: list[int] = []
-    last4: list[int] = []
-    vals4: list[int] = []
-    first6: list[int] = []
-    last6: list[int] = []
-    vals6: list[int] = []
+    extract = [(asn_of, ASN_SHIFT) if k == "asn" else (country_of, CC_SHIFT) for k in kinds]
+    ranges: list[tuple[list[int], list[int], list[int], list[int], list[int], list[int]]] = [
+        ([], [], [], [], [], []) for _ in kinds
+    ]
     networks = 0
-    without = 0
+    without = [0] * len(kinds)
     try:
         reader = maxminddb.open_database(path)
     except (maxminddb.InvalidDatabaseError, ValueError, OSError) as exc:
@@ -175,59 +181,68 @@ def load_database(path: str, kind: Kind) -> LoadedDatabase:
         ip_version = int(meta.ip_version)
         for net, record in reader:
             networks += 1
-            value = extract(record)
-            if not value:
-                without += 1
-                continue
-            if net.version == 4:
-                first4.append(int(net.network_address))
-                last4.append(int(net.broadcast_address))
-                vals4.append(value << shift)
-            else:
-                first6.append(int(net.network_address))
-                last6.append(int(net.broadcast_address))
-                vals6.append(value << shift)
-        probes = first4[:: max(1, len(first4) // 16)][:16] if ip_version == 6 else []
-        aliases = _check_aliases(reader, probes) if probes else frozenset()
+            first = int(net.network_address)
+            last = first + (1 << (net.max_prefixlen - net.prefixlen)) - 1
+            v4 = net.version == 4
+            for j, (fn, shift) in enumerate(extract):
+                value = fn(record)
+                if not value:
+                    without[j] += 1
+                    continue
+                f4, l4, x4, f6, l6, x6 = ranges[j]
+                if v4:
+                    f4.append(first)
+                    l4.append(last)
+                    x4.append(value << shift)
+                else:
+                    f6.append(first)
+                    l6.append(last)
+                    x6.append(value << shift)
+        firsts4 = max((r[0] for r in ranges), key=len)
+        probes = firsts4[:: max(1, len(firsts4) // 16)][:16] if ip_version == 6 else []
+        aliases = set(_check_aliases(reader, probes)) if probes else set()
     except maxminddb.InvalidDatabaseError as exc:
         raise DatabaseError(path, f"damaged MaxMind DB (MMDB) file: {exc}") from None
     except (ValueError, TypeError, OSError, RuntimeError) as exc:
         raise DatabaseError(path, f"cannot be read as a MaxMind DB (MMDB) file: {exc}") from None
     finally:
         reader.close()
-    if networks and not (vals4 or vals6):
-        wanted = (
-            "an AS number (autonomous_system_number or asn)"
-            if kind == "asn"
-            else ("a country (country.iso_code or country_code)")
-        )
-        raise DatabaseError(
-            path,
-            f"none of its {networks} networks carries {wanted}: is it "
-            f"{'an ASN' if kind == 'asn' else 'a country'} database? "
-            f"(its type is {meta.database_type!r})",
-        )
-    try:
-        steps4 = disjoint_steps4(
-            np.array(first4, np.int64), np.array(last4, np.int64), np.array(vals4, np.uint64)
-        )
-        steps6 = disjoint_steps6(first6, last6, np.array(vals6, np.uint64))
-    except ValueError as exc:
-        raise DatabaseError(path, f"damaged search tree: {exc}") from None
     if ip_version == 6:
-        aliases = aliases | {"compat"}
-    return LoadedDatabase(
-        path=path,
-        kind=kind,
-        signature=signature,
-        database_type=str(meta.database_type),
-        ip_version=ip_version,
-        build_epoch=int(meta.build_epoch),
-        steps4=steps4,
-        steps6=steps6,
-        field=int(ASN_FIELD if kind == "asn" else CC_FIELD),
-        aliases=frozenset(aliases),
-        networks=networks,
-        without_answer=without,
-        load_seconds=time.perf_counter() - t0,
-    )
+        aliases.add("compat")
+    out: dict[Kind, LoadedDatabase | DatabaseError] = {}
+    for j, kind in enumerate(kinds):
+        f4, l4, x4, f6, l6, x6 = ranges[j]
+        if networks and not (x4 or x6):
+            wanted = (
+                "an AS number (autonomous_system_number or asn)"
+                if kind == "asn"
+                else "a country (country.iso_code or country_code)"
+            )
+            out[kind] = DatabaseError(
+                path,
+                f"none of its {networks} networks carries {wanted}: is it "
+                f"{'an ASN' if kind == 'asn' else 'a country'} database? "
+                f"(its type is {meta.database_type!r})",
+            )
+            continue
+        try:
+            steps4 = disjoint_steps4(np.array(f4, np.int64), np.array(l4, np.int64), np.array(x4, np.uint64))
+            steps6 = disjoint_steps6(f6, l6, np.array(x6, np.uint64))
+        except ValueError as exc:
+            raise DatabaseError(path, f"damaged search tree: {exc}") from None
+        out[kind] = LoadedDatabase(
+            path=path,
+            kind=kind,
+            signature=signature,
+            database_type=str(meta.database_type),
+            ip_version=ip_version,
+            build_epoch=int(meta.build_epoch),
+            steps4=steps4,
+            steps6=steps6,
+            field=int(ASN_FIELD if kind == "asn" else CC_FIELD),
+            aliases=frozenset(aliases),
+            networks=networks,
+            without_answer=without[j],
+            load_seconds=time.perf_counter() - t0,
+        )
+    return out

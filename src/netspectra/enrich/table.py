@@ -207,13 +207,16 @@ def bucket_index4(starts: np.ndarray, bits: int) -> np.ndarray:
     return index
 
 
+#: The IPv6 bucket index covers 2000::/3 (global unicast); the kernel searches other addresses whole.
+INDEX6_PREFIX_BITS = 3
+
+
 def bucket_index6(hi: np.ndarray, lo: np.ndarray, bits: int) -> np.ndarray:
-    """:func:`bucket_index4` for IPv6 (buckets by the top ``bits`` bits of the address)."""
-    khi = np.arange(1 << bits, dtype=np.uint64) << np.uint64(64 - bits)
-    index = np.empty((1 << bits) + 1, dtype=np.uint32)
-    index[:-1] = search128(hi, lo, khi, np.zeros_like(khi))
-    index[-1] = hi.shape[0] - 1
-    return index
+    """:func:`bucket_index4` for IPv6 over ``2000::/3``: bucket ``k`` holds the addresses whose bits
+    3 .. 3 + ``bits`` are ``k``; ``index[2**bits]`` is the range holding ``4000::`` (an upper bound)."""
+    shift = 64 - INDEX6_PREFIX_BITS - bits
+    khi = (np.uint64(1) << np.uint64(61)) + (np.arange((1 << bits) + 1, dtype=np.uint64) << np.uint64(shift))
+    return search128(hi, lo, khi, np.zeros_like(khi)).astype(np.uint32)
 
 
 @dataclass(frozen=True)
@@ -289,7 +292,7 @@ def build_table(
         bucket_index4(s4.starts, bits4),
         32 - bits4,
         bucket_index6(s6.hi, s6.lo, bits6),
-        64 - bits6,
+        64 - INDEX6_PREFIX_BITS - bits6,
         np.uint64(masks[0]),
         np.uint64(masks[1]),
         np.uint64(masks[2]),
