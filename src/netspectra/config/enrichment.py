@@ -14,6 +14,7 @@ service starts without that enrichment, says so once and counts the rows it coul
 from __future__ import annotations
 
 import ipaddress
+import os
 from datetime import timedelta
 from typing import Annotated, Any, ClassVar
 
@@ -284,6 +285,19 @@ class EnrichmentConfig(Section):
         # Mappings keyed by CIDR: their entries check their own keys (:class:`_Entry`).
         keys["networks"] = keys["exporters"] = (None, False)
         return keys
+
+    def warnings(self) -> list[str]:
+        """Problems that do not stop NetSpectra: a configured database file that does not exist now (the
+        services start without it and load it when it appears)."""
+        out = []
+        for key, what in (("asn_database", "AS numbers"), ("country_database", "countries")):
+            path = getattr(self.geoip, key).strip()
+            if path and not os.path.isfile(path):
+                out.append(
+                    f"enrichment.geoip.{key}: {path!r} is not a file; the services start without {what} "
+                    "and load the database when it appears"
+                )
+        return out
 
     @property
     def enabled(self) -> bool:

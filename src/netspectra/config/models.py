@@ -554,6 +554,7 @@ def _cross_check(cfg: Config) -> tuple[list[str], list[str]]:
 
     errors.extend(_memory_errors(cfg))
     errors.extend(_rule_errors(cfg, owners, warnings))
+    warnings.extend(cfg.enrichment.warnings())
 
     # An empty smtp.host is not reported here: with ${SMTP_HOST} unset it is the normal state of the shipped
     # file, and commands that never alert (analyze) should not warn about it; the alerter reports it.
