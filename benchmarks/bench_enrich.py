@@ -131,7 +131,11 @@ def main() -> int:
     ap.add_argument("--trace", type=Path, default=Path("/tmp/zipf.pcap"))
     ap.add_argument("--prefixes", type=int, default=500_000)
     ap.add_argument("--repeat", type=int, default=5)
-    ap.add_argument("--bits", default="16", help="bucket-index widths to measure, e.g. 12,16,20")
+    ap.add_argument(
+        "--bits",
+        default="auto",
+        help="bucket-index widths to measure: auto (the default) and/or numbers, e.g. auto,16",
+    )
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
 
@@ -168,7 +172,8 @@ def main() -> int:
             "networks": networks_map(),
         }
     )
-    for bits in (int(b) for b in args.bits.split(",")):
+    for name in args.bits.split(","):
+        bits = None if name == "auto" else int(name)
         t0 = time.perf_counter()
         enricher = Enricher.from_config(cfg, bits4=bits, bits6=bits)
         load_s = time.perf_counter() - t0
@@ -186,12 +191,13 @@ def main() -> int:
         m = enricher.metrics()["misses"]
         per = args.repeat + 1
         print(
-            f"bits={bits}: load+compile {load_s:.1f} s, table {len(table.steps4)} IPv4 + {len(table.steps6)} "
+            f"index bits={name} (IPv4 {32 - table.shift4}, IPv6 {61 - table.shift6}): load+compile "
+            f"{load_s:.1f} s, table {len(table.steps4)} IPv4 + {len(table.steps6)} "
             f"IPv6 ranges ({table.nbytes / 2**20:.1f} MiB); enrich {cpu_rate / 1e6:.1f} M rows/s per core "
             f"(CPU time {best_cpu:.3f} s for {rows} rows, both addresses; wall {rate / 1e6:.1f} M rows/s); "
             f"unknown AS src {m['SrcAS'] / per / rows:.1%}"
         )
-        result[f"bits{bits}"] = {
+        result[f"bits_{name}"] = {
             "load_s": round(load_s, 2),
             "ranges4": len(table.steps4),
             "ranges6": len(table.steps6),

@@ -39,7 +39,7 @@ from netspectra.enrich.columns import COLUMNS
 from netspectra.enrich.kernels import N_MISSES, enrich_side
 from netspectra.enrich.mmdb import DatabaseError, FileSignature, Kind, LoadedDatabase, load_databases
 from netspectra.enrich.networks import CompiledNetworks, compile_networks
-from netspectra.enrich.table import DEFAULT_BITS4, DEFAULT_BITS6, LookupTable, build_table
+from netspectra.enrich.table import LookupTable, build_table
 
 log = logging.getLogger(__name__)
 
@@ -104,8 +104,8 @@ class Enricher:
         *,
         clock: Callable[[], float] = time.monotonic,
         background: bool = True,
-        bits4: int = DEFAULT_BITS4,
-        bits6: int = DEFAULT_BITS6,
+        bits4: int | None = None,
+        bits6: int | None = None,
     ) -> None:
         if sys.byteorder != "little":  # the kernel reads addresses as little-endian words
             raise RuntimeError("enrichment needs a little-endian machine")
@@ -339,7 +339,7 @@ class Enricher:
             cols[f"{side}Country"] = cc
             for j, name in enumerate(_NET_COLUMNS):
                 cols[f"{side}{name}"] = attr[j]
-            misses[f"{side}AS"], misses[f"{side}Country"], misses[f"{side}Net"] = (int(x) for x in miss)
+            misses[f"{side}AS"], misses[f"{side}Country"], misses[f"{side}Net"] = (int(x) for x in miss[:3])
         if exporter is not None:
             ex = _words(exporter, "exporter")
             if ex.shape[0] != n:

@@ -24,9 +24,17 @@ from netspectra.enrich.kernels import search128
 U32_MAX = (1 << 32) - 1
 U64_MAX = (1 << 64) - 1
 
-#: Default bucket-index widths (bits of the address): measured in benchmarks/bench_enrich.py.
-DEFAULT_BITS4 = 16
-DEFAULT_BITS6 = 16
+#: Widest bucket index (bits of the address): 2**20 + 1 uint32 = 4 MiB per family. By default an index
+#: has about one bucket per range (:func:`index_bits`), so that most lookups find their range without a
+#: search; measured in benchmarks/bench_enrich.py.
+MAX_INDEX_BITS = 20
+MIN_INDEX_BITS = 8
+
+
+def index_bits(ranges: int) -> int:
+    """The bucket-index width for a step function of ``ranges`` ranges: about one range per bucket,
+    between :data:`MIN_INDEX_BITS` and :data:`MAX_INDEX_BITS`."""
+    return max(MIN_INDEX_BITS, min(MAX_INDEX_BITS, max(ranges - 1, 1).bit_length()))
 
 
 @dataclass(frozen=True)
@@ -278,14 +286,17 @@ def build_table(
     net_asn: np.ndarray,
     net_cc: np.ndarray,
     net_attr: np.ndarray,
-    bits4: int = DEFAULT_BITS4,
-    bits6: int = DEFAULT_BITS6,
+    bits4: int | None = None,
+    bits6: int | None = None,
     generation: int = 0,
     sources: dict[str, str] | None = None,
 ) -> LookupTable:
-    """Merge the sources' step functions and index them (``masks``: compat, 6to4, Teredo)."""
+    """Merge the sources' step functions and index them (``masks``: compat, 6to4, Teredo; ``bits4``,
+    ``bits6``: index widths, by default from :func:`index_bits`)."""
     s4 = merge4(steps4)
     s6 = merge6(steps6)
+    bits4 = index_bits(len(s4)) if bits4 is None else bits4
+    bits6 = index_bits(len(s6)) if bits6 is None else bits6
     return LookupTable(
         s4,
         s6,
