@@ -125,6 +125,7 @@ class Enricher:
                 self.counters.reloads.touch(kind)
         self._interval = cfg.geoip.check_interval.total_seconds()
         self._lock = threading.Lock()  # loads and table builds, one at a time
+        self._swap_lock = threading.Lock()  # hands a built table over to the batches
         self._generation = 0
         self._pending: LookupTable | None = None
         self._thread: threading.Thread | None = None
@@ -213,7 +214,9 @@ class Enricher:
             groups = self._groups(self._changed())
             if not any([self._load(g) for g in groups]):  # a list: try every changed file
                 return
-            self._pending = self._build()
+            table = self._build()
+            with self._swap_lock:
+                self._pending = table
 
     def reload(self, *, wait: bool = True) -> bool:
         """Check the files now; load the changed ones and prepare a new table. With ``wait`` the new table
@@ -228,11 +231,14 @@ class Enricher:
         return False
 
     def _swap(self) -> bool:
-        pending, self._pending = self._pending, None
-        if pending is None:
+        if self._pending is None:  # the common case, without a lock
             return False
-        self._table = pending
-        return True
+        with self._swap_lock:
+            pending, self._pending = self._pending, None
+            if pending is None:
+                return False
+            self._table = pending
+            return True
 
     def _between_batches(self) -> LookupTable:
         self._swap()
