@@ -24,8 +24,8 @@ from netspectra.config.base import GoDuration, Section, UInt32, format_go_durati
 from netspectra.enrich.expr import EXPORTER_LANGUAGE, INTERFACE_LANGUAGE, Language, RuleError, parse_rule
 from netspectra.kinds import did_you_mean
 
-#: Most entries a ``networks`` map may hold (network ids are 22-bit in the compiled table).
-MAX_NETWORKS = (1 << 22) - 1
+#: Most entries a ``networks`` map may hold (network ids are 21-bit in the compiled table).
+MAX_NETWORKS = (1 << 21) - 2
 #: Most distinct values one network attribute may take (codes are uint16, 0 = unknown).
 MAX_ATTRIBUTE_VALUES = (1 << 16) - 1
 

@@ -331,20 +331,21 @@ class Enricher:
         if dst.shape[0] != n:
             raise ValueError(f"src_ip has {n} rows but dst_ip has {dst.shape[0]}")
         table = self._between_batches()  # the one table of this batch
-        args = table.kernel_args()
-        k = len(NETWORK_ATTRIBUTES)
+        args = table.kernel_args(used_only=True)
+        used = table.used_attributes
         cols: dict[str, np.ndarray] = {}
         misses: dict[str, int] = {}
         for side, words in (("Src", src), ("Dst", dst)):
             asn = np.empty(n, np.uint32)
             cc = np.empty(n, np.uint16)
-            attr = np.empty((k, n), np.uint16)
+            attr = np.empty((len(used), n), np.uint16)
             miss = np.zeros(N_MISSES, np.int64)
             enrich_side(words, *args, asn, cc, attr, miss)
             cols[f"{side}AS"] = asn
             cols[f"{side}Country"] = cc
             for j, name in enumerate(_NET_COLUMNS):
-                cols[f"{side}{name}"] = attr[j]
+                # An attribute no network sets is all unknown: zeros, not computed (calloc'ed pages).
+                cols[f"{side}{name}"] = attr[used.index(j)] if j in used else np.zeros(n, np.uint16)
             misses[f"{side}AS"], misses[f"{side}Country"], misses[f"{side}Net"] = (int(x) for x in miss[:3])
         if exporter is not None:
             ex = _words(exporter, "exporter")

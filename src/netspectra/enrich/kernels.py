@@ -7,12 +7,15 @@ value per range::
 
     bits 32..63  AS number from the ASN database (0 = unknown)
     bits 22..31  country code from the country database (:data:`~netspectra.enrich.codes.COUNTRY_CODES`)
-    bits  0..21  network id of the ``networks`` map (0 = none): index of the network attribute arrays
+    bit  21      0 in a value; set in a bucket-index entry that holds a value (below)
+    bits  0..20  network id of the ``networks`` map (0 = none): index of the network attribute arrays
 
-A lookup reads a bucket index (the top ``bits`` of the address -> the first and last range that can
-hold an address of that bucket: a few entries on average) and binary-searches that slice: one access to
-a small, cache-resident index plus one or two cache lines of the range arrays. IPv4-mapped addresses
-(``::ffff:a.b.c.d``, NetSpectra's form of IPv4) use the IPv4 table; other addresses the IPv6 table.
+A lookup reads a bucket index on the top ``bits`` of the address (IPv6: of ``2000::/3``; other IPv6
+addresses search the whole table) and binary-searches the few ranges of that bucket. Index entries are
+64-bit: a bucket that lies inside one range holds that range's value itself (bit 21 set), so most
+lookups cost one memory access; the others hold the bucket's first range and its number of ranges.
+IPv4-mapped addresses (``::ffff:a.b.c.d``, NetSpectra's form of IPv4) use the IPv4 table; other
+addresses the IPv6 table.
 
 MMDB aliases: in an IPv6 MaxMind database the IPv4 tree sits at ``::/96`` and is usually aliased from
 ``2002::/16`` (6to4, IPv4 in bits 16..47) and ``2001::/32`` (Teredo, IPv4 in bits 32..63). The
@@ -32,8 +35,10 @@ from numba import njit
 ASN_SHIFT = 32
 CC_SHIFT = 22
 CC_BITS = 10
-NET_BITS = 22
+NET_BITS = 21
 NET_MASK = (1 << NET_BITS) - 1
+#: Bit 21: set in an IPv4 index entry that holds its bucket's value.
+DIRECT = 1 << 21
 #: The packed fields of each source, for alias masks.
 ASN_FIELD = np.uint64(0xFFFFFFFF << ASN_SHIFT)
 CC_FIELD = np.uint64(((1 << CC_BITS) - 1) << CC_SHIFT)
@@ -66,9 +71,13 @@ def _bswap64(x: np.uint64) -> np.uint64:
 
 @njit(inline="always", cache=True)
 def _find4(x, index, shift, starts, vals):
-    k = x >> shift
-    lo = np.int64(index[k])
-    hi = np.int64(index[k + 1])
+    e = index[x >> shift]
+    if e & np.uint64(DIRECT):
+        return e ^ np.uint64(DIRECT)
+    lo = np.int64(e >> np.uint64(32))
+    hi = lo + np.int64(
+        (e & np.uint64(NET_MASK)) | (((e >> np.uint64(22)) & np.uint64(0x3FF)) << np.uint64(21))
+    )
     while lo < hi:
         mid = (lo + hi + 1) >> 1
         if starts[mid] <= x:
@@ -83,9 +92,13 @@ def _find6(qhi, qlo, index, shift, shi, slo, vals):
     # The index covers 2000::/3 (global unicast, where nearly every address and every database range
     # is); other addresses search the whole table.
     if (qhi >> np.uint64(61)) == 1:
-        k = (qhi >> shift) & np.uint64(index.shape[0] - 2)
-        lo = np.int64(index[k])
-        hi = np.int64(index[k + 1])
+        e = index[(qhi >> shift) & np.uint64(index.shape[0] - 1)]
+        if e & np.uint64(DIRECT):
+            return e ^ np.uint64(DIRECT)
+        lo = np.int64(e >> np.uint64(32))
+        hi = lo + np.int64(
+            (e & np.uint64(NET_MASK)) | (((e >> np.uint64(22)) & np.uint64(0x3FF)) << np.uint64(21))
+        )
     else:
         lo = np.int64(0)
         hi = np.int64(shi.shape[0] - 1)
@@ -145,10 +158,10 @@ def enrich_side(
     touched = np.uint64(0)
     for i in range(n):
         if i + PREFETCH < n:
-            # Touch the first range of a later row's IPv4 bucket: its cache line is on its way when that
-            # row's search needs it (numba has no prefetch instruction; the sum keeps the load alive).
+            # Touch a later row's IPv4 index entry: its cache line is on its way when that row needs it
+            # (numba has no prefetch instruction; the sum, written out, keeps the load alive).
             ahead = _bswap64(words[i + PREFETCH, 1]) & m32
-            touched += starts4[idx4[ahead >> s4]]
+            touched += idx4[ahead >> s4]
         w0 = words[i, 0]
         w1 = words[i, 1]
         if w0 == 0 and (w1 & m32) == mapped_lo:
@@ -173,7 +186,8 @@ def enrich_side(
             va = _find4(x, idx4, s4, starts4, vals4)
             v = (va & mask) | (v & ~mask)
         packed[i] = v
-    # Pass 2: unpack (streaming).
+    # Pass 2: unpack (streaming): AS and country per row, the network id kept for pass 3.
+    nets = packed  # reused: each packed value is read once, just before its slot is overwritten
     no_asn = 0
     no_cc = 0
     no_net = 0
@@ -188,11 +202,16 @@ def enrich_side(
             c = np.uint16((v >> np.uint64(CC_SHIFT)) & np.uint64((1 << CC_BITS) - 1))
         out_asn[i] = a
         out_cc[i] = c
-        for j in range(k_attr):
-            out_attr[j, i] = net_attr[j, net]
+        nets[i] = net
         no_asn += a == 0
         no_cc += c == 0
         no_net += net == 0
+    # Pass 3: one gather loop per network attribute (simple loops the compiler vectorises).
+    for j in range(k_attr):
+        row = net_attr[j]
+        out = out_attr[j]
+        for i in range(n):
+            out[i] = row[nets[i]]
     misses[0] += no_asn
     misses[1] += no_cc
     misses[2] += no_net

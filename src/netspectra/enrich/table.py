@@ -14,6 +14,7 @@ Contract: every function here is pure numpy/numba over whole arrays (no per-rang
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -205,26 +206,44 @@ def merge6(parts: Sequence[Steps6]) -> Steps6:
     return _coalesce6(hi, lo, vals)
 
 
-def bucket_index4(starts: np.ndarray, bits: int) -> np.ndarray:
-    """``index[k]``: the range holding the first address of bucket ``k`` (top ``bits`` bits), and
-    ``index[2**bits] = len - 1``; the ranges of bucket ``k`` are ``index[k] .. index[k + 1]``."""
-    keys = np.arange(1 << bits, dtype=np.uint64) << np.uint64(32 - bits)
-    index = np.empty((1 << bits) + 1, dtype=np.uint32)
-    index[:-1] = np.searchsorted(starts.astype(np.uint64), keys, side="right") - 1
-    index[-1] = starts.shape[0] - 1
-    return index
+def _entries(first: np.ndarray, last: np.ndarray, vals: np.ndarray) -> np.ndarray:
+    """Bucket-index entries from each bucket's first and last range (see :func:`bucket_index4`)."""
+    from netspectra.enrich.kernels import DIRECT
+
+    if np.any(vals & np.uint64(DIRECT)):
+        raise ValueError("a value uses bit 21 (network ids are 21-bit)")
+    extra = (last - first).astype(np.uint64)
+    packed = (first.astype(np.uint64) << np.uint64(32)) | (extra & np.uint64(0x1FFFFF))
+    packed |= (extra >> np.uint64(21)) << np.uint64(22)
+    return np.where(extra == 0, vals[first] | np.uint64(DIRECT), packed).astype(np.uint64)
+
+
+def bucket_index4(starts: np.ndarray, vals: np.ndarray, bits: int) -> np.ndarray:
+    """The IPv4 bucket index (uint64, one entry per bucket of the top ``bits`` bits): a bucket inside one
+    range holds that range's value with bit 21 set (:data:`~netspectra.enrich.kernels.DIRECT`); the
+    others hold their first range (bits 32..63) and their number of ranges beyond it (bits 0..20 and
+    22..31, bit 21 clear)."""
+    keys = np.arange((1 << bits) + 1, dtype=np.uint64) << np.uint64(32 - bits)
+    s = starts.astype(np.uint64)
+    first = np.searchsorted(s, keys[:-1], side="right") - 1
+    last = np.searchsorted(s, keys[1:] - np.uint64(1), side="right") - 1
+    return _entries(first, last, vals)
 
 
 #: The IPv6 bucket index covers 2000::/3 (global unicast); the kernel searches other addresses whole.
 INDEX6_PREFIX_BITS = 3
 
 
-def bucket_index6(hi: np.ndarray, lo: np.ndarray, bits: int) -> np.ndarray:
+def bucket_index6(hi: np.ndarray, lo: np.ndarray, vals: np.ndarray, bits: int) -> np.ndarray:
     """:func:`bucket_index4` for IPv6 over ``2000::/3``: bucket ``k`` holds the addresses whose bits
-    3 .. 3 + ``bits`` are ``k``; ``index[2**bits]`` is the range holding ``4000::`` (an upper bound)."""
-    shift = 64 - INDEX6_PREFIX_BITS - bits
-    khi = (np.uint64(1) << np.uint64(61)) + (np.arange((1 << bits) + 1, dtype=np.uint64) << np.uint64(shift))
-    return search128(hi, lo, khi, np.zeros_like(khi)).astype(np.uint32)
+    3 .. 3 + ``bits`` are ``k``."""
+    shift = np.uint64(64 - INDEX6_PREFIX_BITS - bits)
+    base = np.uint64(1) << np.uint64(61)
+    k = np.arange((1 << bits) + 1, dtype=np.uint64)
+    first = search128(hi, lo, base + (k[:-1] << shift), np.zeros(1 << bits, np.uint64))
+    # The last address of bucket k is the first of bucket k + 1 minus one: (hi - 1, 2**64 - 1).
+    last = search128(hi, lo, base + (k[1:] << shift) - np.uint64(1), np.full(1 << bits, U64_MAX, np.uint64))
+    return _entries(first, last, vals)
 
 
 @dataclass(frozen=True)
@@ -250,6 +269,16 @@ class LookupTable:
     #: What went into the table: source name -> a one-line description (path, type, networks).
     sources: dict[str, str] = field(default_factory=dict)
 
+    @functools.cached_property
+    def used_attributes(self) -> tuple[int, ...]:
+        """Rows of ``net_attr`` that some network sets (the others are all unknown)."""
+        return tuple(j for j in range(self.net_attr.shape[0]) if self.net_attr[j].any())
+
+    @functools.cached_property
+    def used_net_attr(self) -> np.ndarray:
+        """``net_attr`` restricted to :attr:`used_attributes` (what the kernel gathers)."""
+        return np.ascontiguousarray(self.net_attr[list(self.used_attributes)], dtype=np.uint16)
+
     @property
     def nbytes(self) -> int:
         arrays = (self.steps4.starts, self.steps4.vals, self.steps6.hi, self.steps6.lo, self.steps6.vals)
@@ -257,8 +286,9 @@ class LookupTable:
             a.nbytes for a in (*arrays, self.idx4, self.idx6, self.net_asn, self.net_cc, self.net_attr)
         )
 
-    def kernel_args(self) -> tuple:
-        """The table's arrays in :func:`~netspectra.enrich.kernels.enrich_side`'s order."""
+    def kernel_args(self, *, used_only: bool = False) -> tuple:
+        """The table's arrays in :func:`~netspectra.enrich.kernels.enrich_side`'s order (``used_only``:
+        only the network attributes some network sets, see :attr:`used_attributes`)."""
         return (
             self.idx4,
             self.shift4,
@@ -274,7 +304,7 @@ class LookupTable:
             self.mask_teredo,
             self.net_asn,
             self.net_cc,
-            self.net_attr,
+            self.used_net_attr if used_only else self.net_attr,
         )
 
 
@@ -300,9 +330,9 @@ def build_table(
     return LookupTable(
         s4,
         s6,
-        bucket_index4(s4.starts, bits4),
+        bucket_index4(s4.starts, s4.vals, bits4),
         32 - bits4,
-        bucket_index6(s6.hi, s6.lo, bits6),
+        bucket_index6(s6.hi, s6.lo, s6.vals, bits6),
         64 - INDEX6_PREFIX_BITS - bits6,
         np.uint64(masks[0]),
         np.uint64(masks[1]),
