@@ -187,7 +187,7 @@ def enrich_side(
             v = (va & mask) | (v & ~mask)
         packed[i] = v
     # Pass 2: unpack (streaming): AS and country per row, the network id kept for pass 3.
-    nets = packed  # reused: each packed value is read once, just before its slot is overwritten
+    nets = np.empty(n, np.uint32)  # 4 bytes a row: pass 3 reads it once per attribute
     no_asn = 0
     no_cc = 0
     no_net = 0
@@ -202,7 +202,7 @@ def enrich_side(
             c = np.uint16((v >> np.uint64(CC_SHIFT)) & np.uint64((1 << CC_BITS) - 1))
         out_asn[i] = a
         out_cc[i] = c
-        nets[i] = net
+        nets[i] = np.uint32(net)
         no_asn += a == 0
         no_cc += c == 0
         no_net += net == 0
