@@ -25,17 +25,18 @@ from netspectra.enrich.kernels import search128
 U32_MAX = (1 << 32) - 1
 U64_MAX = (1 << 64) - 1
 
-#: Widest bucket index (bits of the address): 2**20 + 1 uint32 = 4 MiB per family. By default an index
-#: has about one bucket per range (:func:`index_bits`), so that most lookups find their range without a
-#: search; measured in benchmarks/bench_enrich.py.
-MAX_INDEX_BITS = 20
+#: Widest bucket index (bits of the address): 2**22 uint64 entries = 32 MiB per family. By default an
+#: index has about four buckets per range (:func:`index_bits`), so that most buckets lie inside one range
+#: and hold its value: one memory access per lookup. Measured in benchmarks/bench_enrich.py (RESULTS.md):
+#: on a 520 k-network database, 16 bits gave 11 M rows/s per core, 20 bits 18 M, 22 bits 21 M.
+MAX_INDEX_BITS = 22
 MIN_INDEX_BITS = 8
 
 
 def index_bits(ranges: int) -> int:
-    """The bucket-index width for a step function of ``ranges`` ranges: about one range per bucket,
+    """The bucket-index width for a step function of ``ranges`` ranges: about four buckets per range,
     between :data:`MIN_INDEX_BITS` and :data:`MAX_INDEX_BITS`."""
-    return max(MIN_INDEX_BITS, min(MAX_INDEX_BITS, max(ranges - 1, 1).bit_length()))
+    return max(MIN_INDEX_BITS, min(MAX_INDEX_BITS, max(ranges - 1, 1).bit_length() + 2))
 
 
 @dataclass(frozen=True)
