@@ -226,9 +226,18 @@ class Enricher:
             self._reload_changed()
             return self._swap()
         if self._thread is None or not self._thread.is_alive():
-            self._thread = threading.Thread(target=self._reload_changed, name="enrich-reload", daemon=True)
+            self._thread = threading.Thread(
+                target=self._reload_in_background, name="enrich-reload", daemon=True
+            )
             self._thread.start()
         return False
+
+    def _reload_in_background(self) -> None:
+        try:
+            self._reload_changed()
+        except Exception:  # never silent: the batches go on with the current table
+            self.counters.load_errors.inc("reload")
+            log.exception("enrichment: building a new table failed; the current one stays in use")
 
     def _swap(self) -> bool:
         if self._pending is None:  # the common case, without a lock
