@@ -867,7 +867,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.out:
         for i, bs in enumerate(batches):
             b = PacketBatch.concat(bs)
-            np.savez(f"{args.out}.{i}.npz", **{c: getattr(b, c) for c in PacketBatch.COLUMNS})
+            np.savez(f"{args.out}.{i}.npz", **{c: getattr(b, c) for c in b.columns()})
     json.dump(report, sys.stdout, default=str)
     sys.stdout.write("\n")
     return 0

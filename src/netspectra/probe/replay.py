@@ -92,7 +92,7 @@ def pace(
             yield (
                 batch
                 if (lo == 0 and hi == n)
-                else PacketBatch(*(getattr(batch, c)[lo:hi] for c in PacketBatch.COLUMNS))
+                else batch.slice(lo, hi)
             )
             last = int(ts[hi - 1])
             lo = hi

@@ -101,7 +101,7 @@ def encode_messages(
 
 
 def _slice(batch: PacketBatch, lo: int, hi: int) -> PacketBatch:
-    return PacketBatch(*(getattr(batch, c)[lo:hi] for c in PacketBatch.COLUMNS))
+    return batch.slice(lo, hi)
 
 
 async def connect(url: str, name: str, *, connect_attempts: int = 10, **options: Any) -> Client:
