@@ -31,16 +31,18 @@ def replay_files(
     tick_s: float = 0.01,
     max_gap_s: float | None = None,
     readers: list[CaptureReader] | None = None,
+    extras: bool = False,
 ) -> Iterator[PacketBatch]:
     """The batches of ``paths`` in order, paced by ``speed`` (see the module docstring).
 
     ``readers``, when given, receives each :class:`CaptureReader` as it is opened (for its ``stats``).
+    ``extras``: the batches carry the decoder's optional columns (see :class:`CaptureReader`).
     Capture damage raises :class:`~netspectra.capture.errors.CaptureError` after the packets before it.
     """
 
     def batches() -> Iterator[PacketBatch]:
         for p in paths:
-            reader = CaptureReader(p, batch_size=batch_size)
+            reader = CaptureReader(p, batch_size=batch_size, extras=extras)
             if readers is not None:
                 readers.append(reader)
             yield from reader
