@@ -169,6 +169,13 @@ class ReferenceFlows:
 
     def update(self, batch: PacketBatch) -> None:
         has = {c: getattr(batch, c) is not None for c in PacketBatch.OPTIONAL}
+        if (
+            len(batch)
+            and self.clock is not None
+            and int(batch.ts_ns[0]) < self.clock - self.params.idle_timeout_ns
+        ):
+            self.finish("end_of_input")  # another time base: everything open ends, time starts again
+            self.clock = None
         for i in range(len(batch)):
             ts = int(batch.ts_ns[i])
             t = ts if self.clock is None or ts >= self.clock else self.clock

@@ -20,6 +20,11 @@ What leaves, and when (the snapshot contract):
   active ones (reason ``table_full``, counted in :attr:`evicted`) until a quarter of it is free: the
   table never grows past ``max_flows``, and a flow ended this way that goes on continues in a new
   record.
+* Time that goes back: a packet earlier than the newest one seen is accounted at the newest time (as
+  nfstream does; counted in :attr:`out_of_order`). A batch that starts more than ``idle_timeout``
+  before the newest time is another time base (the next of several captures in one run, a clock set
+  back): every open flow ends first (reason ``end_of_input``) and packet time starts again from that
+  batch (counted in :attr:`time_resets`).
 * Ended records wait in the task until :meth:`drain` hands them out: **each record is in exactly one
   drained snapshot**. :meth:`peek` shows the waiting records without taking them. Every snapshot
   carries the task's :class:`~netspectra.flows.records.FlowSummary` (counts since the start).
@@ -153,6 +158,8 @@ class FlowTask:
         )
         self._last_scan = np.iinfo(np.int64).min
         self.missing_columns: set[str] = set()
+        #: Batches that started more than idle_timeout before the newest time seen (see the module doc).
+        self.time_resets = 0
 
     def __repr__(self) -> str:
         state = f"open={self.open_flows}, capacity={self.capacity}, pending={self.pending}"
@@ -229,6 +236,19 @@ class FlowTask:
                 ", ".join(sorted(missing - self.missing_columns)),
             )
             self.missing_columns |= missing
+        first = int(batch.ts_ns[0])
+        if self._seen and first < int(self._state[kern.S_CLOCK]) - self.params.idle_timeout_ns:
+            back = (int(self._state[kern.S_CLOCK]) - first) / 1e9
+            log.info(
+                "flows task %s: a batch starts %.0f s before the newest packet seen: another time base; "
+                "the open flows end (end_of_input) and packet time starts again",
+                self.name,
+                back,
+            )
+            self.finish("end_of_input")
+            self._state[kern.S_CLOCK] = np.iinfo(np.int64).min
+            self._last_scan = np.iinfo(np.int64).min
+            self.time_resets += 1
         empty8, empty16, empty32 = _EMPTY
         cols = (
             batch.ts_ns,
@@ -298,6 +318,10 @@ class FlowTask:
         summary = self.summary()
         k = int(self._state[kern.S_OUT])
         return FlowRecords(self.name, self._out[:k].copy(), self._out_sp[:k].copy(), summary)
+
+    def snapshot(self) -> FlowRecords:
+        """:meth:`peek` (the name every task offers for a look at its state)."""
+        return self.peek()
 
     def summary(self) -> FlowSummary:
         """The task since its start (records by end reason, open flows, the largest records)."""
