@@ -283,3 +283,28 @@ def test_reader_batches_feed_the_same_records_in_any_batch_size() -> None:
         task.finish()
         recs.append(task.drain().to_arrow().sort_by([("FirstSeen", "ascending"), ("SrcPort", "ascending")]))
     assert recs[0].equals(recs[1])
+
+
+def test_python_api_reads_a_capture_like_the_task() -> None:
+    import netspectra.flows
+
+    table = netspectra.flows.read(CAPTURES / "gnutella.pcap", idle_timeout=30, splt=4, batch_size=500)
+    task = FlowTask(
+        "flows", KIND.build_task(FlowsTaskConfig(name="x", idle_timeout="30s", splt=4)).task.params
+    )
+    for b in CaptureReader(CAPTURES / "gnutella.pcap", extras=True):
+        task.update(b)
+    task.finish()
+    want = task.drain().to_arrow()
+    order = [("FirstSeen", "ascending"), ("SrcIP", "ascending"), ("SrcPort", "ascending")]
+    assert table.sort_by(order).equals(want.sort_by(order))
+    assert "SpltSize" in table.column_names
+    pytest.importorskip("pandas")
+    df = table.to_pandas()
+    assert len(df) == table.num_rows and str(df["FirstSeen"].dtype).startswith("datetime64[ns")
+    with pytest.raises(ValueError, match="idle_timeout must be a positive number"):
+        netspectra.flows.read(CAPTURES / "gnutella.pcap", idle_timeout=0)
+    from netspectra.capture.errors import CaptureError
+
+    with pytest.raises(CaptureError):
+        netspectra.flows.read(CAPTURES / "does-not-exist.pcap")

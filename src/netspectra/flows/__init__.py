@@ -20,7 +20,6 @@ from netspectra.lazy import lazy_exports
 
 _WHERE = {
     "read": "netspectra.flows.api",
-    "read_records": "netspectra.flows.api",
     "FlowParams": "netspectra.flows.task",
     "FlowTask": "netspectra.flows.task",
     "FlowRecords": "netspectra.flows.records",
