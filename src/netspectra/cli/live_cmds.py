@@ -26,6 +26,7 @@ from netspectra.capture.errors import CaptureError
 from netspectra.cli.common import ConfigOption, fail
 from netspectra.config import ConfigError, load_config
 from netspectra.config.models import PersistenceConfig
+from netspectra.engine.kind import columns_needed
 from netspectra.engine.manager import Manager
 from netspectra.engine.periods_ledger import LedgerError
 from netspectra.engine.stream import StreamConsumer, StreamOptions, StreamStats
@@ -326,11 +327,14 @@ def probe(
             bpf_filter=(bpf if bpf is not None else pc.bpf_filter) or None,
             keep_raw=persister is not None and persister.encoding == "pcap",
             batch_size=batch_size,
+            extras=bool(columns_needed(cfg)),  # the TCP flags, VLANs, ... a flows task needs
         )
         summary = _run_live(live_opts, options, persister, ready_file, pops)
     else:
         assert files
-        source: Iterable[PacketBatch] = replay_files(files, speed=speed or None, batch_size=batch_size)
+        source: Iterable[PacketBatch] = replay_files(
+            files, speed=speed or None, batch_size=batch_size, extras=bool(columns_needed(cfg))
+        )
         if persister is not None:
             persister.start()
             source = _persisting(source, persister)

@@ -30,6 +30,7 @@ from nats.errors import Error as NatsError
 
 from netspectra.cli.common import ConfigOption, console, fail
 from netspectra.config import Config, ConfigError, load_config
+from netspectra.engine.kind import columns_needed
 from netspectra.ops.options import OpsListenOption
 
 log = logging.getLogger(__name__)
@@ -294,6 +295,7 @@ async def _run(
                     fanout_group=pc.fanout_group,
                     bpf_filter=(bpf if bpf is not None else pc.bpf_filter) or None,
                     keep_raw=persister is not None and persister.encoding == "pcap",
+                    extras=bool(columns_needed(cfg)),  # the TCP flags, VLANs, ... a flows task needs
                 )
             )
             source: Any = cap.batches(persister.offer if persister is not None else None)
@@ -301,7 +303,7 @@ async def _run(
             run_stop = None  # the capture ends its iteration on cap.stop(); everything captured is sent
         else:
             assert replay
-            source = replay_files(replay, speed=speed or None)
+            source = replay_files(replay, speed=speed or None, extras=bool(columns_needed(cfg)))
             if persister is not None:
                 source = _persisting(source, persister)
             publisher = Publisher(options)
