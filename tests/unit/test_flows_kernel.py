@@ -376,3 +376,17 @@ def test_conn_states_of_non_tcp() -> None:
         recs = task.drain()
         assert [conn_states(recs.rows)[0]] != [0]
         assert recs.to_arrow()["ConnState"].to_pylist() == [want]
+
+
+def test_a_jump_back_in_time_starts_a_new_time_base() -> None:
+    """Within one batch, packets 1000 s older than the newest (another capture's clock): every open flow
+    ends with end_of_input and the older packets make records of their own time."""
+    newer, older = synthetic(400, 61), synthetic(400, 62)
+    older.ts_ns[:] -= 1000 * NS
+    batch = PacketBatch.concat([newer.take(np.argsort(newer.ts_ns)), older.take(np.argsort(older.ts_ns))])
+    task = FlowTask("t", PARAMS[1])
+    task.update(batch)
+    assert task.time_resets == 1
+    rows = assert_agree([batch], PARAMS[1])
+    first_older = int(older.ts_ns.min())
+    assert min(r["FirstSeen"] for r in rows if r["FirstSeen"] < int(newer.ts_ns.min())) == first_older

@@ -114,7 +114,7 @@ S_USED, S_OUT, S_CLOCK, S_OUT_OF_ORDER, S_SCRATCH = range(5)
 N_STATE = 5
 
 # update() return codes
-DONE, TABLE_FULL_STOP, OUTBOX_FULL = 0, 1, 2
+DONE, TABLE_FULL_STOP, OUTBOX_FULL, TIME_JUMP = 0, 1, 2, 3
 
 #: Packets per block of :func:`update` (keys and hashes first, then the home rows loaded ahead).
 BLOCK = 32
@@ -376,10 +376,12 @@ def _timeout_reason(t, j, now, idle, active, tcp_end, grace):
     reason (idle wins a tie), so the reason does not depend on when the table is looked at.
     """
     ended = tcp_end and (t[j, TCP] & np.uint64(ENDED)) != 0
-    quiet = _last(t, j) + (grace if ended else idle)
-    long = np.int64(t[j, FIRST]) + active
-    if now >= quiet or now >= long:
-        if quiet <= long:
+    limit = grace if ended else idle
+    last = _last(t, j)
+    first = np.int64(t[j, FIRST])
+    # differences, not sums: times near the ends of int64 (clamped timestamps) must not overflow
+    if now - last >= limit or now - first >= active:
+        if last - first <= active - limit:  # last + limit <= first + active: the idle deadline came first
             return TCP_END if ended else IDLE
         return ACTIVE
     return 0
@@ -398,8 +400,10 @@ def update(t, s, sf, sp, state, params, start, limit, ts, src, dst, sport, dport
     the outbox (rows of ``HOT`` or ``HOT + STATS`` words), ``out_sp`` its SPLT rows.
 
     Codes: :data:`DONE` (every packet is in), :data:`TABLE_FULL_STOP` (a new flow would need more
-    than ``limit`` used slots), :data:`OUTBOX_FULL` (a record must be emitted and the outbox is full).
-    In both stop cases nothing of the returned packet has been applied.
+    than ``limit`` used slots), :data:`OUTBOX_FULL` (a record must be emitted and the outbox is full),
+    :data:`TIME_JUMP` (the packet is more than ``idle`` older than the clock: another time base — the
+    caller ends every open flow and resets the clock). In the stop cases nothing of the returned packet
+    has been applied.
     """
     cap_mask = np.uint64(t.shape[0] - 1)
     used = state[S_USED]
@@ -466,6 +470,11 @@ def update(t, s, sf, sp, state, params, start, limit, ts, src, dst, sport, dport
             fwd = keys[r, 6] != 0
             tt = ts[i]
             if tt < clock:
+                # the difference as uint64 is exact (it is below 2**64) where int64 could overflow
+                if np.uint64(clock) - np.uint64(tt) > np.uint64(idle):
+                    code = TIME_JUMP
+                    stop = i
+                    break
                 tt = clock
                 late = 1
             else:

@@ -161,23 +161,17 @@ class ReferenceFlows:
         ended = p.tcp_end and fl.ended
         quiet = max(fl.last) + (p.tcp_end_grace_ns if ended else p.idle_timeout_ns)
         long = fl.first + p.active_timeout_ns
-        if now >= quiet or now >= long:
-            if quiet <= long:
-                return "tcp_end" if ended else "idle"
-            return "active"
+        if now >= quiet or now >= long:  # the earlier deadline names the reason (idle wins a tie)
+            return ("tcp_end" if ended else "idle") if quiet <= long else "active"
         return None
 
     def update(self, batch: PacketBatch) -> None:
         has = {c: getattr(batch, c) is not None for c in PacketBatch.OPTIONAL}
-        if (
-            len(batch)
-            and self.clock is not None
-            and int(batch.ts_ns[0]) < self.clock - self.params.idle_timeout_ns
-        ):
-            self.finish("end_of_input")  # another time base: everything open ends, time starts again
-            self.clock = None
         for i in range(len(batch)):
             ts = int(batch.ts_ns[i])
+            if self.clock is not None and ts < self.clock - self.params.idle_timeout_ns:
+                self.finish("end_of_input")  # another time base: everything open ends, time starts again
+                self.clock = None
             t = ts if self.clock is None or ts >= self.clock else self.clock
             self.clock = t
             src, dst = bytes(batch.src_ip[i]), bytes(batch.dst_ip[i])

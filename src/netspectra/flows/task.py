@@ -21,10 +21,10 @@ What leaves, and when (the snapshot contract):
   table never grows past ``max_flows``, and a flow ended this way that goes on continues in a new
   record.
 * Time that goes back: a packet earlier than the newest one seen is accounted at the newest time (as
-  nfstream does; counted in :attr:`out_of_order`). A batch that starts more than ``idle_timeout``
-  before the newest time is another time base (the next of several captures in one run, a clock set
-  back): every open flow ends first (reason ``end_of_input``) and packet time starts again from that
-  batch (counted in :attr:`time_resets`).
+  nfstream does; counted in :attr:`out_of_order`). A packet more than ``idle_timeout`` earlier is
+  another time base (the next of several captures in one run, a clock set back, a section of a
+  pcapng with other clocks): every open flow ends first (reason ``end_of_input``) and packet time
+  starts again from that packet (counted in :attr:`time_resets`).
 * Ended records wait in the task until :meth:`drain` hands them out: **each record is in exactly one
   drained snapshot**. :meth:`peek` shows the waiting records without taking them. Every snapshot
   carries the task's :class:`~netspectra.flows.records.FlowSummary` (counts since the start).
@@ -59,6 +59,7 @@ OUTBOX_ROWS = 8192
 #: Records of the running "top connections" a task keeps for its summary.
 TOP_KEEP = 1000
 _NO_CUTOFF = np.iinfo(np.int64).min
+_INT64_MAX = int(np.iinfo(np.int64).max)
 _REASON_CODE = {name: code for code, name in END_REASONS.items()}
 
 
@@ -236,19 +237,6 @@ class FlowTask:
                 ", ".join(sorted(missing - self.missing_columns)),
             )
             self.missing_columns |= missing
-        first = int(batch.ts_ns[0])
-        if self._seen and first < int(self._state[kern.S_CLOCK]) - self.params.idle_timeout_ns:
-            back = (int(self._state[kern.S_CLOCK]) - first) / 1e9
-            log.info(
-                "flows task %s: a batch starts %.0f s before the newest packet seen: another time base; "
-                "the open flows end (end_of_input) and packet time starts again",
-                self.name,
-                back,
-            )
-            self.finish("end_of_input")
-            self._state[kern.S_CLOCK] = np.iinfo(np.int64).min
-            self._last_scan = np.iinfo(np.int64).min
-            self.time_resets += 1
         empty8, empty16, empty32 = _EMPTY
         cols = (
             batch.ts_ns,
@@ -273,6 +261,8 @@ class FlowTask:
                 self._grow_outbox()
             elif code == kern.TABLE_FULL_STOP:
                 self._make_room()
+            elif code == kern.TIME_JUMP:
+                self._new_time_base(int(batch.ts_ns[i]))
         self._seen = True
         self._packets += n
         self._bytes += int(batch.length.sum(dtype=np.uint64))
@@ -285,7 +275,8 @@ class FlowTask:
         newest packet time plus that (nothing before the first packet)."""
         if not self._seen:
             return
-        self._expire(int(self._state[kern.S_CLOCK]) + max(0, int(quiet_ns)))
+        now = int(self._state[kern.S_CLOCK]) + max(0, int(quiet_ns))
+        self._expire(min(now, _INT64_MAX))
 
     def finish(self, reason: str = "end_of_input") -> None:
         """End every open flow: those due by the newest packet time with their timeout's reason, the
@@ -394,6 +385,19 @@ class FlowTask:
             )  # fmt: skip
             if done < self.capacity:
                 self._grow_outbox()
+
+    def _new_time_base(self, ts: int) -> None:
+        back = (int(self._state[kern.S_CLOCK]) - ts) / 1e9
+        log.info(
+            "flows task %s: a packet %.0f s older than the newest one seen: another time base; the open "
+            "flows end (end_of_input) and packet time starts again from it",
+            self.name,
+            back,
+        )
+        self.finish("end_of_input")
+        self._state[kern.S_CLOCK] = np.iinfo(np.int64).min
+        self._last_scan = np.iinfo(np.int64).min
+        self.time_resets += 1
 
     def _make_room(self) -> None:
         if self.capacity < self._max_capacity:
