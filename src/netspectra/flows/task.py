@@ -237,6 +237,7 @@ class FlowTask:
                 ", ".join(sorted(missing - self.missing_columns)),
             )
             self.missing_columns |= missing
+        self._seen = True  # before the kernel runs: a time jump inside this batch finishes what came before
         empty8, empty16, empty32 = _EMPTY
         cols = (
             batch.ts_ns,
@@ -263,7 +264,6 @@ class FlowTask:
                 self._make_room()
             elif code == kern.TIME_JUMP:
                 self._new_time_base(int(batch.ts_ns[i]))
-        self._seen = True
         self._packets += n
         self._bytes += int(batch.length.sum(dtype=np.uint64))
         clock = int(self._state[kern.S_CLOCK])
