@@ -7,8 +7,9 @@ differs only where the two read packets differently. Those differences are not w
 stated here as code, :func:`nfstream_view`, which turns NetSpectra's reading of every frame into
 nfstream's (which frames it drops, which ports and VLAN it sees, what it decapsulates), and the
 records NetSpectra makes from *that* view must then equal nfstream's exactly. docs/flows.md lists the
-same differences in prose. The few captures nfstream cannot read at all, or where one side is not
-defined, are listed in :data:`NOT_COMPARABLE` with the reason, and the reason is checked.
+same differences in prose. :data:`AS_IS` lists the captures where no view is needed at all (the records
+of ``netspectra.flows.read`` are nfstream's as they are); :data:`DAMAGED` and :data:`UNDECODED` the few
+that cannot be compared, each with its reason, which is checked.
 """
 
 from __future__ import annotations
@@ -350,16 +351,41 @@ def test_shared_captures_agree_with_nfstream(path: Path, tmp_path: Path) -> None
     compare(path, tmp_path)
 
 
-def test_the_view_is_the_identity_where_nfstream_reads_like_netspectra(tmp_path: Path) -> None:
-    """On a plain Ethernet/IPv4/TCP+UDP capture the view changes nothing: the records NetSpectra makes from
-    its own reading (netspectra.flows.read) are nfstream's as they are."""
+#: Captures whose records agree with nfstream's exactly as NetSpectra reads them (no view).
+AS_IS = [
+    *(REPO / n for n in (
+        "KakaoTalk_talk.pcap", "bot.pcap", "bug8.pcap", "dhcp-nanosecond.pcap", "geneve.pcap", "gnutella.pcap",
+        "gre-within-gre.pcap", "ip6_esp.pcap", "ipv6_ext_headers.pcap", "local2.pcap", "mdns.pcap",
+        "mixed-vlan-mpls.pcap", "mpls-in-vlan.pcap", "nfsv2.pcap", "ocs.pcap", "pppoe.pcap", "pptp.pcap",
+        "rdp.pcap", "simson.pcap", "sites.pcapng", "tcp-badsegments.pcap", "tcp-handshake-nano.pcap",
+        "test.pcap", "test4.pcap", "timestamp.pcap", "truncated-header.pcap", "vxlan.pcap", "webex.pcap",
+    )),
+    *(SHARED / n for n in (
+        "alexa-app_is_bigendian_pcap.pcapng", "anydesk.pcap", "instagram.pcap", "netflix.pcap", "quic-33.pcapng",
+        "tor.pcap", "wireguard_is_pcapng_ns.pcap", "zoom2.pcap",
+    )),
+]  # fmt: skip
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", AS_IS, ids=lambda p: p.name)
+def test_records_are_nfstreams_as_they_are(path: Path) -> None:
+    """Where nfstream reads every frame as NetSpectra does, no view is needed: the records of
+    ``netspectra.flows.read`` are nfstream's as they are."""
     import netspectra.flows
 
-    path = REPO / "gnutella.pcap"
+    if not path.exists():
+        pytest.skip(f"{path} is not here (the shared captures are not)")
     table = netspectra.flows.read(path)
-    batch, _ = view_batch(path)
-    assert (
-        len(batch)
-        == table.column("SrcToDstPackets").to_numpy().sum() + table.column("DstToSrcPackets").to_numpy().sum()
-    )
-    assert collections.Counter(netspectra_records(batch)) == collections.Counter(nfstream_records(path))
+    keys = [
+        table.column(c).to_pylist() for c in ("SrcIP", "SrcPort", "DstIP", "DstPort", "Protocol", "VlanID")
+    ]
+    first = [v // 1_000_000 for v in table.column("FirstSeen").cast("int64").to_pylist()]
+    last = [v // 1_000_000 for v in table.column("LastSeen").cast("int64").to_pylist()]
+    there = table.column("SrcToDstPackets").to_pylist()
+    back = table.column("DstToSrcPackets").to_pylist()
+    ours = [
+        (*k, f, la, a, b)
+        for k, f, la, a, b in zip(zip(*keys, strict=True), first, last, there, back, strict=True)
+    ]
+    assert collections.Counter(ours) == collections.Counter(nfstream_records(path))
