@@ -355,16 +355,49 @@ def test_shared_captures_agree_with_nfstream(path: Path, tmp_path: Path) -> None
 AS_IS = [
     *(
         REPO / n
-        for n in """KakaoTalk_talk.pcap bot.pcap bug8.pcap dhcp-nanosecond.pcap geneve.pcap gnutella.pcap
-        gre-within-gre.pcap ip6_esp.pcap ipv6_ext_headers.pcap local2.pcap mdns.pcap mixed-vlan-mpls.pcap
-        mpls-in-vlan.pcap nfsv2.pcap ocs.pcap pppoe.pcap pptp.pcap rdp.pcap simson.pcap sites.pcapng
-        tcp-badsegments.pcap tcp-handshake-nano.pcap test.pcap test4.pcap timestamp.pcap truncated-header.pcap
-        vxlan.pcap webex.pcap""".split()
+        for n in [
+            "KakaoTalk_talk.pcap",
+            "bot.pcap",
+            "bug8.pcap",
+            "dhcp-nanosecond.pcap",
+            "geneve.pcap",
+            "gnutella.pcap",
+            "gre-within-gre.pcap",
+            "ip6_esp.pcap",
+            "ipv6_ext_headers.pcap",
+            "local2.pcap",
+            "mdns.pcap",
+            "mixed-vlan-mpls.pcap",
+            "mpls-in-vlan.pcap",
+            "nfsv2.pcap",
+            "ocs.pcap",
+            "pppoe.pcap",
+            "pptp.pcap",
+            "rdp.pcap",
+            "simson.pcap",
+            "sites.pcapng",
+            "tcp-badsegments.pcap",
+            "tcp-handshake-nano.pcap",
+            "test.pcap",
+            "test4.pcap",
+            "timestamp.pcap",
+            "truncated-header.pcap",
+            "vxlan.pcap",
+            "webex.pcap",
+        ]
     ),
     *(
         SHARED / n
-        for n in """alexa-app_is_bigendian_pcap.pcapng anydesk.pcap instagram.pcap netflix.pcap quic-33.pcapng
-        tor.pcap wireguard_is_pcapng_ns.pcap zoom2.pcap""".split()
+        for n in [
+            "alexa-app_is_bigendian_pcap.pcapng",
+            "anydesk.pcap",
+            "instagram.pcap",
+            "netflix.pcap",
+            "quic-33.pcapng",
+            "tor.pcap",
+            "wireguard_is_pcapng_ns.pcap",
+            "zoom2.pcap",
+        ]
     ),
 ]
 
