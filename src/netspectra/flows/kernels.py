@@ -110,8 +110,8 @@ F_FIN, F_SYN, F_RST, F_ACK = 0x01, 0x02, 0x04, 0x10
 P_IDLE, P_ACTIVE, P_TCP_END, P_GRACE, P_SPLT, P_STATS = range(6)
 N_PARAMS = 6
 # state vector
-S_USED, S_OUT, S_CLOCK, S_OUT_OF_ORDER, S_SCRATCH = range(5)
-N_STATE = 5
+S_USED, S_OUT, S_CLOCK, S_OUT_OF_ORDER, S_SCRATCH, S_MIN_FIRST = range(6)
+N_STATE = 6
 
 # update() return codes
 DONE, TABLE_FULL_STOP, OUTBOX_FULL, TIME_JUMP = 0, 1, 2, 3
@@ -583,7 +583,8 @@ def expire(t, s, sp, state, params, origin, done, now, cutoff, final_reason, out
     outbox and leave the table — except with ``final_reason``, where every flow is copied out and the
     table is left as it is: the caller discards the whole table afterwards. Returns the slots walked so
     far: the table's capacity when the walk is complete, less when the outbox filled (make room and call
-    again with that value as ``done``).
+    again with that value as ``done``). ``state[S_MIN_FIRST]`` is lowered to the first-packet time of
+    every flow the walk leaves in the table (the caller sets it before the walk).
     """
     cap = t.shape[0]
     cap_mask = np.uint64(cap - 1)
@@ -607,6 +608,9 @@ def expire(t, s, sp, state, params, origin, done, now, cutoff, final_reason, out
             if reason == 0 and _last(t, j) <= cutoff:
                 reason = TABLE_FULL
         if reason == 0:
+            first = np.int64(t[j, FIRST])
+            if first < state[S_MIN_FIRST]:
+                state[S_MIN_FIRST] = first
             k += 1
             continue
         if k_out >= out_cap:

@@ -158,6 +158,12 @@ class FlowTask:
             else max(NS, min(p.idle_timeout_ns, p.active_timeout_ns) // 4)
         )
         self._last_scan = np.iinfo(np.int64).min
+        # no flow in the table started before this (None: unknown): while now - _first_bound is below the
+        # shortest timeout, nothing can be due and a scan is skipped
+        self._first_bound: int | None = None
+        self._min_timeout = min(
+            p.idle_timeout_ns, p.active_timeout_ns, p.tcp_end_grace_ns if p.tcp_end else _INT64_MAX
+        )
         self.missing_columns: set[str] = set()
         #: Batches that started more than idle_timeout before the newest time seen (see the module doc).
         self.time_resets = 0
@@ -290,6 +296,7 @@ class FlowTask:
         # every flow was copied out: start again from a small table (the memory goes back)
         self._alloc(self._initial_capacity)
         self._state[kern.S_USED] = 0
+        self._first_bound = None
 
     # -- handing out --------------------------------------------------------------------------------
 
@@ -374,8 +381,12 @@ class FlowTask:
     def _expire(self, now: int, *, cutoff: int = _NO_CUTOFF, final_reason: int = 0) -> None:
         if self.open_flows == 0:
             return
-        if final_reason == 0 and cutoff == _NO_CUTOFF:
+        timeouts_only = final_reason == 0 and cutoff == _NO_CUTOFF
+        if timeouts_only:
             self._last_scan = now
+            if self._first_bound is not None and now - self._first_bound < self._min_timeout:
+                return  # no flow is old enough for any timeout yet
+        self._state[kern.S_MIN_FIRST] = _INT64_MAX
         origin = kern.first_free(self._t)
         done = 0
         while done < self.capacity:
@@ -385,6 +396,10 @@ class FlowTask:
             )  # fmt: skip
             if done < self.capacity:
                 self._grow_outbox()
+        if final_reason == 0:
+            # every flow left started at or after the smallest first time the walk saw, and later flows
+            # start at or after the clock
+            self._first_bound = min(int(self._state[kern.S_MIN_FIRST]), int(self._state[kern.S_CLOCK]))
 
     def _new_time_base(self, ts: int) -> None:
         back = (int(self._state[kern.S_CLOCK]) - ts) / 1e9
