@@ -91,10 +91,6 @@ def pace(
             wait = due - clock()
             if wait > 0:
                 sleep(wait)
-            yield (
-                batch
-                if (lo == 0 and hi == n)
-                else batch.slice(lo, hi)
-            )
+            yield (batch if (lo == 0 and hi == n) else batch.slice(lo, hi))
             last = int(ts[hi - 1])
             lo = hi
