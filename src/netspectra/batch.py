@@ -19,12 +19,41 @@ IPv4 addresses never leave bytes 0..9 undefined: they are always ``0...0 ff ff a
 Non-first fragments carry ports 0; ICMP and other port-less protocols carry ports 0.
 Packets that are not IP (ARP, LLDP, unsupported link types) never appear in a batch; readers
 count them in their statistics instead.
+
+Optional columns
+----------------
+
+Some stages need more than the key and the length; they travel as *optional* columns, ``None`` when
+the producer did not fill them (readers fill them only when asked, so the common path pays nothing):
+
+==================  ==============  ==========================================================
+column              dtype / shape   meaning
+==================  ==============  ==========================================================
+``tcp_flags``       uint8 (n,)      flags byte of the outer TCP header (CWR ECE URG ACK PSH RST
+                                    SYN FIN); 0 for other protocols, non-first fragments and
+                                    TCP headers cut before byte 13
+``vlan_id``         uint16 (n,)     VLAN id (12 bits) of the OUTERMOST 802.1Q/802.1ad tag;
+                                    0 = untagged (or priority-tagged: VID 0)
+``icmp_type_code``  uint16 (n,)     ICMP/ICMPv6 ``type << 8 | code`` as IPFIX's
+                                    ``icmpTypeCodeIPv4``/``IPv6`` (IEs 32, 139); 0 for other
+                                    protocols (check ``protocol``: echo reply is also 0)
+``ip_length``       uint32 (n,)     total length of the outer IP packet (IPv4 total length;
+                                    IPv6 40 + payload length); when the header says 0 (TSO,
+                                    BIG TCP, jumbograms) the wire length minus the link layer
+==================  ==============  ==========================================================
+
+:data:`PacketBatch.OPTIONAL` lists them with their dtypes; :meth:`PacketBatch.present` says which a
+batch carries. Every operation keeps them: :meth:`~PacketBatch.head`, :meth:`~PacketBatch.take` and
+:meth:`~PacketBatch.slice` cut them with the rows, :meth:`~PacketBatch.concat` keeps a column that
+every input has and refuses one that only some inputs have (rows without a value would have to be
+invented), :meth:`~PacketBatch.validate` checks them like the required ones. A consumer that needs an
+optional column must cope with its absence (a task keys without it, or says what it cannot compute).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
@@ -43,6 +72,11 @@ class PacketBatch:
     dst_port: np.ndarray
     protocol: np.ndarray
     length: np.ndarray
+    # optional columns (None when absent); keyword-only in spirit: always pass them by name
+    tcp_flags: np.ndarray | None = None
+    vlan_id: np.ndarray | None = None
+    icmp_type_code: np.ndarray | None = None
+    ip_length: np.ndarray | None = None
 
     COLUMNS: ClassVar[tuple[str, ...]] = (
         "ts_ns",
@@ -62,13 +96,42 @@ class PacketBatch:
         "protocol": np.dtype(np.uint8),
         "length": np.dtype(np.uint32),
     }
+    #: The optional columns and their dtypes (all one-dimensional), in canonical order.
+    OPTIONAL: ClassVar[dict[str, np.dtype]] = {
+        "tcp_flags": np.dtype(np.uint8),
+        "vlan_id": np.dtype(np.uint16),
+        "icmp_type_code": np.dtype(np.uint16),
+        "ip_length": np.dtype(np.uint32),
+    }
 
     def __len__(self) -> int:
         return int(self.ts_ns.shape[0])
 
+    def present(self) -> tuple[str, ...]:
+        """The optional columns this batch carries, in canonical order."""
+        return tuple(c for c in self.OPTIONAL if getattr(self, c) is not None)
+
+    def columns(self) -> tuple[str, ...]:
+        """Every column this batch carries: the required ones, then the optional ones present."""
+        return (*self.COLUMNS, *self.present())
+
+    def _map(self, fn: Any) -> PacketBatch:
+        # ``fn(array)`` applied to every column the batch carries; absent optional columns stay absent.
+        return PacketBatch(
+            *(fn(getattr(self, c)) for c in self.COLUMNS),
+            **{c: fn(getattr(self, c)) for c in self.present()},
+        )
+
     @classmethod
-    def empty(cls, n: int = 0) -> PacketBatch:
-        """A batch of ``n`` rows with uninitialised contents (callers fill every column)."""
+    def empty(cls, n: int = 0, optional: Iterable[str] = ()) -> PacketBatch:
+        """A batch of ``n`` rows with uninitialised contents (callers fill every column), carrying the
+        ``optional`` columns named (``ValueError`` for a name that is not one)."""
+        opt = tuple(optional)
+        unknown = [c for c in opt if c not in cls.OPTIONAL]
+        if unknown:
+            raise ValueError(
+                f"{', '.join(unknown)}: not optional columns; they are {', '.join(cls.OPTIONAL)}"
+            )
         return cls(
             ts_ns=np.empty(n, np.int64),
             src_ip=np.empty((n, 16), np.uint8),
@@ -77,18 +140,36 @@ class PacketBatch:
             dst_port=np.empty(n, np.uint16),
             protocol=np.empty(n, np.uint8),
             length=np.empty(n, np.uint32),
+            **{c: np.empty(n, cls.OPTIONAL[c]) for c in opt},
         )
 
     def head(self, n: int) -> PacketBatch:
         """The first ``n`` rows, as views (no copy)."""
-        return PacketBatch(*(getattr(self, c)[:n] for c in self.COLUMNS))
+        return self._map(lambda a: a[:n])
+
+    def slice(self, lo: int, hi: int) -> PacketBatch:
+        """Rows ``lo`` to ``hi - 1``, as views (no copy)."""
+        return self._map(lambda a: a[lo:hi])
 
     def take(self, index: np.ndarray) -> PacketBatch:
         """Rows selected by an integer or boolean index, as copies."""
-        return PacketBatch(*(np.ascontiguousarray(getattr(self, c)[index]) for c in self.COLUMNS))
+        return self._map(lambda a: np.ascontiguousarray(a[index]))
+
+    def copy(self) -> PacketBatch:
+        """A copy that shares no memory with this batch."""
+        return self._map(lambda a: a.copy())
+
+    def with_columns(self, **columns: np.ndarray | None) -> PacketBatch:
+        """The same batch with optional columns added, replaced or (``None``) removed (no copy)."""
+        unknown = [c for c in columns if c not in self.OPTIONAL]
+        if unknown:
+            raise ValueError(
+                f"{', '.join(unknown)}: not optional columns; they are {', '.join(self.OPTIONAL)}"
+            )
+        return replace(self, **columns)
 
     def validate(self) -> None:
-        """Raise ``ValueError`` if the batch breaks the module's invariants."""
+        """Raise ``ValueError`` if the batch breaks the module's invariants (optional columns included)."""
         n = len(self)
         for c in self.COLUMNS:
             a = getattr(self, c)
@@ -99,13 +180,37 @@ class PacketBatch:
                 raise ValueError(f"column {c}: shape {a.shape}, expected {want}")
             if not a.flags.c_contiguous:
                 raise ValueError(f"column {c}: not C-contiguous")
+        for c in self.present():
+            a = getattr(self, c)
+            if not isinstance(a, np.ndarray):
+                raise ValueError(f"optional column {c}: {type(a).__name__}, expected a numpy array or None")
+            if a.dtype != self.OPTIONAL[c]:
+                raise ValueError(f"optional column {c}: dtype {a.dtype}, expected {self.OPTIONAL[c]}")
+            if a.shape != (n,):
+                raise ValueError(f"optional column {c}: shape {a.shape}, expected {(n,)}")
+            if not a.flags.c_contiguous:
+                raise ValueError(f"optional column {c}: not C-contiguous")
 
     @classmethod
     def concat(cls, batches: list[PacketBatch]) -> PacketBatch:
-        """One batch holding the rows of ``batches`` in order."""
+        """One batch holding the rows of ``batches`` in order.
+
+        An optional column is kept when every batch carries it; one that only some batches carry is a
+        ``ValueError`` (its values for the other rows do not exist, and dropping it would lose data).
+        """
         if not batches:
             return cls.empty(0)
-        return cls(*(np.concatenate([getattr(b, c) for b in batches]) for c in cls.COLUMNS))
+        first = batches[0].present()
+        for i, b in enumerate(batches[1:], 1):
+            if b.present() != first:
+                raise ValueError(
+                    f"concat: batch 0 carries optional columns {list(first)} but batch {i} carries "
+                    f"{list(b.present())}; give every batch the same optional columns"
+                )
+        return cls(
+            *(np.concatenate([getattr(b, c) for b in batches]) for c in cls.COLUMNS),
+            **{c: np.concatenate([getattr(b, c) for b in batches]) for c in first},
+        )
 
 
 @runtime_checkable

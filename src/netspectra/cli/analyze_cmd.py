@@ -36,6 +36,17 @@ def analyze(
         ),
     ] = None,
     csv: Annotated[bool, typer.Option("--csv", help="Write CSV instead of Parquet into --out.")] = False,
+    flows: Annotated[
+        bool,
+        typer.Option(
+            "--flows",
+            help="Also make flow records: bidirectional flows cut by idle (120 s) and active (1800 s) "
+            "timeouts, with TCP flags and Zeek's connection state, packet size and inter-arrival "
+            "statistics per direction, and the reason each ended. Runs the configuration's flows tasks "
+            "(aggregator.flows), or one task named flows with the defaults when it has none; with --out "
+            "they are written to <out>/flows.parquet (or .csv). See docs/flows.md.",
+        ),
+    ] = False,
     store: Annotated[
         bool,
         typer.Option(
@@ -74,9 +85,10 @@ def analyze(
     bytes and flows), the top flows, heavy hitters by packets and by bytes, and super-spreaders. With --out
     it writes every exact task's flows (columns of the original's flow_metrics table) and every sketch
     task's list (columns of its heavy_hitters table: TaskName, Flow, Value, Type with Type 0 packets,
-    1 bytes, 2 spread). A damaged file (pcap, pcapng, or gzip of either: cut short, corrupt, bad CRC) is
-    analysed up to the damage, every packet before it counted, reported with its byte offset, and the exit
-    status is 1 (also for a missing or unreadable file; the other files are still analysed); trailing
+    1 bytes, 2 spread); with --flows also flow records (flows by end reason and the top connections in
+    the summary, one row per record in <out>/flows.parquet). A damaged file (pcap, pcapng, or gzip of
+    either: cut short, corrupt, bad CRC) is analysed up to the damage, every packet before it counted,
+    reported with its byte offset, and the exit status is 1 (also for a missing or unreadable file; the other files are still analysed); trailing
     garbage after gzip data is ignored with a warning, as gzip does. Configuration and usage errors exit
     with 2.
     """
@@ -101,6 +113,10 @@ def analyze(
         cfg = load_config(config)
     except ConfigError as exc:
         raise fail(str(exc)) from None
+    if flows:
+        from netspectra.flows.kind import with_flows_task
+
+        cfg = with_flows_task(cfg)
     if not any(group.tasks for _, group in cfg.aggregator.running_groups()) and not any(
         name not in cfg.aggregator.groups for name in cfg.aggregator.types
     ):

@@ -7,6 +7,8 @@ An :class:`AggregatorKind` is the one place that knows an aggregator type. It de
 * ``metrics`` — the alert metrics its tasks offer (:class:`Metric`: scalar, or per flow), and which
   of them a given task can compute (:meth:`AggregatorKind.metric_problem`);
 * ``memory_bytes`` — what a task will allocate up front (checked against ``aggregator.max_memory``);
+* ``needs_columns`` — the optional :class:`~netspectra.batch.PacketBatch` columns its tasks use (readers
+  and probes of a configuration that runs the kind decode them: :func:`columns_needed`);
 
 and builds, on demand, its :class:`~netspectra.engine.groups.TaskGroup` (tasks wrapped for the engine,
 the group's writers, how a snapshot reaches a writer), the values its metrics take on a snapshot, and
@@ -69,6 +71,8 @@ class AggregatorKind:
     metrics: ClassVar[Mapping[str, Metric]] = {}
     #: One line for ``--help`` and listings.
     description: str = ""
+    #: Optional PacketBatch columns its tasks use (``PacketBatch.OPTIONAL`` names); () for none.
+    needs_columns: ClassVar[tuple[str, ...]] = ()
 
     def __repr__(self) -> str:
         return f"<aggregator kind {self.name!r}>"
@@ -174,6 +178,22 @@ def _task_group() -> type:
     from netspectra.engine.groups import TaskGroup
 
     return TaskGroup
+
+
+def columns_needed(cfg: Config, types: Sequence[str] | None = None) -> tuple[str, ...]:
+    """The optional PacketBatch columns the aggregator kinds of ``types`` (default: ``aggregator.types``)
+    use: what a reader or probe feeding this configuration should decode. Unknown types are skipped
+    (building the groups reports them)."""
+    from netspectra.kinds import AGGREGATORS, KindError
+
+    wanted: dict[str, None] = {}
+    for name in cfg.aggregator.types if types is None else types:
+        try:
+            kind = AGGREGATORS.get(name)
+        except KindError:
+            continue
+        wanted.update(dict.fromkeys(getattr(kind, "needs_columns", ())))
+    return tuple(wanted)
 
 
 def as_aggregator_kind(name: str, obj: Any) -> AggregatorKind:

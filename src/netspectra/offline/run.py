@@ -6,7 +6,8 @@ reading thread: no queue, no worker threads) with no period and no configured wr
 the whole input; with ``--store`` it runs as a live engine does (workers, periodic snapshots, period
 resets, a final snapshot of every task to every configured writer). ``--out`` is one more writer,
 :class:`ResultsWriter`, that receives the final snapshot of every task and writes it as one file per
-task.
+task. The readers decode the optional columns the running kinds need (flow records: TCP flags, VLAN,
+ICMP, IP length), and the end of the input ends every open flow record (``end_of_input``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 from netspectra.capture.reader import DEFAULT_BATCH_SIZE
 from netspectra.config.models import Config
 from netspectra.engine.groups import GroupWriter
+from netspectra.engine.kind import columns_needed
 from netspectra.engine.manager import Clock, Manager
 from netspectra.engine.registry import build_groups
 from netspectra.offline.analyzer import AnalysisResult, analyze_files
@@ -33,13 +35,16 @@ log = logging.getLogger(__name__)
 class ResultsWriter:
     """``--out``: the latest snapshot of every task as ``<out>/<task>.parquet`` (or ``.csv``), written
     atomically; the columns are the snapshot's table (``flow_metrics`` for exact tasks,
-    ``heavy_hitters`` for sketch tasks). Only final snapshots are written (it has no interval), so the
-    files hold the run's result; :attr:`written` lists them in the order written."""
+    ``heavy_hitters`` for sketch tasks, the flow records of flows tasks). Only final snapshots are
+    written (it has no interval), so the files hold the run's result; a flows task's snapshots are
+    increments, so its file holds every record it handed out, gathered until the final one.
+    :attr:`written` lists the files in the order written."""
 
     def __init__(self, out: Path, *, csv: bool = False) -> None:
         self.out = out
         self.csv = csv
         self.written: list[Path] = []
+        self._records: dict[str, list[Any]] = {}
 
     def __repr__(self) -> str:
         return f"ResultsWriter({str(self.out)!r}, csv={self.csv})"
@@ -52,11 +57,23 @@ class ResultsWriter:
 
     def write(self, snap: Any, meta: SnapshotMeta) -> None:
         """Write one task's snapshot (any snapshot with ``task_name`` and ``to_arrow()``)."""
+        self._write_table(snap.task_name, snap.to_arrow())
+
+    def write_flow_records(self, snap: Any, meta: SnapshotMeta) -> None:
+        """Gather a flows task's records; write all of them so far at a final snapshot."""
+        import pyarrow as pa
+
+        parts = self._records.setdefault(snap.task_name, [])
+        parts.append(snap.to_arrow())
+        if meta.final:
+            self._write_table(snap.task_name, pa.concat_tables(parts))
+
+    def _write_table(self, task: str, table: Any) -> None:
         from netspectra.output.flow_table import write_csv, write_parquet
         from netspectra.storage.files import safe_name
 
-        path = self.out / f"{safe_name(snap.task_name)}.{'csv' if self.csv else 'parquet'}"
-        (write_csv if self.csv else write_parquet)(snap.to_arrow(), path)
+        path = self.out / f"{safe_name(task)}.{'csv' if self.csv else 'parquet'}"
+        (write_csv if self.csv else write_parquet)(table, path)
         if path not in self.written:
             self.written.append(path)
 
@@ -130,6 +147,7 @@ def run_offline(
         ]
     if inline is None:
         inline = not writers
+    extras = bool(columns_needed(cfg))
     agg = cfg.aggregator
     manager = Manager(
         groups,
@@ -151,11 +169,12 @@ def run_offline(
             batch_size=batch_size,
             on_file_start=on_file_start,
             progress=progress,
+            extras=extras,
         )
         manager.flush()
         result.elapsed_s = time.perf_counter() - t0
     finally:
-        manager.stop()
+        manager.stop(end_of_input=True)
     return OfflineRun(result, manager, list(results.written) if results is not None else [])
 
 

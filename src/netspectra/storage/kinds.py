@@ -84,7 +84,7 @@ CLICKHOUSE = WriterKind(
 PARQUET = WriterKind(
     "parquet",
     RootPathConfig,
-    ("exact", "sketch"),
+    ("exact", "sketch", "flows"),
     f"{_FILES}:ParquetWriter",
     description="one Parquet file per task per snapshot under parquet.root_path",
 )
@@ -99,7 +99,7 @@ GOB = WriterKind(
 TEXT = WriterKind(
     "text",
     RootPathConfig,
-    ("exact", "sketch"),
+    ("exact", "sketch", "flows"),
     f"{_FILES}:TextWriter",
     description="the original's text files under text.root_path",
 )
