@@ -88,9 +88,9 @@ def analyze(
     1 bytes, 2 spread); with --flows also flow records (flows by end reason and the top connections in
     the summary, one row per record in <out>/flows.parquet). A damaged file (pcap, pcapng, or gzip of
     either: cut short, corrupt, bad CRC) is analysed up to the damage, every packet before it counted,
-    reported with its byte offset, and the exit status is 1 (also for a missing or unreadable file; the other files are still analysed); trailing
-    garbage after gzip data is ignored with a warning, as gzip does. Configuration and usage errors exit
-    with 2.
+    reported with its byte offset, and the exit status is 1 (also for a missing or unreadable file;
+    the other files are still analysed); trailing garbage after gzip data is ignored with a warning, as
+    gzip does. Configuration and usage errors exit with 2.
     """
     # imported here, not at module level: `netspectra --help` must not load the engine (start-up time)
     from rich.markup import escape
