@@ -57,6 +57,7 @@ from netspectra.config.base import (
     one_of,
     parse_go_duration,
 )
+from netspectra.config.collect import CollectConfig
 from netspectra.fields import FIELD_NAMES
 from netspectra.kinds import AGGREGATORS, KindError, did_you_mean
 
@@ -70,6 +71,7 @@ __all__ = [
     "AlerterConfig",
     "ApiConfig",
     "ByteSize",
+    "CollectConfig",
     "Config",
     "ExactWriterConfig",
     "FieldList",
@@ -442,6 +444,8 @@ class Config(Section):
     smtp: SmtpConfig = SmtpConfig()
     aggregator: AggregatorConfig = AggregatorConfig()
     ops: OpsConfig = OpsConfig()
+    #: An addition: the flow-export collector (NetFlow v5/v9, IPFIX, sFlow v5); see config/collect.py.
+    collect: CollectConfig = CollectConfig()
 
     _warnings: tuple[str, ...] = PrivateAttr(default=())
     _source: str | None = PrivateAttr(default=None)
