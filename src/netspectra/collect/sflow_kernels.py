@@ -189,6 +189,7 @@ def decode_sflow(
                             hwire = frame - stripped if stripped <= 4 and frame >= stripped else frame
                             if hwire < hl:
                                 hwire = hl
+                            hvlan = 0
                             if hp == 1:
                                 hlink = 1
                                 # the innermost 802.1Q/802.1ad tag (as Akvorado reads QinQ)
