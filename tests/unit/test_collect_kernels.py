@@ -26,19 +26,56 @@ def test_kernel_literals_match_named_constants() -> None:
     assert nk._RATE_RECORD == sk._RATE_RECORD == records.RATE_RECORD
     assert sk._SFLOW5 == records.SFLOW5 and sk._DG_BAD_SAMPLE == nk.DG_BAD_SAMPLE
     assert ie.VARLEN == 65535
-    assert sk.N_COUNTERS == len(records.InterfaceCounters.WIRE)
+    assert len(records.InterfaceCounters.WIRE) == sk.N_COUNTERS
     # the kind numbers the data kernel dispatches on
-    assert (ie.K_SRC4, ie.K_DST4, ie.K_SRC6, ie.K_DST6, ie.K_SPORT, ie.K_DPORT, ie.K_PROTO) == (1, 2, 3, 4, 5, 6, 7)
-    assert (ie.K_BYTES, ie.K_PKTS, ie.K_IN_IF, ie.K_OUT_IF, ie.K_IN_PHYS, ie.K_OUT_PHYS) == (8, 9, 10, 11, 12, 13)
+    assert (ie.K_SRC4, ie.K_DST4, ie.K_SRC6, ie.K_DST6, ie.K_SPORT, ie.K_DPORT, ie.K_PROTO) == (
+        1,
+        2,
+        3,
+        4,
+        5,
+        6,
+        7,
+    )
+    assert (ie.K_BYTES, ie.K_PKTS, ie.K_IN_IF, ie.K_OUT_IF, ie.K_IN_PHYS, ie.K_OUT_PHYS) == (
+        8,
+        9,
+        10,
+        11,
+        12,
+        13,
+    )
     assert (ie.K_TCP_FLAGS, ie.K_ICMP_TC, ie.K_ICMP_TYPE, ie.K_ICMP_CODE, ie.K_SRC_VLAN, ie.K_DST_VLAN) == (
-        14, 15, 16, 17, 18, 19,
-    )  # fmt: skip
+        14,
+        15,
+        16,
+        17,
+        18,
+        19,
+    )
     assert (ie.K_FIRST_UPTIME, ie.K_LAST_UPTIME, ie.K_START_S, ie.K_END_S, ie.K_START_MS, ie.K_END_MS) == (
-        20, 21, 22, 23, 24, 25,
-    )  # fmt: skip
-    assert (ie.K_START_US, ie.K_END_US, ie.K_START_NS, ie.K_END_NS, ie.K_START_DELTA_US, ie.K_END_DELTA_US) == (
-        26, 27, 28, 29, 30, 31,
-    )  # fmt: skip
+        20,
+        21,
+        22,
+        23,
+        24,
+        25,
+    )
+    assert (
+        ie.K_START_US,
+        ie.K_END_US,
+        ie.K_START_NS,
+        ie.K_END_NS,
+        ie.K_START_DELTA_US,
+        ie.K_END_DELTA_US,
+    ) == (
+        26,
+        27,
+        28,
+        29,
+        30,
+        31,
+    )
     assert (ie.K_SAMPLING, ie.K_SAMPLER_ID, ie.K_DLFS, ie.K_DLF_SIZE) == (32, 33, 34, 35)
     assert (ie.K_R_BYTES, ie.K_R_PKTS, ie.K_R_TCP_FLAGS, ie.K_R_ICMP_TC) == (40, 41, 42, 43)
 
@@ -74,8 +111,12 @@ def test_netflow5_values() -> None:
     assert r["domain"] == (1 << 8) | 2 and r["exporter"] == SENDER and r["received_ns"] == RECV_NS
     icmp = rows[1]
     assert (icmp["protocol"], icmp["icmp_type"], icmp["icmp_code"], icmp["src_port"], icmp["dst_port"]) == (
-        1, 8, 0, 0, 0,
-    )  # fmt: skip
+        1,
+        8,
+        0,
+        0,
+        0,
+    )
     wrapped = rows[2]  # first switched before the 2^32 ms uptime wrap: 1296 ms + 100 s before the export
     assert wrapped["flow_start_ns"] == exp_ns - (100_000 + 296) * 10**6
     assert wrapped["flow_end_ns"] == exp_ns - 99_900 * 10**6
@@ -91,13 +132,28 @@ def test_ipfix_values() -> None:
     assert (var["packets"], var["bytes"], var["src_port"], var["dst_port"]) == (3, 300, 1, 2)
     assert var2["hdr_len"] == 0 and var2["protocol"] == 17
     # enterprise fields skipped (one of them variable-length), ICMP type/code from IE 32
-    assert (ent["protocol"], ent["icmp_type"], ent["icmp_code"], ent["packets"], ent["bytes"]) == (1, 8, 0, 4, 336)
+    assert (ent["protocol"], ent["icmp_type"], ent["icmp_code"], ent["packets"], ent["bytes"]) == (
+        1,
+        8,
+        0,
+        4,
+        336,
+    )
     # RFC 5103 biflow: the reverse row swaps the key and the interfaces, with the reverse counters
     assert (bi_fwd["packets"], bi_fwd["bytes"], bi_fwd["tcp_flags"]) == (28, 21673, 0x1B)
-    assert (bi_rev["src_ip"], bi_rev["dst_ip"], bi_rev["src_port"], bi_rev["dst_port"]) == ("10.0.0.2", "10.0.0.1", 25, 1470)
+    assert (bi_rev["src_ip"], bi_rev["dst_ip"], bi_rev["src_port"], bi_rev["dst_port"]) == (
+        "10.0.0.2",
+        "10.0.0.1",
+        25,
+        1470,
+    )
     assert (bi_rev["packets"], bi_rev["bytes"], bi_rev["tcp_flags"], bi_rev["in_if"], bi_rev["out_if"]) == (
-        25, 1546, 0x12, 20, 10,
-    )  # fmt: skip
+        25,
+        1546,
+        0x12,
+        20,
+        10,
+    )
     assert bi2["src_port"] == 138  # no reverse traffic: no reverse row
     # times: sysUpTime-relative from systemInitTimeMilliseconds (options data), the last start field wins
     export_ns = 1_700_000_000 * 10**9
@@ -130,15 +186,29 @@ def test_sflow_values() -> None:
     assert (s1["src_vlan"], s1["dst_vlan"]) == (10, 20)
     assert s1["ip_version"] == 0 and s1["src_ip"] == "::"  # the key is in the header (keys_from_headers)
     # local input (0x3FFFFFFF) and a discarded output (format 1) are 0; QinQ: the innermost tag
-    assert (s2["in_if"], s2["out_if"], s2["src_vlan"], s2["dst_vlan"], s2["hdr_wirelen"]) == (0, 0, 200, 200, 66)
+    assert (s2["in_if"], s2["out_if"], s2["src_vlan"], s2["dst_vlan"], s2["hdr_wirelen"]) == (
+        0,
+        0,
+        200,
+        200,
+        66,
+    )
     assert (s3["src_ip"], s3["dst_ip"], s3["src_port"], s3["dst_port"], s3["protocol"]) == (
-        "10.0.0.1", "10.0.0.2", 53, 5353, 17,
-    )  # fmt: skip
+        "10.0.0.1",
+        "10.0.0.2",
+        53,
+        5353,
+        17,
+    )
     assert (s3["bytes"], s3["in_if"], s3["out_if"], s3["exporter"]) == (1000, 7, 8, "2001:db8::99")
     assert s4["sampling_source"] == records.RATE_DEFAULT and s4["ip_version"] == 6
     assert s1b["received_ns"] == RECV_NS
     assert [c["if_index"] for c in counters] == [3, 4]
-    assert counters[0]["in_octets"] == 2**40 and counters[0]["if_speed"] == 10**10 and counters[0]["out_errors"] == 5
+    assert (
+        counters[0]["in_octets"] == 2**40
+        and counters[0]["if_speed"] == 10**10
+        and counters[0]["out_errors"] == 5
+    )
     assert counters[1]["in_ucast"] == 99 and counters[1]["exporter"] == "2001:db8::99"
 
 
@@ -156,7 +226,7 @@ def test_sequence_accounting() -> None:
 
 
 def test_flow_records_container() -> None:
-    rows, _, dec = kernel_rows(ALL_CASES["sflow"]())
+    _, _, dec = kernel_rows(ALL_CASES["sflow"]())
     r = dec.decode(batch(ALL_CASES["sflow"]())).records
     r.validate()
     both = FlowRecords.concat([r, r])
@@ -172,7 +242,9 @@ def test_flow_records_container() -> None:
 
 def test_template_compiler_merges_skips_and_refuses_zero_length_records() -> None:
     f = templates.TemplateField
-    prog = templates.compile_template((f(8, 4), f(5, 1), f(16, 2), f(82, 65535), f(99, 3), f(12, 4)), 10, False)
+    prog = templates.compile_template(
+        (f(8, 4), f(5, 1), f(16, 2), f(82, 65535), f(99, 3), f(12, 4)), 10, False
+    )
     assert isinstance(prog, templates.Program)
     assert prog.kinds == (ie.K_SRC4, 0, 0, 0, ie.K_DST4)
     assert prog.lengths == (4, 3, 65535, 3, 4)
@@ -188,7 +260,10 @@ def test_locate_udp_in_frames() -> None:
 
     payload = b"hello export"
     udp = struct.pack(">HHHH", 40000, 2055, 8 + len(payload), 0) + payload
-    ip4 = struct.pack(">BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0, 64, 17, 0, bytes([10, 0, 0, 1]), bytes(4)) + udp
+    ip4 = (
+        struct.pack(">BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0, 64, 17, 0, bytes([10, 0, 0, 1]), bytes(4))
+        + udp
+    )
     frag = bytearray(ip4)
     frag[6] = 0x20  # more fragments
     eth = b"\x00" * 12 + b"\x81\x00\x00\x05\x08\x00"
@@ -199,7 +274,19 @@ def test_locate_udp_in_frames() -> None:
     pay_off, pay_len = np.zeros(n, np.int64), np.zeros(n, np.uint32)
     src, sport, status = np.zeros((n, 16), np.uint8), np.zeros(n, np.uint16), np.zeros(n, np.uint8)
     caplen = np.array([len(r) for r in recs], np.int64)
-    k = locate_udp(buf, off, caplen, np.ones(n, np.int64), n, np.array([2055], np.int64), pay_off, pay_len, src, sport, status)
+    k = locate_udp(
+        buf,
+        off,
+        caplen,
+        np.ones(n, np.int64),
+        n,
+        np.array([2055], np.int64),
+        pay_off,
+        pay_len,
+        src,
+        sport,
+        status,
+    )
     assert k == 1
     assert status.tolist() == [0, 2, 3, 1]
     assert buf[pay_off[0] : pay_off[0] + pay_len[0]].tobytes() == payload and sport[0] == 40000

@@ -181,9 +181,14 @@ def data_set(template_id: int, records: Iterable[bytes], pad_to: int = 4) -> byt
 
 
 def netflow9(
-    sets: Sequence[bytes], *, uptime_ms: int = 100_000, unix_s: int = 1_700_000_000, sequence: int = 0,
-    source_id: int = 0, count: int | None = None,
-) -> bytes:  # fmt: skip
+    sets: Sequence[bytes],
+    *,
+    uptime_ms: int = 100_000,
+    unix_s: int = 1_700_000_000,
+    sequence: int = 0,
+    source_id: int = 0,
+    count: int | None = None,
+) -> bytes:
     """A v9 datagram of ``sets`` (the header count is the number of sets unless given)."""
     return struct.pack(
         ">HHIIII", 9, len(sets) if count is None else count, uptime_ms, unix_s, sequence, source_id
@@ -261,9 +266,17 @@ def switch_record(src_vlan: int, dst_vlan: int, src_prio: int = 0, dst_prio: int
 
 
 def flow_sample(
-    records: Sequence[bytes], *, sequence: int = 1, source_id: int = 1, rate: int = 1, pool: int = 0,
-    drops: int = 0, input: int = 0, output: int = 0, expanded: bool = False,
-) -> bytes:  # fmt: skip
+    records: Sequence[bytes],
+    *,
+    sequence: int = 1,
+    source_id: int = 1,
+    rate: int = 1,
+    pool: int = 0,
+    drops: int = 0,
+    input: int = 0,
+    output: int = 0,
+    expanded: bool = False,
+) -> bytes:
     """A flow sample (``expanded``: format 3, with interfaces as (format 0, value))."""
     if expanded:
         body = struct.pack(
@@ -332,9 +345,22 @@ def ethernet_ipv4_tcp(
 #: The template of :func:`synthetic_v9`/:func:`synthetic_ipfix` records (45 bytes, as a router's IPv4
 #: template: addresses, ports, protocol, flags, counters, interfaces, times, next hop).
 BENCH_FIELDS: tuple[Field, ...] = (
-    (8, 4), (12, 4), (7, 2), (11, 2), (4, 1), (6, 1), (1, 4), (2, 4), (10, 4), (14, 4), (22, 4), (21, 4),
-    (15, 4), (5, 1), (16, 2),
-)  # fmt: skip
+    (8, 4),
+    (12, 4),
+    (7, 2),
+    (11, 2),
+    (4, 1),
+    (6, 1),
+    (1, 4),
+    (2, 4),
+    (10, 4),
+    (14, 4),
+    (22, 4),
+    (21, 4),
+    (15, 4),
+    (5, 1),
+    (16, 2),
+)
 
 
 def synthetic_flows(n: int, seed: int = 0) -> dict[str, np.ndarray]:
@@ -360,11 +386,22 @@ def _records_45(flows: dict[str, np.ndarray], uptime_ms: int) -> np.ndarray:
     rec = np.zeros((n, 45), np.uint8)
     pos = 0
     cols = [
-        (flows["src"], 4), (flows["dst"], 4), (flows["sport"], 2), (flows["dport"], 2), (flows["proto"], 1),
-        (np.full(n, 0x18), 1), (flows["bytes"], 4), (flows["packets"], 4), (flows["input"], 4),
-        (flows["output"], 4), (np.full(n, uptime_ms - 5000), 4), (np.full(n, uptime_ms - 10), 4),
-        (np.zeros(n), 4), (np.zeros(n), 1), (np.zeros(n), 2),
-    ]  # fmt: skip
+        (flows["src"], 4),
+        (flows["dst"], 4),
+        (flows["sport"], 2),
+        (flows["dport"], 2),
+        (flows["proto"], 1),
+        (np.full(n, 0x18), 1),
+        (flows["bytes"], 4),
+        (flows["packets"], 4),
+        (flows["input"], 4),
+        (flows["output"], 4),
+        (np.full(n, uptime_ms - 5000), 4),
+        (np.full(n, uptime_ms - 10), 4),
+        (np.zeros(n), 4),
+        (np.zeros(n), 1),
+        (np.zeros(n), 2),
+    ]
     for col, width in cols:
         v = np.asarray(col, np.uint64)
         for b in range(width):

@@ -269,6 +269,8 @@ class FlowDecoder:
             # fmt: on
             if nc:
                 counters = self._counters(c_dg[:nc], c_seq[:nc], c_val[:nc], addr, domain, recv)
+                for e, c in zip(*np.unique(eids[c_dg[:nc]], return_counts=True), strict=True):
+                    self.stats.add(reg.texts[int(e)], "interface_counters", int(c))
 
         # sequence numbers
         seqd = np.flatnonzero((status == nk.DG_OK) | (status == nk.DG_BAD_SET) | (status == nk.DG_BAD_SAMPLE))

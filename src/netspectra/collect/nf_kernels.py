@@ -572,6 +572,7 @@ def decode_sets(
             ophys = np.int64(0)
             svlan = np.int64(0)
             dvlan = np.int64(0)
+            have_vlan = False
             start = np.int64(0)
             have_start = False
             stop = np.int64(0)
@@ -654,8 +655,10 @@ def decode_sets(
                             icmp_c = np.int64(v & np.uint64(0xFF))
                         elif k == 18:
                             svlan = np.int64(v & np.uint64(0xFFF))
+                            have_vlan = True
                         elif k == 19:
                             dvlan = np.int64(v & np.uint64(0xFFF))
+                            have_vlan = True
                         elif k == 20 or k == 21:
                             rel = np.int64(v & np.uint64(0xFFFFFFFF))
                             if ipfix:
@@ -708,7 +711,7 @@ def decode_sets(
                         elif k == 43:
                             r_icmp = np.int64(v & np.uint64(0xFFFF))
                 q += fl
-            if bad:
+            if bad or q == p:  # q == p: a record of no byte would never end the set
                 set_status[s] = SET_MALFORMED
                 break
             p = q
@@ -745,6 +748,15 @@ def decode_sets(
                         byt = np.uint64(wl)
                 for b in range(dl_len):
                     header_buf[h + b] = buf[np.uint64(dl_pos + b)]
+                if not have_vlan:  # the innermost 802.1Q/802.1ad tag of the frame, as for sFlow
+                    x = dl_pos + 12
+                    while x + 4 <= dl_pos + dl_len:
+                        et = _be16(buf, x)
+                        if et != 0x8100 and et != 0x88A8 and et != 0x9100:
+                            break
+                        svlan = _be16(buf, x + 2) & 0xFFF
+                        dvlan = svlan
+                        x += 4
                 hdr_off[j] = h
                 hdr_len[j] = dl_len
                 hdr_wirelen[j] = wl

@@ -244,7 +244,13 @@ class _Listener:
         )
 
     def _batch(
-        self, lens: np.ndarray, trunc: np.ndarray, sender: np.ndarray, port: np.ndarray, ts: np.ndarray, drops: int
+        self,
+        lens: np.ndarray,
+        trunc: np.ndarray,
+        sender: np.ndarray,
+        port: np.ndarray,
+        ts: np.ndarray,
+        drops: int,
     ) -> DatagramBatch | None:
         st = self.stats
         k = lens.shape[0]
@@ -317,7 +323,9 @@ class UdpReceiver:
         self._on_batch = on_batch
         self._poll_s = poll_s
         # compile (or load) the copy kernel now, not while the first datagrams wait in the socket
-        _compact(np.zeros((1, 1), np.uint8), np.ones(1, np.int64), np.zeros(1, np.uint8), np.zeros(1, np.int64))
+        _compact(
+            np.zeros((1, 1), np.uint8), np.ones(1, np.int64), np.zeros(1, np.uint8), np.zeros(1, np.int64)
+        )
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._listeners: list[_Listener] = []

@@ -37,8 +37,9 @@ column              dtype/shape   meaning
 ``received_ns``     int64         when the collector received the datagram (ns, UTC)
 ``in_if``           uint32        input interface index (IE 10, else 252; sFlow input), 0 if none
 ``out_if``          uint32        output interface index (IE 14, else 253; sFlow output), 0 if none
-``src_vlan``        uint16        ingress VLAN id (IE 58/243; sFlow extended switch), 0 if none
-``dst_vlan``        uint16        egress VLAN id (IE 59/254; sFlow extended switch), 0 if none
+``src_vlan``        uint16        ingress VLAN id (IE 58/243; sFlow extended switch; else the innermost
+                                  802.1Q/802.1ad tag of the sampled header), 0 if none
+``dst_vlan``        uint16        egress VLAN id (IE 59/254; sFlow extended switch; else as src_vlan)
 ``sampling_rate``   uint32        1-in-N rate that applies to the record; 0: unknown and no default
 ``sampling_source`` uint8         where the rate came from: :data:`RATE_RECORD`, :data:`RATE_OPTIONS`,
                                   :data:`RATE_CONFIG`, :data:`RATE_DEFAULT`, :data:`RATE_UNKNOWN`

@@ -30,7 +30,14 @@ from netspectra.collect.templates import TemplateField, parse_options_data, pars
 
 Row = dict[str, Any]
 _ZERO16 = bytes(16)
-_START_KINDS = (ie.K_FIRST_UPTIME, ie.K_START_S, ie.K_START_MS, ie.K_START_US, ie.K_START_NS, ie.K_START_DELTA_US)
+_START_KINDS = (
+    ie.K_FIRST_UPTIME,
+    ie.K_START_S,
+    ie.K_START_MS,
+    ie.K_START_US,
+    ie.K_START_NS,
+    ie.K_START_DELTA_US,
+)
 _STOP_KINDS = (ie.K_LAST_UPTIME, ie.K_END_S, ie.K_END_MS, ie.K_END_US, ie.K_END_NS, ie.K_END_DELTA_US)
 _NTP_UNIX = 2208988800
 
@@ -49,7 +56,9 @@ def _ntp_ns(v: int) -> int:
     return (sec - _NTP_UNIX) * 1_000_000_000 + (((v & 0xFFFFFFFF) * 1_000_000_000) >> 32)
 
 
-def _ports_icmp(proto: int, sport: int, dport: int, tc: int | None, t: int | None, c: int | None) -> tuple[int, ...]:
+def _ports_icmp(
+    proto: int, sport: int, dport: int, tc: int | None, t: int | None, c: int | None
+) -> tuple[int, ...]:
     it = ic = 0
     if proto in (1, 58):
         if tc is not None:
@@ -65,12 +74,34 @@ def _ports_icmp(proto: int, sport: int, dport: int, tc: int | None, t: int | Non
 
 def _row(**kw: Any) -> Row:
     row: Row = {
-        "exporter": "", "export_kind": 0, "domain": 0, "src_ip": "::", "dst_ip": "::", "ip_version": 0,
-        "src_port": 0, "dst_port": 0, "protocol": 0, "tcp_flags": 0, "icmp_type": 0, "icmp_code": 0,
-        "packets": 0, "bytes": 0, "flow_start_ns": 0, "flow_end_ns": 0, "received_ns": 0, "in_if": 0,
-        "out_if": 0, "src_vlan": 0, "dst_vlan": 0, "sampling_rate": 0, "sampling_source": 0,
-        "hdr_len": 0, "hdr_wirelen": 0, "hdr_linktype": 0, "header": b"",
-    }  # fmt: skip
+        "exporter": "",
+        "export_kind": 0,
+        "domain": 0,
+        "src_ip": "::",
+        "dst_ip": "::",
+        "ip_version": 0,
+        "src_port": 0,
+        "dst_port": 0,
+        "protocol": 0,
+        "tcp_flags": 0,
+        "icmp_type": 0,
+        "icmp_code": 0,
+        "packets": 0,
+        "bytes": 0,
+        "flow_start_ns": 0,
+        "flow_end_ns": 0,
+        "received_ns": 0,
+        "in_if": 0,
+        "out_if": 0,
+        "src_vlan": 0,
+        "dst_vlan": 0,
+        "sampling_rate": 0,
+        "sampling_source": 0,
+        "hdr_len": 0,
+        "hdr_wirelen": 0,
+        "hdr_linktype": 0,
+        "header": b"",
+    }
     row.update(kw)
     return row
 
@@ -145,13 +176,27 @@ class ReferenceDecoder:
             sp, dp, it, ic = _ports_icmp(proto, sp, dp, None, None, None)
             out.append(
                 _row(
-                    exporter=to_text(s16), export_kind=NETFLOW5, domain=(etype << 8) | eid,
-                    src_ip=to_text(to16(src)), dst_ip=to_text(to16(dst)), ip_version=4, src_port=sp, dst_port=dp,
-                    protocol=proto, tcp_flags=flags, icmp_type=it, icmp_code=ic, packets=pkts, bytes=octs,
+                    exporter=to_text(s16),
+                    export_kind=NETFLOW5,
+                    domain=(etype << 8) | eid,
+                    src_ip=to_text(to16(src)),
+                    dst_ip=to_text(to16(dst)),
+                    ip_version=4,
+                    src_port=sp,
+                    dst_port=dp,
+                    protocol=proto,
+                    tcp_flags=flags,
+                    icmp_type=it,
+                    icmp_code=ic,
+                    packets=pkts,
+                    bytes=octs,
                     flow_start_ns=exp_ns - _s32(up - first) * 1_000_000,
-                    flow_end_ns=exp_ns - _s32(up - last) * 1_000_000, received_ns=recv, in_if=iif, out_if=oif,
+                    flow_end_ns=exp_ns - _s32(up - last) * 1_000_000,
+                    received_ns=recv,
+                    in_if=iif,
+                    out_if=oif,
                     sampling_rate=rate,
-                )  # fmt: skip
+                )
             )
         return out
 
@@ -205,7 +250,9 @@ class ReferenceDecoder:
         for rec in records:
             if not rec.fields:
                 if rec.template_id == sid:
-                    for key in [k for k, v in self.templates.items() if k[:3] == stream and v[1] == rec.options]:
+                    for key in [
+                        k for k, v in self.templates.items() if k[:3] == stream and v[1] == rec.options
+                    ]:
                         del self.templates[key]
                 else:
                     self.templates.pop((*stream, rec.template_id), None)
@@ -214,7 +261,16 @@ class ReferenceDecoder:
                 continue  # refused, as the cache refuses it
             self.templates[(*stream, rec.template_id)] = (rec.fields, rec.options)
 
-    def _data(self, body: bytes, fields: tuple[TemplateField, ...], version: int, stream: tuple[bytes, int, int], exp_ns: int, up: int, recv: int) -> list[Row]:  # fmt: skip
+    def _data(
+        self,
+        body: bytes,
+        fields: tuple[TemplateField, ...],
+        version: int,
+        stream: tuple[bytes, int, int],
+        exp_ns: int,
+        up: int,
+        recv: int,
+    ) -> list[Row]:
         ipfix = version == 10
         min_len = sum(1 if (ipfix and f.length == ie.VARLEN) else f.length for f in fields)
         out: list[Row] = []
@@ -262,7 +318,16 @@ class ReferenceDecoder:
             out.extend(self._record(vals, version, stream, exp_ns, up, recv, reverse))
         return out
 
-    def _record(self, v: dict[int, Any], version: int, stream: tuple[bytes, int, int], exp_ns: int, up: int, recv: int, reverse: bool) -> list[Row]:  # fmt: skip
+    def _record(
+        self,
+        v: dict[int, Any],
+        version: int,
+        stream: tuple[bytes, int, int],
+        exp_ns: int,
+        up: int,
+        recv: int,
+        reverse: bool,
+    ) -> list[Row]:
         def last(k: int) -> Any:
             return v[k][-1] if k in v else None
 
@@ -320,20 +385,48 @@ class ReferenceDecoder:
         rate = min(v.get(ie.K_SAMPLING, 0), 0xFFFFFFFF)
         sampler = v[ie.K_SAMPLER_ID] & 0x7FFFFFFFFFFFFFFF if ie.K_SAMPLER_ID in v else -1
         svlan, dvlan = v.get(ie.K_SRC_VLAN, 0) & 0xFFF, v.get(ie.K_DST_VLAN, 0) & 0xFFF
+        if hdr and ie.K_SRC_VLAN not in v and ie.K_DST_VLAN not in v:
+            x = 12  # the innermost VLAN tag of the sampled frame
+            while x + 4 <= len(hdr) and _be(hdr[x : x + 2]) in (0x8100, 0x88A8, 0x9100):
+                svlan = dvlan = _be(hdr[x + 2 : x + 4]) & 0xFFF
+                x += 4
         flags = v.get(ie.K_TCP_FLAGS, 0) & 0xFFFF
         sp, dp, it, ic = _ports_icmp(proto, sport, dport, tc, ity, icd)
         kind = NETFLOW9 if version == 9 else IPFIX
         common = dict(
-            exporter=to_text(stream[0]), export_kind=kind, domain=stream[2], ip_version=ipv, protocol=proto,
-            flow_start_ns=start, flow_end_ns=stop, received_ns=recv, sampling_rate=rate, _sampler=sampler,
+            exporter=to_text(stream[0]),
+            export_kind=kind,
+            domain=stream[2],
+            ip_version=ipv,
+            protocol=proto,
+            flow_start_ns=start,
+            flow_end_ns=stop,
+            received_ns=recv,
+            sampling_rate=rate,
+            _sampler=sampler,
             _stream=stream,
-        )  # fmt: skip
+        )
         rows = [
             _row(
-                **common, src_ip=to_text(src), dst_ip=to_text(dst), src_port=sp, dst_port=dp, tcp_flags=flags,
-                icmp_type=it, icmp_code=ic, packets=pkts or 0, bytes=byts, in_if=iif, out_if=oif, src_vlan=svlan,
-                dst_vlan=dvlan, hdr_len=len(hdr), hdr_wirelen=wl, hdr_linktype=1 if hdr else 0, header=hdr,
-            )  # fmt: skip
+                **common,
+                src_ip=to_text(src),
+                dst_ip=to_text(dst),
+                src_port=sp,
+                dst_port=dp,
+                tcp_flags=flags,
+                icmp_type=it,
+                icmp_code=ic,
+                packets=pkts or 0,
+                bytes=byts,
+                in_if=iif,
+                out_if=oif,
+                src_vlan=svlan,
+                dst_vlan=dvlan,
+                hdr_len=len(hdr),
+                hdr_wirelen=wl,
+                hdr_linktype=1 if hdr else 0,
+                header=hdr,
+            )
         ]
         if reverse:
             r_pkts = v.get(ie.K_R_PKTS)
@@ -345,10 +438,21 @@ class ReferenceDecoder:
                 sp2, dp2, it2, ic2 = _ports_icmp(proto, dport, sport, rtc, ity, icd)
                 rows.append(
                     _row(
-                        **common, src_ip=to_text(dst), dst_ip=to_text(src), src_port=sp2, dst_port=dp2,
-                        tcp_flags=v.get(ie.K_R_TCP_FLAGS, flags) & 0xFFFF, icmp_type=it2, icmp_code=ic2,
-                        packets=r_pkts or 0, bytes=r_bytes, in_if=oif, out_if=iif, src_vlan=dvlan, dst_vlan=svlan,
-                    )  # fmt: skip
+                        **common,
+                        src_ip=to_text(dst),
+                        dst_ip=to_text(src),
+                        src_port=sp2,
+                        dst_port=dp2,
+                        tcp_flags=v.get(ie.K_R_TCP_FLAGS, flags) & 0xFFFF,
+                        icmp_type=it2,
+                        icmp_code=ic2,
+                        packets=r_pkts or 0,
+                        bytes=r_bytes,
+                        in_if=oif,
+                        out_if=iif,
+                        src_vlan=dvlan,
+                        dst_vlan=svlan,
+                    )
                 )
         return rows
 
@@ -444,12 +548,28 @@ class ReferenceDecoder:
                 if rlen < 32:
                     return None
                 iplen, pr, a, b, sp, dp, fl, _tos = struct.unpack_from(">II4s4sIIII", r)
-                ipv, src, dst, sport, dport, proto, flags = 4, to16(a), to16(b), sp & 0xFFFF, dp & 0xFFFF, pr & 0xFF, fl & 0xFFFF
+                ipv, src, dst, sport, dport, proto, flags = (
+                    4,
+                    to16(a),
+                    to16(b),
+                    sp & 0xFFFF,
+                    dp & 0xFFFF,
+                    pr & 0xFF,
+                    fl & 0xFFFF,
+                )
             elif rf == 4:
                 if rlen < 56:
                     return None
                 iplen, pr, a, b, sp, dp, fl, _prio = struct.unpack_from(">II16s16sIIII", r)
-                ipv, src, dst, sport, dport, proto, flags = 6, a, b, sp & 0xFFFF, dp & 0xFFFF, pr & 0xFF, fl & 0xFFFF
+                ipv, src, dst, sport, dport, proto, flags = (
+                    6,
+                    a,
+                    b,
+                    sp & 0xFFFF,
+                    dp & 0xFFFF,
+                    pr & 0xFF,
+                    fl & 0xFFFF,
+                )
             elif rf == 1001:
                 if rlen < 16:
                     return None
@@ -464,13 +584,33 @@ class ReferenceDecoder:
             return hvlan if v < 0 else 0
 
         return _row(
-            exporter=agent, export_kind=SFLOW5, domain=sub, src_ip=to_text(src), dst_ip=to_text(dst), ip_version=ipv,
-            src_port=sp, dst_port=dp, protocol=proto, tcp_flags=flags, icmp_type=it, icmp_code=ic, packets=1,
-            bytes=hwire if have_hdr else iplen, flow_start_ns=recv, flow_end_ns=recv, received_ns=recv,
-            in_if=iif, out_if=oif, src_vlan=vlan(svlan), dst_vlan=vlan(dvlan), sampling_rate=rate,
-            hdr_len=len(hdr) if have_hdr else 0, hdr_wirelen=hwire if have_hdr else 0,
-            hdr_linktype=hlink if have_hdr else 0, header=hdr,
-        )  # fmt: skip
+            exporter=agent,
+            export_kind=SFLOW5,
+            domain=sub,
+            src_ip=to_text(src),
+            dst_ip=to_text(dst),
+            ip_version=ipv,
+            src_port=sp,
+            dst_port=dp,
+            protocol=proto,
+            tcp_flags=flags,
+            icmp_type=it,
+            icmp_code=ic,
+            packets=1,
+            bytes=hwire if have_hdr else iplen,
+            flow_start_ns=recv,
+            flow_end_ns=recv,
+            received_ns=recv,
+            in_if=iif,
+            out_if=oif,
+            src_vlan=vlan(svlan),
+            dst_vlan=vlan(dvlan),
+            sampling_rate=rate,
+            hdr_len=len(hdr) if have_hdr else 0,
+            hdr_wirelen=hwire if have_hdr else 0,
+            hdr_linktype=hlink if have_hdr else 0,
+            header=hdr,
+        )
 
     @staticmethod
     def _counter_sample(s: bytes, form: int, agent: str, sub: int, recv: int) -> list[Row] | None:

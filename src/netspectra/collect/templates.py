@@ -401,11 +401,13 @@ class TemplateCache:
             self._grow_slots(min(self._slots * 2, self.max_total))
         slot = self._free.pop()
         self._write(slot, prog, record.fields)
+        # into the hash table first: a rehash there reinserts what _slot_of holds, so the new key
+        # must not be in it yet (else it would be in the table twice)
+        self._ht_insert((stream << 16) | record.template_id, slot)
         self._slot_of[key] = slot
         self._owner[slot] = (exporter, stream)
         self._per_exporter[exporter] = self._per_exporter.get(exporter, 0) + 1
         self._by_stream.setdefault(stream, set()).add(record.template_id)
-        self._ht_insert((stream << 16) | record.template_id, slot)
         return "added"
 
     def _write(self, slot: int, prog: Program, fields: tuple[TemplateField, ...]) -> None:
