@@ -381,3 +381,25 @@ def test_template_table_stays_consistent_through_rehash_and_withdrawal() -> None
     for (stream, tid), slot in cache._slot_of.items():
         i = int(np.flatnonzero(cache.ht_keys == ((stream << 16) | tid))[0])
         assert cache.ht_vals[i] == slot
+
+
+def test_repeated_template_sets_are_skipped_but_still_apply_after_changes() -> None:
+    """A template set identical to one applied is skipped (counted, not parsed) — unless a template of
+    its stream changed or was withdrawn since, when it means something again."""
+    swapped = [(12, 4), (8, 4), *V4_FIELDS[2:]]
+    a = b.ipfix_template_set([(256, V4_FIELDS)])
+    c = b.ipfix_template_set([(256, swapped)])
+    data = b.data_set(256, [b.data_record(V4_FIELDS, v4_values(0))], pad_to=1)
+    seq = [
+        [a, data],  # A: src first
+        [a, data],  # A again: skipped
+        [c, data],  # C: the template changes, the addresses swap
+        [a, data],  # A again: no longer "known", applied: src first again
+        [b.ipfix_withdrawal(256), a, data],  # withdrawn, then A: re-added
+    ]
+    rows, _, dec = kernel_rows([b.ipfix(sets) for sets in seq])
+    assert [r["src_ip"] for r in rows] == ["10.0.0.0", "10.0.0.0", "198.51.100.9", "10.0.0.0", "10.0.0.0"]
+    t = totals(dec)
+    assert (t["templates"], t["template_changes"], t["template_withdrawals"]) == (5, 2, 1)
+    want, _ = reference_rows([b.ipfix(sets) for sets in seq])
+    assert [r["src_ip"] for r in want] == [r["src_ip"] for r in rows]

@@ -68,6 +68,14 @@ _ROW_COLS: tuple[str, ...] = (
     "hdr_linktype",
 )  # fmt: skip
 _TAIL_COLS: tuple[str, ...] = ("export_kind", "domain")
+#: Bytes of template sets remembered for the refresh fast path (all forgotten when full).
+_KNOWN_SETS_BYTES = 4 << 20
+
+
+def _readonly(a: np.ndarray, dtype: type) -> np.ndarray:
+    v = np.ascontiguousarray(a, dtype).view()
+    v.flags.writeable = False
+    return v
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,7 +171,9 @@ class FlowDecoder:
         )
         self.sampling = SamplingRates(cfg.default_sampling_rate, cfg.exporter_sampling_rates)
         self._lock = threading.Lock()
-        self._templog_ok = set()  # (stream, template id) already logged as refused
+        self._templog_ok: set[tuple[int, int]] = set()  # (stream, template id) logged as refused
+        self._known_sets: dict[int, dict[bytes, int]] = {}  # stream -> template set bytes -> templates
+        self._known_bytes = 0
 
     # -- public ---------------------------------------------------------------------------------
 
@@ -189,11 +199,13 @@ class FlowDecoder:
         n = len(b)
         if n == 0:
             return DecodeResult(FlowRecords.empty(0), InterfaceCounters.empty(0))
-        buf = np.ascontiguousarray(b.buf, np.uint8)
-        dg_off = np.ascontiguousarray(b.off, np.int64)
-        dg_len = np.ascontiguousarray(b.length, np.uint32)
-        recv = np.ascontiguousarray(b.received_ns, np.int64)
-        sender = np.ascontiguousarray(b.sender, np.uint8)
+        # read-only views: numba compiles one version of a kernel per array writability, so inputs
+        # from a socket (writable) and from a file or bytes (read-only) share the compiled code
+        buf = _readonly(b.buf, np.uint8)
+        dg_off = _readonly(b.off, np.int64)
+        dg_len = _readonly(b.length, np.uint32)
+        recv = _readonly(b.received_ns, np.int64)
+        sender = _readonly(b.sender, np.uint8)
         total = int(dg_len.sum(dtype=np.int64))
         kind = np.empty(n, np.uint8)
         status = np.empty(n, np.uint8)
@@ -298,6 +310,8 @@ class FlowDecoder:
         set_nrec = np.zeros(ns, np.int64)
         set_slot = np.full(ns, -1, np.int64)
         reg = self.registry
+        if not from_pending:
+            self._mark_refreshes(ctx, set_status)
         s = 0
         while s < ns:
             t = self.templates
@@ -325,9 +339,48 @@ class FlowDecoder:
         self._count_sets(ctx, set_status, from_pending)
         return set_status, set_nrec
 
+    def _mark_refreshes(self, ctx: _SetContext, set_status: np.ndarray) -> None:
+        """Mark the template sets byte-identical to one already applied to the same stream (exporters
+        repeat their templates every few datagrams or seconds): the kernel skips them, and only their
+        templates are counted — no parsing, no stop of the kernel."""
+        if not self._known_sets:
+            return
+        ctl = np.flatnonzero(ctx.set_id < 256)
+        if not ctl.size:
+            return
+        texts = self.registry.texts
+        for s in ctl.tolist():
+            i = int(ctx.set_dg[s])
+            known = self._known_sets.get(int(ctx.stream[i]))
+            if not known:
+                continue
+            off, ln = int(ctx.set_off[s]), int(ctx.set_len[s])
+            n = known.get(ctx.buf[off : off + ln].tobytes())
+            if n is not None:
+                set_status[s] = nk.SET_REFRESH
+                self.stats.add(texts[int(ctx.exporter[i])], "templates", n)
+
+    def _remember_set(self, stream: int, data: bytes, n_templates: int) -> None:
+        """Remember a template set that was applied whole (for :meth:`_mark_refreshes`); bounded."""
+        if self._known_bytes + len(data) > _KNOWN_SETS_BYTES:
+            self._known_sets.clear()
+            self._known_bytes = 0
+        known = self._known_sets.setdefault(stream, {})
+        if data not in known:
+            known[data] = n_templates
+            self._known_bytes += len(data)
+
+    def _forget_sets(self, stream: int) -> None:
+        """A template of the stream was withdrawn or replaced: its remembered sets mean something else."""
+        known = self._known_sets.pop(stream, None)
+        if known:
+            self._known_bytes -= sum(len(k) for k in known)
+
     def _park_unknown(
         self, ctx: _SetContext, s0: int, s1: int, set_status: np.ndarray, from_pending: bool
     ) -> None:
+        if not (set_status[s0:s1] == nk.SET_UNKNOWN_TEMPLATE).any():
+            return
         idx = s0 + np.flatnonzero(set_status[s0:s1] == nk.SET_UNKNOWN_TEMPLATE)
         for s in idx.tolist():
             i = int(ctx.set_dg[s])
@@ -351,7 +404,9 @@ class FlowDecoder:
         version = 10 if int(ctx.kind[i]) == IPFIX else 9
         sid = int(ctx.set_id[s])
         off, ln = int(ctx.set_off[s]), int(ctx.set_len[s])
-        records, err = parse_template_set(ctx.buf[off + 4 : off + ln].tobytes(), version, sid)
+        raw = ctx.buf[off : off + ln].tobytes()
+        records, err = parse_template_set(raw[4:], version, sid)
+        whole = err is None  # every record applied as given: the set may be skipped when repeated
         if err:
             self.stats.error(exporter, "template_set_invalid", 1, err)
         arrived: list[int] = []
@@ -362,14 +417,18 @@ class FlowDecoder:
                 else:
                     k = int(self.templates.withdraw(st, rec.template_id))
                 self.stats.add(exporter, "template_withdrawals", k)
+                self._forget_sets(st)
+                whole = False
                 continue
             outcome = self.templates.add(st, eid, rec, version)
             if outcome in ("added", "refreshed", "changed"):
                 self.stats.add(exporter, "templates", 1)
                 if outcome == "changed":
                     self.stats.add(exporter, "template_changes", 1)
+                    self._forget_sets(st)
                 arrived.append(rec.template_id)
                 continue
+            whole = False
             self.stats.add(exporter, "templates_rejected", 1)
             if outcome.startswith("invalid"):
                 self.stats.error(exporter, "template_invalid", 1, f"template {rec.template_id}: {outcome}")
@@ -384,6 +443,8 @@ class FlowDecoder:
                     self.templates.count_for(eid),
                     len(self.templates),
                 )
+        if whole and records:
+            self._remember_set(st, raw, len(records))
         for tid in arrived:
             if self.pending.has(st, tid):
                 self._replay(self.pending.take(st, tid), rows)
@@ -472,8 +533,13 @@ class FlowDecoder:
         j = rows.j
         reg = self.registry
         row_eid = reg.stream_exporter[rows.row_stream[:j]]
+        if j and row_eid.min() == row_eid.max():  # one exporter (the usual batch): no gather
+            exporter = np.empty((j, 16), np.uint8)
+            exporter[:] = reg.addr[row_eid[0]]
+        else:
+            exporter = reg.addr[row_eid]
         cols = {c: rows.cols[c][:j] for c in (*_ROW_COLS, *_TAIL_COLS)}
-        return FlowRecords(exporter=reg.addr[row_eid], header_buf=rows.header_buf[: rows.h], **cols), row_eid
+        return FlowRecords(exporter=exporter, header_buf=rows.header_buf[: rows.h], **cols), row_eid
 
     def _counters(
         self,
@@ -511,36 +577,50 @@ class FlowDecoder:
         stats = self.stats
         texts = self.registry.texts
         known = eids >= 0
-        ue = np.unique(eids[known])
-        if not ue.size:
-            return
-        e_known = eids[known]
-        ne = int(ue.max()) + 1
-        dgs = np.bincount(e_known, minlength=ne)
-        nbytes = np.bincount(e_known, weights=dg_len[known], minlength=ne)
-        last = np.full(ne, np.iinfo(np.int64).min, np.int64)
-        np.maximum.at(last, e_known, recv[known])
-        gap = event == 2
-        v9sf = (kind == 2) | (kind == SFLOW5)
-        lost_dg = np.bincount(eids[known], weights=np.where(v9sf, lost, 0)[known], minlength=ne)
-        lost_rec = np.bincount(eids[known], weights=np.where(v9sf, 0, lost)[known], minlength=ne)
-        gaps = np.bincount(eids[known], weights=gap[known], minlength=ne)
-        resets = np.bincount(eids[known], weights=(event == 3)[known], minlength=ne)
-        over = np.bincount(eids[known], weights=(status == nk.DG_OVER_LIMIT)[known], minlength=ne)
-        kinds_of = {int(e): set() for e in ue}
-        for e, k in set(zip(eids[known].tolist(), kind[known].tolist(), strict=True)):
-            kinds_of[e].add(KIND_NAMES.get(k, "unknown"))
-        for e in ue.tolist():
-            ex = texts[e]
-            for k in sorted(kinds_of[e]) or ["unknown"]:
-                stats.seen(ex, int(last[e]), k)
-            stats.add(ex, "datagrams", int(dgs[e]))
-            stats.add(ex, "bytes", int(nbytes[e]))
-            stats.add(ex, "sequence_gaps", int(gaps[e]))
-            stats.add(ex, "lost_datagrams", int(lost_dg[e]))
-            stats.add(ex, "lost_records", int(lost_rec[e]))
-            stats.add(ex, "sequence_resets", int(resets[e]))
-            stats.add(ex, "over_limit", int(over[e]))
+        e0 = int(eids[0])
+        if e0 >= 0 and bool((eids == e0).all()):  # the usual batch: one exporter
+            ex = texts[e0]
+            for k in np.unique(kind).tolist():
+                stats.seen(ex, int(recv.max()), KIND_NAMES.get(k, "unknown"))
+            v9sf = (kind == 2) | (kind == SFLOW5)
+            stats.add(ex, "datagrams", n)
+            stats.add(ex, "bytes", int(dg_len.sum(dtype=np.int64)))
+            stats.add(ex, "sequence_gaps", int((event == 2).sum()))
+            stats.add(ex, "lost_datagrams", int(lost[v9sf].sum()))
+            stats.add(ex, "lost_records", int(lost[~v9sf].sum()))
+            stats.add(ex, "sequence_resets", int((event == 3).sum()))
+            stats.add(ex, "over_limit", int((status == nk.DG_OVER_LIMIT).sum()))
+            ne = e0 + 1
+        else:
+            ue = np.unique(eids[known])
+            if not ue.size:
+                return
+            e_known = eids[known]
+            ne = int(ue.max()) + 1
+            dgs = np.bincount(e_known, minlength=ne)
+            nbytes = np.bincount(e_known, weights=dg_len[known], minlength=ne)
+            last = np.full(ne, np.iinfo(np.int64).min, np.int64)
+            np.maximum.at(last, e_known, recv[known])
+            v9sf = (kind == 2) | (kind == SFLOW5)
+            lost_dg = np.bincount(e_known, weights=np.where(v9sf, lost, 0)[known], minlength=ne)
+            lost_rec = np.bincount(e_known, weights=np.where(v9sf, 0, lost)[known], minlength=ne)
+            gaps = np.bincount(e_known, weights=(event == 2)[known], minlength=ne)
+            resets = np.bincount(e_known, weights=(event == 3)[known], minlength=ne)
+            over = np.bincount(e_known, weights=(status == nk.DG_OVER_LIMIT)[known], minlength=ne)
+            kinds_of: dict[int, set[str]] = {int(e): set() for e in ue}
+            for e, k in set(zip(e_known.tolist(), kind[known].tolist(), strict=True)):
+                kinds_of[e].add(KIND_NAMES.get(k, "unknown"))
+            for e in ue.tolist():
+                ex = texts[e]
+                for k in sorted(kinds_of[e]):
+                    stats.seen(ex, int(last[e]), k)
+                stats.add(ex, "datagrams", int(dgs[e]))
+                stats.add(ex, "bytes", int(nbytes[e]))
+                stats.add(ex, "sequence_gaps", int(gaps[e]))
+                stats.add(ex, "lost_datagrams", int(lost_dg[e]))
+                stats.add(ex, "lost_records", int(lost_rec[e]))
+                stats.add(ex, "sequence_resets", int(resets[e]))
+                stats.add(ex, "over_limit", int(over[e]))
         # decode errors by datagram status
         errs = known & (status != nk.DG_OK) & (status != nk.DG_OVER_LIMIT)
         if errs.any():

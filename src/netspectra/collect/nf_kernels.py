@@ -41,6 +41,7 @@ SET_MALFORMED = 2  # a record overruns its set: records before it are kept
 SET_RESERVED = 3  # set id 2..255 (v9) / 4..255 (IPFIX): ignored
 SET_CONTROL = 4  # template / options template set (handled by the caller)
 SET_OPTIONS_DATA = 5  # data set of an options template (handled by the caller)
+SET_REFRESH = 6  # (set by the caller before the call) a template set identical to one applied: skipped
 
 # decode_sets stop reasons
 STOP_DONE = 0
@@ -499,12 +500,16 @@ def decode_sets(
     ``STOP_CONTROL`` / ``STOP_OPTIONS`` (set ``s`` is a template set or options data: the caller
     handles it and resumes at ``s + 1``) or ``STOP_FULL`` (set ``s`` may not fit the outputs: the
     caller grows them and resumes at ``s``). Per set: ``set_status`` (``SET_*``), ``set_nrec``
-    (data records decoded), ``set_slot`` (template slot, -1 if unknown).
+    (data records decoded), ``set_slot`` (template slot, -1 if unknown). Sets whose ``set_status``
+    is ``SET_REFRESH`` on entry are skipped (the caller knows them: a periodic template refresh).
     """
     cap_rows = packets.shape[0]
     cap_hdr = header_buf.shape[0]
     s = s0
     while s < nsets:
+        if set_status[s] == SET_REFRESH:  # marked by the caller: a template set it already applied
+            s += 1
+            continue
         i = set_dg[s]
         kind = dg_kind[i]
         ipfix = kind == _IPFIX
