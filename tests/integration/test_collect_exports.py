@@ -14,9 +14,7 @@ use (AGPL data: read from the shared folder, never copied here):
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import xml.etree.ElementTree as ET
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +28,9 @@ from netspectra.collect.records import RATE_DEFAULT, RATE_OPTIONS, RATE_RECORD, 
 pytestmark = pytest.mark.shared
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests" / "unit"))
+from collect_tshark import cflow_records, compare_cflow, compare_sflow, needs_tshark, pdml, sflow_samples  # noqa: E402
+
 EXPORTS = ROOT.parent / "shared" / "data" / "flow-exports"
 if not EXPORTS.is_dir():
     pytest.skip(
@@ -417,73 +418,10 @@ def test_sflow_bytes_are_wire_lengths() -> None:
 # tshark
 # --------------------------------------------------------------------------------------------------
 
-needs_tshark = pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark is not installed")
-
-
-def pdml(paths: list[Path], tmp_path: Path, dissector: str) -> ET.Element:
-    """tshark's packet details (the -V tree, as PDML) of the files' packets, in order (templates
-    and data merged into one capture so that tshark can use the templates)."""
-    merged = tmp_path / "merged.pcap"
-    if len(paths) > 1:
-        subprocess.run(["mergecap", "-a", "-w", str(merged), *map(str, paths)], check=True)
-    else:
-        merged = paths[0]
-    dports = set()
-    for p in paths:
-        out = subprocess.run(
-            ["tshark", "-r", str(p), "-T", "fields", "-e", "udp.dstport"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.split()
-        dports.update(int(x.split(",")[0]) for x in out)
-    args = ["tshark", "-r", str(merged), "-T", "pdml"]
-    for port in sorted(dports):
-        args += ["-d", f"udp.port=={port},{dissector}"]
-    xml = subprocess.run(args, capture_output=True, check=True).stdout
-    return ET.fromstring(xml)
-
-
-def fields_of(el: ET.Element) -> dict[str, str]:
-    """First ``show`` of every named field under ``el`` (nested ones included)."""
-    out: dict[str, str] = {}
-    for f in el.iter("field"):
-        name = f.get("name")
-        if name and name not in out and f.get("show") is not None:
-            out[name] = f.get("show")  # type: ignore[assignment]
-    return out
-
-
-def cflow_records(root: ET.Element) -> list[dict[str, str]]:
-    """Every data record tshark decoded (options records excluded), with its packet's header."""
-    recs = []
-    for pkt in root.iter("packet"):
-        proto = next((p for p in pkt.iter("proto") if p.get("name") == "cflow"), None)
-        if proto is None:
-            continue
-        head = {
-            f.get("name"): f.get("show")
-            for f in proto.iter("field")
-            if f.get("name", "").startswith("cflow.")
-        }
-        for fs in proto.iter("field"):
-            # v9/IPFIX records are "Flow N" subtrees, v5 records "pdu N/M"
-            if fs.get("name") == "" and (fs.get("show") or "").startswith(("Flow ", "pdu ")):
-                d = fields_of(fs)
-                if any(k in d for k in ("cflow.srcaddr", "cflow.srcaddrv6", "cflow.data_link_frame_section")):
-                    d["_unix_secs"] = head.get("cflow.unix_secs") or head.get("cflow.exporttime", "")
-                    d["_sysuptime"] = head.get("cflow.sysuptime", "")
-                    recs.append(d)
-    return recs
-
-
-def _int(s: str) -> int:
-    return int(s, 16) if s.startswith("0x") else int(float(s))
-
 
 @needs_tshark
 @pytest.mark.tshark
-@pytest.mark.parametrize("group", [g for g in NETFLOW_GROUPS if g not in ("ipfixprobe",)])
+@pytest.mark.parametrize("group", [g for g in NETFLOW_GROUPS if g != "ipfixprobe"])  # biflows: see above
 def test_netflow_records_match_tshark(group: str, tmp_path: Path) -> None:
     paths = [EXPORTS / "netflow" / f for f in NETFLOW_GROUPS[group]]
     rows, _ = decode_files(paths)
@@ -493,74 +431,8 @@ def test_netflow_records_match_tshark(group: str, tmp_path: Path) -> None:
         # here it waited for the template and its records come first
         assert 0 < len(want) < len(rows)
         rows = rows[len(rows) - len(want) :]
-    assert len(rows) == len(want), group
-    checked = 0
-    for r, w in zip(rows, want, strict=True):
-        src = w.get("cflow.srcaddr") or w.get("cflow.srcaddrv6")
-        dst = w.get("cflow.dstaddr") or w.get("cflow.dstaddrv6")
-        if src and src not in ("0.0.0.0", "::"):
-            assert r["src_ip"] == src and r["dst_ip"] == dst
-        if "cflow.protocol" in w:
-            proto = _int(w["cflow.protocol"])
-            assert r["protocol"] == proto
-            if proto in (6, 17, 132):
-                assert (r["src_port"], r["dst_port"]) == (_int(w["cflow.srcport"]), _int(w["cflow.dstport"]))
-            elif proto in (1, 58):
-                code = w.get("cflow.icmp_type_code_ipv4") or w.get("cflow.icmp_type_code_ipv6")
-                tc = _int(code) if code else _int(w.get("cflow.dstport", "0"))
-                assert (r["icmp_type"], r["icmp_code"]) == (tc >> 8, tc & 0xFF)
-        for ours, theirs in (
-            ("packets", "cflow.packets"),
-            ("bytes", "cflow.octets"),
-            ("in_if", "cflow.inputint"),
-            ("out_if", "cflow.outputint"),
-            ("tcp_flags", "cflow.tcpflags"),
-            ("src_vlan", "cflow.vlanid"),
-            ("dst_vlan", "cflow.post_vlanid"),
-        ):
-            if theirs in w:
-                assert r[ours] == _int(w[theirs]), (group, ours, w[theirs])
-                checked += 1
-        if "cflow.sampling_interval" in w:
-            assert r["sampling_rate"] == _int(w["cflow.sampling_interval"])
-        if "cflow.timestart" in w and w["_sysuptime"]:
-            # tshark shows FIRST_SWITCHED and sysUptime in seconds of uptime
-            up_ms = round(float(w["_sysuptime"]) * 1000)
-            first_ms = round(float(w["cflow.timestart"]) * 1000)
-            export = int(w["_unix_secs"]) * 10**9  # (the v5 header's nanoseconds are 0 in these files)
-            assert r["flow_start_ns"] == export - (up_ms - first_ms) * 10**6
-        if "cflow.data_link_frame_section" in w:
-            assert r["header"].hex() == w["cflow.data_link_frame_section"].replace(":", "")
-            if "cflow.data_link_frame_size" in w:
-                assert r["hdr_wirelen"] == _int(w["cflow.data_link_frame_size"])
+    checked = compare_cflow(rows, want, group)
     assert checked >= len(rows) or group == "nat", group
-
-
-def sflow_samples(root: ET.Element) -> list[dict[str, Any]]:
-    """Every flow sample tshark decoded: its fields and the first IP header inside its packet header."""
-    out = []
-    for pkt in root.iter("packet"):
-        for fs in pkt.iter("field"):
-            show = fs.get("show") or ""
-            if fs.get("name") == "" and (
-                show.startswith("Flow sample") or show.startswith("Expanded flow sample")
-            ):
-                d: dict[str, Any] = fields_of(fs)
-                inner = [p for p in fs.iter("proto")]
-                ip = next((p for p in inner if p.get("name") in ("ip", "ipv6")), None)
-                if ip is not None:
-                    f = fields_of(ip)
-                    d["_src"] = f.get("ip.src") or f.get("ipv6.src")
-                    d["_dst"] = f.get("ip.dst") or f.get("ipv6.dst")
-                    d["_proto"] = f.get("ip.proto") or f.get("ipv6.nxt")
-                l4 = next((p for p in inner if p.get("name") in ("tcp", "udp")), None)
-                if l4 is not None:
-                    f = fields_of(l4)
-                    name = l4.get("name")
-                    d["_ports"] = (int(f[f"{name}.srcport"]), int(f[f"{name}.dstport"]))
-                d["_vlans"] = [int(x.get("show")) for x in fs.iter("field") if x.get("name") == "vlan.id"]
-                out.append(d)
-    return out
 
 
 @needs_tshark
@@ -569,29 +441,4 @@ def sflow_samples(root: ET.Element) -> list[dict[str, Any]]:
 def test_sflow_samples_match_tshark(name: str, tmp_path: Path) -> None:
     path = EXPORTS / "sflow" / name
     rows, _ = sflow(name)
-    want = sflow_samples(pdml([path], tmp_path, "sflow"))
-    assert len(rows) == len(want) >= 1
-    for r, w in zip(rows, want, strict=True):
-        assert r["sampling_rate"] == int(w["sflow.flow_sample.sampling_rate"])
-        assert r["hdr_len"] == int(w["sflow_245.header.sampled_header_length"])
-        frame, stripped = int(w["sflow_245.header.frame_length"]), int(w["sflow_245.header.payload_stripped"])
-        assert r["hdr_wirelen"] == (frame - stripped if stripped <= 4 else frame)
-        # tshark's field includes the XDR padding to a multiple of 4 bytes
-        assert r["header"].hex() == w["sflow_245.header"].replace(":", "")[: 2 * r["hdr_len"]]
-        if "_src" in w:  # the outer IP header inside the sampled header (tunnels not decapsulated)
-            assert (r["src_ip"], r["dst_ip"]) == (w["_src"], w["_dst"])
-            assert r["protocol"] == int(w["_proto"])
-        if "_ports" in w and r["protocol"] in (6, 17):
-            assert (r["src_port"], r["dst_port"]) == w["_ports"]
-        if "sflow_245.vlan.in" in w:
-            vin, vout = int(w["sflow_245.vlan.in"]), int(w["sflow_245.vlan.out"])
-            assert (r["src_vlan"], r["dst_vlan"]) == (vin if vin < 4096 else 0, vout if vout < 4096 else 0)
-        elif w["_vlans"]:
-            assert r["src_vlan"] == r["dst_vlan"] == w["_vlans"][-1]
-        for ours, key in (("in_if", "input"), ("out_if", "output")):
-            value = w.get(f"sflow.flow_sample.{key}_interface_value")
-            fmt = w.get(f"sflow.flow_sample.{key}_interface_format", "0")
-            if value is not None:
-                v = int(value)
-                want_if = v if int(fmt) == 0 and v != 0x3FFFFFFF else 0
-                assert r[ours] == want_if, (name, ours)
+    compare_sflow(rows, sflow_samples(pdml([path], tmp_path, "sflow")), name)

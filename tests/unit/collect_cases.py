@@ -299,10 +299,10 @@ def sflow_case() -> list[bytes]:
     )
     c1 = b.counter_sample([b.generic_if_counters(if_index=3, if_speed=10**10, in_octets=2**40, out_errors=5)])
     c2 = b.counter_sample([b.generic_if_counters(if_index=4, in_ucast=99)], expanded=True)
-    odd = b.sflow_record(4413, 5, b"\x00" * 12)  # another enterprise's sample: skipped by its length
+    odd = b.sflow_record(99999, 5, b"\x00" * 12)  # an unknown enterprise's sample: skipped by its length
     return [
         b.sflow([s1, s2, c1], agent="192.0.2.99", sub_agent=1, sequence=10),
-        b.sflow([s3, odd, s4, c2], agent="2001:db8::99", sub_agent=0, sequence=1),
+        b.sflow([s3, s4, c2, odd], agent="2001:db8::99", sub_agent=0, sequence=1),
         b.sflow([s1], agent="192.0.2.99", sub_agent=1, sequence=13),  # two lost
     ]
 
@@ -351,3 +351,35 @@ def by_kind(rows: list[dict]) -> list[dict]:
     """Rows in the decoder's batch order: v5, then v9 and IPFIX, then sFlow; datagram order within each."""
     group = {1: 0, 2: 1, 3: 1, 4: 2}
     return sorted(rows, key=lambda r: group[r["export_kind"]])
+
+
+def edge_case() -> list[bytes]:
+    """Corner cases a collector meets: padding, trailing bytes, sets that overrun, refused templates,
+    a withdrawal storm, an sFlow agent that puts the cut payload in ``stripped``."""
+    import struct
+
+    tpl = b.v9_template_set([(256, V4_FIELDS)])
+    good = b.data_set(256, [b.data_record(V4_FIELDS, v4_values(1), False)])
+    overrun = struct.pack(">HH", 256, 400) + b"\x00" * 20  # claims 400 bytes, has 24
+    zero_fields = b.ipfix_template_set([(300, [(8, 0), (12, 0)])])
+    storm = b.set_(2, struct.pack(">HH", 301, 0) * 50, pad_to=1)
+    ipfix_data = b.data_set(300, [b"\x01" * 8], pad_to=1)
+    frame = b.ethernet_ipv4_tcp("192.0.2.40", "192.0.2.41", 1234, 80, payload=1200)
+    cisco = b.flow_sample(
+        [b.raw_header_record(frame, 1290, stripped=1290 - len(frame))], rate=256, input=1, output=2
+    )
+    return [
+        b.netflow9([tpl, good], sequence=0) + b"\x00" * 12,  # zero padding after the last flowset
+        b.netflow9([good, overrun], sequence=1),  # the first set decodes, the second is an error
+        b.ipfix([zero_fields, storm, ipfix_data], sequence=0) + b"trailing bytes",  # after the message
+        b.sflow([cisco], agent="198.51.100.7", sequence=5),
+    ]
+
+
+REGRESSION_FILES = {
+    "netflow5": netflow5_case,
+    "netflow9": netflow9_case,
+    "ipfix": ipfix_case,
+    "sflow": sflow_case,
+    "edge": edge_case,
+}

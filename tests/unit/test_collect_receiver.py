@@ -128,7 +128,7 @@ def test_kernel_drops_are_counted() -> None:
         rx.stop()
     st = rx.stats()[0]
     received = sink.count() - 1
-    assert 0 < proc and received < n
+    assert proc > 0 and received < n
     assert proc == n - received == st["drops"] == st["proc_drops"]
     # SO_RXQ_OVFL: the same counter, as each datagram carried it when it was queued (so it lags behind
     # drops until a datagram is queued after them)
