@@ -403,3 +403,18 @@ def test_repeated_template_sets_are_skipped_but_still_apply_after_changes() -> N
     assert (t["templates"], t["template_changes"], t["template_withdrawals"]) == (5, 2, 1)
     want, _ = reference_rows([b.ipfix(sets) for sets in seq])
     assert [r["src_ip"] for r in want] == [r["src_ip"] for r in rows]
+
+
+def test_options_rate_applies_from_its_position_within_a_datagram() -> None:
+    """Found by the long fuzz run (the reference resolved a datagram's rates after its last options
+    set): rows before an options data set keep the rate known before it, in the decoder and the
+    reference alike."""
+    opt_tpl = b.v9_options_template_set(300, [(2, 4)], [(34, 4)])
+    opt = lambda rate: b.data_set(300, [b.data_record([(2, 4), (34, 4)], {34: rate}, False)])  # noqa: E731
+    payloads = [
+        b.netflow9([v9_tpl(), opt_tpl, opt(10)], sequence=0),
+        b.netflow9([v9_data(n=1), opt(20), v9_data(n=1)], sequence=1),
+    ]
+    rows, _, _ = kernel_rows(payloads, one_batch=False)
+    want, _ = reference_rows(payloads)
+    assert [r["sampling_rate"] for r in rows] == [r["sampling_rate"] for r in want] == [10, 20]

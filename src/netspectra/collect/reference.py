@@ -132,7 +132,8 @@ class ReferenceDecoder:
         elif version == 0 and _be(data[0:4]) == 5:
             rows, counters = self._sflow(data, received_ns)
         for r in rows:
-            self._rate(r)
+            if not r.pop("_rated", False):
+                self._rate(r)
         return rows, counters
 
     # -- sampling ---------------------------------------------------------------------------------
@@ -233,6 +234,11 @@ class ReferenceDecoder:
                 continue
             fields, options = tpl
             if options:
+                # an options rate applies from here on: the rows before it keep the rates known now
+                for r in out:
+                    if not r.get("_rated"):
+                        self._rate(r)
+                        r["_rated"] = True
                 values, _n, _ok = parse_options_data(body, fields, version)
                 for v in values:
                     if v.rate > 0:
