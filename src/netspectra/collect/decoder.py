@@ -47,6 +47,7 @@ from netspectra.collect.records import (
 from netspectra.collect.sampling import SamplingRates
 from netspectra.collect.sflow_kernels import N_COUNTERS, decode_sflow
 from netspectra.collect.templates import TemplateCache, parse_options_data, parse_template_set
+from netspectra.config.collect import CollectConfig
 
 log = logging.getLogger(__name__)
 
@@ -156,12 +157,8 @@ class FlowDecoder:
     exporter may reach several listeners). :attr:`stats` is readable at any time.
     """
 
-    def __init__(self, collect: object | None = None, *, stats: CollectorStats | None = None) -> None:
-        if collect is None:
-            from netspectra.config.collect import CollectConfig
-
-            collect = CollectConfig()
-        cfg = collect
+    def __init__(self, collect: CollectConfig | None = None, *, stats: CollectorStats | None = None) -> None:
+        cfg = collect if collect is not None else CollectConfig()
         self.config = cfg
         self.stats = stats or CollectorStats()
         self.registry = ExporterRegistry(cfg.max_exporters, cfg.max_streams_per_exporter)
