@@ -27,6 +27,7 @@ def test_defaults_listen_on_loopback() -> None:
         (":6343", ("0.0.0.0", 6343)),
         ("udp://[::1]:4739", ("::1", 4739)),
         ("[2001:db8::1]:2055", ("2001:db8::1", 2055)),
+        ("udp://127.0.0.1:0", ("127.0.0.1", 0)),
     ],
 )
 def test_listen_addresses(text: str, want: tuple[str, int]) -> None:

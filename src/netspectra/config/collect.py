@@ -45,7 +45,8 @@ _LISTEN_FIX = (
 def parse_udp_listen(text: str) -> tuple[str, int]:
     """``udp://HOST:PORT``, ``HOST:PORT``, ``[V6]:PORT`` or ``:PORT`` as ``(host, port)``.
 
-    ``ValueError`` naming the address otherwise. An empty host means every IPv4 interface.
+    ``ValueError`` naming the address otherwise. An empty host means every IPv4 interface; port 0 a
+    free port chosen by the kernel (tests: read the bound one from the receiver).
     """
     s = text.strip()
     scheme, sep, rest = s.partition("://")
@@ -54,7 +55,7 @@ def parse_udp_listen(text: str) -> tuple[str, int]:
             raise ValueError(f"listen address {text!r}: only udp:// is supported; {_LISTEN_FIX}")
         s = rest
     host, sep, port = s.rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) <= 65535:
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise ValueError(f"listen address {text!r}: no valid port; {_LISTEN_FIX}")
     host = host.strip()
     if host.startswith("["):
