@@ -57,6 +57,7 @@ from netspectra.config.base import (
     one_of,
     parse_go_duration,
 )
+from netspectra.config.collect import CollectConfig
 from netspectra.config.enrichment import EnrichmentConfig
 from netspectra.fields import FIELD_NAMES
 from netspectra.kinds import AGGREGATORS, KindError, did_you_mean
@@ -71,6 +72,7 @@ __all__ = [
     "AlerterConfig",
     "ApiConfig",
     "ByteSize",
+    "CollectConfig",
     "Config",
     "EnrichmentConfig",
     "ExactWriterConfig",
@@ -480,6 +482,8 @@ class Config(Section):
     nats: NatsConfig = NatsConfig()
     #: An addition: GeoIP/ASN databases, networks and classifiers (docs/enrichment.md).
     enrichment: EnrichmentConfig = EnrichmentConfig()
+    #: An addition: the flow-export collector (NetFlow v5/v9, IPFIX, sFlow v5); see config/collect.py.
+    collect: CollectConfig = CollectConfig()
 
     _warnings: tuple[str, ...] = PrivateAttr(default=())
     _source: str | None = PrivateAttr(default=None)
