@@ -99,9 +99,11 @@ def test_configuration_defaults_and_errors(tmp_path: Path) -> None:
         config(tmp_path, task={"idle_timeout": "0s"})
     with pytest.raises(ConfigError, match=r"aggregator.flows.tasks\[0\].splt"):
         config(tmp_path, task={"splt": 300})
-    # the ClickHouse writer does not store flow records yet: refused where it is listed
-    with pytest.raises(ConfigError, match=r"'clickhouse' is not a writer type of the flows group"):
-        config(tmp_path, writers=[{"type": "clickhouse", "enabled": True}])
+    # the ClickHouse writer stores flow records (the flows table); an unknown kind is refused by name
+    cfg = config(tmp_path, writers=[{"type": "clickhouse", "enabled": True}])
+    assert [w.type for w in cfg.aggregator.group("flows").writers] == ["clickhouse"]
+    with pytest.raises(ConfigError, match=r"'clickhose' is not a writer type of the flows group"):
+        config(tmp_path, writers=[{"type": "clickhose", "enabled": True}])
     assert "flows" in AGGREGATORS.names() and AGGREGATORS.get("flows") is KIND
     assert KIND.memory_bytes(task) > 0 and "max_flows 1,000,000" in KIND.memory_detail(task)
 

