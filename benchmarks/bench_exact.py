@@ -33,6 +33,7 @@ import argparse
 import gc
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -78,10 +79,12 @@ def worker(trace: str) -> dict:
         fh.write("5")  # resets VmHWM to the current RSS
     base = _status_kib("VmRSS")
     task = ExactTask("bench", FIVE)
+    r0 = resource.getrusage(resource.RUSAGE_SELF)
     c0, t0 = time.thread_time_ns(), time.perf_counter_ns()
     for b in batches:
         task.update(b)
     t1, c1 = time.perf_counter_ns(), time.thread_time_ns()
+    r1 = resource.getrusage(resource.RUSAGE_SELF)
     peak_update = _status_kib("VmHWM")
     s0 = time.perf_counter_ns()
     snap = task.snapshot()
@@ -95,6 +98,8 @@ def worker(trace: str) -> dict:
         "flows": flows,
         "update_ns_per_packet": (t1 - t0) / packets,
         "update_cpu_ns_per_packet": (c1 - c0) / packets,
+        "update_sys_ns_per_packet": (r1.ru_stime - r0.ru_stime) * 1e9 / packets,
+        "page_faults": r1.ru_minflt - r0.ru_minflt,
         "snapshot_s": (s1 - s0) / 1e9,
         "peak_bytes_per_flow": (peak_update - base) * 1024 / flows,
         "peak_bytes_per_flow_with_snapshot": (peak_snap - base) * 1024 / flows,
@@ -167,7 +172,8 @@ def main() -> None:
                 runs.append(r)
                 print(
                     f"{spec:>18} {name:>6} #{rep}: {r['update_ns_per_packet']:6.1f} ns/pkt "
-                    f"(cpu {r['update_cpu_ns_per_packet']:6.1f}), {r['peak_bytes_per_flow']:6.1f} B/flow, "
+                    f"(cpu {r['update_cpu_ns_per_packet']:6.1f}, sys {r['update_sys_ns_per_packet']:5.1f}), "
+                    f"{r['peak_bytes_per_flow']:6.1f} B/flow, "
                     f"{r['flows']:,} flows",
                     file=sys.stderr,
                     flush=True,

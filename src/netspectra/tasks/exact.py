@@ -8,8 +8,14 @@ SrcPort, DstPort, Protocol). Per flow the task keeps:
   captures, several workers and merged snapshots give the same answer. This difference is deliberate.
 * ``packets`` (+1 per packet) and ``bytes`` (+ wire length), both uint64.
 
-Flows live in a numba open-addressing hash table (:mod:`netspectra.tasks.exact_kernels`); one
-:meth:`ExactTask.update` is one kernel call over the whole batch (plus a table growth when needed).
+Flows live in dense rows appended in order of first appearance — 48 bytes for a flow whose
+addresses are IPv4 (or outside the key), 72 bytes for one with an IPv6 side — found through a compact
+index of 8-byte slots (hash tag + row number, linear probing, load <= 3/4); layout and algorithms in
+:mod:`netspectra.tasks.exact_kernels`. One :meth:`ExactTask.update` is one kernel call over the whole
+batch (plus a growth when needed). Growth never moves a row: the row arrays grow in place
+(:mod:`netspectra.tasks.exact_store`, whose capacity costs no memory until written) and only the index
+is rebuilt, from itself. Memory is therefore 48-72 bytes per flow plus 10.7-21.3 bytes of index
+(32 while the index doubles); :meth:`ExactTask.snapshot` decodes the rows in one pass.
 
 Concurrency: an :class:`ExactTask` is *not* thread-safe. The kernel releases the GIL, so the caller
 (the engine) must make sure one thread at a time calls ``update``, ``snapshot`` and ``reset`` on a task
@@ -39,7 +45,7 @@ log = logging.getLogger(__name__)
 #: The index grows (doubles) before more than this fraction of its slots is used.
 MAX_LOAD_NUM, MAX_LOAD_DEN = 3, 4
 _MIN_CAPACITY = 16
-_MAX_CAPACITY = 1 << 32  # home slots are the top bits of the hash's high half
+_MAX_CAPACITY = 1 << 31  # index refs are 31-bit row numbers (see exact_kernels)
 
 SortBy = Literal["bytes", "packets"]
 _SNAPSHOT_DTYPES = {
@@ -211,8 +217,8 @@ class ExactTask:
 
     ``capacity_hint`` is the number of flows expected: the table starts large enough to hold that
     many without growing (it grows whenever needed, so the hint only saves index rebuilds).
-    Memory per flow: 48 bytes of row (+ 32 for a flow with an IPv6 address), resident only as flows
-    arrive, plus the index's 8-byte slots, 1.33 to 2.67 per flow.
+    Memory per flow: a 48-byte row (72 bytes for a flow with an IPv6 address), resident only as
+    flows arrive, plus the index's 8-byte slots, 1.33 to 2.67 per flow.
     One updater at a time (not thread-safe; see the module docstring).
     """
 
@@ -231,8 +237,8 @@ class ExactTask:
             )
         self._index = np.zeros(self._initial_capacity, np.uint64)
         self._rows = GrowableWords(_limit_for(self._initial_capacity) * kern.ROW_WORDS)
-        self._wide = GrowableWords(_initial_wide_rows(self._initial_capacity) * kern.WIDE_WORDS)
-        self._state = np.zeros(2, np.int64)  # rows used, wide rows used
+        self._wide = GrowableWords(_initial_wide_rows(self._initial_capacity) * kern.WIDE_ROW_WORDS)
+        self._state = np.zeros(2, np.int64)  # compact rows used, wide rows used
         self._packets = 0
         self._bytes = 0
 
@@ -241,7 +247,7 @@ class ExactTask:
         return f"ExactTask({self.name!r}, {fields!r}, flows={len(self)}, capacity={self.capacity})"
 
     def __len__(self) -> int:
-        return int(self._state[0])
+        return int(self._state[0] + self._state[1])
 
     @property
     def capacity(self) -> int:
@@ -314,7 +320,8 @@ class ExactTask:
         kern.export_rows(
             self._rows.array,
             self._wide.array,
-            m,
+            int(self._state[0]),
+            int(self._state[1]),
             self._keep_src,
             self._keep_dst,
             src_ip.view(np.uint64),
@@ -335,7 +342,7 @@ class ExactTask:
         The table keeps the size the last period needed (at least the initial one), so a steady
         load does not regrow every period while a one-off burst does not hold memory forever.
         """
-        flows, wide_flows = int(self._state[0]), int(self._state[1])
+        flows, wide_flows = len(self), int(self._state[1])
         cap = max(self._initial_capacity, _capacity_for(flows))
         if cap == self.capacity:
             self._index.fill(0)
@@ -343,14 +350,14 @@ class ExactTask:
             self._index = np.zeros(cap, np.uint64)
         self._rows.resize(_limit_for(cap) * kern.ROW_WORDS)
         wide_rows = max(_initial_wide_rows(self._initial_capacity), wide_flows)
-        self._wide.resize(min(wide_rows, _limit_for(cap)) * kern.WIDE_WORDS)
+        self._wide.resize(min(wide_rows, _limit_for(cap)) * kern.WIDE_ROW_WORDS)
         self._state[:] = 0
         self._packets = 0
         self._bytes = 0
 
     def _grow(self) -> None:
         """Make room for the flow :func:`~netspectra.tasks.exact_kernels.update_flows` stopped at."""
-        used, wide_used = int(self._state[0]), int(self._state[1])
+        used, wide_used = len(self), int(self._state[1])
         if used >= _limit_for(self.capacity):
             cap = self.capacity * 2
             if cap > _MAX_CAPACITY:
@@ -363,8 +370,8 @@ class ExactTask:
                 raise AssertionError(f"reindex moved {moved} flows of {used}")  # a kernel bug, never data
             self._index = index
             log.debug("task %s: index grown to %d slots (%d flows)", self.name, cap, used)
-        if wide_used >= self._wide.array.shape[0] // kern.WIDE_WORDS:
-            self._wide.resize(2 * max(wide_used, 1) * kern.WIDE_WORDS)
+        if wide_used >= self._wide.array.shape[0] // kern.WIDE_ROW_WORDS:
+            self._wide.resize(2 * max(wide_used, 1) * kern.WIDE_ROW_WORDS)
 
 
 def _capacity_for(flows: int) -> int:

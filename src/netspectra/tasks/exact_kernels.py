@@ -1,46 +1,45 @@
 """Numba kernels of the exact task: a compact hash index over dense, append-only flow rows.
 
-Three arrays, all uint64 (C-contiguous, one dimension):
+Three arrays, all uint64 (C-contiguous, one dimension). Flows live in one of two row arrays, each
+appended to in order of first appearance (row ``r`` occupies words ``r * WORDS …``); rows beyond
+the used count are capacity the kernels never read.
 
-*rows* — one row of :data:`ROW_WORDS` words per flow, appended in order of first appearance (row
-``r`` occupies words ``r * ROW_WORDS …``); rows ``0 .. used-1`` are live, the rest is unused capacity
-that the kernels never read:
+*rows* — a *compact* flow, one whose addresses are each IPv4-mapped (``::ffff:a.b.c.d``) or outside
+the task's key: :data:`ROW_WORDS` words = 48 bytes.
 
 ======  =========  ===========================================================================
 word    name       content
 ======  =========  ===========================================================================
-0       ADDR       *compact* flow: ``src4 << 32 | dst4``, the IPv4 addresses as the uint32 of their
-                   last four bytes; *wide* flow: the number of its row in *wide*
-1       KEY        ``[WIDE] | src_port << 24 | dst_port << 8 | protocol`` (masked)
+0       ADDR       ``src4 << 32 | dst4``: the IPv4 addresses as the uint32 of their last 4 bytes
+1       KEY        ``src_port << 24 | dst_port << 8 | protocol`` (masked)
 2       FIRST      smallest timestamp seen, int64 ns stored biased (``^ TS_BIAS``, see below)
 3       LAST       largest timestamp seen, biased the same way
 4       PACKETS    packet count
 5       BYTES      sum of wire lengths
 ======  =========  ===========================================================================
 
-*wide* — :data:`WIDE_WORDS` words per *wide* flow: the source and destination addresses, 16 bytes
-each read as two native uint64 words (masked), in order of first appearance.
+*wide* — any other flow (IPv6 on either side): :data:`WIDE_ROW_WORDS` words = 72 bytes: the source
+and destination addresses, 16 bytes each read as two native uint64 words (``W_SRC_A`` … ``W_DST_B``),
+then ``W_KEY`` (with the :data:`WIDE` bit) and the four counters as above (``W_FIRST`` …).
 
-A flow is *compact* when each address is IPv4-mapped (``::ffff:a.b.c.d``) or outside the task's key,
-so that it takes 48 bytes; any other flow (IPv6 on either side) is *wide* (``KEY`` has the
-:data:`WIDE` bit) and takes 48 + 32 bytes. The rule depends on the key alone, so a flow is always
-found where it was put. Key fields outside the task's key are masked to zero *before* encoding,
-hashing and comparing, so one kernel serves every ``key_fields`` subset; the snapshot writes zeros
-for them.
+Whether a flow is compact depends on its key alone, so a flow is always found where it was put, and
+one with an IPv6 side is read whole from one row (no second, dependent cache miss). Key fields
+outside the task's key are masked to zero *before* encoding, hashing and comparing, so one kernel
+serves every ``key_fields`` subset; the snapshot writes zeros for them.
 
-*index* — open addressing with linear probing over a power-of-two number (at most 2^32) of 8-byte
-slots: ``tag << 32 | (row + 1)``, 0 = empty, where ``tag`` is the high 32 bits of the key's 64-bit
-hash and the home slot is the hash's top ``log2(capacity)`` bits — so a slot's own high half tells
-its home in an index of any size. A probe compares tags first, so a slot of another flow seldom
-costs a load of its row. Rows never move: growing the table rebuilds only the index, from the old
-index alone (:func:`reindex`), reading no row.
+*index* — open addressing with linear probing over a power-of-two number (at most 2^31) of 8-byte
+slots: ``tag << 32 | ref``, 0 = empty. ``tag`` is the high 32 bits of the key's 64-bit hash; ``ref``
+is ``row + 1`` of a compact row, or ``(row + 1) | WIDE_REF`` of a wide one. The home slot is the
+hash's top ``log2(capacity)`` bits, so a slot's own high half tells its home in an index of any
+size. A probe compares tags first, so a slot of another flow seldom costs a load of its row. Rows
+never move: growing the table rebuilds only the index, from the old index alone (:func:`reindex`).
 
 Timestamps are stored with their sign bit flipped (``ts ^ TS_BIAS``): unsigned comparison of biased
 values orders them like signed int64, so the kernel needs no signed/unsigned casts.
 
-The update kernel never lets the rows exceed ``limit`` nor the wide rows exceed the *wide* array:
-when a new flow would, it stops and returns the index of the packet it could not place; the caller
-grows what is full and resumes from that index, so nothing is lost.
+The update kernel never lets the rows of both kinds together exceed ``limit``, nor the wide rows
+exceed the *wide* array: when a new flow would, it stops and returns the index of the packet it
+could not place; the caller grows what is full and resumes from that index, so nothing is lost.
 
 Every kernel here has a plain-Python twin in :mod:`netspectra.tasks.exact_ref`; tests compare them.
 """
@@ -55,10 +54,13 @@ from numba.extending import intrinsic
 
 ROW_WORDS = 6
 ADDR, KEY, FIRST, LAST, PACKETS, BYTES = range(ROW_WORDS)
-WIDE_WORDS = 4
+WIDE_ROW_WORDS = 9
+W_SRC_A, W_SRC_B, W_DST_A, W_DST_B, W_KEY, W_FIRST, W_LAST, W_PACKETS, W_BYTES = range(WIDE_ROW_WORDS)
 
-#: ``KEY`` flag of a flow whose addresses live in the *wide* array.
+#: ``KEY`` flag of a wide flow (keeps the two kinds' hashes apart).
 WIDE = np.uint64(1 << 62)
+#: Flag of an index ``ref`` that points into the wide rows.
+WIDE_REF = np.uint64(1 << 31)
 TS_BIAS = np.uint64(1 << 63)
 ALL_ONES = np.uint64(0xFFFF_FFFF_FFFF_FFFF)
 
@@ -71,6 +73,7 @@ _RING_MASK = _RING - 1
 
 _ONE = np.uint64(1)
 _LOW32 = np.uint64(0xFFFF_FFFF)
+_LOW31 = np.uint64(0x7FFF_FFFF)
 #: The low 32 bits of the second word of an IPv4-mapped address: bytes 8..11 = 00 00 ff ff.
 _V4_MAPPED = np.uint64(0xFFFF_0000)
 _K_MIX = np.uint64(0x9E37_79B9_7F4A_7C15)
@@ -83,7 +86,7 @@ _S29 = np.uint64(29)
 _S32 = np.uint64(32)
 _S33 = np.uint64(33)
 _RW = np.uint64(ROW_WORDS)
-_WW = np.uint64(WIDE_WORDS)
+_WW = np.uint64(WIDE_ROW_WORDS)
 
 
 @intrinsic
@@ -99,7 +102,7 @@ def prefetch(typingctx, arr, idx):  # type: ignore[no-untyped-def]
         i32 = ir.IntType(32)
         fnty = ir.FunctionType(ir.VoidType(), [ptr.type, i32, i32, i32])
         fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
-        # read (0) or write (1) access: write, the slot or row is usually updated; locality 3; data (1)
+        # write access (the slot or row is usually updated), keep in all cache levels, data
         builder.call(fn, [ptr, ir.Constant(i32, 1), ir.Constant(i32, 3), ir.Constant(i32, 1)])
         return context.get_dummy_value()
 
@@ -142,11 +145,6 @@ def _is_compact(a: np.uint64, b: np.uint64, mask: np.uint64) -> bool:
     return mask == 0 or (a == 0 and (b & _LOW32) == _V4_MAPPED)
 
 
-@njit(nogil=True, cache=True, inline="always")
-def _slot(h: np.uint64, row: np.uint64) -> np.uint64:
-    return ((h >> _S32) << _S32) | (row + _ONE)
-
-
 @njit(nogil=True, cache=True)
 def index_shift(capacity: int) -> np.uint64:
     """``64 - log2(capacity)``: a hash (or a slot: its high half is the hash's) shifted right by this
@@ -171,7 +169,7 @@ def _encode(
     mask_dport: np.uint64,
     mask_proto: np.uint64,
 ) -> tuple[np.uint64, np.uint64, np.uint64]:
-    """Packet ``i``'s ``(hash, ADDR, KEY)``; ``ADDR`` is 0 for a wide flow (its row is not known yet)."""
+    """Packet ``i``'s ``(hash, ADDR, KEY)``; ``ADDR`` is 0 for a wide flow (``KEY`` has WIDE)."""
     key = (
         ((np.uint64(src_port[i]) & mask_sport) << _S24)
         | ((np.uint64(dst_port[i]) & mask_dport) << _S8)
@@ -209,11 +207,11 @@ def update_flows(
     """Account packets ``start..n-1``; return the index of the first packet not done.
 
     ``src``/``dst`` are the batch's addresses viewed as (n, 2) uint64, ``ts_u`` its ``ts_ns`` viewed
-    as uint64. ``state`` is an int64 array: ``state[0]`` = rows used, ``state[1]`` = wide rows used,
-    both updated in place. Returns ``n`` when every packet is in; a smaller index when a new flow
-    would make more than ``limit`` rows, or need a wide row beyond ``wide`` (the caller grows and
-    calls again from there). ``limit`` must not exceed the rows' capacity, nor leave the index
-    without an empty slot. Masks are all-ones or zero per field.
+    as uint64. ``state`` is an int64 array: ``state[0]`` = compact rows used, ``state[1]`` = wide rows
+    used, both updated in place. Returns ``n`` when every packet is in; a smaller index when a new
+    flow would make the rows of both kinds more than ``limit``, or need a wide row beyond ``wide``
+    (the caller grows and calls again from there). ``limit`` must not exceed the compact rows'
+    capacity, nor leave the index without an empty slot. Masks are all-ones or zero per field.
 
     Software pipeline, three packets in flight at three distances: packet ``k`` is encoded and
     hashed and its home slot prefetched; packet ``k - PREFETCH_ROW`` reads its home slots (by now
@@ -226,7 +224,7 @@ def update_flows(
     idx_mask = np.uint64(index.shape[0] - 1)
     used = np.uint64(state[0])
     wused = np.uint64(state[1])
-    wide_cap = np.uint64(wide.shape[0] // WIDE_WORDS)
+    wide_cap = np.uint64(wide.shape[0] // WIDE_ROW_WORDS)
     ulimit = np.uint64(limit)
     n = ts_u.shape[0]
     hashes = np.empty(_RING, np.uint64)
@@ -250,9 +248,14 @@ def update_flows(
             s = index[j]
             while s != 0:
                 if (s >> _S32) == (h >> _S32):
-                    p = ((s & _LOW32) - _ONE) * _RW
-                    prefetch(rows, p)
-                    prefetch(rows, p + _RW - _ONE)
+                    if s & WIDE_REF:
+                        p = ((s & _LOW31) - _ONE) * _WW
+                        prefetch(wide, p)
+                        prefetch(wide, p + _WW - _ONE)
+                    else:
+                        p = ((s & _LOW32) - _ONE) * _RW
+                        prefetch(rows, p)
+                        prefetch(rows, p + _RW - _ONE)
                     break
                 j = (j + _ONE) & idx_mask
                 s = index[j]
@@ -266,58 +269,69 @@ def update_flows(
         tag = h >> _S32
         t = ts_u[i] ^ TS_BIAS
         nbytes = np.uint64(length[i])
+        is_wide = (key & WIDE) != 0
         j = h >> shift
         while True:
             s = index[j]
             if s == 0:
-                if used >= ulimit:
+                if used + wused >= ulimit:
                     state[0] = np.int64(used)
                     state[1] = np.int64(wused)
                     return i
-                if key & WIDE:
+                if is_wide:
                     if wused >= wide_cap:
                         state[0] = np.int64(used)
                         state[1] = np.int64(wused)
                         return i
-                    w = wused * _WW
-                    wide[w] = src[i, 0] & mask_src
-                    wide[w + 1] = src[i, 1] & mask_src
-                    wide[w + 2] = dst[i, 0] & mask_dst
-                    wide[w + 3] = dst[i, 1] & mask_dst
-                    addr = wused
+                    p = wused * _WW
+                    wide[p + W_SRC_A] = src[i, 0] & mask_src
+                    wide[p + W_SRC_B] = src[i, 1] & mask_src
+                    wide[p + W_DST_A] = dst[i, 0] & mask_dst
+                    wide[p + W_DST_B] = dst[i, 1] & mask_dst
+                    wide[p + W_KEY] = key
+                    wide[p + W_FIRST] = t
+                    wide[p + W_LAST] = t
+                    wide[p + W_PACKETS] = _ONE
+                    wide[p + W_BYTES] = nbytes
                     wused += _ONE
-                p = used * _RW
-                rows[p + ADDR] = addr
-                rows[p + KEY] = key
-                rows[p + FIRST] = t
-                rows[p + LAST] = t
-                rows[p + PACKETS] = _ONE
-                rows[p + BYTES] = nbytes
-                index[j] = _slot(h, used)
-                used += _ONE
+                    index[j] = ((h >> _S32) << _S32) | wused | WIDE_REF
+                else:
+                    p = used * _RW
+                    rows[p + ADDR] = addr
+                    rows[p + KEY] = key
+                    rows[p + FIRST] = t
+                    rows[p + LAST] = t
+                    rows[p + PACKETS] = _ONE
+                    rows[p + BYTES] = nbytes
+                    used += _ONE
+                    index[j] = ((h >> _S32) << _S32) | used
                 break
-            if (s >> _S32) == tag:
-                p = ((s & _LOW32) - _ONE) * _RW
-                if rows[p + KEY] == key:
-                    if key & WIDE:
-                        w = rows[p + ADDR] * _WW
-                        same = (
-                            wide[w] == src[i, 0] & mask_src
-                            and wide[w + 1] == src[i, 1] & mask_src
-                            and wide[w + 2] == dst[i, 0] & mask_dst
-                            and wide[w + 3] == dst[i, 1] & mask_dst
-                        )
-                    else:
-                        same = rows[p + ADDR] == addr
-                    if same:
-                        # first/last are min/max, not "first/last processed": order-independent.
-                        if t < rows[p + FIRST]:
-                            rows[p + FIRST] = t
-                        if t > rows[p + LAST]:
-                            rows[p + LAST] = t
-                        rows[p + PACKETS] += _ONE
-                        rows[p + BYTES] += nbytes
-                        break
+            if (s >> _S32) == tag and ((s & WIDE_REF) != 0) == is_wide:
+                if is_wide:
+                    p = ((s & _LOW31) - _ONE) * _WW
+                    arr = wide
+                    c = p + W_FIRST
+                    same = (
+                        wide[p + W_KEY] == key
+                        and wide[p + W_SRC_A] == src[i, 0] & mask_src
+                        and wide[p + W_SRC_B] == src[i, 1] & mask_src
+                        and wide[p + W_DST_A] == dst[i, 0] & mask_dst
+                        and wide[p + W_DST_B] == dst[i, 1] & mask_dst
+                    )
+                else:
+                    p = ((s & _LOW32) - _ONE) * _RW
+                    arr = rows
+                    c = p + FIRST
+                    same = rows[p + KEY] == key and rows[p + ADDR] == addr
+                if same:
+                    # first/last are min/max, not "first/last processed": order-independent.
+                    if t < arr[c]:
+                        arr[c] = t
+                    if t > arr[c + 1]:
+                        arr[c + 1] = t
+                    arr[c + 2] += _ONE
+                    arr[c + 3] += nbytes
+                    break
             j = (j + _ONE) & idx_mask
     state[0] = np.int64(used)
     state[1] = np.int64(wused)
@@ -325,14 +339,13 @@ def update_flows(
 
 
 @njit(nogil=True, cache=True)
-def row_hash(rows: np.ndarray, wide: np.ndarray, r: np.uint64) -> np.uint64:
-    """The 64-bit hash of the flow in row ``r``."""
-    p = r * _RW
-    key = rows[p + KEY]
-    if key & WIDE:
-        w = rows[p + ADDR] * _WW
-        return hash_wide(wide[w], wide[w + 1], wide[w + 2], wide[w + 3], key)
-    return hash_compact(rows[p + ADDR], key)
+def ref_hash(rows: np.ndarray, wide: np.ndarray, ref: np.uint64) -> np.uint64:
+    """The 64-bit hash of the flow an index ``ref`` points to."""
+    if ref & WIDE_REF:
+        p = ((ref & _LOW31) - _ONE) * _WW
+        return hash_wide(wide[p], wide[p + 1], wide[p + 2], wide[p + 3], wide[p + W_KEY])
+    p = (ref - _ONE) * _RW
+    return hash_compact(rows[p + ADDR], rows[p + KEY])
 
 
 @njit(nogil=True, cache=True)
@@ -365,6 +378,7 @@ def export_rows(
     rows: np.ndarray,
     wide: np.ndarray,
     used: int,
+    wide_used: int,
     keep_src: bool,
     keep_dst: bool,
     src: np.ndarray,
@@ -377,38 +391,47 @@ def export_rows(
     packets: np.ndarray,
     nbytes: np.ndarray,
 ) -> None:
-    """Decode rows ``0 .. used-1`` into snapshot columns (``src``/``dst`` as (used, 2) uint64 views of
-    the 16-byte addresses, ``first_u``/``last_u`` as uint64 views of int64). A compact address of a
-    field in the key (``keep_*``) becomes ``::ffff:a.b.c.d``; of a field outside it, all zeros."""
-    for r in range(used):
-        p = r * ROW_WORDS
-        key = rows[p + KEY]
-        if key & WIDE:
-            w = rows[p + ADDR] * _WW
-            src[r, 0] = wide[w]
-            src[r, 1] = wide[w + 1]
-            dst[r, 0] = wide[w + 2]
-            dst[r, 1] = wide[w + 3]
-        else:
+    """Decode the compact rows, then the wide rows, into snapshot columns of ``used + wide_used`` rows
+    (``src``/``dst`` as (m, 2) uint64 views of the 16-byte addresses, ``first_u``/``last_u`` as uint64
+    views of int64). A compact address of a field in the key (``keep_*``) becomes ``::ffff:a.b.c.d``;
+    of a field outside it, all zeros."""
+    for r in range(used + wide_used):
+        if r < used:
+            p = r * ROW_WORDS
+            key = rows[p + KEY]
             addr = rows[p + ADDR]
             src[r, 0] = 0
             dst[r, 0] = 0
             src[r, 1] = (((addr >> _S32) << _S32) | _V4_MAPPED) if keep_src else np.uint64(0)
             dst[r, 1] = ((addr << _S32) | _V4_MAPPED) if keep_dst else np.uint64(0)
+            arr = rows
+            c = p + FIRST
+        else:
+            p = (r - used) * WIDE_ROW_WORDS
+            key = wide[p + W_KEY]
+            src[r, 0] = wide[p + W_SRC_A]
+            src[r, 1] = wide[p + W_SRC_B]
+            dst[r, 0] = wide[p + W_DST_A]
+            dst[r, 1] = wide[p + W_DST_B]
+            arr = wide
+            c = p + W_FIRST
         src_port[r] = np.uint16((key >> _S24) & np.uint64(0xFFFF))
         dst_port[r] = np.uint16((key >> _S8) & np.uint64(0xFFFF))
         protocol[r] = np.uint8(key & np.uint64(0xFF))
-        first_u[r] = rows[p + FIRST] ^ TS_BIAS
-        last_u[r] = rows[p + LAST] ^ TS_BIAS
-        packets[r] = rows[p + PACKETS]
-        nbytes[r] = rows[p + BYTES]
+        first_u[r] = arr[c] ^ TS_BIAS
+        last_u[r] = arr[c + 1] ^ TS_BIAS
+        packets[r] = arr[c + 2]
+        nbytes[r] = arr[c + 3]
 
 
 @njit(nogil=True, cache=True)
-def home_slots(capacity: int, rows: np.ndarray, wide: np.ndarray, used: int) -> np.ndarray:
-    """Home slot (where probing starts) of each of rows ``0 .. used-1`` in an index of ``capacity`` slots."""
+def home_slots(capacity: int, rows: np.ndarray, wide: np.ndarray, used: int, wide_used: int) -> np.ndarray:
+    """Home slot (where probing starts) in an index of ``capacity`` slots of each compact row, then
+    each wide row (the snapshot's row order)."""
     shift = index_shift(capacity)
-    out = np.empty(used, np.int64)
+    out = np.empty(used + wide_used, np.int64)
     for r in range(used):
-        out[r] = np.int64(row_hash(rows, wide, np.uint64(r)) >> shift)
+        out[r] = np.int64(ref_hash(rows, wide, np.uint64(r + 1)) >> shift)
+    for r in range(wide_used):
+        out[used + r] = np.int64(ref_hash(rows, wide, np.uint64(r + 1) | WIDE_REF) >> shift)
     return out

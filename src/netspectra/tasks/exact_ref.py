@@ -6,7 +6,7 @@ Two independent references:
   bytes]``. It shares no code with the kernels; agreement means the table counts the right things.
 * :func:`hash_compact_ref`, :func:`hash_wide_ref`, :func:`update_flows_ref`, :func:`reindex_ref` — the
   algorithms of the kernels of :mod:`netspectra.tasks.exact_kernels` (without their software
-  pipeline), in Python integers, on the same layout (index slots, rows, wide rows). Given the same
+  pipeline), in Python integers, on the same layout (index slots, compact rows, wide rows). Given the same
   input they must produce the *identical* arrays (same slots, same rows in the same order), which
   pins down the encoding, the hash, the probing and the growth protocol, not only the final counts.
 
@@ -86,17 +86,18 @@ def encode_ref(batch: PacketBatch, i: int, masks: tuple[int, ...]) -> tuple[int,
 def update_flows_ref(
     index: np.ndarray,
     rows: list[list[int]],
-    wide: list[tuple[int, ...]],
+    wide: list[list[int]],
     start: int,
     limit: int,
     batch: PacketBatch,
     masks: tuple[int, ...],
 ) -> int:
     """:func:`~netspectra.tasks.exact_kernels.update_flows` packet by packet: ``index`` a uint64 array,
-    ``rows`` and ``wide`` lists of rows (appended to). Returns the first packet not done (a new flow
-    beyond ``limit`` rows), or ``len(batch)``."""
+    ``rows`` and ``wide`` lists of compact and wide rows (appended to). Returns the first packet not
+    done (a new flow beyond ``limit`` rows of both kinds), or ``len(batch)``."""
     cap = index.shape[0]
     shift = index_shift_ref(cap)
+    wide_ref = int(kern.WIDE_REF)
     for i in range(start, len(batch)):
         h, key, words = encode_ref(batch, i, masks)
         t = (int(batch.ts_ns[i]) & M64) ^ (1 << 63)
@@ -105,23 +106,25 @@ def update_flows_ref(
         while True:
             s = int(index[j])
             if s == 0:
-                if len(rows) >= limit:
+                if len(rows) + len(wide) >= limit:
                     return i
                 if key & WIDE:
-                    wide.append(words)
-                    addr = len(wide) - 1
+                    wide.append([*words, key, t, t, 1, ln])
+                    ref = len(wide) | wide_ref
                 else:
-                    (addr,) = words
-                rows.append([addr, key, t, t, 1, ln])
-                index[j] = ((h >> 32) << 32) | len(rows)
+                    rows.append([*words, key, t, t, 1, ln])
+                    ref = len(rows)
+                index[j] = ((h >> 32) << 32) | ref
                 break
-            row = rows[(s & M32) - 1]
-            stored = wide[row[kern.ADDR]] if row[kern.KEY] & WIDE else (row[kern.ADDR],)
-            if s >> 32 == h >> 32 and row[kern.KEY] == key and stored == words:
-                row[kern.FIRST] = min(row[kern.FIRST], t)
-                row[kern.LAST] = max(row[kern.LAST], t)
-                row[kern.PACKETS] += 1
-                row[kern.BYTES] = (row[kern.BYTES] + ln) & M64
+            ref = s & M32
+            row = wide[(ref & ~wide_ref) - 1] if ref & wide_ref else rows[ref - 1]
+            nk = len(words) + 1  # the key words of a row: address words, then KEY
+            same_kind = bool(ref & wide_ref) == bool(key & WIDE)
+            if s >> 32 == h >> 32 and same_kind and row[:nk] == [*words, key]:
+                row[nk] = min(row[nk], t)
+                row[nk + 1] = max(row[nk + 1], t)
+                row[nk + 2] += 1
+                row[nk + 3] = (row[nk + 3] + ln) & M64
                 break
             j = (j + 1) % cap
     return len(batch)
@@ -147,7 +150,8 @@ def reference_table(
     batches: Iterable[PacketBatch], key_fields: Iterable[str], capacity: int, max_load: tuple[int, int]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(index, rows, wide)`` as :class:`~netspectra.tasks.exact.ExactTask` builds them, built by the
-    Python references: ``rows`` (flows, ROW_WORDS) and ``wide`` (wide flows, WIDE_WORDS) uint64.
+    Python references: ``rows`` (compact flows, ROW_WORDS) and ``wide`` (wide flows, WIDE_ROW_WORDS)
+    uint64.
 
     Same growth protocol: start at ``capacity`` slots, keep at most ``capacity * num // den`` rows,
     double the index and rebuild it whenever :func:`update_flows_ref` stops short, then resume where it
@@ -158,7 +162,7 @@ def reference_table(
     num, den = max_load
     index = np.zeros(capacity, np.uint64)
     rows: list[list[int]] = []
-    wide: list[tuple[int, ...]] = []
+    wide: list[list[int]] = []
     for batch in batches:
         i = 0
         while True:
@@ -171,7 +175,7 @@ def reference_table(
     return (
         index,
         np.array(rows, np.uint64).reshape(-1, kern.ROW_WORDS),
-        np.array(wide, np.uint64).reshape(-1, kern.WIDE_WORDS),
+        np.array(wide, np.uint64).reshape(-1, kern.WIDE_ROW_WORDS),
     )
 
 

@@ -16,7 +16,6 @@ numpy array) and a copy: slower and with a transient peak, but never wrong.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import mmap
 
@@ -61,7 +60,6 @@ class GrowableWords:
                 # A shrink keeps the rest of its last page: clear what was beyond the old end there.
                 page_end = -(-old_words * 8 // mmap.PAGESIZE) * mmap.PAGESIZE // 8
                 self.array[old_words:page_end] = 0
-                self._advise()
                 return
             old = np.frombuffer(self._mm, np.uint64)
         else:
@@ -76,13 +74,10 @@ class GrowableWords:
         if not _ANONYMOUS:
             self._mm = None
             return np.zeros(words, np.uint64)
+        # No MADV_HUGEPAGE (numpy asks it for its own large arrays): where transparent huge pages are
+        # "madvise" only, an advised region pays direct compaction on its page faults. Rows are
+        # written once, in order, so they fault all along the run: on a 2-core VM with a busy page
+        # cache that cost 30-48 ns per packet at 5 M flows, against 10-20 for 4 KiB pages and their
+        # extra TLB misses (benchmarks/RESULTS.md). Where THP is "always" the kernel still uses them.
         self._mm = mmap.mmap(-1, words * 8, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-        self._advise()
         return np.frombuffer(self._mm, np.uint64)
-
-    def _advise(self) -> None:
-        # Huge pages: rows are touched at random by the probes; fewer TLB misses (numpy asks the same
-        # for its own large arrays). Where the kernel refuses, nothing changes but speed.
-        if self._mm is not None and hasattr(mmap, "MADV_HUGEPAGE"):
-            with contextlib.suppress(OSError):
-                self._mm.madvise(mmap.MADV_HUGEPAGE)
