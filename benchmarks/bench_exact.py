@@ -3,8 +3,9 @@
     python benchmarks/bench_exact.py [--sizes 100000:5000000 1000000:10000000 5000000:20000000]
                                      [--repeat 5] [--before REV | --before-src DIR] [--json FILE]
 
-For each size ``FLOWS:PACKETS`` a ``netspectra gen`` trace with that many background flows and
-packets (seed 3) is written to ``--traces`` (default /tmp) unless it is there already. Every
+For each size ``FLOWS:PACKETS[:IPV6]`` a ``netspectra gen`` trace with that many background flows and
+packets (seed 3; ``IPV6`` = the fraction of flows over IPv6, gen's default 0.1 when left out) is
+written to ``--traces`` (default /tmp) unless it is there already. Every
 measurement runs in a fresh process (``--worker``), which
 
 1. reads the whole trace into memory as the reader's batches (262,144 packets each; not timed),
@@ -123,13 +124,14 @@ def _before_tree(rev: str) -> Path:
     return dest / "src"
 
 
-def _trace(traces: Path, flows: int, packets: int) -> Path:
-    path = traces / f"exact_f{flows}_p{packets}.pcap"
+def _trace(traces: Path, spec: str) -> Path:
+    flows, packets, *ipv6 = spec.split(":")
+    path = traces / f"exact_f{flows}_p{packets}{'_v6' + ipv6[0] if ipv6 else ''}.pcap"
     if not path.exists():
         print(f"writing {path} ...", file=sys.stderr, flush=True)
         subprocess.run(
-            [sys.executable, "-m", "netspectra", "gen", str(path), "--packets", str(packets),
-             "--flows", str(flows), "--seed", "3", "--no-progress"],
+            [sys.executable, "-m", "netspectra", "gen", str(path), "--packets", packets,
+             "--flows", flows, "--seed", "3", "--no-progress", *(["--ipv6", ipv6[0]] if ipv6 else [])],
             check=True, stdout=subprocess.DEVNULL,
         )  # fmt: skip
     return path
@@ -144,7 +146,7 @@ def _run_worker(src: Path, trace: Path) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--sizes", nargs="+", default=list(DEFAULT_SIZES), metavar="FLOWS:PACKETS")
+    ap.add_argument("--sizes", nargs="+", default=list(DEFAULT_SIZES), metavar="FLOWS:PACKETS[:IPV6]")
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--before", default=BEFORE_REV, metavar="REV", help="git revision of the old layout")
     ap.add_argument("--before-src", type=Path, metavar="DIR", help="run this source tree as 'before'")
@@ -163,8 +165,7 @@ def main() -> None:
     layouts["after"] = ROOT / "src"
     runs: list[dict] = []
     for spec in args.sizes:
-        flows_s, packets_s = spec.split(":")
-        trace = _trace(args.traces, int(flows_s), int(packets_s))
+        trace = _trace(args.traces, spec)
         for rep in range(args.repeat):
             for name, src in layouts.items():
                 r = _run_worker(src, trace)
@@ -189,24 +190,26 @@ def _print_table(runs: list[dict], layouts: list[str]) -> None:
         return f"{min(values):{fmt}} / {statistics.median(values):{fmt}}"
 
     print(
-        "| flows | packets | layout | update ns/packet (min / median) | CPU ns/packet | "
-        "peak B/flow | +snap B/flow | memory_bytes/flow | snapshot s |"
+        "| trace flows:packets[:ipv6] | flows | layout | wall ns/packet | CPU ns/packet | of which system "
+        "| peak B/flow | +snapshot B/flow | memory_bytes/flow | snapshot s |"
     )
-    print("| ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print("| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for size in dict.fromkeys(r["size"] for r in runs):
         for name in layouts:
             rs = [r for r in runs if r["size"] == size and r["layout"] == name]
             if not rs:
                 continue
             print(
-                f"| {rs[0]['flows']:,} | {rs[0]['packets']:,} | {name} "
+                f"| {size} | {rs[0]['flows']:,} | {name} "
                 f"| {mm([r['update_ns_per_packet'] for r in rs], '.1f')} "
                 f"| {mm([r['update_cpu_ns_per_packet'] for r in rs], '.1f')} "
+                f"| {mm([r['update_sys_ns_per_packet'] for r in rs], '.1f')} "
                 f"| {mm([r['peak_bytes_per_flow'] for r in rs], '.0f')} "
                 f"| {mm([r['peak_bytes_per_flow_with_snapshot'] for r in rs], '.0f')} "
                 f"| {statistics.median(r['memory_bytes_per_flow'] for r in rs):.0f} "
-                f"| {mm([r['snapshot_s'] for r in rs], '.3f')} |"
+                f"| {mm([r['snapshot_s'] for r in rs], '.2f')} |"
             )
+    print("(min / median of the runs)")
 
 
 if __name__ == "__main__":
