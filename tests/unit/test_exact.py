@@ -399,6 +399,20 @@ def test_capacity_hint_beyond_one_table_is_refused() -> None:
         ExactTask("t", FIVE, capacity_hint=1 << 33)
 
 
+def test_full_table_refuses_and_keeps_what_it_counted(monkeypatch: pytest.MonkeyPatch) -> None:
+    from netspectra.tasks import exact
+
+    monkeypatch.setattr(exact, "_MAX_CAPACITY", 64)  # at most 48 flows
+    task = ExactTask("t", FIVE, capacity_hint=1)
+    b = distinct_batch(np.random.default_rng(14), 100)
+    with pytest.raises(OverflowError, match="48 flows fill the largest table"):
+        task.update(b)
+    snap = task.snapshot()
+    assert len(task) == len(snap) == 48
+    assert task.packets == snap.total_packets == 48 and task.bytes == snap.total_bytes
+    assert snap.total_bytes == int(b.length[:48].sum())
+
+
 def _status_kib(field: str) -> int:
     with open("/proc/self/status") as fh:
         return next(int(line.split()[1]) for line in fh if line.startswith(field + ":"))

@@ -271,7 +271,12 @@ class ExactTask:
         return self._bytes
 
     def update(self, batch: PacketBatch) -> None:
-        """Account every packet of ``batch`` (which must satisfy :meth:`PacketBatch.validate`)."""
+        """Account every packet of ``batch`` (which must satisfy :meth:`PacketBatch.validate`).
+
+        Raises ``OverflowError`` when a new flow would not fit the largest table (about 1.6 billion
+        flows), ``MemoryError`` when growth cannot allocate; the packets before that flow stay
+        counted (flows and totals agree), the rest of the batch is not.
+        """
         batch.validate()
         n = len(batch)
         if n == 0:
@@ -299,7 +304,13 @@ class ExactTask:
             )
             if i >= n:
                 break
-            self._grow()
+            try:
+                self._grow()
+            except BaseException:
+                # Packets before i are in the rows: keep the totals in step with them.
+                self._packets += i
+                self._bytes += int(batch.length[:i].sum(dtype=np.uint64))
+                raise
         self._packets += n
         self._bytes += int(batch.length.sum(dtype=np.uint64))
 
