@@ -44,28 +44,27 @@ class GrowableWords:
 
     def resize(self, words: int) -> None:
         """Make the array ``words`` long: the first ``min(old, words)`` words keep their values, new
-        words read as zero."""
+        words read as zero. If it raises (no memory), the array is as it was."""
         words = max(int(words), 1)
-        if words == self.array.shape[0]:
+        old_words = self.array.shape[0]
+        if words == old_words:
             return
         if self._mm is not None:
-            old_words = self.array.shape[0]
             self.array = np.empty(0, np.uint64)  # drop our view: mremap needs no exported buffers
             try:
                 self._mm.resize(words * 8)
             except (BufferError, OSError, SystemError, ValueError) as exc:
                 log.debug("in-place resize of %d words failed (%s); copying", words, exc)
+                self.array = np.frombuffer(self._mm, np.uint64)
             else:
                 self.array = np.frombuffer(self._mm, np.uint64)
                 # A shrink keeps the rest of its last page: clear what was beyond the old end there.
                 page_end = -(-old_words * 8 // mmap.PAGESIZE) * mmap.PAGESIZE // 8
                 self.array[old_words:page_end] = 0
                 return
-            old = np.frombuffer(self._mm, np.uint64)
-        else:
-            old = self.array
+        old = self.array
         new = self._allocate(words)
-        keep = min(old.shape[0], words)
+        keep = min(old_words, words)
         new[:keep] = old[:keep]
         self.array = new
 
