@@ -40,7 +40,39 @@ column              dtype / shape   meaning
 ``ip_length``       uint32 (n,)     total length of the outer IP packet (IPv4 total length;
                                     IPv6 40 + payload length); when the header says 0 (TSO,
                                     BIG TCP, jumbograms) the wire length minus the link layer
+``packets``         uint64 (n,)     packets the row stands for, already multiplied by the
+                                    sampling rate (a flow-export record of 10 packets sampled
+                                    1-in-100 is 1000). Absent: every row is one packet
+``octets``          uint64 (n,)     bytes the row stands for, multiplied the same way; present
+                                    whenever ``packets`` is. ``length`` then holds the mean
+                                    packet size (``octets // packets``, capped to uint32) for
+                                    consumers that read sizes, never totals
+``sampling_rate``   uint32 (n,)     the 1-in-N rate ``packets``/``octets`` were multiplied by
+                                    (1: unsampled; 0: unknown — then multiplied by 1, and the
+                                    source counts it): the exported values are ``packets //
+                                    max(rate, 1)``, kept exactly
+``flow_start_ns``   int64 (n,)      first packet of the row's flow record (UTC ns); ``ts_ns`` is
+                                    then its last. Absent: ``ts_ns`` is both
+``in_if``           uint32 (n,)     input interface index at the exporter (0: unknown)
+``out_if``          uint32 (n,)     output interface index at the exporter (0: unknown)
+``exporter``        uint8 (n, 16)   address of the exporter that sent the record, IPv4 mapped
+                                    into IPv6 like ``src_ip``
 ==================  ==============  ==========================================================
+
+The last seven come from flow exports (:mod:`netspectra.collect`): a row is a flow record, not a
+packet. A consumer that counts packets or bytes counts ``packets``/``octets`` when present (the exact,
+sketch and flows tasks account a record of N packets as N captured packets).
+
+Dimension columns
+-----------------
+
+``dims`` maps enrichment column names (:data:`netspectra.enrich.columns.COLUMNS`: ``SrcAS``,
+``DstCountry``, ``InIfBoundary``, …) to ``(n,)`` arrays of the column's dtype: AS numbers as
+integers, strings as dictionary codes (0 = unknown), decoded by ``dictionaries`` (column name →
+code → text, append-only: a later batch's dictionary decodes every earlier code). They are made in
+the process that runs the tasks (the enrichment stage, :mod:`netspectra.enrich`), never sent over the
+wire. ``None``: the batch is not enriched. Every operation keeps them like optional columns; ``concat``
+keeps the longest dictionary of each column (the newest: dictionaries only grow).
 
 :data:`PacketBatch.OPTIONAL` lists them with their dtypes; :meth:`PacketBatch.present` says which a
 batch carries. Every operation keeps them: :meth:`~PacketBatch.head`, :meth:`~PacketBatch.take` and
@@ -77,6 +109,16 @@ class PacketBatch:
     vlan_id: np.ndarray | None = None
     icmp_type_code: np.ndarray | None = None
     ip_length: np.ndarray | None = None
+    packets: np.ndarray | None = None
+    octets: np.ndarray | None = None
+    sampling_rate: np.ndarray | None = None
+    flow_start_ns: np.ndarray | None = None
+    in_if: np.ndarray | None = None
+    out_if: np.ndarray | None = None
+    exporter: np.ndarray | None = None
+    # enrichment (dimension) columns and the dictionaries of their codes; see the module docstring
+    dims: dict[str, np.ndarray] | None = None
+    dictionaries: dict[str, tuple[str, ...]] | None = None
 
     COLUMNS: ClassVar[tuple[str, ...]] = (
         "ts_ns",
@@ -96,13 +138,52 @@ class PacketBatch:
         "protocol": np.dtype(np.uint8),
         "length": np.dtype(np.uint32),
     }
-    #: The optional columns and their dtypes (all one-dimensional), in canonical order.
+    #: The optional columns and their dtypes, in canonical order.
     OPTIONAL: ClassVar[dict[str, np.dtype]] = {
         "tcp_flags": np.dtype(np.uint8),
         "vlan_id": np.dtype(np.uint16),
         "icmp_type_code": np.dtype(np.uint16),
         "ip_length": np.dtype(np.uint32),
+        "packets": np.dtype(np.uint64),
+        "octets": np.dtype(np.uint64),
+        "sampling_rate": np.dtype(np.uint32),
+        "flow_start_ns": np.dtype(np.int64),
+        "in_if": np.dtype(np.uint32),
+        "out_if": np.dtype(np.uint32),
+        "exporter": np.dtype(np.uint8),
     }
+    #: Shape of one row of an optional column that is not a scalar (``(n, 16)`` for the exporter).
+    ROW_SHAPES: ClassVar[dict[str, tuple[int, ...]]] = {"exporter": (16,)}
+    #: The optional columns a flow-export row carries (a row that stands for a flow record).
+    EXPORT_COLUMNS: ClassVar[tuple[str, ...]] = (
+        "packets",
+        "octets",
+        "sampling_rate",
+        "flow_start_ns",
+        "in_if",
+        "out_if",
+        "exporter",
+    )
+
+    @classmethod
+    def row_bytes(cls, column: str) -> int:
+        """Bytes one row of ``column`` (required or optional) takes."""
+        if column in cls.DTYPES:
+            return cls.DTYPES[column].itemsize * (16 if column in ("src_ip", "dst_ip") else 1)
+        return cls.OPTIONAL[column].itemsize * int(np.prod(cls.ROW_SHAPES.get(column, (1,))))
+
+    @property
+    def weighted(self) -> bool:
+        """Whether rows stand for several packets (``packets``/``octets`` present)."""
+        return self.packets is not None
+
+    def packet_counts(self) -> np.ndarray:
+        """Packets each row stands for (uint64): ``packets``, or ones."""
+        return self.packets if self.packets is not None else np.ones(len(self), np.uint64)
+
+    def byte_counts(self) -> np.ndarray:
+        """Bytes each row stands for (uint64): ``octets``, or ``length``."""
+        return self.octets if self.octets is not None else self.length.astype(np.uint64)
 
     def __len__(self) -> int:
         return int(self.ts_ns.shape[0])
@@ -120,6 +201,8 @@ class PacketBatch:
         return PacketBatch(
             *(fn(getattr(self, c)) for c in self.COLUMNS),
             **{c: fn(getattr(self, c)) for c in self.present()},
+            dims=None if self.dims is None else {k: fn(v) for k, v in self.dims.items()},
+            dictionaries=self.dictionaries,
         )
 
     @classmethod
@@ -140,7 +223,7 @@ class PacketBatch:
             dst_port=np.empty(n, np.uint16),
             protocol=np.empty(n, np.uint8),
             length=np.empty(n, np.uint32),
-            **{c: np.empty(n, cls.OPTIONAL[c]) for c in opt},
+            **{c: np.empty((n, *cls.ROW_SHAPES.get(c, ())), cls.OPTIONAL[c]) for c in opt},
         )
 
     def head(self, n: int) -> PacketBatch:
@@ -168,6 +251,12 @@ class PacketBatch:
             )
         return replace(self, **columns)
 
+    def with_dims(
+        self, dims: dict[str, np.ndarray] | None, dictionaries: dict[str, tuple[str, ...]] | None = None
+    ) -> PacketBatch:
+        """The same batch with these dimension columns and dictionaries (``None``: not enriched)."""
+        return replace(self, dims=dims, dictionaries=dictionaries)
+
     def validate(self) -> None:
         """Raise ``ValueError`` if the batch breaks the module's invariants (optional columns included)."""
         n = len(self)
@@ -186,10 +275,23 @@ class PacketBatch:
                 raise ValueError(f"optional column {c}: {type(a).__name__}, expected a numpy array or None")
             if a.dtype != self.OPTIONAL[c]:
                 raise ValueError(f"optional column {c}: dtype {a.dtype}, expected {self.OPTIONAL[c]}")
-            if a.shape != (n,):
-                raise ValueError(f"optional column {c}: shape {a.shape}, expected {(n,)}")
+            want = (n, *self.ROW_SHAPES.get(c, ()))
+            if a.shape != want:
+                raise ValueError(f"optional column {c}: shape {a.shape}, expected {want}")
             if not a.flags.c_contiguous:
                 raise ValueError(f"optional column {c}: not C-contiguous")
+        if (self.packets is None) != (self.octets is None):
+            raise ValueError("optional columns packets and octets go together (one is missing)")
+        if self.dims is not None:
+            from netspectra.enrich.columns import BY_NAME
+
+            for name, a in self.dims.items():
+                col = BY_NAME.get(name)
+                if col is None:
+                    raise ValueError(f"dimension {name!r} is not an enrichment column")
+                if not isinstance(a, np.ndarray) or a.dtype != np.dtype(col.dtype) or a.shape != (n,):
+                    got = f"{a.dtype} {a.shape}" if isinstance(a, np.ndarray) else type(a).__name__
+                    raise ValueError(f"dimension {name}: {got}, expected {col.dtype} {(n,)}")
 
     @classmethod
     def concat(cls, batches: list[PacketBatch]) -> PacketBatch:
@@ -207,9 +309,23 @@ class PacketBatch:
                     f"concat: batch 0 carries optional columns {list(first)} but batch {i} carries "
                     f"{list(b.present())}; give every batch the same optional columns"
                 )
+        dims = batches[0].dims
+        dictionaries = batches[0].dictionaries
+        if any((b.dims is None) != (dims is None) or (dims and set(b.dims) != set(dims)) for b in batches):
+            raise ValueError("concat: the batches carry different dimension columns (enrich them alike)")
+        if dims is not None:
+            dims = {k: np.concatenate([b.dims[k] for b in batches]) for k in dims}  # type: ignore[index]
+            merged: dict[str, tuple[str, ...]] = {}
+            for b in batches:  # dictionaries only grow: the longest of each column decodes every code
+                for k, words in (b.dictionaries or {}).items():
+                    if len(words) > len(merged.get(k, ())):
+                        merged[k] = words
+            dictionaries = merged or None
         return cls(
             *(np.concatenate([getattr(b, c) for b in batches]) for c in cls.COLUMNS),
             **{c: np.concatenate([getattr(b, c) for b in batches]) for c in first},
+            dims=dims,
+            dictionaries=dictionaries,
         )
 
 

@@ -73,3 +73,54 @@ def test_validate_checks_optional_columns(column: str, value: object, message: s
     b = batch(3, ()).with_columns(**{column: value})
     with pytest.raises(ValueError, match=message):
         b.validate()
+
+
+def _weighted(n: int = 4) -> PacketBatch:
+    b = PacketBatch.empty(n, PacketBatch.EXPORT_COLUMNS)
+    for c in b.columns():
+        getattr(b, c)[...] = 0
+    b.packets[:] = np.arange(1, n + 1) * 100
+    b.octets[:] = b.packets * 1500
+    b.sampling_rate[:] = 100
+    b.exporter[:, 10:12] = 0xFF
+    b.exporter[:, 15] = np.arange(n)
+    return b
+
+
+def test_flow_export_rows_carry_weights_and_their_exporter() -> None:
+    b = _weighted()
+    b.validate()
+    assert b.weighted and b.exporter.shape == (4, 16)
+    assert b.packet_counts().tolist() == [100, 200, 300, 400]
+    assert b.byte_counts().tolist() == [150_000, 300_000, 450_000, 600_000]
+    plain = PacketBatch.empty(2)
+    plain.length[:] = [60, 1500]
+    assert not plain.weighted
+    assert plain.packet_counts().tolist() == [1, 1] and plain.byte_counts().tolist() == [60, 1500]
+    # every operation keeps the 2-D exporter column with its rows
+    assert b.take(np.array([3, 0])).exporter[:, 15].tolist() == [3, 0]
+    assert PacketBatch.concat([b, b.slice(1, 2)]).exporter[:, 15].tolist() == [0, 1, 2, 3, 1]
+    assert PacketBatch.row_bytes("exporter") == 16 and PacketBatch.row_bytes("packets") == 8
+    with pytest.raises(ValueError, match="packets and octets go together"):
+        b.with_columns(octets=None).validate()
+    with pytest.raises(ValueError, match=r"exporter: shape \(4,\), expected \(4, 16\)"):
+        b.with_columns(exporter=np.zeros(4, np.uint8)).validate()
+
+
+def test_dimension_columns_follow_the_rows_and_dictionaries_only_grow() -> None:
+    b = _weighted()
+    dims = {"SrcAS": np.array([1, 2, 3, 4], np.uint32), "SrcNetName": np.array([0, 1, 1, 2], np.uint16)}
+    e = b.with_dims(dims, {"SrcNetName": ("", "lan")})
+    e.validate()
+    t = e.take(np.array([2, 1]))
+    assert t.dims is not None and t.dims["SrcAS"].tolist() == [3, 2] and t.dictionaries == e.dictionaries
+    later = e.with_dims(dims, {"SrcNetName": ("", "lan", "dmz")})
+    joined = PacketBatch.concat([e, later])
+    assert joined.dims is not None and joined.dims["SrcAS"].tolist() == [1, 2, 3, 4] * 2
+    assert joined.dictionaries == {"SrcNetName": ("", "lan", "dmz")}
+    with pytest.raises(ValueError, match="different dimension columns"):
+        PacketBatch.concat([e, b])
+    with pytest.raises(ValueError, match="not an enrichment column"):
+        b.with_dims({"Nope": np.zeros(4, np.uint32)}).validate()
+    with pytest.raises(ValueError, match="dimension SrcAS: uint16"):
+        b.with_dims({"SrcAS": np.zeros(4, np.uint16)}).validate()

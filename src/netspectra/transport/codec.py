@@ -78,7 +78,20 @@ COLUMN_FIELDS: dict[str, int] = {
 }
 #: The optional columns (:data:`PacketBatch.OPTIONAL`) and their field numbers: written when the batch
 #: carries them, read when the message has them.
-OPTIONAL_FIELDS: dict[str, int] = {"tcp_flags": 23, "vlan_id": 24, "icmp_type_code": 25, "ip_length": 26}
+OPTIONAL_FIELDS: dict[str, int] = {
+    "tcp_flags": 23,
+    "vlan_id": 24,
+    "icmp_type_code": 25,
+    "ip_length": 26,
+    # flow-export rows (netspectra.collect): a row stands for a flow record
+    "packets": 27,
+    "octets": 28,
+    "sampling_rate": 29,
+    "flow_start_ns": 30,
+    "in_if": 31,
+    "out_if": 32,
+    "exporter": 33,
+}
 # bytes per packet and on-the-wire dtype of every column
 _WIDTH = {
     "ts_ns": 8,
@@ -92,6 +105,13 @@ _WIDTH = {
     "vlan_id": 2,
     "icmp_type_code": 2,
     "ip_length": 4,
+    "packets": 8,
+    "octets": 8,
+    "sampling_rate": 4,
+    "flow_start_ns": 8,
+    "in_if": 4,
+    "out_if": 4,
+    "exporter": 16,
 }
 _WIRE_DTYPE = {
     "ts_ns": np.dtype("<i8"),
@@ -105,12 +125,25 @@ _WIRE_DTYPE = {
     "vlan_id": np.dtype("<u2"),
     "icmp_type_code": np.dtype("<u2"),
     "ip_length": np.dtype("<u4"),
+    "packets": np.dtype("<u8"),
+    "octets": np.dtype("<u8"),
+    "sampling_rate": np.dtype("<u4"),
+    "flow_start_ns": np.dtype("<i8"),
+    "in_if": np.dtype("<u4"),
+    "out_if": np.dtype("<u4"),
+    "exporter": np.dtype("u1"),
 }
 _ALIGN = {name: (1 if width == 16 else width) for name, width in _WIDTH.items()}
 # widest first, so that alignment padding is needed at most before the first few columns
 _ENCODE_ORDER = (
     "ts_ns",
+    "packets",
+    "octets",
+    "flow_start_ns",
     "length",
+    "sampling_rate",
+    "in_if",
+    "out_if",
     "ip_length",
     "src_port",
     "dst_port",
@@ -118,6 +151,7 @@ _ENCODE_ORDER = (
     "icmp_type_code",
     "src_ip",
     "dst_ip",
+    "exporter",
     "protocol",
     "tcp_flags",
 )
@@ -241,7 +275,8 @@ def encode_batch(
     Contract: the result is a valid protobuf encoding of ``v1.PacketBatch`` with ``version`` =
     :data:`LAYOUT_VERSION`, ``count = len(batch)`` and every column packed little-endian, each column
     starting at an offset that is a multiple of its width (``padding`` fields in between); the optional
-    columns the batch carries are written too (fields 23-26), the absent ones are not. An empty batch
+    columns the batch carries are written too (fields 23-33), the absent ones are not; dimension
+    columns (``dims``: made where the tasks run) are never sent. An empty batch
     carries no column fields. ``decode_batch(encode_batch(b, **m))`` returns ``b``'s values and ``m``
     (for an empty batch, without its optional columns: nothing says they were there).
 
@@ -301,7 +336,7 @@ def decode_batch(data: bytes | bytearray | memoryview) -> tuple[PacketBatch, Bat
 
     Contract: the batch's arrays are views of ``data`` (read-only when ``data`` is ``bytes``; they keep it
     alive) except where a column is unaligned in memory or the host is big-endian, where that column is
-    copied. An optional column (fields 23-26) is in the batch exactly when the message has it, and then
+    copied. An optional column (fields 23-33) is in the batch exactly when the message has it, and then
     must be ``count`` × its width bytes like any column. Fields may come in any order and repeat (the
     last one wins, as in protobuf); unknown fields are skipped (forward compatibility). The result always
     passes :meth:`PacketBatch.validate`.

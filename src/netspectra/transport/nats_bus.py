@@ -86,7 +86,7 @@ def member_shards(n_shards: int, member: int, members: int) -> list[int]:
 def max_packets_for_payload(max_payload: int, wanted: int, optional: Iterable[str] = ()) -> int:
     """Packets per message: ``wanted`` capped so that one encoded batch fits in ``max_payload`` bytes,
     batches carrying the ``optional`` columns (:data:`PacketBatch.OPTIONAL` names) included."""
-    per_packet = BYTES_PER_PACKET + sum(PacketBatch.OPTIONAL[c].itemsize for c in optional)
+    per_packet = BYTES_PER_PACKET + sum(PacketBatch.row_bytes(c) for c in optional)
     fit = (int(max_payload) - _HEADER_ALLOWANCE) // per_packet
     if fit < 1:
         raise ValueError(f"max_payload {max_payload} cannot hold even one packet")
