@@ -141,6 +141,10 @@ def analyze(
         from netspectra.flows.kind import with_flows_task
 
         cfg = with_flows_task(cfg)
+    if flow_export:  # the exporters of the capture, listed by `query exporters` after --store
+        from netspectra.collect.exporters_kind import with_exporters_task
+
+        cfg = with_exporters_task(cfg)
     if not any(group.tasks for _, group in cfg.aggregator.running_groups()) and not any(
         name not in cfg.aggregator.groups for name in cfg.aggregator.types
     ):

@@ -80,6 +80,7 @@ class ResultsWriter:
     # the aggregator kinds deliver through these
     write_flows = write
     write_hitters = write
+    write_exporters = write
 
 
 @dataclass
