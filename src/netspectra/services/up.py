@@ -76,6 +76,10 @@ class UpStack:
         self, cfg: Any, options: UpOptions, ops: Any = None, signals: StopSignals | None = None
     ) -> None:
         o = options
+        if o.collect:  # the exporters the collector hears, listed by `query exporters`
+            from netspectra.collect.exporters_kind import with_exporters_task
+
+            cfg = with_exporters_task(cfg)
         self.cfg = cfg
         self.options = o
         self.ops = ops
