@@ -23,6 +23,8 @@ import pytest
 
 pytest.importorskip("nats", reason="nats-py is not installed (pip install nats-py)")
 
+from collect_helpers import free_udp_port, send
+
 from netspectra.batch import PacketBatch
 from netspectra.collect import build
 from netspectra.collect.batches import flow_batch
@@ -74,16 +76,6 @@ def exports() -> list[bytes]:
         *v5,
         *build.synthetic_sflow(400, seed=3),
     ]
-
-
-def send(payloads: list[bytes], port: int, *, pace_every: int = 200) -> None:
-    """Send over loopback, pausing a little every ``pace_every`` datagrams (a test, not a benchmark: the
-    receive buffer must never overflow here)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        for i, p in enumerate(payloads):
-            s.sendto(p, ("127.0.0.1", port))
-            if i % pace_every == pace_every - 1:
-                time.sleep(0.002)
 
 
 def offline(payloads: list[bytes]) -> tuple[PacketBatch, dict[str, FlowSnapshot]]:
@@ -170,12 +162,6 @@ def _env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
 
 
-def _free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _wait_listening(proc: subprocess.Popen[bytes], port: int, timeout: float = 60.0) -> None:
     """Until the process has bound the UDP port (it shows in /proc/net/udp)."""
     deadline = time.monotonic() + timeout
@@ -195,7 +181,7 @@ def test_sigterm_loses_nothing_already_received(tmp_path: Path) -> None:
     """Datagrams sent just before SIGTERM are in the socket buffer: the stop reads and decodes them."""
     cfg_path = tmp_path / "config.yaml"
     cfg_path.write_text(CONFIG_YAML)
-    port = _free_udp_port()
+    port = free_udp_port()
     proc = subprocess.Popen(
         _collect_cmd(cfg_path, "--listen", f"127.0.0.1:{port}", "--no-publish", "--json"),
         env=_env(),
