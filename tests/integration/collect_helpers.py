@@ -4,6 +4,7 @@ rows yet."""
 from __future__ import annotations
 
 import socket
+import subprocess
 import time
 
 import numpy as np
@@ -41,3 +42,20 @@ def free_udp_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def wait_bound(port: int, proc: subprocess.Popen | None = None, timeout: float = 120.0) -> None:  # type: ignore[type-arg]
+    """Until a UDP socket is bound to ``port`` on this machine (it shows in /proc/net/udp); fails at once
+    when ``proc`` ends meanwhile."""
+    deadline = time.monotonic() + timeout
+    hexport = f":{port:04X}"
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            err = proc.stderr.read() if proc.stderr is not None else ""
+            raise AssertionError(f"the process exited with {proc.returncode}: {str(err)[-2000:]}")
+        for name in ("/proc/net/udp", "/proc/net/udp6"):
+            with open(name) as f:
+                if any(line.split()[1].endswith(hexport) for line in list(f)[1:]):
+                    return
+        time.sleep(0.05)
+    raise AssertionError(f"nothing bound UDP port {port} within {timeout:.0f} s")

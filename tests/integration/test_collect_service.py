@@ -23,7 +23,7 @@ import pytest
 
 pytest.importorskip("nats", reason="nats-py is not installed (pip install nats-py)")
 
-from collect_helpers import free_udp_port, send
+from collect_helpers import free_udp_port, send, wait_bound
 
 from netspectra.batch import PacketBatch
 from netspectra.collect import build
@@ -162,21 +162,6 @@ def _env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
 
 
-def _wait_listening(proc: subprocess.Popen[bytes], port: int, timeout: float = 60.0) -> None:
-    """Until the process has bound the UDP port (it shows in /proc/net/udp)."""
-    deadline = time.monotonic() + timeout
-    hexport = f":{port:04X}"
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            err = proc.stderr.read().decode()[-2000:]  # type: ignore[union-attr]
-            raise AssertionError(f"collect exited with {proc.returncode}: {err}")
-        with open("/proc/net/udp") as f:
-            if any(line.split()[1].endswith(hexport) for line in list(f)[1:]):
-                return
-        time.sleep(0.05)
-    raise AssertionError("collect did not bind its port")
-
-
 def test_sigterm_loses_nothing_already_received(tmp_path: Path) -> None:
     """Datagrams sent just before SIGTERM are in the socket buffer: the stop reads and decodes them."""
     cfg_path = tmp_path / "config.yaml"
@@ -189,7 +174,7 @@ def test_sigterm_loses_nothing_already_received(tmp_path: Path) -> None:
         stderr=subprocess.PIPE,
     )
     try:
-        _wait_listening(proc, port)
+        wait_bound(port, proc)
         payloads = build.synthetic_ipfix(30_000, seed=5)  # 1000 datagrams
         send(payloads, port, pace_every=100)
         proc.send_signal(signal.SIGTERM)  # at once: some datagrams still wait in the socket
