@@ -8,6 +8,7 @@ Parses the options, builds :class:`~netspectra.services.collect.CollectService`,
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -66,6 +67,13 @@ def collect(
         float | None,
         typer.Option("--duration", min=0.0, help="Stop after this many seconds (default: never)."),
     ] = None,
+    ready_file: Annotated[
+        Path | None, typer.Option("--ready-file", hidden=True, help="Touched once the listeners are bound.")
+    ] = None,
+    dump: Annotated[
+        Path | None,
+        typer.Option("--dump-rows", hidden=True, help="At the stop, write every row to PREFIX.npz (tests)."),
+    ] = None,
     json_out: JsonOption = False,
     ops_listen: OpsListenOption = None,
 ) -> None:
@@ -99,6 +107,8 @@ def collect(
             probe_id=probe_id,
             jetstream=jetstream,
             stream=stream,
+            ready_file=ready_file,
+            dump_prefix=dump,
         )
         service = CollectService(options)
     except ServiceError as exc:

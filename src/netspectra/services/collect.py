@@ -20,8 +20,9 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from netspectra.services.base import LoopThread, Section, Service, ServiceError
@@ -44,6 +45,10 @@ class CollectOptions:
     queue_rows: int = 1 << 21
     #: ``up --no-jetstream``: the in-process engine's received-rows counter (flow control).
     consumed: Callable[[], int] | None = field(default=None, compare=False)
+    #: Touched once the listeners are bound (tests, scripts).
+    ready_file: Path | None = None
+    #: At the stop, write every row given to ``<dump_prefix>.npz`` (tests, debugging an exporter).
+    dump_prefix: Path | None = None
 
     @property
     def listen(self) -> tuple[str, ...]:
@@ -127,6 +132,7 @@ class CollectService(Service):
         self._read_error: BaseException | None = None
         self._stopped = False
         self._t0 = 0.0
+        self._dumped: list[Any] = []
         self.error = None
 
     # -- life --------------------------------------------------------------------------------------
@@ -160,6 +166,8 @@ class CollectService(Service):
             raise ServiceError(str(exc)) from None
         self._t0 = time.perf_counter()
         self.source.start()
+        if o.ready_file is not None:
+            o.ready_file.touch()
         log.info(
             "collect: listening on %s, %s",
             ", ".join(f"udp://{a}" for a in self.source.addresses),
@@ -171,16 +179,22 @@ class CollectService(Service):
             self.publisher = Publisher(
                 o.publisher, kernel_dropped=self.source.kernel_drops, consumed=o.consumed
             )
-            source = self.source
+            batches = self._batches()
             # the iteration ends when the source stops (after the sockets were drained): no stop event
-            self._loop = LoopThread("ns-collect", lambda _stop: self.publisher.run(source, None)).start()
+            self._loop = LoopThread("ns-collect", lambda _stop: self.publisher.run(batches, None)).start()
         else:
             self._reader = threading.Thread(target=self._drain, name="ns-collect-read", daemon=True)
             self._reader.start()
 
+    def _batches(self) -> Iterator[Any]:
+        for batch in self.source:
+            if self.options.dump_prefix is not None:
+                self._dumped.append(batch)
+            yield batch
+
     def _drain(self) -> None:
         try:
-            for _ in self.source:
+            for _ in self._batches():
                 pass
         except BaseException as exc:
             self._read_error = exc
@@ -223,6 +237,21 @@ class CollectService(Service):
                 self.error = self._as_error(self._loop.error)
         if self._reader is not None:
             self._reader.join(max(1.0, budget * 0.9))
+        if self.options.dump_prefix is not None:
+            self._dump()
+
+    def _dump(self) -> None:
+        import numpy as np
+
+        from netspectra.batch import PacketBatch
+        from netspectra.collect.source import columns_for
+
+        b = (
+            PacketBatch.concat(self._dumped)
+            if self._dumped
+            else PacketBatch.empty(0, columns_for(self.options.extras))
+        )
+        np.savez(f"{self.options.dump_prefix}.npz", **{c: getattr(b, c) for c in b.columns()})
 
     def banner(self) -> str:
         o = self.options
