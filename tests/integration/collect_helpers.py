@@ -1,15 +1,10 @@
-"""Helpers of the collector's integration tests: sending datagrams, and whether the tasks count weighted
-rows yet."""
+"""Helpers of the collector's integration tests: sending datagrams over loopback, free ports."""
 
 from __future__ import annotations
 
 import socket
 import subprocess
 import time
-
-import numpy as np
-
-from netspectra.batch import PacketBatch
 
 
 def send(payloads: list[bytes], port: int, *, pace_every: int = 200, host: str = "127.0.0.1") -> None:
@@ -20,22 +15,6 @@ def send(payloads: list[bytes], port: int, *, pace_every: int = 200, host: str =
             s.sendto(p, (host, port))
             if i % pace_every == pace_every - 1:
                 time.sleep(0.002)
-
-
-def tasks_weighted() -> bool:
-    """Whether the exact task accounts a row of N packets as N packets (the tasks' side of issue 15, merged
-    separately). Until then the end-to-end totals tests compare what they can and xfail the rest, saying
-    so; once it is merged they run whole."""
-    from netspectra.tasks.exact import ExactTask
-
-    b = PacketBatch.empty(1, PacketBatch.EXPORT_COLUMNS)
-    for c in b.columns():
-        getattr(b, c)[...] = 0
-    b.packets[:] = np.uint64(5)
-    b.octets[:] = np.uint64(500)
-    t = ExactTask("weighted", ("SrcIP",))
-    t.update(b)
-    return int(t.snapshot().total_packets) == 5
 
 
 def free_udp_port() -> int:

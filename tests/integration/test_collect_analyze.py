@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from collect_helpers import tasks_weighted
 
 from netspectra.batch import PacketBatch
 from netspectra.collect.batches import flow_batch
@@ -62,9 +61,8 @@ def test_flow_export_json_matches_the_library_path() -> None:
     t.update(rows)
     (five,) = [x for x in doc["tasks"] if x["name"] == "per_five_tuple"]
     assert five["flows"] == len(t.snapshot())
-    if tasks_weighted():
-        assert five["packets"] == int(rows.packet_counts().sum())
-        assert five["bytes"] == int(rows.byte_counts().sum())
+    assert five["packets"] == int(rows.packet_counts().sum())
+    assert five["bytes"] == int(rows.byte_counts().sum())
 
 
 def test_flow_export_report_and_filters(tmp_path: Path) -> None:

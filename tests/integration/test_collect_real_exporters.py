@@ -20,8 +20,7 @@ directional five-tuple flows, IP bytes (what NetFlow/IPFIX count) and wire bytes
   scaled by it, and the totals are within the sampling error of the truth (5 standard deviations of a
   binomial estimate);
 * the totals that come out of the API (``up --collect``) equal those of ``netspectra analyze`` on the
-  same capture: one run, softflowd IPFIX (packets and bytes need the exact task to count weighted rows:
-  xfail with the reason until that part is merged; flows and the exporters listing are checked now).
+  same capture: one run, softflowd IPFIX.
 
 Skipped with the reason when not root, a namespace cannot be made, or a tool is missing (``.ci/run``
 installs softflowd, pmacct, nfdump, tcpreplay, iproute2).
@@ -520,7 +519,6 @@ def test_api_totals_equal_analyze_for_softflowd_ipfix(env: dict) -> None:
     analyze of the capture softflowd watched."""
     pytest.importorskip("chdb", reason="the embedded ClickHouse engine needs chdb")
     pytest.importorskip("nats", reason="nats-py is not installed")
-    from collect_helpers import tasks_weighted
 
     ns, truth, tmp = env["ns"], env["truth"], env["tmp"]
     an = subprocess.run(
@@ -567,10 +565,6 @@ def test_api_totals_equal_analyze_for_softflowd_ipfix(env: dict) -> None:
     s = json.loads(out.strip().splitlines()[-1])
     assert s["pipeline"]["published"] == s["pipeline"]["received"] == int(e["records"])
     assert int(summary["flowCount"]) == five["flows"]
-    if not tasks_weighted():
-        pytest.xfail(
-            "the exact task counts rows, not the packets they stand for, until the tasks' part is merged"
-        )
     # NetFlow/IPFIX count IP bytes (analyze: wire bytes, 14 more per Ethernet frame)
     assert (int(summary["totalPackets"]), int(summary["totalBytes"])) == (
         analyzed["ip_packets"],

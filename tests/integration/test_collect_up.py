@@ -21,7 +21,7 @@ import pytest
 pytest.importorskip("nats", reason="nats-py is not installed (pip install nats-py)")
 pytest.importorskip("chdb", reason="the embedded ClickHouse engine needs chdb (pip install chdb)")
 
-from collect_helpers import free_udp_port, send, tasks_weighted, wait_bound
+from collect_helpers import free_udp_port, send, wait_bound
 
 from netspectra.collect import build
 from netspectra.collect.batches import flow_batch
@@ -142,9 +142,5 @@ def test_up_collect_stores_exporters_and_totals(tmp_path: Path) -> None:
     assert c["decoder"]["totals"]["datagrams"] == len(payloads) and c["kernel_drops"] == 0
     assert c["publisher"]["packets_published"] == len(want)
     assert summary["pipeline"]["published"] == summary["pipeline"]["received"] == len(want)
-    if not tasks_weighted():
-        pytest.xfail(
-            "the exact task counts rows, not the packets they stand for, until the tasks' part is merged"
-        )
     assert int(s["totalPackets"]) == int(want.packet_counts().sum())
     assert int(s["totalBytes"]) == int(want.byte_counts().sum())

@@ -4,6 +4,7 @@ its rows in the ``exporters`` table (chdb)."""
 from __future__ import annotations
 
 import ipaddress
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -125,7 +126,7 @@ aggregator:
     assert with_exporters_task(out) is out
 
 
-def test_rows_round_trip_through_the_exporters_table(tmp_path: Path) -> None:
+def test_rows_round_trip_through_the_exporters_table(chdb_data_dir: Path) -> None:
     pytest.importorskip("chdb", reason="the embedded ClickHouse engine needs chdb")
     from netspectra.config.aggregator import WriterConfig
     from netspectra.storage.base import SnapshotMeta
@@ -134,7 +135,7 @@ def test_rows_round_trip_through_the_exporters_table(tmp_path: Path) -> None:
     from netspectra.storage.exporters import list_exporters
 
     rng = np.random.default_rng(9)
-    ch = ClickHouseConfig(data_dir=str(tmp_path / "chdb"), database="exp_test")
+    ch = ClickHouseConfig(data_dir=str(chdb_data_dir), database=f"exp_test_{uuid.uuid4().hex[:8]}")
     writer = ClickHouseWriter(WriterConfig(type="clickhouse", enabled=True, params=ch), "exporters")
     writer.open()
     try:
