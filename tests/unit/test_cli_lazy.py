@@ -55,3 +55,50 @@ def test_every_extra_is_seen_as_installed_where_it_is() -> None:
     pyproject = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())
     declared = set(pyproject["project"]["optional-dependencies"])
     assert set(EXTRAS) <= declared, "EXTRAS names an extra pyproject.toml does not declare"
+
+
+def test_entry_points_are_scanned_once_per_sys_path(monkeypatch) -> None:
+    """Config validation asks the kind registries dozens of times; the installed distributions' metadata
+    is read once (it cost a command over a second), and again only when ``sys.path`` changes."""
+    import netspectra.kinds as kinds
+    from netspectra.kinds import AGGREGATORS, SKETCHES, WRITERS
+
+    scans = []
+    real = kinds.distributions
+
+    def counting():
+        scans.append(1)
+        return real()
+
+    monkeypatch.setattr(kinds, "distributions", counting)
+    monkeypatch.setattr(kinds, "_SCANNED", None)
+    for _ in range(5):
+        AGGREGATORS.names(), SKETCHES.names(), WRITERS.names(), AGGREGATORS.get("exact")
+    assert len(scans) == 1
+    monkeypatch.syspath_prepend("/nonexistent-netspectra-plugins")
+    assert "exact" in AGGREGATORS.names() and len(scans) == 2
+
+
+def test_command_line_numba_does_not_load_scipy_linalg() -> None:
+    """numba's CPU target probes for a BLAS by importing scipy.linalg (0.3-0.7 s) where scipy is
+    installed; the command-line process skips that probe, and scipy stays importable afterwards."""
+    import pytest
+
+    pytest.importorskip("scipy", reason="the probe only costs anything where scipy is installed")
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys\n"
+            "from netspectra.lazy import keep_scipy_out_of_numba\n"
+            "keep_scipy_out_of_numba()\n"
+            "import numba.np.arraymath\n"
+            "print('scipy.linalg' in sys.modules)\n"
+            "import scipy.linalg\n"
+            "print(scipy.linalg.norm([3.0, 4.0]))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.split() == ["False", "5.0"]
