@@ -59,7 +59,7 @@ from netspectra.config.base import (
 )
 from netspectra.config.collect import CollectConfig
 from netspectra.config.enrichment import EnrichmentConfig
-from netspectra.fields import FIELD_NAMES
+from netspectra.fields import FIELD_NAMES, PACKET_FIELDS
 from netspectra.kinds import AGGREGATORS, KindError, did_you_mean
 
 __all__ = [
@@ -319,10 +319,12 @@ class ProbeConfig(Section):
         if not v:
             raise ValueError("at least one shard field is needed, e.g. [SrcIP]")
         for f in v:
-            if f not in KEY_FIELDS:
+            if f not in PACKET_FIELDS:
+                # the probe hashes what every packet carries on the wire: the five packet fields
+                what = "a packet field" if f in KEY_FIELDS else "a valid key field"
                 raise ValueError(
-                    f"{f!r} is not a valid key field{did_you_mean(f, KEY_FIELDS)}; "
-                    f"valid key fields are {choices(KEY_FIELDS)}"
+                    f"{f!r} is not {what}{did_you_mean(f, PACKET_FIELDS)}; shard fields are among "
+                    f"{choices(PACKET_FIELDS)}"
                 )
         if len(set(v)) != len(v):
             raise ValueError(f"shard fields repeat a field: {list(v)}")

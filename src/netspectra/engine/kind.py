@@ -25,6 +25,7 @@ not validated) and no metrics.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -83,6 +84,11 @@ class AggregatorKind:
         """Problems that span the tasks of this kind (the task model checks each task alone):
         ``(errors, warnings)``, each line starting with its key path (``path`` is ``aggregator.<kind>``)."""
         return [], []
+
+    def columns_for(self, tasks: Sequence[Any]) -> tuple[str, ...]:
+        """The optional PacketBatch columns these configured tasks of the kind use beyond
+        :attr:`needs_columns` (e.g. the columns of their key fields); () by default."""
+        return ()
 
     def memory_bytes(self, task: Any) -> int:
         """Bytes ``task`` allocates when built (0 when it grows with the traffic instead)."""
@@ -193,6 +199,13 @@ def columns_needed(cfg: Config, types: Sequence[str] | None = None) -> tuple[str
         except KindError:
             continue
         wanted.update(dict.fromkeys(getattr(kind, "needs_columns", ())))
+        section = getattr(cfg.aggregator, name, None)
+        tasks = getattr(section, "tasks", None) or ()
+        columns_for = getattr(kind, "columns_for", None)
+        if tasks and columns_for is not None:
+            # a legacy kind's tasks are not validated entries: nothing to add
+            with contextlib.suppress(AttributeError, TypeError):
+                wanted.update(dict.fromkeys(columns_for(tasks)))
     return tuple(wanted)
 
 
