@@ -102,6 +102,9 @@ aggregator:
     tasks:
       - {name: countries, skt_type: 1, flow_fields: [SrcAS], element_fields: [DstCountry], width: 64,
          depth: 2}
+enrichment:
+  geoip: {asn_database: /nonexistent/asn.mmdb}
+  networks: {10.0.0.0/8: {name: corp, country: FR}}
 """
     cfg = parse_config_text(text)
     assert cfg.aggregator.exact.tasks[1].key_fields == ("ExporterAddress", "InIf", "VlanID")
@@ -113,6 +116,63 @@ aggregator:
         parse_config_text(text.replace("[DstCountry]", "[DstCountri]"))
     with pytest.raises(ConfigError, match=r"shard_fields.*'SrcAS' is not a packet field"):
         parse_config_text("probe:\n  shard_fields: [SrcAS]\n")
+
+
+ENRICHED_TASK = """
+aggregator:
+  types: [exact]
+  exact:
+    tasks: [{name: t, key_fields: [SrcIP, FIELD]}]
+"""
+
+
+@pytest.mark.parametrize(
+    ("field", "enrichment", "fills"),
+    [
+        ("SrcAS", "", "enrichment.geoip.asn_database or enrichment.networks.<cidr>.asn"),
+        ("SrcAS", "networks: {10.0.0.0/8: corp}", "enrichment.geoip.asn_database"),
+        ("SrcAS", "networks: {10.0.0.0/8: {asn: 64500}}", None),
+        ("DstAS", "geoip: {asn_database: /x/asn.mmdb}", None),
+        ("DstCountry", "geoip: {asn_database: /x/asn.mmdb}", "enrichment.geoip.country_database"),
+        ("DstCountry", "geoip: {country_database: /x/city.mmdb}", None),
+        ("SrcNetSite", "networks: {10.0.0.0/8: {name: corp}}", "enrichment.networks.<cidr>.site"),
+        ("SrcNetSite", "networks: {10.0.0.0/8: {site: par1}}", None),
+        ("InIfBoundary", "classifiers: {exporters: ['ClassifyGroup(\"g\")']}", "classifiers.interfaces"),
+        ("InIfBoundary", "classifiers: {interfaces: ['ClassifyExternal()']}", None),
+        ("ExporterName", "classifiers: {exporters: ['ClassifyGroup(\"g\")']}", "exporters.<address>.name"),
+        ("ExporterName", "exporters: {192.0.2.1: {name: edge1}}", None),
+        ("ExporterGroup", "exporters: {192.0.2.1: {name: edge1}}", "classifiers.exporters"),
+        ("ExporterGroup", "classifiers: {exporters: ['ClassifyGroup(\"g\")']}", None),
+    ],
+)
+def test_a_key_field_no_batch_can_supply_is_refused(field: str, enrichment: str, fills: str | None) -> None:
+    """An enrichment column is a key field only when the configuration fills it: otherwise every row
+    would count under its unknown value, and the configuration says so, naming the key and what fills
+    the column. The same holds for the sketches' flow and element fields."""
+    text = ENRICHED_TASK.replace("FIELD", field) + (f"enrichment:\n  {enrichment}\n" if enrichment else "")
+    if fills is None:
+        assert parse_config_text(text).aggregator.exact.tasks[0].key_fields == ("SrcIP", field)
+        return
+    with pytest.raises(ConfigError) as err:
+        parse_config_text(text)
+    msg = str(err.value)
+    assert f"aggregator.exact.tasks[0].key_fields[1] (t): no batch can supply {field}" in msg
+    assert fills in msg and "unknown value" in msg
+    sketch = (
+        "aggregator:\n  types: [sketch]\n  sketch:\n    tasks:\n      - {name: s, skt_type: 1, "
+        f"flow_fields: [SrcIP], element_fields: [{field}], width: 64, depth: 2}}\n"
+    )
+    with pytest.raises(
+        ConfigError, match=rf"aggregator\.sketch\.tasks\[0\]\.element_fields\[0\] \(s\).*{field}"
+    ):
+        parse_config_text(sketch + (f"enrichment:\n  {enrichment}\n" if enrichment else ""))
+
+
+def test_record_fields_are_not_refused_by_the_configuration() -> None:
+    """InIf, OutIf, ExporterAddress and VlanID come with the batches (flow exports, decoded VLANs), which
+    the configuration cannot see: accepted; a batch without them counts under unknown at run time."""
+    cfg = parse_config_text(ENRICHED_TASK.replace("FIELD", "InIf, OutIf, ExporterAddress, VlanID"))
+    assert cfg.aggregator.exact.tasks[0].key_fields[1:] == ("InIf", "OutIf", "ExporterAddress", "VlanID")
 
 
 # --- extraction ---------------------------------------------------------------------------------------

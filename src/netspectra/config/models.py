@@ -58,7 +58,8 @@ from netspectra.config.base import (
     parse_go_duration,
 )
 from netspectra.config.collect import CollectConfig
-from netspectra.config.enrichment import EnrichmentConfig
+from netspectra.config.enrichment import EnrichmentConfig, filled_by
+from netspectra.enrich.columns import BY_NAME as ENRICH_BY_NAME
 from netspectra.fields import FIELD_NAMES, PACKET_FIELDS
 from netspectra.kinds import AGGREGATORS, KindError, did_you_mean
 
@@ -593,6 +594,7 @@ def _cross_check(cfg: Config) -> tuple[list[str], list[str]]:
                 warnings.append(f"aggregator.types: {name!r} is enabled but aggregator.{name}.tasks is empty")
 
     errors.extend(_memory_errors(cfg))
+    errors.extend(_key_field_errors(cfg))
     errors.extend(_rule_errors(cfg, owners, warnings))
     warnings.extend(cfg.enrichment.warnings())
 
@@ -605,6 +607,28 @@ def _cross_check(cfg: Config) -> tuple[list[str], list[str]]:
             "enabled; alerts will be sent without AI analysis"
         )
     return errors, warnings
+
+
+#: The task entry attributes that list key fields (exact: key_fields; sketch: flow and element fields).
+_FIELD_LISTS = ("key_fields", "flow_fields", "element_fields")
+
+
+def _key_field_errors(cfg: Config) -> list[str]:
+    """Key fields no batch of this configuration can supply: an enrichment column (``SrcAS``,
+    ``DstCountry``, ``InIfBoundary``, ...) whose source is not configured in ``enrichment`` (every row
+    would count under the unknown value, one flow holding all the traffic)."""
+    errors: list[str] = []
+    for _, path, task in cfg.tasks():
+        for attr in _FIELD_LISTS:
+            for i, name in enumerate(getattr(task, attr, None) or ()):
+                if name in ENRICH_BY_NAME and not cfg.enrichment.fills(name):
+                    errors.append(
+                        f"{path}.{attr}[{i}] ({task.name}): no batch can supply {name}: the enrichment "
+                        f"stage fills it from {filled_by(name)}, and none is configured, so every row "
+                        f"would count under its unknown value; configure one (docs/enrichment.md) or key "
+                        f"on another field"
+                    )
+    return errors
 
 
 def _memory_errors(cfg: Config) -> list[str]:
