@@ -111,6 +111,9 @@ PACKET_FIELDS: tuple[str, ...] = tuple(f.name for f in KEY_FIELDS if f.is_packet
 FIELD_BYTES: dict[str, int] = {f.name: f.key_bytes for f in KEY_FIELDS}
 #: Field name -> :class:`KeyField`.
 BY_NAME: dict[str, KeyField] = {f.name: f for f in KEY_FIELDS}
+#: The attributes of a task entry that list key fields (exact: ``key_fields``; sketch: ``flow_fields``
+#: and ``element_fields``).
+KEY_FIELD_LISTS: tuple[str, ...] = ("key_fields", "flow_fields", "element_fields")
 
 
 def _valid_list() -> str:

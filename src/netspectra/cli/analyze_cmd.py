@@ -106,7 +106,7 @@ def analyze(
     from netspectra.config import ConfigError, load_config
     from netspectra.kinds import AGGREGATORS
     from netspectra.offline.report import TaskResult, render, summary_dict
-    from netspectra.offline.run import run_offline
+    from netspectra.offline.run import check_key_fields, run_offline
     from netspectra.offline.warmup import warm_up
 
     try:
@@ -117,6 +117,10 @@ def analyze(
         from netspectra.flows.kind import with_flows_task
 
         cfg = with_flows_task(cfg)
+    try:
+        check_key_fields(cfg)  # before the kernels are prepared
+    except ConfigError as exc:
+        raise fail(str(exc)) from None
     if not any(group.tasks for _, group in cfg.aggregator.running_groups()) and not any(
         name not in cfg.aggregator.groups for name in cfg.aggregator.types
     ):

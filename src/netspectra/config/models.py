@@ -60,7 +60,7 @@ from netspectra.config.base import (
 from netspectra.config.collect import CollectConfig
 from netspectra.config.enrichment import EnrichmentConfig, filled_by
 from netspectra.enrich.columns import BY_NAME as ENRICH_BY_NAME
-from netspectra.fields import FIELD_NAMES, PACKET_FIELDS
+from netspectra.fields import FIELD_NAMES, KEY_FIELD_LISTS, PACKET_FIELDS
 from netspectra.kinds import AGGREGATORS, KindError, did_you_mean
 
 __all__ = [
@@ -609,17 +609,13 @@ def _cross_check(cfg: Config) -> tuple[list[str], list[str]]:
     return errors, warnings
 
 
-#: The task entry attributes that list key fields (exact: key_fields; sketch: flow and element fields).
-_FIELD_LISTS = ("key_fields", "flow_fields", "element_fields")
-
-
 def _key_field_errors(cfg: Config) -> list[str]:
     """Key fields no batch of this configuration can supply: an enrichment column (``SrcAS``,
     ``DstCountry``, ``InIfBoundary``, ...) whose source is not configured in ``enrichment`` (every row
     would count under the unknown value, one flow holding all the traffic)."""
     errors: list[str] = []
     for _, path, task in cfg.tasks():
-        for attr in _FIELD_LISTS:
+        for attr in KEY_FIELD_LISTS:
             for i, name in enumerate(getattr(task, attr, None) or ()):
                 if name in ENRICH_BY_NAME and not cfg.enrichment.fills(name):
                     errors.append(

@@ -209,6 +209,28 @@ def columns_needed(cfg: Config, types: Sequence[str] | None = None) -> tuple[str
     return tuple(wanted)
 
 
+def key_field_errors(cfg: Config, supplied: Sequence[str], source: str) -> list[str]:
+    """Key fields of the running tasks that read an optional batch column ``source`` never supplies
+    (``supplied``: the optional columns its batches can carry), one line per field naming the task's key:
+    every row would count under the field's unknown value. For a run whose input is known at start
+    (``analyze`` of capture files: no ``InIf``, ``OutIf``, ``ExporterAddress``); enrichment columns are
+    checked by the configuration itself (what fills them is configured there)."""
+    from netspectra.fields import BY_NAME, KEY_FIELD_LISTS
+
+    errors: list[str] = []
+    for _, path, task in cfg.tasks(running=True):
+        for attr in KEY_FIELD_LISTS:
+            for i, name in enumerate(getattr(task, attr, None) or ()):
+                f = BY_NAME.get(name)
+                if f is not None and f.source == "optional" and f.column not in supplied:
+                    errors.append(
+                        f"{path}.{attr}[{i}] ({task.name}): {source} cannot supply {name} (only flow "
+                        f"exports carry it): every row would count under {name} 0; key on it where the "
+                        "batches come from flow exports (netspectra collect)"
+                    )
+    return errors
+
+
 def as_aggregator_kind(name: str, obj: Any) -> AggregatorKind:
     """The registry's check: an :class:`AggregatorKind` instance (its ``name`` must be ``name``), or a
     factory callable wrapped in a :class:`FactoryKind`; :class:`KindError` otherwise."""
