@@ -27,7 +27,7 @@ from netspectra.sketches.base import SketchTask
 from netspectra.storage import SnapshotMeta
 from netspectra.storage.clickhouse import ClickHouseStore, ClickHouseWriter, connect_store, flow_rows
 from netspectra.storage.clickhouse_config import ClickHouseConfig
-from netspectra.storage.migrations import LATEST, SCHEMA_TABLE, migrate
+from netspectra.storage.migrations import LATEST, MIGRATIONS, SCHEMA_TABLE, migrate, plan
 from netspectra.storage.queries import (
     FlowFilter,
     aggregate_flows,
@@ -324,7 +324,7 @@ def test_schema_2_gets_the_key_columns_and_keeps_its_rows(
         meta = SnapshotMeta(T0 + 60 * 10**9, T0, False)
         store.insert(FLOW_TABLE, flow_rows(before, meta, 3600))
         report = migrate(store)  # adopts the tables of version 1 (flow_metrics exists), then 2 and 3
-        assert report.applied == list(range(1, LATEST + 1))
+        assert report.applied == [m.version for m in MIGRATIONS]
         assert any(s.sql.startswith("ALTER TABLE") for s in report.steps)
         cols = {r[0] for r in store.query(
             "SELECT name FROM system.columns WHERE database = %(d)s AND table = %(t)s",
@@ -342,6 +342,49 @@ def test_schema_2_gets_the_key_columns_and_keeps_its_rows(
         assert {s.task_name: s.total_packets for s in aggregate_flows(store)} == {
             "five": before.total_packets, "by_as": len(packets)}  # fmt: skip
         versions = [int(v) for (v,) in store.query(f"SELECT Version FROM {store.table(SCHEMA_TABLE)}")]
-        assert sorted(versions) == list(range(1, LATEST + 1))
+        assert sorted(versions) == [m.version for m in MIGRATIONS]
+    finally:
+        store.close()
+
+
+def test_a_database_that_skipped_version_3_gets_it(ch: dict[str, object], packets: PacketBatch) -> None:
+    """A database migrated by a build that reserved version 3 for this work (recorded 1, 2 and 5; its
+    flow_metrics without the new key columns, with rows) is at version 2 for this build: 3 adds the
+    columns, 5 runs again (idempotent), the rows answer as before, and a second run does nothing."""
+    cfg = ClickHouseConfig(**ch)
+    store = ClickHouseStore(cfg)
+    store.open()
+    try:
+        old = dataclasses.replace(
+            FLOW_METRICS,
+            columns=tuple(c for c in FLOW_METRICS.columns if c[0] not in ADDED_KEY_COLUMNS),
+            order_by=FLOW_PRIMARY_KEY,
+            primary_key="",
+        )
+        store.execute(f"CREATE DATABASE IF NOT EXISTS {store.db}")
+        store.execute(old.create_sql(store.table(FLOW_TABLE)))
+        # what that build ran on a new database: every statement but version 3's
+        for step in plan(store.layout):
+            if step.records != 3 and step.unless_columns is None:
+                store.execute(step.sql)
+        recorded = sorted(int(v) for (v,) in store.query(f"SELECT Version FROM {store.table(SCHEMA_TABLE)}"))
+        assert 3 not in recorded and recorded == [m.version for m in MIGRATIONS if m.version != 3]
+        five = ExactTask("five", ["SrcIP", "DstIP", "SrcPort", "DstPort", "Protocol"])
+        five.update(packets)
+        before = five.snapshot()
+        store.insert(FLOW_TABLE, flow_rows(before, SnapshotMeta(T0 + 60 * 10**9, T0, False), 3600))
+
+        report = migrate(store)
+        assert report.before == {"local": 2}
+        assert report.applied == [m.version for m in MIGRATIONS if m.version > 2]
+        assert any(s.sql.startswith("ALTER TABLE") for s in report.steps)
+        cols = {r[0] for r in store.query(
+            "SELECT name FROM system.columns WHERE database = %(d)s AND table = %(t)s",
+            {"d": cfg.database, "t": FLOW_TABLE})}  # fmt: skip
+        assert set(ADDED_KEY_COLUMNS) <= cols
+        (total,) = aggregate_flows(store, task="five")
+        assert (total.total_packets, total.flow_count) == (before.total_packets, len(before))
+        again = migrate(store)
+        assert (again.before, again.applied) == ({"local": LATEST}, [])
     finally:
         store.close()

@@ -48,7 +48,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -62,6 +62,7 @@ from netspectra.storage.cluster import (
 from netspectra.storage.schema import (
     ADDED_KEY_COLUMNS,
     ALERT_TABLE,
+    EXPORTER_TABLE,
     FLOW_RECORDS_TABLE,
     FLOW_TABLE,
     HITTER_TABLE,
@@ -153,15 +154,25 @@ MIGRATIONS: tuple[Migration, ...] = (
         "flow_metrics: key columns VlanID, ExporterAddress, InIf, OutIf and the enrichment columns",
         adds=(AddColumns(FLOW_TABLE, ADDED_KEY_COLUMNS, ADDED_KEY_COLUMNS),),
     ),
+    # version 4 is taken by work merged separately (enrichment and rollups)
+    Migration(
+        5, "exporters: the flow exporters of exporters tasks (docs/collect.md)", creates=(EXPORTER_TABLE,)
+    ),
 )
+#: Versions reserved for migrations of other branches that are not in this tree yet (remove each when its
+#: migration is merged). A database is never at a reserved version: the runner records only real ones.
+RESERVED_VERSIONS: frozenset[int] = frozenset({4})
 #: The schema version this NetSpectra writes and reads.
 LATEST = MIGRATIONS[-1].version
 
 
 def _check_registry() -> None:
     """Versions 1..LATEST without gaps, and every declared table created by exactly one migration."""
-    if [m.version for m in MIGRATIONS] != list(range(1, LATEST + 1)):
-        raise AssertionError("MIGRATIONS must be versions 1, 2, ... in order, without gaps")
+    expected = [v for v in range(1, LATEST + 1) if v not in RESERVED_VERSIONS]
+    if [m.version for m in MIGRATIONS] != expected:
+        raise AssertionError(
+            "MIGRATIONS must be versions 1, 2, ... in order, without gaps (but reserved ones)"
+        )
     created = [t for m in MIGRATIONS for t in m.creates]
     if sorted(created) != sorted(TABLES):
         missing, twice = set(TABLES) - set(created), {t for t in created if created.count(t) > 1}
@@ -236,7 +247,26 @@ def record_sql(layout: Layout, migration: Migration) -> str:
 
 
 def version_sql(layout: Layout) -> str:
-    return f"SELECT max(Version), count() FROM {layout.qualified(SCHEMA_TABLE)}"
+    """The versions a node's ``netspectra_schema`` records (:func:`node_version` makes its version)."""
+    return f"SELECT DISTINCT Version FROM {layout.qualified(SCHEMA_TABLE)}"
+
+
+def node_version(recorded: Iterable[int]) -> int:
+    """A node's schema version from the versions its ``netspectra_schema`` records: the newest version up
+    to which every migration of :data:`MIGRATIONS` is recorded. A version recorded beyond a missing one
+    does not count: a database migrated by a build that reserved the missing version for a branch not
+    merged yet (recorded 1, 2, 5 while 3 was reserved) is at 2 here, so 3 runs on it (and 5 again —
+    migrations are idempotent). A version newer than :data:`LATEST` is returned as it is (refused)."""
+    seen = {int(v) for v in recorded}
+    newest = max(seen, default=0)
+    if newest > LATEST:
+        return newest
+    version = 0
+    for m in MIGRATIONS:
+        if m.version not in seen:
+            break
+        version = m.version
+    return version
 
 
 def plan(
@@ -343,7 +373,7 @@ def _tables(store: ClickHouseStore, database: str) -> set[str]:
 
 
 def _version(store: ClickHouseStore, layout: Layout) -> int:
-    return int(store.query(version_sql(layout))[0][0] or 0)
+    return node_version(v for (v,) in store.query(version_sql(layout)))
 
 
 def migrate(store: ClickHouseStore, every_node: bool = True) -> MigrationReport:
