@@ -1,7 +1,9 @@
 """The flow table: the columns of the original's ClickHouse ``flow_metrics`` table, as files.
 
 :data:`FLOW_TABLE_SCHEMA` is ``flow_metrics`` without its ``Timestamp`` (the snapshot time belongs to
-whoever stores the snapshot). Key fields a task does not use are NULL, as in the original.
+whoever stores the snapshot). Key fields a task does not use are NULL, as in the original. A task
+keyed on other fields too (VlanID, ExporterAddress, InIf, OutIf, SrcAS, DstCountry, …) has their
+columns after ``Protocol`` (:func:`flow_table_schema`).
 Times are ``timestamp[ns, tz=UTC]`` — real UTC instants (the original stored local time as UTC).
 
 Both writers are atomic: the file appears under its final name complete or not at all. They write to a
@@ -14,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
@@ -44,6 +46,21 @@ FLOW_TABLE_SCHEMA = pa.schema(
         pa.field("PacketCount", pa.uint64(), nullable=False),
     ]
 )
+
+
+def flow_table_schema(extra_fields: Sequence[str] = ()) -> pa.Schema:
+    """:data:`FLOW_TABLE_SCHEMA` with a nullable column for each key field of ``extra_fields`` (fields
+    beyond the five packet fields, :mod:`netspectra.fields`) after ``Protocol``, in the given order:
+    addresses and dictionary text as strings, integers at their width (``flow_metrics`` has the same
+    columns)."""
+    if not extra_fields:
+        return FLOW_TABLE_SCHEMA
+    from netspectra.fields import BY_NAME
+
+    at = FLOW_TABLE_SCHEMA.get_field_index("Protocol") + 1
+    fields = list(FLOW_TABLE_SCHEMA)
+    extra = [pa.field(name, pa.type_for_alias(BY_NAME[name].arrow_type)) for name in extra_fields]
+    return pa.schema(fields[:at] + extra + fields[at:])
 
 
 def write_parquet(table: pa.Table, path: str | os.PathLike[str], compression: str = "zstd") -> Path:
