@@ -102,3 +102,24 @@ def test_command_line_numba_does_not_load_scipy_linalg() -> None:
         check=True,
     )
     assert out.stdout.split() == ["False", "5.0"]
+
+
+def test_analyze_report_loads_no_writer_or_dataframe_libraries(tmp_path) -> None:
+    """``analyze`` without ``--out``/``--store`` prints a report: Parquet and CSV writers, pandas, scipy's
+    linear algebra, chdb and grpc are not loaded (each 10-500 ms of start-up)."""
+    from pathlib import Path
+
+    capture = Path(__file__).parents[1] / "data" / "captures" / "gnutella.pcap"
+    listing = tmp_path / "modules.txt"
+    code = (
+        "import sys\n"
+        f"sys.argv = ['netspectra', 'analyze', {str(capture)!r}, '--top', '1']\n"
+        "from netspectra.cli.main import main\n"
+        "try:\n    main()\nexcept SystemExit as exc:\n    assert not exc.code, exc.code\n"
+        f"open({str(listing)!r}, 'w').write('\\n'.join(sys.modules))\n"
+    )
+    subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded = set(listing.read_text().split())
+    assert {"netspectra.tasks.exact", "netspectra.offline.report"} <= loaded  # it did run
+    unwanted = {"pyarrow.parquet", "pyarrow.csv", "pandas", "scipy.linalg", "chdb", "grpc"}
+    assert not unwanted & loaded

@@ -140,7 +140,9 @@ class AggregatorKind:
 
     def warm_up(self, tasks: Sequence[Any] | None) -> None:
         """Compile (or load from numba's cache) the kernels ``tasks`` will run (None: every variant of
-        the kind); nothing by default."""
+        the kind); nothing by default. The conversion of snapshots to Arrow belongs to the ``None`` case
+        only (an image build): a run converts only when it writes files, and a report-only ``analyze``
+        should not load pyarrow's compute module (50-70 ms) for it."""
 
     # -- reports (``netspectra analyze``) -----------------------------------------------------------
 

@@ -22,8 +22,6 @@ from typing import BinaryIO
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
 
 from netspectra.atomic import atomic_file
 
@@ -71,6 +69,8 @@ def write_parquet(table: pa.Table, path: str | os.PathLike[str], compression: st
     """
 
     def write(fh: BinaryIO) -> None:
+        import pyarrow.parquet as pq  # loaded when a file is written (a report needs only the schema)
+
         pq.write_table(table, fh, compression=compression)
 
     return _atomic_write(Path(path), write)
@@ -83,6 +83,8 @@ def write_csv(table: pa.Table, path: str | os.PathLike[str]) -> Path:
     durations are integer nanoseconds; lists are JSON arrays (``[60,54,300]``); nulls are empty
     fields; strings are quoted only where needed.
     """
+    import pyarrow.csv as pacsv  # loaded when a file is written (a report needs only the schema)
+
     columns = []
     for field, col in zip(table.schema, table.columns, strict=True):
         if pa.types.is_timestamp(field.type):

@@ -265,7 +265,8 @@ class SketchAggregator(AggregatorKind):
                 )
             )
             task.update(batch)
-            task.snapshot().to_arrow()
+            if tasks is None:  # an image build: the Arrow output's kernels too (see AggregatorKind)
+                task.snapshot().to_arrow()
 
     report_key: ClassVar[str] = "sketch_tasks"
 

@@ -91,7 +91,8 @@ class ExactAggregator(AggregatorKind):
             for fields in keyed:
                 task = ExactTask("warm_up", fields, capacity_hint=4)
                 task.update(batch)
-                task.snapshot().to_arrow()
+                if tasks is None:  # an image build: the Arrow output's kernels too (see AggregatorKind)
+                    task.snapshot().to_arrow()
         finally:
             logger.setLevel(level)
 
