@@ -230,9 +230,8 @@ def tokenize(text: str, *, partial: bool = False) -> list[Token]:
             out.append(tok)
             i += len(tok.text)
             continue
-        if ch.isdigit():
-            m = _INT.match(text, i)
-            assert m is not None
+        m = _INT.match(text, i)  # ASCII digits only (str.isdigit() also takes other scripts' digits)
+        if m:
             end = m.end()
             if end < n and (text[end].isalnum() or text[end] == "_"):
                 raise FilterError(f"{text[i : end + 1]!r} is not a number", i, ("a number",))
