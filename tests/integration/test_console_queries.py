@@ -200,14 +200,17 @@ FILTERS: list[tuple[str, Callable[[dict[str, str]], bool]]] = [
     ("SrcIP << 10.0.0.0/8", lambda r: in_net(r["SrcIP"], "10.0.0.0/8")),
     ("SrcIP !<< 10.0.0.0/8", lambda r: not in_net(r["SrcIP"], "10.0.0.0/8")),
     ("DstIP << ff00::/8", lambda r: in_net(r["DstIP"], "ff00::/8")),
-    ("SrcIP << fe80::/10 OR DstIP << 224.0.0.0/4", lambda r: in_net(r["SrcIP"], "fe80::/10") or in_net(r["DstIP"], "224.0.0.0/4")),
+    ("SrcIP << fe80::/10 OR DstIP << 224.0.0.0/4",
+     lambda r: in_net(r["SrcIP"], "fe80::/10") or in_net(r["DstIP"], "224.0.0.0/4")),
     ("SrcIP << ::/0", lambda r: True),
     ("SrcIP << ::ffff:0:0/96", lambda r: ":" not in r["SrcIP"]),
-    ("SrcIP << 10.0.2.15/32 AND DstPort >= 1024", lambda r: r["SrcIP"] == "10.0.2.15" and int(r["DstPort"]) >= 1024),
+    ("SrcIP << 10.0.2.15/32 AND DstPort >= 1024",
+     lambda r: r["SrcIP"] == "10.0.2.15" and int(r["DstPort"]) >= 1024),
     ("SrcPort > 1024 AND DstPort <= 1900", lambda r: int(r["SrcPort"]) > 1024 and int(r["DstPort"]) <= 1900),
     ("SrcIP = 10.0.2.15 OR DstIP = '10.0.2.15'", lambda r: "10.0.2.15" in (r["SrcIP"], r["DstIP"])),
     ("DstIP IN (ff02::c, 239.255.255.250)", lambda r: r["DstIP"] in ("ff02::c", "239.255.255.250")),
-    ("DstPort NOT IN (53) AND NOT (Protocol = 17 OR Protocol = 58)", lambda r: r["DstPort"] != "53" and r["Protocol"] not in ("17", "58")),
+    ("DstPort NOT IN (53) AND NOT (Protocol = 17 OR Protocol = 58)",
+     lambda r: r["DstPort"] != "53" and r["Protocol"] not in ("17", "58")),
 ]  # fmt: skip
 
 
@@ -386,13 +389,18 @@ def test_a_flows_table_becomes_a_source(chdb: Filled) -> None:
     try:
         cols = ", ".join(f"{n} {t}" for n, t in RECORD_COLUMNS)
         store.execute(
-            f"CREATE TABLE {store.table('flows')} ({cols}) ENGINE = MergeTree() ORDER BY (TaskName, FirstSeenNs)"
+            f"CREATE TABLE {store.table('flows')} ({cols}) ENGINE = MergeTree() "
+            "ORDER BY (TaskName, FirstSeenNs)"
         )
         base = 1_700_000_000 * 10**9
+        s = 10**9
         recs = [
-            ("records", "10.0.0.1", "10.0.0.2", 40000, 443, 6, 0, base, base + 5 * 10**9, 10, 1000, 8, 9000, "idle", "SF", 27, 5 * 10**9, 100.0, 1),
-            ("records", "10.0.0.1", "10.0.0.3", 40001, 80, 6, 0, base + 10**9, base + 2 * 10**9, 1, 60, 1, 60, "tcp_end", "REJ", 2, 10**9, None, 2**63),
-            ("records", "2001:db8::1", "2001:db8::2", 5353, 5353, 17, 7, base + 3 * 10**9, base + 3 * 10**9, 1, 90, 0, 0, "end_of_input", None, None, 0, 90.0, 3),
+            ("records", "10.0.0.1", "10.0.0.2", 40000, 443, 6, 0, base, base + 5 * s, 10, 1000, 8, 9000,
+             "idle", "SF", 27, 5 * s, 100.0, 1),
+            ("records", "10.0.0.1", "10.0.0.3", 40001, 80, 6, 0, base + s, base + 2 * s, 1, 60, 1, 60,
+             "tcp_end", "REJ", 2, s, None, 2**63),
+            ("records", "2001:db8::1", "2001:db8::2", 5353, 5353, 17, 7, base + 3 * s, base + 3 * s, 1, 90,
+             0, 0, "end_of_input", None, None, 0, 90.0, 3),
         ]  # fmt: skip
         data = pa.table(
             {n: pa.array([r[i] for r in recs], _arrow(t)) for i, (n, t) in enumerate(RECORD_COLUMNS)}
@@ -402,8 +410,8 @@ def test_a_flows_table_becomes_a_source(chdb: Filled) -> None:
         (src,) = [s for s in cat.sources if s.table == "flows"]
         assert src.id == "flows:records" and src.kind == "records" and src.axes == ("first",)
         assert list(src.fields) == [
-            "SrcIP", "DstIP", "SrcPort", "DstPort", "Protocol", "VlanID", "EndReason", "ConnState", "SrcToDstTCPFlags",
-            "DurationNs", "FlowHash",
+            "SrcIP", "DstIP", "SrcPort", "DstPort", "Protocol", "VlanID", "EndReason", "ConnState",
+            "SrcToDstTCPFlags", "DurationNs", "FlowHash",
         ]  # fmt: skip
         assert src.keys == ("SrcIP", "DstIP", "SrcPort", "DstPort", "Protocol", "VlanID")
         assert src.extra == ("SrcToDstSizeMean",) and src.sample_column == "FlowHash"
