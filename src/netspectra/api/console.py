@@ -13,7 +13,8 @@
 * ``live`` — ``source, limit, exact``: the newest period of an exact task.
 * ``complete`` — ``source, text, cursor``: what may be typed at the cursor of a filter (field names,
   operators, the store's most frequent values of a field, keywords).
-* ``filter`` — ``source, filter``: the filter checked and written back in canonical form.
+* ``filter`` — ``source, filter``: the filter checked (``valid``; when not, ``error`` with ``message``,
+  ``position``, ``expected``: a 200, the answer to a question) and written back in canonical form.
 
 Times (``start``, ``end``): ISO 8601 (no zone: UTC) or epoch milliseconds, inclusive; absent = the
 data's own extent. A filter the language refuses is a 400 with ``position`` (0-based character) and
@@ -312,9 +313,14 @@ def install_console(app: FastAPI, core: QueryCore, static_dir: Any) -> None:
     def check_filter(source: str | None = None, filter: str = "") -> dict[str, Any]:
         with _errors("/api/v1/console/filter"):
             src = console.source(source)
-            compiled = console.flt(src, filter)
+            check_text(filter, "filter", MAX_CHARS)
+            try:
+                compiled = compile_filter(filter, src.fields)
+            except FilterError as exc:  # the answer to "is this valid?", not a failed request
+                return {"filter": filter, "valid": False, "error": exc.to_dict()}
             return {
                 "filter": filter,
+                "valid": True,
                 "normalized": normalized(filter, src.fields),
                 "fields": list(compiled.fields),
             }

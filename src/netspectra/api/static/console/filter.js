@@ -1,7 +1,7 @@
 // The filter input: completion from the server (/api/v1/console/complete: field names, operators, the
 // store's values, keywords) and the server's errors shown under the text with a caret at the position.
 
-import { ApiError, get } from "./api.js";
+import { get } from "./api.js";
 
 /** Show a filter error (the API's {message, position, expected}) under the input. */
 export function showFilterError(box, text, detail) {
@@ -130,16 +130,14 @@ export class FilterInput {
   /** Check the text with the server; on success hand it to onApply, else show where it is wrong. */
   async apply() {
     const text = this.input.value.trim();
-    try {
-      if (text) await get("/api/v1/console/filter", { source: this.source(), filter: text });
-      showFilterError(this.errorBox, text, null);
-      this.onApply(text);
-    } catch (err) {
-      if (err instanceof ApiError && err.detail.position !== undefined) {
-        showFilterError(this.errorBox, text, err.detail);
-      } else {
-        throw err;
+    if (text) {
+      const doc = await get("/api/v1/console/filter", { source: this.source(), filter: text });
+      if (!doc.valid) {
+        showFilterError(this.errorBox, text, doc.error);
+        return;
       }
     }
+    showFilterError(this.errorBox, text, null);
+    this.onApply(text);
   }
 }
