@@ -93,6 +93,7 @@ class Console:
         self.core = core
         self._lock = threading.Lock()
         self._catalog: cs.Catalog | None = None
+        self._extents: dict[tuple[str, str], tuple[float, tuple[int, int] | None]] = {}
 
     def store(self) -> Any:
         return self.core.router.group_store("exact")
@@ -105,6 +106,29 @@ class Console:
                 cat = cs.catalog(self.store(), tasks)
                 self._catalog = cat
             return cat
+
+    @staticmethod
+    def axis(src: cs.Source, axis: str) -> str:
+        """``axis`` if ``src`` has it (checked before anything is cached under it)."""
+        if axis not in src.axes:
+            raise QueryError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"axis {axis[:40]!r} is not one of {src.id}'s: {', '.join(src.axes)}",
+            )
+        return axis
+
+    def extent(self, src: cs.Source, axis: str) -> tuple[int, int] | None:
+        """The source's :func:`~netspectra.storage.console.extent` on ``axis``, reused for
+        :data:`CATALOG_TTL_S` seconds (a scan of a time column: ~0.1 s on 10 M rows)."""
+        key = (src.id, axis)
+        with self._lock:
+            hit = self._extents.get(key)
+            if hit is not None and time.monotonic() - hit[0] <= CATALOG_TTL_S:
+                return hit[1]
+        value = cs.extent(self.store(), src, axis)
+        with self._lock:
+            self._extents[key] = (time.monotonic(), value)
+        return value
 
     def source(self, source: str | None) -> cs.Source:
         if source is not None:
@@ -198,7 +222,7 @@ def install_console(app: FastAPI, core: QueryCore, static_dir: Any) -> None:
             answer = cs.visualize(
                 console.store(),
                 src,
-                axis=check_text(axis, "axis"),
+                axis=console.axis(src, axis),
                 start_ns=lo,
                 end_ns=hi,
                 dims=names,
@@ -207,6 +231,7 @@ def install_console(app: FastAPI, core: QueryCore, static_dir: Any) -> None:
                 flt=console.flt(src, filter),
                 points=_int(points, "points", 120, 1, cs.MAX_POINTS),
                 exact=_flag(exact),
+                known_extent=console.extent(src, axis) if lo is None or hi is None else None,
             )
             return answer.to_dict()
 
@@ -230,7 +255,7 @@ def install_console(app: FastAPI, core: QueryCore, static_dir: Any) -> None:
             page = cs.flow_list(
                 console.store(),
                 src,
-                axis=check_text(axis, "axis"),
+                axis=console.axis(src, axis),
                 start_ns=lo,
                 end_ns=hi,
                 flt=console.flt(src, filter),
@@ -258,11 +283,12 @@ def install_console(app: FastAPI, core: QueryCore, static_dir: Any) -> None:
                 console.store(),
                 src,
                 check_text(ip, "ip", 64),
-                axis=check_text(axis, "axis"),
+                axis=console.axis(src, axis),
                 start_ns=lo,
                 end_ns=hi,
                 limit=_int(limit, "limit", 10, 1, cs.MAX_LIMIT),
                 points=_int(points, "points", 120, 1, cs.MAX_POINTS),
+                known_extent=console.extent(src, axis) if lo is None or hi is None else None,
             ).to_dict()
             # sketches and alerts are dated by the engine's clock: the range applies on the snapshot axis
             wall = (lo, hi) if axis == "snapshot" else (None, None)

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import math
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from netspectra.storage.console.sources import AXES, ConsoleError, Source, check_range, qualify
+from netspectra.storage.console.sources import AXES, ConsoleError, Source, check_range, jsonable, qualify
 from netspectra.storage.filter import CompiledFilter
 from netspectra.storage.schema import quote_identifier
 
@@ -98,12 +96,16 @@ def flow_list(
     tie = ", ".join([*(quote_identifier(k) for k in src.keys), "S"])
     extra = [c for c in src.extra] if with_extra else []
     cols = [*(quote_identifier(c) for c in fields), "S", "E", "P", "B", *(quote_identifier(c) for c in extra)]
-    params.update(fl_offset=offset, fl_limit=limit + 1)
-    sql = (
-        f"SELECT {', '.join(cols)} FROM ({rel}) ORDER BY {sort_expr} {'DESC' if descending else 'ASC'}, "
-        f"{tie} LIMIT %(fl_offset)s, %(fl_limit)s"
-    )
-    rows = [list(r) for r in store.query(qualify(store, sql), params)]
+    order = f"ORDER BY {sort_expr} {'DESC' if descending else 'ASC'}, {tie} LIMIT %(fl_offset)s, %(fl_limit)s"
+    page: dict[str, object] = {"fl_offset": offset, "fl_limit": limit + 1}
+    rows: list[list[Any]] | None = None
+    if src.kind == "snapshots" and axis == "first":
+        rows = _top_by_candidates(
+            store, src, start_ns, end_ns, flt, sort, descending, cols, order, page, offset + limit + 1
+        )
+    if rows is None:
+        sql = f"SELECT {', '.join(cols)} FROM ({rel}) {order}"
+        rows = [list(r) for r in store.query(qualify(store, sql), {**params, **page})]
     more = len(rows) > limit
     return FlowPage(
         src.id,
@@ -118,14 +120,72 @@ def flow_list(
     )
 
 
-def jsonable(row: Sequence[Any]) -> list[Any]:
-    out = []
-    for v in row:
-        if isinstance(v, bytes):
-            v = v.decode("utf-8", "replace")
-        elif isinstance(v, float) and not math.isfinite(v):
-            v = None
-        elif v is not None and not isinstance(v, int | float | str | bool):
-            v = str(v)
-        out.append(v)
-    return out
+#: The stored column whose per-row values bound a flow state's sort value: a state's packets, bytes and
+#: last packet are the largest of its rows (counters only grow within a period), its key fields and first
+#: packet are the same in all its rows.
+_RAW = {"Bytes": "ByteCount", "Packets": "PacketCount", "FirstSeen": "StartNs", "LastSeen": "EndNs"}
+#: Candidate rows read first, as a multiple of the rows a page needs; tries before the full query.
+_CANDIDATES = 4
+_TRIES = 3
+
+
+def _top_by_candidates(
+    store: ClickHouseStore,
+    src: Source,
+    start_ns: int | None,
+    end_ns: int | None,
+    flt: CompiledFilter,
+    sort: str,
+    descending: bool,
+    cols: list[str],
+    order: str,
+    page: dict[str, object],
+    needed: int,
+) -> list[list[Any]] | None:
+    """The first ``needed`` rows of a ``flow_metrics`` flows page without grouping every flow of the range:
+    the ``k`` stored rows with the largest (smallest) sort value name the candidate flows, whose states
+    are then computed exactly. Every state left out has all its rows at or beyond ``c``, the k-th value,
+    so its sort value is too (see :data:`_RAW`): when the ``needed``-th candidate lies strictly before
+    ``c``, the page is exact. Otherwise ``k`` grows; ``None`` after :data:`_TRIES` (the caller then
+    groups every flow)."""
+    raw = quote_identifier(_RAW.get(sort, sort))
+    where = ["TaskName = %(task)s"]
+    params: dict[str, object] = {"task": src.task, **flt.params}
+    if flt.sql != "1":
+        where.append(flt.sql)
+    if start_ns is not None:
+        where.append("StartNs >= %(start)s")
+        params["start"] = start_ns
+    if end_ns is not None:
+        where.append("StartNs <= %(end)s")
+        params["end"] = end_ns
+    direction = "DESC" if descending else "ASC"
+    at = cols.index(_FLOW_EXPR.get(sort, quote_identifier(sort)))
+    k = max(_CANDIDATES * needed, 256)
+    for _ in range(_TRIES):
+        head = store.query(
+            qualify(
+                store,
+                f"SELECT FlowHash, {raw} AS v FROM %TABLE:{src.table}% WHERE {' AND '.join(where)} "
+                f"ORDER BY v {direction} LIMIT %(k)s",
+            ),
+            {**params, "k": k},
+        )
+        if not head:
+            return []
+        hashes = sorted({int(h) for h, _ in head})
+        names = {f"fc_{i}": h for i, h in enumerate(hashes)}
+        cond = f"FlowHash IN ({', '.join(f'%({n})s' for n in names)})"
+        rel, rp = src.relation("first", start_ns, end_ns, flt, extra_where=cond, extra_params=names)
+        sql = f"SELECT {', '.join(cols)} FROM ({rel}) {order}"
+        rows = [list(r) for r in store.query(qualify(store, sql), {**rp, **page})]
+        if len(head) < k:
+            return rows  # every row of the range was a candidate
+        c = head[-1][1]
+        offset = int(page["fl_offset"])  # type: ignore[call-overload]
+        last = rows[needed - 1 - offset] if len(rows) >= needed - offset else None
+        beyond = last is not None and last[at] is not None and c is not None
+        if beyond and ((last[at] > c) if descending else (last[at] < c)):  # type: ignore[index]
+            return rows
+        k *= 8
+    return None

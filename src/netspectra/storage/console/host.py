@@ -70,6 +70,7 @@ def host_report(
     end_ns: int | None = None,
     limit: int = 10,
     points: int = 120,
+    known_extent: tuple[int, int] | None = None,
 ) -> HostReport:
     """The :class:`HostReport` of address ``ip`` (any text form; normalised as stored) in ``src``: one
     scan of the flows where it is the source or the destination (the fields the source has)."""
@@ -88,7 +89,7 @@ def host_report(
         raise ConsoleError(f"{src.id} has no SrcIP or DstIP field: pick a source keyed on addresses")
     lo, hi = start_ns, end_ns
     if lo is None or hi is None:
-        ext = extent(store, src, axis) or (0, 0)
+        ext = known_extent or extent(store, src, axis) or (0, 0)
         lo = ext[0] if lo is None else lo
         hi = max(lo, ext[1] if hi is None else hi)
     step = choose_step(lo, hi, points)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -109,33 +110,43 @@ def live_report(
         "maxIf(ByteCount, toInt64(TimestampNs) <= %(t0)s) AS B0 "
         f"FROM {table} WHERE {where} GROUP BY FlowHash{', ' + cols if cols else ''}"
     )
-    shown = [f"if(role = 0, NULL, {q}) AS d{i}" for i, q in enumerate(qf)]
-    group = ", ".join(["role", *(f"d{i}" for i in range(len(qf)))])
-    sql = (
-        f"SELECT role, {', '.join([*shown, ''])}sum(P) AS p, sum(B) AS b, sum(P - P0) AS dp, "
-        f"sum(B - B0) AS db, count() AS f, countIf(P > P0) AS fa FROM ({states}) "
-        f"ARRAY JOIN [0, 1, 2] AS role GROUP BY {group} HAVING role != 1 OR db > 0 "
-        "ORDER BY role, if(role = 1, toInt64(db), toInt64(b)) DESC, "
-        f"if(role = 1, toInt64(dp), toInt64(p)) DESC{''.join(f', d{i}' for i in range(len(qf)))} "
-        "LIMIT %(limit)s BY role"
+    # totals and both top lists in one pass over the flows: each list is the flows' tuples sorted in the
+    # engine and cut to `limit` (no second grouping of the flows)
+    keys = "".join(f", {q}" for q in qf)
+    order = (
+        "x -> (-tupleElement(x, 1), -tupleElement(x, 2)"
+        + "".join(f", tupleElement(x, {5 + i})" for i in range(len(qf)))
+        + ")"
     )
-    rows = store.query(sql, params)
-    n = len(qf)
-    totals: dict[str, int] = {"packets": 0, "bytes": 0, "flows": 0}
+    by_rate_t = f"(toInt64(B - B0), toInt64(P - P0), toInt64(P), toInt64(B){keys})"
+    by_total_t = f"(toInt64(B), toInt64(P), toInt64(P - P0), toInt64(B - B0){keys})"
+    inner = (
+        "SELECT sum(P) AS p, sum(B) AS b, sum(P - P0) AS dp, sum(B - B0) AS db, count() AS f, "
+        "countIf(P > P0) AS fa, "
+        f"arraySlice(arraySort({order}, groupArrayIf({by_rate_t}, B > B0)), 1, %(limit)s) AS r, "
+        f"arraySlice(arraySort({order}, groupArray({by_total_t})), 1, %(limit)s) AS t FROM ({states})"
+    )
+    width = 4 + len(qf)
+    cols_r = ", ".join(f"arrayMap(x -> tupleElement(x, {k}), r)" for k in range(1, width + 1))
+    cols_t = ", ".join(f"arrayMap(x -> tupleElement(x, {k}), t)" for k in range(1, width + 1))
+    row = store.query(f"SELECT p, b, dp, db, f, fa, {cols_r}, {cols_t} FROM ({inner})", params)[0]
+    p_, b_, dp, db, f, fa = (int(v or 0) * factor for v in row[:6])
+    totals = {"packets": p_, "bytes": b_, "flows": f}
     rates: dict[str, float] = {}
-    by_rate: list[list[Any]] = []
-    by_total: list[list[Any]] = []
-    for row in rows:
-        role = int(row[0])
-        p_, b_, dp, db, f, fa = (int(v) * factor for v in row[1 + n : 7 + n])
-        if role == 0:
-            totals = {"packets": p_, "bytes": b_, "flows": f}
-            if t0 is not None and t1 > t0:
-                secs = (t1 - t0) / NS
-                rates = {"packets": dp / secs, "bytes": db / secs, "flows": fa, "seconds": secs}
-        else:
-            entry = [*jsonable(row[1 : 1 + n]), p_, b_, dp, db]
-            (by_rate if role == 1 else by_total).append(entry)
+    if t0 is not None and t1 > t0:
+        secs = (t1 - t0) / NS
+        rates = {"packets": dp / secs, "bytes": db / secs, "flows": fa, "seconds": secs}
+
+    def entries(arrays: Sequence[Sequence[Any]], counters: tuple[int, int, int, int]) -> list[list[Any]]:
+        out = []
+        for values in zip(*arrays, strict=True):
+            c = [int(values[i]) * factor for i in counters]
+            out.append([*jsonable(values[4:]), *c])
+        return out
+
+    # columns: fields, then Packets, Bytes, dPackets, dBytes
+    by_rate = entries(row[6 : 6 + width], (2, 3, 1, 0))
+    by_total = entries(row[6 + width : 6 + 2 * width], (1, 0, 2, 3))
     return LiveReport(
         src.id,
         period,

@@ -62,7 +62,7 @@ METRIC_COLUMN = {"packets": "p", "bytes": "b", "flows": "f"}
 MAX_LIMIT = 50
 MAX_POINTS = 1000
 #: Rows a sampled view reads at most (per query); see :func:`sample_factor`.
-DEFAULT_ROW_BUDGET = 1_000_000
+DEFAULT_ROW_BUDGET = 500_000
 #: Largest sampling factor (1/N of the flows).
 MAX_SAMPLE = 1024
 #: Bucket widths a series uses (ns): the smallest that gives at most the asked number of points.
@@ -283,10 +283,10 @@ def _ns_expr(name: str, typ: str) -> str:
 
 
 def catalog(store: ClickHouseStore, exact_tasks: Mapping[str, Sequence[str]]) -> Catalog:
-    """The :class:`Catalog` of ``store``: one ``flow_metrics`` source per exact task (``exact_tasks``:
-    name → key fields, in configuration order; tasks with stored rows but not configured follow, keyed
-    on every key column) and one per task of a ``flows`` table when there is one. Four small queries
-    (tables and row counts, columns, tasks)."""
+    """The :class:`Catalog` of ``store``: one ``flow_metrics`` source per exact task of the configuration
+    (``exact_tasks``: name → key fields, in configuration order; the query service answers for those
+    only) and one per task of a ``flows`` table when there is one. A few small queries (columns, tables
+    and their rows, the tasks of ``flows``)."""
     columns = _columns(store)
     counts = {
         str(n): int(r)
@@ -302,11 +302,7 @@ def catalog(store: ClickHouseStore, exact_tasks: Mapping[str, Sequence[str]]) ->
     if FLOW_TABLE in columns:
         cols = columns[FLOW_TABLE]
         dims = [(n, t) for n, t in cols if n not in _SNAPSHOT_INTERNAL]
-        stored = [str(r[0]) for r in store.query(f"SELECT DISTINCT TaskName FROM {store.table(FLOW_TABLE)}")]
-        tasks = dict(exact_tasks)
-        for t in sorted(stored):
-            tasks.setdefault(t, KEY_COLUMNS)
-        for task, keyed in tasks.items():
+        for task, keyed in exact_tasks.items():
             fields: dict[str, FieldType] = {}
             for name, typ in dims:
                 if name in KEY_COLUMNS and name not in keyed:
@@ -447,6 +443,10 @@ def choose_step(start_ns: int, end_ns: int, points: int) -> int:
     return math.ceil(span / points / (365 * 86400 * NS)) * 365 * 86400 * NS
 
 
+#: A range's rows are estimated from a 1/ESTIMATE hash sample when the table is too big to read whole.
+ESTIMATE = 64
+
+
 def sample_factor(
     store: ClickHouseStore,
     src: Source,
@@ -454,23 +454,35 @@ def sample_factor(
     start_ns: int | None,
     end_ns: int | None,
     budget: int,
+    extent: tuple[int, int] | None = None,
 ) -> tuple[int, int]:
-    """``(factor, rows)``: the rows of the source in the range (before any filter) and the smallest
+    """``(factor, rows)``: the rows of the source the range reads (before any filter) and the smallest
     power of two ``factor`` with ``rows / factor <= budget`` (1 when the source cannot be sampled or
-    ``budget`` <= 0). One count over the time columns (cheap: no grouping)."""
+    ``budget`` <= 0). Cheap: the task's rows are counted from the sorting key's head; only when they
+    exceed the budget and the range is not the whole ``extent`` are the range's rows estimated, from a
+    1/:data:`ESTIMATE` hash sample (a few granules)."""
     if not src.sample_column or budget <= 0:
         return 1, 0
     where = ["TaskName = %(task)s"] if src.task else []
     params: dict[str, object] = {"task": src.task}
+    count = f"SELECT count() FROM %TABLE:{src.table}% WHERE "
+    total = int(store.query(qualify(store, count + (" AND ".join(where) or "1")), params)[0][0])
+    if total <= budget:
+        return 1, total
     col = src.times[0] if src.kind == "records" else ("StartNs" if axis == "first" else "TimestampNs")
-    if start_ns is not None and (src.kind == "records" or axis == "first"):
-        where.append(f"{col} >= %(start)s")
-        params["start"] = start_ns
-    if end_ns is not None:
-        where.append(f"{col} <= %(end)s")
-        params["end"] = end_ns
-    sql = qualify(store, f"SELECT count() FROM %TABLE:{src.table}% WHERE {' AND '.join(where) or '1'}")
-    rows = int(store.query(sql, params)[0][0])
+    rows = total
+    whole = extent is not None and (start_ns is None or start_ns <= extent[0])
+    whole = whole and (end_ns is None or (extent is not None and end_ns >= extent[1]))
+    if not whole:
+        if start_ns is not None and (src.kind == "records" or axis == "first"):
+            where.append(f"{col} >= %(start)s")
+            params["start"] = start_ns
+        if end_ns is not None:
+            where.append(f"{col} <= %(end)s")
+            params["end"] = end_ns
+        where.append(f"{quote_identifier(src.sample_column)} <= %(hi)s")
+        params["hi"] = sample_bound(ESTIMATE)
+        rows = ESTIMATE * int(store.query(qualify(store, count + " AND ".join(where)), params)[0][0])
     factor = 1
     while rows / factor > budget and factor < MAX_SAMPLE:
         factor *= 2

@@ -71,7 +71,6 @@ class Visualization:
     total: Series
     sample: int = 1
     rows_in_range: int = 0
-    combinations: int = 0
     elapsed_ms: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
@@ -122,11 +121,13 @@ def visualize(
     points: int = 120,
     exact: bool = False,
     row_budget: int = DEFAULT_ROW_BUDGET,
+    known_extent: tuple[int, int] | None = None,
 ) -> Visualization:
     """Top ``limit`` combinations of ``dims`` by ``metric`` over the range, each with its series in
     buckets of :func:`choose_step` (at most ``points``), plus "other" and the total (see
-    :class:`Visualization`). Without a start or end, the source's :func:`extent` on ``axis``. One scan
-    of the table (plus a count when sampling may apply)."""
+    :class:`Visualization`). Without a start or end, the source's :func:`extent` on ``axis``
+    (``known_extent`` when the caller has it). One scan of the table, plus the counts of
+    :func:`sample_factor`."""
     t_begin = time.perf_counter()
     check_range(start_ns, end_ns)
     if metric not in METRICS:
@@ -140,79 +141,79 @@ def visualize(
     dims = _check_dims(src, dims)
     flt = flt or CompiledFilter()
     lo, hi = start_ns, end_ns
+    ext = known_extent
     if lo is None or hi is None:
-        ext = extent(store, src, axis)
-        if ext is None:
-            ext = (0, 0) if hi is None else (hi, hi)
-        lo = ext[0] if lo is None else lo
-        hi = ext[1] if hi is None else hi
-        hi = max(lo, hi)
+        ext = ext or extent(store, src, axis)
+        bounds = ext or ((0, 0) if hi is None else (hi, hi))
+        lo = bounds[0] if lo is None else lo
+        hi = max(lo, bounds[1] if hi is None else hi)
     step = choose_step(lo, hi, points)
     t0 = lo // step * step
     nb = (hi - t0) // step + 1
-    factor, rows = (1, 0) if exact else sample_factor(store, src, axis, lo, hi, row_budget)
+    # the stored-time axis differences every stored version of a flow: about three times the work per row
+    budget = row_budget // 3 if axis == "snapshot" else row_budget
+    factor, rows = (1, 0) if exact else sample_factor(store, src, axis, lo, hi, budget, ext)
     rel, params = src.relation(axis, lo, hi, flt, factor)
-    params.update(v_t0=t0, v_step=step, v_limit=limit + 1)
-    keys = list(dict.fromkeys([*src.keys, *dims]))
-    qk = ", ".join(quote_identifier(c) for c in keys)
+    params.update(v_t0=t0, v_step=step, v_n=max(nb, limit + 1))
+    if not src.keys:
+        raise ConsoleError(f"{src.id} has no key fields: nothing tells its flows apart")
+    keys = ", ".join(quote_identifier(c) for c in dict.fromkeys([*src.keys, *dims]))
     qd = [quote_identifier(d) for d in dims]
-    bucket = "intDiv(T - %(v_t0)s, %(v_step)s)"
-    # per flow key: its traffic and its buckets; per combination of dimensions: totals, distinct flow
-    # keys and per-bucket sums; then the total (role 0) and the combinations (role 1), largest first.
-    # Aliases never repeat a column name of the level below (ClickHouse would read the alias).
-    sums = (
-        f"sum(P) AS kP, sum(B) AS kB, sumMap([{bucket}], [toUInt64(P)]) AS mp, "
-        f"sumMap([{bucket}], [toUInt64(B)]) AS mb FROM ({rel})"
+    lead = "".join(f"{q}, " for q in qd)
+    # 1. per flow key and bucket: its traffic; 2. per flow key: its buckets, in order; 3. per combination
+    # of the dimensions and bucket: traffic, flow keys in the bucket (cf) and flow keys whose first bucket
+    # it is (cn: a key counts once over the range); 4. role 0: the total per bucket, role 1: per
+    # combination, largest first with its buckets. Plain sums and arrays, no map merges: one scan, and the
+    # levels above it work on flows, not rows. (Aliases never repeat a column of the level below.)
+    per_key_bucket = (
+        f"SELECT {keys}, intDiv(T - %(v_t0)s, %(v_step)s) AS bk, sum(P) AS kP, sum(B) AS kB "
+        f"FROM ({rel}) GROUP BY {keys}, bk"
     )
-    per_key = f"SELECT {', '.join([*qd, ''])}{sums} GROUP BY {qk}" if keys else f"SELECT {sums}"
+    per_key = f"SELECT {lead}arraySort(groupArray((bk, kP, kB))) AS s FROM ({per_key_bucket}) GROUP BY {keys}"
+    per_bucket = (
+        f"SELECT {lead}tupleElement(e, 1) AS ebk, tupleElement(e, 2) AS ep, tupleElement(e, 3) AS eb, "
+        f"i = 1 AS efirst FROM ({per_key}) ARRAY JOIN s AS e, arrayEnumerate(s) AS i"
+    )
     per_combo = (
-        f"SELECT {', '.join([*qd, ''])}sum(kP) AS cp, sum(kB) AS cb, count() AS cf, "
-        "sumMap(tupleElement(mp, 1), tupleElement(mp, 2)) AS sp, "
-        "sumMap(tupleElement(mb, 1), tupleElement(mb, 2)) AS sb, "
-        "sumMap(tupleElement(mp, 1), arrayMap(x -> toUInt64(1), tupleElement(mp, 1))) AS sf "
-        f"FROM ({per_key}) WHERE kP > 0 OR kB > 0" + (f" GROUP BY {', '.join(qd)}" if qd else "")
+        f"SELECT {lead}ebk AS cbk, sum(ep) AS cp, sum(eb) AS cb, count() AS cf, sum(efirst) AS cn "
+        f"FROM ({per_bucket}) GROUP BY {lead}ebk"
     )
-    shown = [f"if(role = 1, {q}, NULL) AS d{i}" for i, q in enumerate(qd)]
-    group = ", ".join(["role", *(f"d{i}" for i in range(len(qd)))])
+    shown = "".join(f"if(role = 1, {q}, NULL) AS d{i}, " for i, q in enumerate(qd))
+    group = ", ".join(["role", "gb", *(f"d{i}" for i in range(len(qd)))])
     order = ", ".join(["role", f"{METRIC_COLUMN[metric]} DESC", *(f"d{i}" for i in range(len(qd)))])
     ranked = (
-        f"SELECT role, {', '.join([*shown, ''])}sum(cp) AS p, sum(cb) AS b, sum(cf) AS f, count() AS n, "
-        "sumMap(tupleElement(sp, 1), tupleElement(sp, 2)) AS tp, "
-        "sumMap(tupleElement(sb, 1), tupleElement(sb, 2)) AS tb, "
-        f"sumMap(tupleElement(sf, 1), tupleElement(sf, 2)) AS tf FROM ({per_combo}) "
-        f"ARRAY JOIN [0, 1] AS role GROUP BY {group} ORDER BY {order} LIMIT %(v_limit)s"
+        f"SELECT role, if(role = 0, cbk, -1) AS gb, {shown}sum(cp) AS p, sum(cb) AS b, sum(cn) AS f, "
+        "sum(cf) AS fb, groupArrayIf((cbk, cp, cb, cf), role = 1) AS a "
+        f"FROM ({per_combo}) ARRAY JOIN [0, 1] AS role GROUP BY {group} "
+        f"ORDER BY {order} LIMIT %(v_n)s BY role"
     )
-    # tuples leave as plain arrays: (buckets, values) per metric
     names = "".join(f"d{i}, " for i in range(len(qd)))
     sql = (
-        f"SELECT role, {names}p, b, f, n, tupleElement(tp, 1), tupleElement(tp, 2), tupleElement(tb, 1), "
-        f"tupleElement(tb, 2), tupleElement(tf, 1), tupleElement(tf, 2) FROM ({ranked}) ORDER BY {order}"
+        f"SELECT role, gb, {names}p, b, f, fb, "
+        + ", ".join(f"arrayMap(x -> toInt64(tupleElement(x, {k})), a)" for k in (1, 2, 3, 4))
+        + f" FROM ({ranked}) ORDER BY {order}"
     )
     result = store.query(qualify(store, sql), params)
 
-    def series(row: Sequence[Any], key: dict[str, Any]) -> Series:
-        n = len(dims)
-        p, b, f = (int(row[1 + n + i]) * factor for i in range(3))
-        values = {}
-        maps = row[5 + n : 11 + n]  # (buckets, values) per metric
-        for m, ks, vs in zip(METRICS, maps[0::2], maps[1::2], strict=True):
-            arr = [0] * nb
-            for k, v in zip(ks, vs, strict=True):
-                if 0 <= int(k) < nb:
-                    arr[int(k)] += int(v) * factor
-            values[m] = arr
-        return Series(key, p, b, f, values)
-
     total = Series({}, 0, 0, 0, {m: [0] * nb for m in METRICS})
     top: list[Series] = []
-    combos = 0
+    n = len(dims)
     for row in result:
-        if int(row[0]) == 0:
-            total = series(row, {})
-            combos = int(row[4 + len(dims)])
-        else:
-            top.append(series(row, {d: row[1 + i] for i, d in enumerate(dims)}))
-    top = top[:limit]
+        p, b, f, fb = (int(v) * factor for v in row[2 + n : 6 + n])
+        if int(row[0]) == 0:  # one bucket of the total
+            k = int(row[1])
+            if 0 <= k < nb:
+                for m, v in zip(METRICS, (p, b, fb), strict=True):
+                    total.values[m][k] += v
+            total.packets, total.bytes, total.flows = total.packets + p, total.bytes + b, total.flows + f
+        elif len(top) < limit:
+            values = {m: [0] * nb for m in METRICS}
+            for k, vp, vb, vf in zip(*row[6 + n : 10 + n], strict=True):
+                if 0 <= k < nb:
+                    values["packets"][k] += vp * factor
+                    values["bytes"][k] += vb * factor
+                    values["flows"][k] += vf * factor
+            top.append(Series({d: row[2 + i] for i, d in enumerate(dims)}, p, b, f, values))
     other = Series(
         {},
         total.packets - sum(s.packets for s in top),
@@ -235,6 +236,5 @@ def visualize(
         total,
         factor,
         rows,
-        combos,
         (time.perf_counter() - t_begin) * 1000,
     )
