@@ -310,6 +310,7 @@ def test_filter_completion_errors_and_results(browser: Any, capture: Served) -> 
     box = browser.find_element(By.ID, "filter")
     box.clear()
     box.send_keys("Dst")
+
     def items() -> list[str]:  # read in one script: the list is redrawn as the suggestions arrive
         return browser.execute_script(
             "const l = document.getElementById('completion'); return l.hidden ? [] : "
@@ -449,7 +450,8 @@ def test_alerts_view_links_to_the_traffic(browser: Any, capture: Served) -> None
     show(browser, f"{capture.url}/console/alerts")
     api = capture.get("/api/v1/alerts", limit=500)["alerts"]
     page = browser.execute_script(
-        "return [...document.querySelectorAll('#alerts-table tbody tr.row')].map(r => [r.dataset.time, r.dataset.task, r.dataset.rule])"
+        "return [...document.querySelectorAll('#alerts-table tbody tr.row')]"
+        ".map(r => [r.dataset.time, r.dataset.task, r.dataset.rule])"
     )
     assert page == [[a["timeNs"], a["task"], a["rule"]] for a in api] and len(page) >= 2
     assert {a["task"] for a in api} == {"per_src", "ss"}

@@ -67,8 +67,9 @@ def live_report(
     exact: bool = False,
     row_budget: int = DEFAULT_ROW_BUDGET,
 ) -> LiveReport:
-    """The :class:`LiveReport` of a ``flow_metrics`` source (three queries: the newest period and its
-    two newest snapshots from the sorting key's head, then one scan of that period)."""
+    """The :class:`LiveReport` of a ``flow_metrics`` source: three queries — the newest period (the
+    sorting key's head), its two newest snapshot times, then one pass over its flows (a sample of them
+    beyond ``row_budget`` rows, unless ``exact``)."""
     t_begin = time.perf_counter()
     if src.kind != "snapshots":
         raise ConsoleError(f"{src.id} holds flow records; the live view reads the flow_metrics of a task")
@@ -86,15 +87,16 @@ def live_report(
     period = int(period_rows[0][0])
     pp: dict[str, object] = {"task": src.task, "period": period}
     cond = "TaskName = %(task)s AND PeriodStartNs = %(period)s"
-    t1 = int(store.query(f"SELECT max(TimestampNs) FROM {table} WHERE {cond}", pp)[0][0])
-    prev = store.query(
-        f"SELECT max(TimestampNs), count() FROM {table} WHERE {cond} AND TimestampNs < %(t1)s",
-        {**pp, "t1": t1},
+    # the two newest snapshot times of the period and its rows, in one scan of one column
+    (times, count), *_ = store.query(
+        f"SELECT arraySlice(arrayReverseSort(groupUniqArray(TimestampNs)), 1, 2), count() FROM {table} "
+        f"WHERE {cond}",
+        pp,
     )
-    t0 = int(prev[0][0]) if prev and prev[0][1] else None
-    factor, count = 1, 0
+    t1 = int(times[0])
+    t0 = int(times[1]) if len(times) > 1 else None
+    factor = 1
     if not exact and src.sample_column:
-        count = int(store.query(f"SELECT count() FROM {table} WHERE {cond}", pp)[0][0])
         while count / factor > row_budget and factor < MAX_SAMPLE:
             factor *= 2
     where = cond + (" AND FlowHash <= %(hi)s" if factor > 1 else "")
