@@ -212,7 +212,7 @@ def golden_sums(pred: Any) -> tuple[int, int, int]:
 def test_the_console_asks_for_the_token(browser: Any, capture_api: Served) -> None:
     capture = capture_api
     browser.get(f"{capture.url}/api/v1/health")
-    browser.execute_script("sessionStorage.clear()")
+    browser.execute_script("sessionStorage.clear()")  # a tab that never signed in
     browser.get_log("browser")
     browser.get(f"{capture.url}/console")
     form = browser.find_element(By.ID, "auth")
@@ -501,7 +501,6 @@ def test_catalog_says_what_the_store_lacks(browser: Any, capture: Served) -> Non
 
 def test_gen_trace(browser: Any, gen: Served) -> None:
     truth = gen.truth
-    browser.execute_script("sessionStorage.clear()")
     show(browser, f"{gen.url}/console/visualize?dims=Protocol")
     total = tuple(map(int, rows(browser, "#viz-table tbody tr.total")[0][2:5]))
     t = truth["totals"]
@@ -532,3 +531,27 @@ def test_gen_trace(browser: Any, gen: Served) -> None:
     assert len(page) == hh["flows"] and all(r[0] == hh["src_ip"] for r in page)
     assert sum(int(r[7]) for r in page) == hh["packets"] and sum(int(r[8]) for r in page) == hh["bytes"]
     no_errors(browser)
+
+
+def test_the_pages_curl_lines(gen: Served) -> None:
+    """Every ``curl`` line of docs/console.md answers 200 with JSON from a live ``netspectra api``."""
+    import shutil
+
+    if shutil.which("curl") is None:
+        pytest.skip("curl is not installed")
+    lines, inside = [], False
+    for line in (ROOT / "docs" / "console.md").read_text().splitlines():
+        if line.startswith("```"):
+            inside = not inside
+        elif inside and line.startswith("curl "):
+            lines.append(line)
+    assert len(lines) >= 6
+    port = gen.url.rsplit(":", 1)[1]
+    for line in lines:
+        command = line.replace("curl -s", "curl -s -w '\\n%{http_code}'").replace(
+            "localhost:8080", f"127.0.0.1:{port}"
+        )
+        res = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=120)
+        body, _, code = res.stdout.rpartition("\n")
+        assert code == "200", (line, res.stdout[-500:])
+        assert isinstance(json.loads(body), dict), line
