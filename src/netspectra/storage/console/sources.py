@@ -47,6 +47,8 @@ _RECORD_TIMES = (("FirstSeenNs", "LastSeenNs"), ("FirstSeen", "LastSeen"))
 _RECORD_PACKETS = (("SrcToDstPackets", "DstToSrcPackets"), ("Packets",), ("PacketCount",))
 _RECORD_BYTES = (("SrcToDstBytes", "DstToSrcBytes"), ("Bytes",), ("ByteCount",))
 _RECORD_KEYS = ("SrcIP", "DstIP", "SrcPort", "DstPort", "Protocol", "VlanID")
+#: Columns of a records table that are neither dimensions nor shown (the writer's bookkeeping).
+_RECORD_BOOKKEEPING = frozenset({"TaskName", "FlowHash", "TimestampNs", "PeriodStartNs", "Bucket"})
 
 Axis = Literal["first", "snapshot"]
 AXES: dict[str, str] = {
@@ -352,7 +354,7 @@ def _record_sources(store: ClickHouseStore, cols: list[tuple[str, str]]) -> list
             "console: table %s has no first/last seen or packet/byte columns; not offered", RECORD_TABLE
         )
         return []
-    used = set(times) | set(packets) | set(nbytes) | {"TaskName"}
+    used = set(times) | set(packets) | set(nbytes) | _RECORD_BOOKKEEPING
     fields: dict[str, FieldType] = {}
     extra: list[str] = []
     for name, typ in cols:
@@ -471,8 +473,11 @@ def sample_factor(
         return 1, total
     col = src.times[0] if src.kind == "records" else ("StartNs" if axis == "first" else "TimestampNs")
     rows = total
-    whole = extent is not None and (start_ns is None or start_ns <= extent[0])
-    whole = whole and (end_ns is None or (extent is not None and end_ns >= extent[1]))
+    if start_ns is None and end_ns is None:
+        whole = True
+    else:
+        whole = extent is not None and (start_ns is None or start_ns <= extent[0])
+        whole = whole and (end_ns is None or (extent is not None and end_ns >= extent[1]))
     if not whole:
         if start_ns is not None and (src.kind == "records" or axis == "first"):
             where.append(f"{col} >= %(start)s")

@@ -151,7 +151,8 @@ export function sankeyChart(box, { dims, rows, unit = "" }) {
   const columns = dims.map((_, c) => {
     const sums = new Map();
     for (const r of rows) sums.set(r.values[c], (sums.get(r.values[c]) || 0) + r.weight);
-    const nodes = [...sums.entries()].sort((a, b) => b[1] - a[1]);
+    // largest first, "Other" last
+    const nodes = [...sums.entries()].sort((a, b) => (a[0] === "Other") - (b[0] === "Other") || b[1] - a[1]);
     const avail = H - 30 - pad * (nodes.length - 1);
     let y = 20;
     const out = new Map();
@@ -167,7 +168,6 @@ export function sankeyChart(box, { dims, rows, unit = "" }) {
   });
   rows.forEach((r, k) => {
     const color = r.color || PALETTE[k % PALETTE.length];
-    const h = Math.max(1, (r.weight / total) * (H - 30 - pad * 10));
     for (let c = 0; c < dims.length - 1; c++) {
       const a = columns[c].get(r.values[c]);
       const b = columns[c + 1].get(r.values[c + 1]);
@@ -184,7 +184,6 @@ export function sankeyChart(box, { dims, rows, unit = "" }) {
       a.outY += ha;
       b.inY += hb;
     }
-    void h;
   });
   columns.forEach((nodes, c) => {
     for (const [name, n] of nodes) {

@@ -1,6 +1,6 @@
 // Small DOM helpers shared by the views.
 
-import { int, keyText, time } from "./format.js";
+import { int, keyText, shownValue, time } from "./format.js";
 
 export const $ = (id) => document.getElementById(id);
 
@@ -35,7 +35,7 @@ export function keyCell(field, value, { hostLink, drill } = {}) {
   if (hostLink && field.endsWith("IP")) {
     td.append(el("a", { href: hostLink(String(value)), class: "host" }, String(value)));
   } else {
-    td.append(String(value));
+    td.append(shownValue(field, value));
   }
   if (drill) {
     td.append(" ", el("button", { type: "button", class: "drill", title: `filter on ${field} = ${value}`,

@@ -43,3 +43,13 @@ export function span(ns) {
 export function keyText(v) {
   return v === null || v === undefined ? "—" : String(v);
 }
+
+const PROTOCOLS = { 1: "icmp", 2: "igmp", 6: "tcp", 17: "udp", 41: "ipv6", 47: "gre", 50: "esp", 51: "ah",
+  58: "icmpv6", 89: "ospf", 103: "pim", 112: "vrrp", 132: "sctp" };
+
+/** A value as the page writes it: protocol numbers with their name (6 tcp). */
+export function shownValue(field, v) {
+  if (v === null || v === undefined) return "—";
+  if (field === "Protocol" && PROTOCOLS[v]) return `${v} ${PROTOCOLS[v]}`;
+  return String(v);
+}
