@@ -481,6 +481,10 @@ def test_live_view(browser: Any, capture: Served) -> None:
 
 def test_catalog_says_what_the_store_lacks(browser: Any, capture: Served) -> None:
     show(browser, f"{capture.url}/console/visualize")
+    # everything the page loads comes from this server (it works offline)
+    resources = browser.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
+    assert resources and all(r.startswith(capture.url + "/") for r in resources), resources
+    assert f"{capture.url}/static/console/charts.js" in resources
     note = browser.find_element(By.ID, "tables-note").text
     assert "flows (flow records" in note and "flow_metrics_1m" in note
     options = [o.get_attribute("value") for o in Select(browser.find_element(By.ID, "source")).options]

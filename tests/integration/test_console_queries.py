@@ -497,3 +497,23 @@ def test_flows_from_candidates_equal_flows_from_every_state(
     ]
     for a, b, p in zip(fast, full, pages, strict=True):
         assert (a.rows, a.more) == (b.rows, b.more), p
+
+
+def test_an_empty_store_answers_empty(chdb: Filled) -> None:
+    """A store with the tables and no rows yet (a fresh `netspectra up`): every view answers, empty."""
+    cfg = chdb.cfg.aggregator.exact.writers[0].params.model_copy(
+        update={"database": f"ns_empty_{uuid.uuid4().hex[:8]}"}
+    )
+    store = connect_store(cfg)
+    try:
+        five = cs.catalog(store, TASKS).source(None)
+        v = cs.visualize(store, five, dims=["DstPort"])
+        assert (v.total.packets, v.series, v.other.packets) == (0, [], 0) and len(v.times) == 1
+        assert cs.flow_list(store, five).rows == []
+        assert cs.live_report(store, five).snapshot_ns is None
+        h = cs.host_report(store, five, "10.0.0.1")
+        assert h.totals["out"] == {"packets": 0, "bytes": 0, "flows": 0} and h.facets["peers_out"] == []
+        assert cs.field_values(store, five, "DstPort") == []
+    finally:
+        store.execute(f"DROP DATABASE IF EXISTS {store.db}")
+        store.close()
