@@ -175,6 +175,7 @@ class Source:
                 where.append("StartNs >= %(rel_start)s")
                 params["rel_start"] = start_ns
             if end_ns is not None:
+                # no bound on PeriodStartNs: the engine's clock; a capture's packets may be years older
                 where.append("StartNs <= %(rel_end)s")
                 params["rel_end"] = end_ns
             sql = (
@@ -185,7 +186,9 @@ class Source:
             return sql, params
         # snapshot axis: the increments of every stored version of a flow in its period
         if end_ns is not None:
-            where.append("TimestampNs <= %(rel_end)s")
+            # both are the engine's clock and a period starts before its snapshots: later periods (and
+            # their day partitions) are skipped
+            where.append("TimestampNs <= %(rel_end)s AND PeriodStartNs <= %(rel_end)s")
             params["rel_end"] = end_ns
         versions = (
             f"SELECT {lead}arraySort(groupArray((TimestampNs, PacketCount, ByteCount, EndNs))) AS v, "
