@@ -374,7 +374,8 @@ RECORD_COLUMNS = (
     ("LastSeenNs", "Int64"), ("SrcToDstPackets", "UInt64"), ("SrcToDstBytes", "UInt64"),
     ("DstToSrcPackets", "UInt64"), ("DstToSrcBytes", "UInt64"), ("EndReason", "LowCardinality(String)"),
     ("ConnState", "Nullable(String)"), ("SrcToDstTCPFlags", "Nullable(UInt8)"), ("DurationNs", "Int64"),
-    ("SrcToDstSizeMean", "Nullable(Float64)"), ("FlowHash", "UInt64"),
+    ("SrcToDstSizeMean", "Nullable(Float64)"), ("FlowHash", "UInt64"), ("SrcAS", "UInt32"),
+    ("DstAS", "UInt32"),
 )  # fmt: skip
 
 
@@ -395,11 +396,11 @@ def test_a_flows_table_becomes_a_source(chdb: Filled) -> None:
         s = 10**9
         recs = [
             ("records", "10.0.0.1", "10.0.0.2", 40000, 443, 6, 0, base, base + 5 * s, 10, 1000, 8, 9000,
-             "idle", "SF", 27, 5 * s, 100.0, 1),
+             "idle", "SF", 27, 5 * s, 100.0, 1, 64500, 15169),
             ("records", "10.0.0.1", "10.0.0.3", 40001, 80, 6, 0, base + s, base + 2 * s, 1, 60, 1, 60,
-             "tcp_end", "REJ", 2, s, None, 2**63),
+             "tcp_end", "REJ", 2, s, None, 2**63, 64500, 13335),
             ("records", "2001:db8::1", "2001:db8::2", 5353, 5353, 17, 7, base + 3 * s, base + 3 * s, 1, 90,
-             0, 0, "end_of_input", None, None, 0, 90.0, 3),
+             0, 0, "end_of_input", None, None, 0, 90.0, 3, 0, 0),
         ]  # fmt: skip
         data = pa.table(
             {n: pa.array([r[i] for r in recs], _arrow(t)) for i, (n, t) in enumerate(RECORD_COLUMNS)}
@@ -410,7 +411,7 @@ def test_a_flows_table_becomes_a_source(chdb: Filled) -> None:
         assert src.id == "flows:records" and src.kind == "records" and src.axes == ("first",)
         assert list(src.fields) == [
             "SrcIP", "DstIP", "SrcPort", "DstPort", "Protocol", "VlanID", "EndReason", "ConnState",
-            "SrcToDstTCPFlags", "DurationNs",
+            "SrcToDstTCPFlags", "DurationNs", "SrcAS", "DstAS",
         ]  # fmt: skip
         assert src.keys == ("SrcIP", "DstIP", "SrcPort", "DstPort", "Protocol", "VlanID")
         assert src.extra == ("SrcToDstSizeMean",) and src.sample_column == "FlowHash"
@@ -425,11 +426,17 @@ def test_a_flows_table_becomes_a_source(chdb: Filled) -> None:
         )
         assert page.columns[-5:] == ["FirstSeen", "LastSeen", "Packets", "Bytes", "SrcToDstSizeMean"]
         assert page.rows == [
-            ["10.0.0.1", "10.0.0.3", 40001, 80, 6, 0, "tcp_end", "REJ", 2, 10**9, base + 10**9,
+            ["10.0.0.1", "10.0.0.3", 40001, 80, 6, 0, "tcp_end", "REJ", 2, 10**9, 64500, 13335, base + 10**9,
              base + 2 * 10**9, 2, 120, None],
         ]  # fmt: skip
         h = cs.host_report(store, src, "2001:db8::1")
         assert h.totals["out"] == {"packets": 1, "bytes": 90, "flows": 1}
+        # enrichment pairs light up on the host page: its own AS, its peers' AS
+        h = cs.host_report(store, src, "10.0.0.1")
+        assert h.facets["own_AS"] == [["64500", 20, 10_120, 2]]
+        assert h.facets["peers_AS"] == [["15169", 18, 10_000, 1], ["13335", 2, 120, 1]]
+        v = cs.visualize(store, src, dims=["DstAS"], flt=compile_filter("SrcAS = AS64500", src.fields))
+        assert [(s.key["DstAS"], s.bytes) for s in v.series] == [(15169, 10_000), (13335, 120)]
         with pytest.raises(cs.ConsoleError, match="live view reads the flow_metrics"):
             cs.live_report(store, src)
     finally:
@@ -440,8 +447,8 @@ def test_a_flows_table_becomes_a_source(chdb: Filled) -> None:
 def _arrow(ch_type: str) -> pa.DataType:
     inner = ch_type.removeprefix("Nullable(").removeprefix("LowCardinality(").rstrip(")")
     return {
-        "String": pa.string(), "UInt8": pa.uint8(), "UInt16": pa.uint16(), "UInt64": pa.uint64(),
-        "Int64": pa.int64(), "Float64": pa.float64(),
+        "String": pa.string(), "UInt8": pa.uint8(), "UInt16": pa.uint16(), "UInt32": pa.uint32(),
+        "UInt64": pa.uint64(), "Int64": pa.int64(), "Float64": pa.float64(),
     }[inner]  # fmt: skip
 
 

@@ -17,7 +17,7 @@ from netspectra.storage.console.sources import (
     qualify,
 )
 from netspectra.storage.filter import CompiledFilter, ip_text
-from netspectra.storage.schema import HITTER_TABLE
+from netspectra.storage.schema import HITTER_TABLE, quote_identifier
 
 if TYPE_CHECKING:
     from netspectra.storage.store import ClickHouseStore
@@ -28,8 +28,10 @@ class HostReport:
     """Everything the flows of ``source`` say about one address: traffic it sent and received
     (``totals``: direction → packets, bytes, flows), the top ``facets`` (``peers_out``: whom it sent to,
     ``peers_in``: who sent to it, ``ports_out``: destination ports it used, ``ports_in``: its
-    destination ports others used, ``protocols``) as ``[value, packets, bytes, flows]`` largest bytes
-    first, and its ``timeline`` per direction (bytes and packets per bucket)."""
+    destination ports others used, ``protocols``; for every pair of fields ``Src<X>``/``Dst<X>`` the
+    source has — ``SrcAS``/``DstAS``, countries, network names — ``own_<X>``: the address's own value,
+    ``peers_<X>``: its peers') as ``[value, packets, bytes, flows]`` largest bytes first, and its
+    ``timeline`` per direction (bytes and packets per bucket)."""
 
     ip: str
     source: str
@@ -121,6 +123,18 @@ def host_report(
         ]
     if "Protocol" in has:
         facets.append(("protocols", "1", "toString(ifNull(`Protocol`, 0))"))
+    # enrichment and exporter attributes that come in Src/Dst pairs (SrcAS/DstAS, SrcCountry/DstCountry,
+    # SrcNetName/DstNetName, ...): the address's own value and its peers' values
+    for name in src.fields:
+        attr = name[3:]
+        if name.startswith("Src") and name not in ("SrcIP", "SrcPort") and f"Dst{attr}" in has:
+            own, peer = (f"ifNull(toString({quote_identifier(c)}), '')" for c in (name, f"Dst{attr}"))
+            facets += [
+                (f"own_{attr}", is_src, own),
+                (f"own_{attr}", is_dst, peer),
+                (f"peers_{attr}", is_src, peer),
+                (f"peers_{attr}", is_dst, own),
+            ]
     facets = [f for f in facets if f[1] != "0"]
     tuples = ", ".join(f"(if({cond}, '{name}', ''), {value})" for name, cond, value in facets)
     sql = (

@@ -55,12 +55,15 @@ export async function render(ctx) {
   const facets = el("div", { class: "facets" });
   for (const [name, rows] of Object.entries(doc.facets)) {
     const t = el("table", { class: "data", dataset: { facet: name } });
-    const peer = name.startsWith("peers");
-    table(t, [peer ? "address" : name.startsWith("ports") ? "port" : "protocol", "packets", "bytes", "flows"],
+    const attr = /^(own|peers)_(.+)$/.exec(name);
+    const peer = name === "peers_out" || name === "peers_in";
+    const head = attr ? attr[2] : peer ? "address" : name.startsWith("ports") ? "port" : "protocol";
+    table(t, [head, "packets", "bytes", "flows"],
       rows.map(([v, p, b, f]) => el("tr", { class: "row" },
         el("td", { dataset: { value: String(v) } }, peer ? el("a", { href: ctx.hostLink(String(v)) }, String(v)) : String(v)),
         numCell(p), numCell(b), numCell(f))));
-    facets.append(el("section", { class: "facet" }, el("h3", {}, TITLES[name] || name), t));
+    const title = TITLES[name] || (attr ? (attr[1] === "own" ? `Its ${attr[2]}` : `Peers' ${attr[2]}`) : name);
+    facets.append(el("section", { class: "facet" }, el("h3", {}, title), t));
   }
   parts.push(facets);
   const hitters = el("table", { class: "data", id: "host-hitters" });
