@@ -31,7 +31,7 @@ COPY pyproject.toml README.md ./
 COPY src ./src
 # A regular (non-editable) install: the image does not depend on /src.
 RUN /opt/netspectra/bin/pip install --upgrade pip \
- && /opt/netspectra/bin/pip install . \
+ && /opt/netspectra/bin/pip install ".[all]" \
  && /opt/netspectra/bin/netspectra --version
 
 # ---- runtime ----

@@ -19,12 +19,73 @@ IPv4 addresses never leave bytes 0..9 undefined: they are always ``0...0 ff ff a
 Non-first fragments carry ports 0; ICMP and other port-less protocols carry ports 0.
 Packets that are not IP (ARP, LLDP, unsupported link types) never appear in a batch; readers
 count them in their statistics instead.
+
+Optional columns
+----------------
+
+Some stages need more than the key and the length; they travel as *optional* columns, ``None`` when
+the producer did not fill them (readers fill them only when asked, so the common path pays nothing):
+
+==================  ==============  ==========================================================
+column              dtype / shape   meaning
+==================  ==============  ==========================================================
+``tcp_flags``       uint8 (n,)      flags byte of the outer TCP header (CWR ECE URG ACK PSH RST
+                                    SYN FIN); 0 for other protocols, non-first fragments and
+                                    TCP headers cut before byte 13
+``vlan_id``         uint16 (n,)     VLAN id (12 bits) of the OUTERMOST 802.1Q/802.1ad tag;
+                                    0 = untagged (or priority-tagged: VID 0)
+``icmp_type_code``  uint16 (n,)     ICMP/ICMPv6 ``type << 8 | code`` as IPFIX's
+                                    ``icmpTypeCodeIPv4``/``IPv6`` (IEs 32, 139); 0 for other
+                                    protocols (check ``protocol``: echo reply is also 0)
+``ip_length``       uint32 (n,)     total length of the outer IP packet (IPv4 total length;
+                                    IPv6 40 + payload length); when the header says 0 (TSO,
+                                    BIG TCP, jumbograms) the wire length minus the link layer
+``packets``         uint64 (n,)     packets the row stands for, already multiplied by the
+                                    sampling rate (a flow-export record of 10 packets sampled
+                                    1-in-100 is 1000). Absent: every row is one packet
+``octets``          uint64 (n,)     bytes the row stands for, multiplied the same way; present
+                                    whenever ``packets`` is. ``length`` then holds the mean
+                                    packet size (``octets // packets``, capped to uint32) for
+                                    consumers that read sizes, never totals
+``sampling_rate``   uint32 (n,)     the 1-in-N rate ``packets``/``octets`` were multiplied by
+                                    (1: unsampled; 0: unknown — then multiplied by 1, and the
+                                    source counts it): the exported values are ``packets //
+                                    max(rate, 1)``, kept exactly
+``flow_start_ns``   int64 (n,)      first packet of the row's flow record (UTC ns); ``ts_ns`` is
+                                    then its last. Absent: ``ts_ns`` is both
+``in_if``           uint32 (n,)     input interface index at the exporter (0: unknown)
+``out_if``          uint32 (n,)     output interface index at the exporter (0: unknown)
+``exporter``        uint8 (n, 16)   address of the exporter that sent the record, IPv4 mapped
+                                    into IPv6 like ``src_ip``
+==================  ==============  ==========================================================
+
+The last seven come from flow exports (:mod:`netspectra.collect`): a row is a flow record, not a
+packet. A consumer that counts packets or bytes counts ``packets``/``octets`` when present (the exact,
+sketch and flows tasks account a record of N packets as N captured packets).
+
+Dimension columns
+-----------------
+
+``dims`` maps enrichment column names (:data:`netspectra.enrich.columns.COLUMNS`: ``SrcAS``,
+``DstCountry``, ``InIfBoundary``, …) to ``(n,)`` arrays of the column's dtype: AS numbers as
+integers, strings as dictionary codes (0 = unknown), decoded by ``dictionaries`` (column name →
+code → text, append-only: a later batch's dictionary decodes every earlier code). They are made in
+the process that runs the tasks (the enrichment stage, :mod:`netspectra.enrich`), never sent over the
+wire. ``None``: the batch is not enriched. Every operation keeps them like optional columns; ``concat``
+keeps the longest dictionary of each column (the newest: dictionaries only grow).
+
+:data:`PacketBatch.OPTIONAL` lists them with their dtypes; :meth:`PacketBatch.present` says which a
+batch carries. Every operation keeps them: :meth:`~PacketBatch.head`, :meth:`~PacketBatch.take` and
+:meth:`~PacketBatch.slice` cut them with the rows, :meth:`~PacketBatch.concat` keeps a column that
+every input has and refuses one that only some inputs have (rows without a value would have to be
+invented), :meth:`~PacketBatch.validate` checks them like the required ones. A consumer that needs an
+optional column must cope with its absence (a task keys without it, or says what it cannot compute).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
@@ -43,6 +104,21 @@ class PacketBatch:
     dst_port: np.ndarray
     protocol: np.ndarray
     length: np.ndarray
+    # optional columns (None when absent); keyword-only in spirit: always pass them by name
+    tcp_flags: np.ndarray | None = None
+    vlan_id: np.ndarray | None = None
+    icmp_type_code: np.ndarray | None = None
+    ip_length: np.ndarray | None = None
+    packets: np.ndarray | None = None
+    octets: np.ndarray | None = None
+    sampling_rate: np.ndarray | None = None
+    flow_start_ns: np.ndarray | None = None
+    in_if: np.ndarray | None = None
+    out_if: np.ndarray | None = None
+    exporter: np.ndarray | None = None
+    # enrichment (dimension) columns and the dictionaries of their codes; see the module docstring
+    dims: dict[str, np.ndarray] | None = None
+    dictionaries: dict[str, tuple[str, ...]] | None = None
 
     COLUMNS: ClassVar[tuple[str, ...]] = (
         "ts_ns",
@@ -62,13 +138,83 @@ class PacketBatch:
         "protocol": np.dtype(np.uint8),
         "length": np.dtype(np.uint32),
     }
+    #: The optional columns and their dtypes, in canonical order.
+    OPTIONAL: ClassVar[dict[str, np.dtype]] = {
+        "tcp_flags": np.dtype(np.uint8),
+        "vlan_id": np.dtype(np.uint16),
+        "icmp_type_code": np.dtype(np.uint16),
+        "ip_length": np.dtype(np.uint32),
+        "packets": np.dtype(np.uint64),
+        "octets": np.dtype(np.uint64),
+        "sampling_rate": np.dtype(np.uint32),
+        "flow_start_ns": np.dtype(np.int64),
+        "in_if": np.dtype(np.uint32),
+        "out_if": np.dtype(np.uint32),
+        "exporter": np.dtype(np.uint8),
+    }
+    #: Shape of one row of an optional column that is not a scalar (``(n, 16)`` for the exporter).
+    ROW_SHAPES: ClassVar[dict[str, tuple[int, ...]]] = {"exporter": (16,)}
+    #: The optional columns a flow-export row carries (a row that stands for a flow record).
+    EXPORT_COLUMNS: ClassVar[tuple[str, ...]] = (
+        "packets",
+        "octets",
+        "sampling_rate",
+        "flow_start_ns",
+        "in_if",
+        "out_if",
+        "exporter",
+    )
+
+    @classmethod
+    def row_bytes(cls, column: str) -> int:
+        """Bytes one row of ``column`` (required or optional) takes."""
+        if column in cls.DTYPES:
+            return cls.DTYPES[column].itemsize * (16 if column in ("src_ip", "dst_ip") else 1)
+        return cls.OPTIONAL[column].itemsize * int(np.prod(cls.ROW_SHAPES.get(column, (1,))))
+
+    @property
+    def weighted(self) -> bool:
+        """Whether rows stand for several packets (``packets``/``octets`` present)."""
+        return self.packets is not None
+
+    def packet_counts(self) -> np.ndarray:
+        """Packets each row stands for (uint64): ``packets``, or ones."""
+        return self.packets if self.packets is not None else np.ones(len(self), np.uint64)
+
+    def byte_counts(self) -> np.ndarray:
+        """Bytes each row stands for (uint64): ``octets``, or ``length``."""
+        return self.octets if self.octets is not None else self.length.astype(np.uint64)
 
     def __len__(self) -> int:
         return int(self.ts_ns.shape[0])
 
+    def present(self) -> tuple[str, ...]:
+        """The optional columns this batch carries, in canonical order."""
+        return tuple(c for c in self.OPTIONAL if getattr(self, c) is not None)
+
+    def columns(self) -> tuple[str, ...]:
+        """Every column this batch carries: the required ones, then the optional ones present."""
+        return (*self.COLUMNS, *self.present())
+
+    def _map(self, fn: Any) -> PacketBatch:
+        # ``fn(array)`` applied to every column the batch carries; absent optional columns stay absent.
+        return PacketBatch(
+            *(fn(getattr(self, c)) for c in self.COLUMNS),
+            **{c: fn(getattr(self, c)) for c in self.present()},
+            dims=None if self.dims is None else {k: fn(v) for k, v in self.dims.items()},
+            dictionaries=self.dictionaries,
+        )
+
     @classmethod
-    def empty(cls, n: int = 0) -> PacketBatch:
-        """A batch of ``n`` rows with uninitialised contents (callers fill every column)."""
+    def empty(cls, n: int = 0, optional: Iterable[str] = ()) -> PacketBatch:
+        """A batch of ``n`` rows with uninitialised contents (callers fill every column), carrying the
+        ``optional`` columns named (``ValueError`` for a name that is not one)."""
+        opt = tuple(optional)
+        unknown = [c for c in opt if c not in cls.OPTIONAL]
+        if unknown:
+            raise ValueError(
+                f"{', '.join(unknown)}: not optional columns; they are {', '.join(cls.OPTIONAL)}"
+            )
         return cls(
             ts_ns=np.empty(n, np.int64),
             src_ip=np.empty((n, 16), np.uint8),
@@ -77,18 +223,42 @@ class PacketBatch:
             dst_port=np.empty(n, np.uint16),
             protocol=np.empty(n, np.uint8),
             length=np.empty(n, np.uint32),
+            **{c: np.empty((n, *cls.ROW_SHAPES.get(c, ())), cls.OPTIONAL[c]) for c in opt},
         )
 
     def head(self, n: int) -> PacketBatch:
         """The first ``n`` rows, as views (no copy)."""
-        return PacketBatch(*(getattr(self, c)[:n] for c in self.COLUMNS))
+        return self._map(lambda a: a[:n])
+
+    def slice(self, lo: int, hi: int) -> PacketBatch:
+        """Rows ``lo`` to ``hi - 1``, as views (no copy)."""
+        return self._map(lambda a: a[lo:hi])
 
     def take(self, index: np.ndarray) -> PacketBatch:
         """Rows selected by an integer or boolean index, as copies."""
-        return PacketBatch(*(np.ascontiguousarray(getattr(self, c)[index]) for c in self.COLUMNS))
+        return self._map(lambda a: np.ascontiguousarray(a[index]))
+
+    def copy(self) -> PacketBatch:
+        """A copy that shares no memory with this batch."""
+        return self._map(lambda a: a.copy())
+
+    def with_columns(self, **columns: np.ndarray | None) -> PacketBatch:
+        """The same batch with optional columns added, replaced or (``None``) removed (no copy)."""
+        unknown = [c for c in columns if c not in self.OPTIONAL]
+        if unknown:
+            raise ValueError(
+                f"{', '.join(unknown)}: not optional columns; they are {', '.join(self.OPTIONAL)}"
+            )
+        return replace(self, **columns)
+
+    def with_dims(
+        self, dims: dict[str, np.ndarray] | None, dictionaries: dict[str, tuple[str, ...]] | None = None
+    ) -> PacketBatch:
+        """The same batch with these dimension columns and dictionaries (``None``: not enriched)."""
+        return replace(self, dims=dims, dictionaries=dictionaries)
 
     def validate(self) -> None:
-        """Raise ``ValueError`` if the batch breaks the module's invariants."""
+        """Raise ``ValueError`` if the batch breaks the module's invariants (optional columns included)."""
         n = len(self)
         for c in self.COLUMNS:
             a = getattr(self, c)
@@ -99,13 +269,64 @@ class PacketBatch:
                 raise ValueError(f"column {c}: shape {a.shape}, expected {want}")
             if not a.flags.c_contiguous:
                 raise ValueError(f"column {c}: not C-contiguous")
+        for c in self.present():
+            a = getattr(self, c)
+            if not isinstance(a, np.ndarray):
+                raise ValueError(f"optional column {c}: {type(a).__name__}, expected a numpy array or None")
+            if a.dtype != self.OPTIONAL[c]:
+                raise ValueError(f"optional column {c}: dtype {a.dtype}, expected {self.OPTIONAL[c]}")
+            want = (n, *self.ROW_SHAPES.get(c, ()))
+            if a.shape != want:
+                raise ValueError(f"optional column {c}: shape {a.shape}, expected {want}")
+            if not a.flags.c_contiguous:
+                raise ValueError(f"optional column {c}: not C-contiguous")
+        if (self.packets is None) != (self.octets is None):
+            raise ValueError("optional columns packets and octets go together (one is missing)")
+        if self.dims is not None:
+            from netspectra.enrich.columns import BY_NAME
+
+            for name, a in self.dims.items():
+                col = BY_NAME.get(name)
+                if col is None:
+                    raise ValueError(f"dimension {name!r} is not an enrichment column")
+                if not isinstance(a, np.ndarray) or a.dtype != np.dtype(col.dtype) or a.shape != (n,):
+                    got = f"{a.dtype} {a.shape}" if isinstance(a, np.ndarray) else type(a).__name__
+                    raise ValueError(f"dimension {name}: {got}, expected {col.dtype} {(n,)}")
 
     @classmethod
     def concat(cls, batches: list[PacketBatch]) -> PacketBatch:
-        """One batch holding the rows of ``batches`` in order."""
+        """One batch holding the rows of ``batches`` in order.
+
+        An optional column is kept when every batch carries it; one that only some batches carry is a
+        ``ValueError`` (its values for the other rows do not exist, and dropping it would lose data).
+        """
         if not batches:
             return cls.empty(0)
-        return cls(*(np.concatenate([getattr(b, c) for b in batches]) for c in cls.COLUMNS))
+        first = batches[0].present()
+        for i, b in enumerate(batches[1:], 1):
+            if b.present() != first:
+                raise ValueError(
+                    f"concat: batch 0 carries optional columns {list(first)} but batch {i} carries "
+                    f"{list(b.present())}; give every batch the same optional columns"
+                )
+        dims = batches[0].dims
+        dictionaries = batches[0].dictionaries
+        if any((b.dims is None) != (dims is None) or (dims and set(b.dims) != set(dims)) for b in batches):
+            raise ValueError("concat: the batches carry different dimension columns (enrich them alike)")
+        if dims is not None:
+            dims = {k: np.concatenate([b.dims[k] for b in batches]) for k in dims}  # type: ignore[index]
+            merged: dict[str, tuple[str, ...]] = {}
+            for b in batches:  # dictionaries only grow: the longest of each column decodes every code
+                for k, words in (b.dictionaries or {}).items():
+                    if len(words) > len(merged.get(k, ())):
+                        merged[k] = words
+            dictionaries = merged or None
+        return cls(
+            *(np.concatenate([getattr(b, c) for b in batches]) for c in cls.COLUMNS),
+            **{c: np.concatenate([getattr(b, c) for b in batches]) for c in first},
+            dims=dims,
+            dictionaries=dictionaries,
+        )
 
 
 @runtime_checkable

@@ -137,7 +137,9 @@ def test_no_remote_add_and_copied_paths_exist(parsed: list[tuple[str, str]]) -> 
 
 def test_package_is_installed_non_editable(parsed: list[tuple[str, str]]) -> None:
     run_text = " ".join(rest for ins, rest in parsed if ins == "RUN")
-    assert re.search(r"pip install (--\S+ )*\.(\s|$)", run_text), "the package is not pip-installed from ."
+    assert re.search(r"pip install (--\S+ )*\"?\.(\[all\])?\"?(\s|$)", run_text), (
+        "the package is not pip-installed from . (with every extra)"
+    )
     assert not re.search(r"pip install[^&]*(-e|--editable)\b", run_text), "editable install in the image"
 
 

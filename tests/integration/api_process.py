@@ -33,13 +33,13 @@ def free_port() -> int:
 
 def config_text(data_dir: Path, api: str = "", ss: str = "ss", cm: str = "cm") -> str:
     """Exact tasks per_five_tuple and per_src, sketch tasks ``ss`` (SuperSpread) and ``cm`` (CountMin),
-    all in the embedded store at ``data_dir``; alert rules on per_src and ss; ``api``: extra lines of
-    ``api:``."""
+    the flows task ``flows`` (flow records), all in the embedded store at ``data_dir``; alert rules on
+    per_src and ss; ``api``: extra lines of ``api:``."""
     ch = json.dumps({"data_dir": str(data_dir), "database": "hostile", "history_resolution": "60s"})
     writer = f"[{{type: clickhouse, enabled: true, snapshot_interval: 60s, clickhouse: {ch}}}]"
     return (
         f"api:\n  grpc_listen_addr: '127.0.0.1:0'\n  http_listen_addr: '127.0.0.1:0'\n{api}"
-        "aggregator:\n  types: [exact, sketch]\n  num_workers: 2\n"
+        "aggregator:\n  types: [exact, sketch, flows]\n  num_workers: 2\n"
         f"  exact:\n    writers: {writer}\n"
         "    tasks:\n      - {name: per_five_tuple, key_fields: [SrcIP, DstIP, SrcPort, DstPort, Protocol]}\n"
         "      - {name: per_src, key_fields: [SrcIP]}\n"
@@ -48,6 +48,8 @@ def config_text(data_dir: Path, api: str = "", ss: str = "ss", cm: str = "cm") -
         "         width: 4096, depth: 2, count_thereshold: 5, m: 128, size: 5, b: 1.08, base: 0.5, seed: 3}\n"
         f"      - {{name: {cm}, skt_type: 0, flow_fields: [SrcIP], width: 4096, depth: 2,\n"
         "         size_thereshold: 1000, count_thereshold: 10, seed: 5}\n"
+        f"  flows:\n    writers: {writer}\n"
+        "    tasks:\n      - {name: flows, idle_timeout: 15s, splt: 4}\n"
         "alerter:\n  enabled: true\n  check_interval: 3600s\n  rules:\n"
         "    - {name: bytes_over_1k, task_name: per_src, metric: total_bytes, operator: '>',\n"
         "       threshold: 1000}\n"

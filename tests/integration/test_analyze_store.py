@@ -142,3 +142,44 @@ def test_store_with_the_shipped_config_and_a_relative_data_dir(tmp_path: Path) -
         writers = json.loads(res.stdout)["store"]
         assert writers and all(w["written"] >= 1 and w["open_failed"] == 0 for w in writers.values()), writers
         assert (cwd / "netspectra-data" / "chdb").is_dir()
+
+
+FLOWS_QUERY = """
+import json, sys
+from netspectra.config import load_config
+from netspectra.storage.clickhouse import ClickHouseStore
+from netspectra.storage.flow_records import FlowRecordFilter, list_flows
+cfg = load_config(sys.argv[1])
+store = ClickHouseStore(cfg.aggregator.exact.writers[0].params)
+store.open()
+page = list_flows(store, FlowRecordFilter(task="flows"), order_by="bytes", descending=True, limit=1)
+print(json.dumps({"total": page.total, "top": page.records.to_pylist()[0]["SrcToDstBytes"]}))
+"""
+
+
+def test_analyze_flows_store_puts_the_records_next_to_the_totals(tmp_path: Path) -> None:
+    """``analyze --flows --store`` with no aggregator.flows section: the flows task gets the exact group's
+    ClickHouse writer, and every record the run reports is in the ``flows`` table."""
+    pytest.importorskip("chdb", reason="chdb is not installed")
+    conf = tmp_path / "c.yaml"
+    conf.write_text(config_text({"data_dir": str(tmp_path / "chdb")}))
+    res = run(
+        [sys.executable, "-m", "netspectra", "analyze", str(CAPTURE), "-c", str(conf), "--flows", "--store",
+         "--json", "--out", str(tmp_path / "out")],
+        tmp_path,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    doc = json.loads(res.stdout)
+    assert all(w["dropped"] == 0 for w in doc["store"].values()), doc["store"]
+    import pyarrow.parquet as pq
+
+    records = pq.read_table(tmp_path / "out" / "flows.parquet")
+    out = run([sys.executable, "-c", FLOWS_QUERY, str(conf)], tmp_path)
+    assert out.returncode == 0, out.stderr
+    got = json.loads(out.stdout)
+    assert got["total"] == records.num_rows > 100
+    import pyarrow.compute as pc
+
+    biggest = pc.add(records["SrcToDstBytes"], records["DstToSrcBytes"])
+    top = records.filter(pc.equal(biggest, pc.max(biggest)))["SrcToDstBytes"].to_pylist()
+    assert got["top"] in top

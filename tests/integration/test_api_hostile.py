@@ -102,6 +102,18 @@ ENDPOINTS: dict[str, dict[str, Any]] = {
     "/api/v1/trace": {"taskName": "per_five_tuple", "flowKeys": {"SrcIP": "10.0.2.15"}, "pageSize": 2},
     "/api/v1/flows/trace": {"taskName": "per_src", "flowKeys": {"SrcIP": "10.0.2.15"}},
     "/api/v1/heavy-hitters": {"taskName": "ss", "type": 2, "limit": 3},
+    "/api/v1/flows": {
+        "taskName": "flows",
+        "host": "10.0.2.15",
+        "port": 53,
+        "endReasons": ["idle", "end_of_input"],
+        "connStates": ["SF"],
+        "minBytes": "100",
+        "orderBy": "FLOW_ORDER_BYTES",
+        "descending": True,
+        "startTime": "2000-01-01T00:00:00Z",
+        "pageSize": 3,
+    },
     "/api/v1/alerts": {
         "start": "2024-01-01T00:00:00Z",
         "end": "2100-01-01T00:00:00Z",

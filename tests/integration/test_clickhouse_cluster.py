@@ -30,6 +30,7 @@ from netspectra.storage.clickhouse import ClickHouseStore, ClickHouseWriter
 from netspectra.storage.clickhouse_config import ClickHouseConfig
 from netspectra.storage.migrations import LATEST, SCHEMA_TABLE, LayoutError
 from netspectra.storage.queries import aggregate_flows, heavy_hitters, task_names, trace_flow
+from netspectra.storage.schema import TABLES
 
 #: The module fixtures of the single-node tests: the capture and its six snapshots over two periods.
 batch = single_node.batch
@@ -71,14 +72,19 @@ def cli(*args: str) -> Any:
     return CliRunner().invoke(app, list(args))
 
 
-def local_rows(server: ClickHouseServer, database: str, table: str) -> list[tuple[Any, ...]]:
+FLOW_ROW = (
+    "TaskName, PeriodStartNs, ifNull(SrcIP, ''), ifNull(DstIP, ''), ifNull(SrcPort, 0), ifNull(DstPort, 0), "
+    "ifNull(Protocol, 0)"
+)
+
+
+def local_rows(
+    server: ClickHouseServer, database: str, table: str, columns: str = FLOW_ROW
+) -> list[tuple[Any, ...]]:
     store = ClickHouseStore(ClickHouseConfig(**server.config(database)))
     store.open()
     try:
-        return store.query(
-            f"SELECT TaskName, PeriodStartNs, ifNull(SrcIP, ''), ifNull(DstIP, ''), ifNull(SrcPort, 0), "
-            f"ifNull(DstPort, 0), ifNull(Protocol, 0) FROM {store.table(table)}"
-        )
+        return store.query(f"SELECT {columns} FROM {store.table(table)}")
     finally:
         store.close()
 
@@ -117,9 +123,8 @@ def test_init_dry_run_prints_the_ddl_of_every_node_and_runs_nothing(
     assert "ON CLUSTER" not in out.split("mode:", 1)[1]
     for s in shards:
         assert f"-- on {s.address}" in out
-        assert (
-            out.count(f"-- on {s.address}") == 2 + 6 + 1
-        )  # database, version table, 3 local + 3 Distr., row
+        # database, version table, a local and a Distributed table per table, a row per version
+        assert out.count(f"-- on {s.address}") == 2 + 2 * len(TABLES) + LATEST
     assert f"CREATE TABLE IF NOT EXISTS `{database}`.`flow_metrics_local`" in out
     assert f"ENGINE = Distributed('{CLUSTER}', '{database}', 'flow_metrics_local', FlowHash)" in out
     # nothing was created
@@ -140,13 +145,22 @@ def test_init_creates_local_and_distributed_tables_on_every_node_once(
     path = config_file(tmp_path / "c.yaml", cluster_cfg(shards[0], database))
     first = cli("storage", "init", "--config", str(path))
     assert first.exit_code == 0, first.output
-    assert "mode: per_host" in first.output and "applied: 1; now 1" in first.output
+    every = ", ".join(str(v) for v in range(1, LATEST + 1))
+    assert "mode: per_host" in first.output and f"applied: {every}; now {LATEST}" in first.output
     for s in shards:
-        for t in ("flow_metrics", "flow_metrics_local", "heavy_hitters_local", "alerts", SCHEMA_TABLE):
+        tables = (
+            "flow_metrics",
+            "flow_metrics_local",
+            "heavy_hitters_local",
+            "alerts",
+            "flows_local",
+            "flows",
+        )
+        for t in (*tables, SCHEMA_TABLE):
             assert f"created  {s.address}: {database}.{t}" in first.output
     again = cli("storage", "init", "--config", str(path))
     assert again.exit_code == 0, again.output
-    assert "applied: none (up to date); now 1" in again.output and "created" not in again.output
+    assert f"applied: none (up to date); now {LATEST}" in again.output and "created" not in again.output
     status = cli("storage", "status", "--config", str(path))
     assert status.exit_code == 0, status.output
     for s in shards:
@@ -220,6 +234,31 @@ def test_rows_are_spread_over_both_shards_and_each_flow_on_one(
         + ")"
     )[0][0]
     assert final == distinct
+
+
+def test_flow_records_on_a_cluster_read_back_once_each(shards: list[ClickHouseServer]) -> None:
+    """Flow records go through the Distributed ``flows`` table, a record's retried write lands on the
+    shard of its first, and ``list_flows`` (FINAL over the Distributed table) gives each record once."""
+    from test_flow_records_store import expected, run_task, sort_identity, write_all
+
+    from netspectra.flows.task import FlowParams
+    from netspectra.storage.flow_records import FlowRecordFilter, list_flows
+
+    increments = {"gnu": run_task("gnu", ["gnutella.pcap"], FlowParams(splt=3, idle_timeout_ns=15 * 10**9))}
+    database = unique_database()
+    store = write_all(cluster_cfg(shards[0], database), increments)
+    try:
+        want = expected(increments, "gnu")
+        per_node = [
+            local_rows(s, database, "flows_local", "TaskName, FirstSeenNs, SrcIP, DstIP, SrcPort, DstPort")
+            for s in shards
+        ]
+        assert all(per_node) and not set(per_node[0]) & set(per_node[1])
+        page = list_flows(store, FlowRecordFilter(task="gnu"), limit=10_000)
+        assert page.total == want.num_rows
+        assert sort_identity(page.records).equals(sort_identity(want))
+    finally:
+        store.close()
 
 
 def test_analyze_store_into_the_cluster_gives_the_golden_totals(

@@ -43,6 +43,7 @@ from netspectra.storage import SnapshotMeta, StorageError, WriterError
 from netspectra.storage.backend_server import NATIVE_PORT, NATIVE_SECURE_PORT, ServerBackend
 from netspectra.storage.clickhouse import ClickHouseWriter, connect_store
 from netspectra.storage.clickhouse_config import ClickHouseConfig
+from netspectra.storage.migrations import LATEST
 from netspectra.storage.queries import aggregate_flows, heavy_hitters
 from netspectra.storage.store import ClickHouseStore
 from netspectra.tasks.exact import ExactTask
@@ -285,7 +286,7 @@ def test_storage_init_and_status_over_mutual_tls(mtls_server: Any, pki: Pki, tmp
     assert "(TLS, client certificate)" in init.output
     assert f"created  local: {database}.flow_metrics" in init.output
     status = runner.invoke(app, ["storage", "status", "--config", str(path)])
-    assert status.exit_code == 0 and "local: schema version 1" in status.output
+    assert status.exit_code == 0 and f"local: schema version {LATEST}" in status.output
     _no_password(init.output, status.output)
 
 

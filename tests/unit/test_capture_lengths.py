@@ -138,7 +138,7 @@ def tpacket_v3_block(frames: list[tuple[bytes, int, int]], block_size: int = 1 <
 
 
 def test_live_ring_lengths_are_judged_like_a_files() -> None:
-    from netspectra.probe.live import walk_blocks
+    from netspectra.capture.afpacket import walk_blocks
 
     frame = eth(udp4(A, B, 9, 10))
     vlan_valid = 1 | 0x10 | 0x40  # TP_STATUS_USER | VLAN_VALID | VLAN_TPID_VALID

@@ -41,3 +41,17 @@ def test_help_loads_no_engine_store_or_service_libraries() -> None:
     loaded = _modules_after("from netspectra.cli import main\nmain._register()")
     heavy = {"numba", "numpy", "pyarrow", "chdb", "grpc", "pandas", "fastapi", "openai", "nats", "pydantic"}
     assert not heavy & {m.split(".")[0] for m in loaded}
+
+
+def test_every_extra_is_seen_as_installed_where_it_is() -> None:
+    """The test environment installs ``netspectra[all]``: ``require`` must find every extra there (a
+    module name in EXTRAS that no distribution provides would refuse the command to every user)."""
+    import tomllib
+    from pathlib import Path
+
+    from netspectra.cli.common import EXTRAS, missing_extras
+
+    assert missing_extras(*EXTRAS) == []
+    pyproject = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())
+    declared = set(pyproject["project"]["optional-dependencies"])
+    assert set(EXTRAS) <= declared, "EXTRAS names an extra pyproject.toml does not declare"

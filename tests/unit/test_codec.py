@@ -83,12 +83,91 @@ def test_field_numbers_match_the_proto() -> None:
     assert fields["probe_dropped"] == codec.F_PROBE_DROPPED and fields["skipped"] == codec.F_SKIPPED
     assert fields["shard_packets"] == codec.F_SHARD_PACKETS
     assert {c: fields[c] for c in PacketBatch.COLUMNS} == codec.COLUMN_FIELDS
+    assert {c: fields[c] for c in PacketBatch.OPTIONAL} == codec.OPTIONAL_FIELDS
     assert set(fields) == {f.name for f in BatchMeta.__dataclass_fields__.values()} | {
         "version",
         "count",
         "padding",
         *PacketBatch.COLUMNS,
+        *PacketBatch.OPTIONAL,
     }
+
+
+def with_optional(b: PacketBatch, seed: int = 0, names: tuple[str, ...] | None = None) -> PacketBatch:
+    """``b`` with random values in the optional columns ``names`` (default: all of them)."""
+    rng = np.random.default_rng(seed)
+    n = len(b)
+    cols = {}
+    for c in PacketBatch.OPTIONAL if names is None else names:
+        dt = PacketBatch.OPTIONAL[c]
+        shape = (n, *PacketBatch.ROW_SHAPES.get(c, ()))
+        # every bit pattern of the dtype (64-bit ones drawn as int64 and cast: uint64's upper half too)
+        info = np.iinfo(np.int64 if dt.itemsize == 8 else dt)
+        cols[c] = rng.integers(info.min, info.max, shape, dtype=np.int64, endpoint=True).astype(dt)
+    return b.with_columns(**cols)
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 2000])
+@pytest.mark.parametrize(
+    "names",
+    [
+        None,
+        ("tcp_flags",),
+        ("vlan_id", "ip_length"),
+        ("icmp_type_code",),
+        ("packets", "octets", "sampling_rate", "flow_start_ns", "in_if", "out_if", "exporter"),
+    ],
+    ids=str,
+)
+def test_optional_columns_round_trip(n: int, names: tuple[str, ...] | None) -> None:
+    b = with_optional(random_batch(n, seed=n), seed=n + 1, names=names)
+    for header in range(8):  # every header length: each optional column is an aligned view too
+        data = encode_batch(b, probe_id="y" * header)
+        out, _ = decode_batch(data)
+        assert out.present() == b.present()
+        out.validate()
+        whole = np.frombuffer(data, np.uint8)
+        for c in b.columns():
+            x, y = getattr(b, c), getattr(out, c)
+            assert x.dtype == y.dtype and np.array_equal(x, y), c
+            assert np.shares_memory(y, whole) and y.flags.aligned, c
+    # the generated class sees the same bytes in fields 23-26
+    msg = traffic_pb2.PacketBatch.FromString(encode_batch(b))
+    for c in b.present():
+        assert getattr(msg, c) == getattr(b, c).astype(codec._WIRE_DTYPE[c]).tobytes(), c
+
+
+def test_absent_optional_columns_stay_absent_and_cost_nothing() -> None:
+    b = random_batch(100, seed=11)
+    plain = encode_batch(b)
+    out, _ = decode_batch(plain)
+    assert out.present() == ()
+    assert all(getattr(out, c) is None for c in PacketBatch.OPTIONAL)
+    full = encode_batch(with_optional(b))
+    per_row = sum(PacketBatch.row_bytes(c) for c in PacketBatch.OPTIONAL)  # 9 + 52 of flow exports
+    assert len(full) - len(plain) >= 100 * per_row  # only when carried
+
+
+def test_an_optional_column_of_the_wrong_length_is_rejected() -> None:
+    b = random_batch(5, seed=12)
+    msg = traffic_pb2.PacketBatch(
+        version=1,
+        count=5,
+        tcp_flags=b"\x02" * 4,
+        **{c: getattr(b, c).astype(codec._WIRE_DTYPE[c]).tobytes() for c in PacketBatch.COLUMNS},
+    )
+    with pytest.raises(ValueError, match="column tcp_flags is 4 bytes, expected count 5"):
+        decode_batch(msg.SerializeToString())
+
+
+def test_shard_split_keeps_optional_columns() -> None:
+    b = with_optional(random_batch(500, seed=13))
+    shards = shard_of(b, 4)
+    parts = split_by_shard(b, shards, 4)
+    for i, part in enumerate(parts):
+        assert part.present() == b.present()
+        for c in PacketBatch.OPTIONAL:
+            assert np.array_equal(getattr(part, c), getattr(b, c)[shards == i]), c
 
 
 @pytest.mark.parametrize("n", [0, 1, 2, 7, 2000, 65536])

@@ -376,8 +376,8 @@ def _set(data: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
         (
             "aggregator.types",
             ["exact", "flow"],
-            "aggregator.types[1]: 'flow' is not a valid aggregator type; "
-            "valid aggregator types are exact, sketch",
+            "aggregator.types[1]: 'flow' is not a valid aggregator type (did you mean 'flows'?); "
+            "valid aggregator types are exact, sketch, flows",
         ),
         (
             "aggregator.types",

@@ -10,11 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from netspectra.batch import PacketBatch
 from netspectra.capture import decode as decode_mod
 from netspectra.capture import linktypes as lt
 from netspectra.capture import status as st
 from netspectra.capture.decode import decode_arrays, decode_packet_bytes, decode_records
-from netspectra.capture.decode_ref import decode_one
+from netspectra.capture.decode_ref import decode_one, decode_one_full
 
 CAPTURES = Path(__file__).resolve().parents[3] / "shared" / "data" / "captures"
 if not CAPTURES.is_dir():
@@ -561,7 +562,34 @@ def _check_agreement(records: list[tuple[bytes, int, int]]) -> tuple[np.ndarray,
         assert int(batch.ts_ns[row]) == i and int(batch.length[row]) == wire
         row += 1
     assert row == len(batch)
+    _check_extras_agreement(records, (buf, off, caplen, wirelen, ts, lts), batch, status, aux)
     return status, aux
+
+
+def _check_extras_agreement(records, arrays, plain, status, aux) -> None:
+    """The same records decoded with the optional columns: the key columns and codes are those of the
+    plain decode, and every optional column equals the reference's (a tenth of the frames as if an
+    AF_PACKET ring had taken a VLAN tag off them)."""
+    rng = np.random.default_rng(len(records))
+    stripped = np.where(rng.random(len(records)) < 0.1, rng.integers(0, 1 << 32, len(records)), -1)
+    for rec_vlan in (None, stripped):
+        batch, st2, aux2 = decode_arrays(*arrays, extras=True, rec_vlan=rec_vlan)
+        batch.validate()
+        assert batch.present() == decode_mod.DECODER_COLUMNS
+        assert np.array_equal(st2, status) and np.array_equal(aux2, aux)
+        for c in PacketBatch.COLUMNS:
+            assert np.array_equal(getattr(batch, c), getattr(plain, c)), c
+        row = 0
+        for i, (data, wire, linktype) in enumerate(records):
+            sv = -1 if rec_vlan is None else int(rec_vlan[i])
+            _, _, key, extras = decode_one_full(data, linktype, wire, sv)
+            if key is None:
+                assert extras is None
+                continue
+            got = tuple(int(getattr(batch, c)[row]) for c in decode_mod.DECODER_COLUMNS)
+            assert got == tuple(extras), (i, got, extras)
+            row += 1
+        assert row == len(batch)
 
 
 @pytest.mark.shared
@@ -650,3 +678,91 @@ def test_seeded_mutations_agree_with_reference() -> None:
     status, _ = _check_agreement(mutated)
     # The mutations must reach every outcome, or the agreement proves little.
     assert set(np.unique(status).tolist()) == set(range(st.N_STATUS))
+
+
+# --- the optional columns (decode_records(..., extras=...)) ---------------------------------------
+
+
+def tcp(flags: int, sport: int = 1234, dport: int = 80) -> bytes:
+    """A 20-byte TCP header with ``flags``."""
+    return struct.pack("!HHIIBBHHH", sport, dport, 1, 0, 0x50, flags, 1024, 0, 0)
+
+
+def icmp(type_: int, code: int) -> bytes:
+    return struct.pack("!BBHI", type_, code, 0, 0x00010002) + b"\x00" * 8
+
+
+EXTRA_CASES: list[tuple[str, bytes, int, int, tuple[int, int, int, int]]] = [
+    # (name, frame, link type, stripped tag, (tcp_flags, vlan_id, icmp_type_code, ip_length))
+    ("tcp-syn", eth(0x0800, ipv4(6, tcp(0x02))), 1, -1, (0x02, 0, 0, 40)),
+    ("tcp-synack-v6", eth(0x86DD, ipv6(6, tcp(0x12))), 1, -1, (0x12, 0, 0, 60)),
+    ("tcp-flags-cut", eth(0x0800, ipv4(6, tcp(0x11)))[: 14 + 20 + 13], 1, -1, (0, 0, 0, 40)),
+    ("tcp-nonfirst-fragment", eth(0x0800, ipv4(6, tcp(0x02), frag=0x10)), 1, -1, (0, 0, 0, 40)),
+    ("udp", eth(0x0800, ipv4(17, l4())), 1, -1, (0, 0, 0, 40)),
+    ("icmp-echo", eth(0x0800, ipv4(1, icmp(8, 0))), 1, -1, (0, 0, 0x0800, 36)),
+    ("icmp-unreachable-port", eth(0x0800, ipv4(1, icmp(3, 3))), 1, -1, (0, 0, 0x0303, 36)),
+    ("icmpv6-after-hbh", eth(0x86DD, ipv6(0, ext8(58) + icmp(128, 0))), 1, -1, (0, 0, 0x8000, 64)),
+    ("icmp-cut", eth(0x0800, ipv4(1, icmp(8, 0)))[: 14 + 21], 1, -1, (0, 0, 0, 36)),
+    ("vlan", eth(0x8100, vlan(0x0800, ipv4(6, tcp(0x10)), vid=0x2ABC)), 1, -1, (0x10, 0xABC, 0, 40)),
+    (
+        "qinq-outer",
+        eth(0x88A8, vlan(0x8100, vlan(0x0800, ipv4(6, tcp(0x10)), vid=7), vid=300)),
+        1,
+        -1,
+        (0x10, 300, 0, 40),
+    ),
+    ("sll-vlan", sll(0x8100, vlan(0x86DD, UDP6, vid=9)), 113, -1, (0, 9, 0, 60)),
+    ("sll2-vlan", sll2(0x8100, vlan(0x0800, TCP4, vid=4095)), 276, -1, (0xAA, 4095, 0, 40)),
+    ("mpls-in-vlan", eth(0x8100, vlan(0x8847, mpls(2, ipv4(17, l4())), vid=5)), 1, -1, (0, 5, 0, 40)),
+    ("stripped-tag-wins", eth(0x8100, vlan(0x0800, TCP4, vid=5)), 1, 0x81000000 | 0x2007, (0xAA, 7, 0, 40)),
+    ("stripped-tag-untagged-frame", eth(0x0800, TCP4), 1, 0x88A80000 | 12, (0xAA, 12, 0, 40)),
+    # total length 0 (TSO): the frame's bytes after the link layer, from the wire length
+    ("tso-total-0", eth(0x0800, with_total_len(ipv4(6, tcp(0x18)), 0)), 1, -1, (0x18, 0, 0, 40)),
+    ("raw-ipv4", ipv4(6, tcp(0x04)), 101, -1, (0x04, 0, 0, 40)),
+]
+
+
+@pytest.mark.parametrize(
+    ("frame", "linktype", "stripped", "expected"),
+    [c[1:] for c in EXTRA_CASES],
+    ids=[c[0] for c in EXTRA_CASES],
+)
+def test_optional_columns_hand_built(frame: bytes, linktype: int, stripped: int, expected: tuple) -> None:
+    wire = len(frame)
+    status, _, key, extras = decode_one_full(frame, linktype, wire, stripped)
+    assert status < st.FIRST_SKIPPED and key is not None
+    assert tuple(extras) == expected
+    batch, _, _ = decode_arrays(
+        np.frombuffer(frame, np.uint8),
+        np.zeros(1, np.int64),
+        np.array([len(frame)], np.uint32),
+        np.array([wire], np.uint32),
+        np.zeros(1, np.int64),
+        np.array([linktype], np.uint16),
+        extras=True,
+        rec_vlan=np.array([stripped], np.int64),
+    )
+    assert tuple(int(getattr(batch, c)[0]) for c in decode_mod.DECODER_COLUMNS) == expected
+
+
+def test_extras_left_out_is_the_plain_decode() -> None:
+    """Without ``extras`` the kernel writes no optional column (the batch has none) and the key columns
+    are those of the decode with them."""
+    frames = [c[1] for c in EXTRA_CASES if c[3] == -1]
+    buf = np.frombuffer(b"".join(frames), np.uint8)
+    caplen = np.array([len(f) for f in frames], np.uint32)
+    off = np.concatenate([[0], np.cumsum(caplen)[:-1]]).astype(np.int64)
+    args = (buf, off, caplen, caplen, np.arange(len(frames), dtype=np.int64), np.ones(len(frames), np.uint16))
+    plain, _, _ = decode_arrays(*args)
+    full, _, _ = decode_arrays(*args, extras=True)
+    assert plain.present() == () and full.present() == decode_mod.DECODER_COLUMNS
+    for c in PacketBatch.COLUMNS:
+        assert np.array_equal(getattr(plain, c), getattr(full, c)), c
+    with pytest.raises(ValueError, match="extras columns need at least n rows"):
+        short = PacketBatch.empty(len(frames) - 1, decode_mod.DECODER_COLUMNS)
+        out = PacketBatch.empty(len(frames))
+        decode_records(
+            *args[:5], args[5], len(frames), out.ts_ns, out.src_ip, out.dst_ip, out.src_port,
+            out.dst_port, out.protocol, out.length, np.empty(len(frames), np.uint8),
+            np.empty(len(frames), np.uint16), decode_mod.extras_into(short),
+        )  # fmt: skip

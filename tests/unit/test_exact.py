@@ -1,8 +1,9 @@
-"""The exact task: numba hash table vs plain-Python references, snapshots, reset, Arrow output."""
+"""The exact task: numba index and rows vs plain-Python references, snapshots, reset, memory, Arrow output."""
 
 from __future__ import annotations
 
 import ipaddress
+import os
 import zlib
 
 import numpy as np
@@ -14,7 +15,14 @@ from netspectra.fields import FIELD_NAMES, validate_fields
 from netspectra.output.flow_table import FLOW_TABLE_SCHEMA
 from netspectra.tasks import exact_kernels as kern
 from netspectra.tasks.exact import MAX_LOAD_DEN, MAX_LOAD_NUM, ExactTask, FlowSnapshot
-from netspectra.tasks.exact_ref import ReferenceFlows, hash_key_ref, reference_table
+from netspectra.tasks.exact_ref import (
+    ReferenceFlows,
+    hash_compact_ref,
+    hash_wide_ref,
+    index_shift_ref,
+    reference_table,
+)
+from netspectra.tasks.exact_store import GrowableWords
 
 FIVE = ["SrcIP", "DstIP", "SrcPort", "DstPort", "Protocol"]
 TASKS = [FIVE, ["SrcIP"], ["DstIP", "DstPort"], ["Protocol"], ["DstPort", "SrcIP", "Protocol"]]
@@ -104,7 +112,7 @@ def test_task_rejects_unknown_field_at_construction() -> None:
 # --- kernels vs references --------------------------------------------------------------------------
 
 
-def test_hash_kernel_matches_python_reference() -> None:
+def test_hash_kernels_match_python_references() -> None:
     rng = np.random.default_rng(1)
     words = rng.integers(0, 2**63, (200, 5), dtype=np.uint64) * np.uint64(2) + rng.integers(
         0, 2, (200, 5), dtype=np.uint64
@@ -112,23 +120,37 @@ def test_hash_kernel_matches_python_reference() -> None:
     words[:10] = 0
     words[10:20, :4] = 0
     for row in words:
-        assert int(kern.hash_key(*row)) == hash_key_ref(*(int(x) for x in row))
-    cap = 1 << 12
-    slots = kern.home_slots(words, cap)
-    assert slots.tolist() == [hash_key_ref(*(int(x) for x in row)) & (cap - 1) for row in words]
+        ints = [int(x) for x in row]
+        assert int(kern.hash_wide(*row)) == hash_wide_ref(*ints)
+        assert int(kern.hash_compact(row[0], row[4])) == hash_compact_ref(ints[0], ints[4])
+    for k in range(4, 33):
+        assert int(kern.index_shift(1 << k)) == index_shift_ref(1 << k) == 64 - k
+
+
+def _rows(task: ExactTask) -> tuple[np.ndarray, np.ndarray]:
+    """The task's live compact and wide rows as (flows, words) arrays."""
+    rows = task._rows.array[: int(task._state[0]) * kern.ROW_WORDS].reshape(-1, kern.ROW_WORDS)
+    wide = task._wide.array[: int(task._state[1]) * kern.WIDE_ROW_WORDS].reshape(-1, kern.WIDE_ROW_WORDS)
+    return rows, wide
 
 
 @pytest.mark.parametrize("key_fields", TASKS, ids=["-".join(t) for t in TASKS])
 def test_table_identical_to_python_reference_through_growth(key_fields: list[str]) -> None:
-    """Kernels and their Python twins build the same table, slot by slot, across several rehashes."""
+    """Kernels and their Python twins build the same index, rows and wide rows, slot by slot, across
+    several index rebuilds and wide-array growths."""
     rng = np.random.default_rng(7)
     batches = [make_batch(rng, 700, n_addr=9, n_ports=4) for _ in range(3)] + [distinct_batch(rng, 300)]
     task = ExactTask("t", key_fields, capacity_hint=1)
     for b in batches:
         task.update(b)
-    ref = reference_table(batches, key_fields, 16, (MAX_LOAD_NUM, MAX_LOAD_DEN))
-    assert task.capacity == ref.shape[0]
-    np.testing.assert_array_equal(task._table, ref)
+    index, rows, wide = reference_table(batches, key_fields, 16, (MAX_LOAD_NUM, MAX_LOAD_DEN))
+    assert task.capacity == index.shape[0]
+    np.testing.assert_array_equal(task._index, index)
+    got_rows, got_wide = _rows(task)
+    np.testing.assert_array_equal(got_rows, rows)
+    np.testing.assert_array_equal(got_wide, wide)
+    if key_fields == FIVE:
+        assert task.capacity > 16 and len(wide) > 0 and len(rows) > 0  # both kinds of rows, and growth
 
 
 def test_small_pool_really_collides() -> None:
@@ -136,11 +158,27 @@ def test_small_pool_really_collides() -> None:
     rng = np.random.default_rng(7)
     task = ExactTask("t", FIVE, capacity_hint=1)
     task.update(make_batch(rng, 2000, n_addr=9, n_ports=4))
-    used = task._table[task._table[:, kern.MISC] != 0, :5]
-    home = kern.home_slots(np.ascontiguousarray(used), task.capacity)
-    assert len(np.unique(home)) < len(used)
-    slots = np.flatnonzero(task._table[:, kern.MISC] != 0)
-    assert np.any(slots != home)  # some rows sit away from their home slot (rows are in slot order)
+    used, wide_used = (int(x) for x in task._state)
+    home = kern.home_slots(task.capacity, task._rows.array, task._wide.array, used, wide_used)
+    assert len(np.unique(home)) < len(task)
+    occupied = np.flatnonzero(task._index)
+    refs = (task._index[occupied] & np.uint64(0xFFFF_FFFF)).astype(np.int64)
+    wide_ref = int(kern.WIDE_REF)
+    at = np.where(refs & wide_ref, used + (refs & ~wide_ref), refs) - 1  # snapshot row of each slot
+    assert sorted(at.tolist()) == list(range(len(task)))
+    assert np.any(occupied != home[at])  # some flows sit away from their home slot
+
+
+def test_tags_spare_rows_of_other_flows() -> None:
+    """A slot's tag is its flow's hash high half: equal tags (so row loads) only for the flow itself."""
+    rng = np.random.default_rng(8)
+    task = ExactTask("t", FIVE, capacity_hint=1)
+    task.update(distinct_batch(rng, 5000))
+    slots = task._index[task._index != 0]
+    assert len(slots) == len(task) and len(np.unique(slots >> np.uint64(32))) >= len(slots) - 2
+    for s in slots.tolist():
+        ref = np.uint64(s & 0xFFFF_FFFF)
+        assert s >> 32 == int(kern.ref_hash(task._rows.array, task._wide.array, ref)) >> 32
 
 
 @pytest.mark.parametrize("key_fields", TASKS, ids=["-".join(t) for t in TASKS])
@@ -177,6 +215,69 @@ def test_growth_through_many_rehashes_in_one_and_many_batches() -> None:
     assert snapshot_dict(task.snapshot()) == ref.flows
     assert len(task) <= task.capacity * MAX_LOAD_NUM // MAX_LOAD_DEN
     assert task.capacity & (task.capacity - 1) == 0
+
+
+@pytest.mark.parametrize("v6_share", [0.0, 0.5, 1.0])
+def test_growth_at_every_size_keeps_every_flow(v6_share: float) -> None:
+    """Flow counts around every load limit of the index and of the wide array, one and many batches."""
+    rng = np.random.default_rng(int(v6_share * 10) + 40)
+    limits = [c * MAX_LOAD_NUM // MAX_LOAD_DEN for c in (16, 32, 64, 128, 256, 1024)]
+    sizes = sorted({1, 2, *(m + d for m in limits for d in (-1, 0, 1))})
+    for flows in sizes:
+        b = make_batch(rng, flows, n_addr=flows, n_ports=max(flows, 3), v6_share=v6_share)
+        whole, pieces = ExactTask("t", FIVE, capacity_hint=1), ExactTask("t", FIVE, capacity_hint=1)
+        whole.update(b)
+        ref = ReferenceFlows(FIVE)
+        ref.update(b)
+        for lo in range(0, flows, 7):
+            pieces.update(b.take(np.arange(lo, min(lo + 7, flows))))
+        assert snapshot_dict(whole.snapshot()) == snapshot_dict(pieces.snapshot()) == ref.flows, flows
+        assert len(whole) <= whole.capacity * MAX_LOAD_NUM // MAX_LOAD_DEN
+        np.testing.assert_array_equal(_rows(whole)[0], _rows(pieces)[0])  # same rows, in the same order
+
+
+def test_rows_never_move_on_growth() -> None:
+    """Growing rebuilds the index only: the rows already there keep their place and values."""
+    rng = np.random.default_rng(9)
+    task = ExactTask("t", FIVE, capacity_hint=1)
+    task.update(distinct_batch(rng, 40))
+    before_rows, before_wide = (a.copy() for a in _rows(task))
+    cap = task.capacity
+    task.update(distinct_batch(rng, 3000))
+    assert task.capacity > cap
+    rows, wide = _rows(task)
+    np.testing.assert_array_equal(rows[: len(before_rows)], before_rows)
+    np.testing.assert_array_equal(wide[: len(before_wide)], before_wide)
+
+
+def test_compact_and_wide_addresses_never_mix() -> None:
+    """IPv4-mapped addresses are stored in 4 bytes, others in 16: neighbours across that line stay apart.
+
+    ``::`` and ``::ffff:0.0.0.0``, ``::ffff:a.b.c.d`` and the IPv4-compatible ``::a.b.c.d``, one
+    IPv4 side and one IPv6 side: every pair is two flows, and each comes back as it went in.
+    """
+    addrs = ["::", "::ffff:0.0.0.0", "::ffff:10.1.2.3", "::10.1.2.3", "0:0:0:0:0:1:a01:203", "2001:db8::1",
+             "::ffff:255.255.255.255", "ffff::ffff:0:0"]  # fmt: skip
+    packed = np.array([list(ipaddress.IPv6Address(a).packed) for a in addrs], np.uint8)
+    pairs = [(i, j) for i in range(len(addrs)) for j in range(len(addrs))]
+    n = len(pairs)
+    b = PacketBatch(
+        np.arange(n, dtype=np.int64), np.ascontiguousarray(packed[[p[0] for p in pairs]]),
+        np.ascontiguousarray(packed[[p[1] for p in pairs]]), np.full(n, 7, np.uint16),
+        np.full(n, 9, np.uint16), np.full(n, 17, np.uint8), np.full(n, 100, np.uint32),
+    )  # fmt: skip
+    for fields in TASKS:
+        task, ref = ExactTask("t", fields), ReferenceFlows(fields)
+        for _ in range(2):
+            task.update(b)
+            ref.update(b)
+        assert snapshot_dict(task.snapshot()) == ref.flows, fields
+    task = ExactTask("t", FIVE)
+    task.update(b)
+    rows, wide = _rows(task)
+    v4 = {"::ffff:0.0.0.0", "::ffff:10.1.2.3", "::ffff:255.255.255.255"}
+    want_wide = sum(1 for i, j in pairs if not (addrs[i] in v4 and addrs[j] in v4))
+    assert len(rows) + len(wide) == n and len(wide) == want_wide
 
 
 def test_first_last_are_min_max_whatever_the_order() -> None:
@@ -283,9 +384,92 @@ def test_reset_forgets_everything_and_counts_afresh() -> None:
 
 def test_memory_bytes_and_len() -> None:
     task = ExactTask("t", FIVE, capacity_hint=1000)
-    assert task.memory_bytes == task.capacity * kern.ROW_WORDS * 8
-    assert task.capacity * MAX_LOAD_NUM // MAX_LOAD_DEN >= 1000
+    limit = task.capacity * MAX_LOAD_NUM // MAX_LOAD_DEN
+    assert limit >= 1000
+    assert task.memory_bytes == task.capacity * 8 + limit * kern.ROW_WORDS * 8 + max(16, limit // 8) * 72
     assert len(task) == 0 and len(task.snapshot()) == 0
+    task.update(distinct_batch(np.random.default_rng(4), 5000))
+    limit = task.capacity * MAX_LOAD_NUM // MAX_LOAD_DEN
+    assert task.memory_bytes == task.capacity * 8 + limit * 48 + task._wide.nbytes
+    assert task._wide.nbytes >= int(task._state[1]) * 72
+
+
+def test_capacity_hint_beyond_one_table_is_refused() -> None:
+    with pytest.raises(ValueError, match="capacity_hint"):
+        ExactTask("t", FIVE, capacity_hint=1 << 33)
+
+
+def test_full_table_refuses_and_keeps_what_it_counted(monkeypatch: pytest.MonkeyPatch) -> None:
+    from netspectra.tasks import exact
+
+    monkeypatch.setattr(exact, "_MAX_CAPACITY", 64)  # at most 48 flows
+    task = ExactTask("t", FIVE, capacity_hint=1)
+    b = distinct_batch(np.random.default_rng(14), 100)
+    with pytest.raises(OverflowError, match="48 flows fill the largest table"):
+        task.update(b)
+    snap = task.snapshot()
+    assert len(task) == len(snap) == 48
+    assert task.packets == snap.total_packets == 48 and task.bytes == snap.total_bytes
+    assert snap.total_bytes == int(b.length[:48].sum())
+
+
+def _status_kib(field: str) -> int:
+    with open("/proc/self/status") as fh:
+        return next(int(line.split()[1]) for line in fh if line.startswith(field + ":"))
+
+
+@pytest.mark.skipif(not os.access("/proc/self/clear_refs", os.W_OK), reason="needs Linux's peak-RSS reset")
+def test_peak_memory_per_flow() -> None:
+    """Issue 19's bound: the task's whole footprint, growth peaks included, under 120 bytes per flow.
+
+    (The array-of-structs table it replaced peaked at 180-250 bytes per flow: 72-byte slots at load
+    0.31-0.625, and old and new table alive together while rehashing.)
+    """
+    rng = np.random.default_rng(10)
+    batches = [make_batch(rng, 250_000, n_addr=250_000, n_ports=60_000, v6_share=0.1) for _ in range(4)]
+    with open("/proc/self/clear_refs", "w") as fh:
+        fh.write("5")  # the peak RSS starts again from the current RSS
+    base = _status_kib("VmRSS")
+    task = ExactTask("t", FIVE)
+    for b in batches:
+        task.update(b)
+    peak = (_status_kib("VmHWM") - base) * 1024 / len(task)
+    assert len(task) > 900_000
+    assert peak < 120, f"{peak:.0f} bytes per flow"
+
+
+def test_growable_words_resize_keeps_values_and_zeroes_new_words() -> None:
+    g = GrowableWords(1000)
+    assert g.array.shape == (1000,) and not g.array.any() and g.nbytes == 8000
+    g.array[:] = np.arange(1000, dtype=np.uint64)
+    g.resize(300_000)
+    assert g.array.shape == (300_000,) and g.array[:1000].tolist() == list(range(1000))
+    assert not g.array[1000:].any()
+    g.resize(10)
+    assert g.array.tolist() == list(range(10))
+    g.resize(20)
+    assert g.array[:10].tolist() == list(range(10)) and not g.array[10:].any()
+
+
+def test_growable_words_copies_when_a_view_is_held() -> None:
+    """A view kept elsewhere must stay valid: the resize copies instead of moving the mapping under it."""
+    g = GrowableWords(5000)
+    g.array[:] = 7
+    held = g.array[:100]
+    g.resize(1_000_000)
+    assert (held == 7).all() and (g.array[:5000] == 7).all() and not g.array[5000:].any()
+    held[:] = 1  # still writable memory, but no longer the array's
+    assert (g.array[:100] == 7).all()
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="needs Linux /proc")
+def test_growable_words_capacity_costs_no_resident_memory() -> None:
+    base = _status_kib("VmRSS")
+    g = GrowableWords(1 << 27)  # 1 GiB of address space
+    g.resize(1 << 28)
+    assert _status_kib("VmRSS") - base < 64 * 1024
+    g.array[: 1 << 20] = 1  # 8 MiB written
+    assert _status_kib("VmRSS") - base < 72 * 1024
 
 
 # --- ordering, Arrow, keys --------------------------------------------------------------------------

@@ -14,8 +14,15 @@ from netspectra.config.aggregator import ExactWriterConfig
 from netspectra.storage import StorageError, WriterError
 from netspectra.storage.clickhouse import ClickHouseStore, ClickHouseWriter, connect_store
 from netspectra.storage.clickhouse_config import ClickHouseConfig
-from netspectra.storage.migrations import LATEST, SCHEMA_TABLE, SchemaVersionError, migrate, status
-from netspectra.storage.schema import CREATE_TABLES
+from netspectra.storage.migrations import (
+    LATEST,
+    MIGRATIONS,
+    SCHEMA_TABLE,
+    SchemaVersionError,
+    migrate,
+    status,
+)
+from netspectra.storage.schema import CREATE_TABLES, TABLES
 
 
 def cfg(chdb_data_dir: Path) -> ClickHouseConfig:
@@ -36,7 +43,7 @@ def test_new_database_is_migrated_once(chdb_data_dir: Path) -> None:
         assert (first.mode, first.before, first.applied, first.version) == (
             "single",
             {"local": 0},
-            [1],
+            list(range(1, LATEST + 1)),
             LATEST,
         )
         assert {t.split(".")[-1] for t in first.created} >= {
@@ -50,7 +57,7 @@ def test_new_database_is_migrated_once(chdb_data_dir: Path) -> None:
         assert versions(store) == list(range(1, LATEST + 1))
         found, tables = status(store)
         assert found == {"local": LATEST}
-        assert {t.table for t in tables} == {"flow_metrics", "heavy_hitters", "alerts", SCHEMA_TABLE}
+        assert {t.table for t in tables} == {*TABLES, SCHEMA_TABLE}
     finally:
         store.close()
 
@@ -68,7 +75,10 @@ def test_database_from_before_versioning_is_adopted_with_its_rows(chdb_data_dir:
             "SELECT 1, 't', 'r', 'm', '>', 1, 2, NULL, 's', '[]', '{}', 'ok', 0"
         )
         report = migrate(store)
-        assert report.applied == [1] and report.created == [f"local: {store.database}.{SCHEMA_TABLE}"]
+        # version 1 adopted (its tables are there), the later versions applied: their tables created
+        later = [f"local: {store.database}.{t}" for m in MIGRATIONS[1:] for t in m.creates]
+        assert report.applied == list(range(1, LATEST + 1))
+        assert sorted(report.created) == sorted([f"local: {store.database}.{SCHEMA_TABLE}", *later])
         assert store.query(f"SELECT count() FROM {store.table('alerts')}") == [(1,)]
     finally:
         store.close()
@@ -125,7 +135,7 @@ def test_storage_init_cli_on_chdb(chdb_data_dir: Path, tmp_path: Path) -> None:
     assert "nothing connected" in dry.output
     assert f"CREATE DATABASE IF NOT EXISTS `{ch.database}`;" in dry.output
     assert f"CREATE TABLE IF NOT EXISTS `{ch.database}`.`flow_metrics` (" in dry.output
-    assert dry.output.count("-- on local") == 2 + 3 + LATEST
+    assert dry.output.count("-- on local") == 2 + len(TABLES) + LATEST
     store = ClickHouseStore(ch)
     store.open()
     try:  # the dry run created nothing
@@ -136,7 +146,8 @@ def test_storage_init_cli_on_chdb(chdb_data_dir: Path, tmp_path: Path) -> None:
         store.close()
     run = runner.invoke(app, ["storage", "init", "--config", str(path)])
     assert run.exit_code == 0, run.output
-    assert "schema version before: local 0; applied: 1; now 1" in run.output
+    every = ", ".join(str(v) for v in range(1, LATEST + 1))
+    assert f"schema version before: local 0; applied: {every}; now {LATEST}" in run.output
     assert f"created  local: {ch.database}.flow_metrics" in run.output
     again = runner.invoke(app, ["storage", "init", "--config", str(path)])
     assert (

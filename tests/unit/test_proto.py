@@ -100,6 +100,8 @@ SERVICES = {
         ("AggregateFlows", "AggregationRequest", "QueryTotalCountsResponse", False),
         ("TraceFlow", "TraceFlowRequest", "TraceFlowResponse", False),
         ("QueryHeavyHitters", "HeavyHittersRequest", "HeavyHittersResponse", False),
+        # additions (not in the original; new RPCs only)
+        ("ListFlows", "ListFlowsRequest", "ListFlowsResponse", False),
     ],
     "AIService": [
         ("AnalyzeTraffic", "AnalyzeTrafficRequest", "AnalyzeTrafficResponse", False),

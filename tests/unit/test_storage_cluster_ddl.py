@@ -9,7 +9,7 @@ import pytest
 
 from netspectra.storage.clickhouse_config import ClickHouseConfig
 from netspectra.storage.cluster import DATA_TABLES, Layout
-from netspectra.storage.migrations import LATEST, SCHEMA_TABLE, plan
+from netspectra.storage.migrations import LATEST, MIGRATIONS, SCHEMA_TABLE, plan
 from netspectra.storage.schema import CREATE_TABLES, create_table_sql, quote_identifier
 
 
@@ -20,11 +20,14 @@ def layout(**kw: object) -> Layout:
 
 def test_single_node_ddl_is_the_schema_of_before() -> None:
     got = layout().create_data_tables_sql()
+    # the tables of schema version 1 as they always were, then the later ones
     want = [
         CREATE_TABLES[t].format(db="`netdb`").replace(f"`netdb`.{t} (", f"`netdb`.{quote_identifier(t)} (")
-        for t in DATA_TABLES
+        for t in CREATE_TABLES
     ]
-    assert got == want
+    assert got[: len(want)] == want
+    assert DATA_TABLES[: len(want)] == tuple(CREATE_TABLES)
+    assert len(got) == len(DATA_TABLES)
     assert "ON CLUSTER" not in " ".join(layout().create_data_tables_sql(on_cluster=True))
     assert layout().local_name("flow_metrics") == "flow_metrics"
 
@@ -36,21 +39,25 @@ def test_cluster_ddl_local_tables_then_distributed_tables() -> None:
         "CREATE TABLE IF NOT EXISTS `netdb`.`flow_metrics_local`",
         "CREATE TABLE IF NOT EXISTS `netdb`.`heavy_hitters_local`",
         "CREATE TABLE IF NOT EXISTS `netdb`.`alerts_local`",
+        "CREATE TABLE IF NOT EXISTS `netdb`.`flows_local`",
         "CREATE TABLE IF NOT EXISTS `netdb`.`flow_metrics`",
         "CREATE TABLE IF NOT EXISTS `netdb`.`heavy_hitters`",
         "CREATE TABLE IF NOT EXISTS `netdb`.`alerts`",
+        "CREATE TABLE IF NOT EXISTS `netdb`.`flows`",
     ]
     assert "ENGINE = ReplacingMergeTree(TimestampNs)" in stmts[0] and "ORDER BY (TaskName" in stmts[0]
     assert "ENGINE = MergeTree()" in stmts[2]
-    assert stmts[3].endswith("ENGINE = Distributed('ns', 'netdb', 'flow_metrics_local', FlowHash)")
-    assert stmts[4].endswith(
+    assert stmts[4].endswith("ENGINE = Distributed('ns', 'netdb', 'flow_metrics_local', FlowHash)")
+    assert stmts[5].endswith(
         "ENGINE = Distributed('ns', 'netdb', 'heavy_hitters_local', cityHash64(TaskName, Flow))"
     )
-    assert stmts[5].endswith(
+    assert stmts[6].endswith(
         "ENGINE = Distributed('ns', 'netdb', 'alerts_local', cityHash64(TaskName, RuleName))"
     )
+    # a flow record's rows (a retried write) meet on one shard, where FINAL folds them
+    assert stmts[7].endswith("ENGINE = Distributed('ns', 'netdb', 'flows_local', FlowHash)")
     # the Distributed tables have the same columns, ALIAS columns included (queries use Timestamp etc.)
-    for local, dist in zip(stmts[:3], stmts[3:], strict=True):
+    for local, dist in zip(stmts[:4], stmts[4:], strict=True):
         assert local.split(" (", 1)[1].split("\n)\n")[0] == dist.split(" (", 1)[1].split("\n)\n")[0]
     assert all("ON CLUSTER" not in s for s in stmts)
     on = layout(cluster="ns").create_data_tables_sql(on_cluster=True)
@@ -74,7 +81,7 @@ def test_replicated_ddl_fills_database_and_table_and_leaves_server_macros() -> N
         "ReplicatedReplacingMergeTree('/zk/{layer}-{shard}/flow_metrics_local', '{host}', TimestampNs)"
         in (custom.create_data_tables_sql()[0])
     )
-    assert "Distributed(" in stmts[3]  # the Distributed tables are not replicated
+    assert "Distributed(" in stmts[4]  # the Distributed tables are not replicated
 
 
 @pytest.mark.parametrize(
@@ -82,13 +89,13 @@ def test_replicated_ddl_fills_database_and_table_and_leaves_server_macros() -> N
 )
 def test_sharding_keys(key: str, expr: str) -> None:
     stmts = layout(cluster="ns", sharding_key=key, local_suffix="_shard").create_data_tables_sql()
-    assert stmts[3].endswith(f"Distributed('ns', 'netdb', 'flow_metrics_shard', {expr})")
+    assert stmts[4].endswith(f"Distributed('ns', 'netdb', 'flow_metrics_shard', {expr})")
 
 
 def test_names_are_quoted_everywhere() -> None:
     evil = "c`l'u\\s"
     lay = Layout(database="d'b`", cluster=evil)
-    stmt = lay.create_data_tables_sql(on_cluster=True)[3]
+    stmt = lay.create_data_tables_sql(on_cluster=True)[4]
     assert stmt.startswith("CREATE TABLE IF NOT EXISTS `d'b\\``.`flow_metrics` ON CLUSTER `c\\`l'u\\\\s` (")
     assert "Distributed('c`l\\'u\\\\s', 'd\\'b`', 'flow_metrics_local', FlowHash)" in stmt
     with pytest.raises(ValueError, match="sharding expression"):
@@ -96,24 +103,33 @@ def test_names_are_quoted_everywhere() -> None:
 
 
 def test_plans_in_order() -> None:
+    creates = [len(m.creates) for m in MIGRATIONS]
     single = plan(layout())
-    assert [s.target for s in single] == ["local"] * (2 + 3 + LATEST)
+    # the database and the schema table, then per migration its tables and its version row
+    assert [s.target for s in single] == ["local"] * (2 + sum(creates) + LATEST)
     assert single[0].sql == "CREATE DATABASE IF NOT EXISTS `netdb`"
     assert single[1].sql.startswith(f"CREATE TABLE IF NOT EXISTS `netdb`.`{SCHEMA_TABLE}` (Version UInt32")
-    assert single[-1].records == 1 and single[-1].sql.startswith(f"INSERT INTO `netdb`.`{SCHEMA_TABLE}`")
+    assert [s.records for s in single if s.records] == list(range(1, LATEST + 1))
+    assert single[-1].records == LATEST and single[-1].sql.startswith(f"INSERT INTO `netdb`.`{SCHEMA_TABLE}`")
     assert plan(layout(), versions={"local": LATEST})[2:] == []  # nothing pending
 
     nodes = ["a:9000", "b:9000"]
     per_host = plan(layout(cluster="ns"), "per_host", nodes)
-    assert [s.target for s in per_host] == ["a:9000"] * 2 + ["b:9000"] * 2 + ["a:9000"] * 6 + [
-        "b:9000"
-    ] * 6 + nodes
-    # a node at the latest version gets no second version row; the idempotent DDL runs for the other
+    want = ["a:9000"] * 2 + ["b:9000"] * 2
+    for n in creates:  # local and Distributed tables on each node, then each node's version row
+        want += ["a:9000"] * (2 * n) + ["b:9000"] * (2 * n) + nodes
+    assert [s.target for s in per_host] == want
+    # a node at a version gets no second row for it; the idempotent DDL runs for the other
     partial = plan(layout(cluster="ns"), "per_host", nodes, {"a:9000": 1})
-    assert [s.target for s in partial if s.records] == ["b:9000"]
+    assert [(s.target, s.records) for s in partial if s.records] == [("b:9000", 1)] + [
+        (node, v) for v in range(2, LATEST + 1) for node in nodes
+    ]
 
     on = plan(layout(cluster="ns"), "on_cluster", nodes)
-    assert [s.target for s in on] == ["ON CLUSTER ns"] * 8 + nodes
+    want = ["ON CLUSTER ns"] * 2
+    for n in creates:
+        want += ["ON CLUSTER ns"] * (2 * n) + nodes
+    assert [s.target for s in on] == want
     assert on[0].sql == "CREATE DATABASE IF NOT EXISTS `netdb` ON CLUSTER `ns`"
     assert " ON CLUSTER `ns` (Version" in on[1].sql
 

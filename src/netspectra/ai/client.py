@@ -9,27 +9,35 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
-import grpc
-from markdown_it import MarkdownIt
+if TYPE_CHECKING:
+    import grpc
 
-from netspectra.auth import ClientSecurity
-from netspectra.proto.v1 import ai_pb2, ai_pb2_grpc
+    from netspectra.auth import ClientSecurity
 
+# grpc, the generated stubs and markdown-it are imported when first used: the alerter imports this
+# module, and a process whose alerts need no AI analysis should not load them.
 log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT_S = 60.0
 #: Heading of the AI section appended to an alert e-mail (the original's layout).
 AI_SECTION_HEADING = "<hr><h2>AI-Powered Analysis</h2>"
 
-# CommonMark plus GitHub tables and strikethrough; raw HTML in the model's answer is escaped, not
-# passed through (the answer is untrusted text that ends up in an e-mail).
-_MD = MarkdownIt("commonmark", {"html": False, "linkify": False}).enable(["table", "strikethrough"])
+
+@cache
+def _markdown() -> Any:
+    from markdown_it import MarkdownIt
+
+    # CommonMark plus GitHub tables and strikethrough; raw HTML in the model's answer is escaped, not
+    # passed through (the answer is untrusted text that ends up in an e-mail).
+    return MarkdownIt("commonmark", {"html": False, "linkify": False}).enable(["table", "strikethrough"])
 
 
 def markdown_to_html(text: str) -> str:
     """``text`` (markdown, e.g. a model's answer) as an HTML fragment; raw HTML in it is escaped."""
-    return _MD.render(text)
+    return str(_markdown().render(text))
 
 
 def ai_section_html(markdown: str) -> str:
@@ -66,6 +74,9 @@ class AiClient:
             raise ValueError("the AI service address is empty (alerter.ai_analysis.service_addr)")
         if timeout_s <= 0:
             raise ValueError(f"timeout_s must be positive, got {timeout_s}")
+        from netspectra.auth import ClientSecurity
+        from netspectra.proto.v1 import ai_pb2_grpc
+
         self.addr = client_address(addr)
         self.timeout_s = float(timeout_s)
         self.security = security if security is not None else ClientSecurity.from_env("NETSPECTRA_AI")
@@ -84,6 +95,10 @@ class AiClient:
     def analyze(self, text: str, *, timeout_s: float | None = None) -> str:
         """``AnalyzeTraffic(text)``: the model's analysis (markdown). :class:`AiClientError` on failure
         or when ``timeout_s`` (default the client's) passes."""
+        import grpc
+
+        from netspectra.proto.v1 import ai_pb2
+
         try:
             resp = self._stub.AnalyzeTraffic(
                 ai_pb2.AnalyzeTrafficRequest(text_input=text), timeout=timeout_s or self.timeout_s
@@ -95,6 +110,10 @@ class AiClient:
     def stream(self, prompt: str, *, timeout_s: float | None = None) -> Iterator[str]:
         """``AnalyzePromptStream(prompt)``: the answer's chunks as they come (empty ones skipped).
         :class:`AiClientError` on failure; ``timeout_s`` bounds the whole stream."""
+        import grpc
+
+        from netspectra.proto.v1 import ai_pb2
+
         call = self._stub.AnalyzePromptStream(
             ai_pb2.AnalyzePromptRequest(prompt=prompt), timeout=timeout_s or self.timeout_s
         )
@@ -112,6 +131,8 @@ class AiClient:
 
 
 def _error(exc: grpc.RpcError) -> AiClientError:
+    import grpc
+
     code = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNKNOWN
     details = exc.details() if hasattr(exc, "details") else str(exc)
     return AiClientError(code or grpc.StatusCode.UNKNOWN, details or "no details")

@@ -1,4 +1,5 @@
-"""``v1.QueryService`` over gRPC: the original's five RPCs, with its gaps closed.
+"""``v1.QueryService`` over gRPC: the original's five RPCs, with its gaps closed, and ``ListFlows`` (the
+stored flow records of flows tasks; an addition).
 
 :class:`QueryCore` holds the semantics (shared by gRPC and the HTTP app): requests are the generated
 ``query_pb2`` messages, answers too, and every failure is a :class:`QueryError` carrying a gRPC status
@@ -26,11 +27,14 @@ import base64
 import hashlib
 import json
 import logging
+import re
+from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import grpc
+import pyarrow as pa
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 from grpc_health.v1 import health
@@ -41,6 +45,7 @@ from netspectra.config import Config
 from netspectra.proto.v1 import query_pb2, query_pb2_grpc
 from netspectra.rpc import create_server
 from netspectra.storage.base import StorageError
+from netspectra.storage.flow_records import DEFAULT_FLOWS_LIMIT, FLOW_ORDERS, FlowRecordFilter, list_flows
 from netspectra.storage.queries import (
     MAX_HITTERS_LIMIT,
     FlowFilter,
@@ -212,6 +217,15 @@ def _lifecycle(first_ns: int, last_ns: int, packets: int, total_bytes: int) -> q
     )
 
 
+#: Which RPC reads a group's tasks (for the message that points a client to it).
+_USE: dict[str, str] = defaultdict(
+    lambda: "its kind has no query RPC",
+    exact="use AggregateFlows or TraceFlow",
+    sketch="use QueryHeavyHitters",
+    flows="use ListFlows",
+)
+
+
 class QueryCore:
     """The query semantics over a :class:`StoreRouter` (see the module docstring)."""
 
@@ -231,7 +245,7 @@ class QueryCore:
     def _exact_task(self, task: str, rpc: str) -> None:
         route = self.router.route(task)
         if route.group != "exact":
-            raise _invalid(f"{task!r} is a sketch task; {rpc} reads exact tasks (use QueryHeavyHitters)")
+            raise _invalid(f"{task!r} is a {route.group} task; {rpc} reads exact tasks ({_USE[route.group]})")
 
     def aggregate_flows(self, req: query_pb2.AggregationRequest) -> query_pb2.QueryTotalCountsResponse:
         with _errors("AggregateFlows"):
@@ -304,7 +318,10 @@ class QueryCore:
             _page(req)
             route = self.router.route(req.task_name)
             if route.group != "sketch":
-                raise _invalid(f"{req.task_name!r} is an exact task; use AggregateFlows or TraceFlow")
+                raise _invalid(
+                    f"{req.task_name!r} is a {route.group} task; QueryHeavyHitters reads sketch tasks "
+                    f"({_USE[route.group]})"
+                )
             if req.type not in route.hitter_types:
                 have = " and ".join(f"{int(t)} ({t.name.lower()})" for t in route.hitter_types) or "none"
                 raise _invalid(f"{req.task_name!r} is a {route.sketch_kind} task: it has types {have} only")
@@ -315,6 +332,79 @@ class QueryCore:
             return query_pb2.HeavyHittersResponse(
                 hitters=[query_pb2.HeavyHitter(flow=f, value=v) for f, v in chunk], next_page_token=token
             )
+
+    def list_flows(self, req: query_pb2.ListFlowsRequest) -> query_pb2.ListFlowsResponse:
+        with _errors("ListFlows"):
+            if not req.task_name:
+                raise _invalid("task_name is required")
+            start, end = _times(req)
+            if req.order_by not in range(len(FLOW_ORDERS)):
+                raise _invalid(f"order_by {req.order_by} is not a FlowOrder (0 to {len(FLOW_ORDERS) - 1})")
+            filt = FlowRecordFilter(
+                task=req.task_name,
+                src_ip=req.src_ip or None,
+                dst_ip=req.dst_ip or None,
+                host=req.host or None,
+                src_port=req.src_port or None,
+                dst_port=req.dst_port or None,
+                port=req.port or None,
+                protocol=req.protocol or None,
+                vlan_id=req.vlan_id or None,
+                end_reasons=tuple(req.end_reasons),
+                conn_states=tuple(req.conn_states),
+                min_bytes=req.min_bytes or None,
+            )
+            offset, size = _page(req)
+            route = self.router.route(req.task_name)
+            if route.group != "flows":
+                raise _invalid(
+                    f"{req.task_name!r} is a {route.group} task; ListFlows reads flows tasks "
+                    f"({_USE[route.group]})"
+                )
+            _, store = self.router.store_for(req.task_name)
+            size = size or DEFAULT_FLOWS_LIMIT
+            page = list_flows(
+                store,
+                filt,
+                start_ns=start,
+                end_ns=end,
+                order_by=FLOW_ORDERS[req.order_by],  # type: ignore[arg-type]  # checked above
+                descending=req.descending,
+                limit=size,
+                offset=offset,
+            )
+            more = offset + page.records.num_rows < page.total
+            return query_pb2.ListFlowsResponse(
+                flows=flow_record_messages(page.records),
+                next_page_token=_next_token(req, offset + size) if more else "",
+                total=page.total,
+            )
+
+
+def _proto_field(column: str, typ: pa.DataType) -> str:
+    """The ``FlowRecord`` field of a record column: snake case, durations with ``_ns``."""
+    name = re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", column).lower()
+    return f"{name}_ns" if pa.types.is_duration(typ) else name
+
+
+def flow_record_messages(records: pa.Table) -> list[query_pb2.FlowRecord]:
+    """Rows of :func:`~netspectra.storage.flow_records.list_flows` as ``FlowRecord`` messages (a null
+    column leaves the field absent)."""
+    columns: list[tuple[str, bool, list[Any]]] = []
+    for column, fld in zip(records.columns, records.schema, strict=True):
+        is_time = pa.types.is_timestamp(fld.type)
+        if is_time or pa.types.is_duration(fld.type):
+            column = column.cast(pa.int64())
+        columns.append((_proto_field(fld.name, fld.type), is_time, column.to_pylist()))
+    out = []
+    for i in range(records.num_rows):
+        fields: dict[str, Any] = {}
+        for name, is_time, values in columns:
+            v = values[i]
+            if v is not None:
+                fields[name] = ns_timestamp(v) if is_time else v
+        out.append(query_pb2.FlowRecord(**fields))
+    return out
 
 
 def _unary(method: Callable[[Any], Message]) -> Callable[[Any, grpc.ServicerContext], Message]:
@@ -341,6 +431,7 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
         self.AggregateFlows = _unary(core.aggregate_flows)
         self.TraceFlow = _unary(core.trace_flow)
         self.QueryHeavyHitters = _unary(core.query_heavy_hitters)
+        self.ListFlows = _unary(core.list_flows)
 
 
 def create_grpc_server(

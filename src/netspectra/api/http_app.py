@@ -33,6 +33,7 @@ omitted; request bodies are the JSON form of the gRPC request messages):
 * ``POST /api/v1/trace`` (``TraceFlowRequest`` → ``TraceFlowResponse``) and the original's
   ``POST /api/v1/flows/trace`` (→ the bare ``FlowLifecycle``)
 * ``POST /api/v1/heavy-hitters`` (``HeavyHittersRequest`` → ``HeavyHittersResponse``)
+* ``POST /api/v1/flows`` (``ListFlowsRequest`` → ``ListFlowsResponse``: stored flow records)
 * ``GET /api/v1/alerts?start=&end=&task=&limit=`` and ``POST /api/v1/alerts`` (the same as a JSON
   object): the stored alert history, newest first (``{"alerts": [...]}``, see :func:`alerts_response`)
 
@@ -346,6 +347,13 @@ def _dump(msg: Message) -> dict[str, Any]:
 _AGG_EXAMPLE = {"taskName": "per_five_tuple", "srcIp": "10.0.2.15", "startTime": "2024-01-01T00:00:00Z"}
 _TRACE_EXAMPLE = {"taskName": "per_five_tuple", "flowKeys": {"SrcIP": "10.0.2.15", "DstPort": "53"}}
 _HH_EXAMPLE = {"taskName": "cm_src_left", "type": 0, "limit": 10}
+_FLOWS_EXAMPLE = {
+    "taskName": "flows",
+    "host": "10.0.2.15",
+    "orderBy": "FLOW_ORDER_BYTES",
+    "descending": True,
+    "pageSize": 50,
+}
 _ALERTS_EXAMPLE = {"start": "2024-01-01T00:00:00Z", "end": "2024-01-02T00:00:00Z", "limit": 100}
 _QUERY_EXAMPLE = {
     "range": {"from": "2024-01-01T00:00:00Z", "to": "2024-01-02T00:00:00Z"},
@@ -588,6 +596,15 @@ def create_app(core: QueryCore, http_metrics: Any = None, tokens: TokenSet | Non
     )
     def hitters(payload: JsonBody) -> dict[str, Any]:
         return _dump(core.query_heavy_hitters(_parse(payload, query_pb2.HeavyHittersRequest)))
+
+    @app.post(
+        "/api/v1/flows",
+        tags=["v1"],
+        summary="ListFlows: the stored flow records of a flows task",
+        openapi_extra=_body(_FLOWS_EXAMPLE, message="ListFlowsRequest", required=True),
+    )
+    def flows(payload: JsonBody) -> dict[str, Any]:
+        return _dump(core.list_flows(_parse(payload, query_pb2.ListFlowsRequest)))
 
     @app.get("/api/v1/alerts", tags=["v1"], summary="The stored alert history (start, end, task, limit)")
     def alerts_get(

@@ -1,9 +1,10 @@
 """Which ClickHouse store answers for which task.
 
 The original's ``ns-api`` built one querier per task group from the **first enabled ClickHouse writer**
-of that group; NetSpectra does the same: exact tasks are read from the exact group's store, sketch tasks
-from the sketch group's. Two groups whose writers name the same ClickHouse (same server and database, or
-the same embedded data directory and database) share one :class:`ClickHouseStore`.
+of that group; NetSpectra does the same for every group: exact tasks are read from the exact group's
+store, sketch tasks from the sketch group's, flows tasks (flow records) from the flows group's. Two
+groups whose writers name the same ClickHouse (same server and database, or the same embedded data
+directory and database) share one :class:`ClickHouseStore`.
 
 Stores are opened lazily, on the first query that needs them, and a store that cannot be opened is
 retried at the next query: the query service starts (and answers ``HealthCheck``/``SearchTasks``) while
@@ -15,7 +16,6 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
-from typing import Literal
 
 from netspectra.config import ClickHouseConfig, Config
 from netspectra.sketches.kind import HitterType
@@ -24,7 +24,8 @@ from netspectra.storage.store import ClickHouseStore, connect_store
 
 log = logging.getLogger(__name__)
 
-Group = Literal["exact", "sketch"]
+#: An aggregator kind's name (``exact``, ``sketch``, ``flows``, a plugin's).
+Group = str
 
 
 class UnknownTaskError(LookupError):
@@ -49,8 +50,7 @@ class TaskRoute:
 
 def first_clickhouse(cfg: Config, group: Group) -> ClickHouseConfig | None:
     """``clickhouse`` of the first enabled ``clickhouse`` writer of ``aggregator.<group>``, else ``None``."""
-    section = cfg.aggregator.exact if group == "exact" else cfg.aggregator.sketch
-    for writer in section.writers:
+    for writer in cfg.aggregator.group(group).writers:
         if writer.enabled and writer.type == "clickhouse":
             return writer.params
     return None
@@ -71,23 +71,28 @@ class StoreRouter:
         self.cfg = cfg
         self._stores: list[tuple[ClickHouseConfig, ClickHouseStore]] = []
         self._lock = threading.Lock()
+        self._closed = False
         self.routes: dict[str, TaskRoute] = {}
-        exact_ch = first_clickhouse(cfg, "exact")
-        sketch_ch = first_clickhouse(cfg, "sketch")
-        for task in cfg.aggregator.exact.tasks:
-            self.routes[task.name] = TaskRoute(task.name, "exact", exact_ch)
-        for stask in cfg.aggregator.sketch.tasks:
-            kind = stask.kind
-            self.routes[stask.name] = TaskRoute(
-                stask.name, "sketch", sketch_ch, kind.title or kind.name, tuple(sorted(kind.hitter_types))
-            )
+        stores = {group: first_clickhouse(cfg, group) for group in cfg.aggregator.groups}
+        for group, _, task in cfg.tasks():
+            if group == "sketch":
+                kind = task.kind
+                self.routes[task.name] = TaskRoute(
+                    task.name, group, stores[group], kind.title or kind.name, tuple(sorted(kind.hitter_types))
+                )
+            else:
+                self.routes[task.name] = TaskRoute(task.name, group, stores[group])
 
     def task_names(self) -> list[str]:
         """Exact task names, then sketch task names, in configuration order (the original's order)."""
         return list(self.cfg.task_names())
 
     def exact_task_names(self) -> list[str]:
-        return [t.name for t in self.cfg.aggregator.exact.tasks]
+        return self.group_task_names("exact")
+
+    def group_task_names(self, group: Group) -> list[str]:
+        """Names of the tasks of ``aggregator.<group>``, in configuration order."""
+        return [t.name for t in self.cfg.aggregator.group(group).tasks]
 
     def route(self, task: str) -> TaskRoute:
         try:
@@ -115,6 +120,8 @@ class StoreRouter:
 
     def _open(self, ch: ClickHouseConfig) -> ClickHouseStore:
         with self._lock:
+            if self._closed:  # the service is stopping: never reopen what close() released
+                raise NoStoreError("the query service is stopping")
             for known, store in self._stores:
                 if known == ch:
                     if store.is_open:
@@ -132,8 +139,9 @@ class StoreRouter:
             return fresh
 
     def close(self) -> None:
-        """Close every store opened so far (idempotent)."""
+        """Close every store opened so far and open none after (idempotent)."""
         with self._lock:
+            self._closed = True
             stores, self._stores = self._stores, []
         for _, store in stores:
             store.close()

@@ -64,7 +64,7 @@ from numba import njit
 from netspectra.batch import PacketBatch
 from netspectra.bounded import BoundedQueue
 from netspectra.capture.bpf import BpfError, attach_filter, compile_bpf, snaplen_program
-from netspectra.capture.decode import decode_records
+from netspectra.capture.decode import DECODER_COLUMNS, decode_records, extras_into
 from netspectra.capture.stats import CaptureStats
 from netspectra.probe.persist import RawFrames
 
@@ -127,6 +127,9 @@ class LiveOptions:
     the latency at low rates (a partly filled block is handed over after that long).
     ``batch_size`` is the most records decoded per batch (at least one block's worth is allowed).
     ``keep_raw`` also copies the captured frames out (:attr:`LiveChunk.raw`, for pcap persistence).
+    ``extras`` makes the batches carry the decoder's optional columns (TCP flags, VLAN id — the tag the
+    kernel took off the frame counts as the outermost one —, ICMP type and code, IP length), as
+    :class:`~netspectra.capture.reader.CaptureReader` does with the same option.
     """
 
     interface: str
@@ -142,6 +145,7 @@ class LiveOptions:
     batch_size: int = 65_536
     keep_raw: bool = False
     poll_ms: int = 1000
+    extras: bool = False
 
     def validate(self) -> None:
         """Raise :class:`LiveCaptureError` naming the bad option and the accepted values."""
@@ -492,10 +496,11 @@ class LiveCapture:
         o = self.options
         rec = (self._rec_off, self._rec_caplen, self._rec_wirelen, self._rec_ts, self._rec_linktype)
         walk_blocks(self._ring, o.block_size, o.block_count, 0, 0, self.linktype, *rec, self._rec_vlan)
-        out = PacketBatch.empty(0)
+        out = PacketBatch.empty(0, DECODER_COLUMNS if o.extras else ())
         decode_records(self._ring, self._rec_off, self._rec_caplen, self._rec_wirelen, self._rec_ts,
                        self._rec_linktype, 0, out.ts_ns, out.src_ip, out.dst_ip, out.src_port, out.dst_port,
-                       out.protocol, out.length, self._status, self._aux)  # fmt: skip
+                       out.protocol, out.length, self._status, self._aux,
+                       extras_into(out, 0, self._rec_vlan) if o.extras else None)  # fmt: skip
         release_blocks(self._ring32, o.block_size, o.block_count, 0, 0)
         if o.keep_raw:
             gather_frames(self._ring, 0, self._rec_off, self._rec_caplen, self._rec_vlan,
@@ -622,7 +627,7 @@ class LiveCapture:
             release_blocks(self._ring32, o.block_size, o.block_count, self._block, nb)
             self._block = (self._block + nb) % o.block_count
             return nb, None
-        out = PacketBatch.empty(n)
+        out = PacketBatch.empty(n, DECODER_COLUMNS if o.extras else ())
         k = decode_records(
             self._ring,
             self._rec_off,
@@ -640,6 +645,7 @@ class LiveCapture:
             out.length,
             self._status,
             self._aux,
+            extras_into(out, 0, self._rec_vlan) if o.extras else None,
         )
         raw = self._gather(n) if o.keep_raw else None
         release_blocks(self._ring32, o.block_size, o.block_count, self._block, nb)

@@ -45,7 +45,11 @@ from netspectra.capture.decode_ref import FlowKey
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["decode_arrays", "decode_packet_bytes", "decode_records"]
+__all__ = ["DECODER_COLUMNS", "decode_arrays", "decode_packet_bytes", "decode_records", "extras_into"]
+
+#: The optional :class:`~netspectra.batch.PacketBatch` columns the decoder fills when asked.
+DECODER_COLUMNS: tuple[str, ...] = ("tcp_flags", "vlan_id", "icmp_type_code", "ip_length")
+_NO_STRIPPED_VLAN = np.empty(0, np.int64)
 
 # numba freezes module globals into the compiled code, and its on-disk cache is invalidated only
 # when THIS file changes; so the codes are literals here (not attribute reads of status.py /
@@ -231,52 +235,54 @@ def _link(buf, off, end, linktype):
 
 @njit(nogil=True, cache=True, inline="always")
 def _ip(buf, p, end, ipver):
-    """Decode the IP header at ``p``; returns ``(status, aux, sport, dport, proto)``.
+    """Decode the IP header at ``p``; returns ``(status, aux, sport, dport, proto, l4)``.
 
     A status below ``FIRST_SKIPPED`` guarantees the addresses were captured; the caller copies them
-    (with :func:`_put_addresses`), so this function never touches an output row.
+    (with :func:`_put_addresses`), so this function never touches an output row. ``l4`` is where the
+    upper-layer header starts (it may lie past ``end``: cut by the snap length) on a first fragment
+    whose IP headers were all captured, else -1.
     """
     if p >= end:
-        return _L3_TRUNC, ipver, 0, 0, 0
+        return _L3_TRUNC, ipver, 0, 0, 0, -1
     b0 = _byte(buf, p)
     if ipver == 4:
         if (b0 >> 4) != 4 or (b0 & 15) < 5:
-            return _MALFORMED, b0, 0, 0, 0
+            return _MALFORMED, b0, 0, 0, 0, -1
         if p + 20 > end:
-            return _L3_TRUNC, 4, 0, 0, 0
+            return _L3_TRUNC, 4, 0, 0, 0, -1
         # Total length 0 is what TSO / BIG TCP frames carry (fine); any other value below the
         # header length is impossible (tshark: "Bogus IP length", no addresses).
         total_len = _be16(buf, p + 2)
         if total_len != 0 and total_len < (b0 & 15) * 4:
-            return _MALFORMED, b0, 0, 0, 0
+            return _MALFORMED, b0, 0, 0, 0, -1
         proto = _byte(buf, p + 9)
         if (_be16(buf, p + 6) & 0x1FFF) != 0:
-            return _OK, 0, 0, 0, proto  # non-first fragment: the key is complete without ports
+            return _OK, 0, 0, 0, proto, -1  # non-first fragment: the key is complete without ports
         l4 = p + (b0 & 15) * 4
         if l4 > end:
-            return _OK_L3, 0, 0, 0, proto
+            return _OK_L3, 0, 0, 0, proto, -1
     else:
         if (b0 >> 4) != 6:
-            return _MALFORMED, b0, 0, 0, 0
+            return _MALFORMED, b0, 0, 0, 0, -1
         if p + 40 > end:
-            return _L3_TRUNC, 6, 0, 0, 0
+            return _L3_TRUNC, 6, 0, 0, 0, -1
         proto = _byte(buf, p + 6)
         l4 = p + 40
         walked = 0
         while proto == 0 or proto == 43 or proto == 60 or proto == 44 or proto == 51:
             if walked == _MAX_EXT:
-                return _OK_L3, 0, 0, 0, proto
+                return _OK_L3, 0, 0, 0, proto, -1
             walked += 1
             if proto == 44:
                 if l4 + 4 > end:
-                    return _OK_L3, 0, 0, 0, proto
+                    return _OK_L3, 0, 0, 0, proto, -1
                 proto = _byte(buf, l4)
                 if (_be16(buf, l4 + 2) >> 3) != 0:
-                    return _OK, 0, 0, 0, proto  # non-first fragment
+                    return _OK, 0, 0, 0, proto, -1  # non-first fragment
                 l4 += 8
             else:
                 if l4 + 2 > end:
-                    return _OK_L3, 0, 0, 0, proto
+                    return _OK_L3, 0, 0, 0, proto, -1
                 units = _byte(buf, l4 + 1)
                 # AH counts 4-octet units minus 2; the others 8-octet units minus 1.
                 hlen = (units + 2) * 4 if proto == 51 else (units + 1) * 8
@@ -284,9 +290,60 @@ def _ip(buf, p, end, ipver):
                 l4 += hlen
     if proto == 6 or proto == 17 or proto == 132:
         if l4 + 4 > end:
-            return _OK_L4, 0, 0, 0, proto
-        return _OK, 0, _be16(buf, l4), _be16(buf, l4 + 2), proto
-    return _OK, 0, 0, 0, proto
+            return _OK_L4, 0, 0, 0, proto, l4
+        return _OK, 0, _be16(buf, l4), _be16(buf, l4 + 2), proto, l4
+    return _OK, 0, 0, 0, proto, l4
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _outer_vlan(buf, off, end, linktype):
+    """VLAN id of the outermost 802.1Q/802.1ad tag of the frame at ``off`` (0 if untagged).
+
+    Only called for records that decoded to IP, so every tag the ethertype chain walked is captured.
+    """
+    if linktype == 1:
+        et, tag = off + 12, off + 14
+    elif linktype == 113:
+        et, tag = off + 14, off + 16
+    elif linktype == 276:
+        et, tag = off, off + 20
+    else:
+        return 0
+    if tag + 2 > end:
+        return 0
+    t = _be16(buf, et)
+    if t == 0x8100 or t == 0x88A8 or t == 0x9100:
+        return _be16(buf, tag) & 0xFFF
+    return 0
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _put_extras(buf, off, end, linktype, pos, ipver, proto, l4, wirelen, stripped, j, extras):
+    """Fill row ``j`` of the optional columns (see :func:`decode_records`) for a decoded record."""
+    out_flags, out_vlan, out_icmp, out_iplen, _ = extras
+    flags = 0
+    icmp = 0
+    if l4 >= 0:
+        if proto == 6:
+            if l4 + 14 <= end:
+                flags = _byte(buf, l4 + 13)
+        elif (proto == 1 or proto == 58) and l4 + 2 <= end:
+            icmp = _be16(buf, l4)
+    out_flags[j] = flags
+    out_icmp[j] = icmp
+    # The kernel takes the outermost tag off a live frame and reports it beside the frame.
+    out_vlan[j] = (stripped & 0xFFF) if stripped >= 0 else _outer_vlan(buf, off, end, linktype)
+    if ipver == 4:
+        total = _be16(buf, pos + 2)
+    else:
+        plen = _be16(buf, pos + 4)
+        total = 40 + plen if plen != 0 else 0
+    if total == 0:
+        # TSO / BIG TCP / jumbograms say 0: the packet is what the frame holds after the link layer
+        total = np.int64(wirelen) - (pos - off)
+        if total < 0:
+            total = 0
+    out_iplen[j] = total
 
 
 @njit(nogil=True, cache=True)
@@ -307,6 +364,7 @@ def decode_records(
     out_len,
     status,
     aux,
+    extras=None,
 ):
     """Decode records ``0 .. n-1`` of ``buf`` into compacted PacketBatch columns.
 
@@ -322,6 +380,13 @@ def decode_records(
     status is below ``FIRST_SKIPPED``, in record order; rows from ``k`` on are left as they were.
     For every record ``i < n``: ``status[i]`` uint8 and ``aux[i]`` uint16 (codes of
     :mod:`netspectra.capture.status`).
+
+    ``extras`` (optional) asks for the optional columns of :class:`~netspectra.batch.PacketBatch`:
+    a tuple ``(out_tcp_flags uint8, out_vlan_id uint16, out_icmp_type_code uint16, out_ip_length
+    uint32, rec_vlan int64)``, the four outputs filled like the others (rows ``0 .. k-1``), and
+    ``rec_vlan`` either empty or one entry per record: ``tpid << 16 | tci`` of a VLAN tag the capture
+    layer took off the frame (AF_PACKET rings do), -1 for none; such a tag is the outermost one. Left
+    out (``None``), nothing of this is computed: numba compiles that call without the code.
 
     Returns ``k``, the number of rows written. Raises ``ValueError`` if an array is too short.
     """
@@ -347,6 +412,16 @@ def decode_records(
         or out_dst.shape[1] != 16
     ):
         raise ValueError("decode_records: output columns need at least n rows (addresses: 16 bytes)")
+    # a bare `extras is not None` test: numba prunes it (and the code under it) when extras is left out
+    if extras is not None:  # noqa: SIM102
+        if (
+            extras[0].shape[0] < n
+            or extras[1].shape[0] < n
+            or extras[2].shape[0] < n
+            or extras[3].shape[0] < n
+            or (extras[4].shape[0] != 0 and extras[4].shape[0] < n)
+        ):
+            raise ValueError("decode_records: extras columns need at least n rows (rec_vlan: 0 or n)")
     buflen = np.int64(buf.shape[0])
     flat_src = out_src.reshape(out_src.size)
     flat_dst = out_dst.reshape(out_dst.size)
@@ -369,7 +444,7 @@ def decode_records(
         linktype = np.int64(rec_linktype[i])
         ipver, pos, s, a = _link(buf, off, end, linktype)
         if ipver != 0:
-            s, a, sport, dport, proto = _ip(buf, pos, end, ipver)
+            s, a, sport, dport, proto, l4 = _ip(buf, pos, end, ipver)
             if s < _FIRST_SKIPPED:
                 _put_addresses(buf, pos, ipver, flat_src, flat_dst, np.uint64(j) * np.uint64(16))
                 out_ts[j] = rec_ts[i]
@@ -377,10 +452,31 @@ def decode_records(
                 out_dport[j] = dport
                 out_proto[j] = proto
                 out_len[j] = rec_wirelen[i]
+                if extras is not None:
+                    stripped = extras[4][i] if extras[4].shape[0] != 0 else -1
+                    _put_extras(
+                        buf, off, end, linktype, pos, ipver, proto, l4, rec_wirelen[i], stripped, j, extras
+                    )
                 j += 1
         status[i] = s
         aux[i] = a
     return j
+
+
+def extras_into(out: PacketBatch, start: int = 0, rec_vlan: np.ndarray | None = None) -> tuple:
+    """The ``extras`` argument of :func:`decode_records` that writes the optional columns of ``out``
+    (which must carry :data:`DECODER_COLUMNS`) from row ``start`` on; ``rec_vlan`` as documented there
+    (``None``: no tag was taken off any frame)."""
+    missing = [c for c in DECODER_COLUMNS if getattr(out, c) is None]
+    if missing:
+        raise ValueError(f"the output batch lacks the optional columns {missing}")
+    return (
+        out.tcp_flags[start:],
+        out.vlan_id[start:],
+        out.icmp_type_code[start:],
+        out.ip_length[start:],
+        _NO_STRIPPED_VLAN if rec_vlan is None else np.ascontiguousarray(rec_vlan, np.int64),
+    )
 
 
 def decode_arrays(
@@ -391,16 +487,20 @@ def decode_arrays(
     rec_ts: np.ndarray,
     rec_linktype: np.ndarray,
     n: int | None = None,
+    *,
+    extras: bool = False,
+    rec_vlan: np.ndarray | None = None,
 ) -> tuple[PacketBatch, np.ndarray, np.ndarray]:
     """Allocate the outputs, run :func:`decode_records` and return ``(batch, status, aux)``.
 
     ``batch`` holds the in-flow packets (views into freshly allocated columns of ``n`` rows);
     ``status`` (uint8) and ``aux`` (uint16) have one entry per record. ``n`` defaults to
-    ``len(rec_off)``. Input arrays are converted to the kernel's dtypes when they differ.
+    ``len(rec_off)``. Input arrays are converted to the kernel's dtypes when they differ. ``extras``
+    also fills the optional columns :data:`DECODER_COLUMNS` (``rec_vlan``: see :func:`decode_records`).
     """
     if n is None:
         n = int(rec_off.shape[0])
-    out = PacketBatch.empty(n)
+    out = PacketBatch.empty(n, DECODER_COLUMNS if extras else ())
     status = np.empty(n, np.uint8)
     aux = np.empty(n, np.uint16)
     k = decode_records(
@@ -420,6 +520,7 @@ def decode_arrays(
         out.length,
         status,
         aux,
+        extras_into(out, 0, rec_vlan) if extras else None,
     )
     return out.head(k), status, aux
 

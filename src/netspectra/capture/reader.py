@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from netspectra.batch import PacketBatch
-from netspectra.capture.decode import decode_records
+from netspectra.capture.decode import DECODER_COLUMNS, decode_records, extras_into
 from netspectra.capture.errors import CaptureError
 from netspectra.capture.pcap import GLOBAL_HEADER_LEN, PcapWalker
 from netspectra.capture.pcapng import PcapngWalker
@@ -146,7 +146,10 @@ class CaptureReader:
     Attributes: ``format`` (``"pcap"`` or ``"pcapng"``, from the magic, whatever the file name),
     ``compressed`` (gzip), ``total_bytes`` (file size on disk, the total for ``progress``),
     ``stats`` (:class:`CaptureStats`). ``progress(bytes_done)`` is called after every window walk
-    with the file bytes consumed (compressed bytes for gzip).
+    with the file bytes consumed (compressed bytes for gzip). ``extras`` makes the batches carry the
+    decoder's optional columns too (:data:`~netspectra.capture.decode.DECODER_COLUMNS`: TCP flags,
+    VLAN id, ICMP type and code, IP length), for the tasks that need them (flow records).
+
 
     A :class:`~netspectra.batch.BatchSource`: :meth:`stop` is a no-op (a file ends by itself),
     :meth:`close` (also on leaving a ``with`` block) ends iterations in progress and releases
@@ -160,6 +163,7 @@ class CaptureReader:
         batch_size: int = DEFAULT_BATCH_SIZE,
         window_bytes: int = DEFAULT_WINDOW_BYTES,
         progress: ProgressCallback | None = None,
+        extras: bool = False,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
@@ -167,6 +171,7 @@ class CaptureReader:
         self.batch_size = batch_size
         self.window_bytes = window_bytes
         self.progress = progress
+        self.extras = extras
         self.format, self.compressed, self.total_bytes = sniff(path)
         if self.format == "pcap":
             # A file shorter than the global header is refused now, not on iteration.
@@ -256,7 +261,8 @@ class CaptureReader:
         stream = self._stream(bs)
         status = np.empty(bs, np.uint8)
         aux = np.empty(bs, np.uint16)
-        out = PacketBatch.empty(bs)
+        optional = DECODER_COLUMNS if self.extras else ()
+        out = PacketBatch.empty(bs, optional)
         filled = 0
         try:
             while True:
@@ -287,6 +293,7 @@ class CaptureReader:
                     out.length[filled:],
                     status,
                     aux,
+                    extras_into(out, filled) if self.extras else None,
                 )
                 stats.add_decoded(status[:n], aux[:n], out.length[filled : filled + k])
                 filled += k
@@ -294,7 +301,7 @@ class CaptureReader:
                     self.progress(stream.bytes_done())
                 if bs - filled < min_call:
                     yield _cut(out, filled)
-                    out = PacketBatch.empty(bs)
+                    out = PacketBatch.empty(bs, optional)
                     filled = 0
             if filled:
                 yield _cut(out, filled)
@@ -312,7 +319,7 @@ def _cut(out: PacketBatch, filled: int) -> PacketBatch:
         return out
     if filled >= len(out) // 2:
         return out.head(filled)  # views: at most half of the allocation is dead weight
-    return PacketBatch(*(getattr(out, c)[:filled].copy() for c in PacketBatch.COLUMNS))
+    return out.head(filled).copy()
 
 
 def read_captures(
@@ -322,14 +329,18 @@ def read_captures(
     window_bytes: int = DEFAULT_WINDOW_BYTES,
     progress: ProgressCallback | None = None,
     stats: CaptureStats | None = None,
+    extras: bool = False,
 ) -> Iterator[PacketBatch]:
     """Batches of several capture files, in order; the first :class:`CaptureError` stops it.
 
     Every batch before the damage is yielded first. ``stats``, if given, receives every file's
-    statistics (merged in as each file ends, damaged ones included).
+    statistics (merged in as each file ends, damaged ones included). ``extras``: see
+    :class:`CaptureReader`.
     """
     for path in paths:
-        reader = CaptureReader(path, batch_size=batch_size, window_bytes=window_bytes, progress=progress)
+        reader = CaptureReader(
+            path, batch_size=batch_size, window_bytes=window_bytes, progress=progress, extras=extras
+        )
         try:
             yield from reader
         finally:

@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from netspectra.cli.common import ConfigOption, err_console, fail
+from netspectra.cli.common import ConfigOption, err_console, fail, require
 from netspectra.ops.options import OpsListenOption
 
 log = logging.getLogger(__name__)
@@ -42,6 +42,7 @@ def ai(
     for the query service (docs/api.md). Stops on Ctrl-C or SIGTERM, letting calls in flight finish for a
     few seconds.
     """
+    require("ai", "ai")
     from netspectra.ai.service import AiConfigError, serve
     from netspectra.config import ConfigError, load_config
     from netspectra.ops.endpoint import resolve_listen, start_ops
@@ -165,6 +166,7 @@ def ask_ai(
     ] = "",
 ) -> None:
     """Ask the AI service a question and stream its answer to the terminal."""
+    require("ask-ai", "ai")
     from netspectra.ai.client import AiClient, AiClientError
     from netspectra.auth import ClientSecurity
 

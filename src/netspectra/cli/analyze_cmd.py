@@ -36,6 +36,17 @@ def analyze(
         ),
     ] = None,
     csv: Annotated[bool, typer.Option("--csv", help="Write CSV instead of Parquet into --out.")] = False,
+    flows: Annotated[
+        bool,
+        typer.Option(
+            "--flows",
+            help="Also make flow records: bidirectional flows cut by idle (120 s) and active (1800 s) "
+            "timeouts, with TCP flags and Zeek's connection state, packet size and inter-arrival "
+            "statistics per direction, and the reason each ended. Runs the configuration's flows tasks "
+            "(aggregator.flows), or one task named flows with the defaults when it has none; with --out "
+            "they are written to <out>/flows.parquet (or .csv). See docs/flows.md.",
+        ),
+    ] = False,
     store: Annotated[
         bool,
         typer.Option(
@@ -74,13 +85,18 @@ def analyze(
     bytes and flows), the top flows, heavy hitters by packets and by bytes, and super-spreaders. With --out
     it writes every exact task's flows (columns of the original's flow_metrics table) and every sketch
     task's list (columns of its heavy_hitters table: TaskName, Flow, Value, Type with Type 0 packets,
-    1 bytes, 2 spread). A damaged file (pcap, pcapng, or gzip of either: cut short, corrupt, bad CRC) is
-    analysed up to the damage, every packet before it counted, reported with its byte offset, and the exit
-    status is 1 (also for a missing or unreadable file; the other files are still analysed); trailing
-    garbage after gzip data is ignored with a warning, as gzip does. Configuration and usage errors exit
-    with 2.
+    1 bytes, 2 spread); with --flows also flow records (flows by end reason and the top connections in
+    the summary, one row per record in <out>/flows.parquet). A damaged file (pcap, pcapng, or gzip of
+    either: cut short, corrupt, bad CRC) is analysed up to the damage, every packet before it counted,
+    reported with its byte offset, and the exit status is 1 (also for a missing or unreadable file;
+    the other files are still analysed); trailing garbage after gzip data is ignored with a warning, as
+    gzip does. Configuration and usage errors exit with 2.
     """
     # imported here, not at module level: `netspectra --help` must not load the engine (start-up time)
+    if not store:
+        from netspectra.lazy import keep_pandas_unloaded
+
+        keep_pandas_unloaded()  # pyarrow would import it (0.2-0.3 s) only to check argument types
     from rich.markup import escape
     from rich.progress import (
         BarColumn,
@@ -91,18 +107,20 @@ def analyze(
         TransferSpeedColumn,
     )
 
-    from netspectra.alerting.alerter import AlertingConfigError, attach_alerter
     from netspectra.config import ConfigError, load_config
     from netspectra.kinds import AGGREGATORS
     from netspectra.offline.report import TaskResult, render, summary_dict
     from netspectra.offline.run import run_offline
     from netspectra.offline.warmup import warm_up
-    from netspectra.storage.alerts import alert_sink_for
 
     try:
         cfg = load_config(config)
     except ConfigError as exc:
         raise fail(str(exc)) from None
+    if flows:
+        from netspectra.flows.kind import with_flows_task
+
+        cfg = with_flows_task(cfg)
     if not any(group.tasks for _, group in cfg.aggregator.running_groups()) and not any(
         name not in cfg.aggregator.groups for name in cfg.aggregator.types
     ):
@@ -138,9 +156,18 @@ def analyze(
             if "id" in current:
                 bar.update(current["id"], completed=done)
 
+        refused: tuple[type[Exception], ...] = (ConfigError,)
+        if store:  # the alerter (and its settings' errors) only with --store
+            from netspectra.alerting.alerter import AlertingConfigError
+
+            refused = (ConfigError, AlertingConfigError)
+
         def attach(manager: Any) -> None:
             # the original's pcap-analyzer ran the alerter too: with --store, rules checked on the final state
             if store:
+                from netspectra.alerting.alerter import attach_alerter
+                from netspectra.storage.alerts import alert_sink_for
+
                 attach_alerter(manager, cfg, sink=alert_sink_for(cfg))
 
         try:
@@ -155,7 +182,7 @@ def analyze(
                 progress=on_progress,
                 on_manager=attach,
             )
-        except (ConfigError, AlertingConfigError) as exc:
+        except refused as exc:
             raise fail(str(exc)) from None
 
     result, manager = run.result, run.manager

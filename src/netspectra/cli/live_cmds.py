@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
-from netspectra.cli.common import ConfigOption, console, err_console, fail
+from netspectra.cli.common import ConfigOption, console, err_console, fail, require
 from netspectra.ops.options import OpsListenOption
 from netspectra.transport.names import DEFAULT_QUEUE_GROUP, DEFAULT_STREAM
 
@@ -235,6 +235,7 @@ def probe(
     was captured, stops the persistence and reports packets, kernel drops, the probe's own drops and
     what was persisted. --no-publish captures without NATS (rate measurements, tests).
     """
+    require("probe", "live")
     from netspectra.services.base import ServiceError
     from netspectra.services.probe import ProbeOptions, ProbeService
     from netspectra.sketches.keys import validate_fields
@@ -326,6 +327,7 @@ def engine(
     ops_listen: OpsListenOption = None,
 ) -> None:
     """Consume packets from NATS into the configured tasks; stop gracefully on SIGINT/SIGTERM."""
+    require("engine", "live")
     from netspectra.services.base import ServiceError
     from netspectra.services.engine import EngineOptions, EngineService
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from netspectra.cli.common import ConfigOption, console, err_console, fail
+from netspectra.cli.common import ConfigOption, console, err_console, fail, require
 
 if TYPE_CHECKING:
     from netspectra.config.models import Config
@@ -89,6 +89,7 @@ def init(
     Reports the schema version before and after, the tables created and those already there. Refuses
     (exit 1) a database whose schema version is newer than this NetSpectra knows.
     """
+    require("storage init", "store")
     from netspectra.storage.base import StorageError
     from netspectra.storage.migrations import LATEST, migrate
     from netspectra.storage.migrations import dry_run as plan_dry_run
@@ -141,6 +142,7 @@ def init(
 def status(config: ConfigOption = None) -> None:
     """Show the schema version of every node and the tables with their engines and row counts (active
     parts; a Distributed table holds none itself)."""
+    require("storage status", "store")
     from netspectra.storage.base import StorageError
     from netspectra.storage.migrations import LATEST
     from netspectra.storage.migrations import status as read_status

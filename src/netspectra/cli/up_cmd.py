@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from netspectra.cli.common import ConfigOption, console, fail
+from netspectra.cli.common import ConfigOption, console, fail, require
 from netspectra.ops.options import OpsListenOption
 
 log = logging.getLogger(__name__)
@@ -88,6 +88,7 @@ def up(
     written, nats-server stopped) and prints a summary (--json: the counters as JSON). A nats-server
     child that dies is restarted (not ready meanwhile); after 5 failed restarts up stops with an error.
     """
+    require("up", "live", "store", "api")
     from netspectra.config import ConfigError, load_config
     from netspectra.ops.endpoint import resolve_listen, start_ops
     from netspectra.services.base import ServiceError

@@ -57,7 +57,28 @@ class ConfigError(Exception):
 
 
 class _Yaml12BoolLoader(yaml.SafeLoader):
-    """SafeLoader whose only booleans are true/false (YAML 1.2, like yaml.v3), not yes/no/on/off."""
+    """SafeLoader whose only booleans are true/false (YAML 1.2, like yaml.v3), not yes/no/on/off, and
+    which refuses a key written twice in one mapping (as yaml.v3 does; PyYAML would keep the last one
+    silently, e.g. the second of two identical ``enrichment.networks`` entries)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, yaml.Mark] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                first = seen.setdefault(key, key_node.start_mark)
+            except TypeError:
+                continue  # an unhashable key: the base class reports it
+            if first is not key_node.start_mark:
+                raise yaml.constructor.ConstructorError(
+                    f"while constructing a mapping (its key {key!r} first appears on line {first.line + 1})",
+                    node.start_mark,
+                    f"found the key {key!r} a second time; keep one",
+                    key_node.start_mark,
+                )
+        return super().construct_mapping(node, deep=deep)
 
 
 _Yaml12BoolLoader.yaml_implicit_resolvers = {

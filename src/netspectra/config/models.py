@@ -57,6 +57,8 @@ from netspectra.config.base import (
     one_of,
     parse_go_duration,
 )
+from netspectra.config.collect import CollectConfig
+from netspectra.config.enrichment import EnrichmentConfig
 from netspectra.fields import FIELD_NAMES
 from netspectra.kinds import AGGREGATORS, KindError, did_you_mean
 
@@ -70,7 +72,9 @@ __all__ = [
     "AlerterConfig",
     "ApiConfig",
     "ByteSize",
+    "CollectConfig",
     "Config",
+    "EnrichmentConfig",
     "ExactWriterConfig",
     "FieldList",
     "GoDuration",
@@ -476,6 +480,10 @@ class Config(Section):
     aggregator: AggregatorConfig = AggregatorConfig()
     ops: OpsConfig = OpsConfig()
     nats: NatsConfig = NatsConfig()
+    #: An addition: GeoIP/ASN databases, networks and classifiers (docs/enrichment.md).
+    enrichment: EnrichmentConfig = EnrichmentConfig()
+    #: An addition: the flow-export collector (NetFlow v5/v9, IPFIX, sFlow v5); see config/collect.py.
+    collect: CollectConfig = CollectConfig()
 
     _warnings: tuple[str, ...] = PrivateAttr(default=())
     _source: str | None = PrivateAttr(default=None)
@@ -584,6 +592,7 @@ def _cross_check(cfg: Config) -> tuple[list[str], list[str]]:
 
     errors.extend(_memory_errors(cfg))
     errors.extend(_rule_errors(cfg, owners, warnings))
+    warnings.extend(cfg.enrichment.warnings())
 
     # An empty smtp.host is not reported here: with ${SMTP_HOST} unset it is the normal state of the shipped
     # file, and commands that never alert (analyze) should not warn about it; the alerter reports it.

@@ -23,6 +23,7 @@ _WHERE = {
     "EngineTask": _GROUPS,
     "GroupWriter": _GROUPS,
     "LockedTask": _GROUPS,
+    "RecordsTask": _GROUPS,
     "TaskGroup": _GROUPS,
     "Clock": _MANAGER,
     "Manager": _MANAGER,

@@ -16,6 +16,28 @@ Two adapters cover the two concurrency contracts a task can have:
   threads can encode batches for it in parallel).
 
 Plugins wrap their tasks in whichever adapter matches their task's contract.
+
+Records tasks (incremental snapshots and the clock)
+---------------------------------------------------
+
+Most tasks hold *state* (counters since the period began): every snapshot is the whole state, and a
+later one supersedes an earlier one. A task whose output is *records that end* — flow records — is
+different, and says so with ``incremental = True`` (:class:`RecordsTask` is the adapter):
+
+* its snapshots are **increments**: ``snapshot(reset=True)`` hands out the records that ended since the
+  previous such call and forgets them; ``snapshot(reset=False)`` shows the waiting ones without taking
+  them (alerting, queries). The manager takes every snapshot of such a task with ``reset=True`` and
+  gives each to **every** writer of the group — the periodic snapshot of any writer, the period's end
+  and the final one alike — so every writer gets every record exactly once, whatever the writers'
+  intervals (an interval then says how soon records leave, not which ones). Snapshot objects of such
+  tasks have ``incremental = True`` too, so that a writer's buffer never drops one as "superseded";
+* its state also changes with time alone: before each of those snapshots the manager calls
+  :meth:`EngineTask.tick` with how long the engine has gone without applying a batch (a live
+  connection that goes quiet ends by the clock, without any further packet);
+* when the engine stops, :meth:`EngineTask.finish` turns what is still open into records
+  (``end_of_input`` when the input ended, ``shutdown`` otherwise) before the final snapshot.
+
+``tick`` and ``finish`` are no-ops for other tasks.
 """
 
 from __future__ import annotations
@@ -51,12 +73,25 @@ class EngineTask(ABC):
     bug 4 lost the packets that arrived between its snapshot and its independent reset).
     """
 
+    #: Snapshots are increments of ended records, not state (see the module docstring).
+    incremental: bool = False
+
     def __init__(self, task: Any) -> None:
         self.task = task
         self.name: str = str(task.name)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.task!r})"
+
+    def tick(self, quiet_ns: int) -> None:
+        """The engine has applied no batch for ``quiet_ns`` nanoseconds of its clock; end what time alone
+        ends (called before each snapshot of an ``incremental`` task; nothing by default)."""
+        return
+
+    def finish(self, reason: str) -> None:
+        """The input ended (``end_of_input``) or the engine stops (``shutdown``): turn open state into
+        output before the final snapshot (nothing by default)."""
+        return
 
     @abstractmethod
     def update(self, batch: PacketBatch, *, block: bool = True) -> float | None:
@@ -99,6 +134,41 @@ class LockedTask(EngineTask):
             if reset:
                 self.task.reset()
         return snap
+
+
+class RecordsTask(EngineTask):
+    """Adapter for a task that turns packets into records that end (flow records): ``update(batch)``,
+    ``tick(quiet_ns)``, ``finish(reason)``, ``drain()`` (the ended records, taken) and ``peek()`` (the
+    same, left in place); not thread-safe — one lock serialises every call, like :class:`LockedTask`.
+    Its snapshots are increments (see the module docstring)."""
+
+    incremental = True
+
+    def __init__(self, task: Any) -> None:
+        super().__init__(task)
+        self._lock = threading.Lock()
+
+    def update(self, batch: PacketBatch, *, block: bool = True) -> float | None:
+        if not self._lock.acquire(blocking=block):
+            return None
+        try:
+            t0 = time.perf_counter()
+            self.task.update(batch)
+            return time.perf_counter() - t0
+        finally:
+            self._lock.release()
+
+    def snapshot(self, reset: bool = False) -> Any:
+        with self._lock:
+            return self.task.drain() if reset else self.task.peek()
+
+    def tick(self, quiet_ns: int) -> None:
+        with self._lock:
+            self.task.tick(quiet_ns)
+
+    def finish(self, reason: str) -> None:
+        with self._lock:
+            self.task.finish(reason)
 
 
 class ConcurrentTask(EngineTask):

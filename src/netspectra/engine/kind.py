@@ -7,6 +7,8 @@ An :class:`AggregatorKind` is the one place that knows an aggregator type. It de
 * ``metrics`` — the alert metrics its tasks offer (:class:`Metric`: scalar, or per flow), and which
   of them a given task can compute (:meth:`AggregatorKind.metric_problem`);
 * ``memory_bytes`` — what a task will allocate up front (checked against ``aggregator.max_memory``);
+* ``needs_columns`` — the optional :class:`~netspectra.batch.PacketBatch` columns its tasks use (readers
+  and probes of a configuration that runs the kind decode them: :func:`columns_needed`);
 
 and builds, on demand, its :class:`~netspectra.engine.groups.TaskGroup` (tasks wrapped for the engine,
 the group's writers, how a snapshot reaches a writer), the values its metrics take on a snapshot, and
@@ -69,6 +71,8 @@ class AggregatorKind:
     metrics: ClassVar[Mapping[str, Metric]] = {}
     #: One line for ``--help`` and listings.
     description: str = ""
+    #: Optional PacketBatch columns its tasks use (``PacketBatch.OPTIONAL`` names); () for none.
+    needs_columns: ClassVar[tuple[str, ...]] = ()
 
     def __repr__(self) -> str:
         return f"<aggregator kind {self.name!r}>"
@@ -107,9 +111,10 @@ class AggregatorKind:
         """Hand one snapshot of one of this kind's tasks to one of its writers."""
         raise TypeError(f"aggregator kind {self.name!r} has no writers")
 
-    def build_group(self, cfg: Config) -> TaskGroup:
-        """The group for ``cfg``: one engine task per ``aggregator.<name>.tasks`` entry and the group's
-        enabled writers. :class:`~netspectra.config.ConfigError` lists every task and writer that cannot
+    def build_group(self, cfg: Config, *, writers: bool = True) -> TaskGroup:
+        """The group for ``cfg``: one engine task per ``aggregator.<name>.tasks`` entry and (``writers``)
+        the group's enabled writers — not even created without (a writer's construction may load a
+        storage engine). :class:`~netspectra.config.ConfigError` lists every task and writer that cannot
         be built, each by its key."""
         from netspectra.config import ConfigError
         from netspectra.engine.groups import TaskGroup, build_writers
@@ -122,10 +127,10 @@ class AggregatorKind:
                 tasks.append(self.build_task(t))
             except ValueError as exc:
                 errors.append(f"aggregator.{self.name}.tasks[{i}] ({t.name}): {exc}")
-        writers = build_writers(section.writers, self.name, errors)
+        built = build_writers(section.writers, self.name, errors) if writers else ()
         if errors:
             raise ConfigError(errors, path=cfg.source)
-        return TaskGroup(self.name, tuple(tasks), writers, self.deliver)
+        return TaskGroup(self.name, tuple(tasks), built, self.deliver)
 
     def warm_up(self, tasks: Sequence[Any] | None) -> None:
         """Compile (or load from numba's cache) the kernels ``tasks`` will run (None: every variant of
@@ -164,8 +169,31 @@ class FactoryKind(AggregatorKind):
         self.name = name
         self.factory = factory
 
-    def build_group(self, cfg: Config) -> TaskGroup:
-        return self.factory(cfg)
+    def build_group(self, cfg: Config, *, writers: bool = True) -> TaskGroup:
+        group = self.factory(cfg)
+        return group if writers or not isinstance(group, _task_group()) else group.without_writers()
+
+
+def _task_group() -> type:
+    from netspectra.engine.groups import TaskGroup
+
+    return TaskGroup
+
+
+def columns_needed(cfg: Config, types: Sequence[str] | None = None) -> tuple[str, ...]:
+    """The optional PacketBatch columns the aggregator kinds of ``types`` (default: ``aggregator.types``)
+    use: what a reader or probe feeding this configuration should decode. Unknown types are skipped
+    (building the groups reports them)."""
+    from netspectra.kinds import AGGREGATORS, KindError
+
+    wanted: dict[str, None] = {}
+    for name in cfg.aggregator.types if types is None else types:
+        try:
+            kind = AGGREGATORS.get(name)
+        except KindError:
+            continue
+        wanted.update(dict.fromkeys(getattr(kind, "needs_columns", ())))
+    return tuple(wanted)
 
 
 def as_aggregator_kind(name: str, obj: Any) -> AggregatorKind:

@@ -35,6 +35,12 @@ What it guarantees (and the original did not):
 * **Graceful stop**: stop accepting, drain the queue, join the workers, stop the snapshot and period
   threads, take one final snapshot of every task and hand it to every writer, close the writers
   (each drains its buffer within ``writer_close_timeout_s``, in parallel), run ``on_stop``.
+* **Records tasks** (``EngineTask.incremental``, flow records; see :mod:`netspectra.engine.groups`):
+  each of their snapshots is an increment, taken with ``reset=True`` and handed to every writer of the
+  group, so every record reaches every writer once; before each, the task is told how long the engine
+  has been without batches (:meth:`~netspectra.engine.groups.EngineTask.tick`: quiet flows end by the
+  clock), and at stop it ends what is open (``stop(end_of_input=True)``: reason ``end_of_input``, else
+  ``shutdown``).
 
 Time comes from an injectable :class:`Clock`: :class:`SystemClock` in production, :class:`ManualClock`
 in tests and simulations, where :meth:`ManualClock.advance` plus :meth:`Manager.settle` drive
@@ -404,6 +410,10 @@ class Manager:
             t.name: (g, t) for g in self.groups for t in g.tasks
         }
         self._all_tasks: list[EngineTask] = [t for g in self.groups for t in g.tasks]
+        # records tasks need the clock of the latest applied batch (see tick)
+        self._clock_batches = any(t.incremental for t in self._all_tasks)
+        self._last_apply_ns = 0
+        self._end_reason = "shutdown"
         self._queue = _LaneQueue(queue_packets, len(self._all_tasks))
         self.metrics.queue_batches = self._queue.batches
         self.metrics.queue_packets = self._queue.packets
@@ -463,9 +473,7 @@ class Manager:
         ``size_of_packet_channel`` as the queue bound in packets. ``writers=False`` drops every writer
         (nothing is stored). Other keyword ``options`` go to :class:`Manager`."""
         agg = cfg.aggregator
-        groups = build_groups(cfg, types)
-        if not writers:
-            groups = [g.without_writers() for g in groups]
+        groups = build_groups(cfg, types, writers=writers)
         return cls(
             groups,
             period=agg.period,
@@ -544,6 +552,7 @@ class Manager:
             rw.open()
         self._period_start_ns = self.clock.time_ns() if period_start_ns is None else int(period_start_ns)
         t0 = self.clock.monotonic_ns()
+        self._last_apply_ns = t0
         for i in range(0 if self.inline else min(self.num_workers, max(1, len(self._all_tasks)))):
             th = threading.Thread(target=self._worker, args=(i,), name=f"ns-worker-{i}", daemon=True)
             self._workers.append(th)
@@ -603,6 +612,8 @@ class Manager:
         self.metrics.bytes_in.inc(int(batch.length.sum(dtype="uint64")))
         with self._barrier.shared():
             self._apply(batch, self._all_tasks)
+        if self._clock_batches:
+            self._last_apply_ns = self.clock.monotonic_ns()
         return True
 
     def flush(self, timeout: float | None = None) -> bool:
@@ -655,8 +666,11 @@ class Manager:
             if not writers:
                 continue
             with self._barrier.shared():
+                for t in group.tasks:
+                    if t.incremental:  # records tasks: what ended so far, taken (reset) like a periodic one
+                        self._tick(t)
                 meta = SnapshotMeta(self.clock.time_ns(), self._period_start_ns, False)
-                snaps = [self._snap(t) for t in group.tasks]
+                snaps = [self._snap(t, reset=t.incremental) for t in group.tasks]
             for snap in snaps:
                 if snap is None:
                     continue
@@ -664,18 +678,21 @@ class Manager:
                     self._deliver(group, rw, snap, meta)
                 self._notify(group, snap, meta)
 
-    def stop(self) -> None:
+    def stop(self, *, end_of_input: bool = False) -> None:
         """Stop gracefully (see the module docstring); idempotent and thread-safe.
 
         Returns when the final snapshots have been handed to every writer, the writers are closed
         (each gets ``writer_close_timeout_s`` to drain its buffer; what is left is dropped and
-        counted) and the ``on_stop`` callbacks have run.
+        counted) and the ``on_stop`` callbacks have run. ``end_of_input``: the input has ended (the
+        offline run), so records tasks end their open flows with ``end_of_input`` rather than
+        ``shutdown``.
         """
         with self._state_lock:
             if self._stopping:
                 first = False
             else:
                 self._stopping = first = True
+                self._end_reason = "end_of_input" if end_of_input else "shutdown"
         if not first:
             self._stopped.wait()
             return
@@ -696,9 +713,13 @@ class Manager:
                 th.join()
         if self._started:
             with self._barrier.exclusive():
+                for t in self._all_tasks:
+                    if t.incremental:
+                        self._tick(t)
+                        self._finish(t, self._end_reason)
                 now = self.clock.time_ns()
                 meta = SnapshotMeta(now, self._period_start_ns, True)
-                finals = [(g, t, self._snap(t)) for g in self.groups for t in g.tasks]
+                finals = [(g, t, self._snap(t, reset=t.incremental)) for g in self.groups for t in g.tasks]
             self._hand_out(finals, meta)
         deadline_s = self.writer_close_timeout_s
         for _, _, rw in self._writers:
@@ -769,6 +790,8 @@ class Manager:
             try:
                 with self._barrier.shared():
                     self._update(tasks[lane], entry.batch, block=True)
+                if self._clock_batches:
+                    self._last_apply_ns = self.clock.monotonic_ns()
             finally:
                 self._queue.done(lane, entry)
 
@@ -798,12 +821,21 @@ class Manager:
         deadline = t0 + step
         while not self._sleep_until(key, deadline):
             with self._barrier.shared():
+                for t in group.tasks:
+                    if t.incremental:
+                        self._tick(t)
                 meta = SnapshotMeta(self.clock.time_ns(), self._period_start_ns, False)
-                snaps = [self._snap(t) for t in group.tasks]
-            for snap in snaps:
-                if snap is not None:
+                snaps = [(t, self._snap(t, reset=t.incremental)) for t in group.tasks]
+            for t, snap in snaps:
+                if snap is None:
+                    continue
+                if t.incremental:  # an increment: every writer of the group gets it, now
+                    for g, _, rw in self._writers:
+                        if g is group:
+                            self._deliver(group, rw, snap, meta)
+                else:
                     self._deliver(group, writer, snap, meta)
-                    self._notify(group, snap, meta)
+                self._notify(group, snap, meta)
             deadline = self._next_deadline(deadline, step)
 
     def _period_loop(self, key: str, t0: int, period_s: float) -> None:
@@ -843,6 +875,9 @@ class Manager:
             with self._barrier.exclusive():
                 if internal and self._external_periods:
                     return None
+                for t in self._all_tasks:
+                    if t.incremental:
+                        self._tick(t)
                 now = self.clock.time_ns()
                 meta = SnapshotMeta(now, self._period_start_ns, True)
                 finals = [(g, t, self._snap(t, reset=True)) for g in self.groups for t in g.tasks]
@@ -853,6 +888,21 @@ class Manager:
         self.metrics.periods.inc()
         self._hand_out(finals, meta)
         return start
+
+    def _tick(self, task: EngineTask) -> None:
+        quiet = max(0, self.clock.monotonic_ns() - self._last_apply_ns)
+        try:
+            task.tick(quiet)
+        except Exception:
+            self.metrics.task_errors.inc(task.name)
+            log.exception("task %s: tick failed", task.name)
+
+    def _finish(self, task: EngineTask, reason: str) -> None:
+        try:
+            task.finish(reason)
+        except Exception:
+            self.metrics.task_errors.inc(task.name)
+            log.exception("task %s: finish failed", task.name)
 
     def _snap(self, task: EngineTask, reset: bool = False) -> Any:
         try:

@@ -43,14 +43,15 @@ def aggregator_factory(name: str, *, key: str = "aggregator.types") -> Aggregato
         raise ConfigError([f"{key}: {exc}"]) from None
 
 
-def build_groups(cfg: Config, types: Sequence[str] | None = None) -> list[TaskGroup]:
+def build_groups(cfg: Config, types: Sequence[str] | None = None, *, writers: bool = True) -> list[TaskGroup]:
     """One :class:`TaskGroup` per aggregator type, in the order of ``types`` (default
     ``cfg.aggregator.types``).
 
     Every error of every type is collected and raised as one :class:`ConfigError`, each line naming
     its key: unknown types (``aggregator.types[i]``), bad tasks (``aggregator.<type>.tasks[i]``),
     writers without implementation (``aggregator.<type>.writers[i].type``), a factory that does not
-    return a :class:`TaskGroup` of its type, and task names used by two groups.
+    return a :class:`TaskGroup` of its type, and task names used by two groups. ``writers=False``:
+    the groups have no writers (none is created).
     """
     names = list(cfg.aggregator.types if types is None else types)
     errors: list[str] = []
@@ -63,7 +64,7 @@ def build_groups(cfg: Config, types: Sequence[str] | None = None) -> list[TaskGr
             errors.append(f"{key}: {exc}")
             continue
         try:
-            group = kind.build_group(cfg)
+            group = kind.build_group(cfg, writers=writers)
         except ConfigError as exc:
             errors.extend(exc.errors)
             continue

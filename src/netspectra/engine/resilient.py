@@ -13,7 +13,8 @@
   :attr:`~netspectra.engine.metrics.WriterMetrics.dropped` and logged (rate-limited), never silently.
   The victim is chosen to lose as little as possible. Snapshots are cumulative within a period, so
   an intermediate (non-final) snapshot for which a later one of the same task and period is
-  buffered carries nothing the later one lacks: that one goes first (reason ``superseded``). Else
+  buffered carries nothing the later one lacks: that one goes first (reason ``superseded``) — never
+  an ``incremental`` one (flow records), whose records no later snapshot repeats. Else
   the oldest intermediate snapshot goes (``overflow``). Final snapshots (the complete state of a
   period) go only when nothing else is left to drop.
 * :meth:`close` keeps writing and retrying until the buffer is empty or its deadline passes; what is
@@ -57,9 +58,12 @@ class _Item:
         return getattr(self.snap, "task_name", None)
 
     def supersedes(self, older: _Item) -> bool:
-        """Whether this (later) snapshot holds everything ``older`` holds (cumulative, same period)."""
+        """Whether this (later) snapshot holds everything ``older`` holds (cumulative, same period).
+
+        Never for increments (flow records: ``incremental`` snapshots hold records no other holds)."""
         return (
-            self.method == older.method
+            not getattr(older.snap, "incremental", False)
+            and self.method == older.method
             and self.task is not None
             and self.task == older.task
             and self.meta.period_start_ns == older.meta.period_start_ns

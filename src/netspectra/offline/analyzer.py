@@ -70,13 +70,15 @@ def analyze_files(
     batch_size: int = 262_144,
     on_file_start: Callable[[Path, int], None] | None = None,
     progress: ProgressCallback | None = None,
+    extras: bool = False,
 ) -> AnalysisResult:
     """Read every capture in ``paths`` in order and feed every batch to every task.
 
     A :class:`CaptureError` (missing file, unknown format, damage) is recorded in the result
     for that file after all of its packets before the damage went to the tasks; the other files
     are still read. ``on_file_start(path, size_bytes)`` and ``progress(bytes_done)`` drive a
-    progress display.
+    progress display. ``extras``: decode the optional columns too (see
+    :class:`~netspectra.capture.reader.CaptureReader`).
     """
     result = AnalysisResult()
     t0 = time.perf_counter()
@@ -85,7 +87,7 @@ def analyze_files(
         reader: CaptureReader | None = None
         fr = FileResult(path=path, stats=CaptureStats())
         try:
-            reader = CaptureReader(path, batch_size=batch_size, progress=progress)
+            reader = CaptureReader(path, batch_size=batch_size, progress=progress, extras=extras)
             fr.format, fr.compressed = reader.format, reader.compressed
             if on_file_start is not None:
                 on_file_start(path, reader.total_bytes)

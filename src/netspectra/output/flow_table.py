@@ -63,13 +63,18 @@ def write_csv(table: pa.Table, path: str | os.PathLike[str]) -> Path:
     """Write ``table`` to ``path`` as CSV with a header row, atomically; return the path.
 
     Timestamps are ISO 8601 UTC with nanoseconds and a ``Z`` (``2024-05-01T12:00:00.123456789Z``);
-    nulls are empty fields; strings are quoted only where needed.
+    durations are integer nanoseconds; lists are JSON arrays (``[60,54,300]``); nulls are empty
+    fields; strings are quoted only where needed.
     """
     columns = []
     for field, col in zip(table.schema, table.columns, strict=True):
         if pa.types.is_timestamp(field.type):
             col = _iso_utc(col)
-            field = pa.field(field.name, pa.string(), nullable=field.nullable)
+        elif pa.types.is_duration(field.type):
+            col = col.cast(pa.int64())
+        elif pa.types.is_list(field.type):
+            text = [None if v is None else "[" + ",".join(map(str, v)) + "]" for v in col.to_pylist()]
+            col = pa.array(text, pa.string())
         columns.append(col)
     text_table = pa.Table.from_arrays(columns, names=table.column_names)
     options = pacsv.WriteOptions(include_header=True, quoting_style="needed")

@@ -182,7 +182,8 @@ class Publisher:
         if opts.jetstream:
             js = nc.jetstream(publish_async_max_pending=opts.max_inflight)
             await ensure_stream(js, opts.stream, opts.subject)
-        max_packets = max_packets_for_payload(nc.max_payload, opts.max_packets)
+        # sized for batches with every optional column, so a probe that decodes them never overflows
+        max_packets = max_packets_for_payload(nc.max_payload, opts.max_packets, PacketBatch.OPTIONAL)
         feeder = threading.Thread(target=self._feed, args=(source,), name="ns-probe-source", daemon=True)
         loop = asyncio.get_running_loop()
         t0 = time.perf_counter()

@@ -38,16 +38,18 @@ def replay_files(
     tick_s: float = 0.01,
     max_gap_s: float | None = None,
     readers: list[CaptureReader] | None = None,
+    extras: bool = False,
 ) -> Iterator[PacketBatch]:
     """The batches of ``paths`` in order, paced by ``speed`` (see the module docstring).
 
     ``readers``, when given, receives each :class:`CaptureReader` as it is opened (for its ``stats``).
+    ``extras``: the batches carry the decoder's optional columns (see :class:`CaptureReader`).
     Capture damage raises :class:`~netspectra.capture.errors.CaptureError` after the packets before it.
     """
 
     def batches() -> Iterator[PacketBatch]:
         for p in paths:
-            reader = CaptureReader(p, batch_size=batch_size)
+            reader = CaptureReader(p, batch_size=batch_size, extras=extras)
             if readers is not None:
                 readers.append(reader)
             yield from reader
@@ -99,6 +101,7 @@ class ReplaySource:
         batch_size: int = DEFAULT_REPLAY_BATCH,
         tick_s: float = 0.01,
         max_gap_s: float | None = None,
+        extras: bool = False,
     ) -> None:
         if speed is not None and speed < 0:
             raise ValueError(f"speed must not be negative, got {speed}")
@@ -107,6 +110,7 @@ class ReplaySource:
         self.batch_size = batch_size
         self.tick_s = tick_s
         self.max_gap_s = max_gap_s
+        self.extras = extras  # the decoder's optional columns (see CaptureReader), for flows tasks
         self._readers: list[CaptureReader] = []
         self._done = CaptureStats()  # the readers already finished, merged
         self._stop = threading.Event()
@@ -130,7 +134,7 @@ class ReplaySource:
         for p in self.paths:
             if self._readers:
                 self._done.merge(self._readers[-1].stats)
-            reader = CaptureReader(p, batch_size=self.batch_size)
+            reader = CaptureReader(p, batch_size=self.batch_size, extras=self.extras)
             self._readers.append(reader)
             for batch in reader:
                 if self._stop.is_set():
@@ -195,10 +199,6 @@ def pace(
             wait = due - clock()
             if wait > 0:
                 sleep(wait)
-            yield (
-                batch
-                if (lo == 0 and hi == n)
-                else PacketBatch(*(getattr(batch, c)[lo:hi] for c in PacketBatch.COLUMNS))
-            )
+            yield (batch if (lo == 0 and hi == n) else batch.slice(lo, hi))
             last = int(ts[hi - 1])
             lo = hi

@@ -70,6 +70,8 @@ class ProbeOptions:
     dump_prefix: Path | None = None
     #: ``up --no-jetstream``: the in-process engine's received-packets counter (flow control).
     consumed: Callable[[], int] | None = field(default=None, compare=False)
+    #: Decode the batches' optional columns (TCP flags, VLAN, ...): a flows task needs them.
+    extras: bool = False
 
     @property
     def interface(self) -> str:
@@ -109,10 +111,12 @@ class ProbeOptions:
         (``up``'s data directory). Other keyword arguments are fields of :class:`ProbeOptions`.
         ``ServiceError`` (code 2) when neither files nor an interface are given, or both."""
         from netspectra.capture.afpacket import LiveOptions
+        from netspectra.engine.kind import columns_needed
         from netspectra.probe.publisher import PublisherOptions
         from netspectra.transport.nats_bus import DEFAULT_STREAM
 
         pc = cfg.probe
+        extras = bool(columns_needed(cfg))  # the TCP flags, VLANs, ... a flows task needs
         files = tuple(files)
         if files and iface:
             raise ServiceError("give capture files to replay or --iface to capture, not both", 2)
@@ -141,6 +145,7 @@ class ProbeOptions:
                 bpf_filter=(bpf if bpf is not None else pc.bpf_filter) or None,
                 keep_raw=pers.enabled and pers.encoding == "pcap",
                 batch_size=rest.get("batch_size", 65_536),
+                extras=extras,
             )
         publisher = None
         if publish:
@@ -162,6 +167,7 @@ class ProbeOptions:
             sockets=sockets,
             publisher=publisher,
             persistence=pers if pers.enabled else None,
+            extras=extras,
             **rest,
         )
 
@@ -289,7 +295,7 @@ class ProbeService(Service):
         if o.live is None:
             from netspectra.probe.replay import ReplaySource
 
-            return ReplaySource(o.files, speed=o.speed or None, batch_size=o.batch_size)
+            return ReplaySource(o.files, speed=o.speed or None, batch_size=o.batch_size, extras=o.extras)
         from netspectra.capture.afpacket import FanoutCapture, LiveCaptureError
 
         try:

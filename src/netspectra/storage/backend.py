@@ -96,8 +96,23 @@ class Backend(Protocol):
 
 def select_backend(cfg: ClickHouseConfig) -> Backend:
     """The backend a ``clickhouse`` section asks for: the one place that chooses between the engines.
-    Nothing is connected yet (:meth:`Backend.open` does that)."""
-    if cfg.host.strip():
+    Nothing is connected yet (:meth:`Backend.open` does that). A :class:`StorageError` names the extra
+    to install when the engine's library is missing (both come with ``netspectra[store]``)."""
+    from importlib.util import find_spec
+
+    server = bool(cfg.host.strip())
+    library = "clickhouse_driver" if server else "chdb"
+    if find_spec(library) is None:
+        what = (
+            f"a ClickHouse server ({cfg.host})"
+            if server
+            else "the embedded ClickHouse (clickhouse.host is empty)"
+        )
+        raise StorageError(
+            f"{what} needs the Python package {library!r}, which is not installed: "
+            "pip install 'netspectra[store]'"
+        )
+    if server:
         from netspectra.storage.backend_server import ServerBackend
 
         return ServerBackend(cfg)

@@ -134,6 +134,10 @@ def _numpy_column(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
     """A column as the driver's numpy insert wants it: numbers as numpy, strings/nulls as objects."""
     if pa.types.is_string(col.type):
         return np.asarray(col.to_numpy(zero_copy_only=False), dtype=object)  # str objects, None for NULL
+    if pa.types.is_list(col.type):
+        out = np.empty(len(col), dtype=object)  # one Python list per row (an Array column)
+        out[:] = col.to_pylist()
+        return out
     if col.null_count == len(col):
         return np.full(len(col), None, dtype=object)  # a key field the task does not use
     if col.null_count:

@@ -1,10 +1,12 @@
 """The writer interface of the engine: what a sink of snapshots implements, and how kinds are found.
 
-A :class:`Writer` serves one task group (``"exact"`` or ``"sketch"``) and receives, at every snapshot of
-that group, one call per task: :meth:`Writer.write_flows` with a
-:class:`~netspectra.tasks.exact.FlowSnapshot` (exact group) or :meth:`Writer.write_hitters` with a
-:class:`~netspectra.sketches.base.SketchSnapshot` (sketch group), each with the :class:`SnapshotMeta`
-saying when the snapshot was taken and which aggregation period it belongs to.
+A :class:`Writer` serves one task group (``"exact"``, ``"sketch"`` or ``"flows"``) and receives, at every
+snapshot of that group, one call per task: :meth:`Writer.write_flows` with a
+:class:`~netspectra.tasks.exact.FlowSnapshot` (exact group), :meth:`Writer.write_hitters` with a
+:class:`~netspectra.sketches.base.SketchSnapshot` (sketch group) or :meth:`Writer.write_flow_records`
+with :class:`~netspectra.flows.records.FlowRecords` (flows group: the records that ended since the
+previous snapshot — increments, not state), each with the :class:`SnapshotMeta` saying when the
+snapshot was taken and which aggregation period it belongs to.
 
 Contract between the engine and every writer:
 
@@ -33,6 +35,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 if TYPE_CHECKING:
     from netspectra.config.aggregator import WriterConfig
+    from netspectra.flows.records import FlowRecords
     from netspectra.sketches.base import SketchSnapshot
     from netspectra.tasks.exact import FlowSnapshot
 
@@ -41,7 +44,7 @@ log = logging.getLogger(__name__)
 #: The group of a writer is the aggregator kind it stores (``exact``, ``sketch``, a plugin's, ...).
 Group = str
 #: The built-in groups (a writer kind that declares no groups serves these).
-GROUPS: tuple[str, ...] = ("exact", "sketch")
+GROUPS: tuple[str, ...] = ("exact", "sketch", "flows")
 
 #: Entry-point group through which other packages provide writer kinds (a WriterKind or Writer subclass).
 ENTRY_POINT_GROUP = "netspectra.writers"
@@ -128,6 +131,12 @@ class Writer(ABC):
         self._require_group("sketch", "write_hitters")
         self._write_hitters(snap, meta)
 
+    def write_flow_records(self, snap: FlowRecords, meta: SnapshotMeta) -> None:
+        """Store the flow records one flows task ended since its previous snapshot; :class:`WriterError`
+        on failure (then the same snapshot comes again: store it once)."""
+        self._require_group("flows", "write_flow_records")
+        self._write_flow_records(snap, meta)
+
     @abstractmethod
     def close(self) -> None:
         """Release connections and files; safe to call twice and after a failed :meth:`open`."""
@@ -137,6 +146,11 @@ class Writer(ABC):
 
     @abstractmethod
     def _write_hitters(self, snap: SketchSnapshot, meta: SnapshotMeta) -> None: ...
+
+    def _write_flow_records(self, snap: FlowRecords, meta: SnapshotMeta) -> None:
+        # Not abstract: writer kinds that do not declare the flows group never get here (the
+        # configuration refuses them there), and existing writers need not change.
+        raise TypeError(f"{type(self).__name__} does not store flow records")
 
     def _require_group(self, group: Group, method: str) -> None:
         # A writer configured under aggregator.exact must never receive sketch data and vice versa.

@@ -1,7 +1,8 @@
 """The ``clickhouse`` writer kind: snapshots into the ClickHouse tables of the configuration.
 
 Follow a snapshot: the engine calls :class:`ClickHouseWriter` (``write_flows`` / ``write_hitters``), which
-turns it into Arrow rows of the declared tables (:func:`flow_rows`, :func:`hitter_rows`; the tables are
+turns it into Arrow rows of the declared tables (:func:`flow_rows`, :func:`hitter_rows`,
+:func:`flow_record_rows`; the tables are
 :mod:`netspectra.storage.schema`) and inserts them through its
 :class:`~netspectra.storage.store.ClickHouseStore` — which runs them on the backend the configuration
 chose (:mod:`netspectra.storage.backend`: embedded chdb when ``clickhouse.host`` is empty, else a server
@@ -10,6 +11,7 @@ over the native protocol, TLS included). The writer never asks which.
 :class:`ClickHouseWriter` makes one INSERT per task per snapshot (none for an empty one). For exact tasks
 it writes only the flows that changed since its previous successful write of the same task and period
 (rows hold cumulative counters, so an unchanged flow's newest row is still right); see docs/storage.md.
+Flows tasks hand out increments (the records ended since the previous snapshot): each is written once.
 At ``open()`` it creates and migrates the tables (:meth:`ClickHouseStore.ensure_schema`); retention
 (:mod:`netspectra.storage.retention`) runs at ``open()`` and at most hourly after a write.
 
@@ -29,11 +31,19 @@ import pyarrow as pa
 from netspectra.storage.backend_chdb import DEFAULT_CHDB_DIR
 from netspectra.storage.base import SnapshotMeta, StorageError, Writer, WriterError
 from netspectra.storage.retention import retentions
-from netspectra.storage.schema import FLOW_COLUMNS, FLOW_TABLE, HITTER_COLUMNS, HITTER_TABLE
+from netspectra.storage.schema import (
+    FLOW_COLUMNS,
+    FLOW_RECORD_COLUMNS,
+    FLOW_RECORDS_TABLE,
+    FLOW_TABLE,
+    HITTER_COLUMNS,
+    HITTER_TABLE,
+)
 from netspectra.storage.store import ClickHouseStore, connect_store, parse_version
 
 if TYPE_CHECKING:
     from netspectra.config.aggregator import WriterConfig
+    from netspectra.flows.records import FlowRecords
     from netspectra.sketches.base import SketchSnapshot
     from netspectra.storage.clickhouse_config import ClickHouseConfig
     from netspectra.tasks.exact import FlowSnapshot
@@ -109,6 +119,62 @@ def hitter_rows(snap: SketchSnapshot, meta: SnapshotMeta, bucket_s: int) -> pa.T
     }
     assert tuple(cols) == tuple(n for n, _ in HITTER_COLUMNS)
     return pa.table(cols)
+
+
+#: Columns of :meth:`FlowRecords.to_arrow` stored as integer nanoseconds under another name.
+_NS_COLUMNS = {
+    "FirstSeen": "FirstSeenNs",
+    "LastSeen": "LastSeenNs",
+    "Duration": "DurationNs",
+    **{
+        f"{d}IAT{s}": f"{d}IAT{s}Ns"
+        for d in ("SrcToDst", "DstToSrc")
+        for s in ("Min", "Max", "Mean", "Stddev")
+    },
+}
+
+
+def flow_record_hashes(snap: FlowRecords) -> np.ndarray:
+    """The ``FlowHash`` of every record of ``snap`` (uint64, a function of the record's key: addresses,
+    ports, protocol and VLAN as the record orients them)."""
+    from netspectra.flows import kernels as kern
+
+    o = snap.oriented()
+    words = np.empty((len(snap), 5), np.uint64)
+    words[:, 0:2] = o["src"]
+    words[:, 2:4] = o["dst"]
+    misc = snap.rows[:, kern.MISC]
+    words[:, 4] = (
+        (o["sport"].astype(np.uint64) << np.uint64(24))
+        | (o["dport"].astype(np.uint64) << np.uint64(8))
+        | (misc & np.uint64(0xFF))
+        | (((misc >> np.uint64(40)) & np.uint64(0xFFF)) << np.uint64(40))
+    )
+    return _hash_words(words)
+
+
+def flow_record_rows(snap: FlowRecords, meta: SnapshotMeta) -> pa.Table:
+    """The ``flows`` rows of ``snap``: the physical columns of :data:`FLOW_RECORD_COLUMNS`, in order —
+    the record's columns with times and durations as integer ns, and the SPLT lists (empty lists when
+    the task keeps no SPLT)."""
+    t = snap.to_arrow()
+    m = t.num_rows
+    cols: dict[str, pa.Array | pa.ChunkedArray] = {
+        "TimestampNs": pa.array(np.full(m, meta.snapshot_ts_ns, np.uint64)),
+        "PeriodStartNs": pa.array(np.full(m, meta.period_start_ns, np.uint64)),
+        "FlowHash": pa.array(flow_record_hashes(snap)),
+    }
+    for name in t.column_names:
+        col = t.column(name)
+        cols[_NS_COLUMNS.get(name, name)] = col.cast(pa.int64()) if name in _NS_COLUMNS else col
+    if "SpltSize" not in cols:
+        offsets = pa.array(np.zeros(m + 1, np.int32))
+        cols["SpltSize"] = pa.ListArray.from_arrays(offsets, pa.array([], pa.uint32()))
+        cols["SpltDirection"] = pa.ListArray.from_arrays(offsets, pa.array([], pa.uint8()))
+    names = [n for n, _ in FLOW_RECORD_COLUMNS]
+    missing = set(names) - set(cols)
+    assert not missing, f"flow record columns without a value: {sorted(missing)}"
+    return pa.table({n: cols[n] for n in names})
 
 
 _MIX1, _MIX2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
@@ -198,7 +264,7 @@ class _FlowTracker:
 
 
 class ClickHouseWriter(Writer, kind="clickhouse"):
-    """Snapshots into ``flow_metrics`` / ``heavy_hitters`` of the configured ClickHouse.
+    """Snapshots into ``flow_metrics`` / ``heavy_hitters`` / ``flows`` of the configured ClickHouse.
 
     One INSERT per task per snapshot, none for an empty snapshot or when no flow changed. Failures raise
     :class:`WriterError`; a retried write of the same snapshot stores the same rows (the tables replace
@@ -251,6 +317,14 @@ class ClickHouseWriter(Writer, kind="clickhouse"):
             self._trackers[snap.task_name] = _FlowTracker(keys, meta.period_start_ns)
         self._maybe_expire()
 
+    def _write_flow_records(self, snap: FlowRecords, meta: SnapshotMeta) -> None:
+        # increments: every record is written once (a retried write replaces it: the table's key is
+        # the record's identity)
+        if len(snap) == 0:
+            return
+        self._insert(FLOW_RECORDS_TABLE, flow_record_rows(snap, meta))
+        self._maybe_expire()
+
     def _write_hitters(self, snap: SketchSnapshot, meta: SnapshotMeta) -> None:
         if len(snap) == 0:
             return
@@ -288,6 +362,8 @@ __all__: Sequence[str] = (
     "bucket_of",
     "connect_store",
     "flow_hashes",
+    "flow_record_hashes",
+    "flow_record_rows",
     "flow_rows",
     "hitter_rows",
     "parse_version",

@@ -67,6 +67,10 @@ class ClickHouseConfig(Section):
     #: Periods whose newest snapshot is older than this are deleted (whole periods, checked hourly);
     #: absent or 0 -> data is kept forever. An addition of NetSpectra.
     retention: GoDuration | None = None
+    #: Flow records (the ``flows`` table) older than this are deleted (whole days of first packets whose
+    #: newest write is older); absent or 0 -> kept forever. Flow records are the largest table: give
+    #: them a shorter life than the aggregates (e.g. 168h). An addition of NetSpectra.
+    flows_retention: GoDuration | None = None
     #: History kept inside a period: at most one row per flow per this much time (the newest snapshot
     #: of each interval survives background merges); at least 1s. An addition of NetSpectra.
     history_resolution: GoDuration = timedelta(hours=1)
@@ -166,7 +170,7 @@ class ClickHouseConfig(Section):
             raise ValueError("clickhouse.replicated needs clickhouse.cluster (the cluster the replicas form)")
         return self
 
-    @field_validator("retention")
+    @field_validator("retention", "flows_retention")
     @classmethod
     def _retention(cls, v: timedelta | None) -> timedelta | None:
         if v is not None and v < timedelta(0):

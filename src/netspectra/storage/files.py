@@ -8,6 +8,8 @@ Layout under the writer's ``root_path`` (one directory per snapshot, named by it
     <root>/2024-01-01T00-00-00Z/<task>/spread_ss.txt    TextWriter, SuperSpread task (skt_type 1)
     <root>/2024-01-01T00-00-00Z/<task>/flows.txt        TextWriter, exact task
                                       /summary.json
+    <root>/2024-01-01T00-00-00Z/<task>/flow_records.txt TextWriter, flows task
+                                      /summary.json
 
 Guarantees:
 
@@ -21,6 +23,8 @@ Guarantees:
   ``.`` are percent-encoded), so no name can leave the snapshot directory.
 * **UTC** everywhere: directory names, Parquet timestamps (``timestamp[ns, UTC]``), text timestamps.
 * Empty snapshots are written too (an empty file says "nothing then"; a missing one says "no snapshot").
+* A flows task's snapshots are increments: each file holds the records that ended since the previous
+  snapshot (the union of a task's files is every record, each once).
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ from netspectra.storage.base import SnapshotMeta, Writer, WriterError
 
 if TYPE_CHECKING:
     from netspectra.config.aggregator import WriterConfig
+    from netspectra.flows.records import FlowRecords
     from netspectra.sketches.base import SketchSnapshot
     from netspectra.tasks.exact import FlowSnapshot
 
@@ -67,6 +72,9 @@ def _reported_types(snap: SketchSnapshot) -> tuple[HitterType, ...]:
     except (KindError, ValueError):
         return tuple(sorted(snap.hitters))
 
+
+#: ``netspectra.key_fields`` of a flows task's Parquet files: the bidirectional key.
+FLOW_RECORD_KEY = "SrcIP,DstIP,SrcPort,DstPort,Protocol,VlanID"
 
 _CLAIMS_LOCK = threading.Lock()
 _CLAIMS: dict[Path, FileWriter] = {}
@@ -153,8 +161,10 @@ class ParquetWriter(FileWriter, kind="parquet", aliases=("gob",)):
 
     Columns: ``Timestamp`` (snapshot) and ``PeriodStart``, both ``timestamp[ns, UTC]``, then the table's
     columns (:data:`~netspectra.output.flow_table.FLOW_TABLE_SCHEMA` for exact tasks,
-    :data:`~netspectra.sketches.base.HEAVY_HITTERS_SCHEMA` for sketch tasks). File metadata:
-    ``netspectra.final`` (``"true"``/``"false"``) and ``netspectra.key_fields`` (comma-separated).
+    :data:`~netspectra.sketches.base.HEAVY_HITTERS_SCHEMA` for sketch tasks,
+    :data:`~netspectra.flows.records.FLOW_RECORDS_SCHEMA` for flows tasks: the records ended since the
+    previous snapshot). File metadata: ``netspectra.final`` (``"true"``/``"false"``) and
+    ``netspectra.key_fields`` (comma-separated; flows: the bidirectional key).
     Configured as ``gob`` (the original's Go-only format), it writes Parquet under ``gob.root_path``.
     """
 
@@ -172,6 +182,9 @@ class ParquetWriter(FileWriter, kind="parquet", aliases=("gob",)):
 
     def _write_hitters(self, snap: SketchSnapshot, meta: SnapshotMeta) -> None:
         self._write(snap.to_arrow(), snap.task_name, meta, ",".join(snap.flow_fields))
+
+    def _write_flow_records(self, snap: FlowRecords, meta: SnapshotMeta) -> None:
+        self._write(snap.to_arrow(), snap.task_name, meta, FLOW_RECORD_KEY)
 
     def _write(self, table: pa.Table, task: str, meta: SnapshotMeta, key_fields: str) -> None:
         m = table.num_rows
@@ -225,6 +238,42 @@ class TextWriter(FileWriter, kind="text"):
             "final": meta.final,
         }
         files = {"flows.txt": "\n".join(lines) + "\n", "summary.json": json.dumps(summary, indent=1) + "\n"}
+        self._write_dir(snap.task_name, meta, files)
+
+    def _write_flow_records(self, snap: FlowRecords, meta: SnapshotMeta) -> None:
+        """``flow_records.txt``: a ``#`` header, then one record per line in FirstSeen order —
+        source, destination (``ip port``), protocol, VLAN, first and last seen (ISO 8601 UTC), packets
+        and bytes each way, ConnState (``-`` when none), EndReason; and ``summary.json`` (records,
+        by end reason, open flows at the snapshot, the snapshot's times)."""
+        table = snap.to_arrow()
+        table = table.take(pc.sort_indices(table, [("FirstSeen", "ascending"), ("SrcIP", "ascending")]))
+        cols = (
+            "SrcIP", "SrcPort", "DstIP", "DstPort", "Protocol", "VlanID", "FirstSeen", "LastSeen",
+            "SrcToDstPackets", "SrcToDstBytes", "DstToSrcPackets", "DstToSrcBytes", "ConnState", "EndReason",
+        )  # fmt: skip
+        lines = ["# " + " ".join(cols)]
+        if table.num_rows:
+            parts = []
+            for c in cols:
+                col = table.column(c)
+                if c in ("FirstSeen", "LastSeen"):
+                    parts.append(pa.array(_iso(col.cast(pa.int64()).to_numpy())))
+                else:
+                    parts.append(pc.fill_null(pc.cast(col, pa.string()), "-"))
+            lines += pc.binary_join_element_wise(*parts, " ").to_pylist()
+        summary = {
+            "task_name": snap.task_name,
+            "records": len(snap),
+            "by_end_reason": snap.reason_counts(),
+            "open_flows": snap.summary.open_flows if snap.summary is not None else None,
+            "timestamp": _iso(np.array([meta.snapshot_ts_ns]))[0],
+            "period_start": _iso(np.array([meta.period_start_ns]))[0],
+            "final": meta.final,
+        }
+        files = {
+            "flow_records.txt": "\n".join(lines) + "\n",
+            "summary.json": json.dumps(summary, indent=1) + "\n",
+        }
         self._write_dir(snap.task_name, meta, files)
 
     def _write_hitters(self, snap: SketchSnapshot, meta: SnapshotMeta) -> None:

@@ -77,14 +77,14 @@ _FILES = "netspectra.storage.files"
 CLICKHOUSE = WriterKind(
     "clickhouse",
     ClickHouseConfig,
-    ("exact", "sketch"),
+    ("exact", "sketch", "flows"),
     "netspectra.storage.clickhouse:ClickHouseWriter",
     description="ClickHouse tables: embedded chdb (clickhouse.host empty) or a server",
 )
 PARQUET = WriterKind(
     "parquet",
     RootPathConfig,
-    ("exact", "sketch"),
+    ("exact", "sketch", "flows"),
     f"{_FILES}:ParquetWriter",
     description="one Parquet file per task per snapshot under parquet.root_path",
 )
@@ -99,7 +99,7 @@ GOB = WriterKind(
 TEXT = WriterKind(
     "text",
     RootPathConfig,
-    ("exact", "sketch"),
+    ("exact", "sketch", "flows"),
     f"{_FILES}:TextWriter",
     description="the original's text files under text.root_path",
 )

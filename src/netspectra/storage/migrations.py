@@ -56,6 +56,7 @@ from netspectra.storage.cluster import (
 )
 from netspectra.storage.schema import (
     ALERT_TABLE,
+    FLOW_RECORDS_TABLE,
     FLOW_TABLE,
     HITTER_TABLE,
     TABLES,
@@ -98,6 +99,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         "flow_metrics, heavy_hitters, alerts (the schema of docs/storage.md)",
         creates=(FLOW_TABLE, HITTER_TABLE, ALERT_TABLE),
     ),
+    Migration(2, "flows: the flow records of flows tasks (docs/flows.md)", creates=(FLOW_RECORDS_TABLE,)),
 )
 #: The schema version this NetSpectra writes and reads.
 LATEST = MIGRATIONS[-1].version

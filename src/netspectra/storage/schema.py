@@ -24,6 +24,14 @@ Tables (the original's two, with its flaws fixed; see docs/storage.md for the re
     (seconds) computed from them, so the original's column names still work in SQL and cost nothing.
 ``heavy_hitters``
     One row per reported heavy hitter per snapshot, ``Type`` 0 count, 1 size, 2 spread.
+``flows``
+    The flow records of ``flows`` tasks (issue 14; :mod:`netspectra.flows`): one row per record, written
+    once when the record ends (a snapshot of a flows task holds the records ended since the previous one).
+    ``ReplacingMergeTree(TimestampNs)`` on the record's identity (task, first packet, key), so a retried
+    write stores the record once; queries read ``FINAL``. Partitions are UTC days of the record's *first
+    packet* (the traffic's own time: a capture from 2019 lands in 2019's partitions), retention
+    (``clickhouse.flows_retention``) drops a day once its newest *write* is older than it. The sorting key
+    starts with the task and the first packet's time: time-range listings read a contiguous range.
 ``alerts``
     The alert history (:class:`~netspectra.storage.alerts.AlertStoreSink`): one row per fired rule per
     notification (a sketch rule: one row per flow that passed), with the notification's subject, the
@@ -51,6 +59,7 @@ from dataclasses import dataclass
 FLOW_TABLE = "flow_metrics"
 HITTER_TABLE = "heavy_hitters"
 ALERT_TABLE = "alerts"
+FLOW_RECORDS_TABLE = "flows"
 
 #: ``clickhouse.sharding_key``: ``flow`` (each table's :attr:`Table.shard_by`), ``task``, ``random``.
 SHARDING_KEYS: tuple[str, ...] = ("flow", "task", "random")
@@ -207,6 +216,58 @@ ALERT_COLUMNS: tuple[tuple[str, str], ...] = (
     ("AiStatus", "String"),
     ("Final", "UInt8"),
 )
+#: Physical columns of ``flows`` in insert order: the columns of
+#: :data:`netspectra.flows.records.FLOW_RECORDS_SCHEMA` (times and durations as integer ns) and the
+#: first packets' sizes and directions (empty arrays when the task keeps no SPLT).
+FLOW_RECORD_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("TimestampNs", "UInt64"),
+    ("PeriodStartNs", "UInt64"),
+    ("TaskName", "String"),
+    ("FlowHash", "UInt64"),
+    ("SrcIP", "String"),
+    ("DstIP", "String"),
+    ("SrcPort", "UInt16"),
+    ("DstPort", "UInt16"),
+    ("Protocol", "UInt8"),
+    ("VlanID", "UInt16"),
+    ("FirstSeenNs", "Int64"),
+    ("LastSeenNs", "Int64"),
+    ("DurationNs", "Int64"),
+    ("SrcToDstPackets", "UInt64"),
+    ("SrcToDstBytes", "UInt64"),
+    ("DstToSrcPackets", "UInt64"),
+    ("DstToSrcBytes", "UInt64"),
+    ("EndReason", "String"),
+    ("ConnState", "Nullable(String)"),
+    ("SrcToDstIPBytes", "Nullable(UInt64)"),
+    ("DstToSrcIPBytes", "Nullable(UInt64)"),
+    ("SrcToDstTCPFlags", "Nullable(UInt8)"),
+    ("DstToSrcTCPFlags", "Nullable(UInt8)"),
+    ("SrcToDstSYN", "Nullable(UInt32)"),
+    ("SrcToDstFIN", "Nullable(UInt32)"),
+    ("SrcToDstRST", "Nullable(UInt32)"),
+    ("DstToSrcSYN", "Nullable(UInt32)"),
+    ("DstToSrcFIN", "Nullable(UInt32)"),
+    ("DstToSrcRST", "Nullable(UInt32)"),
+    ("SrcToDstICMPTypeCode", "Nullable(UInt16)"),
+    ("DstToSrcICMPTypeCode", "Nullable(UInt16)"),
+    *(
+        (f"{d}{stat}", typ)
+        for d in ("SrcToDst", "DstToSrc")
+        for stat, typ in (
+            ("SizeMin", "Nullable(UInt32)"),
+            ("SizeMax", "Nullable(UInt32)"),
+            ("SizeMean", "Nullable(Float64)"),
+            ("SizeStddev", "Nullable(Float64)"),
+            ("IATMinNs", "Nullable(Int64)"),
+            ("IATMaxNs", "Nullable(Int64)"),
+            ("IATMeanNs", "Nullable(Int64)"),
+            ("IATStddevNs", "Nullable(Int64)"),
+        )
+    ),
+    ("SpltSize", "Array(UInt32)"),
+    ("SpltDirection", "Array(UInt8)"),
+)
 #: Flow-key columns of ``flow_metrics`` (NULL where the task does not key on the field).
 KEY_COLUMNS: tuple[str, ...] = ("SrcIP", "DstIP", "SrcPort", "DstPort", "Protocol")
 
@@ -257,9 +318,28 @@ ALERTS = Table(
     description="the alert history",
 )
 
+FLOWS = Table(
+    FLOW_RECORDS_TABLE,
+    FLOW_RECORD_COLUMNS,
+    order_by="TaskName, FirstSeenNs, SrcIP, DstIP, SrcPort, DstPort, Protocol, VlanID",
+    partition_by=day_of("FirstSeenNs"),
+    engine="ReplacingMergeTree",
+    engine_args=("TimestampNs",),
+    aliases=(
+        ("Timestamp", "TimestampNs"),
+        ("PeriodStart", "PeriodStartNs"),
+        ("FirstSeen", "FirstSeenNs"),
+        ("LastSeen", "LastSeenNs"),
+    ),
+    shard_by="FlowHash",
+    retention_time="TimestampNs",
+    retention_setting="flows_retention",
+    description="flows tasks: one row per flow record, written when it ends",
+)
+
 #: Every data table, in creation order: name → declaration. Adding one: declare it here and create it
 #: in a new migration (:data:`netspectra.storage.migrations.MIGRATIONS`).
-TABLES: dict[str, Table] = {t.name: t for t in (FLOW_METRICS, HEAVY_HITTERS, ALERTS)}
+TABLES: dict[str, Table] = {t.name: t for t in (FLOW_METRICS, HEAVY_HITTERS, ALERTS, FLOWS)}
 
 
 def create_table_sql(

@@ -8,8 +8,14 @@ SrcPort, DstPort, Protocol). Per flow the task keeps:
   captures, several workers and merged snapshots give the same answer. This difference is deliberate.
 * ``packets`` (+1 per packet) and ``bytes`` (+ wire length), both uint64.
 
-Flows live in a numba open-addressing hash table (:mod:`netspectra.tasks.exact_kernels`); one
-:meth:`ExactTask.update` is one kernel call over the whole batch (plus a table growth when needed).
+Flows live in dense rows appended in order of first appearance — 48 bytes for a flow whose
+addresses are IPv4 (or outside the key), 72 bytes for one with an IPv6 side — found through a compact
+index of 8-byte slots (hash tag + row number, linear probing, load <= 3/4); layout and algorithms in
+:mod:`netspectra.tasks.exact_kernels`. One :meth:`ExactTask.update` is one kernel call over the whole
+batch (plus a growth when needed). Growth never moves a row: the row arrays grow in place
+(:mod:`netspectra.tasks.exact_store`, whose capacity costs no memory until written) and only the index
+is rebuilt, from itself. Memory is therefore 48-72 bytes per flow plus 10.7-21.3 bytes of index
+(32 while the index doubles); :meth:`ExactTask.snapshot` decodes the rows in one pass.
 
 Concurrency: an :class:`ExactTask` is *not* thread-safe. The kernel releases the GIL, so the caller
 (the engine) must make sure one thread at a time calls ``update``, ``snapshot`` and ``reset`` on a task
@@ -32,12 +38,15 @@ from netspectra.fields import FIELD_NAMES, validate_fields
 from netspectra.output.addr import ips_to_arrow
 from netspectra.output.flow_table import FLOW_TABLE_SCHEMA, TIMESTAMP_TYPE
 from netspectra.tasks import exact_kernels as kern
+from netspectra.tasks.exact_store import GrowableWords
+from netspectra.weights import exact_sum
 
 log = logging.getLogger(__name__)
 
-#: The table grows (doubles) before more than this fraction of its slots is used.
-MAX_LOAD_NUM, MAX_LOAD_DEN = 5, 8
+#: The index grows (doubles) before more than this fraction of its slots is used.
+MAX_LOAD_NUM, MAX_LOAD_DEN = 3, 4
 _MIN_CAPACITY = 16
+_MAX_CAPACITY = 1 << 31  # index refs are 31-bit row numbers (see exact_kernels)
 
 SortBy = Literal["bytes", "packets"]
 _SNAPSHOT_DTYPES = {
@@ -107,13 +116,13 @@ class FlowSnapshot:
 
     @property
     def total_packets(self) -> int:
-        """Packets over all flows."""
-        return int(self.packets.sum(dtype=np.uint64))
+        """Packets over all flows (an exact integer, whatever the sum)."""
+        return exact_sum(self.packets)
 
     @property
     def total_bytes(self) -> int:
-        """Bytes over all flows."""
-        return int(self.bytes.sum(dtype=np.uint64))
+        """Bytes over all flows (an exact integer, whatever the sum)."""
+        return exact_sum(self.bytes)
 
     def take(self, index: np.ndarray) -> FlowSnapshot:
         """The rows selected by an integer or boolean index, in that order, as a new snapshot."""
@@ -208,8 +217,9 @@ class ExactTask:
     """Exact per-flow packet and byte counts for one ``key_fields`` set (see the module docstring).
 
     ``capacity_hint`` is the number of flows expected: the table starts large enough to hold that
-    many without growing (it grows by doubling whenever needed, so the hint only saves rehashes).
-    Memory is ``ROW_WORDS * 8 = 72`` bytes per slot, slots being 1.6 to 3.2 times the flows.
+    many without growing (it grows whenever needed, so the hint only saves index rebuilds).
+    Memory per flow: a 48-byte row (72 bytes for a flow with an IPv6 address), resident only as
+    flows arrive, plus the index's 8-byte slots, 1.33 to 2.67 per flow.
     One updater at a time (not thread-safe; see the module docstring).
     """
 
@@ -219,28 +229,38 @@ class ExactTask:
         keys = set(self.key_fields)
         on, off = kern.ALL_ONES, np.uint64(0)
         self._masks = tuple(on if f in keys else off for f in FIELD_NAMES)
+        self._keep_src, self._keep_dst = "SrcIP" in keys, "DstIP" in keys
         self._initial_capacity = _capacity_for(max(int(capacity_hint), 1))
-        self._table = np.zeros((self._initial_capacity, kern.ROW_WORDS), np.uint64)
-        self._state = np.zeros(2, np.int64)  # used slots, kernel scratch
+        if self._initial_capacity > _MAX_CAPACITY:
+            raise ValueError(
+                f"capacity_hint {capacity_hint:,} exceeds the most flows one table holds "
+                f"({_limit_for(_MAX_CAPACITY):,})"
+            )
+        self._index = np.zeros(self._initial_capacity, np.uint64)
+        self._rows = GrowableWords(_limit_for(self._initial_capacity) * kern.ROW_WORDS)
+        self._wide = GrowableWords(_initial_wide_rows(self._initial_capacity) * kern.WIDE_ROW_WORDS)
+        self._state = np.zeros(2, np.int64)  # compact rows used, wide rows used
         self._packets = 0
         self._bytes = 0
+        self._empty_rows = 0
 
     def __repr__(self) -> str:
         fields = list(self.key_fields)
         return f"ExactTask({self.name!r}, {fields!r}, flows={len(self)}, capacity={self.capacity})"
 
     def __len__(self) -> int:
-        return int(self._state[0])
+        return int(self._state[0] + self._state[1])
 
     @property
     def capacity(self) -> int:
-        """Slots in the hash table (a power of two)."""
-        return int(self._table.shape[0])
+        """Slots in the hash index (a power of two); it holds up to 3/4 as many flows."""
+        return int(self._index.shape[0])
 
     @property
     def memory_bytes(self) -> int:
-        """Bytes held by the hash table."""
-        return int(self._table.nbytes)
+        """Bytes allocated by the table: the index, and the row arrays at their capacity (their part
+        beyond the flows so far is address space that no page backs yet)."""
+        return int(self._index.nbytes) + self._rows.nbytes + self._wide.nbytes
 
     @property
     def packets(self) -> int:
@@ -252,8 +272,23 @@ class ExactTask:
         """Wire bytes accounted since creation or the last :meth:`reset`."""
         return self._bytes
 
+    @property
+    def empty_rows(self) -> int:
+        """Weighted rows of 0 packets seen since creation (they count nothing; never reset)."""
+        return self._empty_rows
+
     def update(self, batch: PacketBatch) -> None:
-        """Account every packet of ``batch`` (which must satisfy :meth:`PacketBatch.validate`)."""
+        """Account every packet of ``batch`` (which must satisfy :meth:`PacketBatch.validate`).
+
+        A weighted row (a flow-export record: ``batch.packets``/``octets``) counts as the packets it
+        stands for: packets and bytes add its counts (a flow's counters saturate at 2**64 - 1 rather
+        than wrap), its first and last times are its ``flow_start_ns`` and ``ts_ns``; a row of 0
+        packets counts nothing (:attr:`empty_rows`).
+
+        Raises ``OverflowError`` when a new flow would not fit the largest table (about 1.6 billion
+        flows), ``MemoryError`` when growth cannot allocate; the packets before that flow stay
+        counted (flows and totals agree), the rest of the batch is not.
+        """
         batch.validate()
         n = len(batch)
         if n == 0:
@@ -261,13 +296,16 @@ class ExactTask:
         src = batch.src_ip.view(np.uint64)
         dst = batch.dst_ip.view(np.uint64)
         ts_u = batch.ts_ns.view(np.uint64)
+        fstart = None if batch.flow_start_ns is None else batch.flow_start_ns.view(np.uint64)
         i = 0
         while True:
-            i = kern.update_table(
-                self._table,
+            i = kern.update_flows(
+                self._index,
+                self._rows.array,
+                self._wide.array,
                 self._state,
                 i,
-                self._limit(),
+                _limit_for(self.capacity),
                 src,
                 dst,
                 batch.src_port,
@@ -276,32 +314,67 @@ class ExactTask:
                 ts_u,
                 batch.length,
                 *self._masks,
+                batch.packets,
+                batch.octets,
+                fstart,
             )
             if i >= n:
                 break
-            self._grow()
-        self._packets += n
-        self._bytes += int(batch.length.sum(dtype=np.uint64))
+            try:
+                self._grow()
+            except BaseException:
+                # Packets before i are in the rows: keep the totals in step with them.
+                self._count_totals(batch, i)
+                raise
+        self._count_totals(batch, n)
+
+    def _count_totals(self, batch: PacketBatch, upto: int) -> None:
+        """Add rows ``0 .. upto-1`` of ``batch`` to the task's totals (exact Python integers)."""
+        if batch.packets is None:
+            self._packets += upto
+            self._bytes += exact_sum(batch.length[:upto])
+            return
+        packets = batch.packets[:upto]
+        octets = batch.octets[:upto]  # type: ignore[index]
+        empty = packets == 0
+        if empty.any():  # a record of no packet adds nothing (its octets neither), as in the kernel
+            self._empty_rows += int(empty.sum())
+            octets = octets[~empty]
+        self._packets += exact_sum(packets)
+        self._bytes += exact_sum(octets)
 
     def snapshot(self) -> FlowSnapshot:
         """A consistent copy of every flow; the task keeps counting (and is not reset)."""
-        t = self._table
-        rows = t[t[:, kern.MISC] != 0]
-        m = rows.shape[0]
-        misc = rows[:, kern.MISC]
-        return FlowSnapshot(
-            task_name=self.name,
-            key_fields=self.key_fields,
-            src_ip=np.ascontiguousarray(rows[:, kern.SRC_A : kern.SRC_B + 1]).view(np.uint8).reshape(m, 16),
-            dst_ip=np.ascontiguousarray(rows[:, kern.DST_A : kern.DST_B + 1]).view(np.uint8).reshape(m, 16),
-            src_port=((misc >> np.uint64(24)) & np.uint64(0xFFFF)).astype(np.uint16),
-            dst_port=((misc >> np.uint64(8)) & np.uint64(0xFFFF)).astype(np.uint16),
-            protocol=(misc & np.uint64(0xFF)).astype(np.uint8),
-            first_ns=(rows[:, kern.FIRST] ^ kern.TS_BIAS).view(np.int64),
-            last_ns=(rows[:, kern.LAST] ^ kern.TS_BIAS).view(np.int64),
-            packets=np.ascontiguousarray(rows[:, kern.PACKETS]),
-            bytes=np.ascontiguousarray(rows[:, kern.BYTES]),
+        m = len(self)
+        src_ip = np.empty((m, 16), np.uint8)
+        dst_ip = np.empty((m, 16), np.uint8)
+        cols = {
+            "src_port": np.empty(m, np.uint16),
+            "dst_port": np.empty(m, np.uint16),
+            "protocol": np.empty(m, np.uint8),
+            "first_ns": np.empty(m, np.int64),
+            "last_ns": np.empty(m, np.int64),
+            "packets": np.empty(m, np.uint64),
+            "bytes": np.empty(m, np.uint64),
+        }
+        kern.export_rows(
+            self._rows.array,
+            self._wide.array,
+            int(self._state[0]),
+            int(self._state[1]),
+            self._keep_src,
+            self._keep_dst,
+            src_ip.view(np.uint64),
+            dst_ip.view(np.uint64),
+            cols["src_port"],
+            cols["dst_port"],
+            cols["protocol"],
+            cols["first_ns"].view(np.uint64),
+            cols["last_ns"].view(np.uint64),
+            cols["packets"],
+            cols["bytes"],
         )
+        return FlowSnapshot(self.name, self.key_fields, src_ip, dst_ip, **cols)
 
     def reset(self) -> None:
         """Forget every flow and the totals.
@@ -309,29 +382,49 @@ class ExactTask:
         The table keeps the size the last period needed (at least the initial one), so a steady
         load does not regrow every period while a one-off burst does not hold memory forever.
         """
-        flows = len(self)
+        flows, wide_flows = len(self), int(self._state[1])
         cap = max(self._initial_capacity, _capacity_for(flows))
         if cap == self.capacity:
-            self._table.fill(0)
+            self._index.fill(0)
         else:
-            self._table = np.zeros((cap, kern.ROW_WORDS), np.uint64)
-        self._state[0] = 0
+            self._index = np.zeros(cap, np.uint64)
+        self._rows.resize(_limit_for(cap) * kern.ROW_WORDS)
+        wide_rows = max(_initial_wide_rows(self._initial_capacity), wide_flows)
+        self._wide.resize(min(wide_rows, _limit_for(cap)) * kern.WIDE_ROW_WORDS)
+        self._state[:] = 0
         self._packets = 0
         self._bytes = 0
 
-    def _limit(self) -> int:
-        return self.capacity * MAX_LOAD_NUM // MAX_LOAD_DEN
-
     def _grow(self) -> None:
-        new = np.zeros((self.capacity * 2, kern.ROW_WORDS), np.uint64)
-        moved = kern.rehash(self._table, new)
-        if moved != len(self):
-            raise AssertionError(f"rehash moved {moved} flows of {len(self)}")  # a kernel bug, never data
-        log.debug("task %s: table grown to %d slots (%d flows)", self.name, new.shape[0], moved)
-        self._table = new
+        """Make room for the flow :func:`~netspectra.tasks.exact_kernels.update_flows` stopped at."""
+        used, wide_used = len(self), int(self._state[1])
+        if used >= _limit_for(self.capacity):
+            cap = self.capacity * 2
+            if cap > _MAX_CAPACITY:
+                raise OverflowError(f"exact task {self.name!r}: {used:,} flows fill the largest table")
+            # Rows never move: their array grows in place; only the index is rebuilt.
+            self._rows.resize(_limit_for(cap) * kern.ROW_WORDS)
+            index = np.zeros(cap, np.uint64)
+            moved = kern.reindex(self._index, index)
+            if moved != used:
+                raise AssertionError(f"reindex moved {moved} flows of {used}")  # a kernel bug, never data
+            self._index = index
+            log.debug("task %s: index grown to %d slots (%d flows)", self.name, cap, used)
+        if wide_used >= self._wide.array.shape[0] // kern.WIDE_ROW_WORDS:
+            self._wide.resize(2 * max(wide_used, 1) * kern.WIDE_ROW_WORDS)
 
 
 def _capacity_for(flows: int) -> int:
-    """Smallest power-of-two capacity that holds ``flows`` within the load limit."""
+    """Smallest power-of-two index capacity that holds ``flows`` within the load limit."""
     need = -(-flows * MAX_LOAD_DEN // MAX_LOAD_NUM) + 1
     return max(_MIN_CAPACITY, 1 << (need - 1).bit_length())
+
+
+def _limit_for(capacity: int) -> int:
+    """Most flows an index of ``capacity`` slots takes (and the rows' capacity that goes with it)."""
+    return capacity * MAX_LOAD_NUM // MAX_LOAD_DEN
+
+
+def _initial_wide_rows(capacity: int) -> int:
+    # IPv6 flows are usually a minority; the wide array grows (without copying) when they are not.
+    return max(16, _limit_for(capacity) // 8)

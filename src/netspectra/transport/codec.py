@@ -76,8 +76,43 @@ COLUMN_FIELDS: dict[str, int] = {
     "protocol": 21,
     "length": 22,
 }
+#: The optional columns (:data:`PacketBatch.OPTIONAL`) and their field numbers: written when the batch
+#: carries them, read when the message has them.
+OPTIONAL_FIELDS: dict[str, int] = {
+    "tcp_flags": 23,
+    "vlan_id": 24,
+    "icmp_type_code": 25,
+    "ip_length": 26,
+    # flow-export rows (netspectra.collect): a row stands for a flow record
+    "packets": 27,
+    "octets": 28,
+    "sampling_rate": 29,
+    "flow_start_ns": 30,
+    "in_if": 31,
+    "out_if": 32,
+    "exporter": 33,
+}
 # bytes per packet and on-the-wire dtype of every column
-_WIDTH = {"ts_ns": 8, "src_ip": 16, "dst_ip": 16, "src_port": 2, "dst_port": 2, "protocol": 1, "length": 4}
+_WIDTH = {
+    "ts_ns": 8,
+    "src_ip": 16,
+    "dst_ip": 16,
+    "src_port": 2,
+    "dst_port": 2,
+    "protocol": 1,
+    "length": 4,
+    "tcp_flags": 1,
+    "vlan_id": 2,
+    "icmp_type_code": 2,
+    "ip_length": 4,
+    "packets": 8,
+    "octets": 8,
+    "sampling_rate": 4,
+    "flow_start_ns": 8,
+    "in_if": 4,
+    "out_if": 4,
+    "exporter": 16,
+}
 _WIRE_DTYPE = {
     "ts_ns": np.dtype("<i8"),
     "src_ip": np.dtype("u1"),
@@ -86,11 +121,42 @@ _WIRE_DTYPE = {
     "dst_port": np.dtype("<u2"),
     "protocol": np.dtype("u1"),
     "length": np.dtype("<u4"),
+    "tcp_flags": np.dtype("u1"),
+    "vlan_id": np.dtype("<u2"),
+    "icmp_type_code": np.dtype("<u2"),
+    "ip_length": np.dtype("<u4"),
+    "packets": np.dtype("<u8"),
+    "octets": np.dtype("<u8"),
+    "sampling_rate": np.dtype("<u4"),
+    "flow_start_ns": np.dtype("<i8"),
+    "in_if": np.dtype("<u4"),
+    "out_if": np.dtype("<u4"),
+    "exporter": np.dtype("u1"),
 }
-_ALIGN = {"ts_ns": 8, "src_ip": 1, "dst_ip": 1, "src_port": 2, "dst_port": 2, "protocol": 1, "length": 4}
+_ALIGN = {name: (1 if width == 16 else width) for name, width in _WIDTH.items()}
 # widest first, so that alignment padding is needed at most before the first few columns
-_ENCODE_ORDER = ("ts_ns", "length", "src_port", "dst_port", "src_ip", "dst_ip", "protocol")
-_FIELD_COLUMN = {v: k for k, v in COLUMN_FIELDS.items()}
+_ENCODE_ORDER = (
+    "ts_ns",
+    "packets",
+    "octets",
+    "flow_start_ns",
+    "length",
+    "sampling_rate",
+    "in_if",
+    "out_if",
+    "ip_length",
+    "src_port",
+    "dst_port",
+    "vlan_id",
+    "icmp_type_code",
+    "src_ip",
+    "dst_ip",
+    "exporter",
+    "protocol",
+    "tcp_flags",
+)
+_FIELD_COLUMN = {v: k for k, v in (*COLUMN_FIELDS.items(), *OPTIONAL_FIELDS.items())}
+_ALL_FIELDS = {**COLUMN_FIELDS, **OPTIONAL_FIELDS}
 _VARINT_FIELDS = {
     F_VERSION: "version",
     F_COUNT: "count",
@@ -104,7 +170,7 @@ _VARINT_FIELDS = {
     F_SHARD_PACKETS: "shard_packets",
 }
 _U32_FIELDS = frozenset({"version", "count", "shard", "n_shards", "link_type"})
-_LEN_FIELDS = frozenset({F_PROBE_ID, F_PADDING, *COLUMN_FIELDS.values()})
+_LEN_FIELDS = frozenset({F_PROBE_ID, F_PADDING, *COLUMN_FIELDS.values(), *OPTIONAL_FIELDS.values()})
 _U32_MAX = 0xFFFFFFFF
 _U64_MAX = 0xFFFFFFFFFFFFFFFF
 _LITTLE = sys.byteorder == "little"
@@ -208,8 +274,11 @@ def encode_batch(
 
     Contract: the result is a valid protobuf encoding of ``v1.PacketBatch`` with ``version`` =
     :data:`LAYOUT_VERSION`, ``count = len(batch)`` and every column packed little-endian, each column
-    starting at an offset that is a multiple of its width (``padding`` fields in between). An empty batch
-    carries no column fields. ``decode_batch(encode_batch(b, **m))`` returns ``b``'s values and ``m``.
+    starting at an offset that is a multiple of its width (``padding`` fields in between); the optional
+    columns the batch carries are written too (fields 23-33), the absent ones are not; dimension
+    columns (``dims``: made where the tasks run) are never sent. An empty batch
+    carries no column fields. ``decode_batch(encode_batch(b, **m))`` returns ``b``'s values and ``m``
+    (for an empty batch, without its optional columns: nothing says they were there).
 
     Raises ``ValueError`` if ``batch`` breaks :meth:`PacketBatch.validate`, if a number is out of its
     field's range (uint32: ``shard``, ``n_shards``, ``link_type``; uint64: ``seq`` and the counters),
@@ -251,9 +320,11 @@ def encode_batch(
     if n:
         for name in _ENCODE_ORDER:
             col = getattr(batch, name)
+            if col is None:  # an optional column the batch does not carry
+                continue
             if not _LITTLE:
                 col = col.astype(_WIRE_DTYPE[name])
-            header = _tag(COLUMN_FIELDS[name], _WT_LEN) + _varint(col.nbytes)
+            header = _tag(_ALL_FIELDS[name], _WT_LEN) + _varint(col.nbytes)
             pad = _padding_for(offset, len(header), _ALIGN[name])
             parts += [pad, header, col]
             offset += len(pad) + len(header) + col.nbytes
@@ -265,8 +336,10 @@ def decode_batch(data: bytes | bytearray | memoryview) -> tuple[PacketBatch, Bat
 
     Contract: the batch's arrays are views of ``data`` (read-only when ``data`` is ``bytes``; they keep it
     alive) except where a column is unaligned in memory or the host is big-endian, where that column is
-    copied. Fields may come in any order and repeat (the last one wins, as in protobuf); unknown fields
-    are skipped (forward compatibility). The result always passes :meth:`PacketBatch.validate`.
+    copied. An optional column (fields 23-33) is in the batch exactly when the message has it, and then
+    must be ``count`` × its width bytes like any column. Fields may come in any order and repeat (the
+    last one wins, as in protobuf); unknown fields are skipped (forward compatibility). The result always
+    passes :meth:`PacketBatch.validate`.
 
     Raises ``ValueError`` — never returns a partial or misread batch — when ``data`` is not well-formed
     protobuf (truncated varint or field, group or reserved wire types, field number 0), a known field has
@@ -339,7 +412,10 @@ def decode_batch(data: bytes | bytearray | memoryview) -> tuple[PacketBatch, Bat
     if n_shards and shard >= n_shards:
         raise ValueError(f"PacketBatch: shard {shard} is not below n_shards {n_shards}")
     arrays = {}
-    for name in PacketBatch.COLUMNS:
+    for name in (*PacketBatch.COLUMNS, *PacketBatch.OPTIONAL):
+        optional = name in PacketBatch.OPTIONAL
+        if optional and (name not in cols or n == 0):
+            continue
         off, length = cols.get(name, (0, 0))
         want = n * _WIDTH[name]
         if length != want:
@@ -347,13 +423,14 @@ def decode_batch(data: bytes | bytearray | memoryview) -> tuple[PacketBatch, Bat
             raise ValueError(
                 f"PacketBatch: column {name} is {what}, expected count {n} × {_WIDTH[name]} = {want} bytes"
             )
+        dtype_out = PacketBatch.OPTIONAL[name] if optional else PacketBatch.DTYPES[name]
         if n == 0:
-            arr = np.empty(0, PacketBatch.DTYPES[name])
+            arr = np.empty(0, dtype_out)
         else:
             dtype = _WIRE_DTYPE[name]
             arr = np.frombuffer(buf, dtype=dtype, count=want // dtype.itemsize, offset=off)
             if not _LITTLE:
-                arr = arr.astype(PacketBatch.DTYPES[name])
+                arr = arr.astype(dtype_out)
             elif not arr.flags.aligned:
                 arr = arr.copy()
         if _WIDTH[name] == 16:
@@ -639,7 +716,4 @@ def split_by_shard(batch: PacketBatch, shards: np.ndarray, n_shards: int) -> lis
     sorted_batch = batch.take(order)
     bounds = np.zeros(n_shards + 1, np.int64)
     np.cumsum(np.bincount(shards, minlength=n_shards), out=bounds[1:])
-    return [
-        PacketBatch(*(getattr(sorted_batch, c)[bounds[i] : bounds[i + 1]] for c in PacketBatch.COLUMNS))
-        for i in range(n_shards)
-    ]
+    return [sorted_batch.slice(int(bounds[i]), int(bounds[i + 1])) for i in range(n_shards)]

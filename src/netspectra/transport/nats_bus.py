@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import logging
 import ssl
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -83,9 +83,11 @@ def member_shards(n_shards: int, member: int, members: int) -> list[int]:
     return [s for s in range(n_shards) if s % members == member]
 
 
-def max_packets_for_payload(max_payload: int, wanted: int) -> int:
-    """Packets per message: ``wanted`` capped so that one encoded batch fits in ``max_payload`` bytes."""
-    fit = (int(max_payload) - _HEADER_ALLOWANCE) // BYTES_PER_PACKET
+def max_packets_for_payload(max_payload: int, wanted: int, optional: Iterable[str] = ()) -> int:
+    """Packets per message: ``wanted`` capped so that one encoded batch fits in ``max_payload`` bytes,
+    batches carrying the ``optional`` columns (:data:`PacketBatch.OPTIONAL` names) included."""
+    per_packet = BYTES_PER_PACKET + sum(PacketBatch.row_bytes(c) for c in optional)
+    fit = (int(max_payload) - _HEADER_ALLOWANCE) // per_packet
     if fit < 1:
         raise ValueError(f"max_payload {max_payload} cannot hold even one packet")
     return max(1, min(int(wanted), fit))
@@ -110,7 +112,7 @@ def encode_messages(
 
 
 def _slice(batch: PacketBatch, lo: int, hi: int) -> PacketBatch:
-    return PacketBatch(*(getattr(batch, c)[lo:hi] for c in PacketBatch.COLUMNS))
+    return batch.slice(lo, hi)
 
 
 class NatsConnectError(ConnectionError):

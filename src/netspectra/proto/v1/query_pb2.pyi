@@ -15,9 +15,22 @@ class HeavyHitterType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     HEAVY_HITTER_TYPE_COUNT: _ClassVar[HeavyHitterType]
     HEAVY_HITTER_TYPE_SIZE: _ClassVar[HeavyHitterType]
     HEAVY_HITTER_TYPE_SPREAD: _ClassVar[HeavyHitterType]
+
+class FlowOrder(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    FLOW_ORDER_FIRST_SEEN: _ClassVar[FlowOrder]
+    FLOW_ORDER_LAST_SEEN: _ClassVar[FlowOrder]
+    FLOW_ORDER_DURATION: _ClassVar[FlowOrder]
+    FLOW_ORDER_BYTES: _ClassVar[FlowOrder]
+    FLOW_ORDER_PACKETS: _ClassVar[FlowOrder]
 HEAVY_HITTER_TYPE_COUNT: HeavyHitterType
 HEAVY_HITTER_TYPE_SIZE: HeavyHitterType
 HEAVY_HITTER_TYPE_SPREAD: HeavyHitterType
+FLOW_ORDER_FIRST_SEEN: FlowOrder
+FLOW_ORDER_LAST_SEEN: FlowOrder
+FLOW_ORDER_DURATION: FlowOrder
+FLOW_ORDER_BYTES: FlowOrder
+FLOW_ORDER_PACKETS: FlowOrder
 
 class AggregationRequest(_message.Message):
     __slots__ = ("end_time", "task_name", "src_ip", "dst_ip", "src_port", "dst_port", "protocol", "start_time", "page_size", "page_token")
@@ -176,3 +189,149 @@ class HeavyHittersResponse(_message.Message):
     hitters: _containers.RepeatedCompositeFieldContainer[HeavyHitter]
     next_page_token: str
     def __init__(self, hitters: _Optional[_Iterable[_Union[HeavyHitter, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class ListFlowsRequest(_message.Message):
+    __slots__ = ("task_name", "start_time", "end_time", "src_ip", "dst_ip", "host", "src_port", "dst_port", "port", "protocol", "vlan_id", "end_reasons", "conn_states", "min_bytes", "order_by", "descending", "page_size", "page_token")
+    TASK_NAME_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
+    SRC_IP_FIELD_NUMBER: _ClassVar[int]
+    DST_IP_FIELD_NUMBER: _ClassVar[int]
+    HOST_FIELD_NUMBER: _ClassVar[int]
+    SRC_PORT_FIELD_NUMBER: _ClassVar[int]
+    DST_PORT_FIELD_NUMBER: _ClassVar[int]
+    PORT_FIELD_NUMBER: _ClassVar[int]
+    PROTOCOL_FIELD_NUMBER: _ClassVar[int]
+    VLAN_ID_FIELD_NUMBER: _ClassVar[int]
+    END_REASONS_FIELD_NUMBER: _ClassVar[int]
+    CONN_STATES_FIELD_NUMBER: _ClassVar[int]
+    MIN_BYTES_FIELD_NUMBER: _ClassVar[int]
+    ORDER_BY_FIELD_NUMBER: _ClassVar[int]
+    DESCENDING_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    task_name: str
+    start_time: _timestamp_pb2.Timestamp
+    end_time: _timestamp_pb2.Timestamp
+    src_ip: str
+    dst_ip: str
+    host: str
+    src_port: int
+    dst_port: int
+    port: int
+    protocol: int
+    vlan_id: int
+    end_reasons: _containers.RepeatedScalarFieldContainer[str]
+    conn_states: _containers.RepeatedScalarFieldContainer[str]
+    min_bytes: int
+    order_by: FlowOrder
+    descending: bool
+    page_size: int
+    page_token: str
+    def __init__(self, task_name: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., src_ip: _Optional[str] = ..., dst_ip: _Optional[str] = ..., host: _Optional[str] = ..., src_port: _Optional[int] = ..., dst_port: _Optional[int] = ..., port: _Optional[int] = ..., protocol: _Optional[int] = ..., vlan_id: _Optional[int] = ..., end_reasons: _Optional[_Iterable[str]] = ..., conn_states: _Optional[_Iterable[str]] = ..., min_bytes: _Optional[int] = ..., order_by: _Optional[_Union[FlowOrder, str]] = ..., descending: _Optional[bool] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class FlowRecord(_message.Message):
+    __slots__ = ("task_name", "src_ip", "dst_ip", "src_port", "dst_port", "protocol", "vlan_id", "first_seen", "last_seen", "duration_ns", "src_to_dst_packets", "src_to_dst_bytes", "dst_to_src_packets", "dst_to_src_bytes", "end_reason", "conn_state", "src_to_dst_ip_bytes", "dst_to_src_ip_bytes", "src_to_dst_tcp_flags", "dst_to_src_tcp_flags", "src_to_dst_syn", "src_to_dst_fin", "src_to_dst_rst", "dst_to_src_syn", "dst_to_src_fin", "dst_to_src_rst", "src_to_dst_icmp_type_code", "dst_to_src_icmp_type_code", "src_to_dst_size_min", "src_to_dst_size_max", "src_to_dst_size_mean", "src_to_dst_size_stddev", "src_to_dst_iat_min_ns", "src_to_dst_iat_max_ns", "src_to_dst_iat_mean_ns", "src_to_dst_iat_stddev_ns", "dst_to_src_size_min", "dst_to_src_size_max", "dst_to_src_size_mean", "dst_to_src_size_stddev", "dst_to_src_iat_min_ns", "dst_to_src_iat_max_ns", "dst_to_src_iat_mean_ns", "dst_to_src_iat_stddev_ns", "splt_size", "splt_direction")
+    TASK_NAME_FIELD_NUMBER: _ClassVar[int]
+    SRC_IP_FIELD_NUMBER: _ClassVar[int]
+    DST_IP_FIELD_NUMBER: _ClassVar[int]
+    SRC_PORT_FIELD_NUMBER: _ClassVar[int]
+    DST_PORT_FIELD_NUMBER: _ClassVar[int]
+    PROTOCOL_FIELD_NUMBER: _ClassVar[int]
+    VLAN_ID_FIELD_NUMBER: _ClassVar[int]
+    FIRST_SEEN_FIELD_NUMBER: _ClassVar[int]
+    LAST_SEEN_FIELD_NUMBER: _ClassVar[int]
+    DURATION_NS_FIELD_NUMBER: _ClassVar[int]
+    SRC_TO_DST_PACKETS_FIELD_NUMBER: _ClassVar[int]
+    SRC_TO_DST_BYTES_FIELD_NUMBER: _ClassVar[int]
+    DST_TO_SRC_PACKETS_FIELD_NUMBER: _ClassVar[int]
+    DST_TO_SRC_BYTES_FIELD_NUMBER: _ClassVar[int]
+    END_REASON_FIELD_NUMBER: _ClassVar[int]
+    CONN_STATE_FIELD_NUMBER: _ClassVar[int]
+    SRC_TO_DST_IP_BYTES_FIELD_NUMBER: _ClassVar[int]
+    DST_TO_SRC_IP_BYTES_FIELD_NUMBER: _ClassVar[int]
+    SRC_TO_DST_TCP_FLAGS_FIELD_NUMBER: _ClassVar[int]
+    DST_TO_SRC_TCP_FLAGS_FIELD_NUMBER: _ClassVar[int]
+    SRC_TO_DST_SYN_FIELD_NUMBER: _ClassVar[int]
+    SRC_TO_DST_FIN_FIELD_NUMBER: _ClassVar[int]
+    SRC_TO_DST_RST_FIELD_NUMBER: _ClassVar[int]
+    DST_TO_SRC_SYN_FIELD_NUMBER: _ClassVar[int]
+    DST_TO_SRC_FIN_FIELD_NUMBER: _ClassVar[int]
+    DST_TO_SRC_RST_FIELD_NUMBER: _ClassVar[int]
+    SRC_TO_DST_ICMP_TYPE_CODE_FIELD_NUMBER: _ClassVar[int]
+    DST_TO_SRC_ICMP_TYPE_CODE_FIELD_NUMBER: _ClassVar[int]
+    SRC_TO_DST_SIZE_MIN_FIELD_NUMBER: _ClassVar[int]
+    SRC_TO_DST_SIZE_MAX_FIELD_NUMBER: _ClassVar[int]
+    SRC_TO_DST_SIZE_MEAN_FIELD_NUMBER: _ClassVar[int]
+    SRC_TO_DST_SIZE_STDDEV_FIELD_NUMBER: _ClassVar[int]
+    SRC_TO_DST_IAT_MIN_NS_FIELD_NUMBER: _ClassVar[int]
+    SRC_TO_DST_IAT_MAX_NS_FIELD_NUMBER: _ClassVar[int]
+    SRC_TO_DST_IAT_MEAN_NS_FIELD_NUMBER: _ClassVar[int]
+    SRC_TO_DST_IAT_STDDEV_NS_FIELD_NUMBER: _ClassVar[int]
+    DST_TO_SRC_SIZE_MIN_FIELD_NUMBER: _ClassVar[int]
+    DST_TO_SRC_SIZE_MAX_FIELD_NUMBER: _ClassVar[int]
+    DST_TO_SRC_SIZE_MEAN_FIELD_NUMBER: _ClassVar[int]
+    DST_TO_SRC_SIZE_STDDEV_FIELD_NUMBER: _ClassVar[int]
+    DST_TO_SRC_IAT_MIN_NS_FIELD_NUMBER: _ClassVar[int]
+    DST_TO_SRC_IAT_MAX_NS_FIELD_NUMBER: _ClassVar[int]
+    DST_TO_SRC_IAT_MEAN_NS_FIELD_NUMBER: _ClassVar[int]
+    DST_TO_SRC_IAT_STDDEV_NS_FIELD_NUMBER: _ClassVar[int]
+    SPLT_SIZE_FIELD_NUMBER: _ClassVar[int]
+    SPLT_DIRECTION_FIELD_NUMBER: _ClassVar[int]
+    task_name: str
+    src_ip: str
+    dst_ip: str
+    src_port: int
+    dst_port: int
+    protocol: int
+    vlan_id: int
+    first_seen: _timestamp_pb2.Timestamp
+    last_seen: _timestamp_pb2.Timestamp
+    duration_ns: int
+    src_to_dst_packets: int
+    src_to_dst_bytes: int
+    dst_to_src_packets: int
+    dst_to_src_bytes: int
+    end_reason: str
+    conn_state: str
+    src_to_dst_ip_bytes: int
+    dst_to_src_ip_bytes: int
+    src_to_dst_tcp_flags: int
+    dst_to_src_tcp_flags: int
+    src_to_dst_syn: int
+    src_to_dst_fin: int
+    src_to_dst_rst: int
+    dst_to_src_syn: int
+    dst_to_src_fin: int
+    dst_to_src_rst: int
+    src_to_dst_icmp_type_code: int
+    dst_to_src_icmp_type_code: int
+    src_to_dst_size_min: int
+    src_to_dst_size_max: int
+    src_to_dst_size_mean: float
+    src_to_dst_size_stddev: float
+    src_to_dst_iat_min_ns: int
+    src_to_dst_iat_max_ns: int
+    src_to_dst_iat_mean_ns: int
+    src_to_dst_iat_stddev_ns: int
+    dst_to_src_size_min: int
+    dst_to_src_size_max: int
+    dst_to_src_size_mean: float
+    dst_to_src_size_stddev: float
+    dst_to_src_iat_min_ns: int
+    dst_to_src_iat_max_ns: int
+    dst_to_src_iat_mean_ns: int
+    dst_to_src_iat_stddev_ns: int
+    splt_size: _containers.RepeatedScalarFieldContainer[int]
+    splt_direction: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, task_name: _Optional[str] = ..., src_ip: _Optional[str] = ..., dst_ip: _Optional[str] = ..., src_port: _Optional[int] = ..., dst_port: _Optional[int] = ..., protocol: _Optional[int] = ..., vlan_id: _Optional[int] = ..., first_seen: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_seen: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., duration_ns: _Optional[int] = ..., src_to_dst_packets: _Optional[int] = ..., src_to_dst_bytes: _Optional[int] = ..., dst_to_src_packets: _Optional[int] = ..., dst_to_src_bytes: _Optional[int] = ..., end_reason: _Optional[str] = ..., conn_state: _Optional[str] = ..., src_to_dst_ip_bytes: _Optional[int] = ..., dst_to_src_ip_bytes: _Optional[int] = ..., src_to_dst_tcp_flags: _Optional[int] = ..., dst_to_src_tcp_flags: _Optional[int] = ..., src_to_dst_syn: _Optional[int] = ..., src_to_dst_fin: _Optional[int] = ..., src_to_dst_rst: _Optional[int] = ..., dst_to_src_syn: _Optional[int] = ..., dst_to_src_fin: _Optional[int] = ..., dst_to_src_rst: _Optional[int] = ..., src_to_dst_icmp_type_code: _Optional[int] = ..., dst_to_src_icmp_type_code: _Optional[int] = ..., src_to_dst_size_min: _Optional[int] = ..., src_to_dst_size_max: _Optional[int] = ..., src_to_dst_size_mean: _Optional[float] = ..., src_to_dst_size_stddev: _Optional[float] = ..., src_to_dst_iat_min_ns: _Optional[int] = ..., src_to_dst_iat_max_ns: _Optional[int] = ..., src_to_dst_iat_mean_ns: _Optional[int] = ..., src_to_dst_iat_stddev_ns: _Optional[int] = ..., dst_to_src_size_min: _Optional[int] = ..., dst_to_src_size_max: _Optional[int] = ..., dst_to_src_size_mean: _Optional[float] = ..., dst_to_src_size_stddev: _Optional[float] = ..., dst_to_src_iat_min_ns: _Optional[int] = ..., dst_to_src_iat_max_ns: _Optional[int] = ..., dst_to_src_iat_mean_ns: _Optional[int] = ..., dst_to_src_iat_stddev_ns: _Optional[int] = ..., splt_size: _Optional[_Iterable[int]] = ..., splt_direction: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class ListFlowsResponse(_message.Message):
+    __slots__ = ("flows", "next_page_token", "total")
+    FLOWS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    flows: _containers.RepeatedCompositeFieldContainer[FlowRecord]
+    next_page_token: str
+    total: int
+    def __init__(self, flows: _Optional[_Iterable[_Union[FlowRecord, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., total: _Optional[int] = ...) -> None: ...

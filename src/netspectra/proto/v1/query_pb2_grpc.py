@@ -61,6 +61,11 @@ class QueryServiceStub:
                 request_serializer=netspectra_dot_v1_dot_query__pb2.HeavyHittersRequest.SerializeToString,
                 response_deserializer=netspectra_dot_v1_dot_query__pb2.HeavyHittersResponse.FromString,
                 _registered_method=True)
+        self.ListFlows = channel.unary_unary(
+                '/v1.QueryService/ListFlows',
+                request_serializer=netspectra_dot_v1_dot_query__pb2.ListFlowsRequest.SerializeToString,
+                response_deserializer=netspectra_dot_v1_dot_query__pb2.ListFlowsResponse.FromString,
+                _registered_method=True)
 
 
 class QueryServiceServicer:
@@ -98,6 +103,13 @@ class QueryServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListFlows(self, request, context):
+        """ADDITION. The stored flow records of a flows task.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_QueryServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -125,6 +137,11 @@ def add_QueryServiceServicer_to_server(servicer, server):
                     servicer.QueryHeavyHitters,
                     request_deserializer=netspectra_dot_v1_dot_query__pb2.HeavyHittersRequest.FromString,
                     response_serializer=netspectra_dot_v1_dot_query__pb2.HeavyHittersResponse.SerializeToString,
+            ),
+            'ListFlows': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListFlows,
+                    request_deserializer=netspectra_dot_v1_dot_query__pb2.ListFlowsRequest.FromString,
+                    response_serializer=netspectra_dot_v1_dot_query__pb2.ListFlowsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -264,6 +281,33 @@ class QueryService:
             '/v1.QueryService/QueryHeavyHitters',
             netspectra_dot_v1_dot_query__pb2.HeavyHittersRequest.SerializeToString,
             netspectra_dot_v1_dot_query__pb2.HeavyHittersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListFlows(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/v1.QueryService/ListFlows',
+            netspectra_dot_v1_dot_query__pb2.ListFlowsRequest.SerializeToString,
+            netspectra_dot_v1_dot_query__pb2.ListFlowsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -33,7 +33,7 @@ class PacketInfo(_message.Message):
     def __init__(self, timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., five_tuple: _Optional[_Union[FiveTuple, _Mapping]] = ..., length: _Optional[int] = ...) -> None: ...
 
 class PacketBatch(_message.Message):
-    __slots__ = ("version", "count", "seq", "probe_id", "shard", "n_shards", "link_type", "kernel_dropped", "probe_dropped", "skipped", "shard_packets", "padding", "ts_ns", "src_ip", "dst_ip", "src_port", "dst_port", "protocol", "length")
+    __slots__ = ("version", "count", "seq", "probe_id", "shard", "n_shards", "link_type", "kernel_dropped", "probe_dropped", "skipped", "shard_packets", "padding", "ts_ns", "src_ip", "dst_ip", "src_port", "dst_port", "protocol", "length", "tcp_flags", "vlan_id", "icmp_type_code", "ip_length", "packets", "octets", "sampling_rate", "flow_start_ns", "in_if", "out_if", "exporter")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     COUNT_FIELD_NUMBER: _ClassVar[int]
     SEQ_FIELD_NUMBER: _ClassVar[int]
@@ -53,6 +53,17 @@ class PacketBatch(_message.Message):
     DST_PORT_FIELD_NUMBER: _ClassVar[int]
     PROTOCOL_FIELD_NUMBER: _ClassVar[int]
     LENGTH_FIELD_NUMBER: _ClassVar[int]
+    TCP_FLAGS_FIELD_NUMBER: _ClassVar[int]
+    VLAN_ID_FIELD_NUMBER: _ClassVar[int]
+    ICMP_TYPE_CODE_FIELD_NUMBER: _ClassVar[int]
+    IP_LENGTH_FIELD_NUMBER: _ClassVar[int]
+    PACKETS_FIELD_NUMBER: _ClassVar[int]
+    OCTETS_FIELD_NUMBER: _ClassVar[int]
+    SAMPLING_RATE_FIELD_NUMBER: _ClassVar[int]
+    FLOW_START_NS_FIELD_NUMBER: _ClassVar[int]
+    IN_IF_FIELD_NUMBER: _ClassVar[int]
+    OUT_IF_FIELD_NUMBER: _ClassVar[int]
+    EXPORTER_FIELD_NUMBER: _ClassVar[int]
     version: int
     count: int
     seq: int
@@ -72,4 +83,15 @@ class PacketBatch(_message.Message):
     dst_port: bytes
     protocol: bytes
     length: bytes
-    def __init__(self, version: _Optional[int] = ..., count: _Optional[int] = ..., seq: _Optional[int] = ..., probe_id: _Optional[str] = ..., shard: _Optional[int] = ..., n_shards: _Optional[int] = ..., link_type: _Optional[int] = ..., kernel_dropped: _Optional[int] = ..., probe_dropped: _Optional[int] = ..., skipped: _Optional[int] = ..., shard_packets: _Optional[int] = ..., padding: _Optional[bytes] = ..., ts_ns: _Optional[bytes] = ..., src_ip: _Optional[bytes] = ..., dst_ip: _Optional[bytes] = ..., src_port: _Optional[bytes] = ..., dst_port: _Optional[bytes] = ..., protocol: _Optional[bytes] = ..., length: _Optional[bytes] = ...) -> None: ...
+    tcp_flags: bytes
+    vlan_id: bytes
+    icmp_type_code: bytes
+    ip_length: bytes
+    packets: bytes
+    octets: bytes
+    sampling_rate: bytes
+    flow_start_ns: bytes
+    in_if: bytes
+    out_if: bytes
+    exporter: bytes
+    def __init__(self, version: _Optional[int] = ..., count: _Optional[int] = ..., seq: _Optional[int] = ..., probe_id: _Optional[str] = ..., shard: _Optional[int] = ..., n_shards: _Optional[int] = ..., link_type: _Optional[int] = ..., kernel_dropped: _Optional[int] = ..., probe_dropped: _Optional[int] = ..., skipped: _Optional[int] = ..., shard_packets: _Optional[int] = ..., padding: _Optional[bytes] = ..., ts_ns: _Optional[bytes] = ..., src_ip: _Optional[bytes] = ..., dst_ip: _Optional[bytes] = ..., src_port: _Optional[bytes] = ..., dst_port: _Optional[bytes] = ..., protocol: _Optional[bytes] = ..., length: _Optional[bytes] = ..., tcp_flags: _Optional[bytes] = ..., vlan_id: _Optional[bytes] = ..., icmp_type_code: _Optional[bytes] = ..., ip_length: _Optional[bytes] = ..., packets: _Optional[bytes] = ..., octets: _Optional[bytes] = ..., sampling_rate: _Optional[bytes] = ..., flow_start_ns: _Optional[bytes] = ..., in_if: _Optional[bytes] = ..., out_if: _Optional[bytes] = ..., exporter: _Optional[bytes] = ...) -> None: ...

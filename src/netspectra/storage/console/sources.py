@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from netspectra.storage.filter import CompiledFilter, FieldType, field_type
 from netspectra.storage.schema import (
     ALERT_TABLE,
+    FLOW_RECORDS_TABLE,
     FLOW_TABLE,
     HITTER_TABLE,
     KEY_COLUMNS,
@@ -24,15 +25,15 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: The table of flow records (issue 14); a source as soon as it exists.
-RECORD_TABLE = "flows"
+#: The table of flow records (schema.FLOWS, migration 2); one source per task as soon as it exists.
+RECORD_TABLE = FLOW_RECORDS_TABLE
 #: Tables the console names in its catalog when they are absent, so the page can say what is missing:
 #: name → what it would hold.
 EXPECTED_TABLES: dict[str, str] = {
     FLOW_TABLE: "flow states of the exact tasks (cumulative per period, one row per changed flow)",
     HITTER_TABLE: "heavy hitters and super-spreaders of the sketch tasks",
     ALERT_TABLE: "the alert history",
-    RECORD_TABLE: "flow records (bidirectional, with state, flags and end reason): issue 14",
+    RECORD_TABLE: "flow records of the flows tasks (bidirectional, with state, flags and end reason)",
     "flow_metrics_1m": "1-minute rollup in traffic time: issue 16",
     "flow_metrics_5m": "5-minute rollup in traffic time: issue 16",
     "flow_metrics_1h": "1-hour rollup in traffic time: issue 16",
@@ -92,7 +93,9 @@ class Source:
     :class:`FieldType`); ``keys``: the columns that identify a flow; ``extra``: more columns the flows
     view shows (records: state, flags, end reason, …); ``axes``: the time axes it has; ``sample_column``:
     the UInt64 hash column a sample is taken on ("" = never sampled); ``times`` and ``counters``: the SQL of
-    first/last seen (ns) and of packets/bytes in a records table."""
+    first/last seen (ns) and of packets/bytes in a records table; ``final``: read the table ``FINAL`` (a
+    ``ReplacingMergeTree`` of records, such as ``flows``, where a retried write is one record only once
+    merged)."""
 
     id: str
     table: str
@@ -105,6 +108,7 @@ class Source:
     sample_column: str = ""
     times: tuple[str, str] = ("", "")
     counters: tuple[str, str] = ("", "")
+    final: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -154,6 +158,7 @@ class Source:
         lead = f"{cols}, " if cols else ""
         table = f"%TABLE:{self.table}%"
         if self.kind == "records":
+            table += " FINAL" if self.final else ""
             first, last = self.times
             if start_ns is not None:
                 where.append(f"{first} >= %(rel_start)s")
@@ -346,7 +351,9 @@ def _has_total_rows(store: ClickHouseStore) -> bool:
 def _record_sources(store: ClickHouseStore, cols: list[tuple[str, str]]) -> list[Source]:
     """Sources of a ``flows`` table (one per task when it has ``TaskName``): its time and counter
     columns found by name (see :data:`_RECORD_TIMES`, :data:`_RECORD_PACKETS`, :data:`_RECORD_BYTES`);
-    none when it lacks them (logged)."""
+    none when it lacks them (logged). NetSpectra's own ``flows`` (schema.FLOWS, migration 2) is a
+    ``ReplacingMergeTree`` on the record's identity and is read ``FINAL``, as ``ListFlows`` reads it; so is
+    a ``Distributed`` table over it (FINAL goes to the shards)."""
     have = {n for n, _ in cols}
     types = dict(cols)
     times = _first_present(_RECORD_TIMES, have)
@@ -379,6 +386,11 @@ def _record_sources(store: ClickHouseStore, cols: list[tuple[str, str]]) -> list
         table = store.table(RECORD_TABLE)
         tasks = [str(r[0]) for r in store.query(f"SELECT DISTINCT TaskName FROM {table} ORDER BY TaskName")]
     sample = "FlowHash" if types.get("FlowHash") == "UInt64" else ""
+    engine = store.query(
+        "SELECT engine FROM system.tables WHERE database = %(db)s AND name = %(t)s",
+        {"db": store.database, "t": RECORD_TABLE},
+    )
+    final = bool(engine) and ("Replacing" in str(engine[0][0]) or str(engine[0][0]) == "Distributed")
     return [
         Source(
             f"{RECORD_TABLE}:{task}",
@@ -392,6 +404,7 @@ def _record_sources(store: ClickHouseStore, cols: list[tuple[str, str]]) -> list
             sample,
             (first, last),
             counters,
+            final,
         )
         for task in tasks
     ]

@@ -51,7 +51,7 @@ export async function render(ctx) {
       if (NUMERIC.has(c)) return numCell(v);
       if (TIMES.has(c)) return timeCell(v);
       if (c in kinds) return keyCell(c, v, { hostLink: ctx.hostLink, drill });
-      return el("td", { dataset: { field: c } }, v === null ? "—" : String(v));
+      return el("td", { dataset: { field: c, value: v === null ? "" : String(v) } }, v === null ? "—" : String(v));
     });
     return el("tr", { class: "row" }, ...cells);
   });
@@ -62,8 +62,8 @@ export async function render(ctx) {
   $("flows-next").disabled = !doc.more;
   const what = source.kind === "records"
     ? "One row per flow record."
-    : "One row per flow and aggregation period (flow_metrics: the flow records of issue 14 show here, with " +
-      "their state, flags and end reason, once the store has a flows table).";
+    : "One row per flow and aggregation period (flow_metrics). The flow records of a flows task, with their " +
+      "state, flags and end reason, are the flows: sources once the store has a flows table.";
   $("flows-note").textContent = `${what} Time axis: ${doc.axisMeaning}. ${doc.elapsedMs} ms.`;
   return doc;
 }

@@ -1,0 +1,313 @@
+"""``enrichment``: the configuration of the enrichment stage (GeoIP/ASN databases, networks, exporters'
+interfaces, classifier rules).
+
+Light on purpose (pydantic, :mod:`ipaddress`, :mod:`re`): the root configuration imports it, so
+validating a file never loads numpy, numba or the MMDB reader. Everything is checked here, once, with
+errors that name the entry: a CIDR that does not parse or has host bits set, the same network written
+twice (also in two spellings, ``10.0.0.0/8`` and ``::ffff:10.0.0.0/104``), a country that is not two
+letters, a classifier rule that does not parse (with the column and a caret). The paths of the
+databases are *not* required to exist here: a missing or damaged database is a run-time condition (the
+service starts without that enrichment, says so once and counts the rows it could not enrich; see
+``docs/enrichment.md``), and ``netspectra config check`` reports it as a warning.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from datetime import timedelta
+from typing import Annotated, Any, ClassVar
+
+from pydantic import BeforeValidator, Field, field_validator, model_validator
+
+from netspectra.config.base import GoDuration, Section, UInt32, format_go_duration, value_error_at
+from netspectra.enrich.expr import EXPORTER_LANGUAGE, INTERFACE_LANGUAGE, Language, RuleError, parse_rule
+from netspectra.kinds import did_you_mean
+
+#: Most entries a ``networks`` map may hold (network ids are 21-bit in the compiled table).
+MAX_NETWORKS = (1 << 21) - 2
+#: Most distinct values one network attribute may take (codes are uint16, 0 = unknown).
+MAX_ATTRIBUTE_VALUES = (1 << 16) - 1
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
+
+
+def parse_cidr(text: Any) -> IPNetwork:
+    """``text`` as a network (IPv4 or IPv6; an IPv4-mapped IPv6 network inside ``::ffff:0:0/96`` becomes
+    the IPv4 network it maps, as NetSpectra keeps IPv4 addresses mapped); a bare address is a /32 or
+    /128. ``ValueError`` with the fix for anything else, host bits set included."""
+    if not isinstance(text, str):
+        text = str(text)
+    try:
+        net = ipaddress.ip_network(text.strip(), strict=True)
+    except ValueError as exc:
+        if "has host bits set" in str(exc):
+            loose = ipaddress.ip_network(text.strip(), strict=False)
+            raise ValueError(f"{text!r} has host bits set; write {loose}") from None
+        raise ValueError(
+            f"{text!r} is not a network; write a CIDR such as 192.0.2.0/24 or 2001:db8::/32"
+        ) from None
+    if isinstance(net, ipaddress.IPv6Network) and net.prefixlen >= 96 and net.subnet_of(_MAPPED):
+        v4 = ipaddress.IPv4Address(int(net.network_address) & 0xFFFFFFFF)
+        return ipaddress.IPv4Network((v4, net.prefixlen - 96))
+    return net
+
+
+def _country(value: Any) -> str:
+    if value is None or value == "":
+        return ""
+    if not isinstance(value, str) or len(value) != 2 or not value.isascii() or not value.isalpha():
+        raise ValueError(f"{value!r} is not an ISO 3166 alpha-2 country code; write two letters, e.g. FR")
+    return value.upper()
+
+
+Country = Annotated[str, BeforeValidator(_country)]
+
+
+class _Entry(Section):
+    """An entry of a mapping (a network, an exporter, an interface): the unknown-key warnings do not walk
+    into mappings, so an unknown key here is an error that names it, not a silent no-op."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            known = cls.known_keys(data)
+            for key in data:
+                if key not in known:
+                    hint = cls._hints.get(str(key))
+                    fix = f"write {hint}" if hint else f"known keys are {', '.join(known)}"
+                    raise ValueError(f"unknown key {key!r}{did_you_mean(key, known)}; {fix}")
+        return data
+
+
+def _name_only(value: Any) -> Any:
+    # As Akvorado: a network given as a bare string is its name.
+    if isinstance(value, str | int):
+        return {"name": str(value)}
+    return value
+
+
+class NetworkAttributes(_Entry):
+    """The attributes of one ``networks`` entry (Akvorado's ``networks``); a bare string is the ``name``.
+
+    In a nested network, an attribute left empty is inherited from the closest enclosing network that
+    sets it (as Akvorado). ``asn`` and ``country``, when set, win over the GeoIP databases for the
+    addresses of the network (an operator's correction or a private range the databases do not know).
+    """
+
+    name: str = ""
+    role: str = ""
+    site: str = ""
+    region: str = ""
+    tenant: str = ""
+    asn: UInt32 = 0
+    country: Country = ""
+
+
+#: The string attributes of a network, in column order.
+NETWORK_ATTRIBUTES: tuple[str, ...] = ("name", "role", "site", "region", "tenant")
+
+
+def _networks(value: Any) -> Any:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ValueError("write networks as a mapping of CIDR to attributes, e.g. 10.0.0.0/8: {name: corp}")
+    if len(value) > MAX_NETWORKS:
+        raise ValueError(f"{len(value)} networks, more than the {MAX_NETWORKS} a table can hold")
+    out: dict[str, Any] = {}
+    seen: dict[IPNetwork, str] = {}
+    for key, attrs in value.items():
+        try:
+            net = parse_cidr(key)
+        except ValueError as exc:
+            raise value_error_at((str(key),), str(exc), key) from None
+        if net in seen:
+            raise value_error_at(
+                (str(key),),
+                f"{key!r} is the same network as {seen[net]!r} ({net}); keep one entry per network",
+                key,
+            )
+        seen[net] = str(key)
+        out[str(net)] = _name_only(attrs) if attrs is not None else {}
+    return out
+
+
+class GeoIPConfig(Section):
+    """``enrichment.geoip``: MMDB databases (GeoLite2, DB-IP lite, IPinfo lite and any database of that
+    format). Empty path = that enrichment is off. A City database serves as the country database."""
+
+    _hints: ClassVar[dict[str, str]] = {
+        "geo_database": "country_database",
+        "geo-database": "country_database",
+        "asn-database": "asn_database",
+    }
+
+    #: MMDB with ``autonomous_system_number`` (GeoLite2-ASN, DB-IP ASN lite, GeoIP2-ISP) or ``asn``
+    #: (IPinfo lite) per network.
+    asn_database: str = ""
+    #: MMDB with ``country.iso_code`` (GeoLite2-Country or -City, DB-IP country lite) or
+    #: ``country_code`` (IPinfo lite) per network.
+    country_database: str = ""
+    #: How often the files are checked for a change (size, mtime, inode), between batches; 0 = before every
+    #: batch. A changed file is compiled in the background and swapped in between two batches.
+    check_interval: GoDuration = timedelta(seconds=30)
+
+    @field_validator("check_interval")
+    @classmethod
+    def _not_negative(cls, v: timedelta) -> timedelta:
+        if v < timedelta(0):
+            raise ValueError(f"{format_go_duration(v)!r} is negative; write 0s (every batch) or e.g. 30s")
+        return v
+
+
+class InterfaceInfo(_Entry):
+    """What is known of one interface of an exporter (Akvorado's static metadata)."""
+
+    name: str = ""
+    description: str = ""
+    #: Speed in Mbit/s (0 = unknown).
+    speed: UInt32 = 0
+
+
+class ExporterInfo(_Entry):
+    """``enrichment.exporters.<address or CIDR>``: an exporter's name and interfaces, for the classifiers.
+
+    ``if_indexes`` maps interface indexes to their name, description and speed; ``default`` describes an
+    interface that is not listed."""
+
+    _hints: ClassVar[dict[str, str]] = {"if-indexes": "if_indexes", "interfaces": "if_indexes"}
+
+    name: str = ""
+    default: InterfaceInfo = InterfaceInfo()
+    if_indexes: dict[UInt32, InterfaceInfo] = Field(default_factory=dict)
+
+
+def _exporters(value: Any) -> Any:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ValueError("write exporters as a mapping of address (or CIDR) to {name, if_indexes}")
+    out: dict[str, Any] = {}
+    seen: dict[IPNetwork, str] = {}
+    for key, info in value.items():
+        try:
+            net = parse_cidr(key)
+        except ValueError as exc:
+            raise value_error_at((str(key),), str(exc), key) from None
+        if net in seen:
+            raise value_error_at(
+                (str(key),), f"{key!r} is the same exporter as {seen[net]!r}; keep one entry", key
+            )
+        seen[net] = str(key)
+        out[str(net)] = info if info is not None else {}
+    return out
+
+
+def _rules(value: Any, lang: Language) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list | tuple):
+        raise ValueError("write the rules as a YAML list of strings")
+    for i, rule in enumerate(value):
+        try:
+            parse_rule(rule, lang)
+        except RuleError as exc:
+            text = rule if isinstance(rule, str) else repr(rule)
+            raise value_error_at((i,), exc.describe(text), rule) from None
+    return tuple(value)
+
+
+class ClassifiersConfig(Section):
+    """``enrichment.classifiers``: Akvorado-style rules, tried in order until every attribute is set.
+
+    ``exporters`` rules read ``Exporter.IP``/``Exporter.Name`` and call ``ClassifyGroup``, ``ClassifyRole``,
+    ``ClassifySite``, ``ClassifyRegion``, ``ClassifyTenant`` (and their ``...Regex`` forms); ``interfaces``
+    rules also read ``Interface.Index``/``Name``/``Description``/``Speed`` and call ``ClassifyExternal``,
+    ``ClassifyInternal``, ``ClassifyConnectivity[Regex]``, ``ClassifyProvider[Regex]``. The language is in
+    ``docs/enrichment.md``; every rule is parsed and type-checked here.
+    """
+
+    _hints: ClassVar[dict[str, str]] = {
+        "exporter-classifiers": "exporters",
+        "interface-classifiers": "interfaces",
+    }
+
+    exporters: tuple[str, ...] = ()
+    interfaces: tuple[str, ...] = ()
+    #: Most (exporter, interface) results kept; the cache is emptied (and counted) when it is full.
+    cache_size: int = Field(100_000, ge=16)
+
+    @field_validator("exporters", mode="before")
+    @classmethod
+    def _exporter_rules(cls, v: Any) -> tuple[str, ...]:
+        return _rules(v, EXPORTER_LANGUAGE)
+
+    @field_validator("interfaces", mode="before")
+    @classmethod
+    def _interface_rules(cls, v: Any) -> tuple[str, ...]:
+        return _rules(v, INTERFACE_LANGUAGE)
+
+
+class EnrichmentConfig(Section):
+    """``enrichment`` (a NetSpectra addition): what the enrichment stage adds to every row.
+
+    Nothing configured = nothing to enrich (:attr:`enabled` is False). See ``docs/enrichment.md``.
+    """
+
+    geoip: GeoIPConfig = GeoIPConfig()
+    #: CIDR -> attributes (name, role, site, region, tenant, asn, country); the longest prefix wins.
+    networks: Annotated[dict[str, NetworkAttributes], BeforeValidator(_networks)] = Field(
+        default_factory=dict
+    )
+    #: Exporter address or CIDR -> its name and interfaces (the classifiers' inputs).
+    exporters: Annotated[dict[str, ExporterInfo], BeforeValidator(_exporters)] = Field(default_factory=dict)
+    classifiers: ClassifiersConfig = ClassifiersConfig()
+
+    @field_validator("networks")
+    @classmethod
+    def _attribute_values(cls, v: dict[str, NetworkAttributes]) -> dict[str, NetworkAttributes]:
+        for attr in NETWORK_ATTRIBUTES:
+            distinct = {getattr(a, attr) for a in v.values()} - {""}
+            if len(distinct) > MAX_ATTRIBUTE_VALUES:
+                raise ValueError(
+                    f"the networks use {len(distinct)} different {attr}s, more than {MAX_ATTRIBUTE_VALUES}"
+                )
+        return v
+
+    @classmethod
+    def known_keys(cls, data: dict[str, Any]) -> dict[str, Any]:
+        keys = super().known_keys(data)
+        # Mappings keyed by CIDR: their entries check their own keys (:class:`_Entry`).
+        keys["networks"] = keys["exporters"] = (None, False)
+        return keys
+
+    def warnings(self) -> list[str]:
+        """Problems that do not stop NetSpectra: a configured database file that does not exist now (the
+        services start without it and load it when it appears)."""
+        out = []
+        for key, what in (("asn_database", "AS numbers"), ("country_database", "countries")):
+            path = getattr(self.geoip, key).strip()
+            if path and not os.path.isfile(path):
+                out.append(
+                    f"enrichment.geoip.{key}: {path!r} is not a file; the services start without {what} "
+                    "and load the database when it appears"
+                )
+        return out
+
+    @property
+    def enabled(self) -> bool:
+        """True when anything is configured (a database, a network, a classifier rule)."""
+        g = self.geoip
+        c = self.classifiers
+        return bool(
+            g.asn_database.strip()
+            or g.country_database.strip()
+            or self.networks
+            or c.exporters
+            or c.interfaces
+        )

@@ -1,0 +1,138 @@
+"""The ``enrichment`` section: every problem is an error of ``netspectra config check`` that names the entry
+(a network written twice, in one spelling or two; an invalid CIDR; a classifier rule that does not parse,
+with its column); a database file that is missing is a warning."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from netspectra.config.loader import ConfigError, parse_config_text
+
+
+def errors_of(text: str) -> str:
+    with pytest.raises(ConfigError) as info:
+        parse_config_text(text)
+    return str(info.value)
+
+
+def test_defaults_enable_nothing() -> None:
+    cfg = parse_config_text("")
+    assert not cfg.enrichment.enabled
+    assert cfg.enrichment.networks == {} and cfg.enrichment.classifiers.interfaces == ()
+
+
+def test_valid_section() -> None:
+    cfg = parse_config_text(
+        """
+enrichment:
+  geoip:
+    check_interval: 5m
+  networks:
+    10.0.0.0/8: {name: corp, role: internal, site: par, region: eu, tenant: acme, asn: 64512, country: fr}
+    10.1.0.0/16: lab
+    2001:db8::/32: {name: doc}
+    ::ffff:192.0.2.0/120: {name: mapped}
+  exporters:
+    192.0.2.1:
+      name: edge1
+      default: {name: unknown}
+      if_indexes: {10: {name: Gi0/0/10, description: "Transit: Cogent", speed: 10000}}
+  classifiers:
+    exporters:
+      - Exporter.Name startsWith "edge" && ClassifyRole("edge")
+    interfaces:
+      - Interface.Index in [1, 2] && ClassifyExternal()
+      - ClassifyInternal()
+"""
+    )
+    e = cfg.enrichment
+    assert e.enabled
+    assert e.geoip.check_interval.total_seconds() == 300
+    assert e.networks["10.0.0.0/8"].country == "FR" and e.networks["10.1.0.0/16"].name == "lab"
+    assert "192.0.2.0/24" in e.networks  # the IPv4-mapped spelling is the IPv4 network
+    assert e.exporters["192.0.2.1/32"].if_indexes[10].speed == 10000
+    assert len(e.classifiers.interfaces) == 2
+    assert not cfg.warnings
+
+
+@pytest.mark.parametrize(
+    ("networks", "expected"),
+    [
+        (
+            "    10.0.0.0/8: a\n    10.0.0.0/8: b\n",
+            "found the key '10.0.0.0/8' a second time; keep one",
+        ),
+        (
+            "    10.0.0.0/8: a\n    ::ffff:10.0.0.0/104: b\n",
+            "enrichment.networks.::ffff:10.0.0.0/104: '::ffff:10.0.0.0/104' is the same network as "
+            "'10.0.0.0/8'",
+        ),
+        (
+            "    2001:db8::/32: a\n    2001:DB8:0::/32: b\n",
+            "'2001:DB8:0::/32' is the same network as '2001:db8::/32'",
+        ),
+        (
+            "    10.0.0.1/8: a\n",
+            "enrichment.networks.10.0.0.1/8: '10.0.0.1/8' has host bits set; write 10.0.0.0/8",
+        ),
+        ("    10.0.0.0/33: a\n", "'10.0.0.0/33' is not a network; write a CIDR"),
+        ("    corp: a\n", "enrichment.networks.corp: 'corp' is not a network"),
+        ("    10.0.0.0/8: {nmae: a}\n", "unknown key 'nmae' (did you mean 'name'?)"),
+        ("    10.0.0.0/8: {country: France}\n", "'France' is not an ISO 3166 alpha-2 country code"),
+        ("    10.0.0.0/8: {asn: -1}\n", "enrichment.networks.10.0.0.0/8.asn"),
+    ],
+)
+def test_network_errors_name_the_entry(networks: str, expected: str) -> None:
+    assert expected in errors_of("enrichment:\n  networks:\n" + networks)
+
+
+def test_overlapping_networks_are_fine() -> None:
+    cfg = parse_config_text("enrichment:\n  networks:\n    10.0.0.0/8: a\n    10.0.0.0/9: b\n    ::/0: c\n")
+    assert len(cfg.enrichment.networks) == 3
+
+
+def test_classifier_errors_name_the_rule_and_column() -> None:
+    text = errors_of(
+        "enrichment:\n  classifiers:\n    interfaces:\n      - ClassifyInternal()\n"
+        '      - Interface.Index == "3" && ClassifyExternal()\n'
+    )
+    lines = text.splitlines()
+    first = next(i for i, line in enumerate(lines) if "interfaces[1]: column 17:" in line)
+    assert "compares an integer with a string" in lines[first]
+    assert lines[first + 1].endswith('Interface.Index == "3" && ClassifyExternal()')
+    prefix = "  enrichment.classifiers.interfaces[1]:     "
+    assert lines[first + 2] == prefix + " " * 16 + "^"
+    assert "exporters[0]: column 1: unknown name 'Interface.Name'" in errors_of(
+        'enrichment:\n  classifiers:\n    exporters: [\'Interface.Name == "x" && ClassifyRole("r")\']\n'
+    )
+
+
+def test_missing_database_is_a_warning(tmp_path: Path) -> None:
+    cfg = parse_config_text(f"enrichment:\n  geoip:\n    asn_database: {tmp_path / 'none.mmdb'}\n")
+    assert any(w.startswith("enrichment.geoip.asn_database:") and "is not a file" in w for w in cfg.warnings)
+
+
+def test_config_check_names_the_entry(tmp_path: Path) -> None:
+    from netspectra.cli import main
+
+    if not any(g.name == "config" for g in main.app.registered_groups):
+        main._register()
+    f = tmp_path / "bad.yaml"
+    f.write_text(
+        "enrichment:\n  networks:\n    192.0.2.0/24: a\n    192.0.2.0/24: b\n    198.51.100.7/24: c\n"
+    )
+    result = CliRunner().invoke(main.app, ["config", "check", "-c", str(f)])
+    assert result.exit_code == 2
+    out = " ".join(result.output.split())
+    assert "found the key '192.0.2.0/24' a second time; keep one" in out
+    f.write_text("enrichment:\n  networks:\n    198.51.100.7/24: c\n")
+    result = CliRunner().invoke(main.app, ["config", "check", "-c", str(f)])
+    assert result.exit_code == 2
+    out = " ".join(result.output.split())
+    assert (
+        "enrichment.networks.198.51.100.7/24: '198.51.100.7/24' has host bits set; write 198.51.100.0/24"
+        in out
+    )

@@ -1,0 +1,315 @@
+"""Flow records through the engine: the configuration, the Manager's clock ticks, incremental snapshots to
+every writer (the real Parquet and text writers), periods, stop, the offline run and analyze --flows."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from netspectra.batch import PacketBatch
+from netspectra.capture.reader import CaptureReader
+from netspectra.config import ConfigError, load_config
+from netspectra.config.models import Config
+from netspectra.engine import Manager, ManualClock, run_offline
+from netspectra.flows.kind import KIND, FlowsTaskConfig, with_flows_task
+from netspectra.flows.records import FlowRecords
+from netspectra.flows.task import FlowTask
+from netspectra.kinds import AGGREGATORS
+
+NS = 1_000_000_000
+CAPTURES = Path(__file__).resolve().parents[1] / "data" / "captures"
+V4 = np.frombuffer(bytes(10) + b"\xff\xff", np.uint8)
+
+#: The optional columns a captured packet has (the flow-export columns make a row a record).
+PACKET_COLUMNS = tuple(c for c in PacketBatch.OPTIONAL if c not in PacketBatch.EXPORT_COLUMNS)
+
+
+def config(
+    tmp: Path, *, writers: list[dict] | None = None, task: dict | None = None, period: str | None = None
+) -> Config:
+    """A configuration running one flows task ``f``, read from YAML as a user's would be."""
+    agg: dict = {
+        "types": ["flows"],
+        "flows": {"writers": writers or [], "tasks": [{"name": "f", **(task or {})}]},
+    }
+    if period:
+        agg["period"] = period
+    path = tmp / f"config-{len(list(tmp.glob('config-*.yaml')))}.yaml"
+    path.write_text(yaml.safe_dump({"aggregator": agg}))
+    return load_config(path)
+
+
+def parquet_writer(root: Path, interval: str) -> dict:
+    return {
+        "type": "parquet",
+        "enabled": True,
+        "snapshot_interval": interval,
+        "parquet": {"root_path": str(root)},
+    }
+
+
+def conversation(t0: float, port: int, n: int = 4, gap: float = 1.0) -> PacketBatch:
+    """``n`` TCP packets alternating between 10.0.0.1:port and 10.0.0.2:80, ``gap`` s apart from ``t0``."""
+    b = PacketBatch.empty(n, PACKET_COLUMNS)
+    a = np.concatenate([V4, [10, 0, 0, 1]]).astype(np.uint8)
+    z = np.concatenate([V4, [10, 0, 0, 2]]).astype(np.uint8)
+    for i in range(n):
+        fwd = i % 2 == 0
+        b.ts_ns[i] = int((t0 + i * gap) * NS)
+        b.src_ip[i], b.dst_ip[i] = (a, z) if fwd else (z, a)
+        b.src_port[i], b.dst_port[i] = (port, 80) if fwd else (80, port)
+        b.protocol[i] = 6
+        b.length[i] = 100
+        b.tcp_flags[i] = 0x02 if i == 0 else (0x12 if i == 1 else 0x10)
+        b.vlan_id[i] = 0
+        b.icmp_type_code[i] = 0
+        b.ip_length[i] = 86
+    return b
+
+
+def parquet_records(root: Path) -> pa.Table:
+    files = sorted(root.rglob("*.parquet"))
+    if not files:
+        return pa.table({"SrcPort": pa.array([], pa.uint16())})
+    return pa.concat_tables([pq.read_table(f) for f in files])
+
+
+def text_records(root: Path) -> list[str]:
+    lines: list[str] = []
+    for f in sorted(root.rglob("flow_records.txt")):
+        lines += [ln for ln in f.read_text().splitlines() if ln and not ln.startswith("#")]
+    return lines
+
+
+# --- configuration ------------------------------------------------------------------------------
+
+
+def test_configuration_defaults_and_errors(tmp_path: Path) -> None:
+    cfg = config(tmp_path)
+    (task,) = cfg.aggregator.group("flows").tasks
+    assert isinstance(task, FlowsTaskConfig)
+    assert (task.idle_timeout.total_seconds(), task.active_timeout.total_seconds()) == (120, 1800)
+    assert (task.tcp_end, task.splt, task.statistics, task.max_flows) == (False, 0, True, 1_000_000)
+    with pytest.raises(ConfigError, match=r"aggregator.flows.tasks\[0\].idle_timeout: '0s' must be positive"):
+        config(tmp_path, task={"idle_timeout": "0s"})
+    with pytest.raises(ConfigError, match=r"aggregator.flows.tasks\[0\].splt"):
+        config(tmp_path, task={"splt": 300})
+    # the ClickHouse writer stores flow records (the flows table); an unknown kind is refused by name
+    cfg = config(tmp_path, writers=[{"type": "clickhouse", "enabled": True}])
+    assert [w.type for w in cfg.aggregator.group("flows").writers] == ["clickhouse"]
+    with pytest.raises(ConfigError, match=r"'clickhose' is not a writer type of the flows group"):
+        config(tmp_path, writers=[{"type": "clickhose", "enabled": True}])
+    assert "flows" in AGGREGATORS.names() and AGGREGATORS.get("flows") is KIND
+    assert KIND.memory_bytes(task) > 0 and "max_flows 1,000,000" in KIND.memory_detail(task)
+
+
+def test_with_flows_task_adds_a_default_task_once(tmp_path: Path) -> None:
+    plain = Config.model_validate(
+        {"aggregator": {"types": ["exact"], "exact": {"tasks": [{"name": "e", "key_fields": ["SrcIP"]}]}}}
+    )
+    cfg = with_flows_task(plain)
+    assert cfg.aggregator.types == ("exact", "flows")
+    assert [t.name for t in cfg.aggregator.group("flows").tasks] == ["flows"]
+    assert with_flows_task(cfg) is cfg
+    own = config(tmp_path, task={"idle_timeout": "5s"})
+    assert with_flows_task(own) is own
+
+
+# --- the clock ----------------------------------------------------------------------------------
+
+
+def test_a_quiet_connection_is_emitted_by_the_clock(tmp_path: Path) -> None:
+    """No packet after the connection: its record leaves within idle_timeout + one snapshot interval."""
+    clock = ManualClock()
+    cfg = config(tmp_path, writers=[parquet_writer(tmp_path / "pq", "10s")], task={"idle_timeout": "30s"})
+    m = Manager.from_config(cfg, clock=clock, num_workers=1)
+    m.start()
+    try:
+        m.submit(conversation(1_400_000_000.0, 40000, n=4))  # packet time of 2014: the clock is another
+        m.flush()
+        waited = 0
+        while True:
+            clock.advance(5)
+            waited += 5
+            assert m.settle()
+            got = parquet_records(tmp_path / "pq")
+            if got.num_rows:
+                break
+            assert waited <= 40, "not emitted within idle_timeout + one snapshot interval"
+        assert waited >= 30  # and not before the idle timeout has passed on the clock
+        (row,) = got.to_pylist()
+        assert (row["EndReason"], row["SrcToDstPackets"], row["DstToSrcPackets"]) == ("idle", 2, 2)
+        assert row["ConnState"] == "S1"
+    finally:
+        m.stop()
+    assert parquet_records(tmp_path / "pq").num_rows == 1  # the stop adds nothing: it was handed out
+
+
+def test_every_writer_gets_every_record_once_across_periods_and_stop(tmp_path: Path) -> None:
+    clock = ManualClock()
+    writers = [
+        parquet_writer(tmp_path / "pq", "10s"),
+        {
+            "type": "text",
+            "enabled": True,
+            "snapshot_interval": "25s",
+            "text": {"root_path": str(tmp_path / "txt")},
+        },
+        {"type": "parquet", "enabled": True, "parquet": {"root_path": str(tmp_path / "final_only")}},
+    ]
+    cfg = config(tmp_path, writers=writers, task={"idle_timeout": "20s"}, period="60s")
+    m = Manager.from_config(cfg, clock=clock, num_workers=2)
+    direct = FlowTask("f", KIND.build_task(cfg.aggregator.group("flows").tasks[0]).task.params)
+    m.start()
+    t0 = 1_500_000_000.0
+    for step in range(24):
+        # a new short conversation every 5 s of both times; some ports come back after a quiet spell
+        b = conversation(t0 + 5 * step, 40000 + step % 7, n=3, gap=0.5)
+        m.submit(b)
+        direct.update(b)
+        m.flush()
+        clock.advance(5)
+        assert m.settle()
+    m.stop()
+    direct.tick(10**12)
+    direct.finish("shutdown")
+    cols = ["SrcPort", "FirstSeen", "SrcToDstPackets", "DstToSrcPackets"]
+    want = sorted(
+        direct.drain().to_arrow().select(cols).to_pylist(), key=lambda r: (r["FirstSeen"], r["SrcPort"])
+    )
+    assert m.metrics.periods.value >= 2
+    for root in ("pq", "final_only"):
+        got = parquet_records(tmp_path / root).select(
+            ["SrcPort", "FirstSeen", "SrcToDstPackets", "DstToSrcPackets"]
+        )
+        assert sorted(got.to_pylist(), key=lambda r: (r["FirstSeen"], r["SrcPort"])) == want, root
+    assert len(text_records(tmp_path / "txt")) == len(want)
+    files = list((tmp_path / "pq").rglob("*.parquet"))
+    assert len(files) > 5  # the 10 s writer received increments, not one final file
+    summaries = [json.loads(f.read_text()) for f in (tmp_path / "txt").rglob("summary.json")]
+    assert sum(s["records"] for s in summaries) == len(want)
+
+
+def test_stop_ends_open_flows_with_shutdown_and_offline_with_end_of_input(tmp_path: Path) -> None:
+    cfg = config(tmp_path, writers=[parquet_writer(tmp_path / "live", "10s")])
+    m = Manager.from_config(cfg, clock=ManualClock(), num_workers=1)
+    m.start()
+    m.submit(conversation(1_400_000_000.0, 41000))
+    m.stop()
+    assert parquet_records(tmp_path / "live").column("EndReason").to_pylist() == ["shutdown"]
+    run = run_offline([CAPTURES / "tcp-handshake-nano.pcap"], cfg, writers=False, out=tmp_path / "out")
+    table = pq.read_table(tmp_path / "out" / "f.parquet")
+    assert table.num_rows > 0 and set(table.column("EndReason").to_pylist()) <= {"end_of_input", "idle"}
+    snap = run.manager.task("f").snapshot()
+    assert isinstance(snap, FlowRecords) and len(snap) == 0  # everything was handed out
+    assert snap.summary.records == table.num_rows
+
+
+def test_a_records_task_needs_the_decoded_columns(tmp_path: Path) -> None:
+    """The offline run decodes the optional columns when a flows task runs (TCP state is known)."""
+    cfg = config(tmp_path)
+    run = run_offline([CAPTURES / "tcp-handshake-nano.pcap"], cfg, writers=False, out=tmp_path / "o")
+    table = pq.read_table(tmp_path / "o" / "f.parquet")
+    assert set(table.column("ConnState").to_pylist()) - {None}
+    assert run.manager.task("f").task.missing_columns == set()
+
+
+def test_capture_after_capture_in_older_time_starts_a_new_time_base(tmp_path: Path) -> None:
+    newer, older = CAPTURES / "tcp-handshake-nano.pcap", CAPTURES / "gnutella.pcap"
+    cfg = config(tmp_path)
+    run_offline([newer, older], cfg, writers=False, out=tmp_path / "both")
+    both = pq.read_table(tmp_path / "both" / "f.parquet")
+    separately = []
+    for p in (newer, older):
+        run_offline([p], cfg, writers=False, out=tmp_path / p.stem)
+        separately.append(pq.read_table(tmp_path / p.stem / "f.parquet"))
+    cols = [
+        "SrcIP",
+        "DstIP",
+        "SrcPort",
+        "DstPort",
+        "FirstSeen",
+        "LastSeen",
+        "SrcToDstPackets",
+        "DstToSrcPackets",
+    ]
+    key = lambda r: tuple(str(v) for v in r.values())  # noqa: E731
+    assert sorted(both.select(cols).to_pylist(), key=key) == sorted(
+        pa.concat_tables(separately).select(cols).to_pylist(), key=key
+    )
+
+
+def test_analyze_flows_cli_writes_flows_parquet_and_csv(tmp_path: Path) -> None:
+    cap = CAPTURES / "tcp-handshake-nano.pcap"
+    env_cmd = [sys.executable, "-m", "netspectra", "analyze", str(cap), "--flows"]
+    out = subprocess.run(
+        [*env_cmd, "--out", str(tmp_path / "pq"), "--json"], capture_output=True, text=True, check=True
+    )
+    doc = json.loads(out.stdout)
+    (task,) = doc["flow_tasks"]
+    assert task["name"] == "flows" and task["records"] > 0 and task["by_end_reason"]["end_of_input"] >= 1
+    table = pq.read_table(tmp_path / "pq" / "flows.parquet")
+    required = "SrcIP DstIP SrcPort DstPort Protocol VlanID FirstSeen LastSeen SrcToDstPackets SrcToDstBytes"
+    for col in (*required.split(), "DstToSrcPackets", "DstToSrcBytes", "EndReason"):
+        assert col in table.column_names
+    assert table.schema.field("FirstSeen").type == pa.timestamp("ns", tz="UTC")
+    assert table.num_rows == task["records"]
+    subprocess.run([*env_cmd, "--out", str(tmp_path / "csv"), "--csv"], capture_output=True, check=True)
+    header = (tmp_path / "csv" / "flows.csv").read_text().splitlines()[0]
+    assert header.startswith('"TaskName","SrcIP","DstIP"')
+    text = subprocess.run(env_cmd, capture_output=True, text=True, check=True).stdout
+    assert "Flow records by end reason" in text and "connections by bytes" in text
+
+
+def test_flows_task_name_clash_is_a_configuration_error() -> None:
+    agg = {
+        "types": ["exact", "flows"],
+        "exact": {"tasks": [{"name": "f", "key_fields": ["SrcIP"]}]},
+        "flows": {"tasks": [{"name": "f"}]},
+    }
+    with pytest.raises(ValueError, match="unique"):
+        Config.model_validate({"aggregator": agg})
+
+
+def test_reader_batches_feed_the_same_records_in_any_batch_size() -> None:
+    recs = []
+    for bs in (64, 100_000):
+        task = FlowTask("t")
+        for b in CaptureReader(CAPTURES / "gnutella.pcap", extras=True, batch_size=bs):
+            task.update(b)
+        task.finish()
+        recs.append(task.drain().to_arrow().sort_by([("FirstSeen", "ascending"), ("SrcPort", "ascending")]))
+    assert recs[0].equals(recs[1])
+
+
+def test_python_api_reads_a_capture_like_the_task() -> None:
+    import netspectra.flows
+
+    table = netspectra.flows.read(CAPTURES / "gnutella.pcap", idle_timeout=30, splt=4, batch_size=500)
+    task = FlowTask(
+        "flows", KIND.build_task(FlowsTaskConfig(name="x", idle_timeout="30s", splt=4)).task.params
+    )
+    for b in CaptureReader(CAPTURES / "gnutella.pcap", extras=True):
+        task.update(b)
+    task.finish()
+    want = task.drain().to_arrow()
+    order = [("FirstSeen", "ascending"), ("SrcIP", "ascending"), ("SrcPort", "ascending")]
+    assert table.sort_by(order).equals(want.sort_by(order))
+    assert "SpltSize" in table.column_names
+    pytest.importorskip("pandas")
+    df = table.to_pandas()
+    assert len(df) == table.num_rows and str(df["FirstSeen"].dtype).startswith("datetime64[ns")
+    with pytest.raises(ValueError, match="idle_timeout must be a positive number"):
+        netspectra.flows.read(CAPTURES / "gnutella.pcap", idle_timeout=0)
+    from netspectra.capture.errors import CaptureError
+
+    with pytest.raises(CaptureError):
+        netspectra.flows.read(CAPTURES / "does-not-exist.pcap")
