@@ -34,9 +34,14 @@ EXPECTED_TABLES: dict[str, str] = {
     HITTER_TABLE: "heavy hitters and super-spreaders of the sketch tasks",
     ALERT_TABLE: "the alert history",
     RECORD_TABLE: "flow records of the flows tasks (bidirectional, with state, flags and end reason)",
-    "flow_metrics_1m": "1-minute rollup in traffic time: issue 16",
-    "flow_metrics_5m": "5-minute rollup in traffic time: issue 16",
-    "flow_metrics_1h": "1-hour rollup in traffic time: issue 16",
+    # the rollup tables (migration 4, issue 16) and the exporters table (migration 5) are named so the page
+    # can say whether the store has them; the console does not read them yet (no source): a rollup's
+    # relation (BucketNs, its dimensions, Packets/Bytes sums read FINAL) is the next addition, exporters
+    # hold no traffic
+    "rollup_1m": "traffic per 1-minute bucket and dimensions (rollup tasks); not read by the console yet",
+    "rollup_5m": "traffic per 5-minute bucket and dimensions (rollup tasks); not read by the console yet",
+    "rollup_1h": "traffic per 1-hour bucket and dimensions (rollup tasks); not read by the console yet",
+    "exporters": "the flow exporters of exporters tasks (no traffic: not a source)",
 }
 #: Columns of ``flow_metrics`` that are not dimensions (times, counters, bookkeeping).
 _SNAPSHOT_INTERNAL = frozenset(
@@ -53,8 +58,8 @@ _RECORD_BOOKKEEPING = frozenset({"TaskName", "FlowHash", "TimestampNs", "PeriodS
 
 Axis = Literal["first", "snapshot"]
 AXES: dict[str, str] = {
-    "first": "traffic time: each flow's traffic at its first packet (in its aggregation period); the range "
-    "selects flows by their first packet",
+    "first": "traffic time: each flow's traffic at its first packet (on flow_metrics: in its aggregation "
+    "period; on flows: the record's first packet); the range selects flows by their first packet",
     "snapshot": "stored time: traffic at the snapshot that counted it (increments between stored "
     "snapshots); the range selects the snapshots",
 }
