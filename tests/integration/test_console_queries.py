@@ -102,6 +102,7 @@ def test_catalog_reads_the_schema(chdb: Filled) -> None:
     assert present["flow_metrics"] and present["heavy_hitters"] and present["alerts"]
     # migration 2 made the flows table; no flows task wrote to it: no source of it
     assert present["flows"] and not present["rollup_1m"]
+    assert present["exporters"]  # migration 5: listed, not a source (no traffic)
     assert (
         cat.source(None) is five
         and cat.source("per_src") is src

@@ -10,7 +10,7 @@ import pytest
 from netspectra.storage.clickhouse_config import ClickHouseConfig
 from netspectra.storage.cluster import DATA_TABLES, Layout
 from netspectra.storage.migrations import LATEST, MIGRATIONS, SCHEMA_TABLE, plan
-from netspectra.storage.schema import CREATE_TABLES, create_table_sql, quote_identifier
+from netspectra.storage.schema import CREATE_TABLES, TABLES, create_table_sql, quote_identifier
 
 
 def layout(**kw: object) -> Layout:
@@ -40,24 +40,30 @@ def test_cluster_ddl_local_tables_then_distributed_tables() -> None:
         "CREATE TABLE IF NOT EXISTS `netdb`.`heavy_hitters_local`",
         "CREATE TABLE IF NOT EXISTS `netdb`.`alerts_local`",
         "CREATE TABLE IF NOT EXISTS `netdb`.`flows_local`",
+        "CREATE TABLE IF NOT EXISTS `netdb`.`exporters_local`",
         "CREATE TABLE IF NOT EXISTS `netdb`.`flow_metrics`",
         "CREATE TABLE IF NOT EXISTS `netdb`.`heavy_hitters`",
         "CREATE TABLE IF NOT EXISTS `netdb`.`alerts`",
         "CREATE TABLE IF NOT EXISTS `netdb`.`flows`",
+        "CREATE TABLE IF NOT EXISTS `netdb`.`exporters`",
     ]
     assert "ENGINE = ReplacingMergeTree(TimestampNs)" in stmts[0] and "ORDER BY (TaskName" in stmts[0]
     assert "ENGINE = MergeTree()" in stmts[2]
-    assert stmts[4].endswith("ENGINE = Distributed('ns', 'netdb', 'flow_metrics_local', FlowHash)")
-    assert stmts[5].endswith(
+    assert stmts[5].endswith("ENGINE = Distributed('ns', 'netdb', 'flow_metrics_local', FlowHash)")
+    assert stmts[6].endswith(
         "ENGINE = Distributed('ns', 'netdb', 'heavy_hitters_local', cityHash64(TaskName, Flow))"
     )
-    assert stmts[6].endswith(
+    assert stmts[7].endswith(
         "ENGINE = Distributed('ns', 'netdb', 'alerts_local', cityHash64(TaskName, RuleName))"
     )
     # a flow record's rows (a retried write) meet on one shard, where FINAL folds them
-    assert stmts[7].endswith("ENGINE = Distributed('ns', 'netdb', 'flows_local', FlowHash)")
+    assert stmts[8].endswith("ENGINE = Distributed('ns', 'netdb', 'flows_local', FlowHash)")
+    # an exporter's rows of a period (snapshots replacing each other) meet on one shard too
+    assert stmts[9].endswith(
+        "ENGINE = Distributed('ns', 'netdb', 'exporters_local', cityHash64(TaskName, Exporter))"
+    )
     # the Distributed tables have the same columns, ALIAS columns included (queries use Timestamp etc.)
-    for local, dist in zip(stmts[:4], stmts[4:], strict=True):
+    for local, dist in zip(stmts[:5], stmts[5:], strict=True):
         assert local.split(" (", 1)[1].split("\n)\n")[0] == dist.split(" (", 1)[1].split("\n)\n")[0]
     assert all("ON CLUSTER" not in s for s in stmts)
     on = layout(cluster="ns").create_data_tables_sql(on_cluster=True)
@@ -81,7 +87,7 @@ def test_replicated_ddl_fills_database_and_table_and_leaves_server_macros() -> N
         "ReplicatedReplacingMergeTree('/zk/{layer}-{shard}/flow_metrics_local', '{host}', TimestampNs)"
         in (custom.create_data_tables_sql()[0])
     )
-    assert "Distributed(" in stmts[4]  # the Distributed tables are not replicated
+    assert "Distributed(" in stmts[len(TABLES)]  # the Distributed tables are not replicated
 
 
 @pytest.mark.parametrize(
@@ -89,13 +95,13 @@ def test_replicated_ddl_fills_database_and_table_and_leaves_server_macros() -> N
 )
 def test_sharding_keys(key: str, expr: str) -> None:
     stmts = layout(cluster="ns", sharding_key=key, local_suffix="_shard").create_data_tables_sql()
-    assert stmts[4].endswith(f"Distributed('ns', 'netdb', 'flow_metrics_shard', {expr})")
+    assert stmts[len(TABLES)].endswith(f"Distributed('ns', 'netdb', 'flow_metrics_shard', {expr})")
 
 
 def test_names_are_quoted_everywhere() -> None:
     evil = "c`l'u\\s"
     lay = Layout(database="d'b`", cluster=evil)
-    stmt = lay.create_data_tables_sql(on_cluster=True)[4]
+    stmt = lay.create_data_tables_sql(on_cluster=True)[len(TABLES)]
     assert stmt.startswith("CREATE TABLE IF NOT EXISTS `d'b\\``.`flow_metrics` ON CLUSTER `c\\`l'u\\\\s` (")
     assert "Distributed('c`l\\'u\\\\s', 'd\\'b`', 'flow_metrics_local', FlowHash)" in stmt
     with pytest.raises(ValueError, match="sharding expression"):
@@ -106,10 +112,11 @@ def test_plans_in_order() -> None:
     creates = [len(m.creates) for m in MIGRATIONS]
     single = plan(layout())
     # the database and the schema table, then per migration its tables and its version row
-    assert [s.target for s in single] == ["local"] * (2 + sum(creates) + LATEST)
+    versions = [m.version for m in MIGRATIONS]  # 1, 2, ... (a version reserved for a branch skipped)
+    assert [s.target for s in single] == ["local"] * (2 + sum(creates) + len(MIGRATIONS))
     assert single[0].sql == "CREATE DATABASE IF NOT EXISTS `netdb`"
     assert single[1].sql.startswith(f"CREATE TABLE IF NOT EXISTS `netdb`.`{SCHEMA_TABLE}` (Version UInt32")
-    assert [s.records for s in single if s.records] == list(range(1, LATEST + 1))
+    assert [s.records for s in single if s.records] == versions
     assert single[-1].records == LATEST and single[-1].sql.startswith(f"INSERT INTO `netdb`.`{SCHEMA_TABLE}`")
     assert plan(layout(), versions={"local": LATEST})[2:] == []  # nothing pending
 
@@ -122,7 +129,7 @@ def test_plans_in_order() -> None:
     # a node at a version gets no second row for it; the idempotent DDL runs for the other
     partial = plan(layout(cluster="ns"), "per_host", nodes, {"a:9000": 1})
     assert [(s.target, s.records) for s in partial if s.records] == [("b:9000", 1)] + [
-        (node, v) for v in range(2, LATEST + 1) for node in nodes
+        (node, v) for v in versions[1:] for node in nodes
     ]
 
     on = plan(layout(cluster="ns"), "on_cluster", nodes)

@@ -72,6 +72,9 @@ def _register() -> None:
     app.command("gen")(gen_cmd.gen)
     app.command("probe")(live_cmds.probe)
     app.command("engine")(live_cmds.engine)
+    from netspectra.cli import collect_cmd
+
+    app.command("collect")(collect_cmd.collect)
     app.command("api")(api_cmds.api)
     app.command("up")(up_cmd.up)
     app.add_typer(api_cmds.query_app, name="query")

@@ -82,6 +82,7 @@ class ResultsWriter:
     # the aggregator kinds deliver through these
     write_flows = write
     write_hitters = write
+    write_exporters = write
 
 
 @dataclass
@@ -123,6 +124,8 @@ def run_offline(
     on_file_start: Callable[[Path, int], None] | None = None,
     progress: Callable[[int], None] | None = None,
     on_manager: Callable[[Manager], Any] | None = None,
+    flow_export: bool = False,
+    export_ports: tuple[int, ...] = (),
     **options: Any,
 ) -> OfflineRun:
     """Analyse capture files through the engine (see the module docstring).
@@ -139,6 +142,10 @@ def run_offline(
     :func:`~netspectra.offline.analyzer.analyze_files`. If reading raises anything else, the manager is
     still stopped (what was read is written) and the exception propagates. ``result.elapsed_s`` covers
     reading and applying every batch, not closing the writers.
+
+    ``flow_export``: the files are captures of NetFlow/IPFIX/sFlow exports; their UDP payloads (to
+    ``export_ports`` only, when given) go through the collector's decoder into the tasks
+    (:func:`netspectra.collect.offline.analyze_exports`; ``result.flow_export`` holds its accounting).
     """
     groups = build_groups(cfg, writers=writers)
     results: ResultsWriter | None = None
@@ -169,14 +176,26 @@ def run_offline(
     manager.start()
     try:
         t0 = time.perf_counter()
-        result = analyze_files(
-            [Path(p) for p in paths],
-            [_Submitter(manager)],
-            batch_size=batch_size,
-            on_file_start=on_file_start,
-            progress=progress,
-            extras=extras,
-        )
+        if flow_export:
+            from netspectra.collect.offline import analyze_exports
+
+            result = analyze_exports(
+                [Path(p) for p in paths],
+                [_Submitter(manager)],
+                collect=cfg.collect,
+                ports=export_ports,
+                extras=extras,
+                on_file_start=on_file_start,
+            )
+        else:
+            result = analyze_files(
+                [Path(p) for p in paths],
+                [_Submitter(manager)],
+                batch_size=batch_size,
+                on_file_start=on_file_start,
+                progress=progress,
+                extras=extras,
+            )
         manager.flush()
         result.elapsed_s = time.perf_counter() - t0
     finally:

@@ -32,6 +32,8 @@ from netspectra.storage.backend_chdb import DEFAULT_CHDB_DIR
 from netspectra.storage.base import SnapshotMeta, StorageError, Writer, WriterError
 from netspectra.storage.retention import retentions
 from netspectra.storage.schema import (
+    EXPORTER_COLUMNS,
+    EXPORTER_TABLE,
     FLOW_COLUMNS,
     FLOW_RECORD_COLUMNS,
     FLOW_RECORDS_TABLE,
@@ -42,6 +44,7 @@ from netspectra.storage.schema import (
 from netspectra.storage.store import ClickHouseStore, connect_store, parse_version
 
 if TYPE_CHECKING:
+    from netspectra.collect.exporters_task import ExportersSnapshot
     from netspectra.config.aggregator import WriterConfig
     from netspectra.flows.records import FlowRecords
     from netspectra.sketches.base import SketchSnapshot
@@ -177,6 +180,28 @@ def flow_record_rows(snap: FlowRecords, meta: SnapshotMeta) -> pa.Table:
     return pa.table({n: cols[n] for n in names})
 
 
+def exporter_rows(snap: ExportersSnapshot, meta: SnapshotMeta) -> pa.Table:
+    """The ``exporters`` rows of an exporters task's snapshot: one per exporter, in the columns of
+    :data:`EXPORTER_COLUMNS`."""
+    m = len(snap)
+    rates = [sorted(r.items()) for r in snap.rates]
+    cols = {
+        "TimestampNs": pa.array(np.full(m, meta.snapshot_ts_ns, np.uint64)),
+        "PeriodStartNs": pa.array(np.full(m, meta.period_start_ns, np.uint64)),
+        "TaskName": pa.array([snap.task_name] * m, pa.string()),
+        "Exporter": pa.array(snap.addresses(), pa.string()),
+        "FirstSeenNs": pa.array(snap.first_ns, pa.int64()),
+        "LastSeenNs": pa.array(snap.last_ns, pa.int64()),
+        "Records": pa.array(snap.records, pa.uint64()),
+        "Packets": pa.array(snap.packets, pa.uint64()),
+        "Bytes": pa.array(snap.bytes, pa.uint64()),
+        "SamplingRates": pa.array([[k for k, _ in r] for r in rates], pa.list_(pa.uint32())),
+        "RecordsPerRate": pa.array([[v for _, v in r] for r in rates], pa.list_(pa.uint64())),
+        "RecordsWithoutRate": pa.array(snap.records_without_rate, pa.uint64()),
+    }
+    return pa.table({n: cols[n] for n, _ in EXPORTER_COLUMNS})
+
+
 _MIX1, _MIX2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
 
 
@@ -264,7 +289,8 @@ class _FlowTracker:
 
 
 class ClickHouseWriter(Writer, kind="clickhouse"):
-    """Snapshots into ``flow_metrics`` / ``heavy_hitters`` / ``flows`` of the configured ClickHouse.
+    """Snapshots into ``flow_metrics`` / ``heavy_hitters`` / ``flows`` / ``exporters`` of the configured
+    ClickHouse.
 
     One INSERT per task per snapshot, none for an empty snapshot or when no flow changed. Failures raise
     :class:`WriterError`; a retried write of the same snapshot stores the same rows (the tables replace
@@ -325,6 +351,14 @@ class ClickHouseWriter(Writer, kind="clickhouse"):
         self._insert(FLOW_RECORDS_TABLE, flow_record_rows(snap, meta))
         self._maybe_expire()
 
+    def write_exporters(self, snap: ExportersSnapshot, meta: SnapshotMeta) -> None:
+        """Store an exporters task's snapshot (one row per exporter; the newest of a period stays)."""
+        self._require_group("exporters", "write_exporters")
+        if len(snap) == 0:
+            return
+        self._insert(EXPORTER_TABLE, exporter_rows(snap, meta))
+        self._maybe_expire()
+
     def _write_hitters(self, snap: SketchSnapshot, meta: SnapshotMeta) -> None:
         if len(snap) == 0:
             return
@@ -361,6 +395,7 @@ __all__: Sequence[str] = (
     "StorageError",
     "bucket_of",
     "connect_store",
+    "exporter_rows",
     "flow_hashes",
     "flow_record_hashes",
     "flow_record_rows",

@@ -32,6 +32,12 @@ Tables (the original's two, with its flaws fixed; see docs/storage.md for the re
     packet* (the traffic's own time: a capture from 2019 lands in 2019's partitions), retention
     (``clickhouse.flows_retention``) drops a day once its newest *write* is older than it. The sorting key
     starts with the task and the first packet's time: time-range listings read a contiguous range.
+``exporters``
+    The flow exporters seen by ``exporters`` tasks (issue 15; :mod:`netspectra.collect.exporters_kind`):
+    one row per task, exporter and period, the state at the snapshot (first and last record time,
+    records, packets and bytes scaled by the sampling rate, records per sampling rate);
+    ``ReplacingMergeTree(TimestampNs)`` on (task, exporter, period): the newest snapshot of a period
+    stays. ``netspectra query exporters`` sums the periods.
 ``alerts``
     The alert history (:class:`~netspectra.storage.alerts.AlertStoreSink`): one row per fired rule per
     notification (a sketch rule: one row per flow that passed), with the notification's subject, the
@@ -60,6 +66,7 @@ FLOW_TABLE = "flow_metrics"
 HITTER_TABLE = "heavy_hitters"
 ALERT_TABLE = "alerts"
 FLOW_RECORDS_TABLE = "flows"
+EXPORTER_TABLE = "exporters"
 
 #: ``clickhouse.sharding_key``: ``flow`` (each table's :attr:`Table.shard_by`), ``task``, ``random``.
 SHARDING_KEYS: tuple[str, ...] = ("flow", "task", "random")
@@ -268,6 +275,22 @@ FLOW_RECORD_COLUMNS: tuple[tuple[str, str], ...] = (
     ("SpltSize", "Array(UInt32)"),
     ("SpltDirection", "Array(UInt8)"),
 )
+#: Physical columns of ``exporters`` in insert order: per exporters task, exporter and period, the state
+#: at the snapshot (cumulative in the period; the newest row of a period replaces the older ones).
+EXPORTER_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("TimestampNs", "UInt64"),
+    ("PeriodStartNs", "UInt64"),
+    ("TaskName", "String"),
+    ("Exporter", "String"),
+    ("FirstSeenNs", "Int64"),
+    ("LastSeenNs", "Int64"),
+    ("Records", "UInt64"),
+    ("Packets", "UInt64"),
+    ("Bytes", "UInt64"),
+    ("SamplingRates", "Array(UInt32)"),
+    ("RecordsPerRate", "Array(UInt64)"),
+    ("RecordsWithoutRate", "UInt64"),
+)
 #: Flow-key columns of ``flow_metrics`` (NULL where the task does not key on the field).
 KEY_COLUMNS: tuple[str, ...] = ("SrcIP", "DstIP", "SrcPort", "DstPort", "Protocol")
 
@@ -337,9 +360,27 @@ FLOWS = Table(
     description="flows tasks: one row per flow record, written when it ends",
 )
 
+EXPORTERS = Table(
+    EXPORTER_TABLE,
+    EXPORTER_COLUMNS,
+    order_by="TaskName, Exporter, PeriodStartNs",
+    partition_by=_PERIOD_DAY,
+    engine="ReplacingMergeTree",
+    engine_args=("TimestampNs",),
+    aliases=(
+        ("Timestamp", "TimestampNs"),
+        ("PeriodStart", "PeriodStartNs"),
+        ("FirstSeen", "FirstSeenNs"),
+        ("LastSeen", "LastSeenNs"),
+    ),
+    shard_by="cityHash64(TaskName, Exporter)",
+    retention_time="TimestampNs",
+    description="exporters tasks: per flow exporter and period, records, packets, bytes, sampling rates",
+)
+
 #: Every data table, in creation order: name → declaration. Adding one: declare it here and create it
 #: in a new migration (:data:`netspectra.storage.migrations.MIGRATIONS`).
-TABLES: dict[str, Table] = {t.name: t for t in (FLOW_METRICS, HEAVY_HITTERS, ALERTS, FLOWS)}
+TABLES: dict[str, Table] = {t.name: t for t in (FLOW_METRICS, HEAVY_HITTERS, ALERTS, FLOWS, EXPORTERS)}
 
 
 def create_table_sql(

@@ -66,6 +66,11 @@ class QueryServiceStub:
                 request_serializer=netspectra_dot_v1_dot_query__pb2.ListFlowsRequest.SerializeToString,
                 response_deserializer=netspectra_dot_v1_dot_query__pb2.ListFlowsResponse.FromString,
                 _registered_method=True)
+        self.ListExporters = channel.unary_unary(
+                '/v1.QueryService/ListExporters',
+                request_serializer=netspectra_dot_v1_dot_query__pb2.ListExportersRequest.SerializeToString,
+                response_deserializer=netspectra_dot_v1_dot_query__pb2.ListExportersResponse.FromString,
+                _registered_method=True)
 
 
 class QueryServiceServicer:
@@ -110,6 +115,13 @@ class QueryServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListExporters(self, request, context):
+        """ADDITION. The flow exporters stored by exporters tasks.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_QueryServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -142,6 +154,11 @@ def add_QueryServiceServicer_to_server(servicer, server):
                     servicer.ListFlows,
                     request_deserializer=netspectra_dot_v1_dot_query__pb2.ListFlowsRequest.FromString,
                     response_serializer=netspectra_dot_v1_dot_query__pb2.ListFlowsResponse.SerializeToString,
+            ),
+            'ListExporters': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListExporters,
+                    request_deserializer=netspectra_dot_v1_dot_query__pb2.ListExportersRequest.FromString,
+                    response_serializer=netspectra_dot_v1_dot_query__pb2.ListExportersResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -308,6 +325,33 @@ class QueryService:
             '/v1.QueryService/ListFlows',
             netspectra_dot_v1_dot_query__pb2.ListFlowsRequest.SerializeToString,
             netspectra_dot_v1_dot_query__pb2.ListFlowsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListExporters(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/v1.QueryService/ListExporters',
+            netspectra_dot_v1_dot_query__pb2.ListExportersRequest.SerializeToString,
+            netspectra_dot_v1_dot_query__pb2.ListExportersResponse.FromString,
             options,
             channel_credentials,
             insecure,

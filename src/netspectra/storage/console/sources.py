@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from netspectra.storage.filter import CompiledFilter, FieldType, field_type
 from netspectra.storage.schema import (
     ALERT_TABLE,
+    EXPORTER_TABLE,
     FLOW_RECORDS_TABLE,
     FLOW_TABLE,
     HITTER_TABLE,
@@ -34,14 +35,14 @@ EXPECTED_TABLES: dict[str, str] = {
     HITTER_TABLE: "heavy hitters and super-spreaders of the sketch tasks",
     ALERT_TABLE: "the alert history",
     RECORD_TABLE: "flow records of the flows tasks (bidirectional, with state, flags and end reason)",
-    # the rollup tables (migration 4, issue 16) and the exporters table (migration 5) are named so the page
-    # can say whether the store has them; the console does not read them yet (no source): a rollup's
-    # relation (BucketNs, its dimensions, Packets/Bytes sums read FINAL) is the next addition, exporters
-    # hold no traffic
+    # the rollup tables (migration 4, issue 16; not on main yet) and the exporters table (migration 5) are
+    # named so the page can say whether the store has them; neither is a source: a rollup's relation
+    # (BucketNs, its dimensions, Packets/Bytes sums read FINAL) is the next addition, exporters hold no
+    # traffic
     "rollup_1m": "traffic per 1-minute bucket and dimensions (rollup tasks); not read by the console yet",
     "rollup_5m": "traffic per 5-minute bucket and dimensions (rollup tasks); not read by the console yet",
     "rollup_1h": "traffic per 1-hour bucket and dimensions (rollup tasks); not read by the console yet",
-    "exporters": "the flow exporters of exporters tasks (no traffic: not a source)",
+    EXPORTER_TABLE: "the flow exporters of exporters tasks (no traffic: not a source)",
 }
 #: Columns of ``flow_metrics`` that are not dimensions (times, counters, bookkeeping).
 _SNAPSHOT_INTERNAL = frozenset(
