@@ -430,10 +430,14 @@ def test_a_flows_table_becomes_a_source(chdb: Filled) -> None:
         page = cs.flow_list(
             store, src, flt=compile_filter("EndReason != 'idle' AND SrcIP << 10.0.0.0/8", src.fields)
         )
-        assert page.columns[-5:] == ["FirstSeen", "LastSeen", "Packets", "Bytes", "SrcToDstSizeMean"]
+        # the key, then when and how much, then the record's other columns
+        assert page.columns == [
+            *src.keys, "FirstSeen", "LastSeen", "Packets", "Bytes", "EndReason", "ConnState",
+            "SrcToDstTCPFlags", "DurationNs", "SrcAS", "DstAS", "SrcToDstSizeMean",
+        ]  # fmt: skip
         assert page.rows == [
-            ["10.0.0.1", "10.0.0.3", 40001, 80, 6, 0, "tcp_end", "REJ", 2, 10**9, 64500, 13335, base + 10**9,
-             base + 2 * 10**9, 2, 120, None],
+            ["10.0.0.1", "10.0.0.3", 40001, 80, 6, 0, base + 10**9, base + 2 * 10**9, 2, 120, "tcp_end",
+             "REJ", 2, 10**9, 64500, 13335, None],
         ]  # fmt: skip
         h = cs.host_report(store, src, "2001:db8::1")
         assert h.totals["out"] == {"packets": 1, "bytes": 90, "flows": 1}

@@ -24,8 +24,8 @@ MAX_OFFSET = 100_000
 @dataclass
 class FlowPage:
     """Rows ``offset`` … of the flows of a source (see :func:`flow_list`): ``columns`` then ``rows``
-    (values in column order: fields, first/last seen ns, packets, bytes, extra columns); ``more``:
-    whether a next page exists."""
+    (values in column order: the key fields, first/last seen ns, packets, bytes, the other fields, the
+    extra columns); ``more``: whether a next page exists."""
 
     source: str
     axis: str
@@ -95,7 +95,12 @@ def flow_list(
     sort_expr = _FLOW_EXPR.get(sort, quote_identifier(sort))
     tie = ", ".join([*(quote_identifier(k) for k in src.keys), "S"])
     extra = [c for c in src.extra] if with_extra else []
-    cols = [*(quote_identifier(c) for c in fields), "S", "E", "P", "B", *(quote_identifier(c) for c in extra)]
+    # what a row is first (its key), then when and how much, then everything else the source has (a
+    # record's state, flags, end reason, statistics; enrichment columns)
+    keys_first = [c for c in src.keys if c in src.fields]
+    rest = [c for c in fields if c not in keys_first]
+    q = quote_identifier
+    cols = [*(q(c) for c in keys_first), "S", "E", "P", "B", *(q(c) for c in rest), *(q(c) for c in extra)]
     order = f"ORDER BY {sort_expr} {'DESC' if descending else 'ASC'}, {tie} LIMIT %(fl_offset)s, %(fl_limit)s"
     page: dict[str, object] = {"fl_offset": offset, "fl_limit": limit + 1}
     rows: list[list[Any]] | None = None
@@ -110,7 +115,7 @@ def flow_list(
     return FlowPage(
         src.id,
         axis,
-        [*fields, *FLOW_COLUMNS, *extra],
+        [*keys_first, *FLOW_COLUMNS, *rest, *extra],
         [jsonable(r) for r in rows[:limit]],
         offset,
         more,
