@@ -90,3 +90,50 @@ def test_rows_keep_scaled_and_exported_counts() -> None:
     assert rows.sampling_rate is not None and rows.packets is not None
     rate = np.maximum(rows.sampling_rate, 1).astype(np.uint64)
     assert (rows.packets % rate == 0).all()  # the exported values are kept exactly
+
+
+def test_flow_export_keyed_on_exporter_and_interfaces_matches_the_library_path(tmp_path: Path) -> None:
+    """Real exports (NetFlow v9, sFlow, IPFIX) keyed on ExporterAddress, InIf, OutIf (and VlanID): the
+    command's flows are the library path's, every row accounted (none under an unknown value for want
+    of a column); the same configuration on a capture of packets is refused, naming the key."""
+    from netspectra.key_columns import ip_text
+
+    fields = ["ExporterAddress", "InIf", "OutIf", "VlanID"]
+    conf = tmp_path / "c.yaml"
+    task_line = f"      - {{name: links, key_fields: {fields}}}\n"
+    conf.write_text(f"aggregator:\n  types: [exact]\n  exact:\n    tasks:\n{task_line}")
+    r = _analyze("--flow-export", *map(str, FILES), "-c", str(conf), "--json", "--top", "1000")
+    assert r.returncode == 0, r.stderr
+    (task,) = [x for x in json.loads(r.stdout)["tasks"] if x["name"] == "links"]
+    # a task keyed on VlanID asks for the decoder's columns: sFlow's sampled headers give their VLAN
+    dec = FlowDecoder()
+    rows = PacketBatch.concat(
+        [flow_batch(dec.decode(dg).records, extras=True) for f in FILES for dg in datagrams_from_capture(f)]
+    )
+    dec.close()
+    ref = ExactTask("ref", fields)
+    ref.update(rows)
+    snap = ref.snapshot()
+    assert len(snap) > 1 and task["flows"] == len(snap) and task["unknown_key_rows"] == {}
+    assert (task["packets"], task["bytes"]) == (
+        int(rows.packet_counts().sum()),
+        int(rows.byte_counts().sum()),
+    )
+    want = {
+        (ip_text(bytes(e)), int(i), int(o), int(v)): (int(p), int(b))
+        for e, i, o, v, p, b in zip(
+            snap.extra["ExporterAddress"], snap.extra["InIf"], snap.extra["OutIf"], snap.extra["VlanID"],
+            snap.packets, snap.bytes, strict=True,
+        )
+    }  # fmt: skip
+    got = {
+        (x["ExporterAddress"], x["InIf"], x["OutIf"], x["VlanID"]): (x["PacketCount"], x["ByteCount"])
+        for x in task["top_by_bytes"]
+    }
+    assert got == want
+    assert {e for e, *_ in want} >= {"192.0.2.7"}  # the NetFlow v9 exporter of netflow9.pcap
+    assert len({i for _, i, _, _ in want}) > 1  # several input interfaces
+    assert {v for *_, v in want} > {0}  # VLANs of sampled headers
+    r = _analyze(str(ROOT / "tests" / "data" / "captures" / "mdns.pcap"), "-c", str(conf))
+    assert r.returncode == 2
+    assert "links" in r.stderr and "cannot supply ExporterAddress" in " ".join(r.stderr.split())

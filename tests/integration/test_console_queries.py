@@ -110,6 +110,10 @@ def test_catalog_reads_the_schema(chdb: Filled) -> None:
     )
     with pytest.raises(cs.ConsoleError, match="unknown source 'nope'; this store has flow_metrics:per_five"):
         cat.source("nope")
+    # key fields beyond the five-tuple (migration 3): a task keyed on them has them as fields and keys
+    wide = cs.catalog(chdb.store, {"wide": ("SrcIP", "ExporterAddress", "VlanID", "InIf")}).source("wide")
+    assert list(wide.fields) == ["SrcIP", "VlanID", "ExporterAddress", "InIf"] == list(wide.keys)
+    assert [f.kind for f in wide.fields.values()] == ["ip", "int", "ip", "int"]
 
 
 # ---- visualize -----------------------------------------------------------------------------------------

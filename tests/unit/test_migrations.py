@@ -138,7 +138,8 @@ def test_storage_init_cli_on_chdb(chdb_data_dir: Path, tmp_path: Path) -> None:
     assert "nothing connected" in dry.output
     assert f"CREATE DATABASE IF NOT EXISTS `{ch.database}`;" in dry.output
     assert f"CREATE TABLE IF NOT EXISTS `{ch.database}`.`flow_metrics` (" in dry.output
-    assert dry.output.count("-- on local") == 2 + len(TABLES) + len(MIGRATIONS)
+    # the database and netspectra_schema, each table, migration 3's ALTER, a version row per migration
+    assert dry.output.count("-- on local") == 2 + len(TABLES) + 1 + len(MIGRATIONS)
     store = ClickHouseStore(ch)
     store.open()
     try:  # the dry run created nothing
@@ -167,3 +168,18 @@ def test_storage_help_explains() -> None:
     out = CliRunner().invoke(app, ["storage", "--help"])
     assert out.exit_code == 0
     assert "init" in out.output and "status" in out.output and "cluster" in out.output
+
+
+def test_node_version_is_the_newest_with_every_earlier_migration_recorded() -> None:
+    """A version recorded beyond a missing one does not count (a build that reserved the missing one
+    skipped it): the missing migration runs. Newer than LATEST stays, to be refused."""
+    from netspectra.storage.migrations import node_version
+
+    every = [m.version for m in MIGRATIONS]
+    assert node_version([]) == 0
+    assert node_version(every) == LATEST
+    assert node_version([*every, *every]) == LATEST  # a version recorded twice
+    assert node_version([1, 2, 5]) == 2  # made while 3 was reserved
+    assert node_version([1, 2, 3, 5]) == (3 if 4 in every else 5)  # 4 reserved: not a migration here
+    assert node_version([1, 3]) == 1
+    assert node_version([*every, LATEST + 1]) == LATEST + 1

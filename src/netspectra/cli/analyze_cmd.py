@@ -132,7 +132,7 @@ def analyze(
     from netspectra.config import ConfigError, load_config
     from netspectra.kinds import AGGREGATORS
     from netspectra.offline.report import TaskResult, render, summary_dict
-    from netspectra.offline.run import run_offline
+    from netspectra.offline.run import check_key_fields, run_offline
     from netspectra.offline.warmup import warm_up
 
     try:
@@ -149,6 +149,10 @@ def analyze(
         from netspectra.collect.exporters_kind import with_exporters_task
 
         cfg = with_exporters_task(cfg)
+    try:
+        check_key_fields(cfg, flow_export=flow_export)  # before the kernels are prepared
+    except ConfigError as exc:
+        raise fail(str(exc)) from None
     if not any(group.tasks for _, group in cfg.aggregator.running_groups()) and not any(
         name not in cfg.aggregator.groups for name in cfg.aggregator.types
     ):

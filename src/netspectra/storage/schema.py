@@ -61,6 +61,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from netspectra.fields import BY_NAME, FIELD_NAMES, KEY_FIELDS
+
 #: Table names (in the configured database).
 FLOW_TABLE = "flow_metrics"
 HITTER_TABLE = "heavy_hitters"
@@ -103,6 +105,8 @@ class Table:
     partition_by: str
     engine: str = "MergeTree"
     engine_args: tuple[str, ...] = ()
+    #: A primary key shorter than the sorting key (a prefix of it; empty: the sorting key itself).
+    primary_key: str = ""
     aliases: tuple[tuple[str, str], ...] = ()
     shard_by: str = "cityHash64(TaskName)"
     retention_time: str = ""
@@ -159,9 +163,10 @@ class Table:
         if replicated is not None:
             engine = "Replicated" + engine
             params = [quote_string(replicated[0]), quote_string(replicated[1]), *params]
+        primary = f"PRIMARY KEY ({self.primary_key})\n" if self.primary_key else ""
         return (
             f"{head}ENGINE = {engine}({', '.join(params)})\nPARTITION BY {self.partition_by}\n"
-            f"ORDER BY ({self.order_by})"
+            f"{primary}ORDER BY ({self.order_by})"
         )
 
     def expired_partitions_sql(self, qualified_name: str) -> str:
@@ -191,6 +196,9 @@ FLOW_COLUMNS: tuple[tuple[str, str], ...] = (
     ("SrcPort", "Nullable(UInt16)"),
     ("DstPort", "Nullable(UInt16)"),
     ("Protocol", "Nullable(UInt8)"),
+    # the other key fields (schema version 3): VlanID, ExporterAddress, InIf, OutIf, the enrichment
+    # columns; addresses and dictionary text as String
+    *((f.name, f"Nullable({f.clickhouse})") for f in KEY_FIELDS if not f.is_packet_field),
     ("StartNs", "Int64"),
     ("EndNs", "Int64"),
     ("ByteCount", "UInt64"),
@@ -291,8 +299,29 @@ EXPORTER_COLUMNS: tuple[tuple[str, str], ...] = (
     ("RecordsPerRate", "Array(UInt64)"),
     ("RecordsWithoutRate", "UInt64"),
 )
-#: Flow-key columns of ``flow_metrics`` (NULL where the task does not key on the field).
-KEY_COLUMNS: tuple[str, ...] = ("SrcIP", "DstIP", "SrcPort", "DstPort", "Protocol")
+#: Flow-key columns of ``flow_metrics`` (NULL where the task does not key on the field): every key field.
+KEY_COLUMNS: tuple[str, ...] = FIELD_NAMES
+#: The key columns schema version 3 added to ``flow_metrics`` (the fields beyond the original five).
+ADDED_KEY_COLUMNS: tuple[str, ...] = tuple(f.name for f in KEY_FIELDS if not f.is_packet_field)
+
+
+def key_default(name: str) -> str:
+    """The SQL literal standing for a NULL key column in sorting keys and distinct counts."""
+    return "''" if BY_NAME[name].clickhouse == "String" else "0"
+
+
+def key_expression(name: str) -> str:
+    """``ifNull(<column>, <default>)``: a key column as sorting keys and distinct counts take it."""
+    return f"ifNull({name}, {key_default(name)})"
+
+
+#: The sorting key of ``flow_metrics`` up to schema version 2 (its primary key since version 3).
+FLOW_PRIMARY_KEY = (
+    "TaskName, PeriodStartNs, FlowHash, ifNull(SrcIP, ''), ifNull(DstIP, ''), ifNull(SrcPort, 0), "
+    "ifNull(DstPort, 0), ifNull(Protocol, 0), Bucket"
+)
+#: Version 3 appends the added key columns (ClickHouse lets an ALTER append only columns it adds).
+FLOW_ORDER_BY = FLOW_PRIMARY_KEY + "".join(f", {key_expression(c)}" for c in ADDED_KEY_COLUMNS)
 
 _PERIOD_DAY = day_of("PeriodStartNs")
 
@@ -302,9 +331,11 @@ FLOW_METRICS = Table(
     # FlowHash first: the writer sends rows sorted by it, so the server's sort of an insert is nearly free
     # (measured: 0.7 -> 1.1-1.2 M rows/s); the key columns follow, so flows with equal hashes stay
     # distinct. ifNull: the sorting key may not contain Nullable columns; a field is NULL either in every
-    # row of a task or in none, so '' / 0 never collide with real values of the same task.
-    order_by="TaskName, PeriodStartNs, FlowHash, ifNull(SrcIP, ''), ifNull(DstIP, ''), ifNull(SrcPort, 0), "
-    "ifNull(DstPort, 0), ifNull(Protocol, 0), Bucket",
+    # row of a task or in none, so '' / 0 never collide with real values of the same task. The key
+    # columns of version 3 follow Bucket (an ALTER can only append them); the primary key (the index)
+    # stays the version-2 prefix, so a new table and a migrated one are alike.
+    order_by=FLOW_ORDER_BY,
+    primary_key=FLOW_PRIMARY_KEY,
     partition_by=_PERIOD_DAY,
     engine="ReplacingMergeTree",
     engine_args=("TimestampNs",),
