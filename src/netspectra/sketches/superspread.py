@@ -54,6 +54,7 @@ from netspectra.prefetch import prefetch
 from netspectra.sketches.base import HeavyHitters, HitterType, Sketch, SketchParams, distinct_rows
 from netspectra.sketches.keys import key_length
 from netspectra.sketches.murmur import murmur3_32, pack_words
+from netspectra.sketches.primitives import fmix32, mix_block, murmur_round
 from netspectra.sketches.primitives import next64 as _next64
 from netspectra.sketches.primitives import uniform as _uniform
 
@@ -156,18 +157,6 @@ def init_seeds(rng: np.ndarray, row_seeds: np.ndarray, cell_seeds: np.ndarray) -
             cell_seeds[i, j, 1] = np.uint32(_next64(rng) >> _S32)
 
 
-@njit(nogil=True, cache=True, inline="always")
-def _mix_block(k: np.uint64) -> np.uint64:
-    # MurmurHash3's mix of one 4-byte block: the part of a round that does not depend on the seed
-    return (_rotl32((k * _MC1) & _M32, 15) * _MC2) & _M32
-
-
-@njit(nogil=True, cache=True, inline="always")
-def _round(h: np.uint64, k: np.uint64) -> np.uint64:
-    # MurmurHash3's round: fold a mixed block into the running hash
-    return (_rotl32(h ^ k, 13) * np.uint64(5) + _MN) & _M32
-
-
 #: Packets whose hashes :func:`update_kernel` computes (and whose cells it prefetches) before it
 #: applies any of them.
 _BLOCK = 64
@@ -242,17 +231,17 @@ def update_kernel(
             word = q >> 1
             shift = np.uint64((q & 1) * 32)
             for tb in range(nb):
-                mixed[q, tb] = _mix_block((words[b0 + tb, word] >> shift) & _M32)
+                mixed[q, tb] = mix_block((words[b0 + tb, word] >> shift) & _M32)
         if L & 3:
             word = nbf >> 1
             shift = np.uint64((nbf & 1) * 32)
             for tb in range(nb):
-                mixed[flow_tail, tb] = _mix_block((words[b0 + tb, word] >> shift) & flow_tail_mask)
+                mixed[flow_tail, tb] = mix_block((words[b0 + tb, word] >> shift) & flow_tail_mask)
         if LE & 3:  # pack_words zero-pads, so the row's tail needs no mask
             word = nbx >> 1
             shift = np.uint64((nbx & 1) * 32)
             for tb in range(nb):
-                mixed[row_tail, tb] = _mix_block((words[b0 + tb, word] >> shift) & _M32)
+                mixed[row_tail, tb] = mix_block((words[b0 + tb, word] >> shift) & _M32)
         for i in range(0, d, 2):  # two sketch rows at a time: one pass over the mixed blocks
             sa = np.uint64(row_seeds[i])
             sb = np.uint64(row_seeds[i + 1]) if i + 1 < d else sa
@@ -262,12 +251,12 @@ def update_kernel(
             for q in range(nbf):
                 for tb in range(nb):
                     k = np.uint64(mixed[q, tb])
-                    ha[tb] = _round(np.uint64(ha[tb]), k)
-                    hb[tb] = _round(np.uint64(hb[tb]), k)
+                    ha[tb] = murmur_round(np.uint64(ha[tb]), k)
+                    hb[tb] = murmur_round(np.uint64(hb[tb]), k)
             for tb in range(nb):
                 k = np.uint64(mixed[flow_tail, tb])  # 0 without a tail: then the xor is a no-op
-                ha[tb] = _fmix32(np.uint64(ha[tb]) ^ k ^ len_f)
-                hb[tb] = _fmix32(np.uint64(hb[tb]) ^ k ^ len_f)
+                ha[tb] = fmix32(np.uint64(ha[tb]) ^ k ^ len_f)
+                hb[tb] = fmix32(np.uint64(hb[tb]) ^ k ^ len_f)
             for tb in range(nb):
                 c = i * w + np.int64(np.uint64(ha[tb]) % uw)
                 cells[i, tb] = c
@@ -286,12 +275,12 @@ def update_kernel(
             for q in range(nbx):
                 for tb in range(nb):
                     k = np.uint64(mixed[q, tb])
-                    ha[tb] = _round(np.uint64(ha[tb]), k)
-                    hb[tb] = _round(np.uint64(hb[tb]), k)
+                    ha[tb] = murmur_round(np.uint64(ha[tb]), k)
+                    hb[tb] = murmur_round(np.uint64(hb[tb]), k)
             for tb in range(nb):
                 k = np.uint64(mixed[row_tail, tb])
-                ha[tb] = _fmix32(np.uint64(ha[tb]) ^ k ^ len_x)
-                hb[tb] = _fmix32(np.uint64(hb[tb]) ^ k ^ len_x)
+                ha[tb] = fmix32(np.uint64(ha[tb]) ^ k ^ len_x)
+                hb[tb] = fmix32(np.uint64(hb[tb]) ^ k ^ len_x)
             for tb in range(nb):
                 v = _clz32(ha[tb]) + 1
                 ranks[i, tb] = v if v < cap else cap
