@@ -292,12 +292,12 @@ def update_kernel(
         for k in range(nb * d):
             tb = k // d
             i = k - tb * d
-            s = slots[i, tb]
+            s = np.uint64(slots[i, tb])  # unsigned: indexing needs no negative-index fix-up
             v = ranks[i, tb]
             old = np.int64(flat_regs[s])
             if v <= old:
                 continue  # the element changes nothing: a duplicate, or a smaller rank
-            c = cells[i, tb]
+            c = np.uint64(cells[i, tb])
             flat_regs[s] = v
             before = flat_p[c]
             q = before - pw_m[old]
@@ -314,17 +314,17 @@ def update_kernel(
             units = int(units_f)
             t = b0 + tb
             val = np.int64(flat_values[c])
-            key0 = c * L
+            key0 = c * np.uint64(L)
             while units > 0:
                 if val == 0:
                     val = 1
                     for e in range(L):
-                        flat_keys[key0 + e] = x[t, e]
+                        flat_keys[key0 + np.uint64(e)] = x[t, e]
                     units -= 1
                     continue
                 same = True
                 for e in range(L):
-                    if flat_keys[key0 + e] != x[t, e]:
+                    if flat_keys[key0 + np.uint64(e)] != x[t, e]:
                         same = False
                         break
                 if same:
