@@ -112,8 +112,10 @@ def _fmix32(h: np.uint64) -> np.uint32:
 def murmur3_32_pair(data: np.ndarray, length: int, seed_a: int, seed_b: int) -> tuple[np.uint32, np.uint32]:
     """``(murmur3_32(data, length, seed_a), murmur3_32(data, length, seed_b))`` in one pass over the data.
 
-    The HLL encode hashes the same flow‖element bytes under the cell's two seeds; reading each 4-byte
-    block once for both saves about a third of the encode's hashing time.
+    The one-row form of the encode's two hashes (the flow‖element bytes under the cell's two seeds).
+    :func:`update_kernel` hashes a whole block of rows at once instead; this form is what the
+    one-pass kernel that the block kernel is tested against (tests/unit/test_superspread_blocks.py)
+    uses.
     """
     ha = np.uint64(seed_a) & _M32
     hb = np.uint64(seed_b) & _M32
