@@ -190,12 +190,14 @@ def update_kernel(
     base**k / m, decay float64 = b**-v, rng uint64 (1,) (advanced in place).
 
     No hash depends on the state (the cell seeds are fixed at construction), so the rows go in blocks
-    of :data:`_BLOCK` in three passes: hash every flow under the row seeds and prefetch its cells'
-    seeds; hash every flow‖element under its cells' seeds and prefetch the register it ranks; then
-    apply the block's updates packet by packet, row by row, as a one-pass loop would. Only the last
-    pass reads or writes the state, and it draws from the generator in the same order, so the result
-    is the plain loop's (the reference's) bit for bit; a cell updated twice in a block sees its first
-    update. The misses of a block overlap instead of following one another.
+    of :data:`_BLOCK` through three passes: (1) hash every flow under the row seeds and prefetch its
+    cells' seeds; (2) hash every flow‖element under its cells' seeds and prefetch the register it
+    ranks; (3) apply the block's updates packet by packet, row by row, as a one-pass loop would. The
+    passes are software-pipelined over two blocks (pass 1 of block k runs between passes 2 and 3 of
+    block k - 1), so every prefetch has a whole pass to arrive. Only pass 3 reads or writes the
+    state, and it draws from the generator in the same order, so the result is the plain loop's (the
+    reference's) bit for bit; a cell updated twice in a block sees its first update. The misses of a
+    block overlap instead of following one another.
 
     The hashing is laid out for SIMD: the seed-independent half of MurmurHash3 (the mix of each
     4-byte block) is done once per row of ``x`` and shared by its ``2 + 2d`` hashes (the flow is a
@@ -220,76 +222,86 @@ def update_kernel(
     flow_tail_mask = (np.uint64(1) << np.uint64(8 * (L & 3))) - np.uint64(1)
     len_f = np.uint64(L)
     len_x = np.uint64(LE)
-    mixed = np.zeros((nbx + 2, _BLOCK), np.uint32)  # [block of the key, packet of the block]
+    mixed = np.zeros((2, nbx + 2, _BLOCK), np.uint32)  # [buffer, block of the key, packet of the block]
     ha = np.empty(_BLOCK, np.uint32)  # running hashes, one lane per packet
     hb = np.empty(_BLOCK, np.uint32)
-    cells = np.empty((d, _BLOCK), np.int64)  # i * w + j of (row, packet)
+    cells = np.empty((2, d, _BLOCK), np.int64)  # [buffer, row, packet]: i * w + j
     slots = np.empty((d, _BLOCK), np.int64)  # the register (cell * m + r) the packet ranks in that row
     ranks = np.empty((d, _BLOCK), np.int64)  # its rank v
-    for b0 in range(0, n, _BLOCK):
-        nb = min(n - b0, _BLOCK)
-        # ---- pass 1: mix the blocks of every row; the cell of every sketch row; prefetch its seeds
-        for q in range(nbx):
-            word = q >> 1
-            shift = np.uint64((q & 1) * 32)
-            for tb in range(nb):
-                mixed[q, tb] = mix_block((words[b0 + tb, word] >> shift) & _M32)
-        if L & 3:
-            word = nbf >> 1
-            shift = np.uint64((nbf & 1) * 32)
-            for tb in range(nb):
-                mixed[flow_tail, tb] = mix_block((words[b0 + tb, word] >> shift) & flow_tail_mask)
-        if LE & 3:  # pack_words zero-pads, so the row's tail needs no mask
-            word = nbx >> 1
-            shift = np.uint64((nbx & 1) * 32)
-            for tb in range(nb):
-                mixed[row_tail, tb] = mix_block((words[b0 + tb, word] >> shift) & _M32)
-        for i in range(0, d, 2):  # two sketch rows at a time: one pass over the mixed blocks
-            sa = np.uint64(row_seeds[i])
-            sb = np.uint64(row_seeds[i + 1]) if i + 1 < d else sa
-            for tb in range(nb):
-                ha[tb] = sa
-                hb[tb] = sb
-            for q in range(nbf):
+    nblocks = (n + _BLOCK - 1) // _BLOCK
+    # software pipeline: step k hashes block k (pass 1) between pass 2 and pass 3 of block k - 1, so
+    # each prefetch has a whole pass to land; blocks alternate between two buffers
+    for step in range(nblocks + 1):
+        cur = (step - 1) & 1  # buffer of block step - 1
+        b0 = (step - 1) * _BLOCK
+        nb = min(n - b0, _BLOCK) if step > 0 else 0
+        if step > 0:
+            # ---- pass 2: GeneralHLL encode's two hashes under the cell's seeds; prefetch the register
+            for i in range(d):
                 for tb in range(nb):
-                    k = np.uint64(mixed[q, tb])
-                    ha[tb] = murmur_round(np.uint64(ha[tb]), k)
-                    hb[tb] = murmur_round(np.uint64(hb[tb]), k)
-            for tb in range(nb):
-                k = np.uint64(mixed[flow_tail, tb])  # 0 without a tail: then the xor is a no-op
-                ha[tb] = fmix32(np.uint64(ha[tb]) ^ k ^ len_f)
-                hb[tb] = fmix32(np.uint64(hb[tb]) ^ k ^ len_f)
-            for tb in range(nb):
-                c = i * w + np.int64(np.uint64(ha[tb]) % uw)
-                cells[i, tb] = c
-                prefetch(seeds, 2 * c)
-            if i + 1 < d:
+                    c = cells[cur, i, tb]
+                    ha[tb] = seeds[2 * c]
+                    hb[tb] = seeds[2 * c + 1]
+                for q in range(nbx):
+                    for tb in range(nb):
+                        k = np.uint64(mixed[cur, q, tb])
+                        ha[tb] = murmur_round(np.uint64(ha[tb]), k)
+                        hb[tb] = murmur_round(np.uint64(hb[tb]), k)
                 for tb in range(nb):
-                    c = (i + 1) * w + np.int64(np.uint64(hb[tb]) % uw)
-                    cells[i + 1, tb] = c
-                    prefetch(seeds, 2 * c)
-        # ---- pass 2: GeneralHLL encode's two hashes under the cell's seeds; prefetch the register
-        for i in range(d):
-            for tb in range(nb):
-                c = cells[i, tb]
-                ha[tb] = seeds[2 * c]
-                hb[tb] = seeds[2 * c + 1]
+                    k = np.uint64(mixed[cur, row_tail, tb])
+                    ha[tb] = fmix32(np.uint64(ha[tb]) ^ k ^ len_x)
+                    hb[tb] = fmix32(np.uint64(hb[tb]) ^ k ^ len_x)
+                for tb in range(nb):
+                    v = _clz32(ha[tb]) + 1
+                    ranks[i, tb] = v if v < cap else cap
+                    h1 = np.uint64(hb[tb])
+                    s = cells[cur, i, tb] * m + np.int64(h1 & m_mask if m_mask else h1 % um)
+                    slots[i, tb] = s
+                    prefetch(flat_regs, s)
+        if step < nblocks:
+            nxt = step & 1
+            a0 = step * _BLOCK
+            na = min(n - a0, _BLOCK)
+            # ---- pass 1: mix the blocks of every row; the cell of every sketch row; prefetch its seeds
             for q in range(nbx):
-                for tb in range(nb):
-                    k = np.uint64(mixed[q, tb])
-                    ha[tb] = murmur_round(np.uint64(ha[tb]), k)
-                    hb[tb] = murmur_round(np.uint64(hb[tb]), k)
-            for tb in range(nb):
-                k = np.uint64(mixed[row_tail, tb])
-                ha[tb] = fmix32(np.uint64(ha[tb]) ^ k ^ len_x)
-                hb[tb] = fmix32(np.uint64(hb[tb]) ^ k ^ len_x)
-            for tb in range(nb):
-                v = _clz32(ha[tb]) + 1
-                ranks[i, tb] = v if v < cap else cap
-                h1 = np.uint64(hb[tb])
-                s = cells[i, tb] * m + np.int64(h1 & m_mask if m_mask else h1 % um)
-                slots[i, tb] = s
-                prefetch(flat_regs, s)
+                word = q >> 1
+                shift = np.uint64((q & 1) * 32)
+                for tb in range(na):
+                    mixed[nxt, q, tb] = mix_block((words[a0 + tb, word] >> shift) & _M32)
+            if L & 3:
+                word = nbf >> 1
+                shift = np.uint64((nbf & 1) * 32)
+                for tb in range(na):
+                    mixed[nxt, flow_tail, tb] = mix_block((words[a0 + tb, word] >> shift) & flow_tail_mask)
+            if LE & 3:  # pack_words zero-pads, so the row's tail needs no mask
+                word = nbx >> 1
+                shift = np.uint64((nbx & 1) * 32)
+                for tb in range(na):
+                    mixed[nxt, row_tail, tb] = mix_block((words[a0 + tb, word] >> shift) & _M32)
+            for i in range(0, d, 2):  # two sketch rows at a time: one pass over the mixed blocks
+                sa = np.uint64(row_seeds[i])
+                sb = np.uint64(row_seeds[i + 1]) if i + 1 < d else sa
+                for tb in range(na):
+                    ha[tb] = sa
+                    hb[tb] = sb
+                for q in range(nbf):
+                    for tb in range(na):
+                        k = np.uint64(mixed[nxt, q, tb])
+                        ha[tb] = murmur_round(np.uint64(ha[tb]), k)
+                        hb[tb] = murmur_round(np.uint64(hb[tb]), k)
+                for tb in range(na):
+                    k = np.uint64(mixed[nxt, flow_tail, tb])  # 0 without a tail: then the xor is a no-op
+                    ha[tb] = fmix32(np.uint64(ha[tb]) ^ k ^ len_f)
+                    hb[tb] = fmix32(np.uint64(hb[tb]) ^ k ^ len_f)
+                for tb in range(na):
+                    c = i * w + np.int64(np.uint64(ha[tb]) % uw)
+                    cells[nxt, i, tb] = c
+                    prefetch(seeds, 2 * c)
+                if i + 1 < d:
+                    for tb in range(na):
+                        c = (i + 1) * w + np.int64(np.uint64(hb[tb]) % uw)
+                        cells[nxt, i + 1, tb] = c
+                        prefetch(seeds, 2 * c)
         # ---- pass 3: the updates, in packet order
         for k in range(nb * d):
             tb = k // d
@@ -299,7 +311,7 @@ def update_kernel(
             old = np.int64(flat_regs[s])
             if v <= old:
                 continue  # the element changes nothing: a duplicate, or a smaller rank
-            c = np.uint64(cells[i, tb])
+            c = np.uint64(cells[cur, i, tb])
             flat_regs[s] = v
             before = flat_p[c]
             q = before - pw_m[old]
