@@ -271,9 +271,9 @@ def cm_update(
     Same result as :func:`_vote` packet by packet (the reference replays that); written with scalar
     indexing only (a view per packet costs atomic reference counting), in blocks of ``_BLOCK`` packets:
     hash them all (MurmurHash3's rounds run across the block's keys, one SIMD lane per key, two rows at
-    a time), prefetch every target bucket, then vote in packet order (the unweighted votes with
-    selects instead of branches: whether a key matches is data, and a mispredicted branch costs more
-    than the few instructions of both outcomes).
+    a time) and prefetch every target bucket one block ahead, then vote in packet order (the unweighted
+    votes with selects instead of branches: whether a key matches is data, and a mispredicted branch
+    costs more than the few instructions of both outcomes).
     """
     d, w, stride = table.shape
     n, kw = words.shape
@@ -288,46 +288,56 @@ def cm_update(
     mixed = np.zeros((nq + 1, _BLOCK), np.uint32)  # [block of the key, key of the block], mixed
     ha = np.empty(_BLOCK, np.uint32)  # running hashes, one lane per key
     hb = np.empty(_BLOCK, np.uint32)
-    rows = np.empty((_BLOCK, d), np.int64)
-    for b0 in range(0, n, _BLOCK):
-        b1 = min(n, b0 + _BLOCK)
-        nb = b1 - b0
-        for q in range(nq + (1 if L & 3 else 0)):  # words zero-pad the tail: no mask needed
-            word = q >> 1
-            shift = np.uint64((q & 1) * 32)
-            for tb in range(nb):
-                mixed[q, tb] = mix_block((words[b0 + tb, word] >> shift) & _M32)
-        for i in range(0, d, 2):
-            sa = np.uint64(seeds[i])
-            sb = np.uint64(seeds[i + 1]) if i + 1 < d else sa
-            for tb in range(nb):
-                ha[tb] = sa
-                hb[tb] = sb
-            for q in range(nq):
-                for tb in range(nb):
-                    k = np.uint64(mixed[q, tb])
-                    ha[tb] = murmur_round(np.uint64(ha[tb]), k)
-                    hb[tb] = murmur_round(np.uint64(hb[tb]), k)
-            for tb in range(nb):
-                k = np.uint64(mixed[nq, tb])  # 0 without a tail: then the xor is a no-op
-                ha[tb] = fmix32(np.uint64(ha[tb]) ^ k ^ len_l)
-                hb[tb] = fmix32(np.uint64(hb[tb]) ^ k ^ len_l)
-            for tb in range(nb):
-                r = i * w + np.int64(np.uint64(ha[tb]) % uw)
-                rows[tb, i] = r
-                prefetch(lines, r * stride)
-                prefetch(lines, r * stride + stride - 1)  # a bucket may straddle two cache lines
-            if i + 1 < d:
-                for tb in range(nb):
-                    r = (i + 1) * w + np.int64(np.uint64(hb[tb]) % uw)
-                    rows[tb, i + 1] = r
+    rows = np.empty((2, _BLOCK, d), np.int64)  # [buffer, key of the block, row]: bucket row of the flat table
+    nblocks = (n + _BLOCK - 1) // _BLOCK
+    # software pipeline: step k hashes block k (and prefetches its buckets) before block k - 1 votes,
+    # so the prefetches have a whole block of votes to arrive; blocks alternate between two buffers
+    for step in range(nblocks + 1):
+        if step < nblocks:
+            nxt = step & 1
+            a0 = step * _BLOCK
+            na = min(n - a0, _BLOCK)
+            for q in range(nq + (1 if L & 3 else 0)):  # words zero-pad the tail: no mask needed
+                word = q >> 1
+                shift = np.uint64((q & 1) * 32)
+                for tb in range(na):
+                    mixed[q, tb] = mix_block((words[a0 + tb, word] >> shift) & _M32)
+            for i in range(0, d, 2):
+                sa = np.uint64(seeds[i])
+                sb = np.uint64(seeds[i + 1]) if i + 1 < d else sa
+                for tb in range(na):
+                    ha[tb] = sa
+                    hb[tb] = sb
+                for q in range(nq):
+                    for tb in range(na):
+                        k = np.uint64(mixed[q, tb])
+                        ha[tb] = murmur_round(np.uint64(ha[tb]), k)
+                        hb[tb] = murmur_round(np.uint64(hb[tb]), k)
+                for tb in range(na):
+                    k = np.uint64(mixed[nq, tb])  # 0 without a tail: then the xor is a no-op
+                    ha[tb] = fmix32(np.uint64(ha[tb]) ^ k ^ len_l)
+                    hb[tb] = fmix32(np.uint64(hb[tb]) ^ k ^ len_l)
+                for tb in range(na):
+                    r = i * w + np.int64(np.uint64(ha[tb]) % uw)
+                    rows[nxt, tb, i] = r
                     prefetch(lines, r * stride)
-                    prefetch(lines, r * stride + stride - 1)
+                    prefetch(lines, r * stride + stride - 1)  # a bucket may straddle two cache lines
+                if i + 1 < d:
+                    for tb in range(na):
+                        r = (i + 1) * w + np.int64(np.uint64(hb[tb]) % uw)
+                        rows[nxt, tb, i + 1] = r
+                        prefetch(lines, r * stride)
+                        prefetch(lines, r * stride + stride - 1)
+        if step == 0:
+            continue
+        cur = (step - 1) & 1
+        b0 = (step - 1) * _BLOCK
+        b1 = min(n, b0 + _BLOCK)
         for p in range(b0, b1):
             ln = np.uint64(lengths[p])
             if packets is None:
                 for i in range(d):
-                    r = rows[p - b0, i]
+                    r = rows[cur, p - b0, i]
                     # count: unit votes, the key takes an emptied bucket at once (the original's rule)
                     o = np.uint64(r) * np.uint64(stride)
                     ko = np.uint64(p) * np.uint64(kw)
@@ -343,7 +353,7 @@ def cm_update(
             q = ln // pk
             big = ln - q * pk  # the last `big` packets carry q + 1 bytes
             for i in range(d):
-                r = rows[p - b0, i]
+                r = rows[cur, p - b0, i]
                 _apply_row(flat, r, 0, words, p, kw, pk, False, True, True)
                 if replace:
                     _replace_run(flat, r, pw, words, p, kw, pk - big, q)
