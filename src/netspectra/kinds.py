@@ -220,6 +220,7 @@ AGGREGATORS: KindRegistry[Any] = KindRegistry(
         "exact": "netspectra.tasks.exact_kind:KIND",
         "sketch": "netspectra.sketches.sketch_kind:KIND",
         "flows": "netspectra.flows.kind:KIND",
+        "rollup": "netspectra.rollup.kind:KIND",
     },
     check=_aggregator,
 )

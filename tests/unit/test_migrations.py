@@ -14,8 +14,15 @@ from netspectra.config.aggregator import ExactWriterConfig
 from netspectra.storage import StorageError, WriterError
 from netspectra.storage.clickhouse import ClickHouseStore, ClickHouseWriter, connect_store
 from netspectra.storage.clickhouse_config import ClickHouseConfig
-from netspectra.storage.migrations import LATEST, SCHEMA_TABLE, SchemaVersionError, migrate, status
-from netspectra.storage.schema import CREATE_TABLES
+from netspectra.storage.migrations import (
+    LATEST,
+    MIGRATIONS,
+    SCHEMA_TABLE,
+    SchemaVersionError,
+    migrate,
+    status,
+)
+from netspectra.storage.schema import CREATE_TABLES, TABLES
 
 
 def cfg(chdb_data_dir: Path) -> ClickHouseConfig:
@@ -36,7 +43,7 @@ def test_new_database_is_migrated_once(chdb_data_dir: Path) -> None:
         assert (first.mode, first.before, first.applied, first.version) == (
             "single",
             {"local": 0},
-            [1],
+            [m.version for m in MIGRATIONS],
             LATEST,
         )
         assert {t.split(".")[-1] for t in first.created} >= {
@@ -47,10 +54,10 @@ def test_new_database_is_migrated_once(chdb_data_dir: Path) -> None:
         }
         again = migrate(store)
         assert (again.applied, again.created, again.version) == ([], [], LATEST)
-        assert versions(store) == list(range(1, LATEST + 1))
+        assert versions(store) == [m.version for m in MIGRATIONS]
         found, tables = status(store)
         assert found == {"local": LATEST}
-        assert {t.table for t in tables} == {"flow_metrics", "heavy_hitters", "alerts", SCHEMA_TABLE}
+        assert {t.table for t in tables} == {*TABLES, SCHEMA_TABLE}
     finally:
         store.close()
 
@@ -68,7 +75,10 @@ def test_database_from_before_versioning_is_adopted_with_its_rows(chdb_data_dir:
             "SELECT 1, 't', 'r', 'm', '>', 1, 2, NULL, 's', '[]', '{}', 'ok', 0"
         )
         report = migrate(store)
-        assert report.applied == [1] and report.created == [f"local: {store.database}.{SCHEMA_TABLE}"]
+        # version 1 adopted (its tables were there), the later versions' tables created
+        assert report.applied == [m.version for m in MIGRATIONS]
+        later = sorted(t for m in MIGRATIONS[1:] for t in m.creates)
+        assert report.created == sorted(f"local: {store.database}.{t}" for t in [SCHEMA_TABLE, *later])
         assert store.query(f"SELECT count() FROM {store.table('alerts')}") == [(1,)]
     finally:
         store.close()
@@ -125,7 +135,8 @@ def test_storage_init_cli_on_chdb(chdb_data_dir: Path, tmp_path: Path) -> None:
     assert "nothing connected" in dry.output
     assert f"CREATE DATABASE IF NOT EXISTS `{ch.database}`;" in dry.output
     assert f"CREATE TABLE IF NOT EXISTS `{ch.database}`.`flow_metrics` (" in dry.output
-    assert dry.output.count("-- on local") == 2 + 3 + LATEST
+    tables = sum(len(m.creates) for m in MIGRATIONS)
+    assert dry.output.count("-- on local") == 2 + tables + len(MIGRATIONS)
     store = ClickHouseStore(ch)
     store.open()
     try:  # the dry run created nothing
@@ -136,7 +147,8 @@ def test_storage_init_cli_on_chdb(chdb_data_dir: Path, tmp_path: Path) -> None:
         store.close()
     run = runner.invoke(app, ["storage", "init", "--config", str(path)])
     assert run.exit_code == 0, run.output
-    assert "schema version before: local 0; applied: 1; now 1" in run.output
+    applied = ", ".join(str(m.version) for m in MIGRATIONS)
+    assert f"schema version before: local 0; applied: {applied}; now {LATEST}" in run.output
     assert f"created  local: {ch.database}.flow_metrics" in run.output
     again = runner.invoke(app, ["storage", "init", "--config", str(path)])
     assert (

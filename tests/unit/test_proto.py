@@ -100,6 +100,9 @@ SERVICES = {
         ("AggregateFlows", "AggregationRequest", "QueryTotalCountsResponse", False),
         ("TraceFlow", "TraceFlowRequest", "TraceFlowResponse", False),
         ("QueryHeavyHitters", "HeavyHittersRequest", "HeavyHittersResponse", False),
+        # additions (new RPCs after the original's)
+        ("ListFlows", "ListFlowsRequest", "ListFlowsResponse", False),
+        ("TopN", "TopNRequest", "TopNResponse", False),
     ],
     "AIService": [
         ("AnalyzeTraffic", "AnalyzeTrafficRequest", "AnalyzeTrafficResponse", False),

@@ -9,6 +9,8 @@ An :class:`AggregatorKind` is the one place that knows an aggregator type. It de
 * ``memory_bytes`` — what a task will allocate up front (checked against ``aggregator.max_memory``);
 * ``needs_columns`` — the optional :class:`~netspectra.batch.PacketBatch` columns its tasks use (readers
   and probes of a configuration that runs the kind decode them: :func:`columns_needed`);
+* ``dimensions`` — the enrichment columns a task reads from ``batch.dims`` (the engine's enrichment
+  stage computes only what some task reads: :func:`dimensions_needed`);
 
 and builds, on demand, its :class:`~netspectra.engine.groups.TaskGroup` (tasks wrapped for the engine,
 the group's writers, how a snapshot reaches a writer), the values its metrics take on a snapshot, and
@@ -87,6 +89,12 @@ class AggregatorKind:
     def memory_bytes(self, task: Any) -> int:
         """Bytes ``task`` allocates when built (0 when it grows with the traffic instead)."""
         return 0
+
+    def dimensions(self, cfg: Config, task: Any) -> tuple[str, ...]:
+        """The enrichment columns (names of :data:`netspectra.enrich.columns.COLUMNS`) ``task`` reads from
+        a batch's ``dims``; ``cfg`` is the whole configuration (its ``enrichment`` says what can be
+        known). None by default: the engine computes only the columns some task reads."""
+        return ()
 
     def memory_detail(self, task: Any) -> str:
         """What :meth:`memory_bytes` is made of, for messages (e.g. ``depth 3 x width 1048576``)."""
@@ -193,6 +201,27 @@ def columns_needed(cfg: Config, types: Sequence[str] | None = None) -> tuple[str
         except KindError:
             continue
         wanted.update(dict.fromkeys(getattr(kind, "needs_columns", ())))
+    return tuple(wanted)
+
+
+def dimensions_needed(cfg: Config, types: Sequence[str] | None = None) -> tuple[str, ...]:
+    """The enrichment columns the tasks of the aggregator kinds of ``types`` (default:
+    ``aggregator.types``) read: what the enrichment stage of this configuration computes. Unknown types
+    are skipped (building the groups reports them)."""
+    from netspectra.kinds import AGGREGATORS, KindError
+
+    wanted: dict[str, None] = {}
+    names = cfg.aggregator.types if types is None else types
+    for name in names:
+        try:
+            kind = AGGREGATORS.get(name)
+        except KindError:
+            continue
+        read = getattr(kind, "dimensions", None)
+        if read is None:
+            continue
+        for task in cfg.aggregator.group(name).tasks:
+            wanted.update(dict.fromkeys(read(cfg, task)))
     return tuple(wanted)
 
 

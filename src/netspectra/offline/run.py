@@ -7,7 +7,9 @@ the whole input; with ``--store`` it runs as a live engine does (workers, period
 resets, a final snapshot of every task to every configured writer). ``--out`` is one more writer,
 :class:`ResultsWriter`, that receives the final snapshot of every task and writes it as one file per
 task. The readers decode the optional columns the running kinds need (flow records: TCP flags, VLAN,
-ICMP, IP length), and the end of the input ends every open flow record (``end_of_input``).
+ICMP, IP length), and the end of the input ends every open flow record (``end_of_input``). With an
+``enrichment`` section that some task reads, the manager's enrichment stage enriches every batch once
+(:mod:`netspectra.engine.enrichment`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any
 
 from netspectra.capture.reader import DEFAULT_BATCH_SIZE
 from netspectra.config.models import Config
+from netspectra.engine.enrichment import EnrichmentStage
 from netspectra.engine.groups import GroupWriter
 from netspectra.engine.kind import columns_needed
 from netspectra.engine.manager import Clock, Manager
@@ -67,6 +70,17 @@ class ResultsWriter:
         parts.append(snap.to_arrow())
         if meta.final:
             self._write_table(snap.task_name, pa.concat_tables(parts))
+
+    def write_rollups(self, snap: Any, meta: SnapshotMeta) -> None:
+        """Gather a rollup task's rows; write their totals so far at a final snapshot."""
+        parts = self._records.setdefault(snap.task_name, [])
+        parts.append((meta.period_start_ns, snap))
+        if meta.final:
+            from netspectra.rollup.task import RollupRows
+
+            combined = RollupRows.combine(parts)
+            if combined is not None:
+                self._write_table(snap.task_name, combined.to_arrow().drop_columns(["Epoch"]))
 
     def _write_table(self, task: str, table: Any) -> None:
         from netspectra.output.flow_table import write_csv, write_parquet
@@ -149,6 +163,8 @@ def run_offline(
         inline = not writers
     extras = bool(columns_needed(cfg))
     agg = cfg.aggregator
+    if "enrichment" not in options:
+        options["enrichment"] = EnrichmentStage.from_config(cfg)
     manager = Manager(
         groups,
         period=agg.period if writers else None,
