@@ -44,12 +44,23 @@ def write_config(tmp_path: Path, asn_db: Path, **rollup: Any) -> Path:
     doc = {
         "aggregator": {
             "types": ["exact", "rollup"],
-            "exact": {"tasks": [{"name": "five", "key_fields": ["SrcIP", "DstIP", "SrcPort", "DstPort", "Protocol"]}]},
+            "exact": {
+                "tasks": [
+                    {"name": "five", "key_fields": ["SrcIP", "DstIP", "SrcPort", "DstPort", "Protocol"]}
+                ]
+            },
             "rollup": {
                 "tasks": [
                     {
                         "name": "traffic",
-                        "dimensions": ["Protocol", "SrcAS", "DstAS", "SrcCountry", "DstCountry", "SrcNetName"],
+                        "dimensions": [
+                            "Protocol",
+                            "SrcAS",
+                            "DstAS",
+                            "SrcCountry",
+                            "DstCountry",
+                            "SrcNetName",
+                        ],
                         **rollup,
                     }
                 ]
@@ -80,14 +91,22 @@ def reference() -> tuple[dict[str, Counter[str]], int, int]:
             cc = (c.get("country") or {}).get("iso_code", "")
             addr = ipaddress.ip_address(ip)
             inside = addr.version == 4 and addr in LAN
-            got = cache[ip] = (str(a.get("autonomous_system_number", 0)), "FR" if inside else cc, "lan" if inside else "")
+            got = cache[ip] = (
+                str(a.get("autonomous_system_number", 0)),
+                "FR" if inside else cc,
+                "lan" if inside else "",
+            )
         return got
 
-    out: dict[str, Counter[str]] = {d: Counter() for d in ("SrcAS", "DstAS", "SrcCountry", "DstCountry", "SrcNetName")}
+    out: dict[str, Counter[str]] = {
+        d: Counter() for d in ("SrcAS", "DstAS", "SrcCountry", "DstCountry", "SrcNetName")
+    }
     packets = total = 0
     for name in FILES:
         for b in CaptureReader(CAPTURES / name):
-            for src, dst, length in zip(ips_to_text(b.src_ip), ips_to_text(b.dst_ip), b.length.tolist(), strict=True):
+            for src, dst, length in zip(
+                ips_to_text(b.src_ip), ips_to_text(b.dst_ip), b.length.tolist(), strict=True
+            ):
                 s, d = look(src), look(dst)
                 out["SrcAS"][s[0]] += length
                 out["DstAS"][d[0]] += length
@@ -104,7 +123,17 @@ def test_enriched_analyze_matches_the_reader_packet_by_packet(tmp_path: Path) ->
     out = tmp_path / "out"
     res = runner.invoke(
         cli.app,
-        ["analyze", "-c", str(cfg), *(str(CAPTURES / f) for f in FILES), "--json", "--top", "10000", "--out", str(out)],
+        [
+            "analyze",
+            "-c",
+            str(cfg),
+            *(str(CAPTURES / f) for f in FILES),
+            "--json",
+            "--top",
+            "10000",
+            "--out",
+            str(out),
+        ],
         catch_exceptions=False,
     )
     assert res.exit_code == 0, res.output

@@ -122,7 +122,10 @@ def engine_config(ch: dict[str, object]) -> Config:
         {
             "aggregator": {
                 "types": ["exact", "rollup"],
-                "exact": {"writers": [writer], "tasks": [{"name": "five", "key_fields": ["SrcIP", "DstIP", "SrcPort"]}]},
+                "exact": {
+                    "writers": [writer],
+                    "tasks": [{"name": "five", "key_fields": ["SrcIP", "DstIP", "SrcPort"]}],
+                },
                 "rollup": {
                     "writers": [writer],
                     "tasks": [{"name": "traffic", "dimensions": DIMS, "close_after": "30s"}],
@@ -200,7 +203,9 @@ def check_ranges(store: ClickHouseStore, batches: list[PacketBatch], seed: int =
         for _ in range(6):
             a, b = sorted(rng.choice(len(keys), 2, replace=False).tolist())
             lo, hi = keys[a], keys[b] + res.ns
-            top = top_n(store, "traffic", "Protocol", "bytes", (), lo, hi, resolution_s=res.seconds, now_ns=T0)
+            top = top_n(
+                store, "traffic", "Protocol", "bytes", (), lo, hi, resolution_s=res.seconds, now_ns=T0
+            )
             assert top.choice.table == res.table and (top.choice.start_ns, top.choice.end_ns) == (lo, hi)
             expect_p = sum(want[k][0] for k in keys[a : b + 1])
             expect_b = sum(want[k][1] for k in keys[a : b + 1])
@@ -234,7 +239,9 @@ def test_the_whole_range_equals_the_full_resolution_table(stored: Stored) -> Non
         sum(int(b.byte_counts().sum()) for b in stored.batches),
     )
     for res in RESOLUTIONS:
-        top = top_n(stored.store, "traffic", "SrcAS", "bytes", no_exporter, resolution_s=res.seconds, now_ns=T0)
+        top = top_n(
+            stored.store, "traffic", "SrcAS", "bytes", no_exporter, resolution_s=res.seconds, now_ns=T0
+        )
         assert (top.total_packets, top.total_bytes) == want, res.label
         every = top_n(stored.store, "traffic", "SrcAS", resolution_s=res.seconds, now_ns=T0)
         assert (every.total_packets, every.total_bytes) == everything, res.label
@@ -262,7 +269,15 @@ def test_traffic_has_its_own_time_and_words(stored: Stored) -> None:
     assert series.choice.table == "rollup_5m" and series.step_s == 300
     assert sum(v for _, v in series.series["total"]) == top.total_packets
     by_name = traffic_series(
-        s, "traffic", "bytes", T0 - 15 * MIN, T0 + 60 * MIN, step_s=60, dimension="SrcNetName", top=2, now_ns=T0
+        s,
+        "traffic",
+        "bytes",
+        T0 - 15 * MIN,
+        T0 + 60 * MIN,
+        step_s=60,
+        dimension="SrcNetName",
+        top=2,
+        now_ns=T0,
     )
     assert set(by_name.series) == {*by_name.values, "other"} and len(by_name.values) == 2
     assert sum(x for pts in by_name.series.values() for _, x in pts) == top.total_bytes
@@ -318,11 +333,17 @@ def test_topn_over_grpc_says_which_table(served: tuple[Any, str], stored: Stored
         assert resp.task_name == "traffic" and resp.table == want.choice.table and resp.reason
         assert resp.distinct_values == 3 and resp.total_bytes == want.total_bytes
         assert resp.start_time.ToNanoseconds() == want.choice.start_ns
-        pk = stub.TopN(query_pb2.TopNRequest(dimension="Protocol", metric=query_pb2.TOP_METRIC_PACKETS), timeout=30)
+        pk = stub.TopN(
+            query_pb2.TopNRequest(dimension="Protocol", metric=query_pb2.TOP_METRIC_PACKETS), timeout=30
+        )
         assert [e.packets for e in pk.entries] == sorted((e.packets for e in pk.entries), reverse=True)
         for request, code, words in (
             (query_pb2.TopNRequest(), grpc.StatusCode.INVALID_ARGUMENT, "dimension is required"),
-            (query_pb2.TopNRequest(dimension="SrcAs"), grpc.StatusCode.INVALID_ARGUMENT, "did you mean 'SrcAS'"),
+            (
+                query_pb2.TopNRequest(dimension="SrcAs"),
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "did you mean 'SrcAS'",
+            ),
             (query_pb2.TopNRequest(dimension="DstAS"), grpc.StatusCode.INVALID_ARGUMENT, "keyed on DstAS"),
             (
                 query_pb2.TopNRequest(dimension="SrcAS", task_name="five"),

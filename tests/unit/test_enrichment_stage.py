@@ -71,7 +71,9 @@ class Recorder:
         pass
 
 
-def recording_manager(stage: EnrichmentStage | None, tasks: int = 2, **kw: Any) -> tuple[Manager, list[Recorder]]:
+def recording_manager(
+    stage: EnrichmentStage | None, tasks: int = 2, **kw: Any
+) -> tuple[Manager, list[Recorder]]:
     recs = [Recorder(f"r{i}") for i in range(tasks)]
     group = TaskGroup("rec", tuple(LockedTask(r) for r in recs), (), lambda w, s, m: None)
     return Manager([group], enrichment=stage, **kw), recs
@@ -192,7 +194,11 @@ def test_missing_or_damaged_database_starts_without_it_says_so_once_and_counts(
             for _ in range(5):
                 m.submit(batch(200))
     warnings = [r for r in caplog.records if "asn database" in r.getMessage()]
-    assert len(warnings) == 1 and says in warnings[0].getMessage() and "runs without it" in warnings[0].getMessage()
+    assert (
+        len(warnings) == 1
+        and says in warnings[0].getMessage()
+        and "runs without it" in warnings[0].getMessage()
+    )
     assert stage is not None
     summary = stage.summary()
     assert summary["unenriched_rows"]["asn"] == 1000 and summary["rows"] == 1000
@@ -202,7 +208,9 @@ def test_missing_or_damaged_database_starts_without_it_says_so_once_and_counts(
     assert (rec.batches[0].dims["SrcAS"] == 0).all()  # type: ignore[index]
 
 
-def test_a_failing_stage_never_loses_a_batch(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+def test_a_failing_stage_never_loses_a_batch(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     cfg = config({"networks": {"1.0.0.0/8": "one"}}, ["SrcNetName", "SrcAS"])
     stage = EnrichmentStage.from_config(cfg)
     assert stage is not None

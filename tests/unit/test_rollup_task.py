@@ -40,7 +40,9 @@ def make_batch(rng: np.random.Generator, n: int, t0: int, span: int, export: boo
         b.exporter[:, 12:] = [192, 0, 2, 1]
         b.exporter[n // 2 :, 15] = 2
     as_codes = rng.choice(np.array([0, 15169, 3320], np.uint32), n)
-    return b.with_dims({"SrcAS": as_codes, "SrcNetName": (as_codes % 3).astype(np.uint16)}, {"SrcNetName": ("", "a", "b")})
+    return b.with_dims(
+        {"SrcAS": as_codes, "SrcNetName": (as_codes % 3).astype(np.uint16)}, {"SrcNetName": ("", "a", "b")}
+    )
 
 
 def truth(batches: list[PacketBatch], dims: tuple[str, ...], r: int) -> dict[tuple, tuple[int, int]]:
@@ -73,12 +75,19 @@ def identities(parts: list[RollupRows]) -> dict[tuple, tuple[int, int]]:
     out = {}
     for rows in parts:
         for i in range(len(rows)):
-            key = (int(rows.resolution[i]), int(rows.bucket[i]), int(rows.epoch[i]), tuple(rows.words[i].tolist()))
+            key = (
+                int(rows.resolution[i]),
+                int(rows.bucket[i]),
+                int(rows.epoch[i]),
+                tuple(rows.words[i].tolist()),
+            )
             out[key] = (int(rows.packets[i]), int(rows.bytes[i]))
     return out
 
 
-def run(batches: list[PacketBatch], dims: tuple[str, ...], drain_every: int, **kw: object) -> tuple[RollupTask, list]:
+def run(
+    batches: list[PacketBatch], dims: tuple[str, ...], drain_every: int, **kw: object
+) -> tuple[RollupTask, list]:
     task = RollupTask("t", RollupParams(dims, **kw), capacity=16)  # type: ignore[arg-type]
     parts = []
     for i, b in enumerate(batches):

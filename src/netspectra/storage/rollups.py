@@ -277,7 +277,8 @@ def top_n(
     """The ``limit`` values of ``dimension`` with the most ``metric`` among the traffic of rollup ``task``
     in ``[start_ns, end_ns)`` (widened to whole buckets of the table chosen, see :func:`choose_rollup`)
     that matches every filter; ties by the other metric, then by value. ``limit`` <= 0 →
-    :data:`DEFAULT_TOP`; above :data:`MAX_TOP` → cut. Two queries (the values, the totals)."""
+    :data:`DEFAULT_TOP`; above :data:`MAX_TOP` → cut. One scan: the values are grouped once, and the
+    top ones and the totals are taken from the groups (``groupArray``, sorted by a lambda)."""
     task = _check_task(task)
     dim = _dimension(dimension)
     if metric not in _METRIC_COLUMN:
@@ -286,25 +287,27 @@ def top_n(
     choice = choose_rollup(store.cfg, start_ns, end_ns, resolution_s, now_ns)
     cond, params = _where(task, choice, filters)
     table = f"{store.table(choice.table)} FINAL"
-    first, second = ("B", "P") if metric == "bytes" else ("P", "B")
+    first, second = (3, 2) if metric == "bytes" else (2, 3)
     column = dim.name  # a declared dimension: safe as a column name
+    groups = f"SELECT {column} AS V, sum(Packets) AS P, sum(Bytes) AS B FROM {table} WHERE {cond} GROUP BY V"
+    order = (
+        f"x -> (-toInt64(tupleElement(x, {first})), -toInt64(tupleElement(x, {second})), tupleElement(x, 1))"
+    )
     sql = (
-        f"SELECT {column} AS V, sum(Packets) AS P, sum(Bytes) AS B FROM {table} WHERE {cond} "
-        f"GROUP BY V ORDER BY {first} DESC, {second} DESC, V ASC LIMIT %(limit)s"
+        "SELECT tupleElement(t, 1), tupleElement(t, 2), tupleElement(t, 3), N, TP, TB FROM ("
+        f"SELECT arrayJoin(arraySlice(arraySort({order}, groupArray((V, P, B))), 1, %(limit)s)) AS t, "
+        f"count() AS N, sum(P) AS TP, sum(B) AS TB FROM ({groups}))"
     )
     rows = store.query(sql, {**params, "limit": limit})
-    totals = store.query(
-        f"SELECT sum(Packets), sum(Bytes), uniqExact({column}) FROM {table} WHERE {cond}", params
-    )
-    tp, tb, distinct = totals[0] if totals else (0, 0, 0)
+    distinct, tp, tb = (int(rows[0][3]), int(rows[0][4]), int(rows[0][5])) if rows else (0, 0, 0)
     return TopN(
         task,
         dim.name,
         metric,
-        [TopValue(str(v), int(p), int(b)) for v, p, b in rows],
-        int(tp or 0),
-        int(tb or 0),
-        int(distinct or 0),
+        [TopValue(str(v), int(p), int(b)) for v, p, b, *_ in rows],
+        tp,
+        tb,
+        distinct,
         choice,
     )
 
