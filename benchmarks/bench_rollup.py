@@ -18,11 +18,11 @@ networks as both the ASN and the country database (bench_enrich.py builds it, ca
 benchmarks/_work/) and 2,000 networks with five attributes.
 
 ``topn``: a fresh chdb database filled with ``--rows`` rows of ``rollup_1m`` over 30 days (generated in
-ClickHouse from ``numbers()``: one row per minute and (protocol, SrcAS, DstAS, SrcCountry,
-DstCountry) tuple, each minute the 600 most popular of 4,000 tuples and 600 others at random), ``rollup_5m`` and ``rollup_1h`` aggregated from
-it by ``INSERT … SELECT … GROUP BY``; then :func:`netspectra.storage.rollups.top_n` by SrcAS over the 30
-days (which picks ``rollup_1h``), first call and best of ``--repeat``, and the same query forced onto the
-1-minute table for scale.
+ClickHouse from ``numbers()``: one row per minute and (protocol, SrcAS, DstAS, SrcCountry, DstCountry)
+tuple, each minute the 600 most popular of 4,000 tuples and 600 others at random), ``rollup_5m`` and
+``rollup_1h`` aggregated from it by ``INSERT … SELECT … GROUP BY``; then
+:func:`netspectra.storage.rollups.top_n` by SrcAS over the 30 days (which picks ``rollup_1h``), first call
+and best of ``--repeat``, and the same query forced onto the 1-minute table for scale.
 """
 
 from __future__ import annotations
@@ -184,10 +184,11 @@ def _fill(store: Any, rows: int, t0_ns: int) -> dict[str, int]:
     store.execute(sql)
     dims = "TaskName, Protocol, SrcAS, DstAS, SrcCountry, DstCountry"
     for table, width in (("rollup_5m", 300), ("rollup_1h", 3600)):
+        w = width * 10**9
         store.execute(
-            f"INSERT INTO {store.table(table)} (TimestampNs, PeriodStartNs, BucketNs, Epoch, {dims}, Packets, "
-            f"Bytes) SELECT max(TimestampNs), {t0_ns}, intDiv(BucketNs, {width * 10**9}) * {width * 10**9} AS B, "
-            f"0, {dims}, sum(Packets), sum(Bytes) FROM {store.table('rollup_1m')} GROUP BY B, {dims}"
+            f"INSERT INTO {store.table(table)} (TimestampNs, PeriodStartNs, BucketNs, Epoch, {dims}, "
+            f"Packets, Bytes) SELECT max(TimestampNs), {t0_ns}, intDiv(BucketNs, {w}) * {w} AS B, 0, {dims}, "
+            f"sum(Packets), sum(Bytes) FROM {store.table('rollup_1m')} GROUP BY B, {dims}"
         )
     counts = {}
     for table in ("rollup_1m", "rollup_5m", "rollup_1h"):
@@ -243,7 +244,8 @@ def bench_topn(args: argparse.Namespace) -> dict[str, Any]:
         one_minute_table_first_ms=round(fine_first * 1000, 1),
     )
     print(
-        f"30-day top-10 SrcAS over {counts['rollup_1m']:,} rows of rollup_1m: answered from {top.choice.table} "
+        f"30-day top-10 SrcAS over {counts['rollup_1m']:,} rows of rollup_1m: answered from "
+        f"{top.choice.table} "
         f"({counts['rollup_1h']:,} rows) in {result['best_ms']} ms best, {result['median_ms']} ms median, "
         f"{result['first_ms']} ms first; from rollup_1m itself {result['one_minute_table_best_ms']} ms",
         flush=True,

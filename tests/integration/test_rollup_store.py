@@ -23,7 +23,6 @@ from netspectra.batch import PacketBatch
 from netspectra.config.aggregator import WriterConfig
 from netspectra.config.models import Config
 from netspectra.engine.enrichment import EnrichmentStage
-from netspectra.engine.groups import GroupWriter
 from netspectra.engine.manager import Manager, ManualClock
 from netspectra.engine.registry import build_groups
 from netspectra.rollup import kernels as kern
