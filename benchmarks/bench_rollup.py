@@ -18,9 +18,10 @@ networks as both the ASN and the country database (bench_enrich.py builds it, ca
 benchmarks/_work/) and 2,000 networks with five attributes.
 
 ``topn``: a fresh chdb database filled with ``--rows`` rows of ``rollup_1m`` over 30 days (generated in
-ClickHouse from ``numbers()``: one row per minute and (protocol, SrcAS, DstAS, SrcCountry, DstCountry)
-tuple, each minute the 600 most popular of 4,000 tuples and 600 others at random), ``rollup_5m`` and
-``rollup_1h`` aggregated from it by ``INSERT … SELECT … GROUP BY``; then
+ClickHouse from ``numbers()``, a day at a time in time order as a writer's rows arrive: one row per
+minute and (protocol, SrcAS, DstAS, SrcCountry, DstCountry) tuple, each minute the 625 most popular of
+4,000 tuples and 625 others at random), ``rollup_5m`` and ``rollup_1h`` aggregated from it by ``INSERT …
+SELECT … GROUP BY``, and the last day of each written twice (a newer version: FINAL counts it once); then
 :func:`netspectra.storage.rollups.top_n` by SrcAS over the 30 days (which picks ``rollup_1h``), first call
 and best of ``--repeat``, and the same query forced onto the 1-minute table for scale.
 """
@@ -159,36 +160,52 @@ def bench_analyze(args: argparse.Namespace) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------------
 
 _TUPLES = 4000
-_PER_MINUTE = 1200
+_PER_MINUTE = 1250
+_DIMS = "TaskName, Protocol, SrcAS, DstAS, SrcCountry, DstCountry"
 
 
 def _fill(store: Any, rows: int, t0_ns: int) -> dict[str, int]:
-    """About ``rows`` rows of rollup_1m over 30 days from ``t0_ns`` (one per minute and tuple: each minute
-    the 600 most popular of 4,000 tuples and 600 others drawn at random), then rollup_5m and rollup_1h
-    aggregated from them."""
-    minutes = min(30 * 1440, -(-rows // _PER_MINUTE))
+    """About ``rows`` rows of rollup_1m over (at most) 30 days from ``t0_ns``: one per minute and tuple,
+    each minute the 625 most popular of 4,000 tuples and 625 others drawn at random; rollup_5m and
+    rollup_1h aggregated from them. Inserted a day at a time in time order, as a writer's rows arrive
+    (so parts cover successive time ranges, as background merges leave them); then the last day's rows
+    of every table once more with a newer version (provisional rows replaced by their final value: FINAL
+    must count them once)."""
+    days = min(30, -(-rows // (_PER_MINUTE * 1440)))
     half = _PER_MINUTE // 2
-    tup = f"if(J < {half}, J, {half} + cityHash64(M, J) % {_TUPLES - half})"
-    sql = (
-        f"INSERT INTO {store.table('rollup_1m')} (TimestampNs, PeriodStartNs, TaskName, BucketNs, Epoch, "
-        "Protocol, SrcAS, DstAS, SrcCountry, DstCountry, Packets, Bytes) "
-        f"SELECT {t0_ns + 30 * DAY_S * 10**9}, {t0_ns}, 'traffic', {t0_ns} + M * 60000000000, 0, "
-        "[6, 17, 1][1 + T % 3], 1000 + T % 1777, 60000 + intDiv(T, 7) % 431, "
-        "['US','DE','FR','CN','BR','JP','GB','NL','IN','SE'][1 + T % 10], "
-        "['US','DE','FR','CN','BR','JP','GB','NL','IN','SE'][1 + intDiv(T, 10) % 10], "
-        # popular tuples carry more: packets fall with the tuple's rank
-        f"sum(1 + intDiv(100000, T + 10) + cityHash64(M, T) % 50) AS P, P * (60 + cityHash64(T) % 1400) "
-        f"FROM (SELECT intDiv(number, {_PER_MINUTE}) AS M, number % {_PER_MINUTE} AS J, {tup} AS T "
-        f"FROM numbers({minutes * _PER_MINUTE})) GROUP BY M, T"
-    )
-    store.execute(sql)
-    dims = "TaskName, Protocol, SrcAS, DstAS, SrcCountry, DstCountry"
-    for table, width in (("rollup_5m", 300), ("rollup_1h", 3600)):
-        w = width * 10**9
+    day_ns = DAY_S * 10**9
+    for day in range(days):
+        m0 = day * 1440
+        tup = f"if(J < {half}, J, {half} + cityHash64(M, J) % {_TUPLES - half})"
         store.execute(
-            f"INSERT INTO {store.table(table)} (TimestampNs, PeriodStartNs, BucketNs, Epoch, {dims}, "
-            f"Packets, Bytes) SELECT max(TimestampNs), {t0_ns}, intDiv(BucketNs, {w}) * {w} AS B, 0, {dims}, "
-            f"sum(Packets), sum(Bytes) FROM {store.table('rollup_1m')} GROUP BY B, {dims}"
+            f"INSERT INTO {store.table('rollup_1m')} (TimestampNs, PeriodStartNs, TaskName, BucketNs, Epoch, "
+            "Protocol, SrcAS, DstAS, SrcCountry, DstCountry, Packets, Bytes) "
+            f"SELECT {t0_ns + (day + 1) * day_ns}, {t0_ns}, 'traffic', {t0_ns} + M * 60000000000, 0, "
+            "[6, 17, 1][1 + T % 3], 1000 + T % 1777, 60000 + intDiv(T, 7) % 431, "
+            "['US','DE','FR','CN','BR','JP','GB','NL','IN','SE'][1 + T % 10], "
+            "['US','DE','FR','CN','BR','JP','GB','NL','IN','SE'][1 + intDiv(T, 10) % 10], "
+            # popular tuples carry more: packets fall with the tuple's rank
+            "sum(1 + intDiv(100000, T + 10) + cityHash64(M, T) % 50) AS P, P * (60 + cityHash64(T) % 1400) "
+            f"FROM (SELECT {m0} + intDiv(number, {_PER_MINUTE}) AS M, number % {_PER_MINUTE} AS J, "
+            f"{tup} AS T "
+            f"FROM numbers({1440 * _PER_MINUTE})) GROUP BY M, T ORDER BY M"
+        )
+        lo, hi = t0_ns + day * day_ns, t0_ns + (day + 1) * day_ns
+        for table, width in (("rollup_5m", 300), ("rollup_1h", 3600)):
+            w = width * 10**9
+            store.execute(
+                f"INSERT INTO {store.table(table)} (TimestampNs, PeriodStartNs, BucketNs, Epoch, {_DIMS}, "
+                f"Packets, Bytes) SELECT max(TimestampNs), {t0_ns}, intDiv(BucketNs, {w}) * {w} AS B, 0, "
+                f"{_DIMS}, sum(Packets), sum(Bytes) FROM {store.table('rollup_1m')} "
+                f"WHERE BucketNs >= {lo} AND BucketNs < {hi} GROUP BY B, {_DIMS} ORDER BY B"
+            )
+    last = t0_ns + (days - 1) * day_ns
+    names = f"TimestampNs, PeriodStartNs, BucketNs, Epoch, {_DIMS}, Packets, Bytes"
+    for table in ("rollup_1m", "rollup_5m", "rollup_1h"):
+        again = names.replace("TimestampNs,", "TimestampNs + 1,", 1)
+        store.execute(
+            f"INSERT INTO {store.table(table)} ({names}) SELECT {again} FROM {store.table(table)} "
+            f"WHERE BucketNs >= {last}"
         )
     counts = {}
     for table in ("rollup_1m", "rollup_5m", "rollup_1h"):
@@ -202,7 +219,7 @@ def bench_topn(args: argparse.Namespace) -> dict[str, Any]:
     from netspectra.storage.store import connect_store
 
     data_dir = args.data_dir or str(WORK / "chdb-topn")
-    database = f"bench_topn_{args.rows}"
+    database = f"bench_topn_v2_{args.rows}"
     ch = ClickHouseConfig(data_dir=data_dir, database=database)
     store = connect_store(ch)
     t0_ns = 1_767_225_600 * 10**9  # 2026-01-01T00:00:00Z
@@ -263,7 +280,7 @@ def main() -> int:
     a.add_argument("--repeat", type=int, default=3)
     a.add_argument("--json", type=Path)
     t = sub.add_parser("topn")
-    t.add_argument("--rows", type=int, default=51_840_000)
+    t.add_argument("--rows", type=int, default=54_000_000)
     t.add_argument("--repeat", type=int, default=7)
     t.add_argument("--data-dir", default="")
     t.add_argument("--json", type=Path)

@@ -15,6 +15,7 @@ from netspectra.rollup.dims import RESOLUTIONS
 from netspectra.rollup.task import RollupParams, RollupRows, RollupTask
 
 MIN = 60 * 10**9
+DAY_NS = 86_400 * 10**9
 #: 23:50 UTC: the traffic crosses midnight (a day boundary) and an hour boundary.
 T0 = 1_700_000_000 * 10**9 - (1_700_000_000 % 86_400) * 10**9 + 86_400 * 10**9 - 10 * MIN
 
@@ -204,3 +205,65 @@ def test_params_are_checked() -> None:
         RollupParams(("SrcAs",))
     with pytest.raises(ValueError, match="twice"):
         RollupParams(("SrcAS", "SrcAS"))
+
+
+def test_parquet_writer_stores_the_rows_of_each_snapshot(tmp_path: pytest.TempPathFactory) -> None:
+    import pyarrow.parquet as pq
+
+    from netspectra.config.aggregator import WriterConfig
+    from netspectra.storage.base import SnapshotMeta
+    from netspectra.storage.files import ParquetWriter
+
+    rng = np.random.default_rng(6)
+    task = RollupTask("traffic", RollupParams(DIMS))
+    task.update(make_batch(rng, 500, T0, MIN))
+    task.finish()
+    rows = task.drain()
+    wc = WriterConfig.model_validate(
+        {"type": "parquet", "enabled": True, "parquet": {"root_path": str(tmp_path)}},
+        context={"group": "rollup"},
+    )
+    with ParquetWriter(wc, "rollup") as w:
+        w.write_rollups(rows, SnapshotMeta(T0 + DAY_NS, T0, True))
+    (path,) = list(tmp_path.rglob("traffic.parquet"))  # type: ignore[attr-defined]
+    t = pq.read_table(path)
+    assert t.num_rows == len(rows)
+    assert t.schema.metadata[b"netspectra.key_fields"] == b"Protocol,SrcAS,SrcNetName"
+    columns = {"Timestamp", "PeriodStart", "Resolution", "Bucket", "Epoch", "Packets", "Bytes"}
+    assert columns <= set(t.column_names)
+    assert sum(t.column("Packets").to_pylist()) == 3 * 500  # every packet at each of the three resolutions
+
+
+def test_auto_dimensions_follow_what_enrichment_can_fill() -> None:
+    from netspectra.config.models import Config
+    from netspectra.engine.kind import dimensions_needed
+    from netspectra.rollup.kind import BASE_DIMENSIONS, auto_dimensions
+
+    def auto(enrichment: dict) -> tuple[str, ...]:
+        return auto_dimensions(Config.model_validate({"enrichment": enrichment}).enrichment)
+
+    assert auto({}) == BASE_DIMENSIONS
+    assert auto({"geoip": {"asn_database": "/x.mmdb"}})[4:] == ("SrcAS", "DstAS")
+    assert auto({"networks": {"10.0.0.0/8": {"role": "lan"}}})[4:] == ("SrcNetRole", "DstNetRole")
+    assert auto({"exporters": {"192.0.2.1": {"name": "edge1"}}})[4:] == ("ExporterName",)
+    rule = 'ClassifyProviderRegex(Interface.Description, "^(\\\\S+)", "$1")'
+    rules = {"classifiers": {"interfaces": [rule]}}
+    assert auto(rules)[4:] == ("InIfProvider", "OutIfProvider")
+    cfg = Config.model_validate(
+        {
+            "aggregator": {"types": ["rollup"], "rollup": {"tasks": [{"name": "t"}]}},
+            "enrichment": {"exporters": {"192.0.2.1": {"name": "edge1"}}},
+        }
+    )
+    assert cfg.enrichment.enabled and dimensions_needed(cfg) == ("ExporterName",)
+
+
+def test_rollup_task_configuration_errors_name_the_key() -> None:
+    from netspectra.config import ConfigError
+    from netspectra.config.loader import parse_config_text
+
+    text = "aggregator:\n  types: [rollup]\n  rollup:\n    tasks: [{name: t, dimensions: [SrcAs]}]\n"
+    with pytest.raises(ConfigError) as err:
+        parse_config_text(text)
+    assert "aggregator.rollup.tasks[0].dimensions" in str(err.value)
+    assert "did you mean 'SrcAS'" in str(err.value)

@@ -33,6 +33,7 @@ import numpy as np
 
 from netspectra.config.enrichment import NETWORK_ATTRIBUTES, EnrichmentConfig
 from netspectra.counters import Counter, LabeledCounter
+from netspectra.enrich.cache import TableCache, cache_dir
 from netspectra.enrich.classify import Classifier
 from netspectra.enrich.codes import BOUNDARIES, COUNTRY_CODES
 from netspectra.enrich.columns import COLUMNS
@@ -130,6 +131,8 @@ class Enricher:
                 self.counters.load_errors.touch(kind)
                 self.counters.reloads.touch(kind)
         self._interval = cfg.geoip.check_interval.total_seconds()
+        # compiled databases and tables kept between runs (only worth it with a database to walk)
+        self.cache = TableCache(cache_dir(cfg.geoip.cache_dir) if self._sources else None)
         self._lock = threading.Lock()  # loads and table builds, one at a time
         self._swap_lock = threading.Lock()  # hands a built table over to the batches
         self._generation = 0
@@ -160,8 +163,9 @@ class Enricher:
         signature = FileSignature.of(path)
         t0 = time.perf_counter()
         try:
-            results: dict[Kind, LoadedDatabase | DatabaseError] = load_databases(
-                path, tuple(s.kind for s in group)
+            kinds = tuple(s.kind for s in group)
+            results: dict[Kind, LoadedDatabase | DatabaseError] = self.cache.load_databases(
+                path, kinds, lambda: load_databases(path, kinds)
             )
         except DatabaseError as exc:
             results = {s.kind: exc for s in group}
@@ -197,7 +201,8 @@ class Enricher:
         masks = tuple(sum(db.field for db in loaded if alias in db.aliases) for alias in _ALIAS_KINDS)
         nets = self._networks
         self._generation += 1
-        return build_table(
+        return self.cache.build_table(
+            build_table,
             [db.steps4 for db in loaded] + [nets.steps4],
             [db.steps6 for db in loaded] + [nets.steps6],
             masks=masks,  # type: ignore[arg-type]
