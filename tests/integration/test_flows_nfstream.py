@@ -54,6 +54,9 @@ UNDECODED = {
     "nfstream does and reads the encrypted (WPA) payloads as IP headers: records of random protocols",
 }
 
+#: The optional columns a captured packet has (the flow-export columns make a row a record).
+PACKET_COLUMNS = tuple(c for c in PacketBatch.OPTIONAL if c not in PacketBatch.EXPORT_COLUMNS)
+
 
 def _be16(b: bytes, p: int) -> int:
     return struct.unpack_from("!H", b, p)[0]
@@ -213,7 +216,7 @@ def view_batch(path: Path, limit: int | None = None) -> tuple[PacketBatch, int]:
                 unknowable += 1
             elif v is not None:
                 rows.append((int(ch.ts_ns[i]), int(ch.wirelen[i]), v))
-    b = PacketBatch.empty(len(rows), PacketBatch.OPTIONAL)
+    b = PacketBatch.empty(len(rows), PACKET_COLUMNS)
     for j, (ts, wire, (src, dst, sport, dport, proto, vlan, extras)) in enumerate(rows):
         b.ts_ns[j], b.length[j] = ts, wire
         b.src_ip[j] = np.frombuffer(src, np.uint8)

@@ -28,6 +28,9 @@ NS = 1_000_000_000
 CAPTURES = Path(__file__).resolve().parents[1] / "data" / "captures"
 V4 = np.frombuffer(bytes(10) + b"\xff\xff", np.uint8)
 
+#: The optional columns a captured packet has (the flow-export columns make a row a record).
+PACKET_COLUMNS = tuple(c for c in PacketBatch.OPTIONAL if c not in PacketBatch.EXPORT_COLUMNS)
+
 
 def config(
     tmp: Path, *, writers: list[dict] | None = None, task: dict | None = None, period: str | None = None
@@ -55,7 +58,7 @@ def parquet_writer(root: Path, interval: str) -> dict:
 
 def conversation(t0: float, port: int, n: int = 4, gap: float = 1.0) -> PacketBatch:
     """``n`` TCP packets alternating between 10.0.0.1:port and 10.0.0.2:80, ``gap`` s apart from ``t0``."""
-    b = PacketBatch.empty(n, PacketBatch.OPTIONAL)
+    b = PacketBatch.empty(n, PACKET_COLUMNS)
     a = np.concatenate([V4, [10, 0, 0, 1]]).astype(np.uint8)
     z = np.concatenate([V4, [10, 0, 0, 2]]).astype(np.uint8)
     for i in range(n):

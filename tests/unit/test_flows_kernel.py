@@ -19,6 +19,9 @@ NS = 1_000_000_000
 CAPTURES = Path(__file__).resolve().parents[1] / "data" / "captures"
 V4 = np.frombuffer(bytes(10) + b"\xff\xff", np.uint8)
 
+#: The optional columns a captured packet has (the flow-export columns make a row a record).
+PACKET_COLUMNS = tuple(c for c in PacketBatch.OPTIONAL if c not in PacketBatch.EXPORT_COLUMNS)
+
 
 def rows_of(records: FlowRecords) -> list[dict]:
     """The records as the reference writes them: times and durations as integer nanoseconds."""
@@ -73,7 +76,7 @@ def synthetic(
     rng = np.random.default_rng(seed)
     hosts = rng.integers(0, 256, (endpoints, 16)).astype(np.uint8)
     hosts[: endpoints // 2, :12] = V4
-    b = PacketBatch.empty(n, PacketBatch.OPTIONAL if optional else ())
+    b = PacketBatch.empty(n, PACKET_COLUMNS if optional else ())
     ts = np.sort(rng.integers(0, int(span_s * NS), n)) + 1_700_000_000 * NS
     late = rng.random(n) < 0.02
     ts[late] -= rng.integers(0, 5 * NS, late.sum())
@@ -163,7 +166,7 @@ def test_real_captures_agree_with_reference(name: str) -> None:
 def packets(rows: list[tuple[float, int, int, int, int]], *, proto: int = 6, icmp: int = 0) -> PacketBatch:
     """Packets (time s, from A (0) or B (1), flags, length, vlan), A = 10.0.0.1:1234, B = 10.0.0.2:80."""
     n = len(rows)
-    b = PacketBatch.empty(n, PacketBatch.OPTIONAL)
+    b = PacketBatch.empty(n, PACKET_COLUMNS)
     a = np.concatenate([V4, [10, 0, 0, 1]]).astype(np.uint8)
     z = np.concatenate([V4, [10, 0, 0, 2]]).astype(np.uint8)
     for i, (t, frm, flags, length, vlan) in enumerate(rows):
@@ -323,7 +326,7 @@ def test_full_table_evicts_the_least_recently_active_and_says_so(caplog: pytest.
     task = FlowTask("t", params)
     rng = np.random.default_rng(3)
     n = 2000
-    b = PacketBatch.empty(n, PacketBatch.OPTIONAL)
+    b = PacketBatch.empty(n, PACKET_COLUMNS)
     b.ts_ns[:] = np.arange(n) * 1_000_000
     b.src_ip[:] = np.concatenate([V4, [10, 0, 0, 1]])
     b.dst_ip[:] = np.concatenate([V4, [10, 0, 0, 2]])
@@ -331,7 +334,7 @@ def test_full_table_evicts_the_least_recently_active_and_says_so(caplog: pytest.
     b.dst_port[:] = 80
     b.protocol[:] = 17
     b.length[:] = rng.integers(60, 100, n)
-    for c in PacketBatch.OPTIONAL:
+    for c in PACKET_COLUMNS:
         getattr(b, c)[:] = 0
     peak = 0
     for part in range(0, n, 100):

@@ -100,7 +100,7 @@ SERVICES = {
         ("AggregateFlows", "AggregationRequest", "QueryTotalCountsResponse", False),
         ("TraceFlow", "TraceFlowRequest", "TraceFlowResponse", False),
         ("QueryHeavyHitters", "HeavyHittersRequest", "HeavyHittersResponse", False),
-        # additions (new RPCs after the original's)
+        # additions (not in the original; new RPCs only)
         ("ListFlows", "ListFlowsRequest", "ListFlowsResponse", False),
         ("TopN", "TopNRequest", "TopNResponse", False),
     ],

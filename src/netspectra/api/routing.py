@@ -71,6 +71,7 @@ class StoreRouter:
         self.cfg = cfg
         self._stores: list[tuple[ClickHouseConfig, ClickHouseStore]] = []
         self._lock = threading.Lock()
+        self._closed = False
         self.routes: dict[str, TaskRoute] = {}
         stores = {group: first_clickhouse(cfg, group) for group in cfg.aggregator.groups}
         for group, _, task in cfg.tasks():
@@ -119,6 +120,8 @@ class StoreRouter:
 
     def _open(self, ch: ClickHouseConfig) -> ClickHouseStore:
         with self._lock:
+            if self._closed:  # the service is stopping: never reopen what close() released
+                raise NoStoreError("the query service is stopping")
             for known, store in self._stores:
                 if known == ch:
                     if store.is_open:
@@ -136,8 +139,9 @@ class StoreRouter:
             return fresh
 
     def close(self) -> None:
-        """Close every store opened so far (idempotent)."""
+        """Close every store opened so far and open none after (idempotent)."""
         with self._lock:
+            self._closed = True
             stores, self._stores = self._stores, []
         for _, store in stores:
             store.close()

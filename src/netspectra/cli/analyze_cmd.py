@@ -93,6 +93,10 @@ def analyze(
     gzip does. Configuration and usage errors exit with 2.
     """
     # imported here, not at module level: `netspectra --help` must not load the engine (start-up time)
+    if not store:
+        from netspectra.lazy import keep_pandas_unloaded
+
+        keep_pandas_unloaded()  # pyarrow would import it (0.2-0.3 s) only to check argument types
     from rich.markup import escape
     from rich.progress import (
         BarColumn,

@@ -7,9 +7,8 @@ import sys
 from typing import Annotated
 
 import typer
-from rich.logging import RichHandler
 
-from netspectra import __version__
+import netspectra
 from netspectra.cli.common import err_console
 from netspectra.ops.logs import LOG_FORMATS, configure_logging
 
@@ -28,7 +27,7 @@ app = typer.Typer(
 
 def _version(value: bool) -> None:
     if value:
-        print(f"netspectra {__version__}")
+        print(f"netspectra {netspectra.__version__}")
         raise typer.Exit()
 
 
@@ -55,6 +54,8 @@ def _root(
     fmt = log_format.strip().lower()
     if fmt not in LOG_FORMATS:
         raise typer.BadParameter(f"{log_format!r}: use text or json", param_hint="--log-format")
+    from rich.logging import RichHandler  # only when a command runs (not for --help)
+
     configure_logging(
         level,
         fmt,
@@ -84,14 +85,14 @@ def _register() -> None:
 def main() -> None:
     """Run the command line (console script ``netspectra``)."""
     if sys.argv[1:] == ["--version"]:  # answered before any command module is loaded
-        print(f"netspectra {__version__}")
+        print(f"netspectra {netspectra.__version__}")
         return
     import faulthandler
 
+    from netspectra import process
     from netspectra.cli.common import run_app
-    from netspectra.services import stack
 
-    stack.OWN_PROCESS = True  # this process is the command's: a stuck exit may be cut short
+    process.OWN_PROCESS = True  # this process is the command's: a stuck exit may be cut short
     faulthandler.enable()  # a crash in a native library (chdb, grpc, numba) prints every thread's stack
     _register()
     run_app(app, prog_name="netspectra")

@@ -23,7 +23,7 @@ word     name         content
 10 + d   BYTES        wire bytes
 12 + d   IPB          IP bytes (total length of the outer IP packet)
 14       TCP          flags OR of d=0 (bits 0-7) and d=1 (8-15); endpoint states (16-18 source,
-                      19-21 destination); markers (22-29); SYN packets of d=0 (32-47) and d=1
+                      19-21 destination); markers (22-31); SYN packets of d=0 (32-47) and d=1
                       (48-63), saturating at 65535
 15       CNT          TCP: FIN and RST packets, d=0 (bits 0-15, 16-31) and d=1 (32-47, 48-63),
                       saturating; ICMP: type << 8 | code of the first ICMP packet of d=0
@@ -49,6 +49,14 @@ slot; so does a new SYN (without ACK) on an ended connection when TCP end expiry
 of input, shutdown), or the least recently active ones (table full), removing them with backward-shift
 deletion (no tombstones). Ended records are copied to an *outbox*; when it is full a kernel stops and
 the caller makes room.
+
+Weighted rows (flow-export records: ``packets``, ``octets``, ``flow_start_ns``): a row of one packet at
+one time is a packet. A row of several packets (or a span of time) adds its packets and bytes to its
+direction (saturating), spans ``min(start, ts) .. max(start, ts)`` (its last time is its time in the
+table: the clock, lateness, time jumps; its first time is the one a deadline is checked against, and
+lowers the flow's FIRST), applies its flags (the OR of its packets) as one packet, and marks the
+direction ``WEIGHTED``: the per-packet statistics, flag counts, IP bytes and SPLT it would need are not
+known, and :mod:`netspectra.flows.records` leaves them null rather than invent them.
 
 Probing is linear over a power-of-two capacity; ``update`` never lets more than ``limit`` slots be used
 and stops, returning the packet index, when a new flow would need one more (the caller grows the table
@@ -98,6 +106,7 @@ ICMP_SEEN = 1 << 24  # + direction: the ICMP type/code of that direction is set 
 EST_SEEN = 1 << 26  # + direction: that endpoint reached ESTABLISHED at some point
 FLAGS_KNOWN = 1 << 28  # a TCP packet of the flow came with the tcp_flags column
 IPLEN_KNOWN = 1 << 29  # a packet of the flow came with the ip_length column
+WEIGHTED = 1 << 30  # + direction: a row of several packets (a flow-export record) went that way
 SYN_SHIFT = 32  # + 16 * direction, in TCP
 FIN_SHIFT, RST_SHIFT = 0, 16  # + 32 * direction, in CNT
 ICMP_SHIFT = 0  # + 16 * direction, in CNT
@@ -339,9 +348,42 @@ def _add(t, s, sf, sp, j, d, tt, ln, ipl, proto, f, has_flags, icmp, has_icmp, h
     _packet(t, j, d, proto, f, has_flags, icmp, has_icmp, has_iplen)
     n = sp.shape[1]
     if n > 0:
-        k = np.int64(t[j, PKTS] + t[j, PKTS + 1]) - 1
-        if k < n:
-            sp[j, k] = _splt_entry(ln, d)
+        # unsigned: counts of weighted rows can exceed int64 (their SPLT is null anyway)
+        k = t[j, PKTS] + t[j, PKTS + 1] - _ONE
+        if k < np.uint64(n):
+            sp[j, np.int64(k)] = _splt_entry(ln, d)
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _sat(a, b):
+    c = a + b
+    return c if c >= a else np.uint64(0xFFFF_FFFF_FFFF_FFFF)
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _weigh(t, j, d, first, pk, oc, created):
+    """Make the packet just applied to slot ``j`` (direction ``d``) a row of ``pk`` packets and ``oc``
+    bytes whose first packet came at ``first``: counters, FIRST, and the WEIGHTED marker. ``created``:
+    the row started the flow (its counters hold that one packet; its IP bytes are not known)."""
+    if created:
+        t[j, PKTS] = pk
+        t[j, BYTES] = oc
+        t[j, IPB] = 0
+        t[j, FIRST] = np.uint64(first)
+        t[j, LAST + 1] = np.uint64(first)
+    else:
+        t[j, PKTS + d] = _sat(t[j, PKTS + d], pk)
+        t[j, BYTES + d] = _sat(t[j, BYTES + d], oc)
+        if first < np.int64(t[j, FIRST]):
+            t[j, FIRST] = np.uint64(first)
+    t[j, TCP] |= np.uint64(WEIGHTED << d)
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _add_flags(t, j, d, tt, proto, f, has_flags, icmp, has_icmp):
+    """The part of :func:`_add` a weighted row keeps: its time and its flags (no size, no gap, no SPLT)."""
+    t[j, LAST + d] = np.uint64(tt)
+    _packet(t, j, d, proto, f, has_flags, icmp, has_icmp, False)
 
 
 @njit(nogil=True, cache=True, inline="always")
@@ -389,7 +431,7 @@ def _timeout_reason(t, j, now, idle, active, tcp_end, grace):
 
 @njit(nogil=True, cache=True)
 def update(t, s, sf, sp, state, params, start, limit, ts, src, dst, sport, dport, proto, length, flags, vlan,
-           icmp, iplen, out, out_sp):  # fmt: skip
+           icmp, iplen, out, out_sp, wpk, woct, wstart):  # fmt: skip
     """Account packets ``start .. n-1``; returns ``(index of the first packet not done, code)``.
 
     ``t``, ``s`` (``sf``: its float64 view) and ``sp`` are the table's arrays (see the module docstring);
@@ -397,7 +439,10 @@ def update(t, s, sf, sp, state, params, start, limit, ts, src, dst, sport, dport
     updated in place; ``params`` (int64, :data:`N_PARAMS`) the timeouts (ns), TCP end expiry (0/1),
     SPLT length and statistics (0/1). ``src``/``dst`` are the addresses as (n, 2) uint64; ``flags``,
     ``vlan``, ``icmp``, ``iplen`` are the optional columns, each of length n or 0 (absent). ``out`` is
-    the outbox (rows of ``HOT`` or ``HOT + STATS`` words), ``out_sp`` its SPLT rows.
+    the outbox (rows of ``HOT`` or ``HOT + STATS`` words), ``out_sp`` its SPLT rows. ``wpk``, ``woct``
+    (uint64) and ``wstart`` (int64) are the weighted rows' ``packets``, ``octets`` and
+    ``flow_start_ns``, each of length n or 0 (see the module docstring); rows of 0 packets must not be
+    passed (the task leaves them out).
 
     Codes: :data:`DONE` (every packet is in), :data:`TABLE_FULL_STOP` (a new flow would need more
     than ``limit`` used slots), :data:`OUTBOX_FULL` (a record must be emitted and the outbox is full),
@@ -421,6 +466,8 @@ def update(t, s, sf, sp, state, params, start, limit, ts, src, dst, sport, dport
     has_vlan = vlan.shape[0] != 0
     has_icmp = icmp.shape[0] != 0
     has_iplen = iplen.shape[0] != 0
+    has_w = wpk.shape[0] != 0
+    has_ws = wstart.shape[0] != 0
     keys = np.empty((BLOCK, 7), np.uint64)
     touch = np.uint64(0)
     code = DONE
@@ -469,6 +516,18 @@ def update(t, s, sf, sp, state, params, start, limit, ts, src, dst, sport, dport
             j = keys[r, 5]
             fwd = keys[r, 6] != 0
             tt = ts[i]
+            multi = False
+            pk = _ONE
+            oc = np.uint64(0)
+            tf = tt
+            if has_w:
+                pk = wpk[i]
+                oc = woct[i]
+                if has_ws:
+                    tf = wstart[i]
+                    if tf > tt:
+                        tf, tt = tt, tf
+                multi = pk != _ONE or oc > _LOW32 or tf != tt
             if tt < clock:
                 # the difference as uint64 is exact (it is below 2**64) where int64 could overflow
                 if np.uint64(clock) - np.uint64(tt) > np.uint64(idle):
@@ -480,7 +539,13 @@ def update(t, s, sf, sp, state, params, start, limit, ts, src, dst, sport, dport
             else:
                 late = 0
             ln = length[i]
-            ipl = iplen[i] if has_iplen else np.uint32(0)
+            if multi:
+                ipl = np.uint32(0)
+                t_chk = tf  # a deadline is checked against the row's first packet
+            else:
+                ipl = iplen[i] if has_iplen else np.uint32(0)
+                t_chk = tt
+            known_ipl = has_iplen and not multi
             f = np.int64(flags[i]) if has_flags else np.int64(0)
             ic = icmp[i] if has_icmp else np.uint16(0)
             pr = proto[i]
@@ -491,7 +556,9 @@ def update(t, s, sf, sp, state, params, start, limit, ts, src, dst, sport, dport
                         code = TABLE_FULL_STOP
                         break
                     _init(t, s, sf, sp, j, a, b, c, e, misc, not fwd, tt, ln, ipl, pr, f, has_flags, ic,
-                          has_icmp, has_iplen)  # fmt: skip
+                          has_icmp, known_ipl)  # fmt: skip
+                    if multi:
+                        _weigh(t, j, 0, tf, pk, oc, True)
                     used += 1
                     break
                 if (
@@ -501,7 +568,7 @@ def update(t, s, sf, sp, state, params, start, limit, ts, src, dst, sport, dport
                     and t[j, HI_A] == c
                     and t[j, HI_B] == e
                 ):
-                    reason = _timeout_reason(t, j, tt, idle, active, tcp_end, grace)
+                    reason = _timeout_reason(t, j, t_chk, idle, active, tcp_end, grace)
                     if (
                         reason == 0
                         and tcp_end
@@ -517,10 +584,16 @@ def update(t, s, sf, sp, state, params, start, limit, ts, src, dst, sport, dport
                         _emit(t, s, sp, j, reason, out, out_sp, k_out)
                         k_out += 1
                         _init(t, s, sf, sp, j, a, b, c, e, misc, not fwd, tt, ln, ipl, pr, f, has_flags, ic,
-                              has_icmp, has_iplen)  # fmt: skip
+                              has_icmp, known_ipl)  # fmt: skip
+                        if multi:
+                            _weigh(t, j, 0, tf, pk, oc, True)
                     else:
                         d = 1 if fwd == ((m & SWAP) != 0) else 0
-                        _add(t, s, sf, sp, j, d, tt, ln, ipl, pr, f, has_flags, ic, has_icmp, has_iplen)
+                        if multi:
+                            _add_flags(t, j, d, tt, pr, f, has_flags, ic, has_icmp)
+                            _weigh(t, j, d, tf, pk, oc, False)
+                        else:
+                            _add(t, s, sf, sp, j, d, tt, ln, ipl, pr, f, has_flags, ic, has_icmp, has_iplen)
                     break
                 j = (j + _ONE) & cap_mask
             if code != DONE:

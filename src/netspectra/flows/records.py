@@ -337,7 +337,10 @@ class FlowRecords:
         Columns that do not apply are null: flag columns outside TCP (or without the flags column),
         ICMP columns outside ICMP, size statistics of a direction without packets, inter-arrival
         statistics of a direction with fewer than two packets, IP bytes without the ip_length column,
-        and every statistic when the task does not keep them.
+        and every statistic when the task does not keep them. A direction that got a row of several
+        packets (a flow-export record) has a size mean (its bytes over its packets) but no size min,
+        max or stddev, no inter-arrival statistics, no SYN/FIN/RST counts and no IP bytes; a TCP
+        record with such a row has no ConnState, and any record with one no SPLT lists.
         """
         # one transposing copy: every column below is then a contiguous row of ``c`` (a strided column
         # of the record rows costs a cache miss per value, forty times over)
@@ -351,7 +354,13 @@ class FlowRecords:
         last = np.maximum(c[kern.LAST].view(np.int64), c[kern.LAST + 1].view(np.int64))
         is_tcp = (proto == 6) & ((tcpw & np.uint64(kern.FLAGS_KNOWN)) != 0)
         iplen_known = (tcpw & np.uint64(kern.IPLEN_KNOWN)) != 0
+        # a direction with a row of several packets (a flow-export record): what needs each packet is
+        # unknown there (see the kernels' module docstring)
+        weighted = [(tcpw & np.uint64(kern.WEIGHTED << d)) != 0 for d in (0, 1)]
+        any_weighted = weighted[0] | weighted[1]
         states = conn_states(self.rows)
+        # a TCP state needs the order of the flags; a record gives only their union
+        states = np.where(any_weighted & (proto == 6), 0, states).astype(np.uint8)
         reasons = self.reasons
 
         def ts(a: np.ndarray) -> pa.Array:
@@ -390,8 +399,8 @@ class FlowRecords:
             "DstToSrcBytes": pa.array(c[kern.BYTES + 1], pa.uint64()),
             "EndReason": dictionary(reasons, reason_names),
             "ConnState": dictionary(states, CONN_STATES, states != 0),
-            "SrcToDstIPBytes": masked(c[kern.IPB], pa.uint64(), iplen_known),
-            "DstToSrcIPBytes": masked(c[kern.IPB + 1], pa.uint64(), iplen_known),
+            "SrcToDstIPBytes": masked(c[kern.IPB], pa.uint64(), iplen_known & ~weighted[0]),
+            "DstToSrcIPBytes": masked(c[kern.IPB + 1], pa.uint64(), iplen_known & ~weighted[1]),
         }
         for d, name in ((0, "SrcToDst"), (1, "DstToSrc")):
             cols[f"{name}TCPFlags"] = masked(((tcpw >> np.uint64(8 * d)) & np.uint64(0xFF)).astype(np.uint8),
@@ -404,7 +413,7 @@ class FlowRecords:
                 (cnt, kern.RST_SHIFT + 32 * d, "RST"),
             ):
                 count = ((word >> np.uint64(shift)) & np.uint64(kern.COUNT_MAX)).astype(np.uint32)
-                cols[f"{name}{flag}"] = masked(count, pa.uint32(), is_tcp)
+                cols[f"{name}{flag}"] = masked(count, pa.uint32(), is_tcp & ~weighted[d])
         for d, name in ((0, "SrcToDst"), (1, "DstToSrc")):
             seen = (tcpw & np.uint64(kern.ICMP_SEEN << d)) != 0
             code = ((cnt >> np.uint64(kern.ICMP_SHIFT + 16 * d)) & np.uint64(0xFFFF)).astype(np.uint16)
@@ -415,13 +424,18 @@ class FlowRecords:
         for d, name in ((0, "SrcToDst"), (1, "DstToSrc")):
             n = c[kern.PKTS + d].astype(np.float64)
             has = (c[kern.PKTS + d] > 0) & self.statistics
+            each = has & ~weighted[d]  # every packet's size was seen
             mm = st[kern.SZMM + 3 * d]
-            cols[f"{name}SizeMin"] = masked((mm & np.uint64(0xFFFF_FFFF)).astype(np.uint32), pa.uint32(), has)
-            cols[f"{name}SizeMax"] = masked((mm >> np.uint64(32)).astype(np.uint32), pa.uint32(), has)
-            cols[f"{name}SizeMean"] = masked(f[kern.SZMEAN + 3 * d], pa.float64(), has)
-            cols[f"{name}SizeStddev"] = masked(_stddev(f[kern.SZM2 + 3 * d], n), pa.float64(), has)
+            cols[f"{name}SizeMin"] = masked(
+                (mm & np.uint64(0xFFFF_FFFF)).astype(np.uint32), pa.uint32(), each
+            )
+            cols[f"{name}SizeMax"] = masked((mm >> np.uint64(32)).astype(np.uint32), pa.uint32(), each)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                mean = np.where(weighted[d], c[kern.BYTES + d] / np.maximum(n, 1.0), f[kern.SZMEAN + 3 * d])
+            cols[f"{name}SizeMean"] = masked(mean, pa.float64(), has)
+            cols[f"{name}SizeStddev"] = masked(_stddev(f[kern.SZM2 + 3 * d], n), pa.float64(), each)
             k = n - 1
-            has_iat = (c[kern.PKTS + d] > 1) & self.statistics
+            has_iat = (c[kern.PKTS + d] > 1) & self.statistics & ~weighted[d]
             ia = kern.IATMIN + 4 * d
             cols[f"{name}IATMin"] = dur(st[ia].view(np.int64), has_iat)
             cols[f"{name}IATMax"] = dur(st[ia + 1].view(np.int64), has_iat)
@@ -430,7 +444,7 @@ class FlowRecords:
         arrays = [cols[fld.name] for fld in FLOW_RECORDS_SCHEMA]
         fields = list(FLOW_RECORDS_SCHEMA)
         if self.splt_n:
-            sizes, dirs = _splt_lists(self.splt)
+            sizes, dirs = _splt_lists(self.splt, any_weighted)
             arrays += [sizes, dirs]
             fields += list(SPLT_FIELDS)
         return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
@@ -442,15 +456,20 @@ def _stddev(m2: np.ndarray, n: np.ndarray) -> np.ndarray:
         return np.where(n > 1, np.sqrt(np.maximum(m2, 0.0) / np.maximum(n - 1, 1)), 0.0)
 
 
-def _splt_lists(splt: np.ndarray) -> tuple[pa.Array, pa.Array]:
-    # entries are ±(size + 1): + source to destination, - back, 0 no packet (see the kernels)
+def _splt_lists(splt: np.ndarray, unknown: np.ndarray) -> tuple[pa.Array, pa.Array]:
+    # entries are ±(size + 1): + source to destination, - back, 0 no packet (see the kernels);
+    # ``unknown`` records (rows of several packets) have null lists
+    splt = np.where(unknown[:, None], 0, splt)
     present = splt != 0
     lengths = present.sum(axis=1)
     offsets = np.zeros(splt.shape[0] + 1, np.int32)
     np.cumsum(lengths, out=offsets[1:])
     values = splt[present].astype(np.int64)  # row-major: each record's packets in order
-    sizes = pa.ListArray.from_arrays(pa.array(offsets), pa.array((np.abs(values) - 1).astype(np.uint32)))
-    dirs = pa.ListArray.from_arrays(pa.array(offsets), pa.array((values < 0).astype(np.uint8)))
+    mask = pa.array(unknown) if unknown.any() else None
+    sizes = pa.ListArray.from_arrays(
+        pa.array(offsets), pa.array((np.abs(values) - 1).astype(np.uint32)), mask=mask
+    )
+    dirs = pa.ListArray.from_arrays(pa.array(offsets), pa.array((values < 0).astype(np.uint8)), mask=mask)
     return sizes, dirs
 
 

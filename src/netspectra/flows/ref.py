@@ -80,6 +80,7 @@ class _Flow:
     flags_known: bool = False
     iplen_known: bool = False
     icmp: list[int | None] = field(default_factory=lambda: [None, None])
+    weighted: list[bool] = field(default_factory=lambda: [False, False])
     sizes: list[_Running] = field(default_factory=lambda: [_Running(), _Running()])
     iats: list[_Running] = field(default_factory=lambda: [_Running(), _Running()])
     splt: list[tuple[int, int]] = field(default_factory=list)
@@ -169,6 +170,15 @@ class ReferenceFlows:
         has = {c: getattr(batch, c) is not None for c in PacketBatch.OPTIONAL}
         for i in range(len(batch)):
             ts = int(batch.ts_ns[i])
+            start, packets, octets = ts, 1, int(batch.length[i])
+            if batch.weighted:
+                packets, octets = int(batch.packets[i]), int(batch.octets[i])  # type: ignore[index]
+                if packets == 0:
+                    continue  # a record of no packet stands for nothing
+                if batch.flow_start_ns is not None:
+                    start, ts = sorted((int(batch.flow_start_ns[i]), ts))
+            # a record of several packets, or of one over a span of time, is not one packet
+            multi = packets != 1 or octets >= 1 << 32 or start != ts
             if self.clock is not None and ts < self.clock - self.params.idle_timeout_ns:
                 self.finish("end_of_input")  # another time base: everything open ends, time starts again
                 self.clock = None
@@ -184,18 +194,27 @@ class ReferenceFlows:
             key = (*sorted([(src, sport), (dst, dport)]), proto, vlan)
             fl = self.flows.get(key)
             if fl is not None:
-                reason = self._reason(fl, t)
+                reason = self._reason(fl, start if multi else t)
                 if reason is None and self.params.tcp_end and f & SYN and not f & ACK and fl.ended:
                     reason = "tcp_end"
                 if reason is not None:
                     self._emit(fl, reason)
                     fl = None
             if fl is None:
-                fl = _Flow(src, dst, sport, dport, proto, vlan, t, [t, t])
+                fl = _Flow(src, dst, sport, dport, proto, vlan, start if multi else t, [t, t])
                 self.flows[key] = fl
                 d = 0
             else:
                 d = 0 if (src, sport) == (fl.src, fl.sport) else 1
+            if multi:
+                # a flow-export record: its counts and time, its flags as one packet; nothing per packet
+                fl.pkts[d] = min(fl.pkts[d] + packets, (1 << 64) - 1)
+                fl.bytes[d] = min(fl.bytes[d] + octets, (1 << 64) - 1)
+                fl.first = min(fl.first, start)
+                fl.last[d] = t
+                fl.weighted[d] = True
+                self._flags(fl, d, proto, f, icmp, has["tcp_flags"])
+                continue
             before = fl.pkts[d]
             fl.pkts[d] += 1
             fl.bytes[d] += length
@@ -205,18 +224,22 @@ class ReferenceFlows:
             if before:
                 fl.iats[d].add(t - fl.last[d])
             fl.last[d] = t
-            if proto == 6 and has["tcp_flags"]:
-                fl.flags_known = True
-                if f:
-                    fl.flags[d] |= f
-                    fl.tcp(d, f)
-                    fl.syn[d] += bool(f & SYN)
-                    fl.fin[d] += bool(f & FIN)
-                    fl.rst[d] += bool(f & RST)
-            elif proto in (1, 58) and icmp is not None and fl.icmp[d] is None:
-                fl.icmp[d] = icmp
+            self._flags(fl, d, proto, f, icmp, has["tcp_flags"])
             if len(fl.splt) < self.params.splt:
                 fl.splt.append((length, d))
+
+    @staticmethod
+    def _flags(fl: _Flow, d: int, proto: int, f: int, icmp: int | None, has_flags: bool) -> None:
+        if proto == 6 and has_flags:
+            fl.flags_known = True
+            if f:
+                fl.flags[d] |= f
+                fl.tcp(d, f)
+                fl.syn[d] += bool(f & SYN)
+                fl.fin[d] += bool(f & FIN)
+                fl.rst[d] += bool(f & RST)
+        elif proto in (1, 58) and icmp is not None and fl.icmp[d] is None:
+            fl.icmp[d] = icmp
 
     def finish(self, reason: str = "end_of_input") -> None:
         for fl in list(self.flows.values()):
@@ -244,20 +267,26 @@ class ReferenceFlows:
             "DstToSrcPackets": fl.pkts[1],
             "DstToSrcBytes": fl.bytes[1],
             "EndReason": reason,
-            "ConnState": fl.conn_state(),
-            "SrcToDstIPBytes": fl.ipb[0] if fl.iplen_known else None,
-            "DstToSrcIPBytes": fl.ipb[1] if fl.iplen_known else None,
+            "ConnState": None if fl.proto == 6 and any(fl.weighted) else fl.conn_state(),
+            "SrcToDstIPBytes": fl.ipb[0] if fl.iplen_known and not fl.weighted[0] else None,
+            "DstToSrcIPBytes": fl.ipb[1] if fl.iplen_known and not fl.weighted[1] else None,
         }
         names = ("SrcToDst", "DstToSrc")
         for d in (0, 1):
             row[f"{names[d]}TCPFlags"] = fl.flags[d] if tcp else None
         for d in (0, 1):
             for flag, counts in (("SYN", fl.syn), ("FIN", fl.fin), ("RST", fl.rst)):
-                row[f"{names[d]}{flag}"] = min(counts[d], COUNT_MAX) if tcp else None
+                row[f"{names[d]}{flag}"] = min(counts[d], COUNT_MAX) if tcp and not fl.weighted[d] else None
         for d in (0, 1):
             row[f"{names[d]}ICMPTypeCode"] = fl.icmp[d] if fl.proto in (1, 58) else None
         for d in (0, 1):
             sz, iat = fl.sizes[d], fl.iats[d]
+            if fl.weighted[d]:  # only the mean is known: bytes over packets
+                row[f"{names[d]}SizeMin"] = row[f"{names[d]}SizeMax"] = row[f"{names[d]}SizeStddev"] = None
+                row[f"{names[d]}SizeMean"] = fl.bytes[d] / fl.pkts[d] if stats else None
+                for stat in ("Min", "Max", "Mean", "Stddev"):
+                    row[f"{names[d]}IAT{stat}"] = None
+                continue
             has_sz = stats and sz.n > 0
             has_iat = stats and iat.n > 0
             row[f"{names[d]}SizeMin"] = sz.lo if has_sz else None
@@ -269,6 +298,6 @@ class ReferenceFlows:
             row[f"{names[d]}IATMean"] = round(iat.mean) if has_iat else None
             row[f"{names[d]}IATStddev"] = round(iat.stddev()) if has_iat else None
         if self.params.splt:
-            row["SpltSize"] = [size for size, _ in fl.splt]
-            row["SpltDirection"] = [d for _, d in fl.splt]
+            row["SpltSize"] = None if any(fl.weighted) else [size for size, _ in fl.splt]
+            row["SpltDirection"] = None if any(fl.weighted) else [d for _, d in fl.splt]
         self.records.append(row)

@@ -47,6 +47,7 @@ import numpy as np
 from netspectra.batch import PacketBatch
 from netspectra.flows import kernels as kern
 from netspectra.flows.records import END_REASONS, FlowRecords, FlowSummary
+from netspectra.weights import exact_sum
 
 log = logging.getLogger(__name__)
 
@@ -165,6 +166,8 @@ class FlowTask:
             p.idle_timeout_ns, p.active_timeout_ns, p.tcp_end_grace_ns if p.tcp_end else _INT64_MAX
         )
         self.missing_columns: set[str] = set()
+        #: Weighted rows of 0 packets seen (they stand for nothing and are left out), since the start.
+        self.empty_rows = 0
         #: Batches that started more than idle_timeout before the newest time seen (see the module doc).
         self.time_resets = 0
 
@@ -229,6 +232,11 @@ class FlowTask:
         :meth:`~netspectra.flows.records.FlowRecords.to_arrow`), and the task notes it once in the log.
         """
         batch.validate()
+        if batch.weighted:
+            empty = batch.packets == 0  # type: ignore[operator]
+            if empty.any():  # a record of no packet stands for nothing: no flow, no time
+                self.empty_rows += int(empty.sum())
+                batch = batch.take(~empty)
         n = len(batch)
         if n == 0:
             return
@@ -245,6 +253,15 @@ class FlowTask:
             self.missing_columns |= missing
         self._seen = True  # before the kernel runs: a time jump inside this batch finishes what came before
         empty8, empty16, empty32 = _EMPTY
+        empty_u64, empty_i64 = _EMPTY_WEIGHTS
+        weights = (
+            batch.packets if batch.packets is not None else empty_u64,
+            batch.octets if batch.octets is not None else empty_u64,
+            batch.flow_start_ns if batch.flow_start_ns is not None else empty_i64,
+        )
+        if batch.flow_start_ns is not None and self._first_bound is not None:
+            # a record's flow may start before the clock: keep the bound below every first time
+            self._first_bound = min(self._first_bound, int(batch.flow_start_ns.min()))
         cols = (
             batch.ts_ns,
             batch.src_ip.view(np.uint64),
@@ -262,7 +279,7 @@ class FlowTask:
         while i < n:
             i, code = kern.update(
                 self._t, self._s, self._sf, self._sp, self._state, self._pvec, i, self._limit(), *cols,
-                self._out, self._out_sp,
+                self._out, self._out_sp, *weights,
             )  # fmt: skip
             if code == kern.OUTBOX_FULL:
                 self._grow_outbox()
@@ -270,8 +287,8 @@ class FlowTask:
                 self._make_room()
             elif code == kern.TIME_JUMP:
                 self._new_time_base(int(batch.ts_ns[i]))
-        self._packets += n
-        self._bytes += int(batch.length.sum(dtype=np.uint64))
+        self._packets += n if batch.packets is None else exact_sum(batch.packets)
+        self._bytes += exact_sum(batch.length if batch.octets is None else batch.octets)
         clock = int(self._state[kern.S_CLOCK])
         if clock - self._last_scan >= self.scan_interval_ns:
             self._expire(clock)
@@ -449,3 +466,4 @@ class FlowTask:
 
 
 _EMPTY = (np.empty(0, np.uint8), np.empty(0, np.uint16), np.empty(0, np.uint32))
+_EMPTY_WEIGHTS = (np.empty(0, np.uint64), np.empty(0, np.int64))

@@ -65,7 +65,8 @@ class BackgroundCheck:
 
     Before the first answer it says ``"not checked yet"``; while a run has been going for more than
     ``timeout_s`` it says so (the check hangs: not ready), whatever the previous answer was. A check that
-    raises is not ready, with the exception. :meth:`stop` ends the thread (after the current run).
+    raises is not ready, with the exception. :meth:`stop` ends the thread and waits (bounded) for a run
+    in progress, so a check never touches a service that is being stopped.
     """
 
     def __init__(self, name: str, fn: Check, *, interval_s: float = 2.0, timeout_s: float = 5.0) -> None:
@@ -99,8 +100,11 @@ class BackgroundCheck:
             return f"no answer for {time.monotonic() - since:.0f} s (timeout {self.timeout_s:g} s)"
         return result
 
-    def stop(self) -> None:
+    def stop(self, wait_s: float | None = None) -> None:
+        """No run after this one; wait up to ``wait_s`` (default ``timeout_s``) for a run in progress."""
         self._stop.set()
+        if self._thread is not threading.current_thread():
+            self._thread.join(self.timeout_s if wait_s is None else wait_s)
 
 
 class Heartbeat:
@@ -175,8 +179,15 @@ class OpsEndpoint:
             old.stop()
 
     def set_stopping(self, reason: str = "stopping (signal received)") -> None:
-        """From now on the service is not ready (it drains and stops)."""
+        """From now on the service is not ready (it drains and stops). Background checks stop here, before
+        the services do: a check run after its service stopped could reopen what it closed (a store's
+        embedded engine, reopened while the process exits, crashes it)."""
         self._stopping = reason
+        with self._lock:
+            checks = list(self._checks.values())
+        for c in checks:
+            if isinstance(c, BackgroundCheck):
+                c.stop()
 
     def ready(self) -> tuple[bool, dict[str, str]]:
         """``(ready, {check: "ok" | what is missing})``; a check that raises is not ready."""

@@ -35,23 +35,20 @@ log = logging.getLogger(__name__)
 __all__ = ["Stack", "StackResult", "StopSignals", "arm_exit_watchdog"]
 
 
-#: Set by the ``netspectra`` entry point (:func:`netspectra.cli.main.main`): only a process of its own
-#: may be ended by :func:`arm_exit_watchdog` (never a test runner that calls a command in-process).
-OWN_PROCESS = False
-
-
 def arm_exit_watchdog(code: int, timeout_s: float = 30.0) -> None:
     """Make sure the process ends: if it still runs ``timeout_s`` after this call — a library thread
     that is not a daemon keeps the interpreter waiting, or a library's exit handler hangs (a C thread
     watches, so this works even while the interpreter is finalizing) — every thread's stack is printed
     on stderr, so that the culprit can be fixed, and the process exits at once (``code`` when the
     interpreter still runs Python, else 1). Call it when a command has stopped its services and printed
-    its summary; only in a process of the command's own (:data:`OWN_PROCESS`)."""
+    its summary; only in a process of the command's own (:data:`netspectra.process.OWN_PROCESS`)."""
     import faulthandler
     import os
     import sys
 
-    if not OWN_PROCESS or threading.current_thread() is not threading.main_thread():
+    from netspectra import process
+
+    if not process.OWN_PROCESS or threading.current_thread() is not threading.main_thread():
         return
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):

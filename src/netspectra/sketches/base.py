@@ -152,9 +152,14 @@ class Sketch(ABC):
 
     Contract for implementations:
 
-    * ``update(keys, lengths)``: ``keys`` is a C-contiguous uint8 (n, L) array of flow keys, or of
-      flow‖element keys when the class sets ``uses_elements``; ``lengths`` uint32 (n,) wire lengths.
-      One call processes the rows in order (order-dependent sketches run in numba kernels).
+    * ``update(keys, lengths, packets=None)``: ``keys`` is a C-contiguous uint8 (n, L) array of flow
+      keys, or of flow‖element keys when the class sets ``uses_elements``; ``lengths`` uint32 (n,) wire
+      lengths. One call processes the rows in order (order-dependent sketches run in numba kernels).
+      With ``packets`` (uint64 (n,)) the rows are *weighted* (flow-export records): row ``i`` stands
+      for ``packets[i]`` packets of that key, one after the other, of ``lengths[i]`` bytes in all
+      (uint64, the record's octets), and the sketch ends as those packets would leave it
+      (:mod:`netspectra.weights`; each sketch documents how exactly). A class that can do that sets
+      ``accepts_weights``; :class:`SketchTask` feeds a class that does not one packet per record.
     * ``heavy_hitters()`` returns the results of the type by :class:`HitterType`; keys in the results are
       flow keys (without the element part).
     * The object is not thread-safe; :class:`SketchTask` serialises calls with a lock.
@@ -164,6 +169,8 @@ class Sketch(ABC):
     skt_type: ClassVar[int]
     #: Whether keys carry the element part (flow‖element) — SuperSpread does, CountMin does not.
     uses_elements: ClassVar[bool] = False
+    #: Whether :meth:`update` takes ``packets`` (weighted rows); every built-in sketch does.
+    accepts_weights: ClassVar[bool] = False
 
     def __init_subclass__(cls, skt_type: int | None = None, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -176,8 +183,9 @@ class Sketch(ABC):
         """A new empty sketch for a task's parameters (0 → the type's default)."""
 
     @abstractmethod
-    def update(self, keys: np.ndarray, lengths: np.ndarray) -> None:
-        """Feed ``keys`` (n, L) uint8 with their wire ``lengths`` (n,) uint32, in row order."""
+    def update(self, keys: np.ndarray, lengths: np.ndarray, packets: np.ndarray | None = None) -> None:
+        """Feed ``keys`` (n, L) uint8 with their wire ``lengths`` (n,) uint32, in row order; weighted rows
+        with ``packets`` (n,) uint64 and their octets as ``lengths`` (see the class docstring)."""
 
     @abstractmethod
     def heavy_hitters(self) -> dict[HitterType, HeavyHitters]:
@@ -208,6 +216,35 @@ class Sketch(ABC):
     @abstractmethod
     def merge(self, other: Sketch) -> None:
         """Fold ``other`` (same shape and seeds) into this sketch; each type documents its exactness."""
+
+
+def check_weights(
+    n: int, lengths: np.ndarray | None, packets: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """``(lengths, packets)`` as the kernels take them: uint32 wire lengths for packets, or uint64
+    octets and uint64 packets for weighted rows; ``ValueError`` for a shape that is not ``(n,)``."""
+    if packets is None:
+        out = np.ascontiguousarray(lengths if lengths is not None else np.zeros(n, np.uint32), np.uint32)
+    else:
+        packets = np.ascontiguousarray(packets, dtype=np.uint64)
+        if packets.shape != (n,):
+            raise ValueError(f"packets must have shape ({n},), got {packets.shape}")
+        out = np.ascontiguousarray(lengths if lengths is not None else np.zeros(n, np.uint64), np.uint64)
+    if out.shape != (n,):
+        raise ValueError(f"lengths must have shape ({n},), got {out.shape}")
+    return out, packets
+
+
+def distinct_rows(keys: np.ndarray, packets: np.ndarray | None) -> np.ndarray:
+    """The key rows a sketch of distinct elements takes from weighted rows: every row of at least one
+    packet, once (its other packets repeat its (flow, element) pair, which such a sketch ignores)."""
+    if packets is None:
+        return keys
+    packets = np.asarray(packets)
+    if packets.shape != (np.asarray(keys).shape[0],):
+        raise ValueError(f"packets must have shape ({np.asarray(keys).shape[0]},), got {packets.shape}")
+    empty = packets == 0
+    return np.ascontiguousarray(keys[~empty]) if empty.any() else keys
 
 
 def sketch_class(skt_type: int | str, variant: str = "") -> type[Sketch]:
@@ -347,6 +384,9 @@ class SketchTask:
         # only sketches that count elements see them in the key; CountMin ignores element_fields
         self._elem_fields = elem if cls.uses_elements else ()
         self.sketch: Sketch = cls.from_params(self.params)
+        self._weights = bool(getattr(cls, "accepts_weights", False))
+        self._empty_rows = 0
+        self._unweighted_rows = 0
         self._lock = threading.Lock()
 
     @classmethod
@@ -389,13 +429,55 @@ class SketchTask:
         return encode_keys(batch, self.params.flow_fields)
 
     def update(self, batch: PacketBatch) -> None:
-        """Account every packet of ``batch`` (key encoding outside the lock, sketch update inside)."""
+        """Account every packet of ``batch`` (key encoding outside the lock, sketch update inside).
+
+        A weighted row (a flow-export record) counts as the packets it stands for (``batch.packets``,
+        ``batch.octets``; :mod:`netspectra.weights`); a row of 0 packets counts nothing
+        (:attr:`empty_rows`). A plugin sketch class without ``accepts_weights`` gets one packet of the
+        record's mean size per record, said once in the log and counted (:attr:`unweighted_rows`).
+        """
         if len(batch) == 0:
             return
+        packets = batch.packets
+        if packets is not None:
+            empty = packets == 0
+            if empty.any():
+                with self._lock:
+                    self._empty_rows += int(empty.sum())
+                batch = batch.take(~empty)
+                packets = batch.packets
+                if len(batch) == 0:
+                    return
         keys = self.encode(batch)
-        lengths = np.ascontiguousarray(batch.length, dtype=np.uint32)
-        with self._lock:
-            self.sketch.update(keys, lengths)
+        if packets is None:
+            lengths = np.ascontiguousarray(batch.length, dtype=np.uint32)
+            with self._lock:
+                self.sketch.update(keys, lengths)
+        elif self._weights:
+            with self._lock:
+                self.sketch.update(keys, batch.octets, packets)
+        else:
+            lengths = np.ascontiguousarray(batch.length, dtype=np.uint32)
+            with self._lock:
+                if not self._unweighted_rows:
+                    log.warning(
+                        "sketch task %s: its sketch (%s) does not take weighted rows; each flow-export "
+                        "record counts as one packet of its mean size (counted in unweighted_rows)",
+                        self.name,
+                        type(self.sketch).__name__,
+                    )
+                self._unweighted_rows += len(batch)
+                self.sketch.update(keys, lengths)
+
+    @property
+    def empty_rows(self) -> int:
+        """Weighted rows of 0 packets seen (they count nothing); never reset."""
+        return self._empty_rows
+
+    @property
+    def unweighted_rows(self) -> int:
+        """Weighted rows fed as one packet each to a sketch that does not take weights; never reset."""
+        return self._unweighted_rows
 
     def snapshot(self, reset: bool = False) -> SketchSnapshot:
         """The current heavy hitters, decoded to flow text; with ``reset`` the sketch is emptied in the

@@ -30,10 +30,17 @@ import struct
 import numpy as np
 from numba import njit
 
-from netspectra.sketches.base import HeavyHitters, HitterType, Sketch, SketchParams
+from netspectra.sketches.base import HeavyHitters, HitterType, Sketch, SketchParams, check_weights
 from netspectra.sketches.keys import key_length as fields_key_length
 from netspectra.sketches.murmur import derive_seeds, murmur3_32_words, pack_words
-from netspectra.sketches.primitives import murmur_row, uniform, words_to_keys
+from netspectra.sketches.primitives import (
+    murmur_row,
+    packet_size,
+    row_bytes_from,
+    sat_add,
+    uniform,
+    words_to_keys,
+)
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +53,8 @@ _MAGIC = b"NSCO"
 _VERSION = 1
 _HEADER = struct.Struct("<4sHHIIQQQ")  # magic, version, depth, key_length, width, thr c/s, rng state
 _BLOCK = 32
+#: Packets of a weighted row replayed one by one while its key holds no bucket (:func:`_weighted_row`).
+REPLAY = 256
 
 
 def _words(key_length: int) -> int:
@@ -58,12 +67,99 @@ def bucket_bytes(key_length: int) -> int:
 
 
 # ------------------------------------------------------------------------------------------ kernels
+@njit(nogil=True, cache=True, inline="always")
+def _held(tables: np.ndarray, t: int, idx: np.ndarray, r: int, words: np.ndarray, p: int, kw: int) -> int:
+    """The array whose bucket of key row ``p`` holds that key in structure ``t`` (-1: none)."""
+    for i in range(tables.shape[1]):
+        j = idx[r, t, i]
+        if tables[t, i, j, kw] != 0:
+            same = True
+            for k in range(kw - 1, -1, -1):
+                if tables[t, i, j, k] != words[p, k]:
+                    same = False
+                    break
+            if same:
+                return i
+    return -1
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _miss(tables: np.ndarray, t: int, idx: np.ndarray, r: int, words: np.ndarray, p: int, kw: int,
+          wt: np.uint64, rng: np.ndarray) -> int:  # fmt: skip
+    """A weight ``wt`` of key row ``p`` that no bucket of structure ``t`` holds: the smallest counter (the
+    first of equals) adds it, and the key takes that bucket with probability ``wt / counter``; returns
+    the array taken (-1: the key did not take it)."""
+    best = 0
+    low = np.uint64(0)
+    for i in range(tables.shape[1]):
+        c = tables[t, i, idx[r, t, i], kw]
+        if i == 0 or c < low:
+            low = c
+            best = i
+    j = idx[r, t, best]
+    c = sat_add(low, wt)
+    tables[t, best, j, kw] = c
+    if low == 0 or uniform(rng) < float(wt) / float(c):
+        for k in range(kw):
+            tables[t, best, j, k] = words[p, k]
+        return best
+    return -1
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _weighted_row(tables: np.ndarray, idx: np.ndarray, r: int, words: np.ndarray, p: int, kw: int,
+                  pk: np.uint64, octets: np.uint64, rng: np.ndarray) -> None:  # fmt: skip
+    """Row ``p`` as ``pk`` packets of its key, ``octets`` bytes in all, one after the other: in a
+    structure that holds the key they all add to its bucket; otherwise the packets are replayed one by
+    one (interleaved across the two structures, as captured packets are, each with the size
+    :func:`~netspectra.sketches.primitives.packet_size` gives it) until the key takes a bucket, and
+    those after it add there. After :data:`REPLAY` packets the rest of a structure that still does not
+    hold the key goes in as one weighted update, CocoSketch's own rule for a weight, which keeps every
+    estimate unbiased."""
+    one = np.uint64(1)
+    held0 = _held(tables, 0, idx, r, words, p, kw)
+    held1 = _held(tables, 1, idx, r, words, p, kw)
+    from0 = np.uint64(0)  # the first packet not yet in structure 0 (1) once the key is held there
+    from1 = np.uint64(0)
+    k = np.uint64(0)
+    limit = pk if pk < np.uint64(REPLAY) else np.uint64(REPLAY)
+    while k < limit and (held0 < 0 or held1 < 0):
+        if held0 < 0:
+            held0 = _miss(tables, 0, idx, r, words, p, kw, one, rng)
+            from0 = k + one
+        if held1 < 0:
+            held1 = _miss(tables, 1, idx, r, words, p, kw, packet_size(octets, pk, k), rng)
+            from1 = k + one
+        k += one
+    if held0 >= 0:
+        if from0 < pk:
+            j = idx[r, 0, held0]
+            tables[0, held0, j, kw] = sat_add(tables[0, held0, j, kw], pk - from0)
+    elif k < pk:
+        _miss(tables, 0, idx, r, words, p, kw, pk - k, rng)
+    if held1 >= 0:
+        if from1 < pk:
+            j = idx[r, 1, held1]
+            tables[1, held1, j, kw] = sat_add(tables[1, held1, j, kw], row_bytes_from(octets, pk, from1))
+    elif k < pk:
+        _miss(tables, 1, idx, r, words, p, kw, row_bytes_from(octets, pk, k), rng)
+
+
 @njit(nogil=True, cache=True)
 def coco_update(
-    tables: np.ndarray, seeds: np.ndarray, words: np.ndarray, L: int, lengths: np.ndarray, rng: np.ndarray
+    tables: np.ndarray,
+    seeds: np.ndarray,
+    words: np.ndarray,
+    L: int,
+    lengths: np.ndarray,
+    rng: np.ndarray,
+    packets: np.ndarray | None = None,
 ) -> np.uint64:
     """Feed every key with ``lengths`` in order; ``tables`` uint64 (2, depth, width, kw + 1): structure 0
-    counts packets (weight 1), structure 1 bytes (weight = length); ``seeds`` uint32 (2, depth)."""
+    counts packets (weight 1), structure 1 bytes (weight = length); ``seeds`` uint32 (2, depth).
+
+    Weighted rows (``packets`` uint64 (n,), ``lengths`` their octets): :func:`_weighted_row`; counters
+    saturate at 2**64 - 1; a row of 0 packets changes nothing. ``None``: a packet per row."""
     _, d, w, _ = tables.shape
     n, kw = words.shape
     uw = np.uint64(w)
@@ -78,6 +174,10 @@ def coco_update(
                     idx[p - b0, t, i] = j
                     sink += tables[t, i, j, kw]
         for p in range(b0, b1):
+            if packets is not None:
+                if packets[p] != 0:
+                    _weighted_row(tables, idx, p - b0, words, p, kw, packets[p], np.uint64(lengths[p]), rng)
+                continue
             for t in range(2):
                 wt = np.uint64(1) if t == 0 else np.uint64(lengths[p])
                 best = 0
@@ -163,6 +263,7 @@ class CocoSketch(Sketch, skt_type=0):
     ``depth`` arrays (2 in the paper); thresholds of 0 take the original's defaults."""
 
     uses_elements = False
+    accepts_weights = True
 
     def __init__(
         self,
@@ -242,13 +343,15 @@ class CocoSketch(Sketch, skt_type=0):
             raise ValueError(f"keys must be (n, {self.key_length}) uint8, got shape {keys.shape}")
         return keys
 
-    def update(self, keys: np.ndarray, lengths: np.ndarray) -> None:
+    def update(self, keys: np.ndarray, lengths: np.ndarray, packets: np.ndarray | None = None) -> None:
+        """Feed ``keys`` (n, key_length) uint8 with wire ``lengths`` (n,), in row order; weighted rows with
+        ``packets`` (n,) and their octets as ``lengths`` (see :func:`coco_update`)."""
         keys = self._check_keys(keys)
-        lengths = np.ascontiguousarray(lengths, dtype=np.uint32)
-        if lengths.shape != (keys.shape[0],):
-            raise ValueError(f"lengths must have shape ({keys.shape[0]},), got {lengths.shape}")
+        lengths, packets = check_weights(keys.shape[0], lengths, packets)
         if keys.shape[0]:
-            coco_update(self.tables, self.seeds, pack_words(keys), self.key_length, lengths, self._rng)
+            coco_update(
+                self.tables, self.seeds, pack_words(keys), self.key_length, lengths, self._rng, packets
+            )
 
     def query(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(packets, bytes) uint64 (m,): unbiased estimates (0 for a key no bucket holds)."""

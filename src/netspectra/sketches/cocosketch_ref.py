@@ -11,7 +11,9 @@ from collections.abc import Sequence
 
 import mmh3
 
-from netspectra.sketches.primitives import SplitMix64
+from netspectra.sketches.cocosketch import REPLAY
+from netspectra.sketches.primitives import SplitMix64, row_bytes_from_ref
+from netspectra.weights import COUNT_MAX
 
 
 class CocoSketchRef:
@@ -45,7 +47,58 @@ class CocoSketchRef:
                 if low == 0 or self.rng.uniform() < w / b[1]:
                     b[0] = key
 
-    def update(self, keys: Sequence[bytes], lengths: Sequence[int]) -> None:
+    def _held(self, t: int, key: bytes) -> list | None:
+        for i in range(self.depth):
+            b = self.tables[t][i][self._index(t, i, key)]
+            if b[1] != 0 and b[0] == key:
+                return b
+        return None
+
+    def _miss(self, t: int, key: bytes, w: int) -> list | None:
+        buckets = [self.tables[t][i][self._index(t, i, key)] for i in range(self.depth)]
+        b = buckets[min(range(self.depth), key=lambda i: (buckets[i][1], i))]
+        low = b[1]
+        b[1] = min(low + w, COUNT_MAX)
+        if low == 0 or self.rng.uniform() < w / b[1]:
+            b[0] = key
+            return b
+        return None
+
+    def insert_row(self, key: bytes, packets: int, octets: int) -> None:
+        """A weighted row: ``packets`` packets of ``key`` (``octets`` bytes in all, sized as
+        :func:`~netspectra.weights.packet_sizes_ref` says), one after the other. While the key holds no
+        bucket of a structure its packets are inserted one by one (both structures per packet, as
+        :meth:`insert`); after :data:`~netspectra.sketches.cocosketch.REPLAY` packets the rest goes in as
+        one weighted update. Counters are capped at 2**64 - 1."""
+        if packets == 0:
+            return
+        held = [self._held(0, key), self._held(1, key)]
+        start = [0, 0]  # first packet not yet counted, in a structure that holds the key
+        q, big = divmod(octets, packets)
+        k = 0
+        while k < min(packets, REPLAY) and (held[0] is None or held[1] is None):
+            for t in (0, 1):
+                if held[t] is None:
+                    size = q + 1 if k >= packets - big else q
+                    held[t] = self._miss(t, key, 1 if t == 0 else size)
+                    start[t] = k + 1
+            k += 1
+        for t in (0, 1):
+            b = held[t]
+            if b is not None:
+                if start[t] < packets:
+                    rest = packets - start[t] if t == 0 else row_bytes_from_ref(octets, packets, start[t])
+                    b[1] = min(b[1] + rest, COUNT_MAX)
+            elif k < packets:
+                self._miss(t, key, packets - k if t == 0 else row_bytes_from_ref(octets, packets, k))
+
+    def update(
+        self, keys: Sequence[bytes], lengths: Sequence[int], packets: Sequence[int] | None = None
+    ) -> None:
+        if packets is not None:
+            for k, octets, n in zip(keys, lengths, packets, strict=True):
+                self.insert_row(k, int(n), int(octets))
+            return
         for k, ln in zip(keys, lengths, strict=True):
             self.insert(k, int(ln))
 

@@ -51,7 +51,7 @@ from collections.abc import Sequence
 import numpy as np
 from numba import njit
 
-from netspectra.sketches.base import HeavyHitters, HitterType, Sketch, SketchParams
+from netspectra.sketches.base import HeavyHitters, HitterType, Sketch, SketchParams, check_weights
 from netspectra.sketches.keys import key_length
 from netspectra.sketches.murmur import (
     derive_seeds,
@@ -60,6 +60,7 @@ from netspectra.sketches.murmur import (
 )
 from netspectra.sketches.primitives import murmur_row as _murmur_row
 from netspectra.sketches.primitives import murmur_row2 as _murmur_row2
+from netspectra.sketches.primitives import sat_add
 
 log = logging.getLogger(__name__)
 
@@ -144,8 +145,10 @@ def _apply_row(
     weight: np.uint64,
     replace: bool,
     key_at_zero: bool,
+    sat: bool = False,
 ) -> None:
-    """:func:`_apply` on bucket row ``r`` of the flattened table, for key row ``p`` (scalar indexing only)."""
+    """:func:`_apply` on bucket row ``r`` of the flattened table, for key row ``p`` (scalar indexing only);
+    ``sat``: a matching key's counter saturates at 2**64 - 1 instead of wrapping (weighted rows)."""
     v = flat[r, off + kw]
     if v == 0:
         for k in range(kw):
@@ -158,7 +161,7 @@ def _apply_row(
             same = False
             break
     if same:
-        flat[r, off + kw] = v + weight
+        flat[r, off + kw] = sat_add(v, weight) if sat else v + weight
     elif weight > v:
         for k in range(kw):
             flat[r, off + k] = words[p, k]
@@ -171,6 +174,42 @@ def _apply_row(
                 flat[r, off + k] = words[p, k]
 
 
+@njit(nogil=True, cache=True, inline="always")
+def _replace_run(flat: np.ndarray, r: int, off: int, words: np.ndarray, p: int, kw: int, m: np.uint64,
+                 size: np.uint64) -> None:  # fmt: skip
+    """``m`` packets of ``size`` bytes of key row ``p``, one after the other, into the size pair at ``off``
+    of bucket row ``r`` under the *original* rule (a packet larger than a foreign counter replaces it):
+    the closed form of :func:`_apply_row` with ``replace=True`` applied ``m`` times."""
+    if m == 0:
+        return
+    v = flat[r, off + kw]
+    total = m * size  # at most the row's octets: no overflow
+    if v == 0:
+        for k in range(kw):
+            flat[r, off + k] = words[p, k]
+        flat[r, off + kw] = total
+        return
+    same = True
+    for k in range(kw):
+        if flat[r, off + k] != words[p, k]:
+            same = False
+            break
+    if same:
+        flat[r, off + kw] = sat_add(v, total)
+        return
+    if size == 0:
+        return  # packets of 0 bytes do not move a foreign counter
+    # the first v // size packets each take size off the counter; the next one (if any) replaces the
+    # key with its own size, and the rest add to it
+    fits = v // size
+    if m <= fits:
+        flat[r, off + kw] = v - total
+        return
+    for k in range(kw):
+        flat[r, off + k] = words[p, k]
+    flat[r, off + kw] = (m - fits) * size
+
+
 @njit(nogil=True, cache=True)
 def cm_update(
     table: np.ndarray,
@@ -180,9 +219,17 @@ def cm_update(
     lengths: np.ndarray,
     has_v: bool,
     replace: bool,
+    packets: np.ndarray | None = None,
 ) -> np.uint64:
     """Feed every key (``words``: (n, kw) packed keys of ``L`` bytes, see
     :func:`~netspectra.sketches.murmur.pack_words`) with ``lengths`` (n,) in order (order matters).
+
+    Weighted rows (``packets`` uint64 (n,), ``lengths`` then the rows' octets): row ``p`` is
+    ``packets[p]`` packets of that key one after the other, and the result is the result of those
+    packets, computed in closed form (a vote of weight N is N unit votes; the *reduce* size rule is
+    additive, so B bytes are any packets of B bytes; the *original* rule takes the packets' sizes
+    from :mod:`netspectra.weights`). Counters and totals saturate at 2**64 - 1. A row of 0 packets
+    changes nothing. ``None``: a packet per row (that specialisation is the unweighted code).
 
     Same result as :func:`_vote` packet by packet (the reference replays that); written with scalar
     indexing only (a view per packet costs atomic reference counting), in blocks of ``_BLOCK`` packets:
@@ -213,14 +260,32 @@ def cm_update(
                 sink += flat[rows[p - b0, i], kw]
         for p in range(b0, b1):
             ln = np.uint64(lengths[p])
+            if packets is None:
+                for i in range(d):
+                    r = rows[p - b0, i]
+                    # count: unit votes, the key takes an emptied bucket at once (the original's rule)
+                    _apply_row(flat, r, 0, words, p, kw, one, False, True)
+                    _apply_row(flat, r, pw, words, p, kw, ln, replace, False)
+                    if has_v:
+                        flat[r, kw + 1] += one
+                        flat[r, pw + kw + 1] += ln
+                continue
+            pk = packets[p]
+            if pk == 0:
+                continue
+            q = ln // pk
+            big = ln - q * pk  # the last `big` packets carry q + 1 bytes
             for i in range(d):
                 r = rows[p - b0, i]
-                # count: unit votes, the key takes an emptied bucket at once (the original's rule)
-                _apply_row(flat, r, 0, words, p, kw, one, False, True)
-                _apply_row(flat, r, pw, words, p, kw, ln, replace, False)
+                _apply_row(flat, r, 0, words, p, kw, pk, False, True, True)
+                if replace:
+                    _replace_run(flat, r, pw, words, p, kw, pk - big, q)
+                    _replace_run(flat, r, pw, words, p, kw, big, q + one)
+                else:
+                    _apply_row(flat, r, pw, words, p, kw, ln, False, False, True)
                 if has_v:
-                    flat[r, kw + 1] += one
-                    flat[r, pw + kw + 1] += ln
+                    flat[r, kw + 1] = sat_add(flat[r, kw + 1], pk)
+                    flat[r, pw + kw + 1] = sat_add(flat[r, pw + kw + 1], ln)
     return sink
 
 
@@ -244,6 +309,13 @@ def _vote(
 
 
 @njit(nogil=True, cache=True, inline="always")
+def _half_sum(v: np.uint64, c: np.uint64) -> np.uint64:
+    """``(v + c) // 2`` without the wrap of ``v + c`` (totals of weighted rows reach 2**64 - 1)."""
+    one = np.uint64(1)
+    return (v >> one) + (c >> one) + (v & c & one)
+
+
+@njit(nogil=True, cache=True, inline="always")
 def _row_estimate(bucket: np.ndarray, off: int, key: np.ndarray, kw: int, has_v: bool) -> np.uint64:
     # vote: the counter when the key matches, else 0. mv: (V + C) / 2 when it matches, else (V - C) / 2
     # (V and C have the same parity under the reduce rule, so the halves are exact integers)
@@ -252,7 +324,7 @@ def _row_estimate(bucket: np.ndarray, off: int, key: np.ndarray, kw: int, has_v:
         return c if _matches(bucket, off, key, kw) else np.uint64(0)
     v = bucket[off + kw + 1]
     if _matches(bucket, off, key, kw):
-        return (v + c) >> np.uint64(1)
+        return _half_sum(v, c)
     return (v - c) >> np.uint64(1)
 
 
@@ -293,7 +365,7 @@ def cm_candidates(flat: np.ndarray, off: int, kw: int, has_v: bool, threshold: n
         c = flat[r, off + kw]
         if c == 0:
             continue
-        e = ((flat[r, off + kw + 1] + c) >> np.uint64(1)) if has_v else c
+        e = _half_sum(flat[r, off + kw + 1], c) if has_v else c
         if e >= threshold:
             out[found] = r
             found += 1
@@ -337,6 +409,7 @@ class CountMinSketch(Sketch, skt_type=0):
     """
 
     uses_elements = False
+    accepts_weights = True
 
     def __init__(
         self,
@@ -445,12 +518,11 @@ class CountMinSketch(Sketch, skt_type=0):
             raise ValueError(f"keys must be (n, {self.key_length}) uint8, got shape {keys.shape}")
         return keys
 
-    def update(self, keys: np.ndarray, lengths: np.ndarray) -> None:
-        """Feed ``keys`` (n, key_length) uint8 with wire ``lengths`` (n,), in row order; one kernel call."""
+    def update(self, keys: np.ndarray, lengths: np.ndarray, packets: np.ndarray | None = None) -> None:
+        """Feed ``keys`` (n, key_length) uint8 with wire ``lengths`` (n,), in row order; one kernel call.
+        Weighted rows: ``packets`` (n,) and the rows' octets as ``lengths`` (see :func:`cm_update`)."""
         keys = self._check_keys(keys)
-        lengths = np.ascontiguousarray(lengths, dtype=np.uint32)
-        if lengths.shape != (keys.shape[0],):
-            raise ValueError(f"lengths must have shape ({keys.shape[0]},), got {lengths.shape}")
+        lengths, packets = check_weights(keys.shape[0], lengths, packets)
         if keys.shape[0]:
             cm_update(
                 self.table,
@@ -460,6 +532,7 @@ class CountMinSketch(Sketch, skt_type=0):
                 lengths,
                 self._has_v,
                 self.size_rule == "original",
+                packets,
             )
 
     def query(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

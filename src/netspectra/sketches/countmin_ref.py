@@ -22,6 +22,8 @@ from collections.abc import Sequence
 
 import mmh3
 
+from netspectra.weights import COUNT_MAX, packet_sizes_ref
+
 
 class CountMinRef:
     """Reference sketch: ``depth`` rows of ``width`` buckets ``[count_fp, count, size_fp, size, Vc, Vs]``."""
@@ -65,8 +67,18 @@ class CountMinRef:
         else:
             b[3] = s - length
 
-    def update(self, keys: Sequence[bytes], lengths: Sequence[int]) -> None:
-        """Feed packets in order."""
+    def update(
+        self, keys: Sequence[bytes], lengths: Sequence[int], packets: Sequence[int] | None = None
+    ) -> None:
+        """Feed packets in order; with ``packets``, row i is ``packets[i]`` packets of ``keys[i]`` carrying
+        ``lengths[i]`` bytes in all, fed one by one with the sizes of
+        :func:`~netspectra.weights.packet_sizes_ref` (counters capped at 2**64 - 1)."""
+        if packets is not None:
+            for key, octets, n in zip(keys, lengths, packets, strict=True):
+                sizes = packet_sizes_ref(int(n), int(octets))
+                self.update([key] * len(sizes), sizes)
+            self._cap()
+            return
         for key, length in zip(keys, lengths, strict=True):
             for i in range(self.depth):
                 b = self._bucket(i, key)
@@ -74,6 +86,12 @@ class CountMinRef:
                 self._size(b, key, int(length))
                 b[4] += 1
                 b[5] += int(length)
+
+    def _cap(self) -> None:
+        for row in self.rows:
+            for b in row:
+                for k in (1, 3, 4, 5):
+                    b[k] = min(b[k], COUNT_MAX)
 
     def _estimates(self, b: list, key: bytes) -> tuple[int, int]:
         if self.estimator == "vote":

@@ -44,10 +44,10 @@ import struct
 import numpy as np
 from numba import njit
 
-from netspectra.sketches.base import HeavyHitters, HitterType, Sketch, SketchParams
+from netspectra.sketches.base import HeavyHitters, HitterType, Sketch, SketchParams, check_weights
 from netspectra.sketches.keys import key_length as fields_key_length
 from netspectra.sketches.murmur import derive_seeds, murmur3_32_words, pack_words
-from netspectra.sketches.primitives import murmur_row, uniform, words_to_keys
+from netspectra.sketches.primitives import murmur_row, row_bytes_from, sat_add, uniform, words_to_keys
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +61,9 @@ DEFAULT_COUNT_THRESHOLD = 512
 DEFAULT_SIZE_THRESHOLD = 524288
 #: ``b**-C`` is tabulated for C below this; larger counters call ``pow`` (the reference does the same).
 DECAY_LEN = 4096
+#: Packets of a weighted row that draw their own coin against a full bucket (as captured packets would)
+#: before the rest are skipped through at once (:func:`_contest`).
+REPLAY = 256
 
 _MAGIC = b"NSHG"
 _VERSION = 1
@@ -94,8 +97,13 @@ def hg_update(
     decay: np.ndarray,
     b: float,
     rng: np.ndarray,
+    packets: np.ndarray | None = None,
 ) -> np.uint64:
     """Feed every key (``words`` (n, kw), packed keys of ``L`` bytes) with ``lengths`` in order.
+
+    Weighted rows (``packets`` uint64 (n,), ``lengths`` their octets): row ``p`` is ``packets[p]``
+    packets of its key one after the other (:func:`_contest` when they meet a full bucket without their
+    key); counters saturate at 2**64 - 1; a row of 0 packets changes nothing. ``None``: a packet per row.
 
     ``table`` is uint64 (buckets, ways, kw + 2). Works in blocks of ``_BLOCK`` packets: hash them and
     load their buckets' first counters (independent loads the CPU overlaps), then apply the rules of the
@@ -119,6 +127,11 @@ def hg_update(
         for p in range(b0, b1):
             j = rows[p - b0]
             ln = np.uint64(lengths[p])
+            pk = one
+            if packets is not None:
+                pk = packets[p]
+                if pk == 0:
+                    continue
             hit = -1
             free = -1
             weak = 0
@@ -140,8 +153,24 @@ def hg_update(
                     weakest = c
                     weak = s
             if hit >= 0:
-                table[j, hit, cnt] += one
-                table[j, hit, byt] += ln
+                if packets is None:
+                    table[j, hit, cnt] += one
+                    table[j, hit, byt] += ln
+                else:
+                    table[j, hit, cnt] = sat_add(table[j, hit, cnt], pk)
+                    table[j, hit, byt] = sat_add(table[j, hit, byt], ln)
+                continue
+            if packets is not None:
+                k = np.uint64(0)
+                if free < 0:
+                    k = _contest(table, j, weak, cnt, byt, pk, decay, b, rng)
+                    if k >= pk:
+                        continue  # every packet of the row lost its coin
+                    free = weak
+                for w in range(kw):
+                    table[j, free, w] = words[p, w]
+                table[j, free, cnt] = pk - k
+                table[j, free, byt] = row_bytes_from(ln, pk, k)
                 continue
             if free < 0:
                 ci = np.int64(weakest)
@@ -160,6 +189,54 @@ def hg_update(
             table[j, free, cnt] = one
             table[j, free, byt] = ln
     return sink
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _contest(
+    table: np.ndarray,
+    j: int,
+    weak: int,
+    cnt: int,
+    byt: int,
+    pk: np.uint64,
+    decay: np.ndarray,
+    b: float,
+    rng: np.ndarray,
+) -> np.uint64:
+    """The packets of a weighted row of ``pk`` packets meet bucket ``j``, full and without their key:
+    each draws the coin against the weakest slot ``weak`` (it stays the weakest: only it loses), which
+    decays on success; returns the index of the packet that empties it and takes the slot (``pk``: none
+    did). The first :data:`REPLAY` packets draw one uniform each, exactly as that many captured
+    packets; for the rest the number of failed coins before the next success is drawn at once from its
+    geometric law (one uniform per success), the same distribution without a loop per packet."""
+    nd = decay.shape[0]
+    c = table[j, weak, cnt]
+    k = np.uint64(0)
+    one = np.uint64(1)
+    limit = pk if pk < np.uint64(REPLAY) else np.uint64(REPLAY)
+    while k < pk:
+        ci = np.int64(c)
+        prob = decay[ci] if ci < nd else math.pow(b, -float(ci))
+        if k < limit:
+            if uniform(rng) >= prob:
+                k += one
+                continue
+        else:
+            if prob <= 0.0:
+                return pk  # b**-C underflowed: no coin can succeed any more
+            # failures before a success ~ Geometric(prob): floor(log(U) / log(1 - prob)), U in (0, 1]
+            fails = math.log1p(-uniform(rng)) / math.log1p(-prob)
+            if fails >= float(pk - k):
+                return pk
+            k += np.uint64(fails)  # fails >= 0: truncation is the floor
+        by = table[j, weak, byt]
+        table[j, weak, byt] = by - by // c
+        c -= one
+        table[j, weak, cnt] = c
+        if c == 0:
+            return k
+        k += one
+    return pk
 
 
 @njit(nogil=True, cache=True)
@@ -244,6 +321,7 @@ class HeavyGuardianSketch(Sketch, skt_type=0):
     """
 
     uses_elements = False
+    accepts_weights = True
 
     def __init__(
         self,
@@ -325,12 +403,11 @@ class HeavyGuardianSketch(Sketch, skt_type=0):
             raise ValueError(f"keys must be (n, {self.key_length}) uint8, got shape {keys.shape}")
         return keys
 
-    def update(self, keys: np.ndarray, lengths: np.ndarray) -> None:
-        """Feed ``keys`` (n, key_length) uint8 with wire ``lengths`` (n,), in row order; one kernel call."""
+    def update(self, keys: np.ndarray, lengths: np.ndarray, packets: np.ndarray | None = None) -> None:
+        """Feed ``keys`` (n, key_length) uint8 with wire ``lengths`` (n,), in row order; one kernel call.
+        Weighted rows: ``packets`` (n,) and the rows' octets as ``lengths`` (see :func:`hg_update`)."""
         keys = self._check_keys(keys)
-        lengths = np.ascontiguousarray(lengths, dtype=np.uint32)
-        if lengths.shape != (keys.shape[0],):
-            raise ValueError(f"lengths must have shape ({keys.shape[0]},), got {lengths.shape}")
+        lengths, packets = check_weights(keys.shape[0], lengths, packets)
         if keys.shape[0]:
             hg_update(
                 self.table,
@@ -341,6 +418,7 @@ class HeavyGuardianSketch(Sketch, skt_type=0):
                 self._decay,
                 self.b,
                 self._rng,
+                packets,
             )
 
     def query(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -13,7 +13,9 @@ from collections.abc import Sequence
 
 import mmh3
 
-from netspectra.sketches.primitives import SplitMix64
+from netspectra.sketches.heavyguardian import REPLAY
+from netspectra.sketches.primitives import SplitMix64, row_bytes_from_ref
+from netspectra.weights import COUNT_MAX
 
 
 class HeavyGuardianRef:
@@ -50,7 +52,54 @@ class HeavyGuardianRef:
         if c - 1 == 0:
             bucket[weak] = [key, 1, length]
 
-    def update(self, keys: Sequence[bytes], lengths: Sequence[int]) -> None:
+    def insert_row(self, key: bytes, packets: int, octets: int) -> None:
+        """A weighted row: ``packets`` packets of ``key``, ``octets`` bytes in all, one after the other.
+        The first :data:`~netspectra.sketches.heavyguardian.REPLAY` packets that meet the full bucket
+        draw one coin each, as :meth:`insert` does (the sizes of the row's packets are those of
+        :func:`~netspectra.weights.packet_sizes_ref`); after them, the failed coins before each success
+        are drawn at once from their geometric law, as the kernel does. Counters are capped at
+        2**64 - 1."""
+        if packets == 0:
+            return
+        bucket = self._bucket(key)
+        for slot in bucket:
+            if slot[0] == key:
+                slot[1] = min(slot[1] + packets, COUNT_MAX)
+                slot[2] = min(slot[2] + octets, COUNT_MAX)
+                return
+        if len(bucket) < self.ways:
+            bucket.append([key, packets, octets])
+            return
+        weak = min(range(len(bucket)), key=lambda s: (bucket[s][1], s))
+        k = 0
+        while k < packets:
+            c = bucket[weak][1]
+            prob = self.decay[c] if c < len(self.decay) else math.pow(self.b, -float(c))
+            if k < REPLAY:
+                if self.rng.uniform() >= prob:
+                    k += 1
+                    continue
+            else:
+                if prob <= 0.0:
+                    return
+                fails = math.log1p(-self.rng.uniform()) / math.log1p(-prob)
+                if fails >= float(packets - k):
+                    return
+                k += int(fails)
+            bucket[weak][2] -= bucket[weak][2] // c
+            bucket[weak][1] = c - 1
+            if c - 1 == 0:
+                bucket[weak] = [key, packets - k, row_bytes_from_ref(octets, packets, k)]
+                return
+            k += 1
+
+    def update(
+        self, keys: Sequence[bytes], lengths: Sequence[int], packets: Sequence[int] | None = None
+    ) -> None:
+        if packets is not None:
+            for k, octets, n in zip(keys, lengths, packets, strict=True):
+                self.insert_row(k, int(n), int(octets))
+            return
         for k, ln in zip(keys, lengths, strict=True):
             self.insert(k, int(ln))
 

@@ -184,3 +184,39 @@ def words_to_keys(words: np.ndarray, key_length: int) -> np.ndarray:
     w = np.ascontiguousarray(words).astype("<u8")
     kw = w.shape[-1]
     return np.ascontiguousarray(w.view(np.uint8).reshape(*w.shape[:-1], kw * 8)[..., :key_length])
+
+
+# ------------------------------------------------------------------------------------ weighted rows
+_ALL_ONES = np.uint64(0xFFFF_FFFF_FFFF_FFFF)
+
+
+@njit(nogil=True, cache=True, inline="always")
+def sat_add(a: np.uint64, b: np.uint64) -> np.uint64:
+    """``a + b``, or 2**64 - 1 where the sum would wrap (counters fed weighted rows saturate)."""
+    c = a + b
+    return c if c >= a else _ALL_ONES
+
+
+@njit(nogil=True, cache=True, inline="always")
+def row_bytes_from(octets: np.uint64, packets: np.uint64, k: np.uint64) -> np.uint64:
+    """Bytes of packets ``k .. packets - 1`` of a weighted row (its N packets carry ``q = octets // N``
+    bytes, the last ``octets % N`` of them one more: :mod:`netspectra.weights`)."""
+    q = octets // packets
+    big = octets - q * packets
+    rest = packets - k
+    return rest * q + (big if big < rest else rest)
+
+
+@njit(nogil=True, cache=True, inline="always")
+def packet_size(octets: np.uint64, packets: np.uint64, k: np.uint64) -> np.uint64:
+    """Bytes of packet ``k`` (0-based) of a weighted row (same rule as :func:`row_bytes_from`)."""
+    q = octets // packets
+    big = octets - q * packets
+    return q + np.uint64(1) if k >= packets - big else q
+
+
+def row_bytes_from_ref(octets: int, packets: int, k: int) -> int:
+    """Plain-Python twin of :func:`row_bytes_from`."""
+    q, big = divmod(octets, packets)
+    rest = packets - k
+    return rest * q + min(big, rest)

@@ -58,7 +58,7 @@ import struct
 import numpy as np
 from numba import njit
 
-from netspectra.sketches.base import HeavyHitters, HitterType, Sketch, SketchParams
+from netspectra.sketches.base import HeavyHitters, HitterType, Sketch, SketchParams, distinct_rows
 from netspectra.sketches.keys import key_length as fields_key_length
 from netspectra.sketches.murmur import derive_seeds, murmur3_32_words, pack_words
 from netspectra.sketches.primitives import fmix64, murmur_row, popcount64, uniform, words_to_keys
@@ -321,6 +321,7 @@ class SpreadKeeperSketch(Sketch, skt_type=1):
     """
 
     uses_elements = True
+    accepts_weights = True
 
     def __init__(
         self,
@@ -441,9 +442,14 @@ class SpreadKeeperSketch(Sketch, skt_type=1):
             )
         return pack_words(a[:, : self.flow_len]), pack_words(a[:, self.flow_len :])
 
-    def update(self, keys: np.ndarray, lengths: np.ndarray | None = None) -> None:
-        """Insert flow‖element keys, uint8 (n, flow_len + elem_len), in order; ``lengths`` is ignored."""
-        fw, ew = self._split(keys)
+    def update(
+        self, keys: np.ndarray, lengths: np.ndarray | None = None, packets: np.ndarray | None = None
+    ) -> None:
+        """Insert flow‖element keys, uint8 (n, flow_len + elem_len), in order; ``lengths`` is ignored.
+        A weighted row (``packets``) is its packets of one (flow, element) pair: the first is the pair,
+        the others are duplicates, which change nothing, so the row goes in once (a row of 0 packets
+        not at all)."""
+        fw, ew = self._split(distinct_rows(keys, packets))
         if fw.shape[0] == 0:
             return
         sk_update(

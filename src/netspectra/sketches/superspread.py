@@ -49,7 +49,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
-from netspectra.sketches.base import HeavyHitters, HitterType, Sketch, SketchParams
+from netspectra.sketches.base import HeavyHitters, HitterType, Sketch, SketchParams, distinct_rows
 from netspectra.sketches.keys import key_length
 from netspectra.sketches.murmur import murmur3_32
 from netspectra.sketches.primitives import next64 as _next64
@@ -377,6 +377,7 @@ class SuperSpreadSketch(Sketch, skt_type=SKT_TYPE):
     """
 
     uses_elements = True
+    accepts_weights = True
 
     def __init__(self, params: SuperSpreadParams | None = None, **config: object) -> None:
         if params is None:
@@ -449,13 +450,20 @@ class SuperSpreadSketch(Sketch, skt_type=SKT_TYPE):
             raise ValueError(f"flow_keys has {fk.shape[0]} rows but elem_keys has {ek.shape[0]}")
         self.update(np.concatenate([fk, ek], axis=1))
 
-    def update(self, keys: np.ndarray, lengths: np.ndarray | None = None) -> None:
+    def update(
+        self, keys: np.ndarray, lengths: np.ndarray | None = None, packets: np.ndarray | None = None
+    ) -> None:
         """Insert ``n`` observations given as flow‖element keys: uint8 (n, flow_len + elem_len), in order.
 
         ``keys`` is what ``encode_flow_element(batch, flow_fields, element_fields)`` returns. ``lengths``
         is accepted for the :class:`Sketch` interface and ignored: spread does not depend on bytes.
+        A weighted row (``packets``) is its packets of one (flow, element) pair: the first is the pair,
+        the others are duplicates, which change nothing, so the row goes in once (a row of 0 packets
+        not at all).
         """
-        x = self._check_keys(keys, self.params.flow_len + self.params.elem_len, "keys")
+        x = self._check_keys(
+            distinct_rows(keys, packets), self.params.flow_len + self.params.elem_len, "keys"
+        )
         if x.shape[0] == 0:
             return
         update_kernel(

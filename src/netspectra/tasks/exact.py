@@ -39,6 +39,7 @@ from netspectra.output.addr import ips_to_arrow
 from netspectra.output.flow_table import FLOW_TABLE_SCHEMA, TIMESTAMP_TYPE
 from netspectra.tasks import exact_kernels as kern
 from netspectra.tasks.exact_store import GrowableWords
+from netspectra.weights import exact_sum
 
 log = logging.getLogger(__name__)
 
@@ -115,13 +116,13 @@ class FlowSnapshot:
 
     @property
     def total_packets(self) -> int:
-        """Packets over all flows."""
-        return int(self.packets.sum(dtype=np.uint64))
+        """Packets over all flows (an exact integer, whatever the sum)."""
+        return exact_sum(self.packets)
 
     @property
     def total_bytes(self) -> int:
-        """Bytes over all flows."""
-        return int(self.bytes.sum(dtype=np.uint64))
+        """Bytes over all flows (an exact integer, whatever the sum)."""
+        return exact_sum(self.bytes)
 
     def take(self, index: np.ndarray) -> FlowSnapshot:
         """The rows selected by an integer or boolean index, in that order, as a new snapshot."""
@@ -241,6 +242,7 @@ class ExactTask:
         self._state = np.zeros(2, np.int64)  # compact rows used, wide rows used
         self._packets = 0
         self._bytes = 0
+        self._empty_rows = 0
 
     def __repr__(self) -> str:
         fields = list(self.key_fields)
@@ -270,8 +272,18 @@ class ExactTask:
         """Wire bytes accounted since creation or the last :meth:`reset`."""
         return self._bytes
 
+    @property
+    def empty_rows(self) -> int:
+        """Weighted rows of 0 packets seen since creation (they count nothing; never reset)."""
+        return self._empty_rows
+
     def update(self, batch: PacketBatch) -> None:
         """Account every packet of ``batch`` (which must satisfy :meth:`PacketBatch.validate`).
+
+        A weighted row (a flow-export record: ``batch.packets``/``octets``) counts as the packets it
+        stands for: packets and bytes add its counts (a flow's counters saturate at 2**64 - 1 rather
+        than wrap), its first and last times are its ``flow_start_ns`` and ``ts_ns``; a row of 0
+        packets counts nothing (:attr:`empty_rows`).
 
         Raises ``OverflowError`` when a new flow would not fit the largest table (about 1.6 billion
         flows), ``MemoryError`` when growth cannot allocate; the packets before that flow stay
@@ -284,6 +296,7 @@ class ExactTask:
         src = batch.src_ip.view(np.uint64)
         dst = batch.dst_ip.view(np.uint64)
         ts_u = batch.ts_ns.view(np.uint64)
+        fstart = None if batch.flow_start_ns is None else batch.flow_start_ns.view(np.uint64)
         i = 0
         while True:
             i = kern.update_flows(
@@ -301,6 +314,9 @@ class ExactTask:
                 ts_u,
                 batch.length,
                 *self._masks,
+                batch.packets,
+                batch.octets,
+                fstart,
             )
             if i >= n:
                 break
@@ -308,11 +324,24 @@ class ExactTask:
                 self._grow()
             except BaseException:
                 # Packets before i are in the rows: keep the totals in step with them.
-                self._packets += i
-                self._bytes += int(batch.length[:i].sum(dtype=np.uint64))
+                self._count_totals(batch, i)
                 raise
-        self._packets += n
-        self._bytes += int(batch.length.sum(dtype=np.uint64))
+        self._count_totals(batch, n)
+
+    def _count_totals(self, batch: PacketBatch, upto: int) -> None:
+        """Add rows ``0 .. upto-1`` of ``batch`` to the task's totals (exact Python integers)."""
+        if batch.packets is None:
+            self._packets += upto
+            self._bytes += exact_sum(batch.length[:upto])
+            return
+        packets = batch.packets[:upto]
+        octets = batch.octets[:upto]  # type: ignore[index]
+        empty = packets == 0
+        if empty.any():  # a record of no packet adds nothing (its octets neither), as in the kernel
+            self._empty_rows += int(empty.sum())
+            octets = octets[~empty]
+        self._packets += exact_sum(packets)
+        self._bytes += exact_sum(octets)
 
     def snapshot(self) -> FlowSnapshot:
         """A consistent copy of every flow; the task keeps counting (and is not reset)."""

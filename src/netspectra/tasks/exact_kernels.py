@@ -145,6 +145,13 @@ def _is_compact(a: np.uint64, b: np.uint64, mask: np.uint64) -> bool:
     return mask == 0 or (a == 0 and (b & _LOW32) == _V4_MAPPED)
 
 
+@njit(nogil=True, cache=True, inline="always")
+def sat_add(a: np.uint64, b: np.uint64) -> np.uint64:
+    """``a + b``, or 2**64 - 1 where the sum would wrap (weighted rows of a hostile exporter)."""
+    c = a + b
+    return c if c >= a else ALL_ONES
+
+
 @njit(nogil=True, cache=True)
 def index_shift(capacity: int) -> np.uint64:
     """``64 - log2(capacity)``: a hash (or a slot: its high half is the hash's) shifted right by this
@@ -203,6 +210,9 @@ def update_flows(
     mask_sport: np.uint64,
     mask_dport: np.uint64,
     mask_proto: np.uint64,
+    packets: np.ndarray | None = None,
+    octets: np.ndarray | None = None,
+    fstart_u: np.ndarray | None = None,
 ) -> int:
     """Account packets ``start..n-1``; return the index of the first packet not done.
 
@@ -212,6 +222,14 @@ def update_flows(
     flow would make the rows of both kinds more than ``limit``, or need a wide row beyond ``wide``
     (the caller grows and calls again from there). ``limit`` must not exceed the compact rows'
     capacity, nor leave the index without an empty slot. Masks are all-ones or zero per field.
+
+    Weighted rows (flow-export records): ``packets`` and ``octets`` (uint64, together or neither) are
+    what each row stands for — it adds ``packets[i]`` packets and ``octets[i]`` bytes (saturating at
+    2**64 - 1 instead of wrapping) and a row of 0 packets adds nothing, not even its flow;
+    ``fstart_u`` (the rows' ``flow_start_ns`` viewed as uint64) is each row's first packet, so the
+    row spans ``min(fstart, ts) .. max(fstart, ts)``. ``None`` (the default) is a packet per row at
+    ``ts``: numba compiles each combination on its own and prunes the branches of the absent ones, so
+    the packet path runs the code it ran before these arguments existed.
 
     Software pipeline, three packets in flight at three distances: packet ``k`` is encoded and
     hashed and its home slot prefetched; packet ``k - PREFETCH_ROW`` reads its home slots (by now
@@ -268,7 +286,21 @@ def update_flows(
         addr = addrs[q]
         tag = h >> _S32
         t = ts_u[i] ^ TS_BIAS
-        nbytes = np.uint64(length[i])
+        t_first = t
+        if fstart_u is not None:
+            tf = fstart_u[i] ^ TS_BIAS
+            if tf < t:
+                t_first = tf
+            else:
+                t = tf
+        if packets is None:
+            pk = _ONE
+            nbytes = np.uint64(length[i])
+        else:
+            pk = packets[i]
+            nbytes = octets[i]
+            if pk == 0:
+                continue  # a record of no packet: nothing to count, no flow to create
         is_wide = (key & WIDE) != 0
         j = h >> shift
         while True:
@@ -289,9 +321,9 @@ def update_flows(
                     wide[p + W_DST_A] = dst[i, 0] & mask_dst
                     wide[p + W_DST_B] = dst[i, 1] & mask_dst
                     wide[p + W_KEY] = key
-                    wide[p + W_FIRST] = t
+                    wide[p + W_FIRST] = t_first
                     wide[p + W_LAST] = t
-                    wide[p + W_PACKETS] = _ONE
+                    wide[p + W_PACKETS] = pk
                     wide[p + W_BYTES] = nbytes
                     wused += _ONE
                     index[j] = ((h >> _S32) << _S32) | wused | WIDE_REF
@@ -299,9 +331,9 @@ def update_flows(
                     p = used * _RW
                     rows[p + ADDR] = addr
                     rows[p + KEY] = key
-                    rows[p + FIRST] = t
+                    rows[p + FIRST] = t_first
                     rows[p + LAST] = t
-                    rows[p + PACKETS] = _ONE
+                    rows[p + PACKETS] = pk
                     rows[p + BYTES] = nbytes
                     used += _ONE
                     index[j] = ((h >> _S32) << _S32) | used
@@ -325,12 +357,16 @@ def update_flows(
                     same = rows[p + KEY] == key and rows[p + ADDR] == addr
                 if same:
                     # first/last are min/max, not "first/last processed": order-independent.
-                    if t < arr[c]:
-                        arr[c] = t
+                    if t_first < arr[c]:
+                        arr[c] = t_first
                     if t > arr[c + 1]:
                         arr[c + 1] = t
-                    arr[c + 2] += _ONE
-                    arr[c + 3] += nbytes
+                    if packets is None:
+                        arr[c + 2] += _ONE
+                        arr[c + 3] += nbytes
+                    else:
+                        arr[c + 2] = sat_add(arr[c + 2], pk)
+                        arr[c + 3] = sat_add(arr[c + 3], nbytes)
                     break
             j = (j + _ONE) & idx_mask
     state[0] = np.int64(used)

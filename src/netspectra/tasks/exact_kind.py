@@ -127,16 +127,25 @@ class ExactAggregator(AggregatorKind):
 
 
 def _top_rows(snap: Any, n: int) -> list[dict[str, Any]]:
+    """The ``n`` largest flows as dicts; times as integer ns (never through pandas' Timestamp)."""
     if n == 0 or len(snap) == 0:
         return []
-    return snap.top(n, by="bytes").to_arrow().drop_columns(["TaskName"]).to_pylist()
+    import pyarrow as pa
+
+    t = snap.top(n, by="bytes").to_arrow().drop_columns(["TaskName"])
+    for i, fld in enumerate(t.schema):
+        if pa.types.is_timestamp(fld.type):
+            t = t.set_column(i, fld.name, t.column(i).cast(pa.int64()))
+    return t.to_pylist()
 
 
 def _jsonable(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    from netspectra.output.timefmt import format_ts_ns
+
     for r in rows:
         for k in ("StartTime", "EndTime"):
             if r.get(k) is not None:
-                r[k] = r[k].isoformat().replace("+00:00", "Z")
+                r[k] = format_ts_ns(r[k])
     return rows
 
 

@@ -99,9 +99,11 @@ def update_flows_ref(
     shift = index_shift_ref(cap)
     wide_ref = int(kern.WIDE_REF)
     for i in range(start, len(batch)):
+        pk, ln, first, last = row_weight_ref(batch, i)
+        if pk == 0:
+            continue
         h, key, words = encode_ref(batch, i, masks)
-        t = (int(batch.ts_ns[i]) & M64) ^ (1 << 63)
-        ln = int(batch.length[i])
+        tf, t = ((first & M64) ^ (1 << 63)), ((last & M64) ^ (1 << 63))
         j = h >> shift
         while True:
             s = int(index[j])
@@ -109,10 +111,10 @@ def update_flows_ref(
                 if len(rows) + len(wide) >= limit:
                     return i
                 if key & WIDE:
-                    wide.append([*words, key, t, t, 1, ln])
+                    wide.append([*words, key, tf, t, pk, ln])
                     ref = len(wide) | wide_ref
                 else:
-                    rows.append([*words, key, t, t, 1, ln])
+                    rows.append([*words, key, tf, t, pk, ln])
                     ref = len(rows)
                 index[j] = ((h >> 32) << 32) | ref
                 break
@@ -121,13 +123,30 @@ def update_flows_ref(
             nk = len(words) + 1  # the key words of a row: address words, then KEY
             same_kind = bool(ref & wide_ref) == bool(key & WIDE)
             if s >> 32 == h >> 32 and same_kind and row[:nk] == [*words, key]:
-                row[nk] = min(row[nk], t)
+                row[nk] = min(row[nk], tf)
                 row[nk + 1] = max(row[nk + 1], t)
-                row[nk + 2] += 1
-                row[nk + 3] = (row[nk + 3] + ln) & M64
+                if batch.weighted:
+                    row[nk + 2] = min(row[nk + 2] + pk, M64)
+                    row[nk + 3] = min(row[nk + 3] + ln, M64)
+                else:  # a packet's counters wrap like the kernel's (never reached by real traffic)
+                    row[nk + 2] = (row[nk + 2] + 1) & M64
+                    row[nk + 3] = (row[nk + 3] + ln) & M64
                 break
             j = (j + 1) % cap
     return len(batch)
+
+
+def row_weight_ref(batch: PacketBatch, i: int) -> tuple[int, int, int, int]:
+    """Row ``i``'s ``(packets, bytes, first ns, last ns)``: one packet of its wire length at ``ts_ns``,
+    or, for a weighted row, its ``packets`` and ``octets`` over ``min(flow_start, ts) .. max(...)``."""
+    ts = int(batch.ts_ns[i])
+    first = last = ts
+    if batch.flow_start_ns is not None:
+        fs = int(batch.flow_start_ns[i])
+        first, last = min(fs, ts), max(fs, ts)
+    if batch.packets is None:
+        return 1, int(batch.length[i]), first, last
+    return int(batch.packets[i]), int(batch.octets[i]), first, last  # type: ignore[index]
 
 
 def reindex_ref(old: np.ndarray, new: np.ndarray) -> int:
@@ -185,7 +204,8 @@ class ReferenceFlows:
 
     Key: ``(src 16 bytes, dst 16 bytes, src_port, dst_port, protocol)`` with fields outside
     ``key_fields`` zeroed. Value: ``[first_ns, last_ns, packets, bytes]`` with first = min timestamp,
-    last = max timestamp.
+    last = max timestamp. A weighted row adds its ``packets`` and ``octets`` (capped at 2**64 - 1) and
+    spans its ``flow_start_ns`` to its ``ts_ns``; a row of 0 packets adds nothing.
     """
 
     key_fields: tuple[str, ...]
@@ -207,12 +227,14 @@ class ReferenceFlows:
                 int(batch.dst_port[i]) if "DstPort" in f else 0,
                 int(batch.protocol[i]) if "Protocol" in f else 0,
             )
-            ts, ln = int(batch.ts_ns[i]), int(batch.length[i])
+            pk, ln, first, last = row_weight_ref(batch, i)
+            if pk == 0:
+                continue
             v = self.flows.get(key)
             if v is None:
-                self.flows[key] = [ts, ts, 1, ln]
+                self.flows[key] = [first, last, pk, ln]
             else:
-                v[0] = min(v[0], ts)
-                v[1] = max(v[1], ts)
-                v[2] += 1
-                v[3] += ln
+                v[0] = min(v[0], first)
+                v[1] = max(v[1], last)
+                v[2] = min(v[2] + pk, M64)
+                v[3] = min(v[3] + ln, M64)
