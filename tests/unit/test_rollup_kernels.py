@@ -52,6 +52,7 @@ def test_aggregate_rows_matches_the_reference(weighted: bool) -> None:
         start[:50] = end[:50] + 5  # first after last: counted at its last packet
         packets = rng.integers(1, 10**9, n).astype(np.uint64)
         nbytes = packets * rng.integers(40, 1500, n).astype(np.uint64)
+        packets[100:130] = 0  # empty records (with bytes): stand for nothing (netspectra.weights)
     t = _Table(d, 16, finest=True)
     stops = _apply(
         t,
@@ -66,8 +67,10 @@ def test_aggregate_rows_matches_the_reference(weighted: bool) -> None:
     want = kern.aggregate_ref(end, start, packets, nbytes, mat, MIN, 86_400 * 10**9)
     assert _table_dict(t) == want
     total_p = int(packets.sum()) if packets is not None else n
+    counted = packets != 0 if packets is not None else np.ones(n, bool)
     assert sum(p for p, _ in want.values()) == total_p
-    assert sum(b for _, b in want.values()) == int(nbytes.sum())
+    assert sum(b for _, b in want.values()) == int(nbytes[counted].sum())
+    assert t.meta[kern.M_EMPTY] == (30 if weighted else 0)
 
 
 def test_split_is_exact_and_proportional() -> None:

@@ -267,3 +267,42 @@ def test_rollup_task_configuration_errors_name_the_key() -> None:
         parse_config_text(text)
     assert "aggregator.rollup.tasks[0].dimensions" in str(err.value)
     assert "did you mean 'SrcAS'" in str(err.value)
+
+
+def test_exported_rows_are_keyed_on_exporter_and_interfaces_without_enrichment() -> None:
+    """Flow exports need no database: with no ``enrichment`` section the engine runs no stage, and an auto
+    rollup task is keyed on what the records carry (the exporter's address, the interfaces)."""
+    from netspectra.config.models import Config
+    from netspectra.engine.enrichment import EnrichmentStage
+    from netspectra.engine.kind import dimensions_needed
+    from netspectra.engine.manager import Manager
+    from netspectra.engine.registry import build_groups
+    from netspectra.rollup.kind import BASE_DIMENSIONS
+
+    cfg = Config.model_validate({"aggregator": {"types": ["rollup"], "rollup": {"tasks": [{"name": "t"}]}}})
+    assert not cfg.enrichment.enabled and dimensions_needed(cfg) == ()
+    assert EnrichmentStage.from_config(cfg) is None
+    (group,) = build_groups(cfg, writers=False)
+    task = group.tasks[0].task
+    assert task.params.dimensions == BASE_DIMENSIONS == ("Protocol", "Exporter", "InIf", "OutIf")
+    rng = np.random.default_rng(9)
+    exp = make_batch(rng, 300, T0, 3 * MIN, export=True).with_dims(None)  # no enrichment columns at all
+    exp.out_if[:] = 7  # type: ignore[index]
+    manager = Manager([group], enrichment=None, inline=True)
+    manager.start()
+    try:
+        assert manager.submit(exp) and manager.flush(timeout=30)
+        task.finish()  # (the manager's stop would hand the rows to the group's writers: there are none)
+        rows = task.drain()
+    finally:
+        manager.stop()
+    t = rows.at(0).to_arrow().to_pylist()
+    per: dict[tuple[str, int, int], int] = {}
+    for r in t:
+        key = (r["Exporter"], r["InIf"], r["OutIf"])
+        per[key] = per.get(key, 0) + r["Packets"]
+    want: dict[tuple[str, int, int], int] = {}
+    for i in range(len(exp)):
+        key = (f"192.0.2.{int(exp.exporter[i, 15])}", int(exp.in_if[i]), 7)  # type: ignore[index]
+        want[key] = want.get(key, 0) + int(exp.packets[i])  # type: ignore[index]
+    assert per == want and len(want) == 6  # two exporters x three input interfaces

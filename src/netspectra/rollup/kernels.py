@@ -6,7 +6,7 @@ dimension tuple): ``bkt`` int64 (bucket index = bucket start // width), ``dims``
 (0 empty, 1 open, 2 open and changed since it was last handed out), and, for the finest table, the
 batch's own increments (``stamp`` int64, ``bpk``/``bby`` uint64) and the list of entries the batch
 touched (``touched``), which :func:`fold` carries into the coarser tables. ``meta`` is an int64 array:
-``[count, touched, clamped rows, batch stamp]``.
+``[count, touched, clamped rows, batch stamp, empty rows]``.
 
 Linear probing; a kernel that would fill a table past ``limit`` entries stops *before* the row (or the
 entry) that needs the room and returns where it stopped; the caller makes room (grows the table or closes
@@ -16,7 +16,9 @@ whatever the capacity.
 Time: a row covers ``[start, end]`` (a packet: one instant; an exported flow record: its first to its
 last packet). Its packets and bytes are split over the buckets it overlaps in proportion to the overlap,
 with cumulative rounding so that the parts add up exactly to the row's values; a record longer than
-``max_span_ns`` is counted over its last ``max_span_ns`` (and counted in ``meta[2]``).
+``max_span_ns`` is counted over its last ``max_span_ns`` (and counted in ``meta[2]``). A weighted row of
+0 packets (an empty export record) stands for nothing (:mod:`netspectra.weights`): it is skipped, its
+bytes too, and counted in ``meta[4]``.
 
 Every kernel has a plain-Python reference (``*_ref``, over dicts) that the tests compare it with.
 """
@@ -35,7 +37,8 @@ M_COUNT = 0
 M_TOUCHED = 1
 M_CLAMPED = 2
 M_STAMP = 3
-META_LEN = 4
+M_EMPTY = 4
+META_LEN = 5
 
 _K0 = np.uint64(0x9E3779B97F4A7C15)
 _K1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -144,6 +147,9 @@ def aggregate_rows(
     spans = start_ns.shape[0] == n
     weighted = packets.shape[0] == n
     for i in range(start, n):
+        if weighted and packets[i] == 0:  # an empty record: nothing to count (netspectra.weights)
+            meta[M_EMPTY] += 1
+            continue
         e = end_ns[i]
         s0 = e
         if spans:
@@ -398,6 +404,8 @@ def aggregate_ref(
         e = int(end_ns[i])
         s = int(start_ns[i]) if start_ns is not None else e
         p = int(packets[i]) if packets is not None else 1
+        if p == 0:  # an empty record stands for nothing, its bytes included
+            continue
         key_dims = tuple(int(x) for x in mat[:, i])
         for k, (sp, sb) in split_ref(s, e, p, int(nbytes[i]), width_ns, max_span_ns).items():
             op, ob = out.get((k, key_dims), (0, 0))

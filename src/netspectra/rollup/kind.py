@@ -238,6 +238,7 @@ class RollupAggregator(AggregatorKind):
             last_bucket=format_ts_ns(s.last_ns) if s.last_ns is not None else None,
             rows=dict(s.rows_out),
             clamped_rows=s.clamped,
+            empty_rows=s.empty_rows,
             top={
                 name: [{"value": v, "packets": p, "bytes": b} for v, p, b in values]
                 for name, values in top_values(snap, top).items()

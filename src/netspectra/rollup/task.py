@@ -163,8 +163,8 @@ class _Rows:
 @dataclass
 class RollupSummary:
     """A rollup task since its start: traffic counted, its time range (bucket starts, UTC ns), rows
-    handed out per resolution, rows spread over a clamped span, and per dimension the traffic of each
-    value (``marginals``: dimension -> value words -> [packets, bytes])."""
+    handed out per resolution, rows spread over a clamped span, empty rows skipped, and per dimension the
+    traffic of each value (``marginals``: dimension -> value words -> [packets, bytes])."""
 
     packets: int = 0
     bytes: int = 0
@@ -172,6 +172,8 @@ class RollupSummary:
     last_ns: int | None = None
     rows_out: dict[str, int] = field(default_factory=lambda: {r.label: 0 for r in RESOLUTIONS})
     clamped: int = 0
+    #: Flow-export rows of 0 packets, skipped (their bytes too), as every task does (netspectra.weights).
+    empty_rows: int = 0
     marginals: dict[str, dict[tuple[int, ...], list[int]]] = field(default_factory=dict)
 
 
@@ -265,6 +267,7 @@ class RollupTask:
             self._make_room(0)  # the batch's increments are folded: the finest table may be rebuilt
             self._new_stamp()
         self.summary.clamped = int(fine.meta[kern.M_CLAMPED])
+        self.summary.empty_rows = int(fine.meta[kern.M_EMPTY])
         top = int(end.max())
         if top > self.watermark:
             self.watermark = top
