@@ -282,6 +282,33 @@ def test_traffic_has_its_own_time_and_words(stored: Stored) -> None:
     assert sum(x for pts in by_name.series.values() for _, x in pts) == top.total_bytes
 
 
+def test_old_traffic_stored_recently_is_read_at_full_resolution(stored: Stored) -> None:
+    """The traffic is from 2019, stored years later (retention counts from the writes): with the real clock
+    the 1-minute rows answer although the range starts long before ``rollup_1m_retention`` — a capture
+    shows its own timeline minute by minute; a task whose finer rows are gone falls back to the table that
+    has them."""
+    store = stored.store
+    want = truth(stored.batches, 60)
+    lo, hi = min(want), max(want) + MIN
+    top = top_n(store, "traffic", "Protocol", "bytes", (), lo, hi, resolution_s=60)  # now: the clock
+    assert top.choice.table == "rollup_1m" and "written since" in top.choice.reason
+    assert (top.total_packets, top.total_bytes) == tuple(sum(v[i] for v in want.values()) for i in (0, 1))
+    series = traffic_series(store, "traffic", "packets", lo, hi, 60)
+    assert series.choice.table == "rollup_1m" and series.step_s == 60
+    assert dict(series.series["total"]) == {k: p for k, (p, _) in want.items()}
+    # rows of a task only in rollup_1h (its finer rows dropped): the finer tables are not read
+    hour = lo - lo % (3600 * 10**9)
+    store.execute(
+        f"INSERT INTO {store.table('rollup_1h')} (TimestampNs, PeriodStartNs, TaskName, BucketNs, Epoch, "
+        f"Protocol, Packets, Bytes) SELECT {T_RUN}, {hour}, 'gone', {hour}, 0, 6, 5, 500"
+    )
+    gone = top_n(store, "gone", "Protocol", "bytes", (), lo, hi, resolution_s=60)
+    assert gone.choice.table == "rollup_1h" and "rollup_1m_retention" in gone.choice.reason
+    assert (gone.total_packets, gone.total_bytes) == (5, 500)
+    nothing = top_n(store, "no-such-task", "Protocol", "bytes", (), lo, hi, resolution_s=60)
+    assert nothing.choice.table == "rollup_1h" and nothing.total_packets == 0
+
+
 def test_choice_of_table_follows_resolution_and_retention() -> None:
     cfg = ClickHouseConfig(data_dir="/unused")
     now = T0 + 400 * DAY

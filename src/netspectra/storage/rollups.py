@@ -11,9 +11,12 @@ Which table (:func:`choose_rollup`): the request gives a range and, optionally, 
 needs (a series' step, or how precisely the range's edges must be met; default a hundredth of the range).
 The answer comes from the coarsest table whose buckets are no wider than that resolution, unless the
 range starts before that table's retention (``clickhouse.rollup_<res>_retention``, counted from now)
-keeps rows: then from the finest coarser table that still holds them. The range read is the requested
-one widened to whole buckets of that table (:class:`RollupChoice` says which table, why, and the range
-read).
+and the table no longer holds the range's rows: then from the finest coarser table that still holds
+them. Retention drops a partition by its newest *write*, not by the traffic's time, so old traffic stored
+recently (a capture from 2019 analysed today) is still in the finer tables: :func:`top_n` and
+:func:`traffic_series` then look (:func:`rows_kept`: two small indexed queries) and keep the finer
+table. The range read is the requested one widened to whole buckets of that table (:class:`RollupChoice`
+says which table, why, and the range read).
 
 Filters (:class:`DimensionFilter`): per dimension, a set of values it must take (or, with ``exclude``,
 must not). Values are text as the tables hold them: AS numbers and interface indexes as decimal numbers
@@ -29,7 +32,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, get_args
 
@@ -82,9 +85,13 @@ def choose_rollup(
     end_ns: int | None,
     resolution_s: int | None = None,
     now_ns: int | None = None,
+    *,
+    held: Callable[[Resolution], bool] | None = None,
 ) -> RollupChoice:
     """The rollup table that answers ``[start_ns, end_ns)`` at ``resolution_s`` (see the module
-    docstring); ``now_ns`` (default: the clock) dates the retentions."""
+    docstring); ``now_ns`` (default: the clock) dates the retentions. ``held(resolution)``, when given, says
+    whether a table still holds the range's rows although the range starts before its retention (rows
+    written recently: see :func:`rows_kept`); without it such a table is taken as emptied."""
     _check_times(start_ns, end_ns)
     if resolution_s is not None and (isinstance(resolution_s, bool) or resolution_s < 0):
         raise ValueError(f"resolution must be a non-negative number of seconds, got {resolution_s!r}")
@@ -107,11 +114,19 @@ def choose_rollup(
     reason = f"{best.table}: the coarsest table with buckets within {how}"
     if start_ns is not None:
 
-        def holds(r: Resolution) -> bool:
+        def in_retention(r: Resolution) -> bool:
             keep = _retention_ns(cfg, r)
             return not keep or start_ns >= now - keep
 
-        if not holds(best):
+        def holds(r: Resolution) -> bool:
+            return in_retention(r) or (held is not None and held(r))
+
+        if not in_retention(best) and held is not None and held(best):
+            reason += (
+                f" (the range starts before clickhouse.{best.retention_setting} but its rows were written "
+                "since: still there)"
+            )
+        elif not in_retention(best):
             coarser = [r for r in RESOLUTIONS if r.seconds > best.seconds and holds(r)]
             fallback = coarser[0] if coarser else RESOLUTIONS[-1]
             reason = (
@@ -125,6 +140,46 @@ def choose_rollup(
     if hi is not None and lo is not None and hi == lo:
         hi = lo + w  # an instant: its bucket
     return RollupChoice(best.table, best.label, best.seconds, lo, hi, reason)
+
+
+def rows_kept(
+    store: ClickHouseStore, task: str, start_ns: int | None, end_ns: int | None
+) -> Callable[[Resolution], bool] | None:
+    """For :func:`choose_rollup`'s ``held``: whether a table still holds rollup ``task``'s rows of
+    ``[start_ns, end_ns)``. Retention drops whole partitions once their newest *write* is old, so rows of old
+    traffic written recently are still there. Looked up once per table on the range's first hour with
+    traffic (which ``rollup_1h``, kept longest, names): the table holds the range when it has rows in that
+    hour. No range start: None (the time rule never refuses a table then)."""
+    if start_ns is None:
+        return None
+    coarse = RESOLUTIONS[-1]
+    first: list[int | None] = []
+    answers: dict[str, bool] = {}
+
+    def held(r: Resolution) -> bool:
+        if not first:
+            cond = "TaskName = %(task)s AND BucketNs >= %(lo)s"
+            params: dict[str, object] = {"task": task, "lo": start_ns - start_ns % coarse.ns}
+            if end_ns is not None:
+                cond += " AND BucketNs < %(hi)s"
+                params["hi"] = end_ns
+            got = store.query(
+                f"SELECT count(), min(BucketNs) FROM {store.table(coarse.table)} WHERE {cond}", params
+            )
+            first.append(int(got[0][1]) if got and int(got[0][0]) else None)
+        hour = first[0]
+        if hour is None:  # nothing stored in the range at all: any table answers it (with nothing)
+            return False
+        if r.table not in answers:
+            got = store.query(
+                f"SELECT count() FROM {store.table(r.table)} WHERE TaskName = %(task)s "
+                "AND BucketNs >= %(a)s AND BucketNs < %(b)s",
+                {"task": task, "a": hour, "b": hour + coarse.ns},
+            )
+            answers[r.table] = bool(got and int(got[0][0]))
+        return answers[r.table]
+
+    return held
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,7 +339,9 @@ def top_n(
     if metric not in _METRIC_COLUMN:
         raise ValueError(f"metric {metric!r} is not one of {', '.join(ROLLUP_METRICS)}")
     limit = _check_limit(limit, DEFAULT_TOP, MAX_TOP, "limit")
-    choice = choose_rollup(store.cfg, start_ns, end_ns, resolution_s, now_ns)
+    choice = choose_rollup(
+        store.cfg, start_ns, end_ns, resolution_s, now_ns, held=rows_kept(store, task, start_ns, end_ns)
+    )
     cond, params = _where(task, choice, filters)
     table = f"{store.table(choice.table)} FINAL"
     first, second = (3, 2) if metric == "bytes" else (2, 3)
@@ -351,7 +408,9 @@ def traffic_series(
     max_points = _check_limit(max_points, 1000, MAX_POINTS, "max_points")
     if step_s is None and start_ns is not None and end_ns is not None:
         step_s = max(1, -(-(end_ns - start_ns) // 10**9 // max_points))
-    choice = choose_rollup(store.cfg, start_ns, end_ns, step_s, now_ns)
+    choice = choose_rollup(
+        store.cfg, start_ns, end_ns, step_s, now_ns, held=rows_kept(store, task, start_ns, end_ns)
+    )
     step = max(choice.seconds, -(-(step_s or choice.seconds) // choice.seconds) * choice.seconds)
     if choice.start_ns is not None and choice.end_ns is not None:
         while (choice.end_ns - choice.start_ns) // (step * 10**9) > MAX_POINTS:
