@@ -8,6 +8,7 @@ coarsest table that answers and says which, over gRPC, REST and the CLI."""
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -296,6 +297,10 @@ def test_old_traffic_stored_recently_is_read_at_full_resolution(stored: Stored) 
     series = traffic_series(store, "traffic", "packets", lo, hi, 60)
     assert series.choice.table == "rollup_1m" and series.step_s == 60
     assert dict(series.series["total"]) == {k: p for k, (p, _) in want.items()}
+    # "everything" (from 0 to now, no step: a dashboard's default): the points spread over the traffic
+    everything = traffic_series(store, "traffic", "packets", 0, time.time_ns(), max_points=500)
+    assert everything.choice.table == "rollup_1m" and everything.step_s == 60
+    assert everything.series == series.series
     # rows of a task only in rollup_1h (its finer rows dropped): the finer tables are not read
     hour = lo - lo % (3600 * 10**9)
     store.execute(

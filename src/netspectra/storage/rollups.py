@@ -384,6 +384,32 @@ class TrafficSeries:
     values: list[str] = field(default_factory=list)
 
 
+def _traffic_extent(
+    store: ClickHouseStore, task: str, start_ns: int | None, end_ns: int | None
+) -> tuple[int | None, int | None]:
+    """``[start_ns, end_ns)`` narrowed to the hours of rollup ``task`` that have traffic (from ``rollup_1h``,
+    the smallest table, which every row reaches); unchanged when the range holds none."""
+    coarse = RESOLUTIONS[-1]
+    conds, params = ["TaskName = %(task)s"], {"task": task}
+    if start_ns is not None:
+        conds.append("BucketNs >= %(lo)s")
+        params["lo"] = start_ns - start_ns % coarse.ns
+    if end_ns is not None:
+        conds.append("BucketNs < %(hi)s")
+        params["hi"] = end_ns
+    got = store.query(
+        f"SELECT count(), min(BucketNs), max(BucketNs) FROM {store.table(coarse.table)} "
+        f"WHERE {' AND '.join(conds)}",
+        params,
+    )
+    if not got or not int(got[0][0]):
+        return start_ns, end_ns
+    first, last = int(got[0][1]), int(got[0][2]) + coarse.ns
+    return (first if start_ns is None else max(start_ns, first)), (
+        last if end_ns is None else min(end_ns, last)
+    )
+
+
 def traffic_series(
     store: ClickHouseStore,
     task: str,
@@ -406,8 +432,12 @@ def traffic_series(
     if metric not in _METRIC_COLUMN:
         raise ValueError(f"metric {metric!r} is not one of {', '.join(ROLLUP_METRICS)}")
     max_points = _check_limit(max_points, 1000, MAX_POINTS, "max_points")
-    if step_s is None and start_ns is not None and end_ns is not None:
-        step_s = max(1, -(-(end_ns - start_ns) // 10**9 // max_points))
+    if step_s is None:
+        # the default step spreads the points over the traffic in the range, not over the range asked:
+        # "everything" (from 0) of a 10-minute capture is its minutes, not one point of years
+        start_ns, end_ns = _traffic_extent(store, task, start_ns, end_ns)
+        if start_ns is not None and end_ns is not None:
+            step_s = max(1, -(-(end_ns - start_ns) // 10**9 // max_points))
     choice = choose_rollup(
         store.cfg, start_ns, end_ns, step_s, now_ns, held=rows_kept(store, task, start_ns, end_ns)
     )
