@@ -361,6 +361,58 @@ def collect(clear, bkt, dims, epoch, pk, by, state, o_bkt, o_dims, o_epoch, o_pk
 # --------------------------------------------------------------------------------------------------
 
 
+@njit(nogil=True, cache=True)
+def add_marginals(start, part, pk, by, keys, mp, mb, used, meta):
+    """Add rows ``start..n-1`` of ``part`` ((n, w) uint32: one dimension's value words) with their packets
+    ``pk`` and bytes ``by`` (uint64) into an open-addressing table of values (``keys`` (cap, w) uint32,
+    ``mp``/``mb`` uint64 sums, ``used`` uint8; ``meta[0]`` = values held; ``cap`` a power of two). Returns
+    the index of the first row not added (``n`` when all were): a new value would fill the table past half;
+    the caller doubles it and calls again from there."""
+    n = part.shape[0]
+    w = part.shape[1]
+    mask = keys.shape[0] - 1
+    for i in range(start, n):
+        h = _K0
+        for j in range(w):
+            h = _mix(h, np.uint64(part[i, j]))
+        h = h * _K2
+        h = h ^ (h >> np.uint64(29))
+        s = np.int64(h & np.uint64(mask))
+        while True:
+            if used[s] == 0:
+                if (meta[0] + 1) * 2 > keys.shape[0]:
+                    return i
+                used[s] = 1
+                for j in range(w):
+                    keys[s, j] = part[i, j]
+                mp[s] = pk[i]
+                mb[s] = by[i]
+                meta[0] += 1
+                break
+            same = True
+            for j in range(w):
+                if keys[s, j] != part[i, j]:
+                    same = False
+                    break
+            if same:
+                mp[s] += pk[i]
+                mb[s] += by[i]
+                break
+            s = (s + 1) & mask
+    return n
+
+
+def add_marginals_ref(
+    out: dict[tuple[int, ...], list[int]], part: np.ndarray, pk: np.ndarray, by: np.ndarray
+) -> None:
+    """What :func:`add_marginals` adds, into ``out`` (value words -> [packets, bytes])."""
+    for i in range(part.shape[0]):
+        key = tuple(int(x) for x in part[i])
+        got = out.setdefault(key, [0, 0])
+        got[0] += int(pk[i])
+        got[1] += int(by[i])
+
+
 def split_ref(
     start: int, end: int, packets: int, nbytes: int, width: int, max_span: int
 ) -> dict[int, tuple[int, int]]:

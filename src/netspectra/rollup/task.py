@@ -160,6 +160,46 @@ class _Rows:
         )
 
 
+class Marginal:
+    """One dimension's traffic per value since the task started: an open-addressing table of value words
+    filled by :func:`~netspectra.rollup.kernels.add_marginals` (doubled when half full)."""
+
+    def __init__(self, words: int, cap: int = 64) -> None:
+        self.words = words
+        self._alloc(cap)
+
+    def _alloc(self, cap: int) -> None:
+        self.keys = np.zeros((cap, self.words), np.uint32)
+        self.mp = np.zeros(cap, np.uint64)
+        self.mb = np.zeros(cap, np.uint64)
+        self.used = np.zeros(cap, np.uint8)
+        self.meta = np.zeros(1, np.int64)
+
+    def __len__(self) -> int:
+        return int(self.meta[0])
+
+    def add(self, part: np.ndarray, pk: np.ndarray, by: np.ndarray) -> None:
+        """Add rows of value words ``part`` ((n, words) uint32) with packets ``pk`` and bytes ``by``."""
+        part = np.ascontiguousarray(part, np.uint32)
+        i = 0
+        while True:
+            i = kern.add_marginals(i, part, pk, by, self.keys, self.mp, self.mb, self.used, self.meta)
+            if i >= part.shape[0]:
+                return
+            live = self.used.view(np.bool_)
+            keys, mp, mb = self.keys[live], self.mp[live], self.mb[live]
+            self._alloc(self.keys.shape[0] * 2)
+            kern.add_marginals(0, keys, mp, mb, self.keys, self.mp, self.mb, self.used, self.meta)
+
+    def as_dict(self) -> dict[tuple[int, ...], list[int]]:
+        """Value words -> [packets, bytes]."""
+        live = self.used.view(np.bool_)
+        return {
+            tuple(int(x) for x in k): [int(p), int(b)]
+            for k, p, b in zip(self.keys[live], self.mp[live], self.mb[live], strict=True)
+        }
+
+
 @dataclass
 class RollupSummary:
     """A rollup task since its start: traffic counted, its time range (bucket starts, UTC ns), rows
@@ -174,7 +214,12 @@ class RollupSummary:
     clamped: int = 0
     #: Flow-export rows of 0 packets, skipped (their bytes too), as every task does (netspectra.weights).
     empty_rows: int = 0
-    marginals: dict[str, dict[tuple[int, ...], list[int]]] = field(default_factory=dict)
+    tallies: dict[str, Marginal] = field(default_factory=dict)
+
+    @property
+    def marginals(self) -> dict[str, dict[tuple[int, ...], list[int]]]:
+        """Per dimension: value words -> [packets, bytes] since the start."""
+        return {name: m.as_dict() for name, m in self.tallies.items()}
 
 
 class RollupTask:
@@ -191,7 +236,7 @@ class RollupTask:
         cap = 1 << max(4, int(capacity - 1).bit_length())
         self._cap0 = cap
         self._dictionaries: dict[str, tuple[str, ...]] = {}
-        self.summary = RollupSummary(marginals={d.name: {} for d in self.dims})
+        self.summary = RollupSummary(tallies={d.name: Marginal(d.words) for d in self.dims})
         self._reset()
 
     def __repr__(self) -> str:
@@ -324,21 +369,8 @@ class RollupTask:
         words = fine.dims[slots]
         j = 0
         for dim in self.dims:
-            part = words[:, j : j + dim.words]
+            s.tallies[dim.name].add(words[:, j : j + dim.words], pk, by)
             j += dim.words
-            values, inverse = np.unique(part, axis=0, return_inverse=True)
-            inverse = inverse.reshape(-1)
-            p = np.bincount(inverse, weights=pk.astype(np.float64), minlength=len(values))
-            b = np.bincount(inverse, weights=by.astype(np.float64), minlength=len(values))
-            marg = s.marginals[dim.name]
-            for k, v in enumerate(values):
-                key = tuple(int(x) for x in v)
-                got = marg.get(key)
-                if got is None:
-                    marg[key] = [int(p[k]), int(b[k])]
-                else:
-                    got[0] += int(p[k])
-                    got[1] += int(b[k])
 
     def _make_room(self, r: int) -> None:
         """Table ``r`` is full: grow it, or (at ``max_entries``) close its oldest half of buckets."""
