@@ -19,7 +19,8 @@ mode; the original answered only ``/query``, with a single point and ``range.fro
   ``data.limit``) rows, 10 by default.
 * Rollups (:mod:`netspectra.storage.rollups`): ``rollup:<rollup task>[:bytes|:packets]`` is a time series
   of the task's traffic in steps of Grafana's ``intervalMs`` (at least the answering table's bucket; the
-  coarsest table within it answers), ``top:<dimension>[:bytes|:packets]`` a table of the dimension's top
+  coarsest table within it answers; ``meta`` says which table, the step and why),
+  ``top:<dimension>[:bytes|:packets]`` a table of the dimension's top
   values in the range (``TopN``: ``Packets``, ``Bytes``, ``Share``).
 * ``POST /metrics`` → every target as ``{"label", "value"}`` and ``POST /metric-payload-options`` → ``[]``
   (what the ``simpod-json-datasource`` plugin asks for).
@@ -264,7 +265,11 @@ def rollup_answer(
         store = core.router.store_for(name)[1]
         step = max(1, interval_ms // 1000) if interval_ms else None
         got = traffic_series(store, name, metric, start_ns, end_ns, step, max_points=max_points)  # type: ignore[arg-type]
-        return {"datapoints": [[v, t // 1_000_000] for t, v in got.series["total"]]}
+        return {
+            "datapoints": [[v, t // 1_000_000] for t, v in got.series["total"]],
+            # which table answered and why (Grafana ignores it; the dashboard shows it)
+            "meta": {"table": got.choice.table, "step_s": got.step_s, "reason": got.choice.reason},
+        }
     req = query_pb2.TopNRequest(dimension=name, metric=ROLLUP_METRICS.index(metric), limit=_limit(target))
     if start_ns is not None:
         req.start_time.FromNanoseconds(start_ns)
