@@ -21,6 +21,13 @@ sent and received, kernel drops (SO_RXQ_OVFL, /proc/net/udp), rates.
 
 Lossless (``--only lossless``): the same sender paced at ``--records-per-s`` (default 250 000 records/s,
 i.e. ~8 300 datagrams/s of 30 records) and the receiver decoding: zero drops expected.
+
+Service (``--only service``): the whole collector as ``netspectra collect`` runs it —
+:class:`~netspectra.services.collect.CollectService`: listener, decoder, rows (``flow_batch``), the
+bounded queue and the probe's publisher to a real ``nats-server`` (started here, core NATS, 16 shards) —
+with the same sender paced at ``--records-per-s`` and then flat out (``--rates``). Printed: datagrams
+sent, received, dropped by the kernel, records dropped by the collector's queue, rows published, and the
+process's CPU time per record (listener, decoder, publisher together).
 """
 
 from __future__ import annotations
@@ -231,9 +238,71 @@ def bench_receive(
     }
 
 
+def bench_service(seconds: float, records_per_s: float) -> dict:
+    """The collect service over loopback publishing to a real nats-server (see the module docstring)."""
+    import tempfile
+    from pathlib import Path
+
+    from netspectra.probe.publisher import PublisherOptions
+    from netspectra.services.collect import CollectOptions, CollectService
+    from netspectra.transport.natsserver import NatsServer
+
+    with tempfile.TemporaryDirectory() as tmp:
+        server = NatsServer(Path(tmp), jetstream=False).start()
+        try:
+            opts = CollectOptions(
+                collect=CollectConfig(listen=("127.0.0.1:0",)),
+                publisher=PublisherOptions(url=server.url, subject="bench.collect", n_shards=16),
+            )
+            svc = CollectService(opts, readiness=False)
+            svc.start()
+            port = int(svc.source.addresses[0].rsplit(":", 1)[1])
+            ctx = mp.get_context("spawn")
+            q: mp.Queue = ctx.Queue()
+            cpu0, t0 = time.process_time(), time.perf_counter()
+            p = ctx.Process(target=_sender, args=(port, seconds, records_per_s / 30, q))
+            p.start()
+            sent = q.get(timeout=seconds + 120)
+            p.join()
+            st = svc.source.stats
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:  # until every datagram is read (or counted as dropped)
+                got = sum(int(x["datagrams"]) for x in st.listeners()) + st.kernel_drops
+                if got >= sent["sent"]:
+                    break
+                time.sleep(0.05)
+            svc.stop()
+            cpu, wall = time.process_time() - cpu0, time.perf_counter() - t0
+        finally:
+            server.stop()
+    s = svc.summary()
+    received = sum(int(x["datagrams"]) for x in s["listeners"])
+    records = s["decoder"]["totals"]["records"]
+    return {
+        "records_per_s_asked": records_per_s,
+        "sent": sent["sent"],
+        "sender_records_per_s": 30 * sent["sent"] / sent["seconds"],
+        "received": received,
+        "kernel_drops": s["kernel_drops"],
+        "lost": sent["sent"] - received,
+        "records": records,
+        "queue_dropped_records": s["queue_dropped_records"],
+        "rows_published": s["publisher"]["packets_published"],
+        "messages": s["publisher"]["messages"],
+        "process_cpu_us_per_record": cpu / max(records, 1) * 1e6,
+        "process_cpu_s": cpu,
+        "wall_s": wall,
+    }
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--only", choices=["decode", "receive", "lossless"], action="append")
+    ap.add_argument("--only", choices=["decode", "receive", "lossless", "service"], action="append")
+    ap.add_argument(
+        "--rates",
+        default="250000,500000,0",
+        help="records/s of the service runs, comma-separated (0: the sender flat out)",
+    )
     ap.add_argument("--records", type=int, default=600_000, help="records per decode case")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=5.0, help="sending time per receive run")
@@ -280,6 +349,20 @@ def main() -> int:
             f"({r['records_per_s'] / 1e3:.0f} k/s), drops SO_RXQ_OVFL {r['kernel_drops_rxq_ovfl']}, "
             f"/proc {r['proc_net_udp_drops']}, lost {r['lost']}"
         )
+    if "service" in only:
+        runs = [bench_service(max(args.seconds, 10.0), float(r)) for r in args.rates.split(",")]
+        report["service"] = runs
+        print("collect service (listener, decoder, rows, publisher to nats-server), loopback sender:")
+        for r in runs:
+            asked = f"{r['records_per_s_asked'] / 1e3:.0f} k/s" if r["records_per_s_asked"] else "flat out"
+            print(
+                f"  {asked:>9}: sent {r['sent']} datagrams "
+                f"({r['sender_records_per_s'] / 1e3:.0f} k records/s), "
+                f"received {r['received']}, kernel drops {r['kernel_drops']}, lost {r['lost']}; "
+                f"records {r['records']}, queue drops {r['queue_dropped_records']}, published "
+                f"{r['rows_published']} rows in {r['messages']} messages; "
+                f"{r['process_cpu_us_per_record']:.2f} µs CPU/record (process)"
+            )
     if args.json:
         print(json.dumps(report, indent=1, default=float))
     return 0

@@ -2,6 +2,7 @@
 
     python benchmarks/bench_exact.py [--sizes 100000:5000000 1000000:10000000 5000000:20000000]
                                      [--repeat 5] [--before REV | --before-src DIR] [--json FILE]
+                                     [--fields SrcIP,DstIP,SrcPort,DstPort,Protocol,InIf]
 
 For each size ``FLOWS:PACKETS[:IPV6]`` a ``netspectra gen`` trace with that many background flows and
 packets (seed 3; ``IPV6`` = the fraction of flows over IPv6, gen's default 0.1 when left out) is
@@ -15,6 +16,11 @@ measurement runs in a fresh process (``--worker``), which
    capacity hint, so the table grows as in the engine) — *update* = wall time of these calls, and
    the thread's CPU time beside it,
 4. takes one :meth:`~netspectra.tasks.exact.ExactTask.snapshot` (timed on its own).
+
+``--fields`` keys the task on other key fields than the five (default): their columns are made up from
+the packets before step 2 — ``InIf``/``OutIf`` from the ports, ``VlanID`` from the protocol, one
+``ExporterAddress``, AS numbers and dictionary codes from the addresses' bytes — so the generic path
+(extra key words) is measured; a ``before`` tree must know the fields (or use ``--no-before``).
 
 ``peak B/flow`` = (peak RSS during step 3 − resident set before it) / flows: the task's whole
 footprint, its transient growth peaks included. ``+snap`` is the same peak through step 4 (the
@@ -59,7 +65,31 @@ def _status_kib(field: str) -> int:
     raise RuntimeError(f"/proc/self/status has no {field}")
 
 
-def worker(trace: str) -> dict:
+def _with_fields(batch, fields):  # type: ignore[no-untyped-def]
+    """``batch`` with made-up columns for the key fields beyond the five (see the module docstring)."""
+    import numpy as np
+
+    from netspectra.fields import BY_NAME
+
+    cols, dims = {}, {}
+    for f in fields:
+        kf = BY_NAME[f]
+        if kf.column in ("in_if", "out_if"):
+            port = batch.dst_port if kf.column == "in_if" else batch.src_port
+            cols[kf.column] = port.astype(np.uint32) % 64
+        elif kf.column == "vlan_id":
+            cols["vlan_id"] = batch.protocol.astype(np.uint16)
+        elif kf.column == "exporter":
+            cols["exporter"] = np.ascontiguousarray(np.broadcast_to(batch.src_ip[:1], batch.src_ip.shape))
+        elif kf.source == "dim":
+            side = batch.dst_ip if f.startswith("Dst") else batch.src_ip
+            v = side[:, 12].astype(np.uint32) << 8 | side[:, 13]
+            dims[f] = (v + 64512 if kf.kind == "int" else v % 250).astype(np.dtype(kf.dtype))
+    out = batch.with_columns(**cols) if cols else batch
+    return out.with_dims(dims, {f: tuple(f"{f}{i}" for i in range(250)) for f in dims}) if dims else out
+
+
+def worker(trace: str, fields: tuple[str, ...] = FIVE) -> dict:
     """One measurement (see the module docstring); the result as a dict."""
     import numpy as np
 
@@ -68,10 +98,12 @@ def worker(trace: str) -> dict:
     from netspectra.tasks.exact import ExactTask
 
     batches = list(CaptureReader(trace))
+    if set(fields) - set(FIVE):
+        batches = [_with_fields(b, fields) for b in batches]
     packets = sum(len(b) for b in batches)
-    warm = ExactTask("warm", FIVE, capacity_hint=4)
+    warm = ExactTask("warm", fields, capacity_hint=4)
     head = (np.ascontiguousarray(getattr(batches[0], c)[:64]) for c in PacketBatch.COLUMNS)
-    warm.update(PacketBatch(*head))
+    warm.update(PacketBatch(*head) if fields == FIVE else batches[0].head(64))
     warm.snapshot()
     del warm
     gc.collect()
@@ -79,7 +111,7 @@ def worker(trace: str) -> dict:
     with open("/proc/self/clear_refs", "w") as fh:
         fh.write("5")  # resets VmHWM to the current RSS
     base = _status_kib("VmRSS")
-    task = ExactTask("bench", FIVE)
+    task = ExactTask("bench", fields)
     r0 = resource.getrusage(resource.RUSAGE_SELF)
     c0, t0 = time.thread_time_ns(), time.perf_counter_ns()
     for b in batches:
@@ -137,9 +169,9 @@ def _trace(traces: Path, spec: str) -> Path:
     return path
 
 
-def _run_worker(src: Path, trace: Path) -> dict:
+def _run_worker(src: Path, trace: Path, fields: tuple[str, ...] = FIVE) -> dict:
     env = {**os.environ, "PYTHONPATH": str(src)}
-    cmd = [sys.executable, __file__, "--worker", str(trace)]
+    cmd = [sys.executable, __file__, "--worker", str(trace), "--fields", ",".join(fields)]
     out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -153,10 +185,12 @@ def main() -> None:
     ap.add_argument("--no-before", action="store_true", help="measure this checkout only")
     ap.add_argument("--traces", type=Path, default=Path("/tmp"), metavar="DIR")
     ap.add_argument("--json", type=Path, metavar="FILE", help="also write every run here")
+    ap.add_argument("--fields", default=",".join(FIVE), help="the task's key fields (comma-separated)")
     ap.add_argument("--worker", metavar="TRACE", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    fields = tuple(f.strip() for f in args.fields.split(",") if f.strip())
     if args.worker:
-        print(json.dumps(worker(args.worker)))
+        print(json.dumps(worker(args.worker, fields)))
         return
 
     layouts: dict[str, Path] = {}
@@ -168,7 +202,7 @@ def main() -> None:
         trace = _trace(args.traces, spec)
         for rep in range(args.repeat):
             for name, src in layouts.items():
-                r = _run_worker(src, trace)
+                r = _run_worker(src, trace, fields)
                 r.update(layout=name, size=spec, rep=rep)
                 runs.append(r)
                 print(

@@ -44,3 +44,34 @@ def keep_pandas_unloaded() -> None:
 
     if "pandas" not in sys.modules and not any(isinstance(f, _WithoutPandas) for f in sys.meta_path):
         sys.meta_path.insert(0, _WithoutPandas())
+
+
+class _NoBlasProbe:
+    """A meta-path finder that answers "not installed" for scipy while numba's ``arraymath`` module is
+    being imported (see :func:`keep_scipy_out_of_numba`); at any other moment it finds nothing and the
+    normal finders answer."""
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
+        import sys
+
+        if name == "scipy" or name.startswith("scipy."):
+            arraymath = sys.modules.get("numba.np.arraymath")
+            if arraymath is not None and not hasattr(arraymath, "_HAVE_BLAS"):
+                raise ModuleNotFoundError(f"{name} is not probed by numba in this process (start-up time)")
+
+
+def keep_scipy_out_of_numba() -> None:
+    """Spare numba's start-up the import of ``scipy.linalg`` (0.3-0.7 s) where scipy is installed.
+
+    When numba first sets up its CPU target (the first kernel loaded from the cache), ``numba.np.arraymath``
+    probes for a BLAS by importing ``scipy.linalg.cython_blas``, only to choose between BLAS and a plain
+    loop for ``np.vdot``-style inner products of floats, which no NetSpectra kernel calls. During that one
+    import the probe sees scipy as absent; scipy itself stays importable at any other time, and numba's
+    ``np.linalg`` support still imports it when a kernel that uses it is compiled. Only the command-line
+    process calls this (:func:`netspectra.cli.main.main`): a library user's numba is left as it is."""
+    import sys
+
+    if "numba.np.arraymath" not in sys.modules and not any(
+        isinstance(f, _NoBlasProbe) for f in sys.meta_path
+    ):
+        sys.meta_path.insert(0, _NoBlasProbe())

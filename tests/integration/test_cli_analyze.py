@@ -180,3 +180,41 @@ def test_sketch_tasks_run_beside_exact_and_write_heavy_hitters(tmp_path: Path) -
     assert top["Flow"] == "10.0.2.15" and 514 * 0.7 < top["Value"] < 514 * 1.3  # 514 distinct DstIPs (tshark)
     names = [t["name"] for t in doc["sketch_tasks"]]
     assert names == ["cm", "ss"] and doc["sketch_tasks"][1]["heavy_hitters"]["spread"]["count"] == len(ss)
+
+
+def test_key_field_capture_files_cannot_supply_is_refused(tmp_path: Path) -> None:
+    """InIf, OutIf and ExporterAddress come only with flow exports: analyze of capture files refuses a
+    running task keyed on one (every packet would count under 0), naming the key, before reading."""
+    conf = tmp_path / "c.yaml"
+    conf.write_text(
+        "aggregator:\n  types: [exact, sketch]\n  exact:\n    tasks:\n"
+        "      - {name: per_if, key_fields: [SrcIP, InIf]}\n      - {name: vlans, key_fields: [VlanID]}\n"
+        "  sketch:\n    tasks:\n      - {name: s, skt_type: 1, flow_fields: [SrcIP], "
+        "element_fields: [ExporterAddress], width: 64, depth: 2}\n"
+    )
+    res = run("analyze", str(CAPTURES / "mdns.pcap"), "-c", str(conf))
+    assert res.exit_code == 2
+    err = " ".join(res.stderr.split())  # rich folds long lines
+    assert (
+        "aggregator.exact.tasks[0].key_fields[1] (per_if): analyze of capture files cannot supply InIf" in err
+    )
+    assert "aggregator.sketch.tasks[0].element_fields[0] (s)" in err and "ExporterAddress" in err
+    assert "vlans" not in err  # captures decode VLAN tags: VlanID is theirs
+    # the same for a library caller, before any file is read
+    from netspectra.config.loader import ConfigError, load_config
+    from netspectra.offline.run import run_offline
+
+    with pytest.raises(ConfigError, match=r"per_if.*InIf"):
+        run_offline([tmp_path / "never-read.pcap"], load_config(conf))
+    # VlanID runs, keyed on the capture's outermost VLAN tag: one TCP connection seen untagged, as VLAN
+    # 42 and as QinQ 10/20 is three flows per direction
+    conf.write_text(
+        "aggregator:\n  types: [exact]\n  exact:\n    tasks:\n"
+        "      - {name: vlans, key_fields: [SrcIP, DstIP, SrcPort, DstPort, Protocol, VlanID]}\n"
+    )
+    res = run("analyze", str(CAPTURES / "vlan-collisions.pcap"), "-c", str(conf), "--json", "--top", "10")
+    assert res.exit_code == 0, res.stderr
+    (task,) = json.loads(res.stdout)["tasks"]
+    assert task["unknown_key_rows"] == {}
+    assert sorted(r["VlanID"] for r in task["top_by_bytes"]) == [0, 0, 10, 10, 42, 42]
+    assert len({frozenset((r["SrcIP"], r["DstIP"])) for r in task["top_by_bytes"]}) == 1

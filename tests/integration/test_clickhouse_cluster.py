@@ -28,7 +28,7 @@ from netspectra.sketches.base import HitterType
 from netspectra.storage import WriterError
 from netspectra.storage.clickhouse import ClickHouseStore, ClickHouseWriter
 from netspectra.storage.clickhouse_config import ClickHouseConfig
-from netspectra.storage.migrations import LATEST, SCHEMA_TABLE, LayoutError
+from netspectra.storage.migrations import LATEST, MIGRATIONS, SCHEMA_TABLE, LayoutError
 from netspectra.storage.queries import aggregate_flows, heavy_hitters, task_names, trace_flow
 from netspectra.storage.schema import TABLES
 
@@ -123,8 +123,10 @@ def test_init_dry_run_prints_the_ddl_of_every_node_and_runs_nothing(
     assert "ON CLUSTER" not in out.split("mode:", 1)[1]
     for s in shards:
         assert f"-- on {s.address}" in out
-        # database, version table, a local and a Distributed table per table, a row per version
-        assert out.count(f"-- on {s.address}") == 2 + 2 * len(TABLES) + LATEST
+        # database, version table, a local and a Distributed table per table, their ALTERs (columns a
+        # migration adds), a row per version
+        alters = 2 * sum(len(m.adds) for m in MIGRATIONS)
+        assert out.count(f"-- on {s.address}") == 2 + 2 * len(TABLES) + alters + len(MIGRATIONS)
     assert f"CREATE TABLE IF NOT EXISTS `{database}`.`flow_metrics_local`" in out
     assert f"ENGINE = Distributed('{CLUSTER}', '{database}', 'flow_metrics_local', FlowHash)" in out
     # nothing was created
@@ -145,7 +147,7 @@ def test_init_creates_local_and_distributed_tables_on_every_node_once(
     path = config_file(tmp_path / "c.yaml", cluster_cfg(shards[0], database))
     first = cli("storage", "init", "--config", str(path))
     assert first.exit_code == 0, first.output
-    every = ", ".join(str(v) for v in range(1, LATEST + 1))
+    every = ", ".join(str(m.version) for m in MIGRATIONS)
     assert "mode: per_host" in first.output and f"applied: {every}; now {LATEST}" in first.output
     for s in shards:
         tables = (
@@ -513,3 +515,81 @@ def test_replicated_cluster_uses_on_cluster_and_replicates(
         assert counts == [total, total]
     finally:
         store.close()
+
+
+# --------------------------------------------------------------------------------------------------
+# Schema version 3 on a cluster: the key columns added to the local and the Distributed tables
+# --------------------------------------------------------------------------------------------------
+
+
+def test_version_2_cluster_gets_the_key_columns_on_every_node(
+    shards: list[ClickHouseServer], steps: list[Step], tmp_path: Path
+) -> None:
+    """A cluster database whose flow_metrics (local and Distributed, on both shards) predates the key
+    columns: ``storage init`` adds them node by node (local tables with their sorting key, Distributed
+    tables), rows written before still answer, and a task keyed on SrcAS stores through the Distributed
+    table onto both shards."""
+    import dataclasses
+
+    from netspectra.storage.cluster import Layout
+    from netspectra.storage.schema import ADDED_KEY_COLUMNS, FLOW_METRICS, FLOW_PRIMARY_KEY
+
+    database = unique_database()
+    ch = cluster_cfg(shards[0], database)
+    old = dataclasses.replace(
+        FLOW_METRICS,
+        columns=tuple(c for c in FLOW_METRICS.columns if c[0] not in ADDED_KEY_COLUMNS),
+        order_by=FLOW_PRIMARY_KEY,
+        primary_key="",
+    )
+    layout = Layout.from_config(ClickHouseConfig(**ch))
+    for s in shards:
+        store = ClickHouseStore(ClickHouseConfig(**s.config(database)))
+        store.open()
+        try:
+            store.execute(f"CREATE DATABASE IF NOT EXISTS {store.db}")
+            store.execute(old.create_sql(layout.qualified(layout.local_name("flow_metrics"))))
+            dist = (CLUSTER, database, layout.local_name("flow_metrics"), old.sharding_expression("flow"))
+            store.execute(old.create_sql(layout.qualified("flow_metrics"), distributed=dist))
+        finally:
+            store.close()
+    five = steps[0].flows["five"]
+    w = ClickHouseWriter(ExactWriterConfig(type="clickhouse", enabled=True, clickhouse=ch), "exact")
+    store = ClickHouseStore(ClickHouseConfig(**ch))
+    store.open()
+    try:
+        from netspectra.storage.clickhouse import flow_rows
+
+        store.insert("flow_metrics", flow_rows(five, steps[0].meta, 60))  # a row of schema version 2
+    finally:
+        store.close()
+    result = cli("storage", "init", "--config", str(config_file(tmp_path / "c.yaml", ch)))
+    assert result.exit_code == 0, result.output
+    for s in shards:
+        for table in ("flow_metrics_local", "flow_metrics"):
+            store = ClickHouseStore(ClickHouseConfig(**s.config(database)))
+            store.open()
+            try:
+                cols = {str(r[0]) for r in store.query(
+                    "SELECT name FROM system.columns WHERE database = %(d)s AND table = %(t)s",
+                    {"d": database, "t": table})}  # fmt: skip
+            finally:
+                store.close()
+            assert set(ADDED_KEY_COLUMNS) <= cols, (s.address, table)
+    from netspectra.tasks.exact import ExactTask
+
+    by_port = ExactTask("by_vlan_port", ["DstPort", "VlanID"])
+    by_port.update(single_node.read_capture())
+    with w:
+        w.write_flows(by_port.snapshot(), steps[0].meta)
+    store = ClickHouseStore(ClickHouseConfig(**ch))
+    store.open()
+    try:
+        totals = {t.task_name: t for t in aggregate_flows(store)}
+        task_rows = {t: totals[t].total_packets for t in totals}
+        assert task_rows["five"] == five.total_packets
+        assert task_rows["by_vlan_port"] == by_port.snapshot().total_packets
+        assert trace_flow(store, "by_vlan_port", {"VlanID": 0}).total_packets == task_rows["by_vlan_port"]
+    finally:
+        store.close()
+    assert all(local_rows(s, database, "flow_metrics_local", "count()")[0][0] > 0 for s in shards)

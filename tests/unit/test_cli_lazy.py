@@ -55,3 +55,71 @@ def test_every_extra_is_seen_as_installed_where_it_is() -> None:
     pyproject = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())
     declared = set(pyproject["project"]["optional-dependencies"])
     assert set(EXTRAS) <= declared, "EXTRAS names an extra pyproject.toml does not declare"
+
+
+def test_entry_points_are_scanned_once_per_sys_path(monkeypatch) -> None:
+    """Config validation asks the kind registries dozens of times; the installed distributions' metadata
+    is read once (it cost a command over a second), and again only when ``sys.path`` changes."""
+    import netspectra.kinds as kinds
+    from netspectra.kinds import AGGREGATORS, SKETCHES, WRITERS
+
+    scans = []
+    real = kinds.distributions
+
+    def counting():
+        scans.append(1)
+        return real()
+
+    monkeypatch.setattr(kinds, "distributions", counting)
+    monkeypatch.setattr(kinds, "_SCANNED", None)
+    for _ in range(5):
+        AGGREGATORS.names(), SKETCHES.names(), WRITERS.names(), AGGREGATORS.get("exact")
+    assert len(scans) == 1
+    monkeypatch.syspath_prepend("/nonexistent-netspectra-plugins")
+    assert "exact" in AGGREGATORS.names() and len(scans) == 2
+
+
+def test_command_line_numba_does_not_load_scipy_linalg() -> None:
+    """numba's CPU target probes for a BLAS by importing scipy.linalg (0.3-0.7 s) where scipy is
+    installed; the command-line process skips that probe, and scipy stays importable afterwards."""
+    import pytest
+
+    pytest.importorskip("scipy", reason="the probe only costs anything where scipy is installed")
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys\n"
+            "from netspectra.lazy import keep_scipy_out_of_numba\n"
+            "keep_scipy_out_of_numba()\n"
+            "import numba.np.arraymath\n"
+            "print('scipy.linalg' in sys.modules)\n"
+            "import scipy.linalg\n"
+            "print(scipy.linalg.norm([3.0, 4.0]))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.split() == ["False", "5.0"]
+
+
+def test_analyze_report_loads_no_writer_or_dataframe_libraries(tmp_path) -> None:
+    """``analyze`` without ``--out``/``--store`` prints a report: Parquet and CSV writers, pandas, scipy's
+    linear algebra, chdb and grpc are not loaded (each 10-500 ms of start-up)."""
+    from pathlib import Path
+
+    capture = Path(__file__).parents[1] / "data" / "captures" / "gnutella.pcap"
+    listing = tmp_path / "modules.txt"
+    code = (
+        "import sys\n"
+        f"sys.argv = ['netspectra', 'analyze', {str(capture)!r}, '--top', '1']\n"
+        "from netspectra.cli.main import main\n"
+        "try:\n    main()\nexcept SystemExit as exc:\n    assert not exc.code, exc.code\n"
+        f"open({str(listing)!r}, 'w').write('\\n'.join(sys.modules))\n"
+    )
+    subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded = set(listing.read_text().split())
+    assert {"netspectra.tasks.exact", "netspectra.offline.report"} <= loaded  # it did run
+    unwanted = {"pyarrow.parquet", "pyarrow.csv", "pandas", "scipy.linalg", "chdb", "grpc"}
+    assert not unwanted & loaded

@@ -27,6 +27,7 @@ from netspectra.config import (
     parse_go_duration,
 )
 from netspectra.config.models import KEY_FIELDS
+from netspectra.fields import PACKET_FIELDS
 from netspectra.sketches.sketch_kind import DEFAULT_SEED
 
 REPO = Path(__file__).resolve().parents[2]
@@ -694,7 +695,7 @@ def test_shipped_config_loads_with_the_original_tasks_and_rules() -> None:
     assert cfg.source == str(SHIPPED)
     assert cfg.task_names() == ("per_five_tuple", "ss_src_dst", "cm_src_left")
     (exact,) = cfg.aggregator.exact.tasks
-    assert exact.key_fields == KEY_FIELDS and exact.num_shards == 128
+    assert exact.key_fields == PACKET_FIELDS and exact.num_shards == 128
     ss, cm = cfg.aggregator.sketch.tasks
     assert (ss.skt_type, ss.flow_fields, ss.element_fields) == (
         1,

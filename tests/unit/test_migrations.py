@@ -24,6 +24,9 @@ from netspectra.storage.migrations import (
 )
 from netspectra.storage.schema import CREATE_TABLES, TABLES
 
+# versions in order; a number reserved by a branch not merged yet may be missing
+ALL_VERSIONS = [m.version for m in MIGRATIONS]
+
 
 def cfg(chdb_data_dir: Path) -> ClickHouseConfig:
     return ClickHouseConfig(data_dir=str(chdb_data_dir), database=f"ns_mig_{uuid.uuid4().hex[:10]}")
@@ -43,7 +46,7 @@ def test_new_database_is_migrated_once(chdb_data_dir: Path) -> None:
         assert (first.mode, first.before, first.applied, first.version) == (
             "single",
             {"local": 0},
-            [m.version for m in MIGRATIONS],
+            ALL_VERSIONS,
             LATEST,
         )
         assert {t.split(".")[-1] for t in first.created} >= {
@@ -54,7 +57,7 @@ def test_new_database_is_migrated_once(chdb_data_dir: Path) -> None:
         }
         again = migrate(store)
         assert (again.applied, again.created, again.version) == ([], [], LATEST)
-        assert versions(store) == [m.version for m in MIGRATIONS]
+        assert versions(store) == ALL_VERSIONS
         found, tables = status(store)
         assert found == {"local": LATEST}
         assert {t.table for t in tables} == {*TABLES, SCHEMA_TABLE}
@@ -75,10 +78,10 @@ def test_database_from_before_versioning_is_adopted_with_its_rows(chdb_data_dir:
             "SELECT 1, 't', 'r', 'm', '>', 1, 2, NULL, 's', '[]', '{}', 'ok', 0"
         )
         report = migrate(store)
-        # version 1 adopted (its tables were there), the later versions' tables created
-        assert report.applied == [m.version for m in MIGRATIONS]
-        later = sorted(t for m in MIGRATIONS[1:] for t in m.creates)
-        assert report.created == sorted(f"local: {store.database}.{t}" for t in [SCHEMA_TABLE, *later])
+        # version 1 adopted (its tables are there), the later versions applied: their tables created
+        later = [f"local: {store.database}.{t}" for m in MIGRATIONS[1:] for t in m.creates]
+        assert report.applied == ALL_VERSIONS
+        assert sorted(report.created) == sorted([f"local: {store.database}.{SCHEMA_TABLE}", *later])
         assert store.query(f"SELECT count() FROM {store.table('alerts')}") == [(1,)]
     finally:
         store.close()
@@ -135,8 +138,8 @@ def test_storage_init_cli_on_chdb(chdb_data_dir: Path, tmp_path: Path) -> None:
     assert "nothing connected" in dry.output
     assert f"CREATE DATABASE IF NOT EXISTS `{ch.database}`;" in dry.output
     assert f"CREATE TABLE IF NOT EXISTS `{ch.database}`.`flow_metrics` (" in dry.output
-    tables = sum(len(m.creates) for m in MIGRATIONS)
-    assert dry.output.count("-- on local") == 2 + tables + len(MIGRATIONS)
+    # the database and netspectra_schema, each table, migration 3's ALTER, a version row per migration
+    assert dry.output.count("-- on local") == 2 + len(TABLES) + 1 + len(MIGRATIONS)
     store = ClickHouseStore(ch)
     store.open()
     try:  # the dry run created nothing
@@ -147,8 +150,8 @@ def test_storage_init_cli_on_chdb(chdb_data_dir: Path, tmp_path: Path) -> None:
         store.close()
     run = runner.invoke(app, ["storage", "init", "--config", str(path)])
     assert run.exit_code == 0, run.output
-    applied = ", ".join(str(m.version) for m in MIGRATIONS)
-    assert f"schema version before: local 0; applied: {applied}; now {LATEST}" in run.output
+    every = ", ".join(str(v) for v in ALL_VERSIONS)
+    assert f"schema version before: local 0; applied: {every}; now {LATEST}" in run.output
     assert f"created  local: {ch.database}.flow_metrics" in run.output
     again = runner.invoke(app, ["storage", "init", "--config", str(path)])
     assert (
@@ -165,3 +168,18 @@ def test_storage_help_explains() -> None:
     out = CliRunner().invoke(app, ["storage", "--help"])
     assert out.exit_code == 0
     assert "init" in out.output and "status" in out.output and "cluster" in out.output
+
+
+def test_node_version_is_the_newest_with_every_earlier_migration_recorded() -> None:
+    """A version recorded beyond a missing one does not count (a build that reserved the missing one
+    skipped it): the missing migration runs. Newer than LATEST stays, to be refused."""
+    from netspectra.storage.migrations import node_version
+
+    every = [m.version for m in MIGRATIONS]
+    assert node_version([]) == 0
+    assert node_version(every) == LATEST
+    assert node_version([*every, *every]) == LATEST  # a version recorded twice
+    assert node_version([1, 2, 5]) == 2  # made while 3 was reserved
+    assert node_version([1, 2, 3, 5]) == (3 if 4 in every else 5)  # 4 reserved: not a migration here
+    assert node_version([1, 3]) == 1
+    assert node_version([*every, LATEST + 1]) == LATEST + 1

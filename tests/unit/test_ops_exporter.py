@@ -274,6 +274,7 @@ def test_every_exported_series_is_documented_and_every_documented_one_exported()
     m.snapshot_seconds.observe("flows", 0.01)
     m.task_update_batches.touch("flows")
     m.task_errors.inc("flows", 0)
+    m.task_counters = lambda: {"by_if": {"missing_key_rows": {"InIf": 3}}}
     m.writer("exact/parquet[0]").write_seconds.observe(0.01)
     st = StreamStats(messages=1, packets=1)
     ps = ProbeStats(packets_in=1)

@@ -103,6 +103,7 @@ SERVICES = {
         # additions (not in the original; new RPCs only)
         ("ListFlows", "ListFlowsRequest", "ListFlowsResponse", False),
         ("TopN", "TopNRequest", "TopNResponse", False),
+        ("ListExporters", "ListExportersRequest", "ListExportersResponse", False),
     ],
     "AIService": [
         ("AnalyzeTraffic", "AnalyzeTrafficRequest", "AnalyzeTrafficResponse", False),

@@ -64,6 +64,10 @@ def test_cluster_ddl_local_tables_then_distributed_tables() -> None:
         )
     assert "PARTITION BY toYYYYMM(" in by["rollup_1h_local"]
     assert "PARTITION BY toYYYYMMDD(" in by["rollup_1m_local"]
+    # an exporter's rows of a period (snapshots replacing each other) meet on one shard too
+    assert by["exporters"].endswith(
+        "ENGINE = Distributed('ns', 'netdb', 'exporters_local', cityHash64(TaskName, Exporter))"
+    )
     # the Distributed tables have the same columns, ALIAS columns included (queries use Timestamp etc.)
     n = len(DATA_TABLES)
     for local, dist in zip(stmts[:n], stmts[n:], strict=True):
@@ -115,21 +119,25 @@ def test_names_are_quoted_everywhere() -> None:
 
 def test_plans_in_order() -> None:
     creates = [len(m.creates) for m in MIGRATIONS]
+    adds = [len(m.adds) for m in MIGRATIONS]
     single = plan(layout())
-    # the database and the schema table, then per migration its tables and its version row
-    versions = [m.version for m in MIGRATIONS]
-    assert [s.target for s in single] == ["local"] * (2 + sum(creates) + len(MIGRATIONS))
+    # the database and the schema table, then per migration its tables, its ALTERs and its version row
+    versions = [m.version for m in MIGRATIONS]  # 1, 2, ... (a version reserved for a branch skipped)
+    assert [s.target for s in single] == ["local"] * (2 + sum(creates) + sum(adds) + len(MIGRATIONS))
     assert single[0].sql == "CREATE DATABASE IF NOT EXISTS `netdb`"
     assert single[1].sql.startswith(f"CREATE TABLE IF NOT EXISTS `netdb`.`{SCHEMA_TABLE}` (Version UInt32")
     assert [s.records for s in single if s.records] == versions
     assert single[-1].records == LATEST and single[-1].sql.startswith(f"INSERT INTO `netdb`.`{SCHEMA_TABLE}`")
     assert plan(layout(), versions={"local": LATEST})[2:] == []  # nothing pending
+    # an ALTER runs only where its table lacks the columns
+    alters = [s for s in single if s.sql.startswith("ALTER TABLE")]
+    assert len(alters) == sum(adds) and all(s.unless_columns is not None for s in alters)
 
     nodes = ["a:9000", "b:9000"]
     per_host = plan(layout(cluster="ns"), "per_host", nodes)
     want = ["a:9000"] * 2 + ["b:9000"] * 2
-    for n in creates:  # local and Distributed tables on each node, then each node's version row
-        want += ["a:9000"] * (2 * n) + ["b:9000"] * (2 * n) + nodes
+    for n, a in zip(creates, adds, strict=True):  # local and Distributed tables (and ALTERs) on each node
+        want += ["a:9000"] * (2 * (n + a)) + ["b:9000"] * (2 * (n + a)) + nodes
     assert [s.target for s in per_host] == want
     # a node at a version gets no second row for it; the idempotent DDL runs for the other
     partial = plan(layout(cluster="ns"), "per_host", nodes, {"a:9000": 1})
@@ -139,8 +147,8 @@ def test_plans_in_order() -> None:
 
     on = plan(layout(cluster="ns"), "on_cluster", nodes)
     want = ["ON CLUSTER ns"] * 2
-    for n in creates:
-        want += ["ON CLUSTER ns"] * (2 * n) + nodes
+    for n, a in zip(creates, adds, strict=True):  # tables ON CLUSTER, column changes node by node
+        want += ["ON CLUSTER ns"] * (2 * n) + nodes * (2 * a) + nodes
     assert [s.target for s in on] == want
     assert on[0].sql == "CREATE DATABASE IF NOT EXISTS `netdb` ON CLUSTER `ns`"
     assert " ON CLUSTER `ns` (Version" in on[1].sql

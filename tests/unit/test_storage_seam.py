@@ -133,7 +133,7 @@ def test_a_new_table_is_a_declaration_and_a_migration(monkeypatch: pytest.Monkey
     monkeypatch.setitem(TABLES, rollup.name, rollup)
     with pytest.raises(AssertionError, match="not created \\['flow_rollup_1m'\\]"):
         _check_registry()
-    v2 = Migration(migrations.LATEST + 1, "1-minute rollups", creates=(rollup.name,))
+    v2 = Migration(MIGRATIONS[-1].version + 1, "1-minute rollups", creates=(rollup.name,))
     monkeypatch.setattr(migrations, "MIGRATIONS", (*MIGRATIONS, v2))
     monkeypatch.setattr(migrations, "LATEST", v2.version)
     migrations._check_registry()

@@ -39,7 +39,7 @@ from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 from grpc_health.v1 import health
 
-from netspectra.api.routing import NoStoreError, StoreRouter, UnknownTaskError
+from netspectra.api.routing import NoStoreError, StoreRouter, UnknownTaskError, first_clickhouse
 from netspectra.auth import ServiceSecurity
 from netspectra.config import Config
 from netspectra.proto.v1 import query_pb2, query_pb2_grpc
@@ -224,6 +224,7 @@ _USE: dict[str, str] = defaultdict(
     sketch="use QueryHeavyHitters",
     flows="use ListFlows",
     rollup="use TopN",
+    exporters="use ListExporters",
 )
 #: ``TopNRequest.metric`` → the storage's metric name.
 _TOP_METRICS = ("bytes", "packets")
@@ -449,6 +450,44 @@ class QueryCore:
                 resp.end_time.CopyFrom(ns_timestamp(min(top.choice.end_ns, MAX_TIME_NS)))
             return resp
 
+    def list_exporters(self, req: query_pb2.ListExportersRequest) -> query_pb2.ListExportersResponse:
+        """The stored exporters of one exporters task (``task_name``) or of all: read from the exporters
+        group's store, else the exact group's (where ``up --collect`` and ``analyze --flow-export`` put
+        them)."""
+        from netspectra.storage.exporters import list_exporters
+
+        with _errors("ListExporters"):
+            start, end = _times(req)
+            if req.task_name:
+                route = self.router.routes.get(req.task_name)
+                if route is not None and route.group != "exporters":
+                    raise _invalid(
+                        f"{req.task_name!r} is a {route.group} task; ListExporters reads exporters tasks "
+                        f"({_USE[route.group]})"
+                    )
+            group = "exporters" if first_clickhouse(self.router.cfg, "exporters") is not None else "exact"
+            store = self.router.group_store(group)
+            rows = list_exporters(store, req.task_name or None, start_ns=start, end_ns=end)
+            return query_pb2.ListExportersResponse(
+                exporters=[
+                    query_pb2.Exporter(
+                        task_name=x.task_name,
+                        address=x.address,
+                        first_seen=ns_timestamp(x.first_seen_ns),
+                        last_seen=ns_timestamp(x.last_seen_ns),
+                        records=x.records,
+                        packets=x.packets,
+                        bytes=x.bytes,
+                        sampling_rates=[
+                            query_pb2.SamplingRateRecords(rate=r, records=n)
+                            for r, n in x.sampling_rates.items()
+                        ],
+                        records_without_sampling_rate=x.records_without_rate,
+                    )
+                    for x in rows
+                ]
+            )
+
 
 def _proto_field(column: str, typ: pa.DataType) -> str:
     """The ``FlowRecord`` field of a record column: snake case, durations with ``_ns``."""
@@ -502,6 +541,7 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
         self.QueryHeavyHitters = _unary(core.query_heavy_hitters)
         self.ListFlows = _unary(core.list_flows)
         self.TopN = _unary(core.top_n)
+        self.ListExporters = _unary(core.list_exporters)
 
 
 def create_grpc_server(

@@ -38,6 +38,8 @@ omitted; request bodies are the JSON form of the gRPC request messages):
 * ``POST /api/v1/heavy-hitters`` (``HeavyHittersRequest`` → ``HeavyHittersResponse``)
 * ``POST /api/v1/flows`` (``ListFlowsRequest`` → ``ListFlowsResponse``: stored flow records)
 * ``POST /api/v1/top`` (``TopNRequest`` → ``TopNResponse``: top values of a dimension from the rollups)
+* ``POST /api/v1/exporters`` (``ListExportersRequest`` → ``ListExportersResponse``) and ``GET
+  /api/v1/exporters?task=&start=&end=``: the stored flow exporters
 * ``GET /api/v1/alerts?start=&end=&task=&limit=`` and ``POST /api/v1/alerts`` (the same as a JSON
   object): the stored alert history, newest first (``{"alerts": [...]}``, see :func:`alerts_response`)
 
@@ -433,6 +435,7 @@ _TOP_EXAMPLE = {
     "endTime": "2024-01-31T00:00:00Z",
     "limit": 10,
 }
+_EXPORTERS_EXAMPLE = {"taskName": "exporters", "startTime": "2024-01-01T00:00:00Z"}
 _ALERTS_EXAMPLE = {"start": "2024-01-01T00:00:00Z", "end": "2024-01-02T00:00:00Z", "limit": 100}
 _QUERY_EXAMPLE = {
     "range": {"from": "2024-01-01T00:00:00Z", "to": "2024-01-02T00:00:00Z"},
@@ -698,6 +701,26 @@ def create_app(core: QueryCore, http_metrics: Any = None, tokens: TokenSet | Non
     )
     def top(payload: JsonBody) -> dict[str, Any]:
         return _dump(core.top_n(_parse(payload, query_pb2.TopNRequest)))
+
+    @app.post(
+        "/api/v1/exporters",
+        tags=["v1"],
+        summary="ListExporters: the stored flow exporters (NetFlow/IPFIX/sFlow senders)",
+        openapi_extra=_body(_EXPORTERS_EXAMPLE, message="ListExportersRequest", required=False),
+    )
+    def exporters_post(payload: JsonBody) -> dict[str, Any]:
+        return _dump(core.list_exporters(_parse(payload, query_pb2.ListExportersRequest)))
+
+    @app.get("/api/v1/exporters", tags=["v1"], summary="The stored flow exporters (task, start, end)")
+    def exporters_get(
+        task: str | None = None, start: str | None = None, end: str | None = None
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {"taskName": task or ""}
+        if start:
+            body["startTime"] = start
+        if end:
+            body["endTime"] = end
+        return _dump(core.list_exporters(_parse(body, query_pb2.ListExportersRequest)))
 
     @app.get("/api/v1/alerts", tags=["v1"], summary="The stored alert history (start, end, task, limit)")
     def alerts_get(

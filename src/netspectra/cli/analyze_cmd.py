@@ -58,6 +58,28 @@ def analyze(
             "writer could not store everything.",
         ),
     ] = False,
+    flow_export: Annotated[
+        bool,
+        typer.Option(
+            "--flow-export",
+            help="The files are captures of flow exports (e.g. tcpdump -w exports.pcap udp port 2055): the "
+            "UDP payloads — NetFlow v5, v9, IPFIX, sFlow v5, detected per datagram — are decoded exactly as "
+            "netspectra collect decodes them (templates, sampling rates, sFlow sampled headers through the "
+            "capture decoder) and every flow record goes to the tasks as one row of its packets and bytes "
+            "times its sampling rate. The summary shows the collector's counters (datagrams, records, decode "
+            "errors, sequence gaps, exporters and their sampling rates). See docs/collect.md.",
+        ),
+    ] = False,
+    export_port: Annotated[
+        list[int] | None,
+        typer.Option(
+            "--export-port",
+            min=0,
+            max=65535,
+            help="With --flow-export: only UDP datagrams to this destination port (repeatable; default: "
+            "every UDP datagram of the capture, others are counted as decode errors).",
+        ),
+    ] = None,
     top: Annotated[
         int, typer.Option("--top", "-n", min=0, help="Rows in each top-flows table (0: none).")
     ] = 10,
@@ -110,17 +132,27 @@ def analyze(
     from netspectra.config import ConfigError, load_config
     from netspectra.kinds import AGGREGATORS
     from netspectra.offline.report import TaskResult, render, summary_dict
-    from netspectra.offline.run import run_offline
+    from netspectra.offline.run import check_key_fields, run_offline
     from netspectra.offline.warmup import warm_up
 
     try:
         cfg = load_config(config)
     except ConfigError as exc:
         raise fail(str(exc)) from None
+    if export_port and not flow_export:
+        raise fail("--export-port filters the datagrams of --flow-export: give --flow-export too")
     if flows:
         from netspectra.flows.kind import with_flows_task
 
         cfg = with_flows_task(cfg)
+    if flow_export:  # the exporters of the capture, listed by `query exporters` after --store
+        from netspectra.collect.exporters_kind import with_exporters_task
+
+        cfg = with_exporters_task(cfg)
+    try:
+        check_key_fields(cfg, flow_export=flow_export)  # before the kernels are prepared
+    except ConfigError as exc:
+        raise fail(str(exc)) from None
     if not any(group.tasks for _, group in cfg.aggregator.running_groups()) and not any(
         name not in cfg.aggregator.groups for name in cfg.aggregator.types
     ):
@@ -181,6 +213,8 @@ def analyze(
                 on_file_start=on_file_start,
                 progress=on_progress,
                 on_manager=attach,
+                flow_export=flow_export,
+                export_ports=tuple(export_port or ()),
             )
         except refused as exc:
             raise fail(str(exc)) from None

@@ -828,4 +828,57 @@ def top_cmd(
     )
 
 
+@query_app.command("exporters")
+def exporters_cmd(
+    task: Annotated[
+        str,
+        typer.Option("--task", "-t", help="Exporters task (aggregator.exporters); default: every one."),
+    ] = "",
+    start: StartOption = None,
+    end: EndOption = None,
+    addr: AddrOption = DEFAULT_ADDR,
+    json_out: JsonOption = False,
+    timeout: TimeoutOption = 10.0,
+    token: TokenOption = "",
+    tls: TlsOption = False,
+    ca_file: CaFileOption = "",
+    cert_file: CertFileOption = "",
+    key_file: KeyFileOption = "",
+) -> None:
+    """The flow exporters (routers and switches sending NetFlow, IPFIX or sFlow to netspectra collect):
+    when each was last seen, its sampling rates and the records, packets and bytes it brought (packets and
+    bytes multiplied by the sampling rate). From the exporters tasks, which netspectra up --collect and
+    analyze --flow-export run on their own (ListExporters). --start/--end keep the periods that overlap."""
+    from netspectra.proto.v1 import query_pb2
+
+    conn = Conn(addr, timeout, token, tls, ca_file, cert_file, key_file)
+    req = query_pb2.ListExportersRequest(task_name=task)
+    _bounds(req, start, end)
+    resp = conn.call("ListExporters", req)
+    if json_out:
+        _print_json(resp)
+        return
+    table = _table(f"Flow exporters: {len(resp.exporters):,}")
+    table.add_column("Exporter", overflow="fold")
+    table.add_column("Last seen")
+    table.add_column("Records", justify="right")
+    table.add_column("Packets", justify="right")
+    table.add_column("Bytes", justify="right")
+    table.add_column("Sampling rates (records)", overflow="fold")
+    table.add_column("Without rate", justify="right")
+    several = len({e.task_name for e in resp.exporters}) > 1
+    for e in resp.exporters:
+        rates = ", ".join(f"{r.rate} ({r.records:,})" for r in e.sampling_rates) or "-"
+        table.add_row(
+            f"{e.address} [{e.task_name}]" if several else e.address,
+            _when(e.last_seen),
+            _n(e.records),
+            _n(e.packets),
+            _n(e.bytes),
+            rates,
+            _n(e.records_without_sampling_rate),
+        )
+    console.print(table)
+
+
 __all__ = ["api", "parse_time", "query_app"]

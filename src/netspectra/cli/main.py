@@ -72,6 +72,9 @@ def _register() -> None:
     app.command("gen")(gen_cmd.gen)
     app.command("probe")(live_cmds.probe)
     app.command("engine")(live_cmds.engine)
+    from netspectra.cli import collect_cmd
+
+    app.command("collect")(collect_cmd.collect)
     app.command("api")(api_cmds.api)
     app.command("up")(up_cmd.up)
     app.add_typer(api_cmds.query_app, name="query")
@@ -91,8 +94,10 @@ def main() -> None:
 
     from netspectra import process
     from netspectra.cli.common import run_app
+    from netspectra.lazy import keep_scipy_out_of_numba
 
     process.OWN_PROCESS = True  # this process is the command's: a stuck exit may be cut short
     faulthandler.enable()  # a crash in a native library (chdb, grpc, numba) prints every thread's stack
+    keep_scipy_out_of_numba()
     _register()
     run_app(app, prog_name="netspectra")

@@ -46,6 +46,16 @@ def up(
     bpf: Annotated[
         str | None, typer.Option("--bpf", help="Filter of the live capture (default: probe.bpf_filter).")
     ] = None,
+    collect: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--collect",
+            help="Run a flow-export collector on this UDP address (HOST:PORT, udp://HOST:PORT, :PORT; "
+            "repeatable or comma-separated): NetFlow v5/v9, IPFIX and sFlow v5, detected per datagram, into "
+            "the same engine (docs/collect.md). --collect default: collect.listen (127.0.0.1:2055, :6343).",
+            show_default=False,
+        ),
+    ] = None,
     nats_port: Annotated[
         int,
         typer.Option(
@@ -81,7 +91,8 @@ def up(
     ] = False,
     ops_listen: OpsListenOption = None,
 ) -> None:
-    """Run NATS, the engine, the alerter and the query service — and optionally a probe — in one go.
+    """Run NATS, the engine, the alerter and the query service — and optionally a probe and a flow-export
+    collector (--collect) — in one go.
 
     State lives in --data-dir. The dashboard shows data a few seconds after the first packets. Runs
     until SIGINT/SIGTERM, then stops every part cleanly, each step within a time limit (final snapshots
@@ -98,6 +109,14 @@ def up(
 
     if replay and iface:
         raise fail("give --replay files or --iface, not both")
+    listen: tuple[str, ...] = ()
+    if collect:
+        from netspectra.collect.source import parse_listen_option
+
+        try:
+            listen = () if collect == ["default"] else parse_listen_option(collect)
+        except ValueError as exc:
+            raise fail(f"--collect: {exc}") from None
     data_dir = data_dir.expanduser().resolve()
     try:
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -121,6 +140,7 @@ def up(
         grpc_addr=grpc_addr,
         http_addr=http_addr,
         jetstream=jetstream,
+        collect=listen or (tuple(cfg.collect.listen) if collect else ()),
     )
     # SIGINT/SIGTERM from here on are noted and acted on between start-up steps (the engine and chdb take
     # seconds to set up): what started is unwound, the nats-server child included, and up exits 0

@@ -7,7 +7,11 @@ Modules, following a datagram: :mod:`.receiver` (UDP sockets, recvmmsg batches, 
 :mod:`.sampling` and :mod:`.exporters`, and gives :class:`~.records.FlowRecords`;
 :mod:`.headers` decodes the packet headers sFlow (and IPFIX dataLinkFrameSection) carry with the
 capture decoder. :mod:`.reference` is the plain-Python decoder the kernels are tested against;
-:mod:`.build` writes export datagrams (tests, benchmarks, fuzzing). See docs/collect.md.
+:mod:`.build` writes export datagrams (tests, benchmarks, fuzzing). Into the pipeline: :mod:`.batches`
+(``flow_batch``: records → PacketBatch rows, counts × sampling rate), :mod:`.source` (``CollectorSource``:
+the whole collector as a BatchSource, what ``netspectra collect`` publishes), :mod:`.offline`
+(``analyze --flow-export``), :mod:`.exporters_kind` (the ``exporters`` aggregator kind). See
+docs/collect.md.
 
 Names are re-exported lazily: importing :mod:`netspectra.collect` compiles nothing.
 """
@@ -19,14 +23,17 @@ from typing import TYPE_CHECKING
 from netspectra.lazy import lazy_exports
 
 if TYPE_CHECKING:
+    from netspectra.collect.batches import flow_batch
     from netspectra.collect.capture import datagrams_from_capture
     from netspectra.collect.decoder import DecodeResult, FlowDecoder
     from netspectra.collect.exporters import CollectorStats
     from netspectra.collect.headers import keys_from_headers
     from netspectra.collect.receiver import UdpReceiver
     from netspectra.collect.records import DatagramBatch, FlowRecords, InterfaceCounters
+    from netspectra.collect.source import CollectorSource
 
 __all__ = [
+    "CollectorSource",
     "CollectorStats",
     "DatagramBatch",
     "DecodeResult",
@@ -35,6 +42,7 @@ __all__ = [
     "InterfaceCounters",
     "UdpReceiver",
     "datagrams_from_capture",
+    "flow_batch",
     "keys_from_headers",
 ]
 
@@ -42,6 +50,8 @@ __getattr__ = lazy_exports(
     __name__,
     {
         "datagrams_from_capture": "netspectra.collect.capture",
+        "flow_batch": "netspectra.collect.batches",
+        "CollectorSource": "netspectra.collect.source",
         "DecodeResult": "netspectra.collect.decoder",
         "FlowDecoder": "netspectra.collect.decoder",
         "CollectorStats": "netspectra.collect.exporters",

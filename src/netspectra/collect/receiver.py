@@ -14,8 +14,8 @@ the ``drops`` column of ``/proc/net/udp{,6}`` for the socket's inode, which also
 nothing is read. ``SO_RCVBUF`` is asked for (then ``SO_RCVBUFFORCE`` when the kernel grants less
 and the process may); the size granted is reported, as Linux reports it (twice the usable payload).
 
-:meth:`UdpReceiver.stop` ends the threads within ``poll_s`` (each blocking read has that timeout)
-and closes the sockets.
+:meth:`UdpReceiver.stop` hands on what the sockets still hold, ends the threads within ``poll_s``
+(each blocking read has that timeout) and closes the sockets.
 """
 
 from __future__ import annotations
@@ -192,17 +192,19 @@ class _Listener:
         h["flags"] = 0
         h["len"] = 0
 
-    def read(self) -> DatagramBatch | None:
-        """Wait (at most the socket timeout) for datagrams; read up to ``batch`` of them."""
+    def read(self, nowait: bool = False) -> DatagramBatch | None:
+        """Wait (at most the socket timeout) for datagrams; read up to ``batch`` of them. ``nowait``:
+        only what is queued now (None when nothing is)."""
         if self.method == "recvmmsg":
-            return self._read_mmsg()
-        return self._read_msg()
+            return self._read_mmsg(nowait)
+        return self._read_msg(nowait)
 
-    def _read_mmsg(self) -> DatagramBatch | None:
+    def _read_mmsg(self, nowait: bool = False) -> DatagramBatch | None:
         self.hdrs["namelen"] = _SOCKADDR
         self.hdrs["controllen"] = _CONTROL
         fd = self.sock.fileno()
-        k = _RECVMMSG(fd, self.hdrs.ctypes.data, self.batch, MSG_WAITFORONE, None)  # type: ignore[misc]
+        flags = socket.MSG_DONTWAIT if nowait else MSG_WAITFORONE
+        k = _RECVMMSG(fd, self.hdrs.ctypes.data, self.batch, flags, None)  # type: ignore[misc]
         if k < 0:
             e = ctypes.get_errno()
             if e in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR):
@@ -210,7 +212,7 @@ class _Listener:
             raise OSError(e, os.strerror(e))
         if k == 0:
             return None
-        if k < self.batch and self.linger_s > 0:
+        if k < self.batch and self.linger_s > 0 and not nowait:
             # a part-full batch: wait up to linger_s for more, so that a moderate rate still gives
             # batches large enough to amortise the decoder's per-batch cost
             deadline = time.monotonic() + self.linger_s
@@ -235,17 +237,17 @@ class _Listener:
         ts, drops = _control(self.control, h["controllen"], k)
         return self._batch(lens, trunc, sender, port, ts, drops)
 
-    def _read_msg(self) -> DatagramBatch | None:
+    def _read_msg(self, nowait: bool = False) -> DatagramBatch | None:
         lens, trunc, senders, ports, stamps = [], [], [], [], []
         drops = -1
-        flags = 0
+        flags = socket.MSG_DONTWAIT if nowait else 0
         deadline = 0.0
         for i in range(self.batch):
             try:
                 n, anc, fl, addr = self.sock.recvmsg_into([memoryview(self.slots[i])], 64, flags)
             except (BlockingIOError, InterruptedError, TimeoutError):
                 left = deadline - time.monotonic()
-                if i == 0 or left <= 0 or not self._poll.poll(left * 1000):
+                if i == 0 or nowait or left <= 0 or not self._poll.poll(left * 1000):
                     break
                 try:
                     n, anc, fl, addr = self.sock.recvmsg_into([memoryview(self.slots[i])], 64, flags)
@@ -346,7 +348,8 @@ class UdpReceiver:
     ``auto`` (recvmmsg if available), ``recvmmsg`` or ``recvmsg``. ``slot``: the largest datagram kept
     whole (bigger ones are counted as truncated and dropped). ``linger_s``: how long a part-full batch
     waits for more datagrams (0: hand over what one read gives) — a bound on the latency it adds, and
-    what keeps batches large, so the decoder's per-batch cost small, at moderate rates.
+    what keeps batches large, so the decoder's per-batch cost small, at moderate rates. ``drain_s``:
+    the longest :meth:`stop` reads what the sockets still hold.
     """
 
     def __init__(
@@ -360,11 +363,13 @@ class UdpReceiver:
         method: str = "auto",
         poll_s: float = 0.2,
         linger_s: float = 0.002,
+        drain_s: float = 2.0,
     ) -> None:
         if method not in ("auto", "recvmmsg", "recvmsg"):
             raise ValueError(f"method must be auto, recvmmsg or recvmsg, not {method!r}")
         self._on_batch = on_batch
         self._poll_s = poll_s
+        self._drain_s = drain_s
         # compile (or load) the copy kernel now, not while the first datagrams wait in the socket
         _compact(
             np.zeros((1, 1), np.uint8), np.ones(1, np.int64), np.zeros(1, np.uint8), np.zeros(1, np.int64)
@@ -414,11 +419,19 @@ class UdpReceiver:
 
     def _run(self, lst: _Listener) -> None:
         last_err = 0.0
-        while not self._stop.is_set():
+        draining = False
+        drain_until = 0.0
+        while True:
+            # once stop() is asked: read what the socket still holds, without waiting, then end (a
+            # sender that never pauses cannot keep the stop waiting: at most drain_s of it)
+            if not draining and self._stop.is_set():
+                draining, drain_until = True, time.monotonic() + self._drain_s
+            elif draining and time.monotonic() > drain_until:
+                break
             try:
-                batch = lst.read()
+                batch = lst.read(nowait=draining)
             except OSError as exc:
-                if self._stop.is_set():
+                if draining:
                     break
                 lst.stats.errors += 1
                 if time.monotonic() - last_err > 30:
@@ -427,6 +440,8 @@ class UdpReceiver:
                 time.sleep(0.05)
                 continue
             if batch is None:
+                if draining:
+                    break
                 continue
             try:
                 self._on_batch(batch)
@@ -437,7 +452,9 @@ class UdpReceiver:
                     log.exception("collector %s: handling a batch failed", lst.address)
 
     def stop(self) -> None:
-        """Stop the threads (within ``poll_s``) and close the sockets."""
+        """Stop the threads and close the sockets. Each thread first hands on every datagram its socket
+        holds at that moment (a graceful stop loses nothing already received), then ends (within
+        ``poll_s`` of a read it was waiting in)."""
         self._stop.set()
         for t in self._threads:
             t.join(timeout=10 * self._poll_s + 5)

@@ -21,6 +21,7 @@ from typing import Annotated, Any, ClassVar
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from netspectra.config.base import GoDuration, Section, UInt32, format_go_duration, value_error_at
+from netspectra.enrich.columns import BY_NAME as ENRICH_BY_NAME
 from netspectra.enrich.expr import EXPORTER_LANGUAGE, INTERFACE_LANGUAGE, Language, RuleError, parse_rule
 from netspectra.kinds import did_you_mean
 
@@ -52,6 +53,14 @@ def parse_cidr(text: Any) -> IPNetwork:
         v4 = ipaddress.IPv4Address(int(net.network_address) & 0xFFFFFFFF)
         return ipaddress.IPv4Network((v4, net.prefixlen - 96))
     return net
+
+
+def filled_by(column: str) -> str:
+    """The configuration keys that fill enrichment column ``column``, for messages."""
+    keys = (
+        k.strip().replace("networks.", "networks.<cidr>.") for k in ENRICH_BY_NAME[column].source.split(",")
+    )
+    return " or ".join(f"enrichment.{k}" for k in keys)
 
 
 def _country(value: Any) -> str:
@@ -302,6 +311,26 @@ class EnrichmentConfig(Section):
                     "and load the database when it appears"
                 )
         return out
+
+    def fills(self, column: str) -> bool:
+        """Whether this configuration can give enrichment column ``column`` (a name of
+        :data:`netspectra.enrich.columns.COLUMNS`) a known value for some row: what fills it
+        (:func:`filled_by`) is configured. A task keyed on a column nothing fills would count every
+        row under the unknown value, so the configuration refuses it."""
+        c = ENRICH_BY_NAME[column]
+        g, rules = self.geoip, self.classifiers
+        nets = self.networks.values()
+        if c.needs == "addresses":
+            if column.endswith("AS"):
+                return bool(g.asn_database.strip()) or any(n.asn for n in nets)
+            if column.endswith("Country"):
+                return bool(g.country_database.strip()) or any(n.country for n in nets)
+            return any(getattr(n, c.dictionary or "") for n in nets)
+        if c.needs == "interfaces":
+            return bool(rules.interfaces)
+        if column == "ExporterName":
+            return any(e.name for e in self.exporters.values())
+        return bool(rules.exporters)
 
     @property
     def enabled(self) -> bool:

@@ -58,8 +58,9 @@ from netspectra.config.base import (
     parse_go_duration,
 )
 from netspectra.config.collect import CollectConfig
-from netspectra.config.enrichment import EnrichmentConfig
-from netspectra.fields import FIELD_NAMES
+from netspectra.config.enrichment import EnrichmentConfig, filled_by
+from netspectra.enrich.columns import BY_NAME as ENRICH_BY_NAME
+from netspectra.fields import FIELD_NAMES, KEY_FIELD_LISTS, PACKET_FIELDS
 from netspectra.kinds import AGGREGATORS, KindError, did_you_mean
 
 __all__ = [
@@ -319,10 +320,12 @@ class ProbeConfig(Section):
         if not v:
             raise ValueError("at least one shard field is needed, e.g. [SrcIP]")
         for f in v:
-            if f not in KEY_FIELDS:
+            if f not in PACKET_FIELDS:
+                # the probe hashes what every packet carries on the wire: the five packet fields
+                what = "a packet field" if f in KEY_FIELDS else "a valid key field"
                 raise ValueError(
-                    f"{f!r} is not a valid key field{did_you_mean(f, KEY_FIELDS)}; "
-                    f"valid key fields are {choices(KEY_FIELDS)}"
+                    f"{f!r} is not {what}{did_you_mean(f, PACKET_FIELDS)}; shard fields are among "
+                    f"{choices(PACKET_FIELDS)}"
                 )
         if len(set(v)) != len(v):
             raise ValueError(f"shard fields repeat a field: {list(v)}")
@@ -591,6 +594,7 @@ def _cross_check(cfg: Config) -> tuple[list[str], list[str]]:
                 warnings.append(f"aggregator.types: {name!r} is enabled but aggregator.{name}.tasks is empty")
 
     errors.extend(_memory_errors(cfg))
+    errors.extend(_key_field_errors(cfg))
     errors.extend(_rule_errors(cfg, owners, warnings))
     warnings.extend(cfg.enrichment.warnings())
 
@@ -603,6 +607,24 @@ def _cross_check(cfg: Config) -> tuple[list[str], list[str]]:
             "enabled; alerts will be sent without AI analysis"
         )
     return errors, warnings
+
+
+def _key_field_errors(cfg: Config) -> list[str]:
+    """Key fields no batch of this configuration can supply: an enrichment column (``SrcAS``,
+    ``DstCountry``, ``InIfBoundary``, ...) whose source is not configured in ``enrichment`` (every row
+    would count under the unknown value, one flow holding all the traffic)."""
+    errors: list[str] = []
+    for _, path, task in cfg.tasks():
+        for attr in KEY_FIELD_LISTS:
+            for i, name in enumerate(getattr(task, attr, None) or ()):
+                if name in ENRICH_BY_NAME and not cfg.enrichment.fills(name):
+                    errors.append(
+                        f"{path}.{attr}[{i}] ({task.name}): no batch can supply {name}: the enrichment "
+                        f"stage fills it from {filled_by(name)}, and none is configured, so every row "
+                        f"would count under its unknown value; configure one (docs/enrichment.md) or key "
+                        f"on another field"
+                    )
+    return errors
 
 
 def _memory_errors(cfg: Config) -> list[str]:

@@ -27,6 +27,7 @@ not validated) and no metrics.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -86,6 +87,11 @@ class AggregatorKind:
         ``(errors, warnings)``, each line starting with its key path (``path`` is ``aggregator.<kind>``)."""
         return [], []
 
+    def columns_for(self, tasks: Sequence[Any]) -> tuple[str, ...]:
+        """The optional PacketBatch columns these configured tasks of the kind use beyond
+        :attr:`needs_columns` (e.g. the columns of their key fields); () by default."""
+        return ()
+
     def memory_bytes(self, task: Any) -> int:
         """Bytes ``task`` allocates when built (0 when it grows with the traffic instead)."""
         return 0
@@ -142,7 +148,9 @@ class AggregatorKind:
 
     def warm_up(self, tasks: Sequence[Any] | None) -> None:
         """Compile (or load from numba's cache) the kernels ``tasks`` will run (None: every variant of
-        the kind); nothing by default."""
+        the kind); nothing by default. The conversion of snapshots to Arrow belongs to the ``None`` case
+        only (an image build): a run converts only when it writes files, and a report-only ``analyze``
+        should not load pyarrow's compute module (50-70 ms) for it."""
 
     # -- reports (``netspectra analyze``) -----------------------------------------------------------
 
@@ -201,6 +209,13 @@ def columns_needed(cfg: Config, types: Sequence[str] | None = None) -> tuple[str
         except KindError:
             continue
         wanted.update(dict.fromkeys(getattr(kind, "needs_columns", ())))
+        section = getattr(cfg.aggregator, name, None)
+        tasks = getattr(section, "tasks", None) or ()
+        columns_for = getattr(kind, "columns_for", None)
+        if tasks and columns_for is not None:
+            # a legacy kind's tasks are not validated entries: nothing to add
+            with contextlib.suppress(AttributeError, TypeError):
+                wanted.update(dict.fromkeys(columns_for(tasks)))
     return tuple(wanted)
 
 
@@ -223,6 +238,28 @@ def dimensions_needed(cfg: Config, types: Sequence[str] | None = None) -> tuple[
         for task in cfg.aggregator.group(name).tasks:
             wanted.update(dict.fromkeys(read(cfg, task)))
     return tuple(wanted)
+
+
+def key_field_errors(cfg: Config, supplied: Sequence[str], source: str) -> list[str]:
+    """Key fields of the running tasks that read an optional batch column ``source`` never supplies
+    (``supplied``: the optional columns its batches can carry), one line per field naming the task's key:
+    every row would count under the field's unknown value. For a run whose input is known at start
+    (``analyze`` of capture files: no ``InIf``, ``OutIf``, ``ExporterAddress``); enrichment columns are
+    checked by the configuration itself (what fills them is configured there)."""
+    from netspectra.fields import BY_NAME, KEY_FIELD_LISTS
+
+    errors: list[str] = []
+    for _, path, task in cfg.tasks(running=True):
+        for attr in KEY_FIELD_LISTS:
+            for i, name in enumerate(getattr(task, attr, None) or ()):
+                f = BY_NAME.get(name)
+                if f is not None and f.source == "optional" and f.column not in supplied:
+                    errors.append(
+                        f"{path}.{attr}[{i}] ({task.name}): {source} cannot supply {name} (only flow "
+                        f"exports carry it): every row would count under {name} 0; key on it where the "
+                        "batches come from flow exports (netspectra collect)"
+                    )
+    return errors
 
 
 def as_aggregator_kind(name: str, obj: Any) -> AggregatorKind:

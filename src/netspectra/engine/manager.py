@@ -427,6 +427,7 @@ class Manager:
         self._queue = _LaneQueue(queue_packets, len(self._all_tasks))
         self.metrics.queue_batches = self._queue.batches
         self.metrics.queue_packets = self._queue.packets
+        self.metrics.task_counters = self._task_counters
         self.metrics.queue_capacity_packets = self._queue.max_packets
         for t in self._all_tasks:
             self.metrics.task_update_seconds.touch(t.name)
@@ -532,6 +533,16 @@ class Manager:
     def period_start_ns(self) -> int:
         """UTC start of the current period (set by :meth:`start` and each reset)."""
         return self._period_start_ns
+
+    def _task_counters(self) -> dict[str, dict[str, Any]]:
+        """Each task's own counters (``counters()`` of the tasks that have one: rows counted under an
+        unknown key value, weighted rows of no packet, ...), by task name."""
+        out: dict[str, dict[str, Any]] = {}
+        for name, (_, task) in self._tasks.items():
+            counters = getattr(task.task, "counters", None)
+            if callable(counters):
+                out[name] = counters()
+        return out
 
     def metrics_dict(self) -> dict[str, Any]:
         """:meth:`EngineMetrics.as_dict` of this manager."""

@@ -94,6 +94,8 @@ class EngineMetrics:
         self.queue_batches: Callable[[], int] = lambda: 0
         self.queue_packets: Callable[[], int] = lambda: 0
         self.queue_capacity_packets = 0
+        # Each task's own counters, read from the tasks when the dict is built (task -> counter -> value).
+        self.task_counters: Callable[[], dict[str, dict[str, Any]]] = dict
 
     def writer(self, name: str) -> WriterMetrics:
         """The counters of writer ``name``, created on first use."""
@@ -113,6 +115,9 @@ class EngineMetrics:
         task_update_batches {task: n}         batches applied to each task
         task_errors {task: n}                 updates that raised (the batch is lost for that task)
         snapshots_taken {task: n}             snapshots taken of each task (periodic and final)
+        task_counters {task: {...}}           the tasks' own counters: missing_key_rows {field: rows}
+                                              (rows of batches without a key field, counted under its
+                                              unknown value), empty_rows (weighted rows of 0 packets)
         callback_errors                       on_snapshot / on_stop callbacks that raised
         writers {name: WriterMetrics.as_dict()}
         """
@@ -130,6 +135,7 @@ class EngineMetrics:
             "task_update_batches": self.task_update_batches.as_dict(),
             "task_errors": self.task_errors.as_dict(),
             "snapshots_taken": self.snapshots_taken.as_dict(),
+            "task_counters": self.task_counters(),
             "callback_errors": int(self.callback_errors.value),
             "writers": {name: w.as_dict() for name, w in sorted(self.writers.items())},
         }

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from netspectra.batch import PacketBatch
 from netspectra.capture.errors import CaptureError
@@ -49,6 +49,9 @@ class AnalysisResult:
     files: list[FileResult] = field(default_factory=list)
     stats: CaptureStats = field(default_factory=CaptureStats)
     elapsed_s: float = 0.0
+    #: ``analyze --flow-export``: the collector's accounting (:func:`netspectra.collect.offline.
+    #: export_summary`); None for packet captures.
+    flow_export: dict[str, Any] | None = None
 
     @property
     def errors(self) -> list[CaptureError]:

@@ -80,6 +80,8 @@ def summary_dict(
         kind = AGGREGATORS.get(name)
         doc.setdefault(kind.report_key or f"{name}_tasks", [])
     doc["written"] = [str(p) for p in written]
+    if result.flow_export is not None:
+        doc["flow_export"] = result.flow_export
     return doc
 
 
@@ -90,7 +92,9 @@ def render(result: AnalysisResult, tasks: list[TaskResult], top: int) -> list[An
 
     out: list[Any] = []
     st = result.stats
-    if any(f.format for f in result.files):
+    if result.flow_export is not None:
+        out.extend(_flow_export_tables(result, tasks))
+    elif any(f.format for f in result.files):
         summary = Table(
             title="Capture summary", show_header=False, title_justify="left", box=None, pad_edge=False
         )
@@ -130,10 +134,48 @@ def render(result: AnalysisResult, tasks: list[TaskResult], top: int) -> list[An
         for reason, detail, n in reasons:
             t.add_row(reason, detail, f"{n:,}")
         out.append(t)
-    if not any(f.format for f in result.files):
+    if not any(f.format for f in result.files) and result.flow_export is None:
         return out
     for task in tasks:
         out.extend(task.kind.render(task.task, task.snapshot, top))
+    return out
+
+
+def _flow_export_tables(result: AnalysisResult, tasks: list[TaskResult]) -> list[Any]:
+    """``analyze --flow-export``: the collector's summary and one row per exporter."""
+    from rich.table import Table
+
+    from netspectra.collect.offline import exporter_rows, summary_rows
+
+    fx = result.flow_export
+    assert fx is not None
+    summary = Table(
+        title="Flow-export summary", show_header=False, title_justify="left", box=None, pad_edge=False
+    )
+    summary.add_column(style="bold")
+    summary.add_column(justify="right")
+    problems = [p for p in (file_problem(f) for f in result.files) if p]
+    detail = ", ".join(f"{problems.count(p)} {p}" for p in ("not read", "damaged") if p in problems)
+    summary.add_row("Files", f"{len(result.files)}" + (f" ({detail})" if detail else ""))
+    for label, value in summary_rows(fx):
+        summary.add_row(label, value)
+    for t in tasks:
+        for label, value in t.kind.summary_rows(t.snapshot):
+            summary.add_row(label, value)
+    summary.add_row("Elapsed", f"{result.elapsed_s:.3f} s")
+    summary.add_row("Rate", f"{fx['records_per_second']:,.0f} records/s")
+    out: list[Any] = [summary]
+    rows = exporter_rows(fx)
+    if rows:
+        t = Table(title="Exporters", title_justify="left")
+        for name in ("Exporter", "Protocols", "Datagrams", "Records", "Sampling rates", "Templates",
+                     "Sequence gaps", "Decode errors"):  # fmt: skip
+            t.add_column(
+                name, justify="left" if name in ("Exporter", "Protocols", "Sampling rates") else "right"
+            )
+        for r in rows:
+            t.add_row(*r)
+        out.append(t)
     return out
 
 

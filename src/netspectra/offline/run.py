@@ -24,15 +24,20 @@ from os import PathLike
 from pathlib import Path
 from typing import Any
 
+from netspectra.batch import PacketBatch
 from netspectra.capture.reader import DEFAULT_BATCH_SIZE
+from netspectra.config.loader import ConfigError
 from netspectra.config.models import Config
 from netspectra.engine.enrichment import EnrichmentStage
 from netspectra.engine.groups import GroupWriter
-from netspectra.engine.kind import columns_needed
+from netspectra.engine.kind import columns_needed, key_field_errors
 from netspectra.engine.manager import Clock, Manager
 from netspectra.engine.registry import build_groups
 from netspectra.offline.analyzer import AnalysisResult, analyze_files
 from netspectra.storage.base import SnapshotMeta
+
+#: The optional columns a capture's batches can carry (never the flow-export ones).
+CAPTURE_COLUMNS = tuple(c for c in PacketBatch.OPTIONAL if c not in PacketBatch.EXPORT_COLUMNS)
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +101,7 @@ class ResultsWriter:
     # the aggregator kinds deliver through these
     write_flows = write
     write_hitters = write
+    write_exporters = write
 
 
 @dataclass
@@ -123,6 +129,18 @@ class _Submitter:
         self.manager.submit(batch, block=True)
 
 
+def check_key_fields(cfg: Config, *, flow_export: bool = False) -> None:
+    """:class:`~netspectra.config.ConfigError` naming every running task's key field that capture files
+    cannot supply (``InIf``, ``OutIf``, ``ExporterAddress``: see
+    :func:`~netspectra.engine.kind.key_field_errors`). ``flow_export``: the files hold flow exports,
+    whose rows carry those columns: nothing to refuse."""
+    if flow_export:
+        return
+    errors = key_field_errors(cfg, CAPTURE_COLUMNS, "analyze of capture files")
+    if errors:
+        raise ConfigError(errors, path=cfg.source)
+
+
 def run_offline(
     paths: Sequence[str | PathLike[str]],
     cfg: Config,
@@ -137,6 +155,8 @@ def run_offline(
     on_file_start: Callable[[Path, int], None] | None = None,
     progress: Callable[[int], None] | None = None,
     on_manager: Callable[[Manager], Any] | None = None,
+    flow_export: bool = False,
+    export_ports: tuple[int, ...] = (),
     **options: Any,
 ) -> OfflineRun:
     """Analyse capture files through the engine (see the module docstring).
@@ -148,12 +168,18 @@ def run_offline(
     ``on_manager(manager)`` runs after the manager is built and before it starts (attach the alerter
     there).
 
-    Raises :class:`~netspectra.config.ConfigError` for a bad configuration, before any file is read.
+    Raises :class:`~netspectra.config.ConfigError` for a bad configuration (also a key field capture
+    files cannot supply: :func:`check_key_fields`), before any file is read.
     Capture damage is reported per file in the result, as by
     :func:`~netspectra.offline.analyzer.analyze_files`. If reading raises anything else, the manager is
     still stopped (what was read is written) and the exception propagates. ``result.elapsed_s`` covers
     reading and applying every batch, not closing the writers.
+
+    ``flow_export``: the files are captures of NetFlow/IPFIX/sFlow exports; their UDP payloads (to
+    ``export_ports`` only, when given) go through the collector's decoder into the tasks
+    (:func:`netspectra.collect.offline.analyze_exports`; ``result.flow_export`` holds its accounting).
     """
+    check_key_fields(cfg, flow_export=flow_export)
     groups = build_groups(cfg, writers=writers)
     results: ResultsWriter | None = None
     if out is not None:
@@ -185,14 +211,26 @@ def run_offline(
     manager.start()
     try:
         t0 = time.perf_counter()
-        result = analyze_files(
-            [Path(p) for p in paths],
-            [_Submitter(manager)],
-            batch_size=batch_size,
-            on_file_start=on_file_start,
-            progress=progress,
-            extras=extras,
-        )
+        if flow_export:
+            from netspectra.collect.offline import analyze_exports
+
+            result = analyze_exports(
+                [Path(p) for p in paths],
+                [_Submitter(manager)],
+                collect=cfg.collect,
+                ports=export_ports,
+                extras=extras,
+                on_file_start=on_file_start,
+            )
+        else:
+            result = analyze_files(
+                [Path(p) for p in paths],
+                [_Submitter(manager)],
+                batch_size=batch_size,
+                on_file_start=on_file_start,
+                progress=progress,
+                extras=extras,
+            )
         manager.flush()
         result.elapsed_s = time.perf_counter() - t0
     finally:

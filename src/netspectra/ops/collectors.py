@@ -172,6 +172,15 @@ class EngineCollector(Collector):
             "task",
             (tasks | m.snapshots_taken.as_dict()).items(),
         )
+        unknown = CounterMetricFamily(
+            "netspectra_engine_task_unknown_key_rows",
+            "Rows a task keyed under a key field's unknown value because their batch lacked the field.",
+            labels=["task", "field"],
+        )
+        for task, counters in sorted(m.task_counters().items()):
+            for field, rows in sorted((counters.get("missing_key_rows") or {}).items()):
+                unknown.add_metric([task, field], rows)
+        yield unknown
         yield _histogram(
             "netspectra_engine_snapshot_seconds",
             "Duration of one task snapshot.",

@@ -1,15 +1,19 @@
-"""Turning task snapshots into files and text: address formatting and the flow table (Arrow, Parquet, CSV)."""
+"""Turning task snapshots into files and text: address formatting and the flow table (Arrow, Parquet, CSV).
 
-from netspectra.output.addr import ips_to_arrow, ips_to_text, is_ipv4_mapped, parse_ip, parse_ips
-from netspectra.output.flow_table import FLOW_TABLE_SCHEMA, write_csv, write_parquet
+Names are exported lazily: the time formatting the reports use must not load Parquet and CSV support.
+"""
 
-__all__ = [
-    "FLOW_TABLE_SCHEMA",
-    "ips_to_arrow",
-    "ips_to_text",
-    "is_ipv4_mapped",
-    "parse_ip",
-    "parse_ips",
-    "write_csv",
-    "write_parquet",
-]
+from netspectra.lazy import lazy_exports
+
+_WHERE = {
+    "FLOW_TABLE_SCHEMA": "netspectra.output.flow_table",
+    "write_csv": "netspectra.output.flow_table",
+    "write_parquet": "netspectra.output.flow_table",
+    "ips_to_arrow": "netspectra.output.addr",
+    "ips_to_text": "netspectra.output.addr",
+    "is_ipv4_mapped": "netspectra.output.addr",
+    "parse_ip": "netspectra.output.addr",
+    "parse_ips": "netspectra.output.addr",
+}
+__all__ = sorted(_WHERE)
+__getattr__ = lazy_exports(__name__, _WHERE)

@@ -1,7 +1,9 @@
 """The flow table: the columns of the original's ClickHouse ``flow_metrics`` table, as files.
 
 :data:`FLOW_TABLE_SCHEMA` is ``flow_metrics`` without its ``Timestamp`` (the snapshot time belongs to
-whoever stores the snapshot). Key fields a task does not use are NULL, as in the original.
+whoever stores the snapshot). Key fields a task does not use are NULL, as in the original. A task
+keyed on other fields too (VlanID, ExporterAddress, InIf, OutIf, SrcAS, DstCountry, …) has their
+columns after ``Protocol`` (:func:`flow_table_schema`).
 Times are ``timestamp[ns, tz=UTC]`` — real UTC instants (the original stored local time as UTC).
 
 Both writers are atomic: the file appears under its final name complete or not at all. They write to a
@@ -14,14 +16,12 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
 
 from netspectra.atomic import atomic_file
 
@@ -46,6 +46,21 @@ FLOW_TABLE_SCHEMA = pa.schema(
 )
 
 
+def flow_table_schema(extra_fields: Sequence[str] = ()) -> pa.Schema:
+    """:data:`FLOW_TABLE_SCHEMA` with a nullable column for each key field of ``extra_fields`` (fields
+    beyond the five packet fields, :mod:`netspectra.fields`) after ``Protocol``, in the given order:
+    addresses and dictionary text as strings, integers at their width (``flow_metrics`` has the same
+    columns)."""
+    if not extra_fields:
+        return FLOW_TABLE_SCHEMA
+    from netspectra.fields import BY_NAME
+
+    at = FLOW_TABLE_SCHEMA.get_field_index("Protocol") + 1
+    fields = list(FLOW_TABLE_SCHEMA)
+    extra = [pa.field(name, pa.type_for_alias(BY_NAME[name].arrow_type)) for name in extra_fields]
+    return pa.schema(fields[:at] + extra + fields[at:])
+
+
 def write_parquet(table: pa.Table, path: str | os.PathLike[str], compression: str = "zstd") -> Path:
     """Write ``table`` to ``path`` as Parquet, atomically (see the module docstring); return the path.
 
@@ -54,6 +69,8 @@ def write_parquet(table: pa.Table, path: str | os.PathLike[str], compression: st
     """
 
     def write(fh: BinaryIO) -> None:
+        import pyarrow.parquet as pq  # loaded when a file is written (a report needs only the schema)
+
         pq.write_table(table, fh, compression=compression)
 
     return _atomic_write(Path(path), write)
@@ -66,6 +83,8 @@ def write_csv(table: pa.Table, path: str | os.PathLike[str]) -> Path:
     durations are integer nanoseconds; lists are JSON arrays (``[60,54,300]``); nulls are empty
     fields; strings are quoted only where needed.
     """
+    import pyarrow.csv as pacsv  # loaded when a file is written (a report needs only the schema)
+
     columns = []
     for field, col in zip(table.schema, table.columns, strict=True):
         if pa.types.is_timestamp(field.type):

@@ -6,12 +6,13 @@ service             what                                             commands
 ==================  ===============================================  ==========================
 ``probe``           source (replay, live ring) → NATS                ``probe``, ``up``
 ``engine``          NATS → manager → writers, alerter                ``engine``, ``up``
+``collect``         NetFlow/IPFIX/sFlow exports (UDP) → NATS         ``collect``, ``up --collect``
 ``api``             query service (gRPC + HTTP) in the process       ``up`` (``api`` hosts its own)
 ``nats-server``     supervised ``nats-server`` child                 ``up``
 ==================  ===============================================  ==========================
 
 The command-line modules only parse options, build services, run a stack and print its summary.
-Adding a service (e.g. a flow-export collector): one module with a :class:`~.base.Service` subclass
+Adding a service: one module with a :class:`~.base.Service` subclass
 (start/stop/done/ready/wire_ops/summary/report), one line in :data:`SERVICES`, and a command that
 builds it and runs it in a :class:`~.stack.Stack` (or ``up`` adding it to its stack).
 
@@ -29,6 +30,7 @@ __all__ = ["SERVICES", "Service", "ServiceError", "Stack", "StackResult", "servi
 SERVICES: dict[str, str] = {
     "probe": "netspectra.services.probe:ProbeService",
     "engine": "netspectra.services.engine:EngineService",
+    "collect": "netspectra.services.collect:CollectService",
     "api": "netspectra.services.api:ApiService",
     "nats-server": "netspectra.services.natsserver:NatsServerService",
 }

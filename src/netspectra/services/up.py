@@ -1,11 +1,13 @@
-"""The stack of ``netspectra up``: nats-server child, engine, query service and optionally a probe.
+"""The stack of ``netspectra up``: nats-server child, engine, query service, optionally a probe and a
+flow-export collector.
 
 One process holds the engine (NATS consumer → manager → writers), the alerter on its tasks and the
 query service: they share the process's one embedded ClickHouse (chdb) session, on ``<data-dir>/chdb``
 — chdb allows one data directory per process and one process per directory, so the engine's writers
 and the API must live together. A supervised ``nats-server`` child (:mod:`.natsserver`; JetStream
 store in ``<data-dir>/nats``) carries the packets; a probe in the same process replays files or
-captures an interface, on an event loop and thread of its own.
+captures an interface, on an event loop and thread of its own; a collector in the same process
+(``--collect``: :mod:`.collect`) receives NetFlow/IPFIX/sFlow exports and publishes them the same way.
 
 Flow control: packets go through a JetStream stream by default, so a replay at full speed can never
 outrun the engine (the stream stores, the engine reads at its pace, nothing is lost, and a restarted
@@ -28,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from netspectra.services.api import ApiService
+from netspectra.services.collect import CollectOptions, CollectService
 from netspectra.services.engine import EngineOptions, EngineService
 from netspectra.services.natsserver import NatsServerService
 from netspectra.services.probe import ProbeOptions, ProbeService
@@ -62,6 +65,8 @@ class UpOptions:
     jetstream: bool = True
     first_snapshot_s: float = 2.0
     max_nats_restarts: int = 5
+    #: Flow-export listen addresses of an in-process collector (empty: none).
+    collect: tuple[str, ...] = ()
 
 
 class UpStack:
@@ -71,6 +76,10 @@ class UpStack:
         self, cfg: Any, options: UpOptions, ops: Any = None, signals: StopSignals | None = None
     ) -> None:
         o = options
+        if o.collect:  # the exporters the collector hears, listed by `query exporters`
+            from netspectra.collect.exporters_kind import with_exporters_task
+
+            cfg = with_exporters_task(cfg)
         self.cfg = cfg
         self.options = o
         self.ops = ops
@@ -100,7 +109,17 @@ class UpStack:
             if not o.jetstream:
                 popts = popts.with_consumer(lambda: self.engine.received_packets)
             self.probe = ProbeService(popts, readiness=False)
-        services = [self.nats, self.engine, self.api] + ([self.probe] if self.probe is not None else [])
+        self.collector: CollectService | None = None
+        if o.collect:
+            copts = CollectOptions.from_config(
+                cfg, listen=o.collect, url=self.nats.url, jetstream=o.jetstream, auth=plain
+            )
+            if not o.jetstream:
+                copts = copts.with_consumer(lambda: self.engine.received_packets)
+            self.collector = CollectService(copts, readiness=False)
+        services = [self.nats, self.engine, self.api] + [
+            s for s in (self.probe, self.collector) if s is not None
+        ]
         self.stack = Stack(
             "netspectra up",
             services,
@@ -140,6 +159,9 @@ class UpStack:
                 f"  ops         http://{_ops_host(self.ops)}:{self.ops.port}/metrics, /healthz, /readyz"
             )
         lines.append(f"  probe       {self._probe_what()}")
+        if self.collector is not None and self.collector.source is not None:
+            where = ", ".join(f"udp://{a}" for a in self.collector.source.addresses)
+            lines.append(f"  collect     NetFlow v5/v9, IPFIX, sFlow v5 on {where}")
         lines.append(
             f"Data appears about {o.first_snapshot_s:g} s after the first packets"
             + (" and again when the replay ends" if o.replay else "")
@@ -177,14 +199,22 @@ class UpStack:
 
     def run(self) -> StackResult:
         result = self.stack.run()
-        if self.probe is not None and self.probe.publisher is not None:
-            published = self.probe.published_packets
+        probe = self.probe is not None and self.probe.publisher is not None
+        collector = self.collector is not None and self.collector.publisher is not None
+        if probe or collector:
+            p_rows = self.probe.published_packets if probe and self.probe is not None else 0
+            c_rows = self.collector.published_rows if collector and self.collector is not None else 0
+            published = p_rows + c_rows
             received = self.engine.received_packets
             missing = max(0, published - received)
-            lines: list[tuple[str, Any]] = [
-                ("packets published by the probe", published),
-                ("packets received by the engine", received),
-            ]
+            lines: list[tuple[str, Any]] = []
+            if probe:
+                lines.append(("packets published by the probe", p_rows))
+            if collector:
+                lines.append(("flow-record rows published by the collector", c_rows))
+            lines.append(
+                ("rows received by the engine" if collector else "packets received by the engine", received)
+            )
             pipeline: dict[str, Any] = {"published": published, "received": received}
             if self.options.jetstream:
                 lines.append(("not read yet (kept in JetStream, read at the next start)", missing))
@@ -202,7 +232,12 @@ class UpStack:
                         published,
                     )
             result.summary["pipeline"] = pipeline
-            result.sections.append(("Probe → engine", lines))
+            title = (
+                "Probe → engine"
+                if not collector
+                else ("Collector → engine" if not probe else "Probe and collector → engine")
+            )
+            result.sections.append((title, lines))
         return result
 
 

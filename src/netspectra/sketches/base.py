@@ -29,6 +29,7 @@ import numpy as np
 import pyarrow as pa
 
 from netspectra.batch import PacketBatch
+from netspectra.key_columns import Decoder, MissingFields
 from netspectra.sketches.keys import decode_flows, encode_flow_element, encode_keys, validate_fields
 from netspectra.sketches.kind import HitterType
 from netspectra.sketches.sketch_kind import DEFAULT_SEED
@@ -94,9 +95,12 @@ class HeavyHitters:
         order = np.argsort(v.max() - v, kind="stable")
         return cls(_readonly(np.ascontiguousarray(k[order])), _readonly(v[order]))
 
-    def decode(self, fields: Sequence[str]) -> HeavyHitterList:
-        """Flow texts (:func:`~netspectra.sketches.keys.decode_flows`) for these rows."""
-        return HeavyHitterList(tuple(decode_flows(self.keys, fields)), self.values, self.keys)
+    def decode(
+        self, fields: Sequence[str], dictionaries: Mapping[str, Sequence[str]] | None = None
+    ) -> HeavyHitterList:
+        """Flow texts (:func:`~netspectra.sketches.keys.decode_flows`) for these rows; ``dictionaries``
+        decode the codes of dictionary fields."""
+        return HeavyHitterList(tuple(decode_flows(self.keys, fields, dictionaries)), self.values, self.keys)
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -385,6 +389,8 @@ class SketchTask:
         self._elem_fields = elem if cls.uses_elements else ()
         self.sketch: Sketch = cls.from_params(self.params)
         self._weights = bool(getattr(cls, "accepts_weights", False))
+        self._missing = MissingFields(name, "sketch")
+        self._decoder = Decoder()
         self._empty_rows = 0
         self._unweighted_rows = 0
         self._lock = threading.Lock()
@@ -423,10 +429,27 @@ class SketchTask:
         return self.sketch.memory_bytes
 
     def encode(self, batch: PacketBatch) -> np.ndarray:
-        """The keys this task feeds its sketch for ``batch`` (flow, or flow‖element)."""
+        """The keys this task feeds its sketch for ``batch`` (flow, or flow‖element). A key field the
+        batch lacks is 0 in every key (counted: :meth:`counters`); the batch's dictionaries are kept
+        to decode the flows it names."""
+        self._decoder.learn(batch.dictionaries)
         if self._elem_fields:
-            return encode_flow_element(batch, self.params.flow_fields, self._elem_fields)
-        return encode_keys(batch, self.params.flow_fields)
+            return encode_flow_element(batch, self.params.flow_fields, self._elem_fields, self._missing)
+        return encode_keys(batch, self.params.flow_fields, self._missing)
+
+    @property
+    def missing_key_rows(self) -> dict[str, int]:
+        """Rows keyed under a field's unknown value because their batch lacked it, per field."""
+        return self._missing.as_dict()
+
+    def counters(self) -> dict[str, object]:
+        """The task's own counters (the engine reports them per task): rows of batches without a key
+        field, weighted rows of 0 packets, weighted rows a plugin sketch took as one packet."""
+        return {
+            "missing_key_rows": self.missing_key_rows,
+            "empty_rows": self._empty_rows,
+            "unweighted_rows": self._unweighted_rows,
+        }
 
     def update(self, batch: PacketBatch) -> None:
         """Account every packet of ``batch`` (key encoding outside the lock, sketch update inside).
@@ -486,7 +509,8 @@ class SketchTask:
             raw = self.sketch.heavy_hitters()
             if reset:
                 self.sketch.reset()
-        hitters = {t: h.decode(self.params.flow_fields) for t, h in raw.items()}
+        words = self._decoder.snapshot()
+        hitters = {t: h.decode(self.params.flow_fields, words) for t, h in raw.items()}
         return SketchSnapshot(self.params.name, self.params.skt_type, self.params.flow_fields, hitters)
 
     def reset(self) -> None:

@@ -2,36 +2,44 @@
 
 A key is the concatenation, in the configured order, of the fields' bytes:
 
-==============  =====  ===========================================================
-field           bytes  encoding
-==============  =====  ===========================================================
-``SrcIP``       16     the batch's 16-byte address (IPv4 as ``::ffff:a.b.c.d``)
-``DstIP``       16     same
-``SrcPort``     2      big-endian
-``DstPort``     2      big-endian
-``Protocol``    1      the protocol number
-==============  =====  ===========================================================
+====================  =====  ===========================================================
+field                 bytes  encoding
+====================  =====  ===========================================================
+``SrcIP``             16     the batch's 16-byte address (IPv4 as ``::ffff:a.b.c.d``)
+``DstIP``             16     same
+``SrcPort``           2      big-endian
+``DstPort``           2      big-endian
+``Protocol``          1      the protocol number
+``VlanID``            2      big-endian
+``ExporterAddress``   16     as the addresses
+``InIf``, ``OutIf``   4      big-endian
+enrichment columns    1-4    big-endian at the column's width: AS numbers (4), dictionary codes (2,
+                             1 for the interface boundary), decoded to text with the batch's
+                             dictionaries when the flow is shown
+====================  =====  ===========================================================
 
 Every byte of a key is written from the batch: there is no left-over buffer content (the original's
 bug 1 wrote 4-byte IPv4 addresses into un-zeroed 16-byte pooled slots, so equal flows got different
 keys). Field order matters here, unlike for the exact task: ``[SrcIP, DstIP]`` and ``[DstIP, SrcIP]``
-are different byte strings and hash differently, exactly as in the original.
+are different byte strings and hash differently, exactly as in the original. A field the batch does
+not carry is its unknown value, 0 (:mod:`netspectra.key_columns`).
 
 A sketch's *flow key* is built from ``flow_fields``; a SuperSpread sketch hashes the *flow‖element*
 key, ``encode_keys(batch, flow_fields + element_fields)``, whose first ``key_length(flow_fields)``
-bytes are the flow key.
+bytes are the flow key. The five packet fields alone take one numba kernel; any other field joins
+its column's bytes (one numpy operation per field).
 """
 
 from __future__ import annotations
 
-import ipaddress
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 from numba import njit
 
 from netspectra.batch import PacketBatch
-from netspectra.fields import FIELD_BYTES, FIELD_NAMES, key_length, validate_fields
+from netspectra.fields import BY_NAME, FIELD_BYTES, FIELD_NAMES, PACKET_FIELDS, key_length, validate_fields
+from netspectra.key_columns import MissingFields, field_bytes, field_values, value_text, zeros_of
 
 __all__ = [
     "FIELD_BYTES",
@@ -43,8 +51,8 @@ __all__ = [
     "validate_fields",
 ]
 
-# numeric codes the kernel switches on (index into FIELD_NAMES)
-_CODE = {name: i for i, name in enumerate(FIELD_NAMES)}
+# numeric codes the kernel switches on (index into PACKET_FIELDS)
+_CODE = {name: i for i, name in enumerate(PACKET_FIELDS)}
 
 
 @njit(nogil=True, cache=True)
@@ -84,7 +92,9 @@ def _encode_kernel(
     return out
 
 
-def _encode(batch: PacketBatch, fields: tuple[str, ...]) -> np.ndarray:
+def _encode(batch: PacketBatch, fields: tuple[str, ...], missing: MissingFields | None = None) -> np.ndarray:
+    if any(f not in _CODE for f in fields):
+        return _encode_columns(batch, fields, missing)
     codes = np.array([_CODE[f] for f in fields], dtype=np.int64)
     return _encode_kernel(
         np.ascontiguousarray(batch.src_ip),
@@ -97,16 +107,38 @@ def _encode(batch: PacketBatch, fields: tuple[str, ...]) -> np.ndarray:
     )
 
 
-def encode_keys(batch: PacketBatch, fields: Sequence[str]) -> np.ndarray:
+def _encode_columns(batch: PacketBatch, fields: tuple[str, ...], missing: MissingFields | None) -> np.ndarray:
+    """Keys of any fields: each field's big-endian bytes side by side (a field the batch lacks is 0)."""
+    n = len(batch)
+    out = np.empty((n, sum(FIELD_BYTES[f] for f in fields)), np.uint8)
+    o = 0
+    for name in fields:
+        f = BY_NAME[name]
+        values = missing.values(batch, name) if missing is not None else field_values(batch, name)
+        if values is None:
+            values = zeros_of(f, n)
+        out[:, o : o + f.key_bytes] = field_bytes(values, f)
+        o += f.key_bytes
+    return out
+
+
+def encode_keys(
+    batch: PacketBatch, fields: Sequence[str], missing: MissingFields | None = None
+) -> np.ndarray:
     """The keys of every packet of ``batch``: a C-contiguous uint8 array (n, ``key_length(fields)``).
 
-    One numba call over the whole batch. Raises ``ValueError`` for an invalid field list.
+    One numba call over the whole batch for the packet fields. Raises ``ValueError`` for an invalid
+    field list. A field the batch lacks is 0 in every key; ``missing`` (a task's
+    :class:`~netspectra.key_columns.MissingFields`) counts such rows and says so once.
     """
-    return _encode(batch, validate_fields(fields))
+    return _encode(batch, validate_fields(fields), missing)
 
 
 def encode_flow_element(
-    batch: PacketBatch, flow_fields: Sequence[str], element_fields: Sequence[str]
+    batch: PacketBatch,
+    flow_fields: Sequence[str],
+    element_fields: Sequence[str],
+    missing: MissingFields | None = None,
 ) -> np.ndarray:
     """flow‖element keys (n, ``key_length(flow_fields) + key_length(element_fields)``) of ``batch``.
 
@@ -114,7 +146,7 @@ def encode_flow_element(
     """
     flow = validate_fields(flow_fields, "flow_fields")
     elem = validate_fields(element_fields, "element_fields")
-    return _encode(batch, flow + elem)
+    return _encode(batch, flow + elem, missing)
 
 
 def encode_keys_ref(batch: PacketBatch, fields: Sequence[str]) -> np.ndarray:
@@ -132,30 +164,30 @@ def encode_keys_ref(batch: PacketBatch, fields: Sequence[str]) -> np.ndarray:
                 parts.append(int(batch.src_port[i]).to_bytes(2, "big"))
             elif f == "DstPort":
                 parts.append(int(batch.dst_port[i]).to_bytes(2, "big"))
-            else:
+            elif f == "Protocol":
                 parts.append(int(batch.protocol[i]).to_bytes(1, "big"))
+            else:
+                kf = BY_NAME[f]
+                col = field_values(batch, f)
+                if kf.is_ip:
+                    parts.append(bytes(col[i]) if col is not None else bytes(16))
+                else:
+                    parts.append((int(col[i]) if col is not None else 0).to_bytes(kf.key_bytes, "big"))
         rows.append(b"".join(parts))
     L = key_length(fields)
     return np.frombuffer(b"".join(rows), dtype=np.uint8).reshape(len(rows), L).copy()
 
 
-_V4_PREFIX = b"\x00" * 10 + b"\xff\xff"
-
-
-def _ip_text(b: bytes) -> str:
-    # IPv4-mapped prints as the dotted quad, like Go's net.IP.String(); everything else compressed IPv6
-    if b[:12] == _V4_PREFIX:
-        return f"{b[12]}.{b[13]}.{b[14]}.{b[15]}"
-    return ipaddress.IPv6Address(b).compressed
-
-
-def decode_flow(key: bytes | np.ndarray, fields: Sequence[str]) -> str:
+def decode_flow(
+    key: bytes | np.ndarray, fields: Sequence[str], dictionaries: Mapping[str, Sequence[str]] | None = None
+) -> str:
     """The text of one key, fields joined by a space as the original's ``DecodeFlow``.
 
     IPs print as dotted IPv4 (IPv4-mapped addresses) or compressed IPv6, ports and the protocol as
-    decimal numbers: e.g. ``"10.0.0.1 443 6"``. ``key`` may be longer than the fields need (a
-    flow‖element key): only the leading ``key_length(fields)`` bytes are read. Raises ``ValueError`` when
-    it is shorter.
+    decimal numbers: e.g. ``"10.0.0.1 443 6"``; AS numbers as ``AS64500``, dictionary codes as their
+    text in ``dictionaries`` (column name → texts; ``-`` when unknown). ``key`` may be longer than the
+    fields need (a flow‖element key): only the leading ``key_length(fields)`` bytes are read. Raises
+    ``ValueError`` when it is shorter.
     """
     fields = validate_fields(fields)
     raw = bytes(key) if not isinstance(key, bytes) else key
@@ -165,17 +197,19 @@ def decode_flow(key: bytes | np.ndarray, fields: Sequence[str]) -> str:
     parts = []
     o = 0
     for f in fields:
-        w = FIELD_BYTES[f]
-        chunk = raw[o : o + w]
-        o += w
-        parts.append(_ip_text(chunk) if w == 16 else str(int.from_bytes(chunk, "big")))
+        kf = BY_NAME[f]
+        chunk = raw[o : o + kf.key_bytes]
+        o += kf.key_bytes
+        parts.append(value_text(kf, chunk if kf.is_ip else int.from_bytes(chunk, "big"), dictionaries or {}))
     return " ".join(parts)
 
 
-def decode_flows(keys: np.ndarray, fields: Sequence[str]) -> list[str]:
+def decode_flows(
+    keys: np.ndarray, fields: Sequence[str], dictionaries: Mapping[str, Sequence[str]] | None = None
+) -> list[str]:
     """:func:`decode_flow` of every row of a (m, L) uint8 key array (heavy-hitter lists: m is small)."""
     fields = validate_fields(fields)
     keys = np.ascontiguousarray(keys, dtype=np.uint8)
     if keys.ndim != 2:
         raise ValueError(f"keys must be a 2-D uint8 array, got shape {keys.shape}")
-    return [decode_flow(keys[i].tobytes(), fields) for i in range(keys.shape[0])]
+    return [decode_flow(keys[i].tobytes(), fields, dictionaries) for i in range(keys.shape[0])]

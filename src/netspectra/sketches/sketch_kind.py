@@ -193,6 +193,11 @@ class SketchAggregator(AggregatorKind):
         "super_spreader_spread": HitterType.SPREAD,
     }
 
+    def columns_for(self, tasks: Sequence[Any]) -> tuple[str, ...]:
+        """``vlan_id`` when a task keys flows or elements on VlanID (readers and probes decode it)."""
+        fields = {f for t in tasks for f in (*t.flow_fields, *(t.element_fields or ()))}
+        return ("vlan_id",) if "VlanID" in fields else ()
+
     def memory_bytes(self, task: Any) -> int:
         return task.memory_bytes()
 
@@ -260,7 +265,8 @@ class SketchAggregator(AggregatorKind):
                 )
             )
             task.update(batch)
-            task.snapshot().to_arrow()
+            if tasks is None:  # an image build: the Arrow output's kernels too (see AggregatorKind)
+                task.snapshot().to_arrow()
 
     report_key: ClassVar[str] = "sketch_tasks"
 
@@ -273,6 +279,7 @@ class SketchAggregator(AggregatorKind):
             "element_fields": list(p.element_fields),
             "seed": p.seed,
             "memory_bytes": task.memory_bytes,
+            "unknown_key_rows": dict(getattr(task, "missing_key_rows", {}) or {}),
             "heavy_hitters": {
                 t.name.lower(): {
                     "count": len(h),

@@ -21,6 +21,7 @@ The store, :func:`connect_store` and :data:`DEFAULT_CHDB_DIR` are importable fro
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Sequence
@@ -29,10 +30,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pyarrow as pa
 
+from netspectra.fields import BY_NAME
 from netspectra.storage.backend_chdb import DEFAULT_CHDB_DIR
 from netspectra.storage.base import SnapshotMeta, StorageError, Writer, WriterError
 from netspectra.storage.retention import retentions
 from netspectra.storage.schema import (
+    ADDED_KEY_COLUMNS,
+    EXPORTER_COLUMNS,
+    EXPORTER_TABLE,
     FLOW_COLUMNS,
     FLOW_RECORD_COLUMNS,
     FLOW_RECORDS_TABLE,
@@ -45,6 +50,7 @@ from netspectra.storage.schema import (
 from netspectra.storage.store import ClickHouseStore, connect_store, parse_version
 
 if TYPE_CHECKING:
+    from netspectra.collect.exporters_task import ExportersSnapshot
     from netspectra.config.aggregator import WriterConfig
     from netspectra.flows.records import FlowRecords
     from netspectra.rollup.task import RollupRows
@@ -86,7 +92,9 @@ def flow_rows(
     hashes: np.ndarray | None = None,
 ) -> pa.Table:
     """The ``flow_metrics`` rows of ``snap`` (of its rows ``index``, in that order, if given): the physical
-    columns of :data:`FLOW_COLUMNS`, in order. ``hashes``: :func:`flow_hashes` of ``snap`` if known."""
+    columns of :data:`FLOW_COLUMNS`, in order, less the key columns of fields beyond the five that the
+    task does not key on (the table makes them NULL). ``hashes``: :func:`flow_hashes` of ``snap`` if
+    known."""
     if hashes is None:
         hashes = flow_hashes(snap)
     if index is not None:
@@ -102,12 +110,14 @@ def flow_rows(
         "SrcPort": t.column("SrcPort"),
         "DstPort": t.column("DstPort"),
         "Protocol": t.column("Protocol"),
+        **{name: t.column(name) for name in snap.extra_fields},
         "StartNs": pa.array(snap.first_ns, pa.int64()),
         "EndNs": pa.array(snap.last_ns, pa.int64()),
         "ByteCount": t.column("ByteCount"),
         "PacketCount": t.column("PacketCount"),
     }
-    assert tuple(cols) == tuple(n for n, _ in FLOW_COLUMNS)
+    extra = set(snap.extra_fields)
+    assert tuple(cols) == tuple(n for n, _ in FLOW_COLUMNS if n not in ADDED_KEY_COLUMNS or n in extra)
     return pa.table(cols)
 
 
@@ -212,13 +222,39 @@ def flow_record_rows(snap: FlowRecords, meta: SnapshotMeta) -> pa.Table:
     return pa.table({n: cols[n] for n in names})
 
 
+def exporter_rows(snap: ExportersSnapshot, meta: SnapshotMeta) -> pa.Table:
+    """The ``exporters`` rows of an exporters task's snapshot: one per exporter, in the columns of
+    :data:`EXPORTER_COLUMNS`."""
+    m = len(snap)
+    rates = [sorted(r.items()) for r in snap.rates]
+    cols = {
+        "TimestampNs": pa.array(np.full(m, meta.snapshot_ts_ns, np.uint64)),
+        "PeriodStartNs": pa.array(np.full(m, meta.period_start_ns, np.uint64)),
+        "TaskName": pa.array([snap.task_name] * m, pa.string()),
+        "Exporter": pa.array(snap.addresses(), pa.string()),
+        "FirstSeenNs": pa.array(snap.first_ns, pa.int64()),
+        "LastSeenNs": pa.array(snap.last_ns, pa.int64()),
+        "Records": pa.array(snap.records, pa.uint64()),
+        "Packets": pa.array(snap.packets, pa.uint64()),
+        "Bytes": pa.array(snap.bytes, pa.uint64()),
+        "SamplingRates": pa.array([[k for k, _ in r] for r in rates], pa.list_(pa.uint32())),
+        "RecordsPerRate": pa.array([[v for _, v in r] for r in rates], pa.list_(pa.uint64())),
+        "RecordsWithoutRate": pa.array(snap.records_without_rate, pa.uint64()),
+    }
+    return pa.table({n: cols[n] for n, _ in EXPORTER_COLUMNS})
+
+
 _MIX1, _MIX2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
 
 
 def _key_words(snap: FlowSnapshot) -> np.ndarray:
-    """Each flow's key as 5 uint64 words (addresses, then ports and protocol): (m, 5)."""
+    """Each flow's key as uint64 words: addresses, then ports and protocol (5 words), then the key
+    fields beyond the five in canonical order (an address 2 words, an integer 1, a dictionary field the
+    64-bit hash of its text, so that the words are a function of the stored key, whatever the codes)."""
     m = len(snap)
-    words = np.empty((m, 5), np.uint64)
+    extra = snap.extra_fields
+    width = 5 + sum(2 if BY_NAME[f].is_ip else 1 for f in extra)
+    words = np.empty((m, width), np.uint64)
     words[:, 0:2] = np.ascontiguousarray(snap.src_ip).view("<u8")
     words[:, 2:4] = np.ascontiguousarray(snap.dst_ip).view("<u8")
     words[:, 4] = (
@@ -226,7 +262,38 @@ def _key_words(snap: FlowSnapshot) -> np.ndarray:
         | (snap.dst_port.astype(np.uint64) << np.uint64(8))
         | snap.protocol.astype(np.uint64)
     )
+    w = 5
+    for name in extra:
+        f = BY_NAME[name]
+        values = snap.extra[name]
+        if f.is_ip:
+            words[:, w : w + 2] = np.ascontiguousarray(values).view("<u8")
+            w += 2
+            continue
+        if f.kind == "dict":
+            table = _text_hashes(snap.dictionaries.get(f.column, ()))
+            codes = values.astype(np.int64)
+            words[:, w] = np.where(
+                codes < len(table), table[np.minimum(codes, len(table) - 1)], _UNKNOWN_HASH
+            )
+        else:
+            words[:, w] = values.astype(np.uint64)
+        w += 1
     return words
+
+
+#: The hash of a dictionary code the dictionary does not know (it is stored as the empty text).
+_UNKNOWN_HASH = np.uint64(0)
+
+
+def _text_hashes(words: Sequence[str]) -> np.ndarray:
+    """A stable 64-bit hash of each text of a dictionary (blake2b; ``""`` hashes to 0, as an unknown
+    code)."""
+    out = np.zeros(max(1, len(words)), np.uint64)
+    for i, text in enumerate(words):
+        if text:
+            out[i] = int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little")
+    return out
 
 
 def flow_hashes(snap: FlowSnapshot) -> np.ndarray:
@@ -299,7 +366,8 @@ class _FlowTracker:
 
 
 class ClickHouseWriter(Writer, kind="clickhouse"):
-    """Snapshots into ``flow_metrics`` / ``heavy_hitters`` / ``flows`` / ``rollup_*`` of the configured
+    """Snapshots into ``flow_metrics`` / ``heavy_hitters`` / ``flows`` / ``rollup_*`` / ``exporters`` of the
+    configured
     ClickHouse.
 
     One INSERT per task per snapshot, none for an empty snapshot or when no flow changed. Failures raise
@@ -372,6 +440,14 @@ class ClickHouseWriter(Writer, kind="clickhouse"):
                 self._insert(table, rows)
         self._maybe_expire()
 
+    def write_exporters(self, snap: ExportersSnapshot, meta: SnapshotMeta) -> None:
+        """Store an exporters task's snapshot (one row per exporter; the newest of a period stays)."""
+        self._require_group("exporters", "write_exporters")
+        if len(snap) == 0:
+            return
+        self._insert(EXPORTER_TABLE, exporter_rows(snap, meta))
+        self._maybe_expire()
+
     def _write_hitters(self, snap: SketchSnapshot, meta: SnapshotMeta) -> None:
         if len(snap) == 0:
             return
@@ -408,6 +484,7 @@ __all__: Sequence[str] = (
     "StorageError",
     "bucket_of",
     "connect_store",
+    "exporter_rows",
     "flow_hashes",
     "flow_record_hashes",
     "flow_record_rows",

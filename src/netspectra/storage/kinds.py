@@ -77,7 +77,7 @@ _FILES = "netspectra.storage.files"
 CLICKHOUSE = WriterKind(
     "clickhouse",
     ClickHouseConfig,
-    ("exact", "sketch", "flows", "rollup"),
+    ("exact", "sketch", "flows", "rollup", "exporters"),
     "netspectra.storage.clickhouse:ClickHouseWriter",
     description="ClickHouse tables: embedded chdb (clickhouse.host empty) or a server",
 )

@@ -25,9 +25,13 @@ docs/storage.md. :func:`migrate` (run by every ClickHouse writer's ``open()``, b
 
 Contract of a migration: its statements are **idempotent** (``CREATE … IF NOT EXISTS``, …), so a run
 interrupted between the statements and the version row, or two processes migrating at once, converge;
-they work on 18.16 and current servers; they never drop data without a release note. (18.16 rejects
-``ALTER … ADD COLUMN IF NOT EXISTS`` as a syntax error: the first migration that adds a column needs a
-step that looks at ``system.columns`` first; none exists yet.)
+they work on 18.16 and current servers; they never drop data without a release note. 18.16 rejects
+``ALTER … ADD COLUMN IF NOT EXISTS`` as a syntax error, so a migration that adds columns declares them
+(``adds``, :class:`AddColumns`): each node runs its ``ALTER`` only after ``system.columns`` showed the
+columns missing there (a new database gets them from the ``CREATE TABLE`` of the declaration; a
+replicated table has them from another replica), refuses a table with only some of them, and the
+``ALTER`` appends the new key columns to the sorting key in the same statement (ClickHouse, 18.16
+included, allows appending only columns the same ``ALTER`` adds).
 
 Adding a table: declare it in :data:`netspectra.storage.schema.TABLES` and append
 ``Migration(n + 1, "what", creates=("name",))``; the ``CREATE TABLE`` of one node or of a cluster (local +
@@ -43,7 +47,8 @@ This module works on a :class:`~netspectra.storage.store.ClickHouseStore` throug
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -55,7 +60,9 @@ from netspectra.storage.cluster import (
     node_stores,
 )
 from netspectra.storage.schema import (
+    ADDED_KEY_COLUMNS,
     ALERT_TABLE,
+    EXPORTER_TABLE,
     FLOW_RECORDS_TABLE,
     FLOW_TABLE,
     HITTER_TABLE,
@@ -75,21 +82,63 @@ SCHEMA_TABLE = "netspectra_schema"
 
 
 @dataclass(frozen=True, slots=True)
+class AddColumns:
+    """Columns a migration adds to a declared table: ``columns`` (their names: the declaration gives
+    their types and places), and ``sort_key``: those of them appended to the sorting key, in the
+    declaration's order (its ``order_by`` must end with their :func:`key_expression`)."""
+
+    table: str
+    columns: tuple[str, ...]
+    sort_key: tuple[str, ...] = ()
+
+    def alter_sql(self, qualified_name: str, distributed: bool) -> str:
+        """The ``ALTER TABLE`` adding the columns (each after the column before it in the declaration)
+        and, on a MergeTree table (not a Distributed one), appending the sorting-key columns."""
+        spec = TABLES[self.table]
+        names = spec.column_names
+        types = dict(spec.columns)
+        actions = [f"ADD COLUMN {c} {types[c]} AFTER {names[names.index(c) - 1]}" for c in self.columns]
+        if self.sort_key and not distributed:
+            actions.append(f"MODIFY ORDER BY ({spec.order_by})")
+        return f"ALTER TABLE {qualified_name} " + ", ".join(actions)
+
+
+@dataclass(frozen=True, slots=True)
 class Migration:
     """One schema version: the tables it ``creates`` (names of
-    :data:`~netspectra.storage.schema.TABLES`), then the DDL of ``statements(layout, on_cluster)`` if any;
+    :data:`~netspectra.storage.schema.TABLES`), the columns it ``adds`` to existing tables
+    (:class:`AddColumns`: checked per node), then the DDL of ``statements(layout, on_cluster)`` if any;
     all idempotent, in order (with ``ON CLUSTER`` when ``on_cluster``, else what each node runs)."""
 
     version: int
     description: str
     creates: tuple[str, ...] = ()
     statements: Callable[[Layout, bool], list[str]] | None = None
+    adds: tuple[AddColumns, ...] = ()
 
     def sql(self, layout: Layout, on_cluster: bool) -> list[str]:
-        """Every statement of this migration for ``layout``, in order."""
+        """Every statement of this migration for ``layout``, in order (the ``ALTER`` of ``adds`` as a
+        node runs it when its table lacks the columns)."""
         out = layout.create_tables_sql(self.creates, on_cluster)
+        out += [sql for _, sql, _ in self.column_steps(layout, on_cluster)]
         if self.statements is not None:
             out += self.statements(layout, on_cluster)
+        return out
+
+    def column_steps(
+        self, layout: Layout, on_cluster: bool = False
+    ) -> list[tuple[str, str, tuple[str, ...]]]:
+        """``(table on the node, ALTER, columns)`` of every :class:`AddColumns`: on one node the table;
+        in cluster mode the local table, then the Distributed table over it."""
+        out = []
+        for a in self.adds:
+            if not layout.clustered:
+                out.append((a.table, a.alter_sql(layout.qualified(a.table), False), a.columns))
+                continue
+            on = layout.on_cluster_clause(on_cluster)
+            local = layout.local_name(a.table)
+            out.append((local, a.alter_sql(layout.qualified(local) + on, False), a.columns))
+            out.append((a.table, a.alter_sql(layout.qualified(a.table) + on, True), a.columns))
         return out
 
 
@@ -102,24 +151,33 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     Migration(2, "flows: the flow records of flows tasks (docs/flows.md)", creates=(FLOW_RECORDS_TABLE,)),
     Migration(
+        3,
+        "flow_metrics: key columns VlanID, ExporterAddress, InIf, OutIf and the enrichment columns",
+        adds=(AddColumns(FLOW_TABLE, ADDED_KEY_COLUMNS, ADDED_KEY_COLUMNS),),
+    ),
+    Migration(
         4,
         "rollup_1m, rollup_5m, rollup_1h: traffic per time bucket and dimensions (docs/storage.md)",
         creates=ROLLUP_TABLES,
     ),
+    Migration(
+        5, "exporters: the flow exporters of exporters tasks (docs/collect.md)", creates=(EXPORTER_TABLE,)
+    ),
 )
+#: Versions reserved for migrations of other branches that are not in this tree yet (remove each when its
+#: migration is merged). A database is never at a reserved version: the runner records only real ones.
+RESERVED_VERSIONS: frozenset[int] = frozenset()
 #: The schema version this NetSpectra writes and reads.
 LATEST = MIGRATIONS[-1].version
-#: Version numbers given to work on other branches that is not merged here yet (a gap they fill when
-#: merged; remove a number once its migration is in :data:`MIGRATIONS`).
-RESERVED: frozenset[int] = frozenset({3})
 
 
 def _check_registry() -> None:
-    """Versions 1..LATEST without gaps (but :data:`RESERVED` ones), and every declared table created by
-    exactly one migration."""
-    versions = [m.version for m in MIGRATIONS]
-    if versions != [v for v in range(1, LATEST + 1) if v not in RESERVED]:
-        raise AssertionError("MIGRATIONS must be versions 1, 2, ... in order, without gaps")
+    """Versions 1..LATEST without gaps, and every declared table created by exactly one migration."""
+    expected = [v for v in range(1, LATEST + 1) if v not in RESERVED_VERSIONS]
+    if [m.version for m in MIGRATIONS] != expected:
+        raise AssertionError(
+            "MIGRATIONS must be versions 1, 2, ... in order, without gaps (but reserved ones)"
+        )
     created = [t for m in MIGRATIONS for t in m.creates]
     if sorted(created) != sorted(TABLES):
         missing, twice = set(TABLES) - set(created), {t for t in created if created.count(t) > 1}
@@ -151,6 +209,8 @@ class Step:
     sql: str
     #: The schema version this statement records as applied (0: not a version row).
     records: int = 0
+    #: ``(table, columns)``: run only where the node's table lacks these columns (:class:`AddColumns`).
+    unless_columns: tuple[str, tuple[str, ...]] | None = None
 
 
 @dataclass
@@ -192,7 +252,26 @@ def record_sql(layout: Layout, migration: Migration) -> str:
 
 
 def version_sql(layout: Layout) -> str:
-    return f"SELECT max(Version), count() FROM {layout.qualified(SCHEMA_TABLE)}"
+    """The versions a node's ``netspectra_schema`` records (:func:`node_version` makes its version)."""
+    return f"SELECT DISTINCT Version FROM {layout.qualified(SCHEMA_TABLE)}"
+
+
+def node_version(recorded: Iterable[int]) -> int:
+    """A node's schema version from the versions its ``netspectra_schema`` records: the newest version up
+    to which every migration of :data:`MIGRATIONS` is recorded. A version recorded beyond a missing one
+    does not count: a database migrated by a build that reserved the missing version for a branch not
+    merged yet (recorded 1, 2, 5 while 3 was reserved) is at 2 here, so 3 runs on it (and 5 again —
+    migrations are idempotent). A version newer than :data:`LATEST` is returned as it is (refused)."""
+    seen = {int(v) for v in recorded}
+    newest = max(seen, default=0)
+    if newest > LATEST:
+        return newest
+    version = 0
+    for m in MIGRATIONS:
+        if m.version not in seen:
+            break
+        version = m.version
+    return version
 
 
 def plan(
@@ -239,10 +318,22 @@ def migration_steps(
         if m.version <= current:
             continue
         if mode == "on_cluster":
-            steps += [Step(f"ON CLUSTER {layout.cluster}", sql) for sql in m.sql(layout, True)]
+            target = f"ON CLUSTER {layout.cluster}"
+            steps += [Step(target, sql) for sql in layout.create_tables_sql(m.creates, True)]
+            # columns are added node by node: each node's table is checked first
+            for table, sql, columns in m.column_steps(layout, False):
+                steps += [Step(n, sql, unless_columns=(table, columns)) for n in nodes] or [Step(target, sql)]
+            if m.statements is not None:
+                steps += [Step(target, sql) for sql in m.statements(layout, True)]
         else:
             for n in nodes:
-                steps += [Step(n, sql) for sql in m.sql(layout, False)]
+                steps += [Step(n, sql) for sql in layout.create_tables_sql(m.creates, False)]
+                steps += [
+                    Step(n, sql, unless_columns=(table, columns))
+                    for table, sql, columns in m.column_steps(layout, False)
+                ]
+                if m.statements is not None:
+                    steps += [Step(n, sql) for sql in m.statements(layout, False)]
         steps += [Step(n, record_sql(layout, m), m.version) for n in nodes if versions.get(n, 0) < m.version]
     return steps
 
@@ -250,6 +341,33 @@ def migration_steps(
 # --------------------------------------------------------------------------------------------------
 # Running a plan
 # --------------------------------------------------------------------------------------------------
+
+
+def _columns_missing(
+    store: ClickHouseStore, layout: Layout, table: str, columns: tuple[str, ...], wait_s: float = 0.0
+) -> bool:
+    """Whether ``table`` on ``store``'s node lacks ``columns`` (all of them); ``StorageError`` when it has
+    only some (a table this NetSpectra did not migrate). With ``wait_s``, waits that long for them to
+    appear (a replicated table gets them from another replica) before answering."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        rows = store.query(
+            "SELECT name FROM system.columns WHERE database = %(db)s AND table = %(t)s",
+            {"db": layout.database, "t": table},
+        )
+        have = {str(r[0]) for r in rows} & set(columns)
+        if have and have != set(columns):
+            if time.monotonic() < deadline:
+                time.sleep(0.2)
+                continue
+            raise StorageError(
+                f"table {layout.database}.{table} on {store.node} has only some of the columns of its "
+                f"schema migration ({sorted(have)} of {list(columns)}); add the others by hand (see "
+                "docs/storage.md) or point clickhouse.database at a new database"
+            )
+        if have or time.monotonic() >= deadline:
+            return not have
+        time.sleep(0.2)
 
 
 def _tables(store: ClickHouseStore, database: str) -> set[str]:
@@ -260,7 +378,7 @@ def _tables(store: ClickHouseStore, database: str) -> set[str]:
 
 
 def _version(store: ClickHouseStore, layout: Layout) -> int:
-    return int(store.query(version_sql(layout))[0][0] or 0)
+    return node_version(v for (v,) in store.query(version_sql(layout)))
 
 
 def migrate(store: ClickHouseStore, every_node: bool = True) -> MigrationReport:
@@ -336,7 +454,18 @@ def _run(
 
     def run(step: Step) -> None:
         target = store if step.target.startswith("ON CLUSTER") else stores[step.target]
-        target.execute(step.sql)
+        if step.unless_columns is not None:
+            if not _columns_missing(target, layout, *step.unless_columns):
+                return
+            try:
+                target.execute(step.sql)
+            except StorageError:
+                # a replica may have received the columns from another one meanwhile
+                if _columns_missing(target, layout, *step.unless_columns, wait_s=10.0):
+                    raise
+                return
+        else:
+            target.execute(step.sql)
         report.steps.append(step)
 
     # 1. the database and the version table
@@ -349,7 +478,7 @@ def _run(
     # 3. the tables already there are NetSpectra's (columns) with the configured layout (engines),
     #    checked before any DDL runs
     for s in stores.values():
-        check_columns(s, layout, allow_missing=True)
+        check_columns(s, layout, allow_missing=True, added=_added_columns(report.before))
     _check_layout(store, layout, stores, allow_missing=True)
     # 4. pending migrations
     for step in migration_steps(layout, mode, list(stores), report.before):
@@ -508,9 +637,26 @@ def _check_layout(
         )
 
 
-def check_columns(store: ClickHouseStore, layout: Layout, allow_missing: bool = False) -> None:
+def _added_columns(versions: dict[str, int]) -> dict[str, set[str]]:
+    """Table → columns that migrations above the lowest of ``versions`` add (a table may lack them yet)."""
+    current = min(versions.values(), default=0)
+    out: dict[str, set[str]] = {}
+    for m in MIGRATIONS:
+        if m.version > current:
+            for a in m.adds:
+                out.setdefault(a.table, set()).update(a.columns)
+    return out
+
+
+def check_columns(
+    store: ClickHouseStore,
+    layout: Layout,
+    allow_missing: bool = False,
+    added: dict[str, set[str]] | None = None,
+) -> None:
     """``StorageError`` naming the missing columns when a table lacks what the queries need
-    (``allow_missing``: tables not there are not checked)."""
+    (``allow_missing``: tables not there are not checked; ``added``: table → columns a pending migration
+    adds, not required yet)."""
     names = {layout.local_name(t): t for t in TABLES} | {t: t for t in TABLES}
     found: dict[str, set[str]] = {}
     rows = store.query(
@@ -522,7 +668,7 @@ def check_columns(store: ClickHouseStore, layout: Layout, allow_missing: bool = 
     for name, spec in sorted(names.items()):
         if allow_missing and name not in found:
             continue
-        missing = TABLES[spec].required_columns - found.get(name, set())
+        missing = TABLES[spec].required_columns - found.get(name, set()) - (added or {}).get(spec, set())
         if missing:
             raise StorageError(
                 f"table {layout.database}.{name} exists without the columns {sorted(missing)} (a table of "
@@ -612,6 +758,7 @@ __all__ = [
     "LATEST",
     "MIGRATIONS",
     "SCHEMA_TABLE",
+    "AddColumns",
     "LayoutError",
     "Migration",
     "MigrationReport",

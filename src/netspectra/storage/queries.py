@@ -31,9 +31,10 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import numpy as np
 
+from netspectra.fields import BY_NAME
 from netspectra.output.addr import ips_to_text, parse_ip
 from netspectra.sketches.base import HitterType
-from netspectra.storage.schema import FLOW_TABLE, HITTER_TABLE, KEY_COLUMNS
+from netspectra.storage.schema import FLOW_TABLE, HITTER_TABLE, KEY_COLUMNS, key_expression
 
 if TYPE_CHECKING:
     from netspectra.storage.store import ClickHouseStore
@@ -44,8 +45,11 @@ log = logging.getLogger(__name__)
 DEFAULT_HITTERS_LIMIT = 10
 #: Largest ``limit`` served; bigger requests are cut to it.
 MAX_HITTERS_LIMIT = 10_000
-#: Flow keys accepted by :func:`trace_flow` and :meth:`FlowFilter.from_keys` (the original's whitelist).
+#: Flow keys accepted by :func:`trace_flow` and :meth:`FlowFilter.from_keys`: the original's whitelist
+#: (the five) and every other key field (:mod:`netspectra.fields`).
 FLOW_KEYS: tuple[str, ...] = KEY_COLUMNS
+#: The longest text a filter on a dictionary field (a country, a network name, ...) takes.
+MAX_TEXT_FILTER = 256
 _ATTRS = {
     "SrcIP": "src_ip",
     "DstIP": "dst_ip",
@@ -111,12 +115,29 @@ def _number(value: str | int, key: str, top: int) -> int:
     return value
 
 
+def _field_value(name: str, value: str | int | bytes) -> str | int:
+    """A filter value of key field ``name`` (not one of the five) as the column stores it."""
+    f = BY_NAME[name]
+    if f.is_ip:
+        return _ip_text(value, name)
+    if f.kind == "dict":
+        if not isinstance(value, str) or len(value) > MAX_TEXT_FILTER:
+            raise ValueError(f"{name}: {value!r} is not a text of at most {MAX_TEXT_FILTER} characters")
+        return value
+    if f.text_prefix and isinstance(value, str) and value.strip().upper().startswith(f.text_prefix):
+        value = value.strip()[len(f.text_prefix) :]  # AS64500 as well as 64500
+    return _number(value, name, (1 << (8 * f.key_bytes)) - 1)
+
+
 @dataclass(frozen=True, slots=True)
 class FlowFilter:
     """Flow-key conditions (``None`` = no condition); values are checked and normalised on creation.
 
     Addresses take text (IPv4, IPv6, IPv4-mapped IPv6 — stored as the plain IPv4 text) or raw 4/16 bytes;
-    ports 0–65535 and the protocol 0–255 take ints or decimal text. Bad values raise ``ValueError``.
+    ports 0–65535 and the protocol 0–255 take ints or decimal text. ``fields``: conditions on the other
+    key fields, ``(name, value)`` pairs — interfaces and VLANs as numbers, AS numbers as numbers or
+    ``AS64500``, the exporter as an address, dictionary fields (countries, network names, ...) as their
+    text (``""``: unknown). Bad values and names that are not key fields raise ``ValueError``.
     """
 
     src_ip: str | None = None
@@ -124,6 +145,7 @@ class FlowFilter:
     src_port: int | None = None
     dst_port: int | None = None
     protocol: int | None = None
+    fields: tuple[tuple[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
         for column, attr in _ATTRS.items():
@@ -134,17 +156,28 @@ class FlowFilter:
                 object.__setattr__(self, attr, _number(value, column, _MAX[attr]))
             else:
                 object.__setattr__(self, attr, _ip_text(value, column))
+        checked = []
+        for name, value in self.fields:
+            if name not in BY_NAME or name in _ATTRS:
+                raise ValueError(f"unsupported flow key: {name}")
+            checked.append((name, _field_value(name, value)))
+        object.__setattr__(self, "fields", tuple(checked))
 
     @classmethod
     def from_keys(cls, keys: Mapping[str, str | int | bytes]) -> FlowFilter:
-        """From the original's ``flow_keys`` map (``{"SrcIP": "10.0.0.1", "DstPort": "443"}``); a key
-        outside SrcIP, DstIP, SrcPort, DstPort, Protocol raises ``ValueError("unsupported flow key: X")``."""
+        """From the original's ``flow_keys`` map (``{"SrcIP": "10.0.0.1", "DstPort": "443"}``), which may
+        name any key field (``{"SrcAS": "AS64500", "InIf": "3"}``); another key raises
+        ``ValueError("unsupported flow key: X")``."""
         args: dict[str, Any] = {}
+        fields: list[tuple[str, Any]] = []
         for key in sorted(keys):  # sorted, as the refactored original: stable error and SQL order
-            if key not in _ATTRS:
+            if key in _ATTRS:
+                args[_ATTRS[key]] = keys[key]
+            elif key in BY_NAME:
+                fields.append((key, keys[key]))
+            else:
                 raise ValueError(f"unsupported flow key: {key}")
-            args[_ATTRS[key]] = keys[key]
-        return cls(**args)
+        return cls(**args, fields=tuple(fields))
 
     def conditions(self) -> tuple[list[str], dict[str, object]]:
         """SQL conditions on ``flow_metrics`` and their parameters (``f_<column>``)."""
@@ -155,6 +188,9 @@ class FlowFilter:
             if value is not None:
                 conds.append(f"{column} = %(f_{column})s")
                 params[f"f_{column}"] = value
+        for column, value in self.fields:
+            conds.append(f"{column} = %(f_{column})s")
+            params[f"f_{column}"] = value
         return conds, params
 
 
@@ -181,12 +217,9 @@ def _state_columns(start_ns: int | None) -> str:
     )
 
 
-_KEYS = "SrcIP, DstIP, SrcPort, DstPort, Protocol"
+_KEYS = ", ".join(KEY_COLUMNS)
 # uniqExact skips rows with a NULL argument: count keys with the NULLs of absent fields made values
-_DISTINCT_FLOWS = (
-    "uniqExact(ifNull(SrcIP, ''), ifNull(DstIP, ''), ifNull(SrcPort, 0), ifNull(DstPort, 0), "
-    "ifNull(Protocol, 0))"
-)
+_DISTINCT_FLOWS = f"uniqExact({', '.join(key_expression(c) for c in KEY_COLUMNS)})"
 
 
 def _time_bounds(
@@ -334,9 +367,10 @@ def flow_details(
         f"WHERE P > 0 GROUP BY {_KEYS} ORDER BY {_KEYS} LIMIT %(offset)s, %(limit)s"
     )
     out = []
+    k = len(FLOW_KEYS)
     for row in store.query(sql, params):
-        keys = {k: str(v) for k, v in zip(FLOW_KEYS, row[:5], strict=True) if v is not None}
-        out.append((keys, int(row[5]), int(row[6]), int(row[7]), int(row[8])))
+        keys = {name: str(v) for name, v in zip(FLOW_KEYS, row[:k], strict=True) if v is not None}
+        out.append((keys, int(row[k]), int(row[k + 1]), int(row[k + 2]), int(row[k + 3])))
     return out
 
 

@@ -44,6 +44,12 @@ Tables (the original's two, with its flaws fixed; see docs/storage.md for the re
     the bucket (1 min, 5 min), months (1 h); each has its own retention key (``rollup_1m_retention``,
     ``rollup_5m_retention``, ``rollup_1h_retention``: a week, 90 days and two years by default), applied
     to the newest *write* of a partition.
+``exporters``
+    The flow exporters seen by ``exporters`` tasks (issue 15; :mod:`netspectra.collect.exporters_kind`):
+    one row per task, exporter and period, the state at the snapshot (first and last record time,
+    records, packets and bytes scaled by the sampling rate, records per sampling rate);
+    ``ReplacingMergeTree(TimestampNs)`` on (task, exporter, period): the newest snapshot of a period
+    stays. ``netspectra query exporters`` sums the periods.
 ``alerts``
     The alert history (:class:`~netspectra.storage.alerts.AlertStoreSink`): one row per fired rule per
     notification (a sketch rule: one row per flow that passed), with the notification's subject, the
@@ -67,11 +73,14 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from netspectra.fields import BY_NAME, FIELD_NAMES, KEY_FIELDS
+
 #: Table names (in the configured database).
 FLOW_TABLE = "flow_metrics"
 HITTER_TABLE = "heavy_hitters"
 ALERT_TABLE = "alerts"
 FLOW_RECORDS_TABLE = "flows"
+EXPORTER_TABLE = "exporters"
 
 #: ``clickhouse.sharding_key``: ``flow`` (each table's :attr:`Table.shard_by`), ``task``, ``random``.
 SHARDING_KEYS: tuple[str, ...] = ("flow", "task", "random")
@@ -108,6 +117,8 @@ class Table:
     partition_by: str
     engine: str = "MergeTree"
     engine_args: tuple[str, ...] = ()
+    #: A primary key shorter than the sorting key (a prefix of it; empty: the sorting key itself).
+    primary_key: str = ""
     aliases: tuple[tuple[str, str], ...] = ()
     shard_by: str = "cityHash64(TaskName)"
     retention_time: str = ""
@@ -164,9 +175,10 @@ class Table:
         if replicated is not None:
             engine = "Replicated" + engine
             params = [quote_string(replicated[0]), quote_string(replicated[1]), *params]
+        primary = f"PRIMARY KEY ({self.primary_key})\n" if self.primary_key else ""
         return (
             f"{head}ENGINE = {engine}({', '.join(params)})\nPARTITION BY {self.partition_by}\n"
-            f"ORDER BY ({self.order_by})"
+            f"{primary}ORDER BY ({self.order_by})"
         )
 
     def expired_partitions_sql(self, qualified_name: str) -> str:
@@ -196,6 +208,9 @@ FLOW_COLUMNS: tuple[tuple[str, str], ...] = (
     ("SrcPort", "Nullable(UInt16)"),
     ("DstPort", "Nullable(UInt16)"),
     ("Protocol", "Nullable(UInt8)"),
+    # the other key fields (schema version 3): VlanID, ExporterAddress, InIf, OutIf, the enrichment
+    # columns; addresses and dictionary text as String
+    *((f.name, f"Nullable({f.clickhouse})") for f in KEY_FIELDS if not f.is_packet_field),
     ("StartNs", "Int64"),
     ("EndNs", "Int64"),
     ("ByteCount", "UInt64"),
@@ -280,8 +295,45 @@ FLOW_RECORD_COLUMNS: tuple[tuple[str, str], ...] = (
     ("SpltSize", "Array(UInt32)"),
     ("SpltDirection", "Array(UInt8)"),
 )
-#: Flow-key columns of ``flow_metrics`` (NULL where the task does not key on the field).
-KEY_COLUMNS: tuple[str, ...] = ("SrcIP", "DstIP", "SrcPort", "DstPort", "Protocol")
+#: Physical columns of ``exporters`` in insert order: per exporters task, exporter and period, the state
+#: at the snapshot (cumulative in the period; the newest row of a period replaces the older ones).
+EXPORTER_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("TimestampNs", "UInt64"),
+    ("PeriodStartNs", "UInt64"),
+    ("TaskName", "String"),
+    ("Exporter", "String"),
+    ("FirstSeenNs", "Int64"),
+    ("LastSeenNs", "Int64"),
+    ("Records", "UInt64"),
+    ("Packets", "UInt64"),
+    ("Bytes", "UInt64"),
+    ("SamplingRates", "Array(UInt32)"),
+    ("RecordsPerRate", "Array(UInt64)"),
+    ("RecordsWithoutRate", "UInt64"),
+)
+#: Flow-key columns of ``flow_metrics`` (NULL where the task does not key on the field): every key field.
+KEY_COLUMNS: tuple[str, ...] = FIELD_NAMES
+#: The key columns schema version 3 added to ``flow_metrics`` (the fields beyond the original five).
+ADDED_KEY_COLUMNS: tuple[str, ...] = tuple(f.name for f in KEY_FIELDS if not f.is_packet_field)
+
+
+def key_default(name: str) -> str:
+    """The SQL literal standing for a NULL key column in sorting keys and distinct counts."""
+    return "''" if BY_NAME[name].clickhouse == "String" else "0"
+
+
+def key_expression(name: str) -> str:
+    """``ifNull(<column>, <default>)``: a key column as sorting keys and distinct counts take it."""
+    return f"ifNull({name}, {key_default(name)})"
+
+
+#: The sorting key of ``flow_metrics`` up to schema version 2 (its primary key since version 3).
+FLOW_PRIMARY_KEY = (
+    "TaskName, PeriodStartNs, FlowHash, ifNull(SrcIP, ''), ifNull(DstIP, ''), ifNull(SrcPort, 0), "
+    "ifNull(DstPort, 0), ifNull(Protocol, 0), Bucket"
+)
+#: Version 3 appends the added key columns (ClickHouse lets an ALTER append only columns it adds).
+FLOW_ORDER_BY = FLOW_PRIMARY_KEY + "".join(f", {key_expression(c)}" for c in ADDED_KEY_COLUMNS)
 
 _PERIOD_DAY = day_of("PeriodStartNs")
 
@@ -291,9 +343,11 @@ FLOW_METRICS = Table(
     # FlowHash first: the writer sends rows sorted by it, so the server's sort of an insert is nearly free
     # (measured: 0.7 -> 1.1-1.2 M rows/s); the key columns follow, so flows with equal hashes stay
     # distinct. ifNull: the sorting key may not contain Nullable columns; a field is NULL either in every
-    # row of a task or in none, so '' / 0 never collide with real values of the same task.
-    order_by="TaskName, PeriodStartNs, FlowHash, ifNull(SrcIP, ''), ifNull(DstIP, ''), ifNull(SrcPort, 0), "
-    "ifNull(DstPort, 0), ifNull(Protocol, 0), Bucket",
+    # row of a task or in none, so '' / 0 never collide with real values of the same task. The key
+    # columns of version 3 follow Bucket (an ALTER can only append them); the primary key (the index)
+    # stays the version-2 prefix, so a new table and a migrated one are alike.
+    order_by=FLOW_ORDER_BY,
+    primary_key=FLOW_PRIMARY_KEY,
     partition_by=_PERIOD_DAY,
     engine="ReplacingMergeTree",
     engine_args=("TimestampNs",),
@@ -408,9 +462,29 @@ def _rollup_tables() -> tuple[Table, ...]:
 ROLLUPS: tuple[Table, ...] = _rollup_tables()
 ROLLUP_TABLES: tuple[str, ...] = tuple(t.name for t in ROLLUPS)
 
+EXPORTERS = Table(
+    EXPORTER_TABLE,
+    EXPORTER_COLUMNS,
+    order_by="TaskName, Exporter, PeriodStartNs",
+    partition_by=_PERIOD_DAY,
+    engine="ReplacingMergeTree",
+    engine_args=("TimestampNs",),
+    aliases=(
+        ("Timestamp", "TimestampNs"),
+        ("PeriodStart", "PeriodStartNs"),
+        ("FirstSeen", "FirstSeenNs"),
+        ("LastSeen", "LastSeenNs"),
+    ),
+    shard_by="cityHash64(TaskName, Exporter)",
+    retention_time="TimestampNs",
+    description="exporters tasks: per flow exporter and period, records, packets, bytes, sampling rates",
+)
+
 #: Every data table, in creation order: name → declaration. Adding one: declare it here and create it
 #: in a new migration (:data:`netspectra.storage.migrations.MIGRATIONS`).
-TABLES: dict[str, Table] = {t.name: t for t in (FLOW_METRICS, HEAVY_HITTERS, ALERTS, FLOWS, *ROLLUPS)}
+TABLES: dict[str, Table] = {
+    t.name: t for t in (FLOW_METRICS, HEAVY_HITTERS, ALERTS, FLOWS, *ROLLUPS, EXPORTERS)
+}
 
 
 def create_table_sql(

@@ -1,7 +1,8 @@
 """The exact task: every flow of every packet counted exactly (the original's ``exact`` aggregator).
 
-A flow is the set of packets that agree on the task's ``key_fields`` (a subset of SrcIP, DstIP,
-SrcPort, DstPort, Protocol). Per flow the task keeps:
+A flow is the set of packets that agree on the task's ``key_fields`` (any set of the key fields of
+:mod:`netspectra.fields`: the five packet fields, VlanID, ExporterAddress, InIf, OutIf, the
+enrichment columns). Per flow the task keeps:
 
 * ``first_ns`` = the smallest and ``last_ns`` = the largest timestamp of its packets. The original kept
   the timestamp of the last *processed* packet; min/max is order-independent, so out-of-order
@@ -17,6 +18,15 @@ batch (plus a growth when needed). Growth never moves a row: the row arrays grow
 is rebuilt, from itself. Memory is therefore 48-72 bytes per flow plus 10.7-21.3 bytes of index
 (32 while the index doubles); :meth:`ExactTask.snapshot` decodes the rows in one pass.
 
+Key fields beyond the five go into *extra key words* after each row's own words
+(:mod:`netspectra.tasks.exact_fields`: 8 bytes per word; SrcAS + DstAS take one, an exporter address
+two): the same kernel, compiled for rows with extra words, hashes and compares them too. A task keyed on
+the five packet fields alone has none and runs the five-tuple code unchanged. A batch without a key
+field's column (InIf of a captured packet, SrcAS without enrichment) counts its rows under the field's
+unknown value, 0, says so once in the log and counts them (:meth:`ExactTask.counters`). Snapshots carry
+the extra fields' values; dictionary codes become text when the snapshot is output, with the newest
+dictionaries the task saw (dictionaries only grow).
+
 Concurrency: an :class:`ExactTask` is *not* thread-safe. The kernel releases the GIL, so the caller
 (the engine) must make sure one thread at a time calls ``update``, ``snapshot`` and ``reset`` on a task
 (a lock per task, or one owning thread); under that rule every snapshot is consistent.
@@ -25,19 +35,20 @@ Concurrency: an :class:`ExactTask` is *not* thread-safe. The kernel releases the
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from netspectra.batch import PacketBatch
-from netspectra.fields import FIELD_NAMES, validate_fields
+from netspectra.fields import BY_NAME, PACKET_FIELDS, canonical, validate_fields
+from netspectra.key_columns import Decoder, MissingFields, decode_codes
 from netspectra.output.addr import ips_to_arrow
-from netspectra.output.flow_table import FLOW_TABLE_SCHEMA, TIMESTAMP_TYPE
+from netspectra.output.flow_table import TIMESTAMP_TYPE, flow_table_schema
 from netspectra.tasks import exact_kernels as kern
+from netspectra.tasks.exact_fields import ExtraLayout
 from netspectra.tasks.exact_store import GrowableWords
 from netspectra.weights import exact_sum
 
@@ -69,7 +80,10 @@ class FlowSnapshot:
     ``m`` rows, one per flow, in no particular order (use :meth:`sorted` or :meth:`top`). Columns:
     ``src_ip``/``dst_ip`` (m, 16) uint8, ``src_port``/``dst_port`` uint16, ``protocol`` uint8 — zero
     where the field is not in ``key_fields`` — ``first_ns``/``last_ns`` int64 ns UTC, ``packets`` and
-    ``bytes`` uint64. The arrays are not writeable and share nothing with the task.
+    ``bytes`` uint64. ``extra``: the values of the key fields beyond the five (field name → (m, 16)
+    uint8 for an address, (m,) of the field's dtype otherwise: dictionary codes for dictionary fields),
+    and ``dictionaries`` (column name → texts) to decode those codes. The arrays are not writeable and
+    share nothing with the task.
     """
 
     #: The aggregator kind that produces these snapshots (alerting and writers ask it).
@@ -86,6 +100,8 @@ class FlowSnapshot:
     last_ns: np.ndarray
     packets: np.ndarray
     bytes: np.ndarray
+    extra: Mapping[str, np.ndarray] = field(default_factory=dict)
+    dictionaries: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     ARRAYS = (
         "src_ip",
@@ -110,6 +126,25 @@ class FlowSnapshot:
                 )
             # Read-only: a snapshot is shared by writers and threads and must never change under them.
             a.flags.writeable = False
+        want = set(self.extra_fields)
+        if set(self.extra) != want:
+            raise ValueError(
+                f"FlowSnapshot.extra has {sorted(self.extra)}; the key fields beyond the five are "
+                f"{sorted(want)}"
+            )
+        for name, a in self.extra.items():
+            f = BY_NAME[name]
+            want_dtype, want_shape = np.dtype(f.dtype), ((m, 16) if f.is_ip else (m,))
+            if a.dtype != want_dtype or a.shape != want_shape:
+                raise ValueError(
+                    f"FlowSnapshot.extra[{name}]: {a.dtype} {a.shape}, expected {want_dtype} {want_shape}"
+                )
+            a.flags.writeable = False
+
+    @property
+    def extra_fields(self) -> tuple[str, ...]:
+        """The key fields beyond the five packet fields, in canonical order."""
+        return canonical(f for f in self.key_fields if f not in PACKET_FIELDS)
 
     def __len__(self) -> int:
         return int(self.packets.shape[0])
@@ -130,13 +165,16 @@ class FlowSnapshot:
             self.task_name,
             self.key_fields,
             *(np.ascontiguousarray(getattr(self, name)[index]) for name in self.ARRAYS),
+            extra={k: np.ascontiguousarray(v[index]) for k, v in self.extra.items()},
+            dictionaries=self.dictionaries,
         )
 
     def sort_order(self, by: SortBy = "bytes") -> np.ndarray:
         """Row order: ``by`` descending, then the other counter descending, then the key ascending.
 
         The key order is byte order of the addresses (so IPv4-mapped rows sort among themselves
-        numerically), then ports, then protocol; the result is fully deterministic.
+        numerically), then ports, then protocol, then the other key fields in canonical order (their
+        values: dictionary fields by code); the result is fully deterministic.
         """
         primary, secondary = self._counters(by)
         return np.lexsort((*self._key_columns(), ~secondary, ~primary))
@@ -162,16 +200,20 @@ class FlowSnapshot:
         return self.take(order[:n])
 
     def to_arrow(self) -> pa.Table:
-        """The flows as an Arrow table with :data:`~netspectra.output.flow_table.FLOW_TABLE_SCHEMA`.
+        """The flows as an Arrow table with :func:`~netspectra.output.flow_table.flow_table_schema`
+        (:data:`~netspectra.output.flow_table.FLOW_TABLE_SCHEMA` for a task keyed on packet fields alone;
+        the other key fields' columns follow ``Protocol``, in canonical order).
 
-        Columns of fields outside ``key_fields`` are all NULL. Addresses are text (IPv4 dotted quad,
-        IPv6 RFC 5952). Rows keep the snapshot's order.
+        Columns of packet fields outside ``key_fields`` are all NULL. Addresses are text (IPv4 dotted
+        quad, IPv6 RFC 5952), dictionary codes their text (empty when unknown). Rows keep the
+        snapshot's order.
         """
         m = len(self)
         keys = set(self.key_fields)
+        schema = flow_table_schema(self.extra_fields)
 
         def key_col(field: str, make: pa.Array) -> pa.Array:
-            typ = FLOW_TABLE_SCHEMA.field(field).type
+            typ = schema.field(field).type
             return make() if field in keys else pa.nulls(m, typ)
 
         arrays = [
@@ -183,18 +225,30 @@ class FlowSnapshot:
             key_col("SrcPort", lambda: pa.array(self.src_port, pa.uint16())),
             key_col("DstPort", lambda: pa.array(self.dst_port, pa.uint16())),
             key_col("Protocol", lambda: pa.array(self.protocol, pa.uint8())),
+            *(self._extra_column(name, schema.field(name).type) for name in self.extra_fields),
             pa.array(self.first_ns, pa.int64()).cast(TIMESTAMP_TYPE),
             pa.array(self.last_ns, pa.int64()).cast(TIMESTAMP_TYPE),
             pa.array(self.bytes, pa.uint64()),
             pa.array(self.packets, pa.uint64()),
         ]
-        return pa.Table.from_arrays(arrays, schema=FLOW_TABLE_SCHEMA)
+        return pa.Table.from_arrays(arrays, schema=schema)
+
+    def _extra_column(self, name: str, typ: pa.DataType) -> pa.Array:
+        f = BY_NAME[name]
+        values = self.extra[name]
+        if f.is_ip:
+            return ips_to_arrow(values)
+        if f.kind == "dict":
+            return pa.array(decode_codes(values, self.dictionaries.get(f.column, ())), pa.string())
+        return pa.array(values, typ)
 
     def flow_keys(self) -> list[str]:
         """Each flow's key as the original printed it: key fields in config order joined by ``-``.
 
         E.g. ``10.0.0.1-10.0.0.2-1234-80-6`` for a five-tuple task.
         """
+        import pyarrow.compute as pc  # 50-70 ms to import: only where keys are printed
+
         table = self.to_arrow()
         parts = [pc.cast(table.column(f), pa.string()) for f in self.key_fields]
         return pc.binary_join_element_wise(*parts, "-").to_pylist()
@@ -210,7 +264,24 @@ class FlowSnapshot:
         # lexsort: the last key is the primary one; addresses compared as big-endian words = byte order.
         src = self.src_ip.view(">u8").astype(np.uint64)
         dst = self.dst_ip.view(">u8").astype(np.uint64)
-        return (self.protocol, self.dst_port, self.src_port, dst[:, 1], dst[:, 0], src[:, 1], src[:, 0])
+        extra: list[np.ndarray] = []
+        for name in reversed(self.extra_fields):
+            v = self.extra[name]
+            if v.ndim == 2:
+                w = np.ascontiguousarray(v).view(">u8").astype(np.uint64)
+                extra += [w[:, 1], w[:, 0]]
+            else:
+                extra.append(v)
+        return (
+            *extra,
+            self.protocol,
+            self.dst_port,
+            self.src_port,
+            dst[:, 1],
+            dst[:, 0],
+            src[:, 1],
+            src[:, 0],
+        )
 
 
 class ExactTask:
@@ -218,8 +289,9 @@ class ExactTask:
 
     ``capacity_hint`` is the number of flows expected: the table starts large enough to hold that
     many without growing (it grows whenever needed, so the hint only saves index rebuilds).
-    Memory per flow: a 48-byte row (72 bytes for a flow with an IPv6 address), resident only as
-    flows arrive, plus the index's 8-byte slots, 1.33 to 2.67 per flow.
+    Memory per flow: a 48-byte row (72 bytes for a flow with an IPv6 address) plus 8 bytes per extra
+    key word (key fields beyond the five), resident only as flows arrive, plus the index's 8-byte
+    slots, 1.33 to 2.67 per flow.
     One updater at a time (not thread-safe; see the module docstring).
     """
 
@@ -228,8 +300,16 @@ class ExactTask:
         self.key_fields = validate_fields(key_fields)
         keys = set(self.key_fields)
         on, off = kern.ALL_ONES, np.uint64(0)
-        self._masks = tuple(on if f in keys else off for f in FIELD_NAMES)
+        self._masks = tuple(on if f in keys else off for f in PACKET_FIELDS)
         self._keep_src, self._keep_dst = "SrcIP" in keys, "DstIP" in keys
+        # key fields beyond the five: extra key words after each row's own (None: the five-tuple path)
+        extra = [f for f in self.key_fields if f not in PACKET_FIELDS]
+        self._layout = ExtraLayout(extra) if extra else None
+        self._nx = self._layout.words if self._layout is not None else 0
+        self._rw = kern.ROW_WORDS + self._nx
+        self._ww = kern.WIDE_ROW_WORDS + self._nx
+        self._missing = MissingFields(name, "exact")
+        self._decoder = Decoder()
         self._initial_capacity = _capacity_for(max(int(capacity_hint), 1))
         if self._initial_capacity > _MAX_CAPACITY:
             raise ValueError(
@@ -237,8 +317,8 @@ class ExactTask:
                 f"({_limit_for(_MAX_CAPACITY):,})"
             )
         self._index = np.zeros(self._initial_capacity, np.uint64)
-        self._rows = GrowableWords(_limit_for(self._initial_capacity) * kern.ROW_WORDS)
-        self._wide = GrowableWords(_initial_wide_rows(self._initial_capacity) * kern.WIDE_ROW_WORDS)
+        self._rows = GrowableWords(_limit_for(self._initial_capacity) * self._rw)
+        self._wide = GrowableWords(_initial_wide_rows(self._initial_capacity) * self._ww)
         self._state = np.zeros(2, np.int64)  # compact rows used, wide rows used
         self._packets = 0
         self._bytes = 0
@@ -277,6 +357,21 @@ class ExactTask:
         """Weighted rows of 0 packets seen since creation (they count nothing; never reset)."""
         return self._empty_rows
 
+    @property
+    def missing_key_rows(self) -> dict[str, int]:
+        """Rows counted under a key field's unknown value (0) because their batch lacked the field,
+        per field, since creation (never reset)."""
+        return self._missing.as_dict()
+
+    @property
+    def extra_layout(self) -> ExtraLayout | None:
+        """Where the key fields beyond the five live in a row (None: the task has none)."""
+        return self._layout
+
+    def counters(self) -> dict[str, object]:
+        """The task's own counters (the engine reports them per task)."""
+        return {"missing_key_rows": self.missing_key_rows, "empty_rows": self._empty_rows}
+
     def update(self, batch: PacketBatch) -> None:
         """Account every packet of ``batch`` (which must satisfy :meth:`PacketBatch.validate`).
 
@@ -297,6 +392,10 @@ class ExactTask:
         dst = batch.dst_ip.view(np.uint64)
         ts_u = batch.ts_ns.view(np.uint64)
         fstart = None if batch.flow_start_ns is None else batch.flow_start_ns.view(np.uint64)
+        extra = None
+        if self._layout is not None:
+            extra = self._layout.pack(batch, self._missing)
+            self._decoder.learn(batch.dictionaries)
         i = 0
         while True:
             i = kern.update_flows(
@@ -317,6 +416,7 @@ class ExactTask:
                 batch.packets,
                 batch.octets,
                 fstart,
+                extra,
             )
             if i >= n:
                 break
@@ -348,6 +448,7 @@ class ExactTask:
         m = len(self)
         src_ip = np.empty((m, 16), np.uint8)
         dst_ip = np.empty((m, 16), np.uint8)
+        words = np.empty((m, self._nx), np.uint64) if self._layout is not None else None
         cols = {
             "src_port": np.empty(m, np.uint16),
             "dst_port": np.empty(m, np.uint16),
@@ -373,8 +474,13 @@ class ExactTask:
             cols["last_ns"].view(np.uint64),
             cols["packets"],
             cols["bytes"],
+            words,
         )
-        return FlowSnapshot(self.name, self.key_fields, src_ip, dst_ip, **cols)
+        extra = self._layout.unpack(words) if self._layout is not None and words is not None else {}
+        return FlowSnapshot(
+            self.name, self.key_fields, src_ip, dst_ip, **cols, extra=extra,
+            dictionaries=self._decoder.snapshot() if extra else {},
+        )  # fmt: skip
 
     def reset(self) -> None:
         """Forget every flow and the totals.
@@ -388,9 +494,9 @@ class ExactTask:
             self._index.fill(0)
         else:
             self._index = np.zeros(cap, np.uint64)
-        self._rows.resize(_limit_for(cap) * kern.ROW_WORDS)
+        self._rows.resize(_limit_for(cap) * self._rw)
         wide_rows = max(_initial_wide_rows(self._initial_capacity), wide_flows)
-        self._wide.resize(min(wide_rows, _limit_for(cap)) * kern.WIDE_ROW_WORDS)
+        self._wide.resize(min(wide_rows, _limit_for(cap)) * self._ww)
         self._state[:] = 0
         self._packets = 0
         self._bytes = 0
@@ -403,15 +509,15 @@ class ExactTask:
             if cap > _MAX_CAPACITY:
                 raise OverflowError(f"exact task {self.name!r}: {used:,} flows fill the largest table")
             # Rows never move: their array grows in place; only the index is rebuilt.
-            self._rows.resize(_limit_for(cap) * kern.ROW_WORDS)
+            self._rows.resize(_limit_for(cap) * self._rw)
             index = np.zeros(cap, np.uint64)
             moved = kern.reindex(self._index, index)
             if moved != used:
                 raise AssertionError(f"reindex moved {moved} flows of {used}")  # a kernel bug, never data
             self._index = index
             log.debug("task %s: index grown to %d slots (%d flows)", self.name, cap, used)
-        if wide_used >= self._wide.array.shape[0] // kern.WIDE_ROW_WORDS:
-            self._wide.resize(2 * max(wide_used, 1) * kern.WIDE_ROW_WORDS)
+        if wide_used >= self._wide.array.shape[0] // self._ww:
+            self._wide.resize(2 * max(wide_used, 1) * self._ww)
 
 
 def _capacity_for(flows: int) -> int:

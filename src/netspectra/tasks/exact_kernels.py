@@ -213,6 +213,7 @@ def update_flows(
     packets: np.ndarray | None = None,
     octets: np.ndarray | None = None,
     fstart_u: np.ndarray | None = None,
+    extra: np.ndarray | None = None,
 ) -> int:
     """Account packets ``start..n-1``; return the index of the first packet not done.
 
@@ -231,6 +232,11 @@ def update_flows(
     ``ts``: numba compiles each combination on its own and prunes the branches of the absent ones, so
     the packet path runs the code it ran before these arguments existed.
 
+    ``extra`` (uint64 (n, X), C-contiguous): each row's key words of the fields beyond the five
+    (:mod:`netspectra.tasks.exact_fields`); they are part of the key (hashed after the five-tuple's
+    hash, compared, stored after the row's own words: rows of ``ROW_WORDS + X`` and
+    ``WIDE_ROW_WORDS + X`` words). ``None``: the five-tuple path, row sizes the constants above.
+
     Software pipeline, three packets in flight at three distances: packet ``k`` is encoded and
     hashed and its home slot prefetched; packet ``k - PREFETCH_ROW`` reads its home slots (by now
     in the cache) and prefetches the row its tag points to (both cache lines a row can span);
@@ -242,7 +248,15 @@ def update_flows(
     idx_mask = np.uint64(index.shape[0] - 1)
     used = np.uint64(state[0])
     wused = np.uint64(state[1])
-    wide_cap = np.uint64(wide.shape[0] // WIDE_ROW_WORDS)
+    if extra is None:
+        nx = 0
+        rw = _RW
+        ww = _WW
+    else:
+        nx = extra.shape[1]
+        rw = _RW + np.uint64(nx)
+        ww = _WW + np.uint64(nx)
+    wide_cap = np.uint64(wide.shape[0]) // ww
     ulimit = np.uint64(limit)
     n = ts_u.shape[0]
     hashes = np.empty(_RING, np.uint64)
@@ -255,6 +269,8 @@ def update_flows(
                 k, src, dst, src_port, dst_port, protocol,
                 mask_src, mask_dst, mask_sport, mask_dport, mask_proto,
             )  # fmt: skip
+            if extra is not None:
+                h = mix_extra(h, extra, k, nx)
             hashes[q] = h
             addrs[q] = addr
             keys[q] = key
@@ -267,13 +283,13 @@ def update_flows(
             while s != 0:
                 if (s >> _S32) == (h >> _S32):
                     if s & WIDE_REF:
-                        p = ((s & _LOW31) - _ONE) * _WW
+                        p = ((s & _LOW31) - _ONE) * ww
                         prefetch(wide, p)
-                        prefetch(wide, p + _WW - _ONE)
+                        prefetch(wide, p + ww - _ONE)
                     else:
-                        p = ((s & _LOW32) - _ONE) * _RW
+                        p = ((s & _LOW32) - _ONE) * rw
                         prefetch(rows, p)
-                        prefetch(rows, p + _RW - _ONE)
+                        prefetch(rows, p + rw - _ONE)
                     break
                 j = (j + _ONE) & idx_mask
                 s = index[j]
@@ -315,7 +331,7 @@ def update_flows(
                         state[0] = np.int64(used)
                         state[1] = np.int64(wused)
                         return i
-                    p = wused * _WW
+                    p = wused * ww
                     wide[p + W_SRC_A] = src[i, 0] & mask_src
                     wide[p + W_SRC_B] = src[i, 1] & mask_src
                     wide[p + W_DST_A] = dst[i, 0] & mask_dst
@@ -325,22 +341,28 @@ def update_flows(
                     wide[p + W_LAST] = t
                     wide[p + W_PACKETS] = pk
                     wide[p + W_BYTES] = nbytes
+                    if extra is not None:
+                        for x in range(nx):
+                            wide[p + _WW + np.uint64(x)] = extra[i, x]
                     wused += _ONE
                     index[j] = ((h >> _S32) << _S32) | wused | WIDE_REF
                 else:
-                    p = used * _RW
+                    p = used * rw
                     rows[p + ADDR] = addr
                     rows[p + KEY] = key
                     rows[p + FIRST] = t_first
                     rows[p + LAST] = t
                     rows[p + PACKETS] = pk
                     rows[p + BYTES] = nbytes
+                    if extra is not None:
+                        for x in range(nx):
+                            rows[p + _RW + np.uint64(x)] = extra[i, x]
                     used += _ONE
                     index[j] = ((h >> _S32) << _S32) | used
                 break
             if (s >> _S32) == tag and ((s & WIDE_REF) != 0) == is_wide:
                 if is_wide:
-                    p = ((s & _LOW31) - _ONE) * _WW
+                    p = ((s & _LOW31) - _ONE) * ww
                     arr = wide
                     c = p + W_FIRST
                     same = (
@@ -351,10 +373,16 @@ def update_flows(
                         and wide[p + W_DST_B] == dst[i, 1] & mask_dst
                     )
                 else:
-                    p = ((s & _LOW32) - _ONE) * _RW
+                    p = ((s & _LOW32) - _ONE) * rw
                     arr = rows
                     c = p + FIRST
                     same = rows[p + KEY] == key and rows[p + ADDR] == addr
+                if extra is not None and same:
+                    e = p + (_WW if is_wide else _RW)
+                    for x in range(nx):
+                        if arr[e + np.uint64(x)] != extra[i, x]:
+                            same = False
+                            break
                 if same:
                     # first/last are min/max, not "first/last processed": order-independent.
                     if t_first < arr[c]:
@@ -374,14 +402,33 @@ def update_flows(
     return n
 
 
+@njit(nogil=True, cache=True, inline="always")
+def mix_extra(h: np.uint64, extra: np.ndarray, i: int, nx: int) -> np.uint64:
+    """The hash of a key with extra words: the five-tuple's hash ``h`` with row ``i``'s ``nx`` words of
+    ``extra`` mixed in, finalised again (fmix64)."""
+    for x in range(nx):
+        h = _mix(h, extra[i, x])
+    return _fmix(h)
+
+
 @njit(nogil=True, cache=True)
-def ref_hash(rows: np.ndarray, wide: np.ndarray, ref: np.uint64) -> np.uint64:
-    """The 64-bit hash of the flow an index ``ref`` points to."""
+def ref_hash(rows: np.ndarray, wide: np.ndarray, ref: np.uint64, nx: int = 0) -> np.uint64:
+    """The 64-bit hash of the flow an index ``ref`` points to (rows with ``nx`` extra key words)."""
     if ref & WIDE_REF:
-        p = ((ref & _LOW31) - _ONE) * _WW
-        return hash_wide(wide[p], wide[p + 1], wide[p + 2], wide[p + 3], wide[p + W_KEY])
-    p = (ref - _ONE) * _RW
-    return hash_compact(rows[p + ADDR], rows[p + KEY])
+        p = ((ref & _LOW31) - _ONE) * (_WW + np.uint64(nx))
+        h = hash_wide(wide[p], wide[p + 1], wide[p + 2], wide[p + 3], wide[p + W_KEY])
+        e = p + _WW
+        arr = wide
+    else:
+        p = (ref - _ONE) * (_RW + np.uint64(nx))
+        h = hash_compact(rows[p + ADDR], rows[p + KEY])
+        e = p + _RW
+        arr = rows
+    if nx == 0:
+        return h
+    for x in range(nx):
+        h = _mix(h, arr[e + np.uint64(x)])
+    return _fmix(h)
 
 
 @njit(nogil=True, cache=True)
@@ -426,14 +473,19 @@ def export_rows(
     last_u: np.ndarray,
     packets: np.ndarray,
     nbytes: np.ndarray,
+    extra_out: np.ndarray | None = None,
 ) -> None:
     """Decode the compact rows, then the wide rows, into snapshot columns of ``used + wide_used`` rows
     (``src``/``dst`` as (m, 2) uint64 views of the 16-byte addresses, ``first_u``/``last_u`` as uint64
     views of int64). A compact address of a field in the key (``keep_*``) becomes ``::ffff:a.b.c.d``;
-    of a field outside it, all zeros."""
+    of a field outside it, all zeros. ``extra_out`` (m, X): the rows' extra key words (rows of
+    ``ROW_WORDS + X`` / ``WIDE_ROW_WORDS + X`` words); ``None``: rows without."""
+    nx = 0
+    if extra_out is not None:
+        nx = extra_out.shape[1]
     for r in range(used + wide_used):
         if r < used:
-            p = r * ROW_WORDS
+            p = r * (ROW_WORDS + nx)
             key = rows[p + KEY]
             addr = rows[p + ADDR]
             src[r, 0] = 0
@@ -443,7 +495,7 @@ def export_rows(
             arr = rows
             c = p + FIRST
         else:
-            p = (r - used) * WIDE_ROW_WORDS
+            p = (r - used) * (WIDE_ROW_WORDS + nx)
             key = wide[p + W_KEY]
             src[r, 0] = wide[p + W_SRC_A]
             src[r, 1] = wide[p + W_SRC_B]
@@ -458,16 +510,22 @@ def export_rows(
         last_u[r] = arr[c + 1] ^ TS_BIAS
         packets[r] = arr[c + 2]
         nbytes[r] = arr[c + 3]
+        if extra_out is not None:
+            e = p + (ROW_WORDS if r < used else WIDE_ROW_WORDS)
+            for x in range(nx):
+                extra_out[r, x] = arr[e + x]
 
 
 @njit(nogil=True, cache=True)
-def home_slots(capacity: int, rows: np.ndarray, wide: np.ndarray, used: int, wide_used: int) -> np.ndarray:
+def home_slots(
+    capacity: int, rows: np.ndarray, wide: np.ndarray, used: int, wide_used: int, nx: int = 0
+) -> np.ndarray:
     """Home slot (where probing starts) in an index of ``capacity`` slots of each compact row, then
-    each wide row (the snapshot's row order)."""
+    each wide row (the snapshot's row order); rows with ``nx`` extra key words."""
     shift = index_shift(capacity)
     out = np.empty(used + wide_used, np.int64)
     for r in range(used):
-        out[r] = np.int64(ref_hash(rows, wide, np.uint64(r + 1)) >> shift)
+        out[r] = np.int64(ref_hash(rows, wide, np.uint64(r + 1), nx) >> shift)
     for r in range(wide_used):
-        out[used + r] = np.int64(ref_hash(rows, wide, np.uint64(r + 1) | WIDE_REF) >> shift)
+        out[used + r] = np.int64(ref_hash(rows, wide, np.uint64(r + 1) | WIDE_REF, nx) >> shift)
     return out

@@ -1,7 +1,9 @@
 """The ``exact`` aggregator kind: every flow of every task counted exactly.
 
-A task entry of ``aggregator.exact.tasks`` is ``name``, ``key_fields`` (a set of key fields; the order is
-kept for display) and the original's ``num_shards`` (accepted, a partitioning hint only). Snapshots are
+A task entry of ``aggregator.exact.tasks`` is ``name``, ``key_fields`` (a set of key fields of
+:mod:`netspectra.fields` — the five packet fields, VlanID, ExporterAddress, InIf, OutIf, the enrichment
+columns; the order is kept for display) and the original's ``num_shards`` (accepted, a partitioning hint
+only). Snapshots are
 :class:`~netspectra.tasks.exact.FlowSnapshot` objects (the columns of the original's ``flow_metrics``
 table), delivered with ``write_flows``. Alert metrics: ``total_packets``, ``total_bytes``,
 ``total_flows`` — one number per snapshot.
@@ -9,6 +11,7 @@ table), delivered with ``write_flows``. Alert metrics: ``total_packets``, ``tota
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -70,15 +73,42 @@ class ExactAggregator(AggregatorKind):
 
     def warm_up(self, tasks: Sequence[Any] | None) -> None:
         from netspectra.batch import PacketBatch
-        from netspectra.fields import FIELD_NAMES
+        from netspectra.fields import PACKET_FIELDS
         from netspectra.tasks.exact import ExactTask
 
-        task = ExactTask("warm_up", FIELD_NAMES, capacity_hint=4)
         batch = PacketBatch.empty(2)
         for column in PacketBatch.COLUMNS:
             getattr(batch, column)[:] = 0
-        task.update(batch)
-        task.snapshot().to_arrow()
+        # the five-tuple kernel, and the one with extra key words when a task keys on other fields
+        # (the warm-up batch lacks their columns: the task's unknown-value path, quietly)
+        keyed = [PACKET_FIELDS]
+        if any(set(t.key_fields) - set(PACKET_FIELDS) for t in tasks or ()):
+            keyed.append(("SrcIP", "InIf"))
+        logger = logging.getLogger("netspectra.key_columns")
+        level = logger.level
+        logger.setLevel(logging.ERROR)
+        try:
+            for fields in keyed:
+                task = ExactTask("warm_up", fields, capacity_hint=4)
+                task.update(batch)
+                if tasks is None:  # an image build: the Arrow output's kernels too (see AggregatorKind)
+                    task.snapshot().to_arrow()
+        finally:
+            logger.setLevel(level)
+
+    def columns_for(self, tasks: Sequence[Any]) -> tuple[str, ...]:
+        """The optional columns of the key fields ``tasks`` key on (``vlan_id`` for VlanID): what a
+        reader or probe feeding them decodes. Export and enrichment columns come from their stages."""
+        from netspectra.fields import BY_NAME
+
+        return tuple(
+            dict.fromkeys(
+                BY_NAME[f].column
+                for t in tasks
+                for f in t.key_fields
+                if BY_NAME[f].source == "optional" and BY_NAME[f].column == "vlan_id"
+            )
+        )
 
     report_key: ClassVar[str] = "tasks"
 
@@ -92,6 +122,7 @@ class ExactAggregator(AggregatorKind):
             "flows": len(snap),
             "packets": snap.total_packets,
             "bytes": snap.total_bytes,
+            "unknown_key_rows": _unknown_rows(task),
             "top_by_bytes": _jsonable(_top_rows(snap, top)),
         }
 
@@ -104,7 +135,20 @@ class ExactAggregator(AggregatorKind):
         rows = _top_rows(snap, top)
         if not rows:
             return []
-        t = Table(title=f"Top {len(rows)} flows by bytes — task {snap.task_name}", title_justify="left")
+        unknown = _unknown_rows(task)
+        caption = (
+            "rows of batches without "
+            + ", ".join(f"{f} ({n:,})" for f, n in unknown.items())
+            + ": counted under 0 / '' (unknown)"
+            if unknown
+            else None
+        )
+        t = Table(
+            title=f"Top {len(rows)} flows by bytes — task {snap.task_name}",
+            title_justify="left",
+            caption=caption,
+            caption_justify="left",
+        )
         cols = [c for c in FIELD_NAMES if c in snap.key_fields]
         for c in cols:
             # fold, never cut: an address shortened with an ellipsis is a wrong address
@@ -124,6 +168,12 @@ class ExactAggregator(AggregatorKind):
         if metric == "total_flows":
             return float(len(snap))
         raise ValueError(f"{metric!r} is not a metric of exact tasks; they have {', '.join(self.metrics)}")
+
+
+def _unknown_rows(task: Any) -> dict[str, int]:
+    """Rows the task counted under a key field's unknown value (batches without the field), by field."""
+    inner = getattr(task, "task", task)
+    return dict(getattr(inner, "missing_key_rows", {}) or {})
 
 
 def _top_rows(snap: Any, n: int) -> list[dict[str, Any]]:

@@ -21,14 +21,24 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from netspectra.batch import PacketBatch
-from netspectra.fields import FIELD_NAMES, validate_fields
+from netspectra.fields import BY_NAME, PACKET_FIELDS, canonical, validate_fields
+from netspectra.key_columns import field_values
 from netspectra.tasks import exact_kernels as kern
+from netspectra.tasks.exact_fields import ExtraLayout
 
 M64 = (1 << 64) - 1
 M32 = (1 << 32) - 1
 WIDE = 1 << 62
 V4_MAPPED = 0xFFFF_0000
-FlowKey = tuple[bytes, bytes, int, int, int]
+FlowKey = tuple[bytes | int, ...]
+
+
+def _value(batch: PacketBatch, name: str, i: int) -> bytes | int:
+    """Row ``i``'s value of key field ``name`` (0, or 16 zero bytes, when the batch lacks it)."""
+    col = field_values(batch, name)
+    if BY_NAME[name].is_ip:
+        return bytes(col[i]) if col is not None else bytes(16)
+    return int(col[i]) if col is not None else 0
 
 
 def _mix(h: int, w: int) -> int:
@@ -62,9 +72,24 @@ def index_shift_ref(capacity: int) -> int:
     return 64 - (capacity.bit_length() - 1)
 
 
-def encode_ref(batch: PacketBatch, i: int, masks: tuple[int, ...]) -> tuple[int, int, tuple[int, ...]]:
+def mix_extra_ref(h: int, words: tuple[int, ...]) -> int:
+    """:func:`~netspectra.tasks.exact_kernels.mix_extra`: a five-tuple hash with extra key words."""
+    for w in words:
+        h = _mix(h, w)
+    return _fmix(h)
+
+
+def encode_ref(
+    batch: PacketBatch, i: int, masks: tuple[int, ...], extra: tuple[int, ...] = ()
+) -> tuple[int, int, tuple[int, ...]]:
     """Packet ``i``'s ``(hash, KEY, address words)``: the words are ``(ADDR,)`` for a compact flow and
-    the four masked address words for a wide one."""
+    the four masked address words for a wide one; ``extra``: the row's extra key words, mixed into the
+    hash (they are not part of the returned words)."""
+    h, key, words = _encode5_ref(batch, i, masks)
+    return (mix_extra_ref(h, extra) if extra else h), key, words
+
+
+def _encode5_ref(batch: PacketBatch, i: int, masks: tuple[int, ...]) -> tuple[int, int, tuple[int, ...]]:
     m_src, m_dst, m_sp, m_dp, m_pr = masks
     src = batch.src_ip.view(np.uint64)
     dst = batch.dst_ip.view(np.uint64)
@@ -91,10 +116,12 @@ def update_flows_ref(
     limit: int,
     batch: PacketBatch,
     masks: tuple[int, ...],
+    extra: np.ndarray | None = None,
 ) -> int:
     """:func:`~netspectra.tasks.exact_kernels.update_flows` packet by packet: ``index`` a uint64 array,
-    ``rows`` and ``wide`` lists of compact and wide rows (appended to). Returns the first packet not
-    done (a new flow beyond ``limit`` rows of both kinds), or ``len(batch)``."""
+    ``rows`` and ``wide`` lists of compact and wide rows (appended to; each row's extra key words,
+    rows of ``extra``, after its own). Returns the first packet not done (a new flow beyond ``limit``
+    rows of both kinds), or ``len(batch)``."""
     cap = index.shape[0]
     shift = index_shift_ref(cap)
     wide_ref = int(kern.WIDE_REF)
@@ -102,7 +129,8 @@ def update_flows_ref(
         pk, ln, first, last = row_weight_ref(batch, i)
         if pk == 0:
             continue
-        h, key, words = encode_ref(batch, i, masks)
+        xw = tuple(int(x) for x in extra[i]) if extra is not None else ()
+        h, key, words = encode_ref(batch, i, masks, xw)
         tf, t = ((first & M64) ^ (1 << 63)), ((last & M64) ^ (1 << 63))
         j = h >> shift
         while True:
@@ -111,10 +139,10 @@ def update_flows_ref(
                 if len(rows) + len(wide) >= limit:
                     return i
                 if key & WIDE:
-                    wide.append([*words, key, tf, t, pk, ln])
+                    wide.append([*words, key, tf, t, pk, ln, *xw])
                     ref = len(wide) | wide_ref
                 else:
-                    rows.append([*words, key, tf, t, pk, ln])
+                    rows.append([*words, key, tf, t, pk, ln, *xw])
                     ref = len(rows)
                 index[j] = ((h >> 32) << 32) | ref
                 break
@@ -122,7 +150,8 @@ def update_flows_ref(
             row = wide[(ref & ~wide_ref) - 1] if ref & wide_ref else rows[ref - 1]
             nk = len(words) + 1  # the key words of a row: address words, then KEY
             same_kind = bool(ref & wide_ref) == bool(key & WIDE)
-            if s >> 32 == h >> 32 and same_kind and row[:nk] == [*words, key]:
+            same_extra = tuple(row[nk + 4 :]) == xw
+            if s >> 32 == h >> 32 and same_kind and row[:nk] == [*words, key] and same_extra:
                 row[nk] = min(row[nk], tf)
                 row[nk + 1] = max(row[nk + 1], t)
                 if batch.weighted:
@@ -177,15 +206,19 @@ def reference_table(
     stopped. (The wide rows' capacity changes when the kernel stops, never what it computes.)
     """
     keys = set(validate_fields(list(key_fields)))
-    masks = tuple(M64 if f in keys else 0 for f in FIELD_NAMES)
+    masks = tuple(M64 if f in keys else 0 for f in PACKET_FIELDS)
+    other = [f for f in keys if f not in PACKET_FIELDS]
+    layout = ExtraLayout(other) if other else None
+    nx = layout.words if layout is not None else 0
     num, den = max_load
     index = np.zeros(capacity, np.uint64)
     rows: list[list[int]] = []
     wide: list[list[int]] = []
     for batch in batches:
+        extra = layout.pack(batch) if layout is not None else None
         i = 0
         while True:
-            i = update_flows_ref(index, rows, wide, i, index.shape[0] * num // den, batch, masks)
+            i = update_flows_ref(index, rows, wide, i, index.shape[0] * num // den, batch, masks, extra)
             if i >= len(batch):
                 break
             new = np.zeros(index.shape[0] * 2, np.uint64)
@@ -193,8 +226,8 @@ def reference_table(
             index = new
     return (
         index,
-        np.array(rows, np.uint64).reshape(-1, kern.ROW_WORDS),
-        np.array(wide, np.uint64).reshape(-1, kern.WIDE_ROW_WORDS),
+        np.array(rows, np.uint64).reshape(-1, kern.ROW_WORDS + nx),
+        np.array(wide, np.uint64).reshape(-1, kern.WIDE_ROW_WORDS + nx),
     )
 
 
@@ -203,9 +236,11 @@ class ReferenceFlows:
     """Dict-based exact flow accounting with the semantics :class:`~netspectra.tasks.exact.ExactTask` has.
 
     Key: ``(src 16 bytes, dst 16 bytes, src_port, dst_port, protocol)`` with fields outside
-    ``key_fields`` zeroed. Value: ``[first_ns, last_ns, packets, bytes]`` with first = min timestamp,
-    last = max timestamp. A weighted row adds its ``packets`` and ``octets`` (capped at 2**64 - 1) and
-    spans its ``flow_start_ns`` to its ``ts_ns``; a row of 0 packets adds nothing.
+    ``key_fields`` zeroed, then the values of the task's other key fields in canonical order (addresses
+    as 16 bytes, integers and codes as ints; 0 where the batch lacks the field). Value: ``[first_ns,
+    last_ns, packets, bytes]`` with first = min timestamp, last = max timestamp. A weighted row adds its
+    ``packets`` and ``octets`` (capped at 2**64 - 1) and spans its ``flow_start_ns`` to its ``ts_ns``; a
+    row of 0 packets adds nothing.
     """
 
     key_fields: tuple[str, ...]
@@ -218,6 +253,7 @@ class ReferenceFlows:
     def update(self, batch: PacketBatch) -> None:
         """Account every packet of ``batch``."""
         f = set(self.key_fields)
+        others = canonical(n for n in self.key_fields if n not in PACKET_FIELDS)
         zero_ip = bytes(16)
         for i in range(len(batch)):
             key = (
@@ -226,6 +262,7 @@ class ReferenceFlows:
                 int(batch.src_port[i]) if "SrcPort" in f else 0,
                 int(batch.dst_port[i]) if "DstPort" in f else 0,
                 int(batch.protocol[i]) if "Protocol" in f else 0,
+                *(_value(batch, name, i) for name in others),
             )
             pk, ln, first, last = row_weight_ref(batch, i)
             if pk == 0:

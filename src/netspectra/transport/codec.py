@@ -32,8 +32,8 @@ from google.protobuf.message import DecodeError
 from numba import njit
 
 from netspectra.batch import PacketBatch
+from netspectra.fields import PACKET_FIELDS, validate_fields
 from netspectra.proto.v1 import traffic_pb2
-from netspectra.sketches.keys import FIELD_NAMES, validate_fields
 from netspectra.sketches.murmur import murmur3_32, murmur3_32_words
 
 __all__ = [
@@ -595,11 +595,12 @@ def batch_to_packet_infos(batch: PacketBatch) -> list[traffic_pb2.PacketInfo]:
 # --------------------------------------------------------------------------------------------------
 # sharding
 
-#: The key fields :func:`shard_of` hashes by default: the directional five-tuple.
-FIVE_TUPLE: tuple[str, ...] = FIELD_NAMES
+#: The key fields :func:`shard_of` hashes by default: the directional five-tuple (and the only fields
+#: it can hash: the ones every packet carries on the wire).
+FIVE_TUPLE: tuple[str, ...] = PACKET_FIELDS
 #: MurmurHash3 seed of the shard hash. Part of the contract: every probe must shard alike.
 SHARD_SEED = 0x4E535348  # "NSSH"
-_FIELD_CODE = {name: i for i, name in enumerate(FIELD_NAMES)}
+_FIELD_CODE = {name: i for i, name in enumerate(PACKET_FIELDS)}
 
 
 @njit(nogil=True, cache=True)
@@ -656,6 +657,16 @@ def _check_shards(n_shards: int) -> int:
     return n_shards
 
 
+def _shard_fields(fields: Sequence[str]) -> tuple[str, ...]:
+    out = validate_fields(fields, "shard fields")
+    other = [f for f in out if f not in _FIELD_CODE]
+    if other:
+        raise ValueError(
+            f"shard fields: {', '.join(other)} not among the packet fields {', '.join(PACKET_FIELDS)}"
+        )
+    return out
+
+
 def shard_of(batch: PacketBatch, n_shards: int, fields: Sequence[str] = FIVE_TUPLE) -> np.ndarray:
     """The shard, in ``[0, n_shards)``, of every packet of ``batch`` (uint32 array, one numba call).
 
@@ -672,7 +683,7 @@ def shard_of(batch: PacketBatch, n_shards: int, fields: Sequence[str] = FIVE_TUP
     ``n_shards < 1``.
     """
     n_shards = _check_shards(n_shards)
-    codes = np.array([_FIELD_CODE[f] for f in validate_fields(fields, "shard fields")], dtype=np.int64)
+    codes = np.array([_FIELD_CODE[f] for f in _shard_fields(fields)], dtype=np.int64)
     return _shard_kernel(
         batch.src_ip,
         batch.dst_ip,

@@ -406,3 +406,49 @@ class TopNResponse(_message.Message):
     end_time: _timestamp_pb2.Timestamp
     reason: str
     def __init__(self, entries: _Optional[_Iterable[_Union[TopNEntry, _Mapping]]] = ..., total_packets: _Optional[int] = ..., total_bytes: _Optional[int] = ..., distinct_values: _Optional[int] = ..., task_name: _Optional[str] = ..., table: _Optional[str] = ..., resolution_seconds: _Optional[int] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class ListExportersRequest(_message.Message):
+    __slots__ = ("task_name", "start_time", "end_time")
+    TASK_NAME_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
+    task_name: str
+    start_time: _timestamp_pb2.Timestamp
+    end_time: _timestamp_pb2.Timestamp
+    def __init__(self, task_name: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class SamplingRateRecords(_message.Message):
+    __slots__ = ("rate", "records")
+    RATE_FIELD_NUMBER: _ClassVar[int]
+    RECORDS_FIELD_NUMBER: _ClassVar[int]
+    rate: int
+    records: int
+    def __init__(self, rate: _Optional[int] = ..., records: _Optional[int] = ...) -> None: ...
+
+class Exporter(_message.Message):
+    __slots__ = ("task_name", "address", "first_seen", "last_seen", "records", "packets", "bytes", "sampling_rates", "records_without_sampling_rate")
+    TASK_NAME_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    FIRST_SEEN_FIELD_NUMBER: _ClassVar[int]
+    LAST_SEEN_FIELD_NUMBER: _ClassVar[int]
+    RECORDS_FIELD_NUMBER: _ClassVar[int]
+    PACKETS_FIELD_NUMBER: _ClassVar[int]
+    BYTES_FIELD_NUMBER: _ClassVar[int]
+    SAMPLING_RATES_FIELD_NUMBER: _ClassVar[int]
+    RECORDS_WITHOUT_SAMPLING_RATE_FIELD_NUMBER: _ClassVar[int]
+    task_name: str
+    address: str
+    first_seen: _timestamp_pb2.Timestamp
+    last_seen: _timestamp_pb2.Timestamp
+    records: int
+    packets: int
+    bytes: int
+    sampling_rates: _containers.RepeatedCompositeFieldContainer[SamplingRateRecords]
+    records_without_sampling_rate: int
+    def __init__(self, task_name: _Optional[str] = ..., address: _Optional[str] = ..., first_seen: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_seen: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., records: _Optional[int] = ..., packets: _Optional[int] = ..., bytes: _Optional[int] = ..., sampling_rates: _Optional[_Iterable[_Union[SamplingRateRecords, _Mapping]]] = ..., records_without_sampling_rate: _Optional[int] = ...) -> None: ...
+
+class ListExportersResponse(_message.Message):
+    __slots__ = ("exporters",)
+    EXPORTERS_FIELD_NUMBER: _ClassVar[int]
+    exporters: _containers.RepeatedCompositeFieldContainer[Exporter]
+    def __init__(self, exporters: _Optional[_Iterable[_Union[Exporter, _Mapping]]] = ...) -> None: ...

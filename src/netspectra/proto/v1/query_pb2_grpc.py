@@ -71,6 +71,11 @@ class QueryServiceStub:
                 request_serializer=netspectra_dot_v1_dot_query__pb2.TopNRequest.SerializeToString,
                 response_deserializer=netspectra_dot_v1_dot_query__pb2.TopNResponse.FromString,
                 _registered_method=True)
+        self.ListExporters = channel.unary_unary(
+                '/v1.QueryService/ListExporters',
+                request_serializer=netspectra_dot_v1_dot_query__pb2.ListExportersRequest.SerializeToString,
+                response_deserializer=netspectra_dot_v1_dot_query__pb2.ListExportersResponse.FromString,
+                _registered_method=True)
 
 
 class QueryServiceServicer:
@@ -122,6 +127,13 @@ class QueryServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListExporters(self, request, context):
+        """ADDITION. The flow exporters stored by exporters tasks.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_QueryServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -159,6 +171,11 @@ def add_QueryServiceServicer_to_server(servicer, server):
                     servicer.TopN,
                     request_deserializer=netspectra_dot_v1_dot_query__pb2.TopNRequest.FromString,
                     response_serializer=netspectra_dot_v1_dot_query__pb2.TopNResponse.SerializeToString,
+            ),
+            'ListExporters': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListExporters,
+                    request_deserializer=netspectra_dot_v1_dot_query__pb2.ListExportersRequest.FromString,
+                    response_serializer=netspectra_dot_v1_dot_query__pb2.ListExportersResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -352,6 +369,33 @@ class QueryService:
             '/v1.QueryService/TopN',
             netspectra_dot_v1_dot_query__pb2.TopNRequest.SerializeToString,
             netspectra_dot_v1_dot_query__pb2.TopNResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListExporters(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/v1.QueryService/ListExporters',
+            netspectra_dot_v1_dot_query__pb2.ListExportersRequest.SerializeToString,
+            netspectra_dot_v1_dot_query__pb2.ListExportersResponse.FromString,
             options,
             channel_credentials,
             insecure,
