@@ -227,3 +227,51 @@ def test_a_failing_stage_never_loses_a_batch(
     assert all((b.dims["SrcNetName"] == 0).all() and b.dims["SrcAS"].dtype == np.uint32 for b in rec.batches)  # type: ignore[index]
     assert stage.errors.value == 2 and stage.summary()["unenriched_rows"]["stage"] == 600
     assert sum("enrichment failed" in r.getMessage() for r in caplog.records) == 1  # rate-limited
+
+
+def test_key_fields_on_enrichment_columns_are_computed_by_the_stage() -> None:
+    """An exact task keyed on SrcAS and a sketch of DstCountry per SrcAS (issue 16's examples): the stage
+    computes exactly those columns, and the exact task's flows are the AS numbers of the networks map."""
+    from netspectra.engine.registry import build_groups
+
+    cfg = Config.model_validate(
+        {
+            "aggregator": {
+                "types": ["exact", "sketch"],
+                "exact": {"tasks": [{"name": "by_as", "key_fields": ["SrcAS"]}]},
+                "sketch": {
+                    "tasks": [
+                        {
+                            "name": "cc",
+                            "skt_type": 1,
+                            "flow_fields": ["SrcAS"],
+                            "element_fields": ["DstCountry"],
+                        }
+                    ]
+                },
+            },
+            "enrichment": {
+                "networks": {
+                    "1.0.0.0/8": {"name": "one", "asn": 64500, "country": "FR"},
+                    "1.0.0.0/9": {"name": "half", "asn": 64501, "country": "DE"},
+                }
+            },
+        }
+    )
+    assert dimensions_needed(cfg) == ("SrcAS", "DstCountry")
+    stage = EnrichmentStage.from_config(cfg)
+    assert stage is not None and set(stage.columns) == {"SrcAS", "DstCountry"}
+    groups = build_groups(cfg, writers=False)
+    manager = Manager(groups, enrichment=stage, inline=True)
+    manager.start()
+    try:
+        b = batch(1000)  # 1.x.x.x sources: x < 128 in 1.0.0.0/9, the rest in 1.0.0.0/8 only
+        b.src_ip[:, 13] = np.arange(1000) % 256
+        assert manager.submit(b) and manager.flush(timeout=30)
+        exact = next(t for g in groups for t in g.tasks if t.name == "by_as")
+        snap = exact.task.snapshot()
+        got = dict(zip(snap.to_arrow().column("SrcAS").to_pylist(), snap.packets.tolist(), strict=True))
+    finally:
+        manager.stop()
+    half = int((np.arange(1000) % 256 < 128).sum())
+    assert got == {64501: half, 64500: 1000 - half}

@@ -221,8 +221,11 @@ def columns_needed(cfg: Config, types: Sequence[str] | None = None) -> tuple[str
 
 def dimensions_needed(cfg: Config, types: Sequence[str] | None = None) -> tuple[str, ...]:
     """The enrichment columns the tasks of the aggregator kinds of ``types`` (default:
-    ``aggregator.types``) read: what the enrichment stage of this configuration computes. Unknown types
-    are skipped (building the groups reports them)."""
+    ``aggregator.types``) read: what the enrichment stage of this configuration computes — a kind's
+    ``dimensions`` (rollup dimensions) and the enrichment columns named as key fields (exact
+    ``key_fields``, sketch ``flow_fields`` / ``element_fields``). Unknown types are skipped (building the
+    groups reports them)."""
+    from netspectra.fields import BY_NAME, KEY_FIELD_LISTS
     from netspectra.kinds import AGGREGATORS, KindError
 
     wanted: dict[str, None] = {}
@@ -233,10 +236,14 @@ def dimensions_needed(cfg: Config, types: Sequence[str] | None = None) -> tuple[
         except KindError:
             continue
         read = getattr(kind, "dimensions", None)
-        if read is None:
-            continue
         for task in cfg.aggregator.group(name).tasks:
-            wanted.update(dict.fromkeys(read(cfg, task)))
+            if read is not None:
+                wanted.update(dict.fromkeys(read(cfg, task)))
+            for attr in KEY_FIELD_LISTS:
+                for field in getattr(task, attr, None) or ():
+                    f = BY_NAME.get(field)
+                    if f is not None and f.source == "dim":
+                        wanted[field] = None
     return tuple(wanted)
 
 
