@@ -26,7 +26,9 @@ mode; the original answered only ``/query``, with a single point and ``range.fro
   (what the ``simpod-json-datasource`` plugin asks for).
 
 Browsers: ``GET /`` with ``Accept: text/html`` answers the web dashboard (``static/index.html``; its
-scripts and styles under ``/static``); every other ``GET /`` answers ``ok``.
+scripts and styles under ``/static``); every other ``GET /`` answers ``ok``. ``/console`` is the console
+(exploration: visualize, flows, hosts, alerts, live) and ``/api/v1/console/*`` its endpoints
+(:mod:`netspectra.api.console`).
 
 REST (protojson as the original's v1 HTTP API: camelCase names, 64-bit integers as strings, zero values
 omitted; request bodies are the JSON form of the gRPC request messages):
@@ -551,6 +553,10 @@ def create_app(core: QueryCore, http_metrics: Any = None, tokens: TokenSet | Non
         return PlainTextResponse("ok")
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    from netspectra.api.console import install_console
+
+    install_console(app, core, STATIC_DIR)
 
     @app.post(
         "/metrics", tags=["grafana"], summary="Targets for simpod-json-datasource", openapi_extra=_body()

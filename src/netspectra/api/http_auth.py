@@ -1,8 +1,9 @@
 """Bearer tokens on the HTTP app (see :mod:`netspectra.auth` for tokens and scopes).
 
 With tokens configured every request needs ``Authorization: Bearer <token>`` except
-:data:`OPEN_PATHS` (the health check, the API description and Swagger UI, the dashboard's static files)
-and ``GET /`` from a browser (the dashboard page itself: it asks for the token and holds no data).
+:data:`OPEN_PATHS` (the health check, the API description and Swagger UI, the dashboard's static files),
+``GET /`` from a browser (the dashboard page itself: it asks for the token and holds no data) and the
+console's pages (``GET /console``, ``/console/<view>``: the same static page).
 :data:`ADMIN_PATHS` need an admin token. Missing or unknown token: 401 ``UNAUTHENTICATED`` with
 ``WWW-Authenticate: Bearer``; a read token on an admin path: 403 ``PERMISSION_DENIED``. Unknown paths
 need a token too (401 before 404: nothing is learnt about the routes without one). Refusals are
@@ -35,6 +36,8 @@ def needed_scope(request: Request) -> Scope | None:
         return None
     if path == "/" and request.method in ("GET", "HEAD") and "text/html" in request.headers.get("accept", ""):
         return None  # the dashboard page (it asks for the token); `GET /` from Grafana needs one
+    if (path == "/console" or path.startswith("/console/")) and request.method in ("GET", "HEAD"):
+        return None  # the console's pages: static, they hold no data and ask for the token
     return Scope.ADMIN if path in ADMIN_PATHS else Scope.READ
 
 

@@ -76,7 +76,10 @@ class ApiServer:
         self.security = security = ServiceSecurity.load(self.cfg.api.auth, self.cfg.api.tls, "api", self.env)
         host, port = _split_host_port(self.http_addr)
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
+        # proto IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY on the connections it accepts only when the
+        # listening socket says TCP; without it every answer on a kept-alive connection waited ~40 ms for
+        # the client's delayed ACK (headers and body are two writes; measured: 44 ms → 2 ms per request)
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))

@@ -51,6 +51,7 @@ from collections.abc import Sequence
 import numpy as np
 from numba import njit
 
+from netspectra.prefetch import prefetch
 from netspectra.sketches.base import HeavyHitters, HitterType, Sketch, SketchParams, check_weights
 from netspectra.sketches.keys import key_length
 from netspectra.sketches.murmur import (
@@ -58,9 +59,7 @@ from netspectra.sketches.murmur import (
     murmur3_32_words,
     pack_words,
 )
-from netspectra.sketches.primitives import murmur_row as _murmur_row
-from netspectra.sketches.primitives import murmur_row2 as _murmur_row2
-from netspectra.sketches.primitives import sat_add
+from netspectra.sketches.primitives import fmix32, mix_block, murmur_round, sat_add
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +90,8 @@ def _words(key_length: int) -> int:
 # ------------------------------------------------------------------------------------------------
 # kernels
 
-_BLOCK = 32  # packets hashed and prefetched together by cm_update
+_BLOCK = 64  # packets hashed and prefetched together by cm_update
+_M32 = np.uint64(0xFFFFFFFF)
 
 
 @njit(nogil=True, cache=True, inline="always")
@@ -210,6 +210,43 @@ def _replace_run(flat: np.ndarray, r: int, off: int, words: np.ndarray, p: int, 
     flat[r, off + kw] = (m - fits) * size
 
 
+@njit(nogil=True, cache=True, inline="always")
+def _vote_unit(lines: np.ndarray, o: np.uint64, keys: np.ndarray, ko: np.uint64, kw: int) -> None:
+    """The count pair's unit vote (:func:`_apply_row` with weight 1 and ``key_at_zero``) on the pair at
+    word ``o`` of the flat table, for the key at word ``ko`` of the flat key words, with selects
+    instead of branches on the data (whether a key matches is data: a mispredicted branch costs more
+    than both outcomes). An empty or matching bucket gains one, a foreign one loses one; the key
+    becomes the packet's whenever the counter was 0 or 1 before (on a match that rewrites the same
+    words). Offsets are unsigned so that indexing needs no negative-index fix-up."""
+    v = lines[o + np.uint64(kw)]
+    same = True
+    for k in range(kw):
+        same = same & (lines[o + np.uint64(k)] == keys[ko + np.uint64(k)])
+    take = v <= np.uint64(1)
+    for k in range(kw):
+        lines[o + np.uint64(k)] = keys[ko + np.uint64(k)] if take else lines[o + np.uint64(k)]
+    lines[o + np.uint64(kw)] = v + np.uint64(1) if same | (v == np.uint64(0)) else v - np.uint64(1)
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _vote_bytes(
+    lines: np.ndarray, o: np.uint64, keys: np.ndarray, ko: np.uint64, kw: int, ln: np.uint64, replace: bool
+) -> None:
+    """The size pair's vote of one packet of ``ln`` bytes (:func:`_apply_row` without ``key_at_zero``),
+    laid out as :func:`_vote_unit`: an empty or matching bucket gains ``ln``; a foreign one loses
+    ``ln`` or, when ``ln`` exceeds it, takes the packet's key with ``ln`` (``replace``) or ``ln - v``."""
+    v = lines[o + np.uint64(kw)]
+    same = True
+    for k in range(kw):
+        same = same & (lines[o + np.uint64(k)] == keys[ko + np.uint64(k)])
+    grow = same | (v == np.uint64(0))
+    over = ln > v
+    for k in range(kw):
+        lines[o + np.uint64(k)] = keys[ko + np.uint64(k)] if grow | over else lines[o + np.uint64(k)]
+    beaten = ln if replace else ln - v
+    lines[o + np.uint64(kw)] = v + ln if grow else (beaten if over else v - ln)
+
+
 @njit(nogil=True, cache=True)
 def cm_update(
     table: np.ndarray,
@@ -220,7 +257,7 @@ def cm_update(
     has_v: bool,
     replace: bool,
     packets: np.ndarray | None = None,
-) -> np.uint64:
+) -> None:
     """Feed every key (``words``: (n, kw) packed keys of ``L`` bytes, see
     :func:`~netspectra.sketches.murmur.pack_words`) with ``lengths`` (n,) in order (order matters).
 
@@ -233,39 +270,79 @@ def cm_update(
 
     Same result as :func:`_vote` packet by packet (the reference replays that); written with scalar
     indexing only (a view per packet costs atomic reference counting), in blocks of ``_BLOCK`` packets:
-    hash them all, load every target bucket once (independent loads the CPU overlaps), then vote in
-    packet order.
+    hash them all (MurmurHash3's rounds run across the block's keys, one SIMD lane per key, two rows at
+    a time) and prefetch every target bucket one block ahead, then vote in packet order (the unweighted
+    votes with selects instead of branches: whether a key matches is data, and a mispredicted branch
+    costs more than the few instructions of both outcomes).
     """
     d, w, stride = table.shape
     n, kw = words.shape
     flat = table.reshape(d * w, stride)
+    lines = table.reshape(d * w * stride)
+    key_words = words.reshape(n * kw)
     pw = stride // 2  # words of one pair: key, counter and (has_v) the bucket total
     one = np.uint64(1)
     uw = np.uint64(w)
-    rows = np.empty((_BLOCK, d), np.int64)
-    sink = np.uint64(0)
-    for b0 in range(0, n, _BLOCK):
+    nq = L // 4  # whole 4-byte blocks of a key; a tail of 1-3 bytes is block nq
+    len_l = np.uint64(L)
+    mixed = np.zeros((nq + 1, _BLOCK), np.uint32)  # [block of the key, key of the block], mixed
+    ha = np.empty(_BLOCK, np.uint32)  # running hashes, one lane per key
+    hb = np.empty(_BLOCK, np.uint32)
+    rows = np.empty((2, _BLOCK, d), np.int64)  # [buffer, key of the block, row]: bucket row of the flat table
+    nblocks = (n + _BLOCK - 1) // _BLOCK
+    # software pipeline: step k hashes block k (and prefetches its buckets) before block k - 1 votes,
+    # so the prefetches have a whole block of votes to arrive; blocks alternate between two buffers
+    for step in range(nblocks + 1):
+        if step < nblocks:
+            nxt = step & 1
+            a0 = step * _BLOCK
+            na = min(n - a0, _BLOCK)
+            for q in range(nq + (1 if L & 3 else 0)):  # words zero-pad the tail: no mask needed
+                word = q >> 1
+                shift = np.uint64((q & 1) * 32)
+                for tb in range(na):
+                    mixed[q, tb] = mix_block((words[a0 + tb, word] >> shift) & _M32)
+            for i in range(0, d, 2):
+                sa = np.uint64(seeds[i])
+                sb = np.uint64(seeds[i + 1]) if i + 1 < d else sa
+                for tb in range(na):
+                    ha[tb] = sa
+                    hb[tb] = sb
+                for q in range(nq):
+                    for tb in range(na):
+                        k = np.uint64(mixed[q, tb])
+                        ha[tb] = murmur_round(np.uint64(ha[tb]), k)
+                        hb[tb] = murmur_round(np.uint64(hb[tb]), k)
+                for tb in range(na):
+                    k = np.uint64(mixed[nq, tb])  # 0 without a tail: then the xor is a no-op
+                    ha[tb] = fmix32(np.uint64(ha[tb]) ^ k ^ len_l)
+                    hb[tb] = fmix32(np.uint64(hb[tb]) ^ k ^ len_l)
+                for tb in range(na):
+                    r = i * w + np.int64(np.uint64(ha[tb]) % uw)
+                    rows[nxt, tb, i] = r
+                    prefetch(lines, r * stride)
+                    prefetch(lines, r * stride + stride - 1)  # a bucket may straddle two cache lines
+                if i + 1 < d:
+                    for tb in range(na):
+                        r = (i + 1) * w + np.int64(np.uint64(hb[tb]) % uw)
+                        rows[nxt, tb, i + 1] = r
+                        prefetch(lines, r * stride)
+                        prefetch(lines, r * stride + stride - 1)
+        if step == 0:
+            continue
+        cur = (step - 1) & 1
+        b0 = (step - 1) * _BLOCK
         b1 = min(n, b0 + _BLOCK)
-        for p in range(b0, b1):
-            i = 0
-            while i + 1 < d:  # rows in pairs: the block mix of a key is seed-independent
-                h0, h1 = _murmur_row2(words, p, L, np.uint64(seeds[i]), np.uint64(seeds[i + 1]))
-                rows[p - b0, i] = i * w + np.int64(h0 % uw)
-                rows[p - b0, i + 1] = (i + 1) * w + np.int64(h1 % uw)
-                i += 2
-            if i < d:
-                rows[p - b0, i] = i * w + np.int64(_murmur_row(words, p, L, np.uint64(seeds[i])) % uw)
-        for p in range(b0, b1):
-            for i in range(d):
-                sink += flat[rows[p - b0, i], kw]
         for p in range(b0, b1):
             ln = np.uint64(lengths[p])
             if packets is None:
                 for i in range(d):
-                    r = rows[p - b0, i]
+                    r = rows[cur, p - b0, i]
                     # count: unit votes, the key takes an emptied bucket at once (the original's rule)
-                    _apply_row(flat, r, 0, words, p, kw, one, False, True)
-                    _apply_row(flat, r, pw, words, p, kw, ln, replace, False)
+                    o = np.uint64(r) * np.uint64(stride)
+                    ko = np.uint64(p) * np.uint64(kw)
+                    _vote_unit(lines, o, key_words, ko, kw)
+                    _vote_bytes(lines, o + np.uint64(pw), key_words, ko, kw, ln, replace)
                     if has_v:
                         flat[r, kw + 1] += one
                         flat[r, pw + kw + 1] += ln
@@ -276,7 +353,7 @@ def cm_update(
             q = ln // pk
             big = ln - q * pk  # the last `big` packets carry q + 1 bytes
             for i in range(d):
-                r = rows[p - b0, i]
+                r = rows[cur, p - b0, i]
                 _apply_row(flat, r, 0, words, p, kw, pk, False, True, True)
                 if replace:
                     _replace_run(flat, r, pw, words, p, kw, pk - big, q)
@@ -286,7 +363,6 @@ def cm_update(
                 if has_v:
                     flat[r, kw + 1] = sat_add(flat[r, kw + 1], pk)
                     flat[r, pw + kw + 1] = sat_add(flat[r, pw + kw + 1], ln)
-    return sink
 
 
 @njit(nogil=True, cache=True, inline="always")

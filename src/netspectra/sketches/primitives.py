@@ -7,6 +7,9 @@
 * :func:`murmur_row` / :func:`murmur_row2` — MurmurHash3 x86_32 of row ``p`` of an (n, kw) array of
   little-endian packed, zero-padded key words (:func:`~netspectra.sketches.murmur.pack_words`), under
   one or two seeds; equal to ``mmh3.hash(key_bytes, seed, signed=False)``.
+* :func:`mix_block`, :func:`murmur_round`, :func:`fmix32` — the three steps of MurmurHash3 x86_32, for
+  kernels that share the seed-independent mix between several hashes of one key, or that run the
+  rounds of a block of keys side by side (one SIMD lane per key); tested against ``mmh3``.
 * :func:`fmix64` — MurmurHash3's 64-bit finaliser, a bijection that spreads every input bit.
 * :func:`popcount64` — set bits of a word (the SWAR count; numba has no portable popcount intrinsic).
 
@@ -90,6 +93,30 @@ class SplitMix64:
 @njit(nogil=True, cache=True, inline="always")
 def _rotl32(x: np.uint64, r: int) -> np.uint64:
     return ((x << np.uint64(r)) | (x >> np.uint64(32 - r))) & _M32
+
+
+@njit(nogil=True, cache=True, inline="always")
+def mix_block(k: np.uint64) -> np.uint64:
+    """MurmurHash3 x86_32's mix of one 4-byte block ``k``: the half of a round that does not depend on
+    the seed, so kernels hashing one key under several seeds mix its blocks once."""
+    return (_rotl32((k * _MC1) & _M32, 15) * _MC2) & _M32
+
+
+@njit(nogil=True, cache=True, inline="always")
+def murmur_round(h: np.uint64, k: np.uint64) -> np.uint64:
+    """MurmurHash3 x86_32's round: fold the mixed block ``k`` into the running hash ``h``. A tail block
+    (1-3 bytes, mixed the same way) is folded by ``h ^= k`` alone."""
+    return (_rotl32(h ^ k, 13) * np.uint64(5) + _MN) & _M32
+
+
+@njit(nogil=True, cache=True, inline="always")
+def fmix32(h: np.uint64) -> np.uint64:
+    """MurmurHash3 x86_32's finaliser (after ``h ^= length``)."""
+    h ^= h >> np.uint64(16)
+    h = (h * _MF1) & _M32
+    h ^= h >> np.uint64(13)
+    h = (h * _MF2) & _M32
+    return h ^ (h >> np.uint64(16))
 
 
 @njit(nogil=True, cache=True, inline="always")

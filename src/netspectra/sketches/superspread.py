@@ -48,10 +48,13 @@ from dataclasses import dataclass
 
 import numpy as np
 from numba import njit
+from numba.cpython.unsafe.numbers import leading_zeros
 
+from netspectra.prefetch import prefetch
 from netspectra.sketches.base import HeavyHitters, HitterType, Sketch, SketchParams, distinct_rows
 from netspectra.sketches.keys import key_length
-from netspectra.sketches.murmur import murmur3_32
+from netspectra.sketches.murmur import murmur3_32, pack_words
+from netspectra.sketches.primitives import fmix32, mix_block, murmur_round
 from netspectra.sketches.primitives import next64 as _next64
 from netspectra.sketches.primitives import uniform as _uniform
 
@@ -77,26 +80,9 @@ _FORMAT = 1
 # --------------------------------------------------------------------------------------------- kernels
 @njit(nogil=True, cache=True, inline="always")
 def _clz32(x: np.uint32) -> int:
-    # binary search on the 32-bit word; 32 for zero (as the original's leadingZeros32)
-    v = np.uint64(x)
-    if v == 0:
-        return 32
-    n = 0
-    if v <= np.uint64(0x0000FFFF):
-        n += 16
-        v <<= np.uint64(16)
-    if v <= np.uint64(0x00FFFFFF):
-        n += 8
-        v <<= np.uint64(8)
-    if v <= np.uint64(0x0FFFFFFF):
-        n += 4
-        v <<= np.uint64(4)
-    if v <= np.uint64(0x3FFFFFFF):
-        n += 2
-        v <<= np.uint64(2)
-    if v <= np.uint64(0x7FFFFFFF):
-        n += 1
-    return n
+    # leading zero bits of the 32-bit word, 32 for zero (as the original's leadingZeros32); one lzcnt:
+    # a binary search would branch on random hash bits and mispredict about once a call
+    return int(leading_zeros(np.uint32(x)))
 
 
 _M32 = np.uint64(0xFFFFFFFF)
@@ -126,8 +112,10 @@ def _fmix32(h: np.uint64) -> np.uint32:
 def murmur3_32_pair(data: np.ndarray, length: int, seed_a: int, seed_b: int) -> tuple[np.uint32, np.uint32]:
     """``(murmur3_32(data, length, seed_a), murmur3_32(data, length, seed_b))`` in one pass over the data.
 
-    The HLL encode hashes the same flow‖element bytes under the cell's two seeds; reading each 4-byte
-    block once for both saves about a third of the encode's hashing time.
+    The one-row form of the encode's two hashes (the flow‖element bytes under the cell's two seeds).
+    :func:`update_kernel` hashes a whole block of rows at once instead; this form is what the
+    one-pass kernel that the block kernel is tested against (tests/unit/test_superspread_blocks.py)
+    uses.
     """
     ha = np.uint64(seed_a) & _M32
     hb = np.uint64(seed_b) & _M32
@@ -171,9 +159,15 @@ def init_seeds(rng: np.ndarray, row_seeds: np.ndarray, cell_seeds: np.ndarray) -
             cell_seeds[i, j, 1] = np.uint32(_next64(rng) >> _S32)
 
 
+#: Packets whose hashes :func:`update_kernel` computes (and whose cells it prefetches) before it
+#: applies any of them.
+_BLOCK = 64
+
+
 @njit(nogil=True, cache=True)
 def update_kernel(
     x: np.ndarray,
+    words: np.ndarray,
     L: int,
     row_seeds: np.ndarray,
     cell_seeds: np.ndarray,
@@ -189,34 +183,141 @@ def update_kernel(
 ) -> None:
     """Insert every row of ``x`` in order (see the module docstring for the rules).
 
-    ``x`` is uint8 (n, L + E): each row is a flow key (its first ``L`` bytes) followed by an element key.
-    Shapes of the state: row_seeds uint32 (d,), cell_seeds uint32
-    (d, w, 2), regs uint8 (d, w, m), p float64 (d, w), keys uint8 (d, w, L), values uint32 (d, w),
-    pw_m float64 (34,) = base**k / m, decay float64 = b**-v, rng uint64 (1,) (advanced in place).
+    ``x`` is uint8 (n, L + E): each row is a flow key (its first ``L`` bytes) followed by an element key;
+    ``words`` is the same rows packed by :func:`~netspectra.sketches.murmur.pack_words`. Shapes of the
+    state (all C-contiguous): row_seeds uint32 (d,), cell_seeds uint32 (d, w, 2), regs uint8
+    (d, w, m), p float64 (d, w), keys uint8 (d, w, L), values uint32 (d, w), pw_m float64 (34,) =
+    base**k / m, decay float64 = b**-v, rng uint64 (1,) (advanced in place).
+
+    No hash depends on the state (the cell seeds are fixed at construction), so the rows go in blocks
+    of :data:`_BLOCK` through three passes: (1) hash every flow under the row seeds and prefetch its
+    cells' seeds; (2) hash every flow‖element under its cells' seeds and prefetch the register it
+    ranks; (3) apply the block's updates packet by packet, row by row, as a one-pass loop would. The
+    passes are software-pipelined over two blocks (pass 1 of block k runs between passes 2 and 3 of
+    block k - 1), so every prefetch has a whole pass to arrive. Only pass 3 reads or writes the
+    state, and it draws from the generator in the same order, so the result is the plain loop's (the
+    reference's) bit for bit; a cell updated twice in a block sees its first update. The misses of a
+    block overlap instead of following one another.
+
+    The hashing is laid out for SIMD: the seed-independent half of MurmurHash3 (the mix of each
+    4-byte block) is done once per row of ``x`` and shared by its ``2 + 2d`` hashes (the flow is a
+    prefix of the flow‖element bytes), and the rounds run across the block's packets (one vector
+    lane per packet), in 32-bit arrays the compiler vectorises.
     """
     n, LE = x.shape
     d, w, m = regs.shape
     nd = decay.shape[0]
-    for t in range(n):
-        buf = x[t]
-        flow = buf  # murmur3_32 and the key loops read only its first L bytes
-        for i in range(d):
-            j = murmur3_32(flow, L, row_seeds[i]) % np.uint32(w)
-            # ---- GeneralHLL encode
-            h0, h1 = murmur3_32_pair(buf, LE, cell_seeds[i, j, 0], cell_seeds[i, j, 1])
-            v = _clz32(h0) + 1
-            if v > cap:
-                v = cap
-            r = h1 % np.uint32(m)
-            old = int(regs[i, j, r])
+    seeds = cell_seeds.reshape(d * w * 2)
+    flat_regs = regs.reshape(d * w * m)
+    flat_p = p.reshape(d * w)
+    flat_values = values.reshape(d * w)
+    flat_keys = keys.reshape(d * w * L)
+    uw = np.uint64(w)
+    um = np.uint64(m)
+    m_mask = um - np.uint64(1) if m & (m - 1) == 0 else np.uint64(0)  # r = h % m as a mask when it can
+    nbf = L // 4  # whole 4-byte blocks of the flow key
+    nbx = LE // 4  # whole 4-byte blocks of the flow‖element row
+    flow_tail = nbx  # rows of `mixed` holding the flow's and the row's tail block (1-3 bytes), mixed
+    row_tail = nbx + 1
+    flow_tail_mask = (np.uint64(1) << np.uint64(8 * (L & 3))) - np.uint64(1)
+    len_f = np.uint64(L)
+    len_x = np.uint64(LE)
+    mixed = np.zeros((2, nbx + 2, _BLOCK), np.uint32)  # [buffer, block of the key, packet of the block]
+    ha = np.empty(_BLOCK, np.uint32)  # running hashes, one lane per packet
+    hb = np.empty(_BLOCK, np.uint32)
+    cells = np.empty((2, d, _BLOCK), np.int64)  # [buffer, row, packet]: i * w + j
+    slots = np.empty((d, _BLOCK), np.int64)  # the register (cell * m + r) the packet ranks in that row
+    ranks = np.empty((d, _BLOCK), np.int64)  # its rank v
+    nblocks = (n + _BLOCK - 1) // _BLOCK
+    # software pipeline: step k hashes block k (pass 1) between pass 2 and pass 3 of block k - 1, so
+    # each prefetch has a whole pass to land; blocks alternate between two buffers
+    for step in range(nblocks + 1):
+        cur = (step - 1) & 1  # buffer of block step - 1
+        b0 = (step - 1) * _BLOCK
+        nb = min(n - b0, _BLOCK) if step > 0 else 0
+        if step > 0:
+            # ---- pass 2: GeneralHLL encode's two hashes under the cell's seeds; prefetch the register
+            for i in range(d):
+                for tb in range(nb):
+                    c = cells[cur, i, tb]
+                    ha[tb] = seeds[2 * c]
+                    hb[tb] = seeds[2 * c + 1]
+                for q in range(nbx):
+                    for tb in range(nb):
+                        k = np.uint64(mixed[cur, q, tb])
+                        ha[tb] = murmur_round(np.uint64(ha[tb]), k)
+                        hb[tb] = murmur_round(np.uint64(hb[tb]), k)
+                for tb in range(nb):
+                    k = np.uint64(mixed[cur, row_tail, tb])
+                    ha[tb] = fmix32(np.uint64(ha[tb]) ^ k ^ len_x)
+                    hb[tb] = fmix32(np.uint64(hb[tb]) ^ k ^ len_x)
+                for tb in range(nb):
+                    v = _clz32(ha[tb]) + 1
+                    ranks[i, tb] = v if v < cap else cap
+                    h1 = np.uint64(hb[tb])
+                    s = cells[cur, i, tb] * m + np.int64(h1 & m_mask if m_mask else h1 % um)
+                    slots[i, tb] = s
+                    prefetch(flat_regs, s)
+        if step < nblocks:
+            nxt = step & 1
+            a0 = step * _BLOCK
+            na = min(n - a0, _BLOCK)
+            # ---- pass 1: mix the blocks of every row; the cell of every sketch row; prefetch its seeds
+            for q in range(nbx):
+                word = q >> 1
+                shift = np.uint64((q & 1) * 32)
+                for tb in range(na):
+                    mixed[nxt, q, tb] = mix_block((words[a0 + tb, word] >> shift) & _M32)
+            if L & 3:
+                word = nbf >> 1
+                shift = np.uint64((nbf & 1) * 32)
+                for tb in range(na):
+                    mixed[nxt, flow_tail, tb] = mix_block((words[a0 + tb, word] >> shift) & flow_tail_mask)
+            if LE & 3:  # pack_words zero-pads, so the row's tail needs no mask
+                word = nbx >> 1
+                shift = np.uint64((nbx & 1) * 32)
+                for tb in range(na):
+                    mixed[nxt, row_tail, tb] = mix_block((words[a0 + tb, word] >> shift) & _M32)
+            for i in range(0, d, 2):  # two sketch rows at a time: one pass over the mixed blocks
+                sa = np.uint64(row_seeds[i])
+                sb = np.uint64(row_seeds[i + 1]) if i + 1 < d else sa
+                for tb in range(na):
+                    ha[tb] = sa
+                    hb[tb] = sb
+                for q in range(nbf):
+                    for tb in range(na):
+                        k = np.uint64(mixed[nxt, q, tb])
+                        ha[tb] = murmur_round(np.uint64(ha[tb]), k)
+                        hb[tb] = murmur_round(np.uint64(hb[tb]), k)
+                for tb in range(na):
+                    k = np.uint64(mixed[nxt, flow_tail, tb])  # 0 without a tail: then the xor is a no-op
+                    ha[tb] = fmix32(np.uint64(ha[tb]) ^ k ^ len_f)
+                    hb[tb] = fmix32(np.uint64(hb[tb]) ^ k ^ len_f)
+                for tb in range(na):
+                    c = i * w + np.int64(np.uint64(ha[tb]) % uw)
+                    cells[nxt, i, tb] = c
+                    prefetch(seeds, 2 * c)
+                if i + 1 < d:
+                    for tb in range(na):
+                        c = (i + 1) * w + np.int64(np.uint64(hb[tb]) % uw)
+                        cells[nxt, i + 1, tb] = c
+                        prefetch(seeds, 2 * c)
+        # ---- pass 3: the updates, in packet order
+        for k in range(nb * d):
+            tb = k // d
+            i = k - tb * d
+            s = np.uint64(slots[i, tb])  # unsigned: indexing needs no negative-index fix-up
+            v = ranks[i, tb]
+            old = np.int64(flat_regs[s])
             if v <= old:
                 continue  # the element changes nothing: a duplicate, or a smaller rank
-            regs[i, j, r] = v
-            before = p[i, j]
+            c = np.uint64(cells[cur, i, tb])
+            flat_regs[s] = v
+            before = flat_p[c]
             q = before - pw_m[old]
             if v < cap:
                 q = q + pw_m[v]
-            p[i, j] = q
+            flat_p[c] = q
             if before <= 0.0:
                 continue  # only when every register is at the cap: the HLL is saturated
             # ---- probabilistic increment worth 1/p in expectation
@@ -225,17 +326,19 @@ def update_kernel(
             if _uniform(rng) >= inv / units_f:
                 continue
             units = int(units_f)
-            val = np.int64(values[i, j])
+            t = b0 + tb
+            val = np.int64(flat_values[c])
+            key0 = c * np.uint64(L)
             while units > 0:
                 if val == 0:
                     val = 1
-                    for c in range(L):
-                        keys[i, j, c] = flow[c]
+                    for e in range(L):
+                        flat_keys[key0 + np.uint64(e)] = x[t, e]
                     units -= 1
                     continue
                 same = True
-                for c in range(L):
-                    if keys[i, j, c] != flow[c]:
+                for e in range(L):
+                    if flat_keys[key0 + np.uint64(e)] != x[t, e]:
                         same = False
                         break
                 if same:
@@ -249,7 +352,7 @@ def update_kernel(
                         val -= 1
             if val > 0xFFFFFFFF:
                 val = 0xFFFFFFFF
-            values[i, j] = np.uint32(val)
+            flat_values[c] = np.uint32(val)
 
 
 @njit(nogil=True, cache=True)
@@ -468,6 +571,7 @@ class SuperSpreadSketch(Sketch, skt_type=SKT_TYPE):
             return
         update_kernel(
             x,
+            pack_words(x),
             self.params.flow_len,
             self.row_seeds,
             self.cell_seeds,

@@ -169,10 +169,13 @@ def alerts(
     end_ns: int | None = None,
     task: str | None = None,
     limit: int = DEFAULT_ALERTS_LIMIT,
+    involving: str | None = None,
 ) -> list[StoredAlert]:
     """Stored alerts with ``start_ns <= time <= end_ns`` (either bound optional), of ``task`` if given,
     newest first, at most ``limit`` (0 or less: :data:`DEFAULT_ALERTS_LIMIT`; cut to
-    :data:`MAX_ALERTS_LIMIT`). ``ValueError`` for a negative time or ``start_ns > end_ns``."""
+    :data:`MAX_ALERTS_LIMIT`). ``involving``: only the alerts whose flow text holds it as one of its
+    space-separated fields (an address: the console's host page). ``ValueError`` for a negative time or
+    ``start_ns > end_ns``."""
     for name, v in (("start_ns", start_ns), ("end_ns", end_ns)):
         if v is not None and v < 0:
             raise ValueError(f"{name} must not be negative")
@@ -190,6 +193,9 @@ def alerts(
     if task is not None:
         where.append("TaskName = %(task)s")
         params["task"] = task
+    if involving is not None:
+        where.append("has(splitByChar(' ', ifNull(Flow, '')), %(involving)s)")
+        params["involving"] = involving
     cols = ", ".join(name for name, _ in ALERT_COLUMNS)
     sql = (
         f"SELECT {cols} FROM {store.table(ALERT_TABLE)} WHERE {' AND '.join(where)} "

@@ -47,10 +47,9 @@ Every kernel here has a plain-Python twin in :mod:`netspectra.tasks.exact_ref`; 
 from __future__ import annotations
 
 import numpy as np
-from llvmlite import ir
-from numba import njit, types
-from numba.core import cgutils
-from numba.extending import intrinsic
+from numba import njit
+
+from netspectra.prefetch import prefetch
 
 ROW_WORDS = 6
 ADDR, KEY, FIRST, LAST, PACKETS, BYTES = range(ROW_WORDS)
@@ -87,26 +86,6 @@ _S32 = np.uint64(32)
 _S33 = np.uint64(33)
 _RW = np.uint64(ROW_WORDS)
 _WW = np.uint64(WIDE_ROW_WORDS)
-
-
-@intrinsic
-def prefetch(typingctx, arr, idx):  # type: ignore[no-untyped-def]
-    """Hint the CPU to bring ``arr[idx]`` (1-D array) into the cache; never faults, returns nothing."""
-    if not (isinstance(arr, types.Array) and arr.ndim == 1 and isinstance(idx, types.Integer)):
-        return None
-    sig = types.void(arr, idx)
-
-    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
-        ary = context.make_array(signature.args[0])(context, builder, args[0])
-        ptr = cgutils.get_item_pointer(context, builder, signature.args[0], ary, [args[1]], wraparound=False)
-        i32 = ir.IntType(32)
-        fnty = ir.FunctionType(ir.VoidType(), [ptr.type, i32, i32, i32])
-        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
-        # write access (the slot or row is usually updated), keep in all cache levels, data
-        builder.call(fn, [ptr, ir.Constant(i32, 1), ir.Constant(i32, 3), ir.Constant(i32, 1)])
-        return context.get_dummy_value()
-
-    return sig, codegen
 
 
 @njit(nogil=True, cache=True, inline="always")

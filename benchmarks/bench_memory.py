@@ -1,0 +1,105 @@
+#!/usr/bin/env python3
+"""Memory of ``netspectra analyze`` on long captures: peak RSS against file size and flow count.
+
+Usage:
+    python benchmarks/bench_memory.py [--packets 100000000] [--flows 100000,1000000,10000000]
+                                      [--seed 11] [--keep] [--json OUT.json]
+
+For each flow count, ``netspectra gen`` writes a trace of ``--packets`` packets with that many
+background five-tuples (under benchmarks/_work/, removed after its run unless ``--keep``), then
+``netspectra analyze TRACE --json`` runs on it as a user runs it — whole process, shipped configuration
+(the five-tuple exact task, the CountMin heavy-hitter and SuperSpread tasks). Its peak resident memory
+is the child's own ``ru_maxrss`` (``os.wait4``); CPU is its user + system time. The claim checked: the
+reader holds a bounded window of the file (memory does not grow with packets), so the peak is the
+exact task's table (about 65-75 bytes per flow, docs/engine.md) plus fixed costs (interpreter,
+kernels, sketches at their configured sizes, one batch).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+WORK = ROOT / "benchmarks" / "_work"
+
+
+def _netspectra() -> list[str]:
+    exe = shutil.which("netspectra")
+    return [exe] if exe else [sys.executable, "-m", "netspectra"]
+
+
+def _run(cmd: list[str]) -> tuple[str, float, float, float]:
+    """Run ``cmd``: its stdout, wall seconds, CPU seconds (user + system) and peak RSS in MiB."""
+    out = WORK / "bench_memory.stdout"
+    with out.open("w") as fh:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.PIPE, text=True)
+        _pid, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t0
+    err = proc.stderr.read() if proc.stderr else ""
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed ({status}):\n{err[-3000:]}")
+    return out.read_text(), wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--packets", type=int, default=100_000_000)
+    ap.add_argument("--flows", default="100000,1000000,10000000", help="comma-separated flow counts")
+    ap.add_argument("--seed", type=int, default=11)
+    ap.add_argument("--keep", action="store_true", help="keep the traces under benchmarks/_work/")
+    ap.add_argument("--json", type=Path, help="write the results here too")
+    args = ap.parse_args()
+    WORK.mkdir(parents=True, exist_ok=True)
+    rows = []
+    print(f"{'flows':>12} {'packets':>13} {'file MiB':>9} {'gen s':>7} {'wall s':>7} {'CPU s':>7} "
+          f"{'Mpps(CPU)':>9} {'peak MiB':>9} {'B/flow':>7}")  # fmt: skip
+    for flows in (int(f) for f in args.flows.split(",")):
+        trace = WORK / f"mem_{args.packets}_{flows}_{args.seed}.pcap"
+        t0 = time.perf_counter()
+        if not trace.exists():
+            _run([*_netspectra(), "gen", str(trace), "--packets", str(args.packets), "--flows", str(flows),
+                  "--seed", str(args.seed), "--no-progress"])  # fmt: skip
+        gen_s = time.perf_counter() - t0
+        truth = json.loads(trace.with_suffix(".truth.json").read_text())
+        five_tuples = int(truth["totals"]["distinct_five_tuples"])
+        with trace.open("rb") as fh:  # page cache: every run starts from memory, as bench_analyze does
+            while fh.read(64 << 20):
+                pass
+        stdout, wall, cpu, rss = _run([*_netspectra(), "analyze", str(trace), "--json", "--top", "0"])
+        doc = json.loads(stdout)
+        packets = int(doc["packets"])
+        exact = [t for t in doc.get("tasks", []) if t.get("name") == "per_five_tuple"]
+        counted = int(exact[0]["flows"]) if exact else five_tuples
+        row = {
+            "flows": counted,
+            "packets": packets,
+            "file_mib": trace.stat().st_size / 2**20,
+            "gen_s": gen_s,
+            "wall_s": wall,
+            "cpu_s": cpu,
+            "peak_mib": rss,
+        }
+        rows.append(row)
+        if counted != five_tuples:
+            raise SystemExit(f"analyze counted {counted:,} five-tuples, the truth file says {five_tuples:,}")
+        mib = row["file_mib"]
+        print(f"{counted:>12,} {packets:>13,} {mib:>9,.0f} {gen_s:>7.1f} {wall:>7.1f} {cpu:>7.1f} "
+              f"{packets / cpu / 1e6:>9.2f} {rss:>9,.0f} {rss * 2**20 / counted:>7.0f}",
+              flush=True)  # fmt: skip
+        if not args.keep:
+            trace.unlink()
+            trace.with_suffix(".truth.json").unlink(missing_ok=True)
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()

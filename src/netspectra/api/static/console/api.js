@@ -1,0 +1,48 @@
+// The console's requests: GET /api/v1/console/* (and the REST alerts), JSON answers.
+// With tokens configured (api.auth) the server answers 401: the page asks for a token and keeps it in
+// this tab's sessionStorage under the dashboard's key (one sign-in serves both pages; gone when the tab
+// closes); it travels as "Authorization: Bearer …", never in a URL.
+
+export const TOKEN_KEY = "netspectra.token";
+
+export class AuthError extends Error {}
+
+/** An error answer of the API: code (gRPC status name), message, and for a filter position/expected. */
+export class ApiError extends Error {
+  constructor(path, doc, status) {
+    super(`${doc.code || status}: ${doc.message || ""}`);
+    this.path = path;
+    this.code = doc.code || String(status);
+    this.detail = doc;
+  }
+}
+
+export function token() {
+  return sessionStorage.getItem(TOKEN_KEY) || "";
+}
+
+export function setToken(value) {
+  if (value) sessionStorage.setItem(TOKEN_KEY, value);
+  else sessionStorage.removeItem(TOKEN_KEY);
+}
+
+/** GET path?params (params: an object; null/undefined/"" values are left out) → the parsed JSON. */
+export async function get(path, params = {}, { signal } = {}) {
+  const query = new URLSearchParams();
+  for (const [k, v] of Object.entries(params)) {
+    if (v !== null && v !== undefined && v !== "") query.set(k, String(v));
+  }
+  const url = query.toString() ? `${path}?${query}` : path;
+  const headers = { Accept: "application/json" };
+  if (token()) headers.Authorization = `Bearer ${token()}`;
+  const res = await fetch(url, { headers, signal });
+  let doc;
+  try {
+    doc = await res.json();
+  } catch {
+    doc = { code: String(res.status), message: res.statusText };
+  }
+  if (res.status === 401) throw new AuthError(doc.message || "this server needs a token");
+  if (!res.ok) throw new ApiError(path, doc, res.status);
+  return doc;
+}

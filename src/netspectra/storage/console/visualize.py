@@ -1,0 +1,240 @@
+"""Visualize: the top-N combinations of dimensions over time, with "other" and the total."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from netspectra.storage.console.sources import (
+    AXES,
+    DEFAULT_ROW_BUDGET,
+    MAX_LIMIT,
+    MAX_POINTS,
+    METRIC_COLUMN,
+    METRICS,
+    ConsoleError,
+    Source,
+    check_range,
+    choose_step,
+    extent,
+    qualify,
+    sample_factor,
+)
+from netspectra.storage.filter import CompiledFilter
+from netspectra.storage.schema import quote_identifier
+
+if TYPE_CHECKING:
+    from netspectra.storage.store import ClickHouseStore
+
+
+@dataclass
+class Series:
+    """One row of a visualisation: the values of its dimensions (``key``; empty for the total and for
+    "other"), its totals over the range and its values per bucket."""
+
+    key: dict[str, Any]
+    packets: int
+    bytes: int
+    flows: int
+    values: dict[str, list[int]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "packets": self.packets,
+            "bytes": self.bytes,
+            "flows": self.flows,
+            "values": self.values,
+        }
+
+
+@dataclass
+class Visualization:
+    """The answer of :func:`visualize` (all times UTC ns). ``series``: the top rows by ``metric``,
+    largest first; ``other``: everything else; ``total``: everything (``other`` = ``total`` minus the
+    series, per bucket too: flows add up because every flow key belongs to one combination of
+    dimensions). ``sample``: 1 = exact, N = a 1/N sample scaled by N."""
+
+    source: str
+    table: str
+    axis: str
+    start_ns: int
+    end_ns: int
+    step_ns: int
+    times: list[int]
+    dimensions: list[str]
+    metric: str
+    series: list[Series]
+    other: Series
+    total: Series
+    sample: int = 1
+    rows_in_range: int = 0
+    elapsed_ms: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "table": self.table,
+            "axis": self.axis,
+            "axisMeaning": AXES.get(self.axis, ""),
+            "start": self.start_ns,
+            "end": self.end_ns,
+            "step": self.step_ns,
+            "times": self.times,
+            "dimensions": self.dimensions,
+            "metric": self.metric,
+            "series": [s.to_dict() for s in self.series],
+            "other": self.other.to_dict(),
+            "total": self.total.to_dict(),
+            "sample": self.sample,
+            "rowsInRange": self.rows_in_range,
+            "elapsedMs": round(self.elapsed_ms, 1),
+        }
+
+
+def _check_dims(src: Source, dims: Sequence[str]) -> list[str]:
+    out: list[str] = []
+    for d in dims:
+        match = next((f for f in src.fields if f.lower() == str(d).lower()), None)
+        if match is None:
+            names = ", ".join(src.fields) or "none"
+            raise ConsoleError(f"{str(d)[:60]!r} is not a dimension of {src.id}; its dimensions are {names}")
+        if match in out:
+            raise ConsoleError(f"dimension {match} is listed twice")
+        out.append(match)
+    return out
+
+
+def visualize(
+    store: ClickHouseStore,
+    src: Source,
+    *,
+    axis: str = "first",
+    start_ns: int | None = None,
+    end_ns: int | None = None,
+    dims: Sequence[str] = (),
+    metric: str = "bytes",
+    limit: int = 10,
+    flt: CompiledFilter | None = None,
+    points: int = 120,
+    exact: bool = False,
+    row_budget: int = DEFAULT_ROW_BUDGET,
+    known_extent: tuple[int, int] | None = None,
+) -> Visualization:
+    """Top ``limit`` combinations of ``dims`` by ``metric`` over the range, each with its series in
+    buckets of :func:`choose_step` (at most ``points``), plus "other" and the total (see
+    :class:`Visualization`). Without a start or end, the source's :func:`extent` on ``axis``
+    (``known_extent`` when the caller has it). One scan of the table, plus the counts of
+    :func:`sample_factor`."""
+    t_begin = time.perf_counter()
+    check_range(start_ns, end_ns)
+    if metric not in METRICS:
+        raise ConsoleError(f"metric {metric!r} is not one of {', '.join(METRICS)}")
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
+        raise ConsoleError(f"limit must be 1..{MAX_LIMIT}")
+    if isinstance(points, bool) or not isinstance(points, int) or not 1 <= points <= MAX_POINTS:
+        raise ConsoleError(f"points must be 1..{MAX_POINTS}")
+    if axis not in src.axes:
+        raise ConsoleError(f"axis {axis!r} is not one of {src.id}'s: {', '.join(src.axes)}")
+    dims = _check_dims(src, dims)
+    flt = flt or CompiledFilter()
+    lo, hi = start_ns, end_ns
+    ext = known_extent
+    if lo is None or hi is None:
+        ext = ext or extent(store, src, axis)
+        bounds = ext or ((0, 0) if hi is None else (hi, hi))
+        lo = bounds[0] if lo is None else lo
+        hi = max(lo, bounds[1] if hi is None else hi)
+    step = choose_step(lo, hi, points)
+    t0 = lo // step * step
+    nb = (hi - t0) // step + 1
+    # the stored-time axis differences every stored version of a flow: about three times the work per row
+    budget = row_budget // 3 if axis == "snapshot" else row_budget
+    factor, rows = (1, 0) if exact else sample_factor(store, src, axis, lo, hi, budget, ext)
+    rel, params = src.relation(axis, lo, hi, flt, factor)
+    params.update(v_t0=t0, v_step=step, v_n=max(nb, limit + 1))
+    if not src.keys:
+        raise ConsoleError(f"{src.id} has no key fields: nothing tells its flows apart")
+    keys = ", ".join(quote_identifier(c) for c in dict.fromkeys([*src.keys, *dims]))
+    qd = [quote_identifier(d) for d in dims]
+    lead = "".join(f"{q}, " for q in qd)
+    # 1. per flow key and bucket: its traffic; 2. per flow key: its buckets, in order; 3. per combination
+    # of the dimensions and bucket: traffic, flow keys in the bucket (cf) and flow keys whose first bucket
+    # it is (cn: a key counts once over the range); 4. role 0: the total per bucket, role 1: per
+    # combination, largest first with its buckets. Plain sums and arrays, no map merges: one scan, and the
+    # levels above it work on flows, not rows. (Aliases never repeat a column of the level below.)
+    per_key_bucket = (
+        f"SELECT {keys}, intDiv(T - %(v_t0)s, %(v_step)s) AS bk, sum(P) AS kP, sum(B) AS kB "
+        f"FROM ({rel}) GROUP BY {keys}, bk"
+    )
+    per_key = f"SELECT {lead}arraySort(groupArray((bk, kP, kB))) AS s FROM ({per_key_bucket}) GROUP BY {keys}"
+    per_bucket = (
+        f"SELECT {lead}tupleElement(e, 1) AS ebk, tupleElement(e, 2) AS ep, tupleElement(e, 3) AS eb, "
+        f"i = 1 AS efirst FROM ({per_key}) ARRAY JOIN s AS e, arrayEnumerate(s) AS i"
+    )
+    per_combo = (
+        f"SELECT {lead}ebk AS cbk, sum(ep) AS cp, sum(eb) AS cb, count() AS cf, sum(efirst) AS cn "
+        f"FROM ({per_bucket}) GROUP BY {lead}ebk"
+    )
+    shown = "".join(f"if(role = 1, {q}, NULL) AS d{i}, " for i, q in enumerate(qd))
+    group = ", ".join(["role", "gb", *(f"d{i}" for i in range(len(qd)))])
+    order = ", ".join(["role", f"{METRIC_COLUMN[metric]} DESC", *(f"d{i}" for i in range(len(qd)))])
+    ranked = (
+        f"SELECT role, if(role = 0, cbk, -1) AS gb, {shown}sum(cp) AS p, sum(cb) AS b, sum(cn) AS f, "
+        "sum(cf) AS fb, groupArrayIf((cbk, cp, cb, cf), role = 1) AS a "
+        f"FROM ({per_combo}) ARRAY JOIN [0, 1] AS role GROUP BY {group} "
+        f"ORDER BY {order} LIMIT %(v_n)s BY role"
+    )
+    names = "".join(f"d{i}, " for i in range(len(qd)))
+    sql = (
+        f"SELECT role, gb, {names}p, b, f, fb, "
+        + ", ".join(f"arrayMap(x -> toInt64(tupleElement(x, {k})), a)" for k in (1, 2, 3, 4))
+        + f" FROM ({ranked}) ORDER BY {order}"
+    )
+    result = store.query(qualify(store, sql), params)
+
+    total = Series({}, 0, 0, 0, {m: [0] * nb for m in METRICS})
+    top: list[Series] = []
+    n = len(dims)
+    for row in result:
+        p, b, f, fb = (int(v) * factor for v in row[2 + n : 6 + n])
+        if int(row[0]) == 0:  # one bucket of the total
+            k = int(row[1])
+            if 0 <= k < nb:
+                for m, v in zip(METRICS, (p, b, fb), strict=True):
+                    total.values[m][k] += v
+            total.packets, total.bytes, total.flows = total.packets + p, total.bytes + b, total.flows + f
+        elif len(top) < limit:
+            values = {m: [0] * nb for m in METRICS}
+            for k, vp, vb, vf in zip(*row[6 + n : 10 + n], strict=True):
+                if 0 <= k < nb:
+                    values["packets"][k] += vp * factor
+                    values["bytes"][k] += vb * factor
+                    values["flows"][k] += vf * factor
+            top.append(Series({d: row[2 + i] for i, d in enumerate(dims)}, p, b, f, values))
+    other = Series(
+        {},
+        total.packets - sum(s.packets for s in top),
+        total.bytes - sum(s.bytes for s in top),
+        total.flows - sum(s.flows for s in top),
+        {m: [t - sum(s.values[m][i] for s in top) for i, t in enumerate(total.values[m])] for m in METRICS},
+    )
+    return Visualization(
+        src.id,
+        src.table,
+        axis,
+        lo,
+        hi,
+        step,
+        [t0 + i * step for i in range(nb)],
+        dims,
+        metric,
+        top,
+        other,
+        total,
+        factor,
+        rows,
+        (time.perf_counter() - t_begin) * 1000,
+    )
