@@ -14,6 +14,15 @@ BUNDLED = ROOT / "tests" / "data" / "captures"
 SHARED = ROOT.parent / "shared" / "data"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _cache_home(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """User caches of this session (the enrichment's compiled tables) in a temporary directory, not in
+    the home of whoever runs the tests (subprocesses inherit it)."""
+    import os
+
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("cache-home"))
+
+
 @pytest.fixture(scope="session")
 def bundled_captures() -> Path:
     return BUNDLED

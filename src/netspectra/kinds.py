@@ -245,6 +245,7 @@ AGGREGATORS: KindRegistry[Any] = KindRegistry(
         "exact": "netspectra.tasks.exact_kind:KIND",
         "sketch": "netspectra.sketches.sketch_kind:KIND",
         "flows": "netspectra.flows.kind:KIND",
+        "rollup": "netspectra.rollup.kind:KIND",
         "exporters": "netspectra.collect.exporters_kind:KIND",
     },
     check=_aggregator,

@@ -263,6 +263,27 @@ def test_flow_records_on_a_cluster_read_back_once_each(shards: list[ClickHouseSe
         store.close()
 
 
+def test_rollups_on_a_cluster_equal_the_traffic(shards: list[ClickHouseServer]) -> None:
+    """The engine's rollup rows (retried writes, three periods) through the Distributed rollup tables:
+    every version of a row on one shard (the task and bucket's), both shards used, and every range of every
+    resolution read back (FINAL over the Distributed tables) equal to the traffic."""
+    from test_rollup_store import check_ranges, run_engine, traffic
+
+    from netspectra.storage.store import connect_store
+
+    database = unique_database()
+    ch = cluster_cfg(shards[0], database)
+    batches = traffic(seed=8)
+    run_engine(ch, batches)
+    per_node = [local_rows(s, database, "rollup_1m_local", "TaskName, BucketNs") for s in shards]
+    assert all(per_node) and not set(per_node[0]) & set(per_node[1])
+    store = connect_store(ClickHouseConfig(**ch))
+    try:
+        check_ranges(store, batches, seed=2)
+    finally:
+        store.close()
+
+
 def test_analyze_store_into_the_cluster_gives_the_golden_totals(
     shards: list[ClickHouseServer], tmp_path: Path
 ) -> None:

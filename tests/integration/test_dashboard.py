@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 
 pytest.importorskip("fastapi", reason="the HTTP app needs fastapi (pip install fastapi uvicorn httpx)")
@@ -348,3 +349,68 @@ def test_swagger_ui_works_offline(browser: Any, served_with_token: ServedApp) ->
     assert browser_errors(browser) == []
     html = httpx.get(f"{url}/docs", timeout=WAIT_S).text
     assert "cdn" not in html.lower() and "https://" not in html
+
+
+@pytest.fixture(scope="module")
+def served_rollup(chdb_data_dir: Path) -> Iterator[ServedApp]:
+    """An exact task and a rollup task (auto dimensions, no enrichment) over the same capture."""
+    db = f"ns_dash_rollup_{uuid.uuid4().hex[:10]}"
+    ch = {"data_dir": str(chdb_data_dir), "database": db}
+    base = config_text(ch).split("  sketch:")[0].replace("types: [exact, sketch]", "types: [exact, rollup]")
+    writer = base.split("writers: ", 1)[1].split("\n", 1)[0]
+    cfg = parse_config_text(f"{base}  rollup:\n    writers: {writer}\n    tasks: [{{name: traffic}}]\n")
+    fill_store(cfg)
+    core = QueryCore(cfg)
+    try:
+        with ServedApp(create_app(core)) as app:
+            app.core = core
+            yield app
+    finally:
+        core.close()
+
+
+def test_dashboard_shows_the_traffic_in_its_own_time(browser: Any, served_rollup: ServedApp) -> None:
+    """The capture's packets are from its own time (1970-01-01, ten minutes), stored decades later: the
+    rollup chart of "everything stored" shows those ten minutes, one point each, from the 1-minute table —
+    not one point at the moment of the analysis."""
+    from test_api import CAPTURE
+
+    from netspectra.capture.reader import read_captures
+
+    url = served_rollup.url
+    browser.get_log("browser")
+    browser.get(f"{url}/?refresh=0&range=all")
+    wait_for("the first answer", lambda: updated(browser))
+    assert browser.find_element(By.ID, "timeline").is_displayed()
+    picker = Select(browser.find_element(By.ID, "rollup-task"))
+    assert [o.get_attribute("value") for o in picker.options] == ["traffic"]
+    ts = np.concatenate([b.ts_ns for b in read_captures([CAPTURE])])
+    minutes, counts = np.unique(ts // (60 * 10**9), return_counts=True)
+    want = [[int(c), int(m) * 60_000] for m, c in zip(minutes, counts, strict=True)]
+    assert len(want) == 10
+    body = {
+        "range": {"from": 0, "to": int(time.time() * 1000)},
+        "targets": [{"target": "rollup:traffic:packets"}],
+    }
+    (answer,) = httpx.post(f"{url}/query", json=body, timeout=WAIT_S).json()
+    assert answer["datapoints"] == want
+    assert answer["meta"]["table"] == "rollup_1m" and answer["meta"]["step_s"] == 60
+    drawn = browser.execute_script(
+        "const f = document.querySelector(\"figure[data-rollup='packets']\");"
+        "return [f.dataset.points, f.querySelectorAll('svg circle.dot').length,"
+        " [...f.querySelectorAll('svg text')].map(t => t.textContent),"
+        " document.getElementById('rollup-table').textContent];"
+    )
+    points, dots, labels, which = drawn
+    assert (points, dots) == ("10", 10)
+    assert "1970-01-01 00:00:00" in labels and "1970-01-01 00:09:00" in labels
+    assert which == "60 s steps from rollup_1m"
+    assert (
+        int(
+            browser.find_element(By.CSS_SELECTOR, "figure[data-rollup='packets'] .latest").get_attribute(
+                "data-value"
+            )
+        )
+        == want[-1][0]
+    )
+    assert browser_errors(browser) == []

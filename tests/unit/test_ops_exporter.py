@@ -285,9 +285,22 @@ def test_every_exported_series_is_documented_and_every_documented_one_exported()
     http, grpc_m = HttpMetrics(), GrpcMetrics()
     http.observe("GET", "/api/v1/health", 200, 0.001)
     grpc_m.observe("/v1.QueryService/HealthCheck", "OK", 0.001)
+    from netspectra.config.enrichment import EnrichmentConfig
+    from netspectra.engine.enrichment import EnrichmentStage
+    from netspectra.enrich.enricher import Enricher
+    from netspectra.ops.collectors import EnrichmentCollector
+
+    stage = EnrichmentStage(
+        Enricher(
+            EnrichmentConfig.model_validate({"geoip": {"asn_database": "/nonexistent/asn.mmdb"}}),
+            background=False,
+        ),
+        ["SrcAS"],
+    )
     reg = CollectorRegistry(auto_describe=False)
     for c in (
         EngineCollector(m),
+        EnrichmentCollector(stage),
         StreamCollector(lambda: st),
         ProbeCollector(lambda: ps, live=lambda: live, persister=lambda: pers, meter=BatchMeter()),
         AlerterCollector(alerter),

@@ -102,6 +102,7 @@ SERVICES = {
         ("QueryHeavyHitters", "HeavyHittersRequest", "HeavyHittersResponse", False),
         # additions (not in the original; new RPCs only)
         ("ListFlows", "ListFlowsRequest", "ListFlowsResponse", False),
+        ("TopN", "TopNRequest", "TopNResponse", False),
         ("ListExporters", "ListExportersRequest", "ListExportersResponse", False),
     ],
     "AIService": [

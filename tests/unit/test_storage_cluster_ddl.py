@@ -10,7 +10,7 @@ import pytest
 from netspectra.storage.clickhouse_config import ClickHouseConfig
 from netspectra.storage.cluster import DATA_TABLES, Layout
 from netspectra.storage.migrations import LATEST, MIGRATIONS, SCHEMA_TABLE, plan
-from netspectra.storage.schema import CREATE_TABLES, TABLES, create_table_sql, quote_identifier
+from netspectra.storage.schema import CREATE_TABLES, create_table_sql, quote_identifier
 
 
 def layout(**kw: object) -> Layout:
@@ -32,38 +32,45 @@ def test_single_node_ddl_is_the_schema_of_before() -> None:
     assert layout().local_name("flow_metrics") == "flow_metrics"
 
 
+def _by_table(stmts: list[str]) -> dict[str, str]:
+    """``CREATE TABLE`` statements by the table's name (back quotes removed)."""
+    return {s.split(" (", 1)[0].split("`.`", 1)[1].split("`", 1)[0]: s for s in stmts}
+
+
 def test_cluster_ddl_local_tables_then_distributed_tables() -> None:
     stmts = layout(cluster="ns").create_data_tables_sql()
     heads = [s.split(" (", 1)[0] for s in stmts]
-    assert heads == [
-        "CREATE TABLE IF NOT EXISTS `netdb`.`flow_metrics_local`",
-        "CREATE TABLE IF NOT EXISTS `netdb`.`heavy_hitters_local`",
-        "CREATE TABLE IF NOT EXISTS `netdb`.`alerts_local`",
-        "CREATE TABLE IF NOT EXISTS `netdb`.`flows_local`",
-        "CREATE TABLE IF NOT EXISTS `netdb`.`exporters_local`",
-        "CREATE TABLE IF NOT EXISTS `netdb`.`flow_metrics`",
-        "CREATE TABLE IF NOT EXISTS `netdb`.`heavy_hitters`",
-        "CREATE TABLE IF NOT EXISTS `netdb`.`alerts`",
-        "CREATE TABLE IF NOT EXISTS `netdb`.`flows`",
-        "CREATE TABLE IF NOT EXISTS `netdb`.`exporters`",
+    assert heads == [f"CREATE TABLE IF NOT EXISTS `netdb`.`{t}_local`" for t in DATA_TABLES] + [
+        f"CREATE TABLE IF NOT EXISTS `netdb`.`{t}`" for t in DATA_TABLES
     ]
-    assert "ENGINE = ReplacingMergeTree(TimestampNs)" in stmts[0] and "ORDER BY (TaskName" in stmts[0]
-    assert "ENGINE = MergeTree()" in stmts[2]
-    assert stmts[5].endswith("ENGINE = Distributed('ns', 'netdb', 'flow_metrics_local', FlowHash)")
-    assert stmts[6].endswith(
+    by = _by_table(stmts)
+    assert "ENGINE = ReplacingMergeTree(TimestampNs)" in by["flow_metrics_local"]
+    assert "ORDER BY (TaskName" in by["flow_metrics_local"]
+    assert "ENGINE = MergeTree()" in by["alerts_local"]
+    assert by["flow_metrics"].endswith("ENGINE = Distributed('ns', 'netdb', 'flow_metrics_local', FlowHash)")
+    assert by["heavy_hitters"].endswith(
         "ENGINE = Distributed('ns', 'netdb', 'heavy_hitters_local', cityHash64(TaskName, Flow))"
     )
-    assert stmts[7].endswith(
+    assert by["alerts"].endswith(
         "ENGINE = Distributed('ns', 'netdb', 'alerts_local', cityHash64(TaskName, RuleName))"
     )
     # a flow record's rows (a retried write) meet on one shard, where FINAL folds them
-    assert stmts[8].endswith("ENGINE = Distributed('ns', 'netdb', 'flows_local', FlowHash)")
+    assert by["flows"].endswith("ENGINE = Distributed('ns', 'netdb', 'flows_local', FlowHash)")
+    # every version of a rollup row too: the same task and bucket
+    for res in ("1m", "5m", "1h"):
+        assert "ENGINE = ReplacingMergeTree(TimestampNs)" in by[f"rollup_{res}_local"]
+        assert by[f"rollup_{res}"].endswith(
+            f"ENGINE = Distributed('ns', 'netdb', 'rollup_{res}_local', cityHash64(TaskName, BucketNs))"
+        )
+    assert "PARTITION BY toYYYYMM(" in by["rollup_1h_local"]
+    assert "PARTITION BY toYYYYMMDD(" in by["rollup_1m_local"]
     # an exporter's rows of a period (snapshots replacing each other) meet on one shard too
-    assert stmts[9].endswith(
+    assert by["exporters"].endswith(
         "ENGINE = Distributed('ns', 'netdb', 'exporters_local', cityHash64(TaskName, Exporter))"
     )
     # the Distributed tables have the same columns, ALIAS columns included (queries use Timestamp etc.)
-    for local, dist in zip(stmts[:5], stmts[5:], strict=True):
+    n = len(DATA_TABLES)
+    for local, dist in zip(stmts[:n], stmts[n:], strict=True):
         assert local.split(" (", 1)[1].split("\n)\n")[0] == dist.split(" (", 1)[1].split("\n)\n")[0]
     assert all("ON CLUSTER" not in s for s in stmts)
     on = layout(cluster="ns").create_data_tables_sql(on_cluster=True)
@@ -87,7 +94,7 @@ def test_replicated_ddl_fills_database_and_table_and_leaves_server_macros() -> N
         "ReplicatedReplacingMergeTree('/zk/{layer}-{shard}/flow_metrics_local', '{host}', TimestampNs)"
         in (custom.create_data_tables_sql()[0])
     )
-    assert "Distributed(" in stmts[len(TABLES)]  # the Distributed tables are not replicated
+    assert "Distributed(" in _by_table(stmts)["flow_metrics"]  # the Distributed tables are not replicated
 
 
 @pytest.mark.parametrize(
@@ -95,13 +102,15 @@ def test_replicated_ddl_fills_database_and_table_and_leaves_server_macros() -> N
 )
 def test_sharding_keys(key: str, expr: str) -> None:
     stmts = layout(cluster="ns", sharding_key=key, local_suffix="_shard").create_data_tables_sql()
-    assert stmts[len(TABLES)].endswith(f"Distributed('ns', 'netdb', 'flow_metrics_shard', {expr})")
+    assert _by_table(stmts)["flow_metrics"].endswith(
+        f"Distributed('ns', 'netdb', 'flow_metrics_shard', {expr})"
+    )
 
 
 def test_names_are_quoted_everywhere() -> None:
     evil = "c`l'u\\s"
     lay = Layout(database="d'b`", cluster=evil)
-    stmt = lay.create_data_tables_sql(on_cluster=True)[len(TABLES)]
+    stmt = lay.create_data_tables_sql(on_cluster=True)[len(DATA_TABLES)]
     assert stmt.startswith("CREATE TABLE IF NOT EXISTS `d'b\\``.`flow_metrics` ON CLUSTER `c\\`l'u\\\\s` (")
     assert "Distributed('c`l\\'u\\\\s', 'd\\'b`', 'flow_metrics_local', FlowHash)" in stmt
     with pytest.raises(ValueError, match="sharding expression"):

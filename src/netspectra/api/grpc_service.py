@@ -1,5 +1,5 @@
-"""``v1.QueryService`` over gRPC: the original's five RPCs, with its gaps closed, and ``ListFlows`` (the
-stored flow records of flows tasks; an addition).
+"""``v1.QueryService`` over gRPC: the original's five RPCs, with its gaps closed, ``ListFlows`` (the
+stored flow records of flows tasks) and ``TopN`` (top values of a dimension from the rollups; additions).
 
 :class:`QueryCore` holds the semantics (shared by gRPC and the HTTP app): requests are the generated
 ``query_pb2`` messages, answers too, and every failure is a :class:`QueryError` carrying a gRPC status
@@ -223,8 +223,11 @@ _USE: dict[str, str] = defaultdict(
     exact="use AggregateFlows or TraceFlow",
     sketch="use QueryHeavyHitters",
     flows="use ListFlows",
+    rollup="use TopN",
     exporters="use ListExporters",
 )
+#: ``TopNRequest.metric`` → the storage's metric name.
+_TOP_METRICS = ("bytes", "packets")
 
 
 class QueryCore:
@@ -381,6 +384,72 @@ class QueryCore:
                 total=page.total,
             )
 
+    def top_n(self, req: query_pb2.TopNRequest) -> query_pb2.TopNResponse:
+        with _errors("TopN"):
+            from netspectra.rollup.kind import task_dimensions
+            from netspectra.storage.rollups import DimensionFilter, check_dimension, top_n
+
+            if not req.dimension:
+                raise _invalid("dimension is required (e.g. SrcAS, DstCountry, SrcNetName, Protocol)")
+            start, end = _times(req)
+            if req.metric not in range(len(_TOP_METRICS)):
+                raise _invalid(f"metric {req.metric} is not a TopMetric (0 bytes, 1 packets)")
+            filters = [DimensionFilter(f.dimension, tuple(f.values), f.exclude) for f in req.filters]
+            needed = {check_dimension(req.dimension), *(f.dimension for f in filters)}
+            tasks = {t.name: task_dimensions(self.cfg, t) for t in self.cfg.aggregator.group("rollup").tasks}
+            if req.task_name:
+                route = self.router.route(req.task_name)
+                if route.group != "rollup":
+                    raise _invalid(
+                        f"{req.task_name!r} is a {route.group} task; TopN reads rollup tasks "
+                        f"({_USE[route.group]})"
+                    )
+                task = req.task_name
+                missing = sorted(needed - set(tasks[task]))
+                if missing:
+                    raise _invalid(
+                        f"rollup task {task!r} is not keyed on {', '.join(missing)}; its dimensions are "
+                        f"{', '.join(tasks[task]) or '(none)'}"
+                    )
+            else:
+                fitting = [name for name, dims in tasks.items() if needed <= set(dims)]
+                if not fitting:
+                    what = ", ".join(sorted(needed))
+                    raise _invalid(
+                        f"no rollup task of the configuration is keyed on {what}"
+                        + (f" (rollup tasks: {', '.join(tasks)})" if tasks else " (it has no rollup task)")
+                    )
+                task = fitting[0]
+            _, store = self.router.store_for(task)
+            top = top_n(
+                store,
+                task,
+                req.dimension,
+                _TOP_METRICS[req.metric],  # type: ignore[arg-type]  # checked above
+                filters,
+                start_ns=start,
+                end_ns=end,
+                limit=int(req.limit),
+                resolution_s=int(req.resolution_seconds) or None,
+            )
+            resp = query_pb2.TopNResponse(
+                entries=[
+                    query_pb2.TopNEntry(value=v.value, packets=v.packets, bytes=v.bytes) for v in top.values
+                ],
+                total_packets=top.total_packets,
+                total_bytes=top.total_bytes,
+                distinct_values=top.distinct,
+                task_name=task,
+                table=top.choice.table,
+                resolution_seconds=top.choice.seconds,
+                reason=top.choice.reason,
+            )
+            if top.choice.start_ns is not None:
+                resp.start_time.CopyFrom(ns_timestamp(top.choice.start_ns))
+            if top.choice.end_ns is not None:
+                resp.end_time.CopyFrom(ns_timestamp(min(top.choice.end_ns, MAX_TIME_NS)))
+            return resp
+
     def list_exporters(self, req: query_pb2.ListExportersRequest) -> query_pb2.ListExportersResponse:
         """The stored exporters of one exporters task (``task_name``) or of all: read from the exporters
         group's store, else the exact group's (where ``up --collect`` and ``analyze --flow-export`` put
@@ -471,6 +540,7 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
         self.TraceFlow = _unary(core.trace_flow)
         self.QueryHeavyHitters = _unary(core.query_heavy_hitters)
         self.ListFlows = _unary(core.list_flows)
+        self.TopN = _unary(core.top_n)
         self.ListExporters = _unary(core.list_exporters)
 
 

@@ -17,6 +17,11 @@ mode; the original answered only ``/query``, with a single point and ``range.fro
   ``<exact task>:top`` (the flows with the most bytes in the range), ``<CountMin task>:count`` or
   ``:size`` (heavy hitters), ``<SuperSpread task>:spread`` (super-spreaders); ``payload.limit`` (or
   ``data.limit``) rows, 10 by default.
+* Rollups (:mod:`netspectra.storage.rollups`): ``rollup:<rollup task>[:bytes|:packets]`` is a time series
+  of the task's traffic in steps of Grafana's ``intervalMs`` (at least the answering table's bucket; the
+  coarsest table within it answers; ``meta`` says which table, the step and why),
+  ``top:<dimension>[:bytes|:packets]`` a table of the dimension's top
+  values in the range (``TopN``: ``Packets``, ``Bytes``, ``Share``).
 * ``POST /metrics`` → every target as ``{"label", "value"}`` and ``POST /metric-payload-options`` → ``[]``
   (what the ``simpod-json-datasource`` plugin asks for).
 
@@ -34,6 +39,7 @@ omitted; request bodies are the JSON form of the gRPC request messages):
   ``POST /api/v1/flows/trace`` (→ the bare ``FlowLifecycle``)
 * ``POST /api/v1/heavy-hitters`` (``HeavyHittersRequest`` → ``HeavyHittersResponse``)
 * ``POST /api/v1/flows`` (``ListFlowsRequest`` → ``ListFlowsResponse``: stored flow records)
+* ``POST /api/v1/top`` (``TopNRequest`` → ``TopNResponse``: top values of a dimension from the rollups)
 * ``POST /api/v1/exporters`` (``ListExportersRequest`` → ``ListExportersResponse``) and ``GET
   /api/v1/exporters?task=&start=&end=``: the stored flow exporters
 * ``GET /api/v1/alerts?start=&end=&task=&limit=`` and ``POST /api/v1/alerts`` (the same as a JSON
@@ -71,6 +77,7 @@ from netspectra.auth import TokenSet
 from netspectra.proto.v1 import query_pb2
 from netspectra.storage.alerts import StoredAlert, alerts
 from netspectra.storage.queries import SERIES_METRICS, SeriesMetric, top_flows, totals_series
+from netspectra.storage.rollups import ROLLUP_METRICS, check_dimension, traffic_series
 
 log = logging.getLogger(__name__)
 
@@ -229,14 +236,80 @@ def table(
     }
 
 
+def rollup_target(core: QueryCore, target: str) -> tuple[str, str, str] | None:
+    """``("series", task, metric)`` for ``rollup:<rollup task>[:metric]``, ``("top", dimension, metric)``
+    for ``top:<dimension>[:metric]``; ``None`` for any other target."""
+    head, sep, rest = target.partition(":")
+    if not sep or head not in ("rollup", "top"):
+        return None
+    name, sep, metric = rest.rpartition(":")
+    if not sep or metric not in ROLLUP_METRICS:
+        name, metric = rest, "bytes"
+    if head == "rollup":
+        route = core.router.routes.get(name)
+        return ("series", name, metric) if route is not None and route.group == "rollup" else None
+    try:
+        return "top", check_dimension(name), metric
+    except ValueError:
+        return None
+
+
+def rollup_answer(
+    core: QueryCore,
+    what: tuple[str, str, str],
+    target: dict[str, Any],
+    start_ns: int | None,
+    end_ns: int | None,
+    interval_ms: int | None,
+    max_points: int,
+) -> dict[str, Any]:
+    """A rollup target's answer: ``datapoints`` of the series, or the top-N table."""
+    kind, name, metric = what
+    if kind == "series":
+        store = core.router.store_for(name)[1]
+        step = max(1, interval_ms // 1000) if interval_ms else None
+        got = traffic_series(store, name, metric, start_ns, end_ns, step, max_points=max_points)  # type: ignore[arg-type]
+        return {
+            "datapoints": [[v, t // 1_000_000] for t, v in got.series["total"]],
+            # which table answered and why (Grafana ignores it; the dashboard shows it)
+            "meta": {"table": got.choice.table, "step_s": got.step_s, "reason": got.choice.reason},
+        }
+    req = query_pb2.TopNRequest(dimension=name, metric=ROLLUP_METRICS.index(metric), limit=_limit(target))
+    if start_ns is not None:
+        req.start_time.FromNanoseconds(start_ns)
+    if end_ns is not None:
+        req.end_time.FromNanoseconds(end_ns)
+    resp = core.top_n(req)
+    total = resp.total_bytes if metric == "bytes" else resp.total_packets
+    rows = []
+    for e in resp.entries:
+        value = e.bytes if metric == "bytes" else e.packets
+        rows.append([e.value, int(e.packets), int(e.bytes), round(100 * value / total, 2) if total else 0])
+    columns = [
+        {"text": name, "type": "string"},
+        {"text": "Packets", "type": "number"},
+        {"text": "Bytes", "type": "number"},
+        {"text": "Share %", "type": "number"},
+    ]
+    return {"type": "table", "columns": columns, "rows": rows}
+
+
 def all_targets(core: QueryCore) -> list[str]:
     """Every target ``/query`` serves, in configuration order: the series of each exact task, its top
-    flows, and the heavy-hitter tables of each sketch task."""
+    flows, the heavy-hitter tables of each sketch task, the series of each rollup task and the top-N
+    tables of the rollup tasks' dimensions."""
+    from netspectra.rollup.kind import task_dimensions
+
     out: list[str] = []
     for name in core.router.exact_task_names():
         out += [name, *(f"{name}:{m}" for m in METRICS), f"{name}:{TOP}"]
     for stask in core.cfg.aggregator.sketch.tasks:
         out += [f"{stask.name}:{t.name.lower()}" for t in sorted(stask.kind.hitter_types)]
+    dims: dict[str, None] = {}
+    for rtask in core.cfg.aggregator.group("rollup").tasks:
+        out += [f"rollup:{rtask.name}:{m}" for m in ROLLUP_METRICS]
+        dims.update(dict.fromkeys(task_dimensions(core.cfg, rtask)))
+    out += [f"top:{d}" for d in dims]
     return out
 
 
@@ -355,6 +428,14 @@ _FLOWS_EXAMPLE = {
     "orderBy": "FLOW_ORDER_BYTES",
     "descending": True,
     "pageSize": 50,
+}
+_TOP_EXAMPLE = {
+    "dimension": "SrcAS",
+    "metric": "TOP_METRIC_BYTES",
+    "filters": [{"dimension": "DstCountry", "values": ["FR"]}],
+    "startTime": "2024-01-01T00:00:00Z",
+    "endTime": "2024-01-31T00:00:00Z",
+    "limit": 10,
 }
 _EXPORTERS_EXAMPLE = {"taskName": "exporters", "startTime": "2024-01-01T00:00:00Z"}
 _ALERTS_EXAMPLE = {"start": "2024-01-01T00:00:00Z", "end": "2024-01-02T00:00:00Z", "limit": 100}
@@ -526,6 +607,15 @@ def create_app(core: QueryCore, http_metrics: Any = None, tokens: TokenSet | Non
                 if not isinstance(name, str) or not name:
                     continue  # Grafana sends empty targets while a panel is being edited
                 check_text(name, f"targets[{i}].target")
+                rolled = rollup_target(core, name)
+                if rolled is not None:
+                    interval = body.get("intervalMs")
+                    interval = (
+                        interval if isinstance(interval, int) and not isinstance(interval, bool) else None
+                    )
+                    answer = rollup_answer(core, rolled, t, start, end, interval, max_points)
+                    out.append({"target": name, **answer})
+                    continue
                 tab = table_target(core, name)
                 if tab is not None:
                     out.append({"target": name, **table(core, *tab, start, end, _limit(t))})
@@ -608,6 +698,15 @@ def create_app(core: QueryCore, http_metrics: Any = None, tokens: TokenSet | Non
     )
     def flows(payload: JsonBody) -> dict[str, Any]:
         return _dump(core.list_flows(_parse(payload, query_pb2.ListFlowsRequest)))
+
+    @app.post(
+        "/api/v1/top",
+        tags=["v1"],
+        summary="TopN: the top values of a dimension (AS, country, network, ...) from the rollups",
+        openapi_extra=_body(_TOP_EXAMPLE, message="TopNRequest", required=True),
+    )
+    def top(payload: JsonBody) -> dict[str, Any]:
+        return _dump(core.top_n(_parse(payload, query_pb2.TopNRequest)))
 
     @app.post(
         "/api/v1/exporters",

@@ -226,14 +226,19 @@ def analyze(
         for group in manager.groups
         for t in group.tasks
     ]
+    enrichment = manager.enrichment.summary() if manager.enrichment is not None else None
     if json_out:
         doc = summary_dict(result, tasks, top, run.written)
+        if enrichment is not None:
+            doc["enrichment"] = enrichment
         if engine_metrics is not None:
             doc["store"] = engine_metrics["writers"]
         print(json.dumps(doc, indent=2))
     else:
         for renderable in render(result, tasks, top):
             console.print(renderable, highlight=False)
+        if enrichment is not None:
+            _print_enrichment(enrichment)
         if engine_metrics is not None:
             _print_store(engine_metrics)
         for p in run.written:
@@ -245,6 +250,20 @@ def analyze(
         err_console.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
     if result.errors or lost:
         raise typer.Exit(1)
+
+
+def _print_enrichment(summary: dict[str, Any]) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    from netspectra.engine.enrichment import summary_rows
+
+    t = Table(title="Enrichment", show_header=False, title_justify="left", box=None, pad_edge=False)
+    t.add_column(style="bold")
+    t.add_column(overflow="fold")
+    for label, value in summary_rows(summary):
+        t.add_row(label, escape(str(value)))
+    console.print(t)
 
 
 def _print_store(metrics: dict[str, Any]) -> None:

@@ -686,6 +686,148 @@ def flows_cmd(
     console.print(table)
 
 
+_RESOLUTIONS = {"1m": 60, "5m": 300, "1h": 3600}
+
+
+def _filter_option(text: str) -> Any:
+    """``Dimension=value[,value...]`` (``!=``: none of them) → a ``DimensionFilter`` message."""
+    from netspectra.proto.v1 import query_pb2
+
+    m = re.match(r"^\s*([A-Za-z]+)\s*(!?=)\s*(.*)$", text)
+    if not m:
+        raise typer.BadParameter(
+            f"{text!r}: write DIMENSION=VALUE[,VALUE...] or DIMENSION!=VALUE (e.g. DstCountry=FR,DE)",
+            param_hint="--filter",
+        )
+    name, op, values = m.groups()
+    return query_pb2.DimensionFilter(
+        dimension=name, values=[v.strip() for v in values.split(",")], exclude=op == "!="
+    )
+
+
+@query_app.command("top")
+def top_cmd(
+    by: Annotated[
+        str,
+        typer.Option(
+            "--by",
+            help="The dimension to rank: SrcAS, DstAS, SrcCountry, DstCountry, SrcNetName, DstNetName, "
+            "SrcNetRole, …, InIfBoundary, InIfProvider, ExporterName, Exporter, InIf, OutIf, Protocol "
+            "(docs/storage.md lists them).",
+        ),
+    ],
+    metric: Annotated[str, typer.Option("--metric", "-m", help="Rank by bytes or packets.")] = "bytes",
+    filters: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--filter",
+            "-f",
+            help="Only traffic with DIMENSION=VALUE[,VALUE...] (any of them) or DIMENSION!=VALUE[,...] "
+            "(none of them); repeatable, all must hold. E.g. --filter DstCountry=FR --filter SrcAS!=0.",
+        ),
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=10_000, help="Values shown.")] = 10,
+    task: Annotated[
+        str,
+        typer.Option(
+            "--task",
+            "-t",
+            help="Rollup task (aggregator.rollup); default: the first keyed on --by and the filters.",
+        ),
+    ] = "",
+    resolution: Annotated[
+        str,
+        typer.Option(
+            "--resolution",
+            help="Finest detail needed (1m, 5m, 1h, or seconds): the coarsest rollup table within it "
+            "answers; default a hundredth of the range.",
+        ),
+    ] = "",
+    start: Annotated[
+        str | None,
+        typer.Option(
+            "--start",
+            help="Start of the traffic's time range: ISO 8601, a date, epoch seconds or relative (-30d); "
+            "UTC unless a zone is given.",
+        ),
+    ] = None,
+    end: Annotated[
+        str | None, typer.Option("--end", help="End of the range (as --start; exclusive).")
+    ] = None,
+    addr: AddrOption = DEFAULT_ADDR,
+    json_out: JsonOption = False,
+    timeout: TimeoutOption = 10.0,
+    token: TokenOption = "",
+    tls: TlsOption = False,
+    ca_file: CaFileOption = "",
+    cert_file: CertFileOption = "",
+    key_file: KeyFileOption = "",
+) -> None:
+    """The values of a dimension (AS, country, network, interface class, ...) with the most traffic in a
+    range of the traffic's own time (TopN), from the rollup tables: the answer says which table (1 min,
+    5 min or 1 h buckets) answered and the range it read.
+
+    Example: netspectra query top --by SrcAS --start -30d --filter DstCountry=FR
+    """
+    from netspectra.proto.v1 import query_pb2
+
+    if metric not in ("bytes", "packets"):
+        raise typer.BadParameter(f"{metric!r}: use bytes or packets", param_hint="--metric")
+    res = 0
+    if resolution:
+        text = resolution.strip()
+        if text in _RESOLUTIONS:
+            res = _RESOLUTIONS[text]
+        elif text.isdigit() and int(text) > 0:
+            res = int(text)
+        else:
+            raise typer.BadParameter(f"{resolution!r}: use 1m, 5m, 1h or seconds", param_hint="--resolution")
+    conn = Conn(addr, timeout, token, tls, ca_file, cert_file, key_file)
+    req = query_pb2.TopNRequest(
+        dimension=by,
+        metric=0 if metric == "bytes" else 1,
+        filters=[_filter_option(f) for f in filters or []],
+        limit=limit,
+        task_name=task,
+        resolution_seconds=res,
+    )
+    _bounds(req, start, end)
+    resp = conn.call("TopN", req)
+    if json_out:
+        _print_json(resp)
+        return
+    total = resp.total_bytes if metric == "bytes" else resp.total_packets
+    table = _table(f"Top {by} by {metric} — rollup task {resp.task_name}")
+    table.add_column(by)
+    table.add_column("Packets", justify="right")
+    table.add_column("Bytes", justify="right")
+    table.add_column("Share", justify="right")
+    shown_p = shown_b = 0
+    for e in resp.entries:
+        value = e.bytes if metric == "bytes" else e.packets
+        share = f"{100 * value / total:.1f} %" if total else "-"
+        table.add_row(e.value if e.value not in ("", "0") else "(unknown)", _n(e.packets), _n(e.bytes), share)
+        shown_p += e.packets
+        shown_b += e.bytes
+    rest = resp.distinct_values - len(resp.entries)
+    if rest > 0:
+        other = (total - (shown_b if metric == "bytes" else shown_p)) / total if total else 0
+        table.add_row(
+            f"({rest:,} other value{'s' if rest > 1 else ''})",
+            _n(resp.total_packets - shown_p),
+            _n(resp.total_bytes - shown_b),
+            f"{100 * other:.1f} %",
+        )
+    console.print(table)
+    span = (
+        f"{_when(resp.start_time)} to {_when(resp.end_time)}" if resp.HasField("start_time") else "all time"
+    )
+    console.print(
+        f"from {resp.table} ({resp.resolution_seconds // 60} min buckets), {span}: {resp.reason}",
+        highlight=False,
+    )
+
+
 @query_app.command("exporters")
 def exporters_cmd(
     task: Annotated[

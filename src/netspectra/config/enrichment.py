@@ -163,6 +163,10 @@ class GeoIPConfig(Section):
     #: How often the files are checked for a change (size, mtime, inode), between batches; 0 = before every
     #: batch. A changed file is compiled in the background and swapped in between two batches.
     check_interval: GoDuration = timedelta(seconds=30)
+    #: Where compiled databases and tables are kept between runs (keyed by the databases' bytes, so never
+    #: stale): empty → ``$XDG_CACHE_HOME/netspectra/enrich`` (else ``~/.cache/netspectra/enrich``);
+    #: ``off`` → compile at every start.
+    cache_dir: str = ""
 
     @field_validator("check_interval")
     @classmethod
@@ -330,13 +334,14 @@ class EnrichmentConfig(Section):
 
     @property
     def enabled(self) -> bool:
-        """True when anything is configured (a database, a network, a classifier rule)."""
+        """True when anything is configured (a database, a network, an exporter, a classifier rule)."""
         g = self.geoip
         c = self.classifiers
         return bool(
             g.asn_database.strip()
             or g.country_database.strip()
             or self.networks
+            or self.exporters
             or c.exporters
             or c.interfaces
         )

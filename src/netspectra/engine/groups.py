@@ -35,9 +35,12 @@ different, and says so with ``incremental = True`` (:class:`RecordsTask` is the 
   :meth:`EngineTask.tick` with how long the engine has gone without applying a batch (a live
   connection that goes quiet ends by the clock, without any further packet);
 * when the engine stops, :meth:`EngineTask.finish` turns what is still open into records
-  (``end_of_input`` when the input ended, ``shutdown`` otherwise) before the final snapshot.
+  (``end_of_input`` when the input ended, ``shutdown`` otherwise) before the final snapshot;
+* after a period's final snapshot (taken, like every one of theirs, with ``reset=True``),
+  :meth:`EngineTask.begin_period` tells it that a new period begins, so that a task whose rows carry
+  their period (the rollups) starts the new one from nothing.
 
-``tick`` and ``finish`` are no-ops for other tasks.
+``tick``, ``finish`` and ``begin_period`` are no-ops for other tasks.
 """
 
 from __future__ import annotations
@@ -93,6 +96,11 @@ class EngineTask(ABC):
         output before the final snapshot (nothing by default)."""
         return
 
+    def begin_period(self, start_ns: int) -> None:
+        """A new period begins at ``start_ns`` (called after the previous period's final snapshot, for
+        ``incremental`` tasks; nothing by default)."""
+        return
+
     @abstractmethod
     def update(self, batch: PacketBatch, *, block: bool = True) -> float | None:
         """Apply ``batch``; seconds spent in the task's update (:class:`LockedTask`: the wait for its lock
@@ -137,10 +145,11 @@ class LockedTask(EngineTask):
 
 
 class RecordsTask(EngineTask):
-    """Adapter for a task that turns packets into records that end (flow records): ``update(batch)``,
-    ``tick(quiet_ns)``, ``finish(reason)``, ``drain()`` (the ended records, taken) and ``peek()`` (the
-    same, left in place); not thread-safe — one lock serialises every call, like :class:`LockedTask`.
-    Its snapshots are increments (see the module docstring)."""
+    """Adapter for a task that turns packets into records that end (flow records, rollup rows):
+    ``update(batch)``, ``tick(quiet_ns)``, ``finish(reason)``, ``drain()`` (the ended records, taken),
+    ``peek()`` (the same, left in place) and optionally ``begin_period(start_ns)``; not thread-safe — one
+    lock serialises every call, like :class:`LockedTask`. Its snapshots are increments (see the module
+    docstring)."""
 
     incremental = True
 
@@ -169,6 +178,12 @@ class RecordsTask(EngineTask):
     def finish(self, reason: str) -> None:
         with self._lock:
             self.task.finish(reason)
+
+    def begin_period(self, start_ns: int) -> None:
+        begin = getattr(self.task, "begin_period", None)  # optional for a records task
+        if begin is not None:
+            with self._lock:
+                begin(start_ns)
 
 
 class ConcurrentTask(EngineTask):

@@ -9,6 +9,8 @@ An :class:`AggregatorKind` is the one place that knows an aggregator type. It de
 * ``memory_bytes`` — what a task will allocate up front (checked against ``aggregator.max_memory``);
 * ``needs_columns`` — the optional :class:`~netspectra.batch.PacketBatch` columns its tasks use (readers
   and probes of a configuration that runs the kind decode them: :func:`columns_needed`);
+* ``dimensions`` — the enrichment columns a task reads from ``batch.dims`` (the engine's enrichment
+  stage computes only what some task reads: :func:`dimensions_needed`);
 
 and builds, on demand, its :class:`~netspectra.engine.groups.TaskGroup` (tasks wrapped for the engine,
 the group's writers, how a snapshot reaches a writer), the values its metrics take on a snapshot, and
@@ -93,6 +95,12 @@ class AggregatorKind:
     def memory_bytes(self, task: Any) -> int:
         """Bytes ``task`` allocates when built (0 when it grows with the traffic instead)."""
         return 0
+
+    def dimensions(self, cfg: Config, task: Any) -> tuple[str, ...]:
+        """The enrichment columns (names of :data:`netspectra.enrich.columns.COLUMNS`) ``task`` reads from
+        a batch's ``dims``; ``cfg`` is the whole configuration (its ``enrichment`` says what can be
+        known). None by default: the engine computes only the columns some task reads."""
+        return ()
 
     def memory_detail(self, task: Any) -> str:
         """What :meth:`memory_bytes` is made of, for messages (e.g. ``depth 3 x width 1048576``)."""
@@ -208,6 +216,34 @@ def columns_needed(cfg: Config, types: Sequence[str] | None = None) -> tuple[str
             # a legacy kind's tasks are not validated entries: nothing to add
             with contextlib.suppress(AttributeError, TypeError):
                 wanted.update(dict.fromkeys(columns_for(tasks)))
+    return tuple(wanted)
+
+
+def dimensions_needed(cfg: Config, types: Sequence[str] | None = None) -> tuple[str, ...]:
+    """The enrichment columns the tasks of the aggregator kinds of ``types`` (default:
+    ``aggregator.types``) read: what the enrichment stage of this configuration computes — a kind's
+    ``dimensions`` (rollup dimensions) and the enrichment columns named as key fields (exact
+    ``key_fields``, sketch ``flow_fields`` / ``element_fields``). Unknown types are skipped (building the
+    groups reports them)."""
+    from netspectra.fields import BY_NAME, KEY_FIELD_LISTS
+    from netspectra.kinds import AGGREGATORS, KindError
+
+    wanted: dict[str, None] = {}
+    names = cfg.aggregator.types if types is None else types
+    for name in names:
+        try:
+            kind = AGGREGATORS.get(name)
+        except KindError:
+            continue
+        read = getattr(kind, "dimensions", None)
+        for task in cfg.aggregator.group(name).tasks:
+            if read is not None:
+                wanted.update(dict.fromkeys(read(cfg, task)))
+            for attr in KEY_FIELD_LISTS:
+                for field in getattr(task, attr, None) or ():
+                    f = BY_NAME.get(field)
+                    if f is not None and f.source == "dim":
+                        wanted[field] = None
     return tuple(wanted)
 
 

@@ -7,6 +7,10 @@
       per writer: snapshotter thread, own interval ───────┤ snapshot ──▶ ResilientWriter ──▶ writer
       one period thread: all tasks snapshot+reset at once ┘ final snapshot to EVERY writer, then reset
 
+With an ``enrichment`` stage (:mod:`netspectra.engine.enrichment`; ``from_config`` builds it when the
+configuration's ``enrichment`` section is set and some task reads an enrichment column),
+:meth:`Manager.submit` enriches every batch once, in the submitting thread, before any task sees it.
+
 In *inline* mode (``Manager(..., inline=True)``, the offline analysis) there is no queue and no
 worker: :meth:`Manager.submit` applies the batch to every task in the caller's thread, and everything
 else (snapshots, periods, writers, stop) is the same.
@@ -35,12 +39,13 @@ What it guarantees (and the original did not):
 * **Graceful stop**: stop accepting, drain the queue, join the workers, stop the snapshot and period
   threads, take one final snapshot of every task and hand it to every writer, close the writers
   (each drains its buffer within ``writer_close_timeout_s``, in parallel), run ``on_stop``.
-* **Records tasks** (``EngineTask.incremental``, flow records; see :mod:`netspectra.engine.groups`):
-  each of their snapshots is an increment, taken with ``reset=True`` and handed to every writer of the
-  group, so every record reaches every writer once; before each, the task is told how long the engine
-  has been without batches (:meth:`~netspectra.engine.groups.EngineTask.tick`: quiet flows end by the
-  clock), and at stop it ends what is open (``stop(end_of_input=True)``: reason ``end_of_input``, else
-  ``shutdown``).
+* **Records tasks** (``EngineTask.incremental``, flow records, rollups; see
+  :mod:`netspectra.engine.groups`): each of their snapshots is an increment, taken with ``reset=True`` and
+  handed to every writer of the group, so every record reaches every writer once; before each, the task
+  is told how long the engine has been without batches (:meth:`~netspectra.engine.groups.EngineTask.tick`:
+  quiet flows end by the clock), at stop it ends what is open (``stop(end_of_input=True)``: reason
+  ``end_of_input``, else ``shutdown``), and after a period's final snapshot it is told that a new period
+  begins (:meth:`~netspectra.engine.groups.EngineTask.begin_period`).
 
 Time comes from an injectable :class:`Clock`: :class:`SystemClock` in production, :class:`ManualClock`
 in tests and simulations, where :meth:`ManualClock.advance` plus :meth:`Manager.settle` drive
@@ -60,7 +65,9 @@ from typing import Any, Protocol
 
 from netspectra.batch import PacketBatch
 from netspectra.config.models import Config
+from netspectra.engine.enrichment import EnrichmentStage
 from netspectra.engine.groups import EngineTask, GroupWriter, TaskGroup
+from netspectra.engine.kind import dimensions_needed
 from netspectra.engine.metrics import EngineMetrics, RateLimitedLog
 from netspectra.engine.registry import build_groups
 from netspectra.engine.resilient import (
@@ -383,8 +390,11 @@ class Manager:
         writer_close_timeout_s: float = DEFAULT_CLOSE_TIMEOUT_S,
         metrics: EngineMetrics | None = None,
         inline: bool = False,
+        enrichment: EnrichmentStage | None = None,
     ) -> None:
         self.groups: tuple[TaskGroup, ...] = tuple(groups)
+        #: The enrichment stage applied to every submitted batch (None: batches are not enriched).
+        self.enrichment = enrichment
         #: Inline mode: :meth:`submit` applies the batch in the caller's thread (no queue, no workers).
         self.inline = inline
         owner: dict[str, str] = {}
@@ -466,15 +476,20 @@ class Manager:
         types: Sequence[str] | None = None,
         num_workers: int | None = None,
         clock: Clock | None = None,
+        enrich: bool = True,
         **options: Any,
     ) -> Manager:
         """A manager for ``cfg.aggregator``: groups of ``types`` (default ``aggregator.types``) built by
         :func:`~netspectra.engine.registry.build_groups` (:class:`~netspectra.config.ConfigError` on
         any bad type, task or writer), ``period``, ``num_workers`` capped at the CPUs, and
         ``size_of_packet_channel`` as the queue bound in packets. ``writers=False`` drops every writer
-        (nothing is stored). Other keyword ``options`` go to :class:`Manager`."""
+        (nothing is stored). ``enrich`` (default): the enrichment stage of ``cfg.enrichment`` for the
+        columns the tasks read (:meth:`EnrichmentStage.from_config`; none when nothing is configured or
+        read). Other keyword ``options`` go to :class:`Manager`."""
         agg = cfg.aggregator
         groups = build_groups(cfg, types, writers=writers)
+        if enrich and "enrichment" not in options:
+            options["enrichment"] = EnrichmentStage.from_config(cfg, dimensions_needed(cfg, types))
         return cls(
             groups,
             period=agg.period,
@@ -589,7 +604,8 @@ class Manager:
         refused: counted in ``dropped_batches`` / ``dropped_packets``, logged (rate-limited), and False
         is returned. Raises :class:`ManagerStoppedError` once :meth:`stop` has begun, ``RuntimeError`` before
         :meth:`start`, ``ValueError`` for a batch that breaks :class:`PacketBatch`'s invariants.
-        Thread-safe; the batch's arrays must not be modified afterwards.
+        Thread-safe; the batch's arrays must not be modified afterwards. With an enrichment stage the
+        tasks get the batch enriched (:meth:`EnrichmentStage.apply`, in this thread).
         """
         if not self._started:
             raise RuntimeError("Manager.submit() before Manager.start()")
@@ -597,6 +613,8 @@ class Manager:
         n = len(batch)
         if n == 0:
             return True
+        if self.enrichment is not None:
+            batch = self.enrichment.apply(batch)
         if self.inline:
             return self._submit_inline(batch)
         if not self._queue.put(batch, block, timeout):
@@ -737,6 +755,8 @@ class Manager:
             rw.begin_close(deadline_s)
         for _, _, rw in self._writers:
             rw.wait_closed(deadline_s + 5.0)
+        if self.enrichment is not None:
+            self.enrichment.close()
         for cb in self.on_stop:
             try:
                 cb(self)
@@ -894,6 +914,9 @@ class Manager:
                 finals = [(g, t, self._snap(t, reset=True)) for g in self.groups for t in g.tasks]
                 self._period_start_ns = now if next_start_ns is None else int(next_start_ns)
                 start = self._period_start_ns
+                for t in self._all_tasks:
+                    if t.incremental:
+                        self._begin_period(t, start)
         finally:
             self._queue.release()
         self.metrics.periods.inc()
@@ -907,6 +930,13 @@ class Manager:
         except Exception:
             self.metrics.task_errors.inc(task.name)
             log.exception("task %s: tick failed", task.name)
+
+    def _begin_period(self, task: EngineTask, start_ns: int) -> None:
+        try:
+            task.begin_period(start_ns)
+        except Exception:
+            self.metrics.task_errors.inc(task.name)
+            log.exception("task %s: begin_period failed", task.name)
 
     def _finish(self, task: EngineTask, reason: str) -> None:
         try:

@@ -25,7 +25,7 @@ import logging
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +33,7 @@ import numpy as np
 
 from netspectra.config.enrichment import NETWORK_ATTRIBUTES, EnrichmentConfig
 from netspectra.counters import Counter, LabeledCounter
+from netspectra.enrich.cache import TableCache, cache_dir
 from netspectra.enrich.classify import Classifier
 from netspectra.enrich.codes import BOUNDARIES, COUNTRY_CODES
 from netspectra.enrich.columns import COLUMNS
@@ -46,6 +47,12 @@ log = logging.getLogger(__name__)
 GEOIP_SOURCES: tuple[Kind, ...] = ("asn", "country")
 _ALIAS_KINDS = ("compat", "6to4", "teredo")
 _NET_COLUMNS = tuple(f"Net{a.capitalize()}" for a in NETWORK_ATTRIBUTES)
+_ALL_COLUMNS = frozenset(c.name for c in COLUMNS)
+_SIDE_COLUMNS = {
+    side: (f"{side}AS", f"{side}Country", *(f"{side}{n}" for n in _NET_COLUMNS)) for side in ("Src", "Dst")
+}
+_EXPORTER_COLUMNS = tuple(c.name for c in COLUMNS if c.needs == "exporter")
+_IF_COLUMNS = {p: (f"{p}IfBoundary", f"{p}IfConnectivity", f"{p}IfProvider") for p in ("In", "Out")}
 
 
 @dataclass(frozen=True)
@@ -124,6 +131,8 @@ class Enricher:
                 self.counters.load_errors.touch(kind)
                 self.counters.reloads.touch(kind)
         self._interval = cfg.geoip.check_interval.total_seconds()
+        # compiled databases and tables kept between runs (only worth it with a database to walk)
+        self.cache = TableCache(cache_dir(cfg.geoip.cache_dir) if self._sources else None)
         self._lock = threading.Lock()  # loads and table builds, one at a time
         self._swap_lock = threading.Lock()  # hands a built table over to the batches
         self._generation = 0
@@ -131,6 +140,7 @@ class Enricher:
         self._thread: threading.Thread | None = None
         self._last_check = -float("inf")
         self._closed = False
+        self._attr_cache: dict[tuple[int, tuple[int, ...]], np.ndarray] = {}
         for group in self._groups(list(self._sources.values())):
             self._load(group)
         self._table: LookupTable = self._build()
@@ -153,8 +163,9 @@ class Enricher:
         signature = FileSignature.of(path)
         t0 = time.perf_counter()
         try:
-            results: dict[Kind, LoadedDatabase | DatabaseError] = load_databases(
-                path, tuple(s.kind for s in group)
+            kinds = tuple(s.kind for s in group)
+            results: dict[Kind, LoadedDatabase | DatabaseError] = self.cache.load_databases(
+                path, kinds, lambda: load_databases(path, kinds)
             )
         except DatabaseError as exc:
             results = {s.kind: exc for s in group}
@@ -190,7 +201,8 @@ class Enricher:
         masks = tuple(sum(db.field for db in loaded if alias in db.aliases) for alias in _ALIAS_KINDS)
         nets = self._networks
         self._generation += 1
-        return build_table(
+        return self.cache.build_table(
+            build_table,
             [db.steps4 for db in loaded] + [nets.steps4],
             [db.steps6 for db in loaded] + [nets.steps6],
             masks=masks,  # type: ignore[arg-type]
@@ -326,53 +338,69 @@ class Enricher:
         exporter: np.ndarray | None = None,
         in_if: np.ndarray | None = None,
         out_if: np.ndarray | None = None,
+        columns: Collection[str] | None = None,
     ) -> EnrichedBatch:
         """The enrichment columns of one batch.
 
         ``src_ip``/``dst_ip``: ``(n, 16)`` uint8. Gives ``Src*``/``Dst*`` columns. With ``exporter``
         (``(n, 16)`` uint8) also the ``Exporter*`` columns; with ``exporter`` and ``in_if``/``out_if``
-        (uint32 interface indexes) the ``InIf*``/``OutIf*`` columns. ``ValueError`` for arrays of the
-        wrong shape or dtype.
+        (uint32 interface indexes) the ``InIf*``/``OutIf*`` columns. ``columns`` (names of
+        :data:`~netspectra.enrich.columns.COLUMNS`; default: all) limits the work to what is asked for:
+        a side none of whose columns is asked is not looked up, a network attribute not asked is not
+        gathered, the classifiers run only for asked exporter or interface columns; the answer holds the
+        asked columns that its inputs can give. ``ValueError`` for arrays of the wrong shape or dtype
+        and for a name that is not a column.
         """
+        want = _ALL_COLUMNS if columns is None else frozenset(columns)
+        unknown = want - _ALL_COLUMNS
+        if unknown:
+            raise ValueError(f"not enrichment columns: {sorted(unknown)}")
         src = _words(src_ip, "src_ip")
         dst = _words(dst_ip, "dst_ip")
         n = src.shape[0]
         if dst.shape[0] != n:
             raise ValueError(f"src_ip has {n} rows but dst_ip has {dst.shape[0]}")
         table = self._between_batches()  # the one table of this batch
-        args = table.kernel_args(used_only=True)
-        used = table.used_attributes
         cols: dict[str, np.ndarray] = {}
         misses: dict[str, int] = {}
         for side, words in (("Src", src), ("Dst", dst)):
+            names = [c for c in _SIDE_COLUMNS[side] if c in want]
+            if not names:
+                continue  # nothing of this side is asked: no lookup
+            # the network attributes asked that some network sets; the others are all unknown (zeros)
+            gather = tuple(j for j in table.used_attributes if f"{side}{_NET_COLUMNS[j]}" in want)
+            args = (*table.kernel_args(used_only=True)[:-1], self._attr_rows(table, gather))
             asn = np.empty(n, np.uint32)
             cc = np.empty(n, np.uint16)
-            attr = np.empty((len(used), n), np.uint16)
+            attr = np.empty((len(gather), n), np.uint16)
             miss = np.zeros(N_MISSES, np.int64)
             enrich_side(words, *args, asn, cc, attr, miss)
-            cols[f"{side}AS"] = asn
-            cols[f"{side}Country"] = cc
+            got = {f"{side}AS": asn, f"{side}Country": cc}
             for j, name in enumerate(_NET_COLUMNS):
-                # An attribute no network sets is all unknown: zeros, not computed (calloc'ed pages).
-                cols[f"{side}{name}"] = attr[used.index(j)] if j in used else np.zeros(n, np.uint16)
+                column = f"{side}{name}"
+                if column in want:  # zeros (calloc'ed pages) for an attribute no network sets
+                    got[column] = attr[gather.index(j)] if j in gather else np.zeros(n, np.uint16)
+            cols.update((c, got[c]) for c in names)
             misses[f"{side}AS"], misses[f"{side}Country"], misses[f"{side}Net"] = (int(x) for x in miss[:3])
         if exporter is not None:
             ex = _words(exporter, "exporter")
             if ex.shape[0] != n:
                 raise ValueError(f"exporter has {ex.shape[0]} rows, the addresses {n}")
-            codes = self.classifier.exporters(ex)
-            for j, name in enumerate(("Name", "Group", "Role", "Site", "Region", "Tenant")):
-                cols[f"Exporter{name}"] = codes[j]
+            if any(c in want for c in _EXPORTER_COLUMNS):
+                codes = self.classifier.exporters(ex)
+                for j, name in enumerate(("Name", "Group", "Role", "Site", "Region", "Tenant")):
+                    if f"Exporter{name}" in want:
+                        cols[f"Exporter{name}"] = codes[j]
             for prefix, ifx in (("In", in_if), ("Out", out_if)):
-                if ifx is None:
+                if ifx is None or not any(c in want for c in _IF_COLUMNS[prefix]):
                     continue
                 ifx = np.asarray(ifx)
                 if ifx.shape != (n,) or ifx.dtype.kind not in "ui":
                     raise ValueError(f"{prefix.lower()}_if must be {n} integers, got {ifx.dtype} {ifx.shape}")
                 b, conn, prov = self.classifier.interfaces(ex, ifx.astype(np.uint32, copy=False))
-                cols[f"{prefix}IfBoundary"] = b
-                cols[f"{prefix}IfConnectivity"] = conn
-                cols[f"{prefix}IfProvider"] = prov
+                for column, values in zip(_IF_COLUMNS[prefix], (b, conn, prov), strict=True):
+                    if column in want:
+                        cols[column] = values
         elif in_if is not None or out_if is not None:
             raise ValueError("in_if/out_if need the exporter addresses (exporter=...)")
         self._count(n, misses, table)
@@ -381,11 +409,24 @@ class Enricher:
             cols, {name: d for name, d in dicts.items() if name in cols}, table.generation, misses
         )
 
+    def _attr_rows(self, table: LookupTable, rows: tuple[int, ...]) -> np.ndarray:
+        """``net_attr`` restricted to ``rows`` (contiguous), cached per table."""
+        if rows == table.used_attributes:
+            return table.used_net_attr
+        key = (table.generation, rows)
+        got = self._attr_cache.get(key)
+        if got is None:
+            got = np.ascontiguousarray(table.net_attr[list(rows)], dtype=np.uint16)
+            if len(self._attr_cache) > 16:
+                self._attr_cache.clear()
+            self._attr_cache[key] = got
+        return got
+
     def _count(self, n: int, misses: dict[str, int], table: LookupTable) -> None:
         c = self.counters
         c.rows.inc(n)
         c.batches.inc()
-        for kind in self._sources:
+        for kind in self._sources if misses else ():  # only when addresses were looked up
             if kind not in table.sources:  # configured, but this batch's table was built without it
                 c.unenriched_rows.inc(kind, n)
         for name, value in misses.items():

@@ -9,7 +9,9 @@ as a live engine does (workers, periodic snapshots, period resets, a final snaps
 every configured writer). ``--out`` is one more writer,
 :class:`ResultsWriter`, that receives the final snapshot of every task and writes it as one file per
 task. The readers decode the optional columns the running kinds need (flow records: TCP flags, VLAN,
-ICMP, IP length), and the end of the input ends every open flow record (``end_of_input``).
+ICMP, IP length), and the end of the input ends every open flow record (``end_of_input``). With an
+``enrichment`` section that some task reads, the manager's enrichment stage enriches every batch once
+(:mod:`netspectra.engine.enrichment`).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from netspectra.batch import PacketBatch
 from netspectra.capture.reader import DEFAULT_BATCH_SIZE
 from netspectra.config.loader import ConfigError
 from netspectra.config.models import Config
+from netspectra.engine.enrichment import EnrichmentStage
 from netspectra.engine.groups import GroupWriter
 from netspectra.engine.kind import columns_needed, key_field_errors
 from netspectra.engine.manager import Clock, Manager
@@ -74,6 +77,17 @@ class ResultsWriter:
         parts.append(snap.to_arrow())
         if meta.final:
             self._write_table(snap.task_name, pa.concat_tables(parts))
+
+    def write_rollups(self, snap: Any, meta: SnapshotMeta) -> None:
+        """Gather a rollup task's rows; write their totals so far at a final snapshot."""
+        parts = self._records.setdefault(snap.task_name, [])
+        parts.append((meta.period_start_ns, snap))
+        if meta.final:
+            from netspectra.rollup.task import RollupRows
+
+            combined = RollupRows.combine(parts)
+            if combined is not None:
+                self._write_table(snap.task_name, combined.to_arrow().drop_columns(["Epoch"]))
 
     def _write_table(self, task: str, table: Any) -> None:
         from netspectra.output.flow_table import write_csv, write_parquet
@@ -175,6 +189,8 @@ def run_offline(
             for g in groups
         ]
     agg = cfg.aggregator
+    if "enrichment" not in options:
+        options["enrichment"] = EnrichmentStage.from_config(cfg)
     workers = num_workers if num_workers is not None else _workers(agg.num_workers)
     if inline is None:
         # with a second CPU, decoding (reading thread) and the tasks (workers) overlap: measured 1.5-2.5x

@@ -58,4 +58,19 @@ def warm_up(cfg: Config | None = None) -> float:
     else:
         for name, group in cfg.aggregator.running_groups():
             AGGREGATORS.get(name).warm_up(group.tasks)
+    if cfg is None or cfg.enrichment.enabled:
+        _warm_up_enrichment()
     return time.perf_counter() - t0
+
+
+def _warm_up_enrichment() -> None:
+    """The enrichment kernels (lookups, exporter/interface pairs) on an empty table."""
+    import numpy as np
+
+    from netspectra.config.enrichment import EnrichmentConfig
+    from netspectra.enrich.enricher import Enricher
+
+    enricher = Enricher(EnrichmentConfig(), background=False)
+    addrs = np.zeros((2, 16), np.uint8)
+    enricher.enrich(addrs, addrs, exporter=addrs, in_if=np.zeros(2, np.uint32), out_if=np.zeros(2, np.uint32))
+    enricher.close()

@@ -34,6 +34,7 @@ __all__ = [
     "BatchMeter",
     "BuildInfoCollector",
     "EngineCollector",
+    "EnrichmentCollector",
     "ProbeCollector",
     "ReadyCollector",
     "StreamCollector",
@@ -432,3 +433,61 @@ class AlerterCollector(Collector):
             "Alerts no notifier delivered (retried later).",
             m.undelivered.value,
         )
+
+
+class EnrichmentCollector(Collector):
+    """The series of the engine's enrichment stage (:class:`~netspectra.engine.enrichment.EnrichmentStage`):
+    rows enriched, rows left unenriched by source (a database configured but not loaded, or the stage
+    failing on a batch), answers missing by column, reloads and load errors by database, and whether each
+    configured database is loaded now."""
+
+    def __init__(self, stage: Any) -> None:
+        self.stage = stage
+
+    def collect(self) -> Iterator[Metric]:
+        m = self.stage.metrics()
+        yield _counter("netspectra_enrichment_rows", "Rows enriched (every row of every batch).", m["rows"])
+        yield _counter("netspectra_enrichment_batches", "Batches enriched.", m["batches"])
+        yield _labeled_counter(
+            "netspectra_enrichment_unenriched_rows",
+            "Rows enriched without a source: its database configured but not loaded (missing, damaged), or "
+            "the stage failing on the batch (source 'stage').",
+            "source",
+            m["unenriched_rows"].items(),
+        )
+        yield _labeled_counter(
+            "netspectra_enrichment_misses",
+            "Rows whose answer was unknown, by column (SrcAS, DstCountry, SrcNet, ...).",
+            "column",
+            m["misses"].items(),
+        )
+        yield _labeled_counter(
+            "netspectra_enrichment_reloads",
+            "New versions of a database loaded.",
+            "source",
+            m["reloads"].items(),
+        )
+        yield _labeled_counter(
+            "netspectra_enrichment_load_errors",
+            "Attempts to load a database that failed (missing, damaged, wrong kind).",
+            "source",
+            m["load_errors"].items(),
+        )
+        yield _counter(
+            "netspectra_enrichment_errors", "Batches the stage failed on (rows left unknown).", m["errors"]
+        )
+        yield _counter("netspectra_enrichment_seconds", "Seconds spent enriching.", m["seconds"])
+        yield _gauge(
+            "netspectra_enrichment_table_generation",
+            "Lookup tables built so far (1 + reloads).",
+            m["table_generation"],
+        )
+        loaded = GaugeMetricFamily(
+            "netspectra_enrichment_database_loaded",
+            "1 while the configured database of the source is loaded, else 0.",
+            labels=["source"],
+        )
+        for source, st in self.stage.status().items():
+            if isinstance(st, dict):
+                loaded.add_metric([source], 1 if st.get("loaded") else 0)
+        yield loaded

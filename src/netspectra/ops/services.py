@@ -1,6 +1,6 @@
 """What each service exports and when it is ready (``docs/operations.md``): the wiring the CLI calls.
 
-* engine: :func:`wire_engine` — engine, writer, stream (and alerter) series; ready while the NATS
+* engine: :func:`wire_engine` — engine, writer, stream (and alerter, enrichment) series; ready while the NATS
   consumer is subscribed and connected and every writer is open and not failing
   (:data:`WRITER_FAILURES_NOT_READY` failed attempts in a row);
 * probe: :func:`wire_probe` — probe, kernel and persistence series; ready while the NATS server
@@ -18,7 +18,13 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
-from netspectra.ops.collectors import AlerterCollector, EngineCollector, ProbeCollector, StreamCollector
+from netspectra.ops.collectors import (
+    AlerterCollector,
+    EngineCollector,
+    EnrichmentCollector,
+    ProbeCollector,
+    StreamCollector,
+)
 from netspectra.ops.endpoint import OpsEndpoint
 
 __all__ = [
@@ -58,6 +64,8 @@ class EngineOps:
         self.manager = manager
         self.consumer: Any = None
         ep.add(EngineCollector(manager.metrics))
+        if getattr(manager, "enrichment", None) is not None:
+            ep.add(EnrichmentCollector(manager.enrichment))
         ep.add(StreamCollector(lambda: self.consumer.stats if self.consumer is not None else None))
         if alerter is not None:
             ep.add(AlerterCollector(alerter))

@@ -242,7 +242,10 @@ class EngineService(Service):
         return int(self.consumer.stats.packets)
 
     def summary(self) -> dict[str, Any]:
-        return {"stream": self.consumer.stats.as_dict(), "engine": self.manager.metrics_dict()}
+        out = {"stream": self.consumer.stats.as_dict(), "engine": self.manager.metrics_dict()}
+        if self.manager.enrichment is not None:
+            out["enrichment"] = self.manager.enrichment.summary()
+        return out
 
     def report(self) -> list[Section]:
         st = self.consumer.stats
@@ -277,4 +280,9 @@ class EngineService(Service):
             if self.alerter is not None:
                 sent = sum(self.alerter.metrics.sent.as_dict().values())
                 engine.append(("alerts sent", int(sent)))
-        return [("NATS consumer", stream), ("Engine", engine)]
+        sections: list[Section] = [("NATS consumer", stream), ("Engine", engine)]
+        if self.manager.enrichment is not None:
+            from netspectra.engine.enrichment import summary_rows
+
+            sections.append(("Enrichment", summary_rows(self.manager.enrichment.summary())))
+        return sections

@@ -1,12 +1,13 @@
 """The writer interface of the engine: what a sink of snapshots implements, and how kinds are found.
 
-A :class:`Writer` serves one task group (``"exact"``, ``"sketch"`` or ``"flows"``) and receives, at every
-snapshot of that group, one call per task: :meth:`Writer.write_flows` with a
+A :class:`Writer` serves one task group (``"exact"``, ``"sketch"``, ``"flows"`` or ``"rollup"``) and
+receives, at every snapshot of that group, one call per task: :meth:`Writer.write_flows` with a
 :class:`~netspectra.tasks.exact.FlowSnapshot` (exact group), :meth:`Writer.write_hitters` with a
-:class:`~netspectra.sketches.base.SketchSnapshot` (sketch group) or :meth:`Writer.write_flow_records`
+:class:`~netspectra.sketches.base.SketchSnapshot` (sketch group), :meth:`Writer.write_flow_records`
 with :class:`~netspectra.flows.records.FlowRecords` (flows group: the records that ended since the
-previous snapshot — increments, not state), each with the :class:`SnapshotMeta` saying when the
-snapshot was taken and which aggregation period it belongs to.
+previous snapshot — increments, not state) or :meth:`Writer.write_rollups` with
+:class:`~netspectra.rollup.task.RollupRows` (rollup group: increments of rollup rows), each with the
+:class:`SnapshotMeta` saying when the snapshot was taken and which aggregation period it belongs to.
 
 Contract between the engine and every writer:
 
@@ -36,6 +37,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Self
 if TYPE_CHECKING:
     from netspectra.config.aggregator import WriterConfig
     from netspectra.flows.records import FlowRecords
+    from netspectra.rollup.task import RollupRows
     from netspectra.sketches.base import SketchSnapshot
     from netspectra.tasks.exact import FlowSnapshot
 
@@ -137,6 +139,13 @@ class Writer(ABC):
         self._require_group("flows", "write_flow_records")
         self._write_flow_records(snap, meta)
 
+    def write_rollups(self, snap: RollupRows, meta: SnapshotMeta) -> None:
+        """Store the rollup rows one rollup task handed out since its previous snapshot (increments of
+        cumulative rows: a row replaces an earlier one of the same identity); :class:`WriterError` on
+        failure (then the same snapshot comes again: store it once)."""
+        self._require_group("rollup", "write_rollups")
+        self._write_rollups(snap, meta)
+
     @abstractmethod
     def close(self) -> None:
         """Release connections and files; safe to call twice and after a failed :meth:`open`."""
@@ -151,6 +160,10 @@ class Writer(ABC):
         # Not abstract: writer kinds that do not declare the flows group never get here (the
         # configuration refuses them there), and existing writers need not change.
         raise TypeError(f"{type(self).__name__} does not store flow records")
+
+    def _write_rollups(self, snap: RollupRows, meta: SnapshotMeta) -> None:
+        # Not abstract, as _write_flow_records: only writer kinds that declare the rollup group get here.
+        raise TypeError(f"{type(self).__name__} does not store rollups")
 
     def _require_group(self, group: Group, method: str) -> None:
         # A writer configured under aggregator.exact must never receive sketch data and vice versa.

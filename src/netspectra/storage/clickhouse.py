@@ -11,7 +11,8 @@ over the native protocol, TLS included). The writer never asks which.
 :class:`ClickHouseWriter` makes one INSERT per task per snapshot (none for an empty one). For exact tasks
 it writes only the flows that changed since its previous successful write of the same task and period
 (rows hold cumulative counters, so an unchanged flow's newest row is still right); see docs/storage.md.
-Flows tasks hand out increments (the records ended since the previous snapshot): each is written once.
+Flows tasks hand out increments (the records ended since the previous snapshot): each is written once;
+rollup tasks too (rows changed since the previous snapshot, one INSERT per resolution).
 At ``open()`` it creates and migrates the tables (:meth:`ClickHouseStore.ensure_schema`); retention
 (:mod:`netspectra.storage.retention`) runs at ``open()`` and at most hourly after a write.
 
@@ -43,6 +44,8 @@ from netspectra.storage.schema import (
     FLOW_TABLE,
     HITTER_COLUMNS,
     HITTER_TABLE,
+    ROLLUP_COLUMNS,
+    ROLLUP_TABLES,
 )
 from netspectra.storage.store import ClickHouseStore, connect_store, parse_version
 
@@ -50,6 +53,7 @@ if TYPE_CHECKING:
     from netspectra.collect.exporters_task import ExportersSnapshot
     from netspectra.config.aggregator import WriterConfig
     from netspectra.flows.records import FlowRecords
+    from netspectra.rollup.task import RollupRows
     from netspectra.sketches.base import SketchSnapshot
     from netspectra.storage.clickhouse_config import ClickHouseConfig
     from netspectra.tasks.exact import FlowSnapshot
@@ -142,6 +146,37 @@ _NS_COLUMNS = {
         for s in ("Min", "Max", "Mean", "Stddev")
     },
 }
+
+
+def rollup_rows(snap: RollupRows, meta: SnapshotMeta, resolution: int) -> pa.Table:
+    """The rows of ``snap`` at ``resolution`` (an index into :data:`~netspectra.rollup.dims.RESOLUTIONS`)
+    for its rollup table: the physical columns of :data:`ROLLUP_COLUMNS`, in order; the dimensions the
+    task does not key on hold 0 / ''."""
+    from netspectra.rollup.dims import RESOLUTIONS
+
+    part = snap.at(resolution)
+    m = len(part)
+    decoded = part.columns()
+    cols: dict[str, pa.Array] = {
+        "TimestampNs": pa.array(np.full(m, meta.snapshot_ts_ns, np.uint64)),
+        "PeriodStartNs": pa.array(np.full(m, meta.period_start_ns, np.uint64)),
+        "TaskName": pa.array(np.full(m, snap.task_name, object), pa.string()),
+        "BucketNs": pa.array(part.bucket * RESOLUTIONS[resolution].ns, pa.int64()),
+        "Epoch": pa.array(part.epoch.astype(np.uint32), pa.uint32()),
+    }
+    empty = pa.array(np.full(m, "", object), pa.string())
+    for name, typ in ROLLUP_COLUMNS[5:-2]:
+        if name in decoded:
+            values = decoded[name]
+            cols[name] = pa.array(values, pa.string()) if typ == "String" else pa.array(values)
+        else:
+            cols[name] = empty if typ == "String" else pa.array(np.zeros(m, np.uint32))
+        if typ == "UInt8":
+            cols[name] = cols[name].cast(pa.uint8())
+    cols["Packets"] = pa.array(part.packets, pa.uint64())
+    cols["Bytes"] = pa.array(part.bytes, pa.uint64())
+    assert tuple(cols) == tuple(n for n, _ in ROLLUP_COLUMNS)
+    return pa.table(cols)
 
 
 def flow_record_hashes(snap: FlowRecords) -> np.ndarray:
@@ -331,7 +366,8 @@ class _FlowTracker:
 
 
 class ClickHouseWriter(Writer, kind="clickhouse"):
-    """Snapshots into ``flow_metrics`` / ``heavy_hitters`` / ``flows`` / ``exporters`` of the configured
+    """Snapshots into ``flow_metrics`` / ``heavy_hitters`` / ``flows`` / ``rollup_*`` / ``exporters`` of the
+    configured
     ClickHouse.
 
     One INSERT per task per snapshot, none for an empty snapshot or when no flow changed. Failures raise
@@ -393,6 +429,17 @@ class ClickHouseWriter(Writer, kind="clickhouse"):
         self._insert(FLOW_RECORDS_TABLE, flow_record_rows(snap, meta))
         self._maybe_expire()
 
+    def _write_rollups(self, snap: RollupRows, meta: SnapshotMeta) -> None:
+        # increments of cumulative rows: a row replaces the earlier version of its identity (a retried
+        # write stores the same rows again: replaced), one INSERT per resolution that has rows
+        if len(snap) == 0:
+            return
+        for r, table in enumerate(ROLLUP_TABLES):
+            rows = rollup_rows(snap, meta, r)
+            if rows.num_rows:
+                self._insert(table, rows)
+        self._maybe_expire()
+
     def write_exporters(self, snap: ExportersSnapshot, meta: SnapshotMeta) -> None:
         """Store an exporters task's snapshot (one row per exporter; the newest of a period stays)."""
         self._require_group("exporters", "write_exporters")
@@ -444,4 +491,5 @@ __all__: Sequence[str] = (
     "flow_rows",
     "hitter_rows",
     "parse_version",
+    "rollup_rows",
 )

@@ -71,6 +71,12 @@ class ClickHouseConfig(Section):
     #: newest write is older); absent or 0 -> kept forever. Flow records are the largest table: give
     #: them a shorter life than the aggregates (e.g. 168h). An addition of NetSpectra.
     flows_retention: GoDuration | None = None
+    #: Rollup rows (``rollup_1m``, ``rollup_5m``, ``rollup_1h``: traffic per bucket and dimensions) are
+    #: deleted by partition (days; months for ``1h``) once the partition's newest write is older than
+    #: this; 0 -> kept forever. A week, 90 days and two years by default. Additions of NetSpectra.
+    rollup_1m_retention: GoDuration | None = timedelta(hours=168)
+    rollup_5m_retention: GoDuration | None = timedelta(hours=2160)
+    rollup_1h_retention: GoDuration | None = timedelta(hours=17520)
     #: History kept inside a period: at most one row per flow per this much time (the newest snapshot
     #: of each interval survives background merges); at least 1s. An addition of NetSpectra.
     history_resolution: GoDuration = timedelta(hours=1)
@@ -170,7 +176,9 @@ class ClickHouseConfig(Section):
             raise ValueError("clickhouse.replicated needs clickhouse.cluster (the cluster the replicas form)")
         return self
 
-    @field_validator("retention", "flows_retention")
+    @field_validator(
+        "retention", "flows_retention", "rollup_1m_retention", "rollup_5m_retention", "rollup_1h_retention"
+    )
     @classmethod
     def _retention(cls, v: timedelta | None) -> timedelta | None:
         if v is not None and v < timedelta(0):

@@ -49,6 +49,7 @@ from netspectra.storage.base import SnapshotMeta, Writer, WriterError
 if TYPE_CHECKING:
     from netspectra.config.aggregator import WriterConfig
     from netspectra.flows.records import FlowRecords
+    from netspectra.rollup.task import RollupRows
     from netspectra.sketches.base import SketchSnapshot
     from netspectra.tasks.exact import FlowSnapshot
 
@@ -163,7 +164,9 @@ class ParquetWriter(FileWriter, kind="parquet", aliases=("gob",)):
     columns (:data:`~netspectra.output.flow_table.FLOW_TABLE_SCHEMA` for exact tasks,
     :data:`~netspectra.sketches.base.HEAVY_HITTERS_SCHEMA` for sketch tasks,
     :data:`~netspectra.flows.records.FLOW_RECORDS_SCHEMA` for flows tasks: the records ended since the
-    previous snapshot). File metadata: ``netspectra.final`` (``"true"``/``"false"``) and
+    previous snapshot; :meth:`~netspectra.rollup.task.RollupRows.to_arrow` for rollup tasks: the rows
+    handed out since the previous snapshot, a later row replacing an earlier one of the same resolution,
+    bucket, dimensions and epoch). File metadata: ``netspectra.final`` (``"true"``/``"false"``) and
     ``netspectra.key_fields`` (comma-separated; flows: the bidirectional key).
     Configured as ``gob`` (the original's Go-only format), it writes Parquet under ``gob.root_path``.
     """
@@ -185,6 +188,10 @@ class ParquetWriter(FileWriter, kind="parquet", aliases=("gob",)):
 
     def _write_flow_records(self, snap: FlowRecords, meta: SnapshotMeta) -> None:
         self._write(snap.to_arrow(), snap.task_name, meta, FLOW_RECORD_KEY)
+
+    def _write_rollups(self, snap: RollupRows, meta: SnapshotMeta) -> None:
+        if len(snap):
+            self._write(snap.to_arrow(), snap.task_name, meta, ",".join(snap.dimensions))
 
     def _write(self, table: pa.Table, task: str, meta: SnapshotMeta, key_fields: str) -> None:
         m = table.num_rows

@@ -77,14 +77,14 @@ _FILES = "netspectra.storage.files"
 CLICKHOUSE = WriterKind(
     "clickhouse",
     ClickHouseConfig,
-    ("exact", "sketch", "flows", "exporters"),
+    ("exact", "sketch", "flows", "rollup", "exporters"),
     "netspectra.storage.clickhouse:ClickHouseWriter",
     description="ClickHouse tables: embedded chdb (clickhouse.host empty) or a server",
 )
 PARQUET = WriterKind(
     "parquet",
     RootPathConfig,
-    ("exact", "sketch", "flows"),
+    ("exact", "sketch", "flows", "rollup"),
     f"{_FILES}:ParquetWriter",
     description="one Parquet file per task per snapshot under parquet.root_path",
 )

@@ -66,6 +66,7 @@ from netspectra.storage.schema import (
     FLOW_RECORDS_TABLE,
     FLOW_TABLE,
     HITTER_TABLE,
+    ROLLUP_TABLES,
     TABLES,
     bind,
     quote_string,
@@ -154,14 +155,18 @@ MIGRATIONS: tuple[Migration, ...] = (
         "flow_metrics: key columns VlanID, ExporterAddress, InIf, OutIf and the enrichment columns",
         adds=(AddColumns(FLOW_TABLE, ADDED_KEY_COLUMNS, ADDED_KEY_COLUMNS),),
     ),
-    # version 4 is taken by work merged separately (enrichment and rollups)
+    Migration(
+        4,
+        "rollup_1m, rollup_5m, rollup_1h: traffic per time bucket and dimensions (docs/storage.md)",
+        creates=ROLLUP_TABLES,
+    ),
     Migration(
         5, "exporters: the flow exporters of exporters tasks (docs/collect.md)", creates=(EXPORTER_TABLE,)
     ),
 )
 #: Versions reserved for migrations of other branches that are not in this tree yet (remove each when its
 #: migration is merged). A database is never at a reserved version: the runner records only real ones.
-RESERVED_VERSIONS: frozenset[int] = frozenset({4})
+RESERVED_VERSIONS: frozenset[int] = frozenset()
 #: The schema version this NetSpectra writes and reads.
 LATEST = MIGRATIONS[-1].version
 

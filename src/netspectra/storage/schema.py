@@ -32,6 +32,18 @@ Tables (the original's two, with its flaws fixed; see docs/storage.md for the re
     packet* (the traffic's own time: a capture from 2019 lands in 2019's partitions), retention
     (``clickhouse.flows_retention``) drops a day once its newest *write* is older than it. The sorting key
     starts with the task and the first packet's time: time-range listings read a contiguous range.
+``rollup_1m``, ``rollup_5m``, ``rollup_1h``
+    The rows of ``rollup`` tasks (:mod:`netspectra.rollup`): traffic (``Packets``, ``Bytes``) per bucket of
+    the traffic's *own* time (``BucketNs``: the bucket's start, UTC ns; a capture from 2019 lands in
+    2019) and per tuple of dimensions (``Protocol``, ``Exporter``, ``InIf``, ``OutIf`` and every
+    enrichment column: AS numbers as integers, countries, names and classes as text, 0 / ``''`` unknown).
+    A row is cumulative for its identity — task, bucket, dimensions, period (``PeriodStartNs``) and
+    ``Epoch`` (a bucket re-opened by late traffic gets a new epoch) —: ``ReplacingMergeTree(TimestampNs)``
+    keeps the newest version (a retried write, a provisional row and its final value store each count
+    once) and rows of different identities add up; queries read ``FINAL`` and sum. Partitions: UTC days of
+    the bucket (1 min, 5 min), months (1 h); each has its own retention key (``rollup_1m_retention``,
+    ``rollup_5m_retention``, ``rollup_1h_retention``: a week, 90 days and two years by default), applied
+    to the newest *write* of a partition.
 ``exporters``
     The flow exporters seen by ``exporters`` tasks (issue 15; :mod:`netspectra.collect.exporters_kind`):
     one row per task, exporter and period, the state at the snapshot (first and last record time,
@@ -391,6 +403,65 @@ FLOWS = Table(
     description="flows tasks: one row per flow record, written when it ends",
 )
 
+
+def month_of(ns_column: str) -> str:
+    """SQL of the UTC month (``YYYYMM``) of a nanoseconds column: the partitions of long-lived tables."""
+    return f"toYYYYMM({seconds_of(ns_column)})"
+
+
+def _rollup_columns() -> tuple[tuple[str, str], ...]:
+    from netspectra.rollup.dims import DIMENSIONS
+
+    return (
+        ("TimestampNs", "UInt64"),
+        ("PeriodStartNs", "UInt64"),
+        ("TaskName", "String"),
+        ("BucketNs", "Int64"),
+        ("Epoch", "UInt32"),
+        *((d.name, d.clickhouse) for d in DIMENSIONS),
+        ("Packets", "UInt64"),
+        ("Bytes", "UInt64"),
+    )
+
+
+#: Physical columns of the rollup tables in insert order: bookkeeping, the bucket, every dimension of
+#: :data:`netspectra.rollup.dims.DIMENSIONS` (a task's other dimensions hold 0 / ''), the counters.
+ROLLUP_COLUMNS: tuple[tuple[str, str], ...] = _rollup_columns()
+#: The dimension columns of the rollup tables.
+ROLLUP_DIMENSIONS: tuple[str, ...] = tuple(n for n, _ in ROLLUP_COLUMNS[5:-2])
+
+
+def _rollup_table(resolution: object) -> Table:
+    from netspectra.rollup.dims import Resolution
+
+    assert isinstance(resolution, Resolution)
+    return Table(
+        resolution.table,
+        ROLLUP_COLUMNS,
+        # the bucket right after the task: a time range reads a contiguous range of the key
+        order_by=f"TaskName, BucketNs, {', '.join(ROLLUP_DIMENSIONS)}, PeriodStartNs, Epoch",
+        partition_by=month_of("BucketNs") if resolution.seconds >= 3600 else day_of("BucketNs"),
+        engine="ReplacingMergeTree",
+        engine_args=("TimestampNs",),
+        aliases=(("Timestamp", "TimestampNs"), ("PeriodStart", "PeriodStartNs"), ("Bucket", "BucketNs")),
+        # every version of a row on one shard (FINAL); a bucket's rows together
+        shard_by="cityHash64(TaskName, BucketNs)",
+        retention_time="TimestampNs",
+        retention_setting=resolution.retention_setting,
+        description=f"rollup tasks: traffic per {resolution.label} bucket and dimensions",
+    )
+
+
+def _rollup_tables() -> tuple[Table, ...]:
+    from netspectra.rollup.dims import RESOLUTIONS
+
+    return tuple(_rollup_table(r) for r in RESOLUTIONS)
+
+
+#: The rollup tables, finest first (one per :data:`netspectra.rollup.dims.RESOLUTIONS`).
+ROLLUPS: tuple[Table, ...] = _rollup_tables()
+ROLLUP_TABLES: tuple[str, ...] = tuple(t.name for t in ROLLUPS)
+
 EXPORTERS = Table(
     EXPORTER_TABLE,
     EXPORTER_COLUMNS,
@@ -411,7 +482,9 @@ EXPORTERS = Table(
 
 #: Every data table, in creation order: name → declaration. Adding one: declare it here and create it
 #: in a new migration (:data:`netspectra.storage.migrations.MIGRATIONS`).
-TABLES: dict[str, Table] = {t.name: t for t in (FLOW_METRICS, HEAVY_HITTERS, ALERTS, FLOWS, EXPORTERS)}
+TABLES: dict[str, Table] = {
+    t.name: t for t in (FLOW_METRICS, HEAVY_HITTERS, ALERTS, FLOWS, *ROLLUPS, EXPORTERS)
+}
 
 
 def create_table_sql(

@@ -144,6 +144,15 @@ async function loadTargets() {
   const wanted = new URLSearchParams(location.search).get("task");
   select.replaceChildren(...tasks.map((t) => el("option", { value: t }, t)));
   if (wanted && tasks.includes(wanted)) select.value = wanted;
+  // rollup tasks: traffic over the packets' own time (a stored 2019 capture shows its 2019 minutes)
+  const rollups = state.targets
+    .filter((t) => t.startsWith("rollup:") && t.endsWith(":bytes"))
+    .map((t) => t.slice("rollup:".length, -":bytes".length));
+  const rollupSelect = $("rollup-task");
+  const wantedRollup = new URLSearchParams(location.search).get("rollup");
+  rollupSelect.replaceChildren(...rollups.map((t) => el("option", { value: t }, t)));
+  if (wantedRollup && rollups.includes(wantedRollup)) rollupSelect.value = wantedRollup;
+  $("timeline").hidden = !rollups.length;
   sketchTables($("hitter-tables"), state.targets.filter((t) => t.endsWith(":count") || t.endsWith(":size")));
   sketchTables($("spreader-tables"), state.targets.filter((t) => t.endsWith(":spread")));
 }
@@ -155,12 +164,27 @@ async function refresh() {
   try {
     const task = $("task").value;
     const sketch = [...document.querySelectorAll("table[data-target]")].map((t) => t.dataset.target);
-    const targets = ["packets", "bytes", "flows"].map((m) => ({ target: `${task}:${m}`, refId: m }));
-    targets.push({ target: `${task}:top`, refId: "top", payload: { limit: 10 } });
-    sketch.forEach((t) => targets.push({ target: t, refId: t, payload: { limit: 10 } }));
-    const answer = task ? await post("/query", { range: range(), targets, maxDataPoints: 500 }) : [];
+    const targets = [];
+    if (task) {
+      ["packets", "bytes", "flows"].forEach((m) => targets.push({ target: `${task}:${m}`, refId: m }));
+      targets.push({ target: `${task}:top`, refId: "top", payload: { limit: 10 } });
+      sketch.forEach((t) => targets.push({ target: t, refId: t, payload: { limit: 10 } }));
+    }
+    const rollup = $("rollup-task").value;
+    if (rollup) {
+      // no intervalMs: the server spreads the points over the range's traffic (its own time)
+      ["packets", "bytes"].forEach((m) => targets.push({ target: `rollup:${rollup}:${m}`, refId: `r-${m}` }));
+    }
+    const answer = targets.length ? await post("/query", { range: range(), targets, maxDataPoints: 500 }) : [];
     for (const a of answer) {
-      if (a.type === "table") {
+      if (a.target.startsWith("rollup:")) {
+        const metric = a.target.slice(a.target.lastIndexOf(":") + 1);
+        drawChart(document.querySelector(`figure[data-rollup="${metric}"]`), a.datapoints);
+        if (a.meta) {
+          $("rollup-table").textContent = `${a.meta.step_s} s steps from ${a.meta.table}`;
+          $("rollup-table").title = a.meta.reason;
+        }
+      } else if (a.type === "table") {
         const tableEl = a.target.endsWith(":top")
           ? $("top-table")
           : document.querySelector(`table[data-target="${CSS.escape(a.target)}"]`);
@@ -197,7 +221,7 @@ async function start() {
   $("sign-out").hidden = !token();
   if (!state.started) {
     state.started = true;
-    for (const id of ["task", "range"]) $(id).addEventListener("change", refresh);
+    for (const id of ["task", "range", "rollup-task"]) $(id).addEventListener("change", refresh);
     $("refresh").addEventListener("change", schedule);
   }
   await refresh();

@@ -23,6 +23,11 @@ class FlowOrder(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     FLOW_ORDER_DURATION: _ClassVar[FlowOrder]
     FLOW_ORDER_BYTES: _ClassVar[FlowOrder]
     FLOW_ORDER_PACKETS: _ClassVar[FlowOrder]
+
+class TopMetric(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    TOP_METRIC_BYTES: _ClassVar[TopMetric]
+    TOP_METRIC_PACKETS: _ClassVar[TopMetric]
 HEAVY_HITTER_TYPE_COUNT: HeavyHitterType
 HEAVY_HITTER_TYPE_SIZE: HeavyHitterType
 HEAVY_HITTER_TYPE_SPREAD: HeavyHitterType
@@ -31,6 +36,8 @@ FLOW_ORDER_LAST_SEEN: FlowOrder
 FLOW_ORDER_DURATION: FlowOrder
 FLOW_ORDER_BYTES: FlowOrder
 FLOW_ORDER_PACKETS: FlowOrder
+TOP_METRIC_BYTES: TopMetric
+TOP_METRIC_PACKETS: TopMetric
 
 class AggregationRequest(_message.Message):
     __slots__ = ("end_time", "task_name", "src_ip", "dst_ip", "src_port", "dst_port", "protocol", "start_time", "page_size", "page_token")
@@ -335,6 +342,70 @@ class ListFlowsResponse(_message.Message):
     next_page_token: str
     total: int
     def __init__(self, flows: _Optional[_Iterable[_Union[FlowRecord, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., total: _Optional[int] = ...) -> None: ...
+
+class DimensionFilter(_message.Message):
+    __slots__ = ("dimension", "values", "exclude")
+    DIMENSION_FIELD_NUMBER: _ClassVar[int]
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    EXCLUDE_FIELD_NUMBER: _ClassVar[int]
+    dimension: str
+    values: _containers.RepeatedScalarFieldContainer[str]
+    exclude: bool
+    def __init__(self, dimension: _Optional[str] = ..., values: _Optional[_Iterable[str]] = ..., exclude: _Optional[bool] = ...) -> None: ...
+
+class TopNRequest(_message.Message):
+    __slots__ = ("dimension", "metric", "filters", "start_time", "end_time", "limit", "task_name", "resolution_seconds")
+    DIMENSION_FIELD_NUMBER: _ClassVar[int]
+    METRIC_FIELD_NUMBER: _ClassVar[int]
+    FILTERS_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    TASK_NAME_FIELD_NUMBER: _ClassVar[int]
+    RESOLUTION_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    dimension: str
+    metric: TopMetric
+    filters: _containers.RepeatedCompositeFieldContainer[DimensionFilter]
+    start_time: _timestamp_pb2.Timestamp
+    end_time: _timestamp_pb2.Timestamp
+    limit: int
+    task_name: str
+    resolution_seconds: int
+    def __init__(self, dimension: _Optional[str] = ..., metric: _Optional[_Union[TopMetric, str]] = ..., filters: _Optional[_Iterable[_Union[DimensionFilter, _Mapping]]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., limit: _Optional[int] = ..., task_name: _Optional[str] = ..., resolution_seconds: _Optional[int] = ...) -> None: ...
+
+class TopNEntry(_message.Message):
+    __slots__ = ("value", "packets", "bytes")
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    PACKETS_FIELD_NUMBER: _ClassVar[int]
+    BYTES_FIELD_NUMBER: _ClassVar[int]
+    value: str
+    packets: int
+    bytes: int
+    def __init__(self, value: _Optional[str] = ..., packets: _Optional[int] = ..., bytes: _Optional[int] = ...) -> None: ...
+
+class TopNResponse(_message.Message):
+    __slots__ = ("entries", "total_packets", "total_bytes", "distinct_values", "task_name", "table", "resolution_seconds", "start_time", "end_time", "reason")
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_PACKETS_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_BYTES_FIELD_NUMBER: _ClassVar[int]
+    DISTINCT_VALUES_FIELD_NUMBER: _ClassVar[int]
+    TASK_NAME_FIELD_NUMBER: _ClassVar[int]
+    TABLE_FIELD_NUMBER: _ClassVar[int]
+    RESOLUTION_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    entries: _containers.RepeatedCompositeFieldContainer[TopNEntry]
+    total_packets: int
+    total_bytes: int
+    distinct_values: int
+    task_name: str
+    table: str
+    resolution_seconds: int
+    start_time: _timestamp_pb2.Timestamp
+    end_time: _timestamp_pb2.Timestamp
+    reason: str
+    def __init__(self, entries: _Optional[_Iterable[_Union[TopNEntry, _Mapping]]] = ..., total_packets: _Optional[int] = ..., total_bytes: _Optional[int] = ..., distinct_values: _Optional[int] = ..., task_name: _Optional[str] = ..., table: _Optional[str] = ..., resolution_seconds: _Optional[int] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class ListExportersRequest(_message.Message):
     __slots__ = ("task_name", "start_time", "end_time")

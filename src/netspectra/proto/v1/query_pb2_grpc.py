@@ -66,6 +66,11 @@ class QueryServiceStub:
                 request_serializer=netspectra_dot_v1_dot_query__pb2.ListFlowsRequest.SerializeToString,
                 response_deserializer=netspectra_dot_v1_dot_query__pb2.ListFlowsResponse.FromString,
                 _registered_method=True)
+        self.TopN = channel.unary_unary(
+                '/v1.QueryService/TopN',
+                request_serializer=netspectra_dot_v1_dot_query__pb2.TopNRequest.SerializeToString,
+                response_deserializer=netspectra_dot_v1_dot_query__pb2.TopNResponse.FromString,
+                _registered_method=True)
         self.ListExporters = channel.unary_unary(
                 '/v1.QueryService/ListExporters',
                 request_serializer=netspectra_dot_v1_dot_query__pb2.ListExportersRequest.SerializeToString,
@@ -115,6 +120,13 @@ class QueryServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def TopN(self, request, context):
+        """ADDITION. Top-N values of a dimension (AS, country, network, interface class, ...) from the rollups.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListExporters(self, request, context):
         """ADDITION. The flow exporters stored by exporters tasks.
         """
@@ -154,6 +166,11 @@ def add_QueryServiceServicer_to_server(servicer, server):
                     servicer.ListFlows,
                     request_deserializer=netspectra_dot_v1_dot_query__pb2.ListFlowsRequest.FromString,
                     response_serializer=netspectra_dot_v1_dot_query__pb2.ListFlowsResponse.SerializeToString,
+            ),
+            'TopN': grpc.unary_unary_rpc_method_handler(
+                    servicer.TopN,
+                    request_deserializer=netspectra_dot_v1_dot_query__pb2.TopNRequest.FromString,
+                    response_serializer=netspectra_dot_v1_dot_query__pb2.TopNResponse.SerializeToString,
             ),
             'ListExporters': grpc.unary_unary_rpc_method_handler(
                     servicer.ListExporters,
@@ -325,6 +342,33 @@ class QueryService:
             '/v1.QueryService/ListFlows',
             netspectra_dot_v1_dot_query__pb2.ListFlowsRequest.SerializeToString,
             netspectra_dot_v1_dot_query__pb2.ListFlowsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TopN(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/v1.QueryService/TopN',
+            netspectra_dot_v1_dot_query__pb2.TopNRequest.SerializeToString,
+            netspectra_dot_v1_dot_query__pb2.TopNResponse.FromString,
             options,
             channel_credentials,
             insecure,

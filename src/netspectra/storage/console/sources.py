@@ -35,8 +35,8 @@ EXPECTED_TABLES: dict[str, str] = {
     HITTER_TABLE: "heavy hitters and super-spreaders of the sketch tasks",
     ALERT_TABLE: "the alert history",
     RECORD_TABLE: "flow records of the flows tasks (bidirectional, with state, flags and end reason)",
-    # the rollup tables (migration 4, issue 16; not on main yet) and the exporters table (migration 5) are
-    # named so the page can say whether the store has them; neither is a source: a rollup's relation
+    # the rollup tables (migration 4, issue 16) and the exporters table (migration 5) are named so the
+    # page can say whether the store has them; neither is a source: a rollup's relation
     # (BucketNs, its dimensions, Packets/Bytes sums read FINAL) is the next addition, exporters hold no
     # traffic
     "rollup_1m": "traffic per 1-minute bucket and dimensions (rollup tasks); not read by the console yet",

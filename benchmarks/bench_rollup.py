@@ -1,0 +1,312 @@
+#!/usr/bin/env python3
+"""Enrichment and rollups, as a user meets them: ``netspectra analyze`` with and without enrichment, and a
+30-day top-N by SrcAS from the rollup tables of the embedded ClickHouse.
+
+Usage:
+    python benchmarks/bench_rollup.py analyze [--trace /tmp/zipf.pcap] [--prefixes 520000] [--repeat 3]
+    python benchmarks/bench_rollup.py topn [--rows 51840000] [--repeat 7] [--data-dir DIR]
+    (--json OUT.json for either)
+
+``analyze``: the whole command (``python -m netspectra analyze TRACE -c CONFIG --json``: process start,
+imports, configuration, database loads, kernel cache, the analysis, the summary), wall time and
+CPU time (user + system of the process, every thread: what other processes do not inflate), best of
+``--repeat``, each configuration in its own process on the same page-cached trace (the ``netspectra
+gen`` Zipf trace of 5 M packets, made if missing). Configurations: the shipped one (exact + two
+sketches); the same plus a rollup task (auto dimensions: protocol, exporter, interfaces); the same plus
+an ``enrichment`` section (so the rollup task is keyed on AS numbers, countries and network names of both
+addresses too) with (a) the MaxMind test databases and a 6-network map, (b) an MMDB of ``--prefixes``
+networks as both the ASN and the country database (bench_enrich.py builds it, cached under
+benchmarks/_work/) and 2,000 networks with five attributes.
+
+``topn``: a fresh chdb database filled with ``--rows`` rows of ``rollup_1m`` over 30 days (generated in
+ClickHouse from ``numbers()``, a day at a time in time order as a writer's rows arrive: one row per
+minute and (protocol, SrcAS, DstAS, SrcCountry, DstCountry) tuple, each minute the 625 most popular of
+4,000 tuples and 625 others at random), ``rollup_5m`` and ``rollup_1h`` aggregated from it by ``INSERT …
+SELECT … GROUP BY``, and the last day of each written twice (a newer version: FINAL counts it once); then
+:func:`netspectra.storage.rollups.top_n` by SrcAS over the 30 days (which picks ``rollup_1h``), first call
+and best of ``--repeat``, and the same query forced onto the 1-minute table for scale.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+WORK = ROOT / "benchmarks" / "_work"
+MMDB = ROOT.parent / "shared" / "data" / "mmdb"
+DAY_S = 86_400
+
+
+# --------------------------------------------------------------------------------------------------
+# analyze
+# --------------------------------------------------------------------------------------------------
+
+
+def _configs(prefixes: int) -> dict[str, dict[str, Any]]:
+    import yaml
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from bench_enrich import build_database, networks_map
+
+    shipped = yaml.safe_load(
+        (ROOT / "configs" / "config.yaml")
+        .read_text()
+        .replace("${SMTP_PORT}", "0")
+        .replace("${CLICKHOUSE_PORT}", "0")
+    )
+    rollup = json.loads(json.dumps(shipped))
+    rollup["aggregator"]["types"] = [*shipped["aggregator"]["types"], "rollup"]
+    rollup["aggregator"]["rollup"] = {"tasks": [{"name": "traffic"}]}
+    small = json.loads(json.dumps(rollup))
+    small["enrichment"] = {
+        "geoip": {
+            "asn_database": str(MMDB / "GeoLite2-ASN-Test.mmdb"),
+            "country_database": str(MMDB / "GeoLite2-Country-Test.mmdb"),
+        },
+        "networks": {
+            "10.0.0.0/8": {"name": "lan", "role": "internal"},
+            "172.16.0.0/12": {"name": "lan2", "role": "internal"},
+            "192.168.0.0/16": {"name": "home", "role": "internal"},
+            "100.64.0.0/10": {"name": "cgnat", "role": "provider"},
+            "2001:db8::/32": {"name": "doc", "role": "lab"},
+            "fc00::/7": {"name": "ula", "role": "internal"},
+        },
+    }
+    db = WORK / f"bench-asn-country-{prefixes}.mmdb"
+    if not db.exists():
+        print(f"building {db} ({prefixes} networks, once; minutes) ...", flush=True)
+        build_database(db, prefixes)
+    large = json.loads(json.dumps(rollup))
+    large["enrichment"] = {
+        "geoip": {"asn_database": str(db), "country_database": str(db)},
+        "networks": networks_map(),
+    }
+    return {
+        "shipped": shipped,
+        "shipped + rollup": rollup,
+        "+ enrichment, MaxMind test databases": small,
+        f"+ enrichment, {prefixes // 1000} k-network database": large,
+    }
+
+
+def _time_cli(trace: Path, cfg: Path) -> tuple[float, dict[str, Any], float]:
+    """Wall seconds, the ``--json`` summary and the CPU seconds (user + system, every thread) of one
+    ``analyze`` process: on a shared machine the wall clock counts other processes' time too."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    out = subprocess.run(
+        [sys.executable, "-m", "netspectra", "analyze", str(trace), "-c", str(cfg), "--json", "--top", "3"],
+        check=True,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+    )
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, json.loads(out.stdout), cpu
+
+
+def bench_analyze(args: argparse.Namespace) -> dict[str, Any]:
+    import yaml
+
+    WORK.mkdir(parents=True, exist_ok=True)
+    if not args.trace.exists():
+        print(f"generating {args.trace} ...", flush=True)
+        subprocess.run(
+            [sys.executable, "-m", "netspectra", "gen", str(args.trace), "--packets", "5000000",
+             "--flows", "500000", "--seed", "7"],
+            check=True, capture_output=True,
+        )  # fmt: skip
+    args.trace.read_bytes()  # into the page cache
+    results: dict[str, Any] = {"trace": str(args.trace)}
+    base = base_cpu = None
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, doc in _configs(args.prefixes).items():
+            cfg = Path(tmp) / "config.yaml"
+            cfg.write_text(yaml.safe_dump(doc))
+            _time_cli(args.trace, cfg)  # numba cache, page cache
+            runs = [_time_cli(args.trace, cfg) for _ in range(args.repeat)]
+            best, summary, _ = min(runs, key=lambda r: r[0])
+            cpu = min(r[2] for r in runs)
+            packets = summary["packets"]
+            if name == "shipped + rollup":
+                base, base_cpu = best, cpu
+            row = {
+                "seconds": round(best, 3),
+                "packets_per_s": round(packets / best),
+                "inner_s": summary["elapsed_s"],
+                "cpu_s": round(cpu, 3),
+            }
+            if "enrichment" in summary:
+                row["enrichment_stage_s"] = summary["enrichment"].get("seconds")
+            if "enrichment" in summary:
+                row["enriched_rows"] = summary["enrichment"]["rows"]
+                row["columns"] = summary["enrichment"]["columns"]
+            if base is not None and name != "shipped + rollup":
+                row["vs_without_enrichment"] = round(best / base, 3)
+                row["cpu_vs_without_enrichment"] = round(cpu / base_cpu, 3)
+            results[name] = row
+            ratio = (
+                f", {best / base:.2f}x the time without enrichment"
+                if base and name != "shipped + rollup"
+                else ""
+            )
+            print(
+                f"{name:45s} {best:6.2f} s  {packets / best / 1e6:5.2f} M packets/s whole command "
+                f"(analysis alone {summary['elapsed_s']:.2f} s){ratio}; CPU {cpu:.2f} s"
+                + (f" ({cpu / base_cpu:.2f}x)" if base is not None and name != "shipped + rollup" else ""),
+                flush=True,
+            )
+    return results
+
+
+# --------------------------------------------------------------------------------------------------
+# top-N over the rollups
+# --------------------------------------------------------------------------------------------------
+
+_TUPLES = 4000
+_PER_MINUTE = 1250
+_DIMS = "TaskName, Protocol, SrcAS, DstAS, SrcCountry, DstCountry"
+
+
+def _fill(store: Any, rows: int, t0_ns: int) -> dict[str, int]:
+    """About ``rows`` rows of rollup_1m over (at most) 30 days from ``t0_ns``: one per minute and tuple,
+    each minute the 625 most popular of 4,000 tuples and 625 others drawn at random; rollup_5m and
+    rollup_1h aggregated from them. Inserted a day at a time in time order, as a writer's rows arrive
+    (so parts cover successive time ranges, as background merges leave them); then the last day's rows
+    of every table once more with a newer version (provisional rows replaced by their final value: FINAL
+    must count them once)."""
+    days = min(30, -(-rows // (_PER_MINUTE * 1440)))
+    half = _PER_MINUTE // 2
+    day_ns = DAY_S * 10**9
+    for day in range(days):
+        m0 = day * 1440
+        tup = f"if(J < {half}, J, {half} + cityHash64(M, J) % {_TUPLES - half})"
+        store.execute(
+            f"INSERT INTO {store.table('rollup_1m')} (TimestampNs, PeriodStartNs, TaskName, BucketNs, Epoch, "
+            "Protocol, SrcAS, DstAS, SrcCountry, DstCountry, Packets, Bytes) "
+            f"SELECT {t0_ns + (day + 1) * day_ns}, {t0_ns}, 'traffic', {t0_ns} + M * 60000000000, 0, "
+            "[6, 17, 1][1 + T % 3], 1000 + T % 1777, 60000 + intDiv(T, 7) % 431, "
+            "['US','DE','FR','CN','BR','JP','GB','NL','IN','SE'][1 + T % 10], "
+            "['US','DE','FR','CN','BR','JP','GB','NL','IN','SE'][1 + intDiv(T, 10) % 10], "
+            # popular tuples carry more: packets fall with the tuple's rank
+            "sum(1 + intDiv(100000, T + 10) + cityHash64(M, T) % 50) AS P, P * (60 + cityHash64(T) % 1400) "
+            f"FROM (SELECT {m0} + intDiv(number, {_PER_MINUTE}) AS M, number % {_PER_MINUTE} AS J, "
+            f"{tup} AS T "
+            f"FROM numbers({1440 * _PER_MINUTE})) GROUP BY M, T ORDER BY M"
+        )
+        lo, hi = t0_ns + day * day_ns, t0_ns + (day + 1) * day_ns
+        for table, width in (("rollup_5m", 300), ("rollup_1h", 3600)):
+            w = width * 10**9
+            store.execute(
+                f"INSERT INTO {store.table(table)} (TimestampNs, PeriodStartNs, BucketNs, Epoch, {_DIMS}, "
+                f"Packets, Bytes) SELECT max(TimestampNs), {t0_ns}, intDiv(BucketNs, {w}) * {w} AS B, 0, "
+                f"{_DIMS}, sum(Packets), sum(Bytes) FROM {store.table('rollup_1m')} "
+                f"WHERE BucketNs >= {lo} AND BucketNs < {hi} GROUP BY B, {_DIMS} ORDER BY B"
+            )
+    last = t0_ns + (days - 1) * day_ns
+    names = f"TimestampNs, PeriodStartNs, BucketNs, Epoch, {_DIMS}, Packets, Bytes"
+    for table in ("rollup_1m", "rollup_5m", "rollup_1h"):
+        again = names.replace("TimestampNs,", "TimestampNs + 1,", 1)
+        store.execute(
+            f"INSERT INTO {store.table(table)} ({names}) SELECT {again} FROM {store.table(table)} "
+            f"WHERE BucketNs >= {last}"
+        )
+    counts = {}
+    for table in ("rollup_1m", "rollup_5m", "rollup_1h"):
+        counts[table] = int(store.query(f"SELECT count() FROM {store.table(table)}")[0][0])
+    return counts
+
+
+def bench_topn(args: argparse.Namespace) -> dict[str, Any]:
+    from netspectra.storage.clickhouse_config import ClickHouseConfig
+    from netspectra.storage.rollups import top_n
+    from netspectra.storage.store import connect_store
+
+    data_dir = args.data_dir or str(WORK / "chdb-topn")
+    database = f"bench_topn_v2_{args.rows}"
+    ch = ClickHouseConfig(data_dir=data_dir, database=database)
+    store = connect_store(ch)
+    t0_ns = 1_767_225_600 * 10**9  # 2026-01-01T00:00:00Z
+    end_ns = t0_ns + 30 * DAY_S * 10**9
+    now = end_ns + 3600 * 10**9
+    counts = {
+        t: int(store.query(f"SELECT count() FROM {store.table(t)}")[0][0]) for t in ("rollup_1m", "rollup_1h")
+    }
+    if counts["rollup_1m"] < args.rows:
+        for t in ("rollup_1m", "rollup_5m", "rollup_1h"):
+            store.execute(f"TRUNCATE TABLE {store.table(t)}")
+        t = time.perf_counter()
+        counts = _fill(store, args.rows, t0_ns)
+        print(f"filled in {time.perf_counter() - t:.0f} s: {counts}", flush=True)
+    else:
+        counts["rollup_5m"] = int(store.query(f"SELECT count() FROM {store.table('rollup_5m')}")[0][0])
+    result: dict[str, Any] = {"rows": counts, "data_dir": data_dir}
+
+    def once(**kw: Any) -> tuple[float, Any]:
+        t = time.perf_counter()
+        got = top_n(store, "traffic", "SrcAS", "bytes", (), t0_ns, end_ns, 10, now_ns=now, **kw)
+        return time.perf_counter() - t, got
+
+    first, top = once()
+    times = [once()[0] for _ in range(args.repeat)]
+    fine_first, fine = once(resolution_s=60)
+    fine_times = [once(resolution_s=60)[0] for _ in range(max(1, args.repeat // 3))]
+    assert top.total_bytes == fine.total_bytes and [v.value for v in top.values] == [
+        v.value for v in fine.values
+    ]
+    result.update(
+        table=top.choice.table,
+        reason=top.choice.reason,
+        first_ms=round(first * 1000, 1),
+        best_ms=round(min(times) * 1000, 1),
+        median_ms=round(sorted(times)[len(times) // 2] * 1000, 1),
+        top=[(v.value, v.bytes) for v in top.values[:3]],
+        one_minute_table_best_ms=round(min(fine_times) * 1000, 1),
+        one_minute_table_first_ms=round(fine_first * 1000, 1),
+    )
+    print(
+        f"30-day top-10 SrcAS over {counts['rollup_1m']:,} rows of rollup_1m: answered from "
+        f"{top.choice.table} "
+        f"({counts['rollup_1h']:,} rows) in {result['best_ms']} ms best, {result['median_ms']} ms median, "
+        f"{result['first_ms']} ms first; from rollup_1m itself {result['one_minute_table_best_ms']} ms",
+        flush=True,
+    )
+    store.close()
+    return result
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="what", required=True)
+    a = sub.add_parser("analyze")
+    a.add_argument("--trace", type=Path, default=Path("/tmp/zipf.pcap"))
+    a.add_argument("--prefixes", type=int, default=520_000)
+    a.add_argument("--repeat", type=int, default=3)
+    a.add_argument("--json", type=Path)
+    t = sub.add_parser("topn")
+    t.add_argument("--rows", type=int, default=54_000_000)
+    t.add_argument("--repeat", type=int, default=7)
+    t.add_argument("--data-dir", default="")
+    t.add_argument("--json", type=Path)
+    args = ap.parse_args()
+    result = bench_analyze(args) if args.what == "analyze" else bench_topn(args)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,614 @@
+"""The rollup task: traffic counted per time bucket (1 min, 5 min, 1 h of the traffic's own time) and per
+tuple of dimension values, handed out as rows for the rollup tables.
+
+State and output (the contract the writers and the storage rely on):
+
+* One table per resolution (:data:`~netspectra.rollup.dims.RESOLUTIONS`) of **open entries**, one per
+  (bucket, dimension tuple), each with packets and bytes counted since it opened and an ``epoch``. Rows
+  of a batch go into the 1-minute table (a flow-export row spread over the buckets it overlaps); the
+  batch's increments are carried into the 5-minute and 1-hour tables, so the three always hold the same
+  totals.
+* **Buckets close in traffic time.** The *watermark* is the newest row time seen in the period; once it
+  is ``close_after`` past a bucket's end, the bucket's entries close (at the batch that moved it there):
+  their final values leave with the next snapshot and the entries are forgotten (memory follows the
+  traffic's recent buckets, not the length of the period). A late row for a closed bucket opens a new
+  entry with a new ``epoch`` (every close of a table increments the epoch of the entries opened after
+  it): the two rows add up. When a table holds ``max_entries`` entries, its oldest half of buckets
+  closes early (same rule, more rows).
+* **Snapshots are increments of rows** (``incremental``: :meth:`drain` hands out the entries closed since
+  the previous drain and the open ones that changed, with their *cumulative* values; :meth:`peek` shows
+  them without taking them). A row is identified by (period, resolution, bucket, dimension tuple,
+  epoch): a later row with the same identity replaces an earlier one (the writers store them in
+  ``ReplacingMergeTree`` tables), rows with different identities add up. So a retried write, a
+  provisional row followed by its final value, and a JetStream successor replaying the same batches
+  (the same batches open and close the same entries: closing depends on the traffic, never on the
+  clock) all store each count once.
+* **Periods**: :meth:`begin_period` forgets everything (the period's final snapshot took it); rows carry
+  the period they were handed out in.
+
+Time buckets are UTC; bucket ``k`` of a width ``w`` covers ``[k*w, (k+1)*w)`` ns since the epoch.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from netspectra.batch import PacketBatch
+from netspectra.rollup import kernels as kern
+from netspectra.rollup.dims import BY_NAME, RESOLUTIONS, Dimension
+
+log = logging.getLogger(__name__)
+
+#: A flow-export row longer than this is counted over its last day (and counted as clamped).
+MAX_SPAN_NS = 86_400 * 10**9
+_INITIAL_CAPACITY = 1024
+_INT64_MIN = np.iinfo(np.int64).min
+
+
+@dataclass(frozen=True)
+class RollupParams:
+    """A rollup task's settings: its ``dimensions`` (names of :data:`~netspectra.rollup.dims.DIMENSIONS`),
+    ``close_after_ns`` (traffic time after a bucket's end before it closes) and ``max_entries`` (open
+    entries per resolution)."""
+
+    dimensions: tuple[str, ...]
+    close_after_ns: int = 120 * 10**9
+    max_entries: int = 1_000_000
+    max_span_ns: int = MAX_SPAN_NS
+
+    def __post_init__(self) -> None:
+        for name in self.dimensions:
+            if name not in BY_NAME:
+                raise ValueError(f"{name!r} is not a rollup dimension")
+        if len(set(self.dimensions)) != len(self.dimensions):
+            raise ValueError(f"dimensions named twice: {list(self.dimensions)}")
+        if self.close_after_ns < 0 or self.max_entries < 2:
+            raise ValueError("close_after must be >= 0 and max_entries >= 2")
+
+
+class _Table:
+    """One resolution's open entries (see :mod:`netspectra.rollup.kernels`)."""
+
+    def __init__(self, words: int, cap: int, finest: bool) -> None:
+        self.words = words
+        self.finest = finest
+        self.epoch_counter = 0  # closes so far in the period: the epoch of entries opened now
+        self.closed_upto = _INT64_MIN  # buckets <= this were closed by the watermark
+        self.meta = np.zeros(kern.META_LEN, np.int64)
+        self._alloc(cap)
+
+    def _alloc(self, cap: int) -> None:
+        self.bkt = np.zeros(cap, np.int64)
+        self.dims = np.zeros((cap, self.words), np.uint32)
+        self.epoch = np.zeros(cap, np.int64)
+        self.pk = np.zeros(cap, np.uint64)
+        self.by = np.zeros(cap, np.uint64)
+        self.state = np.zeros(cap, np.uint8)
+        # the batch's increments (used in the finest table only; the kernels move them with the entries)
+        self.stamp = np.full(cap, -1, np.int64)
+        self.bpk = np.zeros(cap, np.uint64)
+        self.bby = np.zeros(cap, np.uint64)
+        self.touched = np.zeros(cap if self.finest else 1, np.int64)
+
+    @property
+    def cap(self) -> int:
+        return int(self.bkt.shape[0])
+
+    @property
+    def count(self) -> int:
+        return int(self.meta[kern.M_COUNT])
+
+    def arrays(self) -> tuple[np.ndarray, ...]:
+        return (self.bkt, self.dims, self.epoch, self.pk, self.by, self.state)
+
+    def rehash(self, cutoff: int, cap: int) -> _Rows:
+        """Close the entries of buckets <= ``cutoff`` (those changed since handed out are returned) and
+        move the others into a table of ``cap`` slots."""
+        old = (*self.arrays(), self.stamp, self.bpk, self.bby)
+        count = self.count
+        self._alloc(cap)
+        new = (*self.arrays(), self.stamp, self.bpk, self.bby)
+        out = _Rows.empty(count, self.words)
+        kept, n_out = kern.rehash(cutoff, *old, *new, *out.arrays())
+        self.meta[kern.M_COUNT] = kept
+        return out.head(n_out)
+
+    def limit(self, max_entries: int) -> int:
+        return min(self.cap // 2, max_entries)
+
+
+@dataclass
+class _Rows:
+    """Rows of one resolution: bucket index, epoch, dimension words, packets, bytes."""
+
+    bkt: np.ndarray
+    epoch: np.ndarray
+    dims: np.ndarray
+    pk: np.ndarray
+    by: np.ndarray
+
+    @staticmethod
+    def empty(n: int, words: int) -> _Rows:
+        return _Rows(
+            np.empty(n, np.int64),
+            np.empty(n, np.int64),
+            np.empty((n, words), np.uint32),
+            np.empty(n, np.uint64),
+            np.empty(n, np.uint64),
+        )
+
+    def arrays(self) -> tuple[np.ndarray, ...]:
+        return (self.bkt, self.dims, self.epoch, self.pk, self.by)
+
+    def head(self, n: int) -> _Rows:
+        return _Rows(self.bkt[:n], self.epoch[:n], self.dims[:n], self.pk[:n], self.by[:n])
+
+    def __len__(self) -> int:
+        return int(self.bkt.shape[0])
+
+    @staticmethod
+    def concat(parts: Sequence[_Rows], words: int) -> _Rows:
+        if not parts:
+            return _Rows.empty(0, words)
+        return _Rows(
+            *(np.concatenate([getattr(p, f) for p in parts]) for f in ("bkt", "epoch", "dims", "pk", "by"))
+        )
+
+
+class Marginal:
+    """One dimension's traffic per value since the task started: an open-addressing table of value words
+    filled by :func:`~netspectra.rollup.kernels.add_marginals` (doubled when half full)."""
+
+    def __init__(self, words: int, cap: int = 64) -> None:
+        self.words = words
+        self._alloc(cap)
+
+    def _alloc(self, cap: int) -> None:
+        self.keys = np.zeros((cap, self.words), np.uint32)
+        self.mp = np.zeros(cap, np.uint64)
+        self.mb = np.zeros(cap, np.uint64)
+        self.used = np.zeros(cap, np.uint8)
+        self.meta = np.zeros(1, np.int64)
+
+    def __len__(self) -> int:
+        return int(self.meta[0])
+
+    def add(self, part: np.ndarray, pk: np.ndarray, by: np.ndarray) -> None:
+        """Add rows of value words ``part`` ((n, words) uint32) with packets ``pk`` and bytes ``by``."""
+        part = np.ascontiguousarray(part, np.uint32)
+        i = 0
+        while True:
+            i = kern.add_marginals(i, part, pk, by, self.keys, self.mp, self.mb, self.used, self.meta)
+            if i >= part.shape[0]:
+                return
+            live = self.used.view(np.bool_)
+            keys, mp, mb = self.keys[live], self.mp[live], self.mb[live]
+            self._alloc(self.keys.shape[0] * 2)
+            kern.add_marginals(0, keys, mp, mb, self.keys, self.mp, self.mb, self.used, self.meta)
+
+    def as_dict(self) -> dict[tuple[int, ...], list[int]]:
+        """Value words -> [packets, bytes]."""
+        live = self.used.view(np.bool_)
+        return {
+            tuple(int(x) for x in k): [int(p), int(b)]
+            for k, p, b in zip(self.keys[live], self.mp[live], self.mb[live], strict=True)
+        }
+
+
+@dataclass
+class RollupSummary:
+    """A rollup task since its start: traffic counted, its time range (bucket starts, UTC ns), rows
+    handed out per resolution, rows spread over a clamped span, empty rows skipped, and per dimension the
+    traffic of each value (``marginals``: dimension -> value words -> [packets, bytes])."""
+
+    packets: int = 0
+    bytes: int = 0
+    first_ns: int | None = None
+    last_ns: int | None = None
+    rows_out: dict[str, int] = field(default_factory=lambda: {r.label: 0 for r in RESOLUTIONS})
+    clamped: int = 0
+    #: Flow-export rows of 0 packets, skipped (their bytes too), as every task does (netspectra.weights).
+    empty_rows: int = 0
+    tallies: dict[str, Marginal] = field(default_factory=dict)
+
+    @property
+    def marginals(self) -> dict[str, dict[tuple[int, ...], list[int]]]:
+        """Per dimension: value words -> [packets, bytes] since the start."""
+        return {name: m.as_dict() for name, m in self.tallies.items()}
+
+
+class RollupTask:
+    """The rollup task (see the module docstring). Not thread-safe: the engine wraps it in a
+    :class:`~netspectra.engine.groups.RecordsTask` (one caller at a time)."""
+
+    kind = "rollup"
+
+    def __init__(self, name: str, params: RollupParams, *, capacity: int = _INITIAL_CAPACITY) -> None:
+        self.name = name
+        self.params = params
+        self.dims: tuple[Dimension, ...] = tuple(BY_NAME[d] for d in params.dimensions)
+        self.words = sum(d.words for d in self.dims)
+        cap = 1 << max(4, int(capacity - 1).bit_length())
+        self._cap0 = cap
+        self._dictionaries: dict[str, tuple[str, ...]] = {}
+        self.summary = RollupSummary(tallies={d.name: Marginal(d.words) for d in self.dims})
+        self._reset()
+
+    def __repr__(self) -> str:
+        return f"RollupTask({self.name!r}, dimensions={list(self.params.dimensions)})"
+
+    def _reset(self) -> None:
+        self.tables = [_Table(self.words, self._cap0, i == 0) for i in range(len(RESOLUTIONS))]
+        self.watermark = _INT64_MIN
+        self._outbox: list[list[_Rows]] = [[] for _ in RESOLUTIONS]
+        self._stamp = 0
+
+    # -- the batch ------------------------------------------------------------------------------------
+
+    def dimension_words(self, batch: PacketBatch) -> np.ndarray:
+        """``(words, n)`` uint32: each row's dimension values (0 where the batch lacks the column)."""
+        n = len(batch)
+        mat = np.empty((self.words, n), np.uint32)
+        j = 0
+        for dim in self.dims:
+            if dim.enriched:
+                values = batch.dims.get(dim.name) if batch.dims is not None else None
+            else:
+                values = getattr(batch, dim.source)
+            if values is None:
+                mat[j : j + dim.words] = 0
+            elif dim.words == 1:
+                mat[j] = values
+            else:  # the exporter: 16 bytes as 4 words
+                mat[j : j + dim.words] = np.ascontiguousarray(values).view(np.uint32).T
+            j += dim.words
+        return mat
+
+    def update(self, batch: PacketBatch) -> None:
+        """Count ``batch`` into the buckets of its rows' times (see the module docstring)."""
+        n = len(batch)
+        if n == 0:
+            return
+        if batch.dictionaries:
+            for name, words in batch.dictionaries.items():
+                if len(words) > len(self._dictionaries.get(name, ())):
+                    self._dictionaries[name] = words
+        mat = self.dimension_words(batch)
+        end = batch.ts_ns
+        start = batch.flow_start_ns if batch.flow_start_ns is not None else np.empty(0, np.int64)
+        packets = batch.packets if batch.packets is not None else np.empty(0, np.uint64)
+        nbytes = batch.byte_counts()
+        fine = self.tables[0]
+        width = RESOLUTIONS[0].ns
+        self._new_stamp()
+        i = 0
+        while True:
+            i = kern.aggregate_rows(
+                i,
+                end,
+                start,
+                packets,
+                nbytes,
+                mat,
+                width,
+                self.params.max_span_ns,
+                fine.limit(self.params.max_entries),
+                fine.epoch_counter,
+                *fine.arrays(),
+                fine.stamp,
+                fine.bpk,
+                fine.bby,
+                fine.touched,
+                fine.meta,
+            )
+            self._fold()
+            if i >= n:
+                break
+            self._make_room(0)  # the batch's increments are folded: the finest table may be rebuilt
+            self._new_stamp()
+        self.summary.clamped = int(fine.meta[kern.M_CLAMPED])
+        self.summary.empty_rows = int(fine.meta[kern.M_EMPTY])
+        top = int(end.max())
+        if top > self.watermark:
+            self.watermark = top
+            self._close_by_watermark()
+
+    def _new_stamp(self) -> None:
+        self._stamp += 1
+        fine = self.tables[0]
+        fine.meta[kern.M_STAMP] = self._stamp
+        fine.meta[kern.M_TOUCHED] = 0
+
+    def _fold(self) -> None:
+        """Carry the finest table's batch increments into the coarser tables (and the summary)."""
+        fine = self.tables[0]
+        n_touched = int(fine.meta[kern.M_TOUCHED])
+        if n_touched == 0:
+            return
+        for r in range(1, len(RESOLUTIONS)):
+            table = self.tables[r]
+            ratio = RESOLUTIONS[r].seconds // RESOLUTIONS[0].seconds
+            t = 0
+            while True:
+                t = kern.fold(
+                    t,
+                    fine.touched,
+                    n_touched,
+                    fine.bkt,
+                    fine.dims,
+                    fine.bpk,
+                    fine.bby,
+                    ratio,
+                    table.limit(self.params.max_entries),
+                    table.epoch_counter,
+                    *table.arrays(),
+                    table.meta,
+                )
+                if t >= n_touched:
+                    break
+                self._make_room(r)
+        self._count(fine.touched[:n_touched])
+        fine.meta[kern.M_TOUCHED] = 0
+
+    def _count(self, slots: np.ndarray) -> None:
+        """The summary: totals, time range and per-dimension traffic of this batch's increments."""
+        fine = self.tables[0]
+        pk, by = fine.bpk[slots], fine.bby[slots]
+        s = self.summary
+        s.packets += int(pk.sum(dtype=np.uint64))
+        s.bytes += int(by.sum(dtype=np.uint64))
+        width = RESOLUTIONS[0].ns
+        lo, hi = int(fine.bkt[slots].min()) * width, int(fine.bkt[slots].max()) * width
+        s.first_ns = lo if s.first_ns is None else min(s.first_ns, lo)
+        s.last_ns = hi if s.last_ns is None else max(s.last_ns, hi)
+        words = fine.dims[slots]
+        j = 0
+        for dim in self.dims:
+            s.tallies[dim.name].add(words[:, j : j + dim.words], pk, by)
+            j += dim.words
+
+    def _make_room(self, r: int) -> None:
+        """Table ``r`` is full: grow it, or (at ``max_entries``) close its oldest half of buckets."""
+        table = self.tables[r]
+        if table.cap // 2 < self.params.max_entries:
+            closed = table.rehash(_INT64_MIN, table.cap * 2)
+            assert len(closed) == 0
+            return
+        used = table.bkt[table.state != kern.EMPTY]
+        cutoff = int(np.median(used)) if used.size else _INT64_MIN
+        log.info(
+            "rollup task %s: %d open %s entries (max_entries): closing buckets up to %d early",
+            self.name,
+            table.count,
+            RESOLUTIONS[r].label,
+            cutoff,
+        )
+        self._close(r, cutoff)
+
+    def _close(self, r: int, cutoff: int) -> None:
+        table = self.tables[r]
+        closed = table.rehash(cutoff, table.cap)
+        table.epoch_counter += 1
+        if len(closed):
+            self._outbox[r].append(closed)
+
+    def _close_by_watermark(self) -> None:
+        for r, res in enumerate(RESOLUTIONS):
+            closable = (self.watermark - self.params.close_after_ns) // res.ns - 1
+            table = self.tables[r]
+            if closable > table.closed_upto:
+                table.closed_upto = closable
+                self._close(r, closable)
+
+    def tick(self, quiet_ns: int) -> None:
+        """Nothing ends by the clock: buckets close in traffic time (determinism, see the module)."""
+
+    def finish(self, reason: str = "end_of_input") -> None:
+        """Close every entry (the input ended or the engine stops): their final values leave with the
+        next snapshot."""
+        for r in range(len(RESOLUTIONS)):
+            if self.tables[r].count:
+                self._close(r, np.iinfo(np.int64).max)
+
+    def begin_period(self, start_ns: int) -> None:
+        """A new period: forget the entries (the previous period's final snapshot handed them out)."""
+        self._reset()
+
+    # -- snapshots ------------------------------------------------------------------------------------
+
+    def drain(self) -> RollupRows:
+        """The rows closed since the previous drain and the open rows changed since, taken."""
+        return self._rows(take=True)
+
+    def peek(self) -> RollupRows:
+        """What :meth:`drain` would hand out now, left in place."""
+        return self._rows(take=False)
+
+    def snapshot(self) -> RollupRows:
+        """:meth:`peek` (the name every task offers for a look at its state)."""
+        return self.peek()
+
+    def _rows(self, take: bool) -> RollupRows:
+        parts: list[_Rows] = []
+        res: list[np.ndarray] = []
+        for r, table in enumerate(self.tables):
+            out = _Rows.empty(table.count, self.words)
+            n = kern.collect(1 if take else 0, *table.arrays(), *out.arrays())
+            rows = _Rows.concat([*self._outbox[r], out.head(n)], self.words)
+            if take:
+                self._outbox[r] = []
+                self.summary.rows_out[RESOLUTIONS[r].label] += len(rows)
+            parts.append(rows)
+            res.append(np.full(len(rows), r, np.uint8))
+        all_rows = _Rows.concat(parts, self.words)
+        return RollupRows(
+            self.name,
+            self.params.dimensions,
+            np.concatenate(res),
+            all_rows.bkt,
+            all_rows.epoch,
+            all_rows.dims,
+            all_rows.pk,
+            all_rows.by,
+            dict(self._dictionaries),
+            self.summary,
+        )
+
+    @property
+    def open_entries(self) -> dict[str, int]:
+        return {res.label: t.count for res, t in zip(RESOLUTIONS, self.tables, strict=True)}
+
+    @property
+    def memory_bytes(self) -> int:
+        return sum(
+            sum(a.nbytes for a in (*t.arrays(), t.stamp, t.bpk, t.bby, t.touched)) for t in self.tables
+        )
+
+
+@dataclass
+class RollupRows:
+    """Rows of a rollup task (a snapshot: an increment, see :mod:`netspectra.rollup.task`).
+
+    Per row: ``resolution`` (index into :data:`~netspectra.rollup.dims.RESOLUTIONS`), ``bucket`` (the
+    bucket's index: its start is ``bucket * width``), ``epoch``, the dimension ``words`` (``(m, words)``
+    uint32, in the order of ``dimensions``), ``packets`` and ``bytes`` (cumulative for the row's
+    identity). ``dictionaries`` decode the text dimensions' codes.
+    """
+
+    task_name: str
+    dimensions: tuple[str, ...]
+    resolution: np.ndarray
+    bucket: np.ndarray
+    epoch: np.ndarray
+    words: np.ndarray
+    packets: np.ndarray
+    bytes: np.ndarray
+    dictionaries: dict[str, tuple[str, ...]]
+    summary: RollupSummary | None = None
+
+    #: Increments, never superseded by a later snapshot (see :mod:`netspectra.engine.groups`).
+    incremental = True
+    kind = "rollup"
+
+    def __len__(self) -> int:
+        return int(self.bucket.shape[0])
+
+    def take(self, index: np.ndarray) -> RollupRows:
+        return RollupRows(
+            self.task_name,
+            self.dimensions,
+            self.resolution[index],
+            self.bucket[index],
+            self.epoch[index],
+            self.words[index],
+            self.packets[index],
+            self.bytes[index],
+            self.dictionaries,
+            self.summary,
+        )
+
+    def at(self, resolution: int) -> RollupRows:
+        """The rows of one resolution (an index into :data:`~netspectra.rollup.dims.RESOLUTIONS`)."""
+        return self.take(np.flatnonzero(self.resolution == resolution))
+
+    def bucket_ns(self) -> np.ndarray:
+        """Each row's bucket start, UTC ns."""
+        widths = np.array([r.ns for r in RESOLUTIONS], np.int64)
+        return self.bucket * widths[self.resolution]
+
+    def columns(self) -> dict[str, Any]:
+        """The dimension columns, decoded: numbers as uint32/uint8 arrays, texts and addresses as lists
+        of str (``""`` unknown)."""
+        from netspectra.output.addr import ips_to_text
+
+        out: dict[str, Any] = {}
+        j = 0
+        for name in self.dimensions:
+            dim = BY_NAME[name]
+            part = self.words[:, j : j + dim.words]
+            j += dim.words
+            if dim.kind == "number":
+                out[name] = part[:, 0].astype(np.uint8 if dim.clickhouse == "UInt8" else np.uint32)
+            elif dim.kind == "address":
+                raw = np.ascontiguousarray(part).view(np.uint8).reshape(-1, 16)
+                texts = ips_to_text(raw) if len(raw) else []
+                none = ~raw.any(axis=1)
+                out[name] = ["" if z else t for t, z in zip(texts, none, strict=True)]
+            else:
+                words = self.dictionaries.get(name, ("",))
+                codes = part[:, 0]
+                out[name] = [words[c] if c < len(words) else f"#{c}" for c in codes.tolist()]
+        return out
+
+    def to_arrow(self) -> Any:
+        """One Arrow table: ``TaskName``, ``Resolution`` (``1m``/``5m``/``1h``), ``Bucket`` (start, UTC),
+        ``Epoch``, the dimensions (decoded), ``Packets``, ``Bytes``."""
+        import pyarrow as pa
+
+        m = len(self)
+        labels = np.array([r.label for r in RESOLUTIONS], dtype=object)
+        cols: dict[str, Any] = {
+            "TaskName": pa.array([self.task_name] * m, pa.string()),
+            "Resolution": pa.array(labels[self.resolution].tolist() if m else [], pa.string()),
+            "Bucket": pa.array(self.bucket_ns(), pa.timestamp("ns", tz="UTC")),
+            "Epoch": pa.array(self.epoch, pa.int64()),
+        }
+        for name, values in self.columns().items():
+            cols[name] = pa.array(values)
+        cols["Packets"] = pa.array(self.packets, pa.uint64())
+        cols["Bytes"] = pa.array(self.bytes, pa.uint64())
+        return pa.table(cols)
+
+    @staticmethod
+    def combine(parts: Sequence[tuple[int, RollupRows]]) -> RollupRows | None:
+        """The totals of a sequence of increments of one task, each with the period it was handed out in
+        (``(period_start_ns, rows)``): per identity (period, resolution, bucket, dimensions, epoch) the
+        latest row (a later part replaces an earlier one), then summed: one row per (resolution, bucket,
+        dimension tuple), sorted, epochs 0. ``None`` without parts."""
+        if not parts:
+            return None
+        last = parts[-1][1]
+        dictionaries: dict[str, tuple[str, ...]] = {}
+        for _, p in parts:
+            for k, v in p.dictionaries.items():
+                if len(v) > len(dictionaries.get(k, ())):
+                    dictionaries[k] = v
+        words = np.concatenate([p.words for _, p in parts])
+        res = np.concatenate([p.resolution for _, p in parts]).astype(np.int64)
+        bkt = np.concatenate([p.bucket for _, p in parts])
+        epoch = np.concatenate([p.epoch for _, p in parts])
+        period = np.concatenate([np.full(len(p), start, np.int64) for start, p in parts])
+        pk = np.concatenate([p.packets for _, p in parts])
+        by = np.concatenate([p.bytes for _, p in parts])
+        order = np.arange(len(bkt))
+        # lexsort: the last key is the primary one; the row's position (later parts later) the last one
+        columns = [words[:, j] for j in range(words.shape[1] - 1, -1, -1)]
+        idx = np.lexsort([order, epoch, period, *columns, bkt, res])
+        ident = np.column_stack([res, bkt, words.astype(np.int64), period, epoch])[idx]
+        last_of = np.ones(len(idx), bool)
+        if len(idx) > 1:
+            last_of[:-1] = (ident[1:] != ident[:-1]).any(axis=1)
+        keep = idx[last_of]  # the latest version of each identity
+        group = np.column_stack([res, bkt, words.astype(np.int64)])[keep]
+        starts = np.ones(len(keep), bool)
+        if len(keep) > 1:
+            starts[1:] = (group[1:] != group[:-1]).any(axis=1)
+        first = np.flatnonzero(starts)
+        sel = keep[first]
+        return RollupRows(
+            last.task_name,
+            last.dimensions,
+            res[sel].astype(np.uint8),
+            bkt[sel],
+            np.zeros(len(sel), np.int64),
+            words[sel],
+            np.add.reduceat(pk[keep], first) if len(keep) else pk[:0],
+            np.add.reduceat(by[keep], first) if len(keep) else by[:0],
+            dictionaries,
+            last.summary,
+        )

@@ -1,0 +1,439 @@
+"""Rollups in ClickHouse, on the embedded engine and on a real clickhouse-server (18.16 in CI): the engine
+(enrichment stage, an exact and a rollup task, periodic snapshots, two period ends, every write retried)
+over traffic that crosses midnight, with late packets and exported flow records spread over several
+minutes. Every range of whole buckets of every rollup table must give the totals of the traffic itself,
+and the whole range the totals of the full-resolution ``flow_metrics``; ``TopN`` answers from the
+coarsest table that answers and says which, over gRPC, REST and the CLI."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import grpc
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from netspectra.batch import PacketBatch
+from netspectra.config.aggregator import WriterConfig
+from netspectra.config.models import Config
+from netspectra.engine.enrichment import EnrichmentStage
+from netspectra.engine.manager import Manager, ManualClock
+from netspectra.engine.registry import build_groups
+from netspectra.rollup import kernels as kern
+from netspectra.rollup.dims import RESOLUTIONS
+from netspectra.storage.clickhouse import ClickHouseWriter
+from netspectra.storage.clickhouse_config import ClickHouseConfig
+from netspectra.storage.queries import aggregate_flows
+from netspectra.storage.rollups import DimensionFilter, choose_rollup, top_n, traffic_series
+from netspectra.storage.store import ClickHouseStore, connect_store
+
+MIN = 60 * 10**9
+DAY = 86_400 * 10**9
+#: 23:35 UTC, 2019-06-01: the traffic runs 50 minutes, across midnight (and two hours).
+T0 = 1_559_347_200 * 10**9 + DAY - 25 * MIN
+#: When the engine ran (its snapshots' time): years after the traffic.
+T_RUN = 1_800_000_000 * 10**9
+NETWORKS = {"10.0.0.0/8": {"name": "lan", "asn": 64500}, "10.1.0.0/16": {"name": "lab", "asn": 64501}}
+DIMS = ["Protocol", "SrcAS", "SrcNetName", "Exporter", "InIf"]
+
+
+class Twice:
+    """A writer that stores every snapshot twice: the engine retrying a write it thinks failed."""
+
+    def __init__(self, inner: ClickHouseWriter) -> None:
+        self.inner = inner
+
+    def open(self) -> None:
+        self.inner.open()
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def write_flows(self, snap: Any, meta: Any) -> None:
+        self.inner.write_flows(snap, meta)
+        self.inner.write_flows(snap, meta)
+
+    def write_rollups(self, snap: Any, meta: Any) -> None:
+        self.inner.write_rollups(snap, meta)
+        self.inner.write_rollups(snap, meta)
+
+
+def traffic(seed: int = 3) -> list[PacketBatch]:
+    """50 minutes of packets (10.x sources) and, every fifth batch, exported flow records (spans up to
+    8 minutes, counts sampled up); batches reach back 2 minutes (late packets)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for k in range(50):
+        export = k % 5 == 4
+        n = 400 if export else 3000
+        b = PacketBatch.empty(n, PacketBatch.EXPORT_COLUMNS if export else ())
+        b.ts_ns[:] = T0 + k * MIN + rng.integers(-2 * MIN, MIN, n)
+        b.src_ip[:] = 0
+        b.src_ip[:, 10:12] = 0xFF
+        b.src_ip[:, 12] = rng.choice([10, 192], n)
+        b.src_ip[:, 13] = rng.integers(0, 3, n)
+        b.src_ip[:, 15] = rng.integers(1, 200, n)
+        b.dst_ip[:] = b.src_ip[::-1]
+        b.src_port[:] = rng.integers(1024, 1100, n)
+        b.dst_port[:] = 443
+        b.protocol[:] = rng.choice(np.array([6, 17], np.uint8), n)
+        b.length[:] = rng.integers(60, 1500, n)
+        if export:
+            b.flow_start_ns[:] = b.ts_ns - rng.integers(0, 8 * MIN, n)
+            b.packets[:] = rng.integers(1, 1000, n)
+            b.octets[:] = b.packets * rng.integers(60, 1500, n).astype(np.uint64)
+            b.sampling_rate[:] = 1
+            b.in_if[:] = rng.integers(1, 3, n)
+            b.out_if[:] = 0
+            b.exporter[:] = 0
+            b.exporter[:, 10:12] = 0xFF
+            b.exporter[:, 12:] = [192, 0, 2, 254]
+        out.append(b)
+    return out
+
+
+def truth(batches: list[PacketBatch], width_s: int) -> dict[int, tuple[int, int]]:
+    """Bucket start (ns) at ``width_s`` -> (packets, bytes), row by row with the reference split."""
+    out: dict[int, list[int]] = {}
+    ratio = width_s // 60
+    for b in batches:
+        packets = b.packet_counts()
+        nbytes = b.byte_counts()
+        starts = b.flow_start_ns if b.flow_start_ns is not None else b.ts_ns
+        for i in range(len(b)):
+            split = kern.split_ref(int(starts[i]), int(b.ts_ns[i]), int(packets[i]), int(nbytes[i]), MIN, DAY)
+            for k, (p, y) in split.items():
+                got = out.setdefault((k // ratio) * width_s * 10**9, [0, 0])
+                got[0] += p
+                got[1] += y
+    return {k: (p, y) for k, (p, y) in out.items()}
+
+
+def engine_config(ch: dict[str, object]) -> Config:
+    writer = {"type": "clickhouse", "enabled": True, "snapshot_interval": "60s", "clickhouse": ch}
+    return Config.model_validate(
+        {
+            "aggregator": {
+                "types": ["exact", "rollup"],
+                "exact": {
+                    "writers": [writer],
+                    "tasks": [{"name": "five", "key_fields": ["SrcIP", "DstIP", "SrcPort"]}],
+                },
+                "rollup": {
+                    "writers": [writer],
+                    "tasks": [{"name": "traffic", "dimensions": DIMS, "close_after": "30s"}],
+                },
+            },
+            "enrichment": {"networks": NETWORKS},
+        }
+    )
+
+
+def run_engine(ch: dict[str, object], batches: list[PacketBatch]) -> None:
+    """The batches through a manager (ManualClock): a snapshot to the writers every 60 s of its clock
+    (every 4 batches), period ends after batch 17 and 34, every write done twice."""
+    cfg = engine_config(ch)
+    groups = []
+    for g in build_groups(cfg):
+        writers = tuple(
+            replace(gw, writer=Twice(ClickHouseWriter(WriterConfig.model_validate(
+                {"type": "clickhouse", "enabled": True, "clickhouse": ch}, context={"group": g.name}
+            ), g.name)))
+            for gw in g.writers
+        )  # fmt: skip
+        groups.append(replace(g, writers=writers))
+    clock = ManualClock(T_RUN)
+    m = Manager(groups, clock=clock, num_workers=2, enrichment=EnrichmentStage.from_config(cfg))
+    m.start()
+    for i, b in enumerate(batches):
+        m.submit(b)
+        if i % 4 == 3:
+            m.flush()
+            clock.advance(60)
+            assert m.settle(60)
+        if i in (17, 34):
+            m.flush()
+            m.end_period()
+    m.flush()
+    m.stop(end_of_input=True)
+    lost = {name: w["dropped"] for name, w in m.metrics_dict()["writers"].items() if w["dropped"]}
+    assert not lost, lost
+    assert m.metrics.periods.value == 2
+
+
+@dataclass
+class Stored:
+    store: ClickHouseStore
+    batches: list[PacketBatch]
+
+
+def _stored(ch: dict[str, object]) -> Iterator[Stored]:
+    batches = traffic()
+    run_engine(ch, batches)
+    store = connect_store(ClickHouseConfig(**ch))
+    try:
+        yield Stored(store, batches)
+    finally:
+        store.close()
+
+
+@pytest.fixture(scope="module", params=["chdb", "server"])
+def stored(request: pytest.FixtureRequest, chdb_data_dir: Path) -> Iterator[Stored]:
+    database = f"ns_rollup_{uuid.uuid4().hex[:10]}"
+    if request.param == "chdb":
+        ch: dict[str, object] = {"data_dir": str(chdb_data_dir), "database": database}
+    else:
+        ch = request.getfixturevalue("clickhouse_server").config(database)
+    yield from _stored(ch)
+
+
+def check_ranges(store: ClickHouseStore, batches: list[PacketBatch], seed: int = 1) -> None:
+    """Random ranges of whole buckets of each table (across midnight and the periods): totals = truth."""
+    rng = np.random.default_rng(seed)
+    for res in RESOLUTIONS:
+        want = truth(batches, res.seconds)
+        keys = sorted(want)
+        for _ in range(6):
+            a, b = sorted(rng.choice(len(keys), 2, replace=False).tolist())
+            lo, hi = keys[a], keys[b] + res.ns
+            top = top_n(
+                store, "traffic", "Protocol", "bytes", (), lo, hi, resolution_s=res.seconds, now_ns=T0
+            )
+            assert top.choice.table == res.table and (top.choice.start_ns, top.choice.end_ns) == (lo, hi)
+            expect_p = sum(want[k][0] for k in keys[a : b + 1])
+            expect_b = sum(want[k][1] for k in keys[a : b + 1])
+            assert (top.total_packets, top.total_bytes) == (expect_p, expect_b), (res.label, lo, hi)
+            assert sum(v.bytes for v in top.values) == expect_b  # two protocols: both shown
+
+
+def test_every_range_of_every_rollup_equals_the_traffic(stored: Stored) -> None:
+    check_ranges(stored.store, stored.batches)
+
+
+def test_the_whole_range_equals_the_full_resolution_table(stored: Stored) -> None:
+    """Captured packets (no exporter) in the rollups = the exact task's ``flow_metrics`` totals minus
+    what the exact task makes of the exported records (counted by an exact task in this process, so the
+    check holds whether the task counts a record as its packets or as one row)."""
+    from netspectra.tasks.exact import ExactTask
+
+    (exact,) = aggregate_flows(stored.store, task="five")
+    local = ExactTask("five", ("SrcIP", "DstIP", "SrcPort"))
+    for b in stored.batches:
+        if b.exporter is not None:
+            local.update(b)
+    snap = local.snapshot()
+    exported = (int(snap.packets.sum()), int(snap.bytes.sum()))
+    captured = [b for b in stored.batches if b.exporter is None]
+    want = (sum(len(b) for b in captured), sum(int(b.length.sum()) for b in captured))
+    assert (exact.total_packets - exported[0], exact.total_bytes - exported[1]) == want
+    no_exporter = [DimensionFilter("Exporter", ("",))]
+    everything = (
+        sum(int(b.packet_counts().sum()) for b in stored.batches),
+        sum(int(b.byte_counts().sum()) for b in stored.batches),
+    )
+    for res in RESOLUTIONS:
+        top = top_n(
+            stored.store, "traffic", "SrcAS", "bytes", no_exporter, resolution_s=res.seconds, now_ns=T0
+        )
+        assert (top.total_packets, top.total_bytes) == want, res.label
+        every = top_n(stored.store, "traffic", "SrcAS", resolution_s=res.seconds, now_ns=T0)
+        assert (every.total_packets, every.total_bytes) == everything, res.label
+    # several periods were stored, and the retried writes counted once (above)
+    periods = stored.store.query(f"SELECT uniqExact(PeriodStartNs) FROM {stored.store.table('rollup_1m')}")
+    assert periods[0][0] == 3
+
+
+def test_traffic_has_its_own_time_and_words(stored: Stored) -> None:
+    """The 2019 traffic is in 2019's buckets (not at the engine's time), enriched: ASes and names of the
+    networks map, the exporters' addresses, interfaces; filters narrow, ``exclude`` inverts."""
+    s = stored.store
+    hours = s.query(f"SELECT DISTINCT toString(Bucket) FROM {s.table('rollup_1h')} FINAL ORDER BY 1")
+    assert [h[0] for h in hours] == ["2019-06-01 23:00:00", "2019-06-02 00:00:00"]
+    top = top_n(s, "traffic", "SrcNetName", now_ns=T0)
+    assert {v.value for v in top.values} == {"lan", "lab", ""}
+    lab = top_n(s, "traffic", "SrcAS", filters=[DimensionFilter("SrcNetName", ("lab",))], now_ns=T0)
+    assert [v.value for v in lab.values] == ["64501"]
+    not_lab = top_n(s, "traffic", "SrcAS", filters=[DimensionFilter("SrcNetName", ("lab",), True)], now_ns=T0)
+    assert {v.value for v in not_lab.values} == {"64500", "0"}
+    assert lab.total_bytes + not_lab.total_bytes == top.total_bytes
+    exp = top_n(s, "traffic", "Exporter", filters=[DimensionFilter("InIf", ("1", "2"))], now_ns=T0)
+    assert [v.value for v in exp.values] == ["192.0.2.254"]
+    series = traffic_series(s, "traffic", "packets", T0 - 15 * MIN, T0 + 60 * MIN, step_s=300, now_ns=T0)
+    assert series.choice.table == "rollup_5m" and series.step_s == 300
+    assert sum(v for _, v in series.series["total"]) == top.total_packets
+    by_name = traffic_series(
+        s,
+        "traffic",
+        "bytes",
+        T0 - 15 * MIN,
+        T0 + 60 * MIN,
+        step_s=60,
+        dimension="SrcNetName",
+        top=2,
+        now_ns=T0,
+    )
+    assert set(by_name.series) == {*by_name.values, "other"} and len(by_name.values) == 2
+    assert sum(x for pts in by_name.series.values() for _, x in pts) == top.total_bytes
+
+
+def test_old_traffic_stored_recently_is_read_at_full_resolution(stored: Stored) -> None:
+    """The traffic is from 2019, stored years later (retention counts from the writes): with the real clock
+    the 1-minute rows answer although the range starts long before ``rollup_1m_retention`` — a capture
+    shows its own timeline minute by minute; a task whose finer rows are gone falls back to the table that
+    has them."""
+    store = stored.store
+    want = truth(stored.batches, 60)
+    lo, hi = min(want), max(want) + MIN
+    top = top_n(store, "traffic", "Protocol", "bytes", (), lo, hi, resolution_s=60)  # now: the clock
+    assert top.choice.table == "rollup_1m" and "written since" in top.choice.reason
+    assert (top.total_packets, top.total_bytes) == tuple(sum(v[i] for v in want.values()) for i in (0, 1))
+    series = traffic_series(store, "traffic", "packets", lo, hi, 60)
+    assert series.choice.table == "rollup_1m" and series.step_s == 60
+    assert dict(series.series["total"]) == {k: p for k, (p, _) in want.items()}
+    # "everything" (from 0 to now, no step: a dashboard's default): the points spread over the traffic
+    everything = traffic_series(store, "traffic", "packets", 0, time.time_ns(), max_points=500)
+    assert everything.choice.table == "rollup_1m" and everything.step_s == 60
+    assert everything.series == series.series
+    # rows of a task only in rollup_1h (its finer rows dropped): the finer tables are not read
+    hour = lo - lo % (3600 * 10**9)
+    store.execute(
+        f"INSERT INTO {store.table('rollup_1h')} (TimestampNs, PeriodStartNs, TaskName, BucketNs, Epoch, "
+        f"Protocol, Packets, Bytes) SELECT {T_RUN}, {hour}, 'gone', {hour}, 0, 6, 5, 500"
+    )
+    gone = top_n(store, "gone", "Protocol", "bytes", (), lo, hi, resolution_s=60)
+    assert gone.choice.table == "rollup_1h" and "rollup_1m_retention" in gone.choice.reason
+    assert (gone.total_packets, gone.total_bytes) == (5, 500)
+    nothing = top_n(store, "no-such-task", "Protocol", "bytes", (), lo, hi, resolution_s=60)
+    assert nothing.choice.table == "rollup_1h" and nothing.total_packets == 0
+
+
+def test_choice_of_table_follows_resolution_and_retention() -> None:
+    cfg = ClickHouseConfig(data_dir="/unused")
+    now = T0 + 400 * DAY
+    month = (T0, T0 + 30 * DAY)
+    assert choose_rollup(cfg, *month, now_ns=T0).table == "rollup_1h"  # a hundredth of 30 days: 7.2 h
+    assert choose_rollup(cfg, T0, T0 + DAY, now_ns=T0).table == "rollup_5m"  # 14.4 min
+    assert choose_rollup(cfg, T0, T0 + 3600 * 10**9, now_ns=T0).table == "rollup_1m"  # 36 s
+    assert choose_rollup(cfg, T0, T0 + DAY, resolution_s=60, now_ns=T0).table == "rollup_1m"
+    c = choose_rollup(cfg, T0, T0 + DAY, resolution_s=60, now_ns=now)  # 1m rows kept a week, 5m 90 days
+    assert c.table == "rollup_1h" and "rollup_1m_retention" in c.reason
+    forever = ClickHouseConfig(data_dir="/unused", rollup_1m_retention="0")
+    assert choose_rollup(forever, T0, T0 + DAY, resolution_s=60, now_ns=now).table == "rollup_1m"
+    edges = choose_rollup(cfg, T0 + 7, T0 + DAY - 7, resolution_s=300, now_ns=T0)
+    assert (edges.start_ns, edges.end_ns) == (T0 - T0 % (300 * 10**9), T0 + DAY)  # widened to whole buckets
+    assert choose_rollup(cfg, None, None, now_ns=T0).table == "rollup_1h"
+
+
+# --------------------------------------------------------------------------------------------------
+# TopN over gRPC, REST and the CLI
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def served(stored: Stored) -> Iterator[tuple[Any, str]]:
+    from netspectra.api.grpc_service import QueryCore, create_grpc_server
+
+    cfg = engine_config(stored.store.cfg.model_dump(exclude_defaults=True))
+    core = QueryCore(cfg)
+    server, port, _ = create_grpc_server(core, "127.0.0.1:0")
+    server.start()
+    yield core, f"127.0.0.1:{port}"
+    server.stop(None)
+    core.close()
+
+
+def test_topn_over_grpc_says_which_table(served: tuple[Any, str], stored: Stored) -> None:
+    from netspectra.proto.v1 import query_pb2, query_pb2_grpc
+
+    _, addr = served
+    with grpc.insecure_channel(addr) as channel:
+        stub = query_pb2_grpc.QueryServiceStub(channel)
+        req = query_pb2.TopNRequest(dimension="SrcAS", limit=2)
+        req.start_time.FromNanoseconds(T0 - 10 * MIN)
+        req.end_time.FromNanoseconds(T0 + 70 * MIN)
+        resp = stub.TopN(req, timeout=30)
+        want = top_n(stored.store, "traffic", "SrcAS", "bytes", (), T0 - 10 * MIN, T0 + 70 * MIN, 2)
+        assert [(e.value, e.bytes) for e in resp.entries] == [(v.value, v.bytes) for v in want.values]
+        assert resp.task_name == "traffic" and resp.table == want.choice.table and resp.reason
+        assert resp.distinct_values == 3 and resp.total_bytes == want.total_bytes
+        assert resp.start_time.ToNanoseconds() == want.choice.start_ns
+        pk = stub.TopN(
+            query_pb2.TopNRequest(dimension="Protocol", metric=query_pb2.TOP_METRIC_PACKETS), timeout=30
+        )
+        assert [e.packets for e in pk.entries] == sorted((e.packets for e in pk.entries), reverse=True)
+        for request, code, words in (
+            (query_pb2.TopNRequest(), grpc.StatusCode.INVALID_ARGUMENT, "dimension is required"),
+            (
+                query_pb2.TopNRequest(dimension="SrcAs"),
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "did you mean 'SrcAS'",
+            ),
+            (query_pb2.TopNRequest(dimension="DstAS"), grpc.StatusCode.INVALID_ARGUMENT, "keyed on DstAS"),
+            (
+                query_pb2.TopNRequest(dimension="SrcAS", task_name="five"),
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "AggregateFlows",
+            ),
+            (
+                query_pb2.TopNRequest(
+                    dimension="SrcAS", filters=[query_pb2.DimensionFilter(dimension="SrcAS", values=["x"])]
+                ),
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "not a number",
+            ),
+        ):
+            with pytest.raises(grpc.RpcError) as err:
+                stub.TopN(request, timeout=30)
+            assert err.value.code() == code and words in err.value.details(), err.value.details()
+
+
+def test_topn_over_rest_grafana_and_the_cli(served: tuple[Any, str], stored: Stored) -> None:
+    from fastapi.testclient import TestClient
+
+    from netspectra.api.http_app import create_app
+    from netspectra.cli.api_cmds import query_app
+
+    core, addr = served
+    total = top_n(stored.store, "traffic", "SrcNetName").total_bytes
+    with TestClient(create_app(core)) as client:
+        r = client.post(
+            "/api/v1/top",
+            json={"dimension": "SrcAS", "filters": [{"dimension": "SrcNetName", "values": ["lab"]}]},
+        )
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert [e["value"] for e in body["entries"]] == ["64501"] and body["table"].startswith("rollup_")
+        q = client.post(
+            "/query",
+            json={
+                "range": {"from": "2019-06-01T23:00:00Z", "to": "2019-06-02T01:00:00Z"},
+                "intervalMs": 300_000,
+                "targets": [{"target": "rollup:traffic:bytes"}, {"target": "top:SrcNetName"}],
+            },
+        )
+        assert q.status_code == 200, q.text
+        series, table = q.json()
+        assert sum(v for v, _ in series["datapoints"]) == total
+        assert table["type"] == "table" and {row[0] for row in table["rows"]} == {"lan", "lab", ""}
+        targets = client.post("/metrics", json={}).json()
+        assert {"label": "top:SrcAS", "value": "top:SrcAS"} in targets
+    runner = CliRunner()
+    out = runner.invoke(query_app, ["top", "--by", "SrcNetName", "--addr", addr, "--start", "2019-06-01"])
+    assert out.exit_code == 0, out.output
+    assert "Top SrcNetName by bytes — rollup task traffic" in out.output and "lab" in out.output
+    assert "from rollup_" in out.output
+    out = runner.invoke(
+        query_app, ["top", "--by", "SrcAS", "-f", "SrcNetName!=lab", "-n", "1", "--addr", addr, "--json"]
+    )
+    assert out.exit_code == 0, out.output
+    doc = json.loads(out.output)
+    assert len(doc["entries"]) == 1 and doc["entries"][0]["value"] in ("64500", "0")
+    bad = runner.invoke(query_app, ["top", "--by", "SrcAS", "-f", "nonsense", "--addr", addr])
+    assert bad.exit_code != 0 and "--filter" in bad.output

@@ -1,0 +1,109 @@
+"""The cache of compiled enrichment tables: a second start reads what the first compiled (the same answers),
+a changed database is compiled again, a damaged entry is recomputed, ``off`` keeps nothing."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from mmdb_writing import write_mmdb
+
+from netspectra.config.enrichment import EnrichmentConfig
+from netspectra.enrich import cache as cache_mod
+from netspectra.enrich.enricher import Enricher
+
+
+def _db(path: Path, asn: int) -> Path:
+    entries = [
+        (f"{a}.0.0.0/8", {"autonomous_system_number": asn + a, "country": {"iso_code": "FR"}})
+        for a in range(1, 60)
+    ]
+    entries.append(("2001:db8::/32", {"autonomous_system_number": asn, "country": {"iso_code": "DE"}}))
+    tmp = path.with_suffix(".tmp")
+    write_mmdb(tmp, entries)
+    os.replace(tmp, path)
+    return path
+
+
+def _enricher(db: Path, cache_dir: str) -> Enricher:
+    cfg = EnrichmentConfig.model_validate(
+        {
+            "geoip": {"asn_database": str(db), "country_database": str(db), "cache_dir": cache_dir},
+            "networks": {"10.1.0.0/16": {"name": "lab"}},
+        }
+    )
+    return Enricher.from_config(cfg, background=False)
+
+
+def _addresses(n: int = 5000) -> np.ndarray:
+    rng = np.random.default_rng(1)
+    a = np.zeros((n, 16), np.uint8)
+    a[:, 10:12] = 0xFF
+    a[:, 12:] = rng.integers(0, 256, (n, 4))
+    a[:20, 12:14] = [10, 1]  # in the networks map
+    a[-10:] = 0
+    a[-10:, :4] = [0x20, 0x01, 0x0D, 0xB8]
+    return a
+
+
+def test_a_second_start_reads_the_compiled_tables(tmp_path: Path) -> None:
+    db = _db(tmp_path / "asn.mmdb", 100)
+    first = _enricher(db, str(tmp_path / "cache"))
+    assert (first.cache.hits, first.cache.misses) == (0, 2)  # the database walk and the table build
+    second = _enricher(db, str(tmp_path / "cache"))
+    assert (second.cache.hits, second.cache.misses) == (2, 0)
+    a = _addresses()
+    x, y = first.enrich(a, a[::-1]), second.enrich(a, a[::-1])
+    for name in x.columns:
+        assert np.array_equal(x.columns[name], y.columns[name]), name
+    assert (x.columns["SrcAS"] > 0).sum() > 1000 and (x.columns["SrcNetName"] > 0).any()
+    t1, t2 = first.table, second.table
+    assert np.array_equal(t1.idx4, t2.idx4) and np.array_equal(t1.steps6.vals, t2.steps6.vals)
+    assert second.status()["asn"]["loaded"] and "networks" in second.status()["asn"]["description"]
+    # a copy of the same file elsewhere is the same entry (keyed by the bytes, not the name)
+    copy = tmp_path / "copy.mmdb"
+    copy.write_bytes(db.read_bytes())
+    assert _enricher(copy, str(tmp_path / "cache")).cache.hits == 2
+
+
+def test_a_changed_database_is_compiled_again(tmp_path: Path) -> None:
+    db = _db(tmp_path / "asn.mmdb", 100)
+    _enricher(db, str(tmp_path / "cache"))
+    _db(db, 500)  # same name, new content
+    e = _enricher(db, str(tmp_path / "cache"))
+    assert e.cache.misses == 2
+    a = _addresses(10)
+    a[:] = 0
+    a[:, 10:12] = 0xFF
+    a[:, 12] = 7
+    assert set(e.enrich(a, a).columns["SrcAS"].tolist()) == {507}
+
+
+def test_a_damaged_entry_is_recomputed_and_off_keeps_nothing(tmp_path: Path) -> None:
+    db = _db(tmp_path / "asn.mmdb", 100)
+    cache = tmp_path / "cache"
+    _enricher(db, str(cache))
+    for entry in cache.glob("*.npz"):
+        entry.write_bytes(b"not a zip file")
+    e = _enricher(db, str(cache))
+    assert e.cache.misses == 2 and e.enrich(_addresses(), _addresses()).columns["SrcAS"].any()
+    assert all(p.stat().st_size > 100 for p in cache.glob("*.npz"))  # replaced by good entries
+    off = _enricher(db, "off")
+    assert off.cache.directory is None and (off.cache.hits, off.cache.misses) == (0, 0)
+
+
+def test_entries_are_pruned_to_the_newest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cache_mod, "KEEP", 3)
+    cache = tmp_path / "cache"
+    for v in range(4):
+        _enricher(_db(tmp_path / "asn.mmdb", 100 + v), str(cache))
+    assert len(list(cache.glob("*.npz"))) == 3
+
+
+def test_default_directory_follows_xdg(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert cache_mod.cache_dir("") == tmp_path / "netspectra" / "enrich"
+    assert cache_mod.cache_dir(" off ") is None
+    assert cache_mod.cache_dir("~/x") == Path.home() / "x"

@@ -1,0 +1,151 @@
+"""The rollup kernels agree with their plain-Python references: rows into (bucket, dimensions) entries,
+records spread over the buckets they overlap, increments folded into coarser tables, tables rebuilt."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from netspectra.rollup import kernels as kern
+from netspectra.rollup.task import _INT64_MIN, _Rows, _Table
+
+MIN = 60 * 10**9
+T0 = 1_700_000_000 * 10**9
+
+
+def _table_dict(t: _Table) -> dict[tuple[int, tuple[int, ...]], tuple[int, int]]:
+    used = t.state != kern.EMPTY
+    return {
+        (int(b), tuple(int(x) for x in d)): (int(p), int(y))
+        for b, d, p, y in zip(t.bkt[used], t.dims[used], t.pk[used], t.by[used], strict=True)
+    }
+
+
+def _apply(t: _Table, end, start, packets, nbytes, mat, limit: int) -> int:
+    """Apply a batch as the task does: stop, grow, resume; returns how many stops there were."""
+    i, stops, n = 0, 0, end.shape[0]
+    t.meta[kern.M_STAMP] += 1
+    t.meta[kern.M_TOUCHED] = 0
+    while True:
+        i = kern.aggregate_rows(
+            i, end, start, packets, nbytes, mat, MIN, 86_400 * 10**9, min(t.cap // 2, limit), 0,
+            *t.arrays(), t.stamp, t.bpk, t.bby, t.touched, t.meta,
+        )  # fmt: skip
+        if i >= n:
+            return stops
+        stops += 1
+        t.meta[kern.M_TOUCHED] = 0  # (the task folds first; here only the finest table is checked)
+        t.meta[kern.M_STAMP] += 1
+        assert len(t.rehash(_INT64_MIN, t.cap * 2)) == 0
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_aggregate_rows_matches_the_reference(weighted: bool) -> None:
+    rng = np.random.default_rng(7)
+    n, d = 20_000, 3
+    end = T0 + rng.integers(0, 30 * MIN, n)
+    mat = rng.integers(0, 4, (d, n)).astype(np.uint32)
+    nbytes = rng.integers(40, 1500, n).astype(np.uint64)
+    start = packets = None
+    if weighted:  # flow-export rows: spans of up to 10 minutes, big counts, some reversed spans
+        start = end - rng.integers(0, 10 * MIN, n)
+        start[:50] = end[:50] + 5  # first after last: counted at its last packet
+        packets = rng.integers(1, 10**9, n).astype(np.uint64)
+        nbytes = packets * rng.integers(40, 1500, n).astype(np.uint64)
+        packets[100:130] = 0  # empty records (with bytes): stand for nothing (netspectra.weights)
+    t = _Table(d, 16, finest=True)
+    stops = _apply(
+        t,
+        end,
+        start if start is not None else np.empty(0, np.int64),
+        packets if packets is not None else np.empty(0, np.uint64),
+        nbytes,
+        mat,
+        1 << 30,
+    )
+    assert stops > 3  # the table grew while the batch was applied, without losing a row
+    want = kern.aggregate_ref(end, start, packets, nbytes, mat, MIN, 86_400 * 10**9)
+    assert _table_dict(t) == want
+    total_p = int(packets.sum()) if packets is not None else n
+    counted = packets != 0 if packets is not None else np.ones(n, bool)
+    assert sum(p for p, _ in want.values()) == total_p
+    assert sum(b for _, b in want.values()) == int(nbytes[counted].sum())
+    assert t.meta[kern.M_EMPTY] == (30 if weighted else 0)
+
+
+def test_split_is_exact_and_proportional() -> None:
+    # 10 minutes from 00:00:30: 30 s in the first bucket, 60 s in the next nine... and 30 s in the last
+    start, end = T0 - T0 % MIN + 30 * 10**9, T0 - T0 % MIN + 630 * 10**9
+    parts = kern.split_ref(start, end, 1_000_000, 7_000_003, MIN, 86_400 * 10**9)
+    assert len(parts) == 11
+    assert sum(p for p, _ in parts.values()) == 1_000_000
+    assert sum(b for _, b in parts.values()) == 7_000_003
+    shares = [p for _, (p, _) in sorted(parts.items())]
+    assert shares[0] == 50_000 and shares[-1] == 50_000 and all(s == 100_000 for s in shares[1:-1])
+    # an instant, a span ending exactly on a boundary (the next bucket gets nothing), a clamped span
+    assert kern.split_ref(end, end, 3, 9, MIN, 86_400 * 10**9) == {end // MIN: (3, 9)}
+    b = T0 - T0 % MIN
+    assert kern.split_ref(b - MIN, b, 6, 6, MIN, 86_400 * 10**9) == {b // MIN - 1: (6, 6)}
+    assert set(kern.split_ref(0, b, 5, 5, MIN, 2 * MIN)) == {b // MIN - 2, b // MIN - 1}
+
+
+def test_fold_carries_the_batch_increments_to_coarser_buckets() -> None:
+    rng = np.random.default_rng(3)
+    n = 5000
+    end = T0 + rng.integers(0, 3 * 3600 * 10**9, n)
+    mat = rng.integers(0, 3, (2, n)).astype(np.uint32)
+    nbytes = rng.integers(40, 1500, n).astype(np.uint64)
+    fine = _Table(2, 1 << 14, finest=True)
+    _apply(fine, end, np.empty(0, np.int64), np.empty(0, np.uint64), nbytes, mat, 1 << 30)
+    for ratio in (5, 60):
+        coarse = _Table(2, 16, finest=False)
+        nt = int(fine.meta[kern.M_TOUCHED])
+        t = 0
+        while t < nt:
+            t = kern.fold(
+                t, fine.touched, nt, fine.bkt, fine.dims, fine.bpk, fine.bby, ratio,
+                coarse.cap // 2, 0, *coarse.arrays(), coarse.meta,
+            )  # fmt: skip
+            if t < nt:
+                coarse.rehash(_INT64_MIN, coarse.cap * 2)
+        want: dict[tuple[int, tuple[int, ...]], list[int]] = {}
+        for (b, dims), (p, y) in _table_dict(fine).items():
+            got = want.setdefault((b // ratio, dims), [0, 0])
+            got[0] += p
+            got[1] += y
+        assert _table_dict(coarse) == {k: tuple(v) for k, v in want.items()}
+
+
+def test_rehash_closes_old_buckets_and_hands_out_only_changed_ones() -> None:
+    mat = np.array([[1, 2, 1, 2]], np.uint32)
+    end = np.array([0, 0, 5, 5], np.int64) * MIN + T0 - T0 % MIN
+    t = _Table(1, 64, finest=True)
+    _apply(t, end, np.empty(0, np.int64), np.empty(0, np.uint64), np.ones(4, np.uint64), mat, 1 << 30)
+    # hand out everything (state: open, unchanged), then change one entry of the old bucket
+    out = _Rows.empty(t.count, 1)
+    assert kern.collect(1, *t.arrays(), *out.arrays()) == 4
+    slot = int(np.flatnonzero((t.state != 0) & (t.dims[:, 0] == 1) & (t.bkt == end[0] // MIN))[0])
+    t.state[slot] = kern.DIRTY
+    closed = t.rehash(int(end[0] // MIN), t.cap)
+    assert len(closed) == 1 and closed.dims[0, 0] == 1  # the changed one; the other closed silently
+    assert t.count == 2 and set(t.bkt[t.state != 0].tolist()) == {end[2] // MIN}
+
+
+@pytest.mark.parametrize("words", [1, 4])
+def test_add_marginals_matches_the_reference(words: int) -> None:
+    """Per-value sums of one dimension (1 word: AS numbers, codes; 4 words: an address), through the
+    table's doublings, equal the plain-Python sums; exact beyond 2**53 (exported byte counts)."""
+    from netspectra.rollup.task import Marginal
+
+    rng = np.random.default_rng(11)
+    m = Marginal(words, cap=16)
+    want: dict[tuple[int, ...], list[int]] = {}
+    for n in (1, 300, 5000, 20_000):
+        part = rng.integers(0, 3000 if words == 1 else 40, (n, words)).astype(np.uint32)
+        pk = rng.integers(1, 10**6, n).astype(np.uint64)
+        by = rng.integers(2**54, 2**55, n).astype(np.uint64)
+        m.add(part, pk, by)
+        kern.add_marginals_ref(want, part, pk, by)
+    got = m.as_dict()
+    assert got == want and len(m) == len(want) and m.keys.shape[0] >= 2 * len(want)
+    assert max(b for _, b in want.values()) > 2**53

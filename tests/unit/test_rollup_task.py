@@ -1,0 +1,308 @@
+"""The rollup task: every packet (and every exported record, spread over its buckets) in exactly one row
+per resolution, whatever the order of the traffic, the snapshots and the capacity; rows that a replay of
+the same batches reproduces identically; periods that start from nothing."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+
+from netspectra.batch import PacketBatch
+from netspectra.rollup import kernels as kern
+from netspectra.rollup.dims import RESOLUTIONS
+from netspectra.rollup.task import RollupParams, RollupRows, RollupTask
+
+MIN = 60 * 10**9
+DAY_NS = 86_400 * 10**9
+#: 23:50 UTC: the traffic crosses midnight (a day boundary) and an hour boundary.
+T0 = 1_700_000_000 * 10**9 - (1_700_000_000 % 86_400) * 10**9 + 86_400 * 10**9 - 10 * MIN
+
+
+def make_batch(rng: np.random.Generator, n: int, t0: int, span: int, export: bool = False) -> PacketBatch:
+    b = PacketBatch.empty(n, PacketBatch.EXPORT_COLUMNS if export else ())
+    b.ts_ns[:] = t0 + rng.integers(0, span, n)
+    b.src_ip[:] = 0
+    b.dst_ip[:] = 0
+    b.src_port[:] = 0
+    b.dst_port[:] = 0
+    b.protocol[:] = rng.choice(np.array([6, 17, 1], np.uint8), n)
+    b.length[:] = rng.integers(60, 1500, n)
+    if export:
+        b.flow_start_ns[:] = b.ts_ns - rng.integers(0, 7 * MIN, n)
+        b.packets[:] = rng.integers(1, 5000, n)
+        b.octets[:] = b.packets * rng.integers(40, 1500, n).astype(np.uint64)
+        b.sampling_rate[:] = 1
+        b.in_if[:] = rng.integers(1, 4, n)
+        b.out_if[:] = 0
+        b.exporter[:] = 0
+        b.exporter[:, 10:12] = 0xFF
+        b.exporter[:, 12:] = [192, 0, 2, 1]
+        b.exporter[n // 2 :, 15] = 2
+    as_codes = rng.choice(np.array([0, 15169, 3320], np.uint32), n)
+    return b.with_dims(
+        {"SrcAS": as_codes, "SrcNetName": (as_codes % 3).astype(np.uint16)}, {"SrcNetName": ("", "a", "b")}
+    )
+
+
+def truth(batches: list[PacketBatch], dims: tuple[str, ...], r: int) -> dict[tuple, tuple[int, int]]:
+    """(bucket at resolution r, dimension values) -> (packets, bytes), computed row by row in Python."""
+    task = RollupTask("ref", RollupParams(dims))
+    width = RESOLUTIONS[r].seconds // 60
+    out: dict[tuple, list[int]] = {}
+    for b in batches:
+        mat = task.dimension_words(b)
+        want = kern.aggregate_ref(
+            b.ts_ns, b.flow_start_ns, b.packets, b.byte_counts(), mat, MIN, 86_400 * 10**9
+        )
+        for (k, d), (p, y) in want.items():
+            got = out.setdefault((k // width, d), [0, 0])
+            got[0] += p
+            got[1] += y
+    return {k: (p, y) for k, (p, y) in out.items()}
+
+
+def rows_dict(rows: RollupRows, r: int) -> dict[tuple, tuple[int, int]]:
+    part = rows.at(r)
+    return {
+        (int(b), tuple(int(x) for x in w)): (int(p), int(y))
+        for b, w, p, y in zip(part.bucket, part.words, part.packets, part.bytes, strict=True)
+    }
+
+
+def identities(parts: list[RollupRows]) -> dict[tuple, tuple[int, int]]:
+    """Identity -> latest row (what a ReplacingMergeTree keeps)."""
+    out = {}
+    for rows in parts:
+        for i in range(len(rows)):
+            key = (
+                int(rows.resolution[i]),
+                int(rows.bucket[i]),
+                int(rows.epoch[i]),
+                tuple(rows.words[i].tolist()),
+            )
+            out[key] = (int(rows.packets[i]), int(rows.bytes[i]))
+    return out
+
+
+def run(
+    batches: list[PacketBatch], dims: tuple[str, ...], drain_every: int, **kw: object
+) -> tuple[RollupTask, list]:
+    task = RollupTask("t", RollupParams(dims, **kw), capacity=16)  # type: ignore[arg-type]
+    parts = []
+    for i, b in enumerate(batches):
+        task.update(b)
+        if drain_every and i % drain_every == drain_every - 1:
+            parts.append(task.drain())
+    task.finish()
+    parts.append(task.drain())
+    return task, parts
+
+
+DIMS = ("Protocol", "SrcAS", "SrcNetName")
+
+
+@pytest.mark.parametrize("export", [False, True])
+def test_every_resolution_holds_every_count_once(export: bool) -> None:
+    rng = np.random.default_rng(11)
+    # 20 minutes across midnight, in order with some late rows (a batch reaching back 3 minutes)
+    batches = [make_batch(rng, 3000, T0 + k * MIN - 3 * MIN, 4 * MIN, export) for k in range(20)]
+    task, parts = run(batches, DIMS, drain_every=3, close_after_ns=30 * 10**9)
+    combined = RollupRows.combine([(0, p) for p in parts])
+    assert combined is not None
+    total_p = sum(int(b.packet_counts().sum()) for b in batches)
+    total_b = sum(int(b.byte_counts().sum()) for b in batches)
+    for r in range(len(RESOLUTIONS)):
+        got = rows_dict(combined, r)
+        assert got == truth(batches, DIMS, r)
+        assert sum(p for p, _ in got.values()) == total_p
+        assert sum(y for _, y in got.values()) == total_b
+    # late rows reopened closed buckets: several epochs of one bucket, which add up
+    assert (np.concatenate([p.epoch for p in parts]) > 0).any()
+    assert task.summary.packets == total_p and task.summary.bytes == total_b
+    assert task.open_entries == {"1m": 0, "5m": 0, "1h": 0}  # finish closed everything
+    # 1-hour buckets either side of midnight
+    hours = {int(b) for b in combined.at(2).bucket}
+    assert len(hours) == 2 and (max(hours) * 3600) % 86_400 == 0
+
+
+def test_rows_do_not_depend_on_when_snapshots_are_taken() -> None:
+    """A JetStream successor replays the same batches with snapshots at other moments: it must produce
+    the same row identities with the same final values (so its rows replace, never add to, the first
+    engine's)."""
+    rng = np.random.default_rng(5)
+    batches = [make_batch(rng, 2000, T0 + k * 20 * 10**9 - MIN, 2 * MIN) for k in range(40)]
+    _, often = run(batches, DIMS, drain_every=1, close_after_ns=10 * 10**9)
+    _, rarely = run(batches, DIMS, drain_every=7, close_after_ns=10 * 10**9)
+    _, once = run(batches, DIMS, drain_every=0, close_after_ns=10 * 10**9)
+    assert identities(often) == identities(rarely) == identities(once)
+    # provisional rows were handed out and replaced: more rows than identities when draining often
+    assert sum(len(p) for p in often) > len(identities(often))
+
+
+def test_max_entries_closes_the_oldest_buckets_early(caplog: pytest.LogCaptureFixture) -> None:
+    rng = np.random.default_rng(9)
+    batches = [make_batch(rng, 5000, T0 + k * 5 * MIN, 5 * MIN) for k in range(6)]
+    with caplog.at_level(logging.INFO, "netspectra.rollup.task"):
+        task, parts = run(batches, DIMS, drain_every=2, max_entries=16, close_after_ns=3600 * 10**9)
+    assert "closing buckets up to" in caplog.text
+    combined = RollupRows.combine([(0, p) for p in parts])
+    for r in range(len(RESOLUTIONS)):
+        assert rows_dict(combined, r) == truth(batches, DIMS, r)  # type: ignore[arg-type]
+    assert max(t.cap for t in task.tables) <= 32
+
+
+def test_a_new_period_starts_from_nothing() -> None:
+    rng = np.random.default_rng(1)
+    task = RollupTask("t", RollupParams(DIMS))
+    first = make_batch(rng, 1000, T0, MIN)
+    task.update(first)
+    p1 = task.drain()
+    task.begin_period(123)
+    assert task.open_entries == {"1m": 0, "5m": 0, "1h": 0} and task.watermark < 0
+    second = make_batch(rng, 1000, T0, MIN)  # the same minute again, in the new period
+    task.update(second)
+    task.finish()
+    p2 = task.drain()
+    combined = RollupRows.combine([(1, p1), (2, p2)])  # rows of two periods add up
+    assert int(combined.at(0).packets.sum()) == 2000  # type: ignore[union-attr]
+    # within one period the same identities would have replaced each other
+    assert int(RollupRows.combine([(1, p1), (1, p2)]).at(0).packets.sum()) == 1000  # type: ignore[union-attr]
+
+
+def test_dimensions_decode_and_missing_columns_are_unknown() -> None:
+    rng = np.random.default_rng(2)
+    exp = make_batch(rng, 100, T0, MIN, export=True)
+    cap = make_batch(rng, 100, T0, MIN).with_dims(None)  # a capture, not enriched
+    task = RollupTask("t", RollupParams(("Exporter", "InIf", "SrcAS", "SrcNetName", "DstCountry")))
+    task.update(exp)
+    task.update(cap)
+    task.finish()
+    t = task.drain().at(0).to_arrow().to_pylist()
+    exporters = {r["Exporter"] for r in t}
+    assert exporters == {"192.0.2.1", "192.0.2.2", ""}
+    assert {r["SrcNetName"] for r in t} <= {"", "a", "b"} and {r["DstCountry"] for r in t} == {""}
+    blank = [r for r in t if r["Exporter"] == ""]
+    assert {(r["InIf"], r["SrcAS"], r["SrcNetName"]) for r in blank} == {(0, 0, "")}
+    assert sum(r["Packets"] for r in blank) == 100
+    assert sum(r["Packets"] for r in t) == 100 + int(exp.packets.sum())  # type: ignore[union-attr]
+
+
+def test_summary_marginals_are_the_totals_per_value() -> None:
+    rng = np.random.default_rng(4)
+    batches = [make_batch(rng, 2000, T0 + k * MIN, MIN) for k in range(5)]
+    task, _ = run(batches, DIMS, drain_every=2)
+    srcas = np.concatenate([b.dims["SrcAS"] for b in batches])  # type: ignore[index]
+    lengths = np.concatenate([b.length for b in batches]).astype(np.int64)
+    for value in (0, 15169, 3320):
+        p, y = task.summary.marginals["SrcAS"][(value,)]
+        assert (p, y) == (int((srcas == value).sum()), int(lengths[srcas == value].sum()))
+
+
+def test_params_are_checked() -> None:
+    with pytest.raises(ValueError, match="not a rollup dimension"):
+        RollupParams(("SrcAs",))
+    with pytest.raises(ValueError, match="twice"):
+        RollupParams(("SrcAS", "SrcAS"))
+
+
+def test_parquet_writer_stores_the_rows_of_each_snapshot(tmp_path: pytest.TempPathFactory) -> None:
+    import pyarrow.parquet as pq
+
+    from netspectra.config.aggregator import WriterConfig
+    from netspectra.storage.base import SnapshotMeta
+    from netspectra.storage.files import ParquetWriter
+
+    rng = np.random.default_rng(6)
+    task = RollupTask("traffic", RollupParams(DIMS))
+    task.update(make_batch(rng, 500, T0, MIN))
+    task.finish()
+    rows = task.drain()
+    wc = WriterConfig.model_validate(
+        {"type": "parquet", "enabled": True, "parquet": {"root_path": str(tmp_path)}},
+        context={"group": "rollup"},
+    )
+    with ParquetWriter(wc, "rollup") as w:
+        w.write_rollups(rows, SnapshotMeta(T0 + DAY_NS, T0, True))
+    (path,) = list(tmp_path.rglob("traffic.parquet"))  # type: ignore[attr-defined]
+    t = pq.read_table(path)
+    assert t.num_rows == len(rows)
+    assert t.schema.metadata[b"netspectra.key_fields"] == b"Protocol,SrcAS,SrcNetName"
+    columns = {"Timestamp", "PeriodStart", "Resolution", "Bucket", "Epoch", "Packets", "Bytes"}
+    assert columns <= set(t.column_names)
+    assert sum(t.column("Packets").to_pylist()) == 3 * 500  # every packet at each of the three resolutions
+
+
+def test_auto_dimensions_follow_what_enrichment_can_fill() -> None:
+    from netspectra.config.models import Config
+    from netspectra.engine.kind import dimensions_needed
+    from netspectra.rollup.kind import BASE_DIMENSIONS, auto_dimensions
+
+    def auto(enrichment: dict) -> tuple[str, ...]:
+        return auto_dimensions(Config.model_validate({"enrichment": enrichment}).enrichment)
+
+    assert auto({}) == BASE_DIMENSIONS
+    assert auto({"geoip": {"asn_database": "/x.mmdb"}})[4:] == ("SrcAS", "DstAS")
+    assert auto({"networks": {"10.0.0.0/8": {"role": "lan"}}})[4:] == ("SrcNetRole", "DstNetRole")
+    assert auto({"exporters": {"192.0.2.1": {"name": "edge1"}}})[4:] == ("ExporterName",)
+    rule = 'ClassifyProviderRegex(Interface.Description, "^(\\\\S+)", "$1")'
+    rules = {"classifiers": {"interfaces": [rule]}}
+    assert auto(rules)[4:] == ("InIfProvider", "OutIfProvider")
+    cfg = Config.model_validate(
+        {
+            "aggregator": {"types": ["rollup"], "rollup": {"tasks": [{"name": "t"}]}},
+            "enrichment": {"exporters": {"192.0.2.1": {"name": "edge1"}}},
+        }
+    )
+    assert cfg.enrichment.enabled and dimensions_needed(cfg) == ("ExporterName",)
+
+
+def test_rollup_task_configuration_errors_name_the_key() -> None:
+    from netspectra.config import ConfigError
+    from netspectra.config.loader import parse_config_text
+
+    text = "aggregator:\n  types: [rollup]\n  rollup:\n    tasks: [{name: t, dimensions: [SrcAs]}]\n"
+    with pytest.raises(ConfigError) as err:
+        parse_config_text(text)
+    assert "aggregator.rollup.tasks[0].dimensions" in str(err.value)
+    assert "did you mean 'SrcAS'" in str(err.value)
+
+
+def test_exported_rows_are_keyed_on_exporter_and_interfaces_without_enrichment() -> None:
+    """Flow exports need no database: with no ``enrichment`` section the engine runs no stage, and an auto
+    rollup task is keyed on what the records carry (the exporter's address, the interfaces)."""
+    from netspectra.config.models import Config
+    from netspectra.engine.enrichment import EnrichmentStage
+    from netspectra.engine.kind import dimensions_needed
+    from netspectra.engine.manager import Manager
+    from netspectra.engine.registry import build_groups
+    from netspectra.rollup.kind import BASE_DIMENSIONS
+
+    cfg = Config.model_validate({"aggregator": {"types": ["rollup"], "rollup": {"tasks": [{"name": "t"}]}}})
+    assert not cfg.enrichment.enabled and dimensions_needed(cfg) == ()
+    assert EnrichmentStage.from_config(cfg) is None
+    (group,) = build_groups(cfg, writers=False)
+    task = group.tasks[0].task
+    assert task.params.dimensions == BASE_DIMENSIONS == ("Protocol", "Exporter", "InIf", "OutIf")
+    rng = np.random.default_rng(9)
+    exp = make_batch(rng, 300, T0, 3 * MIN, export=True).with_dims(None)  # no enrichment columns at all
+    exp.out_if[:] = 7  # type: ignore[index]
+    manager = Manager([group], enrichment=None, inline=True)
+    manager.start()
+    try:
+        assert manager.submit(exp) and manager.flush(timeout=30)
+        task.finish()  # (the manager's stop would hand the rows to the group's writers: there are none)
+        rows = task.drain()
+    finally:
+        manager.stop()
+    t = rows.at(0).to_arrow().to_pylist()
+    per: dict[tuple[str, int, int], int] = {}
+    for r in t:
+        key = (r["Exporter"], r["InIf"], r["OutIf"])
+        per[key] = per.get(key, 0) + r["Packets"]
+    want: dict[tuple[str, int, int], int] = {}
+    for i in range(len(exp)):
+        key = (f"192.0.2.{int(exp.exporter[i, 15])}", int(exp.in_if[i]), 7)  # type: ignore[index]
+        want[key] = want.get(key, 0) + int(exp.packets[i])  # type: ignore[index]
+    assert per == want and len(want) == 6  # two exporters x three input interfaces
