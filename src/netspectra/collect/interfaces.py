@@ -1,0 +1,130 @@
+"""The latest sFlow interface counters per (exporter, ifIndex): what ``/metrics`` and the reports show.
+
+sFlow agents send a *counter sample* per interface every polling interval (typically 20–30 s): the
+interface's generic counters (RFC 3635/2863 ifTable: octets, unicast/multicast/broadcast packets,
+discards, errors, speed, status) as the agent holds them — running totals since the interface came
+up, not deltas. The decoder turns them into :class:`~.records.InterfaceCounters` rows; this table keeps
+the latest row of every (exporter, ifIndex), as Akvorado, pmacct (sfacctd) and ntopng keep an
+interface's last counters, so that a scrape or a report reads the values a poller would have read.
+
+*Latest* is the row received last (``received_ns``; within a batch, the later row): counter samples
+are rare, so arrival order is the agent's order; the sample sequence number is not used because it
+restarts with the agent. The exporter is the sFlow agent address (as for the flow rows); the sub-agent
+id of the latest row is kept beside it.
+
+Bounded: at most ``max_per_exporter`` interfaces per exporter and ``max_total`` overall (the label set
+of ``/metrics`` stays bounded whatever a sender claims). A row of an interface that is not in the table
+when it is full is not kept: :meth:`InterfaceTable.update` returns those per exporter, and the decoder
+counts them (``interfaces_over_limit``). Interfaces already kept go on being updated.
+
+Thread-safe: the decoder updates under its lock, scrapes and summaries read at any time.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import numpy as np
+
+from netspectra.collect.records import InterfaceCounters
+
+__all__ = ["COUNTER_FIELDS", "InterfaceTable"]
+
+#: The kept values of an interface, in order: the agent's fields after ``sample_seq``
+#: (:attr:`InterfaceCounters.WIRE`), then ``domain``, ``sample_seq`` and ``received_ns``.
+COUNTER_FIELDS: tuple[str, ...] = (
+    *(name for name, _ in InterfaceCounters.WIRE),
+    "domain",
+    "sample_seq",
+    "received_ns",
+)
+_WIRE = tuple(name for name, _ in InterfaceCounters.WIRE)
+
+
+class InterfaceTable:
+    """The latest counters of every (exporter, ifIndex) seen, bounded (see the module docstring)."""
+
+    def __init__(self, max_per_exporter: int = 4096, max_total: int = 65_536) -> None:
+        self.max_per_exporter = max_per_exporter
+        self.max_total = max_total
+        self._lock = threading.Lock()
+        self._rows: dict[str, dict[int, tuple[int, ...]]] = {}  # exporter -> ifIndex -> COUNTER_FIELDS
+        self._n = 0
+
+    def __len__(self) -> int:
+        return self._n
+
+    def update(self, c: InterfaceCounters, exporters: list[str] | np.ndarray) -> dict[str, int]:
+        """Keep the latest row of each (exporter, ifIndex) of ``c``; ``exporters``: the exporter text of
+        each row. Returns, per exporter, the rows not kept because the table was full (none: {})."""
+        n = len(c)
+        if n == 0:
+            return {}
+        ex = np.asarray(exporters, dtype=object)
+        eix = np.unique(ex, return_inverse=True)[1].reshape(-1)
+        key = np.stack([eix.astype(np.int64), c.if_index.astype(np.int64)], axis=1)
+        _, inv = np.unique(key, axis=0, return_inverse=True)
+        inv = inv.reshape(-1)
+        groups = int(inv.max()) + 1
+        # the last row of each (exporter, ifIndex): latest receive time, then the later row of the batch
+        rank = np.lexsort((np.arange(n), c.received_ns))
+        pos = np.empty(n, np.int64)
+        pos[rank] = np.arange(n)
+        best = np.full(groups, -1, np.int64)
+        np.maximum.at(best, inv, pos)
+        last = rank[best]
+        sizes = np.bincount(inv, minlength=groups).tolist()
+        values = np.stack(
+            [getattr(c, f).astype(np.uint64) for f in _WIRE]
+            + [c.domain.astype(np.uint64), c.sample_seq.astype(np.uint64)],
+            axis=1,
+        )[last].tolist()  # Python ints, one list per distinct interface (counter samples are few)
+        recv = c.received_ns[last].tolist()
+        refused: dict[str, int] = {}
+        with self._lock:
+            # one Python step per distinct interface of the batch, never per row
+            for i, row, when, size in zip(last.tolist(), values, recv, sizes, strict=True):
+                e = str(ex[i])
+                per = self._rows.get(e)
+                old = per.get(row[0]) if per is not None else None  # row[0]: if_index
+                if old is None:
+                    if (per is not None and len(per) >= self.max_per_exporter) or self._n >= self.max_total:
+                        refused[e] = refused.get(e, 0) + size  # every row of that interface in the batch
+                        continue
+                    if per is None:
+                        per = self._rows[e] = {}
+                    self._n += 1
+                elif when < old[-1]:  # older than the row kept (reordered on the way): keep the newer
+                    continue
+                per[row[0]] = (*row, when)
+        return refused
+
+    def count(self, exporter: str) -> int:
+        """Interfaces kept for ``exporter``."""
+        with self._lock:
+            return len(self._rows.get(exporter, ()))
+
+    def counts(self) -> dict[str, int]:
+        """Interfaces kept, per exporter."""
+        with self._lock:
+            return {e: len(per) for e, per in sorted(self._rows.items())}
+
+    def snapshot(self) -> dict[str, list[dict[str, Any]]]:
+        """Per exporter (sorted), its interfaces by ifIndex: every :data:`COUNTER_FIELDS` value, plus
+        ``admin_up``/``oper_up`` (bits 0 and 1 of ``if_status``) and ``in_packets``/``out_packets``
+        (unicast + multicast + broadcast, as ifHC*Pkts add up)."""
+        with self._lock:
+            rows = {e: sorted(per.items()) for e, per in sorted(self._rows.items())}
+        out: dict[str, list[dict[str, Any]]] = {}
+        for e, items in rows.items():
+            lst = []
+            for _, vals in items:
+                d = dict(zip(COUNTER_FIELDS, vals, strict=True))
+                d["admin_up"] = bool(d["if_status"] & 1)
+                d["oper_up"] = bool(d["if_status"] & 2)
+                d["in_packets"] = d["in_ucast"] + d["in_mcast"] + d["in_bcast"]
+                d["out_packets"] = d["out_ucast"] + d["out_mcast"] + d["out_bcast"]
+                lst.append(d)
+            out[e] = lst
+        return out
