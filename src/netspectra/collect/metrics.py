@@ -6,9 +6,10 @@ listed in docs/collect.md ("Metrics"). Per exporter (label ``exporter``): every 
 :data:`~.exporters.EXPORTER_COUNTERS` as ``netspectra_collect_exporter_<name>_total``, the last datagram's
 time and the records per sampling rate; per exporter and interface (labels ``exporter``, ``if_index``;
 bounded by ``collect.max_interfaces_per_exporter`` / ``max_interfaces``): the latest sFlow interface
-counters (:mod:`~.interfaces`) as ``netspectra_collect_interface_*``; per listener (label ``listener``): datagrams, bytes, kernel
-drops, truncated datagrams and the receive buffer granted; overall: decode errors by reason, rows made,
-records without a flow key by reason, the queue's drops and what was published.
+counters (:mod:`~.interfaces`) as ``netspectra_collect_interface_*``; per listener (label
+``listener``): datagrams, bytes, kernel drops, truncated datagrams and the receive buffer granted;
+overall: decode errors by reason, rows made, records without a flow key by reason, the queue's drops
+and what was published.
 """
 
 from __future__ import annotations
