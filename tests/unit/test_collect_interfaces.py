@@ -48,7 +48,8 @@ def poll(i: int, if_index: int, *, up: bool = True) -> bytes:
     return b.generic_if_counters(
         if_index=if_index, if_type=6, if_speed=10**10 if if_index % 2 else 10**9, if_direction=1,
         if_status=3 if up else 1, in_octets=(5 << 32) + base * 1500, in_ucast=4_294_000_000 + base,
-        in_mcast=2_000_000 + base, in_bcast=base + 2, in_discards=base + 3, in_errors=base + 4, in_unknown=base + 5,
+        in_mcast=2_000_000 + base, in_bcast=base + 2, in_discards=base + 3, in_errors=base + 4,
+        in_unknown=base + 5,
         out_octets=(7 << 32) + base * 900, out_ucast=3_000_000_000 + base, out_mcast=base + 6,
         out_bcast=base + 7, out_discards=base + 8, out_errors=base + 9, promiscuous=i % 2,
     )  # fmt: skip
