@@ -12,6 +12,11 @@ are rare, so arrival order is the agent's order; the sample sequence number is n
 restarts with the agent. The exporter is the sFlow agent address (as for the flow rows); the sub-agent
 id of the latest row is kept beside it.
 
+A counter the agent does not support is sent as all ones (2**32 − 1, or 2**64 − 1 for the 64-bit ones:
+sFlow v5's "unknown" value; Open vSwitch sends it for broadcast and unknown-protocol packets). The
+table keeps the values as sent; :meth:`InterfaceTable.snapshot` lists such fields in ``unsupported``
+and leaves them out of its packet sums, ``/metrics`` leaves their series out, the report shows ``-``.
+
 Bounded: at most ``max_per_exporter`` interfaces per exporter and ``max_total`` overall (the label set
 of ``/metrics`` stays bounded whatever a sender claims). A row of an interface that is not in the table
 when it is full is not kept: :meth:`InterfaceTable.update` returns those per exporter, and the decoder
@@ -29,7 +34,7 @@ import numpy as np
 
 from netspectra.collect.records import InterfaceCounters
 
-__all__ = ["COUNTER_FIELDS", "InterfaceTable"]
+__all__ = ["COUNTER_FIELDS", "UNSUPPORTED", "InterfaceTable", "supported"]
 
 #: The kept values of an interface, in order: the agent's fields after ``sample_seq``
 #: (:attr:`InterfaceCounters.WIRE`), then ``domain``, ``sample_seq`` and ``received_ns``.
@@ -40,6 +45,18 @@ COUNTER_FIELDS: tuple[str, ...] = (
     "received_ns",
 )
 _WIRE = tuple(name for name, _ in InterfaceCounters.WIRE)
+#: Per counter field: the value that means "not supported by the agent" (all ones of its width).
+UNSUPPORTED: dict[str, int] = {name: (1 << (8 * width)) - 1 for name, width in InterfaceCounters.WIRE}
+
+
+def supported(field: str, value: int) -> bool:
+    """Whether ``value`` of counter ``field`` is a value, not the agent's "unsupported" marker (fields
+    that are not counters, such as ``if_index``, are always values)."""
+    return field not in _MARKED or value != UNSUPPORTED[field]
+
+
+#: The fields whose all-ones value is the marker (identifiers and status words are not counters).
+_MARKED = frozenset(_WIRE) - {"if_index", "if_type", "if_direction", "if_status", "promiscuous"}
 
 
 class InterfaceTable:
@@ -111,9 +128,10 @@ class InterfaceTable:
             return {e: len(per) for e, per in sorted(self._rows.items())}
 
     def snapshot(self) -> dict[str, list[dict[str, Any]]]:
-        """Per exporter (sorted), its interfaces by ifIndex: every :data:`COUNTER_FIELDS` value, plus
-        ``admin_up``/``oper_up`` (bits 0 and 1 of ``if_status``) and ``in_packets``/``out_packets``
-        (unicast + multicast + broadcast, as ifHC*Pkts add up)."""
+        """Per exporter (sorted), its interfaces by ifIndex: every :data:`COUNTER_FIELDS` value as sent,
+        plus ``admin_up``/``oper_up`` (bits 0 and 1 of ``if_status``), ``in_packets``/``out_packets``
+        (unicast + multicast + broadcast, the supported ones) and ``unsupported`` (the fields the agent
+        sent as "unsupported", all ones)."""
         with self._lock:
             rows = {e: sorted(per.items()) for e, per in sorted(self._rows.items())}
         out: dict[str, list[dict[str, Any]]] = {}
@@ -123,8 +141,10 @@ class InterfaceTable:
                 d = dict(zip(COUNTER_FIELDS, vals, strict=True))
                 d["admin_up"] = bool(d["if_status"] & 1)
                 d["oper_up"] = bool(d["if_status"] & 2)
-                d["in_packets"] = d["in_ucast"] + d["in_mcast"] + d["in_bcast"]
-                d["out_packets"] = d["out_ucast"] + d["out_mcast"] + d["out_bcast"]
+                for way in ("in", "out"):
+                    parts = (f"{way}_ucast", f"{way}_mcast", f"{way}_bcast")
+                    d[f"{way}_packets"] = sum(d[f] for f in parts if supported(f, d[f]))
+                d["unsupported"] = [f for f in _WIRE if not supported(f, d[f])]
                 lst.append(d)
             out[e] = lst
         return out

@@ -21,12 +21,14 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from netspectra.collect.exporters import EXPORTER_COUNTERS
+from netspectra.collect.interfaces import supported
 
 __all__ = ["INTERFACE_COUNTERS", "INTERFACE_GAUGES", "CollectorCollector"]
 
 #: sFlow generic interface counters exported as Prometheus counters: series name (``_total`` added by
 #: the exposition) -> (kept field, help). The agent's running totals, as sent (32-bit ones wrap; a
-#: wrap or an interface reset looks like a counter reset to ``rate()``).
+#: wrap or an interface reset looks like a counter reset to ``rate()``); a counter the agent sent as
+#: "unsupported" (all ones) has no series.
 INTERFACE_COUNTERS: dict[str, tuple[str, str]] = {
     "in_octets": ("in_octets", "octets received (ifHCInOctets)"),
     "in_unicast_packets": ("in_ucast", "unicast packets received (ifInUcastPkts)"),
@@ -205,7 +207,7 @@ def _interface_families(table: Any) -> Iterator[Metric]:
             f"netspectra_collect_interface_{name}",
             f"Per sFlow interface, its latest counter sample: {doc}.",
             labels,
-            [(list(k), float(r[field])) for k, r in rows],
+            [(list(k), float(r[field])) for k, r in rows if supported(field, r[field])],
         )
     for name, (field, doc) in INTERFACE_GAUGES.items():
         fam = GaugeMetricFamily(
@@ -213,5 +215,6 @@ def _interface_families(table: Any) -> Iterator[Metric]:
         )
         scale = 1e-9 if field == "received_ns" else 1.0
         for k, r in rows:
-            fam.add_metric(list(k), float(r[field]) * scale)
+            if supported(field, r[field]):  # an unknown speed (all ones) has no series
+                fam.add_metric(list(k), float(r[field]) * scale)
         yield fam

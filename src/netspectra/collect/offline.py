@@ -187,7 +187,8 @@ INTERFACE_COLUMNS: tuple[tuple[str, str], ...] = (
 
 def interface_rows(fx: dict[str, Any], limit: int = 50) -> tuple[list[list[str]], int]:
     """The report's interfaces table: one row per (exporter, ifIndex) with its last sFlow counters
-    (:data:`INTERFACE_COLUMNS`; packets = unicast + multicast + broadcast), at most ``limit`` rows;
+    (:data:`INTERFACE_COLUMNS`; packets = unicast + multicast + broadcast, those the agent supports; ``-``
+    for a counter it does not support), at most ``limit`` rows;
     returns the rows and how many were left out (``--json`` has them all)."""
     from netspectra.output.timefmt import format_ts_ns
 
@@ -196,15 +197,15 @@ def interface_rows(fx: dict[str, Any], limit: int = 50) -> tuple[list[list[str]]
     for e, r in every[:limit]:
         status = f"{'up' if r['admin_up'] else 'down'}/{'up' if r['oper_up'] else 'down'}"
         row = [e, str(r["if_index"]), status, _speed(int(r["if_speed"]))]
-        row += [f"{int(r[f]):,}" for _, f in INTERFACE_COLUMNS[4:-1]]
+        row += ["-" if f in r["unsupported"] else f"{int(r[f]):,}" for _, f in INTERFACE_COLUMNS[4:-1]]
         row.append(format_ts_ns(int(r["received_ns"])))
         out.append(row)
     return out, max(0, len(every) - limit)
 
 
 def _speed(bps: int) -> str:
-    """``10 Gbit/s``, ``100 Mbit/s``; ``-`` for 0 (unknown)."""
-    if bps <= 0:
+    """``10 Gbit/s``, ``100 Mbit/s``; ``-`` for 0 or all ones (unknown)."""
+    if bps <= 0 or bps == (1 << 64) - 1:
         return "-"
     for div, unit in ((10**12, "Tbit/s"), (10**9, "Gbit/s"), (10**6, "Mbit/s"), (10**3, "kbit/s")):
         if bps >= div:
