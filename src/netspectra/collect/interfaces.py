@@ -4,8 +4,9 @@ sFlow agents send a *counter sample* per interface every polling interval (typic
 interface's generic counters (RFC 3635/2863 ifTable: octets, unicast/multicast/broadcast packets,
 discards, errors, speed, status) as the agent holds them — running totals since the interface came
 up, not deltas. The decoder turns them into :class:`~.records.InterfaceCounters` rows; this table keeps
-the latest row of every (exporter, ifIndex), as Akvorado, pmacct (sfacctd) and ntopng keep an
-interface's last counters, so that a scrape or a report reads the values a poller would have read.
+the latest row of every (exporter, ifIndex) — what ntopng shows per flow-exporter interface and pmacct's
+sfacctd writes to its ``sfacctd_counter_file`` — so that a scrape or a report reads the values an SNMP
+poller would have read.
 
 *Latest* is the row received last (``received_ns``; within a batch, the later row): counter samples
 are rare, so arrival order is the agent's order; the sample sequence number is not used because it
