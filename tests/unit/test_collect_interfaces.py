@@ -177,13 +177,78 @@ def test_the_table_alone_keeps_the_last_row_of_each_interface() -> None:
     c.received_ns[:] = [5, 5, 7, 5, 6]
     c.in_octets[:] = [10, 20, 30, 40, 50]
     t = InterfaceTable(max_per_exporter=2)
-    refused = t.update(c, np.array(["a", "a", "a", "a", "b"], dtype=object))
+    refused = t.update(c, np.array([0, 0, 0, 0, 1]), ["a", "b"])
     assert refused == {"a": 1}
     snap = t.snapshot()
     assert [(r["if_index"], r["in_octets"]) for r in snap["a"]] == [(1, 30), (2, 20)]
     assert [(r["if_index"], r["in_octets"]) for r in snap["b"]] == [(1, 50)]
     assert t.counts() == {"a": 2, "b": 1} and len(t) == 3
-    assert t.update(InterfaceCounters.empty(0), []) == {}
+    assert t.update(InterfaceCounters.empty(0), np.zeros(0, np.int32), ["a", "b"]) == {}
+    assert t.count("a") == 2 and t.count("nobody") == 0
+    # an older row does not replace a newer one; a row of equal time does
+    c2 = InterfaceCounters.empty(2)
+    c2.if_index[:] = [1, 2]
+    c2.received_ns[:] = [6, 5]
+    c2.in_octets[:] = [99, 98]
+    assert t.update(c2, np.array([0, 0]), ["a", "b"]) == {}
+    assert [(r["if_index"], r["in_octets"]) for r in t.snapshot()["a"]] == [(1, 30), (2, 98)]
+
+
+def _reference_update(
+    table: dict[tuple[int, int], tuple[int, int]],
+    per: dict[int, int],
+    rows: list[tuple[int, int, int, int]],
+    max_per: int,
+    max_total: int,
+) -> dict[int, int]:
+    """Plain Python: rows (exporter, ifIndex, received_ns, value) of one batch; the last row of each key by
+    (time, position) replaces the kept one unless older; new keys admitted in (exporter, ifIndex) order
+    while there is room; returns the refused rows per exporter."""
+    last: dict[tuple[int, int], tuple[int, int, int]] = {}
+    count: dict[tuple[int, int], int] = {}
+    for i, (e, ifx, t, v) in enumerate(rows):
+        count[(e, ifx)] = count.get((e, ifx), 0) + 1
+        if (e, ifx) not in last or (t, i) > last[(e, ifx)][:2]:
+            last[(e, ifx)] = (t, i, v)
+    refused: dict[int, int] = {}
+    for k in sorted(last):
+        t, _, v = last[k]
+        if k not in table:
+            if per.get(k[0], 0) >= max_per or len(table) >= max_total:
+                refused[k[0]] = refused.get(k[0], 0) + count[k]
+                continue
+            per[k[0]] = per.get(k[0], 0) + 1
+        elif t < table[k][0]:
+            continue
+        table[k] = (t, v)
+    return refused
+
+
+def test_the_table_equals_a_plain_python_reference_on_random_batches() -> None:
+    rng = np.random.default_rng(15)
+    names = [f"192.0.2.{i}" for i in range(5)]
+    t = InterfaceTable(max_per_exporter=6, max_total=15)
+    ref: dict[tuple[int, int], tuple[int, int]] = {}
+    per: dict[int, int] = {}
+    for _ in range(200):
+        n = int(rng.integers(0, 40))
+        c = InterfaceCounters.empty(n)
+        eids = rng.integers(0, 5, n)
+        c.if_index[:] = rng.integers(0, 12, n)
+        c.received_ns[:] = rng.integers(0, 50, n)  # ties and reordering on purpose
+        c.in_octets[:] = rng.integers(0, 2**63, n, dtype=np.uint64)
+        rows = list(
+            zip(eids.tolist(), c.if_index.tolist(), c.received_ns.tolist(), c.in_octets.tolist(), strict=True)
+        )
+        want = {names[e]: k for e, k in _reference_update(ref, per, rows, 6, 15).items()}
+        assert t.update(c, eids, names) == want
+        got = {
+            (names.index(e), r["if_index"]): (r["received_ns"], r["in_octets"])
+            for e, lst in t.snapshot().items()
+            for r in lst
+        }
+        assert got == ref
+    assert len(t) == len(ref) == 15  # the overall bound was reached
 
 
 def test_the_configuration_has_the_bounds() -> None:

@@ -286,8 +286,7 @@ class FlowDecoder:
                 c_eid = eids[c_dg[:nc]]
                 for e, c in zip(*np.unique(c_eid, return_counts=True), strict=True):
                     self.stats.add(reg.texts[int(e)], "interface_counters", int(c))
-                texts = np.asarray(reg.texts, dtype=object)[c_eid]
-                for e, c in self.interfaces.update(counters, texts).items():
+                for e, c in self.interfaces.update(counters, c_eid, reg.texts).items():
                     self.stats.add(e, "interfaces_over_limit", c)
                     if e not in self._iflimit_logged:
                         self._iflimit_logged.add(e)

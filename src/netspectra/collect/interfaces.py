@@ -29,6 +29,7 @@ Thread-safe: the decoder updates under its lock, scrapes and summaries read at a
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -46,6 +47,7 @@ COUNTER_FIELDS: tuple[str, ...] = (
     "received_ns",
 )
 _WIRE = tuple(name for name, _ in InterfaceCounters.WIRE)
+_STORED = COUNTER_FIELDS[:-1]  # the slot's uint64 columns (the receive time is kept apart, int64)
 #: Per counter field: the value that means "not supported by the agent" (all ones of its width).
 UNSUPPORTED: dict[str, int] = {name: (1 << (8 * width)) - 1 for name, width in InterfaceCounters.WIRE}
 
@@ -61,72 +63,107 @@ _MARKED = frozenset(_WIRE) - {"if_index", "if_type", "if_direction", "if_status"
 
 
 class InterfaceTable:
-    """The latest counters of every (exporter, ifIndex) seen, bounded (see the module docstring)."""
+    """The latest counters of every (exporter, ifIndex) seen, bounded (see the module docstring). New
+    interfaces of one batch are admitted in (exporter id, ifIndex) order while there is room.
+
+    Columnar: one slot per interface in ``_vals`` (uint64, one column per :data:`COUNTER_FIELDS` value
+    but the receive time, which is ``_recv``); a sorted key array (exporter id << 32 | ifIndex) finds the
+    slots of a batch with one ``searchsorted``. An update is vectorised; Python runs once per *new*
+    interface only (the limits), never per row.
+    """
 
     def __init__(self, max_per_exporter: int = 4096, max_total: int = 65_536) -> None:
         self.max_per_exporter = max_per_exporter
         self.max_total = max_total
         self._lock = threading.Lock()
-        self._rows: dict[str, dict[int, tuple[int, ...]]] = {}  # exporter -> ifIndex -> COUNTER_FIELDS
+        self._keys = np.zeros(0, np.int64)  # sorted keys
+        self._key_slot = np.zeros(0, np.int64)  # the slot of each sorted key
+        cap = 64
+        self._vals = np.zeros((cap, len(COUNTER_FIELDS) - 1), np.uint64)
+        self._recv = np.zeros(cap, np.int64)
+        self._slot_key = np.zeros(cap, np.int64)
         self._n = 0
+        self._per_exporter: dict[int, int] = {}  # exporter id -> interfaces kept
+        self._names: dict[int, str] = {}  # exporter id -> its text
 
     def __len__(self) -> int:
         return self._n
 
-    def update(self, c: InterfaceCounters, exporters: list[str] | np.ndarray) -> dict[str, int]:
-        """Keep the latest row of each (exporter, ifIndex) of ``c``; ``exporters``: the exporter text of
-        each row. Returns, per exporter, the rows not kept because the table was full (none: {})."""
+    def update(self, c: InterfaceCounters, exporter_ids: np.ndarray, names: Sequence[str]) -> dict[str, int]:
+        """Keep the latest row of each (exporter, ifIndex) of ``c``. ``exporter_ids``: each row's exporter
+        (dense ids, as the decoder's registry numbers them), ``names``: the text of every id. Returns, per
+        exporter text, the rows not kept because the table was full (none: {})."""
         n = len(c)
         if n == 0:
             return {}
-        ex = np.asarray(exporters, dtype=object)
-        eix = np.unique(ex, return_inverse=True)[1].reshape(-1)
-        key = np.stack([eix.astype(np.int64), c.if_index.astype(np.int64)], axis=1)
-        _, inv = np.unique(key, axis=0, return_inverse=True)
-        inv = inv.reshape(-1)
-        groups = int(inv.max()) + 1
-        # the last row of each (exporter, ifIndex): latest receive time, then the later row of the batch
-        rank = np.lexsort((np.arange(n), c.received_ns))
-        pos = np.empty(n, np.int64)
-        pos[rank] = np.arange(n)
-        best = np.full(groups, -1, np.int64)
-        np.maximum.at(best, inv, pos)
-        last = rank[best]
-        sizes = np.bincount(inv, minlength=groups).tolist()
-        values = np.stack(
-            [getattr(c, f).astype(np.uint64) for f in _WIRE]
-            + [c.domain.astype(np.uint64), c.sample_seq.astype(np.uint64)],
-            axis=1,
-        )[last].tolist()  # Python ints, one list per distinct interface (counter samples are few)
-        recv = c.received_ns[last].tolist()
+        key = (exporter_ids.astype(np.int64) << 32) | c.if_index.astype(np.int64)
+        # the last row of each key: latest receive time, then the later row of the batch
+        order = np.lexsort((np.arange(n), c.received_ns, key))
+        ks = key[order]
+        ends = np.flatnonzero(np.append(ks[1:] != ks[:-1], True))
+        last = order[ends]
+        sizes = np.diff(ends, prepend=-1)
+        uk = key[last]
         refused: dict[str, int] = {}
         with self._lock:
-            # one Python step per distinct interface of the batch, never per row
-            for i, row, when, size in zip(last.tolist(), values, recv, sizes, strict=True):
-                e = str(ex[i])
-                per = self._rows.get(e)
-                old = per.get(row[0]) if per is not None else None  # row[0]: if_index
-                if old is None:
-                    if (per is not None and len(per) >= self.max_per_exporter) or self._n >= self.max_total:
-                        refused[e] = refused.get(e, 0) + size  # every row of that interface in the batch
+            slots = self._find(uk)
+            new = np.flatnonzero(slots < 0)
+            if new.size:
+                for j in new.tolist():  # a new interface: once in its lifetime
+                    eid = int(uk[j] >> 32)
+                    kept = self._per_exporter.get(eid, 0)
+                    if kept >= self.max_per_exporter or self._n >= self.max_total:
+                        name = names[eid]
+                        refused[name] = refused.get(name, 0) + int(sizes[j])  # all its rows of the batch
                         continue
-                    if per is None:
-                        per = self._rows[e] = {}
-                    self._n += 1
-                elif when < old[-1]:  # older than the row kept (reordered on the way): keep the newer
-                    continue
-                per[row[0]] = (*row, when)
+                    slots[j] = self._add(int(uk[j]))
+                    self._per_exporter[eid] = kept + 1
+                    self._names.setdefault(eid, names[eid])
+                self._reindex()
+            ok = slots >= 0
+            recv = c.received_ns[last]
+            # an older row than the one kept (reordered on the way) does not replace it
+            ok &= recv >= self._recv[np.where(ok, slots, 0)]
+            rows, at = last[ok], slots[ok]
+            for f, name in enumerate(_STORED):
+                self._vals[at, f] = getattr(c, name)[rows]
+            self._recv[at] = recv[ok]
         return refused
+
+    def _find(self, keys: np.ndarray) -> np.ndarray:
+        """The slot of each key, -1 where it has none."""
+        if self._keys.size == 0:
+            return np.full(keys.shape[0], -1, np.int64)
+        pos = np.minimum(np.searchsorted(self._keys, keys), self._keys.size - 1)
+        return np.where(self._keys[pos] == keys, self._key_slot[pos], -1)
+
+    def _add(self, key: int) -> int:
+        slot = self._n
+        if slot >= self._recv.shape[0]:
+            cap = 2 * self._recv.shape[0]
+            vals = np.zeros((cap, self._vals.shape[1]), np.uint64)
+            vals[:slot] = self._vals
+            self._vals = vals
+            self._recv = np.concatenate([self._recv, np.zeros(cap - slot, np.int64)])
+            self._slot_key = np.concatenate([self._slot_key, np.zeros(cap - slot, np.int64)])
+        self._recv[slot] = np.iinfo(np.int64).min  # any row is newer
+        self._slot_key[slot] = key
+        self._n += 1
+        return slot
+
+    def _reindex(self) -> None:
+        order = np.argsort(self._slot_key[: self._n], kind="stable")
+        self._keys = self._slot_key[: self._n][order]
+        self._key_slot = order.astype(np.int64)
+
+    def counts(self) -> dict[str, int]:
+        """Interfaces kept, per exporter text."""
+        with self._lock:
+            return {self._names[e]: k for e, k in self._per_exporter.items()}
 
     def count(self, exporter: str) -> int:
         """Interfaces kept for ``exporter``."""
-        with self._lock:
-            return len(self._rows.get(exporter, ()))
-
-    def counts(self) -> dict[str, int]:
-        """Interfaces kept, per exporter."""
-        with self._lock:
-            return {e: len(per) for e, per in sorted(self._rows.items())}
+        return self.counts().get(exporter, 0)
 
     def snapshot(self) -> dict[str, list[dict[str, Any]]]:
         """Per exporter (sorted), its interfaces by ifIndex: every :data:`COUNTER_FIELDS` value as sent,
@@ -134,18 +171,18 @@ class InterfaceTable:
         (unicast + multicast + broadcast, the supported ones) and ``unsupported`` (the fields the agent
         sent as "unsupported", all ones)."""
         with self._lock:
-            rows = {e: sorted(per.items()) for e, per in sorted(self._rows.items())}
+            n = self._n
+            keys, vals, recv = self._slot_key[:n].copy(), self._vals[:n].tolist(), self._recv[:n].tolist()
+            names = dict(self._names)
         out: dict[str, list[dict[str, Any]]] = {}
-        for e, items in rows.items():
-            lst = []
-            for _, vals in items:
-                d = dict(zip(COUNTER_FIELDS, vals, strict=True))
-                d["admin_up"] = bool(d["if_status"] & 1)
-                d["oper_up"] = bool(d["if_status"] & 2)
-                for way in ("in", "out"):
-                    parts = (f"{way}_ucast", f"{way}_mcast", f"{way}_bcast")
-                    d[f"{way}_packets"] = sum(d[f] for f in parts if supported(f, d[f]))
-                d["unsupported"] = [f for f in _WIRE if not supported(f, d[f])]
-                lst.append(d)
-            out[e] = lst
+        for i in sorted(range(n), key=lambda i: (names[int(keys[i] >> 32)], int(keys[i] & 0xFFFFFFFF))):
+            d = dict(zip(_STORED, vals[i], strict=True))
+            d["received_ns"] = recv[i]
+            d["admin_up"] = bool(d["if_status"] & 1)
+            d["oper_up"] = bool(d["if_status"] & 2)
+            for way in ("in", "out"):
+                parts = (f"{way}_ucast", f"{way}_mcast", f"{way}_bcast")
+                d[f"{way}_packets"] = sum(d[f] for f in parts if supported(f, d[f]))
+            d["unsupported"] = [f for f in _WIRE if not supported(f, d[f])]
+            out.setdefault(names[int(keys[i] >> 32)], []).append(d)
         return out
