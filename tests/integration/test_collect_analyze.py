@@ -137,3 +137,32 @@ def test_flow_export_keyed_on_exporter_and_interfaces_matches_the_library_path(t
     r = _analyze(str(ROOT / "tests" / "data" / "captures" / "mdns.pcap"), "-c", str(conf))
     assert r.returncode == 2
     assert "links" in r.stderr and "cannot supply ExporterAddress" in " ".join(r.stderr.split())
+
+
+def test_flow_export_reports_the_interfaces_last_counters() -> None:
+    """sflow.pcap holds a counter sample per agent: ``--json`` has each interface's last counters (as the
+    library's decoder keeps them) and the text report an interfaces table with the values tshark -V shows
+    (192.0.2.99 ifIndex 3: 10 Gbit/s, 1 TiB in, 5 output errors; 2001:db8::99 ifIndex 4: 99 packets in)."""
+    r = _analyze("--flow-export", *map(str, FILES), "--json", "--top", "1")
+    assert r.returncode == 0, r.stderr
+    fx = json.loads(r.stdout)["flow_export"]
+    _, stats = reference()
+    assert fx["interfaces"] == stats["interfaces"]
+    assert {e: [x["if_index"] for x in v] for e, v in fx["interfaces"].items()} == {
+        "192.0.2.99": [3],
+        "2001:db8::99": [4],
+    }
+    (v4,) = fx["interfaces"]["192.0.2.99"]
+    assert (v4["if_speed"], v4["in_octets"], v4["out_errors"], v4["oper_up"]) == (10**10, 1 << 40, 5, False)
+    assert fx["exporters"]["192.0.2.99"]["interfaces"] == 1 and fx["totals"]["interface_counters"] == 2
+    r = _analyze("--flow-export", str(DATA / "sflow.pcap"), "--top", "1")
+    assert r.returncode == 0, r.stderr
+    out = r.stdout
+    assert "Interfaces (last sFlow counters" in out
+    lines = [ln for ln in out.splitlines() if "192.0.2.99" in ln and "Gbit/s" in ln]
+    assert len(lines) == 1 and "1,099,511,627,776" in lines[0] and "10 Gbit/s" in lines[0]
+    assert any("2001:db8::99" in ln and " 99 " in ln for ln in out.splitlines())
+    assert "sFlow counter records: decoded / interfaces kept" in out
+    # a capture without counter samples: no interfaces table
+    r = _analyze("--flow-export", str(DATA / "netflow9.pcap"), "--top", "1")
+    assert r.returncode == 0 and "Interfaces (last sFlow counters" not in r.stdout

@@ -24,10 +24,12 @@ import pytest
 pytest.importorskip("nats", reason="nats-py is not installed (pip install nats-py)")
 
 from collect_helpers import free_udp_port, send, wait_bound
+from test_ops_services import ready, samples, value, wait_until
 
 from netspectra.batch import PacketBatch
 from netspectra.collect import build
 from netspectra.collect.batches import flow_batch
+from netspectra.collect.capture import datagrams_from_capture
 from netspectra.collect.decoder import FlowDecoder
 from netspectra.collect.records import DatagramBatch
 from netspectra.config import parse_config_text
@@ -35,9 +37,12 @@ from netspectra.engine import Manager
 from netspectra.engine.stream import StreamConsumer, StreamOptions
 from netspectra.services.collect import CollectOptions, CollectService
 from netspectra.tasks.exact import ExactTask, FlowSnapshot
-from netspectra.transport.natsserver import NatsServer
+from netspectra.transport.natsserver import NatsServer, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests" / "unit"))
+from collect_cases import polls  # noqa: E402
+
 CONFIG_YAML = """
 aggregator:
   types: ["exact"]
@@ -263,3 +268,86 @@ def test_random_datagrams_are_counted_never_a_crash_or_stall() -> None:
     assert tot["decode_errors"] > 0.5 * received  # random bytes are mostly not exports
     assert sum(s["decoder"]["errors"].values()) == tot["decode_errors"]
     print(f"{FUZZ_DATAGRAMS} random datagrams in {elapsed:.1f} s; errors {s['decoder']['errors']}")
+
+
+def test_sflow_interface_counters_on_metrics_and_in_the_summary(tmp_path: Path) -> None:
+    """Counter samples (tests/data/collect/sflow.pcap's datagrams, two polls of four interfaces, Open
+    vSwitch's capture ovs-sflow-counters.pcap) sent
+    over loopback to a real ``netspectra collect``: ``/metrics`` carries each interface's latest counters,
+    equal to the same datagrams decoded by the library; the ``--json`` summary has them per exporter."""
+    cfg_path = tmp_path / "config.yaml"
+    cfg_path.write_text(CONFIG_YAML)
+    capture = ROOT / "tests" / "data" / "collect" / "sflow.pcap"
+    payloads = [bytes(dg.payload(i)) for dg in datagrams_from_capture(capture) for i in range(len(dg))]
+    ovs = ROOT / "tests" / "data" / "collect" / "ovs-sflow-counters.pcap"  # a real agent: Open vSwitch
+    payloads += polls() + [bytes(dg.payload(i)) for dg in datagrams_from_capture(ovs) for i in range(len(dg))]
+    dec = FlowDecoder()  # the library's reading of the same datagrams
+    for p in payloads:
+        dec.decode(DatagramBatch.from_payloads([p], "127.0.0.1", time.time_ns()))
+    want = dec.interfaces.snapshot()
+    assert sum(len(x) for x in want.values()) == 9
+    n_counters = dec.stats.as_dict()["totals"]["interface_counters"]
+    port, oport = free_udp_port(), free_port()
+    cmd = _collect_cmd(cfg_path, "--listen", f"127.0.0.1:{port}", "--no-publish", "--json")
+    proc = subprocess.Popen(
+        [*cmd, "--ops-listen", f"127.0.0.1:{oport}"],
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_bound(port, proc)
+        wait_until(lambda: ready(oport), "the collector's ops endpoint", proc, timeout=120)
+        send(payloads, port)
+        wait_until(
+            lambda: (
+                sum(
+                    v
+                    for _, v in samples(oport).get("netspectra_collect_exporter_interface_counters_total", [])
+                )
+                >= 10
+            ),
+            "the counter records",
+            proc,
+            timeout=60,
+        )
+        sm = samples(oport)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err[-3000:]
+    for e, lst in want.items():
+        assert value(sm, "netspectra_collect_exporter_interfaces", exporter=e) == len(lst)
+        for r in lst:
+            lab = {"exporter": e, "if_index": str(r["if_index"])}
+            if "in_bcast" in r["unsupported"]:  # Open vSwitch: no broadcast counters, so no series
+                assert not [
+                    v
+                    for x, v in sm.get("netspectra_collect_interface_in_broadcast_packets_total", [])
+                    if x == lab
+                ]
+            assert value(sm, "netspectra_collect_interface_in_octets_total", **lab) == r["in_octets"]
+            assert value(sm, "netspectra_collect_interface_out_octets_total", **lab) == r["out_octets"]
+            assert value(sm, "netspectra_collect_interface_in_unicast_packets_total", **lab) == r["in_ucast"]
+            assert value(sm, "netspectra_collect_interface_in_errors_total", **lab) == r["in_errors"]
+            assert value(sm, "netspectra_collect_interface_out_errors_total", **lab) == r["out_errors"]
+            assert value(sm, "netspectra_collect_interface_in_discards_total", **lab) == r["in_discards"]
+            assert value(sm, "netspectra_collect_interface_speed_bits_per_second", **lab) == r["if_speed"]
+            assert value(sm, "netspectra_collect_interface_oper_up", **lab) == float(r["oper_up"])
+    # the values of the capture, as tshark -V shows them
+    v99 = {"exporter": "192.0.2.99", "if_index": "3"}
+    assert value(sm, "netspectra_collect_interface_in_octets_total", **v99) == float(1 << 40)
+    assert value(sm, "netspectra_collect_interface_out_errors_total", **v99) == 5.0
+    assert value(sm, "netspectra_collect_interface_speed_bits_per_second", **v99) == 1e10
+    assert value(sm, "netspectra_collect_interface_in_unicast_packets_total", exporter="2001:db8::99") == 99.0
+    s = json.loads(out.strip().splitlines()[-1])
+    d = s["decoder"]
+    assert d["totals"]["interface_counters"] == n_counters and d["totals"]["interfaces"] == 9
+    assert {e: r["interfaces"] for e, r in d["exporters"].items()} == {e: len(x) for e, x in want.items()}
+    drop = ("received_ns",)  # the receive time is the collector's own
+    assert {
+        e: [{k: v for k, v in r.items() if k not in drop} for r in x] for e, x in d["interfaces"].items()
+    } == {e: [{k: v for k, v in r.items() if k not in drop} for r in x] for e, x in want.items()}

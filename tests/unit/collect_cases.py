@@ -383,3 +383,36 @@ REGRESSION_FILES = {
     "sflow": sflow_case,
     "edge": edge_case,
 }
+
+
+# -- sFlow counter samples (tests/unit/test_collect_interfaces.py, the collector service test) --------
+
+
+def poll(i: int, if_index: int, *, up: bool = True) -> bytes:
+    """A counter record whose every value is distinct (and depends on the poll ``i``): 64-bit octets
+    above 2**32, 32-bit counters near their wrap."""
+    base = if_index * 1000 + i
+    return b.generic_if_counters(
+        if_index=if_index, if_type=6, if_speed=10**10 if if_index % 2 else 10**9, if_direction=1,
+        if_status=3 if up else 1, in_octets=(5 << 32) + base * 1500, in_ucast=4_294_000_000 + base,
+        in_mcast=2_000_000 + base, in_bcast=base + 2, in_discards=base + 3, in_errors=base + 4,
+        in_unknown=base + 5,
+        out_octets=(7 << 32) + base * 900, out_ucast=3_000_000_000 + base, out_mcast=base + 6,
+        out_bcast=base + 7, out_discards=base + 8, out_errors=base + 9, promiscuous=i % 2,
+    )  # fmt: skip
+
+
+def polls() -> list[bytes]:
+    """Two polls of three interfaces of an IPv4 agent (expanded and compact samples, two sub-agents'
+    worth of samples in one datagram), and one IPv6 agent whose interface goes down in its second poll."""
+    out = []
+    for i in (1, 2):
+        samples = [
+            b.counter_sample([poll(i, 1)], sequence=i, source_id=1),
+            b.counter_sample([poll(i, 2)], sequence=i, source_id=2, expanded=True),
+            b.counter_sample([poll(i, 3, up=i == 1)], sequence=i, source_id=3),
+        ]
+        out.append(b.sflow(samples, agent="192.0.2.50", sub_agent=0, sequence=i))
+        out.append(b.sflow([b.counter_sample([poll(i, 7, up=i == 1)], sequence=i, source_id=7)],
+                           agent="2001:db8::50", sub_agent=2, sequence=i))  # fmt: skip
+    return out

@@ -197,3 +197,34 @@ def compare_sflow(rows: list[dict[str, Any]], want: list[dict[str, Any]], what: 
             v = int(w["sflow.flow_sample.output_interface_value"])
             fmt = int(w.get("sflow.flow_sample.output_interface_format", "0"))
             assert r["out_if"] == (v if fmt == 0 and v != 0x3FFFFFFF else 0), what
+
+
+#: tshark's generic interface counter fields (sflow_245.*) -> the kept table's names.
+_IF_FIELDS = {
+    "ifindex": "if_index", "iftype": "if_type", "ifspeed": "if_speed", "ifdirection": "if_direction",
+    "ifinoct": "in_octets", "ifinpkt": "in_ucast", "ifinmcast": "in_mcast", "ifinbcast": "in_bcast",
+    "ifindisc": "in_discards", "ifinerr": "in_errors", "ifinunk": "in_unknown", "ifoutoct": "out_octets",
+    "ifoutpkt": "out_ucast", "ifoutmcast": "out_mcast", "ifoutbcast": "out_bcast",
+    "ifoutdisc": "out_discards", "ifouterr": "out_errors", "ifpromisc": "promiscuous",
+}  # fmt: skip
+
+
+def sflow_interface_counters(root: ET.Element) -> list[dict[str, Any]]:
+    """Every generic interface counters record tshark decoded, in order: its agent address (``exporter``),
+    the counters under the kept table's names, ``admin_up``/``oper_up``, and the frame time in ns."""
+    out = []
+    for pkt in root.iter("packet"):
+        f = fields_of(pkt)
+        agent = f.get("sflow_245.agent") or f.get("sflow_245.agent.v6")
+        secs, _, frac = f["frame.time_epoch"].partition(".")
+        when = int(secs) * 10**9 + int((frac + "000000000")[:9])
+        for rec in pkt.iter("field"):
+            if rec.get("name") == "" and rec.get("show") == "Generic interface counters":
+                g = fields_of(rec)
+                d: dict[str, Any] = {"exporter": agent, "received_ns": when}
+                for k, name in _IF_FIELDS.items():
+                    d[name] = int(g[f"sflow_245.{k}"])
+                d["admin_up"] = g["sflow_245.ifadmin_status"] == "1"
+                d["oper_up"] = g["sflow_245.ifoper_status"] == "1"
+                out.append(d)
+    return out

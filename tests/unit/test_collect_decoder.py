@@ -311,7 +311,14 @@ def test_counters_as_dicts() -> None:
     for name, case in ALL_CASES.items():
         dec.decode(batch(case(), sender="192.0.2.50" if name != "sflow" else SENDER))
     d = dec.stats.as_dict()
-    assert set(d) == {"totals", "errors", "exporters_over_limit", "exporters", "collected_at_ns"}
+    assert set(d) == {
+        "totals",
+        "errors",
+        "exporters_over_limit",
+        "exporters",
+        "interfaces",
+        "collected_at_ns",
+    }
     ex = d["exporters"]
     assert set(ex) == {"192.0.2.50", "192.0.2.99", "2001:db8::99"}  # sFlow: the agent addresses
     e = ex["192.0.2.50"]

@@ -67,7 +67,8 @@ def analyze(
             "netspectra collect decodes them (templates, sampling rates, sFlow sampled headers through the "
             "capture decoder) and every flow record goes to the tasks as one row of its packets and bytes "
             "times its sampling rate. The summary shows the collector's counters (datagrams, records, decode "
-            "errors, sequence gaps, exporters and their sampling rates). See docs/collect.md.",
+            "errors, sequence gaps, exporters and their sampling rates) and, for sFlow counter samples, each "
+            "interface's last counters. See docs/collect.md.",
         ),
     ] = False,
     export_port: Annotated[

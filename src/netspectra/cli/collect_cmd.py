@@ -88,8 +88,11 @@ def collect(
     Runs until SIGINT/SIGTERM (or --duration); then reads what the sockets still hold, publishes every row,
     and prints, per listener, the datagrams and the kernel's drops (receive buffer full: raise
     collect.socket_buffer and net.core.rmem_max) and, per exporter, datagrams, records, templates, data
-    sets before their template, sequence gaps (lost export datagrams), decode errors and sampling rates.
-    The same counters are on /metrics with --ops-listen. See docs/collect.md.
+    sets before their template, sequence gaps (lost export datagrams), decode errors, sampling rates and
+    sFlow counter records. The latest sFlow counters of every interface (octets, packets, errors,
+    discards, speed, status; at most collect.max_interfaces_per_exporter per exporter) are kept: in
+    --json, and on /metrics (netspectra_collect_interface_*) with --ops-listen, beside every counter
+    above. See docs/collect.md.
     """
     require("collect", "live")
     from netspectra.services.base import ServiceError

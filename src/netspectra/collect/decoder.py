@@ -31,6 +31,7 @@ import numpy as np
 
 from netspectra.collect import nf_kernels as nk
 from netspectra.collect.exporters import CollectorStats, ExporterRegistry
+from netspectra.collect.interfaces import InterfaceTable
 from netspectra.collect.pending import PendingSet, PendingSets
 from netspectra.collect.records import (
     IPFIX,
@@ -167,6 +168,10 @@ class FlowDecoder:
             cfg.pending_max_age.total_seconds(), cfg.pending_max_bytes, cfg.pending_max_bytes_per_exporter
         )
         self.sampling = SamplingRates(cfg.default_sampling_rate, cfg.exporter_sampling_rates)
+        #: The latest sFlow counters per (exporter, ifIndex), also reachable as ``stats.interfaces``.
+        self.interfaces = InterfaceTable(cfg.max_interfaces_per_exporter, cfg.max_interfaces)
+        self.stats.interfaces = self.interfaces
+        self._iflimit_logged: set[str] = set()
         self._lock = threading.Lock()
         self._templog_ok: set[tuple[int, int]] = set()  # (stream, template id) logged as refused
         self._known_sets: dict[int, dict[bytes, int]] = {}  # stream -> template set bytes -> templates
@@ -278,8 +283,21 @@ class FlowDecoder:
             # fmt: on
             if nc:
                 counters = self._counters(c_dg[:nc], c_seq[:nc], c_val[:nc], addr, domain, recv)
-                for e, c in zip(*np.unique(eids[c_dg[:nc]], return_counts=True), strict=True):
+                c_eid = eids[c_dg[:nc]]
+                for e, c in zip(*np.unique(c_eid, return_counts=True), strict=True):
                     self.stats.add(reg.texts[int(e)], "interface_counters", int(c))
+                for e, c in self.interfaces.update(counters, c_eid, reg.texts).items():
+                    self.stats.add(e, "interfaces_over_limit", c)
+                    if e not in self._iflimit_logged:
+                        self._iflimit_logged.add(e)
+                        log.warning(
+                            "exporter %s: sFlow counters of more interfaces than the table keeps "
+                            "(collect.max_interfaces_per_exporter %d, collect.max_interfaces %d): not kept, "
+                            "counted in interfaces_over_limit",
+                            e,
+                            self.interfaces.max_per_exporter,
+                            self.interfaces.max_total,
+                        )
 
         # sequence numbers
         seqd = np.flatnonzero((status == nk.DG_OK) | (status == nk.DG_BAD_SET) | (status == nk.DG_BAD_SAMPLE))

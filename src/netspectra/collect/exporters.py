@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from netspectra.collect.addr import to_text
+from netspectra.collect.interfaces import InterfaceTable
 from netspectra.collect.records import KIND_NAMES
 from netspectra.counters import Counter, LabeledCounter, RateLimitedLog
 
@@ -34,6 +35,8 @@ EXPORTER_COUNTERS: dict[str, str] = {
     "bytes": "bytes of those datagrams",
     "records": "flow records decoded (rows; an RFC 5103 biflow may give two)",
     "interface_counters": "sFlow interface counter records decoded",
+    "interfaces_over_limit": "sFlow interface counter records not kept: interface table full "
+    "(collect.max_interfaces_per_exporter / max_interfaces)",
     "templates": "templates and options templates received (new, refreshed or changed)",
     "template_changes": "templates replaced by a different definition",
     "template_withdrawals": "templates withdrawn (IPFIX)",
@@ -181,6 +184,8 @@ class CollectorStats:
         self._rate_sources: dict[str, dict[str, int]] = {}
         self._errlog = RateLimitedLog(log, 30.0)
         self._missing_logged: set[str] = set()
+        #: The latest sFlow interface counters (the decoder's table; None: not kept).
+        self.interfaces: InterfaceTable | None = None
 
     def add(self, exporter: str, name: str, n: int) -> None:
         if n:
@@ -241,9 +246,11 @@ class CollectorStats:
             )
 
     def exporters(self) -> dict[str, dict[str, Any]]:
-        """Per exporter: every counter, ``last_seen_ns``, ``kinds`` and ``sampling_rates`` (rate ->
-        records) and ``sampling_sources`` (source -> records)."""
+        """Per exporter: every counter, ``last_seen_ns``, ``kinds``, ``sampling_rates`` (rate ->
+        records), ``sampling_sources`` (source -> records) and ``interfaces`` (interfaces whose sFlow
+        counters are kept)."""
         counters = {name: lc.as_dict() for name, lc in self.per_exporter.items()}
+        kept = self.interfaces.counts() if self.interfaces is not None else {}
         with self._lock:
             names = sorted(self._last_seen)
             out: dict[str, dict[str, Any]] = {}
@@ -253,17 +260,21 @@ class CollectorStats:
                 row["kinds"] = sorted(self._kinds.get(e, ()))
                 row["sampling_rates"] = dict(sorted(self._rates.get(e, {}).items()))
                 row["sampling_sources"] = dict(sorted(self._rate_sources.get(e, {}).items()))
+                row["interfaces"] = kept.get(e, 0)
                 out[e] = row
         return out
 
     def as_dict(self) -> dict[str, Any]:
-        """Totals over exporters, errors by reason, and the per-exporter view."""
+        """Totals over exporters, errors by reason, the per-exporter view, and ``interfaces``: per
+        exporter, the latest counters of each interface (:meth:`.InterfaceTable.snapshot`)."""
         per = self.exporters()
         totals = {name: sum(int(r[name]) for r in per.values()) for name in EXPORTER_COUNTERS}
+        totals["interfaces"] = sum(int(r["interfaces"]) for r in per.values())
         return {
             "totals": totals,
             "errors": self.errors.as_dict(),
             "exporters_over_limit": self.exporters_over_limit.value,
             "exporters": per,
+            "interfaces": self.interfaces.snapshot() if self.interfaces is not None else {},
             "collected_at_ns": time.time_ns(),
         }

@@ -4,9 +4,12 @@ Read at scrape time from the counters the collector keeps anyway (:class:`~.sour
 the publisher's :class:`~netspectra.probe.publisher.ProbeStats`); nothing here counts. Every series is
 listed in docs/collect.md ("Metrics"). Per exporter (label ``exporter``): every counter of
 :data:`~.exporters.EXPORTER_COUNTERS` as ``netspectra_collect_exporter_<name>_total``, the last datagram's
-time and the records per sampling rate; per listener (label ``listener``): datagrams, bytes, kernel
-drops, truncated datagrams and the receive buffer granted; overall: decode errors by reason, rows made,
-records without a flow key by reason, the queue's drops and what was published.
+time and the records per sampling rate; per exporter and interface (labels ``exporter``, ``if_index``;
+bounded by ``collect.max_interfaces_per_exporter`` / ``max_interfaces``): the latest sFlow interface
+counters (:mod:`~.interfaces`) as ``netspectra_collect_interface_*``; per listener (label
+``listener``): datagrams, bytes, kernel drops, truncated datagrams and the receive buffer granted;
+overall: decode errors by reason, rows made, records without a flow key by reason, the queue's drops
+and what was published.
 """
 
 from __future__ import annotations
@@ -18,8 +21,36 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from netspectra.collect.exporters import EXPORTER_COUNTERS
+from netspectra.collect.interfaces import supported
 
-__all__ = ["CollectorCollector"]
+__all__ = ["INTERFACE_COUNTERS", "INTERFACE_GAUGES", "CollectorCollector"]
+
+#: sFlow generic interface counters exported as Prometheus counters: series name (``_total`` added by
+#: the exposition) -> (kept field, help). The agent's running totals, as sent (32-bit ones wrap; a
+#: wrap or an interface reset looks like a counter reset to ``rate()``); a counter the agent sent as
+#: "unsupported" (all ones) has no series.
+INTERFACE_COUNTERS: dict[str, tuple[str, str]] = {
+    "in_octets": ("in_octets", "octets received (ifHCInOctets)"),
+    "in_unicast_packets": ("in_ucast", "unicast packets received (ifInUcastPkts)"),
+    "in_multicast_packets": ("in_mcast", "multicast packets received (ifInMulticastPkts)"),
+    "in_broadcast_packets": ("in_bcast", "broadcast packets received (ifInBroadcastPkts)"),
+    "in_discards": ("in_discards", "inbound packets discarded (ifInDiscards)"),
+    "in_errors": ("in_errors", "inbound packets with errors (ifInErrors)"),
+    "in_unknown_protos": ("in_unknown", "inbound packets of an unknown protocol (ifInUnknownProtos)"),
+    "out_octets": ("out_octets", "octets sent (ifHCOutOctets)"),
+    "out_unicast_packets": ("out_ucast", "unicast packets sent (ifOutUcastPkts)"),
+    "out_multicast_packets": ("out_mcast", "multicast packets sent (ifOutMulticastPkts)"),
+    "out_broadcast_packets": ("out_bcast", "broadcast packets sent (ifOutBroadcastPkts)"),
+    "out_discards": ("out_discards", "outbound packets discarded (ifOutDiscards)"),
+    "out_errors": ("out_errors", "outbound packets with errors (ifOutErrors)"),
+}
+#: ... and as gauges: series name -> (value of :meth:`.InterfaceTable.snapshot` rows, help).
+INTERFACE_GAUGES: dict[str, tuple[str, str]] = {
+    "speed_bits_per_second": ("if_speed", "interface speed (ifSpeed/ifHighSpeed, bit/s)"),
+    "admin_up": ("admin_up", "1 when the interface is administratively up (ifAdminStatus), else 0"),
+    "oper_up": ("oper_up", "1 when the interface is operationally up (ifOperStatus), else 0"),
+    "last_counters_seconds": ("received_ns", "when its latest counter sample was received (Unix seconds)"),
+}
 
 
 def _family(name: str, doc: str, labels: list[str], rows: list[tuple[list[str], float]]) -> Metric:
@@ -68,6 +99,7 @@ class CollectorCollector(Collector):
                 for r, c in row["sampling_rates"].items()
             ],
         )
+        yield from _interface_families(st.decoder.interfaces)
         errors = st.decoder.errors.as_dict()
         yield _family(
             "netspectra_collect_decode_errors_by_reason",
@@ -155,3 +187,34 @@ class CollectorCollector(Collector):
                 [],
                 [([], pub.publish_failed)],
             )
+
+
+def _interface_families(table: Any) -> Iterator[Metric]:
+    """The latest sFlow counters of every (exporter, ifIndex) kept (none yet: the families, empty)."""
+    snap = table.snapshot() if table is not None else {}
+    rows = [((e, str(r["if_index"])), r) for e, lst in snap.items() for r in lst]
+    kept = GaugeMetricFamily(
+        "netspectra_collect_exporter_interfaces",
+        "Per exporter: interfaces whose latest sFlow counters are kept (netspectra_collect_interface_*).",
+        labels=["exporter"],
+    )
+    for e, lst in snap.items():
+        kept.add_metric([e], float(len(lst)))
+    yield kept
+    labels = ["exporter", "if_index"]
+    for name, (field, doc) in INTERFACE_COUNTERS.items():
+        yield _family(
+            f"netspectra_collect_interface_{name}",
+            f"Per sFlow interface, its latest counter sample: {doc}.",
+            labels,
+            [(list(k), float(r[field])) for k, r in rows if supported(field, r[field])],
+        )
+    for name, (field, doc) in INTERFACE_GAUGES.items():
+        fam = GaugeMetricFamily(
+            f"netspectra_collect_interface_{name}", f"Per sFlow interface: {doc}.", labels=labels
+        )
+        scale = 1e-9 if field == "received_ns" else 1.0
+        for k, r in rows:
+            if supported(field, r[field]):  # an unknown speed (all ones) has no series
+                fam.add_metric(list(k), float(r[field]) * scale)
+        yield fam

@@ -124,6 +124,10 @@ def summary_rows(fx: dict[str, Any]) -> list[tuple[str, str]]:
     out += [
         ("Exporters", f"{len(fx['exporters']):,}"),
         ("Flow records decoded", f"{tot['records']:,}"),
+        (
+            "sFlow counter records: decoded / interfaces kept",
+            f"{tot['interface_counters']:,} / {tot['interfaces']:,}",
+        ),
         ("Decode errors", f"{tot['decode_errors']:,}"),
         (
             "Sets before their template: decoded / dropped",
@@ -161,3 +165,49 @@ def exporter_rows(fx: dict[str, Any]) -> list[list[str]]:
             ]
         )
     return out
+
+
+#: The columns of the report's interfaces table: (title, value of an :meth:`.InterfaceTable.snapshot` row).
+INTERFACE_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("Exporter", ""),
+    ("ifIndex", "if_index"),
+    ("Status", ""),
+    ("Speed", "if_speed"),
+    ("In octets", "in_octets"),
+    ("In packets", "in_packets"),
+    ("In errors", "in_errors"),
+    ("In discards", "in_discards"),
+    ("Out octets", "out_octets"),
+    ("Out packets", "out_packets"),
+    ("Out errors", "out_errors"),
+    ("Out discards", "out_discards"),
+    ("Last sample (UTC)", ""),
+)
+
+
+def interface_rows(fx: dict[str, Any], limit: int = 50) -> tuple[list[list[str]], int]:
+    """The report's interfaces table: one row per (exporter, ifIndex) with its last sFlow counters
+    (:data:`INTERFACE_COLUMNS`; packets = unicast + multicast + broadcast, those the agent supports; ``-``
+    for a counter it does not support), at most ``limit`` rows;
+    returns the rows and how many were left out (``--json`` has them all)."""
+    from netspectra.output.timefmt import format_ts_ns
+
+    out: list[list[str]] = []
+    every = [(e, r) for e, lst in fx.get("interfaces", {}).items() for r in lst]
+    for e, r in every[:limit]:
+        status = f"{'up' if r['admin_up'] else 'down'}/{'up' if r['oper_up'] else 'down'}"
+        row = [e, str(r["if_index"]), status, _speed(int(r["if_speed"]))]
+        row += ["-" if f in r["unsupported"] else f"{int(r[f]):,}" for _, f in INTERFACE_COLUMNS[4:-1]]
+        row.append(format_ts_ns(int(r["received_ns"])))
+        out.append(row)
+    return out, max(0, len(every) - limit)
+
+
+def _speed(bps: int) -> str:
+    """``10 Gbit/s``, ``100 Mbit/s``; ``-`` for 0 or all ones (unknown)."""
+    if bps <= 0 or bps == (1 << 64) - 1:
+        return "-"
+    for div, unit in ((10**12, "Tbit/s"), (10**9, "Gbit/s"), (10**6, "Mbit/s"), (10**3, "kbit/s")):
+        if bps >= div:
+            return f"{bps / div:g} {unit}"
+    return f"{bps} bit/s"

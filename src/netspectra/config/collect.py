@@ -17,6 +17,8 @@ Every key has a default, so a configuration without this section collects on loo
       pending_max_bytes_per_exporter: 1MiB
       max_exporters: 10000
       max_streams_per_exporter: 256     # observation domains / source ids / sub-agents
+      max_interfaces_per_exporter: 4096 # sFlow interface counters kept (latest per ifIndex); and overall:
+      max_interfaces: 65536
 
 Sampling-rate precedence (docs/collect.md): the record (or v5 header, sFlow sample), then the
 exporter's options data for its observation domain and sampler id, then ``exporter_sampling_rates``,
@@ -112,6 +114,10 @@ class CollectConfig(Section):
     #: Distinct exporter addresses, and observation domains per exporter, before datagrams are refused.
     max_exporters: int = Field(10_000, ge=1, le=1 << 22)
     max_streams_per_exporter: int = Field(256, ge=1, le=1 << 16)
+    #: sFlow interface counters kept (the latest per exporter and ifIndex: ``/metrics``, summaries), per
+    #: exporter and overall; counter records of further interfaces are counted (``interfaces_over_limit``).
+    max_interfaces_per_exporter: int = Field(4096, ge=1, le=1 << 20)
+    max_interfaces: int = Field(65_536, ge=1, le=1 << 22)
 
     @field_validator("listen")
     @classmethod

@@ -145,7 +145,7 @@ def _flow_export_tables(result: AnalysisResult, tasks: list[TaskResult]) -> list
     """``analyze --flow-export``: the collector's summary and one row per exporter."""
     from rich.table import Table
 
-    from netspectra.collect.offline import exporter_rows, summary_rows
+    from netspectra.collect.offline import INTERFACE_COLUMNS, exporter_rows, interface_rows, summary_rows
 
     fx = result.flow_export
     assert fx is not None
@@ -174,6 +174,20 @@ def _flow_export_tables(result: AnalysisResult, tasks: list[TaskResult]) -> list
                 name, justify="left" if name in ("Exporter", "Protocols", "Sampling rates") else "right"
             )
         for r in rows:
+            t.add_row(*r)
+        out.append(t)
+    if_rows, left = interface_rows(fx)
+    if if_rows:
+        t = Table(
+            title="Interfaces (last sFlow counters; status admin/oper)",
+            title_justify="left",
+            caption=f"{left:,} more in --json (flow_export.interfaces)" if left else None,
+        )
+        for name, _ in INTERFACE_COLUMNS:
+            t.add_column(
+                name, justify="left" if name in ("Exporter", "Status", "Last sample (UTC)") else "right"
+            )
+        for r in if_rows:
             t.add_row(*r)
         out.append(t)
     return out

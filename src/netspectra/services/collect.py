@@ -304,6 +304,10 @@ class CollectService(Service):
             ("datagrams truncated (dropped)", sum(int(x["truncated"]) for x in s["listeners"])),
             ("exporters", len(dec["exporters"])),
             ("flow records decoded", tot["records"]),
+            (
+                "sFlow counter records (interfaces kept)",
+                f"{tot['interface_counters']:,} ({tot['interfaces']:,})",
+            ),
             ("decode errors", tot["decode_errors"]),
             ("sequence gaps (lost export datagrams)", tot["sequence_gaps"]),
             ("records without a sampling rate", tot["records_without_sampling_rate"]),
@@ -335,7 +339,12 @@ class CollectService(Service):
                     f"{r['templates']:,} templates, "
                     f"{r['unknown_template_sets']:,} sets before their template, "
                     f"{r['sequence_gaps']:,} sequence gaps, {r['decode_errors']:,} decode errors, "
-                    f"sampling rates {rates} ({r['records_without_sampling_rate']:,} records without)",
+                    f"sampling rates {rates} ({r['records_without_sampling_rate']:,} records without)"
+                    + (
+                        f", {r['interface_counters']:,} counter records ({r['interfaces']:,} interfaces)"
+                        if r["interface_counters"]
+                        else ""
+                    ),
                 )
             )
         if per:
