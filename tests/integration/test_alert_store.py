@@ -37,7 +37,7 @@ from fastapi.testclient import TestClient
 from netspectra.api.http_app import create_app
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from fakes.openai_server import FakeOpenAI  # noqa: E402
+from fakes.openai_server import FakeOpenAI
 
 ROOT = Path(__file__).resolve().parents[2]
 CAPTURE = ROOT / "tests" / "data" / "captures" / "gnutella.pcap"

@@ -62,7 +62,8 @@ class StoredAlert:
     failed: dict[str, str]
     ai_status: str
     final: bool
-    #: The AI analysis text sent with the alert ('' when none: AI off or failed, or stored before migration 6).
+    #: The AI analysis text sent with the alert ('' when none: AI off or failed, or stored before
+    #: migration 6).
     ai_analysis: str = ""
 
     def to_dict(self) -> dict[str, Any]:
