@@ -14,6 +14,7 @@ Needs Debian's ``chromium`` and ``chromium-driver`` and ``selenium`` (skipped wi
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import subprocess
@@ -127,6 +128,35 @@ def gen(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     proc = ApiProcess(fill(tmp, trace), tmp).start()
     try:
         yield Served(proc, truth=truth)
+    finally:
+        proc.stop()
+
+
+@pytest.fixture(scope="module")
+def rolled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """The capture's store with a rollup task besides the exact ones (same engine, same batches)."""
+    tmp = tmp_path_factory.mktemp("console-rollup")
+    text = config_text(tmp / "chdb")
+    writer = text.split("    writers: ", 1)[1].split("\n", 1)[0]
+    text = text.replace("types: [exact, sketch, flows]", "types: [exact, sketch, flows, rollup]").replace(
+        "alerter:\n",
+        f"  rollup:\n    writers: {writer}\n"
+        "    tasks:\n      - {name: traffic, dimensions: [Protocol]}\nalerter:\n",
+    )
+    conf = tmp / "netspectra.yaml"
+    conf.write_text(text)
+    res = subprocess.run(
+        [sys.executable, "-m", "netspectra", "analyze", str(CAPTURE), "-c", str(conf), "--store", "--json"],
+        cwd=tmp,
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert res.returncode in (0, 1), res.stderr
+    proc = ApiProcess(conf, tmp).start()
+    try:
+        yield Served(proc)
     finally:
         proc.stop()
 
@@ -643,3 +673,39 @@ def test_the_pages_curl_lines(gen: Served) -> None:
         body, _, code = res.stdout.rpartition("\n")
         assert code == "200", (line, res.stdout[-500:])
         assert isinstance(json.loads(body), dict), line
+
+
+def test_visualize_from_the_coarsest_rollup(browser: Any, rolled: Served) -> None:
+    """Six hours around the capture at 120 points: 5-minute steps, answered by rollup_5m (the page says so);
+    the page's numbers are the API's, and the totals those of the full-resolution table."""
+    whole = rolled.get("/api/v1/console/visualize", dims="Protocol", resolution="full")
+    hour = 3600 * 10**9
+    lo = whole["start"] // hour * hour
+    hi = lo + 6 * hour - 10**9
+    iso = [dt.datetime.fromtimestamp(t // 10**9, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S") for t in (lo, hi)]
+    q = {"dims": "Protocol", "points": 120, "start": lo // 10**6, "end": hi // 10**6}
+    auto = rolled.get("/api/v1/console/visualize", **q)
+    full = rolled.get("/api/v1/console/visualize", **q, resolution="full")
+    assert (auto["table"], auto["resolution"], auto["rollupTask"], auto["step"]) == (
+        "rollup_5m",
+        "5m",
+        "traffic",
+        300 * 10**9,
+    )
+    assert full["table"] == "flow_metrics" and full["total"]["flows"] == TOTALS[2]
+    assert [auto["total"][m] for m in ("packets", "bytes")] == [
+        full["total"][m] for m in ("packets", "bytes")
+    ]
+    show(browser, f"{rolled.url}/console/visualize?dims=Protocol&range=abs&start={iso[0]}&end={iso[1]}")
+    note = browser.find_element(By.ID, "viz-note")
+    assert note.get_attribute("data-table") == "rollup_5m" and note.get_attribute("data-resolution") == "5m"
+    assert "from rollup_5m (5m buckets of rollup task traffic; flows not counted)" in note.text
+    assert "each packet's traffic in the bucket of its own time" in note.text
+    page = rows(browser, "#viz-table tbody tr.row")
+    assert [r[1:5] for r in page] == [
+        [str(s["key"]["Protocol"]), str(s["packets"]), str(s["bytes"]), "—"] for s in auto["series"]
+    ]
+    total = rows(browser, "#viz-table tbody tr.total")[0]
+    assert total[2:5] == [str(full["total"]["packets"]), str(full["total"]["bytes"]), "—"]
+    screenshot(browser, "visualize-rollup")
+    no_errors(browser)

@@ -41,6 +41,13 @@ if TYPE_CHECKING:
     from netspectra.storage.store import ClickHouseStore
 
 
+#: What the time axis means in an answer from a rollup table.
+ROLLUP_AXIS = (
+    "traffic time: each packet's traffic in the bucket of its own time (rollup); the range is read in whole "
+    "buckets of the rollup table"
+)
+
+
 @dataclass(frozen=True)
 class RollupPlan:
     """A rollup that answers: the ``source`` to read (kind ``rollup``: the table chosen, the rollup task, the

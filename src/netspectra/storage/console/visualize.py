@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from netspectra.storage.console.rollup import rollup_plan
+from netspectra.storage.console.rollup import ROLLUP_AXIS, rollup_plan
 from netspectra.storage.console.sources import (
     AXES,
     DEFAULT_ROW_BUDGET,
@@ -87,7 +87,7 @@ class Visualization:
             "source": self.source,
             "table": self.table,
             "axis": self.axis,
-            "axisMeaning": AXES.get(self.axis, ""),
+            "axisMeaning": ROLLUP_AXIS if self.resolution != "full" else AXES.get(self.axis, ""),
             "start": self.start_ns,
             "end": self.end_ns,
             "step": self.step_ns,
