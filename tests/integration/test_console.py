@@ -132,9 +132,20 @@ def gen(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         proc.stop()
 
 
+#: What the local chat-completions server answers to the alerter's AI analysis requests.
+ANALYSIS = "## Assessment\n\nA host sends over 1 kB: `per_src` — look at O'Brien's <b>laptop</b>."
+
+
 @pytest.fixture(scope="module")
 def rolled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    """The capture's store with a rollup task besides the exact ones (same engine, same batches)."""
+    """The capture's store with a rollup task besides the exact ones (same engine, same batches), and the
+    alerter's AI analysis on (the AI gRPC service in front of a local chat-completions server)."""
+    if str(ROOT / "tests") not in sys.path:
+        sys.path.insert(0, str(ROOT / "tests"))
+    from fakes.openai_server import FakeOpenAI
+    from netspectra.ai.service import serve
+    from netspectra.config.models import AiConfig
+
     tmp = tmp_path_factory.mktemp("console-rollup")
     text = config_text(tmp / "chdb")
     writer = text.split("    writers: ", 1)[1].split("\n", 1)[0]
@@ -144,16 +155,43 @@ def rolled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         "    tasks:\n      - {name: traffic, dimensions: [Protocol]}\nalerter:\n",
     )
     conf = tmp / "netspectra.yaml"
-    conf.write_text(text)
-    res = subprocess.run(
-        [sys.executable, "-m", "netspectra", "analyze", str(CAPTURE), "-c", str(conf), "--store", "--json"],
-        cwd=tmp,
-        env=env(),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    with FakeOpenAI(api_key="sk-console") as fake:
+        fake.reply = ANALYSIS
+        ai, port = serve(
+            AiConfig(api_key="sk-console", model="m", base_url=fake.base_url),
+            addr="127.0.0.1:0",
+            max_retries=0,
+        )
+        try:
+            conf.write_text(
+                text.replace(
+                    "alerter:\n  enabled: true\n",
+                    "alerter:\n  enabled: true\n"
+                    f"  ai_analysis: {{enabled: true, service_addr: '127.0.0.1:{port}', timeout: 60s}}\n",
+                )
+            )
+            res = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "netspectra",
+                    "analyze",
+                    str(CAPTURE),
+                    "-c",
+                    str(conf),
+                    "--store",
+                    "--json",
+                ],
+                cwd=tmp,
+                env=env(),
+                capture_output=True,
+                text=True,
+                timeout=600,
+            )
+        finally:
+            ai.stop(0)
     assert res.returncode in (0, 1), res.stderr
+    assert fake.requests, "the alerter asked for no AI analysis"
     proc = ApiProcess(conf, tmp).start()
     try:
         yield Served(proc)
@@ -708,4 +746,21 @@ def test_visualize_from_the_coarsest_rollup(browser: Any, rolled: Served) -> Non
     total = rows(browser, "#viz-table tbody tr.total")[0]
     assert total[2:5] == [str(full["total"]["packets"]), str(full["total"]["bytes"]), "—"]
     screenshot(browser, "visualize-rollup")
+    no_errors(browser)
+
+
+def test_alerts_view_shows_the_ai_analysis(browser: Any, rolled: Served) -> None:
+    """The analysis text the alerts were sent with (stored since migration 6) is in the Alerts view, as the
+    API gives it: text, not markup."""
+    api = rolled.get("/api/v1/alerts", limit=500)["alerts"]
+    assert api and {(a["aiStatus"], a["aiAnalysis"]) for a in api} == {("ok", ANALYSIS)}
+    show(browser, f"{rolled.url}/console/alerts")
+    shown = browser.execute_script(
+        "return [...document.querySelectorAll('#alerts-table tbody tr.row')].map(r => {"
+        "const d = r.querySelector('td.ai .analysis'); return [r.dataset.time, d ? d.textContent : null]})"
+    )
+    assert shown == [[a["timeNs"], ANALYSIS] for a in api]
+    assert not browser.find_elements(By.CSS_SELECTOR, "#alerts-table td.ai b")  # shown as text
+    browser.execute_script("document.querySelector('#alerts-table td.ai details').open = true")
+    screenshot(browser, "alerts-ai")
     no_errors(browser)
