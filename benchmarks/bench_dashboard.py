@@ -86,10 +86,11 @@ def config(data_dir: str) -> str:
         f"{{data_dir: '{data_dir}', database: {DATABASE}, history_resolution: 60s}}}}]"
     )
     return (
-        "aggregator:\n  types: [exact, sketch]\n"
+        "aggregator:\n  types: [exact, sketch, rollup]\n"
         f"  exact:\n    writers: {w}\n    tasks:\n"
         "      - {name: per_five_tuple, key_fields: [SrcIP, DstIP, SrcPort, DstPort, Protocol]}\n"
         f"  sketch:\n    writers: {w}\n    tasks:\n      - {{name: cm, skt_type: 0, flow_fields: [SrcIP]}}\n"
+        f"  rollup:\n    writers: {w}\n    tasks:\n      - {{name: traffic, dimensions: [Protocol]}}\n"
     )
 
 
@@ -110,6 +111,16 @@ def fill(store: Any, flows: int, snaps: int) -> None:
         f"{k} * 3 "
         f"FROM numbers({flows * snaps})"
     )
+    # the rollup task's rows: each flow's final counts in the bucket of its first packet (its packets all lie
+    # within a second of it but the last snapshot's), per protocol, in the three tables
+    for table, width in (("rollup_1m", 60), ("rollup_5m", 300), ("rollup_1h", 3600)):
+        w, last = width * 10**9, T0 + snaps * 60 * 10**9
+        store.execute(
+            f"INSERT INTO {store.table(table)} (TimestampNs, PeriodStartNs, TaskName, BucketNs, Epoch, "
+            f"Protocol, Packets, Bytes) SELECT {last}, {T0}, 'traffic', intDiv(StartNs, {w}) * {w} AS b, 0, "
+            f"Protocol, sum(PacketCount), sum(ByteCount) FROM {store.table('flow_metrics')} "
+            f"WHERE TimestampNs = {last} GROUP BY b, Protocol"
+        )
     store.execute(
         f"INSERT INTO {store.table('heavy_hitters')} (TimestampNs, PeriodStartNs, Bucket, TaskName, Flow, "
         f"Value, Type) SELECT {T0} + 60000000000, {T0}, toDateTime({T0 // 10**9 + 60}, 'UTC'), 'cm', "
@@ -157,6 +168,10 @@ QUERIES: list[tuple[str, str, dict[str, Any]]] = [
      {"dims": "DstIP", "filter": "SrcIP << 10.1.0.0/16 AND DstPort = 443"}),
     ("visualize: stored-time axis", "/api/v1/console/visualize", {"dims": "DstPort", "axis": "snapshot"}),
     ("visualize: top 10 DstPort, exact", "/api/v1/console/visualize", {"dims": "DstPort", "exact": "1"}),
+    ("visualize: Protocol, 1-min steps (rollup)", "/api/v1/console/visualize",
+     {"dims": "Protocol", "points": "5"}),
+    ("visualize: Protocol, 1-min steps, full resolution", "/api/v1/console/visualize",
+     {"dims": "Protocol", "points": "5", "resolution": "full"}),
     ("flows: top 50 by bytes", "/api/v1/console/flows", {}),
     ("flows: filter SrcIP", "/api/v1/console/flows", {"filter": "SrcIP = 10.1.2.3"}),
     ("host 10.1.2.3", "/api/v1/console/host", {"ip": "10.1.2.3"}),
@@ -190,6 +205,8 @@ def bench_store(a: argparse.Namespace) -> None:
     if not (a.reuse and have):
         store.execute(f"TRUNCATE TABLE {store.table('flow_metrics')}")
         store.execute(f"TRUNCATE TABLE {store.table('heavy_hitters')}")
+        for table in ("rollup_1m", "rollup_5m", "rollup_1h"):
+            store.execute(f"TRUNCATE TABLE {store.table(table)}")
         t = time.perf_counter()
         fill(store, a.flows, a.snapshots)
         print(f"filled in {time.perf_counter() - t:.1f} s")
@@ -212,7 +229,7 @@ def bench_store(a: argparse.Namespace) -> None:
             sample = doc.get("sample", 1) if isinstance(doc, dict) else 1
             how = f"sample 1/{sample}" if sample > 1 else "exact"
             if name.startswith("visualize"):
-                how += f", total {doc['total']['packets']:,} packets"
+                how += f", total {doc['total']['packets']:,} packets, from {doc['table']}"
             print(f"| {name} | {pct(lat, 0.5):.0f} | {pct(lat, 0.99):.0f} | {min(lat):.0f} | {how} |")
         # the flows page found among the flows of the top rows equals the page of every flow grouped
         from netspectra.storage.console import flows as flows_module

@@ -14,6 +14,7 @@ Needs Debian's ``chromium`` and ``chromium-driver`` and ``selenium`` (skipped wi
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import subprocess
@@ -127,6 +128,73 @@ def gen(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     proc = ApiProcess(fill(tmp, trace), tmp).start()
     try:
         yield Served(proc, truth=truth)
+    finally:
+        proc.stop()
+
+
+#: What the local chat-completions server answers to the alerter's AI analysis requests.
+ANALYSIS = "## Assessment\n\nA host sends over 1 kB: `per_src` — look at O'Brien's <b>laptop</b>."
+
+
+@pytest.fixture(scope="module")
+def rolled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """The capture's store with a rollup task besides the exact ones (same engine, same batches), and the
+    alerter's AI analysis on (the AI gRPC service in front of a local chat-completions server)."""
+    if str(ROOT / "tests") not in sys.path:
+        sys.path.insert(0, str(ROOT / "tests"))
+    from fakes.openai_server import FakeOpenAI
+    from netspectra.ai.service import serve
+    from netspectra.config.models import AiConfig
+
+    tmp = tmp_path_factory.mktemp("console-rollup")
+    text = config_text(tmp / "chdb")
+    writer = text.split("    writers: ", 1)[1].split("\n", 1)[0]
+    text = text.replace("types: [exact, sketch, flows]", "types: [exact, sketch, flows, rollup]").replace(
+        "alerter:\n",
+        f"  rollup:\n    writers: {writer}\n"
+        "    tasks:\n      - {name: traffic, dimensions: [Protocol]}\nalerter:\n",
+    )
+    conf = tmp / "netspectra.yaml"
+    with FakeOpenAI(api_key="sk-console") as fake:
+        fake.reply = ANALYSIS
+        ai, port = serve(
+            AiConfig(api_key="sk-console", model="m", base_url=fake.base_url),
+            addr="127.0.0.1:0",
+            max_retries=0,
+        )
+        try:
+            conf.write_text(
+                text.replace(
+                    "alerter:\n  enabled: true\n",
+                    "alerter:\n  enabled: true\n"
+                    f"  ai_analysis: {{enabled: true, service_addr: '127.0.0.1:{port}', timeout: 60s}}\n",
+                )
+            )
+            res = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "netspectra",
+                    "analyze",
+                    str(CAPTURE),
+                    "-c",
+                    str(conf),
+                    "--store",
+                    "--json",
+                ],
+                cwd=tmp,
+                env=env(),
+                capture_output=True,
+                text=True,
+                timeout=600,
+            )
+        finally:
+            ai.stop(0)
+    assert res.returncode in (0, 1), res.stderr
+    assert fake.requests, "the alerter asked for no AI analysis"
+    proc = ApiProcess(conf, tmp).start()
+    try:
+        yield Served(proc)
     finally:
         proc.stop()
 
@@ -643,3 +711,56 @@ def test_the_pages_curl_lines(gen: Served) -> None:
         body, _, code = res.stdout.rpartition("\n")
         assert code == "200", (line, res.stdout[-500:])
         assert isinstance(json.loads(body), dict), line
+
+
+def test_visualize_from_the_coarsest_rollup(browser: Any, rolled: Served) -> None:
+    """Six hours around the capture at 120 points: 5-minute steps, answered by rollup_5m (the page says so);
+    the page's numbers are the API's, and the totals those of the full-resolution table."""
+    whole = rolled.get("/api/v1/console/visualize", dims="Protocol", resolution="full")
+    hour = 3600 * 10**9
+    lo = whole["start"] // hour * hour
+    hi = lo + 6 * hour - 10**9
+    iso = [dt.datetime.fromtimestamp(t // 10**9, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S") for t in (lo, hi)]
+    q = {"dims": "Protocol", "points": 120, "start": lo // 10**6, "end": hi // 10**6}
+    auto = rolled.get("/api/v1/console/visualize", **q)
+    full = rolled.get("/api/v1/console/visualize", **q, resolution="full")
+    assert (auto["table"], auto["resolution"], auto["rollupTask"], auto["step"]) == (
+        "rollup_5m",
+        "5m",
+        "traffic",
+        300 * 10**9,
+    )
+    assert full["table"] == "flow_metrics" and full["total"]["flows"] == TOTALS[2]
+    assert [auto["total"][m] for m in ("packets", "bytes")] == [
+        full["total"][m] for m in ("packets", "bytes")
+    ]
+    show(browser, f"{rolled.url}/console/visualize?dims=Protocol&range=abs&start={iso[0]}&end={iso[1]}")
+    note = browser.find_element(By.ID, "viz-note")
+    assert note.get_attribute("data-table") == "rollup_5m" and note.get_attribute("data-resolution") == "5m"
+    assert "from rollup_5m (5m buckets of rollup task traffic; flows not counted)" in note.text
+    assert "each packet's traffic in the bucket of its own time" in note.text
+    page = rows(browser, "#viz-table tbody tr.row")
+    assert [r[1:5] for r in page] == [
+        [str(s["key"]["Protocol"]), str(s["packets"]), str(s["bytes"]), "—"] for s in auto["series"]
+    ]
+    total = rows(browser, "#viz-table tbody tr.total")[0]
+    assert total[2:5] == [str(full["total"]["packets"]), str(full["total"]["bytes"]), "—"]
+    screenshot(browser, "visualize-rollup")
+    no_errors(browser)
+
+
+def test_alerts_view_shows_the_ai_analysis(browser: Any, rolled: Served) -> None:
+    """The analysis text the alerts were sent with (stored since migration 6) is in the Alerts view, as the
+    API gives it: text, not markup."""
+    api = rolled.get("/api/v1/alerts", limit=500)["alerts"]
+    assert api and {(a["aiStatus"], a["aiAnalysis"]) for a in api} == {("ok", ANALYSIS)}
+    show(browser, f"{rolled.url}/console/alerts")
+    shown = browser.execute_script(
+        "return [...document.querySelectorAll('#alerts-table tbody tr.row')].map(r => {"
+        "const d = r.querySelector('td.ai .analysis'); return [r.dataset.time, d ? d.textContent : null]})"
+    )
+    assert shown == [[a["timeNs"], ANALYSIS] for a in api]
+    assert not browser.find_elements(By.CSS_SELECTOR, "#alerts-table td.ai b")  # shown as text
+    browser.execute_script("document.querySelector('#alerts-table td.ai details').open = true")
+    screenshot(browser, "alerts-ai")
+    no_errors(browser)

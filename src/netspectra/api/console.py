@@ -4,9 +4,11 @@
 * ``catalog`` — the sources (table + task), their fields (dimensions and filter fields, from the store's
   schema) and time axes; which tables are present (``flows``, the rollups: absent until issues 14 and
   16 land); the configured tasks (exact: key fields; sketch: flow fields), the alert check interval.
-* ``visualize`` — ``source, axis, start, end, dims, metric, limit, filter, points, exact``: top-N of
-  the dimensions over time with "other" and the total (see
-  :func:`netspectra.storage.console.visualize`).
+* ``visualize`` — ``source, axis, start, end, dims, metric, limit, filter, points, exact, resolution``:
+  top-N of the dimensions over time with "other" and the total (see
+  :func:`netspectra.storage.console.visualize`), from the coarsest rollup table that answers
+  (``resolution=auto``, the default; :mod:`netspectra.storage.console.rollup`) or from the source's own
+  table (``resolution=full``); the answer says which (``table``, ``resolution``, ``reason``).
 * ``flows`` — ``source, axis, start, end, filter, sort, order, offset, limit``: a page of flows.
 * ``host`` — ``ip, source, axis, start, end, limit, points``: the host report, the heavy-hitter and
   super-spreader entries naming the address, and the alerts naming it.
@@ -149,6 +151,13 @@ class Console:
 
         return _range_of(start or None, end or None, ("start", "end"))
 
+    def rollups(self) -> dict[str, tuple[str, ...]]:
+        """The rollup tasks of the configuration and their dimensions (configuration order)."""
+        from netspectra.rollup.kind import task_dimensions
+
+        cfg = self.core.cfg
+        return {t.name: tuple(task_dimensions(cfg, t)) for t in cfg.aggregator.group("rollup").tasks}
+
     def config_info(self) -> dict[str, Any]:
         cfg = self.core.cfg
         return {
@@ -211,8 +220,15 @@ def install_console(app: FastAPI, core: QueryCore, static_dir: Any) -> None:
         filter: str | None = None,
         points: str | None = None,
         exact: str | None = None,
+        resolution: str = "auto",
     ) -> dict[str, Any]:
         with _errors("/api/v1/console/visualize"):
+            if resolution not in ("auto", "full"):
+                raise QueryError(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    "resolution must be auto (the coarsest rollup that answers) or full, "
+                    f"got {resolution[:40]!r}",
+                )
             src = console.source(source)
             lo, hi = console.times(start, end)
             check_text(dims, "dims")
@@ -231,7 +247,9 @@ def install_console(app: FastAPI, core: QueryCore, static_dir: Any) -> None:
                 flt=console.flt(src, filter),
                 points=_int(points, "points", 120, 1, cs.MAX_POINTS),
                 exact=_flag(exact),
-                known_extent=console.extent(src, axis) if lo is None or hi is None else None,
+                # also when the range is given: the rollups answer a range wider than the traffic
+                known_extent=console.extent(src, console.axis(src, axis)),
+                rollups=console.rollups() if resolution == "auto" else None,
             )
             return answer.to_dict()
 

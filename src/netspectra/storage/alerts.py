@@ -62,6 +62,9 @@ class StoredAlert:
     failed: dict[str, str]
     ai_status: str
     final: bool
+    #: The AI analysis text sent with the alert ('' when none: AI off or failed, or stored before
+    #: migration 6).
+    ai_analysis: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready, protojson style (camelCase; the 64-bit time as a string)."""
@@ -77,6 +80,7 @@ class StoredAlert:
             "delivered": list(self.delivered),
             "failed": dict(self.failed),
             "aiStatus": self.ai_status,
+            "aiAnalysis": self.ai_analysis,
             "final": self.final,
         }
         if self.flow is not None:
@@ -93,7 +97,14 @@ def alert_rows(record: AlertRecord) -> pa.Table:
         for result in task_alert.results:
             rule = result.rule
             head = (record.time_ns, rule.task_name, rule.name, rule.metric, rule.operator)
-            tail = (record.subject, delivered, failed, record.ai_status, int(record.final))
+            tail = (
+                record.subject,
+                delivered,
+                failed,
+                record.ai_status,
+                record.ai_analysis or "",
+                int(record.final),
+            )
             if result.value is not None or not result.items:
                 value = float(result.value) if result.value is not None else 0.0
                 rows.append((*head, float(rule.threshold), value, None, *tail))
@@ -203,7 +214,22 @@ def alerts(
     )
     out = []
     for row in store.query(sql, params):
-        t, task_name, rule, metric, op, threshold, value, flow, subject, delivered, failed, ai, final = row
+        (
+            t,
+            task_name,
+            rule,
+            metric,
+            op,
+            threshold,
+            value,
+            flow,
+            subject,
+            delivered,
+            failed,
+            ai,
+            text,
+            final,
+        ) = row
         out.append(
             StoredAlert(
                 int(t),
@@ -219,6 +245,7 @@ def alerts(
                 dict(json.loads(failed or "{}")),
                 ai,
                 bool(final),
+                text or "",
             )
         )
     return out

@@ -163,6 +163,11 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         5, "exporters: the flow exporters of exporters tasks (docs/collect.md)", creates=(EXPORTER_TABLE,)
     ),
+    Migration(
+        6,
+        "alerts: column AiAnalysis (the AI analysis text sent with an alert)",
+        adds=(AddColumns(ALERT_TABLE, ("AiAnalysis",)),),
+    ),
 )
 #: Versions reserved for migrations of other branches that are not in this tree yet (remove each when its
 #: migration is merged). A database is never at a reserved version: the runner records only real ones.

@@ -227,7 +227,9 @@ HITTER_COLUMNS: tuple[tuple[str, str], ...] = (
     ("Type", "UInt8"),
 )
 #: Physical columns of ``alerts`` in insert order. ``Flow`` is NULL for exact rules; ``Delivered`` is a
-#: JSON list of notifier names, ``Failed`` a JSON object notifier → error; ``Final`` 1 for the stop check.
+#: JSON list of notifier names, ``Failed`` a JSON object notifier → error; ``AiAnalysis`` the AI analysis text
+#: sent with the alert ('' when there was none: AI off or failed, see ``AiStatus``; migration 6 added it);
+#: ``Final`` 1 for the stop check.
 ALERT_COLUMNS: tuple[tuple[str, str], ...] = (
     ("TimestampNs", "UInt64"),
     ("TaskName", "String"),
@@ -241,6 +243,7 @@ ALERT_COLUMNS: tuple[tuple[str, str], ...] = (
     ("Delivered", "String"),
     ("Failed", "String"),
     ("AiStatus", "String"),
+    ("AiAnalysis", "String"),
     ("Final", "UInt8"),
 )
 #: Physical columns of ``flows`` in insert order: the columns of

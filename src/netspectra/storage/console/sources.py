@@ -35,13 +35,12 @@ EXPECTED_TABLES: dict[str, str] = {
     HITTER_TABLE: "heavy hitters and super-spreaders of the sketch tasks",
     ALERT_TABLE: "the alert history",
     RECORD_TABLE: "flow records of the flows tasks (bidirectional, with state, flags and end reason)",
-    # the rollup tables (migration 4, issue 16) and the exporters table (migration 5) are named so the
-    # page can say whether the store has them; neither is a source: a rollup's relation
-    # (BucketNs, its dimensions, Packets/Bytes sums read FINAL) is the next addition, exporters hold no
-    # traffic
-    "rollup_1m": "traffic per 1-minute bucket and dimensions (rollup tasks); not read by the console yet",
-    "rollup_5m": "traffic per 5-minute bucket and dimensions (rollup tasks); not read by the console yet",
-    "rollup_1h": "traffic per 1-hour bucket and dimensions (rollup tasks); not read by the console yet",
+    # the rollup tables (migration 4) are not sources of their own: Visualize reads them in place of a
+    # source's table when a rollup task answers the request (console.rollup); the exporters table
+    # (migration 5) holds no traffic
+    "rollup_1m": "traffic per 1-minute bucket and dimensions (rollup tasks); Visualize answers from it",
+    "rollup_5m": "traffic per 5-minute bucket and dimensions (rollup tasks); Visualize answers from it",
+    "rollup_1h": "traffic per 1-hour bucket and dimensions (rollup tasks); Visualize answers from it",
     EXPORTER_TABLE: "the flow exporters of exporters tasks (no traffic: not a source)",
 }
 #: Columns of ``flow_metrics`` that are not dimensions (times, counters, bookkeeping).
@@ -106,7 +105,7 @@ class Source:
     id: str
     table: str
     task: str
-    kind: Literal["snapshots", "records"]
+    kind: Literal["snapshots", "records", "rollup"]
     fields: dict[str, FieldType]
     keys: tuple[str, ...]
     extra: tuple[str, ...] = ()
@@ -163,6 +162,21 @@ class Source:
         cols = ", ".join(quote_identifier(c) for c in self.fields)
         lead = f"{cols}, " if cols else ""
         table = f"%TABLE:{self.table}%"
+        if self.kind == "rollup":
+            # a rollup table (see console.rollup): traffic per bucket of its own time and dimensions; a row's
+            # newest version wins (FINAL), its periods and epochs add up; S = E = T = the bucket's start
+            if start_ns is not None:
+                where.append("BucketNs >= %(rel_start)s")
+                params["rel_start"] = start_ns
+            if end_ns is not None:
+                where.append("BucketNs <= %(rel_end)s")
+                params["rel_end"] = end_ns
+            sql = (
+                f"SELECT {lead}toUInt64(sum(Packets)) AS P, toUInt64(sum(Bytes)) AS B, "
+                f"toInt64(BucketNs) AS S, S AS E, S AS T FROM {table} FINAL WHERE {' AND '.join(where)} "
+                f"GROUP BY {lead}BucketNs"
+            )
+            return sql, params
         if self.kind == "records":
             table += " FINAL" if self.final else ""
             first, last = self.times

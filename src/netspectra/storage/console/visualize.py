@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from netspectra.storage.console.rollup import ROLLUP_AXIS, rollup_plan
 from netspectra.storage.console.sources import (
     AXES,
     DEFAULT_ROW_BUDGET,
@@ -37,7 +38,7 @@ class Series:
     key: dict[str, Any]
     packets: int
     bytes: int
-    flows: int
+    flows: int | None
     values: dict[str, list[int]]
 
     def to_dict(self) -> dict[str, Any]:
@@ -55,7 +56,10 @@ class Visualization:
     """The answer of :func:`visualize` (all times UTC ns). ``series``: the top rows by ``metric``,
     largest first; ``other``: everything else; ``total``: everything (``other`` = ``total`` minus the
     series, per bucket too: flows add up because every flow key belongs to one combination of
-    dimensions). ``sample``: 1 = exact, N = a 1/N sample scaled by N."""
+    dimensions). ``sample``: 1 = exact, N = a 1/N sample scaled by N. ``table`` answered: the source's
+    own (``resolution`` ``full``) or a rollup table (``resolution`` ``1m``/``5m``/``1h``, of
+    ``rollup_task``; flows are then ``None`` — not counted). ``read_start_ns``/``read_end_ns``: the range
+    read, ``[start, end)`` (from a rollup: in whole buckets); ``reason``: why that table (one line)."""
 
     source: str
     table: str
@@ -72,13 +76,18 @@ class Visualization:
     sample: int = 1
     rows_in_range: int = 0
     elapsed_ms: float = 0.0
+    resolution: str = "full"
+    rollup_task: str = ""
+    reason: str = ""
+    read_start_ns: int = 0
+    read_end_ns: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "source": self.source,
             "table": self.table,
             "axis": self.axis,
-            "axisMeaning": AXES.get(self.axis, ""),
+            "axisMeaning": ROLLUP_AXIS if self.resolution != "full" else AXES.get(self.axis, ""),
             "start": self.start_ns,
             "end": self.end_ns,
             "step": self.step_ns,
@@ -91,6 +100,11 @@ class Visualization:
             "sample": self.sample,
             "rowsInRange": self.rows_in_range,
             "elapsedMs": round(self.elapsed_ms, 1),
+            "resolution": self.resolution,
+            "rollupTask": self.rollup_task,
+            "reason": self.reason,
+            "readStart": self.read_start_ns,
+            "readEnd": self.read_end_ns,
         }
 
 
@@ -122,12 +136,15 @@ def visualize(
     exact: bool = False,
     row_budget: int = DEFAULT_ROW_BUDGET,
     known_extent: tuple[int, int] | None = None,
+    rollups: Mapping[str, Sequence[str]] | None = None,
 ) -> Visualization:
     """Top ``limit`` combinations of ``dims`` by ``metric`` over the range, each with its series in
     buckets of :func:`choose_step` (at most ``points``), plus "other" and the total (see
     :class:`Visualization`). Without a start or end, the source's :func:`extent` on ``axis``
     (``known_extent`` when the caller has it). One scan of the table, plus the counts of
-    :func:`sample_factor`."""
+    :func:`sample_factor`. ``rollups`` (rollup task → its dimensions): answer from the coarsest rollup table
+    that answers (:func:`~netspectra.storage.console.rollup.rollup_plan`) when one does; ``None``: always
+    the source's own table."""
     t_begin = time.perf_counter()
     check_range(start_ns, end_ns)
     if metric not in METRICS:
@@ -150,14 +167,29 @@ def visualize(
     step = choose_step(lo, hi, points)
     t0 = lo // step * step
     nb = (hi - t0) // step + 1
-    # the stored-time axis differences every stored version of a flow: about three times the work per row
-    budget = row_budget // 3 if axis == "snapshot" else row_budget
-    factor, rows = (1, 0) if exact else sample_factor(store, src, axis, lo, hi, budget, ext)
-    rel, params = src.relation(axis, lo, hi, flt, factor)
+    plan, reason = (None, "full resolution asked") if rollups is None else (None, "")
+    if rollups is not None:
+        plan, reason = rollup_plan(
+            store, src, rollups, axis=axis, dims=dims, flt=flt, metric=metric, start_ns=lo, end_ns=hi,
+            step_ns=step, known_extent=ext,
+        )  # fmt: skip
+    read_lo, read_hi = lo, hi + 1
+    if plan is not None:
+        read_lo, read_hi = plan.choice.start_ns or 0, plan.choice.end_ns or hi + 1
+        factor, rows = 1, 0
+        rel, params = plan.source.relation("first", read_lo, read_hi - 1, flt)
+        src_read = plan.source
+    else:
+        # the stored-time axis differences every stored version of a flow: about three times the work per row
+        budget = row_budget // 3 if axis == "snapshot" else row_budget
+        factor, rows = (1, 0) if exact else sample_factor(store, src, axis, lo, hi, budget, ext)
+        rel, params = src.relation(axis, lo, hi, flt, factor)
+        src_read = src
+        reason = f"{src.table} (full resolution): {reason}" if reason else f"{src.table} (full resolution)"
     params.update(v_t0=t0, v_step=step, v_n=max(nb, limit + 1))
-    if not src.keys:
+    if not src_read.keys:
         raise ConsoleError(f"{src.id} has no key fields: nothing tells its flows apart")
-    keys = ", ".join(quote_identifier(c) for c in dict.fromkeys([*src.keys, *dims]))
+    keys = ", ".join(quote_identifier(c) for c in dict.fromkeys([*src_read.keys, *dims]))
     qd = [quote_identifier(d) for d in dims]
     lead = "".join(f"{q}, " for q in qd)
     # 1. per flow key and bucket: its traffic; 2. per flow key: its buckets, in order; 3. per combination
@@ -218,12 +250,16 @@ def visualize(
         {},
         total.packets - sum(s.packets for s in top),
         total.bytes - sum(s.bytes for s in top),
-        total.flows - sum(s.flows for s in top),
+        total.flows - sum(s.flows or 0 for s in top),
         {m: [t - sum(s.values[m][i] for s in top) for i, t in enumerate(total.values[m])] for m in METRICS},
     )
+    if plan is not None:  # a rollup row is not a flow: flows are not counted
+        for s in (*top, other, total):
+            s.flows = None
+            s.values["flows"] = []
     return Visualization(
         src.id,
-        src.table,
+        src_read.table,
         axis,
         lo,
         hi,
@@ -237,4 +273,9 @@ def visualize(
         factor,
         rows,
         (time.perf_counter() - t_begin) * 1000,
+        plan.choice.resolution if plan is not None else "full",
+        plan.task if plan is not None else "",
+        reason,
+        read_lo,
+        read_hi,
     )

@@ -108,7 +108,9 @@ export async function render(ctx) {
     const cells = [el("td", {}, el("span", { class: "swatch", style: `background:${s.color || "transparent"}` }))];
     if (s.key && dims.length) dims.forEach((d) => cells.push(keyCell(d, s.key[d], { hostLink: ctx.hostLink, drill })));
     else cells.push(el("td", { colspan: String(Math.max(dims.length, 1)), class: "label" }, s.label));
-    cells.push(numCell(s.raw.packets), numCell(s.raw.bytes), numCell(s.raw.flows));
+    // flows are null in an answer from a rollup table: a rollup row is not a flow
+    const flows = s.raw.flows === null ? el("td", { class: "num", title: "not counted by the rollups" }, "—") : numCell(s.raw.flows);
+    cells.push(numCell(s.raw.packets), numCell(s.raw.bytes), flows);
     cells.push(el("td", { class: "num" }, total ? `${((100 * s.raw[metric]) / total).toFixed(1)} %` : "—"));
     cells.push(el("td", { class: "num" }, si(avg, UNIT[metric] + "/s")), el("td", { class: "num" }, si(peak, UNIT[metric] + "/s")));
     return el("tr", { class: cls, dataset: { label: s.label } }, ...cells);
@@ -120,9 +122,16 @@ export async function render(ctx) {
     ? ` Estimate: read 1/${doc.sample} of the flows (a hash sample of ${int(doc.rowsInRange)} rows) and scaled ` +
       `by ${doc.sample}; tick "exact" for every flow.`
     : "";
+  // which table answered: the coarsest rollup that answers, or the source's own table (and why)
+  const from = doc.resolution === "full"
+    ? `from ${doc.table} (full resolution)`
+    : `from ${doc.table} (${doc.resolution} buckets of rollup task ${doc.rollupTask}; flows not counted)`;
   $("viz-note").textContent =
-    `${doc.times.length} buckets of ${span(doc.step)} from ${doc.table} (full resolution). ` +
+    `${doc.times.length} buckets of ${span(doc.step)} ${from}. ` +
     `Time axis: ${doc.axisMeaning}.${sampled} ${doc.elapsedMs} ms.`;
+  $("viz-note").title = doc.reason || "";
   $("viz-note").dataset.sample = String(doc.sample);
+  $("viz-note").dataset.table = doc.table;
+  $("viz-note").dataset.resolution = doc.resolution;
   return doc;
 }
