@@ -248,3 +248,14 @@ def test_non_contiguous_keys_are_accepted() -> None:
     new.update(x)
     _old_update(old, np.ascontiguousarray(x))
     _assert_same(new, old)
+
+
+def test_arrays_start_on_cache_lines_and_survive_a_round_trip() -> None:
+    # a bucket's counts (64 B) and keys (128 B) then span one and two lines
+    sk = SpreadKeeperSketch(300_000, seed=2, flow_len=16, elem_len=16)
+    sk.update(_rows(5000, flows=50, elems=500, flow_len=16, elem_len=16, seed=1))
+    back = SpreadKeeperSketch.from_bytes(sk.to_bytes())
+    for s in (sk, back):
+        assert all(a.ctypes.data % 64 == 0 and a.flags.c_contiguous for a in (s.filter, s.keys, s.counts))
+    _assert_same(sk, back)
+    assert sk.memory_bytes == sk.filter.nbytes + sk.keys.nbytes + sk.counts.nbytes

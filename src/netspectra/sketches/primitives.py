@@ -11,6 +11,8 @@
   kernels that share the seed-independent mix between several hashes of one key, or that run the
   rounds of a block of keys side by side (one SIMD lane per key); tested against ``mmh3``.
 * :func:`fmix64` — MurmurHash3's 64-bit finaliser, a bijection that spreads every input bit.
+* :func:`fastmod32` — ``a % d`` for 32-bit ``a`` and ``d`` by multiplications (Lemire's direct
+  remainder): exact, a few cycles instead of a division's 10-20, and it vectorises.
 * :func:`popcount64` — set bits of a word (the SWAR count; numba has no portable popcount intrinsic).
 
 All integer arithmetic is uint64 with explicit ``np.uint64`` constants (numba would otherwise promote a
@@ -40,6 +42,7 @@ _MF2 = np.uint64(0xC2B2AE35)
 _F64A = np.uint64(0xFF51AFD7ED558CCD)
 _F64B = np.uint64(0xC4CEB9FE1A85EC53)
 _S33 = np.uint64(33)
+_S32 = np.uint64(32)
 
 _P1 = np.uint64(0x5555555555555555)
 _P2 = np.uint64(0x3333333333333333)
@@ -186,6 +189,23 @@ def fmix64(x: np.uint64) -> np.uint64:
     return x
 
 
+@njit(nogil=True, cache=True, inline="always")
+def fastmod32_magic(d: np.uint64) -> np.uint64:
+    """The multiplier :func:`fastmod32` needs for the divisor ``d`` (1 <= d < 2**32):
+    ``⌊(2**64 - 1) / d⌋ + 1`` modulo 2**64."""
+    return np.uint64(0xFFFFFFFFFFFFFFFF) // d + np.uint64(1)
+
+
+@njit(nogil=True, cache=True, inline="always")
+def fastmod32(a: np.uint64, magic: np.uint64, d: np.uint64) -> np.uint64:
+    """``a % d`` for ``a, d < 2**32`` (``d >= 1``, ``magic = fastmod32_magic(d)``), exactly: the
+    fraction ``magic · a mod 2**64`` times ``d``, high 64 bits (Lemire, Kaser, Kurz, "Faster remainder
+    by direct computation", 2019, proved for 32-bit numerators and divisors). The 64 × 32-bit high
+    product is built from two 32 × 32-bit ones, so no 128-bit multiply is needed."""
+    low = magic * a
+    return ((low >> _S32) * d + (((low & _M32) * d) >> _S32)) >> _S32
+
+
 def fmix64_py(x: int) -> int:
     """Plain-Python :func:`fmix64`."""
     x &= _M64
@@ -211,6 +231,18 @@ def words_to_keys(words: np.ndarray, key_length: int) -> np.ndarray:
     w = np.ascontiguousarray(words).astype("<u8")
     kw = w.shape[-1]
     return np.ascontiguousarray(w.view(np.uint8).reshape(*w.shape[:-1], kw * 8)[..., :key_length])
+
+
+def aligned_zeros(shape: int | tuple[int, ...], dtype: type | np.dtype) -> np.ndarray:
+    """A zeroed C-contiguous array whose data starts on a 64-byte boundary (a cache line): a sketch's
+    bucket of 64 or 128 bytes then spans one or two lines, not two or three (numpy's large
+    allocations start 16 bytes into a page). Its ``nbytes`` is what it holds; 64 bytes more are
+    allocated."""
+    dt = np.dtype(dtype)
+    size = int(np.prod(shape)) * dt.itemsize
+    raw = np.zeros(size + 64, np.uint8)
+    skip = -raw.ctypes.data % 64
+    return raw[skip : skip + size].view(dt).reshape(shape)
 
 
 # ------------------------------------------------------------------------------------ weighted rows

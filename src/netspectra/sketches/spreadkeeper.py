@@ -63,6 +63,9 @@ from netspectra.sketches.base import HeavyHitters, HitterType, Sketch, SketchPar
 from netspectra.sketches.keys import key_length as fields_key_length
 from netspectra.sketches.murmur import derive_seeds, murmur3_32_words, pack_words
 from netspectra.sketches.primitives import (
+    aligned_zeros,
+    fastmod32,
+    fastmod32_magic,
     fmix32,
     fmix64,
     mix_block,
@@ -185,6 +188,8 @@ def sk_update(
     nw = np.uint64(filt.shape[0])
     nb, ways, kw = keys.shape
     unb = np.uint64(nb)
+    nw_magic = fastmod32_magic(nw)  # both < 2**32 (the constructor's limit): remainders by multiplying
+    nb_magic = fastmod32_magic(unb)
     n = words.shape[0]
     nd = decay.shape[0]
     flat_keys = keys.reshape(nb * ways * kw)
@@ -206,15 +211,20 @@ def sk_update(
     nbe = E // 4
     flow_tail = nbf + nbe  # rows of `mixed` for the tails (1-3 bytes); zero when there is none
     elem_tail = flow_tail + 1
+    n_al = nbf + nbe if L & 3 == 0 else nbf  # blocks that start on a 4-byte boundary of the row
+    nw_al = (n_al + 1) // 2  # the row's words that hold them
+    raw = np.empty((2 * nw_al, _BLOCK), np.uint32)  # [4-byte block, pair of the block]: unmixed
     mixed = np.zeros((2, nbf + nbe + 2, _BLOCK), np.uint32)  # [buffer, 4-byte block, pair of the block]
     hf = np.empty(_BLOCK, np.uint32)  # running hashes, one lane per pair
     he = np.empty(_BLOCK, np.uint32)
     hs = np.empty((2, _BLOCK), np.uint64)  # [buffer, pair]: the pair's 64-bit hash
     wis = np.empty((2, _BLOCK), np.int64)  # its filter word
+    masks = np.empty((2, _BLOCK), np.uint64)  # its bits in the word
     js = np.empty((2, _BLOCK), np.int64)  # its flow's bucket
     lt = np.empty((2, _BLOCK), np.int64)  # [buffer, k]: the k-th pair of the block that passed
     lj = np.empty((2, _BLOCK), np.int64)  # its bucket
-    lw = np.empty((2, _BLOCK), np.float64)  # its weight
+    lc = np.empty((2, _BLOCK), np.int64)  # the set bits of its filter word before it
+    ll = np.empty((2, _BLOCK), np.int64)  # the sampling level it passed at
     ln = np.zeros(2, np.int64)  # pairs listed in each buffer
     fk = np.empty(kw, np.uint64)  # the flow words of the pair being counted
     level = state[0]
@@ -226,12 +236,19 @@ def sk_update(
             buf = step & 1
             a0 = step * _BLOCK
             na = min(n - a0, _BLOCK)
-            for q in range(nbf):
-                _mix_key_bytes(words, a0, na, 4 * q, 4, mixed, buf, q)
+            # the blocks on 4-byte boundaries: transposed to one row per block (contiguous lanes), mixed
+            for tb in range(na):
+                for c in range(nw_al):
+                    v = words[a0 + tb, c]
+                    raw[2 * c, tb] = v & m32
+                    raw[2 * c + 1, tb] = v >> s32
+            for r in range(n_al):
+                for tb in range(na):
+                    mixed[buf, r, tb] = mix_block(np.uint64(raw[r, tb]))
             if L & 3:
                 _mix_key_bytes(words, a0, na, 4 * nbf, L & 3, mixed, buf, flow_tail)
-            for q in range(nbe):
-                _mix_key_bytes(words, a0, na, L + 4 * q, 4, mixed, buf, nbf + q)
+                for q in range(nbe):  # the element starts inside a 4-byte block
+                    _mix_key_bytes(words, a0, na, L + 4 * q, 4, mixed, buf, nbf + q)
             if E & 3:
                 _mix_key_bytes(words, a0, na, L + 4 * nbe, E & 3, mixed, buf, elem_tail)
             for tb in range(na):
@@ -251,54 +268,60 @@ def sk_update(
             for tb in range(na):
                 hs[buf, tb] = fmix64(((np.uint64(hf[tb]) << s32) | np.uint64(he[tb])) ^ salt)
             for tb in range(na):
-                wi = np.int64((hs[buf, tb] >> s32) % nw)
-                wis[buf, tb] = wi
-                prefetch(filt, wi)
+                wis[buf, tb] = np.int64(fastmod32(hs[buf, tb] >> s32, nw_magic, nw))
+                js[buf, tb] = np.int64(fastmod32(np.uint64(hf[tb]), nb_magic, unb))
             for tb in range(na):
-                js[buf, tb] = np.int64(np.uint64(hf[tb]) % unb)
+                prefetch(filt, wis[buf, tb])
+            for tb in range(na):
+                masks[buf, tb] = np.uint64(0)
+            for i in range(bits):
+                for tb in range(na):
+                    masks[buf, tb] |= one << ((hs[buf, tb] >> (six * np.uint64(i))) & m63)
         if 1 <= step <= nblocks:
-            # ---- pass 2 (block step - 1): the filter, in order; list the pairs that pass
+            # ---- pass 2 (block step - 1): the filter, in order; list the pairs that pass. Without a
+            # branch on whether a pair passes (random, so mispredicted often): a pair that does not
+            # pass stores its word unchanged and is listed in the slot the next pair overwrites
             buf = (step - 1) & 1
             b0 = (step - 1) * _BLOCK
             nb2 = min(n - b0, _BLOCK)
             k = 0
             for tb in range(nb2):
                 h = hs[buf, tb]
-                if level and ((h >> s20) & ((one << np.uint64(level)) - one)) != 0:
-                    continue  # not in the sample of this level (nor of any later one)
-                mask = np.uint64(0)
-                for i in range(bits):
-                    mask |= one << ((h >> (six * np.uint64(i))) & m63)
+                mask = masks[buf, tb]
                 wi = wis[buf, tb]
                 word = filt[wi]
-                if (word & mask) == mask:
-                    continue  # a duplicate, or a new pair hidden by others (accounted for by the weights)
-                frac = popcount64(word) / 64.0
-                hide = 1.0
-                for _ in range(bits):
-                    hide *= frac
-                lw[buf, k] = float(one << np.uint64(level)) / (1.0 - hide)
-                filt[wi] = word | mask
-                ones += popcount64(mask & ~word)
-                if ones >= limits[level]:
-                    level += 1  # the filter is filling: sample half as many pairs from now on
-                j = js[buf, tb]
+                new = (word & mask) != mask  # else a duplicate, or a new pair hidden by others (weights)
+                if level:  # in the sample of this level (and of every earlier one) only
+                    new = new & (((h >> s20) & ((one << np.uint64(level)) - one)) == 0)
+                keep = mask & (np.uint64(0) - np.uint64(new))
+                filt[wi] = word | keep
+                ones += popcount64(keep & ~word)
                 lt[buf, k] = b0 + tb
-                lj[buf, k] = j
-                k += 1
+                lj[buf, k] = js[buf, tb]
+                lc[buf, k] = popcount64(word)
+                ll[buf, k] = level
+                k += np.int64(new)
+                if ones >= limits[level] and new:
+                    level += 1  # the filter is filling: sample half as many pairs from now on
+            ln[buf] = k
+            for e in range(k):
+                j = lj[buf, e]
                 prefetch(flat_counts, j * ways)
                 prefetch(flat_counts, j * ways + ways - 1)
-                for e in range(0, span, 8):
-                    prefetch(flat_keys, j * span + e)
+                for o in range(0, span, 8):
+                    prefetch(flat_keys, j * span + o)
                 prefetch(flat_keys, j * span + span - 1)
-            ln[buf] = k
         if step >= 2:
             # ---- pass 3 (block step - 2): the flow table, in order
             buf = step & 1
             for k in range(ln[buf]):
                 t = lt[buf, k]
                 j = lj[buf, k]
-                wt = lw[buf, k]
+                frac = lc[buf, k] / 64.0  # the weight: the level's sampling, the word's hiding probability
+                hide = 1.0
+                for _ in range(bits):
+                    hide *= frac
+                wt = float(one << np.uint64(ll[buf, k])) / (1.0 - hide)
                 for e in range(kw):
                     fk[e] = words[t, e]
                 fk[kw - 1] &= last_mask
@@ -465,9 +488,9 @@ class SpreadKeeperSketch(Sketch, skt_type=1):
         )  # fmt: skip
         self.threshold = int(threshold) or DEFAULT_THRESHOLD
         self.state = np.zeros(2, np.int64)
-        self.filter = np.zeros(self.filter_words, np.uint64)
-        self.keys = np.zeros((self.buckets, ways, self._kw), np.uint64)
-        self.counts = np.zeros((self.buckets, ways), np.float64)
+        self.filter = aligned_zeros(self.filter_words, np.uint64)
+        self.keys = aligned_zeros((self.buckets, ways, self._kw), np.uint64)
+        self.counts = aligned_zeros((self.buckets, ways), np.float64)
 
     def _setup(
         self,
@@ -665,9 +688,12 @@ class SpreadKeeperSketch(Sketch, skt_type=1):
         if len(data) != want:
             raise ValueError(f"serialised SpreadKeeperSketch has {len(data)} bytes, its header needs {want}")
         o = _HEADER.size
-        sk.filter = np.frombuffer(data, "<u8", nw, o).astype(np.uint64)
+        sk.filter = aligned_zeros(nw, np.uint64)
+        sk.filter[:] = np.frombuffer(data, "<u8", nw, o)
         o += sizes[0]
-        sk.keys = np.frombuffer(data, "<u8", nb * ways * kw, o).astype(np.uint64).reshape(nb, ways, kw)
+        sk.keys = aligned_zeros((nb, ways, kw), np.uint64)
+        sk.keys.reshape(-1)[:] = np.frombuffer(data, "<u8", nb * ways * kw, o)
         o += sizes[1]
-        sk.counts = np.frombuffer(data, "<f8", nb * ways, o).astype(np.float64).reshape(nb, ways)
+        sk.counts = aligned_zeros((nb, ways), np.float64)
+        sk.counts.reshape(-1)[:] = np.frombuffer(data, "<f8", nb * ways, o)
         return sk
