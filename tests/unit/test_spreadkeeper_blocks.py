@@ -259,3 +259,19 @@ def test_arrays_start_on_cache_lines_and_survive_a_round_trip() -> None:
         assert all(a.ctypes.data % 64 == 0 and a.flags.c_contiguous for a in (s.filter, s.keys, s.counts))
     _assert_same(sk, back)
     assert sk.memory_bytes == sk.filter.nbytes + sk.keys.nbytes + sk.counts.nbytes
+
+
+@pytest.mark.parametrize(("filter_words", "bits"), [(1, 3), (1, 2), (2, 3)])
+def test_block_kernel_equals_old_kernel_up_to_the_last_sampling_level(filter_words: int, bits: int) -> None:
+    # a one- or two-word filter and many distinct pairs: the levels climb to the top, where the limits
+    # are a bit or two apart and one pair can cross two of them (the level then rises one step per
+    # passing pair, never on a pair that does not pass)
+    kw = {"filter_words": filter_words, "buckets": 2, "ways": 2, "bits": bits}
+    new = SpreadKeeperSketch(seed=4, flow_len=4, elem_len=4, **kw)
+    old = SpreadKeeperSketch(seed=4, flow_len=4, elem_len=4, **kw)
+    x = _rows(400_000, flows=3, elems=400_000, flow_len=4, elem_len=4, seed=8)
+    for lo in range(0, x.shape[0], 65536):
+        new.update(x[lo : lo + 65536])
+        _old_update(old, x[lo : lo + 65536])
+        _assert_same(new, old)
+    assert new.level >= 10
