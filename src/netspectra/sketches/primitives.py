@@ -10,6 +10,8 @@
 * :func:`mix_block`, :func:`murmur_round`, :func:`fmix32` — the three steps of MurmurHash3 x86_32, for
   kernels that share the seed-independent mix between several hashes of one key, or that run the
   rounds of a block of keys side by side (one SIMD lane per key); tested against ``mmh3``.
+  :func:`mix_leading_blocks` and :func:`mix_key_bytes` lay a block of packed keys out for the
+  latter (one row per 4-byte block of the key, one lane per key).
 * :func:`fmix64` — MurmurHash3's 64-bit finaliser, a bijection that spreads every input bit.
 * :func:`fastmod32` — ``a % d`` for 32-bit ``a`` and ``d`` by multiplications (Lemire's direct
   remainder): exact, a few cycles instead of a division's 10-20, and it vectorises.
@@ -120,6 +122,48 @@ def fmix32(h: np.uint64) -> np.uint64:
     h ^= h >> np.uint64(13)
     h = (h * _MF2) & _M32
     return h ^ (h >> np.uint64(16))
+
+
+@njit(nogil=True, cache=True, inline="always")
+def mix_leading_blocks(
+    words: np.ndarray, a0: int, na: int, nblocks: int, raw: np.ndarray, mixed: np.ndarray, buf: int
+) -> None:
+    """``mixed[buf, q, tb]`` = :func:`mix_block` of the 4-byte block ``q < nblocks`` (bytes ``4q ..
+    4q + 3``) of row ``a0 + tb`` of the packed rows ``words`` (n, kw), for ``tb < na``: the layout of
+    kernels that run MurmurHash3's rounds across a block of keys, one lane per key. The rows' words are
+    read in order and transposed into ``raw`` (uint32, at least ``nblocks + 1`` rows of ``na``) so that
+    the mix runs over contiguous lanes (strided loads would not vectorise)."""
+    s32 = np.uint64(32)
+    m32 = np.uint64(0xFFFFFFFF)
+    for tb in range(na):
+        for c in range((nblocks + 1) // 2):
+            v = words[a0 + tb, c]
+            raw[2 * c, tb] = v & m32
+            raw[2 * c + 1, tb] = v >> s32
+    for q in range(nblocks):
+        for tb in range(na):
+            mixed[buf, q, tb] = mix_block(np.uint64(raw[q, tb]))
+
+
+@njit(nogil=True, cache=True, inline="always")
+def mix_key_bytes(
+    words: np.ndarray, a0: int, na: int, o: int, nbytes: int, mixed: np.ndarray, buf: int, row: int
+) -> None:
+    """``mixed[buf, row, tb]`` = :func:`mix_block` of bytes ``o .. o + nbytes - 1`` (1-4 of them: a
+    block, or a tail, zero-extended) of row ``a0 + tb`` of the packed rows ``words``, for ``tb < na``.
+    The bytes may start anywhere and straddle two words (a second key that does not start on a 4-byte
+    boundary of the row)."""
+    wq = o >> 3
+    sh = np.uint64(8 * (o & 7))
+    mask = (np.uint64(1) << np.uint64(8 * nbytes)) - np.uint64(1)
+    if (o & 7) + nbytes > 8:
+        back = np.uint64(64 - 8 * (o & 7))
+        for tb in range(na):
+            v = (words[a0 + tb, wq] >> sh) | (words[a0 + tb, wq + 1] << back)
+            mixed[buf, row, tb] = mix_block(v & mask)
+    else:
+        for tb in range(na):
+            mixed[buf, row, tb] = mix_block((words[a0 + tb, wq] >> sh) & mask)
 
 
 @njit(nogil=True, cache=True, inline="always")

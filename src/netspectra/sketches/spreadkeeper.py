@@ -68,7 +68,8 @@ from netspectra.sketches.primitives import (
     fastmod32_magic,
     fmix32,
     fmix64,
-    mix_block,
+    mix_key_bytes,
+    mix_leading_blocks,
     murmur_round,
     popcount64,
     uniform,
@@ -126,26 +127,6 @@ def decay_table(b: float) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------------ kernels
-@njit(nogil=True, cache=True, inline="always")
-def _mix_key_bytes(
-    words: np.ndarray, a0: int, na: int, o: int, nbytes: int, mixed: np.ndarray, buf: int, row: int
-) -> None:
-    """``mixed[buf, row, tb]`` = MurmurHash3's mix of bytes ``o .. o + nbytes - 1`` (1-4 of them, a
-    whole block or a tail) of row ``a0 + tb`` of the packed rows ``words``, for ``tb < na``. The
-    bytes may straddle two words (an element that does not start on a 4-byte boundary)."""
-    wq = o >> 3
-    sh = np.uint64(8 * (o & 7))
-    mask = (np.uint64(1) << np.uint64(8 * nbytes)) - np.uint64(1)
-    if (o & 7) + nbytes > 8:
-        back = np.uint64(64 - 8 * (o & 7))
-        for tb in range(na):
-            v = (words[a0 + tb, wq] >> sh) | (words[a0 + tb, wq + 1] << back)
-            mixed[buf, row, tb] = mix_block(v & mask)
-    else:
-        for tb in range(na):
-            mixed[buf, row, tb] = mix_block((words[a0 + tb, wq] >> sh) & mask)
-
-
 @njit(nogil=True, cache=True)
 def sk_update(
     filt: np.ndarray,
@@ -212,8 +193,7 @@ def sk_update(
     flow_tail = nbf + nbe  # rows of `mixed` for the tails (1-3 bytes); zero when there is none
     elem_tail = flow_tail + 1
     n_al = nbf + nbe if L & 3 == 0 else nbf  # blocks that start on a 4-byte boundary of the row
-    nw_al = (n_al + 1) // 2  # the row's words that hold them
-    raw = np.empty((2 * nw_al, _BLOCK), np.uint32)  # [4-byte block, pair of the block]: unmixed
+    raw = np.empty((n_al + 1, _BLOCK), np.uint32)  # [4-byte block, pair of the block]: unmixed
     mixed = np.zeros((2, nbf + nbe + 2, _BLOCK), np.uint32)  # [buffer, 4-byte block, pair of the block]
     hf = np.empty(_BLOCK, np.uint32)  # running hashes, one lane per pair
     he = np.empty(_BLOCK, np.uint32)
@@ -236,21 +216,13 @@ def sk_update(
             buf = step & 1
             a0 = step * _BLOCK
             na = min(n - a0, _BLOCK)
-            # the blocks on 4-byte boundaries: transposed to one row per block (contiguous lanes), mixed
-            for tb in range(na):
-                for c in range(nw_al):
-                    v = words[a0 + tb, c]
-                    raw[2 * c, tb] = v & m32
-                    raw[2 * c + 1, tb] = v >> s32
-            for r in range(n_al):
-                for tb in range(na):
-                    mixed[buf, r, tb] = mix_block(np.uint64(raw[r, tb]))
+            mix_leading_blocks(words, a0, na, n_al, raw, mixed, buf)
             if L & 3:
-                _mix_key_bytes(words, a0, na, 4 * nbf, L & 3, mixed, buf, flow_tail)
+                mix_key_bytes(words, a0, na, 4 * nbf, L & 3, mixed, buf, flow_tail)
                 for q in range(nbe):  # the element starts inside a 4-byte block
-                    _mix_key_bytes(words, a0, na, L + 4 * q, 4, mixed, buf, nbf + q)
+                    mix_key_bytes(words, a0, na, L + 4 * q, 4, mixed, buf, nbf + q)
             if E & 3:
-                _mix_key_bytes(words, a0, na, L + 4 * nbe, E & 3, mixed, buf, elem_tail)
+                mix_key_bytes(words, a0, na, L + 4 * nbe, E & 3, mixed, buf, elem_tail)
             for tb in range(na):
                 hf[tb] = fseed
             for q in range(nbf):
