@@ -221,8 +221,8 @@ def hg_update(
                 table[j, free, byt] = row_bytes_from(ln, pk, k)
                 continue
             if free < 0:
-                ci = np.int64(weakest)
-                prob = decay[ci] if ci < nd else math.pow(b, -float(ci))
+                # compared unsigned: a counter past 2**63 (weighted rows) is no negative index
+                prob = decay[np.int64(weakest)] if weakest < np.uint64(nd) else math.pow(b, -float(weakest))
                 if uniform(rng) >= prob:
                     continue
                 c = weakest - one
@@ -262,8 +262,7 @@ def _contest(
     one = np.uint64(1)
     limit = pk if pk < np.uint64(REPLAY) else np.uint64(REPLAY)
     while k < pk:
-        ci = np.int64(c)
-        prob = decay[ci] if ci < nd else math.pow(b, -float(ci))
+        prob = decay[np.int64(c)] if c < np.uint64(nd) else math.pow(b, -float(c))  # unsigned, as above
         if k < limit:
             if uniform(rng) >= prob:
                 k += one
