@@ -156,15 +156,17 @@ def sk_update(
     No hash depends on the state, and the filter never depends on the table, so pairs go in blocks of
     :data:`_BLOCK` through three passes: (1) hash every pair and prefetch its filter word; (2) filter
     the block in order — the sampling level, the filter and its count of set bits evolve exactly as in
-    a one-pass loop — listing the pairs that pass with their weights and prefetching their buckets;
-    (3) count the listed pairs in the table, in order, drawing from the generator as a one-pass loop
-    does. The passes are software-pipelined over three blocks (pass 1 of block k, pass 2 of block
-    k - 1, pass 3 of block k - 2), so every prefetch has two passes to land. The result is the one-pass
-    loop's (the reference's) bit for bit.
+    a one-pass loop, without a branch on whether a pair passes — listing the pairs that pass (with
+    what their weights need: the word's set bits before them, the level) and prefetching their
+    buckets; (3) count the listed pairs in the table, in order, drawing from the generator as a
+    one-pass loop does. The passes are software-pipelined over three blocks (pass 1 of block k, pass
+    2 of block k - 1, pass 3 of block k - 2), so every prefetch has two passes to land. The result is
+    the one-pass loop's (the reference's) bit for bit.
 
-    The hashing is laid out for SIMD: each 4-byte block of a row is mixed once (MurmurHash3's
-    seed-independent half), and the rounds, the finalisers and ``fmix64`` run across the block's pairs
-    (one vector lane per pair) in arrays the compiler vectorises.
+    The hashing is laid out for SIMD: the 4-byte blocks of the rows are transposed to one row per
+    block and mixed (MurmurHash3's seed-independent half), and the rounds, the finalisers, ``fmix64``
+    and the remainders (:func:`~netspectra.sketches.primitives.fastmod32`, no division) run across the
+    block's pairs, one vector lane per pair, in arrays the compiler vectorises.
     """
     nw = np.uint64(filt.shape[0])
     nb, ways, kw = keys.shape
