@@ -266,3 +266,14 @@ def test_table_starts_on_a_cache_line_and_survives_a_round_trip() -> None:
     for s in (sk, back):
         assert s.table.ctypes.data % 64 == 0 and s.table.flags.c_contiguous
     _assert_same(sk, back)
+
+
+def test_a_header_past_32_bit_buckets_is_rejected() -> None:
+    # the kernel's remainders (fastmod32) need a divisor below 2**32, as the constructor does
+    from netspectra.sketches.heavyguardian import _HEADER
+
+    data = HeavyGuardianSketch(seed=1, key_length=4, buckets=2).to_bytes()
+    head = list(_HEADER.unpack_from(data))
+    head[4] = 1 << 32
+    with pytest.raises(ValueError, match="bad HeavyGuardianSketch header"):
+        HeavyGuardianSketch.from_bytes(_HEADER.pack(*head) + data[_HEADER.size :])

@@ -275,3 +275,15 @@ def test_block_kernel_equals_old_kernel_up_to_the_last_sampling_level(filter_wor
         _old_update(old, x[lo : lo + 65536])
         _assert_same(new, old)
     assert new.level >= 10
+
+
+@pytest.mark.parametrize("field", [6, 7])  # buckets, filter words
+def test_a_header_past_32_bit_sizes_is_rejected(field: int) -> None:
+    # the kernel's remainders (fastmod32) need divisors below 2**32, as the constructor does
+    from netspectra.sketches.spreadkeeper import _HEADER
+
+    data = SpreadKeeperSketch(seed=1, flow_len=4, elem_len=4, filter_words=8, buckets=2).to_bytes()
+    head = list(_HEADER.unpack_from(data))
+    head[field] = 1 << 32
+    with pytest.raises(ValueError, match="bad SpreadKeeperSketch header"):
+        SpreadKeeperSketch.from_bytes(_HEADER.pack(*head) + data[_HEADER.size :])

@@ -531,7 +531,7 @@ class HeavyGuardianSketch(Sketch, skt_type=0):
         _, version, ways, L, nb, ct, st, b, hs, state = _HEADER.unpack_from(data)
         if version != _VERSION:
             raise ValueError(f"HeavyGuardianSketch serialisation version {version} is not supported")
-        if not (1 <= ways <= 64 and L >= 1 and nb >= 1 and b > 1.0):
+        if not (1 <= ways <= 64 and L >= 1 and 1 <= nb < 1 << 32 and b > 1.0):  # 32-bit remainders
             raise ValueError(f"bad HeavyGuardianSketch header (ways {ways}, key {L}, buckets {nb}, b {b})")
         sk = cls.__new__(cls)
         sk._setup(L, nb, ways, b, hs, state)

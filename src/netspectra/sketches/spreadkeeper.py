@@ -649,7 +649,8 @@ class SpreadKeeperSketch(Sketch, skt_type=1):
         _, ver, ways, bits, L, E, nb, nw, thr, b, fs, es, salt, state, level, ones = _HEADER.unpack_from(data)
         if ver != _VERSION:
             raise ValueError(f"SpreadKeeperSketch serialisation version {ver} is not supported")
-        ok = 1 <= ways <= 64 and 1 <= bits <= 3 and 1 <= L <= 74 and E <= 74 and nb and nw and b > 1.0
+        ok = 1 <= ways <= 64 and 1 <= bits <= 3 and 1 <= L <= 74 and E <= 74 and b > 1.0
+        ok = ok and 0 < nb < 1 << 32 and 0 < nw < 1 << 32  # the kernel's remainders need 32-bit divisors
         if not (ok and 0 <= level <= MAX_LEVEL and 0 <= ones <= 64 * nw):
             raise ValueError(f"bad SpreadKeeperSketch header (ways {ways}, bits {bits}, keys {L}+{E}, b {b})")
         sk = cls.__new__(cls)
