@@ -196,7 +196,7 @@ def sk_update(
     elem_tail = flow_tail + 1
     n_al = nbf + nbe if L & 3 == 0 else nbf  # blocks that start on a 4-byte boundary of the row
     raw = np.empty((n_al + 1, _BLOCK), np.uint32)  # [4-byte block, pair of the block]: unmixed
-    mixed = np.zeros((2, nbf + nbe + 2, _BLOCK), np.uint32)  # [buffer, 4-byte block, pair of the block]
+    mixed = np.zeros((1, nbf + nbe + 2, _BLOCK), np.uint32)  # [-, 4-byte block, pair of the block]: mixed
     hf = np.empty(_BLOCK, np.uint32)  # running hashes, one lane per pair
     he = np.empty(_BLOCK, np.uint32)
     hs = np.empty((2, _BLOCK), np.uint64)  # [buffer, pair]: the pair's 64-bit hash
@@ -218,27 +218,27 @@ def sk_update(
             buf = step & 1
             a0 = step * _BLOCK
             na = min(n - a0, _BLOCK)
-            mix_leading_blocks(words, a0, na, n_al, raw, mixed, buf)
+            mix_leading_blocks(words, a0, na, n_al, raw, mixed, 0)
             if L & 3:
-                mix_key_bytes(words, a0, na, 4 * nbf, L & 3, mixed, buf, flow_tail)
+                mix_key_bytes(words, a0, na, 4 * nbf, L & 3, mixed, 0, flow_tail)
                 for q in range(nbe):  # the element starts inside a 4-byte block
-                    mix_key_bytes(words, a0, na, L + 4 * q, 4, mixed, buf, nbf + q)
+                    mix_key_bytes(words, a0, na, L + 4 * q, 4, mixed, 0, nbf + q)
             if E & 3:
-                mix_key_bytes(words, a0, na, L + 4 * nbe, E & 3, mixed, buf, elem_tail)
+                mix_key_bytes(words, a0, na, L + 4 * nbe, E & 3, mixed, 0, elem_tail)
             for tb in range(na):
                 hf[tb] = fseed
             for q in range(nbf):
                 for tb in range(na):
-                    hf[tb] = murmur_round(np.uint64(hf[tb]), np.uint64(mixed[buf, q, tb]))
+                    hf[tb] = murmur_round(np.uint64(hf[tb]), np.uint64(mixed[0, q, tb]))
             for tb in range(na):
-                h = fmix32(np.uint64(hf[tb]) ^ np.uint64(mixed[buf, flow_tail, tb]) ^ len_f)
+                h = fmix32(np.uint64(hf[tb]) ^ np.uint64(mixed[0, flow_tail, tb]) ^ len_f)
                 hf[tb] = h
                 he[tb] = eseed ^ h
             for q in range(nbe):
                 for tb in range(na):
-                    he[tb] = murmur_round(np.uint64(he[tb]), np.uint64(mixed[buf, nbf + q, tb]))
+                    he[tb] = murmur_round(np.uint64(he[tb]), np.uint64(mixed[0, nbf + q, tb]))
             for tb in range(na):
-                he[tb] = fmix32(np.uint64(he[tb]) ^ np.uint64(mixed[buf, elem_tail, tb]) ^ len_e)
+                he[tb] = fmix32(np.uint64(he[tb]) ^ np.uint64(mixed[0, elem_tail, tb]) ^ len_e)
             for tb in range(na):
                 hs[buf, tb] = fmix64(((np.uint64(hf[tb]) << s32) | np.uint64(he[tb])) ^ salt)
             for tb in range(na):
