@@ -78,6 +78,27 @@ def test_decay_past_the_table_uses_pow_like_the_reference() -> None:
     assert max(s[1] for s in ref.table[0]) > DECAY_LEN
 
 
+def test_counters_past_2_63_decay_like_the_reference() -> None:
+    # weighted rows can push a counter past 2**63; the decay coin against it must read b**-C (0.0), not
+    # the decay table at a negative index (the kernel once did: out of bounds, wrong coins or a crash)
+    a, b = np.array([[1, 2, 3, 4]], np.uint8), np.array([[5, 6, 7, 8]], np.uint8)
+    big = 2**63 + 5
+    for weighted in (False, True):
+        sk = HeavyGuardianSketch(seed=1, key_length=4, buckets=1, ways=1)
+        ref = _ref_for(sk)
+        sk.update(a, np.array([big], np.uint64), np.array([big], np.uint64))
+        ref.update([a.tobytes()], [big], [big])
+        for _ in range(50):  # packets (or rows of 3 packets) of another flow meet the full bucket
+            if weighted:
+                sk.update(b, np.array([180], np.uint64), np.array([3], np.uint64))
+                ref.update([b.tobytes()], [180], [3])
+            else:
+                sk.update(b, np.array([60], np.uint32))
+                ref.update([b.tobytes()], [60])
+        assert _state(sk) == ref.table == [[[a.tobytes(), big, big]]]
+        assert sk.rng_state == ref.rng.state
+
+
 def test_counts_are_exact_without_contention() -> None:
     keys, lengths = _stream(5, 30_000, 500, 16)
     sk = HeavyGuardianSketch(seed=1, key_length=16, buckets=4096)  # 500 flows in 32768 slots

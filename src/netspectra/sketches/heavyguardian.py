@@ -44,10 +44,23 @@ import struct
 import numpy as np
 from numba import njit
 
+from netspectra.prefetch import prefetch
 from netspectra.sketches.base import HeavyHitters, HitterType, Sketch, SketchParams, check_weights
 from netspectra.sketches.keys import key_length as fields_key_length
 from netspectra.sketches.murmur import derive_seeds, murmur3_32_words, pack_words
-from netspectra.sketches.primitives import murmur_row, row_bytes_from, sat_add, uniform, words_to_keys
+from netspectra.sketches.primitives import (
+    aligned_zeros,
+    fastmod32,
+    fastmod32_magic,
+    fmix32,
+    mix_key_bytes,
+    mix_leading_blocks,
+    murmur_round,
+    row_bytes_from,
+    sat_add,
+    uniform,
+    words_to_keys,
+)
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +82,8 @@ _MAGIC = b"NSHG"
 _VERSION = 1
 # magic, version, ways, key_length, buckets, count thr, size thr, b, hash seed, rng state
 _HEADER = struct.Struct("<4sHHIQQQdIQ")
-_BLOCK = 32  # packets hashed and prefetched together
+#: Keys whose buckets :func:`hg_update` computes (and prefetches) before it applies any of them.
+_BLOCK = 64
 
 
 def _words(key_length: int) -> int:
@@ -98,34 +112,68 @@ def hg_update(
     b: float,
     rng: np.ndarray,
     packets: np.ndarray | None = None,
-) -> np.uint64:
+) -> None:
     """Feed every key (``words`` (n, kw), packed keys of ``L`` bytes) with ``lengths`` in order.
 
     Weighted rows (``packets`` uint64 (n,), ``lengths`` their octets): row ``p`` is ``packets[p]``
     packets of its key one after the other (:func:`_contest` when they meet a full bucket without their
     key); counters saturate at 2**64 - 1; a row of 0 packets changes nothing. ``None``: a packet per row.
 
-    ``table`` is uint64 (buckets, ways, kw + 2). Works in blocks of ``_BLOCK`` packets: hash them and
-    load their buckets' first counters (independent loads the CPU overlaps), then apply the rules of the
-    module docstring in packet order. Returns a value derived from the loads (keeps them alive).
+    ``table`` is uint64 (buckets, ways, kw + 2). No hash depends on the table, so keys go in blocks of
+    :data:`_BLOCK` through two passes: (1) hash the block's keys — MurmurHash3's rounds across the
+    block, one SIMD lane per key, remainders by multiplication — and prefetch the first line of each
+    key's bucket (where a heavy flow's slot usually is); (2) apply the rules of the module docstring in
+    key order. The passes are software-pipelined over two blocks (pass 1 of block k, then pass 2 of
+    block k - 1), so every prefetch has a pass to land. The result is a one-pass loop's (the
+    reference's) bit for bit.
     """
     nb, ways, _ = table.shape
     n, kw = words.shape
     cnt = kw
     byt = kw + 1
     unb = np.uint64(nb)
+    nb_magic = fastmod32_magic(unb)  # buckets < 2**32 (the constructor's limit)
     one = np.uint64(1)
     nd = decay.shape[0]
-    rows = np.empty(_BLOCK, np.int64)
-    sink = np.uint64(0)
-    for b0 in range(0, n, _BLOCK):
-        b1 = min(n, b0 + _BLOCK)
-        for p in range(b0, b1):
-            j = np.int64(murmur_row(words, p, L, seed) % unb)
-            rows[p - b0] = j
-            sink += table[j, 0, cnt]
-        for p in range(b0, b1):
-            j = rows[p - b0]
+    flat = table.reshape(nb * ways * (kw + 2))
+    stride = ways * (kw + 2)  # words of a bucket
+    nbk = L // 4  # whole 4-byte blocks of the key
+    tail = nbk  # the row of `mixed` for the tail (1-3 bytes); zero when there is none
+    len_k = np.uint64(L)
+    h0 = seed & np.uint64(0xFFFFFFFF)
+    raw = np.empty((nbk + 1, _BLOCK), np.uint32)
+    mixed = np.zeros((1, nbk + 1, _BLOCK), np.uint32)
+    hl = np.empty(_BLOCK, np.uint32)  # running hashes, one lane per key
+    rows = np.empty((2, _BLOCK), np.int64)  # [buffer, key of the block]: its bucket
+    nblocks = (n + _BLOCK - 1) // _BLOCK
+    for step in range(nblocks + 1):
+        if step < nblocks:
+            # ---- pass 1 (block `step`): the buckets; prefetch their first lines
+            buf = step & 1
+            a0 = step * _BLOCK
+            na = min(n - a0, _BLOCK)
+            mix_leading_blocks(words, a0, na, nbk, raw, mixed, 0)
+            if L & 3:  # pack_words zero-pads: the tail needs no mask beyond its bytes
+                mix_key_bytes(words, a0, na, 4 * nbk, L & 3, mixed, 0, tail)
+            for tb in range(na):
+                hl[tb] = h0
+            for q in range(nbk):
+                for tb in range(na):
+                    hl[tb] = murmur_round(np.uint64(hl[tb]), np.uint64(mixed[0, q, tb]))
+            for tb in range(na):
+                h = fmix32(np.uint64(hl[tb]) ^ np.uint64(mixed[0, tail, tb]) ^ len_k)
+                rows[buf, tb] = np.int64(fastmod32(h, nb_magic, unb))
+            for tb in range(na):
+                prefetch(flat, rows[buf, tb] * stride)
+        if step == 0:
+            continue
+        # ---- pass 2 (block step - 1): the rules, in key order
+        buf = (step - 1) & 1
+        b0 = (step - 1) * _BLOCK
+        nb2 = min(n - b0, _BLOCK)
+        for tb in range(nb2):
+            p = b0 + tb
+            j = rows[buf, tb]
             ln = np.uint64(lengths[p])
             pk = one
             if packets is not None:
@@ -173,8 +221,8 @@ def hg_update(
                 table[j, free, byt] = row_bytes_from(ln, pk, k)
                 continue
             if free < 0:
-                ci = np.int64(weakest)
-                prob = decay[ci] if ci < nd else math.pow(b, -float(ci))
+                # compared unsigned: a counter past 2**63 (weighted rows) is no negative index
+                prob = decay[np.int64(weakest)] if weakest < np.uint64(nd) else math.pow(b, -float(weakest))
                 if uniform(rng) >= prob:
                     continue
                 c = weakest - one
@@ -188,7 +236,6 @@ def hg_update(
                 table[j, free, k] = words[p, k]
             table[j, free, cnt] = one
             table[j, free, byt] = ln
-    return sink
 
 
 @njit(nogil=True, cache=True, inline="always")
@@ -215,8 +262,7 @@ def _contest(
     one = np.uint64(1)
     limit = pk if pk < np.uint64(REPLAY) else np.uint64(REPLAY)
     while k < pk:
-        ci = np.int64(c)
-        prob = decay[ci] if ci < nd else math.pow(b, -float(ci))
+        prob = decay[np.int64(c)] if c < np.uint64(nd) else math.pow(b, -float(c))  # unsigned, as above
         if k < limit:
             if uniform(rng) >= prob:
                 k += one
@@ -354,7 +400,7 @@ class HeavyGuardianSketch(Sketch, skt_type=0):
         self._setup(key_length, int(buckets), ways, float(b), int(s[0]), (int(s[1]) << 32) | int(s[2]))
         self.count_threshold = int(count_threshold) or DEFAULT_COUNT_THRESHOLD
         self.size_threshold = int(size_threshold) or DEFAULT_SIZE_THRESHOLD
-        self.table = np.zeros((self.buckets, ways, self._kw + 2), np.uint64)
+        self.table = aligned_zeros((self.buckets, ways, self._kw + 2), np.uint64)
 
     def _setup(self, key_length: int, buckets: int, ways: int, b: float, hash_seed: int, state: int) -> None:
         self.key_length, self.buckets, self.ways, self.b = key_length, buckets, ways, b
@@ -485,7 +531,7 @@ class HeavyGuardianSketch(Sketch, skt_type=0):
         _, version, ways, L, nb, ct, st, b, hs, state = _HEADER.unpack_from(data)
         if version != _VERSION:
             raise ValueError(f"HeavyGuardianSketch serialisation version {version} is not supported")
-        if not (1 <= ways <= 64 and L >= 1 and nb >= 1 and b > 1.0):
+        if not (1 <= ways <= 64 and L >= 1 and 1 <= nb < 1 << 32 and b > 1.0):  # 32-bit remainders
             raise ValueError(f"bad HeavyGuardianSketch header (ways {ways}, key {L}, buckets {nb}, b {b})")
         sk = cls.__new__(cls)
         sk._setup(L, nb, ways, b, hs, state)
@@ -493,6 +539,6 @@ class HeavyGuardianSketch(Sketch, skt_type=0):
         if len(data) != want:
             raise ValueError(f"serialised HeavyGuardianSketch has {len(data)} bytes, its header needs {want}")
         sk.count_threshold, sk.size_threshold = ct, st
-        table = np.frombuffer(data, "<u8", offset=_HEADER.size).astype(np.uint64)
-        sk.table = table.reshape(nb, ways, sk._kw + 2)
+        sk.table = aligned_zeros((nb, ways, sk._kw + 2), np.uint64)
+        sk.table.reshape(-1)[:] = np.frombuffer(data, "<u8", offset=_HEADER.size)
         return sk

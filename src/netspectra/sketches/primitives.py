@@ -10,7 +10,11 @@
 * :func:`mix_block`, :func:`murmur_round`, :func:`fmix32` — the three steps of MurmurHash3 x86_32, for
   kernels that share the seed-independent mix between several hashes of one key, or that run the
   rounds of a block of keys side by side (one SIMD lane per key); tested against ``mmh3``.
+  :func:`mix_leading_blocks` and :func:`mix_key_bytes` lay a block of packed keys out for the
+  latter (one row per 4-byte block of the key, one lane per key).
 * :func:`fmix64` — MurmurHash3's 64-bit finaliser, a bijection that spreads every input bit.
+* :func:`fastmod32` — ``a % d`` for 32-bit ``a`` and ``d`` by multiplications (Lemire's direct
+  remainder): exact, a few cycles instead of a division's 10-20, and it vectorises.
 * :func:`popcount64` — set bits of a word (the SWAR count; numba has no portable popcount intrinsic).
 
 All integer arithmetic is uint64 with explicit ``np.uint64`` constants (numba would otherwise promote a
@@ -40,6 +44,7 @@ _MF2 = np.uint64(0xC2B2AE35)
 _F64A = np.uint64(0xFF51AFD7ED558CCD)
 _F64B = np.uint64(0xC4CEB9FE1A85EC53)
 _S33 = np.uint64(33)
+_S32 = np.uint64(32)
 
 _P1 = np.uint64(0x5555555555555555)
 _P2 = np.uint64(0x3333333333333333)
@@ -120,6 +125,48 @@ def fmix32(h: np.uint64) -> np.uint64:
 
 
 @njit(nogil=True, cache=True, inline="always")
+def mix_leading_blocks(
+    words: np.ndarray, a0: int, na: int, nblocks: int, raw: np.ndarray, mixed: np.ndarray, buf: int
+) -> None:
+    """``mixed[buf, q, tb]`` = :func:`mix_block` of the 4-byte block ``q < nblocks`` (bytes ``4q ..
+    4q + 3``) of row ``a0 + tb`` of the packed rows ``words`` (n, kw), for ``tb < na``: the layout of
+    kernels that run MurmurHash3's rounds across a block of keys, one lane per key. The rows' words are
+    read in order and transposed into ``raw`` (uint32, at least ``nblocks + 1`` rows of ``na``) so that
+    the mix runs over contiguous lanes (strided loads would not vectorise)."""
+    s32 = np.uint64(32)
+    m32 = np.uint64(0xFFFFFFFF)
+    for tb in range(na):
+        for c in range((nblocks + 1) // 2):
+            v = words[a0 + tb, c]
+            raw[2 * c, tb] = v & m32
+            raw[2 * c + 1, tb] = v >> s32
+    for q in range(nblocks):
+        for tb in range(na):
+            mixed[buf, q, tb] = mix_block(np.uint64(raw[q, tb]))
+
+
+@njit(nogil=True, cache=True, inline="always")
+def mix_key_bytes(
+    words: np.ndarray, a0: int, na: int, o: int, nbytes: int, mixed: np.ndarray, buf: int, row: int
+) -> None:
+    """``mixed[buf, row, tb]`` = :func:`mix_block` of bytes ``o .. o + nbytes - 1`` (1-4 of them: a
+    block, or a tail, zero-extended) of row ``a0 + tb`` of the packed rows ``words``, for ``tb < na``.
+    The bytes may start anywhere and straddle two words (a second key that does not start on a 4-byte
+    boundary of the row)."""
+    wq = o >> 3
+    sh = np.uint64(8 * (o & 7))
+    mask = (np.uint64(1) << np.uint64(8 * nbytes)) - np.uint64(1)
+    if (o & 7) + nbytes > 8:
+        back = np.uint64(64 - 8 * (o & 7))
+        for tb in range(na):
+            v = (words[a0 + tb, wq] >> sh) | (words[a0 + tb, wq + 1] << back)
+            mixed[buf, row, tb] = mix_block(v & mask)
+    else:
+        for tb in range(na):
+            mixed[buf, row, tb] = mix_block((words[a0 + tb, wq] >> sh) & mask)
+
+
+@njit(nogil=True, cache=True, inline="always")
 def murmur_row(words: np.ndarray, p: int, length: int, seed: np.uint64) -> np.uint64:
     """MurmurHash3 x86_32 of the ``length`` key bytes packed in row ``p`` of ``words`` (scalar indexing
     only: taking a view of the row per packet would cost reference counting in the hot loop)."""
@@ -186,6 +233,23 @@ def fmix64(x: np.uint64) -> np.uint64:
     return x
 
 
+@njit(nogil=True, cache=True, inline="always")
+def fastmod32_magic(d: np.uint64) -> np.uint64:
+    """The multiplier :func:`fastmod32` needs for the divisor ``d`` (1 <= d < 2**32):
+    ``⌊(2**64 - 1) / d⌋ + 1`` modulo 2**64."""
+    return np.uint64(0xFFFFFFFFFFFFFFFF) // d + np.uint64(1)
+
+
+@njit(nogil=True, cache=True, inline="always")
+def fastmod32(a: np.uint64, magic: np.uint64, d: np.uint64) -> np.uint64:
+    """``a % d`` for ``a, d < 2**32`` (``d >= 1``, ``magic = fastmod32_magic(d)``), exactly: the
+    fraction ``magic · a mod 2**64`` times ``d``, high 64 bits (Lemire, Kaser, Kurz, "Faster remainder
+    by direct computation", 2019, proved for 32-bit numerators and divisors). The 64 × 32-bit high
+    product is built from two 32 × 32-bit ones, so no 128-bit multiply is needed."""
+    low = magic * a
+    return ((low >> _S32) * d + (((low & _M32) * d) >> _S32)) >> _S32
+
+
 def fmix64_py(x: int) -> int:
     """Plain-Python :func:`fmix64`."""
     x &= _M64
@@ -211,6 +275,18 @@ def words_to_keys(words: np.ndarray, key_length: int) -> np.ndarray:
     w = np.ascontiguousarray(words).astype("<u8")
     kw = w.shape[-1]
     return np.ascontiguousarray(w.view(np.uint8).reshape(*w.shape[:-1], kw * 8)[..., :key_length])
+
+
+def aligned_zeros(shape: int | tuple[int, ...], dtype: type | np.dtype) -> np.ndarray:
+    """A zeroed C-contiguous array whose data starts on a 64-byte boundary (a cache line): a sketch's
+    bucket of 64 or 128 bytes then spans one or two lines, not two or three (numpy's large
+    allocations start 16 bytes into a page). Its ``nbytes`` is what it holds; 64 bytes more are
+    allocated."""
+    dt = np.dtype(dtype)
+    size = int(np.prod(shape)) * dt.itemsize
+    raw = np.zeros(size + 64, np.uint8)
+    skip = -raw.ctypes.data % 64
+    return raw[skip : skip + size].view(dt).reshape(shape)
 
 
 # ------------------------------------------------------------------------------------ weighted rows

@@ -58,10 +58,23 @@ import struct
 import numpy as np
 from numba import njit
 
+from netspectra.prefetch import prefetch
 from netspectra.sketches.base import HeavyHitters, HitterType, Sketch, SketchParams, distinct_rows
 from netspectra.sketches.keys import key_length as fields_key_length
 from netspectra.sketches.murmur import derive_seeds, murmur3_32_words, pack_words
-from netspectra.sketches.primitives import fmix64, murmur_row, popcount64, uniform, words_to_keys
+from netspectra.sketches.primitives import (
+    aligned_zeros,
+    fastmod32,
+    fastmod32_magic,
+    fmix32,
+    fmix64,
+    mix_key_bytes,
+    mix_leading_blocks,
+    murmur_round,
+    popcount64,
+    uniform,
+    words_to_keys,
+)
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +101,8 @@ _VERSION = 1
 # magic, version, ways, bits, flow_len, elem_len, buckets, filter_words, threshold, b,
 # flow_seed, elem_seed, salt, rng state, sampling level, set filter bits
 _HEADER = struct.Struct("<4sHHHHHQQQdIIQQqq")
-_BLOCK = 32
+#: Pairs whose hashes :func:`sk_update` computes (and whose filter words it prefetches) together.
+_BLOCK = 64
 
 
 def _words(n: int) -> int:
@@ -113,29 +127,12 @@ def decay_table(b: float) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------------ kernels
-@njit(nogil=True, cache=True, inline="always")
-def _pair_hash(
-    fw: np.ndarray,
-    ew: np.ndarray,
-    p: int,
-    L: int,
-    E: int,
-    fseed: np.uint64,
-    eseed: np.uint64,
-    salt: np.uint64,
-) -> tuple:
-    hf = murmur_row(fw, p, L, fseed)
-    he = murmur_row(ew, p, E, eseed ^ hf)
-    return hf, fmix64(((hf << np.uint64(32)) | he) ^ salt)
-
-
 @njit(nogil=True, cache=True)
 def sk_update(
     filt: np.ndarray,
     keys: np.ndarray,
     counts: np.ndarray,
-    fw: np.ndarray,
-    ew: np.ndarray,
+    words: np.ndarray,
     L: int,
     E: int,
     fseed: np.uint64,
@@ -147,97 +144,199 @@ def sk_update(
     decay: np.ndarray,
     b: float,
     rng: np.ndarray,
-) -> float:
-    """Insert every (flow, element) pair — rows of ``fw`` (n, kwf) and ``ew`` (n, kwe), packed keys of
-    ``L`` and ``E`` bytes — in order (rules: module docstring).
+) -> None:
+    """Insert every (flow, element) pair — the rows of ``words`` (n, ⌈(L + E) / 8⌉), flow‖element keys
+    of ``L`` + ``E`` bytes packed by :func:`~netspectra.sketches.murmur.pack_words` — in order (rules:
+    module docstring).
 
-    State: ``filt`` uint64 (filter_words,), ``keys`` uint64 (buckets, ways, kwf), ``counts`` float64
-    (buckets, ways), ``state`` int64 [sampling level, set filter bits]; ``limits`` int64: the set bits
-    at which each level gives way to the next. In blocks of ``_BLOCK`` pairs: hash them and load their
-    filter words and buckets (independent loads the CPU overlaps), then filter and count in order.
-    Returns a value derived from the loads (keeps them alive).
+    State: ``filt`` uint64 (filter_words,), ``keys`` uint64 (buckets, ways, ⌈L / 8⌉), ``counts``
+    float64 (buckets, ways), ``state`` int64 [sampling level, set filter bits]; ``limits`` int64: the
+    set bits at which each level gives way to the next; ``rng`` uint64 (1,), advanced in place.
+
+    No hash depends on the state, and the filter never depends on the table, so pairs go in blocks of
+    :data:`_BLOCK` through three passes: (1) hash every pair and prefetch its filter word; (2) filter
+    the block in order — the sampling level, the filter and its count of set bits evolve exactly as in
+    a one-pass loop, without a branch on whether a pair passes — listing the pairs that pass (with
+    what their weights need: the word's set bits before them, the level) and prefetching their
+    buckets; (3) count the listed pairs in the table, in order, drawing from the generator as a
+    one-pass loop does. The passes are software-pipelined over three blocks (pass 1 of block k, pass
+    2 of block k - 1, pass 3 of block k - 2), so every prefetch has two passes to land. The result is
+    the one-pass loop's (the reference's) bit for bit.
+
+    The hashing is laid out for SIMD: the 4-byte blocks of the rows are transposed to one row per
+    block and mixed (MurmurHash3's seed-independent half), and the rounds, the finalisers, ``fmix64``
+    and the remainders (:func:`~netspectra.sketches.primitives.fastmod32`, no division) run across the
+    block's pairs, one vector lane per pair, in arrays the compiler vectorises.
     """
     nw = np.uint64(filt.shape[0])
     nb, ways, kw = keys.shape
     unb = np.uint64(nb)
-    n = fw.shape[0]
+    nw_magic = fastmod32_magic(nw)  # both < 2**32 (the constructor's limit): remainders by multiplying
+    nb_magic = fastmod32_magic(unb)
+    n = words.shape[0]
     nd = decay.shape[0]
+    flat_keys = keys.reshape(nb * ways * kw)
+    flat_counts = counts.reshape(nb * ways)
+    span = ways * kw  # key words of a bucket
     six = np.uint64(6)
     s20 = np.uint64(20)
+    s32 = np.uint64(32)
     m63 = np.uint64(63)
     one = np.uint64(1)
-    s32 = np.uint64(32)
-    hb = np.empty(_BLOCK, np.uint64)
-    jb = np.empty(_BLOCK, np.int64)
-    sink = 0.0
-    for b0 in range(0, n, _BLOCK):
-        b1 = min(n, b0 + _BLOCK)
-        for p in range(b0, b1):
-            hf, h = _pair_hash(fw, ew, p, L, E, fseed, eseed, salt)
-            hb[p - b0] = h
-            j = np.int64(hf % unb)
-            jb[p - b0] = j
-            sink += float(filt[np.int64((h >> s32) % nw)]) + counts[j, 0]
-        for p in range(b0, b1):
-            h = hb[p - b0]
-            wi = np.int64((h >> s32) % nw)
-            level = state[0]
-            if level and ((h >> s20) & ((one << np.uint64(level)) - one)) != 0:
-                continue  # not in the sample of this level (nor of any later one)
-            mask = np.uint64(0)
+    m32 = np.uint64(0xFFFFFFFF)
+    fseed = fseed & m32
+    eseed = eseed & m32
+    len_f = np.uint64(L)
+    len_e = np.uint64(E)
+    # the table holds the flow's words zero-padded: its last word keeps only the flow's bytes
+    last_mask = (one << np.uint64(8 * (L & 7))) - one if L & 7 else ~np.uint64(0)
+    nbf = L // 4  # whole 4-byte blocks of the flow and of the element
+    nbe = E // 4
+    flow_tail = nbf + nbe  # rows of `mixed` for the tails (1-3 bytes); zero when there is none
+    elem_tail = flow_tail + 1
+    n_al = nbf + nbe if L & 3 == 0 else nbf  # blocks that start on a 4-byte boundary of the row
+    raw = np.empty((n_al + 1, _BLOCK), np.uint32)  # [4-byte block, pair of the block]: unmixed
+    mixed = np.zeros((1, nbf + nbe + 2, _BLOCK), np.uint32)  # [-, 4-byte block, pair of the block]: mixed
+    hf = np.empty(_BLOCK, np.uint32)  # running hashes, one lane per pair
+    he = np.empty(_BLOCK, np.uint32)
+    hs = np.empty((2, _BLOCK), np.uint64)  # [buffer, pair]: the pair's 64-bit hash
+    wis = np.empty((2, _BLOCK), np.int64)  # its filter word
+    masks = np.empty((2, _BLOCK), np.uint64)  # its bits in the word
+    js = np.empty((2, _BLOCK), np.int64)  # its flow's bucket
+    lt = np.empty((2, _BLOCK), np.int64)  # [buffer, k]: the k-th pair of the block that passed
+    lj = np.empty((2, _BLOCK), np.int64)  # its bucket
+    lc = np.empty((2, _BLOCK), np.int64)  # the set bits of its filter word before it
+    ll = np.empty((2, _BLOCK), np.int64)  # the sampling level it passed at
+    ln = np.zeros(2, np.int64)  # pairs listed in each buffer
+    fk = np.empty(kw, np.uint64)  # the flow words of the pair being counted
+    level = state[0]
+    ones = state[1]
+    nblocks = (n + _BLOCK - 1) // _BLOCK
+    for step in range(nblocks + 2):
+        if step < nblocks:
+            # ---- pass 1 (block `step`): the pair hashes; prefetch the filter words
+            buf = step & 1
+            a0 = step * _BLOCK
+            na = min(n - a0, _BLOCK)
+            mix_leading_blocks(words, a0, na, n_al, raw, mixed, 0)
+            if L & 3:
+                mix_key_bytes(words, a0, na, 4 * nbf, L & 3, mixed, 0, flow_tail)
+                for q in range(nbe):  # the element starts inside a 4-byte block
+                    mix_key_bytes(words, a0, na, L + 4 * q, 4, mixed, 0, nbf + q)
+            if E & 3:
+                mix_key_bytes(words, a0, na, L + 4 * nbe, E & 3, mixed, 0, elem_tail)
+            for tb in range(na):
+                hf[tb] = fseed
+            for q in range(nbf):
+                for tb in range(na):
+                    hf[tb] = murmur_round(np.uint64(hf[tb]), np.uint64(mixed[0, q, tb]))
+            for tb in range(na):
+                h = fmix32(np.uint64(hf[tb]) ^ np.uint64(mixed[0, flow_tail, tb]) ^ len_f)
+                hf[tb] = h
+                he[tb] = eseed ^ h
+            for q in range(nbe):
+                for tb in range(na):
+                    he[tb] = murmur_round(np.uint64(he[tb]), np.uint64(mixed[0, nbf + q, tb]))
+            for tb in range(na):
+                he[tb] = fmix32(np.uint64(he[tb]) ^ np.uint64(mixed[0, elem_tail, tb]) ^ len_e)
+            for tb in range(na):
+                hs[buf, tb] = fmix64(((np.uint64(hf[tb]) << s32) | np.uint64(he[tb])) ^ salt)
+            for tb in range(na):
+                wis[buf, tb] = np.int64(fastmod32(hs[buf, tb] >> s32, nw_magic, nw))
+                js[buf, tb] = np.int64(fastmod32(np.uint64(hf[tb]), nb_magic, unb))
+            for tb in range(na):
+                prefetch(filt, wis[buf, tb])
+            for tb in range(na):
+                masks[buf, tb] = np.uint64(0)
             for i in range(bits):
-                mask |= one << ((h >> (six * np.uint64(i))) & m63)
-            word = filt[wi]
-            if (word & mask) == mask:
-                continue  # a duplicate, or a new pair hidden by others (accounted for by the weights)
-            q = popcount64(word) / 64.0
-            hide = 1.0
-            for _ in range(bits):
-                hide *= q
-            wt = float(one << np.uint64(level)) / (1.0 - hide)
-            filt[wi] = word | mask
-            state[1] += popcount64(mask & ~word)
-            if state[1] >= limits[level]:
-                state[0] = level + 1  # the filter is filling: sample half as many pairs from now on
-            # ---- the flow table
-            j = jb[p - b0]
-            hit = -1
-            free = -1
-            weak = 0
-            weakest = 0.0
-            for s in range(ways):
-                c = counts[j, s]
-                if c == 0.0:
-                    free = s
-                    break
-                same = True
-                for k in range(kw - 1, -1, -1):  # last word first: it differs most (IPv4-mapped keys)
-                    if keys[j, s, k] != fw[p, k]:
-                        same = False
+                for tb in range(na):
+                    masks[buf, tb] |= one << ((hs[buf, tb] >> (six * np.uint64(i))) & m63)
+        if 1 <= step <= nblocks:
+            # ---- pass 2 (block step - 1): the filter, in order; list the pairs that pass. Without a
+            # branch on whether a pair passes (random, so mispredicted often): a pair that does not
+            # pass stores its word unchanged and is listed in the slot the next pair overwrites
+            buf = (step - 1) & 1
+            b0 = (step - 1) * _BLOCK
+            nb2 = min(n - b0, _BLOCK)
+            k = 0
+            for tb in range(nb2):
+                h = hs[buf, tb]
+                mask = masks[buf, tb]
+                wi = wis[buf, tb]
+                word = filt[wi]
+                new = (word & mask) != mask  # else a duplicate, or a new pair hidden by others (weights)
+                if level:  # in the sample of this level (and of every earlier one) only
+                    new = new & (((h >> s20) & ((one << np.uint64(level)) - one)) == 0)
+                keep = mask & (np.uint64(0) - np.uint64(new))
+                filt[wi] = word | keep
+                ones += popcount64(keep & ~word)
+                lt[buf, k] = b0 + tb
+                lj[buf, k] = js[buf, tb]
+                lc[buf, k] = popcount64(word)
+                ll[buf, k] = level
+                k += np.int64(new)
+                if ones >= limits[level] and new:
+                    level += 1  # the filter is filling: sample half as many pairs from now on
+            ln[buf] = k
+            for e in range(k):
+                j = lj[buf, e]
+                prefetch(flat_counts, j * ways)
+                prefetch(flat_counts, j * ways + ways - 1)
+                for o in range(0, span, 8):
+                    prefetch(flat_keys, j * span + o)
+                prefetch(flat_keys, j * span + span - 1)
+        if step >= 2:
+            # ---- pass 3 (block step - 2): the flow table, in order
+            buf = step & 1
+            for k in range(ln[buf]):
+                t = lt[buf, k]
+                j = lj[buf, k]
+                frac = lc[buf, k] / 64.0  # the weight: the level's sampling, the word's hiding probability
+                hide = 1.0
+                for _ in range(bits):
+                    hide *= frac
+                wt = float(one << np.uint64(ll[buf, k])) / (1.0 - hide)
+                for e in range(kw):
+                    fk[e] = words[t, e]
+                fk[kw - 1] &= last_mask
+                hit = -1
+                free = -1
+                weak = 0
+                weakest = 0.0
+                for s in range(ways):
+                    c = counts[j, s]
+                    if c == 0.0:
+                        free = s
                         break
-                if same:
-                    hit = s
-                    break
-                if s == 0 or c < weakest:
-                    weakest = c
-                    weak = s
-            if hit >= 0:
-                counts[j, hit] += wt
-                continue
-            if free < 0:
-                ci = np.int64(weakest)
-                prob = decay[ci] if ci < nd else math.pow(b, -float(ci))
-                if uniform(rng) >= prob:
+                    same = True
+                    for e in range(kw - 1, -1, -1):  # last word first: it differs most (IPv4-mapped keys)
+                        if keys[j, s, e] != fk[e]:
+                            same = False
+                            break
+                    if same:
+                        hit = s
+                        break
+                    if s == 0 or c < weakest:
+                        weakest = c
+                        weak = s
+                if hit >= 0:
+                    counts[j, hit] += wt
                     continue
-                c = weakest - wt
-                if c > 0.0:
-                    counts[j, weak] = c
-                    continue
-                free = weak
-            for k in range(kw):
-                keys[j, free, k] = fw[p, k]
-            counts[j, free] = wt
-    return sink
+                if free < 0:
+                    ci = np.int64(weakest)
+                    prob = decay[ci] if ci < nd else math.pow(b, -float(ci))
+                    if uniform(rng) >= prob:
+                        continue
+                    c = weakest - wt
+                    if c > 0.0:
+                        counts[j, weak] = c
+                        continue
+                    free = weak
+                for e in range(kw):
+                    keys[j, free, e] = fk[e]
+                counts[j, free] = wt
+    state[0] = level
+    state[1] = ones
 
 
 @njit(nogil=True, cache=True)
@@ -363,9 +462,9 @@ class SpreadKeeperSketch(Sketch, skt_type=1):
         )  # fmt: skip
         self.threshold = int(threshold) or DEFAULT_THRESHOLD
         self.state = np.zeros(2, np.int64)
-        self.filter = np.zeros(self.filter_words, np.uint64)
-        self.keys = np.zeros((self.buckets, ways, self._kw), np.uint64)
-        self.counts = np.zeros((self.buckets, ways), np.float64)
+        self.filter = aligned_zeros(self.filter_words, np.uint64)
+        self.keys = aligned_zeros((self.buckets, ways, self._kw), np.uint64)
+        self.counts = aligned_zeros((self.buckets, ways), np.float64)
 
     def _setup(
         self,
@@ -433,14 +532,16 @@ class SpreadKeeperSketch(Sketch, skt_type=1):
         """The sampling level: pairs are considered with probability 2**-level (0 until the filter fills)."""
         return int(self.state[0])
 
-    def _split(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _rows(self, keys: np.ndarray) -> np.ndarray:
+        """flow‖element keys, uint8 (n, flow_len + elem_len), as packed words (a view when the row is a
+        whole number of words, as the shipped 16 + 16 bytes are)."""
         a = np.asarray(keys)
         want = self.flow_len + self.elem_len
         if a.dtype != np.uint8 or a.ndim != 2 or a.shape[1] != want:
             raise ValueError(
                 f"keys must be uint8 of shape (n, {want}) (flow‖element), got {a.dtype} {a.shape}"
             )
-        return pack_words(a[:, : self.flow_len]), pack_words(a[:, self.flow_len :])
+        return pack_words(a)
 
     def update(
         self, keys: np.ndarray, lengths: np.ndarray | None = None, packets: np.ndarray | None = None
@@ -449,15 +550,14 @@ class SpreadKeeperSketch(Sketch, skt_type=1):
         A weighted row (``packets``) is its packets of one (flow, element) pair: the first is the pair,
         the others are duplicates, which change nothing, so the row goes in once (a row of 0 packets
         not at all)."""
-        fw, ew = self._split(distinct_rows(keys, packets))
-        if fw.shape[0] == 0:
+        words = self._rows(distinct_rows(keys, packets))
+        if words.shape[0] == 0:
             return
         sk_update(
             self.filter,
             self.keys,
             self.counts,
-            fw,
-            ew,
+            words,
             self.flow_len,
             self.elem_len,
             np.uint64(self.flow_seed),
@@ -549,7 +649,8 @@ class SpreadKeeperSketch(Sketch, skt_type=1):
         _, ver, ways, bits, L, E, nb, nw, thr, b, fs, es, salt, state, level, ones = _HEADER.unpack_from(data)
         if ver != _VERSION:
             raise ValueError(f"SpreadKeeperSketch serialisation version {ver} is not supported")
-        ok = 1 <= ways <= 64 and 1 <= bits <= 3 and 1 <= L <= 74 and E <= 74 and nb and nw and b > 1.0
+        ok = 1 <= ways <= 64 and 1 <= bits <= 3 and 1 <= L <= 74 and E <= 74 and b > 1.0
+        ok = ok and 0 < nb < 1 << 32 and 0 < nw < 1 << 32  # the kernel's remainders need 32-bit divisors
         if not (ok and 0 <= level <= MAX_LEVEL and 0 <= ones <= 64 * nw):
             raise ValueError(f"bad SpreadKeeperSketch header (ways {ways}, bits {bits}, keys {L}+{E}, b {b})")
         sk = cls.__new__(cls)
@@ -562,9 +663,12 @@ class SpreadKeeperSketch(Sketch, skt_type=1):
         if len(data) != want:
             raise ValueError(f"serialised SpreadKeeperSketch has {len(data)} bytes, its header needs {want}")
         o = _HEADER.size
-        sk.filter = np.frombuffer(data, "<u8", nw, o).astype(np.uint64)
+        sk.filter = aligned_zeros(nw, np.uint64)
+        sk.filter[:] = np.frombuffer(data, "<u8", nw, o)
         o += sizes[0]
-        sk.keys = np.frombuffer(data, "<u8", nb * ways * kw, o).astype(np.uint64).reshape(nb, ways, kw)
+        sk.keys = aligned_zeros((nb, ways, kw), np.uint64)
+        sk.keys.reshape(-1)[:] = np.frombuffer(data, "<u8", nb * ways * kw, o)
         o += sizes[1]
-        sk.counts = np.frombuffer(data, "<f8", nb * ways, o).astype(np.float64).reshape(nb, ways)
+        sk.counts = aligned_zeros((nb, ways), np.float64)
+        sk.counts.reshape(-1)[:] = np.frombuffer(data, "<f8", nb * ways, o)
         return sk
