@@ -18,7 +18,8 @@ last packet). Its packets and bytes are split over the buckets it overlaps in pr
 with cumulative rounding so that the parts add up exactly to the row's values; a record longer than
 ``max_span_ns`` is counted over its last ``max_span_ns`` (and counted in ``meta[2]``). A weighted row of
 0 packets (an empty export record) stands for nothing (:mod:`netspectra.weights`): it is skipped, its
-bytes too, and counted in ``meta[4]``.
+bytes too, and counted in ``meta[4]``. Counters saturate at ``2**64 - 1`` instead of wrapping (a hostile
+exporter's records of ``2**64 - 1`` bytes), as every task's (:mod:`netspectra.weights`).
 
 Every kernel has a plain-Python reference (``*_ref``, over dicts) that the tests compare it with.
 """
@@ -27,6 +28,9 @@ from __future__ import annotations
 
 import numpy as np
 from numba import njit
+
+from netspectra.sketches.primitives import sat_add
+from netspectra.weights import COUNT_MAX
 
 EMPTY = 0
 OPEN = 1
@@ -103,8 +107,8 @@ def _add_share(s, inserted, new_epoch, p, b, epoch, pk, by, state, stamp, bpk, b
         by[s] = 0
         stamp[s] = -1
         meta[M_COUNT] += 1
-    pk[s] += p
-    by[s] += b
+    pk[s] = sat_add(pk[s], p)
+    by[s] = sat_add(by[s], b)
     state[s] = DIRTY
     if stamp[s] != meta[M_STAMP]:
         stamp[s] = meta[M_STAMP]
@@ -113,8 +117,8 @@ def _add_share(s, inserted, new_epoch, p, b, epoch, pk, by, state, stamp, bpk, b
         touched[meta[M_TOUCHED]] = s
         meta[M_TOUCHED] += 1
     else:
-        bpk[s] += p
-        bby[s] += b
+        bpk[s] = sat_add(bpk[s], p)
+        bby[s] = sat_add(bby[s], b)
 
 
 @njit(nogil=True, cache=True)
@@ -262,8 +266,8 @@ def fold(
                 if same:
                     break
             slot = (slot + 1) & mask
-        pk[slot] += src_bpk[s]
-        by[slot] += src_bby[s]
+        pk[slot] = sat_add(pk[slot], src_bpk[s])
+        by[slot] = sat_add(by[slot], src_bby[s])
         state[slot] = DIRTY
     return n_touched
 
@@ -395,8 +399,8 @@ def add_marginals(start, part, pk, by, keys, mp, mb, used, meta):
                     same = False
                     break
             if same:
-                mp[s] += pk[i]
-                mb[s] += by[i]
+                mp[s] = sat_add(mp[s], pk[i])
+                mb[s] = sat_add(mb[s], by[i])
                 break
             s = (s + 1) & mask
     return n
@@ -409,8 +413,8 @@ def add_marginals_ref(
     for i in range(part.shape[0]):
         key = tuple(int(x) for x in part[i])
         got = out.setdefault(key, [0, 0])
-        got[0] += int(pk[i])
-        got[1] += int(by[i])
+        got[0] = min(got[0] + int(pk[i]), COUNT_MAX)
+        got[1] = min(got[1] + int(by[i]), COUNT_MAX)
 
 
 def split_ref(
@@ -461,5 +465,5 @@ def aggregate_ref(
         key_dims = tuple(int(x) for x in mat[:, i])
         for k, (sp, sb) in split_ref(s, e, p, int(nbytes[i]), width_ns, max_span_ns).items():
             op, ob = out.get((k, key_dims), (0, 0))
-            out[(k, key_dims)] = (op + sp, ob + sb)
+            out[(k, key_dims)] = (min(op + sp, COUNT_MAX), min(ob + sb, COUNT_MAX))
     return out

@@ -41,6 +41,7 @@ import numpy as np
 from netspectra.batch import PacketBatch
 from netspectra.rollup import kernels as kern
 from netspectra.rollup.dims import BY_NAME, RESOLUTIONS, Dimension
+from netspectra.weights import exact_sum, sat_reduceat
 
 log = logging.getLogger(__name__)
 
@@ -360,8 +361,8 @@ class RollupTask:
         fine = self.tables[0]
         pk, by = fine.bpk[slots], fine.bby[slots]
         s = self.summary
-        s.packets += int(pk.sum(dtype=np.uint64))
-        s.bytes += int(by.sum(dtype=np.uint64))
+        s.packets += exact_sum(pk)  # exact Python integers, as every task's totals (netspectra.weights)
+        s.bytes += exact_sum(by)
         width = RESOLUTIONS[0].ns
         lo, hi = int(fine.bkt[slots].min()) * width, int(fine.bkt[slots].max()) * width
         s.first_ns = lo if s.first_ns is None else min(s.first_ns, lo)
@@ -607,8 +608,8 @@ class RollupRows:
             bkt[sel],
             np.zeros(len(sel), np.int64),
             words[sel],
-            np.add.reduceat(pk[keep], first) if len(keep) else pk[:0],
-            np.add.reduceat(by[keep], first) if len(keep) else by[:0],
+            sat_reduceat(pk[keep], first),  # saturating sums, as the counters (netspectra.weights)
+            sat_reduceat(by[keep], first),
             dictionaries,
             last.summary,
         )
