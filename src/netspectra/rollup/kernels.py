@@ -29,6 +29,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from netspectra.prefetch import prefetch
 from netspectra.sketches.primitives import sat_add
 from netspectra.weights import COUNT_MAX
 
@@ -43,6 +44,12 @@ M_CLAMPED = 2
 M_STAMP = 3
 M_EMPTY = 4
 META_LEN = 5
+
+#: Rows (entries, in :func:`fold`) between hashing a row, with its home slot's lines prefetched, and
+#: probing for it: the misses of a table far larger than the cache overlap (benchmarks/RESULTS.md).
+AHEAD = 32
+_RING = 64  # a power of two > AHEAD: the hashes computed ahead
+_RING_MASK = _RING - 1
 
 _K0 = np.uint64(0x9E3779B97F4A7C15)
 _K1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -76,11 +83,28 @@ def _hash_entry(b, dims, s):
 
 
 @njit(inline="always", cache=True)
+def _prefetch_slot(slot, flat_dims, d, state, bkt, pk, by):
+    # the lines a probe and an update touch at a home slot (the dimension words may span two)
+    prefetch(state, slot)
+    prefetch(bkt, slot)
+    prefetch(flat_dims, slot * d)
+    prefetch(flat_dims, slot * d + d - 1)
+    prefetch(pk, slot)
+    prefetch(by, slot)
+
+
+@njit(inline="always", cache=True)
 def _open_row(k, mat, i, bkt, dims, state):
     """Slot of the open entry (bucket k, column i of mat), inserted if absent: ``(slot, inserted)``."""
+    return _open_row_h(_hash_row(k, mat, i), k, mat, i, bkt, dims, state)
+
+
+@njit(inline="always", cache=True)
+def _open_row_h(h, k, mat, i, bkt, dims, state):
+    """:func:`_open_row` with the row's hash ``h`` (:func:`_hash_row`) already computed."""
     mask = bkt.shape[0] - 1
     d = mat.shape[0]
-    slot = np.int64(_hash_row(k, mat, i) & np.uint64(mask))
+    slot = np.int64(h & np.uint64(mask))
     while True:
         if state[slot] == EMPTY:
             state[slot] = OPEN
@@ -150,7 +174,29 @@ def aggregate_rows(
     n = end_ns.shape[0]
     spans = start_ns.shape[0] == n
     weighted = packets.shape[0] == n
+    mask = np.uint64(bkt.shape[0] - 1)
+    d = mat.shape[0]
+    flat_dims = dims.reshape(-1)
+    # Software pipeline: row i + AHEAD is hashed (on the bucket of its last packet: a packet's only
+    # bucket) and its home slot prefetched while row i is counted with the hash kept in the ring.
+    ring_h = np.empty(_RING, np.uint64)
+    ring_b = np.empty(_RING, np.int64)
+    for j in range(start, min(start + AHEAD, n)):
+        bj = end_ns[j] // width_ns
+        ring_b[j & _RING_MASK] = bj
+        ring_h[j & _RING_MASK] = _hash_row(bj, mat, j)
     for i in range(start, n):
+        j = i + AHEAD
+        if j < n:
+            bj = end_ns[j] // width_ns
+            hj = _hash_row(bj, mat, j)
+            ring_b[j & _RING_MASK] = bj
+            ring_h[j & _RING_MASK] = hj
+            sj = np.int64(hj & mask)
+            _prefetch_slot(sj, flat_dims, d, state, bkt, pk, by)
+            prefetch(stamp, sj)
+            prefetch(bpk, sj)
+            prefetch(bby, sj)
         if weighted and packets[i] == 0:  # an empty record: nothing to count (netspectra.weights)
             meta[M_EMPTY] += 1
             continue
@@ -174,7 +220,9 @@ def aggregate_rows(
         if meta[M_COUNT] + (last - first + 1) > limit:
             return i
         if last == first:  # the common case (a packet): one bucket
-            slot, inserted = _open_row(first, mat, i, bkt, dims, state)
+            q = i & _RING_MASK
+            h = ring_h[q] if ring_b[q] == first else _hash_row(first, mat, i)
+            slot, inserted = _open_row_h(h, first, mat, i, bkt, dims, state)
             _add_share(slot, inserted, new_epoch, p, b, epoch, pk, by, state, stamp, bpk, bby, touched, meta)
             continue
         # a record over several buckets: cumulative shares, the last bucket takes the remainder
@@ -235,15 +283,20 @@ def fold(
     cap = bkt.shape[0]
     mask = cap - 1
     d = src_dims.shape[1]
+    flat_dims = dims.reshape(-1)
+    # Software pipeline (as aggregate_rows): entry t + AHEAD is hashed and its home slot prefetched.
+    ring_h = np.empty(_RING, np.uint64)
+    for u in range(start, min(start + AHEAD, n_touched)):
+        ring_h[u & _RING_MASK] = _hash_entry(src_bkt[touched[u]] // ratio, src_dims, touched[u])
     for t in range(start, n_touched):
+        u = t + AHEAD
+        if u < n_touched:
+            hu = _hash_entry(src_bkt[touched[u]] // ratio, src_dims, touched[u])
+            ring_h[u & _RING_MASK] = hu
+            _prefetch_slot(np.int64(hu & np.uint64(mask)), flat_dims, d, state, bkt, pk, by)
         s = touched[t]
         b = src_bkt[s] // ratio
-        h = np.uint64(b) * _K0
-        for j in range(d):
-            h = _mix(h, np.uint64(src_dims[s, j]))
-        h = h * _K2
-        h = h ^ (h >> np.uint64(29))
-        slot = np.int64(h & np.uint64(mask))
+        slot = np.int64(ring_h[t & _RING_MASK] & np.uint64(mask))
         while True:
             if state[slot] == EMPTY:
                 if meta[M_COUNT] + 1 > limit:
