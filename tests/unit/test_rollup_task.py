@@ -334,3 +334,21 @@ def test_hostile_counts_saturate_at_every_resolution() -> None:
     assert task.summary.marginals["SrcAS"] == {(15169,): [COUNT_MAX, COUNT_MAX]}
     # the summary adds each batch's (saturated) increment of the one entry as exact integers
     assert task.summary.packets == task.summary.bytes == 3 * COUNT_MAX
+
+
+def test_marginal_top_is_the_sorted_head_of_all_values() -> None:
+    """``Marginal.top`` (a partition, then a sort of the candidates) equals sorting every value by bytes,
+    then packets, then value words — ties at the cut included."""
+    from netspectra.rollup.task import Marginal
+
+    rng = np.random.default_rng(12)
+    m = Marginal(2, cap=16)
+    n = 20_000
+    part = rng.integers(0, 3000, (n, 2)).astype(np.uint32)
+    pk = rng.integers(1, 4, n).astype(np.uint64)
+    by = rng.integers(1, 6, n).astype(np.uint64) * np.uint64(1000)  # few distinct sums: many ties
+    m.add(part, pk, by)
+    every = sorted(m.as_dict().items(), key=lambda kv: (-kv[1][1], -kv[1][0], kv[0]))
+    for k in (1, 3, 10, 100, len(every), len(every) + 5):
+        assert m.top(k) == [(key, p, b) for key, (p, b) in every[:k]]
+    assert m.top(0) == [] and Marginal(1).top(5) == []

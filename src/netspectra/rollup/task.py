@@ -192,6 +192,24 @@ class Marginal:
             self._alloc(self.keys.shape[0] * 2)
             kern.add_marginals(0, keys, mp, mb, self.keys, self.mp, self.mb, self.used, self.meta)
 
+    def top(self, k: int) -> list[tuple[tuple[int, ...], int, int]]:
+        """The ``k`` values with the most bytes, ties by packets then by value words: ``(words, packets,
+        bytes)``. Only the candidates (bytes at least the ``k``-th largest, found by a partition) become
+        Python objects: a dimension of a million values costs one numpy pass, not a million tuples."""
+        live = np.flatnonzero(self.used)
+        if k <= 0 or live.size == 0:
+            return []
+        if live.size > k:
+            mb = self.mb[live]
+            kth = np.partition(mb, live.size - k)[live.size - k]  # the k-th largest byte count
+            live = live[mb >= kth]
+        got = [
+            (tuple(int(x) for x in key), int(p), int(b))
+            for key, p, b in zip(self.keys[live], self.mp[live], self.mb[live], strict=True)
+        ]
+        got.sort(key=lambda c: (-c[2], -c[1], c[0]))
+        return got[:k]
+
     def as_dict(self) -> dict[tuple[int, ...], list[int]]:
         """Value words -> [packets, bytes]."""
         live = self.used.view(np.bool_)
