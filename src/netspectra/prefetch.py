@@ -13,23 +13,37 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 
-@intrinsic
-def prefetch(typingctx, arr, idx):  # type: ignore[no-untyped-def]
-    """Hint the CPU to bring ``arr[idx]`` (1-D array) into the cache; never faults, returns nothing."""
-    if not (isinstance(arr, types.Array) and arr.ndim == 1 and isinstance(idx, types.Integer)):
-        return None
-    sig = types.void(arr, idx)
+def _prefetch_intrinsic(rw: int):  # type: ignore[no-untyped-def]
+    """An intrinsic hinting ``arr[idx]`` into every cache level, for a write (``rw=1``) or a read (0)."""
 
-    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
-        ary = context.make_array(signature.args[0])(context, builder, args[0])
-        ptr = cgutils.get_item_pointer(context, builder, signature.args[0], ary, [args[1]], wraparound=False)
-        i32 = ir.IntType(32)
-        # one declaration per module whatever the element type: the address goes as a byte pointer
-        ptr = builder.bitcast(ptr, ir.IntType(8).as_pointer())
-        fnty = ir.FunctionType(ir.VoidType(), [ptr.type, i32, i32, i32])
-        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
-        # write access (the slot or row is usually updated), keep in all cache levels, data
-        builder.call(fn, [ptr, ir.Constant(i32, 1), ir.Constant(i32, 3), ir.Constant(i32, 1)])
-        return context.get_dummy_value()
+    def typer(typingctx, arr, idx):  # type: ignore[no-untyped-def]
+        if not (isinstance(arr, types.Array) and arr.ndim == 1 and isinstance(idx, types.Integer)):
+            return None
+        sig = types.void(arr, idx)
 
-    return sig, codegen
+        def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+            ary = context.make_array(signature.args[0])(context, builder, args[0])
+            ptr = cgutils.get_item_pointer(
+                context, builder, signature.args[0], ary, [args[1]], wraparound=False
+            )
+            i32 = ir.IntType(32)
+            # one declaration per module whatever the element type: the address goes as a byte pointer
+            ptr = builder.bitcast(ptr, ir.IntType(8).as_pointer())
+            fnty = ir.FunctionType(ir.VoidType(), [ptr.type, i32, i32, i32])
+            fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
+            # access kind, keep in all cache levels (3), data (1)
+            builder.call(fn, [ptr, ir.Constant(i32, rw), ir.Constant(i32, 3), ir.Constant(i32, 1)])
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    typer.__name__ = typer.__qualname__ = f"prefetch_rw{rw}"
+    return typer
+
+
+#: Hint the CPU to bring ``arr[idx]`` (1-D array) into the cache for a write (the slot or row is usually
+#: updated); never faults, returns nothing.
+prefetch = intrinsic(_prefetch_intrinsic(1))
+prefetch.__doc__ = "Hint ``arr[idx]`` (1-D array) into the cache for a write; never faults, returns nothing."
+#: The same for a read (lines of a read-only table that several threads share stay shared).
+prefetch_read = intrinsic(_prefetch_intrinsic(0))

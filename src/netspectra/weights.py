@@ -41,6 +41,22 @@ def exact_sum(a: np.ndarray) -> int:
     return (hi << 32) + lo
 
 
+def sat_reduceat(a: np.ndarray, first: np.ndarray) -> np.ndarray:
+    """``np.add.reduceat(a, first)`` for uint64 ``a`` whose sums saturate at :data:`COUNT_MAX` instead of
+    wrapping (``first``: the groups' starts, increasing, as :func:`numpy.add.reduceat` takes them).
+    Exact: the high and low 32-bit halves are summed apart (neither can wrap for groups of fewer than
+    2**32 rows) and put together."""
+    u = np.asarray(a, dtype=np.uint64)
+    if len(first) == 0:
+        return u[:0].copy()
+    hi = np.add.reduceat(u >> np.uint64(32), first)
+    lo = np.add.reduceat(u & np.uint64(0xFFFF_FFFF), first)
+    hi = hi + (lo >> np.uint64(32))
+    out = (hi << np.uint64(32)) | (lo & np.uint64(0xFFFF_FFFF))
+    out[hi >> np.uint64(32) != 0] = np.uint64(COUNT_MAX)
+    return out
+
+
 def packet_sizes_ref(packets: int, octets: int) -> list[int]:
     """The sizes of a weighted row's packets, in order (see the module docstring); for references and
     tests (a row of many packets is a long list)."""

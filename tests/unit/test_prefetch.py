@@ -1,12 +1,12 @@
-"""The ``prefetch`` hint compiles for arrays of any element type, several in one kernel (one declaration
-of ``llvm.prefetch`` per module), and changes nothing."""
+"""The ``prefetch`` and ``prefetch_read`` hints compile for arrays of any element type, several in one
+kernel (one declaration of ``llvm.prefetch`` per module), and change nothing."""
 
 from __future__ import annotations
 
 import numpy as np
 from numba import njit
 
-from netspectra.prefetch import prefetch
+from netspectra.prefetch import prefetch, prefetch_read
 
 
 @njit(cache=True)
@@ -18,6 +18,8 @@ def _touch_all(a: np.ndarray, b: np.ndarray, c: np.ndarray, d: np.ndarray) -> fl
         prefetch(b, j)
         prefetch(c, j)
         prefetch(d, j)
+        prefetch_read(a, j)  # the read hint in the same module as the write hint
+        prefetch_read(c, j)
         total += float(a[i]) + float(b[i]) + float(c[i]) + d[i]
     return total
 

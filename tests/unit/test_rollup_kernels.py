@@ -149,3 +149,29 @@ def test_add_marginals_matches_the_reference(words: int) -> None:
     got = m.as_dict()
     assert got == want and len(m) == len(want) and m.keys.shape[0] >= 2 * len(want)
     assert max(b for _, b in want.values()) > 2**53
+
+
+def test_counters_saturate_like_the_reference() -> None:
+    """Hostile exporter values (records of 2**64 - 1 bytes and packets): the finest table's counters, its
+    batch increments and the marginals stop at 2**64 - 1 instead of wrapping, as the references do."""
+    from netspectra.rollup.task import Marginal
+    from netspectra.weights import COUNT_MAX
+
+    n = 6
+    end = np.full(n, T0 + 5, np.int64)  # one bucket, one dimension tuple for the first four rows
+    mat = np.array([[1, 1, 1, 1, 2, 2]], np.uint32)
+    packets = np.array([COUNT_MAX, 3, 1, COUNT_MAX - 1, 2**63, 2**63 - 1], np.uint64)
+    nbytes = np.array([COUNT_MAX, COUNT_MAX, 7, 1, 2**63, 2**63 - 1], np.uint64)
+    t = _Table(1, 16, finest=True)
+    _apply(t, end, end.copy(), packets, nbytes, mat, 1 << 30)
+    want = kern.aggregate_ref(end, end, packets, nbytes, mat, MIN, 86_400 * 10**9)
+    assert _table_dict(t) == want
+    b = T0 // MIN
+    assert want == {(b, (1,)): (COUNT_MAX, COUNT_MAX), (b, (2,)): (COUNT_MAX, COUNT_MAX)}
+    used = t.state != kern.EMPTY
+    assert set(t.bpk[used].tolist()) == set(t.bby[used].tolist()) == {COUNT_MAX}  # the batch's own
+    m = Marginal(1, cap=16)
+    m.add(mat.T, packets, nbytes)
+    ref: dict[tuple[int, ...], list[int]] = {}
+    kern.add_marginals_ref(ref, mat.T, packets, nbytes)
+    assert m.as_dict() == ref == {(1,): [COUNT_MAX, COUNT_MAX], (2,): [COUNT_MAX, COUNT_MAX]}

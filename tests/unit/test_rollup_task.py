@@ -306,3 +306,49 @@ def test_exported_rows_are_keyed_on_exporter_and_interfaces_without_enrichment()
         key = (f"192.0.2.{int(exp.exporter[i, 15])}", int(exp.in_if[i]), 7)  # type: ignore[index]
         want[key] = want.get(key, 0) + int(exp.packets[i])  # type: ignore[index]
     assert per == want and len(want) == 6  # two exporters x three input interfaces
+
+
+def test_hostile_counts_saturate_at_every_resolution() -> None:
+    """Records of 2**64 - 1 packets and bytes (a hostile exporter): every resolution's row, the rows
+    combined over two periods, and the marginals stop at 2**64 - 1 instead of wrapping to a small number,
+    as every task's counters (netspectra.weights); the summary's totals add the increments exactly."""
+    from netspectra.weights import COUNT_MAX
+
+    rng = np.random.default_rng(3)
+    batches = []
+    for k in range(3):
+        b = make_batch(rng, 4, T0 + k * MIN, 10**9, export=True)
+        b.flow_start_ns[:] = b.ts_ns  # one bucket per row
+        b.packets[:] = COUNT_MAX
+        b.octets[:] = COUNT_MAX
+        batches.append(b.with_dims({"SrcAS": np.full(4, 15169, np.uint32)}))
+    task, parts = run(batches, ("SrcAS",), drain_every=1)
+    combined = RollupRows.combine([(0, p) for p in parts])
+    assert combined is not None
+    for r in range(len(RESOLUTIONS)):
+        rows = combined.at(r)
+        assert len(rows) > 0
+        assert rows.packets.tolist() == rows.bytes.tolist() == [COUNT_MAX] * len(rows)
+    two = RollupRows.combine([(1, parts[0]), (2, parts[0])])  # two periods add up: saturated too
+    assert two is not None and set(two.packets.tolist()) == {COUNT_MAX}
+    assert task.summary.marginals["SrcAS"] == {(15169,): [COUNT_MAX, COUNT_MAX]}
+    # the summary adds each batch's (saturated) increment of the one entry as exact integers
+    assert task.summary.packets == task.summary.bytes == 3 * COUNT_MAX
+
+
+def test_marginal_top_is_the_sorted_head_of_all_values() -> None:
+    """``Marginal.top`` (a partition, then a sort of the candidates) equals sorting every value by bytes,
+    then packets, then value words — ties at the cut included."""
+    from netspectra.rollup.task import Marginal
+
+    rng = np.random.default_rng(12)
+    m = Marginal(2, cap=16)
+    n = 20_000
+    part = rng.integers(0, 3000, (n, 2)).astype(np.uint32)
+    pk = rng.integers(1, 4, n).astype(np.uint64)
+    by = rng.integers(1, 6, n).astype(np.uint64) * np.uint64(1000)  # few distinct sums: many ties
+    m.add(part, pk, by)
+    every = sorted(m.as_dict().items(), key=lambda kv: (-kv[1][1], -kv[1][0], kv[0]))
+    for k in (1, 3, 10, 100, len(every), len(every) + 5):
+        assert m.top(k) == [(key, p, b) for key, (p, b) in every[:k]]
+    assert m.top(0) == [] and Marginal(1).top(5) == []

@@ -517,3 +517,19 @@ def test_flows_zero_packet_rows_stand_for_nothing() -> None:
     task.update(b)
     task.finish()
     assert len(task.drain()) == 0 and task.empty_rows == 30 and task.clock_ns is None
+
+
+def test_sat_reduceat_is_the_exact_sum_capped_at_the_largest_count() -> None:
+    from netspectra.weights import COUNT_MAX, sat_reduceat
+
+    rng = np.random.default_rng(8)
+    a = rng.integers(0, 2**64, 5000, dtype=np.uint64, endpoint=False)
+    a[::7] = rng.integers(0, 100, len(a[::7])).astype(np.uint64)  # small values too
+    first = np.unique(np.concatenate([[0], rng.integers(0, len(a), 800)]))
+    ends = [*first[1:].tolist(), len(a)]
+    want = [min(sum(int(x) for x in a[s:e]), COUNT_MAX) for s, e in zip(first.tolist(), ends, strict=True)]
+    assert sat_reduceat(a, first).tolist() == want
+    assert any(w == COUNT_MAX for w in want) and any(w < 2**40 for w in want)  # both cases met
+    exact = np.array([2**63, 2**63 - 1, 5, 6], np.uint64)  # exactly the largest count, then a small sum
+    assert sat_reduceat(exact, np.array([0, 2])).tolist() == [COUNT_MAX, 11]
+    assert sat_reduceat(exact[:0], np.array([], np.int64)).tolist() == []

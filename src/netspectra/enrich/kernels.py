@@ -32,6 +32,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from netspectra.prefetch import prefetch_read
+
 ASN_SHIFT = 32
 CC_SHIFT = 22
 CC_BITS = 10
@@ -44,13 +46,12 @@ ASN_FIELD = np.uint64(0xFFFFFFFF << ASN_SHIFT)
 CC_FIELD = np.uint64(((1 << CC_BITS) - 1) << CC_SHIFT)
 NET_FIELD = np.uint64(NET_MASK)
 
-#: How many rows ahead the kernel touches an IPv4 bucket (see :func:`enrich_side`); measured in
-#: benchmarks/bench_enrich.py.
-PREFETCH = 8
+#: How many rows ahead the kernel prefetches an IPv4 bucket-index entry (see :func:`enrich_side`); measured
+#: in benchmarks/bench_enrich.py (RESULTS.md: 8, 16, 24, 32, 64 rows).
+PREFETCH = 64
 
-#: Length of the kernel's counter array: rows without AS, without country, without network, and one
-#: scratch slot (the sum of the cache-line touches, written so that the compiler keeps them).
-N_MISSES = 4
+#: Length of the kernel's counter array: rows without AS, without country, without network.
+N_MISSES = 3
 
 
 # --------------------------------------------------------------------------------------------------
@@ -138,7 +139,7 @@ def enrich_side(
     out_asn,
     out_cc,
     out_attr,  # uint16 (k, n)
-    misses,  # int64 (N_MISSES,): rows without AS / country / network (accumulated), scratch
+    misses,  # int64 (N_MISSES,): rows without AS / country / network (accumulated)
 ):
     """Enrich one side (source or destination) of a batch: AS, country and network attributes per row.
 
@@ -155,13 +156,11 @@ def enrich_side(
     packed = np.empty(n, np.uint64)
     # Pass 1: the lookups alone, so that consecutive rows' searches overlap in the CPU (a loop that also
     # unpacks and stores seven columns per row leaves less room for that); unpacking is pass 2.
-    touched = np.uint64(0)
     for i in range(n):
         if i + PREFETCH < n:
-            # Touch a later row's IPv4 index entry: its cache line is on its way when that row needs it
-            # (numba has no prefetch instruction; the sum, written out, keeps the load alive).
-            ahead = _bswap64(words[i + PREFETCH, 1]) & m32
-            touched += idx4[ahead >> s4]
+            # Hint a later row's IPv4 index entry into the cache (a prefetch instruction: nothing waits
+            # for it), so that its line is there when that row needs it.
+            prefetch_read(idx4, np.int64((_bswap64(words[i + PREFETCH, 1]) & m32) >> s4))
         w0 = words[i, 0]
         w1 = words[i, 1]
         if w0 == 0 and (w1 & m32) == mapped_lo:
@@ -215,7 +214,6 @@ def enrich_side(
     misses[0] += no_asn
     misses[1] += no_cc
     misses[2] += no_net
-    misses[3] = np.int64(touched & np.uint64(0x7FFFFFFFFFFFFFFF))  # a use, so that the touches stay
 
 
 def enrich_side_ref(

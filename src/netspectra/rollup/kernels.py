@@ -18,7 +18,8 @@ last packet). Its packets and bytes are split over the buckets it overlaps in pr
 with cumulative rounding so that the parts add up exactly to the row's values; a record longer than
 ``max_span_ns`` is counted over its last ``max_span_ns`` (and counted in ``meta[2]``). A weighted row of
 0 packets (an empty export record) stands for nothing (:mod:`netspectra.weights`): it is skipped, its
-bytes too, and counted in ``meta[4]``.
+bytes too, and counted in ``meta[4]``. Counters saturate at ``2**64 - 1`` instead of wrapping (a hostile
+exporter's records of ``2**64 - 1`` bytes), as every task's (:mod:`netspectra.weights`).
 
 Every kernel has a plain-Python reference (``*_ref``, over dicts) that the tests compare it with.
 """
@@ -27,6 +28,10 @@ from __future__ import annotations
 
 import numpy as np
 from numba import njit
+
+from netspectra.prefetch import prefetch
+from netspectra.sketches.primitives import sat_add
+from netspectra.weights import COUNT_MAX
 
 EMPTY = 0
 OPEN = 1
@@ -39,6 +44,12 @@ M_CLAMPED = 2
 M_STAMP = 3
 M_EMPTY = 4
 META_LEN = 5
+
+#: Rows (entries, in :func:`fold`) between hashing a row, with its home slot's lines prefetched, and
+#: probing for it: the misses of a table far larger than the cache overlap (benchmarks/RESULTS.md).
+AHEAD = 32
+_RING = 64  # a power of two > AHEAD: the hashes computed ahead
+_RING_MASK = _RING - 1
 
 _K0 = np.uint64(0x9E3779B97F4A7C15)
 _K1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -72,11 +83,28 @@ def _hash_entry(b, dims, s):
 
 
 @njit(inline="always", cache=True)
+def _prefetch_slot(slot, flat_dims, d, state, bkt, pk, by):
+    # the lines a probe and an update touch at a home slot (the dimension words may span two)
+    prefetch(state, slot)
+    prefetch(bkt, slot)
+    prefetch(flat_dims, slot * d)
+    prefetch(flat_dims, slot * d + d - 1)
+    prefetch(pk, slot)
+    prefetch(by, slot)
+
+
+@njit(inline="always", cache=True)
 def _open_row(k, mat, i, bkt, dims, state):
     """Slot of the open entry (bucket k, column i of mat), inserted if absent: ``(slot, inserted)``."""
+    return _open_row_h(_hash_row(k, mat, i), k, mat, i, bkt, dims, state)
+
+
+@njit(inline="always", cache=True)
+def _open_row_h(h, k, mat, i, bkt, dims, state):
+    """:func:`_open_row` with the row's hash ``h`` (:func:`_hash_row`) already computed."""
     mask = bkt.shape[0] - 1
     d = mat.shape[0]
-    slot = np.int64(_hash_row(k, mat, i) & np.uint64(mask))
+    slot = np.int64(h & np.uint64(mask))
     while True:
         if state[slot] == EMPTY:
             state[slot] = OPEN
@@ -103,8 +131,8 @@ def _add_share(s, inserted, new_epoch, p, b, epoch, pk, by, state, stamp, bpk, b
         by[s] = 0
         stamp[s] = -1
         meta[M_COUNT] += 1
-    pk[s] += p
-    by[s] += b
+    pk[s] = sat_add(pk[s], p)
+    by[s] = sat_add(by[s], b)
     state[s] = DIRTY
     if stamp[s] != meta[M_STAMP]:
         stamp[s] = meta[M_STAMP]
@@ -113,8 +141,8 @@ def _add_share(s, inserted, new_epoch, p, b, epoch, pk, by, state, stamp, bpk, b
         touched[meta[M_TOUCHED]] = s
         meta[M_TOUCHED] += 1
     else:
-        bpk[s] += p
-        bby[s] += b
+        bpk[s] = sat_add(bpk[s], p)
+        bby[s] = sat_add(bby[s], b)
 
 
 @njit(nogil=True, cache=True)
@@ -146,7 +174,29 @@ def aggregate_rows(
     n = end_ns.shape[0]
     spans = start_ns.shape[0] == n
     weighted = packets.shape[0] == n
+    mask = np.uint64(bkt.shape[0] - 1)
+    d = mat.shape[0]
+    flat_dims = dims.reshape(-1)
+    # Software pipeline: row i + AHEAD is hashed (on the bucket of its last packet: a packet's only
+    # bucket) and its home slot prefetched while row i is counted with the hash kept in the ring.
+    ring_h = np.empty(_RING, np.uint64)
+    ring_b = np.empty(_RING, np.int64)
+    for j in range(start, min(start + AHEAD, n)):
+        bj = end_ns[j] // width_ns
+        ring_b[j & _RING_MASK] = bj
+        ring_h[j & _RING_MASK] = _hash_row(bj, mat, j)
     for i in range(start, n):
+        j = i + AHEAD
+        if j < n:
+            bj = end_ns[j] // width_ns
+            hj = _hash_row(bj, mat, j)
+            ring_b[j & _RING_MASK] = bj
+            ring_h[j & _RING_MASK] = hj
+            sj = np.int64(hj & mask)
+            _prefetch_slot(sj, flat_dims, d, state, bkt, pk, by)
+            prefetch(stamp, sj)
+            prefetch(bpk, sj)
+            prefetch(bby, sj)
         if weighted and packets[i] == 0:  # an empty record: nothing to count (netspectra.weights)
             meta[M_EMPTY] += 1
             continue
@@ -170,7 +220,9 @@ def aggregate_rows(
         if meta[M_COUNT] + (last - first + 1) > limit:
             return i
         if last == first:  # the common case (a packet): one bucket
-            slot, inserted = _open_row(first, mat, i, bkt, dims, state)
+            q = i & _RING_MASK
+            h = ring_h[q] if ring_b[q] == first else _hash_row(first, mat, i)
+            slot, inserted = _open_row_h(h, first, mat, i, bkt, dims, state)
             _add_share(slot, inserted, new_epoch, p, b, epoch, pk, by, state, stamp, bpk, bby, touched, meta)
             continue
         # a record over several buckets: cumulative shares, the last bucket takes the remainder
@@ -231,15 +283,20 @@ def fold(
     cap = bkt.shape[0]
     mask = cap - 1
     d = src_dims.shape[1]
+    flat_dims = dims.reshape(-1)
+    # Software pipeline (as aggregate_rows): entry t + AHEAD is hashed and its home slot prefetched.
+    ring_h = np.empty(_RING, np.uint64)
+    for u in range(start, min(start + AHEAD, n_touched)):
+        ring_h[u & _RING_MASK] = _hash_entry(src_bkt[touched[u]] // ratio, src_dims, touched[u])
     for t in range(start, n_touched):
+        u = t + AHEAD
+        if u < n_touched:
+            hu = _hash_entry(src_bkt[touched[u]] // ratio, src_dims, touched[u])
+            ring_h[u & _RING_MASK] = hu
+            _prefetch_slot(np.int64(hu & np.uint64(mask)), flat_dims, d, state, bkt, pk, by)
         s = touched[t]
         b = src_bkt[s] // ratio
-        h = np.uint64(b) * _K0
-        for j in range(d):
-            h = _mix(h, np.uint64(src_dims[s, j]))
-        h = h * _K2
-        h = h ^ (h >> np.uint64(29))
-        slot = np.int64(h & np.uint64(mask))
+        slot = np.int64(ring_h[t & _RING_MASK] & np.uint64(mask))
         while True:
             if state[slot] == EMPTY:
                 if meta[M_COUNT] + 1 > limit:
@@ -262,8 +319,8 @@ def fold(
                 if same:
                     break
             slot = (slot + 1) & mask
-        pk[slot] += src_bpk[s]
-        by[slot] += src_bby[s]
+        pk[slot] = sat_add(pk[slot], src_bpk[s])
+        by[slot] = sat_add(by[slot], src_bby[s])
         state[slot] = DIRTY
     return n_touched
 
@@ -395,8 +452,8 @@ def add_marginals(start, part, pk, by, keys, mp, mb, used, meta):
                     same = False
                     break
             if same:
-                mp[s] += pk[i]
-                mb[s] += by[i]
+                mp[s] = sat_add(mp[s], pk[i])
+                mb[s] = sat_add(mb[s], by[i])
                 break
             s = (s + 1) & mask
     return n
@@ -409,8 +466,8 @@ def add_marginals_ref(
     for i in range(part.shape[0]):
         key = tuple(int(x) for x in part[i])
         got = out.setdefault(key, [0, 0])
-        got[0] += int(pk[i])
-        got[1] += int(by[i])
+        got[0] = min(got[0] + int(pk[i]), COUNT_MAX)
+        got[1] = min(got[1] + int(by[i]), COUNT_MAX)
 
 
 def split_ref(
@@ -461,5 +518,5 @@ def aggregate_ref(
         key_dims = tuple(int(x) for x in mat[:, i])
         for k, (sp, sb) in split_ref(s, e, p, int(nbytes[i]), width_ns, max_span_ns).items():
             op, ob = out.get((k, key_dims), (0, 0))
-            out[(k, key_dims)] = (op + sp, ob + sb)
+            out[(k, key_dims)] = (min(op + sp, COUNT_MAX), min(ob + sb, COUNT_MAX))
     return out

@@ -289,9 +289,9 @@ def top_values(snap: Any, top: int) -> dict[str, list[tuple[str, int, int]]]:
     out: dict[str, list[tuple[str, int, int]]] = {}
     for name in snap.dimensions:
         dim = BY_NAME[name]
-        ranked = sorted(s.marginals.get(name, {}).items(), key=lambda kv: (-kv[1][1], -kv[1][0], kv[0]))[:top]
+        tally = s.tallies.get(name)
         rows = []
-        for key, (p, b) in ranked:
+        for key, p, b in tally.top(top) if tally is not None else ():
             if dim.kind == "number":
                 text = str(key[0])
             elif dim.kind == "address":

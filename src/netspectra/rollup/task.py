@@ -41,6 +41,7 @@ import numpy as np
 from netspectra.batch import PacketBatch
 from netspectra.rollup import kernels as kern
 from netspectra.rollup.dims import BY_NAME, RESOLUTIONS, Dimension
+from netspectra.weights import exact_sum, sat_reduceat
 
 log = logging.getLogger(__name__)
 
@@ -190,6 +191,24 @@ class Marginal:
             keys, mp, mb = self.keys[live], self.mp[live], self.mb[live]
             self._alloc(self.keys.shape[0] * 2)
             kern.add_marginals(0, keys, mp, mb, self.keys, self.mp, self.mb, self.used, self.meta)
+
+    def top(self, k: int) -> list[tuple[tuple[int, ...], int, int]]:
+        """The ``k`` values with the most bytes, ties by packets then by value words: ``(words, packets,
+        bytes)``. Only the candidates (bytes at least the ``k``-th largest, found by a partition) become
+        Python objects: a dimension of a million values costs one numpy pass, not a million tuples."""
+        live = np.flatnonzero(self.used)
+        if k <= 0 or live.size == 0:
+            return []
+        if live.size > k:
+            mb = self.mb[live]
+            kth = np.partition(mb, live.size - k)[live.size - k]  # the k-th largest byte count
+            live = live[mb >= kth]
+        got = [
+            (tuple(int(x) for x in key), int(p), int(b))
+            for key, p, b in zip(self.keys[live], self.mp[live], self.mb[live], strict=True)
+        ]
+        got.sort(key=lambda c: (-c[2], -c[1], c[0]))
+        return got[:k]
 
     def as_dict(self) -> dict[tuple[int, ...], list[int]]:
         """Value words -> [packets, bytes]."""
@@ -360,8 +379,8 @@ class RollupTask:
         fine = self.tables[0]
         pk, by = fine.bpk[slots], fine.bby[slots]
         s = self.summary
-        s.packets += int(pk.sum(dtype=np.uint64))
-        s.bytes += int(by.sum(dtype=np.uint64))
+        s.packets += exact_sum(pk)  # exact Python integers, as every task's totals (netspectra.weights)
+        s.bytes += exact_sum(by)
         width = RESOLUTIONS[0].ns
         lo, hi = int(fine.bkt[slots].min()) * width, int(fine.bkt[slots].max()) * width
         s.first_ns = lo if s.first_ns is None else min(s.first_ns, lo)
@@ -607,8 +626,8 @@ class RollupRows:
             bkt[sel],
             np.zeros(len(sel), np.int64),
             words[sel],
-            np.add.reduceat(pk[keep], first) if len(keep) else pk[:0],
-            np.add.reduceat(by[keep], first) if len(keep) else by[:0],
+            sat_reduceat(pk[keep], first),  # saturating sums, as the counters (netspectra.weights)
+            sat_reduceat(by[keep], first),
             dictionaries,
             last.summary,
         )
