@@ -626,3 +626,41 @@ def test_the_threshold_pass_equals_every_state_grouped(
         for a, b, m, c in zip(fast, full, missed, _TIED_CASES, strict=True):
             assert a == b == m, c
         assert all(rows for rows, _ in full[:4])
+
+
+def test_the_apis_extent_is_reused_while_the_parts_are_the_same(
+    chdb: Filled, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The API keeps a source's extent (a scan of a time column) while the table's active parts are the
+    same, however old; a write (new parts) makes it read again, and the new extent is the store's."""
+    from netspectra.api import console as api_console
+    from netspectra.api.grpc_service import QueryCore
+
+    core = QueryCore(chdb.cfg)
+    try:
+        with _tied_store(chdb) as (store, five):
+            console = api_console.Console(core)
+            monkeypatch.setattr(console, "store", lambda: store)
+            monkeypatch.setattr(api_console, "CATALOG_TTL_S", 0.0)  # only the parts keep it
+            scans: list[str] = []
+            query = store.query
+
+            def spy(sql: str, params: Any = None, *a: Any, **kw: Any) -> Any:
+                if "min(StartNs)" in sql:
+                    scans.append(sql)
+                return query(sql, params, *a, **kw)
+
+            monkeypatch.setattr(store, "query", spy)
+            first = console.extent(five, "first")
+            assert first == cs.extent(store, five, "first") and len(scans) == 2
+            assert console.extent(five, "first") == first and len(scans) == 2  # reused
+            later = first[1] + 10**9
+            store.execute(
+                f"INSERT INTO {store.table('flow_metrics')} (TimestampNs, PeriodStartNs, Bucket, TaskName, "
+                "FlowHash, StartNs, EndNs, ByteCount, PacketCount) "
+                f"SELECT {later}, {later}, toDateTime({later // 10**9}, 'UTC'), 'per_five_tuple', 1, "
+                f"{later}, {later}, 1, 1"
+            )
+            assert console.extent(five, "first") == (first[0], later) and len(scans) == 3
+    finally:
+        core.close()
