@@ -628,17 +628,19 @@ def test_the_threshold_pass_equals_every_state_grouped(
         assert all(rows for rows, _ in full[:4])
 
 
+@pytest.mark.parametrize("where", ["chdb", "server"])
 def test_the_apis_extent_is_reused_while_the_parts_are_the_same(
-    chdb: Filled, monkeypatch: pytest.MonkeyPatch
+    where: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The API keeps a source's extent (a scan of a time column) while the table's active parts are the
     same, however old; a write (new parts) makes it read again, and the new extent is the store's."""
     from netspectra.api import console as api_console
     from netspectra.api.grpc_service import QueryCore
 
-    core = QueryCore(chdb.cfg)
+    f = request.getfixturevalue(where)
+    core = QueryCore(f.cfg)
     try:
-        with _tied_store(chdb) as (store, five):
+        with _tied_store(f) as (store, five):
             console = api_console.Console(core)
             monkeypatch.setattr(console, "store", lambda: store)
             monkeypatch.setattr(api_console, "CATALOG_TTL_S", 0.0)  # only the parts keep it
