@@ -17,6 +17,7 @@ import ipaddress
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -538,3 +539,130 @@ def test_an_empty_store_answers_empty(chdb: Filled) -> None:
     finally:
         store.execute(f"DROP DATABASE IF EXISTS {store.db}")
         store.close()
+
+
+# ---- the threshold pass of the flows list on a larger store with ties ---------------------------------
+
+
+@contextmanager
+def _tied_store(f: Filled) -> Iterator[tuple[ClickHouseStore, cs.Source]]:
+    """3000 five-tuple flows in a database of their own, 3 snapshots each (cumulative counters), 600 of them
+    also in a second period; bytes and packets from few distinct values (many ties)."""
+    params = f.cfg.aggregator.exact.writers[0].params.model_copy(
+        update={"database": f"ns_ties_{uuid.uuid4().hex[:8]}"}
+    )
+    store = connect_store(params)
+    t0 = 1_704_067_200 * 10**9
+    fl, k = "intDiv(number, 3)", "(number % 3 + 1)"
+    columns = (
+        "TimestampNs, PeriodStartNs, Bucket, TaskName, FlowHash, SrcIP, DstIP, SrcPort, DstPort, Protocol, "
+        "StartNs, EndNs, ByteCount, PacketCount"
+    )
+    for period, flows in ((t0, 3000), (t0 + 3600 * 10**9, 600)):
+        store.execute(
+            f"INSERT INTO {store.table('flow_metrics')} ({columns}) "
+            f"SELECT {period} + {k} * 60000000000 AS ts, {period}, "
+            f"toDateTime(intDiv(ts, 1000000000), 'UTC'), 'per_five_tuple', cityHash64({fl}), "
+            f"concat('10.0.', toString(intDiv({fl}, 256)), '.', toString({fl} % 256)), '192.168.0.1', "
+            f"toUInt16(1024 + {fl}), toUInt16(443), toUInt8(6), "
+            f"toInt64({period} + ({fl} * 7919 % 300) * 1000000000) AS s, toInt64(s + {k}), "
+            f"toUInt64({k} * ({fl} * 2654435761 % 40)), toUInt64({k} * ({fl} % 7)) FROM numbers({flows * 3})"
+        )
+    try:
+        yield store, cs.catalog(store, TASKS).source("per_five_tuple")
+    finally:
+        store.execute(f"DROP DATABASE IF EXISTS {store.db}")
+        store.close()
+
+
+_TIED_FILTER = "SrcPort >= 1500"
+_TIED_CASES = [
+    (sort, o, lim, d, fl, lo)
+    for sort in ("Bytes", "Packets", "FirstSeen", "LastSeen")
+    for o, lim in ((0, 50), (37, 10), (700, 50))
+    for d in (True, False)
+    for fl, lo in ((False, None), (True, 1_704_067_200 * 10**9 + 100 * 10**9))
+]
+
+
+def _tied_pages(store: ClickHouseStore, five: cs.Source) -> list[tuple[list[list[Any]], bool]]:
+    flt = compile_filter(_TIED_FILTER, five.fields)
+    out = []
+    for sort, o, lim, d, fl, lo in _TIED_CASES:
+        p = cs.flow_list(
+            store, five, sort=sort, offset=o, limit=lim, descending=d, flt=flt if fl else None, start_ns=lo
+        )
+        out.append((p.rows, p.more))
+    return out
+
+
+@pytest.mark.parametrize("where", ["chdb", "server"])
+def test_the_threshold_pass_equals_every_state_grouped(
+    where: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The flows page found by a threshold from a hash sample (then the flows at or beyond it) is the page
+    of every flow state grouped — on data with ties at every cut, deep pages, both directions, a filter and
+    a range; also when the threshold misses (too few flows beyond it: the plain query answers)."""
+    from netspectra.storage.console import flows as flows_module
+
+    f = request.getfixturevalue(where)
+    with _tied_store(f) as (store, five):
+        sqls: list[str] = []
+        query = store.query
+
+        def spy(sql: str, params: Any = None, *a: Any, **kw: Any) -> Any:
+            sqls.append(sql)
+            return query(sql, params, *a, **kw)
+
+        monkeypatch.setattr(flows_module, "THRESHOLD_SAMPLE", 4)  # a sample of 750 flows of 3000
+        monkeypatch.setattr(store, "query", spy)
+        fast = _tied_pages(store, five)
+        assert sum("GROUP BY FlowHash ORDER BY v" in s for s in sqls) >= len(_TIED_CASES)  # the pass ran
+        monkeypatch.setattr(flows_module, "THRESHOLD_SLACK", 0)  # a threshold too far out: detected
+        missed = _tied_pages(store, five)
+        monkeypatch.setattr(flows_module, "_TRIES", 0)  # straight to grouping every flow
+        full = _tied_pages(store, five)
+        monkeypatch.undo()
+        for a, b, m, c in zip(fast, full, missed, _TIED_CASES, strict=True):
+            assert a == b == m, c
+        assert all(rows for rows, _ in full[:4])
+
+
+@pytest.mark.parametrize("where", ["chdb", "server"])
+def test_the_apis_extent_is_reused_while_the_parts_are_the_same(
+    where: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The API keeps a source's extent (a scan of a time column) while the table's active parts are the
+    same, however old; a write (new parts) makes it read again, and the new extent is the store's."""
+    from netspectra.api import console as api_console
+    from netspectra.api.grpc_service import QueryCore
+
+    f = request.getfixturevalue(where)
+    core = QueryCore(f.cfg)
+    try:
+        with _tied_store(f) as (store, five):
+            console = api_console.Console(core)
+            monkeypatch.setattr(console, "store", lambda: store)
+            monkeypatch.setattr(api_console, "CATALOG_TTL_S", 0.0)  # only the parts keep it
+            scans: list[str] = []
+            query = store.query
+
+            def spy(sql: str, params: Any = None, *a: Any, **kw: Any) -> Any:
+                if "min(StartNs)" in sql:
+                    scans.append(sql)
+                return query(sql, params, *a, **kw)
+
+            monkeypatch.setattr(store, "query", spy)
+            first = console.extent(five, "first")
+            assert first == cs.extent(store, five, "first") and len(scans) == 2
+            assert console.extent(five, "first") == first and len(scans) == 2  # reused
+            later = first[1] + 10**9
+            store.execute(
+                f"INSERT INTO {store.table('flow_metrics')} (TimestampNs, PeriodStartNs, Bucket, TaskName, "
+                "FlowHash, StartNs, EndNs, ByteCount, PacketCount) "
+                f"SELECT {later}, {later}, toDateTime({later // 10**9}, 'UTC'), 'per_five_tuple', 1, "
+                f"{later}, {later}, 1, 1"
+            )
+            assert console.extent(five, "first") == (first[0], later) and len(scans) == 3
+    finally:
+        core.close()

@@ -58,6 +58,7 @@ from netspectra.storage.console.sources import (
     check_range,
     choose_step,
     extent,
+    parts_version,
     sample_bound,
     sample_factor,
 )
@@ -93,6 +94,7 @@ __all__ = [
     "host_hitters",
     "host_report",
     "live_report",
+    "parts_version",
     "sample_bound",
     "sample_factor",
     "visualize",

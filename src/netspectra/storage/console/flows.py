@@ -6,7 +6,15 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from netspectra.storage.console.sources import AXES, ConsoleError, Source, check_range, jsonable, qualify
+from netspectra.storage.console.sources import (
+    AXES,
+    ConsoleError,
+    Source,
+    check_range,
+    jsonable,
+    qualify,
+    sample_bound,
+)
 from netspectra.storage.filter import CompiledFilter
 from netspectra.storage.schema import quote_identifier
 
@@ -129,8 +137,10 @@ def flow_list(
 #: last packet are the largest of its rows (counters only grow within a period), its key fields and first
 #: packet are the same in all its rows.
 _RAW = {"Bytes": "ByteCount", "Packets": "PacketCount", "FirstSeen": "StartNs", "LastSeen": "EndNs"}
-#: Candidate rows read first, as a multiple of the rows a page needs; tries before the full query.
-_CANDIDATES = 4
+#: Candidates (flows, or stored rows: see :func:`_head`) read first, as a multiple of the rows a page needs
+#: and at least; tries before the full query.
+_CANDIDATES = 2
+_MIN_CANDIDATES = 128
 _TRIES = 3
 
 
@@ -148,11 +158,11 @@ def _top_by_candidates(
     needed: int,
 ) -> list[list[Any]] | None:
     """The first ``needed`` rows of a ``flow_metrics`` flows page without grouping every flow of the range:
-    the ``k`` stored rows with the largest (smallest) sort value name the candidate flows, whose states
-    are then computed exactly. Every state left out has all its rows at or beyond ``c``, the k-th value,
-    so its sort value is too (see :data:`_RAW`): when the ``needed``-th candidate lies strictly before
-    ``c``, the page is exact. Otherwise ``k`` grows; ``None`` after :data:`_TRIES` (the caller then
-    groups every flow)."""
+    the ``k`` flows (or stored rows) with the largest (smallest) sort value name the candidate flows
+    (:func:`_head`), whose states are then computed exactly. Every state left out has all its rows at or
+    beyond ``c``, the last candidate's value, so its sort value is too (see :data:`_RAW`): when the
+    ``needed``-th candidate lies strictly before ``c``, the page is exact. Otherwise ``k`` grows; ``None``
+    after :data:`_TRIES` (the caller then groups every flow)."""
     raw = quote_identifier(_RAW.get(sort, sort))
     where = ["TaskName = %(task)s"]
     params: dict[str, object] = {"task": src.task, **flt.params}
@@ -166,16 +176,9 @@ def _top_by_candidates(
         params["end"] = end_ns
     direction = "DESC" if descending else "ASC"
     at = cols.index(_FLOW_EXPR.get(sort, quote_identifier(sort)))
-    k = max(_CANDIDATES * needed, 256)
+    k = max(_CANDIDATES * needed, _MIN_CANDIDATES)
     for _ in range(_TRIES):
-        head = store.query(
-            qualify(
-                store,
-                f"SELECT FlowHash, {raw} AS v FROM %TABLE:{src.table}% WHERE {' AND '.join(where)} "
-                f"ORDER BY v {direction} LIMIT %(k)s",
-            ),
-            {**params, "k": k},
-        )
+        head, complete = _head(store, src, raw, where, params, direction, k, sort in _RAW)
         if not head:
             return []
         hashes = sorted({int(h) for h, _ in head})
@@ -184,7 +187,7 @@ def _top_by_candidates(
         rel, rp = src.relation("first", start_ns, end_ns, flt, extra_where=cond, extra_params=names)
         sql = f"SELECT {', '.join(cols)} FROM ({rel}) {order}"
         rows = [list(r) for r in store.query(qualify(store, sql), {**rp, **page})]
-        if len(head) < k:
+        if complete:
             return rows  # every row of the range was a candidate
         c = head[-1][1]
         offset = int(page["fl_offset"])  # type: ignore[call-overload]
@@ -194,3 +197,65 @@ def _top_by_candidates(
             return rows
         k *= 8
     return None
+
+
+#: The threshold pass of :func:`_head`: the hash sample it reads (1/THRESHOLD_SAMPLE of the flows, by the
+#: sorting key's FlowHash) and how far beyond the expected share of the ``k`` flows in it the threshold lies
+#: (``THRESHOLD_SLACK`` times that share, plus four flows: the whole range then has ``k`` flows beyond it but
+#: for a small chance, which is detected).
+THRESHOLD_SAMPLE = 32
+THRESHOLD_SLACK = 2
+
+
+def _head(
+    store: ClickHouseStore,
+    src: Source,
+    raw: str,
+    where: list[str],
+    params: dict[str, object],
+    direction: str,
+    k: int,
+    numeric: bool,
+) -> tuple[list[tuple[Any, ...]], bool]:
+    """``(head, complete)``: candidates for the first rows of a flows page, as ``(FlowHash, value)`` sorted
+    by ``value`` (``DESC``: largest first; ``ASC``: smallest), such that every flow state left out has its
+    sort value at or beyond the last ``value`` (see :data:`_RAW`) — or, ``complete``, none is left out.
+
+    On a sampled source and a numeric column, a threshold pass first: ``m``, about twice the expected
+    share of ``k`` flows in a 1/:data:`THRESHOLD_SAMPLE` hash sample (the sorting key skips the other
+    granules), gives the threshold — the ``m``-th largest (smallest) value of the sample's flows; then the
+    ``k`` flows with the largest (smallest) value among the rows at or beyond it only: a few thousand rows
+    grouped instead of every row sorted, and ``k`` distinct flows, so the candidate query that follows
+    reads fewer granules. A flow left out has every row below (above) its ``k``-th value. When fewer than
+    ``k`` flows lie beyond the threshold (the sample misjudged it: rare, and detected), or on other columns,
+    the ``2k`` rows of ``ORDER BY value LIMIT 2k`` (``complete`` when there are fewer)."""
+    table = f"%TABLE:{src.table}%"
+    cond = " AND ".join(where)
+    if numeric and src.sample_column == "FlowHash":
+        agg = "max" if direction == "DESC" else "min"
+        m = THRESHOLD_SLACK * -(-k // THRESHOLD_SAMPLE) + 4
+        sample = store.query(
+            qualify(
+                store,
+                f"SELECT {agg}({raw}) AS v FROM {table} WHERE {cond} AND FlowHash <= %(th_hi)s "
+                f"GROUP BY FlowHash ORDER BY v {direction} LIMIT %(th_m)s",
+            ),
+            {**params, "th_hi": sample_bound(THRESHOLD_SAMPLE), "th_m": m},
+        )
+        if len(sample) == m and sample[-1][0] is not None:
+            beyond = ">=" if direction == "DESC" else "<="
+            head = store.query(
+                qualify(
+                    store,
+                    f"SELECT FlowHash, {agg}({raw}) AS v FROM {table} WHERE {cond} AND {raw} {beyond} "
+                    f"%(th_c)s GROUP BY FlowHash ORDER BY v {direction} LIMIT %(k)s",
+                ),
+                {**params, "th_c": sample[-1][0], "k": k},
+            )
+            if len(head) == k:
+                return head, False
+    # rows, not flows: twice as many (a flow has a row per snapshot that changed it)
+    rows = 2 * k
+    plain = f"SELECT FlowHash, {raw} AS v FROM {table} WHERE {cond} ORDER BY v {direction} LIMIT %(k)s"
+    head = store.query(qualify(store, plain), {**params, "k": rows})
+    return head, len(head) < rows

@@ -471,6 +471,20 @@ def extent(store: ClickHouseStore, src: Source, axis: str) -> tuple[int, int] | 
     return int(rows[0][0]), int(rows[0][1])
 
 
+def parts_version(store: ClickHouseStore, table: str) -> str | None:
+    """A fingerprint of the data of ``table`` on one node: the names of its active parts (a part's name
+    changes with every insert, merge, mutation or dropped partition, so equal names mean equal rows), or
+    ``None`` where it does not say so (a cluster: the parts lie on the shards). One small query of
+    ``system.parts``."""
+    if store.layout.clustered:
+        return None
+    rows = store.query(
+        "SELECT name FROM system.parts WHERE database = %(db)s AND table = %(t)s AND active ORDER BY name",
+        {"db": store.database, "t": table},
+    )
+    return ",".join(str(r[0]) for r in rows)
+
+
 def choose_step(start_ns: int, end_ns: int, points: int) -> int:
     """The bucket width (ns) of a series over ``[start_ns, end_ns]`` with at most ``points`` buckets:
     the smallest of :data:`STEPS_S` that fits (a larger multiple of a year beyond)."""

@@ -14,9 +14,14 @@ export function flowFilter(flow, fields, source) {
   return fields.map((f, i) => [f, values[i]]).filter(([f]) => have.has(f)).map(([f, v]) => `${f} = ${v}`).join(" AND ");
 }
 
+/** The request of this view: [path, params]. */
+export function request(ctx) {
+  return ["/api/v1/alerts", { start: ctx.range.start, end: ctx.range.end, limit: 500 }];
+}
+
 export async function render(ctx) {
-  const { range, catalog } = ctx;
-  const doc = await get("/api/v1/alerts", { start: range.start, end: range.end, limit: 500 });
+  const { catalog } = ctx;
+  const doc = await get(...request(ctx));
   const sketch = Object.fromEntries(catalog.sketchTasks.map((t) => [t.name, t]));
   const interval = catalog.alertIntervalMs || 600000;
   const rows = doc.alerts.map((a) => {

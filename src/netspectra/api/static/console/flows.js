@@ -16,9 +16,10 @@ export function setup(ctx) {
   $("flows-next").addEventListener("click", () => ctx.go({ offset: String(Number(ctx.state().offset) + PAGE) }));
 }
 
-export async function render(ctx) {
+/** The request of this view: [path, params]. */
+export function request(ctx) {
   const { state, source, range } = ctx;
-  const doc = await get("/api/v1/console/flows", {
+  return ["/api/v1/console/flows", {
     source: source.id,
     axis: state.axis,
     start: range.start,
@@ -28,7 +29,12 @@ export async function render(ctx) {
     order: state.order,
     offset: state.offset,
     limit: PAGE,
-  });
+  }];
+}
+
+export async function render(ctx) {
+  const { state, source } = ctx;
+  const doc = await get(...request(ctx));
   const kinds = Object.fromEntries(source.fields.map((f) => [f.name, f.kind]));
   const drill = (field, value) => {
     const cond = `${field} = ${literal(kinds[field] || "string", value)}`;

@@ -30,22 +30,29 @@ function totalsTable(doc) {
   return table(t, ["", "packets", "bytes", "flows"], rows);
 }
 
-export async function render(ctx) {
+/** The request of this view: [path, params], or null without an address. */
+export function request(ctx) {
   const { state, source, range } = ctx;
-  $("host-ip").value = state.ip;
-  const body = $("host-body");
-  if (!state.ip) {
-    body.replaceChildren(el("p", { class: "note" }, "Type an address, or follow an address link in any view."));
-    return null;
-  }
-  const doc = await get("/api/v1/console/host", {
+  if (!state.ip) return null;
+  return ["/api/v1/console/host", {
     ip: state.ip,
     source: source.id,
     axis: state.axis,
     start: range.start,
     end: range.end,
     limit: 10,
-  });
+  }];
+}
+
+export async function render(ctx) {
+  const { state } = ctx;
+  $("host-ip").value = state.ip;
+  const body = $("host-body");
+  if (!state.ip) {
+    body.replaceChildren(el("p", { class: "note" }, "Type an address, or follow an address link in any view."));
+    return null;
+  }
+  const doc = await get(...request(ctx));
   const parts = [el("h2", { id: "host-title", dataset: { ip: doc.ip } }, doc.ip)];
   parts.push(el("p", { class: "note" }, `From ${doc.source}; time axis: ${doc.axisMeaning}. ` +
     `Buckets of ${span(doc.step)}. ${doc.elapsedMs} ms.`));

@@ -28,12 +28,17 @@ function flowsTable(id, doc, rows, ctx) {
   }))));
 }
 
+/** The request of this view: [path, params]. */
+export function request(ctx) {
+  return ["/api/v1/console/live", { source: ctx.source.id, limit: 10, exact: ctx.state.exact }];
+}
+
 export async function render(ctx) {
   stop();
   const { state, source } = ctx;
   $("live-refresh").value = state.refresh;
   if (history.source !== source.id) Object.assign(history, { source: source.id, bytes: [], packets: [] });
-  const doc = await get("/api/v1/console/live", { source: source.id, limit: 10, exact: state.exact });
+  const doc = await get(...request(ctx));
   const body = $("live-body");
   if (doc.snapshot === null) {
     body.replaceChildren(el("p", { class: "note" }, `${source.id} has no stored snapshot yet.`));

@@ -2,7 +2,7 @@
 // main: the token, the catalog, the shared controls (source, range, axis, filter), and the router that
 // shows the view the URL names (history.pushState; the back button re-renders the previous state).
 
-import { AuthError, get, setToken, token } from "./api.js";
+import { AuthError, get, prefetch, setToken, token } from "./api.js";
 import * as alerts from "./alerts.js";
 import { $, el } from "./dom.js";
 import { FilterInput, showFilterError } from "./filter.js";
@@ -27,8 +27,37 @@ function askForToken(message) {
   $("token").focus();
 }
 
+// the catalog this tab saw last: the page asks for its view's answer with it while the catalog is asked for
+const SEEN_CATALOG = "netspectra.console.catalog";
+
+function sourceOf(catalog, state) {
+  return catalog.sources.find((s) => s.id === state.source) || catalog.sources[0];
+}
+
 function source() {
-  return app.catalog.sources.find((s) => s.id === app.state.source) || app.catalog.sources[0];
+  return sourceOf(app.catalog, app.state);
+}
+
+/** The axis a state shows on a source: its own if the source has it, else the source's first. */
+function axisOf(src, state) {
+  return src.axes.some((a) => a.id === state.axis) ? state.axis : src.axes[0].id;
+}
+
+/** Start the request of the URL's view with the catalog this tab saw last, while the catalog is asked for:
+ * if the catalog is unchanged, the view's request is the same URL and takes this answer (api.prefetch). */
+function prefetchView() {
+  let seen = null;
+  try {
+    seen = JSON.parse(sessionStorage.getItem(SEEN_CATALOG) || "null");
+  } catch {
+    return;
+  }
+  const s = app.state;
+  const module = MODULES[s.view];
+  if (!seen || !seen.sources || !seen.sources.length || !module || !module.request) return;
+  const src = sourceOf(seen, s);
+  const req = module.request({ state: { ...s, axis: axisOf(src, s) }, source: src, catalog: seen, range: rangeOf(s) });
+  if (req) prefetch(...req);
 }
 
 /** The URL of a state (a partial one over the current state). */
@@ -60,7 +89,7 @@ function fillShared() {
   sel.value = src.id;
   $("axis").replaceChildren(...src.axes.map((a) =>
     el("option", { value: a.id, title: a.meaning }, a.id === "first" ? "traffic time (first packet)" : "stored time (snapshots)")));
-  $("axis").value = src.axes.some((a) => a.id === s.axis) ? s.axis : src.axes[0].id;
+  $("axis").value = axisOf(src, s);
   const axis = src.axes.find((a) => a.id === $("axis").value);
   $("axis-note").textContent = `Time axis: ${axis.meaning}.`;
   $("range").value = s.range;
@@ -119,8 +148,14 @@ async function draw() {
 }
 
 async function start() {
+  prefetchView();
   try {
     app.catalog = await get("/api/v1/console/catalog");
+    try {
+      sessionStorage.setItem(SEEN_CATALOG, JSON.stringify(app.catalog));
+    } catch {
+      // storage full or off: the next page asks in turn
+    }
   } catch (err) {
     if (err instanceof AuthError) return askForToken(err.message);
     status(String(err.message || err), "error");

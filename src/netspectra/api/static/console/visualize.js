@@ -41,12 +41,16 @@ export function label(key, dims) {
   return dims.map((d) => (key[d] === null || key[d] === undefined ? "—" : String(key[d]))).join(" · ");
 }
 
-export async function render(ctx) {
-  fillControls(ctx);
+function dimsOf(ctx) {
+  const have = new Set(ctx.source.fields.map((f) => f.name));
+  return ctx.state.dims.split(",").filter((d) => have.has(d));
+}
+
+/** The request of this view: [path, params]. */
+export function request(ctx) {
   const { state, source, range } = ctx;
-  const have = new Set(source.fields.map((f) => f.name));
-  const dims = state.dims.split(",").filter((d) => have.has(d));
-  const doc = await get("/api/v1/console/visualize", {
+  const dims = dimsOf(ctx);
+  return ["/api/v1/console/visualize", {
     source: source.id,
     axis: state.axis,
     start: range.start,
@@ -57,7 +61,14 @@ export async function render(ctx) {
     filter: state.filter,
     exact: state.exact,
     points: 120,
-  });
+  }];
+}
+
+export async function render(ctx) {
+  fillControls(ctx);
+  const { state, source } = ctx;
+  const dims = dimsOf(ctx);
+  const doc = await get(...request(ctx));
   const metric = doc.metric;
   const rate = state.unit === "rate";
   const stepS = doc.step / 1e9;
