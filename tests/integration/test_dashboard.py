@@ -355,7 +355,12 @@ def test_swagger_ui_works_offline(browser: Any, served_with_token: ServedApp) ->
 def served_rollup(chdb_data_dir: Path) -> Iterator[ServedApp]:
     """An exact task and a rollup task (auto dimensions, no enrichment) over the same capture."""
     db = f"ns_dash_rollup_{uuid.uuid4().hex[:10]}"
-    ch = {"data_dir": str(chdb_data_dir), "database": db}
+    # fill_store writes with a manual clock in 2024, and retention judges a partition by its newest write
+    # against the real clock: the first writer's retention sweep would drop the rollup partitions if the
+    # rollup writer had written before it (a race between the writers' threads, lost about once in 15
+    # runs on a loaded machine). This test is about traffic time, not retention: keep the rollups.
+    forever = {f"rollup_{r}_retention": "0s" for r in ("1m", "5m", "1h")}
+    ch = {"data_dir": str(chdb_data_dir), "database": db, **forever}
     base = config_text(ch).split("  sketch:")[0].replace("types: [exact, sketch]", "types: [exact, rollup]")
     writer = base.split("writers: ", 1)[1].split("\n", 1)[0]
     cfg = parse_config_text(f"{base}  rollup:\n    writers: {writer}\n    tasks: [{{name: traffic}}]\n")
