@@ -19,34 +19,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-WORK = ROOT / "benchmarks" / "_work"
-
-
-def _netspectra() -> list[str]:
-    exe = shutil.which("netspectra")
-    return [exe] if exe else [sys.executable, "-m", "netspectra"]
-
-
-def _run(cmd: list[str]) -> tuple[str, float, float, float]:
-    """Run ``cmd``: its stdout, wall seconds, CPU seconds (user + system) and peak RSS in MiB."""
-    out = WORK / "bench_memory.stdout"
-    with out.open("w") as fh:
-        t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.PIPE, text=True)
-        _pid, status, usage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - t0
-    err = proc.stderr.read() if proc.stderr else ""
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed ({status}):\n{err[-3000:]}")
-    return out.read_text(), wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
+from bench_analyze import WORK, _netspectra, _run  # the same process runner (wait4: the child's own RSS)
 
 
 def main() -> None:
@@ -73,7 +49,7 @@ def main() -> None:
         with trace.open("rb") as fh:  # page cache: every run starts from memory, as bench_analyze does
             while fh.read(64 << 20):
                 pass
-        stdout, wall, cpu, rss = _run([*_netspectra(), "analyze", str(trace), "--json", "--top", "0"])
+        stdout, wall, rss, cpu = _run([*_netspectra(), "analyze", str(trace), "--json", "--top", "0"])
         doc = json.loads(stdout)
         packets = int(doc["packets"])
         exact = [t for t in doc.get("tasks", []) if t.get("name") == "per_five_tuple"]
