@@ -3,10 +3,9 @@ serialisation, memory, and the SketchTask wiring."""
 
 from __future__ import annotations
 
-import tracemalloc
-
 import numpy as np
 import pytest
+from allocation import sketch_allocation
 
 from netspectra.sketches.base import HitterType, SketchTask, sketch_class
 from netspectra.sketches.heavyguardian import DECAY_LEN, HeavyGuardianSketch, slot_bytes
@@ -166,12 +165,7 @@ def test_serialisation_round_trip_and_errors() -> None:
 
 def test_memory_sizes_the_table_and_is_what_numpy_allocates() -> None:
     for memory, L in ((640 * 1024, 16), (50_000, 16), (1 << 20, 37)):
-        tracemalloc.start()
-        try:
-            sk = HeavyGuardianSketch(memory, seed=1, key_length=L)
-            allocated, _ = tracemalloc.get_traced_memory()
-        finally:
-            tracemalloc.stop()
+        sk, allocated = sketch_allocation(HeavyGuardianSketch, memory, seed=1, key_length=L)
         assert sk.memory_bytes <= memory
         assert sk.memory_bytes > memory - sk.ways * slot_bytes(L)  # the most buckets that fit
         assert sk.memory_bytes <= allocated <= sk.memory_bytes + 64 * 1024  # + the decay table, small arrays

@@ -3,10 +3,9 @@ type's heavy hitters; its memory is what numpy allocates; it serialises, merges 
 
 from __future__ import annotations
 
-import tracemalloc
-
 import numpy as np
 import pytest
+from allocation import sketch_allocation
 
 from netspectra.batch import IPV4_MAPPED_PREFIX, PacketBatch
 from netspectra.sketches.base import HitterType, SketchTask
@@ -55,12 +54,7 @@ def test_the_table_names_a_class_for_every_variant_and_a_default_for_every_type(
 
 @pytest.mark.parametrize(("skt_type", "variant"), ALL)
 def test_variant_contract(skt_type: int, variant: str) -> None:
-    tracemalloc.start()
-    try:
-        task = _task(skt_type, variant)
-        allocated, _ = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    task, allocated = sketch_allocation(_task, skt_type, variant)
     sk = task.sketch
     assert task.params.variant == variant
     # memory_bytes is what the sketch allocated (plus small tables: decay, seeds)

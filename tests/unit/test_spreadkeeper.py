@@ -3,10 +3,9 @@ insensitivity, unbiasedness, merge, serialisation, memory and the SketchTask wir
 
 from __future__ import annotations
 
-import tracemalloc
-
 import numpy as np
 import pytest
+from allocation import sketch_allocation
 
 from netspectra.batch import IPV4_MAPPED_PREFIX, PacketBatch
 from netspectra.sketches.base import HitterType, SketchTask, sketch_class
@@ -177,12 +176,7 @@ def test_serialisation_round_trip_and_errors() -> None:
 
 def test_memory_sizes_both_parts_and_is_what_numpy_allocates() -> None:
     for memory, L in ((int(2.6 * 2**20), 16), (500_000, 16), (100_000, 37)):
-        tracemalloc.start()
-        try:
-            sk = SpreadKeeperSketch(memory, seed=1, flow_len=L, elem_len=16)
-            allocated, _ = tracemalloc.get_traced_memory()
-        finally:
-            tracemalloc.stop()
+        sk, allocated = sketch_allocation(SpreadKeeperSketch, memory, seed=1, flow_len=L, elem_len=16)
         assert memory - sk.ways * slot_bytes(L) - 8 < sk.memory_bytes <= memory
         assert abs(sk.filter.nbytes - memory / 2) <= 8
         assert sk.memory_bytes <= allocated <= sk.memory_bytes + 64 * 1024
