@@ -20,7 +20,7 @@ import pytest
 
 from netspectra.batch import PacketBatch
 from netspectra.config.aggregator import WriterConfig
-from netspectra.rollup.dims import RESOLUTIONS
+from netspectra.rollup.dims import RESOLUTIONS, Resolution
 from netspectra.storage.base import SnapshotMeta
 from netspectra.storage.clickhouse import ClickHouseWriter
 from netspectra.storage.clickhouse_config import ClickHouseConfig
@@ -204,7 +204,9 @@ def rollups(store: ClickHouseStore) -> str:
 
 
 @pytest.mark.parametrize("res", RESOLUTIONS, ids=lambda r: r.label)
-def test_rollup_top_n_orders_exactly_and_saturates(store: ClickHouseStore, rollups: str, res) -> None:  # type: ignore[no-untyped-def]
+def test_rollup_top_n_orders_exactly_and_saturates(
+    store: ClickHouseStore, rollups: str, res: Resolution
+) -> None:
     lo, hi = T0, T0 + HOUR
     by_bytes = top_n(store, rollups, "SrcAS", "bytes", (), lo, hi, 10, res.seconds, now_ns=T0)
     assert by_bytes.choice.table == res.table

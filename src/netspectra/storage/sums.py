@@ -20,6 +20,8 @@ difference of sums (the "other" of a series) is taken from the exact sums before
 
 from __future__ import annotations
 
+from typing import SupportsInt
+
 #: The largest ``UInt64``: where counters and the totals of the answers saturate.
 U64_MAX = 2**64 - 1
 #: ``bitAnd`` mask of a value's low 32-bit word (a literal in SQL: no parameter needed).
@@ -50,9 +52,9 @@ def ordered_words(high: str, low: str) -> tuple[str, str]:
     return f"({high} + bitShiftRight({low}, 32))", f"bitAnd({low}, {_LOW})"
 
 
-def exact(high: object, low: object) -> int:
-    """The exact sum from its word sums (ints, or what ``int()`` takes)."""
-    return (int(high) << 32) + int(low)  # type: ignore[call-overload]
+def exact(high: SupportsInt, low: SupportsInt) -> int:
+    """The exact sum from its word sums (ints, or what ``int()`` takes; signed word sums too)."""
+    return (int(high) << 32) + int(low)
 
 
 def saturated(value: int) -> int:
@@ -60,7 +62,7 @@ def saturated(value: int) -> int:
     return value if value <= U64_MAX else U64_MAX
 
 
-def total(high: object, low: object) -> int:
+def total(high: SupportsInt, low: SupportsInt) -> int:
     """:func:`exact`, saturated at 2**64 - 1."""
     return saturated(exact(high, low))
 
