@@ -21,10 +21,13 @@ import pytest
 from netspectra.batch import PacketBatch
 from netspectra.config.aggregator import WriterConfig
 from netspectra.rollup.dims import RESOLUTIONS, Resolution
+from netspectra.storage import console as cs
 from netspectra.storage.base import SnapshotMeta
 from netspectra.storage.clickhouse import ClickHouseWriter
 from netspectra.storage.clickhouse_config import ClickHouseConfig
+from netspectra.storage.console.sources import qualify
 from netspectra.storage.exporters import list_exporters
+from netspectra.storage.filter import compile_filter, field_type
 from netspectra.storage.queries import (
     FlowFilter,
     aggregate_flows,
@@ -94,11 +97,12 @@ def records(ts_ns: int, rows: list[tuple[int, int, int]]) -> PacketBatch:
 #: Snapshot times: period 1 runs from T0 (snapshots at T1, T2, final), period 2 from P2 (snapshot at T3).
 T1, T2, P2, T3 = T0 + HOUR, T0 + 2 * HOUR, T0 + 2 * HOUR + 1, T0 + 3 * HOUR
 A, B, C = 1001, 1002, 1003  # flows by source port
+KEYED = ["SrcIP", "SrcPort"]  # 10.0.0.1 is every flow's source
 
 
 @pytest.fixture(scope="module")
 def flows(ch: dict[str, object], store: ClickHouseStore) -> str:
-    """Task ``hostile`` keyed on SrcPort: in period 1, flow A reaches 2**64 - 1 bytes (1 byte, then
+    """Task ``hostile`` keyed on SrcIP and SrcPort: in period 1, flow A reaches 2**64 - 1 bytes (1 byte, then
     2**64 - 2 more: a window difference >= 2**63), B has 2**63 + 5 bytes and 2**63 packets, C is small;
     in period 2, A has 2**63 bytes more (its total 2**64 - 1 + 2**63 wraps to less than B's) and C 500."""
     writer = ClickHouseWriter(
@@ -109,12 +113,12 @@ def flows(ch: dict[str, object], store: ClickHouseStore) -> str:
     )
     writer.open()
     try:
-        one = ExactTask("hostile", ["SrcPort"])
+        one = ExactTask("hostile", KEYED)
         one.update(records(T1 - MIN, [(A, 1, 1), (B, TOP, TOP + 5), (C, 10, 1000)]))
         writer.write_flows(one.snapshot(), SnapshotMeta(T1, T0))
         one.update(records(T2 - MIN, [(A, 1, U64_MAX - 1)]))
         writer.write_flows(one.snapshot(), SnapshotMeta(T2, T0, final=True))
-        two = ExactTask("hostile", ["SrcPort"])
+        two = ExactTask("hostile", KEYED)
         two.update(records(T3 - MIN, [(A, 1, TOP), (C, 5, 500)]))
         writer.write_flows(two.snapshot(), SnapshotMeta(T3, P2, final=True))
     finally:
@@ -271,3 +275,66 @@ def test_exporter_totals_are_exact_and_saturate(store: ClickHouseStore) -> None:
     assert (got.records, got.packets, got.bytes, got.records_without_rate) == (7, U64_MAX, U64_MAX, 2)
     assert (got.first_seen_ns, got.last_seen_ns) == (T0, T3)
     assert got.sampling_rates == {1: 1, 100: U64_MAX}
+
+
+# --------------------------------------------------------------------------------------------------
+# the console's queries (netspectra.storage.console): sums saturate in SQL, rankings never wrap
+# --------------------------------------------------------------------------------------------------
+
+
+def test_console_visualize_ranks_and_saturates(store: ClickHouseStore, flows: str) -> None:
+    src = cs.catalog(store, {flows: tuple(KEYED)}).source(flows)
+    for axis in ("first", "snapshot"):
+        v = cs.visualize(store, src, axis=axis, dims=["SrcPort"], metric="bytes", points=1, exact=True)
+        # A: 2**64 - 1 + 2**63 bytes (a wrapped sum ranked it below B)
+        assert [(s.key["SrcPort"], s.packets, s.bytes) for s in v.series] == [
+            (A, 3, U64_MAX),
+            (B, TOP, TOP + 5),
+            (C, 15, 1500),
+        ], axis
+        assert (v.total.packets, v.total.bytes) == (TOP + 18, U64_MAX), axis
+        assert (v.other.packets, v.other.bytes) == (0, 0), axis
+        per_bucket = [x for s in (*v.series, v.other, v.total) for x in s.values["bytes"]]
+        assert max(per_bucket) == U64_MAX and min(per_bucket) >= 0, axis
+
+
+def test_console_flows_on_the_snapshot_axis(store: ClickHouseStore, flows: str) -> None:
+    src = cs.catalog(store, {flows: tuple(KEYED)}).source(flows)
+    page = cs.flow_list(store, src, axis="snapshot", sort="Bytes", limit=10)
+    at = {c: page.columns.index(c) for c in ("SrcPort", "Packets", "Bytes")}
+    got = [(int(r[at["SrcPort"]]), int(r[at["Packets"]]), int(r[at["Bytes"]])) for r in page.rows]
+    # a flow and period a row: A's rise of 2**64 - 2 in period 1 counted (an Int64 difference of -2)
+    assert got == [(A, 2, U64_MAX), (B, TOP, TOP + 5), (A, 1, TOP), (C, 10, 1000), (C, 5, 500)]
+
+
+def test_console_live_report(store: ClickHouseStore, flows: str) -> None:
+    src = cs.catalog(store, {flows: tuple(KEYED)}).source(flows)
+    lv = cs.live_report(store, src, limit=5)
+    assert lv.snapshot_ns == T3 and lv.previous_ns is None  # the newest period: one snapshot
+    assert (lv.totals["packets"], lv.totals["bytes"], lv.totals["flows"]) == (6, TOP + 500, 2)
+    # fields, then Packets, Bytes, dPackets, dBytes: 2**63 bytes (toInt64 made it negative)
+    assert [[int(x) for x in r[1:]] for r in lv.by_total] == [[A, 1, TOP, 1, TOP], [C, 5, 500, 5, 500]]
+
+
+def test_console_host_report(store: ClickHouseStore, flows: str) -> None:
+    src = cs.catalog(store, {flows: tuple(KEYED)}).source(flows)
+    h = cs.host_report(store, src, "10.0.0.1", points=1)
+    # a flow and period a row (axis first): A twice, B, C twice
+    assert h.totals["out"] == {"packets": TOP + 18, "bytes": U64_MAX, "flows": 5}
+    assert h.totals["in"] == {"packets": 0, "bytes": 0, "flows": 0}
+    assert max(h.timeline["out"]["bytes"]) == U64_MAX
+
+
+def test_console_rollup_relation_saturates(store: ClickHouseStore, rollups: str) -> None:
+    """The rollup relation the console reads (``rollup_1h``: AS 1's two rows of 2**64 - 1 in one bucket)."""
+    fields = {"SrcAS": field_type("SrcAS", "UInt32")}
+    src = cs.Source(f"rollup_1h:{rollups}", "rollup_1h", rollups, "rollup", fields, ("SrcAS",))
+    sql, params = src.relation("first", T0, T0 + HOUR - 1, compile_filter("", src.fields))
+    rows = store.query(qualify(store, f"SELECT SrcAS, S, P, B FROM ({sql}) ORDER BY SrcAS"), params)
+    assert [tuple(int(x) for x in r) for r in rows] == [
+        (1, T0, 2, U64_MAX),
+        (2, T0, TOP, TOP + 5),
+        (3, T0, 3, TOP),
+        (4, T0, 10, 1000),
+        (5, T0, 20, 1000),
+    ]

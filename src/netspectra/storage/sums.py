@@ -13,6 +13,10 @@ Ordering in SQL: the exact sum's own words are ``(high + bitShiftRight(low, 32),
 4294967295))`` (:func:`ordered_words`): two ``UInt64`` that order as the sum does (descending: ``DESC`` on
 both, or ``bitNot`` of both inside an ``arraySort`` key, exact for every ``UInt64``).
 
+Where SQL goes on adding or ranking sums (the console's nested levels), :func:`saturating_sum` gives the
+sum saturated at 2**64 - 1 as one ``UInt64`` (recombined in SQL): ranks above the largest ``UInt64``
+tie, nothing wraps.
+
 Answers: a sum that goes past 2**64 - 1 is given as 2**64 - 1 (:func:`saturated`), as the counters
 themselves are and as the API's ``uint64`` fields can carry; the ordering uses the exact sum, and a
 difference of sums (the "other" of a series) is taken from the exact sums before saturating.
@@ -45,6 +49,16 @@ def word_sums(expr: str, alias: str) -> str:
     return f"sum({high_word(expr)}) AS {alias}H, sum({low_word(expr)}) AS {alias}L"
 
 
+def saturating_sum(expr: str) -> str:
+    """SQL of the sum of ``UInt64`` expression ``expr``, saturated at 2**64 - 1, as one ``UInt64``: for
+    queries that go on summing or ranking in SQL (the console's levels). Its word sums (the same
+    aggregates as :func:`word_sums`: ClickHouse computes each once) recombined in SQL. Summing saturated
+    sums again saturates the same as one sum of everything (the values are never negative)."""
+    high, low = f"sum({high_word(expr)})", f"sum({low_word(expr)})"
+    top = f"({high} + bitShiftRight({low}, 32))"  # the sum's bits from 32 up
+    return f"if({top} >= 4294967296, toUInt64({U64_MAX}), bitShiftLeft({top}, 32) + bitAnd({low}, {_LOW}))"
+
+
 def ordered_words(high: str, low: str) -> tuple[str, str]:
     """SQL: the high and low 32-bit words of the exact sum ``high * 2**32 + low`` (word sums of
     :func:`word_sums`): ordering by the first, then the second, orders by the sum (it stays exact while
@@ -67,4 +81,14 @@ def total(high: SupportsInt, low: SupportsInt) -> int:
     return saturated(exact(high, low))
 
 
-__all__ = ["U64_MAX", "exact", "high_word", "low_word", "ordered_words", "saturated", "total", "word_sums"]
+__all__ = [
+    "U64_MAX",
+    "exact",
+    "high_word",
+    "low_word",
+    "ordered_words",
+    "saturated",
+    "saturating_sum",
+    "total",
+    "word_sums",
+]
