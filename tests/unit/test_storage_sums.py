@@ -12,6 +12,7 @@ from netspectra.storage.sums import (
     low_word,
     ordered_words,
     saturated,
+    saturating_sum,
     total,
     word_sums,
 )
@@ -61,3 +62,34 @@ def test_saturated_and_sql_shapes() -> None:
         word_sums("Bytes", "B") == "sum(bitShiftRight(Bytes, 32)) AS BH, sum(bitAnd(Bytes, 4294967295)) AS BL"
     )
     assert ordered_words("BH", "BL") == ("(BH + bitShiftRight(BL, 32))", "bitAnd(BL, 4294967295)")
+
+
+def saturating_model(values: list[int]) -> int:
+    """What :func:`saturating_sum`'s SQL computes, with ClickHouse's wrapping UInt64 sums."""
+    high, plain = sum(v >> 32 for v in values) % 2**64, sum(values) % 2**64
+    return U64_MAX if high >= 2**32 or plain < (high << 32) % 2**64 else plain
+
+
+def test_saturating_sum_is_the_sum_saturated() -> None:
+    rng = random.Random(11)
+    edges = [0, 1, 5, 2**32 - 1, 2**32, 2**63 - 1, 2**63, 2**64 - 2**32, U64_MAX - 1, U64_MAX]
+    cases = [
+        [U64_MAX, 1],
+        [2**63, 2**63 - 1],
+        [2**63, 2**63],
+        [2**64 - 2**32, 2**32 - 1],
+        [2**64 - 2**32, 2**32],
+    ]
+    for _ in range(3000):
+        n = rng.randrange(1, 12)
+        pick = [
+            rng.choice(edges) if rng.random() < 0.6 else rng.randrange(2 ** rng.randrange(1, 65))
+            for _ in range(n)
+        ]
+        cases.append(pick)
+    for values in cases:
+        assert saturating_model(values) == min(sum(values), U64_MAX), values
+    assert saturating_sum("P") == (
+        "if(sum(bitShiftRight(P, 32)) >= 4294967296 OR sum(P) < bitShiftLeft(sum(bitShiftRight(P, 32)), 32), "
+        f"toUInt64({U64_MAX}), sum(P))"
+    )

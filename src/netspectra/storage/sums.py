@@ -14,8 +14,8 @@ Ordering in SQL: the exact sum's own words are ``(high + bitShiftRight(low, 32),
 both, or ``bitNot`` of both inside an ``arraySort`` key, exact for every ``UInt64``).
 
 Where SQL goes on adding or ranking sums (the console's nested levels), :func:`saturating_sum` gives the
-sum saturated at 2**64 - 1 as one ``UInt64`` (recombined in SQL): ranks above the largest ``UInt64``
-tie, nothing wraps.
+sum saturated at 2**64 - 1 as one ``UInt64`` (the plain sum, unless the high words' sum shows that it
+wrapped): ranks above the largest ``UInt64`` tie, nothing wraps.
 
 Answers: a sum that goes past 2**64 - 1 is given as 2**64 - 1 (:func:`saturated`), as the counters
 themselves are and as the API's ``uint64`` fields can carry; the ordering uses the exact sum, and a
@@ -51,12 +51,16 @@ def word_sums(expr: str, alias: str) -> str:
 
 def saturating_sum(expr: str) -> str:
     """SQL of the sum of ``UInt64`` expression ``expr``, saturated at 2**64 - 1, as one ``UInt64``: for
-    queries that go on summing or ranking in SQL (the console's levels). Its word sums (the same
-    aggregates as :func:`word_sums`: ClickHouse computes each once) recombined in SQL. Summing saturated
-    sums again saturates the same as one sum of everything (the values are never negative)."""
-    high, low = f"sum({high_word(expr)})", f"sum({low_word(expr)})"
-    top = f"({high} + bitShiftRight({low}, 32))"  # the sum's bits from 32 up
-    return f"if({top} >= 4294967296, toUInt64({U64_MAX}), bitShiftLeft({top}, 32) + bitAnd({low}, {_LOW}))"
+    queries that go on summing or ranking in SQL (the console's levels). Summing saturated sums again
+    saturates the same as one sum of everything (the values are never negative).
+
+    Two aggregates: the plain (wrapping) ``W = sum(x)`` and the high words' ``H = sum(x >> 32)``. The
+    true sum is ``S = H * 2**32 + L`` with ``L`` the low words' sum, ``0 <= L < 2**64`` for fewer than
+    2**32 rows. ``S < 2**64`` exactly when ``H < 2**32`` and ``W >= H * 2**32``: then ``W = S``; else
+    either ``H >= 2**32`` or ``W = S - k * 2**64 < H * 2**32`` (as ``L < 2**64``). One shift a row: cheaper
+    than adding both words apart (measured: benchmarks/RESULTS.md)."""
+    high, plain = f"sum({high_word(expr)})", f"sum({expr})"
+    return f"if({high} >= 4294967296 OR {plain} < bitShiftLeft({high}, 32), toUInt64({U64_MAX}), {plain})"
 
 
 def ordered_words(high: str, low: str) -> tuple[str, str]:
