@@ -17,7 +17,7 @@ packet (``Manager.flush``). A run counts only if nothing was lost: the engine re
 (no handoff drop, no slow-consumer event, no gap in any shard's sequence numbers) and its five-tuple
 task holds exactly the offline totals (packets, bytes, flows).
 
-Offline: :func:`~netspectra.engine.manager.run_offline` on the same file and configuration (reader →
+Offline: :func:`~netspectra.offline.run.run_offline` on the same file and configuration (reader →
 Manager, no NATS), in a child process too. Both after one untimed read of the file (page cache) and
 with the numba kernels compiled beforehand. ``--tasks exact``: one five-tuple exact task (the transport's
 cost shows); ``shipped``: the shipped configuration's three tasks (exact + two sketches).
@@ -84,7 +84,7 @@ def _totals(manager) -> dict[str, int]:  # type: ignore[no-untyped-def]
 # child processes
 # ---------------------------------------------------------------------------------------------
 def _w_offline(path: str, kind: str) -> dict:
-    from netspectra.engine.manager import run_offline
+    from netspectra.offline.run import run_offline
 
     cfg = _config(kind)
     run_offline([path], cfg, writers=False)  # warm-up: kernels, page cache
