@@ -97,7 +97,7 @@ def _w_engine(url: str, kind: str, expected: int, shards: int, jetstream: bool, 
     from netspectra.engine.stream import StreamConsumer, StreamOptions
     from netspectra.offline.warmup import warm_up
 
-    warm_up({0, 1} if kind == "shipped" else set())
+    warm_up(_config(kind))
     manager = Manager.from_config(_config(kind), writers=False)
     manager.start()
     opts = StreamOptions(url=url, subject=SUBJECT, n_shards=shards, jetstream=jetstream)

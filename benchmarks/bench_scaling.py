@@ -66,7 +66,7 @@ def _engine(
     from netspectra.engine.stream import StreamConsumer, StreamOptions
     from netspectra.offline.warmup import warm_up
 
-    warm_up({0, 1} if tasks == "shipped" else set())
+    warm_up(_config(tasks))
     manager = Manager.from_config(_config(tasks), writers=False)
     opts = StreamOptions(
         url=url,
