@@ -557,7 +557,8 @@ def _unpack(buf: bytes | memoryview, scalars: dict[str, int], off: int, length: 
             # fewer (the rest uninitialised): the stream reader returns what the frame really holds
             out = pa.CompressedInputStream(pa.BufferReader(frame), "lz4").read(size + 1)
     except (OSError, ValueError) as exc:  # pyarrow: ArrowIOError/ArrowInvalid are OSError/ValueError
-        raise ValueError(f"PacketBatch: the {names[code]} packed frame does not decompress: {exc}") from exc
+        why = " ".join(str(exc).split())  # one line, whatever pyarrow says
+        raise ValueError(f"PacketBatch: the {names[code]} packed frame does not decompress: {why}") from exc
     if len(out) != size:
         held = "more than" if len(out) > size else f"{len(out)} bytes, not"
         raise ValueError(f"PacketBatch: the packed frame holds {held} packed_size {size} bytes")
