@@ -13,7 +13,9 @@ in a child process (:class:`~netspectra.engine.stream.StreamConsumer` feeding a
 this process (:class:`~netspectra.probe.publisher.Publisher` over
 :func:`~netspectra.probe.replay.replay_files`, ``speed`` = as fast as possible). The rate is the file's
 packets over the wall time from the probe's start to the moment the engine has applied the last
-packet (``Manager.flush``). A run counts only if nothing was lost: the engine received every packet
+packet (``Manager.flush``); beside it the CPU time of the probe (this process), the ``nats-server`` and
+the engine (from its subscription to its last packet) per packet, which the load of a shared machine
+disturbs less than the wall time. A run counts only if nothing was lost: the engine received every packet
 (no handoff drop, no slow-consumer event, no gap in any shard's sequence numbers) and its five-tuple
 task holds exactly the offline totals (packets, bytes, flows).
 
@@ -110,16 +112,26 @@ def _w_engine(url: str, kind: str, expected: int, shards: int, jetstream: bool, 
         consumer = StreamConsumer(manager, opts)
         task = asyncio.create_task(consumer.run(stop))
         await consumer.ready.wait()
+        cpu0 = time.process_time()
         Path(ready).touch()
         deadline = time.monotonic() + 600
+        seen, quiet_since = 0, time.monotonic()
         while consumer.stats.packets < expected and time.monotonic() < deadline and not task.done():
+            # core NATS: every shard's end marker came (or nothing came for 10 s) but packets are
+            # missing: lost in transit (slow consumer) — report the loss instead of waiting on
+            if consumer.stats.packets != seen:
+                seen, quiet_since = consumer.stats.packets, time.monotonic()
+            elif seen and (consumer.stats.end_markers >= shards or time.monotonic() - quiet_since > 10):
+                break
             await asyncio.sleep(0.001)
         await asyncio.get_running_loop().run_in_executor(None, manager.flush)
         done = time.time()
+        cpu = time.process_time() - cpu0
         stop.set()
         stats = await task
         return {
             "done_wall": done,
+            "engine_cpu_s": cpu,
             "stream": stats.as_dict(),
             "dropped": int(manager.metrics.dropped_packets.value),
         }
@@ -146,6 +158,15 @@ def _child(kind: str, *args: str) -> dict:
 # ---------------------------------------------------------------------------------------------
 # the pipeline run (parent)
 # ---------------------------------------------------------------------------------------------
+def _cpu_of(pid: int | None) -> float:
+    """User + system CPU seconds of process ``pid`` so far (Linux ``/proc``; 0 when unknown)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def parse_wire(spec: str) -> tuple[int, str]:
     """``"2+lz4"`` -> ``(2, "lz4")``; ``"1"`` -> ``(1, "none")``."""
     layout, _, compression = spec.partition("+")
@@ -189,14 +210,20 @@ def run_pipeline(
             wire_layout=wire[0],
             wire_compression=wire[1],
         )
+        server_cpu0 = _cpu_of(server.pid)
         t0 = time.time()
+        cpu0 = time.process_time()
         stats = asyncio.run(Publisher(opts).run(replay_files([path], batch_size=262_144)))
+        probe_cpu = time.process_time() - cpu0
         out, err = engine.communicate(timeout=900)
+        server_cpu = _cpu_of(server.pid) - server_cpu0
         if engine.returncode != 0:
             raise RuntimeError(f"engine failed:\n{err[-4000:]}")
         res = json.loads(out.strip().splitlines()[-1])
     res["seconds"] = res["done_wall"] - t0
     res["probe_seconds"] = stats.elapsed_s
+    res["probe_cpu_s"] = probe_cpu
+    res["server_cpu_s"] = server_cpu
     res["messages"] = stats.messages
     res["bytes_published"] = stats.bytes_published
     return res
@@ -225,6 +252,8 @@ def main() -> None:
         print(json.dumps(res))
         return
 
+    import numpy as np
+
     path = trace_path(a.packets, a.file)
     path.read_bytes()  # page cache
 
@@ -246,10 +275,13 @@ def main() -> None:
             r["lossless"] = lossless
             r["wire"] = w
             runs[w].append(r)
+            ns = {k: r[f"{k}_cpu_s"] / want["packets"] * 1e9 for k in ("probe", "server", "engine")}
+            r["cpu_ns_per_packet"] = {k: round(v, 1) for k, v in ns.items()}
             print(
                 f"run {i + 1} wire {w}: {want['packets'] / r['seconds'] / 1e6:.2f} Mpps end to end "
                 f"({r['messages']} messages, {r['bytes_published'] / want['packets']:.1f} B/packet, "
-                f"{r['bytes_published'] / r['seconds'] / 1e6:.0f} MB/s), "
+                f"{r['bytes_published'] / r['seconds'] / 1e6:.0f} MB/s; CPU ns/packet probe "
+                f"{ns['probe']:.0f}, server {ns['server']:.0f}, engine {ns['engine']:.0f}), "
                 f"{'no loss' if lossless else 'LOSS: ' + json.dumps(st)}",
                 file=sys.stderr,
             )
@@ -261,6 +293,10 @@ def main() -> None:
             "pipeline_mpps": want["packets"] / best / 1e6,
             "runs_mpps": [round(want["packets"] / r["seconds"] / 1e6, 3) for r in rs],
             "bytes_per_packet": round(rs[0]["bytes_published"] / want["packets"], 2),
+            "cpu_ns_per_packet_median": {
+                k: round(float(np.median([r["cpu_ns_per_packet"][k] for r in rs])), 1)
+                for k in ("probe", "server", "engine")
+            },
             "lossless_runs": f"{len(good)}/{len(rs)}",
         }
     summary = {

@@ -942,6 +942,18 @@ def _shard_kernel(
     return out
 
 
+@njit(nogil=True, cache=True)
+def _shard_ip_kernel(ip_words: np.ndarray, n_shards: int, seed: int) -> np.ndarray:
+    """:func:`_shard_kernel` for a key that is one address (``("SrcIP",)``, the shipped shard fields) on
+    a little-endian host: each row's two words are the key as they are, nothing is assembled."""
+    n = ip_words.shape[0]
+    out = np.empty(n, np.uint32)
+    m = np.uint32(n_shards)
+    for i in range(n):
+        out[i] = murmur3_32_words(ip_words[i], 16, seed) % m
+    return out
+
+
 def _check_shards(n_shards: int) -> int:
     n_shards = _check_uint("n_shards", n_shards, 32)
     if n_shards < 1:
@@ -976,6 +988,10 @@ def shard_of(batch: PacketBatch, n_shards: int, fields: Sequence[str] = FIVE_TUP
     """
     n_shards = _check_shards(n_shards)
     codes = np.array([_FIELD_CODE[f] for f in _shard_fields(fields)], dtype=np.int64)
+    if _LITTLE and len(codes) == 1 and codes[0] <= 1:  # one address: hash its two words in place
+        ip = batch.src_ip if codes[0] == 0 else batch.dst_ip
+        if ip.flags.c_contiguous and ip.ctypes.data % 8 == 0:
+            return _shard_ip_kernel(ip.view(np.uint64), n_shards, SHARD_SEED)
     return _shard_kernel(
         batch.src_ip,
         batch.dst_ip,
