@@ -550,3 +550,32 @@ def test_field_numbers_of_layout_2_match_the_proto() -> None:
     assert {c: fields[c] for c in codec.DENSE_FIELDS} == codec.DENSE_FIELDS
     assert fields["ts_base"] == codec.F_TS_BASE and fields["compression"] == codec.F_COMPRESSION
     assert fields["packed_size"] == codec.F_PACKED_SIZE and fields["packed"] == codec.F_PACKED
+
+
+def test_probe_configuration_and_command_line_choose_the_layout(tmp_path, capsys) -> None:
+    from netspectra.cli.live_cmds import _wire_option
+    from netspectra.config import ConfigError, parse_config_text
+    from netspectra.services.probe import ProbeOptions
+
+    pcap = tmp_path / "x.pcap"
+    pcap.write_bytes(b"")
+    cfg = parse_config_text("probe:\n  wire_layout: 1\n", source="t.yaml", expand=False)
+    pub = ProbeOptions.from_config(cfg, files=[pcap]).publisher
+    assert (pub.wire_layout, pub.wire_compression) == (1, "none")
+    cfg = parse_config_text("probe:\n  wire_compression: zstd\n", source="t.yaml", expand=False)
+    pub = ProbeOptions.from_config(cfg, files=[pcap]).publisher
+    assert (pub.wire_layout, pub.wire_compression) == (2, "zstd")
+    pub = ProbeOptions.from_config(cfg, files=[pcap], wire_layout=2, wire_compression="lz4").publisher
+    assert (pub.wire_layout, pub.wire_compression) == (2, "lz4")
+    with pytest.raises(ConfigError, match="wire_layout"):
+        parse_config_text("probe:\n  wire_layout: 3\n", source="t.yaml", expand=False)
+    with pytest.raises(ConfigError, match="wire_compression"):
+        parse_config_text("probe:\n  wire_compression: gzip\n", source="t.yaml", expand=False)
+    assert _wire_option(None) == (None, None)
+    assert _wire_option("1") == (1, "none") and _wire_option("2+lz4") == (2, "lz4")
+    import typer
+
+    for bad in ("3", "1+lz4", "2+gzip", ""):
+        with pytest.raises(typer.Exit):
+            _wire_option(bad)
+        assert f"--wire {bad!r}: expected 1, 2, 2+lz4 or 2+zstd" in capsys.readouterr().err
