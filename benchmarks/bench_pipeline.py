@@ -201,14 +201,18 @@ def run_pipeline(
             if engine.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"engine did not start:\n{engine.communicate()[1][-4000:]}")
             time.sleep(0.02)
+        wire_opts = {"wire_layout": wire[0], "wire_compression": wire[1]}
+        if "wire_layout" not in PublisherOptions.__dataclass_fields__:  # a tree from before layout 2
+            if wire != (1, "none"):
+                raise SystemExit(f"this tree writes only layout 1, not {wire}")
+            wire_opts = {}
         opts = PublisherOptions(
             url=server.url,
             subject=SUBJECT,
             n_shards=shards,
             max_packets=max_packets,
             jetstream=jetstream,
-            wire_layout=wire[0],
-            wire_compression=wire[1],
+            **wire_opts,
         )
         server_cpu0 = _cpu_of(server.pid)
         t0 = time.time()
@@ -229,6 +233,23 @@ def run_pipeline(
     return res
 
 
+def _before_run(a: argparse.Namespace, path: Path, expected: int) -> dict:
+    """One pipeline run of the ``--before`` tree (its own probe, engine and numba cache), layout 1."""
+    script = a.before / "benchmarks" / "bench_pipeline.py"
+    env = {**os.environ, "PYTHONPATH": str(a.before / "src")}
+    args = [str(path), a.tasks, str(expected), str(a.shards), str(a.max_packets), "1" if a.jetstream else "0"]
+    proc = subprocess.run(
+        [sys.executable, str(script), "--worker", "pipeline", *args, "1"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"--before run failed:\n{proc.stderr[-4000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--packets", type=int, default=5_000_000)
@@ -239,6 +260,12 @@ def main() -> None:
     ap.add_argument("--jetstream", action="store_true")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--wire", default="2", help="wire formats, comma-separated: 1, 2, 2+lz4, 2+zstd")
+    ap.add_argument(
+        "--before",
+        type=Path,
+        help="another source tree (e.g. `git archive` of the base commit, with this file copied into its "
+        "benchmarks/) whose probe and engine run in turn with these, in layout 1",
+    )
     ap.add_argument("--json", type=Path)
     ap.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     a = ap.parse_args()
@@ -246,6 +273,11 @@ def main() -> None:
         kind, *args = a.worker
         if kind == "offline":
             res = _w_offline(args[0], args[1])
+        elif kind == "pipeline":  # one pipeline run of this tree (--before runs another tree's this way)
+            p, tasks, expected, shards, max_packets, js, wire = args
+            res = run_pipeline(
+                Path(p), tasks, int(expected), int(shards), int(max_packets), js == "1", parse_wire(wire)
+            )
         else:
             url, tasks, expected, shards, js, ready = args
             res = _w_engine(url, tasks, int(expected), int(shards), js == "1", ready)
@@ -261,11 +293,17 @@ def main() -> None:
     want = {k: offline[0][k] for k in ("packets", "bytes", "flows")}
     best_off = min(o["seconds"] for o in offline)
     wires = [w.strip() for w in a.wire.split(",") if w.strip()]
+    if a.before is not None:
+        wires.insert(0, "before")
+        _before_run(a, path, want["packets"])  # untimed: compiles that tree's kernels into its cache
     runs: dict[str, list[dict]] = {w: [] for w in wires}
     for i in range(a.repeat):
         for w in wires:  # in turn, so that every format sees the same load
-            wire = parse_wire(w)
-            r = run_pipeline(path, a.tasks, want["packets"], a.shards, a.max_packets, a.jetstream, wire)
+            if w == "before":
+                r = _before_run(a, path, want["packets"])
+            else:
+                wire = parse_wire(w)
+                r = run_pipeline(path, a.tasks, want["packets"], a.shards, a.max_packets, a.jetstream, wire)
             st = r["stream"]
             lossless = (
                 {k: r[k] for k in want} == want
