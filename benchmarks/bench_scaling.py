@@ -135,15 +135,12 @@ async def _fill(url: str, stream: str, path: Path, wire: tuple[int, str] = (2, "
     """Publish the whole trace into ``stream`` in the ``wire`` format; the bytes published."""
     from netspectra.probe import Publisher, PublisherOptions, replay_files
 
-    opts = PublisherOptions(
-        url=url,
-        subject=SUBJECT,
-        n_shards=SHARDS,
-        jetstream=True,
-        stream=stream,
-        wire_layout=wire[0],
-        wire_compression=wire[1],
-    )
+    wire_opts = {"wire_layout": wire[0], "wire_compression": wire[1]}
+    if "wire_layout" not in PublisherOptions.__dataclass_fields__:  # a tree from before layout 2
+        if wire != (1, "none"):
+            raise SystemExit(f"this tree writes only layout 1, not {wire}")
+        wire_opts = {}
+    opts = PublisherOptions(url=url, subject=SUBJECT, n_shards=SHARDS, jetstream=True, stream=stream, **wire_opts)
     stats = await Publisher(opts).run(replay_files([path], batch_size=262_144))
     return stats.bytes_published
 
