@@ -140,7 +140,9 @@ async def _fill(url: str, stream: str, path: Path, wire: tuple[int, str] = (2, "
         if wire != (1, "none"):
             raise SystemExit(f"this tree writes only layout 1, not {wire}")
         wire_opts = {}
-    opts = PublisherOptions(url=url, subject=SUBJECT, n_shards=SHARDS, jetstream=True, stream=stream, **wire_opts)
+    opts = PublisherOptions(
+        url=url, subject=SUBJECT, n_shards=SHARDS, jetstream=True, stream=stream, **wire_opts
+    )
     stats = await Publisher(opts).run(replay_files([path], batch_size=262_144))
     return stats.bytes_published
 
