@@ -4,7 +4,8 @@
 ``v1.PacketBatch`` protobuf message of packed little-endian columns and back: layout 1 (zero-copy on
 receive) or the dense layout 2 (:mod:`netspectra.transport.dense`: 4-byte IPv4 addresses, timestamp
 offsets, optional compression). It also reads and writes the original's one-``PacketInfo``-per-message
-format (compatibility path) and shards batches by a flow hash. The wire layout is documented in ``docs/wire.md``.
+format (compatibility path) and shards batches by a flow hash. The wire layout is documented in
+``docs/wire.md``.
 """
 
 from netspectra.lazy import lazy_exports
