@@ -544,3 +544,21 @@ def test_shard_order_kernel_agrees_with_a_stable_argsort(n_shards: int) -> None:
         split_by_shard(b, np.where(np.arange(50) == 3, 7, 0), 4)
     with pytest.raises(ValueError, match="must be integers"):
         split_by_shard(b, np.zeros(50), 4)
+
+
+def test_split_by_shard_into_a_kept_scratch_gives_the_same_parts() -> None:
+    scratch: dict = {}
+    first = None
+    for n, seed in ((300, 1), (100, 2), (500, 3)):  # smaller, then larger than the buffers
+        b = with_optional(random_batch(n, seed=seed), seed=seed, names=("tcp_flags", "exporter"))
+        shards = shard_of(b, 5)
+        want = split_by_shard(b, shards, 5)
+        got = split_by_shard(b, shards, 5, scratch=scratch)
+        for w, g in zip(want, got, strict=True):
+            for c in (*PacketBatch.COLUMNS, "tcp_flags", "exporter"):
+                assert np.array_equal(getattr(w, c), getattr(g, c)), c
+        if first is None:
+            first = scratch["src_ip"]
+        elif n <= 300:
+            assert scratch["src_ip"] is first  # reused, not reallocated
+    assert scratch["src_ip"].shape[0] == 500 and set(scratch) >= {"ts_ns", "exporter", "tcp_flags"}

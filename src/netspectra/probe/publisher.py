@@ -153,6 +153,7 @@ class Publisher:
         self._kernel_dropped = kernel_dropped
         self._consumed = consumed
         self._halt: asyncio.Event | None = None
+        self._scratch: dict[str, Any] = {}  # split_by_shard's reused buffers
 
     # -- source side (a thread) ------------------------------------------------------------------------
 
@@ -293,7 +294,9 @@ class Publisher:
         if opts.n_shards == 1:
             parts: Sequence[PacketBatch] = [batch]
         else:
-            parts = split_by_shard(batch, shard_of(batch, opts.n_shards, opts.shard_fields), opts.n_shards)
+            # the parts are encoded (copied into the payloads) before the next batch: one scratch serves all
+            shards = shard_of(batch, opts.n_shards, opts.shard_fields)
+            parts = split_by_shard(batch, shards, opts.n_shards, scratch=self._scratch)
         kernel_dropped = int(self._kernel_dropped()) if self._kernel_dropped is not None else 0
         for shard, part in enumerate(parts):
             n = len(part)
