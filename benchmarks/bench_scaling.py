@@ -1,7 +1,7 @@
 """Engine scale-out: 1, 2, 4 … engines of one queue group draining the same JetStream stream.
 
     python benchmarks/bench_scaling.py --engines 1 2 4 [--packets 5000000] [--repeat 2] [--pin]
-                                       [--tasks exact|shipped]
+                                       [--tasks exact|shipped] [--wire 1,2]
 
 For each engine count N: a fresh stream is filled with the whole trace (the probe's publishing is not
 timed: this measures the engines), then N engine processes — ``member`` 0 … N−1 of N, each a durable
@@ -66,7 +66,7 @@ def _engine(
     from netspectra.engine.stream import StreamConsumer, StreamOptions
     from netspectra.offline.warmup import warm_up
 
-    warm_up({0, 1} if tasks == "shipped" else set())
+    warm_up(_config(tasks))
     manager = Manager.from_config(_config(tasks), writers=False)
     opts = StreamOptions(
         url=url,
@@ -131,11 +131,20 @@ def _offline(path: Path) -> dict:
     return {"seconds": best, "packets": snap.total_packets, "bytes": snap.total_bytes, "flows": len(snap)}
 
 
-async def _fill(url: str, stream: str, path: Path) -> None:
+async def _fill(url: str, stream: str, path: Path, wire: tuple[int, str] = (2, "none")) -> int:
+    """Publish the whole trace into ``stream`` in the ``wire`` format; the bytes published."""
     from netspectra.probe import Publisher, PublisherOptions, replay_files
 
-    opts = PublisherOptions(url=url, subject=SUBJECT, n_shards=SHARDS, jetstream=True, stream=stream)
-    await Publisher(opts).run(replay_files([path], batch_size=262_144))
+    wire_opts = {"wire_layout": wire[0], "wire_compression": wire[1]}
+    if "wire_layout" not in PublisherOptions.__dataclass_fields__:  # a tree from before layout 2
+        if wire != (1, "none"):
+            raise SystemExit(f"this tree writes only layout 1, not {wire}")
+        wire_opts = {}
+    opts = PublisherOptions(
+        url=url, subject=SUBJECT, n_shards=SHARDS, jetstream=True, stream=stream, **wire_opts
+    )
+    stats = await Publisher(opts).run(replay_files([path], batch_size=262_144))
+    return stats.bytes_published
 
 
 async def _drop_stream(url: str, stream: str) -> None:
@@ -149,10 +158,20 @@ async def _drop_stream(url: str, stream: str) -> None:
 
 
 def run(
-    path: Path, members: int, want: dict, per_member: list[int], pin: bool, url: str, tag: str, tasks: str
+    path: Path,
+    members: int,
+    want: dict,
+    per_member: list[int],
+    pin: bool,
+    url: str,
+    tag: str,
+    tasks: str,
+    wire: str = "2",
 ) -> dict:
     stream = f"SCALE{members}_{tag}"
-    asyncio.run(_fill(url, stream, path))
+    from bench_pipeline import parse_wire
+
+    published = asyncio.run(_fill(url, stream, path, parse_wire(wire)))
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
     ncpu = os.cpu_count() or 1
     with tempfile.TemporaryDirectory() as tmp:
@@ -195,6 +214,8 @@ def run(
     totals = {k: sum(r[k] for r in results) for k in ("packets", "bytes", "flows")}
     return {
         "engines": members,
+        "wire": wire,
+        "bytes_per_packet": round(published / want["packets"], 2),
         "seconds": round(seconds, 3),
         "mpps": round(want["packets"] / seconds / 1e6, 3),
         "per_engine_mpps": [round(r["packets"] / (r["done_wall"] - t_go) / 1e6, 3) for r in results],
@@ -217,6 +238,9 @@ def main() -> None:
         default="exact",
         help="exact: one five-tuple task; shipped: the shipped configuration's three tasks",
     )
+    ap.add_argument(
+        "--wire", default="2", help="wire formats (docs/wire.md), comma-separated, run in turn: 1, 2, 2+lz4"
+    )
     ap.add_argument("--json", type=Path, help="also write the results here")
     ap.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     a = ap.parse_args()
@@ -235,15 +259,19 @@ def main() -> None:
     with NatsServer() as server:
         for n in a.engines:
             per_member = _per_member(path, n)
-            runs = [
-                run(path, n, want, per_member, a.pin, server.url, f"{i}", a.tasks) for i in range(a.repeat)
-            ]
-            for r in runs:
-                print(json.dumps(r), file=sys.stderr)
-            best = min(runs, key=lambda r: r["seconds"])
-            best["runs_mpps"] = [r["mpps"] for r in runs]
-            best["identical"] = all(r["identical"] for r in runs)
-            rows.append(best)
+            wires = [w.strip() for w in a.wire.split(",") if w.strip()]
+            runs: dict[str, list[dict]] = {w: [] for w in wires}
+            for i in range(a.repeat):
+                for w in wires:  # in turn: every format sees the same load
+                    tag = f"{i}_{w.replace('+', '_')}"
+                    r = run(path, n, want, per_member, a.pin, server.url, tag, a.tasks, w)
+                    print(json.dumps(r), file=sys.stderr)
+                    runs[w].append(r)
+            for rs in runs.values():
+                best = min(rs, key=lambda r: r["seconds"])
+                best["runs_mpps"] = [r["mpps"] for r in rs]
+                best["identical"] = all(r["identical"] for r in rs)
+                rows.append(best)
     summary = {
         "file": str(path),
         "packets": want["packets"],

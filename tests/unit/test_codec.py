@@ -90,6 +90,12 @@ def test_field_numbers_match_the_proto() -> None:
         "padding",
         *PacketBatch.COLUMNS,
         *PacketBatch.OPTIONAL,
+        # layout 2 (tests/unit/test_wire_dense.py)
+        "ts_base",
+        "compression",
+        "packed_size",
+        "packed",
+        *codec.DENSE_FIELDS,
     }
 
 
@@ -279,7 +285,7 @@ def test_every_truncation_of_a_batch_is_rejected() -> None:
     ("data", "message"),
     [
         (b"", "layout version 0"),
-        (vfield(1, 2), "layout version 2"),
+        (vfield(1, 3), "layout version 3"),
         (vfield(1, 1) + vfield(2, 1), "column ts_ns is missing"),
         (vfield(1, 1) + vfield(2, 1) + lfield(16, bytes(7)), "column ts_ns is 7 bytes"),
         (vfield(1, 1) + lfield(16, bytes(8)), r"column ts_ns is 8 bytes, expected count 0"),
@@ -429,8 +435,8 @@ def test_packet_info_round_trip(v4_share: float) -> None:
 @pytest.mark.parametrize("n_shards", [1, 3, 16, 256])
 @pytest.mark.parametrize(
     "fields",
-    [codec.FIVE_TUPLE, ("SrcIP",), ("DstPort", "SrcIP"), ("Protocol",)],
-    ids=["five_tuple", "src_ip", "dport_src", "proto"],
+    [codec.FIVE_TUPLE, ("SrcIP",), ("DstIP",), ("DstPort", "SrcIP"), ("Protocol",)],
+    ids=["five_tuple", "src_ip", "dst_ip", "dport_src", "proto"],
 )
 def test_shard_kernel_agrees_with_reference(n_shards: int, fields: tuple[str, ...]) -> None:
     b = random_batch(1500, seed=n_shards)
@@ -508,11 +514,51 @@ def test_codec_speed_log(n: int, record_property) -> None:
     small = b.head(min(n, 2000))
     infos = [m.SerializeToString() for m in batch_to_packet_infos(small)]
     compat = _best(lambda: packet_info_to_batch(infos), 3) / len(small) * n
+    dense = encode_batch(b, layout=2)
+    enc2 = _best(lambda: encode_batch(b, layout=2), 20)
+    dec2 = _best(lambda: decode_batch(dense), 20)
     line = (
-        f"codec n={n}: {len(data) / n:.1f} B/pkt; encode {enc * 1e3:.3f} ms, decode {dec * 1e3:.3f} ms "
+        f"codec n={n}: layout 2 {len(dense) / n:.1f} B/pkt (random values), encode {enc2 * 1e3:.3f} ms, "
+        f"decode {dec2 * 1e3:.3f} ms; layout 1 "
+        f"{len(data) / n:.1f} B/pkt; encode {enc * 1e3:.3f} ms, decode {dec * 1e3:.3f} ms "
         f"(generated-class parse {pb_dec * 1e3:.3f} ms), shard_of {shard / n * 1e9:.1f} ns/pkt; "
         f"PacketInfo compat path {compat * 1e3:.1f} ms per {n} packets"
     )
     print(line)
     record_property("codec_speed", line)
     assert len(data) > n * 49  # the message holds every column (49 bytes per packet)
+    assert len(dense) <= len(data) + 16
+
+
+@pytest.mark.parametrize("n_shards", [1, 3, 16])
+def test_shard_order_kernel_agrees_with_a_stable_argsort(n_shards: int) -> None:
+    rng = np.random.default_rng(n_shards)
+    for n in (0, 1, 5, 3000):
+        shards = rng.integers(0, n_shards, n).astype(np.uint32)
+        order, bounds, bad = codec._shard_order(shards, n_shards)
+        assert bad == -1
+        assert np.array_equal(order, np.argsort(shards, kind="stable"))
+        assert np.array_equal(np.diff(bounds), np.bincount(shards, minlength=n_shards))
+    b = random_batch(50, seed=1)
+    with pytest.raises(ValueError, match="row 3 has 7"):
+        split_by_shard(b, np.where(np.arange(50) == 3, 7, 0), 4)
+    with pytest.raises(ValueError, match="must be integers"):
+        split_by_shard(b, np.zeros(50), 4)
+
+
+def test_split_by_shard_into_a_kept_scratch_gives_the_same_parts() -> None:
+    scratch: dict = {}
+    first = None
+    for n, seed in ((300, 1), (100, 2), (500, 3)):  # smaller, then larger than the buffers
+        b = with_optional(random_batch(n, seed=seed), seed=seed, names=("tcp_flags", "exporter"))
+        shards = shard_of(b, 5)
+        want = split_by_shard(b, shards, 5)
+        got = split_by_shard(b, shards, 5, scratch=scratch)
+        for w, g in zip(want, got, strict=True):
+            for c in (*PacketBatch.COLUMNS, "tcp_flags", "exporter"):
+                assert np.array_equal(getattr(w, c), getattr(g, c)), c
+        if first is None:
+            first = scratch["src_ip"]
+        elif n <= 300:
+            assert scratch["src_ip"] is first  # reused, not reallocated
+    assert scratch["src_ip"].shape[0] == 500 and set(scratch) >= {"ts_ns", "exporter", "tcp_flags"}

@@ -299,6 +299,8 @@ def test_snapshot_output_decodes_and_orders_the_extra_fields() -> None:
     assert a.equals(b2)
     keys = snap.flow_keys()
     assert len(set(keys)) == len(snap) and all(k.count("-") >= 3 for k in keys)
+    # the rows a report prints, built without Arrow, are Arrow's rows (times as integer ns)
+    assert snap.sorted("bytes").to_rows() == _with_int_times(a).to_pylist()
     # a later batch's longer dictionary decodes every earlier code
     more = b.with_dims(b.dims, {k: (*v, "NEW") for k, v in b.dictionaries.items()})
     more.dims["DstCountry"][:] = len(WORDS["DstCountry"])
@@ -369,3 +371,10 @@ def test_flow_filter_takes_every_key_field_and_checks_it() -> None:
             FlowFilter.from_keys(keys)
     with pytest.raises(ValueError, match="unsupported flow key: SrcIP"):
         FlowFilter(fields=(("SrcIP", "10.0.0.1"),))  # the five have their own arguments
+
+
+def _with_int_times(table: pa.Table) -> pa.Table:
+    for name in ("StartTime", "EndTime"):
+        i = table.schema.get_field_index(name)
+        table = table.set_column(i, name, table.column(i).cast(pa.int64()))
+    return table

@@ -569,6 +569,28 @@ def test_non_blocking_submit_counts_drops(batches: list[PacketBatch]) -> None:
     assert gate.inner.packets == m.metrics_dict()["packets_in"]  # everything accepted was applied
 
 
+def test_try_submit_takes_what_fits_and_counts_no_drop(batches: list[PacketBatch]) -> None:
+    gate = Gate()
+    group = TaskGroup("exact", (LockedTask(gate),), (), AGGREGATORS.get("exact").deliver)
+    m = Manager([group], num_workers=1, queue_packets=600, **fast())
+    with pytest.raises(RuntimeError, match=r"before Manager\.start"):
+        m.try_submit(batches[0])
+    m.start()
+    assert m.try_submit(batches[0])
+    assert gate.entered.wait(10)  # the worker holds the first batch; the queue only fills from now on
+    taken = [b for b in batches[1:20] if m.try_submit(b)]
+    assert len(taken) < 19  # some did not fit
+    md = m.metrics_dict()
+    assert md["dropped_batches"] == 0 and md["dropped_packets"] == 0  # refused, not dropped
+    assert md["packets_in"] == len(batches[0]) + sum(len(b) for b in taken)
+    assert m.try_submit(batches[0].head(0))  # empty: accepted, nothing to do
+    gate.release.set()
+    m.stop()
+    assert gate.inner.packets == md["packets_in"]  # everything taken was applied
+    with pytest.raises(ManagerStoppedError):
+        m.try_submit(batches[0])
+
+
 def test_submit_contract(batches: list[PacketBatch]) -> None:
     m = Manager([exact_group()], num_workers=1)
     with pytest.raises(RuntimeError, match=r"before Manager\.start"):

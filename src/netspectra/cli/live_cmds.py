@@ -94,6 +94,16 @@ def _run(name: str, services: list[Any], cfg: Any, ops_listen: str | None, json_
         raise fail(result.error, result.code)
 
 
+def _wire_option(wire: str | None) -> tuple[int | None, str | None]:
+    """``--wire``: ``"2+lz4"`` -> ``(2, "lz4")``; ``None`` -> the configuration's values."""
+    if wire is None:
+        return None, None
+    layout, _, compression = wire.strip().partition("+")
+    if layout not in ("1", "2") or compression not in ("", "lz4", "zstd") or (layout == "1" and compression):
+        raise fail(f"--wire {wire!r}: expected 1, 2, 2+lz4 or 2+zstd")
+    return int(layout), compression or "none"
+
+
 def probe(
     files: Annotated[
         list[Path] | None,
@@ -224,6 +234,15 @@ def probe(
         int, typer.Option("--max-packets", min=1, help="Packets per message (also capped by max_payload).")
     ] = 16_384,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Packets per read batch.")] = 65_536,
+    wire: Annotated[
+        str | None,
+        typer.Option(
+            "--wire",
+            help="Message layout (docs/wire.md): 2 (dense, about 20 bytes a packet), 1 (49 bytes a packet, "
+            "for engines older than layout 2), 2+lz4 or 2+zstd (compressed columns). Default: "
+            "probe.wire_layout and probe.wire_compression (2, none).",
+        ),
+    ] = None,
     jetstream: JetStreamOption = False,
     stream: StreamOption = DEFAULT_STREAM,
     json_out: JsonOption = False,
@@ -241,6 +260,7 @@ def probe(
     from netspectra.sketches.keys import validate_fields
 
     cfg = _load(config)
+    wire_layout, wire_compression = _wire_option(wire)
     try:
         fields = (
             tuple(
@@ -271,6 +291,8 @@ def probe(
             max_packets=max_packets,
             jetstream=jetstream,
             stream=stream,
+            wire_layout=wire_layout,
+            wire_compression=wire_compression,
             speed=speed or None,
             batch_size=batch_size,
             ready_file=ready_file,

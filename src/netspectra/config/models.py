@@ -313,6 +313,13 @@ class ProbeConfig(Section):
     shards: int = Field(16, ge=1)
     #: An addition: key fields of the shard hash; every task must key on all of them to stay whole per shard.
     shard_fields: tuple[str, ...] = ("SrcIP",)
+    #: An addition: layout of the ``v1.PacketBatch`` messages (docs/wire.md): 2 = dense (4-byte IPv4
+    #: addresses, uint32 timestamp offsets: about 19-21 bytes a packet), 1 = every column full width (49
+    #: bytes a packet; for engines older than layout 2).
+    wire_layout: Literal[1, 2] = 2
+    #: An addition: compression of layout 2's columns: none, lz4 or zstd (fewer bytes for more CPU on
+    #: both ends; worth it only where the network, not the CPU, is the limit).
+    wire_compression: Literal["none", "lz4", "zstd"] = "none"
 
     @field_validator("shard_fields")
     @classmethod

@@ -633,6 +633,29 @@ class Manager:
         self.metrics.bytes_in.inc(int(batch.length.sum(dtype="uint64")))
         return True
 
+    def try_submit(self, batch: PacketBatch) -> bool:
+        """Queue ``batch`` if the queue has room now, without waiting; False when it has not (nothing is
+        counted: the caller still holds the batch and hands it to :meth:`submit`), and always False with
+        an enrichment stage or in inline mode (work a caller that must not block should not do itself).
+
+        For an event loop (the NATS consumer): the common case, a queue with room, costs no hop to a
+        worker thread. Raises like :meth:`submit`.
+        """
+        if not self._started:
+            raise RuntimeError("Manager.try_submit() before Manager.start()")
+        if self.enrichment is not None or self.inline:
+            return False
+        batch.validate()
+        n = len(batch)
+        if n == 0:
+            return True
+        if not self._queue.put(batch, False, None):
+            return False
+        self.metrics.batches_in.inc()
+        self.metrics.packets_in.inc(n)
+        self.metrics.bytes_in.inc(int(batch.length.sum(dtype="uint64")))
+        return True
+
     def _submit_inline(self, batch: PacketBatch) -> bool:
         if self._stopping:
             raise ManagerStoppedError("the manager is stopping; no more batches are accepted")

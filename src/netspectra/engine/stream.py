@@ -243,6 +243,10 @@ class StreamConsumer:
     async def _submit(self, batch: PacketBatch, timeout: float | None) -> bool:
         if len(batch) == 0:
             return True
+        # a queue with room takes the batch at once; only a full one costs the hop to a thread (where
+        # submit waits). Measured: the hop per message left the loop idle a third of the time.
+        if self.manager.try_submit(batch):
+            return True
         loop = asyncio.get_running_loop()
         ok = await loop.run_in_executor(self._pool, self.manager.submit, batch, True, timeout)
         if not ok:

@@ -47,6 +47,7 @@ import numpy as np
 from netspectra.batch import PacketBatch
 from netspectra.flows import kernels as kern
 from netspectra.flows.records import END_REASONS, FlowRecords, FlowSummary
+from netspectra.sketches.primitives import aligned_zeros
 from netspectra.weights import exact_sum
 
 log = logging.getLogger(__name__)
@@ -81,10 +82,9 @@ def table_bytes(max_flows: int, splt: int, statistics: bool) -> int:
 
 
 def _aligned_rows(n: int, width: int) -> np.ndarray:
-    """A zeroed ``(n, width)`` uint64 array whose rows start on 64-byte boundaries."""
-    raw = np.zeros(n * width + 8, np.uint64)
-    skip = (-raw.ctypes.data % 64) // 8
-    return raw[skip : skip + n * width].reshape(n, width)
+    """A zeroed ``(n, width)`` uint64 array whose data starts on a 64-byte boundary (rows of 8 words
+    then each start on one)."""
+    return aligned_zeros((n, width), np.uint64)
 
 
 @dataclass(frozen=True)

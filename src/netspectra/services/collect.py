@@ -98,6 +98,8 @@ class CollectOptions:
                 jetstream=jetstream,
                 stream=stream or DEFAULT_STREAM,
                 auth=auth if auth is not None else NatsAuth.from_config(cfg),
+                wire_layout=pc.wire_layout,
+                wire_compression=pc.wire_compression,
             )
         return cls(collect=collect, publisher=publisher, extras=bool(columns_needed(cfg)), **rest)
 

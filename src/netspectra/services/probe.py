@@ -104,6 +104,8 @@ class ProbeOptions:
         stream: str | None = None,
         auth: NatsAuth | None = None,
         persist_dir: Path | None = None,
+        wire_layout: int | None = None,
+        wire_compression: str | None = None,
         **rest: Any,
     ) -> ProbeOptions:
         """Options from ``cfg.probe`` (and ``cfg.nats``) with the command line's values winning where
@@ -160,6 +162,8 @@ class ProbeOptions:
                 jetstream=jetstream,
                 stream=stream or DEFAULT_STREAM,
                 auth=auth if auth is not None else NatsAuth.from_config(cfg),
+                wire_layout=wire_layout or pc.wire_layout,
+                wire_compression=wire_compression or pc.wire_compression,
             )
         return cls(
             files=files,

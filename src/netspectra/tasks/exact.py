@@ -44,7 +44,7 @@ import pyarrow as pa
 
 from netspectra.batch import PacketBatch
 from netspectra.fields import BY_NAME, PACKET_FIELDS, canonical, validate_fields
-from netspectra.key_columns import Decoder, MissingFields, decode_codes
+from netspectra.key_columns import Decoder, MissingFields, decode_codes, ip_text
 from netspectra.output.addr import ips_to_arrow
 from netspectra.output.flow_table import TIMESTAMP_TYPE, flow_table_schema
 from netspectra.tasks import exact_kernels as kern
@@ -232,6 +232,35 @@ class FlowSnapshot:
             pa.array(self.packets, pa.uint64()),
         ]
         return pa.Table.from_arrays(arrays, schema=schema)
+
+    def to_rows(self) -> list[dict[str, object]]:
+        """The flows as :meth:`to_arrow` gives them, one dict per row in the snapshot's order, built
+        without Arrow (a report prints a few rows: importing ``pyarrow.compute`` for them cost more
+        than the whole analysis of a small capture). Times are integer ns UTC (``StartTime``,
+        ``EndTime``), not timestamps; everything else is ``to_arrow().to_pylist()``'s value (None for
+        a packet field outside ``key_fields``). One Python object per value: meant for few rows."""
+        keys = set(self.key_fields)
+        columns: list[tuple[str, list[object]]] = [("TaskName", [self.task_name] * len(self))]
+        for name, attr in (("SrcIP", "src_ip"), ("DstIP", "dst_ip")):
+            texts = [ip_text(v.tobytes()) for v in getattr(self, attr)] if name in keys else []
+            columns.append((name, texts))
+        for name, attr in (("SrcPort", "src_port"), ("DstPort", "dst_port"), ("Protocol", "protocol")):
+            columns.append((name, getattr(self, attr).tolist() if name in keys else []))
+        for name in self.extra_fields:
+            f, values = BY_NAME[name], self.extra[name]
+            if f.is_ip:
+                columns.append((name, [ip_text(v.tobytes()) for v in values]))
+            elif f.kind == "dict":
+                columns.append((name, decode_codes(values, self.dictionaries.get(f.column, ()))))
+            else:
+                columns.append((name, values.tolist()))
+        columns += [
+            ("StartTime", self.first_ns.tolist()),
+            ("EndTime", self.last_ns.tolist()),
+            ("ByteCount", self.bytes.tolist()),
+            ("PacketCount", self.packets.tolist()),
+        ]
+        return [{name: (vals[i] if vals else None) for name, vals in columns} for i in range(len(self))]
 
     def _extra_column(self, name: str, typ: pa.DataType) -> pa.Array:
         f = BY_NAME[name]

@@ -180,13 +180,10 @@ def _top_rows(snap: Any, n: int) -> list[dict[str, Any]]:
     """The ``n`` largest flows as dicts; times as integer ns (never through pandas' Timestamp)."""
     if n == 0 or len(snap) == 0:
         return []
-    import pyarrow as pa
-
-    t = snap.top(n, by="bytes").to_arrow().drop_columns(["TaskName"])
-    for i, fld in enumerate(t.schema):
-        if pa.types.is_timestamp(fld.type):
-            t = t.set_column(i, fld.name, t.column(i).cast(pa.int64()))
-    return t.to_pylist()
+    rows = snap.top(n, by="bytes").to_rows()
+    for r in rows:
+        del r["TaskName"]
+    return rows
 
 
 def _jsonable(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

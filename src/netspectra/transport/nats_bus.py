@@ -58,10 +58,13 @@ __all__ = [
     "stream_subjects",
 ]
 
-#: Encoded bytes per packet of a ``v1.PacketBatch``: 8 + 16 + 16 + 2 + 2 + 1 + 4.
+#: Encoded bytes per packet of a ``v1.PacketBatch``: 8 + 16 + 16 + 2 + 2 + 1 + 4 in layout 1, and at most
+#: that in layout 2 (its encoder picks a dense form only where it is smaller; a packed frame only when
+#: it is smaller than the columns).
 BYTES_PER_PACKET = 49
-# tags, lengths, metadata, probe id (≤ 255 bytes) and alignment padding: well under this
-_HEADER_ALLOWANCE = 512
+# tags, lengths, metadata, probe id (≤ 255 bytes), layout 2's ts_base and packed-frame fields and the
+# alignment padding before each of up to 22 columns: well under this
+_HEADER_ALLOWANCE = 1024
 
 
 def batch_subject(subject: str, shard: int) -> str:

@@ -33,7 +33,7 @@ class PacketInfo(_message.Message):
     def __init__(self, timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., five_tuple: _Optional[_Union[FiveTuple, _Mapping]] = ..., length: _Optional[int] = ...) -> None: ...
 
 class PacketBatch(_message.Message):
-    __slots__ = ("version", "count", "seq", "probe_id", "shard", "n_shards", "link_type", "kernel_dropped", "probe_dropped", "skipped", "shard_packets", "padding", "ts_ns", "src_ip", "dst_ip", "src_port", "dst_port", "protocol", "length", "tcp_flags", "vlan_id", "icmp_type_code", "ip_length", "packets", "octets", "sampling_rate", "flow_start_ns", "in_if", "out_if", "exporter")
+    __slots__ = ("version", "count", "seq", "probe_id", "shard", "n_shards", "link_type", "kernel_dropped", "probe_dropped", "skipped", "shard_packets", "ts_base", "compression", "packed_size", "padding", "ts_ns", "src_ip", "dst_ip", "src_port", "dst_port", "protocol", "length", "tcp_flags", "vlan_id", "icmp_type_code", "ip_length", "packets", "octets", "sampling_rate", "flow_start_ns", "in_if", "out_if", "exporter", "packed", "ts_delta", "length16", "src_ip4", "dst_ip4", "ip6_rows", "src_ip6", "dst_ip6")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     COUNT_FIELD_NUMBER: _ClassVar[int]
     SEQ_FIELD_NUMBER: _ClassVar[int]
@@ -45,6 +45,9 @@ class PacketBatch(_message.Message):
     PROBE_DROPPED_FIELD_NUMBER: _ClassVar[int]
     SKIPPED_FIELD_NUMBER: _ClassVar[int]
     SHARD_PACKETS_FIELD_NUMBER: _ClassVar[int]
+    TS_BASE_FIELD_NUMBER: _ClassVar[int]
+    COMPRESSION_FIELD_NUMBER: _ClassVar[int]
+    PACKED_SIZE_FIELD_NUMBER: _ClassVar[int]
     PADDING_FIELD_NUMBER: _ClassVar[int]
     TS_NS_FIELD_NUMBER: _ClassVar[int]
     SRC_IP_FIELD_NUMBER: _ClassVar[int]
@@ -64,6 +67,14 @@ class PacketBatch(_message.Message):
     IN_IF_FIELD_NUMBER: _ClassVar[int]
     OUT_IF_FIELD_NUMBER: _ClassVar[int]
     EXPORTER_FIELD_NUMBER: _ClassVar[int]
+    PACKED_FIELD_NUMBER: _ClassVar[int]
+    TS_DELTA_FIELD_NUMBER: _ClassVar[int]
+    LENGTH16_FIELD_NUMBER: _ClassVar[int]
+    SRC_IP4_FIELD_NUMBER: _ClassVar[int]
+    DST_IP4_FIELD_NUMBER: _ClassVar[int]
+    IP6_ROWS_FIELD_NUMBER: _ClassVar[int]
+    SRC_IP6_FIELD_NUMBER: _ClassVar[int]
+    DST_IP6_FIELD_NUMBER: _ClassVar[int]
     version: int
     count: int
     seq: int
@@ -75,6 +86,9 @@ class PacketBatch(_message.Message):
     probe_dropped: int
     skipped: int
     shard_packets: int
+    ts_base: int
+    compression: int
+    packed_size: int
     padding: bytes
     ts_ns: bytes
     src_ip: bytes
@@ -94,4 +108,12 @@ class PacketBatch(_message.Message):
     in_if: bytes
     out_if: bytes
     exporter: bytes
-    def __init__(self, version: _Optional[int] = ..., count: _Optional[int] = ..., seq: _Optional[int] = ..., probe_id: _Optional[str] = ..., shard: _Optional[int] = ..., n_shards: _Optional[int] = ..., link_type: _Optional[int] = ..., kernel_dropped: _Optional[int] = ..., probe_dropped: _Optional[int] = ..., skipped: _Optional[int] = ..., shard_packets: _Optional[int] = ..., padding: _Optional[bytes] = ..., ts_ns: _Optional[bytes] = ..., src_ip: _Optional[bytes] = ..., dst_ip: _Optional[bytes] = ..., src_port: _Optional[bytes] = ..., dst_port: _Optional[bytes] = ..., protocol: _Optional[bytes] = ..., length: _Optional[bytes] = ..., tcp_flags: _Optional[bytes] = ..., vlan_id: _Optional[bytes] = ..., icmp_type_code: _Optional[bytes] = ..., ip_length: _Optional[bytes] = ..., packets: _Optional[bytes] = ..., octets: _Optional[bytes] = ..., sampling_rate: _Optional[bytes] = ..., flow_start_ns: _Optional[bytes] = ..., in_if: _Optional[bytes] = ..., out_if: _Optional[bytes] = ..., exporter: _Optional[bytes] = ...) -> None: ...
+    packed: bytes
+    ts_delta: bytes
+    length16: bytes
+    src_ip4: bytes
+    dst_ip4: bytes
+    ip6_rows: bytes
+    src_ip6: bytes
+    dst_ip6: bytes
+    def __init__(self, version: _Optional[int] = ..., count: _Optional[int] = ..., seq: _Optional[int] = ..., probe_id: _Optional[str] = ..., shard: _Optional[int] = ..., n_shards: _Optional[int] = ..., link_type: _Optional[int] = ..., kernel_dropped: _Optional[int] = ..., probe_dropped: _Optional[int] = ..., skipped: _Optional[int] = ..., shard_packets: _Optional[int] = ..., ts_base: _Optional[int] = ..., compression: _Optional[int] = ..., packed_size: _Optional[int] = ..., padding: _Optional[bytes] = ..., ts_ns: _Optional[bytes] = ..., src_ip: _Optional[bytes] = ..., dst_ip: _Optional[bytes] = ..., src_port: _Optional[bytes] = ..., dst_port: _Optional[bytes] = ..., protocol: _Optional[bytes] = ..., length: _Optional[bytes] = ..., tcp_flags: _Optional[bytes] = ..., vlan_id: _Optional[bytes] = ..., icmp_type_code: _Optional[bytes] = ..., ip_length: _Optional[bytes] = ..., packets: _Optional[bytes] = ..., octets: _Optional[bytes] = ..., sampling_rate: _Optional[bytes] = ..., flow_start_ns: _Optional[bytes] = ..., in_if: _Optional[bytes] = ..., out_if: _Optional[bytes] = ..., exporter: _Optional[bytes] = ..., packed: _Optional[bytes] = ..., ts_delta: _Optional[bytes] = ..., length16: _Optional[bytes] = ..., src_ip4: _Optional[bytes] = ..., dst_ip4: _Optional[bytes] = ..., ip6_rows: _Optional[bytes] = ..., src_ip6: _Optional[bytes] = ..., dst_ip6: _Optional[bytes] = ...) -> None: ...
