@@ -811,11 +811,12 @@ def top_cmd(
         shown_b += e.bytes
     rest = resp.distinct_values - len(resp.entries)
     if rest > 0:
-        other = (total - (shown_b if metric == "bytes" else shown_p)) / total if total else 0
+        # totals saturate at 2**64 - 1 (hostile counters): a rest below 0 is then unknown, shown as 0
+        other = max(0, total - (shown_b if metric == "bytes" else shown_p)) / total if total else 0
         table.add_row(
             f"({rest:,} other value{'s' if rest > 1 else ''})",
-            _n(resp.total_packets - shown_p),
-            _n(resp.total_bytes - shown_b),
+            _n(max(0, resp.total_packets - shown_p)),
+            _n(max(0, resp.total_bytes - shown_b)),
             f"{100 * other:.1f} %",
         )
     console.print(table)

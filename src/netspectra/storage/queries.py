@@ -25,7 +25,7 @@ How rows become answers (the tables are described in :mod:`netspectra.storage.sc
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
@@ -35,6 +35,7 @@ from netspectra.fields import BY_NAME
 from netspectra.output.addr import ips_to_text, parse_ip
 from netspectra.sketches.base import HitterType
 from netspectra.storage.schema import FLOW_TABLE, HITTER_TABLE, KEY_COLUMNS, key_expression
+from netspectra.storage.sums import exact, high_word, low_word, ordered_words, saturated, total, word_sums
 
 if TYPE_CHECKING:
     from netspectra.storage.store import ClickHouseStore
@@ -210,9 +211,16 @@ def _state_columns(start_ns: int | None) -> str:
             "argMax(StartNs, TimestampNs) AS S, argMax(EndNs, TimestampNs) AS E"
         )
     before = "TimestampNs < %(start)s"
+
+    def delta(column: str) -> str:
+        # UInt64 - UInt64 is an Int64 in ClickHouse, negative for a difference >= 2**63 (a hostile
+        # counter): toUInt64 of it is the difference again (counters only grow within a period; one
+        # that shrank counts 0 rather than a wrapped giant)
+        now, then = f"argMax({column}, TimestampNs)", f"argMaxIf({column}, TimestampNs, {before})"
+        return f"toUInt64(if({now} >= {then}, {now} - {then}, 0))"
+
     return (
-        f"argMax(ByteCount, TimestampNs) - argMaxIf(ByteCount, TimestampNs, {before}) AS B, "
-        f"argMax(PacketCount, TimestampNs) - argMaxIf(PacketCount, TimestampNs, {before}) AS P, "
+        f"{delta('ByteCount')} AS B, {delta('PacketCount')} AS P, "
         "argMax(StartNs, TimestampNs) AS S, argMax(EndNs, TimestampNs) AS E"
     )
 
@@ -260,10 +268,13 @@ def aggregate_flows(
         params["task"] = task
     _time_bounds(where, params, start_ns, end_ns)
     sql = (
-        f"SELECT TaskName, sum(B) AS Bytes, sum(P) AS Packets, {_DISTINCT_FLOWS} AS Flows "
+        f"SELECT TaskName, {word_sums('B', 'B')}, {word_sums('P', 'P')}, {_DISTINCT_FLOWS} AS Flows "
         f"FROM ({_flow_states_sql(store, where, start_ns)}) WHERE P > 0 GROUP BY TaskName ORDER BY TaskName"
     )
-    return [TaskSummary(str(t), int(b), int(p), int(n)) for t, b, p, n in store.query(sql, params)]
+    return [
+        TaskSummary(str(t), total(bh, bl), total(ph, pl), int(n))
+        for t, bh, bl, ph, pl, n in store.query(sql, params)
+    ]
 
 
 def trace_flow(
@@ -284,14 +295,14 @@ def trace_flow(
     _time_bounds(where, params, start_ns, end_ns)
     sql = (
         f"SELECT {_DISTINCT_FLOWS} AS Flows, min(S) AS First, max(E) AS Last, "
-        "sum(P) AS Packets, sum(B) AS Bytes "
+        f"{word_sums('P', 'P')}, {word_sums('B', 'B')} "
         f"FROM ({_flow_states_sql(store, where, start_ns)}) WHERE P > 0"
     )
     rows = store.query(sql, params)
     if not rows or int(rows[0][0]) == 0:
         return None
-    flows, first, last, packets, total_bytes = rows[0]
-    return FlowLifecycle(int(first), int(last), int(packets), int(total_bytes), int(flows))
+    flows, first, last, ph, pl, bh, bl = rows[0]
+    return FlowLifecycle(int(first), int(last), total(ph, pl), total(bh, bl), int(flows))
 
 
 def heavy_hitters(
@@ -363,14 +374,16 @@ def flow_details(
     params.update(task=task, offset=int(offset), limit=int(limit))
     _time_bounds(where, params, start_ns, end_ns)
     sql = (
-        f"SELECT {_KEYS}, min(S), max(E), sum(P), sum(B) FROM ({_flow_states_sql(store, where, start_ns)}) "
+        f"SELECT {_KEYS}, min(S), max(E), {word_sums('P', 'P')}, {word_sums('B', 'B')} "
+        f"FROM ({_flow_states_sql(store, where, start_ns)}) "
         f"WHERE P > 0 GROUP BY {_KEYS} ORDER BY {_KEYS} LIMIT %(offset)s, %(limit)s"
     )
     out = []
     k = len(FLOW_KEYS)
     for row in store.query(sql, params):
         keys = {name: str(v) for name, v in zip(FLOW_KEYS, row[:k], strict=True) if v is not None}
-        out.append((keys, int(row[k]), int(row[k + 1]), int(row[k + 2]), int(row[k + 3])))
+        packets, nbytes = total(*row[k + 2 : k + 4]), total(*row[k + 4 : k + 6])
+        out.append((keys, int(row[k]), int(row[k + 1]), packets, nbytes))
     return out
 
 
@@ -452,13 +465,22 @@ def total_increments(
             f"SELECT arraySort(groupArray((TimestampNs, V))) AS s FROM ({versions}) "
             f"GROUP BY PeriodStartNs, {_KEYS}"
         )
+
+        # differences of each 32-bit word apart (Int64, |d| < 2**32), summed apart: exact whatever the
+        # counters (a toInt64 of a counter >= 2**63 is negative; netspectra.storage.sums)
+        def diffs(word: Callable[[str], str]) -> str:
+            v, prev = word("tupleElement(s[i], 2)"), word("tupleElement(s[i - 1], 2)")
+            return f"arrayMap(i -> toInt64({v}) - if(i = 1, toInt64(0), toInt64({prev})), arrayEnumerate(s))"
+
         deltas = (
             "SELECT arrayMap(x -> tupleElement(x, 1), s) AS ts, "
-            "arrayMap(i -> toInt64(tupleElement(s[i], 2)) - "
-            "if(i = 1, toInt64(0), toInt64(tupleElement(s[i - 1], 2))), arrayEnumerate(s)) AS ds "
-            f"FROM ({per_flow})"
+            f"{diffs(high_word)} AS dh, {diffs(low_word)} AS dl FROM ({per_flow})"
         )
-        sql = f"SELECT T, sum(D) FROM ({deltas}) ARRAY JOIN ts AS T, ds AS D GROUP BY T ORDER BY T"
+        sql = (
+            f"SELECT T, sum(DH), sum(DL) FROM ({deltas}) ARRAY JOIN ts AS T, dh AS DH, dl AS DL "
+            "GROUP BY T ORDER BY T"
+        )
+        return [(int(t), exact(h, lo)) for t, h, lo in store.query(sql, params)]
     return [(int(t), int(d)) for t, d in store.query(sql, params)]
 
 
@@ -484,12 +506,12 @@ def totals_series(
         return []
     increments = total_increments(store, task, metric, times[-1])
     points: list[tuple[int, int]] = []
-    total, k = 0, 0
+    running, k = 0, 0  # exact; each point saturated at 2**64 - 1
     for t in times:
         while k < len(increments) and increments[k][0] <= t:
-            total += increments[k][1]
+            running += increments[k][1]
             k += 1
-        points.append((t, total))
+        points.append((t, saturated(running)))
     return points
 
 
@@ -509,12 +531,15 @@ def top_flows(
     where = ["TaskName = %(task)s"]
     params: dict[str, object] = {"task": task, "limit": limit}
     _time_bounds(where, params, start_ns, end_ns)
+    # ordered by the exact sums' words (netspectra.storage.sums): never by a wrapped sum
+    (p1, p0), (b1, b0) = ordered_words("SPH", "SPL"), ordered_words("SBH", "SBL")
     sql = (
-        f"SELECT {_KEYS}, sum(P) AS SP, sum(B) AS SB FROM ({_flow_states_sql(store, where, start_ns)}) "
-        f"WHERE P > 0 GROUP BY {_KEYS} ORDER BY SB DESC, SP DESC, {_KEYS} LIMIT %(limit)s"
+        f"SELECT {_KEYS}, {word_sums('P', 'SP')}, {word_sums('B', 'SB')} "
+        f"FROM ({_flow_states_sql(store, where, start_ns)}) WHERE P > 0 GROUP BY {_KEYS} "
+        f"ORDER BY {b1} DESC, {b0} DESC, {p1} DESC, {p0} DESC, {_KEYS} LIMIT %(limit)s"
     )
     out = []
     for row in store.query(sql, params):
         keys = dict(zip(FLOW_KEYS, row[: len(FLOW_KEYS)], strict=True))
-        out.append(FlowTotals(keys, int(row[-2]), int(row[-1])))
+        out.append(FlowTotals(keys, total(*row[-4:-2]), total(*row[-2:])))
     return out

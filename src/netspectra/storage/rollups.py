@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Literal, get_args
 
 from netspectra.rollup.dims import BY_NAME, NAMES, RESOLUTION_BY_LABEL, RESOLUTIONS, Dimension, Resolution
 from netspectra.storage.queries import _check_times, _ip_text
+from netspectra.storage.sums import exact, ordered_words, saturated, total, word_sums
 
 if TYPE_CHECKING:
     from netspectra.storage.clickhouse_config import ClickHouseConfig
@@ -288,7 +289,9 @@ class TopValue:
 class TopN:
     """The answer of :func:`top_n`: ``values`` (largest first), the traffic of *every* value in the range
     (``total_packets``, ``total_bytes``: the rest is the total minus the values shown) and how many
-    values there are (``distinct``), with the table that answered (``choice``)."""
+    values there are (``distinct``), with the table that answered (``choice``). Sums are exact and
+    ordered exactly; one above 2**64 - 1 (hostile counters) is given as 2**64 - 1
+    (:mod:`netspectra.storage.sums`)."""
 
     task: str
     dimension: str
@@ -344,24 +347,31 @@ def top_n(
     )
     cond, params = _where(task, choice, filters)
     table = f"{store.table(choice.table)} FINAL"
-    first, second = (3, 2) if metric == "bytes" else (2, 3)
+    # tuples (V, packets' words, bytes' words): sums of the words never wrap (netspectra.storage.sums);
+    # the key orders by the exact sums (bitNot: descending for every UInt64), then the value
+    first, second = (4, 2) if metric == "bytes" else (2, 4)
     column = dim.name  # a declared dimension: safe as a column name
-    groups = f"SELECT {column} AS V, sum(Packets) AS P, sum(Bytes) AS B FROM {table} WHERE {cond} GROUP BY V"
-    order = (
-        f"x -> (-toInt64(tupleElement(x, {first})), -toInt64(tupleElement(x, {second})), tupleElement(x, 1))"
+    ph, pl = ordered_words("PH", "PL")
+    bh, bl = ordered_words("BH", "BL")
+    groups = (
+        f"SELECT {column} AS V, {word_sums('Packets', 'P')}, {word_sums('Bytes', 'B')}, "
+        f"{ph} AS P1, {pl} AS P0, {bh} AS B1, {bl} AS B0 FROM {table} WHERE {cond} GROUP BY V"
     )
+    key = ", ".join(f"bitNot(tupleElement(x, {k}))" for k in (first, first + 1, second, second + 1))
     sql = (
-        "SELECT tupleElement(t, 1), tupleElement(t, 2), tupleElement(t, 3), N, TP, TB FROM ("
-        f"SELECT arrayJoin(arraySlice(arraySort({order}, groupArray((V, P, B))), 1, %(limit)s)) AS t, "
-        f"count() AS N, sum(P) AS TP, sum(B) AS TB FROM ({groups}))"
+        "SELECT tupleElement(t, 1), tupleElement(t, 2), tupleElement(t, 3), tupleElement(t, 4), "
+        "tupleElement(t, 5), N, TP1, TP0, TB1, TB0 FROM ("
+        f"SELECT arrayJoin(arraySlice(arraySort(x -> ({key}, tupleElement(x, 1)), "
+        "groupArray((V, P1, P0, B1, B0))), 1, %(limit)s)) AS t, "
+        f"count() AS N, sum(P1) AS TP1, sum(P0) AS TP0, sum(B1) AS TB1, sum(B0) AS TB0 FROM ({groups}))"
     )
     rows = store.query(sql, {**params, "limit": limit})
-    distinct, tp, tb = (int(rows[0][3]), int(rows[0][4]), int(rows[0][5])) if rows else (0, 0, 0)
+    distinct, tp, tb = (int(rows[0][5]), total(*rows[0][6:8]), total(*rows[0][8:10])) if rows else (0, 0, 0)
     return TopN(
         task,
         dim.name,
         metric,
-        [TopValue(str(v), int(p), int(b)) for v, p, b, *_ in rows],
+        [TopValue(str(r[0]), total(r[1], r[2]), total(r[3], r[4])) for r in rows],
         tp,
         tb,
         distinct,
@@ -373,7 +383,8 @@ def top_n(
 class TrafficSeries:
     """The answer of :func:`traffic_series`: per series (``"total"``, or each top value of the dimension
     and ``"other"``) the points ``(bucket start ns, value)`` of every step that has traffic, in time
-    order; ``step_s`` the step; ``choice`` the table that answered."""
+    order; ``step_s`` the step; ``choice`` the table that answered. Values are exact sums, saturated
+    at 2**64 - 1 (``other`` is taken from the exact sums; :mod:`netspectra.storage.sums`)."""
 
     task: str
     metric: str
@@ -451,10 +462,11 @@ def traffic_series(
     step_ns = step * 10**9
     bucket = "intDiv(BucketNs, %(step)s) * %(step)s"  # floor: bucket starts are never negative here
     params["step"] = step_ns
-    total_sql = f"SELECT {bucket} AS T, sum({column}) FROM {table} WHERE {cond} GROUP BY T ORDER BY T"
-    totals = [(int(t), int(v)) for t, v in store.query(total_sql, params)]
+    sums = word_sums(column, "X")  # exact sums (netspectra.storage.sums), saturated once differenced
+    total_sql = f"SELECT {bucket} AS T, {sums} FROM {table} WHERE {cond} GROUP BY T ORDER BY T"
+    totals = [(int(t), exact(h, lo)) for t, h, lo in store.query(total_sql, params)]
     if dimension is None:
-        return TrafficSeries(task, metric, step, {"total": totals}, choice)
+        return TrafficSeries(task, metric, step, {"total": _saturated(totals)}, choice)
     ranked = top_n(store, task, dimension, metric, filters, start_ns, end_ns, top, choice.seconds, now_ns)
     values = [v.value for v in ranked.values]
     out: dict[str, list[tuple[int, int]]] = {v: [] for v in values}
@@ -463,18 +475,24 @@ def traffic_series(
         names = [f"v{j}" for j in range(len(values))]
         vparams = {n: (int(v) if dim.kind == "number" else v) for n, v in zip(names, values, strict=True)}
         sql = (
-            f"SELECT {dim.name} AS V, {bucket} AS T, sum({column}) FROM {table} WHERE {cond} "
+            f"SELECT {dim.name} AS V, {bucket} AS T, {sums} FROM {table} WHERE {cond} "
             f"AND {dim.name} IN ({', '.join(f'%({n})s' for n in names)}) GROUP BY V, T ORDER BY V, T"
         )
-        for v, t, x in store.query(sql, {**params, **vparams}):
-            out[str(v)].append((int(t), int(x)))
+        for v, t, h, lo in store.query(sql, {**params, **vparams}):
+            out[str(v)].append((int(t), exact(h, lo)))
     shown: dict[int, int] = {}
     for points in out.values():
         for t, x in points:
             shown[t] = shown.get(t, 0) + x
     other = [(t, x - shown.get(t, 0)) for t, x in totals if x - shown.get(t, 0) > 0]
     out["other"] = other
-    return TrafficSeries(task, metric, step, out, choice, dimension, values)
+    return TrafficSeries(
+        task, metric, step, {k: _saturated(v) for k, v in out.items()}, choice, dimension, values
+    )
+
+
+def _saturated(points: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    return [(t, saturated(x)) for t, x in points]
 
 
 def rollup_task_names(store: ClickHouseStore) -> list[str]:

@@ -17,6 +17,7 @@ from netspectra.storage.console.sources import (
 )
 from netspectra.storage.filter import CompiledFilter
 from netspectra.storage.schema import quote_identifier
+from netspectra.storage.sums import saturating_sum
 
 if TYPE_CHECKING:
     from netspectra.storage.store import ClickHouseStore
@@ -97,8 +98,9 @@ def flow_list(
         keys = ", ".join(quote_identifier(c) for c in fields)
         lead = keys + ", " if keys else ""
         rel = (
-            f"SELECT {lead}sP AS P, sB AS B, S, sE AS E, sT AS T FROM (SELECT {lead}S, sum(P) AS sP, "
-            f"sum(B) AS sB, max(E) AS sE, max(T) AS sT FROM ({rel}) GROUP BY {lead}S)"
+            f"SELECT {lead}sP AS P, sB AS B, S, sE AS E, sT AS T FROM (SELECT {lead}S, "
+            f"{saturating_sum('P')} AS sP, {saturating_sum('B')} AS sB, max(E) AS sE, max(T) AS sT "
+            f"FROM ({rel}) GROUP BY {lead}S)"
         )
     sort_expr = _FLOW_EXPR.get(sort, quote_identifier(sort))
     tie = ", ".join([*(quote_identifier(k) for k in src.keys), "S"])

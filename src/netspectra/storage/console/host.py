@@ -18,6 +18,7 @@ from netspectra.storage.console.sources import (
 )
 from netspectra.storage.filter import CompiledFilter, ip_text
 from netspectra.storage.schema import HITTER_TABLE, quote_identifier
+from netspectra.storage.sums import saturating_sum
 
 if TYPE_CHECKING:
     from netspectra.storage.store import ClickHouseStore
@@ -138,7 +139,8 @@ def host_report(
     facets = [f for f in facets if f[1] != "0"]
     tuples = ", ".join(f"(if({cond}, '{name}', ''), {value})" for name, cond, value in facets)
     sql = (
-        "SELECT fv.1 AS facet, fv.2 AS value, sum(P) AS p, sum(B) AS b, count() AS f FROM "
+        f"SELECT fv.1 AS facet, fv.2 AS value, {saturating_sum('P')} AS p, {saturating_sum('B')} AS b, "
+        "count() AS f FROM "
         f"(SELECT P, B, arrayJoin(arrayFilter(x -> x.1 != '', [{tuples}])) AS fv FROM ({rel})) "
         "GROUP BY facet, value ORDER BY facet, b DESC, p DESC, value LIMIT %(h_n)s BY facet"
     )

@@ -18,6 +18,7 @@ from netspectra.storage.console.sources import (
     sample_bound,
 )
 from netspectra.storage.schema import quote_identifier
+from netspectra.storage.sums import saturating_sum
 
 if TYPE_CHECKING:
     from netspectra.storage.store import ClickHouseStore
@@ -110,24 +111,30 @@ def live_report(
     qf = [quote_identifier(c) for c in fields]
     cols = ", ".join(qf)
     lead = f"{cols}, " if cols else ""
+    # dP, dB: the rise since t0 as UInt64 (P0 <= P: the newest state's maximum takes in t0's; an Int64
+    # difference is negative from 2**63, a hostile counter's rise)
     states = (
         f"SELECT {lead}max(PacketCount) AS P, max(ByteCount) AS B, "
         "maxIf(PacketCount, toInt64(TimestampNs) <= %(t0)s) AS P0, "
-        "maxIf(ByteCount, toInt64(TimestampNs) <= %(t0)s) AS B0 "
+        "maxIf(ByteCount, toInt64(TimestampNs) <= %(t0)s) AS B0, "
+        "toUInt64(P - P0) AS dP, toUInt64(B - B0) AS dB "
         f"FROM {table} WHERE {where} GROUP BY FlowHash{', ' + cols if cols else ''}"
     )
     # totals and both top lists in one pass over the flows: each list is the flows' tuples sorted in the
     # engine and cut to `limit` (no second grouping of the flows)
     keys = "".join(f", {q}" for q in qf)
+    # largest first: bitNot orders every UInt64 the other way round (a negation of one >= 2**63 does not)
     order = (
-        "x -> (-tupleElement(x, 1), -tupleElement(x, 2)"
+        "x -> (bitNot(tupleElement(x, 1)), bitNot(tupleElement(x, 2))"
         + "".join(f", tupleElement(x, {5 + i})" for i in range(len(qf)))
         + ")"
     )
-    by_rate_t = f"(toInt64(B - B0), toInt64(P - P0), toInt64(P), toInt64(B){keys})"
-    by_total_t = f"(toInt64(B), toInt64(P), toInt64(P - P0), toInt64(B - B0){keys})"
+    by_rate_t = f"(dB, dP, P, B{keys})"
+    by_total_t = f"(B, P, dP, dB{keys})"
+    # totals saturate at 2**64 - 1 (netspectra.storage.sums), never wrap
     inner = (
-        "SELECT sum(P) AS p, sum(B) AS b, sum(P - P0) AS dp, sum(B - B0) AS db, count() AS f, "
+        f"SELECT {saturating_sum('P')} AS p, {saturating_sum('B')} AS b, {saturating_sum('dP')} AS dp, "
+        f"{saturating_sum('dB')} AS db, count() AS f, "
         "countIf(P > P0) AS fa, "
         f"arraySlice(arraySort({order}, groupArrayIf({by_rate_t}, B > B0)), 1, %(limit)s) AS r, "
         f"arraySlice(arraySort({order}, groupArray({by_total_t})), 1, %(limit)s) AS t FROM ({states})"

@@ -20,6 +20,7 @@ from netspectra.storage.schema import (
     KEY_COLUMNS,
     quote_identifier,
 )
+from netspectra.storage.sums import saturating_sum
 
 if TYPE_CHECKING:
     from netspectra.storage.store import ClickHouseStore
@@ -171,8 +172,9 @@ class Source:
             if end_ns is not None:
                 where.append("BucketNs <= %(rel_end)s")
                 params["rel_end"] = end_ns
+            # counters up to 2**64 - 1 (hostile exporters): sums saturate there, never wrap
             sql = (
-                f"SELECT {lead}toUInt64(sum(Packets)) AS P, toUInt64(sum(Bytes)) AS B, "
+                f"SELECT {lead}{saturating_sum('Packets')} AS P, {saturating_sum('Bytes')} AS B, "
                 f"toInt64(BucketNs) AS S, S AS E, S AS T FROM {table} FINAL WHERE {' AND '.join(where)} "
                 f"GROUP BY {lead}BucketNs"
             )
@@ -219,9 +221,12 @@ class Source:
             f"SELECT {lead}arraySort(groupArray((TimestampNs, PacketCount, ByteCount, EndNs))) AS v, "
             f"min(StartNs) AS S FROM {table} WHERE {' AND '.join(where)} GROUP BY {group}"
         )
+        # UInt64 increments (an Int64 difference is negative from 2**63: a hostile counter's rise was
+        # left out); a counter that shrank within its period adds 0
         delta = (
-            "arrayMap(i -> toInt64(tupleElement(v[i], {n})) - "
-            "if(i = 1, toInt64(0), toInt64(tupleElement(v[i - 1], {n}))), arrayEnumerate(v))"
+            "arrayMap(i -> if(i = 1, tupleElement(v[i], {n}), toUInt64(if(tupleElement(v[i], {n}) >= "
+            "tupleElement(v[i - 1], {n}), tupleElement(v[i], {n}) - tupleElement(v[i - 1], {n}), 0))), "
+            "arrayEnumerate(v))"
         )
         if start_ns is not None:
             params["rel_start"] = start_ns

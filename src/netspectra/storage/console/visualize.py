@@ -25,6 +25,7 @@ from netspectra.storage.console.sources import (
 )
 from netspectra.storage.filter import CompiledFilter
 from netspectra.storage.schema import quote_identifier
+from netspectra.storage.sums import saturated, saturating_sum
 
 if TYPE_CHECKING:
     from netspectra.storage.store import ClickHouseStore
@@ -121,6 +122,9 @@ def _check_dims(src: Source, dims: Sequence[str]) -> list[str]:
     return out
 
 
+_ARRAY_TYPES = ((1, "Int64"), (2, "UInt64"), (3, "UInt64"), (4, "UInt64"))
+
+
 def visualize(
     store: ClickHouseStore,
     src: Source,
@@ -198,7 +202,8 @@ def visualize(
     # combination, largest first with its buckets. Plain sums and arrays, no map merges: one scan, and the
     # levels above it work on flows, not rows. (Aliases never repeat a column of the level below.)
     per_key_bucket = (
-        f"SELECT {keys}, intDiv(T - %(v_t0)s, %(v_step)s) AS bk, sum(P) AS kP, sum(B) AS kB "
+        f"SELECT {keys}, intDiv(T - %(v_t0)s, %(v_step)s) AS bk, {saturating_sum('P')} AS kP, "
+        f"{saturating_sum('B')} AS kB "
         f"FROM ({rel}) GROUP BY {keys}, bk"
     )
     per_key = f"SELECT {lead}arraySort(groupArray((bk, kP, kB))) AS s FROM ({per_key_bucket}) GROUP BY {keys}"
@@ -207,14 +212,16 @@ def visualize(
         f"i = 1 AS efirst FROM ({per_key}) ARRAY JOIN s AS e, arrayEnumerate(s) AS i"
     )
     per_combo = (
-        f"SELECT {lead}ebk AS cbk, sum(ep) AS cp, sum(eb) AS cb, count() AS cf, sum(efirst) AS cn "
+        f"SELECT {lead}ebk AS cbk, {saturating_sum('ep')} AS cp, {saturating_sum('eb')} AS cb, "
+        "count() AS cf, sum(efirst) AS cn "
         f"FROM ({per_bucket}) GROUP BY {lead}ebk"
     )
     shown = "".join(f"if(role = 1, {q}, NULL) AS d{i}, " for i, q in enumerate(qd))
     group = ", ".join(["role", "gb", *(f"d{i}" for i in range(len(qd)))])
     order = ", ".join(["role", f"{METRIC_COLUMN[metric]} DESC", *(f"d{i}" for i in range(len(qd)))])
     ranked = (
-        f"SELECT role, if(role = 0, cbk, -1) AS gb, {shown}sum(cp) AS p, sum(cb) AS b, sum(cn) AS f, "
+        f"SELECT role, if(role = 0, cbk, -1) AS gb, {shown}{saturating_sum('cp')} AS p, "
+        f"{saturating_sum('cb')} AS b, sum(cn) AS f, "
         "sum(cf) AS fb, groupArrayIf((cbk, cp, cb, cf), role = 1) AS a "
         f"FROM ({per_combo}) ARRAY JOIN [0, 1] AS role GROUP BY {group} "
         f"ORDER BY {order} LIMIT %(v_n)s BY role"
@@ -222,7 +229,8 @@ def visualize(
     names = "".join(f"d{i}, " for i in range(len(qd)))
     sql = (
         f"SELECT role, gb, {names}p, b, f, fb, "
-        + ", ".join(f"arrayMap(x -> toInt64(tupleElement(x, {k})), a)" for k in (1, 2, 3, 4))
+        # the bucket as Int64, the counters as UInt64 (a toInt64 of one >= 2**63 is negative)
+        + ", ".join(f"arrayMap(x -> to{t}(tupleElement(x, {k})), a)" for k, t in _ARRAY_TYPES)
         + f" FROM ({ranked}) ORDER BY {order}"
     )
     result = store.query(qualify(store, sql), params)
@@ -246,12 +254,18 @@ def visualize(
                     values["bytes"][k] += vb * factor
                     values["flows"][k] += vf * factor
             top.append(Series({d: row[2 + i] for i, d in enumerate(dims)}, p, b, f, values))
+    # sums saturate at 2**64 - 1 in SQL (hostile counters), the total over the buckets too; the rest of
+    # a saturated total is unknown, and never below 0
+    total.packets, total.bytes = saturated(total.packets), saturated(total.bytes)
     other = Series(
         {},
-        total.packets - sum(s.packets for s in top),
-        total.bytes - sum(s.bytes for s in top),
+        max(0, total.packets - sum(s.packets for s in top)),
+        max(0, total.bytes - sum(s.bytes for s in top)),
         total.flows - sum(s.flows or 0 for s in top),
-        {m: [t - sum(s.values[m][i] for s in top) for i, t in enumerate(total.values[m])] for m in METRICS},
+        {
+            m: [max(0, t - sum(s.values[m][i] for s in top)) for i, t in enumerate(total.values[m])]
+            for m in METRICS
+        },
     )
     if plan is not None:  # a rollup row is not a flow: flows are not counted
         for s in (*top, other, total):
