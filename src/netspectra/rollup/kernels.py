@@ -6,7 +6,8 @@ dimension tuple): ``bkt`` int64 (bucket index = bucket start // width), ``dims``
 (0 empty, 1 open, 2 open and changed since it was last handed out), and, for the finest table, the
 batch's own increments (``stamp`` int64, ``bpk``/``bby`` uint64) and the list of entries the batch
 touched (``touched``), which :func:`fold` carries into the coarser tables. ``meta`` is an int64 array:
-``[count, touched, clamped rows, batch stamp, empty rows]``.
+``[count, touched, clamped rows, batch stamp, empty rows, entries opened]`` (the last: entries
+:func:`aggregate_rows` has opened since the table was made, never decreased).
 
 Linear probing; a kernel that would fill a table past ``limit`` entries stops *before* the row (or the
 entry) that needs the room and returns where it stopped; the caller makes room (grows the table or closes
@@ -43,7 +44,8 @@ M_TOUCHED = 1
 M_CLAMPED = 2
 M_STAMP = 3
 M_EMPTY = 4
-META_LEN = 5
+M_OPENED = 5
+META_LEN = 6
 
 #: Rows (entries, in :func:`fold`) between hashing a row, with its home slot's lines prefetched, and
 #: probing for it: the misses of a table far larger than the cache overlap (benchmarks/RESULTS.md).
@@ -131,6 +133,7 @@ def _add_share(s, inserted, new_epoch, p, b, epoch, pk, by, state, stamp, bpk, b
         by[s] = 0
         stamp[s] = -1
         meta[M_COUNT] += 1
+        meta[M_OPENED] += 1
     pk[s] = sat_add(pk[s], p)
     by[s] = sat_add(by[s], b)
     state[s] = DIRTY

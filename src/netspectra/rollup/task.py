@@ -255,7 +255,7 @@ class RollupTask:
         cap = 1 << max(4, int(capacity - 1).bit_length())
         self._cap0 = cap
         self._dictionaries: dict[str, tuple[str, ...]] = {}
-        self.summary = RollupSummary(tallies={d.name: Marginal(d.words) for d in self.dims})
+        self._summary = RollupSummary(tallies={d.name: Marginal(d.words) for d in self.dims})
         self._reset()
 
     def __repr__(self) -> str:
@@ -266,6 +266,8 @@ class RollupTask:
         self.watermark = _INT64_MIN
         self._outbox: list[list[_Rows]] = [[] for _ in RESOLUTIONS]
         self._stamp = 0
+        self._opened_at_flush = 0  # the finest table's M_OPENED at the last carry
+        self._overloaded_upto = _INT64_MIN  # see _overload_guard
 
     # -- the batch ------------------------------------------------------------------------------------
 
@@ -304,9 +306,11 @@ class RollupTask:
         nbytes = batch.byte_counts()
         fine = self.tables[0]
         width = RESOLUTIONS[0].ns
-        self._new_stamp()
         i = 0
         while True:
+            defer = self._can_defer()
+            if not defer:
+                self._flush()  # what earlier calls left pending first: then this call's, as it ends
             i = kern.aggregate_rows(
                 i,
                 end,
@@ -325,60 +329,81 @@ class RollupTask:
                 fine.touched,
                 fine.meta,
             )
-            self._fold()
+            if not defer:
+                self._flush()
             if i >= n:
                 break
-            self._make_room(0)  # the batch's increments are folded: the finest table may be rebuilt
-            self._new_stamp()
-        self.summary.clamped = int(fine.meta[kern.M_CLAMPED])
-        self.summary.empty_rows = int(fine.meta[kern.M_EMPTY])
+            self._make_room(0)
+        s = self._summary
+        s.clamped = int(fine.meta[kern.M_CLAMPED])
+        s.empty_rows = int(fine.meta[kern.M_EMPTY])
         top = int(end.max())
         if top > self.watermark:
             self.watermark = top
             self._close_by_watermark()
 
-    def _new_stamp(self) -> None:
-        self._stamp += 1
-        fine = self.tables[0]
-        fine.meta[kern.M_STAMP] = self._stamp
-        fine.meta[kern.M_TOUCHED] = 0
+    def _can_defer(self) -> bool:
+        """Whether the finest table's increments may stay pending through the next
+        :func:`~netspectra.rollup.kernels.aggregate_rows` call and be carried later, all at once.
 
-    def _fold(self) -> None:
-        """Carry the finest table's batch increments into the coarser tables (and the summary)."""
+        Carrying increments into a coarser table gives the same entries and values whenever it is
+        done — unless a carry fills the table to ``max_entries`` and closes its oldest buckets early:
+        then *which* increments were carried before the close decides the rows' epochs. So increments
+        stay pending only while no carry of them can close anything: every coarser table's entries,
+        plus one new entry per finest entry opened since the last carry (an entry opened earlier has
+        its coarser entries already, see :meth:`_overload_guard`), plus the most the next call can open
+        (the finest table's room), stay within ``max_entries``. Otherwise the task carries after every
+        call, as it always did under that pressure. Either way the rows are the same, whenever the
+        snapshots are taken."""
+        fine = self.tables[0]
+        if self._overloaded_upto > fine.closed_upto:
+            return False
+        bound = (
+            int(fine.meta[kern.M_OPENED])
+            - self._opened_at_flush
+            + fine.limit(self.params.max_entries)
+            - fine.count
+        )
+        return all(t.count + bound <= self.params.max_entries for t in self.tables[1:])
+
+    def _flush(self) -> None:
+        """Carry the finest table's pending increments into the coarser tables (and the summary)."""
         fine = self.tables[0]
         n_touched = int(fine.meta[kern.M_TOUCHED])
-        if n_touched == 0:
-            return
-        for r in range(1, len(RESOLUTIONS)):
-            table = self.tables[r]
-            ratio = RESOLUTIONS[r].seconds // RESOLUTIONS[0].seconds
-            t = 0
-            while True:
-                t = kern.fold(
-                    t,
-                    fine.touched,
-                    n_touched,
-                    fine.bkt,
-                    fine.dims,
-                    fine.bpk,
-                    fine.bby,
-                    ratio,
-                    table.limit(self.params.max_entries),
-                    table.epoch_counter,
-                    *table.arrays(),
-                    table.meta,
-                )
-                if t >= n_touched:
-                    break
-                self._make_room(r)
-        self._count(fine.touched[:n_touched])
+        if n_touched:
+            for r in range(1, len(RESOLUTIONS)):
+                table = self.tables[r]
+                ratio = RESOLUTIONS[r].seconds // RESOLUTIONS[0].seconds
+                t = 0
+                while True:
+                    t = kern.fold(
+                        t,
+                        fine.touched,
+                        n_touched,
+                        fine.bkt,
+                        fine.dims,
+                        fine.bpk,
+                        fine.bby,
+                        ratio,
+                        table.limit(self.params.max_entries),
+                        table.epoch_counter,
+                        *table.arrays(),
+                        table.meta,
+                    )
+                    if t >= n_touched:
+                        break
+                    self._make_room(r)
+            self._count(fine.touched[:n_touched])
+        self._stamp += 1
+        fine.meta[kern.M_STAMP] = self._stamp
         fine.meta[kern.M_TOUCHED] = 0
+        self._opened_at_flush = int(fine.meta[kern.M_OPENED])
 
     def _count(self, slots: np.ndarray) -> None:
-        """The summary: totals, time range and per-dimension traffic of this batch's increments."""
+        """The summary: totals, time range and per-dimension traffic of the carried increments."""
         fine = self.tables[0]
         pk, by = fine.bpk[slots], fine.bby[slots]
-        s = self.summary
+        s = self._summary
         s.packets += exact_sum(pk)  # exact Python integers, as every task's totals (netspectra.weights)
         s.bytes += exact_sum(by)
         width = RESOLUTIONS[0].ns
@@ -393,6 +418,8 @@ class RollupTask:
 
     def _make_room(self, r: int) -> None:
         """Table ``r`` is full: grow it, or (at ``max_entries``) close its oldest half of buckets."""
+        if r == 0:
+            self._flush()  # the pending increments name the finest table's slots: carry them first
         table = self.tables[r]
         if table.cap // 2 < self.params.max_entries:
             closed = table.rehash(_INT64_MIN, table.cap * 2)
@@ -407,7 +434,18 @@ class RollupTask:
             RESOLUTIONS[r].label,
             cutoff,
         )
+        if r > 0:
+            self._overload_guard()
         self._close(r, cutoff)
+
+    def _overload_guard(self) -> None:
+        """A coarser table closes buckets early: finest entries open now may have lost their coarser
+        entries, so a carry of theirs could open new ones that :meth:`_can_defer` does not count. Carry
+        after every call until every entry open now has closed (its bucket is at most the newest now)."""
+        fine = self.tables[0]
+        used = fine.bkt[fine.state != kern.EMPTY]
+        if used.size:
+            self._overloaded_upto = max(self._overloaded_upto, int(used.max()))
 
     def _close(self, r: int, cutoff: int) -> None:
         table = self.tables[r]
@@ -417,12 +455,14 @@ class RollupTask:
             self._outbox[r].append(closed)
 
     def _close_by_watermark(self) -> None:
-        for r, res in enumerate(RESOLUTIONS):
-            closable = (self.watermark - self.params.close_after_ns) // res.ns - 1
-            table = self.tables[r]
-            if closable > table.closed_upto:
-                table.closed_upto = closable
-                self._close(r, closable)
+        closable = [(self.watermark - self.params.close_after_ns) // res.ns - 1 for res in RESOLUTIONS]
+        if all(c <= t.closed_upto for c, t in zip(closable, self.tables, strict=True)):
+            return
+        self._flush()  # a coarser table holds every increment of what it closes
+        for r, table in enumerate(self.tables):
+            if closable[r] > table.closed_upto:
+                table.closed_upto = closable[r]
+                self._close(r, closable[r])
 
     def tick(self, quiet_ns: int) -> None:
         """Nothing ends by the clock: buckets close in traffic time (determinism, see the module)."""
@@ -430,6 +470,7 @@ class RollupTask:
     def finish(self, reason: str = "end_of_input") -> None:
         """Close every entry (the input ended or the engine stops): their final values leave with the
         next snapshot."""
+        self._flush()
         for r in range(len(RESOLUTIONS)):
             if self.tables[r].count:
                 self._close(r, np.iinfo(np.int64).max)
@@ -453,6 +494,7 @@ class RollupTask:
         return self.peek()
 
     def _rows(self, take: bool) -> RollupRows:
+        self._flush()
         parts: list[_Rows] = []
         res: list[np.ndarray] = []
         for r, table in enumerate(self.tables):
@@ -477,6 +519,12 @@ class RollupTask:
             dict(self._dictionaries),
             self.summary,
         )
+
+    @property
+    def summary(self) -> RollupSummary:
+        """Since the task started (see :class:`RollupSummary`): pending increments carried first."""
+        self._flush()
+        return self._summary
 
     @property
     def open_entries(self) -> dict[str, int]:
