@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from netspectra.rollup import kernels as kern
+from netspectra.rollup.layout import PENDING, STATE_MASK, record_words
 from netspectra.rollup.task import _INT64_MIN, _Rows, _Table
 
 MIN = 60 * 10**9
@@ -14,7 +15,7 @@ T0 = 1_700_000_000 * 10**9
 
 
 def _table_dict(t: _Table) -> dict[tuple[int, tuple[int, ...]], tuple[int, int]]:
-    used = t.state != kern.EMPTY
+    used = (t.state & STATE_MASK) != kern.EMPTY
     return {
         (int(b), tuple(int(x) for x in d)): (int(p), int(y))
         for b, d, p, y in zip(t.bkt[used], t.dims[used], t.pk[used], t.by[used], strict=True)
@@ -24,18 +25,17 @@ def _table_dict(t: _Table) -> dict[tuple[int, tuple[int, ...]], tuple[int, int]]
 def _apply(t: _Table, end, start, packets, nbytes, mat, limit: int) -> int:
     """Apply a batch as the task does: stop, grow, resume; returns how many stops there were."""
     i, stops, n = 0, 0, end.shape[0]
-    t.meta[kern.M_STAMP] += 1
-    t.meta[kern.M_TOUCHED] = 0
     while True:
         i = kern.aggregate_rows(
             i, end, start, packets, nbytes, mat, MIN, 86_400 * 10**9, min(t.cap // 2, limit), 0,
-            *t.arrays(), t.stamp, t.bpk, t.bby, t.touched, t.meta,
+            t.rec, t.reci, t.rec32, t.rw, t.epoch, t.touched, t.meta,
         )  # fmt: skip
         if i >= n:
             return stops
         stops += 1
-        t.meta[kern.M_TOUCHED] = 0  # (the task folds first; here only the finest table is checked)
-        t.meta[kern.M_STAMP] += 1
+        # (the task carries the increments first; here only the finest table is checked)
+        t.meta[kern.M_TOUCHED] = 0
+        t.state[:] &= ~np.uint32(PENDING)
         assert len(t.rehash(_INT64_MIN, t.cap * 2)) == 0
 
 
@@ -103,8 +103,9 @@ def test_fold_carries_the_batch_increments_to_coarser_buckets() -> None:
         t = 0
         while t < nt:
             t = kern.fold(
-                t, fine.touched, nt, fine.bkt, fine.dims, fine.bpk, fine.bby, ratio,
-                coarse.cap // 2, 0, *coarse.arrays(), coarse.meta,
+                t, fine.touched, nt, 2, fine.rec, fine.reci, fine.rec32, ratio,
+                coarse.cap // 2, 0, coarse.rec, coarse.reci, coarse.rec32, coarse.rw, coarse.epoch,
+                coarse.meta, False,
             )  # fmt: skip
             if t < nt:
                 coarse.rehash(_INT64_MIN, coarse.cap * 2)
@@ -125,6 +126,7 @@ def test_rehash_closes_old_buckets_and_hands_out_only_changed_ones() -> None:
     out = _Rows.empty(t.count, 1)
     assert kern.collect(1, *t.arrays(), *out.arrays()) == 4
     slot = int(np.flatnonzero((t.state != 0) & (t.dims[:, 0] == 1) & (t.bkt == end[0] // MIN))[0])
+    t.state[:] &= ~np.uint32(PENDING)  # (carried)
     t.state[slot] = kern.DIRTY
     closed = t.rehash(int(end[0] // MIN), t.cap)
     assert len(closed) == 1 and closed.dims[0, 0] == 1  # the changed one; the other closed silently

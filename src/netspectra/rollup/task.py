@@ -41,6 +41,8 @@ import numpy as np
 from netspectra.batch import PacketBatch
 from netspectra.rollup import kernels as kern
 from netspectra.rollup.dims import BY_NAME, RESOLUTIONS, Dimension
+from netspectra.rollup.layout import EMPTY, H_DIMS, H_STATE, W_BBY, W_BKT, W_BPK, W_BY, W_PK, record_words
+from netspectra.sketches.primitives import aligned_zeros
 from netspectra.weights import exact_sum, sat_reduceat
 
 log = logging.getLogger(__name__)
@@ -73,10 +75,12 @@ class RollupParams:
 
 
 class _Table:
-    """One resolution's open entries (see :mod:`netspectra.rollup.kernels`)."""
+    """One resolution's open entries: records of :mod:`netspectra.rollup.layout` (see
+    :mod:`netspectra.rollup.kernels`)."""
 
     def __init__(self, words: int, cap: int, finest: bool) -> None:
         self.words = words
+        self.rw = record_words(words)
         self.finest = finest
         self.epoch_counter = 0  # closes so far in the period: the epoch of entries opened now
         self.closed_upto = _INT64_MIN  # buckets <= this were closed by the watermark
@@ -84,38 +88,67 @@ class _Table:
         self._alloc(cap)
 
     def _alloc(self, cap: int) -> None:
-        self.bkt = np.zeros(cap, np.int64)
-        self.dims = np.zeros((cap, self.words), np.uint32)
+        self.rec = aligned_zeros(cap * self.rw, np.uint64)
+        self.reci = self.rec.view(np.int64)
+        self.rec32 = self.rec.view(np.uint32)
         self.epoch = np.zeros(cap, np.int64)
-        self.pk = np.zeros(cap, np.uint64)
-        self.by = np.zeros(cap, np.uint64)
-        self.state = np.zeros(cap, np.uint8)
-        # the batch's increments (used in the finest table only; the kernels move them with the entries)
-        self.stamp = np.full(cap, -1, np.int64)
-        self.bpk = np.zeros(cap, np.uint64)
-        self.bby = np.zeros(cap, np.uint64)
+        # the entries with increments to carry into the coarser tables (the finest table only)
         self.touched = np.zeros(cap if self.finest else 1, np.int64)
 
     @property
     def cap(self) -> int:
-        return int(self.bkt.shape[0])
+        return int(self.epoch.shape[0])
 
     @property
     def count(self) -> int:
         return int(self.meta[kern.M_COUNT])
 
-    def arrays(self) -> tuple[np.ndarray, ...]:
-        return (self.bkt, self.dims, self.epoch, self.pk, self.by, self.state)
+    def arrays(self) -> tuple[Any, ...]:
+        """The kernels' arguments for this table: dimension words, records (three views), record words,
+        epochs."""
+        return (self.words, self.rec, self.reci, self.rec32, self.rw, self.epoch)
+
+    # Column views of the records (strided numpy views: the tests and the summary read them)
+    def _col(self, word: int) -> np.ndarray:
+        return self.rec.reshape(-1, self.rw)[:, word]
+
+    @property
+    def bkt(self) -> np.ndarray:
+        return self.reci.reshape(-1, self.rw)[:, W_BKT]
+
+    @property
+    def pk(self) -> np.ndarray:
+        return self._col(W_PK)
+
+    @property
+    def by(self) -> np.ndarray:
+        return self._col(W_BY)
+
+    @property
+    def bpk(self) -> np.ndarray:
+        return self._col(W_BPK)
+
+    @property
+    def bby(self) -> np.ndarray:
+        return self._col(W_BBY)
+
+    @property
+    def state(self) -> np.ndarray:
+        """The state words (with the PENDING bit: compare ``state & STATE_MASK``)."""
+        return self.rec32.reshape(-1, 2 * self.rw)[:, H_STATE]
+
+    @property
+    def dims(self) -> np.ndarray:
+        return self.rec32.reshape(-1, 2 * self.rw)[:, H_DIMS : H_DIMS + self.words]
 
     def rehash(self, cutoff: int, cap: int) -> _Rows:
         """Close the entries of buckets <= ``cutoff`` (those changed since handed out are returned) and
         move the others into a table of ``cap`` slots."""
-        old = (*self.arrays(), self.stamp, self.bpk, self.bby)
+        old = self.arrays()
         count = self.count
         self._alloc(cap)
-        new = (*self.arrays(), self.stamp, self.bpk, self.bby)
         out = _Rows.empty(count, self.words)
-        kept, n_out = kern.rehash(cutoff, *old, *new, *out.arrays())
+        kept, n_out = kern.rehash(cutoff, *old, self.rec, self.reci, self.rec32, self.epoch, *out.arrays())
         self.meta[kern.M_COUNT] = kept
         return out.head(n_out)
 
@@ -265,7 +298,6 @@ class RollupTask:
         self.tables = [_Table(self.words, self._cap0, i == 0) for i in range(len(RESOLUTIONS))]
         self.watermark = _INT64_MIN
         self._outbox: list[list[_Rows]] = [[] for _ in RESOLUTIONS]
-        self._stamp = 0
         self._opened_at_flush = 0  # the finest table's M_OPENED at the last carry
         self._overloaded_upto = _INT64_MIN  # see _overload_guard
 
@@ -322,10 +354,11 @@ class RollupTask:
                 self.params.max_span_ns,
                 fine.limit(self.params.max_entries),
                 fine.epoch_counter,
-                *fine.arrays(),
-                fine.stamp,
-                fine.bpk,
-                fine.bby,
+                fine.rec,
+                fine.reci,
+                fine.rec32,
+                fine.rw,
+                fine.epoch,
                 fine.touched,
                 fine.meta,
             )
@@ -371,6 +404,7 @@ class RollupTask:
         fine = self.tables[0]
         n_touched = int(fine.meta[kern.M_TOUCHED])
         if n_touched:
+            last = len(RESOLUTIONS) - 1
             for r in range(1, len(RESOLUTIONS)):
                 table = self.tables[r]
                 ratio = RESOLUTIONS[r].seconds // RESOLUTIONS[0].seconds
@@ -380,22 +414,25 @@ class RollupTask:
                         t,
                         fine.touched,
                         n_touched,
-                        fine.bkt,
-                        fine.dims,
-                        fine.bpk,
-                        fine.bby,
+                        self.words,
+                        fine.rec,
+                        fine.reci,
+                        fine.rec32,
                         ratio,
                         table.limit(self.params.max_entries),
                         table.epoch_counter,
-                        *table.arrays(),
+                        table.rec,
+                        table.reci,
+                        table.rec32,
+                        table.rw,
+                        table.epoch,
                         table.meta,
+                        r == last,
                     )
                     if t >= n_touched:
                         break
                     self._make_room(r)
             self._count(fine.touched[:n_touched])
-        self._stamp += 1
-        fine.meta[kern.M_STAMP] = self._stamp
         fine.meta[kern.M_TOUCHED] = 0
         self._opened_at_flush = int(fine.meta[kern.M_OPENED])
 
@@ -425,7 +462,7 @@ class RollupTask:
             closed = table.rehash(_INT64_MIN, table.cap * 2)
             assert len(closed) == 0
             return
-        used = table.bkt[table.state != kern.EMPTY]
+        used = table.bkt[table.state != EMPTY]
         cutoff = int(np.median(used)) if used.size else _INT64_MIN
         log.info(
             "rollup task %s: %d open %s entries (max_entries): closing buckets up to %d early",
@@ -443,7 +480,7 @@ class RollupTask:
         entries, so a carry of theirs could open new ones that :meth:`_can_defer` does not count. Carry
         after every call until every entry open now has closed (its bucket is at most the newest now)."""
         fine = self.tables[0]
-        used = fine.bkt[fine.state != kern.EMPTY]
+        used = fine.bkt[fine.state != EMPTY]
         if used.size:
             self._overloaded_upto = max(self._overloaded_upto, int(used.max()))
 
@@ -532,9 +569,7 @@ class RollupTask:
 
     @property
     def memory_bytes(self) -> int:
-        return sum(
-            sum(a.nbytes for a in (*t.arrays(), t.stamp, t.bpk, t.bby, t.touched)) for t in self.tables
-        )
+        return sum(t.rec.nbytes + t.epoch.nbytes + t.touched.nbytes for t in self.tables)
 
 
 @dataclass
