@@ -141,26 +141,26 @@ def _open_row_h(h, k, mat, i, reci, rec32, rw, mask):
 
 
 @njit(inline="always", cache=True)
-def _add_share(s, inserted, new_epoch, p, b, rec, rec32, rw, epoch, touched, meta):
+def _add_share(s, inserted, new_epoch, p, b, rec, rec32, rw, epoch, touched, nt):
+    """Count ``p`` packets and ``b`` bytes into slot ``s``; the new length of ``touched`` (``nt``)."""
     base = s * rw
     h32 = 2 * base + H_STATE
     if inserted:
         epoch[s] = new_epoch
         rec[base + W_PK] = 0
         rec[base + W_BY] = 0
-        meta[M_COUNT] += 1
-        meta[M_OPENED] += 1
     rec[base + W_PK] = sat_add(rec[base + W_PK], p)
     rec[base + W_BY] = sat_add(rec[base + W_BY], b)
     if (rec32[h32] & PENDING) == 0:  # the first increment since the last carry: listed
         rec[base + W_BPK] = p
         rec[base + W_BBY] = b
-        touched[meta[M_TOUCHED]] = s
-        meta[M_TOUCHED] += 1
+        touched[nt] = s
+        nt += 1
     else:
         rec[base + W_BPK] = sat_add(rec[base + W_BPK], p)
         rec[base + W_BBY] = sat_add(rec[base + W_BBY], b)
     rec32[h32] = DIRTY | PENDING
+    return nt
 
 
 @njit(nogil=True, cache=True)
@@ -198,6 +198,11 @@ def aggregate_rows(
         bj = end_ns[j] // width_ns
         ring_b[j & _RING_MASK] = bj
         ring_h[j & _RING_MASK] = _hash_row(bj, mat, j)
+    # the counters live in registers while the rows are counted (meta may alias the other int64 arrays)
+    count = meta[M_COUNT]
+    nt = meta[M_TOUCHED]
+    opened = meta[M_OPENED]
+    stop = n
     for i in range(start, n):
         j = i + AHEAD
         if j < n:
@@ -222,19 +227,23 @@ def aggregate_rows(
         if weighted:
             p = packets[i]
         b = nbytes[i]
-        first = s0 // width_ns
-        last = first
-        if e > s0:
-            last = (e - 1) // width_ns
-        if meta[M_COUNT] + (last - first + 1) > limit:
-            return i
-        if last == first:  # the common case (a packet): one bucket
+        if s0 == e:  # the common case (a packet): one bucket, hashed ahead
+            if count + 1 > limit:
+                stop = i
+                break
             q = i & _RING_MASK
-            h = ring_h[q] if ring_b[q] == first else _hash_row(first, mat, i)
-            slot, inserted = _open_row_h(h, first, mat, i, reci, rec32, rw, mask)
-            _add_share(slot, inserted, new_epoch, p, b, rec, rec32, rw, epoch, touched, meta)
+            slot, inserted = _open_row_h(ring_h[q], ring_b[q], mat, i, reci, rec32, rw, mask)
+            if inserted:
+                count += 1
+                opened += 1
+            nt = _add_share(slot, inserted, new_epoch, p, b, rec, rec32, rw, epoch, touched, nt)
             continue
-        # a record over several buckets: cumulative shares, the last bucket takes the remainder
+        first = s0 // width_ns
+        last = (e - 1) // width_ns
+        if count + (last - first + 1) > limit:
+            stop = i
+            break
+        # a record over one or more buckets: cumulative shares, the last bucket takes the remainder
         span = float(e - s0)
         done_p = np.uint64(0)
         done_b = np.uint64(0)
@@ -261,8 +270,14 @@ def aggregate_rows(
             if sp == 0 and sb == 0:
                 continue
             slot, inserted = _open_row_h(_hash_row(k, mat, i), k, mat, i, reci, rec32, rw, mask)
-            _add_share(slot, inserted, new_epoch, sp, sb, rec, rec32, rw, epoch, touched, meta)
-    return n
+            if inserted:
+                count += 1
+                opened += 1
+            nt = _add_share(slot, inserted, new_epoch, sp, sb, rec, rec32, rw, epoch, touched, nt)
+    meta[M_COUNT] = count
+    meta[M_TOUCHED] = nt
+    meta[M_OPENED] = opened
+    return stop
 
 
 @njit(nogil=True, cache=True)
