@@ -187,8 +187,13 @@ class _Rows:
 
     @staticmethod
     def concat(parts: Sequence[_Rows], words: int) -> _Rows:
-        if not parts:
+        """The rows of ``parts`` in order (one part that holds rows: itself, not a copy)."""
+        full = [p for p in parts if len(p)]
+        if not full:
             return _Rows.empty(0, words)
+        if len(full) == 1:
+            return full[0]
+        parts = full
         return _Rows(
             *(np.concatenate([getattr(p, f) for p in parts]) for f in ("bkt", "epoch", "dims", "pk", "by"))
         )
@@ -405,8 +410,12 @@ class RollupTask:
         n_touched = int(fine.meta[kern.M_TOUCHED])
         if n_touched:
             last = len(RESOLUTIONS) - 1
+            new = int(fine.meta[kern.M_OPENED]) - self._opened_at_flush  # the most new coarser entries
             for r in range(1, len(RESOLUTIONS)):
                 table = self.tables[r]
+                need = min(table.count + new, self.params.max_entries)
+                if need > table.limit(self.params.max_entries):  # grow once now, not doubling as it fills
+                    table.rehash(_INT64_MIN, 1 << (2 * need - 1).bit_length())
                 ratio = RESOLUTIONS[r].seconds // RESOLUTIONS[0].seconds
                 t = 0
                 while True:
@@ -484,9 +493,9 @@ class RollupTask:
         if used.size:
             self._overloaded_upto = max(self._overloaded_upto, int(used.max()))
 
-    def _close(self, r: int, cutoff: int) -> None:
+    def _close(self, r: int, cutoff: int, cap: int = 0) -> None:
         table = self.tables[r]
-        closed = table.rehash(cutoff, table.cap)
+        closed = table.rehash(cutoff, cap or table.cap)
         table.epoch_counter += 1
         if len(closed):
             self._outbox[r].append(closed)
@@ -510,7 +519,8 @@ class RollupTask:
         self._flush()
         for r in range(len(RESOLUTIONS)):
             if self.tables[r].count:
-                self._close(r, np.iinfo(np.int64).max)
+                # everything closes: the table starts again small (not a fresh table of its size)
+                self._close(r, np.iinfo(np.int64).max, cap=self._cap0)
 
     def begin_period(self, start_ns: int) -> None:
         """A new period: forget the entries (the previous period's final snapshot handed them out)."""
