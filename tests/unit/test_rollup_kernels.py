@@ -66,6 +66,7 @@ def test_aggregate_rows_matches_the_reference(weighted: bool) -> None:
     assert stops > 3  # the table grew while the batch was applied, without losing a row
     want = kern.aggregate_ref(end, start, packets, nbytes, mat, MIN, 86_400 * 10**9)
     assert _table_dict(t) == want
+    assert t.meta[kern.M_LOW] == min(k for k, _ in want)  # the lowest open bucket, through the rebuilds
     total_p = int(packets.sum()) if packets is not None else n
     counted = packets != 0 if packets is not None else np.ones(n, bool)
     assert sum(p for p, _ in want.values()) == total_p
@@ -115,6 +116,7 @@ def test_fold_carries_the_batch_increments_to_coarser_buckets() -> None:
             got[0] += p
             got[1] += y
         assert _table_dict(coarse) == {k: tuple(v) for k, v in want.items()}
+        assert coarse.meta[kern.M_LOW] == min(b for b, _ in want)
 
 
 def test_rehash_closes_old_buckets_and_hands_out_only_changed_ones() -> None:
@@ -131,6 +133,7 @@ def test_rehash_closes_old_buckets_and_hands_out_only_changed_ones() -> None:
     closed = t.rehash(int(end[0] // MIN), t.cap)
     assert len(closed) == 1 and closed.dims[0, 0] == 1  # the changed one; the other closed silently
     assert t.count == 2 and set(t.bkt[t.state != 0].tolist()) == {end[2] // MIN}
+    assert t.meta[kern.M_LOW] == end[2] // MIN
 
 
 @pytest.mark.parametrize("words", [1, 4])

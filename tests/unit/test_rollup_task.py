@@ -416,3 +416,20 @@ def test_carrying_increments_later_gives_the_rows_of_carrying_after_every_batch(
         assert (np.concatenate([p.epoch for p in later]) > 0).any()
     else:
         assert later_folds < folds["n"] / 2  # carried far less often
+
+
+def test_a_close_that_closes_nothing_keeps_the_table() -> None:
+    """The watermark passes buckets no open entry is in: the close counts (later entries get the next
+    epoch, as before) but the table is not rebuilt (a rebuild of a large table is a fresh table's
+    memory); a close that closes something rebuilds it."""
+    rng = np.random.default_rng(8)
+    task = RollupTask("t", RollupParams(DIMS, close_after_ns=0))
+    before = [t.rec for t in task.tables]
+    task.update(make_batch(rng, 500, T0 + 5 * MIN, 10**9))  # one minute: the ones before it close
+    assert [t.epoch_counter for t in task.tables] == [1, 1, 1]
+    assert all(t.rec is r for t, r in zip(task.tables, before, strict=True))
+    task.update(make_batch(rng, 500, T0 + 7 * MIN, 10**9))  # minute 5 closes
+    assert task.tables[0].rec is not before[0] and task.tables[0].epoch_counter == 2
+    task.finish()
+    rows = task.drain()
+    assert int(rows.at(0).packets.sum()) == int(rows.at(2).packets.sum()) == 1000

@@ -7,8 +7,10 @@ plus ``epoch`` (int64 per slot, cold). The kernels take the records as ``rec`` (
 (``int64``) and ``rec32`` (``uint32``): three flat views of one array, ``rw`` 64-bit words per slot.
 The finest table also lists the entries with increments to carry (``touched``, the state's
 :data:`~netspectra.rollup.layout.PENDING` bit), which :func:`fold` carries into the coarser tables.
-``meta`` is an int64 array: ``[count, touched, clamped rows, (unused), empty rows, entries opened]``
-(the last: entries :func:`aggregate_rows` has opened since the table was made, never decreased).
+``meta`` is an int64 array: ``[count, touched, clamped rows, lowest bucket, empty rows, entries
+opened]`` (the lowest bucket of the open entries, the int64 maximum when there is none, lets a close that
+would close nothing skip the rebuild; the last: entries :func:`aggregate_rows` has opened since the table
+was made, never decreased).
 
 Linear probing; a kernel that would fill a table past ``limit`` entries stops *before* the row (or the
 entry) that needs the room and returns where it stopped; the caller makes room (grows the table or closes
@@ -56,6 +58,7 @@ __all__ = ["DIRTY", "EMPTY", "OPEN", "PENDING"]
 M_COUNT = 0
 M_TOUCHED = 1
 M_CLAMPED = 2
+M_LOW = 3
 M_EMPTY = 4
 M_OPENED = 5
 META_LEN = 6
@@ -202,6 +205,7 @@ def aggregate_rows(
     count = meta[M_COUNT]
     nt = meta[M_TOUCHED]
     opened = meta[M_OPENED]
+    low = meta[M_LOW]
     stop = n
     for i in range(start, n):
         j = i + AHEAD
@@ -236,6 +240,7 @@ def aggregate_rows(
             if inserted:
                 count += 1
                 opened += 1
+                low = min(low, ring_b[q])
             nt = _add_share(slot, inserted, new_epoch, p, b, rec, rec32, rw, epoch, touched, nt)
             continue
         first = s0 // width_ns
@@ -273,10 +278,12 @@ def aggregate_rows(
             if inserted:
                 count += 1
                 opened += 1
+                low = min(low, k)
             nt = _add_share(slot, inserted, new_epoch, sp, sb, rec, rec32, rw, epoch, touched, nt)
     meta[M_COUNT] = count
     meta[M_TOUCHED] = nt
     meta[M_OPENED] = opened
+    meta[M_LOW] = low
     return stop
 
 
@@ -339,6 +346,7 @@ def fold(
                 rec[slot * rw + W_PK] = 0
                 rec[slot * rw + W_BY] = 0
                 meta[M_COUNT] += 1
+                meta[M_LOW] = min(meta[M_LOW], b)
                 break
             if reci[slot * rw + W_BKT] == b:
                 same = True
@@ -389,11 +397,13 @@ def rehash(
     o_by,
 ):
     """Move the open entries above ``cutoff`` into the (empty) new table ``n_*`` and write the closed ones
-    that changed since they were last handed out to ``o_*``; ``(kept, written out)``."""
+    that changed since they were last handed out to ``o_*``; ``(kept, written out, lowest bucket kept)``
+    (the int64 maximum when none is)."""
     cap = rec.shape[0] // rw
     mask = n_rec.shape[0] // rw - 1
     kept = 0
     out = 0
+    low = np.iinfo(np.int64).max
     for s in range(cap):
         base = s * rw
         st = rec32[2 * base + H_STATE] & STATE_MASK
@@ -413,7 +423,8 @@ def rehash(
             n_rec[nbase + q] = rec[base + q]
         n_epoch[slot] = epoch[s]
         kept += 1
-    return kept, out
+        low = min(low, b)
+    return kept, out, low
 
 
 @njit(nogil=True, cache=True)

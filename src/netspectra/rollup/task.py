@@ -51,6 +51,7 @@ log = logging.getLogger(__name__)
 MAX_SPAN_NS = 86_400 * 10**9
 _INITIAL_CAPACITY = 1024
 _INT64_MIN = np.iinfo(np.int64).min
+_INT64_MAX = np.iinfo(np.int64).max
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,7 @@ class _Table:
         self.epoch_counter = 0  # closes so far in the period: the epoch of entries opened now
         self.closed_upto = _INT64_MIN  # buckets <= this were closed by the watermark
         self.meta = np.zeros(kern.META_LEN, np.int64)
+        self.meta[kern.M_LOW] = _INT64_MAX
         self._alloc(cap)
 
     def _alloc(self, cap: int) -> None:
@@ -148,8 +150,11 @@ class _Table:
         count = self.count
         self._alloc(cap)
         out = _Rows.empty(count, self.words)
-        kept, n_out = kern.rehash(cutoff, *old, self.rec, self.reci, self.rec32, self.epoch, *out.arrays())
+        kept, n_out, low = kern.rehash(
+            cutoff, *old, self.rec, self.reci, self.rec32, self.epoch, *out.arrays()
+        )
         self.meta[kern.M_COUNT] = kept
+        self.meta[kern.M_LOW] = low
         return out.head(n_out)
 
     def limit(self, max_entries: int) -> int:
@@ -495,8 +500,10 @@ class RollupTask:
 
     def _close(self, r: int, cutoff: int, cap: int = 0) -> None:
         table = self.tables[r]
-        closed = table.rehash(cutoff, cap or table.cap)
         table.epoch_counter += 1
+        if cutoff < int(table.meta[kern.M_LOW]):
+            return  # no open entry is that old: nothing closes, no table to rebuild
+        closed = table.rehash(cutoff, cap or table.cap)
         if len(closed):
             self._outbox[r].append(closed)
 
@@ -520,7 +527,7 @@ class RollupTask:
         for r in range(len(RESOLUTIONS)):
             if self.tables[r].count:
                 # everything closes: the table starts again small (not a fresh table of its size)
-                self._close(r, np.iinfo(np.int64).max, cap=self._cap0)
+                self._close(r, _INT64_MAX, cap=self._cap0)
 
     def begin_period(self, start_ns: int) -> None:
         """A new period: forget the entries (the previous period's final snapshot handed them out)."""
