@@ -180,3 +180,12 @@ def test_counters_saturate_like_the_reference() -> None:
     ref: dict[tuple[int, ...], list[int]] = {}
     kern.add_marginals_ref(ref, mat.T, packets, nbytes)
     assert m.as_dict() == ref == {(1,): [COUNT_MAX, COUNT_MAX], (2,): [COUNT_MAX, COUNT_MAX]}
+
+
+def test_an_entry_record_is_whole_cache_lines() -> None:
+    """An entry is one record of whole 64-byte lines (netspectra.rollup.layout), 64-byte aligned: one
+    line up to 5 dimension words, two up to 21 (the 18 dimensions of a large auto task)."""
+    assert [record_words(d) for d in (1, 5, 6, 21, 22)] == [8, 8, 16, 16, 24]
+    t = _Table(21, 16, finest=True)
+    assert t.rec.ctypes.data % 64 == 0 and t.rec.nbytes == 16 * 128
+    assert t.state.shape == t.bkt.shape == (16,) and t.dims.shape == (16, 21)

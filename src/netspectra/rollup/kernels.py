@@ -318,7 +318,9 @@ def fold(
         _prefetch_record(src_rec, touched[u], rw)
     for u in range(start, min(start + AHEAD, n_touched)):
         su = touched[u]
-        ring_h[u & _RING_MASK] = _hash_entry(src_reci[su * rw + W_BKT] // ratio, src_rec32, su * 2 * rw + H_DIMS, d)
+        ring_h[u & _RING_MASK] = _hash_entry(
+            src_reci[su * rw + W_BKT] // ratio, src_rec32, su * 2 * rw + H_DIMS, d
+        )
     for t in range(start, n_touched):
         v = t + 2 * AHEAD
         if v < n_touched:
