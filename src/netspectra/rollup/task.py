@@ -5,9 +5,12 @@ State and output (the contract the writers and the storage rely on):
 
 * One table per resolution (:data:`~netspectra.rollup.dims.RESOLUTIONS`) of **open entries**, one per
   (bucket, dimension tuple), each with packets and bytes counted since it opened and an ``epoch``. Rows
-  of a batch go into the 1-minute table (a flow-export row spread over the buckets it overlaps); the
-  batch's increments are carried into the 5-minute and 1-hour tables, so the three always hold the same
-  totals.
+  of a batch go into the 1-minute table (a flow-export row spread over the buckets it overlaps); its
+  increments are carried into the 5-minute and 1-hour tables before anything is handed out or closed
+  (every snapshot's three resolutions hold the same totals) — not after every batch: an entry touched
+  by many batches is carried once. Carrying later gives the same rows as carrying at once, except when
+  a carry fills a coarser table to ``max_entries`` (its early close then depends on what was carried
+  before it): while that can happen, the task carries after every batch (:meth:`RollupTask._can_defer`).
 * **Buckets close in traffic time.** The *watermark* is the newest row time seen in the period; once it
   is ``close_after`` past a bucket's end, the bucket's entries close (at the batch that moved it there):
   their final values leave with the next snapshot and the entries are forgotten (memory follows the
