@@ -44,7 +44,7 @@ def test_aggregate_rows_matches_the_reference(weighted: bool) -> None:
     rng = np.random.default_rng(7)
     n, d = 20_000, 3
     end = T0 + rng.integers(0, 30 * MIN, n)
-    mat = rng.integers(0, 4, (d, n)).astype(np.uint32)
+    mat = rng.integers(0, 4, (n, d)).astype(np.uint32)
     nbytes = rng.integers(40, 1500, n).astype(np.uint64)
     start = packets = None
     if weighted:  # flow-export rows: spans of up to 10 minutes, big counts, some reversed spans
@@ -94,7 +94,7 @@ def test_fold_carries_the_batch_increments_to_coarser_buckets() -> None:
     rng = np.random.default_rng(3)
     n = 5000
     end = T0 + rng.integers(0, 3 * 3600 * 10**9, n)
-    mat = rng.integers(0, 3, (2, n)).astype(np.uint32)
+    mat = rng.integers(0, 3, (n, 2)).astype(np.uint32)
     nbytes = rng.integers(40, 1500, n).astype(np.uint64)
     fine = _Table(2, 1 << 14, finest=True)
     _apply(fine, end, np.empty(0, np.int64), np.empty(0, np.uint64), nbytes, mat, 1 << 30)
@@ -120,7 +120,7 @@ def test_fold_carries_the_batch_increments_to_coarser_buckets() -> None:
 
 
 def test_rehash_closes_old_buckets_and_hands_out_only_changed_ones() -> None:
-    mat = np.array([[1, 2, 1, 2]], np.uint32)
+    mat = np.array([[1], [2], [1], [2]], np.uint32)
     end = np.array([0, 0, 5, 5], np.int64) * MIN + T0 - T0 % MIN
     t = _Table(1, 64, finest=True)
     _apply(t, end, np.empty(0, np.int64), np.empty(0, np.uint64), np.ones(4, np.uint64), mat, 1 << 30)
@@ -164,7 +164,7 @@ def test_counters_saturate_like_the_reference() -> None:
 
     n = 6
     end = np.full(n, T0 + 5, np.int64)  # one bucket, one dimension tuple for the first four rows
-    mat = np.array([[1, 1, 1, 1, 2, 2]], np.uint32)
+    mat = np.array([[1, 1, 1, 1, 2, 2]], np.uint32).T.copy()
     packets = np.array([COUNT_MAX, 3, 1, COUNT_MAX - 1, 2**63, 2**63 - 1], np.uint64)
     nbytes = np.array([COUNT_MAX, COUNT_MAX, 7, 1, 2**63, 2**63 - 1], np.uint64)
     t = _Table(1, 16, finest=True)
@@ -176,9 +176,9 @@ def test_counters_saturate_like_the_reference() -> None:
     used = t.state != kern.EMPTY
     assert set(t.bpk[used].tolist()) == set(t.bby[used].tolist()) == {COUNT_MAX}  # the batch's own
     m = Marginal(1, cap=16)
-    m.add(mat.T, packets, nbytes)
+    m.add(mat, packets, nbytes)
     ref: dict[tuple[int, ...], list[int]] = {}
-    kern.add_marginals_ref(ref, mat.T, packets, nbytes)
+    kern.add_marginals_ref(ref, mat, packets, nbytes)
     assert m.as_dict() == ref == {(1,): [COUNT_MAX, COUNT_MAX], (2,): [COUNT_MAX, COUNT_MAX]}
 
 
@@ -189,3 +189,11 @@ def test_an_entry_record_is_whole_cache_lines() -> None:
     t = _Table(21, 16, finest=True)
     assert t.rec.ctypes.data % 64 == 0 and t.rec.nbytes == 16 * 128
     assert t.state.shape == t.bkt.shape == (16,) and t.dims.shape == (16, 21)
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (21, 1000), (7, 64), (3, 65)])
+def test_transpose_words_matches_numpy(shape: tuple[int, int]) -> None:
+    cols = np.random.default_rng(4).integers(0, 2**32, shape, dtype=np.uint64).astype(np.uint32)
+    out = np.empty(shape[::-1], np.uint32)
+    kern.transpose_words(cols, out)
+    assert np.array_equal(out, np.ascontiguousarray(cols.T))

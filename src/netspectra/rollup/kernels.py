@@ -83,15 +83,15 @@ def _mix(h, w):
 
 @njit(inline="always", cache=True)
 def _hash_row(b, mat, i):
-    # mat: (d, n) uint32, column i; two words per multiply (the same as _hash_entry's)
+    # mat: (n, d) uint32, row i; two words per multiply (the same as _hash_entry's)
     h = np.uint64(b) * _K0
-    d = mat.shape[0]
+    d = mat.shape[1]
     j = 0
     while j + 1 < d:
-        h = _mix(h, np.uint64(mat[j, i]) | (np.uint64(mat[j + 1, i]) << np.uint64(32)))
+        h = _mix(h, np.uint64(mat[i, j]) | (np.uint64(mat[i, j + 1]) << np.uint64(32)))
         j += 2
     if j < d:
-        h = _mix(h, np.uint64(mat[j, i]))
+        h = _mix(h, np.uint64(mat[i, j]))
     h = h * _K2
     return h ^ (h >> np.uint64(29))
 
@@ -120,9 +120,9 @@ def _prefetch_record(rec, slot, rw):
 
 @njit(inline="always", cache=True)
 def _open_row_h(h, k, mat, i, reci, rec32, rw, mask):
-    """Slot of the open entry (bucket k, column i of mat) with the row's hash ``h`` (:func:`_hash_row`),
+    """Slot of the open entry (bucket k, row i of mat) with the row's hash ``h`` (:func:`_hash_row`),
     inserted if absent: ``(slot, inserted)``."""
-    d = mat.shape[0]
+    d = mat.shape[1]
     slot = np.int64(h & np.uint64(mask))
     while True:
         h32 = slot * 2 * rw
@@ -130,12 +130,12 @@ def _open_row_h(h, k, mat, i, reci, rec32, rw, mask):
             rec32[h32 + H_STATE] = OPEN
             reci[slot * rw + W_BKT] = k
             for j in range(d):
-                rec32[h32 + H_DIMS + j] = mat[j, i]
+                rec32[h32 + H_DIMS + j] = mat[i, j]
             return slot, True
         if reci[slot * rw + W_BKT] == k:
             same = True
             for j in range(d):
-                if rec32[h32 + H_DIMS + j] != mat[j, i]:
+                if rec32[h32 + H_DIMS + j] != mat[i, j]:
                     same = False
                     break
             if same:
@@ -166,6 +166,23 @@ def _add_share(s, inserted, new_epoch, p, b, rec, rec32, rw, epoch, touched, nt)
     return nt
 
 
+_BLOCK = 64  # rows per block of :func:`transpose_words`
+
+
+@njit(nogil=True, cache=True)
+def transpose_words(cols, out):
+    """``out[i, j] = cols[j, i]``: the dimension words of a batch, one column per word (how the batch
+    holds them), into one row of words per batch row (how :func:`aggregate_rows` reads them). In blocks of
+    rows, so that both sides are read and written a few lines at a time. (Reference:
+    ``np.ascontiguousarray(cols.T)``.)"""
+    d, n = cols.shape
+    for i0 in range(0, n, _BLOCK):
+        i1 = min(i0 + _BLOCK, n)
+        for j in range(d):
+            for i in range(i0, i1):
+                out[i, j] = cols[j, i]
+
+
 @njit(nogil=True, cache=True)
 def aggregate_rows(
     start,  # first row to apply
@@ -173,7 +190,7 @@ def aggregate_rows(
     start_ns,  # int64 (n,) first packet of each row, or an empty array (rows are instants)
     packets,  # uint64 (n,) or empty (every row is one packet)
     nbytes,  # uint64 (n,)
-    mat,  # uint32 (d, n): the rows' dimension words
+    mat,  # uint32 (n, d): each row's dimension words, contiguous (one stream, not d of them)
     width_ns,  # bucket width
     max_span_ns,  # longest span a row is spread over
     limit,  # most entries the table may hold
@@ -548,7 +565,7 @@ def aggregate_ref(
         p = int(packets[i]) if packets is not None else 1
         if p == 0:  # an empty record stands for nothing, its bytes included
             continue
-        key_dims = tuple(int(x) for x in mat[:, i])
+        key_dims = tuple(int(x) for x in mat[i])
         for k, (sp, sb) in split_ref(s, e, p, int(nbytes[i]), width_ns, max_span_ns).items():
             op, ob = out.get((k, key_dims), (0, 0))
             out[(k, key_dims)] = (min(op + sp, COUNT_MAX), min(ob + sb, COUNT_MAX))

@@ -317,9 +317,13 @@ class RollupTask:
     # -- the batch ------------------------------------------------------------------------------------
 
     def dimension_words(self, batch: PacketBatch) -> np.ndarray:
-        """``(words, n)`` uint32: each row's dimension values (0 where the batch lacks the column)."""
+        """``(n, words)`` uint32: each row's dimension values (0 where the batch lacks the column), a row's
+        words together: the kernel reads a row at a time, one stream (``(words, n)`` made it ``words``
+        streams, the slowest part of an 18-dimension key). Filled a column at a time, then transposed
+        by :func:`~netspectra.rollup.kernels.transpose_words` (columns written into the rows directly
+        are strided writes: slower)."""
         n = len(batch)
-        mat = np.empty((self.words, n), np.uint32)
+        cols = np.empty((self.words, n), np.uint32)
         j = 0
         for dim in self.dims:
             if dim.enriched:
@@ -327,12 +331,14 @@ class RollupTask:
             else:
                 values = getattr(batch, dim.source)
             if values is None:
-                mat[j : j + dim.words] = 0
+                cols[j : j + dim.words] = 0
             elif dim.words == 1:
-                mat[j] = values
+                cols[j] = values
             else:  # the exporter: 16 bytes as 4 words
-                mat[j : j + dim.words] = np.ascontiguousarray(values).view(np.uint32).T
+                cols[j : j + dim.words] = np.ascontiguousarray(values).view(np.uint32).T
             j += dim.words
+        mat = np.empty((n, self.words), np.uint32)
+        kern.transpose_words(cols, mat)
         return mat
 
     def update(self, batch: PacketBatch) -> None:
