@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -139,7 +140,7 @@ def bench_analyze(args: argparse.Namespace) -> dict[str, Any]:
     if args.baseline_src:
         trees = {"baseline": args.baseline_src.resolve(), **trees}
         results["baseline_src"] = str(args.baseline_src)
-    base: dict[str, tuple[float, float]] = {}
+    base: dict[str, tuple[float, float, float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for short, (name, doc) in zip(CONFIGS, _configs(args.prefixes).items(), strict=True):
             if args.configs and short not in args.configs:
@@ -155,14 +156,17 @@ def bench_analyze(args: argparse.Namespace) -> dict[str, Any]:
             for tree, got in runs.items():
                 best, summary, _ = min(got, key=lambda r: r[0])
                 cpu = min(r[2] for r in got)
+                cpu_median = statistics.median(r[2] for r in got)
                 packets = summary["packets"]
                 if short == "rollup":
-                    base[tree] = (best, cpu)
+                    base[tree] = (best, cpu, cpu_median)
                 row = {
                     "seconds": round(best, 3),
                     "packets_per_s": round(packets / best),
                     "inner_s": summary["elapsed_s"],
                     "cpu_s": round(cpu, 3),
+                    "cpu_median_s": round(cpu_median, 3),
+                    "cpu_runs_s": [round(r[2], 3) for r in got],
                 }
                 if "enrichment" in summary:
                     row["enrichment_stage_s"] = summary["enrichment"].get("seconds")
@@ -172,15 +176,17 @@ def bench_analyze(args: argparse.Namespace) -> dict[str, Any]:
                 if tree in base and short not in ("shipped", "rollup"):
                     row["vs_without_enrichment"] = round(best / base[tree][0], 3)
                     row["cpu_vs_without_enrichment"] = round(cpu / base[tree][1], 3)
+                    row["cpu_median_vs_without_enrichment"] = round(cpu_median / base[tree][2], 3)
                     ratio = (
                         f", {best / base[tree][0]:.2f}x the time without enrichment; "
-                        f"CPU {cpu / base[tree][1]:.2f}x"
+                        f"CPU {cpu / base[tree][1]:.2f}x (medians {cpu_median / base[tree][2]:.2f}x)"
                     )
                 results[name if len(trees) == 1 else f"{name} ({tree})"] = row
                 label = name if len(trees) == 1 else f"{name} [{tree}]"
                 print(
                     f"{label:58s} {best:6.2f} s  {packets / best / 1e6:5.2f} M packets/s whole command "
-                    f"(analysis alone {summary['elapsed_s']:.2f} s); CPU {cpu:.2f} s{ratio}",
+                    f"(analysis alone {summary['elapsed_s']:.2f} s); "
+                    f"CPU {cpu:.2f} s, median {cpu_median:.2f} s{ratio}",
                     flush=True,
                 )
     return results
