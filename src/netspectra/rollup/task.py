@@ -301,6 +301,7 @@ class RollupTask:
         cap = 1 << max(4, int(capacity - 1).bit_length())
         self._cap0 = cap
         self._dictionaries: dict[str, tuple[str, ...]] = {}
+        self._scratch = np.empty(0, np.uint32)  # dimension_words' buffers
         self._summary = RollupSummary(tallies={d.name: Marginal(d.words) for d in self.dims})
         self._reset()
 
@@ -321,9 +322,14 @@ class RollupTask:
         words together: the kernel reads a row at a time, one stream (``(words, n)`` made it ``words``
         streams, the slowest part of an 18-dimension key). Filled a column at a time, then transposed
         by :func:`~netspectra.rollup.kernels.transpose_words` (columns written into the rows directly
-        are strided writes: slower)."""
+        are strided writes: slower). Both live in the task's scratch buffer, kept between batches (the
+        size of the largest batch's words, twice: a fresh one per batch was fresh memory to fault in
+        every time). Valid until the next call."""
         n = len(batch)
-        cols = np.empty((self.words, n), np.uint32)
+        size = n * self.words
+        if self._scratch.shape[0] < 2 * size:
+            self._scratch = np.empty(2 * size, np.uint32)
+        cols = self._scratch[:size].reshape(self.words, n)
         j = 0
         for dim in self.dims:
             if dim.enriched:
@@ -337,7 +343,7 @@ class RollupTask:
             else:  # the exporter: 16 bytes as 4 words
                 cols[j : j + dim.words] = np.ascontiguousarray(values).view(np.uint32).T
             j += dim.words
-        mat = np.empty((n, self.words), np.uint32)
+        mat = self._scratch[size : 2 * size].reshape(n, self.words)
         kern.transpose_words(cols, mat)
         return mat
 
@@ -595,7 +601,8 @@ class RollupTask:
 
     @property
     def memory_bytes(self) -> int:
-        return sum(t.rec.nbytes + t.epoch.nbytes + t.touched.nbytes for t in self.tables)
+        tables = sum(t.rec.nbytes + t.epoch.nbytes + t.touched.nbytes for t in self.tables)
+        return tables + self._scratch.nbytes
 
 
 @dataclass
