@@ -546,6 +546,7 @@ class RollupTask:
 
     def begin_period(self, start_ns: int) -> None:
         """A new period: forget the entries (the previous period's final snapshot handed them out)."""
+        self._flush()  # (the summary counts every increment, snapshot or not)
         self._reset()
 
     # -- snapshots ------------------------------------------------------------------------------------
@@ -597,6 +598,7 @@ class RollupTask:
 
     @property
     def open_entries(self) -> dict[str, int]:
+        self._flush()  # the coarser tables' entries include the pending increments'
         return {res.label: t.count for res, t in zip(RESOLUTIONS, self.tables, strict=True)}
 
     @property
