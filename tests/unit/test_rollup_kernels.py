@@ -158,7 +158,7 @@ def test_add_marginals_matches_the_reference(words: int) -> None:
 
 def test_counters_saturate_like_the_reference() -> None:
     """Hostile exporter values (records of 2**64 - 1 bytes and packets): the finest table's counters, its
-    batch increments and the marginals stop at 2**64 - 1 instead of wrapping, as the references do."""
+    increments to carry and the marginals stop at 2**64 - 1 instead of wrapping, as the references do."""
     from netspectra.rollup.task import Marginal
     from netspectra.weights import COUNT_MAX
 
@@ -174,7 +174,7 @@ def test_counters_saturate_like_the_reference() -> None:
     b = T0 // MIN
     assert want == {(b, (1,)): (COUNT_MAX, COUNT_MAX), (b, (2,)): (COUNT_MAX, COUNT_MAX)}
     used = t.state != kern.EMPTY
-    assert set(t.bpk[used].tolist()) == set(t.bby[used].tolist()) == {COUNT_MAX}  # the batch's own
+    assert set(t.bpk[used].tolist()) == set(t.bby[used].tolist()) == {COUNT_MAX}  # the increments to carry
     m = Marginal(1, cap=16)
     m.add(mat, packets, nbytes)
     ref: dict[tuple[int, ...], list[int]] = {}

@@ -433,3 +433,28 @@ def test_a_close_that_closes_nothing_keeps_the_table() -> None:
     task.finish()
     rows = task.drain()
     assert int(rows.at(0).packets.sum()) == int(rows.at(2).packets.sum()) == 1000
+
+
+def test_hostile_batches_in_one_entry_keep_the_summary_of_each_batch() -> None:
+    """Three batches of 2**64 - 1-packet records into one entry (one minute, one AS), no snapshot between
+    them: the summary still adds each batch's saturated increment (a batch over 2**64 - 1 is carried
+    alone, not pending with the others), and a normal batch after them adds its exact total."""
+    from netspectra.weights import COUNT_MAX
+
+    rng = np.random.default_rng(13)
+    batches = []
+    for _ in range(3):
+        b = make_batch(rng, 4, T0, 10**9, export=True)
+        b.flow_start_ns[:] = b.ts_ns
+        b.packets[:] = COUNT_MAX
+        b.octets[:] = COUNT_MAX
+        batches.append(b.with_dims({"SrcAS": np.full(4, 15169, np.uint32)}))
+    normal = make_batch(rng, 50, T0, 10**9, export=True)
+    normal.flow_start_ns[:] = normal.ts_ns
+    batches.append(normal.with_dims({"SrcAS": np.full(50, 15169, np.uint32)}))
+    task, parts = run(batches, ("SrcAS",), drain_every=0)
+    assert task.summary.packets == 3 * COUNT_MAX + int(normal.packets.sum())  # type: ignore[union-attr]
+    assert task.summary.bytes == 3 * COUNT_MAX + int(normal.octets.sum())  # type: ignore[union-attr]
+    assert task.summary.marginals["SrcAS"] == {(15169,): [COUNT_MAX, COUNT_MAX]}
+    combined = RollupRows.combine([(0, p) for p in parts])
+    assert combined is not None and combined.packets.tolist() == [COUNT_MAX] * 3  # the rows saturate

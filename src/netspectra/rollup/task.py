@@ -46,7 +46,7 @@ from netspectra.rollup import kernels as kern
 from netspectra.rollup.dims import BY_NAME, RESOLUTIONS, Dimension
 from netspectra.rollup.layout import EMPTY, H_DIMS, H_STATE, W_BBY, W_BKT, W_BPK, W_BY, W_PK, record_words
 from netspectra.sketches.primitives import aligned_zeros
-from netspectra.weights import exact_sum, sat_reduceat
+from netspectra.weights import COUNT_MAX, exact_sum, sat_reduceat
 
 log = logging.getLogger(__name__)
 
@@ -313,6 +313,7 @@ class RollupTask:
         self.watermark = _INT64_MIN
         self._outbox: list[list[_Rows]] = [[] for _ in RESOLUTIONS]
         self._opened_at_flush = 0  # the finest table's M_OPENED at the last carry
+        self._totals_from_increments = False  # see update
         self._overloaded_upto = _INT64_MIN  # see _overload_guard
 
     # -- the batch ------------------------------------------------------------------------------------
@@ -363,9 +364,22 @@ class RollupTask:
         nbytes = batch.byte_counts()
         fine = self.tables[0]
         width = RESOLUTIONS[0].ns
+        # The summary's totals: the batch's, exactly, whenever no entry's increment can saturate (it
+        # is then the sum of the increments); a batch of more than 2**64 - 1 packets or bytes (a hostile
+        # exporter) is carried alone, and its saturated increments make the totals, as always.
+        weighted = packets.shape[0] == n
+        total_p = exact_sum(packets) if weighted else n
+        total_b = exact_sum(nbytes[packets != 0] if weighted else nbytes)
+        alone = total_p > COUNT_MAX or total_b > COUNT_MAX
+        if alone:
+            self._flush()
+            self._totals_from_increments = True
+        else:
+            self._summary.packets += total_p
+            self._summary.bytes += total_b
         i = 0
         while True:
-            defer = self._can_defer()
+            defer = not alone and self._can_defer()
             if not defer:
                 self._flush()  # what earlier calls left pending first: then this call's, as it ends
             i = kern.aggregate_rows(
@@ -392,6 +406,7 @@ class RollupTask:
             if i >= n:
                 break
             self._make_room(0)
+        self._totals_from_increments = False
         s = self._summary
         s.clamped = int(fine.meta[kern.M_CLAMPED])
         s.empty_rows = int(fine.meta[kern.M_EMPTY])
@@ -466,12 +481,14 @@ class RollupTask:
         self._opened_at_flush = int(fine.meta[kern.M_OPENED])
 
     def _count(self, slots: np.ndarray) -> None:
-        """The summary: totals, time range and per-dimension traffic of the carried increments."""
+        """The summary: time range and per-dimension traffic of the carried increments (and the totals,
+        for a batch carried alone: :meth:`update`)."""
         fine = self.tables[0]
         pk, by = fine.bpk[slots], fine.bby[slots]
         s = self._summary
-        s.packets += exact_sum(pk)  # exact Python integers, as every task's totals (netspectra.weights)
-        s.bytes += exact_sum(by)
+        if self._totals_from_increments:
+            s.packets += exact_sum(pk)  # exact Python integers, as every task's totals (netspectra.weights)
+            s.bytes += exact_sum(by)
         width = RESOLUTIONS[0].ns
         lo, hi = int(fine.bkt[slots].min()) * width, int(fine.bkt[slots].max()) * width
         s.first_ns = lo if s.first_ns is None else min(s.first_ns, lo)
