@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -48,6 +49,10 @@ DAY_S = 86_400
 # --------------------------------------------------------------------------------------------------
 # analyze
 # --------------------------------------------------------------------------------------------------
+
+
+#: Short names of the configurations of :func:`_configs`, in order (``--configs``).
+CONFIGS = ("shipped", "rollup", "small", "large")
 
 
 def _configs(prefixes: int) -> dict[str, dict[str, Any]]:
@@ -97,9 +102,10 @@ def _configs(prefixes: int) -> dict[str, dict[str, Any]]:
     }
 
 
-def _time_cli(trace: Path, cfg: Path) -> tuple[float, dict[str, Any], float]:
+def _time_cli(trace: Path, cfg: Path, src: Path = ROOT / "src") -> tuple[float, dict[str, Any], float]:
     """Wall seconds, the ``--json`` summary and the CPU seconds (user + system, every thread) of one
-    ``analyze`` process: on a shared machine the wall clock counts other processes' time too."""
+    ``analyze`` process importing netspectra from ``src``: on a shared machine the wall clock counts
+    other processes' time too."""
     import resource
 
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -109,7 +115,7 @@ def _time_cli(trace: Path, cfg: Path) -> tuple[float, dict[str, Any], float]:
         check=True,
         capture_output=True,
         text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+        env={**os.environ, "PYTHONPATH": str(src)},
     )
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -130,44 +136,59 @@ def bench_analyze(args: argparse.Namespace) -> dict[str, Any]:
         )  # fmt: skip
     args.trace.read_bytes()  # into the page cache
     results: dict[str, Any] = {"trace": str(args.trace)}
-    base = base_cpu = None
+    trees = {"this tree": ROOT / "src"}
+    if args.baseline_src:
+        trees = {"baseline": args.baseline_src.resolve(), **trees}
+        results["baseline_src"] = str(args.baseline_src)
+    base: dict[str, tuple[float, float, float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for name, doc in _configs(args.prefixes).items():
+        for short, (name, doc) in zip(CONFIGS, _configs(args.prefixes).items(), strict=True):
+            if args.configs and short not in args.configs:
+                continue
             cfg = Path(tmp) / "config.yaml"
             cfg.write_text(yaml.safe_dump(doc))
-            _time_cli(args.trace, cfg)  # numba cache, page cache
-            runs = [_time_cli(args.trace, cfg) for _ in range(args.repeat)]
-            best, summary, _ = min(runs, key=lambda r: r[0])
-            cpu = min(r[2] for r in runs)
-            packets = summary["packets"]
-            if name == "shipped + rollup":
-                base, base_cpu = best, cpu
-            row = {
-                "seconds": round(best, 3),
-                "packets_per_s": round(packets / best),
-                "inner_s": summary["elapsed_s"],
-                "cpu_s": round(cpu, 3),
-            }
-            if "enrichment" in summary:
-                row["enrichment_stage_s"] = summary["enrichment"].get("seconds")
-            if "enrichment" in summary:
-                row["enriched_rows"] = summary["enrichment"]["rows"]
-                row["columns"] = summary["enrichment"]["columns"]
-            if base is not None and name != "shipped + rollup":
-                row["vs_without_enrichment"] = round(best / base, 3)
-                row["cpu_vs_without_enrichment"] = round(cpu / base_cpu, 3)
-            results[name] = row
-            ratio = (
-                f", {best / base:.2f}x the time without enrichment"
-                if base and name != "shipped + rollup"
-                else ""
-            )
-            print(
-                f"{name:45s} {best:6.2f} s  {packets / best / 1e6:5.2f} M packets/s whole command "
-                f"(analysis alone {summary['elapsed_s']:.2f} s){ratio}; CPU {cpu:.2f} s"
-                + (f" ({cpu / base_cpu:.2f}x)" if base is not None and name != "shipped + rollup" else ""),
-                flush=True,
-            )
+            runs: dict[str, list[tuple[float, dict[str, Any], float]]] = {t: [] for t in trees}
+            for src in trees.values():
+                _time_cli(args.trace, cfg, src)  # numba cache, page cache
+            for _ in range(args.repeat):  # the trees alternate: the machine's load hits both alike
+                for tree, src in trees.items():
+                    runs[tree].append(_time_cli(args.trace, cfg, src))
+            for tree, got in runs.items():
+                best, summary, _ = min(got, key=lambda r: r[0])
+                cpu = min(r[2] for r in got)
+                cpu_median = statistics.median(r[2] for r in got)
+                packets = summary["packets"]
+                if short == "rollup":
+                    base[tree] = (best, cpu, cpu_median)
+                row = {
+                    "seconds": round(best, 3),
+                    "packets_per_s": round(packets / best),
+                    "inner_s": summary["elapsed_s"],
+                    "cpu_s": round(cpu, 3),
+                    "cpu_median_s": round(cpu_median, 3),
+                    "cpu_runs_s": [round(r[2], 3) for r in got],
+                }
+                if "enrichment" in summary:
+                    row["enrichment_stage_s"] = summary["enrichment"].get("seconds")
+                    row["enriched_rows"] = summary["enrichment"]["rows"]
+                    row["columns"] = summary["enrichment"]["columns"]
+                ratio = ""
+                if tree in base and short not in ("shipped", "rollup"):
+                    row["vs_without_enrichment"] = round(best / base[tree][0], 3)
+                    row["cpu_vs_without_enrichment"] = round(cpu / base[tree][1], 3)
+                    row["cpu_median_vs_without_enrichment"] = round(cpu_median / base[tree][2], 3)
+                    ratio = (
+                        f", {best / base[tree][0]:.2f}x the time without enrichment; "
+                        f"CPU {cpu / base[tree][1]:.2f}x (medians {cpu_median / base[tree][2]:.2f}x)"
+                    )
+                results[name if len(trees) == 1 else f"{name} ({tree})"] = row
+                label = name if len(trees) == 1 else f"{name} [{tree}]"
+                print(
+                    f"{label:58s} {best:6.2f} s  {packets / best / 1e6:5.2f} M packets/s whole command "
+                    f"(analysis alone {summary['elapsed_s']:.2f} s); "
+                    f"CPU {cpu:.2f} s, median {cpu_median:.2f} s{ratio}",
+                    flush=True,
+                )
     return results
 
 
@@ -310,6 +331,18 @@ def main() -> int:
     a.add_argument("--prefixes", type=int, default=520_000)
     a.add_argument("--repeat", type=int, default=3)
     a.add_argument("--json", type=Path)
+    a.add_argument(
+        "--baseline-src",
+        type=Path,
+        help="another tree's src directory (e.g. `git archive COMMIT src | tar -x -C /tmp/base`): every "
+        "configuration's runs alternate between it and this tree, side by side",
+    )
+    a.add_argument(
+        "--configs",
+        nargs="+",
+        choices=CONFIGS,
+        help="run only these configurations (default: all; 'rollup' is the reference of the ratios)",
+    )
     t = sub.add_parser("topn")
     t.add_argument("--rows", type=int, default=54_000_000)
     t.add_argument("--repeat", type=int, default=7)

@@ -1027,3 +1027,24 @@ def test_repro_configs_are_refused_by_config_check_and_analyze(
         )
         assert res.returncode == 2, (args, res.stderr)
         assert expected in res.stderr and "Traceback" not in res.stderr
+
+
+def test_parsing_leaves_the_garbage_collector_as_it_was() -> None:
+    """The collector is paused while a configuration is parsed (start-up of large maps), then restored:
+    on again, also after a YAML error; left off when it was off."""
+    import gc
+
+    from netspectra.config.loader import parse_config_text
+
+    assert gc.isenabled()
+    parse_config_text("aggregator: {types: [exact]}\n")
+    assert gc.isenabled()
+    with pytest.raises(ConfigError):
+        parse_config_text("aggregator: [\n")
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        parse_config_text("aggregator: {types: [exact]}\n")
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from netspectra.rollup import kernels as kern
+from netspectra.rollup.layout import PENDING, STATE_MASK, record_words
 from netspectra.rollup.task import _INT64_MIN, _Rows, _Table
 
 MIN = 60 * 10**9
@@ -14,7 +15,7 @@ T0 = 1_700_000_000 * 10**9
 
 
 def _table_dict(t: _Table) -> dict[tuple[int, tuple[int, ...]], tuple[int, int]]:
-    used = t.state != kern.EMPTY
+    used = (t.state & STATE_MASK) != kern.EMPTY
     return {
         (int(b), tuple(int(x) for x in d)): (int(p), int(y))
         for b, d, p, y in zip(t.bkt[used], t.dims[used], t.pk[used], t.by[used], strict=True)
@@ -24,18 +25,17 @@ def _table_dict(t: _Table) -> dict[tuple[int, tuple[int, ...]], tuple[int, int]]
 def _apply(t: _Table, end, start, packets, nbytes, mat, limit: int) -> int:
     """Apply a batch as the task does: stop, grow, resume; returns how many stops there were."""
     i, stops, n = 0, 0, end.shape[0]
-    t.meta[kern.M_STAMP] += 1
-    t.meta[kern.M_TOUCHED] = 0
     while True:
         i = kern.aggregate_rows(
             i, end, start, packets, nbytes, mat, MIN, 86_400 * 10**9, min(t.cap // 2, limit), 0,
-            *t.arrays(), t.stamp, t.bpk, t.bby, t.touched, t.meta,
+            t.rec, t.reci, t.rec32, t.rw, t.epoch, t.touched, t.meta,
         )  # fmt: skip
         if i >= n:
             return stops
         stops += 1
-        t.meta[kern.M_TOUCHED] = 0  # (the task folds first; here only the finest table is checked)
-        t.meta[kern.M_STAMP] += 1
+        # (the task carries the increments first; here only the finest table is checked)
+        t.meta[kern.M_TOUCHED] = 0
+        t.state[:] &= ~np.uint32(PENDING)
         assert len(t.rehash(_INT64_MIN, t.cap * 2)) == 0
 
 
@@ -44,7 +44,7 @@ def test_aggregate_rows_matches_the_reference(weighted: bool) -> None:
     rng = np.random.default_rng(7)
     n, d = 20_000, 3
     end = T0 + rng.integers(0, 30 * MIN, n)
-    mat = rng.integers(0, 4, (d, n)).astype(np.uint32)
+    mat = rng.integers(0, 4, (n, d)).astype(np.uint32)
     nbytes = rng.integers(40, 1500, n).astype(np.uint64)
     start = packets = None
     if weighted:  # flow-export rows: spans of up to 10 minutes, big counts, some reversed spans
@@ -66,6 +66,7 @@ def test_aggregate_rows_matches_the_reference(weighted: bool) -> None:
     assert stops > 3  # the table grew while the batch was applied, without losing a row
     want = kern.aggregate_ref(end, start, packets, nbytes, mat, MIN, 86_400 * 10**9)
     assert _table_dict(t) == want
+    assert t.meta[kern.M_LOW] == min(k for k, _ in want)  # the lowest open bucket, through the rebuilds
     total_p = int(packets.sum()) if packets is not None else n
     counted = packets != 0 if packets is not None else np.ones(n, bool)
     assert sum(p for p, _ in want.values()) == total_p
@@ -93,7 +94,7 @@ def test_fold_carries_the_batch_increments_to_coarser_buckets() -> None:
     rng = np.random.default_rng(3)
     n = 5000
     end = T0 + rng.integers(0, 3 * 3600 * 10**9, n)
-    mat = rng.integers(0, 3, (2, n)).astype(np.uint32)
+    mat = rng.integers(0, 3, (n, 2)).astype(np.uint32)
     nbytes = rng.integers(40, 1500, n).astype(np.uint64)
     fine = _Table(2, 1 << 14, finest=True)
     _apply(fine, end, np.empty(0, np.int64), np.empty(0, np.uint64), nbytes, mat, 1 << 30)
@@ -103,8 +104,9 @@ def test_fold_carries_the_batch_increments_to_coarser_buckets() -> None:
         t = 0
         while t < nt:
             t = kern.fold(
-                t, fine.touched, nt, fine.bkt, fine.dims, fine.bpk, fine.bby, ratio,
-                coarse.cap // 2, 0, *coarse.arrays(), coarse.meta,
+                t, fine.touched, nt, 2, fine.rec, fine.reci, fine.rec32, ratio,
+                coarse.cap // 2, 0, coarse.rec, coarse.reci, coarse.rec32, coarse.rw, coarse.epoch,
+                coarse.meta, False,
             )  # fmt: skip
             if t < nt:
                 coarse.rehash(_INT64_MIN, coarse.cap * 2)
@@ -114,10 +116,11 @@ def test_fold_carries_the_batch_increments_to_coarser_buckets() -> None:
             got[0] += p
             got[1] += y
         assert _table_dict(coarse) == {k: tuple(v) for k, v in want.items()}
+        assert coarse.meta[kern.M_LOW] == min(b for b, _ in want)
 
 
 def test_rehash_closes_old_buckets_and_hands_out_only_changed_ones() -> None:
-    mat = np.array([[1, 2, 1, 2]], np.uint32)
+    mat = np.array([[1], [2], [1], [2]], np.uint32)
     end = np.array([0, 0, 5, 5], np.int64) * MIN + T0 - T0 % MIN
     t = _Table(1, 64, finest=True)
     _apply(t, end, np.empty(0, np.int64), np.empty(0, np.uint64), np.ones(4, np.uint64), mat, 1 << 30)
@@ -125,10 +128,12 @@ def test_rehash_closes_old_buckets_and_hands_out_only_changed_ones() -> None:
     out = _Rows.empty(t.count, 1)
     assert kern.collect(1, *t.arrays(), *out.arrays()) == 4
     slot = int(np.flatnonzero((t.state != 0) & (t.dims[:, 0] == 1) & (t.bkt == end[0] // MIN))[0])
+    t.state[:] &= ~np.uint32(PENDING)  # (carried)
     t.state[slot] = kern.DIRTY
     closed = t.rehash(int(end[0] // MIN), t.cap)
     assert len(closed) == 1 and closed.dims[0, 0] == 1  # the changed one; the other closed silently
     assert t.count == 2 and set(t.bkt[t.state != 0].tolist()) == {end[2] // MIN}
+    assert t.meta[kern.M_LOW] == end[2] // MIN
 
 
 @pytest.mark.parametrize("words", [1, 4])
@@ -153,13 +158,13 @@ def test_add_marginals_matches_the_reference(words: int) -> None:
 
 def test_counters_saturate_like_the_reference() -> None:
     """Hostile exporter values (records of 2**64 - 1 bytes and packets): the finest table's counters, its
-    batch increments and the marginals stop at 2**64 - 1 instead of wrapping, as the references do."""
+    increments to carry and the marginals stop at 2**64 - 1 instead of wrapping, as the references do."""
     from netspectra.rollup.task import Marginal
     from netspectra.weights import COUNT_MAX
 
     n = 6
     end = np.full(n, T0 + 5, np.int64)  # one bucket, one dimension tuple for the first four rows
-    mat = np.array([[1, 1, 1, 1, 2, 2]], np.uint32)
+    mat = np.array([[1, 1, 1, 1, 2, 2]], np.uint32).T.copy()
     packets = np.array([COUNT_MAX, 3, 1, COUNT_MAX - 1, 2**63, 2**63 - 1], np.uint64)
     nbytes = np.array([COUNT_MAX, COUNT_MAX, 7, 1, 2**63, 2**63 - 1], np.uint64)
     t = _Table(1, 16, finest=True)
@@ -169,9 +174,26 @@ def test_counters_saturate_like_the_reference() -> None:
     b = T0 // MIN
     assert want == {(b, (1,)): (COUNT_MAX, COUNT_MAX), (b, (2,)): (COUNT_MAX, COUNT_MAX)}
     used = t.state != kern.EMPTY
-    assert set(t.bpk[used].tolist()) == set(t.bby[used].tolist()) == {COUNT_MAX}  # the batch's own
+    assert set(t.bpk[used].tolist()) == set(t.bby[used].tolist()) == {COUNT_MAX}  # the increments to carry
     m = Marginal(1, cap=16)
-    m.add(mat.T, packets, nbytes)
+    m.add(mat, packets, nbytes)
     ref: dict[tuple[int, ...], list[int]] = {}
-    kern.add_marginals_ref(ref, mat.T, packets, nbytes)
+    kern.add_marginals_ref(ref, mat, packets, nbytes)
     assert m.as_dict() == ref == {(1,): [COUNT_MAX, COUNT_MAX], (2,): [COUNT_MAX, COUNT_MAX]}
+
+
+def test_an_entry_record_is_whole_cache_lines() -> None:
+    """An entry is one record of whole 64-byte lines (netspectra.rollup.layout), 64-byte aligned: one
+    line up to 5 dimension words, two up to 21 (the 18 dimensions of a large auto task)."""
+    assert [record_words(d) for d in (1, 5, 6, 21, 22)] == [8, 8, 16, 16, 24]
+    t = _Table(21, 16, finest=True)
+    assert t.rec.ctypes.data % 64 == 0 and t.rec.nbytes == 16 * 128
+    assert t.state.shape == t.bkt.shape == (16,) and t.dims.shape == (16, 21)
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (21, 1000), (7, 64), (3, 65)])
+def test_transpose_words_matches_numpy(shape: tuple[int, int]) -> None:
+    cols = np.random.default_rng(4).integers(0, 2**32, shape, dtype=np.uint64).astype(np.uint32)
+    out = np.empty(shape[::-1], np.uint32)
+    kern.transpose_words(cols, out)
+    assert np.array_equal(out, np.ascontiguousarray(cols.T))

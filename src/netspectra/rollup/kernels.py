@@ -1,12 +1,16 @@
 """The rollup kernels: rows into time buckets × dimension tuples, in open-addressing tables.
 
 A *table* (one per resolution, see :mod:`netspectra.rollup.task`) holds one open entry per (bucket,
-dimension tuple): ``bkt`` int64 (bucket index = bucket start // width), ``dims`` uint32 ``(cap, d)``,
-``epoch`` int64, ``pk``/``by`` uint64 counters (cumulative since the entry opened), ``state`` uint8
-(0 empty, 1 open, 2 open and changed since it was last handed out), and, for the finest table, the
-batch's own increments (``stamp`` int64, ``bpk``/``bby`` uint64) and the list of entries the batch
-touched (``touched``), which :func:`fold` carries into the coarser tables. ``meta`` is an int64 array:
-``[count, touched, clamped rows, batch stamp, empty rows]``.
+dimension tuple) in a record of its own (:mod:`netspectra.rollup.layout`: bucket, packets and bytes since
+the entry opened, the increments not yet carried, state and dimension words in one or two cache lines),
+plus ``epoch`` (int64 per slot, cold). The kernels take the records as ``rec`` (``uint64``), ``reci``
+(``int64``) and ``rec32`` (``uint32``): three flat views of one array, ``rw`` 64-bit words per slot.
+The finest table also lists the entries with increments to carry (``touched``, the state's
+:data:`~netspectra.rollup.layout.PENDING` bit), which :func:`fold` carries into the coarser tables.
+``meta`` is an int64 array: ``[count, touched, clamped rows, lowest bucket, empty rows, entries
+opened]`` (the lowest bucket of the open entries, the int64 maximum when there is none, lets a close that
+would close nothing skip the rebuild; the last: entries :func:`aggregate_rows` has opened since the table
+was made, never decreased).
 
 Linear probing; a kernel that would fill a table past ``limit`` entries stops *before* the row (or the
 entry) that needs the room and returns where it stopped; the caller makes room (grows the table or closes
@@ -30,30 +34,45 @@ import numpy as np
 from numba import njit
 
 from netspectra.prefetch import prefetch
+from netspectra.rollup.layout import (
+    DIRTY,
+    EMPTY,
+    H_DIMS,
+    H_STATE,
+    LINE_WORDS,
+    OPEN,
+    PENDING,
+    STATE_MASK,
+    W_BBY,
+    W_BKT,
+    W_BPK,
+    W_BY,
+    W_PK,
+)
 from netspectra.sketches.primitives import sat_add
 from netspectra.weights import COUNT_MAX
 
-EMPTY = 0
-OPEN = 1
-DIRTY = 2
+__all__ = ["DIRTY", "EMPTY", "OPEN", "PENDING"]
 
 #: Indexes of ``meta``.
 M_COUNT = 0
 M_TOUCHED = 1
 M_CLAMPED = 2
-M_STAMP = 3
+M_LOW = 3
 M_EMPTY = 4
-META_LEN = 5
+M_OPENED = 5
+META_LEN = 6
 
 #: Rows (entries, in :func:`fold`) between hashing a row, with its home slot's lines prefetched, and
 #: probing for it: the misses of a table far larger than the cache overlap (benchmarks/RESULTS.md).
 AHEAD = 32
-_RING = 64  # a power of two > AHEAD: the hashes computed ahead
+_RING = 128  # a power of two > 2 * AHEAD: the hashes computed ahead
 _RING_MASK = _RING - 1
 
 _K0 = np.uint64(0x9E3779B97F4A7C15)
 _K1 = np.uint64(0xBF58476D1CE4E5B9)
 _K2 = np.uint64(0x94D049BB133111EB)
+_NOT_PENDING = np.uint32(~PENDING & 0xFFFFFFFF)
 
 
 @njit(inline="always", cache=True)
@@ -64,58 +83,59 @@ def _mix(h, w):
 
 @njit(inline="always", cache=True)
 def _hash_row(b, mat, i):
-    # mat: (d, n) uint32, column i
+    # mat: (n, d) uint32, row i; two words per multiply (the same as _hash_entry's)
     h = np.uint64(b) * _K0
-    for j in range(mat.shape[0]):
-        h = _mix(h, np.uint64(mat[j, i]))
+    d = mat.shape[1]
+    j = 0
+    while j + 1 < d:
+        h = _mix(h, np.uint64(mat[i, j]) | (np.uint64(mat[i, j + 1]) << np.uint64(32)))
+        j += 2
+    if j < d:
+        h = _mix(h, np.uint64(mat[i, j]))
     h = h * _K2
     return h ^ (h >> np.uint64(29))
 
 
 @njit(inline="always", cache=True)
-def _hash_entry(b, dims, s):
-    # dims: (cap, d) uint32, row s
+def _hash_entry(b, rec32, k, d):
+    # the d dimension words from rec32[k]: the same hash as _hash_row's
     h = np.uint64(b) * _K0
-    for j in range(dims.shape[1]):
-        h = _mix(h, np.uint64(dims[s, j]))
+    j = 0
+    while j + 1 < d:
+        h = _mix(h, np.uint64(rec32[k + j]) | (np.uint64(rec32[k + j + 1]) << np.uint64(32)))
+        j += 2
+    if j < d:
+        h = _mix(h, np.uint64(rec32[k + j]))
     h = h * _K2
     return h ^ (h >> np.uint64(29))
 
 
 @njit(inline="always", cache=True)
-def _prefetch_slot(slot, flat_dims, d, state, bkt, pk, by):
-    # the lines a probe and an update touch at a home slot (the dimension words may span two)
-    prefetch(state, slot)
-    prefetch(bkt, slot)
-    prefetch(flat_dims, slot * d)
-    prefetch(flat_dims, slot * d + d - 1)
-    prefetch(pk, slot)
-    prefetch(by, slot)
+def _prefetch_record(rec, slot, rw):
+    # every line of the slot's record (a probe compares the dimension words, an update writes counters)
+    base = slot * rw
+    for q in range(0, rw, LINE_WORDS):
+        prefetch(rec, base + q)
 
 
 @njit(inline="always", cache=True)
-def _open_row(k, mat, i, bkt, dims, state):
-    """Slot of the open entry (bucket k, column i of mat), inserted if absent: ``(slot, inserted)``."""
-    return _open_row_h(_hash_row(k, mat, i), k, mat, i, bkt, dims, state)
-
-
-@njit(inline="always", cache=True)
-def _open_row_h(h, k, mat, i, bkt, dims, state):
-    """:func:`_open_row` with the row's hash ``h`` (:func:`_hash_row`) already computed."""
-    mask = bkt.shape[0] - 1
-    d = mat.shape[0]
+def _open_row_h(h, k, mat, i, reci, rec32, rw, mask):
+    """Slot of the open entry (bucket k, row i of mat) with the row's hash ``h`` (:func:`_hash_row`),
+    inserted if absent: ``(slot, inserted)``."""
+    d = mat.shape[1]
     slot = np.int64(h & np.uint64(mask))
     while True:
-        if state[slot] == EMPTY:
-            state[slot] = OPEN
-            bkt[slot] = k
+        h32 = slot * 2 * rw
+        if rec32[h32 + H_STATE] == EMPTY:
+            rec32[h32 + H_STATE] = OPEN
+            reci[slot * rw + W_BKT] = k
             for j in range(d):
-                dims[slot, j] = mat[j, i]
+                rec32[h32 + H_DIMS + j] = mat[i, j]
             return slot, True
-        if bkt[slot] == k:
+        if reci[slot * rw + W_BKT] == k:
             same = True
             for j in range(d):
-                if dims[slot, j] != mat[j, i]:
+                if rec32[h32 + H_DIMS + j] != mat[i, j]:
                     same = False
                     break
             if same:
@@ -124,25 +144,43 @@ def _open_row_h(h, k, mat, i, bkt, dims, state):
 
 
 @njit(inline="always", cache=True)
-def _add_share(s, inserted, new_epoch, p, b, epoch, pk, by, state, stamp, bpk, bby, touched, meta):
+def _add_share(s, inserted, new_epoch, p, b, rec, rec32, rw, epoch, touched, nt):
+    """Count ``p`` packets and ``b`` bytes into slot ``s``; the new length of ``touched`` (``nt``)."""
+    base = s * rw
+    h32 = 2 * base + H_STATE
     if inserted:
         epoch[s] = new_epoch
-        pk[s] = 0
-        by[s] = 0
-        stamp[s] = -1
-        meta[M_COUNT] += 1
-    pk[s] = sat_add(pk[s], p)
-    by[s] = sat_add(by[s], b)
-    state[s] = DIRTY
-    if stamp[s] != meta[M_STAMP]:
-        stamp[s] = meta[M_STAMP]
-        bpk[s] = p
-        bby[s] = b
-        touched[meta[M_TOUCHED]] = s
-        meta[M_TOUCHED] += 1
+        rec[base + W_PK] = 0
+        rec[base + W_BY] = 0
+    rec[base + W_PK] = sat_add(rec[base + W_PK], p)
+    rec[base + W_BY] = sat_add(rec[base + W_BY], b)
+    if (rec32[h32] & PENDING) == 0:  # the first increment since the last carry: listed
+        rec[base + W_BPK] = p
+        rec[base + W_BBY] = b
+        touched[nt] = s
+        nt += 1
     else:
-        bpk[s] = sat_add(bpk[s], p)
-        bby[s] = sat_add(bby[s], b)
+        rec[base + W_BPK] = sat_add(rec[base + W_BPK], p)
+        rec[base + W_BBY] = sat_add(rec[base + W_BBY], b)
+    rec32[h32] = DIRTY | PENDING
+    return nt
+
+
+_BLOCK = 64  # rows per block of :func:`transpose_words`
+
+
+@njit(nogil=True, cache=True)
+def transpose_words(cols, out):
+    """``out[i, j] = cols[j, i]``: the dimension words of a batch, one column per word (how the batch
+    holds them), into one row of words per batch row (how :func:`aggregate_rows` reads them). In blocks of
+    rows, so that both sides are read and written a few lines at a time. (Reference:
+    ``np.ascontiguousarray(cols.T)``.)"""
+    d, n = cols.shape
+    for i0 in range(0, n, _BLOCK):
+        i1 = min(i0 + _BLOCK, n)
+        for j in range(d):
+            for i in range(i0, i1):
+                out[i, j] = cols[j, i]
 
 
 @njit(nogil=True, cache=True)
@@ -152,20 +190,16 @@ def aggregate_rows(
     start_ns,  # int64 (n,) first packet of each row, or an empty array (rows are instants)
     packets,  # uint64 (n,) or empty (every row is one packet)
     nbytes,  # uint64 (n,)
-    mat,  # uint32 (d, n): the rows' dimension words
+    mat,  # uint32 (n, d): each row's dimension words, contiguous (one stream, not d of them)
     width_ns,  # bucket width
     max_span_ns,  # longest span a row is spread over
     limit,  # most entries the table may hold
     new_epoch,  # epoch of the entries opened now
-    bkt,
-    dims,
+    rec,  # the (finest) table's records: uint64, int64 and uint32 views, rw words per slot
+    reci,
+    rec32,
+    rw,
     epoch,
-    pk,
-    by,
-    state,
-    stamp,
-    bpk,
-    bby,
     touched,
     meta,
 ):
@@ -174,17 +208,22 @@ def aggregate_rows(
     n = end_ns.shape[0]
     spans = start_ns.shape[0] == n
     weighted = packets.shape[0] == n
-    mask = np.uint64(bkt.shape[0] - 1)
-    d = mat.shape[0]
-    flat_dims = dims.reshape(-1)
+    mask = rec.shape[0] // rw - 1
+    umask = np.uint64(mask)
     # Software pipeline: row i + AHEAD is hashed (on the bucket of its last packet: a packet's only
-    # bucket) and its home slot prefetched while row i is counted with the hash kept in the ring.
+    # bucket) and its home slot's record prefetched while row i is counted with the hash kept in the ring.
     ring_h = np.empty(_RING, np.uint64)
     ring_b = np.empty(_RING, np.int64)
     for j in range(start, min(start + AHEAD, n)):
         bj = end_ns[j] // width_ns
         ring_b[j & _RING_MASK] = bj
         ring_h[j & _RING_MASK] = _hash_row(bj, mat, j)
+    # the counters live in registers while the rows are counted (meta may alias the other int64 arrays)
+    count = meta[M_COUNT]
+    nt = meta[M_TOUCHED]
+    opened = meta[M_OPENED]
+    low = meta[M_LOW]
+    stop = n
     for i in range(start, n):
         j = i + AHEAD
         if j < n:
@@ -192,11 +231,7 @@ def aggregate_rows(
             hj = _hash_row(bj, mat, j)
             ring_b[j & _RING_MASK] = bj
             ring_h[j & _RING_MASK] = hj
-            sj = np.int64(hj & mask)
-            _prefetch_slot(sj, flat_dims, d, state, bkt, pk, by)
-            prefetch(stamp, sj)
-            prefetch(bpk, sj)
-            prefetch(bby, sj)
+            _prefetch_record(rec, np.int64(hj & umask), rw)
         if weighted and packets[i] == 0:  # an empty record: nothing to count (netspectra.weights)
             meta[M_EMPTY] += 1
             continue
@@ -213,19 +248,24 @@ def aggregate_rows(
         if weighted:
             p = packets[i]
         b = nbytes[i]
-        first = s0 // width_ns
-        last = first
-        if e > s0:
-            last = (e - 1) // width_ns
-        if meta[M_COUNT] + (last - first + 1) > limit:
-            return i
-        if last == first:  # the common case (a packet): one bucket
+        if s0 == e:  # the common case (a packet): one bucket, hashed ahead
+            if count + 1 > limit:
+                stop = i
+                break
             q = i & _RING_MASK
-            h = ring_h[q] if ring_b[q] == first else _hash_row(first, mat, i)
-            slot, inserted = _open_row_h(h, first, mat, i, bkt, dims, state)
-            _add_share(slot, inserted, new_epoch, p, b, epoch, pk, by, state, stamp, bpk, bby, touched, meta)
+            slot, inserted = _open_row_h(ring_h[q], ring_b[q], mat, i, reci, rec32, rw, mask)
+            if inserted:
+                count += 1
+                opened += 1
+                low = min(low, ring_b[q])
+            nt = _add_share(slot, inserted, new_epoch, p, b, rec, rec32, rw, epoch, touched, nt)
             continue
-        # a record over several buckets: cumulative shares, the last bucket takes the remainder
+        first = s0 // width_ns
+        last = (e - 1) // width_ns
+        if count + (last - first + 1) > limit:
+            stop = i
+            break
+        # a record over one or more buckets: cumulative shares, the last bucket takes the remainder
         span = float(e - s0)
         done_p = np.uint64(0)
         done_b = np.uint64(0)
@@ -251,101 +291,124 @@ def aggregate_rows(
                 done_b = cb
             if sp == 0 and sb == 0:
                 continue
-            slot, inserted = _open_row(k, mat, i, bkt, dims, state)
-            _add_share(
-                slot, inserted, new_epoch, sp, sb, epoch, pk, by, state, stamp, bpk, bby, touched, meta
-            )
-    return n
+            slot, inserted = _open_row_h(_hash_row(k, mat, i), k, mat, i, reci, rec32, rw, mask)
+            if inserted:
+                count += 1
+                opened += 1
+                low = min(low, k)
+            nt = _add_share(slot, inserted, new_epoch, sp, sb, rec, rec32, rw, epoch, touched, nt)
+    meta[M_COUNT] = count
+    meta[M_TOUCHED] = nt
+    meta[M_OPENED] = opened
+    meta[M_LOW] = low
+    return stop
 
 
 @njit(nogil=True, cache=True)
 def fold(
     start,  # first touched entry to fold
-    touched,  # int64: slots of the source table touched by the batch
+    touched,  # int64: slots of the source table with increments to carry
     n_touched,
-    src_bkt,
-    src_dims,
-    src_bpk,
-    src_bby,
+    d,  # dimension words
+    src_rec,  # the source (finest) table's records (three views; rw words per slot, as the target's)
+    src_reci,
+    src_rec32,
     ratio,  # target width / source width (an integer)
     limit,
     new_epoch,
-    bkt,
-    dims,
+    rec,
+    reci,
+    rec32,
+    rw,
     epoch,
-    pk,
-    by,
-    state,
     meta,
+    unmark,  # clear the source entries' PENDING bit (the last coarser table of a carry)
 ):
-    """Carry the batch's increments of the source entries ``touched[start:n_touched]`` into a coarser
-    table; the index of the first not carried (``n_touched`` when all were)."""
-    cap = bkt.shape[0]
-    mask = cap - 1
-    d = src_dims.shape[1]
-    flat_dims = dims.reshape(-1)
-    # Software pipeline (as aggregate_rows): entry t + AHEAD is hashed and its home slot prefetched.
+    """Carry the increments of the source entries ``touched[start:n_touched]`` into a coarser table; the
+    index of the first not carried (``n_touched`` when all were)."""
+    mask = rec.shape[0] // rw - 1
+    umask = np.uint64(mask)
+    # Software pipeline: entry t + 2 * AHEAD's source record is prefetched, entry t + AHEAD (its source
+    # record arrived) hashed and its home slot in the target prefetched, entry t carried.
     ring_h = np.empty(_RING, np.uint64)
+    for u in range(start, min(start + 2 * AHEAD, n_touched)):
+        _prefetch_record(src_rec, touched[u], rw)
     for u in range(start, min(start + AHEAD, n_touched)):
-        ring_h[u & _RING_MASK] = _hash_entry(src_bkt[touched[u]] // ratio, src_dims, touched[u])
+        su = touched[u]
+        ring_h[u & _RING_MASK] = _hash_entry(
+            src_reci[su * rw + W_BKT] // ratio, src_rec32, su * 2 * rw + H_DIMS, d
+        )
     for t in range(start, n_touched):
+        v = t + 2 * AHEAD
+        if v < n_touched:
+            _prefetch_record(src_rec, touched[v], rw)
         u = t + AHEAD
         if u < n_touched:
-            hu = _hash_entry(src_bkt[touched[u]] // ratio, src_dims, touched[u])
+            su = touched[u]
+            hu = _hash_entry(src_reci[su * rw + W_BKT] // ratio, src_rec32, su * 2 * rw + H_DIMS, d)
             ring_h[u & _RING_MASK] = hu
-            _prefetch_slot(np.int64(hu & np.uint64(mask)), flat_dims, d, state, bkt, pk, by)
+            _prefetch_record(rec, np.int64(hu & umask), rw)
         s = touched[t]
-        b = src_bkt[s] // ratio
-        slot = np.int64(ring_h[t & _RING_MASK] & np.uint64(mask))
+        sbase = s * rw
+        sdim = 2 * sbase + H_DIMS
+        b = src_reci[sbase + W_BKT] // ratio
+        slot = np.int64(ring_h[t & _RING_MASK] & umask)
         while True:
-            if state[slot] == EMPTY:
+            h32 = slot * 2 * rw
+            if rec32[h32 + H_STATE] == EMPTY:
                 if meta[M_COUNT] + 1 > limit:
                     return t
-                state[slot] = OPEN
-                bkt[slot] = b
+                reci[slot * rw + W_BKT] = b
                 for j in range(d):
-                    dims[slot, j] = src_dims[s, j]
+                    rec32[h32 + H_DIMS + j] = src_rec32[sdim + j]
                 epoch[slot] = new_epoch
-                pk[slot] = 0
-                by[slot] = 0
+                rec[slot * rw + W_PK] = 0
+                rec[slot * rw + W_BY] = 0
                 meta[M_COUNT] += 1
+                meta[M_LOW] = min(meta[M_LOW], b)
                 break
-            if bkt[slot] == b:
+            if reci[slot * rw + W_BKT] == b:
                 same = True
                 for j in range(d):
-                    if dims[slot, j] != src_dims[s, j]:
+                    if rec32[h32 + H_DIMS + j] != src_rec32[sdim + j]:
                         same = False
                         break
                 if same:
                     break
             slot = (slot + 1) & mask
-        pk[slot] = sat_add(pk[slot], src_bpk[s])
-        by[slot] = sat_add(by[slot], src_bby[s])
-        state[slot] = DIRTY
+        base = slot * rw
+        rec[base + W_PK] = sat_add(rec[base + W_PK], src_rec[sbase + W_BPK])
+        rec[base + W_BY] = sat_add(rec[base + W_BY], src_rec[sbase + W_BBY])
+        rec32[2 * base + H_STATE] = DIRTY
+        if unmark:
+            src_rec32[2 * sbase + H_STATE] &= _NOT_PENDING
     return n_touched
+
+
+@njit(inline="always", cache=True)
+def _hand_out(s, out, d, rec, reci, rec32, rw, epoch, o_bkt, o_dims, o_epoch, o_pk, o_by):
+    base = s * rw
+    o_bkt[out] = reci[base + W_BKT]
+    for j in range(d):
+        o_dims[out, j] = rec32[2 * base + H_DIMS + j]
+    o_epoch[out] = epoch[s]
+    o_pk[out] = rec[base + W_PK]
+    o_by[out] = rec[base + W_BY]
 
 
 @njit(nogil=True, cache=True)
 def rehash(
     cutoff,  # entries with bkt <= cutoff are closed
-    bkt,
-    dims,
+    d,  # dimension words
+    rec,
+    reci,
+    rec32,
+    rw,
     epoch,
-    pk,
-    by,
-    state,
-    stamp,
-    bpk,
-    bby,
-    n_bkt,
-    n_dims,
+    n_rec,  # the new (empty) table: records (three views, rw words per slot) and epochs
+    n_reci,
+    n_rec32,
     n_epoch,
-    n_pk,
-    n_by,
-    n_state,
-    n_stamp,
-    n_bpk,
-    n_bby,
     o_bkt,
     o_dims,
     o_epoch,
@@ -353,69 +416,51 @@ def rehash(
     o_by,
 ):
     """Move the open entries above ``cutoff`` into the (empty) new table ``n_*`` and write the closed ones
-    that changed since they were last handed out to ``o_*``; ``(kept, written out)``."""
-    cap = bkt.shape[0]
-    ncap = n_bkt.shape[0]
-    mask = ncap - 1
-    d = dims.shape[1]
+    that changed since they were last handed out to ``o_*``; ``(kept, written out, lowest bucket kept)``
+    (the int64 maximum when none is)."""
+    cap = rec.shape[0] // rw
+    mask = n_rec.shape[0] // rw - 1
     kept = 0
     out = 0
+    low = np.iinfo(np.int64).max
     for s in range(cap):
-        st = state[s]
+        base = s * rw
+        st = rec32[2 * base + H_STATE] & STATE_MASK
         if st == EMPTY:
             continue
-        if bkt[s] <= cutoff:
+        b = reci[base + W_BKT]
+        if b <= cutoff:
             if st == DIRTY:
-                o_bkt[out] = bkt[s]
-                for j in range(d):
-                    o_dims[out, j] = dims[s, j]
-                o_epoch[out] = epoch[s]
-                o_pk[out] = pk[s]
-                o_by[out] = by[s]
+                _hand_out(s, out, d, rec, reci, rec32, rw, epoch, o_bkt, o_dims, o_epoch, o_pk, o_by)
                 out += 1
             continue
-        slot = np.int64(_hash_entry(bkt[s], dims, s) & np.uint64(mask))
-        while n_state[slot] != EMPTY:
+        slot = np.int64(_hash_entry(b, rec32, 2 * base + H_DIMS, d) & np.uint64(mask))
+        while n_rec32[slot * 2 * rw + H_STATE] != EMPTY:
             slot = (slot + 1) & mask
-        n_state[slot] = st
-        n_bkt[slot] = bkt[s]
-        for j in range(d):
-            n_dims[slot, j] = dims[s, j]
+        nbase = slot * rw
+        for q in range(rw):
+            n_rec[nbase + q] = rec[base + q]
         n_epoch[slot] = epoch[s]
-        n_pk[slot] = pk[s]
-        n_by[slot] = by[s]
-        n_stamp[slot] = stamp[s]
-        n_bpk[slot] = bpk[s]
-        n_bby[slot] = bby[s]
         kept += 1
-    return kept, out
+        low = min(low, b)
+    return kept, out, low
 
 
 @njit(nogil=True, cache=True)
-def collect(clear, bkt, dims, epoch, pk, by, state, o_bkt, o_dims, o_epoch, o_pk, o_by):
-    """Write the entries changed since they were last handed out (``state`` 2) to ``o_*`` — all open
+def collect(clear, d, rec, reci, rec32, rw, epoch, o_bkt, o_dims, o_epoch, o_pk, o_by):
+    """Write the entries changed since they were last handed out (state ``DIRTY``) to ``o_*`` — all open
     entries with ``clear`` < 0 — and, with ``clear`` > 0, mark them handed out; how many were written."""
     out = 0
-    d = dims.shape[1]
-    for s in range(bkt.shape[0]):
-        st = state[s]
+    for s in range(rec.shape[0] // rw):
+        h = 2 * s * rw + H_STATE
+        st = rec32[h] & STATE_MASK
         if st == EMPTY or (st == OPEN and clear >= 0):
             continue
-        o_bkt[out] = bkt[s]
-        for j in range(d):
-            o_dims[out, j] = dims[s, j]
-        o_epoch[out] = epoch[s]
-        o_pk[out] = pk[s]
-        o_by[out] = by[s]
+        _hand_out(s, out, d, rec, reci, rec32, rw, epoch, o_bkt, o_dims, o_epoch, o_pk, o_by)
         out += 1
         if clear > 0:
-            state[s] = OPEN
+            rec32[h] = (rec32[h] & ~np.uint32(STATE_MASK)) | OPEN
     return out
-
-
-# --------------------------------------------------------------------------------------------------
-# Plain-Python references
-# --------------------------------------------------------------------------------------------------
 
 
 @njit(nogil=True, cache=True)
@@ -457,6 +502,11 @@ def add_marginals(start, part, pk, by, keys, mp, mb, used, meta):
                 break
             s = (s + 1) & mask
     return n
+
+
+# --------------------------------------------------------------------------------------------------
+# Plain-Python references
+# --------------------------------------------------------------------------------------------------
 
 
 def add_marginals_ref(
@@ -515,7 +565,7 @@ def aggregate_ref(
         p = int(packets[i]) if packets is not None else 1
         if p == 0:  # an empty record stands for nothing, its bytes included
             continue
-        key_dims = tuple(int(x) for x in mat[:, i])
+        key_dims = tuple(int(x) for x in mat[i])
         for k, (sp, sb) in split_ref(s, e, p, int(nbytes[i]), width_ns, max_span_ns).items():
             op, ob = out.get((k, key_dims), (0, 0))
             out[(k, key_dims)] = (min(op + sp, COUNT_MAX), min(ob + sb, COUNT_MAX))

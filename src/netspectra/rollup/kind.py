@@ -140,8 +140,10 @@ def _ns(td: timedelta) -> int:
 
 
 def _slot_bytes(words: int) -> int:
-    # bkt, epoch, pk, by, stamp, bpk, bby: 8 bytes each; state 1; dims 4 per word; touched 8 (finest)
-    return 7 * 8 + 1 + 4 * words + 8
+    from netspectra.rollup.layout import record_words
+
+    # the entry's record (netspectra.rollup.layout), its epoch, and a touched slot (the finest table)
+    return 8 * record_words(words) + 8 + 8
 
 
 class RollupAggregator(AggregatorKind):

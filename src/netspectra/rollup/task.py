@@ -5,9 +5,12 @@ State and output (the contract the writers and the storage rely on):
 
 * One table per resolution (:data:`~netspectra.rollup.dims.RESOLUTIONS`) of **open entries**, one per
   (bucket, dimension tuple), each with packets and bytes counted since it opened and an ``epoch``. Rows
-  of a batch go into the 1-minute table (a flow-export row spread over the buckets it overlaps); the
-  batch's increments are carried into the 5-minute and 1-hour tables, so the three always hold the same
-  totals.
+  of a batch go into the 1-minute table (a flow-export row spread over the buckets it overlaps); its
+  increments are carried into the 5-minute and 1-hour tables before anything is handed out or closed
+  (every snapshot's three resolutions hold the same totals) — not after every batch: an entry touched
+  by many batches is carried once. Carrying later gives the same rows as carrying at once, except when
+  a carry fills a coarser table to ``max_entries`` (its early close then depends on what was carried
+  before it): while that can happen, the task carries after every batch (:meth:`RollupTask._can_defer`).
 * **Buckets close in traffic time.** The *watermark* is the newest row time seen in the period; once it
   is ``close_after`` past a bucket's end, the bucket's entries close (at the batch that moved it there):
   their final values leave with the next snapshot and the entries are forgotten (memory follows the
@@ -41,7 +44,9 @@ import numpy as np
 from netspectra.batch import PacketBatch
 from netspectra.rollup import kernels as kern
 from netspectra.rollup.dims import BY_NAME, RESOLUTIONS, Dimension
-from netspectra.weights import exact_sum, sat_reduceat
+from netspectra.rollup.layout import EMPTY, H_DIMS, H_STATE, W_BBY, W_BKT, W_BPK, W_BY, W_PK, record_words
+from netspectra.sketches.primitives import aligned_zeros
+from netspectra.weights import COUNT_MAX, exact_sum, sat_reduceat
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +54,7 @@ log = logging.getLogger(__name__)
 MAX_SPAN_NS = 86_400 * 10**9
 _INITIAL_CAPACITY = 1024
 _INT64_MIN = np.iinfo(np.int64).min
+_INT64_MAX = np.iinfo(np.int64).max
 
 
 @dataclass(frozen=True)
@@ -73,50 +79,85 @@ class RollupParams:
 
 
 class _Table:
-    """One resolution's open entries (see :mod:`netspectra.rollup.kernels`)."""
+    """One resolution's open entries: records of :mod:`netspectra.rollup.layout` (see
+    :mod:`netspectra.rollup.kernels`)."""
 
     def __init__(self, words: int, cap: int, finest: bool) -> None:
         self.words = words
+        self.rw = record_words(words)
         self.finest = finest
         self.epoch_counter = 0  # closes so far in the period: the epoch of entries opened now
         self.closed_upto = _INT64_MIN  # buckets <= this were closed by the watermark
         self.meta = np.zeros(kern.META_LEN, np.int64)
+        self.meta[kern.M_LOW] = _INT64_MAX
         self._alloc(cap)
 
     def _alloc(self, cap: int) -> None:
-        self.bkt = np.zeros(cap, np.int64)
-        self.dims = np.zeros((cap, self.words), np.uint32)
+        self.rec = aligned_zeros(cap * self.rw, np.uint64)
+        self.reci = self.rec.view(np.int64)
+        self.rec32 = self.rec.view(np.uint32)
         self.epoch = np.zeros(cap, np.int64)
-        self.pk = np.zeros(cap, np.uint64)
-        self.by = np.zeros(cap, np.uint64)
-        self.state = np.zeros(cap, np.uint8)
-        # the batch's increments (used in the finest table only; the kernels move them with the entries)
-        self.stamp = np.full(cap, -1, np.int64)
-        self.bpk = np.zeros(cap, np.uint64)
-        self.bby = np.zeros(cap, np.uint64)
+        # the entries with increments to carry into the coarser tables (the finest table only)
         self.touched = np.zeros(cap if self.finest else 1, np.int64)
 
     @property
     def cap(self) -> int:
-        return int(self.bkt.shape[0])
+        return int(self.epoch.shape[0])
 
     @property
     def count(self) -> int:
         return int(self.meta[kern.M_COUNT])
 
-    def arrays(self) -> tuple[np.ndarray, ...]:
-        return (self.bkt, self.dims, self.epoch, self.pk, self.by, self.state)
+    def arrays(self) -> tuple[Any, ...]:
+        """The kernels' arguments for this table: dimension words, records (three views), record words,
+        epochs."""
+        return (self.words, self.rec, self.reci, self.rec32, self.rw, self.epoch)
+
+    # Column views of the records (strided numpy views: the tests and the summary read them)
+    def _col(self, word: int) -> np.ndarray:
+        return self.rec.reshape(-1, self.rw)[:, word]
+
+    @property
+    def bkt(self) -> np.ndarray:
+        return self.reci.reshape(-1, self.rw)[:, W_BKT]
+
+    @property
+    def pk(self) -> np.ndarray:
+        return self._col(W_PK)
+
+    @property
+    def by(self) -> np.ndarray:
+        return self._col(W_BY)
+
+    @property
+    def bpk(self) -> np.ndarray:
+        return self._col(W_BPK)
+
+    @property
+    def bby(self) -> np.ndarray:
+        return self._col(W_BBY)
+
+    @property
+    def state(self) -> np.ndarray:
+        """The state words (with the PENDING bit: compare ``state & STATE_MASK``)."""
+        return self.rec32.reshape(-1, 2 * self.rw)[:, H_STATE]
+
+    @property
+    def dims(self) -> np.ndarray:
+        return self.rec32.reshape(-1, 2 * self.rw)[:, H_DIMS : H_DIMS + self.words]
 
     def rehash(self, cutoff: int, cap: int) -> _Rows:
         """Close the entries of buckets <= ``cutoff`` (those changed since handed out are returned) and
         move the others into a table of ``cap`` slots."""
-        old = (*self.arrays(), self.stamp, self.bpk, self.bby)
+        old = self.arrays()
         count = self.count
         self._alloc(cap)
-        new = (*self.arrays(), self.stamp, self.bpk, self.bby)
         out = _Rows.empty(count, self.words)
-        kept, n_out = kern.rehash(cutoff, *old, *new, *out.arrays())
+        kept, n_out, low = kern.rehash(
+            cutoff, *old, self.rec, self.reci, self.rec32, self.epoch, *out.arrays()
+        )
         self.meta[kern.M_COUNT] = kept
+        self.meta[kern.M_LOW] = low
         return out.head(n_out)
 
     def limit(self, max_entries: int) -> int:
@@ -154,8 +195,13 @@ class _Rows:
 
     @staticmethod
     def concat(parts: Sequence[_Rows], words: int) -> _Rows:
-        if not parts:
+        """The rows of ``parts`` in order (one part that holds rows: itself, not a copy)."""
+        full = [p for p in parts if len(p)]
+        if not full:
             return _Rows.empty(0, words)
+        if len(full) == 1:
+            return full[0]
+        parts = full
         return _Rows(
             *(np.concatenate([getattr(p, f) for p in parts]) for f in ("bkt", "epoch", "dims", "pk", "by"))
         )
@@ -255,7 +301,8 @@ class RollupTask:
         cap = 1 << max(4, int(capacity - 1).bit_length())
         self._cap0 = cap
         self._dictionaries: dict[str, tuple[str, ...]] = {}
-        self.summary = RollupSummary(tallies={d.name: Marginal(d.words) for d in self.dims})
+        self._scratch = np.empty(0, np.uint32)  # dimension_words' buffers
+        self._summary = RollupSummary(tallies={d.name: Marginal(d.words) for d in self.dims})
         self._reset()
 
     def __repr__(self) -> str:
@@ -265,14 +312,25 @@ class RollupTask:
         self.tables = [_Table(self.words, self._cap0, i == 0) for i in range(len(RESOLUTIONS))]
         self.watermark = _INT64_MIN
         self._outbox: list[list[_Rows]] = [[] for _ in RESOLUTIONS]
-        self._stamp = 0
+        self._opened_at_flush = 0  # the finest table's M_OPENED at the last carry
+        self._totals_from_increments = False  # see update
+        self._overloaded_upto = _INT64_MIN  # see _overload_guard
 
     # -- the batch ------------------------------------------------------------------------------------
 
     def dimension_words(self, batch: PacketBatch) -> np.ndarray:
-        """``(words, n)`` uint32: each row's dimension values (0 where the batch lacks the column)."""
+        """``(n, words)`` uint32: each row's dimension values (0 where the batch lacks the column), a row's
+        words together: the kernel reads a row at a time, one stream (``(words, n)`` made it ``words``
+        streams, the slowest part of an 18-dimension key). Filled a column at a time, then transposed
+        by :func:`~netspectra.rollup.kernels.transpose_words` (columns written into the rows directly
+        are strided writes: slower). Both live in the task's scratch buffer, kept between batches (the
+        size of the largest batch's words, twice: a fresh one per batch was fresh memory to fault in
+        every time). Valid until the next call."""
         n = len(batch)
-        mat = np.empty((self.words, n), np.uint32)
+        size = n * self.words
+        if self._scratch.shape[0] < 2 * size:
+            self._scratch = np.empty(2 * size, np.uint32)
+        cols = self._scratch[:size].reshape(self.words, n)
         j = 0
         for dim in self.dims:
             if dim.enriched:
@@ -280,12 +338,14 @@ class RollupTask:
             else:
                 values = getattr(batch, dim.source)
             if values is None:
-                mat[j : j + dim.words] = 0
+                cols[j : j + dim.words] = 0
             elif dim.words == 1:
-                mat[j] = values
+                cols[j] = values
             else:  # the exporter: 16 bytes as 4 words
-                mat[j : j + dim.words] = np.ascontiguousarray(values).view(np.uint32).T
+                cols[j : j + dim.words] = np.ascontiguousarray(values).view(np.uint32).T
             j += dim.words
+        mat = self._scratch[size : 2 * size].reshape(n, self.words)
+        kern.transpose_words(cols, mat)
         return mat
 
     def update(self, batch: PacketBatch) -> None:
@@ -304,9 +364,24 @@ class RollupTask:
         nbytes = batch.byte_counts()
         fine = self.tables[0]
         width = RESOLUTIONS[0].ns
-        self._new_stamp()
+        # The summary's totals: the batch's, exactly, whenever no entry's increment can saturate (it
+        # is then the sum of the increments); a batch of more than 2**64 - 1 packets or bytes (a hostile
+        # exporter) is carried alone, and its saturated increments make the totals, as always.
+        weighted = packets.shape[0] == n
+        total_p = exact_sum(packets) if weighted else n
+        total_b = exact_sum(nbytes[packets != 0] if weighted else nbytes)
+        alone = total_p > COUNT_MAX or total_b > COUNT_MAX
+        if alone:
+            self._flush()
+            self._totals_from_increments = True
+        else:
+            self._summary.packets += total_p
+            self._summary.bytes += total_b
         i = 0
         while True:
+            defer = not alone and self._can_defer()
+            if not defer:
+                self._flush()  # what earlier calls left pending first: then this call's, as it ends
             i = kern.aggregate_rows(
                 i,
                 end,
@@ -318,69 +393,102 @@ class RollupTask:
                 self.params.max_span_ns,
                 fine.limit(self.params.max_entries),
                 fine.epoch_counter,
-                *fine.arrays(),
-                fine.stamp,
-                fine.bpk,
-                fine.bby,
+                fine.rec,
+                fine.reci,
+                fine.rec32,
+                fine.rw,
+                fine.epoch,
                 fine.touched,
                 fine.meta,
             )
-            self._fold()
+            if not defer:
+                self._flush()
             if i >= n:
                 break
-            self._make_room(0)  # the batch's increments are folded: the finest table may be rebuilt
-            self._new_stamp()
-        self.summary.clamped = int(fine.meta[kern.M_CLAMPED])
-        self.summary.empty_rows = int(fine.meta[kern.M_EMPTY])
+            self._make_room(0)
+        self._totals_from_increments = False
+        s = self._summary
+        s.clamped = int(fine.meta[kern.M_CLAMPED])
+        s.empty_rows = int(fine.meta[kern.M_EMPTY])
         top = int(end.max())
         if top > self.watermark:
             self.watermark = top
             self._close_by_watermark()
 
-    def _new_stamp(self) -> None:
-        self._stamp += 1
-        fine = self.tables[0]
-        fine.meta[kern.M_STAMP] = self._stamp
-        fine.meta[kern.M_TOUCHED] = 0
+    def _can_defer(self) -> bool:
+        """Whether the finest table's increments may stay pending through the next
+        :func:`~netspectra.rollup.kernels.aggregate_rows` call and be carried later, all at once.
 
-    def _fold(self) -> None:
-        """Carry the finest table's batch increments into the coarser tables (and the summary)."""
+        Carrying increments into a coarser table gives the same entries and values whenever it is
+        done — unless a carry fills the table to ``max_entries`` and closes its oldest buckets early:
+        then *which* increments were carried before the close decides the rows' epochs. So increments
+        stay pending only while no carry of them can close anything: every coarser table's entries,
+        plus one new entry per finest entry opened since the last carry (an entry opened earlier has
+        its coarser entries already, see :meth:`_overload_guard`), plus the most the next call can open
+        (the finest table's room), stay within ``max_entries``. Otherwise the task carries after every
+        call, as it always did under that pressure. Either way the rows are the same, whenever the
+        snapshots are taken."""
+        fine = self.tables[0]
+        if self._overloaded_upto > fine.closed_upto:
+            return False
+        bound = (
+            int(fine.meta[kern.M_OPENED])
+            - self._opened_at_flush
+            + fine.limit(self.params.max_entries)
+            - fine.count
+        )
+        return all(t.count + bound <= self.params.max_entries for t in self.tables[1:])
+
+    def _flush(self) -> None:
+        """Carry the finest table's pending increments into the coarser tables (and the summary)."""
         fine = self.tables[0]
         n_touched = int(fine.meta[kern.M_TOUCHED])
-        if n_touched == 0:
-            return
-        for r in range(1, len(RESOLUTIONS)):
-            table = self.tables[r]
-            ratio = RESOLUTIONS[r].seconds // RESOLUTIONS[0].seconds
-            t = 0
-            while True:
-                t = kern.fold(
-                    t,
-                    fine.touched,
-                    n_touched,
-                    fine.bkt,
-                    fine.dims,
-                    fine.bpk,
-                    fine.bby,
-                    ratio,
-                    table.limit(self.params.max_entries),
-                    table.epoch_counter,
-                    *table.arrays(),
-                    table.meta,
-                )
-                if t >= n_touched:
-                    break
-                self._make_room(r)
-        self._count(fine.touched[:n_touched])
+        if n_touched:
+            last = len(RESOLUTIONS) - 1
+            new = int(fine.meta[kern.M_OPENED]) - self._opened_at_flush  # the most new coarser entries
+            for r in range(1, len(RESOLUTIONS)):
+                table = self.tables[r]
+                need = min(table.count + new, self.params.max_entries)
+                if need > table.limit(self.params.max_entries):  # grow once now, not doubling as it fills
+                    table.rehash(_INT64_MIN, 1 << (2 * need - 1).bit_length())
+                ratio = RESOLUTIONS[r].seconds // RESOLUTIONS[0].seconds
+                t = 0
+                while True:
+                    t = kern.fold(
+                        t,
+                        fine.touched,
+                        n_touched,
+                        self.words,
+                        fine.rec,
+                        fine.reci,
+                        fine.rec32,
+                        ratio,
+                        table.limit(self.params.max_entries),
+                        table.epoch_counter,
+                        table.rec,
+                        table.reci,
+                        table.rec32,
+                        table.rw,
+                        table.epoch,
+                        table.meta,
+                        r == last,
+                    )
+                    if t >= n_touched:
+                        break
+                    self._make_room(r)
+            self._count(fine.touched[:n_touched])
         fine.meta[kern.M_TOUCHED] = 0
+        self._opened_at_flush = int(fine.meta[kern.M_OPENED])
 
     def _count(self, slots: np.ndarray) -> None:
-        """The summary: totals, time range and per-dimension traffic of this batch's increments."""
+        """The summary: time range and per-dimension traffic of the carried increments (and the totals,
+        for a batch carried alone: :meth:`update`)."""
         fine = self.tables[0]
         pk, by = fine.bpk[slots], fine.bby[slots]
-        s = self.summary
-        s.packets += exact_sum(pk)  # exact Python integers, as every task's totals (netspectra.weights)
-        s.bytes += exact_sum(by)
+        s = self._summary
+        if self._totals_from_increments:
+            s.packets += exact_sum(pk)  # exact Python integers, as every task's totals (netspectra.weights)
+            s.bytes += exact_sum(by)
         width = RESOLUTIONS[0].ns
         lo, hi = int(fine.bkt[slots].min()) * width, int(fine.bkt[slots].max()) * width
         s.first_ns = lo if s.first_ns is None else min(s.first_ns, lo)
@@ -393,12 +501,14 @@ class RollupTask:
 
     def _make_room(self, r: int) -> None:
         """Table ``r`` is full: grow it, or (at ``max_entries``) close its oldest half of buckets."""
+        if r == 0:
+            self._flush()  # the pending increments name the finest table's slots: carry them first
         table = self.tables[r]
         if table.cap // 2 < self.params.max_entries:
             closed = table.rehash(_INT64_MIN, table.cap * 2)
             assert len(closed) == 0
             return
-        used = table.bkt[table.state != kern.EMPTY]
+        used = table.bkt[table.state != EMPTY]
         cutoff = int(np.median(used)) if used.size else _INT64_MIN
         log.info(
             "rollup task %s: %d open %s entries (max_entries): closing buckets up to %d early",
@@ -407,22 +517,37 @@ class RollupTask:
             RESOLUTIONS[r].label,
             cutoff,
         )
+        if r > 0:
+            self._overload_guard()
         self._close(r, cutoff)
 
-    def _close(self, r: int, cutoff: int) -> None:
+    def _overload_guard(self) -> None:
+        """A coarser table closes buckets early: finest entries open now may have lost their coarser
+        entries, so a carry of theirs could open new ones that :meth:`_can_defer` does not count. Carry
+        after every call until every entry open now has closed (its bucket is at most the newest now)."""
+        fine = self.tables[0]
+        used = fine.bkt[fine.state != EMPTY]
+        if used.size:
+            self._overloaded_upto = max(self._overloaded_upto, int(used.max()))
+
+    def _close(self, r: int, cutoff: int, cap: int = 0) -> None:
         table = self.tables[r]
-        closed = table.rehash(cutoff, table.cap)
         table.epoch_counter += 1
+        if cutoff < int(table.meta[kern.M_LOW]):
+            return  # no open entry is that old: nothing closes, no table to rebuild
+        closed = table.rehash(cutoff, cap or table.cap)
         if len(closed):
             self._outbox[r].append(closed)
 
     def _close_by_watermark(self) -> None:
-        for r, res in enumerate(RESOLUTIONS):
-            closable = (self.watermark - self.params.close_after_ns) // res.ns - 1
-            table = self.tables[r]
-            if closable > table.closed_upto:
-                table.closed_upto = closable
-                self._close(r, closable)
+        closable = [(self.watermark - self.params.close_after_ns) // res.ns - 1 for res in RESOLUTIONS]
+        if all(c <= t.closed_upto for c, t in zip(closable, self.tables, strict=True)):
+            return
+        self._flush()  # a coarser table holds every increment of what it closes
+        for r, table in enumerate(self.tables):
+            if closable[r] > table.closed_upto:
+                table.closed_upto = closable[r]
+                self._close(r, closable[r])
 
     def tick(self, quiet_ns: int) -> None:
         """Nothing ends by the clock: buckets close in traffic time (determinism, see the module)."""
@@ -430,12 +555,15 @@ class RollupTask:
     def finish(self, reason: str = "end_of_input") -> None:
         """Close every entry (the input ended or the engine stops): their final values leave with the
         next snapshot."""
+        self._flush()
         for r in range(len(RESOLUTIONS)):
             if self.tables[r].count:
-                self._close(r, np.iinfo(np.int64).max)
+                # everything closes: the table starts again small (not a fresh table of its size)
+                self._close(r, _INT64_MAX, cap=self._cap0)
 
     def begin_period(self, start_ns: int) -> None:
         """A new period: forget the entries (the previous period's final snapshot handed them out)."""
+        self._flush()  # (the summary counts every increment, snapshot or not)
         self._reset()
 
     # -- snapshots ------------------------------------------------------------------------------------
@@ -453,6 +581,7 @@ class RollupTask:
         return self.peek()
 
     def _rows(self, take: bool) -> RollupRows:
+        self._flush()
         parts: list[_Rows] = []
         res: list[np.ndarray] = []
         for r, table in enumerate(self.tables):
@@ -479,14 +608,20 @@ class RollupTask:
         )
 
     @property
+    def summary(self) -> RollupSummary:
+        """Since the task started (see :class:`RollupSummary`): pending increments carried first."""
+        self._flush()
+        return self._summary
+
+    @property
     def open_entries(self) -> dict[str, int]:
+        self._flush()  # the coarser tables' entries include the pending increments'
         return {res.label: t.count for res, t in zip(RESOLUTIONS, self.tables, strict=True)}
 
     @property
     def memory_bytes(self) -> int:
-        return sum(
-            sum(a.nbytes for a in (*t.arrays(), t.stamp, t.bpk, t.bby, t.touched)) for t in self.tables
-        )
+        tables = sum(t.rec.nbytes + t.epoch.nbytes + t.touched.nbytes for t in self.tables)
+        return tables + self._scratch.nbytes
 
 
 @dataclass
