@@ -85,11 +85,18 @@ def test_a_damaged_entry_is_recomputed_and_off_keeps_nothing(tmp_path: Path) -> 
     db = _db(tmp_path / "asn.mmdb", 100)
     cache = tmp_path / "cache"
     _enricher(db, str(cache))
-    for entry in cache.glob("*.npz"):
-        entry.write_bytes(b"not a zip file")
+    for array in cache.glob("*/*.npy"):
+        array.write_bytes(b"not an array")
     e = _enricher(db, str(cache))
     assert e.cache.misses == 2 and e.enrich(_addresses(), _addresses()).columns["SrcAS"].any()
-    assert all(p.stat().st_size > 100 for p in cache.glob("*.npz"))  # replaced by good entries
+    assert all(p.stat().st_size > 100 for p in cache.glob("*/*.npy"))  # replaced by good entries
+    # an entry cut short (its files gone) and a file of the earlier format: recomputed, replaced
+    for entry in cache.iterdir():
+        for array in entry.iterdir():
+            array.unlink()
+    (cache / "table-0123.npz").write_bytes(b"PK")
+    e = _enricher(db, str(cache))
+    assert e.cache.misses == 2 and len(list(cache.glob("*/*.npy"))) > 10
     off = _enricher(db, "off")
     assert off.cache.directory is None and (off.cache.hits, off.cache.misses) == (0, 0)
 
@@ -99,7 +106,31 @@ def test_entries_are_pruned_to_the_newest(tmp_path: Path, monkeypatch: pytest.Mo
     cache = tmp_path / "cache"
     for v in range(4):
         _enricher(_db(tmp_path / "asn.mmdb", 100 + v), str(cache))
-    assert len(list(cache.glob("*.npz"))) == 3
+    assert len(list(cache.iterdir())) == 3
+
+
+def test_tables_are_mapped_not_copied_and_keyed_without_hashing_the_databases(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = _db(tmp_path / "asn.mmdb", 100)
+    _enricher(db, str(tmp_path / "cache"))
+    hashed: list[int] = []
+    digest = cache_mod._digest
+
+    def counting(*parts: object, **kw: object) -> str:
+        known = kw.get("known") or (lambda a: None)
+        hashed.extend(p.nbytes for p in parts if isinstance(p, np.ndarray) and known(p) is None)  # type: ignore[operator]
+        return digest(*parts, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(cache_mod, "_digest", counting)
+    e = _enricher(db, str(tmp_path / "cache"))
+    assert (e.cache.hits, e.cache.misses) == (2, 0)
+    # the table's key hashed only the networks map's arrays, not the database's (named by its key)
+    database_bytes = sum(s.loaded.steps4.starts.nbytes for s in e._sources.values() if s.loaded)
+    assert 0 < sum(hashed) < database_bytes
+    # the arrays are views of files mapped copy-on-write: writable, as the kernels were compiled for
+    t = e.table
+    assert isinstance(t.idx4.base, np.memmap) and t.idx4.flags.writeable and type(t.idx4) is np.ndarray
 
 
 def test_default_directory_follows_xdg(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -55,18 +55,24 @@ def _words(ip: np.ndarray) -> np.ndarray:
 # addresses
 
 
+@njit(nogil=True, cache=True, inline="always")
+def _both_mapped(src: np.ndarray, dst: np.ndarray, i: int, mapped: np.uint32) -> bool:
+    """Both addresses of row ``i`` (4 uint32 words each) are IPv4-mapped (``::ffff:a.b.c.d``)."""
+    return (
+        src[i, 0] == 0
+        and src[i, 1] == 0
+        and src[i, 2] == mapped
+        and dst[i, 0] == 0
+        and dst[i, 1] == 0
+        and dst[i, 2] == mapped
+    )
+
+
 @njit(nogil=True, cache=True)
 def _count_unmapped(src: np.ndarray, dst: np.ndarray, mapped: np.uint32) -> int:
     m = 0
     for i in range(src.shape[0]):
-        if not (
-            src[i, 0] == 0
-            and src[i, 1] == 0
-            and src[i, 2] == mapped
-            and dst[i, 0] == 0
-            and dst[i, 1] == 0
-            and dst[i, 2] == mapped
-        ):
+        if not _both_mapped(src, dst, i, mapped):
             m += 1
     return m
 
@@ -84,14 +90,7 @@ def _split(
     j = 0
     k = 0
     for i in range(n):
-        if (
-            src[i, 0] == 0
-            and src[i, 1] == 0
-            and src[i, 2] == mapped
-            and dst[i, 0] == 0
-            and dst[i, 1] == 0
-            and dst[i, 2] == mapped
-        ):
+        if _both_mapped(src, dst, i, mapped):
             src4[j] = src[i, 3]
             dst4[j] = dst[i, 3]
             j += 1
