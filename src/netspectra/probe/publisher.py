@@ -207,13 +207,11 @@ class Publisher:
         # overflows. Layout 2 is ~21 bytes a packet where that worst case is 49 + 61: sizing it by the
         # worst case made ~9 500-packet messages (twice the messages, each with its per-message cost in
         # the NATS clients, the decoder and every task); its messages are checked by length instead
-        # (encode_messages' max_bytes), capped where not even the densest packets would fit.
+        # (encode_messages' max_bytes), capped per batch where not even its densest packets would fit.
         max_packets = (
             max_packets_for_payload(nc.max_payload, opts.max_packets, PacketBatch.OPTIONAL)
             if opts.wire_layout == 1
-            else max_packets_for_payload(
-                nc.max_payload, opts.max_packets, per_packet=DENSE_MIN_BYTES_PER_PACKET
-            )
+            else opts.max_packets
         )
         self._max_bytes = int(nc.max_payload)
         feeder = threading.Thread(target=self._feed, args=(source,), name="ns-probe-source", daemon=True)
@@ -313,6 +311,11 @@ class Publisher:
             # the parts are encoded (copied into the payloads) before the next batch: one scratch serves all
             shards = shard_of(batch, opts.n_shards, opts.shard_fields)
             parts = split_by_shard(batch, shards, opts.n_shards, scratch=self._scratch)
+        if opts.wire_layout > 1 and self._max_bytes is not None:
+            # more packets than this never fit: cutting such a message again would cost an encoding
+            max_packets = max_packets_for_payload(
+                self._max_bytes, max_packets, batch.present(), per_packet=DENSE_MIN_BYTES_PER_PACKET
+            )
         kernel_dropped = int(self._kernel_dropped()) if self._kernel_dropped is not None else 0
         for shard, part in enumerate(parts):
             n = len(part)
