@@ -260,7 +260,7 @@ def _why(errors: list[Exception], auth: NatsAuth) -> str:
 #: through an asyncio ``StreamReader`` whose limit — it stops reading the socket beyond twice that — and
 #: every read of whose read loop are ``nats.aio.client.DEFAULT_BUFFER_SIZE``, 32 KiB, with no connect
 #: option: a 350 kB message then costs a dozen loop iterations, parser calls and pause/resume of the
-#: socket's reading. Measured (a bare subscriber, 5 M packets of layout 2 in 16 000-packet messages, 2-core
+#: socket's reading. Measured (a bare subscriber, 5 M packets of layout 2 in ~14 600-packet messages, 2-core
 #: VM, three alternating pairs): 41-49 ns of CPU a packet with 32 KiB, 28-30 with 1 MiB.
 NATS_READ_BUFFER = 1 << 20
 
