@@ -31,11 +31,13 @@ from netspectra.probe import Publisher, PublisherOptions, pace, replay_files
 from netspectra.tasks.exact import ExactTask, FlowSnapshot
 from netspectra.transport.codec import batch_to_packet_infos, encode_batch
 from netspectra.transport.nats_bus import (
+    NATS_READ_BUFFER,
     batch_subject,
     connect,
     encode_messages,
     max_packets_for_payload,
     member_shards,
+    widen_nats_reads,
 )
 from netspectra.transport.natsserver import NatsServer, find_nats_server
 
@@ -232,11 +234,13 @@ def test_packet_info_compat_subject(nats_server: NatsServer) -> None:
 
 
 def test_max_payload_respected(tmp_path: Path) -> None:
-    """A server with a 64 KiB max_payload: batches are cut into messages that fit, nothing lost."""
+    """A server with a 16 KiB max_payload: batches are cut into messages that fit, nothing lost (layout 2,
+    the probe's default, is cut by each message's real length; layout 1 by its fixed 49 bytes a packet)."""
     if find_nats_server() is None:
         pytest.skip("no nats-server binary")
     want = offline(GNUTELLA)
-    with NatsServer(tmp_path / "small", max_payload=65536, jetstream=False) as srv:
+    limit = 16_384
+    with NatsServer(tmp_path / "small", max_payload=limit, jetstream=False) as srv:
         pub = PublisherOptions(url=srv.url, subject=SUBJECT, n_shards=2, max_packets=1 << 20)
         opts = StreamOptions(url=srv.url, subject=SUBJECT, n_shards=2)
         managers, cons, _ = asyncio.run(run_pipeline(srv.url, replay_files([GNUTELLA]), [opts], pub))
@@ -244,9 +248,47 @@ def test_max_payload_respected(tmp_path: Path) -> None:
     for name in TASKS:
         assert_same(snapshots(managers[0])[name], want[name])
     batch = PacketBatch.concat(list(CaptureReader(GNUTELLA)))
-    cap = max_packets_for_payload(65536, 1 << 20)
-    assert all(len(p) <= 65536 for _, p in encode_messages(batch, cap, 1))
-    assert len(encode_batch(batch.head(cap))) <= 65536
+    cap = max_packets_for_payload(limit, 1 << 20)
+    assert all(len(p) <= limit for _, p in encode_messages(batch, cap, 1))
+    assert len(encode_batch(batch.head(cap))) <= limit
+    dense = list(encode_messages(batch, 1 << 20, 1, max_bytes=limit, layout=2))
+    assert all(len(p) <= limit for _, p in dense) and len(dense) < -(-len(batch) // cap)
+
+
+def test_connections_read_the_socket_in_large_chunks(nats_server: NatsServer) -> None:
+    """connect() makes nats-py read up to NATS_READ_BUFFER bytes at a time (its own default is 32 KiB:
+    a dozen parser calls and socket pauses per 350 kB message); every message still arrives whole."""
+    sizes: list[int] = []
+    payloads = [bytes([k]) * (600_000 + k) for k in range(4)]
+
+    async def main() -> list[bytes]:
+        nc = await connect(nats_server.url, "chunk-test")
+        got: list[bytes] = []
+        parse = nc._ps.parse
+
+        async def recording_parse(data: bytes = b"") -> None:
+            sizes.append(len(data))
+            await parse(data)
+
+        async def on_msg(msg: Any) -> None:
+            got.append(msg.data)
+
+        nc._ps.parse = recording_parse
+        try:
+            await nc.subscribe("chunks.x", cb=on_msg)
+            await nc.flush()
+            for p in payloads:
+                await nc.publish("chunks.x", p)
+            await nc.flush()
+            await wait_for(lambda: len(got) == len(payloads), "the large messages")
+        finally:
+            await nc.close()
+        return got
+
+    got = asyncio.run(main())
+    assert got == payloads
+    assert max(sizes) > 32_768  # nats-py's own default would cap every read there
+    assert max(sizes) <= NATS_READ_BUFFER == widen_nats_reads()
 
 
 def _engine_cmd(cfg_path: Path, url: str) -> list[str]:

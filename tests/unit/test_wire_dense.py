@@ -17,7 +17,12 @@ from netspectra.probe.publisher import PublisherOptions
 from netspectra.proto.v1 import traffic_pb2
 from netspectra.transport import codec, dense
 from netspectra.transport.codec import BatchMeta, decode_batch, encode_batch
-from netspectra.transport.nats_bus import BYTES_PER_PACKET
+from netspectra.transport.nats_bus import (
+    BYTES_PER_PACKET,
+    DENSE_MIN_BYTES_PER_PACKET,
+    encode_messages,
+    max_packets_for_payload,
+)
 
 V4 = np.frombuffer(bytes(10) + b"\xff\xff", np.uint8)
 COMPRESSIONS = ("none", "lz4", "zstd")
@@ -579,3 +584,54 @@ def test_probe_configuration_and_command_line_choose_the_layout(tmp_path, capsys
         with pytest.raises(typer.Exit):
             _wire_option(bad)
         assert f"--wire {bad!r}: expected 1, 2, 2+lz4 or 2+zstd" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------------
+# messages sized by their real length (encode_messages' max_bytes)
+
+
+@pytest.mark.parametrize("v6_share", [0.0, 0.05, 1.0])
+@pytest.mark.parametrize("bunched", [False, True])
+def test_messages_are_cut_by_length_and_lose_nothing(v6_share: float, bunched: bool) -> None:
+    """Layout 2 messages of up to ``max_packets`` packets, each at most ``max_bytes`` long: consecutive
+    ``seq``, exact ``shard_packets``, and the decoded messages are the batch, in order."""
+    b = realistic_batch(20_000, seed=5, v6_share=v6_share)
+    if bunched:  # every IPv6 row in the first quarter: an equal cut by length is still too long there
+        b.src_ip[5000:, :12] = V4
+        b.dst_ip[5000:, :12] = V4
+        b.src_ip[:5000] = np.random.default_rng(6).integers(0, 256, (5000, 16))
+    limit = 64 * 1024
+    msgs = list(
+        encode_messages(b, 1 << 20, 7, first_packet=100, max_bytes=limit, layout=2, shard=1, n_shards=4)
+    )
+    assert [s for s, _ in msgs] == list(range(7, 7 + len(msgs)))
+    assert all(len(p) <= limit for _, p in msgs)
+    decoded = [decode_batch(p) for _, p in msgs]
+    starts = np.cumsum([0] + [len(x) for x, _ in decoded])[:-1] + 100
+    assert [m.shard_packets for _, m in decoded] == list(starts)
+    assert all(m.seq == s for (s, _), (_, m) in zip(msgs, decoded, strict=True))
+    assert_same(PacketBatch.concat([x for x, _ in decoded]), b)
+    # far fewer messages than the worst case of 49 bytes a packet would make for IPv4 traffic
+    worst = -(-len(b) // max_packets_for_payload(limit, 1 << 20))
+    if v6_share == 0.0 and not bunched:
+        assert len(msgs) * 2 <= worst
+    assert len(msgs) >= -(-sum(len(p) for _, p in msgs) // limit)
+
+
+def test_max_packets_still_caps_and_one_packet_too_long_is_an_error() -> None:
+    b = realistic_batch(1000, seed=7)
+    msgs = list(encode_messages(b, 300, 1, max_bytes=1 << 20, layout=2))
+    assert [len(decode_batch(p)[0]) for _, p in msgs] == [300, 300, 300, 100]
+    # without max_bytes nothing is measured (layout 1's callers size by max_packets_for_payload)
+    assert len(list(encode_messages(b, 1000, 1, layout=2))) == 1
+    with pytest.raises(ValueError, match="more than max_payload 40"):
+        list(encode_messages(b.head(3), 1000, 1, max_bytes=40, layout=2))
+
+
+def test_publisher_default_fills_messages_by_length() -> None:
+    """The probe's default: ``max_packets`` 32 768 (a probe batch split into 16 shards fits one message a
+    shard), capped by what even the densest packets could fit, never beyond ``max_payload``."""
+    assert PublisherOptions().max_packets == 32_768
+    assert max_packets_for_payload(1 << 20, 1 << 20, per_packet=DENSE_MIN_BYTES_PER_PACKET) == (
+        ((1 << 20) - 1024) // 19
+    )

@@ -232,7 +232,7 @@ def probe(
     ] = None,
     max_packets: Annotated[
         int, typer.Option("--max-packets", min=1, help="Packets per message (also capped by max_payload).")
-    ] = 16_384,
+    ] = 32_768,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Packets per read batch.")] = 65_536,
     wire: Annotated[
         str | None,

@@ -42,6 +42,7 @@ from netspectra.transport.codec import COMPRESSIONS, LAYOUTS, encode_batch, shar
 from netspectra.transport.nats_bus import (
     DEFAULT_SHARDS,
     DEFAULT_STREAM,
+    DENSE_MIN_BYTES_PER_PACKET,
     NatsAuth,
     batch_subject,
     connect,
@@ -61,8 +62,11 @@ class PublisherOptions:
 
     ``shard_fields``: the key fields of the shard hash; ``("SrcIP",)`` keeps every shipped task whole
     within one shard (each keys on SrcIP). ``max_packets``: packets per message, further capped by the
-    server's ``max_payload``. ``queue_batches``: bound of the hand-off queue. ``block``: a full queue
-    makes the source wait (file replay) instead of dropping the batch (live capture).
+    server's ``max_payload`` — layout 1 by its fixed 49 bytes a packet (and the optional columns'),
+    layout 2 by each message's real length (about 21 bytes a packet, so the default 32 768 packets
+    fill some 690 kB; a message that comes out longer than ``max_payload`` is cut again).
+    ``queue_batches``: bound of the hand-off queue. ``block``: a full queue makes the source wait (file
+    replay) instead of dropping the batch (live capture).
     ``wire_layout``/``wire_compression``: the ``v1.PacketBatch`` layout (``docs/wire.md``): 2, the dense
     one (about 19-21 bytes per packet instead of 49; engines of this version or later read it), or 1 for
     engines older than layout 2; layout 2's columns may also be compressed (``lz4``, ``zstd``).
@@ -73,7 +77,7 @@ class PublisherOptions:
     n_shards: int = DEFAULT_SHARDS
     shard_fields: tuple[str, ...] = ("SrcIP",)
     probe_id: str = "probe"
-    max_packets: int = 16_384
+    max_packets: int = 32_768
     queue_batches: int = 16
     block: bool = True
     jetstream: bool = False
@@ -154,6 +158,7 @@ class Publisher:
         self._consumed = consumed
         self._halt: asyncio.Event | None = None
         self._scratch: dict[str, Any] = {}  # split_by_shard's reused buffers
+        self._max_bytes: int | None = None  # the server's max_payload, once connected
 
     # -- source side (a thread) ------------------------------------------------------------------------
 
@@ -198,8 +203,17 @@ class Publisher:
         if opts.jetstream:
             js = nc.jetstream(publish_async_max_pending=opts.max_inflight)
             await ensure_stream(js, opts.stream, opts.subject)
-        # sized for batches with every optional column, so a probe that decodes them never overflows
-        max_packets = max_packets_for_payload(nc.max_payload, opts.max_packets, PacketBatch.OPTIONAL)
+        # Layout 1: sized for batches with every optional column, so a probe that decodes them never
+        # overflows. Layout 2 is ~21 bytes a packet where that worst case is 49 + 61: sizing it by the
+        # worst case made ~9 500-packet messages (twice the messages, each with its per-message cost in
+        # the NATS clients, the decoder and every task); its messages are checked by length instead
+        # (encode_messages' max_bytes), capped per batch where not even its densest packets would fit.
+        max_packets = (
+            max_packets_for_payload(nc.max_payload, opts.max_packets, PacketBatch.OPTIONAL)
+            if opts.wire_layout == 1
+            else opts.max_packets
+        )
+        self._max_bytes = int(nc.max_payload)
         feeder = threading.Thread(target=self._feed, args=(source,), name="ns-probe-source", daemon=True)
         loop = asyncio.get_running_loop()
         t0 = time.perf_counter()
@@ -297,6 +311,11 @@ class Publisher:
             # the parts are encoded (copied into the payloads) before the next batch: one scratch serves all
             shards = shard_of(batch, opts.n_shards, opts.shard_fields)
             parts = split_by_shard(batch, shards, opts.n_shards, scratch=self._scratch)
+        if opts.wire_layout > 1 and self._max_bytes is not None:
+            # more packets than this never fit: cutting such a message again would cost an encoding
+            max_packets = max_packets_for_payload(
+                self._max_bytes, max_packets, batch.present(), per_packet=DENSE_MIN_BYTES_PER_PACKET
+            )
         kernel_dropped = int(self._kernel_dropped()) if self._kernel_dropped is not None else 0
         for shard, part in enumerate(parts):
             n = len(part)
@@ -308,6 +327,7 @@ class Publisher:
                 max_packets,
                 self._seq[shard] + 1,
                 first_packet=self.stats.per_shard_packets[shard],
+                max_bytes=self._max_bytes,
                 probe_id=opts.probe_id,
                 shard=shard,
                 n_shards=opts.n_shards,

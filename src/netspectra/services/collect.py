@@ -65,7 +65,7 @@ class CollectOptions:
         subject: str | None = None,
         shards: int | None = None,
         probe_id: str | None = None,
-        max_packets: int = 16_384,
+        max_packets: int = 32_768,
         jetstream: bool = False,
         stream: str | None = None,
         auth: NatsAuth | None = None,

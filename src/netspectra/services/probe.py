@@ -99,7 +99,7 @@ class ProbeOptions:
         shards: int | None = None,
         shard_fields: tuple[str, ...] | None = None,
         probe_id: str | None = None,
-        max_packets: int = 16_384,
+        max_packets: int = 32_768,
         jetstream: bool = False,
         stream: str | None = None,
         auth: NatsAuth | None = None,

@@ -45,6 +45,8 @@ __all__ = [
     "DEFAULT_QUEUE_GROUP",
     "DEFAULT_SHARDS",
     "DEFAULT_STREAM",
+    "DENSE_MIN_BYTES_PER_PACKET",
+    "NATS_READ_BUFFER",
     "NatsAuth",
     "NatsConnectError",
     "batch_subject",
@@ -56,12 +58,16 @@ __all__ = [
     "member_shards",
     "redact_url",
     "stream_subjects",
+    "widen_nats_reads",
 ]
 
 #: Encoded bytes per packet of a ``v1.PacketBatch``: 8 + 16 + 16 + 2 + 2 + 1 + 4 in layout 1, and at most
 #: that in layout 2 (its encoder picks a dense form only where it is smaller; a packed frame only when
 #: it is smaller than the columns).
 BYTES_PER_PACKET = 49
+#: The fewest bytes per packet of an uncompressed layout 2 message (4-byte addresses, a uint32
+#: timestamp offset, a uint16 length, ports and protocol): more packets never fit in a payload.
+DENSE_MIN_BYTES_PER_PACKET = 19
 # tags, lengths, metadata, probe id (≤ 255 bytes), layout 2's ts_base and packed-frame fields and the
 # alignment padding before each of up to 22 columns: well under this
 _HEADER_ALLOWANCE = 1024
@@ -86,10 +92,14 @@ def member_shards(n_shards: int, member: int, members: int) -> list[int]:
     return [s for s in range(n_shards) if s % members == member]
 
 
-def max_packets_for_payload(max_payload: int, wanted: int, optional: Iterable[str] = ()) -> int:
+def max_packets_for_payload(
+    max_payload: int, wanted: int, optional: Iterable[str] = (), *, per_packet: int = BYTES_PER_PACKET
+) -> int:
     """Packets per message: ``wanted`` capped so that one encoded batch fits in ``max_payload`` bytes,
-    batches carrying the ``optional`` columns (:data:`PacketBatch.OPTIONAL` names) included."""
-    per_packet = BYTES_PER_PACKET + sum(PacketBatch.row_bytes(c) for c in optional)
+    batches carrying the ``optional`` columns (:data:`PacketBatch.OPTIONAL` names) included, at
+    ``per_packet`` bytes a packet besides those (layout 1's fixed size by default;
+    :data:`DENSE_MIN_BYTES_PER_PACKET` gives the count above which no layout 2 message fits)."""
+    per_packet = int(per_packet) + sum(PacketBatch.row_bytes(c) for c in optional)
     fit = (int(max_payload) - _HEADER_ALLOWANCE) // per_packet
     if fit < 1:
         raise ValueError(f"max_payload {max_payload} cannot hold even one packet")
@@ -97,7 +107,13 @@ def max_packets_for_payload(max_payload: int, wanted: int, optional: Iterable[st
 
 
 def encode_messages(
-    batch: PacketBatch, max_packets: int, first_seq: int, *, first_packet: int = 0, **meta: Any
+    batch: PacketBatch,
+    max_packets: int,
+    first_seq: int,
+    *,
+    first_packet: int = 0,
+    max_bytes: int | None = None,
+    **meta: Any,
 ) -> Iterator[tuple[int, bytes]]:
     """``(seq, payload)`` of ``batch`` cut into messages of at most ``max_packets`` packets.
 
@@ -105,13 +121,42 @@ def encode_messages(
     ``first_packet`` plus the packets of the messages before it (the shard's packets published before
     ``batch``: a receiver that misses a message knows how many packets it lost); ``meta`` goes to
     :func:`~netspectra.transport.codec.encode_batch` (``probe_id``, ``shard``, ``n_shards``, counters).
+
+    ``max_bytes`` (the server's ``max_payload``; ``None``: ``max_packets`` alone decides): no payload
+    is longer. A message that came out longer (layout 2 with many IPv6 rows, or a ``max_packets`` above
+    :func:`max_packets_for_payload`'s worst case) is cut into as many equal parts as its length asks,
+    each checked again: a dense layout fills messages by its real size, not by the worst case of 49
+    bytes a packet. Raises ``ValueError`` when one packet alone does not fit in ``max_bytes``.
     """
     n = len(batch)
     seq = first_seq
     for lo in range(0, n, max_packets):
         part = batch if (lo == 0 and n <= max_packets) else _slice(batch, lo, lo + max_packets)
-        yield seq, encode_batch(part, seq=seq, shard_packets=first_packet + lo, **meta)
-        seq += 1
+        for payload in _fitting(part, first_packet + lo, max_bytes, meta, seq):
+            yield seq, payload
+            seq += 1
+
+
+def _fitting(
+    part: PacketBatch, shard_packets: int, max_bytes: int | None, meta: dict[str, Any], seq: int
+) -> Iterator[bytes]:
+    """The payloads of ``part``'s messages, each at most ``max_bytes`` long, in order, numbered from
+    ``seq`` (one per message)."""
+    payload = encode_batch(part, seq=seq, shard_packets=shard_packets, **meta)
+    n = len(part)
+    if max_bytes is None or len(payload) <= max_bytes:
+        yield payload
+        return
+    if n <= 1:
+        raise ValueError(f"one packet needs {len(payload)} bytes, more than max_payload {max_bytes}")
+    # equal parts by the measured length; a part can still be too long (IPv6 rows bunched): recurse
+    k = max(2, -(-len(payload) // max(1, max_bytes - _HEADER_ALLOWANCE)))
+    step = -(-n // k)
+    done = 0
+    for lo in range(0, n, step):
+        for p in _fitting(_slice(part, lo, lo + step), shard_packets + lo, max_bytes, meta, seq + done):
+            yield p
+            done += 1
 
 
 def _slice(batch: PacketBatch, lo: int, hi: int) -> PacketBatch:
@@ -211,6 +256,30 @@ def _why(errors: list[Exception], auth: NatsAuth) -> str:
     return "no server answered"
 
 
+#: Bytes nats-py's read loop takes from the socket at a time (set by :func:`connect`). nats-py reads
+#: through an asyncio ``StreamReader`` whose limit — it stops reading the socket beyond twice that — and
+#: every read of whose read loop are ``nats.aio.client.DEFAULT_BUFFER_SIZE``, 32 KiB, with no connect
+#: option: a 350 kB message then costs a dozen loop iterations, parser calls and pause/resume of the
+#: socket's reading. Measured (a bare subscriber, 5 M packets of layout 2 in ~14 600-packet messages, 2-core
+#: VM, three alternating pairs): 41-49 ns of CPU a packet with 32 KiB, 28-30 with 1 MiB.
+NATS_READ_BUFFER = 1 << 20
+
+
+def widen_nats_reads(size: int = NATS_READ_BUFFER) -> int:
+    """Make nats-py read the socket ``size`` bytes at a time (never less than its own default), for every
+    connection made afterwards in this process — it is a module setting of nats-py's client, read at
+    connect and by each read loop; returns the size in effect. A nats-py without that setting is left
+    alone (0 is returned)."""
+    from nats.aio import client as nats_client
+
+    current = getattr(nats_client, "DEFAULT_BUFFER_SIZE", None)
+    if not isinstance(current, int):
+        return 0
+    if current < size:
+        nats_client.DEFAULT_BUFFER_SIZE = int(size)
+    return int(nats_client.DEFAULT_BUFFER_SIZE)
+
+
 async def connect(
     url: str, name: str, *, connect_attempts: int = 10, auth: NatsAuth | None = None, **options: Any
 ) -> Client:
@@ -220,8 +289,10 @@ async def connect(
     :class:`NatsConnectError` is raised saying why (refused credentials, TLS, unreachable); once
     connected, the client reconnects forever. Errors are logged at most once per 10 s. ``auth`` gives
     the credentials and TLS (:class:`NatsAuth`). ``options`` go to :func:`nats.connect` (``error_cb``
-    is called after the logging one).
+    is called after the logging one). nats-py reads the socket :data:`NATS_READ_BUFFER` bytes at a time
+    (:func:`widen_nats_reads`).
     """
+    widen_nats_reads()
     auth = auth or NatsAuth()
     limited = RateLimitedLog(log, 10.0)
     connecting: list[Exception] = []
