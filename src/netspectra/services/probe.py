@@ -276,8 +276,10 @@ class ProbeService(Service):
         if o.ready_file is not None:
             o.ready_file.touch()
         if o.publisher is not None:
+            from netspectra.offline.warmup import warm_up_wire
             from netspectra.probe.publisher import Publisher
 
+            warm_up_wire()  # the encoder's and the shard split's kernels, before packets wait for them
             kernel = self.source.kernel_drops if o.live is not None else None
             self.publisher = Publisher(o.publisher, kernel_dropped=kernel, consumed=o.consumed)
             batches = self._batches()
