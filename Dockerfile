@@ -75,10 +75,10 @@ ENV PATH=/opt/netspectra/bin:$PATH \
 # (NETSPECTRA_LOG_FORMAT=json) are switched on by deploy/compose.yaml and the Helm chart, not here, so a
 # one-off `docker run ... analyze` binds no port and logs for a person.
 
-# Compile every numba kernel now (reader, decoder, exact task, CountMin, SuperSpread, Arrow output,
-# shard hash) into NUMBA_CACHE_DIR, as the service user, so that containers load them from the cache.
+# Compile every numba kernel now (reader, decoder, every aggregator kind, Arrow output, the wire codec
+# and shard hash) into NUMBA_CACHE_DIR, as the service user, so that containers load them from the cache.
 USER 10001:10001
-RUN python -c "from netspectra.offline.warmup import warm_up; from netspectra.batch import PacketBatch; from netspectra.transport.codec import shard_of; t = warm_up(); shard_of(PacketBatch.empty(1), 16, ('SrcIP',)); print(f'numba kernels compiled in {t:.1f} s')" \
+RUN python -c "from netspectra.offline.warmup import warm_up; t = warm_up(); print(f'numba kernels compiled in {t:.1f} s')" \
  && netspectra config check >/dev/null
 
 WORKDIR /var/lib/netspectra

@@ -104,7 +104,10 @@ def warm_wire() -> None:
     from netspectra.transport import codec
 
     batch = PacketBatch.empty(2)
+    for col in PacketBatch.COLUMNS:  # empty() leaves the columns uninitialised: the same paths every time
+        getattr(batch, col)[...] = 0
     batch.src_ip[1, 10:12] = batch.dst_ip[1, 10:12] = 0xFF  # row 1 IPv4-mapped, row 0 not
+    batch.ts_ns[:] = [1_000, 2_000]  # distinct times: layout 2 sends offsets from a base
     if "layout" in codec.encode_batch.__kwdefaults__:  # a tree from before layout 2 has no dense kernels
         codec.decode_batch(codec.encode_batch(batch, layout=2))
     codec.decode_batch(codec.encode_batch(batch))

@@ -125,12 +125,20 @@ def wire_probe(
     persister: Callable[[], Any] | None = None,
     meter: Any = None,
     finished: Callable[[], bool] = lambda: False,
+    started: Callable[[], bool] = lambda: True,
 ) -> None:
-    """The probe's series and readiness on ``ep`` (see :class:`ProbeCollector` for the getters)."""
+    """The probe's series and readiness on ``ep`` (see :class:`ProbeCollector` for the getters): not
+    ready before ``started()`` (kernels loaded, source open, publisher made) nor after ``finished()``."""
     ep.add(ProbeCollector(publisher, live=live, persister=persister, meter=meter))
     if url:  # empty: a probe that only captures (--no-publish)
         ep.check("nats", nats_reachable(url), background=True)
-    ep.check("source", lambda: "the probe has finished its input" if finished() else None)
+
+    def source() -> str | None:
+        if not started():
+            return "the probe is starting (loading its kernels, opening its source)"
+        return "the probe has finished its input" if finished() else None
+
+    ep.check("source", source)
 
 
 def store_ready(core: Any, timeout_s: float = 2.0) -> Callable[[], str | None]:

@@ -100,6 +100,7 @@ class EngineService(Service):
         if not 0 <= options.member < options.members:
             raise ServiceError(f"--member {options.member} must be below --members {options.members}", 2)
         self.options = options
+        self._cfg = cfg
         try:
             self.manager = Manager.from_config(cfg, writers=options.writers)
             # the original's engine ran the alerter: rules every check_interval and once at stop
@@ -125,7 +126,13 @@ class EngineService(Service):
             self._ops.set_consumer(self.consumer)
 
     def start(self, cancel: threading.Event | None = None) -> None:
-        """Start the manager and the consumer; return once it is subscribed (or ``cancel`` is set)."""
+        """Start the manager and the consumer; return once it is subscribed (or ``cancel`` is set).
+
+        The tasks' and the decoder's kernels are loaded first: ready means able to keep up, not that the
+        first message waits half a second for them while the next ones queue up."""
+        from netspectra.offline.warmup import warm_up
+
+        warm_up(self._cfg, reader=False, wire=True)
         self.manager.start()
         self._thread = LoopThread("ns-engine", self._main).start()
         while not self.consumer.ready.is_set():

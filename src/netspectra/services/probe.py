@@ -200,6 +200,7 @@ class ProbeService(Service):
         self._reader: threading.Thread | None = None
         self._watch: threading.Thread | None = None
         self._finished = threading.Event()
+        self._started = threading.Event()  # start() has made the source and the publisher
         self._stopped = False
         self._dumped: dict[int, list[PacketBatch]] = {}
         self._read_error: BaseException | None = None
@@ -253,10 +254,17 @@ class ProbeService(Service):
             persister=lambda: self.persister.stats if self.persister is not None else None,
             meter=self.meter,
             finished=self._finished.is_set,
+            started=self._started.is_set,
         )
 
     def start(self, cancel: threading.Event | None = None) -> None:
         o = self.options
+        if o.publisher is not None:
+            from netspectra.offline.warmup import warm_up_wire
+
+            # the encoder's and the shard split's kernels, before the probe says it is ready and before
+            # packets wait for them (about half a second on the first batch otherwise)
+            warm_up_wire()
         self.source = self._open_source()
         self._t0, self._cpu0 = time.perf_counter(), time.process_time()
         if self.persister is not None:
@@ -293,6 +301,7 @@ class ProbeService(Service):
         if o.stop_after_packets or o.stop_after_s or o.stop_when_idle_s or o.stop_file is not None:
             self._watch = threading.Thread(target=self._watch_limits, name="ns-probe-limits", daemon=True)
             self._watch.start()
+        self._started.set()
 
     def _open_source(self) -> Any:
         o = self.options
