@@ -97,6 +97,16 @@ def _w_offline(path: str, kind: str) -> dict:
     return {"seconds": result.elapsed_s, **_totals(manager)}
 
 
+def wire_options(options_class: type, wire: tuple[int, str]) -> dict[str, object]:
+    """The ``PublisherOptions`` keywords of the ``wire`` format (layout, compression); none for a tree
+    from before layout 2, which writes layout 1 only (anything else is refused)."""
+    if "wire_layout" not in options_class.__dataclass_fields__:  # type: ignore[attr-defined]
+        if wire != (1, "none"):
+            raise SystemExit(f"this tree writes only layout 1, not {wire}")
+        return {}
+    return {"wire_layout": wire[0], "wire_compression": wire[1]}
+
+
 def warm_wire() -> None:
     """Load the engine's decoder kernels (layout 2: addresses with an IPv6 row, timestamp offsets) from
     their cache, so that the first message of a timed run does not pay for it."""
@@ -238,11 +248,7 @@ def run_pipeline(
             if engine.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"engine did not start:\n{engine.communicate()[1][-4000:]}")
             time.sleep(0.02)
-        wire_opts = {"wire_layout": wire[0], "wire_compression": wire[1]}
-        if "wire_layout" not in PublisherOptions.__dataclass_fields__:  # a tree from before layout 2
-            if wire != (1, "none"):
-                raise SystemExit(f"this tree writes only layout 1, not {wire}")
-            wire_opts = {}
+        wire_opts = wire_options(PublisherOptions, wire)
         opts = PublisherOptions(
             url=server.url,
             subject=SUBJECT,

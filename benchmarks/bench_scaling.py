@@ -137,13 +137,10 @@ def _offline(path: Path) -> dict:
 
 async def _fill(url: str, stream: str, path: Path, wire: tuple[int, str] = (2, "none")) -> int:
     """Publish the whole trace into ``stream`` in the ``wire`` format; the bytes published."""
+    from bench_pipeline import wire_options
     from netspectra.probe import Publisher, PublisherOptions, replay_files
 
-    wire_opts = {"wire_layout": wire[0], "wire_compression": wire[1]}
-    if "wire_layout" not in PublisherOptions.__dataclass_fields__:  # a tree from before layout 2
-        if wire != (1, "none"):
-            raise SystemExit(f"this tree writes only layout 1, not {wire}")
-        wire_opts = {}
+    wire_opts = wire_options(PublisherOptions, wire)
     opts = PublisherOptions(
         url=url, subject=SUBJECT, n_shards=SHARDS, jetstream=True, stream=stream, **wire_opts
     )

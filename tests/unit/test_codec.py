@@ -113,16 +113,20 @@ def with_optional(b: PacketBatch, seed: int = 0, names: tuple[str, ...] | None =
     return b.with_columns(**cols)
 
 
+#: Sets of optional columns a round trip carries (None: every one), shared with test_wire_dense.
+OPTIONAL_SETS: list[tuple[str, ...] | None] = [
+    None,
+    ("tcp_flags",),
+    ("vlan_id", "ip_length"),
+    ("icmp_type_code",),
+    ("packets", "octets", "sampling_rate", "flow_start_ns", "in_if", "out_if", "exporter"),
+]
+
+
 @pytest.mark.parametrize("n", [1, 2, 7, 2000])
 @pytest.mark.parametrize(
     "names",
-    [
-        None,
-        ("tcp_flags",),
-        ("vlan_id", "ip_length"),
-        ("icmp_type_code",),
-        ("packets", "octets", "sampling_rate", "flow_start_ns", "in_if", "out_if", "exporter"),
-    ],
+    OPTIONAL_SETS,
     ids=str,
 )
 def test_optional_columns_round_trip(n: int, names: tuple[str, ...] | None) -> None:

@@ -10,7 +10,7 @@ import dataclasses
 
 import numpy as np
 import pytest
-from tests.unit.test_codec import assert_same, lfield, random_batch, vfield, with_optional
+from tests.unit.test_codec import OPTIONAL_SETS, assert_same, lfield, random_batch, vfield, with_optional
 
 from netspectra.batch import PacketBatch
 from netspectra.probe.publisher import PublisherOptions
@@ -156,13 +156,7 @@ def test_round_trip_of_probe_like_batches(n: int, v6_share: float, compression: 
 @pytest.mark.parametrize("n", [1, 7, 2000])
 @pytest.mark.parametrize(
     "names",
-    [
-        None,
-        ("tcp_flags",),
-        ("vlan_id", "ip_length"),
-        ("icmp_type_code",),
-        ("packets", "octets", "sampling_rate", "flow_start_ns", "in_if", "out_if", "exporter"),
-    ],
+    OPTIONAL_SETS,
     ids=str,
 )
 @pytest.mark.parametrize("compression", COMPRESSIONS)
