@@ -139,3 +139,17 @@ def load_cached_kernels_lean() -> None:
         _patch_cache_loads(caching)
     elif not any(isinstance(f, _LeanCacheLoads) for f in sys.meta_path):
         sys.meta_path.insert(0, _LeanCacheLoads())
+
+
+def keep_blas_single_threaded() -> None:
+    """Load numpy's OpenBLAS with one thread, unless the user chose a count (``OPENBLAS_NUM_THREADS``).
+
+    numpy's OpenBLAS starts a thread per core when numpy is imported, and those threads spin waiting for
+    work: ~0.1 s of CPU in a command that never multiplies a matrix (no NetSpectra code calls BLAS),
+    taken from the command's own threads on a small machine. Effective only before numpy is imported;
+    only the command-line process calls this (:func:`netspectra.cli.main.main`)."""
+    import os
+    import sys
+
+    if "numpy" not in sys.modules:
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")

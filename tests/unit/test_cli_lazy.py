@@ -192,3 +192,26 @@ def test_lean_cache_loads_patch_numba_once_whether_imported_before_or_after(tmp_
             [sys.executable, "-c", code.format(before=before)], capture_output=True, text=True, check=True
         )
         assert out.stdout.split() == ["_load_overload_without_refresh", finders]
+
+
+def test_command_line_numpy_starts_no_blas_threads_unless_the_user_asks() -> None:
+    import os
+
+    code = (
+        "import os\n"
+        "from netspectra.lazy import keep_blas_single_threaded\n"
+        "keep_blas_single_threaded()\n"
+        "import numpy\n"
+        "print(os.environ['OPENBLAS_NUM_THREADS'], len(os.listdir('/proc/self/task')))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    assert out.stdout.split() == ["1", "1"]  # numpy loaded, no thread besides the main one
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**env, "OPENBLAS_NUM_THREADS": "2"},
+    )
+    assert out.stdout.split()[0] == "2"  # the user's choice stands

@@ -112,10 +112,11 @@ def main() -> None:
 
     from netspectra import process
     from netspectra.cli.common import run_app
-    from netspectra.lazy import keep_scipy_out_of_numba, load_cached_kernels_lean
+    from netspectra.lazy import keep_blas_single_threaded, keep_scipy_out_of_numba, load_cached_kernels_lean
 
     process.OWN_PROCESS = True  # this process is the command's: a stuck exit may be cut short
     faulthandler.enable()  # a crash in a native library (chdb, grpc, numba) prints every thread's stack
+    keep_blas_single_threaded()  # numpy's idle BLAS threads spin (~0.1 s CPU)
     keep_scipy_out_of_numba()
     load_cached_kernels_lean()  # a cached kernel needs none of numba's compiler set-up (~0.25 s)
     _register()
