@@ -1,0 +1,128 @@
+"""A typer command group that builds a subcommand only when it is used (start-up time, issue 19).
+
+Typer turns every registered function into a click command when the application starts: it imports the
+function's module, evaluates its annotations and builds a parameter object per option — tens of
+milliseconds for NetSpectra's two dozen commands, paid by ``netspectra --help`` and by every command
+although each run uses one. :class:`LazyTyperGroup` knows its subcommands as ``"module:attribute"``
+references (a command function or a ``typer.Typer`` sub-application) and builds one, with typer's own
+machinery, the first time it is looked up. The group's help lists every subcommand from a *summary*
+(name and help text read from the function's docstring or the sub-application's settings, no
+parameters built); ``netspectra CMD ...`` and ``netspectra CMD --help`` get the fully built command.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from collections.abc import Iterator, Mapping, MutableMapping
+from typing import Any, ClassVar
+
+import typer
+from typer.core import TyperCommand, TyperGroup
+from typer.main import get_group, solve_typer_info_defaults
+from typer.models import TyperInfo
+
+from netspectra.cli.common import tidy_help
+
+
+def _resolve(reference: str) -> Any:
+    """The object named by ``"package.module:attribute"``."""
+    module, _, attribute = reference.partition(":")
+    return getattr(importlib.import_module(module), attribute)
+
+
+class LazyCommands(MutableMapping[str, Any]):
+    """The ``commands`` mapping of a :class:`LazyTyperGroup`: every name is a key from the start (listing,
+    "did you mean" suggestions); a value is built on first access and kept."""
+
+    def __init__(self, group: LazyTyperGroup, built: Mapping[str, Any]) -> None:
+        self._group = group
+        self._built: dict[str, Any] = dict(built)
+
+    def __getitem__(self, name: str) -> Any:
+        if name not in self._built:
+            if name not in self._group.sources:
+                raise KeyError(name)
+            self._built[name] = self._group.build(name)
+        return self._built[name]
+
+    def __setitem__(self, name: str, command: Any) -> None:
+        self._built[name] = command
+
+    def __delitem__(self, name: str) -> None:
+        del self._built[name]
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self._group.sources
+        yield from (name for name in self._built if name not in self._group.sources)
+
+    def __len__(self) -> int:
+        return len(set(self._group.sources) | set(self._built))
+
+    def built(self) -> list[Any]:
+        """The subcommands built so far (nothing is built by asking)."""
+        return list(self._built.values())
+
+
+class LazyTyperGroup(TyperGroup):
+    """A :class:`typer.core.TyperGroup` whose subcommands are built on first use.
+
+    Subclasses set :attr:`sources`, ``name -> "module:attribute"`` in the order ``--help`` lists them,
+    where the attribute is a command function or a ``typer.Typer`` sub-application; pass the subclass as
+    ``typer.Typer(cls=...)``. A built subcommand is the one typer would build for ``app.command(name)``
+    (``app.add_typer(sub, name=name)``) under this group's markup mode, with
+    :func:`~netspectra.cli.common.tidy_help` applied; so is the group itself."""
+
+    sources: ClassVar[Mapping[str, str]] = {}
+
+    def __init__(self, **attrs: Any) -> None:
+        super().__init__(**attrs)
+        self.commands = LazyCommands(self, self.commands)
+        self._summarising = 0
+        tidy_help(self)
+
+    def build(self, name: str) -> Any:
+        """Build subcommand ``name`` as typer would have at start-up."""
+        target = _resolve(self.sources[name])
+        holder = typer.Typer(
+            rich_markup_mode=self.rich_markup_mode, suggest_commands=self.suggest_commands, add_completion=False
+        )
+        if isinstance(target, typer.Typer):
+            holder.add_typer(target, name=name)
+        else:
+            holder.command(name)(target)
+        return tidy_help(get_group(holder).commands[name])
+
+    def summary(self, name: str) -> TyperCommand:
+        """Subcommand ``name`` as the group's help lists it — name, help, hidden, deprecated, panel — with
+        no parameters built."""
+        target = _resolve(self.sources[name])
+        if isinstance(target, typer.Typer):
+            info = solve_typer_info_defaults(TyperInfo(target, name=name))
+            fields = {
+                "help": info.help,
+                "short_help": info.short_help,
+                "hidden": info.hidden,
+                "deprecated": info.deprecated,
+                "rich_help_panel": info.rich_help_panel,
+            }
+        else:
+            fields = {"help": inspect.getdoc(target)}
+        return tidy_help(TyperCommand(name=name, rich_markup_mode=self.rich_markup_mode, **fields))
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        built = self.commands._built  # type: ignore[attr-defined]
+        if self._summarising and cmd_name not in built and cmd_name in self.sources:
+            return self.summary(cmd_name)
+        return self.commands.get(cmd_name)
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return list(self.commands)
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        # listing the subcommands needs their help texts only
+        self._summarising += 1
+        try:
+            super().format_help(ctx, formatter)
+        finally:
+            self._summarising -= 1
