@@ -85,7 +85,9 @@ class LazyTyperGroup(TyperGroup):
         """Build subcommand ``name`` as typer would have at start-up."""
         target = _resolve(self.sources[name])
         holder = typer.Typer(
-            rich_markup_mode=self.rich_markup_mode, suggest_commands=self.suggest_commands, add_completion=False
+            rich_markup_mode=self.rich_markup_mode,
+            suggest_commands=self.suggest_commands,
+            add_completion=False,
         )
         if isinstance(target, typer.Typer):
             holder.add_typer(target, name=name)

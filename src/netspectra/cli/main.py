@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Annotated
+from typing import Annotated, ClassVar
 
 import typer
 
@@ -17,7 +17,7 @@ from netspectra.ops.logs import LOG_FORMATS, configure_logging
 class _Commands(LazyTyperGroup):
     """The subcommands, in the order ``--help`` lists them; each is imported and built only when used."""
 
-    sources = {
+    sources: ClassVar[dict[str, str]] = {
         "analyze": "netspectra.cli.analyze_cmd:analyze",
         "gen": "netspectra.cli.gen_cmd:gen",
         "probe": "netspectra.cli.live_cmds:probe",
