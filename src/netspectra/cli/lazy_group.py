@@ -20,7 +20,6 @@ from typing import Any, ClassVar
 import typer
 from typer.core import TyperCommand, TyperGroup
 from typer.main import get_group, solve_typer_info_defaults
-from typer.models import TyperInfo
 
 from netspectra.cli.common import tidy_help
 
@@ -81,8 +80,9 @@ class LazyTyperGroup(TyperGroup):
         self._summarising = 0
         tidy_help(self)
 
-    def build(self, name: str) -> Any:
-        """Build subcommand ``name`` as typer would have at start-up."""
+    def _holder(self, name: str) -> typer.Typer:
+        """A typer application with subcommand ``name`` registered as ``app.command(name)`` (or
+        ``app.add_typer(sub, name=name)``) would register it; nothing built yet."""
         target = _resolve(self.sources[name])
         holder = typer.Typer(
             rich_markup_mode=self.rich_markup_mode,
@@ -93,24 +93,33 @@ class LazyTyperGroup(TyperGroup):
             holder.add_typer(target, name=name)
         else:
             holder.command(name)(target)
-        return tidy_help(get_group(holder).commands[name])
+        return holder
+
+    def build(self, name: str) -> Any:
+        """Build subcommand ``name`` as typer would have at start-up."""
+        return tidy_help(get_group(self._holder(name)).commands[name])
 
     def summary(self, name: str) -> TyperCommand:
         """Subcommand ``name`` as the group's help lists it — name, help, hidden, deprecated, panel — with
-        no parameters built."""
-        target = _resolve(self.sources[name])
-        if isinstance(target, typer.Typer):
-            info = solve_typer_info_defaults(TyperInfo(target, name=name))
-            fields = {
-                "help": info.help,
-                "short_help": info.short_help,
-                "hidden": info.hidden,
-                "deprecated": info.deprecated,
-                "rich_help_panel": info.rich_help_panel,
-            }
+        no parameters built (typer's own rules for the help text: the docstring of a command function;
+        for a sub-application its settings, then its callback's docstring)."""
+        holder = self._holder(name)
+        if holder.registered_groups:
+            info: Any = solve_typer_info_defaults(holder.registered_groups[0])
+            help_text = info.help
         else:
-            fields = {"help": inspect.getdoc(target)}
-        return tidy_help(TyperCommand(name=name, rich_markup_mode=self.rich_markup_mode, **fields))
+            info = holder.registered_commands[0]
+            help_text = inspect.getdoc(info.callback) if info.help is None else inspect.cleandoc(info.help)
+        command = TyperCommand(
+            name=name,
+            help=help_text,
+            short_help=info.short_help,
+            hidden=info.hidden,
+            deprecated=info.deprecated,
+            rich_help_panel=info.rich_help_panel,
+            rich_markup_mode=self.rich_markup_mode,
+        )
+        return tidy_help(command)
 
     def get_command(self, ctx: Any, cmd_name: str) -> Any:
         built = self.commands._built  # type: ignore[attr-defined]
