@@ -94,10 +94,12 @@ def main() -> None:
     import faulthandler
 
     from netspectra import process
+    from netspectra.cli import help_markdown
     from netspectra.cli.common import run_app
     from netspectra.lazy import keep_scipy_out_of_numba
 
     process.OWN_PROCESS = True  # this process is the command's: a stuck exit may be cut short
     faulthandler.enable()  # a crash in a native library (chdb, grpc, numba) prints every thread's stack
     keep_scipy_out_of_numba()
+    help_markdown.install()  # --help (and usage errors) without rich's Markdown parser and pygments
     run_app(app, prog_name="netspectra")
