@@ -80,9 +80,12 @@ def test_help_builds_no_subcommand_and_loads_no_engine_store_or_service_librarie
 
 
 def test_command_help_builds_and_imports_that_command_only() -> None:
-    built, loaded = _after_cli("analyze", "--help")
+    """``netspectra CMD --help`` builds CMD alone; the group's own options (unset ``--help`` included) are
+    taken as click gives them, so that no pydantic is loaded to convert them."""
+    built, loaded = _after_cli("-v", "--log-format", "json", "analyze", "--help")
     assert built == ["analyze"]
     assert not (COMMAND_MODULES - {"netspectra.cli.analyze_cmd"}) & loaded
+    assert "pydantic" not in {m.split(".")[0] for m in loaded}
     built, loaded = _after_cli("storage", "status", "--help")
     assert built == ["storage"]
     assert not (COMMAND_MODULES - {"netspectra.cli.storage_cmd"}) & loaded
@@ -116,6 +119,25 @@ def test_unknown_command_is_refused_with_a_suggestion() -> None:
     res = CliRunner().invoke(app, ["anlyze", "x.pcap"])
     assert res.exit_code == 2
     assert "No such command 'anlyze'. Did you mean 'analyze'?" in res.output
+
+
+def test_group_options_still_convert_and_check() -> None:
+    from typer.testing import CliRunner
+
+    from netspectra.cli.main import app
+
+    runner = CliRunner()
+    res = runner.invoke(app, ["--log-format", "xml", "config", "check"])
+    assert res.exit_code == 2 and "'xml': use text or json" in res.output
+    res = runner.invoke(
+        app, ["-vv", "--log-format", "JSON", "config", "check"], env={"NETSPECTRA_LOG_FORMAT": ""}
+    )
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["config", "check"], env={"NETSPECTRA_LOG_FORMAT": "bogus"})
+    assert res.exit_code == 2 and "'bogus': use text or json" in res.output
+    assert (
+        runner.invoke(app, ["config", "check"], env={"NETSPECTRA_LOG_FORMAT": ""}).exit_code == 0
+    )  # text again
 
 
 def test_every_extra_is_seen_as_installed_where_it_is() -> None:

@@ -30,6 +30,33 @@ def _resolve(reference: str) -> Any:
     return getattr(importlib.import_module(module), attribute)
 
 
+def _take_as_given(params: list[Any]) -> None:
+    """Options whose value click already gives in its final type — ``str`` text, an ``int`` counter, a
+    ``bool`` flag not read from the environment (the group's ``--help`` too, unset when a subcommand is
+    asked for help) — are taken as given instead of through a pydantic ``TypeAdapter``, which typer builds
+    for every option it converts and which imports pydantic (~50 ms) before ``netspectra CMD --help`` can
+    print anything. (Typer's own pass-through conversion: the value is returned when it has the annotated
+    type, else the same "not a valid" error. A typer without it keeps its own conversion.)"""
+    try:
+        from typer._coercion import PassThroughRuntimeParam
+    except ImportError:  # pragma: no cover - another typer
+        return
+    for param in params:
+        desc = getattr(param, "type_descriptor", None)
+        if desc is None or getattr(param, "_runtime_param", 0) is not None:
+            continue
+        info = desc.parameter_info
+        plain = getattr(info, "parser", None) is None and getattr(info, "click_type", None) is None
+        flag = (
+            desc.annotation is bool
+            and getattr(param, "is_flag", False)
+            and not getattr(param, "envvar", None)
+        )
+        given = desc.annotation is str or flag or (desc.annotation is int and getattr(param, "count", False))
+        if plain and given:
+            param._runtime_param = PassThroughRuntimeParam(parameter_info=info, annotation=desc.annotation)
+
+
 class LazyCommands(MutableMapping[str, Any]):
     """The ``commands`` mapping of a :class:`LazyTyperGroup`: every name is a key from the start (listing,
     "did you mean" suggestions); a value is built on first access and kept."""
@@ -79,6 +106,7 @@ class LazyTyperGroup(TyperGroup):
         self.commands = LazyCommands(self, self.commands)
         self._summarising = 0
         tidy_help(self)
+        _take_as_given(self.params)
 
     def _holder(self, name: str) -> typer.Typer:
         """A typer application with subcommand ``name`` registered as ``app.command(name)`` (or
@@ -120,6 +148,12 @@ class LazyTyperGroup(TyperGroup):
             rich_markup_mode=self.rich_markup_mode,
         )
         return tidy_help(command)
+
+    def get_help_option(self, ctx: Any) -> Any:
+        option = super().get_help_option(ctx)
+        if option is not None:
+            _take_as_given([option])
+        return option
 
     def get_command(self, ctx: Any, cmd_name: str) -> Any:
         built = self.commands._built  # type: ignore[attr-defined]
