@@ -59,6 +59,7 @@ SAMPLES = [
     "A `span\nover two lines` ends.",
     "--no-publish: a line starting with an option is no list.",
     "Tabs\tinside.",
+    "tasks: **per_five_tuple**, exact; (**cm_src_left** a sketch) and **two words**.\nNext **line**",
 ]
 DELEGATED = [
     "**bold** text",
@@ -77,6 +78,11 @@ DELEGATED = [
     "Heading\n---",
     "a ~~strike~~",
     "escaped \\*star\\*",
+    "a **b*c** d",
+    "a **strong\nover lines**",
+    "a**glued**b",
+    "a ** spaced ** b",
+    "a **`code` in strong**",
     "",
 ]
 

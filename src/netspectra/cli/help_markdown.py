@@ -8,9 +8,10 @@ plain paragraphs with a few code spans.
 :func:`install` (the command-line process only, :func:`netspectra.cli.main.main`) makes the next import of
 ``typer.rich_utils`` see :class:`ParagraphMarkdown` and :class:`LazyTraceback` in place of rich's classes.
 :class:`ParagraphMarkdown` renders the subset it recognises — paragraphs of text with `code` spans,
-``\\<``/``\\>`` escapes and intra-word underscores — into exactly the segments ``rich.markdown.Markdown``
-gives for it (same styles, same paragraph breaks; tests compare every help screen of the command line
-both ways), and hands any other text to the real ``rich.markdown.Markdown``, imported then.
+plain ``**strong**`` words, ``\\<``/``\\>`` escapes and intra-word underscores — into exactly the
+segments ``rich.markdown.Markdown`` gives for it (same styles, same paragraph breaks; tests compare every
+help screen of the command line both ways), and hands any other text to the real
+``rich.markdown.Markdown``, imported then.
 :class:`LazyTraceback` imports ``rich.traceback`` when typer first asks for a traceback (pretty exceptions,
 which NetSpectra turns off). Typer's layout code — panels, options, defaults — is used unchanged.
 """
@@ -27,48 +28,58 @@ from typing import Any
 
 #: What :class:`ParagraphMarkdown` renders itself; anything else goes to rich's Markdown. Per line: no
 #: leading or trailing blanks, no block syntax at the start (headings, quotes, lists, rules, tables, code
-#: fences, HTML blocks); inside, none of the inline syntax but code spans, ``\<``/``\>`` and underscores
-#: between letters or digits (CommonMark: never emphasis).
+#: fences, HTML blocks); inside, none of the inline syntax but code spans, plain ``**strong**`` words,
+#: ``\<``/``\>`` and underscores between letters or digits (CommonMark: never emphasis).
 _BLOCK_START = re.compile(r"[#>*=|~`<]|[-+](\s|$)|-+\s*$|\d+[.)]|([-_*])(\s*\2){2,}\s*$")
 _INLINE_OTHER = re.compile(r"[*\[\]<>&~|]|\\(?![<>])|(?<![0-9A-Za-z])_|_(?![0-9A-Za-z])")
 _CODE_SPAN = re.compile(r"`([^`\s](?:[^`]*[^`\s])?)`")
+#: ``**strong**`` that CommonMark reads as such for certain: opened at the start, after a blank or ``(``,
+#: before a letter or digit; closed after a letter or digit, before the end, a blank or ``,.;:)``.
+_STRONG = re.compile(r"(?:(?<=^)|(?<=[\s(]))\*\*([0-9A-Za-z](?:[^*`]*[0-9A-Za-z])?)\*\*(?=$|[\s,.;:)])")
 
 
-def paragraphs(markup: str) -> list[list[tuple[str, bool]]] | None:
-    """``markup`` as paragraphs of ``(text, is_code)`` pieces, or None when it holds Markdown beyond the
-    subset (the caller then renders it with rich's Markdown). The pieces are cut where markdown-it cuts
-    its tokens — code spans and line breaks (each a piece of one space) — so that each becomes the same
-    segment of output as under rich's Markdown, escape codes included."""
+def paragraphs(markup: str) -> list[list[tuple[str, str]]] | None:
+    """``markup`` as paragraphs of ``(text, kind)`` pieces — kind ``""`` text, ``"code"`` a code span,
+    ``"strong"`` a ``**strong**`` word or phrase within one line — or None when it holds Markdown beyond
+    the subset (the caller then renders it with rich's Markdown). The pieces are cut where markdown-it
+    cuts its tokens — code spans, strong spans, line breaks (each a piece of one space) — so that each
+    becomes the same segment of output as under rich's Markdown, escape codes included."""
     result = []
     for block in markup.split("\n\n"):
         lines = block.split("\n")
         if any(not line or line != line.strip() or _BLOCK_START.match(line) for line in lines):
             return None
-        pieces: list[tuple[str, bool]] = []
+        pieces: list[tuple[str, str]] = []
         pos = 0
         for m in _CODE_SPAN.finditer(block):
             pieces.extend(_text_pieces(block[pos : m.start()]))
-            pieces.append((m.group(1).replace("\n", " "), True))
+            pieces.append((m.group(1).replace("\n", " "), "code"))
             pos = m.end()
         pieces.extend(_text_pieces(block[pos:]))
-        for piece, is_code in pieces:
-            if not is_code and (
+        for piece, kind in pieces:
+            if kind != "code" and (
                 "`" in piece or _INLINE_OTHER.search(piece.replace("\\<", "").replace("\\>", ""))
             ):
                 return None
         result.append(
-            [(p if code else p.replace("\\<", "<").replace("\\>", ">"), code) for p, code in pieces]
+            [(p if kind == "code" else p.replace("\\<", "<").replace("\\>", ">"), kind) for p, kind in pieces]
         )
     return result
 
 
-def _text_pieces(text: str) -> list[tuple[str, bool]]:
-    """Text between code spans: its lines, each soft line break a piece of one space."""
-    pieces: list[tuple[str, bool]] = []
+def _text_pieces(text: str) -> list[tuple[str, str]]:
+    """Text between code spans: its lines, each soft line break a piece of one space, each line cut
+    around its strong spans."""
+    pieces: list[tuple[str, str]] = []
     for i, line in enumerate(text.split("\n")):
         if i:
-            pieces.append((" ", False))
-        pieces.append((line, False))
+            pieces.append((" ", ""))
+        pos = 0
+        for m in _STRONG.finditer(line):
+            pieces.append((line[pos : m.start()], ""))
+            pieces.append((m.group(1), "strong"))
+            pos = m.end()
+        pieces.append((line[pos:], ""))
     return pieces
 
 
@@ -100,12 +111,16 @@ class ParagraphMarkdown:
         paragraph = console.get_style(self.style, default="none") + console.get_style(
             "markdown.paragraph", default="none"
         )
-        code = paragraph + console.get_style("markdown.code", default="none")
+        styles = {
+            "": paragraph,
+            "code": paragraph + console.get_style("markdown.code", default="none"),
+            "strong": paragraph + console.get_style("markdown.strong", default="none"),
+        }
         options = options.update(height=None)
         for i, pieces in enumerate(self._paragraphs or ()):
             text = Text(justify=self.justify or "left")
-            for piece, is_code in pieces:
-                text.append(piece, code if is_code else paragraph)
+            for piece, kind in pieces:
+                text.append(piece, styles[kind])
             if i:
                 yield Segment.line()
             yield from console.render(text, options)
