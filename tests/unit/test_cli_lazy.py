@@ -220,6 +220,7 @@ def test_analyze_report_loads_no_writer_or_dataframe_libraries(tmp_path) -> None
     loaded = set(listing.read_text().split())
     assert {"netspectra.tasks.exact", "netspectra.offline.report"} <= loaded  # it did run
     unwanted = {"pyarrow", "pandas", "scipy.linalg", "chdb", "grpc", "ssl", "netspectra.output.addr"}
+    unwanted |= {"netspectra.enrich.enricher", "netspectra.enrich.expr"}  # no enrichment configured
     assert not unwanted & loaded
     # no progress bar (stderr is no terminal), and the other subcommands are neither imported nor built
     assert not {"rich.progress", "rich.live", "rich.status"} & loaded
