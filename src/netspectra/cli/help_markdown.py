@@ -177,6 +177,8 @@ class _LightRichUtils(importlib.abc.MetaPathFinder):
     def find_spec(self, name: str, path: Sequence[str] | None = None, target: Any = None) -> Any:
         if name != "typer.rich_utils":
             return None
+        if self in sys.meta_path:  # one import to serve: leave the import system as it was
+            sys.meta_path.remove(self)
         spec = importlib.machinery.PathFinder.find_spec(name, path)
         if spec is not None and spec.loader is not None:
             spec.loader = _StubbedLoader(spec.loader)
