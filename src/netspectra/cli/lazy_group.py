@@ -89,6 +89,9 @@ class LazyCommands(MutableMapping[str, Any]):
         """The subcommands built so far (nothing is built by asking)."""
         return list(self._built.values())
 
+    def is_built(self, name: str) -> bool:
+        return name in self._built
+
 
 class LazyTyperGroup(TyperGroup):
     """A :class:`typer.core.TyperGroup` whose subcommands are built on first use.
@@ -109,8 +112,9 @@ class LazyTyperGroup(TyperGroup):
         _take_as_given(self.params)
 
     def _holder(self, name: str) -> typer.Typer:
-        """A typer application with subcommand ``name`` registered as ``app.command(name)`` (or
-        ``app.add_typer(sub, name=name)``) would register it; nothing built yet."""
+        """A throwaway typer application holding subcommand ``name`` alone, registered as the group's
+        own application would register it (``app.command(name)``, or ``app.add_typer(sub, name=name)``);
+        nothing is built yet."""
         target = _resolve(self.sources[name])
         holder = typer.Typer(
             rich_markup_mode=self.rich_markup_mode,
@@ -156,8 +160,8 @@ class LazyTyperGroup(TyperGroup):
         return option
 
     def get_command(self, ctx: Any, cmd_name: str) -> Any:
-        built = self.commands._built  # type: ignore[attr-defined]
-        if self._summarising and cmd_name not in built and cmd_name in self.sources:
+        commands: LazyCommands = self.commands  # type: ignore[assignment]
+        if self._summarising and cmd_name in self.sources and not commands.is_built(cmd_name):
             return self.summary(cmd_name)
         return self.commands.get(cmd_name)
 
