@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -121,14 +122,6 @@ def analyze(
 
         keep_pandas_unloaded()  # pyarrow would import it (0.2-0.3 s) only to check argument types
     from rich.markup import escape
-    from rich.progress import (
-        BarColumn,
-        DownloadColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-        TransferSpeedColumn,
-    )
 
     from netspectra.config import ConfigError, load_config
     from netspectra.kinds import AGGREGATORS
@@ -165,25 +158,18 @@ def analyze(
             raise fail(f"cannot create output directory {out}: {exc.strerror}") from None
 
     show_progress = err_console.is_terminal if progress is None else progress
-    with err_console.status("preparing kernels (compiled once after installation, then cached) ...") as st:
-        if not show_progress:
-            st.stop()
+    if show_progress:
+        with err_console.status("preparing kernels (compiled once after installation, then cached) ..."):
+            took = warm_up(cfg)
+    else:  # no spinner, and rich's live display and progress modules stay unloaded (start-up time)
         took = warm_up(cfg)
     log.info("kernels ready in %.2f s", took)
-    with Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        TimeRemainingColumn(),
-        console=err_console,
-        disable=not show_progress,
-        transient=True,
-    ) as bar:
+    with _progress_bar() if show_progress else nullcontext() as bar:
         current: dict[str, Any] = {}
 
         def on_file_start(path: Path, size: int) -> None:
-            current["id"] = bar.add_task(path.name, total=size or None)
+            if bar is not None:
+                current["id"] = bar.add_task(path.name, total=size or None)
 
         def on_progress(done: int) -> None:
             if "id" in current:
@@ -251,6 +237,28 @@ def analyze(
         err_console.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
     if result.errors or lost:
         raise typer.Exit(1)
+
+
+def _progress_bar() -> Any:
+    """The per-file progress bar on stderr (bytes read of each capture, speed, time left)."""
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=True,
+    )
 
 
 def _print_enrichment(summary: dict[str, Any]) -> None:
