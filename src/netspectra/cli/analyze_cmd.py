@@ -117,7 +117,9 @@ def analyze(
     gzip does. Configuration and usage errors exit with 2.
     """
     # imported here, not at module level: `netspectra --help` must not load the engine (start-up time)
-    if not store:
+    from netspectra import process
+
+    if not store and process.OWN_PROCESS:  # never in a test runner's or a library user's process
         from netspectra.lazy import keep_pandas_unloaded
 
         keep_pandas_unloaded()  # pyarrow would import it (0.2-0.3 s) only to check argument types
