@@ -82,6 +82,7 @@ from netspectra.transport.nats_bus import (
     ensure_stream,
     member_shards,
 )
+from netspectra.transport.nats_receive import install_direct_payloads
 
 log = logging.getLogger(__name__)
 
@@ -311,6 +312,8 @@ class StreamConsumer:
             disconnected_cb=self._disconnected_cb,
             reconnected_cb=self._reconnected_cb,
         )
+        # batch payloads copied once from the socket's reads, not three times more (docs/live.md)
+        install_direct_payloads(nc)
         self._nc = nc
         try:
             if o.jetstream:
