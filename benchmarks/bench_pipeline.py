@@ -126,6 +126,15 @@ def warm_wire() -> None:
         codec.decode_batch(bytearray(payload))
 
 
+def engine_manager_options(opts) -> dict:  # type: ignore[no-untyped-def]
+    """The :class:`Manager` options the engine service uses for a consumer with ``opts``: ``inline``
+    under JetStream (``engine.stream.applies_inline``; a ``--before`` tree without it: none)."""
+    from netspectra.engine import stream
+
+    applies_inline = getattr(stream, "applies_inline", None)
+    return {} if applies_inline is None else {"inline": applies_inline(opts)}
+
+
 def _w_engine(url: str, kind: str, expected: int, shards: int, jetstream: bool, ready: str) -> dict:
     from netspectra.engine.manager import Manager
     from netspectra.engine.stream import StreamConsumer, StreamOptions
@@ -133,9 +142,9 @@ def _w_engine(url: str, kind: str, expected: int, shards: int, jetstream: bool, 
 
     warm_up(_config(kind))
     warm_wire()
-    manager = Manager.from_config(_config(kind), writers=False)
-    manager.start()
     opts = StreamOptions(url=url, subject=SUBJECT, n_shards=shards, jetstream=jetstream)
+    manager = Manager.from_config(_config(kind), writers=False, **engine_manager_options(opts))
+    manager.start()
 
     async def main() -> dict:
         stop = asyncio.Event()

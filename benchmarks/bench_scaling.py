@@ -76,14 +76,13 @@ def _engine(
     url: str, stream: str, member: int, members: int, expected: int, ready: str, go: str, tasks: str
 ) -> dict:
     """One engine process: wait for ``go``, drain its shards, report when done and its totals."""
-    from bench_pipeline import warm_wire
+    from bench_pipeline import engine_manager_options, warm_wire
     from netspectra.engine.manager import Manager
     from netspectra.engine.stream import StreamConsumer, StreamOptions
     from netspectra.offline.warmup import warm_up
 
     warm_up(_config(tasks))
     warm_wire()  # the decoder's kernels too: not loaded inside the timed drain
-    manager = Manager.from_config(_config(tasks), writers=False)
     opts = StreamOptions(
         url=url,
         subject=SUBJECT,
@@ -96,6 +95,7 @@ def _engine(
         fetch_batch=64,
         compat=False,
     )
+    manager = Manager.from_config(_config(tasks), writers=False, **engine_manager_options(opts))
     while not Path(go).exists():
         Path(ready).touch()
         time.sleep(0.001)

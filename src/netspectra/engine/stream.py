@@ -86,7 +86,7 @@ from netspectra.transport.nats_receive import install_direct_payloads
 
 log = logging.getLogger(__name__)
 
-__all__ = ["StreamConsumer", "StreamOptions", "StreamStats", "run_consumer"]
+__all__ = ["StreamConsumer", "StreamOptions", "StreamStats", "applies_inline", "run_consumer"]
 
 _COMPAT_CHUNK = 4096
 
@@ -138,6 +138,20 @@ class StreamStats:
         d = {k: v for k, v in self.__dict__.items() if k != "compat"}
         d["compat"] = dataclasses.asdict(self.compat)
         return d
+
+
+def applies_inline(options: StreamOptions) -> bool:
+    """Whether the engine's :class:`Manager` for a consumer with ``options`` should be built
+    ``inline=True``: the consumer then applies each batch to the tasks in its own thread, one after the
+    other, instead of handing it to worker threads.
+
+    Under JetStream it should: the engine pulls, so while it applies a batch nothing waits that could
+    be lost (the stream holds the rest), and one thread doing the whole work spends less CPU a packet
+    than two handing batches over — measured on the 2-core VM, draining 5 M packets: the exact task
+    49-56 ns of engine CPU a packet inline against 61-83 with a worker thread, the shipped three tasks
+    105-117 against 124-133, the wall-clock rate no lower. Core NATS pushes: its read loop must never
+    wait for the tasks (messages would be lost), so the tasks run in worker threads."""
+    return bool(options.jetstream)
 
 
 class _StoppedBeforeStartError(Exception):
@@ -244,6 +258,9 @@ class StreamConsumer:
     async def _submit(self, batch: PacketBatch, timeout: float | None) -> bool:
         if len(batch) == 0:
             return True
+        if self.manager.inline and self.options.jetstream:
+            # JetStream (see applies_inline): applied here; the server keeps what is not yet fetched
+            return self.manager.submit(batch)
         # a queue with room takes the batch at once; only a full one costs the hop to a thread (where
         # submit waits). Measured: the hop per message left the loop idle a third of the time.
         if self.manager.try_submit(batch):
