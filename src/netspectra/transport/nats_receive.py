@@ -15,8 +15,10 @@ packet. Two changes to one client (:func:`install_direct_payloads`), nats-py's c
   buffer (a swap, no copy) instead of copying it twice, and falls back to ``StreamReader.read``
   wherever that buffer is not the plain one it expects.
 
-Measured (5 M packets of layout 2 in 358 JetStream messages of ~300 kB, a bare pull consumer, 2-core
-VM): nats-py's client 15-20 ns of CPU a packet, with both changes TODO.
+Measured (5 M packets of layout 2 in 358 JetStream messages of ~300 kB, a pull consumer that decodes
+each message and applies it to an exact task, in one thread, 2-core VM, three alternating pairs): 50-55
+ns of CPU a packet with nats-py's path, 44-50 with this one; the engine's page faults while receiving
+fall by about a third.
 
 Contract for subscribers of a connection with this parser (:func:`install_direct_payloads`): a
 message's ``data`` is a ``bytearray`` when its payload has at least :data:`DIRECT_PAYLOAD_MIN` bytes
