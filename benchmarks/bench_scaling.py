@@ -247,7 +247,9 @@ def run(
         "per_engine_mpps": [round(r["packets"] / (r["done_wall"] - t_go) / 1e6, 3) for r in results],
         "per_engine_packets": [r["packets"] for r in results],
         # the drain alone, per engine: from its consumer being ready to its last packet applied
-        "drain_wall_mpps": [round(r["packets"] / (r["done_wall"] - r["ready_wall"]) / 1e6, 3) for r in results],
+        "drain_wall_mpps": [
+            round(r["packets"] / (r["done_wall"] - r["ready_wall"]) / 1e6, 3) for r in results
+        ],
         # the engines' own CPU (every thread, from /proc/<pid>/stat) over the drain alone, and per core
         "drain_cpu_ns_per_packet": round(drain_ns, 1),
         "drain_mpps_per_core": round(1e3 / drain_ns, 2),

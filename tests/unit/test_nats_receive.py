@@ -42,7 +42,16 @@ class _Recorder:
 
 
 def _stream(rng: random.Random) -> bytes:
-    sizes = [0, 1, 100, DIRECT_PAYLOAD_MIN - 1, DIRECT_PAYLOAD_MIN, DIRECT_PAYLOAD_MIN + 1, 300_000, 1_100_000]
+    sizes = [
+        0,
+        1,
+        100,
+        DIRECT_PAYLOAD_MIN - 1,
+        DIRECT_PAYLOAD_MIN,
+        DIRECT_PAYLOAD_MIN + 1,
+        300_000,
+        1_100_000,
+    ]
     out = [b'INFO {"server_id":"x","max_payload":1048576}\r\n']
     for k in range(40):
         size = rng.choice(sizes)

@@ -190,23 +190,20 @@ def install_direct_payloads(nc: Any) -> bool:
     """Give the nats-py client ``nc`` a :class:`DirectPayloadParser` and, over TCP (TLS included), reads
     by :func:`read_whole_buffer` (right after connecting, before it receives anything that matters).
     Returns whether the parser was installed — a nats-py whose client has no ``_ps`` parser, or one of
-    another type, is left alone; so is a transport that is not nats-py's ``TcpTransport`` (WebSocket).
+    another type, is left alone, and so is one in the middle of a command (nats-py's parser is idle once
+    ``connect`` has returned); so is a transport that is not nats-py's ``TcpTransport`` (WebSocket).
     Both survive reconnections (nats-py resets the parser, which this class supports, and keeps the
     transport object)."""
     transport = getattr(nc, "_transport", None)
-    if type(transport).__name__ == "TcpTransport" and isinstance(getattr(transport, "_io_reader", None), asyncio.StreamReader):
-        if not isinstance(transport.__dict__.get("read"), _WholeBufferReads):
-            transport.read = _WholeBufferReads(transport)
+    tcp = type(transport).__name__ == "TcpTransport"
+    reads = isinstance(getattr(transport, "_io_reader", None), asyncio.StreamReader)
+    if tcp and reads and not isinstance(transport.__dict__.get("read"), _WholeBufferReads):
+        transport.read = _WholeBufferReads(transport)
     ps = getattr(nc, "_ps", None)
     if type(ps) is not Parser:
         return isinstance(ps, DirectPayloadParser)
-    parser = DirectPayloadParser(nc)
-    parser.buf = ps.buf  # bytes received since the connection was made (nothing, normally)
-    parser.state, parser.needed, parser.header_needed, parser.msg_arg = (
-        ps.state,
-        ps.needed,
-        ps.header_needed,
-        ps.msg_arg,
-    )
-    nc._ps = parser
+    if ps.buf or ps.state != AWAITING_CONTROL_LINE:
+        # nats-py's parser holds part of a command (the read loop may be inside it): not now
+        return False
+    nc._ps = DirectPayloadParser(nc)
     return True
