@@ -30,7 +30,9 @@ _CLIENT_INTERNALS = ("_pending", "_pending_data_size", "_max_pending_size", "_ma
 
 
 class _PieceWrites:
-    """A connection's ``writelines``: each pending piece to the stream writer in turn, not joined.
+    """A connection's ``writelines``: each large pending piece to the stream writer as it is, the small
+    ones between two large ones joined into one write (each write the socket takes at once is a segment
+    of its own: a control line alone would cost the server a read).
     nats-py's ``TcpTransport`` keeps its writer in ``_io_writer``, a new one at each reconnection:
     looked up at every call."""
 
@@ -39,8 +41,17 @@ class _PieceWrites:
 
     def __call__(self, pieces: list[bytes]) -> None:
         writer = self._transport._io_writer
+        small: list[bytes] = []  # control lines, CRLFs, small messages: joined (cheap), one write
         for piece in pieces:
+            if len(piece) < DIRECT_PUBLISH_MIN:
+                small.append(piece)
+                continue
+            if small:
+                writer.write(b"".join(small))
+                small = []
             writer.write(piece)
+        if small:
+            writer.write(b"".join(small))
 
 
 def install_direct_writes(nc: Any) -> bool:
