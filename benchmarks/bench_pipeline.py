@@ -127,12 +127,13 @@ def warm_wire() -> None:
 
 
 def engine_manager_options(opts) -> dict:  # type: ignore[no-untyped-def]
-    """The :class:`Manager` options the engine service uses for a consumer with ``opts``: ``inline``
-    under JetStream (``engine.stream.applies_inline``; a ``--before`` tree without it: none)."""
+    """The :class:`Manager.from_config` options the engine service uses for a consumer with ``opts``:
+    ``inline_if_one_lane`` under JetStream (``engine.stream.applies_inline``; a ``--before`` tree
+    without it: none)."""
     from netspectra.engine import stream
 
     applies_inline = getattr(stream, "applies_inline", None)
-    return {} if applies_inline is None else {"inline": applies_inline(opts)}
+    return {} if applies_inline is None else {"inline_if_one_lane": applies_inline(opts)}
 
 
 def _w_engine(url: str, kind: str, expected: int, shards: int, jetstream: bool, ready: str) -> dict:

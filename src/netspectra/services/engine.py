@@ -104,7 +104,7 @@ class EngineService(Service):
         try:
             stream_options = options.stream_options()
             self.manager = Manager.from_config(
-                cfg, writers=options.writers, inline=applies_inline(stream_options)
+                cfg, writers=options.writers, inline_if_one_lane=applies_inline(stream_options)
             )
             # the original's engine ran the alerter: rules every check_interval and once at stop
             self.alerter = attach_alerter(
