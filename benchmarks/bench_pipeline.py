@@ -118,9 +118,22 @@ def warm_wire() -> None:
         getattr(batch, col)[...] = 0
     batch.src_ip[1, 10:12] = batch.dst_ip[1, 10:12] = 0xFF  # row 1 IPv4-mapped, row 0 not
     batch.ts_ns[:] = [1_000, 2_000]  # distinct times: layout 2 sends offsets from a base
+    payloads = [codec.encode_batch(batch)]
     if "layout" in codec.encode_batch.__kwdefaults__:  # a tree from before layout 2 has no dense kernels
-        codec.decode_batch(codec.encode_batch(batch, layout=2))
-    codec.decode_batch(codec.encode_batch(batch))
+        payloads.append(codec.encode_batch(batch, layout=2))
+    for payload in payloads:  # as bytes and as a bytearray (an engine's large payloads may be either)
+        codec.decode_batch(payload)
+        codec.decode_batch(bytearray(payload))
+
+
+def engine_manager_options(opts) -> dict:  # type: ignore[no-untyped-def]
+    """The :class:`Manager.from_config` options the engine service uses for a consumer with ``opts``:
+    ``inline_if_one_lane`` under JetStream (``engine.stream.applies_inline``; a ``--before`` tree
+    without it: none)."""
+    from netspectra.engine import stream
+
+    applies_inline = getattr(stream, "applies_inline", None)
+    return {} if applies_inline is None else {"inline_if_one_lane": applies_inline(opts)}
 
 
 def _w_engine(url: str, kind: str, expected: int, shards: int, jetstream: bool, ready: str) -> dict:
@@ -130,9 +143,9 @@ def _w_engine(url: str, kind: str, expected: int, shards: int, jetstream: bool, 
 
     warm_up(_config(kind))
     warm_wire()
-    manager = Manager.from_config(_config(kind), writers=False)
-    manager.start()
     opts = StreamOptions(url=url, subject=SUBJECT, n_shards=shards, jetstream=jetstream)
+    manager = Manager.from_config(_config(kind), writers=False, **engine_manager_options(opts))
+    manager.start()
 
     async def main() -> dict:
         stop = asyncio.Event()

@@ -254,6 +254,28 @@ def test_batches_are_bounded_fresh_arrays(tmp_path: Path) -> None:
             assert not np.shares_memory(x.ts_ns, y.ts_ns) and not np.shares_memory(x.src_ip, y.src_ip)
 
 
+def test_output_batches_are_reused_only_when_no_one_holds_them(tmp_path: Path) -> None:
+    """The reader decodes into batches it made before once nothing refers to them (no page faults of
+    fresh memory), and never into one that a consumer still holds, whole, sliced or one column."""
+    p = straddling_files(tmp_path)[0]
+    want = rows(CaptureReader(p).read_all())
+    # 1. a consumer that drops each batch: the same rows, decoded into a few reused buffers
+    got, buffers = [], set()
+    for b in CaptureReader(p, batch_size=2, window_bytes=128):
+        buffers.add(b.ts_ns.__array_interface__["data"][0])
+        got += rows(b)
+        del b
+    assert got == want
+    assert len(buffers) <= 3 < len(want) // 2
+    # 2. a consumer that keeps a view of one column of each batch: those are never written again
+    kept, copies = [], []
+    for b in CaptureReader(p, batch_size=2, window_bytes=128):
+        kept.append((b.src_ip[:1], b.length))
+        copies.append((b.src_ip[:1].copy(), b.length.copy()))
+    for (ip, length), (ip0, length0) in zip(kept, copies, strict=True):
+        assert np.array_equal(ip, ip0) and np.array_equal(length, length0)
+
+
 def test_progress_reports_file_bytes_up_to_the_total(tmp_path: Path) -> None:
     for p in straddling_files(tmp_path):
         seen: list[int] = []

@@ -550,6 +550,19 @@ def test_shard_order_kernel_agrees_with_a_stable_argsort(n_shards: int) -> None:
         split_by_shard(b, np.zeros(50), 4)
 
 
+def test_split_by_shard_fused_gather_and_its_fallback_agree() -> None:
+    """The one-pass gather of the core columns (contiguous, aligned columns) and the per-column path
+    (any other layout: here every other row of a larger batch) give the reference's parts."""
+    big = random_batch(2000, seed=21)
+    strided = PacketBatch(*(getattr(big, c)[::2] for c in PacketBatch.COLUMNS))
+    dense = PacketBatch(*(np.ascontiguousarray(getattr(strided, c)) for c in PacketBatch.COLUMNS))
+    assert not strided.src_ip.flags.c_contiguous and dense.src_ip.flags.c_contiguous
+    s = shard_of(dense, 7)
+    for b in (strided, dense):
+        for p, i in zip(split_by_shard(b, s, 7), range(7), strict=True):
+            assert_same(p, dense.take(np.flatnonzero(s == i)))
+
+
 def test_split_by_shard_into_a_kept_scratch_gives_the_same_parts() -> None:
     scratch: dict = {}
     first = None

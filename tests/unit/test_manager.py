@@ -811,3 +811,31 @@ def test_take_over_periods_stops_the_period_thread(batches: list[PacketBatch]) -
     m.stop()
     assert m.metrics_dict()["periods"] == 0
     assert [meta.period_start_ns for _, meta in w.finals("five")] == [123 * 10**9]
+
+
+def test_from_config_inline_only_where_the_tasks_could_not_run_in_parallel() -> None:
+    """``inline_if_one_lane`` (a JetStream engine): inline for one task or one worker, else the workers;
+    an inline manager gives the same totals as one with a worker."""
+    from netspectra.config import load_config, parse_config_text
+
+    exact_only = parse_config_text(
+        'aggregator:\n  types: ["exact"]\n  period: "0s"\n  exact:\n    writers: []\n    tasks:\n'
+        '      - name: "five"\n        key_fields: ["SrcIP", "DstIP", "SrcPort", "DstPort", "Protocol"]\n',
+        source="t.yaml",
+        expand=False,
+    )
+    shipped = load_config(None)  # three tasks
+    assert Manager.from_config(exact_only, writers=False, inline_if_one_lane=True).inline
+    assert not Manager.from_config(exact_only, writers=False).inline
+    assert not Manager.from_config(shipped, writers=False, num_workers=2, inline_if_one_lane=True).inline
+    assert Manager.from_config(shipped, writers=False, num_workers=1, inline_if_one_lane=True).inline
+    batch = CaptureReader(Path(__file__).parents[1] / "data" / "captures" / "bot.pcap").read_all()
+    totals = []
+    for inline in (True, False):
+        m = Manager.from_config(exact_only, writers=False, inline_if_one_lane=inline)
+        m.start()
+        assert m.submit(batch)
+        m.stop()
+        snap = m.task("five").snapshot()
+        totals.append((snap.total_packets, snap.total_bytes, len(snap)))
+    assert totals[0] == totals[1] and totals[0][0] == len(batch) > 0

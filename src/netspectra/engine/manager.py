@@ -477,6 +477,7 @@ class Manager:
         num_workers: int | None = None,
         clock: Clock | None = None,
         enrich: bool = True,
+        inline_if_one_lane: bool = False,
         **options: Any,
     ) -> Manager:
         """A manager for ``cfg.aggregator``: groups of ``types`` (default ``aggregator.types``) built by
@@ -485,15 +486,21 @@ class Manager:
         ``size_of_packet_channel`` as the queue bound in packets. ``writers=False`` drops every writer
         (nothing is stored). ``enrich`` (default): the enrichment stage of ``cfg.enrichment`` for the
         columns the tasks read (:meth:`EnrichmentStage.from_config`; none when nothing is configured or
-        read). Other keyword ``options`` go to :class:`Manager`."""
+        read). ``inline_if_one_lane``: build it ``inline`` when its tasks could not run in parallel
+        anyway — one task, or one worker — (a JetStream consumer applies batches itself then, see
+        :func:`~netspectra.engine.stream.applies_inline`). Other keyword ``options`` go to
+        :class:`Manager`."""
         agg = cfg.aggregator
         groups = build_groups(cfg, types, writers=writers)
         if enrich and "enrichment" not in options:
             options["enrichment"] = EnrichmentStage.from_config(cfg, dimensions_needed(cfg, types))
+        workers = num_workers if num_workers is not None else default_num_workers(agg.num_workers)
+        if inline_if_one_lane and min(workers, sum(len(g.tasks) for g in groups)) <= 1:
+            options["inline"] = True
         return cls(
             groups,
             period=agg.period,
-            num_workers=num_workers if num_workers is not None else default_num_workers(agg.num_workers),
+            num_workers=workers,
             queue_packets=agg.size_of_packet_channel,
             clock=clock,
             **options,

@@ -82,10 +82,11 @@ from netspectra.transport.nats_bus import (
     ensure_stream,
     member_shards,
 )
+from netspectra.transport.nats_receive import install_direct_payloads
 
 log = logging.getLogger(__name__)
 
-__all__ = ["StreamConsumer", "StreamOptions", "StreamStats", "run_consumer"]
+__all__ = ["StreamConsumer", "StreamOptions", "StreamStats", "applies_inline", "run_consumer"]
 
 _COMPAT_CHUNK = 4096
 
@@ -137,6 +138,22 @@ class StreamStats:
         d = {k: v for k, v in self.__dict__.items() if k != "compat"}
         d["compat"] = dataclasses.asdict(self.compat)
         return d
+
+
+def applies_inline(options: StreamOptions) -> bool:
+    """Whether a consumer with ``options`` may apply batches to the tasks in its own thread: the engine
+    builds its :class:`Manager` with ``inline_if_one_lane`` set to this (``inline`` when its tasks could
+    not run in parallel anyway: one task, or one worker).
+
+    Under JetStream it may: the engine pulls, so while it applies a batch nothing waits that could be
+    lost (the stream holds the rest), and one thread doing the whole work spends less CPU a packet than
+    a reader handing batches to a worker thread — measured on the 2-core VM, draining 5 M packets into
+    the exact task: 51-58 ns of engine CPU a packet inline against 66-72 with the worker, the wall-clock
+    rate no lower. Several tasks on several workers keep their worker threads: they apply a batch in
+    parallel (the shipped three tasks, inline: 17 % less CPU, but a lower wall-clock rate where the
+    cores are free). Core NATS pushes: its read loop must never wait for the tasks (messages would be
+    lost), so they run in worker threads."""
+    return bool(options.jetstream)
 
 
 class _StoppedBeforeStartError(Exception):
@@ -243,6 +260,9 @@ class StreamConsumer:
     async def _submit(self, batch: PacketBatch, timeout: float | None) -> bool:
         if len(batch) == 0:
             return True
+        if self.manager.inline and self.options.jetstream:
+            # JetStream (see applies_inline): applied here; the server keeps what is not yet fetched
+            return self.manager.submit(batch)
         # a queue with room takes the batch at once; only a full one costs the hop to a thread (where
         # submit waits). Measured: the hop per message left the loop idle a third of the time.
         if self.manager.try_submit(batch):
@@ -311,6 +331,8 @@ class StreamConsumer:
             disconnected_cb=self._disconnected_cb,
             reconnected_cb=self._reconnected_cb,
         )
+        # batch payloads copied once from the socket's reads, not three times more (docs/live.md)
+        install_direct_payloads(nc)
         self._nc = nc
         try:
             if o.jetstream:

@@ -91,7 +91,11 @@ def warm_up_wire() -> None:
         # a probe encodes the split's parts (slices of one reordered copy), an engine decodes them
         for part in [batch, *(p for p in parts if len(p))]:
             for layout in (1, 2):
-                codec.decode_batch(codec.encode_batch(part, layout=layout))
+                payload = codec.encode_batch(part, layout=layout)
+                codec.decode_batch(payload)
+                # an engine's NATS client hands large payloads over as bytearrays (nats_parser): the
+                # kernels' writable-array variants
+                codec.decode_batch(bytearray(payload))
 
 
 def _warm_up_enrichment() -> None:

@@ -50,6 +50,7 @@ from netspectra.transport.nats_bus import (
     ensure_stream,
     max_packets_for_payload,
 )
+from netspectra.transport.nats_send import install_direct_writes, publish_direct
 
 log = logging.getLogger(__name__)
 
@@ -199,6 +200,7 @@ class Publisher:
         nc = await connect(
             opts.url, f"netspectra-probe:{opts.probe_id}", auth=opts.auth, pending_size=32 * 1024 * 1024
         )
+        install_direct_writes(nc)  # batches go to the socket without nats-py's copies (nats_send)
         js = None
         if opts.jetstream:
             js = nc.jetstream(publish_async_max_pending=opts.max_inflight)
@@ -343,7 +345,7 @@ class Publisher:
                 else:
                     if self._consumed is not None:
                         await self._wait_for_consumer()
-                    await nc.publish(subject, payload)
+                    await publish_direct(nc, subject, payload)
                 self._seq[shard] = seq
                 self.stats.messages += 1
                 self.stats.bytes_published += len(payload)

@@ -94,7 +94,7 @@ class EngineService(Service):
         from netspectra.alerting.alerter import AlertingConfigError, attach_alerter
         from netspectra.config import ConfigError
         from netspectra.engine.manager import Manager
-        from netspectra.engine.stream import StreamConsumer
+        from netspectra.engine.stream import StreamConsumer, applies_inline
         from netspectra.storage.alerts import alert_sink_for
 
         if not 0 <= options.member < options.members:
@@ -102,14 +102,17 @@ class EngineService(Service):
         self.options = options
         self._cfg = cfg
         try:
-            self.manager = Manager.from_config(cfg, writers=options.writers)
+            stream_options = options.stream_options()
+            self.manager = Manager.from_config(
+                cfg, writers=options.writers, inline_if_one_lane=applies_inline(stream_options)
+            )
             # the original's engine ran the alerter: rules every check_interval and once at stop
             self.alerter = attach_alerter(
                 self.manager, cfg, sink=alert_sink_for(cfg) if options.writers else None
             )
         except (ConfigError, AlertingConfigError) as exc:
             raise ServiceError(str(exc), 2) from None
-        self.consumer = StreamConsumer(self.manager, options.stream_options())
+        self.consumer = StreamConsumer(self.manager, stream_options)
         self._thread: LoopThread | None = None
         self._ops: Any = None
         self._stopped = False

@@ -1049,6 +1049,72 @@ def _gather_rows(col: np.ndarray, order: np.ndarray, out: np.ndarray) -> None:
             out[i, w] = col[j, w]
 
 
+@njit(nogil=True, cache=True)
+def _gather_core(
+    order: np.ndarray,
+    ts: np.ndarray,
+    src: np.ndarray,
+    dst: np.ndarray,
+    sport: np.ndarray,
+    dport: np.ndarray,
+    proto: np.ndarray,
+    length: np.ndarray,
+    out_ts: np.ndarray,
+    out_src: np.ndarray,
+    out_dst: np.ndarray,
+    out_sport: np.ndarray,
+    out_dport: np.ndarray,
+    out_proto: np.ndarray,
+    out_length: np.ndarray,
+) -> None:
+    """The seven core columns' rows ``order`` in one pass (addresses as two 8-byte words): each row is
+    read once instead of once per column (numpy's ``take`` per column: 14 ns a packet, this 9.5, on the
+    probe's 262 144-packet batches)."""
+    for i in range(order.shape[0]):
+        j = order[i]
+        out_ts[i] = ts[j]
+        out_src[i, 0] = src[j, 0]
+        out_src[i, 1] = src[j, 1]
+        out_dst[i, 0] = dst[j, 0]
+        out_dst[i, 1] = dst[j, 1]
+        out_sport[i] = sport[j]
+        out_dport[i] = dport[j]
+        out_proto[i] = proto[j]
+        out_length[i] = length[j]
+
+
+def _out_rows(a: np.ndarray, n: int, scratch: dict[str, np.ndarray] | None, key: str) -> np.ndarray:
+    """``n`` rows shaped like ``a``'s: the first rows of ``scratch[key]`` (grown when too small), or new."""
+    if scratch is None:
+        return np.empty((n, *a.shape[1:]), a.dtype)
+    buf = scratch.get(key)
+    if buf is None or buf.dtype != a.dtype or buf.shape[1:] != a.shape[1:] or buf.shape[0] < n:
+        buf = scratch[key] = np.empty((n, *a.shape[1:]), a.dtype)
+    return buf[:n]
+
+
+def _gather_core_columns(
+    batch: PacketBatch, order: np.ndarray, scratch: dict[str, np.ndarray] | None
+) -> list[np.ndarray] | None:
+    """:data:`PacketBatch.COLUMNS` of ``batch`` at rows ``order`` by :func:`_gather_core`, or ``None``
+    where a column is not the contiguous, aligned array the kernel reads (then ``_take_rows`` does)."""
+    cols = [getattr(batch, c) for c in PacketBatch.COLUMNS]
+    ts, src, dst = batch.ts_ns, batch.src_ip, batch.dst_ip
+    if not all(c.flags.c_contiguous for c in cols) or src.ctypes.data % 8 or dst.ctypes.data % 8:
+        return None
+    if ts.dtype != np.int64 or src.shape[1:] != (16,) or dst.shape[1:] != (16,):
+        return None
+    n = order.shape[0]
+    out = [_out_rows(c, n, scratch, name) for c, name in zip(cols, PacketBatch.COLUMNS, strict=True)]
+    o = dict(zip(PacketBatch.COLUMNS, out, strict=True))
+    _gather_core(
+        order, ts, src.view(np.uint64), dst.view(np.uint64), batch.src_port, batch.dst_port,
+        batch.protocol, batch.length, o["ts_ns"], o["src_ip"].view(np.uint64), o["dst_ip"].view(np.uint64),
+        o["src_port"], o["dst_port"], o["protocol"], o["length"],
+    )  # fmt: skip
+    return out
+
+
 def _take_rows(
     a: np.ndarray, order: np.ndarray, scratch: dict[str, np.ndarray] | None = None, key: str = ""
 ) -> np.ndarray:
@@ -1104,8 +1170,11 @@ def split_by_shard(
     order, bounds, bad = _shard_order(ids, n_shards)
     if bad >= 0:
         raise ValueError(f"shard ids must be in [0, {n_shards}): row {bad} has {shards[bad]}")
+    core = _gather_core_columns(batch, order, scratch)
+    if core is None:
+        core = [_take_rows(getattr(batch, c), order, scratch, c) for c in PacketBatch.COLUMNS]
     sorted_batch = PacketBatch(
-        *(_take_rows(getattr(batch, c), order, scratch, c) for c in PacketBatch.COLUMNS),
+        *core,
         **{c: _take_rows(getattr(batch, c), order, scratch, c) for c in batch.present()},
         dims=None if batch.dims is None else {k: _take_rows(v, order) for k, v in batch.dims.items()},
         dictionaries=batch.dictionaries,

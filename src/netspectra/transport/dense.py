@@ -57,14 +57,13 @@ def _words(ip: np.ndarray) -> np.ndarray:
 
 @njit(nogil=True, cache=True, inline="always")
 def _both_mapped(src: np.ndarray, dst: np.ndarray, i: int, mapped: np.uint32) -> bool:
-    """Both addresses of row ``i`` (4 uint32 words each) are IPv4-mapped (``::ffff:a.b.c.d``)."""
+    """Both addresses of row ``i`` (4 uint32 words each) are IPv4-mapped (``::ffff:a.b.c.d``).
+
+    Bitwise, not ``and``: numba compiled the short-circuit chain over array elements in this inlined
+    helper to ~10 ns a row (the split and the count of every message the probe encodes), the bitwise
+    form to ~1 ns (measured on the 2-core VM, 16 000 rows)."""
     return (
-        src[i, 0] == 0
-        and src[i, 1] == 0
-        and src[i, 2] == mapped
-        and dst[i, 0] == 0
-        and dst[i, 1] == 0
-        and dst[i, 2] == mapped
+        ((src[i, 0] | src[i, 1] | dst[i, 0] | dst[i, 1]) == 0) & (src[i, 2] == mapped) & (dst[i, 2] == mapped)
     )
 
 
