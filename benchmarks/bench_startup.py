@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import os
 import resource
-import shutil
 import statistics
 import subprocess
 import sys
@@ -69,6 +68,11 @@ def main() -> None:
         help="a source tree to time (repeatable; default: the installed package and this checkout's src)",
     )
     ap.add_argument("--runs", type=int, default=9, help="runs of each command and tree (medians reported)")
+    ap.add_argument(
+        "--no-script",
+        action="store_true",
+        help="leave out the installed console script (a tree older than its entry point cannot run it)",
+    )
     args = ap.parse_args()
     trees = (
         [t.split("=", 1) for t in args.tree]
@@ -82,7 +86,10 @@ def main() -> None:
         "netspectra analyze --help": ["-m", "netspectra", "analyze", "--help"],
         "netspectra analyze (1 packet)": ["-m", "netspectra", "analyze", capture],
     }
-    script = shutil.which("netspectra")
+    # the script installed beside this interpreter, not a version manager's shim found first on PATH
+    script = None if args.no_script else Path(sys.executable).parent / "netspectra"
+    if script is not None and not script.is_file():
+        script = None
     script_commands = {
         "console script --help": ["--help"],
         "console script analyze (1 packet)": ["analyze", capture],

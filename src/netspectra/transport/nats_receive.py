@@ -189,11 +189,16 @@ class _WholeBufferReads:
 def install_direct_payloads(nc: Any) -> bool:
     """Give the nats-py client ``nc`` a :class:`DirectPayloadParser` and, over TCP (TLS included), reads
     by :func:`read_whole_buffer` (right after connecting, before it receives anything that matters).
-    Returns whether the parser was installed — a nats-py whose client has no ``_ps`` parser, or one of
+    Returns whether the parser was installed — a nats-py of an untested release line
+    (:mod:`~netspectra.transport.nats_internals`), a nats-py whose client has no ``_ps`` parser, or one of
     another type, is left alone, and so is one in the middle of a command (nats-py's parser is idle once
     ``connect`` has returned); so is a transport that is not nats-py's ``TcpTransport`` (WebSocket).
     Both survive reconnections (nats-py resets the parser, which this class supports, and keeps the
     transport object)."""
+    from netspectra.transport.nats_internals import internals_known
+
+    if not internals_known():  # a nats-py these paths were not tested with: its own code
+        return False
     transport = getattr(nc, "_transport", None)
     tcp = type(transport).__name__ == "TcpTransport"
     reads = isinstance(getattr(transport, "_io_reader", None), asyncio.StreamReader)

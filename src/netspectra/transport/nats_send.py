@@ -57,8 +57,13 @@ class _PieceWrites:
 def install_direct_writes(nc: Any) -> bool:
     """Make the connected nats-py client ``nc`` write its pending commands piece by piece and accept
     :func:`publish_direct`; returns whether it did (a client or transport of another shape — a
-    WebSocket, another nats-py — is left alone and :func:`publish_direct` publishes through it as
+    WebSocket, a nats-py of an untested release line (:mod:`~netspectra.transport.nats_internals`) — is
+    left alone and :func:`publish_direct` publishes through it as
     usual)."""
+    from netspectra.transport.nats_internals import internals_known
+
+    if not internals_known():  # a nats-py these paths were not tested with: its own code
+        return False
     transport = getattr(nc, "_transport", None)
     if type(transport).__name__ != "TcpTransport" or not isinstance(
         getattr(transport, "_io_writer", None), asyncio.StreamWriter
