@@ -464,6 +464,65 @@ def collect(clear, d, rec, reci, rec32, rw, epoch, o_bkt, o_dims, o_epoch, o_pk,
 
 
 @njit(nogil=True, cache=True)
+def spread(
+    d,  # dimension words
+    rec,  # the finest table (three views, rw words per slot, as the target's) and its epochs
+    reci,
+    rec32,
+    rw,
+    epoch,
+    ratio,  # target width / finest width
+    emap,  # int64: the target epoch of a finest entry of epoch ``e`` is ``emap[e - ebase]``
+    ebase,
+    n_rec,  # the target (an empty coarser table: records, three views, and epochs)
+    n_reci,
+    n_rec32,
+    n_epoch,
+):
+    """Fill the empty coarser table ``n_*`` with one entry per open entry of the finest table (whose
+    entries map to distinct coarser entries: see :meth:`netspectra.rollup.task.RollupTask._materialize`):
+    bucket ``bkt // ratio``, the same dimension words, packets, bytes and state (open or changed), epoch
+    ``emap[epoch - ebase]``; what :func:`fold` of every entry's whole count would have made. ``(entries,
+    lowest bucket)``; ``(-1, slot)`` if two entries met in one coarser entry (a caller's error)."""
+    cap = rec.shape[0] // rw
+    mask = n_rec.shape[0] // rw - 1
+    count = 0
+    low = np.iinfo(np.int64).max
+    for s in range(cap):
+        base = s * rw
+        st = rec32[2 * base + H_STATE] & STATE_MASK
+        if st == EMPTY:
+            continue
+        b = reci[base + W_BKT] // ratio
+        h = _hash_entry(b, rec32, 2 * base + H_DIMS, d)
+        slot = np.int64(h & np.uint64(mask))
+        while True:
+            h32 = slot * 2 * rw
+            if n_rec32[h32 + H_STATE] == EMPTY:
+                break
+            if n_reci[slot * rw + W_BKT] == b:
+                same = True
+                for j in range(d):
+                    if n_rec32[h32 + H_DIMS + j] != rec32[2 * base + H_DIMS + j]:
+                        same = False
+                        break
+                if same:
+                    return -1, s
+            slot = (slot + 1) & mask
+        nbase = slot * rw
+        n_reci[nbase + W_BKT] = b
+        n_rec[nbase + W_PK] = rec[base + W_PK]
+        n_rec[nbase + W_BY] = rec[base + W_BY]
+        n_rec32[2 * nbase + H_STATE] = st
+        for j in range(d):
+            n_rec32[2 * nbase + H_DIMS + j] = rec32[2 * base + H_DIMS + j]
+        n_epoch[slot] = emap[epoch[s] - ebase]
+        count += 1
+        low = min(low, b)
+    return count, low
+
+
+@njit(nogil=True, cache=True)
 def add_marginals(start, part, pk, by, keys, mp, mb, used, meta):
     """Add rows ``start..n-1`` of ``part`` ((n, w) uint32: one dimension's value words) with their packets
     ``pk`` and bytes ``by`` (uint64) into an open-addressing table of values (``keys`` (cap, w) uint32,
@@ -518,6 +577,19 @@ def add_marginals_ref(
         got = out.setdefault(key, [0, 0])
         got[0] = min(got[0] + int(pk[i]), COUNT_MAX)
         got[1] = min(got[1] + int(by[i]), COUNT_MAX)
+
+
+def spread_ref(
+    entries: dict[tuple[int, tuple[int, ...]], tuple[int, int, int, int]], ratio: int, emap: dict[int, int]
+) -> dict[tuple[int, tuple[int, ...]], tuple[int, int, int, int]]:
+    """What :func:`spread` makes of the finest table's open entries ``(bucket, dimension words) ->
+    (packets, bytes, state, epoch)``: the coarser table's, keyed the same way."""
+    out: dict[tuple[int, tuple[int, ...]], tuple[int, int, int, int]] = {}
+    for (b, dims), (p, y, st, e) in entries.items():
+        key = (b // ratio, dims)
+        assert key not in out, "two finest entries in one coarser entry"
+        out[key] = (p, y, st, emap[e])
+    return out
 
 
 def split_ref(

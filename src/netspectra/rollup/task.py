@@ -37,14 +37,25 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from netspectra.batch import PacketBatch
 from netspectra.rollup import kernels as kern
 from netspectra.rollup.dims import BY_NAME, RESOLUTIONS, Dimension
-from netspectra.rollup.layout import EMPTY, H_DIMS, H_STATE, W_BBY, W_BKT, W_BPK, W_BY, W_PK, record_words
+from netspectra.rollup.layout import (
+    EMPTY,
+    H_DIMS,
+    H_STATE,
+    PENDING,
+    W_BBY,
+    W_BKT,
+    W_BPK,
+    W_BY,
+    W_PK,
+    record_words,
+)
 from netspectra.sketches.primitives import aligned_zeros
 from netspectra.weights import COUNT_MAX, exact_sum, sat_reduceat
 
@@ -293,6 +304,10 @@ class RollupTask:
 
     kind = "rollup"
 
+    #: Hold the coarser tables as views of the finest while they can be (see :meth:`_materialize`); off:
+    #: every increment is carried into them (the tests compare the two).
+    lazy_coarse: ClassVar[bool] = True
+
     def __init__(self, name: str, params: RollupParams, *, capacity: int = _INITIAL_CAPACITY) -> None:
         self.name = name
         self.params = params
@@ -315,6 +330,80 @@ class RollupTask:
         self._opened_at_flush = 0  # the finest table's M_OPENED at the last carry
         self._totals_from_increments = False  # see update
         self._overloaded_upto = _INT64_MIN  # see _overload_guard
+        # The coarser tables as views of the finest (see _materialize): while _lazy, the 1-minute bucket
+        # every open entry is in (None: no entry is open) and, per epoch of the finest table, the epochs
+        # the coarser tables had when an entry of that epoch opened.
+        self._lazy = self.lazy_coarse
+        self._lazy_bucket: int | None = None
+        self._eras: dict[int, tuple[int, ...]] = {}
+        self._note_era()
+
+    def _note_era(self) -> None:
+        """Record the coarser tables' epochs for entries the finest table opens with its epoch now."""
+        era = tuple(t.epoch_counter for t in self.tables[1:])
+        e0 = self.tables[0].epoch_counter
+        assert self._eras.setdefault(e0, era) == era, "a coarser epoch changed without the finest's"
+
+    def _entries(self, r: int) -> int:
+        """Open entries of resolution ``r`` (a coarser table held as a view: the finest table's)."""
+        return self.tables[0 if self._lazy else r].count
+
+    def _materialize(self) -> None:
+        """Make the coarser tables real: they stop being views of the finest.
+
+        While every open entry of the finest table lies in one 1-minute bucket (so that distinct entries
+        are distinct 5-minute and 1-hour entries), none of its entries has closed since the coarser tables
+        were empty, and each coarser table's epoch changed only with the finest's, a coarser table would
+        hold exactly one entry per finest entry: its bucket divided, the same dimension words, packets,
+        bytes and state once the increments are carried (a coarser table then never fills to
+        ``max_entries``: it holds as many entries as the finest). So it is not kept: its rows are the
+        finest's, re-bucketed, with the epoch it had when the finest entry opened (:meth:`_note_era`) —
+        a capture shorter than a minute never pays for two more tables and the carries into them. When
+        any of that is about to stop holding (a row of another minute, a close that would close
+        something, a coarser epoch changing alone, an early close of the finest table), the coarser tables
+        are built from the finest by :func:`~netspectra.rollup.kernels.spread`: the entries, values and
+        epochs that carrying every increment would have made (the order of rows within a snapshot may
+        differ: it is the tables' slot order), and the task goes on as usual."""
+        if not self._lazy:
+            return
+        self._flush()
+        self._lazy = False
+        fine = self.tables[0]
+        n = fine.count
+        if n == 0:
+            return
+        base = min(self._eras)
+        for r in range(1, len(RESOLUTIONS)):
+            table = self.tables[r]
+            assert table.count == 0
+            emap = np.full(max(self._eras) - base + 1, -1, np.int64)
+            for e0, era in self._eras.items():
+                emap[e0 - base] = era[r - 1]
+            cap = max(self._cap0, 1 << (2 * n - 1).bit_length())
+            if cap != table.cap:
+                table._alloc(cap)
+            ratio = RESOLUTIONS[r].seconds // RESOLUTIONS[0].seconds
+            count, low = kern.spread(
+                self.words, fine.rec, fine.reci, fine.rec32, fine.rw, fine.epoch, ratio, emap, base,
+                table.rec, table.reci, table.rec32, table.epoch,
+            )  # fmt: skip
+            assert count == n, "two finest entries in one coarser entry"
+            table.meta[kern.M_COUNT] = count
+            table.meta[kern.M_LOW] = low
+
+    def _view_rows(self, rows: _Rows, r: int) -> _Rows:
+        """The rows of coarser resolution ``r`` held as a view: ``rows`` of the finest table re-bucketed,
+        with the coarser epochs (:meth:`_materialize`)."""
+        e = rows.epoch
+        epoch = np.empty_like(e)
+        seen = 0
+        for e0, era in self._eras.items():
+            hit = e == e0
+            epoch[hit] = era[r - 1]
+            seen += int(np.count_nonzero(hit))
+        assert seen == len(e), "an entry of an epoch the coarser tables never had"
+        ratio = RESOLUTIONS[r].seconds // RESOLUTIONS[0].seconds
+        return _Rows(rows.bkt // ratio, epoch, rows.dims, rows.pk, rows.by)
 
     # -- the batch ------------------------------------------------------------------------------------
 
@@ -364,6 +453,17 @@ class RollupTask:
         nbytes = batch.byte_counts()
         fine = self.tables[0]
         width = RESOLUTIONS[0].ns
+        if self._lazy:
+            if fine.count == 0:  # nothing open: any minute will do, and older epochs are gone
+                self._lazy_bucket = None
+                self._eras = {}
+                self._note_era()
+            lo = int(end.min()) if start.shape[0] == 0 else min(int(end.min()), int(start.min()))
+            lo, hi = lo // width, int(end.max()) // width
+            if lo != hi or (self._lazy_bucket is not None and lo != self._lazy_bucket):
+                self._materialize()  # rows of another minute: the coarser tables are needed
+            else:
+                self._lazy_bucket = lo
         # The summary's totals: the batch's, exactly, whenever no entry's increment can saturate (it
         # is then the sum of the increments); a batch of more than 2**64 - 1 packets or bytes (a hostile
         # exporter) is carried alone, and its saturated increments make the totals, as always.
@@ -429,6 +529,8 @@ class RollupTask:
         call, as it always did under that pressure. Either way the rows are the same, whenever the
         snapshots are taken."""
         fine = self.tables[0]
+        if self._lazy:
+            return True  # nothing is carried into views (_materialize carries what is pending first)
         if self._overloaded_upto > fine.closed_upto:
             return False
         bound = (
@@ -443,7 +545,12 @@ class RollupTask:
         """Carry the finest table's pending increments into the coarser tables (and the summary)."""
         fine = self.tables[0]
         n_touched = int(fine.meta[kern.M_TOUCHED])
-        if n_touched:
+        if n_touched and self._lazy:  # the coarser tables are views (_materialize): nothing to carry
+            slots = fine.touched[:n_touched]
+            state = fine.state
+            state[slots] &= np.uint32(~PENDING & 0xFFFFFFFF)
+            self._count(slots)
+        elif n_touched:
             last = len(RESOLUTIONS) - 1
             new = int(fine.meta[kern.M_OPENED]) - self._opened_at_flush  # the most new coarser entries
             for r in range(1, len(RESOLUTIONS)):
@@ -508,6 +615,7 @@ class RollupTask:
             closed = table.rehash(_INT64_MIN, table.cap * 2)
             assert len(closed) == 0
             return
+        self._materialize()  # entries close early: the coarser tables outlive them
         used = table.bkt[table.state != EMPTY]
         cutoff = int(np.median(used)) if used.size else _INT64_MIN
         log.info(
@@ -530,24 +638,37 @@ class RollupTask:
         if used.size:
             self._overloaded_upto = max(self._overloaded_upto, int(used.max()))
 
-    def _close(self, r: int, cutoff: int, cap: int = 0) -> None:
+    def _close(self, r: int, cutoff: int, cap: int = 0) -> _Rows | None:
+        """Close table ``r``'s buckets up to ``cutoff``: the rows closed (queued for the next snapshot)."""
         table = self.tables[r]
         table.epoch_counter += 1
         if cutoff < int(table.meta[kern.M_LOW]):
-            return  # no open entry is that old: nothing closes, no table to rebuild
+            return None  # no open entry is that old: nothing closes, no table to rebuild
         closed = table.rehash(cutoff, cap or table.cap)
         if len(closed):
             self._outbox[r].append(closed)
+        return closed
 
     def _close_by_watermark(self) -> None:
         closable = [(self.watermark - self.params.close_after_ns) // res.ns - 1 for res in RESOLUTIONS]
         if all(c <= t.closed_upto for c, t in zip(closable, self.tables, strict=True)):
             return
         self._flush()  # a coarser table holds every increment of what it closes
+        if self._lazy:
+            moves = [c > t.closed_upto for c, t in zip(closable, self.tables, strict=True)]
+            low = int(self.tables[0].meta[kern.M_LOW])  # the int64 maximum: nothing open
+            closes = any(
+                m and low != _INT64_MAX and c >= low // (res.seconds // RESOLUTIONS[0].seconds)
+                for m, c, res in zip(moves, closable, RESOLUTIONS, strict=True)
+            )
+            if closes or (any(moves[1:]) and not moves[0]):
+                self._materialize()
         for r, table in enumerate(self.tables):
             if closable[r] > table.closed_upto:
                 table.closed_upto = closable[r]
                 self._close(r, closable[r])
+        if self._lazy:
+            self._note_era()
 
     def tick(self, quiet_ns: int) -> None:
         """Nothing ends by the clock: buckets close in traffic time (determinism, see the module)."""
@@ -556,6 +677,15 @@ class RollupTask:
         """Close every entry (the input ended or the engine stops): their final values leave with the
         next snapshot."""
         self._flush()
+        if self._lazy:  # the coarser tables' rows are the finest's (_materialize)
+            if self.tables[0].count:
+                closed = self._close(0, _INT64_MAX, cap=self._cap0)
+                for r in range(1, len(RESOLUTIONS)):
+                    self.tables[r].epoch_counter += 1
+                    if closed is not None and len(closed):
+                        self._outbox[r].append(self._view_rows(closed, r))
+                self._note_era()
+            return
         for r in range(len(RESOLUTIONS)):
             if self.tables[r].count:
                 # everything closes: the table starts again small (not a fresh table of its size)
@@ -584,10 +714,16 @@ class RollupTask:
         self._flush()
         parts: list[_Rows] = []
         res: list[np.ndarray] = []
+        fine_open: _Rows | None = None
         for r, table in enumerate(self.tables):
-            out = _Rows.empty(table.count, self.words)
-            n = kern.collect(1 if take else 0, *table.arrays(), *out.arrays())
-            rows = _Rows.concat([*self._outbox[r], out.head(n)], self.words)
+            if r and self._lazy:  # a view of the finest table (_materialize)
+                assert fine_open is not None
+                current = self._view_rows(fine_open, r)
+            else:
+                out = _Rows.empty(table.count, self.words)
+                n = kern.collect(1 if take else 0, *table.arrays(), *out.arrays())
+                current = fine_open = out.head(n)
+            rows = _Rows.concat([*self._outbox[r], current], self.words)
             if take:
                 self._outbox[r] = []
                 self.summary.rows_out[RESOLUTIONS[r].label] += len(rows)
@@ -616,7 +752,7 @@ class RollupTask:
     @property
     def open_entries(self) -> dict[str, int]:
         self._flush()  # the coarser tables' entries include the pending increments'
-        return {res.label: t.count for res, t in zip(RESOLUTIONS, self.tables, strict=True)}
+        return {res.label: self._entries(r) for r, res in enumerate(RESOLUTIONS)}
 
     @property
     def memory_bytes(self) -> int:
