@@ -1,3 +1,3 @@
-from netspectra.cli.main import main
+from netspectra.cli.main import run
 
-main()
+run()

@@ -75,3 +75,81 @@ def keep_scipy_out_of_numba() -> None:
         isinstance(f, _NoBlasProbe) for f in sys.meta_path
     ):
         sys.meta_path.insert(0, _NoBlasProbe())
+
+
+def _load_overload_without_refresh(self: Any, sig: Any, target_context: Any) -> Any:
+    """numba's ``Cache.load_overload`` without its ``target_context.refresh()`` (see
+    :func:`load_cached_kernels_lean`). The NRT is what a loaded kernel's machine code links against,
+    so it is initialised as numba's refresh would have done (idempotent, under numba's compiler lock)."""
+    from numba.core.runtime import rtsys
+
+    rtsys.initialize(target_context)
+    with self._guard_against_spurious_io_errors():
+        return self._load_overload(sig, target_context)
+
+
+class _LeanCacheLoads:
+    """A meta-path finder that patches ``numba.core.caching`` right after it is first imported (see
+    :func:`load_cached_kernels_lean`); it finds nothing itself, every import goes on as usual."""
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
+        if name != "numba.core.caching":
+            return None
+        from importlib.machinery import PathFinder
+
+        spec = PathFinder.find_spec(name, path)
+        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            return None
+        execute = spec.loader.exec_module
+
+        def exec_module(module: Any) -> None:
+            execute(module)
+            _patch_cache_loads(module)
+
+        spec.loader.exec_module = exec_module  # type: ignore[method-assign]
+        return spec
+
+
+def _patch_cache_loads(caching: Any) -> None:
+    cache = getattr(caching, "Cache", None)
+    # only numba's own method is replaced: a numba whose cache class lacks the two helpers it calls (a
+    # future release that reorganised it) keeps its own behaviour
+    if cache is None or not all(
+        hasattr(cache, a) for a in ("_load_overload", "_guard_against_spurious_io_errors")
+    ):
+        return
+    if getattr(cache.load_overload, "__name__", "") == "load_overload":
+        cache.load_overload = _load_overload_without_refresh
+
+
+def load_cached_kernels_lean() -> None:
+    """Load kernels from numba's on-disk cache without first setting up numba's whole compiler.
+
+    Before it rebuilds a cached kernel, numba's ``Cache.load_overload`` calls ``target_context.refresh()``,
+    which imports and registers every lowering numba has (numpy, random, polynomial, typed containers,
+    unicode, cffi: ~0.25 s of a command's start-up) although a cached kernel is machine code that needs
+    none of them: only the NRT's symbols, which this keeps. Compiling anything (a cache miss, a new
+    signature) still sets the compiler up in full: numba's compiler refreshes both contexts itself.
+    Only the command-line process calls this (:func:`netspectra.cli.main.main`), before numba is
+    imported or after; a library user's numba is left as it is."""
+    import sys
+
+    caching = sys.modules.get("numba.core.caching")
+    if caching is not None:
+        _patch_cache_loads(caching)
+    elif not any(isinstance(f, _LeanCacheLoads) for f in sys.meta_path):
+        sys.meta_path.insert(0, _LeanCacheLoads())
+
+
+def keep_blas_single_threaded() -> None:
+    """Load numpy's OpenBLAS with one thread, unless the user chose a count (``OPENBLAS_NUM_THREADS``).
+
+    numpy's OpenBLAS starts a thread per core when numpy is imported, and those threads spin waiting for
+    work: ~0.1 s of CPU in a command that never multiplies a matrix (no NetSpectra code calls BLAS),
+    taken from the command's own threads on a small machine. Effective only before numpy is imported;
+    only the command-line process calls this (:func:`netspectra.cli.main.main`)."""
+    import os
+    import sys
+
+    if "numpy" not in sys.modules:
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")

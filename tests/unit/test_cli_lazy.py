@@ -123,3 +123,95 @@ def test_analyze_report_loads_no_writer_or_dataframe_libraries(tmp_path) -> None
     assert {"netspectra.tasks.exact", "netspectra.offline.report"} <= loaded  # it did run
     unwanted = {"pyarrow.parquet", "pyarrow.csv", "pandas", "scipy.linalg", "chdb", "grpc"}
     assert not unwanted & loaded
+
+
+def test_cached_kernels_load_without_numba_compiler_setup(tmp_path) -> None:
+    """The command line loads cached kernels without numba's full target refresh (~0.25 s): a kernel
+    that allocates (NRT) loads from the cache and runs correctly, numba's numpy lowering modules stay
+    unloaded until something is compiled, and compiling a new kernel afterwards still works."""
+    import os
+    import textwrap
+
+    (tmp_path / "kern.py").write_text(
+        textwrap.dedent(
+            """
+            import numpy as np
+            from numba import njit
+
+            @njit(cache=True, nogil=True)
+            def cumulative(a):
+                out = np.empty(a.size, np.int64)
+                total = 0
+                for i in range(a.size):
+                    total += a[i]
+                    out[i] = total
+                return out
+            """
+        )
+    )
+    env = {
+        **os.environ,
+        "NUMBA_CACHE_DIR": str(tmp_path / "cache"),
+        "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]),
+    }
+    run = (
+        "import sys\n"
+        "from netspectra.lazy import load_cached_kernels_lean\n"
+        "load_cached_kernels_lean()\n"
+        "import numpy as np, kern\n"
+        "print(kern.cumulative(np.arange(5)).tolist())\n"
+        "print('numba.np.arraymath' in sys.modules)\n"
+        "from numba import njit\n"
+        "print(njit(lambda a: int(np.sum(a * 2)))(np.arange(4)))\n"
+        "print(kern.cumulative(np.arange(3)).tolist())\n"
+    )
+    outs = [
+        subprocess.run(
+            [sys.executable, "-c", run], capture_output=True, text=True, check=True, env=env
+        ).stdout.split("\n")
+        for _ in range(2)
+    ]
+    # the first process compiles (and caches) the kernel: the compiler is set up in full
+    assert outs[0][:4] == ["[0, 1, 3, 6, 10]", "True", "12", "[0, 1, 3]"]
+    # the second loads it from the cache: correct, without numba's numpy lowering; then compiles anew
+    assert outs[1][:4] == ["[0, 1, 3, 6, 10]", "False", "12", "[0, 1, 3]"]
+
+
+def test_lean_cache_loads_patch_numba_once_whether_imported_before_or_after(tmp_path) -> None:
+    code = (
+        "import sys\n"
+        "from netspectra.lazy import load_cached_kernels_lean\n"
+        "{before}"
+        "load_cached_kernels_lean(); load_cached_kernels_lean()\n"
+        "import numba.core.caching as c\n"
+        "print(c.Cache.load_overload.__name__)\n"
+        "print(sum(type(f).__name__ == '_LeanCacheLoads' for f in sys.meta_path))\n"
+    )
+    for before, finders in (("", "1"), ("import numba\n", "0")):
+        out = subprocess.run(
+            [sys.executable, "-c", code.format(before=before)], capture_output=True, text=True, check=True
+        )
+        assert out.stdout.split() == ["_load_overload_without_refresh", finders]
+
+
+def test_command_line_numpy_starts_no_blas_threads_unless_the_user_asks() -> None:
+    import os
+
+    code = (
+        "import os\n"
+        "from netspectra.lazy import keep_blas_single_threaded\n"
+        "keep_blas_single_threaded()\n"
+        "import numpy\n"
+        "print(os.environ['OPENBLAS_NUM_THREADS'], len(os.listdir('/proc/self/task')))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    assert out.stdout.split() == ["1", "1"]  # numpy loaded, no thread besides the main one
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**env, "OPENBLAS_NUM_THREADS": "2"},
+    )
+    assert out.stdout.split()[0] == "2"  # the user's choice stands

@@ -85,8 +85,26 @@ def _register() -> None:
     app.add_typer(storage_cmd.app, name="storage")
 
 
+def run() -> None:
+    """The ``netspectra`` console script and ``python -m netspectra``: :func:`main`, then the process
+    ends at once with its status (:func:`netspectra.process.exit_now`: no slow interpreter teardown)."""
+    from netspectra import process
+
+    try:
+        main()
+    except SystemExit as exc:
+        code = exc.code
+    else:
+        code = 0
+    if not isinstance(code, int):  # sys.exit("message"): printed on stderr, status 1, as Python does
+        if code is not None:
+            print(code, file=sys.stderr)
+        code = 0 if code is None else 1
+    process.exit_now(code)
+
+
 def main() -> None:
-    """Run the command line (console script ``netspectra``)."""
+    """Run the command line in this process (returns, or raises ``SystemExit`` with the status)."""
     if sys.argv[1:] == ["--version"]:  # answered before any command module is loaded
         print(f"netspectra {netspectra.__version__}")
         return
@@ -94,10 +112,12 @@ def main() -> None:
 
     from netspectra import process
     from netspectra.cli.common import run_app
-    from netspectra.lazy import keep_scipy_out_of_numba
+    from netspectra.lazy import keep_blas_single_threaded, keep_scipy_out_of_numba, load_cached_kernels_lean
 
     process.OWN_PROCESS = True  # this process is the command's: a stuck exit may be cut short
     faulthandler.enable()  # a crash in a native library (chdb, grpc, numba) prints every thread's stack
+    keep_blas_single_threaded()  # numpy's idle BLAS threads spin (~0.1 s CPU)
     keep_scipy_out_of_numba()
+    load_cached_kernels_lean()  # a cached kernel needs none of numba's compiler set-up (~0.25 s)
     _register()
     run_app(app, prog_name="netspectra")
