@@ -632,3 +632,55 @@ def test_spread_kernel_matches_its_reference() -> None:
         t.rec, t.reci, t.rec32, t.epoch,
     )  # fmt: skip
     assert got[0] == -1
+
+
+def test_a_table_grown_in_place_is_the_table_rebuilt(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A table past ``_MAPPED_BYTES`` grows in its own mapping (kernels.compact, mremap,
+    kernels.reinsert): every slot's record and epoch is where a rebuild into a fresh table puts it (so
+    the snapshots, in order, are the same), also when a view of the table held elsewhere makes the
+    mapping impossible to extend (a fresh mapping then)."""
+    import netspectra.rollup.task as task_mod
+
+    rng = np.random.default_rng(23)
+    batches = []
+    for k in range(8):  # 40,000 tuples over two minutes: 64 k slots of 64 bytes, 4 MB
+        b = make_batch(rng, 20_000, T0 + k * 15 * 10**9, 15 * 10**9)
+        batches.append(b.with_dims({"SrcAS": rng.integers(0, 40_000, 20_000).astype(np.uint32)}))
+
+    def play(hold: bool) -> tuple[list, list]:
+        task = RollupTask("t", RollupParams(DIMS), capacity=16)
+        snaps, held = [], []
+        for i, b in enumerate(batches):
+            task.update(b)
+            if hold:
+                held.append(task.tables[0].rec[:8])  # an export of the mapping: no mremap
+            if i % 3 == 2:
+                snaps.append(task.peek())
+        tables = [(t.rec.copy(), t.epoch.copy(), t.meta.copy()) for t in task.tables]
+        task.finish()
+        snaps.append(task.drain())
+        return tables, [
+            [(int(r), int(k), int(e), tuple(w.tolist()), int(p), int(y)) for r, k, e, w, p, y in zip(
+                s.resolution, s.bucket, s.epoch, s.words, s.packets, s.bytes, strict=True)]
+            for s in snaps
+        ]  # fmt: skip
+
+    grows = {"n": 0}
+    compact = kern.compact
+
+    def counting(*args: object) -> int:
+        grows["n"] += 1
+        return compact(*args)
+
+    monkeypatch.setattr(kern, "compact", counting)
+    in_place = play(False)
+    assert grows["n"] >= 3
+    held = play(True)
+    monkeypatch.setattr(task_mod, "_MAPPED_BYTES", 1 << 62)  # never mapped: rebuilt into fresh tables
+    grows["n"] = 0
+    rebuilt = play(False)
+    assert grows["n"] == 0
+    for got in (in_place, held):
+        assert got[1] == rebuilt[1]
+        for (r1, e1, m1), (r2, e2, m2) in zip(got[0], rebuilt[0], strict=True):
+            assert np.array_equal(r1, r2) and np.array_equal(e1, e2) and np.array_equal(m1, m2)

@@ -447,6 +447,47 @@ def rehash(
 
 
 @njit(nogil=True, cache=True)
+def compact(rec, rw, epoch, out_rec, out_epoch):
+    """Copy the open entries' records and epochs, in slot order, to the first rows of ``out_rec`` (rw
+    words each) and ``out_epoch``, then clear ``rec`` (every word): how many were copied. With
+    :func:`reinsert`, a table grown in place (:meth:`netspectra.rollup.task._Table.grow`)."""
+    cap = rec.shape[0] // rw
+    rec32 = rec.view(np.uint32)
+    n = 0
+    for s in range(cap):
+        base = s * rw
+        if rec32[2 * base + H_STATE] & STATE_MASK == EMPTY:
+            continue
+        for q in range(rw):
+            out_rec[n * rw + q] = rec[base + q]
+        out_epoch[n] = epoch[s]
+        n += 1
+    rec[:] = 0
+    return n
+
+
+@njit(nogil=True, cache=True)
+def reinsert(n, d, src, src32, src_epoch, rw, rec, reci, rec32, epoch):
+    """Insert the ``n`` records of ``src`` (rw words each, in order; ``src32`` its uint32 view) with their
+    epochs into the empty table ``rec`` (three views): the slots :func:`rehash` gives them when it
+    moves them in that order; the lowest bucket (the int64 maximum when ``n`` is 0)."""
+    mask = rec.shape[0] // rw - 1
+    low = np.iinfo(np.int64).max
+    for i in range(n):
+        base = i * rw
+        b = np.int64(src[base + W_BKT])
+        slot = np.int64(_hash_entry(b, src32, 2 * base + H_DIMS, d) & np.uint64(mask))
+        while rec32[slot * 2 * rw + H_STATE] != EMPTY:
+            slot = (slot + 1) & mask
+        nbase = slot * rw
+        for q in range(rw):
+            rec[nbase + q] = src[base + q]
+        epoch[slot] = src_epoch[i]
+        low = min(low, b)
+    return low
+
+
+@njit(nogil=True, cache=True)
 def collect(clear, d, rec, reci, rec32, rw, epoch, o_bkt, o_dims, o_epoch, o_pk, o_by):
     """Write the entries changed since they were last handed out (state ``DIRTY``) to ``o_*`` — all open
     entries with ``clear`` < 0 — and, with ``clear`` > 0, mark them handed out; how many were written."""
@@ -520,6 +561,31 @@ def spread(
         count += 1
         low = min(low, b)
     return count, low
+
+
+@njit(nogil=True, cache=True)
+def gather_increments(slots, d, rec, reci, rec32, rw, out_words, out_pk, out_by):
+    """The pending increments of the finest table's entries ``slots``: their dimension words by word
+    (``out_words[j, i]``: word ``j`` of entry ``slots[i]``, so that one dimension's words are rows of it),
+    packets and bytes; ``(lowest, highest bucket)`` (``(int64 max, int64 min)`` for no slot). One pass
+    over the records instead of a strided gather per column."""
+    lo = np.iinfo(np.int64).max
+    hi = np.iinfo(np.int64).min
+    n = slots.shape[0]
+    for i in range(min(AHEAD, n)):
+        _prefetch_record(rec, slots[i], rw)
+    for i in range(n):
+        if i + AHEAD < n:  # the slots are scattered over the table: their lines asked for ahead
+            _prefetch_record(rec, slots[i + AHEAD], rw)
+        base = slots[i] * rw
+        b = reci[base + W_BKT]
+        lo = min(lo, b)
+        hi = max(hi, b)
+        out_pk[i] = rec[base + W_BPK]
+        out_by[i] = rec[base + W_BBY]
+        for j in range(d):
+            out_words[j, i] = rec32[2 * base + H_DIMS + j]
+    return lo, hi
 
 
 @njit(nogil=True, cache=True)

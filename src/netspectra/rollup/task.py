@@ -35,6 +35,7 @@ Time buckets are UTC; bucket ``k`` of a width ``w`` covers ``[k*w, (k+1)*w)`` ns
 from __future__ import annotations
 
 import logging
+import mmap
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -64,6 +65,9 @@ log = logging.getLogger(__name__)
 #: A flow-export row longer than this is counted over its last day (and counted as clamped).
 MAX_SPAN_NS = 86_400 * 10**9
 _INITIAL_CAPACITY = 1024
+#: Records of at least this many bytes live in an anonymous mapping of their own, which a growing table
+#: enlarges in place (:meth:`_Table.grow`).
+_MAPPED_BYTES = 1 << 20
 _INT64_MIN = np.iinfo(np.int64).min
 _INT64_MAX = np.iinfo(np.int64).max
 
@@ -104,12 +108,56 @@ class _Table:
         self._alloc(cap)
 
     def _alloc(self, cap: int) -> None:
-        self.rec = aligned_zeros(cap * self.rw, np.uint64)
-        self.reci = self.rec.view(np.int64)
-        self.rec32 = self.rec.view(np.uint32)
+        self._map = None
+        nbytes = cap * self.rw * 8
+        if nbytes >= _MAPPED_BYTES:  # page-aligned (so cache-line aligned), zero, growable in place
+            self._map = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+            self._views()
+        else:
+            self._views(aligned_zeros(cap * self.rw, np.uint64))
         self.epoch = np.zeros(cap, np.int64)
         # the entries with increments to carry into the coarser tables (the finest table only)
         self.touched = np.zeros(cap if self.finest else 1, np.int64)
+
+    def _views(self, rec: np.ndarray | None = None) -> None:
+        if rec is None:
+            assert self._map is not None
+            if hasattr(mmap, "MADV_HUGEPAGE"):  # as numpy asks for its own large arrays
+                self._map.madvise(mmap.MADV_HUGEPAGE)
+            rec = np.frombuffer(self._map, np.uint64)
+        self.rec = rec
+        self.reci = rec.view(np.int64)
+        self.rec32 = rec.view(np.uint32)
+
+    def grow(self, cap: int) -> None:
+        """Move the entries into a table of ``cap`` slots (more than now), closing nothing. A mapped table
+        is enlarged in place: its entries are copied aside (:func:`~netspectra.rollup.kernels.compact`:
+        at most half of it), the mapping extended (``mremap``: the pages it has are kept, only the new
+        part is fresh memory) and the entries put back (:func:`~netspectra.rollup.kernels.reinsert`,
+        into the slots :meth:`rehash` would give them). Doubling into a fresh table instead faulted in
+        and zeroed twice the memory the table ends with."""
+        assert cap > self.cap
+        if self._map is None or cap * self.rw * 8 < _MAPPED_BYTES:
+            closed = self.rehash(_INT64_MIN, cap)
+            assert len(closed) == 0
+            return
+        aside = np.empty(self.count * self.rw, np.uint64)
+        aside_epoch = np.empty(self.count, np.int64)
+        n = kern.compact(self.rec, self.rw, self.epoch, aside, aside_epoch)
+        assert n == self.count
+        self.rec = self.reci = self.rec32 = None  # type: ignore[assignment]  # the mapping's exports
+        try:
+            self._map.resize(cap * self.rw * 8)
+        except (BufferError, OSError, ValueError, SystemError):  # a view of it is held elsewhere
+            self._map = mmap.mmap(-1, cap * self.rw * 8, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        self._views()
+        self.epoch = np.zeros(cap, np.int64)
+        self.touched = np.zeros(cap if self.finest else 1, np.int64)
+        low = kern.reinsert(
+            n, self.words, aside, aside.view(np.uint32), aside_epoch, self.rw, self.rec, self.reci,
+            self.rec32, self.epoch,
+        )  # fmt: skip
+        self.meta[kern.M_LOW] = low
 
     @property
     def cap(self) -> int:
@@ -557,7 +605,7 @@ class RollupTask:
                 table = self.tables[r]
                 need = min(table.count + new, self.params.max_entries)
                 if need > table.limit(self.params.max_entries):  # grow once now, not doubling as it fills
-                    table.rehash(_INT64_MIN, 1 << (2 * need - 1).bit_length())
+                    table.grow(1 << (2 * need - 1).bit_length())
                 ratio = RESOLUTIONS[r].seconds // RESOLUTIONS[0].seconds
                 t = 0
                 while True:
@@ -591,19 +639,23 @@ class RollupTask:
         """The summary: time range and per-dimension traffic of the carried increments (and the totals,
         for a batch carried alone: :meth:`update`)."""
         fine = self.tables[0]
-        pk, by = fine.bpk[slots], fine.bby[slots]
+        n = slots.shape[0]
+        words = np.empty((self.words, n), np.uint32)  # a dimension's words: rows of it
+        pk, by = np.empty(n, np.uint64), np.empty(n, np.uint64)
+        lo, hi = kern.gather_increments(
+            slots, self.words, fine.rec, fine.reci, fine.rec32, fine.rw, words, pk, by
+        )
         s = self._summary
         if self._totals_from_increments:
             s.packets += exact_sum(pk)  # exact Python integers, as every task's totals (netspectra.weights)
             s.bytes += exact_sum(by)
         width = RESOLUTIONS[0].ns
-        lo, hi = int(fine.bkt[slots].min()) * width, int(fine.bkt[slots].max()) * width
+        lo, hi = int(lo) * width, int(hi) * width
         s.first_ns = lo if s.first_ns is None else min(s.first_ns, lo)
         s.last_ns = hi if s.last_ns is None else max(s.last_ns, hi)
-        words = fine.dims[slots]
         j = 0
         for dim in self.dims:
-            s.tallies[dim.name].add(words[:, j : j + dim.words], pk, by)
+            s.tallies[dim.name].add(words[j : j + dim.words].T, pk, by)
             j += dim.words
 
     def _make_room(self, r: int) -> None:
@@ -612,8 +664,7 @@ class RollupTask:
             self._flush()  # the pending increments name the finest table's slots: carry them first
         table = self.tables[r]
         if table.cap // 2 < self.params.max_entries:
-            closed = table.rehash(_INT64_MIN, table.cap * 2)
-            assert len(closed) == 0
+            table.grow(table.cap * 2)
             return
         self._materialize()  # entries close early: the coarser tables outlive them
         used = table.bkt[table.state != EMPTY]
