@@ -11,11 +11,10 @@ State and output (the contract the writers and the storage rely on):
   by many batches is carried once. Carrying later gives the same rows as carrying at once, except when
   a carry fills a coarser table to ``max_entries`` (its early close then depends on what was carried
   before it): while that can happen, the task carries after every batch (:meth:`RollupTask._can_defer`).
-  While every open entry is in one minute (a capture shorter than a minute, or one minute of a longer
-  one since everything before closed), the 5-minute and 1-hour tables would hold the 1-minute entries
-  re-bucketed: they are not kept then, but made from the 1-minute table when that stops
-  (:meth:`RollupTask._materialize`); the rows are the same. A table grows in place
-  (:meth:`_Table.grow`).
+  From a period's start, while every open entry is in one minute (a capture shorter than a minute),
+  the 5-minute and 1-hour tables would hold the 1-minute entries re-bucketed: they are not kept then,
+  but made from the 1-minute table when that stops (:meth:`RollupTask._materialize`); the rows are the
+  same. A table grows in place (:meth:`_Table.grow`).
 * **Buckets close in traffic time.** The *watermark* is the newest row time seen in the period; once it
   is ``close_after`` past a bucket's end, the bucket's entries close (at the batch that moved it there):
   their final values leave with the next snapshot and the entries are forgotten (memory follows the
