@@ -3,7 +3,7 @@
 
 Usage:
     python benchmarks/bench_analyze.py [--packets 5000000] [--real PCAP ...] [--peers dpkt,nfstream]
-                                       [--peer-limit N] [--repeat 3] [--json OUT.json]
+                                       [--peer-limit N] [--repeat 3] [--cpus 1,2,4,8,16] [--json OUT.json]
 
 Inputs: a ``netspectra gen`` Zipf trace of ``--packets`` packets (made once under benchmarks/_work/)
 and the largest real capture of ``../shared/data/captures`` (or ``--real``). Every measurement runs in
@@ -18,6 +18,7 @@ Measurements:
   parse+exact  the same plus one five-tuple exact task (what ``netspectra analyze`` does)
   cli          ``netspectra analyze FILE --json`` as a user runs it: process start, imports, cached
                numba kernels, summary (wall time of the whole command)
+  cpus         (``--cpus``) ``cli`` on the synthetic trace confined to 1, 2, 4 ... CPUs: the scaling curve
   start-up     ``netspectra analyze`` on a one-packet capture and ``netspectra --help``, whole process,
                beside ``python -c pass``
 
@@ -34,7 +35,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -149,12 +149,15 @@ def _worker(kind: str, path: str, limit: int) -> None:
 # ---------------------------------------------------------------------------------------------
 # driver
 # ---------------------------------------------------------------------------------------------
-def _run(cmd: list[str], env: dict | None = None) -> tuple[str, float, float, float]:
-    """Run ``cmd``; its stdout, wall seconds, peak RSS in MiB and CPU seconds (user + system; wait4
-    gives this child's own)."""
+def _run(
+    cmd: list[str], env: dict | None = None, cpus: set[int] | None = None
+) -> tuple[str, float, float, float]:
+    """Run ``cmd`` (on the CPUs ``cpus`` only, when given); its stdout, wall seconds, peak RSS in MiB and
+    CPU seconds (user + system; wait4 gives this child's own)."""
+    pin = None if cpus is None else (lambda: os.sched_setaffinity(0, cpus))
     with tempfile.TemporaryFile(mode="w+") as out, tempfile.TemporaryFile(mode="w+") as err:
         t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env)
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env, preexec_fn=pin)
         _pid, status, usage = os.wait4(proc.pid, 0)
         elapsed = time.perf_counter() - t0
         proc.returncode = os.waitstatus_to_exitcode(status)
@@ -175,13 +178,16 @@ def _child(kind: str, path: Path, limit: int, env: dict | None = None) -> dict:
 
 
 def _netspectra() -> list[str]:
-    exe = shutil.which("netspectra")
-    return [exe] if exe else [sys.executable, "-m", "netspectra"]
+    """The console script installed beside this interpreter (what a user of this environment runs), else
+    ``python -m netspectra``. Not whatever ``netspectra`` is first on PATH: a version manager's shim (a
+    shell script that looks up the interpreter, pyenv's takes 50-150 ms) is not NetSpectra's time."""
+    exe = Path(sys.executable).parent / "netspectra"
+    return [str(exe)] if exe.is_file() else [sys.executable, "-m", "netspectra"]
 
 
-def _cli(path: Path, env: dict | None = None) -> dict:
+def _cli(path: Path, env: dict | None = None, cpus: set[int] | None = None) -> dict:
     cmd = [*_netspectra(), "-q", "analyze", str(path), "--json", "--top", "0"]
-    stdout, elapsed, rss, cpu = _run(cmd, env)
+    stdout, elapsed, rss, cpu = _run(cmd, env, cpus)
     packets = json.loads(stdout)["packets"]
     return {"packets": packets, "elapsed": elapsed, "maxrss_mib": rss, "process_s": elapsed, "cpu_s": cpu}
 
@@ -232,6 +238,12 @@ def main() -> None:
     ap.add_argument("--peer-limit", type=int, default=0, help="packets the peers read at most (0: all)")
     ap.add_argument("--repeat", type=int, default=3, help="runs of each NetSpectra measurement (best kept)")
     ap.add_argument("--json", type=Path, help="write all results as JSON here")
+    ap.add_argument(
+        "--cpus",
+        default="",
+        help="comma-separated CPU counts (e.g. 1,2,4,8,16): the whole command on the synthetic trace with "
+        "its affinity set to that many CPUs (the worker count follows), best of --repeat each",
+    )
     args = ap.parse_args()
     if args.worker:
         kind, path, limit = args.worker
@@ -274,6 +286,8 @@ def main() -> None:
                 print(f"peer {peer} failed on {path.name}: {err.strip().splitlines()[-1:]}")
         results[str(path)] = res
         _report(path, res, peers)
+    if args.cpus:
+        results["cpus"] = _scaling(trace, [int(n) for n in args.cpus.split(",")], args.repeat)
     start = _startup(trace, max(args.repeat, 5))
     results["startup"] = start
     print(f"\n== start-up (whole process, best of {max(args.repeat, 5)} by wall time)")
@@ -281,6 +295,27 @@ def main() -> None:
         print(f"{name:<20}{r['wall_s']:>8.3f} s wall{r['cpu_s']:>8.3f} s CPU{r['maxrss_mib']:>8.0f} MiB")
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
+
+
+def _scaling(trace: Path, counts: list[int], repeat: int) -> dict[str, dict]:
+    """The whole command on ``trace`` confined to the first ``n`` CPUs this process may use, for each
+    ``n`` of ``counts`` (those above the machine's CPUs are skipped, and said so)."""
+    avail = sorted(os.sched_getaffinity(0))
+    out: dict[str, dict] = {}
+    print(f"\n== {trace.name}, whole command by CPUs (affinity; best of {repeat} by wall time)")
+    print(f"{'CPUs':>5}{'process s':>11}{'CPU s':>8}{'Mpps (process)':>16}{'speed-up':>10}")
+    for n in counts:
+        if n > len(avail):
+            print(f"{n:>5}  skipped: this machine has {len(avail)} CPUs")
+            continue
+        r = _best([_cli(trace, cpus=set(avail[:n])) for _ in range(repeat)])
+        out[str(n)] = r
+        base = out.get(str(counts[0]), r)["process_s"]
+        print(
+            f"{n:>5}{r['process_s']:>11.3f}{r['cpu_s']:>8.2f}{r['packets'] / r['process_s'] / 1e6:>16.2f}"
+            f"{base / r['process_s']:>9.2f}x"
+        )
+    return out
 
 
 def _report(path: Path, res: dict, peers: list[str]) -> None:

@@ -23,7 +23,6 @@ FLOW_METRICS = [
     "StartTime", "EndTime", "ByteCount", "PacketCount",
 ]  # fmt: skip
 
-cli._register()
 runner = CliRunner()
 
 

@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 
 from conftest import ClickHouseServer, start_cluster, start_zookeeper, unique_database
 from netspectra.batch import PacketBatch
-from netspectra.cli.main import _register, app
+from netspectra.cli.main import app
 from netspectra.config.aggregator import ExactWriterConfig
 from netspectra.sketches.base import HitterType
 from netspectra.storage import WriterError
@@ -68,7 +68,6 @@ def config_file(path: Path, ch: dict[str, object]) -> Path:
 
 
 def cli(*args: str) -> Any:
-    _register()
     return CliRunner().invoke(app, list(args))
 
 

@@ -267,9 +267,8 @@ def test_mutual_tls_needs_a_client_certificate_of_the_ca(
 
 
 def test_storage_init_and_status_over_mutual_tls(mtls_server: Any, pki: Pki, tmp_path: Path) -> None:
-    from netspectra.cli.main import _register, app
+    from netspectra.cli.main import app
 
-    _register()
     database = unique_database()
     path = tmp_path / "c.yaml"
     path.write_text(

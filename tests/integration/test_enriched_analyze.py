@@ -36,7 +36,6 @@ LAN = ipaddress.ip_network("10.0.0.0/8")
 
 pytestmark = pytest.mark.skipif(not ASN_DB.exists(), reason=f"the MMDB test databases are not at {MMDB}")
 
-cli._register()
 runner = CliRunner()
 
 

@@ -173,7 +173,6 @@ def test_live_ring_lengths_are_judged_like_a_files() -> None:
 def test_analyze_reports_implausible_lengths_in_the_table_and_json(tmp_path: Path) -> None:
     from netspectra.cli import main as cli
 
-    cli._register()
     p = write(tmp_path, "mixed.pcap", mixed_pcap()[0])
     runner = CliRunner()
     res = runner.invoke(cli.app, ["analyze", str(p), "--json", "--top", "0"], catch_exceptions=False)

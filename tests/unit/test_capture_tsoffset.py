@@ -105,7 +105,6 @@ def test_offsets_kernel_agrees_with_reference() -> None:
 def test_other_files_of_the_command_are_still_analysed(tmp_path: Path) -> None:
     from netspectra.cli import main as cli
 
-    cli._register()
     huge = write(tmp_path, "huge.pcapng", offset_capture([2**62]))
     wrap = write(tmp_path, "wrap.pcapng", offset_capture([9_000_000_000]))
     good = Path(__file__).resolve().parents[1] / "data" / "captures" / "mdns.pcap"

@@ -36,11 +36,108 @@ def test_kind_declarations_and_configuration_load_no_kernels() -> None:
     assert not heavy & {m.split(".")[0] for m in loaded}
 
 
-def test_help_loads_no_engine_store_or_service_libraries() -> None:
-    """``netspectra --help`` registers every command; none may load what only running it needs."""
-    loaded = _modules_after("from netspectra.cli import main\nmain._register()")
+#: The modules of the subcommands (netspectra.cli.main._Commands.sources); a command imports its own only.
+COMMAND_MODULES = {
+    "netspectra.cli.analyze_cmd",
+    "netspectra.cli.gen_cmd",
+    "netspectra.cli.live_cmds",
+    "netspectra.cli.collect_cmd",
+    "netspectra.cli.api_cmds",
+    "netspectra.cli.up_cmd",
+    "netspectra.cli.alert_ai_cmds",
+    "netspectra.cli.config_cmd",
+    "netspectra.cli.storage_cmd",
+}
+
+
+def _after_cli(*args: str) -> tuple[list[str], set[str]]:
+    """Run ``netspectra ARGS`` in a fresh interpreter: the subcommands it built, the modules it loaded."""
+    code = (
+        "import sys, typer\n"
+        "from netspectra.cli.main import app\n"
+        "root = typer.main.get_command(app)\n"
+        "try:\n"
+        f"    root.main({list(args)!r}, prog_name='netspectra')\n"
+        "except SystemExit as exc:\n"
+        "    assert not exc.code, exc.code\n"
+        "print('@@', *(c.name for c in root.commands.built()))\n"
+        "print('@@', *sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    built, modules = (line.split()[1:] for line in out.splitlines() if line.startswith("@@ ") or line == "@@")
+    return built, set(modules)
+
+
+def test_help_builds_no_subcommand_and_loads_no_engine_store_or_service_libraries() -> None:
+    """``netspectra --help`` lists every command from its help text alone: no parameters are built, and
+    nothing that only running a command needs is loaded — nor pydantic (parameter conversion) nor the
+    configuration."""
+    built, loaded = _after_cli("--help")
+    assert built == []
     heavy = {"numba", "numpy", "pyarrow", "chdb", "grpc", "pandas", "fastapi", "openai", "nats", "pydantic"}
     assert not heavy & {m.split(".")[0] for m in loaded}
+    assert "netspectra.config" not in loaded
+
+
+def test_command_help_builds_and_imports_that_command_only() -> None:
+    """``netspectra CMD --help`` builds CMD alone; the group's own options (unset ``--help`` included) are
+    taken as click gives them, so that no pydantic is loaded to convert them."""
+    built, loaded = _after_cli("-v", "--log-format", "json", "analyze", "--help")
+    assert built == ["analyze"]
+    assert not (COMMAND_MODULES - {"netspectra.cli.analyze_cmd"}) & loaded
+    assert "pydantic" not in {m.split(".")[0] for m in loaded}
+    built, loaded = _after_cli("storage", "status", "--help")
+    assert built == ["storage"]
+    assert not (COMMAND_MODULES - {"netspectra.cli.storage_cmd"}) & loaded
+
+
+def test_help_summaries_are_the_built_commands_help() -> None:
+    """The root ``--help`` lists summaries; each must say what the built command says (help text, short
+    help, hidden, deprecated, panel), and list every subcommand in order."""
+    import typer
+    from typer.testing import CliRunner
+
+    from netspectra.cli.main import _Commands, app
+
+    root = typer.main.get_command(app)
+    fields = ("name", "help", "short_help", "hidden", "deprecated", "rich_help_panel")
+    for name in _Commands.sources:
+        summary = root.summary(name)
+        built = root.build(name)
+        assert {f: getattr(summary, f) for f in fields} == {f: getattr(built, f) for f in fields}, name
+    assert root.list_commands(None) == list(_Commands.sources)
+    listing = CliRunner().invoke(app, ["--help"], terminal_width=100).output
+    positions = [listing.index(f"\n│ {name} ") for name in _Commands.sources]
+    assert positions == sorted(positions)
+
+
+def test_unknown_command_is_refused_with_a_suggestion() -> None:
+    from typer.testing import CliRunner
+
+    from netspectra.cli.main import app
+
+    res = CliRunner().invoke(app, ["anlyze", "x.pcap"])
+    assert res.exit_code == 2
+    assert "No such command 'anlyze'. Did you mean 'analyze'?" in res.output
+
+
+def test_group_options_still_convert_and_check() -> None:
+    from typer.testing import CliRunner
+
+    from netspectra.cli.main import app
+
+    runner = CliRunner()
+    res = runner.invoke(app, ["--log-format", "xml", "config", "check"])
+    assert res.exit_code == 2 and "'xml': use text or json" in res.output
+    res = runner.invoke(
+        app, ["-vv", "--log-format", "JSON", "config", "check"], env={"NETSPECTRA_LOG_FORMAT": ""}
+    )
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["config", "check"], env={"NETSPECTRA_LOG_FORMAT": "bogus"})
+    assert res.exit_code == 2 and "'bogus': use text or json" in res.output
+    assert (
+        runner.invoke(app, ["config", "check"], env={"NETSPECTRA_LOG_FORMAT": ""}).exit_code == 0
+    )  # text again
 
 
 def test_every_extra_is_seen_as_installed_where_it_is() -> None:
@@ -105,8 +202,9 @@ def test_command_line_numba_does_not_load_scipy_linalg() -> None:
 
 
 def test_analyze_report_loads_no_writer_or_dataframe_libraries(tmp_path) -> None:
-    """``analyze`` without ``--out``/``--store`` prints a report: Parquet and CSV writers, pandas, scipy's
-    linear algebra, chdb and grpc are not loaded (each 10-500 ms of start-up)."""
+    """``analyze`` without ``--out``/``--store`` prints a report: pyarrow (its Parquet and CSV writers, the
+    Arrow address formatter), pandas, scipy's linear algebra, chdb, grpc and ssl are not loaded (each 5-500
+    ms of start-up), nor any other command."""
     from pathlib import Path
 
     capture = Path(__file__).parents[1] / "data" / "captures" / "gnutella.pcap"
@@ -121,8 +219,12 @@ def test_analyze_report_loads_no_writer_or_dataframe_libraries(tmp_path) -> None
     subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     loaded = set(listing.read_text().split())
     assert {"netspectra.tasks.exact", "netspectra.offline.report"} <= loaded  # it did run
-    unwanted = {"pyarrow.parquet", "pyarrow.csv", "pandas", "scipy.linalg", "chdb", "grpc"}
+    unwanted = {"pyarrow", "pandas", "scipy.linalg", "chdb", "grpc", "ssl", "netspectra.output.addr"}
+    unwanted |= {"netspectra.enrich.enricher", "netspectra.enrich.expr"}  # no enrichment configured
     assert not unwanted & loaded
+    # no progress bar (stderr is no terminal), and the other subcommands are neither imported nor built
+    assert not {"rich.progress", "rich.live", "rich.status"} & loaded
+    assert not (COMMAND_MODULES - {"netspectra.cli.analyze_cmd"}) & loaded
 
 
 def test_cached_kernels_load_without_numba_compiler_setup(tmp_path) -> None:

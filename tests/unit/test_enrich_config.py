@@ -118,8 +118,6 @@ def test_missing_database_is_a_warning(tmp_path: Path) -> None:
 def test_config_check_names_the_entry(tmp_path: Path) -> None:
     from netspectra.cli import main
 
-    if not any(g.name == "config" for g in main.app.registered_groups):
-        main._register()
     f = tmp_path / "bad.yaml"
     f.write_text(
         "enrichment:\n  networks:\n    192.0.2.0/24: a\n    192.0.2.0/24: b\n    198.51.100.7/24: c\n"

@@ -339,19 +339,9 @@ def test_unwritable_path_raises_and_leaves_nothing(tmp_path: Path) -> None:
 
 
 def _cli_app() -> typer.Typer:
-    try:
-        from netspectra.cli import main
+    from netspectra.cli import main
 
-        if not any(c.name == "gen" for c in main.app.registered_commands):
-            main._register()
-        return main.app
-    except ImportError:  # the other commands are not written yet: a throwaway app with gen only
-        from netspectra.cli.gen_cmd import gen
-
-        app = typer.Typer()
-        app.command("gen")(gen)
-        app.command("noop", hidden=True)(lambda: None)  # keeps "gen" a subcommand
-        return app
+    return main.app
 
 
 def _cli_tiny() -> list[str]:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from netspectra.cli.main import _register, app
+from netspectra.cli.main import app
 from netspectra.config.aggregator import ExactWriterConfig
 from netspectra.storage import StorageError, WriterError
 from netspectra.storage.clickhouse import ClickHouseStore, ClickHouseWriter, connect_store
@@ -129,7 +129,6 @@ def _config(tmp_path: Path, ch: ClickHouseConfig) -> Path:
 
 
 def test_storage_init_cli_on_chdb(chdb_data_dir: Path, tmp_path: Path) -> None:
-    _register()
     ch = cfg(chdb_data_dir)
     path = _config(tmp_path, ch)
     runner = CliRunner()
@@ -166,7 +165,6 @@ def test_storage_init_cli_on_chdb(chdb_data_dir: Path, tmp_path: Path) -> None:
 
 
 def test_storage_help_explains() -> None:
-    _register()
     out = CliRunner().invoke(app, ["storage", "--help"])
     assert out.exit_code == 0
     assert "init" in out.output and "status" in out.output and "cluster" in out.output

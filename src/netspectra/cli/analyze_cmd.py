@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import json
 import logging
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -117,19 +118,13 @@ def analyze(
     gzip does. Configuration and usage errors exit with 2.
     """
     # imported here, not at module level: `netspectra --help` must not load the engine (start-up time)
-    if not store:
+    from netspectra import process
+
+    if not store and process.OWN_PROCESS:  # never in a test runner's or a library user's process
         from netspectra.lazy import keep_pandas_unloaded
 
         keep_pandas_unloaded()  # pyarrow would import it (0.2-0.3 s) only to check argument types
     from rich.markup import escape
-    from rich.progress import (
-        BarColumn,
-        DownloadColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-        TransferSpeedColumn,
-    )
 
     from netspectra.config import ConfigError, load_config
     from netspectra.kinds import AGGREGATORS
@@ -166,32 +161,23 @@ def analyze(
             raise fail(f"cannot create output directory {out}: {exc.strerror}") from None
 
     show_progress = err_console.is_terminal if progress is None else progress
-    with err_console.status("preparing kernels (compiled once after installation, then cached) ...") as st:
-        if not show_progress:
-            st.stop()
+    if show_progress:
+        with err_console.status("preparing kernels (compiled once after installation, then cached) ..."):
+            took = warm_up(cfg)
+    else:  # no spinner, and rich's live display and progress modules stay unloaded (start-up time)
         took = warm_up(cfg)
     log.info("kernels ready in %.2f s", took)
-    from netspectra import process
-
     if process.OWN_PROCESS:  # not in a test runner calling the command in-process
         # What start-up made (modules, the configuration: a 2,000-network map is ~30 k objects, the
         # kernels) lives until the command ends: kept out of the collector's full passes, which walked
         # all of it every time (~0.05 s of the 2,000-network configuration's run).
         gc.freeze()
-    with Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        TimeRemainingColumn(),
-        console=err_console,
-        disable=not show_progress,
-        transient=True,
-    ) as bar:
+    with _progress_bar() if show_progress else nullcontext() as bar:
         current: dict[str, Any] = {}
 
         def on_file_start(path: Path, size: int) -> None:
-            current["id"] = bar.add_task(path.name, total=size or None)
+            if bar is not None:
+                current["id"] = bar.add_task(path.name, total=size or None)
 
         def on_progress(done: int) -> None:
             if "id" in current:
@@ -259,6 +245,28 @@ def analyze(
         err_console.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
     if result.errors or lost:
         raise typer.Exit(1)
+
+
+def _progress_bar() -> Any:
+    """The per-file progress bar on stderr (bytes read of each capture, speed, time left)."""
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=True,
+    )
 
 
 def _print_enrichment(summary: dict[str, Any]) -> None:

@@ -125,7 +125,9 @@ def tidy_help(command: Any) -> Any:
         param.help = _escape_angles(param.help)
         if param.metavar is None:
             param.metavar = _placeholder(param)
-    for sub in getattr(command, "commands", {}).values():
+    subcommands = getattr(command, "commands", {})
+    # a lazy group's subcommands are tidied as they are built (netspectra.cli.lazy_group)
+    for sub in subcommands.built() if hasattr(subcommands, "built") else subcommands.values():
         tidy_help(sub)
     return command
 

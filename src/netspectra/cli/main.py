@@ -4,15 +4,37 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Annotated
+from typing import Annotated, ClassVar
 
 import typer
 
 import netspectra
 from netspectra.cli.common import err_console
+from netspectra.cli.lazy_group import LazyTyperGroup
 from netspectra.ops.logs import LOG_FORMATS, configure_logging
 
+
+class _Commands(LazyTyperGroup):
+    """The subcommands, in the order ``--help`` lists them; each is imported and built only when used."""
+
+    sources: ClassVar[dict[str, str]] = {
+        "analyze": "netspectra.cli.analyze_cmd:analyze",
+        "gen": "netspectra.cli.gen_cmd:gen",
+        "probe": "netspectra.cli.live_cmds:probe",
+        "engine": "netspectra.cli.live_cmds:engine",
+        "collect": "netspectra.cli.collect_cmd:collect",
+        "api": "netspectra.cli.api_cmds:api",
+        "up": "netspectra.cli.up_cmd:up",
+        "ai": "netspectra.cli.alert_ai_cmds:ai",
+        "ask-ai": "netspectra.cli.alert_ai_cmds:ask_ai",
+        "config": "netspectra.cli.config_cmd:app",
+        "query": "netspectra.cli.api_cmds:query_app",
+        "storage": "netspectra.cli.storage_cmd:app",
+    }
+
+
 app = typer.Typer(
+    cls=_Commands,
     name="netspectra",
     help="NetSpectra: network traffic monitoring and analysis.\n\n"
     "Reads packets (capture files, live interfaces), accounts for every flow exactly, finds heavy "
@@ -64,27 +86,6 @@ def _root(
     )
 
 
-def _register() -> None:
-    from netspectra.cli import alert_ai_cmds, analyze_cmd, api_cmds, config_cmd, gen_cmd, live_cmds, up_cmd
-
-    app.command("analyze")(analyze_cmd.analyze)
-    app.add_typer(config_cmd.app, name="config")
-    app.command("gen")(gen_cmd.gen)
-    app.command("probe")(live_cmds.probe)
-    app.command("engine")(live_cmds.engine)
-    from netspectra.cli import collect_cmd
-
-    app.command("collect")(collect_cmd.collect)
-    app.command("api")(api_cmds.api)
-    app.command("up")(up_cmd.up)
-    app.add_typer(api_cmds.query_app, name="query")
-    app.command("ai")(alert_ai_cmds.ai)
-    app.command("ask-ai")(alert_ai_cmds.ask_ai)
-    from netspectra.cli import storage_cmd
-
-    app.add_typer(storage_cmd.app, name="storage")
-
-
 def run() -> None:
     """The ``netspectra`` console script and ``python -m netspectra``: :func:`main`, then the process
     ends at once with its status (:func:`netspectra.process.exit_now`: no slow interpreter teardown)."""
@@ -111,6 +112,7 @@ def main() -> None:
     import faulthandler
 
     from netspectra import process
+    from netspectra.cli import help_markdown
     from netspectra.cli.common import run_app
     from netspectra.lazy import keep_blas_single_threaded, keep_scipy_out_of_numba, load_cached_kernels_lean
 
@@ -119,5 +121,5 @@ def main() -> None:
     keep_blas_single_threaded()  # numpy's idle BLAS threads spin (~0.1 s CPU)
     keep_scipy_out_of_numba()
     load_cached_kernels_lean()  # a cached kernel needs none of numba's compiler set-up (~0.25 s)
-    _register()
+    help_markdown.install()  # --help (and usage errors) without rich's Markdown parser and pygments
     run_app(app, prog_name="netspectra")

@@ -22,7 +22,6 @@ from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from netspectra.config.base import GoDuration, Section, UInt32, format_go_duration, value_error_at
 from netspectra.enrich.columns import BY_NAME as ENRICH_BY_NAME
-from netspectra.enrich.expr import EXPORTER_LANGUAGE, INTERFACE_LANGUAGE, Language, RuleError, parse_rule
 from netspectra.kinds import did_you_mean
 
 #: Most entries a ``networks`` map may hold (network ids are 21-bit in the compiled table).
@@ -219,13 +218,21 @@ def _exporters(value: Any) -> Any:
     return out
 
 
-def _rules(value: Any, lang: Language) -> tuple[str, ...]:
+def _rules(value: Any, language: str) -> tuple[str, ...]:
+    """``value`` as a tuple of rules, each parsed in ``netspectra.enrich.expr``'s ``language`` (the name of
+    its :class:`~netspectra.enrich.expr.Language`), loaded only when there are rules (start-up time)."""
     if value is None:
         return ()
     if isinstance(value, str):
         value = [value]
     if not isinstance(value, list | tuple):
         raise ValueError("write the rules as a YAML list of strings")
+    if not value:
+        return ()
+    from netspectra.enrich import expr
+    from netspectra.enrich.expr import RuleError, parse_rule
+
+    lang = getattr(expr, language)
     for i, rule in enumerate(value):
         try:
             parse_rule(rule, lang)
@@ -258,12 +265,12 @@ class ClassifiersConfig(Section):
     @field_validator("exporters", mode="before")
     @classmethod
     def _exporter_rules(cls, v: Any) -> tuple[str, ...]:
-        return _rules(v, EXPORTER_LANGUAGE)
+        return _rules(v, "EXPORTER_LANGUAGE")
 
     @field_validator("interfaces", mode="before")
     @classmethod
     def _interface_rules(cls, v: Any) -> tuple[str, ...]:
-        return _rules(v, INTERFACE_LANGUAGE)
+        return _rules(v, "INTERFACE_LANGUAGE")
 
 
 class EnrichmentConfig(Section):

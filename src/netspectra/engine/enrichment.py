@@ -67,11 +67,11 @@ class EnrichmentStage:
         """The stage of ``cfg``'s ``enrichment`` section computing ``columns`` (default: the enrichment
         columns the running tasks read); ``None`` when the section configures nothing or no column is
         read (logged). Loads the databases now (a missing or damaged one is logged once and left out)."""
+        if not cfg.enrichment.enabled:
+            return None  # before the imports: the enrichment modules are ~10 ms of every command's start-up
         from netspectra.engine.kind import dimensions_needed
         from netspectra.enrich.enricher import Enricher
 
-        if not cfg.enrichment.enabled:
-            return None
         wanted = tuple(columns) if columns is not None else dimensions_needed(cfg)
         if not wanted:
             log.info(

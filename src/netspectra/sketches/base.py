@@ -23,10 +23,10 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from functools import cache
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
-import pyarrow as pa
 
 from netspectra.batch import PacketBatch
 from netspectra.key_columns import Decoder, MissingFields
@@ -34,18 +34,33 @@ from netspectra.sketches.keys import decode_flows, encode_flow_element, encode_k
 from netspectra.sketches.kind import HitterType
 from netspectra.sketches.sketch_kind import DEFAULT_SEED
 
+if TYPE_CHECKING:
+    import pyarrow as pa
+
 log = logging.getLogger(__name__)
 
 
-#: Arrow schema of :meth:`SketchSnapshot.to_arrow` (the original's ``heavy_hitters`` minus ``Timestamp``).
-HEAVY_HITTERS_SCHEMA = pa.schema(
-    [
-        pa.field("TaskName", pa.string(), nullable=False),
-        pa.field("Flow", pa.string(), nullable=False),
-        pa.field("Value", pa.uint64(), nullable=False),
-        pa.field("Type", pa.uint8(), nullable=False),
-    ]
-)
+@cache
+def heavy_hitters_schema() -> pa.Schema:
+    """Arrow schema of :meth:`SketchSnapshot.to_arrow` (the original's ``heavy_hitters`` minus
+    ``Timestamp``); also the module attribute ``HEAVY_HITTERS_SCHEMA``. Built on first use: pyarrow costs
+    ~20 ms of start-up that a command printing a report does not need (issue 19)."""
+    import pyarrow as pa
+
+    return pa.schema(
+        [
+            pa.field("TaskName", pa.string(), nullable=False),
+            pa.field("Flow", pa.string(), nullable=False),
+            pa.field("Value", pa.uint64(), nullable=False),
+            pa.field("Type", pa.uint8(), nullable=False),
+        ]
+    )
+
+
+def __getattr__(name: str) -> Any:
+    if name == "HEAVY_HITTERS_SCHEMA":
+        return heavy_hitters_schema()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _readonly(a: np.ndarray) -> np.ndarray:
@@ -303,6 +318,8 @@ class SketchSnapshot:
     def to_arrow(self) -> pa.Table:
         """Columns ``TaskName`` string, ``Flow`` string, ``Value`` uint64, ``Type`` uint8; Type 0, 1, 2 in
         that order, each list in its own (descending) order."""
+        import pyarrow as pa
+
         flows: list[str] = []
         values: list[np.ndarray] = []
         types: list[np.ndarray] = []
@@ -319,7 +336,7 @@ class SketchSnapshot:
                 pa.array(np.concatenate(values) if values else np.empty(0, np.uint64), type=pa.uint64()),
                 pa.array(np.concatenate(types) if types else np.empty(0, np.uint8), type=pa.uint8()),
             ],
-            schema=HEAVY_HITTERS_SCHEMA,
+            schema=heavy_hitters_schema(),
         )
 
 

@@ -10,7 +10,6 @@ the key of ``cert_file``'s certificate; each error names the key and the fix.
 
 from __future__ import annotations
 
-import ssl
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, ClassVar
@@ -223,6 +222,8 @@ def _readable(path: str, key: str, what: str) -> str:
 
 
 def _check_ca_file(path: str) -> None:
+    import ssl  # only where TLS files are configured: ssl is ~5 ms of every command's start-up
+
     real = _readable(path, "ca_file", "the PEM CA certificate(s) that signed the server's certificate")
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     try:
@@ -241,6 +242,8 @@ def _check_ca_file(path: str) -> None:
 
 
 def _check_key_pair(cert_file: str, key_file: str) -> None:
+    import ssl
+
     cert = _readable(cert_file, "cert_file", "the PEM client certificate")
     key = _readable(key_file, "key_file", "the PEM private key of the client certificate")
 

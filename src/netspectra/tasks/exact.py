@@ -37,20 +37,20 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 import numpy as np
-import pyarrow as pa
 
 from netspectra.batch import PacketBatch
 from netspectra.fields import BY_NAME, PACKET_FIELDS, canonical, validate_fields
 from netspectra.key_columns import Decoder, MissingFields, decode_codes, ip_text
-from netspectra.output.addr import ips_to_arrow
-from netspectra.output.flow_table import TIMESTAMP_TYPE, flow_table_schema
 from netspectra.tasks import exact_kernels as kern
 from netspectra.tasks.exact_fields import ExtraLayout
 from netspectra.tasks.exact_store import GrowableWords
 from netspectra.weights import exact_sum
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 log = logging.getLogger(__name__)
 
@@ -208,6 +208,13 @@ class FlowSnapshot:
         quad, IPv6 RFC 5952), dictionary codes their text (empty when unknown). Rows keep the
         snapshot's order.
         """
+        # Arrow and the address formatter only where a table is made: a report of a capture needs
+        # neither (pyarrow is ~20 ms of start-up, issue 19)
+        import pyarrow as pa
+
+        from netspectra.output.addr import ips_to_arrow
+        from netspectra.output.flow_table import TIMESTAMP_TYPE, flow_table_schema
+
         m = len(self)
         keys = set(self.key_fields)
         schema = flow_table_schema(self.extra_fields)
@@ -263,6 +270,10 @@ class FlowSnapshot:
         return [{name: (vals[i] if vals else None) for name, vals in columns} for i in range(len(self))]
 
     def _extra_column(self, name: str, typ: pa.DataType) -> pa.Array:
+        import pyarrow as pa
+
+        from netspectra.output.addr import ips_to_arrow
+
         f = BY_NAME[name]
         values = self.extra[name]
         if f.is_ip:
@@ -276,6 +287,7 @@ class FlowSnapshot:
 
         E.g. ``10.0.0.1-10.0.0.2-1234-80-6`` for a five-tuple task.
         """
+        import pyarrow as pa
         import pyarrow.compute as pc  # 50-70 ms to import: only where keys are printed
 
         table = self.to_arrow()
