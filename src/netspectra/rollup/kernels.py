@@ -472,11 +472,24 @@ def reinsert(n, d, src, src32, src_epoch, rw, rec, reci, rec32, epoch):
     epochs into the empty table ``rec`` (three views): the slots :func:`rehash` gives them when it
     moves them in that order; the lowest bucket (the int64 maximum when ``n`` is 0)."""
     mask = rec.shape[0] // rw - 1
+    umask = np.uint64(mask)
     low = np.iinfo(np.int64).max
+    # the records are read in order, their slots are scattered over the table: each entry's hash is
+    # computed AHEAD entries before it is placed and its home slot's lines asked for then
+    ring_h = np.empty(_RING, np.uint64)
+    for i in range(min(AHEAD, n)):
+        h = _hash_entry(np.int64(src[i * rw + W_BKT]), src32, 2 * i * rw + H_DIMS, d)
+        ring_h[i & _RING_MASK] = h
+        _prefetch_record(rec, np.int64(h & umask), rw)
     for i in range(n):
+        j = i + AHEAD
+        if j < n:
+            h = _hash_entry(np.int64(src[j * rw + W_BKT]), src32, 2 * j * rw + H_DIMS, d)
+            ring_h[j & _RING_MASK] = h
+            _prefetch_record(rec, np.int64(h & umask), rw)
         base = i * rw
         b = np.int64(src[base + W_BKT])
-        slot = np.int64(_hash_entry(b, src32, 2 * base + H_DIMS, d) & np.uint64(mask))
+        slot = np.int64(ring_h[i & _RING_MASK] & umask)
         while rec32[slot * 2 * rw + H_STATE] != EMPTY:
             slot = (slot + 1) & mask
         nbase = slot * rw
