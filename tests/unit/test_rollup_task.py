@@ -684,3 +684,47 @@ def test_a_table_grown_in_place_is_the_table_rebuilt(monkeypatch: pytest.MonkeyP
         assert got[1] == rebuilt[1]
         for (r1, e1, m1), (r2, e2, m2) in zip(got[0], rebuilt[0], strict=True):
             assert np.array_equal(r1, r2) and np.array_equal(e1, e2) and np.array_equal(m1, m2)
+
+
+@pytest.mark.parametrize("export", [False, True])
+def test_rows_counted_a_chunk_at_a_time_are_those_of_whole_batches(
+    export: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``update`` gathers and counts CHUNK rows at a time: the tables (every record, in its slot), the
+    snapshots and the summary are those of counting each batch in one call, also when the table fills
+    inside a chunk (a small start and a small max_entries: growth and early closes mid-chunk)."""
+    import netspectra.rollup.task as task_mod
+
+    rng = np.random.default_rng(29)
+    batches = [
+        make_batch(rng, 5000, T0 + k * 40 * 10**9 - MIN, 2 * MIN, export).with_dims(
+            {"SrcAS": rng.integers(0, 200, 5000).astype(np.uint32)}
+        )
+        for k in range(6)
+    ]
+
+    def play() -> tuple:
+        task = RollupTask("t", RollupParams(DIMS, max_entries=300, close_after_ns=20 * 10**9), capacity=16)
+        snaps = []
+        for b in batches:
+            task.update(b)
+            snaps.append(task.drain())
+        tables = [(t.rec.copy(), t.epoch.copy(), t.meta.copy()) for t in task.tables]
+        task.finish()
+        snaps.append(task.drain())
+        rows = [
+            [(int(r), int(k), int(e), tuple(w.tolist()), int(p), int(y)) for r, k, e, w, p, y in zip(
+                s.resolution, s.bucket, s.epoch, s.words, s.packets, s.bytes, strict=True)]
+            for s in snaps
+        ]  # fmt: skip
+        s = task.summary
+        return tables, rows, (s.packets, s.bytes, s.first_ns, s.last_ns, s.rows_out, s.marginals)
+
+    monkeypatch.setattr(task_mod, "CHUNK", 333)
+    chunked = play()
+    assert any(row[2] > 0 for snap in chunked[1] for row in snap)  # entries closed early, reopened
+    monkeypatch.setattr(task_mod, "CHUNK", 1 << 40)
+    whole = play()
+    assert chunked[1:] == whole[1:]
+    for (r1, e1, m1), (r2, e2, m2) in zip(chunked[0], whole[0], strict=True):
+        assert np.array_equal(r1, r2) and np.array_equal(e1, e2) and np.array_equal(m1, m2)
