@@ -4,6 +4,7 @@ a changed database is compiled again, a damaged entry is recomputed, ``off`` kee
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -106,7 +107,7 @@ def test_entries_are_pruned_to_the_newest(tmp_path: Path, monkeypatch: pytest.Mo
     cache = tmp_path / "cache"
     for v in range(4):
         _enricher(_db(tmp_path / "asn.mmdb", 100 + v), str(cache))
-    assert len(list(cache.iterdir())) == 3
+    assert len([p for p in cache.iterdir() if not p.name.startswith("digest-")]) == 3
 
 
 def test_tables_are_mapped_not_copied_and_keyed_without_hashing_the_databases(
@@ -138,3 +139,52 @@ def test_default_directory_follows_xdg(monkeypatch: pytest.MonkeyPatch, tmp_path
     assert cache_mod.cache_dir("") == tmp_path / "netspectra" / "enrich"
     assert cache_mod.cache_dir(" off ") is None
     assert cache_mod.cache_dir("~/x") == Path.home() / "x"
+
+
+def test_a_database_hash_is_remembered_until_the_file_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The hash of a database file is remembered under its identity and change marks: a second start
+    does not read the file to hash it; a file rewritten in place with the same size and its old
+    modification time set back (its change time moved) is hashed again and compiled again; a malformed
+    memo is hashed again; a file changed in the last SETTLE_S seconds is never remembered."""
+    db = _db(tmp_path / "asn.mmdb", 100)
+    cache = tmp_path / "cache"
+    hashed: list[str] = []
+    digest = cache_mod.file_digest
+
+    def counting(path: str) -> str:
+        hashed.append(path)
+        return digest(path)
+
+    monkeypatch.setattr(cache_mod, "file_digest", counting)
+    _enricher(db, str(cache))
+    assert len(hashed) == 1 and not list(cache.glob("digest-*"))  # just written: not remembered
+    monkeypatch.setattr(cache_mod, "SETTLE_S", -1.0)
+    _enricher(db, str(cache))
+    assert len(hashed) == 2 and len(list(cache.glob("digest-*"))) == 1
+    e = _enricher(db, str(cache))
+    assert len(hashed) == 2 and (e.cache.hits, e.cache.misses) == (2, 0)  # not read again
+    # rewritten in place: same inode and size, the old modification time set back
+    old = db.stat()
+    other = _db(tmp_path / "other.mmdb", 150).read_bytes()  # AS numbers of as many bytes
+    assert len(other) == old.st_size
+    time.sleep(0.05)  # past a tick of the file system's clock: the change time moves
+    db.write_bytes(other)
+    os.utime(db, ns=(old.st_atime_ns, old.st_mtime_ns))
+    now = db.stat()
+    assert (now.st_ino, now.st_size, now.st_mtime_ns) == (old.st_ino, old.st_size, old.st_mtime_ns)
+    e = _enricher(db, str(cache))
+    assert len(hashed) == 3 and e.cache.misses == 2
+    a = _addresses(10)
+    a[:] = 0
+    a[:, 10:12] = 0xFF
+    a[:, 12] = 7
+    assert set(e.enrich(a, a).columns["SrcAS"].tolist()) == {157}
+    for memo in cache.glob("digest-*"):
+        memo.write_text("not a digest")
+    e = _enricher(db, str(cache))
+    assert len(hashed) == 4 and e.cache.hits == 2
+    assert sum(len(m.read_text()) == 32 for m in cache.glob("digest-*")) == 1  # the file's, rewritten
+    _enricher(db, str(cache))
+    assert len(hashed) == 4

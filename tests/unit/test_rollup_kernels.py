@@ -197,3 +197,31 @@ def test_transpose_words_matches_numpy(shape: tuple[int, int]) -> None:
     out = np.empty(shape[::-1], np.uint32)
     kern.transpose_words(cols, out)
     assert np.array_equal(out, np.ascontiguousarray(cols.T))
+
+
+def test_gather_increments_reads_the_pending_increments_of_the_slots() -> None:
+    """``gather_increments``: per slot the dimension words (by word), pending packets and bytes, and the
+    bucket range — what the strided numpy gathers of the table's columns give."""
+    from netspectra.batch import PacketBatch
+    from netspectra.rollup.task import RollupParams, RollupTask
+
+    rng = np.random.default_rng(17)
+    task = RollupTask("t", RollupParams(("Protocol", "Exporter", "SrcAS")), capacity=16)
+    b = PacketBatch.empty(5000, PacketBatch.EXPORT_COLUMNS)
+    for column in b.columns():
+        getattr(b, column)[...] = rng.integers(0, 7, getattr(b, column).shape)
+    b.ts_ns[:] = rng.integers(0, 10 * 60 * 10**9, 5000)
+    b.flow_start_ns[:] = b.ts_ns
+    b.packets[:] = rng.integers(1, 9, 5000)
+    task.update(b.with_dims({"SrcAS": rng.integers(0, 50, 5000).astype(np.uint32)}))
+    fine = task.tables[0]
+    slots = np.flatnonzero(fine.state != 0)[::-1].copy()  # in no order the table has
+    assert len(slots) > 100
+    words = np.empty((task.words, len(slots)), np.uint32)
+    pk, by = np.empty(len(slots), np.uint64), np.empty(len(slots), np.uint64)
+    lo, hi = kern.gather_increments(
+        slots, task.words, fine.rec, fine.reci, fine.rec32, fine.rw, words, pk, by
+    )
+    assert np.array_equal(words.T, fine.dims[slots])
+    assert np.array_equal(pk, fine.bpk[slots]) and np.array_equal(by, fine.bby[slots])
+    assert (lo, hi) == (fine.bkt[slots].min(), fine.bkt[slots].max())

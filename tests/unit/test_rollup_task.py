@@ -458,3 +458,273 @@ def test_hostile_batches_in_one_entry_keep_the_summary_of_each_batch() -> None:
     assert task.summary.marginals["SrcAS"] == {(15169,): [COUNT_MAX, COUNT_MAX]}
     combined = RollupRows.combine([(0, p) for p in parts])
     assert combined is not None and combined.packets.tolist() == [COUNT_MAX] * 3  # the rows saturate
+
+
+def _steps_one_minute(
+    seed: int, export: bool = False, minute: int = 10
+) -> list[tuple[str, PacketBatch | None]]:
+    """A script of batches inside one minute (``minute`` 10: midnight, a 5-minute, hour and day boundary,
+    so that a close_after of 30 s moves every resolution's close mark inside it; 12: only the 1-minute
+    one), snapshots, an end and rows after it (late rows of the same minute: new epochs), then minutes
+    after it and a late row before it."""
+    rng = np.random.default_rng(seed)
+    m = T0 + minute * MIN
+
+    def batch(t0: int, span: int, n: int = 400) -> PacketBatch:
+        b = make_batch(rng, n, t0, span, export)
+        if export:
+            b.flow_start_ns[:] = b.ts_ns  # instants: one bucket each
+        # more tuples as it goes: a small max_entries fills while the minute lasts
+        return b.with_dims({"SrcAS": rng.integers(0, 4 + 3 * len(steps), n).astype(np.uint32)})
+
+    steps: list[tuple[str, PacketBatch | None]] = []
+    for k in range(12):  # 5 s each: the close marks move at m + 30 s
+        steps.append(("batch", batch(m + k * 5 * 10**9, 5 * 10**9)))
+        if k % 4 == 3:
+            steps.append(("drain", None))
+        if k == 5:
+            steps.append(("peek", None))
+    steps += [("finish", None), ("drain", None), ("batch", batch(m + 10**9, 10**9)), ("peek", None)]
+    steps += [("batch", batch(m + 2 * 10**9, 10**9)), ("drain", None)]
+    steps += [("batch", batch(m + MIN + 10**9, 10**9)), ("batch", batch(m + 10**9, 10**9))]  # another minute
+    steps += [("batch", batch(m + 7 * MIN, 3 * MIN)), ("drain", None), ("finish", None), ("drain", None)]
+    return steps
+
+
+def _play(steps: list[tuple[str, PacketBatch | None]], dims: tuple[str, ...], **kw: object) -> list:
+    """Every snapshot (rows sorted: identity and values), the open entries after every step, the summary."""
+    task = RollupTask("t", RollupParams(dims, **kw), capacity=16)  # type: ignore[arg-type]
+    out: list = []
+    viewed = 0
+    for what, b in steps:
+        if what == "batch":
+            task.update(b)  # type: ignore[arg-type]
+        elif what == "finish":
+            task.finish()
+        elif what == "period":
+            task.begin_period(0)
+        else:
+            rows = task.drain() if what == "drain" else task.peek()
+            out.append(
+                sorted(
+                    (int(r), int(k), int(e), tuple(w.tolist()), int(p), int(y))
+                    for r, k, e, w, p, y in zip(
+                        rows.resolution,
+                        rows.bucket,
+                        rows.epoch,
+                        rows.words,
+                        rows.packets,
+                        rows.bytes,
+                        strict=True,
+                    )
+                )
+            )
+        out.append(task.open_entries)
+        viewed += task._lazy and task.tables[0].count > 0 and task.tables[1].count == 0
+    s = task.summary
+    out.append((s.packets, s.bytes, s.first_ns, s.last_ns, s.rows_out, s.clamped, s.marginals))
+    return [out, viewed]
+
+
+@pytest.mark.parametrize(
+    ("export", "minute", "params"),
+    [
+        (False, 10, {"close_after_ns": 30 * 10**9}),
+        (False, 12, {"close_after_ns": 30 * 10**9}),  # the finest epoch moves alone
+        (True, 10, {"close_after_ns": 0}),
+        (False, 10, {"close_after_ns": 30 * 10**9, "max_entries": 40}),  # the finest table closes early
+        (False, 12, {"close_after_ns": 2 * MIN, "max_entries": 64}),
+    ],
+)
+def test_coarser_tables_held_as_views_give_the_rows_of_real_ones(
+    export: bool, minute: int, params: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While every open entry is in one minute, the 5-minute and 1-hour tables are views of the 1-minute
+    one (RollupTask._materialize); every snapshot (identities, epochs — which change inside the minute
+    here — values), the open entries after every step and the summary are those of carrying every
+    increment into real tables, through snapshots, an end, rows after it, early closes, and the minute
+    changing (the views made real)."""
+    steps = _steps_one_minute(3, export, minute)
+    spread = kern.spread
+    spreads = {"n": 0}
+
+    def counting_spread(*args: object) -> tuple[int, int]:
+        spreads["n"] += 1
+        return spread(*args)
+
+    monkeypatch.setattr(kern, "spread", counting_spread)
+    lazy, viewed = _play(steps, ("Protocol", "SrcAS"), **params)
+    assert viewed >= 3 and spreads["n"] >= 1  # the views were used, and made real with entries open
+    monkeypatch.setattr(RollupTask, "lazy_coarse", False)
+    real, none = _play(steps, ("Protocol", "SrcAS"), **params)
+    assert none == 0
+    assert lazy == real
+    epochs = {row[2] for snap in lazy if isinstance(snap, list) for row in snap}
+    assert len(epochs) >= 2
+
+
+def test_coarser_views_through_periods_and_hostile_counts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A new period (the views start again), weighted rows of 2**64 - 1 packets in one minute (the
+    counters saturate alike) and rows spanning several minutes (made real at once)."""
+    from netspectra.weights import COUNT_MAX
+
+    rng = np.random.default_rng(4)
+    m = T0 + 3 * MIN
+    steps: list[tuple[str, PacketBatch | None]] = []
+    for k in range(3):
+        b = make_batch(rng, 6, m + k * 10**9, 10**9, export=True)
+        b.flow_start_ns[:] = b.ts_ns
+        b.packets[:] = COUNT_MAX
+        b.octets[:] = COUNT_MAX
+        steps.append(("batch", b.with_dims({"SrcAS": np.full(6, 7, np.uint32)})))
+    steps += [("peek", None), ("period", None), ("batch", make_batch(rng, 300, m, 10**9, export=True))]
+    steps += [("drain", None), ("batch", make_batch(rng, 300, m + MIN, 30 * 10**9)), ("finish", None)]
+    steps += [("drain", None)]
+    lazy, viewed = _play(steps, DIMS)
+    assert viewed >= 3
+    monkeypatch.setattr(RollupTask, "lazy_coarse", False)
+    assert _play(steps, DIMS)[0] == lazy
+
+
+def test_spread_kernel_matches_its_reference() -> None:
+    """``kernels.spread``: the coarser entries of a finest table's entries (one minute) equal the
+    reference's, epochs mapped, and two entries meeting in one coarser entry are refused."""
+    rng = np.random.default_rng(6)
+    task = RollupTask("t", RollupParams(DIMS), capacity=16)
+    task.update(make_batch(rng, 3000, T0 + 10**9, 50 * 10**9))
+    task._flush()
+    fine = task.tables[0]
+    live = np.flatnonzero(fine.state != 0)
+    entries = {
+        (int(fine.bkt[s]), tuple(int(x) for x in fine.dims[s])): (
+            int(fine.pk[s]), int(fine.by[s]), int(fine.state[s]) & 3, int(fine.epoch[s])
+        )
+        for s in live
+    }  # fmt: skip
+    fine.epoch[live[::2]] = 1  # two epochs, mapped to 7 and 9
+    entries = {
+        k: (p, y, st, int(fine.epoch[s])) for s, (k, (p, y, st, _)) in zip(live, entries.items(), strict=True)
+    }
+    from netspectra.rollup.task import _Table
+
+    for ratio in (5, 60):
+        t = _Table(task.words, 64, False)
+        emap = np.array([7, 9], np.int64)
+        count, low = kern.spread(
+            task.words, fine.rec, fine.reci, fine.rec32, fine.rw, fine.epoch, ratio, emap, 0,
+            t.rec, t.reci, t.rec32, t.epoch,
+        )  # fmt: skip
+        assert count == len(live) and low == min(k[0] for k in entries) // ratio
+        got = {
+            (int(t.bkt[s]), tuple(int(x) for x in t.dims[s])): (
+                int(t.pk[s]), int(t.by[s]), int(t.state[s]) & 3, int(t.epoch[s])
+            )
+            for s in np.flatnonzero(t.state != 0)
+        }  # fmt: skip
+        assert got == kern.spread_ref(entries, ratio, {0: 7, 1: 9})
+    # two minutes: entries of one tuple meet in one 5-minute entry
+    task.update(make_batch(rng, 3000, T0 + MIN + 10**9, 50 * 10**9))
+    t = _Table(task.words, 4096, False)
+    fine = task.tables[0]
+    fine.epoch[:] = 0
+    got = kern.spread(
+        task.words, fine.rec, fine.reci, fine.rec32, fine.rw, fine.epoch, 5, np.zeros(1, np.int64), 0,
+        t.rec, t.reci, t.rec32, t.epoch,
+    )  # fmt: skip
+    assert got[0] == -1
+
+
+def test_a_table_grown_in_place_is_the_table_rebuilt(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A table past ``_MAPPED_BYTES`` grows in its own mapping (kernels.compact, mremap,
+    kernels.reinsert): every slot's record and epoch is where a rebuild into a fresh table puts it (so
+    the snapshots, in order, are the same), also when a view of the table held elsewhere makes the
+    mapping impossible to extend (a fresh mapping then)."""
+    import netspectra.rollup.task as task_mod
+
+    rng = np.random.default_rng(23)
+    batches = []
+    for k in range(8):  # 40,000 tuples over two minutes: 64 k slots of 64 bytes, 4 MB
+        b = make_batch(rng, 20_000, T0 + k * 15 * 10**9, 15 * 10**9)
+        batches.append(b.with_dims({"SrcAS": rng.integers(0, 40_000, 20_000).astype(np.uint32)}))
+
+    def play(hold: bool) -> tuple[list, list]:
+        task = RollupTask("t", RollupParams(DIMS), capacity=16)
+        snaps, held = [], []
+        for i, b in enumerate(batches):
+            task.update(b)
+            if hold:
+                held.append(task.tables[0].rec[:8])  # an export of the mapping: no mremap
+            if i % 3 == 2:
+                snaps.append(task.peek())
+        tables = [(t.rec.copy(), t.epoch.copy(), t.meta.copy()) for t in task.tables]
+        task.finish()
+        snaps.append(task.drain())
+        return tables, [
+            [(int(r), int(k), int(e), tuple(w.tolist()), int(p), int(y)) for r, k, e, w, p, y in zip(
+                s.resolution, s.bucket, s.epoch, s.words, s.packets, s.bytes, strict=True)]
+            for s in snaps
+        ]  # fmt: skip
+
+    grows = {"n": 0}
+    compact = kern.compact
+
+    def counting(*args: object) -> int:
+        grows["n"] += 1
+        return compact(*args)
+
+    monkeypatch.setattr(kern, "compact", counting)
+    in_place = play(False)
+    assert grows["n"] >= 3
+    held = play(True)
+    monkeypatch.setattr(task_mod, "_MAPPED_BYTES", 1 << 62)  # never mapped: rebuilt into fresh tables
+    grows["n"] = 0
+    rebuilt = play(False)
+    assert grows["n"] == 0
+    for got in (in_place, held):
+        assert got[1] == rebuilt[1]
+        for (r1, e1, m1), (r2, e2, m2) in zip(got[0], rebuilt[0], strict=True):
+            assert np.array_equal(r1, r2) and np.array_equal(e1, e2) and np.array_equal(m1, m2)
+
+
+@pytest.mark.parametrize("export", [False, True])
+def test_rows_counted_a_chunk_at_a_time_are_those_of_whole_batches(
+    export: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``update`` gathers and counts CHUNK rows at a time: the tables (every record, in its slot), the
+    snapshots and the summary are those of counting each batch in one call, also when the table fills
+    inside a chunk (a small start and a small max_entries: growth and early closes mid-chunk)."""
+    import netspectra.rollup.task as task_mod
+
+    rng = np.random.default_rng(29)
+    batches = [
+        make_batch(rng, 5000, T0 + k * 40 * 10**9 - MIN, 2 * MIN, export).with_dims(
+            {"SrcAS": rng.integers(0, 200, 5000).astype(np.uint32)}
+        )
+        for k in range(6)
+    ]
+
+    def play() -> tuple:
+        task = RollupTask("t", RollupParams(DIMS, max_entries=300, close_after_ns=20 * 10**9), capacity=16)
+        snaps = []
+        for b in batches:
+            task.update(b)
+            snaps.append(task.drain())
+        tables = [(t.rec.copy(), t.epoch.copy(), t.meta.copy()) for t in task.tables]
+        task.finish()
+        snaps.append(task.drain())
+        rows = [
+            [(int(r), int(k), int(e), tuple(w.tolist()), int(p), int(y)) for r, k, e, w, p, y in zip(
+                s.resolution, s.bucket, s.epoch, s.words, s.packets, s.bytes, strict=True)]
+            for s in snaps
+        ]  # fmt: skip
+        s = task.summary
+        return tables, rows, (s.packets, s.bytes, s.first_ns, s.last_ns, s.rows_out, s.marginals)
+
+    monkeypatch.setattr(task_mod, "CHUNK", 333)
+    chunked = play()
+    assert any(row[2] > 0 for snap in chunked[1] for row in snap)  # entries closed early, reopened
+    monkeypatch.setattr(task_mod, "CHUNK", 1 << 40)
+    whole = play()
+    assert chunked[1:] == whole[1:]
+    for (r1, e1, m1), (r2, e2, m2) in zip(chunked[0], whole[0], strict=True):
+        assert np.array_equal(r1, r2) and np.array_equal(e1, e2) and np.array_equal(m1, m2)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 from contextlib import nullcontext
@@ -166,6 +167,11 @@ def analyze(
     else:  # no spinner, and rich's live display and progress modules stay unloaded (start-up time)
         took = warm_up(cfg)
     log.info("kernels ready in %.2f s", took)
+    if process.OWN_PROCESS:  # not in a test runner calling the command in-process
+        # What start-up made (modules, the configuration: a 2,000-network map is ~30 k objects, the
+        # kernels) lives until the command ends: kept out of the collector's full passes, which walked
+        # all of it every time (~0.05 s of the 2,000-network configuration's run).
+        gc.freeze()
     with _progress_bar() if show_progress else nullcontext() as bar:
         current: dict[str, Any] = {}
 

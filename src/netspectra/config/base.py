@@ -307,23 +307,12 @@ class Section(BaseModel):
     def known_keys(cls, data: dict[str, Any]) -> dict[str, Child]:
         """Every key this section accepts in ``data`` -> what it holds (for the unknown-key warnings).
 
-        The default lists the fields and their aliases; sections whose keys depend on a kind (a writer's
-        parameters, a group per aggregator kind, a sketch kind's parameters) override it.
+        The default lists the fields and their aliases (worked out once per class: a 2,000-network map
+        asks it for every entry); sections whose keys depend on a kind (a writer's parameters, a group per
+        aggregator kind, a sketch kind's parameters) override it. A new dict each call: callers may
+        change it.
         """
-        keys: dict[str, Child] = {}
-        for name, field in cls.model_fields.items():
-            spellings = {name}
-            if field.alias:
-                spellings.add(field.alias)
-            va = field.validation_alias
-            if isinstance(va, str):
-                spellings.add(va)
-            elif va is not None and hasattr(va, "choices"):
-                spellings.update(c for c in va.choices if isinstance(c, str))
-            child = nested_section(field.annotation)
-            for s in spellings:
-                keys[s] = child
-        return keys
+        return dict(_field_keys(cls))
 
     @model_validator(mode="before")
     @classmethod
@@ -412,3 +401,27 @@ def nested_section(annotation: Any) -> Child:
         if isinstance(arg, type) and issubclass(arg, Section):
             return arg, False
     return None, False
+
+
+def _field_keys(cls: type[Section]) -> dict[str, Child]:
+    """:meth:`Section.known_keys`' default: the fields of ``cls`` and their aliases (cached per class)."""
+    got = _FIELD_KEYS.get(cls)
+    if got is None:
+        keys: dict[str, Child] = {}
+        for name, field in cls.model_fields.items():
+            spellings = {name}
+            if field.alias:
+                spellings.add(field.alias)
+            va = field.validation_alias
+            if isinstance(va, str):
+                spellings.add(va)
+            elif va is not None and hasattr(va, "choices"):
+                spellings.update(c for c in va.choices if isinstance(c, str))
+            child = nested_section(field.annotation)
+            for s in spellings:
+                keys[s] = child
+        got = _FIELD_KEYS[cls] = keys
+    return got
+
+
+_FIELD_KEYS: dict[type, dict[str, Child]] = {}

@@ -91,18 +91,20 @@ def expand_env(text: str, lookup: Mapping[str, str] | Callable[[str], str] | Non
     i = 0  # start of the text not yet copied
     j = 0
     n = len(text)
-    while j < n:
+    while True:
+        j = text.find("$", j)  # from one "$" to the next (a 2,000-network map is 250 KB of text)
         # A "$" that is the last character is not a reference (Go checks j+1 < len(s)).
-        if text[j] == "$" and j + 1 < n:
-            out.append(text[i:j])
-            name, width = _shell_name(text, j + 1)
-            if name:
-                out.append(get(name))
-            elif width == 0:
-                out.append("$")
-            # else: bad syntax, the "$" and `width` characters are dropped
-            j += width
-            i = j + 1
+        if j < 0 or j + 1 >= n:
+            break
+        out.append(text[i:j])
+        name, width = _shell_name(text, j + 1)
+        if name:
+            out.append(get(name))
+        elif width == 0:
+            out.append("$")
+        # else: bad syntax, the "$" and `width` characters are dropped
+        j += width
+        i = j + 1
         j += 1
     out.append(text[i:])
     return "".join(out)

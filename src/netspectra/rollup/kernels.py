@@ -447,6 +447,60 @@ def rehash(
 
 
 @njit(nogil=True, cache=True)
+def compact(rec, rw, epoch, out_rec, out_epoch):
+    """Copy the open entries' records and epochs, in slot order, to the first rows of ``out_rec`` (rw
+    words each) and ``out_epoch``, then clear ``rec`` (every word): how many were copied. With
+    :func:`reinsert`, a table grown in place (:meth:`netspectra.rollup.task._Table.grow`)."""
+    cap = rec.shape[0] // rw
+    rec32 = rec.view(np.uint32)
+    n = 0
+    for s in range(cap):
+        base = s * rw
+        if rec32[2 * base + H_STATE] & STATE_MASK == EMPTY:
+            continue
+        for q in range(rw):
+            out_rec[n * rw + q] = rec[base + q]
+        out_epoch[n] = epoch[s]
+        n += 1
+    rec[:] = 0
+    return n
+
+
+@njit(nogil=True, cache=True)
+def reinsert(n, d, src, src32, src_epoch, rw, rec, reci, rec32, epoch):
+    """Insert the ``n`` records of ``src`` (rw words each, in order; ``src32`` its uint32 view) with their
+    epochs into the empty table ``rec`` (three views): the slots :func:`rehash` gives them when it
+    moves them in that order; the lowest bucket (the int64 maximum when ``n`` is 0)."""
+    mask = rec.shape[0] // rw - 1
+    umask = np.uint64(mask)
+    low = np.iinfo(np.int64).max
+    # the records are read in order, their slots are scattered over the table: each entry's hash is
+    # computed AHEAD entries before it is placed and its home slot's lines asked for then
+    ring_h = np.empty(_RING, np.uint64)
+    for i in range(min(AHEAD, n)):
+        h = _hash_entry(np.int64(src[i * rw + W_BKT]), src32, 2 * i * rw + H_DIMS, d)
+        ring_h[i & _RING_MASK] = h
+        _prefetch_record(rec, np.int64(h & umask), rw)
+    for i in range(n):
+        j = i + AHEAD
+        if j < n:
+            h = _hash_entry(np.int64(src[j * rw + W_BKT]), src32, 2 * j * rw + H_DIMS, d)
+            ring_h[j & _RING_MASK] = h
+            _prefetch_record(rec, np.int64(h & umask), rw)
+        base = i * rw
+        b = np.int64(src[base + W_BKT])
+        slot = np.int64(ring_h[i & _RING_MASK] & umask)
+        while rec32[slot * 2 * rw + H_STATE] != EMPTY:
+            slot = (slot + 1) & mask
+        nbase = slot * rw
+        for q in range(rw):
+            rec[nbase + q] = src[base + q]
+        epoch[slot] = src_epoch[i]
+        low = min(low, b)
+    return low
+
+
+@njit(nogil=True, cache=True)
 def collect(clear, d, rec, reci, rec32, rw, epoch, o_bkt, o_dims, o_epoch, o_pk, o_by):
     """Write the entries changed since they were last handed out (state ``DIRTY``) to ``o_*`` — all open
     entries with ``clear`` < 0 — and, with ``clear`` > 0, mark them handed out; how many were written."""
@@ -461,6 +515,90 @@ def collect(clear, d, rec, reci, rec32, rw, epoch, o_bkt, o_dims, o_epoch, o_pk,
         if clear > 0:
             rec32[h] = (rec32[h] & ~np.uint32(STATE_MASK)) | OPEN
     return out
+
+
+@njit(nogil=True, cache=True)
+def spread(
+    d,  # dimension words
+    rec,  # the finest table (three views, rw words per slot, as the target's) and its epochs
+    reci,
+    rec32,
+    rw,
+    epoch,
+    ratio,  # target width / finest width
+    emap,  # int64: the target epoch of a finest entry of epoch ``e`` is ``emap[e - ebase]``
+    ebase,
+    n_rec,  # the target (an empty coarser table: records, three views, and epochs)
+    n_reci,
+    n_rec32,
+    n_epoch,
+):
+    """Fill the empty coarser table ``n_*`` with one entry per open entry of the finest table (whose
+    entries map to distinct coarser entries: see :meth:`netspectra.rollup.task.RollupTask._materialize`):
+    bucket ``bkt // ratio``, the same dimension words, packets, bytes and state (open or changed), epoch
+    ``emap[epoch - ebase]``; what :func:`fold` of every entry's whole count would have made. ``(entries,
+    lowest bucket)``; ``(-1, slot)`` if two entries met in one coarser entry (a caller's error)."""
+    cap = rec.shape[0] // rw
+    mask = n_rec.shape[0] // rw - 1
+    count = 0
+    low = np.iinfo(np.int64).max
+    for s in range(cap):
+        base = s * rw
+        st = rec32[2 * base + H_STATE] & STATE_MASK
+        if st == EMPTY:
+            continue
+        b = reci[base + W_BKT] // ratio
+        h = _hash_entry(b, rec32, 2 * base + H_DIMS, d)
+        slot = np.int64(h & np.uint64(mask))
+        while True:
+            h32 = slot * 2 * rw
+            if n_rec32[h32 + H_STATE] == EMPTY:
+                break
+            if n_reci[slot * rw + W_BKT] == b:
+                same = True
+                for j in range(d):
+                    if n_rec32[h32 + H_DIMS + j] != rec32[2 * base + H_DIMS + j]:
+                        same = False
+                        break
+                if same:
+                    return -1, s
+            slot = (slot + 1) & mask
+        nbase = slot * rw
+        n_reci[nbase + W_BKT] = b
+        n_rec[nbase + W_PK] = rec[base + W_PK]
+        n_rec[nbase + W_BY] = rec[base + W_BY]
+        n_rec32[2 * nbase + H_STATE] = st
+        for j in range(d):
+            n_rec32[2 * nbase + H_DIMS + j] = rec32[2 * base + H_DIMS + j]
+        n_epoch[slot] = emap[epoch[s] - ebase]
+        count += 1
+        low = min(low, b)
+    return count, low
+
+
+@njit(nogil=True, cache=True)
+def gather_increments(slots, d, rec, reci, rec32, rw, out_words, out_pk, out_by):
+    """The pending increments of the finest table's entries ``slots``: their dimension words by word
+    (``out_words[j, i]``: word ``j`` of entry ``slots[i]``, so that one dimension's words are rows of it),
+    packets and bytes; ``(lowest, highest bucket)`` (``(int64 max, int64 min)`` for no slot). One pass
+    over the records instead of a strided gather per column."""
+    lo = np.iinfo(np.int64).max
+    hi = np.iinfo(np.int64).min
+    n = slots.shape[0]
+    for i in range(min(AHEAD, n)):
+        _prefetch_record(rec, slots[i], rw)
+    for i in range(n):
+        if i + AHEAD < n:  # the slots are scattered over the table: their lines asked for ahead
+            _prefetch_record(rec, slots[i + AHEAD], rw)
+        base = slots[i] * rw
+        b = reci[base + W_BKT]
+        lo = min(lo, b)
+        hi = max(hi, b)
+        out_pk[i] = rec[base + W_BPK]
+        out_by[i] = rec[base + W_BBY]
+        for j in range(d):
+            out_words[j, i] = rec32[2 * base + H_DIMS + j]
+    return lo, hi
 
 
 @njit(nogil=True, cache=True)
@@ -518,6 +656,19 @@ def add_marginals_ref(
         got = out.setdefault(key, [0, 0])
         got[0] = min(got[0] + int(pk[i]), COUNT_MAX)
         got[1] = min(got[1] + int(by[i]), COUNT_MAX)
+
+
+def spread_ref(
+    entries: dict[tuple[int, tuple[int, ...]], tuple[int, int, int, int]], ratio: int, emap: dict[int, int]
+) -> dict[tuple[int, tuple[int, ...]], tuple[int, int, int, int]]:
+    """What :func:`spread` makes of the finest table's open entries ``(bucket, dimension words) ->
+    (packets, bytes, state, epoch)``: the coarser table's, keyed the same way."""
+    out: dict[tuple[int, tuple[int, ...]], tuple[int, int, int, int]] = {}
+    for (b, dims), (p, y, st, e) in entries.items():
+        key = (b // ratio, dims)
+        assert key not in out, "two finest entries in one coarser entry"
+        out[key] = (p, y, st, emap[e])
+    return out
 
 
 def split_ref(

@@ -171,8 +171,8 @@ class RollupAggregator(AggregatorKind):
         return (
             f"{len(RESOLUTIONS)} tables of up to {2 * task.max_entries:,} slots for max_entries "
             f"{task.max_entries:,} (they grow to that with the distinct buckets and dimension tuples; "
-            f"{human_bytes(self.memory_bytes(task))}), plus a working copy of each batch's dimension "
-            "words (8 bytes per word and row, kept at the largest batch)"
+            f"{human_bytes(self.memory_bytes(task))}), plus a working copy of the dimension words of "
+            "8,192 rows at a time (8 bytes per word and row)"
         )
 
     def build_group(self, cfg: Config, *, writers: bool = True) -> TaskGroup:

@@ -11,6 +11,10 @@ State and output (the contract the writers and the storage rely on):
   by many batches is carried once. Carrying later gives the same rows as carrying at once, except when
   a carry fills a coarser table to ``max_entries`` (its early close then depends on what was carried
   before it): while that can happen, the task carries after every batch (:meth:`RollupTask._can_defer`).
+  From a period's start, while every open entry is in one minute (a capture shorter than a minute),
+  the 5-minute and 1-hour tables would hold the 1-minute entries re-bucketed: they are not kept then,
+  but made from the 1-minute table when that stops (:meth:`RollupTask._materialize`); the rows are the
+  same. A table grows in place (:meth:`_Table.grow`).
 * **Buckets close in traffic time.** The *watermark* is the newest row time seen in the period; once it
   is ``close_after`` past a bucket's end, the bucket's entries close (at the batch that moved it there):
   their final values leave with the next snapshot and the entries are forgotten (memory follows the
@@ -35,16 +39,28 @@ Time buckets are UTC; bucket ``k`` of a width ``w`` covers ``[k*w, (k+1)*w)`` ns
 from __future__ import annotations
 
 import logging
+import mmap
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from netspectra.batch import PacketBatch
 from netspectra.rollup import kernels as kern
 from netspectra.rollup.dims import BY_NAME, RESOLUTIONS, Dimension
-from netspectra.rollup.layout import EMPTY, H_DIMS, H_STATE, W_BBY, W_BKT, W_BPK, W_BY, W_PK, record_words
+from netspectra.rollup.layout import (
+    EMPTY,
+    H_DIMS,
+    H_STATE,
+    PENDING,
+    W_BBY,
+    W_BKT,
+    W_BPK,
+    W_BY,
+    W_PK,
+    record_words,
+)
 from netspectra.sketches.primitives import aligned_zeros
 from netspectra.weights import COUNT_MAX, exact_sum, sat_reduceat
 
@@ -53,6 +69,12 @@ log = logging.getLogger(__name__)
 #: A flow-export row longer than this is counted over its last day (and counted as clamped).
 MAX_SPAN_NS = 86_400 * 10**9
 _INITIAL_CAPACITY = 1024
+#: Rows whose dimension words are gathered and counted at a time (:meth:`RollupTask._aggregate`): their
+#: words (twice) stay in the cache at 18 dimensions.
+CHUNK = 8192
+#: Records of at least this many bytes live in an anonymous mapping of their own, which a growing table
+#: enlarges in place (:meth:`_Table.grow`).
+_MAPPED_BYTES = 1 << 20
 _INT64_MIN = np.iinfo(np.int64).min
 _INT64_MAX = np.iinfo(np.int64).max
 
@@ -93,12 +115,56 @@ class _Table:
         self._alloc(cap)
 
     def _alloc(self, cap: int) -> None:
-        self.rec = aligned_zeros(cap * self.rw, np.uint64)
-        self.reci = self.rec.view(np.int64)
-        self.rec32 = self.rec.view(np.uint32)
+        self._map = None
+        nbytes = cap * self.rw * 8
+        if nbytes >= _MAPPED_BYTES:  # page-aligned (so cache-line aligned), zero, growable in place
+            self._map = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+            self._views()
+        else:
+            self._views(aligned_zeros(cap * self.rw, np.uint64))
         self.epoch = np.zeros(cap, np.int64)
         # the entries with increments to carry into the coarser tables (the finest table only)
         self.touched = np.zeros(cap if self.finest else 1, np.int64)
+
+    def _views(self, rec: np.ndarray | None = None) -> None:
+        if rec is None:
+            assert self._map is not None
+            if hasattr(mmap, "MADV_HUGEPAGE"):  # as numpy asks for its own large arrays
+                self._map.madvise(mmap.MADV_HUGEPAGE)
+            rec = np.frombuffer(self._map, np.uint64)
+        self.rec = rec
+        self.reci = rec.view(np.int64)
+        self.rec32 = rec.view(np.uint32)
+
+    def grow(self, cap: int) -> None:
+        """Move the entries into a table of ``cap`` slots (more than now), closing nothing. A mapped table
+        is enlarged in place: its entries are copied aside (:func:`~netspectra.rollup.kernels.compact`:
+        at most half of it), the mapping extended (``mremap``: the pages it has are kept, only the new
+        part is fresh memory) and the entries put back (:func:`~netspectra.rollup.kernels.reinsert`,
+        into the slots :meth:`rehash` would give them). Doubling into a fresh table instead faulted in
+        and zeroed twice the memory the table ends with."""
+        assert cap > self.cap
+        if self._map is None or cap * self.rw * 8 < _MAPPED_BYTES:
+            closed = self.rehash(_INT64_MIN, cap)
+            assert len(closed) == 0
+            return
+        aside = np.empty(self.count * self.rw, np.uint64)
+        aside_epoch = np.empty(self.count, np.int64)
+        n = kern.compact(self.rec, self.rw, self.epoch, aside, aside_epoch)
+        assert n == self.count
+        self.rec = self.reci = self.rec32 = None  # type: ignore[assignment]  # the mapping's exports
+        try:
+            self._map.resize(cap * self.rw * 8)
+        except (BufferError, OSError, ValueError, SystemError):  # a view of it is held elsewhere
+            self._map = mmap.mmap(-1, cap * self.rw * 8, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        self._views()
+        self.epoch = np.zeros(cap, np.int64)
+        self.touched = np.zeros(cap if self.finest else 1, np.int64)
+        low = kern.reinsert(
+            n, self.words, aside, aside.view(np.uint32), aside_epoch, self.rw, self.rec, self.reci,
+            self.rec32, self.epoch,
+        )  # fmt: skip
+        self.meta[kern.M_LOW] = low
 
     @property
     def cap(self) -> int:
@@ -293,6 +359,10 @@ class RollupTask:
 
     kind = "rollup"
 
+    #: Hold the coarser tables as views of the finest while they can be (see :meth:`_materialize`); off:
+    #: every increment is carried into them (the tests compare the two).
+    lazy_coarse: ClassVar[bool] = True
+
     def __init__(self, name: str, params: RollupParams, *, capacity: int = _INITIAL_CAPACITY) -> None:
         self.name = name
         self.params = params
@@ -315,18 +385,95 @@ class RollupTask:
         self._opened_at_flush = 0  # the finest table's M_OPENED at the last carry
         self._totals_from_increments = False  # see update
         self._overloaded_upto = _INT64_MIN  # see _overload_guard
+        # The coarser tables as views of the finest (see _materialize): while _lazy, the 1-minute bucket
+        # every open entry is in (None: no entry is open) and, per epoch of the finest table, the epochs
+        # the coarser tables had when an entry of that epoch opened.
+        self._lazy = self.lazy_coarse
+        self._lazy_bucket: int | None = None
+        self._eras: dict[int, tuple[int, ...]] = {}
+        self._note_era()
+
+    def _note_era(self) -> None:
+        """Record the coarser tables' epochs for entries the finest table opens with its epoch now."""
+        era = tuple(t.epoch_counter for t in self.tables[1:])
+        e0 = self.tables[0].epoch_counter
+        assert self._eras.setdefault(e0, era) == era, "a coarser epoch changed without the finest's"
+
+    def _entries(self, r: int) -> int:
+        """Open entries of resolution ``r`` (a coarser table held as a view: the finest table's)."""
+        return self.tables[0 if self._lazy else r].count
+
+    def _materialize(self) -> None:
+        """Make the coarser tables real: they stop being views of the finest.
+
+        While every open entry of the finest table lies in one 1-minute bucket (so that distinct entries
+        are distinct 5-minute and 1-hour entries), none of its entries has closed since the coarser tables
+        were empty, and each coarser table's epoch changed only with the finest's, a coarser table would
+        hold exactly one entry per finest entry: its bucket divided, the same dimension words, packets,
+        bytes and state once the increments are carried (a coarser table then never fills to
+        ``max_entries``: it holds as many entries as the finest). So it is not kept: its rows are the
+        finest's, re-bucketed, with the epoch it had when the finest entry opened (:meth:`_note_era`) —
+        a capture shorter than a minute never pays for two more tables and the carries into them. When
+        any of that is about to stop holding (a row of another minute, a close that would close
+        something, a coarser epoch changing alone, an early close of the finest table), the coarser tables
+        are built from the finest by :func:`~netspectra.rollup.kernels.spread`: the entries, values and
+        epochs that carrying every increment would have made (the order of rows within a snapshot may
+        differ: it is the tables' slot order), and the task goes on as usual."""
+        if not self._lazy:
+            return
+        self._flush()
+        self._lazy = False
+        fine = self.tables[0]
+        n = fine.count
+        if n == 0:
+            return
+        base = min(self._eras)
+        for r in range(1, len(RESOLUTIONS)):
+            table = self.tables[r]
+            assert table.count == 0
+            emap = np.full(max(self._eras) - base + 1, -1, np.int64)
+            for e0, era in self._eras.items():
+                emap[e0 - base] = era[r - 1]
+            cap = max(self._cap0, 1 << (2 * n - 1).bit_length())
+            if cap != table.cap:
+                table._alloc(cap)
+            ratio = RESOLUTIONS[r].seconds // RESOLUTIONS[0].seconds
+            count, low = kern.spread(
+                self.words, fine.rec, fine.reci, fine.rec32, fine.rw, fine.epoch, ratio, emap, base,
+                table.rec, table.reci, table.rec32, table.epoch,
+            )  # fmt: skip
+            assert count == n, "two finest entries in one coarser entry"
+            table.meta[kern.M_COUNT] = count
+            table.meta[kern.M_LOW] = low
+
+    def _view_rows(self, rows: _Rows, r: int) -> _Rows:
+        """The rows of coarser resolution ``r`` held as a view: ``rows`` of the finest table re-bucketed,
+        with the coarser epochs (:meth:`_materialize`)."""
+        e = rows.epoch
+        epoch = np.empty_like(e)
+        seen = 0
+        for e0, era in self._eras.items():
+            hit = e == e0
+            epoch[hit] = era[r - 1]
+            seen += int(np.count_nonzero(hit))
+        assert seen == len(e), "an entry of an epoch the coarser tables never had"
+        ratio = RESOLUTIONS[r].seconds // RESOLUTIONS[0].seconds
+        return _Rows(rows.bkt // ratio, epoch, rows.dims, rows.pk, rows.by)
 
     # -- the batch ------------------------------------------------------------------------------------
 
-    def dimension_words(self, batch: PacketBatch) -> np.ndarray:
-        """``(n, words)`` uint32: each row's dimension values (0 where the batch lacks the column), a row's
-        words together: the kernel reads a row at a time, one stream (``(words, n)`` made it ``words``
-        streams, the slowest part of an 18-dimension key). Filled a column at a time, then transposed
-        by :func:`~netspectra.rollup.kernels.transpose_words` (columns written into the rows directly
-        are strided writes: slower). Both live in the task's scratch buffer, kept between batches (the
-        size of the largest batch's words, twice: a fresh one per batch was fresh memory to fault in
-        every time). Valid until the next call."""
-        n = len(batch)
+    def dimension_words(self, batch: PacketBatch, lo: int = 0, hi: int | None = None) -> np.ndarray:
+        """``(hi - lo, words)`` uint32: rows ``lo .. hi - 1`` (default: all) of the batch, each row's
+        dimension values (0 where the batch lacks the column), a row's words together: the kernel reads a
+        row at a time, one stream (``(words, n)`` made it ``words`` streams, the slowest part of an
+        18-dimension key). Filled a column at a time, then transposed by
+        :func:`~netspectra.rollup.kernels.transpose_words` (columns written into the rows directly are
+        strided writes: slower). Both live in the task's scratch buffer, kept between calls (a fresh one
+        per batch was fresh memory to fault in every time); :meth:`update` asks for :data:`CHUNK` rows
+        at a time, so that both stay in the cache (the whole batch's, 2 x 22 MB at 18 dimensions, went
+        through memory twice). Valid until the next call."""
+        hi = len(batch) if hi is None else hi
+        n = hi - lo
         size = n * self.words
         if self._scratch.shape[0] < 2 * size:
             self._scratch = np.empty(2 * size, np.uint32)
@@ -340,9 +487,9 @@ class RollupTask:
             if values is None:
                 cols[j : j + dim.words] = 0
             elif dim.words == 1:
-                cols[j] = values
+                cols[j] = values[lo:hi]
             else:  # the exporter: 16 bytes as 4 words
-                cols[j : j + dim.words] = np.ascontiguousarray(values).view(np.uint32).T
+                cols[j : j + dim.words] = np.ascontiguousarray(values[lo:hi]).view(np.uint32).T
             j += dim.words
         mat = self._scratch[size : 2 * size].reshape(n, self.words)
         kern.transpose_words(cols, mat)
@@ -357,13 +504,23 @@ class RollupTask:
             for name, words in batch.dictionaries.items():
                 if len(words) > len(self._dictionaries.get(name, ())):
                     self._dictionaries[name] = words
-        mat = self.dimension_words(batch)
         end = batch.ts_ns
         start = batch.flow_start_ns if batch.flow_start_ns is not None else np.empty(0, np.int64)
         packets = batch.packets if batch.packets is not None else np.empty(0, np.uint64)
         nbytes = batch.byte_counts()
         fine = self.tables[0]
         width = RESOLUTIONS[0].ns
+        if self._lazy:
+            if fine.count == 0:  # nothing open: any minute will do, and older epochs are gone
+                self._lazy_bucket = None
+                self._eras = {}
+                self._note_era()
+            lo = int(end.min()) if start.shape[0] == 0 else min(int(end.min()), int(start.min()))
+            lo, hi = lo // width, int(end.max()) // width
+            if lo != hi or (self._lazy_bucket is not None and lo != self._lazy_bucket):
+                self._materialize()  # rows of another minute: the coarser tables are needed
+            else:
+                self._lazy_bucket = lo
         # The summary's totals: the batch's, exactly, whenever no entry's increment can saturate (it
         # is then the sum of the increments); a batch of more than 2**64 - 1 packets or bytes (a hostile
         # exporter) is carried alone, and its saturated increments make the totals, as always.
@@ -382,25 +539,7 @@ class RollupTask:
             defer = not alone and self._can_defer()
             if not defer:
                 self._flush()  # what earlier calls left pending first: then this call's, as it ends
-            i = kern.aggregate_rows(
-                i,
-                end,
-                start,
-                packets,
-                nbytes,
-                mat,
-                width,
-                self.params.max_span_ns,
-                fine.limit(self.params.max_entries),
-                fine.epoch_counter,
-                fine.rec,
-                fine.reci,
-                fine.rec32,
-                fine.rw,
-                fine.epoch,
-                fine.touched,
-                fine.meta,
-            )
+            i = self._aggregate(batch, i, end, start, packets, nbytes)
             if not defer:
                 self._flush()
             if i >= n:
@@ -414,6 +553,49 @@ class RollupTask:
         if top > self.watermark:
             self.watermark = top
             self._close_by_watermark()
+
+    def _aggregate(
+        self,
+        batch: PacketBatch,
+        i: int,
+        end: np.ndarray,
+        start: np.ndarray,
+        packets: np.ndarray,
+        nbytes: np.ndarray,
+    ) -> int:
+        """:func:`~netspectra.rollup.kernels.aggregate_rows` of rows ``i ..`` of the batch, :data:`CHUNK`
+        rows (their dimension words) at a time; the first row not applied (the batch's length when all
+        were). The same rows in the same order as one call over the batch: nothing happens between the
+        chunks."""
+        n = end.shape[0]
+        fine = self.tables[0]
+        spans, weighted = start.shape[0] == n, packets.shape[0] == n
+        while i < n:
+            lo = i - i % CHUNK
+            hi = min(lo + CHUNK, n)
+            got = kern.aggregate_rows(
+                i - lo,
+                end[lo:hi],
+                start[lo:hi] if spans else start,
+                packets[lo:hi] if weighted else packets,
+                nbytes[lo:hi],
+                self.dimension_words(batch, lo, hi),
+                RESOLUTIONS[0].ns,
+                self.params.max_span_ns,
+                fine.limit(self.params.max_entries),
+                fine.epoch_counter,
+                fine.rec,
+                fine.reci,
+                fine.rec32,
+                fine.rw,
+                fine.epoch,
+                fine.touched,
+                fine.meta,
+            )
+            if got < hi - lo:
+                return lo + got  # the table is full
+            i = hi
+        return n
 
     def _can_defer(self) -> bool:
         """Whether the finest table's increments may stay pending through the next
@@ -429,6 +611,8 @@ class RollupTask:
         call, as it always did under that pressure. Either way the rows are the same, whenever the
         snapshots are taken."""
         fine = self.tables[0]
+        if self._lazy:
+            return True  # nothing is carried into views (_materialize carries what is pending first)
         if self._overloaded_upto > fine.closed_upto:
             return False
         bound = (
@@ -443,14 +627,19 @@ class RollupTask:
         """Carry the finest table's pending increments into the coarser tables (and the summary)."""
         fine = self.tables[0]
         n_touched = int(fine.meta[kern.M_TOUCHED])
-        if n_touched:
+        if n_touched and self._lazy:  # the coarser tables are views (_materialize): nothing to carry
+            slots = fine.touched[:n_touched]
+            state = fine.state
+            state[slots] &= np.uint32(~PENDING & 0xFFFFFFFF)
+            self._count(slots)
+        elif n_touched:
             last = len(RESOLUTIONS) - 1
             new = int(fine.meta[kern.M_OPENED]) - self._opened_at_flush  # the most new coarser entries
             for r in range(1, len(RESOLUTIONS)):
                 table = self.tables[r]
                 need = min(table.count + new, self.params.max_entries)
                 if need > table.limit(self.params.max_entries):  # grow once now, not doubling as it fills
-                    table.rehash(_INT64_MIN, 1 << (2 * need - 1).bit_length())
+                    table.grow(1 << (2 * need - 1).bit_length())
                 ratio = RESOLUTIONS[r].seconds // RESOLUTIONS[0].seconds
                 t = 0
                 while True:
@@ -484,19 +673,23 @@ class RollupTask:
         """The summary: time range and per-dimension traffic of the carried increments (and the totals,
         for a batch carried alone: :meth:`update`)."""
         fine = self.tables[0]
-        pk, by = fine.bpk[slots], fine.bby[slots]
+        n = slots.shape[0]
+        words = np.empty((self.words, n), np.uint32)  # a dimension's words: rows of it
+        pk, by = np.empty(n, np.uint64), np.empty(n, np.uint64)
+        lo, hi = kern.gather_increments(
+            slots, self.words, fine.rec, fine.reci, fine.rec32, fine.rw, words, pk, by
+        )
         s = self._summary
         if self._totals_from_increments:
             s.packets += exact_sum(pk)  # exact Python integers, as every task's totals (netspectra.weights)
             s.bytes += exact_sum(by)
         width = RESOLUTIONS[0].ns
-        lo, hi = int(fine.bkt[slots].min()) * width, int(fine.bkt[slots].max()) * width
+        lo, hi = int(lo) * width, int(hi) * width
         s.first_ns = lo if s.first_ns is None else min(s.first_ns, lo)
         s.last_ns = hi if s.last_ns is None else max(s.last_ns, hi)
-        words = fine.dims[slots]
         j = 0
         for dim in self.dims:
-            s.tallies[dim.name].add(words[:, j : j + dim.words], pk, by)
+            s.tallies[dim.name].add(words[j : j + dim.words].T, pk, by)
             j += dim.words
 
     def _make_room(self, r: int) -> None:
@@ -505,9 +698,9 @@ class RollupTask:
             self._flush()  # the pending increments name the finest table's slots: carry them first
         table = self.tables[r]
         if table.cap // 2 < self.params.max_entries:
-            closed = table.rehash(_INT64_MIN, table.cap * 2)
-            assert len(closed) == 0
+            table.grow(table.cap * 2)
             return
+        self._materialize()  # entries close early: the coarser tables outlive them
         used = table.bkt[table.state != EMPTY]
         cutoff = int(np.median(used)) if used.size else _INT64_MIN
         log.info(
@@ -530,24 +723,37 @@ class RollupTask:
         if used.size:
             self._overloaded_upto = max(self._overloaded_upto, int(used.max()))
 
-    def _close(self, r: int, cutoff: int, cap: int = 0) -> None:
+    def _close(self, r: int, cutoff: int, cap: int = 0) -> _Rows | None:
+        """Close table ``r``'s buckets up to ``cutoff``: the rows closed (queued for the next snapshot)."""
         table = self.tables[r]
         table.epoch_counter += 1
         if cutoff < int(table.meta[kern.M_LOW]):
-            return  # no open entry is that old: nothing closes, no table to rebuild
+            return None  # no open entry is that old: nothing closes, no table to rebuild
         closed = table.rehash(cutoff, cap or table.cap)
         if len(closed):
             self._outbox[r].append(closed)
+        return closed
 
     def _close_by_watermark(self) -> None:
         closable = [(self.watermark - self.params.close_after_ns) // res.ns - 1 for res in RESOLUTIONS]
         if all(c <= t.closed_upto for c, t in zip(closable, self.tables, strict=True)):
             return
         self._flush()  # a coarser table holds every increment of what it closes
+        if self._lazy:
+            moves = [c > t.closed_upto for c, t in zip(closable, self.tables, strict=True)]
+            low = int(self.tables[0].meta[kern.M_LOW])  # the int64 maximum: nothing open
+            closes = any(
+                m and low != _INT64_MAX and c >= low // (res.seconds // RESOLUTIONS[0].seconds)
+                for m, c, res in zip(moves, closable, RESOLUTIONS, strict=True)
+            )
+            if closes or (any(moves[1:]) and not moves[0]):
+                self._materialize()
         for r, table in enumerate(self.tables):
             if closable[r] > table.closed_upto:
                 table.closed_upto = closable[r]
                 self._close(r, closable[r])
+        if self._lazy:
+            self._note_era()
 
     def tick(self, quiet_ns: int) -> None:
         """Nothing ends by the clock: buckets close in traffic time (determinism, see the module)."""
@@ -556,6 +762,15 @@ class RollupTask:
         """Close every entry (the input ended or the engine stops): their final values leave with the
         next snapshot."""
         self._flush()
+        if self._lazy:  # the coarser tables' rows are the finest's (_materialize)
+            if self.tables[0].count:
+                closed = self._close(0, _INT64_MAX, cap=self._cap0)
+                for r in range(1, len(RESOLUTIONS)):
+                    self.tables[r].epoch_counter += 1
+                    if closed is not None and len(closed):
+                        self._outbox[r].append(self._view_rows(closed, r))
+                self._note_era()
+            return
         for r in range(len(RESOLUTIONS)):
             if self.tables[r].count:
                 # everything closes: the table starts again small (not a fresh table of its size)
@@ -584,10 +799,16 @@ class RollupTask:
         self._flush()
         parts: list[_Rows] = []
         res: list[np.ndarray] = []
+        fine_open: _Rows | None = None
         for r, table in enumerate(self.tables):
-            out = _Rows.empty(table.count, self.words)
-            n = kern.collect(1 if take else 0, *table.arrays(), *out.arrays())
-            rows = _Rows.concat([*self._outbox[r], out.head(n)], self.words)
+            if r and self._lazy:  # a view of the finest table (_materialize)
+                assert fine_open is not None
+                current = self._view_rows(fine_open, r)
+            else:
+                out = _Rows.empty(table.count, self.words)
+                n = kern.collect(1 if take else 0, *table.arrays(), *out.arrays())
+                current = fine_open = out.head(n)
+            rows = _Rows.concat([*self._outbox[r], current], self.words)
             if take:
                 self._outbox[r] = []
                 self.summary.rows_out[RESOLUTIONS[r].label] += len(rows)
@@ -616,7 +837,7 @@ class RollupTask:
     @property
     def open_entries(self) -> dict[str, int]:
         self._flush()  # the coarser tables' entries include the pending increments'
-        return {res.label: t.count for res, t in zip(RESOLUTIONS, self.tables, strict=True)}
+        return {res.label: self._entries(r) for r, res in enumerate(RESOLUTIONS)}
 
     @property
     def memory_bytes(self) -> int:
