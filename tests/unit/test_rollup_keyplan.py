@@ -136,3 +136,24 @@ def test_a_value_wider_than_its_dimension_is_refused_before_counting() -> None:
     with pytest.raises(ValueError, match="value -1"):
         task.update(negative)
     assert task.summary.packets == 50  # the refused batches counted nothing
+
+
+def test_a_direct_tally_holds_the_sums_of_a_hashed_one() -> None:
+    """``Marginal(direct=True)`` (kernels.add_direct, values as slots, grown to the largest seen) against
+    the open-addressing tally: the same values, sums (saturating) and top values, ties included."""
+    from netspectra.rollup.task import Marginal
+    from netspectra.weights import COUNT_MAX
+
+    rng = np.random.default_rng(9)
+    direct, hashed = Marginal(1, cap=16, direct=True), Marginal(1, cap=16)
+    for top in (5, 300, 70_000 - 4_465):  # growing twice
+        values = rng.integers(0, top, (1000, 1)).astype(np.uint32)
+        pk = rng.integers(1, 5, 1000).astype(np.uint64)
+        by = np.where(rng.random(1000) < 0.01, COUNT_MAX, pk * 100).astype(np.uint64)
+        direct.add(values, pk, by)
+        hashed.add(values, pk, by)
+    assert len(direct) == len(hashed) > 300
+    assert direct.as_dict() == hashed.as_dict()
+    assert direct.top(7) == hashed.top(7) and direct.top(10_000) == hashed.top(10_000)
+    with pytest.raises(ValueError, match="one-word"):
+        Marginal(2, direct=True)

@@ -276,14 +276,22 @@ class _Rows:
 
 class Marginal:
     """One dimension's traffic per value since the task started: an open-addressing table of value words
-    filled by :func:`~netspectra.rollup.kernels.add_marginals` (doubled when half full)."""
+    filled by :func:`~netspectra.rollup.kernels.add_marginals` (doubled when half full); ``direct`` (a
+    one-word dimension of narrow values: a dictionary code, the protocol): the sums of value ``v`` at slot
+    ``v`` (:func:`~netspectra.rollup.kernels.add_direct`; grown to the largest value seen), no hashing."""
 
-    def __init__(self, words: int, cap: int = 64) -> None:
+    def __init__(self, words: int, cap: int = 64, *, direct: bool = False) -> None:
         self.words = words
+        self.direct = direct
+        if direct and words != 1:
+            raise ValueError("a direct tally holds one-word values")
         self._alloc(cap)
 
     def _alloc(self, cap: int) -> None:
-        self.keys = np.zeros((cap, self.words), np.uint32)
+        if self.direct:
+            self.keys = np.arange(cap, dtype=np.uint32).reshape(cap, 1)  # slot v holds value v
+        else:
+            self.keys = np.zeros((cap, self.words), np.uint32)
         self.mp = np.zeros(cap, np.uint64)
         self.mb = np.zeros(cap, np.uint64)
         self.used = np.zeros(cap, np.uint8)
@@ -294,6 +302,19 @@ class Marginal:
 
     def add(self, part: np.ndarray, pk: np.ndarray, by: np.ndarray) -> None:
         """Add rows of value words ``part`` ((n, words) uint32) with packets ``pk`` and bytes ``by``."""
+        if self.direct:
+            values = np.ascontiguousarray(part.reshape(-1), np.uint32)
+            if values.shape[0] == 0:
+                return
+            top = int(values.max())
+            if top >= self.keys.shape[0]:  # grow to the largest value seen
+                old = (self.mp, self.mb, self.used, self.meta)
+                self._alloc(1 << top.bit_length())
+                for new, was in zip((self.mp, self.mb, self.used), old, strict=False):
+                    new[: was.shape[0]] = was
+                self.meta = old[3]
+            kern.add_direct(values, pk, by, self.mp, self.mb, self.used, self.meta)
+            return
         part = np.ascontiguousarray(part, np.uint32)
         i = 0
         while True:
@@ -391,7 +412,12 @@ class RollupTask:
         self._cap0 = cap
         self._dictionaries: dict[str, tuple[str, ...]] = {}
         self._scratch = np.empty(0, np.uint32)  # dimension_words' buffers
-        self._summary = RollupSummary(tallies={d.name: Marginal(d.words) for d in self.dims})
+        self._summary = RollupSummary(
+            tallies={
+                d.name: Marginal(d.words, direct=f.packed and self.compact_key)
+                for d, f in zip(self.dims, self.plan.fields, strict=True)
+            }
+        )
         self._reset()
 
     def __repr__(self) -> str:
