@@ -41,7 +41,7 @@ from __future__ import annotations
 import logging
 import mmap
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 import numpy as np
@@ -904,20 +904,30 @@ class RollupTask:
                 out = _Rows.empty(table.count, self.words)
                 n = kern.collect(1 if take else 0, *table.arrays(), *out.arrays())
                 current = fine_open = out.head(n)
-            rows = _Rows.concat([*self._outbox[r], current], self.words)
+            mine = [p for p in (*self._outbox[r], current) if len(p)]
+            m = sum(len(p) for p in mine)
             if take:
                 self._outbox[r] = []
-                self.summary.rows_out[RESOLUTIONS[r].label] += len(rows)
-            parts.append(rows)
-            res.append(np.full(len(rows), r, np.uint8))
-        all_rows = _Rows.concat(parts, self.words)
+                self.summary.rows_out[RESOLUTIONS[r].label] += m
+            parts += mine
+            res.append(np.full(m, r, np.uint8))
+        if self.plan.identity:
+            all_rows = _Rows.concat(parts, self.words)
+            words = all_rows.dims
+        else:  # each part's key words unpacked into its rows of the answer (no copy of them packed)
+            all_rows = _Rows.concat([replace(p, dims=p.dims[:, :0]) for p in parts], 0)
+            words = np.empty((len(all_rows), self.row_words), np.uint32)
+            at = 0
+            for p in parts:
+                kern.unpack_words(np.ascontiguousarray(p.dims), *self._unpack_args, words[at : at + len(p)])
+                at += len(p)
         return RollupRows(
             self.name,
             self.params.dimensions,
             np.concatenate(res),
             all_rows.bkt,
             all_rows.epoch,
-            self.unpack(all_rows.dims),
+            words,
             all_rows.pk,
             all_rows.by,
             dict(self._dictionaries),
