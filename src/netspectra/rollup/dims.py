@@ -32,7 +32,9 @@ class Dimension:
     """One rollup dimension: ``name`` (the column name, Akvorado's), where its value comes from
     (``source``: a :class:`~netspectra.batch.PacketBatch` column, or ``"enrichment"``), its kind
     (``number``: an integer; ``text``: a dictionary code decoded to text; ``address``: 16 bytes, stored
-    as IP text), its width in 32-bit key words, its ClickHouse type and one line of documentation."""
+    as IP text), its width in 32-bit row words, its ClickHouse type, one line of documentation and the
+    width of its values in ``bits`` (its column type's: a rollup task packs values of at most 16 bits
+    into shared key words, :mod:`netspectra.rollup.keyplan`)."""
 
     name: str
     source: str
@@ -40,6 +42,7 @@ class Dimension:
     words: int
     clickhouse: str
     doc: str
+    bits: int = 32
 
     @property
     def enriched(self) -> bool:
@@ -47,11 +50,14 @@ class Dimension:
 
 
 _BATCH: tuple[Dimension, ...] = (
-    Dimension("Protocol", "protocol", "number", 1, "UInt8", "IP protocol (6 TCP, 17 UDP, ...)"),
-    Dimension("Exporter", "exporter", "address", 4, "String", "the flow exporter's address ('' if none)"),
+    Dimension("Protocol", "protocol", "number", 1, "UInt8", "IP protocol (6 TCP, 17 UDP, ...)", 8),
+    Dimension("Exporter", "exporter", "address", 4, "String", "the flow exporter's address ('' if none)",
+              128),
     Dimension("InIf", "in_if", "number", 1, "UInt32", "input interface index at the exporter (0: none)"),
     Dimension("OutIf", "out_if", "number", 1, "UInt32", "output interface index at the exporter (0: none)"),
 )  # fmt: skip
+
+_BITS = {"uint8": 8, "uint16": 16, "uint32": 32}
 
 #: Every dimension, in column order: the batch's, then the enrichment's.
 DIMENSIONS: tuple[Dimension, ...] = (
@@ -59,7 +65,7 @@ DIMENSIONS: tuple[Dimension, ...] = (
     *(
         Dimension(
             c.name, "enrichment", "number" if c.kind == "number" else "text", 1,
-            "UInt32" if c.kind == "number" else "String", c.doc,
+            "UInt32" if c.kind == "number" else "String", c.doc, _BITS[c.dtype],
         )
         for c in COLUMNS
     ),

@@ -184,6 +184,27 @@ def transpose_words(cols, out):
 
 
 @njit(nogil=True, cache=True)
+def unpack_words(keys, word_of, shift_of, mask_of, out):
+    """``out[i, r] = (keys[i, word_of[r]] >> shift_of[r]) & mask_of[r]``: rows' key words (narrow values
+    packed, :mod:`netspectra.rollup.keyplan`) as the rows' words, one row at a time (numpy's per-field
+    passes over strided columns were 0.17 s for 785 k rows of 21 words). Reference:
+    :func:`unpack_words_ref`."""
+    n = keys.shape[0]
+    d = out.shape[1]
+    for i in range(n):
+        for r in range(d):
+            out[i, r] = (keys[i, word_of[r]] >> shift_of[r]) & mask_of[r]
+
+
+def unpack_words_ref(keys: np.ndarray, word_of, shift_of, mask_of) -> list[list[int]]:
+    """:func:`unpack_words` in plain Python."""
+    return [
+        [(int(row[int(w)]) >> int(s)) & int(m) for w, s, m in zip(word_of, shift_of, mask_of, strict=True)]
+        for row in keys
+    ]
+
+
+@njit(nogil=True, cache=True)
 def aggregate_rows(
     start,  # first row to apply
     end_ns,  # int64 (n,): last packet of each row
@@ -640,6 +661,20 @@ def add_marginals(start, part, pk, by, keys, mp, mb, used, meta):
                 break
             s = (s + 1) & mask
     return n
+
+
+@njit(nogil=True, cache=True)
+def add_direct(values, pk, by, mp, mb, used, meta):
+    """:func:`add_marginals` for a narrow dimension: its values (uint32 (n,), each below ``mp``'s length)
+    index the sums directly (``mp``/``mb`` uint64, ``used`` uint8, ``meta[0]`` = values held), no hashing
+    (the same sums: the tests compare the two)."""
+    for i in range(values.shape[0]):
+        v = values[i]
+        if used[v] == 0:
+            used[v] = 1
+            meta[0] += 1
+        mp[v] = sat_add(mp[v], pk[i])
+        mb[v] = sat_add(mb[v], by[i])
 
 
 # --------------------------------------------------------------------------------------------------

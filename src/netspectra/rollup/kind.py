@@ -162,9 +162,11 @@ class RollupAggregator(AggregatorKind):
         return tuple(d for d in task_dimensions(cfg, task) if BY_NAME[d].enriched)
 
     def memory_bytes(self, task: Any) -> int:
-        # the most the tables grow to: 2 slots per entry at max_entries, per resolution (dimension words:
-        # the largest an auto task can have)
-        words = sum(BY_NAME[d].words for d in (task.dimensions or NAMES))
+        # the most the tables grow to: 2 slots per entry at max_entries, per resolution (key words,
+        # netspectra.rollup.keyplan: the most an auto task can have)
+        from netspectra.rollup.keyplan import KeyPlan
+
+        words = KeyPlan.of([BY_NAME[d].bits for d in (task.dimensions or NAMES)]).key_words
         return len(RESOLUTIONS) * 2 * task.max_entries * _slot_bytes(words)
 
     def memory_detail(self, task: Any) -> str:

@@ -4,7 +4,7 @@ traffic reads and writes one or two cache lines of an entry instead of one line 
 Light on purpose (no numpy, no numba): the rollup kind sizes its memory bound with it.
 
 A table of ``cap`` slots is one 64-byte-aligned ``uint64`` array of ``cap * record_words(d)`` words
-(``d``: the task's dimension words), seen three ways by the kernels (``uint64``, ``int64``, ``uint32``).
+(``d``: the task's key words), seen three ways by the kernels (``uint64``, ``int64``, ``uint32``).
 Slot ``s`` starts at word ``s * rw``:
 
 ========================  =====================================================================
@@ -14,12 +14,13 @@ Slot ``s`` starts at word ``s * rw``:
                           coarser tables (valid while the state has :data:`PENDING`)
 32-bit word 10            ``state``: :data:`EMPTY`, :data:`OPEN` or :data:`DIRTY` in the low bits,
                           :data:`PENDING` (finest table: listed in ``touched``, increments to carry)
-32-bit words 11 .. 11+d   the dimension words
+32-bit words 11 .. 11+d   the key words (:mod:`netspectra.rollup.keyplan`)
 ========================  =====================================================================
 
-The record is padded to a whole number of cache lines (8 words): 1 line up to 5 dimension words,
-2 lines up to 21 (the 18 dimensions an auto task of the 2,000-network benchmark has), and so on. The
-entry's ``epoch`` (written when it opens, read when it is handed out) lives in a separate array.
+The record is padded to a whole number of cache lines (8 words): 1 line up to 5 key words, 2 lines up
+to 21 (the 18 dimensions an auto task of the 2,000-network benchmark has: 21 words unpacked, 15 packed),
+and so on. The entry's ``epoch`` (written when it opens, read when it is handed out) lives in a separate
+array.
 """
 
 from __future__ import annotations

@@ -41,7 +41,7 @@ from __future__ import annotations
 import logging
 import mmap
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 import numpy as np
@@ -49,6 +49,7 @@ import numpy as np
 from netspectra.batch import PacketBatch
 from netspectra.rollup import kernels as kern
 from netspectra.rollup.dims import BY_NAME, RESOLUTIONS, Dimension
+from netspectra.rollup.keyplan import KeyPlan
 from netspectra.rollup.layout import (
     EMPTY,
     H_DIMS,
@@ -275,14 +276,22 @@ class _Rows:
 
 class Marginal:
     """One dimension's traffic per value since the task started: an open-addressing table of value words
-    filled by :func:`~netspectra.rollup.kernels.add_marginals` (doubled when half full)."""
+    filled by :func:`~netspectra.rollup.kernels.add_marginals` (doubled when half full); ``direct`` (a
+    one-word dimension of narrow values: a dictionary code, the protocol): the sums of value ``v`` at slot
+    ``v`` (:func:`~netspectra.rollup.kernels.add_direct`; grown to the largest value seen), no hashing."""
 
-    def __init__(self, words: int, cap: int = 64) -> None:
+    def __init__(self, words: int, cap: int = 64, *, direct: bool = False) -> None:
         self.words = words
+        self.direct = direct
+        if direct and words != 1:
+            raise ValueError("a direct tally holds one-word values")
         self._alloc(cap)
 
     def _alloc(self, cap: int) -> None:
-        self.keys = np.zeros((cap, self.words), np.uint32)
+        if self.direct:
+            self.keys = np.arange(cap, dtype=np.uint32).reshape(cap, 1)  # slot v holds value v
+        else:
+            self.keys = np.zeros((cap, self.words), np.uint32)
         self.mp = np.zeros(cap, np.uint64)
         self.mb = np.zeros(cap, np.uint64)
         self.used = np.zeros(cap, np.uint8)
@@ -293,6 +302,19 @@ class Marginal:
 
     def add(self, part: np.ndarray, pk: np.ndarray, by: np.ndarray) -> None:
         """Add rows of value words ``part`` ((n, words) uint32) with packets ``pk`` and bytes ``by``."""
+        if self.direct:
+            values = np.ascontiguousarray(part.reshape(-1), np.uint32)
+            if values.shape[0] == 0:
+                return
+            top = int(values.max())
+            if top >= self.keys.shape[0]:  # grow to the largest value seen
+                old = (self.mp, self.mb, self.used, self.meta)
+                self._alloc(1 << top.bit_length())
+                for new, was in zip((self.mp, self.mb, self.used), old, strict=False):
+                    new[: was.shape[0]] = was
+                self.meta = old[3]
+            kern.add_direct(values, pk, by, self.mp, self.mb, self.used, self.meta)
+            return
         part = np.ascontiguousarray(part, np.uint32)
         i = 0
         while True:
@@ -362,17 +384,40 @@ class RollupTask:
     #: Hold the coarser tables as views of the finest while they can be (see :meth:`_materialize`); off:
     #: every increment is carried into them (the tests compare the two).
     lazy_coarse: ClassVar[bool] = True
+    #: Key the tables on packed words (:mod:`netspectra.rollup.keyplan`); off: on the rows' words, one
+    #: per 32 bits of each dimension (the tests compare the two).
+    compact_key: ClassVar[bool] = True
 
     def __init__(self, name: str, params: RollupParams, *, capacity: int = _INITIAL_CAPACITY) -> None:
         self.name = name
         self.params = params
         self.dims: tuple[Dimension, ...] = tuple(BY_NAME[d] for d in params.dimensions)
-        self.words = sum(d.words for d in self.dims)
+        #: Where each dimension's value lives in the tables' key words (:mod:`netspectra.rollup.keyplan`).
+        self.plan = KeyPlan.of([d.bits for d in self.dims], pack=self.compact_key)
+        self.words = self.plan.key_words  # the tables' key words
+        self.row_words = self.plan.row_words  # the rows' words (RollupRows.words)
+        assert self.row_words == sum(d.words for d in self.dims)
+        # per row word: its key word, shift and mask (kernels.unpack_words)
+        where = [
+            (f.word + k, f.shift, (1 << f.bits) - 1 if f.packed else 0xFFFFFFFF)
+            for f in self.plan.fields
+            for k in range(f.words)
+        ]
+        self._unpack_args = (
+            np.array([w for w, _, _ in where], np.int64),
+            np.array([s for _, s, _ in where], np.uint32),
+            np.array([m for _, _, m in where], np.uint32),
+        )
         cap = 1 << max(4, int(capacity - 1).bit_length())
         self._cap0 = cap
         self._dictionaries: dict[str, tuple[str, ...]] = {}
         self._scratch = np.empty(0, np.uint32)  # dimension_words' buffers
-        self._summary = RollupSummary(tallies={d.name: Marginal(d.words) for d in self.dims})
+        self._summary = RollupSummary(
+            tallies={
+                d.name: Marginal(d.words, direct=f.packed and self.compact_key)
+                for d, f in zip(self.dims, self.plan.fields, strict=True)
+            }
+        )
         self._reset()
 
     def __repr__(self) -> str:
@@ -463,8 +508,51 @@ class RollupTask:
     # -- the batch ------------------------------------------------------------------------------------
 
     def dimension_words(self, batch: PacketBatch, lo: int = 0, hi: int | None = None) -> np.ndarray:
+        """``(hi - lo, row_words)`` uint32: rows ``lo .. hi - 1`` (default: all) of the batch, each row's
+        dimension values as the rows handed out hold them (:meth:`key_words` unpacked; a copy)."""
+        return np.array(self.unpack(self.key_words(batch, lo, hi)), np.uint32)
+
+    def unpack(self, keys: np.ndarray) -> np.ndarray:
+        """``(n, row_words)`` uint32: key words ``(n, words)`` (:meth:`key_words`) as the rows hold them,
+        one word per 32 bits of each dimension in the order of the dimensions (``keys`` itself when
+        nothing is packed)."""
+        if self.plan.identity:
+            return keys
+        out = np.empty((keys.shape[0], self.row_words), np.uint32)
+        kern.unpack_words(np.ascontiguousarray(keys), *self._unpack_args, out)
+        return out
+
+    def _field(self, words: np.ndarray, j: int) -> np.ndarray:
+        """Dimension ``j``'s values ``(n, dim words)`` from key words held by word (``(words, n)``)."""
+        f = self.plan.fields[j]
+        if not f.packed:
+            return words[f.word : f.word + f.words].T
+        return ((words[f.word] >> np.uint32(f.shift)) & np.uint32((1 << f.bits) - 1)).reshape(-1, 1)
+
+    def _check_widths(self, batch: PacketBatch) -> None:
+        """``ValueError`` for a packed dimension's value that does not fit its width (only a column of a
+        wider type than its own can hold one): packed, it would change a neighbour's value. Checked
+        before any row of the batch is counted."""
+        for dim, f in zip(self.dims, self.plan.fields, strict=True):
+            if not f.packed:
+                continue
+            if dim.enriched:
+                values = batch.dims.get(dim.name) if batch.dims is not None else None
+            else:
+                values = getattr(batch, dim.source)
+            if values is None or values.dtype.itemsize * 8 <= f.bits or values.shape[0] == 0:
+                continue
+            lo, hi = int(values.min()), int(values.max())
+            if lo < 0 or hi >> f.bits:
+                raise ValueError(
+                    f"rollup dimension {dim.name}: value {lo if lo < 0 else hi} does not fit its "
+                    f"{f.bits}-bit column type (the batch's column is {values.dtype})"
+                )
+
+    def key_words(self, batch: PacketBatch, lo: int = 0, hi: int | None = None) -> np.ndarray:
         """``(hi - lo, words)`` uint32: rows ``lo .. hi - 1`` (default: all) of the batch, each row's
-        dimension values (0 where the batch lacks the column), a row's words together: the kernel reads a
+        key words (:attr:`plan`: narrow values packed; 0 where the batch lacks the column; ``ValueError``
+        for a value wider than its dimension), a row's words together: the kernel reads a
         row at a time, one stream (``(words, n)`` made it ``words`` streams, the slowest part of an
         18-dimension key). Filled a column at a time, then transposed by
         :func:`~netspectra.rollup.kernels.transpose_words` (columns written into the rows directly are
@@ -478,19 +566,28 @@ class RollupTask:
         if self._scratch.shape[0] < 2 * size:
             self._scratch = np.empty(2 * size, np.uint32)
         cols = self._scratch[:size].reshape(self.words, n)
-        j = 0
-        for dim in self.dims:
+        for dim, f in zip(self.dims, self.plan.fields, strict=True):
             if dim.enriched:
                 values = batch.dims.get(dim.name) if batch.dims is not None else None
             else:
                 values = getattr(batch, dim.source)
-            if values is None:
-                cols[j : j + dim.words] = 0
-            elif dim.words == 1:
+            j = f.word
+            if f.packed:  # the field's word is made by its shift-0 field, the first one of it
+                if values is None:
+                    if f.shift == 0:
+                        cols[j] = 0
+                    continue
+                v = values[lo:hi]  # (update checked that the values fit: _check_widths)
+                if f.shift == 0:
+                    cols[j] = v
+                else:
+                    cols[j] |= v.astype(np.uint32, copy=False) << np.uint32(f.shift)
+            elif values is None:
+                cols[j : j + f.words] = 0
+            elif f.words == 1:
                 cols[j] = values[lo:hi]
             else:  # the exporter: 16 bytes as 4 words
-                cols[j : j + dim.words] = np.ascontiguousarray(values[lo:hi]).view(np.uint32).T
-            j += dim.words
+                cols[j : j + f.words] = np.ascontiguousarray(values[lo:hi]).view(np.uint32).T
         mat = self._scratch[size : 2 * size].reshape(n, self.words)
         kern.transpose_words(cols, mat)
         return mat
@@ -500,6 +597,7 @@ class RollupTask:
         n = len(batch)
         if n == 0:
             return
+        self._check_widths(batch)
         if batch.dictionaries:
             for name, words in batch.dictionaries.items():
                 if len(words) > len(self._dictionaries.get(name, ())):
@@ -579,7 +677,7 @@ class RollupTask:
                 start[lo:hi] if spans else start,
                 packets[lo:hi] if weighted else packets,
                 nbytes[lo:hi],
-                self.dimension_words(batch, lo, hi),
+                self.key_words(batch, lo, hi),
                 RESOLUTIONS[0].ns,
                 self.params.max_span_ns,
                 fine.limit(self.params.max_entries),
@@ -687,10 +785,8 @@ class RollupTask:
         lo, hi = int(lo) * width, int(hi) * width
         s.first_ns = lo if s.first_ns is None else min(s.first_ns, lo)
         s.last_ns = hi if s.last_ns is None else max(s.last_ns, hi)
-        j = 0
-        for dim in self.dims:
-            s.tallies[dim.name].add(words[j : j + dim.words].T, pk, by)
-            j += dim.words
+        for j, dim in enumerate(self.dims):
+            s.tallies[dim.name].add(self._field(words, j), pk, by)
 
     def _make_room(self, r: int) -> None:
         """Table ``r`` is full: grow it, or (at ``max_entries``) close its oldest half of buckets."""
@@ -808,20 +904,30 @@ class RollupTask:
                 out = _Rows.empty(table.count, self.words)
                 n = kern.collect(1 if take else 0, *table.arrays(), *out.arrays())
                 current = fine_open = out.head(n)
-            rows = _Rows.concat([*self._outbox[r], current], self.words)
+            mine = [p for p in (*self._outbox[r], current) if len(p)]
+            m = sum(len(p) for p in mine)
             if take:
                 self._outbox[r] = []
-                self.summary.rows_out[RESOLUTIONS[r].label] += len(rows)
-            parts.append(rows)
-            res.append(np.full(len(rows), r, np.uint8))
-        all_rows = _Rows.concat(parts, self.words)
+                self.summary.rows_out[RESOLUTIONS[r].label] += m
+            parts += mine
+            res.append(np.full(m, r, np.uint8))
+        if self.plan.identity:
+            all_rows = _Rows.concat(parts, self.words)
+            words = all_rows.dims
+        else:  # each part's key words unpacked into its rows of the answer (no copy of them packed)
+            all_rows = _Rows.concat([replace(p, dims=p.dims[:, :0]) for p in parts], 0)
+            words = np.empty((len(all_rows), self.row_words), np.uint32)
+            at = 0
+            for p in parts:
+                kern.unpack_words(np.ascontiguousarray(p.dims), *self._unpack_args, words[at : at + len(p)])
+                at += len(p)
         return RollupRows(
             self.name,
             self.params.dimensions,
             np.concatenate(res),
             all_rows.bkt,
             all_rows.epoch,
-            all_rows.dims,
+            words,
             all_rows.pk,
             all_rows.by,
             dict(self._dictionaries),
