@@ -78,9 +78,7 @@ class DirectPayloadParser(Parser):
             if self.buf or self.state != AWAITING_CONTROL_LINE:
                 # bytes held by nats-py's parser (a split control line, a small payload): let it go on
                 # with this read, then take over a large payload it has started
-                await super().parse(view[pos:end])  # nats-py extends its buffer with it: one copy
-                self._take_over()
-                if self._payload is None:
+                if not await self._through_nats_py(view, pos, end):
                     return
                 pos = end
                 continue
@@ -89,9 +87,7 @@ class DirectPayloadParser(Parser):
             m = MSG_RE.match(view[pos : pos + MAX_CONTROL_LINE_SIZE])
             if m is None or int(m.group(5)) < DIRECT_PAYLOAD_MIN:
                 # anything else starts here: nats-py's parser takes the rest of this read
-                await super().parse(view[pos:end])  # nats-py extends its buffer with it: one copy
-                self._take_over()
-                if self._payload is None:
+                if not await self._through_nats_py(view, pos, end):
                     return
                 pos = end
                 continue
@@ -101,6 +97,13 @@ class DirectPayloadParser(Parser):
             except ValueError:
                 raise ProtocolError("nats: malformed MSG") from None
             pos += m.end()
+
+    async def _through_nats_py(self, view: memoryview, pos: int, end: int) -> bool:
+        """nats-py's parser takes ``view[pos:end]`` (it extends its buffer with it: one copy); whether it
+        stopped inside a large payload, now taken over by this parser and filled from the next reads."""
+        await super().parse(view[pos:end])
+        self._take_over()
+        return self._payload is not None
 
     def _start(self, subject: bytes, sid: int, reply: bytes, needed: int) -> None:
         self._payload = bytearray(needed + CRLF_SIZE)
