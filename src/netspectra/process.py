@@ -23,13 +23,18 @@ def exit_now(code: int) -> None:
     order: non-daemon threads are joined, ``atexit`` handlers run (logging's flush, temporary
     directories' clean-up, ``weakref.finalize`` callbacks), standard streams are flushed; then the
     process ends. Files are written through context managers and closed before a command returns.
-    With a module of :data:`NORMAL_EXIT_MODULES` loaded, the interpreter exits the normal way."""
+    With a module of :data:`NORMAL_EXIT_MODULES` loaded, or under a profiler, tracer or debugger, the
+    interpreter exits the normal way."""
     import atexit
     import os
     import sys
     import threading
 
     if any(name in sys.modules for name in NORMAL_EXIT_MODULES):
+        sys.exit(code)
+    if sys.getprofile() is not None or sys.gettrace() is not None:
+        # a profiler or tracer (``python -m cProfile -m netspectra``, ``trace``, a debugger) writes what
+        # it gathered after the program returns: the normal exit lets it
         sys.exit(code)
     # what the interpreter's own exit does first, in its order: threading's exit hooks (they tell idle
     # executor workers to stop: joining those threads without them would wait forever), then every

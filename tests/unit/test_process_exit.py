@@ -97,3 +97,19 @@ def test_run_reports_a_message_exit_as_python_does(tmp_path) -> None:
     out = _run(code, tmp_path)
     assert out.returncode == 1
     assert out.stderr.strip() == "cannot go on"
+
+
+def test_a_profiled_command_still_writes_its_profile(tmp_path) -> None:
+    """``python -m cProfile -o F -m netspectra ...`` writes F after the program returns: under a profiler
+    the command exits the normal way."""
+    import pstats
+
+    out = subprocess.run(
+        [sys.executable, "-m", "cProfile", "-o", str(tmp_path / "p.prof"), "-m", "netspectra", "--version"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert pstats.Stats(str(tmp_path / "p.prof")).total_calls > 0
