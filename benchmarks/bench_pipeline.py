@@ -181,17 +181,20 @@ def _w_engine(url: str, kind: str, expected: int, shards: int, jetstream: bool, 
     return out
 
 
-def _child(kind: str, *args: str) -> dict:
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
+def _child(kind: str, *args: str, root: Path = ROOT, pythonpath: str | None = None) -> dict:
+    """Run ``--worker kind args`` of the ``bench_pipeline.py`` of tree ``root`` in a process of its own
+    (``PYTHONPATH``: ``pythonpath``, default that tree's src ahead of the inherited path); its JSON."""
+    if pythonpath is None:
+        pythonpath = str(root / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")
     proc = subprocess.run(
-        [sys.executable, __file__, "--worker", kind, *args],
+        [sys.executable, str(root / "benchmarks" / "bench_pipeline.py"), "--worker", kind, *args],
         capture_output=True,
         text=True,
-        env=env,
+        env={**os.environ, "PYTHONPATH": pythonpath},
         check=False,
     )
     if proc.returncode != 0:
-        raise RuntimeError(f"{kind} worker failed:\n{proc.stderr[-4000:]}")
+        raise RuntimeError(f"{kind} worker of {root} failed:\n{proc.stderr[-4000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
@@ -293,19 +296,8 @@ def run_pipeline(
 def _before_run(a: argparse.Namespace, path: Path, expected: int) -> dict:
     """One pipeline run of the ``--before`` tree (its own probe, engine and numba cache), in the
     ``--before-wire`` format."""
-    script = a.before / "benchmarks" / "bench_pipeline.py"
-    env = {**os.environ, "PYTHONPATH": str(a.before / "src")}
     args = [str(path), a.tasks, str(expected), str(a.shards), str(a.max_packets), "1" if a.jetstream else "0"]
-    proc = subprocess.run(
-        [sys.executable, str(script), "--worker", "pipeline", *args, a.before_wire],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(f"--before run failed:\n{proc.stderr[-4000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return _child("pipeline", *args, a.before_wire, root=a.before, pythonpath=str(a.before / "src"))
 
 
 def main() -> None:

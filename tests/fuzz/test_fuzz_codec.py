@@ -99,7 +99,14 @@ def test_round_trip_cuts_and_mutations(batch: PacketBatch, meta: dict, draw: hs.
     assert got_meta.seq == meta["seq"] and got_meta.probe_id == meta["probe_id"]
     assert got_meta.link_type == meta["link_type"] and got_meta.shard == meta["shard"]
 
-    if len(batch):  # a message cut anywhere never reads as a (smaller) valid batch
+    _check_cuts_and_mutations(raw, len(batch), draw)
+
+
+def _check_cuts_and_mutations(raw: bytes, n: int, draw: hs.DataObject, **encoding: str | int) -> None:
+    """The encoding ``raw`` of an ``n``-packet batch: cut anywhere (``n`` > 0) it is refused; with 1-6
+    bytes overwritten it is refused or decodes to a valid batch, which re-encodes (``encoding``: the
+    layout and compression) to the same values."""
+    if n:  # a message cut anywhere never reads as a (smaller) valid batch
         cut = draw.draw(hs.integers(0, len(raw) - 1))
         with pytest.raises(ValueError):
             decode_batch(raw[:cut])
@@ -108,7 +115,7 @@ def test_round_trip_cuts_and_mutations(batch: PacketBatch, meta: dict, draw: hs.
         b[draw.draw(hs.integers(0, len(b) - 1))] = draw.draw(hs.integers(0, 255))
     res = check_decoded(bytes(b))
     if res is not None:  # what decodes re-encodes to the same values
-        again, _ = decode_batch(encode_batch(res[0], **_meta_args(res[1])))
+        again, _ = decode_batch(encode_batch(res[0], **encoding, **_meta_args(res[1])))
         assert all(np.array_equal(getattr(again, c), getattr(res[0], c)) for c in PacketBatch.COLUMNS)
 
 
@@ -159,17 +166,7 @@ def test_layout_2_round_trip_cuts_and_mutations(
     for c in PacketBatch.COLUMNS:
         assert np.array_equal(getattr(got, c), getattr(batch, c)), c
     assert got_meta.seq == meta["seq"] and got_meta.shard == meta["shard"]
-    if len(batch):
-        cut = draw.draw(hs.integers(0, len(raw) - 1))
-        with pytest.raises(ValueError):
-            decode_batch(raw[:cut])
-    b = bytearray(raw)
-    for _ in range(draw.draw(hs.integers(1, 6))):
-        b[draw.draw(hs.integers(0, len(b) - 1))] = draw.draw(hs.integers(0, 255))
-    res = check_decoded(bytes(b))
-    if res is not None:
-        again, _ = decode_batch(encode_batch(res[0], layout=2, compression=compression, **_meta_args(res[1])))
-        assert all(np.array_equal(getattr(again, c), getattr(res[0], c)) for c in PacketBatch.COLUMNS)
+    _check_cuts_and_mutations(raw, len(batch), draw, layout=2, compression=compression)
 
 
 @fuzz_settings(300)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -319,22 +320,35 @@ def test_a_packet_info_is_not_a_batch() -> None:
         decode_batch(pi)
 
 
+def decoded_corruptions(
+    data: bytes, seed: int, count: int, max_flips: int = 1
+) -> Iterator[tuple[PacketBatch, BatchMeta] | None]:
+    """``count`` copies of the message ``data``, each with 1 to ``max_flips`` bytes at random places XORed
+    with a non-zero value (generator seeded with ``seed``), decoded: ``(batch, meta)``, or None where
+    ``decode_batch`` refused it with ``ValueError``."""
+    rng = np.random.default_rng(seed)
+    for _ in range(count):
+        bad = bytearray(data)
+        for _ in range(1 if max_flips == 1 else int(rng.integers(1, max_flips + 1))):
+            i = int(rng.integers(0, len(bad)))
+            bad[i] ^= int(rng.integers(1, 256))
+        try:
+            yield decode_batch(bytes(bad))
+        except ValueError:
+            yield None
+
+
 def test_random_corruption_never_yields_garbage() -> None:
     """A flipped byte either raises ValueError or gives a batch that satisfies every invariant (protobuf
     has no checksum: a flip inside column data is undetectable, and changes only that data)."""
     b = random_batch(20, seed=10)
     data = encode_batch(b, seq=5, probe_id="probe", n_shards=8, shard=3)
-    rng = np.random.default_rng(11)
     rejected = 0
-    for _ in range(3000):
-        bad = bytearray(data)
-        i = int(rng.integers(0, len(bad)))
-        bad[i] ^= int(rng.integers(1, 256))
-        try:
-            out, meta = decode_batch(bytes(bad))
-        except ValueError:
+    for decoded in decoded_corruptions(data, seed=11, count=3000):
+        if decoded is None:
             rejected += 1
             continue
+        out, meta = decoded
         out.validate()
         assert len(out) == 20  # a single flipped byte can change values, never the packet count
         assert meta.n_shards == 0 or meta.shard < meta.n_shards

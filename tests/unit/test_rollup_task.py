@@ -354,6 +354,29 @@ def test_marginal_top_is_the_sorted_head_of_all_values() -> None:
     assert m.top(0) == [] and Marginal(1).top(5) == []
 
 
+def _row_tuples(rows: RollupRows) -> list[tuple]:
+    """The rows handed out, in their order, as (resolution, bucket, epoch, words, packets, bytes)."""
+    return [
+        (int(r), int(b), int(e), tuple(w.tolist()), int(p), int(y))
+        for r, b, e, w, p, y in zip(
+            rows.resolution, rows.bucket, rows.epoch, rows.words, rows.packets, rows.bytes, strict=True
+        )
+    ]
+
+
+def _count_calls(monkeypatch: pytest.MonkeyPatch, module: object, name: str) -> dict[str, int]:
+    """Wrap ``module.name`` (for the test) so that the returned dict's ``"n"`` counts its calls."""
+    calls = {"n": 0}
+    real = getattr(module, name)
+
+    def counting(*args: object) -> object:
+        calls["n"] += 1
+        return real(*args)
+
+    monkeypatch.setattr(module, name, counting)
+    return calls
+
+
 def _shifting_batches(seed: int) -> list[PacketBatch]:
     """Batches of 10 s each reaching a minute back, keyed on AS numbers that change every minute: the
     coarser tables hold more tuples than the finest one."""
@@ -383,29 +406,14 @@ def test_carrying_increments_later_gives_the_rows_of_carrying_after_every_batch(
         rng = np.random.default_rng(21)
         batches = [make_batch(rng, 3000, T0 + k * 10 * 10**9 - MIN, 3 * MIN) for k in range(30)]
         dims, params = DIMS, {"close_after_ns": 20 * 10**9}
-    folds = {"n": 0}
-    fold = kern.fold
-
-    def counting_fold(*args: object) -> int:
-        folds["n"] += 1
-        return fold(*args)
-
-    monkeypatch.setattr(kern, "fold", counting_fold)
+    folds = _count_calls(monkeypatch, kern, "fold")
     with caplog.at_level(logging.INFO, "netspectra.rollup.task"):
         later_task, later = run(batches, dims, drain_every=7, **params)
     later_folds, folds["n"] = folds["n"], 0
     monkeypatch.setattr(RollupTask, "_can_defer", lambda self: False)
     every_task, every = run(batches, dims, drain_every=7, **params)
 
-    def rows(rows: RollupRows) -> list[tuple]:
-        return sorted(
-            (int(r), int(b), int(e), tuple(w.tolist()), int(p), int(y))
-            for r, b, e, w, p, y in zip(
-                rows.resolution, rows.bucket, rows.epoch, rows.words, rows.packets, rows.bytes, strict=True
-            )
-        )
-
-    assert [rows(p) for p in later] == [rows(p) for p in every]
+    assert [sorted(_row_tuples(p)) for p in later] == [sorted(_row_tuples(p)) for p in every]
     a, b = later_task.summary, every_task.summary
     assert (a.packets, a.bytes, a.first_ns, a.last_ns, a.rows_out) == (
         b.packets, b.bytes, b.first_ns, b.last_ns, b.rows_out
@@ -659,20 +667,9 @@ def test_a_table_grown_in_place_is_the_table_rebuilt(monkeypatch: pytest.MonkeyP
         tables = [(t.rec.copy(), t.epoch.copy(), t.meta.copy()) for t in task.tables]
         task.finish()
         snaps.append(task.drain())
-        return tables, [
-            [(int(r), int(k), int(e), tuple(w.tolist()), int(p), int(y)) for r, k, e, w, p, y in zip(
-                s.resolution, s.bucket, s.epoch, s.words, s.packets, s.bytes, strict=True)]
-            for s in snaps
-        ]  # fmt: skip
+        return tables, [_row_tuples(s) for s in snaps]
 
-    grows = {"n": 0}
-    compact = kern.compact
-
-    def counting(*args: object) -> int:
-        grows["n"] += 1
-        return compact(*args)
-
-    monkeypatch.setattr(kern, "compact", counting)
+    grows = _count_calls(monkeypatch, kern, "compact")
     in_place = play(False)
     assert grows["n"] >= 3
     held = play(True)
