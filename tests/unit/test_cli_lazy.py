@@ -177,8 +177,9 @@ def test_entry_points_are_scanned_once_per_sys_path(monkeypatch) -> None:
 
 
 def test_command_line_numba_does_not_load_scipy_linalg() -> None:
-    """numba's CPU target probes for a BLAS by importing scipy.linalg (0.3-0.7 s) where scipy is
-    installed; the command-line process skips that probe, and scipy stays importable afterwards."""
+    """numba imports scipy to check its version (~7 ms) and its CPU target probes for a BLAS by importing
+    scipy.linalg (0.3-0.7 s) where scipy is installed; the command-line process skips both, and scipy
+    stays importable afterwards."""
     import pytest
 
     pytest.importorskip("scipy", reason="the probe only costs anything where scipy is installed")
@@ -189,6 +190,8 @@ def test_command_line_numba_does_not_load_scipy_linalg() -> None:
             "import sys\n"
             "from netspectra.lazy import keep_scipy_out_of_numba\n"
             "keep_scipy_out_of_numba()\n"
+            "import numba\n"
+            "print('scipy' in sys.modules)\n"
             "import numba.np.arraymath\n"
             "print('scipy.linalg' in sys.modules)\n"
             "import scipy.linalg\n"
@@ -198,7 +201,31 @@ def test_command_line_numba_does_not_load_scipy_linalg() -> None:
         text=True,
         check=True,
     )
-    assert out.stdout.split() == ["False", "5.0"]
+    assert out.stdout.split() == ["False", "False", "5.0"]
+
+
+def test_version_loads_no_application() -> None:
+    """``netspectra --version`` answers before typer, click, rich and the application are imported (the
+    console script's module, :mod:`netspectra.cli.main`, is light); the application's names are still
+    readable from it."""
+    import netspectra
+
+    code = (
+        "import sys\n"
+        "sys.argv = ['netspectra', '--version']\n"
+        "from netspectra.cli.main import main\n"
+        "main()\n"
+        "print('@@', *sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    version, modules = out.splitlines()
+    assert version == f"netspectra {netspectra.__version__}"
+    loaded = set(modules.split()[1:])
+    assert not {"typer", "click", "rich", "pydantic", "numpy"} & {m.split(".")[0] for m in loaded}
+    assert not {"netspectra.cli.app", "netspectra.cli.common"} & loaded
+    from netspectra.cli import app, main
+
+    assert main.app is app.app and main._Commands is app._Commands
 
 
 def test_analyze_report_loads_no_writer_or_dataframe_libraries(tmp_path) -> None:
