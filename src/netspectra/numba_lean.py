@@ -196,6 +196,15 @@ def initialize_nrt(ctx: Any) -> None:
         runtime._init = True
 
 
+def prepare_nrt() -> None:
+    """Initialise numba's NRT now through :func:`initialize_nrt`, writing its file where there is none:
+    for an image build (the ``Dockerfile``), so that its containers' commands load the NRT's machine
+    code with their cached kernels instead of compiling it at every start."""
+    from numba.core.registry import cpu_target
+
+    initialize_nrt(cpu_target.target_context)
+
+
 # --------------------------------------------------------------------------------------------------
 # typeof of an array without numpy.ma
 # --------------------------------------------------------------------------------------------------
