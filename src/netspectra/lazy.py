@@ -97,13 +97,13 @@ def _load_overload_without_refresh(self: Any, sig: Any, target_context: Any) -> 
 
 
 #: The numba modules :func:`load_cached_kernels_lean` changes, each right after it is first imported.
-_LEAN_PATCHES = ("numba.core.caching", "numba.core.typing.typeof")
+_LEAN_PATCHES = ("numba.core.caching", "numba.core.typing.typeof", "numba.core.environment")
 
 
 class _LeanCacheLoads:
-    """A meta-path finder that patches ``numba.core.caching`` and ``numba.core.typing.typeof`` right after
-    each is first imported (see :func:`load_cached_kernels_lean`); it finds nothing itself, every import
-    goes on as usual."""
+    """A meta-path finder that patches the modules of :data:`_LEAN_PATCHES` right after each is first
+    imported (see :func:`load_cached_kernels_lean`); it finds nothing itself, every import goes on as
+    usual."""
 
     def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
         if name not in _LEAN_PATCHES:
@@ -124,12 +124,14 @@ class _LeanCacheLoads:
 
 
 def _patch(name: str, module: Any) -> None:
+    from netspectra import numba_lean
+
     if name == "numba.core.caching":
         _patch_cache_loads(module)
+    elif name == "numba.core.typing.typeof":
+        numba_lean.install_typeof_ndarray(module)
     else:
-        from netspectra.numba_lean import install_typeof_ndarray
-
-        install_typeof_ndarray(module)
+        numba_lean.install_rebuild_env(module)
 
 
 def _patch_cache_loads(caching: Any) -> None:
@@ -152,9 +154,10 @@ def load_cached_kernels_lean() -> None:
     unicode, cffi: ~0.25 s of a command's start-up) although a cached kernel is machine code that needs
     none of them: only the NRT's symbols, which this keeps. Compiling anything (a cache miss, a new
     signature) still sets the compiler up in full: numba's compiler refreshes both contexts itself.
-    Two more savings of :mod:`netspectra.numba_lean` come with it: the NRT's own functions are loaded as
-    machine code compiled on an earlier start instead of being compiled by LLVM again (~25 ms), and the
-    ``typeof`` of the first array argument no longer imports ``numpy.ma`` (~8 ms).
+    Three more savings of :mod:`netspectra.numba_lean` come with it: the NRT's own functions are loaded
+    as machine code compiled on an earlier start instead of being compiled by LLVM again (~25 ms), the
+    ``typeof`` of the first array argument no longer imports ``numpy.ma`` (~8 ms), and a kernel's
+    environments are rebuilt without importing numba's ``arrayobj`` and ``unicode`` modules (~18 ms).
     Only the command-line process calls this (:func:`netspectra.cli.main.main`), before numba is
     imported or after; a library user's numba is left as it is."""
     import sys

@@ -12,6 +12,12 @@ process).
 * :func:`typeof_ndarray` — numba's ``typeof`` of a NumPy array without reading ``np.ma.MaskedArray``
   while ``numpy.ma`` is not imported: NumPy loads ``numpy.ma`` on that first read (~8 ms), and no masked
   array can exist before it is imported.
+* :func:`rebuild_env` — numba's rebuilding of a cached kernel's environments without importing numba's
+  own implementation modules that are not loaded yet (``numba.np.arrayobj`` and with it
+  ``numba.cpython.unicode``: ~18 ms), only to hand their module dictionary to the environment of a helper
+  they implement (``np.empty``, ...). That dictionary is read only by object-mode code, which numba's
+  implementations never are; the environment's constants (what its exceptions raise) are restored as
+  numba restores them.
 
 Both take over only from the numba code they were written against: :func:`code_fingerprint` of numba's
 function must be one this module knows (:data:`NRT_INITIALIZE_FINGERPRINTS`,
@@ -35,6 +41,9 @@ NRT_INITIALIZE_FINGERPRINTS = frozenset({"9b900e3bdae5e6f5"})
 #: :func:`code_fingerprint` of ``numba.core.typing.typeof._typeof_ndarray`` in the releases whose body
 #: :func:`typeof_ndarray` repeats (numba 0.68).
 TYPEOF_NDARRAY_FINGERPRINTS = frozenset({"ab7322ba122dccb3"})
+#: :func:`code_fingerprint` of ``numba.core.environment._rebuild_env`` in the releases whose body
+#: :func:`rebuild_env` repeats (numba 0.68).
+REBUILD_ENV_FINGERPRINTS = frozenset({"62f7a13d0e4ff6f2"})
 
 #: The NRT file: this line, the SHA-256 of the rest after the lengths, the lengths of the object code and
 #: of the linking bitcode (two little-endian 64-bit words), then the two.
@@ -248,4 +257,48 @@ def install_typeof_ndarray(typeof_module: Any) -> bool:
         return False
     _NUMBA_TYPEOF_NDARRAY.append(own)
     impl.register(np.ndarray)(typeof_ndarray)
+    return True
+
+
+# --------------------------------------------------------------------------------------------------
+# A cached kernel's environments without importing numba's implementation modules
+# --------------------------------------------------------------------------------------------------
+
+
+def rebuild_env(modname: str, consts: Any, env_name: str) -> Any:
+    """numba's ``_rebuild_env`` (unpickling a cached kernel's ``Environment``), except for a module of
+    numba's own (``numba.*``) that is not imported yet: its environment gets a dictionary holding the
+    module's name instead of the module's own dictionary, so that the module is not imported (see the
+    module docstring). Any other module: numba's own function."""
+    from numba.core.environment import Environment, lookup_environment
+
+    if not modname.startswith("numba.") or modname in sys.modules:
+        return _NUMBA_REBUILD_ENV[0](modname, consts, env_name)
+    env = lookup_environment(env_name)
+    if env is not None:
+        return env
+    env = Environment(
+        {"__name__": modname}
+    )  # what numba's pickling of it reads back (Environment.__reduce__)
+    env.consts[:] = consts
+    env.env_name = env_name
+    Environment._memo[env_name] = env
+    return env
+
+
+#: numba's own ``_rebuild_env``, once :func:`install_rebuild_env` replaced it.
+_NUMBA_REBUILD_ENV: list[Any] = []
+
+
+def install_rebuild_env(environment_module: Any) -> bool:
+    """Put :func:`rebuild_env` in place of numba's ``_rebuild_env`` in ``environment_module``
+    (``numba.core.environment``, where pickled environments name it), when numba's own is the one it
+    repeats; whether it did. Once only."""
+    own = getattr(environment_module, "_rebuild_env", None)
+    if own is None or _NUMBA_REBUILD_ENV or code_fingerprint(own) not in REBUILD_ENV_FINGERPRINTS:
+        return False
+    if not all(hasattr(environment_module, a) for a in ("Environment", "lookup_environment")):
+        return False
+    _NUMBA_REBUILD_ENV.append(own)
+    environment_module._rebuild_env = rebuild_env
     return True

@@ -1,6 +1,7 @@
 """numba's start-up work done with less in the command-line process (:mod:`netspectra.numba_lean`, issue
-19): the NRT's functions as machine code from a file, ``typeof`` of arrays without ``numpy.ma``. Each runs
-in a fresh interpreter (what a command's process does), then still compiles a new kernel."""
+19): the NRT's functions as machine code from a file, ``typeof`` of arrays without ``numpy.ma``, cached
+kernels' environments without importing numba's implementation modules. Each runs in a fresh interpreter
+(what a command's process does), then still compiles a new kernel."""
 
 from __future__ import annotations
 
@@ -27,6 +28,10 @@ def cumulative(a):
     return out
 
 @njit(cache=True, nogil=True)
+def zeros(n):
+    return np.zeros(n, np.int32)
+
+@njit(cache=True, nogil=True)
 def total(a):
     s = 0.0
     for i in range(a.size):
@@ -47,7 +52,11 @@ import numpy as np, kern
 print(kern.cumulative(np.arange(5)).tolist())
 print(kern.total(np.arange(4.0)))
 print('NRT compiled' if built else 'NRT from file')
-print('numpy.ma' in sys.modules, 'numba.np.arraymath' in sys.modules)
+print('numpy.ma' in sys.modules, 'numba.np.arraymath' in sys.modules, 'numba.np.arrayobj' in sys.modules)
+try:
+    kern.zeros(-1)  # raised by numba's implementation of np.zeros (numba.np.arrayobj)
+except ValueError as exc:
+    print(kern.zeros(2).tolist(), exc)
 from numba import njit
 print(njit(lambda n: np.arange(1, n + 1).cumsum()[-1])(6))  # compiled now, links the NRT's functions
 print(kern.cumulative(np.arange(3)).tolist())
@@ -74,14 +83,16 @@ def _nrt_files(tmp_path: Path) -> list[Path]:
 
 
 def test_this_numba_is_one_the_lean_pieces_were_written_against() -> None:
-    """Both pieces take over only from the numba functions they repeat; with the installed numba they do
-    (after a numba upgrade: compare its ``_Runtime.initialize`` and ``_typeof_ndarray`` with the copies in
-    netspectra.numba_lean, then add their fingerprints)."""
+    """Each piece takes over only from the numba function it repeats; with the installed numba they do
+    (after a numba upgrade: compare its ``_Runtime.initialize``, ``_typeof_ndarray`` and ``_rebuild_env``
+    with the copies in netspectra.numba_lean, then add their fingerprints)."""
+    import numba.core.environment as environment
     import numba.core.runtime.nrt as nrt
     import numba.core.typing.typeof as typeof
 
     from netspectra.numba_lean import (
         NRT_INITIALIZE_FINGERPRINTS,
+        REBUILD_ENV_FINGERPRINTS,
         TYPEOF_NDARRAY_FINGERPRINTS,
         code_fingerprint,
         nrt_from_file_supported,
@@ -89,6 +100,7 @@ def test_this_numba_is_one_the_lean_pieces_were_written_against() -> None:
 
     assert code_fingerprint(type(nrt.rtsys).initialize) in NRT_INITIALIZE_FINGERPRINTS
     assert code_fingerprint(typeof._typeof_ndarray) in TYPEOF_NDARRAY_FINGERPRINTS
+    assert code_fingerprint(environment._rebuild_env) in REBUILD_ENV_FINGERPRINTS
     assert nrt_from_file_supported()
 
 
@@ -114,11 +126,19 @@ def test_nrt_functions_load_from_their_file_and_kernels_still_compile(tmp_path) 
     env = _env(tmp_path)
     first = _run(RUN, env)
     assert first[:3] == ["[0, 1, 3, 6, 10]", "6.0", "NRT compiled"]
-    assert first[4:] == ["21", "[0, 1, 3]"]
+    assert first[4:] == ["[0, 0] negative dimensions not allowed", "21", "[0, 1, 3]"]
     (nrt_file,) = _nrt_files(tmp_path)
     assert nrt_file.stat().st_size > 1000
     second = _run(RUN, env)
-    assert second == ["[0, 1, 3, 6, 10]", "6.0", "NRT from file", "False False", "21", "[0, 1, 3]"]
+    assert second == [
+        "[0, 1, 3, 6, 10]",
+        "6.0",
+        "NRT from file",
+        "False False False",
+        "[0, 0] negative dimensions not allowed",
+        "21",
+        "[0, 1, 3]",
+    ]
     assert _nrt_files(tmp_path) == [nrt_file]
 
 
@@ -132,7 +152,7 @@ def test_a_damaged_nrt_file_is_compiled_again_and_rewritten(tmp_path, damage) ->
     damaged = {"cut": good[: len(good) // 2], "garbage": good[:60] + b"\x00" * (len(good) - 60), "empty": b""}
     nrt_file.write_bytes(damaged[damage])
     out = _run(RUN, env)
-    assert out[:3] == ["[0, 1, 3, 6, 10]", "6.0", "NRT compiled"] and out[4:] == ["21", "[0, 1, 3]"]
+    assert out[:3] == ["[0, 1, 3, 6, 10]", "6.0", "NRT compiled"] and out[-2:] == ["21", "[0, 1, 3]"]
     assert nrt_file.read_bytes() == good  # the same machine code, written again
     assert _run(RUN, env)[2] == "NRT from file"
 
@@ -146,7 +166,7 @@ def test_without_a_cache_place_the_nrt_is_compiled_as_numba_does(tmp_path) -> No
     )
     for _ in range(2):
         out = _run(code, env)
-        assert out[:3] == ["[0, 1, 3, 6, 10]", "6.0", "NRT compiled"] and out[4:] == ["21", "[0, 1, 3]"]
+        assert out[:3] == ["[0, 1, 3, 6, 10]", "6.0", "NRT compiled"] and out[-2:] == ["21", "[0, 1, 3]"]
     assert not _nrt_files(tmp_path)
 
 
