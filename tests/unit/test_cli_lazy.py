@@ -344,3 +344,58 @@ def test_command_line_numpy_starts_no_blas_threads_unless_the_user_asks() -> Non
         env={**env, "OPENBLAS_NUM_THREADS": "2"},
     )
     assert out.stdout.split()[0] == "2"  # the user's choice stands
+
+
+def test_subcommand_is_read_as_click_reads_it() -> None:
+    from netspectra.cli.main import _subcommand
+
+    assert _subcommand(["analyze", "x.pcap"]) == "analyze"
+    assert _subcommand(["-vv", "--log-format", "json", "analyze", "-c", "c.yaml"]) == "analyze"
+    assert _subcommand(["--log-format=json", "-q", "config", "check"]) == "config"
+    assert _subcommand(["--log-format", "analyze", "engine"]) == "engine"  # a value, not the command
+    assert _subcommand(["--help"]) is None and _subcommand([]) is None
+
+
+def test_garbage_collector_paused_for_analyze_start_up_only(tmp_path) -> None:
+    """The entry point pauses the cyclic collector while ``analyze`` starts (imports, configuration,
+    kernels: ~200 collections over a growing heap); analyze resumes it once its kernels are ready, before
+    any packet is read. Other commands run with it on; it is on when ``main`` returns, whatever happened."""
+    from pathlib import Path
+
+    capture = Path(__file__).parents[1] / "data" / "captures" / "gnutella.pcap"
+    code = (
+        "import gc, sys\n"
+        "import netspectra.offline.warmup as w, netspectra.offline.run as r, netspectra.cli.config_cmd\n"
+        "seen = []\n"
+        "warm, run = w.warm_up, r.run_offline\n"
+        "w.warm_up = lambda *a, **k: seen.append(('warm_up', gc.isenabled())) or warm(*a, **k)\n"
+        "r.run_offline = lambda *a, **k: seen.append(('run', gc.isenabled())) or run(*a, **k)\n"
+        "from netspectra.cli.main import main\n"
+        "for argv in ({argvs}):\n"
+        "    sys.argv = ['netspectra', *argv]\n"
+        "    seen.append(('start', gc.isenabled()))\n"
+        "    try:\n        main()\n    except SystemExit as exc:\n        seen.append(('exit', exc.code))\n"
+        "    seen.append(('end', gc.isenabled()))\n"
+        "print('@@', seen)\n"
+    )
+    argvs = [
+        ["-q", "analyze", str(capture), "--top", "1"],
+        ["analyze", str(tmp_path / "missing.yaml"), "-c", str(tmp_path / "missing.yaml")],
+        ["config", "check"],
+    ]
+    out = subprocess.run(
+        [sys.executable, "-c", code.format(argvs=repr(argvs)[1:-1] + ",")],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tmp_path,
+    )
+    import ast
+
+    (line,) = (line for line in out.stdout.splitlines() if line.startswith("@@ "))
+    seen = ast.literal_eval(line[3:])
+    assert seen == [
+        ("start", True), ("warm_up", False), ("run", True), ("exit", 0), ("end", True),  # analyze
+        ("start", True), ("exit", 2), ("end", True),  # analyze refused: a missing configuration
+        ("start", True), ("exit", 0), ("end", True),  # config check
+    ]  # fmt: skip

@@ -173,6 +173,7 @@ def analyze(
         # kernels) lives until the command ends: kept out of the collector's full passes, which walked
         # all of it every time (~0.05 s of the 2,000-network configuration's run).
         gc.freeze()
+    process.resume_gc()  # paused by the entry point for start-up (no-op otherwise)
     with _progress_bar() if show_progress else nullcontext() as bar:
         current: dict[str, Any] = {}
 

@@ -48,11 +48,17 @@ def main() -> None:
         print(f"netspectra {netspectra.__version__}")
         return
     import faulthandler
+    import gc
 
     from netspectra import process
     from netspectra.lazy import keep_blas_single_threaded, keep_scipy_out_of_numba, load_cached_kernels_lean
 
     process.OWN_PROCESS = True  # this process is the command's: a stuck exit may be cut short
+    if _subcommand(sys.argv[1:]) == "analyze" and gc.isenabled():
+        # start-up builds a large heap and no garbage to speak of: analyze resumes the collector once its
+        # kernels are ready (process.resume_gc), or this function when it returns
+        gc.disable()
+        process.GC_PAUSED = True
     faulthandler.enable()  # a crash in a native library (chdb, grpc, numba) prints every thread's stack
     keep_blas_single_threaded()  # numpy's idle BLAS threads spin (~0.1 s CPU)
     keep_scipy_out_of_numba()
@@ -62,4 +68,19 @@ def main() -> None:
     from netspectra.cli.common import run_app
 
     help_markdown.install()  # --help (and usage errors) without rich's Markdown parser and pygments
-    run_app(app, prog_name="netspectra")
+    try:
+        run_app(app, prog_name="netspectra")
+    finally:
+        process.resume_gc()
+
+
+def _subcommand(args: list[str]) -> str | None:
+    """The subcommand ``netspectra ARGS`` runs, read as click reads it: the first argument that is neither
+    a group option (:mod:`netspectra.cli.app`: ``-v``, ``-q``, ``--log-format VALUE``, ...) nor its value."""
+    rest = iter(args)
+    for arg in rest:
+        if arg == "--log-format":
+            next(rest, None)
+        elif not arg.startswith("-"):
+            return arg
+    return None
