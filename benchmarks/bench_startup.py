@@ -12,8 +12,8 @@ analysed capture is the first record of ``tests/data/captures/gnutella.pcap``, w
 ``benchmarks/_work/one_packet_gnutella.pcap``.
 
 Commands: ``python -c pass`` (the interpreter alone), ``netspectra --version``, ``netspectra --help``,
-``netspectra analyze --help``, ``netspectra analyze ONE_PACKET``, through ``python -m netspectra`` and through the installed console
-script where there is one.
+``netspectra analyze --help``, ``netspectra analyze ONE_PACKET``, through ``python -m netspectra`` and
+through the installed console script where there is one.
 """
 
 from __future__ import annotations
