@@ -399,3 +399,65 @@ def test_garbage_collector_paused_for_analyze_start_up_only(tmp_path) -> None:
         ("start", True), ("exit", 2), ("end", True),  # analyze refused: a missing configuration
         ("start", True), ("exit", 0), ("end", True),  # config check
     ]  # fmt: skip
+
+
+#: The command line's set-up, then a pydantic model and a cached-or-compiled kernel: what numba's and
+#: pydantic's loaders did, and how many times the installed distributions were read.
+_ONE_SCAN = """
+import sys
+import importlib.metadata as metadata
+reads = []
+real = metadata.distributions
+metadata.distributions = lambda *a, **k: reads.append(1) or real(*a, **k)
+from netspectra.lazy import scan_entry_points_once
+scan_entry_points_once()
+import netspectra.kinds
+netspectra.kinds.distributions = metadata.distributions
+import pydantic
+class M(pydantic.BaseModel):
+    x: int
+M(x=1)
+import numpy as np
+from numba import njit
+print(njit(lambda a: a.sum())(np.arange(4)))
+import pydantic.plugin._loader as loader, numba.core.entrypoints as entrypoints
+from netspectra.kinds import AGGREGATORS
+AGGREGATORS.names()
+plugins = sorted(type(p).__name__ for p in loader._plugins.values())
+print(plugins, entrypoints._already_initialized, len(reads))
+print(sorted(m for m in sys.modules if m.startswith("ns_scan_")))
+"""
+
+
+def test_entry_points_read_once_for_numba_pydantic_and_the_kinds(tmp_path) -> None:
+    """numba's extension loader and pydantic's plugin loader take the kind registries' scan when it holds
+    none of their groups: the installed distributions are read once."""
+    out = subprocess.run([sys.executable, "-c", _ONE_SCAN], capture_output=True, text=True, check=True)
+    assert out.stdout.splitlines() == ["6", "[] True 1", "[]"]
+
+
+def test_declared_numba_extensions_and_pydantic_plugins_still_load(tmp_path) -> None:
+    """Where a distribution declares a numba extension and a pydantic plugin, both loaders scan and load
+    them as usual."""
+    import os
+
+    (tmp_path / "ns_scan_ext.py").write_text("def init():\n    pass\n")
+    (tmp_path / "ns_scan_plugin.py").write_text(
+        "class Plugin:\n    def new_schema_validator(self, *a, **k):\n        return None, None, None\n"
+        "plugin = Plugin()\n"
+    )
+    info = tmp_path / "ns_scan_probe-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: ns-scan-probe\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(
+        "[numba_extensions]\ninit = ns_scan_ext:init\n\n[pydantic]\nprobe = ns_scan_plugin:plugin\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    out = subprocess.run(
+        [sys.executable, "-c", _ONE_SCAN], capture_output=True, text=True, check=True, env=env
+    )
+    lines = out.stdout.splitlines()
+    assert lines[0] == "6"
+    plugins, initialized, reads = lines[1].rsplit(" ", 2)
+    assert plugins == "['Plugin']" and initialized == "True" and int(reads) > 1
+    assert lines[2] == "['ns_scan_ext', 'ns_scan_plugin']"

@@ -51,7 +51,12 @@ def main() -> None:
     import gc
 
     from netspectra import process
-    from netspectra.lazy import keep_blas_single_threaded, keep_scipy_out_of_numba, load_cached_kernels_lean
+    from netspectra.lazy import (
+        keep_blas_single_threaded,
+        keep_scipy_out_of_numba,
+        load_cached_kernels_lean,
+        scan_entry_points_once,
+    )
 
     process.OWN_PROCESS = True  # this process is the command's: a stuck exit may be cut short
     if _subcommand(sys.argv[1:]) == "analyze" and gc.isenabled():
@@ -63,6 +68,7 @@ def main() -> None:
     keep_blas_single_threaded()  # numpy's idle BLAS threads spin (~0.1 s CPU)
     keep_scipy_out_of_numba()
     load_cached_kernels_lean()  # a cached kernel needs none of numba's compiler set-up (~0.25 s)
+    scan_entry_points_once()  # numba, pydantic and the kind registries read the entry points once
     from netspectra.cli import help_markdown
     from netspectra.cli.app import app
     from netspectra.cli.common import run_app
