@@ -159,7 +159,7 @@ def load_cached_kernels_lean() -> None:
     none of them: only the NRT's symbols, which this keeps. Compiling anything (a cache miss, a new
     signature) still sets the compiler up in full: numba's compiler refreshes both contexts itself.
     Three more savings of :mod:`netspectra.numba_lean` come with it: the NRT's own functions are loaded
-    as machine code compiled on an earlier start instead of being compiled by LLVM again (~25 ms), the
+    as machine code compiled on an earlier start instead of being compiled by LLVM again (~15 ms), the
     ``typeof`` of the first array argument no longer imports ``numpy.ma`` (~8 ms), and a kernel's
     environments are rebuilt without importing numba's ``arrayobj`` and ``unicode`` modules (~18 ms).
     Only the command-line process calls this (:func:`netspectra.cli.main.main`), before numba is

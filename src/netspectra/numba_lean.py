@@ -1,10 +1,10 @@
-"""Two pieces of numba's work at every start that a command loading cached kernels can do with less
+"""Three pieces of numba's work at every start that a command loading cached kernels can do with less
 (issue 19; installed by :func:`netspectra.lazy.load_cached_kernels_lean`, only in the command-line
 process).
 
 * :func:`initialize_nrt` — numba's ``rtsys.initialize``, with the NRT's own functions (atomic reference
   counts, ``NRT_incref``/``NRT_decref``, the unresolved-symbol abort) loaded as machine code from a file
-  instead of being built and compiled by LLVM at every start (~25 ms). The file is written the first
+  instead of being built and compiled by LLVM at every start (~15 ms). The file is written the first
   time, next to numba's cache of NetSpectra's kernels, holding exactly what numba compiled (the object
   code and the module that later compilations link against, numba's own serialisation of a library);
   it is keyed on everything that shapes that code (numba's and llvmlite's versions, the CPU, its
@@ -19,9 +19,10 @@ process).
   implementations never are; the environment's constants (what its exceptions raise) are restored as
   numba restores them.
 
-Both take over only from the numba code they were written against: :func:`code_fingerprint` of numba's
+Each takes over only from the numba code it was written against: :func:`code_fingerprint` of numba's
 function must be one this module knows (:data:`NRT_INITIALIZE_FINGERPRINTS`,
-:data:`TYPEOF_NDARRAY_FINGERPRINTS`); any other numba keeps its own behaviour.
+:data:`TYPEOF_NDARRAY_FINGERPRINTS`, :data:`REBUILD_ENV_FINGERPRINTS`); any other numba keeps its own
+behaviour.
 """
 
 from __future__ import annotations
