@@ -15,7 +15,8 @@ this process (:class:`~netspectra.probe.publisher.Publisher` over
 packets over the wall time from the probe's start to the moment the engine has applied the last
 packet (``Manager.flush``); beside it the CPU time of the probe (this process), the ``nats-server`` and
 the engine (from its subscription to its last packet) per packet, which the load of a shared machine
-disturbs less than the wall time. A run counts only if nothing was lost: the engine received every packet
+disturbs less than the wall time, and the engine's split by thread (``MainThread``: the NATS client,
+the decoder and the hand-off; ``ns-worker-*``: the tasks; ``engine_thread_cpu_ns_per_packet``). A run counts only if nothing was lost: the engine received every packet
 (no handoff drop, no slow-consumer event, no gap in any shard's sequence numbers) and its five-tuple
 task holds exactly the offline totals (packets, bytes, flows).
 
@@ -136,6 +137,30 @@ def engine_manager_options(opts) -> dict:  # type: ignore[no-untyped-def]
     return {} if applies_inline is None else {"inline_if_one_lane": applies_inline(opts)}
 
 
+def thread_cpu() -> dict[str, float]:
+    """CPU seconds (user + system) of each live thread of this process so far, by Python thread name
+    (``MainThread``: the engine's event loop, NATS client and decoder; ``ns-worker-0``, …: the task
+    workers; threads not started by Python, e.g. numba's or OpenBLAS's, summed as ``other``). Linux
+    ``/proc/self/task``; empty elsewhere."""
+    import threading
+
+    names = {t.native_id: t.name for t in threading.enumerate()}
+    out: dict[str, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    try:
+        tids = os.listdir("/proc/self/task")
+    except OSError:
+        return out
+    for tid in tids:
+        try:
+            fields = Path(f"/proc/self/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # ended meanwhile
+        name = names.get(int(tid), "other")
+        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
 def _w_engine(url: str, kind: str, expected: int, shards: int, jetstream: bool, ready: str) -> dict:
     from netspectra.engine.manager import Manager
     from netspectra.engine.stream import StreamConsumer, StreamOptions
@@ -153,6 +178,7 @@ def _w_engine(url: str, kind: str, expected: int, shards: int, jetstream: bool, 
         task = asyncio.create_task(consumer.run(stop))
         await consumer.ready.wait()
         cpu0 = time.process_time()
+        threads0 = thread_cpu()
         Path(ready).touch()
         deadline = time.monotonic() + 600
         seen, quiet_since = 0, time.monotonic()
@@ -167,11 +193,13 @@ def _w_engine(url: str, kind: str, expected: int, shards: int, jetstream: bool, 
         await asyncio.get_running_loop().run_in_executor(None, manager.flush)
         done = time.time()
         cpu = time.process_time() - cpu0
+        threads = {k: v - threads0.get(k, 0.0) for k, v in thread_cpu().items()}
         stop.set()
         stats = await task
         return {
             "done_wall": done,
             "engine_cpu_s": cpu,
+            "engine_thread_cpu_s": {k: round(v, 3) for k, v in threads.items() if v > 0},
             "stream": stats.as_dict(),
             "dropped": int(manager.metrics.dropped_packets.value),
         }
@@ -371,11 +399,15 @@ def main() -> None:
             runs[w].append(r)
             ns = {k: r[f"{k}_cpu_s"] / want["packets"] * 1e9 for k in ("probe", "server", "engine")}
             r["cpu_ns_per_packet"] = {k: round(v, 1) for k, v in ns.items()}
+            threads = {k: v / want["packets"] * 1e9 for k, v in r.get("engine_thread_cpu_s", {}).items()}
+            r["engine_thread_cpu_ns_per_packet"] = {k: round(v, 1) for k, v in threads.items()}
+            per_thread = " + ".join(f"{k} {v:.0f}" for k, v in sorted(threads.items()))
             print(
                 f"run {i + 1} wire {w}: {want['packets'] / r['seconds'] / 1e6:.2f} Mpps end to end "
                 f"({r['messages']} messages, {r['bytes_published'] / want['packets']:.1f} B/packet, "
                 f"{r['bytes_published'] / r['seconds'] / 1e6:.0f} MB/s; CPU ns/packet probe "
-                f"{ns['probe']:.0f}, server {ns['server']:.0f}, engine {ns['engine']:.0f}), "
+                f"{ns['probe']:.0f}, server {ns['server']:.0f}, engine {ns['engine']:.0f}"
+                f"{' = ' + per_thread if per_thread else ''}), "
                 f"{'no loss' if lossless else 'LOSS: ' + json.dumps(st)}",
                 file=sys.stderr,
             )
