@@ -37,6 +37,7 @@ import asyncio
 import contextlib
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -196,6 +197,7 @@ def _w_engine(url: str, kind: str, expected: int, shards: int, jetstream: bool, 
         await consumer.ready.wait()
         cpu0 = time.process_time()
         threads0 = thread_cpu()
+        faults0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         Path(ready).touch()
         deadline = time.monotonic() + 600
         seen, quiet_since = 0, time.monotonic()
@@ -212,12 +214,14 @@ def _w_engine(url: str, kind: str, expected: int, shards: int, jetstream: bool, 
         done = time.time()
         cpu = time.process_time() - cpu0
         threads = {k: v - threads0.get(k, 0.0) for k, v in thread_cpu().items()}
+        faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults0
         stop.set()
         stats = await task
         return {
             "done_wall": done,
             "engine_cpu_s": cpu,
             "engine_thread_cpu_s": {k: round(v, 3) for k, v in threads.items() if v > 0},
+            "engine_minor_faults": faults,
             "stream": stats.as_dict(),
             "dropped": int(manager.metrics.dropped_packets.value),
         }
@@ -425,7 +429,8 @@ def main() -> None:
                 f"({r['messages']} messages, {r['bytes_published'] / want['packets']:.1f} B/packet, "
                 f"{r['bytes_published'] / r['seconds'] / 1e6:.0f} MB/s; CPU ns/packet probe "
                 f"{ns['probe']:.0f}, server {ns['server']:.0f}, engine {ns['engine']:.0f}"
-                f"{' = ' + per_thread if per_thread else ''}), "
+                f"{' = ' + per_thread if per_thread else ''}; engine page faults "
+                f"{r.get('engine_minor_faults', 0) / max(1, r['messages']):.0f} a message), "
                 f"{'no loss' if lossless else 'LOSS: ' + json.dumps(st)}",
                 file=sys.stderr,
             )
