@@ -174,6 +174,7 @@ class Publisher:
         self._held: list[list[PacketBatch]] = [[] for _ in range(options.n_shards)]
         self._held_n = [0] * options.n_shards
         self._held_since = [0.0] * options.n_shards  # monotonic time of the oldest held part
+        self._held_ts = [0] * options.n_shards  # the first timestamp of the oldest held part
         self._max_bytes: int | None = None  # the server's max_payload, once connected
 
     # -- source side (a thread) ------------------------------------------------------------------------
@@ -344,12 +345,13 @@ class Publisher:
             if n == 0:
                 continue
             held = self._held_n[shard]
-            if held and held + n > max_packets:
+            if held and (held + n > max_packets or self._spans_too_long(shard, part)):
                 await self._send_shard(nc, js, shard, self._take_held(shard), max_packets)
                 held = 0
             if more and held + n < max_packets:
                 if not held:
                     self._held_since[shard] = now
+                    self._held_ts[shard] = int(part.ts_ns[0])
                 self._held[shard].append(part.copy())  # the part is a view of the split's scratch
                 self._held_n[shard] += n
             else:
@@ -360,6 +362,14 @@ class Publisher:
         for shard in range(opts.n_shards):
             if self._held_n[shard] and now - self._held_since[shard] > MAX_HOLD_S:
                 await self._send_shard(nc, js, shard, self._take_held(shard), max_packets)
+
+    def _spans_too_long(self, shard: int, part: PacketBatch) -> bool:
+        """Whether the shard's held packets and ``part`` would span 2**32 ns or more (by the first held
+        and the last new timestamp): layout 2 then sends 8-byte timestamps instead of 4-byte offsets
+        for the whole message (docs/wire.md), so the held packets go out first."""
+        if self.options.wire_layout < 2:
+            return False
+        return abs(int(part.ts_ns[-1]) - self._held_ts[shard]) >= 1 << 32
 
     def _take_held(self, shard: int, part: PacketBatch | None = None) -> PacketBatch:
         """The shard's held packets (then ``part``) as one batch; nothing is held afterwards."""
