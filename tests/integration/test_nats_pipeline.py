@@ -30,10 +30,11 @@ from netspectra.engine import Manager
 from netspectra.engine.stream import StreamConsumer, StreamOptions
 from netspectra.probe import Publisher, PublisherOptions, pace, replay_files
 from netspectra.tasks.exact import ExactTask, FlowSnapshot
-from netspectra.transport.codec import batch_to_packet_infos, encode_batch, shard_of
+from netspectra.transport.codec import batch_to_packet_infos, decode_batch, encode_batch, shard_of
 from netspectra.transport.nats_bus import (
     NATS_READ_BUFFER,
     batch_subject,
+    batch_wildcard,
     connect,
     encode_messages,
     max_packets_for_payload,
@@ -189,6 +190,50 @@ def test_publisher_coalesces_small_parts_while_batches_wait(nats_server: NatsSer
     got = snapshots(managers[0])
     for name in TASKS:
         assert_same(got[name], want[name])
+
+
+def test_coalesced_messages_keep_their_timestamps_within_four_byte_offsets(nats_server: NatsServer) -> None:
+    # each batch starts 1.5 s after the previous one: three together would span more than 2**32 ns, and
+    # layout 2 would send that message's timestamps as 8 bytes, not as 4-byte offsets from a base.
+    # Coalescing sends a shard's held parts before a part that would make them span that far.
+    rng = np.random.default_rng(3)
+    batches = []
+    for i in range(12):
+        b = PacketBatch.empty(800)
+        for col in PacketBatch.COLUMNS:
+            getattr(b, col)[...] = 0
+        b.src_ip[:, 10:12] = b.dst_ip[:, 10:12] = 0xFF
+        b.src_ip[:, 12:] = rng.integers(0, 256, (800, 4), dtype=np.uint8)
+        b.ts_ns[:] = i * 1_500_000_000 + np.arange(800, dtype=np.int64) * 1_000
+        b.length[:] = 100
+        batches.append(b)
+    payloads: list[bytes] = []
+
+    async def main() -> int:
+        nc = await connect(nats_server.url, "span-test")
+
+        async def on_msg(msg: Any) -> None:
+            payloads.append(bytes(msg.data))
+
+        try:
+            await nc.subscribe(batch_wildcard("span.packets"), cb=on_msg)
+            await nc.flush()
+            pub = PublisherOptions(url=nats_server.url, subject="span.packets", n_shards=2, probe_id="span")
+            stats = await Publisher(pub).run(iter(batches))
+            await wait_for(lambda: len(payloads) == stats.messages + stats.end_markers, "every message")
+        finally:
+            await nc.close()
+        return stats.messages
+
+    messages = asyncio.run(main())
+    spans = []
+    for p in payloads:
+        batch, _ = decode_batch(p)
+        if len(batch):
+            spans.append(int(batch.ts_ns.max()) - int(batch.ts_ns.min()))
+    assert len(spans) == messages < 12 * 2  # coalesced (24 parts) ...
+    assert max(spans) < 1 << 32  # ... never across 2**32 ns
+    assert sum(len(decode_batch(p)[0]) for p in payloads) == 12 * 800
 
 
 def test_publisher_holds_nothing_back_from_a_slow_source(nats_server: NatsServer, gen_trace: Path) -> None:
