@@ -345,7 +345,9 @@ class Publisher:
             if n == 0:
                 continue
             held = self._held_n[shard]
-            if held and (held + n > max_packets or self._spans_too_long(shard, part)):
+            if held and (
+                held + n > max_packets or self._spans_too_long(shard, part) or not self._joins(shard, part)
+            ):
                 await self._send_shard(nc, js, shard, self._take_held(shard), max_packets)
                 held = 0
             if more and held + n < max_packets:
@@ -362,6 +364,15 @@ class Publisher:
         for shard in range(opts.n_shards):
             if self._held_n[shard] and now - self._held_since[shard] > MAX_HOLD_S:
                 await self._send_shard(nc, js, shard, self._take_held(shard), max_packets)
+
+    def _joins(self, shard: int, part: PacketBatch) -> bool:
+        """Whether ``part`` can join the shard's held packets in one batch: the same optional columns
+        and dimension columns (:meth:`PacketBatch.concat`; batches of files of different kinds may
+        differ)."""
+        first = self._held[shard][0]
+        if first.present() != part.present() or (first.dims is None) != (part.dims is None):
+            return False
+        return set(first.dims or ()) == set(part.dims or ())
 
     def _spans_too_long(self, shard: int, part: PacketBatch) -> bool:
         """Whether the shard's held packets and ``part`` would span 2**32 ns or more (by the first held
