@@ -4,7 +4,7 @@ beside the offline analysis of the same file through the same engine, in one run
 
 Usage:
     python benchmarks/bench_pipeline.py [--packets 5000000] [--file PCAP] [--tasks exact|shipped]
-                                        [--shards 16] [--max-packets 0] [--read-batch 262144]
+                                        [--shards 16] [--max-packets 0] [--read-batch 65536]
                                         [--jetstream] [--repeat 3]
                                         [--wire 1,2,2+lz4] [--json OUT.json]
 
@@ -328,7 +328,7 @@ def run_pipeline(
         server_cpu0 = _cpu_of(server.pid)
         t0 = time.time()
         cpu0 = time.process_time()
-        read_batch = int(os.environ.get("NETSPECTRA_BENCH_READ_BATCH", "262144"))  # --read-batch
+        read_batch = int(os.environ.get("NETSPECTRA_BENCH_READ_BATCH", "65536"))  # --read-batch
         stats = asyncio.run(Publisher(opts).run(replay_files([path], batch_size=read_batch)))
         probe_cpu = time.process_time() - cpu0
         out, err = engine.communicate(timeout=900)
@@ -367,8 +367,9 @@ def main() -> None:
     ap.add_argument(
         "--read-batch",
         type=int,
-        default=262_144,
-        help="packets per capture read batch of the replay (the probe CLI's --batch-size is 65536)",
+        default=65_536,
+        help="packets per capture read batch of the replay (default: the probe CLI's --batch-size default, "
+        "as a user gets it; RESULTS.md entries before 2026-12-06 evening used 262144)",
     )
     ap.add_argument("--jetstream", action="store_true")
     ap.add_argument("--repeat", type=int, default=3)
