@@ -271,8 +271,11 @@ def rebuild_env(modname: str, consts: Any, env_name: str) -> Any:
     numba's own (``numba.*``) that is not imported yet: its environment gets a dictionary holding the
     module's name instead of the module's own dictionary, so that the module is not imported (see the
     module docstring). Any other module: numba's own function."""
+    from numba.core import environment
     from numba.core.environment import Environment, lookup_environment
 
+    if not _NUMBA_REBUILD_ENV:  # never installed here (a cache written by an earlier release naming this)
+        return environment._rebuild_env(modname, consts, env_name)
     if not modname.startswith("numba.") or modname in sys.modules:
         return _NUMBA_REBUILD_ENV[0](modname, consts, env_name)
     env = lookup_environment(env_name)
@@ -301,5 +304,9 @@ def install_rebuild_env(environment_module: Any) -> bool:
     if not all(hasattr(environment_module, a) for a in ("Environment", "lookup_environment")):
         return False
     _NUMBA_REBUILD_ENV.append(own)
+    # numba pickles an environment as a call of the module's ``_rebuild_env`` (Environment.__reduce__):
+    # under numba's name, a kernel compiled and cached in this process stays loadable where this function
+    # is not installed (pytest, services), where the name gives numba's own again
+    rebuild_env.__module__, rebuild_env.__qualname__ = environment_module.__name__, "_rebuild_env"
     environment_module._rebuild_env = rebuild_env
     return True

@@ -142,6 +142,39 @@ def test_nrt_functions_load_from_their_file_and_kernels_still_compile(tmp_path) 
     assert _nrt_files(tmp_path) == [nrt_file]
 
 
+#: A process without the command line's set-up (pytest, a service): numba's own loading.
+PLAIN = """
+import numpy as np, kern
+print(kern.cumulative(np.arange(5)).tolist(), kern.zeros(2).tolist(), kern.total(np.arange(4.0)))
+"""
+
+
+def test_kernels_cached_under_the_lean_set_up_load_in_a_plain_process(tmp_path) -> None:
+    """Kernels compiled and cached in the command line's process (its environments pickled while
+    :func:`~netspectra.numba_lean.rebuild_env` stands in for numba's) load where it is not installed: the
+    pickles name numba's ``_rebuild_env`` (a cache written by a command once broke the test process)."""
+    env = _env(tmp_path)
+    _run(RUN, env)  # compiles and caches the three kernels under the lean set-up
+    index = b"".join(p.read_bytes() for p in (tmp_path / "cache").rglob("*.nbc"))
+    assert b"netspectra.numba_lean" not in index
+    assert _run(PLAIN, env) == ["[0, 1, 3, 6, 10] [0, 0] 6.0"]
+    assert _run(RUN, env)[:3] == ["[0, 1, 3, 6, 10]", "6.0", "NRT from file"]  # and again under the set-up
+
+
+def test_a_pickle_naming_the_lean_function_loads_in_a_plain_process() -> None:
+    """A cache written before its pickles named numba's function (they named
+    ``netspectra.numba_lean.rebuild_env``) still loads where the function was never installed."""
+    code = """
+from netspectra import numba_lean
+from numba.core.environment import Environment
+env = numba_lean.rebuild_env("json", [1, "x"], "env_plain_1")  # numba reads the module's globals
+print(type(env) is Environment, env.consts, env.globals.get("__name__"))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("\n")[0] == "True [1, 'x'] json"
+
+
 @pytest.mark.parametrize("damage", ["cut", "garbage", "empty"])
 def test_a_damaged_nrt_file_is_compiled_again_and_rewritten(tmp_path, damage) -> None:
     env = _env(tmp_path)
