@@ -918,8 +918,15 @@ class RollupTask:
             all_rows = _Rows.concat([replace(p, dims=p.dims[:, :0]) for p in parts], 0)
             words = np.empty((len(all_rows), self.row_words), np.uint32)
             at = 0
+            done: dict[int, np.ndarray] = {}  # the coarser views' parts share the finest's key words
             for p in parts:
-                kern.unpack_words(np.ascontiguousarray(p.dims), *self._unpack_args, words[at : at + len(p)])
+                dst = words[at : at + len(p)]
+                same = done.get(id(p.dims))
+                if same is not None:
+                    dst[...] = same  # a copy: cheaper than unpacking again
+                else:
+                    kern.unpack_words(np.ascontiguousarray(p.dims), *self._unpack_args, dst)
+                    done[id(p.dims)] = dst
                 at += len(p)
         return RollupRows(
             self.name,
