@@ -76,9 +76,10 @@ ENV PATH=/opt/netspectra/bin:$PATH \
 # one-off `docker run ... analyze` binds no port and logs for a person.
 
 # Compile every numba kernel now (reader, decoder, every aggregator kind, Arrow output, the wire codec
-# and shard hash) into NUMBA_CACHE_DIR, as the service user, so that containers load them from the cache.
+# and shard hash) into NUMBA_CACHE_DIR, as the service user, so that containers load them from the cache;
+# the NRT's own functions first, into their file there (netspectra.numba_lean: commands load them too).
 USER 10001:10001
-RUN python -c "from netspectra.offline.warmup import warm_up; t = warm_up(); print(f'numba kernels compiled in {t:.1f} s')" \
+RUN python -c "from netspectra.numba_lean import prepare_nrt; prepare_nrt(); from netspectra.offline.warmup import warm_up; t = warm_up(); print(f'numba kernels compiled in {t:.1f} s')" \
  && netspectra config check >/dev/null
 
 WORKDIR /var/lib/netspectra

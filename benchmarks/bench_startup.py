@@ -11,9 +11,9 @@ is removed from the children's environment): start-up with cached bytecode is wh
 analysed capture is the first record of ``tests/data/captures/gnutella.pcap``, written to
 ``benchmarks/_work/one_packet_gnutella.pcap``.
 
-Commands: ``python -c pass`` (the interpreter alone), ``netspectra --help``, ``netspectra analyze --help``,
-``netspectra analyze ONE_PACKET``, through ``python -m netspectra`` and through the installed console
-script where there is one.
+Commands: ``python -c pass`` (the interpreter alone), ``netspectra --version``, ``netspectra --help``,
+``netspectra analyze --help``, ``netspectra analyze ONE_PACKET``, through ``python -m netspectra`` and
+through the installed console script where there is one.
 """
 
 from __future__ import annotations
@@ -82,6 +82,7 @@ def main() -> None:
     capture = str(one_packet_capture())
     base_env = {k: v for k, v in os.environ.items() if k not in ("PYTHONDONTWRITEBYTECODE", "PYTHONPATH")}
     commands = {
+        "netspectra --version": ["-m", "netspectra", "--version"],
         "netspectra --help": ["-m", "netspectra", "--help"],
         "netspectra analyze --help": ["-m", "netspectra", "analyze", "--help"],
         "netspectra analyze (1 packet)": ["-m", "netspectra", "analyze", capture],

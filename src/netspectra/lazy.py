@@ -47,28 +47,35 @@ def keep_pandas_unloaded() -> None:
 
 
 class _NoBlasProbe:
-    """A meta-path finder that answers "not installed" for scipy while numba's ``arraymath`` module is
-    being imported (see :func:`keep_scipy_out_of_numba`); at any other moment it finds nothing and the
-    normal finders answer."""
+    """A meta-path finder that answers "not installed" for scipy while numba imports it only to look at it
+    (see :func:`keep_scipy_out_of_numba`); at any other moment it finds nothing and the normal finders
+    answer."""
 
     def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
         import sys
 
         if name == "scipy" or name.startswith("scipy."):
+            if "numba" in sys.modules and "numba.core" not in sys.modules:
+                # numba's ``__init__`` checking its dependencies' versions, before any of its modules
+                raise ModuleNotFoundError(
+                    f"{name} is not version-checked by numba in this process (start-up)"
+                )
             arraymath = sys.modules.get("numba.np.arraymath")
             if arraymath is not None and not hasattr(arraymath, "_HAVE_BLAS"):
                 raise ModuleNotFoundError(f"{name} is not probed by numba in this process (start-up time)")
 
 
 def keep_scipy_out_of_numba() -> None:
-    """Spare numba's start-up the import of ``scipy.linalg`` (0.3-0.7 s) where scipy is installed.
+    """Spare numba's start-up the imports of scipy where scipy is installed.
 
-    When numba first sets up its CPU target (the first kernel loaded from the cache), ``numba.np.arraymath``
-    probes for a BLAS by importing ``scipy.linalg.cython_blas``, only to choose between BLAS and a plain
-    loop for ``np.vdot``-style inner products of floats, which no NetSpectra kernel calls. During that one
-    import the probe sees scipy as absent; scipy itself stays importable at any other time, and numba's
-    ``np.linalg`` support still imports it when a kernel that uses it is compiled. Only the command-line
-    process calls this (:func:`netspectra.cli.main.main`): a library user's numba is left as it is."""
+    Two moments import it. ``import numba`` imports ``scipy`` (~7 ms) only to refuse a SciPy older than
+    1.0; and when numba first sets up its CPU target (the first kernel compiled), ``numba.np.arraymath``
+    probes for a BLAS by importing ``scipy.linalg.cython_blas`` (0.3-0.7 s), only to choose between BLAS
+    and a plain loop for ``np.vdot``-style inner products of floats, which no NetSpectra kernel calls.
+    During those two imports scipy is seen as absent; scipy itself stays importable at any other time,
+    and numba's ``np.linalg`` support still imports it when a kernel that uses it is compiled. Only the
+    command-line process calls this (:func:`netspectra.cli.main.main`), before numba is imported: a
+    library user's numba is left as it is."""
     import sys
 
     if "numba.np.arraymath" not in sys.modules and not any(
@@ -80,34 +87,55 @@ def keep_scipy_out_of_numba() -> None:
 def _load_overload_without_refresh(self: Any, sig: Any, target_context: Any) -> Any:
     """numba's ``Cache.load_overload`` without its ``target_context.refresh()`` (see
     :func:`load_cached_kernels_lean`). The NRT is what a loaded kernel's machine code links against,
-    so it is initialised as numba's refresh would have done (idempotent, under numba's compiler lock)."""
-    from numba.core.runtime import rtsys
+    so it is initialised as numba's refresh would have done (idempotent, under numba's compiler lock;
+    its own functions' machine code from a file: :func:`netspectra.numba_lean.initialize_nrt`)."""
+    from netspectra.numba_lean import initialize_nrt
 
-    rtsys.initialize(target_context)
+    initialize_nrt(target_context)
     with self._guard_against_spurious_io_errors():
         return self._load_overload(sig, target_context)
 
 
+#: The numba modules :func:`load_cached_kernels_lean` changes, each right after it is first imported.
+_LEAN_PATCHES = ("numba.core.caching", "numba.core.typing.typeof", "numba.core.environment")
+
+
+def _patched_spec(name: str, path: Any, patch: Callable[[str, Any], None]) -> Any:
+    """The module spec the normal path finder gives for ``name``, whose loader calls ``patch(name,
+    module)`` right after executing the module (``None`` where there is no such spec)."""
+    from importlib.machinery import PathFinder
+
+    spec = PathFinder.find_spec(name, path)
+    if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+        return None
+    execute = spec.loader.exec_module
+
+    def exec_module(module: Any) -> None:
+        execute(module)
+        patch(name, module)
+
+    spec.loader.exec_module = exec_module  # type: ignore[method-assign]
+    return spec
+
+
 class _LeanCacheLoads:
-    """A meta-path finder that patches ``numba.core.caching`` right after it is first imported (see
-    :func:`load_cached_kernels_lean`); it finds nothing itself, every import goes on as usual."""
+    """A meta-path finder that patches the modules of :data:`_LEAN_PATCHES` right after each is first
+    imported (see :func:`load_cached_kernels_lean`); it finds nothing itself, every import goes on as
+    usual."""
 
     def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
-        if name != "numba.core.caching":
-            return None
-        from importlib.machinery import PathFinder
+        return _patched_spec(name, path, _patch) if name in _LEAN_PATCHES else None
 
-        spec = PathFinder.find_spec(name, path)
-        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
-            return None
-        execute = spec.loader.exec_module
 
-        def exec_module(module: Any) -> None:
-            execute(module)
-            _patch_cache_loads(module)
+def _patch(name: str, module: Any) -> None:
+    from netspectra import numba_lean
 
-        spec.loader.exec_module = exec_module  # type: ignore[method-assign]
-        return spec
+    if name == "numba.core.caching":
+        _patch_cache_loads(module)
+    elif name == "numba.core.typing.typeof":
+        numba_lean.install_typeof_ndarray(module)
+    else:
+        numba_lean.install_rebuild_env(module)
 
 
 def _patch_cache_loads(caching: Any) -> None:
@@ -130,14 +158,21 @@ def load_cached_kernels_lean() -> None:
     unicode, cffi: ~0.25 s of a command's start-up) although a cached kernel is machine code that needs
     none of them: only the NRT's symbols, which this keeps. Compiling anything (a cache miss, a new
     signature) still sets the compiler up in full: numba's compiler refreshes both contexts itself.
+    Three more savings of :mod:`netspectra.numba_lean` come with it: the NRT's own functions are loaded
+    as machine code compiled on an earlier start instead of being compiled by LLVM again (~15 ms), the
+    ``typeof`` of the first array argument no longer imports ``numpy.ma`` (~8 ms), and a kernel's
+    environments are rebuilt without importing numba's ``arrayobj`` and ``unicode`` modules (~18 ms).
     Only the command-line process calls this (:func:`netspectra.cli.main.main`), before numba is
     imported or after; a library user's numba is left as it is."""
     import sys
 
-    caching = sys.modules.get("numba.core.caching")
-    if caching is not None:
-        _patch_cache_loads(caching)
-    elif not any(isinstance(f, _LeanCacheLoads) for f in sys.meta_path):
+    for name in _LEAN_PATCHES:
+        module = sys.modules.get(name)
+        if module is not None:
+            _patch(name, module)
+    if any(name not in sys.modules for name in _LEAN_PATCHES) and not any(
+        isinstance(f, _LeanCacheLoads) for f in sys.meta_path
+    ):
         sys.meta_path.insert(0, _LeanCacheLoads())
 
 
@@ -153,3 +188,60 @@ def keep_blas_single_threaded() -> None:
 
     if "numpy" not in sys.modules:
         os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+
+# --------------------------------------------------------------------------------------------------
+# One scan of the installed distributions' entry points
+# --------------------------------------------------------------------------------------------------
+
+
+def _none_declared(group: str, name: str | None = None) -> bool:
+    """Whether no installed distribution declares an entry point of ``group`` (named ``name``), from the
+    kind registries' one scan per ``sys.path`` (:func:`netspectra.kinds._entry_points`)."""
+    from netspectra.kinds import _entry_points
+
+    return not any(name is None or ep.name == name for ep in _entry_points(group))
+
+
+def _spare_scan(name: str, module: Any) -> None:
+    if name == "numba.core.entrypoints":
+        # numba's init_all: with no ``numba_extensions`` ``init`` entry point it only sets this flag
+        if getattr(module, "_already_initialized", True) is False and _none_declared(
+            "numba_extensions", "init"
+        ):
+            module._already_initialized = True
+    elif getattr(module, "_plugins", False) is None and _none_declared("pydantic"):
+        # pydantic's get_plugins: with no ``pydantic`` entry point it finds no plugin (whatever
+        # PYDANTIC_DISABLE_PLUGINS says)
+        module._plugins = {}
+
+
+#: The modules that scan every installed distribution for one entry-point group of their own.
+_SCANNING_MODULES = ("numba.core.entrypoints", "pydantic.plugin._loader")
+
+
+class _OneEntryPointScan:
+    """A meta-path finder that gives numba's extension loader and pydantic's plugin loader the kind
+    registries' scan, right after each is imported (see :func:`scan_entry_points_once`); it finds nothing
+    itself."""
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
+        return _patched_spec(name, path, _spare_scan) if name in _SCANNING_MODULES else None
+
+
+def scan_entry_points_once() -> None:
+    """Read the installed distributions' entry points once for the kind registries, numba and pydantic.
+
+    numba (its ``numba_extensions`` at the first kernel) and pydantic (its plugins at the first model)
+    each read every installed distribution's entry points (~4 and ~3 ms with 160 distributions), and the
+    kind registries read them once more (:func:`netspectra.kinds._entry_points`). Where the registries'
+    scan finds none of numba's or pydantic's group, their loaders are told there is nothing to load —
+    the state each would reach by scanning; where it finds some, they scan and load as usual. Only the
+    command-line process calls this (:func:`netspectra.cli.main.main`), before numba and pydantic are
+    imported; a library user's are left as they are."""
+    import sys
+
+    if any(name in sys.modules for name in _SCANNING_MODULES):
+        return
+    if not any(isinstance(f, _OneEntryPointScan) for f in sys.meta_path):
+        sys.meta_path.insert(0, _OneEntryPointScan())

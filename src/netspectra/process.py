@@ -7,6 +7,23 @@ runner that calls a command in-process).
 
 OWN_PROCESS = False
 
+#: True while the cyclic garbage collector is paused for a command's start-up: the entry point pauses it
+#: for ``analyze`` (:func:`netspectra.cli.main.main`), whose imports, configuration and kernels would
+#: otherwise trigger ~200 collections walking a growing heap (~30 ms of a small capture's command); the
+#: command resumes it once started (:func:`resume_gc`), the entry point at the latest when it returns.
+GC_PAUSED = False
+
+
+def resume_gc() -> None:
+    """Switch the cyclic garbage collector back on if the entry point paused it (else nothing)."""
+    global GC_PAUSED
+    if GC_PAUSED:
+        import gc
+
+        GC_PAUSED = False
+        gc.enable()
+
+
 #: Modules whose native state is only safely torn down by a normal interpreter exit (an embedded
 #: ClickHouse flushes and unlocks its data directory then): while one is loaded, :func:`exit_now` exits
 #: the normal way.

@@ -338,3 +338,40 @@ def test_console_rollup_relation_saturates(store: ClickHouseStore, rollups: str)
         (4, T0, 10, 1000),
         (5, T0, 20, 1000),
     ]
+
+
+@pytest.fixture(scope="module")
+def wide(ch: dict[str, object], store: ClickHouseStore) -> str:
+    """Task ``hostile_wide`` keyed like ``hostile``: 32 flows (source ports 2000-2031) of 2**63 bytes each,
+    in one period and snapshot; a 1/2 sample keeps about half of them."""
+    writer = ClickHouseWriter(
+        WriterConfig.model_validate(
+            {"type": "clickhouse", "enabled": True, "clickhouse": ch}, context={"group": "exact"}
+        ),
+        "exact",
+    )
+    writer.open()
+    try:
+        task = ExactTask("hostile_wide", KEYED)
+        task.update(records(T1 - MIN, [(2000 + i, 1, TOP) for i in range(32)]))
+        writer.write_flows(task.snapshot(), SnapshotMeta(T1, T0, final=True))
+    finally:
+        writer.close()
+    return "hostile_wide"
+
+
+def test_console_sampled_views_saturate(store: ClickHouseStore, wide: str) -> None:
+    """A sample's estimate (a sampled sum times the sample factor) saturates at 2**64 - 1 like the exact
+    sums: a flow of 2**63 bytes, scaled by 2, is no ``uint64``; packets stay exact (sampled × 2)."""
+    src = cs.catalog(store, {wide: tuple(KEYED)}).source(wide)
+    v = cs.visualize(store, src, axis="first", dims=["SrcPort"], metric="bytes", points=1, row_budget=16)
+    assert v.sample == 2 and v.series, "32 flows over a budget of 16 rows: a 1/2 sample"
+    for s in v.series:
+        assert (s.packets, s.bytes, s.values["bytes"]) == (2, U64_MAX, [U64_MAX])
+    assert v.total.bytes == U64_MAX and v.total.values["bytes"] == [U64_MAX]
+    assert 0 < v.total.packets <= 64 and v.total.packets % 2 == 0
+    lv = cs.live_report(store, src, limit=5, row_budget=16)
+    assert lv.sample == 2 and lv.by_total
+    assert lv.totals["bytes"] == U64_MAX and lv.totals["packets"] == v.total.packets
+    # fields, then Packets, Bytes, dPackets, dBytes
+    assert all([int(x) for x in r[2:]] == [2, U64_MAX, 2, U64_MAX] for r in lv.by_total)

@@ -177,8 +177,9 @@ def test_entry_points_are_scanned_once_per_sys_path(monkeypatch) -> None:
 
 
 def test_command_line_numba_does_not_load_scipy_linalg() -> None:
-    """numba's CPU target probes for a BLAS by importing scipy.linalg (0.3-0.7 s) where scipy is
-    installed; the command-line process skips that probe, and scipy stays importable afterwards."""
+    """numba imports scipy to check its version (~7 ms) and its CPU target probes for a BLAS by importing
+    scipy.linalg (0.3-0.7 s) where scipy is installed; the command-line process skips both, and scipy
+    stays importable afterwards."""
     import pytest
 
     pytest.importorskip("scipy", reason="the probe only costs anything where scipy is installed")
@@ -189,6 +190,8 @@ def test_command_line_numba_does_not_load_scipy_linalg() -> None:
             "import sys\n"
             "from netspectra.lazy import keep_scipy_out_of_numba\n"
             "keep_scipy_out_of_numba()\n"
+            "import numba\n"
+            "print('scipy' in sys.modules)\n"
             "import numba.np.arraymath\n"
             "print('scipy.linalg' in sys.modules)\n"
             "import scipy.linalg\n"
@@ -198,7 +201,31 @@ def test_command_line_numba_does_not_load_scipy_linalg() -> None:
         text=True,
         check=True,
     )
-    assert out.stdout.split() == ["False", "5.0"]
+    assert out.stdout.split() == ["False", "False", "5.0"]
+
+
+def test_version_loads_no_application() -> None:
+    """``netspectra --version`` answers before typer, click, rich and the application are imported (the
+    console script's module, :mod:`netspectra.cli.main`, is light); the application's names are still
+    readable from it."""
+    import netspectra
+
+    code = (
+        "import sys\n"
+        "sys.argv = ['netspectra', '--version']\n"
+        "from netspectra.cli.main import main\n"
+        "main()\n"
+        "print('@@', *sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    version, modules = out.splitlines()
+    assert version == f"netspectra {netspectra.__version__}"
+    loaded = set(modules.split()[1:])
+    assert not {"typer", "click", "rich", "pydantic", "numpy"} & {m.split(".")[0] for m in loaded}
+    assert not {"netspectra.cli.app", "netspectra.cli.common"} & loaded
+    from netspectra.cli import app, main
+
+    assert main.app is app.app and main._Commands is app._Commands
 
 
 def test_analyze_report_loads_no_writer_or_dataframe_libraries(tmp_path) -> None:
@@ -317,3 +344,120 @@ def test_command_line_numpy_starts_no_blas_threads_unless_the_user_asks() -> Non
         env={**env, "OPENBLAS_NUM_THREADS": "2"},
     )
     assert out.stdout.split()[0] == "2"  # the user's choice stands
+
+
+def test_subcommand_is_read_as_click_reads_it() -> None:
+    from netspectra.cli.main import _subcommand
+
+    assert _subcommand(["analyze", "x.pcap"]) == "analyze"
+    assert _subcommand(["-vv", "--log-format", "json", "analyze", "-c", "c.yaml"]) == "analyze"
+    assert _subcommand(["--log-format=json", "-q", "config", "check"]) == "config"
+    assert _subcommand(["--log-format", "analyze", "engine"]) == "engine"  # a value, not the command
+    assert _subcommand(["--help"]) is None and _subcommand([]) is None
+
+
+def test_garbage_collector_paused_for_analyze_start_up_only(tmp_path) -> None:
+    """The entry point pauses the cyclic collector while ``analyze`` starts (imports, configuration,
+    kernels: ~200 collections over a growing heap); analyze resumes it once its kernels are ready, before
+    any packet is read. Other commands run with it on; it is on when ``main`` returns, whatever happened."""
+    from pathlib import Path
+
+    capture = Path(__file__).parents[1] / "data" / "captures" / "gnutella.pcap"
+    code = (
+        "import gc, sys\n"
+        "import netspectra.offline.warmup as w, netspectra.offline.run as r, netspectra.cli.config_cmd\n"
+        "seen = []\n"
+        "warm, run = w.warm_up, r.run_offline\n"
+        "w.warm_up = lambda *a, **k: seen.append(('warm_up', gc.isenabled())) or warm(*a, **k)\n"
+        "r.run_offline = lambda *a, **k: seen.append(('run', gc.isenabled())) or run(*a, **k)\n"
+        "from netspectra.cli.main import main\n"
+        "for argv in ({argvs}):\n"
+        "    sys.argv = ['netspectra', *argv]\n"
+        "    seen.append(('start', gc.isenabled()))\n"
+        "    try:\n        main()\n    except SystemExit as exc:\n        seen.append(('exit', exc.code))\n"
+        "    seen.append(('end', gc.isenabled()))\n"
+        "print('@@', seen)\n"
+    )
+    argvs = [
+        ["-q", "analyze", str(capture), "--top", "1"],
+        ["analyze", str(tmp_path / "missing.yaml"), "-c", str(tmp_path / "missing.yaml")],
+        ["config", "check"],
+    ]
+    out = subprocess.run(
+        [sys.executable, "-c", code.format(argvs=repr(argvs)[1:-1] + ",")],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tmp_path,
+    )
+    import ast
+
+    (line,) = (line for line in out.stdout.splitlines() if line.startswith("@@ "))
+    seen = ast.literal_eval(line[3:])
+    assert seen == [
+        ("start", True), ("warm_up", False), ("run", True), ("exit", 0), ("end", True),  # analyze
+        ("start", True), ("exit", 2), ("end", True),  # analyze refused: a missing configuration
+        ("start", True), ("exit", 0), ("end", True),  # config check
+    ]  # fmt: skip
+
+
+#: The command line's set-up, then a pydantic model and a cached-or-compiled kernel: what numba's and
+#: pydantic's loaders did, and how many times the installed distributions were read.
+_ONE_SCAN = """
+import sys
+import importlib.metadata as metadata
+reads = []
+real = metadata.distributions
+metadata.distributions = lambda *a, **k: reads.append(1) or real(*a, **k)
+from netspectra.lazy import scan_entry_points_once
+scan_entry_points_once()
+import netspectra.kinds
+netspectra.kinds.distributions = metadata.distributions
+import pydantic
+class M(pydantic.BaseModel):
+    x: int
+M(x=1)
+import numpy as np
+from numba import njit
+print(njit(lambda a: a.sum())(np.arange(4)))
+import pydantic.plugin._loader as loader, numba.core.entrypoints as entrypoints
+from netspectra.kinds import AGGREGATORS
+AGGREGATORS.names()
+plugins = sorted(type(p).__name__ for p in loader._plugins.values())
+print(plugins, entrypoints._already_initialized, len(reads))
+print(sorted(m for m in sys.modules if m.startswith("ns_scan_")))
+"""
+
+
+def test_entry_points_read_once_for_numba_pydantic_and_the_kinds(tmp_path) -> None:
+    """numba's extension loader and pydantic's plugin loader take the kind registries' scan when it holds
+    none of their groups: the installed distributions are read once."""
+    out = subprocess.run([sys.executable, "-c", _ONE_SCAN], capture_output=True, text=True, check=True)
+    assert out.stdout.splitlines() == ["6", "[] True 1", "[]"]
+
+
+def test_declared_numba_extensions_and_pydantic_plugins_still_load(tmp_path) -> None:
+    """Where a distribution declares a numba extension and a pydantic plugin, both loaders scan and load
+    them as usual."""
+    import os
+
+    (tmp_path / "ns_scan_ext.py").write_text("def init():\n    pass\n")
+    (tmp_path / "ns_scan_plugin.py").write_text(
+        "class Plugin:\n    def new_schema_validator(self, *a, **k):\n        return None, None, None\n"
+        "plugin = Plugin()\n"
+    )
+    info = tmp_path / "ns_scan_probe-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: ns-scan-probe\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(
+        "[numba_extensions]\ninit = ns_scan_ext:init\n\n[pydantic]\nprobe = ns_scan_plugin:plugin\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    out = subprocess.run(
+        [sys.executable, "-c", _ONE_SCAN], capture_output=True, text=True, check=True, env=env
+    )
+    lines = out.stdout.splitlines()
+    assert lines[0] == "6"
+    plugins, initialized, reads = lines[1].rsplit(" ", 2)
+    assert plugins == "['Plugin']" and initialized == "True" and int(reads) > 1
+    assert lines[2] == "['ns_scan_ext', 'ns_scan_plugin']"

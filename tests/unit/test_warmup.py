@@ -1,4 +1,4 @@
-from netspectra.offline.warmup import _frame, _pcap, _pcapng, warm_up
+from netspectra.offline.warmup import _frame, _pcap, _pcapng, capture_formats, warm_up
 
 
 def test_warm_up_reads_both_formats(tmp_path) -> None:
@@ -63,3 +63,72 @@ def test_warm_up_wire_loads_what_a_first_message_needs() -> None:
     out = subprocess.run([sys.executable, "-c", _FIRST_MESSAGE], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]", f"kernels first loaded by the message: {out.stdout}"
+
+
+def test_capture_formats_are_the_readers_own(tmp_path) -> None:
+    """The formats as the reader detects them (magic, gzip looked into); a file it refuses adds none."""
+    import gzip
+
+    (tmp_path / "a.pcap").write_bytes(_pcap(_frame()))
+    (tmp_path / "b.cap").write_bytes(_pcapng(_frame()))  # the name says nothing
+    (tmp_path / "c.pcap.gz").write_bytes(gzip.compress(_pcapng(_frame())))
+    (tmp_path / "junk.pcap").write_bytes(b"not a capture at all")
+    (tmp_path / "empty.pcap").write_bytes(b"")
+    paths = {p.name: p for p in tmp_path.iterdir()}
+    assert capture_formats([paths["a.pcap"]]) == {"pcap"}
+    assert capture_formats([paths["b.cap"], paths["c.pcap.gz"]]) == {"pcapng"}
+    assert capture_formats([paths["junk.pcap"], paths["empty.pcap"], tmp_path / "missing.pcap"]) == set()
+    assert capture_formats(paths.values()) == {"pcap", "pcapng"}
+
+
+_ONE_FORMAT = """
+import sys
+from pathlib import Path
+from numba.core.registry import CPUDispatcher
+from netspectra.capture import decode, pcap, pcapng
+from netspectra.capture.reader import CaptureReader
+from netspectra.config import load_config
+from netspectra.offline.warmup import capture_formats, warm_up
+
+def loaded():
+    return {(m.__name__, n): len(d.signatures) for m in (decode, pcap, pcapng)
+            for n, d in vars(m).items() if isinstance(d, CPUDispatcher)}
+
+path = Path(sys.argv[1])
+warm_up(load_config(), formats=capture_formats([path]))
+before = loaded()
+batches = list(CaptureReader(path))
+assert sum(len(b) for b in batches) > 0
+after = loaded()
+print(sorted(k for k in after if after[k] != before[k]))
+print(sorted(k for k, v in before.items() if v))
+"""
+
+
+def test_warm_up_of_a_files_format_loads_what_reading_it_needs(tmp_path) -> None:
+    """After warming up the reader for a file's format alone, reading the file loads no further reader
+    kernel; the other format's walker is not loaded."""
+    import ast
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    captures = Path(__file__).parents[1] / "data" / "captures"
+    walkers = {
+        "pcap": ("netspectra.capture.pcap", "walk_pcap_records"),
+        "pcapng": ("netspectra.capture.pcapng", "walk_pcapng_blocks"),
+    }
+    for name, fmt, other in (
+        ("gnutella.pcap", "pcap", "pcapng"),
+        ("dhcp_big_endian.pcapng", "pcapng", "pcap"),
+    ):
+        out = subprocess.run(
+            [sys.executable, "-c", _ONE_FORMAT, str(captures / name)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert out.returncode == 0, out.stderr
+        first_loaded, warmed = (ast.literal_eval(line) for line in out.stdout.splitlines())
+        assert first_loaded == [], f"{name}: kernels first loaded by reading it: {first_loaded}"
+        assert walkers[fmt] in warmed and walkers[other] not in warmed, warmed

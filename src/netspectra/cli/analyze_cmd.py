@@ -130,7 +130,7 @@ def analyze(
     from netspectra.kinds import AGGREGATORS
     from netspectra.offline.report import TaskResult, render, summary_dict
     from netspectra.offline.run import check_key_fields, run_offline
-    from netspectra.offline.warmup import warm_up
+    from netspectra.offline.warmup import capture_formats, warm_up
 
     try:
         cfg = load_config(config)
@@ -161,17 +161,19 @@ def analyze(
             raise fail(f"cannot create output directory {out}: {exc.strerror}") from None
 
     show_progress = err_console.is_terminal if progress is None else progress
+    formats = capture_formats(files)  # the walkers of the files' formats only (pcap, pcapng)
     if show_progress:
         with err_console.status("preparing kernels (compiled once after installation, then cached) ..."):
-            took = warm_up(cfg)
+            took = warm_up(cfg, formats=formats)
     else:  # no spinner, and rich's live display and progress modules stay unloaded (start-up time)
-        took = warm_up(cfg)
+        took = warm_up(cfg, formats=formats)
     log.info("kernels ready in %.2f s", took)
     if process.OWN_PROCESS:  # not in a test runner calling the command in-process
         # What start-up made (modules, the configuration: a 2,000-network map is ~30 k objects, the
         # kernels) lives until the command ends: kept out of the collector's full passes, which walked
         # all of it every time (~0.05 s of the 2,000-network configuration's run).
         gc.freeze()
+    process.resume_gc()  # paused by the entry point for start-up (no-op otherwise)
     with _progress_bar() if show_progress else nullcontext() as bar:
         current: dict[str, Any] = {}
 

@@ -1,89 +1,25 @@
-"""Entry point of the ``netspectra`` command."""
+"""Entry point of the ``netspectra`` command (the console script and ``python -m netspectra``).
+
+Light on purpose: ``netspectra --version`` is answered here before the application
+(:mod:`netspectra.cli.app`: typer, click, rich) is imported. The application's names (``app``,
+``_Commands``, ...) are still readable from this module; each is imported on first use.
+"""
 
 from __future__ import annotations
 
-import logging
 import sys
-from typing import Annotated, ClassVar
+from typing import Any
 
-import typer
-
-import netspectra
-from netspectra.cli.common import err_console
-from netspectra.cli.lazy_group import LazyTyperGroup
-from netspectra.ops.logs import LOG_FORMATS, configure_logging
+#: The application's names this module hands out on first use (:mod:`netspectra.cli.app`).
+_APP_NAMES = frozenset({"app", "_Commands", "_root", "_version"})
 
 
-class _Commands(LazyTyperGroup):
-    """The subcommands, in the order ``--help`` lists them; each is imported and built only when used."""
+def __getattr__(name: str) -> Any:
+    if name in _APP_NAMES:
+        from netspectra.cli import app
 
-    sources: ClassVar[dict[str, str]] = {
-        "analyze": "netspectra.cli.analyze_cmd:analyze",
-        "gen": "netspectra.cli.gen_cmd:gen",
-        "probe": "netspectra.cli.live_cmds:probe",
-        "engine": "netspectra.cli.live_cmds:engine",
-        "collect": "netspectra.cli.collect_cmd:collect",
-        "api": "netspectra.cli.api_cmds:api",
-        "up": "netspectra.cli.up_cmd:up",
-        "ai": "netspectra.cli.alert_ai_cmds:ai",
-        "ask-ai": "netspectra.cli.alert_ai_cmds:ask_ai",
-        "config": "netspectra.cli.config_cmd:app",
-        "query": "netspectra.cli.api_cmds:query_app",
-        "storage": "netspectra.cli.storage_cmd:app",
-    }
-
-
-app = typer.Typer(
-    cls=_Commands,
-    name="netspectra",
-    help="NetSpectra: network traffic monitoring and analysis.\n\n"
-    "Reads packets (capture files, live interfaces), accounts for every flow exactly, finds heavy "
-    "hitters and super-spreaders with sketches, and stores and serves the results.",
-    no_args_is_help=True,
-    rich_markup_mode="markdown",
-    context_settings={"help_option_names": ["-h", "--help"]},
-    pretty_exceptions_enable=False,
-    add_completion=False,
-)
-
-
-def _version(value: bool) -> None:
-    if value:
-        print(f"netspectra {netspectra.__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def _root(
-    verbose: Annotated[
-        int, typer.Option("--verbose", "-v", count=True, help="More log output (-vv: debug).")
-    ] = 0,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors on stderr.")] = False,
-    log_format: Annotated[
-        str,
-        typer.Option(
-            "--log-format",
-            envvar="NETSPECTRA_LOG_FORMAT",
-            help="Log lines on stderr: text (human) or json (one object per line: time, level, logger, "
-            "message, exception).",
-        ),
-    ] = "text",
-    version: Annotated[
-        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
-    ] = False,
-) -> None:
-    level = logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
-    fmt = log_format.strip().lower()
-    if fmt not in LOG_FORMATS:
-        raise typer.BadParameter(f"{log_format!r}: use text or json", param_hint="--log-format")
-    from rich.logging import RichHandler  # only when a command runs (not for --help)
-
-    configure_logging(
-        level,
-        fmt,
-        text_handler=RichHandler(console=err_console, show_path=verbose >= 2, rich_tracebacks=False),
-        stream=sys.stderr,
-    )
+        return getattr(app, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def run() -> None:
@@ -106,20 +42,51 @@ def run() -> None:
 
 def main() -> None:
     """Run the command line in this process (returns, or raises ``SystemExit`` with the status)."""
-    if sys.argv[1:] == ["--version"]:  # answered before any command module is loaded
+    if sys.argv[1:] == ["--version"]:  # answered before the application and any command module is loaded
+        import netspectra
+
         print(f"netspectra {netspectra.__version__}")
         return
     import faulthandler
+    import gc
 
     from netspectra import process
-    from netspectra.cli import help_markdown
-    from netspectra.cli.common import run_app
-    from netspectra.lazy import keep_blas_single_threaded, keep_scipy_out_of_numba, load_cached_kernels_lean
+    from netspectra.lazy import (
+        keep_blas_single_threaded,
+        keep_scipy_out_of_numba,
+        load_cached_kernels_lean,
+        scan_entry_points_once,
+    )
 
     process.OWN_PROCESS = True  # this process is the command's: a stuck exit may be cut short
+    if _subcommand(sys.argv[1:]) == "analyze" and gc.isenabled():
+        # start-up builds a large heap and no garbage to speak of: analyze resumes the collector once its
+        # kernels are ready (process.resume_gc), or this function when it returns
+        gc.disable()
+        process.GC_PAUSED = True
     faulthandler.enable()  # a crash in a native library (chdb, grpc, numba) prints every thread's stack
     keep_blas_single_threaded()  # numpy's idle BLAS threads spin (~0.1 s CPU)
     keep_scipy_out_of_numba()
     load_cached_kernels_lean()  # a cached kernel needs none of numba's compiler set-up (~0.25 s)
+    scan_entry_points_once()  # numba, pydantic and the kind registries read the entry points once
+    from netspectra.cli import help_markdown
+    from netspectra.cli.app import app
+    from netspectra.cli.common import run_app
+
     help_markdown.install()  # --help (and usage errors) without rich's Markdown parser and pygments
-    run_app(app, prog_name="netspectra")
+    try:
+        run_app(app, prog_name="netspectra")
+    finally:
+        process.resume_gc()
+
+
+def _subcommand(args: list[str]) -> str | None:
+    """The subcommand ``netspectra ARGS`` runs, read as click reads it: the first argument that is neither
+    a group option (:mod:`netspectra.cli.app`: ``-v``, ``-q``, ``--log-format VALUE``, ...) nor its value."""
+    rest = iter(args)
+    for arg in rest:
+        if arg == "--log-format":
+            next(rest, None)
+        elif not arg.startswith("-"):
+            return arg
+    return None

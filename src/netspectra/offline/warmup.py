@@ -10,6 +10,8 @@ from __future__ import annotations
 import struct
 import tempfile
 import time
+from collections.abc import Collection, Iterable
+from os import PathLike
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -40,16 +42,24 @@ def _pcapng(frame: bytes) -> bytes:
     return shb + idb + epb + struct.pack("<I", size)
 
 
-def warm_up(cfg: Config | None = None, *, reader: bool = True, wire: bool | None = None) -> float:
-    """Run the reader (pcap and pcapng) once, then let every aggregator kind that ``cfg`` runs warm up
-    the kernels of its tasks (``None``: every built-in kind, every variant — for an image build);
-    seconds taken. ``reader=False`` leaves the capture reader out (an engine reads no files); ``wire``
-    (default: only for ``cfg`` None) also loads the wire codec's kernels (:func:`warm_up_wire`)."""
+def warm_up(
+    cfg: Config | None = None,
+    *,
+    reader: bool = True,
+    wire: bool | None = None,
+    formats: Collection[str] = ("pcap", "pcapng"),
+) -> float:
+    """Run the reader once per capture format of ``formats`` (``"pcap"``, ``"pcapng"``), then let every
+    aggregator kind that ``cfg`` runs warm up the kernels of its tasks (``None``: every built-in kind,
+    every variant — for an image build); seconds taken. ``reader=False`` leaves the capture reader out
+    (an engine reads no files); ``wire`` (default: only for ``cfg`` None) also loads the wire codec's
+    kernels (:func:`warm_up_wire`)."""
     t0 = time.perf_counter()
-    if reader:
+    if reader and formats:
         frame = _frame()
+        files = (("pcap", "w.pcap", _pcap), ("pcapng", "w.pcapng", _pcapng))
         with tempfile.TemporaryDirectory(prefix="netspectra-warmup-") as tmp:
-            for name, data in (("w.pcap", _pcap(frame)), ("w.pcapng", _pcapng(frame))):
+            for name, data in ((name, make(frame)) for fmt, name, make in files if fmt in formats):
                 path = Path(tmp) / name
                 path.write_bytes(data)
                 for _ in CaptureReader(path):
@@ -65,6 +75,22 @@ def warm_up(cfg: Config | None = None, *, reader: bool = True, wire: bool | None
     if cfg is None or cfg.enrichment.enabled:
         _warm_up_enrichment()
     return time.perf_counter() - t0
+
+
+def capture_formats(paths: Iterable[str | PathLike[str]]) -> set[str]:
+    """The capture formats (``"pcap"``, ``"pcapng"``) of ``paths``, from their magic as the reader detects
+    it (:func:`~netspectra.capture.source.sniff`, gzip included): what :func:`warm_up` needs to read so
+    that every walker these files use is loaded before the clock starts. A file the reader will refuse
+    (missing, unreadable, no capture magic) adds nothing: no walker reads it."""
+    from netspectra.capture.source import CaptureError, sniff
+
+    out: set[str] = set()
+    for path in paths:
+        try:
+            out.add(sniff(path)[0])
+        except (CaptureError, OSError):
+            continue
+    return out
 
 
 def warm_up_wire() -> None:

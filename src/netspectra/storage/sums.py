@@ -80,6 +80,12 @@ def saturated(value: int) -> int:
     return value if value <= U64_MAX else U64_MAX
 
 
+def scaled(value: SupportsInt, factor: int) -> int:
+    """A sample's estimate: ``value`` times the sample ``factor``, saturated at 2**64 - 1 like every
+    ``uint64`` answer (a sampled sum of hostile counters must not turn into a number no column holds)."""
+    return saturated(int(value) * factor)
+
+
 def total(high: SupportsInt, low: SupportsInt) -> int:
     """:func:`exact`, saturated at 2**64 - 1."""
     return saturated(exact(high, low))
@@ -93,6 +99,7 @@ __all__ = [
     "ordered_words",
     "saturated",
     "saturating_sum",
+    "scaled",
     "total",
     "word_sums",
 ]

@@ -18,7 +18,7 @@ from netspectra.storage.console.sources import (
     sample_bound,
 )
 from netspectra.storage.schema import quote_identifier
-from netspectra.storage.sums import saturating_sum
+from netspectra.storage.sums import saturating_sum, scaled
 
 if TYPE_CHECKING:
     from netspectra.storage.store import ClickHouseStore
@@ -143,7 +143,7 @@ def live_report(
     cols_r = ", ".join(f"arrayMap(x -> tupleElement(x, {k}), r)" for k in range(1, width + 1))
     cols_t = ", ".join(f"arrayMap(x -> tupleElement(x, {k}), t)" for k in range(1, width + 1))
     row = store.query(f"SELECT p, b, dp, db, f, fa, {cols_r}, {cols_t} FROM ({inner})", params)[0]
-    p_, b_, dp, db, f, fa = (int(v or 0) * factor for v in row[:6])
+    p_, b_, dp, db, f, fa = (scaled(v or 0, factor) for v in row[:6])
     totals = {"packets": p_, "bytes": b_, "flows": f}
     rates: dict[str, float] = {}
     if t0 is not None and t1 > t0:
@@ -153,7 +153,7 @@ def live_report(
     def entries(arrays: Sequence[Sequence[Any]], counters: tuple[int, int, int, int]) -> list[list[Any]]:
         out = []
         for values in zip(*arrays, strict=True):
-            c = [int(values[i]) * factor for i in counters]
+            c = [scaled(values[i], factor) for i in counters]
             out.append([*jsonable(values[4:]), *c])
         return out
 

@@ -25,7 +25,7 @@ from netspectra.storage.console.sources import (
 )
 from netspectra.storage.filter import CompiledFilter
 from netspectra.storage.schema import quote_identifier
-from netspectra.storage.sums import saturated, saturating_sum
+from netspectra.storage.sums import saturated, saturating_sum, scaled
 
 if TYPE_CHECKING:
     from netspectra.storage.store import ClickHouseStore
@@ -239,7 +239,7 @@ def visualize(
     top: list[Series] = []
     n = len(dims)
     for row in result:
-        p, b, f, fb = (int(v) * factor for v in row[2 + n : 6 + n])
+        p, b, f, fb = (scaled(v, factor) for v in row[2 + n : 6 + n])
         if int(row[0]) == 0:  # one bucket of the total
             k = int(row[1])
             if 0 <= k < nb:
@@ -250,13 +250,15 @@ def visualize(
             values = {m: [0] * nb for m in METRICS}
             for k, vp, vb, vf in zip(*row[6 + n : 10 + n], strict=True):
                 if 0 <= k < nb:
-                    values["packets"][k] += vp * factor
-                    values["bytes"][k] += vb * factor
-                    values["flows"][k] += vf * factor
+                    values["packets"][k] += scaled(vp, factor)
+                    values["bytes"][k] += scaled(vb, factor)
+                    values["flows"][k] += scaled(vf, factor)
             top.append(Series({d: row[2 + i] for i, d in enumerate(dims)}, p, b, f, values))
-    # sums saturate at 2**64 - 1 in SQL (hostile counters), the total over the buckets too; the rest of
-    # a saturated total is unknown, and never below 0
-    total.packets, total.bytes = saturated(total.packets), saturated(total.bytes)
+    # sums saturate at 2**64 - 1 in SQL (hostile counters); so do the sums over buckets and a sample's
+    # estimates (scaled); the rest of a saturated total is unknown, and never below 0
+    for s in (*top, total):
+        s.packets, s.bytes = saturated(s.packets), saturated(s.bytes)
+        s.values = {m: [saturated(v) for v in vs] for m, vs in s.values.items()}
     other = Series(
         {},
         max(0, total.packets - sum(s.packets for s in top)),

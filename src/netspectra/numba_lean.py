@@ -1,0 +1,305 @@
+"""Three pieces of numba's work at every start that a command loading cached kernels can do with less
+(issue 19; installed by :func:`netspectra.lazy.load_cached_kernels_lean`, only in the command-line
+process).
+
+* :func:`initialize_nrt` — numba's ``rtsys.initialize``, with the NRT's own functions (atomic reference
+  counts, ``NRT_incref``/``NRT_decref``, the unresolved-symbol abort) loaded as machine code from a file
+  instead of being built and compiled by LLVM at every start (~15 ms). The file is written the first
+  time, next to numba's cache of NetSpectra's kernels, holding exactly what numba compiled (the object
+  code and the module that later compilations link against, numba's own serialisation of a library);
+  it is keyed on everything that shapes that code (numba's and llvmlite's versions, the CPU, its
+  features and the target triple, numba's NRT debug switches and optimisation level).
+* :func:`typeof_ndarray` — numba's ``typeof`` of a NumPy array without reading ``np.ma.MaskedArray``
+  while ``numpy.ma`` is not imported: NumPy loads ``numpy.ma`` on that first read (~8 ms), and no masked
+  array can exist before it is imported.
+* :func:`rebuild_env` — numba's rebuilding of a cached kernel's environments without importing numba's
+  own implementation modules that are not loaded yet (``numba.np.arrayobj`` and with it
+  ``numba.cpython.unicode``: ~18 ms), only to hand their module dictionary to the environment of a helper
+  they implement (``np.empty``, ...). That dictionary is read only by object-mode code, which numba's
+  implementations never are; the environment's constants (what its exceptions raise) are restored as
+  numba restores them.
+
+Each takes over only from the numba code it was written against: :func:`code_fingerprint` of numba's
+function must be one this module knows (:data:`NRT_INITIALIZE_FINGERPRINTS`,
+:data:`TYPEOF_NDARRAY_FINGERPRINTS`, :data:`REBUILD_ENV_FINGERPRINTS`); any other numba keeps its own
+behaviour.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import struct
+import sys
+from pathlib import Path
+from typing import Any
+
+#: :func:`code_fingerprint` of ``numba.core.runtime.nrt._Runtime.initialize`` in the numba releases whose
+#: steps :func:`initialize_nrt` repeats (numba 0.68: switch the statistics on if asked, register the C
+#: helpers' symbols, compile ``nrtdynmod.compile_nrt_functions``).
+NRT_INITIALIZE_FINGERPRINTS = frozenset({"9b900e3bdae5e6f5"})
+#: :func:`code_fingerprint` of ``numba.core.typing.typeof._typeof_ndarray`` in the releases whose body
+#: :func:`typeof_ndarray` repeats (numba 0.68).
+TYPEOF_NDARRAY_FINGERPRINTS = frozenset({"ab7322ba122dccb3"})
+#: :func:`code_fingerprint` of ``numba.core.environment._rebuild_env`` in the releases whose body
+#: :func:`rebuild_env` repeats (numba 0.68).
+REBUILD_ENV_FINGERPRINTS = frozenset({"62f7a13d0e4ff6f2"})
+
+#: The NRT file: this line, the SHA-256 of the rest after the lengths, the lengths of the object code and
+#: of the linking bitcode (two little-endian 64-bit words), then the two.
+_MAGIC = b"netspectra-nrt-1\n"
+
+
+def code_fingerprint(function: Any) -> str:
+    """What a function does, as far as its code object says, independent of the Python version's
+    bytecode: the names, constants (nested code objects by their own fingerprint) and argument names it
+    uses; 16 hex digits."""
+    code = function.__code__
+
+    def consts(c: Any) -> tuple[Any, ...]:
+        return tuple(consts(k) if hasattr(k, "co_names") else repr(k) for k in c.co_consts if k is not None)
+
+    def names(c: Any) -> tuple[Any, ...]:
+        nested = tuple(names(k) for k in c.co_consts if hasattr(k, "co_names"))
+        return (c.co_names, c.co_varnames[: c.co_argcount], nested)
+
+    text = repr((names(code), consts(code)))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+# --------------------------------------------------------------------------------------------------
+# The NRT's functions from a file
+# --------------------------------------------------------------------------------------------------
+
+
+def _anchor() -> None:
+    """The function whose source file places the NRT file among numba's cache files (numba's locators)."""
+
+
+def _nrt_file(codegen: Any) -> Path | None:
+    """Where the NRT's machine code for ``codegen`` is kept: numba's cache directory for this package's
+    files (``NUMBA_CACHE_DIR``, else ``__pycache__`` beside this module, else the user's cache), named by
+    the key; ``None`` where numba finds no writable place."""
+    import llvmlite
+    import numba
+    from numba.core import caching, config
+
+    try:
+        where = caching.CompileResultCacheImpl(_anchor).locator.get_cache_path()
+    except Exception:  # no locator (e.g. a read-only install without a user cache): compile as numba does
+        return None
+    key = repr(
+        (
+            numba.__version__,
+            llvmlite.__version__,
+            codegen.magic_tuple(),
+            config.OPT,
+            config.DEBUG_NRT,
+            config.DEBUG_NRT_STACK_LIMIT,
+            sys.version_info[:2],
+        )
+    )
+    return Path(where) / f"netspectra-nrt-{hashlib.sha256(key.encode()).hexdigest()[:20]}.bin"
+
+
+def _read_nrt(path: Path) -> tuple[bytes, bytes] | None:
+    """The object code and linking bitcode stored at ``path``, or ``None`` (absent, unreadable, cut short,
+    damaged: the SHA-256 of the two parts is checked, so that LLVM never sees a damaged object)."""
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    head = len(_MAGIC) + 32 + 16
+    if not data.startswith(_MAGIC) or len(data) < head:
+        return None
+    digest = data[len(_MAGIC) : len(_MAGIC) + 32]
+    n_obj, n_bc = struct.unpack_from("<QQ", data, len(_MAGIC) + 32)
+    body = data[head:]
+    if n_obj + n_bc != len(body) or hashlib.sha256(body).digest() != digest:
+        return None
+    return body[:n_obj], body[n_obj:]
+
+
+def _write_nrt(path: Path, object_code: bytes, bitcode: bytes) -> None:
+    """Store the two parts at ``path`` atomically (written beside it, then renamed); a failure leaves no
+    file and is not an error (the next start compiles again)."""
+    body = object_code + bitcode
+    head = _MAGIC + hashlib.sha256(body).digest() + struct.pack("<QQ", len(object_code), len(bitcode))
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_bytes(head + body)
+        os.replace(tmp, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+
+
+def _nrt_library(ctx: Any) -> Any:
+    """The NRT's code library for the CPU target context ``ctx``: numba's ``compile_nrt_functions``, or
+    its machine code as that compiled it on an earlier start. Called under numba's compiler lock."""
+    from numba.core.runtime import nrtdynmod
+
+    codegen = ctx.codegen()
+    path = _nrt_file(codegen)
+    stored = _read_nrt(path) if path is not None else None
+    if stored is not None:
+        object_code, bitcode = stored
+        try:
+            return codegen.unserialize_library(("nrt", "object", (object_code, bitcode)))
+        except Exception:  # a damaged file LLVM refuses: compiled below and written again
+            pass
+    # numba's compile_nrt_functions, keeping the object code
+    ir_mod, library = nrtdynmod.create_nrt_module(ctx)
+    library.enable_object_caching()
+    library.add_ir_module(ir_mod)
+    library.finalize()
+    if path is not None:
+        _name, _kind, (object_code, bitcode) = library.serialize_using_object_code()
+        _write_nrt(path, object_code, bitcode)
+    return library
+
+
+def nrt_from_file_supported() -> bool:
+    """Whether this numba's ``rtsys.initialize`` is one :func:`initialize_nrt` repeats."""
+    try:
+        from numba.core.codegen import CPUCodeLibrary
+        from numba.core.runtime import nrt, nrtdynmod
+    except ImportError:
+        return False
+    runtime = nrt.rtsys
+    return (
+        code_fingerprint(type(runtime).initialize) in NRT_INITIALIZE_FINGERPRINTS
+        and hasattr(runtime, "_init")
+        and hasattr(nrtdynmod, "create_nrt_module")
+        and all(
+            hasattr(CPUCodeLibrary, a)
+            for a in ("enable_object_caching", "serialize_using_object_code", "_unserialize")
+        )
+    )
+
+
+def initialize_nrt(ctx: Any) -> None:
+    """numba's ``rtsys.initialize(ctx)`` with the NRT library from its file when there is one (see the
+    module docstring); numba's own where this numba is not one it was written against. Idempotent, under
+    numba's compiler lock, as numba's."""
+    from numba.core.runtime import nrt
+
+    runtime = nrt.rtsys
+    if not nrt_from_file_supported():
+        runtime.initialize(ctx)
+        return
+    from llvmlite import binding as ll
+    from numba.core import config
+    from numba.core.compiler_lock import global_compiler_lock
+
+    with global_compiler_lock:
+        if runtime._init:
+            return
+        # numba's steps, in its order
+        if config.NRT_STATS:
+            nrt._nrt.memsys_enable_stats()
+        for py_name in nrt._nrt.c_helpers:
+            c_name = py_name if py_name.startswith("_") else "NRT_" + py_name
+            ll.add_symbol(c_name, nrt._nrt.c_helpers[py_name])
+        runtime._library = _nrt_library(ctx)
+        runtime._init = True
+
+
+def prepare_nrt() -> None:
+    """Initialise numba's NRT now through :func:`initialize_nrt`, writing its file where there is none:
+    for an image build (the ``Dockerfile``), so that its containers' commands load the NRT's machine
+    code with their cached kernels instead of compiling it at every start."""
+    from numba.core.registry import cpu_target
+
+    initialize_nrt(cpu_target.target_context)
+
+
+# --------------------------------------------------------------------------------------------------
+# typeof of an array without numpy.ma
+# --------------------------------------------------------------------------------------------------
+
+
+def typeof_ndarray(val: Any, c: Any) -> Any:
+    """numba's ``_typeof_ndarray`` (its body, for numba's ``typeof_impl`` of ``np.ndarray``) without
+    importing ``numpy.ma`` to ask whether ``val`` is a masked array: none can exist before ``numpy.ma``
+    is imported; once it is, numba's own function answers."""
+    from numba.core import errors, types
+    from numba.np import numpy_support
+
+    if "numpy.ma" in sys.modules:
+        return _NUMBA_TYPEOF_NDARRAY[0](val, c)
+    try:
+        dtype = numpy_support.from_dtype(val.dtype)
+    except errors.NumbaNotImplementedError:
+        raise errors.NumbaValueError(f"Unsupported array dtype: {val.dtype}") from None
+    layout = numpy_support.map_layout(val)
+    readonly = not val.flags.writeable
+    return types.Array(dtype, val.ndim, layout, readonly=readonly)
+
+
+#: numba's own ``_typeof_ndarray``, once :func:`install_typeof_ndarray` replaced it.
+_NUMBA_TYPEOF_NDARRAY: list[Any] = []
+
+
+def install_typeof_ndarray(typeof_module: Any) -> bool:
+    """Register :func:`typeof_ndarray` for ``np.ndarray`` in numba's ``typeof_impl`` (``typeof_module``
+    is ``numba.core.typing.typeof``, just imported), when numba's own is the one it repeats; whether it
+    did. Once only."""
+    import numpy as np
+
+    own = getattr(typeof_module, "_typeof_ndarray", None)
+    impl = getattr(typeof_module, "typeof_impl", None)
+    if own is None or impl is None or _NUMBA_TYPEOF_NDARRAY:
+        return False
+    if code_fingerprint(own) not in TYPEOF_NDARRAY_FINGERPRINTS:
+        return False
+    if impl.registry.get(np.ndarray) is not own:
+        return False
+    _NUMBA_TYPEOF_NDARRAY.append(own)
+    impl.register(np.ndarray)(typeof_ndarray)
+    return True
+
+
+# --------------------------------------------------------------------------------------------------
+# A cached kernel's environments without importing numba's implementation modules
+# --------------------------------------------------------------------------------------------------
+
+
+def rebuild_env(modname: str, consts: Any, env_name: str) -> Any:
+    """numba's ``_rebuild_env`` (unpickling a cached kernel's ``Environment``), except for a module of
+    numba's own (``numba.*``) that is not imported yet: its environment gets a dictionary holding the
+    module's name instead of the module's own dictionary, so that the module is not imported (see the
+    module docstring). Any other module: numba's own function."""
+    from numba.core.environment import Environment, lookup_environment
+
+    if not modname.startswith("numba.") or modname in sys.modules:
+        return _NUMBA_REBUILD_ENV[0](modname, consts, env_name)
+    env = lookup_environment(env_name)
+    if env is not None:
+        return env
+    env = Environment(
+        {"__name__": modname}
+    )  # what numba's pickling of it reads back (Environment.__reduce__)
+    env.consts[:] = consts
+    env.env_name = env_name
+    Environment._memo[env_name] = env
+    return env
+
+
+#: numba's own ``_rebuild_env``, once :func:`install_rebuild_env` replaced it.
+_NUMBA_REBUILD_ENV: list[Any] = []
+
+
+def install_rebuild_env(environment_module: Any) -> bool:
+    """Put :func:`rebuild_env` in place of numba's ``_rebuild_env`` in ``environment_module``
+    (``numba.core.environment``, where pickled environments name it), when numba's own is the one it
+    repeats; whether it did. Once only."""
+    own = getattr(environment_module, "_rebuild_env", None)
+    if own is None or _NUMBA_REBUILD_ENV or code_fingerprint(own) not in REBUILD_ENV_FINGERPRINTS:
+        return False
+    if not all(hasattr(environment_module, a) for a in ("Environment", "lookup_environment")):
+        return False
+    _NUMBA_REBUILD_ENV.append(own)
+    environment_module._rebuild_env = rebuild_env
+    return True

@@ -1,0 +1,208 @@
+"""numba's start-up work done with less in the command-line process (:mod:`netspectra.numba_lean`, issue
+19): the NRT's functions as machine code from a file, ``typeof`` of arrays without ``numpy.ma``, cached
+kernels' environments without importing numba's implementation modules. Each runs in a fresh interpreter
+(what a command's process does), then still compiles a new kernel."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+#: A module of cached kernels: one that allocates (the NRT), one that reads an array.
+KERNELS = """
+import numpy as np
+from numba import njit
+
+@njit(cache=True, nogil=True)
+def cumulative(a):
+    out = np.empty(a.size, np.int64)
+    total = 0
+    for i in range(a.size):
+        total += a[i]
+        out[i] = total
+    return out
+
+@njit(cache=True, nogil=True)
+def zeros(n):
+    return np.zeros(n, np.int32)
+
+@njit(cache=True, nogil=True)
+def total(a):
+    s = 0.0
+    for i in range(a.size):
+        s += a[i]
+    return s
+"""
+
+#: The command line's set-up (netspectra.cli.main.main), then the kernels, then a new compilation.
+RUN = """
+import sys
+from netspectra.lazy import load_cached_kernels_lean
+load_cached_kernels_lean()
+from numba.core.runtime import nrtdynmod
+built = []
+create = nrtdynmod.create_nrt_module
+nrtdynmod.create_nrt_module = lambda ctx: built.append(1) or create(ctx)
+import numpy as np, kern
+print(kern.cumulative(np.arange(5)).tolist())
+print(kern.total(np.arange(4.0)))
+print('NRT compiled' if built else 'NRT from file')
+print('numpy.ma' in sys.modules, 'numba.np.arraymath' in sys.modules, 'numba.np.arrayobj' in sys.modules)
+try:
+    kern.zeros(-1)  # raised by numba's implementation of np.zeros (numba.np.arrayobj)
+except ValueError as exc:
+    print(kern.zeros(2).tolist(), exc)
+from numba import njit
+print(njit(lambda n: np.arange(1, n + 1).cumsum()[-1])(6))  # compiled now, links the NRT's functions
+print(kern.cumulative(np.arange(3)).tolist())
+"""
+
+
+def _env(tmp_path: Path) -> dict[str, str]:
+    (tmp_path / "kern.py").write_text(textwrap.dedent(KERNELS))
+    return {
+        **os.environ,
+        "NUMBA_CACHE_DIR": str(tmp_path / "cache"),
+        "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]),
+    }
+
+
+def _run(code: str, env: dict[str, str]) -> list[str]:
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.splitlines()
+
+
+def _nrt_files(tmp_path: Path) -> list[Path]:
+    return sorted((tmp_path / "cache").rglob("netspectra-nrt-*.bin"))
+
+
+def test_this_numba_is_one_the_lean_pieces_were_written_against() -> None:
+    """Each piece takes over only from the numba function it repeats; with the installed numba they do
+    (after a numba upgrade: compare its ``_Runtime.initialize``, ``_typeof_ndarray`` and ``_rebuild_env``
+    with the copies in netspectra.numba_lean, then add their fingerprints)."""
+    import numba.core.environment as environment
+    import numba.core.runtime.nrt as nrt
+    import numba.core.typing.typeof as typeof
+
+    from netspectra.numba_lean import (
+        NRT_INITIALIZE_FINGERPRINTS,
+        REBUILD_ENV_FINGERPRINTS,
+        TYPEOF_NDARRAY_FINGERPRINTS,
+        code_fingerprint,
+        nrt_from_file_supported,
+    )
+
+    assert code_fingerprint(type(nrt.rtsys).initialize) in NRT_INITIALIZE_FINGERPRINTS
+    assert code_fingerprint(typeof._typeof_ndarray) in TYPEOF_NDARRAY_FINGERPRINTS
+    assert code_fingerprint(environment._rebuild_env) in REBUILD_ENV_FINGERPRINTS
+    assert nrt_from_file_supported()
+
+
+def test_code_fingerprint_tells_functions_apart() -> None:
+    from netspectra.numba_lean import code_fingerprint
+
+    def a(x):
+        return x.flags.writeable
+
+    def b(x):
+        return x.flags.aligned
+
+    def a_again(x):
+        return x.flags.writeable
+
+    assert code_fingerprint(a) == code_fingerprint(a_again) != code_fingerprint(b)
+
+
+def test_nrt_functions_load_from_their_file_and_kernels_still_compile(tmp_path) -> None:
+    """The first process compiles the NRT's functions (and writes their file beside the kernels' cache);
+    the next loads them from it: the cached kernels run correctly, ``numpy.ma`` and numba's numpy lowering
+    stay unloaded, and a kernel compiled afterwards (linking the NRT's functions) works."""
+    env = _env(tmp_path)
+    first = _run(RUN, env)
+    assert first[:3] == ["[0, 1, 3, 6, 10]", "6.0", "NRT compiled"]
+    assert first[4:] == ["[0, 0] negative dimensions not allowed", "21", "[0, 1, 3]"]
+    (nrt_file,) = _nrt_files(tmp_path)
+    assert nrt_file.stat().st_size > 1000
+    second = _run(RUN, env)
+    assert second == [
+        "[0, 1, 3, 6, 10]",
+        "6.0",
+        "NRT from file",
+        "False False False",
+        "[0, 0] negative dimensions not allowed",
+        "21",
+        "[0, 1, 3]",
+    ]
+    assert _nrt_files(tmp_path) == [nrt_file]
+
+
+@pytest.mark.parametrize("damage", ["cut", "garbage", "empty"])
+def test_a_damaged_nrt_file_is_compiled_again_and_rewritten(tmp_path, damage) -> None:
+    env = _env(tmp_path)
+    _run(RUN, env)
+    (nrt_file,) = _nrt_files(tmp_path)
+    good = nrt_file.read_bytes()
+    # cut short; the object code's bytes changed (the lengths still agree: the checksum tells); nothing
+    damaged = {"cut": good[: len(good) // 2], "garbage": good[:60] + b"\x00" * (len(good) - 60), "empty": b""}
+    nrt_file.write_bytes(damaged[damage])
+    out = _run(RUN, env)
+    assert out[:3] == ["[0, 1, 3, 6, 10]", "6.0", "NRT compiled"] and out[-2:] == ["21", "[0, 1, 3]"]
+    assert nrt_file.read_bytes() == good  # the same machine code, written again
+    assert _run(RUN, env)[2] == "NRT from file"
+
+
+def test_without_a_cache_place_the_nrt_is_compiled_as_numba_does(tmp_path) -> None:
+    """Where numba's locators give no place for the file (here: none can be asked), the NRT is compiled at
+    every start, as numba does, and nothing is written."""
+    env = _env(tmp_path)
+    code = (
+        "from numba.core import caching\ncaching.CompileResultCacheImpl = None  # no locator at all\n" + RUN
+    )
+    for _ in range(2):
+        out = _run(code, env)
+        assert out[:3] == ["[0, 1, 3, 6, 10]", "6.0", "NRT compiled"] and out[-2:] == ["21", "[0, 1, 3]"]
+    assert not _nrt_files(tmp_path)
+
+
+def test_typeof_of_arrays_without_numpy_ma_types_as_numba_does() -> None:
+    """Array types (dtype, dimensions, layout, read-only) are numba's own; a masked array, once
+    ``numpy.ma`` is imported, is refused with numba's message; an unsupported dtype too."""
+    code = """
+import sys
+from netspectra.lazy import load_cached_kernels_lean
+load_cached_kernels_lean()
+import numpy as np
+from numba import typeof
+from netspectra.numba_lean import _NUMBA_TYPEOF_NDARRAY
+assert _NUMBA_TYPEOF_NDARRAY, "not installed"
+own = _NUMBA_TYPEOF_NDARRAY[0]
+ro = np.zeros(3); ro.flags.writeable = False
+arrays = [np.zeros(3, np.uint8), np.zeros((2, 3)), np.zeros((4, 4))[:, ::2], np.zeros((3, 2), order="F"), ro,
+          np.zeros(2, np.dtype([("a", np.int32), ("b", np.float64)])), np.zeros((0, 5), np.int16),
+          np.zeros(2, object), np.zeros(2, "U3")]
+ours = [typeof(a) for a in arrays]
+try:
+    typeof(np.zeros(2, [("a", object)]))
+except Exception as exc:
+    refused = f"{type(exc).__name__} {exc}"
+print('numpy.ma' in sys.modules)
+print(refused)
+assert ours == [own(a, None) for a in arrays], ours  # numba's own (which imports numpy.ma)
+import numpy.ma
+try:
+    typeof(numpy.ma.masked_array([1, 2], mask=[0, 1]))
+except Exception as exc:
+    print(type(exc).__name__, exc)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0] == "False"
+    assert "NumbaValueError" in lines[1] and "Unsupported array dtype: [('a', 'O')]" in lines[1]
+    assert "NumbaTypeError" in lines[2] and "Unsupported array type: numpy.ma.MaskedArray." in lines[2]
