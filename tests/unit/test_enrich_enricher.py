@@ -140,6 +140,14 @@ def test_columns_are_pooled_blocks_never_overwritten_while_held() -> None:
     assert id(reused.columns["SrcAS"].base) == block
     for k, v in reused.columns.items():
         assert v.tolist() == want[k].tolist(), k
+    odd = e.enrich(first[:3], other[:3])  # an odd row count: every column aligned, C-contiguous
+    for k, v in odd.columns.items():
+        assert v.flags.aligned and v.flags.c_contiguous, k
+        assert v.tolist() == want[k][:3].tolist(), k
+    plain = build()  # no network attributes: a side is 3 words a row, an odd count of them here
+    got = plain.enrich(first[:3], other[:3])
+    assert got.columns["DstAS"].flags.aligned and got.columns["DstAS"].flags.c_contiguous
+    assert got.columns["DstAS"].tolist() == plain.enrich(other[:3], first[:3]).columns["SrcAS"].tolist()
 
 
 def test_columns_contract() -> None:

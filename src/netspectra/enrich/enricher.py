@@ -53,6 +53,8 @@ _SIDE_COLUMNS = {
 }
 _EXPORTER_COLUMNS = tuple(c.name for c in COLUMNS if c.needs == "exporter")
 _IF_COLUMNS = {p: (f"{p}IfBoundary", f"{p}IfConnectivity", f"{p}IfProvider") for p in ("In", "Out")}
+#: uint16 elements per 64-byte cache line (BlockPool blocks: where each side's columns start).
+_LINE = 32
 
 
 @dataclass(frozen=True)
@@ -371,15 +373,17 @@ class Enricher:
                 # the network attributes asked that some network sets; the others are all unknown (zeros)
                 gather = tuple(j for j in table.used_attributes if f"{side}{_NET_COLUMNS[j]}" in want)
                 sides.append((side, words, names, gather))
-        # the looked-up columns of both sides: views of one block (AS 2 words, country and attributes 1)
-        block = self._blocks.get(sum(n * (3 + len(g)) for *_, g in sides))
+        # the looked-up columns of both sides: views of one block (AS 2 words, country and attributes 1),
+        # each side starting on a cache line (the AS column stays aligned for its uint32 view)
+        span = [-(-n * (3 + len(g)) // _LINE) * _LINE for *_, g in sides]
+        block = self._blocks.get(sum(span))
         at = 0
-        for side, words, names, gather in sides:
+        for (side, words, names, gather), size in zip(sides, span, strict=True):
             args = (*table.kernel_args(used_only=True)[:-1], self._attr_rows(table, gather))
             asn = block[at : at + 2 * n].view(np.uint32)
             cc = block[at + 2 * n : at + 3 * n]
             attr = block[at + 3 * n : at + (3 + len(gather)) * n].reshape(len(gather), n)
-            at += (3 + len(gather)) * n
+            at += size
             miss = np.zeros(N_MISSES, np.int64)
             enrich_side(words, *args, asn, cc, attr, miss)
             got = {f"{side}AS": asn, f"{side}Country": cc}
