@@ -59,21 +59,35 @@ def test_large_config_parsed_once_same_config(tmp_path: Path, cache: Path, parse
     assert json.loads(entries(cache)[0].read_text())["data"] == fresh
 
 
-def test_edited_file_and_changed_variable_are_new_keys(
-    tmp_path: Path, cache: Path, parses: list[int], monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_edited_file_is_a_new_key(tmp_path: Path, cache: Path, parses: list[int]) -> None:
     path = tmp_path / "config.yaml"
-    path.write_text(_networks_yaml(700) + "    192.0.2.0/24: {name: ${NET_NAME}}\n")
-    monkeypatch.setenv("NET_NAME", "one")
-    assert load_config(path).enrichment.networks["192.0.2.0/24"].name == "one"
-    monkeypatch.setenv("NET_NAME", "two")  # same file, another expansion
-    assert load_config(path).enrichment.networks["192.0.2.0/24"].name == "two"
+    path.write_text(_networks_yaml(700))
+    assert load_config(path).enrichment.networks["10.0.5.0/24"].name == "net5"
     path.write_text(path.read_text().replace("name: net5,", "name: renamed,"))  # an edit
     assert load_config(path).enrichment.networks["10.0.5.0/24"].name == "renamed"
-    assert len(parses) == 3 and len(entries(cache)) == 3
-    monkeypatch.setenv("NET_NAME", "one")
-    assert load_config(path.with_name("config.yaml")).enrichment.networks["10.0.5.0/24"].name == "renamed"
-    assert len(parses) == 4  # the edited file with "one" is another text again
+    assert load_config(path).enrichment.networks["10.0.5.0/24"].name == "renamed"
+    assert len(parses) == 2 and len(entries(cache)) == 2
+
+
+def test_text_with_variables_is_never_cached(
+    tmp_path: Path, cache: Path, parses: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A ``${VAR}`` value (a password) never reaches the disk: such a text is parsed at every start; with
+    the variable unset (nothing expanded into the text) it is cached."""
+    path = tmp_path / "config.yaml"
+    path.write_text(_networks_yaml(700) + "nats:\n  user: ${CH_USER}\n  password: ${CH_SECRET}\n")
+    monkeypatch.setenv("CH_USER", "u")
+    monkeypatch.setenv("CH_SECRET", "s3cret-value")
+    assert load_config(path).nats.password == "s3cret-value"
+    monkeypatch.setenv("CH_SECRET", "other")
+    assert load_config(path).nats.password == "other"
+    assert len(parses) == 2 and not cache.exists()
+    monkeypatch.delenv("CH_USER")
+    monkeypatch.setenv("CH_SECRET", "")
+    for _ in range(2):
+        assert load_config(path).nats.password == ""
+    assert len(parses) == 3 and len(entries(cache)) == 1
+    assert "s3cret" not in entries(cache)[0].read_text()
 
 
 def test_errors_are_never_cached(tmp_path: Path, cache: Path, parses: list[int]) -> None:

@@ -21,6 +21,7 @@ import contextlib
 import gc
 import importlib.resources
 import logging
+import os
 import re
 from collections.abc import Iterator
 from importlib.resources.abc import Traversable
@@ -169,10 +170,19 @@ def parse_config_text(text: str, *, source: str = "<string>", expand: bool = Tru
 
     Does not read any ``.env``; :func:`load_config` does that before calling this.
     """
+    # a text in which a variable has a value is never cached: values (passwords, tokens) stay off the disk
+    valued: list[str] = []
     if expand:
-        text = expand_env(text)
+
+        def lookup(name: str) -> str:
+            value = os.environ.get(name, "")
+            if value:
+                valued.append(name)
+            return value
+
+        text = expand_env(text, lookup)
     with _gc_paused():
-        return _parse(text, source)
+        return _parse(text, source, cache=not valued)
 
 
 @contextlib.contextmanager
@@ -194,9 +204,9 @@ def _load_yaml(text: str) -> Any:
     return yaml.load(text, Loader=_Yaml12BoolLoader)
 
 
-def _parse(text: str, source: str) -> Config:
+def _parse(text: str, source: str, *, cache: bool = True) -> Config:
     try:
-        data: Any = parse_yaml(text, _load_yaml)
+        data: Any = parse_yaml(text, _load_yaml) if cache else _load_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark is not None else source

@@ -6,9 +6,13 @@ objects: a ``networks`` map of 2,000 entries (250 KB of YAML) costs ~0.07 s of e
 more than validating it. The parsed data depend only on the text (after ``${VAR}`` expansion), so
 :func:`parse_yaml` keeps them on disk and reuses them when the same text comes again:
 
-* **Keyed by content.** The key is a hash of the expanded text (so of the file's bytes and of every
-  variable value it expands), the loader's rules (:data:`FORMAT`) and the Python and PyYAML versions: an
-  entry cannot go stale, and a file edited, copied or given other variables is a new key.
+* **Keyed by content.** The key is a hash of the text, the loader's rules (:data:`FORMAT`) and the
+  Python and PyYAML versions: an entry cannot go stale, and a file edited or copied is a new key.
+* **No variable values.** A text in which a ``${VAR}`` expands to a value (a variable set and not empty)
+  is never cached (:func:`netspectra.config.loader.parse_config_text` decides): such values are often
+  secrets (passwords, tokens) that must not be written to disk. Unset or empty variables expand to
+  nothing, so a text whose variables are all unset is cached. What a file holds literally is stored in
+  an entry readable by its owner only.
 * **Only what parses.** Text that fails to parse (a syntax error, a key written twice) is never stored:
   such text is parsed again every time and fails as without a cache, naming file, line and column. A
   stored entry is data the YAML parser produced; validation runs on it as on freshly parsed data, so
@@ -128,8 +132,9 @@ def _prune(directory: Path) -> None:
 
 
 def parse_yaml(text: str, parse: Callable[[str], Any]) -> Any:
-    """``parse(text)`` (the loader's YAML parse of the expanded text), or the data it gave for the same text
-    before (see the module docstring). Exceptions of ``parse`` propagate unchanged."""
+    """``parse(text)`` (the loader's YAML parse of an expanded text no variable gave a value to), or the
+    data it gave for the same text before (see the module docstring). Exceptions of ``parse`` propagate
+    unchanged."""
     directory = cache_dir() if len(text) >= MIN_BYTES else None
     if directory is None:
         return parse(text)
