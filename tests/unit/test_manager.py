@@ -345,6 +345,46 @@ def test_periods_under_concurrent_load_lose_nothing(batches: list[PacketBatch]) 
         assert all(got[k][:2] == [3 * want[k][0], 3 * want[k][1]] for k in want)
 
 
+@pytest.mark.parametrize("workers", [1, 2, 3])
+def test_a_full_queue_with_several_feeders_and_period_ends_loses_nothing_and_never_stalls(
+    batches: list[PacketBatch], workers: int
+) -> None:
+    """A one-packet bound: every put but into an empty queue waits for room, from two feeders at once,
+    while period ends cut the lanes: the queue wakes exactly the threads each change concerns (workers
+    for ready lanes, putters for room, the cut for the lanes it waits for) — nothing may be missed."""
+    clock = ManualClock()
+    w = Recorder()
+    m = Manager(
+        [exact_group((GroupWriter("exact/rec[0]", w, None),)), sketch_group()],
+        period=10.0,
+        num_workers=workers,
+        queue_packets=1,
+        clock=clock,
+        **fast(),
+    )
+    m.start()
+    half = len(batches) // 2
+    feeders = [
+        threading.Thread(target=lambda part=part: [m.submit(b) for b in part])
+        for part in (batches[:half], batches[half:])
+    ]
+    for f in feeders:
+        f.start()
+    while any(f.is_alive() for f in feeders):
+        clock.advance(10)
+        assert m.settle()
+    for f in feeders:
+        f.join(30)
+        assert not f.is_alive()
+    assert m.flush(30)
+    m.stop()
+    assert m.metrics_dict()["dropped_packets"] == 0
+    for name, fields in EXACT_SPECS.items():
+        finals = [s for s, _ in w.finals(name)]
+        assert sum(s.total_packets for s in finals) == sum(len(b) for b in batches)
+        assert flow_table(finals) == flow_table([exact_truth(batches, fields)])
+
+
 def test_each_writer_has_its_own_interval(batches: list[PacketBatch]) -> None:
     clock = ManualClock()
     a, b, s = Recorder(), Recorder(), Recorder("sketch")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 
 import mmh3
@@ -10,6 +11,7 @@ import pytest
 
 from netspectra.batch import PacketBatch
 from netspectra.fields import FIELD_BYTES as KEY_FIELD_BYTES
+from netspectra.sketches import keys as keys_mod
 from netspectra.sketches.keys import (
     FIELD_BYTES,
     decode_flow,
@@ -90,6 +92,7 @@ def _batch(rng: np.random.Generator, n: int) -> PacketBatch:
         ["SrcIP", "DstIP", "SrcPort", "DstPort", "Protocol"],
         ["Protocol", "DstPort", "SrcPort"],
         ["DstIP", "SrcPort", "DstPort", "Protocol"],
+        ["SrcIP", "DstIP"],
     ],
 )
 def test_encode_kernel_agrees_with_reference(fields: list[str]) -> None:
@@ -97,6 +100,33 @@ def test_encode_kernel_agrees_with_reference(fields: list[str]) -> None:
     got = encode_keys(batch, fields)
     assert got.dtype == np.uint8 and got.shape == (300, key_length(fields)) and got.flags.c_contiguous
     assert np.array_equal(got, encode_keys_ref(batch, fields))
+
+
+@pytest.mark.parametrize("fields", [["SrcIP"], ["SrcIP", "DstIP"], ["DstIP", "SrcIP"]])
+def test_address_keys_take_the_word_kernel_and_agree_with_the_byte_kernel(fields: list[str]) -> None:
+    # keys of addresses only (the shipped sketches': SrcIP, SrcIP‖DstIP) are copied as 8-byte words;
+    # the same bytes as the general kernel's, for aligned columns, unaligned ones (views into a layout 1
+    # message) and an empty batch
+    batch = _batch(np.random.default_rng(11), 257)
+    codes = np.array([keys_mod._CODE[f] for f in fields], np.int64)
+    bytewise = keys_mod._encode_kernel(
+        batch.src_ip, batch.dst_ip, batch.src_port, batch.dst_port, batch.protocol, codes, key_length(fields)
+    )
+    words = keys_mod._encode_address_words(batch.src_ip.view(np.uint64), batch.dst_ip.view(np.uint64), codes)
+    assert words.view(np.uint8).tobytes() == bytewise.tobytes()
+    got = encode_keys(batch, fields)
+    assert got.dtype == np.uint8 and got.shape == bytewise.shape and got.flags.c_contiguous
+    assert np.array_equal(got, bytewise) and np.array_equal(got, encode_keys_ref(batch, fields))
+    # columns at an odd address: the word view is unaligned, the byte kernel takes them
+    raw = np.zeros(257 * 32 + 1, np.uint8)
+    src = raw[1 : 1 + 257 * 16].reshape(257, 16)
+    dst = raw[1 + 257 * 16 :].reshape(257, 16)
+    src[:], dst[:] = batch.src_ip, batch.dst_ip
+    assert not src.view(np.uint64).flags.aligned
+    odd = dataclasses.replace(batch, src_ip=src, dst_ip=dst)
+    assert np.array_equal(encode_keys(odd, fields), bytewise)
+    empty = encode_keys(batch.take(np.zeros(0, np.int64)), fields)
+    assert empty.shape == (0, key_length(fields)) and empty.dtype == np.uint8
 
 
 def test_encoding_layout_ports_big_endian_and_ipv4_mapped() -> None:

@@ -9,6 +9,13 @@
         full: wait (file replay: nothing lost)       one message ≤ max_payload per shard slice
         or drop + count (live: never block capture)   subject <subject>.<shard>, seq per shard
 
+Messages as large as ``max_packets``: a batch's part for a shard is small where a capture batch is
+split many ways (a 65 536-packet batch into 16 shards: ~4 100 packets), and every message costs the
+engine a fixed amount (its NATS client, decoder, and each task's update: ~240 µs of its CPU with the
+shipped tasks). So while more batches wait in the queue, a shard's parts are held (copied) and go out
+together with later ones, up to ``max_packets``; when nothing waits (a source slower than the
+publisher), or a part has waited ``MAX_HOLD_S``, or the run ends, what is held goes out at once.
+
 Each message carries ``probe_id``, ``shard``, ``n_shards``, a per-shard ``seq`` (1, 2, …: an engine
 that owns the shard sees a gap if a message is lost in transit) and the cumulative ``probe_dropped``
 count, so drops are visible downstream too. Over core NATS a finished run ends every shard it used
@@ -53,6 +60,10 @@ from netspectra.transport.nats_bus import (
 from netspectra.transport.nats_send import install_direct_writes, publish_direct
 
 log = logging.getLogger(__name__)
+
+#: The longest a shard's packets wait in the publisher to go out with later ones (coalescing, see
+#: ``Publisher._publish``), while more batches are queued.
+MAX_HOLD_S = 0.25
 
 __all__ = ["ProbeStats", "Publisher", "PublisherOptions"]
 
@@ -159,6 +170,11 @@ class Publisher:
         self._consumed = consumed
         self._halt: asyncio.Event | None = None
         self._scratch: dict[str, Any] = {}  # split_by_shard's reused buffers
+        # per shard: packets split off earlier batches, held (copies) to go out with later ones
+        self._held: list[list[PacketBatch]] = [[] for _ in range(options.n_shards)]
+        self._held_n = [0] * options.n_shards
+        self._held_since = [0.0] * options.n_shards  # monotonic time of the oldest held part
+        self._held_ts = [0] * options.n_shards  # the first timestamp of the oldest held part
         self._max_bytes: int | None = None  # the server's max_payload, once connected
 
     # -- source side (a thread) ------------------------------------------------------------------------
@@ -235,6 +251,7 @@ class Publisher:
                 if item is None:  # the source ended and everything it queued is published
                     break
                 await self._publish(nc, js, item, max_packets)
+            await self._send_held(nc, js, max_packets)  # a stop or the end: nothing stays held
             if js is not None:
                 await js.publish_async_completed()
             else:
@@ -310,44 +327,109 @@ class Publisher:
         if opts.n_shards == 1:
             parts: Sequence[PacketBatch] = [batch]
         else:
-            # the parts are encoded (copied into the payloads) before the next batch: one scratch serves all
+            # the parts are encoded or held (copied) before the next batch: one scratch serves all
             shards = shard_of(batch, opts.n_shards, opts.shard_fields)
             parts = split_by_shard(batch, shards, opts.n_shards, scratch=self._scratch)
-        if opts.wire_layout > 1 and self._max_bytes is not None:
-            # more packets than this never fit: cutting such a message again would cost an encoding
-            max_packets = max_packets_for_payload(
-                self._max_bytes, max_packets, batch.present(), per_packet=DENSE_MIN_BYTES_PER_PACKET
-            )
-        kernel_dropped = int(self._kernel_dropped()) if self._kernel_dropped is not None else 0
+        # Coalescing: a shard's part of this batch is held (copied) while more batches wait in the
+        # queue and it and the shard's held packets stay under max_packets; they go out as one message
+        # with a later part. Messages then come near max_packets even where a capture batch splits
+        # into small parts (a 65 536-packet batch into 16 shards: ~4 100 packets a part) — each
+        # message costs the engine's NATS client, its decoder and every task a fixed amount (~240 µs
+        # of the engine's CPU a message with the shipped tasks). With nothing waiting, everything held
+        # goes out at once: a slow source's packets are not held back; nor are a quiet shard's for
+        # longer than MAX_HOLD_S while the queue stays busy.
+        more = len(self._queue) > 0
+        now = time.monotonic()
         for shard, part in enumerate(parts):
             n = len(part)
             if n == 0:
                 continue
-            subject = batch_subject(opts.subject, shard)
-            for seq, payload in encode_messages(
-                part,
-                max_packets,
-                self._seq[shard] + 1,
-                first_packet=self.stats.per_shard_packets[shard],
-                max_bytes=self._max_bytes,
-                probe_id=opts.probe_id,
-                shard=shard,
-                n_shards=opts.n_shards,
-                link_type=opts.link_type,
-                probe_dropped=self.stats.dropped_packets,
-                kernel_dropped=kernel_dropped,
-                layout=opts.wire_layout,
-                compression=opts.wire_compression,
+            held = self._held_n[shard]
+            if held and (
+                held + n > max_packets or self._spans_too_long(shard, part) or not self._joins(shard, part)
             ):
-                if js is not None:
-                    fut = await js.publish_async(subject, payload, wait_stall=60)
-                    fut.add_done_callback(self._check_ack)
-                else:
-                    if self._consumed is not None:
-                        await self._wait_for_consumer()
-                    await publish_direct(nc, subject, payload)
-                self._seq[shard] = seq
-                self.stats.messages += 1
-                self.stats.bytes_published += len(payload)
-            self.stats.packets_published += n
-            self.stats.per_shard_packets[shard] += n
+                await self._send_shard(nc, js, shard, self._take_held(shard), max_packets)
+                held = 0
+            if more and held + n < max_packets:
+                if not held:
+                    self._held_since[shard] = now
+                    self._held_ts[shard] = int(part.ts_ns[0])
+                self._held[shard].append(part.copy())  # the part is a view of the split's scratch
+                self._held_n[shard] += n
+            else:
+                await self._send_shard(nc, js, shard, self._take_held(shard, part), max_packets)
+        if not more:
+            await self._send_held(nc, js, max_packets)
+            return
+        for shard in range(opts.n_shards):
+            if self._held_n[shard] and now - self._held_since[shard] > MAX_HOLD_S:
+                await self._send_shard(nc, js, shard, self._take_held(shard), max_packets)
+
+    def _joins(self, shard: int, part: PacketBatch) -> bool:
+        """Whether ``part`` can join the shard's held packets in one batch: the same optional columns
+        and dimension columns (:meth:`PacketBatch.concat`; batches of files of different kinds may
+        differ)."""
+        first = self._held[shard][0]
+        if first.present() != part.present() or (first.dims is None) != (part.dims is None):
+            return False
+        return set(first.dims or ()) == set(part.dims or ())
+
+    def _spans_too_long(self, shard: int, part: PacketBatch) -> bool:
+        """Whether the shard's held packets and ``part`` would span 2**32 ns or more (by the first held
+        and the last new timestamp): layout 2 then sends 8-byte timestamps instead of 4-byte offsets
+        for the whole message (docs/wire.md), so the held packets go out first."""
+        if self.options.wire_layout < 2:
+            return False
+        return abs(int(part.ts_ns[-1]) - self._held_ts[shard]) >= 1 << 32
+
+    def _take_held(self, shard: int, part: PacketBatch | None = None) -> PacketBatch:
+        """The shard's held packets (then ``part``) as one batch; nothing is held afterwards."""
+        pieces = self._held[shard] + ([part] if part is not None else [])
+        self._held[shard] = []
+        self._held_n[shard] = 0
+        return pieces[0] if len(pieces) == 1 else PacketBatch.concat(pieces)
+
+    async def _send_held(self, nc: Any, js: Any, max_packets: int) -> None:
+        """Publish every shard's held packets."""
+        for shard in range(self.options.n_shards):
+            if self._held_n[shard]:
+                await self._send_shard(nc, js, shard, self._take_held(shard), max_packets)
+
+    async def _send_shard(self, nc: Any, js: Any, shard: int, part: PacketBatch, max_packets: int) -> None:
+        """Publish ``part`` (packets of ``shard``) as messages of at most ``max_packets`` packets."""
+        opts = self.options
+        n = len(part)
+        kernel_dropped = int(self._kernel_dropped()) if self._kernel_dropped is not None else 0
+        if opts.wire_layout > 1 and self._max_bytes is not None:
+            # more packets than this never fit: cutting such a message again would cost an encoding
+            max_packets = max_packets_for_payload(
+                self._max_bytes, max_packets, part.present(), per_packet=DENSE_MIN_BYTES_PER_PACKET
+            )
+        subject = batch_subject(opts.subject, shard)
+        for seq, payload in encode_messages(
+            part,
+            max_packets,
+            self._seq[shard] + 1,
+            first_packet=self.stats.per_shard_packets[shard],
+            max_bytes=self._max_bytes,
+            probe_id=opts.probe_id,
+            shard=shard,
+            n_shards=opts.n_shards,
+            link_type=opts.link_type,
+            probe_dropped=self.stats.dropped_packets,
+            kernel_dropped=kernel_dropped,
+            layout=opts.wire_layout,
+            compression=opts.wire_compression,
+        ):
+            if js is not None:
+                fut = await js.publish_async(subject, payload, wait_stall=60)
+                fut.add_done_callback(self._check_ack)
+            else:
+                if self._consumed is not None:
+                    await self._wait_for_consumer()
+                await publish_direct(nc, subject, payload)
+            self._seq[shard] = seq
+            self.stats.messages += 1
+            self.stats.bytes_published += len(payload)
+        self.stats.packets_published += n
+        self.stats.per_shard_packets[shard] += n

@@ -92,13 +92,35 @@ def _encode_kernel(
     return out
 
 
+@njit(nogil=True, cache=True)
+def _encode_address_words(src_w: np.ndarray, dst_w: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """Keys of address fields only (``codes`` 0: SrcIP, 1: DstIP), from the addresses as (n, 2) uint64
+    words: (n, 2 * len(codes)) uint64 whose bytes are :func:`_encode_kernel`'s keys. Field by field,
+    two words a row: numba compiles the byte loop of the general kernel to ~5 ns a 16-byte field (it
+    cannot prove the arrays apart), this to ~1.4."""
+    n = src_w.shape[0]
+    out = np.empty((n, 2 * codes.shape[0]), np.uint64)
+    for k in range(codes.shape[0]):
+        a = src_w if codes[k] == 0 else dst_w
+        for i in range(n):
+            out[i, 2 * k] = a[i, 0]
+            out[i, 2 * k + 1] = a[i, 1]
+    return out
+
+
 def _encode(batch: PacketBatch, fields: tuple[str, ...], missing: MissingFields | None = None) -> np.ndarray:
     if any(f not in _CODE for f in fields):
         return _encode_columns(batch, fields, missing)
     codes = np.array([_CODE[f] for f in fields], dtype=np.int64)
+    src_ip = np.ascontiguousarray(batch.src_ip)
+    dst_ip = np.ascontiguousarray(batch.dst_ip)
+    if len(codes) and codes.max() <= _CODE["DstIP"]:  # addresses only (the shipped sketches' keys)
+        src_w, dst_w = src_ip.view(np.uint64), dst_ip.view(np.uint64)
+        if src_w.flags.aligned and dst_w.flags.aligned:  # a layout 1 message's views may not be
+            return _encode_address_words(src_w, dst_w, codes).view(np.uint8)
     return _encode_kernel(
-        np.ascontiguousarray(batch.src_ip),
-        np.ascontiguousarray(batch.dst_ip),
+        src_ip,
+        dst_ip,
         np.ascontiguousarray(batch.src_port),
         np.ascontiguousarray(batch.dst_port),
         np.ascontiguousarray(batch.protocol),
