@@ -111,6 +111,45 @@ def test_dictionaries_are_stable_and_shared_by_both_sides() -> None:
         assert out.columns[name].dtype == np.dtype(BY_NAME[name].dtype)
 
 
+def test_columns_are_pooled_blocks_never_overwritten_while_held() -> None:
+    """A batch's looked-up columns are views of a pooled block (BlockPool): a block comes back only when no
+    column of it is held, so a kept batch keeps its answers, and a released one's memory is reused."""
+    e = build(networks=NETWORKS)
+    first = a16("10.1.2.3", "192.0.2.9", "2001:db8:1::1", "8.8.8.8")
+    other = a16("8.8.8.8", "10.0.0.1", "10.1.2.200", "2001:db8::5")
+    kept = e.enrich(first, other)
+    want = {k: v.copy() for k, v in kept.columns.items()}
+    bases = {id(v.base) for v in kept.columns.values()}
+    assert len(bases) == 1  # every looked-up column of both sides: one block
+    for _ in range(2 * e._blocks.KEEP):  # a kept batch's block is never handed out again
+        got = e.enrich(other, first)
+        assert id(next(iter(got.columns.values())).base) not in bases
+        assert got.columns["SrcNetName"].tolist() == want["DstNetName"].tolist()
+        assert got.columns["DstAS"].tolist() == want["SrcAS"].tolist()
+        del got
+    for k, v in kept.columns.items():
+        assert v.tolist() == want[k].tolist(), k
+    one = kept.columns["SrcNetSite"]  # a single column held keeps the whole block out of the pool
+    del kept
+    again = e.enrich(other, first)
+    assert id(again.columns["SrcAS"].base) != id(one.base)
+    assert one.tolist() == want["SrcNetSite"].tolist()
+    block = id(again.columns["SrcAS"].base)
+    del again
+    reused = e.enrich(first, other)  # nothing holds that block now: reused, and filled anew
+    assert id(reused.columns["SrcAS"].base) == block
+    for k, v in reused.columns.items():
+        assert v.tolist() == want[k].tolist(), k
+    odd = e.enrich(first[:3], other[:3])  # an odd row count: every column aligned, C-contiguous
+    for k, v in odd.columns.items():
+        assert v.flags.aligned and v.flags.c_contiguous, k
+        assert v.tolist() == want[k][:3].tolist(), k
+    plain = build()  # no network attributes: a side is 3 words a row, an odd count of them here
+    got = plain.enrich(first[:3], other[:3])
+    assert got.columns["DstAS"].flags.aligned and got.columns["DstAS"].flags.c_contiguous
+    assert got.columns["DstAS"].tolist() == plain.enrich(other[:3], first[:3]).columns["SrcAS"].tolist()
+
+
 def test_columns_contract() -> None:
     names = [c.name for c in COLUMNS]
     required = ("SrcAS", "DstAS", "SrcCountry", "DstCountry", "SrcNetName", "DstNetName", "SrcNetRole")

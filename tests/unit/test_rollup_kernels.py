@@ -225,3 +225,20 @@ def test_gather_increments_reads_the_pending_increments_of_the_slots() -> None:
     assert np.array_equal(words.T, fine.dims[slots])
     assert np.array_equal(pk, fine.bpk[slots]) and np.array_equal(by, fine.bby[slots])
     assert (lo, hi) == (fine.bkt[slots].min(), fine.bkt[slots].max())
+
+
+def test_highest_open_matches_the_reference() -> None:
+    rng = np.random.default_rng(41)
+    t = _Table(3, 64, finest=True)
+    assert kern.highest_open(t.reci, t.rec32, t.rw) == np.iinfo(np.int64).min  # nothing open
+    n = 20
+    end = T0 + rng.integers(-5 * MIN, 30 * MIN, n)
+    mat = rng.integers(0, 4, (n, 3)).astype(np.uint32)
+    _apply(t, end, np.empty(0, np.int64), np.empty(0, np.uint64), np.full(n, 100, np.uint64), mat, 1 << 30)
+    want = kern.highest_open_ref(t.bkt, t.state)
+    assert want == int(end.max() // MIN)
+    assert kern.highest_open(t.reci, t.rec32, t.rw) == want
+    closed = t.rehash(want - 1, t.cap)  # the newest bucket stays open
+    assert len(closed) and kern.highest_open(t.reci, t.rec32, t.rw) == want == kern.highest_open_ref(
+        t.bkt, t.state
+    )

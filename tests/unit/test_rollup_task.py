@@ -683,6 +683,58 @@ def test_a_table_grown_in_place_is_the_table_rebuilt(monkeypatch: pytest.MonkeyP
             assert np.array_equal(r1, r2) and np.array_equal(e1, e2) and np.array_equal(m1, m2)
 
 
+def test_an_early_close_of_every_entry_empties_a_mapped_table_in_place(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``max_entries`` reached with every entry in one bucket closes every entry: a mapped table is then
+    emptied in place (``_Table.rehash``: no fresh mapping) — every snapshot (in order), every slot's
+    record and epoch and the summary are those of rebuilding into fresh tables; a close that keeps
+    entries (rows of two minutes) still rebuilds."""
+    import netspectra.rollup.task as task_mod
+
+    rng = np.random.default_rng(31)
+    batches = []
+    for k in range(6):  # ~3,000 tuples a minute, max_entries 2,048: early closes in each resolution
+        b = make_batch(rng, 6000, T0 + (k // 3) * MIN + (k % 3) * 15 * 10**9, 15 * 10**9)
+        batches.append(b.with_dims({"SrcAS": rng.integers(0, 3000, 6000).astype(np.uint32)}))
+
+    def play() -> tuple[list, list, tuple]:
+        task = RollupTask("t", RollupParams(DIMS, max_entries=2048), capacity=16)
+        snaps = []
+        for i, b in enumerate(batches):
+            task.update(b)
+            if i % 2 == 1:
+                snaps.append(task.drain())
+        tables = [(t.rec.copy(), t.epoch.copy(), t.meta.copy()) for t in task.tables]
+        task.finish()
+        snaps.append(task.drain())
+        s = task.summary
+        return tables, [_row_tuples(p) for p in snaps], (s.packets, s.bytes, s.rows_out, s.marginals)
+
+    monkeypatch.setattr(task_mod, "_MAPPED_BYTES", 4096)  # every table past 4 KB in its own mapping
+    allocs = {"n": 0}
+    real_alloc = task_mod._Table._alloc
+
+    def alloc(self, cap):  # type: ignore[no-untyped-def]
+        allocs["n"] += 1
+        return real_alloc(self, cap)
+
+    monkeypatch.setattr(task_mod._Table, "_alloc", alloc)
+    highest = _count_calls(monkeypatch, kern, "highest_open")
+    in_place = play()
+    mapped_allocs = allocs["n"]
+    assert highest["n"] >= 3  # early closes of mapped tables
+    monkeypatch.setattr(task_mod, "_MAPPED_BYTES", 1 << 62)  # never mapped: rebuilt into fresh tables
+    allocs["n"] = 0
+    highest["n"] = 0
+    rebuilt = play()
+    assert highest["n"] == 0 and allocs["n"] > mapped_allocs  # the in-place closes allocated nothing
+    assert in_place[1] == rebuilt[1] and in_place[2] == rebuilt[2]
+    assert any(e > 0 for snap in in_place[1] for e in [row[2] for row in snap])  # epochs moved
+    for (r1, e1, m1), (r2, e2, m2) in zip(in_place[0], rebuilt[0], strict=True):
+        assert np.array_equal(r1, r2) and np.array_equal(e1, e2) and np.array_equal(m1, m2)
+
+
 @pytest.mark.parametrize("export", [False, True])
 def test_rows_counted_a_chunk_at_a_time_are_those_of_whole_batches(
     export: bool, monkeypatch: pytest.MonkeyPatch

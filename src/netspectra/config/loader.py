@@ -7,9 +7,10 @@ Order and rules, as the original's ``LoadConfig`` (with stricter, clearer errors
    ``./.env``; a missing file is fine).
 2. ``$VAR`` / ``${VAR}`` are expanded over the whole text with Go's rules (unset -> "";
    see :mod:`netspectra.config.env`).
-3. The text is parsed as YAML; a syntax error names the file, line and column. Only ``true`` / ``false``
-   are booleans (as in YAML 1.2 and the original's yaml.v3): ``yes``, ``no``, ``on``, ``off`` stay strings,
-   so ``password: no`` is the password "no".
+3. The text is parsed as YAML; a syntax error names the file, line and column. (A large text's parsed
+   data are kept in a disk cache keyed by the text: :mod:`netspectra.config.parsed_cache`.) Only
+   ``true`` / ``false`` are booleans (as in YAML 1.2 and the original's yaml.v3): ``yes``, ``no``,
+   ``on``, ``off`` stay strings, so ``password: no`` is the password "no".
 4. The result is validated by :class:`~netspectra.config.models.Config`; every problem becomes one
    line of a :class:`ConfigError`, each naming the key path, the bad value and the fix.
 """
@@ -20,6 +21,7 @@ import contextlib
 import gc
 import importlib.resources
 import logging
+import os
 import re
 from collections.abc import Iterator
 from importlib.resources.abc import Traversable
@@ -31,6 +33,7 @@ from pydantic import ValidationError
 
 from netspectra.config.env import expand_env, load_env_files
 from netspectra.config.models import Config, unknown_key_warnings
+from netspectra.config.parsed_cache import parse_yaml
 
 log = logging.getLogger(__name__)
 
@@ -167,10 +170,19 @@ def parse_config_text(text: str, *, source: str = "<string>", expand: bool = Tru
 
     Does not read any ``.env``; :func:`load_config` does that before calling this.
     """
+    # a text in which a variable has a value is never cached: values (passwords, tokens) stay off the disk
+    valued: list[str] = []
     if expand:
-        text = expand_env(text)
+
+        def lookup(name: str) -> str:
+            value = os.environ.get(name, "")
+            if value:
+                valued.append(name)
+            return value
+
+        text = expand_env(text, lookup)
     with _gc_paused():
-        return _parse(text, source)
+        return _parse(text, source, cache=not valued)
 
 
 @contextlib.contextmanager
@@ -188,9 +200,13 @@ def _gc_paused() -> Iterator[None]:
         gc.enable()
 
 
-def _parse(text: str, source: str) -> Config:
+def _load_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_Yaml12BoolLoader)
+
+
+def _parse(text: str, source: str, *, cache: bool = True) -> Config:
     try:
-        data: Any = yaml.load(text, Loader=_Yaml12BoolLoader)
+        data: Any = parse_yaml(text, _load_yaml) if cache else _load_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark is not None else source

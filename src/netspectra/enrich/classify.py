@@ -18,14 +18,17 @@ import logging
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from netspectra.config.enrichment import EnrichmentConfig, ExporterInfo, InterfaceInfo, parse_cidr
 from netspectra.counters import Counter, RateLimitedLog
 from netspectra.enrich.codes import Dictionary, DictionaryFullError
-from netspectra.enrich.expr import EXPORTER_LANGUAGE, INTERFACE_LANGUAGE, Rule, parse_rule
 from netspectra.enrich.kernels import unique_pairs
+
+if TYPE_CHECKING:
+    from netspectra.enrich.expr import Rule
 
 log = logging.getLogger(__name__)
 
@@ -86,12 +89,14 @@ class Classifier:
     """
 
     def __init__(self, cfg: EnrichmentConfig) -> None:
-        self.exporter_rules: tuple[Rule, ...] = tuple(
-            parse_rule(r, EXPORTER_LANGUAGE) for r in cfg.classifiers.exporters
-        )
-        self.interface_rules: tuple[Rule, ...] = tuple(
-            parse_rule(r, INTERFACE_LANGUAGE) for r in cfg.classifiers.interfaces
-        )
+        self.exporter_rules: tuple[Rule, ...] = ()
+        self.interface_rules: tuple[Rule, ...] = ()
+        if cfg.classifiers.exporters or cfg.classifiers.interfaces:  # the rule language only when used
+            from netspectra.enrich.expr import EXPORTER_LANGUAGE, INTERFACE_LANGUAGE, parse_rule
+
+            rules = cfg.classifiers
+            self.exporter_rules = tuple(parse_rule(r, EXPORTER_LANGUAGE) for r in rules.exporters)
+            self.interface_rules = tuple(parse_rule(r, INTERFACE_LANGUAGE) for r in rules.interfaces)
         self.cache_size = cfg.classifiers.cache_size
         # Longest prefix first: the first match is the most specific.
         self._metadata = sorted(

@@ -522,6 +522,24 @@ def reinsert(n, d, src, src32, src_epoch, rw, rec, reci, rec32, epoch):
 
 
 @njit(nogil=True, cache=True)
+def highest_open(reci, rec32, rw):
+    """The highest bucket of the table's open entries (the int64 minimum when there is none): whether a
+    close closes every entry (:meth:`netspectra.rollup.task._Table.rehash`). Reference:
+    :func:`highest_open_ref`."""
+    high = np.iinfo(np.int64).min
+    for s in range(reci.shape[0] // rw):
+        if rec32[2 * s * rw + H_STATE] & STATE_MASK != EMPTY:
+            high = max(high, reci[s * rw + W_BKT])
+    return high
+
+
+def highest_open_ref(bkt: np.ndarray, state: np.ndarray) -> int:
+    """:func:`highest_open` over the column views ``bkt`` and ``state`` of a table."""
+    open_ = [int(b) for b, st in zip(bkt.tolist(), state.tolist(), strict=True) if st & STATE_MASK != EMPTY]
+    return max(open_, default=int(np.iinfo(np.int64).min))
+
+
+@njit(nogil=True, cache=True)
 def collect(clear, d, rec, reci, rec32, rw, epoch, o_bkt, o_dims, o_epoch, o_pk, o_by):
     """Write the entries changed since they were last handed out (state ``DIRTY``) to ``o_*`` — all open
     entries with ``clear`` < 0 — and, with ``clear`` > 0, mark them handed out; how many were written."""

@@ -1,0 +1,153 @@
+"""A disk cache of parsed configuration text, so that a large configuration does not cost YAML time at every
+start.
+
+libyaml builds a node for every scalar of a configuration before the constructor turns them into Python
+objects: a ``networks`` map of 2,000 entries (250 KB of YAML) costs ~0.07 s of every command's start-up,
+more than validating it. The parsed data depend only on the text (after ``${VAR}`` expansion), so
+:func:`parse_yaml` keeps them on disk and reuses them when the same text comes again:
+
+* **Keyed by content.** The key is a hash of the text, the loader's rules (:data:`FORMAT`) and the
+  Python and PyYAML versions: an entry cannot go stale, and a file edited or copied is a new key.
+* **No variable values.** A text in which a ``${VAR}`` expands to a value (a variable set and not empty)
+  is never cached (:func:`netspectra.config.loader.parse_config_text` decides): such values are often
+  secrets (passwords, tokens) that must not be written to disk. Unset or empty variables expand to
+  nothing, so a text whose variables are all unset is cached. What a file holds literally is stored in
+  an entry readable by its owner only.
+* **Only what parses.** Text that fails to parse (a syntax error, a key written twice) is never stored:
+  such text is parsed again every time and fails as without a cache, naming file, line and column. A
+  stored entry is data the YAML parser produced; validation runs on it as on freshly parsed data, so
+  validation errors and warnings are the same too.
+* **Plain data, exactly.** Entries are JSON (no pickles: the cache directory holds nothing that
+  executes), written only when the data round-trip exactly — dictionaries with string keys in their
+  order, lists, strings, integers, floats, booleans and ``None``, compared type by type. Anything else a
+  YAML file can hold (timestamps, binary, sets, integer keys, NaN) is simply not cached.
+* **Only where it pays.** Text shorter than :data:`MIN_BYTES` is parsed directly (a few milliseconds:
+  less than a file read and write).
+* **Never fails a parse.** An entry that cannot be read, decoded or written is ignored (logged at debug
+  level) and the text parsed as without a cache. Entries are written atomically (a temporary file renamed
+  into place); the newest :data:`KEEP` are kept.
+
+The directory: ``$NETSPECTRA_CONFIG_CACHE`` (``off``: no cache); else ``$XDG_CACHE_HOME/netspectra/config``
+(``~/.cache/netspectra/config`` without ``XDG_CACHE_HOME``) — beside the enrichment's compiled tables.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+#: Bump when the loader's rules (its resolvers, its constructor) or the entries' format change.
+FORMAT = 1
+#: Text shorter than this (characters) is parsed without the cache.
+MIN_BYTES = 32 * 1024
+#: Entries kept (the newest by use).
+KEEP = 8
+#: The environment variable naming the directory (``off``: no cache).
+ENV = "NETSPECTRA_CONFIG_CACHE"
+_PREFIX = "parsed-"
+
+
+def cache_dir() -> Path | None:
+    """The cache directory (see the module docstring); None when off."""
+    setting = os.environ.get(ENV, "").strip()
+    if setting.lower() == "off":
+        return None
+    if setting:
+        return Path(setting).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "netspectra" / "config"
+
+
+def _key(text: str) -> str:
+    import yaml
+
+    h = hashlib.blake2b(digest_size=20)
+    h.update(f"{FORMAT}|{sys.version}|{yaml.__version__}|".encode())
+    h.update(text.encode("utf-8", "surrogatepass"))
+    return h.hexdigest()
+
+
+def _same(a: Any, b: Any) -> bool:
+    """``a`` and ``b`` are the same plain data, type by type (``True`` is not ``1``, a dict's keys in the
+    same order)."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return list(a) == list(b) and all(_same(v, b[k]) for k, v in a.items())
+    if isinstance(a, list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, str | int | float | bool) or a is None:
+        return a == b  # (NaN != NaN: not cached)
+    return False
+
+
+def _read(path: Path) -> Any:
+    """The entry at ``path``; raises when there is none or it cannot be used."""
+    with open(path, encoding="utf-8") as f:
+        entry = json.load(f)
+    if not isinstance(entry, dict) or entry.get("format") != FORMAT or "data" not in entry:
+        raise ValueError("not an entry of this format")
+    with contextlib.suppress(OSError):  # the newest by use survive the pruning
+        os.utime(path)
+    return entry["data"]
+
+
+def _write(directory: Path, path: Path, data: Any) -> None:
+    blob = json.dumps({"format": FORMAT, "data": data}, ensure_ascii=False, allow_nan=False)
+    if not _same(data, json.loads(blob)["data"]):
+        log.debug("config cache: data of types JSON does not keep exactly; not cached")
+        return
+    directory.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(blob)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    _prune(directory)
+
+
+def _prune(directory: Path) -> None:
+    entries = []
+    for p in directory.glob(f"{_PREFIX}*.json"):
+        with contextlib.suppress(OSError):
+            entries.append((p.stat().st_mtime_ns, p))
+    entries.sort(reverse=True)
+    for _, p in entries[KEEP:]:
+        with contextlib.suppress(OSError):
+            p.unlink()
+
+
+def parse_yaml(text: str, parse: Callable[[str], Any]) -> Any:
+    """``parse(text)`` (the loader's YAML parse of an expanded text no variable gave a value to), or the
+    data it gave for the same text before (see the module docstring). Exceptions of ``parse`` propagate
+    unchanged."""
+    directory = cache_dir() if len(text) >= MIN_BYTES else None
+    if directory is None:
+        return parse(text)
+    path = directory / f"{_PREFIX}{_key(text)}.json"
+    try:
+        return _read(path)
+    except FileNotFoundError:
+        pass
+    except (OSError, ValueError, UnicodeDecodeError) as exc:  # damaged or foreign: parse, then replace it
+        log.debug("config cache: entry %s unusable (%s); parsing", path, exc)
+    data = parse(text)
+    try:
+        _write(directory, path, data)
+    except (OSError, ValueError, TypeError, RecursionError) as exc:
+        log.debug("config cache: cannot store %s (%s)", path, exc)
+    return data
