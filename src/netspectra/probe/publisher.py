@@ -5,9 +5,10 @@
     source (any iterator of PacketBatch: a replayed file, a live interface)
         │ reader thread
         ▼
-    bounded queue (batches) ──▶ asyncio loop: shard_of → split_by_shard → encode → publish
-        full: wait (file replay: nothing lost)       one message ≤ max_payload per shard slice
-        or drop + count (live: never block capture)   subject <subject>.<shard>, seq per shard
+    bounded queue (batches) ──▶ asyncio loop: shard_of → split_by_shard → (hold) → encode → publish
+        full: wait (file replay: nothing lost)       a shard's parts coalesced into messages of
+        or drop + count (live: never block capture)   ≤ max_packets and ≤ max_payload; subject
+                                                      <subject>.<shard>, seq per shard
 
 Messages as large as ``max_packets``: a batch's part for a shard is small where a capture batch is
 split many ways (a 65 536-packet batch into 16 shards: ~4 100 packets), and every message costs the
