@@ -93,7 +93,14 @@ def _load_overload_without_refresh(self: Any, sig: Any, target_context: Any) -> 
 
     initialize_nrt(target_context)
     with self._guard_against_spurious_io_errors():
-        return self._load_overload(sig, target_context)
+        loaded = self._load_overload(sig, target_context)
+    if loaded is None:
+        # a miss: numba compiles now, building a heap of IR objects that only the cyclic collector frees
+        # (with analyze's start-up pause in force, a first run peaked 110 MB higher)
+        from netspectra.process import resume_gc
+
+        resume_gc()
+    return loaded
 
 
 #: The numba modules :func:`load_cached_kernels_lean` changes, each right after it is first imported.

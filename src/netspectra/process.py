@@ -10,7 +10,8 @@ OWN_PROCESS = False
 #: True while the cyclic garbage collector is paused for a command's start-up: the entry point pauses it
 #: for ``analyze`` (:func:`netspectra.cli.main.main`), whose imports, configuration and kernels would
 #: otherwise trigger ~200 collections walking a growing heap (~30 ms of a small capture's command); the
-#: command resumes it once started (:func:`resume_gc`), the entry point at the latest when it returns.
+#: command resumes it once started (:func:`resume_gc`), the entry point at the latest when it returns, and
+#: a kernel compiled on a cache miss at once (:func:`netspectra.lazy.load_cached_kernels_lean`).
 GC_PAUSED = False
 
 

@@ -192,10 +192,15 @@ def test_publisher_coalesces_small_parts_while_batches_wait(nats_server: NatsSer
         assert_same(got[name], want[name])
 
 
-def test_coalesced_messages_keep_their_timestamps_within_four_byte_offsets(nats_server: NatsServer) -> None:
+@pytest.mark.parametrize("late_ns", [0, 2_000_000_000], ids=["in-order", "late-packet"])
+def test_coalesced_messages_keep_their_timestamps_within_four_byte_offsets(
+    nats_server: NatsServer, late_ns: int
+) -> None:
     # each batch starts 1.5 s after the previous one: three together would span more than 2**32 ns, and
     # layout 2 would send that message's timestamps as 8 bytes, not as 4-byte offsets from a base.
-    # Coalescing sends a shard's held parts before a part that would make them span that far.
+    # Coalescing sends a shard's held parts before a part that would make them span that far — judged
+    # by the extremes, not the first and last packets: "late-packet" puts one packet 2 s later than its
+    # neighbours in the middle of each batch (captures are not always in time order)
     rng = np.random.default_rng(3)
     batches = []
     for i in range(12):
@@ -205,6 +210,7 @@ def test_coalesced_messages_keep_their_timestamps_within_four_byte_offsets(nats_
         b.src_ip[:, 10:12] = b.dst_ip[:, 10:12] = 0xFF
         b.src_ip[:, 12:] = rng.integers(0, 256, (800, 4), dtype=np.uint8)
         b.ts_ns[:] = i * 1_500_000_000 + np.arange(800, dtype=np.int64) * 1_000
+        b.ts_ns[400] += late_ns
         b.length[:] = 100
         batches.append(b)
     payloads: list[bytes] = []
@@ -270,6 +276,33 @@ def test_coalescing_never_joins_batches_with_different_optional_columns(nats_ser
     got = [decode_batch(p)[0] for p in payloads]
     assert sum(len(b) for b in got) == 10 * 500
     assert sum(len(b) for b in got if "tcp_flags" in b.present()) == 5 * 500
+
+
+def test_a_failed_publish_counts_what_never_went_out(nats_server: NatsServer, gen_trace: Path) -> None:
+    # a send fails mid-run (here: the third message, an error raised in the publisher's own send step;
+    # the server is real): the error propagates, and every packet offered that was not published —
+    # the coalesced ones still held, the batches still queued, the message being sent — is counted as
+    # dropped, never silently gone
+    batches = list(CaptureReader(gen_trace, batch_size=2_000))[:12]
+    pub = Publisher(
+        PublisherOptions(
+            url=nats_server.url, subject="fail.packets", n_shards=4, probe_id="f", max_packets=20_000
+        )
+    )
+    send, calls = pub._send_shard, []
+
+    async def failing(*args: Any) -> None:
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("injected send failure")
+        await send(*args)
+
+    pub._send_shard = failing  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError, match="injected"):
+        asyncio.run(pub.run(iter(batches)))
+    st = pub.stats
+    assert st.packets_in > st.packets_published > 0
+    assert st.packets_published + st.dropped_packets == st.packets_in
 
 
 def test_publisher_holds_nothing_back_from_a_slow_source(nats_server: NatsServer, gen_trace: Path) -> None:

@@ -69,6 +69,26 @@ def test_edited_file_is_a_new_key(tmp_path: Path, cache: Path, parses: list[int]
     assert len(parses) == 2 and len(entries(cache)) == 2
 
 
+def test_another_loaders_rules_are_a_new_key(cache: Path) -> None:
+    """The directory is shared by every installed NetSpectra: a loader with other rules (here PyYAML's
+    SafeLoader, for which ``yes`` is a boolean) never gets this loader's data for the same text."""
+    text = "flag: yes\n" + _networks_yaml(700)
+    ours = parsed_cache.parse_yaml(text, loader._load_yaml, loader._yaml_rules())
+    assert ours["flag"] == "yes"  # YAML 1.2 booleans: only true/false
+
+    def safe(t: str):  # type: ignore[no-untyped-def]
+        return yaml.load(t, Loader=yaml.SafeLoader)
+
+    safe_rules = repr(
+        sorted(
+            (k, [(t, r.pattern) for t, r in v]) for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()
+        )
+    )
+    assert parsed_cache.parse_yaml(text, safe, safe_rules)["flag"] is True  # parsed, not our entry
+    assert len(entries(cache)) == 2
+    assert parsed_cache.parse_yaml(text, loader._load_yaml, loader._yaml_rules())["flag"] == "yes"
+
+
 def test_text_with_variables_is_never_cached(
     tmp_path: Path, cache: Path, parses: list[int], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -879,3 +879,23 @@ def test_from_config_inline_only_where_the_tasks_could_not_run_in_parallel() -> 
         snap = m.task("five").snapshot()
         totals.append((snap.total_packets, snap.total_bytes, len(snap)))
     assert totals[0] == totals[1] and totals[0][0] == len(batch) > 0
+
+
+def test_a_worker_leaving_on_an_exception_wakes_another_for_its_lane() -> None:
+    """A worker ends on an exception that is not a task's (a task's are counted and the worker goes on)
+    while the next batch of its lane is ready: an idle worker is woken for it — the leaving worker does
+    not take it itself, so the lane would otherwise wait for the next put."""
+    from netspectra.engine.manager import _LaneQueue
+
+    q = _LaneQueue(max_packets=1_000, lanes=1)
+    one = PacketBatch.empty(1)
+    assert q.put(one, block=False, timeout=None) and q.put(one, block=False, timeout=None)
+    lane, first = q.next_work()  # the worker that will leave holds lane 0
+    got: list[Any] = []
+    idle = threading.Thread(target=lambda: got.append(q.next_work()), daemon=True)
+    idle.start()
+    time.sleep(0.2)  # the idle worker waits: lane 0 is busy
+    assert not got
+    q.done(lane, first, leaving=True)
+    idle.join(timeout=5)
+    assert got and got[0][0] == 0 and got[0][1] is not first

@@ -175,6 +175,28 @@ print(type(env) is Environment, env.consts, env.globals.get("__name__"))
     assert out.stdout.split("\n")[0] == "True [1, 'x'] json"
 
 
+#: analyze's start-up (the collector paused, netspectra.cli.main), then one kernel.
+PAUSED = """
+import gc
+from netspectra import process
+from netspectra.lazy import load_cached_kernels_lean
+gc.disable()
+process.GC_PAUSED = True
+load_cached_kernels_lean()
+import numpy as np, kern
+print(kern.total(np.arange(4.0)), gc.isenabled(), process.GC_PAUSED)
+"""
+
+
+def test_a_cache_miss_resumes_the_paused_collector(tmp_path) -> None:
+    """A kernel compiled on a cache miss (a first run, an edited source, an unwritable cache) builds a heap
+    only the collector frees: the paused collector is switched on for it; a kernel loaded from the cache
+    leaves the pause in force."""
+    env = _env(tmp_path)
+    assert _run(PAUSED, env) == ["6.0 True False"]  # compiled: collector on
+    assert _run(PAUSED, env) == ["6.0 False True"]  # loaded: still paused
+
+
 @pytest.mark.parametrize("damage", ["cut", "garbage", "empty"])
 def test_a_damaged_nrt_file_is_compiled_again_and_rewritten(tmp_path, damage) -> None:
     env = _env(tmp_path)

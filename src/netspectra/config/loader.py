@@ -18,7 +18,9 @@ Order and rules, as the original's ``LoadConfig`` (with stricter, clearer errors
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
+import hashlib
 import importlib.resources
 import logging
 import os
@@ -204,9 +206,25 @@ def _load_yaml(text: str) -> Any:
     return yaml.load(text, Loader=_Yaml12BoolLoader)
 
 
+@functools.cache
+def _yaml_rules() -> str:
+    """A fingerprint of what :func:`_load_yaml` does beyond the text (the parsed-config cache's key):
+    its loader's classes, implicit resolvers and mapping constructor's code."""
+    loader = _Yaml12BoolLoader
+    code = loader.construct_mapping.__code__
+    parts = (
+        [c.__module__ + "." + c.__qualname__ for c in loader.__mro__],
+        sorted((k, [(t, rx.pattern) for t, rx in v]) for k, v in loader.yaml_implicit_resolvers.items()),
+        code.co_code.hex(),
+        repr(code.co_consts),
+        code.co_names,
+    )
+    return hashlib.sha256(repr(parts).encode()).hexdigest()[:20]
+
+
 def _parse(text: str, source: str, *, cache: bool = True) -> Config:
     try:
-        data: Any = parse_yaml(text, _load_yaml) if cache else _load_yaml(text)
+        data: Any = parse_yaml(text, _load_yaml, _yaml_rules()) if cache else _load_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark is not None else source

@@ -6,8 +6,10 @@ objects: a ``networks`` map of 2,000 entries (250 KB of YAML) costs ~0.07 s of e
 more than validating it. The parsed data depend only on the text (after ``${VAR}`` expansion), so
 :func:`parse_yaml` keeps them on disk and reuses them when the same text comes again:
 
-* **Keyed by content.** The key is a hash of the text, the loader's rules (:data:`FORMAT`) and the
-  Python and PyYAML versions: an entry cannot go stale, and a file edited or copied is a new key.
+* **Keyed by content and rules.** The key is a hash of the text, the entries' :data:`FORMAT`, the
+  loader's rules (``rules`` of :func:`parse_yaml`: a fingerprint of its resolvers and constructor code,
+  so that another NetSpectra's loader sharing the directory never gets this one's data) and the Python
+  and PyYAML versions; a file edited or copied is a new key.
 * **No variable values.** A text in which a ``${VAR}`` expands to a value (a variable set and not empty)
   is never cached (:func:`netspectra.config.loader.parse_config_text` decides): such values are often
   secrets (passwords, tokens) that must not be written to disk. Unset or empty variables expand to
@@ -68,11 +70,11 @@ def cache_dir() -> Path | None:
     return Path(base) / "netspectra" / "config"
 
 
-def _key(text: str) -> str:
+def _key(text: str, rules: str) -> str:
     import yaml
 
     h = hashlib.blake2b(digest_size=20)
-    h.update(f"{FORMAT}|{sys.version}|{yaml.__version__}|".encode())
+    h.update(f"{FORMAT}|{rules}|{sys.version}|{yaml.__version__}|".encode())
     h.update(text.encode("utf-8", "surrogatepass"))
     return h.hexdigest()
 
@@ -131,14 +133,15 @@ def _prune(directory: Path) -> None:
             p.unlink()
 
 
-def parse_yaml(text: str, parse: Callable[[str], Any]) -> Any:
+def parse_yaml(text: str, parse: Callable[[str], Any], rules: str) -> Any:
     """``parse(text)`` (the loader's YAML parse of an expanded text no variable gave a value to), or the
-    data it gave for the same text before (see the module docstring). Exceptions of ``parse`` propagate
+    data it gave for the same text and the same ``rules`` (what identifies the parse's behaviour: the
+    loader's fingerprint) before (see the module docstring). Exceptions of ``parse`` propagate
     unchanged."""
     directory = cache_dir() if len(text) >= MIN_BYTES else None
     if directory is None:
         return parse(text)
-    path = directory / f"{_PREFIX}{_key(text)}.json"
+    path = directory / f"{_PREFIX}{_key(text, rules)}.json"
     try:
         return _read(path)
     except FileNotFoundError:

@@ -273,9 +273,10 @@ class _LaneQueue:
                     return None
                 self._work.wait()
 
-    def done(self, lane: int, entry: _Entry) -> None:
+    def done(self, lane: int, entry: _Entry, *, leaving: bool = False) -> None:
         """Lane ``lane`` has applied ``entry``; the worker calls :meth:`next_work` next (it takes a
-        ready lane itself: only the ready lanes beyond that one wake other workers)."""
+        ready lane itself: only the ready lanes beyond that one wake other workers) — unless it is
+        ``leaving`` (its thread ends on an exception): then every ready lane wakes a worker."""
         with self._cond:
             self._busy[lane] = False
             self._pos[lane] += 1
@@ -288,7 +289,7 @@ class _LaneQueue:
                 self._cond.notify_all()  # join(); cut() below
             elif self._cut is not None:
                 self._cond.notify_all()
-            self._wake_workers(1)
+            self._wake_workers(0 if leaving else 1)
 
     def cut(self) -> None:
         """Wait until every lane has applied every batch submitted before this call (later ones wait)."""
@@ -874,13 +875,15 @@ class Manager:
             if work is None:
                 return
             lane, entry = work
+            leaving = True  # until the batch is applied: an exception ends this thread
             try:
                 with self._barrier.shared():
                     self._update(tasks[lane], entry.batch, block=True)
                 if self._clock_batches:
                     self._last_apply_ns = self.clock.monotonic_ns()
+                leaving = False
             finally:
-                self._queue.done(lane, entry)
+                self._queue.done(lane, entry, leaving=leaving)
 
     def _apply(self, batch: PacketBatch, order: list[EngineTask]) -> None:
         """Apply ``batch`` to every task of ``order`` in the caller's thread (inline mode)."""

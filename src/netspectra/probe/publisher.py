@@ -5,9 +5,10 @@
     source (any iterator of PacketBatch: a replayed file, a live interface)
         │ reader thread
         ▼
-    bounded queue (batches) ──▶ asyncio loop: shard_of → split_by_shard → encode → publish
-        full: wait (file replay: nothing lost)       one message ≤ max_payload per shard slice
-        or drop + count (live: never block capture)   subject <subject>.<shard>, seq per shard
+    bounded queue (batches) ──▶ asyncio loop: shard_of → split_by_shard → (hold) → encode → publish
+        full: wait (file replay: nothing lost)       a shard's parts coalesced into messages of
+        or drop + count (live: never block capture)   ≤ max_packets and ≤ max_payload; subject
+                                                      <subject>.<shard>, seq per shard
 
 Messages as large as ``max_packets``: a batch's part for a shard is small where a capture batch is
 split many ways (a 65 536-packet batch into 16 shards: ~4 100 packets), and every message costs the
@@ -174,7 +175,10 @@ class Publisher:
         self._held: list[list[PacketBatch]] = [[] for _ in range(options.n_shards)]
         self._held_n = [0] * options.n_shards
         self._held_since = [0.0] * options.n_shards  # monotonic time of the oldest held part
-        self._held_ts = [0] * options.n_shards  # the first timestamp of the oldest held part
+        # the held packets' earliest and latest timestamps (a capture's or several files' order is not
+        # guaranteed: a message's span is its extremes')
+        self._held_lo = [0] * options.n_shards
+        self._held_hi = [0] * options.n_shards
         self._max_bytes: int | None = None  # the server's max_payload, once connected
 
     # -- source side (a thread) ------------------------------------------------------------------------
@@ -236,6 +240,7 @@ class Publisher:
         loop = asyncio.get_running_loop()
         t0 = time.perf_counter()
         feeder.start()
+        failed = False
         try:
             while True:
                 get = loop.run_in_executor(None, self._queue.get)
@@ -257,6 +262,9 @@ class Publisher:
             else:
                 await self._publish_end_markers(nc)
             await nc.flush(timeout=60)
+        except BaseException:
+            failed = True
+            raise
         finally:
             self._stop.set()
             self._queue.close()  # releases a get() still waiting in the executor
@@ -264,6 +272,11 @@ class Publisher:
                 await nc.drain()
             feeder.join(timeout=5)
             self.stats.elapsed_s = time.perf_counter() - t0
+            if failed:  # what was offered and never went out (held, queued, mid-send) is counted, not gone
+                lost = self.stats.packets_in - self.stats.packets_published - self.stats.dropped_packets
+                if lost > 0:
+                    self.stats.dropped_packets += lost
+                    log.error("probe %s: %d packets not published (the run failed)", opts.probe_id, lost)
         if self._error is not None:
             raise self._error
         log.info(
@@ -351,9 +364,13 @@ class Publisher:
                 await self._send_shard(nc, js, shard, self._take_held(shard), max_packets)
                 held = 0
             if more and held + n < max_packets:
+                lo, hi = int(part.ts_ns.min()), int(part.ts_ns.max())
                 if not held:
                     self._held_since[shard] = now
-                    self._held_ts[shard] = int(part.ts_ns[0])
+                    self._held_lo[shard], self._held_hi[shard] = lo, hi
+                else:
+                    self._held_lo[shard] = min(self._held_lo[shard], lo)
+                    self._held_hi[shard] = max(self._held_hi[shard], hi)
                 self._held[shard].append(part.copy())  # the part is a view of the split's scratch
                 self._held_n[shard] += n
             else:
@@ -375,12 +392,14 @@ class Publisher:
         return set(first.dims or ()) == set(part.dims or ())
 
     def _spans_too_long(self, shard: int, part: PacketBatch) -> bool:
-        """Whether the shard's held packets and ``part`` would span 2**32 ns or more (by the first held
-        and the last new timestamp): layout 2 then sends 8-byte timestamps instead of 4-byte offsets
+        """Whether the shard's held packets and ``part`` would span 2**32 ns or more (from the earliest
+        to the latest timestamp of both): layout 2 then sends 8-byte timestamps instead of 4-byte offsets
         for the whole message (docs/wire.md), so the held packets go out first."""
         if self.options.wire_layout < 2:
             return False
-        return abs(int(part.ts_ns[-1]) - self._held_ts[shard]) >= 1 << 32
+        lo = min(self._held_lo[shard], int(part.ts_ns.min()))
+        hi = max(self._held_hi[shard], int(part.ts_ns.max()))
+        return hi - lo >= 1 << 32
 
     def _take_held(self, shard: int, part: PacketBatch | None = None) -> PacketBatch:
         """The shard's held packets (then ``part``) as one batch; nothing is held afterwards."""
