@@ -192,6 +192,30 @@ def test_publisher_coalesces_small_parts_while_batches_wait(nats_server: NatsSer
         assert_same(got[name], want[name])
 
 
+def published(nats_server: NatsServer, batches: list[PacketBatch], name: str) -> tuple[list[bytes], Any]:
+    """Every message (payloads, end markers included) a two-shard :class:`Publisher` sends for
+    ``batches`` on ``<name>.packets``, as a raw subscriber receives them, and the publisher's stats."""
+    payloads: list[bytes] = []
+
+    async def main() -> Any:
+        nc = await connect(nats_server.url, f"{name}-test")
+
+        async def on_msg(msg: Any) -> None:
+            payloads.append(bytes(msg.data))
+
+        try:
+            await nc.subscribe(batch_wildcard(f"{name}.packets"), cb=on_msg)
+            await nc.flush()
+            pub = PublisherOptions(url=nats_server.url, subject=f"{name}.packets", n_shards=2, probe_id=name)
+            stats = await Publisher(pub).run(iter(batches))
+            await wait_for(lambda: len(payloads) == stats.messages + stats.end_markers, "every message")
+        finally:
+            await nc.close()
+        return stats
+
+    return payloads, asyncio.run(main())
+
+
 @pytest.mark.parametrize("late_ns", [0, 2_000_000_000], ids=["in-order", "late-packet"])
 def test_coalesced_messages_keep_their_timestamps_within_four_byte_offsets(
     nats_server: NatsServer, late_ns: int
@@ -213,25 +237,8 @@ def test_coalesced_messages_keep_their_timestamps_within_four_byte_offsets(
         b.ts_ns[400] += late_ns
         b.length[:] = 100
         batches.append(b)
-    payloads: list[bytes] = []
-
-    async def main() -> int:
-        nc = await connect(nats_server.url, "span-test")
-
-        async def on_msg(msg: Any) -> None:
-            payloads.append(bytes(msg.data))
-
-        try:
-            await nc.subscribe(batch_wildcard("span.packets"), cb=on_msg)
-            await nc.flush()
-            pub = PublisherOptions(url=nats_server.url, subject="span.packets", n_shards=2, probe_id="span")
-            stats = await Publisher(pub).run(iter(batches))
-            await wait_for(lambda: len(payloads) == stats.messages + stats.end_markers, "every message")
-        finally:
-            await nc.close()
-        return stats.messages
-
-    messages = asyncio.run(main())
+    payloads, stats = published(nats_server, batches, "span")
+    messages = stats.messages
     spans = []
     for p in payloads:
         batch, _ = decode_batch(p)
@@ -255,24 +262,7 @@ def test_coalescing_never_joins_batches_with_different_optional_columns(nats_ser
         b.ts_ns[:] = i * 1_000_000 + np.arange(500, dtype=np.int64)
         b.length[:] = 60
         batches.append(b)
-    payloads: list[bytes] = []
-
-    async def main() -> None:
-        nc = await connect(nats_server.url, "mixed-test")
-
-        async def on_msg(msg: Any) -> None:
-            payloads.append(bytes(msg.data))
-
-        try:
-            await nc.subscribe(batch_wildcard("mixed.packets"), cb=on_msg)
-            await nc.flush()
-            pub = PublisherOptions(url=nats_server.url, subject="mixed.packets", n_shards=2, probe_id="mix")
-            stats = await Publisher(pub).run(iter(batches))
-            await wait_for(lambda: len(payloads) == stats.messages + stats.end_markers, "every message")
-        finally:
-            await nc.close()
-
-    asyncio.run(main())
+    payloads, _ = published(nats_server, batches, "mixed")
     got = [decode_batch(p)[0] for p in payloads]
     assert sum(len(b) for b in got) == 10 * 500
     assert sum(len(b) for b in got if "tcp_flags" in b.present()) == 5 * 500
