@@ -295,6 +295,49 @@ def test_a_failed_publish_counts_what_never_went_out(nats_server: NatsServer, ge
     assert st.packets_published + st.dropped_packets == st.packets_in
 
 
+def test_a_quiet_shards_held_packets_go_out_after_max_hold_while_the_queue_stays_busy(
+    nats_server: NatsServer,
+) -> None:
+    # batches keep waiting in the queue (coalescing holds every part) but after the first one only
+    # shard 0 gets packets: shard 1's held packet goes out once it has waited MAX_HOLD_S, not only at
+    # the end of the run (a live capture's quiet shard is not held back while another is busy)
+    from netspectra.probe import publisher as publisher_module
+
+    rng = np.random.default_rng(5)
+    first = PacketBatch.empty(64)
+    for col in PacketBatch.COLUMNS:
+        getattr(first, col)[...] = 0
+    first.src_ip[:, 10:12] = first.dst_ip[:, 10:12] = 0xFF
+    first.src_ip[:, 12:] = rng.integers(0, 256, (64, 4), dtype=np.uint8)
+    first.ts_ns[:] = np.arange(64, dtype=np.int64)
+    first.length[:] = 60
+    opts = PublisherOptions(url=nats_server.url, subject="hold.packets", n_shards=2, probe_id="hold")
+    shards = shard_of(first, 2, opts.shard_fields)
+    assert set(shards.tolist()) == {0, 1}
+    busy = first.take(np.flatnonzero(shards == 0))  # shard 0's packets only
+    pub = Publisher(opts)
+
+    async def main() -> list[int]:
+        nc = await connect(nats_server.url, "hold-test")
+        try:
+            pub._max_bytes = int(nc.max_payload)
+            assert pub._queue.put(busy, block=False)  # a batch waits: parts are held, not sent
+            await pub._publish(nc, None, first, opts.max_packets)
+            assert pub.stats.messages == 0 and pub._held_n == [
+                int((shards == 0).sum()),
+                int((shards == 1).sum()),
+            ]
+            await asyncio.sleep(publisher_module.MAX_HOLD_S + 0.05)
+            await pub._publish(nc, None, busy, opts.max_packets)  # the queue is still not empty
+            return list(pub._held_n)
+        finally:
+            await nc.close()
+
+    held = asyncio.run(main())
+    assert held == [0, 0]  # both shards waited MAX_HOLD_S: sent, though batches still wait
+    assert pub.stats.messages == 2 and pub.stats.packets_published == 64 + len(busy)
+
+
 def test_publisher_holds_nothing_back_from_a_slow_source(nats_server: NatsServer, gen_trace: Path) -> None:
     # the source is slower than the publisher (nothing waits in its queue): every part goes out at
     # once, one message each — a live capture's packets are not held back waiting for more
