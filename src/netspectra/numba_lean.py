@@ -19,10 +19,10 @@ process).
   implementations never are; the environment's constants (what its exceptions raise) are restored as
   numba restores them.
 
-Each takes over only from the numba code it was written against: :func:`code_fingerprint` of numba's
-function must be one this module knows (:data:`NRT_INITIALIZE_FINGERPRINTS`,
-:data:`TYPEOF_NDARRAY_FINGERPRINTS`, :data:`REBUILD_ENV_FINGERPRINTS`); any other numba keeps its own
-behaviour.
+Each takes over only from the numba code it was written against: numba must be of a tested release
+line (:data:`TESTED_NUMBA_RELEASES`) and :func:`code_fingerprint` of numba's function one this module
+knows (:data:`NRT_INITIALIZE_FINGERPRINTS`, :data:`TYPEOF_NDARRAY_FINGERPRINTS`,
+:data:`REBUILD_ENV_FINGERPRINTS`); any other numba keeps its own behaviour.
 """
 
 from __future__ import annotations
@@ -34,6 +34,11 @@ import struct
 import sys
 from pathlib import Path
 from typing import Any
+
+#: The numba release lines (major.minor) the pieces were tested with: a fingerprint reads a function's
+#: names and constants, not its bytecode, so another release is refused even where they match (a test
+#: fails when the installed numba is not one of these: the pieces are never silently untested).
+TESTED_NUMBA_RELEASES = ("0.68",)
 
 #: :func:`code_fingerprint` of ``numba.core.runtime.nrt._Runtime.initialize`` in the numba releases whose
 #: steps :func:`initialize_nrt` repeats (numba 0.68: switch the statistics on if asked, register the C
@@ -49,6 +54,14 @@ REBUILD_ENV_FINGERPRINTS = frozenset({"62f7a13d0e4ff6f2"})
 #: The NRT file: this line, the SHA-256 of the rest after the lengths, the lengths of the object code and
 #: of the linking bitcode (two little-endian 64-bit words), then the two.
 _MAGIC = b"netspectra-nrt-1\n"
+
+
+def numba_release_tested() -> bool:
+    """Whether the numba being imported or imported is of a release line in :data:`TESTED_NUMBA_RELEASES`
+    (read from the package's ``__version__``, which numba sets before importing its own modules)."""
+    numba = sys.modules.get("numba")
+    version = str(getattr(numba, "__version__", ""))
+    return ".".join(version.split(".")[:2]) in TESTED_NUMBA_RELEASES
 
 
 def code_fingerprint(function: Any) -> str:
@@ -169,7 +182,8 @@ def nrt_from_file_supported() -> bool:
         return False
     runtime = nrt.rtsys
     return (
-        code_fingerprint(type(runtime).initialize) in NRT_INITIALIZE_FINGERPRINTS
+        numba_release_tested()
+        and code_fingerprint(type(runtime).initialize) in NRT_INITIALIZE_FINGERPRINTS
         and hasattr(runtime, "_init")
         and hasattr(nrtdynmod, "create_nrt_module")
         and all(
@@ -250,7 +264,7 @@ def install_typeof_ndarray(typeof_module: Any) -> bool:
 
     own = getattr(typeof_module, "_typeof_ndarray", None)
     impl = getattr(typeof_module, "typeof_impl", None)
-    if own is None or impl is None or _NUMBA_TYPEOF_NDARRAY:
+    if own is None or impl is None or _NUMBA_TYPEOF_NDARRAY or not numba_release_tested():
         return False
     if code_fingerprint(own) not in TYPEOF_NDARRAY_FINGERPRINTS:
         return False
@@ -299,7 +313,9 @@ def install_rebuild_env(environment_module: Any) -> bool:
     (``numba.core.environment``, where pickled environments name it), when numba's own is the one it
     repeats; whether it did. Once only."""
     own = getattr(environment_module, "_rebuild_env", None)
-    if own is None or _NUMBA_REBUILD_ENV or code_fingerprint(own) not in REBUILD_ENV_FINGERPRINTS:
+    if own is None or _NUMBA_REBUILD_ENV or not numba_release_tested():
+        return False
+    if code_fingerprint(own) not in REBUILD_ENV_FINGERPRINTS:
         return False
     if not all(hasattr(environment_module, a) for a in ("Environment", "lookup_environment")):
         return False

@@ -100,11 +100,8 @@ A, B, C = 1001, 1002, 1003  # flows by source port
 KEYED = ["SrcIP", "SrcPort"]  # 10.0.0.1 is every flow's source
 
 
-@pytest.fixture(scope="module")
-def flows(ch: dict[str, object], store: ClickHouseStore) -> str:
-    """Task ``hostile`` keyed on SrcIP and SrcPort: in period 1, flow A reaches 2**64 - 1 bytes (1 byte, then
-    2**64 - 2 more: a window difference >= 2**63), B has 2**63 + 5 bytes and 2**63 packets, C is small;
-    in period 2, A has 2**63 bytes more (its total 2**64 - 1 + 2**63 wraps to less than B's) and C 500."""
+def flow_writer(ch: dict[str, object]) -> ClickHouseWriter:
+    """An open ClickHouse writer of the exact group on the module's database."""
     writer = ClickHouseWriter(
         WriterConfig.model_validate(
             {"type": "clickhouse", "enabled": True, "clickhouse": ch}, context={"group": "exact"}
@@ -112,6 +109,15 @@ def flows(ch: dict[str, object], store: ClickHouseStore) -> str:
         "exact",
     )
     writer.open()
+    return writer
+
+
+@pytest.fixture(scope="module")
+def flows(ch: dict[str, object], store: ClickHouseStore) -> str:
+    """Task ``hostile`` keyed on SrcIP and SrcPort: in period 1, flow A reaches 2**64 - 1 bytes (1 byte, then
+    2**64 - 2 more: a window difference >= 2**63), B has 2**63 + 5 bytes and 2**63 packets, C is small;
+    in period 2, A has 2**63 bytes more (its total 2**64 - 1 + 2**63 wraps to less than B's) and C 500."""
+    writer = flow_writer(ch)
     try:
         one = ExactTask("hostile", KEYED)
         one.update(records(T1 - MIN, [(A, 1, 1), (B, TOP, TOP + 5), (C, 10, 1000)]))
@@ -344,13 +350,7 @@ def test_console_rollup_relation_saturates(store: ClickHouseStore, rollups: str)
 def wide(ch: dict[str, object], store: ClickHouseStore) -> str:
     """Task ``hostile_wide`` keyed like ``hostile``: 32 flows (source ports 2000-2031) of 2**63 bytes each,
     in one period and snapshot; a 1/2 sample keeps about half of them."""
-    writer = ClickHouseWriter(
-        WriterConfig.model_validate(
-            {"type": "clickhouse", "enabled": True, "clickhouse": ch}, context={"group": "exact"}
-        ),
-        "exact",
-    )
-    writer.open()
+    writer = flow_writer(ch)
     try:
         task = ExactTask("hostile_wide", KEYED)
         task.update(records(T1 - MIN, [(2000 + i, 1, TOP) for i in range(32)]))

@@ -192,6 +192,30 @@ def test_publisher_coalesces_small_parts_while_batches_wait(nats_server: NatsSer
         assert_same(got[name], want[name])
 
 
+def published(nats_server: NatsServer, batches: list[PacketBatch], name: str) -> tuple[list[bytes], Any]:
+    """Every message (payloads, end markers included) a two-shard :class:`Publisher` sends for
+    ``batches`` on ``<name>.packets``, as a raw subscriber receives them, and the publisher's stats."""
+    payloads: list[bytes] = []
+
+    async def main() -> Any:
+        nc = await connect(nats_server.url, f"{name}-test")
+
+        async def on_msg(msg: Any) -> None:
+            payloads.append(bytes(msg.data))
+
+        try:
+            await nc.subscribe(batch_wildcard(f"{name}.packets"), cb=on_msg)
+            await nc.flush()
+            pub = PublisherOptions(url=nats_server.url, subject=f"{name}.packets", n_shards=2, probe_id=name)
+            stats = await Publisher(pub).run(iter(batches))
+            await wait_for(lambda: len(payloads) == stats.messages + stats.end_markers, "every message")
+        finally:
+            await nc.close()
+        return stats
+
+    return payloads, asyncio.run(main())
+
+
 @pytest.mark.parametrize("late_ns", [0, 2_000_000_000], ids=["in-order", "late-packet"])
 def test_coalesced_messages_keep_their_timestamps_within_four_byte_offsets(
     nats_server: NatsServer, late_ns: int
@@ -213,25 +237,8 @@ def test_coalesced_messages_keep_their_timestamps_within_four_byte_offsets(
         b.ts_ns[400] += late_ns
         b.length[:] = 100
         batches.append(b)
-    payloads: list[bytes] = []
-
-    async def main() -> int:
-        nc = await connect(nats_server.url, "span-test")
-
-        async def on_msg(msg: Any) -> None:
-            payloads.append(bytes(msg.data))
-
-        try:
-            await nc.subscribe(batch_wildcard("span.packets"), cb=on_msg)
-            await nc.flush()
-            pub = PublisherOptions(url=nats_server.url, subject="span.packets", n_shards=2, probe_id="span")
-            stats = await Publisher(pub).run(iter(batches))
-            await wait_for(lambda: len(payloads) == stats.messages + stats.end_markers, "every message")
-        finally:
-            await nc.close()
-        return stats.messages
-
-    messages = asyncio.run(main())
+    payloads, stats = published(nats_server, batches, "span")
+    messages = stats.messages
     spans = []
     for p in payloads:
         batch, _ = decode_batch(p)
@@ -255,24 +262,7 @@ def test_coalescing_never_joins_batches_with_different_optional_columns(nats_ser
         b.ts_ns[:] = i * 1_000_000 + np.arange(500, dtype=np.int64)
         b.length[:] = 60
         batches.append(b)
-    payloads: list[bytes] = []
-
-    async def main() -> None:
-        nc = await connect(nats_server.url, "mixed-test")
-
-        async def on_msg(msg: Any) -> None:
-            payloads.append(bytes(msg.data))
-
-        try:
-            await nc.subscribe(batch_wildcard("mixed.packets"), cb=on_msg)
-            await nc.flush()
-            pub = PublisherOptions(url=nats_server.url, subject="mixed.packets", n_shards=2, probe_id="mix")
-            stats = await Publisher(pub).run(iter(batches))
-            await wait_for(lambda: len(payloads) == stats.messages + stats.end_markers, "every message")
-        finally:
-            await nc.close()
-
-    asyncio.run(main())
+    payloads, _ = published(nats_server, batches, "mixed")
     got = [decode_batch(p)[0] for p in payloads]
     assert sum(len(b) for b in got) == 10 * 500
     assert sum(len(b) for b in got if "tcp_flags" in b.present()) == 5 * 500
@@ -303,6 +293,49 @@ def test_a_failed_publish_counts_what_never_went_out(nats_server: NatsServer, ge
     st = pub.stats
     assert st.packets_in > st.packets_published > 0
     assert st.packets_published + st.dropped_packets == st.packets_in
+
+
+def test_a_quiet_shards_held_packets_go_out_after_max_hold_while_the_queue_stays_busy(
+    nats_server: NatsServer,
+) -> None:
+    # batches keep waiting in the queue (coalescing holds every part) but after the first one only
+    # shard 0 gets packets: shard 1's held packet goes out once it has waited MAX_HOLD_S, not only at
+    # the end of the run (a live capture's quiet shard is not held back while another is busy)
+    from netspectra.probe import publisher as publisher_module
+
+    rng = np.random.default_rng(5)
+    first = PacketBatch.empty(64)
+    for col in PacketBatch.COLUMNS:
+        getattr(first, col)[...] = 0
+    first.src_ip[:, 10:12] = first.dst_ip[:, 10:12] = 0xFF
+    first.src_ip[:, 12:] = rng.integers(0, 256, (64, 4), dtype=np.uint8)
+    first.ts_ns[:] = np.arange(64, dtype=np.int64)
+    first.length[:] = 60
+    opts = PublisherOptions(url=nats_server.url, subject="hold.packets", n_shards=2, probe_id="hold")
+    shards = shard_of(first, 2, opts.shard_fields)
+    assert set(shards.tolist()) == {0, 1}
+    busy = first.take(np.flatnonzero(shards == 0))  # shard 0's packets only
+    pub = Publisher(opts)
+
+    async def main() -> list[int]:
+        nc = await connect(nats_server.url, "hold-test")
+        try:
+            pub._max_bytes = int(nc.max_payload)
+            assert pub._queue.put(busy, block=False)  # a batch waits: parts are held, not sent
+            await pub._publish(nc, None, first, opts.max_packets)
+            assert pub.stats.messages == 0 and pub._held_n == [
+                int((shards == 0).sum()),
+                int((shards == 1).sum()),
+            ]
+            await asyncio.sleep(publisher_module.MAX_HOLD_S + 0.05)
+            await pub._publish(nc, None, busy, opts.max_packets)  # the queue is still not empty
+            return list(pub._held_n)
+        finally:
+            await nc.close()
+
+    held = asyncio.run(main())
+    assert held == [0, 0]  # both shards waited MAX_HOLD_S: sent, though batches still wait
+    assert pub.stats.messages == 2 and pub.stats.packets_published == 64 + len(busy)
 
 
 def test_publisher_holds_nothing_back_from_a_slow_source(nats_server: NatsServer, gen_trace: Path) -> None:

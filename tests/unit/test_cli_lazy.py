@@ -258,31 +258,9 @@ def test_cached_kernels_load_without_numba_compiler_setup(tmp_path) -> None:
     """The command line loads cached kernels without numba's full target refresh (~0.25 s): a kernel
     that allocates (NRT) loads from the cache and runs correctly, numba's numpy lowering modules stay
     unloaded until something is compiled, and compiling a new kernel afterwards still works."""
-    import os
-    import textwrap
+    from tests.unit.test_numba_lean import _env
 
-    (tmp_path / "kern.py").write_text(
-        textwrap.dedent(
-            """
-            import numpy as np
-            from numba import njit
-
-            @njit(cache=True, nogil=True)
-            def cumulative(a):
-                out = np.empty(a.size, np.int64)
-                total = 0
-                for i in range(a.size):
-                    total += a[i]
-                    out[i] = total
-                return out
-            """
-        )
-    )
-    env = {
-        **os.environ,
-        "NUMBA_CACHE_DIR": str(tmp_path / "cache"),
-        "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]),
-    }
+    env = _env(tmp_path)  # a module of cached kernels (kern.py) and numba's cache directory for it
     run = (
         "import sys\n"
         "from netspectra.lazy import load_cached_kernels_lean\n"

@@ -144,6 +144,12 @@ def test_columns_are_pooled_blocks_never_overwritten_while_held() -> None:
     for k, v in odd.columns.items():
         assert v.flags.aligned and v.flags.c_contiguous, k
         assert v.tolist() == want[k][:3].tolist(), k
+    del odd, reused
+    block = id(e.enrich(first, other).columns["SrcAS"].base)  # freed again at once
+    smaller = e.enrich(first[:2], other[:2])  # a smaller batch: the head of a free larger block
+    assert id(smaller.columns["SrcAS"].base) == block
+    assert smaller.columns["DstNetName"].tolist() == want["DstNetName"][:2].tolist()
+    assert id(e.enrich(first, other).columns["SrcAS"].base) != block  # held by `smaller`: another one
     plain = build()  # no network attributes: a side is 3 words a row, an odd count of them here
     got = plain.enrich(first[:3], other[:3])
     assert got.columns["DstAS"].flags.aligned and got.columns["DstAS"].flags.c_contiguous

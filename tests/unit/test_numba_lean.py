@@ -85,7 +85,8 @@ def _nrt_files(tmp_path: Path) -> list[Path]:
 def test_this_numba_is_one_the_lean_pieces_were_written_against() -> None:
     """Each piece takes over only from the numba function it repeats; with the installed numba they do
     (after a numba upgrade: compare its ``_Runtime.initialize``, ``_typeof_ndarray`` and ``_rebuild_env``
-    with the copies in netspectra.numba_lean, then add their fingerprints)."""
+    with the copies in netspectra.numba_lean, then add their fingerprints and its release line)."""
+    import numba
     import numba.core.environment as environment
     import numba.core.runtime.nrt as nrt
     import numba.core.typing.typeof as typeof
@@ -96,8 +97,10 @@ def test_this_numba_is_one_the_lean_pieces_were_written_against() -> None:
         TYPEOF_NDARRAY_FINGERPRINTS,
         code_fingerprint,
         nrt_from_file_supported,
+        numba_release_tested,
     )
 
+    assert numba_release_tested(), f"numba {numba.__version__} is not in TESTED_NUMBA_RELEASES"
     assert code_fingerprint(type(nrt.rtsys).initialize) in NRT_INITIALIZE_FINGERPRINTS
     assert code_fingerprint(typeof._typeof_ndarray) in TYPEOF_NDARRAY_FINGERPRINTS
     assert code_fingerprint(environment._rebuild_env) in REBUILD_ENV_FINGERPRINTS
@@ -261,3 +264,18 @@ except Exception as exc:
     assert lines[0] == "False"
     assert "NumbaValueError" in lines[1] and "Unsupported array dtype: [('a', 'O')]" in lines[1]
     assert "NumbaTypeError" in lines[2] and "Unsupported array type: numpy.ma.MaskedArray." in lines[2]
+
+
+def test_another_numba_release_keeps_numbas_own_functions() -> None:
+    """A numba of an untested release line keeps its own functions, whatever the fingerprints say."""
+    code = """
+import numba, numba.core.environment as environment, numba.core.typing.typeof as typeof
+from netspectra import numba_lean
+numba.__version__ = "0.99.0"
+print(numba_lean.numba_release_tested(), numba_lean.nrt_from_file_supported(),
+      numba_lean.install_rebuild_env(environment), numba_lean.install_typeof_ndarray(typeof))
+print(environment._rebuild_env is numba_lean.rebuild_env)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == ["False False False False", "False"]

@@ -777,3 +777,28 @@ def test_rows_counted_a_chunk_at_a_time_are_those_of_whole_batches(
     assert chunked[1:] == whole[1:]
     for (r1, e1, m1), (r2, e2, m2) in zip(chunked[0], whole[0], strict=True):
         assert np.array_equal(r1, r2) and np.array_equal(e1, e2) and np.array_equal(m1, m2)
+
+
+def test_config_memory_bound_counts_the_working_copy_of_key_words() -> None:
+    """``config check``'s bound of a rollup task (RollupAggregator.memory_bytes) holds the tables at
+    max_entries and the working copy of CHUNK rows' key words, which a batch of more rows fills exactly."""
+    from netspectra.config.models import Config
+    from netspectra.engine.registry import build_groups
+    from netspectra.kinds import AGGREGATORS
+    from netspectra.rollup.dims import BY_NAME, NAMES
+    from netspectra.rollup.keyplan import CHUNK, KeyPlan
+    from netspectra.rollup.kind import _slot_bytes
+
+    cfg = Config.model_validate({"aggregator": {"types": ["rollup"], "rollup": {"tasks": [{"name": "t"}]}}})
+    task_cfg = cfg.aggregator.group("rollup").tasks[0]
+    (group,) = build_groups(cfg, writers=False)
+    task = group.tasks[0].task
+    # an auto task's bound: the most words an auto key can have (every dimension, enrichment on)
+    words = KeyPlan.of([BY_NAME[d].bits for d in NAMES]).key_words
+    bound = AGGREGATORS.get("rollup").memory_bytes(task_cfg)
+    tables = len(RESOLUTIONS) * 2 * task_cfg.max_entries * _slot_bytes(words)
+    assert bound == tables + 2 * CHUNK * words * 4
+    task.update(make_batch(np.random.default_rng(4), 3 * CHUNK + 5, T0, 3 * MIN, export=True))
+    # bounded by CHUNK rows, whatever the batch
+    assert task._scratch.nbytes == 2 * CHUNK * task.words * 4 <= 2 * CHUNK * words * 4
+    assert task.memory_bytes <= bound

@@ -61,13 +61,9 @@ _PREFIX = "parsed-"
 
 def cache_dir() -> Path | None:
     """The cache directory (see the module docstring); None when off."""
-    setting = os.environ.get(ENV, "").strip()
-    if setting.lower() == "off":
-        return None
-    if setting:
-        return Path(setting).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "netspectra" / "config"
+    from netspectra.user_cache import user_cache_dir
+
+    return user_cache_dir(os.environ.get(ENV, ""), "config")
 
 
 def _key(text: str, rules: str) -> str:

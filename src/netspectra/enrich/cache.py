@@ -62,13 +62,9 @@ SETTLE_S = 2.0
 
 def cache_dir(setting: str) -> Path | None:
     """The cache directory of a ``cache_dir`` setting (see the module docstring); None when off."""
-    text = setting.strip()
-    if text.lower() == "off":
-        return None
-    if text:
-        return Path(text).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "netspectra" / "enrich"
+    from netspectra.user_cache import user_cache_dir
+
+    return user_cache_dir(setting, "enrich")
 
 
 def file_digest(path: str) -> str:

@@ -53,7 +53,7 @@ _SIDE_COLUMNS = {
 }
 _EXPORTER_COLUMNS = tuple(c.name for c in COLUMNS if c.needs == "exporter")
 _IF_COLUMNS = {p: (f"{p}IfBoundary", f"{p}IfConnectivity", f"{p}IfProvider") for p in ("In", "Out")}
-#: uint16 elements per 64-byte cache line (BlockPool blocks: where each side's columns start).
+#: uint16 elements per 64 bytes: each side's columns start at a multiple of it within a BlockPool block
 _LINE = 32
 
 
@@ -374,7 +374,8 @@ class Enricher:
                 gather = tuple(j for j in table.used_attributes if f"{side}{_NET_COLUMNS[j]}" in want)
                 sides.append((side, words, names, gather))
         # the looked-up columns of both sides: views of one block (AS 2 words, country and attributes 1),
-        # each side starting on a cache line (the AS column stays aligned for its uint32 view)
+        # each side starting at a multiple of 64 bytes into the block (the AS column stays 4-byte aligned
+        # for its uint32 view: numpy's allocations are 16-byte aligned)
         span = [-(-n * (3 + len(g)) // _LINE) * _LINE for *_, g in sides]
         block = self._blocks.get(sum(span))
         at = 0
@@ -466,13 +467,15 @@ class BlockPool:
         return sys.getrefcount(self._blocks[i])
 
     def get(self, size: int) -> np.ndarray:
-        """A block of ``size`` elements (uninitialised) that no one else refers to."""
+        """A block of ``size`` elements (uninitialised) that no one else refers to: a free kept block of
+        at least that size (its head: batches of an engine vary in size), else a new one."""
         with self._lock:
-            spare = -1  # a free block of another size, replaced when the pool is full
+            spare = -1  # a free block too small, replaced when the pool is full
             for i in range(len(self._blocks)):
                 if self._refs(i) == self._free[i]:
-                    if self._blocks[i].shape[0] == size:
-                        return self._blocks[i]
+                    if self._blocks[i].shape[0] >= size:
+                        # a view's base is the block itself: while any view of it lives, it is not free
+                        return self._blocks[i][:size]
                     spare = i
             block = np.empty(size, np.uint16)
             if len(self._blocks) < self.KEEP:

@@ -23,6 +23,10 @@ from dataclasses import dataclass
 
 #: Values of at most this many bits share key words.
 PACKED_BITS = 16
+#: Rows whose key words are gathered and counted at a time (``RollupTask._aggregate``): their words
+#: (twice: a column at a time, then a row at a time) stay in the cache at 18 dimensions, and the task's
+#: working copy is bounded by it (``RollupAggregator.memory_bytes``).
+CHUNK = 8192
 
 
 @dataclass(frozen=True, slots=True)

@@ -164,17 +164,18 @@ class RollupAggregator(AggregatorKind):
     def memory_bytes(self, task: Any) -> int:
         # the most the tables grow to: 2 slots per entry at max_entries, per resolution (key words,
         # netspectra.rollup.keyplan: the most an auto task can have)
-        from netspectra.rollup.keyplan import KeyPlan
+        from netspectra.rollup.keyplan import CHUNK, KeyPlan
 
         words = KeyPlan.of([BY_NAME[d].bits for d in (task.dimensions or NAMES)]).key_words
-        return len(RESOLUTIONS) * 2 * task.max_entries * _slot_bytes(words)
+        # plus the working copy of CHUNK rows' key words (uint32), a column at a time and a row at a time
+        return len(RESOLUTIONS) * 2 * task.max_entries * _slot_bytes(words) + 2 * CHUNK * words * 4
 
     def memory_detail(self, task: Any) -> str:
         return (
             f"{len(RESOLUTIONS)} tables of up to {2 * task.max_entries:,} slots for max_entries "
             f"{task.max_entries:,} (they grow to that with the distinct buckets and dimension tuples; "
-            f"{human_bytes(self.memory_bytes(task))}), plus a working copy of the dimension words of "
-            "8,192 rows at a time (8 bytes per word and row)"
+            f"{human_bytes(self.memory_bytes(task))} with the working copy of the key words of "
+            "8,192 rows at a time, 8 bytes per word and row)"
         )
 
     def build_group(self, cfg: Config, *, writers: bool = True) -> TaskGroup:

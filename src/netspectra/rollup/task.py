@@ -49,7 +49,7 @@ import numpy as np
 from netspectra.batch import PacketBatch
 from netspectra.rollup import kernels as kern
 from netspectra.rollup.dims import BY_NAME, RESOLUTIONS, Dimension
-from netspectra.rollup.keyplan import KeyPlan
+from netspectra.rollup.keyplan import CHUNK, KeyPlan
 from netspectra.rollup.layout import (
     EMPTY,
     H_DIMS,
@@ -70,9 +70,6 @@ log = logging.getLogger(__name__)
 #: A flow-export row longer than this is counted over its last day (and counted as clamped).
 MAX_SPAN_NS = 86_400 * 10**9
 _INITIAL_CAPACITY = 1024
-#: Rows whose dimension words are gathered and counted at a time (:meth:`RollupTask._aggregate`): their
-#: words (twice) stay in the cache at 18 dimensions.
-CHUNK = 8192
 #: Records of at least this many bytes live in an anonymous mapping of their own, which a growing table
 #: enlarges in place (:meth:`_Table.grow`).
 _MAPPED_BYTES = 1 << 20
