@@ -417,6 +417,19 @@ def _hand_out(s, out, d, rec, reci, rec32, rw, epoch, o_bkt, o_dims, o_epoch, o_
     o_by[out] = rec[base + W_BY]
 
 
+@njit(inline="always", cache=True)
+def _place(home, mask, rw, src, base, e, rec, rec32, epoch):
+    """Copy the record at ``src[base : base + rw]`` and its epoch ``e`` into the first empty slot of the
+    table ``rec`` (``rec32`` its uint32 view) from slot ``home`` on (linear probing)."""
+    slot = home
+    while rec32[slot * 2 * rw + H_STATE] != EMPTY:
+        slot = (slot + 1) & mask
+    nbase = slot * rw
+    for q in range(rw):
+        rec[nbase + q] = src[base + q]
+    epoch[slot] = e
+
+
 @njit(nogil=True, cache=True)
 def rehash(
     cutoff,  # entries with bkt <= cutoff are closed
@@ -455,13 +468,8 @@ def rehash(
                 _hand_out(s, out, d, rec, reci, rec32, rw, epoch, o_bkt, o_dims, o_epoch, o_pk, o_by)
                 out += 1
             continue
-        slot = np.int64(_hash_entry(b, rec32, 2 * base + H_DIMS, d) & np.uint64(mask))
-        while n_rec32[slot * 2 * rw + H_STATE] != EMPTY:
-            slot = (slot + 1) & mask
-        nbase = slot * rw
-        for q in range(rw):
-            n_rec[nbase + q] = rec[base + q]
-        n_epoch[slot] = epoch[s]
+        home = np.int64(_hash_entry(b, rec32, 2 * base + H_DIMS, d) & np.uint64(mask))
+        _place(home, mask, rw, rec, base, epoch[s], n_rec, n_rec32, n_epoch)
         kept += 1
         low = min(low, b)
     return kept, out, low
@@ -510,13 +518,7 @@ def reinsert(n, d, src, src32, src_epoch, rw, rec, reci, rec32, epoch):
             _prefetch_record(rec, np.int64(h & umask), rw)
         base = i * rw
         b = np.int64(src[base + W_BKT])
-        slot = np.int64(ring_h[i & _RING_MASK] & umask)
-        while rec32[slot * 2 * rw + H_STATE] != EMPTY:
-            slot = (slot + 1) & mask
-        nbase = slot * rw
-        for q in range(rw):
-            rec[nbase + q] = src[base + q]
-        epoch[slot] = src_epoch[i]
+        _place(np.int64(ring_h[i & _RING_MASK] & umask), mask, rw, src, base, src_epoch[i], rec, rec32, epoch)
         low = min(low, b)
     return low
 
