@@ -104,7 +104,12 @@ def _load_overload_without_refresh(self: Any, sig: Any, target_context: Any) -> 
 
 
 #: The numba modules :func:`load_cached_kernels_lean` changes, each right after it is first imported.
-_LEAN_PATCHES = ("numba.core.caching", "numba.core.typing.typeof", "numba.core.environment")
+_LEAN_PATCHES = (
+    "numba.core.caching",
+    "numba.core.typing.typeof",
+    "numba.core.environment",
+    "numba.core.codegen",
+)
 
 
 def _patched_spec(name: str, path: Any, patch: Callable[[str, Any], None]) -> Any:
@@ -141,6 +146,8 @@ def _patch(name: str, module: Any) -> None:
         _patch_cache_loads(module)
     elif name == "numba.core.typing.typeof":
         numba_lean.install_typeof_ndarray(module)
+    elif name == "numba.core.codegen":
+        numba_lean.install_unserialize_library(module)
     else:
         numba_lean.install_rebuild_env(module)
 
@@ -165,10 +172,12 @@ def load_cached_kernels_lean() -> None:
     unicode, cffi: ~0.25 s of a command's start-up) although a cached kernel is machine code that needs
     none of them: only the NRT's symbols, which this keeps. Compiling anything (a cache miss, a new
     signature) still sets the compiler up in full: numba's compiler refreshes both contexts itself.
-    Three more savings of :mod:`netspectra.numba_lean` come with it: the NRT's own functions are loaded
+    Four more savings of :mod:`netspectra.numba_lean` come with it: the NRT's own functions are loaded
     as machine code compiled on an earlier start instead of being compiled by LLVM again (~15 ms), the
-    ``typeof`` of the first array argument no longer imports ``numpy.ma`` (~8 ms), and a kernel's
-    environments are rebuilt without importing numba's ``arrayobj`` and ``unicode`` modules (~18 ms).
+    ``typeof`` of the first array argument no longer imports ``numpy.ma`` (~8 ms), a kernel's
+    environments are rebuilt without importing numba's ``arrayobj`` and ``unicode`` modules (~18 ms),
+    and a kernel's library is loaded from its object code without parsing its linking bitcode (~20 ms
+    for analyze's seven kernels).
     Only the command-line process calls this (:func:`netspectra.cli.main.main`), before numba is
     imported or after; a library user's numba is left as it is."""
     import sys
