@@ -1,4 +1,4 @@
-"""Four pieces of numba's work at every start that a command loading cached kernels can do with less
+"""Five pieces of numba's work at every start that a command loading cached kernels can do with less
 (issue 19; installed by :func:`netspectra.lazy.load_cached_kernels_lean`, only in the command-line
 process).
 
@@ -23,12 +23,17 @@ process).
   learn which names the library defines (~3 ms a kernel): the names are kept in a file of their own,
   written the first time a library is loaded, and the bitcode is parsed only if a later compilation
   links the library.
+* :func:`enable_caching` — numba's ``cache=True`` of a kernel being defined, with the kernel's cache
+  (its directory found, made sure writable, its source hashed: ~75 µs) made when the kernel is first
+  compiled or loaded: most of the kernels a command imports are helpers inlined into others, never
+  called from Python.
 
 Each takes over only from the numba code it was written against: numba must be of a tested release
 line (:data:`TESTED_NUMBA_RELEASES`) and :func:`code_fingerprint` of numba's function one this module
 knows (:data:`NRT_INITIALIZE_FINGERPRINTS`, :data:`TYPEOF_NDARRAY_FINGERPRINTS`,
 :data:`REBUILD_ENV_FINGERPRINTS`, :data:`UNSERIALIZE_FINGERPRINTS` with
-:data:`LOAD_DEFINED_SYMBOLS_FINGERPRINTS`); any other numba keeps its own behaviour.
+:data:`LOAD_DEFINED_SYMBOLS_FINGERPRINTS`, :data:`ENABLE_CACHING_FINGERPRINTS`); any other numba keeps
+its own behaviour.
 """
 
 from __future__ import annotations
@@ -63,6 +68,9 @@ UNSERIALIZE_FINGERPRINTS = frozenset({"12bfad871f72bc06"})
 #: :func:`code_fingerprint` of ``numba.core.codegen.JitEngine._load_defined_symbols`` in the releases whose
 #: set of names :func:`defined_symbols` repeats (numba 0.68).
 LOAD_DEFINED_SYMBOLS_FINGERPRINTS = frozenset({"09f849cb6ba44702"})
+#: :func:`code_fingerprint` of ``numba.core.dispatcher.Dispatcher.enable_caching`` in the releases whose
+#: body :func:`enable_caching` repeats, but later (numba 0.68).
+ENABLE_CACHING_FINGERPRINTS = frozenset({"938fef973c69e330"})
 
 #: The NRT file: this line, the SHA-256 of the rest after the lengths, the lengths of the object code and
 #: of the linking bitcode (two little-endian 64-bit words), then the two.
@@ -511,4 +519,61 @@ def install_unserialize_library(codegen_module: Any) -> bool:
         return False
     _NUMBA_UNSERIALIZE.append(own)
     library_class._unserialize = classmethod(unserialize_library)
+    return True
+
+
+# --------------------------------------------------------------------------------------------------
+# A kernel's cache made when the kernel is first compiled or loaded, not when it is defined
+# --------------------------------------------------------------------------------------------------
+
+
+class LazyFunctionCache:
+    """numba's ``FunctionCache`` of a function, made when first used (see :func:`enable_caching`): every
+    attribute is the real cache's, made on the first look-up."""
+
+    def __init__(self, make: Any, py_func: Any) -> None:
+        self._make = make
+        self._py_func = py_func
+        self._real: Any = None
+
+    def __getattr__(self, name: str) -> Any:  # only names the proxy itself lacks
+        own = self.__dict__
+        if "_make" not in own:  # not initialised (a copy being made)
+            raise AttributeError(name)
+        real = own["_real"]
+        if real is None:
+            real = self._real = self._make(self._py_func)
+        return getattr(real, name)
+
+    def __repr__(self) -> str:
+        return f"<LazyFunctionCache of {self._py_func!r}: {'made' if self._real is not None else 'not made'}>"
+
+
+def enable_caching(self: Any) -> None:
+    """numba's ``Dispatcher.enable_caching`` (what ``cache=True`` does when a kernel is defined), with
+    the kernel's ``FunctionCache`` made only when the kernel is first compiled or loaded (~75 µs each:
+    numba finds the cache's directory, makes sure it exists and is writable by creating a file in it,
+    and hashes the source file): most kernels a module defines are never called from Python (helpers
+    that numba inlines into the ones that are), and a command imports about sixty of them."""
+    from numba.core.caching import FunctionCache
+
+    self._cache = LazyFunctionCache(FunctionCache, self.py_func)
+
+
+#: numba's own ``Dispatcher.enable_caching``, once :func:`install_enable_caching` replaced it.
+_NUMBA_ENABLE_CACHING: list[Any] = []
+
+
+def install_enable_caching(dispatcher_module: Any) -> bool:
+    """Put :func:`enable_caching` in place of numba's ``Dispatcher.enable_caching`` in
+    ``dispatcher_module`` (``numba.core.dispatcher``, just imported), when numba's own is the one it
+    repeats; whether it did. Once only."""
+    dispatcher = getattr(dispatcher_module, "Dispatcher", None)
+    own = getattr(dispatcher, "enable_caching", None)
+    if own is None or _NUMBA_ENABLE_CACHING or not numba_release_tested():
+        return False
+    if code_fingerprint(own) not in ENABLE_CACHING_FINGERPRINTS:
+        return False
+    _NUMBA_ENABLE_CACHING.append(own)
+    dispatcher.enable_caching = enable_caching
     return True

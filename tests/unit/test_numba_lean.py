@@ -88,15 +88,18 @@ def _nrt_files(tmp_path: Path) -> list[Path]:
 def test_this_numba_is_one_the_lean_pieces_were_written_against() -> None:
     """Each piece takes over only from the numba function it repeats; with the installed numba they do
     (after a numba upgrade: compare its ``_Runtime.initialize``, ``_typeof_ndarray``, ``_rebuild_env``,
-    ``CPUCodeLibrary._unserialize`` and ``JitEngine._load_defined_symbols`` with the copies in
+    ``CPUCodeLibrary._unserialize``, ``JitEngine._load_defined_symbols`` and
+    ``Dispatcher.enable_caching`` with the copies in
     netspectra.numba_lean, then add their fingerprints and its release line)."""
     import numba
     import numba.core.codegen as codegen
+    import numba.core.dispatcher as dispatcher
     import numba.core.environment as environment
     import numba.core.runtime.nrt as nrt
     import numba.core.typing.typeof as typeof
 
     from netspectra.numba_lean import (
+        ENABLE_CACHING_FINGERPRINTS,
         LOAD_DEFINED_SYMBOLS_FINGERPRINTS,
         NRT_INITIALIZE_FINGERPRINTS,
         REBUILD_ENV_FINGERPRINTS,
@@ -116,6 +119,7 @@ def test_this_numba_is_one_the_lean_pieces_were_written_against() -> None:
         code_fingerprint(codegen.CPUCodeLibrary.__dict__["_unserialize"].__func__) in UNSERIALIZE_FINGERPRINTS
     )
     assert code_fingerprint(codegen.JitEngine._load_defined_symbols) in LOAD_DEFINED_SYMBOLS_FINGERPRINTS
+    assert code_fingerprint(dispatcher.Dispatcher.enable_caching) in ENABLE_CACHING_FINGERPRINTS
 
 
 def test_code_fingerprint_tells_functions_apart() -> None:
@@ -283,16 +287,16 @@ def test_another_numba_release_keeps_numbas_own_functions() -> None:
 import numba, numba.core.environment as environment, numba.core.typing.typeof as typeof
 from netspectra import numba_lean
 numba.__version__ = "0.99.0"
-import numba.core.codegen as codegen
+import numba.core.codegen as codegen, numba.core.dispatcher as dispatcher
 print(numba_lean.numba_release_tested(), numba_lean.nrt_from_file_supported(),
       numba_lean.install_rebuild_env(environment), numba_lean.install_typeof_ndarray(typeof),
-      numba_lean.install_unserialize_library(codegen))
+      numba_lean.install_unserialize_library(codegen), numba_lean.install_enable_caching(dispatcher))
 own = codegen.JITCodeLibrary._unserialize.__func__
 print(environment._rebuild_env is numba_lean.rebuild_env, own.__module__)
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.splitlines() == ["False False False False False", "False numba.core.codegen"]
+    assert out.stdout.splitlines() == ["False False False False False False", "False numba.core.codegen"]
 
 
 #: The command line's set-up, the kernels (the names the engine was told each library defines), then
@@ -378,3 +382,39 @@ def test_a_damaged_symbol_file_is_read_by_numba_again_and_rewritten(tmp_path, da
     assert again[1] == "['JITCodeLibrary']" and again[2:] == first[2:]
     assert {p: p.read_bytes() for p in _symbol_files(tmp_path)} == good
     assert _run(LINKED, env)[1] == "['LazyLinkingJITCodeLibrary']"
+
+
+#: The command line's set-up, then the kernels: which have a cache made, before and after calls.
+MADE = """
+from netspectra.lazy import load_cached_kernels_lean
+load_cached_kernels_lean()
+import numpy as np, kern
+kernels = {"cumulative": kern.cumulative, "zeros": kern.zeros, "total": kern.total}
+def made():
+    return sorted(name for name, k in kernels.items() if k._cache._real is not None)
+print(type(kern.total._cache).__name__, made())
+print(kern.total(np.arange(4.0)), kern.cumulative(np.arange(3)).tolist(), made())
+stats = kern.total.stats
+same_path = stats.cache_path == kern.total._cache.cache_path
+print(sum(stats.cache_hits.values()), sum(stats.cache_misses.values()), same_path)
+"""
+
+
+def test_a_kernels_cache_is_made_when_the_kernel_is_first_used(tmp_path) -> None:
+    """Under the command line's set-up a kernel defined with ``cache=True`` has its cache made when it is
+    first compiled or loaded, not when its module is imported; the cache works as numba's: a first process
+    compiles and stores, the next loads."""
+    env = _env(tmp_path)
+    first = _run(MADE, env)
+    assert first == [
+        "LazyFunctionCache []",
+        "6.0 [0, 1, 3] ['cumulative', 'total']",
+        "0 1 True",
+    ]
+    assert sorted(p.name.split("-")[0] for p in (tmp_path / "cache").rglob("*.nbi")) == [
+        "kern.cumulative",
+        "kern.total",
+    ]
+    second = _run(MADE, env)
+    assert second[:2] == first[:2]
+    assert second[2] == "1 0 True"  # loaded from the cache the first process wrote
