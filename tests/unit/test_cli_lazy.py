@@ -231,7 +231,7 @@ def test_version_loads_no_application() -> None:
 def test_analyze_report_loads_no_writer_or_dataframe_libraries(tmp_path) -> None:
     """``analyze`` without ``--out``/``--store`` prints a report: pyarrow (its Parquet and CSV writers, the
     Arrow address formatter), pandas, scipy's linear algebra, chdb, grpc and ssl are not loaded (each 5-500
-    ms of start-up), nor any other command."""
+    ms of start-up), nor any other command; nor python-dotenv where there is no ``.env`` file."""
     from pathlib import Path
 
     capture = Path(__file__).parents[1] / "data" / "captures" / "gnutella.pcap"
@@ -243,10 +243,20 @@ def test_analyze_report_loads_no_writer_or_dataframe_libraries(tmp_path) -> None
         "try:\n    main()\nexcept SystemExit as exc:\n    assert not exc.code, exc.code\n"
         f"open({str(listing)!r}, 'w').write('\\n'.join(sys.modules))\n"
     )
-    subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    # run where there is no ./.env: python-dotenv is imported only to read one
+    subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path)
     loaded = set(listing.read_text().split())
     assert {"netspectra.tasks.exact", "netspectra.offline.report"} <= loaded  # it did run
-    unwanted = {"pyarrow", "pandas", "scipy.linalg", "chdb", "grpc", "ssl", "netspectra.output.addr"}
+    unwanted = {
+        "pyarrow",
+        "pandas",
+        "scipy.linalg",
+        "chdb",
+        "grpc",
+        "ssl",
+        "netspectra.output.addr",
+        "dotenv",
+    }
     unwanted |= {"netspectra.enrich.enricher", "netspectra.enrich.expr"}  # no enrichment configured
     assert not unwanted & loaded
     # no progress bar (stderr is no terminal), and the other subcommands are neither imported nor built
