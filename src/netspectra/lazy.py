@@ -84,6 +84,49 @@ def keep_scipy_out_of_numba() -> None:
         sys.meta_path.insert(0, _NoBlasProbe())
 
 
+class _LazyYamlForNumba:
+    """A meta-path finder that gives numba's configuration module a lazily executed PyYAML (see
+    :func:`keep_yaml_out_of_numba`); at any other moment it finds nothing and the normal finders answer."""
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
+        import os
+        import sys
+
+        if name != "yaml":
+            return None
+        config = sys.modules.get("numba.core.config")
+        # numba.core.config executing its ``try: import yaml`` (the name it sets next not there yet), and
+        # no numba configuration file (numba's ``.numba_config.yaml``, read at once) to parse
+        if config is None or hasattr(config, "_HAVE_YAML") or os.path.isfile(".numba_config.yaml"):
+            return None
+        from importlib.machinery import PathFinder
+        from importlib.util import LazyLoader
+
+        spec = PathFinder.find_spec(name, path)
+        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            return None
+        spec.loader = LazyLoader(spec.loader)
+        return spec
+
+
+def keep_yaml_out_of_numba() -> None:
+    """Spare numba's import the import of PyYAML (~10 ms) where there is no numba configuration file.
+
+    ``numba.core.config`` imports PyYAML only to read ``./.numba_config.yaml`` when there is one; the
+    command line's own configuration needs no PyYAML when its parsed data are cached
+    (:mod:`netspectra.config.parsed_cache`). Without that file, numba gets PyYAML as a module executed on
+    first use (:class:`importlib.util.LazyLoader`): the same module, loaded when something reads one of
+    its names (numba, if the file appears before it reloads its configuration; the configuration's
+    parser). Only the command-line process calls this (:func:`netspectra.cli.main.main`), before numba
+    is imported; a library user's numba is left as it is."""
+    import sys
+
+    if "numba.core.config" not in sys.modules and not any(
+        isinstance(f, _LazyYamlForNumba) for f in sys.meta_path
+    ):
+        sys.meta_path.insert(0, _LazyYamlForNumba())
+
+
 def _load_overload_without_refresh(self: Any, sig: Any, target_context: Any) -> Any:
     """numba's ``Cache.load_overload`` without its ``target_context.refresh()`` (see
     :func:`load_cached_kernels_lean`). The NRT is what a loaded kernel's machine code links against,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 
@@ -202,6 +204,55 @@ def test_command_line_numba_does_not_load_scipy_linalg() -> None:
         check=True,
     )
     assert out.stdout.split() == ["False", "False", "5.0"]
+
+
+#: The command line's set-up for numba's PyYAML, then numba, then PyYAML used.
+NUMBA_YAML = """
+import sys
+from netspectra.lazy import keep_yaml_out_of_numba
+keep_yaml_out_of_numba()
+import numba
+print(repr(numba.core.config.CACHE_DIR), 'yaml.reader' in sys.modules)
+import yaml
+print(yaml.safe_load('a: [1, yes]'), 'yaml.reader' in sys.modules)
+"""
+
+
+def test_command_line_numba_imports_pyyaml_only_for_its_configuration_file(tmp_path) -> None:
+    """numba imports PyYAML (~10 ms) only to read ``./.numba_config.yaml``: where there is none, the
+    command-line process gives it a PyYAML executed on first use, which works as PyYAML when used; where
+    there is one, numba reads it as always."""
+    run = [sys.executable, "-c", NUMBA_YAML]
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
+    out = subprocess.run(run, capture_output=True, text=True, check=True, cwd=tmp_path, env=env)
+    assert out.stdout.splitlines() == ["'' False", "{'a': [1, True]} True"]
+    (tmp_path / ".numba_config.yaml").write_text("cache_dir: from-the-file\n")
+    out = subprocess.run(run, capture_output=True, text=True, check=True, cwd=tmp_path, env=env)
+    assert out.stdout.splitlines() == ["'from-the-file' True", "{'a': [1, True]} True"]
+
+
+def test_analyze_of_a_cached_configuration_parses_no_yaml(tmp_path) -> None:
+    """A second ``analyze`` with the same configuration takes its parsed data from the cache: PyYAML's
+    modules are never executed (numba's import of it stays lazy)."""
+    from pathlib import Path
+
+    capture = Path(__file__).parents[1] / "data" / "captures" / "gnutella.pcap"
+    code = (
+        "import sys\n"
+        f"sys.argv = ['netspectra', 'analyze', {str(capture)!r}, '--json']\n"
+        "from netspectra.cli.main import main\n"
+        "try:\n    main()\nexcept SystemExit as exc:\n    assert not exc.code, exc.code\n"
+        "print('@@', 'yaml.reader' in sys.modules, 'yaml.resolver' in sys.modules)\n"
+    )
+    env = {**os.environ, "NETSPECTRA_CONFIG_CACHE": str(tmp_path / "cache")}
+    outs = [
+        subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path, env=env
+        ).stdout.split("@@")
+        for _ in range(2)
+    ]
+    assert [o[1].split() for o in outs] == [["True", "True"], ["False", "False"]]
+    assert json.loads(outs[1][0])["packets"] == json.loads(outs[0][0])["packets"] > 0
 
 
 def test_version_loads_no_application() -> None:
