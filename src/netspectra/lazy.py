@@ -84,47 +84,68 @@ def keep_scipy_out_of_numba() -> None:
         sys.meta_path.insert(0, _NoBlasProbe())
 
 
-class _LazyYamlForNumba:
-    """A meta-path finder that gives numba's configuration module a lazily executed PyYAML (see
-    :func:`keep_yaml_out_of_numba`); at any other moment it finds nothing and the normal finders answer."""
+def _lazy_spec(name: str, path: Any) -> Any:
+    """The spec the normal path finder gives for module ``name``, loaded lazily: the module is executed
+    when one of its names is first read (:class:`importlib.util.LazyLoader`); ``None`` where there is no
+    such spec."""
+    from importlib.machinery import PathFinder
+    from importlib.util import LazyLoader
+
+    spec = PathFinder.find_spec(name, path)
+    if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+        return None
+    spec.loader = LazyLoader(spec.loader)
+    return spec
+
+
+#: Modules ``import numba`` imports that loading and running cached kernels never reads:
+#: ``numba.experimental`` (jitclass and first-class function types: numba's CPU context imports them
+#: when it compiles anything, a user's jitclass when it is defined) and ``html`` (the escaping of
+#: control-flow graphs' labels): ~4 ms.
+NUMBA_UNREAD = ("numba.experimental", "html")
+
+
+class _LazyForNumba:
+    """A meta-path finder that gives numba PyYAML and the modules of :data:`NUMBA_UNREAD` executed on
+    first use (see :func:`keep_yaml_out_of_numba`); at any other moment it finds nothing and the normal
+    finders answer."""
 
     def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
         import os
         import sys
 
-        if name != "yaml":
-            return None
-        config = sys.modules.get("numba.core.config")
-        # numba.core.config executing its ``try: import yaml`` (the name it sets next not there yet), and
-        # no numba configuration file (numba's ``.numba_config.yaml``, read at once) to parse
-        if config is None or hasattr(config, "_HAVE_YAML") or os.path.isfile(".numba_config.yaml"):
-            return None
-        from importlib.machinery import PathFinder
-        from importlib.util import LazyLoader
-
-        spec = PathFinder.find_spec(name, path)
-        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
-            return None
-        spec.loader = LazyLoader(spec.loader)
-        return spec
+        if name == "yaml":
+            config = sys.modules.get("numba.core.config")
+            # numba.core.config executing its ``try: import yaml`` (the name it sets next not there yet),
+            # and no numba configuration file (numba's ``.numba_config.yaml``, read at once) to parse
+            if config is None or hasattr(config, "_HAVE_YAML") or os.path.isfile(".numba_config.yaml"):
+                return None
+            return _lazy_spec(name, path)
+        if name in NUMBA_UNREAD:
+            numba = sys.modules.get("numba")
+            # numba's ``__init__`` executing (``numba.typed``, the last module it imports, not there yet)
+            if numba is None or "typed" in vars(numba):
+                return None
+            return _lazy_spec(name, path)
+        return None
 
 
 def keep_yaml_out_of_numba() -> None:
-    """Spare numba's import the import of PyYAML (~10 ms) where there is no numba configuration file.
+    """Spare numba's import the import of PyYAML (~10 ms) where there is no numba configuration file, and
+    of the modules of :data:`NUMBA_UNREAD` (~4 ms).
 
     ``numba.core.config`` imports PyYAML only to read ``./.numba_config.yaml`` when there is one; the
     command line's own configuration needs no PyYAML when its parsed data are cached
     (:mod:`netspectra.config.parsed_cache`). Without that file, numba gets PyYAML as a module executed on
     first use (:class:`importlib.util.LazyLoader`): the same module, loaded when something reads one of
     its names (numba, if the file appears before it reloads its configuration; the configuration's
-    parser). Only the command-line process calls this (:func:`netspectra.cli.main.main`), before numba
-    is imported; a library user's numba is left as it is."""
+    parser). The modules of :data:`NUMBA_UNREAD` alike. Only the command-line process calls this
+    (:func:`netspectra.cli.main.main`), before numba is imported; a library user's numba is left as it
+    is."""
     import sys
 
-    if "numba.core.config" not in sys.modules and not any(
-        isinstance(f, _LazyYamlForNumba) for f in sys.meta_path
-    ):
-        sys.meta_path.insert(0, _LazyYamlForNumba())
+    if "numba" not in sys.modules and not any(isinstance(f, _LazyForNumba) for f in sys.meta_path):
+        sys.meta_path.insert(0, _LazyForNumba())
 
 
 def _load_overload_without_refresh(self: Any, sig: Any, target_context: Any) -> Any:

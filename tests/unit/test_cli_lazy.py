@@ -231,6 +231,46 @@ def test_command_line_numba_imports_pyyaml_only_for_its_configuration_file(tmp_p
     assert out.stdout.splitlines() == ["'from-the-file' True", "{'a': [1, True]} True"]
 
 
+#: The command line's set-up, numba imported; then what needs the modules numba got unexecuted.
+NUMBA_UNREAD = """
+import sys
+from netspectra.lazy import keep_yaml_out_of_numba, load_cached_kernels_lean
+keep_yaml_out_of_numba()
+load_cached_kernels_lean()
+import numba
+print('numba.experimental.jitclass' in sys.modules, 'html.entities' in sys.modules)
+import numpy as np
+from numba import njit, int64
+from numba.experimental import jitclass
+
+@jitclass([("n", int64)])
+class Counter:
+    def __init__(self, n):
+        self.n = n
+
+    def add(self, k):
+        self.n += k
+        return self.n
+
+@njit
+def twice(c, k):
+    c.add(k)
+    return c.add(k)
+
+print(twice(Counter(1), 2), njit(lambda a: a.sum())(np.arange(4)))
+import html
+print(html.escape("<a&b>"), 'html.entities' in sys.modules)
+"""
+
+
+def test_numba_modules_no_cached_kernel_reads_load_when_used(tmp_path) -> None:
+    """``numba.experimental`` and ``html``, imported by ``import numba`` and never read by loading cached
+    kernels, are executed on first use in the command-line process: a jitclass compiles and runs, and
+    ``html`` escapes."""
+    out = subprocess.run([sys.executable, "-c", NUMBA_UNREAD], capture_output=True, text=True, check=True)
+    assert out.stdout.splitlines() == ["False False", "5 6", "&lt;a&amp;b&gt; True"]
+
+
 def test_analyze_of_a_cached_configuration_parses_no_yaml(tmp_path) -> None:
     """A second ``analyze`` with the same configuration takes its parsed data from the cache: PyYAML's
     modules are never executed (numba's import of it stays lazy)."""
