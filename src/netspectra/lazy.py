@@ -107,8 +107,8 @@ NUMBA_UNREAD = ("numba.experimental", "html")
 
 class _LazyForNumba:
     """A meta-path finder that gives numba PyYAML and the modules of :data:`NUMBA_UNREAD` executed on
-    first use (see :func:`keep_yaml_out_of_numba`); at any other moment it finds nothing and the normal
-    finders answer."""
+    first use (see :func:`keep_unread_modules_out_of_numba`); at any other moment it finds nothing and the
+    normal finders answer."""
 
     def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
         import os
@@ -130,7 +130,7 @@ class _LazyForNumba:
         return None
 
 
-def keep_yaml_out_of_numba() -> None:
+def keep_unread_modules_out_of_numba() -> None:
     """Spare numba's import the import of PyYAML (~10 ms) where there is no numba configuration file, and
     of the modules of :data:`NUMBA_UNREAD` (~4 ms).
 
@@ -139,9 +139,11 @@ def keep_yaml_out_of_numba() -> None:
     (:mod:`netspectra.config.parsed_cache`). Without that file, numba gets PyYAML as a module executed on
     first use (:class:`importlib.util.LazyLoader`): the same module, loaded when something reads one of
     its names (numba, if the file appears before it reloads its configuration; the configuration's
-    parser). The modules of :data:`NUMBA_UNREAD` alike. Only the command-line process calls this
-    (:func:`netspectra.cli.main.main`), before numba is imported; a library user's numba is left as it
-    is."""
+    parser). The modules of :data:`NUMBA_UNREAD` alike. (Python 3.11's ``LazyLoader`` is not safe for two
+    threads reading a module's first name at once: the command's start is one thread, and numba imports
+    ``numba.experimental`` while compiling, under its compiler lock.) Only the command-line process calls
+    this (:func:`netspectra.cli.main.main`), before numba is imported; a library user's numba is left as
+    it is."""
     import sys
 
     if "numba" not in sys.modules and not any(isinstance(f, _LazyForNumba) for f in sys.meta_path):

@@ -209,8 +209,8 @@ def test_command_line_numba_does_not_load_scipy_linalg() -> None:
 #: The command line's set-up for numba's PyYAML, then numba, then PyYAML used.
 NUMBA_YAML = """
 import sys
-from netspectra.lazy import keep_yaml_out_of_numba
-keep_yaml_out_of_numba()
+from netspectra.lazy import keep_unread_modules_out_of_numba
+keep_unread_modules_out_of_numba()
 import numba
 print(repr(numba.core.config.CACHE_DIR), 'yaml.reader' in sys.modules)
 import yaml
@@ -234,8 +234,8 @@ def test_command_line_numba_imports_pyyaml_only_for_its_configuration_file(tmp_p
 #: The command line's set-up, numba imported; then what needs the modules numba got unexecuted.
 NUMBA_UNREAD = """
 import sys
-from netspectra.lazy import keep_yaml_out_of_numba, load_cached_kernels_lean
-keep_yaml_out_of_numba()
+from netspectra.lazy import keep_unread_modules_out_of_numba, load_cached_kernels_lean
+keep_unread_modules_out_of_numba()
 load_cached_kernels_lean()
 import numba
 print('numba.experimental.jitclass' in sys.modules, 'html.entities' in sys.modules)

@@ -191,7 +191,7 @@ def _yaml_rules() -> str | None:
     try:
         ours = Path(__file__).with_name("yaml_parse.py").read_bytes()
         # sys.path's own finder: the import system's find_spec would execute a lazily loaded PyYAML
-        # (netspectra.lazy.keep_yaml_out_of_numba) to read its spec
+        # (netspectra.lazy.keep_unread_modules_out_of_numba) to read its spec
         spec = PathFinder.find_spec("yaml")
         where = list(spec.submodule_search_locations or ()) if spec is not None else []
         if len(where) != 1:
