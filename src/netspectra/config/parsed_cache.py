@@ -1,15 +1,16 @@
-"""A disk cache of parsed configuration text, so that a large configuration does not cost YAML time at every
+"""A disk cache of parsed configuration text, so that a configuration does not cost YAML time at every
 start.
 
 libyaml builds a node for every scalar of a configuration before the constructor turns them into Python
 objects: a ``networks`` map of 2,000 entries (250 KB of YAML) costs ~0.07 s of every command's start-up,
-more than validating it. The parsed data depend only on the text (after ``${VAR}`` expansion), so
-:func:`parse_yaml` keeps them on disk and reuses them when the same text comes again:
+more than validating it; and any configuration, however small, costs PyYAML's import (~10 ms). The
+parsed data depend only on the text (after ``${VAR}`` expansion), so :func:`parse_yaml` keeps them on
+disk and reuses them when the same text comes again, without importing PyYAML:
 
 * **Keyed by content and rules.** The key is a hash of the text, the entries' :data:`FORMAT`, the
-  loader's rules (``rules`` of :func:`parse_yaml`: a fingerprint of its resolvers and constructor code,
-  so that another NetSpectra's loader sharing the directory never gets this one's data) and the Python
-  and PyYAML versions; a file edited or copied is a new key.
+  loader's rules (``rules`` of :func:`parse_yaml`: a fingerprint of the loader's module and of the PyYAML
+  it uses, :func:`netspectra.config.loader._yaml_rules`, so that another NetSpectra's loader sharing the
+  directory never gets this one's data) and the Python version; a file edited or copied is a new key.
 * **No variable values.** A text in which a ``${VAR}`` expands to a value (a variable set and not empty)
   is never cached (:func:`netspectra.config.loader.parse_config_text` decides): such values are often
   secrets (passwords, tokens) that must not be written to disk. Unset or empty variables expand to
@@ -23,8 +24,8 @@ more than validating it. The parsed data depend only on the text (after ``${VAR}
   executes), written only when the data round-trip exactly — dictionaries with string keys in their
   order, lists, strings, integers, floats, booleans and ``None``, compared type by type. Anything else a
   YAML file can hold (timestamps, binary, sets, integer keys, NaN) is simply not cached.
-* **Only where it pays.** Text shorter than :data:`MIN_BYTES` is parsed directly (a few milliseconds:
-  less than a file read and write).
+* **Every size.** A small text's parse takes a millisecond, but PyYAML's import ten: reading an entry
+  (~0.1 ms) pays for any text (:data:`MIN_BYTES` is 0).
 * **Never fails a parse.** An entry that cannot be read, decoded or written is ignored (logged at debug
   level) and the text parsed as without a cache. Entries are written atomically (a temporary file renamed
   into place); the newest :data:`KEEP` are kept.
@@ -50,8 +51,8 @@ log = logging.getLogger(__name__)
 
 #: Bump when the loader's rules (its resolvers, its constructor) or the entries' format change.
 FORMAT = 1
-#: Text shorter than this (characters) is parsed without the cache.
-MIN_BYTES = 32 * 1024
+#: Text shorter than this (characters) is parsed without the cache: none (a hit spares PyYAML's import).
+MIN_BYTES = 0
 #: Entries kept (the newest by use).
 KEEP = 8
 #: The environment variable naming the directory (``off``: no cache).
@@ -67,10 +68,8 @@ def cache_dir() -> Path | None:
 
 
 def _key(text: str, rules: str) -> str:
-    import yaml
-
     h = hashlib.blake2b(digest_size=20)
-    h.update(f"{FORMAT}|{rules}|{sys.version}|{yaml.__version__}|".encode())
+    h.update(f"{FORMAT}|{rules}|{sys.version}|".encode())
     h.update(text.encode("utf-8", "surrogatepass"))
     return h.hexdigest()
 
