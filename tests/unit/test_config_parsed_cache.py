@@ -4,6 +4,7 @@ ignored."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -109,6 +110,27 @@ def test_text_with_variables_is_never_cached(
         assert load_config(path).nats.password == ""
     assert len(parses) == 3 and len(entries(cache)) == 1
     assert "s3cret" not in entries(cache)[0].read_text()
+
+
+def test_text_with_a_literal_secret_is_never_cached(tmp_path: Path, cache: Path, parses: list[int]) -> None:
+    """A password or token written in the file itself is not copied into the cache; the same keys left
+    empty are no secret, and such a text is cached."""
+    path = tmp_path / "config.yaml"
+    for secret in (
+        "nats:\n  user: u\n  password: hunter2-literal\n",
+        "api:\n  auth:\n    tokens: [abcdefghijklmnopqrstuvwxyz012345]\n",
+        "alerter:\n  notifiers:\n    - {type: email, smtp-password: hunter2-literal}\n",
+    ):
+        path.write_text(_networks_yaml(3) + secret)
+        with contextlib.suppress(ConfigError):  # (validation comes after the parse and the cache)
+            load_config(path)
+        assert entries(cache) == [], secret
+    path.write_text(_networks_yaml(3) + "nats:\n  password: ''\n")
+    load_config(path)
+    load_config(path)
+    assert len(entries(cache)) == 1
+    assert parsed_cache.holds_secret({"a": [{"b": {"API-Key": "x"}}]})
+    assert not parsed_cache.holds_secret({"a": [{"b": {"api_key": ""}}], "tokens": []})
 
 
 def test_errors_are_never_cached(tmp_path: Path, cache: Path, parses: list[int]) -> None:

@@ -14,8 +14,10 @@ disk and reuses them when the same text comes again, without importing PyYAML:
 * **No variable values.** A text in which a ``${VAR}`` expands to a value (a variable set and not empty)
   is never cached (:func:`netspectra.config.loader.parse_config_text` decides): such values are often
   secrets (passwords, tokens) that must not be written to disk. Unset or empty variables expand to
-  nothing, so a text whose variables are all unset is cached. What a file holds literally is stored in
-  an entry readable by its owner only.
+  nothing, so a text whose variables are all unset is cached. Nor is a text that holds a secret
+  literally: a non-empty value under a key that names one (``password``, ``token``, ``secret``,
+  ``api_key``, ``credentials``, …: :func:`holds_secret`), so that a password written in a file is not
+  copied into the cache. What else a file holds is stored in an entry readable by its owner only.
 * **Only what parses.** Text that fails to parse (a syntax error, a key written twice) is never stored:
   such text is parsed again every time and fails as without a cache, naming file, line and column. A
   stored entry is data the YAML parser produced; validation runs on it as on freshly parsed data, so
@@ -99,7 +101,32 @@ def _read(path: Path) -> Any:
     return entry["data"]
 
 
+#: Parts of a key's name that say its value is a secret (compared in lower case, ``-`` read as ``_``).
+SECRET_KEY_PARTS = ("password", "passwd", "secret", "token", "api_key", "apikey", "credential", "private_key")
+
+
+def holds_secret(data: Any) -> bool:
+    """Whether ``data`` (parsed YAML) holds a non-empty value under a key whose name contains one of
+    :data:`SECRET_KEY_PARTS` (at any depth): such data are not written to the cache."""
+    stack = [data]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            for k, v in node.items():
+                name = str(k).lower().replace("-", "_")
+                if v not in (None, "", [], {}) and any(part in name for part in SECRET_KEY_PARTS):
+                    return True
+                if isinstance(v, dict | list):
+                    stack.append(v)
+        elif isinstance(node, list):
+            stack.extend(x for x in node if isinstance(x, dict | list))
+    return False
+
+
 def _write(directory: Path, path: Path, data: Any) -> None:
+    if holds_secret(data):
+        log.debug("config cache: the text holds a secret; not cached")
+        return
     blob = json.dumps({"format": FORMAT, "data": data}, ensure_ascii=False, allow_nan=False)
     if not _same(data, json.loads(blob)["data"]):
         log.debug("config cache: data of types JSON does not keep exactly; not cached")
