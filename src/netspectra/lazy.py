@@ -84,6 +84,72 @@ def keep_scipy_out_of_numba() -> None:
         sys.meta_path.insert(0, _NoBlasProbe())
 
 
+def _lazy_spec(name: str, path: Any) -> Any:
+    """The spec the normal path finder gives for module ``name``, loaded lazily: the module is executed
+    when one of its names is first read (:class:`importlib.util.LazyLoader`); ``None`` where there is no
+    such spec."""
+    from importlib.machinery import PathFinder
+    from importlib.util import LazyLoader
+
+    spec = PathFinder.find_spec(name, path)
+    if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+        return None
+    spec.loader = LazyLoader(spec.loader)
+    return spec
+
+
+#: Modules ``import numba`` imports that loading and running cached kernels never reads:
+#: ``numba.experimental`` (jitclass and first-class function types: numba's CPU context imports them
+#: when it compiles anything, a user's jitclass when it is defined) and ``html`` (the escaping of
+#: control-flow graphs' labels): ~4 ms.
+NUMBA_UNREAD = ("numba.experimental", "html")
+
+
+class _LazyForNumba:
+    """A meta-path finder that gives numba PyYAML and the modules of :data:`NUMBA_UNREAD` executed on
+    first use (see :func:`keep_unread_modules_out_of_numba`); at any other moment it finds nothing and the
+    normal finders answer."""
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
+        import os
+        import sys
+
+        if name == "yaml":
+            config = sys.modules.get("numba.core.config")
+            # numba.core.config executing its ``try: import yaml`` (the name it sets next not there yet),
+            # and no numba configuration file (numba's ``.numba_config.yaml``, read at once) to parse
+            if config is None or hasattr(config, "_HAVE_YAML") or os.path.isfile(".numba_config.yaml"):
+                return None
+            return _lazy_spec(name, path)
+        if name in NUMBA_UNREAD:
+            numba = sys.modules.get("numba")
+            # numba's ``__init__`` executing (``numba.typed``, the last module it imports, not there yet)
+            if numba is None or "typed" in vars(numba):
+                return None
+            return _lazy_spec(name, path)
+        return None
+
+
+def keep_unread_modules_out_of_numba() -> None:
+    """Spare numba's import the import of PyYAML (~10 ms) where there is no numba configuration file, and
+    of the modules of :data:`NUMBA_UNREAD` (~4 ms).
+
+    ``numba.core.config`` imports PyYAML only to read ``./.numba_config.yaml`` when there is one; the
+    command line's own configuration needs no PyYAML when its parsed data are cached
+    (:mod:`netspectra.config.parsed_cache`). Without that file, numba gets PyYAML as a module executed on
+    first use (:class:`importlib.util.LazyLoader`): the same module, loaded when something reads one of
+    its names (numba, if the file appears before it reloads its configuration; the configuration's
+    parser). The modules of :data:`NUMBA_UNREAD` alike. (Python 3.11's ``LazyLoader`` is not safe for two
+    threads reading a module's first name at once: the command's start is one thread, and numba imports
+    ``numba.experimental`` while compiling, under its compiler lock.) Only the command-line process calls
+    this (:func:`netspectra.cli.main.main`), before numba is imported; a library user's numba is left as
+    it is."""
+    import sys
+
+    if "numba" not in sys.modules and not any(isinstance(f, _LazyForNumba) for f in sys.meta_path):
+        sys.meta_path.insert(0, _LazyForNumba())
+
+
 def _load_overload_without_refresh(self: Any, sig: Any, target_context: Any) -> Any:
     """numba's ``Cache.load_overload`` without its ``target_context.refresh()`` (see
     :func:`load_cached_kernels_lean`). The NRT is what a loaded kernel's machine code links against,
@@ -104,7 +170,13 @@ def _load_overload_without_refresh(self: Any, sig: Any, target_context: Any) -> 
 
 
 #: The numba modules :func:`load_cached_kernels_lean` changes, each right after it is first imported.
-_LEAN_PATCHES = ("numba.core.caching", "numba.core.typing.typeof", "numba.core.environment")
+_LEAN_PATCHES = (
+    "numba.core.caching",
+    "numba.core.typing.typeof",
+    "numba.core.environment",
+    "numba.core.codegen",
+    "numba.core.dispatcher",
+)
 
 
 def _patched_spec(name: str, path: Any, patch: Callable[[str, Any], None]) -> Any:
@@ -141,6 +213,10 @@ def _patch(name: str, module: Any) -> None:
         _patch_cache_loads(module)
     elif name == "numba.core.typing.typeof":
         numba_lean.install_typeof_ndarray(module)
+    elif name == "numba.core.codegen":
+        numba_lean.install_unserialize_library(module)
+    elif name == "numba.core.dispatcher":
+        numba_lean.install_enable_caching(module)
     else:
         numba_lean.install_rebuild_env(module)
 
@@ -165,10 +241,13 @@ def load_cached_kernels_lean() -> None:
     unicode, cffi: ~0.25 s of a command's start-up) although a cached kernel is machine code that needs
     none of them: only the NRT's symbols, which this keeps. Compiling anything (a cache miss, a new
     signature) still sets the compiler up in full: numba's compiler refreshes both contexts itself.
-    Three more savings of :mod:`netspectra.numba_lean` come with it: the NRT's own functions are loaded
+    Five more savings of :mod:`netspectra.numba_lean` come with it: the NRT's own functions are loaded
     as machine code compiled on an earlier start instead of being compiled by LLVM again (~15 ms), the
-    ``typeof`` of the first array argument no longer imports ``numpy.ma`` (~8 ms), and a kernel's
-    environments are rebuilt without importing numba's ``arrayobj`` and ``unicode`` modules (~18 ms).
+    ``typeof`` of the first array argument no longer imports ``numpy.ma`` (~8 ms), a kernel's
+    environments are rebuilt without importing numba's ``arrayobj`` and ``unicode`` modules (~18 ms),
+    a kernel's library is loaded from its object code without parsing its linking bitcode (~20 ms for
+    analyze's seven kernels), and a kernel's cache is made when the kernel is first used, not when it is
+    defined (~4 ms for the sixty-odd kernels a command imports, most of them inlined helpers).
     Only the command-line process calls this (:func:`netspectra.cli.main.main`), before numba is
     imported or after; a library user's numba is left as it is."""
     import sys

@@ -1,4 +1,4 @@
-"""Three pieces of numba's work at every start that a command loading cached kernels can do with less
+"""Five pieces of numba's work at every start that a command loading cached kernels can do with less
 (issue 19; installed by :func:`netspectra.lazy.load_cached_kernels_lean`, only in the command-line
 process).
 
@@ -18,17 +18,29 @@ process).
   they implement (``np.empty``, ...). That dictionary is read only by object-mode code, which numba's
   implementations never are; the environment's constants (what its exceptions raise) are restored as
   numba restores them.
+* :func:`unserialize_library` — numba's loading of a cached kernel's code library without parsing the
+  LLVM bitcode of its module for linking and walking every function of it through llvmlite, only to
+  learn which names the library defines (~3 ms a kernel): the names are kept in a file of their own,
+  written the first time a library is loaded, and the bitcode is parsed only if a later compilation
+  links the library.
+* :func:`enable_caching` — numba's ``cache=True`` of a kernel being defined, with the kernel's cache
+  (its directory found, made sure writable, its source hashed: ~75 µs) made when the kernel is first
+  compiled or loaded: most of the kernels a command imports are helpers inlined into others, never
+  called from Python.
 
 Each takes over only from the numba code it was written against: numba must be of a tested release
 line (:data:`TESTED_NUMBA_RELEASES`) and :func:`code_fingerprint` of numba's function one this module
 knows (:data:`NRT_INITIALIZE_FINGERPRINTS`, :data:`TYPEOF_NDARRAY_FINGERPRINTS`,
-:data:`REBUILD_ENV_FINGERPRINTS`); any other numba keeps its own behaviour.
+:data:`REBUILD_ENV_FINGERPRINTS`, :data:`UNSERIALIZE_FINGERPRINTS` with
+:data:`LOAD_DEFINED_SYMBOLS_FINGERPRINTS`, :data:`ENABLE_CACHING_FINGERPRINTS`); any other numba keeps
+its own behaviour.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import struct
 import sys
@@ -50,6 +62,15 @@ TYPEOF_NDARRAY_FINGERPRINTS = frozenset({"ab7322ba122dccb3"})
 #: :func:`code_fingerprint` of ``numba.core.environment._rebuild_env`` in the releases whose body
 #: :func:`rebuild_env` repeats (numba 0.68).
 REBUILD_ENV_FINGERPRINTS = frozenset({"62f7a13d0e4ff6f2"})
+#: :func:`code_fingerprint` of ``numba.core.codegen.CPUCodeLibrary._unserialize`` in the releases whose
+#: steps :func:`unserialize_library` repeats (numba 0.68).
+UNSERIALIZE_FINGERPRINTS = frozenset({"12bfad871f72bc06"})
+#: :func:`code_fingerprint` of ``numba.core.codegen.JitEngine._load_defined_symbols`` in the releases whose
+#: set of names :func:`defined_symbols` repeats (numba 0.68).
+LOAD_DEFINED_SYMBOLS_FINGERPRINTS = frozenset({"09f849cb6ba44702"})
+#: :func:`code_fingerprint` of ``numba.core.dispatcher.Dispatcher.enable_caching`` in the releases whose
+#: body :func:`enable_caching` repeats, but later (numba 0.68).
+ENABLE_CACHING_FINGERPRINTS = frozenset({"938fef973c69e330"})
 
 #: The NRT file: this line, the SHA-256 of the rest after the lengths, the lengths of the object code and
 #: of the linking bitcode (two little-endian 64-bit words), then the two.
@@ -90,17 +111,33 @@ def _anchor() -> None:
     """The function whose source file places the NRT file among numba's cache files (numba's locators)."""
 
 
+def _cache_place() -> Path | None:
+    """numba's cache directory for this package's files (``NUMBA_CACHE_DIR``, else ``__pycache__`` beside
+    this module, else the user's cache), where the NRT file and the symbol files are kept; ``None`` where
+    numba finds no writable place. Asked of numba once per process."""
+    if not _CACHE_PLACE:
+        from numba.core import caching
+
+        try:
+            _CACHE_PLACE.append(Path(caching.CompileResultCacheImpl(_anchor).locator.get_cache_path()))
+        except Exception:  # no locator (e.g. a read-only install without a user cache): as numba does
+            _CACHE_PLACE.append(None)
+    return _CACHE_PLACE[0]
+
+
+#: :func:`_cache_place`'s answer, once asked.
+_CACHE_PLACE: list[Path | None] = []
+
+
 def _nrt_file(codegen: Any) -> Path | None:
-    """Where the NRT's machine code for ``codegen`` is kept: numba's cache directory for this package's
-    files (``NUMBA_CACHE_DIR``, else ``__pycache__`` beside this module, else the user's cache), named by
-    the key; ``None`` where numba finds no writable place."""
+    """Where the NRT's machine code for ``codegen`` is kept: in :func:`_cache_place`, named by the key;
+    ``None`` where numba finds no writable place."""
     import llvmlite
     import numba
-    from numba.core import caching, config
+    from numba.core import config
 
-    try:
-        where = caching.CompileResultCacheImpl(_anchor).locator.get_cache_path()
-    except Exception:  # no locator (e.g. a read-only install without a user cache): compile as numba does
+    where = _cache_place()
+    if where is None:
         return None
     key = repr(
         (
@@ -113,7 +150,7 @@ def _nrt_file(codegen: Any) -> Path | None:
             sys.version_info[:2],
         )
     )
-    return Path(where) / f"netspectra-nrt-{hashlib.sha256(key.encode()).hexdigest()[:20]}.bin"
+    return where / f"netspectra-nrt-{hashlib.sha256(key.encode()).hexdigest()[:20]}.bin"
 
 
 def _read_nrt(path: Path) -> tuple[bytes, bytes] | None:
@@ -135,13 +172,18 @@ def _read_nrt(path: Path) -> tuple[bytes, bytes] | None:
 
 
 def _write_nrt(path: Path, object_code: bytes, bitcode: bytes) -> None:
-    """Store the two parts at ``path`` atomically (written beside it, then renamed); a failure leaves no
-    file and is not an error (the next start compiles again)."""
+    """Store the two parts at ``path`` (:func:`_write_atomically`)."""
     body = object_code + bitcode
     head = _MAGIC + hashlib.sha256(body).digest() + struct.pack("<QQ", len(object_code), len(bitcode))
+    _write_atomically(path, head + body)
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """Store ``data`` at ``path`` atomically (written beside it, then renamed); a failure leaves no file
+    and is not an error (the next start does the work again)."""
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     try:
-        tmp.write_bytes(head + body)
+        tmp.write_bytes(data)
         os.replace(tmp, path)
     except OSError:
         with contextlib.suppress(OSError):
@@ -325,4 +367,213 @@ def install_rebuild_env(environment_module: Any) -> bool:
     # is not installed (pytest, services), where the name gives numba's own again
     rebuild_env.__module__, rebuild_env.__qualname__ = environment_module.__name__, "_rebuild_env"
     environment_module._rebuild_env = rebuild_env
+    return True
+
+
+# --------------------------------------------------------------------------------------------------
+# A cached kernel's library without parsing its linking bitcode
+# --------------------------------------------------------------------------------------------------
+
+
+def defined_symbols(module: Any) -> set[str]:
+    """The names an LLVM module defines (functions and global variables that are not declarations):
+    what numba's ``JitEngine._load_defined_symbols`` adds to the execution engine's defined symbols."""
+    return {
+        gv.name
+        for gsets in (module.functions, module.global_variables)
+        for gv in gsets
+        if not gv.is_declaration
+    }
+
+
+def _symbols_file(bitcode: bytes) -> Path | None:
+    """Where the names that the linking bitcode ``bitcode`` defines are kept: in :func:`_cache_place`,
+    named by a hash of the bitcode and of the numba and llvmlite that read it; ``None`` where numba
+    finds no writable place."""
+    import llvmlite
+    import numba
+
+    where = _cache_place()
+    if where is None:
+        return None
+    digest = hashlib.sha256(f"{numba.__version__} {llvmlite.__version__}\n".encode() + bitcode).hexdigest()
+    return where / f"netspectra-symbols-{digest[:32]}.json"
+
+
+def _read_symbols(path: Path) -> set[str] | None:
+    """The names stored at ``path``, or ``None`` (absent, unreadable, damaged: the SHA-256 of the names
+    is checked, so that the execution engine is never told of a symbol the object code lacks)."""
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    head = len(_SYMBOLS_MAGIC) + 32
+    body = data[head:]
+    if (
+        not data.startswith(_SYMBOLS_MAGIC)
+        or hashlib.sha256(body).digest() != data[len(_SYMBOLS_MAGIC) : head]
+    ):
+        return None
+    try:
+        names = json.loads(body)
+    except ValueError:
+        return None
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        return None
+    return set(names)
+
+
+def _write_symbols(path: Path, names: set[str]) -> None:
+    body = json.dumps(sorted(names)).encode()
+    _write_atomically(path, _SYMBOLS_MAGIC + hashlib.sha256(body).digest() + body)
+
+
+#: A symbol file: this line, the SHA-256 of the rest, then the names as a JSON list.
+_SYMBOLS_MAGIC = b"netspectra-symbols-1\n"
+
+
+def _lazy_linking_class(base: type) -> type:
+    """A subclass of numba's code library class ``base`` whose module for linking (``_shared_module``)
+    is parsed from the cached bitcode when first asked for (by a compilation that links the library, or
+    by numba serialising it again) instead of when the library is loaded."""
+
+    class LazyLinkingLibrary(base):  # type: ignore[misc, valid-type]
+        _linking_bitcode: bytes | None = None
+
+        @property
+        def _shared_module(self) -> Any:
+            module = self.__dict__.get("_parsed_shared_module")
+            if module is None and self._linking_bitcode is not None:
+                from llvmlite import binding as ll
+
+                module = self.__dict__["_parsed_shared_module"] = ll.parse_bitcode(self._linking_bitcode)
+                self._linking_bitcode = None
+            return module
+
+        @_shared_module.setter
+        def _shared_module(self, module: Any) -> None:
+            self.__dict__["_parsed_shared_module"] = module
+
+    LazyLinkingLibrary.__qualname__ = f"LazyLinking{base.__name__}"
+    LazyLinkingLibrary.__name__ = LazyLinkingLibrary.__qualname__
+    return LazyLinkingLibrary
+
+
+def unserialize_library(cls: type, codegen: Any, state: Any) -> Any:
+    """numba's ``CPUCodeLibrary._unserialize`` (a library loaded from numba's cache: its object code, and
+    the bitcode of its module for linking) without parsing that bitcode and walking every function and
+    global of it through llvmlite, only to learn which names it defines (~2 ms a kernel): the names are
+    kept in a file of their own (:func:`_symbols_file`), written the first time, and the module is parsed
+    only if something links against the library later (:func:`_lazy_linking_class`). Without a stored
+    file, or for a library of another kind (bitcode), numba's own function."""
+    own = _NUMBA_UNSERIALIZE[0]
+    name, kind, data = state
+    engine = getattr(codegen, "_engine", None)
+    if kind != "object" or not isinstance(getattr(engine, "_defined_symbols", None), set):
+        return own(cls, codegen, state)
+    object_code, bitcode = data
+    path = _symbols_file(bitcode)
+    names = _read_symbols(path) if path is not None else None
+    if names is None:
+        library = own(cls, codegen, state)
+        if path is not None:
+            _write_symbols(path, defined_symbols(library._shared_module))
+        return library
+    lazy = _LAZY_CLASSES.get(cls)
+    if lazy is None:
+        lazy = _LAZY_CLASSES[cls] = _lazy_linking_class(cls)
+    # numba's steps, in its order, but the parse and the walk
+    library = lazy(codegen, name)
+    library.enable_object_caching()
+    library._set_compiled_object(object_code)
+    library._linking_bitcode = bitcode
+    library._finalize_final_module()
+    engine._defined_symbols |= names
+    return library
+
+
+#: numba's own ``_unserialize`` (its function), once :func:`install_unserialize_library` replaced it.
+_NUMBA_UNSERIALIZE: list[Any] = []
+#: :func:`_lazy_linking_class` of each code library class met.
+_LAZY_CLASSES: dict[type, type] = {}
+
+
+def install_unserialize_library(codegen_module: Any) -> bool:
+    """Put :func:`unserialize_library` in place of numba's ``_unserialize`` for JIT code libraries
+    (``JITCodeLibrary`` of ``codegen_module``, ``numba.core.codegen``, just imported), when numba's own
+    is the one it repeats; whether it did. Once only."""
+    library_class = getattr(codegen_module, "JITCodeLibrary", None)
+    engine_class = getattr(codegen_module, "JitEngine", None)
+    own = getattr(getattr(library_class, "_unserialize", None), "__func__", None)
+    load_symbols = getattr(engine_class, "_load_defined_symbols", None)
+    if own is None or load_symbols is None or _NUMBA_UNSERIALIZE or not numba_release_tested():
+        return False
+    if code_fingerprint(own) not in UNSERIALIZE_FINGERPRINTS:
+        return False
+    if code_fingerprint(load_symbols) not in LOAD_DEFINED_SYMBOLS_FINGERPRINTS:
+        return False
+    if not all(
+        hasattr(library_class, a)
+        for a in ("enable_object_caching", "_set_compiled_object", "_finalize_final_module")
+    ):
+        return False
+    _NUMBA_UNSERIALIZE.append(own)
+    library_class._unserialize = classmethod(unserialize_library)
+    return True
+
+
+# --------------------------------------------------------------------------------------------------
+# A kernel's cache made when the kernel is first compiled or loaded, not when it is defined
+# --------------------------------------------------------------------------------------------------
+
+
+class LazyFunctionCache:
+    """numba's ``FunctionCache`` of a function, made when first used (see :func:`enable_caching`): every
+    attribute is the real cache's, made on the first look-up."""
+
+    def __init__(self, make: Any, py_func: Any) -> None:
+        self._make = make
+        self._py_func = py_func
+        self._real: Any = None
+
+    def __getattr__(self, name: str) -> Any:  # only names the proxy itself lacks
+        own = self.__dict__
+        if "_make" not in own:  # not initialised (a copy being made)
+            raise AttributeError(name)
+        real = own["_real"]
+        if real is None:
+            real = self._real = self._make(self._py_func)
+        return getattr(real, name)
+
+    def __repr__(self) -> str:
+        return f"<LazyFunctionCache of {self._py_func!r}: {'made' if self._real is not None else 'not made'}>"
+
+
+def enable_caching(self: Any) -> None:
+    """numba's ``Dispatcher.enable_caching`` (what ``cache=True`` does when a kernel is defined), with
+    the kernel's ``FunctionCache`` made only when the kernel is first compiled or loaded (~75 µs each:
+    numba finds the cache's directory, makes sure it exists and is writable by creating a file in it,
+    and hashes the source file): most kernels a module defines are never called from Python (helpers
+    that numba inlines into the ones that are), and a command imports about sixty of them."""
+    from numba.core.caching import FunctionCache
+
+    self._cache = LazyFunctionCache(FunctionCache, self.py_func)
+
+
+#: numba's own ``Dispatcher.enable_caching``, once :func:`install_enable_caching` replaced it.
+_NUMBA_ENABLE_CACHING: list[Any] = []
+
+
+def install_enable_caching(dispatcher_module: Any) -> bool:
+    """Put :func:`enable_caching` in place of numba's ``Dispatcher.enable_caching`` in
+    ``dispatcher_module`` (``numba.core.dispatcher``, just imported), when numba's own is the one it
+    repeats; whether it did. Once only."""
+    dispatcher = getattr(dispatcher_module, "Dispatcher", None)
+    own = getattr(dispatcher, "enable_caching", None)
+    if own is None or _NUMBA_ENABLE_CACHING or not numba_release_tested():
+        return False
+    if code_fingerprint(own) not in ENABLE_CACHING_FINGERPRINTS:
+        return False
+    _NUMBA_ENABLE_CACHING.append(own)
+    dispatcher.enable_caching = enable_caching
     return True

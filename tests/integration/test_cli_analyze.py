@@ -147,6 +147,19 @@ def test_console_script_runs_in_a_fresh_process() -> None:
     assert "Capture summary" in out.stdout and "per_five_tuple" in out.stdout
 
 
+def test_ipv6_addresses_print_as_written() -> None:
+    """An address with a group such as ``:b:`` is printed as it is, not as rich's emoji code for it
+    (``a:b:c:12::1`` was printed ``a🅱c:12::1``)."""
+    out = subprocess.run(
+        [sys.executable, "-m", "netspectra", "analyze", str(CAPTURES / "ipv6-srh-ext-header.pcap")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "a:b:c:12::1" in out.stdout and "a:b:c:2::f1:0" in out.stdout
+    assert "\N{NEGATIVE SQUARED LATIN CAPITAL LETTER B}" not in out.stdout
+
+
 def test_sketch_tasks_run_beside_exact_and_write_heavy_hitters(tmp_path: Path) -> None:
     conf = tmp_path / "c.yaml"
     conf.write_text(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 
@@ -204,6 +206,95 @@ def test_command_line_numba_does_not_load_scipy_linalg() -> None:
     assert out.stdout.split() == ["False", "False", "5.0"]
 
 
+#: The command line's set-up for numba's PyYAML, then numba, then PyYAML used.
+NUMBA_YAML = """
+import sys
+from netspectra.lazy import keep_unread_modules_out_of_numba
+keep_unread_modules_out_of_numba()
+import numba
+print(repr(numba.core.config.CACHE_DIR), 'yaml.reader' in sys.modules)
+import yaml
+print(yaml.safe_load('a: [1, yes]'), 'yaml.reader' in sys.modules)
+"""
+
+
+def test_command_line_numba_imports_pyyaml_only_for_its_configuration_file(tmp_path) -> None:
+    """numba imports PyYAML (~10 ms) only to read ``./.numba_config.yaml``: where there is none, the
+    command-line process gives it a PyYAML executed on first use, which works as PyYAML when used; where
+    there is one, numba reads it as always."""
+    run = [sys.executable, "-c", NUMBA_YAML]
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
+    out = subprocess.run(run, capture_output=True, text=True, check=True, cwd=tmp_path, env=env)
+    assert out.stdout.splitlines() == ["'' False", "{'a': [1, True]} True"]
+    (tmp_path / ".numba_config.yaml").write_text("cache_dir: from-the-file\n")
+    out = subprocess.run(run, capture_output=True, text=True, check=True, cwd=tmp_path, env=env)
+    assert out.stdout.splitlines() == ["'from-the-file' True", "{'a': [1, True]} True"]
+
+
+#: The command line's set-up, numba imported; then what needs the modules numba got unexecuted.
+NUMBA_UNREAD = """
+import sys
+from netspectra.lazy import keep_unread_modules_out_of_numba, load_cached_kernels_lean
+keep_unread_modules_out_of_numba()
+load_cached_kernels_lean()
+import numba
+print('numba.experimental.jitclass' in sys.modules, 'html.entities' in sys.modules)
+import numpy as np
+from numba import njit, int64
+from numba.experimental import jitclass
+
+@jitclass([("n", int64)])
+class Counter:
+    def __init__(self, n):
+        self.n = n
+
+    def add(self, k):
+        self.n += k
+        return self.n
+
+@njit
+def twice(c, k):
+    c.add(k)
+    return c.add(k)
+
+print(twice(Counter(1), 2), njit(lambda a: a.sum())(np.arange(4)))
+import html
+print(html.escape("<a&b>"), 'html.entities' in sys.modules)
+"""
+
+
+def test_numba_modules_no_cached_kernel_reads_load_when_used(tmp_path) -> None:
+    """``numba.experimental`` and ``html``, imported by ``import numba`` and never read by loading cached
+    kernels, are executed on first use in the command-line process: a jitclass compiles and runs, and
+    ``html`` escapes."""
+    out = subprocess.run([sys.executable, "-c", NUMBA_UNREAD], capture_output=True, text=True, check=True)
+    assert out.stdout.splitlines() == ["False False", "5 6", "&lt;a&amp;b&gt; True"]
+
+
+def test_analyze_of_a_cached_configuration_parses_no_yaml(tmp_path) -> None:
+    """A second ``analyze`` with the same configuration takes its parsed data from the cache: PyYAML's
+    modules are never executed (numba's import of it stays lazy)."""
+    from pathlib import Path
+
+    capture = Path(__file__).parents[1] / "data" / "captures" / "gnutella.pcap"
+    code = (
+        "import sys\n"
+        f"sys.argv = ['netspectra', 'analyze', {str(capture)!r}, '--json']\n"
+        "from netspectra.cli.main import main\n"
+        "try:\n    main()\nexcept SystemExit as exc:\n    assert not exc.code, exc.code\n"
+        "print('@@', 'yaml.reader' in sys.modules, 'yaml.resolver' in sys.modules)\n"
+    )
+    env = {**os.environ, "NETSPECTRA_CONFIG_CACHE": str(tmp_path / "cache")}
+    outs = [
+        subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path, env=env
+        ).stdout.split("@@")
+        for _ in range(2)
+    ]
+    assert [o[1].split() for o in outs] == [["True", "True"], ["False", "False"]]
+    assert json.loads(outs[1][0])["packets"] == json.loads(outs[0][0])["packets"] > 0
+
+
 def test_version_loads_no_application() -> None:
     """``netspectra --version`` answers before typer, click, rich and the application are imported (the
     console script's module, :mod:`netspectra.cli.main`, is light); the application's names are still
@@ -231,7 +322,7 @@ def test_version_loads_no_application() -> None:
 def test_analyze_report_loads_no_writer_or_dataframe_libraries(tmp_path) -> None:
     """``analyze`` without ``--out``/``--store`` prints a report: pyarrow (its Parquet and CSV writers, the
     Arrow address formatter), pandas, scipy's linear algebra, chdb, grpc and ssl are not loaded (each 5-500
-    ms of start-up), nor any other command."""
+    ms of start-up), nor any other command; nor python-dotenv where there is no ``.env`` file."""
     from pathlib import Path
 
     capture = Path(__file__).parents[1] / "data" / "captures" / "gnutella.pcap"
@@ -243,10 +334,20 @@ def test_analyze_report_loads_no_writer_or_dataframe_libraries(tmp_path) -> None
         "try:\n    main()\nexcept SystemExit as exc:\n    assert not exc.code, exc.code\n"
         f"open({str(listing)!r}, 'w').write('\\n'.join(sys.modules))\n"
     )
-    subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    # run where there is no ./.env: python-dotenv is imported only to read one
+    subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path)
     loaded = set(listing.read_text().split())
     assert {"netspectra.tasks.exact", "netspectra.offline.report"} <= loaded  # it did run
-    unwanted = {"pyarrow", "pandas", "scipy.linalg", "chdb", "grpc", "ssl", "netspectra.output.addr"}
+    unwanted = {
+        "pyarrow",
+        "pandas",
+        "scipy.linalg",
+        "chdb",
+        "grpc",
+        "ssl",
+        "netspectra.output.addr",
+        "dotenv",
+    }
     unwanted |= {"netspectra.enrich.enricher", "netspectra.enrich.expr"}  # no enrichment configured
     assert not unwanted & loaded
     # no progress bar (stderr is no terminal), and the other subcommands are neither imported nor built

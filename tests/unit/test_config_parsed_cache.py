@@ -1,8 +1,10 @@
-"""The parsed-configuration cache (netspectra.config.parsed_cache): a large configuration parsed once, the
-same Config from the cache, nothing stale, errors as without it, a damaged entry ignored."""
+"""The parsed-configuration cache (netspectra.config.parsed_cache): a configuration parsed once, the same
+Config from the cache (without importing PyYAML), nothing stale, errors as without it, a damaged entry
+ignored."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -110,6 +112,27 @@ def test_text_with_variables_is_never_cached(
     assert "s3cret" not in entries(cache)[0].read_text()
 
 
+def test_text_with_a_literal_secret_is_never_cached(tmp_path: Path, cache: Path, parses: list[int]) -> None:
+    """A password or token written in the file itself is not copied into the cache; the same keys left
+    empty are no secret, and such a text is cached."""
+    path = tmp_path / "config.yaml"
+    for secret in (
+        "nats:\n  user: u\n  password: hunter2-literal\n",
+        "api:\n  auth:\n    tokens: [abcdefghijklmnopqrstuvwxyz012345]\n",
+        "alerter:\n  notifiers:\n    - {type: email, smtp-password: hunter2-literal}\n",
+    ):
+        path.write_text(_networks_yaml(3) + secret)
+        with contextlib.suppress(ConfigError):  # (validation comes after the parse and the cache)
+            load_config(path)
+        assert entries(cache) == [], secret
+    path.write_text(_networks_yaml(3) + "nats:\n  password: ''\n")
+    load_config(path)
+    load_config(path)
+    assert len(entries(cache)) == 1
+    assert parsed_cache.holds_secret({"a": [{"b": {"API-Key": "x"}}]})
+    assert not parsed_cache.holds_secret({"a": [{"b": {"api_key": ""}}], "tokens": []})
+
+
 def test_errors_are_never_cached(tmp_path: Path, cache: Path, parses: list[int]) -> None:
     path = tmp_path / "config.yaml"
     text = _networks_yaml(700)
@@ -126,19 +149,77 @@ def test_errors_are_never_cached(tmp_path: Path, cache: Path, parses: list[int])
     assert len(parses) == 3  # the second from the cache: the same validation error
 
 
-def test_small_config_and_off_bypass_the_cache(
+def test_small_config_cached_too_and_off_bypasses_the_cache(
     tmp_path: Path, cache: Path, parses: list[int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """A small text is cached as well (its parse is quick, but a hit spares PyYAML's import); ``off``
+    parses every time and writes nothing."""
     path = tmp_path / "config.yaml"
     path.write_text(_networks_yaml(5))
-    load_config(path)
-    load_config(path)
-    assert len(parses) == 2 and not cache.exists()
+    first = load_config(path)
+    assert load_config(path).model_dump() == first.model_dump()
+    assert len(parses) == 1 and len(entries(cache)) == 1
     monkeypatch.setenv(parsed_cache.ENV, "off")
     path.write_text(_networks_yaml(700))
     load_config(path)
     load_config(path)
-    assert len(parses) == 4 and not cache.exists()
+    assert len(parses) == 3 and len(entries(cache)) == 1
+
+
+def test_a_cached_configuration_loads_without_importing_pyyaml(tmp_path: Path) -> None:
+    """The second process that loads the same configuration finds its data in the cache and never
+    imports PyYAML (nor its parser): ~10 ms of a command's start."""
+    import os
+    import subprocess
+    import sys
+
+    path = tmp_path / "config.yaml"
+    path.write_text(_networks_yaml(5) + "probe:\n  interface: eth9\n")
+    code = (
+        "import sys\nfrom netspectra.config import load_config\n"
+        f"print(load_config({str(path)!r}).probe.interface, 'yaml' in sys.modules)\n"
+    )
+    env = {**os.environ, parsed_cache.ENV: str(tmp_path / "cache")}
+    runs = [
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+        for _ in range(2)
+    ]
+    assert [r.stdout.split() for r in runs] == [["eth9", "True"], ["eth9", "False"]]
+
+
+def test_the_rules_fingerprint_follows_the_parser_files(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The key's rules change with PyYAML's files (another release, libyaml's extension added or gone)
+    and are ``None`` (no cache: every text parsed) where PyYAML is not a directory of files."""
+    from importlib.machinery import ModuleSpec, PathFinder
+
+    here = loader._yaml_rules()
+    assert here is not None and len(here) == 20
+    fake = tmp_path / "yaml"
+    fake.mkdir()
+    (fake / "__init__.py").write_text("__version__ = '0'\n")
+
+    def rules_with(spec: ModuleSpec | None) -> str | None:
+        monkeypatch.setattr(
+            PathFinder, "find_spec", classmethod(lambda cls, name, path=None, target=None: spec)
+        )
+        loader._yaml_rules.cache_clear()
+        try:
+            return loader._yaml_rules()
+        finally:
+            monkeypatch.undo()
+            loader._yaml_rules.cache_clear()
+
+    package = ModuleSpec("yaml", None, is_package=True)
+    package.submodule_search_locations = [str(fake)]
+    other = rules_with(package)
+    assert other is not None and other != here
+    (fake / "_yaml.so").write_bytes(b"\0")
+    assert rules_with(package) not in (None, here, other)
+    assert rules_with(None) is None
+    assert rules_with(ModuleSpec("yaml", None)) is None  # a module without a directory (an archive's)
+    assert loader._yaml_rules() == here
 
 
 def test_data_json_cannot_keep_is_not_cached(tmp_path: Path, cache: Path, parses: list[int]) -> None:

@@ -5,6 +5,7 @@ kernels' environments without importing numba's implementation modules. Each run
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
@@ -12,6 +13,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
+
+from netspectra.numba_lean import _SYMBOLS_MAGIC
 
 #: A module of cached kernels: one that allocates (the NRT), one that reads an array.
 KERNELS = """
@@ -84,17 +87,24 @@ def _nrt_files(tmp_path: Path) -> list[Path]:
 
 def test_this_numba_is_one_the_lean_pieces_were_written_against() -> None:
     """Each piece takes over only from the numba function it repeats; with the installed numba they do
-    (after a numba upgrade: compare its ``_Runtime.initialize``, ``_typeof_ndarray`` and ``_rebuild_env``
-    with the copies in netspectra.numba_lean, then add their fingerprints and its release line)."""
+    (after a numba upgrade: compare its ``_Runtime.initialize``, ``_typeof_ndarray``, ``_rebuild_env``,
+    ``CPUCodeLibrary._unserialize``, ``JitEngine._load_defined_symbols`` and
+    ``Dispatcher.enable_caching`` with the copies in
+    netspectra.numba_lean, then add their fingerprints and its release line)."""
     import numba
+    import numba.core.codegen as codegen
+    import numba.core.dispatcher as dispatcher
     import numba.core.environment as environment
     import numba.core.runtime.nrt as nrt
     import numba.core.typing.typeof as typeof
 
     from netspectra.numba_lean import (
+        ENABLE_CACHING_FINGERPRINTS,
+        LOAD_DEFINED_SYMBOLS_FINGERPRINTS,
         NRT_INITIALIZE_FINGERPRINTS,
         REBUILD_ENV_FINGERPRINTS,
         TYPEOF_NDARRAY_FINGERPRINTS,
+        UNSERIALIZE_FINGERPRINTS,
         code_fingerprint,
         nrt_from_file_supported,
         numba_release_tested,
@@ -105,6 +115,11 @@ def test_this_numba_is_one_the_lean_pieces_were_written_against() -> None:
     assert code_fingerprint(typeof._typeof_ndarray) in TYPEOF_NDARRAY_FINGERPRINTS
     assert code_fingerprint(environment._rebuild_env) in REBUILD_ENV_FINGERPRINTS
     assert nrt_from_file_supported()
+    assert (
+        code_fingerprint(codegen.CPUCodeLibrary.__dict__["_unserialize"].__func__) in UNSERIALIZE_FINGERPRINTS
+    )
+    assert code_fingerprint(codegen.JitEngine._load_defined_symbols) in LOAD_DEFINED_SYMBOLS_FINGERPRINTS
+    assert code_fingerprint(dispatcher.Dispatcher.enable_caching) in ENABLE_CACHING_FINGERPRINTS
 
 
 def test_code_fingerprint_tells_functions_apart() -> None:
@@ -272,10 +287,134 @@ def test_another_numba_release_keeps_numbas_own_functions() -> None:
 import numba, numba.core.environment as environment, numba.core.typing.typeof as typeof
 from netspectra import numba_lean
 numba.__version__ = "0.99.0"
+import numba.core.codegen as codegen, numba.core.dispatcher as dispatcher
 print(numba_lean.numba_release_tested(), numba_lean.nrt_from_file_supported(),
-      numba_lean.install_rebuild_env(environment), numba_lean.install_typeof_ndarray(typeof))
-print(environment._rebuild_env is numba_lean.rebuild_env)
+      numba_lean.install_rebuild_env(environment), numba_lean.install_typeof_ndarray(typeof),
+      numba_lean.install_unserialize_library(codegen), numba_lean.install_enable_caching(dispatcher))
+own = codegen.JITCodeLibrary._unserialize.__func__
+print(environment._rebuild_env is numba_lean.rebuild_env, own.__module__)
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.splitlines() == ["False False False False", "False"]
+    assert out.stdout.splitlines() == ["False False False False False False", "False numba.core.codegen"]
+
+
+#: The command line's set-up, the kernels (the names the engine was told each library defines), then
+#: compilations that link a loaded library: the NRT's (every compilation) and a cached kernel's.
+LINKED = """
+import hashlib
+from netspectra.lazy import load_cached_kernels_lean
+load_cached_kernels_lean()
+import numpy as np, kern
+from numba import njit
+from numba.core.registry import cpu_target
+print(kern.cumulative(np.arange(5)).tolist(), kern.zeros(2).tolist(), kern.total(np.arange(4.0)))
+libraries = [kern.cumulative, kern.zeros, kern.total]
+print(sorted({type(d.overloads[d.signatures[0]].library).__name__ for d in libraries}))
+engine = cpu_target.target_context.codegen()._engine
+print(hashlib.sha256(repr(sorted(engine._defined_symbols)).encode()).hexdigest())
+print(njit(lambda a: kern.total(a) * 2 + kern.cumulative(np.arange(3))[-1])(np.arange(4.0)))
+print(njit(lambda n: np.arange(1, n + 1).cumsum()[-1])(6))
+"""
+
+
+def _symbol_files(tmp_path: Path) -> list[Path]:
+    return sorted((tmp_path / "cache").rglob("netspectra-symbols-*.json"))
+
+
+def test_cached_libraries_load_without_parsing_their_linking_bitcode(tmp_path) -> None:
+    """The first process that loads a cached kernel (numba's own loading) keeps the names its library
+    defines in a file; the next loads the library from its object code alone, tells the execution engine
+    the same names, and parses the linking bitcode only when a new compilation links the library (a
+    kernel calling cached kernels; any kernel, which links the NRT's library)."""
+    env = _env(tmp_path)
+    _run(RUN, env)  # compiles and caches the kernels: nothing loaded from the cache yet
+    first = _run(LINKED, env)  # numba's own loading, the files written
+    assert first[0] == "[0, 1, 3, 6, 10] [0, 0] 6.0"
+    assert first[1] == "['JITCodeLibrary']"
+    files = _symbol_files(tmp_path)
+    assert len(files) == 4  # the three kernels' and the NRT's libraries
+    second = _run(LINKED, env)
+    assert second[0] == first[0]
+    assert second[1] == "['LazyLinkingJITCodeLibrary']"
+    assert second[2] == first[2]  # the engine knows the same defined names
+    assert second[3:] == first[3:] == ["15.0", "21"]
+    assert _symbol_files(tmp_path) == files
+
+
+#: numba's own loading of the kernels, after numba's own set-up of its CPU target (which loads the NRT).
+PLAIN_SYMBOLS = """
+import hashlib, numpy as np, kern
+from numba.core.registry import cpu_target
+cpu_target.target_context.refresh()
+kern.cumulative(np.arange(5)), kern.zeros(2), kern.total(np.arange(4.0))
+engine = cpu_target.target_context.codegen()._engine
+print(hashlib.sha256(repr(sorted(engine._defined_symbols)).encode()).hexdigest())
+"""
+
+
+def test_the_stored_names_are_those_numba_finds(tmp_path) -> None:
+    """The execution engine of a process loading from the symbol files knows exactly the names that
+    numba's own loading (a process without the set-up) gives it."""
+    env = _env(tmp_path)
+    _run(RUN, env)
+    _run(LINKED, env)
+    lean = _run(LINKED, env)
+    assert lean[1] == "['LazyLinkingJITCodeLibrary']"
+    assert lean[2] == _run(PLAIN_SYMBOLS, env)[0]
+
+
+@pytest.mark.parametrize("damage", ["cut", "garbage", "empty", "not names"])
+def test_a_damaged_symbol_file_is_read_by_numba_again_and_rewritten(tmp_path, damage) -> None:
+    env = _env(tmp_path)
+    _run(RUN, env)
+    first = _run(LINKED, env)
+    good = {p: p.read_bytes() for p in _symbol_files(tmp_path)}
+    for path, data in good.items():
+        if damage == "not names":  # a valid checksum over a body that is not a list of names
+            body = b'{"a": 1}'
+            path.write_bytes(_SYMBOLS_MAGIC + hashlib.sha256(body).digest() + body)
+        else:
+            path.write_bytes(
+                {"cut": data[: len(data) // 2], "garbage": data[:60] + b"x" * 9, "empty": b""}[damage]
+            )
+    again = _run(LINKED, env)
+    assert again[1] == "['JITCodeLibrary']" and again[2:] == first[2:]
+    assert {p: p.read_bytes() for p in _symbol_files(tmp_path)} == good
+    assert _run(LINKED, env)[1] == "['LazyLinkingJITCodeLibrary']"
+
+
+#: The command line's set-up, then the kernels: which have a cache made, before and after calls.
+MADE = """
+from netspectra.lazy import load_cached_kernels_lean
+load_cached_kernels_lean()
+import numpy as np, kern
+kernels = {"cumulative": kern.cumulative, "zeros": kern.zeros, "total": kern.total}
+def made():
+    return sorted(name for name, k in kernels.items() if k._cache._real is not None)
+print(type(kern.total._cache).__name__, made())
+print(kern.total(np.arange(4.0)), kern.cumulative(np.arange(3)).tolist(), made())
+stats = kern.total.stats
+same_path = stats.cache_path == kern.total._cache.cache_path
+print(sum(stats.cache_hits.values()), sum(stats.cache_misses.values()), same_path)
+"""
+
+
+def test_a_kernels_cache_is_made_when_the_kernel_is_first_used(tmp_path) -> None:
+    """Under the command line's set-up a kernel defined with ``cache=True`` has its cache made when it is
+    first compiled or loaded, not when its module is imported; the cache works as numba's: a first process
+    compiles and stores, the next loads."""
+    env = _env(tmp_path)
+    first = _run(MADE, env)
+    assert first == [
+        "LazyFunctionCache []",
+        "6.0 [0, 1, 3] ['cumulative', 'total']",
+        "0 1 True",
+    ]
+    assert sorted(p.name.split("-")[0] for p in (tmp_path / "cache").rglob("*.nbi")) == [
+        "kern.cumulative",
+        "kern.total",
+    ]
+    second = _run(MADE, env)
+    assert second[:2] == first[:2]
+    assert second[2] == "1 0 True"  # loaded from the cache the first process wrote

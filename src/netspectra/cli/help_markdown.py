@@ -29,13 +29,14 @@ from typing import Any
 #: What :class:`ParagraphMarkdown` renders itself; anything else goes to rich's Markdown. Per line: no
 #: leading or trailing blanks, no block syntax at the start (headings, quotes, lists, rules, tables, code
 #: fences, HTML blocks); inside, none of the inline syntax but code spans, plain ``**strong**`` words,
-#: ``\<``/``\>`` and underscores between letters or digits (CommonMark: never emphasis).
-_BLOCK_START = re.compile(r"[#>*=|~`<]|[-+](\s|$)|-+\s*$|\d+[.)]|([-_*])(\s*\2){2,}\s*$")
-_INLINE_OTHER = re.compile(r"[*\[\]<>&~|]|\\(?![<>])|(?<![0-9A-Za-z])_|_(?![0-9A-Za-z])")
-_CODE_SPAN = re.compile(r"`([^`\s](?:[^`]*[^`\s])?)`")
+#: ``\<``/``\>`` and underscores between letters or digits (CommonMark: never emphasis). The patterns are
+#: compiled on first use (``re``'s own cache): every command imports this module, only help renders text.
+_BLOCK_START = r"[#>*=|~`<]|[-+](\s|$)|-+\s*$|\d+[.)]|([-_*])(\s*\2){2,}\s*$"
+_INLINE_OTHER = r"[*\[\]<>&~|]|\\(?![<>])|(?<![0-9A-Za-z])_|_(?![0-9A-Za-z])"
+_CODE_SPAN = r"`([^`\s](?:[^`]*[^`\s])?)`"
 #: ``**strong**`` that CommonMark reads as such for certain: opened at the start, after a blank or ``(``,
 #: before a letter or digit; closed after a letter or digit, before the end, a blank or ``,.;:)``.
-_STRONG = re.compile(r"(?:(?<=^)|(?<=[\s(]))\*\*([0-9A-Za-z](?:[^*`]*[0-9A-Za-z])?)\*\*(?=$|[\s,.;:)])")
+_STRONG = r"(?:(?<=^)|(?<=[\s(]))\*\*([0-9A-Za-z](?:[^*`]*[0-9A-Za-z])?)\*\*(?=$|[\s,.;:)])"
 
 
 def paragraphs(markup: str) -> list[list[tuple[str, str]]] | None:
@@ -47,18 +48,18 @@ def paragraphs(markup: str) -> list[list[tuple[str, str]]] | None:
     result = []
     for block in markup.split("\n\n"):
         lines = block.split("\n")
-        if any(not line or line != line.strip() or _BLOCK_START.match(line) for line in lines):
+        if any(not line or line != line.strip() or re.match(_BLOCK_START, line) for line in lines):
             return None
         pieces: list[tuple[str, str]] = []
         pos = 0
-        for m in _CODE_SPAN.finditer(block):
+        for m in re.finditer(_CODE_SPAN, block):
             pieces.extend(_text_pieces(block[pos : m.start()]))
             pieces.append((m.group(1).replace("\n", " "), "code"))
             pos = m.end()
         pieces.extend(_text_pieces(block[pos:]))
         for piece, kind in pieces:
             if kind != "code" and (
-                "`" in piece or _INLINE_OTHER.search(piece.replace("\\<", "").replace("\\>", ""))
+                "`" in piece or re.search(_INLINE_OTHER, piece.replace("\\<", "").replace("\\>", ""))
             ):
                 return None
         result.append(
@@ -75,7 +76,7 @@ def _text_pieces(text: str) -> list[tuple[str, str]]:
         if i:
             pieces.append((" ", ""))
         pos = 0
-        for m in _STRONG.finditer(line):
+        for m in re.finditer(_STRONG, line):
             pieces.append((line[pos : m.start()], ""))
             pieces.append((m.group(1), "strong"))
             pos = m.end()

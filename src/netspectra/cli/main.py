@@ -54,6 +54,7 @@ def main() -> None:
     from netspectra.lazy import (
         keep_blas_single_threaded,
         keep_scipy_out_of_numba,
+        keep_unread_modules_out_of_numba,
         load_cached_kernels_lean,
         scan_entry_points_once,
     )
@@ -67,6 +68,7 @@ def main() -> None:
     faulthandler.enable()  # a crash in a native library (chdb, grpc, numba) prints every thread's stack
     keep_blas_single_threaded()  # numpy's idle BLAS threads spin (~0.1 s CPU)
     keep_scipy_out_of_numba()
+    keep_unread_modules_out_of_numba()  # PyYAML (~10 ms) and others numba imports: executed on first use
     load_cached_kernels_lean()  # a cached kernel needs none of numba's compiler set-up (~0.25 s)
     scan_entry_points_once()  # numba, pydantic and the kind registries read the entry points once
     from netspectra.cli import help_markdown

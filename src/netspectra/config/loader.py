@@ -7,8 +7,9 @@ Order and rules, as the original's ``LoadConfig`` (with stricter, clearer errors
    ``./.env``; a missing file is fine).
 2. ``$VAR`` / ``${VAR}`` are expanded over the whole text with Go's rules (unset -> "";
    see :mod:`netspectra.config.env`).
-3. The text is parsed as YAML; a syntax error names the file, line and column. (A large text's parsed
-   data are kept in a disk cache keyed by the text: :mod:`netspectra.config.parsed_cache`.) Only
+3. The text is parsed as YAML; a syntax error names the file, line and column. (Parsed data are kept
+   in a disk cache keyed by the text: :mod:`netspectra.config.parsed_cache`; a text found there is not
+   parsed, nor PyYAML imported.) Only
    ``true`` / ``false`` are booleans (as in YAML 1.2 and the original's yaml.v3): ``yes``, ``no``,
    ``on``, ``off`` stay strings, so ``password: no`` is the password "no".
 4. The result is validated by :class:`~netspectra.config.models.Config`; every problem becomes one
@@ -24,13 +25,12 @@ import hashlib
 import importlib.resources
 import logging
 import os
-import re
+import sys
 from collections.abc import Iterator
 from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
 from netspectra.config.env import expand_env, load_env_files
@@ -62,45 +62,6 @@ class ConfigError(Exception):
         head = f"invalid configuration {path}:" if path else "invalid configuration:"
         lines = [head, *(f"  {e}" for e in self.errors), *(f"  warning: {w}" for w in self.warnings)]
         super().__init__("\n".join(lines))
-
-
-#: libyaml's parser where PyYAML was built with it (10x faster than the pure-Python one: a ``networks`` map
-#: of 2,000 entries parsed in 0.3 s instead of 3.4 s, at every start); the same constructor and resolver.
-_SafeLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-class _Yaml12BoolLoader(_SafeLoader):  # type: ignore[misc,valid-type]
-    """SafeLoader whose only booleans are true/false (YAML 1.2, like yaml.v3), not yes/no/on/off, and
-    which refuses a key written twice in one mapping (as yaml.v3 does; PyYAML would keep the last one
-    silently, e.g. the second of two identical ``enrichment.networks`` entries)."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: dict[Any, yaml.Mark] = {}
-        for key_node, _ in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":
-                continue
-            key = self.construct_object(key_node, deep=deep)
-            try:
-                first = seen.setdefault(key, key_node.start_mark)
-            except TypeError:
-                continue  # an unhashable key: the base class reports it
-            if first is not key_node.start_mark:
-                raise yaml.constructor.ConstructorError(
-                    f"while constructing a mapping (its key {key!r} first appears on line {first.line + 1})",
-                    node.start_mark,
-                    f"found the key {key!r} a second time; keep one",
-                    key_node.start_mark,
-                )
-        return super().construct_mapping(node, deep=deep)
-
-
-_Yaml12BoolLoader.yaml_implicit_resolvers = {
-    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-_Yaml12BoolLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
-)
 
 
 def _packaged_config() -> Traversable:
@@ -203,29 +164,66 @@ def _gc_paused() -> Iterator[None]:
 
 
 def _load_yaml(text: str) -> Any:
-    return yaml.load(text, Loader=_Yaml12BoolLoader)
+    """The YAML parse of ``text`` (:mod:`netspectra.config.yaml_parse`, imported with PyYAML only now)."""
+    from netspectra.config.yaml_parse import load_yaml
+
+    return load_yaml(text)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "_Yaml12BoolLoader":  # the loader class, where it lives since PyYAML is imported on use
+        from netspectra.config.yaml_parse import Yaml12BoolLoader
+
+        return Yaml12BoolLoader
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @functools.cache
-def _yaml_rules() -> str:
-    """A fingerprint of what :func:`_load_yaml` does beyond the text (the parsed-config cache's key):
-    its loader's classes, implicit resolvers and mapping constructor's code."""
-    loader = _Yaml12BoolLoader
-    code = loader.construct_mapping.__code__
-    parts = (
-        [c.__module__ + "." + c.__qualname__ for c in loader.__mro__],
-        sorted((k, [(t, rx.pattern) for t, rx in v]) for k, v in loader.yaml_implicit_resolvers.items()),
-        code.co_code.hex(),
-        repr(code.co_consts),
-        code.co_names,
-    )
-    return hashlib.sha256(repr(parts).encode()).hexdigest()[:20]
+def _yaml_rules() -> str | None:
+    """A fingerprint of what :func:`_load_yaml` does beyond the text (the parsed-config cache's key), read
+    without importing PyYAML (a cached configuration is then never parsed, nor PyYAML imported: ~10 ms):
+    the content of :mod:`netspectra.config.yaml_parse` (its loader's rules) and the name, size and
+    modification time of every file of the PyYAML package (its version, resolvers, constructors and
+    parsers, and whether its libyaml extension is there). ``None`` where those files cannot be read (a
+    PyYAML inside an archive): such texts are parsed without the cache."""
+    from importlib.machinery import PathFinder
+
+    try:
+        ours = Path(__file__).with_name("yaml_parse.py").read_bytes()
+        # sys.path's own finder: the import system's find_spec would execute a lazily loaded PyYAML
+        # (netspectra.lazy.keep_unread_modules_out_of_numba) to read its spec
+        spec = PathFinder.find_spec("yaml")
+        where = list(spec.submodule_search_locations or ()) if spec is not None else []
+        if len(where) != 1:
+            return None
+        with os.scandir(where[0]) as it:
+            files = sorted(
+                (e.name, e.stat().st_size, e.stat().st_mtime_ns)
+                for e in it
+                if e.is_file(follow_symlinks=False)
+            )
+    except (OSError, ImportError, ValueError):
+        return None
+    if not files:
+        return None
+    h = hashlib.sha256(ours)
+    h.update(repr(files).encode())
+    return h.hexdigest()[:20]
+
+
+def _is_yaml_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is PyYAML's (imported by then if it is)."""
+    yaml = sys.modules.get("yaml")
+    return yaml is not None and isinstance(exc, yaml.YAMLError)
 
 
 def _parse(text: str, source: str, *, cache: bool = True) -> Config:
+    rules = _yaml_rules() if cache else None
     try:
-        data: Any = parse_yaml(text, _load_yaml, _yaml_rules()) if cache else _load_yaml(text)
-    except yaml.YAMLError as exc:
+        data: Any = parse_yaml(text, _load_yaml, rules) if rules is not None else _load_yaml(text)
+    except Exception as exc:
+        if not _is_yaml_error(exc):
+            raise
         mark = getattr(exc, "problem_mark", None)
         where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark is not None else source
         problem = getattr(exc, "problem", None) or str(exc)

@@ -1,20 +1,23 @@
-"""A disk cache of parsed configuration text, so that a large configuration does not cost YAML time at every
+"""A disk cache of parsed configuration text, so that a configuration does not cost YAML time at every
 start.
 
 libyaml builds a node for every scalar of a configuration before the constructor turns them into Python
 objects: a ``networks`` map of 2,000 entries (250 KB of YAML) costs ~0.07 s of every command's start-up,
-more than validating it. The parsed data depend only on the text (after ``${VAR}`` expansion), so
-:func:`parse_yaml` keeps them on disk and reuses them when the same text comes again:
+more than validating it; and any configuration, however small, costs PyYAML's import (~10 ms). The
+parsed data depend only on the text (after ``${VAR}`` expansion), so :func:`parse_yaml` keeps them on
+disk and reuses them when the same text comes again, without importing PyYAML:
 
 * **Keyed by content and rules.** The key is a hash of the text, the entries' :data:`FORMAT`, the
-  loader's rules (``rules`` of :func:`parse_yaml`: a fingerprint of its resolvers and constructor code,
-  so that another NetSpectra's loader sharing the directory never gets this one's data) and the Python
-  and PyYAML versions; a file edited or copied is a new key.
+  loader's rules (``rules`` of :func:`parse_yaml`: a fingerprint of the loader's module and of the PyYAML
+  it uses, :func:`netspectra.config.loader._yaml_rules`, so that another NetSpectra's loader sharing the
+  directory never gets this one's data) and the Python version; a file edited or copied is a new key.
 * **No variable values.** A text in which a ``${VAR}`` expands to a value (a variable set and not empty)
   is never cached (:func:`netspectra.config.loader.parse_config_text` decides): such values are often
   secrets (passwords, tokens) that must not be written to disk. Unset or empty variables expand to
-  nothing, so a text whose variables are all unset is cached. What a file holds literally is stored in
-  an entry readable by its owner only.
+  nothing, so a text whose variables are all unset is cached. Nor is a text that holds a secret
+  literally: a non-empty value under a key that names one (``password``, ``token``, ``secret``,
+  ``api_key``, ``credentials``, …: :func:`holds_secret`), so that a password written in a file is not
+  copied into the cache. What else a file holds is stored in an entry readable by its owner only.
 * **Only what parses.** Text that fails to parse (a syntax error, a key written twice) is never stored:
   such text is parsed again every time and fails as without a cache, naming file, line and column. A
   stored entry is data the YAML parser produced; validation runs on it as on freshly parsed data, so
@@ -23,8 +26,8 @@ more than validating it. The parsed data depend only on the text (after ``${VAR}
   executes), written only when the data round-trip exactly — dictionaries with string keys in their
   order, lists, strings, integers, floats, booleans and ``None``, compared type by type. Anything else a
   YAML file can hold (timestamps, binary, sets, integer keys, NaN) is simply not cached.
-* **Only where it pays.** Text shorter than :data:`MIN_BYTES` is parsed directly (a few milliseconds:
-  less than a file read and write).
+* **Every size.** A small text's parse takes a millisecond, but PyYAML's import ten: reading an entry
+  (~0.1 ms) pays for any text (:data:`MIN_BYTES` is 0).
 * **Never fails a parse.** An entry that cannot be read, decoded or written is ignored (logged at debug
   level) and the text parsed as without a cache. Entries are written atomically (a temporary file renamed
   into place); the newest :data:`KEEP` are kept.
@@ -50,8 +53,8 @@ log = logging.getLogger(__name__)
 
 #: Bump when the loader's rules (its resolvers, its constructor) or the entries' format change.
 FORMAT = 1
-#: Text shorter than this (characters) is parsed without the cache.
-MIN_BYTES = 32 * 1024
+#: Text shorter than this (characters) is parsed without the cache: none (a hit spares PyYAML's import).
+MIN_BYTES = 0
 #: Entries kept (the newest by use).
 KEEP = 8
 #: The environment variable naming the directory (``off``: no cache).
@@ -67,10 +70,8 @@ def cache_dir() -> Path | None:
 
 
 def _key(text: str, rules: str) -> str:
-    import yaml
-
     h = hashlib.blake2b(digest_size=20)
-    h.update(f"{FORMAT}|{rules}|{sys.version}|{yaml.__version__}|".encode())
+    h.update(f"{FORMAT}|{rules}|{sys.version}|".encode())
     h.update(text.encode("utf-8", "surrogatepass"))
     return h.hexdigest()
 
@@ -100,7 +101,32 @@ def _read(path: Path) -> Any:
     return entry["data"]
 
 
+#: Parts of a key's name that say its value is a secret (compared in lower case, ``-`` read as ``_``).
+SECRET_KEY_PARTS = ("password", "passwd", "secret", "token", "api_key", "apikey", "credential", "private_key")
+
+
+def holds_secret(data: Any) -> bool:
+    """Whether ``data`` (parsed YAML) holds a non-empty value under a key whose name contains one of
+    :data:`SECRET_KEY_PARTS` (at any depth): such data are not written to the cache."""
+    stack = [data]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            for k, v in node.items():
+                name = str(k).lower().replace("-", "_")
+                if v not in (None, "", [], {}) and any(part in name for part in SECRET_KEY_PARTS):
+                    return True
+                if isinstance(v, dict | list):
+                    stack.append(v)
+        elif isinstance(node, list):
+            stack.extend(x for x in node if isinstance(x, dict | list))
+    return False
+
+
 def _write(directory: Path, path: Path, data: Any) -> None:
+    if holds_secret(data):
+        log.debug("config cache: the text holds a secret; not cached")
+        return
     blob = json.dumps({"format": FORMAT, "data": data}, ensure_ascii=False, allow_nan=False)
     if not _same(data, json.loads(blob)["data"]):
         log.debug("config cache: data of types JSON does not keep exactly; not cached")
