@@ -47,9 +47,20 @@ from typing import Any, ClassVar
 import numpy as np
 
 from netspectra.batch import PacketBatch
+from netspectra.enrich.columns import SIDE_CODES, SIDE_COLUMNS
 from netspectra.rollup import kernels as kern
+from netspectra.rollup.codes import (
+    CC_MASK,
+    CC_SHIFT,
+    CLASS_MASK,
+    NET_DIMS,
+    TUPLE_TRIGGERS,
+    TUPLE_WORDS,
+    SideKey,
+    TupleDictionary,
+)
 from netspectra.rollup.dims import BY_NAME, RESOLUTIONS, Dimension
-from netspectra.rollup.keyplan import CHUNK, KeyPlan
+from netspectra.rollup.keyplan import CHUNK, PACKED_BITS, KeyPlan
 from netspectra.rollup.layout import (
     EMPTY,
     H_DIMS,
@@ -408,37 +419,102 @@ class RollupTask:
     #: per 32 bits of each dimension (the tests compare the two).
     compact_key: ClassVar[bool] = True
 
-    def __init__(self, name: str, params: RollupParams, *, capacity: int = _INITIAL_CAPACITY) -> None:
+    def __init__(
+        self,
+        name: str,
+        params: RollupParams,
+        *,
+        capacity: int = _INITIAL_CAPACITY,
+        net_classes: np.ndarray | None = None,
+    ) -> None:
+        """``net_classes``: the configuration's network classes (``(5, k)`` uint16 attribute codes,
+        :attr:`netspectra.enrich.networks.CompiledNetworks.class_attr`): the task keys an address side's
+        columns on the side's code column (:mod:`netspectra.rollup.codes`; the enrichment stage adds it,
+        :meth:`netspectra.rollup.kind.RollupAggregator.coded_dimensions`). ``None``: on the columns."""
         self.name = name
         self.params = params
         self.dims: tuple[Dimension, ...] = tuple(BY_NAME[d] for d in params.dimensions)
-        #: Where each dimension's value lives in the tables' key words (:mod:`netspectra.rollup.keyplan`).
-        self.plan = KeyPlan.of([d.bits for d in self.dims], pack=self.compact_key)
-        self.words = self.plan.key_words  # the tables' key words
-        self.row_words = self.plan.row_words  # the rows' words (RollupRows.words)
-        assert self.row_words == sum(d.words for d in self.dims)
-        # per row word: its key word, shift and mask (kernels.unpack_words)
-        where = [
-            (f.word + k, f.shift, (1 << f.bits) - 1 if f.packed else 0xFFFFFFFF)
-            for f in self.plan.fields
-            for k in range(f.words)
-        ]
-        self._unpack_args = (
-            np.array([w for w, _, _ in where], np.int64),
-            np.array([s for _, s, _ in where], np.uint32),
-            np.array([m for _, _, m in where], np.uint32),
+        names = set(params.dimensions)
+        # Where each dimension's value lives in the key words (netspectra.rollup.codes, .keyplan): the
+        # flow-tuple code, then the side codes, then the other dimensions packed.
+        self._tuple = (
+            tuple(d for d in self.dims if d.name in TUPLE_WORDS)
+            if self.compact_key and names & set(TUPLE_TRIGGERS)
+            else ()
         )
+        self._sides: tuple[SideKey, ...] = ()
+        if self.compact_key and net_classes is not None:
+            self._sides = tuple(
+                SideKey.of(side, tuple(n for n in params.dimensions if n in cols), net_classes)
+                for side, cols in SIDE_COLUMNS.items()
+                if names & set(cols)
+            )
+        coded = {d.name for d in self._tuple} | {n for k in self._sides for n in k.names}
+        self._rest = tuple(d for d in self.dims if d.name not in coded)
+        #: Where each other dimension's value lives in the first key words (:mod:`netspectra.rollup.keyplan`).
+        self.plan = KeyPlan.of([d.bits for d in self._rest], pack=self.compact_key)
+        word = self.plan.key_words
+        self._tuple_word = word
+        word += 1 if self._tuple else 0
+        self._side_words: list[tuple[int, int]] = []  # per side key: its hi and lo words (-1: none)
+        for k in self._sides:
+            hi = word if k.hi else -1
+            word += k.hi
+            lo = word if k.lo else -1
+            word += k.lo
+            self._side_words.append((hi, lo))
+        self.words = word  # the tables' key words
+        self.row_words = sum(d.words for d in self.dims)  # the rows' words (RollupRows.words)
+        self._identity = self.plan.identity and not coded
+        # per row word: its key word, shift, mask and table (kernels.decode_words; -1: none)
+        where: dict[str, list[tuple[int, int, int, int]]] = {}
+        for d, f in zip(self._rest, self.plan.fields, strict=True):
+            mask = (1 << f.bits) - 1 if f.packed else 0xFFFFFFFF
+            where[d.name] = [(f.word + k, f.shift, mask, -1) for k in range(f.words)]
+        for d in self._tuple:
+            where[d.name] = [(self._tuple_word, 0, 0xFFFFFFFF, j) for j in TUPLE_WORDS[d.name]]
+        for s, (k, (hi, lo)) in enumerate(zip(self._sides, self._side_words, strict=True)):
+            for n in k.names:
+                attr = n[len(k.side) :]
+                if attr == "AS":
+                    where[n] = [(hi, 0, 0xFFFFFFFF, -1)]
+                elif attr == "Country":
+                    where[n] = [(lo, CC_SHIFT, CC_MASK, -1)]
+                else:
+                    lut = TupleDictionary.WORDS + s * len(NET_DIMS) + NET_DIMS.index(attr)
+                    where[n] = [(lo, 0, CLASS_MASK, lut)]
+        rows = [w for d in self.dims for w in where[d.name]]
+        assert len(rows) == self.row_words
+        self._decode_args = (
+            np.array([w for w, _, _, _ in rows], np.int64),
+            np.array([s for _, s, _, _ in rows], np.uint32),
+            np.array([m for _, _, m, _ in rows], np.uint32),
+            np.array([t for _, _, _, t in rows], np.int64),
+        )
+        self._tuples = TupleDictionary()
         cap = 1 << max(4, int(capacity - 1).bit_length())
         self._cap0 = cap
         self._dictionaries: dict[str, tuple[str, ...]] = {}
         self._scratch = np.empty(0, np.uint32)  # dimension_words' buffers
         self._summary = RollupSummary(
             tallies={
-                d.name: Marginal(d.words, direct=f.packed and self.compact_key)
-                for d, f in zip(self.dims, self.plan.fields, strict=True)
+                d.name: Marginal(d.words, direct=d.bits <= PACKED_BITS and self.compact_key)
+                for d in self.dims
             }
         )
         self._reset()
+
+    def _luts(self) -> np.ndarray:
+        """The tables :func:`~netspectra.rollup.kernels.decode_words` looks codes up in: the flow tuples'
+        seven words, then per side key the five attributes of each class."""
+        n = max([len(self._tuples), 1] + [k.class_attr.shape[1] for k in self._sides])
+        luts = np.zeros((TupleDictionary.WORDS + len(NET_DIMS) * len(self._sides), n), np.uint32)
+        m = len(self._tuples)
+        luts[: TupleDictionary.WORDS, :m] = self._tuples.tuples[:m].T
+        for s, k in enumerate(self._sides):
+            at = TupleDictionary.WORDS + s * len(NET_DIMS)
+            luts[at : at + len(NET_DIMS), : k.class_attr.shape[1]] = k.class_attr
+        return luts
 
     def __repr__(self) -> str:
         return f"RollupTask({self.name!r}, dimensions={list(self.params.dimensions)})"
@@ -535,25 +611,18 @@ class RollupTask:
     def unpack(self, keys: np.ndarray) -> np.ndarray:
         """``(n, row_words)`` uint32: key words ``(n, words)`` (:meth:`key_words`) as the rows hold them,
         one word per 32 bits of each dimension in the order of the dimensions (``keys`` itself when
-        nothing is packed)."""
-        if self.plan.identity:
+        nothing is packed or coded)."""
+        if self._identity:
             return keys
         out = np.empty((keys.shape[0], self.row_words), np.uint32)
-        kern.unpack_words(np.ascontiguousarray(keys), *self._unpack_args, out)
+        kern.decode_words(np.ascontiguousarray(keys), *self._decode_args, self._luts(), out)
         return out
-
-    def _field(self, words: np.ndarray, j: int) -> np.ndarray:
-        """Dimension ``j``'s values ``(n, dim words)`` from key words held by word (``(words, n)``)."""
-        f = self.plan.fields[j]
-        if not f.packed:
-            return words[f.word : f.word + f.words].T
-        return ((words[f.word] >> np.uint32(f.shift)) & np.uint32((1 << f.bits) - 1)).reshape(-1, 1)
 
     def _check_widths(self, batch: PacketBatch) -> None:
         """``ValueError`` for a packed dimension's value that does not fit its width (only a column of a
         wider type than its own can hold one): packed, it would change a neighbour's value. Checked
         before any row of the batch is counted."""
-        for dim, f in zip(self.dims, self.plan.fields, strict=True):
+        for dim, f in zip(self._rest, self.plan.fields, strict=True):
             if not f.packed:
                 continue
             if dim.enriched:
@@ -571,22 +640,22 @@ class RollupTask:
 
     def key_words(self, batch: PacketBatch, lo: int = 0, hi: int | None = None) -> np.ndarray:
         """``(hi - lo, words)`` uint32: rows ``lo .. hi - 1`` (default: all) of the batch, each row's
-        key words (:attr:`plan`: narrow values packed; 0 where the batch lacks the column; ``ValueError``
-        for a value wider than its dimension), a row's words together: the kernel reads a
-        row at a time, one stream (``(words, n)`` made it ``words`` streams, the slowest part of an
-        18-dimension key). Filled a column at a time, then transposed by
+        key words (:attr:`plan`: narrow values packed; then the flow-tuple code and the side codes'
+        words, :mod:`netspectra.rollup.codes`; 0 where the batch lacks the column; ``ValueError`` for a
+        value wider than its dimension, or side codes of another ``networks`` map), a row's words
+        together: the kernel reads a row at a time, one stream (``(words, n)`` made it ``words``
+        streams, the slowest part of an 18-dimension key). Filled a column at a time, then transposed by
         :func:`~netspectra.rollup.kernels.transpose_words` (columns written into the rows directly are
         strided writes: slower). Both live in the task's scratch buffer, kept between calls (a fresh one
         per batch was fresh memory to fault in every time); :meth:`update` asks for :data:`CHUNK` rows
-        at a time, so that both stay in the cache (the whole batch's, 2 x 22 MB at 18 dimensions, went
-        through memory twice). Valid until the next call."""
+        at a time, so that both stay in the cache. Valid until the next call."""
         hi = len(batch) if hi is None else hi
         n = hi - lo
         size = n * self.words
         if self._scratch.shape[0] < 2 * size:
             self._scratch = np.empty(2 * size, np.uint32)
         cols = self._scratch[:size].reshape(self.words, n)
-        for dim, f in zip(self.dims, self.plan.fields, strict=True):
+        for dim, f in zip(self._rest, self.plan.fields, strict=True):
             if dim.enriched:
                 values = batch.dims.get(dim.name) if batch.dims is not None else None
             else:
@@ -608,6 +677,35 @@ class RollupTask:
                 cols[j] = values[lo:hi]
             else:  # the exporter: 16 bytes as 4 words
                 cols[j : j + f.words] = np.ascontiguousarray(values[lo:hi]).view(np.uint32).T
+        if self._tuple:
+            named = {d.name for d in self._tuple}
+            none32 = np.empty(0, np.uint32)
+            ex = batch.exporter if "Exporter" in named else None
+            in_if = batch.in_if if "InIf" in named else None
+            out_if = batch.out_if if "OutIf" in named else None
+            self._tuples.code(
+                batch.protocol[lo:hi] if "Protocol" in named else np.empty(0, np.uint8),
+                ex[lo:hi].view(np.uint32) if ex is not None else np.empty((0, 4), np.uint32),
+                in_if[lo:hi] if in_if is not None else none32,
+                out_if[lo:hi] if out_if is not None else none32,
+                cols[self._tuple_word],
+            )
+        for k, (wh, wl) in zip(self._sides, self._side_words, strict=True):
+            code = batch.dims.get(SIDE_CODES[k.side]) if batch.dims is not None else None
+            if code is None:  # not enriched: every value unknown
+                cols[[w for w in (wh, wl) if w >= 0]] = 0
+                continue
+            none = np.empty(0, np.uint32)
+            got = kern.side_words(
+                code[lo:hi], k.proj, k.keep_cc, k.classes, cols[wh] if wh >= 0 else none,
+                cols[wl] if wl >= 0 else none,
+            )  # fmt: skip
+            if got < n:
+                raise ValueError(
+                    f"rollup task {self.name}: row {lo + got} has a {SIDE_CODES[k.side]} of network class "
+                    f"{int(code[lo + got]) & CLASS_MASK}, and the configuration has {k.classes} classes: "
+                    "the batch was enriched with another networks map"
+                )
         mat = self._scratch[size : 2 * size].reshape(n, self.words)
         kern.transpose_words(cols, mat)
         return mat
@@ -805,8 +903,11 @@ class RollupTask:
         lo, hi = int(lo) * width, int(hi) * width
         s.first_ns = lo if s.first_ns is None else min(s.first_ns, lo)
         s.last_ns = hi if s.last_ns is None else max(s.last_ns, hi)
-        for j, dim in enumerate(self.dims):
-            s.tallies[dim.name].add(self._field(words, j), pk, by)
+        rows = self.unpack(np.ascontiguousarray(words.T))  # the values, as the rows hold them
+        at = 0
+        for dim in self.dims:
+            s.tallies[dim.name].add(rows[:, at : at + dim.words], pk, by)
+            at += dim.words
 
     def _make_room(self, r: int) -> None:
         """Table ``r`` is full: grow it, or (at ``max_entries``) close its oldest half of buckets."""
@@ -931,13 +1032,14 @@ class RollupTask:
                 self.summary.rows_out[RESOLUTIONS[r].label] += m
             parts += mine
             res.append(np.full(m, r, np.uint8))
-        if self.plan.identity:
+        if self._identity:
             all_rows = _Rows.concat(parts, self.words)
             words = all_rows.dims
-        else:  # each part's key words unpacked into its rows of the answer (no copy of them packed)
+        else:  # each part's key words decoded into its rows of the answer (no copy of them packed)
             all_rows = _Rows.concat([replace(p, dims=p.dims[:, :0]) for p in parts], 0)
             words = np.empty((len(all_rows), self.row_words), np.uint32)
             at = 0
+            luts = self._luts()
             done: dict[int, np.ndarray] = {}  # the coarser views' parts share the finest's key words
             for p in parts:
                 dst = words[at : at + len(p)]
@@ -945,7 +1047,7 @@ class RollupTask:
                 if same is not None:
                     dst[...] = same  # a copy: cheaper than unpacking again
                 else:
-                    kern.unpack_words(np.ascontiguousarray(p.dims), *self._unpack_args, dst)
+                    kern.decode_words(np.ascontiguousarray(p.dims), *self._decode_args, luts, dst)
                     done[id(p.dims)] = dst
                 at += len(p)
         return RollupRows(
@@ -975,7 +1077,7 @@ class RollupTask:
     @property
     def memory_bytes(self) -> int:
         tables = sum(t.rec.nbytes + t.epoch.nbytes + t.touched.nbytes for t in self.tables)
-        return tables + self._scratch.nbytes
+        return tables + self._scratch.nbytes + self._tuples.nbytes
 
 
 @dataclass
