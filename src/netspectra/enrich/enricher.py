@@ -383,16 +383,18 @@ class Enricher:
         # the looked-up columns of both sides: views of one block (code 4 elements, AS 2, country and
         # attributes 1), each side starting at a multiple of 64 bytes into the block (the code and AS
         # columns stay aligned for their uint64 / uint32 views: numpy's allocations are 16-byte aligned)
-        span = [-(-n * (3 + c + len(g)) // _LINE) * _LINE for *_, g, c in sides]
+        # (AS and country are not written when no column of the side is asked: only the code)
+        span = [-(-n * (3 * bool(s[2]) + c + len(g)) // _LINE) * _LINE for *s, g, c in sides]
         block = self._blocks.get(sum(span))
         at = 0
         no_code = np.empty(0, np.uint64)
         for (side, words, names, gather, c), size in zip(sides, span, strict=True):
             args = (*table.kernel_args(used_only=True)[:-1], self._attr_rows(table, gather))
             code = block[at : at + c * n].view(np.uint64) if c else no_code
-            asn = block[at + c * n : at + (c + 2) * n].view(np.uint32)
-            cc = block[at + (c + 2) * n : at + (c + 3) * n]
-            attr = block[at + (c + 3) * n : at + (c + 3 + len(gather)) * n].reshape(len(gather), n)
+            a = c + 3 if names else c
+            asn = block[at + c * n : at + (c + 2) * n].view(np.uint32) if names else np.empty(0, np.uint32)
+            cc = block[at + (c + 2) * n : at + (c + 3) * n] if names else np.empty(0, np.uint16)
+            attr = block[at + a * n : at + (a + len(gather)) * n].reshape(len(gather), n)
             at += size
             miss = np.zeros(N_MISSES, np.int64)
             enrich_side(words, *args, asn, cc, attr, miss, self._networks.net_class, code)

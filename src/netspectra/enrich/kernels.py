@@ -163,7 +163,8 @@ def enrich_side(
     ``words`` is the ``(n, 16)`` uint8 address array viewed as ``(n, 2)`` uint64 on a little-endian host.
     Writes ``out_asn[i]``, ``out_cc[i]``, ``out_attr[:, i]``; adds the rows left without an answer to
     ``misses``. With an ``out_code`` of ``n`` rows, also the row's *side code*
-    (:func:`side_code`: its AS, country and network class in one word, what a rollup task keys on).
+    (:func:`side_code`: its AS, country and network class in one word, what a rollup task keys on);
+    ``out_asn`` and ``out_cc`` may then be empty (not written).
     """
     n = words.shape[0]
     k_attr = net_attr.shape[0]
@@ -206,6 +207,7 @@ def enrich_side(
     # Pass 2: unpack (streaming): AS and country per row, the network id kept for pass 3.
     nets = np.empty(n, np.uint32)  # 4 bytes a row: pass 3 reads it once per attribute
     codes = out_code.shape[0] == n
+    numbers = out_asn.shape[0] == n  # empty out_asn and out_cc: only the codes are wanted
     no_asn = 0
     no_cc = 0
     no_net = 0
@@ -218,8 +220,9 @@ def enrich_side(
         c = net_cc[net]
         if c == 0:
             c = np.uint16((v >> np.uint64(CC_SHIFT)) & np.uint64((1 << CC_BITS) - 1))
-        out_asn[i] = a
-        out_cc[i] = c
+        if numbers:
+            out_asn[i] = a
+            out_cc[i] = c
         nets[i] = np.uint32(net)
         if codes:
             out_code[i] = side_code(a, c, net_class[net])

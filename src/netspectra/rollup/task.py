@@ -38,9 +38,10 @@ Time buckets are UTC; bucket ``k`` of a width ``w`` covers ``[k*w, (k+1)*w)`` ns
 
 from __future__ import annotations
 
+import functools
 import logging
 import mmap
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
@@ -1032,24 +1033,15 @@ class RollupTask:
                 self.summary.rows_out[RESOLUTIONS[r].label] += m
             parts += mine
             res.append(np.full(m, r, np.uint8))
+        words: np.ndarray | Callable[[], np.ndarray]
         if self._identity:
             all_rows = _Rows.concat(parts, self.words)
             words = all_rows.dims
-        else:  # each part's key words decoded into its rows of the answer (no copy of them packed)
+        else:  # the key words decoded when the rows' words are first read (a report may never read them)
             all_rows = _Rows.concat([replace(p, dims=p.dims[:, :0]) for p in parts], 0)
-            words = np.empty((len(all_rows), self.row_words), np.uint32)
-            at = 0
-            luts = self._luts()
-            done: dict[int, np.ndarray] = {}  # the coarser views' parts share the finest's key words
-            for p in parts:
-                dst = words[at : at + len(p)]
-                same = done.get(id(p.dims))
-                if same is not None:
-                    dst[...] = same  # a copy: cheaper than unpacking again
-                else:
-                    kern.decode_words(np.ascontiguousarray(p.dims), *self._decode_args, luts, dst)
-                    done[id(p.dims)] = dst
-                at += len(p)
+            words = functools.partial(
+                _decode_parts, [p.dims for p in parts], self.row_words, self._decode_args, self._luts()
+            )
         return RollupRows(
             self.name,
             self.params.dimensions,
@@ -1080,6 +1072,27 @@ class RollupTask:
         return tables + self._scratch.nbytes + self._tuples.nbytes
 
 
+def _decode_parts(
+    keys: list[np.ndarray], row_words: int, args: tuple[np.ndarray, ...], luts: np.ndarray
+) -> np.ndarray:
+    """The rows' words of parts of rows held as key words (``keys``, one array per part, in order):
+    :func:`~netspectra.rollup.kernels.decode_words` with the task's tables as they were when the rows
+    were handed out (``luts``: codes are only ever added, never changed)."""
+    words = np.empty((sum(k.shape[0] for k in keys), row_words), np.uint32)
+    at = 0
+    done: dict[int, np.ndarray] = {}  # the coarser views' parts share the finest's key words
+    for k in keys:
+        dst = words[at : at + k.shape[0]]
+        same = done.get(id(k))
+        if same is not None:
+            dst[...] = same  # a copy: cheaper than decoding again
+        else:
+            kern.decode_words(np.ascontiguousarray(k), *args, luts, dst)
+            done[id(k)] = dst
+        at += k.shape[0]
+    return words
+
+
 @dataclass
 class RollupRows:
     """Rows of a rollup task (a snapshot: an increment, see :mod:`netspectra.rollup.task`).
@@ -1088,6 +1101,9 @@ class RollupRows:
     bucket's index: its start is ``bucket * width``), ``epoch``, the dimension ``words`` (``(m, words)``
     uint32, in the order of ``dimensions``), ``packets`` and ``bytes`` (cumulative for the row's
     identity). ``dictionaries`` decode the text dimensions' codes.
+
+    The words may be given as a function that makes them (the task's key words decoded,
+    :mod:`netspectra.rollup.codes`): it runs when :attr:`words` is first read, once.
     """
 
     task_name: str
@@ -1095,7 +1111,7 @@ class RollupRows:
     resolution: np.ndarray
     bucket: np.ndarray
     epoch: np.ndarray
-    words: np.ndarray
+    _words: np.ndarray | Callable[[], np.ndarray]
     packets: np.ndarray
     bytes: np.ndarray
     dictionaries: dict[str, tuple[str, ...]]
@@ -1107,6 +1123,13 @@ class RollupRows:
 
     def __len__(self) -> int:
         return int(self.bucket.shape[0])
+
+    @property
+    def words(self) -> np.ndarray:
+        """``(m, words)`` uint32: each row's dimension words (see the class docstring)."""
+        if callable(self._words):
+            self._words = self._words()
+        return self._words
 
     def take(self, index: np.ndarray) -> RollupRows:
         return RollupRows(
