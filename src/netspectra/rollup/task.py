@@ -385,6 +385,41 @@ class Marginal:
         }
 
 
+class DerivedMarginal:
+    """A dimension's traffic per value, derived from the tally of the key word its values are coded in
+    (a flow-tuple code, a side code's low word: :mod:`netspectra.rollup.codes`): the word's distinct
+    values are tallied as the increments are carried (a handful to thousands, where the dimensions
+    decoded per increment were 18 tallies of every entry), and decoded and summed per value of the
+    dimension when read — the same sums (saturating sums of non-negative counts do not depend on the
+    order). The same reading interface as :class:`Marginal`."""
+
+    def __init__(
+        self, source: Marginal, words: int, decode: Callable[[np.ndarray], np.ndarray], *, direct: bool
+    ) -> None:
+        self.source = source
+        self.words = words
+        self.decode = decode  # (m, 1) uint32 coded values -> (m, words) uint32 values
+        self.direct = direct
+
+    def made(self) -> Marginal:
+        """The dimension's tally, made now from the source's."""
+        m = Marginal(self.words, direct=self.direct)
+        live = self.source.used.view(np.bool_)
+        if live.any():
+            values = np.ascontiguousarray(self.decode(self.source.keys[live]), np.uint32)
+            m.add(values.reshape(-1, self.words), self.source.mp[live], self.source.mb[live])
+        return m
+
+    def __len__(self) -> int:
+        return len(self.made())
+
+    def top(self, k: int) -> list[tuple[tuple[int, ...], int, int]]:
+        return self.made().top(k)
+
+    def as_dict(self) -> dict[tuple[int, ...], list[int]]:
+        return self.made().as_dict()
+
+
 @dataclass
 class RollupSummary:
     """A rollup task since its start: traffic counted, its time range (bucket starts, UTC ns), rows
@@ -399,7 +434,7 @@ class RollupSummary:
     clamped: int = 0
     #: Flow-export rows of 0 packets, skipped (their bytes too), as every task does (netspectra.weights).
     empty_rows: int = 0
-    tallies: dict[str, Marginal] = field(default_factory=dict)
+    tallies: dict[str, Marginal | DerivedMarginal] = field(default_factory=dict)
 
     @property
     def marginals(self) -> dict[str, dict[tuple[int, ...], list[int]]]:
@@ -497,13 +532,51 @@ class RollupTask:
         self._cap0 = cap
         self._dictionaries: dict[str, tuple[str, ...]] = {}
         self._scratch = np.empty(0, np.uint32)  # dimension_words' buffers
-        self._summary = RollupSummary(
-            tallies={
-                d.name: Marginal(d.words, direct=d.bits <= PACKED_BITS and self.compact_key)
-                for d in self.dims
-            }
-        )
+        self._summary = RollupSummary(tallies=self._make_tallies())
         self._reset()
+
+    def _make_tallies(self) -> dict[str, Marginal | DerivedMarginal]:
+        """Per dimension its tally (:class:`RollupSummary`), and what :meth:`_count` feeds: per source a
+        tally and where its values are in the key words (``(key word, shift, mask)``). A dimension of
+        its own key words or field (a side's AS number too) is tallied itself; the dimensions coded in
+        a flow-tuple code or a side code's low word are derived from that word's tally."""
+        tallies: dict[str, Marginal | DerivedMarginal] = {}
+        self._tally_sources: list[tuple[Marginal, int, int, int]] = []
+        for d, f in zip(self._rest, self.plan.fields, strict=True):
+            m = Marginal(d.words, direct=f.packed)
+            tallies[d.name] = m
+            self._tally_sources.append((m, f.word, f.shift, (1 << f.bits) - 1 if f.packed else -1))
+        narrow = {d.name: d.bits <= PACKED_BITS for d in self.dims}
+        if self._tuple:
+            code = Marginal(1, direct=True)  # codes are dense: 0, 1, 2, ...
+            self._tally_sources.append((code, self._tuple_word, 0, 0xFFFFFFFF))
+            for d in self._tuple:
+                cols = list(TUPLE_WORDS[d.name])
+                tallies[d.name] = DerivedMarginal(
+                    code,
+                    d.words,
+                    lambda v, cols=cols: self._tuples.tuples[v[:, 0]][:, cols],
+                    direct=narrow[d.name],
+                )
+        for k, (hi, lo) in zip(self._sides, self._side_words, strict=True):
+            if hi >= 0:
+                m = Marginal(1)
+                tallies[f"{k.side}AS"] = m
+                self._tally_sources.append((m, hi, 0, 0xFFFFFFFF))
+            if lo < 0:
+                continue
+            low = Marginal(1)
+            self._tally_sources.append((low, lo, 0, 0xFFFFFFFF))
+            for n in k.names:
+                attr = n[len(k.side) :]
+                if attr == "Country":
+                    decode = _country_of
+                elif attr != "AS":
+                    decode = functools.partial(_attribute_of, k.class_attr[NET_DIMS.index(attr)])
+                else:
+                    continue
+                tallies[n] = DerivedMarginal(low, 1, decode, direct=narrow[n])
+        return {d.name: tallies[d.name] for d in self.dims}
 
     def _luts(self) -> np.ndarray:
         """The tables :func:`~netspectra.rollup.kernels.decode_words` looks codes up in: the flow tuples'
@@ -904,11 +977,13 @@ class RollupTask:
         lo, hi = int(lo) * width, int(hi) * width
         s.first_ns = lo if s.first_ns is None else min(s.first_ns, lo)
         s.last_ns = hi if s.last_ns is None else max(s.last_ns, hi)
-        rows = self.unpack(np.ascontiguousarray(words.T))  # the values, as the rows hold them
-        at = 0
-        for dim in self.dims:
-            s.tallies[dim.name].add(rows[:, at : at + dim.words], pk, by)
-            at += dim.words
+        for tally, w, shift, mask in self._tally_sources:
+            if mask < 0:  # whole words
+                tally.add(words[w : w + tally.words].T, pk, by)
+            elif shift == 0 and mask == 0xFFFFFFFF:
+                tally.add(words[w].reshape(-1, 1), pk, by)
+            else:
+                tally.add(((words[w] >> np.uint32(shift)) & np.uint32(mask)).reshape(-1, 1), pk, by)
 
     def _make_room(self, r: int) -> None:
         """Table ``r`` is full: grow it, or (at ``max_entries``) close its oldest half of buckets."""
@@ -1070,6 +1145,21 @@ class RollupTask:
     def memory_bytes(self) -> int:
         tables = sum(t.rec.nbytes + t.epoch.nbytes + t.touched.nbytes for t in self.tables)
         return tables + self._scratch.nbytes + self._tuples.nbytes
+
+
+def _tuple_words(tuples: TupleDictionary, cols: list[int], codes: np.ndarray) -> np.ndarray:
+    """A dimension's words (``cols`` of the flow tuples) of flow-tuple codes ((m, 1) uint32)."""
+    return tuples.tuples[codes[:, 0]][:, cols]
+
+
+def _country_of(lo: np.ndarray) -> np.ndarray:
+    """Country codes of side codes' low words ((m, 1) uint32)."""
+    return (lo >> np.uint32(CC_SHIFT)) & np.uint32(CC_MASK)
+
+
+def _attribute_of(codes: np.ndarray, lo: np.ndarray) -> np.ndarray:
+    """A network attribute's codes (``codes``: per class) of side codes' low words ((m, 1) uint32)."""
+    return codes[lo & np.uint32(CLASS_MASK)].astype(np.uint32)
 
 
 def _decode_parts(
