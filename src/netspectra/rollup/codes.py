@@ -64,12 +64,13 @@ class TupleDictionary:
         if held.shape[0] == 0:
             return
         # the held tuples again, in code order: each gets its code back (order of first appearance)
-        codes = np.empty(held.shape[0], np.uint32)
+        codes = np.empty((held.shape[0], 1), np.uint32)
         got = kern.intern_tuples(
             0, held[:, 0].astype(np.uint8), np.ascontiguousarray(held[:, 1:5]), held[:, 5].copy(),
-            held[:, 6].copy(), self.tuples, self.index, self.meta, codes,
+            held[:, 6].copy(), self.tuples, self.index, self.meta, codes, 0,
         )  # fmt: skip
-        assert got == held.shape[0] and np.array_equal(codes, np.arange(held.shape[0], dtype=np.uint32))
+        assert got == held.shape[0]
+        assert np.array_equal(codes[:, 0], np.arange(held.shape[0], dtype=np.uint32))
 
     def __len__(self) -> int:
         return int(self.meta[0])
@@ -85,13 +86,14 @@ class TupleDictionary:
         in_if: np.ndarray,
         out_if: np.ndarray,
         out: np.ndarray,
+        col: int,
     ) -> None:
-        """The codes of ``out.shape[0]`` rows into ``out`` (uint32); an input of no rows is 0 in every row
-        (``exporter``: ``(n, 4)`` uint32 words)."""
+        """The codes of ``out.shape[0]`` rows into ``out[:, col]`` (uint32, the rows' key words); an input
+        of no rows is 0 in every row (``exporter``: ``(n, 4)`` uint32 words)."""
         i = 0
         while True:
             i = kern.intern_tuples(
-                i, protocol, exporter, in_if, out_if, self.tuples, self.index, self.meta, out
+                i, protocol, exporter, in_if, out_if, self.tuples, self.index, self.meta, out, col
             )
             if i >= out.shape[0]:
                 return

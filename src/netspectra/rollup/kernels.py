@@ -275,12 +275,12 @@ def _intern(w, tuples, index, meta):
 
 
 @njit(nogil=True, cache=True)
-def intern_tuples(start, protocol, exporter, in_if, out_if, tuples, index, meta, out):
+def intern_tuples(start, protocol, exporter, in_if, out_if, tuples, index, meta, out, col):
     """Rows ``start..n-1``: the dictionary code (:func:`_intern`) of each row's tuple ``(protocol,
-    exporter's 4 words, in_if, out_if)`` into ``out`` (uint32); an empty input array stands for zeros in
-    every row (a capture has no exporter, a task may not name it). Returns the first row not coded (``n``
-    when all were): the dictionary needs room. Codes are given in order of first appearance. Reference:
-    :func:`intern_tuples_ref`."""
+    exporter's 4 words, in_if, out_if)`` into ``out[:, col]`` (uint32; the rows' key words); an empty
+    input array stands for zeros in every row (a capture has no exporter, a task may not name it).
+    Returns the first row not coded (``n`` when all were): the dictionary needs room. Codes are given in
+    order of first appearance. Reference: :func:`intern_tuples_ref`."""
     n = out.shape[0]
     has_p = protocol.shape[0] == n
     has_e = exporter.shape[0] == n
@@ -300,7 +300,7 @@ def intern_tuples(start, protocol, exporter, in_if, out_if, tuples, index, meta,
                 if c < 0:
                     return i
                 seen[p] = c
-            out[i] = np.uint32(c)
+            out[i, col] = np.uint32(c)
         return n
     for i in range(start, n):
         if has_p:
@@ -315,7 +315,7 @@ def intern_tuples(start, protocol, exporter, in_if, out_if, tuples, index, meta,
         c = _intern(w, tuples, index, meta)
         if c < 0:
             return i
-        out[i] = np.uint32(c)
+        out[i, col] = np.uint32(c)
     return n
 
 
@@ -337,29 +337,28 @@ def intern_tuples_ref(
 
 
 @njit(nogil=True, cache=True)
-def side_words(code, proj, keep_cc, classes, out_hi, out_lo):
-    """A side's key words from its side codes (:func:`netspectra.enrich.kernels.side_code`): ``out_hi``
-    the AS number (empty: not keyed), ``out_lo`` the country (``keep_cc``) in bits 22..31 and the network
-    class ``proj[class]`` (``proj`` empty: the class itself) in bits 0..20 (empty: not keyed). Returns
-    the first row whose class is not below ``classes`` (``n`` when none: the codes were made with
-    another ``networks`` map than the task's), checked before anything is written."""
+def side_words(code, proj, keep_cc, classes, out, hi, lo):
+    """A side's key words from its side codes (:func:`netspectra.enrich.kernels.side_code`) into the rows'
+    key words ``out``: column ``hi`` the AS number (-1: not keyed), column ``lo`` the country
+    (``keep_cc``) in bits 22..31 and the network class ``proj[class]`` (``proj`` empty: the class
+    itself) in bits 0..20 (-1: not keyed). Returns the first row whose class is not below ``classes``
+    (``n`` when none: the codes were made with another ``networks`` map than the task's), checked
+    before anything is written. Reference: :func:`side_words_ref`."""
     n = code.shape[0]
     for i in range(n):
         if (code[i] & np.uint64(_CLASS_MASK)) >= np.uint64(classes):
             return i
-    hi = out_hi.shape[0] == n
-    lo = out_lo.shape[0] == n
     ident = proj.shape[0] == 0
     ccm = np.uint64(0xFFC00000) if keep_cc else np.uint64(0)
     for i in range(n):
         c = code[i]
-        if hi:
-            out_hi[i] = np.uint32(c >> np.uint64(32))
-        if lo:
+        if hi >= 0:
+            out[i, hi] = np.uint32(c >> np.uint64(32))
+        if lo >= 0:
             cls = c & np.uint64(_CLASS_MASK)
             if not ident:
                 cls = np.uint64(proj[cls])
-            out_lo[i] = np.uint32((c & ccm) | cls)
+            out[i, lo] = np.uint32((c & ccm) | cls)
     return n
 
 

@@ -728,7 +728,8 @@ class RollupTask:
         size = n * self.words
         if self._scratch.shape[0] < 2 * size:
             self._scratch = np.empty(2 * size, np.uint32)
-        cols = self._scratch[:size].reshape(self.words, n)
+        cols = self._scratch[: n * self.plan.key_words].reshape(self.plan.key_words, n)
+        mat = self._scratch[size : 2 * size].reshape(n, self.words)
         for dim, f in zip(self._rest, self.plan.fields, strict=True):
             if dim.enriched:
                 values = batch.dims.get(dim.name) if batch.dims is not None else None
@@ -762,26 +763,23 @@ class RollupTask:
                 ex[lo:hi].view(np.uint32) if ex is not None else np.empty((0, 4), np.uint32),
                 in_if[lo:hi] if in_if is not None else none32,
                 out_if[lo:hi] if out_if is not None else none32,
-                cols[self._tuple_word],
+                mat,
+                self._tuple_word,
             )
         for k, (wh, wl) in zip(self._sides, self._side_words, strict=True):
             code = batch.dims.get(SIDE_CODES[k.side]) if batch.dims is not None else None
             if code is None:  # not enriched: every value unknown
-                cols[[w for w in (wh, wl) if w >= 0]] = 0
+                mat[:, [w for w in (wh, wl) if w >= 0]] = 0
                 continue
-            none = np.empty(0, np.uint32)
-            got = kern.side_words(
-                code[lo:hi], k.proj, k.keep_cc, k.classes, cols[wh] if wh >= 0 else none,
-                cols[wl] if wl >= 0 else none,
-            )  # fmt: skip
+            got = kern.side_words(code[lo:hi], k.proj, k.keep_cc, k.classes, mat, wh, wl)
             if got < n:
                 raise ValueError(
                     f"rollup task {self.name}: row {lo + got} has a {SIDE_CODES[k.side]} of network class "
                     f"{int(code[lo + got]) & CLASS_MASK}, and the configuration has {k.classes} classes: "
                     "the batch was enriched with another networks map"
                 )
-        mat = self._scratch[size : 2 * size].reshape(n, self.words)
-        kern.transpose_words(cols, mat)
+        if self.plan.key_words:  # the coded words are written into the rows directly (above)
+            kern.transpose_words(cols, mat)
         return mat
 
     def update(self, batch: PacketBatch) -> None:
