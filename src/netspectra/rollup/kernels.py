@@ -337,17 +337,24 @@ def intern_tuples_ref(
 
 
 @njit(nogil=True, cache=True)
-def side_words(code, proj, keep_cc, classes, out, hi, lo):
-    """A side's key words from its side codes (:func:`netspectra.enrich.kernels.side_code`) into the rows'
-    key words ``out``: column ``hi`` the AS number (-1: not keyed), column ``lo`` the country
-    (``keep_cc``) in bits 22..31 and the network class ``proj[class]`` (``proj`` empty: the class
-    itself) in bits 0..20 (-1: not keyed). Returns the first row whose class is not below ``classes``
-    (``n`` when none: the codes were made with another ``networks`` map than the task's), checked
-    before anything is written. Reference: :func:`side_words_ref`."""
+def first_foreign_class(code, classes):
+    """The first row of side codes ``code`` whose network class is not below ``classes`` (``n`` when
+    none): codes made with another ``networks`` map than the task's. (Reference: a numpy comparison.)"""
     n = code.shape[0]
     for i in range(n):
         if (code[i] & np.uint64(_CLASS_MASK)) >= np.uint64(classes):
             return i
+    return n
+
+
+@njit(nogil=True, cache=True)
+def side_words(code, proj, keep_cc, classes, out, hi, lo):
+    """A side's key words from its side codes (:func:`netspectra.enrich.kernels.side_code`) into the rows'
+    key words ``out``: column ``hi`` the AS number (-1: not keyed), column ``lo`` the country
+    (``keep_cc``) in bits 22..31 and the network class ``proj[class]`` (``proj`` empty: the class
+    itself) in bits 0..20 (-1: not keyed). Every class must be below ``classes``
+    (:func:`first_foreign_class`). Reference: :func:`side_words_ref`."""
+    n = code.shape[0]
     ident = proj.shape[0] == 0
     ccm = np.uint64(0xFFC00000) if keep_cc else np.uint64(0)
     for i in range(n):

@@ -694,8 +694,20 @@ class RollupTask:
 
     def _check_widths(self, batch: PacketBatch) -> None:
         """``ValueError`` for a packed dimension's value that does not fit its width (only a column of a
-        wider type than its own can hold one): packed, it would change a neighbour's value. Checked
-        before any row of the batch is counted."""
+        wider type than its own can hold one): packed, it would change a neighbour's value; and for a
+        side code of a network class the configuration does not have (the batch was enriched with
+        another ``networks`` map). Checked before any row of the batch is counted."""
+        for k in self._sides:
+            code = batch.dims.get(SIDE_CODES[k.side]) if batch.dims is not None else None
+            if code is None:
+                continue
+            bad = kern.first_foreign_class(code, k.classes)
+            if bad < code.shape[0]:
+                raise ValueError(
+                    f"rollup task {self.name}: row {bad} has a {SIDE_CODES[k.side]} of network class "
+                    f"{int(code[bad]) & CLASS_MASK}, and the configuration has {k.classes} classes: "
+                    "the batch was enriched with another networks map"
+                )
         for dim, f in zip(self._rest, self.plan.fields, strict=True):
             if not f.packed:
                 continue
@@ -771,13 +783,7 @@ class RollupTask:
             if code is None:  # not enriched: every value unknown
                 mat[:, [w for w in (wh, wl) if w >= 0]] = 0
                 continue
-            got = kern.side_words(code[lo:hi], k.proj, k.keep_cc, k.classes, mat, wh, wl)
-            if got < n:
-                raise ValueError(
-                    f"rollup task {self.name}: row {lo + got} has a {SIDE_CODES[k.side]} of network class "
-                    f"{int(code[lo + got]) & CLASS_MASK}, and the configuration has {k.classes} classes: "
-                    "the batch was enriched with another networks map"
-                )
+            kern.side_words(code[lo:hi], k.proj, k.keep_cc, k.classes, mat, wh, wl)  # (classes checked)
         if self.plan.key_words:  # the coded words are written into the rows directly (above)
             kern.transpose_words(cols, mat)
         return mat
