@@ -13,6 +13,10 @@ Contract:
 * **Only what is read is computed.** The stage computes the columns some task reads (the union of
   :meth:`~netspectra.engine.kind.AggregatorKind.dimensions` over the running tasks): a side of the
   batch no column of which is read is not looked up, a network attribute nobody reads is not gathered.
+  A side's columns that tasks read only through its side code (a rollup task,
+  :meth:`~netspectra.engine.kind.AggregatorKind.coded_dimensions`) are handed over as that one column
+  (``SrcCode``/``DstCode``, :data:`netspectra.enrich.columns.SIDE_CODES`), not as arrays
+  (:func:`~netspectra.engine.kind.enrichment_reads`).
 * **One table per batch, reloads between batches** (the Enricher's contract): a database that changes
   is compiled in the background and swapped in between two batches; no batch is lost or waits for it,
   and no batch mixes two versions' answers.
