@@ -128,7 +128,7 @@ def test_only_the_columns_tasks_read_are_computed() -> None:
 
 def test_every_batch_is_enriched_once_for_every_task() -> None:
     cfg = config({"networks": {"1.0.0.0/8": "one", "2.0.0.0/8": "two"}}, ["SrcNetName", "DstNetName"])
-    stage = EnrichmentStage.from_config(cfg, ["SrcNetName", "DstNetName"])  # as arrays: the recorders read them
+    stage = EnrichmentStage.from_config(cfg, ["SrcNetName", "DstNetName"])  # arrays: the recorders read them
     m, recs = recording_manager(stage, tasks=3, num_workers=3)
     with m:
         for k in range(20):
