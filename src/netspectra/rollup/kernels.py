@@ -186,31 +186,13 @@ def transpose_words(cols, out):
 
 
 @njit(nogil=True, cache=True)
-def unpack_words(keys, word_of, shift_of, mask_of, out):
-    """``out[i, r] = (keys[i, word_of[r]] >> shift_of[r]) & mask_of[r]``: rows' key words (narrow values
-    packed, :mod:`netspectra.rollup.keyplan`) as the rows' words, one row at a time (numpy's per-field
-    passes over strided columns were 0.17 s for 785 k rows of 21 words). Reference:
-    :func:`unpack_words_ref`."""
-    n = keys.shape[0]
-    d = out.shape[1]
-    for i in range(n):
-        for r in range(d):
-            out[i, r] = (keys[i, word_of[r]] >> shift_of[r]) & mask_of[r]
-
-
-def unpack_words_ref(keys: np.ndarray, word_of, shift_of, mask_of) -> list[list[int]]:
-    """:func:`unpack_words` in plain Python."""
-    return [
-        [(int(row[int(w)]) >> int(s)) & int(m) for w, s, m in zip(word_of, shift_of, mask_of, strict=True)]
-        for row in keys
-    ]
-
-
-@njit(nogil=True, cache=True)
 def decode_words(keys, word_of, shift_of, mask_of, lut_of, luts, out):
     """``out[i, r]``: row word ``r`` of key row ``i``, ``v = (keys[i, word_of[r]] >> shift_of[r]) &
     mask_of[r]``, looked up as ``luts[lut_of[r], v]`` where ``lut_of[r] >= 0`` (a dictionary code of the
-    task, a network class: :mod:`netspectra.rollup.codes`). Reference: :func:`decode_words_ref`."""
+    task, a network class: :mod:`netspectra.rollup.codes`): rows' key words (narrow values packed,
+    :mod:`netspectra.rollup.keyplan`; codes) as the rows' words, one row at a time (numpy's per-field
+    passes over strided columns were 0.17 s for 785 k rows of 21 words). Reference:
+    :func:`decode_words_ref`."""
     n = keys.shape[0]
     d = out.shape[1]
     for i in range(n):
