@@ -272,3 +272,29 @@ def test_the_enricher_hands_over_side_codes_only_when_asked(tmp_path: Path) -> N
     assert {"SrcNetName", "DstCountry"} <= set(only.dictionaries)  # what the codes decode to
     with pytest.raises(ValueError, match="not sides"):
         enricher.enrich(addrs, addrs, codes=("Left",))
+
+
+def test_pending_slots_lists_the_pending_entries_after_growths() -> None:
+    """A task whose finest table grows while increments are pending: they stay pending (listed again from
+    the PENDING bits, kernels.pending_slots, which the numpy reference agrees with) and are carried once."""
+    from netspectra.rollup.layout import PENDING
+
+    rng = np.random.default_rng(8)
+    task = RollupTask("t", RollupParams(("Protocol", "InIf")), capacity=16)
+    first = make_batch(rng, 10, T0 + 10**9, 1, export=True)
+    first.flow_start_ns[:] = first.ts_ns
+    task.update(first)  # the watermark: a later batch of that minute closes nothing, carries nothing
+    b = make_batch(rng, 4000, T0, 10**9, export=True)
+    b.in_if[:] = rng.integers(0, 3000, 4000)
+    b.flow_start_ns[:] = b.ts_ns  # one bucket a row
+    task.update(b)  # grows from 16 slots to 8,192 with its increments pending (one minute: deferred)
+    fine = task.tables[0]
+    assert fine.cap >= 4096 and fine.count >= int(fine.meta[kern.M_TOUCHED]) > 2000
+    got = np.empty(fine.cap, np.int64)
+    n = kern.pending_slots(fine.rec32, fine.rw, got)
+    assert got[:n].tolist() == np.flatnonzero(fine.state & PENDING).tolist()
+    assert sorted(fine.touched[:n].tolist()) == got[:n].tolist()
+    total = int(b.packets.sum()) + int(first.packets.sum())
+    assert task.summary.packets == total
+    marg = task.summary.marginals["InIf"]
+    assert sum(p for p, _ in marg.values()) == total  # each increment tallied once

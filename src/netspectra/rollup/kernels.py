@@ -683,6 +683,19 @@ def reinsert(n, d, src, src32, src_epoch, rw, rec, reci, rec32, epoch):
 
 
 @njit(nogil=True, cache=True)
+def pending_slots(rec32, rw, touched):
+    """List the slots of the entries with increments to carry (state :data:`PENDING`) in ``touched``, in
+    slot order; how many: the finest table's ``touched`` after it grew (its entries moved). Reference:
+    ``np.flatnonzero(state & PENDING)``."""
+    n = 0
+    for s in range(rec32.shape[0] // (2 * rw)):
+        if rec32[2 * s * rw + H_STATE] & PENDING:
+            touched[n] = s
+            n += 1
+    return n
+
+
+@njit(nogil=True, cache=True)
 def highest_open(reci, rec32, rw):
     """The highest bucket of the table's open entries (the int64 minimum when there is none): whether a
     close closes every entry (:meth:`netspectra.rollup.task._Table.rehash`). Reference:

@@ -990,13 +990,25 @@ class RollupTask:
                 tally.add(((words[w] >> np.uint32(shift)) & np.uint32(mask)).reshape(-1, 1), pk, by)
 
     def _make_room(self, r: int) -> None:
-        """Table ``r`` is full: grow it, or (at ``max_entries``) close its oldest half of buckets."""
-        if r == 0:
-            self._flush()  # the pending increments name the finest table's slots: carry them first
+        """Table ``r`` is full: grow it, or (at ``max_entries``) close its oldest half of buckets.
+
+        The finest table's pending increments stay pending through a growth: their records move with
+        their :data:`~netspectra.rollup.layout.PENDING` bit and increments, and ``touched`` is listed
+        again from the bits (:func:`~netspectra.rollup.kernels.pending_slots`; in slot order: the carry
+        gives the same entries and sums in any order, and :meth:`_can_defer` held before the growth as
+        it does after). Carried at every growth, an entry touched by many batches was tallied and carried
+        once per growth instead of once."""
         table = self.tables[r]
         if table.cap // 2 < self.params.max_entries:
+            pending = int(table.meta[kern.M_TOUCHED]) if r == 0 else 0
             table.grow(table.cap * 2)
+            if r == 0:
+                n = kern.pending_slots(table.rec32, table.rw, table.touched)
+                assert n == pending, "an entry's pending increments were lost in a growth"
+                table.meta[kern.M_TOUCHED] = n
             return
+        if r == 0:
+            self._flush()  # entries close: what they have pending is carried first
         self._materialize()  # entries close early: the coarser tables outlive them
         used = table.bkt[table.state != EMPTY]
         cutoff = int(np.median(used)) if used.size else _INT64_MIN
