@@ -58,19 +58,22 @@ class TupleDictionary:
         self._alloc(cap, np.zeros((0, self.WORDS), np.uint32))
 
     def _alloc(self, cap: int, held: np.ndarray) -> None:
-        self.index = np.zeros(cap, np.int64)
-        self.tuples = np.zeros((cap // 2, self.WORDS), np.uint32)
-        self.meta[0] = 0
-        if held.shape[0] == 0:
-            return
-        # the held tuples again, in code order: each gets its code back (order of first appearance)
-        codes = np.empty((held.shape[0], 1), np.uint32)
-        got = kern.intern_tuples(
-            0, held[:, 0].astype(np.uint8), np.ascontiguousarray(held[:, 1:5]), held[:, 5].copy(),
-            held[:, 6].copy(), self.tuples, self.index, self.meta, codes, 0,
-        )  # fmt: skip
-        assert got == held.shape[0]
-        assert np.array_equal(codes[:, 0], np.arange(held.shape[0], dtype=np.uint32))
+        # filled first, then swapped in: a reader of the tuples (a summary's top values) never sees them
+        # half made
+        index = np.zeros(cap, np.int64)
+        tuples = np.zeros((cap // 2, self.WORDS), np.uint32)
+        meta = np.zeros(1, np.int64)
+        if held.shape[0]:
+            # the held tuples again, in code order: each gets its code back (order of first appearance)
+            codes = np.empty((held.shape[0], 1), np.uint32)
+            got = kern.intern_tuples(
+                0, held[:, 0].astype(np.uint8), np.ascontiguousarray(held[:, 1:5]), held[:, 5].copy(),
+                held[:, 6].copy(), tuples, index, meta, codes, 0,
+            )  # fmt: skip
+            assert got == held.shape[0]
+            assert np.array_equal(codes[:, 0], np.arange(held.shape[0], dtype=np.uint32))
+        self.tuples, self.index = tuples, index
+        self.meta[0] = meta[0]
 
     def __len__(self) -> int:
         return int(self.meta[0])
