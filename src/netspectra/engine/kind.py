@@ -102,6 +102,12 @@ class AggregatorKind:
         known). None by default: the engine computes only the columns some task reads."""
         return ()
 
+    def coded_dimensions(self, cfg: Config, task: Any) -> tuple[str, ...]:
+        """Those of :meth:`dimensions` that ``task`` reads through its side's code column
+        (:data:`netspectra.enrich.columns.SIDE_CODES`) instead of the column itself: the engine computes
+        the code and leaves the column out unless another task reads it. None by default."""
+        return ()
+
     def memory_detail(self, task: Any) -> str:
         """What :meth:`memory_bytes` is made of, for messages (e.g. ``depth 3 x width 1048576``)."""
         return ""
@@ -217,6 +223,57 @@ def columns_needed(cfg: Config, types: Sequence[str] | None = None) -> tuple[str
             with contextlib.suppress(AttributeError, TypeError):
                 wanted.update(dict.fromkeys(columns_for(tasks)))
     return tuple(wanted)
+
+
+def enrichment_reads(
+    cfg: Config, types: Sequence[str] | None = None
+) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+    """What the tasks of ``types`` (default: ``aggregator.types``) read from the enrichment stage:
+    ``(columns, arrays, sides)``: every column they read (:func:`dimensions_needed`), those some task
+    reads as a column of the batch, and the sides (``Src``/``Dst``) whose code column some task reads
+    (:meth:`AggregatorKind.coded_dimensions`)."""
+    from netspectra.enrich.columns import SIDE_COLUMNS
+    from netspectra.kinds import AGGREGATORS, KindError
+
+    columns = dimensions_needed(cfg, types)
+    arrays: dict[str, None] = dict.fromkeys(_key_field_dims(cfg, types))
+    sides: dict[str, None] = {}
+    for name in cfg.aggregator.types if types is None else types:
+        try:
+            kind = AGGREGATORS.get(name)
+        except KindError:
+            continue
+        read = getattr(kind, "dimensions", None)
+        coded = getattr(kind, "coded_dimensions", None)
+        for task in cfg.aggregator.group(name).tasks:
+            via_code = set(coded(cfg, task)) if coded is not None else set()
+            for d in read(cfg, task) if read is not None else ():
+                if d not in via_code:
+                    arrays[d] = None
+            for side, names in SIDE_COLUMNS.items():
+                if via_code & set(names):
+                    sides[side] = None
+    return columns, tuple(c for c in columns if c in arrays), tuple(sides)
+
+
+def _key_field_dims(cfg: Config, types: Sequence[str] | None) -> list[str]:
+    """The enrichment columns named as key fields by the tasks of ``types``."""
+    from netspectra.fields import BY_NAME, KEY_FIELD_LISTS
+    from netspectra.kinds import AGGREGATORS, KindError
+
+    out: list[str] = []
+    for name in cfg.aggregator.types if types is None else types:
+        try:
+            AGGREGATORS.get(name)
+        except KindError:
+            continue
+        for task in cfg.aggregator.group(name).tasks:
+            for attr in KEY_FIELD_LISTS:
+                for field in getattr(task, attr, None) or ():
+                    f = BY_NAME.get(field)
+                    if f is not None and f.source == "dim":
+                        out.append(field)
+    return out
 
 
 def dimensions_needed(cfg: Config, types: Sequence[str] | None = None) -> tuple[str, ...]:
