@@ -91,5 +91,5 @@ SIDE_COLUMNS: dict[str, tuple[str, ...]] = {
 }
 #: Per side, the name of its *side code* column (uint64, not a dimension of its own: every column of
 #: the side is a function of it, see :func:`netspectra.enrich.kernels.side_code`), which the enrichment
-#: stage adds for the rollup tasks that key on it (:mod:`netspectra.rollup.sides`).
+#: stage adds for the rollup tasks that key on it (:mod:`netspectra.rollup.codes`).
 SIDE_CODES: dict[str, str] = {"Src": "SrcCode", "Dst": "DstCode"}

@@ -8,7 +8,7 @@ Each distinct combination of the five string attributes is a *network class* (0:
 that differ only in their AS or country override share a class. ``net_class`` maps a network id to its
 class and ``class_attr`` a class to its attribute codes. Both are functions of the ``networks`` map alone
 (they never change with a database reload), so a rollup task keys on the class of a row's network
-(:mod:`netspectra.rollup.sides`) and decodes the attributes with ``class_attr``.
+(:mod:`netspectra.rollup.codes`) and decodes the attributes with ``class_attr``.
 
 Resolution follows Akvorado: the most specific network owns an address; an attribute it leaves empty
 is inherited from the closest enclosing network that sets it. An IPv6 network that contains the whole
