@@ -28,7 +28,7 @@ not validated) and no metrics.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -206,14 +206,8 @@ def columns_needed(cfg: Config, types: Sequence[str] | None = None) -> tuple[str
     """The optional PacketBatch columns the aggregator kinds of ``types`` (default: ``aggregator.types``)
     use: what a reader or probe feeding this configuration should decode. Unknown types are skipped
     (building the groups reports them)."""
-    from netspectra.kinds import AGGREGATORS, KindError
-
     wanted: dict[str, None] = {}
-    for name in cfg.aggregator.types if types is None else types:
-        try:
-            kind = AGGREGATORS.get(name)
-        except KindError:
-            continue
+    for name, kind in _known_kinds(cfg, types):
         wanted.update(dict.fromkeys(getattr(kind, "needs_columns", ())))
         section = getattr(cfg.aggregator, name, None)
         tasks = getattr(section, "tasks", None) or ()
@@ -233,16 +227,11 @@ def enrichment_reads(
     reads as a column of the batch, and the sides (``Src``/``Dst``) whose code column some task reads
     (:meth:`AggregatorKind.coded_dimensions`)."""
     from netspectra.enrich.columns import SIDE_COLUMNS
-    from netspectra.kinds import AGGREGATORS, KindError
 
     columns = dimensions_needed(cfg, types)
     arrays: dict[str, None] = dict.fromkeys(_key_field_dims(cfg, types))
     sides: dict[str, None] = {}
-    for name in cfg.aggregator.types if types is None else types:
-        try:
-            kind = AGGREGATORS.get(name)
-        except KindError:
-            continue
+    for name, kind in _known_kinds(cfg, types):
         read = getattr(kind, "dimensions", None)
         coded = getattr(kind, "coded_dimensions", None)
         for task in cfg.aggregator.group(name).tasks:
@@ -256,23 +245,40 @@ def enrichment_reads(
     return columns, tuple(c for c in columns if c in arrays), tuple(sides)
 
 
-def _key_field_dims(cfg: Config, types: Sequence[str] | None) -> list[str]:
-    """The enrichment columns named as key fields by the tasks of ``types``."""
-    from netspectra.fields import BY_NAME, KEY_FIELD_LISTS
+def _known_kinds(cfg: Config, types: Sequence[str] | None) -> Iterator[tuple[str, Any]]:
+    """``(name, kind)`` of the aggregator kinds of ``types`` (default: ``aggregator.types``) that are
+    registered; unknown types are skipped (building the groups reports them)."""
     from netspectra.kinds import AGGREGATORS, KindError
 
-    out: list[str] = []
     for name in cfg.aggregator.types if types is None else types:
         try:
-            AGGREGATORS.get(name)
+            kind = AGGREGATORS.get(name)
         except KindError:
             continue
-        for task in cfg.aggregator.group(name).tasks:
-            for attr in KEY_FIELD_LISTS:
-                for field in getattr(task, attr, None) or ():
-                    f = BY_NAME.get(field)
-                    if f is not None and f.source == "dim":
-                        out.append(field)
+        yield name, kind
+
+
+def _key_field_dims(cfg: Config, types: Sequence[str] | None) -> list[str]:
+    """The enrichment columns named as key fields by the tasks of ``types``."""
+    return [
+        field
+        for name, _ in _known_kinds(cfg, types)
+        for task in cfg.aggregator.group(name).tasks
+        for field in _task_key_field_dims(task)
+    ]
+
+
+def _task_key_field_dims(task: Any) -> list[str]:
+    """The enrichment columns ``task`` names as key fields (exact ``key_fields``, sketch ``flow_fields``
+    / ``element_fields``)."""
+    from netspectra.fields import BY_NAME, KEY_FIELD_LISTS
+
+    out: list[str] = []
+    for attr in KEY_FIELD_LISTS:
+        for field in getattr(task, attr, None) or ():
+            f = BY_NAME.get(field)
+            if f is not None and f.source == "dim":
+                out.append(field)
     return out
 
 
@@ -282,25 +288,13 @@ def dimensions_needed(cfg: Config, types: Sequence[str] | None = None) -> tuple[
     ``dimensions`` (rollup dimensions) and the enrichment columns named as key fields (exact
     ``key_fields``, sketch ``flow_fields`` / ``element_fields``). Unknown types are skipped (building the
     groups reports them)."""
-    from netspectra.fields import BY_NAME, KEY_FIELD_LISTS
-    from netspectra.kinds import AGGREGATORS, KindError
-
     wanted: dict[str, None] = {}
-    names = cfg.aggregator.types if types is None else types
-    for name in names:
-        try:
-            kind = AGGREGATORS.get(name)
-        except KindError:
-            continue
+    for name, kind in _known_kinds(cfg, types):
         read = getattr(kind, "dimensions", None)
         for task in cfg.aggregator.group(name).tasks:
             if read is not None:
                 wanted.update(dict.fromkeys(read(cfg, task)))
-            for attr in KEY_FIELD_LISTS:
-                for field in getattr(task, attr, None) or ():
-                    f = BY_NAME.get(field)
-                    if f is not None and f.source == "dim":
-                        wanted[field] = None
+            wanted.update(dict.fromkeys(_task_key_field_dims(task)))
     return tuple(wanted)
 
 
