@@ -69,7 +69,9 @@ Dimension columns
 ``dims`` maps enrichment column names (:data:`netspectra.enrich.columns.COLUMNS`: ``SrcAS``,
 ``DstCountry``, ``InIfBoundary``, …) to ``(n,)`` arrays of the column's dtype: AS numbers as
 integers, strings as dictionary codes (0 = unknown), decoded by ``dictionaries`` (column name →
-code → text, append-only: a later batch's dictionary decodes every earlier code). They are made in
+code → text, append-only: a later batch's dictionary decodes every earlier code). It may also hold an
+address side's code column (``SrcCode``/``DstCode``, uint64: :data:`netspectra.enrich.columns.SIDE_CODES`),
+from which the rollup tasks read that side's columns. They are made in
 the process that runs the tasks (the enrichment stage, :mod:`netspectra.enrich`), never sent over the
 wire. ``None``: the batch is not enriched. Every operation keeps them like optional columns; ``concat``
 keeps the longest dictionary of each column (the newest: dictionaries only grow).
@@ -283,15 +285,17 @@ class PacketBatch:
         if (self.packets is None) != (self.octets is None):
             raise ValueError("optional columns packets and octets go together (one is missing)")
         if self.dims is not None:
-            from netspectra.enrich.columns import BY_NAME
+            from netspectra.enrich.columns import BY_NAME, SIDE_CODES
 
+            codes = set(SIDE_CODES.values())
             for name, a in self.dims.items():
                 col = BY_NAME.get(name)
-                if col is None:
+                if col is None and name not in codes:
                     raise ValueError(f"dimension {name!r} is not an enrichment column")
-                if not isinstance(a, np.ndarray) or a.dtype != np.dtype(col.dtype) or a.shape != (n,):
+                dtype = np.dtype(col.dtype) if col is not None else np.dtype(np.uint64)
+                if not isinstance(a, np.ndarray) or a.dtype != dtype or a.shape != (n,):
                     got = f"{a.dtype} {a.shape}" if isinstance(a, np.ndarray) else type(a).__name__
-                    raise ValueError(f"dimension {name}: {got}, expected {col.dtype} {(n,)}")
+                    raise ValueError(f"dimension {name}: {got}, expected {dtype} {(n,)}")
 
     @classmethod
     def concat(cls, batches: list[PacketBatch]) -> PacketBatch:

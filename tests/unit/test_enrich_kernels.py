@@ -202,11 +202,17 @@ def test_kernel_matches_reference_on_random_tables(seed: int, bits: int) -> None
     cc = np.empty(n, np.uint16)
     attr = np.empty((5, n), np.uint16)
     miss = np.zeros(N_MISSES, np.int64)
-    enrich_side(addrs.view(np.uint64), *table.kernel_args(), asn, cc, attr, miss)
-    rasn, rcc, rattr = enrich_side_ref(addrs, *table.kernel_args())
+    # any class per network id (the kernel takes them as given): several ids share one
+    net_class = rng.integers(0, 7, table.net_attr.shape[1]).astype(np.uint32)
+    code = np.empty(n, np.uint64)
+    enrich_side(addrs.view(np.uint64), *table.kernel_args(), asn, cc, attr, miss, net_class, code)
+    rasn, rcc, rattr, rcode = enrich_side_ref(addrs, *table.kernel_args(), net_class)
     assert asn.tolist() == rasn
     assert cc.tolist() == rcc
     assert attr.T.tolist() == rattr
+    assert code.tolist() == rcode
+    assert (code >> np.uint64(32)).tolist() == rasn  # the AS number is the code's high word
+    assert len(set(rcode)) > len(set(zip(rasn, rcc, strict=True)))  # the classes tell rows apart too
     assert miss[0] == sum(1 for a in rasn if a == 0) and miss[1] == sum(1 for c in rcc if c == 0)
     assert len(set(rasn)) > 50 and len(set(rcc)) > 20  # the probes reach many answers
 
@@ -230,5 +236,8 @@ def test_kernel_answers_longest_prefix_brute_force() -> None:
     addrs = rows([MAPPED | x for x in xs])
     n = len(xs)
     asn, cc, attr = np.empty(n, np.uint32), np.empty(n, np.uint16), np.empty((5, n), np.uint16)
-    enrich_side(addrs.view(np.uint64), *t.kernel_args(), asn, cc, attr, np.zeros(N_MISSES, np.int64))
+    enrich_side(
+        addrs.view(np.uint64), *t.kernel_args(), asn, cc, attr, np.zeros(N_MISSES, np.int64),
+        np.zeros(50, np.uint32), np.empty(0, np.uint64),
+    )  # fmt: skip
     assert attr[0].tolist() == [brute(net4, 32, x) for x in xs]

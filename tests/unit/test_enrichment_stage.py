@@ -101,8 +101,20 @@ def test_no_section_no_stage_and_no_cost() -> None:
 def test_only_the_columns_tasks_read_are_computed() -> None:
     cfg = config({"networks": {"1.0.0.0/8": {"name": "one", "role": "edge"}}}, ["Protocol", "SrcNetName"])
     assert dimensions_needed(cfg) == ("SrcNetName",)
+    # the rollup task reads the side through its code: that is all the stage computes for it, with the
+    # dictionaries of the side's text columns (the codes decode to them)
     stage = EnrichmentStage.from_config(cfg)
-    assert stage is not None and stage.columns == ("SrcNetName",)
+    assert stage is not None and stage.columns == ("SrcNetName",) and stage.codes == ("Src",)
+    assert stage.arrays == ()
+    out = stage.apply(batch(100))
+    assert set(out.dims) == {"SrcCode"}  # type: ignore[arg-type]
+    assert {"SrcNetName", "SrcNetRole", "SrcCountry"} <= set(out.dictionaries)  # type: ignore[arg-type]
+    classes = stage.enricher._networks.class_attr
+    cls = (out.dims["SrcCode"] & np.uint64((1 << 21) - 1)).astype(np.intp)  # type: ignore[index]
+    assert list(np.asarray(out.dictionaries["SrcNetName"])[classes[0, cls]][:3]) == ["one"] * 3  # type: ignore[index]
+    # asked as a column (a key field would), it is an array of the batch
+    stage = EnrichmentStage.from_config(cfg, ["SrcNetName"])
+    assert stage is not None and stage.columns == stage.arrays == ("SrcNetName",) and stage.codes == ()
     out = stage.apply(batch(100))
     assert set(out.dims) == {"SrcNetName"}  # type: ignore[arg-type]
     assert set(out.dictionaries) == {"SrcNetName"}  # type: ignore[arg-type]
@@ -116,7 +128,7 @@ def test_only_the_columns_tasks_read_are_computed() -> None:
 
 def test_every_batch_is_enriched_once_for_every_task() -> None:
     cfg = config({"networks": {"1.0.0.0/8": "one", "2.0.0.0/8": "two"}}, ["SrcNetName", "DstNetName"])
-    stage = EnrichmentStage.from_config(cfg)
+    stage = EnrichmentStage.from_config(cfg, ["SrcNetName", "DstNetName"])  # arrays: the recorders read them
     m, recs = recording_manager(stage, tasks=3, num_workers=3)
     with m:
         for k in range(20):
@@ -140,7 +152,7 @@ def test_reload_mid_stream_through_the_engine_loses_no_batch_and_mixes_none(tmp_
     path = tmp_path / "asn.mmdb"
     _asn_db(path, 100)
     cfg = config({"geoip": {"asn_database": str(path), "check_interval": "0s"}}, ["SrcAS"])
-    stage = EnrichmentStage.from_config(cfg)
+    stage = EnrichmentStage.from_config(cfg, ["SrcAS"])  # as an array: the recorder reads it
     m, (rec,) = recording_manager(stage, tasks=1, num_workers=1)
     stop = threading.Event()
     submitted = [0]
@@ -188,7 +200,7 @@ def test_missing_or_damaged_database_starts_without_it_says_so_once_and_counts(
         pytest.skip(f"{path} is not there (the shared MMDB test databases)")
     cfg = config({"geoip": {"asn_database": path}, "networks": {"1.0.0.0/8": "one"}}, ["SrcAS", "SrcNetName"])
     with caplog.at_level(logging.WARNING):
-        stage = EnrichmentStage.from_config(cfg)
+        stage = EnrichmentStage.from_config(cfg, ["SrcAS", "SrcNetName"])  # arrays: the recorder reads them
         m, (rec,) = recording_manager(stage, tasks=1, inline=True)
         with m:
             for _ in range(5):
@@ -212,13 +224,15 @@ def test_a_failing_stage_never_loses_a_batch(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     cfg = config({"networks": {"1.0.0.0/8": "one"}}, ["SrcNetName", "SrcAS"])
-    stage = EnrichmentStage.from_config(cfg)
-    assert stage is not None
+    stage = EnrichmentStage.from_config(cfg, ["SrcNetName", "SrcAS"])  # arrays: the recorder reads them
+    coded = EnrichmentStage.from_config(cfg)  # the rollup task's: the side code
+    assert stage is not None and coded is not None and coded.codes == ("Src",)
 
     def broken(*a: Any, **kw: Any) -> None:
         raise RuntimeError("a bug")
 
     monkeypatch.setattr(stage.enricher, "enrich", broken)
+    monkeypatch.setattr(coded.enricher, "enrich", broken)
     m, (rec,) = recording_manager(stage, tasks=1, inline=True)
     with caplog.at_level(logging.ERROR), m:
         m.submit(batch(300))
@@ -227,6 +241,9 @@ def test_a_failing_stage_never_loses_a_batch(
     assert all((b.dims["SrcNetName"] == 0).all() and b.dims["SrcAS"].dtype == np.uint32 for b in rec.batches)  # type: ignore[index]
     assert stage.errors.value == 2 and stage.summary()["unenriched_rows"]["stage"] == 600
     assert sum("enrichment failed" in r.getMessage() for r in caplog.records) == 1  # rate-limited
+    got = coded.apply(batch(300))  # every value unknown: code 0
+    assert set(got.dims) == {"SrcCode"} and got.dims["SrcCode"].dtype == np.uint64  # type: ignore[union-attr,index]
+    assert not got.dims["SrcCode"].any()  # type: ignore[index]
 
 
 def test_key_fields_on_enrichment_columns_are_computed_by_the_stage() -> None:

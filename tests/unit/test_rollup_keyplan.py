@@ -46,15 +46,18 @@ def test_key_plan_packs_narrow_values_first_fit() -> None:
             KeyPlan.of([bad])
 
 
-def test_unpack_words_matches_its_reference() -> None:
+def test_unpacking_packed_words_matches_the_reference() -> None:
     rng = np.random.default_rng(2)
     task = RollupTask("t", RollupParams(WIDE))
-    keys = rng.integers(0, 2**32, (300, task.words), dtype=np.uint64).astype(np.uint32)
-    out = task.unpack(keys)
-    assert out.shape == (300, task.row_words)
-    assert out.tolist() == kern.unpack_words_ref(keys, *task._unpack_args)
+    flat = task.plan.key_words  # the packed words; then the flow-tuple code
+    keys = rng.integers(0, 2**32, (300, flat), dtype=np.uint64).astype(np.uint32)
+    plan_only = RollupTask("p", RollupParams(tuple(d.name for d in task._rest)))
+    assert plan_only.plan == task.plan and plan_only._identity is False
+    got = plan_only.unpack(keys)
+    assert (plan_only._decode_args[3] < 0).all()  # no tables: shifts and masks only
+    assert got.tolist() == kern.decode_words_ref(keys, *plan_only._decode_args, np.zeros((0, 1), np.uint32))
     # a row's words made from its values come back as those values
-    b = _batch(rng, 500, T0, MIN)
+    b = _batch(rng, 500, T0, MIN, export=True)
     words = task.dimension_words(b)
     RollupTask.compact_key = False
     try:

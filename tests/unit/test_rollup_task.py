@@ -5,6 +5,7 @@ the same batches reproduces identically; periods that start from nothing."""
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import numpy as np
 import pytest
@@ -499,9 +500,12 @@ def _steps_one_minute(
     return steps
 
 
-def _play(steps: list[tuple[str, PacketBatch | None]], dims: tuple[str, ...], **kw: object) -> list:
-    """Every snapshot (rows sorted: identity and values), the open entries after every step, the summary."""
-    task = RollupTask("t", RollupParams(dims, **kw), capacity=16)  # type: ignore[arg-type]
+def _play(
+    steps: list[tuple[str, PacketBatch | None]], dims: tuple[str, ...], net_classes: Any = None, **kw: object
+) -> list:
+    """Every snapshot (rows sorted: identity and values), the open entries after every step, the summary
+    (``net_classes``: the task keys on side codes, netspectra.rollup.codes)."""
+    task = RollupTask("t", RollupParams(dims, **kw), capacity=16, net_classes=net_classes)  # type: ignore[arg-type]
     out: list = []
     viewed = 0
     for what, b in steps:

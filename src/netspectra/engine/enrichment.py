@@ -13,6 +13,10 @@ Contract:
 * **Only what is read is computed.** The stage computes the columns some task reads (the union of
   :meth:`~netspectra.engine.kind.AggregatorKind.dimensions` over the running tasks): a side of the
   batch no column of which is read is not looked up, a network attribute nobody reads is not gathered.
+  A side's columns that tasks read only through its side code (a rollup task,
+  :meth:`~netspectra.engine.kind.AggregatorKind.coded_dimensions`) are handed over as that one column
+  (``SrcCode``/``DstCode``, :data:`netspectra.enrich.columns.SIDE_CODES`), not as arrays
+  (:func:`~netspectra.engine.kind.enrichment_reads`).
 * **One table per batch, reloads between batches** (the Enricher's contract): a database that changes
   is compiled in the background and swapped in between two batches; no batch is lost or waits for it,
   and no batch mixes two versions' answers.
@@ -29,12 +33,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from netspectra.counters import Counter, RateLimitedLog
+from netspectra.enrich.columns import SIDE_CODES
 
 if TYPE_CHECKING:
     from netspectra.batch import PacketBatch
@@ -48,31 +53,54 @@ class EnrichmentStage:
     """Enriches batches with ``columns`` (names of :data:`netspectra.enrich.columns.COLUMNS`) by one
     :class:`~netspectra.enrich.enricher.Enricher` (see the module docstring). Thread-safe."""
 
-    def __init__(self, enricher: Enricher, columns: Iterable[str]) -> None:
-        from netspectra.enrich.columns import COLUMNS
+    def __init__(
+        self,
+        enricher: Enricher,
+        columns: Iterable[str],
+        *,
+        arrays: Iterable[str] | None = None,
+        codes: Iterable[str] = (),
+    ) -> None:
+        from netspectra.enrich.columns import COLUMNS, SIDE_CODES
 
         self.enricher = enricher
         order = {c.name: i for i, c in enumerate(COLUMNS)}
         self.columns: tuple[str, ...] = tuple(sorted(set(columns), key=order.__getitem__))
+        #: The columns computed as arrays of the batch (default: all of :attr:`columns`); the others are
+        #: read through the side codes of :attr:`codes` only (netspectra.engine.kind.enrichment_reads).
+        self.arrays: tuple[str, ...] = (
+            self.columns if arrays is None else tuple(sorted(set(arrays), key=order.__getitem__))
+        )
+        self.codes: tuple[str, ...] = tuple(s for s in SIDE_CODES if s in set(codes))
         self._dtypes = {c.name: np.dtype(c.dtype) for c in COLUMNS}
+        self._dtypes.update((SIDE_CODES[s], np.dtype(np.uint64)) for s in self.codes)
         self.errors = Counter()
         self.seconds = Counter()
         self._error_log = RateLimitedLog(log, 60.0)
 
     def __repr__(self) -> str:
-        return f"EnrichmentStage(columns={list(self.columns)})"
+        return f"EnrichmentStage(columns={list(self.columns)}, codes={list(self.codes)})"
 
     @classmethod
-    def from_config(cls, cfg: Config, columns: Iterable[str] | None = None) -> EnrichmentStage | None:
-        """The stage of ``cfg``'s ``enrichment`` section computing ``columns`` (default: the enrichment
-        columns the running tasks read); ``None`` when the section configures nothing or no column is
-        read (logged). Loads the databases now (a missing or damaged one is logged once and left out)."""
+    def from_config(
+        cls, cfg: Config, columns: Iterable[str] | None = None, *, types: Sequence[str] | None = None
+    ) -> EnrichmentStage | None:
+        """The stage of ``cfg``'s ``enrichment`` section computing ``columns`` as arrays (default: what
+        the tasks of the aggregator kinds ``types`` read, by default of the running ones:
+        :func:`~netspectra.engine.kind.enrichment_reads`, side codes included); ``None`` when the section
+        configures nothing or no column is read (logged). Loads the databases now (a missing or damaged
+        one is logged once and left out)."""
         if not cfg.enrichment.enabled:
             return None  # before the imports: the enrichment modules are ~10 ms of every command's start-up
-        from netspectra.engine.kind import dimensions_needed
+        from netspectra.engine.kind import enrichment_reads
         from netspectra.enrich.enricher import Enricher
 
-        wanted = tuple(columns) if columns is not None else dimensions_needed(cfg)
+        arrays: tuple[str, ...] | None = None
+        codes: tuple[str, ...] = ()
+        if columns is not None:
+            wanted = tuple(columns)
+        else:
+            wanted, arrays, codes = enrichment_reads(cfg, types)
         if not wanted:
             log.info(
                 "enrichment is configured but no running task reads an enrichment column (a rollup "
@@ -80,7 +108,7 @@ class EnrichmentStage:
             )
             return None
         t0 = time.perf_counter()
-        stage = cls(Enricher.from_config(cfg.enrichment), wanted)
+        stage = cls(Enricher.from_config(cfg.enrichment), wanted, arrays=arrays, codes=codes)
         log.info(
             "enrichment: %s ready in %.2f s (%s)",
             ", ".join(stage.columns),
@@ -100,7 +128,8 @@ class EnrichmentStage:
                 exporter=batch.exporter,
                 in_if=batch.in_if if batch.exporter is not None else None,
                 out_if=batch.out_if if batch.exporter is not None else None,
-                columns=self.columns,
+                columns=self.arrays,
+                codes=self.codes,
             )
             dims, dictionaries = dict(out.columns), dict(out.dictionaries)
         except Exception:
@@ -111,8 +140,8 @@ class EnrichmentStage:
             )
             dims, dictionaries = {}, {}
         n = len(batch)
-        for name in self.columns:  # columns the batch's inputs cannot give (no exporter): unknown
-            if name not in dims:
+        for name in (*self.arrays, *(SIDE_CODES[s] for s in self.codes)):
+            if name not in dims:  # columns the batch's inputs cannot give (no exporter): unknown
                 dims[name] = np.zeros(n, self._dtypes[name])
         self.seconds.inc(time.perf_counter() - t0)
         return batch.with_dims(dims, dictionaries or None)

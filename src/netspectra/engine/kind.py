@@ -28,7 +28,7 @@ not validated) and no metrics.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -100,6 +100,12 @@ class AggregatorKind:
         """The enrichment columns (names of :data:`netspectra.enrich.columns.COLUMNS`) ``task`` reads from
         a batch's ``dims``; ``cfg`` is the whole configuration (its ``enrichment`` says what can be
         known). None by default: the engine computes only the columns some task reads."""
+        return ()
+
+    def coded_dimensions(self, cfg: Config, task: Any) -> tuple[str, ...]:
+        """Those of :meth:`dimensions` that ``task`` reads through its side's code column
+        (:data:`netspectra.enrich.columns.SIDE_CODES`) instead of the column itself: the engine computes
+        the code and leaves the column out unless another task reads it. None by default."""
         return ()
 
     def memory_detail(self, task: Any) -> str:
@@ -200,14 +206,8 @@ def columns_needed(cfg: Config, types: Sequence[str] | None = None) -> tuple[str
     """The optional PacketBatch columns the aggregator kinds of ``types`` (default: ``aggregator.types``)
     use: what a reader or probe feeding this configuration should decode. Unknown types are skipped
     (building the groups reports them)."""
-    from netspectra.kinds import AGGREGATORS, KindError
-
     wanted: dict[str, None] = {}
-    for name in cfg.aggregator.types if types is None else types:
-        try:
-            kind = AGGREGATORS.get(name)
-        except KindError:
-            continue
+    for name, kind in _known_kinds(cfg, types):
         wanted.update(dict.fromkeys(getattr(kind, "needs_columns", ())))
         section = getattr(cfg.aggregator, name, None)
         tasks = getattr(section, "tasks", None) or ()
@@ -219,31 +219,82 @@ def columns_needed(cfg: Config, types: Sequence[str] | None = None) -> tuple[str
     return tuple(wanted)
 
 
+def enrichment_reads(
+    cfg: Config, types: Sequence[str] | None = None
+) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+    """What the tasks of ``types`` (default: ``aggregator.types``) read from the enrichment stage:
+    ``(columns, arrays, sides)``: every column they read (:func:`dimensions_needed`), those some task
+    reads as a column of the batch, and the sides (``Src``/``Dst``) whose code column some task reads
+    (:meth:`AggregatorKind.coded_dimensions`)."""
+    from netspectra.enrich.columns import SIDE_COLUMNS
+
+    columns = dimensions_needed(cfg, types)
+    arrays: dict[str, None] = dict.fromkeys(_key_field_dims(cfg, types))
+    sides: dict[str, None] = {}
+    for name, kind in _known_kinds(cfg, types):
+        read = getattr(kind, "dimensions", None)
+        coded = getattr(kind, "coded_dimensions", None)
+        for task in cfg.aggregator.group(name).tasks:
+            via_code = set(coded(cfg, task)) if coded is not None else set()
+            for d in read(cfg, task) if read is not None else ():
+                if d not in via_code:
+                    arrays[d] = None
+            for side, names in SIDE_COLUMNS.items():
+                if via_code & set(names):
+                    sides[side] = None
+    return columns, tuple(c for c in columns if c in arrays), tuple(sides)
+
+
+def _known_kinds(cfg: Config, types: Sequence[str] | None) -> Iterator[tuple[str, Any]]:
+    """``(name, kind)`` of the aggregator kinds of ``types`` (default: ``aggregator.types``) that are
+    registered; unknown types are skipped (building the groups reports them)."""
+    from netspectra.kinds import AGGREGATORS, KindError
+
+    for name in cfg.aggregator.types if types is None else types:
+        try:
+            kind = AGGREGATORS.get(name)
+        except KindError:
+            continue
+        yield name, kind
+
+
+def _key_field_dims(cfg: Config, types: Sequence[str] | None) -> list[str]:
+    """The enrichment columns named as key fields by the tasks of ``types``."""
+    return [
+        field
+        for name, _ in _known_kinds(cfg, types)
+        for task in cfg.aggregator.group(name).tasks
+        for field in _task_key_field_dims(task)
+    ]
+
+
+def _task_key_field_dims(task: Any) -> list[str]:
+    """The enrichment columns ``task`` names as key fields (exact ``key_fields``, sketch ``flow_fields``
+    / ``element_fields``)."""
+    from netspectra.fields import BY_NAME, KEY_FIELD_LISTS
+
+    out: list[str] = []
+    for attr in KEY_FIELD_LISTS:
+        for field in getattr(task, attr, None) or ():
+            f = BY_NAME.get(field)
+            if f is not None and f.source == "dim":
+                out.append(field)
+    return out
+
+
 def dimensions_needed(cfg: Config, types: Sequence[str] | None = None) -> tuple[str, ...]:
     """The enrichment columns the tasks of the aggregator kinds of ``types`` (default:
     ``aggregator.types``) read: what the enrichment stage of this configuration computes — a kind's
     ``dimensions`` (rollup dimensions) and the enrichment columns named as key fields (exact
     ``key_fields``, sketch ``flow_fields`` / ``element_fields``). Unknown types are skipped (building the
     groups reports them)."""
-    from netspectra.fields import BY_NAME, KEY_FIELD_LISTS
-    from netspectra.kinds import AGGREGATORS, KindError
-
     wanted: dict[str, None] = {}
-    names = cfg.aggregator.types if types is None else types
-    for name in names:
-        try:
-            kind = AGGREGATORS.get(name)
-        except KindError:
-            continue
+    for name, kind in _known_kinds(cfg, types):
         read = getattr(kind, "dimensions", None)
         for task in cfg.aggregator.group(name).tasks:
             if read is not None:
                 wanted.update(dict.fromkeys(read(cfg, task)))
-            for attr in KEY_FIELD_LISTS:
-                for field in getattr(task, attr, None) or ():
-                    f = BY_NAME.get(field)
-                    if f is not None and f.source == "dim":
-                        wanted[field] = None
+            wanted.update(dict.fromkeys(_task_key_field_dims(task)))
     return tuple(wanted)
 
 

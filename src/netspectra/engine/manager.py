@@ -67,7 +67,6 @@ from netspectra.batch import PacketBatch
 from netspectra.config.models import Config
 from netspectra.engine.enrichment import EnrichmentStage
 from netspectra.engine.groups import EngineTask, GroupWriter, TaskGroup
-from netspectra.engine.kind import dimensions_needed
 from netspectra.engine.metrics import EngineMetrics, RateLimitedLog
 from netspectra.engine.registry import build_groups
 from netspectra.engine.resilient import (
@@ -520,7 +519,7 @@ class Manager:
         agg = cfg.aggregator
         groups = build_groups(cfg, types, writers=writers)
         if enrich and "enrichment" not in options:
-            options["enrichment"] = EnrichmentStage.from_config(cfg, dimensions_needed(cfg, types))
+            options["enrichment"] = EnrichmentStage.from_config(cfg, types=types)
         workers = num_workers if num_workers is not None else default_num_workers(agg.num_workers)
         if inline_if_one_lane and min(workers, sum(len(g.tasks) for g in groups)) <= 1:
             options["inline"] = True

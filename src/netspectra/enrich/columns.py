@@ -83,3 +83,13 @@ COLUMNS: tuple[EnrichColumn, ...] = (
     *_EXPORTER,
 )
 BY_NAME: dict[str, EnrichColumn] = {c.name: c for c in COLUMNS}
+
+#: The columns of each address side, in output order.
+SIDE_COLUMNS: dict[str, tuple[str, ...]] = {
+    side: tuple(c.name for c in COLUMNS if c.needs == "addresses" and c.name.startswith(side))
+    for side in ("Src", "Dst")
+}
+#: Per side, the name of its *side code* column (uint64, not a dimension of its own: every column of
+#: the side is a function of it, see :func:`netspectra.enrich.kernels.side_code`), which the enrichment
+#: stage adds for the rollup tasks that key on it (:mod:`netspectra.rollup.codes`).
+SIDE_CODES: dict[str, str] = {"Src": "SrcCode", "Dst": "DstCode"}

@@ -36,10 +36,10 @@ from netspectra.counters import Counter, LabeledCounter
 from netspectra.enrich.cache import TableCache, cache_dir
 from netspectra.enrich.classify import Classifier
 from netspectra.enrich.codes import BOUNDARIES, COUNTRY_CODES
-from netspectra.enrich.columns import COLUMNS
+from netspectra.enrich.columns import COLUMNS, SIDE_CODES
 from netspectra.enrich.kernels import N_MISSES, enrich_side
 from netspectra.enrich.mmdb import DatabaseError, FileSignature, Kind, LoadedDatabase, load_databases
-from netspectra.enrich.networks import CompiledNetworks, compile_networks
+from netspectra.enrich.networks import CompiledNetworks, compiled_networks
 from netspectra.enrich.table import LookupTable, build_table
 
 log = logging.getLogger(__name__)
@@ -123,7 +123,7 @@ class Enricher:
         self._background = background
         self._bits = (bits4, bits6)
         self.counters = EnrichmentCounters()
-        self._networks: CompiledNetworks = compile_networks(cfg.networks)
+        self._networks: CompiledNetworks = compiled_networks(cfg.networks)
         self.classifier = Classifier(cfg)
         self._sources: dict[Kind, _Source] = {}
         for kind, path in (("asn", cfg.geoip.asn_database), ("country", cfg.geoip.country_database)):
@@ -342,6 +342,7 @@ class Enricher:
         in_if: np.ndarray | None = None,
         out_if: np.ndarray | None = None,
         columns: Collection[str] | None = None,
+        codes: Collection[str] = (),
     ) -> EnrichedBatch:
         """The enrichment columns of one batch.
 
@@ -351,13 +352,19 @@ class Enricher:
         :data:`~netspectra.enrich.columns.COLUMNS`; default: all) limits the work to what is asked for:
         a side none of whose columns is asked is not looked up, a network attribute not asked is not
         gathered, the classifiers run only for asked exporter or interface columns; the answer holds the
-        asked columns that its inputs can give. ``ValueError`` for arrays of the wrong shape or dtype
-        and for a name that is not a column.
+        asked columns that its inputs can give. ``codes`` (sides, ``"Src"``/``"Dst"``): also the side's
+        code column (:data:`~netspectra.enrich.columns.SIDE_CODES`, uint64, see
+        :func:`~netspectra.enrich.kernels.side_code`), with the dictionaries of every text column of the
+        side (the codes decode to them). ``ValueError`` for arrays of the wrong shape or dtype and for a
+        name that is not a column or a side.
         """
         want = _ALL_COLUMNS if columns is None else frozenset(columns)
         unknown = want - _ALL_COLUMNS
         if unknown:
             raise ValueError(f"not enrichment columns: {sorted(unknown)}")
+        coded_sides = frozenset(codes)
+        if coded_sides - set(SIDE_CODES):
+            raise ValueError(f"not sides: {sorted(coded_sides - set(SIDE_CODES))}")
         src = _words(src_ip, "src_ip")
         dst = _words(dst_ip, "dst_ip")
         n = src.shape[0]
@@ -369,24 +376,30 @@ class Enricher:
         sides = []
         for side, words in (("Src", src), ("Dst", dst)):
             names = [c for c in _SIDE_COLUMNS[side] if c in want]
-            if names:  # a side none of whose columns is asked is not looked up
+            if names or side in coded_sides:  # a side none of whose columns is asked is not looked up
                 # the network attributes asked that some network sets; the others are all unknown (zeros)
                 gather = tuple(j for j in table.used_attributes if f"{side}{_NET_COLUMNS[j]}" in want)
-                sides.append((side, words, names, gather))
-        # the looked-up columns of both sides: views of one block (AS 2 words, country and attributes 1),
-        # each side starting at a multiple of 64 bytes into the block (the AS column stays 4-byte aligned
-        # for its uint32 view: numpy's allocations are 16-byte aligned)
-        span = [-(-n * (3 + len(g)) // _LINE) * _LINE for *_, g in sides]
+                sides.append((side, words, names, gather, 4 if side in coded_sides else 0))
+        # the looked-up columns of both sides: views of one block (code 4 elements, AS 2, country and
+        # attributes 1), each side starting at a multiple of 64 bytes into the block (the code and AS
+        # columns stay aligned for their uint64 / uint32 views: numpy's allocations are 16-byte aligned)
+        # (AS and country are not written when no column of the side is asked: only the code)
+        span = [-(-n * (3 * bool(s[2]) + c + len(g)) // _LINE) * _LINE for *s, g, c in sides]
         block = self._blocks.get(sum(span))
         at = 0
-        for (side, words, names, gather), size in zip(sides, span, strict=True):
+        no_code = np.empty(0, np.uint64)
+        for (side, words, names, gather, c), size in zip(sides, span, strict=True):
             args = (*table.kernel_args(used_only=True)[:-1], self._attr_rows(table, gather))
-            asn = block[at : at + 2 * n].view(np.uint32)
-            cc = block[at + 2 * n : at + 3 * n]
-            attr = block[at + 3 * n : at + (3 + len(gather)) * n].reshape(len(gather), n)
+            code = block[at : at + c * n].view(np.uint64) if c else no_code
+            a = c + 3 if names else c
+            asn = block[at + c * n : at + (c + 2) * n].view(np.uint32) if names else np.empty(0, np.uint32)
+            cc = block[at + (c + 2) * n : at + (c + 3) * n] if names else np.empty(0, np.uint16)
+            attr = block[at + a * n : at + (a + len(gather)) * n].reshape(len(gather), n)
             at += size
             miss = np.zeros(N_MISSES, np.int64)
-            enrich_side(words, *args, asn, cc, attr, miss)
+            enrich_side(words, *args, asn, cc, attr, miss, self._networks.net_class, code)
+            if c:
+                cols[SIDE_CODES[side]] = code
             got = {f"{side}AS": asn, f"{side}Country": cc}
             for j, name in enumerate(_NET_COLUMNS):
                 column = f"{side}{name}"
@@ -417,8 +430,12 @@ class Enricher:
             raise ValueError("in_if/out_if need the exporter addresses (exporter=...)")
         self._count(n, misses, table)
         dicts = self.dictionaries()
+        coded = {name for side in coded_sides for name in _SIDE_COLUMNS[side]}
         return EnrichedBatch(
-            cols, {name: d for name, d in dicts.items() if name in cols}, table.generation, misses
+            cols,
+            {name: d for name, d in dicts.items() if name in cols or name in coded},
+            table.generation,
+            misses,
         )
 
     def _attr_rows(self, table: LookupTable, rows: tuple[int, ...]) -> np.ndarray:

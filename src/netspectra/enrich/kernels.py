@@ -70,6 +70,21 @@ def _bswap64(x: np.uint64) -> np.uint64:
     return (x << np.uint64(32)) | (x >> np.uint64(32))
 
 
+#: A side code (:func:`side_code`): AS number in bits 32..63, country code in bits 22..31 (as the
+#: packed value), network class in bits 0..20.
+CODE_CC_SHIFT = CC_SHIFT
+CLASS_BITS = NET_BITS
+CLASS_MASK = NET_MASK
+
+
+@njit(inline="always", cache=True)
+def side_code(asn, cc, cls):
+    """One row's side code: ``asn << 32 | cc << 22 | cls`` (AS number, country code, network class of
+    :mod:`netspectra.enrich.networks`): every enrichment column of the side is a function of it. Plain
+    Python: the same expression."""
+    return (np.uint64(asn) << np.uint64(32)) | (np.uint64(cc) << np.uint64(CODE_CC_SHIFT)) | np.uint64(cls)
+
+
 @njit(inline="always", cache=True)
 def _find4(x, index, shift, starts, vals):
     e = index[x >> shift]
@@ -140,12 +155,16 @@ def enrich_side(
     out_cc,
     out_attr,  # uint16 (k, n)
     misses,  # int64 (N_MISSES,): rows without AS / country / network (accumulated)
+    net_class,  # uint32 (m,): the network class of each network id (netspectra.enrich.networks)
+    out_code,  # uint64 (n,), or empty: no side codes
 ):
     """Enrich one side (source or destination) of a batch: AS, country and network attributes per row.
 
     ``words`` is the ``(n, 16)`` uint8 address array viewed as ``(n, 2)`` uint64 on a little-endian host.
     Writes ``out_asn[i]``, ``out_cc[i]``, ``out_attr[:, i]``; adds the rows left without an answer to
-    ``misses``.
+    ``misses``. With an ``out_code`` of ``n`` rows, also the row's *side code*
+    (:func:`side_code`: its AS, country and network class in one word, what a rollup task keys on);
+    ``out_asn`` and ``out_cc`` may then be empty (not written).
     """
     n = words.shape[0]
     k_attr = net_attr.shape[0]
@@ -187,6 +206,8 @@ def enrich_side(
         packed[i] = v
     # Pass 2: unpack (streaming): AS and country per row, the network id kept for pass 3.
     nets = np.empty(n, np.uint32)  # 4 bytes a row: pass 3 reads it once per attribute
+    codes = out_code.shape[0] == n
+    numbers = out_asn.shape[0] == n  # empty out_asn and out_cc: only the codes are wanted
     no_asn = 0
     no_cc = 0
     no_net = 0
@@ -199,9 +220,12 @@ def enrich_side(
         c = net_cc[net]
         if c == 0:
             c = np.uint16((v >> np.uint64(CC_SHIFT)) & np.uint64((1 << CC_BITS) - 1))
-        out_asn[i] = a
-        out_cc[i] = c
+        if numbers:
+            out_asn[i] = a
+            out_cc[i] = c
         nets[i] = np.uint32(net)
+        if codes:
+            out_code[i] = side_code(a, c, net_class[net])
         no_asn += a == 0
         no_cc += c == 0
         no_net += net == 0
@@ -233,8 +257,10 @@ def enrich_side_ref(
     net_asn: np.ndarray,
     net_cc: np.ndarray,
     net_attr: np.ndarray,
-) -> tuple[list[int], list[int], list[list[int]]]:
-    """Plain-Python :func:`enrich_side` over ``(n, 16)`` uint8 ``addrs``: ``(asn, cc, attrs per row)``.
+    net_class: np.ndarray | None = None,
+) -> tuple[list[int], ...]:
+    """Plain-Python :func:`enrich_side` over ``(n, 16)`` uint8 ``addrs``: ``(asn, cc, attrs per row)``,
+    and with ``net_class`` the side codes too (a fourth list).
 
     Independent of the bucket indexes: a plain :func:`bisect.bisect_right` over the whole table."""
     import bisect
@@ -248,6 +274,7 @@ def enrich_side_ref(
     asns: list[int] = []
     ccs: list[int] = []
     attrs: list[list[int]] = []
+    codes: list[int] = []
     for row in np.asarray(addrs, dtype=np.uint8):
         b = bytes(row)
         if b[:12] == b"\0" * 10 + b"\xff\xff":
@@ -269,7 +296,9 @@ def enrich_side_ref(
         asns.append(int(net_asn[net]) or v >> ASN_SHIFT)
         ccs.append(int(net_cc[net]) or (v >> CC_SHIFT) & ((1 << CC_BITS) - 1))
         attrs.append([int(net_attr[j, net]) for j in range(net_attr.shape[0])])
-    return asns, ccs, attrs
+        if net_class is not None:
+            codes.append((asns[-1] << 32) | (ccs[-1] << CC_SHIFT) | int(net_class[net]))
+    return (asns, ccs, attrs, codes) if net_class is not None else (asns, ccs, attrs)
 
 
 # --------------------------------------------------------------------------------------------------

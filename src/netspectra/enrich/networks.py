@@ -4,6 +4,12 @@ Each distinct combination of resolved attributes gets a network id (1, 2, ...; 0
 step functions carry the id in the low bits of the packed value (:mod:`netspectra.enrich.kernels`) and
 the arrays map an id to its AS number override, country override and string attribute codes.
 
+Each distinct combination of the five string attributes is a *network class* (0: none set): networks
+that differ only in their AS or country override share a class. ``net_class`` maps a network id to its
+class and ``class_attr`` a class to its attribute codes. Both are functions of the ``networks`` map alone
+(they never change with a database reload), so a rollup task keys on the class of a row's network
+(:mod:`netspectra.rollup.codes`) and decodes the attributes with ``class_attr``.
+
 Resolution follows Akvorado: the most specific network owns an address; an attribute it leaves empty
 is inherited from the closest enclosing network that sets it. An IPv6 network that contains the whole
 IPv4-mapped prefix ``::ffff:0:0/96`` (``::/0`` for instance) also covers every IPv4 address, less
@@ -37,6 +43,8 @@ class CompiledNetworks:
     net_attr: np.ndarray  # uint16 (5, m)
     dictionaries: dict[str, Dictionary]
     count: int
+    net_class: np.ndarray  # uint32 (m,): the class of each network id (module docstring)
+    class_attr: np.ndarray  # uint16 (5, k): the attribute codes of each class (class 0: all unknown)
 
 
 def _resolve(parent: tuple, own: NetworkAttributes) -> tuple:
@@ -99,6 +107,7 @@ def compile_networks(networks: Mapping[str, NetworkAttributes]) -> CompiledNetwo
             net_attr[j, nid] = dictionaries[a].code(resolved[j])
         net_asn[nid] = resolved[len(NETWORK_ATTRIBUTES)]
         net_cc[nid] = country_code(resolved[len(NETWORK_ATTRIBUTES) + 1])
+    net_class, class_attr = network_classes(net_attr)
     return CompiledNetworks(
         steps4_from_lists(s4, v4),
         steps6_from_lists(s6, v6),
@@ -107,4 +116,36 @@ def compile_networks(networks: Mapping[str, NetworkAttributes]) -> CompiledNetwo
         net_attr,
         dictionaries,
         len(networks),
+        net_class,
+        class_attr,
     )
+
+
+def network_classes(net_attr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(net_class, class_attr)`` of the attribute arrays ``net_attr`` ((5, m) uint16, column ``id``: a
+    network id's codes): classes numbered in order of their first network id, so the all-unknown
+    combination (id 0) is class 0."""
+    m = net_attr.shape[1]
+    classes: dict[tuple[int, ...], int] = {}
+    net_class = np.empty(m, np.uint32)
+    for nid, codes in enumerate(map(tuple, net_attr.T.tolist())):
+        net_class[nid] = classes.setdefault(codes, len(classes))
+    class_attr = np.zeros((net_attr.shape[0], max(len(classes), 1)), np.uint16)
+    for codes, k in classes.items():
+        class_attr[:, k] = codes
+    return net_class, class_attr
+
+
+_COMPILED: list[tuple[Mapping[str, NetworkAttributes], CompiledNetworks]] = []
+
+
+def compiled_networks(networks: Mapping[str, NetworkAttributes]) -> CompiledNetworks:
+    """:func:`compile_networks` of ``networks``, compiled once per content (a copy of the map is kept and
+    compared): the enrichment stage and the rollup tasks of one configuration share one compilation (so
+    start-up pays once; the classes would be the same anyway: the compilation is deterministic)."""
+    for held, got in _COMPILED:
+        if held == networks:
+            return got
+    got = compile_networks(networks)
+    _COMPILED[:] = [*_COMPILED[-1:], (dict(networks), got)]  # the last two maps: a reload's old and new
+    return got

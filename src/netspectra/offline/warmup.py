@@ -133,5 +133,8 @@ def _warm_up_enrichment() -> None:
 
     enricher = Enricher(EnrichmentConfig(), background=False)
     addrs = np.zeros((2, 16), np.uint8)
-    enricher.enrich(addrs, addrs, exporter=addrs, in_if=np.zeros(2, np.uint32), out_if=np.zeros(2, np.uint32))
+    enricher.enrich(
+        addrs, addrs, exporter=addrs, in_if=np.zeros(2, np.uint32), out_if=np.zeros(2, np.uint32),
+        codes=("Src", "Dst"),
+    )  # fmt: skip
     enricher.close()

@@ -73,6 +73,8 @@ _K0 = np.uint64(0x9E3779B97F4A7C15)
 _K1 = np.uint64(0xBF58476D1CE4E5B9)
 _K2 = np.uint64(0x94D049BB133111EB)
 _NOT_PENDING = np.uint32(~PENDING & 0xFFFFFFFF)
+#: A side code's network class bits (netspectra.enrich.kernels.side_code).
+_CLASS_MASK = (1 << 21) - 1
 
 
 @njit(inline="always", cache=True)
@@ -184,24 +186,181 @@ def transpose_words(cols, out):
 
 
 @njit(nogil=True, cache=True)
-def unpack_words(keys, word_of, shift_of, mask_of, out):
-    """``out[i, r] = (keys[i, word_of[r]] >> shift_of[r]) & mask_of[r]``: rows' key words (narrow values
-    packed, :mod:`netspectra.rollup.keyplan`) as the rows' words, one row at a time (numpy's per-field
+def decode_words(keys, word_of, shift_of, mask_of, lut_of, luts, out):
+    """``out[i, r]``: row word ``r`` of key row ``i``, ``v = (keys[i, word_of[r]] >> shift_of[r]) &
+    mask_of[r]``, looked up as ``luts[lut_of[r], v]`` where ``lut_of[r] >= 0`` (a dictionary code of the
+    task, a network class: :mod:`netspectra.rollup.codes`): rows' key words (narrow values packed,
+    :mod:`netspectra.rollup.keyplan`; codes) as the rows' words, one row at a time (numpy's per-field
     passes over strided columns were 0.17 s for 785 k rows of 21 words). Reference:
-    :func:`unpack_words_ref`."""
+    :func:`decode_words_ref`."""
     n = keys.shape[0]
     d = out.shape[1]
     for i in range(n):
         for r in range(d):
-            out[i, r] = (keys[i, word_of[r]] >> shift_of[r]) & mask_of[r]
+            v = (keys[i, word_of[r]] >> shift_of[r]) & mask_of[r]
+            t = lut_of[r]
+            if t >= 0:
+                v = luts[t, v]
+            out[i, r] = v
 
 
-def unpack_words_ref(keys: np.ndarray, word_of, shift_of, mask_of) -> list[list[int]]:
-    """:func:`unpack_words` in plain Python."""
-    return [
-        [(int(row[int(w)]) >> int(s)) & int(m) for w, s, m in zip(word_of, shift_of, mask_of, strict=True)]
-        for row in keys
-    ]
+def decode_words_ref(keys: np.ndarray, word_of, shift_of, mask_of, lut_of, luts) -> list[list[int]]:
+    """:func:`decode_words` in plain Python."""
+    out = []
+    for row in keys.tolist():
+        got = []
+        for w, s, m, t in zip(
+            word_of.tolist(), shift_of.tolist(), mask_of.tolist(), lut_of.tolist(), strict=True
+        ):
+            v = (row[w] >> s) & m
+            got.append(int(luts[t][v]) if t >= 0 else v)
+        out.append(got)
+    return out
+
+
+@njit(inline="always", cache=True)
+def _hash_words(w, m):
+    h = _K0
+    for j in range(m):
+        h = _mix(h, np.uint64(w[j]))
+    h = h * _K2
+    return h ^ (h >> np.uint64(29))
+
+
+@njit(inline="always", cache=True)
+def _intern(w, tuples, index, meta):
+    """The code of tuple ``w`` (uint32 words) in the dictionary (``tuples[code]``: its words; ``index``:
+    open-addressing slots holding code + 1, 0 empty; ``meta[0]``: codes), added if new; -1 if adding it
+    would fill ``index`` past half (the caller grows it)."""
+    m = w.shape[0]
+    mask = index.shape[0] - 1
+    s = np.int64(_hash_words(w, m) & np.uint64(mask))
+    while True:
+        c = index[s]
+        if c == 0:
+            k = meta[0]
+            if (k + 1) * 2 > index.shape[0] or k >= tuples.shape[0]:
+                return -1
+            for j in range(m):
+                tuples[k, j] = w[j]
+            index[s] = k + 1
+            meta[0] = k + 1
+            return k
+        same = True
+        for j in range(m):
+            if tuples[c - 1, j] != w[j]:
+                same = False
+                break
+        if same:
+            return c - 1
+        s = (s + 1) & mask
+
+
+@njit(nogil=True, cache=True)
+def intern_tuples(start, protocol, exporter, in_if, out_if, tuples, index, meta, out, col):
+    """Rows ``start..n-1``: the dictionary code (:func:`_intern`) of each row's tuple ``(protocol,
+    exporter's 4 words, in_if, out_if)`` into ``out[:, col]`` (uint32; the rows' key words); an empty
+    input array stands for zeros in every row (a capture has no exporter, a task may not name it).
+    Returns the first row not coded (``n`` when all were): the dictionary needs room. Codes are given in
+    order of first appearance. Reference: :func:`intern_tuples_ref`."""
+    n = out.shape[0]
+    has_p = protocol.shape[0] == n
+    has_e = exporter.shape[0] == n
+    has_i = in_if.shape[0] == n
+    has_o = out_if.shape[0] == n
+    w = np.zeros(tuples.shape[1], np.uint32)
+    if not (has_e or has_i or has_o):  # a capture: the tuple is the protocol's, coded once per value
+        seen = np.full(256, -1, np.int64)
+        for i in range(start, n):
+            p = 0
+            if has_p:
+                p = np.int64(protocol[i])
+            c = seen[p]
+            if c < 0:
+                w[0] = np.uint32(p)
+                c = _intern(w, tuples, index, meta)
+                if c < 0:
+                    return i
+                seen[p] = c
+            out[i, col] = np.uint32(c)
+        return n
+    for i in range(start, n):
+        if has_p:
+            w[0] = np.uint32(protocol[i])
+        if has_e:
+            for j in range(4):
+                w[1 + j] = exporter[i, j]
+        if has_i:
+            w[5] = in_if[i]
+        if has_o:
+            w[6] = out_if[i]
+        c = _intern(w, tuples, index, meta)
+        if c < 0:
+            return i
+        out[i, col] = np.uint32(c)
+    return n
+
+
+def intern_tuples_ref(
+    seen: dict[tuple[int, ...], int], protocol, exporter, in_if, out_if, n: int
+) -> list[int]:
+    """:func:`intern_tuples` in plain Python: ``seen`` (tuple -> code, codes in order of first
+    appearance) is extended; the codes of the ``n`` rows."""
+    out = []
+    for i in range(n):
+        key = (
+            int(protocol[i]) if len(protocol) == n else 0,
+            *(int(x) for x in (exporter[i] if len(exporter) == n else (0, 0, 0, 0))),
+            int(in_if[i]) if len(in_if) == n else 0,
+            int(out_if[i]) if len(out_if) == n else 0,
+        )
+        out.append(seen.setdefault(key, len(seen)))
+    return out
+
+
+@njit(nogil=True, cache=True)
+def first_foreign_class(code, classes):
+    """The first row of side codes ``code`` whose network class is not below ``classes`` (``n`` when
+    none): codes made with another ``networks`` map than the task's. (Reference: a numpy comparison.)"""
+    n = code.shape[0]
+    for i in range(n):
+        if (code[i] & np.uint64(_CLASS_MASK)) >= np.uint64(classes):
+            return i
+    return n
+
+
+@njit(nogil=True, cache=True)
+def side_words(code, proj, keep_cc, classes, out, hi, lo):
+    """A side's key words from its side codes (:func:`netspectra.enrich.kernels.side_code`) into the rows'
+    key words ``out``: column ``hi`` the AS number (-1: not keyed), column ``lo`` the country
+    (``keep_cc``) in bits 22..31 and the network class ``proj[class]`` (``proj`` empty: the class
+    itself) in bits 0..20 (-1: not keyed). Every class must be below ``classes``
+    (:func:`first_foreign_class`). Reference: :func:`side_words_ref`."""
+    n = code.shape[0]
+    ident = proj.shape[0] == 0
+    ccm = np.uint64(0xFFC00000) if keep_cc else np.uint64(0)
+    for i in range(n):
+        c = code[i]
+        if hi >= 0:
+            out[i, hi] = np.uint32(c >> np.uint64(32))
+        if lo >= 0:
+            cls = c & np.uint64(_CLASS_MASK)
+            if not ident:
+                cls = np.uint64(proj[cls])
+            out[i, lo] = np.uint32((c & ccm) | cls)
+    return n
+
+
+def side_words_ref(code: np.ndarray, proj: np.ndarray, keep_cc: bool) -> tuple[list[int], list[int]]:
+    """:func:`side_words` in plain Python: ``(hi words, lo words)``."""
+    his, los = [], []
+    for c in code.tolist():
+        cls = c & _CLASS_MASK
+        if len(proj):
+            cls = int(proj[cls])
+        his.append(c >> 32)
+        los.append(((c & 0xFFC00000) if keep_cc else 0) | cls)
+    return his, los
 
 
 @njit(nogil=True, cache=True)
@@ -521,6 +680,19 @@ def reinsert(n, d, src, src32, src_epoch, rw, rec, reci, rec32, epoch):
         _place(np.int64(ring_h[i & _RING_MASK] & umask), mask, rw, src, base, src_epoch[i], rec, rec32, epoch)
         low = min(low, b)
     return low
+
+
+@njit(nogil=True, cache=True)
+def pending_slots(rec32, rw, touched):
+    """List the slots of the entries with increments to carry (state :data:`PENDING`) in ``touched``, in
+    slot order; how many: the finest table's ``touched`` after it grew (its entries moved). Reference:
+    ``np.flatnonzero(state & PENDING)``."""
+    n = 0
+    for s in range(rec32.shape[0] // (2 * rw)):
+        if rec32[2 * s * rw + H_STATE] & PENDING:
+            touched[n] = s
+            n += 1
+    return n
 
 
 @njit(nogil=True, cache=True)

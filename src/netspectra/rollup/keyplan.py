@@ -12,8 +12,10 @@ fit, in the order of the dimensions), the others keep words of their own. Packin
 values that fit their widths, so the table holds exactly the entries it would hold keyed on the rows'
 words (same tuples, counters, closes, early closes, epochs); the words are unpacked when rows and the
 per-dimension totals are handed out. The 18 dimensions of an auto task with the five network attributes
-of both sides are 21 row words and 15 key words: fewer words to gather, transpose, hash and compare per
-row (an entry is two cache lines either way, :mod:`netspectra.rollup.layout`).
+of both sides are 21 row words and 15 key words packed: fewer words to gather, transpose, hash and
+compare per row. A task keyed on codes (:mod:`netspectra.rollup.codes`: the flow tuple, the address
+sides) plans only its other dimensions here; its coded words follow them (the auto task: 5 key words,
+one cache line, :mod:`netspectra.rollup.layout`).
 """
 
 from __future__ import annotations

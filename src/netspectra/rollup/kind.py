@@ -161,6 +161,17 @@ class RollupAggregator(AggregatorKind):
     def dimensions(self, cfg: Config, task: Any) -> tuple[str, ...]:
         return tuple(d for d in task_dimensions(cfg, task) if BY_NAME[d].enriched)
 
+    def coded_dimensions(self, cfg: Config, task: Any) -> tuple[str, ...]:
+        """The address sides' columns of ``task``: it keys on their side codes
+        (:mod:`netspectra.rollup.codes`), given the configuration's network classes at build."""
+        from netspectra.enrich.columns import SIDE_COLUMNS
+        from netspectra.rollup.task import RollupTask
+
+        if not (cfg.enrichment.enabled and RollupTask.compact_key):
+            return ()
+        side = {c for cols in SIDE_COLUMNS.values() for c in cols}
+        return tuple(d for d in self.dimensions(cfg, task) if d in side)
+
     def memory_bytes(self, task: Any) -> int:
         # the most the tables grow to: 2 slots per entry at max_entries, per resolution (key words,
         # netspectra.rollup.keyplan: the most an auto task can have)
@@ -191,7 +202,12 @@ class RollupAggregator(AggregatorKind):
                 params = RollupParams(
                     task_dimensions(cfg, t), close_after_ns=_ns(t.close_after), max_entries=t.max_entries
                 )
-                tasks.append(RecordsTask(RollupTask(t.name, params)))
+                classes = None
+                if self.coded_dimensions(cfg, t):  # keyed on the side codes the enrichment stage adds
+                    from netspectra.enrich.networks import compiled_networks
+
+                    classes = compiled_networks(cfg.enrichment.networks).class_attr
+                tasks.append(RecordsTask(RollupTask(t.name, params, net_classes=classes)))
             except ValueError as exc:
                 errors.append(f"aggregator.{self.name}.tasks[{i}] ({t.name}): {exc}")
         built = build_writers(section.writers, self.name, errors) if writers else ()
@@ -208,13 +224,15 @@ class RollupAggregator(AggregatorKind):
         from netspectra.batch import PacketBatch
         from netspectra.rollup.task import RollupParams, RollupTask
 
-        task = RollupTask("warm_up", RollupParams(("Protocol", "Exporter")), capacity=16)
+        # the flow-tuple codes (a capture's and an export's), the side codes (netspectra.rollup.codes)
+        dims = ("Protocol", "Exporter", "SrcAS", "SrcNetName", "DstCountry")
+        task = RollupTask("warm_up", RollupParams(dims), capacity=16, net_classes=np.zeros((5, 1), np.uint16))
         for export in (False, True):
             b = PacketBatch.empty(2, PacketBatch.EXPORT_COLUMNS if export else ())
             for column in b.columns():
                 getattr(b, column)[...] = 0
             b.ts_ns[:] = np.array([0, 3_600 * 10**9], np.int64)
-            task.update(b)
+            task.update(b.with_dims({"SrcCode": np.zeros(2, np.uint64), "DstCode": np.zeros(2, np.uint64)}))
         task._make_room(0)  # the rehash kernel
         task.finish()
         task.drain()

@@ -18,9 +18,9 @@ Slot ``s`` starts at word ``s * rw``:
 ========================  =====================================================================
 
 The record is padded to a whole number of cache lines (8 words): 1 line up to 5 key words, 2 lines up
-to 21 (the 18 dimensions an auto task of the 2,000-network benchmark has: 21 words unpacked, 15 packed),
-and so on. The entry's ``epoch`` (written when it opens, read when it is handed out) lives in a separate
-array.
+to 21, and so on. The 18 dimensions an auto task of the 2,000-network benchmark has are 5 key words keyed
+on codes (:mod:`netspectra.rollup.codes`: one line), 15 packed without them, 21 unpacked. The entry's
+``epoch`` (written when it opens, read when it is handed out) lives in a separate array.
 """
 
 from __future__ import annotations

@@ -38,18 +38,30 @@ Time buckets are UTC; bucket ``k`` of a width ``w`` covers ``[k*w, (k+1)*w)`` ns
 
 from __future__ import annotations
 
+import functools
 import logging
 import mmap
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 import numpy as np
 
 from netspectra.batch import PacketBatch
+from netspectra.enrich.columns import SIDE_CODES, SIDE_COLUMNS
 from netspectra.rollup import kernels as kern
+from netspectra.rollup.codes import (
+    CC_MASK,
+    CC_SHIFT,
+    CLASS_MASK,
+    NET_DIMS,
+    TUPLE_TRIGGERS,
+    TUPLE_WORDS,
+    SideKey,
+    TupleDictionary,
+)
 from netspectra.rollup.dims import BY_NAME, RESOLUTIONS, Dimension
-from netspectra.rollup.keyplan import CHUNK, KeyPlan
+from netspectra.rollup.keyplan import CHUNK, PACKED_BITS, KeyPlan
 from netspectra.rollup.layout import (
     EMPTY,
     H_DIMS,
@@ -373,6 +385,41 @@ class Marginal:
         }
 
 
+class DerivedMarginal:
+    """A dimension's traffic per value, derived from the tally of the key word its values are coded in
+    (a flow-tuple code, a side code's low word: :mod:`netspectra.rollup.codes`): the word's distinct
+    values are tallied as the increments are carried (a handful to thousands, where the dimensions
+    decoded per increment were 18 tallies of every entry), and decoded and summed per value of the
+    dimension when read — the same sums (saturating sums of non-negative counts do not depend on the
+    order). The same reading interface as :class:`Marginal`."""
+
+    def __init__(
+        self, source: Marginal, words: int, decode: Callable[[np.ndarray], np.ndarray], *, direct: bool
+    ) -> None:
+        self.source = source
+        self.words = words
+        self.decode = decode  # (m, 1) uint32 coded values -> (m, words) uint32 values
+        self.direct = direct
+
+    def made(self) -> Marginal:
+        """The dimension's tally, made now from the source's."""
+        m = Marginal(self.words, direct=self.direct)
+        live = self.source.used.view(np.bool_)
+        if live.any():
+            values = np.ascontiguousarray(self.decode(self.source.keys[live]), np.uint32)
+            m.add(values.reshape(-1, self.words), self.source.mp[live], self.source.mb[live])
+        return m
+
+    def __len__(self) -> int:
+        return len(self.made())
+
+    def top(self, k: int) -> list[tuple[tuple[int, ...], int, int]]:
+        return self.made().top(k)
+
+    def as_dict(self) -> dict[tuple[int, ...], list[int]]:
+        return self.made().as_dict()
+
+
 @dataclass
 class RollupSummary:
     """A rollup task since its start: traffic counted, its time range (bucket starts, UTC ns), rows
@@ -387,7 +434,7 @@ class RollupSummary:
     clamped: int = 0
     #: Flow-export rows of 0 packets, skipped (their bytes too), as every task does (netspectra.weights).
     empty_rows: int = 0
-    tallies: dict[str, Marginal] = field(default_factory=dict)
+    tallies: dict[str, Marginal | DerivedMarginal] = field(default_factory=dict)
 
     @property
     def marginals(self) -> dict[str, dict[tuple[int, ...], list[int]]]:
@@ -408,37 +455,140 @@ class RollupTask:
     #: per 32 bits of each dimension (the tests compare the two).
     compact_key: ClassVar[bool] = True
 
-    def __init__(self, name: str, params: RollupParams, *, capacity: int = _INITIAL_CAPACITY) -> None:
+    def __init__(
+        self,
+        name: str,
+        params: RollupParams,
+        *,
+        capacity: int = _INITIAL_CAPACITY,
+        net_classes: np.ndarray | None = None,
+    ) -> None:
+        """``net_classes``: the configuration's network classes (``(5, k)`` uint16 attribute codes,
+        :attr:`netspectra.enrich.networks.CompiledNetworks.class_attr`): the task keys an address side's
+        columns on the side's code column (:mod:`netspectra.rollup.codes`; the enrichment stage adds it,
+        :meth:`netspectra.rollup.kind.RollupAggregator.coded_dimensions`). ``None``: on the columns."""
         self.name = name
         self.params = params
         self.dims: tuple[Dimension, ...] = tuple(BY_NAME[d] for d in params.dimensions)
-        #: Where each dimension's value lives in the tables' key words (:mod:`netspectra.rollup.keyplan`).
-        self.plan = KeyPlan.of([d.bits for d in self.dims], pack=self.compact_key)
-        self.words = self.plan.key_words  # the tables' key words
-        self.row_words = self.plan.row_words  # the rows' words (RollupRows.words)
-        assert self.row_words == sum(d.words for d in self.dims)
-        # per row word: its key word, shift and mask (kernels.unpack_words)
-        where = [
-            (f.word + k, f.shift, (1 << f.bits) - 1 if f.packed else 0xFFFFFFFF)
-            for f in self.plan.fields
-            for k in range(f.words)
-        ]
-        self._unpack_args = (
-            np.array([w for w, _, _ in where], np.int64),
-            np.array([s for _, s, _ in where], np.uint32),
-            np.array([m for _, _, m in where], np.uint32),
+        names = set(params.dimensions)
+        # Where each dimension's value lives in the key words (netspectra.rollup.codes, .keyplan): the
+        # flow-tuple code, then the side codes, then the other dimensions packed.
+        self._tuple = (
+            tuple(d for d in self.dims if d.name in TUPLE_WORDS)
+            if self.compact_key and names & set(TUPLE_TRIGGERS)
+            else ()
         )
+        self._sides: tuple[SideKey, ...] = ()
+        if self.compact_key and net_classes is not None:
+            self._sides = tuple(
+                SideKey.of(side, tuple(n for n in params.dimensions if n in cols), net_classes)
+                for side, cols in SIDE_COLUMNS.items()
+                if names & set(cols)
+            )
+        coded = {d.name for d in self._tuple} | {n for k in self._sides for n in k.names}
+        self._rest = tuple(d for d in self.dims if d.name not in coded)
+        #: Where each other dimension's value lives in the first key words (:mod:`netspectra.rollup.keyplan`).
+        self.plan = KeyPlan.of([d.bits for d in self._rest], pack=self.compact_key)
+        word = self.plan.key_words
+        self._tuple_word = word
+        word += 1 if self._tuple else 0
+        self._side_words: list[tuple[int, int]] = []  # per side key: its hi and lo words (-1: none)
+        for k in self._sides:
+            hi = word if k.hi else -1
+            word += k.hi
+            lo = word if k.lo else -1
+            word += k.lo
+            self._side_words.append((hi, lo))
+        self.words = word  # the tables' key words
+        self.row_words = sum(d.words for d in self.dims)  # the rows' words (RollupRows.words)
+        self._identity = self.plan.identity and not coded
+        # per row word: its key word, shift, mask and table (kernels.decode_words; -1: none)
+        where: dict[str, list[tuple[int, int, int, int]]] = {}
+        for d, f in zip(self._rest, self.plan.fields, strict=True):
+            mask = (1 << f.bits) - 1 if f.packed else 0xFFFFFFFF
+            where[d.name] = [(f.word + k, f.shift, mask, -1) for k in range(f.words)]
+        for d in self._tuple:
+            where[d.name] = [(self._tuple_word, 0, 0xFFFFFFFF, j) for j in TUPLE_WORDS[d.name]]
+        for s, (k, (hi, lo)) in enumerate(zip(self._sides, self._side_words, strict=True)):
+            for n in k.names:
+                attr = n[len(k.side) :]
+                if attr == "AS":
+                    where[n] = [(hi, 0, 0xFFFFFFFF, -1)]
+                elif attr == "Country":
+                    where[n] = [(lo, CC_SHIFT, CC_MASK, -1)]
+                else:
+                    lut = TupleDictionary.WORDS + s * len(NET_DIMS) + NET_DIMS.index(attr)
+                    where[n] = [(lo, 0, CLASS_MASK, lut)]
+        rows = [w for d in self.dims for w in where[d.name]]
+        assert len(rows) == self.row_words
+        self._decode_args = (
+            np.array([w for w, _, _, _ in rows], np.int64),
+            np.array([s for _, s, _, _ in rows], np.uint32),
+            np.array([m for _, _, m, _ in rows], np.uint32),
+            np.array([t for _, _, _, t in rows], np.int64),
+        )
+        self._tuples = TupleDictionary()
         cap = 1 << max(4, int(capacity - 1).bit_length())
         self._cap0 = cap
         self._dictionaries: dict[str, tuple[str, ...]] = {}
         self._scratch = np.empty(0, np.uint32)  # dimension_words' buffers
-        self._summary = RollupSummary(
-            tallies={
-                d.name: Marginal(d.words, direct=f.packed and self.compact_key)
-                for d, f in zip(self.dims, self.plan.fields, strict=True)
-            }
-        )
+        self._summary = RollupSummary(tallies=self._make_tallies())
         self._reset()
+
+    def _make_tallies(self) -> dict[str, Marginal | DerivedMarginal]:
+        """Per dimension its tally (:class:`RollupSummary`), and what :meth:`_count` feeds: per source a
+        tally and where its values are in the key words (``(key word, shift, mask)``). A dimension of
+        its own key words or field (a side's AS number too) is tallied itself; the dimensions coded in
+        a flow-tuple code or a side code's low word are derived from that word's tally."""
+        tallies: dict[str, Marginal | DerivedMarginal] = {}
+        self._tally_sources: list[tuple[Marginal, int, int, int]] = []
+        for d, f in zip(self._rest, self.plan.fields, strict=True):
+            m = Marginal(d.words, direct=f.packed)
+            tallies[d.name] = m
+            self._tally_sources.append((m, f.word, f.shift, (1 << f.bits) - 1 if f.packed else -1))
+        narrow = {d.name: d.bits <= PACKED_BITS for d in self.dims}
+        if self._tuple:
+            code = Marginal(1, direct=True)  # codes are dense: 0, 1, 2, ...
+            self._tally_sources.append((code, self._tuple_word, 0, 0xFFFFFFFF))
+            for d in self._tuple:
+                cols = list(TUPLE_WORDS[d.name])
+                tallies[d.name] = DerivedMarginal(
+                    code,
+                    d.words,
+                    lambda v, cols=cols: self._tuples.tuples[v[:, 0]][:, cols],
+                    direct=narrow[d.name],
+                )
+        for k, (hi, lo) in zip(self._sides, self._side_words, strict=True):
+            if hi >= 0:
+                m = Marginal(1)
+                tallies[f"{k.side}AS"] = m
+                self._tally_sources.append((m, hi, 0, 0xFFFFFFFF))
+            if lo < 0:
+                continue
+            low = Marginal(1)
+            self._tally_sources.append((low, lo, 0, 0xFFFFFFFF))
+            for n in k.names:
+                attr = n[len(k.side) :]
+                if attr == "Country":
+                    decode = _country_of
+                elif attr != "AS":
+                    decode = functools.partial(_attribute_of, k.class_attr[NET_DIMS.index(attr)])
+                else:
+                    continue
+                tallies[n] = DerivedMarginal(low, 1, decode, direct=narrow[n])
+        return {d.name: tallies[d.name] for d in self.dims}
+
+    def _luts(self) -> np.ndarray:
+        """The tables :func:`~netspectra.rollup.kernels.decode_words` looks codes up in: the flow tuples'
+        seven words, then per side key the five attributes of each class."""
+        n = max([len(self._tuples), 1] + [k.class_attr.shape[1] for k in self._sides])
+        luts = np.zeros((TupleDictionary.WORDS + len(NET_DIMS) * len(self._sides), n), np.uint32)
+        m = len(self._tuples)
+        luts[: TupleDictionary.WORDS, :m] = self._tuples.tuples[:m].T
+        for s, k in enumerate(self._sides):
+            at = TupleDictionary.WORDS + s * len(NET_DIMS)
+            luts[at : at + len(NET_DIMS), : k.class_attr.shape[1]] = k.class_attr
+        return luts
 
     def __repr__(self) -> str:
         return f"RollupTask({self.name!r}, dimensions={list(self.params.dimensions)})"
@@ -535,25 +685,30 @@ class RollupTask:
     def unpack(self, keys: np.ndarray) -> np.ndarray:
         """``(n, row_words)`` uint32: key words ``(n, words)`` (:meth:`key_words`) as the rows hold them,
         one word per 32 bits of each dimension in the order of the dimensions (``keys`` itself when
-        nothing is packed)."""
-        if self.plan.identity:
+        nothing is packed or coded)."""
+        if self._identity:
             return keys
         out = np.empty((keys.shape[0], self.row_words), np.uint32)
-        kern.unpack_words(np.ascontiguousarray(keys), *self._unpack_args, out)
+        kern.decode_words(np.ascontiguousarray(keys), *self._decode_args, self._luts(), out)
         return out
-
-    def _field(self, words: np.ndarray, j: int) -> np.ndarray:
-        """Dimension ``j``'s values ``(n, dim words)`` from key words held by word (``(words, n)``)."""
-        f = self.plan.fields[j]
-        if not f.packed:
-            return words[f.word : f.word + f.words].T
-        return ((words[f.word] >> np.uint32(f.shift)) & np.uint32((1 << f.bits) - 1)).reshape(-1, 1)
 
     def _check_widths(self, batch: PacketBatch) -> None:
         """``ValueError`` for a packed dimension's value that does not fit its width (only a column of a
-        wider type than its own can hold one): packed, it would change a neighbour's value. Checked
-        before any row of the batch is counted."""
-        for dim, f in zip(self.dims, self.plan.fields, strict=True):
+        wider type than its own can hold one): packed, it would change a neighbour's value; and for a
+        side code of a network class the configuration does not have (the batch was enriched with
+        another ``networks`` map). Checked before any row of the batch is counted."""
+        for k in self._sides:
+            code = batch.dims.get(SIDE_CODES[k.side]) if batch.dims is not None else None
+            if code is None:
+                continue
+            bad = kern.first_foreign_class(code, k.classes)
+            if bad < code.shape[0]:
+                raise ValueError(
+                    f"rollup task {self.name}: row {bad} has a {SIDE_CODES[k.side]} of network class "
+                    f"{int(code[bad]) & CLASS_MASK}, and the configuration has {k.classes} classes: "
+                    "the batch was enriched with another networks map"
+                )
+        for dim, f in zip(self._rest, self.plan.fields, strict=True):
             if not f.packed:
                 continue
             if dim.enriched:
@@ -571,22 +726,23 @@ class RollupTask:
 
     def key_words(self, batch: PacketBatch, lo: int = 0, hi: int | None = None) -> np.ndarray:
         """``(hi - lo, words)`` uint32: rows ``lo .. hi - 1`` (default: all) of the batch, each row's
-        key words (:attr:`plan`: narrow values packed; 0 where the batch lacks the column; ``ValueError``
-        for a value wider than its dimension), a row's words together: the kernel reads a
-        row at a time, one stream (``(words, n)`` made it ``words`` streams, the slowest part of an
-        18-dimension key). Filled a column at a time, then transposed by
+        key words (:attr:`plan`: narrow values packed; then the flow-tuple code and the side codes'
+        words, :mod:`netspectra.rollup.codes`; 0 where the batch lacks the column; ``ValueError`` for a
+        value wider than its dimension, or side codes of another ``networks`` map), a row's words
+        together: the kernel reads a row at a time, one stream (``(words, n)`` made it ``words``
+        streams, the slowest part of an 18-dimension key). Filled a column at a time, then transposed by
         :func:`~netspectra.rollup.kernels.transpose_words` (columns written into the rows directly are
         strided writes: slower). Both live in the task's scratch buffer, kept between calls (a fresh one
         per batch was fresh memory to fault in every time); :meth:`update` asks for :data:`CHUNK` rows
-        at a time, so that both stay in the cache (the whole batch's, 2 x 22 MB at 18 dimensions, went
-        through memory twice). Valid until the next call."""
+        at a time, so that both stay in the cache. Valid until the next call."""
         hi = len(batch) if hi is None else hi
         n = hi - lo
         size = n * self.words
         if self._scratch.shape[0] < 2 * size:
             self._scratch = np.empty(2 * size, np.uint32)
-        cols = self._scratch[:size].reshape(self.words, n)
-        for dim, f in zip(self.dims, self.plan.fields, strict=True):
+        cols = self._scratch[: n * self.plan.key_words].reshape(self.plan.key_words, n)
+        mat = self._scratch[size : 2 * size].reshape(n, self.words)
+        for dim, f in zip(self._rest, self.plan.fields, strict=True):
             if dim.enriched:
                 values = batch.dims.get(dim.name) if batch.dims is not None else None
             else:
@@ -608,8 +764,28 @@ class RollupTask:
                 cols[j] = values[lo:hi]
             else:  # the exporter: 16 bytes as 4 words
                 cols[j : j + f.words] = np.ascontiguousarray(values[lo:hi]).view(np.uint32).T
-        mat = self._scratch[size : 2 * size].reshape(n, self.words)
-        kern.transpose_words(cols, mat)
+        if self._tuple:
+            named = {d.name for d in self._tuple}
+            none32 = np.empty(0, np.uint32)
+            ex = batch.exporter if "Exporter" in named else None
+            in_if = batch.in_if if "InIf" in named else None
+            out_if = batch.out_if if "OutIf" in named else None
+            self._tuples.code(
+                batch.protocol[lo:hi] if "Protocol" in named else np.empty(0, np.uint8),
+                ex[lo:hi].view(np.uint32) if ex is not None else np.empty((0, 4), np.uint32),
+                in_if[lo:hi] if in_if is not None else none32,
+                out_if[lo:hi] if out_if is not None else none32,
+                mat,
+                self._tuple_word,
+            )
+        for k, (wh, wl) in zip(self._sides, self._side_words, strict=True):
+            code = batch.dims.get(SIDE_CODES[k.side]) if batch.dims is not None else None
+            if code is None:  # not enriched: every value unknown
+                mat[:, [w for w in (wh, wl) if w >= 0]] = 0
+                continue
+            kern.side_words(code[lo:hi], k.proj, k.keep_cc, k.classes, mat, wh, wl)  # (classes checked)
+        if self.plan.key_words:  # the coded words are written into the rows directly (above)
+            kern.transpose_words(cols, mat)
         return mat
 
     def update(self, batch: PacketBatch) -> None:
@@ -805,17 +981,34 @@ class RollupTask:
         lo, hi = int(lo) * width, int(hi) * width
         s.first_ns = lo if s.first_ns is None else min(s.first_ns, lo)
         s.last_ns = hi if s.last_ns is None else max(s.last_ns, hi)
-        for j, dim in enumerate(self.dims):
-            s.tallies[dim.name].add(self._field(words, j), pk, by)
+        for tally, w, shift, mask in self._tally_sources:
+            if mask < 0:  # whole words
+                tally.add(words[w : w + tally.words].T, pk, by)
+            elif shift == 0 and mask == 0xFFFFFFFF:
+                tally.add(words[w].reshape(-1, 1), pk, by)
+            else:
+                tally.add(((words[w] >> np.uint32(shift)) & np.uint32(mask)).reshape(-1, 1), pk, by)
 
     def _make_room(self, r: int) -> None:
-        """Table ``r`` is full: grow it, or (at ``max_entries``) close its oldest half of buckets."""
-        if r == 0:
-            self._flush()  # the pending increments name the finest table's slots: carry them first
+        """Table ``r`` is full: grow it, or (at ``max_entries``) close its oldest half of buckets.
+
+        The finest table's pending increments stay pending through a growth: their records move with
+        their :data:`~netspectra.rollup.layout.PENDING` bit and increments, and ``touched`` is listed
+        again from the bits (:func:`~netspectra.rollup.kernels.pending_slots`; in slot order: the carry
+        gives the same entries and sums in any order, and :meth:`_can_defer` held before the growth as
+        it does after). Carried at every growth, an entry touched by many batches was tallied and carried
+        once per growth instead of once."""
         table = self.tables[r]
         if table.cap // 2 < self.params.max_entries:
+            pending = int(table.meta[kern.M_TOUCHED]) if r == 0 else 0
             table.grow(table.cap * 2)
+            if r == 0:
+                n = kern.pending_slots(table.rec32, table.rw, table.touched)
+                assert n == pending, "an entry's pending increments were lost in a growth"
+                table.meta[kern.M_TOUCHED] = n
             return
+        if r == 0:
+            self._flush()  # entries close: what they have pending is carried first
         self._materialize()  # entries close early: the coarser tables outlive them
         used = table.bkt[table.state != EMPTY]
         cutoff = int(np.median(used)) if used.size else _INT64_MIN
@@ -931,23 +1124,15 @@ class RollupTask:
                 self.summary.rows_out[RESOLUTIONS[r].label] += m
             parts += mine
             res.append(np.full(m, r, np.uint8))
-        if self.plan.identity:
+        words: np.ndarray | Callable[[], np.ndarray]
+        if self._identity:
             all_rows = _Rows.concat(parts, self.words)
             words = all_rows.dims
-        else:  # each part's key words unpacked into its rows of the answer (no copy of them packed)
+        else:  # the key words decoded when the rows' words are first read (a report may never read them)
             all_rows = _Rows.concat([replace(p, dims=p.dims[:, :0]) for p in parts], 0)
-            words = np.empty((len(all_rows), self.row_words), np.uint32)
-            at = 0
-            done: dict[int, np.ndarray] = {}  # the coarser views' parts share the finest's key words
-            for p in parts:
-                dst = words[at : at + len(p)]
-                same = done.get(id(p.dims))
-                if same is not None:
-                    dst[...] = same  # a copy: cheaper than unpacking again
-                else:
-                    kern.unpack_words(np.ascontiguousarray(p.dims), *self._unpack_args, dst)
-                    done[id(p.dims)] = dst
-                at += len(p)
+            words = functools.partial(
+                _decode_parts, [p.dims for p in parts], self.row_words, self._decode_args, self._luts()
+            )
         return RollupRows(
             self.name,
             self.params.dimensions,
@@ -975,7 +1160,43 @@ class RollupTask:
     @property
     def memory_bytes(self) -> int:
         tables = sum(t.rec.nbytes + t.epoch.nbytes + t.touched.nbytes for t in self.tables)
-        return tables + self._scratch.nbytes
+        return tables + self._scratch.nbytes + self._tuples.nbytes
+
+
+def _tuple_words(tuples: TupleDictionary, cols: list[int], codes: np.ndarray) -> np.ndarray:
+    """A dimension's words (``cols`` of the flow tuples) of flow-tuple codes ((m, 1) uint32)."""
+    return tuples.tuples[codes[:, 0]][:, cols]
+
+
+def _country_of(lo: np.ndarray) -> np.ndarray:
+    """Country codes of side codes' low words ((m, 1) uint32)."""
+    return (lo >> np.uint32(CC_SHIFT)) & np.uint32(CC_MASK)
+
+
+def _attribute_of(codes: np.ndarray, lo: np.ndarray) -> np.ndarray:
+    """A network attribute's codes (``codes``: per class) of side codes' low words ((m, 1) uint32)."""
+    return codes[lo & np.uint32(CLASS_MASK)].astype(np.uint32)
+
+
+def _decode_parts(
+    keys: list[np.ndarray], row_words: int, args: tuple[np.ndarray, ...], luts: np.ndarray
+) -> np.ndarray:
+    """The rows' words of parts of rows held as key words (``keys``, one array per part, in order):
+    :func:`~netspectra.rollup.kernels.decode_words` with the task's tables as they were when the rows
+    were handed out (``luts``: codes are only ever added, never changed)."""
+    words = np.empty((sum(k.shape[0] for k in keys), row_words), np.uint32)
+    at = 0
+    done: dict[int, np.ndarray] = {}  # the coarser views' parts share the finest's key words
+    for k in keys:
+        dst = words[at : at + k.shape[0]]
+        same = done.get(id(k))
+        if same is not None:
+            dst[...] = same  # a copy: cheaper than decoding again
+        else:
+            kern.decode_words(np.ascontiguousarray(k), *args, luts, dst)
+            done[id(k)] = dst
+        at += k.shape[0]
+    return words
 
 
 @dataclass
@@ -986,6 +1207,9 @@ class RollupRows:
     bucket's index: its start is ``bucket * width``), ``epoch``, the dimension ``words`` (``(m, words)``
     uint32, in the order of ``dimensions``), ``packets`` and ``bytes`` (cumulative for the row's
     identity). ``dictionaries`` decode the text dimensions' codes.
+
+    The words may be given as a function that makes them (the task's key words decoded,
+    :mod:`netspectra.rollup.codes`): it runs when :attr:`words` is first read, once.
     """
 
     task_name: str
@@ -993,7 +1217,7 @@ class RollupRows:
     resolution: np.ndarray
     bucket: np.ndarray
     epoch: np.ndarray
-    words: np.ndarray
+    _words: np.ndarray | Callable[[], np.ndarray]
     packets: np.ndarray
     bytes: np.ndarray
     dictionaries: dict[str, tuple[str, ...]]
@@ -1005,6 +1229,13 @@ class RollupRows:
 
     def __len__(self) -> int:
         return int(self.bucket.shape[0])
+
+    @property
+    def words(self) -> np.ndarray:
+        """``(m, words)`` uint32: each row's dimension words (see the class docstring)."""
+        if callable(self._words):
+            self._words = self._words()
+        return self._words
 
     def take(self, index: np.ndarray) -> RollupRows:
         return RollupRows(
