@@ -183,6 +183,8 @@ def merge4(parts: Sequence[Steps4]) -> Steps4:
     """The step function whose value is the OR of ``parts``' values at every address."""
     if not parts:
         return Steps4.empty()
+    if len(parts) == 1:  # the OR of one step function is itself (a networks map alone; the warm-up)
+        return _coalesce4(parts[0].starts, parts[0].vals)
     starts = np.unique(np.concatenate([p.starts for p in parts]))
     vals = np.zeros(starts.shape[0], np.uint64)
     for p in parts:
@@ -194,6 +196,8 @@ def merge6(parts: Sequence[Steps6]) -> Steps6:
     """:func:`merge4` for IPv6."""
     if not parts:
         return Steps6.empty()
+    if len(parts) == 1:
+        return _coalesce6(parts[0].hi, parts[0].lo, parts[0].vals)
     hi = np.concatenate([p.hi for p in parts])
     lo = np.concatenate([p.lo for p in parts])
     order = np.lexsort((lo, hi))
