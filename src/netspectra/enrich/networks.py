@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from netspectra.config.enrichment import NETWORK_ATTRIBUTES, NetworkAttributes, parse_cidr
+from netspectra.config.enrichment import NETWORK_ATTRIBUTES, NetworkAttributes, cidr_span
 from netspectra.enrich.codes import Dictionary, country_code
 from netspectra.enrich.table import Steps4, Steps6, nested_steps, steps4_from_lists, steps6_from_lists
 
@@ -57,13 +57,12 @@ _MAPPED_FIRST = int(_MAPPED.network_address)
 _MAPPED_LAST = int(_MAPPED.broadcast_address)
 
 
-def _span128(net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> tuple[int, int, int]:
-    """``(first, last, prefix length)`` of ``net`` in the 128-bit space, IPv4 as ``::ffff:a.b.c.d/96+n``
+def _span128(cidr: str) -> tuple[int, int, int]:
+    """``(first, last, prefix length)`` of ``cidr`` in the 128-bit space, IPv4 as ``::ffff:a.b.c.d/96+n``
     (integers: containment is two comparisons, where ``ipaddress`` objects cost microseconds each)."""
-    if net.version == 4:
-        first, plen = _MAPPED_FIRST | int(net.network_address), 96 + net.prefixlen
-    else:
-        first, plen = int(net.network_address), net.prefixlen
+    _, version, first, plen = cidr_span(cidr)
+    if version == 4:
+        first, plen = _MAPPED_FIRST | first, 96 + plen
     return first, first | ((1 << (128 - plen)) - 1), plen
 
 
@@ -76,7 +75,7 @@ def compile_networks(networks: Mapping[str, NetworkAttributes]) -> CompiledNetwo
     # Resolve inheritance in containment order, in the 128-bit space where IPv4 is ::ffff:a.b.c.d/96+n
     # (so an IPv6 network holding ::ffff:0:0/96 is an ancestor of every IPv4 network).
     parsed = sorted(
-        ((_span128(parse_cidr(cidr)), attrs) for cidr, attrs in networks.items()),
+        ((_span128(cidr), attrs) for cidr, attrs in networks.items()),
         key=lambda na: (na[0][0], na[0][2]),
     )
     empty = ("",) * len(NETWORK_ATTRIBUTES) + (0, "")
