@@ -138,6 +138,24 @@ def test_merge_of_one_source_is_that_source() -> None:
         assert x.dtype == y.dtype and x.tolist() == y.tolist()
 
 
+def test_bucket_index6_of_one_range_is_that_range_everywhere() -> None:
+    # the one-range shortcut against the searches it skips (search128 over the bucket bounds)
+    from netspectra.enrich.table import INDEX6_PREFIX_BITS, _entries, bucket_index6
+
+    one = Steps6(np.zeros(1, np.uint64), np.zeros(1, np.uint64), np.array([5 << 22], np.uint64))
+    bits = 6
+    shift = np.uint64(64 - INDEX6_PREFIX_BITS - bits)
+    k = np.arange((1 << bits) + 1, dtype=np.uint64)
+    base = np.uint64(1) << np.uint64(61)
+    first = search128(one.hi, one.lo, base + (k[:-1] << shift), np.zeros(1 << bits, np.uint64))
+    last = search128(
+        one.hi, one.lo, base + (k[1:] << shift) - np.uint64(1), np.full(1 << bits, 2**64 - 1, np.uint64)
+    )
+    want = _entries(first, last, one.vals)
+    got = bucket_index6(one.hi, one.lo, one.vals, bits)
+    assert got.dtype == want.dtype and got.tolist() == want.tolist()
+
+
 def test_search128_matches_reference() -> None:
     rng = np.random.default_rng(4)
     keys = sorted({int.from_bytes(rng.bytes(16), "big") for _ in range(300)} | {0})

@@ -244,6 +244,9 @@ def bucket_index6(hi: np.ndarray, lo: np.ndarray, vals: np.ndarray, bits: int) -
     3 .. 3 + ``bits`` are ``k``."""
     shift = np.uint64(64 - INDEX6_PREFIX_BITS - bits)
     base = np.uint64(1) << np.uint64(61)
+    if hi.shape[0] == 1:  # one range holds every address (no IPv6 network: the warm-up, an IPv4 map)
+        first = last = np.zeros(1 << bits, np.int64)
+        return _entries(first, last, vals)
     k = np.arange((1 << bits) + 1, dtype=np.uint64)
     first = search128(hi, lo, base + (k[:-1] << shift), np.zeros(1 << bits, np.uint64))
     # The last address of bucket k is the first of bucket k + 1 minus one: (hi - 1, 2**64 - 1).
