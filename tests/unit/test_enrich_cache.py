@@ -260,3 +260,18 @@ def test_small_networks_maps_and_cache_off_write_nothing(
     monkeypatch.setattr(networks_mod, "_COMPILED", [])
     _same_compilation(networks_mod.compiled_networks(large), networks_mod.compile_networks(large))
     assert not (tmp_path / "xdg").exists()  # no setting (None): no disk cache
+
+
+def test_a_restored_dictionary_gives_the_same_codes() -> None:
+    from netspectra.enrich.codes import Dictionary
+
+    d = Dictionary(["corp", "lab", "corp", "", "edge"])
+    r = Dictionary.restored(d.values())
+    assert r.values() == d.values() == ("", "corp", "lab", "edge")
+    assert [r.code(v) for v in ("", "corp", "lab", "edge")] == [0, 1, 2, 3]
+    assert r.code("new") == d.code("new") == 4  # and it grows as the original would
+    for bad in ((), ("corp",), ("", "a", "a")):
+        with pytest.raises(ValueError):
+            Dictionary.restored(bad)
+    with pytest.raises(ValueError):
+        Dictionary.restored(("", "a", "b"), capacity=2)

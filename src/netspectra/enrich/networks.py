@@ -174,7 +174,7 @@ def _from_arrays(a: dict[str, np.ndarray]) -> CompiledNetworks:
         a["net_asn"],
         a["net_cc"],
         a["net_attr"],
-        {name: Dictionary(values) for name, values in meta["dictionaries"].items()},
+        {name: Dictionary.restored(values) for name, values in meta["dictionaries"].items()},
         meta["count"],
         a["net_class"],
         a["class_attr"],
