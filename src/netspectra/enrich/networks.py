@@ -146,7 +146,8 @@ def networks_key(networks: Mapping[str, NetworkAttributes]) -> str:
     """A text that names the map's content, in its order (the dictionaries' codes follow it): the disk
     cache's key of its compilation (JSON of every field of every entry: distinct maps are distinct
     texts)."""
-    return json.dumps([COMPILE_FORMAT] + [[cidr, *vars(attrs).values()] for cidr, attrs in networks.items()])
+    entries = [[cidr, *vars(attrs).values()] for cidr, attrs in networks.items()]
+    return json.dumps([COMPILE_FORMAT, *entries], default=repr)  # (a field JSON cannot hold: its repr)
 
 
 def _to_arrays(c: CompiledNetworks) -> dict[str, np.ndarray]:
