@@ -13,6 +13,7 @@ from mmdb_writing import write_mmdb
 
 from netspectra.config.enrichment import EnrichmentConfig
 from netspectra.enrich import cache as cache_mod
+from netspectra.enrich import networks as networks_mod
 from netspectra.enrich.enricher import Enricher
 
 
@@ -188,3 +189,89 @@ def test_a_database_hash_is_remembered_until_the_file_changes(
     assert sum(len(m.read_text()) == 32 for m in cache.glob("digest-*")) == 1  # the file's, rewritten
     _enricher(db, str(cache))
     assert len(hashed) == 4
+
+
+def _networks_map(n: int, site: str = "par") -> dict[str, object]:
+    nets: dict[str, object] = {
+        f"10.{i // 256}.{i % 256}.0/24": {"name": f"net{i % 37}", "role": "lan", "site": site}
+        for i in range(n)
+    }
+    nets["10.0.0.0/8"] = {"name": "corp", "region": "eu", "asn": 64500, "country": "FR"}
+    nets["2001:db8::/32"] = {"name": "doc", "tenant": "t1"}
+    return nets
+
+
+def _same_compilation(a: networks_mod.CompiledNetworks, b: networks_mod.CompiledNetworks) -> None:
+    for f in ("net_asn", "net_cc", "net_attr", "net_class", "class_attr"):
+        x, y = getattr(a, f), getattr(b, f)
+        assert x.dtype == y.dtype and np.array_equal(x, y), f
+    for s, t in ((a.steps4, b.steps4), (a.steps6, b.steps6)):
+        for f in vars(s):
+            assert getattr(s, f).dtype == getattr(t, f).dtype and np.array_equal(getattr(s, f), getattr(t, f))
+    assert a.count == b.count
+    assert {k: d.values() for k, d in a.dictionaries.items()} == {
+        k: d.values() for k, d in b.dictionaries.items()
+    }
+
+
+def test_a_large_networks_map_is_compiled_once_and_read_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    setting = str(tmp_path / "cache")
+    nets = EnrichmentConfig.model_validate({"networks": _networks_map(300)}).networks
+    assert len(nets) >= networks_mod.CACHE_MIN_NETWORKS
+    monkeypatch.setattr(networks_mod, "_COMPILED", [])  # no compilation of an earlier test in memory
+    fresh = networks_mod.compile_networks(nets)
+    first = networks_mod.compiled_networks(nets, setting)
+    _same_compilation(first, fresh)
+    assert len(list((tmp_path / "cache").glob("networks-*"))) == 1
+
+    def refused(_: object) -> None:
+        raise AssertionError("compiled again")
+
+    monkeypatch.setattr(networks_mod, "_COMPILED", [])  # a new process: the entry on disk only
+    monkeypatch.setattr(networks_mod, "compile_networks", refused)
+    again = networks_mod.compiled_networks(nets, setting)
+    _same_compilation(again, fresh)
+    assert again.dictionaries["name"].code("corp") == fresh.dictionaries["name"].code("corp")
+    # another map (one attribute changed; the same entries in another order) is another key
+    monkeypatch.undo()
+    monkeypatch.setattr(networks_mod, "_COMPILED", [])
+    other = EnrichmentConfig.model_validate({"networks": _networks_map(300, site="ber")}).networks
+    reordered = dict(reversed(list(nets.items())))
+    keys = {networks_mod.networks_key(m) for m in (nets, other, reordered)}
+    assert len(keys) == 3
+    _same_compilation(networks_mod.compiled_networks(other, setting), networks_mod.compile_networks(other))
+    assert len(list((tmp_path / "cache").glob("networks-*"))) == 2
+
+
+def test_small_networks_maps_and_cache_off_write_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(networks_mod, "_COMPILED", [])
+    small = EnrichmentConfig.model_validate({"networks": _networks_map(3)}).networks
+    assert len(small) < networks_mod.CACHE_MIN_NETWORKS
+    networks_mod.compiled_networks(small, str(tmp_path / "a"))
+    assert not (tmp_path / "a").exists()  # compiling it is cheaper than reading an entry
+    large = EnrichmentConfig.model_validate({"networks": _networks_map(300)}).networks
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    networks_mod.compiled_networks(large, "off")
+    assert not (tmp_path / "xdg").exists()
+    monkeypatch.setattr(networks_mod, "_COMPILED", [])
+    _same_compilation(networks_mod.compiled_networks(large), networks_mod.compile_networks(large))
+    assert not (tmp_path / "xdg").exists()  # no setting (None): no disk cache
+
+
+def test_a_restored_dictionary_gives_the_same_codes() -> None:
+    from netspectra.enrich.codes import Dictionary
+
+    d = Dictionary(["corp", "lab", "corp", "", "edge"])
+    r = Dictionary.restored(d.values())
+    assert r.values() == d.values() == ("", "corp", "lab", "edge")
+    assert [r.code(v) for v in ("", "corp", "lab", "edge")] == [0, 1, 2, 3]
+    assert r.code("new") == d.code("new") == 4  # and it grows as the original would
+    for bad in ((), ("corp",), ("", "a", "a")):
+        with pytest.raises(ValueError):
+            Dictionary.restored(bad)
+    with pytest.raises(ValueError):
+        Dictionary.restored(("", "a", "b"), capacity=2)

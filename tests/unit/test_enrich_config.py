@@ -134,3 +134,48 @@ def test_config_check_names_the_entry(tmp_path: Path) -> None:
         "enrichment.networks.198.51.100.7/24: '198.51.100.7/24' has host bits set; write 198.51.100.0/24"
         in out
     )
+
+
+def test_cidr_span_agrees_with_parse_cidr() -> None:
+    # the regular-expression reading of canonical IPv4 CIDRs against ipaddress, on canonical spellings
+    # of every prefix length and on near misses (leading zeros, octets over 255, host bits, other digits,
+    # spaces, IPv4-mapped IPv6, bare addresses)
+    import ipaddress
+    import random
+
+    from netspectra.config.enrichment import _CANONICAL_V4, cidr_span, parse_cidr
+
+    def ref(text: str) -> tuple[object, ...]:
+        try:
+            net = parse_cidr(text)
+        except ValueError as exc:
+            return ("error", str(exc))
+        return (str(net), net.version, int(net.network_address), net.prefixlen)
+
+    def got(text: str) -> tuple[object, ...]:
+        try:
+            return cidr_span(text)
+        except ValueError as exc:
+            return ("error", str(exc))
+
+    rng = random.Random(3)
+    cases = [
+        f"{ipaddress.IPv4Address(rng.getrandbits(32) & ~((1 << (32 - p)) - 1) if p else 0)}/{p}"
+        for p in range(33)
+        for _ in range(20)
+    ]
+    octets = ["0", "7", "10", "99", "100", "199", "249", "255", "256", "300", "01", "00", "\u0668"]
+    tails = ["/0", "/8", "/24", "/32", "/33", "/08", "/+8", "/ 8", "", "/\u0668"]
+    cases += [".".join(rng.choice(octets) for _ in range(4)) + rng.choice(tails) for _ in range(3000)]
+    cases += [
+        " 10.0.0.0/8",
+        "10.0.0.0/8 ",
+        "10.0.0.0/8\n",
+        "::ffff:10.0.0.0/104",
+        "2001:DB8:0::/32",
+        "10.1.2.3",
+    ]
+    fast = sum(_CANONICAL_V4.fullmatch(c) is not None for c in cases)
+    assert fast > 700  # the canonical spellings take the short way
+    for text in cases:
+        assert got(text) == ref(text), text

@@ -21,10 +21,13 @@ from netspectra.enrich.kernels import (
     unique_pairs_ref,
 )
 from netspectra.enrich.table import (
+    Steps4,
+    Steps6,
     build_table,
     disjoint_steps4,
     disjoint_steps6,
     merge4,
+    merge6,
     nested_steps,
     steps4_from_lists,
     steps6_from_lists,
@@ -116,6 +119,41 @@ def test_merge_ors_the_sources() -> None:
     m = merge4([a, b])
     assert m.starts.tolist() == [0, 100, 150, 200, 300]
     assert m.vals.tolist() == [0, 1 << 32, (1 << 32) | (5 << 22), 5 << 22, 0]
+
+
+def test_merge_of_one_source_is_that_source() -> None:
+    # the one-source shortcut (a networks map alone, the warm-up) against the general merge (OR with an
+    # empty source), nested prefixes with repeated values included
+    entries = [(0, 255, 24, 7), (16, 31, 28, 9), (16, 23, 29, 9), (64, 127, 26, 7), (1000, 1999, 0, 3)]
+    s4 = steps4_from_lists(*nested_steps(entries, (1 << 32) - 1))
+    one, general = merge4([s4]), merge4([s4, Steps4.empty()])
+    for f in ("starts", "vals"):
+        x, y = getattr(one, f), getattr(general, f)
+        assert x.dtype == y.dtype and x.tolist() == y.tolist()
+    big = [(f << 100, (f << 100) | ((1 << 100) - 1), 28, v) for f, v in ((1, 4), (2, 4), (5, 6))]
+    s6 = steps6_from_lists(*nested_steps(big, (1 << 128) - 1))
+    one6, general6 = merge6([s6]), merge6([s6, Steps6.empty()])
+    for f in ("hi", "lo", "vals"):
+        x, y = getattr(one6, f), getattr(general6, f)
+        assert x.dtype == y.dtype and x.tolist() == y.tolist()
+
+
+def test_bucket_index6_of_one_range_is_that_range_everywhere() -> None:
+    # the one-range shortcut against the searches it skips (search128 over the bucket bounds)
+    from netspectra.enrich.table import INDEX6_PREFIX_BITS, _entries, bucket_index6
+
+    one = Steps6(np.zeros(1, np.uint64), np.zeros(1, np.uint64), np.array([5 << 22], np.uint64))
+    bits = 6
+    shift = np.uint64(64 - INDEX6_PREFIX_BITS - bits)
+    k = np.arange((1 << bits) + 1, dtype=np.uint64)
+    base = np.uint64(1) << np.uint64(61)
+    first = search128(one.hi, one.lo, base + (k[:-1] << shift), np.zeros(1 << bits, np.uint64))
+    last = search128(
+        one.hi, one.lo, base + (k[1:] << shift) - np.uint64(1), np.full(1 << bits, 2**64 - 1, np.uint64)
+    )
+    want = _entries(first, last, one.vals)
+    got = bucket_index6(one.hi, one.lo, one.vals, bits)
+    assert got.dtype == want.dtype and got.tolist() == want.tolist()
 
 
 def test_search128_matches_reference() -> None:

@@ -132,3 +132,78 @@ def test_warm_up_of_a_files_format_loads_what_reading_it_needs(tmp_path) -> None
         first_loaded, warmed = (ast.literal_eval(line) for line in out.stdout.splitlines())
         assert first_loaded == [], f"{name}: kernels first loaded by reading it: {first_loaded}"
         assert walkers[fmt] in warmed and walkers[other] not in warmed, warmed
+
+
+_ENRICHED_RUN = """
+import sys
+import numpy as np
+from numba.core.registry import CPUDispatcher
+
+from netspectra.config.loader import parse_config_text
+from netspectra.engine.enrichment import EnrichmentStage
+from netspectra.enrich import classify, kernels, table
+from netspectra.offline.warmup import warm_up
+
+def loaded():
+    return {
+        (m.__name__, n): len(d.signatures)
+        for m in (kernels, table, classify)
+        for n, d in vars(m).items()
+        if isinstance(d, CPUDispatcher)
+    }
+
+reads = sys.argv[1] == "rollup"
+text = '''
+aggregator:
+  types: [exact, rollup]
+  exact:
+    tasks: [{name: t, key_fields: [SrcIP, DstIP, SrcPort, DstPort, Protocol], num_shards: 1}]
+  rollup:
+    tasks: [{name: traffic}]
+enrichment:
+  networks:
+    10.0.0.0/8: {name: lan, role: internal}
+    2001:db8::/32: {name: doc}
+'''
+if not reads:
+    text = text.replace("types: [exact, rollup]", "types: [exact]")
+cfg = parse_config_text(text)
+warm_up(cfg, formats=())
+count = sum(loaded().values())
+stage = EnrichmentStage.from_config(cfg)  # (builds the table: the table kernels are not the warm-up's)
+assert (stage is not None) == reads
+before = loaded()
+if stage is not None:
+    from netspectra.batch import PacketBatch
+    rng = np.random.default_rng(5)
+    n = 500
+    src = np.zeros((n, 16), np.uint8)
+    src[:, 10:12] = 0xFF
+    src[:, 12:] = rng.integers(0, 256, (n, 4))
+    src[::50] = rng.integers(0, 256, (len(src[::50]), 16))  # IPv6 rows among them
+    batch = PacketBatch(
+        np.arange(n, dtype=np.int64) * 1000, src, src[::-1].copy(), np.zeros(n, np.uint16),
+        np.zeros(n, np.uint16), np.full(n, 6, np.uint8), np.full(n, 60, np.uint32),
+    )
+    assert "SrcCode" in stage.apply(batch).dims
+after = loaded()
+print(count, sorted(k for k in after if after[k] != before[k]))
+"""
+
+
+def test_warm_up_loads_what_the_enrichment_stage_calls_and_nothing_else() -> None:
+    """After :func:`warm_up` of a configuration, enriching a first batch (the stage built: a networks map,
+    no database; the rollup task reads side codes) loads no further enrichment kernel; a
+    configuration whose tasks read no enrichment column (no stage) loads none at all (a fresh process
+    each: what was loaded is the dispatchers' signatures)."""
+    import subprocess
+    import sys
+
+    for mode, loaded_by_warm_up in (("rollup", True), ("exact", False)):
+        out = subprocess.run(
+            [sys.executable, "-c", _ENRICHED_RUN, mode], capture_output=True, text=True, timeout=300
+        )
+        assert out.returncode == 0, out.stderr
+        count, first_loaded_later = out.stdout.split(" ", 1)
+        assert (int(count) > 0) == loaded_by_warm_up, out.stdout
+        assert first_loaded_later.strip() == "[]", f"kernels first loaded after the warm-up: {out.stdout}"

@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 import os
+import re
 from datetime import timedelta
 from typing import Annotated, Any, ClassVar
 
@@ -60,6 +61,30 @@ def _parse_cidr(text: str) -> IPNetwork:
         v4 = ipaddress.IPv4Address(int(net.network_address) & 0xFFFFFFFF)
         return ipaddress.IPv4Network((v4, net.prefixlen - 96))
     return net
+
+
+#: A CIDR in IPv4's canonical spelling (what ``str()`` of an ``IPv4Network`` gives: no leading zeros,
+#: octets up to 255, a prefix length up to 32): :func:`cidr_span` reads it without :mod:`ipaddress`.
+_CANONICAL_V4 = re.compile(
+    r"((?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d))/(3[0-2]|[12]?\d)",
+    re.ASCII,  # \d: 0-9 only (ipaddress refuses other digits)
+)
+
+
+def cidr_span(text: str) -> tuple[str, int, int, int]:
+    """``(canonical text, IP version, first address, prefix length)`` of :func:`parse_cidr` of ``text``
+    (an IPv4-mapped IPv6 network is the IPv4 network it maps; ``ValueError`` as there). A network map's
+    key is two of these, not an ``ipaddress`` object: an IPv4 CIDR in canonical spelling — the usual key
+    of a large map — is read with one regular expression (~1 µs instead of ~10 µs: 2,000 networks are
+    parsed when the configuration is validated and again when the map is compiled)."""
+    m = _CANONICAL_V4.fullmatch(text)
+    if m is not None:
+        a, b, c, d = map(int, m[1].split("."))
+        first, plen = (a << 24) | (b << 16) | (c << 8) | d, int(m[2])
+        if not first & ((1 << (32 - plen)) - 1):  # host bits set: parse_cidr says what to write
+            return text, 4, first, plen
+    net = parse_cidr(text)
+    return str(net), net.version, int(net.network_address), net.prefixlen
 
 
 def filled_by(column: str) -> str:
@@ -134,10 +159,10 @@ def _networks(value: Any) -> Any:
     if len(value) > MAX_NETWORKS:
         raise ValueError(f"{len(value)} networks, more than the {MAX_NETWORKS} a table can hold")
     out: dict[str, Any] = {}
-    seen: dict[IPNetwork, str] = {}
+    seen: dict[str, str] = {}  # canonical text -> the key that spelled it
     for key, attrs in value.items():
         try:
-            net = parse_cidr(key)
+            net = cidr_span(key if isinstance(key, str) else str(key))[0]
         except ValueError as exc:
             raise value_error_at((str(key),), str(exc), key) from None
         if net in seen:
@@ -147,7 +172,7 @@ def _networks(value: Any) -> Any:
                 key,
             )
         seen[net] = str(key)
-        out[str(net)] = _name_only(attrs) if attrs is not None else {}
+        out[net] = _name_only(attrs) if attrs is not None else {}
     return out
 
 

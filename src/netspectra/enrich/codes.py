@@ -16,7 +16,7 @@ always ``""`` (unknown). Two kinds of dictionary:
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
@@ -67,6 +67,17 @@ class Dictionary:
         self.capacity = capacity
         for v in values:
             self.code(v)
+
+    @classmethod
+    def restored(cls, values: Sequence[str], *, capacity: int = 1 << 16) -> Dictionary:
+        """The dictionary whose :meth:`values` were ``values`` (code order; ``""`` first, each once): the
+        same codes, made at once instead of a :meth:`code` call per value. ``ValueError`` otherwise."""
+        d = cls(capacity=capacity)
+        codes = {v: c for c, v in enumerate(values)}
+        if not values or values[0] != "" or len(codes) != len(values) or len(values) > capacity:
+            raise ValueError("not the values of a dictionary: '' first, each value once, within capacity")
+        d._values, d._codes = list(values), codes
+        return d
 
     def code(self, text: str) -> int:
         """The code of ``text``, added if new; :class:`DictionaryFullError` when there is no room left."""

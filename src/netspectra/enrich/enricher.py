@@ -123,7 +123,7 @@ class Enricher:
         self._background = background
         self._bits = (bits4, bits6)
         self.counters = EnrichmentCounters()
-        self._networks: CompiledNetworks = compiled_networks(cfg.networks)
+        self._networks: CompiledNetworks = compiled_networks(cfg.networks, cfg.geoip.cache_dir)
         self.classifier = Classifier(cfg)
         self._sources: dict[Kind, _Source] = {}
         for kind, path in (("asn", cfg.geoip.asn_database), ("country", cfg.geoip.country_database)):

@@ -183,6 +183,8 @@ def merge4(parts: Sequence[Steps4]) -> Steps4:
     """The step function whose value is the OR of ``parts``' values at every address."""
     if not parts:
         return Steps4.empty()
+    if len(parts) == 1:  # the OR of one step function is itself (a networks map alone; the warm-up)
+        return _coalesce4(parts[0].starts, parts[0].vals)
     starts = np.unique(np.concatenate([p.starts for p in parts]))
     vals = np.zeros(starts.shape[0], np.uint64)
     for p in parts:
@@ -194,6 +196,8 @@ def merge6(parts: Sequence[Steps6]) -> Steps6:
     """:func:`merge4` for IPv6."""
     if not parts:
         return Steps6.empty()
+    if len(parts) == 1:
+        return _coalesce6(parts[0].hi, parts[0].lo, parts[0].vals)
     hi = np.concatenate([p.hi for p in parts])
     lo = np.concatenate([p.lo for p in parts])
     order = np.lexsort((lo, hi))
@@ -240,6 +244,9 @@ def bucket_index6(hi: np.ndarray, lo: np.ndarray, vals: np.ndarray, bits: int) -
     3 .. 3 + ``bits`` are ``k``."""
     shift = np.uint64(64 - INDEX6_PREFIX_BITS - bits)
     base = np.uint64(1) << np.uint64(61)
+    if hi.shape[0] == 1:  # one range holds every address (no IPv6 network: the warm-up, an IPv4 map)
+        first = last = np.zeros(1 << bits, np.int64)
+        return _entries(first, last, vals)
     k = np.arange((1 << bits) + 1, dtype=np.uint64)
     first = search128(hi, lo, base + (k[:-1] << shift), np.zeros(1 << bits, np.uint64))
     # The last address of bucket k is the first of bucket k + 1 minus one: (hi - 1, 2**64 - 1).

@@ -73,7 +73,7 @@ def warm_up(
         for name, group in cfg.aggregator.running_groups():
             AGGREGATORS.get(name).warm_up(group.tasks)
     if cfg is None or cfg.enrichment.enabled:
-        _warm_up_enrichment()
+        _warm_up_enrichment(cfg)
     return time.perf_counter() - t0
 
 
@@ -124,17 +124,30 @@ def warm_up_wire() -> None:
                 codec.decode_batch(bytearray(payload))
 
 
-def _warm_up_enrichment() -> None:
-    """The enrichment kernels (lookups, exporter/interface pairs) on an empty table."""
+def _warm_up_enrichment(cfg: Config | None = None) -> None:
+    """The enrichment kernels on an empty table: those the enrichment stage of ``cfg`` calls (the columns
+    and side codes its tasks read: :func:`~netspectra.engine.kind.enrichment_reads`; none when no task
+    reads one: there is no stage), every one (lookups, side codes, exporter/interface pairs) for
+    ``cfg`` None."""
     import numpy as np
 
     from netspectra.config.enrichment import EnrichmentConfig
+    from netspectra.enrich.columns import SIDE_CODES
+
+    columns: tuple[str, ...] | None = None
+    codes: tuple[str, ...] = tuple(SIDE_CODES)
+    if cfg is not None:
+        from netspectra.engine.kind import enrichment_reads
+
+        wanted, columns, codes = enrichment_reads(cfg, None)  # as EnrichmentStage.from_config asks them
+        if not wanted:
+            return
     from netspectra.enrich.enricher import Enricher
 
     enricher = Enricher(EnrichmentConfig(), background=False)
     addrs = np.zeros((2, 16), np.uint8)
     enricher.enrich(
         addrs, addrs, exporter=addrs, in_if=np.zeros(2, np.uint32), out_if=np.zeros(2, np.uint32),
-        codes=("Src", "Dst"),
+        columns=columns, codes=codes,
     )  # fmt: skip
     enricher.close()

@@ -206,7 +206,8 @@ class RollupAggregator(AggregatorKind):
                 if self.coded_dimensions(cfg, t):  # keyed on the side codes the enrichment stage adds
                     from netspectra.enrich.networks import compiled_networks
 
-                    classes = compiled_networks(cfg.enrichment.networks).class_attr
+                    enr = cfg.enrichment
+                    classes = compiled_networks(enr.networks, enr.geoip.cache_dir).class_attr
                 tasks.append(RecordsTask(RollupTask(t.name, params, net_classes=classes)))
             except ValueError as exc:
                 errors.append(f"aggregator.{self.name}.tasks[{i}] ({t.name}): {exc}")
