@@ -131,6 +131,9 @@ def test_text_with_a_literal_secret_is_never_cached(tmp_path: Path, cache: Path,
     assert len(entries(cache)) == 1
     assert parsed_cache.holds_secret({"a": [{"b": {"API-Key": "x"}}]})
     assert not parsed_cache.holds_secret({"a": [{"b": {"api_key": ""}}], "tokens": []})
+    assert parsed_cache.holds_secret({"probe": {"nats_url": "nats://u:p@127.0.0.1:4222"}})
+    assert parsed_cache.holds_secret({"alerter": {"webhooks": [{"url": "https://hooks.example/T0/B0/x"}]}})
+    assert not parsed_cache.holds_secret({"probe": {"nats_url": "nats://127.0.0.1:4222"}, "to": ["a@b.c"]})
 
 
 def test_errors_are_never_cached(tmp_path: Path, cache: Path, parses: list[int]) -> None:

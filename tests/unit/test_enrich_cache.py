@@ -245,6 +245,36 @@ def test_a_large_networks_map_is_compiled_once_and_read_back(
     assert len(list((tmp_path / "cache").glob("networks-*"))) == 2
 
 
+@pytest.mark.parametrize("damage", ["file_missing", "meta_garbage"])
+def test_an_incomplete_networks_entry_is_compiled_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, damage: str
+) -> None:
+    """An entry with a file missing (a process killed mid-write, another's pruning) or a damaged one is
+    removed and compiled again at the next start, never an error."""
+    setting = str(tmp_path / "cache")
+    nets = EnrichmentConfig.model_validate({"networks": _networks_map(150)}).networks
+    monkeypatch.setattr(networks_mod, "_COMPILED", [])
+    fresh = networks_mod.compiled_networks(nets, setting)
+    (entry,) = (tmp_path / "cache").glob("networks-*")
+    if damage == "file_missing":
+        (entry / "s6_hi.npy").unlink()
+    else:
+        np.save(entry / "meta.npy", np.frombuffer(b"{not json", np.uint8), allow_pickle=False)
+    monkeypatch.setattr(networks_mod, "_COMPILED", [])  # a new process
+    again = networks_mod.compiled_networks(nets, setting)
+    _same_compilation(again, fresh)
+    monkeypatch.setattr(networks_mod, "_COMPILED", [])
+    monkeypatch.setattr(networks_mod, "compile_networks", lambda _: pytest.fail("compiled again"))
+    _same_compilation(networks_mod.compiled_networks(nets, setting), fresh)  # the entry was rewritten whole
+
+
+def test_the_networks_key_follows_the_compiler_source(monkeypatch: pytest.MonkeyPatch) -> None:
+    nets = EnrichmentConfig.model_validate({"networks": _networks_map(3)}).networks
+    before = networks_mod.networks_key(nets)
+    monkeypatch.setattr(networks_mod, "_compiler_fingerprint", lambda: "another compiler")
+    assert networks_mod.networks_key(nets) != before
+
+
 def test_small_networks_maps_and_cache_off_write_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

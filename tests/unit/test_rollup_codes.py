@@ -155,7 +155,7 @@ def test_a_batch_without_codes_is_unknown_and_codes_of_another_map_are_refused(t
     classes = enricher._networks.class_attr
     rng = np.random.default_rng(1)
     task = RollupTask("t", RollupParams(("SrcAS", "SrcNetName")), net_classes=classes)
-    task.update(make_batch(rng, 50, T0, 10**9))  # not enriched: every value unknown
+    task.update(make_batch(rng, 50, T0, 10**9).with_dims(None))  # not enriched: every value unknown
     rows = task.peek()
     assert len(rows) == 3 and not rows.words.any()
     b = make_batch(rng, 50, T0, 10**9)
@@ -163,6 +163,10 @@ def test_a_batch_without_codes_is_unknown_and_codes_of_another_map_are_refused(t
     with pytest.raises(ValueError, match="another networks map"):
         task.update(b.with_dims({"SrcCode": bad, "DstCode": np.zeros(50, np.uint64)}))
     assert task.summary.packets == 50  # the refused batch counted nothing
+    # a side's columns without its code (a stage built without codes): refused, not counted as unknown
+    with pytest.raises(ValueError, match="carries SrcAS but not SrcCode"):
+        task.update(b.with_dims({"SrcAS": np.full(50, 64500, np.uint32)}))
+    assert task.summary.packets == 50
 
 
 def test_network_classes_are_the_distinct_attribute_combinations() -> None:

@@ -43,6 +43,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import sys
 import tempfile
 from collections.abc import Callable
@@ -102,12 +103,17 @@ def _read(path: Path) -> Any:
 
 
 #: Parts of a key's name that say its value is a secret (compared in lower case, ``-`` read as ``_``).
-SECRET_KEY_PARTS = ("password", "passwd", "secret", "token", "api_key", "apikey", "credential", "private_key")
+SECRET_KEY_PARTS = (
+    "password", "passwd", "secret", "token", "api_key", "apikey", "credential", "private_key", "webhook",
+)  # fmt: skip
+#: A URL with credentials in it (``nats://user:pass@host``): a secret wherever it is.
+_URL_USERINFO = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^/?#\s]*@")
 
 
 def holds_secret(data: Any) -> bool:
     """Whether ``data`` (parsed YAML) holds a non-empty value under a key whose name contains one of
-    :data:`SECRET_KEY_PARTS` (at any depth): such data are not written to the cache."""
+    :data:`SECRET_KEY_PARTS` (webhook URLs are their own credential), or a URL with a user or password
+    in it (``nats://user:pass@host``), at any depth: such data are not written to the cache."""
     stack = [data]
     while stack:
         node = stack.pop()
@@ -116,10 +122,12 @@ def holds_secret(data: Any) -> bool:
                 name = str(k).lower().replace("-", "_")
                 if v not in (None, "", [], {}) and any(part in name for part in SECRET_KEY_PARTS):
                     return True
-                if isinstance(v, dict | list):
+                if isinstance(v, dict | list | str):
                     stack.append(v)
         elif isinstance(node, list):
-            stack.extend(x for x in node if isinstance(x, dict | list))
+            stack.extend(x for x in node if isinstance(x, dict | list | str))
+        elif isinstance(node, str) and "@" in node and _URL_USERINFO.search(node):
+            return True
     return False
 
 

@@ -276,22 +276,35 @@ class TableCache:
         return result
 
     def arrays(
-        self, kind: str, key: str, compute: Callable[[], dict[str, np.ndarray]]
-    ) -> dict[str, np.ndarray]:
-        """``compute()`` (arrays by name; names are file stems: letters, digits, ``_``) or the arrays it
-        gave before for the same ``kind`` and ``key`` (a text the caller makes that names every input
-        of ``compute``; hashed here), read as mapped copy-on-write arrays (:meth:`_read`)."""
+        self,
+        kind: str,
+        key: str,
+        compute: Callable[[], dict[str, np.ndarray]],
+        load: Callable[[dict[str, np.ndarray]], Any] = lambda arrays: arrays,
+    ) -> Any:
+        """``load(compute())`` (``compute``: arrays by name; names are file stems: letters, digits,
+        ``_``), or ``load`` of the arrays it gave before for the same ``kind`` and ``key`` (a text the
+        caller makes that names every input of ``compute``; hashed here), read as mapped copy-on-write
+        arrays (:meth:`_read`). An entry ``load`` refuses (``KeyError``, ``ValueError``, ``TypeError``:
+        a file missing, left by a process killed mid-write or removed by another's pruning, or
+        damaged) is removed and computed again, never an error."""
         entry = self._path(kind, _digest(FORMAT, key))
         if entry is None:
-            return compute()
+            return load(compute())
         got = self._read(entry)
         if got is not None:
-            self.hits += 1
-            return got
+            try:
+                loaded = load(got)
+            except (KeyError, ValueError, TypeError) as exc:
+                log.debug("enrichment cache: %s unusable (%r); recomputed", entry, exc)
+                _remove(entry)
+            else:
+                self.hits += 1
+                return loaded
         self.misses += 1
         arrays = compute()
         self._write(entry, arrays)
-        return arrays
+        return load(arrays)
 
     def build_table(
         self, build: Callable[..., Any], steps4: Sequence[Any], steps6: Sequence[Any], **kw: Any

@@ -18,10 +18,14 @@ specifically than any IPv4 network.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import ipaddress
 import json
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -147,7 +151,28 @@ def networks_key(networks: Mapping[str, NetworkAttributes]) -> str:
     cache's key of its compilation (JSON of every field of every entry: distinct maps are distinct
     texts)."""
     entries = [[cidr, *vars(attrs).values()] for cidr, attrs in networks.items()]
-    return json.dumps([COMPILE_FORMAT, *entries], default=repr)  # (a field JSON cannot hold: its repr)
+    # (a field JSON cannot hold: its repr)
+    return json.dumps([COMPILE_FORMAT, _compiler_fingerprint(), *entries], default=repr)
+
+
+@functools.cache
+def _compiler_fingerprint() -> str:
+    """A hash of the source of the modules whose code decides what :func:`compile_networks` makes of a
+    map (this one, the step functions', the dictionaries' and the configuration's network rules), so
+    that a changed compiler never reads a compilation of the old one from the disk cache, even where
+    :data:`COMPILE_FORMAT` was not bumped; ``""`` where a source cannot be read (a zipped install:
+    :data:`COMPILE_FORMAT` alone then)."""
+    import netspectra.config.enrichment as config_enrichment
+    import netspectra.enrich.codes as codes
+    import netspectra.enrich.table as table
+
+    h = hashlib.sha256()
+    for module in (sys.modules[__name__], table, codes, config_enrichment):
+        try:
+            h.update(Path(module.__file__ or "").read_bytes())
+        except OSError:
+            return ""
+    return h.hexdigest()[:20]
 
 
 def _to_arrays(c: CompiledNetworks) -> dict[str, np.ndarray]:
@@ -203,8 +228,11 @@ def compiled_networks(
         from netspectra.enrich.cache import TableCache, cache_dir
 
         cache = TableCache(cache_dir(cache_setting))
-        got = _from_arrays(
-            cache.arrays("networks", networks_key(networks), lambda: _to_arrays(compile_networks(networks)))
+        got = cache.arrays(
+            "networks",
+            networks_key(networks),
+            lambda: _to_arrays(compile_networks(networks)),
+            _from_arrays,
         )
     else:
         got = compile_networks(networks)

@@ -700,6 +700,13 @@ class RollupTask:
         for k in self._sides:
             code = batch.dims.get(SIDE_CODES[k.side]) if batch.dims is not None else None
             if code is None:
+                given = [n for n in k.names if batch.dims is not None and n in batch.dims]
+                if given:  # enriched, but by a stage that hands over no codes: not "unknown" silently
+                    raise ValueError(
+                        f"rollup task {self.name}: the batch carries {', '.join(given)} but not "
+                        f"{SIDE_CODES[k.side]}, which this task keys the {k.side} side on: the enrichment "
+                        "stage must hand it over (EnrichmentStage(codes=...), engine.kind.enrichment_reads)"
+                    )
                 continue
             bad = kern.first_foreign_class(code, k.classes)
             if bad < code.shape[0]:
@@ -1161,11 +1168,6 @@ class RollupTask:
     def memory_bytes(self) -> int:
         tables = sum(t.rec.nbytes + t.epoch.nbytes + t.touched.nbytes for t in self.tables)
         return tables + self._scratch.nbytes + self._tuples.nbytes
-
-
-def _tuple_words(tuples: TupleDictionary, cols: list[int], codes: np.ndarray) -> np.ndarray:
-    """A dimension's words (``cols`` of the flow tuples) of flow-tuple codes ((m, 1) uint32)."""
-    return tuples.tuples[codes[:, 0]][:, cols]
 
 
 def _country_of(lo: np.ndarray) -> np.ndarray:
