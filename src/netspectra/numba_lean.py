@@ -41,7 +41,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import struct
 import sys
 from pathlib import Path
@@ -179,15 +178,12 @@ def _write_nrt(path: Path, object_code: bytes, bitcode: bytes) -> None:
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
-    """Store ``data`` at ``path`` atomically (written beside it, then renamed); a failure leaves no file
-    and is not an error (the next start does the work again)."""
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    except OSError:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
+    """Store ``data`` at ``path`` (:func:`netspectra.atomic.atomic_file`: a reader sees the whole file
+    or none); a failure leaves no file and is not an error (the next start does the work again)."""
+    from netspectra.atomic import atomic_file
+
+    with contextlib.suppress(OSError), atomic_file(path) as fh:
+        fh.write(data)
 
 
 def _nrt_library(ctx: Any) -> Any:

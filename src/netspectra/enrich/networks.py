@@ -126,9 +126,10 @@ def compile_networks(networks: Mapping[str, NetworkAttributes]) -> CompiledNetwo
 
 
 def network_classes(net_attr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(net_class, class_attr)`` of the attribute arrays ``net_attr`` ((5, m) uint16, column ``id``: a
+    """``(net_class, class_attr)`` of the attribute arrays ``net_attr`` ((a, m) uint16, column ``id``: a
     network id's codes): classes numbered in order of their first network id, so the all-unknown
-    combination (id 0) is class 0."""
+    combination (id 0) is class 0. Any number ``a`` of attribute rows: a rollup task's projection onto
+    the attributes it names is the classes of those rows (:meth:`netspectra.rollup.codes.SideKey.of`)."""
     m = net_attr.shape[1]
     classes: dict[tuple[int, ...], int] = {}
     net_class = np.empty(m, np.uint32)

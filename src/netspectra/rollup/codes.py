@@ -125,18 +125,16 @@ class SideKey:
         """The key of ``side`` for a task naming ``names`` of its columns, under the configuration's
         classes ``class_attr`` ((5, k) uint16:
         :attr:`netspectra.enrich.networks.CompiledNetworks.class_attr`)."""
+        from netspectra.enrich.networks import network_classes
+
         named = [j for j, a in enumerate(NET_DIMS) if f"{side}{a}" in names]
         k = class_attr.shape[1]
         if len(named) == len(NET_DIMS):
             proj, table = np.empty(0, np.uint32), np.ascontiguousarray(class_attr, np.uint16)
         else:  # classes that differ only in attributes the task does not name are one
-            seen: dict[tuple[int, ...], int] = {}
-            proj = np.empty(k, np.uint32)
-            for c, codes in enumerate(map(tuple, class_attr[named].T.tolist())):
-                proj[c] = seen.setdefault(codes, len(seen))
-            table = np.zeros((len(NET_DIMS), max(len(seen), 1)), np.uint16)
-            for codes, c in seen.items():
-                table[named, c] = codes
+            proj, kept = network_classes(np.ascontiguousarray(class_attr[named], np.uint16))
+            table = np.zeros((len(NET_DIMS), kept.shape[1]), np.uint16)
+            table[named] = kept
         return SideKey(
             side,
             names,
