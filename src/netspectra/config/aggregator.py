@@ -196,7 +196,12 @@ def group_model(task_model: type[Section]) -> type[GroupConfig]:
     )
 
 
-EMPTY_GROUP = GroupConfig()
+@cache
+def empty_group() -> GroupConfig:
+    """The section of a kind the configuration does not write (one instance, made on first use: an
+    instance made at import would build the model's schema, which waits for a validation; see
+    :class:`~netspectra.config.base.Section`)."""
+    return GroupConfig()
 
 
 def _validate_groups(value: Any) -> dict[str, Any]:
@@ -312,7 +317,7 @@ class AggregatorConfig(Section):
     def group(self, name: str) -> GroupConfig:
         """``aggregator.<name>`` (an empty group when the section is absent)."""
         g = self.groups.get(name)
-        return g if isinstance(g, GroupConfig) else EMPTY_GROUP
+        return g if isinstance(g, GroupConfig) else empty_group()
 
     @property
     def exact(self) -> GroupConfig:

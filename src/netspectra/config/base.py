@@ -276,6 +276,24 @@ def human_bytes(n: int) -> str:
 ByteSize = Annotated[int, BeforeValidator(parse_size)]
 
 
+#: How many times validation has looked outside the configuration's text (a file's existence or content,
+#: see :func:`note_outside_read`).
+_OUTSIDE_READS = [0]
+
+
+def note_outside_read() -> None:
+    """Say that a validator's result depends on more than the configuration's text and the code (a file
+    it checks exists, a certificate it reads): such a configuration is kept out of the validated cache
+    (:mod:`netspectra.config.validated_cache`), so that it is checked again at every start. A kind whose
+    validators read files, sockets or the clock calls this."""
+    _OUTSIDE_READS[0] += 1
+
+
+def outside_reads() -> int:
+    """The count :func:`note_outside_read` increments (compared before and after a validation)."""
+    return _OUTSIDE_READS[0]
+
+
 def physical_memory_bytes() -> int:
     """This machine's physical memory (0 if the platform does not say)."""
     try:
@@ -298,6 +316,10 @@ class Section(BaseModel):
         populate_by_name=True,
         coerce_numbers_to_str=True,  # yaml.v3 accepts `password: 123` into a Go string
         validate_default=False,
+        # a model's validator and serializer are built when it first validates or serializes, not when
+        # its class is made: a configuration from the validated cache (config/validated_cache.py) is used
+        # without them (~40 ms of every command's start-up)
+        defer_build=True,
     )
 
     #: Unknown keys of this section that deserve a specific hint: key -> what to write instead.

@@ -216,8 +216,8 @@ class ApiConfig(Section):
     grpc_listen_addr: Annotated[str, empty_is_default(f"{LOOPBACK}:50051")] = f"{LOOPBACK}:50051"
     #: HTTP (JSON/Grafana) address; empty -> ``"127.0.0.1:8080"``.
     http_listen_addr: Annotated[str, empty_is_default(f"{LOOPBACK}:8080")] = f"{LOOPBACK}:8080"
-    auth: AuthConfig = AuthConfig()
-    tls: TlsConfig = TlsConfig()
+    auth: AuthConfig = Field(default_factory=AuthConfig)
+    tls: TlsConfig = Field(default_factory=TlsConfig)
 
 
 class AiConfig(Section):
@@ -238,8 +238,8 @@ class AiConfig(Section):
     base_url: str = ""
     #: gRPC AIService address; empty -> ``"127.0.0.1:50052"``.
     grpc_listen_addr: Annotated[str, empty_is_default(f"{LOOPBACK}:50052")] = f"{LOOPBACK}:50052"
-    auth: AuthConfig = AuthConfig()
-    tls: TlsConfig = TlsConfig()
+    auth: AuthConfig = Field(default_factory=AuthConfig)
+    tls: TlsConfig = Field(default_factory=TlsConfig)
 
 
 class OpsConfig(Section):
@@ -292,7 +292,7 @@ class ProbeConfig(Section):
     nats_url: Annotated[str, empty_is_default("nats://127.0.0.1:4222")] = "nats://127.0.0.1:4222"
     #: Subject of the packet messages; empty -> ``gons.packets.raw`` (the original's shipped value).
     subject: Annotated[str, empty_is_default("gons.packets.raw")] = "gons.packets.raw"
-    persistence: PersistenceConfig = PersistenceConfig()
+    persistence: PersistenceConfig = Field(default_factory=PersistenceConfig)
     #: An addition: the interface ``netspectra probe`` captures from when no file is given (``--iface``);
     #: empty -> none (capture files must then be given).
     interface: str = ""
@@ -429,7 +429,7 @@ class AlerterConfig(Section):
     enabled: bool = False
     #: Time between evaluations (``"600s"``); must be positive.
     check_interval: GoDuration = timedelta(seconds=600)
-    ai_analysis: AiAnalysisConfig = AiAnalysisConfig()
+    ai_analysis: AiAnalysisConfig = Field(default_factory=AiAnalysisConfig)
     rules: tuple[AlertRule, ...] = ()
     #: An addition: a standing condition is sent again only after this long (the original: every check).
     cooldown: GoDuration = timedelta(hours=1)
@@ -482,18 +482,18 @@ class Config(Section):
     ...).
     """
 
-    api: ApiConfig = ApiConfig()
-    ai: AiConfig = AiConfig()
-    probe: ProbeConfig = ProbeConfig()
-    alerter: AlerterConfig = AlerterConfig()
-    smtp: SmtpConfig = SmtpConfig()
-    aggregator: AggregatorConfig = AggregatorConfig()
-    ops: OpsConfig = OpsConfig()
-    nats: NatsConfig = NatsConfig()
+    api: ApiConfig = Field(default_factory=ApiConfig)
+    ai: AiConfig = Field(default_factory=AiConfig)
+    probe: ProbeConfig = Field(default_factory=ProbeConfig)
+    alerter: AlerterConfig = Field(default_factory=AlerterConfig)
+    smtp: SmtpConfig = Field(default_factory=SmtpConfig)
+    aggregator: AggregatorConfig = Field(default_factory=AggregatorConfig)
+    ops: OpsConfig = Field(default_factory=OpsConfig)
+    nats: NatsConfig = Field(default_factory=NatsConfig)
     #: An addition: GeoIP/ASN databases, networks and classifiers (docs/enrichment.md).
-    enrichment: EnrichmentConfig = EnrichmentConfig()
+    enrichment: EnrichmentConfig = Field(default_factory=EnrichmentConfig)
     #: An addition: the flow-export collector (NetFlow v5/v9, IPFIX, sFlow v5); see config/collect.py.
-    collect: CollectConfig = CollectConfig()
+    collect: CollectConfig = Field(default_factory=CollectConfig)
 
     _warnings: tuple[str, ...] = PrivateAttr(default=())
     _source: str | None = PrivateAttr(default=None)

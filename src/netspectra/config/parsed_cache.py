@@ -139,22 +139,29 @@ def _write(directory: Path, path: Path, data: Any) -> None:
     if not _same(data, json.loads(blob)["data"]):
         log.debug("config cache: data of types JSON does not keep exactly; not cached")
         return
+    write_private(directory, path, blob.encode("utf-8"))
+    prune(directory, f"{_PREFIX}*.json")
+
+
+def write_private(directory: Path, path: Path, blob: bytes) -> None:
+    """Write ``blob`` to ``path`` in ``directory`` (made if missing) atomically, readable by its owner
+    only from the start (a temporary file of :func:`tempfile.mkstemp`, mode 0600, renamed into place)."""
     directory.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
+        with os.fdopen(fd, "wb") as f:
             f.write(blob)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-    _prune(directory)
 
 
-def _prune(directory: Path) -> None:
+def prune(directory: Path, pattern: str) -> None:
+    """Remove the entries of ``directory`` matching ``pattern`` but the newest :data:`KEEP` by use."""
     entries = []
-    for p in directory.glob(f"{_PREFIX}*.json"):
+    for p in directory.glob(pattern):
         with contextlib.suppress(OSError):
             entries.append((p.stat().st_mtime_ns, p))
     entries.sort(reverse=True)
