@@ -42,6 +42,7 @@ The directory is the parsed-text cache's (``$NETSPECTRA_CONFIG_CACHE``, ``off``:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -69,7 +70,7 @@ _STDLIB = {
     "fractions": {"Fraction"},
     "decimal": {"Decimal"},
     "pathlib": {"Path", "PosixPath", "PurePosixPath", "WindowsPath", "PureWindowsPath"},
-    "ipaddress": {"IPv4Address", "IPv6Address", "IPv4Network", "IPv6Network", "IPv4Interface", "IPv6Interface"},
+    "ipaddress": {"IPv4Address", "IPv6Address", "IPv4Network", "IPv6Network"},
     "collections": {"OrderedDict"},
     "builtins": {"frozenset", "set", "complex", "bytearray"},
     "copyreg": {"_reconstructor"},
@@ -222,10 +223,8 @@ def _read(path: Path) -> Any:
 
     if type(cfg) is not Config:
         raise ValueError(f"holds a {type(cfg).__name__}, not a Config")
-    try:
-        os.utime(path)  # the newest by use survive the pruning
-    except OSError:
-        pass
+    with contextlib.suppress(OSError):  # the newest by use survive the pruning
+        os.utime(path)
     return cfg
 
 
@@ -237,9 +236,7 @@ def _write(directory: Path, path: Path, cfg: Any) -> None:
     parsed_cache.prune(directory, f"{_PREFIX}*{_SUFFIX}")
 
 
-def validated(
-    text: str, rules: str, source: str, validate: Callable[[], tuple[Any, Any]]
-) -> Any:
+def validated(text: str, rules: str, source: str, validate: Callable[[], tuple[Any, Any]]) -> Any:
     """The :class:`~netspectra.config.models.Config` of ``text`` (expanded, no variable with a value;
     parsed with the loader's ``rules``): from an entry stored for the same key, else ``validate()``'s,
     stored when it may be. ``validate`` returns ``(config, parsed data)``; its exceptions (the
