@@ -336,6 +336,14 @@ class Section(BaseModel):
         """
         return dict(_field_keys(cls))
 
+    def model_dump(self, **kwargs: Any) -> dict[str, Any]:
+        complete_models(self)
+        return super().model_dump(**kwargs)
+
+    def model_dump_json(self, **kwargs: Any) -> str:
+        complete_models(self)
+        return super().model_dump_json(**kwargs)
+
     @model_validator(mode="before")
     @classmethod
     def _drop_nulls(cls, data: Any) -> Any:
@@ -344,6 +352,31 @@ class Section(BaseModel):
         if isinstance(data, dict):
             return {k: v for k, v in data.items() if v is not None}
         return data
+
+
+def complete_models(root: Any) -> None:
+    """Build the validator and serializer of every model class in the tree of ``root`` that has not built
+    them yet (:class:`Section` defers them to first use).
+
+    A model serializes a model held in a field typed ``Any`` (a kind's group, task or parameters) with
+    that model's own serializer, which pydantic does not build on demand there: a configuration read
+    from the validated cache, whose classes never validated anything in this process, would fail to
+    dump. :meth:`Section.model_dump` and :meth:`Section.model_dump_json` call this first."""
+    seen: set[type] = set()
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, BaseModel):
+            cls = type(node)
+            if cls not in seen:
+                seen.add(cls)
+                if not cls.__pydantic_complete__:
+                    cls.model_rebuild()
+            stack.extend(node.__dict__.values())
+        elif isinstance(node, list | tuple | set | frozenset):
+            stack.extend(node)
+        elif isinstance(node, dict):
+            stack.extend(node.values())
 
 
 def empty_is_default(default: str) -> Any:
