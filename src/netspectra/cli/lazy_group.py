@@ -75,7 +75,8 @@ def _quick(desc: Any, value: Any, param: Any, ctx: Any) -> Any:
         out = [_quick(_Item(item, info), v, param, ctx) for v in value]
         return _UNSURE if any(v is _UNSURE for v in out) else out
     if annotation is int and not info.clamp:
-        if isinstance(value, str) and value.isascii() and value.isdigit() and (value == "0" or value[0] != "0"):
+        digits = isinstance(value, str) and value.isascii() and value.isdigit()
+        if digits and (value == "0" or value[0] != "0"):  # (a sign, spaces, "_", leading zeros: typer's)
             value = int(value)
         if type(value) is not int:
             return _UNSURE
@@ -138,14 +139,16 @@ def _convert_quickly(command: Any) -> None:
         return
     for param in getattr(command, "params", ()):
         desc = getattr(param, "type_descriptor", None)
-        if desc is None or getattr(param, "_runtime_param", 0) is not None or desc.file_annotation is not None:
+        if desc is None or getattr(param, "_runtime_param", 0) is not None:
+            continue
+        if desc.file_annotation is not None:
             continue
         info = desc.parameter_info
         if getattr(info, "parser", None) is not None or getattr(info, "click_type", None) is not None:
             continue
         annotation = desc.annotation
         items = annotation.__args__ if getattr(annotation, "__origin__", None) is list else (annotation,)
-        if len(items) == 1 and items[0] in (int, Path) or annotation is bool:
+        if (len(items) == 1 and items[0] in (int, Path)) or annotation is bool:
             param._runtime_param = _QuickRuntimeParam(desc)
     if not isinstance(command, LazyTyperGroup):  # (which does this itself)
         original = command.get_help_option
