@@ -308,3 +308,17 @@ def test_second_command_line_process_validates_nothing(tmp_path: Path) -> None:
     ]
     assert cli[0].returncode == cli[1].returncode == 0
     assert cli[0].stdout == cli[1].stdout and cli[0].stdout
+
+
+def test_nothing_cached_when_a_source_file_cannot_be_looked_at(
+    tmp_path: Path, cache: Path, validations: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A NetSpectra module whose file cannot be stat'ed (a package inside an archive) could change unseen:
+    nothing is cached then."""
+    module = types.ModuleType("netspectra._test_zipped_module")
+    module.__file__ = str(tmp_path / "archive.zip" / "netspectra" / "_test_zipped_module.py")
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    path = _write(tmp_path, "aggregator:\n  num_workers: 12\n")
+    load_config(path)
+    load_config(path)
+    assert len(validations) == 2 and entries(cache) == []

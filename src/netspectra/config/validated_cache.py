@@ -109,22 +109,23 @@ def _key(text: str, rules: str) -> str:
     return h.hexdigest()
 
 
-def _source_files() -> list[tuple[str, int, int]]:
-    """``(path, size, mtime_ns)`` of the source file of every NetSpectra module loaded now."""
+def _source_files() -> list[tuple[str, int, int]] | None:
+    """``(path, size, mtime_ns)`` of the source file of every NetSpectra module loaded now; ``None`` when
+    one of them cannot be looked at (a package inside an archive: nothing is cached)."""
     out = []
     for name, module in list(sys.modules.items()):
         if name != _PACKAGE and not name.startswith(_PACKAGE + "."):
             continue
         path = getattr(module, "__file__", None)
-        if not path:
+        if not path:  # a namespace package: no file of its own
             continue
         try:
             st = os.stat(path)
         except OSError:
-            continue
+            return None
         out.append((path, st.st_size, st.st_mtime_ns))
     out.sort()
-    return out
+    return out or None
 
 
 def _fresh(sources: Any) -> bool:
@@ -229,8 +230,12 @@ def _read(path: Path) -> Any:
 
 
 def _write(directory: Path, path: Path, cfg: Any) -> None:
+    sources = _source_files()
+    if sources is None:
+        log.debug("validated config cache: NetSpectra's source files cannot be looked at; not cached")
+        return
     body = io.BytesIO()
-    body.write(json.dumps({"format": FORMAT, "sources": _source_files()}).encode() + b"\n")
+    body.write(json.dumps({"format": FORMAT, "sources": sources}).encode() + b"\n")
     _Pickler(body).dump(cfg)
     parsed_cache.write_private(directory, path, body.getvalue())
     parsed_cache.prune(directory, f"{_PREFIX}*{_SUFFIX}")
