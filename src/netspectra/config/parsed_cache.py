@@ -45,10 +45,11 @@ import logging
 import os
 import re
 import sys
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from netspectra.user_cache import prune, user_cache_dir, write_private
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +66,6 @@ _PREFIX = "parsed-"
 
 def cache_dir() -> Path | None:
     """The cache directory (see the module docstring); None when off."""
-    from netspectra.user_cache import user_cache_dir
-
     return user_cache_dir(os.environ.get(ENV, ""), "config")
 
 
@@ -140,34 +139,7 @@ def _write(directory: Path, path: Path, data: Any) -> None:
         log.debug("config cache: data of types JSON does not keep exactly; not cached")
         return
     write_private(directory, path, blob.encode("utf-8"))
-    prune(directory, f"{_PREFIX}*.json")
-
-
-def write_private(directory: Path, path: Path, blob: bytes) -> None:
-    """Write ``blob`` to ``path`` in ``directory`` (made if missing) atomically, readable by its owner
-    only from the start (a temporary file of :func:`tempfile.mkstemp`, mode 0600, renamed into place)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(blob)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-def prune(directory: Path, pattern: str) -> None:
-    """Remove the entries of ``directory`` matching ``pattern`` but the newest :data:`KEEP` by use."""
-    entries = []
-    for p in directory.glob(pattern):
-        with contextlib.suppress(OSError):
-            entries.append((p.stat().st_mtime_ns, p))
-    entries.sort(reverse=True)
-    for _, p in entries[KEEP:]:
-        with contextlib.suppress(OSError):
-            p.unlink()
+    prune(directory, f"{_PREFIX}*.json", KEEP)
 
 
 def parse_yaml(text: str, parse: Callable[[str], Any], rules: str) -> Any:

@@ -56,6 +56,7 @@ from pathlib import Path
 from typing import Any
 
 from netspectra.config import parsed_cache
+from netspectra.user_cache import prune, write_private
 
 log = logging.getLogger(__name__)
 
@@ -237,8 +238,8 @@ def _write(directory: Path, path: Path, cfg: Any) -> None:
     body = io.BytesIO()
     body.write(json.dumps({"format": FORMAT, "sources": sources}).encode() + b"\n")
     _Pickler(body).dump(cfg)
-    parsed_cache.write_private(directory, path, body.getvalue())
-    parsed_cache.prune(directory, f"{_PREFIX}*{_SUFFIX}")
+    write_private(directory, path, body.getvalue())
+    prune(directory, f"{_PREFIX}*{_SUFFIX}", parsed_cache.KEEP)
 
 
 def validated(text: str, rules: str, source: str, validate: Callable[[], tuple[Any, Any]]) -> Any:
