@@ -30,6 +30,10 @@ def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     d = tmp_path / "cache"
     monkeypatch.setenv(parsed_cache.ENV, str(d))
     monkeypatch.setattr(process, "OWN_PROCESS", True)
+    from netspectra.kinds import WRITERS
+
+    # writer classes other tests defined in this process are kinds beyond the built-ins (no cache)
+    monkeypatch.setattr(WRITERS, "_local", None)
     return d
 
 
