@@ -269,6 +269,11 @@ def test_the_key_follows_memory_and_versions(
     load_config(path)
     assert len(validations) == 2 and len(entries(cache)) == 2
     key = validated_cache._key("x", "rules")
+    # another NetSpectra (installation or checkout) sharing the cache directory: its own keys
+    with monkeypatch.context() as m:
+        m.setattr(validated_cache, "_package", lambda: ("/elsewhere/netspectra", "0.0.1"))
+        assert validated_cache._key("x", "rules") != key
+    assert validated_cache._key("x", "rules") == key
     import pydantic
 
     monkeypatch.setattr(pydantic, "VERSION", "0.0.0")

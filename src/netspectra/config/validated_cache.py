@@ -13,12 +13,13 @@ without validating and without building any validator (the models are defined wi
   (:data:`netspectra.process.OWN_PROCESS`): a library user or a test runner calling the loader validates
   every time, whatever it changed in between.
 * **Keyed by everything the result depends on.** The key is a hash of the text after ``${VAR}`` expansion,
-  the YAML loader's rules (:func:`netspectra.config.loader._yaml_rules`), the versions of Python, pydantic
-  and pydantic-core, the machine's physical memory (the default memory limit the tasks are checked
-  against) and :data:`FORMAT`. An entry also records the source files of NetSpectra's modules that were
-  loaded when it was validated, by name, size and modification time: a NetSpectra upgraded or edited in
-  place makes its entries stale (checked at every read, ~40 ``stat`` calls), as Python's own bytecode
-  cache does.
+  the YAML loader's rules (:func:`netspectra.config.loader._yaml_rules`), the NetSpectra package's
+  directory and version (another installation or checkout sharing the directory has keys of its own),
+  the versions of Python, pydantic and pydantic-core, the machine's physical memory (the default memory
+  limit the tasks are checked against) and :data:`FORMAT`. An entry also records the source files of
+  NetSpectra's modules that were loaded when it was validated, by name, size and modification time: a
+  NetSpectra upgraded or edited in place makes its entries stale (checked at every read, ~70 ``stat``
+  calls), as Python's own bytecode cache does.
 * **What is never cached.** A text in which a variable has a value (values are often secrets), or that
   holds a secret literally (:func:`netspectra.config.parsed_cache.holds_secret`) — the rules of the
   parsed-text cache; a configuration whose validation looked outside its text (a file it checks exists, a
@@ -97,6 +98,15 @@ def _only_builtin_kinds() -> bool:
     return all(r.names() == tuple(r.builtins) for r in _registries())
 
 
+def _package() -> tuple[str, str]:
+    """Which NetSpectra validates: its package directory and version (two installations sharing the cache
+    directory, or two checkouts, never read each other's entries: an entry's source files are checked
+    only for the NetSpectra that wrote it)."""
+    import netspectra
+
+    return os.path.dirname(os.path.abspath(netspectra.__file__ or "")), netspectra.__version__
+
+
 def _key(text: str, rules: str) -> str:
     import pydantic
     import pydantic_core
@@ -104,7 +114,15 @@ def _key(text: str, rules: str) -> str:
     from netspectra.config.base import physical_memory_bytes
 
     h = hashlib.blake2b(digest_size=20)
-    parts = (FORMAT, rules, sys.version, pydantic.VERSION, pydantic_core.__version__, physical_memory_bytes())
+    parts = (
+        FORMAT,
+        rules,
+        _package(),
+        sys.version,
+        pydantic.VERSION,
+        pydantic_core.__version__,
+        physical_memory_bytes(),
+    )
     h.update(repr(parts).encode())
     h.update(text.encode("utf-8", "surrogatepass"))
     return h.hexdigest()
