@@ -172,7 +172,11 @@ def enrich_side(
     s6 = np.uint64(shift6)
     m32 = np.uint64(0xFFFFFFFF)
     mapped_lo = np.uint64(0xFFFF0000)
-    packed = np.empty(n, np.uint64)
+    codes = out_code.shape[0] == n
+    numbers = out_asn.shape[0] == n  # empty out_asn and out_cc: only the codes are wanted
+    # the looked-up values go straight into the codes when the codes are wanted (pass 2 rewrites them in
+    # place): no scratch array to allocate and stream through
+    packed = out_code if codes else np.empty(n, np.uint64)
     # Pass 1: the lookups alone, so that consecutive rows' searches overlap in the CPU (a loop that also
     # unpacks and stores seven columns per row leaves less room for that); unpacking is pass 2.
     for i in range(n):
@@ -204,13 +208,40 @@ def enrich_side(
             va = _find4(x, idx4, s4, starts4, vals4)
             v = (va & mask) | (v & ~mask)
         packed[i] = v
-    # Pass 2: unpack (streaming): AS and country per row, the network id kept for pass 3.
-    nets = np.empty(n, np.uint32)  # 4 bytes a row: pass 3 reads it once per attribute
-    codes = out_code.shape[0] == n
-    numbers = out_asn.shape[0] == n  # empty out_asn and out_cc: only the codes are wanted
     no_asn = 0
     no_cc = 0
     no_net = 0
+    if codes and not numbers and k_attr == 0:
+        # Pass 2, codes only (what a rollup task keyed on side codes asks): per network id, the bits of
+        # the looked-up value it keeps (the AS and the country unless the network overrides them) and the
+        # bits it sets (its overrides and its class), so a row is two loads from small tables, an and and
+        # an or, no branch; the same codes as the general pass below.
+        m = net_asn.shape[0]
+        keep = np.empty(m, np.uint64)
+        add = np.empty(m, np.uint64)
+        for j in range(m):
+            k = np.uint64(0)
+            if net_asn[j] == 0:
+                k |= ASN_FIELD
+            if net_cc[j] == 0:
+                k |= CC_FIELD
+            keep[j] = k
+            add[j] = side_code(net_asn[j], net_cc[j], net_class[j])
+        m_cc = np.uint64((1 << CC_BITS) - 1)
+        for i in range(n):
+            v = packed[i]
+            net = v & np.uint64(NET_MASK)
+            c = (v & keep[net]) | add[net]
+            out_code[i] = c
+            no_asn += (c >> np.uint64(ASN_SHIFT)) == 0
+            no_cc += ((c >> np.uint64(CODE_CC_SHIFT)) & m_cc) == 0
+            no_net += net == 0
+        misses[0] += no_asn
+        misses[1] += no_cc
+        misses[2] += no_net
+        return
+    # Pass 2: unpack (streaming): AS and country per row, the network id kept for pass 3.
+    nets = np.empty(n, np.uint32)  # 4 bytes a row: pass 3 reads it once per attribute
     for i in range(n):
         v = packed[i]
         net = v & np.uint64(NET_MASK)
