@@ -255,7 +255,6 @@ def test_kernel_matches_reference_on_random_tables(seed: int, bits: int) -> None
     assert len(set(rasn)) > 50 and len(set(rcc)) > 20  # the probes reach many answers
 
 
-
 @pytest.mark.parametrize(("seed", "bits"), [(5, 16), (6, 1)])
 def test_codes_only_kernel_matches_reference(seed: int, bits: int) -> None:
     """The codes-only pass (no AS, country or attribute column asked: what a rollup task keyed on side
@@ -294,6 +293,7 @@ def test_codes_only_kernel_matches_reference(seed: int, bits: int) -> None:
         np.empty((0, n), np.uint16), miss2, net_class, code2,
     )  # fmt: skip
     assert code2.tolist() == rcode and miss2.tolist() == miss.tolist()
+
 
 def test_kernel_answers_longest_prefix_brute_force() -> None:
     """The kernel against a brute-force longest-prefix match of the networks (independent of tables)."""
