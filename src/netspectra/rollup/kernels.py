@@ -814,6 +814,21 @@ def gather_increments(slots, d, rec, reci, rec32, rw, out_words, out_pk, out_by)
     return lo, hi
 
 
+#: Rows between hashing a row's value and adding it in :func:`add_marginals` (its slot's lines prefetched).
+TALLY_AHEAD = 16
+
+
+@njit(inline="always", cache=True)
+def _tally_home(part, i, mask):
+    # the home slot of row i's value words in a tally of mask + 1 slots
+    h = _K0
+    for j in range(part.shape[1]):
+        h = _mix(h, np.uint64(part[i, j]))
+    h = h * _K2
+    h = h ^ (h >> np.uint64(29))
+    return np.int64(h & np.uint64(mask))
+
+
 @njit(nogil=True, cache=True)
 def add_marginals(start, part, pk, by, keys, mp, mb, used, meta):
     """Add rows ``start..n-1`` of ``part`` ((n, w) uint32: one dimension's value words) with their packets
@@ -824,13 +839,22 @@ def add_marginals(start, part, pk, by, keys, mp, mb, used, meta):
     n = part.shape[0]
     w = part.shape[1]
     mask = keys.shape[0] - 1
+    # Software pipeline (as aggregate_rows'): a tally of many values (AS numbers) is megabytes in four
+    # arrays; row i + TALLY_AHEAD's home slot is hashed and its lines asked for while row i is added.
+    ring = np.empty(_RING, np.int64)
+    flat = keys.reshape(-1)
+    for j in range(start, min(start + TALLY_AHEAD, n)):
+        ring[j & _RING_MASK] = _tally_home(part, j, mask)
     for i in range(start, n):
-        h = _K0
-        for j in range(w):
-            h = _mix(h, np.uint64(part[i, j]))
-        h = h * _K2
-        h = h ^ (h >> np.uint64(29))
-        s = np.int64(h & np.uint64(mask))
+        j = i + TALLY_AHEAD
+        if j < n:
+            sj = _tally_home(part, j, mask)
+            ring[j & _RING_MASK] = sj
+            prefetch(used, sj)
+            prefetch(flat, sj * w)
+            prefetch(mp, sj)
+            prefetch(mb, sj)
+        s = ring[i & _RING_MASK]
         while True:
             if used[s] == 0:
                 if (meta[0] + 1) * 2 > keys.shape[0]:
