@@ -412,6 +412,7 @@ def aggregate_rows(
             ring_b[j & _RING_MASK] = bj
             ring_h[j & _RING_MASK] = hj
             _prefetch_record(rec, np.int64(hj & umask), rw)
+            prefetch(epoch, np.int64(hj & umask))  # written when the entry opens
         if weighted and packets[i] == 0:  # an empty record: nothing to count (netspectra.weights)
             meta[M_EMPTY] += 1
             continue
