@@ -178,7 +178,12 @@ def enrich_side(
     # place): no scratch array to allocate and stream through
     packed = out_code if codes else np.empty(n, np.uint64)
     # Pass 1: the lookups alone, so that consecutive rows' searches overlap in the CPU (a loop that also
-    # unpacks and stores seven columns per row leaves less room for that); unpacking is pass 2.
+    # unpacks and stores seven columns per row leaves less room for that); unpacking is pass 2. The
+    # IPv4-mapped rows (nearly all of them) first, in a tight loop; the others (IPv6: a longer search,
+    # the alias prefixes) are listed and looked up after it (inline in it, their code made the loop of
+    # the common row slower).
+    others = np.empty(n, np.int64)
+    k = 0
     for i in range(n):
         if i + PREFETCH < n:
             # Hint a later row's IPv4 index entry into the cache (a prefetch instruction: nothing waits
@@ -188,9 +193,13 @@ def enrich_side(
         w1 = words[i, 1]
         if w0 == 0 and (w1 & m32) == mapped_lo:
             packed[i] = _find4(_bswap64(w1) & m32, idx4, s4, starts4, vals4)
-            continue
-        qhi = _bswap64(w0)
-        qlo = _bswap64(w1)
+        else:
+            others[k] = i
+            k += 1
+    for t in range(k):
+        i = others[t]
+        qhi = _bswap64(words[i, 0])
+        qlo = _bswap64(words[i, 1])
         v = _find6(qhi, qlo, idx6, s6, hi6, lo6, vals6)
         # MMDB aliases of the IPv4 tree (see the module docstring).
         mask = np.uint64(0)
