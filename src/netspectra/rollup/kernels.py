@@ -732,6 +732,30 @@ def collect(clear, d, rec, reci, rec32, rw, epoch, o_bkt, o_dims, o_epoch, o_pk,
 
 
 @njit(nogil=True, cache=True)
+def count_changed(rec32, rw, clear):
+    """How many entries :func:`collect` would write (state ``DIRTY``: changed since last handed out), and
+    with ``clear`` > 0 mark them handed out as it does, without writing them: a drain whose rows no one
+    reads (:meth:`netspectra.rollup.task.RollupTask.discard`). Reference: :func:`count_changed_ref`."""
+    n = 0
+    for s in range(rec32.shape[0] // (2 * rw)):
+        h = 2 * s * rw + H_STATE
+        if rec32[h] & STATE_MASK == DIRTY:
+            n += 1
+            if clear > 0:
+                rec32[h] = (rec32[h] & ~np.uint32(STATE_MASK)) | OPEN
+    return n
+
+
+def count_changed_ref(state: np.ndarray, clear: bool) -> int:
+    """:func:`count_changed` over the state column view of a table (changed in place with ``clear``)."""
+    hit = [i for i, st in enumerate(state.tolist()) if st & STATE_MASK == DIRTY]
+    if clear:
+        for i in hit:
+            state[i] = (int(state[i]) & ~STATE_MASK) | OPEN
+    return len(hit)
+
+
+@njit(nogil=True, cache=True)
 def spread(
     d,  # dimension words
     rec,  # the finest table (three views, rw words per slot, as the target's) and its epochs
