@@ -815,11 +815,13 @@ def spread(
 
 
 @njit(nogil=True, cache=True)
-def gather_increments(slots, d, rec, reci, rec32, rw, out_words, out_pk, out_by):
+def gather_increments(slots, d, rec, reci, rec32, rw, out_words, out_pk, out_by, clear):
     """The pending increments of the finest table's entries ``slots``: their dimension words by word
     (``out_words[j, i]``: word ``j`` of entry ``slots[i]``, so that one dimension's words are rows of it),
     packets and bytes; ``(lowest, highest bucket)`` (``(int64 max, int64 min)`` for no slot). One pass
-    over the records instead of a strided gather per column."""
+    over the records instead of a strided gather per column. With ``clear`` > 0 the entries' increments
+    are taken: their :data:`PENDING` bit is cleared in the same pass (the coarser tables held as views:
+    nothing else carries them)."""
     lo = np.iinfo(np.int64).max
     hi = np.iinfo(np.int64).min
     n = slots.shape[0]
@@ -836,6 +838,8 @@ def gather_increments(slots, d, rec, reci, rec32, rw, out_words, out_pk, out_by)
         out_by[i] = rec[base + W_BBY]
         for j in range(d):
             out_words[j, i] = rec32[2 * base + H_DIMS + j]
+        if clear > 0:
+            rec32[2 * base + H_STATE] &= _NOT_PENDING
     return lo, hi
 
 

@@ -66,7 +66,6 @@ from netspectra.rollup.layout import (
     EMPTY,
     H_DIMS,
     H_STATE,
-    PENDING,
     W_BBY,
     W_BKT,
     W_BPK,
@@ -1001,10 +1000,7 @@ class RollupTask:
         fine = self.tables[0]
         n_touched = int(fine.meta[kern.M_TOUCHED])
         if n_touched and self._lazy:  # the coarser tables are views (_materialize): nothing to carry
-            slots = fine.touched[:n_touched]
-            state = fine.state
-            state[slots] &= np.uint32(~PENDING & 0xFFFFFFFF)
-            self._count(slots)
+            self._count(fine.touched[:n_touched], take=True)  # (the PENDING bits cleared as it reads)
         elif n_touched:
             last = len(RESOLUTIONS) - 1
             new = int(fine.meta[kern.M_OPENED]) - self._opened_at_flush  # the most new coarser entries
@@ -1042,15 +1038,15 @@ class RollupTask:
         fine.meta[kern.M_TOUCHED] = 0
         self._opened_at_flush = int(fine.meta[kern.M_OPENED])
 
-    def _count(self, slots: np.ndarray) -> None:
+    def _count(self, slots: np.ndarray, take: bool = False) -> None:
         """The summary: time range and per-dimension traffic of the carried increments (and the totals,
-        for a batch carried alone: :meth:`update`)."""
+        for a batch carried alone: :meth:`update`); ``take``: the entries' PENDING bits cleared too."""
         fine = self.tables[0]
         n = slots.shape[0]
         words = np.empty((self.words, n), np.uint32)  # a dimension's words: rows of it
         pk, by = np.empty(n, np.uint64), np.empty(n, np.uint64)
         lo, hi = kern.gather_increments(
-            slots, self.words, fine.rec, fine.reci, fine.rec32, fine.rw, words, pk, by
+            slots, self.words, fine.rec, fine.reci, fine.rec32, fine.rw, words, pk, by, 1 if take else 0
         )
         s = self._summary
         if self._totals_from_increments:
