@@ -778,16 +778,37 @@ def spread(
     lowest bucket)``; ``(-1, slot)`` if two entries met in one coarser entry (a caller's error)."""
     cap = rec.shape[0] // rw
     mask = n_rec.shape[0] // rw - 1
+    umask = np.uint64(mask)
     count = 0
     low = np.iinfo(np.int64).max
-    for s in range(cap):
+    # The entries are read in slot order, their targets are scattered over the coarser table (as large as
+    # the finest when it is materialized at max_entries): each entry's target is hashed AHEAD entries
+    # before it is placed and its lines asked for then (a queue of the entries found ahead).
+    q_slot = np.empty(_RING, np.int64)
+    q_hash = np.empty(_RING, np.uint64)
+    head = 0
+    tail = 0
+    scan = 0
+    while True:
+        while tail - head < AHEAD and scan < cap:
+            sb = scan * rw
+            if rec32[2 * sb + H_STATE] & STATE_MASK != EMPTY:
+                hq = _hash_entry(reci[sb + W_BKT] // ratio, rec32, 2 * sb + H_DIMS, d)
+                q_slot[tail & _RING_MASK] = scan
+                q_hash[tail & _RING_MASK] = hq
+                _prefetch_record(n_rec, np.int64(hq & umask), rw)
+                prefetch(n_epoch, np.int64(hq & umask))
+                tail += 1
+            scan += 1
+        if head == tail:
+            break
+        s = q_slot[head & _RING_MASK]
+        h = q_hash[head & _RING_MASK]
+        head += 1
         base = s * rw
         st = rec32[2 * base + H_STATE] & STATE_MASK
-        if st == EMPTY:
-            continue
         b = reci[base + W_BKT] // ratio
-        h = _hash_entry(b, rec32, 2 * base + H_DIMS, d)
-        slot = np.int64(h & np.uint64(mask))
+        slot = np.int64(h & umask)
         while True:
             h32 = slot * 2 * rw
             if n_rec32[h32 + H_STATE] == EMPTY:
