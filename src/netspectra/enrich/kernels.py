@@ -191,7 +191,7 @@ def enrich_side(
             prefetch_read(idx4, np.int64((_bswap64(words[i + PREFETCH, 1]) & m32) >> s4))
         w0 = words[i, 0]
         w1 = words[i, 1]
-        if w0 == 0 and (w1 & m32) == mapped_lo:
+        if (w0 | ((w1 & m32) ^ mapped_lo)) == 0:  # ::ffff:a.b.c.d (one test, one branch: -6 ms of 10 M)
             packed[i] = _find4(_bswap64(w1) & m32, idx4, s4, starts4, vals4)
         else:
             others[k] = i
