@@ -804,7 +804,11 @@ class Manager:
                         self._finish(t, self._end_reason)
                 now = self.clock.time_ns()
                 meta = SnapshotMeta(now, self._period_start_ns, True)
-                finals = [(g, t, self._snap(t, reset=t.incremental)) for g in self.groups for t in g.tasks]
+                finals = [
+                    (g, t, self._snap(t, reset=t.incremental, unread=self._unread(g)))
+                    for g in self.groups
+                    for t in g.tasks
+                ]
             self._hand_out(finals, meta)
         deadline_s = self.writer_close_timeout_s
         for _, _, rw in self._writers:
@@ -1003,10 +1007,21 @@ class Manager:
             self.metrics.task_errors.inc(task.name)
             log.exception("task %s: finish failed", task.name)
 
-    def _snap(self, task: EngineTask, reset: bool = False) -> Any:
+    def _unread(self, group: TaskGroup) -> bool:
+        """Whether a final snapshot of ``group``'s tasks reaches no one: the group has no writer and no
+        snapshot callback is registered (``analyze`` without ``--out`` or ``--store``)."""
+        return not self.on_snapshot and not any(g is group for g, _, _ in self._writers)
+
+    def _snap(self, task: EngineTask, reset: bool = False, unread: bool = False) -> Any:
+        """``task``'s snapshot (``None`` if it failed, logged and counted); ``unread`` (with ``reset``): no
+        one will read it, the task only hands its state out (:meth:`EngineTask.discard`), ``None``."""
         try:
             with self.metrics.snapshot_seconds.get(task.name).time():
-                snap = task.snapshot(reset=reset)
+                if reset and unread and task.incremental:
+                    task.discard()
+                    snap = None
+                else:
+                    snap = task.snapshot(reset=reset)
         except Exception:
             self.metrics.task_errors.inc(task.name)
             log.exception("task %s: snapshot failed", task.name)
