@@ -305,7 +305,8 @@ def test_ramp_gives_the_same_rows_in_small_batches_at_both_ends(tmp_path: Path, 
         assert ramped.stats == plain.stats
         assert (err is None) == (p is good) and str(err) == str(want_err)
         # a batch is handed out once fewer than min(16, its target // 4) more rows would fit
-        assert all(t - min(16, t // 4) < n <= t for n, t in zip(sizes[:5], (16, 32, 64, 128, 256))), sizes
+        ramp_up = zip(sizes[:5], (16, 32, 64, 128, 256), strict=True)
+        assert all(t - min(16, t // 4) < n <= t for n, t in ramp_up), sizes
         full = [i for i, n in enumerate(sizes) if n > 240]
         assert len(full) >= 10 and full == list(range(full[0], full[-1] + 1)), sizes
         tail = sizes[full[-1] + 1 :]  # after the full batches: the estimated rest halved, down to 16

@@ -92,9 +92,7 @@ def analyze_files(
         reader: CaptureReader | None = None
         fr = FileResult(path=path, stats=CaptureStats())
         try:
-            reader = CaptureReader(
-                path, batch_size=batch_size, progress=progress, extras=extras, ramp=ramp
-            )
+            reader = CaptureReader(path, batch_size=batch_size, progress=progress, extras=extras, ramp=ramp)
             fr.format, fr.compressed = reader.format, reader.compressed
             if on_file_start is not None:
                 on_file_start(path, reader.total_bytes)
