@@ -60,6 +60,7 @@ _MIN_CAPACITY = 16
 _MAX_CAPACITY = 1 << 31  # index refs are 31-bit row numbers (see exact_kernels)
 
 SortBy = Literal["bytes", "packets"]
+_COUNT_MAX = (1 << 64) - 1  # a flow's counters saturate here
 _SNAPSHOT_DTYPES = {
     "src_ip": np.dtype(np.uint8),
     "dst_ip": np.dtype(np.uint8),
@@ -532,8 +533,13 @@ class ExactTask:
         wide = self._wide.array[: wide_used * self._ww].reshape(wide_used, self._ww)
         packets = (rows[:, kern.PACKETS], wide[:, kern.W_PACKETS])
         nbytes = (rows[:, kern.BYTES], wide[:, kern.W_BYTES])
-        total_packets = exact_sum(packets[0]) + exact_sum(packets[1])
-        total_bytes = exact_sum(nbytes[0]) + exact_sum(nbytes[1])
+        if self._packets <= _COUNT_MAX and self._bytes <= _COUNT_MAX:
+            # No flow's counter can have saturated below totals this small, so the flows' sums are the
+            # task's own totals (the same packets, rows of 0 packets left out alike).
+            total_packets, total_bytes = self._packets, self._bytes
+        else:
+            total_packets = exact_sum(packets[0]) + exact_sum(packets[1])
+            total_bytes = exact_sum(nbytes[0]) + exact_sum(nbytes[1])
         m = used + wide_used
         if n >= m:
             leaders = self.snapshot()
