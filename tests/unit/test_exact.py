@@ -610,3 +610,18 @@ def test_summary_answers_what_the_snapshot_answers(key_fields: list[str], v6_sha
         task.summary(3, by="flows")  # type: ignore[arg-type]
     empty = ExactTask("e", key_fields).summary(10)
     assert (len(empty), empty.total_packets, empty.total_bytes, len(empty.top(10))) == (0, 0, 0, 0)
+
+
+def test_summary_totals_are_the_flows_sums_when_a_counter_saturates() -> None:
+    """Weighted rows whose counts pass 2**64 - 1: a flow's counters saturate, the task's totals do not;
+    the summary's totals are the snapshot's (the flows' sums), as for any other task."""
+    rng = np.random.default_rng(3)
+    b = make_batch(rng, 4, n_addr=2, n_ports=1, v6_share=0.0)
+    big = np.full(4, 1 << 63, np.uint64)
+    task = ExactTask("t", FIVE)
+    task.update(b.with_columns(packets=big, octets=big))
+    snap = task.snapshot()
+    assert task.packets > (1 << 64) - 1 and snap.total_packets < task.packets
+    s = task.summary(2)
+    assert (len(s), s.total_packets, s.total_bytes) == (len(snap), snap.total_packets, snap.total_bytes)
+    assert _same_snapshot(s.top(2), snap.top(2))
