@@ -218,11 +218,10 @@ def analyze(
 
     result, manager = run.result, run.manager
     engine_metrics = manager.metrics_dict() if store else None
-    tasks = [
-        TaskResult(AGGREGATORS.get(group.name), t.task, t.task.snapshot())
-        for group in manager.groups
-        for t in group.tasks
-    ]
+    tasks = []
+    for group in manager.groups:
+        kind = AGGREGATORS.get(group.name)
+        tasks.extend(TaskResult(kind, t.task, kind.report_snapshot(t.task, top)) for t in group.tasks)
     enrichment = manager.enrichment.summary() if manager.enrichment is not None else None
     if json_out:
         doc = summary_dict(result, tasks, top, run.written)

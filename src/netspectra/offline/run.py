@@ -230,6 +230,11 @@ def run_offline(
                 on_file_start=on_file_start,
                 progress=progress,
                 extras=extras,
+                # workers apply the batches while this thread decodes: small batches at both ends of
+                # a file let them start sooner and leave them less after the last read. Not with a
+                # records task: it hands out what ended at batch ends, so its records' order follows
+                # where batches end (their set does not); those runs keep the batches they had.
+                ramp=not inline and not any(t.incremental for g in groups for t in g.tasks),
             )
         manager.flush()
         result.elapsed_s = time.perf_counter() - t0
