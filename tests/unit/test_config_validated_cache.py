@@ -201,6 +201,29 @@ def test_damaged_or_foreign_entries_fall_back_silently_and_are_rewritten(
     assert len(validations) == len(damaged) + 1  # the rewritten entry is used
 
 
+def test_an_entry_never_imports_a_module_it_names(
+    tmp_path: Path, cache: Path, validations: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Importing a module runs it: an entry naming ``netspectra.__main__`` ran the whole command inside
+    the unpickler (a second command within the first). Only modules already imported and the built-in
+    kinds' modules may be named; no other module named by an entry is imported."""
+    path = _write(tmp_path, "aggregator:\n  num_workers: 5\n")
+    load_config(path)
+    (entry,) = entries(cache)
+    head = entry.read_bytes().split(b"\n", 1)[0] + b"\n"
+    for module in ("netspectra.weights", "netspectra.cli.not_a_module_yet"):
+        monkeypatch.delitem(sys.modules, module, raising=False)
+        entry.write_bytes(head + f"c{module}\nConfig\n.".encode())  # a GLOBAL opcode, then STOP
+        before = len(validations)
+        assert load_config(path).aggregator.num_workers == 5
+        assert len(validations) == before + 1  # refused, validated again
+        assert module not in sys.modules
+    # a built-in kind's module not imported yet is still named (its task and parameter models)
+    monkeypatch.delitem(sys.modules, "netspectra.rollup.kind", raising=False)
+    assert validated_cache._may_import("netspectra.rollup.kind")
+    assert not validated_cache._may_import("netspectra.cli.not_a_module_yet")
+
+
 def test_unwritable_directory_never_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("")

@@ -35,7 +35,8 @@ without validating and without building any validator (the models are defined wi
 * **No code in an entry.** An entry is a pickle read by an unpickler that refuses every global but the
   configuration's model classes (classes of NetSpectra's modules that are pydantic models or enums), the
   two restorers of this module (a kind's task-group class and a kind object, by name) and a few value
-  types of the standard library (:data:`_STDLIB`).
+  types of the standard library (:data:`_STDLIB`); and it imports no module an entry names but the
+  built-in kinds' (:func:`_may_import`: importing a module runs it).
 
 The directory is the parsed-text cache's (``$NETSPECTRA_CONFIG_CACHE``, ``off``: neither cache), entries
 ``validated-<key>.pickle``.
@@ -208,13 +209,32 @@ class _Pickler(pickle.Pickler):
         return NotImplemented
 
 
+def _may_import(module: str) -> bool:
+    """Whether an entry may name a class of NetSpectra's ``module``: one imported already, a built-in kind's
+    module, or one a built-in kind's module of the same subpackage imports (a kind's nested models).
+    Nothing else is imported for an entry: importing a module runs it (``netspectra.__main__`` runs the
+    whole command), and an entry is only data."""
+    if module in sys.modules:
+        return True
+    kinds = [target.partition(":")[0] for registry in _registries() for target in registry.builtins.values()]
+    if module in kinds:
+        return True
+    import importlib
+
+    package = module.split(".")[:2]
+    for kind_module in kinds:
+        if kind_module.split(".")[:2] == package:
+            importlib.import_module(kind_module)
+    return module in sys.modules
+
+
 class _Unpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
         if module == __name__ and name in ("task_group_class", "kind_object"):
             return globals()[name]
         if name in _STDLIB.get(module, ()):
             return super().find_class(module, name)
-        if module.startswith(_PACKAGE + "."):
+        if module.startswith(_PACKAGE + ".") and _may_import(module):
             import enum
 
             from pydantic import BaseModel
