@@ -224,6 +224,31 @@ def test_an_entry_never_imports_a_module_it_names(
     assert not validated_cache._may_import("netspectra.cli.not_a_module_yet")
 
 
+def test_an_entry_under_another_keys_name_is_refused(
+    tmp_path: Path, cache: Path, validations: list[str]
+) -> None:
+    """An entry copied, renamed or linked to another key's name held another configuration: the command
+    ran configuration B's tasks for file A, without A's warnings."""
+    a = _write(tmp_path, "aggregator:\n  num_workers: 3\n  typo_key: 1\n", "a.yaml")
+    b = _write(tmp_path, "aggregator:\n  num_workers: 4\n", "b.yaml")
+    load_config(a)
+    (entry_a,) = entries(cache)
+    load_config(b)
+    (entry_b,) = set(entries(cache)) - {entry_a}
+    for plant in ("copy", "symlink"):
+        entry_a.unlink()
+        if plant == "copy":
+            entry_a.write_bytes(entry_b.read_bytes())
+        else:
+            entry_a.symlink_to(entry_b.name)
+        before = len(validations)
+        cfg = load_config(a)
+        assert cfg.aggregator.num_workers == 3 and any("typo_key" in w for w in cfg.warnings)
+        assert len(validations) == before + 1  # refused, validated again, rewritten as a's own
+        assert not entry_a.is_symlink()
+        assert load_config(a).aggregator.num_workers == 3 and len(validations) == before + 1
+
+
 def test_unwritable_directory_never_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("")

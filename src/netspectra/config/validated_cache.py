@@ -16,7 +16,8 @@ without validating and without building any validator (the models are defined wi
   the YAML loader's rules (:func:`netspectra.config.loader._yaml_rules`), the NetSpectra package's
   directory and version (another installation or checkout sharing the directory has keys of its own),
   the versions of Python, pydantic and pydantic-core, the machine's physical memory (the default memory
-  limit the tasks are checked against) and :data:`FORMAT`. An entry also records the source files of
+  limit the tasks are checked against) and :data:`FORMAT`. An entry records its key (one copied, renamed
+  or linked under another key's name is refused) and the source files of
   NetSpectra's modules that were loaded when it was validated, by name, size and modification time: a
   NetSpectra upgraded or edited in place makes its entries stale (checked at every read, ~70 ``stat``
   calls), as Python's own bytecode cache does.
@@ -63,7 +64,7 @@ from netspectra.user_cache import prune, write_private
 log = logging.getLogger(__name__)
 
 #: Bump when the entries' format or what a key covers changes.
-FORMAT = 1
+FORMAT = 2
 _PREFIX = "validated-"
 _SUFFIX = ".pickle"
 _PACKAGE = "netspectra"
@@ -246,16 +247,19 @@ class _Unpickler(pickle.Unpickler):
 
 
 # --------------------------------------------------------------------------------------------------
-# Reading and writing entries: a JSON header line (format, source files), then the pickle
+# Reading and writing entries: a JSON header line (format, key, source files), then the pickle
 # --------------------------------------------------------------------------------------------------
 
 
-def _read(path: Path) -> Any:
-    """The configuration of the entry at ``path``; raises when there is none or it cannot be used."""
+def _read(path: Path, key: str) -> Any:
+    """The configuration of the entry at ``path`` stored for ``key``; raises when there is none or it cannot
+    be used."""
     with open(path, "rb") as f:
         head = json.loads(f.readline())
         if not isinstance(head, dict) or head.get("format") != FORMAT:
             raise ValueError("not an entry of this format")
+        if head.get("key") != key:  # an entry copied, renamed or linked under another key's name
+            raise ValueError("stored for another key")
         if not _fresh(head.get("sources")):
             raise ValueError("NetSpectra's source changed since it was stored")
         cfg = _Unpickler(f).load()
@@ -268,13 +272,13 @@ def _read(path: Path) -> Any:
     return cfg
 
 
-def _write(directory: Path, path: Path, cfg: Any) -> None:
+def _write(directory: Path, path: Path, key: str, cfg: Any) -> None:
     sources = _source_files()
     if sources is None:
         log.debug("validated config cache: NetSpectra's source files cannot be looked at; not cached")
         return
     body = io.BytesIO()
-    body.write(json.dumps({"format": FORMAT, "sources": sources}).encode() + b"\n")
+    body.write(json.dumps({"format": FORMAT, "key": key, "sources": sources}).encode() + b"\n")
     _Pickler(body).dump(cfg)
     write_private(directory, path, body.getvalue())
     prune(directory, f"{_PREFIX}*{_SUFFIX}", parsed_cache.KEEP)
@@ -289,9 +293,10 @@ def validated(text: str, rules: str, source: str, validate: Callable[[], tuple[A
     directory = parsed_cache.cache_dir()
     if directory is None or not _only_builtin_kinds():
         return validate()[0]
-    path = directory / f"{_PREFIX}{_key(text, rules)}{_SUFFIX}"
+    key = _key(text, rules)
+    path = directory / f"{_PREFIX}{key}{_SUFFIX}"
     try:
-        cfg = _read(path)
+        cfg = _read(path, key)
     except FileNotFoundError:
         pass
     except Exception as exc:  # damaged, stale or foreign: validate, then replace it
@@ -309,7 +314,7 @@ def validated(text: str, rules: str, source: str, validate: Callable[[], tuple[A
         log.debug("validated config cache: the text holds a secret; not cached")
     else:
         try:
-            _write(directory, path, cfg)
+            _write(directory, path, key, cfg)
         except Exception as exc:  # never fails a load
             log.debug("validated config cache: cannot store %s (%s)", path, exc)
     return cfg
