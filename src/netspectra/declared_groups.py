@@ -124,8 +124,10 @@ def remembered(path_entries: tuple[str, ...]) -> frozenset[str] | None:
         fp = fingerprint(path_entries)
         try:
             path = _entry_path(directory, path_entries)
-            with open(path, encoding="utf-8") as f:
-                entry = json.load(f)
+            from netspectra.user_cache import open_private
+
+            with open_private(path) as f:
+                entry = json.loads(f.read().decode("utf-8"))
             if (
                 fp is not None
                 and isinstance(entry, dict)

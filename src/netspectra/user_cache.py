@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
 from pathlib import Path
+from typing import BinaryIO
 
 
 def user_cache_dir(setting: str, part: str) -> Path | None:
@@ -49,3 +51,24 @@ def prune(directory: Path, pattern: str, keep: int) -> None:
     for _, p in entries[keep:]:
         with contextlib.suppress(OSError):
             p.unlink()
+
+
+def open_private(path: Path) -> BinaryIO:
+    """``path`` opened for reading in binary mode where it is an entry this user wrote: a regular file (not
+    a symbolic link: ``O_NOFOLLOW``) owned by this user and writable by nobody else; :class:`OSError`
+    otherwise (:class:`FileNotFoundError` when there is none). An entry another user could have written
+    (a cache directory shared through ``$NETSPECTRA_CONFIG_CACHE``, ``/tmp``) is never read: what it
+    holds would become this user's configuration."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(f"{path}: not a regular file")
+        if hasattr(os, "geteuid") and st.st_uid != os.geteuid():
+            raise PermissionError(f"{path}: owned by user {st.st_uid}, not this one")
+        if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+            raise PermissionError(f"{path}: writable by other users")
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise

@@ -249,6 +249,40 @@ def test_an_entry_under_another_keys_name_is_refused(
         assert load_config(a).aggregator.num_workers == 3 and len(validations) == before + 1
 
 
+def test_entries_another_user_could_have_written_are_refused(
+    tmp_path: Path, cache: Path, validations: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An entry owned by another user, writable by others or a symbolic link (a cache directory shared
+    through $NETSPECTRA_CONFIG_CACHE): its configuration was used as this user's. Validated and parsed
+    entries alike are refused, the text parsed and validated again."""
+    path = _write(tmp_path, "aggregator:\n  num_workers: 3\n")
+    load_config(path)
+    (entry,) = entries(cache)
+    (parsed,) = cache.glob("parsed-*.json")
+    parses: list[str] = []
+    real_parse = loader._load_yaml
+    monkeypatch.setattr(loader, "_load_yaml", lambda text: parses.append(text) or real_parse(text))
+    uid = os.geteuid()
+    for how in ("mode", "owner"):
+        if how == "mode":
+            entry.chmod(0o622)
+            parsed.chmod(0o622)
+        else:
+            monkeypatch.setattr(os, "geteuid", lambda: uid + 1)  # the entries are now another user's
+        before = len(validations)
+        assert load_config(path).aggregator.num_workers == 3
+        assert len(validations) == before + 1 and len(parses) == 1  # neither entry read
+        monkeypatch.setattr(os, "geteuid", lambda: uid)
+        assert entry.stat().st_mode & 0o777 == 0o600  # rewritten, private
+        parses.clear()
+    moved = entry.with_name("elsewhere")
+    entry.rename(moved)
+    entry.symlink_to(moved.name)  # the right content, through a link
+    before = len(validations)
+    assert load_config(path).aggregator.num_workers == 3 and len(validations) == before + 1
+    assert not entry.is_symlink()
+
+
 def test_unwritable_directory_never_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("")

@@ -110,6 +110,28 @@ def test_damaged_entries_are_ignored_and_rewritten(
     assert len(cli) == 6
 
 
+def test_an_entry_another_user_could_have_written_is_ignored(
+    tmp_path: Path, cli: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An entry of another user (or writable by others) saying no group is declared hid this user's
+    plugins."""
+    import os
+
+    kinds._entry_points("netspectra.aggregators")
+    (entry,) = (tmp_path / "cache").glob("entry-points-*.json")
+    uid = os.geteuid()
+    monkeypatch.setattr(os, "geteuid", lambda: uid + 1)
+    new_start(monkeypatch)
+    assert declared_groups.remembered(tuple(sys.path)) is None
+    monkeypatch.setattr(os, "geteuid", lambda: uid)
+    entry.chmod(0o646)
+    new_start(monkeypatch)
+    assert declared_groups.remembered(tuple(sys.path)) is None
+    entry.chmod(0o600)
+    new_start(monkeypatch)
+    assert declared_groups.remembered(tuple(sys.path)) is not None
+
+
 def test_only_the_command_line_and_not_when_off(
     tmp_path: Path, cli: list[int], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -59,7 +59,7 @@ from pathlib import Path
 from typing import Any
 
 from netspectra.config import parsed_cache
-from netspectra.user_cache import prune, write_private
+from netspectra.user_cache import open_private, prune, write_private
 
 log = logging.getLogger(__name__)
 
@@ -254,7 +254,7 @@ class _Unpickler(pickle.Unpickler):
 def _read(path: Path, key: str) -> Any:
     """The configuration of the entry at ``path`` stored for ``key``; raises when there is none or it cannot
     be used."""
-    with open(path, "rb") as f:
+    with open_private(path) as f:
         head = json.loads(f.readline())
         if not isinstance(head, dict) or head.get("format") != FORMAT:
             raise ValueError("not an entry of this format")
