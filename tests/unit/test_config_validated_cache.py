@@ -155,7 +155,7 @@ def test_source_change_makes_entries_stale(
     tmp_path: Path, cache: Path, validations: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """An entry records the NetSpectra modules' source files loaded when it was stored; one of them edited
-    (size or modification time) makes it stale: validated again and rewritten."""
+    (size, modification time, change time or inode) makes it stale: validated again and rewritten."""
     module_file = tmp_path / "probe_module.py"
     module_file.write_text("X = 1\n")
     module = types.ModuleType("netspectra._test_probe_module")
@@ -174,6 +174,22 @@ def test_source_change_makes_entries_stale(
     os.utime(module_file, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10_000_000))  # touched only
     load_config(path)
     assert len(validations) == 3
+    # edited in place with the same size, its modification time put back (touch -r, cp -p, an edit within
+    # one tick of a coarse clock): the inode's change time still moves
+    stat = module_file.stat()
+    module_file.write_text("X = 33\n")
+    os.utime(module_file, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert module_file.stat().st_size == stat.st_size and module_file.stat().st_mtime_ns == stat.st_mtime_ns
+    load_config(path)
+    assert len(validations) == 4
+    # replaced by another file (a new inode: rsync -t, an installer) of the same size and time
+    stat = module_file.stat()
+    other = tmp_path / "other.py"
+    other.write_text("X = 44\n")
+    os.utime(other, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    other.replace(module_file)
+    load_config(path)
+    assert len(validations) == 5
 
 
 def test_damaged_or_foreign_entries_fall_back_silently_and_are_rewritten(

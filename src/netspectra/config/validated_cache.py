@@ -17,10 +17,10 @@ without validating and without building any validator (the models are defined wi
   directory and version (another installation or checkout sharing the directory has keys of its own),
   the versions of Python, pydantic and pydantic-core, the machine's physical memory (the default memory
   limit the tasks are checked against) and :data:`FORMAT`. An entry records its key (one copied, renamed
-  or linked under another key's name is refused) and the source files of
-  NetSpectra's modules that were loaded when it was validated, by name, size and modification time: a
-  NetSpectra upgraded or edited in place makes its entries stale (checked at every read, ~70 ``stat``
-  calls), as Python's own bytecode cache does.
+  or linked under another key's name is refused) and the source files of NetSpectra's modules that were
+  loaded when it was validated, by name, size, modification and change time and inode: a NetSpectra
+  upgraded or edited in place (even with its size and modification time put back) makes its entries
+  stale (checked at every read, ~70 ``stat`` calls).
 * **What is never cached.** A text in which a variable has a value (values are often secrets), or that
   holds a secret literally (:func:`netspectra.config.parsed_cache.holds_secret`) — the rules of the
   parsed-text cache; a configuration whose validation looked outside its text (a file it checks exists, a
@@ -130,9 +130,9 @@ def _key(text: str, rules: str) -> str:
     return h.hexdigest()
 
 
-def _source_files() -> list[tuple[str, int, int]] | None:
-    """``(path, size, mtime_ns)`` of the source file of every NetSpectra module loaded now; ``None`` when
-    one of them cannot be looked at (a package inside an archive: nothing is cached)."""
+def _source_files() -> list[tuple[str, int, int, int, int]] | None:
+    """``(path, size, mtime_ns, ctime_ns, inode)`` of the source file of every NetSpectra module loaded now;
+    ``None`` when one of them cannot be looked at (a package inside an archive: nothing is cached)."""
     out = []
     for name, module in list(sys.modules.items()):
         if name != _PACKAGE and not name.startswith(_PACKAGE + "."):
@@ -144,22 +144,30 @@ def _source_files() -> list[tuple[str, int, int]] | None:
             st = os.stat(path)
         except OSError:
             return None
-        out.append((path, st.st_size, st.st_mtime_ns))
+        out.append((path, *_identity(st)))
     out.sort()
     return out or None
 
 
+def _identity(st: os.stat_result) -> tuple[int, int, int, int]:
+    """What says a file is the one recorded: its size, modification time, change time and inode. The
+    modification time alone misses a file edited in place with its size and time put back (``touch -r``,
+    ``cp -p``, two writes within one tick of the file system's clock), which the change time sees (no
+    program sets it), and a file replaced by another of the same size and time (a new inode)."""
+    return st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino
+
+
 def _fresh(sources: Any) -> bool:
-    """Whether every recorded source file is still there with the same size and modification time."""
+    """Whether every recorded source file is still there, the same file unchanged (:func:`_identity`)."""
     if not isinstance(sources, list) or not sources:
         return False
     for item in sources:
         try:
-            path, size, mtime = item
+            path, *identity = item
             st = os.stat(path)
         except (OSError, TypeError, ValueError):
             return False
-        if st.st_size != size or st.st_mtime_ns != mtime:
+        if tuple(identity) != _identity(st):
             return False
     return True
 
