@@ -54,12 +54,15 @@ def prune(directory: Path, pattern: str, keep: int) -> None:
 
 
 def open_private(path: Path) -> BinaryIO:
-    """``path`` opened for reading in binary mode where it is an entry this user wrote: a regular file (not
-    a symbolic link: ``O_NOFOLLOW``) owned by this user and writable by nobody else; :class:`OSError`
-    otherwise (:class:`FileNotFoundError` when there is none). An entry another user could have written
-    (a cache directory shared through ``$NETSPECTRA_CONFIG_CACHE``, ``/tmp``) is never read: what it
-    holds would become this user's configuration."""
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    """``path`` opened for reading in binary mode where it is an entry this user wrote: a regular file
+    (not a symbolic link: ``O_NOFOLLOW``; not a FIFO or a device, which are never waited on) owned by this
+    user and writable by nobody else; :class:`OSError` otherwise (:class:`FileNotFoundError` when there is
+    none). An entry another user could have written (a cache directory shared through
+    ``$NETSPECTRA_CONFIG_CACHE``, ``/tmp``) is never read: what it holds would become this user's
+    configuration."""
+    # O_NONBLOCK: a FIFO in an entry's place would block the open until someone writes to it (the command
+    # hung); a regular file's reads ignore the flag
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):

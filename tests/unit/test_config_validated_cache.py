@@ -299,6 +299,26 @@ def test_entries_another_user_could_have_written_are_refused(
     assert not entry.is_symlink()
 
 
+def test_a_fifo_in_an_entrys_place_is_refused_without_waiting(
+    tmp_path: Path, cache: Path, validations: list[str]
+) -> None:
+    """A FIFO where an entry is (validated or parsed) blocked the command for ever in open()."""
+    import threading
+
+    path = _write(tmp_path, "aggregator:\n  num_workers: 3\n")
+    load_config(path)
+    for entry in [*entries(cache), *cache.glob("parsed-*.json")]:
+        entry.unlink()
+        os.mkfifo(entry)
+    got: list[int] = []
+    loading = threading.Thread(
+        target=lambda: got.append(load_config(path).aggregator.num_workers), daemon=True
+    )
+    loading.start()
+    loading.join(30)
+    assert got == [3] and len(validations) == 2
+
+
 def test_unwritable_directory_never_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("")
