@@ -15,13 +15,18 @@ from typing import BinaryIO
 def user_cache_dir(setting: str, part: str) -> Path | None:
     """The cache directory a setting names: ``off`` (any case) → ``None`` (no cache); a path → that path
     (``~`` expanded); empty → ``$XDG_CACHE_HOME/netspectra/<part>`` (``~/.cache/netspectra/<part>``
-    without ``XDG_CACHE_HOME``)."""
+    without ``XDG_CACHE_HOME``). ``None`` too where the path needs a home directory and there is none
+    (no ``$HOME`` and a user id without a passwd entry, as in many containers): a cache never fails the
+    command."""
     text = setting.strip()
     if text.lower() == "off":
         return None
-    if text:
-        return Path(text).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    try:
+        if text:
+            return Path(text).expanduser()
+        base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    except RuntimeError:  # pathlib: "Could not determine home directory."
+        return None
     return Path(base) / "netspectra" / part
 
 

@@ -319,6 +319,32 @@ def test_a_fifo_in_an_entrys_place_is_refused_without_waiting(
     assert got == [3] and len(validations) == 2
 
 
+def test_no_home_directory_means_no_cache_not_a_failure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No $HOME and a user id without a passwd entry (a container's): pathlib cannot find the home
+    directory, and every command failed with RuntimeError from the caches' directory."""
+    import pwd
+
+    from netspectra import declared_groups
+    from netspectra.user_cache import user_cache_dir
+
+    def no_entry(uid: int) -> Any:
+        raise KeyError(uid)
+
+    for name in ("HOME", "XDG_CACHE_HOME", parsed_cache.ENV):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(pwd, "getpwuid", no_entry)
+    monkeypatch.setattr(process, "OWN_PROCESS", True)
+    monkeypatch.setattr(declared_groups, "_FOUND", [])
+    assert user_cache_dir("", "config") is None and user_cache_dir("~/x", "config") is None
+    assert user_cache_dir(str(tmp_path), "config") == tmp_path  # a path of its own still works
+    assert parsed_cache.cache_dir() is None and not validated_cache.active()
+    assert declared_groups.remembered(("/nonexistent-path-entry",)) is None
+    path = _write(tmp_path, "aggregator:\n  num_workers: 7\n")
+    assert load_config(path).aggregator.num_workers == 7
+
+
 def test_unwritable_directory_never_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("")
