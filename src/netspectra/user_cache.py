@@ -72,10 +72,11 @@ def open_private(path: Path) -> BinaryIO:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise OSError(f"{path}: not a regular file")
-        if hasattr(os, "geteuid") and st.st_uid != os.geteuid():
-            raise PermissionError(f"{path}: owned by user {st.st_uid}, not this one")
-        if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-            raise PermissionError(f"{path}: writable by other users")
+        if hasattr(os, "geteuid"):  # POSIX owners and modes (Windows reports every writable file 0o666)
+            if st.st_uid != os.geteuid():
+                raise PermissionError(f"{path}: owned by user {st.st_uid}, not this one")
+            if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+                raise PermissionError(f"{path}: writable by other users")
         return os.fdopen(fd, "rb")
     except BaseException:
         os.close(fd)
