@@ -234,6 +234,12 @@ def test_an_entry_never_imports_a_module_it_names(
         assert load_config(path).aggregator.num_workers == 5
         assert len(validations) == before + 1  # refused, validated again
         assert module not in sys.modules
+    # nor through a package's lazy attributes (its module __getattr__ imports the submodule)
+    monkeypatch.delitem(sys.modules, "netspectra.collect.receiver", raising=False)
+    entry.write_bytes(head + b"cnetspectra.collect\nUdpReceiver\n.")
+    before = len(validations)
+    assert load_config(path).aggregator.num_workers == 5 and len(validations) == before + 1
+    assert "netspectra.collect.receiver" not in sys.modules
     # a built-in kind's module not imported yet is still named (its task and parameter models)
     monkeypatch.delitem(sys.modules, "netspectra.rollup.kind", raising=False)
     assert validated_cache._may_import("netspectra.rollup.kind")

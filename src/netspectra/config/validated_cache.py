@@ -37,7 +37,8 @@ without validating and without building any validator (the models are defined wi
   configuration's model classes (classes of NetSpectra's modules that are pydantic models or enums), the
   two restorers of this module (a kind's task-group class and a kind object, by name) and a few value
   types of the standard library (:data:`_STDLIB`); and it imports no module an entry names but the
-  built-in kinds' (:func:`_may_import`: importing a module runs it).
+  built-in kinds' (:func:`_may_import`: importing a module runs it), reading a class from its module's
+  own namespace (a package's lazy attributes would import more).
 
 The directory is the parsed-text cache's (``$NETSPECTRA_CONFIG_CACHE``, ``off``: neither cache), entries
 ``validated-<key>.pickle``.
@@ -243,12 +244,15 @@ class _Unpickler(pickle.Unpickler):
             return globals()[name]
         if name in _STDLIB.get(module, ()):
             return super().find_class(module, name)
-        if module.startswith(_PACKAGE + ".") and _may_import(module):
+        if module.startswith(_PACKAGE + ".") and "." not in name and _may_import(module):
             import enum
+            import importlib
 
             from pydantic import BaseModel
 
-            obj = super().find_class(module, name)
+            # the module's own namespace, not getattr: a package's lazy attributes (its __getattr__)
+            # import modules of their own
+            obj = vars(importlib.import_module(module)).get(name)
             if isinstance(obj, type) and issubclass(obj, BaseModel | enum.Enum):
                 return obj
         raise pickle.UnpicklingError(f"an entry may not name {module}.{name}")
