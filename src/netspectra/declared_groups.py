@@ -11,9 +11,9 @@ among them is answered "none" without reading any metadata:
 * **Keyed by the discovery's inputs.** :func:`fingerprint` covers what
   :func:`importlib.metadata.distributions` reads: every ``sys.path`` entry (the current directory for
   ``""``) with its modification time (a distribution installed or removed adds or removes a directory
-  there), and in each the name of every ``*.dist-info`` / ``*.egg-info`` with the size and modification
-  time of its ``entry_points.txt`` (one rewritten in place, as an editable install does). It is
-  computed at every start (~1 ms of ``stat`` calls). Where discovery reads something else — a
+  there), and in each the name of every ``*.dist-info`` / ``*.egg-info`` with the size, modification and
+  change time and inode of its ``entry_points.txt`` (one rewritten in place, as an editable install does).
+  It is computed at every start (~1 ms of ``stat`` calls). Where discovery reads something else — a
   ``sys.path`` entry that is an archive or an ``.egg``, a finder on ``sys.meta_path`` with distributions
   of its own — nothing is remembered.
 * **Only an absence is taken from it.** A group the entry names as declared is read from the metadata as
@@ -41,7 +41,7 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 #: Bump when the entries' format or what the fingerprint covers changes.
-FORMAT = 1
+FORMAT = 2
 #: Entries kept (the newest by use).
 KEEP = 8
 #: The environment variable naming the directory (the configuration caches'; ``off``: none).
@@ -55,12 +55,14 @@ def _directory() -> Path | None:
     return user_cache_dir(os.environ.get(ENV, ""), "config")
 
 
-def _stat(path: str) -> tuple[int, int] | None:
+def _stat(path: str) -> tuple[int, int, int, int] | None:
+    """Size, modification and change time, inode: a file rewritten in place with its size and modification
+    time put back (``cp -p``, two writes within one tick of a coarse clock) still has a new change time."""
     try:
         st = os.stat(path)
     except OSError:
         return None
-    return st.st_size, st.st_mtime_ns
+    return st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino
 
 
 def fingerprint(path_entries: Iterable[str]) -> str | None:
@@ -124,8 +126,10 @@ def remembered(path_entries: tuple[str, ...]) -> frozenset[str] | None:
         fp = fingerprint(path_entries)
         try:
             path = _entry_path(directory, path_entries)
-            with open(path, encoding="utf-8") as f:
-                entry = json.load(f)
+            from netspectra.user_cache import open_private
+
+            with open_private(path) as f:
+                entry = json.loads(f.read().decode("utf-8"))
             if (
                 fp is not None
                 and isinstance(entry, dict)

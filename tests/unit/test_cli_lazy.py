@@ -571,9 +571,13 @@ def test_quick_conversions_are_typers(tmp_path) -> None:  # type: ignore[no-unty
     a_dir.mkdir()
     missing = str(tmp_path / "missing")
     cases = {
-        "top": ["0", "10", "010", "-1", "+3", "5x", " 5", "1_0", "", "٣", 3, 0, -2, None],
+        # (a number of more than 4,300 digits: int() raises, typer answers "exceeded maximum size")
+        "top": [
+            *("0", "10", "010", "-1", "+3", "5x", " 5", "1_0", "", "٣", 3, 0, -2, None),
+            *("9" * 18, "9" * 19, "9" * 5000),
+        ],
         "batch_size": ["0", "1", "262144", 262_144],
-        "export_port": [("53", "70000"), ("0053",), ("x",), (), ("65535", "0"), "53", None],
+        "export_port": [("53", "70000"), ("0053",), ("x",), (), ("65535", "0"), "53", None, ("1" * 4400,)],
         "out": [str(a_file), str(a_dir), missing, "", None],
         "config": [str(a_file), str(a_dir), missing, None],
         "files": [(str(a_file),), (missing, str(a_dir)), ()],

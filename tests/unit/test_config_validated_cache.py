@@ -155,7 +155,7 @@ def test_source_change_makes_entries_stale(
     tmp_path: Path, cache: Path, validations: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """An entry records the NetSpectra modules' source files loaded when it was stored; one of them edited
-    (size or modification time) makes it stale: validated again and rewritten."""
+    (size, modification time, change time or inode) makes it stale: validated again and rewritten."""
     module_file = tmp_path / "probe_module.py"
     module_file.write_text("X = 1\n")
     module = types.ModuleType("netspectra._test_probe_module")
@@ -174,6 +174,22 @@ def test_source_change_makes_entries_stale(
     os.utime(module_file, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10_000_000))  # touched only
     load_config(path)
     assert len(validations) == 3
+    # edited in place with the same size, its modification time put back (touch -r, cp -p, an edit within
+    # one tick of a coarse clock): the inode's change time still moves
+    stat = module_file.stat()
+    module_file.write_text("X = 33\n")
+    os.utime(module_file, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert module_file.stat().st_size == stat.st_size and module_file.stat().st_mtime_ns == stat.st_mtime_ns
+    load_config(path)
+    assert len(validations) == 4
+    # replaced by another file (a new inode: rsync -t, an installer) of the same size and time
+    stat = module_file.stat()
+    other = tmp_path / "other.py"
+    other.write_text("X = 44\n")
+    os.utime(other, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    other.replace(module_file)
+    load_config(path)
+    assert len(validations) == 5
 
 
 def test_damaged_or_foreign_entries_fall_back_silently_and_are_rewritten(
@@ -199,6 +215,140 @@ def test_damaged_or_foreign_entries_fall_back_silently_and_are_rewritten(
         assert entries(cache) == [entry] and entry.read_bytes().startswith(head)  # rewritten
     load_config(path)
     assert len(validations) == len(damaged) + 1  # the rewritten entry is used
+
+
+def test_an_entry_never_imports_a_module_it_names(
+    tmp_path: Path, cache: Path, validations: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Importing a module runs it: an entry naming ``netspectra.__main__`` ran the whole command inside
+    the unpickler (a second command within the first). Only modules already imported and the built-in
+    kinds' modules may be named; no other module named by an entry is imported."""
+    path = _write(tmp_path, "aggregator:\n  num_workers: 5\n")
+    load_config(path)
+    (entry,) = entries(cache)
+    head = entry.read_bytes().split(b"\n", 1)[0] + b"\n"
+    for module in ("netspectra.weights", "netspectra.cli.not_a_module_yet"):
+        monkeypatch.delitem(sys.modules, module, raising=False)
+        entry.write_bytes(head + f"c{module}\nConfig\n.".encode())  # a GLOBAL opcode, then STOP
+        before = len(validations)
+        assert load_config(path).aggregator.num_workers == 5
+        assert len(validations) == before + 1  # refused, validated again
+        assert module not in sys.modules
+    # nor through a package's lazy attributes (its module __getattr__ imports the submodule)
+    monkeypatch.delitem(sys.modules, "netspectra.collect.receiver", raising=False)
+    entry.write_bytes(head + b"cnetspectra.collect\nUdpReceiver\n.")
+    before = len(validations)
+    assert load_config(path).aggregator.num_workers == 5 and len(validations) == before + 1
+    assert "netspectra.collect.receiver" not in sys.modules
+    # a built-in kind's module not imported yet is still named (its task and parameter models)
+    monkeypatch.delitem(sys.modules, "netspectra.rollup.kind", raising=False)
+    assert validated_cache._may_import("netspectra.rollup.kind")
+    assert not validated_cache._may_import("netspectra.cli.not_a_module_yet")
+
+
+def test_an_entry_under_another_keys_name_is_refused(
+    tmp_path: Path, cache: Path, validations: list[str]
+) -> None:
+    """An entry copied, renamed or linked to another key's name held another configuration: the command
+    ran configuration B's tasks for file A, without A's warnings."""
+    a = _write(tmp_path, "aggregator:\n  num_workers: 3\n  typo_key: 1\n", "a.yaml")
+    b = _write(tmp_path, "aggregator:\n  num_workers: 4\n", "b.yaml")
+    load_config(a)
+    (entry_a,) = entries(cache)
+    load_config(b)
+    (entry_b,) = set(entries(cache)) - {entry_a}
+    for plant in ("copy", "symlink"):
+        entry_a.unlink()
+        if plant == "copy":
+            entry_a.write_bytes(entry_b.read_bytes())
+        else:
+            entry_a.symlink_to(entry_b.name)
+        before = len(validations)
+        cfg = load_config(a)
+        assert cfg.aggregator.num_workers == 3 and any("typo_key" in w for w in cfg.warnings)
+        assert len(validations) == before + 1  # refused, validated again, rewritten as a's own
+        assert not entry_a.is_symlink()
+        assert load_config(a).aggregator.num_workers == 3 and len(validations) == before + 1
+
+
+def test_entries_another_user_could_have_written_are_refused(
+    tmp_path: Path, cache: Path, validations: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An entry owned by another user, writable by others or a symbolic link (a cache directory shared
+    through $NETSPECTRA_CONFIG_CACHE): its configuration was used as this user's. Validated and parsed
+    entries alike are refused, the text parsed and validated again."""
+    path = _write(tmp_path, "aggregator:\n  num_workers: 3\n")
+    load_config(path)
+    (entry,) = entries(cache)
+    (parsed,) = cache.glob("parsed-*.json")
+    parses: list[str] = []
+    real_parse = loader._load_yaml
+    monkeypatch.setattr(loader, "_load_yaml", lambda text: parses.append(text) or real_parse(text))
+    uid = os.geteuid()
+    for how in ("mode", "owner"):
+        if how == "mode":
+            entry.chmod(0o622)
+            parsed.chmod(0o622)
+        else:
+            monkeypatch.setattr(os, "geteuid", lambda: uid + 1)  # the entries are now another user's
+        before = len(validations)
+        assert load_config(path).aggregator.num_workers == 3
+        assert len(validations) == before + 1 and len(parses) == 1  # neither entry read
+        monkeypatch.setattr(os, "geteuid", lambda: uid)
+        assert entry.stat().st_mode & 0o777 == 0o600  # rewritten, private
+        parses.clear()
+    moved = entry.with_name("elsewhere")
+    entry.rename(moved)
+    entry.symlink_to(moved.name)  # the right content, through a link
+    before = len(validations)
+    assert load_config(path).aggregator.num_workers == 3 and len(validations) == before + 1
+    assert not entry.is_symlink()
+
+
+def test_a_fifo_in_an_entrys_place_is_refused_without_waiting(
+    tmp_path: Path, cache: Path, validations: list[str]
+) -> None:
+    """A FIFO where an entry is (validated or parsed) blocked the command for ever in open()."""
+    import threading
+
+    path = _write(tmp_path, "aggregator:\n  num_workers: 3\n")
+    load_config(path)
+    for entry in [*entries(cache), *cache.glob("parsed-*.json")]:
+        entry.unlink()
+        os.mkfifo(entry)
+    got: list[int] = []
+    loading = threading.Thread(
+        target=lambda: got.append(load_config(path).aggregator.num_workers), daemon=True
+    )
+    loading.start()
+    loading.join(30)
+    assert got == [3] and len(validations) == 2
+
+
+def test_no_home_directory_means_no_cache_not_a_failure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No $HOME and a user id without a passwd entry (a container's): pathlib cannot find the home
+    directory, and every command failed with RuntimeError from the caches' directory."""
+    import pwd
+
+    from netspectra import declared_groups
+    from netspectra.user_cache import user_cache_dir
+
+    def no_entry(uid: int) -> Any:
+        raise KeyError(uid)
+
+    for name in ("HOME", "XDG_CACHE_HOME", parsed_cache.ENV):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(pwd, "getpwuid", no_entry)
+    monkeypatch.setattr(process, "OWN_PROCESS", True)
+    monkeypatch.setattr(declared_groups, "_FOUND", [])
+    assert user_cache_dir("", "config") is None and user_cache_dir("~/x", "config") is None
+    assert user_cache_dir(str(tmp_path), "config") == tmp_path  # a path of its own still works
+    assert parsed_cache.cache_dir() is None and not validated_cache.active()
+    assert declared_groups.remembered(("/nonexistent-path-entry",)) is None
+    path = _write(tmp_path, "aggregator:\n  num_workers: 7\n")
+    assert load_config(path).aggregator.num_workers == 7
 
 
 def test_unwritable_directory_never_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -91,6 +91,25 @@ def test_a_distribution_installed_removed_or_rewritten_is_seen_at_the_next_start
     assert kinds._entry_points("netspectra.writers") == [] and len(cli) == 5
 
 
+def test_entry_points_rewritten_with_the_same_size_and_time_are_seen(
+    tmp_path: Path, cli: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """entry_points.txt rewritten in place with its size and modification time put back (cp -p, two
+    writes within one tick of a coarse clock) hid the plugin group it now declares."""
+    import os
+
+    site = tmp_path / "site"
+    info = _install(site, "ns_dg_same", "[console_scripts]\nabcdef = ns_dg_same:KIND\n")
+    assert kinds._entry_points("netspectra.sketches") == [] and len(cli) == 1
+    eps = info / "entry_points.txt"
+    before = eps.stat()
+    eps.write_text("[netspectra.sketches]\nab = ns_dg_same:KIND\n")  # the same number of bytes
+    os.utime(eps, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert eps.stat().st_size == before.st_size and eps.stat().st_mtime_ns == before.st_mtime_ns
+    new_start(monkeypatch)
+    assert [e.name for e in kinds._entry_points("netspectra.sketches")] == ["ab"] and len(cli) == 2
+
+
 def test_damaged_entries_are_ignored_and_rewritten(
     tmp_path: Path, cli: list[int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -108,6 +127,28 @@ def test_damaged_entries_are_ignored_and_rewritten(
     new_start(monkeypatch)
     kinds._entry_points("netspectra.sketches")
     assert len(cli) == 6
+
+
+def test_an_entry_another_user_could_have_written_is_ignored(
+    tmp_path: Path, cli: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An entry of another user (or writable by others) saying no group is declared hid this user's
+    plugins."""
+    import os
+
+    kinds._entry_points("netspectra.aggregators")
+    (entry,) = (tmp_path / "cache").glob("entry-points-*.json")
+    uid = os.geteuid()
+    monkeypatch.setattr(os, "geteuid", lambda: uid + 1)
+    new_start(monkeypatch)
+    assert declared_groups.remembered(tuple(sys.path)) is None
+    monkeypatch.setattr(os, "geteuid", lambda: uid)
+    entry.chmod(0o646)
+    new_start(monkeypatch)
+    assert declared_groups.remembered(tuple(sys.path)) is None
+    entry.chmod(0o600)
+    new_start(monkeypatch)
+    assert declared_groups.remembered(tuple(sys.path)) is not None
 
 
 def test_only_the_command_line_and_not_when_off(

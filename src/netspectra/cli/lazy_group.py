@@ -64,8 +64,8 @@ _UNSURE = object()
 def _quick(desc: Any, value: Any, param: Any, ctx: Any) -> Any:
     """``value`` converted as typer's pydantic ``TypeAdapter`` would, where that is certain without one: a
     ``Path`` (typer's own checks: exists, file or directory, readable, ...), a whole number written with
-    digits alone within the option's ``min``/``max``, a list of either, a ``bool`` that is one; else
-    :data:`_UNSURE`."""
+    at most 18 digits alone within the option's ``min``/``max``, a list of either, a ``bool`` that is one;
+    else :data:`_UNSURE`."""
     from pathlib import Path
 
     info = desc.parameter_info
@@ -75,7 +75,9 @@ def _quick(desc: Any, value: Any, param: Any, ctx: Any) -> Any:
         out = [_quick(_Item(item, info), v, param, ctx) for v in value]
         return _UNSURE if any(v is _UNSURE for v in out) else out
     if annotation is int and not info.clamp:
-        digits = isinstance(value, str) and value.isascii() and value.isdigit()
+        # at most 18 digits: int() refuses a number of more than 4,300 (sys.get_int_max_str_digits), where
+        # typer answers "exceeded maximum size"; a number that long is never certain here
+        digits = isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 18
         if digits and (value == "0" or value[0] != "0"):  # (a sign, spaces, "_", leading zeros: typer's)
             value = int(value)
         if type(value) is not int:

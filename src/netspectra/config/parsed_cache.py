@@ -49,7 +49,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from netspectra.user_cache import prune, user_cache_dir, write_private
+from netspectra.user_cache import open_private, prune, user_cache_dir, write_private
 
 log = logging.getLogger(__name__)
 
@@ -92,8 +92,8 @@ def _same(a: Any, b: Any) -> bool:
 
 def _read(path: Path) -> Any:
     """The entry at ``path``; raises when there is none or it cannot be used."""
-    with open(path, encoding="utf-8") as f:
-        entry = json.load(f)
+    with open_private(path) as f:
+        entry = json.loads(f.read().decode("utf-8"))
     if not isinstance(entry, dict) or entry.get("format") != FORMAT or "data" not in entry:
         raise ValueError("not an entry of this format")
     with contextlib.suppress(OSError):  # the newest by use survive the pruning

@@ -16,10 +16,11 @@ without validating and without building any validator (the models are defined wi
   the YAML loader's rules (:func:`netspectra.config.loader._yaml_rules`), the NetSpectra package's
   directory and version (another installation or checkout sharing the directory has keys of its own),
   the versions of Python, pydantic and pydantic-core, the machine's physical memory (the default memory
-  limit the tasks are checked against) and :data:`FORMAT`. An entry also records the source files of
-  NetSpectra's modules that were loaded when it was validated, by name, size and modification time: a
-  NetSpectra upgraded or edited in place makes its entries stale (checked at every read, ~70 ``stat``
-  calls), as Python's own bytecode cache does.
+  limit the tasks are checked against) and :data:`FORMAT`. An entry records its key (one copied, renamed
+  or linked under another key's name is refused) and the source files of NetSpectra's modules that were
+  loaded when it was validated, by name, size, modification and change time and inode: a NetSpectra
+  upgraded or edited in place (even with its size and modification time put back) makes its entries
+  stale (checked at every read, ~70 ``stat`` calls).
 * **What is never cached.** A text in which a variable has a value (values are often secrets), or that
   holds a secret literally (:func:`netspectra.config.parsed_cache.holds_secret`) — the rules of the
   parsed-text cache; a configuration whose validation looked outside its text (a file it checks exists, a
@@ -35,7 +36,9 @@ without validating and without building any validator (the models are defined wi
 * **No code in an entry.** An entry is a pickle read by an unpickler that refuses every global but the
   configuration's model classes (classes of NetSpectra's modules that are pydantic models or enums), the
   two restorers of this module (a kind's task-group class and a kind object, by name) and a few value
-  types of the standard library (:data:`_STDLIB`).
+  types of the standard library (:data:`_STDLIB`); and it imports no module an entry names but the
+  built-in kinds' (:func:`_may_import`: importing a module runs it), reading a class from its module's
+  own namespace (a package's lazy attributes would import more).
 
 The directory is the parsed-text cache's (``$NETSPECTRA_CONFIG_CACHE``, ``off``: neither cache), entries
 ``validated-<key>.pickle``.
@@ -57,12 +60,12 @@ from pathlib import Path
 from typing import Any
 
 from netspectra.config import parsed_cache
-from netspectra.user_cache import prune, write_private
+from netspectra.user_cache import open_private, prune, write_private
 
 log = logging.getLogger(__name__)
 
 #: Bump when the entries' format or what a key covers changes.
-FORMAT = 1
+FORMAT = 2
 _PREFIX = "validated-"
 _SUFFIX = ".pickle"
 _PACKAGE = "netspectra"
@@ -128,9 +131,9 @@ def _key(text: str, rules: str) -> str:
     return h.hexdigest()
 
 
-def _source_files() -> list[tuple[str, int, int]] | None:
-    """``(path, size, mtime_ns)`` of the source file of every NetSpectra module loaded now; ``None`` when
-    one of them cannot be looked at (a package inside an archive: nothing is cached)."""
+def _source_files() -> list[tuple[str, int, int, int, int]] | None:
+    """``(path, size, mtime_ns, ctime_ns, inode)`` of the source file of every NetSpectra module loaded now;
+    ``None`` when one of them cannot be looked at (a package inside an archive: nothing is cached)."""
     out = []
     for name, module in list(sys.modules.items()):
         if name != _PACKAGE and not name.startswith(_PACKAGE + "."):
@@ -142,22 +145,30 @@ def _source_files() -> list[tuple[str, int, int]] | None:
             st = os.stat(path)
         except OSError:
             return None
-        out.append((path, st.st_size, st.st_mtime_ns))
+        out.append((path, *_identity(st)))
     out.sort()
     return out or None
 
 
+def _identity(st: os.stat_result) -> tuple[int, int, int, int]:
+    """What says a file is the one recorded: its size, modification time, change time and inode. The
+    modification time alone misses a file edited in place with its size and time put back (``touch -r``,
+    ``cp -p``, two writes within one tick of the file system's clock), which the change time sees (no
+    program sets it), and a file replaced by another of the same size and time (a new inode)."""
+    return st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino
+
+
 def _fresh(sources: Any) -> bool:
-    """Whether every recorded source file is still there with the same size and modification time."""
+    """Whether every recorded source file is still there, the same file unchanged (:func:`_identity`)."""
     if not isinstance(sources, list) or not sources:
         return False
     for item in sources:
         try:
-            path, size, mtime = item
+            path, *identity = item
             st = os.stat(path)
         except (OSError, TypeError, ValueError):
             return False
-        if st.st_size != size or st.st_mtime_ns != mtime:
+        if tuple(identity) != _identity(st):
             return False
     return True
 
@@ -208,34 +219,59 @@ class _Pickler(pickle.Pickler):
         return NotImplemented
 
 
+def _may_import(module: str) -> bool:
+    """Whether an entry may name a class of NetSpectra's ``module``: one imported already, a built-in kind's
+    module, or one a built-in kind's module of the same subpackage imports (a kind's nested models).
+    Nothing else is imported for an entry: importing a module runs it (``netspectra.__main__`` runs the
+    whole command), and an entry is only data."""
+    if module in sys.modules:
+        return True
+    kinds = [target.partition(":")[0] for registry in _registries() for target in registry.builtins.values()]
+    if module in kinds:
+        return True
+    import importlib
+
+    package = module.split(".")[:2]
+    for kind_module in kinds:
+        if kind_module.split(".")[:2] == package:
+            importlib.import_module(kind_module)
+    return module in sys.modules
+
+
 class _Unpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
         if module == __name__ and name in ("task_group_class", "kind_object"):
             return globals()[name]
         if name in _STDLIB.get(module, ()):
             return super().find_class(module, name)
-        if module.startswith(_PACKAGE + "."):
+        if module.startswith(_PACKAGE + ".") and "." not in name and _may_import(module):
             import enum
+            import importlib
 
             from pydantic import BaseModel
 
-            obj = super().find_class(module, name)
+            # the module's own namespace, not getattr: a package's lazy attributes (its __getattr__)
+            # import modules of their own
+            obj = vars(importlib.import_module(module)).get(name)
             if isinstance(obj, type) and issubclass(obj, BaseModel | enum.Enum):
                 return obj
         raise pickle.UnpicklingError(f"an entry may not name {module}.{name}")
 
 
 # --------------------------------------------------------------------------------------------------
-# Reading and writing entries: a JSON header line (format, source files), then the pickle
+# Reading and writing entries: a JSON header line (format, key, source files), then the pickle
 # --------------------------------------------------------------------------------------------------
 
 
-def _read(path: Path) -> Any:
-    """The configuration of the entry at ``path``; raises when there is none or it cannot be used."""
-    with open(path, "rb") as f:
+def _read(path: Path, key: str) -> Any:
+    """The configuration of the entry at ``path`` stored for ``key``; raises when there is none or it cannot
+    be used."""
+    with open_private(path) as f:
         head = json.loads(f.readline())
         if not isinstance(head, dict) or head.get("format") != FORMAT:
             raise ValueError("not an entry of this format")
+        if head.get("key") != key:  # an entry copied, renamed or linked under another key's name
+            raise ValueError("stored for another key")
         if not _fresh(head.get("sources")):
             raise ValueError("NetSpectra's source changed since it was stored")
         cfg = _Unpickler(f).load()
@@ -248,13 +284,13 @@ def _read(path: Path) -> Any:
     return cfg
 
 
-def _write(directory: Path, path: Path, cfg: Any) -> None:
+def _write(directory: Path, path: Path, key: str, cfg: Any) -> None:
     sources = _source_files()
     if sources is None:
         log.debug("validated config cache: NetSpectra's source files cannot be looked at; not cached")
         return
     body = io.BytesIO()
-    body.write(json.dumps({"format": FORMAT, "sources": sources}).encode() + b"\n")
+    body.write(json.dumps({"format": FORMAT, "key": key, "sources": sources}).encode() + b"\n")
     _Pickler(body).dump(cfg)
     write_private(directory, path, body.getvalue())
     prune(directory, f"{_PREFIX}*{_SUFFIX}", parsed_cache.KEEP)
@@ -269,9 +305,10 @@ def validated(text: str, rules: str, source: str, validate: Callable[[], tuple[A
     directory = parsed_cache.cache_dir()
     if directory is None or not _only_builtin_kinds():
         return validate()[0]
-    path = directory / f"{_PREFIX}{_key(text, rules)}{_SUFFIX}"
+    key = _key(text, rules)
+    path = directory / f"{_PREFIX}{key}{_SUFFIX}"
     try:
-        cfg = _read(path)
+        cfg = _read(path, key)
     except FileNotFoundError:
         pass
     except Exception as exc:  # damaged, stale or foreign: validate, then replace it
@@ -289,7 +326,7 @@ def validated(text: str, rules: str, source: str, validate: Callable[[], tuple[A
         log.debug("validated config cache: the text holds a secret; not cached")
     else:
         try:
-            _write(directory, path, cfg)
+            _write(directory, path, key, cfg)
         except Exception as exc:  # never fails a load
             log.debug("validated config cache: cannot store %s (%s)", path, exc)
     return cfg
