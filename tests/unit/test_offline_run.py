@@ -62,6 +62,8 @@ def test_worker_lanes_write_what_inline_writes(tmp_path: Path, workers: int) -> 
     assert inline.result.stats.records == lanes.result.stats.records > 0
     names = sorted(p.name for p in inline.written)
     assert names == sorted(p.name for p in lanes.written) and len(names) >= 4
+    # listed in one order whichever writer finished first (the report lists them as given)
+    assert inline.written == sorted(inline.written) and lanes.written == sorted(lanes.written)
     filled = 0
     for name in names:
         a = pq.read_table(tmp_path / "inline" / name)

@@ -91,7 +91,16 @@ def analyze(
         typer.Option("--json", help="Print the summary as one JSON document on stdout instead of tables."),
     ] = False,
     batch_size: Annotated[
-        int, typer.Option("--batch-size", min=1, help="Packets per columnar batch.", rich_help_panel="Tuning")
+        int,
+        typer.Option(
+            "--batch-size",
+            min=1,
+            # 16 x the default: a batch's columns take ~60 B a packet and the reader keeps a few of them, so
+            # a larger one only costs memory (a typo of extra digits was a numpy traceback)
+            max=4_194_304,
+            help="Packets per columnar batch.",
+            rich_help_panel="Tuning",
+        ),
     ] = 262_144,
     progress: Annotated[
         bool | None,

@@ -107,7 +107,8 @@ class ResultsWriter:
 @dataclass
 class OfflineRun:
     """What :func:`run_offline` gives: the reading result, the stopped manager (its tasks hold the final
-    state) and the files ``--out`` wrote."""
+    state) and the files ``--out`` wrote, sorted by path (the writers finish in any order; a report that
+    lists them should not change from run to run)."""
 
     result: AnalysisResult
     manager: Manager
@@ -240,7 +241,7 @@ def run_offline(
         result.elapsed_s = time.perf_counter() - t0
     finally:
         manager.stop(end_of_input=True)
-    return OfflineRun(result, manager, list(results.written) if results is not None else [])
+    return OfflineRun(result, manager, sorted(results.written) if results is not None else [])
 
 
 def _workers(configured: int) -> int:
