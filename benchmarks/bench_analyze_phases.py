@@ -2,12 +2,12 @@
 """Where ``netspectra analyze`` spends the time after start-up: in-process timers, trees side by side.
 
 Usage:
-    python benchmarks/bench_analyze_phases.py [--tree LABEL=SRC ...] [--runs 8] [FILE]
+    python benchmarks/bench_analyze_phases.py [--tree LABEL=SRC ...] [--runs 8] [--config YAML] [FILE]
 
 Runs ``netspectra analyze FILE --json`` (default: ``benchmarks/_work/zipf_5000000.pcap``) ``--runs`` times
-per tree, the trees alternating (``--tree main=/work/main/src --tree mine=src``: each run imports that
-``src``; default: this checkout's ``src``), each run in a child process with timers wrapped around the
-command's steps, and prints per tree the medians (and minima) of:
+per tree (with ``-c YAML`` when ``--config`` is given), the trees alternating (``--tree main=/work/main/src
+--tree mine=src``: each run imports that ``src``; default: this checkout's ``src``), each run in a child
+process with timers wrapped around the command's steps, and prints per tree the medians (and minima) of:
 
   loop        ``analyze_files``: reading, decoding and handing every batch to the engine, to the last submit
   tail        ``Manager.flush``: the workers finishing the last batch after its submit (the submit of the
@@ -52,7 +52,7 @@ def wrap(modname, attr, label):
         finally:
             spans.append((label, t, now(), (time.thread_time() - c0) * 1000))
     setattr(owner, name, g)
-sys.argv = ["netspectra", "analyze", sys.argv[1], "--json"]
+sys.argv = ["netspectra", "analyze", sys.argv[1], "--json", *sys.argv[2:]]
 import netspectra.cli.main as cli
 real_main = cli.main
 def main():
@@ -85,10 +85,10 @@ cli.run()
 """
 
 
-def _one(src: str, capture: Path, out: Path) -> dict[str, float]:
+def _one(src: str, capture: Path, out: Path, extra: list[str]) -> dict[str, float]:
     env = dict(os.environ, PYTHONPATH=src, NS_PHASES_OUT=str(out))
     env.pop("PYTHONDONTWRITEBYTECODE", None)
-    cmd = [sys.executable, "-c", CHILD, str(capture)]
+    cmd = [sys.executable, "-c", CHILD, str(capture), *extra]
     subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, check=True)
     doc = json.loads(out.read_text())
     spans = doc["spans"]
@@ -116,6 +116,7 @@ def main() -> None:
     ap.add_argument("capture", nargs="?", type=Path, default=trace)
     ap.add_argument("--tree", action="append", default=[], help="LABEL=SRC (repeatable); default: this src")
     ap.add_argument("--runs", type=int, default=8)
+    ap.add_argument("--config", type=Path, help="the configuration the command runs with (default: shipped)")
     args = ap.parse_args()
     trees = [t.split("=", 1) for t in args.tree] or [["this", str(ROOT / "src")]]
     if not args.capture.exists():
@@ -126,7 +127,7 @@ def main() -> None:
     rows: dict[str, list[dict[str, float]]] = {label: [] for label, _ in trees}
     for _ in range(args.runs):
         for label, src in trees:
-            rows[label].append(_one(src, args.capture, out))
+            rows[label].append(_one(src, args.capture, out, ["-c", str(args.config)] if args.config else []))
     print(f"{args.capture.name}: medians (min) in ms over {args.runs} runs per tree, trees alternating")
     for label, runs in rows.items():
         cols = {k: [r[k] for r in runs] for k in runs[0]}
