@@ -78,16 +78,29 @@ def _entry_points(group: str) -> list[EntryPoint]:
     ``importlib.metadata.entry_points(group=...)`` reads every distribution's metadata on each call
     (about 17 ms with 160 distributions); config validation asks the registries dozens of times, which
     cost a command over a second. Distributions do not change under a running process, but a new
-    ``sys.path`` entry (a plugin directory added at run time, as the tests do) does start a new scan."""
+    ``sys.path`` entry (a plugin directory added at run time, as the tests do) does start a new scan. In
+    the command line's process a group that no distribution declared at an earlier start, with the same
+    distributions installed, is answered without reading any metadata (:mod:`netspectra.declared_groups`)."""
     global _SCANNED
     key = tuple(sys.path)
     with _SCAN_LOCK:
         if _SCANNED is None or _SCANNED[0] != key:
+            from netspectra import process
+
+            remembering = process.OWN_PROCESS  # the command line: groups none declares remembered
+            if remembering:
+                from netspectra import declared_groups
+
+                declared = declared_groups.remembered(key)
+                if declared is not None and group not in declared:
+                    return []
             groups: dict[str, list[EntryPoint]] = {}
             for dist in distributions():
                 for ep in dist.entry_points:
                     groups.setdefault(ep.group, []).append(ep)
             _SCANNED = (key, groups)
+            if remembering:
+                declared_groups.remember(key, groups)
         return list(_SCANNED[1].get(group, ()))
 
 

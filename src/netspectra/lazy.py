@@ -322,7 +322,9 @@ def scan_entry_points_once() -> None:
     each read every installed distribution's entry points (~4 and ~3 ms with 160 distributions), and the
     kind registries read them once more (:func:`netspectra.kinds._entry_points`). Where the registries'
     scan finds none of numba's or pydantic's group, their loaders are told there is nothing to load —
-    the state each would reach by scanning; where it finds some, they scan and load as usual. Only the
+    the state each would reach by scanning; where it finds some, they scan and load as usual. (In the
+    command line's process the registries' scan itself is spared where an earlier start found none of
+    the groups asked with the same distributions installed: :mod:`netspectra.declared_groups`.) Only the
     command-line process calls this (:func:`netspectra.cli.main.main`), before numba and pydantic are
     imported; a library user's are left as they are."""
     import sys

@@ -128,6 +128,12 @@ def test_missing_and_foreign_files_are_errors_not_tracebacks(tmp_path: Path) -> 
     assert "Traceback" not in res.stderr
 
 
+@pytest.mark.parametrize("size", ["0", "4194305", "99999999999999999999"])
+def test_a_batch_size_out_of_range_is_a_usage_error(size: str) -> None:
+    res = run("analyze", str(CAPTURES / "mdns.pcap"), "--batch-size", size)
+    assert res.exit_code == 2 and "--batch-size" in res.stderr and "Traceback" not in res.stderr
+
+
 def test_bad_config_names_the_key(tmp_path: Path) -> None:
     conf = tmp_path / "c.yaml"
     conf.write_text("aggregator:\n  exact:\n    tasks:\n      - name: t\n        key_fields: [SrcIp]\n")

@@ -162,6 +162,29 @@ def test_enriched_analyze_matches_the_reader_packet_by_packet(tmp_path: Path) ->
     assert 1970 in years and len(years) >= 2
 
 
+def test_the_report_without_out_is_the_report_with_it(tmp_path: Path) -> None:
+    """Without ``--out`` (no writer, no snapshot callback) the engine's final snapshot of the rollup task
+    reaches no one: the task counts its rows instead of making them (RollupTask.discard). The report
+    (rows per resolution, totals, top values) is the one of a run with ``--out``, whose files hold that
+    many rows."""
+    cfg = write_config(tmp_path, ASN_DB)
+    docs = []
+    for out in (None, tmp_path / "out"):
+        res = runner.invoke(
+            cli.app,
+            ["analyze", "-c", str(cfg), *(str(CAPTURES / f) for f in FILES), "--json", "--top", "50"]
+            + (["--out", str(out)] if out is not None else []),
+            catch_exceptions=False,
+        )
+        assert res.exit_code == 0, res.output
+        docs.append(json.loads(res.stdout))
+    (task,) = docs[0]["rollup_tasks"]
+    assert task == docs[1]["rollup_tasks"][0]
+    table = pq.read_table(tmp_path / "out" / "traffic.parquet")
+    for res_label, n in task["rows"].items():
+        assert n > 0 and table.filter(pc.equal(table["Resolution"], res_label)).num_rows == n
+
+
 @pytest.mark.parametrize(
     ("database", "says"),
     [("missing-GeoLite2-ASN.mmdb", "no such file"), ("MaxMind-DB-test-broken-pointers-24.mmdb", "damaged")],

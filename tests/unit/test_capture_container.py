@@ -462,3 +462,10 @@ def test_stats_count_from_arrays_and_merge() -> None:
     empty = CaptureStats()
     empty.merge(CaptureStats())
     assert empty.first_ts_ns is None and empty.records == 0
+    # a call whose records are all OK (counted without bincount) counts what bincount counts
+    for statuses in (np.zeros(4, np.uint8), status):
+        one = CaptureStats()
+        one.add_decoded(statuses, np.zeros(len(statuses), np.uint16), np.array([1, 2, 3, 4], np.uint32))
+        counts = np.bincount(statuses, minlength=st.N_STATUS)
+        assert one.by_status == {name: int(counts[code]) for code, name in st.NAMES.items()}
+        assert (one.ip_packets, one.ip_bytes) == (4, 10)

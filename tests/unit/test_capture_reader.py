@@ -276,6 +276,44 @@ def test_output_batches_are_reused_only_when_no_one_holds_them(tmp_path: Path) -
         assert np.array_equal(ip, ip0) and np.array_equal(length, length0)
 
 
+@pytest.mark.parametrize("gz", [False, True])
+def test_ramp_gives_the_same_rows_in_small_batches_at_both_ends(tmp_path: Path, gz: bool) -> None:
+    """``ramp``: batches of batch_size // 16 rows first, doubling up to batch_size, then halving the
+    estimated rest near the end; the rows, their order, the counts and a damage error are those of a
+    reader without it."""
+    recs = b"".join(
+        pcap_record(i // 1000, i % 1000, eth(udp4(A, bytes([10, 0, i >> 8 & 0xFF, i & 0xFF]), i % 999, 53)))
+        for i in range(5000)
+    )
+    good = write(tmp_path, "ramp.pcap", pcap_header() + recs, gz=gz)
+    bad = write(tmp_path, "ramp-cut.pcap", pcap_header() + recs + pcap_record(9, 0, ARP)[:-3], gz=gz)
+    for p in (good, bad):
+        plain = CaptureReader(p, batch_size=256, window_bytes=4096)
+        ramped = CaptureReader(p, batch_size=256, window_bytes=4096, ramp=True)
+        want, want_err = read_until_error(plain)
+        sizes: list[int] = []
+        got: list[tuple] = []
+        err = None
+        try:
+            for b in ramped:
+                b.validate()
+                sizes.append(len(b))
+                got += rows(b)
+        except CaptureError as exc:
+            err = exc
+        assert got == want and len(want) == 5000
+        assert ramped.stats == plain.stats
+        assert (err is None) == (p is good) and str(err) == str(want_err)
+        # a batch is handed out once fewer than min(16, its target // 4) more rows would fit
+        ramp_up = zip(sizes[:5], (16, 32, 64, 128, 256), strict=True)
+        assert all(t - min(16, t // 4) < n <= t for n, t in ramp_up), sizes
+        full = [i for i, n in enumerate(sizes) if n > 240]
+        assert len(full) >= 10 and full == list(range(full[0], full[-1] + 1)), sizes
+        tail = sizes[full[-1] + 1 :]  # after the full batches: the estimated rest halved, down to 16
+        assert len(tail) >= 3 and max(tail) <= 240, sizes
+        assert all(b <= a or b <= 16 for a, b in itertools.pairwise(tail)) and min(tail[:-1]) >= 12, sizes
+
+
 def test_progress_reports_file_bytes_up_to_the_total(tmp_path: Path) -> None:
     for p in straddling_files(tmp_path):
         seen: list[int] = []

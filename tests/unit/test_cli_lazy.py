@@ -540,3 +540,80 @@ def test_declared_numba_extensions_and_pydantic_plugins_still_load(tmp_path) -> 
     plugins, initialized, reads = lines[1].rsplit(" ", 2)
     assert plugins == "['Plugin']" and initialized == "True" and int(reads) > 1
     assert lines[2] == "['ns_scan_ext', 'ns_scan_plugin']"
+
+
+def _outcome(coerce, value, param, ctx):  # type: ignore[no-untyped-def]
+    """What a conversion gives: its value (and type), or its error's type and message."""
+    try:
+        out = coerce(value, param=param, ctx=ctx)
+    except Exception as exc:
+        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        return ("error", type(exc).__name__, message)
+    return ("ok", out, type(out).__name__, [type(v).__name__ for v in out] if isinstance(out, list) else None)
+
+
+def test_quick_conversions_are_typers(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A built command's paths, whole numbers and flags are converted without pydantic adapters where the
+    value is certain, to what typer's own conversion gives; anything else goes through typer's, with its
+    errors."""
+    import typer
+    from typer._click import Context
+    from typer._coercion import build_runtime_param
+
+    from netspectra.cli.lazy_group import _QuickRuntimeParam
+    from netspectra.cli.main import app
+
+    command = typer.main.get_group(app).commands["analyze"]
+    ctx = Context(command)
+    a_file = tmp_path / "a.pcap"
+    a_file.write_bytes(b"")
+    a_dir = tmp_path / "d"
+    a_dir.mkdir()
+    missing = str(tmp_path / "missing")
+    cases = {
+        # (a number of more than 4,300 digits: int() raises, typer answers "exceeded maximum size")
+        "top": [
+            *("0", "10", "010", "-1", "+3", "5x", " 5", "1_0", "", "٣", 3, 0, -2, None),
+            *("9" * 18, "9" * 19, "9" * 5000),
+        ],
+        "batch_size": ["0", "1", "262144", 262_144],
+        "export_port": [("53", "70000"), ("0053",), ("x",), (), ("65535", "0"), "53", None, ("1" * 4400,)],
+        "out": [str(a_file), str(a_dir), missing, "", None],
+        "config": [str(a_file), str(a_dir), missing, None],
+        "files": [(str(a_file),), (missing, str(a_dir)), ()],
+        "progress": [None, True, False, "yes"],
+        "json_out": [True, False],
+    }
+    seen = set()
+    for param in command.params:
+        if param.name not in cases:
+            continue
+        seen.add(param.name)
+        ours = param.get_runtime_param()
+        assert isinstance(ours, _QuickRuntimeParam), param.name
+        theirs = build_runtime_param(param.type_descriptor)
+        for value in cases[param.name]:
+            expected = _outcome(theirs.coerce, value, param, ctx)
+            assert _outcome(ours.coerce, value, param, ctx) == expected, (param.name, value)
+    assert seen == set(cases)
+
+
+def test_a_plain_analyze_builds_no_pydantic_adapter(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """``netspectra analyze FILE`` with its options written as plain numbers and paths converts them all
+    without typer's pydantic adapters (their first one costs ~5 ms of start-up)."""
+    capture = tmp_path / "empty.pcap"
+    capture.write_bytes(bytes.fromhex("d4c3b2a1020004000000000000000000ffff000001000000"))
+    code = (
+        "import sys\nimport typer._coercion as c, typer.core as core\n"
+        "built = []\nreal = c.build_runtime_param\n"
+        "def counted(desc):\n    built.append(repr(desc.annotation))\n    return real(desc)\n"
+        "c.build_runtime_param = core.build_runtime_param = counted\n"
+        f"sys.argv = ['netspectra', 'analyze', {str(capture)!r}, '--top', '3', '--batch-size', '1000', "
+        f"'--out', {str(tmp_path / 'out')!r}, '--no-progress', '--json']\n"
+        "from netspectra.cli.main import main\n"
+        "try:\n    main()\nexcept SystemExit as exc:\n    assert not exc.code, exc.code\n"
+        "print('BUILT', built, file=sys.stderr)\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert "BUILT []" in res.stderr, res.stderr

@@ -255,6 +255,46 @@ def test_kernel_matches_reference_on_random_tables(seed: int, bits: int) -> None
     assert len(set(rasn)) > 50 and len(set(rcc)) > 20  # the probes reach many answers
 
 
+@pytest.mark.parametrize(("seed", "bits"), [(5, 16), (6, 1)])
+def test_codes_only_kernel_matches_reference(seed: int, bits: int) -> None:
+    """The codes-only pass (no AS, country or attribute column asked: what a rollup task keyed on side
+    codes reads) gives the reference's codes and miss counts, with networks that override the AS, the
+    country, both or neither."""
+    table, p4, p6, _ = _table(seed, bits)
+    rng = np.random.default_rng(seed + 200)
+    v4 = probes([(n, pl, 0) for n, pl, _ in p4], 32, rng, 2000)
+    v6 = probes(p6, 128, rng, 2000)
+    extra = [(0x2002 << 112) | (x << 80) for x in v4[:300]] + [x for x in v4[:300]]
+    addrs = rows([MAPPED | x for x in v4] + v6 + extra)
+    n = addrs.shape[0]
+    m = table.net_attr.shape[1]
+    net_class = rng.integers(0, 9, m).astype(np.uint32)
+    args = list(table.kernel_args())
+    # networks that override the AS number (net_asn), the country (net_cc), both or neither
+    args[12] = np.where(rng.random(m) < 0.5, rng.integers(1, 2**32, m), 0).astype(np.uint32)
+    args[13] = np.where(rng.random(m) < 0.5, rng.integers(1, 1000, m), 0).astype(np.uint16)
+    code = np.empty(n, np.uint64)
+    miss = np.zeros(N_MISSES, np.int64)
+    none_attr = np.empty((0, m), np.uint16)
+    args[14] = none_attr
+    enrich_side(
+        addrs.view(np.uint64), *args, np.empty(0, np.uint32), np.empty(0, np.uint16),
+        np.empty((0, n), np.uint16), miss, net_class, code,
+    )  # fmt: skip
+    rasn, rcc, _, rcode = enrich_side_ref(addrs, *args, net_class)
+    assert code.tolist() == rcode
+    assert miss[0] == sum(1 for a in rasn if a == 0) and miss[1] == sum(1 for c in rcc if c == 0)
+    assert 0 < miss[0] < n and 0 < miss[1] < n
+    # the general pass (the AS and country columns asked too) writes the same codes
+    code2 = np.empty(n, np.uint64)
+    miss2 = np.zeros(N_MISSES, np.int64)
+    enrich_side(
+        addrs.view(np.uint64), *args, np.empty(n, np.uint32), np.empty(n, np.uint16),
+        np.empty((0, n), np.uint16), miss2, net_class, code2,
+    )  # fmt: skip
+    assert code2.tolist() == rcode and miss2.tolist() == miss.tolist()
+
+
 def test_kernel_answers_longest_prefix_brute_force() -> None:
     """The kernel against a brute-force longest-prefix match of the networks (independent of tables)."""
     table, *_ = _table(9, 16)

@@ -568,3 +568,60 @@ def test_flow_keys_in_the_originals_format() -> None:
     partial = ExactTask("t", ["DstPort", "SrcIP"])
     partial.update(b)
     assert sorted(partial.snapshot().flow_keys()) == ["1234-2001:db8::2", "80-10.0.0.1"]
+
+
+def _same_snapshot(a: FlowSnapshot, b: FlowSnapshot) -> bool:
+    return (
+        len(a) == len(b)
+        and all(np.array_equal(getattr(a, c), getattr(b, c)) for c in FlowSnapshot.ARRAYS)
+        and a.extra.keys() == b.extra.keys()
+        and all(np.array_equal(a.extra[k], b.extra[k]) for k in a.extra)
+    )
+
+
+@pytest.mark.parametrize("by", ["bytes", "packets"])
+@pytest.mark.parametrize("v6_share", [0.0, 0.4, 1.0])
+@pytest.mark.parametrize(
+    "key_fields", [*TASKS, [*FIVE, "VlanID"]], ids=["-".join(t) for t in [*TASKS, [*FIVE, "VlanID"]]]
+)
+def test_summary_answers_what_the_snapshot_answers(key_fields: list[str], v6_share: float, by: str) -> None:
+    """``summary(n, by)``: the flow count, the totals and ``top(k, by)`` for every k <= n equal the full
+    snapshot's, row for row (compact and wide rows, ties at the n-th value, extra key words)."""
+    rng = np.random.default_rng(7)
+    task = ExactTask("t", key_fields)
+    for _ in range(3):
+        b = make_batch(rng, 4000, n_addr=40, n_ports=6, v6_share=v6_share)
+        sizes = np.array([100, 100, 100, 1500], np.uint32)[rng.integers(0, 4, 4000)]  # many ties
+        b = PacketBatch(b.ts_ns, b.src_ip, b.dst_ip, b.src_port, b.dst_port, b.protocol, sizes)
+        task.update(b.with_columns(vlan_id=(b.src_port % 3).astype(np.uint16)))
+    snap = task.snapshot()
+    assert len(snap) >= (4 if key_fields == ["Protocol"] else 50)
+    for n in (0, 1, 3, 10, 49, len(snap) - 1, len(snap), len(snap) + 5):
+        s = task.summary(n, by=by)
+        assert (len(s), s.total_packets, s.total_bytes) == (len(snap), snap.total_packets, snap.total_bytes)
+        assert (s.task_name, s.key_fields) == (snap.task_name, snap.key_fields)
+        assert len(s.leaders) >= min(n, len(snap))
+        for k in {0, 1, n // 2, n}:
+            if k <= n:
+                assert _same_snapshot(s.top(k, by=by), snap.top(k, by=by)), (n, k)
+    with pytest.raises(ValueError, match="top 3 flows"):
+        task.summary(3, by=by).top(4, by=by)
+    with pytest.raises(ValueError):
+        task.summary(3, by="flows")  # type: ignore[arg-type]
+    empty = ExactTask("e", key_fields).summary(10)
+    assert (len(empty), empty.total_packets, empty.total_bytes, len(empty.top(10))) == (0, 0, 0, 0)
+
+
+def test_summary_totals_are_the_flows_sums_when_a_counter_saturates() -> None:
+    """Weighted rows whose counts pass 2**64 - 1: a flow's counters saturate, the task's totals do not;
+    the summary's totals are the snapshot's (the flows' sums), as for any other task."""
+    rng = np.random.default_rng(3)
+    b = make_batch(rng, 4, n_addr=2, n_ports=1, v6_share=0.0)
+    big = np.full(4, 1 << 63, np.uint64)
+    task = ExactTask("t", FIVE)
+    task.update(b.with_columns(packets=big, octets=big))
+    snap = task.snapshot()
+    assert task.packets > (1 << 64) - 1 and snap.total_packets < task.packets
+    s = task.summary(2)
+    assert (len(s), s.total_packets, s.total_bytes) == (len(snap), snap.total_packets, snap.total_bytes)
+    assert _same_snapshot(s.top(2), snap.top(2))

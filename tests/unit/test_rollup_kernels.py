@@ -219,12 +219,25 @@ def test_gather_increments_reads_the_pending_increments_of_the_slots() -> None:
     assert len(slots) > 100
     words = np.empty((task.words, len(slots)), np.uint32)
     pk, by = np.empty(len(slots), np.uint64), np.empty(len(slots), np.uint64)
+    fine.state[slots] |= np.uint32(PENDING)  # (every entry with increments to take)
+    state = fine.state.copy()
     lo, hi = kern.gather_increments(
-        slots, task.words, fine.rec, fine.reci, fine.rec32, fine.rw, words, pk, by
+        slots, task.words, fine.rec, fine.reci, fine.rec32, fine.rw, words, pk, by, 0
     )
     assert np.array_equal(words.T, fine.dims[slots])
     assert np.array_equal(pk, fine.bpk[slots]) and np.array_equal(by, fine.bby[slots])
     assert (lo, hi) == (fine.bkt[slots].min(), fine.bkt[slots].max())
+    assert np.array_equal(fine.state, state)  # read only
+    # clear: the same answers, and the slots' PENDING bits (only theirs) cleared as they are read
+    half = slots[: len(slots) // 2].copy()
+    w2 = np.empty((task.words, len(half)), np.uint32)
+    pk2, by2 = np.empty(len(half), np.uint64), np.empty(len(half), np.uint64)
+    got = kern.gather_increments(half, task.words, fine.rec, fine.reci, fine.rec32, fine.rw, w2, pk2, by2, 1)
+    assert got == (fine.bkt[half].min(), fine.bkt[half].max())
+    assert np.array_equal(w2, words[:, : len(half)]) and np.array_equal(pk2, pk[: len(half)])
+    want = state.copy()
+    want[half] &= ~np.uint32(PENDING)
+    assert np.array_equal(fine.state, want)
 
 
 def test_highest_open_matches_the_reference() -> None:

@@ -806,3 +806,74 @@ def test_config_memory_bound_counts_the_working_copy_of_key_words() -> None:
     # bounded by CHUNK rows, whatever the batch
     assert task._scratch.nbytes == 2 * CHUNK * task.words * 4 <= 2 * CHUNK * words * 4
     assert task.memory_bytes <= bound
+
+
+@pytest.mark.parametrize("lazy", [True, False])
+def test_a_discarded_final_snapshot_counts_what_a_drain_hands_out(
+    monkeypatch: pytest.MonkeyPatch, lazy: bool
+) -> None:
+    """``discard`` (the engine's final snapshot of a group no one reads) leaves the task as ``drain``
+    does — the same ``rows_out``, the same rows in every later snapshot — without making the rows: the
+    closed entries of ``finish`` are counted (kernels.count_changed), not handed out. Over the views of a
+    capture within one minute (lazy coarser tables) and real coarser tables, with early closes at
+    ``max_entries`` (rows already made in the outbox) and a drain in the middle (entries handed out
+    before, not counted again)."""
+    monkeypatch.setattr(RollupTask, "lazy_coarse", lazy)
+    rng = np.random.default_rng(41)
+    one_minute = [make_batch(rng, 3_000, T0 + k * 10**9, 10**9) for k in range(4)]
+    for b in one_minute:
+        b.dims["SrcAS"][:] = rng.integers(0, 5_000, len(b)).astype(np.uint32)
+    spread = [make_batch(rng, 3_000, T0 + k * 7 * MIN, 20 * MIN) for k in range(3)]
+
+    def play(batches: list[PacketBatch], max_entries: int, discard: bool) -> tuple:
+        task = RollupTask("t", RollupParams(DIMS, max_entries=max_entries), capacity=16)
+        seen = []
+        for i, b in enumerate(batches):
+            task.update(b)
+            if i == 1:
+                seen.append(_row_tuples(task.drain()))
+        task.finish()
+        rows_out = None
+        if discard:
+            made = _count_calls(monkeypatch, kern, "rehash")
+            task.discard()
+            assert made["n"] == 0  # the closed entries were counted, not written out
+            monkeypatch.undo()
+            monkeypatch.setattr(RollupTask, "lazy_coarse", lazy)
+        else:
+            rows_out = len(task.drain())
+        after = _row_tuples(task.peek())
+        task.update(make_batch(np.random.default_rng(5), 500, T0 + 30 * MIN, MIN))  # the task goes on
+        task.finish()
+        later = _row_tuples(task.drain())
+        return task.summary.rows_out, task.summary.marginals, seen, after, later, rows_out
+
+    for batches, max_entries in (
+        (one_minute, 100_000),
+        (one_minute, 2_000),
+        (spread, 100_000),
+        (spread, 300),
+    ):
+        kept = play(batches, max_entries, discard=False)
+        gone = play(batches, max_entries, discard=True)
+        assert gone[:5] == kept[:5]
+        assert kept[3] == []  # nothing left after either
+        assert kept[5] > 0
+
+
+def test_count_changed_matches_the_reference() -> None:
+    """kernels.count_changed: the entries collect() would write, marked handed out with ``clear``."""
+    rng = np.random.default_rng(43)
+    task = RollupTask("t", RollupParams(DIMS), capacity=16)
+    for k in range(3):
+        task.update(make_batch(rng, 2_000, T0 + k * MIN, MIN))
+    fine = task.tables[0]
+    task.drain()
+    task.update(make_batch(rng, 300, T0 + 2 * MIN, MIN))  # some entries changed again
+    state = fine.state.copy()
+    want = kern.count_changed_ref(state, True)
+    assert 0 < want < fine.count
+    assert kern.count_changed(fine.rec32, fine.rw, 0) == want
+    assert kern.count_changed(fine.rec32, fine.rw, 1) == want
+    assert fine.state.tolist() == state.tolist()
+    assert kern.count_changed(fine.rec32, fine.rw, 1) == 0

@@ -203,3 +203,16 @@ def test_field_validation_errors(fields: object, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         validate_fields(fields, "flow_fields")  # type: ignore[arg-type]
     assert validate_fields([], "element_fields", required=False) == ()
+
+
+@pytest.mark.parametrize("field", ["SrcIP", "DstIP"])
+def test_a_one_address_key_is_the_batch_column_unless_read_only(field: str) -> None:
+    """A key of one address is the batch's own column (no copy); a read-only column (a received
+    message's) is copied, so that the kernels see the writable arrays they were compiled for."""
+    batch = _batch(np.random.default_rng(5), 100)
+    column = batch.src_ip if field == "SrcIP" else batch.dst_ip
+    got = encode_keys(batch, [field])
+    assert got is column and np.array_equal(got, encode_keys_ref(batch, [field]))
+    column.flags.writeable = False
+    copied = encode_keys(batch, [field])
+    assert copied is not column and copied.flags.writeable and np.array_equal(copied, column)

@@ -45,6 +45,8 @@ from netspectra.capture.stats import CaptureStats
 log = logging.getLogger(__name__)
 
 DEFAULT_BATCH_SIZE = 262_144
+#: A ``ramp`` reader's first (and smallest) batches hold ``batch_size // RAMP_DIVISOR`` rows.
+RAMP_DIVISOR = 16
 #: A batch is handed out once fewer rows than this fit in it, so that walker calls stay large
 #: (a call is ~µs of Python; calls of a handful of records would dominate the parse).
 _MIN_CALL_RECORDS = 4096
@@ -151,6 +153,15 @@ class CaptureReader:
     decoder's optional columns too (:data:`~netspectra.capture.decode.DECODER_COLUMNS`: TCP flags,
     VLAN id, ICMP type and code, IP length), for the tasks that need them (flow records).
 
+    ``ramp``: the batches at both ends of the file are smaller — the first ``batch_size // 16``
+    (:data:`RAMP_DIVISOR`) rows, each next one twice the last up to ``batch_size``; and once the rest of
+    the file is estimated (from the records per byte so far) to hold under two full batches, each
+    batch takes half of that rest, down to the first batch's size. For a consumer that applies batches
+    on other threads while this one decodes the next (the offline run's workers): they start after a
+    small batch instead of a full one, and little is left to them after the last read. The rows, their
+    order and every count are the same; only where batches end differs. The small batches are views
+    of the reader's buffers (never copies), like full ones.
+
 
     A :class:`~netspectra.batch.BatchSource`: :meth:`stop` is a no-op (a file ends by itself),
     :meth:`close` (also on leaving a ``with`` block) ends iterations in progress and releases
@@ -165,6 +176,7 @@ class CaptureReader:
         window_bytes: int = DEFAULT_WINDOW_BYTES,
         progress: ProgressCallback | None = None,
         extras: bool = False,
+        ramp: bool = False,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
@@ -173,6 +185,7 @@ class CaptureReader:
         self.window_bytes = window_bytes
         self.progress = progress
         self.extras = extras
+        self.ramp = ramp
         self.format, self.compressed, self.total_bytes = sniff(path)
         if self.format == "pcap":
             # A file shorter than the global header is refused now, not on iteration.
@@ -266,10 +279,12 @@ class CaptureReader:
         outputs = _OutputPool(bs, optional)
         out = outputs.get()
         filled = 0
+        smallest = max(min_call, bs // RAMP_DIVISOR)
+        target = min(bs, smallest) if self.ramp else bs  # rows of the batch being filled
         try:
             while True:
                 try:
-                    n = stream.next(bs - filled)
+                    n = stream.next(target - filled)
                 except CaptureError:
                     if filled:
                         yield _cut(out, filled)
@@ -301,10 +316,12 @@ class CaptureReader:
                 filled += k
                 if self.progress is not None:
                     self.progress(stream.bytes_done())
-                if bs - filled < min_call:
-                    yield _cut(out, filled)
+                if target - filled < min(min_call, max(1, target // 4)):  # a ramp's small one: 3/4 full
+                    yield _cut(out, filled, view=target < bs)
                     out = outputs.get()
                     filled = 0
+                    if self.ramp:
+                        target = _ramp_target(target, bs, smallest, stats.records, stream, self.total_bytes)
             if filled:
                 yield _cut(out, filled)
         finally:
@@ -359,12 +376,25 @@ class _OutputPool:
         return out, tuple(getattr(out, c) for c in (*PacketBatch.COLUMNS, *self._optional))
 
 
-def _cut(out: PacketBatch, filled: int) -> PacketBatch:
+def _cut(out: PacketBatch, filled: int, *, view: bool = False) -> PacketBatch:
     if filled == len(out):
         return out
-    if filled >= len(out) // 2:
-        return out.head(filled)  # views: at most half of the allocation is dead weight
+    if view or filled >= len(out) // 2:
+        return out.head(filled)  # views: at most half of the allocation is dead weight (or a ramp's)
     return out.head(filled).copy()
+
+
+def _ramp_target(last: int, bs: int, smallest: int, records: int, stream: _RecordStream, total: int) -> int:
+    """Rows of the next batch of a ``ramp`` reader (see :class:`CaptureReader`): twice the last, at most
+    ``bs``; near the end, half of the rows estimated to remain (``records`` so far over the bytes
+    consumed, times the bytes left of ``total``), at least ``smallest``."""
+    target = min(bs, 2 * last)
+    done = stream.bytes_done()
+    if 0 < done < total and records:
+        left = (total - done) * records // done
+        if left < 2 * bs:
+            target = min(target, max(smallest, left // 2))
+    return target
 
 
 def read_captures(

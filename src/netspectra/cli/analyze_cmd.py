@@ -91,7 +91,16 @@ def analyze(
         typer.Option("--json", help="Print the summary as one JSON document on stdout instead of tables."),
     ] = False,
     batch_size: Annotated[
-        int, typer.Option("--batch-size", min=1, help="Packets per columnar batch.", rich_help_panel="Tuning")
+        int,
+        typer.Option(
+            "--batch-size",
+            min=1,
+            # 16 x the default: a batch's columns take ~60 B a packet and the reader keeps a few of them, so
+            # a larger one only costs memory (a typo of extra digits was a numpy traceback)
+            max=4_194_304,
+            help="Packets per columnar batch.",
+            rich_help_panel="Tuning",
+        ),
     ] = 262_144,
     progress: Annotated[
         bool | None,
@@ -218,11 +227,10 @@ def analyze(
 
     result, manager = run.result, run.manager
     engine_metrics = manager.metrics_dict() if store else None
-    tasks = [
-        TaskResult(AGGREGATORS.get(group.name), t.task, t.task.snapshot())
-        for group in manager.groups
-        for t in group.tasks
-    ]
+    tasks = []
+    for group in manager.groups:
+        kind = AGGREGATORS.get(group.name)
+        tasks.extend(TaskResult(kind, t.task, kind.report_snapshot(t.task, top)) for t in group.tasks)
     enrichment = manager.enrichment.summary() if manager.enrichment is not None else None
     if json_out:
         doc = summary_dict(result, tasks, top, run.written)

@@ -233,7 +233,9 @@ def probe(
     max_packets: Annotated[
         int, typer.Option("--max-packets", min=1, help="Packets per message (also capped by max_payload).")
     ] = 32_768,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Packets per read batch.")] = 65_536,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", min=1, max=4_194_304, help="Packets per read batch.")
+    ] = 65_536,
     wire: Annotated[
         str | None,
         typer.Option(

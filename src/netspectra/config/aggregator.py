@@ -8,8 +8,8 @@ is validated by the kind's ``task_model`` and each writer entry by its writer ki
 A writer kind must serve the group it is listed in (the ``gob`` kind stores only exact flows).
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: pydantic reads the models' annotations as objects instead
+# of evaluating strings when a class is made (~3 ms of every command's start for the configuration's models).
 from datetime import timedelta
 from functools import cache
 from typing import Annotated, Any, ClassVar
@@ -142,7 +142,7 @@ class WriterConfig(Section):
             keys[kind.key] = (kind.params_model, False)
         return keys
 
-    def with_params(self, **update: Any) -> WriterConfig:
+    def with_params(self, **update: Any) -> "WriterConfig":
         """A copy whose parameters have ``update`` applied (e.g. ``data_dir`` of an embedded ClickHouse)."""
         return self.model_copy(update={"params": self.params.model_copy(update=update)})
 
@@ -196,7 +196,12 @@ def group_model(task_model: type[Section]) -> type[GroupConfig]:
     )
 
 
-EMPTY_GROUP = GroupConfig()
+@cache
+def empty_group() -> GroupConfig:
+    """The section of a kind the configuration does not write (one instance, made on first use: an
+    instance made at import would build the model's schema, which waits for a validation; see
+    :class:`~netspectra.config.base.Section`)."""
+    return GroupConfig()
 
 
 def _validate_groups(value: Any) -> dict[str, Any]:
@@ -312,7 +317,7 @@ class AggregatorConfig(Section):
     def group(self, name: str) -> GroupConfig:
         """``aggregator.<name>`` (an empty group when the section is absent)."""
         g = self.groups.get(name)
-        return g if isinstance(g, GroupConfig) else EMPTY_GROUP
+        return g if isinstance(g, GroupConfig) else empty_group()
 
     @property
     def exact(self) -> GroupConfig:

@@ -6,8 +6,8 @@ Kind modules (aggregators, sketches, writers, sources) declare their parameter m
 imports a kind: this module is the floor the kinds stand on.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: pydantic reads the models' annotations as objects instead
+# of evaluating strings when a class is made (~3 ms of every command's start for the configuration's models).
 import os
 import re
 import typing
@@ -276,6 +276,24 @@ def human_bytes(n: int) -> str:
 ByteSize = Annotated[int, BeforeValidator(parse_size)]
 
 
+#: How many times validation has looked outside the configuration's text (a file's existence or content,
+#: see :func:`note_outside_read`).
+_OUTSIDE_READS = [0]
+
+
+def note_outside_read() -> None:
+    """Say that a validator's result depends on more than the configuration's text and the code (a file
+    it checks exists, a certificate it reads): such a configuration is kept out of the validated cache
+    (:mod:`netspectra.config.validated_cache`), so that it is checked again at every start. A kind whose
+    validators read files, sockets or the clock calls this."""
+    _OUTSIDE_READS[0] += 1
+
+
+def outside_reads() -> int:
+    """The count :func:`note_outside_read` increments (compared before and after a validation)."""
+    return _OUTSIDE_READS[0]
+
+
 def physical_memory_bytes() -> int:
     """This machine's physical memory (0 if the platform does not say)."""
     try:
@@ -298,13 +316,17 @@ class Section(BaseModel):
         populate_by_name=True,
         coerce_numbers_to_str=True,  # yaml.v3 accepts `password: 123` into a Go string
         validate_default=False,
+        # a model's validator and serializer are built when it first validates or serializes, not when
+        # its class is made: a configuration from the validated cache (config/validated_cache.py) is used
+        # without them (~40 ms of every command's start-up)
+        defer_build=True,
     )
 
     #: Unknown keys of this section that deserve a specific hint: key -> what to write instead.
     _hints: ClassVar[dict[str, str]] = {}
 
     @classmethod
-    def known_keys(cls, data: dict[str, Any]) -> dict[str, Child]:
+    def known_keys(cls, data: dict[str, Any]) -> "dict[str, Child]":
         """Every key this section accepts in ``data`` -> what it holds (for the unknown-key warnings).
 
         The default lists the fields and their aliases (worked out once per class: a 2,000-network map
@@ -314,6 +336,14 @@ class Section(BaseModel):
         """
         return dict(_field_keys(cls))
 
+    def model_dump(self, **kwargs: Any) -> dict[str, Any]:
+        complete_models(self)
+        return super().model_dump(**kwargs)
+
+    def model_dump_json(self, **kwargs: Any) -> str:
+        complete_models(self)
+        return super().model_dump_json(**kwargs)
+
     @model_validator(mode="before")
     @classmethod
     def _drop_nulls(cls, data: Any) -> Any:
@@ -322,6 +352,31 @@ class Section(BaseModel):
         if isinstance(data, dict):
             return {k: v for k, v in data.items() if v is not None}
         return data
+
+
+def complete_models(root: Any) -> None:
+    """Build the validator and serializer of every model class in the tree of ``root`` that has not built
+    them yet (:class:`Section` defers them to first use).
+
+    A model serializes a model held in a field typed ``Any`` (a kind's group, task or parameters) with
+    that model's own serializer, which pydantic does not build on demand there: a configuration read
+    from the validated cache, whose classes never validated anything in this process, would fail to
+    dump. :meth:`Section.model_dump` and :meth:`Section.model_dump_json` call this first."""
+    seen: set[type] = set()
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, BaseModel):
+            cls = type(node)
+            if cls not in seen:
+                seen.add(cls)
+                if not cls.__pydantic_complete__:
+                    cls.model_rebuild()
+            stack.extend(node.__dict__.values())
+        elif isinstance(node, list | tuple | set | frozenset):
+            stack.extend(node)
+        elif isinstance(node, dict):
+            stack.extend(node.values())
 
 
 def empty_is_default(default: str) -> Any:

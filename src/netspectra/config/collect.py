@@ -25,8 +25,8 @@ exporter's options data for its observation domain and sampler id, then ``export
 then ``default_sampling_rate``.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: pydantic reads the models' annotations as objects instead
+# of evaluating strings when a class is made (~3 ms of every command's start for the configuration's models).
 import ipaddress
 from datetime import timedelta
 from typing import Annotated

@@ -9,7 +9,8 @@ Order and rules, as the original's ``LoadConfig`` (with stricter, clearer errors
    see :mod:`netspectra.config.env`).
 3. The text is parsed as YAML; a syntax error names the file, line and column. (Parsed data are kept
    in a disk cache keyed by the text: :mod:`netspectra.config.parsed_cache`; a text found there is not
-   parsed, nor PyYAML imported.) Only
+   parsed, nor PyYAML imported; in the command line's process a configuration validated before is
+   not validated again either: :mod:`netspectra.config.validated_cache`.) Only
    ``true`` / ``false`` are booleans (as in YAML 1.2 and the original's yaml.v3): ``yes``, ``no``,
    ``on``, ``off`` stay strings, so ``password: no`` is the password "no".
 4. The result is validated by :class:`~netspectra.config.models.Config`; every problem becomes one
@@ -33,6 +34,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from netspectra.config import validated_cache
 from netspectra.config.env import expand_env, load_env_files
 from netspectra.config.models import Config, unknown_key_warnings
 from netspectra.config.parsed_cache import parse_yaml
@@ -219,6 +221,14 @@ def _is_yaml_error(exc: BaseException) -> bool:
 
 def _parse(text: str, source: str, *, cache: bool = True) -> Config:
     rules = _yaml_rules() if cache else None
+    if rules is not None and validated_cache.active():  # the command line: validated once, then reused
+        return validated_cache.validated(text, rules, source, lambda: _validate(text, source, rules))
+    return _validate(text, source, rules)[0]
+
+
+def _validate(text: str, source: str, rules: str | None) -> tuple[Config, Any]:
+    """The configuration of ``text`` and the data parsed from it (parsed through the parsed-text cache
+    when ``rules`` is not None); :class:`ConfigError` on failure."""
     try:
         data: Any = parse_yaml(text, _load_yaml, rules) if rules is not None else _load_yaml(text)
     except Exception as exc:
@@ -250,7 +260,7 @@ def _parse(text: str, source: str, *, cache: bool = True) -> Config:
         ) from None
     cfg._warnings = tuple(warnings) + cfg.warnings
     cfg._source = source
-    return cfg
+    return cfg, data
 
 
 def load_config(path: Path | str | None = None, *, log_warnings: bool = True) -> Config:

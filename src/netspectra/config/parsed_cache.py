@@ -45,10 +45,11 @@ import logging
 import os
 import re
 import sys
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from netspectra.user_cache import open_private, prune, user_cache_dir, write_private
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +66,6 @@ _PREFIX = "parsed-"
 
 def cache_dir() -> Path | None:
     """The cache directory (see the module docstring); None when off."""
-    from netspectra.user_cache import user_cache_dir
-
     return user_cache_dir(os.environ.get(ENV, ""), "config")
 
 
@@ -93,8 +92,8 @@ def _same(a: Any, b: Any) -> bool:
 
 def _read(path: Path) -> Any:
     """The entry at ``path``; raises when there is none or it cannot be used."""
-    with open(path, encoding="utf-8") as f:
-        entry = json.load(f)
+    with open_private(path) as f:
+        entry = json.loads(f.read().decode("utf-8"))
     if not isinstance(entry, dict) or entry.get("format") != FORMAT or "data" not in entry:
         raise ValueError("not an entry of this format")
     with contextlib.suppress(OSError):  # the newest by use survive the pruning
@@ -139,28 +138,8 @@ def _write(directory: Path, path: Path, data: Any) -> None:
     if not _same(data, json.loads(blob)["data"]):
         log.debug("config cache: data of types JSON does not keep exactly; not cached")
         return
-    directory.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(blob)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    _prune(directory)
-
-
-def _prune(directory: Path) -> None:
-    entries = []
-    for p in directory.glob(f"{_PREFIX}*.json"):
-        with contextlib.suppress(OSError):
-            entries.append((p.stat().st_mtime_ns, p))
-    entries.sort(reverse=True)
-    for _, p in entries[KEEP:]:
-        with contextlib.suppress(OSError):
-            p.unlink()
+    write_private(directory, path, blob.encode("utf-8"))
+    prune(directory, f"{_PREFIX}*.json", KEEP)
 
 
 def parse_yaml(text: str, parse: Callable[[str], Any], rules: str) -> Any:

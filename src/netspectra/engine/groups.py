@@ -101,6 +101,13 @@ class EngineTask(ABC):
         ``incremental`` tasks; nothing by default)."""
         return
 
+    def discard(self) -> None:
+        """``snapshot(reset=True)`` for a snapshot no one receives (the engine's final snapshot of a group
+        without writers, with no snapshot callback): the task's state afterwards is the same; a task may
+        skip making what only a reader would need (a rollup task counts its rows instead of making
+        them). By default the snapshot is taken and dropped."""
+        self.snapshot(reset=True)
+
     @abstractmethod
     def update(self, batch: PacketBatch, *, block: bool = True) -> float | None:
         """Apply ``batch``; seconds spent in the task's update (:class:`LockedTask`: the wait for its lock
@@ -170,6 +177,14 @@ class RecordsTask(EngineTask):
     def snapshot(self, reset: bool = False) -> Any:
         with self._lock:
             return self.task.drain() if reset else self.task.peek()
+
+    def discard(self) -> None:
+        with self._lock:
+            discard = getattr(self.task, "discard", None)  # optional: a drain that makes no records
+            if discard is not None:
+                discard()
+            else:
+                self.task.drain()
 
     def tick(self, quiet_ns: int) -> None:
         with self._lock:

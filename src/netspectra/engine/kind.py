@@ -167,6 +167,12 @@ class AggregatorKind:
         """Rows this task adds to the capture summary table (label, value)."""
         return []
 
+    def report_snapshot(self, task: Any, top: int) -> Any:
+        """What :meth:`report` and :meth:`render` read of ``task`` at the end of ``analyze`` (``top``: the
+        rows of its lists they show): its final snapshot; a kind may give a lighter object that answers
+        what its report reads (the exact kind: :meth:`~netspectra.tasks.exact.ExactTask.summary`)."""
+        return task.snapshot()
+
     def report(self, task: Any, snap: Any, top: int) -> dict[str, Any]:
         """The task's part of ``analyze --json`` (``top`` rows of its lists)."""
         return {"name": snap.task_name}

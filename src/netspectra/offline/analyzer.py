@@ -74,13 +74,15 @@ def analyze_files(
     on_file_start: Callable[[Path, int], None] | None = None,
     progress: ProgressCallback | None = None,
     extras: bool = False,
+    ramp: bool = False,
 ) -> AnalysisResult:
     """Read every capture in ``paths`` in order and feed every batch to every task.
 
     A :class:`CaptureError` (missing file, unknown format, damage) is recorded in the result
     for that file after all of its packets before the damage went to the tasks; the other files
     are still read. ``on_file_start(path, size_bytes)`` and ``progress(bytes_done)`` drive a
-    progress display. ``extras``: decode the optional columns too (see
+    progress display. ``extras``: decode the optional columns too; ``ramp``: smaller batches at both
+    ends of each file, for tasks applied on other threads (both: see
     :class:`~netspectra.capture.reader.CaptureReader`).
     """
     result = AnalysisResult()
@@ -90,7 +92,7 @@ def analyze_files(
         reader: CaptureReader | None = None
         fr = FileResult(path=path, stats=CaptureStats())
         try:
-            reader = CaptureReader(path, batch_size=batch_size, progress=progress, extras=extras)
+            reader = CaptureReader(path, batch_size=batch_size, progress=progress, extras=extras, ramp=ramp)
             fr.format, fr.compressed = reader.format, reader.compressed
             if on_file_start is not None:
                 on_file_start(path, reader.total_bytes)

@@ -107,7 +107,8 @@ class ResultsWriter:
 @dataclass
 class OfflineRun:
     """What :func:`run_offline` gives: the reading result, the stopped manager (its tasks hold the final
-    state) and the files ``--out`` wrote."""
+    state) and the files ``--out`` wrote, sorted by path (the writers finish in any order; a report that
+    lists them should not change from run to run)."""
 
     result: AnalysisResult
     manager: Manager
@@ -230,12 +231,17 @@ def run_offline(
                 on_file_start=on_file_start,
                 progress=progress,
                 extras=extras,
+                # workers apply the batches while this thread decodes: small batches at both ends of
+                # a file let them start sooner and leave them less after the last read. Not with a
+                # records task: it hands out what ended at batch ends, so its records' order follows
+                # where batches end (their set does not); those runs keep the batches they had.
+                ramp=not inline and not any(t.incremental for g in groups for t in g.tasks),
             )
         manager.flush()
         result.elapsed_s = time.perf_counter() - t0
     finally:
         manager.stop(end_of_input=True)
-    return OfflineRun(result, manager, list(results.written) if results is not None else [])
+    return OfflineRun(result, manager, sorted(results.written) if results is not None else [])
 
 
 def _workers(configured: int) -> int:

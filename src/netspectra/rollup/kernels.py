@@ -412,6 +412,7 @@ def aggregate_rows(
             ring_b[j & _RING_MASK] = bj
             ring_h[j & _RING_MASK] = hj
             _prefetch_record(rec, np.int64(hj & umask), rw)
+            prefetch(epoch, np.int64(hj & umask))  # written when the entry opens
         if weighted and packets[i] == 0:  # an empty record: nothing to count (netspectra.weights)
             meta[M_EMPTY] += 1
             continue
@@ -731,6 +732,30 @@ def collect(clear, d, rec, reci, rec32, rw, epoch, o_bkt, o_dims, o_epoch, o_pk,
 
 
 @njit(nogil=True, cache=True)
+def count_changed(rec32, rw, clear):
+    """How many entries :func:`collect` would write (state ``DIRTY``: changed since last handed out), and
+    with ``clear`` > 0 mark them handed out as it does, without writing them: a drain whose rows no one
+    reads (:meth:`netspectra.rollup.task.RollupTask.discard`). Reference: :func:`count_changed_ref`."""
+    n = 0
+    for s in range(rec32.shape[0] // (2 * rw)):
+        h = 2 * s * rw + H_STATE
+        if rec32[h] & STATE_MASK == DIRTY:
+            n += 1
+            if clear > 0:
+                rec32[h] = (rec32[h] & ~np.uint32(STATE_MASK)) | OPEN
+    return n
+
+
+def count_changed_ref(state: np.ndarray, clear: bool) -> int:
+    """:func:`count_changed` over the state column view of a table (changed in place with ``clear``)."""
+    hit = [i for i, st in enumerate(state.tolist()) if st & STATE_MASK == DIRTY]
+    if clear:
+        for i in hit:
+            state[i] = (int(state[i]) & ~STATE_MASK) | OPEN
+    return len(hit)
+
+
+@njit(nogil=True, cache=True)
 def spread(
     d,  # dimension words
     rec,  # the finest table (three views, rw words per slot, as the target's) and its epochs
@@ -753,16 +778,37 @@ def spread(
     lowest bucket)``; ``(-1, slot)`` if two entries met in one coarser entry (a caller's error)."""
     cap = rec.shape[0] // rw
     mask = n_rec.shape[0] // rw - 1
+    umask = np.uint64(mask)
     count = 0
     low = np.iinfo(np.int64).max
-    for s in range(cap):
+    # The entries are read in slot order, their targets are scattered over the coarser table (as large as
+    # the finest when it is materialized at max_entries): each entry's target is hashed AHEAD entries
+    # before it is placed and its lines asked for then (a queue of the entries found ahead).
+    q_slot = np.empty(_RING, np.int64)
+    q_hash = np.empty(_RING, np.uint64)
+    head = 0
+    tail = 0
+    scan = 0
+    while True:
+        while tail - head < AHEAD and scan < cap:
+            sb = scan * rw
+            if rec32[2 * sb + H_STATE] & STATE_MASK != EMPTY:
+                hq = _hash_entry(reci[sb + W_BKT] // ratio, rec32, 2 * sb + H_DIMS, d)
+                q_slot[tail & _RING_MASK] = scan
+                q_hash[tail & _RING_MASK] = hq
+                _prefetch_record(n_rec, np.int64(hq & umask), rw)
+                prefetch(n_epoch, np.int64(hq & umask))
+                tail += 1
+            scan += 1
+        if head == tail:
+            break
+        s = q_slot[head & _RING_MASK]
+        h = q_hash[head & _RING_MASK]
+        head += 1
         base = s * rw
         st = rec32[2 * base + H_STATE] & STATE_MASK
-        if st == EMPTY:
-            continue
         b = reci[base + W_BKT] // ratio
-        h = _hash_entry(b, rec32, 2 * base + H_DIMS, d)
-        slot = np.int64(h & np.uint64(mask))
+        slot = np.int64(h & umask)
         while True:
             h32 = slot * 2 * rw
             if n_rec32[h32 + H_STATE] == EMPTY:
@@ -790,11 +836,13 @@ def spread(
 
 
 @njit(nogil=True, cache=True)
-def gather_increments(slots, d, rec, reci, rec32, rw, out_words, out_pk, out_by):
+def gather_increments(slots, d, rec, reci, rec32, rw, out_words, out_pk, out_by, clear):
     """The pending increments of the finest table's entries ``slots``: their dimension words by word
     (``out_words[j, i]``: word ``j`` of entry ``slots[i]``, so that one dimension's words are rows of it),
     packets and bytes; ``(lowest, highest bucket)`` (``(int64 max, int64 min)`` for no slot). One pass
-    over the records instead of a strided gather per column."""
+    over the records instead of a strided gather per column. With ``clear`` > 0 the entries' increments
+    are taken: their :data:`PENDING` bit is cleared in the same pass (the coarser tables held as views:
+    nothing else carries them)."""
     lo = np.iinfo(np.int64).max
     hi = np.iinfo(np.int64).min
     n = slots.shape[0]
@@ -811,7 +859,24 @@ def gather_increments(slots, d, rec, reci, rec32, rw, out_words, out_pk, out_by)
         out_by[i] = rec[base + W_BBY]
         for j in range(d):
             out_words[j, i] = rec32[2 * base + H_DIMS + j]
+        if clear > 0:
+            rec32[2 * base + H_STATE] &= _NOT_PENDING
     return lo, hi
+
+
+#: Rows between hashing a row's value and adding it in :func:`add_marginals` (its slot's lines prefetched).
+TALLY_AHEAD = 16
+
+
+@njit(inline="always", cache=True)
+def _tally_home(part, i, mask):
+    # the home slot of row i's value words in a tally of mask + 1 slots
+    h = _K0
+    for j in range(part.shape[1]):
+        h = _mix(h, np.uint64(part[i, j]))
+    h = h * _K2
+    h = h ^ (h >> np.uint64(29))
+    return np.int64(h & np.uint64(mask))
 
 
 @njit(nogil=True, cache=True)
@@ -824,13 +889,22 @@ def add_marginals(start, part, pk, by, keys, mp, mb, used, meta):
     n = part.shape[0]
     w = part.shape[1]
     mask = keys.shape[0] - 1
+    # Software pipeline (as aggregate_rows'): a tally of many values (AS numbers) is megabytes in four
+    # arrays; row i + TALLY_AHEAD's home slot is hashed and its lines asked for while row i is added.
+    ring = np.empty(_RING, np.int64)
+    flat = keys.reshape(-1)
+    for j in range(start, min(start + TALLY_AHEAD, n)):
+        ring[j & _RING_MASK] = _tally_home(part, j, mask)
     for i in range(start, n):
-        h = _K0
-        for j in range(w):
-            h = _mix(h, np.uint64(part[i, j]))
-        h = h * _K2
-        h = h ^ (h >> np.uint64(29))
-        s = np.int64(h & np.uint64(mask))
+        j = i + TALLY_AHEAD
+        if j < n:
+            sj = _tally_home(part, j, mask)
+            ring[j & _RING_MASK] = sj
+            prefetch(used, sj)
+            prefetch(flat, sj * w)
+            prefetch(mp, sj)
+            prefetch(mb, sj)
+        s = ring[i & _RING_MASK]
         while True:
             if used[s] == 0:
                 if (meta[0] + 1) * 2 > keys.shape[0]:

@@ -66,7 +66,6 @@ from netspectra.rollup.layout import (
     EMPTY,
     H_DIMS,
     H_STATE,
-    PENDING,
     W_BBY,
     W_BKT,
     W_BPK,
@@ -259,6 +258,16 @@ class _Table:
         self.meta[kern.M_LOW] = low
         return out.head(n_out)
 
+    def close_all(self, cap: int) -> _ClosedTable:
+        """Close every entry and start again with an empty table of ``cap`` slots: the entries stay in the
+        old records, the rows they hand out (those changed since handed out, as :meth:`rehash` gives
+        them) are made when first read (:class:`_ClosedTable`)."""
+        closed = _ClosedTable(self.arrays(), self.count)
+        self._alloc(cap)
+        self.meta[kern.M_COUNT] = 0
+        self.meta[kern.M_LOW] = _INT64_MAX
+        return closed
+
     def limit(self, max_entries: int) -> int:
         return min(self.cap // 2, max_entries)
 
@@ -304,6 +313,77 @@ class _Rows:
         return _Rows(
             *(np.concatenate([getattr(p, f) for p in parts]) for f in ("bkt", "epoch", "dims", "pk", "by"))
         )
+
+
+class _ClosedTable:
+    """The rows a table closed whole hands out (:meth:`_Table.close_all`: at the end of the input), made
+    from its records when first read — a final snapshot no one receives (:meth:`RollupTask.discard`)
+    only counts them. Its length is the rows' count; :meth:`rows` the rows, in the order of
+    :func:`~netspectra.rollup.kernels.rehash` (what closing them at once made)."""
+
+    def __init__(self, arrays: tuple[Any, ...], count: int) -> None:
+        self._arrays: tuple[Any, ...] | None = arrays
+        self._count = count
+        self._n: int | None = None
+        self._rows: _Rows | None = None
+
+    def __len__(self) -> int:
+        if self._rows is not None:
+            return len(self._rows)
+        if self._n is None:
+            assert self._arrays is not None
+            _, _, _, rec32, rw, _ = self._arrays
+            self._n = int(kern.count_changed(rec32, rw, 0))
+        return self._n
+
+    def rows(self) -> _Rows:
+        if self._rows is None:
+            assert self._arrays is not None
+            words, rw = self._arrays[0], self._arrays[4]
+            out = _Rows.empty(self._count, words)
+            none = np.zeros(rw, np.uint64)  # a one-slot target: nothing is kept, nothing lands there
+            kept, n, _ = kern.rehash(
+                _INT64_MAX, *self._arrays, none, none.view(np.int64), none.view(np.uint32),
+                np.zeros(1, np.int64), *out.arrays(),
+            )  # fmt: skip
+            assert kept == 0
+            self._rows = out.head(n)
+            self._arrays = None  # the records are freed with the last reference
+        return self._rows
+
+
+class _ViewPart:
+    """The rows of a coarser resolution held as a view of the finest table's closed rows ``base``
+    (:meth:`RollupTask._materialize`), made when first read: ``base`` re-bucketed, with the coarser
+    epochs ``eras`` gives (:meth:`RollupTask._view_rows`)."""
+
+    def __init__(self, base: _ClosedTable, r: int, eras: dict[int, tuple[int, ...]]) -> None:
+        self.base, self.r, self.eras = base, r, eras
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def rows(self) -> _Rows:
+        return _view_rows(self.base.rows(), self.r, self.eras)
+
+
+#: What a table's outbox holds: rows, or rows made when read.
+_Part = _Rows | _ClosedTable | _ViewPart
+
+
+def _view_rows(rows: _Rows, r: int, eras: dict[int, tuple[int, ...]]) -> _Rows:
+    """The rows of coarser resolution ``r`` held as a view: ``rows`` of the finest table re-bucketed, with
+    the coarser epochs of ``eras`` (:meth:`RollupTask._note_era`)."""
+    e = rows.epoch
+    epoch = np.empty_like(e)
+    seen = 0
+    for e0, era in eras.items():
+        hit = e == e0
+        epoch[hit] = era[r - 1]
+        seen += int(np.count_nonzero(hit))
+    assert seen == len(e), "an entry of an epoch the coarser tables never had"
+    ratio = RESOLUTIONS[r].seconds // RESOLUTIONS[0].seconds
+    return _Rows(rows.bkt // ratio, epoch, rows.dims, rows.pk, rows.by)
 
 
 class Marginal:
@@ -596,7 +676,7 @@ class RollupTask:
     def _reset(self) -> None:
         self.tables = [_Table(self.words, self._cap0, i == 0) for i in range(len(RESOLUTIONS))]
         self.watermark = _INT64_MIN
-        self._outbox: list[list[_Rows]] = [[] for _ in RESOLUTIONS]
+        self._outbox: list[list[_Part]] = [[] for _ in RESOLUTIONS]
         self._opened_at_flush = 0  # the finest table's M_OPENED at the last carry
         self._totals_from_increments = False  # see update
         self._overloaded_upto = _INT64_MIN  # see _overload_guard
@@ -664,16 +744,7 @@ class RollupTask:
     def _view_rows(self, rows: _Rows, r: int) -> _Rows:
         """The rows of coarser resolution ``r`` held as a view: ``rows`` of the finest table re-bucketed,
         with the coarser epochs (:meth:`_materialize`)."""
-        e = rows.epoch
-        epoch = np.empty_like(e)
-        seen = 0
-        for e0, era in self._eras.items():
-            hit = e == e0
-            epoch[hit] = era[r - 1]
-            seen += int(np.count_nonzero(hit))
-        assert seen == len(e), "an entry of an epoch the coarser tables never had"
-        ratio = RESOLUTIONS[r].seconds // RESOLUTIONS[0].seconds
-        return _Rows(rows.bkt // ratio, epoch, rows.dims, rows.pk, rows.by)
+        return _view_rows(rows, r, self._eras)
 
     # -- the batch ------------------------------------------------------------------------------------
 
@@ -929,10 +1000,7 @@ class RollupTask:
         fine = self.tables[0]
         n_touched = int(fine.meta[kern.M_TOUCHED])
         if n_touched and self._lazy:  # the coarser tables are views (_materialize): nothing to carry
-            slots = fine.touched[:n_touched]
-            state = fine.state
-            state[slots] &= np.uint32(~PENDING & 0xFFFFFFFF)
-            self._count(slots)
+            self._count(fine.touched[:n_touched], take=True)  # (the PENDING bits cleared as it reads)
         elif n_touched:
             last = len(RESOLUTIONS) - 1
             new = int(fine.meta[kern.M_OPENED]) - self._opened_at_flush  # the most new coarser entries
@@ -970,15 +1038,15 @@ class RollupTask:
         fine.meta[kern.M_TOUCHED] = 0
         self._opened_at_flush = int(fine.meta[kern.M_OPENED])
 
-    def _count(self, slots: np.ndarray) -> None:
+    def _count(self, slots: np.ndarray, take: bool = False) -> None:
         """The summary: time range and per-dimension traffic of the carried increments (and the totals,
-        for a batch carried alone: :meth:`update`)."""
+        for a batch carried alone: :meth:`update`); ``take``: the entries' PENDING bits cleared too."""
         fine = self.tables[0]
         n = slots.shape[0]
         words = np.empty((self.words, n), np.uint32)  # a dimension's words: rows of it
         pk, by = np.empty(n, np.uint64), np.empty(n, np.uint64)
         lo, hi = kern.gather_increments(
-            slots, self.words, fine.rec, fine.reci, fine.rec32, fine.rw, words, pk, by
+            slots, self.words, fine.rec, fine.reci, fine.rec32, fine.rw, words, pk, by, 1 if take else 0
         )
         s = self._summary
         if self._totals_from_increments:
@@ -1080,17 +1148,26 @@ class RollupTask:
         self._flush()
         if self._lazy:  # the coarser tables' rows are the finest's (_materialize)
             if self.tables[0].count:
-                closed = self._close(0, _INT64_MAX, cap=self._cap0)
+                closed = self._close_all(0)
+                eras = dict(self._eras)  # as they are now: the views are made when read
                 for r in range(1, len(RESOLUTIONS)):
                     self.tables[r].epoch_counter += 1
-                    if closed is not None and len(closed):
-                        self._outbox[r].append(self._view_rows(closed, r))
+                    self._outbox[r].append(_ViewPart(closed, r, eras))
                 self._note_era()
             return
         for r in range(len(RESOLUTIONS)):
             if self.tables[r].count:
-                # everything closes: the table starts again small (not a fresh table of its size)
-                self._close(r, _INT64_MAX, cap=self._cap0)
+                self._close_all(r)
+
+    def _close_all(self, r: int) -> _ClosedTable:
+        """Close every entry of table ``r`` (:meth:`_close` of every bucket): the rows are queued for the
+        next snapshot, made when it is read (:meth:`_Table.close_all`); the table starts again small (not
+        a fresh table of its size)."""
+        table = self.tables[r]
+        table.epoch_counter += 1
+        closed = table.close_all(self._cap0)
+        self._outbox[r].append(closed)
+        return closed
 
     def begin_period(self, start_ns: int) -> None:
         """A new period: forget the entries (the previous period's final snapshot handed them out)."""
@@ -1106,6 +1183,20 @@ class RollupTask:
     def peek(self) -> RollupRows:
         """What :meth:`drain` would hand out now, left in place."""
         return self._rows(take=False)
+
+    def discard(self) -> None:
+        """:meth:`drain` for a snapshot no one reads (the engine's final snapshot of a group without
+        writers or snapshot callbacks: ``analyze`` without ``--out``): the same state afterwards and the
+        same :attr:`RollupSummary.rows_out`, the rows counted instead of made."""
+        self._flush()
+        fine_n = 0
+        for r, table in enumerate(self.tables):
+            if r and self._lazy:  # a view of the finest table: its rows are the finest's
+                current = fine_n
+            else:
+                current = fine_n = int(kern.count_changed(table.rec32, table.rw, 1))
+            self.summary.rows_out[RESOLUTIONS[r].label] += sum(len(p) for p in self._outbox[r]) + current
+            self._outbox[r] = []
 
     def snapshot(self) -> RollupRows:
         """:meth:`peek` (the name every task offers for a look at its state)."""
@@ -1124,7 +1215,7 @@ class RollupTask:
                 out = _Rows.empty(table.count, self.words)
                 n = kern.collect(1 if take else 0, *table.arrays(), *out.arrays())
                 current = fine_open = out.head(n)
-            mine = [p for p in (*self._outbox[r], current) if len(p)]
+            mine = [p if isinstance(p, _Rows) else p.rows() for p in (*self._outbox[r], current) if len(p)]
             m = sum(len(p) for p in mine)
             if take:
                 self._outbox[r] = []

@@ -484,12 +484,18 @@ class HeavyGuardianSketch(Sketch, skt_type=0):
     ) -> dict[HitterType, HeavyHitters]:
         """COUNT and SIZE heavy hitters ``>=`` the threshold (the sketch's own unless given), sorted by
         value descending then key bytes."""
-        ct = self.count_threshold if count_threshold is None else count_threshold
-        st = self.size_threshold if size_threshold is None else size_threshold
-        keys, pk, by = self.entries()
+        ct = max(1, self.count_threshold if count_threshold is None else count_threshold)
+        st = max(1, self.size_threshold if size_threshold is None else size_threshold)
+        kw = self._kw
+        flat = self.table.reshape(-1, kw + 2)
+        pk, by = flat[:, kw], flat[:, kw + 1]
+        # only the occupied slots over a threshold become candidates (what from_candidates keeps anyway):
+        # not every occupied slot's key decoded and filtered twice (~5 ms of a 16 k x 8 table)
+        keep = (pk != 0) & ((pk >= np.uint64(ct)) | (by >= np.uint64(st)))
+        keys = words_to_keys(flat[keep, :kw], self.key_length)
         return {
-            HitterType.COUNT: HeavyHitters.from_candidates(keys, pk, max(1, ct)),
-            HitterType.SIZE: HeavyHitters.from_candidates(keys, by, max(1, st)),
+            HitterType.COUNT: HeavyHitters.from_candidates(keys, pk[keep], ct),
+            HitterType.SIZE: HeavyHitters.from_candidates(keys, by[keep], st),
         }
 
     def reset(self) -> None:

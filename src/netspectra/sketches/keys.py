@@ -114,6 +114,13 @@ def _encode(batch: PacketBatch, fields: tuple[str, ...], missing: MissingFields 
     codes = np.array([_CODE[f] for f in fields], dtype=np.int64)
     src_ip = np.ascontiguousarray(batch.src_ip)
     dst_ip = np.ascontiguousarray(batch.dst_ip)
+    if len(codes) == 1 and codes[0] <= _CODE["DstIP"]:
+        # One address (the shipped heavy-hitter task's SrcIP): the keys are the column itself, not a copy
+        # (~2 ns a packet). Not a read-only column (a NATS message's): the kernels would need a second,
+        # read-only specialisation, compiled at the first such batch.
+        column = src_ip if codes[0] == _CODE["SrcIP"] else dst_ip
+        if column.flags.writeable:
+            return column
     if len(codes) and codes.max() <= _CODE["DstIP"]:  # addresses only (the shipped sketches' keys)
         src_w, dst_w = src_ip.view(np.uint64), dst_ip.view(np.uint64)
         if src_w.flags.aligned and dst_w.flags.aligned:  # a layout 1 message's views may not be
@@ -147,7 +154,8 @@ def _encode_columns(batch: PacketBatch, fields: tuple[str, ...], missing: Missin
 def encode_keys(
     batch: PacketBatch, fields: Sequence[str], missing: MissingFields | None = None
 ) -> np.ndarray:
-    """The keys of every packet of ``batch``: a C-contiguous uint8 array (n, ``key_length(fields)``).
+    """The keys of every packet of ``batch``: a C-contiguous uint8 array (n, ``key_length(fields)``), to
+    be read, not written (for a key of one address it is the batch's own column).
 
     One numba call over the whole batch for the packet fields. Raises ``ValueError`` for an invalid
     field list. A field the batch lacks is 0 in every key; ``missing`` (a task's

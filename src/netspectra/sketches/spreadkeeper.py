@@ -589,9 +589,13 @@ class SpreadKeeperSketch(Sketch, skt_type=1):
 
     def super_spreaders(self, threshold: int | None = None) -> HeavyHitters:
         """Flows whose rounded estimate is ``>= threshold`` (default: the configured one), by value desc."""
-        thr = self.threshold if threshold is None else int(threshold)
-        keys, counts = self.entries()
-        return HeavyHitters.from_candidates(keys, np.floor(counts + 0.5).astype(np.uint64), max(thr, 1))
+        thr = max(1, self.threshold if threshold is None else int(threshold))
+        rounded = np.floor(self.counts + 0.5)
+        # only the slots at or over the threshold become candidates (a rounded estimate >= 1 is an
+        # occupied slot's): not every occupied slot's key decoded for from_candidates to drop (~6 ms)
+        keep = (self.counts > 0.0) & (rounded >= thr)
+        keys = words_to_keys(self.keys[keep], self.flow_len)
+        return HeavyHitters.from_candidates(keys, rounded[keep].astype(np.uint64), thr)
 
     def heavy_hitters(self) -> dict[HitterType, HeavyHitters]:
         """``{SPREAD: super_spreaders()}`` at the configured threshold (Type 2 rows)."""

@@ -22,6 +22,7 @@ from netspectra.config.base import (
     Section,
     empty_is_default,
     format_go_duration,
+    note_outside_read,
 )
 from netspectra.kinds import did_you_mean
 
@@ -206,6 +207,7 @@ class _EncryptedKeyError(Exception):
 
 
 def _readable(path: str, key: str, what: str) -> str:
+    note_outside_read()  # the result depends on the file: never from the validated-configuration cache
     p = Path(path).expanduser()
     try:
         with p.open("rb") as f:

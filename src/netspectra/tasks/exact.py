@@ -60,6 +60,7 @@ _MIN_CAPACITY = 16
 _MAX_CAPACITY = 1 << 31  # index refs are 31-bit row numbers (see exact_kernels)
 
 SortBy = Literal["bytes", "packets"]
+_COUNT_MAX = (1 << 64) - 1  # a flow's counters saturate here
 _SNAPSHOT_DTYPES = {
     "src_ip": np.dtype(np.uint8),
     "dst_ip": np.dtype(np.uint8),
@@ -325,6 +326,35 @@ class FlowSnapshot:
         )
 
 
+@dataclass(frozen=True, slots=True, eq=False)
+class FlowSummary:
+    """What a report shows of an exact task (:meth:`ExactTask.summary`): its flow count (``len``), the
+    totals over all flows, and its largest flows by ``by`` — read like a :class:`FlowSnapshot` of the
+    task for those (``top(k, by)`` for ``k <= n`` is the snapshot's ``top(k, by)``, row for row), without a
+    copy of every flow. ``leaders`` holds every flow whose ``by`` counter reaches the ``n``-th largest
+    (ties included, so it may hold more than ``n``); all flows when the task has at most ``n``."""
+
+    kind: ClassVar[str] = "exact"
+
+    task_name: str
+    key_fields: tuple[str, ...]
+    flows: int
+    total_packets: int
+    total_bytes: int
+    leaders: FlowSnapshot
+    n: int
+    by: SortBy
+
+    def __len__(self) -> int:
+        return self.flows
+
+    def top(self, n: int, by: SortBy = "bytes") -> FlowSnapshot:
+        """The ``n`` largest flows by ``by`` (``n`` at most the summary's, ``by`` its own)."""
+        if by != self.by or n > self.n:
+            raise ValueError(f"this summary holds the top {self.n} flows by {self.by}, not {n} by {by}")
+        return self.leaders.top(n, by)
+
+
 class ExactTask:
     """Exact per-flow packet and byte counts for one ``key_fields`` set (see the module docstring).
 
@@ -486,7 +516,50 @@ class ExactTask:
 
     def snapshot(self) -> FlowSnapshot:
         """A consistent copy of every flow; the task keeps counting (and is not reset)."""
-        m = len(self)
+        return self._export(self._rows.array, self._wide.array, int(self._state[0]), int(self._state[1]))
+
+    def summary(self, n: int, by: SortBy = "bytes") -> FlowSummary:
+        """The flow count, the totals over all flows and the ``n`` largest flows by ``by``, exactly as
+        :meth:`snapshot` would give them (``len``, ``total_packets``, ``total_bytes``, ``top(k, by)`` for
+        ``k <= n``), without a copy of every flow: only the flows whose ``by`` counter reaches the
+        ``n``-th largest are decoded (a report's top 10 of 500 k flows: ~4 ms instead of ~16 ms for the
+        snapshot, most of it the first touch of ~35 MB of new columns)."""
+        if n < 0:
+            raise ValueError(f"n must be >= 0, got {n}")
+        if by not in ("bytes", "packets"):
+            raise ValueError(f"by must be 'bytes' or 'packets', got {by!r}")
+        used, wide_used = int(self._state[0]), int(self._state[1])
+        rows = self._rows.array[: used * self._rw].reshape(used, self._rw)
+        wide = self._wide.array[: wide_used * self._ww].reshape(wide_used, self._ww)
+        packets = (rows[:, kern.PACKETS], wide[:, kern.W_PACKETS])
+        nbytes = (rows[:, kern.BYTES], wide[:, kern.W_BYTES])
+        if self._packets <= _COUNT_MAX and self._bytes <= _COUNT_MAX:
+            # No flow's counter can have saturated below totals this small, so the flows' sums are the
+            # task's own totals (the same packets, rows of 0 packets left out alike).
+            total_packets, total_bytes = self._packets, self._bytes
+        else:
+            total_packets = exact_sum(packets[0]) + exact_sum(packets[1])
+            total_bytes = exact_sum(nbytes[0]) + exact_sum(nbytes[1])
+        m = used + wide_used
+        if n >= m:
+            leaders = self.snapshot()
+        else:
+            # the snapshot's row order: compact rows, then wide rows
+            primary = np.concatenate(nbytes if by == "bytes" else packets)
+            kth = np.partition(primary, m - n)[m - n] if n else np.iinfo(np.uint64).max
+            cand = np.flatnonzero(primary >= kth) if n else np.zeros(0, np.int64)
+            split = int(np.searchsorted(cand, used))
+            leaders = self._export(
+                np.ascontiguousarray(rows[cand[:split]]).reshape(-1),
+                np.ascontiguousarray(wide[cand[split:] - used]).reshape(-1),
+                split,
+                len(cand) - split,
+            )
+        return FlowSummary(self.name, self.key_fields, m, total_packets, total_bytes, leaders, n, by)
+
+    def _export(self, rows: np.ndarray, wide: np.ndarray, used: int, wide_used: int) -> FlowSnapshot:
+        """A snapshot of ``used`` compact rows of ``rows`` and ``wide_used`` wide rows of ``wide``."""
+        m = used + wide_used
         src_ip = np.empty((m, 16), np.uint8)
         dst_ip = np.empty((m, 16), np.uint8)
         words = np.empty((m, self._nx), np.uint64) if self._layout is not None else None
@@ -500,10 +573,10 @@ class ExactTask:
             "bytes": np.empty(m, np.uint64),
         }
         kern.export_rows(
-            self._rows.array,
-            self._wide.array,
-            int(self._state[0]),
-            int(self._state[1]),
+            rows,
+            wide,
+            used,
+            wide_used,
             self._keep_src,
             self._keep_dst,
             src_ip.view(np.uint64),
