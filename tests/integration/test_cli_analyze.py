@@ -134,6 +134,12 @@ def test_a_batch_size_out_of_range_is_a_usage_error(size: str) -> None:
     assert res.exit_code == 2 and "--batch-size" in res.stderr and "Traceback" not in res.stderr
 
 
+def test_csv_without_out_is_a_usage_error() -> None:
+    # --csv alone wrote nothing and said nothing: the user expected CSV files somewhere
+    res = run("analyze", str(CAPTURES / "mdns.pcap"), "--csv")
+    assert res.exit_code == 2 and "--csv" in res.stderr and "--out" in res.stderr
+
+
 def test_bad_config_names_the_key(tmp_path: Path) -> None:
     conf = tmp_path / "c.yaml"
     conf.write_text("aggregator:\n  exact:\n    tasks:\n      - name: t\n        key_fields: [SrcIp]\n")

@@ -147,6 +147,8 @@ def analyze(
         raise fail(str(exc)) from None
     if export_port and not flow_export:
         raise fail("--export-port filters the datagrams of --flow-export: give --flow-export too")
+    if csv and out is None:  # otherwise nothing is written, and nothing says so
+        raise fail("--csv is the format of the files --out writes: give --out DIR too")
     if flows:
         from netspectra.flows.kind import with_flows_task
 
