@@ -304,7 +304,13 @@ class Conn:
                 return getattr(stub, method)(request, timeout=self.timeout)
             except grpc.RpcError as exc:
                 code = exc.code().name if exc.code() is not None else "UNKNOWN"
-                raise fail(f"{method} on {self.addr}: {code}: {exc.details()}", 1) from None
+                hint = ""
+                if exc.code() == grpc.StatusCode.UNAVAILABLE:  # the first thing a new user meets
+                    hint = (
+                        " (is the query service running there? start it with `netspectra api` or "
+                        "`netspectra up`, or point --addr at it)"
+                    )
+                raise fail(f"{method} on {self.addr}: {code}: {exc.details()}{hint}", 1) from None
 
 
 def _bounds(request: Any, start: str | None, end: str | None) -> None:
