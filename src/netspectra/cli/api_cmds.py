@@ -305,7 +305,8 @@ class Conn:
             except grpc.RpcError as exc:
                 code = exc.code().name if exc.code() is not None else "UNKNOWN"
                 hint = ""
-                if exc.code() == grpc.StatusCode.UNAVAILABLE:  # the first thing a new user meets
+                # the first thing a new user meets; not a TLS or name failure, which details explain
+                if exc.code() == grpc.StatusCode.UNAVAILABLE and "refused" in (exc.details() or "").lower():
                     hint = (
                         " (is the query service running there? start it with `netspectra api` or "
                         "`netspectra up`, or point --addr at it)"
