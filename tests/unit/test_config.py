@@ -1071,3 +1071,29 @@ def test_documented_yaml_has_no_unknown_top_level_section(block: str, tmp_path: 
         warnings = exc.warnings
     top = [w for w in warnings if re.match(r"[A-Za-z_]+: unknown key", w)]
     assert not top, top
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("127.0.0.1:", "has no port (an unset ${VAR}?)"),
+        ("8080", "is not HOST:PORT"),
+        ("::1:8080", "is not HOST:PORT"),
+        ("0.0.0.0:65536", "is not HOST:PORT"),
+        ("localhost:grpc", "is not HOST:PORT"),
+    ],
+)
+def test_a_listen_address_without_a_usable_port_is_refused(value: str, message: str) -> None:
+    # `grpc_listen_addr: "127.0.0.1:${GRPC_PORT}"` with GRPC_PORT unset was valid, and gRPC then
+    # listened on its default port, 443
+    keys = (("api", "grpc_listen_addr"), ("api", "http_listen_addr"), ("ai", "grpc_listen_addr"))
+    for section, key in keys:
+        with pytest.raises(ConfigError) as info:
+            parse_config_text(f"{section}:\n  {key}: '{value}'\n")
+        assert f"{section}.{key}" in str(info.value) and message in str(info.value), str(info.value)
+
+
+def test_listen_addresses_as_written_are_kept() -> None:
+    for value in ("127.0.0.1:0", ":50051", "[::1]:8080", "[::]:50051", "0.0.0.0:65535", "localhost:8080"):
+        assert parse_config_text(f"api:\n  grpc_listen_addr: '{value}'\n").api.grpc_listen_addr == value
+    assert parse_config_text("api:\n  grpc_listen_addr: ''\n").api.grpc_listen_addr == "127.0.0.1:50051"
