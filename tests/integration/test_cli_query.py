@@ -20,3 +20,15 @@ def test_no_service_listening_says_what_to_start() -> None:
     assert f"AggregateFlows on {addr}: UNAVAILABLE" in res.stderr
     assert "netspectra api" in res.stderr and "--addr" in res.stderr
     assert "Traceback" not in res.stderr
+
+
+@pytest.mark.parametrize("command", ["api", "up"])
+def test_a_listen_option_without_a_port_is_a_usage_error(command: str) -> None:
+    # `--grpc-addr 127.0.0.1:` (a shell variable that was empty) made gRPC listen on port 443
+    for option, value, message in (
+        ("--grpc-addr", "127.0.0.1:", "has no port"),
+        ("--http-addr", "8080", "is not HOST:PORT"),
+    ):
+        res = CliRunner().invoke(cli.app, [command, option, value])
+        assert res.exit_code == 2, res.output
+        assert option in res.stderr and message in res.stderr, res.stderr

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from netspectra.cli.common import ConfigOption, console, fail, require
+from netspectra.cli.common import ConfigOption, console, fail, listen_option, require
 from netspectra.ops.options import OpsListenOption
 
 if TYPE_CHECKING:
@@ -125,6 +125,7 @@ def api(
         str | None,
         typer.Option(
             "--grpc-addr",
+            callback=listen_option,
             help="gRPC listen address, HOST:PORT (default: api.grpc_listen_addr, else 127.0.0.1:50051); "
             ":PORT listens on every interface.",
         ),
@@ -133,6 +134,7 @@ def api(
         str | None,
         typer.Option(
             "--http-addr",
+            callback=listen_option,
             help="HTTP listen address, HOST:PORT (default: api.http_listen_addr, else 127.0.0.1:8080); "
             ":PORT listens on every interface.",
         ),
