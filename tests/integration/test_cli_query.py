@@ -32,3 +32,8 @@ def test_a_listen_option_without_a_port_is_a_usage_error(command: str) -> None:
         res = CliRunner().invoke(cli.app, [command, option, value])
         assert res.exit_code == 2, res.output
         assert option in res.stderr and message in res.stderr, res.stderr
+
+
+def test_the_ai_service_listen_option_is_checked_too() -> None:
+    res = CliRunner().invoke(cli.app, ["ai", "--listen", "127.0.0.1:"])
+    assert res.exit_code == 2 and "--listen" in res.stderr and "has no port" in res.stderr, res.stderr
