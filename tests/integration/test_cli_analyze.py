@@ -134,6 +134,28 @@ def test_a_batch_size_out_of_range_is_a_usage_error(size: str) -> None:
     assert res.exit_code == 2 and "--batch-size" in res.stderr and "Traceback" not in res.stderr
 
 
+def test_csv_without_out_is_a_usage_error() -> None:
+    # --csv alone wrote nothing and said nothing: the user expected CSV files somewhere
+    res = run("analyze", str(CAPTURES / "mdns.pcap"), "--csv")
+    assert res.exit_code == 2 and "--csv" in res.stderr and "--out" in res.stderr
+
+
+def test_store_losses_say_why_in_words() -> None:
+    # was "could not store 1 snapshot(s): {'close': 1}" (a dict, and no word of the failed opens)
+    from netspectra.cli.analyze_cmd import _store_losses
+
+    never = {"dropped_by_reason": {"close": 1, "superseded": 2}, "opened": False, "open_failed": 7}
+    some = {"dropped_by_reason": {"attempts": 2, "overflow": 1}, "opened": True, "open_failed": 0}
+    fine = {"dropped_by_reason": {"superseded": 3}, "opened": True, "open_failed": 0}
+    lines = _store_losses({"writers": {"exact/clickhouse[0]": never, "x/parquet[1]": some, "y": fine}})
+    assert lines == [
+        "writer exact/clickhouse[0] could not store 1 snapshot(s) (1 still unwritten when the writer had to "
+        "close); opening it failed 7 time(s): the warnings above say why",
+        "writer x/parquet[1] could not store 3 snapshot(s) (2 given up after the last retry, 1 dropped from "
+        "a full buffer)",
+    ]
+
+
 def test_bad_config_names_the_key(tmp_path: Path) -> None:
     conf = tmp_path / "c.yaml"
     conf.write_text("aggregator:\n  exact:\n    tasks:\n      - name: t\n        key_fields: [SrcIp]\n")

@@ -1041,3 +1041,59 @@ def test_parsing_leaves_the_garbage_collector_as_it_was() -> None:
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+def _doc_yaml_blocks() -> list[Any]:
+    """Every ```yaml block of README.md and docs/*.md that is a NetSpectra configuration (not, e.g., a
+    Prometheus scrape configuration), as a pytest param named after its page and line."""
+    blocks = []
+    for page in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]:
+        text = page.read_text()
+        for m in re.finditer(r"```ya?ml\n(.*?)```", text, re.S):
+            if "scrape_configs:" in m.group(1):
+                continue
+            line = text.count("\n", 0, m.start()) + 1
+            blocks.append(pytest.param(m.group(1), id=f"{page.name}:{line}"))
+    return blocks
+
+
+@pytest.mark.parametrize("block", _doc_yaml_blocks())
+def test_documented_yaml_has_no_unknown_top_level_section(block: str, tmp_path: Path) -> None:
+    # docs/storage.md's TLS example was a top-level `clickhouse:` section, which the loader ignores
+    # (with a warning): a user copying it got a plain-text connection to localhost. The examples may be
+    # fragments (files that do not exist here, tasks named elsewhere), but every section they show
+    # must be one the configuration reads.
+    path = tmp_path / "example.yaml"
+    path.write_text(block)
+    try:
+        warnings = load_config(path, log_warnings=False).warnings
+    except ConfigError as exc:
+        warnings = exc.warnings
+    top = [w for w in warnings if re.match(r"[A-Za-z_]+: unknown key", w)]
+    assert not top, top
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("127.0.0.1:", "has no port (an unset ${VAR}?)"),
+        ("8080", "is not HOST:PORT"),
+        ("::1:8080", "is not HOST:PORT"),
+        ("0.0.0.0:65536", "is not HOST:PORT"),
+        ("localhost:grpc", "is not HOST:PORT"),
+    ],
+)
+def test_a_listen_address_without_a_usable_port_is_refused(value: str, message: str) -> None:
+    # `grpc_listen_addr: "127.0.0.1:${GRPC_PORT}"` with GRPC_PORT unset was valid, and gRPC then
+    # listened on its default port, 443
+    keys = (("api", "grpc_listen_addr"), ("api", "http_listen_addr"), ("ai", "grpc_listen_addr"))
+    for section, key in keys:
+        with pytest.raises(ConfigError) as info:
+            parse_config_text(f"{section}:\n  {key}: '{value}'\n")
+        assert f"{section}.{key}" in str(info.value) and message in str(info.value), str(info.value)
+
+
+def test_listen_addresses_as_written_are_kept() -> None:
+    for value in ("127.0.0.1:0", ":50051", "[::1]:8080", "[::]:50051", "0.0.0.0:65535", "localhost:8080"):
+        assert parse_config_text(f"api:\n  grpc_listen_addr: '{value}'\n").api.grpc_listen_addr == value
+    assert parse_config_text("api:\n  grpc_listen_addr: ''\n").api.grpc_listen_addr == "127.0.0.1:50051"

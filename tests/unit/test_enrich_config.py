@@ -115,6 +115,21 @@ def test_missing_database_is_a_warning(tmp_path: Path) -> None:
     assert any(w.startswith("enrichment.geoip.asn_database:") and "is not a file" in w for w in cfg.warnings)
 
 
+def test_a_database_that_is_no_mmdb_file_is_a_warning(tmp_path: Path) -> None:
+    # A downloaded GeoLite2-ASN_20260101.tar.gz (or any other file) given as the database passed
+    # `config check` silently; the services then ran without AS numbers.
+    from mmdb_writing import write_mmdb
+
+    tarball = tmp_path / "GeoLite2-ASN_20260101.tar.gz"
+    tarball.write_bytes(b"\x1f\x8b\x08\x00" + bytes(300_000))
+    good = write_mmdb(tmp_path / "asn.mmdb", [("192.0.2.0/24", {"autonomous_system_number": 64512})])
+    text = f"enrichment:\n  geoip:\n    asn_database: {tarball}\n    country_database: {good}\n"
+    warnings = [w for w in parse_config_text(text).warnings if w.startswith("enrichment.geoip.")]
+    assert len(warnings) == 1, warnings
+    assert warnings[0].startswith("enrichment.geoip.asn_database:")
+    assert "is not a MaxMind DB (MMDB) file" in warnings[0] and "extract it" in warnings[0]
+
+
 def test_config_check_names_the_entry(tmp_path: Path) -> None:
     from netspectra.cli import main
 

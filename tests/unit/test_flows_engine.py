@@ -313,3 +313,16 @@ def test_python_api_reads_a_capture_like_the_task() -> None:
 
     with pytest.raises(CaptureError):
         netspectra.flows.read(CAPTURES / "does-not-exist.pcap")
+
+
+def test_python_api_takes_durations_as_the_configuration_writes_them() -> None:
+    import netspectra.flows
+
+    path = CAPTURES / "gnutella.pcap"
+    want = netspectra.flows.read(path, idle_timeout=30, active_timeout=1800)
+    assert netspectra.flows.read(path, idle_timeout="30s", active_timeout="30m").equals(want)
+    # a text that is no duration, or another type, is a ValueError naming the argument, not float()'s
+    with pytest.raises(ValueError, match=r"idle_timeout must be .*'120s'.*missing unit"):
+        netspectra.flows.read(path, idle_timeout="30")
+    with pytest.raises(ValueError, match=r"active_timeout must be .*got \[1\]"):
+        netspectra.flows.read(path, active_timeout=[1])

@@ -365,7 +365,8 @@ def test_flow_filter_takes_every_key_field_and_checks_it() -> None:
         ({"VlanID": 70000}, "VlanID"),
         ({"ExporterAddress": "x"}, "not an IP address"),
         ({"DstCountry": 5}, "DstCountry"),
-        ({"SrcAs": "1"}, "unsupported flow key: SrcAs"),
+        ({"SrcAs": "1"}, "unsupported flow key: SrcAs .*did you mean 'SrcAS'"),
+        ({"DstPrt": "53"}, "unsupported flow key: DstPrt .*did you mean 'DstPort'"),
     ]:
         with pytest.raises(ValueError, match=message):
             FlowFilter.from_keys(keys)

@@ -230,6 +230,11 @@ _USE: dict[str, str] = defaultdict(
 _TOP_METRICS = ("bytes", "packets")
 
 
+def _a(word: str) -> str:
+    """``word`` with its indefinite article: "an exact", "a sketch"."""
+    return f"{'an' if word[:1] in 'aeiou' else 'a'} {word}"
+
+
 class QueryCore:
     """The query semantics over a :class:`StoreRouter` (see the module docstring)."""
 
@@ -249,7 +254,8 @@ class QueryCore:
     def _exact_task(self, task: str, rpc: str) -> None:
         route = self.router.route(task)
         if route.group != "exact":
-            raise _invalid(f"{task!r} is a {route.group} task; {rpc} reads exact tasks ({_USE[route.group]})")
+            use = _USE[route.group]
+            raise _invalid(f"{task!r} is {_a(route.group)} task; {rpc} reads exact tasks ({use})")
 
     def aggregate_flows(self, req: query_pb2.AggregationRequest) -> query_pb2.QueryTotalCountsResponse:
         with _errors("AggregateFlows"):
@@ -323,7 +329,7 @@ class QueryCore:
             route = self.router.route(req.task_name)
             if route.group != "sketch":
                 raise _invalid(
-                    f"{req.task_name!r} is a {route.group} task; QueryHeavyHitters reads sketch tasks "
+                    f"{req.task_name!r} is {_a(route.group)} task; QueryHeavyHitters reads sketch tasks "
                     f"({_USE[route.group]})"
                 )
             if req.type not in route.hitter_types:
@@ -362,7 +368,7 @@ class QueryCore:
             route = self.router.route(req.task_name)
             if route.group != "flows":
                 raise _invalid(
-                    f"{req.task_name!r} is a {route.group} task; ListFlows reads flows tasks "
+                    f"{req.task_name!r} is {_a(route.group)} task; ListFlows reads flows tasks "
                     f"({_USE[route.group]})"
                 )
             _, store = self.router.store_for(req.task_name)
@@ -401,7 +407,7 @@ class QueryCore:
                 route = self.router.route(req.task_name)
                 if route.group != "rollup":
                     raise _invalid(
-                        f"{req.task_name!r} is a {route.group} task; TopN reads rollup tasks "
+                        f"{req.task_name!r} is {_a(route.group)} task; TopN reads rollup tasks "
                         f"({_USE[route.group]})"
                     )
                 task = req.task_name
@@ -462,7 +468,7 @@ class QueryCore:
                 route = self.router.routes.get(req.task_name)
                 if route is not None and route.group != "exporters":
                     raise _invalid(
-                        f"{req.task_name!r} is a {route.group} task; ListExporters reads exporters tasks "
+                        f"{req.task_name!r} is {_a(route.group)} task; ListExporters reads exporters tasks "
                         f"({_USE[route.group]})"
                     )
             group = "exporters" if first_clickhouse(self.router.cfg, "exporters") is not None else "exact"

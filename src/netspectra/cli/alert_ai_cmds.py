@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from netspectra.cli.common import ConfigOption, err_console, fail, require
+from netspectra.cli.common import ConfigOption, err_console, fail, listen_option, require
 from netspectra.ops.options import OpsListenOption
 
 log = logging.getLogger(__name__)
@@ -28,6 +28,7 @@ def ai(
         typer.Option(
             "--listen",
             "-l",
+            callback=listen_option,
             help="gRPC listen address, HOST:PORT (default: ai.grpc_listen_addr, else 127.0.0.1:50052); :PORT "
             "listens on every interface.",
             show_default=False,

@@ -147,6 +147,8 @@ def analyze(
         raise fail(str(exc)) from None
     if export_port and not flow_export:
         raise fail("--export-port filters the datagrams of --flow-export: give --flow-export too")
+    if csv and out is None:  # otherwise nothing is written, and nothing says so
+        raise fail("--csv is the format of the files --out writes: give --out DIR too")
     if flows:
         from netspectra.flows.kind import with_flows_task
 
@@ -315,5 +317,17 @@ def _store_losses(metrics: dict[str, Any] | None) -> list[str]:
     for name, w in metrics["writers"].items():
         lost = {k: v for k, v in w["dropped_by_reason"].items() if k != "superseded" and v}
         if lost:
-            lines.append(f"writer {name} could not store {sum(lost.values())} snapshot(s): {lost}")
+            why = ", ".join(f"{v} {_LOSS_REASONS.get(k, k)}" for k, v in sorted(lost.items()))
+            line = f"writer {name} could not store {sum(lost.values())} snapshot(s) ({why})"
+            if w.get("open_failed"):  # (``opened`` is False after any close: it cannot tell "never")
+                line += f"; opening it failed {w['open_failed']} time(s): the warnings above say why"
+            lines.append(line)
     return lines
+
+
+#: ``WriterMetrics.dropped`` reasons in words (``superseded`` loses nothing and is not reported).
+_LOSS_REASONS = {
+    "close": "still unwritten when the writer had to close",
+    "attempts": "given up after the last retry",
+    "overflow": "dropped from a full buffer",
+}

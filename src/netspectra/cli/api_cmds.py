@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from netspectra.cli.common import ConfigOption, console, fail, require
+from netspectra.cli.common import ConfigOption, console, fail, listen_option, require
 from netspectra.ops.options import OpsListenOption
 
 if TYPE_CHECKING:
@@ -125,6 +125,7 @@ def api(
         str | None,
         typer.Option(
             "--grpc-addr",
+            callback=listen_option,
             help="gRPC listen address, HOST:PORT (default: api.grpc_listen_addr, else 127.0.0.1:50051); "
             ":PORT listens on every interface.",
         ),
@@ -133,6 +134,7 @@ def api(
         str | None,
         typer.Option(
             "--http-addr",
+            callback=listen_option,
             help="HTTP listen address, HOST:PORT (default: api.http_listen_addr, else 127.0.0.1:8080); "
             ":PORT listens on every interface.",
         ),
@@ -304,7 +306,14 @@ class Conn:
                 return getattr(stub, method)(request, timeout=self.timeout)
             except grpc.RpcError as exc:
                 code = exc.code().name if exc.code() is not None else "UNKNOWN"
-                raise fail(f"{method} on {self.addr}: {code}: {exc.details()}", 1) from None
+                hint = ""
+                # the first thing a new user meets; not a TLS or name failure, which details explain
+                if exc.code() == grpc.StatusCode.UNAVAILABLE and "refused" in (exc.details() or "").lower():
+                    hint = (
+                        " (is the query service running there? start it with `netspectra api` or "
+                        "`netspectra up`, or point --addr at it)"
+                    )
+                raise fail(f"{method} on {self.addr}: {code}: {exc.details()}{hint}", 1) from None
 
 
 def _bounds(request: Any, start: str | None, end: str | None) -> None:

@@ -35,6 +35,19 @@ if not err_console.is_terminal:
     err_console.width = 200
 
 
+def listen_option(value: str | None) -> str | None:
+    """Typer callback of a ``--grpc-addr``/``--http-addr`` option: the configuration's listen-address
+    rule (a usable port), a usage error otherwise; absent or empty: the configuration's address."""
+    if value is None or not value.strip():
+        return value
+    from netspectra.config.base import check_listen_address
+
+    try:
+        return check_listen_address(value, "127.0.0.1:50051")
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
 def fail(message: str, code: int = 2) -> typer.Exit:
     """Print ``message`` as an error on stderr and return the ``typer.Exit`` to raise."""
     err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)

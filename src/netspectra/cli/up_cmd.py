@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from netspectra.cli.common import ConfigOption, console, fail, require
+from netspectra.cli.common import ConfigOption, console, fail, listen_option, require
 from netspectra.ops.options import OpsListenOption
 
 log = logging.getLogger(__name__)
@@ -68,12 +68,15 @@ def up(
     ] = 4222,
     grpc_addr: Annotated[
         str | None,
-        typer.Option("--grpc-addr", help="gRPC listen address (default: api.grpc_listen_addr)."),
+        typer.Option(
+            "--grpc-addr", callback=listen_option, help="gRPC listen address (default: api.grpc_listen_addr)."
+        ),
     ] = None,
     http_addr: Annotated[
         str | None,
         typer.Option(
             "--http-addr",
+            callback=listen_option,
             help="HTTP listen address of the API and dashboard (default: api.http_listen_addr).",
         ),
     ] = None,

@@ -386,6 +386,26 @@ def empty_is_default(default: str) -> Any:
     return AfterValidator(check)
 
 
+def check_listen_address(value: str, default: str) -> str:
+    """``value``, a service's ``HOST:PORT`` / ``[V6]:PORT`` / ``:PORT`` listen address, or ``default``
+    when it is empty (an unset ``${VAR}``). A missing or bad port is a ``ValueError`` whose example is
+    ``default``'s: ``127.0.0.1:`` (``127.0.0.1:${PORT}`` with ``PORT`` unset) made gRPC listen on its
+    default port, 443."""
+    if not value.strip():
+        return default
+    host, colon, port = value.strip().rpartition(":")
+    if not colon or not port.isdigit() or int(port) > 65535 or (host and "]" not in host and ":" in host):
+        example = f"{default} or :{default.rpartition(':')[2]}"
+        what = "has no port (an unset ${VAR}?)" if colon and not port else "is not HOST:PORT"
+        raise ValueError(f"{value!r} {what}; write HOST:PORT with a port 0..65535, e.g. {example}")
+    return value
+
+
+def listen_address(default: str) -> Any:
+    """The configuration's listen-address type: :func:`check_listen_address` with ``default``."""
+    return AfterValidator(lambda value: check_listen_address(value, default))
+
+
 def _task_name(v: str) -> str:
     if not v.strip():
         raise ValueError("the task name is empty; give every task a unique name, e.g. per_five_tuple")

@@ -51,6 +51,22 @@ def parse_cidr(text: Any) -> IPNetwork:
     return _parse_cidr(text)
 
 
+_MMDB_METADATA_MARKER = b"\xab\xcd\xefMaxMind.com"
+_MMDB_METADATA_MAX = 128 * 1024  # the MMDB spec: the metadata section is within the file's last 128 KiB
+
+
+def _has_mmdb_metadata(path: str) -> bool:
+    """Whether ``path`` ends as an MMDB file does (its metadata marker in the last 128 KiB): what tells
+    ``config check`` that a database path names some other file, without opening the database (an
+    unreadable file is left to the loader, which names the error)."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(max(0, os.fstat(fh.fileno()).st_size - _MMDB_METADATA_MAX))
+            return _MMDB_METADATA_MARKER in fh.read()
+    except OSError:
+        return True
+
+
 @functools.lru_cache(maxsize=1 << 14)
 def _parse_cidr(text: str) -> IPNetwork:
     # Remembered (ipaddress networks are immutable): the networks map's keys are parsed when the
@@ -358,6 +374,12 @@ class EnrichmentConfig(Section):
                 out.append(
                     f"enrichment.geoip.{key}: {path!r} is not a file; the services start without {what} "
                     "and load the database when it appears"
+                )
+            elif path and not _has_mmdb_metadata(path):
+                out.append(
+                    f"enrichment.geoip.{key}: {path!r} is not a MaxMind DB (MMDB) file (no MMDB metadata "
+                    "at its end; a downloaded .tar.gz or .zip holds the .mmdb: extract it); the services "
+                    f"start without {what} and load the database when the file changes"
                 )
         return out
 

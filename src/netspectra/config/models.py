@@ -54,6 +54,7 @@ from netspectra.config.base import (
     empty_is_default,
     format_go_duration,
     human_bytes,
+    listen_address,
     one_of,
     parse_go_duration,
 )
@@ -213,9 +214,9 @@ class ApiConfig(Section):
     _hints: ClassVar[dict[str, str]] = {"rpc_listen_addr": "grpc_listen_addr"}
 
     #: gRPC QueryService address; empty -> ``"127.0.0.1:50051"``.
-    grpc_listen_addr: Annotated[str, empty_is_default(f"{LOOPBACK}:50051")] = f"{LOOPBACK}:50051"
+    grpc_listen_addr: Annotated[str, listen_address(f"{LOOPBACK}:50051")] = f"{LOOPBACK}:50051"
     #: HTTP (JSON/Grafana) address; empty -> ``"127.0.0.1:8080"``.
-    http_listen_addr: Annotated[str, empty_is_default(f"{LOOPBACK}:8080")] = f"{LOOPBACK}:8080"
+    http_listen_addr: Annotated[str, listen_address(f"{LOOPBACK}:8080")] = f"{LOOPBACK}:8080"
     auth: AuthConfig = Field(default_factory=AuthConfig)
     tls: TlsConfig = Field(default_factory=TlsConfig)
 
@@ -237,7 +238,7 @@ class AiConfig(Section):
     #: Empty -> the OpenAI default endpoint.
     base_url: str = ""
     #: gRPC AIService address; empty -> ``"127.0.0.1:50052"``.
-    grpc_listen_addr: Annotated[str, empty_is_default(f"{LOOPBACK}:50052")] = f"{LOOPBACK}:50052"
+    grpc_listen_addr: Annotated[str, listen_address(f"{LOOPBACK}:50052")] = f"{LOOPBACK}:50052"
     auth: AuthConfig = Field(default_factory=AuthConfig)
     tls: TlsConfig = Field(default_factory=TlsConfig)
 

@@ -24,13 +24,26 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import pyarrow as pa
 
-Seconds = float | int | timedelta
+Seconds = float | int | timedelta | str
 
 
 def _ns(value: Seconds, name: str) -> int:
-    seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
+    """``value`` (seconds, a timedelta, or a Go duration text such as ``"120s"`` as the configuration
+    takes it) in nanoseconds; ``ValueError`` naming ``name`` for anything else or a value not above 0."""
+    expected = "a positive number of seconds, a timedelta or a duration such as '120s'"
+    if isinstance(value, str):
+        from netspectra.config.base import parse_go_duration
+
+        try:
+            value = parse_go_duration(value.strip())
+        except ValueError as exc:
+            raise ValueError(f"{name} must be {expected}: {exc}") from None
+    try:
+        seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be {expected}, got {value!r}") from None
     if not seconds > 0:
-        raise ValueError(f"{name} must be a positive number of seconds (or a timedelta), got {value!r}")
+        raise ValueError(f"{name} must be {expected}, got {value!r}")
     return round(seconds * 1e9)
 
 
@@ -50,7 +63,8 @@ def read(
     """The flow records of one capture file or several (read in order, as one stream), as a
     :class:`pyarrow.Table` with the columns of ``netspectra analyze --flows``.
 
-    ``idle_timeout`` and ``active_timeout`` (seconds or :class:`~datetime.timedelta`; nfstream's
+    ``idle_timeout`` and ``active_timeout`` (seconds, a :class:`~datetime.timedelta` or a duration text
+    as in the configuration, ``"120s"``, ``"30m"``; nfstream's
     defaults and semantics, in packet time), ``tcp_end`` (end a TCP flow ``tcp_end_grace`` after FIN from
     both sides or a RST), ``splt`` (sizes and directions of the first N packets: ``SpltSize``,
     ``SpltDirection``), ``statistics`` (size and inter-arrival statistics per direction) and

@@ -177,7 +177,9 @@ class FlowFilter:
             elif key in BY_NAME:
                 fields.append((key, keys[key]))
             else:
-                raise ValueError(f"unsupported flow key: {key}")
+                from netspectra.kinds import did_you_mean
+
+                raise ValueError(f"unsupported flow key: {key}{did_you_mean(key, BY_NAME)}")
         return cls(**args, fields=tuple(fields))
 
     def conditions(self) -> tuple[list[str], dict[str, object]]:
