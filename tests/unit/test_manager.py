@@ -455,6 +455,56 @@ def test_stop_drains_the_queue_and_writes_a_final_snapshot_to_every_writer(
     m.stop()  # idempotent
 
 
+class _HeldSnapshot(ExactTask):
+    """An exact task whose snapshot waits for ``release`` while ``hold`` is set."""
+
+    def __init__(self) -> None:
+        super().__init__("held", FIVE)
+        self.hold, self.entered, self.release = threading.Event(), threading.Event(), threading.Event()
+
+    def snapshot(self, *args: Any, **kw: Any) -> FlowSnapshot:
+        if self.hold.is_set():
+            self.entered.set()
+            assert self.release.wait(30), "never released"
+        return super().snapshot(*args, **kw)
+
+
+def test_a_snapshot_to_writers_racing_a_stop_reaches_the_writer_before_the_final_one(
+    batches: list[PacketBatch],
+) -> None:
+    """``up`` asks for a snapshot when a replay ends, and may be stopped meanwhile: the stop's final
+    snapshot comes after that one and nothing is dropped (a snapshot delivered after the writers were
+    closed was dropped, and a JetStream engine then exited 1 for a lost snapshot)."""
+    task = _HeldSnapshot()
+    rec = Recorder()
+    real = AGGREGATORS.get("exact").deliver
+
+    def slow_intermediate(writer: Any, snap: Any, meta: SnapshotMeta) -> None:
+        if not meta.final:  # the asking thread is slow to hand it over: the stop goes on meanwhile
+            time.sleep(0.3)
+        real(writer, snap, meta)
+
+    group = TaskGroup("exact", (LockedTask(task),), (GroupWriter("exact/1", rec, None),), slow_intermediate)
+    m = Manager([group], num_workers=1, queue_packets=10**9, **fast())
+    m.start()
+    m.submit(batches[0])
+    m.flush()
+    task.hold.set()
+    asked = threading.Thread(target=m.snapshot_to_writers)
+    asked.start()
+    assert task.entered.wait(10)
+    task.hold.clear()  # the stop's own final snapshot is not held
+    stopper = threading.Thread(target=m.stop)
+    stopper.start()
+    time.sleep(0.2)  # the stop waits for the snapshot in progress
+    task.release.set()
+    asked.join(10)
+    stopper.join(30)
+    assert [m_.final for _, _, m_ in rec.calls] == [False, True]
+    assert all(s.total_packets == len(batches[0]) for _, s, _ in rec.calls)
+    assert sum(rw.metrics.dropped_total for rw in m.writers) == 0
+
+
 def test_failing_writer_does_not_stop_the_others_and_catches_up(
     batches: list[PacketBatch], caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -207,3 +207,64 @@ def test_warm_up_loads_what_the_enrichment_stage_calls_and_nothing_else() -> Non
         count, first_loaded_later = out.stdout.split(" ", 1)
         assert (int(count) > 0) == loaded_by_warm_up, out.stdout
         assert first_loaded_later.strip() == "[]", f"kernels first loaded after the warm-up: {out.stdout}"
+
+
+_EXPORTS = """
+import importlib, pkgutil, sys
+from pathlib import Path
+from numba.core.registry import CPUDispatcher
+import netspectra.collect
+from netspectra.collect.batches import flow_batch
+from netspectra.collect.capture import datagrams_from_capture
+from netspectra.collect.decoder import FlowDecoder
+from netspectra.config import load_config
+from netspectra.offline.warmup import warm_up
+
+def loaded():
+    names = pkgutil.iter_modules(netspectra.collect.__path__, "netspectra.collect.")
+    mods = [importlib.import_module(m.name) for m in names]
+    return {(m.__name__, n): len(d.signatures) for m in mods
+            for n, d in vars(m).items() if isinstance(d, CPUDispatcher)}
+
+warm_up(load_config(), formats=(), exports=True)
+before = loaded()
+rows = 0
+for path in sys.argv[1:]:
+    for extras in (False, True):
+        decoder = FlowDecoder()
+        for dg in datagrams_from_capture(path):
+            rows += len(flow_batch(decoder.decode(dg).records, extras=extras))
+        decoder.close()
+assert rows > 0
+after = loaded()
+print(sorted(k for k in after if after[k] != before.get(k, 0)))
+"""
+
+
+def test_warm_up_exports_loads_what_real_exports_need() -> None:
+    """After ``warm_up(exports=True)`` (``analyze --flow-export``), decoding real NetFlow v5/v9, IPFIX and
+    sFlow captures loads no further kernel of the collector's modules: the first run after installation
+    no longer counts their compilation in its elapsed time and rate."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    data = Path(__file__).parents[1] / "data" / "collect"
+    files = [str(data / f) for f in ("netflow5.pcap", "netflow9.pcap", "ipfix.pcap", "sflow.pcap")]
+    cmd = [sys.executable, "-c", _EXPORTS, *files]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]", f"kernels first loaded by the real exports: {out.stdout}"
+
+
+def test_warm_up_exports_says_nothing_about_its_made_up_exporters(caplog) -> None:
+    """The warm-up's datagrams carry no sampling rate: what the decoders would log about that exporter is
+    not the user's (it appeared before the report of every ``analyze --flow-export``)."""
+    import logging
+
+    from netspectra.offline.warmup import warm_up_exports
+
+    with caplog.at_level(logging.DEBUG):
+        warm_up_exports()
+    assert not [r for r in caplog.records if r.levelno >= logging.INFO], caplog.text
+    assert logging.getLogger("netspectra.collect").level == logging.NOTSET  # restored

@@ -175,9 +175,9 @@ def analyze(
     formats = capture_formats(files)  # the walkers of the files' formats only (pcap, pcapng)
     if show_progress:
         with err_console.status("preparing kernels (compiled once after installation, then cached) ..."):
-            took = warm_up(cfg, formats=formats)
+            took = warm_up(cfg, formats=formats, exports=bool(flow_export))
     else:  # no spinner, and rich's live display and progress modules stay unloaded (start-up time)
-        took = warm_up(cfg, formats=formats)
+        took = warm_up(cfg, formats=formats, exports=bool(flow_export))
     log.info("kernels ready in %.2f s", took)
     if process.OWN_PROCESS:  # not in a test runner calling the command in-process
         # What start-up made (modules, the configuration: a 2,000-network map is ~30 k objects, the

@@ -757,12 +757,16 @@ class Manager:
                     if t.incremental:  # records tasks: what ended so far, taken (reset) like a periodic one
                         self._tick(t)
                 meta = SnapshotMeta(self.clock.time_ns(), self._period_start_ns, False)
-                snaps = [self._snap(t, reset=t.incremental) for t in group.tasks]
+                taken = [self._snap(t, reset=t.incremental) for t in group.tasks]
+                snaps = [snap for snap in taken if snap is not None]
+                # Handed to the writers before the barrier is let go (a writer only buffers): a stop that
+                # began meanwhile takes its final snapshots after these and closes the writers after
+                # that. Delivered after the release, a snapshot could reach a writer after its final
+                # one, or after its close: dropped, and a JetStream engine then counted it lost.
+                for snap in snaps:
+                    for rw in writers:
+                        self._deliver(group, rw, snap, meta)
             for snap in snaps:
-                if snap is None:
-                    continue
-                for rw in writers:
-                    self._deliver(group, rw, snap, meta)
                 self._notify(group, snap, meta)
 
     def stop(self, *, end_of_input: bool = False) -> None:

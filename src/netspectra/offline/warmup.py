@@ -7,6 +7,7 @@ one-time cost out of the reported packets/s, and lets the CLI say what the wait 
 
 from __future__ import annotations
 
+import logging
 import struct
 import tempfile
 import time
@@ -48,13 +49,17 @@ def warm_up(
     reader: bool = True,
     wire: bool | None = None,
     formats: Collection[str] = ("pcap", "pcapng"),
+    exports: bool | None = None,
 ) -> float:
     """Run the reader once per capture format of ``formats`` (``"pcap"``, ``"pcapng"``), then let every
     aggregator kind that ``cfg`` runs warm up the kernels of its tasks (``None``: every built-in kind,
     every variant — for an image build); seconds taken. ``reader=False`` leaves the capture reader out
     (an engine reads no files); ``wire`` (default: only for ``cfg`` None) also loads the wire codec's
-    kernels (:func:`warm_up_wire`)."""
+    kernels (:func:`warm_up_wire`); ``exports`` (default: only for ``cfg`` None) the flow-export path's
+    (:func:`warm_up_exports`: ``analyze --flow-export``)."""
     t0 = time.perf_counter()
+    if exports or (exports is None and cfg is None):
+        warm_up_exports(cfg)
     if reader and formats:
         frame = _frame()
         files = (("pcap", "w.pcap", _pcap), ("pcapng", "w.pcapng", _pcapng))
@@ -91,6 +96,55 @@ def capture_formats(paths: Iterable[str | PathLike[str]]) -> set[str]:
         except (CaptureError, OSError):
             continue
     return out
+
+
+def _udp_frame(payload: bytes, dport: int) -> bytes:
+    """An Ethernet/IPv4/UDP frame carrying ``payload`` (checksums zero: nothing here verifies them)."""
+    udp = struct.pack("!HHHH", 40000, dport, 8 + len(payload), 0) + payload
+    ip = struct.pack(
+        "!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0, 64, 17, 0, bytes([10, 0, 0, 1]), bytes([10, 0, 0, 2])
+    )
+    return b"\x00" * 12 + b"\x08\x00" + ip + udp
+
+
+def warm_up_exports(cfg: Config | None = None) -> None:
+    """Load the kernels of ``analyze --flow-export`` (the capture's UDP payloads, the NetFlow v5/v9, IPFIX
+    and sFlow decoders, the rows they make, with and without the optional columns) by running that path
+    over a capture of one datagram of each: otherwise the first run after installation counted their
+    compilation (seconds) in its elapsed time and rate, and an image built with ``warm_up()`` compiled
+    them at its first export."""
+    from netspectra.collect import build
+    from netspectra.collect.batches import flow_batch
+    from netspectra.collect.capture import datagrams_from_capture
+    from netspectra.collect.decoder import FlowDecoder
+
+    payloads = [
+        build.netflow5([{"src": "10.0.0.1", "dst": "10.0.0.2", "sport": 1234, "dport": 80}]),
+        *build.synthetic_v9(2, per_datagram=2),
+        *build.synthetic_ipfix(2, per_datagram=2),
+        *build.synthetic_sflow(2, per_datagram=2),
+    ]
+    head = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)
+    records = b"".join(
+        struct.pack("<IIII", 1_700_000_000 + i, 0, len(f), len(f)) + f
+        for i, f in enumerate(_udp_frame(p, 2055) for p in payloads)
+    )
+    collect = cfg.collect if cfg is not None else None
+    # what the decoders say about these made-up exporters (no sampling rate, ...) is not the user's
+    quiet = logging.getLogger("netspectra.collect")
+    level = quiet.level
+    quiet.setLevel(logging.CRITICAL + 1)
+    try:
+        with tempfile.TemporaryDirectory(prefix="netspectra-warmup-") as tmp:
+            path = Path(tmp) / "exports.pcap"
+            path.write_bytes(head + records)
+            for extras in (False, True):
+                decoder = FlowDecoder(collect)
+                for dg in datagrams_from_capture(path):
+                    flow_batch(decoder.decode(dg).records, extras=extras)
+                decoder.close()
+    finally:
+        quiet.setLevel(level)
 
 
 def warm_up_wire() -> None:
