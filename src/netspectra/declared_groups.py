@@ -38,6 +38,8 @@ import sys
 from collections.abc import Iterable
 from pathlib import Path
 
+from netspectra.user_cache import CONFIG_CACHE_ENV, config_cache_dir, open_private, prune, write_private
+
 log = logging.getLogger(__name__)
 
 #: Bump when the entries' format or what the fingerprint covers changes.
@@ -45,14 +47,12 @@ FORMAT = 2
 #: Entries kept (the newest by use).
 KEEP = 8
 #: The environment variable naming the directory (the configuration caches'; ``off``: none).
-ENV = "NETSPECTRA_CONFIG_CACHE"
+ENV = CONFIG_CACHE_ENV
 _PREFIX = "entry-points-"
 
 
 def _directory() -> Path | None:
-    from netspectra.user_cache import user_cache_dir
-
-    return user_cache_dir(os.environ.get(ENV, ""), "config")
+    return config_cache_dir()
 
 
 def _stat(path: str) -> tuple[int, int, int, int] | None:
@@ -126,7 +126,6 @@ def remembered(path_entries: tuple[str, ...]) -> frozenset[str] | None:
         fp = fingerprint(path_entries)
         try:
             path = _entry_path(directory, path_entries)
-            from netspectra.user_cache import open_private
 
             with open_private(path) as f:
                 entry = json.loads(f.read().decode("utf-8"))
@@ -157,8 +156,6 @@ def remember(path_entries: tuple[str, ...], groups: Iterable[str]) -> None:
     directory = _directory()
     fp = _fingerprint_of(path_entries) if directory is not None else None
     if directory is not None and fp is not None:
-        from netspectra.user_cache import prune, write_private
-
         try:
             blob = json.dumps({"format": FORMAT, "fingerprint": fp, "groups": sorted(declared)})
             write_private(directory, _entry_path(directory, path_entries), blob.encode())

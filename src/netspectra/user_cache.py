@@ -30,6 +30,17 @@ def user_cache_dir(setting: str, part: str) -> Path | None:
     return Path(base) / "netspectra" / part
 
 
+#: The environment variable naming the configuration caches' directory (the parsed and validated
+#: configurations, the declared entry-point groups); ``off``: none of them.
+CONFIG_CACHE_ENV = "NETSPECTRA_CONFIG_CACHE"
+
+
+def config_cache_dir() -> Path | None:
+    """The configuration caches' directory (``$NETSPECTRA_CONFIG_CACHE``, else the user's cache); None
+    when off or when there is none."""
+    return user_cache_dir(os.environ.get(CONFIG_CACHE_ENV, ""), "config")
+
+
 def write_private(directory: Path, path: Path, blob: bytes) -> None:
     """Write ``blob`` to ``path`` in ``directory`` (made if missing) atomically, readable by its owner
     only from the start (a temporary file of :func:`tempfile.mkstemp`, mode 0600, renamed into place)."""

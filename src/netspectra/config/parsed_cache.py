@@ -49,7 +49,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from netspectra.user_cache import open_private, prune, user_cache_dir, write_private
+from netspectra.user_cache import CONFIG_CACHE_ENV, config_cache_dir, open_private, prune, write_private
 
 log = logging.getLogger(__name__)
 
@@ -60,13 +60,13 @@ MIN_BYTES = 0
 #: Entries kept (the newest by use).
 KEEP = 8
 #: The environment variable naming the directory (``off``: no cache).
-ENV = "NETSPECTRA_CONFIG_CACHE"
+ENV = CONFIG_CACHE_ENV
 _PREFIX = "parsed-"
 
 
 def cache_dir() -> Path | None:
     """The cache directory (see the module docstring); None when off."""
-    return user_cache_dir(os.environ.get(ENV, ""), "config")
+    return config_cache_dir()
 
 
 def _key(text: str, rules: str) -> str:
