@@ -1068,7 +1068,8 @@ class _Store:
         return w
 
     def totals(self, task: str) -> int:
-        return sum(v for (t, _, _), v in self.rows.items() if t == task)
+        with self.lock:  # the writer thread may be adding rows
+            return sum(v for (t, _, _), v in self.rows.items() if t == task)
 
     def periods(self) -> set[int]:
         return {p for (_, p, _) in self.rows}
@@ -1262,7 +1263,10 @@ def test_jetstream_resumed_period_stopped_before_it_is_read_back_stays_open(
         c = StreamConsumer(_stored_manager(w, 3600.0, interval_s=0.2), _js_opts(url, "reread"))
         t = asyncio.create_task(c.run(asyncio.Event()))
         await wait_for(lambda: c.stats.packets >= total, "the first engine")
-        await asyncio.sleep(0.8)  # periodic snapshots reach the store
+        # periodic snapshots reach the store (waited for: a slow machine may take longer than a few
+        # intervals to write the first one)
+        await wait_for(lambda: store.totals("per_src") > 0, "a periodic snapshot in the store")
+        await asyncio.sleep(0.3)
         await _kill(t, w)
 
     async def stopped_at_once() -> StreamConsumer:

@@ -376,18 +376,68 @@ def test_only_the_command_lines_process_and_not_when_off(
     assert len(validations) == 4 and entries(cache) == []
 
 
-def test_configurations_whose_validation_reads_files_are_not_cached(
-    tmp_path: Path, cache: Path, validations: list[str]
+MMDB_END = b"\xab\xcd\xefMaxMind.com"  # what ends an MMDB file (its metadata marker)
+
+
+def test_geoip_database_files_are_watched_not_a_reason_to_validate_again(
+    tmp_path: Path, cache: Path, validations: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A GeoIP database's warning depends on the file being there, a ClickHouse CA file's check on its
-    content: such a configuration is validated at every start (and warns no more once the file is
-    there)."""
+    """A GeoIP database's warnings depend on the file (absent, not an MMDB file): the entry records the
+    file's identity (or its absence) and is read back only while the file is in that state; it appears,
+    is rewritten, replaced or removed: validated again, with the warnings of the new state."""
     db = tmp_path / "asn.mmdb"
     path = _write(tmp_path, f"enrichment:\n  geoip:\n    asn_database: {db}\n")
-    assert any("is not a file" in w for w in load_config(path).warnings)
-    db.write_bytes(b"x")
-    assert not any("is not a file" in w for w in load_config(path).warnings)
-    assert len(validations) == 2 and entries(cache) == []
+
+    def warned() -> list[str]:
+        return [w for w in load_config(path, log_warnings=False).warnings if "asn_database" in w]
+
+    assert any("is not a file" in w for w in warned())
+    assert any("is not a file" in w for w in warned())
+    assert len(validations) == 1 and len(entries(cache)) == 1  # cached while the file is absent
+    db.write_bytes(b"x" * 64)  # appears, not an MMDB file
+    assert any("not a MaxMind DB" in w for w in warned())
+    assert warned() and len(validations) == 2
+    db.write_bytes(b"y" * 48 + MMDB_END + b"\0")  # rewritten in place, same size: an MMDB file now
+    assert warned() == [] and warned() == [] and len(validations) == 3
+    other = tmp_path / "other.mmdb"
+    other.write_bytes(b"z" * 64)
+    os.replace(other, db)  # another file under the name
+    assert any("not a MaxMind DB" in w for w in warned()) and len(validations) == 4
+    db.unlink()
+    assert any("is not a file" in w for w in warned()) and len(validations) == 5
+    assert any("is not a file" in w for w in warned()) and len(validations) == 5
+
+    # a relative path is looked at where the command runs, as validation looks at it
+    rel = _write(tmp_path, "enrichment:\n  geoip:\n    country_database: geo/c.mmdb\n", "rel.yaml")
+    here, there = tmp_path / "here", tmp_path / "there"
+    for d in (here, there):
+        (d / "geo").mkdir(parents=True)
+    (there / "geo" / "c.mmdb").write_bytes(b"w" * 48 + MMDB_END + b"\0")
+    monkeypatch.chdir(here)
+    assert any("is not a file" in w for w in load_config(rel, log_warnings=False).warnings)
+    monkeypatch.chdir(there)
+    assert not load_config(rel, log_warnings=False).warnings
+    n = len(validations)
+    monkeypatch.chdir(here)
+    assert any("is not a file" in w for w in load_config(rel, log_warnings=False).warnings)
+    assert len(validations) == n + 1
+
+
+def test_validation_looking_elsewhere_is_never_cached(
+    tmp_path: Path, cache: Path, validations: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A validator that says its result depends on something other than a named file (a ClickHouse CA file
+    under ``~``, read by its expanded path) keeps the configuration out of the cache."""
+    real = loader._validate
+
+    def reads_elsewhere(text: str, source: str, rules: str | None) -> Any:
+        base.note_outside_read()
+        return real(text, source, rules)
+
+    monkeypatch.setattr(loader, "_validate", reads_elsewhere)
+    path = _write(tmp_path, "aggregator:\n  num_workers: 3\n")
+    assert load_config(path).aggregator.num_workers == load_config(path).aggregator.num_workers == 3
+    assert entries(cache) == []
     before = base.outside_reads()
     base.note_outside_read()
     assert base.outside_reads() == before + 1

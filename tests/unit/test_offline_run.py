@@ -71,3 +71,31 @@ def test_worker_lanes_write_what_inline_writes(tmp_path: Path, workers: int) -> 
         assert a.equals(b), name
         filled += a.num_rows > 0
     assert filled >= 3  # flows, records and super-spreaders at least (small captures: few heavy hitters)
+
+
+def test_the_queue_holds_two_reader_batches_on_worker_lanes(tmp_path: Path) -> None:
+    """With worker lanes the queue admits two of the reader's batches whatever smaller bound the
+    configuration sets (the tasks done with one batch start the next); a larger bound is kept; inline
+    there is no queue to widen. The tables are those of an inline run either way."""
+    cfg = load_config(None)
+    assert cfg.aggregator.size_of_packet_channel == 10_000
+    files = [CAPTURES / "gnutella.pcap"]
+    capacity: list[int] = []
+
+    def run(name: str, **kw: object) -> list[str]:
+        ran = run_offline(
+            files,
+            cfg,
+            writers=False,
+            out=tmp_path / name,
+            on_manager=lambda m: capacity.append(m.metrics.queue_capacity_packets),
+            **kw,  # type: ignore[arg-type]
+        )
+        return sorted(p.name for p in ran.written)
+
+    run("lanes", inline=False, num_workers=2, batch_size=256)
+    run("inline", inline=True, batch_size=256)
+    run("big", inline=False, num_workers=2, batch_size=65_536)
+    assert capacity == [10_000, 10_000, 131_072]
+    for name in run("lanes", inline=False, num_workers=2, batch_size=256):
+        assert pq.read_table(tmp_path / "lanes" / name).equals(pq.read_table(tmp_path / "inline" / name))

@@ -276,22 +276,39 @@ def human_bytes(n: int) -> str:
 ByteSize = Annotated[int, BeforeValidator(parse_size)]
 
 
-#: How many times validation has looked outside the configuration's text (a file's existence or content,
-#: see :func:`note_outside_read`).
+#: How many times validation has looked outside the configuration's text at something other than a
+#: named file's state (see :func:`note_outside_read`).
 _OUTSIDE_READS = [0]
+#: The paths whose state (exists or not, its content) validation looked at, as given to
+#: :func:`note_outside_read` (a path may repeat).
+_WATCHED_FILES: list[str] = []
 
 
-def note_outside_read() -> None:
-    """Say that a validator's result depends on more than the configuration's text and the code (a file
-    it checks exists, a certificate it reads): such a configuration is kept out of the validated cache
-    (:mod:`netspectra.config.validated_cache`), so that it is checked again at every start. A kind whose
-    validators read files, sockets or the clock calls this."""
-    _OUTSIDE_READS[0] += 1
+def note_outside_read(path: str | None = None) -> None:
+    """Say that a validator's result depends on more than the configuration's text and the code.
+
+    With ``path``: it depends on the file at ``path`` as the validator named it (whether it exists, what
+    it holds); the validated cache (:mod:`netspectra.config.validated_cache`) then keeps the configuration
+    with that file's identity and validates again when the file is another, changed, appeared or gone.
+    Without: on something else (a file reached by a path the validator transformed, e.g. ``~`` expanded,
+    a socket, the clock): such a configuration is kept out of the validated cache and checked again at
+    every start."""
+    if path is None:
+        _OUTSIDE_READS[0] += 1
+    else:
+        _WATCHED_FILES.append(path)
 
 
 def outside_reads() -> int:
-    """The count :func:`note_outside_read` increments (compared before and after a validation)."""
+    """The count of :func:`note_outside_read` calls without a path (compared before and after a
+    validation)."""
     return _OUTSIDE_READS[0]
+
+
+def watched_files() -> list[str]:
+    """The paths given to :func:`note_outside_read` so far, in order (a validation's are those added
+    while it ran)."""
+    return _WATCHED_FILES
 
 
 def physical_memory_bytes() -> int:

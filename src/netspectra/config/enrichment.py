@@ -369,7 +369,8 @@ class EnrichmentConfig(Section):
         for key, what in (("asn_database", "AS numbers"), ("country_database", "countries")):
             path = getattr(self.geoip, key).strip()
             if path:
-                note_outside_read()  # a warning that depends on the file: never from the validated cache
+                # a warning that depends on the file: the validated cache checks that file's identity
+                note_outside_read(path)
             if path and not os.path.isfile(path):
                 out.append(
                     f"enrichment.geoip.{key}: {path!r} is not a file; the services start without {what} "

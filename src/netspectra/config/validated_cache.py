@@ -20,15 +20,18 @@ without validating and without building any validator (the models are defined wi
   or linked under another key's name is refused) and the source files of NetSpectra's modules that were
   loaded when it was validated, by name, size, modification and change time and inode: a NetSpectra
   upgraded or edited in place (even with its size and modification time put back) makes its entries
-  stale (checked at every read, ~70 ``stat`` calls).
+  stale (checked at every read, ~70 ``stat`` calls). The files validation looked at by name (a GeoIP
+  database whose absence or format is warned about: ``note_outside_read(path)``) are recorded the same
+  way, or as absent: the entry is stale once one of them is another, changed, appeared or gone (a path
+  relative to the working directory is looked at where the command runs, as validation would).
 * **What is never cached.** A text in which a variable has a value (values are often secrets), or that
   holds a secret literally (:func:`netspectra.config.parsed_cache.holds_secret`) — the rules of the
-  parsed-text cache; a configuration whose validation looked outside its text (a file it checks exists, a
-  certificate it reads: :func:`netspectra.config.base.note_outside_read`), whose result can change while
-  its text does not; every configuration while a kind other than the built-ins is known (a plugin
-  through its entry points, a writer class defined in-process: their code is not NetSpectra's to
-  fingerprint); a configuration that does not validate (it is validated again, and fails with the same
-  errors, every time).
+  parsed-text cache; a configuration whose validation looked outside its text at something other than a
+  named file (a certificate under ``~``: :func:`netspectra.config.base.note_outside_read` without a path),
+  whose result can change while its text does not; every configuration while a kind other than the
+  built-ins is known (a plugin through its entry points, a writer class defined in-process: their code
+  is not NetSpectra's to fingerprint); a configuration that does not validate (it is validated again,
+  and fails with the same errors, every time).
 * **Never fails a load.** An entry that cannot be read, is stale or damaged, or cannot be written is
   ignored (logged at debug level): the text is validated as without a cache and the entry rewritten.
   Entries are written atomically, readable by their owner only; the newest
@@ -65,7 +68,7 @@ from netspectra.user_cache import open_private, prune, write_private
 log = logging.getLogger(__name__)
 
 #: Bump when the entries' format or what a key covers changes.
-FORMAT = 2
+FORMAT = 3
 _PREFIX = "validated-"
 _SUFFIX = ".pickle"
 _PACKAGE = "netspectra"
@@ -156,6 +159,44 @@ def _identity(st: os.stat_result) -> tuple[int, int, int, int]:
     ``cp -p``, two writes within one tick of the file system's clock), which the change time sees (no
     program sets it), and a file replaced by another of the same size and time (a new inode)."""
     return st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino
+
+
+def _file_states(paths: list[str]) -> list[tuple[str, list[int] | None]] | None:
+    """``(path, identity)`` of each distinct path (:func:`_identity`, ``None`` for a path naming nothing),
+    as the path is resolved now; ``None`` when one cannot be looked at (e.g. a directory on the way
+    refuses: what validation saw then is not known to last)."""
+    out = []
+    for path in dict.fromkeys(paths):
+        out.append((path, _file_state(path)))
+    return None if any(state is _UNKNOWN for _, state in out) else out  # type: ignore[return-value]
+
+
+#: :func:`_file_state` of a path that cannot be looked at.
+_UNKNOWN: Any = object()
+
+
+def _file_state(path: str) -> Any:
+    try:
+        return list(_identity(os.stat(path)))
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except (OSError, ValueError):  # no permission on the way, a NUL in the path, ...
+        return _UNKNOWN
+
+
+def _files_unchanged(files: Any) -> bool:
+    """Whether each recorded file is in the state recorded (:func:`_file_states`)."""
+    if not isinstance(files, list):
+        return False
+    for item in files:
+        try:
+            path, state = item
+            now = _file_state(path)
+        except (TypeError, ValueError):
+            return False
+        if now is _UNKNOWN or now != state:
+            return False
+    return True
 
 
 def _fresh(sources: Any) -> bool:
@@ -274,6 +315,8 @@ def _read(path: Path, key: str) -> Any:
             raise ValueError("stored for another key")
         if not _fresh(head.get("sources")):
             raise ValueError("NetSpectra's source changed since it was stored")
+        if not _files_unchanged(head.get("files")):
+            raise ValueError("a file its validation looked at changed since it was stored")
         cfg = _Unpickler(f).load()
     from netspectra.config.models import Config
 
@@ -284,13 +327,18 @@ def _read(path: Path, key: str) -> Any:
     return cfg
 
 
-def _write(directory: Path, path: Path, key: str, cfg: Any) -> None:
+def _write(directory: Path, path: Path, key: str, cfg: Any, watched: list[str]) -> None:
     sources = _source_files()
     if sources is None:
         log.debug("validated config cache: NetSpectra's source files cannot be looked at; not cached")
         return
+    files = _file_states(watched)
+    if files is None:
+        log.debug("validated config cache: a file its validation looked at cannot be looked at; not cached")
+        return
     body = io.BytesIO()
-    body.write(json.dumps({"format": FORMAT, "key": key, "sources": sources}).encode() + b"\n")
+    head = {"format": FORMAT, "key": key, "sources": sources, "files": files}
+    body.write(json.dumps(head).encode() + b"\n")
     _Pickler(body).dump(cfg)
     write_private(directory, path, body.getvalue())
     prune(directory, f"{_PREFIX}*{_SUFFIX}", parsed_cache.KEEP)
@@ -316,17 +364,18 @@ def validated(text: str, rules: str, source: str, validate: Callable[[], tuple[A
     else:
         cfg._source = source
         return cfg
-    from netspectra.config.base import outside_reads
+    from netspectra.config.base import outside_reads, watched_files
 
-    before = outside_reads()
+    before, watched_before = outside_reads(), len(watched_files())
     cfg, data = validate()
+    watched = watched_files()[watched_before:]
     if outside_reads() != before:
-        log.debug("validated config cache: validation read files; not cached")
+        log.debug("validated config cache: validation looked outside the text; not cached")
     elif parsed_cache.holds_secret(data):
         log.debug("validated config cache: the text holds a secret; not cached")
     else:
         try:
-            _write(directory, path, key, cfg)
+            _write(directory, path, key, cfg, watched)
         except Exception as exc:  # never fails a load
             log.debug("validated config cache: cannot store %s (%s)", path, exc)
     return cfg
