@@ -423,6 +423,59 @@ def test_geoip_database_files_are_watched_not_a_reason_to_validate_again(
     assert len(validations) == n + 1
 
 
+def test_a_file_that_changes_while_validation_runs_is_not_recorded_in_its_new_state(
+    tmp_path: Path, cache: Path, validations: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The entry records the state a watched file had when validation looked at it, not a later one: a
+    GeoIP database that appears (an updater's rename) after the warnings were made and before the entry
+    is written makes the next start validate again, instead of warning "is not a file" at every start
+    while the file is there."""
+    db = tmp_path / "asn.mmdb"
+    path = _write(tmp_path, f"enrichment:\n  geoip:\n    asn_database: {db}\n")
+    counted = loader._validate
+
+    def then_the_file_appears(text: str, source: str, rules: str | None) -> Any:
+        out = counted(text, source, rules)
+        db.write_bytes(b"v" * 49 + MMDB_END + b"\0")
+        return out
+
+    monkeypatch.setattr(loader, "_validate", then_the_file_appears)
+    assert any("is not a file" in w for w in load_config(path, log_warnings=False).warnings)
+    monkeypatch.setattr(loader, "_validate", counted)
+    assert load_config(path, log_warnings=False).warnings == ()
+    assert len(validations) == 2
+
+
+def test_a_path_seen_in_two_states_by_one_validation_is_not_cached(
+    tmp_path: Path, cache: Path, validations: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both databases at one path, the file appearing between the two looks: the two warnings disagree
+    about the file, so the configuration is not cached (validated again next time)."""
+    db = tmp_path / "geo.mmdb"
+    path = _write(tmp_path, f"enrichment:\n  geoip:\n    asn_database: {db}\n    country_database: {db}\n")
+    real = os.path.isfile
+    looks: list[str] = []
+
+    def isfile(p: Any) -> bool:
+        seen = real(p)
+        if str(p) == str(db) and not looks:
+            db.write_bytes(b"u" * 64)  # appears right after the first look
+        looks.append(str(p))
+        return seen
+
+    from netspectra.config import enrichment
+
+    monkeypatch.setattr(enrichment.os.path, "isfile", isfile)
+    warned = load_config(path, log_warnings=False).warnings
+    monkeypatch.setattr(enrichment.os.path, "isfile", real)
+    assert any("asn_database" in w and "is not a file" in w for w in warned)
+    assert any("country_database" in w and "not a MaxMind DB" in w for w in warned)
+    assert entries(cache) == []
+    again = load_config(path, log_warnings=False).warnings
+    assert all("not a MaxMind DB" in w for w in again) and len(again) == 2
+    assert len(validations) == 2
+
+
 def test_validation_looking_elsewhere_is_never_cached(
     tmp_path: Path, cache: Path, validations: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
