@@ -397,7 +397,7 @@ def test_geoip_database_files_are_watched_not_a_reason_to_validate_again(
     db.write_bytes(b"x" * 64)  # appears, not an MMDB file
     assert any("not a MaxMind DB" in w for w in warned())
     assert warned() and len(validations) == 2
-    db.write_bytes(b"y" * 48 + MMDB_END + b"\0")  # rewritten in place, same size: an MMDB file now
+    db.write_bytes(b"y" * 49 + MMDB_END + b"\0")  # rewritten in place, same size: an MMDB file now
     assert warned() == [] and warned() == [] and len(validations) == 3
     other = tmp_path / "other.mmdb"
     other.write_bytes(b"z" * 64)
