@@ -10,6 +10,7 @@ import os
 import pickle
 import subprocess
 import sys
+import time
 import types
 from pathlib import Path
 from typing import Any
@@ -387,6 +388,9 @@ def test_geoip_database_files_are_watched_not_a_reason_to_validate_again(
     is rewritten, replaced or removed: validated again, with the warnings of the new state."""
     db = tmp_path / "asn.mmdb"
     path = _write(tmp_path, f"enrichment:\n  geoip:\n    asn_database: {db}\n")
+    # a file changed less than this long ago is not recorded (test_a_file_changed_just_now_...); each
+    # change below is followed by a wait past it, so that the state is cached
+    monkeypatch.setattr(validated_cache, "RACY_NS", 100_000_000)
 
     def warned() -> list[str]:
         return [w for w in load_config(path, log_warnings=False).warnings if "asn_database" in w]
@@ -395,13 +399,16 @@ def test_geoip_database_files_are_watched_not_a_reason_to_validate_again(
     assert any("is not a file" in w for w in warned())
     assert len(validations) == 1 and len(entries(cache)) == 1  # cached while the file is absent
     db.write_bytes(b"x" * 64)  # appears, not an MMDB file
+    time.sleep(0.15)
     assert any("not a MaxMind DB" in w for w in warned())
     assert warned() and len(validations) == 2
     db.write_bytes(b"y" * 49 + MMDB_END + b"\0")  # rewritten in place, same size: an MMDB file now
+    time.sleep(0.15)
     assert warned() == [] and warned() == [] and len(validations) == 3
     other = tmp_path / "other.mmdb"
     other.write_bytes(b"z" * 64)
     os.replace(other, db)  # another file under the name
+    time.sleep(0.15)
     assert any("not a MaxMind DB" in w for w in warned()) and len(validations) == 4
     db.unlink()
     assert any("is not a file" in w for w in warned()) and len(validations) == 5
@@ -421,6 +428,27 @@ def test_geoip_database_files_are_watched_not_a_reason_to_validate_again(
     monkeypatch.chdir(here)
     assert any("is not a file" in w for w in load_config(rel, log_warnings=False).warnings)
     assert len(validations) == n + 1
+
+
+def test_a_file_changed_just_now_is_not_recorded(
+    tmp_path: Path, cache: Path, validations: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file changed within the last :data:`~netspectra.config.validated_cache.RACY_NS` may change again
+    within the same tick of the file system's clock, in place with the same size, after validation read
+    it: its identity would not change, and the entry would give the old warnings while the file is
+    another. Such a configuration is validated again until the file is older (as git treats an index
+    entry as racily clean)."""
+    assert validated_cache.RACY_NS >= 2_000_000_000  # file systems that stamp whole seconds, or two (FAT)
+    monkeypatch.setattr(validated_cache, "RACY_NS", 300_000_000)  # shorter, for the test's sake
+    db = tmp_path / "asn.mmdb"
+    db.write_bytes(b"x" * 64)
+    path = _write(tmp_path, f"enrichment:\n  geoip:\n    asn_database: {db}\n")
+    assert any("not a MaxMind DB" in w for w in load_config(path, log_warnings=False).warnings)
+    assert entries(cache) == []
+    time.sleep(0.35)
+    load_config(path, log_warnings=False)
+    load_config(path, log_warnings=False)
+    assert len(validations) == 2 and len(entries(cache)) == 1
 
 
 def test_a_file_that_changes_while_validation_runs_is_not_recorded_in_its_new_state(
