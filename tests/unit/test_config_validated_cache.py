@@ -420,6 +420,7 @@ def test_geoip_database_files_are_watched_not_a_reason_to_validate_again(
     for d in (here, there):
         (d / "geo").mkdir(parents=True)
     (there / "geo" / "c.mmdb").write_bytes(b"w" * 48 + MMDB_END + b"\0")
+    time.sleep(0.15)
     monkeypatch.chdir(here)
     assert any("is not a file" in w for w in load_config(rel, log_warnings=False).warnings)
     monkeypatch.chdir(there)

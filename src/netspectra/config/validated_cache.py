@@ -23,9 +23,9 @@ without validating and without building any validator (the models are defined wi
   stale (checked at every read, ~70 ``stat`` calls). The files validation looked at by name (a GeoIP
   database whose absence or format is warned about: ``note_outside_read(path)``) are recorded the same
   way, or as absent, in the state they had before validation looked at them (one that changed while
-  validation ran is not cached): the entry is stale once one of them is another, changed, appeared or
-  gone (a path relative to the working directory is looked at where the command runs, as validation
-  would).
+  validation ran, or less than :data:`RACY_NS` before, is not cached): the entry is stale once one of
+  them is another, changed, appeared or gone (a path relative to the working directory is looked at
+  where the command runs, as validation would).
 * **What is never cached.** A text in which a variable has a value (values are often secrets), or that
   holds a secret literally (:func:`netspectra.config.parsed_cache.holds_secret`) — the rules of the
   parsed-text cache; a configuration whose validation looked outside its text at something other than a
@@ -59,6 +59,7 @@ import logging
 import os
 import pickle
 import sys
+import time
 import typing
 from collections.abc import Callable
 from pathlib import Path
@@ -177,7 +178,17 @@ def _file_states(seen: list[tuple[str, Any]]) -> list[tuple[str, list[int] | Non
         now = _file_state(path)
         if now is _UNKNOWN or now != state:
             return None
+        if state is not None and time.time_ns() - state[2] < RACY_NS:  # changed just now: see RACY_NS
+            return None
     return list(states.items())
+
+
+#: A watched file whose change time is less than this old when its entry would be written keeps the
+#: configuration out of the cache (validated again at the next start): it may be written again within
+#: the same tick of the file system's clock (a few ms; a whole second or two on file systems that stamp
+#: seconds) with the same size, after validation read it, and its identity would not show it (git's
+#: "racily clean" index entries). A file changed in the future (another machine's clock) counts too.
+RACY_NS = 2_000_000_000
 
 
 #: :func:`_file_state` of a path that cannot be looked at.
