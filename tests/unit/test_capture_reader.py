@@ -645,3 +645,26 @@ def test_stats_as_dict_is_plain_and_complete(tmp_path: Path) -> None:
     assert json.loads(json.dumps(d))["records"] == 3
     d["by_status"]["ok"] = 99  # a copy: the stats stay as they were
     assert r.stats.by_status["ok"] == 1
+
+
+def test_ramped_batches_kept_together_hold_little_more_than_their_rows(tmp_path: Path) -> None:
+    """A consumer that holds many of a ramped reader's batches at once (the offline engine's queue, which
+    admits two full batches' worth of rows: as many as 32 of the smallest) keeps the memory they are views
+    of: each small batch must not be a view of a buffer of its own, of ``batch_size`` rows, or the
+    held memory is many times the rows held. Small batches share buffers (successive rows of one)."""
+    recs = b"".join(
+        pcap_record(i // 1000, i % 1000, eth(udp4(A, bytes([10, 0, i >> 8 & 0xFF, i & 0xFF]), i % 999, 53)))
+        for i in range(5000)
+    )
+    p = write(tmp_path, "ramp.pcap", pcap_header() + recs)
+    plain = [r for b in CaptureReader(p, batch_size=256, window_bytes=4096) for r in rows(b)]
+    kept = list(CaptureReader(p, batch_size=256, window_bytes=4096, ramp=True))
+    assert [r for b in kept for r in rows(b)] == plain
+    assert sum(len(b) < 128 for b in kept) >= 6  # small batches at both ends
+    for column in ("ts_ns", "src_ip", "length"):
+        buffers = {}
+        for b in kept:
+            a = getattr(b, column)
+            base = a.base if a.base is not None else a
+            buffers[id(base)] = base.shape[0]
+        assert sum(buffers.values()) <= 5000 + 2 * 256, (column, sorted(buffers.values()))

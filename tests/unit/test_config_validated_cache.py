@@ -10,6 +10,7 @@ import os
 import pickle
 import subprocess
 import sys
+import time
 import types
 from pathlib import Path
 from typing import Any
@@ -387,6 +388,9 @@ def test_geoip_database_files_are_watched_not_a_reason_to_validate_again(
     is rewritten, replaced or removed: validated again, with the warnings of the new state."""
     db = tmp_path / "asn.mmdb"
     path = _write(tmp_path, f"enrichment:\n  geoip:\n    asn_database: {db}\n")
+    # a file changed less than this long ago is not recorded (test_a_file_changed_just_now_...); each
+    # change below is followed by a wait past it, so that the state is cached
+    monkeypatch.setattr(validated_cache, "RACY_NS", 100_000_000)
 
     def warned() -> list[str]:
         return [w for w in load_config(path, log_warnings=False).warnings if "asn_database" in w]
@@ -395,13 +399,16 @@ def test_geoip_database_files_are_watched_not_a_reason_to_validate_again(
     assert any("is not a file" in w for w in warned())
     assert len(validations) == 1 and len(entries(cache)) == 1  # cached while the file is absent
     db.write_bytes(b"x" * 64)  # appears, not an MMDB file
+    time.sleep(0.15)
     assert any("not a MaxMind DB" in w for w in warned())
     assert warned() and len(validations) == 2
-    db.write_bytes(b"y" * 48 + MMDB_END + b"\0")  # rewritten in place, same size: an MMDB file now
+    db.write_bytes(b"y" * 49 + MMDB_END + b"\0")  # rewritten in place, same size: an MMDB file now
+    time.sleep(0.15)
     assert warned() == [] and warned() == [] and len(validations) == 3
     other = tmp_path / "other.mmdb"
     other.write_bytes(b"z" * 64)
     os.replace(other, db)  # another file under the name
+    time.sleep(0.15)
     assert any("not a MaxMind DB" in w for w in warned()) and len(validations) == 4
     db.unlink()
     assert any("is not a file" in w for w in warned()) and len(validations) == 5
@@ -413,6 +420,7 @@ def test_geoip_database_files_are_watched_not_a_reason_to_validate_again(
     for d in (here, there):
         (d / "geo").mkdir(parents=True)
     (there / "geo" / "c.mmdb").write_bytes(b"w" * 48 + MMDB_END + b"\0")
+    time.sleep(0.15)
     monkeypatch.chdir(here)
     assert any("is not a file" in w for w in load_config(rel, log_warnings=False).warnings)
     monkeypatch.chdir(there)
@@ -421,6 +429,80 @@ def test_geoip_database_files_are_watched_not_a_reason_to_validate_again(
     monkeypatch.chdir(here)
     assert any("is not a file" in w for w in load_config(rel, log_warnings=False).warnings)
     assert len(validations) == n + 1
+
+
+def test_a_file_changed_just_now_is_not_recorded(
+    tmp_path: Path, cache: Path, validations: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file changed within the last :data:`~netspectra.config.validated_cache.RACY_NS` may change again
+    within the same tick of the file system's clock, in place with the same size, after validation read
+    it: its identity would not change, and the entry would give the old warnings while the file is
+    another. Such a configuration is validated again until the file is older (as git treats an index
+    entry as racily clean)."""
+    assert validated_cache.RACY_NS >= 2_000_000_000  # file systems that stamp whole seconds, or two (FAT)
+    monkeypatch.setattr(validated_cache, "RACY_NS", 300_000_000)  # shorter, for the test's sake
+    db = tmp_path / "asn.mmdb"
+    db.write_bytes(b"x" * 64)
+    path = _write(tmp_path, f"enrichment:\n  geoip:\n    asn_database: {db}\n")
+    assert any("not a MaxMind DB" in w for w in load_config(path, log_warnings=False).warnings)
+    assert entries(cache) == []
+    time.sleep(0.35)
+    load_config(path, log_warnings=False)
+    load_config(path, log_warnings=False)
+    assert len(validations) == 2 and len(entries(cache)) == 1
+
+
+def test_a_file_that_changes_while_validation_runs_is_not_recorded_in_its_new_state(
+    tmp_path: Path, cache: Path, validations: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The entry records the state a watched file had when validation looked at it, not a later one: a
+    GeoIP database that appears (an updater's rename) after the warnings were made and before the entry
+    is written makes the next start validate again, instead of warning "is not a file" at every start
+    while the file is there."""
+    db = tmp_path / "asn.mmdb"
+    path = _write(tmp_path, f"enrichment:\n  geoip:\n    asn_database: {db}\n")
+    counted = loader._validate
+
+    def then_the_file_appears(text: str, source: str, rules: str | None) -> Any:
+        out = counted(text, source, rules)
+        db.write_bytes(b"v" * 49 + MMDB_END + b"\0")
+        return out
+
+    monkeypatch.setattr(loader, "_validate", then_the_file_appears)
+    assert any("is not a file" in w for w in load_config(path, log_warnings=False).warnings)
+    monkeypatch.setattr(loader, "_validate", counted)
+    assert load_config(path, log_warnings=False).warnings == ()
+    assert len(validations) == 2
+
+
+def test_a_path_seen_in_two_states_by_one_validation_is_not_cached(
+    tmp_path: Path, cache: Path, validations: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both databases at one path, the file appearing between the two looks: the two warnings disagree
+    about the file, so the configuration is not cached (validated again next time)."""
+    db = tmp_path / "geo.mmdb"
+    path = _write(tmp_path, f"enrichment:\n  geoip:\n    asn_database: {db}\n    country_database: {db}\n")
+    real = os.path.isfile
+    looks: list[str] = []
+
+    def isfile(p: Any) -> bool:
+        seen = real(p)
+        if str(p) == str(db) and not looks:
+            db.write_bytes(b"u" * 64)  # appears right after the first look
+        looks.append(str(p))
+        return seen
+
+    from netspectra.config import enrichment
+
+    monkeypatch.setattr(enrichment.os.path, "isfile", isfile)
+    warned = load_config(path, log_warnings=False).warnings
+    monkeypatch.setattr(enrichment.os.path, "isfile", real)
+    assert any("asn_database" in w and "is not a file" in w for w in warned)
+    assert any("country_database" in w and "not a MaxMind DB" in w for w in warned)
+    assert entries(cache) == []
+    again = load_config(path, log_warnings=False).warnings
+    assert all("not a MaxMind DB" in w for w in again) and len(again) == 2
+    assert len(validations) == 2
 
 
 def test_validation_looking_elsewhere_is_never_cached(

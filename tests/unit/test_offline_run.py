@@ -76,7 +76,8 @@ def test_worker_lanes_write_what_inline_writes(tmp_path: Path, workers: int) -> 
 def test_the_queue_holds_two_reader_batches_on_worker_lanes(tmp_path: Path) -> None:
     """With worker lanes the queue admits two of the reader's batches whatever smaller bound the
     configuration sets (the tasks done with one batch start the next); a larger bound is kept; inline
-    there is no queue to widen. The tables are those of an inline run either way."""
+    there is no queue to widen, and flow exports (batches of one datagram) keep the configured bound.
+    The tables are those of an inline run either way."""
     cfg = load_config(None)
     assert cfg.aggregator.size_of_packet_channel == 10_000
     files = [CAPTURES / "gnutella.pcap"]
@@ -96,6 +97,18 @@ def test_the_queue_holds_two_reader_batches_on_worker_lanes(tmp_path: Path) -> N
     run("lanes", inline=False, num_workers=2, batch_size=256)
     run("inline", inline=True, batch_size=256)
     run("big", inline=False, num_workers=2, batch_size=65_536)
-    assert capacity == [10_000, 10_000, 131_072]
+    # flow exports come in batches of one datagram's records: the configured bound
+    exports = Path(__file__).resolve().parents[1] / "data" / "collect" / "netflow9.pcap"
+    run_offline(
+        [exports],
+        cfg,
+        writers=False,
+        flow_export=True,
+        inline=False,
+        num_workers=2,
+        batch_size=65_536,
+        on_manager=lambda m: capacity.append(m.metrics.queue_capacity_packets),
+    )
+    assert capacity == [10_000, 10_000, 131_072, 10_000]
     for name in run("lanes", inline=False, num_workers=2, batch_size=256):
         assert pq.read_table(tmp_path / "lanes" / name).equals(pq.read_table(tmp_path / "inline" / name))

@@ -160,7 +160,8 @@ class CaptureReader:
     on other threads while this one decodes the next (the offline run's workers): they start after a
     small batch instead of a full one, and little is left to them after the last read. The rows, their
     order and every count are the same; only where batches end differs. The small batches are views
-    of the reader's buffers (never copies), like full ones.
+    of the reader's buffers (never copies), like full ones, successive ones of one buffer while they fit
+    in it (a consumer holding many of them holds about their rows).
 
 
     A :class:`~netspectra.batch.BatchSource`: :meth:`stop` is a no-op (a file ends by itself),
@@ -278,16 +279,20 @@ class CaptureReader:
         optional = DECODER_COLUMNS if self.extras else ()
         outputs = _OutputPool(bs, optional)
         out = outputs.get()
-        filled = 0
+        # The batch being filled is out's rows start..filled: a ramp's small batches take successive
+        # rows of one buffer while the next fits, so that a consumer holding many of them at once (the
+        # offline engine's queue admits two full batches' worth of rows) holds about their rows, not a
+        # batch_size buffer for each.
+        start = filled = 0
         smallest = max(min_call, bs // RAMP_DIVISOR)
         target = min(bs, smallest) if self.ramp else bs  # rows of the batch being filled
         try:
             while True:
                 try:
-                    n = stream.next(target - filled)
+                    n = stream.next(target - (filled - start))
                 except CaptureError:
-                    if filled:
-                        yield _cut(out, filled)
+                    if filled > start:
+                        yield _cut(out, start, filled)
                     raise
                 if n == 0:
                     break
@@ -316,14 +321,17 @@ class CaptureReader:
                 filled += k
                 if self.progress is not None:
                     self.progress(stream.bytes_done())
-                if target - filled < min(min_call, max(1, target // 4)):  # a ramp's small one: 3/4 full
-                    yield _cut(out, filled, view=target < bs)
-                    out = outputs.get()
-                    filled = 0
+                if target - (filled - start) < min(min_call, max(1, target // 4)):  # a ramp's: 3/4 full
+                    yield _cut(out, start, filled, view=target < bs)
                     if self.ramp:
                         target = _ramp_target(target, bs, smallest, stats.records, stream, self.total_bytes)
-            if filled:
-                yield _cut(out, filled)
+                    if filled + target <= bs:  # a ramp's next small batch fits after this one
+                        start = filled
+                    else:
+                        out = outputs.get()
+                        start = filled = 0
+            if filled > start:
+                yield _cut(out, start, filled)
         finally:
             self._finish_counts(stream)
             stream.close()
@@ -376,12 +384,14 @@ class _OutputPool:
         return out, tuple(getattr(out, c) for c in (*PacketBatch.COLUMNS, *self._optional))
 
 
-def _cut(out: PacketBatch, filled: int, *, view: bool = False) -> PacketBatch:
-    if filled == len(out):
+def _cut(out: PacketBatch, start: int, filled: int, *, view: bool = False) -> PacketBatch:
+    """Rows ``start:filled`` of ``out``: views when at least half of it (or a ramp's small batch, whose
+    buffer its successors share), else a copy (the buffer is then free for reuse at once)."""
+    if start == 0 and filled == len(out):
         return out
-    if view or filled >= len(out) // 2:
-        return out.head(filled)  # views: at most half of the allocation is dead weight (or a ramp's)
-    return out.head(filled).copy()
+    if view or filled - start >= len(out) // 2:
+        return out.slice(start, filled)
+    return out.slice(start, filled).copy()
 
 
 def _ramp_target(last: int, bs: int, smallest: int, records: int, stream: _RecordStream, total: int) -> int:

@@ -8,10 +8,11 @@ imports a kind: this module is the floor the kinds stand on.
 
 # No `from __future__ import annotations` here: pydantic reads the models' annotations as objects instead
 # of evaluating strings when a class is made (~3 ms of every command's start for the configuration's models).
+import contextlib
 import os
 import re
 import typing
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import timedelta
 from fractions import Fraction
 from typing import Annotated, Any, ClassVar
@@ -279,24 +280,27 @@ ByteSize = Annotated[int, BeforeValidator(parse_size)]
 #: How many times validation has looked outside the configuration's text at something other than a
 #: named file's state (see :func:`note_outside_read`).
 _OUTSIDE_READS = [0]
-#: The paths whose state (exists or not, its content) validation looked at, as given to
-#: :func:`note_outside_read` (a path may repeat).
-_WATCHED_FILES: list[str] = []
+#: Who is told of each named file a validator is about to look at (:func:`note_outside_read` with a
+#: path): the validated cache while it validates (:func:`watching_files`); nobody otherwise, so that
+#: nothing accumulates in a process that validates again and again.
+_FILE_WATCHERS: list[Callable[[str], None]] = []
 
 
 def note_outside_read(path: str | None = None) -> None:
     """Say that a validator's result depends on more than the configuration's text and the code.
 
-    With ``path``: it depends on the file at ``path`` as the validator named it (whether it exists, what
-    it holds); the validated cache (:mod:`netspectra.config.validated_cache`) then keeps the configuration
-    with that file's identity and validates again when the file is another, changed, appeared or gone.
-    Without: on something else (a file reached by a path the validator transformed, e.g. ``~`` expanded,
-    a socket, the clock): such a configuration is kept out of the validated cache and checked again at
-    every start."""
+    With ``path``: it depends on the file at ``path`` as the validator names it (whether it exists, what
+    it holds); called *before* the validator looks at the file, so that the state the validated cache
+    (:mod:`netspectra.config.validated_cache`) records is the one the validator saw or an older one,
+    never a newer one. The cache keeps the configuration with that file's identity and validates again
+    when the file is another, changed, appeared or gone. Without: on something else (a file reached by a
+    path the validator transformed, e.g. ``~`` expanded, a socket, the clock): such a configuration is
+    kept out of the validated cache and checked again at every start."""
     if path is None:
         _OUTSIDE_READS[0] += 1
     else:
-        _WATCHED_FILES.append(path)
+        for watch in tuple(_FILE_WATCHERS):
+            watch(path)
 
 
 def outside_reads() -> int:
@@ -305,10 +309,15 @@ def outside_reads() -> int:
     return _OUTSIDE_READS[0]
 
 
-def watched_files() -> list[str]:
-    """The paths given to :func:`note_outside_read` so far, in order (a validation's are those added
-    while it ran)."""
-    return _WATCHED_FILES
+@contextlib.contextmanager
+def watching_files(watch: Callable[[str], None]) -> Iterator[None]:
+    """Call ``watch(path)`` (which must not raise) for each path given to :func:`note_outside_read` while
+    the block runs, when it is given (before the validator looks at the file)."""
+    _FILE_WATCHERS.append(watch)
+    try:
+        yield
+    finally:
+        _FILE_WATCHERS.remove(watch)
 
 
 def physical_memory_bytes() -> int:

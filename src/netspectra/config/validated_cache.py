@@ -22,8 +22,10 @@ without validating and without building any validator (the models are defined wi
   upgraded or edited in place (even with its size and modification time put back) makes its entries
   stale (checked at every read, ~70 ``stat`` calls). The files validation looked at by name (a GeoIP
   database whose absence or format is warned about: ``note_outside_read(path)``) are recorded the same
-  way, or as absent: the entry is stale once one of them is another, changed, appeared or gone (a path
-  relative to the working directory is looked at where the command runs, as validation would).
+  way, or as absent, in the state they had before validation looked at them (one that changed while
+  validation ran, or less than :data:`RACY_NS` before, is not cached): the entry is stale once one of
+  them is another, changed, appeared or gone (a path relative to the working directory is looked at
+  where the command runs, as validation would).
 * **What is never cached.** A text in which a variable has a value (values are often secrets), or that
   holds a secret literally (:func:`netspectra.config.parsed_cache.holds_secret`) — the rules of the
   parsed-text cache; a configuration whose validation looked outside its text at something other than a
@@ -57,6 +59,7 @@ import logging
 import os
 import pickle
 import sys
+import time
 import typing
 from collections.abc import Callable
 from pathlib import Path
@@ -161,14 +164,31 @@ def _identity(st: os.stat_result) -> tuple[int, int, int, int]:
     return st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino
 
 
-def _file_states(paths: list[str]) -> list[tuple[str, list[int] | None]] | None:
-    """``(path, identity)`` of each distinct path (:func:`_identity`, ``None`` for a path naming nothing),
-    as the path is resolved now; ``None`` when one cannot be looked at (e.g. a directory on the way
-    refuses: what validation saw then is not known to last)."""
-    out = []
-    for path in dict.fromkeys(paths):
-        out.append((path, _file_state(path)))
-    return None if any(state is _UNKNOWN for _, state in out) else out  # type: ignore[return-value]
+def _file_states(seen: list[tuple[str, Any]]) -> list[tuple[str, list[int] | None]] | None:
+    """``(path, identity)`` of each distinct path of ``seen`` (``(path, state)`` as each was noted, before
+    validation looked at it: :func:`_file_state`), the state validation saw or an older one; ``None``
+    when the entry cannot say what validation saw: a path that cannot be looked at (e.g. a directory on
+    the way refuses), one noted in two states (it changed while validation ran), or one in another state
+    now (it changed since: the entry would be stale at once, and which state each look saw is unknown)."""
+    states: dict[str, Any] = {}
+    for path, state in seen:
+        if state is _UNKNOWN or states.setdefault(path, state) != state:
+            return None
+    for path, state in states.items():
+        now = _file_state(path)
+        if now is _UNKNOWN or now != state:
+            return None
+        if state is not None and time.time_ns() - state[2] < RACY_NS:  # changed just now: see RACY_NS
+            return None
+    return list(states.items())
+
+
+#: A watched file whose change time is less than this old when its entry would be written keeps the
+#: configuration out of the cache (validated again at the next start): it may be written again within
+#: the same tick of the file system's clock (a few ms; a whole second or two on file systems that stamp
+#: seconds) with the same size, after validation read it, and its identity would not show it (git's
+#: "racily clean" index entries). A file changed in the future (another machine's clock) counts too.
+RACY_NS = 2_000_000_000
 
 
 #: :func:`_file_state` of a path that cannot be looked at.
@@ -176,11 +196,13 @@ _UNKNOWN: Any = object()
 
 
 def _file_state(path: str) -> Any:
+    """The identity of the file at ``path`` (a list: as JSON gives it back), ``None`` when nothing is
+    there, :data:`_UNKNOWN` when that cannot be told; never raises."""
     try:
         return list(_identity(os.stat(path)))
     except (FileNotFoundError, NotADirectoryError):
         return None
-    except (OSError, ValueError):  # no permission on the way, a NUL in the path, ...
+    except Exception:  # no permission on the way, a NUL in the path, not a path, ...
         return _UNKNOWN
 
 
@@ -327,7 +349,7 @@ def _read(path: Path, key: str) -> Any:
     return cfg
 
 
-def _write(directory: Path, path: Path, key: str, cfg: Any, watched: list[str]) -> None:
+def _write(directory: Path, path: Path, key: str, cfg: Any, watched: list[tuple[str, Any]]) -> None:
     sources = _source_files()
     if sources is None:
         log.debug("validated config cache: NetSpectra's source files cannot be looked at; not cached")
@@ -364,11 +386,12 @@ def validated(text: str, rules: str, source: str, validate: Callable[[], tuple[A
     else:
         cfg._source = source
         return cfg
-    from netspectra.config.base import outside_reads, watched_files
+    from netspectra.config.base import outside_reads, watching_files
 
-    before, watched_before = outside_reads(), len(watched_files())
-    cfg, data = validate()
-    watched = watched_files()[watched_before:]
+    before = outside_reads()
+    watched: list[tuple[str, Any]] = []  # each named file in the state it had before validation looked
+    with watching_files(lambda p: watched.append((p, _file_state(p)))):
+        cfg, data = validate()
     if outside_reads() != before:
         log.debug("validated config cache: validation looked outside the text; not cached")
     elif parsed_cache.holds_secret(data):

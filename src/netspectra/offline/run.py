@@ -202,7 +202,7 @@ def run_offline(
         groups,
         period=agg.period if writers else None,
         num_workers=workers,
-        queue_packets=_queue_packets(agg.size_of_packet_channel, batch_size, inline),
+        queue_packets=_queue_packets(agg.size_of_packet_channel, batch_size, inline or flow_export),
         clock=clock,
         inline=inline,
         **options,
@@ -249,14 +249,17 @@ def run_offline(
 OFFLINE_QUEUE_BATCHES = 2
 
 
-def _queue_packets(configured: int, batch_size: int, inline: bool) -> int:
+def _queue_packets(configured: int, batch_size: int, keep: bool) -> int:
     """The offline engine's queue bound: the configured one, at least :data:`OFFLINE_QUEUE_BATCHES` of the
     reader's batches. A batch leaves the queue once every task applied it; with room for one only, the
     tasks that finish a batch early waited for the slowest at every batch (the next was not in the queue
     yet), while the reader, done decoding, waited too. With two, they start the next one: on the 2-core
     VM the 5 M-packet trace's run took 40-130 ms less with the shipped tasks, ~150 ms less with an
-    enriched rollup (whose heavier reading thread waited longest), for one more batch in memory."""
-    if inline:
+    enriched rollup (whose heavier reading thread waited longest), for one more batch in memory.
+    ``keep``: the configured bound as it is (inline runs have no queue to widen; flow exports arrive in
+    batches of one datagram's records, tens of rows, thousands of which two reader batches' worth would
+    hold)."""
+    if keep:
         return configured
     return max(configured, OFFLINE_QUEUE_BATCHES * batch_size)
 
