@@ -351,3 +351,44 @@ def test_sflow_interface_counters_on_metrics_and_in_the_summary(tmp_path: Path) 
     assert {
         e: [{k: v for k, v in r.items() if k not in drop} for r in x] for e, x in d["interfaces"].items()
     } == {e: [{k: v for k, v in r.items() if k not in drop} for r in x] for e, x in want.items()}
+
+
+def test_the_decoders_kernels_are_loaded_before_listening(
+    nats_server: NatsServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The collector binds its sockets only once the decoders' kernels (and the wire encoder's when it
+    publishes) are loaded: after an installation, the first datagrams would otherwise wait seconds for
+    their compilation while the socket buffers fill."""
+    from netspectra.collect import nf_kernels, sflow_kernels
+    from netspectra.collect.source import CollectorSource
+    from netspectra.offline import warmup
+
+    seen: list[str] = []
+    real_exports, real_wire, real_start = warmup.warm_up_exports, warmup.warm_up_wire, CollectorSource.start
+
+    def exports(*args: object, **kw: object) -> None:
+        seen.append("exports")
+        real_exports(*args, **kw)  # type: ignore[arg-type]
+
+    def wire() -> None:
+        seen.append("wire")
+        real_wire()
+
+    def start(self: CollectorSource) -> CollectorSource:
+        loaded = all(
+            k.signatures
+            for k in (nf_kernels.scan_datagrams, nf_kernels.decode_sets, sflow_kernels.decode_sflow)
+        )
+        seen.append("listen, decoders loaded" if loaded else "listen")
+        return real_start(self)
+
+    monkeypatch.setattr(warmup, "warm_up_exports", exports)
+    monkeypatch.setattr(warmup, "warm_up_wire", wire)
+    monkeypatch.setattr(CollectorSource, "start", start)
+    for publish in (False, True):
+        options = CollectOptions.from_config(_cfg(), publish=publish, url=nats_server.url)
+        svc = CollectService(options)
+        svc.start()
+        svc.stop()
+        assert svc.error is None
+    assert seen == ["exports", "listen, decoders loaded", "exports", "wire", "listen, decoders loaded"]

@@ -164,6 +164,19 @@ def test_storage_init_cli_on_chdb(chdb_data_dir: Path, tmp_path: Path) -> None:
     assert "ReplacingMergeTree" in st.output
 
 
+def test_storage_status_of_an_embedded_store_not_made_yet_creates_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`storage status` looks: with no data directory yet it says so (exit 0) and leaves none behind."""
+    monkeypatch.chdir(tmp_path)
+    data = tmp_path / "store"
+    path = _config(tmp_path, ClickHouseConfig(data_dir=str(data)))
+    st = CliRunner().invoke(app, ["storage", "status", "--config", str(path)])
+    assert st.exit_code == 0, st.output
+    assert "no data directory yet" in st.output and str(data) in st.output
+    assert not data.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["c.yaml"]
+
+
 def test_storage_help_explains() -> None:
     out = CliRunner().invoke(app, ["storage", "--help"])
     assert out.exit_code == 0

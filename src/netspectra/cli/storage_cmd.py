@@ -152,6 +152,15 @@ def status(config: ConfigOption = None) -> None:
     for ch in _load(config):
         console.print(f"[bold]{_describe(ch)}[/]", highlight=False, soft_wrap=True)
         store = ClickHouseStore(ch)
+        data_dir = getattr(store.backend, "data_dir", None)  # the embedded engine's: opening creates it
+        if data_dir is not None and not Path(data_dir).exists():
+            console.print(
+                "  embedded: no data directory yet (nothing stored; `netspectra storage init`, "
+                "`analyze --store` or `up` creates it)",
+                highlight=False,
+                soft_wrap=True,
+            )
+            continue
         try:
             store.open()
             versions, tables = read_status(store)

@@ -14,7 +14,7 @@ import time
 from collections.abc import Collection, Iterable
 from os import PathLike
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from netspectra.capture.reader import CaptureReader
 from netspectra.kinds import AGGREGATORS
@@ -107,12 +107,14 @@ def _udp_frame(payload: bytes, dport: int) -> bytes:
     return b"\x00" * 12 + b"\x08\x00" + ip + udp
 
 
-def warm_up_exports(cfg: Config | None = None) -> None:
+def warm_up_exports(cfg: Config | None = None, *, collect: Any = None) -> None:
     """Load the kernels of ``analyze --flow-export`` (the capture's UDP payloads, the NetFlow v5/v9, IPFIX
     and sFlow decoders, the rows they make, with and without the optional columns) by running that path
     over a capture of one datagram of each: otherwise the first run after installation counted their
-    compilation (seconds) in its elapsed time and rate, and an image built with ``warm_up()`` compiled
-    them at its first export."""
+    compilation (seconds) in its elapsed time and rate, an image built with ``warm_up()`` compiled
+    them at its first export, and a ``collect`` service's first datagrams waited for them while its
+    socket buffers filled. ``collect``: the collector's settings when there is no ``cfg`` (a service's
+    options)."""
     from netspectra.collect import build
     from netspectra.collect.batches import flow_batch
     from netspectra.collect.capture import datagrams_from_capture
@@ -129,7 +131,8 @@ def warm_up_exports(cfg: Config | None = None) -> None:
         struct.pack("<IIII", 1_700_000_000 + i, 0, len(f), len(f)) + f
         for i, f in enumerate(_udp_frame(p, 2055) for p in payloads)
     )
-    collect = cfg.collect if cfg is not None else None
+    if cfg is not None:
+        collect = cfg.collect
     # what the decoders say about these made-up exporters (no sampling rate, ...) is not the user's
     quiet = logging.getLogger("netspectra.collect")
     level = quiet.level

@@ -159,9 +159,16 @@ class CollectService(Service):
         )
 
     def start(self, cancel: threading.Event | None = None) -> None:
+        """Load the decoders' kernels (and the wire encoder's when publishing), then bind the listeners
+        and start reading: listening means able to keep up, not (after an installation) the first
+        datagrams waiting seconds for compilation while the socket buffers fill and overflow."""
         from netspectra.collect.source import CollectorError, CollectorSource
+        from netspectra.offline.warmup import warm_up_exports, warm_up_wire
 
         o = self.options
+        warm_up_exports(collect=o.collect)
+        if o.publisher is not None:
+            warm_up_wire()
         try:
             self.source = CollectorSource(o.collect, extras=o.extras, queue_rows=o.queue_rows)
         except CollectorError as exc:
