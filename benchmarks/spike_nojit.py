@@ -1,0 +1,548 @@
+"""Research spike (not imported by the product): call NetSpectra's cached numba kernels WITHOUT importing
+the ``numba`` package, and measure what that saves at start-up. See ``benchmarks/SPIKE_NOJIT.md``.
+
+Three steps, each a sub-command (run with ``PYTHONPATH=src``):
+
+``export DIR``
+    In a process WITH numba: runs ``netspectra analyze`` of a capture in-process (the kernels are loaded
+    from numba's cache or compiled), then runs it again with every kernel that analyze calls from Python
+    wrapped by a recorder. Writes ``DIR/kernels.bin`` (per compiled signature: the library's object code,
+    the CPython wrapper's symbol, the environment's name and pickled constants, the argument types; plus
+    the NRT's own object code and the names of the C math helpers numba registers) and ``DIR/calls.pkl``
+    (for each kernel the first call's arguments, the arguments after the call and the result: numba's
+    answers). Two extra kernels are recorded by direct calls: ``hash_rows`` (allocates and returns an
+    array: NRT) and ``decode_records`` with too short an array (raises ``ValueError``).
+``check DIR``
+    In a fresh process that never imports ``numba``: loads numba's three C extension modules by path,
+    registers their symbols with llvmlite, loads the NRT's and the kernels' object code into an MCJIT
+    engine, makes the callables with ``_dynfunc.make_function`` and calls them with the recorded
+    arguments: every output must equal numba's bit for bit; the exception must be numba's. Asserts
+    ``"numba" not in sys.modules`` at the end.
+``time DIR [N]``
+    Alternating fresh processes: the numba-free loader against the normal path (``import numba``, the
+    kernels' modules, the cached load, the first calls), with and without the project's lean loader
+    (:func:`netspectra.lazy.load_cached_kernels_lean`, as the command line installs it); medians.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+T_START = time.perf_counter()
+
+import os  # noqa: E402
+import pickle  # noqa: E402
+import subprocess  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+CAPTURE = Path(__file__).resolve().parents[1] / "tests" / "data" / "captures" / "gnutella.pcap"
+#: kernels.bin: this line, then a pickle holding only builtins (bytes, str, tuples, lists, dicts)
+MAGIC = b"netspectra-nojit-spike-1\n"
+
+
+# --------------------------------------------------------------------------------------------------
+# Step 1: export (with numba)
+# --------------------------------------------------------------------------------------------------
+
+
+def _arg_spec(t: Any) -> tuple:
+    """A numba argument type as plain data the numba-free loader checks a call against."""
+    from numba.core import types
+    from numba.np import numpy_support
+
+    if isinstance(t, types.Array):
+        dt = numpy_support.as_dtype(t.dtype)
+        return ("array", dt.str, t.ndim, t.layout, not t.mutable, t.aligned)
+    if isinstance(t, (types.Integer, types.Float, types.Boolean)):
+        return ("scalar", str(numpy_support.as_dtype(t)))
+    if isinstance(t, types.NoneType):
+        return ("none",)
+    raise NotImplementedError(f"argument type {t!r} has no numba-free check in this spike")
+
+
+def _copy(v: Any) -> Any:
+    import numpy as np
+
+    if isinstance(v, np.ndarray):
+        c = v.copy(order="K")
+        c.setflags(write=v.flags.writeable)
+        return c
+    return v
+
+
+def _export_overload(disp: Any, sig: tuple) -> dict:
+    """What a numba-free process needs to call the compiled ``sig`` of ``disp``."""
+    cres = disp.overloads[sig]
+    lib = cres.library
+    fndesc = cres.fndesc
+    consts = pickle.dumps(list(cres.environment.consts), protocol=5)
+    return {
+        "key": f"{disp.py_func.__module__}.{disp.py_func.__qualname__}",
+        "modname": fndesc.modname,
+        "qualname": fndesc.qualname,
+        "object_code": bytes(lib._compiled_object or lib._spike_object),
+        "wrapper": fndesc.llvm_cpython_wrapper_name,
+        "env_name": fndesc.env_name,
+        "consts": consts,
+        "args": [_arg_spec(t) for t in sig],
+        "restype": str(cres.signature.return_type),
+    }
+
+
+def export(out: Path) -> None:
+    import numpy as np
+
+    from netspectra.cli.main import main
+
+    def analyze() -> None:
+        sys.argv = ["netspectra", "-q", "analyze", str(CAPTURE), "--top", "1"]
+        try:
+            main()
+        except SystemExit as e:
+            assert not e.code, e.code
+
+    # numba hands a cached library's object code to LLVM and drops it: keep a copy on the library
+    from numba.core import codegen
+
+    own_hook = codegen.JITCodeLibrary._object_getbuffer_hook.__func__
+
+    def keep_object(cls: Any, ll_module: Any) -> Any:
+        buf = own_hook(cls, ll_module)
+        if buf is not None:
+            ll_module._CPUCodeLibrary__library._spike_object = bytes(buf)
+        return buf
+
+    codegen.JITCodeLibrary._object_getbuffer_hook = classmethod(keep_object)
+    analyze()  # loads (or compiles and caches) every kernel analyze uses
+    from numba.core.dispatcher import Dispatcher
+
+    used: dict[int, Any] = {}
+    for name, mod in list(sys.modules.items()):
+        if name.startswith("netspectra") and mod is not None:
+            for o in vars(mod).values():
+                if isinstance(o, Dispatcher) and o.overloads:
+                    used[id(o)] = o
+    calls: dict[str, dict] = {}
+    wanted: list[tuple[Any, tuple]] = []
+
+    def recorder(disp: Any) -> Any:
+        key = f"{disp.py_func.__module__}.{disp.py_func.__qualname__}"
+
+        def rec(*args: Any, **kw: Any) -> Any:
+            assert not kw, "keyword arguments: not recorded by this spike"
+            before = [_copy(a) for a in args]
+            res = disp(*args)
+            if key not in calls:
+                sig = tuple(disp.typeof_pyval(a) for a in args)
+                assert sig in disp.overloads, sig
+                calls[key] = {"args": before, "after": [_copy(a) for a in args], "result": _copy(res)}
+                wanted.append((disp, sig))
+            return res
+
+        return rec
+
+    # every module attribute that is one of those kernels: what analyze calls from Python
+    patched = []
+    for name, mod in list(sys.modules.items()):
+        if name.startswith("netspectra") and mod is not None:
+            for attr, o in list(vars(mod).items()):
+                if id(o) in used:
+                    setattr(mod, attr, recorder(o))
+                    patched.append((mod, attr, o))
+    analyze()
+    for mod, attr, o in patched:
+        setattr(mod, attr, o)
+
+    # two more: a kernel that allocates and returns an array (NRT), and one that raises on bad input
+    from netspectra.capture.decode import decode_records
+    from netspectra.sketches.murmur import hash_rows
+
+    keys = np.arange(7 * 13, dtype=np.uint8).reshape(7, 13)
+    res = hash_rows(keys, 42)
+    sig = tuple(hash_rows.typeof_pyval(a) for a in (keys, 42))
+    calls["netspectra.sketches.murmur.hash_rows"] = {"args": [keys, 42], "after": [keys, 42], "result": res}
+    wanted.append((hash_rows, sig))
+    dr = calls["netspectra.capture.decode.decode_records"]
+    bad = [_copy(a) for a in dr["args"]]
+    bad[7] = bad[7][:0]  # out_ts shorter than n
+    try:
+        decode_records(*bad)
+    except ValueError as e:
+        calls["decode_records/bad"] = {"args": bad, "raises": (type(e), e.args)}
+    else:
+        raise AssertionError("decode_records accepted a short output column")
+
+    kernels = {}
+    for disp, sig in wanted:
+        k = _export_overload(disp, sig)
+        kernels[k["key"]] = k
+
+    # the NRT's own functions (NRT_incref, NRT_decref, atomics) as numba compiles them
+    from numba.core import intrinsics
+    from numba.core.registry import cpu_target
+    from numba.core.runtime import nrtdynmod
+
+    from numba.core.compiler_lock import global_compiler_lock
+
+    with global_compiler_lock:
+        ir_mod, nrt_lib = nrtdynmod.create_nrt_module(cpu_target.target_context)
+        nrt_lib.enable_object_caching()
+        nrt_lib.add_ir_module(ir_mod)
+        nrt_lib.finalize()
+    import llvmlite
+    import numba
+
+    bundle = {
+        "versions": (numba.__version__, llvmlite.__version__, sys.version_info[:2]),
+        "nrt_object": bytes(nrt_lib._get_compiled_object()),
+        "math_symbols": sorted(intrinsics.INTR_MATH),
+        "kernels": kernels,
+    }
+    for k in kernels.values():
+        assert b"numba" not in k["consts"], f"{k['key']}: environment constants refer to numba"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "kernels.bin").write_bytes(MAGIC + pickle.dumps(bundle, protocol=5))
+    with open(out / "calls.pkl", "wb") as fh:
+        pickle.dump(calls, fh, protocol=5)
+    for key, k in kernels.items():
+        print(f"exported {key}: {len(k['object_code'])} B object, {len(k['args'])} args -> {k['restype']}")
+    print(f"NRT object {len(bundle['nrt_object'])} B; calls recorded: {sorted(calls)}")
+
+
+# --------------------------------------------------------------------------------------------------
+# Step 2: the numba-free loader
+# --------------------------------------------------------------------------------------------------
+
+
+class NoJitLoader:
+    """Loads exported kernels into an MCJIT engine and makes them callable, without numba's Python
+    package: only its three C extension modules (loaded by path under their own dotted names, the
+    package ``numba`` itself never imported) and llvmlite."""
+
+    def __init__(self) -> None:
+        import importlib.util
+        from importlib.machinery import EXTENSION_SUFFIXES, ExtensionFileLoader
+
+        import llvmlite.binding as ll
+
+        self.ll = ll
+        spec = importlib.util.find_spec("numba")  # finds the package, does not execute it
+        assert spec is not None and spec.submodule_search_locations
+        root = Path(spec.submodule_search_locations[0])
+
+        def ext(dotted: str) -> Any:
+            rel = Path(*dotted.split(".")[1:])
+            for suffix in EXTENSION_SUFFIXES:
+                path = root / rel.parent / (rel.name + suffix)
+                if path.exists():
+                    break
+            else:
+                raise ImportError(f"no extension module {dotted} under {root}")
+            loader = ExtensionFileLoader(dotted, str(path))
+            mspec = importlib.util.spec_from_file_location(dotted, path, loader=loader)
+            mod = importlib.util.module_from_spec(mspec)
+            loader.exec_module(mod)
+            sys.modules[dotted] = mod  # so that a later `import numba` reuses them (single-phase init)
+            return mod
+
+        self.helperlib = ext("numba._helperlib")
+        self.dynfunc = ext("numba._dynfunc")
+        self.nrt = ext("numba.core.runtime._nrt_python")
+        self._serialize_stub()
+        self.nrt.memsys_use_cpython_allocator()  # numba.core.runtime.nrt does this at import
+        self._engine: Any = None
+        self.objects: list[Any] = []  # keep the object files (and their memory) alive
+        self.kernels: dict[str, Any] = {}
+
+    def _serialize_stub(self) -> None:
+        """numba's C helper ``numba_unpickle`` (static exceptions' arguments, a returned array's class)
+        gets ``_numba_unpickle`` from ``numba.core.serialize`` on its first call, through
+        ``PyImport_ImportModule``, which imports the top-level package ``numba`` too (``__import__`` of a
+        dotted name without a from-list returns the top package). The helper keeps the function it got in
+        a static variable: it is called here once, with ``__import__`` answering that one name with a
+        stand-in holding numba's function (a memo and ``pickle.loads``, as cloudpickle's ``loads`` is),
+        and nothing of it stays in ``sys.modules`` (a later ``import numba`` is numba's own)."""
+        import builtins
+        import ctypes
+        import types
+
+        memo: dict = {}
+
+        def _numba_unpickle(address: int, bytedata: bytes, hashed: bytes) -> Any:
+            key = (address, hashed)
+            try:
+                return memo[key]
+            except KeyError:
+                memo[key] = obj = pickle.loads(bytedata)
+                return obj
+
+        name = "numba.core.serialize"
+        stub = types.ModuleType(name, "numba-free stand-in (spike): numba_unpickle's function")
+        stub._numba_unpickle = _numba_unpickle  # type: ignore[attr-defined]
+        own_import = builtins.__import__
+
+        def answer(n: str, g: Any = None, lc: Any = None, fromlist: Any = (), level: int = 0) -> Any:
+            return stub if n == name and level == 0 else own_import(n, g, lc, fromlist, level)
+
+        unpickle = ctypes.PYFUNCTYPE(ctypes.py_object, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p)(
+            self.helperlib.c_helpers["unpickle"]
+        )
+        data = pickle.dumps(None)
+        assert name not in sys.modules
+        builtins.__import__, sys.modules[name] = answer, stub
+        try:
+            assert unpickle(data, len(data), b"\0" * 20) is None
+        finally:
+            builtins.__import__ = own_import
+            del sys.modules[name]
+
+    def _register_symbols(self, math_symbols: list[str]) -> None:
+        """What numba's ``_load_global_helpers``, ``c_math_functions.install`` and ``rtsys.initialize``
+        register with llvmlite."""
+        import builtins
+
+        ll = self.ll
+        ll.add_symbol("_Py_NoneStruct", id(None))
+        for helpers in (self.helperlib.c_helpers, self.dynfunc.c_helpers):
+            for py_name, addr in helpers.items():
+                ll.add_symbol("numba_" + py_name, addr)
+        for obj in builtins.__dict__.values():
+            if isinstance(obj, type) and issubclass(obj, BaseException):
+                ll.add_symbol(f"PyExc_{obj.__name__}", id(obj))
+        for fname in math_symbols:
+            ll.add_symbol(fname, self.helperlib.c_helpers[fname])
+        for py_name, addr in self.nrt.c_helpers.items():
+            ll.add_symbol(py_name if py_name.startswith("_") else "NRT_" + py_name, addr)
+
+    def _make_engine(self) -> Any:
+        ll = self.ll
+        ll.initialize_native_target()
+        ll.initialize_native_asmprinter()
+        target = ll.Target.from_triple(ll.get_process_triple())
+        # numba's JITCPUCodegen options; the code is already machine code, the target machine only
+        # drives the engine's linking
+        tm = target.create_target_machine(
+            cpu=ll.get_host_cpu_name(), reloc="static", codemodel="jitdefault", jit=True
+        )
+        return ll.create_mcjit_compiler(ll.parse_assembly(""), tm)
+
+    def load(self, path: Path, keys: list[str] | None = None) -> None:
+        data = path.read_bytes()
+        assert data.startswith(MAGIC), "not a kernels file of this spike"
+        bundle = pickle.loads(data[len(MAGIC) :])
+        ll = self.ll
+        self._register_symbols(bundle["math_symbols"])
+        engine = self._engine = self._make_engine()
+        chosen = [bundle["kernels"][k] for k in (keys or bundle["kernels"])]
+        for code in [bundle["nrt_object"]] + [k["object_code"] for k in chosen]:
+            obj = ll.ObjectFileRef.from_data(code)
+            engine.add_object_file(obj)
+            self.objects.append(obj)
+        engine.finalize_object()
+        import types
+
+        for k in chosen:
+            addr = engine.get_function_address(k["wrapper"])
+            assert addr, f"{k['key']}: no {k['wrapper']} in its object code"
+            env = self.dynfunc.Environment({"__name__": k["modname"]})
+            env.consts[:] = pickle.loads(k["consts"])
+            gv = engine.get_global_value_address(k["env_name"])
+            assert gv, f"{k['key']}: no environment variable {k['env_name']}"
+            import ctypes
+
+            ctypes.c_void_p.from_address(gv).value = id(env)
+            module = types.SimpleNamespace(__name__=k["modname"])
+            fn = self.dynfunc.make_function(
+                module,
+                k["qualname"].split(".")[-1],
+                f"compiled wrapper for {k['qualname']!r}",
+                addr,
+                env,
+                (self, env),
+            )
+            self.kernels[k["key"]] = CheckedKernel(k["key"], fn, k["args"])
+
+
+class CheckedKernel:
+    """A loaded kernel with the type check numba's dispatcher did: the compiled wrapper unboxes its
+    arguments as the compiled types (an array of another dtype, rank or layout would be read as if it
+    were one of those), so a call whose arguments numba would type differently is refused here (a
+    production version would hand it to numba: import it, compile)."""
+
+    def __init__(self, key: str, fn: Any, specs: list[tuple]) -> None:
+        self.key, self.fn, self.specs = key, fn, specs
+
+    def __call__(self, *args: Any) -> Any:
+        if len(args) != len(self.specs):
+            raise TypeError(f"{self.key}: {len(args)} arguments, compiled for {len(self.specs)}")
+        for i, (a, spec) in enumerate(zip(args, self.specs, strict=True)):
+            if _typeof(a) != spec:
+                raise TypeError(f"{self.key}: argument {i} is {_typeof(a)}, compiled for {spec}")
+        return self.fn(*args)
+
+
+def _typeof(v: Any) -> tuple:
+    """numba's typing of a call argument, for the kinds the spike's kernels take."""
+    import numpy as np
+
+    if v is None:
+        return ("none",)
+    if type(v) is np.ndarray:
+        f = v.flags
+        layout = "C" if f.c_contiguous else "F" if f.f_contiguous else "A"
+        return ("array", v.dtype.str, v.ndim, layout, not f.writeable, f.aligned)
+    if isinstance(v, bool | np.bool_):
+        return ("scalar", "bool")
+    if type(v) is int:
+        return ("scalar", "int64" if -(2**63) <= v < 2**63 else "uint64")
+    if type(v) is float:
+        return ("scalar", "float64")
+    if isinstance(v, np.integer | np.floating):
+        return ("scalar", str(v.dtype))
+    return ("unsupported", type(v).__name__)
+
+
+def _same(a: Any, b: Any) -> bool:
+    import numpy as np
+
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return (
+            isinstance(a, np.ndarray)
+            and isinstance(b, np.ndarray)
+            and a.dtype == b.dtype
+            and a.shape == b.shape
+            and a.tobytes() == b.tobytes()
+        )
+    return type(a) is type(b) and a == b
+
+
+def check(where: Path) -> None:
+    t0 = time.perf_counter()
+    import numpy as np  # noqa: F401
+
+    t1 = time.perf_counter()
+    loader = NoJitLoader()
+    loader.load(where / "kernels.bin")
+    t2 = time.perf_counter()
+    with open(where / "calls.pkl", "rb") as fh:
+        calls = pickle.load(fh)
+    failures = 0
+    for key, kernel in loader.kernels.items():
+        call = calls[key]
+        args = [_copy(a) for a in call["args"]]
+        res = kernel(*args)
+        ok = _same(res, call["result"]) and all(_same(a, b) for a, b in zip(args, call["after"], strict=True))
+        failures += not ok
+        print(f"{'OK  ' if ok else 'FAIL'} {key}: result {type(res).__name__} {res if np.ndim(res) == 0 else ''}")
+    bad = calls["decode_records/bad"]
+    try:
+        loader.kernels["netspectra.capture.decode.decode_records"](*[_copy(a) for a in bad["args"]])
+    except Exception as e:  # noqa: BLE001 (compared with numba's exception below)
+        ok = (type(e), e.args) == bad["raises"]
+        print(f"{'OK  ' if ok else 'FAIL'} decode_records(bad): raised {type(e).__name__}{e.args}")
+    else:
+        ok = False
+        print("FAIL decode_records(bad): did not raise")
+    failures += not ok
+    # numba's dispatcher's type check, kept: a float array where uint64 words are expected is refused
+    kernel = loader.kernels["netspectra.sketches.murmur.hash_rows"]
+    try:
+        kernel(np.zeros((2, 3), np.float64), 1)
+    except TypeError as e:
+        print(f"OK   hash_rows(float64 array) refused: {e}")
+    else:
+        failures += 1
+        print("FAIL hash_rows(float64 array) accepted")
+    print(f"numba modules: {sorted(m for m in sys.modules if m.startswith('numba'))}")
+    assert "numba" not in sys.modules, "numba was imported"
+    print(f"numpy {1e3 * (t1 - t0):.1f} ms, load {len(loader.kernels)} kernels {1e3 * (t2 - t1):.1f} ms")
+    assert not failures, f"{failures} failures"
+
+
+# --------------------------------------------------------------------------------------------------
+# Step 3: timing
+# --------------------------------------------------------------------------------------------------
+
+#: One fresh process of each variant: time from the script's start (interpreter up, before numpy) to
+#: every kernel loaded and called once, printed as "TIMING total_ms numpy_ms"; the recorded arguments are
+#: read before the clock starts counting kernel work (their unpickling is subtracted).
+_CHILD = r"""
+import sys, time
+t0 = time.perf_counter()
+import numpy as np
+t_np = time.perf_counter()
+import pickle
+sys.path.insert(0, {bench!r})
+with open({calls!r}, "rb") as fh:
+    calls = pickle.load(fh)
+t_calls = time.perf_counter()
+variant = {variant!r}
+if variant == "nojit":
+    import spike_nojit
+    loader = spike_nojit.NoJitLoader()
+    loader.load(spike_nojit.Path({kernels!r}))
+    kernels = loader.kernels
+    assert "numba" not in sys.modules
+else:
+    if variant == "lean":  # what netspectra.cli.main.main installs before numba is imported
+        from netspectra.lazy import (keep_scipy_out_of_numba, keep_unread_modules_out_of_numba,
+                                     load_cached_kernels_lean, scan_entry_points_once)
+        keep_scipy_out_of_numba(); keep_unread_modules_out_of_numba(); load_cached_kernels_lean()
+        scan_entry_points_once()
+    import importlib
+    kernels = {{}}
+    for key in calls:
+        if "/" in key:
+            continue
+        mod, _, name = key.rpartition(".")
+        kernels[key] = getattr(importlib.import_module(mod), name)
+for key, k in kernels.items():
+    k(*[a.copy() if isinstance(a, np.ndarray) and a.flags.writeable else a for a in calls[key]["args"]])
+t_end = time.perf_counter()
+print("TIMING", 1e3 * (t_end - t0 - (t_calls - t_np)), 1e3 * (t_np - t0))
+"""
+
+
+def timing(where: Path, n: int) -> None:
+    bench = str(Path(__file__).resolve().parent)
+    env = dict(os.environ)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    variants = ("nojit", "numba", "lean")
+    results: dict[str, list[tuple[float, float]]] = {v: [] for v in variants}
+    walls: dict[str, list[float]] = {v: [] for v in variants}
+    for i in range(n + 1):
+        for v in variants:
+            code = _CHILD.format(
+                bench=bench, calls=str(where / "calls.pkl"), kernels=str(where / "kernels.bin"), variant=v
+            )
+            t = time.perf_counter()
+            out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+            wall = time.perf_counter() - t
+            if out.returncode:
+                raise SystemExit(f"{v}: {out.stderr}")
+            line = [ln for ln in out.stdout.splitlines() if ln.startswith("TIMING")][0].split()
+            if i:  # the first round warms the OS cache and numba's index files
+                results[v].append((float(line[1]), float(line[2])))
+                walls[v].append(1e3 * wall)
+    import statistics
+
+    print(f"{n} alternating rounds (medians; ms): kernels' module imports + load + first call of each")
+    for v in variants:
+        total = statistics.median(r[0] for r in results[v])
+        np_ms = statistics.median(r[1] for r in results[v])
+        wall = statistics.median(walls[v])
+        print(f"  {v:6s} in-process {total:7.1f} (numpy {np_ms:5.1f}, rest {total - np_ms:6.1f})  wall {wall:6.1f}")
+
+
+if __name__ == "__main__":
+    cmd, where = sys.argv[1], Path(sys.argv[2])
+    if cmd == "export":
+        export(where)
+    elif cmd == "check":
+        check(where)
+    elif cmd == "time":
+        timing(where, int(sys.argv[3]) if len(sys.argv) > 3 else 10)
+    else:
+        raise SystemExit(__doc__)
