@@ -465,32 +465,46 @@ def check(where: Path) -> None:
 # Step 3: timing
 # --------------------------------------------------------------------------------------------------
 
-#: One fresh process of each variant: time from the script's start (interpreter up, before numpy) to
-#: every kernel loaded and called once, printed as "TIMING total_ms numpy_ms"; the recorded arguments are
-#: read before the clock starts counting kernel work (their unpickling is subtracted).
+#: One fresh process of each variant: the time from the script's start (interpreter up) to every kernel
+#: loaded and called once, in phases, printed as one JSON line. The recorded arguments are read right
+#: after numpy is imported; their unpickling is not counted.
 _CHILD = r"""
 import sys, time
 t0 = time.perf_counter()
 import numpy as np
 t_np = time.perf_counter()
-import pickle
+import json, pickle
 sys.path.insert(0, {bench!r})
 with open({calls!r}, "rb") as fh:
     calls = pickle.load(fh)
-t_calls = time.perf_counter()
+t_c = time.perf_counter()
+phases = {{"numpy": t_np - t0}}
+mark = t_c
+def phase(name):
+    global mark
+    now = time.perf_counter()
+    phases[name] = now - mark
+    mark = now
 variant = {variant!r}
 if variant == "nojit":
+    import llvmlite.binding
+    phase("llvmlite")
     import spike_nojit
     loader = spike_nojit.NoJitLoader()
+    phase("C extensions + symbols")
     loader.load(spike_nojit.Path({kernels!r}))
+    phase("objects + callables")
     kernels = loader.kernels
-    assert "numba" not in sys.modules
 else:
     if variant == "lean":  # what netspectra.cli.main.main installs before numba is imported
         from netspectra.lazy import (keep_scipy_out_of_numba, keep_unread_modules_out_of_numba,
                                      load_cached_kernels_lean, scan_entry_points_once)
         keep_scipy_out_of_numba(); keep_unread_modules_out_of_numba(); load_cached_kernels_lean()
         scan_entry_points_once()
+    import llvmlite.binding
+    phase("llvmlite")
+    import numba
+    phase("numba")
     import importlib
     kernels = {{}}
     for key in calls:
@@ -498,20 +512,24 @@ else:
             continue
         mod, _, name = key.rpartition(".")
         kernels[key] = getattr(importlib.import_module(mod), name)
+    phase("kernel modules")
 for key, k in kernels.items():
     k(*[a.copy() if isinstance(a, np.ndarray) and a.flags.writeable else a for a in calls[key]["args"]])
-t_end = time.perf_counter()
-print("TIMING", 1e3 * (t_end - t0 - (t_calls - t_np)), 1e3 * (t_np - t0))
+phase("first calls")
+assert variant != "nojit" or "numba" not in sys.modules
+print("TIMING", json.dumps({{k: 1e3 * v for k, v in phases.items()}}))
 """
 
 
 def timing(where: Path, n: int) -> None:
+    import json
+    import statistics
+
     bench = str(Path(__file__).resolve().parent)
     env = dict(os.environ)
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     variants = ("nojit", "numba", "lean")
-    results: dict[str, list[tuple[float, float]]] = {v: [] for v in variants}
-    walls: dict[str, list[float]] = {v: [] for v in variants}
+    results: dict[str, list[dict]] = {v: [] for v in variants}
     for i in range(n + 1):
         for v in variants:
             code = _CHILD.format(
@@ -522,18 +540,119 @@ def timing(where: Path, n: int) -> None:
             wall = time.perf_counter() - t
             if out.returncode:
                 raise SystemExit(f"{v}: {out.stderr}")
-            line = [ln for ln in out.stdout.splitlines() if ln.startswith("TIMING")][0].split()
-            if i:  # the first round warms the OS cache and numba's index files
-                results[v].append((float(line[1]), float(line[2])))
-                walls[v].append(1e3 * wall)
+            line = [ln for ln in out.stdout.splitlines() if ln.startswith("TIMING")][0]
+            phases = json.loads(line.split(" ", 1)[1])
+            phases["wall (process)"] = 1e3 * wall
+            if i:  # the first round warms the OS cache
+                results[v].append(phases)
+    print(f"{n} alternating rounds, medians in ms (python {sys.version.split()[0]})")
+    for v in variants:
+        rows = results[v]
+        med = {k: statistics.median(r[k] for r in rows) for k in rows[0]}
+        kernel = statistics.median(sum(x for k, x in r.items() if k not in ("numpy", "wall (process)")) for r in rows)
+        parts = ", ".join(f"{k} {x:.1f}" for k, x in med.items())
+        print(f"  {v:6s} kernels ready+called {kernel:6.1f}  [{parts}]")
+
+
+# --------------------------------------------------------------------------------------------------
+# Step 3b: end to end, `netspectra analyze` with the numba-free kernels
+# --------------------------------------------------------------------------------------------------
+
+
+class _Missing:
+    """What the stand-in numba gives for anything but a loaded kernel: NetSpectra's modules only name
+    these at import (inlined helpers, intrinsics, ``leading_zeros``); calling one from Python is an
+    error that names it."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __call__(self, *a: Any, **k: Any) -> Any:
+        if len(a) == 1 and callable(a[0]) and not k:  # used as a decorator (intrinsic)
+            return _Missing(getattr(a[0], "__qualname__", self.name))
+        raise NotImplementedError(f"{self.name}: not loaded numba-free (the spike would import numba here)")
+
+    def __getattr__(self, name: str) -> Any:
+        return _Missing(f"{self.name}.{name}")
+
+
+def install_standin_numba(kernels: dict[str, Any]) -> None:
+    """A stand-in package ``numba`` in ``sys.modules`` whose ``njit`` gives the numba-free kernel of the
+    decorated function where one is loaded (ONLY to measure analyze end to end: a product would have a
+    decorator of its own; the loader itself never puts ``numba`` in ``sys.modules``)."""
+    import types
+
+    def bind(f: Any) -> Any:
+        key = f"{f.__module__}.{f.__qualname__}"
+        return kernels.get(key) or _Missing(key)
+
+    def njit(*a: Any, **kw: Any) -> Any:
+        return bind(a[0]) if a and callable(a[0]) and not kw else bind
+
+    class StandIn(types.ModuleType):
+        def __getattr__(self, name: str) -> Any:
+            return _Missing(f"{self.__name__}.{name}")
+
+    for name in ("numba", "numba.core", "numba.extending", "numba.cpython", "numba.cpython.unsafe",
+                 "numba.cpython.unsafe.numbers"):
+        mod = StandIn(name)
+        mod.__path__ = []  # type: ignore[attr-defined]
+        mod.njit = njit  # type: ignore[attr-defined]
+        sys.modules[name] = mod
+
+
+def e2e(kernels_file: Path, capture: str, nojit: bool) -> None:
+    """``netspectra analyze CAPTURE`` in this process, with the numba-free kernels (``nojit``) or as
+    the console script runs it."""
+    if nojit:
+        loader = NoJitLoader()
+        loader.load(kernels_file)
+        install_standin_numba(loader.kernels)
+    from netspectra.cli.main import main
+
+    sys.argv = ["netspectra", "analyze", capture]
+    main()
+
+
+def timing_e2e(where: Path, n: int) -> None:
+    """Whole processes, alternating: ``netspectra analyze ONE_PACKET`` through ``python -m netspectra``,
+    and through this script with numba (``e2e ... numba``) and with the numba-free kernels (``e2e ...
+    nojit``); medians of wall and CPU time."""
+    import resource
     import statistics
 
-    print(f"{n} alternating rounds (medians; ms): kernels' module imports + load + first call of each")
-    for v in variants:
-        total = statistics.median(r[0] for r in results[v])
-        np_ms = statistics.median(r[1] for r in results[v])
-        wall = statistics.median(walls[v])
-        print(f"  {v:6s} in-process {total:7.1f} (numpy {np_ms:5.1f}, rest {total - np_ms:6.1f})  wall {wall:6.1f}")
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_startup import one_packet_capture
+
+    capture = str(one_packet_capture())
+    env = dict(os.environ)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    me = str(Path(__file__).resolve())
+    variants = {
+        "python -m netspectra analyze": [sys.executable, "-m", "netspectra", "analyze", capture],
+        "spike e2e numba": [sys.executable, me, "e2e", str(where), capture, "numba"],
+        "spike e2e nojit": [sys.executable, me, "e2e", str(where), capture, "nojit"],
+    }
+    res: dict[str, list[tuple[float, float]]] = {v: [] for v in variants}
+    for i in range(n + 1):
+        order = list(variants) if i % 2 else list(reversed(variants))
+        for v in order:
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            t = time.perf_counter()
+            out = subprocess.run(variants[v], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            wall = time.perf_counter() - t
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            if out.returncode:
+                raise SystemExit(f"{v}: {out.stderr.decode()[-2000:]}")
+            cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+            if i:
+                res[v].append((wall, cpu))
+    print(f"{n} alternating rounds, analyze of one packet, medians (s)")
+    for v, rows in res.items():
+        print(
+            f"  {v:30s} wall {statistics.median(r[0] for r in rows):.3f}"
+            f"  cpu {statistics.median(r[1] for r in rows):.3f}"
+        )
 
 
 if __name__ == "__main__":
@@ -542,6 +661,10 @@ if __name__ == "__main__":
         export(where)
     elif cmd == "check":
         check(where)
+    elif cmd == "e2e":
+        e2e(where / "kernels.bin", sys.argv[3], sys.argv[4] == "nojit")
+    elif cmd == "time-e2e":
+        timing_e2e(where, int(sys.argv[3]) if len(sys.argv) > 3 else 10)
     elif cmd == "time":
         timing(where, int(sys.argv[3]) if len(sys.argv) > 3 else 10)
     else:
