@@ -217,17 +217,16 @@ def export(out: Path) -> None:
 
 
 class NoJitLoader:
-    """Loads exported kernels into an MCJIT engine and makes them callable, without numba's Python
-    package: only its three C extension modules (loaded by path under their own dotted names, the
-    package ``numba`` itself never imported) and llvmlite."""
+    """Loads exported kernels and makes them callable without numba's Python package: only its three C
+    extension modules (loaded by path under their own dotted names, the package ``numba`` itself never
+    imported), and either llvmlite's MCJIT (``backend="llvmlite"``) or :class:`ElfImage`, a loader of
+    the relocatable objects in pure Python (``backend="elf"``: no llvmlite either)."""
 
-    def __init__(self) -> None:
+    def __init__(self, backend: str = "llvmlite") -> None:
         import importlib.util
         from importlib.machinery import EXTENSION_SUFFIXES, ExtensionFileLoader
 
-        import llvmlite.binding as ll
-
-        self.ll = ll
+        self.backend = backend
         spec = importlib.util.find_spec("numba")  # finds the package, does not execute it
         assert spec is not None and spec.submodule_search_locations
         root = Path(spec.submodule_search_locations[0])
@@ -252,8 +251,7 @@ class NoJitLoader:
         self.nrt = ext("numba.core.runtime._nrt_python")
         self._serialize_stub()
         self.nrt.memsys_use_cpython_allocator()  # numba.core.runtime.nrt does this at import
-        self._engine: Any = None
-        self.objects: list[Any] = []  # keep the object files (and their memory) alive
+        self.objects: list[Any] = []  # keep the object files, engine or image (their memory) alive
         self.kernels: dict[str, Any] = {}
 
     def _serialize_stub(self) -> None:
@@ -298,26 +296,30 @@ class NoJitLoader:
             builtins.__import__ = own_import
             del sys.modules[name]
 
-    def _register_symbols(self, math_symbols: list[str]) -> None:
-        """What numba's ``_load_global_helpers``, ``c_math_functions.install`` and ``rtsys.initialize``
-        register with llvmlite."""
+    def symbols(self, math_symbols: list[str]) -> dict[str, int]:
+        """The addresses numba gives the code's external names: what its ``_load_global_helpers``,
+        ``c_math_functions.install`` and ``rtsys.initialize`` register with llvmlite (the rest, the
+        Python C API and libc, the engine finds in the process)."""
         import builtins
 
-        ll = self.ll
-        ll.add_symbol("_Py_NoneStruct", id(None))
+        table = {"_Py_NoneStruct": id(None)}
         for helpers in (self.helperlib.c_helpers, self.dynfunc.c_helpers):
             for py_name, addr in helpers.items():
-                ll.add_symbol("numba_" + py_name, addr)
+                table["numba_" + py_name] = addr
         for obj in builtins.__dict__.values():
             if isinstance(obj, type) and issubclass(obj, BaseException):
-                ll.add_symbol(f"PyExc_{obj.__name__}", id(obj))
+                table[f"PyExc_{obj.__name__}"] = id(obj)
         for fname in math_symbols:
-            ll.add_symbol(fname, self.helperlib.c_helpers[fname])
+            table[fname] = self.helperlib.c_helpers[fname]
         for py_name, addr in self.nrt.c_helpers.items():
-            ll.add_symbol(py_name if py_name.startswith("_") else "NRT_" + py_name, addr)
+            table[py_name if py_name.startswith("_") else "NRT_" + py_name] = addr
+        return table
 
-    def _make_engine(self) -> Any:
-        ll = self.ll
+    def _llvmlite_image(self, table: dict[str, int], objects: list[bytes]) -> Any:
+        import llvmlite.binding as ll
+
+        for name, addr in table.items():
+            ll.add_symbol(name, addr)
         ll.initialize_native_target()
         ll.initialize_native_asmprinter()
         target = ll.Target.from_triple(ll.get_process_triple())
@@ -326,32 +328,38 @@ class NoJitLoader:
         tm = target.create_target_machine(
             cpu=ll.get_host_cpu_name(), reloc="static", codemodel="jitdefault", jit=True
         )
-        return ll.create_mcjit_compiler(ll.parse_assembly(""), tm)
-
-    def load(self, path: Path, keys: list[str] | None = None) -> None:
-        data = path.read_bytes()
-        assert data.startswith(MAGIC), "not a kernels file of this spike"
-        bundle = pickle.loads(data[len(MAGIC) :])
-        ll = self.ll
-        self._register_symbols(bundle["math_symbols"])
-        engine = self._engine = self._make_engine()
-        chosen = [bundle["kernels"][k] for k in (keys or bundle["kernels"])]
-        for code in [bundle["nrt_object"]] + [k["object_code"] for k in chosen]:
+        engine = ll.create_mcjit_compiler(ll.parse_assembly(""), tm)
+        for code in objects:
             obj = ll.ObjectFileRef.from_data(code)
             engine.add_object_file(obj)
             self.objects.append(obj)
         engine.finalize_object()
+        self.objects.append(engine)
+        return engine.get_function_address, engine.get_global_value_address
+
+    def load(self, path: Path, keys: list[str] | None = None) -> None:
+        import ctypes
         import types
 
+        data = path.read_bytes()
+        assert data.startswith(MAGIC), "not a kernels file of this spike"
+        bundle = pickle.loads(data[len(MAGIC) :])
+        table = self.symbols(bundle["math_symbols"])
+        chosen = [bundle["kernels"][k] for k in (keys or bundle["kernels"])]
+        objects = [bundle["nrt_object"]] + [k["object_code"] for k in chosen]
+        if self.backend == "elf":
+            image = ElfImage(objects, table)
+            self.objects.append(image)
+            function_address = global_address = image.address
+        else:
+            function_address, global_address = self._llvmlite_image(table, objects)
         for k in chosen:
-            addr = engine.get_function_address(k["wrapper"])
+            addr = function_address(k["wrapper"])
             assert addr, f"{k['key']}: no {k['wrapper']} in its object code"
             env = self.dynfunc.Environment({"__name__": k["modname"]})
             env.consts[:] = pickle.loads(k["consts"])
-            gv = engine.get_global_value_address(k["env_name"])
+            gv = global_address(k["env_name"])
             assert gv, f"{k['key']}: no environment variable {k['env_name']}"
-            import ctypes
-
             ctypes.c_void_p.from_address(gv).value = id(env)
             module = types.SimpleNamespace(__name__=k["modname"])
             fn = self.dynfunc.make_function(
@@ -363,6 +371,141 @@ class NoJitLoader:
                 (self, env),
             )
             self.kernels[k["key"]] = CheckedKernel(k["key"], fn, k["args"])
+
+
+class ElfImage:
+    """The kernels' x86-64 ELF relocatable objects, linked in this process by Python code: the sections
+    that occupy memory copied into one anonymous mapping, the relocations applied, every symbol's
+    address known. numba compiles for the JIT with the static relocation model and the large code model,
+    so its objects hold only absolute 64-bit relocations (``R_X86_64_64``) in code and data and
+    PC-relative 64-bit ones (``R_X86_64_PC64``) in ``.eh_frame`` (unwind tables: not loaded here, as
+    nothing unwinds through numba's code; LLVM registers them for debuggers). Any other relocation type
+    is refused. A symbol defined by several objects (numba's linkonce_odr copies of shared helpers) is
+    taken from the first; an undefined one from ``table`` (numba's helpers), else from the process
+    (``dlsym``: the Python C API, libc, libm)."""
+
+    R_X86_64_64 = 1
+    SHN_COMMON = 0xFFF2
+    R_X86_64_PC64 = 24
+
+    def __init__(self, objects: list[bytes], table: dict[str, int]) -> None:
+        import ctypes
+        import mmap
+        import struct
+
+        parsed = [self._parse(o) for o in objects]
+        size = 0
+        places: list[dict[int, int]] = []
+        for sections, _syms, _relas in parsed:
+            where = {}
+            for idx, sec in sections.items():
+                size = (size + sec["align"] - 1) // sec["align"] * sec["align"]
+                where[idx] = size
+                size += sec["size"]
+            places.append(where)
+        # common symbols (numba's environment pointers are common globals): zeroed, one per name
+        commons: dict[str, int] = {}
+        for _sections, syms, _relas in parsed:
+            for name, shndx, value, _bind, st_size in syms:
+                if shndx == self.SHN_COMMON and name not in commons:
+                    align = max(value, 1)
+                    size = (size + align - 1) // align * align
+                    commons[name] = size
+                    size += st_size
+        self._map = mmap.mmap(
+            -1, max(size, 1), prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC
+        )
+        base = ctypes.addressof(ctypes.c_char.from_buffer(self._map))
+        self.base = base
+        # copy the sections, collect the symbols every object defines
+        defined: dict[str, int] = {}
+        for (sections, syms, _relas), where in zip(parsed, places, strict=True):
+            for idx, sec in sections.items():
+                if sec["data"] is not None:
+                    self._map[where[idx] : where[idx] + sec["size"]] = sec["data"]
+            for name, shndx, value, bind, _size in syms:
+                if shndx in where and bind != 0 and name not in defined:  # global or weak, first wins
+                    defined[name] = base + where[shndx] + value
+        for name, off in commons.items():
+            defined.setdefault(name, base + off)
+        self.defined = defined
+        process = ctypes.CDLL(None)
+        pack = struct.Struct("<Q").pack_into
+        for (sections, syms, relas), where in zip(parsed, places, strict=True):
+            for target, entries in relas.items():
+                if target not in where:
+                    continue  # a section not loaded (.eh_frame)
+                for offset, kind, symidx, addend in entries:
+                    name, shndx, value, bind, _size = syms[symidx]
+                    if shndx in where and (bind == 0 or not name):
+                        s_addr = base + where[shndx] + value  # local symbol or section
+                    elif name in defined:
+                        s_addr = defined[name]
+                    elif name in table:
+                        s_addr = table[name]
+                    else:
+                        try:
+                            s_addr = ctypes.cast(getattr(process, name), ctypes.c_void_p).value or 0
+                        except AttributeError:
+                            raise ImportError(f"unresolved symbol {name} in a kernel's object code") from None
+                    p_off = where[target] + offset
+                    if kind == self.R_X86_64_64:
+                        pack(self._map, p_off, (s_addr + addend) & 0xFFFFFFFFFFFFFFFF)
+                    elif kind == self.R_X86_64_PC64:
+                        pack(self._map, p_off, (s_addr + addend - (base + p_off)) & 0xFFFFFFFFFFFFFFFF)
+                    else:
+                        raise ImportError(f"relocation type {kind} (symbol {name}) not supported")
+
+    def address(self, name: str) -> int:
+        return self.defined.get(name, 0)
+
+    @staticmethod
+    def _parse(data: bytes) -> tuple[dict[int, dict], list[tuple], dict[int, list[tuple]]]:
+        """An ELF64 little-endian x86-64 relocatable object: its sections that occupy memory (index:
+        size, alignment, bytes or None for NOBITS), its symbols (name, section index, value, binding)
+        and its relocations with addends by the section they apply to."""
+        import struct
+
+        if data[:4] != b"\x7fELF" or data[4] != 2 or data[5] != 1:
+            raise ImportError("not an ELF64 little-endian object")
+        e_type, e_machine = struct.unpack_from("<HH", data, 16)
+        if e_type != 1 or e_machine != 62:
+            raise ImportError("not an x86-64 relocatable object")
+        (e_shoff,) = struct.unpack_from("<Q", data, 0x28)
+        e_shentsize, e_shnum, e_shstrndx = struct.unpack_from("<HHH", data, 0x3A)
+        heads = [struct.unpack_from("<IIQQQQIIQQ", data, e_shoff + i * e_shentsize) for i in range(e_shnum)]
+        SHF_ALLOC, SHT_NOBITS, SHT_SYMTAB, SHT_RELA, SHT_REL = 0x2, 8, 2, 4, 9
+        sections = {}
+        syms: list[tuple] = []
+        relas: dict[int, list[tuple]] = {}
+        for i, (_nm, sh_type, flags, _a, off, size, link, info, align, _es) in enumerate(heads):
+            if sh_type == SHT_REL:
+                raise ImportError("REL relocations (without addends) not supported")
+            if flags & SHF_ALLOC and size:
+                name_off = heads[e_shstrndx][4] + _nm
+                name = data[name_off : data.index(b"\0", name_off)]
+                if name.startswith(b".eh_frame"):
+                    continue
+                sections[i] = {
+                    "size": size,
+                    "align": max(align, 1),
+                    "data": None if sh_type == SHT_NOBITS else data[off : off + size],
+                }
+            elif sh_type == SHT_SYMTAB:
+                stroff = heads[link][4]
+                for j in range(size // 24):
+                    st_name, st_info, _other, st_shndx, st_value, _sz = struct.unpack_from(
+                        "<IBBHQQ", data, off + j * 24
+                    )
+                    name = data[stroff + st_name : data.index(b"\0", stroff + st_name)].decode()
+                    syms.append((name, st_shndx, st_value, st_info >> 4, _sz))
+        for _nm, sh_type, _f, _a, off, size, _link, info, _al, _es in heads:
+            if sh_type == SHT_RELA:
+                relas[info] = [
+                    (r_off, r_info & 0xFFFFFFFF, r_info >> 32, addend)
+                    for r_off, r_info, addend in struct.iter_unpack("<QQq", data[off : off + size])
+                ]
+        return sections, syms, relas
 
 
 class CheckedKernel:
@@ -418,12 +561,12 @@ def _same(a: Any, b: Any) -> bool:
     return type(a) is type(b) and a == b
 
 
-def check(where: Path) -> None:
+def check(where: Path, backend: str) -> None:
     t0 = time.perf_counter()
     import numpy as np  # noqa: F401
 
     t1 = time.perf_counter()
-    loader = NoJitLoader()
+    loader = NoJitLoader(backend)
     loader.load(where / "kernels.bin")
     t2 = time.perf_counter()
     with open(where / "calls.pkl", "rb") as fh:
@@ -457,6 +600,7 @@ def check(where: Path) -> None:
         print("FAIL hash_rows(float64 array) accepted")
     print(f"numba modules: {sorted(m for m in sys.modules if m.startswith('numba'))}")
     assert "numba" not in sys.modules, "numba was imported"
+    assert backend != "elf" or "llvmlite" not in sys.modules, "llvmlite was imported"
     print(f"numpy {1e3 * (t1 - t0):.1f} ms, load {len(loader.kernels)} kernels {1e3 * (t2 - t1):.1f} ms")
     assert not failures, f"{failures} failures"
 
@@ -486,11 +630,12 @@ def phase(name):
     phases[name] = now - mark
     mark = now
 variant = {variant!r}
-if variant == "nojit":
-    import llvmlite.binding
-    phase("llvmlite")
+if variant in ("nojit", "elf"):
+    if variant == "nojit":
+        import llvmlite.binding
+        phase("llvmlite")
     import spike_nojit
-    loader = spike_nojit.NoJitLoader()
+    loader = spike_nojit.NoJitLoader("elf" if variant == "elf" else "llvmlite")
     phase("C extensions + symbols")
     loader.load(spike_nojit.Path({kernels!r}))
     phase("objects + callables")
@@ -516,7 +661,8 @@ else:
 for key, k in kernels.items():
     k(*[a.copy() if isinstance(a, np.ndarray) and a.flags.writeable else a for a in calls[key]["args"]])
 phase("first calls")
-assert variant != "nojit" or "numba" not in sys.modules
+assert variant not in ("nojit", "elf") or "numba" not in sys.modules
+assert variant != "elf" or "llvmlite" not in sys.modules
 print("TIMING", json.dumps({{k: 1e3 * v for k, v in phases.items()}}))
 """
 
@@ -528,7 +674,7 @@ def timing(where: Path, n: int) -> None:
     bench = str(Path(__file__).resolve().parent)
     env = dict(os.environ)
     env.pop("PYTHONDONTWRITEBYTECODE", None)
-    variants = ("nojit", "numba", "lean")
+    variants = ("nojit", "elf", "numba", "lean")
     results: dict[str, list[dict]] = {v: [] for v in variants}
     for i in range(n + 1):
         for v in variants:
@@ -601,11 +747,11 @@ def install_standin_numba(kernels: dict[str, Any]) -> None:
         sys.modules[name] = mod
 
 
-def e2e(kernels_file: Path, capture: str, nojit: bool) -> None:
+def e2e(kernels_file: Path, capture: str, variant: str) -> None:
     """``netspectra analyze CAPTURE`` in this process, with the numba-free kernels (``nojit``) or as
-    the console script runs it."""
-    if nojit:
-        loader = NoJitLoader()
+    the console script runs it (``numba``); ``nojit``: llvmlite's MCJIT, ``elf``: :class:`ElfImage`."""
+    if variant != "numba":
+        loader = NoJitLoader("elf" if variant == "elf" else "llvmlite")
         loader.load(kernels_file)
         install_standin_numba(loader.kernels)
     from netspectra.cli.main import main
@@ -631,7 +777,8 @@ def timing_e2e(where: Path, n: int) -> None:
     variants = {
         "python -m netspectra analyze": [sys.executable, "-m", "netspectra", "analyze", capture],
         "spike e2e numba": [sys.executable, me, "e2e", str(where), capture, "numba"],
-        "spike e2e nojit": [sys.executable, me, "e2e", str(where), capture, "nojit"],
+        "spike e2e nojit (llvmlite)": [sys.executable, me, "e2e", str(where), capture, "nojit"],
+        "spike e2e nojit (elf)": [sys.executable, me, "e2e", str(where), capture, "elf"],
     }
     res: dict[str, list[tuple[float, float]]] = {v: [] for v in variants}
     for i in range(n + 1):
@@ -660,9 +807,9 @@ if __name__ == "__main__":
     if cmd == "export":
         export(where)
     elif cmd == "check":
-        check(where)
+        check(where, sys.argv[3] if len(sys.argv) > 3 else "llvmlite")
     elif cmd == "e2e":
-        e2e(where / "kernels.bin", sys.argv[3], sys.argv[4] == "nojit")
+        e2e(where / "kernels.bin", sys.argv[3], sys.argv[4])
     elif cmd == "time-e2e":
         timing_e2e(where, int(sys.argv[3]) if len(sys.argv) > 3 else 10)
     elif cmd == "time":
