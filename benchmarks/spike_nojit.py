@@ -1,7 +1,7 @@
 """Research spike (not imported by the product): call NetSpectra's cached numba kernels WITHOUT importing
 the ``numba`` package, and measure what that saves at start-up. See ``benchmarks/SPIKE_NOJIT.md``.
 
-Three steps, each a sub-command (run with ``PYTHONPATH=src``):
+Sub-commands (run with ``PYTHONPATH=src``):
 
 ``export DIR``
     In a process WITH numba: runs ``netspectra analyze`` of a capture in-process (the kernels are loaded
@@ -12,16 +12,19 @@ Three steps, each a sub-command (run with ``PYTHONPATH=src``):
     (for each kernel the first call's arguments, the arguments after the call and the result: numba's
     answers). Two extra kernels are recorded by direct calls: ``hash_rows`` (allocates and returns an
     array: NRT) and ``decode_records`` with too short an array (raises ``ValueError``).
-``check DIR``
+``check DIR [llvmlite|elf]``
     In a fresh process that never imports ``numba``: loads numba's three C extension modules by path,
-    registers their symbols with llvmlite, loads the NRT's and the kernels' object code into an MCJIT
-    engine, makes the callables with ``_dynfunc.make_function`` and calls them with the recorded
-    arguments: every output must equal numba's bit for bit; the exception must be numba's. Asserts
-    ``"numba" not in sys.modules`` at the end.
-``time DIR [N]``
-    Alternating fresh processes: the numba-free loader against the normal path (``import numba``, the
-    kernels' modules, the cached load, the first calls), with and without the project's lean loader
-    (:func:`netspectra.lazy.load_cached_kernels_lean`, as the command line installs it); medians.
+    gives the kernels' external names numba's addresses, loads the NRT's and the kernels' object code
+    (llvmlite's MCJIT, or :class:`ElfImage`: a linker in Python, no llvmlite), makes the callables with
+    ``_dynfunc.make_function`` and calls them with the recorded arguments: every output must equal
+    numba's bit for bit; the exception must be numba's. Asserts ``"numba" not in sys.modules``.
+``e2e DIR CAPTURE nojit|elf|numba``
+    ``netspectra analyze CAPTURE`` in this process, its kernels the numba-free ones (through a stand-in
+    ``numba`` module, for measuring only) or numba's.
+``time DIR [N]`` / ``time-e2e DIR [N]``
+    Alternating fresh processes, medians: the kernels' load and first calls by phase (numba-free, numba,
+    numba with :func:`netspectra.lazy.load_cached_kernels_lean` as the command line installs it); and
+    ``analyze`` of one packet, whole process.
 """
 
 from __future__ import annotations
