@@ -806,6 +806,46 @@ def test_top_level_must_be_a_mapping() -> None:
         parse_config_text("- a\n- b\n")
 
 
+def _alias_bomb() -> str:
+    lines = ['l0: &l0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    lines += [f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 9)}]" for i in range(1, 10)]  # 9**10 nodes
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "where", "expected"),
+    [
+        # a "billion laughs": hung in the parsed-config cache's walk of the data
+        (_alias_bomb(), ":6:", "aliases repeat 1"),
+        # an alias inside its own anchor's node: walked forever
+        ("aggregator: &a\n  types: [*a]\n", ":2:11:", "the alias *a is inside the node its anchor names"),
+        # libyaml's composer recursed on the C stack: a segmentation fault
+        ("aggregator: " + "[" * 50_000 + "]" * 50_000 + "\n", ":1:112:", "nested more than 100 levels"),
+        ("aggregator:\n" + "".join("  " * i + f"k{i}:\n" for i in range(1, 200)), ":101:", "nested more"),
+    ],
+    ids=["alias-bomb", "recursive-alias", "deep-flow", "deep-block"],
+)
+def test_yaml_structure_out_of_bounds_is_refused_with_its_place(
+    tmp_path: Path, text: str, where: str, expected: str
+) -> None:
+    f = tmp_path / "c.yaml"
+    f.write_text(text)
+    app, prefix = _cli()
+    result = CliRunner().invoke(app, [*prefix, "-c", str(f)])
+    assert result.exit_code == 2, result.output
+    out = " ".join(result.output.split())
+    assert f"{f}{where}" in out and expected in out, out
+
+
+def test_yaml_anchors_and_merge_keys_within_bounds_still_work() -> None:
+    cfg = parse_config_text(
+        "x-task: &task\n  key_fields: [SrcIP]\n"
+        "aggregator:\n  types: [exact]\n  exact:\n    tasks:\n"
+        "      - {<<: *task, name: a}\n      - {<<: *task, name: b}\n"
+    )
+    assert [t.key_fields for t in cfg.aggregator.exact.tasks] == [("SrcIP",), ("SrcIP",)]
+
+
 def test_key_fields_match_the_tasks_vocabulary() -> None:
     from netspectra import fields
 
