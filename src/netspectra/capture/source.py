@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import mmap
 import os
+import stat
 import struct
 import zlib
 from abc import ABC, abstractmethod
@@ -528,6 +529,15 @@ def _open_error(path: str | PathLike[str], exc: OSError) -> CaptureError:
     return CaptureError(path, None, "a readable capture file", f"an OS error ({exc.strerror or exc})")
 
 
+#: What a path that is not a regular file is, in words (see :func:`open_source`).
+_NOT_REGULAR = {
+    stat.S_IFIFO: "a pipe (FIFO)",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFSOCK: "a socket",
+}
+
+
 def open_source(
     path: str | PathLike[str], window_bytes: int = DEFAULT_WINDOW_BYTES
 ) -> tuple[ByteSource, str]:
@@ -535,13 +545,28 @@ def open_source(
 
     Returns ``(source, format)`` with ``format`` ``"pcap"`` or ``"pcapng"``; the source's first
     window starts at stream offset 0. Raises :class:`CaptureError` for a missing, unreadable or
-    empty file, a directory, gzip data damaged before the first four bytes, or a magic that is
-    neither pcap nor pcapng (the message lists the accepted magics and shows the four bytes
-    found). Gzip damage further on is left in :attr:`ByteSource.damage` for the caller.
+    empty file, a directory, a pipe or device (not a regular file), gzip data damaged before the
+    first four bytes, or a magic that is neither pcap nor pcapng (the message lists the accepted
+    magics and shows the four bytes found). Gzip damage further on is left in
+    :attr:`ByteSource.damage` for the caller.
     """
     p = Path(path)
     if p.is_dir():
         raise CaptureError(path, None, "a capture file", "a directory")
+    try:
+        mode = p.stat().st_mode
+    except OSError as exc:
+        raise _open_error(path, exc) from None
+    if not stat.S_ISREG(mode):
+        # Checked before opening: a FIFO's open waits for a writer, and a pipe's bytes are read once (the
+        # magic read below would take them), where a file is mapped or read from its start again; its size
+        # is 0 for stat, so it read as "an empty file".
+        raise CaptureError(
+            path,
+            None,
+            "a regular capture file (a pipe or a device cannot be read: write the capture to a file first)",
+            _NOT_REGULAR.get(stat.S_IFMT(mode), "a special file"),
+        )
     try:
         with open(p, "rb") as f:
             head = f.read(2)
