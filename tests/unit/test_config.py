@@ -837,6 +837,34 @@ def test_yaml_structure_out_of_bounds_is_refused_with_its_place(
     assert f"{f}{where}" in out and expected in out, out
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # PyYAML's constructors raised bare ValueError/IndexError (a traceback) for these explicit tags
+        (
+            "aggregator:\n  num_workers: !!float true\n",
+            ":2:16: YAML syntax error: the value 'true' cannot be read",
+        ),
+        ("aggregator:\n  num_workers: !!float ''\n", ":2:16: YAML syntax error: the value '' cannot be read"),
+        ("aggregator:\n  num_workers: !!int x\n", ":2:16: YAML syntax error: the value 'x' cannot be read"),
+        # our duplicate-key check unpacked a sequence's items as key-value pairs
+        (
+            "aggregator: !!set [a, b]\n",
+            ":1:13: YAML syntax error: expected a mapping node, but found sequence",
+        ),
+    ],
+)
+def test_yaml_explicit_tags_that_do_not_fit_their_value_are_errors_with_their_place(
+    tmp_path: Path, text: str, expected: str
+) -> None:
+    f = tmp_path / "c.yaml"
+    f.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(f)
+    (line,) = info.value.errors
+    assert line.startswith(f"{f}{expected}"), line
+
+
 def test_yaml_anchors_and_merge_keys_within_bounds_still_work() -> None:
     cfg = parse_config_text(
         "x-task: &task\n  key_fields: [SrcIP]\n"

@@ -24,7 +24,19 @@ class Yaml12BoolLoader(_SafeLoader):  # type: ignore[misc,valid-type]
     which refuses a key written twice in one mapping (as yaml.v3 does; PyYAML would keep the last one
     silently, e.g. the second of two identical ``enrichment.networks`` entries)."""
 
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        # An explicit tag on a value it cannot convert (``!!float true``, ``!!int x``, ``!!float ''``):
+        # PyYAML's constructors raise bare ValueError/IndexError, which reached the user as a traceback.
+        try:
+            return super().construct_object(node, deep=deep)
+        except (ValueError, TypeError, IndexError, OverflowError) as exc:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"the value {node.value!r} cannot be read as {node.tag} ({exc})", node.start_mark
+            ) from None
+
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        if not isinstance(node, yaml.MappingNode):  # ``!!set [a]``: the base class says it is no mapping
+            return super().construct_mapping(node, deep=deep)
         seen: dict[Any, yaml.Mark] = {}
         for key_node, _ in node.value:
             if key_node.tag == "tag:yaml.org,2002:merge":
