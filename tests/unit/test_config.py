@@ -987,6 +987,26 @@ def test_alerting_additions_webhooks_cooldown_timeout_starttls() -> None:
         parse_config_text("alerter:\n  webhooks:\n    - {url: 'http://x', format: teams}\n")
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # passed config check, then the alerter refused to start (without naming the key)
+        ("alerter:\n  cooldown: -5s\n", "alerter.cooldown: '-5s' is negative; write e.g. 1h, or 0"),
+        # passed config check, then the alerter's AI client raised ValueError (a traceback)
+        ("alerter:\n  ai_analysis: {timeout: 0s}\n", "alerter.ai_analysis.timeout: '0s' is not positive"),
+        (
+            "alerter:\n  webhooks:\n    - {url: 'http://127.0.0.1:9/h', timeout: -5s}\n",
+            "alerter.webhooks[0].timeout: '-5s' is not positive",
+        ),
+    ],
+)
+def test_alerting_durations_out_of_range_are_refused_by_config_check(text: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config_text(text)
+    assert any(expected in e for e in info.value.errors), info.value.errors
+    assert parse_config_text("alerter:\n  cooldown: 0s\n").alerter.cooldown.total_seconds() == 0
+
+
 def test_probe_live_keys_defaults_and_values() -> None:
     from netspectra.config import parse_config_text
 
