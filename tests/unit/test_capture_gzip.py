@@ -15,7 +15,6 @@ import itertools
 import logging
 import struct
 import sys
-import time
 import zlib
 from pathlib import Path
 
@@ -168,12 +167,10 @@ def test_members_are_one_stream_whatever_the_cuts(
     assert got == whole_rows[: len(got)] and r.stats.records == len(_records_in(pcap[:300_000]))
 
 
-def test_many_small_members_cost_time_by_their_bytes(
-    tmp_path: Path, pcap: bytes, whole_rows: list[tuple]
-) -> None:
-    # Every member copied what was left of a 1 MiB read a few times: 50,000 empty members (a 1 MB file)
-    # took 11 s on the project VM, 200,000 took 45 s. With 32 KiB reads they take ~0.25 s; the bound
-    # leaves room for a loaded machine, and the packets, split into one member a record, must all come.
+def test_many_small_members_all_come(tmp_path: Path, pcap: bytes, whole_rows: list[tuple]) -> None:
+    # 50,000 empty members, then one member a record: every packet comes. (With 1 MiB reads every member
+    # copied what was left of a read a few times: this file took 11 s on the project VM, 200,000 members
+    # 45 s; with 32 KiB reads ~0.25 s. Timings are not asserted here: see _GZIP_READ_BYTES.)
     ends = [24, *(e + 16 + struct.unpack_from("<I", pcap, e + 8)[0] for e in _records_in(pcap))]
     p = tmp_path / "members.pcap.gz"
     p.write_bytes(
@@ -181,11 +178,8 @@ def test_many_small_members_cost_time_by_their_bytes(
         + member(b"") * 50_000
         + b"".join(member(pcap[a:b]) for a, b in itertools.pairwise(ends))
     )
-    t0 = time.perf_counter()
     r, got, err = read(p)
-    took = time.perf_counter() - t0
     assert err is None and got == whole_rows and r.stats.records == RECORDS
-    assert took < 4.0, f"{took:.1f} s"
 
 
 def _records_in(data: bytes) -> list[int]:
