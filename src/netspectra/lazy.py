@@ -86,16 +86,86 @@ def keep_scipy_out_of_numba() -> None:
 
 def _lazy_spec(name: str, path: Any) -> Any:
     """The spec the normal path finder gives for module ``name``, loaded lazily: the module is executed
-    when one of its names is first read (:class:`importlib.util.LazyLoader`); ``None`` where there is no
-    such spec."""
+    when one of its names is first read (:func:`lazy_loader`); ``None`` where there is no such spec."""
     from importlib.machinery import PathFinder
-    from importlib.util import LazyLoader
 
     spec = PathFinder.find_spec(name, path)
     if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
         return None
-    spec.loader = LazyLoader(spec.loader)
+    spec.loader = lazy_loader(spec.loader)
     return spec
+
+
+def lazy_loader(loader: Any) -> Any:
+    """``loader`` wrapped so that the module it loads is executed when one of its names is first read:
+    :class:`importlib.util.LazyLoader`, safe for threads reading a first name at once (Python 3.12's is;
+    3.11's let a second thread read the module half executed, or execute it twice)."""
+    import sys
+    from importlib.util import LazyLoader
+
+    if sys.version_info >= (3, 12):
+        return LazyLoader(loader)
+    return _ThreadSafeLazyLoader(loader)
+
+
+def _lazy_module_class() -> type:
+    import types
+
+    class _LazyModule(types.ModuleType):
+        """A module not executed yet: the first name read executes it, under a lock (re-entrant: the
+        module's own execution reads its names), then the module is an ordinary one."""
+
+        def __getattribute__(self, attr: str) -> Any:
+            spec = object.__getattribute__(self, "__spec__")
+            state = spec.loader_state
+            with state["lock"]:
+                if object.__getattribute__(self, "__class__") is _LazyModule:
+                    real = state["__class__"]
+                    if state["loading"]:  # this thread, executing the module: its names so far
+                        return real.__getattribute__(self, attr)
+                    state["loading"] = True
+                    namespace = real.__getattribute__(self, "__dict__")
+                    before = state["__dict__"]
+                    # what was set on the module since it was made (e.g. a submodule) survives execution
+                    updated = {k: v for k, v in namespace.items() if k not in before or before[k] is not v}
+                    spec.loader.exec_module(self)
+                    namespace.update(updated)
+                    self.__class__ = real
+            return getattr(self, attr)
+
+        def __delattr__(self, attr: str) -> None:
+            self.__getattribute__("__class__")  # executed first
+            delattr(self, attr)
+
+    return _LazyModule
+
+
+class _ThreadSafeLazyLoader:
+    """:func:`lazy_loader` on Python 3.11."""
+
+    _module_class: type | None = None
+
+    def __init__(self, loader: Any) -> None:
+        self.loader = loader
+
+    def create_module(self, spec: Any) -> Any:
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module: Any) -> None:
+        import threading
+
+        cls = _ThreadSafeLazyLoader._module_class
+        if cls is None:
+            cls = _ThreadSafeLazyLoader._module_class = _lazy_module_class()
+        module.__spec__.loader = self.loader
+        module.__loader__ = self.loader
+        module.__spec__.loader_state = {
+            "__dict__": module.__dict__.copy(),
+            "__class__": module.__class__,
+            "lock": threading.RLock(),
+            "loading": False,
+        }
+        module.__class__ = cls
 
 
 #: Modules ``import numba`` imports that loading and running cached kernels never reads:
@@ -139,9 +209,8 @@ def keep_unread_modules_out_of_numba() -> None:
     (:mod:`netspectra.config.parsed_cache`). Without that file, numba gets PyYAML as a module executed on
     first use (:class:`importlib.util.LazyLoader`): the same module, loaded when something reads one of
     its names (numba, if the file appears before it reloads its configuration; the configuration's
-    parser). The modules of :data:`NUMBA_UNREAD` alike. (Python 3.11's ``LazyLoader`` is not safe for two
-    threads reading a module's first name at once: the command's start is one thread, and numba imports
-    ``numba.experimental`` while compiling, under its compiler lock.) Only the command-line process calls
+    parser). The modules of :data:`NUMBA_UNREAD` alike. Two threads reading a first name at once are
+    safe (:func:`lazy_loader`). Only the command-line process calls
     this (:func:`netspectra.cli.main.main`), before numba is imported; a library user's numba is left as
     it is."""
     import sys

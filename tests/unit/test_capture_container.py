@@ -235,6 +235,28 @@ def test_gzip_source_damage_ends_the_stream_after_every_byte_before_it(tmp_path:
     assert "67 61 72 62" in src.warnings[0]
 
 
+def test_a_pipe_or_device_is_refused_as_such_at_once(tmp_path: Path) -> None:
+    # A FIFO with no writer made the open wait forever; a pipe holding a whole capture (process
+    # substitution, /dev/stdin of a pipe) and /dev/zero read as "an empty file" (stat gives size 0).
+    fifo = tmp_path / "fifo.pcap"
+    os.mkfifo(fifo)
+    for path, found in ((fifo, "found a pipe (FIFO)"), (Path("/dev/zero"), "found a character device")):
+        with pytest.raises(CaptureError) as ei:
+            open_source(path)
+        assert str(ei.value) == (
+            f"{path}: expected a regular capture file (a pipe or a device cannot be read: write the "
+            f"capture to a file first), {found}"
+        )
+    r, w = os.pipe()
+    try:
+        os.write(w, pcap_header())
+        with pytest.raises(CaptureError, match="found a pipe"):
+            open_source(f"/dev/fd/{r}")
+    finally:
+        os.close(r)
+        os.close(w)
+
+
 def test_open_source_rejects_what_is_not_a_capture(tmp_path: Path) -> None:
     with pytest.raises(CaptureError, match="found no such file or directory"):
         open_source(tmp_path / "missing.pcap")

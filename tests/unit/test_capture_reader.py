@@ -202,6 +202,29 @@ def test_pcapng_sections_interfaces_resolutions_and_block_kinds(tmp_path: Path, 
     assert s.linktypes == {1: 5, 101: 1} and s.non_ip == {0x0806: 1} and s.ts_overflow == 0
 
 
+def test_pcapng_many_interfaces_cost_linear_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The kernel's interface arrays were rebuilt in Python at every IDB: O(n^2), a file of 20,000 IDBs took
+    # over two minutes and one of 1 M hung. They now grow by doubling; every interface keeps its settings.
+    n = 5000
+    data = shb() + b"".join(idb(1 if i % 2 else 101, tsresol=i % 10) for i in range(n))
+    data += epb(n - 1, 7, eth(udp4(A, B, 1, 2))) + epb(n - 2, 7, udp4(B, C, 3, 4))
+    rebuilds = []
+    real = ng.PcapngWalker._rebuild_interface_arrays
+    monkeypatch.setattr(
+        ng.PcapngWalker, "_rebuild_interface_arrays", lambda w, *a: rebuilds.append(a) or real(w, *a)
+    )
+    r = CaptureReader(write(tmp_path, "many.pcapng", data))
+    got = rows(r.read_all())
+    assert len(rebuilds) <= 2 + n.bit_length()
+    assert [(g[0], *g[1:6]) for g in got] == [
+        (7 * 10**0, MAPPED + A, MAPPED + B, 1, 2, 17),  # interface 4999: link type 1, resolution 10^-9
+        (7 * 10**1, MAPPED + B, MAPPED + C, 3, 4, 17),  # interface 4998: link type 101, 10^-8
+    ]
+    assert r.stats.interfaces == n and r.stats.records == 2
+    with pytest.raises(CaptureError, match=f"expected an interface id below {n} "):
+        list(CaptureReader(write(tmp_path, "more.pcapng", data + epb(n, 1, udp4(A, B, 1, 2)))))
+
+
 def test_pcapng_spb_caplen_is_bounded_by_snaplen_and_timestamp_overflow_is_counted(tmp_path: Path) -> None:
     data = shb() + idb(1, 20) + spb(eth(udp4(A, B, 1, 2)), wirelen=500) + epb(0, 2**64 - 1, ARP)
     p = write(tmp_path, "snap.pcapng", data)

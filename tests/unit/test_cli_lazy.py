@@ -617,3 +617,42 @@ def test_a_plain_analyze_builds_no_pydantic_adapter(tmp_path) -> None:  # type: 
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     assert "BUILT []" in res.stderr, res.stderr
+
+
+def test_a_lazily_loaded_module_read_by_many_threads_at_once_runs_once_and_whole(tmp_path) -> None:
+    """The command line's lazily executed modules (PyYAML for numba, ...): threads reading a first name
+    at once all see the whole module, executed once (Python 3.11's LazyLoader let the others read it
+    half executed: AttributeError)."""
+    (tmp_path / "slow_mod.py").write_text(
+        "import time\nimport runs_log\nruns_log.RUNS.append(1)\nFIRST = 1\ntime.sleep(0.3)\nLAST = 2\n"
+    )
+    (tmp_path / "runs_log.py").write_text("RUNS = []\n")
+    code = f"""
+import sys, threading
+sys.path.insert(0, {str(tmp_path)!r})
+from importlib.machinery import PathFinder
+from importlib.util import module_from_spec
+from netspectra.lazy import lazy_loader
+spec = PathFinder.find_spec("slow_mod", None)
+spec.loader = lazy_loader(spec.loader)
+mod = module_from_spec(spec)
+sys.modules["slow_mod"] = mod
+spec.loader.exec_module(mod)
+import runs_log
+assert runs_log.RUNS == []  # nothing executed until a name is read
+got, errors = [], []
+def read():
+    try:
+        got.append(mod.LAST)
+    except Exception as exc:
+        errors.append(repr(exc))
+threads = [threading.Thread(target=read) for _ in range(8)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+print(got, errors, runs_log.RUNS, mod.FIRST)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["[2,", "2,", "2,", "2,", "2,", "2,", "2,", "2]", "[]", "[1]", "1"]

@@ -87,6 +87,13 @@ def test_limits_and_sizes() -> None:
     assert c.pending_max_bytes == 16 << 20 and c.default_sampling_rate == 0
     with pytest.raises(ValidationError, match="max_templates"):
         CollectConfig.model_validate({"max_templates": 0})
+    # a negative age was accepted and acted as 0 (every early data set dropped), silently
+    assert CollectConfig.model_validate({"pending_max_age": "0s"}).pending_max_age == timedelta(0)
+    with pytest.raises(ValidationError) as e:
+        Config.model_validate({"collect": {"pending_max_age": "-5s"}})
+    assert "collect.pending_max_age" in str(e.value) and "'-5s' is negative; write e.g. 10s, or 0" in str(
+        e.value
+    )
 
 
 def test_unknown_collect_keys_are_warnings() -> None:

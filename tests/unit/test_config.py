@@ -806,6 +806,74 @@ def test_top_level_must_be_a_mapping() -> None:
         parse_config_text("- a\n- b\n")
 
 
+def _alias_bomb() -> str:
+    lines = ['l0: &l0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    lines += [f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 9)}]" for i in range(1, 10)]  # 9**10 nodes
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "where", "expected"),
+    [
+        # a "billion laughs": hung in the parsed-config cache's walk of the data
+        (_alias_bomb(), ":6:", "aliases repeat 1"),
+        # an alias inside its own anchor's node: walked forever
+        ("aggregator: &a\n  types: [*a]\n", ":2:11:", "the alias *a is inside the node its anchor names"),
+        # libyaml's composer recursed on the C stack: a segmentation fault
+        ("aggregator: " + "[" * 50_000 + "]" * 50_000 + "\n", ":1:112:", "nested more than 100 levels"),
+        ("aggregator:\n" + "".join("  " * i + f"k{i}:\n" for i in range(1, 200)), ":101:", "nested more"),
+    ],
+    ids=["alias-bomb", "recursive-alias", "deep-flow", "deep-block"],
+)
+def test_yaml_structure_out_of_bounds_is_refused_with_its_place(
+    tmp_path: Path, text: str, where: str, expected: str
+) -> None:
+    f = tmp_path / "c.yaml"
+    f.write_text(text)
+    app, prefix = _cli()
+    result = CliRunner().invoke(app, [*prefix, "-c", str(f)])
+    assert result.exit_code == 2, result.output
+    out = " ".join(result.output.split())
+    assert f"{f}{where}" in out and expected in out, out
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # PyYAML's constructors raised bare ValueError/IndexError (a traceback) for these explicit tags
+        (
+            "aggregator:\n  num_workers: !!float true\n",
+            ":2:16: YAML syntax error: the value 'true' cannot be read",
+        ),
+        ("aggregator:\n  num_workers: !!float ''\n", ":2:16: YAML syntax error: the value '' cannot be read"),
+        ("aggregator:\n  num_workers: !!int x\n", ":2:16: YAML syntax error: the value 'x' cannot be read"),
+        # our duplicate-key check unpacked a sequence's items as key-value pairs
+        (
+            "aggregator: !!set [a, b]\n",
+            ":1:13: YAML syntax error: expected a mapping node, but found sequence",
+        ),
+    ],
+)
+def test_yaml_explicit_tags_that_do_not_fit_their_value_are_errors_with_their_place(
+    tmp_path: Path, text: str, expected: str
+) -> None:
+    f = tmp_path / "c.yaml"
+    f.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(f)
+    (line,) = info.value.errors
+    assert line.startswith(f"{f}{expected}"), line
+
+
+def test_yaml_anchors_and_merge_keys_within_bounds_still_work() -> None:
+    cfg = parse_config_text(
+        "x-task: &task\n  key_fields: [SrcIP]\n"
+        "aggregator:\n  types: [exact]\n  exact:\n    tasks:\n"
+        "      - {<<: *task, name: a}\n      - {<<: *task, name: b}\n"
+    )
+    assert [t.key_fields for t in cfg.aggregator.exact.tasks] == [("SrcIP",), ("SrcIP",)]
+
+
 def test_key_fields_match_the_tasks_vocabulary() -> None:
     from netspectra import fields
 
@@ -917,6 +985,26 @@ def test_alerting_additions_webhooks_cooldown_timeout_starttls() -> None:
     assert cfg.smtp.starttls == "always"
     with pytest.raises(ConfigError, match="format"):
         parse_config_text("alerter:\n  webhooks:\n    - {url: 'http://x', format: teams}\n")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # passed config check, then the alerter refused to start (without naming the key)
+        ("alerter:\n  cooldown: -5s\n", "alerter.cooldown: '-5s' is negative; write e.g. 1h, or 0"),
+        # passed config check, then the alerter's AI client raised ValueError (a traceback)
+        ("alerter:\n  ai_analysis: {timeout: 0s}\n", "alerter.ai_analysis.timeout: '0s' is not positive"),
+        (
+            "alerter:\n  webhooks:\n    - {url: 'http://127.0.0.1:9/h', timeout: -5s}\n",
+            "alerter.webhooks[0].timeout: '-5s' is not positive",
+        ),
+    ],
+)
+def test_alerting_durations_out_of_range_are_refused_by_config_check(text: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config_text(text)
+    assert any(expected in e for e in info.value.errors), info.value.errors
+    assert parse_config_text("alerter:\n  cooldown: 0s\n").alerter.cooldown.total_seconds() == 0
 
 
 def test_probe_live_keys_defaults_and_values() -> None:

@@ -71,6 +71,23 @@ def test_edited_file_is_a_new_key(tmp_path: Path, cache: Path, parses: list[int]
     assert len(parses) == 2 and len(entries(cache)) == 2
 
 
+def test_an_entry_under_another_keys_name_is_refused(tmp_path: Path, cache: Path, parses: list[int]) -> None:
+    """An entry records its key: copied over another text's entry (same user), it is not read for that
+    text, which is parsed again (and its entry rewritten)."""
+    a, b = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    a.write_text(_networks_yaml(20, "alpha"))
+    b.write_text(_networks_yaml(20, "beta"))
+    load_config(a)
+    load_config(b)
+    assert len(parses) == 2 and len(entries(cache)) == 2
+    entry_a = next(e for e in entries(cache) if "alpha0" in e.read_text())
+    entry_b = next(e for e in entries(cache) if e != entry_a)
+    entry_b.write_bytes(entry_a.read_bytes())  # a's data under b's key
+    assert load_config(b).enrichment.networks["10.0.0.0/24"].name == "beta0"
+    assert len(parses) == 3 and "beta0" in entry_b.read_text()
+    assert load_config(b).enrichment.networks["10.0.0.0/24"].name == "beta0" and len(parses) == 3
+
+
 def test_another_loaders_rules_are_a_new_key(cache: Path) -> None:
     """The directory is shared by every installed NetSpectra: a loader with other rules (here PyYAML's
     SafeLoader, for which ``yes`` is a boolean) never gets this loader's data for the same text."""

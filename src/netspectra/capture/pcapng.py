@@ -405,9 +405,10 @@ class PcapngWalker:
         """Packets whose timestamp did not fit int64 ns and were given :data:`TS_OVERFLOW`."""
         return int(self._counters[CTR_TS_OVERFLOW])
 
-    def _rebuild_interface_arrays(self) -> None:
+    def _rebuild_interface_arrays(self, capacity: int = 1) -> None:
+        """The kernel's per-interface arrays, of ``capacity`` rows (at least the section's interfaces)."""
         ifs = self.section_interfaces
-        k = max(len(ifs), 1)  # numba wants non-empty typed arrays to index into
+        k = max(len(ifs), capacity, 1)  # numba wants non-empty typed arrays to index into
         self._lt = np.zeros(k, np.uint16)
         self._pow2 = np.zeros(k, np.bool_)
         self._mul = np.ones(k, np.uint64)
@@ -415,10 +416,13 @@ class PcapngWalker:
         self._off = np.zeros(k, np.int64)
         self._snap = np.zeros(k, np.uint32)
         for i, itf in enumerate(ifs):
-            pow2, mul, div = itf.scale()
-            self._lt[i], self._pow2[i], self._mul[i], self._div[i] = itf.linktype, pow2, mul, div
-            self._off[i] = max(-MAX_TSOFFSET_S, min(itf.offset_s, MAX_TSOFFSET_S))
-            self._snap[i] = itf.snaplen
+            self._set_interface_row(i, itf)
+
+    def _set_interface_row(self, i: int, itf: Interface) -> None:
+        pow2, mul, div = itf.scale()
+        self._lt[i], self._pow2[i], self._mul[i], self._div[i] = itf.linktype, pow2, mul, div
+        self._off[i] = max(-MAX_TSOFFSET_S, min(itf.offset_s, MAX_TSOFFSET_S))
+        self._snap[i] = itf.snaplen
 
     def _error(self, offset: int, expected: str, found: str) -> CaptureError:
         return CaptureError(self.path, offset, expected, found, decompressed=self.decompressed)
@@ -680,5 +684,9 @@ class PcapngWalker:
             p += 4 + ((olen + 3) & ~3)
         self.section_interfaces.append(itf)
         self.interfaces += 1
-        self._rebuild_interface_arrays()
+        i = len(self.section_interfaces) - 1
+        if i < self._lt.shape[0]:
+            self._set_interface_row(i, itf)
+        else:  # doubling: rebuilding the arrays at every IDB took O(n^2) (a file of 1 M IDBs hung)
+            self._rebuild_interface_arrays(2 * (i + 1))
         return pos + blen

@@ -387,6 +387,14 @@ class AiAnalysisConfig(Section):
     #: An addition: the longest an alert waits for the analysis (the original: 60 s); then it is sent without.
     timeout: GoDuration = timedelta(seconds=60)
 
+    @field_validator("timeout")
+    @classmethod
+    def _positive(cls, v: timedelta) -> timedelta:
+        # (0 or less passed config check, then the alerter's AI client refused it with a traceback)
+        if v <= timedelta(0):
+            raise ValueError(f"{format_go_duration(v)!r} is not positive; write e.g. 60s")
+        return v
+
 
 class AlertRule(Section):
     """One entry of ``alerter.rules``: ``metric operator threshold`` evaluated on task ``task_name``."""
@@ -422,6 +430,14 @@ class WebhookConfig(Section):
     #: Attempts after the first one (back-off doubles from 0.5 s).
     retries: int = Field(3, ge=0, le=20)
 
+    @field_validator("timeout")
+    @classmethod
+    def _positive(cls, v: timedelta) -> timedelta:
+        # (0 or less passed config check; an HTTP request cannot have it)
+        if v <= timedelta(0):
+            raise ValueError(f"{format_go_duration(v)!r} is not positive; write e.g. 10s")
+        return v
+
 
 class AlerterConfig(Section):
     """``alerter``: periodic evaluation of :class:`AlertRule` and notification."""
@@ -442,6 +458,17 @@ class AlerterConfig(Section):
     def _positive(cls, v: timedelta) -> timedelta:
         if v <= timedelta(0):
             raise ValueError(f"{format_go_duration(v)!r} is not positive; write e.g. 600s or 10m")
+        return v
+
+    @field_validator("cooldown")
+    @classmethod
+    def _not_negative(cls, v: timedelta) -> timedelta:
+        # (a negative one passed config check, then the alerter refused to start)
+        if v < timedelta(0):
+            raise ValueError(
+                f"{format_go_duration(v)!r} is negative; write e.g. 1h, or 0 to send a standing condition "
+                "at every check"
+            )
         return v
 
 

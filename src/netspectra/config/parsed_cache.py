@@ -10,7 +10,8 @@ disk and reuses them when the same text comes again, without importing PyYAML:
 * **Keyed by content and rules.** The key is a hash of the text, the entries' :data:`FORMAT`, the
   loader's rules (``rules`` of :func:`parse_yaml`: a fingerprint of the loader's module and of the PyYAML
   it uses, :func:`netspectra.config.loader._yaml_rules`, so that another NetSpectra's loader sharing the
-  directory never gets this one's data) and the Python version; a file edited or copied is a new key.
+  directory never gets this one's data) and the Python version; a file edited or copied is a new key. An
+  entry records its key: one copied, renamed or linked under another key's name is refused.
 * **No variable values.** A text in which a ``${VAR}`` expands to a value (a variable set and not empty)
   is never cached (:func:`netspectra.config.loader.parse_config_text` decides): such values are often
   secrets (passwords, tokens) that must not be written to disk. Unset or empty variables expand to
@@ -54,7 +55,7 @@ from netspectra.user_cache import CONFIG_CACHE_ENV, config_cache_dir, open_priva
 log = logging.getLogger(__name__)
 
 #: Bump when the loader's rules (its resolvers, its constructor) or the entries' format change.
-FORMAT = 1
+FORMAT = 2
 #: Text shorter than this (characters) is parsed without the cache: none (a hit spares PyYAML's import).
 MIN_BYTES = 0
 #: Entries kept (the newest by use).
@@ -90,12 +91,15 @@ def _same(a: Any, b: Any) -> bool:
     return False
 
 
-def _read(path: Path) -> Any:
-    """The entry at ``path``; raises when there is none or it cannot be used."""
+def _read(path: Path, key: str) -> Any:
+    """The data of the entry at ``path`` stored for ``key``; raises when there is none or it cannot be
+    used."""
     with open_private(path) as f:
         entry = json.loads(f.read().decode("utf-8"))
     if not isinstance(entry, dict) or entry.get("format") != FORMAT or "data" not in entry:
         raise ValueError("not an entry of this format")
+    if entry.get("key") != key:  # an entry copied, renamed or linked under another key's name
+        raise ValueError("stored for another key")
     with contextlib.suppress(OSError):  # the newest by use survive the pruning
         os.utime(path)
     return entry["data"]
@@ -130,11 +134,11 @@ def holds_secret(data: Any) -> bool:
     return False
 
 
-def _write(directory: Path, path: Path, data: Any) -> None:
+def _write(directory: Path, path: Path, key: str, data: Any) -> None:
     if holds_secret(data):
         log.debug("config cache: the text holds a secret; not cached")
         return
-    blob = json.dumps({"format": FORMAT, "data": data}, ensure_ascii=False, allow_nan=False)
+    blob = json.dumps({"format": FORMAT, "key": key, "data": data}, ensure_ascii=False, allow_nan=False)
     if not _same(data, json.loads(blob)["data"]):
         log.debug("config cache: data of types JSON does not keep exactly; not cached")
         return
@@ -150,16 +154,17 @@ def parse_yaml(text: str, parse: Callable[[str], Any], rules: str) -> Any:
     directory = cache_dir() if len(text) >= MIN_BYTES else None
     if directory is None:
         return parse(text)
-    path = directory / f"{_PREFIX}{_key(text, rules)}.json"
+    key = _key(text, rules)
+    path = directory / f"{_PREFIX}{key}.json"
     try:
-        return _read(path)
+        return _read(path, key)
     except FileNotFoundError:
         pass
     except (OSError, ValueError, UnicodeDecodeError) as exc:  # damaged or foreign: parse, then replace it
         log.debug("config cache: entry %s unusable (%s); parsing", path, exc)
     data = parse(text)
     try:
-        _write(directory, path, data)
+        _write(directory, path, key, data)
     except (OSError, ValueError, TypeError, RecursionError) as exc:
         log.debug("config cache: cannot store %s (%s)", path, exc)
     return data

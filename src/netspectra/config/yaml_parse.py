@@ -24,7 +24,19 @@ class Yaml12BoolLoader(_SafeLoader):  # type: ignore[misc,valid-type]
     which refuses a key written twice in one mapping (as yaml.v3 does; PyYAML would keep the last one
     silently, e.g. the second of two identical ``enrichment.networks`` entries)."""
 
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        # An explicit tag on a value it cannot convert (``!!float true``, ``!!int x``, ``!!float ''``):
+        # PyYAML's constructors raise bare ValueError/IndexError, which reached the user as a traceback.
+        try:
+            return super().construct_object(node, deep=deep)
+        except (ValueError, TypeError, IndexError, OverflowError) as exc:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"the value {node.value!r} cannot be read as {node.tag} ({exc})", node.start_mark
+            ) from None
+
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        if not isinstance(node, yaml.MappingNode):  # ``!!set [a]``: the base class says it is no mapping
+            return super().construct_mapping(node, deep=deep)
         seen: dict[Any, yaml.Mark] = {}
         for key_node, _ in node.value:
             if key_node.tag == "tag:yaml.org,2002:merge":
@@ -53,6 +65,73 @@ Yaml12BoolLoader.add_implicit_resolver(
 )
 
 
+#: Collections nested deeper than this are refused: a configuration nests a few levels, and libyaml's
+#: composer recurses on the C stack (``[`` 50,000 times crashed the process with a segmentation fault).
+MAX_DEPTH = 100
+#: Nodes that aliases may repeat, beyond ten times the nodes written: an alias of an alias of ... (a
+#: "billion laughs") is a few hundred bytes that expand to billions of nodes, and every walk of the data
+#: (the cache's secret check, validation, printing) took that long.
+MAX_ALIASED_NODES = 100_000
+
+
+def check_structure(text: str) -> None:
+    """Refuse, with PyYAML's ``ComposerError`` at the place in ``text``, nesting deeper than
+    :data:`MAX_DEPTH`, aliases that repeat more than ``MAX_ALIASED_NODES`` + 10 x the written nodes, and an
+    alias inside the node its anchor names (a recursive structure, which no setting is). One pass over the
+    parser's events (no recursion, nothing built); syntax errors are left to the parse that follows."""
+    sizes: dict[str, int] = {}  # anchor -> nodes of its node, aliases expanded
+    stack: list[list[Any]] = []  # open collections: [anchor, nodes so far]
+    written = aliased = 0
+    try:
+        for event in yaml.parse(text, Loader=_SafeLoader):
+            if isinstance(event, yaml.CollectionStartEvent):
+                if len(stack) >= MAX_DEPTH:
+                    raise yaml.composer.ComposerError(
+                        None, None, f"collections nested more than {MAX_DEPTH} levels deep", event.start_mark
+                    )
+                written += 1
+                stack.append([event.anchor, 1])
+                continue
+            if isinstance(event, yaml.CollectionEndEvent):
+                anchor, n = stack.pop()
+                if anchor is not None:
+                    sizes[anchor] = n
+            elif isinstance(event, yaml.ScalarEvent):
+                written += 1
+                n = 1
+                if event.anchor is not None:
+                    sizes[event.anchor] = 1
+            elif isinstance(event, yaml.AliasEvent):
+                if any(a == event.anchor for a, _ in stack):
+                    raise yaml.composer.ComposerError(
+                        None,
+                        None,
+                        f"the alias *{event.anchor} is inside the node its anchor names (a recursive "
+                        "structure); no setting is one",
+                        event.start_mark,
+                    )
+                n = sizes.get(event.anchor, 1)  # (an undefined alias: the parse reports it)
+                aliased += n
+                if aliased > MAX_ALIASED_NODES + 10 * written:
+                    raise yaml.composer.ComposerError(
+                        None,
+                        None,
+                        f"aliases repeat {aliased:,} nodes by here, for {written:,} written up to this "
+                        "point (an alias bomb?); write the values out or use fewer aliases of aliases",
+                        event.start_mark,
+                    )
+            else:
+                continue
+            if stack:
+                stack[-1][1] += n
+    except yaml.composer.ComposerError:
+        raise
+    except yaml.YAMLError:
+        return  # a syntax error: the parse reports it
+
+
 def load_yaml(text: str) -> Any:
-    """The data of the YAML ``text``; PyYAML's ``YAMLError`` (with its marks) when it is not valid."""
+    """The data of the YAML ``text``; PyYAML's ``YAMLError`` (with its marks) when it is not valid, or when
+    its structure is out of bounds (:func:`check_structure`)."""
+    check_structure(text)
     return yaml.load(text, Loader=Yaml12BoolLoader)
