@@ -32,7 +32,7 @@ from netspectra.config.base import (
     Child,
     GoDuration,
     Section,
-    format_go_duration,
+    checked_duration,
     not_a_string,
     physical_memory_bytes,
     revalidate,
@@ -114,11 +114,9 @@ class WriterConfig(Section):
     @field_validator("snapshot_interval")
     @classmethod
     def _interval(cls, v: timedelta | None) -> timedelta | None:
-        if v is not None and v < timedelta(0):
-            raise ValueError(
-                f"{format_go_duration(v)!r} is negative; write e.g. 60s, or 0 for no periodic snapshot"
-            )
-        return v or None
+        if v is None:
+            return None
+        return checked_duration(v, "write e.g. 60s, or 0 for no periodic snapshot") or None
 
     @model_serializer(mode="wrap")
     def _flat(self, handler: Any) -> Any:
@@ -288,11 +286,9 @@ class AggregatorConfig(Section):
     @field_validator("period")
     @classmethod
     def _period(cls, v: timedelta | None) -> timedelta | None:
-        if v is not None and v < timedelta(0):
-            raise ValueError(
-                f"{format_go_duration(v)!r} is negative; write e.g. 720h, or 0 for no periodic reset"
-            )
-        return v or None
+        if v is None:
+            return None
+        return checked_duration(v, "write e.g. 720h, or 0 for no periodic reset") or None
 
     @field_validator("size_of_packet_channel")
     @classmethod

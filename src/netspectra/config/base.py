@@ -177,6 +177,17 @@ GoDuration = Annotated[
     PlainSerializer(format_go_duration, return_type=str, when_used="json"),
 ]
 
+
+def checked_duration(v: timedelta, fix: str, *, positive: bool = False) -> timedelta:
+    """``v`` when it is not negative (``positive``: greater than zero); else ``ValueError`` naming the value,
+    with ``fix`` (what to write instead) after it: the check of a duration setting's validator."""
+    if positive and v <= timedelta(0):
+        raise ValueError(f"{format_go_duration(v)!r} is not positive; {fix}")
+    if v < timedelta(0):
+        raise ValueError(f"{format_go_duration(v)!r} is negative; {fix}")
+    return v
+
+
 UInt32 = Annotated[int, Field(ge=0, le=_UINT32_MAX)]
 Port = Annotated[int, Field(ge=0, le=65535)]
 

@@ -33,7 +33,7 @@ from typing import Annotated
 
 from pydantic import BeforeValidator, Field, field_validator
 
-from netspectra.config.base import ByteSize, GoDuration, Section, format_go_duration, not_a_string
+from netspectra.config.base import ByteSize, GoDuration, Section, checked_duration, not_a_string
 
 #: Where the collector listens when nothing is configured: NetFlow/IPFIX's and sFlow's usual ports.
 DEFAULT_LISTEN: tuple[str, ...] = ("udp://127.0.0.1:2055", "udp://127.0.0.1:6343")
@@ -136,12 +136,7 @@ class CollectConfig(Section):
     @classmethod
     def _pending_max_age(cls, v: timedelta) -> timedelta:
         # (a negative age was accepted silently and acted as 0)
-        if v < timedelta(0):
-            raise ValueError(
-                f"{format_go_duration(v)!r} is negative; write e.g. 10s, or 0 to drop data sets that arrive "
-                "before their template"
-            )
-        return v
+        return checked_duration(v, "write e.g. 10s, or 0 to drop data sets that arrive before their template")
 
     @field_validator("exporter_sampling_rates", mode="before")
     @classmethod

@@ -26,7 +26,7 @@ from netspectra.config.base import (
     GoDuration,
     Section,
     UInt32,
-    format_go_duration,
+    checked_duration,
     note_outside_read,
     value_error_at,
 )
@@ -226,9 +226,7 @@ class GeoIPConfig(Section):
     @field_validator("check_interval")
     @classmethod
     def _not_negative(cls, v: timedelta) -> timedelta:
-        if v < timedelta(0):
-            raise ValueError(f"{format_go_duration(v)!r} is negative; write 0s (every batch) or e.g. 30s")
-        return v
+        return checked_duration(v, "write 0s (every batch) or e.g. 30s")
 
 
 class InterfaceInfo(_Entry):

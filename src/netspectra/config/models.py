@@ -50,6 +50,7 @@ from netspectra.config.base import (
     Section,
     TaskName,
     UInt32,
+    checked_duration,
     choices,
     empty_is_default,
     format_go_duration,
@@ -391,9 +392,7 @@ class AiAnalysisConfig(Section):
     @classmethod
     def _positive(cls, v: timedelta) -> timedelta:
         # (0 or less passed config check, then the alerter's AI client refused it with a traceback)
-        if v <= timedelta(0):
-            raise ValueError(f"{format_go_duration(v)!r} is not positive; write e.g. 60s")
-        return v
+        return checked_duration(v, "write e.g. 60s", positive=True)
 
 
 class AlertRule(Section):
@@ -434,9 +433,7 @@ class WebhookConfig(Section):
     @classmethod
     def _positive(cls, v: timedelta) -> timedelta:
         # (0 or less passed config check; an HTTP request cannot have it)
-        if v <= timedelta(0):
-            raise ValueError(f"{format_go_duration(v)!r} is not positive; write e.g. 10s")
-        return v
+        return checked_duration(v, "write e.g. 10s", positive=True)
 
 
 class AlerterConfig(Section):
@@ -456,20 +453,13 @@ class AlerterConfig(Section):
     @field_validator("check_interval")
     @classmethod
     def _positive(cls, v: timedelta) -> timedelta:
-        if v <= timedelta(0):
-            raise ValueError(f"{format_go_duration(v)!r} is not positive; write e.g. 600s or 10m")
-        return v
+        return checked_duration(v, "write e.g. 600s or 10m", positive=True)
 
     @field_validator("cooldown")
     @classmethod
     def _not_negative(cls, v: timedelta) -> timedelta:
         # (a negative one passed config check, then the alerter refused to start)
-        if v < timedelta(0):
-            raise ValueError(
-                f"{format_go_duration(v)!r} is negative; write e.g. 1h, or 0 to send a standing condition "
-                "at every check"
-            )
-        return v
+        return checked_duration(v, "write e.g. 1h, or 0 to send a standing condition at every check")
 
 
 class SmtpConfig(Section):

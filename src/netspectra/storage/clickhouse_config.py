@@ -20,6 +20,7 @@ from netspectra.config.base import (
     GoDuration,
     Port,
     Section,
+    checked_duration,
     empty_is_default,
     format_go_duration,
     note_outside_read,
@@ -181,11 +182,9 @@ class ClickHouseConfig(Section):
     )
     @classmethod
     def _retention(cls, v: timedelta | None) -> timedelta | None:
-        if v is not None and v < timedelta(0):
-            raise ValueError(
-                f"{format_go_duration(v)!r} is negative; write e.g. 720h, or 0 to keep data forever"
-            )
-        return v or None
+        if v is None:
+            return None
+        return checked_duration(v, "write e.g. 720h, or 0 to keep data forever") or None
 
     @field_validator("history_resolution")
     @classmethod
