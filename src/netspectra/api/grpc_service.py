@@ -70,6 +70,8 @@ T = TypeVar("T")
 MAX_MESSAGE_CHARS = 600
 #: Longest echo of one input value in a message.
 SHOWN_CHARS = 80
+#: Longest name or filter value (task names, targets, times) taken from a request.
+MAX_NAME_CHARS = 1024
 
 
 def shown(value: object, limit: int = SHOWN_CHARS) -> str:
@@ -464,6 +466,10 @@ class QueryCore:
 
         with _errors("ListExporters"):
             start, end = _times(req)
+            if len(req.task_name) > MAX_NAME_CHARS:
+                # a name of no configured task is still looked up (the store may hold exporters of tasks
+                # configured elsewhere), so bound it: a 1 MB name made a query beyond max_query_size
+                raise _invalid(f"task_name: {len(req.task_name):,} characters (at most {MAX_NAME_CHARS:,})")
             if req.task_name:
                 route = self.router.routes.get(req.task_name)
                 if route is not None and route.group != "exporters":
