@@ -436,3 +436,33 @@ def test_long_names_and_repeated_values_are_refused_or_served_not_failed(api: Ap
             stub.ListExporters(query_pb2.ListExportersRequest(task_name="x" * 1_000_000), timeout=60)
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, err.value.details()
         assert "task_name" in err.value.details() and len(err.value.details()) <= 600
+
+
+def test_forged_page_tokens_are_refused_naming_page_token(api: ApiProcess) -> None:
+    """A page token is ``base64url(json{"o": offset, "q": digest of the request})``: anyone can make one.
+    An offset beyond 64 bits used to reach the store's parameter check ("integer parameter ... is out of
+    the 64-bit range", not naming the field), and 1.5, true or "7" were taken as offsets."""
+    import base64
+
+    from netspectra.api.grpc_service import _query_digest
+
+    def token(req: Any, offset: object) -> str:
+        doc = json.dumps({"o": offset, "q": _query_digest(req)}).encode()
+        return base64.urlsafe_b64encode(doc).rstrip(b"=").decode()
+
+    with grpc.insecure_channel(api.grpc) as channel:
+        stub = query_pb2_grpc.QueryServiceStub(channel)
+        for method, req in (
+            ("ListFlows", query_pb2.ListFlowsRequest(task_name="flows", page_size=2)),
+            ("AggregateFlows", query_pb2.AggregationRequest(task_name="per_src", page_size=2)),
+            ("QueryHeavyHitters", query_pb2.HeavyHittersRequest(task_name="cm", type=0, page_size=2)),
+        ):
+            for offset in (2**64, 10**30, -1, 1.5, True, "7", None):
+                req.page_token = token(req, offset)
+                with pytest.raises(grpc.RpcError) as err:
+                    getattr(stub, method)(req, timeout=60)
+                what = (method, offset, err.value.code(), err.value.details())
+                assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, what
+                assert "page_token" in err.value.details(), what
+            req.page_token = token(req, 2)  # a well-formed one is served
+            getattr(stub, method)(req, timeout=60)
