@@ -63,6 +63,8 @@ MAX_PAGE_SIZE = 10_000
 _NS = 10**9
 #: Times later than this (2262-04-11, the end of int64 nanoseconds) are read as this.
 MAX_TIME_NS = 2**63 - 1
+#: Largest offset a page token may carry (ClickHouse's LIMIT takes an int64 offset here).
+_MAX_OFFSET = 2**63 - 1
 T = TypeVar("T")
 
 
@@ -188,10 +190,14 @@ def _page(req: Message) -> tuple[int, int]:
         return 0, size
     try:
         doc = json.loads(base64.urlsafe_b64decode(token.encode("ascii") + b"=" * (-len(token) % 4)))
-        offset, digest = int(doc["o"]), str(doc["q"])
+        offset, digest = doc["o"], str(doc["q"])
     except Exception:
         raise _invalid("page_token is not a token of this server") from None
-    if digest != _query_digest(req) or offset < 0:
+    # tokens are made by _next_token (an int offset), but anyone can forge one: only an int64 offset
+    # goes on (an offset beyond 64 bits reached the store's own parameter check)
+    if isinstance(offset, bool) or not isinstance(offset, int) or not 0 <= offset <= _MAX_OFFSET:
+        raise _invalid("page_token is not a token of this server")
+    if digest != _query_digest(req):
         raise _invalid("page_token belongs to another query (repeat the same request with the token)")
     return offset, size
 
