@@ -467,3 +467,32 @@ def test_topn_filter_values_are_bounded_in_all_and_repeats_count_once(served: tu
         )
         assert [(e.value, e.bytes) for e in repeated.entries] == [(e.value, e.bytes) for e in once.entries]
         assert once.entries and repeated.total_bytes == once.total_bytes
+
+
+def test_rest_errors_name_the_parameter_whatever_its_size(served: tuple[Any, str]) -> None:
+    """Found by fuzzing the API: ``intervalMs`` of 2**63 came back as the store's "integer parameter ...
+    is out of the 64-bit range" (not naming it), and a 5,000-character dimension was echoed whole, so the
+    600-character message was cut before saying what was wrong."""
+    from fastapi.testclient import TestClient
+
+    from netspectra.api.http_app import create_app
+
+    core, _ = served
+    with TestClient(create_app(core)) as client:
+        for interval in (2**63, 10**19, 2**53):
+            r = client.post(
+                "/query",
+                json={"intervalMs": interval, "targets": [{"target": "rollup:traffic:bytes"}]},
+            )
+            assert r.status_code == 400 and "intervalMs" in r.json()["message"], (interval, r.text)
+        r = client.post("/query", json={"intervalMs": 300_000, "targets": [{"target": "rollup:traffic:bytes"}]})
+        assert r.status_code == 200, r.text
+        for body in (
+            {"dimension": "x" * 5000},
+            {"dimension": "SrcAS", "filters": [{"dimension": "y" * 5000, "values": ["1"]}]},
+            {"dimension": "SrcAS", "filters": [{"dimension": "SrcAS", "values": ["z" * 5000]}]},
+        ):
+            r = client.post("/api/v1/top", json=body)
+            message = r.json()["message"]
+            assert r.status_code == 400 and len(message) <= 600, r.text[:300]
+            assert "is not a dimension" in message or "is not a number" in message, message
