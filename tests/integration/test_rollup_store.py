@@ -485,7 +485,9 @@ def test_rest_errors_name_the_parameter_whatever_its_size(served: tuple[Any, str
                 json={"intervalMs": interval, "targets": [{"target": "rollup:traffic:bytes"}]},
             )
             assert r.status_code == 400 and "intervalMs" in r.json()["message"], (interval, r.text)
-        r = client.post("/query", json={"intervalMs": 300_000, "targets": [{"target": "rollup:traffic:bytes"}]})
+        r = client.post(
+            "/query", json={"intervalMs": 300_000, "targets": [{"target": "rollup:traffic:bytes"}]}
+        )
         assert r.status_code == 200, r.text
         for body in (
             {"dimension": "x" * 5000},

@@ -220,13 +220,20 @@ class DimensionFilter:
         return f"{dim.name} {op} ({', '.join(f'%({n})s' for n in names)})", params
 
 
+def _echo(value: object, limit: int = 60) -> str:
+    """``value`` as messages quote it: its ``repr``, cut at ``limit`` characters (input may be long, and a
+    client's message is cut at 600 characters: what was wrong must come before that)."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text):,} characters)"
+
+
 def _dimension(name: str) -> Dimension:
     dim = BY_NAME.get(name) if isinstance(name, str) else None
     if dim is None:
         from netspectra.kinds import did_you_mean
 
         raise ValueError(
-            f"{name!r} is not a dimension{did_you_mean(name, NAMES)}; dimensions are {', '.join(NAMES)}"
+            f"{_echo(name)} is not a dimension{did_you_mean(name, NAMES)}; dimensions are {', '.join(NAMES)}"
         )
     return dim
 
@@ -248,13 +255,13 @@ def dimension_value(dimension: str, value: object) -> str:
             return "0"
         top = 255 if dim.clickhouse == "UInt8" else 2**32 - 1
         if not digits.isdigit() or int(digits) > top:
-            raise ValueError(f"{dimension}: {value!r} is not a number between 0 and {top}")
+            raise ValueError(f"{dimension}: {_echo(value)} is not a number between 0 and {top}")
         return str(int(digits))
     if dim.kind == "address":
         return _ip_text(text, dimension) if text else ""
     if dimension.endswith("Country"):
         if text and (len(text) != 2 or not text.isascii() or not text.isalpha()):
-            raise ValueError(f"{dimension}: {value!r} is not a two-letter country code")
+            raise ValueError(f"{dimension}: {_echo(value)} is not a two-letter country code")
         return text.upper()
     return text
 
