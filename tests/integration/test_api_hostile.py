@@ -401,3 +401,68 @@ def test_logs_hold_no_traceback_so_far(api: ApiProcess) -> None:
     logs = api.logs()
     assert "Traceback" not in logs and "internal error" not in logs, logs[-3000:]
     assert MB[:1000] not in logs  # hostile input is never logged whole
+
+
+def test_long_names_and_repeated_values_are_refused_or_served_not_failed(api: ApiProcess) -> None:
+    """What a fuzzing pass found: an unknown filter field echoed whole in the console's 400 (a 2,000-char
+    name made a 2 kB message), an exporters task name of 1 MB and 100,000 repeated end reasons sent to
+    ClickHouse as one over-long query (``UNAVAILABLE`` where the input was at fault)."""
+    client = Http(api.http)
+    status, ctype, text = client.request("GET", f"/api/v1/console/flows?filter={'x' * 2000}")
+    doc = json.loads(text)  # a filter's 400 also says where (position) and what was expected
+    assert ctype.startswith("application/json") and not INTERNALS.search(text), text[:800]
+    assert status == 400 and "unknown field" in doc["message"] and len(doc["message"]) <= 600, text[:800]
+    assert doc["position"] == 0, doc
+    # the same states listed 100,000 times are the same filter as listed once (REST body under 1 MB)
+    base = {"taskName": "flows", "pageSize": 3}
+    once = client.request("POST", "/api/v1/flows", json.dumps({**base, "endReasons": ["idle"]}).encode())
+    many = client.request(
+        "POST", "/api/v1/flows", json.dumps({**base, "endReasons": ["idle"] * 100_000}).encode()
+    )
+    assert once[0] == 200 and many[0] == 200, many[2][:300]
+    got, want = json.loads(many[2]), json.loads(once[2])
+    assert got["flows"] == want["flows"] and got["total"] == want["total"], (got, want)  # tokens differ
+    with grpc.insecure_channel(api.grpc) as channel:
+        stub = query_pb2_grpc.QueryServiceStub(channel)
+        many_sf = query_pb2.ListFlowsRequest(task_name="flows", conn_states=["SF"] * 100_000, page_size=1)
+        resp = stub.ListFlows(many_sf, timeout=60)
+        assert (
+            resp.total
+            == stub.ListFlows(
+                query_pb2.ListFlowsRequest(task_name="flows", conn_states=["SF"], page_size=1), timeout=60
+            ).total
+        )
+        with pytest.raises(grpc.RpcError) as err:
+            stub.ListExporters(query_pb2.ListExportersRequest(task_name="x" * 1_000_000), timeout=60)
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, err.value.details()
+        assert "task_name" in err.value.details() and len(err.value.details()) <= 600
+
+
+def test_forged_page_tokens_are_refused_naming_page_token(api: ApiProcess) -> None:
+    """A page token is ``base64url(json{"o": offset, "q": digest of the request})``: anyone can make one.
+    An offset beyond 64 bits used to reach the store's parameter check ("integer parameter ... is out of
+    the 64-bit range", not naming the field), and 1.5, true or "7" were taken as offsets."""
+    import base64
+
+    from netspectra.api.grpc_service import _query_digest
+
+    def token(req: Any, offset: object) -> str:
+        doc = json.dumps({"o": offset, "q": _query_digest(req)}).encode()
+        return base64.urlsafe_b64encode(doc).rstrip(b"=").decode()
+
+    with grpc.insecure_channel(api.grpc) as channel:
+        stub = query_pb2_grpc.QueryServiceStub(channel)
+        for method, req in (
+            ("ListFlows", query_pb2.ListFlowsRequest(task_name="flows", page_size=2)),
+            ("AggregateFlows", query_pb2.AggregationRequest(task_name="per_src", page_size=2)),
+            ("QueryHeavyHitters", query_pb2.HeavyHittersRequest(task_name="cm", type=0, page_size=2)),
+        ):
+            for offset in (2**64, 10**30, -1, 1.5, True, "7", None):
+                req.page_token = token(req, offset)
+                with pytest.raises(grpc.RpcError) as err:
+                    getattr(stub, method)(req, timeout=60)
+                what = (method, offset, err.value.code(), err.value.details())
+                assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, what
+                assert "page_token" in err.value.details(), what
+            req.page_token = token(req, 2)  # a well-formed one is served
+            getattr(stub, method)(req, timeout=60)

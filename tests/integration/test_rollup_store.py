@@ -437,3 +437,64 @@ def test_topn_over_rest_grafana_and_the_cli(served: tuple[Any, str], stored: Sto
     assert len(doc["entries"]) == 1 and doc["entries"][0]["value"] in ("64500", "0")
     bad = runner.invoke(query_app, ["top", "--by", "SrcAS", "-f", "nonsense", "--addr", addr])
     assert bad.exit_code != 0 and "--filter" in bad.output
+
+
+def test_topn_filter_values_are_bounded_in_all_and_repeats_count_once(served: tuple[Any, str]) -> None:
+    """Found by fuzzing the API: 50 filters of 1,000 values each (a REST body of 500 kB) made a query
+    beyond ClickHouse's max_query_size, answered 503 UNAVAILABLE for bad input. The values of all filters
+    together are now bounded (400 naming the filters), and a value repeated counts once."""
+    from netspectra.proto.v1 import query_pb2, query_pb2_grpc
+    from netspectra.storage.rollups import MAX_FILTER_VALUES
+
+    _, addr = served
+    F = query_pb2.DimensionFilter
+    with grpc.insecure_channel(addr) as channel:
+        stub = query_pb2_grpc.QueryServiceStub(channel)
+        many = [F(dimension="SrcNetName", values=[f"net-{i:04d}-{'x' * 40}" for i in range(999)])] * 50
+        with pytest.raises(grpc.RpcError) as err:
+            stub.TopN(query_pb2.TopNRequest(dimension="SrcAS", filters=many), timeout=60)
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, err.value.details()
+        assert f"at most {MAX_FILTER_VALUES:,}" in err.value.details() and "filters" in err.value.details()
+        once = stub.TopN(
+            query_pb2.TopNRequest(dimension="SrcAS", filters=[F(dimension="SrcNetName", values=["lab"])]),
+            timeout=60,
+        )
+        repeated = stub.TopN(
+            query_pb2.TopNRequest(
+                dimension="SrcAS", filters=[F(dimension="SrcNetName", values=["lab"] * 5000)] * 100
+            ),
+            timeout=60,
+        )
+        assert [(e.value, e.bytes) for e in repeated.entries] == [(e.value, e.bytes) for e in once.entries]
+        assert once.entries and repeated.total_bytes == once.total_bytes
+
+
+def test_rest_errors_name_the_parameter_whatever_its_size(served: tuple[Any, str]) -> None:
+    """Found by fuzzing the API: ``intervalMs`` of 2**63 came back as the store's "integer parameter ...
+    is out of the 64-bit range" (not naming it), and a 5,000-character dimension was echoed whole, so the
+    600-character message was cut before saying what was wrong."""
+    from fastapi.testclient import TestClient
+
+    from netspectra.api.http_app import create_app
+
+    core, _ = served
+    with TestClient(create_app(core)) as client:
+        for interval in (2**63, 10**19, 2**53):
+            r = client.post(
+                "/query",
+                json={"intervalMs": interval, "targets": [{"target": "rollup:traffic:bytes"}]},
+            )
+            assert r.status_code == 400 and "intervalMs" in r.json()["message"], (interval, r.text)
+        r = client.post(
+            "/query", json={"intervalMs": 300_000, "targets": [{"target": "rollup:traffic:bytes"}]}
+        )
+        assert r.status_code == 200, r.text
+        for body in (
+            {"dimension": "x" * 5000},
+            {"dimension": "SrcAS", "filters": [{"dimension": "y" * 5000, "values": ["1"]}]},
+            {"dimension": "SrcAS", "filters": [{"dimension": "SrcAS", "values": ["z" * 5000]}]},
+        ):
+            r = client.post("/api/v1/top", json=body)
+            message = r.json()["message"]
+            assert r.status_code == 400 and len(message) <= 600, r.text[:300]
+            assert "is not a dimension" in message or "is not a number" in message, message

@@ -36,7 +36,7 @@ import grpc
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse
 
-from netspectra.api.grpc_service import QueryCore, QueryError, _errors
+from netspectra.api.grpc_service import QueryCore, QueryError, _errors, safe_message
 from netspectra.api.http_input import MAX_INT_DIGITS, check_text
 from netspectra.api.routing import first_clickhouse
 from netspectra.storage import console as cs
@@ -64,7 +64,13 @@ class FilterRefusedError(QueryError):
 
     def __init__(self, err: FilterError) -> None:
         super().__init__(grpc.StatusCode.INVALID_ARGUMENT, f"filter: {err}")
-        self.detail = err.to_dict()
+        self.detail = filter_problem(err)
+
+
+def filter_problem(err: FilterError) -> dict[str, object]:
+    """``err`` as the console shows it, its message bounded like every client message (it quotes the
+    text found, which may be as long as the filter)."""
+    return {**err.to_dict(), "message": safe_message(err.message)}
 
 
 def _int(value: str | None, name: str, default: int, lo: int, hi: int) -> int:
@@ -370,7 +376,7 @@ def install_console(app: FastAPI, core: QueryCore, static_dir: Any) -> None:
             try:
                 compiled = compile_filter(filter, src.fields)
             except FilterError as exc:  # the answer to "is this valid?", not a failed request
-                return {"filter": filter, "valid": False, "error": exc.to_dict()}
+                return {"filter": filter, "valid": False, "error": filter_problem(exc)}
             return {
                 "filter": filter,
                 "valid": True,

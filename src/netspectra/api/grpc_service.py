@@ -63,6 +63,8 @@ MAX_PAGE_SIZE = 10_000
 _NS = 10**9
 #: Times later than this (2262-04-11, the end of int64 nanoseconds) are read as this.
 MAX_TIME_NS = 2**63 - 1
+#: Largest offset a page token may carry (ClickHouse's LIMIT takes an int64 offset here).
+_MAX_OFFSET = 2**63 - 1
 T = TypeVar("T")
 
 
@@ -70,6 +72,8 @@ T = TypeVar("T")
 MAX_MESSAGE_CHARS = 600
 #: Longest echo of one input value in a message.
 SHOWN_CHARS = 80
+#: Longest name or filter value (task names, targets, times) taken from a request.
+MAX_NAME_CHARS = 1024
 
 
 def shown(value: object, limit: int = SHOWN_CHARS) -> str:
@@ -186,10 +190,14 @@ def _page(req: Message) -> tuple[int, int]:
         return 0, size
     try:
         doc = json.loads(base64.urlsafe_b64decode(token.encode("ascii") + b"=" * (-len(token) % 4)))
-        offset, digest = int(doc["o"]), str(doc["q"])
+        offset, digest = doc["o"], str(doc["q"])
     except Exception:
         raise _invalid("page_token is not a token of this server") from None
-    if digest != _query_digest(req) or offset < 0:
+    # tokens are made by _next_token (an int offset), but anyone can forge one: only an int64 offset
+    # goes on (an offset beyond 64 bits reached the store's own parameter check)
+    if isinstance(offset, bool) or not isinstance(offset, int) or not 0 <= offset <= _MAX_OFFSET:
+        raise _invalid("page_token is not a token of this server")
+    if digest != _query_digest(req):
         raise _invalid("page_token belongs to another query (repeat the same request with the token)")
     return offset, size
 
@@ -464,6 +472,10 @@ class QueryCore:
 
         with _errors("ListExporters"):
             start, end = _times(req)
+            if len(req.task_name) > MAX_NAME_CHARS:
+                # a name of no configured task is still looked up (the store may hold exporters of tasks
+                # configured elsewhere), so bound it: a 1 MB name made a query beyond max_query_size
+                raise _invalid(f"task_name: {len(req.task_name):,} characters (at most {MAX_NAME_CHARS:,})")
             if req.task_name:
                 route = self.router.routes.get(req.task_name)
                 if route is not None and route.group != "exporters":

@@ -114,6 +114,8 @@ _CODE_OF_HTTP = {
 MAX_TARGETS = 100
 #: Longest time text.
 MAX_TIME_CHARS = 64
+#: Widest step of a rollup series (``intervalMs``): its nanoseconds must be an int64.
+MAX_INTERVAL_MS = MAX_TIME_NS // 1_000_000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -613,6 +615,11 @@ def create_app(core: QueryCore, http_metrics: Any = None, tokens: TokenSet | Non
                     interval = (
                         interval if isinstance(interval, int) and not isinstance(interval, bool) else None
                     )
+                    if interval is not None and interval > MAX_INTERVAL_MS:
+                        raise QueryError(
+                            grpc.StatusCode.INVALID_ARGUMENT,
+                            f"intervalMs {interval} is beyond {MAX_INTERVAL_MS:,} (int64 nanoseconds)",
+                        )
                     answer = rollup_answer(core, rolled, t, start, end, interval, max_points)
                     out.append({"target": name, **answer})
                     continue

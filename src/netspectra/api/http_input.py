@@ -21,7 +21,7 @@ from typing import Any
 import grpc
 from fastapi import Request
 
-from netspectra.api.grpc_service import QueryError, shown
+from netspectra.api.grpc_service import MAX_NAME_CHARS, QueryError, shown
 
 #: Largest request body read.
 MAX_BODY_BYTES = 1 << 20
@@ -29,8 +29,6 @@ MAX_BODY_BYTES = 1 << 20
 MAX_DEPTH = 32
 #: Longest string (or object key) in a body.
 MAX_STRING_CHARS = 16_384
-#: Longest name or filter value (task names, targets, times).
-MAX_NAME_CHARS = 1024
 #: Most digits of an integer (int64 has 19).
 MAX_INT_DIGITS = 30
 

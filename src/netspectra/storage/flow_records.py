@@ -66,8 +66,9 @@ class FlowRecordFilter:
     """Conditions on flow records (``None`` or empty = no condition); checked and normalised on creation.
 
     ``host`` matches either address, ``port`` either port. ``end_reasons`` and ``conn_states`` match any
-    of the listed values (``EndReason``, ``ConnState``: docs/flows.md). ``min_bytes``: both directions'
-    bytes together at least this. Bad values raise ``ValueError`` naming the field.
+    of the listed values (``EndReason``, ``ConnState``: docs/flows.md; a value listed twice counts once).
+    ``min_bytes``: both directions' bytes together at least this. Bad values raise ``ValueError`` naming
+    the field.
     """
 
     task: str | None = None
@@ -105,6 +106,9 @@ class FlowRecordFilter:
         ):
             values = getattr(self, attr)
             values = (values,) if isinstance(values, str) else tuple(values or ())
+            # each value once: the list is then bounded by the known values, however often one repeats
+            # (100,000 repeats made a query beyond ClickHouse's max_query_size)
+            values = tuple(dict.fromkeys(values))
             bad = [v for v in values if v not in known]
             if bad:
                 raise ValueError(f"{column}: {', '.join(map(repr, bad))} is not one of {', '.join(known)}")

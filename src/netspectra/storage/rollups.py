@@ -56,8 +56,11 @@ MAX_TOP = 10_000
 DEFAULT_POINTS = 100
 #: Most points :func:`traffic_series` gives (a wider step is used above it).
 MAX_POINTS = 10_000
-#: Most values one filter may list.
+#: Most values the filters of one request may list, all together (a value repeated counts once), and
+#: most characters of those values: the values are sent in the query text, which ClickHouse bounds
+#: (``max_query_size``, 256 KiB by default); beyond these a request is refused, not failed.
 MAX_FILTER_VALUES = 1_000
+MAX_FILTER_CHARS = 65_536
 _METRIC_COLUMN = {"bytes": "Bytes", "packets": "Packets"}
 
 
@@ -198,8 +201,13 @@ class DimensionFilter:
         if not values:
             raise ValueError(f"filter on {self.dimension}: no value given")
         if len(values) > MAX_FILTER_VALUES:
-            raise ValueError(f"filter on {self.dimension}: {len(values)} values, at most {MAX_FILTER_VALUES}")
-        object.__setattr__(self, "values", tuple(dimension_value(dim.name, v) for v in values))
+            values = tuple(dict.fromkeys(values))  # repeats count once
+        if len(values) > MAX_FILTER_VALUES:
+            raise ValueError(
+                f"filter on {self.dimension}: {len(values):,} values, at most {MAX_FILTER_VALUES:,}"
+            )
+        normal = tuple(dict.fromkeys(dimension_value(dim.name, v) for v in values))
+        object.__setattr__(self, "values", normal)
 
     def condition(self, i: int) -> tuple[str, dict[str, object]]:
         """SQL of the condition and its parameters (``d<i>_<j>``)."""
@@ -212,13 +220,20 @@ class DimensionFilter:
         return f"{dim.name} {op} ({', '.join(f'%({n})s' for n in names)})", params
 
 
+def _echo(value: object, limit: int = 60) -> str:
+    """``value`` as messages quote it: its ``repr``, cut at ``limit`` characters (input may be long, and a
+    client's message is cut at 600 characters: what was wrong must come before that)."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text):,} characters)"
+
+
 def _dimension(name: str) -> Dimension:
     dim = BY_NAME.get(name) if isinstance(name, str) else None
     if dim is None:
         from netspectra.kinds import did_you_mean
 
         raise ValueError(
-            f"{name!r} is not a dimension{did_you_mean(name, NAMES)}; dimensions are {', '.join(NAMES)}"
+            f"{_echo(name)} is not a dimension{did_you_mean(name, NAMES)}; dimensions are {', '.join(NAMES)}"
         )
     return dim
 
@@ -240,18 +255,27 @@ def dimension_value(dimension: str, value: object) -> str:
             return "0"
         top = 255 if dim.clickhouse == "UInt8" else 2**32 - 1
         if not digits.isdigit() or int(digits) > top:
-            raise ValueError(f"{dimension}: {value!r} is not a number between 0 and {top}")
+            raise ValueError(f"{dimension}: {_echo(value)} is not a number between 0 and {top}")
         return str(int(digits))
     if dim.kind == "address":
         return _ip_text(text, dimension) if text else ""
     if dimension.endswith("Country"):
         if text and (len(text) != 2 or not text.isascii() or not text.isalpha()):
-            raise ValueError(f"{dimension}: {value!r} is not a two-letter country code")
+            raise ValueError(f"{dimension}: {_echo(value)} is not a two-letter country code")
         return text.upper()
     return text
 
 
 def _filters_sql(filters: Sequence[DimensionFilter]) -> tuple[list[str], dict[str, object]]:
+    """SQL conditions of ``filters`` and their parameters; ``ValueError`` when their values together
+    exceed :data:`MAX_FILTER_VALUES` or :data:`MAX_FILTER_CHARS`."""
+    count = sum(len(f.values) for f in filters)
+    chars = sum(len(v) for f in filters for v in f.values)
+    if count > MAX_FILTER_VALUES or chars > MAX_FILTER_CHARS:
+        raise ValueError(
+            f"filters: {count:,} values of {chars:,} characters in all, at most {MAX_FILTER_VALUES:,} "
+            f"values and {MAX_FILTER_CHARS:,} characters"
+        )
     conds: list[str] = []
     params: dict[str, object] = {}
     for i, f in enumerate(filters):
