@@ -41,6 +41,22 @@ class KindError(ValueError):
     """A kind name that cannot be resolved: unknown, ambiguous, or a plugin that fails to load."""
 
 
+#: Longest echo of one input value in a message (:func:`shown`).
+SHOWN_CHARS = 80
+
+
+def shown(value: object, limit: int = SHOWN_CHARS) -> str:
+    """How input is echoed in a message: its ``repr`` (control characters, NUL and lone surrogates
+    escaped), at most ``limit`` characters, then ``…`` and the full length."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    size = (
+        f"{len(value):,} characters" if isinstance(value, str | bytes) else f"{len(text):,} characters shown"
+    )
+    return f"{text[:limit]}… ({size})"
+
+
 def did_you_mean(value: object, valid: Iterable[str]) -> str:
     """`` (did you mean 'X'?)`` for a case-insensitive or close match of ``value`` in ``valid``, else ""."""
     if not isinstance(value, str):

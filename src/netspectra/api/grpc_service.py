@@ -42,6 +42,7 @@ from grpc_health.v1 import health
 from netspectra.api.routing import NoStoreError, StoreRouter, UnknownTaskError, first_clickhouse
 from netspectra.auth import ServiceSecurity
 from netspectra.config import Config
+from netspectra.kinds import SHOWN_CHARS, shown  # noqa: F401 (the API's modules import them from here)
 from netspectra.proto.v1 import query_pb2, query_pb2_grpc
 from netspectra.rpc import create_server
 from netspectra.storage.base import StorageError
@@ -70,22 +71,8 @@ T = TypeVar("T")
 
 #: Longest message a client gets (input echoed in it is cut first, by :func:`shown`).
 MAX_MESSAGE_CHARS = 600
-#: Longest echo of one input value in a message.
-SHOWN_CHARS = 80
 #: Longest name or filter value (task names, targets, times) taken from a request.
 MAX_NAME_CHARS = 1024
-
-
-def shown(value: object, limit: int = SHOWN_CHARS) -> str:
-    """How input is echoed in a message: its ``repr`` (control characters, NUL and lone surrogates
-    escaped), at most ``limit`` characters, then ``…`` and the full length."""
-    text = repr(value)
-    if len(text) <= limit:
-        return text
-    size = (
-        f"{len(value):,} characters" if isinstance(value, str | bytes) else f"{len(text):,} characters shown"
-    )
-    return f"{text[:limit]}… ({size})"
 
 
 def safe_message(text: str) -> str:

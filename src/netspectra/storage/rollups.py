@@ -36,6 +36,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, get_args
 
+from netspectra.kinds import shown
 from netspectra.rollup.dims import BY_NAME, NAMES, RESOLUTION_BY_LABEL, RESOLUTIONS, Dimension, Resolution
 from netspectra.storage.queries import _check_times, _ip_text
 from netspectra.storage.sums import exact, ordered_words, saturated, total, word_sums
@@ -220,20 +221,14 @@ class DimensionFilter:
         return f"{dim.name} {op} ({', '.join(f'%({n})s' for n in names)})", params
 
 
-def _echo(value: object, limit: int = 60) -> str:
-    """``value`` as messages quote it: its ``repr``, cut at ``limit`` characters (input may be long, and a
-    client's message is cut at 600 characters: what was wrong must come before that)."""
-    text = repr(value)
-    return text if len(text) <= limit else f"{text[:limit]}… ({len(text):,} characters)"
-
-
 def _dimension(name: str) -> Dimension:
     dim = BY_NAME.get(name) if isinstance(name, str) else None
     if dim is None:
         from netspectra.kinds import did_you_mean
 
         raise ValueError(
-            f"{_echo(name)} is not a dimension{did_you_mean(name, NAMES)}; dimensions are {', '.join(NAMES)}"
+            f"{shown(name, 60)} is not a dimension{did_you_mean(name, NAMES)}; "
+            f"dimensions are {', '.join(NAMES)}"
         )
     return dim
 
@@ -255,13 +250,13 @@ def dimension_value(dimension: str, value: object) -> str:
             return "0"
         top = 255 if dim.clickhouse == "UInt8" else 2**32 - 1
         if not digits.isdigit() or int(digits) > top:
-            raise ValueError(f"{dimension}: {_echo(value)} is not a number between 0 and {top}")
+            raise ValueError(f"{dimension}: {shown(value, 60)} is not a number between 0 and {top}")
         return str(int(digits))
     if dim.kind == "address":
         return _ip_text(text, dimension) if text else ""
     if dimension.endswith("Country"):
         if text and (len(text) != 2 or not text.isascii() or not text.isalpha()):
-            raise ValueError(f"{dimension}: {_echo(value)} is not a two-letter country code")
+            raise ValueError(f"{dimension}: {shown(value, 60)} is not a two-letter country code")
         return text.upper()
     return text
 
