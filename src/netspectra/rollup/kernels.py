@@ -73,6 +73,8 @@ _RING_MASK = _RING - 1
 #: late, and a task of a few groups (the same records again and again) took 55 ns a row; found first and
 #: counted from a list of slots, 37 (benchmarks/RESULTS.md, 2026-12-07).
 PENDING_ROWS = 64
+#: A table of at most this many bytes is not prefetched by :func:`aggregate_rows` (it stays in the cache).
+NEAR_BYTES = 256 << 10
 
 _K0 = np.uint64(0x9E3779B97F4A7C15)
 _K1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -404,6 +406,8 @@ def aggregate_rows(
     weighted = packets.shape[0] == n
     mask = rec.shape[0] // rw - 1
     umask = np.uint64(mask)
+    # a table that fits in the L2 cache is there already: no prefetch (4 ns a row of a few groups)
+    far = rec.shape[0] * 8 > NEAR_BYTES
     # Software pipeline: row i + AHEAD is hashed (on the bucket of its last packet: a packet's only
     # bucket) and its home slot's record prefetched while row i is counted with the hash kept in the ring.
     ring_h = np.empty(_RING, np.uint64)
@@ -432,8 +436,9 @@ def aggregate_rows(
             hj = _hash_row(bj, mat, j)
             ring_b[j & _RING_MASK] = bj
             ring_h[j & _RING_MASK] = hj
-            _prefetch_record(rec, np.int64(hj & umask), rw)
-            prefetch(epoch, np.int64(hj & umask))  # written when the entry opens
+            if far:
+                _prefetch_record(rec, np.int64(hj & umask), rw)
+                prefetch(epoch, np.int64(hj & umask))  # written when the entry opens
         if weighted and packets[i] == 0:  # an empty record: nothing to count (netspectra.weights)
             meta[M_EMPTY] += 1
             continue
