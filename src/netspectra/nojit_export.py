@@ -259,3 +259,21 @@ def export(dispatchers: list[Any], path: Any = None) -> bool:
         path,
     )
     return True
+
+
+def prepare() -> bool:
+    """Load (or compile) every kernel of the offline path as a command does
+    (:func:`netspectra.offline.warmup.warm_up` of every aggregator kind) and write their export, so that
+    ``netspectra analyze`` runs numba-free from its first start: for an image build (the
+    ``Dockerfile``). Call it in a fresh process (numba not imported yet); whether it wrote."""
+    from netspectra import jit
+    from netspectra.lazy import load_cached_kernels_lean
+
+    if "numba" in sys.modules:
+        raise RuntimeError("prepare() needs a process where numba is not imported yet")
+    jit._State.requested = True  # njit keeps the dispatchers it makes; numba's object code is kept
+    load_cached_kernels_lean()
+    from netspectra.offline.warmup import warm_up
+
+    warm_up()
+    return export(jit._State.dispatchers)

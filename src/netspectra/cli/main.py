@@ -27,8 +27,10 @@ def run() -> None:
     ends at once with its status (:func:`netspectra.process.exit_now`: no slow interpreter teardown)."""
     from netspectra import process
 
+    global NUMBA_FREE
+    NUMBA_FREE = True  # the command's own process: its kernels may run without numba (main)
     try:
-        main(numba_free=True)
+        main()
     except SystemExit as exc:
         code = exc.code
     else:
@@ -48,10 +50,18 @@ def run() -> None:
 NUMBA_FREE_COMMANDS = frozenset({"analyze"})
 
 
-def main(*, numba_free: bool = False) -> None:
+#: Whether :func:`main` runs in the command's own process (set by :func:`run`, the console script): only
+#: there may a command of :data:`NUMBA_FREE_COMMANDS` run its kernels without numba. A process that calls
+#: :func:`main` in-process (tests, embedders) keeps numba's kernels.
+NUMBA_FREE = False
+
+
+def main(*, numba_free: bool | None = None) -> None:
     """Run the command line in this process (returns, or raises ``SystemExit`` with the status).
-    ``numba_free``: a command of :data:`NUMBA_FREE_COMMANDS` calls its kernels without importing numba
-    where it can (:func:`netspectra.jit.use_numba_free_kernels`; the console script's :func:`run`)."""
+    ``numba_free`` (default :data:`NUMBA_FREE`): a command of :data:`NUMBA_FREE_COMMANDS` calls its
+    kernels without importing numba where it can (:func:`netspectra.jit.use_numba_free_kernels`)."""
+    if numba_free is None:
+        numba_free = NUMBA_FREE
     if sys.argv[1:] == ["--version"]:  # answered before the application and any command module is loaded
         import netspectra
 
