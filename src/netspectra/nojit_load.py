@@ -66,7 +66,7 @@ _PACKAGE_DIR = Path(__file__).resolve().parent
 def export_path() -> Path | None:
     """The export file of this NetSpectra installation: in ``$NUMBA_CACHE_DIR`` where it is set (beside
     numba's cache of the kernels, as in the container image), else in the user's cache
-    (``~/.cache/netspectra/kernels``); named by this package's directory and interpreter, so that two
+    (``~/.cache/netspectra/kernels``); named by this package's directory and environment (``sys.prefix``), so that two
     installations (checkouts, virtual environments) never take turns overwriting one file. ``None``
     where there is no such directory."""
     from netspectra.user_cache import user_cache_dir
@@ -75,7 +75,7 @@ def export_path() -> Path | None:
     where = Path(numba_dir).expanduser() if numba_dir else user_cache_dir("", "kernels")
     if where is None:
         return None
-    tag = hashlib.sha256(f"{_PACKAGE_DIR}\n{sys.executable}".encode()).hexdigest()[:16]
+    tag = hashlib.sha256(f"{_PACKAGE_DIR}\n{sys.prefix}".encode()).hexdigest()[:16]
     return where / f"netspectra-nojit-{tag}.bin"
 
 
