@@ -66,9 +66,9 @@ _PACKAGE_DIR = Path(__file__).resolve().parent
 def export_path() -> Path | None:
     """The export file of this NetSpectra installation: in ``$NUMBA_CACHE_DIR`` where it is set (beside
     numba's cache of the kernels, as in the container image), else in the user's cache
-    (``~/.cache/netspectra/kernels``); named by this package's directory and environment (``sys.prefix``), so that two
-    installations (checkouts, virtual environments) never take turns overwriting one file. ``None``
-    where there is no such directory."""
+    (``~/.cache/netspectra/kernels``); named by this package's directory and environment
+    (``sys.prefix``), so that two installations (checkouts, virtual environments) never take turns
+    overwriting one file. ``None`` where there is no such directory."""
     from netspectra.user_cache import user_cache_dir
 
     numba_dir = os.environ.get("NUMBA_CACHE_DIR", "").strip()
