@@ -64,10 +64,10 @@ def use_numba_free_kernels() -> bool:
     yet (a kernel module imported before would hold numba's dispatchers), ``NETSPECTRA_NOJIT`` not
     ``0``, no numba configuration file (``.numba_config.yaml``) to honour. Whether it did. Only the
     command line calls this (:func:`netspectra.cli.main.main`)."""
+    if os.environ.get("NETSPECTRA_NOJIT", "").strip() == "0":
+        return False
     from netspectra import nojit_load
 
-    if os.environ.get(nojit_load.NOJIT_ENV, "").strip() == "0":
-        return False
     if "numba" in sys.modules or not nojit_load.platform_supported():
         return False
     if os.path.isfile(".numba_config.yaml") or os.environ.get("NUMBA_DISABLE_JIT", "0").strip() not in (

@@ -35,9 +35,9 @@ def run() -> None:
         code = exc.code
     else:
         code = 0
-    from netspectra import jit
-
-    jit.export_if_needed()  # after a run on numba: the next one's kernels without it (netspectra.jit)
+    jit = sys.modules.get("netspectra.jit")  # not imported: no kernel (``--version``, ``--help``)
+    if jit is not None:
+        jit.export_if_needed()  # after a run on numba: the next one's kernels without it (netspectra.jit)
     if not isinstance(code, int):  # sys.exit("message"): printed on stderr, status 1, as Python does
         if code is not None:
             print(code, file=sys.stderr)
