@@ -187,13 +187,11 @@ def source_stamps(module_files: list[str]) -> list[tuple[str, int, int]]:
     """``(path relative to the package, mtime_ns, size)`` of each NetSpectra source file of
     ``module_files`` (absolute paths; files outside the package are left out)."""
     out = []
+    root = str(_PACKAGE_DIR) + os.sep
     for name in sorted(set(module_files)):
-        path = Path(name)
-        try:
-            rel = path.resolve().relative_to(_PACKAGE_DIR)
-        except ValueError:
-            continue
-        out.append((str(rel), *_stamp(path)))
+        real = os.path.realpath(name)
+        if real.startswith(root):
+            out.append((real[len(root) :], *_stamp(Path(real))))
     return out
 
 
