@@ -357,3 +357,27 @@ def test_type_check_is_numbas_exact_match() -> None:
                 assert got == "hit", (spec, v)
     check = jit._generated_check("k", [([("scalar", "int64")], lambda *a: "hit")], lambda args: "miss")
     assert check(1, 2) == "miss" and check() == "miss"
+
+
+def test_ordinary_process_gets_numbas_own_names() -> None:
+    """Library users, services, tests: ``njit`` and ``leading_zeros`` are numba's objects, the kernels
+    numba's dispatchers, and the numba-free mode cannot be turned on once numba is imported."""
+    import numba
+    from numba.cpython.unsafe.numbers import leading_zeros
+
+    from netspectra.jit import leading_zeros as lz
+    from netspectra.jit import njit
+    from netspectra.prefetch import prefetch
+    from netspectra.sketches.murmur import hash_rows
+
+    assert njit is numba.njit and lz is leading_zeros
+    assert type(hash_rows).__name__ == "CPUDispatcher"
+    assert type(prefetch).__module__.startswith("numba")
+    assert not jit.use_numba_free_kernels() and not jit.numba_free()
+
+
+def test_elf_image_refuses_what_it_does_not_link() -> None:
+    with pytest.raises(nojit_load.NoJitUnavailableError, match="not an ELF64"):
+        nojit_load.ElfImage([b"MZ" + b"\0" * 62], {})
+    with pytest.raises(nojit_load.NoJitUnavailableError, match="not an export"):
+        nojit_load.decode_export(b"something else")
