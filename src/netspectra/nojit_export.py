@@ -129,9 +129,13 @@ def arg_spec(t: Any) -> tuple[Any, ...] | None:
 
 def overload_entry(disp: Any, sig: tuple[Any, ...], cres: Any) -> dict[str, Any] | None:
     """What the numba-free loader needs to call compiled signature ``sig`` of ``disp``; ``None`` where
-    it cannot (an argument type without a check, object mode, no object code kept, constants that need
-    numba)."""
+    it cannot (an argument type without a check, object mode, lifted loops or dynamic globals as numba's
+    cache refuses them, no object code kept, constants that need numba)."""
     if getattr(cres, "objectmode", False) or getattr(cres, "lifted", ()):
+        return None
+    # numba's own test of whether machine code may be used in another process (its cache's
+    # check_cachable): no addresses of this process's objects (ctypes pointers, large global arrays)
+    if getattr(cres.library, "has_dynamic_globals", True):
         return None
     specs = [arg_spec(t) for t in sig]
     if any(s is None for s in specs):
