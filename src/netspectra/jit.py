@@ -190,7 +190,7 @@ class LazyKernel:
 
     def _first_call(self, *args: Any) -> Any:
         with _LOCK:
-            if getattr(self._call, "__func__", None) is LazyKernel._first_call:  # no other thread did it
+            if _is_first(self._call):  # no other thread did it meanwhile
                 try:
                     self._call = self._checked_call()
                 except Exception as exc:
@@ -213,6 +213,10 @@ class LazyKernel:
 
     def _miss_positional(self, args: tuple[Any, ...]) -> Any:
         return self._miss(args, {}, f"no exported signature matches {_describe(args)}")
+
+
+def _is_first(call: Any) -> bool:
+    return getattr(call, "__func__", None) is LazyKernel._first_call
 
 
 class LazyObject:
@@ -373,7 +377,11 @@ def export_if_needed() -> None:
     """Write the export for the next run where this command asked for the numba-free mode and ran (some
     of) its kernels on numba: missing, stale, or lacking a signature this process compiled or loaded
     (:func:`netspectra.nojit_export.export`). Never raises: the next run falls back to numba."""
-    if not _State.requested or "numba" not in sys.modules:
+    if not _State.requested:
+        return
+    if "numba" not in sys.modules:
+        ready = sum(1 for k in _State.kernels if k.real is None and not _is_first(k._call))
+        log.debug("numba-free kernels: %d called, numba not imported", ready)
         return
     try:
         from netspectra import nojit_export
