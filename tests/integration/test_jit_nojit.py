@@ -77,6 +77,19 @@ if "miss" in steps:
     _encode_address_words(*args)
     seen["miss_result"] = [a.tolist() if isinstance(a, np.ndarray) else a for a in args]
     calls["miss"] = {"args": [copied(a) for a in args]}
+def a_layout(v):
+    # the same values, neither C- nor F-contiguous (a signature no export holds)
+    wide = np.repeat(v, 2, axis=-1)[..., ::2]
+    assert not wide.flags.c_contiguous and not wide.flags.f_contiguous
+    return wide
+
+if "miss-hg" in steps:  # a kernel with callees and the prefetch intrinsic, compiled by numba now
+    from netspectra.sketches.heavyguardian import hg_update
+    args = [copied(a) for a in calls["netspectra.sketches.heavyguardian:hg_update"]["args"]]
+    args[2] = a_layout(args[2])  # the keys' words, read
+    calls["miss-hg"] = {"args": [copied(a) for a in args]}
+    res = hg_update(*args)
+    calls["miss-hg"].update(after=[copied(a) for a in args], result=copied(res))
 if "switch" in steps:
     k = calls["netspectra.capture.decode:decode_records"]
     import numba  # numba imported after the loader: its C extensions reused
@@ -89,6 +102,11 @@ if "switch" in steps:
         and np.array_equal(np.asarray(res), np.asarray(k["result"]))
     )
     seen["decode_is_dispatcher"] = type(decode_records).__name__ == "CPUDispatcher"
+    left = [f"{n}.{a}" for n, m in list(sys.modules.items()) if m is not None and n.startswith("netspectra")
+            for a, v in vars(m).items() if type(v) in (jit.LazyKernel, jit.LazyObject)]
+    seen["lazy_left_in_globals"] = left
+    import netspectra.sketches.heavyguardian as hg
+    seen["prefetch_type"] = type(hg.prefetch).__module__
 from netspectra import jit as j2
 j2.export_if_needed()
 seen["mode"] = jit._State.mode
@@ -230,9 +248,27 @@ def test_signature_miss_falls_back_to_numba(cache: Path, tmp_path: Path) -> None
     assert [a.tolist() if isinstance(a, np.ndarray) else a for a in args] == seen["miss_result"]
 
 
+def test_signature_miss_compiles_a_kernel_with_callees_and_intrinsics(cache: Path, tmp_path: Path) -> None:
+    """After the switch, numba compiles a new signature of a kernel that calls other kernels and the
+    prefetch intrinsic (resolved from the modules' namespaces, now numba's): numba's answer."""
+    seen, calls = _child(cache, tmp_path, GNUTELLA, "miss-hg")
+    assert seen["mode"] == "numba" and "hg_update" in seen["reason_end"]
+    from netspectra.sketches.heavyguardian import hg_update
+
+    call = calls["miss-hg"]
+    args = [_copied(a) for a in call["args"]]
+    args[2] = np.repeat(args[2], 2, axis=-1)[..., ::2]  # as the child passed it (pickling made it C)
+    res = hg_update(*args)
+    assert _same(res, call["result"])
+    for got, want in zip(args, call["after"], strict=True):
+        assert np.array_equal(got, want) if isinstance(got, np.ndarray) else got == want
+
+
 def test_numba_imported_after_the_loader(cache: Path, tmp_path: Path) -> None:
     seen, _calls = _child(cache, tmp_path, GNUTELLA, "switch")
     assert seen["switch_same"] and seen["decode_is_dispatcher"] and seen["mode"] == "numba"
+    # what numba's compiler reads in the modules' namespaces is numba's own again
+    assert seen["lazy_left_in_globals"] == [] and seen["prefetch_type"].startswith("numba")
 
 
 @pytest.mark.parametrize(
