@@ -382,6 +382,13 @@ class Runtime:
         image = ElfImage([overload["object_code"]], self.table, self.nrt_image.defined)
         addr = image.address(overload["wrapper"])
         gv = image.address(overload["env_name"])
+        # an environment other than the kernel's own (a callee's, set by numba when it made that callee)
+        # would be read as NULL here: refused (none of NetSpectra's kernels reads one)
+        others = sorted(
+            n for n in image.referenced if n.startswith(_ENV_PREFIX) and n != overload["env_name"]
+        )
+        if others:
+            raise NoJitUnavailableError(f"{overload['qualname']}: reads other environments {others[:3]}")
         if not addr or not gv:
             raise NoJitUnavailableError(
                 f"{overload['qualname']}: wrapper or environment missing in its object"
@@ -408,6 +415,8 @@ class Runtime:
 # A linker for numba's x86-64 ELF relocatable objects
 # --------------------------------------------------------------------------------------------------
 
+#: The mangled names of numba's environment globals (``_ZN08NumbaEnv`` + the function's name).
+_ENV_PREFIX = "_ZN08NumbaEnv"
 _PROT_READ, _PROT_WRITE, _PROT_EXEC = 1, 2, 4
 _MAP_PRIVATE, _MAP_ANONYMOUS = 0x02, 0x20
 _R_X86_64_64, _R_X86_64_PC64 = 1, 24
@@ -514,12 +523,15 @@ class ElfImage:
         self.defined = defined
         process = ctypes.CDLL(None)
         extra = extra or {}
+        self.referenced: set[str] = set()
         for (_sections, syms, relas), where in zip(parsed, places, strict=True):
             for target, entries in relas.items():
                 if target not in where:
                     continue  # .eh_frame (checked by _parse: no other section is left out)
                 for offset, kind, symidx, addend in entries:
                     name, shndx, value, bind, _size = syms[symidx]
+                    if name and bind != _STB_LOCAL:
+                        self.referenced.add(name)
                     if shndx in where and (bind == _STB_LOCAL or not name):
                         s_addr = addr_of(where, shndx) + value  # a local symbol or a section
                     elif name in defined:
