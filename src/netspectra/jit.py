@@ -305,45 +305,44 @@ def _describe(args: tuple[Any, ...]) -> str:
     return "(" + ", ".join(type(a).__name__ for a in args) + ")"
 
 
-_INT64 = f"(type({{a}}) is i64 or (type({{a}}) is int and {-(2**63)} <= {{a}} < {2**63}))"
-
-
-def _condition(i: int, spec: tuple[Any, ...], ns: dict[str, Any]) -> str:
-    """A Python expression true exactly when argument ``a{i}`` is typed ``spec`` by numba's ``typeof``
-    (stricter where that is simpler: an unaligned array, a scalar of a numpy type aliasing the dtype's
-    own, are refused)."""
+def _condition(a: str, uid: str, spec: tuple[Any, ...], ns: dict[str, Any]) -> str:
+    """A Python expression true exactly when the value of expression ``a`` is typed ``spec`` by numba's
+    ``typeof`` (stricter where that is simpler: an unaligned array, a scalar of a numpy type aliasing
+    the dtype's own, are refused); ``uid`` names its helpers in ``ns``."""
     import numpy as np
 
-    a = f"a{i}"
     kind = spec[0]
     if kind == "array":
         _k, dt, ndim, layout, readonly, aligned = spec
-        ns[f"d{i}"] = np.dtype(dt)
-        flags = f"(f{i} := {a}.flags)"
+        ns[f"d{uid}"] = np.dtype(dt)
+        flags = f"(f{uid} := {a}.flags)"
         layout_test = {
             "C": f"{flags}.c_contiguous",
-            "F": f"not {flags}.c_contiguous and f{i}.f_contiguous",
-            "A": f"not {flags}.c_contiguous and not f{i}.f_contiguous",
+            "F": f"not {flags}.c_contiguous and f{uid}.f_contiguous",
+            "A": f"not {flags}.c_contiguous and not f{uid}.f_contiguous",
         }[layout]
         return (
-            f"(type({a}) is nd and {a}.ndim == {int(ndim)} and {a}.dtype == d{i} and {layout_test}"
-            f" and f{i}.writeable is {not readonly} and f{i}.aligned is {bool(aligned)})"
+            f"(type({a}) is nd and {a}.ndim == {int(ndim)} and {a}.dtype == d{uid} and {layout_test}"
+            f" and f{uid}.writeable is {not readonly} and f{uid}.aligned is {bool(aligned)})"
         )
     if kind == "none":
         return f"{a} is None"
+    if kind == "tuple":  # numba's UniTuple / Tuple of exactly these element types (not a namedtuple)
+        items = [_condition(f"{a}[{j}]", f"{uid}_{j}", tuple(s), ns) for j, s in enumerate(spec[1])]
+        return f"(type({a}) is tuple and len({a}) == {len(items)}" + "".join(f" and {c}" for c in items) + ")"
     if kind == "scalar":
         name = spec[1]
         if name == "bool":
             return f"(type({a}) is bool or type({a}) is np.bool_)"
         if name == "int64":
-            return _INT64.format(a=a)
+            return f"(type({a}) is i64 or (type({a}) is int and {-(2**63)} <= {a} < {2**63}))"
         if name == "uint64":
             ns["u64"] = np.uint64
             return f"(type({a}) is u64 or (type({a}) is int and {2**63} <= {a} < {2**64}))"
         if name == "float64":
             return f"(type({a}) is float or type({a}) is f64)"
-        ns[f"t{i}"] = np.dtype(name).type
-        return f"type({a}) is t{i}"
+        ns[f"t{uid}"] = np.dtype(name).type
+        return f"type({a}) is t{uid}"
     raise LookupError(f"argument kind {kind!r} has no check")
 
 
@@ -357,7 +356,7 @@ def _generated_check(
     for j, (specs, fn) in enumerate(overloads):
         ns[f"fn{j}"] = fn
         names = [f"a{i}" for i in range(len(specs))]
-        conds = [_condition(i, tuple(s), ns) for i, s in enumerate(specs)]
+        conds = [_condition(f"a{i}", f"{j}_{i}", tuple(s), ns) for i, s in enumerate(specs)]
         lines.append(f"    if n == {len(specs)}:")
         if names:
             lines.append(f"        {', '.join(names)}{',' if len(names) == 1 else ''} = args")

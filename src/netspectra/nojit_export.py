@@ -124,6 +124,9 @@ def arg_spec(t: Any) -> tuple[Any, ...] | None:
         return ("scalar", str(numpy_support.as_dtype(t)))
     if isinstance(t, types.NoneType):
         return ("none",)
+    if type(t) in (types.UniTuple, types.Tuple):  # a plain tuple (not a named one) of such values
+        items = tuple(arg_spec(x) for x in t.types)
+        return None if any(x is None for x in items) else ("tuple", items)
     return None
 
 
