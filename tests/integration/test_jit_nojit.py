@@ -453,3 +453,20 @@ def test_elf_image_refuses_what_it_does_not_link() -> None:
         nojit_load.ElfImage([b"MZ" + b"\0" * 62], {})
     with pytest.raises(nojit_load.NoJitUnavailableError, match="not an export"):
         nojit_load.decode_export(b"something else")
+
+
+def test_installed_numba_is_one_the_loader_was_checked_against(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The fingerprints of the numba functions the loader repeats match the installed numba (else this
+    fails: the numba-free mode would silently never be used); another fingerprint gets no export."""
+    import numba  # noqa: F401 - imported, as in the exporting process
+
+    from netspectra import nojit_export
+
+    assert nojit_export.numba_supported()
+    where = "numba.core.cpu:CPUContext.get_executable"
+    monkeypatch.setitem(nojit_export.FINGERPRINTS, where, frozenset({"0" * 16}))
+    assert not nojit_export.numba_supported()
+    assert not nojit_export.export([], tmp_path / "export.bin")
+    assert not (tmp_path / "export.bin").exists()
