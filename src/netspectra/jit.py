@@ -62,8 +62,9 @@ def numba_free() -> bool:
 def use_numba_free_kernels() -> bool:
     """Turn the numba-free mode on for this process, where it can be: x86-64 Linux, numba not imported
     yet (a kernel module imported before would hold numba's dispatchers), ``NETSPECTRA_NOJIT`` not
-    ``0``, no numba configuration file (``.numba_config.yaml``) to honour. Whether it did. Only the
-    command line calls this (:func:`netspectra.cli.main.main`)."""
+    ``0``, no numba configuration file (``.numba_config.yaml``) to honour, an export to load (without
+    one, the command runs on numba and writes it at its end). Whether it did. Only the command line
+    calls this (:func:`netspectra.cli.main.main`)."""
     if os.environ.get("NETSPECTRA_NOJIT", "").strip() == "0":
         return False
     from netspectra import nojit_load
@@ -75,8 +76,11 @@ def use_numba_free_kernels() -> bool:
         "0",
     ):
         return False
+    path = nojit_load.export_path()
     with _LOCK:
-        _State.requested = True
+        _State.requested = True  # the command exports what it ran on numba
+        if path is None or not path.is_file():  # nothing to load: numba at once (a first run)
+            return False
         _State.mode = "nojit"
     return True
 
