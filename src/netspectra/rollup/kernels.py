@@ -31,8 +31,8 @@ Every kernel has a plain-Python reference (``*_ref``, over dicts) that the tests
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
+from netspectra.jit import njit
 from netspectra.prefetch import prefetch
 from netspectra.rollup.layout import (
     DIRTY,
