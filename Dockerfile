@@ -79,10 +79,14 @@ ENV PATH=/opt/netspectra/bin:$PATH \
 # and shard hash) into NUMBA_CACHE_DIR, as the service user, so that containers load them from the cache;
 # the NRT's own functions first, into their file there (netspectra.numba_lean: commands load them too);
 # then loaded once as a command loads them, which writes beside them the names each kernel's library
-# defines (netspectra.numba_lean.unserialize_library: commands read those instead of parsing bitcode).
+# defines (netspectra.numba_lean.unserialize_library: commands read those instead of parsing bitcode);
+# last, their export for `analyze`'s numba-free start (netspectra.jit: the kernels' machine code loaded
+# without importing numba; keyed on the build host's CPU, so a container on another CPU runs its first
+# analyze on numba and writes its own export here).
 USER 10001:10001
 RUN python -c "from netspectra.numba_lean import prepare_nrt; prepare_nrt(); from netspectra.offline.warmup import warm_up; t = warm_up(); print(f'numba kernels compiled in {t:.1f} s')" \
  && python -c "from netspectra.lazy import load_cached_kernels_lean; load_cached_kernels_lean(); from netspectra.offline.warmup import warm_up; warm_up()" \
+ && python -c "from netspectra.nojit_export import prepare; prepare()" \
  && netspectra config check >/dev/null
 
 WORKDIR /var/lib/netspectra

@@ -5,6 +5,7 @@
 Usage:
     python benchmarks/bench_rollup.py analyze [--trace /tmp/zipf.pcap] [--prefixes 520000] [--repeat 3]
     python benchmarks/bench_rollup.py topn [--rows 51840000] [--repeat 7] [--data-dir DIR]
+    python benchmarks/bench_rollup.py kernel [--rows 5000000] [--groups 3 100000] [--repeat 5]
     (--json OUT.json for either)
 
 ``analyze``: the whole command (``python -m netspectra analyze TRACE -c CONFIG --json``: process start,
@@ -17,6 +18,12 @@ an ``enrichment`` section (so the rollup task is keyed on AS numbers, countries 
 addresses too) with (a) the MaxMind test databases and a 6-network map, (b) an MMDB of ``--prefixes``
 networks as both the ASN and the country database (bench_enrich.py builds it, cached under
 benchmarks/_work/) and 2,000 networks with five attributes.
+
+``kernel`` (loop only, not a whole command): :func:`netspectra.rollup.kernels.aggregate_rows` alone over
+``--rows`` packet rows in chunks of 8,192 (as :meth:`~netspectra.rollup.task.RollupTask.update` calls it),
+the rows' keys drawn from ``--groups`` distinct 5-word keys in one bucket; thread CPU per row, best and
+median of ``--repeat``. A few groups: the records stay in the cache, what is left is the kernel's own
+work; 100,000: a table of ~8 MB, the cache misses.
 
 ``topn``: a fresh chdb database filled with ``--rows`` rows of ``rollup_1m`` over 30 days (generated in
 ClickHouse from ``numbers()``, a day at a time in time order as a writer's rows arrive: one row per
@@ -193,6 +200,55 @@ def bench_analyze(args: argparse.Namespace) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------------------------------
+# the counting kernel alone
+# --------------------------------------------------------------------------------------------------
+
+
+def bench_kernel(args: argparse.Namespace) -> dict[str, Any]:
+    import numpy as np
+
+    from netspectra.rollup import kernels as rk
+    from netspectra.rollup.task import CHUNK, RESOLUTIONS, _Table
+
+    rng = np.random.default_rng(7)
+    chunks = max(1, args.rows // CHUNK)
+    end = np.full(CHUNK, 1_767_225_600 * 10**9, np.int64)  # one minute
+    nbytes = rng.integers(60, 1500, CHUNK, dtype=np.uint64)
+    none_i, none_u = np.empty(0, np.int64), np.empty(0, np.uint64)
+    results: dict[str, Any] = {"rows": chunks * CHUNK}
+    for groups in args.groups:
+        keys = rng.integers(0, 2**32, size=(groups, 5), dtype=np.uint64).astype(np.uint32)
+        mats = [keys[rng.integers(0, groups, CHUNK)] for _ in range(8)]
+        table = _Table(5, 1 << max(10, (4 * groups - 1).bit_length()), True)
+
+        def run(mats: list[Any] = mats, table: Any = table) -> float:
+            t = time.thread_time()
+            width, limit = RESOLUTIONS[0].ns, table.limit(10**9)
+            for c in range(chunks):
+                got = rk.aggregate_rows(
+                    0, end, none_i, none_u, nbytes, mats[c % 8], width, 10**18, limit,
+                    0, table.rec, table.reci, table.rec32, table.rw, table.epoch, table.touched, table.meta,
+                )  # fmt: skip
+                assert got == CHUNK
+                table.meta[rk.M_TOUCHED] = 0  # (as a carry leaves it; the entries stay pending)
+            return time.thread_time() - t
+
+        run()  # the kernel's cache load, the table's pages
+        times = [run() for _ in range(args.repeat)]
+        row = {
+            "ns_per_row_best": round(min(times) / (chunks * CHUNK) * 1e9, 1),
+            "ns_per_row_median": round(statistics.median(times) / (chunks * CHUNK) * 1e9, 1),
+        }
+        results[f"{groups}_groups"] = row
+        print(
+            f"aggregate_rows, {groups:,} groups, {chunks * CHUNK:,} rows: {row['ns_per_row_best']} ns/row "
+            f"best, {row['ns_per_row_median']} median (thread CPU, loop only)",
+            flush=True,
+        )
+    return results
+
+
+# --------------------------------------------------------------------------------------------------
 # top-N over the rollups
 # --------------------------------------------------------------------------------------------------
 
@@ -343,13 +399,18 @@ def main() -> int:
         choices=CONFIGS,
         help="run only these configurations (default: all; 'rollup' is the reference of the ratios)",
     )
+    k = sub.add_parser("kernel")
+    k.add_argument("--rows", type=int, default=5_000_000)
+    k.add_argument("--groups", type=int, nargs="+", default=[3, 100_000])
+    k.add_argument("--repeat", type=int, default=5)
+    k.add_argument("--json", type=Path)
     t = sub.add_parser("topn")
     t.add_argument("--rows", type=int, default=54_000_000)
     t.add_argument("--repeat", type=int, default=7)
     t.add_argument("--data-dir", default="")
     t.add_argument("--json", type=Path)
     args = ap.parse_args()
-    result = bench_analyze(args) if args.what == "analyze" else bench_topn(args)
+    result = {"analyze": bench_analyze, "kernel": bench_kernel, "topn": bench_topn}[args.what](args)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=2))

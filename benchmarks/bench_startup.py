@@ -64,8 +64,9 @@ def main() -> None:
     ap.add_argument(
         "--tree",
         action="append",
-        metavar="LABEL=SRC",
-        help="a source tree to time (repeatable; default: the installed package and this checkout's src)",
+        metavar="LABEL=SRC[@VAR=VALUE...]",
+        help="a source tree to time, with environment variables of its own after @ (repeatable; e.g."
+        " 'numba=src@NETSPECTRA_NOJIT=0'; default: the installed package and this checkout's src)",
     )
     ap.add_argument("--runs", type=int, default=9, help="runs of each command and tree (medians reported)")
     ap.add_argument(
@@ -95,6 +96,13 @@ def main() -> None:
         "console script --help": ["--help"],
         "console script analyze (1 packet)": ["analyze", capture],
     }
+
+    def env_of(spec: str) -> dict[str, str]:
+        src, *assignments = spec.split("@")
+        env = {**base_env, "PYTHONPATH": src} if src else dict(base_env)
+        env.update(a.split("=", 1) for a in assignments)
+        return env
+
     results: dict[tuple[str, str], list[tuple[float, float]]] = {}
     for i in range(args.runs):
         results.setdefault(("python -c pass", "-"), []).append(
@@ -103,13 +111,11 @@ def main() -> None:
         order = trees if i % 2 == 0 else trees[::-1]
         for name, argv in commands.items():
             for label, src in order:
-                env = {**base_env, "PYTHONPATH": src} if src else base_env
-                results.setdefault((name, label), []).append(timed([sys.executable, *argv], env))
+                results.setdefault((name, label), []).append(timed([sys.executable, *argv], env_of(src)))
         if script:
             for name, argv in script_commands.items():
                 for label, src in order:
-                    env = {**base_env, "PYTHONPATH": src} if src else base_env
-                    results.setdefault((name, label), []).append(timed([script, *argv], env))
+                    results.setdefault((name, label), []).append(timed([script, *argv], env_of(src)))
     print(f"load average at the end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}; {args.runs} runs each")
     print("| command | tree | median wall s | median CPU s | min wall s |")
     print("| --- | --- | ---: | ---: | ---: |")

@@ -1,5 +1,7 @@
 """Research spike (not imported by the product): call NetSpectra's cached numba kernels WITHOUT importing
 the ``numba`` package, and measure what that saves at start-up. See ``benchmarks/SPIKE_NOJIT.md``.
+Superseded by :mod:`netspectra.jit` (with :mod:`netspectra.nojit_load`, :mod:`netspectra.nojit_export`);
+kept as the spike's record.
 
 Sub-commands (run with ``PYTHONPATH=src``):
 

@@ -284,6 +284,12 @@ def _patch(name: str, module: Any) -> None:
         numba_lean.install_typeof_ndarray(module)
     elif name == "numba.core.codegen":
         numba_lean.install_unserialize_library(module)
+        from netspectra import jit
+
+        if jit._State.requested:  # the numba-free mode's export needs numba's object code
+            from netspectra.nojit_export import keep_object_code
+
+            keep_object_code(module)
     elif name == "numba.core.dispatcher":
         numba_lean.install_enable_caching(module)
     else:

@@ -7,16 +7,17 @@ only then read them, so the cache misses of a block overlap instead of following
 
 from __future__ import annotations
 
-from llvmlite import ir
-from numba import types
-from numba.core import cgutils
-from numba.extending import intrinsic
+from netspectra.jit import lazy_object
 
 
 def _prefetch_intrinsic(rw: int):  # type: ignore[no-untyped-def]
     """An intrinsic hinting ``arr[idx]`` into every cache level, for a write (``rw=1``) or a read (0)."""
+    from numba import types
 
     def typer(typingctx, arr, idx):  # type: ignore[no-untyped-def]
+        from llvmlite import ir
+        from numba.core import cgutils
+
         if not (isinstance(arr, types.Array) and arr.ndim == 1 and isinstance(idx, types.Integer)):
             return None
         sig = types.void(arr, idx)
@@ -41,9 +42,21 @@ def _prefetch_intrinsic(rw: int):  # type: ignore[no-untyped-def]
     return typer
 
 
+def _make(rw: int) -> object:
+    from numba.extending import intrinsic
+
+    made = intrinsic(_prefetch_intrinsic(rw))
+    if rw:
+        made.__doc__ = (
+            "Hint ``arr[idx]`` (1-D array) into the cache for a write; never faults, returns nothing."
+        )
+    return made
+
+
+# In the command line's numba-free mode (netspectra.jit) numba is not imported: the intrinsics are made
+# when the process switches to numba, the only time numba's compiler reads them.
 #: Hint the CPU to bring ``arr[idx]`` (1-D array) into the cache for a write (the slot or row is usually
 #: updated); never faults, returns nothing.
-prefetch = intrinsic(_prefetch_intrinsic(1))
-prefetch.__doc__ = "Hint ``arr[idx]`` (1-D array) into the cache for a write; never faults, returns nothing."
+prefetch = lazy_object(lambda: _make(1), "netspectra.prefetch.prefetch")
 #: The same for a read (lines of a read-only table that several threads share stay shared).
-prefetch_read = intrinsic(_prefetch_intrinsic(0))
+prefetch_read = lazy_object(lambda: _make(0), "netspectra.prefetch.prefetch_read")

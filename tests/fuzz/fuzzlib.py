@@ -4,7 +4,7 @@ The invariants are functions of an input, so that the fuzz tests (hypothesis) an
 crash corpus in ``tests/data/fuzz`` check exactly the same things:
 
 * the capture reader raises nothing but :class:`CaptureError` (at open or while iterating), and
-  no input takes more than the per-example deadline (a hang shows up as a deadline failure);
+  no input takes more than the per-example deadline of 30 s (a hang shows up as a deadline failure);
 * accounting holds: ``ip_packets + skipped == records``, the rows handed out are ``ip_packets``,
   ``ip_bytes`` is the sum of their lengths, no length is above 1 MiB, ``wire_bytes`` is the sum of
   every record's wire length up to 1 MiB (read back through ``records()``);
@@ -46,7 +46,10 @@ def fuzz_settings(short_examples: int) -> settings:
     return settings(
         max_examples=int(_LONG) if _LONG else short_examples,
         derandomize=not _LONG,
-        deadline=timedelta(seconds=2),  # per input: far above the few ms one takes; a hang fails here
+        # per input: a hang fails here. Far above the few ms an input takes, and above what a loaded
+        # machine makes of them (an example of test_mutated_real_captures took 3.9 s beside a full
+        # suite and a benchmark on the 2-core VM: a 2 s deadline failed there, a timing, not a defect)
+        deadline=timedelta(seconds=30),
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
         print_blob=True,
         database=None if not _LONG else settings.default.database,

@@ -255,3 +255,38 @@ def test_highest_open_matches_the_reference() -> None:
     assert len(closed) and kern.highest_open(t.reci, t.rec32, t.rw) == want == kern.highest_open_ref(
         t.bkt, t.state
     )
+
+
+def test_aggregate_rows_mixed_rows_keep_the_order_of_first_increments() -> None:
+    """Instants (counted from the kernel's list of pending rows) and records over several buckets
+    (counted at once, after the list) interleaved, across stops: the same entries and sums as the
+    reference, and ``touched`` lists each entry once, in the order of its first increment."""
+    rng = np.random.default_rng(11)
+    n, d = 5_000, 2
+    end = T0 + rng.integers(0, 20 * MIN, n)
+    start = end.copy()
+    spans = rng.random(n) < 0.3
+    start[spans] -= rng.integers(1, 5 * MIN, int(spans.sum()))
+    packets = rng.integers(1, 50, n).astype(np.uint64)
+    nbytes = packets * rng.integers(40, 1500, n).astype(np.uint64)
+    mat = rng.integers(0, 3, (n, d)).astype(np.uint32)
+    t = _Table(d, 1 << 12, finest=True)
+    got = kern.aggregate_rows(
+        0, end, start, packets, nbytes, mat, MIN, 86_400 * 10**9, t.cap // 2, 0,
+        t.rec, t.reci, t.rec32, t.rw, t.epoch, t.touched, t.meta,
+    )  # fmt: skip
+    assert got == n
+    want = kern.aggregate_ref(end, start, packets, nbytes, mat, MIN, 86_400 * 10**9)
+    assert _table_dict(t) == want
+    order: list[tuple[int, tuple[int, ...]]] = []
+    seen: set[tuple[int, tuple[int, ...]]] = set()
+    for i in range(n):
+        dims = tuple(int(x) for x in mat[i])
+        for b, (p, y) in kern.split_ref(int(start[i]), int(end[i]), int(packets[i]), int(nbytes[i]), MIN,
+                                        86_400 * 10**9).items():  # fmt: skip
+            if (p or y) and (b, dims) not in seen:
+                seen.add((b, dims))
+                order.append((b, dims))
+    slots = t.touched[: int(t.meta[kern.M_TOUCHED])]
+    listed = [(int(t.bkt[s]), tuple(int(x) for x in t.dims[s])) for s in slots]
+    assert listed == order

@@ -59,13 +59,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
-from numba import njit
 
 from netspectra.batch import PacketBatch
 from netspectra.bounded import BoundedQueue
 from netspectra.capture.bpf import BpfError, attach_filter, compile_bpf, snaplen_program
 from netspectra.capture.decode import DECODER_COLUMNS, decode_records, extras_into
 from netspectra.capture.stats import CaptureStats
+from netspectra.jit import njit
 from netspectra.probe.persist import RawFrames
 
 log = logging.getLogger(__name__)

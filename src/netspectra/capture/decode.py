@@ -38,10 +38,10 @@ from __future__ import annotations
 import logging
 
 import numpy as np
-from numba import njit
 
 from netspectra.batch import PacketBatch
 from netspectra.capture.decode_ref import FlowKey
+from netspectra.jit import njit
 
 logger = logging.getLogger(__name__)
 

@@ -21,7 +21,6 @@ import logging
 import struct
 
 import numpy as np
-from numba import njit
 
 from netspectra.capture.errors import CaptureError
 from netspectra.capture.source import (
@@ -33,6 +32,7 @@ from netspectra.capture.source import (
     RecordArrays,
     WalkResult,
 )
+from netspectra.jit import njit
 
 log = logging.getLogger(__name__)
 

@@ -35,10 +35,10 @@ import logging
 import struct
 
 import numpy as np
-from numba import njit
 
 from netspectra.capture.errors import CaptureError
 from netspectra.capture.source import HARD_CAP_BYTES, RecordArrays, WalkResult
+from netspectra.jit import njit
 
 log = logging.getLogger(__name__)
 

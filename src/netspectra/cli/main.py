@@ -27,12 +27,17 @@ def run() -> None:
     ends at once with its status (:func:`netspectra.process.exit_now`: no slow interpreter teardown)."""
     from netspectra import process
 
+    global NUMBA_FREE
+    NUMBA_FREE = True  # the command's own process: its kernels may run without numba (main)
     try:
         main()
     except SystemExit as exc:
         code = exc.code
     else:
         code = 0
+    jit = sys.modules.get("netspectra.jit")  # not imported: no kernel (``--version``, ``--help``)
+    if jit is not None:
+        jit.export_if_needed()  # after a run on numba: the next one's kernels without it (netspectra.jit)
     if not isinstance(code, int):  # sys.exit("message"): printed on stderr, status 1, as Python does
         if code is not None:
             print(code, file=sys.stderr)
@@ -40,8 +45,23 @@ def run() -> None:
     process.exit_now(code)
 
 
-def main() -> None:
-    """Run the command line in this process (returns, or raises ``SystemExit`` with the status)."""
+#: The subcommands whose kernels run without numba where they can (:mod:`netspectra.jit`): a short command
+#: whose start-up is a large part of its time. Services keep numba's dispatcher (~3 µs less a call).
+NUMBA_FREE_COMMANDS = frozenset({"analyze"})
+
+
+#: Whether :func:`main` runs in the command's own process (set by :func:`run`, the console script): only
+#: there may a command of :data:`NUMBA_FREE_COMMANDS` run its kernels without numba. A process that calls
+#: :func:`main` in-process (tests, embedders) keeps numba's kernels.
+NUMBA_FREE = False
+
+
+def main(*, numba_free: bool | None = None) -> None:
+    """Run the command line in this process (returns, or raises ``SystemExit`` with the status).
+    ``numba_free`` (default :data:`NUMBA_FREE`): a command of :data:`NUMBA_FREE_COMMANDS` calls its
+    kernels without importing numba where it can (:func:`netspectra.jit.use_numba_free_kernels`)."""
+    if numba_free is None:
+        numba_free = NUMBA_FREE
     if sys.argv[1:] == ["--version"]:  # answered before the application and any command module is loaded
         import netspectra
 
@@ -60,7 +80,8 @@ def main() -> None:
     )
 
     process.OWN_PROCESS = True  # this process is the command's: a stuck exit may be cut short
-    if _subcommand(sys.argv[1:]) == "analyze" and gc.isenabled():
+    command = _subcommand(sys.argv[1:])
+    if command == "analyze" and gc.isenabled():
         # start-up builds a large heap and no garbage to speak of: analyze resumes the collector once its
         # kernels are ready (process.resume_gc), or this function when it returns
         gc.disable()
@@ -69,6 +90,10 @@ def main() -> None:
     keep_blas_single_threaded()  # numpy's idle BLAS threads spin (~0.1 s CPU)
     keep_scipy_out_of_numba()
     keep_unread_modules_out_of_numba()  # PyYAML (~10 ms) and others numba imports: executed on first use
+    if numba_free and command in NUMBA_FREE_COMMANDS:
+        from netspectra.jit import use_numba_free_kernels
+
+        use_numba_free_kernels()  # kernels exported by an earlier run, without importing numba (~0.1 s)
     load_cached_kernels_lean()  # a cached kernel needs none of numba's compiler set-up (~0.25 s)
     scan_entry_points_once()  # numba, pydantic and the kind registries read the entry points once
     from netspectra.cli import help_markdown

@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from os import PathLike
 
 import numpy as np
-from numba import njit
 
 from netspectra.collect.nf_kernels import _be16, _put_v4, _put_v6, _u8
 from netspectra.collect.records import DatagramBatch
+from netspectra.jit import njit
 
 LOCATE_OK = 0
 LOCATE_NOT_UDP = 1  # not IP, or IP but not UDP, or a link type not handled

@@ -22,7 +22,8 @@ invalidate); a unit test checks them against :mod:`.ie` and :mod:`.records`.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+
+from netspectra.jit import njit
 
 # datagram status (DG_NAMES in decoder.py)
 DG_OK = 0

@@ -32,9 +32,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
-from numba import njit
 
 from netspectra.collect.records import DatagramBatch
+from netspectra.jit import njit
 
 log = logging.getLogger(__name__)
 

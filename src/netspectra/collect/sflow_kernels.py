@@ -24,9 +24,9 @@ Reference implementation: :func:`netspectra.collect.reference.decode_sflow_datag
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
 from netspectra.collect.nf_kernels import _be16, _be32, _ports_icmp, _put_v4, _put_v6
+from netspectra.jit import njit
 
 _SFLOW5 = 4
 _RATE_RECORD = 1

@@ -30,8 +30,8 @@ Every kernel has a plain-Python reference (``*_ref``) that the tests compare it 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
+from netspectra.jit import njit
 from netspectra.prefetch import prefetch_read
 
 ASN_SHIFT = 32

@@ -69,7 +69,8 @@ changes: every constant the kernels use is defined here, not imported.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+
+from netspectra.jit import njit
 
 HOT = 16
 STATS = 16

@@ -24,7 +24,8 @@ from __future__ import annotations
 import struct
 
 import numpy as np
-from numba import njit
+
+from netspectra.jit import njit
 
 # ---------------------------------------------------------------------------------------------------
 # sizes

@@ -19,7 +19,8 @@ from collections.abc import Iterable
 
 import numpy as np
 import pyarrow as pa
-from numba import njit
+
+from netspectra.jit import njit
 
 log = logging.getLogger(__name__)
 

@@ -51,11 +51,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from numba import njit
 
 from netspectra.batch import PacketBatch
 from netspectra.bounded import BoundedQueue
 from netspectra.config.models import PersistenceConfig
+from netspectra.jit import njit
 from netspectra.output.addr import ips_to_arrow
 
 log = logging.getLogger(__name__)

@@ -31,8 +31,8 @@ Every kernel has a plain-Python reference (``*_ref``, over dicts) that the tests
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
+from netspectra.jit import njit
 from netspectra.prefetch import prefetch
 from netspectra.rollup.layout import (
     DIRTY,
@@ -68,6 +68,13 @@ META_LEN = 6
 AHEAD = 32
 _RING = 128  # a power of two > 2 * AHEAD: the hashes computed ahead
 _RING_MASK = _RING - 1
+#: Rows whose slots :func:`aggregate_rows` finds before it counts them, all at once: counting a row right
+#: after its probe made the next rows' counter loads wait on stores whose address (the probed slot) came
+#: late, and a task of a few groups (the same records again and again) took 55 ns a row; found first and
+#: counted from a list of slots, 37 (benchmarks/RESULTS.md, 2026-12-07).
+PENDING_ROWS = 64
+#: A table of at most this many bytes is not prefetched by :func:`aggregate_rows` (it stays in the cache).
+NEAR_BYTES = 256 << 10
 
 _K0 = np.uint64(0x9E3779B97F4A7C15)
 _K1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -143,6 +150,15 @@ def _open_row_h(h, k, mat, i, reci, rec32, rw, mask):
             if same:
                 return slot, False
         slot = (slot + 1) & mask
+
+
+@njit(inline="always", cache=True)
+def _count_pending(pend_s, pend_p, pend_b, k, rec, rec32, rw, epoch, touched, nt):
+    """Count the ``k`` rows listed by :func:`aggregate_rows` (slot, packets, bytes; their entries opened
+    already), in order; the new length of ``touched``."""
+    for u in range(k):
+        nt = _add_share(pend_s[u], False, 0, pend_p[u], pend_b[u], rec, rec32, rw, epoch, touched, nt)
+    return nt
 
 
 @njit(inline="always", cache=True)
@@ -390,6 +406,8 @@ def aggregate_rows(
     weighted = packets.shape[0] == n
     mask = rec.shape[0] // rw - 1
     umask = np.uint64(mask)
+    # a table that fits in the L2 cache is there already: no prefetch (4 ns a row of a few groups)
+    far = rec.shape[0] * 8 > NEAR_BYTES
     # Software pipeline: row i + AHEAD is hashed (on the bucket of its last packet: a packet's only
     # bucket) and its home slot's record prefetched while row i is counted with the hash kept in the ring.
     ring_h = np.empty(_RING, np.uint64)
@@ -398,6 +416,13 @@ def aggregate_rows(
         bj = end_ns[j] // width_ns
         ring_b[j & _RING_MASK] = bj
         ring_h[j & _RING_MASK] = _hash_row(bj, mat, j)
+    # A row's slot is found (its entry opened) when the row comes; its counts are added from a list of
+    # PENDING_ROWS rows at a time (see PENDING_ROWS), in row order: the same sums and the same ``touched``
+    # order as counting each row at once. A record over several buckets counts the list first.
+    pend_s = np.empty(PENDING_ROWS, np.int64)
+    pend_p = np.empty(PENDING_ROWS, np.uint64)
+    pend_b = np.empty(PENDING_ROWS, np.uint64)
+    k_pend = 0
     # the counters live in registers while the rows are counted (meta may alias the other int64 arrays)
     count = meta[M_COUNT]
     nt = meta[M_TOUCHED]
@@ -411,8 +436,9 @@ def aggregate_rows(
             hj = _hash_row(bj, mat, j)
             ring_b[j & _RING_MASK] = bj
             ring_h[j & _RING_MASK] = hj
-            _prefetch_record(rec, np.int64(hj & umask), rw)
-            prefetch(epoch, np.int64(hj & umask))  # written when the entry opens
+            if far:
+                _prefetch_record(rec, np.int64(hj & umask), rw)
+                prefetch(epoch, np.int64(hj & umask))  # written when the entry opens
         if weighted and packets[i] == 0:  # an empty record: nothing to count (netspectra.weights)
             meta[M_EMPTY] += 1
             continue
@@ -439,8 +465,19 @@ def aggregate_rows(
                 count += 1
                 opened += 1
                 low = min(low, ring_b[q])
-            nt = _add_share(slot, inserted, new_epoch, p, b, rec, rec32, rw, epoch, touched, nt)
+                epoch[slot] = new_epoch
+                rec[slot * rw + W_PK] = 0
+                rec[slot * rw + W_BY] = 0
+            pend_s[k_pend] = slot
+            pend_p[k_pend] = p
+            pend_b[k_pend] = b
+            k_pend += 1
+            if k_pend == PENDING_ROWS:
+                nt = _count_pending(pend_s, pend_p, pend_b, k_pend, rec, rec32, rw, epoch, touched, nt)
+                k_pend = 0
             continue
+        nt = _count_pending(pend_s, pend_p, pend_b, k_pend, rec, rec32, rw, epoch, touched, nt)
+        k_pend = 0
         first = s0 // width_ns
         last = (e - 1) // width_ns
         if count + (last - first + 1) > limit:
@@ -478,6 +515,7 @@ def aggregate_rows(
                 opened += 1
                 low = min(low, k)
             nt = _add_share(slot, inserted, new_epoch, sp, sb, rec, rec32, rw, epoch, touched, nt)
+    nt = _count_pending(pend_s, pend_p, pend_b, k_pend, rec, rec32, rw, epoch, touched, nt)
     meta[M_COUNT] = count
     meta[M_TOUCHED] = nt
     meta[M_OPENED] = opened

@@ -49,8 +49,8 @@ import struct
 from collections.abc import Sequence
 
 import numpy as np
-from numba import njit
 
+from netspectra.jit import njit
 from netspectra.prefetch import prefetch
 from netspectra.sketches.base import HeavyHitters, HitterType, Sketch, SketchParams, check_weights
 from netspectra.sketches.keys import key_length

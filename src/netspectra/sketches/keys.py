@@ -35,10 +35,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import numpy as np
-from numba import njit
 
 from netspectra.batch import PacketBatch
 from netspectra.fields import BY_NAME, FIELD_BYTES, FIELD_NAMES, PACKET_FIELDS, key_length, validate_fields
+from netspectra.jit import njit
 from netspectra.key_columns import MissingFields, field_bytes, field_values, value_text, zeros_of
 
 __all__ = [

@@ -17,7 +17,8 @@ The original drew its seeds from an unseeded RNG, so two runs never hashed alike
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+
+from netspectra.jit import njit
 
 _M32 = np.uint64(0xFFFFFFFF)
 _C1 = np.uint64(0xCC9E2D51)

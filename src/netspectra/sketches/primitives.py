@@ -24,7 +24,8 @@ mix of unsigned values and Python ints to float64).
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+
+from netspectra.jit import njit
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _C1 = np.uint64(0xBF58476D1CE4E5B9)

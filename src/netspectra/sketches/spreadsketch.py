@@ -31,8 +31,8 @@ import secrets
 import struct
 
 import numpy as np
-from numba import njit
 
+from netspectra.jit import njit
 from netspectra.sketches.base import HeavyHitters, HitterType, Sketch, SketchParams, distinct_rows
 from netspectra.sketches.keys import key_length as fields_key_length
 from netspectra.sketches.murmur import derive_seeds, murmur3_32_words, pack_words

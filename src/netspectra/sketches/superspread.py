@@ -47,9 +47,8 @@ import struct
 from dataclasses import dataclass
 
 import numpy as np
-from numba import njit
-from numba.cpython.unsafe.numbers import leading_zeros
 
+from netspectra.jit import leading_zeros, njit
 from netspectra.prefetch import prefetch
 from netspectra.sketches.base import HeavyHitters, HitterType, Sketch, SketchParams, distinct_rows
 from netspectra.sketches.keys import key_length

@@ -47,8 +47,8 @@ Every kernel here has a plain-Python twin in :mod:`netspectra.tasks.exact_ref`; 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
+from netspectra.jit import njit
 from netspectra.prefetch import prefetch
 
 ROW_WORDS = 6

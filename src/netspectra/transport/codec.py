@@ -36,10 +36,10 @@ from typing import Any
 
 import numpy as np
 from google.protobuf.message import DecodeError
-from numba import njit
 
 from netspectra.batch import PacketBatch
 from netspectra.fields import PACKET_FIELDS, validate_fields
+from netspectra.jit import njit
 from netspectra.proto.v1 import traffic_pb2
 from netspectra.sketches.murmur import murmur3_32, murmur3_32_words
 from netspectra.transport import dense

@@ -22,7 +22,8 @@ from __future__ import annotations
 from itertools import pairwise
 
 import numpy as np
-from numba import njit
+
+from netspectra.jit import njit
 
 __all__ = [
     "MAPPED_WORD",
