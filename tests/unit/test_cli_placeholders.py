@@ -45,3 +45,11 @@ def test_arguments_are_named_in_capitals() -> None:
     assert "Usage: netspectra ask-ai [OPTIONS] [QUESTION]..." in _help("ask-ai")
     res = runner.invoke(cli.app, ["gen"])
     assert res.exit_code == 2 and "Missing argument 'OUT'" in res.output
+
+
+def test_out_help_names_what_each_kind_of_task_writes() -> None:
+    text = " ".join(_help("analyze").split())
+    assert "an exact task's flows with the columns of the original's flow_metrics table" in text.replace(
+        "│ ", ""
+    )
+    assert "a sketch task's list with those of its heavy_hitters table" in text.replace("│ ", "")
