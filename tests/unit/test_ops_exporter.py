@@ -222,6 +222,8 @@ def test_listen_addresses_and_config() -> None:
     for bad in ("9464", "host:", "h:99999", "h:x"):
         with pytest.raises(ValueError, match="ops listen address"):
             parse_listen(bad)
+    with pytest.raises(ValueError, match=r"'h:99999': port 99999 is above 65535; use HOST:PORT"):
+        parse_listen("h:99999")
     cfg = Config.model_validate({"ops": {"listen": "127.0.0.1:9100"}})
     assert resolve_listen(None, cfg) == "127.0.0.1:9100"
     assert resolve_listen("127.0.0.1:1", cfg) == "127.0.0.1:1"

@@ -114,7 +114,21 @@ def test_stack_start_failure_is_the_result() -> None:
 
     log: list[str] = []
     result = Stack("t", [Recorder("a", log), Broken("b", log)], signals=StopSignals("t")).run()
-    assert result.error == "cannot start: fix X" and result.code == 2 and log == ["start a", "stop a"]
+    # the service that failed half-way is stopped too (what it started goes down), then the others
+    assert result.error == "cannot start: fix X" and result.code == 2
+    assert log == ["start a", "stop b", "stop a"]
+
+
+def test_stack_unexpected_start_error_stops_what_started_then_propagates() -> None:
+    class Crashing(Recorder):
+        def start(self, cancel: threading.Event | None = None) -> None:
+            super().start(cancel)
+            raise RuntimeError("a bug")
+
+    log: list[str] = []
+    with pytest.raises(RuntimeError, match="a bug"):
+        Stack("t", [Recorder("a", log), Crashing("b", log)], signals=StopSignals("t")).run()
+    assert log == ["start a", "start b", "stop b", "stop a"]
 
 
 def test_loop_thread_stops_and_cancels_a_main_that_ignores_stop() -> None:

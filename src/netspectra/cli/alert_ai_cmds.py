@@ -105,7 +105,9 @@ def ai(
 def ask_ai(
     question: Annotated[
         list[str] | None,
-        typer.Argument(help="The prompt (several words are joined with spaces).", show_default=False),
+        typer.Argument(
+            help="The prompt (several words are joined with spaces).", show_default=False, metavar="QUESTION"
+        ),
     ] = None,
     prompt: Annotated[
         str | None,

@@ -32,8 +32,9 @@ def analyze(
         typer.Option(
             "--out",
             "-o",
-            help="Directory for results: one file per task, named <task>.parquet (or .csv with --csv), with "
-            "the columns of the original's flow_metrics table.",
+            help="Directory for results: one file per task, named <task>.parquet (or .csv with --csv): an "
+            "exact task's flows with the columns of the original's flow_metrics table, a sketch task's list "
+            "with those of its heavy_hitters table, flow records (--flows) as in docs/flows.md.",
             file_okay=False,
         ),
     ] = None,

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Annotated, ClassVar
+from typing import Annotated, Any, ClassVar
 
 import typer
 
@@ -34,6 +34,26 @@ class _Commands(LazyTyperGroup):
         "query": "netspectra.cli.api_cmds:query_app",
         "storage": "netspectra.cli.storage_cmd:app",
     }
+
+    def invoke(self, ctx: Any) -> Any:
+        """Run the subcommand; a root option written after it (``netspectra analyze -v``) is a usage error
+        that says where it goes, not click's "No such option" with a look-alike of the subcommand's
+        (``--log-format`` was answered "Possible options: --flow-export")."""
+        # the click that typer runs on (typer >= 0.29 carries its own copy): the module of its exceptions
+        no_such_option = sys.modules[typer.BadParameter.__module__].NoSuchOption
+        try:
+            return super().invoke(ctx)
+        except no_such_option as e:
+            name = e.option_name.split("=", 1)[0]
+            if e.ctx is None or name not in {opt for param in self.params for opt in param.opts}:
+                raise
+            sub = e.ctx.command_path.split(" ", 1)[1] if " " in e.ctx.command_path else "COMMAND"
+            value = " VALUE" if name == "--log-format" else ""
+            where = "netspectra --version" if name == "--version" else f"netspectra {name}{value} {sub} ..."
+            e.ctx.fail(
+                f"{name} is an option of netspectra itself, not of '{e.ctx.command_path}': write it before "
+                f"the command ({where})"
+            )
 
 
 app = typer.Typer(

@@ -123,6 +123,7 @@ def _placeholder(param: Any) -> str:
             return "FILE"
         return "DIR" if not getattr(info, "file_okay", True) else "PATH"
     bare = str(param.bare_type()).lower() if hasattr(param, "bare_type") else ""
+    bare = bare.removeprefix("list[")  # a repeatable option: the placeholder of one value (--export-port N)
     if bare.startswith("int"):
         return "N"
     if bare.startswith("float"):
@@ -140,11 +141,29 @@ def tidy_help(command: Any) -> Any:
         param.help = _escape_angles(param.help)
         if param.metavar is None:
             param.metavar = _placeholder(param)
+    _tidy_help_option(command)
     subcommands = getattr(command, "commands", {})
     # a lazy group's subcommands are tidied as they are built (netspectra.cli.lazy_group)
     for sub in subcommands.built() if hasattr(subcommands, "built") else subcommands.values():
         tidy_help(sub)
     return command
+
+
+def _tidy_help_option(command: Any) -> None:
+    """No placeholder for ``--help`` either. Click makes that option on demand from the context's names
+    (``-h`` comes from the parent's context), so it is tidied as it is made, never made here."""
+    original = command.get_help_option
+    if getattr(original, "tidied", False):
+        return
+
+    def get_help_option(ctx: Any) -> Any:
+        option = original(ctx)
+        if option is not None and option.metavar is None:
+            option.metavar = ""  # typer would show "<bool>"
+        return option
+
+    get_help_option.tidied = True  # type: ignore[attr-defined]
+    command.get_help_option = get_help_option
 
 
 def run_app(app: typer.Typer, **kwargs: Any) -> Any:

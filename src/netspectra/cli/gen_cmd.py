@@ -25,7 +25,10 @@ def gen(
     out: Annotated[
         Path,
         typer.Argument(
-            help="The pcap file to write (replaced if it exists).", dir_okay=False, show_default=False
+            help="The pcap file to write (replaced if it exists).",
+            dir_okay=False,
+            show_default=False,
+            metavar="OUT",
         ),
     ],
     packets: Annotated[

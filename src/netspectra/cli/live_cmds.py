@@ -107,7 +107,9 @@ def _wire_option(wire: str | None) -> tuple[int | None, str | None]:
 def probe(
     files: Annotated[
         list[Path] | None,
-        typer.Argument(help="Capture files to replay (pcap/pcapng, optionally gzip).", show_default=False),
+        typer.Argument(
+            help="Capture files to replay (pcap/pcapng, optionally gzip).", show_default=False, metavar="FILE"
+        ),
     ] = None,
     config: ConfigOption = None,
     iface: Annotated[

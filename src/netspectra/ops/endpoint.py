@@ -43,8 +43,10 @@ def parse_listen(addr: str) -> tuple[str, int]:
     ``ValueError`` naming the address otherwise. All interfaces only when asked: ``0.0.0.0:PORT``."""
     host, sep, port = addr.strip().rpartition(":")
     if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        # a port out of range is said as such: "use HOST:PORT" alone read as "the form is wrong"
+        why = f"port {port} is above 65535; " if sep and port.isdigit() else ""
         raise ValueError(
-            f"ops listen address {addr!r}: use HOST:PORT or :PORT (e.g. 127.0.0.1:9464, or 0.0.0.0:9464 "
+            f"ops listen address {addr!r}: {why}use HOST:PORT or :PORT (e.g. 127.0.0.1:9464, or 0.0.0.0:9464 "
             "for every interface)"
         )
     return host.strip("[]") or "127.0.0.1", int(port)

@@ -178,6 +178,10 @@ class Stack:
             except ServiceError as exc:
                 result.error, result.code = str(exc), exc.code
                 self.request_stop(str(exc))
+            except BaseException:
+                self.request_stop("start-up failed")
+                self._stop_all()  # what started (and the service that failed half-way) is stopped first
+                raise
             else:
                 if not self.stop_requested.is_set():
                     if self.on_started is not None:
@@ -225,8 +229,14 @@ class Stack:
             if self.stop_requested.is_set():
                 log.info("%s: %s during start-up: stopping what started", self.name, self.stop_reason)
                 return
-            s.start(self.stop_requested)
-            self._started.append(s)
+            try:
+                s.start(self.stop_requested)
+            finally:
+                # A service whose start failed half-way is stopped with the others: what it started goes
+                # down in order (an engine that cannot reach NATS had opened its writers: an embedded
+                # ClickHouse left open at exit crashed the process). Every service's stop copes with a
+                # partial start.
+                self._started.append(s)
 
     def _supervise(self, result: StackResult) -> None:
         t0 = time.monotonic()

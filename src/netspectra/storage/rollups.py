@@ -107,16 +107,16 @@ def choose_rollup(
         else:
             wanted = max(1, (end_ns - start_ns) // 10**9 // DEFAULT_POINTS)
         how = (
-            f"a {DEFAULT_POINTS}th of the range"
+            f"with buckets within a {DEFAULT_POINTS}th of the range"
             if start_ns is not None and end_ns is not None
-            else "no bound"
+            else "(the range has no start or no end)"  # was "within no bound", which read as nothing
         )
     else:
         wanted = int(resolution_s)
-        how = f"the {wanted} s resolution wanted"
+        how = f"with buckets within the {wanted} s resolution wanted"
     fitting = [r for r in RESOLUTIONS if r.seconds <= wanted] or [RESOLUTIONS[0]]
     best = fitting[-1]
-    reason = f"{best.table}: the coarsest table with buckets within {how}"
+    reason = f"{best.table}: the coarsest table {how}"
     if start_ns is not None:
 
         def in_retention(r: Resolution) -> bool:

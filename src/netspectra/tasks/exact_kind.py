@@ -91,8 +91,9 @@ class ExactAggregator(AggregatorKind):
             for fields in keyed:
                 task = ExactTask("warm_up", fields, capacity_hint=4)
                 task.update(batch)
+                snap = task.snapshot()  # every run's report takes one (the rows' export kernel)
                 if tasks is None:  # an image build: the Arrow output's kernels too (see AggregatorKind)
-                    task.snapshot().to_arrow()
+                    snap.to_arrow()
         finally:
             logger.setLevel(level)
 
