@@ -130,32 +130,24 @@ def _env(cache: Path, **extra: str) -> dict[str, str]:
 
 def _child(cache: Path, tmp: Path, capture: Path, *steps: str, **extra: str) -> tuple[dict, dict]:
     record = tmp / f"calls-{len(list(tmp.iterdir()))}.pkl"
-    out = subprocess.run(
-        [sys.executable, "-c", CHILD, str(capture), str(record), *steps],
-        env=_env(cache, **extra),
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=600,
-    )
-    assert out.returncode == 0, out.stderr[-4000:]
-    line = next(ln for ln in out.stdout.splitlines() if ln.startswith("SEEN "))
+    stdout = _run([sys.executable, "-c", CHILD, str(capture), str(record), *steps], cache, **extra)
+    line = next(ln for ln in stdout.splitlines() if ln.startswith("SEEN "))
     with open(record, "rb") as fh:
         return json.loads(line[5:]), pickle.load(fh)
 
 
 def _analyze(cache: Path, capture: Path | list[str], **extra: str) -> dict:
     args = [str(capture)] if isinstance(capture, Path) else capture
-    out = subprocess.run(
-        [sys.executable, "-m", "netspectra", "analyze", *args, "--json"],
-        env=_env(cache, **extra),
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=600,
-    )
+    return _without_timings(json.loads(_run([sys.executable, "-m", "netspectra", "analyze", *args, "--json"],
+                                            cache, **extra)))  # fmt: skip
+
+
+def _run(argv: list[str], cache: Path, **extra: str) -> str:
+    """``argv`` in a child with the test's environment (:func:`_env`); its standard output (status 0)."""
+    env = _env(cache, **extra)
+    out = subprocess.run(argv, env=env, capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert out.returncode == 0, out.stderr[-4000:]
-    return _without_timings(json.loads(out.stdout))
+    return out.stdout
 
 
 def _without_timings(report: Any) -> Any:
