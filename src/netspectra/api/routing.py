@@ -98,10 +98,11 @@ class StoreRouter:
         try:
             return self.routes[task]
         except KeyError:
-            from netspectra.api.grpc_service import shown
+            from netspectra.kinds import did_you_mean, shown
 
+            names = self.task_names()
             raise UnknownTaskError(
-                f"unknown task {shown(task)}; configured tasks: {self.task_names()}"
+                f"unknown task {shown(task)}{did_you_mean(task, names)}; configured tasks: {names}"
             ) from None
 
     def group_store(self, group: Group) -> ClickHouseStore:
