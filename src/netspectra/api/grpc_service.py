@@ -489,7 +489,9 @@ class QueryCore:
             group = "exporters" if first_clickhouse(self.router.cfg, "exporters") is not None else "exact"
             store = self.router.group_store(group)
             rows = list_exporters(store, req.task_name or None, start_ns=start, end_ns=end)
+            reason = "" if rows else self._no_exporters(store, req.task_name, start, end)
             return query_pb2.ListExportersResponse(
+                reason=reason,
                 exporters=[
                     query_pb2.Exporter(
                         task_name=x.task_name,
@@ -506,8 +508,46 @@ class QueryCore:
                         records_without_sampling_rate=x.records_without_rate,
                     )
                     for x in rows
-                ]
+                ],
             )
+
+    def _no_exporters(self, store: Any, task: str, start: int | None, end: int | None) -> str:
+        """Why ``ListExporters`` found no exporter (its ``reason``, as ``TopN`` says why its table): none
+        in the range although some are stored; a task that stored none (with the name meant, for a near
+        miss); or no exporters task at all, and who runs one."""
+        from netspectra.kinds import did_you_mean
+        from netspectra.output.timefmt import format_ts_ns
+        from netspectra.storage.exporters import exporter_tasks, list_exporters
+
+        configured = self.router.group_task_names("exporters")
+        of_task = f" of task {shown(task)}" if task else ""
+        if start is not None or end is not None:
+            stored = list_exporters(store, task or None)
+            if stored:
+                first = format_ts_ns(min(x.first_seen_ns for x in stored))
+                last = format_ts_ns(max(x.last_seen_ns for x in stored))
+                return (
+                    f"none in the range: the {len(stored):,} exporter{'s' if len(stored) > 1 else ''} "
+                    f"stored{of_task} sent records from {first} to {last}"
+                )
+        if task and task not in configured:
+            known = sorted({*configured, *exporter_tasks(store)})
+            return (
+                f"no exporter stored for task {shown(task)}{did_you_mean(task, known)}; exporters tasks "
+                f"configured or stored: {', '.join(known) or '(none)'}"
+            )
+        if task or configured:
+            tasks = [task] if task else configured
+            return (
+                f"the exporters task{'s' if len(tasks) > 1 else ''} {', '.join(map(repr, tasks))} stored no "
+                "exporter yet: exporters are stored at each snapshot of the task's writers once flow exports "
+                "(NetFlow, IPFIX, sFlow) reach the engine"
+            )
+        return (
+            "no exporter stored, and the configuration has no exporters task (aggregator.exporters): "
+            "`netspectra up --collect` and `netspectra analyze --flow-export --store` run one of their own; "
+            "an engine fed by `netspectra collect` needs one in its configuration (docs/collect.md)"
+        )
 
 
 def _proto_field(column: str, typ: pa.DataType) -> str:

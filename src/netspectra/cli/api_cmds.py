@@ -859,7 +859,8 @@ def exporters_cmd(
     """The flow exporters (routers and switches sending NetFlow, IPFIX or sFlow to netspectra collect):
     when each was last seen, its sampling rates and the records, packets and bytes it brought (packets and
     bytes multiplied by the sampling rate). From the exporters tasks, which netspectra up --collect and
-    analyze --flow-export run on their own (ListExporters). --start/--end keep the periods that overlap."""
+    analyze --flow-export run on their own (ListExporters). --start/--end keep the periods that overlap.
+    When there are none, the answer says why (no exporters task, none stored yet, none in the range)."""
     from netspectra.proto.v1 import query_pb2
 
     conn = Conn(addr, timeout, token, tls, ca_file, cert_file, key_file)
@@ -890,6 +891,8 @@ def exporters_cmd(
             _n(e.records_without_sampling_rate),
         )
     console.print(table)
+    if resp.reason:  # why there is none (the service says, as TopN says which table answered)
+        console.print(resp.reason, highlight=False)
 
 
 __all__ = ["api", "parse_time", "query_app"]
