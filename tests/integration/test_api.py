@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -637,6 +638,47 @@ def test_rest_mirrors(http: TestClient, chdb_served: Served) -> None:
     spec = http.get("/openapi.json").json()
     assert {"/query", "/search", "/annotations", "/api/v1/aggregate", "/api/v1/heavy-hitters"} <= set(
         spec["paths"]
+    )
+
+
+def test_rest_errors_name_the_parameters_the_client_passed(http: TestClient, chdb_served: Served) -> None:
+    """The core's messages name the ``.proto``'s fields (``start_time``), right for gRPC; a REST client
+    wrote ``startTime`` (or ``start_time``) in its body, or ``start`` in the query string, and its errors
+    say so."""
+    later_first = {"startTime": "2024-01-02T00:00:00Z", "endTime": "2024-01-01T00:00:00Z"}
+    snake = {"start_time": "2024-01-02T00:00:00Z", "end_time": "2024-01-01T00:00:00Z"}
+    for method, path, body, says in (
+        ("POST", "/api/v1/aggregate", later_first, "startTime is after endTime"),
+        ("POST", "/api/v1/aggregate", snake, "start_time is after end_time"),  # as written
+        ("POST", "/api/v1/aggregate", {"startTime": "1960-01-01T00:00:00Z"}, "startTime: "),
+        ("POST", "/api/v1/aggregate", {"taskName": "per_src", "pageToken": "zzz"}, "pageToken is not a"),
+        ("POST", "/api/v1/trace", {}, "taskName is required"),  # absent: the documented camelCase
+        ("POST", "/api/v1/heavy-hitters", {"type": 2}, "taskName is required"),
+        ("POST", "/api/v1/flows", {"taskName": "per_src", "orderBy": 9}, "orderBy 9 is not a FlowOrder"),
+        ("POST", "/api/v1/top", {"dimension": "SrcAS", **later_first}, "startTime is after endTime"),
+        ("POST", "/api/v1/exporters", {"taskName": "x" * 2000}, "taskName: 2,000 characters"),
+        (
+            "GET",
+            "/api/v1/exporters?start=2024-01-02T00:00:00Z&end=2024-01-01T00:00:00Z",
+            None,
+            "start is after end",
+        ),
+        ("GET", "/api/v1/exporters?start=1960-01-01T00:00:00Z", None, "start: "),
+        ("GET", "/api/v1/exporters?end=yesterday", None, "end: 'yesterday' is not an RFC 3339 time"),
+        ("GET", f"/api/v1/exporters?task={'x' * 2000}", None, "task: 2,000 characters"),
+    ):
+        res = http.post(path, json=body) if method == "POST" else http.get(path)
+        message = res.json()["message"]
+        assert res.status_code == 400 and res.json()["code"] == "INVALID_ARGUMENT", (path, res.text)
+        assert says in message, (path, body, message)
+        if body is None or "start_time" not in body:
+            assert not re.search(r"\b(start_time|end_time|task_name|page_token|order_by)\b", message), message
+    # gRPC clients keep the .proto's names
+    expect_error(
+        chdb_served.stub.AggregateFlows,
+        query_pb2.AggregationRequest(start_time=ts(T2_NS), end_time=ts(T1_NS)),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "start_time is after end_time",
     )
 
 

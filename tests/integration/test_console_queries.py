@@ -361,7 +361,9 @@ def test_a_sample_reads_whole_flows_and_says_so(chdb: Filled) -> None:
 
 def test_bad_requests(chdb: Filled) -> None:
     for kwargs, says in (
-        ({"dims": ["Nope"]}, "'Nope' is not a dimension of flow_metrics:per_five_tuple"),
+        ({"dims": ["Nope"]}, "'Nope' is not a dimension of flow_metrics:per_five_tuple; its dimensions"),
+        # a near miss names the dimension meant (as TopN and the task names do)
+        ({"dims": ["DstPrt"]}, r"'DstPrt' is not a dimension of \S+ \(did you mean 'DstPort'\?\)"),
         ({"dims": ["DstPort", "dstport"]}, "listed twice"),
         ({"metric": "bits"}, "metric 'bits' is not one of"),
         ({"axis": "wall"}, "axis 'wall' is not one of"),

@@ -429,6 +429,17 @@ def test_topn_over_rest_grafana_and_the_cli(served: tuple[Any, str], stored: Sto
     assert out.exit_code == 0, out.output
     assert "Top SrcNetName by bytes — rollup task traffic" in out.output and "lab" in out.output
     assert "from rollup_" in out.output
+    # the epoch is a bound like any other (a Timestamp field keeps its presence on the wire): shown as
+    # such, where taking 0 for "unset" showed the range as "- to -"
+    for extra, span in (
+        ([], "1970-01-01T00:00:00.000000000Z to -:"),
+        (["--end", "2030-01-01"], "1970-01-01T00:00:00.000000000Z to 2030-01-01T00:00:00.000000000Z:"),
+    ):
+        out = runner.invoke(
+            query_app, ["top", "--by", "SrcNetName", "--addr", addr, "--start", "1970-01-01", *extra]
+        )
+        assert out.exit_code == 0, out.output
+        assert span in " ".join(out.output.split()) and "lab" in out.output, out.output
     out = runner.invoke(
         query_app, ["top", "--by", "SrcAS", "-f", "SrcNetName!=lab", "-n", "1", "--addr", addr, "--json"]
     )

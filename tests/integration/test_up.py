@@ -141,6 +141,7 @@ def test_up_replays_stores_answers_and_stops_cleanly(tmp_path: Path) -> None:
             proc.kill()
             out, err = proc.communicate()
     assert proc.returncode == 0, err
+    assert f"  console     {base}/console   (" in err, err  # the banner (stderr) names the web console
     summary = json.loads(out.strip().splitlines()[-1])
     assert summary["probe"]["packets_published"] == 3882 and summary["probe"]["dropped_packets"] == 0
     assert summary["engine"]["stream"]["packets"] == 3882
@@ -148,3 +149,29 @@ def test_up_replays_stores_answers_and_stops_cleanly(tmp_path: Path) -> None:
     assert summary["nats-server"]["restarts"] == 0
     assert not _nats_servers_under(data), "a nats-server outlived netspectra up"
     assert (data / "chdb").is_dir() and (data / "nats" / "jetstream").is_dir()
+
+
+def test_the_banner_lists_the_console_where_the_http_api_serves_it(tmp_path: Path) -> None:
+    """The banner names every endpoint, the web console (``/console`` of the HTTP API) included, and only
+    once the query service serves HTTP; the URL it gives answers the console's page."""
+    from netspectra.config import parse_config_text
+    from netspectra.services.up import UpOptions, UpStack
+
+    cfg = parse_config_text(
+        "aggregator:\n  types: [exact]\n  exact:\n    tasks: [{name: t, key_fields: [SrcIP]}]\n"
+    )
+    options = UpOptions(data_dir=tmp_path, nats_port=0, grpc_addr="127.0.0.1:0", http_addr="127.0.0.1:0")
+    up = UpStack(cfg, options)
+    assert "\n  console " not in up.banner() and "\n  dashboard " not in up.banner()  # no HTTP served
+    up.api.start()
+    try:
+        banner = up.banner()
+        base = up.api.http_url
+        assert base.startswith("http://127.0.0.1:") and f"\n  dashboard   {base}   (" in banner, banner
+        assert f"\n  console     {base}console   (" in banner, banner
+        page = urllib.request.Request(f"{base}console", headers={"Accept": "text/html"})
+        with urllib.request.urlopen(page, timeout=10) as resp:
+            assert resp.status == 200 and "text/html" in resp.headers["Content-Type"]
+            assert "console" in resp.read().decode().lower()
+    finally:
+        up.api.stop()

@@ -165,3 +165,74 @@ def test_rows_round_trip_through_the_exporters_table(chdb_data_dir: Path) -> Non
             list_exporters(writer.store, start_ns=5, end_ns=4)
     finally:
         writer.close()
+
+
+def test_an_empty_exporters_answer_says_why(chdb_data_dir: Path) -> None:
+    """``query exporters`` with nothing to list says why, as ``query top`` says which table answered: the
+    service's ``reason`` (ListExportersResponse), printed by the CLI and in the REST answer; none when
+    there are exporters."""
+    pytest.importorskip("chdb", reason="the embedded ClickHouse engine needs chdb")
+    import json
+
+    from typer.testing import CliRunner
+
+    from netspectra.api.grpc_service import QueryCore, create_grpc_server
+    from netspectra.cli.api_cmds import query_app
+    from netspectra.config import parse_config_text
+    from netspectra.config.aggregator import WriterConfig
+    from netspectra.storage.base import SnapshotMeta
+    from netspectra.storage.clickhouse import ClickHouseWriter
+    from netspectra.storage.clickhouse_config import ClickHouseConfig
+
+    database = f"exp_why_{uuid.uuid4().hex[:8]}"
+    store = f"{{data_dir: '{chdb_data_dir}', database: {database}}}"
+    writer_yaml = f"[{{type: clickhouse, enabled: true, clickhouse: {store}}}]"
+    exact = f"  exact:\n    writers: {writer_yaml}\n    tasks: [{{name: five, key_fields: [SrcIP]}}]\n"
+    plain = parse_config_text(f"aggregator:\n  types: [exact]\n{exact}")
+    with_task = parse_config_text(
+        f"aggregator:\n  types: [exact, exporters]\n{exact}"
+        f"  exporters:\n    writers: {writer_yaml}\n    tasks: [{{name: exporters}}]\n"
+    )
+    runner = CliRunner()
+
+    def ask(cfg: object, *args: str) -> str:
+        core = QueryCore(cfg)  # type: ignore[arg-type]
+        server, port, _ = create_grpc_server(core, "127.0.0.1:0", max_workers=2)
+        server.start()
+        try:
+            out = runner.invoke(query_app, ["exporters", "--addr", f"127.0.0.1:{port}", *args])
+        finally:
+            server.stop(1).wait()
+            core.close()
+        assert out.exit_code == 0, out.output
+        return " ".join(out.output.split())
+
+    # nothing stored, no exporters task: who runs one
+    said = ask(plain)
+    assert (
+        "Flow exporters: 0" in said
+        and "the configuration has no exporters task (aggregator.exporters)" in said
+    )
+    assert "up --collect" in said, said
+    # an exporters task that stored nothing yet
+    said = ask(with_task)
+    assert "the exporters task 'exporters' stored no exporter yet" in said, said
+    ch = ClickHouseConfig(data_dir=str(chdb_data_dir), database=database)
+    writer = ClickHouseWriter(WriterConfig(type="clickhouse", enabled=True, params=ch), "exporters")
+    writer.open()
+    try:
+        task = ExportersTask("exporters")
+        task.update(_batch(np.random.default_rng(3), 50, ["192.0.2.1", "192.0.2.2"], [100]))
+        writer.write_exporters(task.snapshot(), SnapshotMeta(10, 1, final=True))
+    finally:
+        writer.close()
+    # stored, but not in the range asked for
+    said = ask(with_task, "--start", "2100-01-01")
+    assert "none in the range: the 2 exporters stored sent records from 2001-09-09T" in said, said
+    # a task name near a stored one
+    said = ask(plain, "--task", "exporter")
+    assert "no exporter stored for task 'exporter' (did you mean 'exporters'?)" in said, said
+    # exporters listed: no reason
+    said = ask(plain, "--json")
+    doc = json.loads(said)
+    assert {e["address"] for e in doc["exporters"]} == {"192.0.2.1", "192.0.2.2"} and "reason" not in doc

@@ -93,18 +93,28 @@ def safe_message(text: str) -> str:
 class QueryError(Exception):
     """A failed query: ``code`` (a :class:`grpc.StatusCode`) and a one-line message for the client
     (made safe by :func:`safe_message`: bounded, escaped). ``http_status`` overrides the HTTP status the
-    code maps to (e.g. 413 for a body too large)."""
+    code maps to (e.g. 413 for a body too large). ``fields``: the request message's fields that the
+    message names by their ``.proto`` names (``start_time``), words the HTTP app replaces with the names
+    its client used (:func:`netspectra.api.http_app.rest_names`); the message echoes no input there."""
 
-    def __init__(self, code: grpc.StatusCode, message: str, http_status: int | None = None) -> None:
+    def __init__(
+        self,
+        code: grpc.StatusCode,
+        message: str,
+        http_status: int | None = None,
+        fields: tuple[str, ...] = (),
+    ) -> None:
         message = safe_message(message)
         super().__init__(message)
         self.code = code
         self.message = message
         self.http_status = http_status
+        self.fields = fields
 
 
-def _invalid(message: str) -> QueryError:
-    return QueryError(grpc.StatusCode.INVALID_ARGUMENT, message)
+def _invalid(message: str, *fields: str) -> QueryError:
+    """``INVALID_ARGUMENT``; ``fields``: the request fields the message names (see :class:`QueryError`)."""
+    return QueryError(grpc.StatusCode.INVALID_ARGUMENT, message, fields=fields)
 
 
 @contextmanager
@@ -137,9 +147,9 @@ def timestamp_ns(msg: Message, field: str) -> int | None:
         return None
     ts: Timestamp = getattr(msg, field)
     if not 0 <= ts.nanos < _NS:
-        raise _invalid(f"{field}: nanos {ts.nanos} is outside [0, 999999999]")
+        raise _invalid(f"{field}: nanos {ts.nanos} is outside [0, 999999999]", field)
     if ts.seconds < 0:
-        raise _invalid(f"{field}: {ts.seconds} s is before 1970-01-01T00:00:00Z")
+        raise _invalid(f"{field}: {ts.seconds} s is before 1970-01-01T00:00:00Z", field)
     # beyond the int64 ns range (year 2262): as good as unbounded
     return min(ts.seconds * _NS + ts.nanos, MAX_TIME_NS)
 
@@ -151,7 +161,7 @@ def ns_timestamp(ns: int) -> Timestamp:
 def _times(msg: Message) -> tuple[int | None, int | None]:
     start, end = timestamp_ns(msg, "start_time"), timestamp_ns(msg, "end_time")
     if start is not None and end is not None and start > end:
-        raise _invalid("start_time is after end_time")
+        raise _invalid("start_time is after end_time", "start_time", "end_time")
     return start, end
 
 
@@ -179,13 +189,15 @@ def _page(req: Message) -> tuple[int, int]:
         doc = json.loads(base64.urlsafe_b64decode(token.encode("ascii") + b"=" * (-len(token) % 4)))
         offset, digest = doc["o"], str(doc["q"])
     except Exception:
-        raise _invalid("page_token is not a token of this server") from None
+        raise _invalid("page_token is not a token of this server", "page_token") from None
     # tokens are made by _next_token (an int offset), but anyone can forge one: only an int64 offset
     # goes on (an offset beyond 64 bits reached the store's own parameter check)
     if isinstance(offset, bool) or not isinstance(offset, int) or not 0 <= offset <= _MAX_OFFSET:
-        raise _invalid("page_token is not a token of this server")
+        raise _invalid("page_token is not a token of this server", "page_token")
     if digest != _query_digest(req):
-        raise _invalid("page_token belongs to another query (repeat the same request with the token)")
+        raise _invalid(
+            "page_token belongs to another query (repeat the same request with the token)", "page_token"
+        )
     return offset, size
 
 
@@ -289,7 +301,7 @@ class QueryCore:
     def trace_flow(self, req: query_pb2.TraceFlowRequest) -> query_pb2.TraceFlowResponse:
         with _errors("TraceFlow"):
             if not req.task_name:
-                raise _invalid("task_name is required")
+                raise _invalid("task_name is required", "task_name")
             start, end = _times(req)
             keys = dict(req.flow_keys)
             filt = FlowFilter.from_keys(keys)  # unknown keys and bad values: ValueError
@@ -316,7 +328,7 @@ class QueryCore:
     def query_heavy_hitters(self, req: query_pb2.HeavyHittersRequest) -> query_pb2.HeavyHittersResponse:
         with _errors("QueryHeavyHitters"):
             if not req.task_name:
-                raise _invalid("task_name is required")
+                raise _invalid("task_name is required", "task_name")
             start, end = _times(req)
             if req.type not in (0, 1, 2):
                 raise _invalid(f"type {req.type} is not a heavy-hitter type: 0 count, 1 size, 2 spread")
@@ -341,10 +353,12 @@ class QueryCore:
     def list_flows(self, req: query_pb2.ListFlowsRequest) -> query_pb2.ListFlowsResponse:
         with _errors("ListFlows"):
             if not req.task_name:
-                raise _invalid("task_name is required")
+                raise _invalid("task_name is required", "task_name")
             start, end = _times(req)
             if req.order_by not in range(len(FLOW_ORDERS)):
-                raise _invalid(f"order_by {req.order_by} is not a FlowOrder (0 to {len(FLOW_ORDERS) - 1})")
+                raise _invalid(
+                    f"order_by {req.order_by} is not a FlowOrder (0 to {len(FLOW_ORDERS) - 1})", "order_by"
+                )
             filt = FlowRecordFilter(
                 task=req.task_name,
                 src_ip=req.src_ip or None,
@@ -462,7 +476,9 @@ class QueryCore:
             if len(req.task_name) > MAX_NAME_CHARS:
                 # a name of no configured task is still looked up (the store may hold exporters of tasks
                 # configured elsewhere), so bound it: a 1 MB name made a query beyond max_query_size
-                raise _invalid(f"task_name: {len(req.task_name):,} characters (at most {MAX_NAME_CHARS:,})")
+                raise _invalid(
+                    f"task_name: {len(req.task_name):,} characters (at most {MAX_NAME_CHARS:,})", "task_name"
+                )
             if req.task_name:
                 route = self.router.routes.get(req.task_name)
                 if route is not None and route.group != "exporters":
@@ -473,7 +489,9 @@ class QueryCore:
             group = "exporters" if first_clickhouse(self.router.cfg, "exporters") is not None else "exact"
             store = self.router.group_store(group)
             rows = list_exporters(store, req.task_name or None, start_ns=start, end_ns=end)
+            reason = "" if rows else self._no_exporters(store, req.task_name, start, end)
             return query_pb2.ListExportersResponse(
+                reason=reason,
                 exporters=[
                     query_pb2.Exporter(
                         task_name=x.task_name,
@@ -490,8 +508,46 @@ class QueryCore:
                         records_without_sampling_rate=x.records_without_rate,
                     )
                     for x in rows
-                ]
+                ],
             )
+
+    def _no_exporters(self, store: Any, task: str, start: int | None, end: int | None) -> str:
+        """Why ``ListExporters`` found no exporter (its ``reason``, as ``TopN`` says why its table): none
+        in the range although some are stored; a task that stored none (with the name meant, for a near
+        miss); or no exporters task at all, and who runs one."""
+        from netspectra.kinds import did_you_mean
+        from netspectra.output.timefmt import format_ts_ns
+        from netspectra.storage.exporters import exporter_tasks, list_exporters
+
+        configured = self.router.group_task_names("exporters")
+        of_task = f" of task {shown(task)}" if task else ""
+        if start is not None or end is not None:
+            stored = list_exporters(store, task or None)
+            if stored:
+                first = format_ts_ns(min(x.first_seen_ns for x in stored))
+                last = format_ts_ns(max(x.last_seen_ns for x in stored))
+                return (
+                    f"none in the range: the {len(stored):,} exporter{'s' if len(stored) > 1 else ''} "
+                    f"stored{of_task} sent records from {first} to {last}"
+                )
+        if task and task not in configured:
+            known = sorted({*configured, *exporter_tasks(store)})
+            return (
+                f"no exporter stored for task {shown(task)}{did_you_mean(task, known)}; exporters tasks "
+                f"configured or stored: {', '.join(known) or '(none)'}"
+            )
+        if task or configured:
+            tasks = [task] if task else configured
+            return (
+                f"the exporters task{'s' if len(tasks) > 1 else ''} {', '.join(map(repr, tasks))} stored no "
+                "exporter yet: exporters are stored at each snapshot of the task's writers once flow exports "
+                "(NetFlow, IPFIX, sFlow) reach the engine"
+            )
+        return (
+            "no exporter stored, and the configuration has no exporters task (aggregator.exporters): "
+            "`netspectra up --collect` and `netspectra analyze --flow-export --store` run one of their own; "
+            "an engine fed by `netspectra collect` needs one in its configuration (docs/collect.md)"
+        )
 
 
 def _proto_field(column: str, typ: pa.DataType) -> str:

@@ -46,7 +46,8 @@ omitted; request bodies are the JSON form of the gRPC request messages):
   object): the stored alert history, newest first (``{"alerts": [...]}``, see :func:`alerts_response`)
 
 Errors: ``{"code": "<gRPC status name>", "message": "..."}`` with 400 (INVALID_ARGUMENT), 404
-(NOT_FOUND), 503 (UNAVAILABLE) or 500; never a traceback. OpenAPI: ``/docs`` and ``/openapi.json``.
+(NOT_FOUND), 503 (UNAVAILABLE) or 500; never a traceback; a message names a request field as the
+client wrote it (:func:`rest_errors`). OpenAPI: ``/docs`` and ``/openapi.json``.
 """
 
 from __future__ import annotations
@@ -54,6 +55,9 @@ from __future__ import annotations
 import html
 import logging
 import math
+import re
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, cast
@@ -415,6 +419,48 @@ def _parse(payload: Any, cls: type[Message]) -> Any:
         raise QueryError(grpc.StatusCode.INVALID_ARGUMENT, f"{cls.__name__}: {type(exc).__name__}") from None
 
 
+def rest_names(
+    cls: type[Message], body: Mapping[str, Any], params: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """Each field of request message ``cls`` → the name its REST client used: the query-string parameter
+    that sets it (``params``: ``{"start_time": "start"}``), else the body's key for it (camelCase or the
+    ``.proto``'s snake_case, as written), else its camelCase JSON name (the REST convention)."""
+    given = params or {}
+    return {
+        f.name: given.get(f.name) or (f.name if f.name in body else f.json_name)
+        for f in cls.DESCRIPTOR.fields
+    }
+
+
+@contextmanager
+def rest_errors(
+    cls: type[Message], body: Mapping[str, Any], params: Mapping[str, str] | None = None
+) -> Iterator[None]:
+    """Errors of a REST mirror of an RPC (request message ``cls``, from ``body`` or the query string's
+    ``params``) name the request's fields as its client did (:func:`rest_names`: ``startTime``,
+    ``start_time`` or ``start``), where :class:`QueryCore`'s messages use the ``.proto``'s names (right
+    for gRPC clients)."""
+    try:
+        yield
+    except QueryError as exc:
+        if not exc.fields:
+            raise
+        names = rest_names(cls, body, params)
+        message = exc.message
+        for name in exc.fields:
+            message = re.sub(rf"\b{re.escape(name)}\b", names.get(name, name), message)
+        raise QueryError(exc.code, message, exc.http_status) from None
+
+
+def _rest_call(call: Callable[[Any], Message], payload: Any, cls: type[Message]) -> Any:
+    """A REST mirror of an RPC: the JSON body ``payload`` parsed as ``cls``, answered by ``call`` (a
+    :class:`QueryCore` method), errors named as the body named the fields (:func:`rest_errors`)."""
+    body = json_object(payload, cls.__name__)
+    request = _parse(body, cls)
+    with rest_errors(cls, body):
+        return call(request)
+
+
 def _dump(msg: Message) -> dict[str, Any]:
     """A response message as REST JSON: protobuf's JSON mapping (camelCase, 64-bit integers as strings,
     zero values omitted); ``netspectra query --json`` prints the same."""
@@ -668,7 +714,7 @@ def create_app(core: QueryCore, http_metrics: Any = None, tokens: TokenSet | Non
         openapi_extra=_body(_AGG_EXAMPLE, message="AggregationRequest"),
     )
     def aggregate(payload: JsonBody) -> dict[str, Any]:
-        return _dump(core.aggregate_flows(_parse(payload or {}, query_pb2.AggregationRequest)))
+        return _dump(_rest_call(core.aggregate_flows, payload, query_pb2.AggregationRequest))
 
     @app.post(
         "/api/v1/trace",
@@ -677,7 +723,7 @@ def create_app(core: QueryCore, http_metrics: Any = None, tokens: TokenSet | Non
         openapi_extra=_body(_TRACE_EXAMPLE, message="TraceFlowRequest", required=True),
     )
     def trace(payload: JsonBody) -> dict[str, Any]:
-        return _dump(core.trace_flow(_parse(payload, query_pb2.TraceFlowRequest)))
+        return _dump(_rest_call(core.trace_flow, payload, query_pb2.TraceFlowRequest))
 
     @app.post(
         "/api/v1/flows/trace",
@@ -686,7 +732,7 @@ def create_app(core: QueryCore, http_metrics: Any = None, tokens: TokenSet | Non
         openapi_extra=_body(_TRACE_EXAMPLE, message="TraceFlowRequest", required=True),
     )
     def trace_v1(payload: JsonBody) -> dict[str, Any]:
-        return _dump(core.trace_flow(_parse(payload, query_pb2.TraceFlowRequest)).lifecycle)
+        return _dump(_rest_call(core.trace_flow, payload, query_pb2.TraceFlowRequest).lifecycle)
 
     @app.post(
         "/api/v1/heavy-hitters",
@@ -695,7 +741,7 @@ def create_app(core: QueryCore, http_metrics: Any = None, tokens: TokenSet | Non
         openapi_extra=_body(_HH_EXAMPLE, message="HeavyHittersRequest", required=True),
     )
     def hitters(payload: JsonBody) -> dict[str, Any]:
-        return _dump(core.query_heavy_hitters(_parse(payload, query_pb2.HeavyHittersRequest)))
+        return _dump(_rest_call(core.query_heavy_hitters, payload, query_pb2.HeavyHittersRequest))
 
     @app.post(
         "/api/v1/flows",
@@ -704,7 +750,7 @@ def create_app(core: QueryCore, http_metrics: Any = None, tokens: TokenSet | Non
         openapi_extra=_body(_FLOWS_EXAMPLE, message="ListFlowsRequest", required=True),
     )
     def flows(payload: JsonBody) -> dict[str, Any]:
-        return _dump(core.list_flows(_parse(payload, query_pb2.ListFlowsRequest)))
+        return _dump(_rest_call(core.list_flows, payload, query_pb2.ListFlowsRequest))
 
     @app.post(
         "/api/v1/top",
@@ -713,7 +759,7 @@ def create_app(core: QueryCore, http_metrics: Any = None, tokens: TokenSet | Non
         openapi_extra=_body(_TOP_EXAMPLE, message="TopNRequest", required=True),
     )
     def top(payload: JsonBody) -> dict[str, Any]:
-        return _dump(core.top_n(_parse(payload, query_pb2.TopNRequest)))
+        return _dump(_rest_call(core.top_n, payload, query_pb2.TopNRequest))
 
     @app.post(
         "/api/v1/exporters",
@@ -722,18 +768,26 @@ def create_app(core: QueryCore, http_metrics: Any = None, tokens: TokenSet | Non
         openapi_extra=_body(_EXPORTERS_EXAMPLE, message="ListExportersRequest", required=False),
     )
     def exporters_post(payload: JsonBody) -> dict[str, Any]:
-        return _dump(core.list_exporters(_parse(payload, query_pb2.ListExportersRequest)))
+        return _dump(_rest_call(core.list_exporters, payload, query_pb2.ListExportersRequest))
 
     @app.get("/api/v1/exporters", tags=["v1"], summary="The stored flow exporters (task, start, end)")
     def exporters_get(
         task: str | None = None, start: str | None = None, end: str | None = None
     ) -> dict[str, Any]:
-        body: dict[str, Any] = {"taskName": task or ""}
-        if start:
-            body["startTime"] = start
-        if end:
-            body["endTime"] = end
-        return _dump(core.list_exporters(_parse(body, query_pb2.ListExportersRequest)))
+        request = query_pb2.ListExportersRequest(task_name=task or "")
+        for value, field, param in ((start, "start_time", "start"), (end, "end_time", "end")):
+            if value:
+                check_text(value, param, MAX_TIME_CHARS)
+                try:
+                    getattr(request, field).FromJsonString(value)
+                except ValueError:
+                    raise QueryError(
+                        grpc.StatusCode.INVALID_ARGUMENT,
+                        f"{param}: {shown(value)} is not an RFC 3339 time (2024-01-01T00:00:00Z)",
+                    ) from None
+        params = {"task_name": "task", "start_time": "start", "end_time": "end"}
+        with rest_errors(query_pb2.ListExportersRequest, {}, params):
+            return _dump(core.list_exporters(request))
 
     @app.get("/api/v1/alerts", tags=["v1"], summary="The stored alert history (start, end, task, limit)")
     def alerts_get(

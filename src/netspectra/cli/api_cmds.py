@@ -106,11 +106,17 @@ def _time_option(value: str | None, what: str) -> int | None:
         raise typer.BadParameter(str(exc), param_hint=what) from None
 
 
-def _iso(ts: Timestamp) -> str | None:
+def _when(msg: Any, field: str) -> str:
+    """The ``Timestamp`` field ``field`` of ``msg`` as UTC ISO 8601; ``-`` when it is absent.
+
+    Presence, never the value, says "absent": a message field keeps its presence on the wire (proto3),
+    the API reads an absent bound as "no bound" and answers one the same way, and ``--start 1970-01-01``
+    is a bound (the epoch, shown as such; taking 0 for "unset" showed its range as ``- to -``)."""
     from netspectra.output.timefmt import format_ts_ns
 
-    if ts.seconds == 0 and ts.nanos == 0:
-        return None
+    if not msg.HasField(field):
+        return "-"
+    ts = getattr(msg, field)
     return format_ts_ns(ts.seconds * 10**9 + ts.nanos)
 
 
@@ -344,10 +350,6 @@ def _n(value: int) -> str:
     return f"{value:,}"
 
 
-def _when(ts: Timestamp) -> str:
-    return _iso(ts) or "-"
-
-
 @query_app.callback()
 def _group() -> None:
     pass
@@ -473,7 +475,7 @@ def trace(
     table.add_column("Last seen")
     table.add_column("Packets", justify="right")
     table.add_column("Bytes", justify="right")
-    table.add_row(_when(lc.first_seen), _when(lc.last_seen), _n(lc.total_packets), _n(lc.total_bytes))
+    table.add_row(_when(lc, "first_seen"), _when(lc, "last_seen"), _n(lc.total_packets), _n(lc.total_bytes))
     console.print(table)
     if resp.flows:
         fields = _key_order(task, config, {k for f in resp.flows for k in f.flow_keys})
@@ -489,8 +491,8 @@ def trace(
             life = flow.lifecycle
             ft.add_row(
                 *(flow.flow_keys.get(f, "") for f in fields),
-                _when(life.first_seen),
-                _when(life.last_seen),
+                _when(life, "first_seen"),
+                _when(life, "last_seen"),
                 _n(life.total_packets),
                 _n(life.total_bytes),
             )
@@ -680,7 +682,7 @@ def flows_cmd(
     table.add_column("End")
     for f in resp.flows:
         table.add_row(
-            _when(f.first_seen),
+            _when(f, "first_seen"),
             _duration(f.duration_ns),
             _PROTO_NAMES.get(f.protocol, str(f.protocol)),
             _endpoint(f.src_ip, f.src_port, f.protocol),
@@ -829,9 +831,8 @@ def top_cmd(
             f"{100 * other:.1f} %",
         )
     console.print(table)
-    span = (
-        f"{_when(resp.start_time)} to {_when(resp.end_time)}" if resp.HasField("start_time") else "all time"
-    )
+    bounded = resp.HasField("start_time") or resp.HasField("end_time")
+    span = f"{_when(resp, 'start_time')} to {_when(resp, 'end_time')}" if bounded else "all time"
     console.print(
         f"from {resp.table} ({resp.resolution_seconds // 60} min buckets), {span}: {resp.reason}",
         highlight=False,
@@ -858,7 +859,8 @@ def exporters_cmd(
     """The flow exporters (routers and switches sending NetFlow, IPFIX or sFlow to netspectra collect):
     when each was last seen, its sampling rates and the records, packets and bytes it brought (packets and
     bytes multiplied by the sampling rate). From the exporters tasks, which netspectra up --collect and
-    analyze --flow-export run on their own (ListExporters). --start/--end keep the periods that overlap."""
+    analyze --flow-export run on their own (ListExporters). --start/--end keep the periods that overlap.
+    When there are none, the answer says why (no exporters task, none stored yet, none in the range)."""
     from netspectra.proto.v1 import query_pb2
 
     conn = Conn(addr, timeout, token, tls, ca_file, cert_file, key_file)
@@ -881,7 +883,7 @@ def exporters_cmd(
         rates = ", ".join(f"{r.rate} ({r.records:,})" for r in e.sampling_rates) or "-"
         table.add_row(
             f"{e.address} [{e.task_name}]" if several else e.address,
-            _when(e.last_seen),
+            _when(e, "last_seen"),
             _n(e.records),
             _n(e.packets),
             _n(e.bytes),
@@ -889,6 +891,8 @@ def exporters_cmd(
             _n(e.records_without_sampling_rate),
         )
     console.print(table)
+    if resp.reason:  # why there is none (the service says, as TopN says which table answered)
+        console.print(resp.reason, highlight=False)
 
 
 __all__ = ["api", "parse_time", "query_app"]

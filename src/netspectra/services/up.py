@@ -137,6 +137,12 @@ class UpStack:
     def _banner(self, _stack: Stack) -> None:
         from netspectra.cli.common import err_console
 
+        err_console.print(self.banner(), highlight=False, soft_wrap=True)
+
+    def banner(self) -> str:
+        """What ``up`` prints (on stderr) once every service runs: where each endpoint is, and when data
+        shows. The HTTP endpoints (dashboard, REST, the console at ``/console``) are listed when the query
+        service serves HTTP."""
         o = self.options
         intervals = sorted(
             {
@@ -146,9 +152,14 @@ class UpStack:
             }
         )
         every = ", ".join(_go_duration(x) for x in intervals) or "the writers' snapshot_interval"
-        lines = [
-            f"NetSpectra up — state in {o.data_dir}",
-            f"  dashboard   {self.api.http_url}   (REST /api/v1, Grafana JSON, OpenAPI /docs)",
+        lines = [f"NetSpectra up — state in {o.data_dir}"]
+        http = self.api.http_url
+        if http:
+            lines += [
+                f"  dashboard   {http}   (REST /api/v1, Grafana JSON, OpenAPI /docs)",
+                f"  console     {http}console   (explore: visualize, flows, hosts, alerts, live)",
+            ]
+        lines += [
             f"  gRPC        {self.api.grpc_target}",
             f"  NATS        {self.nats.url} ({'JetStream' if o.jetstream else 'core NATS'}; store "
             f"{self.nats.server.directory})",
@@ -167,7 +178,7 @@ class UpStack:
             + (" and again when the replay ends" if o.replay else "")
             + f"; then every {every}. Ctrl-C stops."
         )
-        err_console.print("\n".join(lines), highlight=False, soft_wrap=True)
+        return "\n".join(lines)
 
     def _probe_what(self) -> str:
         o = self.options

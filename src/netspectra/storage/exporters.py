@@ -21,7 +21,7 @@ from netspectra.storage.sums import total, word_sums
 if TYPE_CHECKING:
     from netspectra.storage.store import ClickHouseStore
 
-__all__ = ["StoredExporter", "list_exporters"]
+__all__ = ["StoredExporter", "exporter_tasks", "list_exporters"]
 
 
 @dataclass
@@ -89,3 +89,9 @@ def list_exporters(
         if x is not None:
             x.sampling_rates[int(rate)] = total(nh, nl)
     return list(out.values())
+
+
+def exporter_tasks(store: ClickHouseStore) -> list[str]:
+    """The names of the exporters tasks that stored exporters, sorted."""
+    rows = store.query(f"SELECT DISTINCT TaskName FROM {store.table(EXPORTER_TABLE)} ORDER BY TaskName")
+    return [str(r[0]) for r in rows]

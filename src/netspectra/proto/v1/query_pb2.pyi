@@ -448,7 +448,9 @@ class Exporter(_message.Message):
     def __init__(self, task_name: _Optional[str] = ..., address: _Optional[str] = ..., first_seen: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_seen: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., records: _Optional[int] = ..., packets: _Optional[int] = ..., bytes: _Optional[int] = ..., sampling_rates: _Optional[_Iterable[_Union[SamplingRateRecords, _Mapping]]] = ..., records_without_sampling_rate: _Optional[int] = ...) -> None: ...
 
 class ListExportersResponse(_message.Message):
-    __slots__ = ("exporters",)
+    __slots__ = ("exporters", "reason")
     EXPORTERS_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
     exporters: _containers.RepeatedCompositeFieldContainer[Exporter]
-    def __init__(self, exporters: _Optional[_Iterable[_Union[Exporter, _Mapping]]] = ...) -> None: ...
+    reason: str
+    def __init__(self, exporters: _Optional[_Iterable[_Union[Exporter, _Mapping]]] = ..., reason: _Optional[str] = ...) -> None: ...

@@ -110,12 +110,19 @@ class Visualization:
 
 
 def _check_dims(src: Source, dims: Sequence[str]) -> list[str]:
+    """``dims`` as the source spells its fields (matched without regard to case); an unknown one is a
+    :class:`ConsoleError` naming the field meant when one is close, and every field of the source."""
+    from netspectra.kinds import did_you_mean
+
     out: list[str] = []
     for d in dims:
         match = next((f for f in src.fields if f.lower() == str(d).lower()), None)
         if match is None:
             names = ", ".join(src.fields) or "none"
-            raise ConsoleError(f"{str(d)[:60]!r} is not a dimension of {src.id}; its dimensions are {names}")
+            raise ConsoleError(
+                f"{str(d)[:60]!r} is not a dimension of {src.id}{did_you_mean(d, src.fields)}; "
+                f"its dimensions are {names}"
+            )
         if match in out:
             raise ConsoleError(f"dimension {match} is listed twice")
         out.append(match)
