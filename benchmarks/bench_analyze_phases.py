@@ -17,6 +17,12 @@ process with timers wrapped around the command's steps, and prints per tree the 
   after       from the start of ``warm_up`` to ``os._exit``: everything after start-up proper
   first put   from the start of reading to the first batch submitted (the workers idle until then)
   CPU         thread CPU of the reading thread over ``analyze_files`` and of each task's updates (ms)
+  on numba    1 where the run imported numba (no numba-free export to load yet: a first run), else 0
+
+Each child turns the numba-free kernels on first, as the command line does for ``analyze``
+(:func:`netspectra.jit.use_numba_free_kernels`): the timers' imports of the kernel modules came first
+before 2026-12-07, and those runs were on numba (the "after" of a one-packet capture 135-185 ms instead
+of 57-63 on the same machine).
 
 Wall times on a machine shared with other work vary with its load: compare trees in the same run (they
 alternate), and prefer the CPU columns for the per-packet work.
@@ -56,6 +62,10 @@ sys.argv = ["netspectra", "analyze", sys.argv[1], "--json", *sys.argv[2:]]
 import netspectra.cli.main as cli
 real_main = cli.main
 def main():
+    # as the command line does for analyze, before any kernel module is imported (the wrapping below
+    # imports them): otherwise the child ran on numba, not the numba-free kernels a user's command runs
+    from netspectra.jit import use_numba_free_kernels
+    use_numba_free_kernels()
     for mod, attr, label in [
         ("netspectra.offline.warmup", "warm_up", "warm_up"),
         ("netspectra.offline.run", "analyze_files", "loop"),
@@ -76,7 +86,7 @@ def main():
 cli.main = main
 real_exit = os._exit
 def exit_(code):
-    out = {"exit": now(), "spans": spans, "task_cpu": task_cpu}
+    out = {"exit": now(), "spans": spans, "task_cpu": task_cpu, "numba": "numba" in sys.modules}
     with open(os.environ["NS_PHASES_OUT"], "w") as fh:
         json.dump(out, fh)
     real_exit(code)
@@ -107,6 +117,7 @@ def _one(src: str, capture: Path, out: Path, extra: list[str]) -> dict[str, floa
         "CPU reader": loop[2],
     }
     row.update({f"CPU {k}": v for k, v in sorted(doc["task_cpu"].items())})
+    row["on numba"] = float(doc["numba"])  # 0: the numba-free kernels, as a user's command (1: a first run)
     return row
 
 

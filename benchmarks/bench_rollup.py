@@ -10,14 +10,16 @@ Usage:
 
 ``analyze``: the whole command (``python -m netspectra analyze TRACE -c CONFIG --json``: process start,
 imports, configuration, database loads, kernel cache, the analysis, the summary), wall time and
-CPU time (user + system of the process, every thread: what other processes do not inflate), best of
-``--repeat``, each configuration in its own process on the same page-cached trace (the ``netspectra
-gen`` Zipf trace of 5 M packets, made if missing). Configurations: the shipped one (exact + two
+CPU time (user + system of the process, every thread: what other processes do not inflate), best and
+median of ``--repeat`` rounds, each configuration in its own process on the same page-cached trace (the
+``netspectra gen`` Zipf trace of 5 M packets, made if missing). Configurations: the shipped one (exact + two
 sketches); the same plus a rollup task (auto dimensions: protocol, exporter, interfaces); the same plus
 an ``enrichment`` section (so the rollup task is keyed on AS numbers, countries and network names of both
 addresses too) with (a) the MaxMind test databases and a 6-network map, (b) an MMDB of ``--prefixes``
 networks as both the ASN and the country database (bench_enrich.py builds it, cached under
-benchmarks/_work/) and 2,000 networks with five attributes.
+benchmarks/_work/) and 2,000 networks with five attributes. Every round runs each configuration once, in
+turn (a slow spell of a shared machine hits one round's runs alike); an enriched configuration is
+compared with "shipped + rollup" by best, by median and by the median of the rounds' paired ratios.
 
 ``kernel`` (loop only, not a whole command): :func:`netspectra.rollup.kernels.aggregate_rows` alone over
 ``--rows`` packet rows in chunks of 8,192 (as :meth:`~netspectra.rollup.task.RollupTask.update` calls it),
@@ -142,37 +144,46 @@ def bench_analyze(args: argparse.Namespace) -> dict[str, Any]:
             check=True, capture_output=True,
         )  # fmt: skip
     args.trace.read_bytes()  # into the page cache
-    results: dict[str, Any] = {"trace": str(args.trace)}
+    results: dict[str, Any] = {"trace": str(args.trace), "rounds": args.repeat}
     trees = {"this tree": ROOT / "src"}
     if args.baseline_src:
         trees = {"baseline": args.baseline_src.resolve(), **trees}
         results["baseline_src"] = str(args.baseline_src)
-    base: dict[str, tuple[float, float, float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
+        chosen: list[tuple[str, str, Path]] = []  # (short name, label, config file)
         for short, (name, doc) in zip(CONFIGS, _configs(args.prefixes).items(), strict=True):
             if args.configs and short not in args.configs:
                 continue
-            cfg = Path(tmp) / "config.yaml"
+            cfg = Path(tmp) / f"{short}.yaml"
             cfg.write_text(yaml.safe_dump(doc))
-            runs: dict[str, list[tuple[float, dict[str, Any], float]]] = {t: [] for t in trees}
-            for src in trees.values():
-                _time_cli(args.trace, cfg, src)  # numba cache, page cache
-            for _ in range(args.repeat):  # the trees alternate: the machine's load hits both alike
+            chosen.append((short, name, cfg))
+        runs: dict[tuple[str, str], list[tuple[float, dict[str, Any], float]]] = {}
+        for short, _, cfg in chosen:
+            for tree, src in trees.items():
+                _time_cli(args.trace, cfg, src)  # numba cache, page cache, the database's compiled table
+                runs[short, tree] = []
+        # Every round runs every configuration (and tree) once, in turn: a slow spell of the machine
+        # hits a round's runs alike, and each round gives a paired ratio (enriched / not, same round).
+        for _ in range(args.repeat):
+            for short, _, cfg in chosen:
                 for tree, src in trees.items():
-                    runs[tree].append(_time_cli(args.trace, cfg, src))
-            for tree, got in runs.items():
+                    runs[short, tree].append(_time_cli(args.trace, cfg, src))
+        for short, name, _ in chosen:
+            for tree in trees:
+                got = runs[short, tree]
                 best, summary, _ = min(got, key=lambda r: r[0])
                 cpu = min(r[2] for r in got)
+                median = statistics.median(r[0] for r in got)
                 cpu_median = statistics.median(r[2] for r in got)
                 packets = summary["packets"]
-                if short == "rollup":
-                    base[tree] = (best, cpu, cpu_median)
                 row = {
                     "seconds": round(best, 3),
+                    "median_s": round(median, 3),
                     "packets_per_s": round(packets / best),
                     "inner_s": summary["elapsed_s"],
                     "cpu_s": round(cpu, 3),
                     "cpu_median_s": round(cpu_median, 3),
+                    "runs_s": [round(r[0], 3) for r in got],
                     "cpu_runs_s": [round(r[2], 3) for r in got],
                 }
                 if "enrichment" in summary:
@@ -180,19 +191,28 @@ def bench_analyze(args: argparse.Namespace) -> dict[str, Any]:
                     row["enriched_rows"] = summary["enrichment"]["rows"]
                     row["columns"] = summary["enrichment"]["columns"]
                 ratio = ""
-                if tree in base and short not in ("shipped", "rollup"):
-                    row["vs_without_enrichment"] = round(best / base[tree][0], 3)
-                    row["cpu_vs_without_enrichment"] = round(cpu / base[tree][1], 3)
-                    row["cpu_median_vs_without_enrichment"] = round(cpu_median / base[tree][2], 3)
+                ref = runs.get(("rollup", tree))
+                if ref and short not in ("shipped", "rollup"):
+                    paired = [r[0] / b[0] for r, b in zip(got, ref, strict=True)]
+                    paired_cpu = [r[2] / b[2] for r, b in zip(got, ref, strict=True)]
+                    row["vs_without_enrichment"] = round(best / min(b[0] for b in ref), 3)
+                    ref_median = statistics.median(b[0] for b in ref)
+                    row["median_vs_without_enrichment"] = round(median / ref_median, 3)
+                    row["paired_ratios"] = [round(x, 3) for x in paired]
+                    row["paired_median_ratio"] = round(statistics.median(paired), 3)
+                    row["cpu_paired_median_ratio"] = round(statistics.median(paired_cpu), 3)
                     ratio = (
-                        f", {best / base[tree][0]:.2f}x the time without enrichment; "
-                        f"CPU {cpu / base[tree][1]:.2f}x (medians {cpu_median / base[tree][2]:.2f}x)"
+                        f"; vs without enrichment: best {row['vs_without_enrichment']:.2f}x, median "
+                        f"{row['median_vs_without_enrichment']:.2f}x, paired per round "
+                        f"{row['paired_median_ratio']:.2f}x "
+                        f"(CPU {row['cpu_paired_median_ratio']:.2f}x)"
                     )
                 results[name if len(trees) == 1 else f"{name} ({tree})"] = row
                 label = name if len(trees) == 1 else f"{name} [{tree}]"
                 print(
-                    f"{label:58s} {best:6.2f} s  {packets / best / 1e6:5.2f} M packets/s whole command "
-                    f"(analysis alone {summary['elapsed_s']:.2f} s); "
+                    f"{label:58s} {best:6.2f} s (median {median:.2f})  "
+                    f"{packets / best / 1e6:5.2f} M packets/s "
+                    f"whole command (analysis alone {summary['elapsed_s']:.2f} s); "
                     f"CPU {cpu:.2f} s, median {cpu_median:.2f} s{ratio}",
                     flush=True,
                 )

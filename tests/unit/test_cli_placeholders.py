@@ -47,6 +47,14 @@ def test_arguments_are_named_in_capitals() -> None:
     assert res.exit_code == 2 and "Missing argument 'OUT'" in res.output
 
 
+def test_arguments_show_no_annotation_type() -> None:
+    for args in [("analyze",), ("gen",), ("probe",), ("ask-ai",)]:
+        text = _help(*args)
+        assert not re.search(r"<(list|path|str|int)", text, re.I), (args, text)
+    row = _row(_help("analyze"), "FILE")
+    assert re.search(r"\*\s+FILE\s+Capture files", row), row
+
+
 def test_out_help_names_what_each_kind_of_task_writes() -> None:
     text = " ".join(_help("analyze").split())
     assert "an exact task's flows with the columns of the original's flow_metrics table" in text.replace(

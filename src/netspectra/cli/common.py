@@ -136,6 +136,11 @@ def tidy_help(command: Any) -> Any:
     that keeps ``<...>``, for ``command`` and all its subcommands; returns ``command``."""
     command.help = _escape_angles(command.help)
     for param in command.params:
+        if getattr(param, "param_type_name", "") == "argument":
+            # no type column: the name column already says what it is (FILE); typer would add
+            # "<list[Path]>", its annotation
+            param.display_type_rich = _no_type
+            continue
         if getattr(param, "param_type_name", "") != "option":
             continue
         param.help = _escape_angles(param.help)
@@ -147,6 +152,10 @@ def tidy_help(command: Any) -> Any:
     for sub in subcommands.built() if hasattr(subcommands, "built") else subcommands.values():
         tidy_help(sub)
     return command
+
+
+def _no_type(ctx: Any) -> None:
+    return None
 
 
 def _tidy_help_option(command: Any) -> None:
