@@ -57,10 +57,22 @@ def shown(value: object, limit: int = SHOWN_CHARS) -> str:
     return f"{text[:limit]}… ({size})"
 
 
-def did_you_mean(value: object, valid: Iterable[str]) -> str:
-    """`` (did you mean 'X'?)`` for a case-insensitive or close match of ``value`` in ``valid``, else ""."""
+def did_you_mean(value: object, valid: Iterable[str], *, case_sensitive: bool = True) -> str:
+    """`` (did you mean 'X'?)`` for a close match of ``value`` in ``valid``, else "".
+
+    ``case_sensitive`` says how the caller matches names. True (the default): a name that differs from
+    one of ``valid`` in case only is pointed at it as such (``names are case-sensitive: did you mean
+    'SrcIP'?``), and closeness counts case. False, for a caller that takes any case (the console's dims
+    and filter fields): names are compared in lower case, so ``dstprt`` is close to ``DstPort``, and the
+    hint names the spelling of ``valid`` (the canonical one)."""
     if not isinstance(value, str):
         return ""
+    if not case_sensitive:
+        canonical: dict[str, str] = {}
+        for v in valid:
+            canonical.setdefault(v.lower(), v)
+        close = difflib.get_close_matches(value.lower(), list(canonical), n=1, cutoff=0.75)
+        return f" (did you mean {canonical[close[0]]!r}?)" if close else ""
     valid = list(valid)
     for v in valid:
         if v.lower() == value.lower() and v != value:

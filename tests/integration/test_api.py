@@ -650,7 +650,22 @@ def test_rest_errors_name_the_parameters_the_client_passed(http: TestClient, chd
     for method, path, body, says in (
         ("POST", "/api/v1/aggregate", later_first, "startTime is after endTime"),
         ("POST", "/api/v1/aggregate", snake, "start_time is after end_time"),  # as written
-        ("POST", "/api/v1/aggregate", {"startTime": "1960-01-01T00:00:00Z"}, "startTime: "),
+        # a time before 1970 as the client wrote it (RFC 3339), not as seconds since the epoch
+        (
+            "POST",
+            "/api/v1/aggregate",
+            {"startTime": "1960-01-01T00:00:00Z"},
+            "startTime: 1960-01-01T00:00:00Z is before 1970-01-01T00:00:00Z",
+        ),
+        # filter fields by the body's key, where the storage layer names columns (SrcIP, EndReason)
+        ("POST", "/api/v1/aggregate", {"srcIp": "10.0.2.300"}, "srcIp: '10.0.2.300' is not an IP address"),
+        ("POST", "/api/v1/aggregate", {"dstPort": 70000}, "dstPort: 70000 is not a number between 0 and"),
+        ("POST", "/api/v1/flows", {"taskName": "f", "vlanId": 5000}, "vlanId: 5000 is not a number"),
+        ("POST", "/api/v1/flows", {"taskName": "f", "host": "nope"}, "host: 'nope' is not an IP address"),
+        ("POST", "/api/v1/flows", {"taskName": "f", "endReasons": ["nope"]}, "endReasons: 'nope' is not one"),
+        ("POST", "/api/v1/flows", {"taskName": "f", "conn_states": ["XX"]}, "conn_states: 'XX' is not one"),
+        # only the field is renamed, never the input echoed after it
+        ("POST", "/api/v1/flows", {"taskName": "f", "srcIp": "src_ip"}, "srcIp: 'src_ip' is not an IP"),
         ("POST", "/api/v1/aggregate", {"taskName": "per_src", "pageToken": "zzz"}, "pageToken is not a"),
         ("POST", "/api/v1/trace", {}, "taskName is required"),  # absent: the documented camelCase
         ("POST", "/api/v1/heavy-hitters", {"type": 2}, "taskName is required"),
@@ -663,7 +678,12 @@ def test_rest_errors_name_the_parameters_the_client_passed(http: TestClient, chd
             None,
             "start is after end",
         ),
-        ("GET", "/api/v1/exporters?start=1960-01-01T00:00:00Z", None, "start: "),
+        (
+            "GET",
+            "/api/v1/exporters?start=1960-01-01T00:00:00Z",
+            None,
+            "start: 1960-01-01T00:00:00Z is before 1970-01-01T00:00:00Z",
+        ),
         ("GET", "/api/v1/exporters?end=yesterday", None, "end: 'yesterday' is not an RFC 3339 time"),
         ("GET", f"/api/v1/exporters?task={'x' * 2000}", None, "task: 2,000 characters"),
     ):
@@ -671,15 +691,41 @@ def test_rest_errors_name_the_parameters_the_client_passed(http: TestClient, chd
         message = res.json()["message"]
         assert res.status_code == 400 and res.json()["code"] == "INVALID_ARGUMENT", (path, res.text)
         assert says in message, (path, body, message)
-        if body is None or "start_time" not in body:
-            assert not re.search(r"\b(start_time|end_time|task_name|page_token|order_by)\b", message), message
+        if body is None or not {"start_time", "conn_states"} & set(body):
+            ours = re.sub(r"'[^']*'", "''", message)  # the words of the message, not the input it echoes
+            proto = (
+                r"\b(start_time|end_time|task_name|page_token|order_by|src_ip|dst_port|vlan_id|end_reasons)\b"
+            )
+            assert not re.search(proto, ours) and not re.search(
+                r"\b(SrcIP|DstPort|VlanID|EndReason)\b", ours
+            ), message
     # gRPC clients keep the .proto's names
-    expect_error(
-        chdb_served.stub.AggregateFlows,
-        query_pb2.AggregationRequest(start_time=ts(T2_NS), end_time=ts(T1_NS)),
-        grpc.StatusCode.INVALID_ARGUMENT,
-        "start_time is after end_time",
-    )
+    stub, inv = chdb_served.stub, grpc.StatusCode.INVALID_ARGUMENT
+    for call, req, says in (
+        (
+            stub.AggregateFlows,
+            query_pb2.AggregationRequest(start_time=ts(T2_NS), end_time=ts(T1_NS)),
+            "start_time is after end_time",
+        ),
+        (stub.AggregateFlows, query_pb2.AggregationRequest(src_ip="x"), "src_ip: 'x' is not an IP address"),
+        (
+            stub.ListFlows,
+            query_pb2.ListFlowsRequest(task_name="f", end_reasons=["nope"]),
+            "end_reasons: 'nope' is not one of idle, ",
+        ),
+        (
+            stub.AggregateFlows,
+            query_pb2.AggregationRequest(end_time=Timestamp(seconds=-315619200)),
+            "end_time: 1960-01-01T00:00:00Z is before 1970-01-01T00:00:00Z",
+        ),
+        # before year 1, which RFC 3339 cannot write: in seconds
+        (
+            stub.AggregateFlows,
+            query_pb2.AggregationRequest(end_time=Timestamp(seconds=-(10**15))),
+            "end_time: -1000000000000000 s is before 1970-01-01T00:00:00Z",
+        ),
+    ):
+        expect_error(call, req, inv, says)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -261,8 +261,13 @@ def test_flows_sorted_and_paged(chdb: Filled) -> None:
     assert asc.sort == "SrcPort" and [r[2] for r in asc.rows] == sorted(int(r["SrcPort"]) for r in FLOWS)
     first = cs.flow_list(chdb.store, chdb.five, sort="FirstSeen", descending=False, limit=5)
     assert [r[5] for r in first.rows] == sorted(iso_ns(r["StartTime"]) for r in FLOWS)[:5]
-    with pytest.raises(cs.ConsoleError, match="cannot sort by 'Nope'"):
+    with pytest.raises(cs.ConsoleError, match="cannot sort by 'Nope'; sort by one of "):
         cs.flow_list(chdb.store, chdb.five, sort="Nope")
+    # a near miss names the column meant (sort is taken in any case, and so is the near miss)
+    for typo in ("Pakets", "firstseen_", "dstprt"):
+        want = {"Pakets": "Packets", "firstseen_": "FirstSeen", "dstprt": "DstPort"}[typo]
+        with pytest.raises(cs.ConsoleError, match=rf"cannot sort by '{typo}' \(did you mean '{want}'\?\)"):
+            cs.flow_list(chdb.store, chdb.five, sort=typo)
 
 
 def test_flows_on_the_snapshot_axis_are_the_traffic_in_the_window(chdb: Filled) -> None:
@@ -338,6 +343,15 @@ def test_field_values_are_the_most_frequent(chdb: Filled) -> None:
     assert int(got[0]) == counts.most_common(1)[0][0] and len(got) == 5 and set(map(int, got)) <= set(counts)
     assert all(v.startswith("10.") for v in cs.field_values(chdb.store, chdb.five, "SrcIP", "10.", 20))
     assert cs.field_values(chdb.store, chdb.five, "SrcIP", "no such prefix", 20) == []
+    # a name of no field names the one meant (field names are exact here: the filter's completion asks
+    # with the field as stored) and the fields there are
+    for name, says in (
+        ("DstPrt", r"'DstPrt' is not a field of \S+ \(did you mean 'DstPort'\?\); its fields are SrcIP, "),
+        ("srcip", r"'srcip' is not a field of \S+ \(names are case-sensitive: did you mean 'SrcIP'\?\)"),
+        ("Nope", r"'Nope' is not a field of flow_metrics:per_five_tuple; its fields are SrcIP, "),
+    ):
+        with pytest.raises(cs.ConsoleError, match=says):
+            cs.field_values(chdb.store, chdb.five, name)
 
 
 def test_a_sample_reads_whole_flows_and_says_so(chdb: Filled) -> None:
@@ -364,6 +378,8 @@ def test_bad_requests(chdb: Filled) -> None:
         ({"dims": ["Nope"]}, "'Nope' is not a dimension of flow_metrics:per_five_tuple; its dimensions"),
         # a near miss names the dimension meant (as TopN and the task names do)
         ({"dims": ["DstPrt"]}, r"'DstPrt' is not a dimension of \S+ \(did you mean 'DstPort'\?\)"),
+        # dims are matched in any case: a near miss in another case is named too, as the source spells it
+        ({"dims": ["dstprt"]}, r"'dstprt' is not a dimension of \S+ \(did you mean 'DstPort'\?\)"),
         ({"dims": ["DstPort", "dstport"]}, "listed twice"),
         ({"metric": "bits"}, "metric 'bits' is not one of"),
         ({"axis": "wall"}, "axis 'wall' is not one of"),

@@ -133,6 +133,8 @@ def test_canonical_form(text: str, canonical: str | None) -> None:
         ("DstNetRole << 10.0.0.0/8", 11, "<< does not apply"),
         ("Nope = 1", 0, "unknown field 'Nope'"),
         ("DstPrt = 1", 0, "did you mean 'DstPort'"),
+        # fields are taken in any case, so a typo in another case is a near miss too, named as stored
+        ("dstprt = 1", 0, "unknown field 'dstprt' (did you mean 'DstPort'?)"),
         ("DstPort", 7, "expected an operator for DstPort"),
         ("DstPort =", 9, "expected a number for DstPort"),
         ("DstPort = 1 AND", 15, "expected a field name, NOT or '('"),

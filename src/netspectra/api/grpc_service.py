@@ -95,7 +95,9 @@ class QueryError(Exception):
     (made safe by :func:`safe_message`: bounded, escaped). ``http_status`` overrides the HTTP status the
     code maps to (e.g. 413 for a body too large). ``fields``: the request message's fields that the
     message names by their ``.proto`` names (``start_time``), words the HTTP app replaces with the names
-    its client used (:func:`netspectra.api.http_app.rest_names`); the message echoes no input there."""
+    its client used (:func:`netspectra.api.http_app.rest_names`): the message names each before any
+    input it echoes (``src_ip: 'x' is not an IP address``), as only a field's first occurrence is
+    replaced."""
 
     def __init__(
         self,
@@ -149,13 +151,53 @@ def timestamp_ns(msg: Message, field: str) -> int | None:
     if not 0 <= ts.nanos < _NS:
         raise _invalid(f"{field}: nanos {ts.nanos} is outside [0, 999999999]", field)
     if ts.seconds < 0:
-        raise _invalid(f"{field}: {ts.seconds} s is before 1970-01-01T00:00:00Z", field)
+        try:
+            when = ts.ToJsonString()  # RFC 3339: how a REST client writes it (1960-01-01T00:00:00Z)
+        except ValueError:  # before year 1, which RFC 3339 cannot write (only gRPC can send it)
+            when = f"{ts.seconds} s"
+        raise _invalid(f"{field}: {when} is before 1970-01-01T00:00:00Z", field)
     # beyond the int64 ns range (year 2262): as good as unbounded
     return min(ts.seconds * _NS + ts.nanos, MAX_TIME_NS)
 
 
 def ns_timestamp(ns: int) -> Timestamp:
     return Timestamp(seconds=ns // _NS, nanos=ns % _NS)
+
+
+@contextmanager
+def _request_fields(fields: dict[str, str]) -> Iterator[None]:
+    """A filter built from request fields whose ``ValueError`` names one by the storage layer's name
+    (``SrcIP: 'x' is not an IP address``, ``EndReason: ...``; ``fields``: that name → the request's
+    field) names the request's field instead (``src_ip: ...``, a word of :attr:`QueryError.fields`, so a
+    REST client reads ``srcIp``, as its body wrote it)."""
+    try:
+        yield
+    except ValueError as exc:
+        name, colon, rest = str(exc).partition(": ")
+        field = fields.get(name)
+        if not colon or field is None:
+            raise
+        raise _invalid(f"{field}: {rest}", field) from None
+
+
+#: The request fields of a :class:`FlowFilter` (AggregationRequest's) by the name its errors use.
+_FLOW_FILTER_FIELDS = {
+    "SrcIP": "src_ip",
+    "DstIP": "dst_ip",
+    "SrcPort": "src_port",
+    "DstPort": "dst_port",
+    "Protocol": "protocol",
+}
+#: The request fields of a :class:`FlowRecordFilter` (ListFlowsRequest's) by the name its errors use.
+_RECORD_FILTER_FIELDS = {
+    **_FLOW_FILTER_FIELDS,
+    "host": "host",
+    "port": "port",
+    "VlanID": "vlan_id",
+    "min_bytes": "min_bytes",
+    "EndReason": "end_reasons",
+    "ConnState": "conn_states",
+}
 
 
 def _times(msg: Message) -> tuple[int | None, int | None]:
@@ -267,13 +309,14 @@ class QueryCore:
     def aggregate_flows(self, req: query_pb2.AggregationRequest) -> query_pb2.QueryTotalCountsResponse:
         with _errors("AggregateFlows"):
             start, end = _times(req)
-            filt = FlowFilter(
-                src_ip=req.src_ip or None,
-                dst_ip=req.dst_ip or None,
-                src_port=req.src_port or None,
-                dst_port=req.dst_port or None,
-                protocol=req.protocol or None,
-            )
+            with _request_fields(_FLOW_FILTER_FIELDS):
+                filt = FlowFilter(
+                    src_ip=req.src_ip or None,
+                    dst_ip=req.dst_ip or None,
+                    src_port=req.src_port or None,
+                    dst_port=req.dst_port or None,
+                    protocol=req.protocol or None,
+                )
             _page(req)  # a bad token fails before any query
             if req.task_name:
                 self._exact_task(req.task_name, "AggregateFlows")
@@ -359,20 +402,21 @@ class QueryCore:
                 raise _invalid(
                     f"order_by {req.order_by} is not a FlowOrder (0 to {len(FLOW_ORDERS) - 1})", "order_by"
                 )
-            filt = FlowRecordFilter(
-                task=req.task_name,
-                src_ip=req.src_ip or None,
-                dst_ip=req.dst_ip or None,
-                host=req.host or None,
-                src_port=req.src_port or None,
-                dst_port=req.dst_port or None,
-                port=req.port or None,
-                protocol=req.protocol or None,
-                vlan_id=req.vlan_id or None,
-                end_reasons=tuple(req.end_reasons),
-                conn_states=tuple(req.conn_states),
-                min_bytes=req.min_bytes or None,
-            )
+            with _request_fields(_RECORD_FILTER_FIELDS):
+                filt = FlowRecordFilter(
+                    task=req.task_name,
+                    src_ip=req.src_ip or None,
+                    dst_ip=req.dst_ip or None,
+                    host=req.host or None,
+                    src_port=req.src_port or None,
+                    dst_port=req.dst_port or None,
+                    port=req.port or None,
+                    protocol=req.protocol or None,
+                    vlan_id=req.vlan_id or None,
+                    end_reasons=tuple(req.end_reasons),
+                    conn_states=tuple(req.conn_states),
+                    min_bytes=req.min_bytes or None,
+                )
             offset, size = _page(req)
             route = self.router.route(req.task_name)
             if route.group != "flows":

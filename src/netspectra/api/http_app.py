@@ -448,7 +448,9 @@ def rest_errors(
         names = rest_names(cls, body, params)
         message = exc.message
         for name in exc.fields:
-            message = re.sub(rf"\b{re.escape(name)}\b", names.get(name, name), message)
+            # the first occurrence only: the message names the field before any input it echoes (an
+            # address 'src_ip' in "src_ip: 'src_ip' is not an IP address" is the client's, kept)
+            message = re.sub(rf"\b{re.escape(name)}\b", names.get(name, name), message, count=1)
         raise QueryError(exc.code, message, exc.http_status) from None
 
 

@@ -335,7 +335,7 @@ def resolve_field(name: str, fields: Mapping[str, FieldType], pos: int) -> Field
     by_lower = {k.lower(): v for k, v in fields.items()}
     if name.lower() in by_lower:
         return by_lower[name.lower()]
-    hint = did_you_mean(name, fields)
+    hint = did_you_mean(name, fields, case_sensitive=False)
     names = ", ".join(fields) or "none"
     raise FilterError(f"unknown field {name!r}{hint}; the fields here are {names}", pos, tuple(fields))
 

@@ -87,7 +87,12 @@ def flow_list(
         raise ConsoleError(f"offset must be 0..{MAX_OFFSET}")
     names = {c.lower(): c for c in [*src.fields, *FLOW_COLUMNS]}
     if str(sort).lower() not in names:
-        raise ConsoleError(f"cannot sort by {str(sort)[:60]!r}; sort by one of {', '.join(names.values())}")
+        from netspectra.kinds import did_you_mean
+
+        hint = did_you_mean(sort, names.values(), case_sensitive=False)
+        raise ConsoleError(
+            f"cannot sort by {str(sort)[:60]!r}{hint}; sort by one of {', '.join(names.values())}"
+        )
     sort = names[str(sort).lower()]
     flt = flt or CompiledFilter()
     with_extra = src.kind == "records"

@@ -30,7 +30,11 @@ def field_values(
     most ``limit``: what the filter input offers after ``Field =``. Reads a sample on a large store."""
     f = src.fields.get(name)
     if f is None:
-        raise ConsoleError(f"{name[:60]!r} is not a field of {src.id}")
+        from netspectra.kinds import did_you_mean
+
+        names = ", ".join(src.fields) or "none"
+        hint = did_you_mean(name, src.fields)  # the fields here are named as stored (case counts)
+        raise ConsoleError(f"{str(name)[:60]!r} is not a field of {src.id}{hint}; its fields are {names}")
     col = quote_identifier(f.name)
     where = [f"isNotNull({col})", "startsWith(toString(assumeNotNull(" + col + ")), %(prefix)s)"]
     params: dict[str, object] = {"prefix": prefix, "limit": int(limit)}

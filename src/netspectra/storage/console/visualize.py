@@ -119,9 +119,9 @@ def _check_dims(src: Source, dims: Sequence[str]) -> list[str]:
         match = next((f for f in src.fields if f.lower() == str(d).lower()), None)
         if match is None:
             names = ", ".join(src.fields) or "none"
+            hint = did_you_mean(d, src.fields, case_sensitive=False)  # matched in any case: dstprt too
             raise ConsoleError(
-                f"{str(d)[:60]!r} is not a dimension of {src.id}{did_you_mean(d, src.fields)}; "
-                f"its dimensions are {names}"
+                f"{str(d)[:60]!r} is not a dimension of {src.id}{hint}; its dimensions are {names}"
             )
         if match in out:
             raise ConsoleError(f"dimension {match} is listed twice")
