@@ -846,6 +846,17 @@ def test_query_cli(chdb_served: Served) -> None:
     assert res.exit_code == 2
 
 
+def test_query_cli_errors_name_the_options(chdb_served: Served) -> None:
+    """The service names the request's fields as the .proto does (right for gRPC clients); the command
+    line says which of its own options was wrong."""
+    addr = ["--addr", chdb_served.addr]
+    res = run_cli("aggregate", *addr, "-t", "per_five_tuple", "--src-ip", "10.0.2.300")
+    assert res.exit_code == 1
+    assert "--src-ip: '10.0.2.300' is not an IP address" in " ".join(res.output.split()), res.output
+    res = run_cli("aggregate", *addr, "-t", "per_five_tuple", "--start", "2024-01-02", "--end", "2024-01-01")
+    assert res.exit_code != 0 and "src_ip" not in res.output and "start_time" not in res.output, res.output
+
+
 def test_query_cli_trace_keys_in_configuration_order(chdb_served: Served, tmp_path: Path) -> None:
     """With ``-c``, the flow table's key columns follow the task's ``key_fields`` order."""
     conf = tmp_path / "c.yaml"

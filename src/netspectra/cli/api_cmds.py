@@ -319,7 +319,47 @@ class Conn:
                         " (is the query service running there? start it with `netspectra api` or "
                         "`netspectra up`, or point --addr at it)"
                     )
-                raise fail(f"{method} on {self.addr}: {code}: {exc.details()}{hint}", 1) from None
+                details = _in_flags(exc.details() or "", request)
+                raise fail(f"{method} on {self.addr}: {code}: {details}{hint}", 1) from None
+
+
+#: The request fields the query commands set from an option, and that option: the service's errors name
+#: the ``.proto``'s fields (right for a gRPC client), a command's user wrote the option.
+_FLAGS = {
+    "task_name": "--task",
+    "start_time": "--start",
+    "end_time": "--end",
+    "src_ip": "--src-ip",
+    "dst_ip": "--dst-ip",
+    "host": "--host",
+    "src_port": "--src-port",
+    "dst_port": "--dst-port",
+    "port": "--port",
+    "protocol": "--protocol",
+    "vlan_id": "--vlan",
+    "end_reasons": "--reason",
+    "conn_states": "--state",
+    "min_bytes": "--min-bytes",
+    "order_by": "--sort",
+    "dimension": "--by",
+    "metric": "--metric",
+    "filters": "--filter",
+    "resolution_seconds": "--resolution",
+}
+
+
+def _in_flags(message: str, request: Any) -> str:
+    """``message`` (a service error about ``request``) with the first mention of each request field that
+    an option sets named as that option (``src_ip: 'x' is not an IP address`` → ``--src-ip: …``): the
+    field is named before any input the message echoes, so only the first mention is the field's."""
+    names = {f.name for f in request.DESCRIPTOR.fields} if hasattr(request, "DESCRIPTOR") else set()
+    for field, flag in _FLAGS.items():
+        if field in names:
+            # a one-word field (host, port, metric) only as a message's label ("port: ..."): as a word it
+            # may be the message's prose ("unknown dimension ...")
+            end = r"\b" if "_" in field else r"(?=:)"
+            message = re.sub(rf"(?<![\w-]){re.escape(field)}{end}", flag, message, count=1)
+    return message
 
 
 def _bounds(request: Any, start: str | None, end: str | None) -> None:
