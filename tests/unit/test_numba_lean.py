@@ -101,7 +101,8 @@ class _Caches:
         self._plain = _env(self.source)
         self.after_run = root / "after-run"
         self._plain["NUMBA_CACHE_DIR"] = str(self.after_run)
-        _run(RUN, self._plain)
+        #: the output of the first RUN process (the kernels and the NRT compiled, their files written)
+        self.first_run: list[str] = _run(RUN, self._plain)
         self.after_linked = root / "after-linked"
         shutil.copytree(self.after_run, self.after_linked)
         self._plain["NUMBA_CACHE_DIR"] = str(self.after_linked)
@@ -171,12 +172,12 @@ def test_code_fingerprint_tells_functions_apart() -> None:
     assert code_fingerprint(a) == code_fingerprint(a_again) != code_fingerprint(b)
 
 
-def test_nrt_functions_load_from_their_file_and_kernels_still_compile(tmp_path) -> None:
+def test_nrt_functions_load_from_their_file_and_kernels_still_compile(tmp_path, caches) -> None:
     """The first process compiles the NRT's functions (and writes their file beside the kernels' cache);
     the next loads them from it: the cached kernels run correctly, ``numpy.ma`` and numba's numpy lowering
     stay unloaded, and a kernel compiled afterwards (linking the NRT's functions) works."""
-    env = _env(tmp_path)
-    first = _run(RUN, env)
+    first = caches.first_run  # the first process, on an empty cache directory
+    env = caches.env(tmp_path, caches.after_run)  # what it left there
     assert first[:3] == ["[0, 1, 3, 6, 10]", "6.0", "NRT compiled"]
     assert first[4:] == ["[0, 0] negative dimensions not allowed", "21", "[0, 1, 3]"]
     (nrt_file,) = _nrt_files(tmp_path)
@@ -359,8 +360,10 @@ def test_cached_libraries_load_without_parsing_their_linking_bitcode(tmp_path, c
     defines in a file; the next loads the library from its object code alone, tells the execution engine
     the same names, and parses the linking bitcode only when a new compilation links the library (a
     kernel calling cached kernels; any kernel, which links the NRT's library)."""
-    env = caches.env(tmp_path, caches.after_run)  # the kernels compiled and cached: nothing loaded yet
-    first = _run(LINKED, env)  # numba's own loading, the files written
+    # the kernels compiled and cached, then the first process that loads them (numba's own loading),
+    # which wrote the files
+    first = caches.linked
+    env = caches.env(tmp_path, caches.after_linked)
     assert first[0] == "[0, 1, 3, 6, 10] [0, 0] 6.0"
     assert first[1] == "['JITCodeLibrary']"
     files = _symbol_files(tmp_path)
