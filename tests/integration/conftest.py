@@ -66,7 +66,8 @@ CONFIG_XML = """<?xml version="1.0"?>
 
 USERS_XML = """<?xml version="1.0"?>
 <yandex>
-  <profiles><default><max_memory_usage>4000000000</max_memory_usage></default></profiles>
+  <profiles><default><max_memory_usage>4000000000</max_memory_usage>
+    <poll_interval>1</poll_interval></default></profiles>
   <users>{users}
     <default>
       <password></password>

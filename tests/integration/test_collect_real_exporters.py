@@ -188,6 +188,55 @@ def _wait_file(path: Path, proc: subprocess.Popen[str], what: str, timeout: floa
         time.sleep(0.05)
 
 
+def _udp_counters(pid: int) -> dict[str, int]:
+    """The UDP counters of the network namespace of process ``pid`` (``/proc/<pid>/net/snmp``)."""
+    names, values = (
+        line.split()[1:]
+        for line in Path(f"/proc/{pid}/net/snmp").read_text().splitlines()
+        if line[:4] == "Udp:"
+    )
+    return dict(zip(names, map(int, values), strict=True))
+
+
+def _wait_udp_read(pid: int, what: str, quiet_s: float = 0.0, timeout: float = 60.0) -> None:
+    """Wait until every UDP datagram sent in the namespace of process ``pid`` has been read by the socket
+    it was sent to, or dropped there: the kernel counts a datagram in ``InDatagrams`` when a process reads
+    it (``NoPorts``, ``InErrors``: none could), so ``OutDatagrams`` equals their sum exactly when none is in
+    flight or waiting in a socket. Every UDP datagram of namespace B is sent there, to 127.0.0.1 (the
+    replay's broadcasts reach no socket: ``IgnoredMulti``). With ``quiet_s`` the sums must also stay
+    unchanged that long (a repeater that has read its last datagram sends the copy just after)."""
+    deadline = time.monotonic() + timeout
+    seen, since = None, time.monotonic()
+    while True:
+        c = _udp_counters(pid)
+        sums = (c["OutDatagrams"], c["InDatagrams"] + c["NoPorts"] + c["InErrors"])
+        if sums != seen:
+            seen, since = sums, time.monotonic()
+        if sums[0] <= sums[1] and time.monotonic() - since >= quiet_s:
+            return
+        assert time.monotonic() < deadline, f"{what}: UDP datagrams still unread ({c})"
+        time.sleep(0.02)
+
+
+def _wait_started(ns: dict[str, str], proc: subprocess.Popen[str], what: str, log_line: str = "") -> None:
+    """Wait until the exporter ``proc`` captures: a packet socket bound to the veth end in namespace B
+    (``/proc/net/packet`` there), and with ``log_line``, that line in its log (``ns["log"]``)."""
+    index = _run("ip", "-n", ns["b"], "-o", "link", "show", "dev", ns["if_b"]).stdout.split(":")[0]
+    deadline = time.monotonic() + 60
+
+    def started() -> bool:
+        packet = Path(f"/proc/{proc.pid}/net/packet").read_text().splitlines()[1:]
+        if not any(line.split()[4] == index for line in packet):
+            return False
+        return not log_line or log_line in Path(ns["log"]).read_text(errors="replace")
+
+    while not started():
+        if proc.poll() is not None:
+            raise AssertionError(f"{what} exited with {proc.returncode}: {proc.communicate()[1][-3000:]}")
+        assert time.monotonic() < deadline, f"{what} did not start capturing"
+        time.sleep(0.05)
+
+
 def _stop(proc: subprocess.Popen[str], sig: int = signal.SIGTERM, timeout: float = 60) -> tuple[str, str]:
     if proc.poll() is None:
         proc.send_signal(sig)
@@ -254,10 +303,12 @@ class Collector:
         """Stop (nfcapd first: it has repeated everything it received), read both collectors' results."""
         nf = None
         if self.nfcapd is not None:
-            time.sleep(1.0)
+            # nfcapd has read (and repeated) every datagram the exporter sent
+            _wait_udp_read(self.proc.pid, "nfcapd", quiet_s=0.2)
             _, err = _stop(self.nfcapd)
             nf = nfdump_totals(self.flowdir)
-        time.sleep(1.0)  # the last repeated datagrams reach the collector's socket
+        # the collector has read every datagram sent to it (the last repeated ones included)
+        _wait_udp_read(self.proc.pid, "netspectra collect")
         out, err = _stop(self.proc)
         assert self.proc.returncode == 0, err[-3000:]
         summary = json.loads(out.strip().splitlines()[-1])
@@ -307,7 +358,7 @@ def softflowd(ns: dict[str, str], tmp: Path, port: int, version: str, sampling: 
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         _wait_file(ctl, proc, "softflowd")
-        time.sleep(0.5)  # the capture is open once the control socket is
+        _wait_started(ns, proc, "softflowd")  # the capture is open once the control socket is
         replay(ns, Path(ns["pcap"]))
         frames = int(ns["frames"])
         for _ in range(10):  # until softflowd has read every replayed frame (fillers follow them)
@@ -317,8 +368,10 @@ def softflowd(ns: dict[str, str], tmp: Path, port: int, version: str, sampling: 
             ig = re.search(r"Ignored packets: (\d+)", stats)
             if m and ig and int(m.group(1)) + int(ig.group(1)) >= frames:
                 break
+        # answered once every flow is expired and its export sent (its statistics say so)
         _run(*_in_b(ns, "softflowctl", "-c", str(ctl), "expire-all"))
-        time.sleep(1.0)
+        after = _run(*_in_b(ns, "softflowctl", "-c", str(ctl), "statistics")).stdout
+        assert "Number of active flows: 0\n" in after, after
         _run(*_in_b(ns, "softflowctl", "-c", str(ctl), "shutdown"), check=False)
         proc.wait(timeout=30)
     finally:
@@ -359,7 +412,8 @@ def pmacctd(
     )
     try:
         _wait_file(tmp / "pmacctd.pid", proc, "pmacctd")
-        time.sleep(1.5)  # plugins start after the core writes its pid
+        # plugins start after the core writes its pid: the plugin says where it exports once it runs
+        _wait_started({**ns, "log": str(tmp / "pmacctd.log")}, proc, "pmacctd", f"[127.0.0.1]:{port}")
         replay(ns, Path(ns["pcap"]))
         flush_capture(ns)
         flush_capture(ns)

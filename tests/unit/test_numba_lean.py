@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -85,6 +86,40 @@ def _nrt_files(tmp_path: Path) -> list[Path]:
     return sorted((tmp_path / "cache").rglob("netspectra-nrt-*.bin"))
 
 
+class _Caches:
+    """The kernels' module in one directory of this test module, and numba's cache directory as two
+    processes leave it: after :data:`RUN` (the kernels compiled and cached under the command line's
+    set-up, the NRT file written) and after :data:`RUN` then :data:`LINKED` (the symbol files written too).
+    Made once: a test that starts from one of these states copies it (:meth:`env`) instead of compiling
+    again; tests about the first process's own compilation keep their own :func:`_env`."""
+
+    def __init__(self, root: Path) -> None:
+        self.source = root / "source"
+        self.source.mkdir()
+        # numba's cache files are placed and keyed by the source file's path and stamp: one shared file
+        # (never written again) keeps every copy valid
+        self._plain = _env(self.source)
+        self.after_run = root / "after-run"
+        self._plain["NUMBA_CACHE_DIR"] = str(self.after_run)
+        #: the output of the first RUN process (the kernels and the NRT compiled, their files written)
+        self.first_run: list[str] = _run(RUN, self._plain)
+        self.after_linked = root / "after-linked"
+        shutil.copytree(self.after_run, self.after_linked)
+        self._plain["NUMBA_CACHE_DIR"] = str(self.after_linked)
+        #: the output of the first LINKED process (numba's own loading, the symbol files written)
+        self.linked: list[str] = _run(LINKED, self._plain)
+
+    def env(self, tmp_path: Path, state: Path) -> dict[str, str]:
+        """An environment whose ``NUMBA_CACHE_DIR`` (``tmp_path / "cache"``) is a copy of ``state``."""
+        shutil.copytree(state, tmp_path / "cache")  # copy2: the files' times kept
+        return {**self._plain, "NUMBA_CACHE_DIR": str(tmp_path / "cache")}
+
+
+@pytest.fixture(scope="module")
+def caches(tmp_path_factory: pytest.TempPathFactory) -> _Caches:
+    return _Caches(tmp_path_factory.mktemp("numba-lean"))
+
+
 def test_this_numba_is_one_the_lean_pieces_were_written_against() -> None:
     """Each piece takes over only from the numba function it repeats; with the installed numba they do
     (after a numba upgrade: compare its ``_Runtime.initialize``, ``_typeof_ndarray``, ``_rebuild_env``,
@@ -137,12 +172,12 @@ def test_code_fingerprint_tells_functions_apart() -> None:
     assert code_fingerprint(a) == code_fingerprint(a_again) != code_fingerprint(b)
 
 
-def test_nrt_functions_load_from_their_file_and_kernels_still_compile(tmp_path) -> None:
+def test_nrt_functions_load_from_their_file_and_kernels_still_compile(tmp_path, caches) -> None:
     """The first process compiles the NRT's functions (and writes their file beside the kernels' cache);
     the next loads them from it: the cached kernels run correctly, ``numpy.ma`` and numba's numpy lowering
     stay unloaded, and a kernel compiled afterwards (linking the NRT's functions) works."""
-    env = _env(tmp_path)
-    first = _run(RUN, env)
+    first = caches.first_run  # the first process, on an empty cache directory
+    env = caches.env(tmp_path, caches.after_run)  # what it left there
     assert first[:3] == ["[0, 1, 3, 6, 10]", "6.0", "NRT compiled"]
     assert first[4:] == ["[0, 0] negative dimensions not allowed", "21", "[0, 1, 3]"]
     (nrt_file,) = _nrt_files(tmp_path)
@@ -167,12 +202,11 @@ print(kern.cumulative(np.arange(5)).tolist(), kern.zeros(2).tolist(), kern.total
 """
 
 
-def test_kernels_cached_under_the_lean_set_up_load_in_a_plain_process(tmp_path) -> None:
+def test_kernels_cached_under_the_lean_set_up_load_in_a_plain_process(tmp_path, caches) -> None:
     """Kernels compiled and cached in the command line's process (its environments pickled while
     :func:`~netspectra.numba_lean.rebuild_env` stands in for numba's) load where it is not installed: the
     pickles name numba's ``_rebuild_env`` (a cache written by a command once broke the test process)."""
-    env = _env(tmp_path)
-    _run(RUN, env)  # compiles and caches the three kernels under the lean set-up
+    env = caches.env(tmp_path, caches.after_run)  # the three kernels compiled and cached under the set-up
     index = b"".join(p.read_bytes() for p in (tmp_path / "cache").rglob("*.nbc"))
     assert b"netspectra.numba_lean" not in index
     assert _run(PLAIN, env) == ["[0, 1, 3, 6, 10] [0, 0] 6.0"]
@@ -216,9 +250,8 @@ def test_a_cache_miss_resumes_the_paused_collector(tmp_path) -> None:
 
 
 @pytest.mark.parametrize("damage", ["cut", "garbage", "empty"])
-def test_a_damaged_nrt_file_is_compiled_again_and_rewritten(tmp_path, damage) -> None:
-    env = _env(tmp_path)
-    _run(RUN, env)
+def test_a_damaged_nrt_file_is_compiled_again_and_rewritten(tmp_path, caches, damage) -> None:
+    env = caches.env(tmp_path, caches.after_run)
     (nrt_file,) = _nrt_files(tmp_path)
     good = nrt_file.read_bytes()
     # cut short; the object code's bytes changed (the lengths still agree: the checksum tells); nothing
@@ -322,14 +355,15 @@ def _symbol_files(tmp_path: Path) -> list[Path]:
     return sorted((tmp_path / "cache").rglob("netspectra-symbols-*.json"))
 
 
-def test_cached_libraries_load_without_parsing_their_linking_bitcode(tmp_path) -> None:
+def test_cached_libraries_load_without_parsing_their_linking_bitcode(tmp_path, caches) -> None:
     """The first process that loads a cached kernel (numba's own loading) keeps the names its library
     defines in a file; the next loads the library from its object code alone, tells the execution engine
     the same names, and parses the linking bitcode only when a new compilation links the library (a
     kernel calling cached kernels; any kernel, which links the NRT's library)."""
-    env = _env(tmp_path)
-    _run(RUN, env)  # compiles and caches the kernels: nothing loaded from the cache yet
-    first = _run(LINKED, env)  # numba's own loading, the files written
+    # the kernels compiled and cached, then the first process that loads them (numba's own loading),
+    # which wrote the files
+    first = caches.linked
+    env = caches.env(tmp_path, caches.after_linked)
     assert first[0] == "[0, 1, 3, 6, 10] [0, 0] 6.0"
     assert first[1] == "['JITCodeLibrary']"
     files = _symbol_files(tmp_path)
@@ -353,22 +387,19 @@ print(hashlib.sha256(repr(sorted(engine._defined_symbols)).encode()).hexdigest()
 """
 
 
-def test_the_stored_names_are_those_numba_finds(tmp_path) -> None:
+def test_the_stored_names_are_those_numba_finds(tmp_path, caches) -> None:
     """The execution engine of a process loading from the symbol files knows exactly the names that
     numba's own loading (a process without the set-up) gives it."""
-    env = _env(tmp_path)
-    _run(RUN, env)
-    _run(LINKED, env)
+    env = caches.env(tmp_path, caches.after_linked)  # RUN, then LINKED: the symbol files written
     lean = _run(LINKED, env)
     assert lean[1] == "['LazyLinkingJITCodeLibrary']"
     assert lean[2] == _run(PLAIN_SYMBOLS, env)[0]
 
 
 @pytest.mark.parametrize("damage", ["cut", "garbage", "empty", "not names"])
-def test_a_damaged_symbol_file_is_read_by_numba_again_and_rewritten(tmp_path, damage) -> None:
-    env = _env(tmp_path)
-    _run(RUN, env)
-    first = _run(LINKED, env)
+def test_a_damaged_symbol_file_is_read_by_numba_again_and_rewritten(tmp_path, caches, damage) -> None:
+    env = caches.env(tmp_path, caches.after_linked)  # RUN, then LINKED: the symbol files written
+    first = caches.linked
     good = {p: p.read_bytes() for p in _symbol_files(tmp_path)}
     for path, data in good.items():
         if damage == "not names":  # a valid checksum over a body that is not a list of names
