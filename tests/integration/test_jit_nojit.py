@@ -282,6 +282,28 @@ def test_analyze_report_same_as_numba(cache: Path, capture: str) -> None:
     assert _analyze(cache, CAPTURES / capture) == _analyze(cache, CAPTURES / capture, NETSPECTRA_NOJIT="0")
 
 
+def test_cached_start_imports_neither_numba_nor_distribution_metadata(cache: Path) -> None:
+    """A start with everything cached (the kernels exported, the configuration validated before, the
+    entry-point groups remembered: netspectra.declared_groups) imports neither numba nor
+    importlib.metadata (10-20 ms of email, zipfile and socket modules): no kind registry scans, no
+    pydantic validator is built (the sketch tasks read their validated parameters as they are), and the
+    validated configuration's key needs no version."""
+    for _ in range(2):  # the second: whatever the first found stale is current again
+        out = subprocess.run(
+            [sys.executable, "-X", "importtime", "-m", "netspectra", "analyze", str(GNUTELLA), "--json"],
+            env=_env(cache),
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=600,
+        )
+        assert out.returncode == 0, out.stderr[-4000:]
+    lines = out.stderr.splitlines()
+    imported = {ln.rsplit("|", 1)[-1].strip() for ln in lines if ln.startswith("import time:")}
+    assert "netspectra.tasks.exact" in imported  # it did run, and the listing is read
+    assert not {"numba", "importlib.metadata"} & imported
+
+
 def test_flow_export_report_same_as_numba(cache: Path) -> None:
     """``analyze --flow-export`` (a kernel taking a tuple of arrays): numba on the first run, which adds
     its signatures to the export; numba-free on the next, with numba's report."""
