@@ -31,8 +31,10 @@ import importlib
 import sys
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from importlib.metadata import EntryPoint, distributions
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+if TYPE_CHECKING:
+    from importlib.metadata import EntryPoint
 
 T = TypeVar("T")
 
@@ -122,6 +124,10 @@ def _entry_points(group: str) -> list[EntryPoint]:
                 declared = declared_groups.remembered(key)
                 if declared is not None and group not in declared:
                     return []
+            # imported here: importlib.metadata costs ~10 ms of a command's start-up (email, zipfile,
+            # socket...), and a command whose groups are remembered never scans
+            from importlib.metadata import distributions
+
             groups: dict[str, list[EntryPoint]] = {}
             for dist in distributions():
                 for ep in dist.entry_points:

@@ -282,6 +282,49 @@ def test_analyze_report_same_as_numba(cache: Path, capture: str) -> None:
     assert _analyze(cache, CAPTURES / capture) == _analyze(cache, CAPTURES / capture, NETSPECTRA_NOJIT="0")
 
 
+@pytest.mark.parametrize("enriched", [False, True], ids=["shipped", "enriched"])
+def test_cached_start_imports_neither_numba_nor_distribution_metadata(
+    cache: Path, tmp_path: Path, enriched: bool
+) -> None:
+    """A start with everything cached (the kernels exported, the configuration validated before, the
+    entry-point groups remembered: netspectra.declared_groups) imports neither numba nor
+    importlib.metadata (10-20 ms of email, zipfile and socket modules): no kind registry scans, no
+    pydantic validator is built (the sketch tasks read their validated parameters as they are; the
+    enrichment's warm-up and the classifiers' defaults are constructed, not validated), and the validated
+    configuration's key needs no version. Enriched: an MMDB database, a networks map and a rollup task."""
+    argv = [sys.executable, "-X", "importtime", "-m", "netspectra", "analyze", str(GNUTELLA), "--json"]
+    if enriched:
+        mmdb = next(
+            (p for p in (Path("/work/shared/data/mmdb"), ROOT / "tests" / "data" / "mmdb") if p.exists()),
+            None,
+        )
+        if mmdb is None:
+            pytest.skip("the MMDB test databases are not here")
+        conf = tmp_path / "enriched.yaml"
+        five = {"name": "five", "key_fields": ["SrcIP", "DstIP"]}
+        doc = {
+            "aggregator": {
+                "types": ["exact", "rollup"],
+                "exact": {"tasks": [five]},
+                "rollup": {"tasks": [{"name": "traffic"}]},
+            },
+            "enrichment": {
+                "geoip": {"asn_database": str(mmdb / "GeoLite2-ASN-Test.mmdb")},
+                "networks": {"10.0.0.0/8": {"name": "lan", "role": "internal"}},
+            },
+        }
+        conf.write_text(json.dumps(doc))
+        argv += ["-c", str(conf)]
+    for _ in range(2):  # the second: whatever the first found stale (or compiled) is current again
+        out = subprocess.run(argv, env=_env(cache), capture_output=True, text=True, cwd=ROOT, timeout=600)
+        assert out.returncode == 0, out.stderr[-4000:]
+    lines = out.stderr.splitlines()
+    imported = {ln.rsplit("|", 1)[-1].strip() for ln in lines if ln.startswith("import time:")}
+    assert "netspectra.tasks.exact" in imported  # it did run, and the listing is read
+    assert ("netspectra.enrich.enricher" in imported) == enriched
+    assert not {"numba", "importlib.metadata"} & imported
+
+
 def test_flow_export_report_same_as_numba(cache: Path) -> None:
     """``analyze --flow-export`` (a kernel taking a tuple of arrays): numba on the first run, which adds
     its signatures to the export; numba-free on the next, with numba's report."""

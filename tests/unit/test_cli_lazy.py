@@ -159,17 +159,19 @@ def test_every_extra_is_seen_as_installed_where_it_is() -> None:
 def test_entry_points_are_scanned_once_per_sys_path(monkeypatch) -> None:
     """Config validation asks the kind registries dozens of times; the installed distributions' metadata
     is read once (it cost a command over a second), and again only when ``sys.path`` changes."""
+    import importlib.metadata
+
     import netspectra.kinds as kinds
     from netspectra.kinds import AGGREGATORS, SKETCHES, WRITERS
 
     scans = []
-    real = kinds.distributions
+    real = importlib.metadata.distributions
 
     def counting():
         scans.append(1)
         return real()
 
-    monkeypatch.setattr(kinds, "distributions", counting)
+    monkeypatch.setattr(importlib.metadata, "distributions", counting)  # (kinds imports it as it scans)
     monkeypatch.setattr(kinds, "_SCANNED", None)
     for _ in range(5):
         AGGREGATORS.names(), SKETCHES.names(), WRITERS.names(), AGGREGATORS.get("exact")
@@ -491,7 +493,6 @@ metadata.distributions = lambda *a, **k: reads.append(1) or real(*a, **k)
 from netspectra.lazy import scan_entry_points_once
 scan_entry_points_once()
 import netspectra.kinds
-netspectra.kinds.distributions = metadata.distributions
 import pydantic
 class M(pydantic.BaseModel):
     x: int

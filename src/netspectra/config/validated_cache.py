@@ -107,13 +107,15 @@ def _only_builtin_kinds() -> bool:
     return all(r.names() == tuple(r.builtins) for r in _registries())
 
 
-def _package() -> tuple[str, str]:
-    """Which NetSpectra validates: its package directory and version (two installations sharing the cache
-    directory, or two checkouts, never read each other's entries: an entry's source files are checked
-    only for the NetSpectra that wrote it)."""
+def _package() -> str:
+    """Which NetSpectra validates: its package directory (two installations sharing the cache directory, or
+    two checkouts, never read each other's entries: an entry's source files are checked only for the
+    NetSpectra that wrote it). Not its version: an upgrade in place rewrites the source files an entry
+    records (stale at the next read), and reading the version imports :mod:`importlib.metadata` (~10-20
+    ms of every start)."""
     import netspectra
 
-    return os.path.dirname(os.path.abspath(netspectra.__file__ or "")), netspectra.__version__
+    return os.path.dirname(os.path.abspath(netspectra.__file__ or ""))
 
 
 def _key(text: str, rules: str) -> str:

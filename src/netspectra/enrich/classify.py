@@ -33,7 +33,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 EXPORTER_ATTRIBUTES: tuple[str, ...] = ("group", "role", "site", "region", "tenant")
-_NO_INTERFACE = InterfaceInfo()
+# its defaults, without building the model's validator at import (pydantic's first build in a process costs
+# a cached start ~20 ms: the validator and the plugin scan)
+_NO_INTERFACE = InterfaceInfo.model_construct()
 
 
 class ExporterState:

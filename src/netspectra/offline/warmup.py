@@ -234,9 +234,15 @@ def _warm_up_enrichment(cfg: Config | None = None) -> None:
         wanted, columns, codes = enrichment_reads(cfg, None)  # as EnrichmentStage.from_config asks them
         if not wanted:
             return
+    from netspectra.config.enrichment import ClassifiersConfig, GeoIPConfig
     from netspectra.enrich.enricher import Enricher
 
-    enricher = Enricher(EnrichmentConfig(), background=False)
+    # the defaults (no database, no map) without validating them: building the models' validators for
+    # that (pydantic's first build in a process, with its plugin scan) cost a cached start ~20 ms
+    empty = EnrichmentConfig.model_construct(
+        geoip=GeoIPConfig.model_construct(), classifiers=ClassifiersConfig.model_construct()
+    )
+    enricher = Enricher(empty, background=False)
     addrs = np.zeros((2, 16), np.uint8)
     enricher.enrich(
         addrs, addrs, exporter=addrs, in_if=np.zeros(2, np.uint32), out_if=np.zeros(2, np.uint32),
