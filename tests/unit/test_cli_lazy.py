@@ -7,6 +7,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from netspectra.cli.gen_cmd import DEFAULT_START_TEXT
 from netspectra.gen.synth import DEFAULT_START
 
@@ -321,17 +323,25 @@ def test_version_loads_no_application() -> None:
     assert main.app is app.app and main._Commands is app._Commands
 
 
-def test_analyze_report_loads_no_writer_or_dataframe_libraries(tmp_path) -> None:
+@pytest.mark.parametrize("rollup", [False, True], ids=["shipped", "rollup"])
+def test_analyze_report_loads_no_writer_or_dataframe_libraries(tmp_path, rollup: bool) -> None:
     """``analyze`` without ``--out``/``--store`` prints a report: pyarrow (its Parquet and CSV writers, the
     Arrow address formatter), pandas, scipy's linear algebra, chdb, grpc and ssl are not loaded (each 5-500
-    ms of start-up), nor any other command; nor python-dotenv where there is no ``.env`` file."""
+    ms of start-up), nor any other command; nor python-dotenv where there is no ``.env`` file. Also with a
+    rollup task, whose report names its top values (an address dimension's included)."""
     from pathlib import Path
 
     capture = Path(__file__).parents[1] / "data" / "captures" / "gnutella.pcap"
     listing = tmp_path / "modules.txt"
+    extra: list[str] = []
+    if rollup:
+        conf = tmp_path / "rollup.yaml"
+        doc = {"aggregator": {"types": ["rollup"], "rollup": {"tasks": [{"name": "t"}]}}}
+        conf.write_text(json.dumps(doc))
+        extra = ["-c", str(conf)]
     code = (
         "import sys\n"
-        f"sys.argv = ['netspectra', 'analyze', {str(capture)!r}, '--top', '1']\n"
+        f"sys.argv = ['netspectra', 'analyze', {str(capture)!r}, '--top', '1', *{extra!r}]\n"
         "from netspectra.cli.main import main\n"
         "try:\n    main()\nexcept SystemExit as exc:\n    assert not exc.code, exc.code\n"
         f"open({str(listing)!r}, 'w').write('\\n'.join(sys.modules))\n"
@@ -339,7 +349,8 @@ def test_analyze_report_loads_no_writer_or_dataframe_libraries(tmp_path) -> None
     # run where there is no ./.env: python-dotenv is imported only to read one
     subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path)
     loaded = set(listing.read_text().split())
-    assert {"netspectra.tasks.exact", "netspectra.offline.report"} <= loaded  # it did run
+    ran = "netspectra.rollup.task" if rollup else "netspectra.tasks.exact"
+    assert {ran, "netspectra.offline.report"} <= loaded  # it did run
     unwanted = {
         "pyarrow",
         "pandas",

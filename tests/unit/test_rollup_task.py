@@ -190,6 +190,26 @@ def test_dimensions_decode_and_missing_columns_are_unknown() -> None:
     assert sum(r["Packets"] for r in t) == 100 + int(exp.packets.sum())  # type: ignore[union-attr]
 
 
+def test_report_top_values_name_addresses_as_the_tables_do() -> None:
+    """The report's top values of an address dimension (Exporter): IPv4 dotted, IPv6 as RFC 5952, unknown
+    empty — the text the rows' tables give (the report formats its few values without Arrow)."""
+    from types import SimpleNamespace
+
+    from netspectra.output.addr import ips_to_text
+    from netspectra.rollup.kind import top_values
+
+    rng = np.random.default_rng(3)
+    exp = make_batch(rng, 90, T0, MIN, export=True)
+    exp.exporter[60:] = np.frombuffer(bytes.fromhex("20010db8000000000000000000000001"), np.uint8)
+    exp.exporter[80:] = 0
+    task = RollupTask("t", RollupParams(("Exporter", "InIf")))
+    task.update(exp)
+    got = top_values(SimpleNamespace(summary=task.summary, dimensions=("Exporter",), dictionaries={}), 10)
+    texts = {t for t, _, _ in got["Exporter"]}
+    assert texts == {"192.0.2.1", "192.0.2.2", "2001:db8::1", ""}
+    assert texts - {""} == set(ips_to_text(exp.exporter[:80]))
+
+
 def test_summary_marginals_are_the_totals_per_value() -> None:
     rng = np.random.default_rng(4)
     batches = [make_batch(rng, 2000, T0 + k * MIN, MIN) for k in range(5)]

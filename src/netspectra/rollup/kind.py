@@ -308,7 +308,9 @@ def top_values(snap: Any, top: int) -> dict[str, list[tuple[str, int, int]]]:
     bytes)`` (text ``""``/``"0"``: unknown)."""
     import numpy as np
 
-    from netspectra.output.addr import ips_to_text
+    # a handful of values: the plain formatter, not the Arrow one (pyarrow's import costs a report that
+    # writes no file ~25 ms)
+    from netspectra.key_columns import ip_text
 
     s = snap.summary
     out: dict[str, list[tuple[str, int, int]]] = {}
@@ -320,8 +322,8 @@ def top_values(snap: Any, top: int) -> dict[str, list[tuple[str, int, int]]]:
             if dim.kind == "number":
                 text = str(key[0])
             elif dim.kind == "address":
-                raw = np.array(key, np.uint32).view(np.uint8).reshape(1, 16)
-                text = ips_to_text(raw)[0] if raw.any() else ""
+                raw = np.array(key, np.uint32).view(np.uint8)
+                text = ip_text(raw.tobytes()) if raw.any() else ""
             else:
                 words = snap.dictionaries.get(name, ("",))
                 text = words[key[0]] if key[0] < len(words) else f"#{key[0]}"
