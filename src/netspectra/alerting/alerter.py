@@ -433,7 +433,7 @@ def _get(section: Any, key: str, default: Any = None) -> Any:
 
 def build_notifiers(cfg: Config, *, env: Mapping[str, str] | None = None) -> list[Notifier]:
     """The notifiers of a configuration: always the log; e-mail when ``smtp.host`` is set; webhooks
-    from ``alerter.webhook`` (once the schema has it) or the environment ``NETSPECTRA_ALERT_WEBHOOK_URL``
+    from ``alerter.webhooks`` and the environment ``NETSPECTRA_ALERT_WEBHOOK_URL``
     (with ``…_SECRET``, ``…_FORMAT`` json|slack).
 
     :class:`AlertingConfigError` when a configured notifier is incomplete.
