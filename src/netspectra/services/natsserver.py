@@ -81,7 +81,14 @@ class NatsServerService(Service):
         try:
             self.server.start()
         except NatsServerError as exc:
-            raise ServiceError(f"nats-server: {exc}") from None
+            # one line that says why (the server's fatal log line), not its whole start-up log
+            why = str(exc).splitlines()[0]
+            if "address already in use" in why:
+                why += (
+                    f"; another process listens on port {self.server.port}: "
+                    "choose another with --nats-port, or 0 for a free one"
+                )
+            raise ServiceError(f"{why} (its log: {self.server.log_path})") from None
         self._problem = None
         self._thread = threading.Thread(target=self._supervise, name="ns-nats-supervisor", daemon=True)
         self._thread.start()
