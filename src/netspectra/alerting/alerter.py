@@ -30,6 +30,7 @@ import html
 import logging
 import os
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -62,6 +63,10 @@ log = logging.getLogger(__name__)
 DEFAULT_COOLDOWN = timedelta(hours=1)
 DEFAULT_AI_TIMEOUT_S = 60.0
 DEFAULT_HISTORY = 1000
+#: Seconds the final check at stop may spend on the AI analysis and the notifiers together: an AI
+#: service, webhook or mail server that does not answer cannot hold the engine's stop (a webhook that
+#: accepted and never answered held `up`'s Ctrl-C for 49 s: 4 attempts of 10 s, and the back-off).
+FINAL_CHECK_TIMEOUT_S = 10.0
 
 #: ``snapshot_of(task_name)``: the task's current snapshot.
 SnapshotSource = Callable[[str], Any]
@@ -144,6 +149,7 @@ class Alerter:
         ai_timeout_s: float | None = None,
         history_size: int = DEFAULT_HISTORY,
         sink: AlertSink | None = None,
+        final_timeout_s: float = FINAL_CHECK_TIMEOUT_S,
     ) -> None:
         if not notifiers:
             raise AlertingConfigError("the alerter needs at least one notifier (the log notifier will do)")
@@ -159,6 +165,8 @@ class Alerter:
         self.clock = clock or SystemClock()
         self.ai_client = ai_client
         self.ai_timeout_s = ai_timeout_s
+        self.final_timeout_s = float(final_timeout_s)
+        self._final_deadline: float | None = None
         self.history: deque[AlertRecord] = deque(maxlen=history_size)
         self.sink = sink
         self.task_names = tuple(dict.fromkeys(r.task_name for r in self.rules))
@@ -294,6 +302,10 @@ class Alerter:
             self._thread.join()
         record = None
         if self.snapshot_of is not None:
+            # the final check is bounded: the AI analysis and every notifier share final_timeout_s
+            self._final_deadline = time.monotonic() + self.final_timeout_s
+            for n in self.notifiers:
+                n.deadline = self._final_deadline
             try:
                 record = self.check(final=True)
             except Exception:
@@ -375,7 +387,11 @@ class Alerter:
         ai_status, analysis = "disabled", ""
         if self.ai_client is not None:
             try:
-                analysis = self.ai_client.analyze(ai_input(alerts), timeout_s=self.ai_timeout_s)
+                ai_timeout = self.ai_timeout_s
+                if final and self._final_deadline is not None:  # at most half of the stop's budget
+                    half = max(0.1, (self._final_deadline - time.monotonic()) / 2)
+                    ai_timeout = min(ai_timeout if ai_timeout is not None else DEFAULT_AI_TIMEOUT_S, half)
+                analysis = self.ai_client.analyze(ai_input(alerts), timeout_s=ai_timeout)
                 ai_status = "ok"
                 body += ai_section_html(analysis)
             except AiClientError as exc:
