@@ -512,3 +512,31 @@ def test_final_check_at_stop_is_bounded_when_endpoints_do_not_answer() -> None:
     assert "no time left at stop" in (rec.deliveries[web_n.name] or "")
     # a notifier outside a stop keeps its own timeouts and retries
     assert WebhookNotifier("http://127.0.0.1:1/x").deadline is None
+
+
+def test_stop_bounds_a_periodic_check_still_notifying() -> None:
+    """stop() while a periodic check waits on a webhook that never answers: the check in flight gives up
+    at the stop's deadline too (stop joined it first: its attempts and back-off ran to the end)."""
+    import socket
+
+    with socket.socket() as web:
+        web.bind(("127.0.0.1", 0))
+        web.listen(16)
+        web_n = WebhookNotifier(f"http://127.0.0.1:{web.getsockname()[1]}/hook", timeout_s=3.0)
+        al = Alerter(
+            parse_config_text(CONFIG_EXACT).alerter.rules,
+            [LogNotifier(), web_n],
+            snapshot_of=lambda name: _FakeTotals(),
+            check_interval=0.2,
+            final_timeout_s=2.0,
+        )
+        al.start()
+        web.settimeout(10)
+        conn, _ = web.accept()  # the periodic check's first attempt is in flight
+        with conn:
+            t0 = time.monotonic()
+            al.stop()
+            took = time.monotonic() - t0
+    # the attempt in flight ends at its own 3 s timeout, then no retry (was: 4 x 3 s + 1 + 2 + 4 s)
+    assert took < 5.5, took
+    assert al.history[0].deliveries[web_n.name].startswith(f"{web_n.name}: no time left at stop")

@@ -297,15 +297,16 @@ class Alerter:
             if self._stopped:
                 return None
             self._stopped = True
+        # The stop is bounded: a check still notifying, then the final check's AI analysis and notifiers
+        # share final_timeout_s (set before the join, so that a check in flight gives up too).
+        self._final_deadline = time.monotonic() + self.final_timeout_s
+        for n in self.notifiers:
+            n.deadline = self._final_deadline
         self._stop_evt.set()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join()
         record = None
         if self.snapshot_of is not None:
-            # the final check is bounded: the AI analysis and every notifier share final_timeout_s
-            self._final_deadline = time.monotonic() + self.final_timeout_s
-            for n in self.notifiers:
-                n.deadline = self._final_deadline
             try:
                 record = self.check(final=True)
             except Exception:
@@ -388,7 +389,7 @@ class Alerter:
         if self.ai_client is not None:
             try:
                 ai_timeout = self.ai_timeout_s
-                if final and self._final_deadline is not None:  # at most half of the stop's budget
+                if self._final_deadline is not None:  # stopping: at most half of what is left
                     half = max(0.1, (self._final_deadline - time.monotonic()) / 2)
                     ai_timeout = min(ai_timeout if ai_timeout is not None else DEFAULT_AI_TIMEOUT_S, half)
                 analysis = self.ai_client.analyze(ai_input(alerts), timeout_s=ai_timeout)
