@@ -234,6 +234,9 @@ def create_server(
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix=thread_prefix),
         interceptors=chain,
+        # gRPC sets SO_REUSEPORT by default: a second server on a port in use bound it too and the kernel
+        # spread the connections over both (two `netspectra api` on one port answered from two stores)
+        options=[("grpc.so_reuseport", 0)],
     )
     add_servicer(server)
     health_servicer = health.HealthServicer()

@@ -481,3 +481,62 @@ def test_slow_or_dead_ai_never_delays_or_loses_the_alert(ai_stack: tuple[FakeOpe
         assert "<hr><h2>AI-Powered Analysis</h2><p><em>AI analysis unavailable:" in got[-1].html
         al.stop()
     assert len(got) == 2  # one per alerter: the final check at stop finds the same standing condition
+
+
+def test_final_check_at_stop_is_bounded_when_endpoints_do_not_answer() -> None:
+    """A webhook and a mail server that accept connections and never answer: the final check at stop
+    gives up within the alerter's final_timeout_s (a webhook like that held `up`'s Ctrl-C for 49 s —
+    4 attempts of 10 s plus the back-off — and a mail server would add 30 s); the log still has it."""
+    import socket
+
+    with socket.socket() as web, socket.socket() as mail:
+        for s in (web, mail):
+            s.bind(("127.0.0.1", 0))
+            s.listen(16)  # connections complete in the kernel's backlog; nothing ever answers
+        email_n = EmailNotifier(
+            "127.0.0.1", mail.getsockname()[1], sender="a@example.org", recipients=["b@example.org"]
+        )
+        web_n = WebhookNotifier(f"http://127.0.0.1:{web.getsockname()[1]}/hook")  # 10 s, 3 retries
+        al = Alerter(
+            parse_config_text(CONFIG_EXACT).alerter.rules,
+            [LogNotifier(), email_n, web_n],
+            snapshot_of=lambda name: _FakeTotals(),
+        )
+        t0 = time.monotonic()
+        rec = al.stop()
+        took = time.monotonic() - t0
+    assert al.final_timeout_s == 10.0 and took < al.final_timeout_s + 3, took  # was 30 + 47 s
+    assert rec is not None and rec.final and rec.delivered  # the log notifier
+    assert rec.deliveries["log"] is None
+    assert "timed out" in (rec.deliveries[email_n.name] or "")
+    assert "no time left at stop" in (rec.deliveries[web_n.name] or "")
+    # a notifier outside a stop keeps its own timeouts and retries
+    assert WebhookNotifier("http://127.0.0.1:1/x").deadline is None
+
+
+def test_stop_bounds_a_periodic_check_still_notifying() -> None:
+    """stop() while a periodic check waits on a webhook that never answers: the check in flight gives up
+    at the stop's deadline too (stop joined it first: its attempts and back-off ran to the end)."""
+    import socket
+
+    with socket.socket() as web:
+        web.bind(("127.0.0.1", 0))
+        web.listen(16)
+        web_n = WebhookNotifier(f"http://127.0.0.1:{web.getsockname()[1]}/hook", timeout_s=3.0)
+        al = Alerter(
+            parse_config_text(CONFIG_EXACT).alerter.rules,
+            [LogNotifier(), web_n],
+            snapshot_of=lambda name: _FakeTotals(),
+            check_interval=0.2,
+            final_timeout_s=2.0,
+        )
+        al.start()
+        web.settimeout(10)
+        conn, _ = web.accept()  # the periodic check's first attempt is in flight
+        with conn:
+            t0 = time.monotonic()
+            al.stop()
+            took = time.monotonic() - t0
+    # the attempt in flight ends at its own 3 s timeout, then no retry (was: 4 x 3 s + 1 + 2 + 4 s)
+    assert took < 5.5, took
+    assert al.history[0].deliveries[web_n.name].startswith(f"{web_n.name}: no time left at stop")

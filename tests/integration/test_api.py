@@ -955,3 +955,12 @@ def test_api_command_in_a_process_of_its_own(tmp_path: Path) -> None:
     assert "Traceback" not in err
     assert f"port {grpc_port}" in out
     time.sleep(0)
+
+
+def test_a_second_grpc_server_on_a_port_in_use_is_refused(chdb_served: Served) -> None:
+    """gRPC binds with SO_REUSEPORT unless told not to: a second query service on a port in use bound it
+    too and the kernel spread the connections over both (two `netspectra api` on one port answered
+    AggregateFlows from two different stores, alternately)."""
+    with pytest.raises(OSError, match=f"cannot listen on '{chdb_served.addr}' for gRPC"):
+        create_grpc_server(chdb_served.core, chdb_served.addr, max_workers=1)
+    assert chdb_served.stub.SearchTasks(query_pb2.SearchTasksRequest(), timeout=10).task_names  # still serves

@@ -213,6 +213,41 @@ def test_address_in_use_is_a_clear_error(tmp_path: Path) -> None:
     )
 
 
+def test_a_second_collector_on_a_port_in_use_is_refused(tmp_path: Path) -> None:
+    """A collector running, a second one started on its port: the second must fail (it bound the port too
+    — SO_REUSEADDR — and took every datagram from the running one, which went on reporting nothing)."""
+    cfg_path = tmp_path / "config.yaml"
+    cfg_path.write_text(CONFIG_YAML)
+    port = free_udp_port()
+    first = subprocess.Popen(
+        _collect_cmd(cfg_path, "--listen", f"127.0.0.1:{port}", "--no-publish", "--json"),
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        wait_bound(port, first)
+        second = subprocess.run(
+            _collect_cmd(cfg_path, "--listen", f"127.0.0.1:{port}", "--no-publish", "--duration", "5"),
+            env=_env(),
+            capture_output=True,
+            timeout=120,
+        )
+        err = second.stderr.decode()
+        assert second.returncode == 1, err
+        assert "already listens there" in " ".join(err.split())
+        payloads = build.synthetic_ipfix(300, seed=5)
+        send(payloads, port)
+        time.sleep(0.5)
+        first.send_signal(signal.SIGTERM)
+        out, _ = first.communicate(timeout=120)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    s = json.loads(out.decode().strip().splitlines()[-1])
+    assert s["decoder"]["totals"]["datagrams"] == len(payloads)  # the running collector got them all
+
+
 def test_bad_listen_address_is_a_usage_error(tmp_path: Path) -> None:
     cfg_path = tmp_path / "config.yaml"
     cfg_path.write_text(CONFIG_YAML)

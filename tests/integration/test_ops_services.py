@@ -352,3 +352,23 @@ aggregator:
         assert value(sm, "netspectra_grpc_request_seconds_count", method="/v1.QueryService/TraceFlow") == 1
     finally:
         stop(proc)
+
+
+def test_probe_summary_counts_frames_as_analyze_does(nats_server: NatsServer, tmp_path: Path) -> None:
+    """The replay's readable summary uses analyze's words: frames in the file, IP packets in flows (what
+    is published), skipped. It said "packets read 3,882" of a 3,905-frame file, beside "skipped (not
+    IP) 23" — the packet count of a capture tool (capinfos: 3,905) did not match it."""
+    cmd = [sys.executable, "-m", "netspectra", "probe", "--config", str(engine_config(tmp_path))]
+    out = subprocess.run(
+        [*cmd, "--url", nats_server.url, "--subject", SUBJECT, "--speed", "0", str(GNUTELLA)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    assert out.returncode == 0, out.stderr
+    rows = {" ".join(line.split()[:-1]): line.split()[-1] for line in out.stdout.splitlines() if line.strip()}
+    assert rows["frames read"] == "3,905"
+    assert rows["IP packets (in flows)"] == rows["packets published"] == "3,882"
+    assert rows["skipped (not in a flow)"] == "23"

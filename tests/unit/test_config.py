@@ -904,6 +904,37 @@ def test_config_check_valid_prints_effective_json(monkeypatch: pytest.MonkeyPatc
     assert "hunter2" not in result.output
 
 
+def test_config_check_masks_every_secret(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # nats.token, a webhook's secret and its URL's token, and credentials in a NATS URL were printed
+    # in clear (only password, api_key and the API tokens were masked)
+    monkeypatch.setenv("NATS_TOKEN", "natstok-42")
+    monkeypatch.setenv("NATS_URL", "nats://alice:urlpw-42@127.0.0.1:4222,nats://urltok-42@10.0.0.2:4222")
+    doc = _minimal()
+    doc["alerter"]["webhooks"] = [
+        {"url": "https://hooks.example.org/services/hooktok-42", "secret": "hmac-42"},
+        {"url": "http://127.0.0.1:9000"},
+    ]
+    f = tmp_path / "c.yaml"
+    f.write_text(yaml.safe_dump(doc) + "probe:\n  nats_url: ${NATS_URL}\nnats:\n  token: ${NATS_TOKEN}\n")
+    app, prefix = _cli()
+    for fmt in (["--json"], []):
+        result = CliRunner().invoke(app, [*prefix, "--config", str(f), *fmt])
+        assert result.exit_code == 0, result.output
+        assert "-42" not in result.output
+    eff = effective_config_dict(load_config(f))
+    assert eff["nats"]["token"] == "***"
+    assert eff["probe"]["nats_url"] == "nats://alice:***@127.0.0.1:4222,nats://***@10.0.0.2:4222"
+    assert eff["alerter"]["webhooks"][0] | {"timeout": None} == {
+        "url": "https://hooks.example.org/***",
+        "secret": "***",
+        "format": "json",
+        "timeout": None,
+        "retries": 3,
+    }
+    assert eff["alerter"]["webhooks"][1]["url"] == "http://127.0.0.1:9000"  # nothing to hide
+    assert eff["alerter"]["webhooks"][1]["secret"] == ""  # empty stays visible
+
+
 def test_config_check_yaml_output_and_warnings(tmp_path: Path) -> None:
     f = tmp_path / "c.yaml"
     f.write_text("probe:\n  subject_name: x\n")

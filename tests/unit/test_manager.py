@@ -949,3 +949,31 @@ def test_a_worker_leaving_on_an_exception_wakes_another_for_its_lane() -> None:
     q.done(lane, first, leaving=True)
     idle.join(timeout=5)
     assert got and got[0][0] == 0 and got[0][1] is not first
+
+
+@pytest.mark.parametrize("inline", [False, True])
+def test_weighted_rows_count_as_the_packets_and_bytes_they_stand_for(
+    batches: list[PacketBatch], inline: bool
+) -> None:
+    """Flow-export rows (``packets``/``octets``): the engine's packets_in/bytes_in are the packets and
+    bytes the rows stand for, as the tasks count them (they were the rows and their mean packet sizes:
+    `up --collect` printed "packets 937, bytes 101,941" beside tasks of 3,882 packets, 523,142 bytes)."""
+    rng = np.random.default_rng(7)
+    weighted = []
+    for b in batches[:8]:
+        packets = rng.integers(1, 50, len(b)).astype(np.uint64)
+        weighted.append(b.with_columns(packets=packets, octets=packets * b.length.astype(np.uint64)))
+    m = Manager([exact_group(specs={"five": FIVE})], num_workers=2, inline=inline, **fast())
+    m.start()
+    for b in weighted:
+        assert m.submit(b)
+    m.flush()
+    (snap,) = [t.snapshot() for t in m.groups[0].tasks]
+    m.stop()
+    md = m.metrics_dict()
+    want_packets = sum(int(b.packets.sum()) for b in weighted)
+    want_bytes = sum(int(b.octets.sum()) for b in weighted)
+    assert want_packets > sum(len(b) for b in weighted)
+    assert (md["packets_in"], md["bytes_in"]) == (want_packets, want_bytes)
+    assert (int(snap.packets.sum()), int(snap.bytes.sum())) == (want_packets, want_bytes)
+    assert md["batches_in"] == len(weighted)

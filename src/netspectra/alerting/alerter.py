@@ -30,6 +30,7 @@ import html
 import logging
 import os
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -62,6 +63,10 @@ log = logging.getLogger(__name__)
 DEFAULT_COOLDOWN = timedelta(hours=1)
 DEFAULT_AI_TIMEOUT_S = 60.0
 DEFAULT_HISTORY = 1000
+#: Seconds the final check at stop may spend on the AI analysis and the notifiers together: an AI
+#: service, webhook or mail server that does not answer cannot hold the engine's stop (a webhook that
+#: accepted and never answered held `up`'s Ctrl-C for 49 s: 4 attempts of 10 s, and the back-off).
+FINAL_CHECK_TIMEOUT_S = 10.0
 
 #: ``snapshot_of(task_name)``: the task's current snapshot.
 SnapshotSource = Callable[[str], Any]
@@ -144,6 +149,7 @@ class Alerter:
         ai_timeout_s: float | None = None,
         history_size: int = DEFAULT_HISTORY,
         sink: AlertSink | None = None,
+        final_timeout_s: float = FINAL_CHECK_TIMEOUT_S,
     ) -> None:
         if not notifiers:
             raise AlertingConfigError("the alerter needs at least one notifier (the log notifier will do)")
@@ -159,6 +165,8 @@ class Alerter:
         self.clock = clock or SystemClock()
         self.ai_client = ai_client
         self.ai_timeout_s = ai_timeout_s
+        self.final_timeout_s = float(final_timeout_s)
+        self._final_deadline: float | None = None
         self.history: deque[AlertRecord] = deque(maxlen=history_size)
         self.sink = sink
         self.task_names = tuple(dict.fromkeys(r.task_name for r in self.rules))
@@ -289,6 +297,11 @@ class Alerter:
             if self._stopped:
                 return None
             self._stopped = True
+        # The stop is bounded: a check still notifying, then the final check's AI analysis and notifiers
+        # share final_timeout_s (set before the join, so that a check in flight gives up too).
+        self._final_deadline = time.monotonic() + self.final_timeout_s
+        for n in self.notifiers:
+            n.deadline = self._final_deadline
         self._stop_evt.set()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join()
@@ -375,7 +388,11 @@ class Alerter:
         ai_status, analysis = "disabled", ""
         if self.ai_client is not None:
             try:
-                analysis = self.ai_client.analyze(ai_input(alerts), timeout_s=self.ai_timeout_s)
+                ai_timeout = self.ai_timeout_s
+                if self._final_deadline is not None:  # stopping: at most half of what is left
+                    half = max(0.1, (self._final_deadline - time.monotonic()) / 2)
+                    ai_timeout = min(ai_timeout if ai_timeout is not None else DEFAULT_AI_TIMEOUT_S, half)
+                analysis = self.ai_client.analyze(ai_input(alerts), timeout_s=ai_timeout)
                 ai_status = "ok"
                 body += ai_section_html(analysis)
             except AiClientError as exc:
@@ -433,7 +450,7 @@ def _get(section: Any, key: str, default: Any = None) -> Any:
 
 def build_notifiers(cfg: Config, *, env: Mapping[str, str] | None = None) -> list[Notifier]:
     """The notifiers of a configuration: always the log; e-mail when ``smtp.host`` is set; webhooks
-    from ``alerter.webhook`` (once the schema has it) or the environment ``NETSPECTRA_ALERT_WEBHOOK_URL``
+    from ``alerter.webhooks`` and the environment ``NETSPECTRA_ALERT_WEBHOOK_URL``
     (with ``…_SECRET``, ``…_FORMAT`` json|slack).
 
     :class:`AlertingConfigError` when a configured notifier is incomplete.

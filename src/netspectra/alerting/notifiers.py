@@ -83,6 +83,16 @@ class Notifier(ABC):
     """Delivers notifications somewhere; see the module docstring for the contract."""
 
     kind: ClassVar[str]
+    #: Monotonic time (``time.monotonic()``) after which :meth:`send` gives up (``None``: no limit). The
+    #: alerter sets it for its final check at stop, so that an endpoint that does not answer cannot hold
+    #: the stop of the engine for its timeouts and retries; the built-in notifiers honour it.
+    deadline: float | None = None
+
+    def time_left(self, limit: float) -> float:
+        """``limit`` (seconds), bounded by the time left until :attr:`deadline` (0.0 once it passed)."""
+        if self.deadline is None:
+            return limit
+        return max(0.0, min(limit, self.deadline - time.monotonic()))
 
     def __init_subclass__(cls, kind: str | None = None, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -242,6 +252,12 @@ class WebhookNotifier(Notifier, kind="webhook"):
         body = self.body(notification)
         last = ""
         for attempt in range(self.retries + 1):
+            timeout = self.time_left(self.timeout_s)
+            if timeout <= 0:  # the stop's deadline passed (Notifier.deadline)
+                raise NotifierError(
+                    f"{self.name}: no time left at stop after {attempt} attempt(s)"
+                    + (f"; last error: {last}" if last else "")
+                )
             headers = {"Content-Type": "application/json; charset=utf-8", "User-Agent": "netspectra-alerter"}
             headers.update(self.headers)
             if self._secret:
@@ -251,7 +267,7 @@ class WebhookNotifier(Notifier, kind="webhook"):
             req = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
             retry_after: float | None = None
             try:
-                with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:
+                with urllib.request.urlopen(req, timeout=timeout) as resp:
                     resp.read()
                 return
             except urllib.error.HTTPError as exc:
@@ -268,6 +284,11 @@ class WebhookNotifier(Notifier, kind="webhook"):
                 wait = min(self.backoff_max_s, self.backoff_initial_s * 2**attempt)
                 if retry_after is not None:
                     wait = min(self.backoff_max_s, max(wait, retry_after))
+                if self.time_left(wait + 0.1) <= wait:  # no retry once the stop's deadline would pass
+                    raise NotifierError(
+                        f"{self.name}: no time left at stop after {attempt + 1} attempt(s); "
+                        f"last error: {last}"
+                    )
                 log.info("%s: attempt %d failed (%s); retrying in %.1f s", self.name, attempt + 1, last, wait)
                 self._sleep(wait)
         raise NotifierError(f"{self.name}: failed after {self.retries + 1} attempt(s); last error: {last}")
@@ -356,8 +377,11 @@ class EmailNotifier(Notifier, kind="email"):
     def send(self, notification: Notification) -> None:
         msg = self.message(notification)
         where = f"SMTP {self.host}:{self.port}"
+        timeout = self.time_left(self.timeout_s)
+        if timeout <= 0:  # the stop's deadline passed (Notifier.deadline)
+            raise NotifierError(f"{where}: no time left at stop")
         try:
-            with smtplib.SMTP(self.host, self.port, timeout=self.timeout_s) as smtp:
+            with smtplib.SMTP(self.host, self.port, timeout=timeout) as smtp:
                 smtp.ehlo()
                 tls = False
                 if self.starttls != "never" and smtp.has_extn("starttls"):

@@ -138,7 +138,9 @@ class _Listener:
         fam = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.sock = socket.socket(fam, socket.SOCK_DGRAM)
         try:
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            # No SO_REUSEADDR: for UDP on Linux it lets a second socket bind the same port and take every
+            # datagram from the first (a second collector silently starved a running one); UDP has no
+            # TIME_WAIT, so a restart binds again without it.
             self.stats = ListenerStats(address="")
             self.stats.rcvbuf_requested = rcvbuf
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)

@@ -26,6 +26,7 @@ import hashlib
 import importlib.resources
 import logging
 import os
+import re
 import sys
 from collections.abc import Iterator
 from importlib.resources.abc import Traversable
@@ -43,9 +44,12 @@ log = logging.getLogger(__name__)
 
 #: Where ``load_config(None)`` looks first, relative to the current directory (as the original does).
 LOCAL_CONFIG = Path("configs") / "config.yaml"
-#: Keys whose non-empty values :func:`effective_config_dict` masks.
-SECRET_KEYS = frozenset({"password", "api_key", "tokens", "admin_tokens"})
+#: Keys whose non-empty values :func:`effective_config_dict` masks: every secret of the schema (the
+#: fields kept out of ``repr``) — ``nats.token`` and ``alerter.webhooks[].secret`` included.
+SECRET_KEYS = frozenset({"password", "api_key", "tokens", "admin_tokens", "token", "secret"})
 MASK = "***"
+#: The user part of a URL (``nats://user:password@host``): credentials wherever the URL is.
+_URL_USERINFO = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)([^/?#\s@,]*)@")
 
 
 class ConfigError(Exception):
@@ -290,18 +294,38 @@ def load_config(path: Path | str | None = None, *, log_warnings: bool = True) ->
     return cfg
 
 
+def _mask_userinfo(m: re.Match[str]) -> str:
+    user, colon, _password = m.group(2).partition(":")
+    return f"{m.group(1)}{user}:{MASK}@" if colon else f"{m.group(1)}{MASK}@"
+
+
 def _mask(node: Any) -> Any:
     if isinstance(node, dict):
         return {k: (MASK if k in SECRET_KEYS and node[k] else _mask(v)) for k, v in node.items()}
     if isinstance(node, list):
         return [_mask(v) for v in node]
+    if isinstance(node, str) and "@" in node:
+        # a password or token in a URL's user part (probe.nats_url may carry them: docs/live.md)
+        return _URL_USERINFO.sub(_mask_userinfo, node)
     return node
+
+
+def _mask_webhook_url(url: str) -> str:
+    # incoming-webhook URLs carry their token in the path (as the notifier's own name shows them)
+    parts = url.split("/")
+    return "/".join(parts[:3]) + (f"/{MASK}" if len(parts) > 3 and any(parts[3:]) else "")
 
 
 def effective_config_dict(cfg: Config) -> dict[str, Any]:
     """The configuration with every default applied, as plain JSON-able data.
 
     Keys use the correct spellings (``size_threshold``; ``from`` for smtp), durations Go's syntax
-    (``"10m0s"``), and non-empty secrets (``password``, ``api_key``) are replaced by ``"***"``.
+    (``"10m0s"``), and non-empty secrets are replaced by ``"***"``: every key of :data:`SECRET_KEYS`
+    (``password``, ``token``, ``api_key``, a webhook's ``secret``, ...), the password or token in a URL's
+    user part, and the path of a webhook URL (its token).
     """
-    return _mask(cfg.model_dump(mode="json", by_alias=True))
+    out = _mask(cfg.model_dump(mode="json", by_alias=True))
+    for hook in out.get("alerter", {}).get("webhooks", []):
+        if hook.get("url"):
+            hook["url"] = _mask_webhook_url(hook["url"])
+    return out

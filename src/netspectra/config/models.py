@@ -426,7 +426,7 @@ class WebhookConfig(Section):
     secret: str = Field("", repr=False)
     format: Literal["json", "slack"] = "json"
     timeout: GoDuration = timedelta(seconds=10)
-    #: Attempts after the first one (back-off doubles from 0.5 s).
+    #: Attempts after the first one (back-off doubles from 1 s, at most 30 s).
     retries: int = Field(3, ge=0, le=20)
 
     @field_validator("timeout")

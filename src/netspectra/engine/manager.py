@@ -375,6 +375,11 @@ def default_num_workers(configured: int) -> int:
     return max(1, min(int(configured), cpus))
 
 
+def _packets_of(batch: PacketBatch) -> int:
+    """The packets ``batch`` stands for: its rows, or the sum of ``packets`` of weighted rows."""
+    return int(batch.packets.sum(dtype="uint64")) if batch.packets is not None else len(batch)
+
+
 def _seconds(value: timedelta | float | None) -> float | None:
     if value is None:
         return None
@@ -654,7 +659,7 @@ class Manager:
             return self._submit_inline(batch)
         if not self._queue.put(batch, block, timeout):
             self.metrics.dropped_batches.inc()
-            self.metrics.dropped_packets.inc(n)
+            self.metrics.dropped_packets.inc(_packets_of(batch))
             self._drop_log.log(
                 logging.WARNING,
                 "engine queue full (%d packets): dropped a batch of %d packets; %d packets dropped so far",
@@ -663,10 +668,19 @@ class Manager:
                 int(self.metrics.dropped_packets.value),
             )
             return False
-        self.metrics.batches_in.inc()
-        self.metrics.packets_in.inc(n)
-        self.metrics.bytes_in.inc(int(batch.length.sum(dtype="uint64")))
+        self._count_in(batch)
         return True
+
+    def _count_in(self, batch: PacketBatch) -> None:
+        # the packets and bytes the rows stand for, as the tasks count them: a flow-export row is
+        # `packets` packets and `octets` bytes (the engine's totals were rows and mean packet sizes)
+        self.metrics.batches_in.inc()
+        if batch.weighted:
+            self.metrics.packets_in.inc(_packets_of(batch))
+            self.metrics.bytes_in.inc(int(batch.byte_counts().sum(dtype="uint64")))
+        else:
+            self.metrics.packets_in.inc(len(batch))
+            self.metrics.bytes_in.inc(int(batch.length.sum(dtype="uint64")))
 
     def try_submit(self, batch: PacketBatch) -> bool:
         """Queue ``batch`` if the queue has room now, without waiting; False when it has not (nothing is
@@ -686,17 +700,13 @@ class Manager:
             return True
         if not self._queue.put(batch, False, None):
             return False
-        self.metrics.batches_in.inc()
-        self.metrics.packets_in.inc(n)
-        self.metrics.bytes_in.inc(int(batch.length.sum(dtype="uint64")))
+        self._count_in(batch)
         return True
 
     def _submit_inline(self, batch: PacketBatch) -> bool:
         if self._stopping:
             raise ManagerStoppedError("the manager is stopping; no more batches are accepted")
-        self.metrics.batches_in.inc()
-        self.metrics.packets_in.inc(len(batch))
-        self.metrics.bytes_in.inc(int(batch.length.sum(dtype="uint64")))
+        self._count_in(batch)
         with self._barrier.shared():
             self._apply(batch, self._all_tasks)
         if self._clock_batches:

@@ -107,7 +107,8 @@ class EngineMetrics:
     def as_dict(self) -> dict[str, Any]:
         """A JSON-able copy of every counter::
 
-        packets_in, batches_in, bytes_in      accepted by submit()
+        packets_in, batches_in, bytes_in      accepted by submit(); weighted rows (flow exports) count
+                                              as the packets and bytes they stand for, as the tasks do
         dropped_batches, dropped_packets      refused by a non-blocking or timed-out submit()
         queue_batches, queue_packets          waiting now; queue_capacity_packets: the bound
         periods                               period resets done

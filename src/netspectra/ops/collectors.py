@@ -119,7 +119,11 @@ class EngineCollector(Collector):
         m = self.m
         tasks: dict[str, float] = dict.fromkeys(m.task_update_batches.as_dict(), 0)  # every task, at 0
         yield _counter("netspectra_engine_packets", "Packets accepted by the engine.", m.packets_in.value)
-        yield _counter("netspectra_engine_bytes", "Wire bytes of the packets accepted.", m.bytes_in.value)
+        yield _counter(
+            "netspectra_engine_bytes",
+            "Bytes of the packets accepted (wire bytes; flow-export rows: the bytes they stand for).",
+            m.bytes_in.value,
+        )
         yield _counter("netspectra_engine_batches", "Batches accepted by the engine.", m.batches_in.value)
         yield _counter(
             "netspectra_engine_dropped_packets",

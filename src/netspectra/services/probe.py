@@ -500,8 +500,10 @@ class ProbeService(Service):
             src = s.get("source", {})
             lines += [
                 ("files", ", ".join(str(f) for f in self.options.files)),
-                ("packets read", src.get("packets", 0)),
-                ("skipped (not IP)", src.get("skipped", 0)),
+                # the words of `analyze`'s summary: frames in the files, those in flows (published)
+                ("frames read", src.get("records", 0)),
+                ("IP packets (in flows)", src.get("packets", 0)),
+                ("skipped (not in a flow)", src.get("skipped", 0)),
             ]
         if self.publisher is not None:
             pub = self.options.publisher

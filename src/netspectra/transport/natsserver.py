@@ -107,6 +107,15 @@ class NatsServer:
             return "(no log)"
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
+    @staticmethod
+    def fatal_line(log_text: str) -> str:
+        """The message of the last fatal (``[FTL]``) line of a log text, else ``""``: why a server that
+        exited at start did (``Error listening on port: 127.0.0.1:4222, "... address already in use"``)."""
+        for line in reversed(log_text.splitlines()):
+            if "[FTL] " in line:
+                return line.split("[FTL] ", 1)[1].strip()
+        return ""
+
     def command(self) -> list[str]:
         cmd = [str(self.binary), "-a", "127.0.0.1", "-p", str(self.port), "-m", str(self.monitor_port)]
         if self.jetstream:
@@ -141,7 +150,11 @@ class NatsServer:
             if self.process.poll() is not None:
                 code = self.process.returncode
                 self.process = None
-                raise NatsServerError(f"nats-server exited with {code}\n{self.log_tail()}")
+                tail = self.log_tail()
+                fatal = self.fatal_line(tail)
+                raise NatsServerError(
+                    f"nats-server exited with {code}" + (f": {fatal}" if fatal else "") + f"\n{tail}"
+                )
             if self.ready():
                 return self
             time.sleep(0.05)
