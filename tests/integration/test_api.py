@@ -23,6 +23,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,7 @@ import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 from typer.testing import CliRunner
 
-from netspectra.api.grpc_service import QueryCore, create_grpc_server
+from netspectra.api.grpc_service import QueryCore, _no_hitters, create_grpc_server
 from netspectra.api.server import ApiServer
 from netspectra.batch import PacketBatch
 from netspectra.capture.reader import read_captures
@@ -40,6 +41,7 @@ from netspectra.cli.api_cmds import parse_time, query_app
 from netspectra.config import Config, parse_config_text
 from netspectra.engine.manager import Manager, ManualClock
 from netspectra.proto.v1 import query_pb2, query_pb2_grpc
+from netspectra.sketches.base import HitterType
 from netspectra.tasks.exact import ExactTask
 
 pytest.importorskip("fastapi", reason="the HTTP app needs fastapi (pip install fastapi uvicorn httpx)")
@@ -375,6 +377,21 @@ def test_heavy_hitters_and_super_spreaders(chdb_served: Served) -> None:
         query_pb2.HeavyHittersRequest(task_name="ss", type=2, start_time=ts(T2_NS + 1)), timeout=30
     )
     assert not later.hitters
+    # ... and why: the task's stored lists lie outside the range
+    assert later.reason.startswith("none in the range: task 'ss' stored spread hitters from "), later.reason
+    assert top.reason == "" and size.reason == ""  # answers with hitters carry no reason
+    # REST and the command line show it too
+    after = datetime.fromtimestamp(T2_NS / 1e9 + 1, UTC).isoformat().replace("+00:00", "Z")
+    with TestClient(create_app(chdb_served.core)) as http:
+        body = {"taskName": "ss", "type": 2, "startTime": after}
+        doc = http.post("/api/v1/heavy-hitters", json=body).json()
+    assert doc["reason"] == later.reason, doc
+    res = run_cli("super-spreaders", "--addr", chdb_served.addr, "-t", "ss", "--start", after)
+    assert res.exit_code == 0 and "none in the range: task 'ss'" in " ".join(res.output.split()), res.output
+    # a task that stored no list of that type yet
+    store = chdb_served.core.router.store_for("cm")[1]
+    why = _no_hitters(store, "cm_quiet", HitterType.COUNT, None, None)
+    assert why.startswith("task 'cm_quiet' stored no count hitter yet: a sketch task stores the flows"), why
 
 
 def test_aggregate_paging(chdb_served: Served) -> None:

@@ -242,7 +242,7 @@ def test_additions_use_new_numbers_only() -> None:
         "TraceFlowRequest": {"start_time": 4, "page_size": 5, "page_token": 6},
         "TraceFlowResponse": {"flows": 2, "next_page_token": 3},
         "HeavyHittersRequest": {"start_time": 5, "page_size": 6, "page_token": 7},
-        "HeavyHittersResponse": {"next_page_token": 2},
+        "HeavyHittersResponse": {"next_page_token": 2, "reason": 3},
     }
     for message, fields in ORIGINAL.items():
         ours = {f.name: f.number for f in _ours(message).DESCRIPTOR.fields}

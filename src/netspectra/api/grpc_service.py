@@ -45,6 +45,7 @@ from netspectra.config import Config
 from netspectra.kinds import SHOWN_CHARS, shown  # noqa: F401 (the API's modules import them from here)
 from netspectra.proto.v1 import query_pb2, query_pb2_grpc
 from netspectra.rpc import create_server
+from netspectra.sketches.base import HitterType
 from netspectra.storage.base import StorageError
 from netspectra.storage.flow_records import DEFAULT_FLOWS_LIMIT, FLOW_ORDERS, FlowRecordFilter, list_flows
 from netspectra.storage.queries import (
@@ -389,8 +390,11 @@ class QueryCore:
             _, store = self.router.store_for(req.task_name)
             rows = heavy_hitters(store, req.task_name, req.type, end_ns=end, start_ns=start, limit=limit)
             chunk, token = _slice(req, rows)
+            reason = "" if rows else _no_hitters(store, req.task_name, HitterType(req.type), start, end)
             return query_pb2.HeavyHittersResponse(
-                hitters=[query_pb2.HeavyHitter(flow=f, value=v) for f, v in chunk], next_page_token=token
+                hitters=[query_pb2.HeavyHitter(flow=f, value=v) for f, v in chunk],
+                next_page_token=token,
+                reason=reason,
             )
 
     def list_flows(self, req: query_pb2.ListFlowsRequest) -> query_pb2.ListFlowsResponse:
@@ -592,6 +596,29 @@ class QueryCore:
             "`netspectra up --collect` and `netspectra analyze --flow-export --store` run one of their own; "
             "an engine fed by `netspectra collect` needs one in its configuration (docs/collect.md)"
         )
+
+
+def _no_hitters(store: Any, task: str, type_: HitterType, start: int | None, end: int | None) -> str:
+    """Why ``QueryHeavyHitters`` found no hitter of ``type_`` (its ``reason``): the stored lists of the
+    task's type lie outside the range, or the task stored none of that type yet (a sketch task stores the
+    flows above its thresholds at each snapshot of its writers: none passed them yet, or no snapshot was
+    taken)."""
+    from netspectra.output.timefmt import format_ts_ns
+    from netspectra.storage.queries import hitter_span
+
+    what = type_.name.lower()
+    if start is not None or end is not None:
+        span = hitter_span(store, task, type_)
+        if span is not None:
+            return (
+                f"none in the range: task {shown(task)} stored {what} hitters from {format_ts_ns(span[0])} "
+                f"to {format_ts_ns(span[1])}"
+            )
+    return (
+        f"task {shown(task)} stored no {what} hitter yet: a sketch task stores the flows above its "
+        "thresholds at each snapshot of its writers (snapshot_interval), and none passed them yet or no "
+        "snapshot was taken"
+    )
 
 
 def _proto_field(column: str, typ: pa.DataType) -> str:

@@ -564,6 +564,8 @@ def _hitters(
     for h in resp.hitters:
         table.add_row(h.flow, _n(h.value))
     console.print(table)
+    if resp.reason:  # why there is none (the service says)
+        console.print(resp.reason, highlight=False)
 
 
 _TYPES = {"count": 0, "size": 1, "0": 0, "1": 1}

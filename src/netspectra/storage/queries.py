@@ -350,6 +350,19 @@ def heavy_hitters(
     return [(str(flow), int(value)) for flow, value in store.query(sql, params)]
 
 
+def hitter_span(store: ClickHouseStore, task: str, type_: int | HitterType) -> tuple[int, int] | None:
+    """The first and last snapshot times of ``task``'s stored hitters of ``type_`` (UTC ns), or ``None``
+    when it stored none."""
+    sql = (
+        f"SELECT count(), min(TimestampNs), max(TimestampNs) FROM {store.table(HITTER_TABLE)} "
+        "WHERE TaskName = %(task)s AND Type = %(type)s"
+    )
+    rows = store.query(sql, {"task": task, "type": int(type_)})
+    if not rows or int(rows[0][0]) == 0:
+        return None
+    return int(rows[0][1]), int(rows[0][2])
+
+
 def task_names(store: ClickHouseStore) -> list[str]:
     """Names of the tasks with stored data (exact tasks first, each group sorted)."""
     flows = store.query(f"SELECT DISTINCT TaskName FROM {store.table(FLOW_TABLE)} ORDER BY TaskName")

@@ -190,12 +190,14 @@ class HeavyHitter(_message.Message):
     def __init__(self, flow: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
 
 class HeavyHittersResponse(_message.Message):
-    __slots__ = ("hitters", "next_page_token")
+    __slots__ = ("hitters", "next_page_token", "reason")
     HITTERS_FIELD_NUMBER: _ClassVar[int]
     NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
     hitters: _containers.RepeatedCompositeFieldContainer[HeavyHitter]
     next_page_token: str
-    def __init__(self, hitters: _Optional[_Iterable[_Union[HeavyHitter, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+    reason: str
+    def __init__(self, hitters: _Optional[_Iterable[_Union[HeavyHitter, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class ListFlowsRequest(_message.Message):
     __slots__ = ("task_name", "start_time", "end_time", "src_ip", "dst_ip", "host", "src_port", "dst_port", "port", "protocol", "vlan_id", "end_reasons", "conn_states", "min_bytes", "order_by", "descending", "page_size", "page_token")
