@@ -167,17 +167,24 @@ def _env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
 
 
-def test_sigterm_loses_nothing_already_received(tmp_path: Path) -> None:
-    """Datagrams sent just before SIGTERM are in the socket buffer: the stop reads and decodes them."""
+def _start_collector(tmp_path: Path, port: int) -> tuple[Path, subprocess.Popen[bytes]]:
+    """``netspectra collect --no-publish --json`` on ``127.0.0.1:port`` with :data:`CONFIG_YAML` (its
+    configuration file, the running process)."""
     cfg_path = tmp_path / "config.yaml"
     cfg_path.write_text(CONFIG_YAML)
-    port = free_udp_port()
     proc = subprocess.Popen(
         _collect_cmd(cfg_path, "--listen", f"127.0.0.1:{port}", "--no-publish", "--json"),
         env=_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
+    return cfg_path, proc
+
+
+def test_sigterm_loses_nothing_already_received(tmp_path: Path) -> None:
+    """Datagrams sent just before SIGTERM are in the socket buffer: the stop reads and decodes them."""
+    port = free_udp_port()
+    _, proc = _start_collector(tmp_path, port)
     try:
         wait_bound(port, proc)
         payloads = build.synthetic_ipfix(30_000, seed=5)  # 1000 datagrams
@@ -216,15 +223,8 @@ def test_address_in_use_is_a_clear_error(tmp_path: Path) -> None:
 def test_a_second_collector_on_a_port_in_use_is_refused(tmp_path: Path) -> None:
     """A collector running, a second one started on its port: the second must fail (it bound the port too
     — SO_REUSEADDR — and took every datagram from the running one, which went on reporting nothing)."""
-    cfg_path = tmp_path / "config.yaml"
-    cfg_path.write_text(CONFIG_YAML)
     port = free_udp_port()
-    first = subprocess.Popen(
-        _collect_cmd(cfg_path, "--listen", f"127.0.0.1:{port}", "--no-publish", "--json"),
-        env=_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    cfg_path, first = _start_collector(tmp_path, port)
     try:
         wait_bound(port, first)
         second = subprocess.run(
