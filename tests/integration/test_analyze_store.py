@@ -75,6 +75,33 @@ def test_store_into_embedded_chdb(tmp_path: Path) -> None:
     check_store(conf, tmp_path)
 
 
+def test_store_in_use_by_another_process_is_an_error_before_the_analysis(tmp_path: Path) -> None:
+    """A chdb data directory another process has open (a running ``up``): ``analyze --store`` says so at
+    once, in one line naming that process (it analysed, then retried for 30 s with chdb's raw log lines
+    and lost the results); once that process is gone the same command stores."""
+    data = tmp_path / "chdb"
+    conf = tmp_path / "c.yaml"
+    conf.write_text(config_text({"data_dir": str(data)}))
+    holder = subprocess.Popen(
+        [sys.executable, "-c", f"from chdb import session; s = session.Session({str(data)!r}); print('open', "
+         "flush=True); import sys; sys.stdin.read()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "open"
+        res = run(
+            [sys.executable, "-m", "netspectra", "analyze", str(CAPTURE), "-c", str(conf), "--store"],
+            tmp_path,
+        )
+        assert res.returncode == 1, res.stderr
+        text = " ".join(res.stderr.split())
+        assert f"is in use by another process (pid {holder.pid})" in text, res.stderr
+        assert "Cannot lock file" not in res.stderr and res.stdout == ""  # one line, before any analysis
+    finally:
+        holder.communicate("", timeout=60)
+    check_store(conf, tmp_path)
+
+
 def test_store_into_clickhouse_server(tmp_path: Path, clickhouse_server) -> None:
     conf = tmp_path / "c.yaml"
     conf.write_text(config_text(clickhouse_server.config()))

@@ -166,6 +166,8 @@ def analyze(
         name not in cfg.aggregator.groups for name in cfg.aggregator.types
     ):
         raise fail("the configuration has no task to run (aggregator.types and the tasks of those groups)")
+    if store:
+        _check_embedded_stores(cfg)
     if out is not None:
         try:
             out.mkdir(parents=True, exist_ok=True)
@@ -332,3 +334,19 @@ _LOSS_REASONS = {
     "attempts": "given up after the last retry",
     "overflow": "dropped from a full buffer",
 }
+
+
+def _check_embedded_stores(cfg: Any) -> None:
+    """With ``--store``: an embedded ClickHouse data directory another process has open (a running ``up``)
+    is an error before the analysis, in one line (the writers found it after the analysis, retried for
+    30 s with chdb's raw log lines, and lost the results)."""
+    from netspectra.storage.backend_chdb import check_not_in_use, data_dir_of
+    from netspectra.storage.base import StorageError
+
+    for _, group in cfg.aggregator.running_groups():
+        for writer in group.writers:
+            if writer.enabled and writer.type == "clickhouse" and not writer.params.host:
+                try:
+                    check_not_in_use(data_dir_of(writer.params))
+                except StorageError as exc:
+                    raise fail(str(exc), 1) from None

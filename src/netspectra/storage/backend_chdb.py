@@ -52,6 +52,40 @@ _ENGINE: _ChdbEngine | None = None
 _FIRST_PATH: str | None = None
 
 
+def data_dir_of(cfg: Any) -> str:
+    """The chdb data directory of an embedded ``clickhouse`` configuration, absolute."""
+    return str(Path(cfg.data_dir or DEFAULT_CHDB_DIR).expanduser().resolve())
+
+
+def check_not_in_use(path: str) -> None:
+    """:class:`StorageError` naming the process that has the chdb data directory ``path`` open, if another
+    one has: the engine holds an exclusive ``flock`` on ``<path>/status`` (with its pid in it) while open,
+    and refuses a second process (after its own retries, with raw log lines). Nothing when the directory
+    is free or new (the lock is only tried, never kept). Not for a directory this process opened."""
+    import fcntl
+
+    status = os.path.join(path, "status")
+    try:
+        fd = os.open(status, os.O_RDONLY)
+    except OSError:
+        return  # no engine ever opened it (or not readable: chdb will say)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            text = os.read(fd, 256).decode(errors="replace")
+            pids = [ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith("PID:")]
+            pid = pids[0] if pids else "?"
+            raise StorageError(
+                f"the embedded ClickHouse data directory {path} is in use by another process (pid {pid}): "
+                "only one process may open a chdb data directory; stop that one (a running `netspectra "
+                "up`, `engine` or `api` on it), or give clickhouse.data_dir another directory"
+            ) from None
+        fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
 def _acquire(path: str) -> _ChdbEngine:
     global _ENGINE, _FIRST_PATH
     with _REGISTRY_LOCK:
@@ -63,6 +97,7 @@ def _acquire(path: str) -> _ChdbEngine:
             )
         if _ENGINE is None:
             os.makedirs(path, exist_ok=True)
+            check_not_in_use(path)  # at once and in one line (chdb retries, logging raw lines, then fails)
             try:
                 _ENGINE = _ChdbEngine(path)
             except ImportError as exc:
@@ -121,7 +156,7 @@ class ChdbBackend:
         # Resolved and imported here, on the constructing thread (before the engine starts its threads):
         # `import chdb` changes the process's working directory for a moment, so a relative path resolved
         # by another thread meanwhile would point into chdb's package folder.
-        self.data_dir = str(Path(cfg.data_dir or DEFAULT_CHDB_DIR).expanduser().resolve())
+        self.data_dir = data_dir_of(cfg)
         with contextlib.suppress(ImportError):  # a missing chdb is reported by open()
             import chdb  # noqa: F401
         self._engine: _ChdbEngine | None = None
