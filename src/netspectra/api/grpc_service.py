@@ -29,7 +29,7 @@ import json
 import logging
 import re
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
@@ -113,6 +113,18 @@ class QueryError(Exception):
         self.message = message
         self.http_status = http_status
         self.fields = fields
+
+
+def rename_fields(message: str, names: Mapping[str, str]) -> str:
+    """``message`` with the first mention of each request field of ``names`` (its ``.proto`` name → the
+    word its caller wrote: a REST body's key, a command-line option) written as the caller's. Only the
+    first: a message names the field before any input it echoes (an address ``'src_ip'`` in ``src_ip:
+    'src_ip' is not an IP address`` is the client's, kept). A one-word field (``host``, ``port``) only as
+    a message's label (``port: ...``): as a word it may be the message's prose."""
+    for field, word in names.items():
+        end = r"\b" if "_" in field else r"(?=:)"
+        message = re.sub(rf"(?<![\w-]){re.escape(field)}{end}", word, message, count=1)
+    return message
 
 
 def _invalid(message: str, *fields: str) -> QueryError:

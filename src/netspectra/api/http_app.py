@@ -55,7 +55,6 @@ from __future__ import annotations
 import html
 import logging
 import math
-import re
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -74,7 +73,15 @@ from google.protobuf.message import Message
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from netspectra import __version__
-from netspectra.api.grpc_service import MAX_TIME_NS, QueryCore, QueryError, _errors, safe_message, shown
+from netspectra.api.grpc_service import (
+    MAX_TIME_NS,
+    QueryCore,
+    QueryError,
+    _errors,
+    rename_fields,
+    safe_message,
+    shown,
+)
 from netspectra.api.http_input import MAX_INT_DIGITS, check_text, json_body, json_object
 from netspectra.api.routing import first_clickhouse
 from netspectra.auth import TokenSet
@@ -446,11 +453,7 @@ def rest_errors(
         if not exc.fields:
             raise
         names = rest_names(cls, body, params)
-        message = exc.message
-        for name in exc.fields:
-            # the first occurrence only: the message names the field before any input it echoes (an
-            # address 'src_ip' in "src_ip: 'src_ip' is not an IP address" is the client's, kept)
-            message = re.sub(rf"\b{re.escape(name)}\b", names.get(name, name), message, count=1)
+        message = rename_fields(exc.message, {f: names.get(f, f) for f in exc.fields})
         raise QueryError(exc.code, message, exc.http_status) from None
 
 

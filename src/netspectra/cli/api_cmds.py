@@ -349,17 +349,13 @@ _FLAGS = {
 
 
 def _in_flags(message: str, request: Any) -> str:
-    """``message`` (a service error about ``request``) with the first mention of each request field that
-    an option sets named as that option (``src_ip: 'x' is not an IP address`` → ``--src-ip: …``): the
-    field is named before any input the message echoes, so only the first mention is the field's."""
+    """``message`` (a service error about ``request``) with the request fields an option sets named as
+    that option (``src_ip: 'x' is not an IP address`` → ``--src-ip: …``; the API's
+    :func:`~netspectra.api.grpc_service.rename_fields`, as the REST app names a body's keys)."""
+    from netspectra.api.grpc_service import rename_fields
+
     names = {f.name for f in request.DESCRIPTOR.fields} if hasattr(request, "DESCRIPTOR") else set()
-    for field, flag in _FLAGS.items():
-        if field in names:
-            # a one-word field (host, port, metric) only as a message's label ("port: ..."): as a word it
-            # may be the message's prose ("unknown dimension ...")
-            end = r"\b" if "_" in field else r"(?=:)"
-            message = re.sub(rf"(?<![\w-]){re.escape(field)}{end}", flag, message, count=1)
-    return message
+    return rename_fields(message, {f: flag for f, flag in _FLAGS.items() if f in names})
 
 
 def _bounds(request: Any, start: str | None, end: str | None) -> None:

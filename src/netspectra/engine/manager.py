@@ -79,6 +79,7 @@ from netspectra.engine.resilient import (
     ResilientWriter,
 )
 from netspectra.storage.base import SnapshotMeta
+from netspectra.weights import exact_sum
 
 log = logging.getLogger(__name__)
 
@@ -376,8 +377,8 @@ def default_num_workers(configured: int) -> int:
 
 
 def _packets_of(batch: PacketBatch) -> int:
-    """The packets ``batch`` stands for: its rows, or the sum of ``packets`` of weighted rows."""
-    return int(batch.packets.sum(dtype="uint64")) if batch.packets is not None else len(batch)
+    """The packets ``batch`` stands for: its rows, or the exact sum of ``packets`` of weighted rows."""
+    return exact_sum(batch.packets) if batch.packets is not None else len(batch)
 
 
 def _seconds(value: timedelta | float | None) -> float | None:
@@ -675,11 +676,11 @@ class Manager:
         # the packets and bytes the rows stand for, as the tasks count them: a flow-export row is
         # `packets` packets and `octets` bytes (the engine's totals were rows and mean packet sizes)
         self.metrics.batches_in.inc()
-        if batch.weighted:
-            self.metrics.packets_in.inc(_packets_of(batch))
-            self.metrics.bytes_in.inc(int(batch.byte_counts().sum(dtype="uint64")))
+        self.metrics.packets_in.inc(_packets_of(batch))
+        # exact: a hostile exporter's octets would wrap a uint64 sum (a packet batch's lengths cannot)
+        if batch.octets is not None:
+            self.metrics.bytes_in.inc(exact_sum(batch.octets))
         else:
-            self.metrics.packets_in.inc(len(batch))
             self.metrics.bytes_in.inc(int(batch.length.sum(dtype="uint64")))
 
     def try_submit(self, batch: PacketBatch) -> bool:
