@@ -667,10 +667,10 @@ def test_spread_kernel_matches_its_reference() -> None:
 
 
 def test_a_table_grown_in_place_is_the_table_rebuilt(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A table past ``_MAPPED_BYTES`` grows in its own mapping (kernels.compact, mremap,
-    kernels.reinsert): every slot's record and epoch is where a rebuild into a fresh table puts it (so
-    the snapshots, in order, are the same), also when a view of the table held elsewhere makes the
-    mapping impossible to extend (a fresh mapping then)."""
+    """A table past ``_MAPPED_BYTES`` grows in its own mapping (mremap, kernels.grow_in_place): every
+    slot's record and epoch is where growing a small table copied into a larger one puts it (so the
+    snapshots, in order, are the same), also when a view of the table held elsewhere makes the mapping
+    impossible to extend (a fresh mapping then)."""
     import netspectra.rollup.task as task_mod
 
     rng = np.random.default_rng(23)
@@ -689,18 +689,22 @@ def test_a_table_grown_in_place_is_the_table_rebuilt(monkeypatch: pytest.MonkeyP
             if i % 3 == 2:
                 snaps.append(task.peek())
         tables = [(t.rec.copy(), t.epoch.copy(), t.meta.copy()) for t in task.tables]
+        if not hold:
+            mapped.append(task.tables[0]._map is not None)
         task.finish()
         snaps.append(task.drain())
         return tables, [_row_tuples(s) for s in snaps]
 
-    grows = _count_calls(monkeypatch, kern, "compact")
+    mapped: list[bool] = []
+    grows = _count_calls(monkeypatch, kern, "grow_in_place")
     in_place = play(False)
-    assert grows["n"] >= 3
+    assert grows["n"] >= 3 and mapped == [True]
     held = play(True)
-    monkeypatch.setattr(task_mod, "_MAPPED_BYTES", 1 << 62)  # never mapped: rebuilt into fresh tables
+    monkeypatch.setattr(task_mod, "_MAPPED_BYTES", 1 << 62)  # never mapped: copied into larger arrays
     grows["n"] = 0
+    mapped.clear()
     rebuilt = play(False)
-    assert grows["n"] == 0
+    assert grows["n"] >= 3 and mapped == [False]
     for got in (in_place, held):
         assert got[1] == rebuilt[1]
         for (r1, e1, m1), (r2, e2, m2) in zip(got[0], rebuilt[0], strict=True):

@@ -74,6 +74,7 @@ from netspectra.rollup.layout import (
     record_words,
 )
 from netspectra.sketches.primitives import aligned_zeros
+from netspectra.tasks.exact_store import GrowableWords
 from netspectra.weights import COUNT_MAX, exact_sum, sat_reduceat
 
 log = logging.getLogger(__name__)
@@ -125,13 +126,16 @@ class _Table:
 
     def _alloc(self, cap: int) -> None:
         self._map = None
+        self._epochs: GrowableWords | None = None
         nbytes = cap * self.rw * 8
         if nbytes >= _MAPPED_BYTES:  # page-aligned (so cache-line aligned), zero, growable in place
             self._map = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
             self._views()
+            self._epochs = GrowableWords(cap)
+            self.epoch = self._epochs.array.view(np.int64)
         else:
             self._views(aligned_zeros(cap * self.rw, np.uint64))
-        self.epoch = np.zeros(cap, np.int64)
+            self.epoch = np.zeros(cap, np.int64)
         # the entries with increments to carry into the coarser tables (the finest table only)
         self.touched = np.zeros(cap if self.finest else 1, np.int64)
 
@@ -146,34 +150,50 @@ class _Table:
         self.rec32 = rec.view(np.uint32)
 
     def grow(self, cap: int) -> None:
-        """Move the entries into a table of ``cap`` slots (more than now), closing nothing. A mapped table
-        is enlarged in place: its entries are copied aside (:func:`~netspectra.rollup.kernels.compact`:
-        at most half of it), the mapping extended (``mremap``: the pages it has are kept, only the new
-        part is fresh memory) and the entries put back (:func:`~netspectra.rollup.kernels.reinsert`,
-        into the slots :meth:`rehash` would give them). Doubling into a fresh table instead faulted in
-        and zeroed twice the memory the table ends with."""
-        assert cap > self.cap
-        if self._map is None or cap * self.rw * 8 < _MAPPED_BYTES:
-            closed = self.rehash(_INT64_MIN, cap)
-            assert len(closed) == 0
-            return
-        aside = np.empty(self.count * self.rw, np.uint64)
-        aside_epoch = np.empty(self.count, np.int64)
-        n = kern.compact(self.rec, self.rw, self.epoch, aside, aside_epoch)
-        assert n == self.count
-        self.rec = self.reci = self.rec32 = None  # type: ignore[assignment]  # the mapping's exports
-        try:
-            self._map.resize(cap * self.rw * 8)
-        except (BufferError, OSError, ValueError, SystemError):  # a view of it is held elsewhere
-            self._map = mmap.mmap(-1, cap * self.rw * 8, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-        self._views()
-        self.epoch = np.zeros(cap, np.int64)
-        self.touched = np.zeros(cap if self.finest else 1, np.int64)
-        low = kern.reinsert(
-            n, self.words, aside, aside.view(np.uint32), aside_epoch, self.rw, self.rec, self.reci,
-            self.rec32, self.epoch,
-        )  # fmt: skip
+        """Move the entries into a table of ``cap`` slots (a power of two, more than now), closing nothing:
+        the records stay where they are and the table grows around them
+        (:func:`~netspectra.rollup.kernels.grow_in_place`: entries move only within the table's own
+        memory, at most a cluster's end is held aside). A mapped table is enlarged in its mapping
+        (``mremap``: the pages it has are kept, only the new part is fresh memory), its epochs in theirs;
+        a small one is copied into the head of a larger table first. Either way the layout is the same.
+        Rebuilding into a fresh table instead (and, before, copying the entries aside and back) faulted
+        in and wrote the memory twice: on a VM whose fresh memory is slow, most of an enriched run's
+        growth time."""
+        old = self.cap
+        assert cap > old and cap & (cap - 1) == 0
+        self._extend(cap)
+        low = kern.grow_in_place(self.words, old, self.rec, self.reci, self.rec32, self.rw, self.epoch)
         self.meta[kern.M_LOW] = low
+        self.touched = np.zeros(cap if self.finest else 1, np.int64)
+
+    def _extend(self, cap: int) -> None:
+        """The records and epochs made ``cap`` slots long, the present ones first, the others empty."""
+        old_rec, old_epoch = self.rec, self.epoch
+        n_words = old_rec.shape[0]
+        nbytes = cap * self.rw * 8
+        if self._map is not None and self._epochs is not None:
+            self.rec = self.reci = self.rec32 = self.epoch = None  # type: ignore[assignment]  # exports
+            del old_rec, old_epoch
+            try:
+                self._map.resize(nbytes)
+            except (BufferError, OSError, ValueError, SystemError):  # a view of it is held elsewhere
+                held = np.frombuffer(self._map, np.uint64)
+                self._map = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+                np.frombuffer(self._map, np.uint64)[:n_words] = held[:n_words]
+            self._views()
+            self._epochs.resize(cap)
+            self.epoch = self._epochs.array.view(np.int64)
+            return
+        if nbytes >= _MAPPED_BYTES:  # outgrew the small array: a mapping from now on
+            self._map = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+            self._views()
+            self._epochs = GrowableWords(cap)
+            self.epoch = self._epochs.array.view(np.int64)
+        else:
+            self._views(aligned_zeros(cap * self.rw, np.uint64))
+            self.epoch = np.zeros(cap, np.int64)
+        self.rec[:n_words] = old_rec
+        self.epoch[: old_epoch.shape[0]] = old_epoch
 
     @property
     def cap(self) -> int:
