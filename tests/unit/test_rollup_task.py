@@ -901,3 +901,33 @@ def test_count_changed_matches_the_reference() -> None:
     assert kern.count_changed(fine.rec32, fine.rw, 1) == want
     assert fine.state.tolist() == state.tolist()
     assert kern.count_changed(fine.rec32, fine.rw, 1) == 0
+
+
+def test_the_summary_carried_a_chunk_at_a_time_is_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The carry's summary (``RollupTask._count``) reads ``COUNT_CHUNK`` entries at a time through scratch
+    arrays it keeps: totals, time range and every dimension's tally are those of one piece, also with
+    chunks of 7 entries and scratch arrays reused by several carries."""
+    import netspectra.rollup.task as task_mod
+
+    rng = np.random.default_rng(41)
+    batches = [
+        make_batch(rng, 5000, T0 + k * 20 * 10**9, 20 * 10**9).with_dims(
+            {"SrcAS": rng.integers(0, 3000, 5000).astype(np.uint32)}
+        )
+        for k in range(6)
+    ]
+
+    def play() -> tuple:
+        task = RollupTask("t", RollupParams(DIMS), capacity=16)
+        for i, b in enumerate(batches):
+            task.update(b)
+            if i % 2:
+                task.drain()  # a carry per snapshot: the scratch arrays serve again
+        task.finish()
+        s = task.summary
+        return s.packets, s.bytes, s.first_ns, s.last_ns, s.marginals
+
+    whole = play()
+    assert len(whole[4]["SrcAS"]) > 2000
+    monkeypatch.setattr(task_mod, "COUNT_CHUNK", 7)
+    assert play() == whole
