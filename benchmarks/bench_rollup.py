@@ -4,6 +4,7 @@
 
 Usage:
     python benchmarks/bench_rollup.py analyze [--trace /tmp/zipf.pcap] [--prefixes 520000] [--repeat 3]
+        [--primed]
     python benchmarks/bench_rollup.py topn [--rows 51840000] [--repeat 7] [--data-dir DIR]
     python benchmarks/bench_rollup.py kernel [--rows 5000000] [--groups 3 100000] [--repeat 5]
     (--json OUT.json for either)
@@ -20,6 +21,9 @@ networks as both the ASN and the country database (bench_enrich.py builds it, ca
 benchmarks/_work/) and 2,000 networks with five attributes. Every round runs each configuration once, in
 turn (a slow spell of a shared machine hits one round's runs alike); an enriched configuration is
 compared with "shipped + rollup" by best, by median and by the median of the rounds' paired ratios.
+``--primed``: each timed command runs once more just before, untimed, so that every timed process
+starts from the free memory its own command left (see ``--help``: on a VM that returns free memory to its
+host, plain rounds make each enriched run fault in its extra memory cold).
 
 ``kernel`` (loop only, not a whole command): :func:`netspectra.rollup.kernels.aggregate_rows` alone over
 ``--rows`` packet rows in chunks of 8,192 (as :meth:`~netspectra.rollup.task.RollupTask.update` calls it),
@@ -144,7 +148,7 @@ def bench_analyze(args: argparse.Namespace) -> dict[str, Any]:
             check=True, capture_output=True,
         )  # fmt: skip
     args.trace.read_bytes()  # into the page cache
-    results: dict[str, Any] = {"trace": str(args.trace), "rounds": args.repeat}
+    results: dict[str, Any] = {"trace": str(args.trace), "rounds": args.repeat, "primed": args.primed}
     trees = {"this tree": ROOT / "src"}
     if args.baseline_src:
         trees = {"baseline": args.baseline_src.resolve(), **trees}
@@ -167,6 +171,8 @@ def bench_analyze(args: argparse.Namespace) -> dict[str, Any]:
         for _ in range(args.repeat):
             for short, _, cfg in chosen:
                 for tree, src in trees.items():
+                    if args.primed:  # the same command just before, not timed (see --primed)
+                        _time_cli(args.trace, cfg, src)
                     runs[short, tree].append(_time_cli(args.trace, cfg, src))
         for short, name, _ in chosen:
             for tree in trees:
@@ -418,6 +424,15 @@ def main() -> int:
         nargs="+",
         choices=CONFIGS,
         help="run only these configurations (default: all; 'rollup' is the reference of the ratios)",
+    )
+    a.add_argument(
+        "--primed",
+        action="store_true",
+        help="run each timed command once more just before it, untimed: every timed process then starts "
+        "from the memory its own command left free. On a VM that hands free memory back to its host "
+        "(virtio-balloon free page reporting), memory freed seconds ago is fast to fault in again and "
+        "older free memory slow (here up to ~10 ms per MB in 2 MB pages): in plain rounds each enriched "
+        "run follows a smaller run and faults in ~75 MB more that the previous process did not leave",
     )
     k = sub.add_parser("kernel")
     k.add_argument("--rows", type=int, default=5_000_000)

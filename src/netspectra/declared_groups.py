@@ -10,9 +10,11 @@ among them is answered "none" without reading any metadata:
 
 * **Keyed by the discovery's inputs.** :func:`fingerprint` covers what
   :func:`importlib.metadata.distributions` reads: every ``sys.path`` entry (the current directory for
-  ``""``) with its modification time (a distribution installed or removed adds or removes a directory
-  there), and in each the name of every ``*.dist-info`` / ``*.egg-info`` with the size, modification and
-  change time and inode of its ``entry_points.txt`` (one rewritten in place, as an editable install does).
+  ``""``), and in each the name of every ``*.dist-info`` / ``*.egg-info`` (a distribution installed or
+  removed adds or removes one) with the size, modification and change time and inode of its
+  ``entry_points.txt`` (one rewritten in place, as an editable install does). Not the directories' own
+  modification times: any file made there changes them (``python -m netspectra`` run from a busy
+  directory, ``/tmp``, read the metadata at every start).
   It is computed at every start (~1 ms of ``stat`` calls). Where discovery reads something else — a
   ``sys.path`` entry that is an archive or an ``.egg``, a finder on ``sys.meta_path`` with distributions
   of its own — nothing is remembered.
@@ -43,7 +45,7 @@ from netspectra.user_cache import CONFIG_CACHE_ENV, config_cache_dir, open_priva
 log = logging.getLogger(__name__)
 
 #: Bump when the entries' format or what the fingerprint covers changes.
-FORMAT = 2
+FORMAT = 3
 #: Entries kept (the newest by use).
 KEEP = 8
 #: The environment variable naming the directory (the configuration caches'; ``off``: none).
@@ -93,7 +95,7 @@ def fingerprint(path_entries: Iterable[str]) -> str | None:
         except OSError:
             return None
         infos.sort()
-        parts.append((entry, root, st.st_mtime_ns, infos))
+        parts.append((entry, root, infos))
     return hashlib.blake2b(repr(parts).encode("utf-8", "surrogatepass"), digest_size=20).hexdigest()
 
 

@@ -187,3 +187,21 @@ def test_discovery_it_does_not_cover_is_never_remembered(
 
     monkeypatch.setattr(sys, "meta_path", [*sys.meta_path, Finder])
     assert declared_groups.fingerprint([str(tmp_path)]) is None
+
+
+def test_other_files_in_a_path_directory_do_not_make_a_new_read(
+    tmp_path: Path, cli: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``python -m netspectra`` puts the current directory on ``sys.path``: files made there (a busy
+    ``/tmp``) are not distributions, and the remembered answer stays good; a distribution made there is
+    seen."""
+    site = tmp_path / "site"
+    assert kinds._entry_points("netspectra.aggregators") == [] and len(cli) == 1
+    (site / "capture.pcap").write_bytes(b"\0" * 24)
+    (site / "out").mkdir()
+    new_start(monkeypatch)
+    assert kinds._entry_points("netspectra.aggregators") == [] and len(cli) == 1
+    (site / "ns_dg_agg.py").write_text("KIND = None\n")
+    _install(site, "ns_dg_agg", "[netspectra.aggregators]\nmine = ns_dg_agg:KIND\n")
+    new_start(monkeypatch)
+    assert [e.name for e in kinds._entry_points("netspectra.aggregators")] == ["mine"] and len(cli) == 2

@@ -290,3 +290,61 @@ def test_aggregate_rows_mixed_rows_keep_the_order_of_first_increments() -> None:
     slots = t.touched[: int(t.meta[kern.M_TOUCHED])]
     listed = [(int(t.bkt[s]), tuple(int(x) for x in t.dims[s])) for s in slots]
     assert listed == order
+
+
+def _probe(rec32: np.ndarray, rw: int, d: int, bkt: int, words: list[int]) -> int:
+    """The slot linear probing finds (bkt, words) at (-1: not found before an empty slot)."""
+    cap = rec32.shape[0] // (2 * rw)
+    reci = rec32.view(np.int64)
+    s = kern.hash_entry_ref(bkt, words) & (cap - 1)
+    while rec32[2 * s * rw + kern.H_STATE] != kern.EMPTY:
+        if int(reci[s * rw]) == bkt and [int(x) for x in rec32[2 * s * rw + kern.H_DIMS :][:d]] == words:
+            return s
+        s = (s + 1) & (cap - 1)
+    return -1
+
+
+@pytest.mark.parametrize(("d", "factor", "seed"), [(3, 2, 1), (5, 2, 2), (5, 4, 3), (1, 8, 4), (21, 2, 5)])
+def test_grow_in_place_matches_the_reference_and_finds_every_entry(d: int, factor: int, seed: int) -> None:
+    """Tables half full, with clusters that wrap around the end (entries in the first slots whose homes
+    are in the last ones): grown in place, every record and epoch is where the reference puts it, every
+    entry is found by probing from its new home, empty slots are zero, the lowest bucket is returned."""
+    rng = np.random.default_rng(seed)
+    old_cap = 256
+    t = _Table(d, old_cap, finest=True)
+    rw = t.rw
+    entries: dict[tuple[int, tuple[int, ...]], int] = {}
+    # a few keys whose homes are the table's last slots first: their cluster wraps to slot 0 on
+    wanted_tail = 6
+    while len(entries) < old_cap // 2:
+        key = (int(T0 // MIN + rng.integers(0, 3)), tuple(int(x) for x in rng.integers(0, 5000, d)))
+        home = kern.hash_entry_ref(key[0], list(key[1])) & (old_cap - 1)
+        if key in entries or (wanted_tail and home < old_cap - 2):
+            continue
+        wanted_tail = max(0, wanted_tail - 1)
+        s = home
+        while t.state[s] != kern.EMPTY:
+            s = (s + 1) & (old_cap - 1)
+        t.bkt[s] = key[0]
+        t.dims[s] = key[1]
+        t.pk[s], t.by[s] = rng.integers(1, 1000, 2)
+        t.state[s] = kern.DIRTY | PENDING
+        t.epoch[s] = entries[key] = int(rng.integers(0, 5))
+    assert t.state[0] != kern.EMPTY  # the wrapped cluster reaches the first slots
+    old_rec, old_epoch = t.rec.copy(), t.epoch.copy()
+    cap = factor * old_cap
+    rec = np.zeros(cap * rw, np.uint64)
+    rec[: old_cap * rw] = old_rec
+    epoch = np.zeros(cap, np.int64)
+    epoch[:old_cap] = old_epoch
+    low = kern.grow_in_place(d, old_cap, rec, rec.view(np.int64), rec.view(np.uint32), rw, epoch)
+    want_rec, want_epoch = kern.grow_ref(d, old_cap, cap, old_rec, rw, old_epoch)
+    assert np.array_equal(rec, want_rec) and np.array_equal(epoch, want_epoch)
+    assert low == min(b for b, _ in entries)
+    rec32 = rec.view(np.uint32)
+    for (b, words), e in entries.items():
+        s = _probe(rec32, rw, d, b, list(words))
+        assert s >= 0 and epoch[s] == e
+    full = rec32.reshape(cap, 2 * rw)[:, kern.H_STATE] != kern.EMPTY
+    assert full.sum() == len(entries)
+    assert not rec.reshape(cap, rw)[~full].any() and not epoch[~full].any()

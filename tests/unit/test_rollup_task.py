@@ -667,10 +667,10 @@ def test_spread_kernel_matches_its_reference() -> None:
 
 
 def test_a_table_grown_in_place_is_the_table_rebuilt(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A table past ``_MAPPED_BYTES`` grows in its own mapping (kernels.compact, mremap,
-    kernels.reinsert): every slot's record and epoch is where a rebuild into a fresh table puts it (so
-    the snapshots, in order, are the same), also when a view of the table held elsewhere makes the
-    mapping impossible to extend (a fresh mapping then)."""
+    """A table past ``_MAPPED_BYTES`` grows in its own mapping (mremap, kernels.grow_in_place): every
+    slot's record and epoch is where growing a small table copied into a larger one puts it (so the
+    snapshots, in order, are the same), also when a view of the table held elsewhere makes the mapping
+    impossible to extend (a fresh mapping then)."""
     import netspectra.rollup.task as task_mod
 
     rng = np.random.default_rng(23)
@@ -689,18 +689,22 @@ def test_a_table_grown_in_place_is_the_table_rebuilt(monkeypatch: pytest.MonkeyP
             if i % 3 == 2:
                 snaps.append(task.peek())
         tables = [(t.rec.copy(), t.epoch.copy(), t.meta.copy()) for t in task.tables]
+        if not hold:
+            mapped.append(task.tables[0]._map is not None)
         task.finish()
         snaps.append(task.drain())
         return tables, [_row_tuples(s) for s in snaps]
 
-    grows = _count_calls(monkeypatch, kern, "compact")
+    mapped: list[bool] = []
+    grows = _count_calls(monkeypatch, kern, "grow_in_place")
     in_place = play(False)
-    assert grows["n"] >= 3
+    assert grows["n"] >= 3 and mapped == [True]
     held = play(True)
-    monkeypatch.setattr(task_mod, "_MAPPED_BYTES", 1 << 62)  # never mapped: rebuilt into fresh tables
+    monkeypatch.setattr(task_mod, "_MAPPED_BYTES", 1 << 62)  # never mapped: copied into larger arrays
     grows["n"] = 0
+    mapped.clear()
     rebuilt = play(False)
-    assert grows["n"] == 0
+    assert grows["n"] >= 3 and mapped == [False]
     for got in (in_place, held):
         assert got[1] == rebuilt[1]
         for (r1, e1, m1), (r2, e2, m2) in zip(got[0], rebuilt[0], strict=True):
@@ -897,3 +901,33 @@ def test_count_changed_matches_the_reference() -> None:
     assert kern.count_changed(fine.rec32, fine.rw, 1) == want
     assert fine.state.tolist() == state.tolist()
     assert kern.count_changed(fine.rec32, fine.rw, 1) == 0
+
+
+def test_the_summary_carried_a_chunk_at_a_time_is_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The carry's summary (``RollupTask._count``) reads ``COUNT_CHUNK`` entries at a time through scratch
+    arrays it keeps: totals, time range and every dimension's tally are those of one piece, also with
+    chunks of 7 entries and scratch arrays reused by several carries."""
+    import netspectra.rollup.task as task_mod
+
+    rng = np.random.default_rng(41)
+    batches = [
+        make_batch(rng, 5000, T0 + k * 20 * 10**9, 20 * 10**9).with_dims(
+            {"SrcAS": rng.integers(0, 3000, 5000).astype(np.uint32)}
+        )
+        for k in range(6)
+    ]
+
+    def play() -> tuple:
+        task = RollupTask("t", RollupParams(DIMS), capacity=16)
+        for i, b in enumerate(batches):
+            task.update(b)
+            if i % 2:
+                task.drain()  # a carry per snapshot: the scratch arrays serve again
+        task.finish()
+        s = task.summary
+        return s.packets, s.bytes, s.first_ns, s.last_ns, s.marginals
+
+    whole = play()
+    assert len(whole[4]["SrcAS"]) > 2000
+    monkeypatch.setattr(task_mod, "COUNT_CHUNK", 7)
+    assert play() == whole

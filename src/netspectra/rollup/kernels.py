@@ -30,6 +30,8 @@ Every kernel has a plain-Python reference (``*_ref``, over dicts) that the tests
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from netspectra.jit import njit
@@ -674,51 +676,106 @@ def rehash(
 
 
 @njit(nogil=True, cache=True)
-def compact(rec, rw, epoch, out_rec, out_epoch):
-    """Copy the open entries' records and epochs, in slot order, to the first rows of ``out_rec`` (rw
-    words each) and ``out_epoch``, then clear ``rec`` (every word): how many were copied. With
-    :func:`reinsert`, a table grown in place (:meth:`netspectra.rollup.task._Table.grow`)."""
-    cap = rec.shape[0] // rw
-    rec32 = rec.view(np.uint32)
-    n = 0
-    for s in range(cap):
-        base = s * rw
-        if rec32[2 * base + H_STATE] & STATE_MASK == EMPTY:
-            continue
-        for q in range(rw):
-            out_rec[n * rw + q] = rec[base + q]
-        out_epoch[n] = epoch[s]
-        n += 1
-    rec[:] = 0
-    return n
+def grow_in_place(d, old_cap, rec, reci, rec32, rw, epoch):
+    """Grow a table in place: ``rec`` (three views) and ``epoch`` hold ``cap`` slots (a power of two times
+    ``old_cap``), the first ``old_cap`` a table of that many slots (linear probing from
+    ``hash & (old_cap - 1)``), the others empty (zero); afterwards the entries sit where linear probing
+    from ``hash & (cap - 1)`` finds them, and empty slots are zero. The lowest bucket (the int64 maximum
+    when no entry is open).
 
-
-@njit(nogil=True, cache=True)
-def reinsert(n, d, src, src32, src_epoch, rw, rec, reci, rec32, epoch):
-    """Insert the ``n`` records of ``src`` (rw words each, in order; ``src32`` its uint32 view) with their
-    epochs into the empty table ``rec`` (three views): the slots :func:`rehash` gives them when it
-    moves them in that order; the lowest bucket (the int64 maximum when ``n`` is 0)."""
-    mask = rec.shape[0] // rw - 1
+    No second table and no copy aside: the only memory touched is the table's own. The entries are
+    taken in slot order, each cluster whole: from the first empty slot ``e`` on (the few entries before
+    it, the end of a cluster that wraps around the old table, are held aside and placed last). An
+    entry's new home is its old home plus a multiple of ``old_cap``; it is taken out of its slot and
+    placed by probing from its new home, a probe that meets only entries placed already (those before it
+    in its cluster, and the new part, which only placed entries reach) or the slot it just left: so every
+    entry is placed as in a table filled in this order, and no later move breaks a probe chain. The
+    layout is a function of the old one (the same whether the table grew in its mapping or was copied
+    into a larger one). Reference: :func:`grow_ref`."""
+    mask = np.int64(rec.shape[0] // rw - 1)
     umask = np.uint64(mask)
     low = np.iinfo(np.int64).max
-    # the records are read in order, their slots are scattered over the table: each entry's hash is
-    # computed AHEAD entries before it is placed and its home slot's lines asked for then
-    ring_h = np.empty(_RING, np.uint64)
-    for i in range(min(AHEAD, n)):
-        h = _hash_entry(np.int64(src[i * rw + W_BKT]), src32, 2 * i * rw + H_DIMS, d)
-        ring_h[i & _RING_MASK] = h
-        _prefetch_record(rec, np.int64(h & umask), rw)
-    for i in range(n):
-        j = i + AHEAD
-        if j < n:
-            h = _hash_entry(np.int64(src[j * rw + W_BKT]), src32, 2 * j * rw + H_DIMS, d)
-            ring_h[j & _RING_MASK] = h
-            _prefetch_record(rec, np.int64(h & umask), rw)
-        base = i * rw
-        b = np.int64(src[base + W_BKT])
-        _place(np.int64(ring_h[i & _RING_MASK] & umask), mask, rw, src, base, src_epoch[i], rec, rec32, epoch)
+    e = 0
+    while e < old_cap and rec32[2 * e * rw + H_STATE] != EMPTY:
+        e += 1
+    held = np.empty(e * rw, np.uint64)
+    held_epoch = np.empty(e, np.int64)
+    for s in range(e):
+        base = s * rw
+        for q in range(rw):
+            held[s * rw + q] = rec[base + q]
+            rec[base + q] = 0
+        held_epoch[s] = epoch[s]
+        epoch[s] = 0
+    tmp = np.empty(rw, np.uint64)
+    for p in range(e + 1, old_cap):
+        base = p * rw
+        if rec32[2 * base + H_STATE] == EMPTY:
+            continue
+        b = reci[base + W_BKT]
         low = min(low, b)
+        home = np.int64(_hash_entry(b, rec32, 2 * base + H_DIMS, d) & umask)
+        if home == p:  # at its home: placed there again (the probe would stop at once)
+            continue
+        for q in range(rw):
+            tmp[q] = rec[base + q]
+            rec[base + q] = 0
+        ep = epoch[p]
+        epoch[p] = 0
+        _place(home, mask, rw, tmp, 0, ep, rec, rec32, epoch)
+    held32 = held.view(np.uint32)
+    for s in range(e):
+        b = np.int64(held[s * rw + W_BKT])
+        low = min(low, b)
+        home = np.int64(_hash_entry(b, held32, 2 * s * rw + H_DIMS, d) & umask)
+        _place(home, mask, rw, held, s * rw, held_epoch[s], rec, rec32, epoch)
     return low
+
+
+_U64 = (1 << 64) - 1
+
+
+def hash_entry_ref(bkt: int, words: Sequence[int]) -> int:
+    """:func:`_hash_entry` (and :func:`_hash_row`) in plain Python: the hash of bucket ``bkt`` and the
+    dimension words ``words``."""
+
+    def mix(h: int, w: int) -> int:
+        h = ((h ^ w) * int(_K1)) & _U64
+        return h ^ (h >> 31)
+
+    h = ((bkt & _U64) * int(_K0)) & _U64
+    j = 0
+    while j + 1 < len(words):
+        h = mix(h, words[j] | (words[j + 1] << 32))
+        j += 2
+    if j < len(words):
+        h = mix(h, words[j])
+    h = (h * int(_K2)) & _U64
+    return h ^ (h >> 29)
+
+
+def grow_ref(
+    d: int, old_cap: int, cap: int, rec: np.ndarray, rw: int, epoch: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """What :func:`grow_in_place` makes of a table (``rec``: ``old_cap`` slots, the uint64 view; ``epoch``),
+    in plain Python: the records and epochs of a table of ``cap`` slots, independent of the kernel's
+    bookkeeping — the entries inserted into an empty table in slot order from the old table's first
+    empty slot on, the ones before it last."""
+    rec32 = rec.view(np.uint32)
+    out = np.zeros(cap * rw, np.uint64)
+    out32 = out.view(np.uint32)
+    out_epoch = np.zeros(cap, np.int64)
+    full = [s for s in range(old_cap) if rec32[2 * s * rw + H_STATE] != EMPTY]
+    e = next(s for s in range(old_cap) if rec32[2 * s * rw + H_STATE] == EMPTY)
+    for s in [s for s in full if s > e] + [s for s in full if s < e]:
+        bkt = int(rec.view(np.int64)[s * rw + W_BKT])
+        h = hash_entry_ref(bkt, [int(x) for x in rec32[2 * s * rw + H_DIMS : 2 * s * rw + H_DIMS + d]])
+        slot = h & (cap - 1)
+        while out32[2 * slot * rw + H_STATE] != EMPTY:
+            slot = (slot + 1) & (cap - 1)
+        out[slot * rw : (slot + 1) * rw] = rec[s * rw : (s + 1) * rw]
+        out_epoch[slot] = epoch[s]
+    return out, out_epoch
 
 
 @njit(nogil=True, cache=True)

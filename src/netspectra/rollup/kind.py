@@ -234,7 +234,9 @@ class RollupAggregator(AggregatorKind):
                 getattr(b, column)[...] = 0
             b.ts_ns[:] = np.array([0, 3_600 * 10**9], np.int64)
             task.update(b.with_dims({"SrcCode": np.zeros(2, np.uint64), "DstCode": np.zeros(2, np.uint64)}))
-        task._make_room(0)  # the rehash kernel
+        task._make_room(0)  # the growth kernel
+        fine = task.tables[0]
+        fine.rehash(int(np.iinfo(np.int64).min), fine.cap)  # the rehash kernel (a close rebuilds with it)
         task.finish()
         task.drain()
 

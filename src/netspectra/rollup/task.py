@@ -74,6 +74,7 @@ from netspectra.rollup.layout import (
     record_words,
 )
 from netspectra.sketches.primitives import aligned_zeros
+from netspectra.tasks.exact_store import GrowableWords
 from netspectra.weights import COUNT_MAX, exact_sum, sat_reduceat
 
 log = logging.getLogger(__name__)
@@ -84,6 +85,8 @@ _INITIAL_CAPACITY = 1024
 #: Records of at least this many bytes live in an anonymous mapping of their own, which a growing table
 #: enlarges in place (:meth:`_Table.grow`).
 _MAPPED_BYTES = 1 << 20
+#: Entries :meth:`RollupTask._count` reads at a time (its scratch: 36 bytes an entry at 5 key words).
+COUNT_CHUNK = 1 << 16
 _INT64_MIN = np.iinfo(np.int64).min
 _INT64_MAX = np.iinfo(np.int64).max
 
@@ -125,13 +128,16 @@ class _Table:
 
     def _alloc(self, cap: int) -> None:
         self._map = None
+        self._epochs: GrowableWords | None = None
         nbytes = cap * self.rw * 8
         if nbytes >= _MAPPED_BYTES:  # page-aligned (so cache-line aligned), zero, growable in place
             self._map = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
             self._views()
+            self._epochs = GrowableWords(cap)
+            self.epoch = self._epochs.array.view(np.int64)
         else:
             self._views(aligned_zeros(cap * self.rw, np.uint64))
-        self.epoch = np.zeros(cap, np.int64)
+            self.epoch = np.zeros(cap, np.int64)
         # the entries with increments to carry into the coarser tables (the finest table only)
         self.touched = np.zeros(cap if self.finest else 1, np.int64)
 
@@ -146,34 +152,50 @@ class _Table:
         self.rec32 = rec.view(np.uint32)
 
     def grow(self, cap: int) -> None:
-        """Move the entries into a table of ``cap`` slots (more than now), closing nothing. A mapped table
-        is enlarged in place: its entries are copied aside (:func:`~netspectra.rollup.kernels.compact`:
-        at most half of it), the mapping extended (``mremap``: the pages it has are kept, only the new
-        part is fresh memory) and the entries put back (:func:`~netspectra.rollup.kernels.reinsert`,
-        into the slots :meth:`rehash` would give them). Doubling into a fresh table instead faulted in
-        and zeroed twice the memory the table ends with."""
-        assert cap > self.cap
-        if self._map is None or cap * self.rw * 8 < _MAPPED_BYTES:
-            closed = self.rehash(_INT64_MIN, cap)
-            assert len(closed) == 0
-            return
-        aside = np.empty(self.count * self.rw, np.uint64)
-        aside_epoch = np.empty(self.count, np.int64)
-        n = kern.compact(self.rec, self.rw, self.epoch, aside, aside_epoch)
-        assert n == self.count
-        self.rec = self.reci = self.rec32 = None  # type: ignore[assignment]  # the mapping's exports
-        try:
-            self._map.resize(cap * self.rw * 8)
-        except (BufferError, OSError, ValueError, SystemError):  # a view of it is held elsewhere
-            self._map = mmap.mmap(-1, cap * self.rw * 8, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-        self._views()
-        self.epoch = np.zeros(cap, np.int64)
-        self.touched = np.zeros(cap if self.finest else 1, np.int64)
-        low = kern.reinsert(
-            n, self.words, aside, aside.view(np.uint32), aside_epoch, self.rw, self.rec, self.reci,
-            self.rec32, self.epoch,
-        )  # fmt: skip
+        """Move the entries into a table of ``cap`` slots (a power of two, more than now), closing nothing:
+        the records stay where they are and the table grows around them
+        (:func:`~netspectra.rollup.kernels.grow_in_place`: entries move only within the table's own
+        memory, at most a cluster's end is held aside). A mapped table is enlarged in its mapping
+        (``mremap``: the pages it has are kept, only the new part is fresh memory), its epochs in theirs;
+        a small one is copied into the head of a larger table first. Either way the layout is the same.
+        Rebuilding into a fresh table instead (and, before, copying the entries aside and back) faulted
+        in and wrote the memory twice: on a VM whose fresh memory is slow, most of an enriched run's
+        growth time."""
+        old = self.cap
+        assert cap > old and cap & (cap - 1) == 0
+        self._extend(cap)
+        low = kern.grow_in_place(self.words, old, self.rec, self.reci, self.rec32, self.rw, self.epoch)
         self.meta[kern.M_LOW] = low
+        self.touched = np.zeros(cap if self.finest else 1, np.int64)
+
+    def _extend(self, cap: int) -> None:
+        """The records and epochs made ``cap`` slots long, the present ones first, the others empty."""
+        old_rec, old_epoch = self.rec, self.epoch
+        n_words = old_rec.shape[0]
+        nbytes = cap * self.rw * 8
+        if self._map is not None and self._epochs is not None:
+            self.rec = self.reci = self.rec32 = self.epoch = None  # type: ignore[assignment]  # exports
+            del old_rec, old_epoch
+            try:
+                self._map.resize(nbytes)
+            except (BufferError, OSError, ValueError, SystemError):  # a view of it is held elsewhere
+                held = np.frombuffer(self._map, np.uint64)
+                self._map = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+                np.frombuffer(self._map, np.uint64)[:n_words] = held[:n_words]
+            self._views()
+            self._epochs.resize(cap)
+            self.epoch = self._epochs.array.view(np.int64)
+            return
+        if nbytes >= _MAPPED_BYTES:  # outgrew the small array: a mapping from now on
+            self._map = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+            self._views()
+            self._epochs = GrowableWords(cap)
+            self.epoch = self._epochs.array.view(np.int64)
+        else:
+            self._views(aligned_zeros(cap * self.rw, np.uint64))
+            self.epoch = np.zeros(cap, np.int64)
+        self.rec[:n_words] = old_rec
+        self.epoch[: old_epoch.shape[0]] = old_epoch
 
     @property
     def cap(self) -> int:
@@ -612,6 +634,11 @@ class RollupTask:
         self._cap0 = cap
         self._dictionaries: dict[str, tuple[str, ...]] = {}
         self._scratch = np.empty(0, np.uint32)  # dimension_words' buffers
+        self._count_scratch = (
+            np.empty((self.words, 0), np.uint32),
+            np.empty(0, np.uint64),
+            np.empty(0, np.uint64),
+        )
         self._summary = RollupSummary(tallies=self._make_tallies())
         self._reset()
 
@@ -1040,29 +1067,43 @@ class RollupTask:
 
     def _count(self, slots: np.ndarray, take: bool = False) -> None:
         """The summary: time range and per-dimension traffic of the carried increments (and the totals,
-        for a batch carried alone: :meth:`update`); ``take``: the entries' PENDING bits cleared too."""
+        for a batch carried alone: :meth:`update`); ``take``: the entries' PENDING bits cleared too.
+
+        :data:`COUNT_CHUNK` entries at a time, through scratch arrays kept between calls: the final carry
+        of a task with many entries (262 k) needed ~9 MB of fresh memory for them otherwise."""
         fine = self.tables[0]
-        n = slots.shape[0]
-        words = np.empty((self.words, n), np.uint32)  # a dimension's words: rows of it
-        pk, by = np.empty(n, np.uint64), np.empty(n, np.uint64)
-        lo, hi = kern.gather_increments(
-            slots, self.words, fine.rec, fine.reci, fine.rec32, fine.rw, words, pk, by, 1 if take else 0
-        )
         s = self._summary
-        if self._totals_from_increments:
-            s.packets += exact_sum(pk)  # exact Python integers, as every task's totals (netspectra.weights)
-            s.bytes += exact_sum(by)
+        if self._count_scratch[1].shape[0] < min(slots.shape[0], COUNT_CHUNK):
+            m = min(max(slots.shape[0], 1024), COUNT_CHUNK)
+            self._count_scratch = (
+                np.empty(self.words * m, np.uint32),
+                np.empty(m, np.uint64),
+                np.empty(m, np.uint64),
+            )
+        buf_words, buf_pk, buf_by = self._count_scratch
         width = RESOLUTIONS[0].ns
-        lo, hi = int(lo) * width, int(hi) * width
-        s.first_ns = lo if s.first_ns is None else min(s.first_ns, lo)
-        s.last_ns = hi if s.last_ns is None else max(s.last_ns, hi)
-        for tally, w, shift, mask in self._tally_sources:
-            if mask < 0:  # whole words
-                tally.add(words[w : w + tally.words].T, pk, by)
-            elif shift == 0 and mask == 0xFFFFFFFF:
-                tally.add(words[w].reshape(-1, 1), pk, by)
-            else:
-                tally.add(((words[w] >> np.uint32(shift)) & np.uint32(mask)).reshape(-1, 1), pk, by)
+        for at in range(0, slots.shape[0], COUNT_CHUNK):
+            part = slots[at : at + COUNT_CHUNK]
+            n = part.shape[0]
+            # a dimension's words: rows of it (C-contiguous: the kernel's compiled signature)
+            words, pk, by = buf_words[: self.words * n].reshape(self.words, n), buf_pk[:n], buf_by[:n]
+            lo, hi = kern.gather_increments(
+                part, self.words, fine.rec, fine.reci, fine.rec32, fine.rw, words, pk, by, 1 if take else 0
+            )
+            if self._totals_from_increments:
+                # exact Python integers, as every task's totals (netspectra.weights)
+                s.packets += exact_sum(pk)
+                s.bytes += exact_sum(by)
+            lo, hi = int(lo) * width, int(hi) * width
+            s.first_ns = lo if s.first_ns is None else min(s.first_ns, lo)
+            s.last_ns = hi if s.last_ns is None else max(s.last_ns, hi)
+            for tally, w, shift, mask in self._tally_sources:
+                if mask < 0:  # whole words
+                    tally.add(words[w : w + tally.words].T, pk, by)
+                elif shift == 0 and mask == 0xFFFFFFFF:
+                    tally.add(words[w].reshape(-1, 1), pk, by)
+                else:
+                    tally.add(((words[w] >> np.uint32(shift)) & np.uint32(mask)).reshape(-1, 1), pk, by)
 
     def _make_room(self, r: int) -> None:
         """Table ``r`` is full: grow it, or (at ``max_entries``) close its oldest half of buckets.
