@@ -129,17 +129,22 @@ class _Table:
     def _alloc(self, cap: int) -> None:
         self._map = None
         self._epochs: GrowableWords | None = None
-        nbytes = cap * self.rw * 8
-        if nbytes >= _MAPPED_BYTES:  # page-aligned (so cache-line aligned), zero, growable in place
-            self._map = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        self._fresh(cap)
+        # the entries with increments to carry into the coarser tables (the finest table only)
+        self.touched = np.zeros(cap if self.finest else 1, np.int64)
+
+    def _fresh(self, cap: int) -> None:
+        """New empty records and epochs of ``cap`` slots: in mappings of their own from
+        :data:`_MAPPED_BYTES` of records on (page-aligned, so cache-line aligned, zero, growable in
+        place), else small arrays."""
+        if cap * self.rw * 8 >= _MAPPED_BYTES:
+            self._map = mmap.mmap(-1, cap * self.rw * 8, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
             self._views()
             self._epochs = GrowableWords(cap)
             self.epoch = self._epochs.array.view(np.int64)
         else:
             self._views(aligned_zeros(cap * self.rw, np.uint64))
             self.epoch = np.zeros(cap, np.int64)
-        # the entries with increments to carry into the coarser tables (the finest table only)
-        self.touched = np.zeros(cap if self.finest else 1, np.int64)
 
     def _views(self, rec: np.ndarray | None = None) -> None:
         if rec is None:
@@ -186,14 +191,7 @@ class _Table:
             self._epochs.resize(cap)
             self.epoch = self._epochs.array.view(np.int64)
             return
-        if nbytes >= _MAPPED_BYTES:  # outgrew the small array: a mapping from now on
-            self._map = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-            self._views()
-            self._epochs = GrowableWords(cap)
-            self.epoch = self._epochs.array.view(np.int64)
-        else:
-            self._views(aligned_zeros(cap * self.rw, np.uint64))
-            self.epoch = np.zeros(cap, np.int64)
+        self._fresh(cap)  # a small table: larger arrays (a mapping once it outgrows them)
         self.rec[:n_words] = old_rec
         self.epoch[: old_epoch.shape[0]] = old_epoch
 
