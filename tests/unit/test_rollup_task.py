@@ -5,6 +5,7 @@ the same batches reproduces identically; periods that start from nothing."""
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any
 
 import numpy as np
@@ -905,8 +906,9 @@ def test_count_changed_matches_the_reference() -> None:
 
 def test_the_summary_carried_a_chunk_at_a_time_is_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
     """The carry's summary (``RollupTask._count``) reads ``COUNT_CHUNK`` entries at a time through scratch
-    arrays it keeps: totals, time range and every dimension's tally are those of one piece, also with
-    chunks of 7 entries and scratch arrays reused by several carries."""
+    arrays it keeps, and adds a large chunk's tallies in two threads: totals, time range and every
+    dimension's tally are those of one piece in one thread, also with chunks of 7 entries and scratch
+    arrays reused by several carries; a tally's error in either thread is raised."""
     import netspectra.rollup.task as task_mod
 
     rng = np.random.default_rng(41)
@@ -927,7 +929,24 @@ def test_the_summary_carried_a_chunk_at_a_time_is_the_same(monkeypatch: pytest.M
         s = task.summary
         return s.packets, s.bytes, s.first_ns, s.last_ns, s.marginals
 
+    monkeypatch.setattr(task_mod, "PARALLEL_TALLY_ROWS", 1 << 62)  # one thread
     whole = play()
     assert len(whole[4]["SrcAS"]) > 2000
     monkeypatch.setattr(task_mod, "COUNT_CHUNK", 7)
     assert play() == whole
+    # every chunk's tallies in two threads (a large carry's): the same, and an error in either is raised
+    monkeypatch.setattr(task_mod, "PARALLEL_TALLY_ROWS", 1)
+    threads = _count_calls(monkeypatch, task_mod, "_add_tallies_in_two")
+    assert play() == whole and threads["n"] > 100
+    monkeypatch.setattr(task_mod, "COUNT_CHUNK", 1 << 16)
+    assert play() == whole
+    real_add = task_mod.Marginal.add
+
+    def failing(self, part, pk, by):  # type: ignore[no-untyped-def]
+        if threading.current_thread() is not threading.main_thread():  # the second thread's tallies
+            raise MemoryError("tally")
+        return real_add(self, part, pk, by)
+
+    monkeypatch.setattr(task_mod.Marginal, "add", failing)
+    with pytest.raises(MemoryError, match="tally"):
+        play()

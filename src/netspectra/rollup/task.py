@@ -41,6 +41,7 @@ from __future__ import annotations
 import functools
 import logging
 import mmap
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
@@ -87,6 +88,8 @@ _INITIAL_CAPACITY = 1024
 _MAPPED_BYTES = 1 << 20
 #: Entries :meth:`RollupTask._count` reads at a time (its scratch: 36 bytes an entry at 5 key words).
 COUNT_CHUNK = 1 << 16
+#: A chunk of at least this many entries has its tallies added in two threads (a thread costs ~0.1 ms).
+PARALLEL_TALLY_ROWS = 1 << 14
 _INT64_MIN = np.iinfo(np.int64).min
 _INT64_MAX = np.iinfo(np.int64).max
 
@@ -540,6 +543,45 @@ class RollupSummary:
     def marginals(self) -> dict[str, dict[tuple[int, ...], list[int]]]:
         """Per dimension: value words -> [packets, bytes] since the start."""
         return {name: m.as_dict() for name, m in self.tallies.items()}
+
+
+def _add_tallies(
+    sources: Sequence[tuple[Marginal, int, int, int]], words: np.ndarray, pk: np.ndarray, by: np.ndarray
+) -> None:
+    """Add carried increments (their key words ``words``, packets ``pk``, bytes ``by``) to the tallies of
+    ``sources`` (``(tally, key word, shift, mask)``: :meth:`RollupTask._make_tallies`)."""
+    for tally, w, shift, mask in sources:
+        if mask < 0:  # whole words
+            tally.add(words[w : w + tally.words].T, pk, by)
+        elif shift == 0 and mask == 0xFFFFFFFF:
+            tally.add(words[w].reshape(-1, 1), pk, by)
+        else:
+            tally.add(((words[w] >> np.uint32(shift)) & np.uint32(mask)).reshape(-1, 1), pk, by)
+
+
+def _add_tallies_in_two(
+    sources: Sequence[tuple[Marginal, int, int, int]], words: np.ndarray, pk: np.ndarray, by: np.ndarray
+) -> None:
+    """:func:`_add_tallies`, half of the sources in a second thread (the kernels release the GIL; each tally
+    is touched by one thread), the costliest (hashed tallies holding the most values) dealt out in turn;
+    an exception of either is raised once both are done."""
+    sources = sorted(sources, key=lambda src: (src[0].direct, -len(src[0])))
+    failed: list[BaseException] = []
+
+    def other_half() -> None:
+        try:
+            _add_tallies(sources[1::2], words, pk, by)
+        except BaseException as exc:  # raised below, after the join
+            failed.append(exc)
+
+    thread = threading.Thread(target=other_half, name="ns-rollup-tallies")
+    thread.start()
+    try:
+        _add_tallies(sources[0::2], words, pk, by)
+    finally:
+        thread.join()
+    if failed:
+        raise failed[0]
 
 
 class RollupTask:
@@ -1095,13 +1137,13 @@ class RollupTask:
             lo, hi = int(lo) * width, int(hi) * width
             s.first_ns = lo if s.first_ns is None else min(s.first_ns, lo)
             s.last_ns = hi if s.last_ns is None else max(s.last_ns, hi)
-            for tally, w, shift, mask in self._tally_sources:
-                if mask < 0:  # whole words
-                    tally.add(words[w : w + tally.words].T, pk, by)
-                elif shift == 0 and mask == 0xFFFFFFFF:
-                    tally.add(words[w].reshape(-1, 1), pk, by)
-                else:
-                    tally.add(((words[w] >> np.uint32(shift)) & np.uint32(mask)).reshape(-1, 1), pk, by)
+            sources = self._tally_sources
+            if n >= PARALLEL_TALLY_ROWS and len(sources) > 1:
+                # a large carry (the final one, on the engine's thread while the workers are done): half
+                # of the tallies in a second thread (the kernels release the GIL; each tally is its own)
+                _add_tallies_in_two(sources, words, pk, by)
+            else:
+                _add_tallies(sources, words, pk, by)
 
     def _make_room(self, r: int) -> None:
         """Table ``r`` is full: grow it, or (at ``max_entries``) close its oldest half of buckets.
