@@ -3,6 +3,7 @@ a changed database is compiled again, a damaged entry is recomputed, ``off`` kee
 
 from __future__ import annotations
 
+import json
 import mmap
 import os
 import time
@@ -320,3 +321,17 @@ def test_a_restored_dictionary_gives_the_same_codes() -> None:
             Dictionary.restored(bad)
     with pytest.raises(ValueError):
         Dictionary.restored(("", "a", "b"), capacity=2)
+
+
+def test_an_index_with_a_negative_dimension_is_refused(tmp_path: Path) -> None:
+    """A damaged index whose shape holds -1 would read "the rest of the file" as an array: refused, the
+    entry removed (computed again by its caller), never a wrong array."""
+    cache = cache_mod.TableCache(tmp_path / "cache")
+    entry = tmp_path / "cache" / "table-x"
+    entry.mkdir(parents=True)
+    cache_mod._save(entry, {"a": np.arange(40, dtype=np.uint64), "b": np.arange(8, dtype=np.uint32)})
+    assert np.array_equal(cache._read(entry)["a"], np.arange(40))  # type: ignore[index]
+    index = json.loads((entry / "index.json").read_text())
+    index["arrays"]["a"][1] = [-1]
+    (entry / "index.json").write_text(json.dumps(index))
+    assert cache._read(entry) is None and not entry.exists()

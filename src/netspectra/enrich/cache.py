@@ -139,7 +139,13 @@ class TableCache:
             for name, (dtype, shape, offset) in index["arrays"].items():
                 dt = np.dtype(dtype)
                 count = int(np.prod(shape, dtype=np.int64))
-                if dt.hasobject or offset % _ALIGN or offset < 0 or offset + count * dt.itemsize > size:
+                if (
+                    dt.hasobject
+                    or any(int(n) < 0 for n in shape)
+                    or offset % _ALIGN
+                    or offset < 0
+                    or offset + count * dt.itemsize > size
+                ):
                     raise ValueError(f"{name}: {dtype} {shape} at {offset} does not fit {size} bytes")
                 out[name] = (
                     np.frombuffer(data, dt, count, offset).reshape(shape) if count else np.empty(shape, dt)

@@ -674,11 +674,8 @@ class RollupTask:
         self._cap0 = cap
         self._dictionaries: dict[str, tuple[str, ...]] = {}
         self._scratch = np.empty(0, np.uint32)  # dimension_words' buffers
-        self._count_scratch = (
-            np.empty((self.words, 0), np.uint32),
-            np.empty(0, np.uint64),
-            np.empty(0, np.uint64),
-        )
+        # _count's buffers (key words, packets, bytes of up to COUNT_CHUNK entries), kept between calls
+        self._count_scratch = (np.empty(0, np.uint32), np.empty(0, np.uint64), np.empty(0, np.uint64))
         self._summary = RollupSummary(tallies=self._make_tallies())
         self._reset()
 
@@ -1139,8 +1136,8 @@ class RollupTask:
             s.last_ns = hi if s.last_ns is None else max(s.last_ns, hi)
             sources = self._tally_sources
             if n >= PARALLEL_TALLY_ROWS and len(sources) > 1:
-                # a large carry (the final one, on the engine's thread while the workers are done): half
-                # of the tallies in a second thread (the kernels release the GIL; each tally is its own)
+                # a large carry (the final one runs on the engine's thread while the workers are done and
+                # the other core idles): half of the tallies in a second thread
                 _add_tallies_in_two(sources, words, pk, by)
             else:
                 _add_tallies(sources, words, pk, by)
