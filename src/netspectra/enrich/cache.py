@@ -53,6 +53,8 @@ from typing import Any
 
 import numpy as np
 
+from netspectra.hugepages import advise_huge_pages
+
 log = logging.getLogger(__name__)
 
 #: Bump when the format of a cached entry or of what it holds changes.
@@ -133,8 +135,12 @@ class TableCache:
                 index = json.loads(f.read())
             with open(path / _DATA, "rb") as f:
                 size = os.fstat(f.fileno()).st_size
-                # copy-on-write mapping: writable base-class arrays whose pages come from the page cache
+                # copy-on-write mapping: writable base-class arrays whose pages come from the page cache;
+                # 2 MB at a time where the kernel can (the lookups read the index at random: see
+                # netspectra.hugepages)
                 data: Any = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY) if size else b""
+                if size:
+                    advise_huge_pages(data)
             out = {}
             for name, (dtype, shape, offset) in index["arrays"].items():
                 dt = np.dtype(dtype)

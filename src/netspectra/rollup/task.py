@@ -50,6 +50,7 @@ import numpy as np
 
 from netspectra.batch import PacketBatch
 from netspectra.enrich.columns import SIDE_CODES, SIDE_COLUMNS
+from netspectra.hugepages import advise_huge_pages
 from netspectra.rollup import kernels as kern
 from netspectra.rollup.codes import (
     CC_MASK,
@@ -152,8 +153,7 @@ class _Table:
     def _views(self, rec: np.ndarray | None = None) -> None:
         if rec is None:
             assert self._map is not None
-            if hasattr(mmap, "MADV_HUGEPAGE"):  # as numpy asks for its own large arrays
-                self._map.madvise(mmap.MADV_HUGEPAGE)
+            advise_huge_pages(self._map)  # as numpy asks for its own large arrays
             rec = np.frombuffer(self._map, np.uint64)
         self.rec = rec
         self.reci = rec.view(np.int64)
