@@ -82,5 +82,18 @@ def test_a_mapped_rollup_table_is_advised() -> None:
     table = _Table(5, 1 << 16, True)  # 4 MB of records: a mapping of its own
     assert table._map is not None
     assert "hg" in _vm_flags(table.rec.ctypes.data)
+    assert "hg" in _vm_flags(table.epoch.ctypes.data)  # read at random too (prefetched every row)
     table.grow(1 << 17)
     assert "hg" in _vm_flags(table.rec.ctypes.data)
+    assert "hg" in _vm_flags(table.epoch.ctypes.data)
+
+
+@needs_thp
+def test_growable_words_are_advised_only_when_asked() -> None:
+    from netspectra.tasks.exact_store import GrowableWords
+
+    rows, epochs = GrowableWords(1 << 16), GrowableWords(1 << 16, huge=True)
+    assert "hg" not in _vm_flags(rows.array.ctypes.data)  # appended in order: small pages (exact_store)
+    assert "hg" in _vm_flags(epochs.array.ctypes.data)
+    epochs.resize(1 << 18)
+    assert "hg" in _vm_flags(epochs.array.ctypes.data)

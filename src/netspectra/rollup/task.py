@@ -144,7 +144,7 @@ class _Table:
         if cap * self.rw * 8 >= _MAPPED_BYTES:
             self._map = mmap.mmap(-1, cap * self.rw * 8, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
             self._views()
-            self._epochs = GrowableWords(cap)
+            self._epochs = GrowableWords(cap, huge=True)
             self.epoch = self._epochs.array.view(np.int64)
         else:
             self._views(aligned_zeros(cap * self.rw, np.uint64))

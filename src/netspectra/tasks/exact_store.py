@@ -21,6 +21,8 @@ import mmap
 
 import numpy as np
 
+from netspectra.hugepages import advise_huge_pages
+
 log = logging.getLogger(__name__)
 
 _ANONYMOUS = hasattr(mmap, "MAP_ANONYMOUS") and hasattr(mmap, "MAP_PRIVATE")
@@ -30,10 +32,14 @@ class GrowableWords:
     """A zero-initialised uint64 array of ``words`` words whose size can change without a copy.
 
     :attr:`array` is the current view (replaced by :meth:`resize`; do not keep it across a resize).
+    ``huge``: the mapping is advised for transparent huge pages (:mod:`netspectra.hugepages`) — for
+    words read and written at random (the rollup tables' epochs, prefetched for every row: with 4 KB
+    pages most of those prefetches also miss the TLB), not for rows appended in order (below).
     Not thread-safe: its owner serialises calls (the exact task has one updater at a time).
     """
 
-    def __init__(self, words: int) -> None:
+    def __init__(self, words: int, *, huge: bool = False) -> None:
+        self._huge = huge
         self._mm: mmap.mmap | None = None
         self.array: np.ndarray = self._allocate(words)
 
@@ -79,4 +85,6 @@ class GrowableWords:
         # cache that cost 30-48 ns per packet at 5 M flows, against 10-20 for 4 KiB pages and their
         # extra TLB misses (benchmarks/RESULTS.md). Where THP is "always" the kernel still uses them.
         self._mm = mmap.mmap(-1, words * 8, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        if self._huge:
+            advise_huge_pages(self._mm)  # (kept by mremap: the advice is the mapping's)
         return np.frombuffer(self._mm, np.uint64)
