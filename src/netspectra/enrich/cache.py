@@ -138,8 +138,9 @@ class TableCache:
                 # copy-on-write mapping: writable base-class arrays whose pages come from the page cache;
                 # 2 MB at a time where the kernel can (the lookups read the index at random: see
                 # netspectra.hugepages)
-                data: Any = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY) if size else b""
+                data: Any = b""
                 if size:
+                    data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
                     advise_huge_pages(data)
             out = {}
             for name, (dtype, shape, offset) in index["arrays"].items():

@@ -79,12 +79,13 @@ class GrowableWords:
         if not _ANONYMOUS:
             self._mm = None
             return np.zeros(words, np.uint64)
-        # No MADV_HUGEPAGE (numpy asks it for its own large arrays): where transparent huge pages are
+        # Not advised by default (numpy advises its own large arrays): where transparent huge pages are
         # "madvise" only, an advised region pays direct compaction on its page faults. Rows are
         # written once, in order, so they fault all along the run: on a 2-core VM with a busy page
         # cache that cost 30-48 ns per packet at 5 M flows, against 10-20 for 4 KiB pages and their
         # extra TLB misses (benchmarks/RESULTS.md). Where THP is "always" the kernel still uses them.
+        # ``huge`` (words read at random) is advised; mremap keeps the advice with the mapping.
         self._mm = mmap.mmap(-1, words * 8, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
         if self._huge:
-            advise_huge_pages(self._mm)  # (kept by mremap: the advice is the mapping's)
+            advise_huge_pages(self._mm)
         return np.frombuffer(self._mm, np.uint64)
