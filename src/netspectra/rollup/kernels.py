@@ -9,12 +9,12 @@ The finest table also lists the entries with increments to carry (``touched``, t
 :data:`~netspectra.rollup.layout.PENDING` bit), which :func:`fold` carries into the coarser tables.
 ``meta`` is an int64 array: ``[count, touched, clamped rows, lowest bucket, empty rows, entries
 opened]`` (the lowest bucket of the open entries, the int64 maximum when there is none, lets a close that
-would close nothing skip the rebuild; the last: entries :func:`aggregate_rows` has opened since the table
+would close nothing skip the table's scan; the last: entries :func:`aggregate_rows` has opened since the table
 was made, never decreased).
 
 Linear probing; a kernel that would fill a table past ``limit`` entries stops *before* the row (or the
 entry) that needs the room and returns where it stopped; the caller makes room (grows the table or closes
-its oldest buckets: :func:`rehash`) and calls again from there, so a batch is applied whole and in order
+its oldest buckets: :func:`close_in_place`) and calls again from there, so a batch is applied whole and in order
 whatever the capacity.
 
 Time: a row covers ``[start, end]`` (a packet: one instant; an exported flow record: its first to its

@@ -1178,7 +1178,7 @@ class RollupTask:
         table = self.tables[r]
         table.epoch_counter += 1
         if cutoff < int(table.meta[kern.M_LOW]):
-            return None  # no open entry is that old: nothing closes, no table to rebuild
+            return None  # no open entry is that old: nothing closes, no table to scan
         closed = table.rehash(cutoff, cap or table.cap)
         if len(closed):
             self._outbox[r].append(closed)
