@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -213,6 +214,10 @@ def bench_analyze(args: argparse.Namespace) -> dict[str, Any]:
                     keys = ("vs_without_enrichment", "median_vs_without_enrichment", "paired_median_ratio")
                     rates = [round(100 / row[k], 1) for k in keys]
                     row["rate_pct_of_without"] = dict(zip(("best", "median", "paired"), rates, strict=True))
+                    ci = _median_ci(paired)
+                    if ci is not None:  # higher time ratio, lower rate: the bounds swap
+                        interval = [round(100 / ci[1], 1), round(100 / ci[0], 1)]
+                        row["rate_pct_of_without"]["paired_ci95"] = interval
                     ratio = (
                         f"; vs without enrichment: best {row['vs_without_enrichment']:.2f}x, median "
                         f"{row['median_vs_without_enrichment']:.2f}x, paired per round "
@@ -220,6 +225,9 @@ def bench_analyze(args: argparse.Namespace) -> dict[str, Any]:
                         f"(CPU {row['cpu_paired_median_ratio']:.2f}x); whole rate "
                         f"{rates[0]:.0f} / {rates[1]:.0f} / {rates[2]:.0f} % of the rate without"
                     )
+                    if ci is not None:
+                        low, high = row["rate_pct_of_without"]["paired_ci95"]
+                        ratio += f" (paired: 95 % confidence interval of the median {low:.0f}–{high:.0f} %)"
                 results[name if len(trees) == 1 else f"{name} ({tree})"] = row
                 label = name if len(trees) == 1 else f"{name} [{tree}]"
                 print(
@@ -230,6 +238,25 @@ def bench_analyze(args: argparse.Namespace) -> dict[str, Any]:
                     flush=True,
                 )
     return results
+
+
+def _median_ci(xs: list[float], level: float = 0.95) -> tuple[float, float] | None:
+    """A distribution-free confidence interval of the median of ``xs`` (order statistics: the number of
+    samples below the true median is binomial(n, 1/2)); ``None`` with too few samples (fewer than 6 at
+    95 %). What a noisy machine's paired ratios support, without assuming their distribution."""
+    n = len(xs)
+    tail = (1 - level) / 2
+    k = 0  # the interval is [x_(k+1), x_(n-k)] (1-based) while P(X <= k) <= tail
+    cum = 0.0
+    while True:
+        cum += math.comb(n, k) / 2**n
+        if cum > tail:
+            break
+        k += 1
+    if k == 0:
+        return None
+    s = sorted(xs)
+    return s[k - 1], s[n - k]
 
 
 # --------------------------------------------------------------------------------------------------

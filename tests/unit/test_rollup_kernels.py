@@ -240,23 +240,6 @@ def test_gather_increments_reads_the_pending_increments_of_the_slots() -> None:
     assert np.array_equal(fine.state, want)
 
 
-def test_highest_open_matches_the_reference() -> None:
-    rng = np.random.default_rng(41)
-    t = _Table(3, 64, finest=True)
-    assert kern.highest_open(t.reci, t.rec32, t.rw) == np.iinfo(np.int64).min  # nothing open
-    n = 20
-    end = T0 + rng.integers(-5 * MIN, 30 * MIN, n)
-    mat = rng.integers(0, 4, (n, 3)).astype(np.uint32)
-    _apply(t, end, np.empty(0, np.int64), np.empty(0, np.uint64), np.full(n, 100, np.uint64), mat, 1 << 30)
-    want = kern.highest_open_ref(t.bkt, t.state)
-    assert want == int(end.max() // MIN)
-    assert kern.highest_open(t.reci, t.rec32, t.rw) == want
-    closed = t.rehash(want - 1, t.cap)  # the newest bucket stays open
-    assert len(closed) and kern.highest_open(t.reci, t.rec32, t.rw) == want == kern.highest_open_ref(
-        t.bkt, t.state
-    )
-
-
 def test_aggregate_rows_mixed_rows_keep_the_order_of_first_increments() -> None:
     """Instants (counted from the kernel's list of pending rows) and records over several buckets
     (counted at once, after the list) interleaved, across stops: the same entries and sums as the
@@ -348,3 +331,86 @@ def test_grow_in_place_matches_the_reference_and_finds_every_entry(d: int, facto
     full = rec32.reshape(cap, 2 * rw)[:, kern.H_STATE] != kern.EMPTY
     assert full.sum() == len(entries)
     assert not rec.reshape(cap, rw)[~full].any() and not epoch[~full].any()
+
+
+def _filled(d: int, cap: int, n: int, seed: int) -> tuple[_Table, dict[tuple[int, tuple[int, ...]], int]]:
+    """A table of ``cap`` slots holding ``n`` entries over three minutes (state DIRTY or OPEN, random
+    counts and epochs), the first few keys homed in its last slots: a cluster wraps around its end."""
+    rng = np.random.default_rng(seed)
+    t = _Table(d, cap, finest=True)
+    entries: dict[tuple[int, tuple[int, ...]], int] = {}
+    wanted_tail = 6
+    while len(entries) < n:
+        key = (int(T0 // MIN + rng.integers(0, 3)), tuple(int(x) for x in rng.integers(0, 5000, d)))
+        home = kern.hash_entry_ref(key[0], list(key[1])) & (cap - 1)
+        if key in entries or (wanted_tail and home < cap - 2):
+            continue
+        wanted_tail = max(0, wanted_tail - 1)
+        s = home
+        while t.state[s] != kern.EMPTY:
+            s = (s + 1) & (cap - 1)
+        t.bkt[s] = key[0]
+        t.dims[s] = key[1]
+        t.pk[s], t.by[s] = rng.integers(1, 1000, 2)
+        t.state[s] = kern.DIRTY if rng.random() < 0.7 else kern.OPEN
+        t.epoch[s] = entries[key] = int(rng.integers(0, 5))
+    t.meta[kern.M_COUNT] = n
+    return t, entries
+
+
+@pytest.mark.parametrize(
+    ("d", "fill", "seed"), [(1, 0.5, 1), (3, 0.5, 2), (5, 0.45, 3), (21, 0.3, 4), (5, 0.5, 5)]
+)
+@pytest.mark.parametrize("minutes_closed", [0, 1, 2, 3])
+def test_close_in_place_gives_the_rows_of_a_rebuild_and_keeps_every_other_entry_findable(
+    d: int, fill: float, seed: int, minutes_closed: int
+) -> None:
+    """Clusters that wrap around the table's end, none, some or all of three minutes closing: the rows
+    handed out (which, in which order) are those of :func:`kernels.rehash` into a fresh table, and so are
+    the count kept and the lowest bucket; every entry kept is found by probing from its home with its
+    record and epoch, the closed ones are not, empty slots are zero."""
+    cap = 256
+    t, entries = _filled(d, cap, int(cap * fill), seed)
+    assert t.state[0] != kern.EMPTY  # the wrapped cluster reaches the first slots
+    cutoff = int(T0 // MIN) - 1 + minutes_closed
+    before = {
+        (int(t.bkt[s]), tuple(int(x) for x in t.dims[s])): (t.rec.reshape(cap, -1)[s].copy(), int(t.epoch[s]))
+        for s in np.flatnonzero(t.state != kern.EMPTY)
+    }
+    fresh = _Table(d, cap, finest=True)
+    want = _Rows.empty(len(entries), d)
+    kept_w, n_w, low_w = kern.rehash(
+        cutoff, *t.arrays(), fresh.rec, fresh.reci, fresh.rec32, fresh.epoch, *want.arrays()
+    )
+    closed = t.rehash(cutoff, cap)  # at the same size: kernels.close_in_place
+    assert closed.arrays().__len__() == want.arrays().__len__()
+    for got_a, want_a in zip(closed.arrays(), want.head(n_w).arrays(), strict=True):
+        assert np.array_equal(got_a, want_a)
+    assert t.count == kept_w == sum(1 for b, _ in entries if b > cutoff)
+    assert int(t.meta[kern.M_LOW]) == low_w
+    rec32 = t.rec32
+    for (b, words), (record, e) in before.items():
+        s = _probe(rec32, t.rw, d, b, list(words))
+        if b <= cutoff:
+            assert s < 0
+        else:
+            assert s >= 0 and np.array_equal(t.rec.reshape(cap, -1)[s], record) and t.epoch[s] == e
+    full = t.state != kern.EMPTY
+    assert int(full.sum()) == t.count
+    assert not t.rec.reshape(cap, -1)[~full].any() and not t.epoch[~full].any()
+
+
+def test_a_close_lists_the_pending_entries_it_keeps_again() -> None:
+    """A close with increments still pending (the task carries first; a caller that does not): the
+    entries kept are listed in ``touched`` again at their new slots, the closed ones not at all."""
+    t, entries = _filled(3, 128, 60, 7)
+    used = np.flatnonzero(t.state != kern.EMPTY)
+    t.state[used] |= np.uint32(PENDING)
+    t.touched[: used.shape[0]] = used
+    t.meta[kern.M_TOUCHED] = used.shape[0]
+    cutoff = int(T0 // MIN)
+    t.rehash(cutoff, t.cap)
+    listed = t.touched[: int(t.meta[kern.M_TOUCHED])]
+    assert sorted(listed.tolist()) == np.flatnonzero(t.state != kern.EMPTY).tolist()
+    assert all(int(t.bkt[s]) > cutoff for s in listed)
+    assert int(t.meta[kern.M_TOUCHED]) == sum(1 for b, _ in entries if b > cutoff)

@@ -450,8 +450,8 @@ def test_carrying_increments_later_gives_the_rows_of_carrying_after_every_batch(
 
 def test_a_close_that_closes_nothing_keeps_the_table() -> None:
     """The watermark passes buckets no open entry is in: the close counts (later entries get the next
-    epoch, as before) but the table is not rebuilt (a rebuild of a large table is a fresh table's
-    memory); a close that closes something rebuilds it."""
+    epoch, as before) and the table is left as it is; a close that closes something closes its entries
+    where they are (kernels.close_in_place: the same memory, no fresh table)."""
     rng = np.random.default_rng(8)
     task = RollupTask("t", RollupParams(DIMS, close_after_ns=0))
     before = [t.rec for t in task.tables]
@@ -459,7 +459,9 @@ def test_a_close_that_closes_nothing_keeps_the_table() -> None:
     assert [t.epoch_counter for t in task.tables] == [1, 1, 1]
     assert all(t.rec is r for t, r in zip(task.tables, before, strict=True))
     task.update(make_batch(rng, 500, T0 + 7 * MIN, 10**9))  # minute 5 closes
-    assert task.tables[0].rec is not before[0] and task.tables[0].epoch_counter == 2
+    fine = task.tables[0]
+    assert fine.rec is before[0] and fine.epoch_counter == 2
+    assert set(fine.bkt[fine.state != 0].tolist()) == {(T0 + 7 * MIN) // MIN}  # minute 5's entries left
     task.finish()
     rows = task.drain()
     assert int(rows.at(0).packets.sum()) == int(rows.at(2).packets.sum()) == 1000
@@ -715,10 +717,11 @@ def test_a_table_grown_in_place_is_the_table_rebuilt(monkeypatch: pytest.MonkeyP
 def test_an_early_close_of_every_entry_empties_a_mapped_table_in_place(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """``max_entries`` reached with every entry in one bucket closes every entry: a mapped table is then
-    emptied in place (``_Table.rehash``: no fresh mapping) — every snapshot (in order), every slot's
-    record and epoch and the summary are those of rebuilding into fresh tables; a close that keeps
-    entries (rows of two minutes) still rebuilds."""
+    """``max_entries`` reached with every entry in one bucket closes every entry: the table is then
+    emptied at once (``kernels.close_in_place``: its memory cleared; a close that keeps entries, rows of
+    two minutes, deletes the others where they are) — every snapshot (in order), every slot's record and
+    epoch and the summary are the same for tables in mappings of their own and in arrays, and no close
+    allocates a table."""
     import netspectra.rollup.task as task_mod
 
     rng = np.random.default_rng(31)
@@ -749,15 +752,14 @@ def test_an_early_close_of_every_entry_empties_a_mapped_table_in_place(
         return real_alloc(self, cap)
 
     monkeypatch.setattr(task_mod._Table, "_alloc", alloc)
-    highest = _count_calls(monkeypatch, kern, "highest_open")
+    closes = _count_calls(monkeypatch, kern, "close_in_place")
     in_place = play()
     mapped_allocs = allocs["n"]
-    assert highest["n"] >= 3  # early closes of mapped tables
-    monkeypatch.setattr(task_mod, "_MAPPED_BYTES", 1 << 62)  # never mapped: rebuilt into fresh tables
+    assert closes["n"] >= 3  # early closes of mapped tables
+    monkeypatch.setattr(task_mod, "_MAPPED_BYTES", 1 << 62)  # never mapped
     allocs["n"] = 0
-    highest["n"] = 0
     rebuilt = play()
-    assert highest["n"] == 0 and allocs["n"] > mapped_allocs  # the in-place closes allocated nothing
+    assert allocs["n"] == mapped_allocs  # no close allocates: the tasks' own tables, and finish's
     assert in_place[1] == rebuilt[1] and in_place[2] == rebuilt[2]
     assert any(e > 0 for snap in in_place[1] for e in [row[2] for row in snap])  # epochs moved
     for (r1, e1, m1), (r2, e2, m2) in zip(in_place[0], rebuilt[0], strict=True):

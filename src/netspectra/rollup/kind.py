@@ -236,7 +236,8 @@ class RollupAggregator(AggregatorKind):
             task.update(b.with_dims({"SrcCode": np.zeros(2, np.uint64), "DstCode": np.zeros(2, np.uint64)}))
         task._make_room(0)  # the growth kernel
         fine = task.tables[0]
-        fine.rehash(int(np.iinfo(np.int64).min), fine.cap)  # the rehash kernel (a close rebuilds with it)
+        task._flush()  # (a close comes after a carry)
+        fine.rehash(int(np.iinfo(np.int64).min), fine.cap)  # the kernel of a close (close_in_place)
         task.finish()
         task.drain()
 

@@ -248,35 +248,23 @@ class _Table:
         """Close the entries of buckets <= ``cutoff`` (those changed since handed out are returned) and
         move the others into a table of ``cap`` slots.
 
-        A mapped table that closes every entry and keeps its size is emptied in place (its memory
-        cleared, as a fresh table's) instead of replaced: a fresh mapping is pages the system faults in
-        and zeroes again — 64 MB at 262,144 entries of 18 dimensions, for each resolution that closes
-        early at ``max_entries`` with all its entries in one bucket."""
-        count = self.count
-        if (
-            self._map is not None
-            and cap == self.cap
-            and kern.highest_open(self.reci, self.rec32, self.rw) <= cutoff
-        ):
-            out = _Rows.empty(count, self.words)
-            none = np.zeros(self.rw, np.uint64)  # a one-slot target: nothing is kept, nothing lands there
+        At the same size (every close the task makes) the entries close where they are
+        (:func:`~netspectra.rollup.kernels.close_in_place`: the table's own memory, cleared at once when
+        every entry closes): a fresh table is pages the system faults in and zeroes again, 64 MB for
+        each close of a table of 262,144 entries of 18 dimensions."""
+        out = _Rows.empty(self.count, self.words)
+        if cap == self.cap:
+            kept, n_out, low = kern.close_in_place(cutoff, self.count, *self.arrays(), *out.arrays())
+            if self.finest and self.meta[kern.M_TOUCHED]:
+                # entries moved: ``touched`` listed again from the PENDING bits of those kept, as after a
+                # growth (the task carries before it closes: only the kernels' tests close with any)
+                self.meta[kern.M_TOUCHED] = kern.pending_slots(self.rec32, self.rw, self.touched)
+        else:
+            old = self.arrays()
+            self._alloc(cap)
             kept, n_out, low = kern.rehash(
-                cutoff, *self.arrays(), none, none.view(np.int64), none.view(np.uint32),
-                np.zeros(1, np.int64), *out.arrays(),
-            )  # fmt: skip
-            assert kept == 0
-            self.rec[:] = 0
-            self.epoch[:] = 0
-            self.touched[:] = 0
-            self.meta[kern.M_COUNT] = 0
-            self.meta[kern.M_LOW] = low
-            return out.head(n_out)
-        old = self.arrays()
-        self._alloc(cap)
-        out = _Rows.empty(count, self.words)
-        kept, n_out, low = kern.rehash(
-            cutoff, *old, self.rec, self.reci, self.rec32, self.epoch, *out.arrays()
-        )
+                cutoff, *old, self.rec, self.reci, self.rec32, self.epoch, *out.arrays()
+            )
         self.meta[kern.M_COUNT] = kept
         self.meta[kern.M_LOW] = low
         return out.head(n_out)
@@ -1190,7 +1178,7 @@ class RollupTask:
         table = self.tables[r]
         table.epoch_counter += 1
         if cutoff < int(table.meta[kern.M_LOW]):
-            return None  # no open entry is that old: nothing closes, no table to rebuild
+            return None  # no open entry is that old: nothing closes, no table to scan
         closed = table.rehash(cutoff, cap or table.cap)
         if len(closed):
             self._outbox[r].append(closed)
