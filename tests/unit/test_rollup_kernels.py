@@ -366,9 +366,9 @@ def test_close_in_place_gives_the_rows_of_a_rebuild_and_keeps_every_other_entry_
     d: int, fill: float, seed: int, minutes_closed: int
 ) -> None:
     """Clusters that wrap around the table's end, none, some or all of three minutes closing: the rows
-    handed out (which, in which order) are those of :func:`kernels.rehash` into a fresh table, and so are
-    the count kept and the lowest bucket; every entry kept is found by probing from its home with its
-    record and epoch, the closed ones are not, empty slots are zero."""
+    handed out are those of :func:`kernels.rehash` into a fresh table (the same rows, in another order),
+    and so are the count kept and the lowest bucket; every entry kept is found by probing from its home
+    with its record and epoch, the closed ones are not, empty slots are zero."""
     cap = 256
     t, entries = _filled(d, cap, int(cap * fill), seed)
     assert t.state[0] != kern.EMPTY  # the wrapped cluster reaches the first slots
@@ -383,9 +383,11 @@ def test_close_in_place_gives_the_rows_of_a_rebuild_and_keeps_every_other_entry_
         cutoff, *t.arrays(), fresh.rec, fresh.reci, fresh.rec32, fresh.epoch, *want.arrays()
     )
     closed = t.rehash(cutoff, cap)  # at the same size: kernels.close_in_place
-    assert closed.arrays().__len__() == want.arrays().__len__()
-    for got_a, want_a in zip(closed.arrays(), want.head(n_w).arrays(), strict=True):
-        assert np.array_equal(got_a, want_a)
+
+    def rows(r: _Rows) -> list[tuple]:
+        return sorted(zip(*(a.tolist() for a in r.arrays()), strict=True))
+
+    assert len(closed) == n_w and rows(closed) == rows(want.head(n_w))
     assert t.count == kept_w == sum(1 for b, _ in entries if b > cutoff)
     assert int(t.meta[kern.M_LOW]) == low_w
     rec32 = t.rec32
@@ -414,3 +416,51 @@ def test_a_close_lists_the_pending_entries_it_keeps_again() -> None:
     assert sorted(listed.tolist()) == np.flatnonzero(t.state != kern.EMPTY).tolist()
     assert all(int(t.bkt[s]) > cutoff for s in listed)
     assert int(t.meta[kern.M_TOUCHED]) == sum(1 for b, _ in entries if b > cutoff)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_counting_and_closing_in_turn_keeps_the_table_a_model_of_its_rows(seed: int) -> None:
+    """Rows of a sliding window of minutes counted into a small table (clusters long and wrapping, entries
+    moved by closes again and again), the oldest minutes closed after each batch, growths when it fills:
+    after every step the open entries and their sums are those of a plain dict fed the same rows, the
+    rows closed add up with the open entries to every row counted, and each open entry is found by
+    probing from its home."""
+    rng = np.random.default_rng(seed)
+    d = 2
+    t = _Table(d, 64, finest=True)
+    model: dict[tuple[int, tuple[int, ...]], list[int]] = {}
+    closed_sum: dict[tuple[int, tuple[int, ...]], list[int]] = {}
+    counted: dict[tuple[int, tuple[int, ...]], list[int]] = {}
+    base = int(T0 // MIN)
+    for step in range(40):
+        n = int(rng.integers(20, 200))
+        minutes = base + step + rng.integers(0, 4, n)
+        end = minutes * MIN + rng.integers(0, MIN, n)
+        mat = rng.integers(0, 12, (n, d)).astype(np.uint32)
+        nbytes = rng.integers(40, 1500, n).astype(np.uint64)
+        _apply(t, end.astype(np.int64), np.empty(0, np.int64), np.empty(0, np.uint64), nbytes, mat, 1 << 30)
+        t.meta[kern.M_TOUCHED] = 0  # (carried)
+        t.state[:] &= ~np.uint32(PENDING)
+        for m, row, y in zip(minutes.tolist(), mat.tolist(), nbytes.tolist(), strict=True):
+            for dst in (model, counted):
+                got = dst.setdefault((m, tuple(row)), [0, 0])
+                got[0] += 1
+                got[1] += y
+        # hand everything out, so that each close gives the entries' whole sums (DIRTY since opened)
+        cutoff = base + step + int(rng.integers(-1, 3))
+        rows = t.rehash(cutoff, t.cap)
+        for b, dims, p, y in zip(rows.bkt, rows.dims, rows.pk, rows.by, strict=True):
+            key = (int(b), tuple(int(x) for x in dims))
+            got = closed_sum.setdefault(key, [0, 0])
+            got[0] += int(p)
+            got[1] += int(y)
+            assert model.pop(key) == [int(p), int(y)]  # an entry closes once, with the sums of its rows
+        assert not any(b <= cutoff for b, _ in model)
+        assert _table_dict(t) == {k: tuple(v) for k, v in model.items()}
+        for b, words in model:
+            assert _probe(t.rec32, t.rw, d, b, list(words)) >= 0
+    for k, v in model.items():
+        got = closed_sum.setdefault(k, [0, 0])
+        got[0] += v[0]
+        got[1] += v[1]
+    assert closed_sum == counted

@@ -14,8 +14,8 @@ was made, never decreased).
 
 Linear probing; a kernel that would fill a table past ``limit`` entries stops *before* the row (or the
 entry) that needs the room and returns where it stopped; the caller makes room (grows the table or closes
-its oldest buckets: :func:`close_in_place`) and calls again from there, so a batch is applied whole and in order
-whatever the capacity.
+its oldest buckets: :func:`close_in_place`) and calls again from there, so a batch is applied whole and in
+order whatever the capacity.
 
 Time: a row covers ``[start, end]`` (a packet: one instant; an exported flow record: its first to its
 last packet). Its packets and bytes are split over the buckets it overlaps in proportion to the overlap,
@@ -675,10 +675,6 @@ def rehash(
     return kept, out, low
 
 
-#: A state's low bits while :func:`close_in_place` runs: the entry closes (handed out already).
-_CLOSING = np.uint32(3)
-
-
 @njit(nogil=True, cache=True)
 def close_in_place(
     cutoff,  # entries with bkt <= cutoff are closed
@@ -696,73 +692,63 @@ def close_in_place(
     o_by,
 ):
     """:func:`rehash` into the table itself: the entries of buckets <= ``cutoff`` leave (those changed
-    since they were last handed out are written to ``o_*``, in slot order, as :func:`rehash` writes
-    them), the others stay in the same memory, where linear probing finds them; ``(kept, written out,
-    lowest bucket kept)`` (the int64 maximum when none is). Empty slots are zero afterwards.
+    since they were last handed out are written to ``o_*``), the others stay in the same memory, where
+    linear probing finds them; ``(kept, written out, lowest bucket kept)`` (the int64 maximum when none
+    is). Empty slots are zero afterwards.
 
-    First pass: the closing entries are handed out and marked. Second pass (unless none or all close:
-    then nothing moves, or the table is cleared at once): each marked entry is deleted by backward shift
-    (Knuth's algorithm R): the entries after it in its cluster that may sit earlier (the hole is
-    cyclically between their home and them) move into the hole, and the hole moves on, until an empty
-    slot. A hole moves forward from the slot looked at (or, past the table's end, through slots looked at
-    already, which hold no marked entry any more), so a marked entry moved into that slot is met in turn
-    and one moved further on later: each is deleted once. Rebuilding into a fresh table instead made
-    every close of a large table fault in and zero a new one (a 10-minute trace of 1 M flows keyed on 18
-    dimensions: 15 closes of 64 MB tables, most of its rollup time on a VM)."""
+    One pass over the slots, from the first empty one on (around the end), so that each cluster (a run of
+    full slots) is met from its start: a closing entry's slot is cleared; an entry kept that comes after
+    a cleared slot of its cluster is taken out and placed again by probing from its home — a probe that
+    meets only slots of its cluster dealt with already (cleared, or holding entries placed again), so it
+    lands between its home and its old slot, and every entry is placed as in a table filled in this
+    order. The entries kept before the first close of their cluster do not move. Work: the table's slots
+    read once, the closing entries' records written once, no hash but for the entries that move.
+    Rebuilding into a fresh table instead made every close of a large table fault in and zero a new one
+    (a 10-minute trace of 1 M flows keyed on 18 dimensions: 15 closes of 64 MB tables, most of its
+    rollup time on a VM)."""
     cap = rec.shape[0] // rw
     mask = cap - 1
     umask = np.uint64(mask)
     closed = 0
     out = 0
     low = np.iinfo(np.int64).max
-    for s in range(cap):
-        h = 2 * s * rw + H_STATE
-        st = rec32[h] & STATE_MASK
+    if count == 0:
+        return 0, 0, low
+    e0 = 0
+    while rec32[2 * e0 * rw + H_STATE] != EMPTY:  # (a table is at most half full: there is one)
+        e0 += 1
+    tmp = np.empty(rw, np.uint64)
+    moved = False  # a slot of the current cluster was cleared: the entries kept after it move
+    for k in range(cap):
+        p = (e0 + k) & mask
+        base = p * rw
+        st = rec32[2 * base + H_STATE] & STATE_MASK
         if st == EMPTY:
+            moved = False
             continue
-        b = reci[s * rw + W_BKT]
-        if b > cutoff:
-            low = min(low, b)
-            continue
-        if st == DIRTY:
-            _hand_out(s, out, d, rec, reci, rec32, rw, epoch, o_bkt, o_dims, o_epoch, o_pk, o_by)
-            out += 1
-        rec32[h] = (rec32[h] & ~STATE_MASK) | _CLOSING
-        closed += 1
-    if closed == 0:
-        return count, out, low
-    if closed == count:
-        rec[:] = 0
-        epoch[:] = 0
-        return 0, out, low
-    s = 0
-    while s < cap:
-        if (rec32[2 * s * rw + H_STATE] & STATE_MASK) != _CLOSING:
-            s += 1
-            continue
-        hole = s
-        j = s
-        while True:
-            j = (j + 1) & mask
-            jb = j * rw
-            if rec32[2 * jb + H_STATE] == EMPTY:
-                break
-            home = np.int64(_hash_entry(reci[jb + W_BKT], rec32, 2 * jb + H_DIMS, d) & umask)
-            # entry j stays unless the hole is cyclically in [home, j)
-            stays = (hole < home and home <= j) if hole <= j else (hole < home or home <= j)
-            if stays:
-                continue
-            hb = hole * rw
+        b = reci[base + W_BKT]
+        if b <= cutoff:
+            if st == DIRTY:
+                _hand_out(p, out, d, rec, reci, rec32, rw, epoch, o_bkt, o_dims, o_epoch, o_pk, o_by)
+                out += 1
             for q in range(rw):
-                rec[hb + q] = rec[jb + q]
-            epoch[hole] = epoch[j]
-            hole = j
-        hb = hole * rw
+                rec[base + q] = 0
+            epoch[p] = 0
+            closed += 1
+            moved = True
+            continue
+        low = min(low, b)
+        if not moved:
+            continue
+        home = np.int64(_hash_entry(b, rec32, 2 * base + H_DIMS, d) & umask)
+        if home == p:  # at its home: placed there again
+            continue
         for q in range(rw):
-            rec[hb + q] = 0
-        epoch[hole] = 0
-        if hole == s:  # else an entry moved into slot s: look at it now
-            s += 1
+            tmp[q] = rec[base + q]
+            rec[base + q] = 0
+        ep = epoch[p]
+        epoch[p] = 0
+        _place(home, mask, rw, tmp, 0, ep, rec, rec32, epoch)
     return count - closed, out, low
 
 
