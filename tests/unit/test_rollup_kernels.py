@@ -292,27 +292,9 @@ def test_grow_in_place_matches_the_reference_and_finds_every_entry(d: int, facto
     """Tables half full, with clusters that wrap around the end (entries in the first slots whose homes
     are in the last ones): grown in place, every record and epoch is where the reference puts it, every
     entry is found by probing from its new home, empty slots are zero, the lowest bucket is returned."""
-    rng = np.random.default_rng(seed)
     old_cap = 256
-    t = _Table(d, old_cap, finest=True)
+    t, entries = _filled(d, old_cap, old_cap // 2, seed, state=kern.DIRTY | PENDING)
     rw = t.rw
-    entries: dict[tuple[int, tuple[int, ...]], int] = {}
-    # a few keys whose homes are the table's last slots first: their cluster wraps to slot 0 on
-    wanted_tail = 6
-    while len(entries) < old_cap // 2:
-        key = (int(T0 // MIN + rng.integers(0, 3)), tuple(int(x) for x in rng.integers(0, 5000, d)))
-        home = kern.hash_entry_ref(key[0], list(key[1])) & (old_cap - 1)
-        if key in entries or (wanted_tail and home < old_cap - 2):
-            continue
-        wanted_tail = max(0, wanted_tail - 1)
-        s = home
-        while t.state[s] != kern.EMPTY:
-            s = (s + 1) & (old_cap - 1)
-        t.bkt[s] = key[0]
-        t.dims[s] = key[1]
-        t.pk[s], t.by[s] = rng.integers(1, 1000, 2)
-        t.state[s] = kern.DIRTY | PENDING
-        t.epoch[s] = entries[key] = int(rng.integers(0, 5))
     assert t.state[0] != kern.EMPTY  # the wrapped cluster reaches the first slots
     old_rec, old_epoch = t.rec.copy(), t.epoch.copy()
     cap = factor * old_cap
@@ -333,9 +315,12 @@ def test_grow_in_place_matches_the_reference_and_finds_every_entry(d: int, facto
     assert not rec.reshape(cap, rw)[~full].any() and not epoch[~full].any()
 
 
-def _filled(d: int, cap: int, n: int, seed: int) -> tuple[_Table, dict[tuple[int, tuple[int, ...]], int]]:
-    """A table of ``cap`` slots holding ``n`` entries over three minutes (state DIRTY or OPEN, random
-    counts and epochs), the first few keys homed in its last slots: a cluster wraps around its end."""
+def _filled(
+    d: int, cap: int, n: int, seed: int, state: int | None = None
+) -> tuple[_Table, dict[tuple[int, tuple[int, ...]], int]]:
+    """A table of ``cap`` slots holding ``n`` entries over three minutes (state ``state``, by default
+    DIRTY or OPEN at random; random counts and epochs), the first few keys homed in its last slots: a
+    cluster wraps around its end. Also its entries' epochs by key."""
     rng = np.random.default_rng(seed)
     t = _Table(d, cap, finest=True)
     entries: dict[tuple[int, tuple[int, ...]], int] = {}
@@ -352,7 +337,7 @@ def _filled(d: int, cap: int, n: int, seed: int) -> tuple[_Table, dict[tuple[int
         t.bkt[s] = key[0]
         t.dims[s] = key[1]
         t.pk[s], t.by[s] = rng.integers(1, 1000, 2)
-        t.state[s] = kern.DIRTY if rng.random() < 0.7 else kern.OPEN
+        t.state[s] = state if state is not None else (kern.DIRTY if rng.random() < 0.7 else kern.OPEN)
         t.epoch[s] = entries[key] = int(rng.integers(0, 5))
     t.meta[kern.M_COUNT] = n
     return t, entries

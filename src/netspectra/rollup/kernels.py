@@ -630,6 +630,19 @@ def _place(home, mask, rw, src, base, e, rec, rec32, epoch):
     epoch[slot] = e
 
 
+@njit(inline="always", cache=True)
+def _move_from(p, home, mask, rw, tmp, rec, rec32, epoch):
+    """Take the entry at slot ``p`` out of the table (its slot cleared; ``tmp``: ``rw`` words of scratch)
+    and place it by probing from ``home``."""
+    base = p * rw
+    for q in range(rw):
+        tmp[q] = rec[base + q]
+        rec[base + q] = 0
+    ep = epoch[p]
+    epoch[p] = 0
+    _place(home, mask, rw, tmp, 0, ep, rec, rec32, epoch)
+
+
 @njit(nogil=True, cache=True)
 def rehash(
     cutoff,  # entries with bkt <= cutoff are closed
@@ -741,14 +754,8 @@ def close_in_place(
         if not moved:
             continue
         home = np.int64(_hash_entry(b, rec32, 2 * base + H_DIMS, d) & umask)
-        if home == p:  # at its home: placed there again
-            continue
-        for q in range(rw):
-            tmp[q] = rec[base + q]
-            rec[base + q] = 0
-        ep = epoch[p]
-        epoch[p] = 0
-        _place(home, mask, rw, tmp, 0, ep, rec, rec32, epoch)
+        if home != p:  # (at its home: placed there again)
+            _move_from(p, home, mask, rw, tmp, rec, rec32, epoch)
     return count - closed, out, low
 
 
@@ -792,14 +799,8 @@ def grow_in_place(d, old_cap, rec, reci, rec32, rw, epoch):
         b = reci[base + W_BKT]
         low = min(low, b)
         home = np.int64(_hash_entry(b, rec32, 2 * base + H_DIMS, d) & umask)
-        if home == p:  # at its home: placed there again (the probe would stop at once)
-            continue
-        for q in range(rw):
-            tmp[q] = rec[base + q]
-            rec[base + q] = 0
-        ep = epoch[p]
-        epoch[p] = 0
-        _place(home, mask, rw, tmp, 0, ep, rec, rec32, epoch)
+        if home != p:  # (at its home: placed there again, the probe would stop at once)
+            _move_from(p, home, mask, rw, tmp, rec, rec32, epoch)
     held32 = held.view(np.uint32)
     for s in range(e):
         b = np.int64(held[s * rw + W_BKT])

@@ -249,9 +249,9 @@ class _Table:
         move the others into a table of ``cap`` slots.
 
         At the same size (every close the task makes) the entries close where they are
-        (:func:`~netspectra.rollup.kernels.close_in_place`: the table's own memory, cleared at once when
-        every entry closes): a fresh table is pages the system faults in and zeroes again, 64 MB for
-        each close of a table of 262,144 entries of 18 dimensions."""
+        (:func:`~netspectra.rollup.kernels.close_in_place`: the table's own memory): a fresh table is
+        pages the system faults in and zeroes again, 64 MB for each close of a table of 262,144 entries
+        of 18 dimensions."""
         out = _Rows.empty(self.count, self.words)
         if cap == self.cap:
             kept, n_out, low = kern.close_in_place(cutoff, self.count, *self.arrays(), *out.arrays())
