@@ -1173,13 +1173,13 @@ class RollupTask:
         if used.size:
             self._overloaded_upto = max(self._overloaded_upto, int(used.max()))
 
-    def _close(self, r: int, cutoff: int, cap: int = 0) -> _Rows | None:
+    def _close(self, r: int, cutoff: int) -> _Rows | None:
         """Close table ``r``'s buckets up to ``cutoff``: the rows closed (queued for the next snapshot)."""
         table = self.tables[r]
         table.epoch_counter += 1
         if cutoff < int(table.meta[kern.M_LOW]):
             return None  # no open entry is that old: nothing closes, no table to scan
-        closed = table.rehash(cutoff, cap or table.cap)
+        closed = table.rehash(cutoff, table.cap)  # (in place: kernels.close_in_place)
         if len(closed):
             self._outbox[r].append(closed)
         return closed
