@@ -770,7 +770,11 @@ class Manager:
         Raises ``RuntimeError`` for a manager built with ``peeks=False``.
         """
         if not self.peeks:
-            raise RuntimeError("Manager.snapshot(): this manager was built with peeks=False")
+            raise RuntimeError(
+                f"Manager.snapshot({name!r}): this manager was built with peeks=False (an offline run "
+                "without an alerter), its tasks forget what no one reads; read a task itself after the "
+                "run: manager.task(name).snapshot()"
+            )
         task = self.task(name)
         with self._barrier.shared():
             with self.metrics.snapshot_seconds.get(name).time():
