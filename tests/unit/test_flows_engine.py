@@ -326,3 +326,83 @@ def test_python_api_takes_durations_as_the_configuration_writes_them() -> None:
         netspectra.flows.read(path, idle_timeout="30")
     with pytest.raises(ValueError, match=r"active_timeout must be .*got \[1\]"):
         netspectra.flows.read(path, active_timeout=[1])
+
+
+class _RacingClock(ManualClock):
+    """A clock on which an hour passes at every look: an engine that counted its time without batches
+    as quiet time of the traffic would end every open flow ``idle``."""
+
+    def monotonic_ns(self) -> int:
+        self.advance(3600)
+        return super().monotonic_ns()
+
+
+@pytest.mark.parametrize("inline", [True, False])
+def test_an_offline_run_ends_flows_in_the_packets_time_whatever_the_clock(
+    tmp_path: Path, inline: bool
+) -> None:
+    """The offline run reads files whose time is the packets' own: the records (end reasons included) are
+    those of the task fed directly and finished at the end of the input, however long the engine's
+    clock says the reading took. Before, the stop told the task how long the engine had been without
+    batches: flows within that much of their idle timeout at the end ended ``idle`` in one run and
+    ``end_of_input`` in the next (a 1 M-flow trace: 10-20 flows of 272 k)."""
+    cfg = config(tmp_path, task={"idle_timeout": "5s"})
+    capture = CAPTURES / "gnutella.pcap"
+    run = run_offline(
+        [capture],
+        cfg,
+        writers=False,
+        out=tmp_path / "out",
+        clock=_RacingClock(),
+        inline=inline,
+        num_workers=2,
+    )
+    got = pq.read_table(tmp_path / "out" / "f.parquet")
+    direct = FlowTask("f", KIND.build_task(cfg.aggregator.group("flows").tasks[0]).task.params)
+    for b in CaptureReader(capture, extras=True):
+        direct.update(b)
+    direct.finish("end_of_input")
+    want = direct.drain().to_arrow()
+    order = [("FirstSeen", "ascending"), ("SrcIP", "ascending"), ("SrcPort", "ascending")]
+    cols = ["SrcIP", "SrcPort", "FirstSeen", "LastSeen", "SrcToDstPackets", "EndReason"]
+    assert got.select(cols).sort_by(order).equals(want.select(cols).sort_by(order))
+    reasons = set(want["EndReason"].to_pylist())
+    assert reasons == {"idle", "end_of_input"}  # both kinds of ends are there to be told apart
+    assert run.manager.task("f").snapshot().summary.records == want.num_rows
+
+
+def test_an_unread_offline_run_forgets_ended_records_as_it_goes(tmp_path: Path) -> None:
+    """Without --out (no writer, nothing looks at the tasks) the flows task counts its ended records in
+    its summary as they end and writes its outbox over instead of enlarging it: the same summary as a
+    run that keeps them (records by reason, the largest ones), an outbox of its initial size."""
+    cfg = config(tmp_path, task={"idle_timeout": "5s"})
+    capture = CAPTURES / "gnutella.pcap"
+    kept = run_offline([capture], cfg, writers=False, out=tmp_path / "out")
+    gone = run_offline([capture], cfg, writers=False)
+    task = gone.manager.task("f").task
+    assert task.unread and not kept.manager.task("f").task.unread
+    a, b = kept.manager.task("f").snapshot().summary, gone.manager.task("f").snapshot().summary
+    assert a.records == b.records > 100 and a.by_reason == b.by_reason
+    assert a.top.to_arrow().equals(b.top.to_arrow())
+    with pytest.raises(RuntimeError, match="peeks=False"):
+        gone.manager.snapshot("f")
+
+
+def test_a_flows_task_told_it_is_unread_keeps_its_summary_in_a_small_outbox() -> None:
+    """FlowTask.forget_unread: an outbox of a few rows, counted and written over whenever it is full
+    (in updates and in the final expiry), gives the summary of a task that keeps every record."""
+    summaries = []
+    for unread in (False, True):
+        task = FlowTask("t", outbox_rows=4)
+        if unread:
+            task.forget_unread()
+        for b in CaptureReader(CAPTURES / "gnutella.pcap", extras=True, batch_size=256):
+            task.update(b)
+        task.finish()
+        summaries.append(task.summary())
+        assert (task._out.shape[0] == 4) == unread
+        if unread:
+            assert len(task.drain()) <= 4  # only what ended since the outbox was last counted
+    a, b = summaries
+    assert a.records == b.records > 100 and a.by_reason == b.by_reason
+    assert a.top.to_arrow().equals(b.top.to_arrow())

@@ -367,12 +367,17 @@ def test_close_in_place_gives_the_rows_of_a_rebuild_and_keeps_every_other_entry_
     kept_w, n_w, low_w = kern.rehash(
         cutoff, *t.arrays(), fresh.rec, fresh.reci, fresh.rec32, fresh.epoch, *want.arrays()
     )
+    twin = _Table(d, cap, finest=True)  # the same table, closed without handing out (close_counted)
+    twin.rec[:], twin.epoch[:], twin.meta[:] = t.rec, t.epoch, t.meta
     closed = t.rehash(cutoff, cap)  # at the same size: kernels.close_in_place
 
     def rows(r: _Rows) -> list[tuple]:
         return sorted(zip(*(a.tolist() for a in r.arrays()), strict=True))
 
     assert len(closed) == n_w and rows(closed) == rows(want.head(n_w))
+    assert twin.close_counted(cutoff) == n_w
+    assert np.array_equal(twin.rec, t.rec) and np.array_equal(twin.epoch, t.epoch)
+    assert np.array_equal(twin.meta, t.meta)
     assert t.count == kept_w == sum(1 for b, _ in entries if b > cutoff)
     assert int(t.meta[kern.M_LOW]) == low_w
     rec32 = t.rec32

@@ -888,6 +888,34 @@ def test_a_discarded_final_snapshot_counts_what_a_drain_hands_out(
         assert kept[5] > 0
 
 
+@pytest.mark.parametrize("max_entries", [100_000, 300])
+def test_an_unread_task_counts_its_closed_rows_as_they_close(max_entries: int) -> None:
+    """``forget_unread`` (the engine: nothing reads this task's rows): the entries that close during the
+    run (by the watermark, and early at ``max_entries``) are counted in ``rows_out`` as they close and
+    not kept (the outbox stays empty); at the end ``rows_out`` and the tallies are those of a task that
+    kept every row and handed them out in one drain."""
+    rng = np.random.default_rng(47)
+    batches = [make_batch(rng, 3_000, T0 + k * 4 * MIN, 6 * MIN) for k in range(8)]
+    summaries = []
+    for unread in (False, True):
+        task = RollupTask("t", RollupParams(DIMS, max_entries=max_entries), capacity=16)
+        if unread:
+            task.forget_unread()
+        for b in batches:
+            task.update(b)
+            assert not any(task._outbox) or not unread
+        kept = sum(len(p) for o in task._outbox for p in o)
+        assert (kept > 0) != unread  # buckets closed during the run: rows kept or counted
+        task.finish()
+        if unread:
+            task.discard()
+        else:
+            assert len(task.drain()) > kept
+        summaries.append(task.summary)
+    a, b = summaries
+    assert a.rows_out == b.rows_out and a.marginals == b.marginals and a.packets == b.packets
+
+
 def test_count_changed_matches_the_reference() -> None:
     """kernels.count_changed: the entries collect() would write, marked handed out with ``clear``."""
     rng = np.random.default_rng(43)

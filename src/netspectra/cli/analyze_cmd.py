@@ -207,11 +207,10 @@ def analyze(
 
         def attach(manager: Any) -> None:
             # the original's pcap-analyzer ran the alerter too: with --store, rules checked on the final state
-            if store:
-                from netspectra.alerting.alerter import attach_alerter
-                from netspectra.storage.alerts import alert_sink_for
+            from netspectra.alerting.alerter import attach_alerter
+            from netspectra.storage.alerts import alert_sink_for
 
-                attach_alerter(manager, cfg, sink=alert_sink_for(cfg))
+            attach_alerter(manager, cfg, sink=alert_sink_for(cfg))
 
         try:
             run = run_offline(
@@ -223,7 +222,7 @@ def analyze(
                 batch_size=batch_size,
                 on_file_start=on_file_start,
                 progress=on_progress,
-                on_manager=attach,
+                on_manager=attach if store else None,
                 flow_export=flow_export,
                 export_ports=tuple(export_port or ()),
             )

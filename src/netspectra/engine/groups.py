@@ -101,6 +101,14 @@ class EngineTask(ABC):
         ``incremental`` tasks; nothing by default)."""
         return
 
+    def forget_unread(self) -> None:
+        """No one will read this task's snapshots before the final one, which no one receives either (the
+        engine's group has no writer and no snapshot callback, and nothing looks at the tasks while it
+        runs): a task may forget, as it goes, what it would only hand out (a records task its ended
+        records, counted in its summary as they end). Called once, before the first batch; nothing by
+        default."""
+        return
+
     def discard(self) -> None:
         """``snapshot(reset=True)`` for a snapshot no one receives (the engine's final snapshot of a group
         without writers, with no snapshot callback): the task's state afterwards is the same; a task may
@@ -177,6 +185,12 @@ class RecordsTask(EngineTask):
     def snapshot(self, reset: bool = False) -> Any:
         with self._lock:
             return self.task.drain() if reset else self.task.peek()
+
+    def forget_unread(self) -> None:
+        with self._lock:
+            forget = getattr(self.task, "forget_unread", None)  # optional
+            if forget is not None:
+                forget()
 
     def discard(self) -> None:
         with self._lock:

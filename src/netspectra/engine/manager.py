@@ -407,6 +407,13 @@ class Manager:
     tick, so a task snapshotted for two writers is reported twice; period-final and stop-final ones
     once per task), in the thread that took it; ``on_stop(manager)`` runs once at the end of
     :meth:`stop`. A callback that raises is logged and counted, never propagated.
+
+    ``peeks=False``: nothing calls :meth:`snapshot` while the engine runs (it raises); the tasks of a
+    group that no one reads (no writer, no ``on_snapshot`` callback at :meth:`start`) are then told so
+    (:meth:`~netspectra.engine.groups.EngineTask.forget_unread`) and keep only what their summaries need.
+    ``idle_clock=False``: records tasks are never told of time without batches (an offline run: the
+    file's time is the packets' own; a flow open at the end ends with ``end_of_input``, not ``idle``
+    after the milliseconds the reading took to stop).
     """
 
     def __init__(
@@ -425,12 +432,22 @@ class Manager:
         metrics: EngineMetrics | None = None,
         inline: bool = False,
         enrichment: EnrichmentStage | None = None,
+        peeks: bool = True,
+        idle_clock: bool = True,
     ) -> None:
         self.groups: tuple[TaskGroup, ...] = tuple(groups)
         #: The enrichment stage applied to every submitted batch (None: batches are not enriched).
         self.enrichment = enrichment
         #: Inline mode: :meth:`submit` applies the batch in the caller's thread (no queue, no workers).
         self.inline = inline
+        #: Whether anything may look at the tasks while the engine runs (:meth:`snapshot`: alerting,
+        #: queries). Without, the tasks of a group no one reads forget as they go what they would only
+        #: hand out (:meth:`start`).
+        self.peeks = peeks
+        #: Whether the clock's time without batches is quiet time of the traffic for records tasks
+        #: (:meth:`EngineTask.tick`: a live engine's quiet flows end). Off for a file read offline: its
+        #: time is the packets' own, and its records must not depend on how fast it was read.
+        self.idle_clock = idle_clock
         owner: dict[str, str] = {}
         for g in self.groups:
             for t in g.tasks:
@@ -617,6 +634,13 @@ class Manager:
         self._external_periods = external_periods
         for _, _, rw in self._writers:
             rw.open()
+        if not self.peeks:
+            # nothing peeks and nothing receives their snapshots: the tasks need not keep what they
+            # would hand out until the final one (analyze without --out: closed rollup rows, ended flows)
+            for g in self.groups:
+                if self._unread(g):
+                    for t in g.tasks:
+                        t.forget_unread()
         self._period_start_ns = self.clock.time_ns() if period_start_ns is None else int(period_start_ns)
         t0 = self.clock.monotonic_ns()
         self._last_apply_ns = t0
@@ -743,7 +767,14 @@ class Manager:
         """A snapshot of task ``name`` now (not reset), with its meta; for alerting and queries.
 
         Consistent with the period: the snapshot and ``period_start_ns`` are read while no reset runs.
+        Raises ``RuntimeError`` for a manager built with ``peeks=False``.
         """
+        if not self.peeks:
+            raise RuntimeError(
+                f"Manager.snapshot({name!r}): this manager was built with peeks=False (an offline run "
+                "without an alerter), its tasks forget what no one reads; read a task itself after the "
+                "run: manager.task(name).snapshot()"
+            )
         task = self.task(name)
         with self._barrier.shared():
             with self.metrics.snapshot_seconds.get(name).time():
@@ -1010,6 +1041,8 @@ class Manager:
         return start
 
     def _tick(self, task: EngineTask) -> None:
+        if not self.idle_clock:
+            return
         quiet = max(0, self.clock.monotonic_ns() - self._last_apply_ns)
         try:
             task.tick(quiet)

@@ -148,6 +148,8 @@ class FlowTask:
         self._record_width = kern.HOT + (kern.STATS if p.statistics else 0)
         self._new_outbox()
         self._counted = 0  # records of the outbox already in the summary
+        #: Ended records are only counted in the summary, not kept for a snapshot (:meth:`forget_unread`).
+        self.unread = False
         self._by_reason = dict.fromkeys(END_REASONS, 0)
         self._top = FlowRecords.empty(name, p.splt, p.statistics)
         self._packets = 0
@@ -362,7 +364,21 @@ class FlowTask:
         self._state[kern.S_OUT] = 0
         self._counted = 0
 
+    def forget_unread(self) -> None:
+        """No one will read this task's records (the engine's group has no writer and no snapshot callback,
+        and nothing looks at the tasks while it runs: ``analyze`` without ``--out``): from now on a full
+        outbox is counted in the summary (records by reason, the largest records) and written over, not
+        enlarged, so :meth:`drain` and :meth:`peek` show only the records since. Memory then follows the
+        open flows, not the flows of the whole capture; the summary is the same."""
+        self.unread = True
+
     def _grow_outbox(self) -> None:
+        """Room for more ended records: a larger outbox, or (:attr:`unread`) the one there is, counted."""
+        if self.unread:
+            self._count()
+            self._state[kern.S_OUT] = 0
+            self._counted = 0
+            return
         k = int(self._state[kern.S_OUT])
         rows = _aligned_rows(2 * self._out.shape[0], self._record_width)
         rows[:k] = self._out[:k]

@@ -205,6 +205,13 @@ def run_offline(
         queue_packets=_queue_packets(agg.size_of_packet_channel, batch_size, inline or flow_export),
         clock=clock,
         inline=inline,
+        # only an alerter attached here looks at the tasks during the run; without one, a group with
+        # no writer (no --out, no --store) keeps no closed rollup rows nor ended flows until the end
+        peeks=on_manager is not None,
+        # the files' time is the packets' own: the milliseconds between the last batch and a snapshot
+        # or the stop are no quiet time of the traffic (with them, flows within that much of their idle
+        # timeout at the end ended "idle" or "end_of_input" from one run to the next)
+        idle_clock=False,
         **options,
     )
     if on_manager is not None:  # e.g. attach the alerter before anything is counted

@@ -692,6 +692,7 @@ def rehash(
 def close_in_place(
     cutoff,  # entries with bkt <= cutoff are closed
     count,  # entries open now
+    hand_out,  # False: the rows are counted, not written (o_* may be empty)
     d,  # dimension words
     rec,
     reci,
@@ -705,7 +706,8 @@ def close_in_place(
     o_by,
 ):
     """:func:`rehash` into the table itself: the entries of buckets <= ``cutoff`` leave (those changed
-    since they were last handed out are written to ``o_*``), the others stay in the same memory, where
+    since they were last handed out are written to ``o_*``, or only counted without ``hand_out``), the
+    others stay in the same memory, where
     linear probing finds them; ``(kept, written out, lowest bucket kept)`` (the int64 maximum when none
     is). Empty slots are zero afterwards.
 
@@ -742,7 +744,8 @@ def close_in_place(
         b = reci[base + W_BKT]
         if b <= cutoff:
             if st == DIRTY:
-                _hand_out(p, out, d, rec, reci, rec32, rw, epoch, o_bkt, o_dims, o_epoch, o_pk, o_by)
+                if hand_out:
+                    _hand_out(p, out, d, rec, reci, rec32, rw, epoch, o_bkt, o_dims, o_epoch, o_pk, o_by)
                 out += 1
             for q in range(rw):
                 rec[base + q] = 0

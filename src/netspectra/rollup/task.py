@@ -254,20 +254,36 @@ class _Table:
         of 18 dimensions."""
         out = _Rows.empty(self.count, self.words)
         if cap == self.cap:
-            kept, n_out, low = kern.close_in_place(cutoff, self.count, *self.arrays(), *out.arrays())
-            if self.finest and self.meta[kern.M_TOUCHED]:
-                # entries moved: ``touched`` listed again from the PENDING bits of those kept, as after a
-                # growth (the task carries before it closes: only the kernels' tests close with any)
-                self.meta[kern.M_TOUCHED] = kern.pending_slots(self.rec32, self.rw, self.touched)
-        else:
-            old = self.arrays()
-            self._alloc(cap)
-            kept, n_out, low = kern.rehash(
-                cutoff, *old, self.rec, self.reci, self.rec32, self.epoch, *out.arrays()
-            )
+            return out.head(self._close_in_place(cutoff, out))
+        old = self.arrays()
+        self._alloc(cap)
+        kept, n_out, low = kern.rehash(
+            cutoff, *old, self.rec, self.reci, self.rec32, self.epoch, *out.arrays()
+        )
         self.meta[kern.M_COUNT] = kept
         self.meta[kern.M_LOW] = low
         return out.head(n_out)
+
+    def close_counted(self, cutoff: int) -> int:
+        """:meth:`rehash` at the same size for rows no one will read: the closed entries that changed
+        since handed out are counted (their number returned), not written out."""
+        return self._close_in_place(cutoff, None)
+
+    def _close_in_place(self, cutoff: int, out: _Rows | None) -> int:
+        """Close the entries of buckets <= ``cutoff`` in the table's own memory
+        (:func:`~netspectra.rollup.kernels.close_in_place`), the rows handed out written to ``out`` (room
+        for :attr:`count` rows; ``None``: counted only): their number."""
+        rows = _Rows.empty(0, self.words) if out is None else out
+        kept, n_out, low = kern.close_in_place(
+            cutoff, self.count, out is not None, *self.arrays(), *rows.arrays()
+        )
+        if self.finest and self.meta[kern.M_TOUCHED]:
+            # entries moved: ``touched`` listed again from the PENDING bits of those kept, as after a
+            # growth (the task carries before it closes: only the kernels' tests close with any)
+            self.meta[kern.M_TOUCHED] = kern.pending_slots(self.rec32, self.rw, self.touched)
+        self.meta[kern.M_COUNT] = kept
+        self.meta[kern.M_LOW] = low
+        return int(n_out)
 
     def close_all(self, cap: int) -> _ClosedTable:
         """Close every entry and start again with an empty table of ``cap`` slots: the entries stay in the
@@ -665,6 +681,8 @@ class RollupTask:
         # _count's buffers (key words, packets, bytes of up to COUNT_CHUNK entries), kept between calls
         self._count_scratch = (np.empty(0, np.uint32), np.empty(0, np.uint64), np.empty(0, np.uint64))
         self._summary = RollupSummary(tallies=self._make_tallies())
+        #: The rows entries hand out as they close are only counted (:meth:`forget_unread`).
+        self.unread = False
         self._reset()
 
     def _make_tallies(self) -> dict[str, Marginal | DerivedMarginal]:
@@ -1179,6 +1197,9 @@ class RollupTask:
         table.epoch_counter += 1
         if cutoff < int(table.meta[kern.M_LOW]):
             return None  # no open entry is that old: nothing closes, no table to scan
+        if self.unread:
+            self._summary.rows_out[RESOLUTIONS[r].label] += table.close_counted(cutoff)
+            return None
         closed = table.rehash(cutoff, table.cap)  # (in place: kernels.close_in_place)
         if len(closed):
             self._outbox[r].append(closed)
@@ -1249,6 +1270,15 @@ class RollupTask:
     def peek(self) -> RollupRows:
         """What :meth:`drain` would hand out now, left in place."""
         return self._rows(take=False)
+
+    def forget_unread(self) -> None:
+        """No one will read this task's rows (the engine's group has no writer and no snapshot callback,
+        and nothing looks at the tasks while it runs: ``analyze`` without ``--out``): from now on the
+        entries that close during the run are counted in :attr:`RollupSummary.rows_out` as they close,
+        not kept as rows for a snapshot (:meth:`drain`, :meth:`peek` no longer show them). Memory then
+        follows the open buckets, not the length of the capture (a 24-hour trace keyed on 18 enrichment
+        dimensions kept 4.4 M closed rows until its end); the report is the same."""
+        self.unread = True
 
     def discard(self) -> None:
         """:meth:`drain` for a snapshot no one reads (the engine's final snapshot of a group without
