@@ -194,3 +194,35 @@ def test_cidr_span_agrees_with_parse_cidr() -> None:
     assert fast > 700  # the canonical spellings take the short way
     for text in cases:
         assert got(text) == ref(text), text
+
+
+_TEMPLATE_RULES = """enrichment:
+  classifiers:
+    exporters:
+      - ClassifySiteRegex(Exporter.Name, "^([^-]+)-", "$1")
+    interfaces:
+      - ClassifyProviderRegex(Interface.Description, "^(\\\\S+)", "${2}") && ClassifyExternal()
+"""
+
+
+def test_an_unset_positional_variable_is_a_warning_naming_the_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The configuration text is expanded as Go's os.ExpandEnv does, so the docs' own classifier example
+    # ("$1" as a regular expression's template) lost its group silently: ExporterSite stayed empty.
+    monkeypatch.delenv("1", raising=False)
+    monkeypatch.delenv("2", raising=False)
+    cfg = parse_config_text(_TEMPLATE_RULES)
+    assert cfg.enrichment.classifiers.exporters == ('ClassifySiteRegex(Exporter.Name, "^([^-]+)-", "")',)
+    notes = [w for w in cfg.warnings if "is expanded as an environment variable" in w]
+    assert len(notes) == 2, cfg.warnings
+    assert notes[0].startswith("line 4: '$1'") and 'became ""' in notes[0] and "${TPL1}" in notes[0]
+    assert notes[1].startswith("line 6: '$2'")
+    # also beside the errors of a configuration that does not validate
+    text = errors_of(_TEMPLATE_RULES + "  networks: {10.0.0.1/8: corp}\n")
+    assert "has host bits set" in text and "warning: line 4: '$1' is expanded" in text
+
+
+def test_a_template_passed_through_a_variable_is_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TPL1", "$1")
+    cfg = parse_config_text(_TEMPLATE_RULES.replace('"$1"', '"${TPL1}"').replace('"${2}"', '"${TPL1}"'))
+    assert cfg.enrichment.classifiers.exporters == ('ClassifySiteRegex(Exporter.Name, "^([^-]+)-", "$1")',)
+    assert not [w for w in cfg.warnings if "environment variable" in w]
