@@ -226,3 +226,28 @@ def test_a_template_passed_through_a_variable_is_kept(monkeypatch: pytest.Monkey
     cfg = parse_config_text(_TEMPLATE_RULES.replace('"$1"', '"${TPL1}"').replace('"${2}"', '"${TPL1}"'))
     assert cfg.enrichment.classifiers.exporters == ('ClassifySiteRegex(Exporter.Name, "^([^-]+)-", "$1")',)
     assert not [w for w in cfg.warnings if "environment variable" in w]
+
+
+def test_every_bad_entry_is_listed_not_only_the_first() -> None:
+    # `config check` promises every problem at once; a networks map with five typos was reported one
+    # typo per run (and the exporters and classifier rules likewise).
+    text = errors_of(
+        "enrichment:\n  networks:\n    10.0.0.0/33: a\n    192.0.2.0/24: ok\n    bogus: b\n"
+        "    2001:db8::1/32: c\n    ::ffff:192.0.2.0/120: d\n"
+        "  exporters:\n    192.0.2.300: {name: x}\n    192.0.2.1: {name: a}\n    192.0.2.1/32: {name: b}\n"
+        "  classifiers:\n    interfaces:\n      - ClassifyExternal(\n      - ClassifyInternal()\n"
+        '      - Interface.Nmae == "x"\n'
+    )
+    for expected in (
+        "enrichment.networks.10.0.0.0/33: '10.0.0.0/33' is not a network",
+        "enrichment.networks.bogus: 'bogus' is not a network",
+        "enrichment.networks.2001:db8::1/32: '2001:db8::1/32' has host bits set; write 2001:db8::/32",
+        "enrichment.networks.::ffff:192.0.2.0/120: '::ffff:192.0.2.0/120' is the same network as "
+        "'192.0.2.0/24'",
+        "enrichment.exporters.192.0.2.300: '192.0.2.300' is not a network",
+        "enrichment.exporters.192.0.2.1/32: '192.0.2.1/32' is the same exporter as '192.0.2.1'",
+        "enrichment.classifiers.interfaces[0]: column 18:",
+        "enrichment.classifiers.interfaces[2]: column 1: unknown name 'Interface.Nmae'",
+    ):
+        assert expected in text, (expected, text)
+    assert "interfaces[1]" not in text

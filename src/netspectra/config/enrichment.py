@@ -28,7 +28,7 @@ from netspectra.config.base import (
     UInt32,
     checked_duration,
     note_outside_read,
-    value_error_at,
+    value_errors_at,
 )
 from netspectra.enrich.columns import BY_NAME as ENRICH_BY_NAME
 from netspectra.kinds import did_you_mean
@@ -183,19 +183,26 @@ def _networks(value: Any) -> Any:
         raise ValueError(f"{len(value)} networks, more than the {MAX_NETWORKS} a table can hold")
     out: dict[str, Any] = {}
     seen: dict[str, str] = {}  # canonical text -> the key that spelled it
+    bad: list[tuple[tuple[str | int, ...], str, Any]] = []  # every bad entry, not only the first
     for key, attrs in value.items():
         try:
             net = cidr_span(key if isinstance(key, str) else str(key))[0]
         except ValueError as exc:
-            raise value_error_at((str(key),), str(exc), key) from None
+            bad.append(((str(key),), str(exc), key))
+            continue
         if net in seen:
-            raise value_error_at(
-                (str(key),),
-                f"{key!r} is the same network as {seen[net]!r} ({net}); keep one entry per network",
-                key,
+            bad.append(
+                (
+                    (str(key),),
+                    f"{key!r} is the same network as {seen[net]!r} ({net}); keep one entry per network",
+                    key,
+                )
             )
+            continue
         seen[net] = str(key)
         out[net] = _name_only(attrs) if attrs is not None else {}
+    if bad:
+        raise value_errors_at(bad)
     return out
 
 
@@ -258,17 +265,20 @@ def _exporters(value: Any) -> Any:
         raise ValueError("write exporters as a mapping of address (or CIDR) to {name, if_indexes}")
     out: dict[str, Any] = {}
     seen: dict[IPNetwork, str] = {}
+    bad: list[tuple[tuple[str | int, ...], str, Any]] = []
     for key, info in value.items():
         try:
             net = parse_cidr(key)
         except ValueError as exc:
-            raise value_error_at((str(key),), str(exc), key) from None
+            bad.append(((str(key),), str(exc), key))
+            continue
         if net in seen:
-            raise value_error_at(
-                (str(key),), f"{key!r} is the same exporter as {seen[net]!r}; keep one entry", key
-            )
+            bad.append(((str(key),), f"{key!r} is the same exporter as {seen[net]!r}; keep one entry", key))
+            continue
         seen[net] = str(key)
         out[str(net)] = info if info is not None else {}
+    if bad:
+        raise value_errors_at(bad)
     return out
 
 
@@ -287,12 +297,15 @@ def _rules(value: Any, language: str) -> tuple[str, ...]:
     from netspectra.enrich.expr import RuleError, parse_rule
 
     lang = getattr(expr, language)
+    bad: list[tuple[tuple[str | int, ...], str, Any]] = []
     for i, rule in enumerate(value):
         try:
             parse_rule(rule, lang)
         except RuleError as exc:
             text = rule if isinstance(rule, str) else repr(rule)
-            raise value_error_at((i,), exc.describe(text), rule) from None
+            bad.append(((i,), exc.describe(text), rule))
+    if bad:
+        raise value_errors_at(bad)
     return tuple(value)
 
 
