@@ -291,6 +291,25 @@ def test_rollup_task_configuration_errors_name_the_key() -> None:
     assert "did you mean 'SrcAS'" in str(err.value)
 
 
+def test_every_bad_dimension_is_listed_at_its_index() -> None:
+    # Two typos in one list were reported one per `config check` run, without saying which entry.
+    from netspectra.config import ConfigError
+    from netspectra.config.loader import parse_config_text
+
+    text = (
+        "aggregator:\n  types: [rollup]\n  rollup:\n"
+        "    tasks: [{name: t, dimensions: [SrcAs, Protocol, DstCountrie, Protocol, 5]}]\n"
+    )
+    with pytest.raises(ConfigError) as err:
+        parse_config_text(text)
+    lines = str(err.value).splitlines()
+    at = "  aggregator.rollup.tasks[0].dimensions"
+    assert lines[1].startswith(f"{at}[0]: 'SrcAs' is not a rollup dimension"), lines
+    assert lines[2].startswith(f"{at}[2]: 'DstCountrie' is not a rollup dimension (did you mean 'DstCountry'")
+    assert lines[3] == f"{at}[3]: 'Protocol' is named twice; name each dimension once"
+    assert lines[4].startswith(f"{at}[4]: 5 is not a dimension name")
+
+
 def test_exported_rows_are_keyed_on_exporter_and_interfaces_without_enrichment() -> None:
     """Flow exports need no database: with no ``enrichment`` section the engine runs no stage, and an auto
     rollup task is keyed on what the records carry (the exporter's address, the interfaces)."""

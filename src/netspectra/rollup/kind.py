@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field, field_validator
 
-from netspectra.config.base import GoDuration, TaskConfig, format_go_duration, human_bytes
+from netspectra.config.base import GoDuration, TaskConfig, format_go_duration, human_bytes, value_errors_at
 from netspectra.engine.kind import AggregatorKind, Metric
 from netspectra.rollup.dims import BY_NAME, NAMES, RESOLUTIONS, parse_dimension
 
@@ -75,13 +75,23 @@ class RollupTaskConfig(TaskConfig):
         if not isinstance(v, list | tuple):
             raise ValueError("write dimensions as a list of names, e.g. [Protocol, SrcAS, DstAS]")
         seen: set[str] = set()
-        for name in v:
+        bad: list[tuple[tuple[str | int, ...], str, Any]] = []  # every bad name, each at its index
+        for i, name in enumerate(v):
             if not isinstance(name, str):
-                raise ValueError(f"{name!r} is not a dimension name; dimensions are {', '.join(NAMES)}")
-            parse_dimension(name)
+                bad.append(
+                    ((i,), f"{name!r} is not a dimension name; dimensions are {', '.join(NAMES)}", name)
+                )
+                continue
+            try:
+                parse_dimension(name)
+            except ValueError as exc:
+                bad.append(((i,), str(exc), name))
+                continue
             if name in seen:
-                raise ValueError(f"{name!r} is named twice; name each dimension once")
+                bad.append(((i,), f"{name!r} is named twice; name each dimension once", name))
             seen.add(name)
+        if bad:
+            raise value_errors_at(bad)
         return tuple(v)
 
     @field_validator("close_after")
