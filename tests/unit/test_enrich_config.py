@@ -251,3 +251,18 @@ def test_every_bad_entry_is_listed_not_only_the_first() -> None:
     ):
         assert expected in text, (expected, text)
     assert "interfaces[1]" not in text
+
+
+def test_analyze_of_an_enrichment_section_alone_says_to_add_a_rollup_task(tmp_path: Path) -> None:
+    # docs/enrichment.md's `netspectra analyze capture.pcap -c enriched.yaml` with its configuration
+    # example (an enrichment section, no task) ended on "no task to run", with no word of what to add.
+    from netspectra.cli import main
+
+    f = tmp_path / "enriched.yaml"
+    f.write_text("enrichment:\n  networks:\n    10.0.0.0/8: corp\n")
+    capture = Path(__file__).parents[1] / "data" / "captures" / "test.pcap"
+    result = CliRunner().invoke(main.app, ["analyze", str(capture), "-c", str(f)])
+    assert result.exit_code == 2
+    out = " ".join(result.output.split())
+    assert "no task to run" in out and "add a rollup task" in out
+    assert "rollup: {tasks: [{name: traffic}]}" in out

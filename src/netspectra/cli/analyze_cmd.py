@@ -165,7 +165,14 @@ def analyze(
     if not any(group.tasks for _, group in cfg.aggregator.running_groups()) and not any(
         name not in cfg.aggregator.groups for name in cfg.aggregator.types
     ):
-        raise fail("the configuration has no task to run (aggregator.types and the tasks of those groups)")
+        message = "the configuration has no task to run (aggregator.types and the tasks of those groups)"
+        if cfg.enrichment.enabled:  # the docs' enrichment example alone: a user expects the top AS here
+            message += (
+                "; the enrichment section only adds columns for tasks to read: for the top AS numbers, "
+                "countries and networks add a rollup task (aggregator: {types: [rollup], rollup: {tasks: "
+                "[{name: traffic}]}}; docs/enrichment.md, 'Rollups')"
+            )
+        raise fail(message)
     if store:
         _check_embedded_stores(cfg)
     if out is not None:
