@@ -266,3 +266,18 @@ def test_analyze_of_an_enrichment_section_alone_says_to_add_a_rollup_task(tmp_pa
     out = " ".join(result.output.split())
     assert "no task to run" in out and "add a rollup task" in out
     assert "rollup: {tasks: [{name: traffic}]}" in out
+
+
+def test_analyze_help_tells_of_enrichment_and_rollups() -> None:
+    # `analyze --help` named exact and sketch tasks only: nothing said that an enrichment section and
+    # rollup tasks give the top AS, countries and networks, nor what --out writes for a rollup task.
+    from netspectra.cli import main
+
+    result = CliRunner().invoke(main.app, ["analyze", "--help"], terminal_width=200)
+    out = " ".join(result.output.split())
+    assert "With an enrichment section" in out and "rollup tasks print the top values" in out
+    import typer
+
+    analyze = typer.main.get_command(main.app).commands["analyze"]  # type: ignore[attr-defined]
+    out_help = next(p.help for p in analyze.params if p.name == "out")
+    assert "a rollup task's rows (TaskName, Resolution 1m/5m/1h" in out_help
