@@ -294,9 +294,11 @@ class RollupAggregator(AggregatorKind):
         if s is None or not top:
             return []
         out: list[Any] = []
+        unknown: list[str] = []  # dimensions without a known value: one line, not a table each
         for name, values in top_values(snap, top).items():
-            if len(values) == 1 and values[0][0] in ("", "0"):
-                continue  # nothing known about this dimension
+            if not values or (len(values) == 1 and values[0][0] in ("", "0")):
+                unknown.append(name)
+                continue
             t = Table(title=f"Top {name} by bytes — task {snap.task_name}", title_justify="left")
             t.add_column(name)
             t.add_column("Packets", justify="right")
@@ -306,6 +308,13 @@ class RollupAggregator(AggregatorKind):
                 share = f"{100 * b / s.bytes:.1f} %" if s.bytes else "-"
                 t.add_row(escape(value) if value not in ("", "0") else "(unknown)", f"{p:,}", f"{b:,}", share)
             out.append(t)
+        if unknown:
+            # a dimension the user named must not vanish from the report without a word (a country
+            # database that knows none of the capture's addresses, a capture without flow exports)
+            why = "no traffic" if not s.packets else "every row unknown"
+            out.append(
+                f"Task {escape(snap.task_name)}: no known value ({why}) for {escape(', '.join(unknown))}"
+            )
         return out
 
     # -- alerting -----------------------------------------------------------------------------------
