@@ -281,3 +281,12 @@ def test_analyze_help_tells_of_enrichment_and_rollups() -> None:
     analyze = typer.main.get_command(main.app).commands["analyze"]  # type: ignore[attr-defined]
     out_help = next(p.help for p in analyze.params if p.name == "out")
     assert "a rollup task's rows (TaskName, Resolution 1m/5m/1h" in out_help
+
+
+def test_a_directory_as_database_says_to_name_the_file(tmp_path: Path) -> None:
+    # The directory of the databases given as the database was "not a file ... load the database when
+    # it appears", which never happens.
+    cfg = parse_config_text(f"enrichment:\n  geoip:\n    asn_database: {tmp_path}\n")
+    (warning,) = [w for w in cfg.warnings if w.startswith("enrichment.geoip.asn_database:")]
+    assert f"{str(tmp_path)!r} is a directory; give the path of the .mmdb file in it" in warning
+    assert "when it appears" not in warning

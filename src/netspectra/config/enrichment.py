@@ -382,7 +382,15 @@ class EnrichmentConfig(Section):
             if path:
                 # a warning that depends on the file: the validated cache checks that file's identity
                 note_outside_read(path)
-            if path and not os.path.isfile(path):
+            if path and os.path.isdir(path):  # "appears" would never happen: say what to write
+                example = os.path.join(
+                    path, "GeoLite2-ASN.mmdb" if key == "asn_database" else "GeoLite2-City.mmdb"
+                )
+                out.append(
+                    f"enrichment.geoip.{key}: {path!r} is a directory; give the path of the .mmdb file in it "
+                    f"(e.g. {example}); the services start without {what}"
+                )
+            elif path and not os.path.isfile(path):
                 out.append(
                     f"enrichment.geoip.{key}: {path!r} is not a file; the services start without {what} "
                     "and load the database when it appears"
