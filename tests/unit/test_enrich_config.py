@@ -290,3 +290,24 @@ def test_a_directory_as_database_says_to_name_the_file(tmp_path: Path) -> None:
     (warning,) = [w for w in cfg.warnings if w.startswith("enrichment.geoip.asn_database:")]
     assert f"{str(tmp_path)!r} is a directory; give the path of the .mmdb file in it" in warning
     assert "when it appears" not in warning
+
+
+def test_a_missing_database_path_with_tilde_or_relative_says_how_it_is_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `~/GeoIP/GeoLite2-ASN.mmdb` (a file that exists) was "not a file" / "no such file" with no word
+    # that '~' is not expanded; a relative path gave no word of the directory it is read from.
+    from netspectra.enrich.mmdb import DatabaseError, load_database
+
+    (tmp_path / "GeoIP").mkdir()
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    cfg = parse_config_text("enrichment:\n  geoip:\n    asn_database: ~/GeoIP/asn.mmdb\n")
+    (warning,) = [w for w in cfg.warnings if w.startswith("enrichment.geoip.asn_database:")]
+    assert "is not a file ('~' is not expanded: write the full path)" in warning
+    with pytest.raises(DatabaseError) as err:
+        load_database("~/GeoIP/asn.mmdb", "asn")
+    assert f"'~' is not expanded: write the full path, e.g. {tmp_path}/GeoIP/asn.mmdb" in str(err.value)
+    with pytest.raises(DatabaseError) as err:
+        load_database("GeoIP/asn.mmdb", "asn")
+    assert f"a relative path is read from the current directory, {tmp_path}" in str(err.value)

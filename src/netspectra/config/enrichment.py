@@ -55,6 +55,20 @@ _MMDB_METADATA_MARKER = b"\xab\xcd\xefMaxMind.com"
 _MMDB_METADATA_MAX = 128 * 1024  # the MMDB spec: the metadata section is within the file's last 128 KiB
 
 
+def missing_path_hint(path: str, *, resolved: bool = True) -> str:
+    """What may be wrong with a database ``path`` that does not exist, for its message: ``~`` is not
+    expanded (as in Akvorado, the path is used as written), a relative path is read from the current
+    directory (not the configuration file's); ``""`` otherwise. ``resolved``: name the expanded path and
+    the current directory (not in a configuration's warnings, which the validated cache keeps)."""
+    if path.startswith("~"):
+        example = f", e.g. {os.path.expanduser(path)}" if resolved else ""
+        return f" ('~' is not expanded: write the full path{example})"
+    if not os.path.isabs(path):
+        where = f", {os.getcwd()}" if resolved else ""
+        return f" (a relative path is read from the current directory{where})"
+    return ""
+
+
 def _has_mmdb_metadata(path: str) -> bool:
     """Whether ``path`` ends as an MMDB file does (its metadata marker in the last 128 KiB): what tells
     ``config check`` that a database path names some other file, without opening the database (an
@@ -391,9 +405,10 @@ class EnrichmentConfig(Section):
                     f"(e.g. {example}); the services start without {what}"
                 )
             elif path and not os.path.isfile(path):
+                hint = missing_path_hint(path, resolved=False)
                 out.append(
-                    f"enrichment.geoip.{key}: {path!r} is not a file; the services start without {what} "
-                    "and load the database when it appears"
+                    f"enrichment.geoip.{key}: {path!r} is not a file{hint}; the services start without "
+                    f"{what} and load the database when it appears"
                 )
             elif path and not _has_mmdb_metadata(path):
                 out.append(
