@@ -148,6 +148,9 @@ def test_template_and_regex_helpers() -> None:
         ('ClassifyProvider(Format("%q", Interface.Name))', 25, "Format knows %s, %d, %v and %%"),
         ('ClassifyProvider(Format("%5s", Interface.Name))', 25, "'%5' in '%5s'"),
         ('ClassifyProvider(Format("100%", Interface.Name))', 25, "a lone '%' at the end"),
+        # a template naming a group the regular expression does not have set the attribute to ""
+        ('ClassifyProviderRegex(Interface.Name, "^(.+)", "$2")', 48, "refers to group 2; '^(.+)' has 1"),
+        ('ClassifyProviderRegex(Interface.Name, "^(?P<x>.)", "${y}")', 52, "refers to a group named 'y'"),
     ],
 )
 def test_errors_point_at_the_column(rule: str, column: int, message: str) -> None:
@@ -174,5 +177,6 @@ def test_format_strings_that_are_right_still_parse() -> None:
         'ClassifyProvider(Format("%s-%d", Interface.Name, Interface.Index))',
         'ClassifyProvider(Format("100%% %v %v", Interface.Speed, Interface.Name))',
         "ClassifyProvider(Format(Interface.Description))",
+        'ClassifyProviderRegex(Interface.Name, "^(?P<x>.)(.)", "${x}-$2 $$")',
     ):
         parse_rule(rule, INTERFACE_LANGUAGE)

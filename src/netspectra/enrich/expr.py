@@ -500,6 +500,37 @@ def _setter(attr: str) -> Callable[..., bool]:
     return classify
 
 
+def _check_template(args: list[Node], col: int) -> None:
+    """A literal template of a ``…Regex`` call is checked against its literal regular expression when the
+    rule is parsed: a group it names must exist (Go expands a missing one to nothing: the attribute
+    would be set to ``""`` without a word)."""
+    regex, template = args[1], args[2]
+    if not (regex.is_literal and template.is_literal):
+        return
+    try:
+        rx = compile_regex(regex.literal)
+    except re.error:
+        return  # reported with its column when the regular expression is compiled
+    for m in _TEMPLATE.finditer(template.literal):
+        ref = m.group(1) or m.group(2)
+        if ref is None:  # "$$"
+            continue
+        if ref.isdigit():
+            if int(ref) > rx.groups:
+                raise RuleError(
+                    f"the template {template.literal!r} refers to group {ref}; {regex.literal!r} has "
+                    f"{rx.groups} group(s)",
+                    template.col,
+                )
+        elif ref not in rx.groupindex:
+            named = ", ".join(rx.groupindex) or "none"
+            raise RuleError(
+                f"the template {template.literal!r} refers to a group named {ref!r}; "
+                f"{regex.literal!r} names {named}",
+                template.col,
+            )
+
+
 def _regex_setter(attr: str) -> Callable[..., bool]:
     def classify(state: Any, text: str, rx: re.Pattern[str], template: str) -> bool:
         if getattr(state, attr):
@@ -581,7 +612,9 @@ def _string_functions(attrs: dict[str, str]) -> dict[str, Function]:
     out: dict[str, Function] = {}
     for fname, attr in attrs.items():
         out[fname] = Function((STR,), BOOL, _setter(attr))
-        out[f"{fname}Regex"] = Function((STR, STR, STR), BOOL, _regex_setter(attr), regex_arg=1)
+        out[f"{fname}Regex"] = Function(
+            (STR, STR, STR), BOOL, _regex_setter(attr), regex_arg=1, check=_check_template
+        )
     return out
 
 
