@@ -201,31 +201,33 @@ _TEMPLATE_RULES = """enrichment:
     exporters:
       - ClassifySiteRegex(Exporter.Name, "^([^-]+)-", "$1")
     interfaces:
-      - ClassifyProviderRegex(Interface.Description, "^(\\\\S+)", "${2}") && ClassifyExternal()
+      - ClassifyProviderRegex(Interface.Description, "^(\\\\S+) (\\\\S+)", "${2}") && ClassifyExternal()
 """
 
 
-def test_an_unset_positional_variable_is_a_warning_naming_the_line(monkeypatch: pytest.MonkeyPatch) -> None:
-    # The configuration text is expanded as Go's os.ExpandEnv does, so the docs' own classifier example
-    # ("$1" as a regular expression's template) lost its group silently: ExporterSite stayed empty.
+def test_an_unset_positional_variable_is_a_template_kept_as_written(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The configuration text is expanded as Go's os.ExpandEnv does, which turned the docs' own classifier
+    # example ("$1" as a regular expression's template) into "": ExporterSite stayed empty, silently. No
+    # shell can export a variable named 1: unset, "$1" and "${2}" stay references, for the rules.
     monkeypatch.delenv("1", raising=False)
     monkeypatch.delenv("2", raising=False)
-    cfg = parse_config_text(_TEMPLATE_RULES)
-    assert cfg.enrichment.classifiers.exporters == ('ClassifySiteRegex(Exporter.Name, "^([^-]+)-", "")',)
-    notes = [w for w in cfg.warnings if "is expanded as an environment variable" in w]
-    assert len(notes) == 2, cfg.warnings
-    assert notes[0].startswith("line 4: '$1'") and 'became ""' in notes[0] and "${TPL1}" in notes[0]
-    assert notes[1].startswith("line 6: '$2'")
-    # also beside the errors of a configuration that does not validate
-    text = errors_of(_TEMPLATE_RULES + "  networks: {10.0.0.1/8: corp}\n")
-    assert "has host bits set" in text and "warning: line 4: '$1' is expanded" in text
+    monkeypatch.setenv("SITE_RX", "^([^-]+)-")
+    cfg = parse_config_text(_TEMPLATE_RULES.replace('"^([^-]+)-"', '"${SITE_RX}"'))
+    assert cfg.enrichment.classifiers.exporters == ('ClassifySiteRegex(Exporter.Name, "^([^-]+)-", "${1}")',)
+    assert cfg.enrichment.classifiers.interfaces[0].startswith(
+        'ClassifyProviderRegex(Interface.Description, "^(\\\\S+) (\\\\S+)", "${2}")'
+    )
+    # the rule sets what the template says (the reference is the regular expression's group)
+    from netspectra.enrich.classify import ExporterState
+    from netspectra.enrich.expr import EXPORTER_LANGUAGE, parse_rule
 
-
-def test_a_template_passed_through_a_variable_is_kept(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TPL1", "$1")
-    cfg = parse_config_text(_TEMPLATE_RULES.replace('"$1"', '"${TPL1}"').replace('"${2}"', '"${TPL1}"'))
-    assert cfg.enrichment.classifiers.exporters == ('ClassifySiteRegex(Exporter.Name, "^([^-]+)-", "$1")',)
-    assert not [w for w in cfg.warnings if "environment variable" in w]
+    state = ExporterState()
+    rule = parse_rule(cfg.enrichment.classifiers.exporters[0], EXPORTER_LANGUAGE)
+    rule.run({"Exporter.IP": "192.0.2.1", "Exporter.Name": "th2-edge1"}, state)
+    assert state.site == "th2"
+    # a variable that is set still wins, as in Go (a name of digits, set by `env 1=... netspectra`)
+    monkeypatch.setenv("1", "fixed")
+    assert parse_config_text(_TEMPLATE_RULES).enrichment.classifiers.exporters[0].endswith('"fixed")')
 
 
 def test_every_bad_entry_is_listed_not_only_the_first() -> None:

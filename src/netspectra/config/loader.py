@@ -141,10 +141,6 @@ def parse_config_text(text: str, *, source: str = "<string>", expand: bool = Tru
     """
     # a text in which a variable has a value is never cached: values (passwords, tokens) stay off the disk
     valued: list[str] = []
-    # "$1", "${2}": no shell can export such a variable, so an unset one is almost surely a regular
-    # expression's group reference (a classifier template), which the expansion turns into ""
-    positional: list[str] = []
-    notes: list[str] = []
     if expand:
 
         def lookup(name: str) -> str:
@@ -152,41 +148,15 @@ def parse_config_text(text: str, *, source: str = "<string>", expand: bool = Tru
             if value:
                 valued.append(name)
             elif name.isdigit():
-                positional.append(name)
+                # "$1", "${2}": no shell can export a variable so named; unset, it is a regular
+                # expression's group reference (a classifier template, as Akvorado writes them), which
+                # Go's expansion would turn into "" (the rule then set nothing, silently): kept as written
+                return "${" + name + "}"
             return value
 
-        raw = text
         text = expand_env(text, lookup)
-        if positional:
-            notes = _positional_notes(raw, positional)
     with _gc_paused():
-        if not notes:
-            return _parse(text, source, cache=not valued)
-        try:
-            cfg = _parse(text, source, cache=not valued)
-        except ConfigError as exc:
-            raise ConfigError(exc.errors, path=exc.path, warnings=[*notes, *exc.warnings]) from None
-    cfg._warnings = (*notes, *cfg._warnings)
-    return cfg
-
-
-def _positional_notes(raw: str, names: list[str]) -> list[str]:
-    """One warning per unset positional variable (``$1``, ``${1}``) the expansion of ``raw`` emptied,
-    naming the lines where it is written and how to keep a regular-expression template's group."""
-    out: list[str] = []
-    for name in dict.fromkeys(names):
-        # Go reads one digit after "$" ("$12" is "$1" then "2"), any number of them in braces
-        ref = re.compile(rf"\$(?:{name}|\{{{name}\}})" if len(name) == 1 else rf"\$\{{{name}\}}")
-        lines = sorted({raw.count("\n", 0, m.start()) + 1 for m in ref.finditer(raw)})
-        where = f"line{'s' if len(lines) > 1 else ''} {', '.join(map(str, lines))}: " if lines else ""
-        out.append(
-            f"{where}'${name}' is expanded as an environment variable (the whole text is, as Go's "
-            f'os.ExpandEnv does) and none named {name} is set: it became "". A classifier\'s '
-            "regular-expression template loses its group reference this way "
-            '(ClassifySiteRegex(Exporter.Name, "^([^-]+)-", "$1") sets nothing): set a variable to the '
-            "template (export TPL1='$1') and write \"${TPL1}\""
-        )
-    return out
+        return _parse(text, source, cache=not valued)
 
 
 @contextlib.contextmanager
