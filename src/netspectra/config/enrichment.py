@@ -390,7 +390,14 @@ class EnrichmentConfig(Section):
     def warnings(self) -> list[str]:
         """Problems that do not stop NetSpectra: a configured database file that does not exist now (the
         services start without it and load it when it appears)."""
-        out = []
+        return list(self.database_problems().values())
+
+    def database_problems(self) -> dict[str, str]:
+        """The ``geoip`` keys (``asn_database``, ``country_database``) whose path names no usable file now
+        (missing, a directory, not an MMDB file) -> the warning that says so (:meth:`warnings`). The
+        enrichment stage does not repeat it when its first load of that database fails: the
+        configuration's warning said so already, once."""
+        out: dict[str, str] = {}
         for key, what in (("asn_database", "AS numbers"), ("country_database", "countries")):
             path = getattr(self.geoip, key).strip()
             if path:
@@ -400,18 +407,18 @@ class EnrichmentConfig(Section):
                 example = os.path.join(
                     path, "GeoLite2-ASN.mmdb" if key == "asn_database" else "GeoLite2-City.mmdb"
                 )
-                out.append(
+                out[key] = (
                     f"enrichment.geoip.{key}: {path!r} is a directory; give the path of the .mmdb file in it "
                     f"(e.g. {example}); the services start without {what}"
                 )
             elif path and not os.path.isfile(path):
                 hint = missing_path_hint(path, resolved=False)
-                out.append(
+                out[key] = (
                     f"enrichment.geoip.{key}: {path!r} is not a file{hint}; the services start without "
                     f"{what} and load the database when it appears"
                 )
             elif path and not _has_mmdb_metadata(path):
-                out.append(
+                out[key] = (
                     f"enrichment.geoip.{key}: {path!r} is not a MaxMind DB (MMDB) file (no MMDB metadata "
                     "at its end; a downloaded .tar.gz or .zip holds the .mmdb: extract it); the services "
                     f"start without {what} and load the database when the file changes"

@@ -296,6 +296,7 @@ def load_config(path: Path | str | None = None, *, log_warnings: bool = True) ->
     if log_warnings:
         for w in cfg.warnings:
             log.warning("config %s: %s", p, w)
+        cfg._warnings_logged = True
     return cfg
 
 

@@ -108,7 +108,8 @@ class EnrichmentStage:
             )
             return None
         t0 = time.perf_counter()
-        stage = cls(Enricher.from_config(cfg.enrichment), wanted, arrays=arrays, codes=codes)
+        enricher = Enricher.from_config(cfg.enrichment, said_problems=cfg.warnings_logged)
+        stage = cls(enricher, wanted, arrays=arrays, codes=codes)
         log.info(
             "enrichment: %s ready in %.2f s (%s)",
             ", ".join(stage.columns),
