@@ -3,7 +3,8 @@
 
 Usage:
     python benchmarks/bench_memory.py [--packets 100000000] [--flows 100000,1000000,10000000]
-                                      [--seed 11] [--keep] [--json OUT.json]
+                                      [--seed 11] [--duration 60] [--flow-records] [--keep]
+                                      [--json OUT.json]
 
 For each flow count, ``netspectra gen`` writes a trace of ``--packets`` packets with that many
 background five-tuples (under benchmarks/_work/, removed after its run unless ``--keep``), then
@@ -13,6 +14,11 @@ is the child's own ``ru_maxrss`` (``os.wait4``); CPU is its user + system time. 
 reader holds a bounded window of the file (memory does not grow with packets), so the peak is the
 exact task's table (about 65-75 bytes per flow, docs/engine.md) plus fixed costs (interpreter,
 kernels, sketches at their configured sizes, one batch).
+
+``--flow-records`` runs ``analyze --flows`` (a flows task beside the shipped ones): without ``--out`` no
+one reads its records, so the task counts them as they end (docs/flows.md) and memory follows the flows
+open at once, not the records of the whole capture; ``--duration`` spreads the trace over that many
+seconds, so that flows end (idle, active) during the run.
 """
 
 from __future__ import annotations
@@ -30,6 +36,8 @@ def main() -> None:
     ap.add_argument("--packets", type=int, default=100_000_000)
     ap.add_argument("--flows", default="100000,1000000,10000000", help="comma-separated flow counts")
     ap.add_argument("--seed", type=int, default=11)
+    ap.add_argument("--duration", type=float, default=60.0, help="seconds the trace covers (gen --duration)")
+    ap.add_argument("--flow-records", action="store_true", help="analyze --flows: a flows task too")
     ap.add_argument("--keep", action="store_true", help="keep the traces under benchmarks/_work/")
     ap.add_argument("--json", type=Path, help="write the results here too")
     args = ap.parse_args()
@@ -38,18 +46,19 @@ def main() -> None:
     print(f"{'flows':>12} {'packets':>13} {'file MiB':>9} {'gen s':>7} {'wall s':>7} {'CPU s':>7} "
           f"{'Mpps(CPU)':>9} {'peak MiB':>9} {'B/flow':>7}")  # fmt: skip
     for flows in (int(f) for f in args.flows.split(",")):
-        trace = WORK / f"mem_{args.packets}_{flows}_{args.seed}.pcap"
+        trace = WORK / f"mem_{args.packets}_{flows}_{args.seed}_{args.duration:g}.pcap"
         t0 = time.perf_counter()
         if not trace.exists():
             _run([*_netspectra(), "gen", str(trace), "--packets", str(args.packets), "--flows", str(flows),
-                  "--seed", str(args.seed), "--no-progress"])  # fmt: skip
+                  "--seed", str(args.seed), "--duration", str(args.duration), "--no-progress"])  # fmt: skip
         gen_s = time.perf_counter() - t0
         truth = json.loads(trace.with_suffix(".truth.json").read_text())
         five_tuples = int(truth["totals"]["distinct_five_tuples"])
         with trace.open("rb") as fh:  # page cache: every run starts from memory, as bench_analyze does
             while fh.read(64 << 20):
                 pass
-        stdout, wall, rss, cpu = _run([*_netspectra(), "analyze", str(trace), "--json", "--top", "0"])
+        extra = ["--flows"] if args.flow_records else []
+        stdout, wall, rss, cpu = _run([*_netspectra(), "analyze", str(trace), "--json", "--top", "0", *extra])
         doc = json.loads(stdout)
         packets = int(doc["packets"])
         exact = [t for t in doc.get("tasks", []) if t.get("name") == "per_five_tuple"]
@@ -63,12 +72,15 @@ def main() -> None:
             "cpu_s": cpu,
             "peak_mib": rss,
         }
+        if args.flow_records:
+            row["flow_records"] = int(doc["flow_tasks"][0]["records"])
         rows.append(row)
         if counted != five_tuples:
             raise SystemExit(f"analyze counted {counted:,} five-tuples, the truth file says {five_tuples:,}")
         mib = row["file_mib"]
         print(f"{counted:>12,} {packets:>13,} {mib:>9,.0f} {gen_s:>7.1f} {wall:>7.1f} {cpu:>7.1f} "
-              f"{packets / cpu / 1e6:>9.2f} {rss:>9,.0f} {rss * 2**20 / counted:>7.0f}",
+              f"{packets / cpu / 1e6:>9.2f} {rss:>9,.0f} {rss * 2**20 / counted:>7.0f}"
+              + (f"  flow records {row['flow_records']:,}" if args.flow_records else ""),
               flush=True)  # fmt: skip
         if not args.keep:
             trace.unlink()

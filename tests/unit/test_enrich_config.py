@@ -194,3 +194,122 @@ def test_cidr_span_agrees_with_parse_cidr() -> None:
     assert fast > 700  # the canonical spellings take the short way
     for text in cases:
         assert got(text) == ref(text), text
+
+
+_TEMPLATE_RULES = """enrichment:
+  classifiers:
+    exporters:
+      - ClassifySiteRegex(Exporter.Name, "^([^-]+)-", "$1")
+    interfaces:
+      - ClassifyProviderRegex(Interface.Description, "^(\\\\S+) (\\\\S+)", "${2}") && ClassifyExternal()
+"""
+
+
+def test_an_unset_positional_variable_is_a_template_kept_as_written(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The configuration text is expanded as Go's os.ExpandEnv does, which turned the docs' own classifier
+    # example ("$1" as a regular expression's template) into "": ExporterSite stayed empty, silently. No
+    # shell can export a variable named 1: unset, "$1" and "${2}" stay references, for the rules.
+    monkeypatch.delenv("1", raising=False)
+    monkeypatch.delenv("2", raising=False)
+    monkeypatch.setenv("SITE_RX", "^([^-]+)-")
+    cfg = parse_config_text(_TEMPLATE_RULES.replace('"^([^-]+)-"', '"${SITE_RX}"'))
+    assert cfg.enrichment.classifiers.exporters == ('ClassifySiteRegex(Exporter.Name, "^([^-]+)-", "${1}")',)
+    assert cfg.enrichment.classifiers.interfaces[0].startswith(
+        'ClassifyProviderRegex(Interface.Description, "^(\\\\S+) (\\\\S+)", "${2}")'
+    )
+    # the rule sets what the template says (the reference is the regular expression's group)
+    from netspectra.enrich.classify import ExporterState
+    from netspectra.enrich.expr import EXPORTER_LANGUAGE, parse_rule
+
+    state = ExporterState()
+    rule = parse_rule(cfg.enrichment.classifiers.exporters[0], EXPORTER_LANGUAGE)
+    rule.run({"Exporter.IP": "192.0.2.1", "Exporter.Name": "th2-edge1"}, state)
+    assert state.site == "th2"
+    # a variable that is set still wins, as in Go (a name of digits, set by `env 1=... netspectra`)
+    monkeypatch.setenv("1", "fixed")
+    assert parse_config_text(_TEMPLATE_RULES).enrichment.classifiers.exporters[0].endswith('"fixed")')
+
+
+def test_every_bad_entry_is_listed_not_only_the_first() -> None:
+    # `config check` promises every problem at once; a networks map with five typos was reported one
+    # typo per run (and the exporters and classifier rules likewise).
+    text = errors_of(
+        "enrichment:\n  networks:\n    10.0.0.0/33: a\n    192.0.2.0/24: ok\n    bogus: b\n"
+        "    2001:db8::1/32: c\n    ::ffff:192.0.2.0/120: d\n"
+        "  exporters:\n    192.0.2.300: {name: x}\n    192.0.2.1: {name: a}\n    192.0.2.1/32: {name: b}\n"
+        "  classifiers:\n    interfaces:\n      - ClassifyExternal(\n      - ClassifyInternal()\n"
+        '      - Interface.Nmae == "x"\n'
+    )
+    for expected in (
+        "enrichment.networks.10.0.0.0/33: '10.0.0.0/33' is not a network",
+        "enrichment.networks.bogus: 'bogus' is not a network",
+        "enrichment.networks.2001:db8::1/32: '2001:db8::1/32' has host bits set; write 2001:db8::/32",
+        "enrichment.networks.::ffff:192.0.2.0/120: '::ffff:192.0.2.0/120' is the same network as "
+        "'192.0.2.0/24'",
+        "enrichment.exporters.192.0.2.300: '192.0.2.300' is not a network",
+        "enrichment.exporters.192.0.2.1/32: '192.0.2.1/32' is the same exporter as '192.0.2.1'",
+        "enrichment.classifiers.interfaces[0]: column 18:",
+        "enrichment.classifiers.interfaces[2]: column 1: unknown name 'Interface.Nmae'",
+    ):
+        assert expected in text, (expected, text)
+    assert "interfaces[1]" not in text
+
+
+def test_analyze_of_an_enrichment_section_alone_says_to_add_a_rollup_task(tmp_path: Path) -> None:
+    # docs/enrichment.md's `netspectra analyze capture.pcap -c enriched.yaml` with its configuration
+    # example (an enrichment section, no task) ended on "no task to run", with no word of what to add.
+    from netspectra.cli import main
+
+    f = tmp_path / "enriched.yaml"
+    f.write_text("enrichment:\n  networks:\n    10.0.0.0/8: corp\n")
+    capture = Path(__file__).parents[1] / "data" / "captures" / "test.pcap"
+    result = CliRunner().invoke(main.app, ["analyze", str(capture), "-c", str(f)])
+    assert result.exit_code == 2
+    out = " ".join(result.output.split())
+    assert "no task to run" in out and "add a rollup task" in out
+    assert "rollup: {tasks: [{name: traffic}]}" in out
+
+
+def test_analyze_help_tells_of_enrichment_and_rollups() -> None:
+    # `analyze --help` named exact and sketch tasks only: nothing said that an enrichment section and
+    # rollup tasks give the top AS, countries and networks, nor what --out writes for a rollup task.
+    from netspectra.cli import main
+
+    result = CliRunner().invoke(main.app, ["analyze", "--help"], terminal_width=200)
+    out = " ".join(result.output.split())
+    assert "With an enrichment section" in out and "rollup tasks print the top values" in out
+    import typer
+
+    analyze = typer.main.get_command(main.app).commands["analyze"]  # type: ignore[attr-defined]
+    out_help = next(p.help for p in analyze.params if p.name == "out")
+    assert "a rollup task's rows (TaskName, Resolution 1m/5m/1h" in out_help
+
+
+def test_a_directory_as_database_says_to_name_the_file(tmp_path: Path) -> None:
+    # The directory of the databases given as the database was "not a file ... load the database when
+    # it appears", which never happens.
+    cfg = parse_config_text(f"enrichment:\n  geoip:\n    asn_database: {tmp_path}\n")
+    (warning,) = [w for w in cfg.warnings if w.startswith("enrichment.geoip.asn_database:")]
+    assert f"{str(tmp_path)!r} is a directory; give the path of the .mmdb file in it" in warning
+    assert "when it appears" not in warning
+
+
+def test_a_missing_database_path_with_tilde_or_relative_says_how_it_is_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `~/GeoIP/GeoLite2-ASN.mmdb` (a file that exists) was "not a file" / "no such file" with no word
+    # that '~' is not expanded; a relative path gave no word of the directory it is read from.
+    from netspectra.enrich.mmdb import DatabaseError, load_database
+
+    (tmp_path / "GeoIP").mkdir()
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    cfg = parse_config_text("enrichment:\n  geoip:\n    asn_database: ~/GeoIP/asn.mmdb\n")
+    (warning,) = [w for w in cfg.warnings if w.startswith("enrichment.geoip.asn_database:")]
+    assert "is not a file ('~' is not expanded: write the full path)" in warning
+    with pytest.raises(DatabaseError) as err:
+        load_database("~/GeoIP/asn.mmdb", "asn")
+    assert f"'~' is not expanded: write the full path, e.g. {tmp_path}/GeoIP/asn.mmdb" in str(err.value)
+    with pytest.raises(DatabaseError) as err:
+        load_database("GeoIP/asn.mmdb", "asn")
+    assert f"a relative path is read from the current directory, {tmp_path}" in str(err.value)

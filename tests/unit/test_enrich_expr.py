@@ -140,6 +140,17 @@ def test_template_and_regex_helpers() -> None:
         ('Interface.Name == "a\\d"', 21, "unknown escape"),
         ("", 0, "the rule is empty"),
         ("ClassifyExternal", 1, "is a function; call it"),
+        # Format strings that Go would print as %!d(MISSING), %!(EXTRA ...), %!d(string=...) or %!q(...)
+        # and the normalisation would turn into a wrong class without a word (gi010-dmissing)
+        ('ClassifyProvider(Format("%s-%d", Interface.Name))', 18, "has 2 verb(s) for 1 value(s)"),
+        ('ClassifyProvider(Format("%s", Interface.Name, Interface.Index))', 18, "has 1 verb(s) for 2"),
+        ('ClassifyProvider(Format("%d", Interface.Name))', 31, "%d of Format needs an integer"),
+        ('ClassifyProvider(Format("%q", Interface.Name))', 25, "Format knows %s, %d, %v and %%"),
+        ('ClassifyProvider(Format("%5s", Interface.Name))', 25, "'%5' in '%5s'"),
+        ('ClassifyProvider(Format("100%", Interface.Name))', 25, "a lone '%' at the end"),
+        # a template naming a group the regular expression does not have set the attribute to ""
+        ('ClassifyProviderRegex(Interface.Name, "^(.+)", "$2")', 48, "refers to group 2; '^(.+)' has 1"),
+        ('ClassifyProviderRegex(Interface.Name, "^(?P<x>.)", "${y}")', 52, "refers to a group named 'y'"),
     ],
 )
 def test_errors_point_at_the_column(rule: str, column: int, message: str) -> None:
@@ -158,3 +169,14 @@ def test_exporter_rules_cannot_read_interfaces() -> None:
         parse_rule('Interface.Name == "x"', EXPORTER_LANGUAGE)
     with pytest.raises(RuleError, match="unknown function 'ClassifyExternal'"):
         parse_rule("ClassifyExternal()", EXPORTER_LANGUAGE)
+
+
+def test_format_strings_that_are_right_still_parse() -> None:
+    # %% is a '%', %v takes either type, a Format of a non-literal string is checked only when run
+    for rule in (
+        'ClassifyProvider(Format("%s-%d", Interface.Name, Interface.Index))',
+        'ClassifyProvider(Format("100%% %v %v", Interface.Speed, Interface.Name))',
+        "ClassifyProvider(Format(Interface.Description))",
+        'ClassifyProviderRegex(Interface.Name, "^(?P<x>.)(.)", "${x}-$2 $$")',
+    ):
+        parse_rule(rule, INTERFACE_LANGUAGE)

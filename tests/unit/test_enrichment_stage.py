@@ -220,6 +220,40 @@ def test_missing_or_damaged_database_starts_without_it_says_so_once_and_counts(
     assert (rec.batches[0].dims["SrcAS"] == 0).all()  # type: ignore[index]
 
 
+@pytest.mark.parametrize("kind", ["missing", "directory"])
+def test_a_database_the_configuration_warned_about_is_warned_about_once(
+    tmp_path: Path, kind: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A command loads its configuration (whose warnings name a database path that is no usable file)
+    and then the stage, which fails to load it: one warning in all, the configuration's; the stage's
+    says it at INFO. A later change of the problem is a warning again (a reload)."""
+    import yaml
+
+    from netspectra.config.loader import load_config
+
+    db = tmp_path / "GeoLite2-ASN.mmdb"
+    if kind == "directory":
+        db.mkdir()
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "enrichment": {"geoip": {"asn_database": str(db)}, "networks": {"1.0.0.0/8": "one"}},
+                "aggregator": {"types": ["rollup"], "rollup": {"tasks": [{"name": "t"}]}},
+            }
+        )
+    )
+    with caplog.at_level(logging.INFO):
+        cfg = load_config(path)
+        stage = EnrichmentStage.from_config(cfg, ["SrcAS", "SrcNetName"])
+    assert stage is not None and cfg.warnings_logged
+    said = [r for r in caplog.records if str(db) in r.getMessage()]
+    assert [r.levelno for r in said].count(logging.WARNING) == 1, [r.getMessage() for r in said]
+    assert "asn_database" in said[0].getMessage()  # the configuration's, naming the key
+    assert any(r.levelno == logging.INFO and "runs without it" in r.getMessage() for r in said)
+    assert stage.summary()["databases"]["asn"]["loaded"] is False
+
+
 def test_a_failing_stage_never_loses_a_batch(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -34,7 +34,8 @@ def analyze(
             "-o",
             help="Directory for results: one file per task, named <task>.parquet (or .csv with --csv): an "
             "exact task's flows with the columns of the original's flow_metrics table, a sketch task's list "
-            "with those of its heavy_hitters table, flow records (--flows) as in docs/flows.md.",
+            "with those of its heavy_hitters table, a rollup task's rows (TaskName, Resolution 1m/5m/1h, "
+            "Bucket, one column per dimension, Packets, Bytes), flow records (--flows) as in docs/flows.md.",
             file_okay=False,
         ),
     ] = None,
@@ -121,11 +122,16 @@ def analyze(
     it writes every exact task's flows (columns of the original's flow_metrics table) and every sketch
     task's list (columns of its heavy_hitters table: TaskName, Flow, Value, Type with Type 0 packets,
     1 bytes, 2 spread); with --flows also flow records (flows by end reason and the top connections in
-    the summary, one row per record in <out>/flows.parquet). A damaged file (pcap, pcapng, or gzip of
-    either: cut short, corrupt, bad CRC) is analysed up to the damage, every packet before it counted,
-    reported with its byte offset, and the exit status is 1 (also for a missing or unreadable file;
-    the other files are still analysed); trailing garbage after gzip data is ignored with a warning, as
-    gzip does. Configuration and usage errors exit with 2.
+    the summary, one row per record in <out>/flows.parquet). With an **enrichment** section (GeoIP/ASN
+    MMDB databases, a networks map, classifiers) every packet is enriched once with the columns the tasks
+    read: **rollup** tasks print the top values of each dimension (SrcAS, DstCountry, SrcNetName, ...;
+    --out: their rows per 1-minute, 5-minute and 1-hour bucket), exact and sketch tasks may key on those
+    columns, and an "Enrichment" table says which databases loaded and how many rows went without one
+    (a missing or damaged database is a warning, never an error; docs/enrichment.md). A damaged file
+    (pcap, pcapng, or gzip of either: cut short, corrupt, bad CRC) is analysed up to the damage, every
+    packet before it counted, reported with its byte offset, and the exit status is 1 (also for a
+    missing or unreadable file; the other files are still analysed); trailing garbage after gzip data is
+    ignored with a warning, as gzip does. Configuration and usage errors exit with 2.
     """
     # imported here, not at module level: `netspectra --help` must not load the engine (start-up time)
     from netspectra import process
@@ -165,7 +171,14 @@ def analyze(
     if not any(group.tasks for _, group in cfg.aggregator.running_groups()) and not any(
         name not in cfg.aggregator.groups for name in cfg.aggregator.types
     ):
-        raise fail("the configuration has no task to run (aggregator.types and the tasks of those groups)")
+        message = "the configuration has no task to run (aggregator.types and the tasks of those groups)"
+        if cfg.enrichment.enabled:  # the docs' enrichment example alone: a user expects the top AS here
+            message += (
+                "; the enrichment section only adds columns for tasks to read: for the top AS numbers, "
+                "countries and networks add a rollup task (aggregator: {types: [rollup], rollup: {tasks: "
+                "[{name: traffic}]}}; docs/enrichment.md, 'Rollups')"
+            )
+        raise fail(message)
     if store:
         _check_embedded_stores(cfg)
     if out is not None:

@@ -469,6 +469,20 @@ def value_error_at(
     )
 
 
+def value_errors_at(
+    problems: list[tuple[tuple[str | int, ...], str, Any]], title: str = "Config"
+) -> ValidationError:
+    """:func:`value_error_at` for several ``(loc, message, value)`` at once: a validator that checks the
+    entries of a mapping or list reports every bad one, not only the first."""
+    return ValidationError.from_exception_data(
+        title,
+        [
+            {"type": "value_error", "loc": loc, "input": value, "ctx": {"error": ValueError(message)}}
+            for loc, message, value in problems
+        ],
+    )
+
+
 def revalidate(model: type[BaseModel], data: Any, loc: tuple[str | int, ...] = (), **kw: Any) -> Any:
     """``model.model_validate(data, **kw)`` from inside a validator, with every error's location
     prefixed by ``loc`` — so a kind's own model reports ``writers[0].clickhouse.port`` although it is

@@ -28,7 +28,7 @@ from netspectra.config.base import (
     UInt32,
     checked_duration,
     note_outside_read,
-    value_error_at,
+    value_errors_at,
 )
 from netspectra.enrich.columns import BY_NAME as ENRICH_BY_NAME
 from netspectra.kinds import did_you_mean
@@ -53,6 +53,20 @@ def parse_cidr(text: Any) -> IPNetwork:
 
 _MMDB_METADATA_MARKER = b"\xab\xcd\xefMaxMind.com"
 _MMDB_METADATA_MAX = 128 * 1024  # the MMDB spec: the metadata section is within the file's last 128 KiB
+
+
+def missing_path_hint(path: str, *, resolved: bool = True) -> str:
+    """What may be wrong with a database ``path`` that does not exist, for its message: ``~`` is not
+    expanded (as in Akvorado, the path is used as written), a relative path is read from the current
+    directory (not the configuration file's); ``""`` otherwise. ``resolved``: name the expanded path and
+    the current directory (not in a configuration's warnings, which the validated cache keeps)."""
+    if path.startswith("~"):
+        example = f", e.g. {os.path.expanduser(path)}" if resolved else ""
+        return f" ('~' is not expanded: write the full path{example})"
+    if not os.path.isabs(path):
+        where = f", {os.getcwd()}" if resolved else ""
+        return f" (a relative path is read from the current directory{where})"
+    return ""
 
 
 def _has_mmdb_metadata(path: str) -> bool:
@@ -183,19 +197,26 @@ def _networks(value: Any) -> Any:
         raise ValueError(f"{len(value)} networks, more than the {MAX_NETWORKS} a table can hold")
     out: dict[str, Any] = {}
     seen: dict[str, str] = {}  # canonical text -> the key that spelled it
+    bad: list[tuple[tuple[str | int, ...], str, Any]] = []  # every bad entry, not only the first
     for key, attrs in value.items():
         try:
             net = cidr_span(key if isinstance(key, str) else str(key))[0]
         except ValueError as exc:
-            raise value_error_at((str(key),), str(exc), key) from None
+            bad.append(((str(key),), str(exc), key))
+            continue
         if net in seen:
-            raise value_error_at(
-                (str(key),),
-                f"{key!r} is the same network as {seen[net]!r} ({net}); keep one entry per network",
-                key,
+            bad.append(
+                (
+                    (str(key),),
+                    f"{key!r} is the same network as {seen[net]!r} ({net}); keep one entry per network",
+                    key,
+                )
             )
+            continue
         seen[net] = str(key)
         out[net] = _name_only(attrs) if attrs is not None else {}
+    if bad:
+        raise value_errors_at(bad)
     return out
 
 
@@ -258,17 +279,20 @@ def _exporters(value: Any) -> Any:
         raise ValueError("write exporters as a mapping of address (or CIDR) to {name, if_indexes}")
     out: dict[str, Any] = {}
     seen: dict[IPNetwork, str] = {}
+    bad: list[tuple[tuple[str | int, ...], str, Any]] = []
     for key, info in value.items():
         try:
             net = parse_cidr(key)
         except ValueError as exc:
-            raise value_error_at((str(key),), str(exc), key) from None
+            bad.append(((str(key),), str(exc), key))
+            continue
         if net in seen:
-            raise value_error_at(
-                (str(key),), f"{key!r} is the same exporter as {seen[net]!r}; keep one entry", key
-            )
+            bad.append(((str(key),), f"{key!r} is the same exporter as {seen[net]!r}; keep one entry", key))
+            continue
         seen[net] = str(key)
         out[str(net)] = info if info is not None else {}
+    if bad:
+        raise value_errors_at(bad)
     return out
 
 
@@ -287,12 +311,15 @@ def _rules(value: Any, language: str) -> tuple[str, ...]:
     from netspectra.enrich.expr import RuleError, parse_rule
 
     lang = getattr(expr, language)
+    bad: list[tuple[tuple[str | int, ...], str, Any]] = []
     for i, rule in enumerate(value):
         try:
             parse_rule(rule, lang)
         except RuleError as exc:
             text = rule if isinstance(rule, str) else repr(rule)
-            raise value_error_at((i,), exc.describe(text), rule) from None
+            bad.append(((i,), exc.describe(text), rule))
+    if bad:
+        raise value_errors_at(bad)
     return tuple(value)
 
 
@@ -363,19 +390,35 @@ class EnrichmentConfig(Section):
     def warnings(self) -> list[str]:
         """Problems that do not stop NetSpectra: a configured database file that does not exist now (the
         services start without it and load it when it appears)."""
-        out = []
+        return list(self.database_problems().values())
+
+    def database_problems(self) -> dict[str, str]:
+        """The ``geoip`` keys (``asn_database``, ``country_database``) whose path names no usable file now
+        (missing, a directory, not an MMDB file) -> the warning that says so (:meth:`warnings`). The
+        enrichment stage does not repeat it when its first load of that database fails: the
+        configuration's warning said so already, once."""
+        out: dict[str, str] = {}
         for key, what in (("asn_database", "AS numbers"), ("country_database", "countries")):
             path = getattr(self.geoip, key).strip()
             if path:
                 # a warning that depends on the file: the validated cache checks that file's identity
                 note_outside_read(path)
-            if path and not os.path.isfile(path):
-                out.append(
-                    f"enrichment.geoip.{key}: {path!r} is not a file; the services start without {what} "
-                    "and load the database when it appears"
+            if path and os.path.isdir(path):  # "appears" would never happen: say what to write
+                example = os.path.join(
+                    path, "GeoLite2-ASN.mmdb" if key == "asn_database" else "GeoLite2-City.mmdb"
+                )
+                out[key] = (
+                    f"enrichment.geoip.{key}: {path!r} is a directory; give the path of the .mmdb file in it "
+                    f"(e.g. {example}); the services start without {what}"
+                )
+            elif path and not os.path.isfile(path):
+                hint = missing_path_hint(path, resolved=False)
+                out[key] = (
+                    f"enrichment.geoip.{key}: {path!r} is not a file{hint}; the services start without "
+                    f"{what} and load the database when it appears"
                 )
             elif path and not _has_mmdb_metadata(path):
-                out.append(
+                out[key] = (
                     f"enrichment.geoip.{key}: {path!r} is not a MaxMind DB (MMDB) file (no MMDB metadata "
                     "at its end; a downloaded .tar.gz or .zip holds the .mmdb: extract it); the services "
                     f"start without {what} and load the database when the file changes"

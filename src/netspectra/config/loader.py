@@ -147,6 +147,11 @@ def parse_config_text(text: str, *, source: str = "<string>", expand: bool = Tru
             value = os.environ.get(name, "")
             if value:
                 valued.append(name)
+            elif name.isdigit():
+                # "$1", "${2}": no shell can export a variable so named; unset, it is a regular
+                # expression's group reference (a classifier template, as Akvorado writes them), which
+                # Go's expansion would turn into "" (the rule then set nothing, silently): kept as written
+                return "${" + name + "}"
             return value
 
         text = expand_env(text, lookup)
@@ -291,6 +296,7 @@ def load_config(path: Path | str | None = None, *, log_warnings: bool = True) ->
     if log_warnings:
         for w in cfg.warnings:
             log.warning("config %s: %s", p, w)
+        cfg._warnings_logged = True
     return cfg
 
 

@@ -515,11 +515,18 @@ class Config(Section):
 
     _warnings: tuple[str, ...] = PrivateAttr(default=())
     _source: str | None = PrivateAttr(default=None)
+    _warnings_logged: bool = PrivateAttr(default=False)
 
     @property
     def warnings(self) -> tuple[str, ...]:
         """Problems that do not stop NetSpectra, one line each, each naming its key path."""
         return self._warnings
+
+    @property
+    def warnings_logged(self) -> bool:
+        """Whether the loader logged :attr:`warnings` (:func:`~netspectra.config.loader.load_config`): what
+        they said need not be said again (the enrichment stage's first load of a database they name)."""
+        return self._warnings_logged
 
     @property
     def source(self) -> str | None:
@@ -580,6 +587,7 @@ class Config(Section):
         }
         new = self.model_copy(update={"aggregator": agg.model_copy(update={"groups": groups})})
         new._warnings, new._source = self._warnings, self._source
+        new._warnings_logged = self._warnings_logged
         return new
 
 

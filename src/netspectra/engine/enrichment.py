@@ -108,7 +108,8 @@ class EnrichmentStage:
             )
             return None
         t0 = time.perf_counter()
-        stage = cls(Enricher.from_config(cfg.enrichment), wanted, arrays=arrays, codes=codes)
+        enricher = Enricher.from_config(cfg.enrichment, said_problems=cfg.warnings_logged)
+        stage = cls(enricher, wanted, arrays=arrays, codes=codes)
         log.info(
             "enrichment: %s ready in %.2f s (%s)",
             ", ".join(stage.columns),
@@ -188,9 +189,11 @@ def summary_rows(summary: dict[str, Any]) -> list[tuple[str, Any]]:
         state = db["description"] if db["loaded"] else f"not loaded: {db['error'] or 'missing'}"
         rows.append((f"{source} database", state))
     for source, n in sorted(summary["unenriched_rows"].items()):
-        if n or source in summary["databases"]:
+        db = summary["databases"].get(source)
+        if n or (db is not None and not db["loaded"]):
             # rows enriched while this source's database was not loaded, not lookups that found nothing
-            # (a user read "Rows without asn 0" beside a 98 % "(unknown)" SrcAS as a contradiction)
+            # (a user read "Rows without asn 0" beside a 98 % "(unknown)" SrcAS as a contradiction);
+            # not shown for a database loaded the whole run (a 0 there read as a warning)
             rows.append((f"Rows without {source} database (not loaded)", f"{n:,}"))
     if summary["errors"]:
         rows.append(("Batches the stage failed on", f"{summary['errors']:,}"))

@@ -86,6 +86,8 @@ class _Source:
     loaded: LoadedDatabase | None = None
     tried: FileSignature | None = None
     error: str | None = None
+    #: The configuration warned that the path names no usable database (EnrichmentConfig.warnings).
+    said: bool = False
 
 
 class EnrichmentCounters:
@@ -115,7 +117,11 @@ class Enricher:
         background: bool = True,
         bits4: int | None = None,
         bits6: int | None = None,
+        said_problems: bool = False,
     ) -> None:
+        """``said_problems``: the configuration's warnings were shown (they name the database paths that
+        name no usable file: :meth:`EnrichmentConfig.database_problems`); the first failed load of such a
+        database is then logged at INFO, not repeated as a warning."""
         if sys.byteorder != "little":  # the kernel reads addresses as little-endian words
             raise RuntimeError("enrichment needs a little-endian machine")
         self.cfg = cfg
@@ -126,9 +132,12 @@ class Enricher:
         self._networks: CompiledNetworks = compiled_networks(cfg.networks, cfg.geoip.cache_dir)
         self.classifier = Classifier(cfg)
         self._sources: dict[Kind, _Source] = {}
+        # what the configuration's warnings said already (logged when a command loaded it): the first
+        # failed load of such a database is not warned about again ("says so once")
+        said = cfg.database_problems() if said_problems else {}
         for kind, path in (("asn", cfg.geoip.asn_database), ("country", cfg.geoip.country_database)):
             if path.strip():
-                self._sources[kind] = _Source(kind, path.strip())
+                self._sources[kind] = _Source(kind, path.strip(), said=f"{kind}_database" in said)
                 self.counters.unenriched_rows.touch(kind)
                 self.counters.load_errors.touch(kind)
                 self.counters.reloads.touch(kind)
@@ -175,13 +184,16 @@ class Enricher:
         self.counters.reload_seconds.inc(time.perf_counter() - t0)
         changed = False
         for src in group:
+            first = src.tried is None
             src.tried = signature
             got = results[src.kind]
             if isinstance(got, DatabaseError):
                 self.counters.load_errors.inc(src.kind)
                 if src.error != got.problem:
                     keeps = "keeps the previous version" if src.loaded is not None else "runs without it"
-                    log.warning("enrichment: %s database %s; enrichment %s", src.kind, got, keeps)
+                    # the first try of a database the configuration's warning named: said once already
+                    level = logging.INFO if src.said and first else logging.WARNING
+                    log.log(level, "enrichment: %s database %s; enrichment %s", src.kind, got, keeps)
                 src.error = got.problem
                 continue
             if src.loaded is not None:

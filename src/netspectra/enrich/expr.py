@@ -155,6 +155,8 @@ class Function:
     impl: Callable[..., Any]
     regex_arg: int | None = None
     variadic: bool = False
+    #: ``check(args, col)``: a further check of the arguments when the rule is parsed (RuleError).
+    check: Callable[[list[Node], int], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -451,6 +453,8 @@ class _Parser:
                 raise RuleError(
                     f"argument {k + 1} of {fname} must be {_a(typ)}, this is {_a(arg.type)}", arg.col
                 )
+        if fn.check is not None:
+            fn.check(args, name.col)
         fns = [a.fn for a in args]
         if fn.regex_arg is not None:
             rx = self._regex(args[fn.regex_arg])
@@ -496,6 +500,37 @@ def _setter(attr: str) -> Callable[..., bool]:
     return classify
 
 
+def _check_template(args: list[Node], col: int) -> None:
+    """A literal template of a ``…Regex`` call is checked against its literal regular expression when the
+    rule is parsed: a group it names must exist (Go expands a missing one to nothing: the attribute
+    would be set to ``""`` without a word)."""
+    regex, template = args[1], args[2]
+    if not (regex.is_literal and template.is_literal):
+        return
+    try:
+        rx = compile_regex(regex.literal)
+    except re.error:
+        return  # reported with its column when the regular expression is compiled
+    for m in _TEMPLATE.finditer(template.literal):
+        ref = m.group(1) or m.group(2)
+        if ref is None:  # "$$"
+            continue
+        if ref.isdigit():
+            if int(ref) > rx.groups:
+                raise RuleError(
+                    f"the template {template.literal!r} refers to group {ref}; {regex.literal!r} has "
+                    f"{rx.groups} group(s)",
+                    template.col,
+                )
+        elif ref not in rx.groupindex:
+            named = ", ".join(rx.groupindex) or "none"
+            raise RuleError(
+                f"the template {template.literal!r} refers to a group named {ref!r}; "
+                f"{regex.literal!r} names {named}",
+                template.col,
+            )
+
+
 def _regex_setter(attr: str) -> Callable[..., bool]:
     def classify(state: Any, text: str, rx: re.Pattern[str], template: str) -> bool:
         if getattr(state, attr):
@@ -507,6 +542,39 @@ def _regex_setter(attr: str) -> Callable[..., bool]:
         return True
 
     return classify
+
+
+_FORMAT_VERB = re.compile(r"%(.|$)", re.DOTALL)
+
+
+def _check_format(args: list[Node], col: int) -> None:
+    """A literal ``Format`` string is checked when the rule is parsed: only the verbs :func:`_format`
+    knows, one value per verb, ``%d`` of an integer — what Go would print as ``%!d(MISSING)``,
+    ``%!(EXTRA …)`` or ``%!d(string=…)`` and the normalisation would turn into a silent wrong class."""
+    if not args[0].is_literal:
+        return
+    values = args[1:]
+    n = 0
+    for m in _FORMAT_VERB.finditer(args[0].literal):
+        verb = m.group(1)
+        if verb == "%":
+            continue
+        if verb not in ("s", "d", "v"):
+            shown = m.group(0) if verb else "a lone '%' at the end"
+            raise RuleError(
+                f"Format knows %s, %d, %v and %% (no flags, widths or other verbs): {shown!r} in "
+                f"{args[0].literal!r}; write %% for a '%'",
+                args[0].col,
+            )
+        if n < len(values) and verb == "d" and values[n].type != INT:
+            raise RuleError(f"%d of Format needs an integer, this is {_a(values[n].type)}", values[n].col)
+        n += 1
+    if n != len(values):
+        raise RuleError(
+            f"Format({args[0].literal!r}, ...) has {n} verb(s) for {len(values)} value(s); give one value "
+            "per %s, %d or %v",
+            col,
+        )
 
 
 def _format(state: Any, fmt: str, *args: Any) -> str:
@@ -544,7 +612,9 @@ def _string_functions(attrs: dict[str, str]) -> dict[str, Function]:
     out: dict[str, Function] = {}
     for fname, attr in attrs.items():
         out[fname] = Function((STR,), BOOL, _setter(attr))
-        out[f"{fname}Regex"] = Function((STR, STR, STR), BOOL, _regex_setter(attr), regex_arg=1)
+        out[f"{fname}Regex"] = Function(
+            (STR, STR, STR), BOOL, _regex_setter(attr), regex_arg=1, check=_check_template
+        )
     return out
 
 
@@ -562,7 +632,7 @@ EXPORTER_LANGUAGE = Language(
     "exporter",
     EXPORTER_NAMES,
     {
-        "Format": Function((STR,), STR, _format, variadic=True),
+        "Format": Function((STR,), STR, _format, variadic=True, check=_check_format),
         **_string_functions(
             {
                 "Classify": "group",
@@ -582,7 +652,7 @@ INTERFACE_LANGUAGE = Language(
     "interface",
     INTERFACE_NAMES,
     {
-        "Format": Function((STR,), STR, _format, variadic=True),
+        "Format": Function((STR,), STR, _format, variadic=True, check=_check_format),
         "ClassifyExternal": Function((), BOOL, _boundary(1)),
         "ClassifyInternal": Function((), BOOL, _boundary(2)),
         **_string_functions({"ClassifyConnectivity": "connectivity", "ClassifyProvider": "provider"}),

@@ -162,7 +162,10 @@ def load_databases(path: str, kinds: tuple[Kind, ...]) -> dict[Kind, LoadedDatab
     signature = FileSignature.of(path)
     if signature is None:
         if not os.path.exists(path):
-            raise DatabaseError(path, "no such file; check enrichment.geoip in the configuration")
+            from netspectra.config.enrichment import missing_path_hint
+
+            hint = missing_path_hint(path)
+            raise DatabaseError(path, f"no such file{hint}; check enrichment.geoip in the configuration")
         raise DatabaseError(path, "cannot be read (permissions?)")
     if os.path.isdir(path):
         raise DatabaseError(path, "is a directory, not an MMDB file")

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field, field_validator
 
-from netspectra.config.base import GoDuration, TaskConfig, format_go_duration, human_bytes
+from netspectra.config.base import GoDuration, TaskConfig, format_go_duration, human_bytes, value_errors_at
 from netspectra.engine.kind import AggregatorKind, Metric
 from netspectra.rollup.dims import BY_NAME, NAMES, RESOLUTIONS, parse_dimension
 
@@ -75,13 +75,23 @@ class RollupTaskConfig(TaskConfig):
         if not isinstance(v, list | tuple):
             raise ValueError("write dimensions as a list of names, e.g. [Protocol, SrcAS, DstAS]")
         seen: set[str] = set()
-        for name in v:
+        bad: list[tuple[tuple[str | int, ...], str, Any]] = []  # every bad name, each at its index
+        for i, name in enumerate(v):
             if not isinstance(name, str):
-                raise ValueError(f"{name!r} is not a dimension name; dimensions are {', '.join(NAMES)}")
-            parse_dimension(name)
+                bad.append(
+                    ((i,), f"{name!r} is not a dimension name; dimensions are {', '.join(NAMES)}", name)
+                )
+                continue
+            try:
+                parse_dimension(name)
+            except ValueError as exc:
+                bad.append(((i,), str(exc), name))
+                continue
             if name in seen:
-                raise ValueError(f"{name!r} is named twice; name each dimension once")
+                bad.append(((i,), f"{name!r} is named twice; name each dimension once", name))
             seen.add(name)
+        if bad:
+            raise value_errors_at(bad)
         return tuple(v)
 
     @field_validator("close_after")
@@ -284,9 +294,11 @@ class RollupAggregator(AggregatorKind):
         if s is None or not top:
             return []
         out: list[Any] = []
+        unknown: list[str] = []  # dimensions without a known value: one line, not a table each
         for name, values in top_values(snap, top).items():
-            if len(values) == 1 and values[0][0] in ("", "0"):
-                continue  # nothing known about this dimension
+            if not values or (len(values) == 1 and values[0][0] in ("", "0")):
+                unknown.append(name)
+                continue
             t = Table(title=f"Top {name} by bytes — task {snap.task_name}", title_justify="left")
             t.add_column(name)
             t.add_column("Packets", justify="right")
@@ -296,6 +308,13 @@ class RollupAggregator(AggregatorKind):
                 share = f"{100 * b / s.bytes:.1f} %" if s.bytes else "-"
                 t.add_row(escape(value) if value not in ("", "0") else "(unknown)", f"{p:,}", f"{b:,}", share)
             out.append(t)
+        if unknown:
+            # a dimension the user named must not vanish from the report without a word (a country
+            # database that knows none of the capture's addresses, a capture without flow exports)
+            why = "no traffic" if not s.packets else "every row unknown"
+            out.append(
+                f"Task {escape(snap.task_name)}: no known value ({why}) for {escape(', '.join(unknown))}"
+            )
         return out
 
     # -- alerting -----------------------------------------------------------------------------------
