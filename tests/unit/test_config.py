@@ -115,6 +115,17 @@ def test_expand_env_follows_go(text: str, expected: str) -> None:
     assert expand_env(text, ENV) == expected
 
 
+def test_a_lookup_answering_none_keeps_the_reference_as_written() -> None:
+    """What the configuration loader does for an unset name of digits (a classifier template's group):
+    the reference exactly as the text spells it, the others expanded as Go does."""
+
+    def lookup(name: str) -> str | None:
+        return None if name.isdigit() else ENV.get(name, "")
+
+    text = '"$1" "${2}" "${12}" "$1x" "$$" "$A/x" "${NOPE}" "$" "${"'
+    assert expand_env(text, lookup) == '"$1" "${2}" "${12}" "$1x" "" "x/x" "" "$" ""'
+
+
 def test_expand_env_uses_process_environment_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NS_TEST_VAR", "v")
     monkeypatch.delenv("NS_TEST_UNSET", raising=False)

@@ -213,7 +213,7 @@ def test_an_unset_positional_variable_is_a_template_kept_as_written(monkeypatch:
     monkeypatch.delenv("2", raising=False)
     monkeypatch.setenv("SITE_RX", "^([^-]+)-")
     cfg = parse_config_text(_TEMPLATE_RULES.replace('"^([^-]+)-"', '"${SITE_RX}"'))
-    assert cfg.enrichment.classifiers.exporters == ('ClassifySiteRegex(Exporter.Name, "^([^-]+)-", "${1}")',)
+    assert cfg.enrichment.classifiers.exporters == ('ClassifySiteRegex(Exporter.Name, "^([^-]+)-", "$1")',)
     assert cfg.enrichment.classifiers.interfaces[0].startswith(
         'ClassifyProviderRegex(Interface.Description, "^(\\\\S+) (\\\\S+)", "${2}")'
     )

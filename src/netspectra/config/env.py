@@ -20,6 +20,10 @@ which leaves unknown variables in place):
 
 Like the original, expansion runs over comments and quoted strings too, and a value containing ``$``
 (a password, say) must be passed through a variable whose value is not expanded again.
+
+A lookup may answer ``None`` for a name: the reference is then kept as written. The configuration loader
+does so for an unset name of digits (``$1``, ``${2}``: no shell can export such a variable; in a
+classifier rule it is a regular expression's group reference, which Go's expansion turned into "").
 """
 
 from __future__ import annotations
@@ -64,11 +68,12 @@ def _shell_name(s: str, start: int) -> tuple[str, int]:
     return s[start:end], end - start
 
 
-def expand_env(text: str, lookup: Mapping[str, str] | Callable[[str], str] | None = None) -> str:
+def expand_env(text: str, lookup: Mapping[str, str] | Callable[[str], str | None] | None = None) -> str:
     """Return ``text`` with ``$NAME`` / ``${NAME}`` replaced exactly as Go's ``os.Expand`` does.
 
-    ``lookup`` maps a name to its value: a mapping (missing names give ""), a function, or ``None`` for
-    the process environment (``os.ExpandEnv``). See the module docstring for the rules.
+    ``lookup`` maps a name to its value: a mapping (missing names give ""), a function (``None``: keep
+    the reference as written), or ``None`` for the process environment (``os.ExpandEnv``). See the
+    module docstring for the rules.
     """
     if lookup is None:
         env = os.environ
@@ -97,7 +102,8 @@ def expand_env(text: str, lookup: Mapping[str, str] | Callable[[str], str] | Non
         out.append(text[i:j])
         name, width = _shell_name(text, j + 1)
         if name:
-            out.append(get(name))
+            value = get(name)
+            out.append(text[j : j + width + 1] if value is None else value)
         elif width == 0:
             out.append("$")
         # else: bad syntax, the "$" and `width` characters are dropped

@@ -143,7 +143,7 @@ def parse_config_text(text: str, *, source: str = "<string>", expand: bool = Tru
     valued: list[str] = []
     if expand:
 
-        def lookup(name: str) -> str:
+        def lookup(name: str) -> str | None:
             value = os.environ.get(name, "")
             if value:
                 valued.append(name)
@@ -151,7 +151,7 @@ def parse_config_text(text: str, *, source: str = "<string>", expand: bool = Tru
                 # "$1", "${2}": no shell can export a variable so named; unset, it is a regular
                 # expression's group reference (a classifier template, as Akvorado writes them), which
                 # Go's expansion would turn into "" (the rule then set nothing, silently): kept as written
-                return "${" + name + "}"
+                return None
             return value
 
         text = expand_env(text, lookup)
