@@ -82,6 +82,9 @@ enrichment:
         ("    corp: a\n", "enrichment.networks.corp: 'corp' is not a network"),
         ("    10.0.0.0/8: {nmae: a}\n", "unknown key 'nmae' (did you mean 'name'?)"),
         ("    10.0.0.0/8: {country: France}\n", "'France' is not an ISO 3166 alpha-2 country code"),
+        # reserved only: GeoIP answers GB, so the network's rows would never be those of GB's
+        ("    10.0.0.0/8: {country: uk}\n", "'uk' is not the ISO 3166 alpha-2 code of the United Kingdom"),
+        ("    10.0.0.0/8: {country: UK}\n", "GeoIP databases answer as GB; write GB"),
         ("    10.0.0.0/8: {asn: -1}\n", "enrichment.networks.10.0.0.0/8.asn"),
     ],
 )

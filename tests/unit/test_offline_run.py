@@ -112,3 +112,36 @@ def test_the_queue_holds_two_reader_batches_on_worker_lanes(tmp_path: Path) -> N
     assert capacity == [10_000, 10_000, 131_072, 10_000]
     for name in run("lanes", inline=False, num_workers=2, batch_size=256):
         assert pq.read_table(tmp_path / "lanes" / name).equals(pq.read_table(tmp_path / "inline" / name))
+
+
+def test_an_enrichment_section_no_task_reads_is_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The shipped tasks (exact, sketches: no enrichment column) and an enrichment section: nothing is
+    enriched, and the run says so once, at WARNING, with what to add; a rollup task reads it: no warning."""
+    import logging
+
+    base = (Path(__file__).resolve().parents[2] / "configs" / "config.yaml").read_text()
+    path = tmp_path / "c.yaml"
+    path.write_text(base + "\nenrichment:\n  networks:\n    10.0.0.0/8: corp\n")
+    cfg = load_config(path, log_warnings=False)
+    with caplog.at_level(logging.WARNING):
+        run = run_offline([CAPTURES / "gnutella.pcap"], cfg, writers=False)
+    said = [r for r in caplog.records if "no task of this run reads an enrichment column" in r.getMessage()]
+    assert (
+        len(said) == 1 and said[0].levelno == logging.WARNING and "add a rollup task" in said[0].getMessage()
+    )
+    assert run.manager.enrichment is None
+    caplog.clear()
+    from netspectra.config.models import Config
+
+    read = Config.model_validate(
+        {
+            "aggregator": {"types": ["rollup"], "rollup": {"tasks": [{"name": "traffic"}]}},
+            "enrichment": {"networks": {"10.0.0.0/8": "corp"}},
+        }
+    )
+    with caplog.at_level(logging.WARNING):
+        run = run_offline([CAPTURES / "gnutella.pcap"], read, writers=False)
+    assert run.manager.enrichment is not None
+    assert not [r for r in caplog.records if "enrichment column" in r.getMessage()]

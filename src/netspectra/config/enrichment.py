@@ -132,12 +132,24 @@ def filled_by(column: str) -> str:
     return " or ".join(f"enrichment.{k}" for k in keys)
 
 
+#: Two-letter codes in common use that ISO 3166-1 only reserves (the European Union's for the United
+#: Kingdom and Greece): no GeoIP database answers them, so a network set to one would never match.
+_RESERVED_COUNTRIES = {"UK": ("the United Kingdom", "GB"), "EL": ("Greece", "GR")}
+
+
 def _country(value: Any) -> str:
     if value is None or value == "":
         return ""
     if not isinstance(value, str) or len(value) != 2 or not value.isascii() or not value.isalpha():
         raise ValueError(f"{value!r} is not an ISO 3166 alpha-2 country code; write two letters, e.g. FR")
-    return value.upper()
+    code = value.upper()
+    if code in _RESERVED_COUNTRIES:
+        name, iso = _RESERVED_COUNTRIES[code]
+        raise ValueError(
+            f"{value!r} is not the ISO 3166 alpha-2 code of {name} (only reserved), which the GeoIP "
+            f"databases answer as {iso}; write {iso}"
+        )
+    return code
 
 
 Country = Annotated[str, BeforeValidator(_country)]

@@ -192,6 +192,15 @@ def run_offline(
     agg = cfg.aggregator
     if "enrichment" not in options:
         options["enrichment"] = EnrichmentStage.from_config(cfg)
+        if options["enrichment"] is None and cfg.enrichment.enabled:
+            # every task of the run is here: a section nothing reads is a configuration that does not do
+            # what its author meant (the stage alone says so at INFO: other commands run task subsets)
+            log.warning(
+                "the enrichment section is configured but no task of this run reads an enrichment column "
+                "(a rollup task's dimensions, a key field such as SrcAS): nothing is enriched; add a "
+                "rollup task (aggregator.types: [..., rollup] and rollup: {tasks: [{name: traffic}]}) or "
+                "key a task on an enrichment column (docs/enrichment.md)"
+            )
     workers = num_workers if num_workers is not None else _workers(agg.num_workers)
     if inline is None:
         # with a second CPU, decoding (reading thread) and the tasks (workers) overlap: measured 1.5-2.5x
