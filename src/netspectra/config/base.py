@@ -459,21 +459,21 @@ class TaskConfig(Section):
     name: TaskName
 
 
+#: One problem a validator found: ``(loc, message, value)``, ``loc`` relative to where it is raised.
+Problem = tuple[tuple[str | int, ...], str, Any]
+
+
 def value_error_at(
     loc: tuple[str | int, ...], message: str, value: Any, title: str = "Config"
 ) -> ValidationError:
     """A :class:`ValidationError` with one ``message`` at ``loc`` (relative to where it is raised), for
     validators that check a key other than the one they run on."""
-    return ValidationError.from_exception_data(
-        title, [{"type": "value_error", "loc": loc, "input": value, "ctx": {"error": ValueError(message)}}]
-    )
+    return value_errors_at([(loc, message, value)], title)
 
 
-def value_errors_at(
-    problems: list[tuple[tuple[str | int, ...], str, Any]], title: str = "Config"
-) -> ValidationError:
-    """:func:`value_error_at` for several ``(loc, message, value)`` at once: a validator that checks the
-    entries of a mapping or list reports every bad one, not only the first."""
+def value_errors_at(problems: list[Problem], title: str = "Config") -> ValidationError:
+    """:func:`value_error_at` for several problems at once: a validator that checks the entries of a
+    mapping or list reports every bad one, not only the first."""
     return ValidationError.from_exception_data(
         title,
         [

@@ -24,6 +24,7 @@ from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from netspectra.config.base import (
     GoDuration,
+    Problem,
     Section,
     UInt32,
     checked_duration,
@@ -209,7 +210,7 @@ def _networks(value: Any) -> Any:
         raise ValueError(f"{len(value)} networks, more than the {MAX_NETWORKS} a table can hold")
     out: dict[str, Any] = {}
     seen: dict[str, str] = {}  # canonical text -> the key that spelled it
-    bad: list[tuple[tuple[str | int, ...], str, Any]] = []  # every bad entry, not only the first
+    bad: list[Problem] = []  # every bad entry, not only the first
     for key, attrs in value.items():
         try:
             net = cidr_span(key if isinstance(key, str) else str(key))[0]
@@ -291,7 +292,7 @@ def _exporters(value: Any) -> Any:
         raise ValueError("write exporters as a mapping of address (or CIDR) to {name, if_indexes}")
     out: dict[str, Any] = {}
     seen: dict[IPNetwork, str] = {}
-    bad: list[tuple[tuple[str | int, ...], str, Any]] = []
+    bad: list[Problem] = []
     for key, info in value.items():
         try:
             net = parse_cidr(key)
@@ -323,7 +324,7 @@ def _rules(value: Any, language: str) -> tuple[str, ...]:
     from netspectra.enrich.expr import RuleError, parse_rule
 
     lang = getattr(expr, language)
-    bad: list[tuple[tuple[str | int, ...], str, Any]] = []
+    bad: list[Problem] = []
     for i, rule in enumerate(value):
         try:
             parse_rule(rule, lang)

@@ -707,9 +707,8 @@ def close_in_place(
 ):
     """:func:`rehash` into the table itself: the entries of buckets <= ``cutoff`` leave (those changed
     since they were last handed out are written to ``o_*``, or only counted without ``hand_out``), the
-    others stay in the same memory, where
-    linear probing finds them; ``(kept, written out, lowest bucket kept)`` (the int64 maximum when none
-    is). Empty slots are zero afterwards.
+    others stay in the same memory, where linear probing finds them; ``(kept, written out, lowest bucket
+    kept)`` (the int64 maximum when none is). Empty slots are zero afterwards.
 
     One pass over the slots, from the first empty one on (around the end), so that each cluster (a run of
     full slots) is met from its start: a closing entry's slot is cleared; an entry kept that comes after

@@ -34,7 +34,14 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field, field_validator
 
-from netspectra.config.base import GoDuration, TaskConfig, format_go_duration, human_bytes, value_errors_at
+from netspectra.config.base import (
+    GoDuration,
+    Problem,
+    TaskConfig,
+    format_go_duration,
+    human_bytes,
+    value_errors_at,
+)
 from netspectra.engine.kind import AggregatorKind, Metric
 from netspectra.rollup.dims import BY_NAME, NAMES, RESOLUTIONS, parse_dimension
 
@@ -75,7 +82,7 @@ class RollupTaskConfig(TaskConfig):
         if not isinstance(v, list | tuple):
             raise ValueError("write dimensions as a list of names, e.g. [Protocol, SrcAS, DstAS]")
         seen: set[str] = set()
-        bad: list[tuple[tuple[str | int, ...], str, Any]] = []  # every bad name, each at its index
+        bad: list[Problem] = []  # every bad name, each at its index
         for i, name in enumerate(v):
             if not isinstance(name, str):
                 bad.append(
