@@ -75,7 +75,10 @@ class ResultsWriter:
         self._records: dict[str, list[Any]] = {}
         self._streams: dict[str, TableStream] = {}
         self._failed: set[str] = set()  # tasks whose streamed file failed
-        self._lock = threading.Lock()  # spills come from the workers, snapshots from the writer's thread
+        # a task's parts come from a worker (spills) and from its group's writer thread (snapshots): one
+        # lock per task, so that one task's long write does not hold up another group's writer
+        self._locks: dict[str, threading.Lock] = {}
+        self._lock = threading.Lock()  # the dictionaries and lists themselves
 
     def __repr__(self) -> str:
         return f"ResultsWriter({str(self.out)!r}, csv={self.csv})"
@@ -95,9 +98,13 @@ class ResultsWriter:
                 self._fail(task, "the run ended before the task's final snapshot")
             self._streams.clear()
 
+    def _task_lock(self, task: str) -> threading.Lock:
+        with self._lock:
+            return self._locks.setdefault(task, threading.Lock())
+
     def write(self, snap: Any, meta: SnapshotMeta) -> None:
         """Write one task's snapshot (any snapshot with ``task_name`` and ``to_arrow()``)."""
-        with self._lock:
+        with self._task_lock(snap.task_name):
             self._write_table(snap.task_name, snap.to_arrow)
 
     def spill(self, snap: Any) -> None:
@@ -106,12 +113,12 @@ class ResultsWriter:
         records. ``TypeError`` for another kind's snapshot (only flow records are whole as they come)."""
         if getattr(snap, "kind", None) != "flows":
             raise TypeError(f"ResultsWriter.spill takes flow records, not {type(snap).__name__}")
-        with self._lock:
+        with self._task_lock(snap.task_name):
             self._gather(snap, final=False)
 
     def write_flow_records(self, snap: Any, meta: SnapshotMeta) -> None:
         """Gather a flows task's records; write all of them so far at a final snapshot."""
-        with self._lock:
+        with self._task_lock(snap.task_name):
             self._gather(snap, final=meta.final)
 
     def _gather(self, snap: Any, *, final: bool) -> None:
@@ -148,7 +155,7 @@ class ResultsWriter:
 
     def write_rollups(self, snap: Any, meta: SnapshotMeta) -> None:
         """Gather a rollup task's rows; write their totals so far at a final snapshot."""
-        with self._lock:
+        with self._task_lock(snap.task_name):
             parts = self._records.setdefault(snap.task_name, [])
             parts.append((meta.period_start_ns, snap))
             if meta.final:
