@@ -89,15 +89,15 @@ def write_csv(table: pa.Table, path: str | os.PathLike[str]) -> Path:
     text_table = _csv_text(table)
 
     def write(fh: BinaryIO) -> None:
-        pacsv.write_csv(text_table, fh, write_options=_csv_options(header=True))
+        pacsv.write_csv(text_table, fh, write_options=_csv_options())
 
     return _atomic_write(Path(path), write)
 
 
-def _csv_options(*, header: bool) -> Any:
+def _csv_options() -> Any:
     import pyarrow.csv as pacsv
 
-    return pacsv.WriteOptions(include_header=header, quoting_style="needed")
+    return pacsv.WriteOptions(include_header=True, quoting_style="needed")
 
 
 def _csv_text(table: pa.Table) -> pa.Table:
@@ -145,7 +145,7 @@ class TableStream:
                     import pyarrow.csv as pacsv
 
                     text = _csv_text(table)
-                    options = _csv_options(header=True)
+                    options = _csv_options()
                     self._writer = pacsv.CSVWriter(self._file.fh, text.schema, write_options=options)
                     self._writer.write_table(text)
                 else:
@@ -164,7 +164,8 @@ class TableStream:
         self.rows += table.num_rows
 
     def commit(self) -> Path:
-        """Make what was written the file at ``path`` (a file of no row: nothing was written); ``path``."""
+        """Make what was written the file at ``path``; ``path``. ``RuntimeError`` if nothing was written (no
+        part, not even an empty one: there is no schema to write)."""
         if self._file is None:
             raise RuntimeError(f"{self!r}: nothing was written")
         try:
