@@ -3,7 +3,7 @@
 
 Usage:
     python benchmarks/bench_memory.py [--packets 100000000] [--flows 100000,1000000,10000000]
-                                      [--seed 11] [--duration 60] [--flow-records] [--keep]
+                                      [--seed 11] [--duration 60] [--flow-records] [--out] [--keep]
                                       [--json OUT.json]
 
 For each flow count, ``netspectra gen`` writes a trace of ``--packets`` packets with that many
@@ -18,13 +18,16 @@ kernels, sketches at their configured sizes, one batch).
 ``--flow-records`` runs ``analyze --flows`` (a flows task beside the shipped ones): without ``--out`` no
 one reads its records, so the task counts them as they end (docs/flows.md) and memory follows the flows
 open at once, not the records of the whole capture; ``--duration`` spreads the trace over that many
-seconds, so that flows end (idle, active) during the run.
+seconds, so that flows end (idle, active) during the run. ``--out`` adds ``--out DIR`` (a temporary
+directory, removed after the run): every task's file is written; a flows task's records go into its file
+as they end (docs/flows.md), so memory still follows the flows open at once.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 import time
 from pathlib import Path
 
@@ -38,6 +41,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=11)
     ap.add_argument("--duration", type=float, default=60.0, help="seconds the trace covers (gen --duration)")
     ap.add_argument("--flow-records", action="store_true", help="analyze --flows: a flows task too")
+    ap.add_argument("--out", action="store_true", help="analyze --out DIR: every task's file written too")
     ap.add_argument("--keep", action="store_true", help="keep the traces under benchmarks/_work/")
     ap.add_argument("--json", type=Path, help="write the results here too")
     args = ap.parse_args()
@@ -58,7 +62,11 @@ def main() -> None:
             while fh.read(64 << 20):
                 pass
         extra = ["--flows"] if args.flow_records else []
-        stdout, wall, rss, cpu = _run([*_netspectra(), "analyze", str(trace), "--json", "--top", "0", *extra])
+        with tempfile.TemporaryDirectory(dir=WORK) as out:
+            if args.out:
+                extra += ["--out", out]
+            command = [*_netspectra(), "analyze", str(trace), "--json", "--top", "0", *extra]
+            stdout, wall, rss, cpu = _run(command)
         doc = json.loads(stdout)
         packets = int(doc["packets"])
         exact = [t for t in doc.get("tasks", []) if t.get("name") == "per_five_tuple"]

@@ -95,6 +95,22 @@ def test_out_csv_and_several_files(tmp_path: Path) -> None:
     assert all(r["StartTime"].endswith("Z") for r in rows)
 
 
+def test_an_out_file_that_cannot_be_written_fails_the_command(tmp_path: Path) -> None:
+    """--out where a directory takes a task's file's place: the other files are written and listed, the
+    command says which file was not written and why, and exits 1 (it used to retry for 30 s, log, and
+    exit 0 with the file missing)."""
+    (tmp_path / "per_five_tuple.parquet" / "x").mkdir(parents=True)
+    res = run("analyze", str(CAPTURES / "mdns.pcap"), "--out", str(tmp_path))
+    assert res.exit_code == 1
+    assert f"wrote {tmp_path / 'ss_src_dst.parquet'}" in res.stdout
+    assert f"wrote {tmp_path / 'per_five_tuple.parquet'}" not in res.stdout
+    err = " ".join(res.stderr.split())
+    assert f"error: --out: {tmp_path / 'per_five_tuple.parquet'} (task per_five_tuple) not written" in err
+    assert "IsADirectoryError" in err
+    names = ["cm_src_left.parquet", "per_five_tuple.parquet", "ss_src_dst.parquet"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == names  # no temporary file left
+
+
 def test_task_without_ports_writes_null_port_columns(tmp_path: Path) -> None:
     conf = tmp_path / "c.yaml"
     conf.write_text(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import ipaddress
+import itertools
 import os
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import pytest
 
 from netspectra.batch import PacketBatch
 from netspectra.output.addr import ips_to_arrow, ips_to_text, is_ipv4_mapped, parse_ip, parse_ips
-from netspectra.output.flow_table import FLOW_TABLE_SCHEMA, write_csv, write_parquet
+from netspectra.output.flow_table import FLOW_TABLE_SCHEMA, TableStream, write_csv, write_parquet
 from netspectra.tasks.exact import ExactTask
 
 EDGE_CASES = [
@@ -187,3 +188,70 @@ def test_failed_write_leaves_old_file_and_no_temp(tmp_path: Path) -> None:
         write_parquet(sample_table(), path, compression="no-such-codec")
     assert path.read_bytes() == good
     assert sorted(os.listdir(tmp_path)) == ["flows.parquet"]
+
+
+def flow_records_table() -> pa.Table:
+    """Flow records of a real capture (list columns, durations, nulls: every kind of column to convert)."""
+    from netspectra.capture.reader import CaptureReader
+    from netspectra.flows.task import FlowTask
+
+    task = FlowTask("f")
+    capture = Path(__file__).resolve().parents[1] / "data" / "captures" / "gnutella.pcap"
+    for b in CaptureReader(capture, extras=True):
+        task.update(b)
+    task.finish()
+    return task.drain().to_arrow()
+
+
+@pytest.mark.parametrize("csv_out", [False, True], ids=["parquet", "csv"])
+@pytest.mark.parametrize("make", [sample_table, flow_records_table], ids=["flow_metrics", "flow_records"])
+def test_a_table_streamed_in_parts_is_the_file_of_the_whole_table(
+    tmp_path: Path, csv_out: bool, make
+) -> None:
+    """TableStream: parts of a table (one of them empty) written one after the other give the file
+    write_parquet / write_csv write for the whole table (Parquet: the same table back, a row group per
+    part; CSV: the same bytes, one header), which appears only at commit; nothing else is left."""
+    table = make()
+    assert table.num_rows > 50
+    cuts = [0, 7, 7, table.num_rows // 2, table.num_rows]
+    whole, streamed = tmp_path / "whole", tmp_path / "streamed"
+    whole.mkdir()
+    streamed.mkdir()
+    name = "t.csv" if csv_out else "t.parquet"
+    (write_csv if csv_out else write_parquet)(table, whole / name)
+    stream = TableStream(streamed / name, csv=csv_out)
+    for lo, hi in itertools.pairwise(cuts):
+        stream.write(table.slice(lo, hi - lo))
+        assert not (streamed / name).exists()  # only a temporary file until the commit
+    assert stream.rows == table.num_rows
+    assert stream.commit() == streamed / name
+    assert sorted(os.listdir(streamed)) == [name]
+    if csv_out:
+        assert (streamed / name).read_bytes() == (whole / name).read_bytes()
+    else:
+        back = pq.read_table(streamed / name)
+        assert back.schema.equals(table.schema) and back.equals(table)
+        assert pq.ParquetFile(streamed / name).metadata.num_row_groups == 4
+
+
+@pytest.mark.parametrize("csv_out", [False, True], ids=["parquet", "csv"])
+def test_a_stream_that_fails_or_is_aborted_leaves_the_old_file_and_no_temporary(
+    tmp_path: Path, csv_out: bool
+) -> None:
+    """A part of another schema fails the stream: its temporary file is removed, the file that was at its
+    path stays; :meth:`TableStream.abort` does the same; a stream with nothing written has nothing to
+    commit."""
+    path = tmp_path / ("t.csv" if csv_out else "t.parquet")
+    path.write_bytes(b"old")
+    stream = TableStream(path, csv=csv_out)
+    stream.write(sample_table())
+    with pytest.raises((ValueError, pa.ArrowException)):
+        stream.write(pa.table({"other": pa.array([1, 2])}))
+    assert sorted(os.listdir(tmp_path)) == [path.name] and path.read_bytes() == b"old"
+    aborted = TableStream(path, csv=csv_out)
+    aborted.write(sample_table())
+    assert len(os.listdir(tmp_path)) == 2
+    aborted.abort()
+    assert sorted(os.listdir(tmp_path)) == [path.name] and path.read_bytes() == b"old"
+    with pytest.raises(RuntimeError, match="nothing was written"):
+        TableStream(path, csv=csv_out).commit()

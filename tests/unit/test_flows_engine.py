@@ -406,3 +406,96 @@ def test_a_flows_task_told_it_is_unread_keeps_its_summary_in_a_small_outbox() ->
     a, b = summaries
     assert a.records == b.records > 100 and a.by_reason == b.by_reason
     assert a.top.to_arrow().equals(b.top.to_arrow())
+
+
+def test_a_flows_task_that_spills_hands_out_every_record_once_in_order() -> None:
+    """FlowTask.spill_to: every full outbox (4 rows here) goes to the sink, counted in the summary first;
+    the parts and the final drain together are the records of a task that keeps them all, in the same
+    order, with the same summary; the outbox never grows."""
+    kept = FlowTask("t", outbox_rows=4)
+    spilling = FlowTask("t", outbox_rows=4)
+    parts: list[FlowRecords] = []
+    spilling.spill_to(parts.append)
+    for task in (kept, spilling):
+        for b in CaptureReader(CAPTURES / "gnutella.pcap", extras=True, batch_size=256):
+            task.update(b)
+        task.finish()
+    assert spilling._out.shape[0] == 4 and kept._out.shape[0] > 4
+    assert len(parts) > 100 and all(len(p) == 4 and p.summary is None for p in parts)
+    last = spilling.drain()
+    got = pa.concat_tables([p.to_arrow() for p in [*parts, last]])
+    assert got.equals(kept.drain().to_arrow())
+    a, b = kept.summary(), spilling.summary()
+    assert a.records == b.records == got.num_rows and a.by_reason == b.by_reason
+    assert a.top.to_arrow().equals(b.top.to_arrow())
+
+
+@pytest.fixture(scope="module")
+def many_flows(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A generated trace of ~20 k flow records: more than a flows task's outbox holds (8,192)."""
+    from netspectra.gen.synth import generate
+
+    path = tmp_path_factory.mktemp("many") / "many.pcap"
+    generate(path, packets=80_000, flows=20_000, seed=4, write_truth=False, super_spreaders=0, ddos_victims=0)
+    return path
+
+
+@pytest.mark.parametrize("csv_out", [False, True], ids=["parquet", "csv"])
+def test_analyze_out_streams_flow_records_into_the_file(
+    tmp_path: Path, many_flows: Path, csv_out: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With --out as the only reader, the flows task hands its records to the file as its outbox fills, and
+    the file is written in parts (every STREAM_ROWS records) instead of from every record gathered at the
+    end: the file is the one a run that keeps them all writes (the same bytes for CSV), and the task's
+    outbox never grew. With --store (periodic snapshots) nothing spills."""
+    import netspectra.offline.run as offline
+
+    cfg = config(tmp_path, task={"idle_timeout": "5s"})
+    name = "f.csv" if csv_out else "f.parquet"
+    outboxes: list[int] = []  # the outbox's rows after each time it was full
+    grow = FlowTask._grow_outbox
+
+    def spy(self: FlowTask) -> None:
+        grow(self)
+        outboxes.append(self._out.shape[0])
+
+    monkeypatch.setattr(FlowTask, "_grow_outbox", spy)
+    monkeypatch.setattr(offline, "STREAM_ROWS", 3000)
+    streamed = run_offline([many_flows], cfg, writers=False, out=tmp_path / "s", csv=csv_out)
+    task = streamed.manager.task("f").task
+    records = task.summary().records
+    assert task._spill is not None and records > 3 * 8192
+    assert len(outboxes) >= 3 and max(outboxes) == 8192
+    stored = run_offline([many_flows], cfg, writers=True, out=tmp_path / "st", csv=csv_out)
+    assert stored.manager.task("f").task._spill is None  # --store: its snapshots drain the records
+    outboxes.clear()
+    monkeypatch.setattr(offline, "STREAM_ROWS", 1 << 40)  # nothing is written before the final snapshot
+    monkeypatch.setattr(FlowTask, "spill_to", lambda self, sink: None)  # the task keeps every record
+    whole = run_offline([many_flows], cfg, writers=False, out=tmp_path / "w", csv=csv_out)
+    assert whole.written == [tmp_path / "w" / name]
+    assert max(outboxes) > records // 2  # it doubled up to every record
+    assert streamed.written == [tmp_path / "s" / name]
+    assert sorted(p.name for p in (tmp_path / "s").iterdir()) == [name]  # no temporary file left
+    if csv_out:
+        assert (tmp_path / "s" / name).read_bytes() == (tmp_path / "w" / name).read_bytes()
+        assert len((tmp_path / "s" / name).read_text().splitlines()) == records + 1
+    else:
+        got = pq.read_table(tmp_path / "s" / name)
+        assert got.num_rows == records and got.equals(pq.read_table(tmp_path / "w" / name))
+        assert pq.ParquetFile(tmp_path / "s" / name).metadata.num_row_groups > 3
+
+
+def test_an_out_file_that_cannot_be_written_is_an_error_not_a_retry(tmp_path: Path, many_flows: Path) -> None:
+    """--out of a flows task whose file's place is taken by a directory: the run is not held up by
+    retries, every other file is written, and the failure is in ``out_errors`` (analyze prints it and
+    exits 1), with no temporary file left; streamed or written whole."""
+    cfg = config(tmp_path, task={"idle_timeout": "5s"})
+    for capture in (CAPTURES / "gnutella.pcap", many_flows):  # written whole, streamed
+        out = tmp_path / capture.stem
+        (out / "f.parquet" / "x").mkdir(parents=True)
+        run = run_offline([capture], cfg, writers=False, out=out)
+        assert run.written == []
+        assert len(run.out_errors) == 1
+        assert f"{out / 'f.parquet'} (task f) not written: IsADirectoryError" in run.out_errors[0]
+        assert sorted(p.name for p in out.iterdir()) == ["f.parquet"]
+        assert run.manager.metrics_dict()["writers"]["flows/out"]["dropped"] == 0

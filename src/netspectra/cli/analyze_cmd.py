@@ -265,9 +265,9 @@ def analyze(
             _print_store(engine_metrics)
         for p in run.written:
             console.print(f"wrote {p}", highlight=False)
-    lost = _store_losses(engine_metrics)
+    lost = _store_losses(engine_metrics) + run.out_errors
     for line in lost:
-        err_console.print(f"[bold red]error:[/] {line}", highlight=False, soft_wrap=True)
+        err_console.print(f"[bold red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)
     for err in result.errors:
         err_console.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
     if result.errors or lost:

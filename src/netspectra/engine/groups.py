@@ -109,6 +109,14 @@ class EngineTask(ABC):
         default."""
         return
 
+    def spill_to(self, sink: Callable[[Any], None]) -> bool:
+        """Hand what the task would keep for its next snapshot to ``sink`` as it piles up, instead of keeping
+        it (an ``incremental`` task's records, as parts: each in one part or one later snapshot): for a
+        run whose only reader takes every increment as it comes (``analyze --out``: records streamed into
+        a file). True if the task does so from now on; False (the default) if it keeps them. Called once,
+        before the first batch; ``sink`` runs in the thread that applies batches."""
+        return False
+
     def discard(self) -> None:
         """``snapshot(reset=True)`` for a snapshot no one receives (the engine's final snapshot of a group
         without writers, with no snapshot callback): the task's state afterwards is the same; a task may
@@ -191,6 +199,14 @@ class RecordsTask(EngineTask):
             forget = getattr(self.task, "forget_unread", None)  # optional
             if forget is not None:
                 forget()
+
+    def spill_to(self, sink: Callable[[Any], None]) -> bool:
+        with self._lock:
+            spill = getattr(self.task, "spill_to", None)  # optional
+            if spill is None:
+                return False
+            spill(sink)
+            return True
 
     def discard(self) -> None:
         with self._lock:

@@ -27,7 +27,9 @@ What leaves, and when (the snapshot contract):
   starts again from that packet (counted in :attr:`time_resets`).
 * Ended records wait in the task until :meth:`drain` hands them out: **each record is in exactly one
   drained snapshot**. :meth:`peek` shows the waiting records without taking them. Every snapshot
-  carries the task's :class:`~netspectra.flows.records.FlowSummary` (counts since the start).
+  carries the task's :class:`~netspectra.flows.records.FlowSummary` (counts since the start). A task
+  told to :meth:`spill_to` a sink hands each full outbox there instead (each record is then in one
+  spilled part or one drained snapshot, in the order the records ended).
 
 Memory: the table (128 bytes per slot, 128 more with statistics, ``4 * splt`` more with SPLT; at most
 :func:`capacity_for` ``(max_flows)`` slots), and the records waiting to be drained (the same per
@@ -40,6 +42,7 @@ Not thread-safe: one caller at a time (the engine wraps it in
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -150,6 +153,8 @@ class FlowTask:
         self._counted = 0  # records of the outbox already in the summary
         #: Ended records are only counted in the summary, not kept for a snapshot (:meth:`forget_unread`).
         self.unread = False
+        #: Where a full outbox goes instead of growing (:meth:`spill_to`); None: it grows.
+        self._spill: Callable[[FlowRecords], None] | None = None
         self._by_reason = dict.fromkeys(END_REASONS, 0)
         self._top = FlowRecords.empty(name, p.splt, p.statistics)
         self._packets = 0
@@ -372,12 +377,31 @@ class FlowTask:
         open flows, not the flows of the whole capture; the summary is the same."""
         self.unread = True
 
+    def spill_to(self, sink: Callable[[FlowRecords], None]) -> None:
+        """Hand every full outbox to ``sink`` (its records, without a summary; the sink owns them) instead
+        of enlarging it: the records are counted in the summary, then given to the sink, and the task writes
+        later records into a new outbox, so :meth:`drain` and :meth:`peek` show only the records since.
+        The parts and the drained snapshots together hold every record once, in the order they ended.
+        For a reader that takes every record as it comes and nothing else (``analyze --out`` streaming a
+        file): memory then follows the open flows, not the flows of the whole capture. ``sink`` runs in
+        the caller of :meth:`update` (or :meth:`tick`, :meth:`finish`); what it raises propagates from
+        there, and the records it was given are then lost to later snapshots."""
+        self._spill = sink
+
     def _grow_outbox(self) -> None:
-        """Room for more ended records: a larger outbox, or (:attr:`unread`) the one there is, counted."""
+        """Room for more ended records: a larger outbox, or (:attr:`unread`) the one there is, counted, or
+        (:meth:`spill_to`) a new one, the full one handed to the sink."""
         if self.unread:
             self._count()
             self._state[kern.S_OUT] = 0
             self._counted = 0
+            return
+        if self._spill is not None:
+            self._count()
+            k = int(self._state[kern.S_OUT])
+            full = FlowRecords(self.name, self._out[:k], self._out_sp[:k])
+            self._new_outbox()
+            self._spill(full)
             return
         k = int(self._state[kern.S_OUT])
         rows = _aligned_rows(2 * self._out.shape[0], self._record_width)

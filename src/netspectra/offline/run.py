@@ -17,12 +17,13 @@ ICMP, IP length), and the end of the input ends every open flow record (``end_of
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from os import PathLike
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from netspectra.batch import PacketBatch
 from netspectra.capture.reader import DEFAULT_BATCH_SIZE
@@ -36,10 +37,18 @@ from netspectra.engine.registry import build_groups
 from netspectra.offline.analyzer import AnalysisResult, analyze_files
 from netspectra.storage.base import SnapshotMeta
 
+if TYPE_CHECKING:
+    from netspectra.output.flow_table import TableStream
+
 #: The optional columns a capture's batches can carry (never the flow-export ones).
 CAPTURE_COLUMNS = tuple(c for c in PacketBatch.OPTIONAL if c not in PacketBatch.EXPORT_COLUMNS)
 
 log = logging.getLogger(__name__)
+
+
+#: Rows of flow records :class:`ResultsWriter` gathers before it writes them into the file, as a part
+#: (a Parquet row group) of their own, when the records come in parts (:meth:`ResultsWriter.spill`).
+STREAM_ROWS = 1 << 18
 
 
 class ResultsWriter:
@@ -47,14 +56,29 @@ class ResultsWriter:
     atomically; the columns are the snapshot's table (``flow_metrics`` for exact tasks,
     ``heavy_hitters`` for sketch tasks, the flow records of flows tasks). Only final snapshots are
     written (it has no interval), so the files hold the run's result; a flows task's snapshots are
-    increments, so its file holds every record it handed out, gathered until the final one.
-    :attr:`written` lists the files in the order written."""
+    increments, so its file holds every record it handed out, in the order handed out. A flows task
+    that hands its records out as they end (:meth:`spill`, the only reader of the run) has them written
+    into the file (its temporary file, until the final snapshot) every :data:`STREAM_ROWS` records:
+    memory follows the open flows, not every record of the capture. :attr:`written` lists the files in
+    the order written.
+
+    A file that cannot be written (no space, a directory in its place, …) is not retried: the writer
+    says why in :attr:`errors` (and the log) and goes on with the other tasks; a task whose file failed
+    while its records streamed in writes nothing more (its later records are dropped, not gathered)."""
 
     def __init__(self, out: Path, *, csv: bool = False) -> None:
         self.out = out
         self.csv = csv
         self.written: list[Path] = []
+        #: One line per file not written (or written in part and then removed): its path and why.
+        self.errors: list[str] = []
         self._records: dict[str, list[Any]] = {}
+        self._streams: dict[str, TableStream] = {}
+        self._failed: set[str] = set()  # tasks whose streamed file failed
+        # a task's parts come from a worker (spills) and from its group's writer thread (snapshots): one
+        # lock per task, so that one task's long write does not hold up another group's writer
+        self._locks: dict[str, threading.Lock] = {}
+        self._lock = threading.Lock()  # the dictionaries and lists themselves
 
     def __repr__(self) -> str:
         return f"ResultsWriter({str(self.out)!r}, csv={self.csv})"
@@ -63,38 +87,105 @@ class ResultsWriter:
         self.out.mkdir(parents=True, exist_ok=True)
 
     def close(self) -> None:
-        pass
+        pass  # every group's writer closes it: see end()
+
+    def end(self) -> None:
+        """The run is over (every writer closed): a file whose records were streaming in and whose final
+        snapshot never came is removed (its temporary file), and said in :attr:`errors`."""
+        with self._lock:
+            for task, stream in self._streams.items():
+                stream.abort()
+                self._fail(task, "the run ended before the task's final snapshot")
+            self._streams.clear()
+
+    def _task_lock(self, task: str) -> threading.Lock:
+        with self._lock:
+            return self._locks.setdefault(task, threading.Lock())
 
     def write(self, snap: Any, meta: SnapshotMeta) -> None:
         """Write one task's snapshot (any snapshot with ``task_name`` and ``to_arrow()``)."""
-        self._write_table(snap.task_name, snap.to_arrow())
+        with self._task_lock(snap.task_name):
+            self._write_table(snap.task_name, snap.to_arrow)
+
+    def spill(self, snap: Any) -> None:
+        """A part of a flows task's records (:meth:`netspectra.flows.task.FlowTask.spill_to`), before its
+        final snapshot: gathered, then written into the file's temporary file every :data:`STREAM_ROWS`
+        records. ``TypeError`` for another kind's snapshot (only flow records are whole as they come)."""
+        if getattr(snap, "kind", None) != "flows":
+            raise TypeError(f"ResultsWriter.spill takes flow records, not {type(snap).__name__}")
+        with self._task_lock(snap.task_name):
+            self._gather(snap, final=False)
 
     def write_flow_records(self, snap: Any, meta: SnapshotMeta) -> None:
         """Gather a flows task's records; write all of them so far at a final snapshot."""
+        with self._task_lock(snap.task_name):
+            self._gather(snap, final=meta.final)
+
+    def _gather(self, snap: Any, *, final: bool) -> None:
         import pyarrow as pa
 
-        parts = self._records.setdefault(snap.task_name, [])
+        task = snap.task_name
+        if task in self._failed:
+            return  # its file failed: said once (errors), nothing more is kept for it
+        parts = self._records.setdefault(task, [])
         parts.append(snap.to_arrow())
-        if meta.final:
-            self._write_table(snap.task_name, pa.concat_tables(parts))
+        stream = self._streams.get(task)
+        if final and stream is None:  # every record in memory: one write, as for any other task
+            del self._records[task]
+            self._write_table(task, lambda: pa.concat_tables(parts))
+            return
+        if sum(t.num_rows for t in parts) < STREAM_ROWS and not final:
+            return
+        try:
+            if stream is None:
+                from netspectra.output.flow_table import TableStream
+
+                stream = self._streams[task] = TableStream(self._path(task), csv=self.csv)
+            whole = pa.concat_tables(parts)
+            parts.clear()
+            if whole.num_rows or stream.rows == 0:
+                stream.write(whole)
+            if final:
+                del self._streams[task], self._records[task]
+                self._mark_written(stream.commit())
+        except Exception as exc:  # (the stream removed its temporary file)
+            self._streams.pop(task, None)
+            self._records.pop(task, None)
+            self._fail(task, f"{type(exc).__name__}: {exc}")
 
     def write_rollups(self, snap: Any, meta: SnapshotMeta) -> None:
         """Gather a rollup task's rows; write their totals so far at a final snapshot."""
-        parts = self._records.setdefault(snap.task_name, [])
-        parts.append((meta.period_start_ns, snap))
-        if meta.final:
-            from netspectra.rollup.task import RollupRows
+        with self._task_lock(snap.task_name):
+            parts = self._records.setdefault(snap.task_name, [])
+            parts.append((meta.period_start_ns, snap))
+            if meta.final:
+                from netspectra.rollup.task import RollupRows
 
-            combined = RollupRows.combine(parts)
-            if combined is not None:
-                self._write_table(snap.task_name, combined.to_arrow().drop_columns(["Epoch"]))
+                combined = RollupRows.combine(parts)
+                if combined is not None:
+                    self._write_table(snap.task_name, lambda: combined.to_arrow().drop_columns(["Epoch"]))
 
-    def _write_table(self, task: str, table: Any) -> None:
-        from netspectra.output.flow_table import write_csv, write_parquet
+    def _path(self, task: str) -> Path:
         from netspectra.storage.files import safe_name
 
-        path = self.out / f"{safe_name(task)}.{'csv' if self.csv else 'parquet'}"
-        (write_csv if self.csv else write_parquet)(table, path)
+        return self.out / f"{safe_name(task)}.{'csv' if self.csv else 'parquet'}"
+
+    def _write_table(self, task: str, table: Callable[[], Any]) -> None:
+        """Write the table ``table()`` makes as task ``task``'s file; a failure is noted (:attr:`errors`)."""
+        from netspectra.output.flow_table import write_csv, write_parquet
+
+        try:
+            self._mark_written((write_csv if self.csv else write_parquet)(table(), self._path(task)))
+        except Exception as exc:
+            self._fail(task, f"{type(exc).__name__}: {exc}")
+
+    def _fail(self, task: str, why: str) -> None:
+        self._failed.add(task)
+        message = f"--out: {self._path(task)} (task {task}) not written: {why}"
+        self.errors.append(message)
+        log.info("%s", message)  # (reported by the caller: OfflineRun.out_errors)
+
+    def _mark_written(self, path: Path) -> None:
         if path not in self.written:
             self.written.append(path)
 
@@ -107,12 +198,14 @@ class ResultsWriter:
 @dataclass
 class OfflineRun:
     """What :func:`run_offline` gives: the reading result, the stopped manager (its tasks hold the final
-    state) and the files ``--out`` wrote, sorted by path (the writers finish in any order; a report that
-    lists them should not change from run to run)."""
+    state), the files ``--out`` wrote, sorted by path (the writers finish in any order; a report that
+    lists them should not change from run to run), and one line per file ``--out`` could not write
+    (:attr:`ResultsWriter.errors`, sorted too)."""
 
     result: AnalysisResult
     manager: Manager
     written: list[Path] = field(default_factory=list)
+    out_errors: list[str] = field(default_factory=list)
 
     def __iter__(self) -> Any:  # ``result, manager = run_offline(...)``
         return iter((self.result, self.manager))
@@ -225,6 +318,13 @@ def run_offline(
     )
     if on_manager is not None:  # e.g. attach the alerter before anything is counted
         on_manager(manager)
+    if results is not None and not writers and on_manager is None:
+        # --out is the only reader of every task, and it takes records as they come: a records task
+        # hands its ended records to the file as they pile up instead of keeping them to the end
+        for g in groups:
+            for t in g.tasks:
+                if t.incremental:
+                    t.spill_to(results.spill)
     manager.start()
     try:
         t0 = time.perf_counter()
@@ -257,7 +357,11 @@ def run_offline(
         result.elapsed_s = time.perf_counter() - t0
     finally:
         manager.stop(end_of_input=True)
-    return OfflineRun(result, manager, sorted(results.written) if results is not None else [])
+        if results is not None:
+            results.end()
+    if results is None:
+        return OfflineRun(result, manager)
+    return OfflineRun(result, manager, sorted(results.written), sorted(results.errors))
 
 
 #: Reader batches the offline engine's queue holds at least (``aggregator.size_of_packet_channel``

@@ -14,16 +14,17 @@ leaves at most a ``.<name>.*.tmp`` file behind (removed on every error we see).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 import pyarrow as pa
 
-from netspectra.atomic import atomic_file
+from netspectra.atomic import AtomicFile, atomic_file
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +86,22 @@ def write_csv(table: pa.Table, path: str | os.PathLike[str]) -> Path:
     """
     import pyarrow.csv as pacsv  # loaded when a file is written (a report needs only the schema)
 
+    text_table = _csv_text(table)
+
+    def write(fh: BinaryIO) -> None:
+        pacsv.write_csv(text_table, fh, write_options=_csv_options())
+
+    return _atomic_write(Path(path), write)
+
+
+def _csv_options() -> Any:
+    import pyarrow.csv as pacsv
+
+    return pacsv.WriteOptions(include_header=True, quoting_style="needed")
+
+
+def _csv_text(table: pa.Table) -> pa.Table:
+    """``table`` with the columns :func:`write_csv` writes as text made text (times, durations, lists)."""
     columns = []
     for field, col in zip(table.schema, table.columns, strict=True):
         if pa.types.is_timestamp(field.type):
@@ -95,13 +112,80 @@ def write_csv(table: pa.Table, path: str | os.PathLike[str]) -> Path:
             text = [None if v is None else "[" + ",".join(map(str, v)) + "]" for v in col.to_pylist()]
             col = pa.array(text, pa.string())
         columns.append(col)
-    text_table = pa.Table.from_arrays(columns, names=table.column_names)
-    options = pacsv.WriteOptions(include_header=True, quoting_style="needed")
+    return pa.Table.from_arrays(columns, names=table.column_names)
 
-    def write(fh: BinaryIO) -> None:
-        pacsv.write_csv(text_table, fh, write_options=options)
 
-    return _atomic_write(Path(path), write)
+class TableStream:
+    """A table written to ``path`` in parts (Parquet, or CSV with ``csv``), atomically as
+    :func:`write_parquet` and :func:`write_csv` write a whole one: the parts go into a temporary file in
+    the same directory, which :meth:`commit` makes the file at ``path``; :meth:`abort` (or an error of
+    :meth:`write`) removes it. The file holds the parts' rows in the order written: the rows and schema
+    of :func:`write_parquet` (:func:`write_csv`) of their concatenation, a Parquet row group per part.
+    Every part must have the schema of the first."""
+
+    def __init__(self, path: str | os.PathLike[str], *, csv: bool = False, compression: str = "zstd") -> None:
+        self.path = Path(path)
+        self.csv = csv
+        self.compression = compression
+        self.rows = 0
+        self._file: AtomicFile | None = None
+        self._writer: Any = None
+        self._schema: pa.Schema | None = None
+
+    def __repr__(self) -> str:
+        return f"TableStream({str(self.path)!r}, csv={self.csv}, rows={self.rows})"
+
+    def write(self, table: pa.Table) -> None:
+        """Append ``table``'s rows."""
+        try:
+            if self._writer is None:
+                self._schema = table.schema
+                self._file = AtomicFile(self.path, buffering=1 << 20)
+                if self.csv:
+                    import pyarrow.csv as pacsv
+
+                    text = _csv_text(table)
+                    options = _csv_options()
+                    self._writer = pacsv.CSVWriter(self._file.fh, text.schema, write_options=options)
+                    self._writer.write_table(text)
+                else:
+                    import pyarrow.parquet as pq
+
+                    self._writer = pq.ParquetWriter(self._file.fh, table.schema, compression=self.compression)
+                    self._writer.write_table(table)
+            else:
+                if not table.schema.equals(self._schema):
+                    # (checked here: pyarrow's CSV writer crashes the process on a table of another schema)
+                    raise ValueError(f"{self!r}: a part of another schema than the first:\n{table.schema}")
+                self._writer.write_table(_csv_text(table) if self.csv else table)
+        except BaseException:
+            self.abort()
+            raise
+        self.rows += table.num_rows
+
+    def commit(self) -> Path:
+        """Make what was written the file at ``path``; ``path``. ``RuntimeError`` if nothing was written (no
+        part, not even an empty one: there is no schema to write)."""
+        if self._file is None:
+            raise RuntimeError(f"{self!r}: nothing was written")
+        try:
+            self._writer.close()
+        except BaseException:
+            self.abort()
+            raise
+        path = self._file.commit()
+        log.debug("wrote %s (%d rows, in parts)", path, self.rows)
+        return path
+
+    def abort(self) -> None:
+        """Remove the temporary file (the file at ``path`` stays as it was)."""
+        if self._file is not None:
+            with contextlib.suppress(Exception):
+                if self._writer is not None:
+                    self._writer.close()
+            self._file.abort()
+            self._file = None
+            self._writer = None
 
 
 def _iso_utc(col: pa.ChunkedArray) -> pa.Array:

@@ -1388,6 +1388,65 @@ def _decode_parts(
     return words
 
 
+_U64_MASK = (1 << 64) - 1
+
+
+def _group_ids(res: np.ndarray, bkt: np.ndarray, words: np.ndarray) -> np.ndarray:
+    """Per row, the number of its group of equal (resolution, bucket, dimension words), the groups numbered
+    in numeric order of those (the bucket signed).
+
+    Each column is taken as its offset from its smallest value, in as many bits as its largest offset
+    needs (none for a constant column), and the columns are packed in order, most significant first,
+    into as few 64-bit keys as they fit: the keys' order is the columns' order, so the rows are sorted by
+    those few keys. Rollup rows have narrow columns (codes, protocols, 16-bit AS numbers, a few buckets):
+    18 dimensions fit two or three keys, and 2 M rows are numbered in about half a second (sorting the
+    20-odd columns one after the other took 5 s)."""
+    n = res.shape[0]
+    if n == 0:
+        return np.zeros(0, np.int64)
+    # the resolutions' and buckets' offsets modulo 2**64 (exact: their span is below 2**64); the words'
+    # smallest and largest values in one pass over the rows each
+    signed = (res.astype(np.int64), bkt.astype(np.int64))
+    lows = [int(c.min()) for c in signed]
+    spans = [int(c.max()) - lo for c, lo in zip(signed, lows, strict=True)]
+    w_lo = words.min(axis=0) if words.shape[1] else np.zeros(0, np.uint32)
+    w_hi = words.max(axis=0) if words.shape[1] else np.zeros(0, np.uint32)
+    spans += [int(hi) - int(lo) for lo, hi in zip(w_lo, w_hi, strict=True)]
+
+    def offsets(j: int) -> np.ndarray:
+        if j < 2:
+            return signed[j].view(np.uint64) - np.uint64(lows[j] & _U64_MASK)
+        return (words[:, j - 2] - w_lo[j - 2]).astype(np.uint64)
+
+    keys: list[np.ndarray] = []
+    free = 0
+    for j, span in enumerate(spans):
+        bits = span.bit_length()
+        if bits == 0:
+            continue  # constant: no order to give
+        if bits > free:
+            keys.append(np.zeros(n, np.uint64))
+            free = 64
+        free -= bits
+        keys[-1] |= offsets(j) << np.uint64(free)
+    if not keys:
+        return np.zeros(n, np.int64)
+    # the least significant key first, then each more significant one, stably (np.lexsort: 4x slower);
+    # the first sort need not be stable: the groups' numbers do not depend on the order within a group
+    order = np.argsort(keys[-1])
+    for k in reversed(keys[:-1]):
+        order = order[np.argsort(k[order], kind="stable")]
+    new = np.ones(n, bool)
+    if n > 1:
+        new[1:] = False
+        for k in keys:
+            ranked = k[order]
+            new[1:] |= ranked[1:] != ranked[:-1]
+    group = np.empty(n, np.int64)
+    group[order] = np.cumsum(new) - 1
+    return group
+
+
 @dataclass
 class RollupRows:
     """Rows of a rollup task (a snapshot: an increment, see :mod:`netspectra.rollup.task`).
@@ -1450,9 +1509,13 @@ class RollupRows:
         return self.bucket * widths[self.resolution]
 
     def columns(self) -> dict[str, Any]:
-        """The dimension columns, decoded: numbers as uint32/uint8 arrays, texts and addresses as lists
-        of str (``""`` unknown)."""
-        from netspectra.output.addr import ips_to_text
+        """The dimension columns, decoded: numbers as uint32/uint8 arrays, texts and addresses as Arrow
+        string arrays (``""`` unknown; a code no dictionary holds reads ``#<code>``), made by Arrow's
+        kernels, not a Python string per row (2 M rows of 14 text dimensions: 5 s that way)."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        from netspectra.output.addr import ips_to_arrow
 
         out: dict[str, Any] = {}
         j = 0
@@ -1464,13 +1527,20 @@ class RollupRows:
                 out[name] = part[:, 0].astype(np.uint8 if dim.clickhouse == "UInt8" else np.uint32)
             elif dim.kind == "address":
                 raw = np.ascontiguousarray(part).view(np.uint8).reshape(-1, 16)
-                texts = ips_to_text(raw) if len(raw) else []
+                texts = ips_to_arrow(raw) if len(raw) else pa.array([], pa.string())
                 none = ~raw.any(axis=1)
-                out[name] = ["" if z else t for t, z in zip(texts, none, strict=True)]
+                out[name] = (
+                    pc.if_else(pa.array(none), pa.scalar("", pa.string()), texts) if none.any() else texts
+                )
             else:
-                words = self.dictionaries.get(name, ("",))
-                codes = part[:, 0]
-                out[name] = [words[c] if c < len(words) else f"#{c}" for c in codes.tolist()]
+                words = list(self.dictionaries.get(name, ("",)))
+                codes = part[:, 0].astype(np.int64)
+                beyond = codes >= len(words)
+                if beyond.any():  # codes without a word (a dictionary not handed over): "#<code>"
+                    extra = np.unique(codes[beyond])
+                    codes[beyond] = len(words) + np.searchsorted(extra, codes[beyond])
+                    words += [f"#{c}" for c in extra.tolist()]
+                out[name] = pa.array(words, pa.string()).take(pa.array(codes))
         return out
 
     def to_arrow(self) -> Any:
@@ -1479,15 +1549,15 @@ class RollupRows:
         import pyarrow as pa
 
         m = len(self)
-        labels = np.array([r.label for r in RESOLUTIONS], dtype=object)
+        labels = pa.array([r.label for r in RESOLUTIONS], pa.string())
         cols: dict[str, Any] = {
-            "TaskName": pa.array([self.task_name] * m, pa.string()),
-            "Resolution": pa.array(labels[self.resolution].tolist() if m else [], pa.string()),
+            "TaskName": pa.array([self.task_name], pa.string()).take(pa.array(np.zeros(m, np.int64))),
+            "Resolution": labels.take(pa.array(self.resolution.astype(np.int64))),
             "Bucket": pa.array(self.bucket_ns(), pa.timestamp("ns", tz="UTC")),
             "Epoch": pa.array(self.epoch, pa.int64()),
         }
         for name, values in self.columns().items():
-            cols[name] = pa.array(values)
+            cols[name] = values if isinstance(values, pa.Array) else pa.array(values)
         cols["Packets"] = pa.array(self.packets, pa.uint64())
         cols["Bytes"] = pa.array(self.bytes, pa.uint64())
         return pa.table(cols)
@@ -1506,28 +1576,51 @@ class RollupRows:
             for k, v in p.dictionaries.items():
                 if len(v) > len(dictionaries.get(k, ())):
                     dictionaries[k] = v
-        words = np.concatenate([p.words for _, p in parts])
-        res = np.concatenate([p.resolution for _, p in parts]).astype(np.int64)
-        bkt = np.concatenate([p.bucket for _, p in parts])
-        epoch = np.concatenate([p.epoch for _, p in parts])
-        period = np.concatenate([np.full(len(p), start, np.int64) for start, p in parts])
-        pk = np.concatenate([p.packets for _, p in parts])
-        by = np.concatenate([p.bytes for _, p in parts])
-        order = np.arange(len(bkt))
-        # lexsort: the last key is the primary one; the row's position (later parts later) the last one
-        columns = [words[:, j] for j in range(words.shape[1] - 1, -1, -1)]
-        idx = np.lexsort([order, epoch, period, *columns, bkt, res])
-        ident = np.column_stack([res, bkt, words.astype(np.int64), period, epoch])[idx]
+
+        def joined(arrays: list[np.ndarray]) -> np.ndarray:
+            return arrays[0] if len(arrays) == 1 else np.concatenate(arrays)  # (one part: not copied)
+
+        words = joined([p.words for _, p in parts])
+        res = joined([p.resolution for _, p in parts]).astype(np.int64)
+        bkt = joined([p.bucket for _, p in parts])
+        epoch = joined([p.epoch for _, p in parts])
+        pk = joined([p.packets for _, p in parts])
+        by = joined([p.bytes for _, p in parts])
+        group = _group_ids(res, bkt, words)
+        # A row's identity within its group: (period, epoch), ranked in that order; the rows sorted by
+        # group, then identity, then position (a stable sort: later parts later), so that the last row of
+        # each identity is its latest version. One int64 key when it fits (nearly always: few periods and
+        # epochs), else three.
+        epochs, rank = np.unique(epoch, return_inverse=True)
+        ids = len(epochs)
+        if len({start for start, _ in parts}) > 1:
+            periods, p_rank = np.unique(
+                joined([np.full(len(p), start, np.int64) for start, p in parts]), return_inverse=True
+            )
+            rank = p_rank * ids + rank
+            ids *= len(periods)
+        if len(bkt) * ids < 1 << 62:
+            key = group * ids + rank
+            idx = np.argsort(key, kind="stable")
+            ident = key[idx]
+        else:
+            idx = np.lexsort([np.arange(len(bkt)), rank, group])
+            ident = np.column_stack([group, rank])[idx]
         last_of = np.ones(len(idx), bool)
         if len(idx) > 1:
-            last_of[:-1] = (ident[1:] != ident[:-1]).any(axis=1)
+            differs = ident[1:] != ident[:-1]
+            last_of[:-1] = differs if differs.ndim == 1 else differs.any(axis=1)
         keep = idx[last_of]  # the latest version of each identity
-        group = np.column_stack([res, bkt, words.astype(np.int64)])[keep]
         starts = np.ones(len(keep), bool)
         if len(keep) > 1:
-            starts[1:] = (group[1:] != group[:-1]).any(axis=1)
+            kept = group[keep]
+            starts[1:] = kept[1:] != kept[:-1]
         first = np.flatnonzero(starts)
         sel = keep[first]
+        if len(first) == len(keep):  # one identity per group (no early close, no second period): no sums
+            pk_sum, by_sum = pk[sel], by[sel]
+        else:  # saturating sums, as the counters (netspectra.weights)
+            pk_sum, by_sum = sat_reduceat(pk[keep], first), sat_reduceat(by[keep], first)
         return RollupRows(
             last.task_name,
             last.dimensions,
@@ -1535,8 +1628,8 @@ class RollupRows:
             bkt[sel],
             np.zeros(len(sel), np.int64),
             words[sel],
-            sat_reduceat(pk[keep], first),  # saturating sums, as the counters (netspectra.weights)
-            sat_reduceat(by[keep], first),
+            pk_sum,
+            by_sum,
             dictionaries,
             last.summary,
         )

@@ -168,7 +168,7 @@ def rollup_rows(snap: RollupRows, meta: SnapshotMeta, resolution: int) -> pa.Tab
     for name, typ in ROLLUP_COLUMNS[5:-2]:
         if name in decoded:
             values = decoded[name]
-            cols[name] = pa.array(values, pa.string()) if typ == "String" else pa.array(values)
+            cols[name] = values if isinstance(values, pa.Array) else pa.array(values)
         else:
             cols[name] = empty if typ == "String" else pa.array(np.zeros(m, np.uint32))
         if typ == "UInt8":
