@@ -499,3 +499,33 @@ def test_an_out_file_that_cannot_be_written_is_an_error_not_a_retry(tmp_path: Pa
         assert f"{out / 'f.parquet'} (task f) not written: IsADirectoryError" in run.out_errors[0]
         assert sorted(p.name for p in out.iterdir()) == ["f.parquet"]
         assert run.manager.metrics_dict()["writers"]["flows/out"]["dropped"] == 0
+
+
+def test_results_writer_keeps_every_period_s_records_and_a_later_write_makes_good(tmp_path: Path) -> None:
+    """ResultsWriter without streaming (a run with periods, --store): the file written at each period's
+    end holds every record handed out so far, not only that period's; a final write that failed is an
+    error until a later period's write of the same file succeeds; ``spill`` is refused."""
+    from netspectra.offline.run import ResultsWriter
+    from netspectra.storage.base import SnapshotMeta
+
+    task = FlowTask("f", outbox_rows=4)
+    parts = []
+    for b in CaptureReader(CAPTURES / "gnutella.pcap", extras=True, batch_size=512):
+        task.update(b)
+        parts.append(task.drain())
+    task.finish()
+    parts.append(task.drain())
+    first, second = parts[: len(parts) // 2], parts[len(parts) // 2 :]
+    writer = ResultsWriter(tmp_path)
+    (tmp_path / "f.parquet").mkdir()  # the first period's write fails
+    for i, p in enumerate(first):
+        writer.write_flow_records(p, SnapshotMeta(1, 0, i == len(first) - 1))
+    assert len(writer.errors) == 1 and "IsADirectoryError" in writer.errors[0] and writer.written == []
+    (tmp_path / "f.parquet").rmdir()
+    for i, p in enumerate(second):
+        writer.write_flow_records(p, SnapshotMeta(2, 1, i == len(second) - 1))
+    assert writer.errors == [] and writer.written == [tmp_path / "f.parquet"]
+    want = pa.concat_tables([p.to_arrow() for p in parts])
+    assert want.num_rows > 100 and pq.read_table(tmp_path / "f.parquet").equals(want)
+    with pytest.raises(RuntimeError, match="does not stream"):
+        writer.spill(parts[0])

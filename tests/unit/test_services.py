@@ -256,3 +256,30 @@ def test_consumer_counts_a_lost_tail_from_the_probes_end_marker() -> None:
         assert c._decode(encode_batch(batch, seq=seq, **meta)) is not None
     assert c._decode(encode_batch(small, seq=5, **meta)) is not None
     assert (c.stats.seq_gaps, c.stats.lost_packets) == (2, 153)  # 2 x 230 / 3
+
+
+def test_engine_out_file_that_cannot_be_written_is_the_service_s_error(tmp_path: Path) -> None:
+    """``engine --out``: the exact tasks' files are written at stop; one whose place a directory takes is
+    not written, the others are, and the service's error names it (the command exits 1; it used to raise
+    out of stop, logged, exit 0)."""
+    from netspectra.capture.reader import CaptureReader
+    from netspectra.services.engine import EngineOptions, EngineService
+
+    cfg = parse_config_text(
+        "aggregator:\n  types: [exact]\n  exact:\n    tasks:\n"
+        "      - {name: five, key_fields: [SrcIP, DstIP, SrcPort, DstPort, Protocol]}\n"
+        "      - {name: src, key_fields: [SrcIP]}\n"
+    )
+    service = EngineService(cfg, EngineOptions(writers=False, flows_out=tmp_path))
+    service.manager.start()
+    capture = Path(__file__).resolve().parents[1] / "data" / "captures" / "gnutella.pcap"
+    for b in CaptureReader(capture):
+        service.manager.submit(b)
+    service.manager.stop()
+    (tmp_path / "five.parquet").mkdir()
+    service._write_flows(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["five.parquet", "src.parquet"]
+    assert (tmp_path / "five.parquet").is_dir() and (tmp_path / "src.parquet").stat().st_size > 0
+    assert isinstance(service.error, ServiceError) and service.error.code == 1
+    want = f"--out: {tmp_path / 'five.parquet'} (task five) not written: IsADirectoryError"
+    assert want in str(service.error)

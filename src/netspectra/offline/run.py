@@ -56,29 +56,38 @@ class ResultsWriter:
     atomically; the columns are the snapshot's table (``flow_metrics`` for exact tasks,
     ``heavy_hitters`` for sketch tasks, the flow records of flows tasks). Only final snapshots are
     written (it has no interval), so the files hold the run's result; a flows task's snapshots are
-    increments, so its file holds every record it handed out, in the order handed out. A flows task
-    that hands its records out as they end (:meth:`spill`, the only reader of the run) has them written
-    into the file (its temporary file, until the final snapshot) every :data:`STREAM_ROWS` records:
+    increments, so its file holds every record it handed out, in the order handed out (with periods,
+    ``--store``: every period's, the file written again at each period's end).
+
+    ``stream`` (the run has no periods and no other reader: ``analyze --out`` without ``--store``): a
+    flows task may hand its records out as they end (:meth:`spill`), and they are written into the
+    file's temporary file every :data:`STREAM_ROWS` records until the final snapshot makes it the file:
     memory follows the open flows, not every record of the capture. :attr:`written` lists the files in
     the order written.
 
     A file that cannot be written (no space, a directory in its place, …) is not retried: the writer
-    says why in :attr:`errors` (and the log) and goes on with the other tasks; a task whose file failed
-    while its records streamed in writes nothing more (its later records are dropped, not gathered)."""
+    says why in :attr:`errors` (and the log) and goes on with the other tasks (a later period's write of
+    the same file, if it succeeds, clears it); a task whose file failed while its records streamed in
+    writes nothing more (its later records are dropped, not gathered)."""
 
-    def __init__(self, out: Path, *, csv: bool = False) -> None:
+    def __init__(self, out: Path, *, csv: bool = False, stream: bool = False) -> None:
         self.out = out
         self.csv = csv
+        self.stream = stream
         self.written: list[Path] = []
-        #: One line per file not written (or written in part and then removed): its path and why.
-        self.errors: list[str] = []
+        self._errors: dict[str, str] = {}  # per task, why its file is not written
         self._records: dict[str, list[Any]] = {}
         self._streams: dict[str, TableStream] = {}
         self._failed: set[str] = set()  # tasks whose streamed file failed
         # a task's parts come from a worker (spills) and from its group's writer thread (snapshots): one
         # lock per task, so that one task's long write does not hold up another group's writer
         self._locks: dict[str, threading.Lock] = {}
-        self._lock = threading.Lock()  # the dictionaries and lists themselves
+        self._lock = threading.Lock()  # the dictionaries themselves
+
+    @property
+    def errors(self) -> list[str]:
+        """One line per file not written (or written in part and then removed): its path and why."""
+        return sorted(self._errors.values())
 
     def __repr__(self) -> str:
         return f"ResultsWriter({str(self.out)!r}, csv={self.csv})"
@@ -113,6 +122,8 @@ class ResultsWriter:
         records. ``TypeError`` for another kind's snapshot (only flow records are whole as they come)."""
         if getattr(snap, "kind", None) != "flows":
             raise TypeError(f"ResultsWriter.spill takes flow records, not {type(snap).__name__}")
+        if not self.stream:
+            raise RuntimeError("ResultsWriter.spill: this writer does not stream (stream=False)")
         with self._task_lock(snap.task_name):
             self._gather(snap, final=False)
 
@@ -129,6 +140,10 @@ class ResultsWriter:
             return  # its file failed: said once (errors), nothing more is kept for it
         parts = self._records.setdefault(task, [])
         parts.append(snap.to_arrow())
+        if not self.stream:  # every record so far, at every final snapshot (one per period)
+            if final:
+                self._write_table(task, lambda: pa.concat_tables(parts))
+            return
         stream = self._streams.get(task)
         if final and stream is None:  # every record in memory: one write, as for any other task
             del self._records[task]
@@ -151,6 +166,7 @@ class ResultsWriter:
         except Exception as exc:  # (the stream removed its temporary file)
             self._streams.pop(task, None)
             self._records.pop(task, None)
+            self._failed.add(task)
             self._fail(task, f"{type(exc).__name__}: {exc}")
 
     def write_rollups(self, snap: Any, meta: SnapshotMeta) -> None:
@@ -175,14 +191,16 @@ class ResultsWriter:
         from netspectra.output.flow_table import write_csv, write_parquet
 
         try:
-            self._mark_written((write_csv if self.csv else write_parquet)(table(), self._path(task)))
+            path = (write_csv if self.csv else write_parquet)(table(), self._path(task))
         except Exception as exc:
             self._fail(task, f"{type(exc).__name__}: {exc}")
+        else:
+            self._errors.pop(task, None)  # (an earlier period's failed write is made good)
+            self._mark_written(path)
 
     def _fail(self, task: str, why: str) -> None:
-        self._failed.add(task)
         message = f"--out: {self._path(task)} (task {task}) not written: {why}"
-        self.errors.append(message)
+        self._errors[task] = message
         log.info("%s", message)  # (reported by the caller: OfflineRun.out_errors)
 
     def _mark_written(self, path: Path) -> None:
@@ -277,7 +295,8 @@ def run_offline(
     groups = build_groups(cfg, writers=writers)
     results: ResultsWriter | None = None
     if out is not None:
-        results = ResultsWriter(out, csv=csv)
+        # without periods and with no other reader, records may stream into the files as they end
+        results = ResultsWriter(out, csv=csv, stream=not writers and on_manager is None)
         groups = [
             replace(g, writers=(*g.writers, GroupWriter(f"{g.name}/out", results, None, "--out")))
             for g in groups
@@ -318,7 +337,7 @@ def run_offline(
     )
     if on_manager is not None:  # e.g. attach the alerter before anything is counted
         on_manager(manager)
-    if results is not None and not writers and on_manager is None:
+    if results is not None and results.stream:
         # --out is the only reader of every task, and it takes records as they come: a records task
         # hands its ended records to the file as they pile up instead of keeping them to the end
         for g in groups:
@@ -361,7 +380,7 @@ def run_offline(
             results.end()
     if results is None:
         return OfflineRun(result, manager)
-    return OfflineRun(result, manager, sorted(results.written), sorted(results.errors))
+    return OfflineRun(result, manager, sorted(results.written), results.errors)
 
 
 #: Reader batches the offline engine's queue holds at least (``aggregator.size_of_packet_channel``

@@ -229,14 +229,29 @@ class EngineService(Service):
             self._write_flows(self.options.flows_out)
 
     def _write_flows(self, out: Path) -> None:
+        """``--out``: each exact task's flows as ``<out>/<task>.parquet``. A file that cannot be written is
+        the service's error (the command names it and exits 1); the other files are written."""
         from netspectra.output.flow_table import write_parquet
         from netspectra.tasks.exact import FlowSnapshot
 
-        out.mkdir(parents=True, exist_ok=True)
-        for t in self.manager.tasks:
-            snap = t.snapshot()
-            if isinstance(snap, FlowSnapshot):
-                write_parquet(snap.to_arrow(), out / f"{t.name}.parquet")
+        failed: list[str] = []
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            failed.append(f"cannot create {out}: {exc.strerror or exc}")
+        else:
+            for t in self.manager.tasks:
+                snap = t.snapshot()
+                if isinstance(snap, FlowSnapshot):
+                    path = out / f"{t.name}.parquet"
+                    try:
+                        write_parquet(snap.to_arrow(), path)
+                    except Exception as exc:
+                        failed.append(f"{path} (task {t.name}) not written: {type(exc).__name__}: {exc}")
+        for line in failed:
+            log.error("--out: %s", line)
+        if failed and self.error is None:
+            self.error = ServiceError("--out: " + "; ".join(failed))
 
     def banner(self) -> str:
         o = self.options
