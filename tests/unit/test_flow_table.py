@@ -255,3 +255,21 @@ def test_a_stream_that_fails_or_is_aborted_leaves_the_old_file_and_no_temporary(
     assert sorted(os.listdir(tmp_path)) == [path.name] and path.read_bytes() == b"old"
     with pytest.raises(RuntimeError, match="nothing was written"):
         TableStream(path, csv=csv_out).commit()
+
+
+def test_csv_lists_are_json_arrays(tmp_path: Path) -> None:
+    """A list column (flow records' SPLT) in CSV: a JSON array per row (``[60,-54,300]``, ``[]``), empty for
+    a null list: the text a Python join per row gives, made by Arrow's kernels, across chunks."""
+    rng = np.random.default_rng(4)
+    rows = [
+        None if rng.random() < 0.1 else [int(x) for x in rng.integers(-1500, 1500, rng.integers(0, 6))]
+        for _ in range(300)
+    ]
+    col = pa.chunked_array(
+        [pa.array(rows[:120], pa.list_(pa.int32())), pa.array(rows[120:], pa.list_(pa.int32()))]
+    )
+    path = tmp_path / "l.csv"
+    write_csv(pa.table({"n": pa.array(range(300)), "Splt": col}), path)
+    got = [r["Splt"] for r in csv.DictReader(io.StringIO(path.read_text()))]
+    want = ["" if v is None else "[" + ",".join(map(str, v)) + "]" for v in rows]
+    assert got == want and "[]" in got and "" in got

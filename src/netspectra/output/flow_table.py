@@ -109,8 +109,7 @@ def _csv_text(table: pa.Table) -> pa.Table:
         elif pa.types.is_duration(field.type):
             col = col.cast(pa.int64())
         elif pa.types.is_list(field.type):
-            text = [None if v is None else "[" + ",".join(map(str, v)) + "]" for v in col.to_pylist()]
-            col = pa.array(text, pa.string())
+            col = _json_lists(col)
         columns.append(col)
     return pa.Table.from_arrays(columns, names=table.column_names)
 
@@ -186,6 +185,17 @@ class TableStream:
             self._file.abort()
             self._file = None
             self._writer = None
+
+
+def _json_lists(col: pa.ChunkedArray | pa.Array) -> pa.Array:
+    """A list column of integers as JSON arrays (``[60,-54,300]``, ``[]``; a null list stays null), made by
+    Arrow's kernels (a Python string per row took seconds for a million flow records with SPLT)."""
+    import pyarrow.compute as pc
+
+    col = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    texts = pc.cast(col, pa.list_(pa.string()))
+    joined = pc.binary_join(texts, ",")
+    return pc.binary_join_element_wise(pa.scalar("["), joined, pa.scalar("]"), "")
 
 
 def _iso_utc(col: pa.ChunkedArray) -> pa.Array:
