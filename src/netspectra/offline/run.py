@@ -25,6 +25,7 @@ from os import PathLike
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from netspectra.atomic import why_not_written
 from netspectra.batch import PacketBatch
 from netspectra.capture.reader import DEFAULT_BATCH_SIZE
 from netspectra.config.loader import ConfigError
@@ -167,7 +168,7 @@ class ResultsWriter:
             self._streams.pop(task, None)
             self._records.pop(task, None)
             self._failed.add(task)
-            self._fail(task, f"{type(exc).__name__}: {exc}")
+            self._fail(task, why_not_written(exc))
 
     def write_rollups(self, snap: Any, meta: SnapshotMeta) -> None:
         """Gather a rollup task's rows; write their totals so far at a final snapshot."""
@@ -193,7 +194,7 @@ class ResultsWriter:
         try:
             path = (write_csv if self.csv else write_parquet)(table(), self._path(task))
         except Exception as exc:
-            self._fail(task, f"{type(exc).__name__}: {exc}")
+            self._fail(task, why_not_written(exc))
         else:
             self._errors.pop(task, None)  # (an earlier period's failed write is made good)
             self._mark_written(path)
