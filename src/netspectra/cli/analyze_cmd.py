@@ -38,7 +38,8 @@ def analyze(
             "Bucket, one column per dimension, Packets, Bytes), flow records (--flows) as in docs/flows.md. "
             "A file that cannot be written (no space left, a directory in its place) is named with the "
             "reason (--json: out_errors) and the exit status is 1; the others are written. Files already "
-            "there that this run does not write are left as they are.",
+            "there that this run does not write are left as they are; when no input could be read at all "
+            "(a mistyped name), nothing is written.",
             file_okay=False,
         ),
     ] = None,
