@@ -37,6 +37,16 @@ def umask() -> int:
     return _UMASK
 
 
+def why_not_written(exc: BaseException) -> str:
+    """Why a file was not written, for a message that already names the file: an ``OSError``'s type and
+    ``strerror`` only (``IsADirectoryError: Is a directory``), without the paths it carries — for the
+    writers here those are the temporary file, gone by the time anyone reads the message, and a reader
+    looked for it; anything else as ``Type: message``."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{type(exc).__name__}: {exc.strerror}"
+    return f"{type(exc).__name__}: {exc}"
+
+
 def fsync_dir(directory: Path) -> None:
     """Make renames in ``directory`` durable; a no-op where a directory cannot be opened or fsynced."""
     try:

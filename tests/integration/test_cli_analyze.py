@@ -274,3 +274,23 @@ def test_key_field_capture_files_cannot_supply_is_refused(tmp_path: Path) -> Non
     assert task["unknown_key_rows"] == {}
     assert sorted(r["VlanID"] for r in task["top_by_bytes"]) == [0, 0, 10, 10, 42, 42]
     assert len({frozenset((r["SrcIP"], r["DstIP"])) for r in task["top_by_bytes"]}) == 1
+
+
+def test_out_keeps_earlier_results_when_no_input_could_be_read(tmp_path: Path) -> None:
+    """A mistyped capture name with --out: nothing was read, so nothing is written — the results of an
+    earlier run stay (they used to be replaced by empty tables); the command says so and exits 1. A run
+    that read something writes as always, even with a missing file beside it."""
+    out = tmp_path / "results"
+    assert run("analyze", str(CAPTURES / "mdns.pcap"), "--out", str(out)).exit_code == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    res = run("analyze", str(tmp_path / "nosuch.pcap"), "--out", str(out), "--json")
+    assert res.exit_code == 1
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    doc = json.loads(res.stdout)
+    assert doc["written"] == [] and doc["out_errors"] == []
+    assert "nothing written; the files in" in " ".join(res.stderr.split())
+    res = run(
+        "analyze", str(tmp_path / "nosuch.pcap"), str(CAPTURES / "pppoe.pcap"), "--out", str(out), "--json"
+    )
+    assert res.exit_code == 1 and json.loads(res.stdout)["written"]  # pppoe.pcap was read: written
+    assert {p.name: p.read_bytes() for p in out.iterdir()} != before

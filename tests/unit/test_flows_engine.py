@@ -496,9 +496,48 @@ def test_an_out_file_that_cannot_be_written_is_an_error_not_a_retry(tmp_path: Pa
         run = run_offline([capture], cfg, writers=False, out=out)
         assert run.written == []
         assert len(run.out_errors) == 1
-        assert f"{out / 'f.parquet'} (task f) not written: IsADirectoryError" in run.out_errors[0]
+        # the reason, not the OS error's text with the temporary file's name (gone, and no one's to look for)
+        assert run.out_errors == [
+            f"--out: {out / 'f.parquet'} (task f) not written: IsADirectoryError: Is a directory"
+        ]
         assert sorted(p.name for p in out.iterdir()) == ["f.parquet"]
         assert run.manager.metrics_dict()["writers"]["flows/out"]["dropped"] == 0
+
+
+def test_analyze_cli_out_file_that_cannot_be_written_exits_1_and_json_says_which(tmp_path: Path) -> None:
+    """``analyze --flows --out DIR --json`` where a directory takes flows.parquet's place: exit status 1,
+    stderr names the file and the reason (not the temporary file), the JSON summary's ``out_errors`` says
+    the same and ``written`` lists the files that were written; no temporary file is left. A run whose
+    files are all written has ``out_errors`` empty."""
+    out = tmp_path / "out"
+    (out / "flows.parquet").mkdir(parents=True)
+    cmd = [
+        sys.executable,
+        "-m",
+        "netspectra",
+        "analyze",
+        str(CAPTURES / "gnutella.pcap"),
+        "--flows",
+        "--json",
+    ]
+    proc = subprocess.run([*cmd, "--out", str(out)], capture_output=True, text=True)
+    assert proc.returncode == 1, proc.stderr
+    doc = json.loads(proc.stdout)
+    want = f"--out: {out / 'flows.parquet'} (task flows) not written: IsADirectoryError: Is a directory"
+    assert doc["out_errors"] == [want]
+    assert want in " ".join(proc.stderr.split()) and ".tmp" not in proc.stderr
+    assert doc["written"] == [
+        str(out / n) for n in ("cm_src_left.parquet", "per_five_tuple.parquet", "ss_src_dst.parquet")
+    ]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "cm_src_left.parquet",
+        "flows.parquet",
+        "per_five_tuple.parquet",
+        "ss_src_dst.parquet",
+    ]
+    assert (out / "flows.parquet").is_dir()
+    ok = subprocess.run([*cmd, "--out", str(tmp_path / "ok")], capture_output=True, text=True, check=True)
+    assert json.loads(ok.stdout)["out_errors"] == []
 
 
 def test_results_writer_keeps_every_period_s_records_and_a_later_write_makes_good(tmp_path: Path) -> None:

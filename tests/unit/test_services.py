@@ -281,5 +281,31 @@ def test_engine_out_file_that_cannot_be_written_is_the_service_s_error(tmp_path:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["five.parquet", "src.parquet"]
     assert (tmp_path / "five.parquet").is_dir() and (tmp_path / "src.parquet").stat().st_size > 0
     assert isinstance(service.error, ServiceError) and service.error.code == 1
-    want = f"--out: {tmp_path / 'five.parquet'} (task five) not written: IsADirectoryError"
-    assert want in str(service.error)
+    want = f"--out: {tmp_path / 'five.parquet'} (task five) not written: IsADirectoryError: Is a directory"
+    assert want in str(service.error) and ".tmp" not in str(service.error)
+
+
+def test_engine_out_names_a_file_as_analyze_does_never_outside_the_directory(tmp_path: Path) -> None:
+    """``engine --out DIR``: a task's name is one path component of DIR (percent-encoded, as analyze --out
+    and the Parquet writer name it): a task named ``../up`` is written in DIR, not beside it."""
+    import pyarrow.parquet as pq
+
+    from netspectra.capture.reader import CaptureReader
+    from netspectra.services.engine import EngineOptions, EngineService
+    from netspectra.storage.files import safe_name
+
+    cfg = parse_config_text(
+        "aggregator:\n  types: [exact]\n  exact:\n    tasks:\n      - {name: ../up, key_fields: [SrcIP]}\n"
+    )
+    out = tmp_path / "out"
+    service = EngineService(cfg, EngineOptions(writers=False, flows_out=out))
+    service.manager.start()
+    capture = Path(__file__).resolve().parents[1] / "data" / "captures" / "gnutella.pcap"
+    for b in CaptureReader(capture):
+        service.manager.submit(b)
+    service.manager.stop()
+    service._write_flows(out)
+    assert service.error is None
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    assert [p.name for p in out.iterdir()] == [f"{safe_name('../up')}.parquet"]
+    assert pq.read_table(out / f"{safe_name('../up')}.parquet").num_rows > 0

@@ -35,7 +35,11 @@ def analyze(
             help="Directory for results: one file per task, named <task>.parquet (or .csv with --csv): an "
             "exact task's flows with the columns of the original's flow_metrics table, a sketch task's list "
             "with those of its heavy_hitters table, a rollup task's rows (TaskName, Resolution 1m/5m/1h, "
-            "Bucket, one column per dimension, Packets, Bytes), flow records (--flows) as in docs/flows.md.",
+            "Bucket, one column per dimension, Packets, Bytes), flow records (--flows) as in docs/flows.md. "
+            "A file that cannot be written (no space left, a directory in its place) is named with the "
+            "reason (--json: out_errors) and the exit status is 1; the others are written. Files already "
+            "there that this run does not write are left as they are; when no input could be read at all "
+            "(a mistyped name), nothing is written.",
             file_okay=False,
         ),
     ] = None,
@@ -131,7 +135,8 @@ def analyze(
     (pcap, pcapng, or gzip of either: cut short, corrupt, bad CRC) is analysed up to the damage, every
     packet before it counted, reported with its byte offset, and the exit status is 1 (also for a
     missing or unreadable file; the other files are still analysed); trailing garbage after gzip data is
-    ignored with a warning, as gzip does. Configuration and usage errors exit with 2.
+    ignored with a warning, as gzip does. A file --out cannot write is named with the reason and the exit
+    status is 1 too (the other files are written). Configuration and usage errors exit with 2.
     """
     # imported here, not at module level: `netspectra --help` must not load the engine (start-up time)
     from netspectra import process
@@ -251,6 +256,8 @@ def analyze(
     enrichment = manager.enrichment.summary() if manager.enrichment is not None else None
     if json_out:
         doc = summary_dict(result, tasks, top, run.written)
+        if out is not None:  # the files of "written" are not all there were: which not, and why
+            doc["out_errors"] = run.out_errors
         if enrichment is not None:
             doc["enrichment"] = enrichment
         if engine_metrics is not None:

@@ -25,6 +25,7 @@ from os import PathLike
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from netspectra.atomic import why_not_written
 from netspectra.batch import PacketBatch
 from netspectra.capture.reader import DEFAULT_BATCH_SIZE
 from netspectra.config.loader import ConfigError
@@ -83,6 +84,8 @@ class ResultsWriter:
         # lock per task, so that one task's long write does not hold up another group's writer
         self._locks: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()  # the dictionaries themselves
+        #: Why nothing more is written (:meth:`hold`), or None.
+        self.held: str | None = None
 
     @property
     def errors(self) -> list[str]:
@@ -107,12 +110,21 @@ class ResultsWriter:
                 self._fail(task, "the run ended before the task's final snapshot")
             self._streams.clear()
 
+    def hold(self, why: str) -> None:
+        """Write nothing from now on (the files already in the directory stay as they are), because
+        ``why``: a run that read no packet at all, every input having failed (a mistyped name), would
+        otherwise replace earlier results with empty tables."""
+        self.held = why
+        log.warning("--out: %s", why)
+
     def _task_lock(self, task: str) -> threading.Lock:
         with self._lock:
             return self._locks.setdefault(task, threading.Lock())
 
     def write(self, snap: Any, meta: SnapshotMeta) -> None:
         """Write one task's snapshot (any snapshot with ``task_name`` and ``to_arrow()``)."""
+        if self.held:
+            return
         with self._task_lock(snap.task_name):
             self._write_table(snap.task_name, snap.to_arrow)
 
@@ -129,6 +141,8 @@ class ResultsWriter:
 
     def write_flow_records(self, snap: Any, meta: SnapshotMeta) -> None:
         """Gather a flows task's records; write all of them so far at a final snapshot."""
+        if self.held:
+            return
         with self._task_lock(snap.task_name):
             self._gather(snap, final=meta.final)
 
@@ -167,10 +181,12 @@ class ResultsWriter:
             self._streams.pop(task, None)
             self._records.pop(task, None)
             self._failed.add(task)
-            self._fail(task, f"{type(exc).__name__}: {exc}")
+            self._fail(task, why_not_written(exc))
 
     def write_rollups(self, snap: Any, meta: SnapshotMeta) -> None:
         """Gather a rollup task's rows; write their totals so far at a final snapshot."""
+        if self.held:
+            return
         with self._task_lock(snap.task_name):
             parts = self._records.setdefault(snap.task_name, [])
             parts.append((meta.period_start_ns, snap))
@@ -193,7 +209,7 @@ class ResultsWriter:
         try:
             path = (write_csv if self.csv else write_parquet)(table(), self._path(task))
         except Exception as exc:
-            self._fail(task, f"{type(exc).__name__}: {exc}")
+            self._fail(task, why_not_written(exc))
         else:
             self._errors.pop(task, None)  # (an earlier period's failed write is made good)
             self._mark_written(path)
@@ -374,6 +390,16 @@ def run_offline(
             )
         manager.flush()
         result.elapsed_s = time.perf_counter() - t0
+        if (
+            results is not None
+            and result.files
+            and result.stats.records == 0
+            and len(result.errors) == len(result.files)
+        ):
+            results.hold(
+                f"no input could be read (each of the {len(result.files)} file(s) failed, see the errors): "
+                f"nothing written; the files in {out} are left as they were"
+            )
     finally:
         manager.stop(end_of_input=True)
         if results is not None:

@@ -229,9 +229,12 @@ class EngineService(Service):
             self._write_flows(self.options.flows_out)
 
     def _write_flows(self, out: Path) -> None:
-        """``--out``: each exact task's flows as ``<out>/<task>.parquet``. A file that cannot be written is
+        """``--out``: each exact task's flows as ``<out>/<task>.parquet`` (the name percent-encoded into one
+        path component, as ``analyze --out`` and the Parquet writer name it). A file that cannot be written is
         the service's error (the command names it and exits 1); the other files are written."""
+        from netspectra.atomic import why_not_written
         from netspectra.output.flow_table import write_parquet
+        from netspectra.storage.files import safe_name
         from netspectra.tasks.exact import FlowSnapshot
 
         failed: list[str] = []
@@ -243,11 +246,12 @@ class EngineService(Service):
             for t in self.manager.tasks:
                 snap = t.snapshot()
                 if isinstance(snap, FlowSnapshot):
-                    path = out / f"{t.name}.parquet"
+                    # one path component whatever the name ("a/b", "../x"), as analyze --out names it
+                    path = out / f"{safe_name(t.name)}.parquet"
                     try:
                         write_parquet(snap.to_arrow(), path)
                     except Exception as exc:
-                        failed.append(f"{path} (task {t.name}) not written: {type(exc).__name__}: {exc}")
+                        failed.append(f"{path} (task {t.name}) not written: {why_not_written(exc)}")
         for line in failed:
             log.error("--out: %s", line)
         if failed and self.error is None:
