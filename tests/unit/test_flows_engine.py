@@ -568,3 +568,19 @@ def test_results_writer_keeps_every_period_s_records_and_a_later_write_makes_goo
     assert want.num_rows > 100 and pq.read_table(tmp_path / "f.parquet").equals(want)
     with pytest.raises(RuntimeError, match="does not stream"):
         writer.spill(parts[0])
+
+
+def test_on_reading_done_runs_once_after_reading_before_the_files_are_written(tmp_path: Path) -> None:
+    """run_offline's on_reading_done (analyze shows "finishing: writing the --out files" then): once, after
+    every file was read, before the final results are handed out (no --out file exists yet)."""
+    cfg = config(tmp_path)
+    seen: list[bool] = []
+    run = run_offline(
+        [CAPTURES / "gnutella.pcap"],
+        cfg,
+        writers=False,
+        out=tmp_path / "out",
+        on_reading_done=lambda: seen.append((tmp_path / "out" / "f.parquet").exists()),
+    )
+    assert seen == [False] and run.written == [tmp_path / "out" / "f.parquet"]
+    assert run.result.stats.records == 3905  # (every packet read before the call)

@@ -212,10 +212,18 @@ def analyze(
         def on_file_start(path: Path, size: int) -> None:
             if bar is not None:
                 current["id"] = bar.add_task(path.name, total=size or None)
+                current["name"] = path.name
 
         def on_progress(done: int) -> None:
             if "id" in current:
                 bar.update(current["id"], completed=done)
+
+        def on_reading_done() -> None:
+            # the tasks' last batches and final results (with --out: the files, seconds for millions of
+            # rollup rows) follow the last file's full bar: say what is going on meanwhile
+            if bar is not None and "id" in current:
+                what = "writing the --out files" if out is not None else "the final results"
+                bar.update(current["id"], description=f"{current['name']} — finishing: {what}")
 
         refused: tuple[type[Exception], ...] = (ConfigError,)
         if store:  # the alerter (and its settings' errors) only with --store
@@ -241,6 +249,7 @@ def analyze(
                 on_file_start=on_file_start,
                 progress=on_progress,
                 on_manager=attach if store else None,
+                on_reading_done=on_reading_done,
                 flow_export=flow_export,
                 export_ports=tuple(export_port or ()),
             )

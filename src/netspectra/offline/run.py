@@ -283,6 +283,7 @@ def run_offline(
     on_file_start: Callable[[Path, int], None] | None = None,
     progress: Callable[[int], None] | None = None,
     on_manager: Callable[[Manager], Any] | None = None,
+    on_reading_done: Callable[[], None] | None = None,
     flow_export: bool = False,
     export_ports: tuple[int, ...] = (),
     **options: Any,
@@ -294,7 +295,8 @@ def run_offline(
     final snapshot there (``csv`` for CSV). ``inline`` (default: when ``writers`` is False and one
     worker is all the CPUs allow) applies batches in the reading thread instead of worker threads.
     ``on_manager(manager)`` runs after the manager is built and before it starts (attach the alerter
-    there).
+    there). ``on_reading_done()`` runs once every file is read, before the tasks finish their last batches
+    and hand out their final results (``--out``: the files are written then; a progress display says so).
 
     Raises :class:`~netspectra.config.ConfigError` for a bad configuration (also a key field capture
     files cannot supply: :func:`check_key_fields`), before any file is read.
@@ -388,6 +390,8 @@ def run_offline(
                 # where batches end (their set does not); those runs keep the batches they had.
                 ramp=not inline and not any(t.incremental for g in groups for t in g.tasks),
             )
+        if on_reading_done is not None:
+            on_reading_done()
         manager.flush()
         result.elapsed_s = time.perf_counter() - t0
         if (
