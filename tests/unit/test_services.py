@@ -258,24 +258,30 @@ def test_consumer_counts_a_lost_tail_from_the_probes_end_marker() -> None:
     assert (c.stats.seq_gaps, c.stats.lost_packets) == (2, 153)  # 2 x 230 / 3
 
 
+def engine_fed_gnutella(cfg: Any, out: Path) -> Any:
+    """An engine service (no writers, ``--out out``) whose manager applied every packet of gnutella.pcap and
+    stopped: what its ``--out`` writes at stop is then ready."""
+    from netspectra.capture.reader import CaptureReader
+    from netspectra.services.engine import EngineOptions, EngineService
+
+    service = EngineService(cfg, EngineOptions(writers=False, flows_out=out))
+    service.manager.start()
+    for b in CaptureReader(Path(__file__).resolve().parents[1] / "data" / "captures" / "gnutella.pcap"):
+        service.manager.submit(b)
+    service.manager.stop()
+    return service
+
+
 def test_engine_out_file_that_cannot_be_written_is_the_service_s_error(tmp_path: Path) -> None:
     """``engine --out``: the exact tasks' files are written at stop; one whose place a directory takes is
     not written, the others are, and the service's error names it (the command exits 1; it used to raise
     out of stop, logged, exit 0)."""
-    from netspectra.capture.reader import CaptureReader
-    from netspectra.services.engine import EngineOptions, EngineService
-
     cfg = parse_config_text(
         "aggregator:\n  types: [exact]\n  exact:\n    tasks:\n"
         "      - {name: five, key_fields: [SrcIP, DstIP, SrcPort, DstPort, Protocol]}\n"
         "      - {name: src, key_fields: [SrcIP]}\n"
     )
-    service = EngineService(cfg, EngineOptions(writers=False, flows_out=tmp_path))
-    service.manager.start()
-    capture = Path(__file__).resolve().parents[1] / "data" / "captures" / "gnutella.pcap"
-    for b in CaptureReader(capture):
-        service.manager.submit(b)
-    service.manager.stop()
+    service = engine_fed_gnutella(cfg, tmp_path)
     (tmp_path / "five.parquet").mkdir()
     service._write_flows(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["five.parquet", "src.parquet"]
@@ -290,20 +296,13 @@ def test_engine_out_names_a_file_as_analyze_does_never_outside_the_directory(tmp
     and the Parquet writer name it): a task named ``../up`` is written in DIR, not beside it."""
     import pyarrow.parquet as pq
 
-    from netspectra.capture.reader import CaptureReader
-    from netspectra.services.engine import EngineOptions, EngineService
     from netspectra.storage.files import safe_name
 
     cfg = parse_config_text(
         "aggregator:\n  types: [exact]\n  exact:\n    tasks:\n      - {name: ../up, key_fields: [SrcIP]}\n"
     )
     out = tmp_path / "out"
-    service = EngineService(cfg, EngineOptions(writers=False, flows_out=out))
-    service.manager.start()
-    capture = Path(__file__).resolve().parents[1] / "data" / "captures" / "gnutella.pcap"
-    for b in CaptureReader(capture):
-        service.manager.submit(b)
-    service.manager.stop()
+    service = engine_fed_gnutella(cfg, out)
     service._write_flows(out)
     assert service.error is None
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]

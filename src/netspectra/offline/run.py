@@ -154,14 +154,14 @@ class ResultsWriter:
             return  # its file failed: said once (errors), nothing more is kept for it
         parts = self._records.setdefault(task, [])
         parts.append(snap.to_arrow())
-        if not self.stream:  # every record so far, at every final snapshot (one per period)
+        stream = self._streams.get(task)
+        if not self.stream or (final and stream is None):
+            # the file in one write of every record so far: at every final snapshot (one per period), or
+            # when the records never reached a part of their own
             if final:
                 self._write_table(task, lambda: pa.concat_tables(parts))
-            return
-        stream = self._streams.get(task)
-        if final and stream is None:  # every record in memory: one write, as for any other task
-            del self._records[task]
-            self._write_table(task, lambda: pa.concat_tables(parts))
+                if self.stream:
+                    del self._records[task]
             return
         if sum(t.num_rows for t in parts) < STREAM_ROWS and not final:
             return
