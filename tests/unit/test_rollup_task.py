@@ -5,6 +5,7 @@ the same batches reproduces identically; periods that start from nothing."""
 from __future__ import annotations
 
 import logging
+import pathlib
 import threading
 from typing import Any
 
@@ -1119,3 +1120,41 @@ def test_columns_decode_every_kind_of_dimension_in_arrow() -> None:
     assert table.column("TaskName").to_pylist() == ["t"] * 4
     assert table.column("Resolution").to_pylist() == ["1m"] * 4
     assert str(table.schema.field("SrcNetName").type) == "string"
+
+
+def test_dictionary_columns_write_the_files_of_string_columns(tmp_path: pathlib.Path) -> None:
+    """to_arrow(dictionary=True) (the text columns as dictionaries, how analyze --out writes rollup rows):
+    the same values; written as Parquet without the Arrow schema it reads back as to_arrow()'s table
+    (strings, the UTC timestamps, the unsigned widths), and as CSV it is the same text."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from netspectra.output.addr import parse_ips
+    from netspectra.output.flow_table import write_csv, write_parquet
+
+    words = np.zeros((5, 7), np.uint32)
+    words[:, 0] = [6, 17, 6, 1, 6]
+    words[:, 1:5] = parse_ips(["192.0.2.1", "::", "2001:db8::7", "192.0.2.1", "::"]).view(np.uint32)
+    words[:, 5] = [64500, 0, 15169, 7, 0]
+    words[:, 6] = [1, 0, 5, 2, 1]  # code 5: no word
+    rows = RollupRows(
+        "t,1", ("Protocol", "Exporter", "SrcAS", "SrcNetName"), np.array([0, 1, 2, 0, 1], np.uint8),
+        np.array([-3, 0, 5, 2**40, 7]), np.zeros(5, np.int64), words, np.arange(1, 6, dtype=np.uint64),
+        np.array([1, 2, 3, 4, 2**64 - 1], np.uint64), {"SrcNetName": ("", "lan, \"dmz\"", "wan")},
+    )  # fmt: skip
+    plain, coded = rows.to_arrow(), rows.to_arrow(dictionary=True)
+    assert pa.types.is_dictionary(coded.schema.field("SrcNetName").type)
+    assert pa.types.is_dictionary(coded.schema.field("TaskName").type)
+    assert coded.column("SrcNetName").cast(pa.string()).to_pylist() == [
+        'lan, "dmz"',
+        "",
+        "#5",
+        "wan",
+        'lan, "dmz"',
+    ]
+    for name in plain.column_names:
+        assert coded.column(name).cast(plain.schema.field(name).type).equals(plain.column(name)), name
+    back = pq.read_table(write_parquet(coded, tmp_path / "coded.parquet", store_schema=False))
+    assert back.schema.equals(plain.schema) and back.equals(plain)
+    a = write_csv(plain, tmp_path / "plain.csv").read_bytes()
+    assert write_csv(coded, tmp_path / "coded.csv").read_bytes() == a
