@@ -1093,6 +1093,16 @@ def test_combine_gives_the_rows_of_a_sort_of_every_column(seed: int) -> None:
         assert np.array_equal(getattr(got, name), getattr(want, name)), name
 
 
+def test_combine_of_empty_parts_is_empty() -> None:
+    rows = RollupRows(
+        "t", ("SrcNetName",), np.zeros(0, np.uint8), np.zeros(0, np.int64), np.zeros(0, np.int64),
+        np.zeros((0, 1), np.uint32), np.zeros(0, np.uint64), np.zeros(0, np.uint64), {},
+    )  # fmt: skip
+    got = RollupRows.combine([(0, rows), (1, rows)])
+    assert got is not None and len(got) == 0 and got.words.shape == (0, 1)
+    assert got.to_arrow(dictionary=True).num_rows == 0
+
+
 def test_columns_decode_every_kind_of_dimension_in_arrow() -> None:
     """RollupRows.columns: numbers as integer arrays, an exporter address as its text ('' for none), a
     text dimension by its dictionary, a code no dictionary word has as '#<code>' (Arrow's take, not a

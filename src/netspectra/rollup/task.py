@@ -1478,6 +1478,42 @@ def _group_ids(
     return group, order
 
 
+def _latest_summed(
+    group: np.ndarray, order: np.ndarray, rank: np.ndarray, ids: int, pk: np.ndarray, by: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:meth:`RollupRows.combine`'s sums: per group (``group``, ``order``: :func:`_group_ids`), the latest
+    row of each identity (``rank`` of ``ids``: the row's period and epoch) summed; the first such row of
+    each group (where its row goes), and the sums."""
+    # the rows sorted by group, then identity, then position (a stable sort: later parts later), so that
+    # the last row of each identity is its latest version: the groups' order for one identity, else one
+    # int64 key when it fits (few periods and epochs), else a sort of the three
+    if ids == 1:
+        idx = order
+        ident = group[idx]
+    elif len(group) * ids < 1 << 62:
+        key = group * ids + rank
+        idx = np.argsort(key, kind="stable")
+        ident = key[idx]
+    else:
+        idx = np.lexsort([np.arange(len(group)), rank, group])
+        ident = np.column_stack([group, rank])[idx]
+    last_of = np.ones(len(idx), bool)
+    if len(idx) > 1:
+        differs = ident[1:] != ident[:-1]
+        last_of[:-1] = differs if differs.ndim == 1 else differs.any(axis=1)
+    keep = idx[last_of]  # the latest version of each identity
+    starts = np.ones(len(keep), bool)
+    if len(keep) > 1:
+        kept = group[keep]
+        starts[1:] = kept[1:] != kept[:-1]
+    first = np.flatnonzero(starts)
+    sel = keep[first]
+    if len(first) == len(keep):  # one identity per group (no early close, no second period): no sums
+        return sel, pk[sel], by[sel]
+    # saturating sums, as the counters (netspectra.weights)
+    return sel, sat_reduceat(pk[keep], first), sat_reduceat(by[keep], first)
+
+
 @dataclass
 class RollupRows:
     """Rows of a rollup task (a snapshot: an increment, see :mod:`netspectra.rollup.task`).
@@ -1648,11 +1684,8 @@ class RollupRows:
             matrix = joined([p.words for _, p in parts])
             group, order = _group_ids(res, bkt, matrix.shape[1], lambda j: matrix[:, j])
             words = matrix
-        # A row's identity within its group: (period, epoch), ranked in that order; the rows sorted by
-        # group, then identity, then position (a stable sort: later parts later), so that the last row of
-        # each identity is its latest version. One identity (one period and epoch: nearly always): the
-        # groups' order; one int64 key when it fits (few periods and epochs), else a sort of the three.
-        if epoch.min() == epoch.max():
+        # A row's identity within its group: (period, epoch), ranked in that order (_latest_summed)
+        if len(epoch) == 0 or epoch.min() == epoch.max():
             rank, ids = np.zeros(len(epoch), np.int64), 1
         else:
             epochs, rank = np.unique(epoch, return_inverse=True)
@@ -1663,31 +1696,11 @@ class RollupRows:
             )
             rank = p_rank * ids + rank
             ids *= len(periods)
-        if ids == 1:
-            idx = order
-            ident = group[idx]
-        elif len(bkt) * ids < 1 << 62:
-            key = group * ids + rank
-            idx = np.argsort(key, kind="stable")
-            ident = key[idx]
-        else:
-            idx = np.lexsort([np.arange(len(bkt)), rank, group])
-            ident = np.column_stack([group, rank])[idx]
-        last_of = np.ones(len(idx), bool)
-        if len(idx) > 1:
-            differs = ident[1:] != ident[:-1]
-            last_of[:-1] = differs if differs.ndim == 1 else differs.any(axis=1)
-        keep = idx[last_of]  # the latest version of each identity
-        starts = np.ones(len(keep), bool)
-        if len(keep) > 1:
-            kept = group[keep]
-            starts[1:] = kept[1:] != kept[:-1]
-        first = np.flatnonzero(starts)
-        sel = keep[first]
-        if len(first) == len(keep):  # one identity per group (no early close, no second period): no sums
+        if ids == 1 and (len(group) == 0 or int(group.max()) == len(group) - 1):  # each row its own group
+            sel = order
             pk_sum, by_sum = pk[sel], by[sel]
-        else:  # saturating sums, as the counters (netspectra.weights)
-            pk_sum, by_sum = sat_reduceat(pk[keep], first), sat_reduceat(by[keep], first)
+        else:
+            sel, pk_sum, by_sum = _latest_summed(group, order, rank, ids, pk, by)
         return RollupRows(
             last.task_name,
             last.dimensions,
