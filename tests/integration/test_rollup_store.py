@@ -331,6 +331,23 @@ def test_choice_of_table_follows_resolution_and_retention() -> None:
     assert choose_rollup(cfg, None, None, now_ns=T0).table == "rollup_1h"
 
 
+def test_filter_values_no_classified_row_can_hold_are_refused() -> None:
+    # the classifiers store lower case, a-z 0-9 . + - only, and a boundary is external or internal: a
+    # filter value outside that matched nothing and said nothing (an empty top-N for "externl")
+    with pytest.raises(
+        ValueError, match=r"InIfBoundary: 'externl' is not a boundary \(did you mean 'external'"
+    ):
+        DimensionFilter("InIfBoundary", ("externl",))
+    assert DimensionFilter("OutIfBoundary", ("External", "")).values == ("external", "")
+    assert DimensionFilter("InIfProvider", ("Cogent",)).values == ("cogent",)
+    with pytest.raises(ValueError, match=r"OutIfConnectivity: 'Transit IP'.*write 'transitip'"):
+        DimensionFilter("OutIfConnectivity", ("Transit IP",))
+    assert DimensionFilter("ExporterGroup", ("Paris",)).values == ("paris",)
+    # names come from the configuration as written: kept
+    assert DimensionFilter("SrcNetName", ("Lab 2",)).values == ("Lab 2",)
+    assert DimensionFilter("ExporterName", ("Edge1.Example",)).values == ("Edge1.Example",)
+
+
 # --------------------------------------------------------------------------------------------------
 # TopN over gRPC, REST and the CLI
 # --------------------------------------------------------------------------------------------------
@@ -364,6 +381,21 @@ def test_topn_over_grpc_says_which_table(served: tuple[Any, str], stored: Stored
         assert resp.task_name == "traffic" and resp.table == want.choice.table and resp.reason
         assert resp.distinct_values == 3 and resp.total_bytes == want.total_bytes
         assert resp.start_time.ToNanoseconds() == want.choice.start_ns
+        # an empty answer says why: no traffic in the range (and where it is), or none matching the filters
+        empty = query_pb2.TopNRequest(dimension="SrcAS")
+        empty.start_time.FromNanoseconds(T0 - 400 * DAY)
+        empty.end_time.FromNanoseconds(T0 - 399 * DAY)
+        none = stub.TopN(empty, timeout=30)
+        assert not none.entries and none.table and none.total_bytes == 0
+        assert "no traffic in the range: rollup task 'traffic' holds traffic from 2019-06-01T" in none.reason
+        empty.start_time.FromNanoseconds(T0 - 10 * MIN)
+        empty.end_time.FromNanoseconds(T0 + 70 * MIN)
+        empty.filters.add(dimension="SrcNetName", values=["nowhere"])
+        filtered = stub.TopN(empty, timeout=30)
+        assert not filtered.entries and filtered.reason.endswith(
+            "; no traffic in the range matches the filters"
+        )
+        assert "no traffic" not in resp.reason
         pk = stub.TopN(
             query_pb2.TopNRequest(dimension="Protocol", metric=query_pb2.TOP_METRIC_PACKETS), timeout=30
         )
@@ -376,6 +408,11 @@ def test_topn_over_grpc_says_which_table(served: tuple[Any, str], stored: Stored
                 "did you mean 'SrcAS'",
             ),
             (query_pb2.TopNRequest(dimension="DstAS"), grpc.StatusCode.INVALID_ARGUMENT, "keyed on DstAS"),
+            (  # which dimensions the tasks have (the auto ones depend on the enrichment section)
+                query_pb2.TopNRequest(dimension="DstAS"),
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"traffic: {', '.join(DIMS)}",
+            ),
             (
                 query_pb2.TopNRequest(dimension="SrcAS", task_name="five"),
                 grpc.StatusCode.INVALID_ARGUMENT,

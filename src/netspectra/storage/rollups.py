@@ -36,6 +36,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, get_args
 
+from netspectra.enrich.columns import BY_NAME as ENRICH_COLUMNS
 from netspectra.kinds import shown
 from netspectra.rollup.dims import BY_NAME, NAMES, RESOLUTION_BY_LABEL, RESOLUTIONS, Dimension, Resolution
 from netspectra.storage.queries import _check_times, _ip_text
@@ -258,7 +259,34 @@ def dimension_value(dimension: str, value: object) -> str:
         if text and (len(text) != 2 or not text.isascii() or not text.isalpha()):
             raise ValueError(f"{dimension}: {shown(value, 60)} is not a two-letter country code")
         return text.upper()
+    column = ENRICH_COLUMNS.get(dimension)
+    if column is not None and column.source.startswith("classifiers."):
+        return _classified_value(dimension, column.dictionary, text, value)
     return text
+
+
+def _classified_value(dimension: str, dictionary: str | None, text: str, value: object) -> str:
+    """A filter value of a column the classifiers fill, as they store it: lower case (``Cogent`` →
+    ``cogent``); ``ValueError`` for one no row can hold (a boundary other than external or internal, a
+    character their normalisation drops), which would match nothing without a word."""
+    from netspectra.enrich.codes import BOUNDARIES
+    from netspectra.enrich.expr import normalize
+    from netspectra.kinds import did_you_mean
+
+    lower = text.lower()
+    if dictionary == "boundary":
+        if lower not in BOUNDARIES:
+            raise ValueError(
+                f"{dimension}: {shown(value, 60)} is not a boundary{did_you_mean(lower, BOUNDARIES[1:])}; "
+                f'use external, internal or "" (unknown)'
+            )
+        return lower
+    if normalize(lower) != lower:
+        raise ValueError(
+            f"{dimension}: {shown(value, 60)} is never a classified value (the classifiers keep only "
+            f"a-z 0-9 . + - in lower case); write {normalize(lower)!r}"
+        )
+    return lower
 
 
 def _filters_sql(filters: Sequence[DimensionFilter]) -> tuple[list[str], dict[str, object]]:
@@ -395,6 +423,26 @@ def top_n(
         tb,
         distinct,
         choice,
+    )
+
+
+def no_traffic(store: ClickHouseStore, top: TopN, filters: Sequence[DimensionFilter] = ()) -> str:
+    """Why :func:`top_n` found no value (said with the table's ``reason``, as an empty ``ListExporters``
+    says why): the task has stored no rollup rows; the range read holds none of them (and when its
+    traffic is); or the filters match none of the range's traffic."""
+    from netspectra.output.timefmt import format_ts_ns
+
+    first, last = _traffic_extent(store, top.task, None, None)
+    if first is None or last is None:
+        return f"rollup task {shown(top.task)} has stored no traffic (yet)"
+    if filters:
+        cond, params = _where(top.task, top.choice, ())
+        rows = store.query(f"SELECT count() FROM {store.table(top.choice.table)} WHERE {cond}", params)
+        if rows and int(rows[0][0]):
+            return "no traffic in the range matches the filters"
+    return (
+        f"no traffic in the range: rollup task {shown(top.task)} holds traffic from {format_ts_ns(first)} "
+        f"to {format_ts_ns(last)}"
     )
 
 
