@@ -459,6 +459,9 @@ def test_topn_over_rest_grafana_and_the_cli(served: tuple[Any, str], stored: Sto
         series, table = q.json()
         assert sum(v for v, _ in series["datapoints"]) == total
         assert table["type"] == "table" and {row[0] for row in table["rows"]} == {"lan", "lab", ""}
+        # the table says which rollup table answered, as the series does (the issue: every query layer)
+        assert table["meta"]["table"].startswith("rollup_") and table["meta"]["task"] == "traffic"
+        assert table["meta"]["reason"].startswith(table["meta"]["table"]) and table["meta"]["step_s"] >= 60
         targets = client.post("/metrics", json={}).json()
         assert {"label": "top:SrcAS", "value": "top:SrcAS"} in targets
     runner = CliRunner()

@@ -304,7 +304,14 @@ def rollup_answer(
         {"text": "Bytes", "type": "number"},
         {"text": "Share %", "type": "number"},
     ]
-    return {"type": "table", "columns": columns, "rows": rows}
+    # which rollup table answered and why, as a series says it (Grafana ignores it)
+    meta = {
+        "table": resp.table,
+        "step_s": resp.resolution_seconds,
+        "reason": resp.reason,
+        "task": resp.task_name,
+    }
+    return {"type": "table", "columns": columns, "rows": rows, "meta": meta}
 
 
 def all_targets(core: QueryCore) -> list[str]:
