@@ -70,6 +70,7 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTex
 from fastapi.staticfiles import StaticFiles
 from google.protobuf import json_format
 from google.protobuf.message import Message
+from google.protobuf.timestamp_pb2 import Timestamp
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from netspectra import __version__
@@ -428,9 +429,32 @@ def _parse(payload: Any, cls: type[Message]) -> Any:
     try:
         return json_format.ParseDict(body, cls())
     except json_format.ParseError as exc:
+        _check_times(body, cls)
         raise QueryError(grpc.StatusCode.INVALID_ARGUMENT, f"{cls.__name__}: {exc}") from None
     except (ValueError, TypeError, OverflowError, RecursionError) as exc:
         raise QueryError(grpc.StatusCode.INVALID_ARGUMENT, f"{cls.__name__}: {type(exc).__name__}") from None
+
+
+def _check_times(body: Mapping[str, Any], cls: type[Message]) -> None:
+    """``INVALID_ARGUMENT`` naming the first time of ``body`` (a Timestamp field, by the key the client
+    wrote) that is not RFC 3339 text, as ``GET /api/v1/exporters`` says it: protobuf's own message echoes
+    a part of the input (``time data '2013-11' does not match format …`` for ``"2013-11-07"``)."""
+    for field in cls.DESCRIPTOR.fields:
+        if field.message_type is None or field.message_type.full_name != "google.protobuf.Timestamp":
+            continue
+        for key in (field.json_name, field.name):
+            if key not in body:
+                continue
+            value = body[key]
+            try:
+                if not isinstance(value, str):
+                    raise ValueError(value)
+                Timestamp().FromJsonString(value)
+            except (ValueError, TypeError, OverflowError):
+                raise QueryError(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"{key}: {shown(value)} is not an RFC 3339 time (2024-01-01T00:00:00Z)",
+                ) from None
 
 
 def rest_names(
