@@ -228,10 +228,24 @@ async function start() {
   schedule();
 }
 
+// A URL preset the picker has no option for: a range of N seconds gets an option of its own, refresh
+// "off" is 0, anything else keeps the default (such a value left the picker blank, and a blank range
+// asked for [now, now]: "no data in this range" for a store full of traffic).
+function preset(id, value) {
+  if (!value) return;
+  const select = $(id);
+  if (id === "refresh" && value === "off") value = "0";
+  if (![...select.options].some((o) => o.value === value)) {
+    if (id !== "range" || !/^[1-9][0-9]{0,9}$/.test(value)) return;
+    select.append(new Option(`last ${Number(value).toLocaleString("en")} s`, value));
+  }
+  select.value = value;
+}
+
 function main() {
   const params = new URLSearchParams(location.search);
-  if (params.get("range")) $("range").value = params.get("range");
-  if (params.get("refresh")) $("refresh").value = params.get("refresh");
+  preset("range", params.get("range"));
+  preset("refresh", params.get("refresh"));
   $("auth").addEventListener("submit", (ev) => {
     ev.preventDefault();
     const value = $("token").value.trim();
