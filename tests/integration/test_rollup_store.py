@@ -400,7 +400,11 @@ def test_topn_over_grpc_says_which_table(served: tuple[Any, str], stored: Stored
             query_pb2.TopNRequest(dimension="Protocol", metric=query_pb2.TOP_METRIC_PACKETS), timeout=30
         )
         assert [e.packets for e in pk.entries] == sorted((e.packets for e in pk.entries), reverse=True)
+        point = query_pb2.TopNRequest(dimension="SrcAS")  # [t, t): empty, not the minute around t
+        point.start_time.FromNanoseconds(T0 + 30 * 10**9)
+        point.end_time.FromNanoseconds(T0 + 30 * 10**9)
         for request, code, words in (
+            (point, grpc.StatusCode.INVALID_ARGUMENT, "start_time equals end_time: the range is empty"),
             (query_pb2.TopNRequest(), grpc.StatusCode.INVALID_ARGUMENT, "dimension is required"),
             (
                 query_pb2.TopNRequest(dimension="SrcAs"),

@@ -467,6 +467,13 @@ class QueryCore:
             if not req.dimension:
                 raise _invalid("dimension is required (e.g. SrcAS, DstCountry, SrcNetName, Protocol)")
             start, end = _times(req)
+            if start is not None and start == end:
+                # [t, t) holds nothing; widened to whole buckets it would answer the bucket around t
+                raise _invalid(
+                    "start_time equals end_time: the range is empty (its end is exclusive)",
+                    "start_time",
+                    "end_time",
+                )
             if req.metric not in range(len(_TOP_METRICS)):
                 raise _invalid(f"metric {req.metric} is not a TopMetric (0 bytes, 1 packets)")
             filters = [DimensionFilter(f.dimension, tuple(f.values), f.exclude) for f in req.filters]
