@@ -466,6 +466,24 @@ def test_topn_over_rest_grafana_and_the_cli(served: tuple[Any, str], stored: Sto
         # the table says which rollup table answered, as the series does (the issue: every query layer)
         assert table["meta"]["table"].startswith("rollup_") and table["meta"]["task"] == "traffic"
         assert table["meta"]["reason"].startswith(table["meta"]["table"]) and table["meta"]["step_s"] >= 60
+        # a top: or rollup: target of no dimension or rollup task says so (it was "unknown task 'top:SrcASN'")
+        for target, says in (
+            ("top:SrcASN", "'top:SrcASN': 'SrcASN' is not a dimension (did you mean 'SrcAS'?)"),
+            (
+                "rollup:trafic:bytes",
+                "'trafic' is not a rollup task (did you mean 'traffic'?); rollup tasks: traffic",
+            ),
+        ):
+            bad = client.post("/query", json={"targets": [{"target": target}]})
+            assert bad.status_code == 400 and says in bad.json()["message"], bad.text
+        # Grafana's range holds its end: from = to is the instant (the bucket around it, as the series
+        # answers), not TopN's empty range
+        instant = "2019-06-01T23:40:30Z"
+        both = [{"target": "rollup:traffic:packets"}, {"target": "top:SrcNetName:packets"}]
+        q = client.post("/query", json={"range": {"from": instant, "to": instant}, "targets": both})
+        assert q.status_code == 200, q.text
+        series, table = q.json()
+        assert series["datapoints"] and sum(r[1] for r in table["rows"]) == series["datapoints"][0][0]
         targets = client.post("/metrics", json={}).json()
         assert {"label": "top:SrcAS", "value": "top:SrcAS"} in targets
     runner = CliRunner()

@@ -86,6 +86,7 @@ from netspectra.api.grpc_service import (
 from netspectra.api.http_input import MAX_INT_DIGITS, check_text, json_body, json_object
 from netspectra.api.routing import first_clickhouse
 from netspectra.auth import TokenSet
+from netspectra.kinds import did_you_mean
 from netspectra.proto.v1 import query_pb2
 from netspectra.storage.alerts import StoredAlert, alerts
 from netspectra.storage.queries import SERIES_METRICS, SeriesMetric, top_flows, totals_series
@@ -259,13 +260,27 @@ def rollup_target(core: QueryCore, target: str) -> tuple[str, str, str] | None:
     name, sep, metric = rest.rpartition(":")
     if not sep or metric not in ROLLUP_METRICS:
         name, metric = rest, "bytes"
+    # a target of an exact task named "rollup" or "top" ("top:packets") is that task's; otherwise a name
+    # that is neither a rollup task nor a dimension is said as such, not as an unknown task "top:SrcASN"
+    theirs = head in core.router.routes
     if head == "rollup":
         route = core.router.routes.get(name)
-        return ("series", name, metric) if route is not None and route.group == "rollup" else None
+        if route is not None and route.group == "rollup":
+            return "series", name, metric
+        if theirs:
+            return None
+        rollups = core.router.group_task_names("rollup")
+        raise QueryError(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            f"{shown(target)}: {shown(name)} is not a rollup task{did_you_mean(name, rollups)}; "
+            f"rollup tasks: {', '.join(rollups) or '(none)'}",
+        )
     try:
         return "top", check_dimension(name), metric
-    except ValueError:
-        return None
+    except ValueError as exc:
+        if theirs:
+            return None
+        raise QueryError(grpc.StatusCode.INVALID_ARGUMENT, f"{shown(target)}: {exc}") from None
 
 
 def rollup_answer(
@@ -292,7 +307,8 @@ def rollup_answer(
     if start_ns is not None:
         req.start_time.FromNanoseconds(start_ns)
     if end_ns is not None:
-        req.end_time.FromNanoseconds(end_ns)
+        # Grafana's range holds its end, TopN's does not: from = to is the instant, as the series read it
+        req.end_time.FromNanoseconds(end_ns + 1 if end_ns == start_ns else end_ns)
     resp = core.top_n(req)
     total = resp.total_bytes if metric == "bytes" else resp.total_packets
     rows = []
