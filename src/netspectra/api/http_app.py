@@ -215,7 +215,10 @@ def _limit(target: dict[str, Any]) -> int:
             try:
                 limit = int(value)
             except (TypeError, ValueError):
-                raise QueryError(grpc.StatusCode.INVALID_ARGUMENT, f"{field}.limit: {value!r}") from None
+                raise QueryError(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"{field}.limit: {shown(value)} is not a positive integer",
+                ) from None
             if isinstance(value, bool) or limit < 1:
                 raise QueryError(
                     grpc.StatusCode.INVALID_ARGUMENT, f"{field}.limit must be a positive integer"
