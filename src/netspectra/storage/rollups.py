@@ -441,8 +441,8 @@ def no_traffic(store: ClickHouseStore, top: TopN, filters: Sequence[DimensionFil
         if rows and int(rows[0][0]):
             return "no traffic in the range matches the filters"
     return (
-        f"no traffic in the range: rollup task {shown(top.task)} holds traffic from {format_ts_ns(first)} "
-        f"to {format_ts_ns(last)}"
+        f"no traffic in the range: rollup task {shown(top.task)} holds traffic in the hours from "
+        f"{format_ts_ns(first)} to {format_ts_ns(last)}"
     )
 
 
