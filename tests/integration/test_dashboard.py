@@ -428,6 +428,20 @@ def test_dashboard_shows_the_traffic_in_its_own_time(browser: Any, served_rollup
     assert (points, dots) == ("10", 10)
     assert "1970-01-01 00:00:00" in labels and "1970-01-01 00:09:00" in labels
     assert which == "60 s steps from rollup_1m"
+    # a step without traffic has no point: the line breaks there instead of crossing it (two captures
+    # years apart were joined by one straight line, as if traffic had flowed in between)
+    lines = "return [f.querySelector('svg path.line').getAttribute('d').split('M').length - 1,"
+    lines += " f.querySelectorAll('svg circle.dot').length];"
+    whole = browser.execute_script(
+        "const f = document.querySelector(\"figure[data-rollup='packets']\");" + lines
+    )
+    assert whole == [1, 10]
+    gapped = browser.execute_script(
+        "const f = document.querySelector(\"figure[data-rollup='bytes']\");"
+        "drawChart(f, arguments[0].filter((p, i) => i !== 4), 60000);" + lines,
+        want,
+    )
+    assert gapped == [2, 9]
     assert (
         int(
             browser.find_element(By.CSS_SELECTOR, "figure[data-rollup='packets'] .latest").get_attribute(
