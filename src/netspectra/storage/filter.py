@@ -551,19 +551,14 @@ def typed_value(f: FieldType, t: Token) -> object:
 
 
 def _as_stored(f: FieldType, text: str, pos: int) -> str:
-    """A text value of an enrichment column whose values have one spelling as the store holds it, as
-    ``TopN``'s filters read it (:func:`netspectra.storage.rollups.dimension_value`): a country upper-case,
-    a class the classifiers set lower-case; ``FilterError`` for one no row can hold (a boundary other
-    than external or internal). Other text (names, descriptions) as written."""
-    from netspectra.enrich.columns import BY_NAME
-
-    column = BY_NAME.get(f.name)
-    if column is None or not (f.name.endswith("Country") or column.source.startswith("classifiers.")):
-        return text
-    from netspectra.storage.rollups import dimension_value
+    """A text value as the store holds it for an enrichment column whose values have one spelling there
+    (a country upper-case, a class the classifiers set lower-case), as ``TopN``'s filters read it
+    (:func:`netspectra.storage.rollups.stored_text`); ``FilterError`` for one no row can hold (a boundary
+    other than external or internal). Other text (names, descriptions) as written."""
+    from netspectra.storage.rollups import stored_text
 
     try:
-        return dimension_value(f.name, text)
+        return stored_text(f.name, text)
     except ValueError as exc:
         raise FilterError(str(exc), pos, (f"a value of {f.name}",)) from None
 

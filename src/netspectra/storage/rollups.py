@@ -255,35 +255,40 @@ def dimension_value(dimension: str, value: object) -> str:
         return str(int(digits))
     if dim.kind == "address":
         return _ip_text(text, dimension) if text else ""
-    if dimension.endswith("Country"):
+    return stored_text(dimension, text)
+
+
+def stored_text(column: str, text: str) -> str:
+    """A text value of enrichment ``column`` as the store holds it, for the columns whose values have one
+    spelling there — a country upper-case (``fr`` → ``FR``), a class the classifiers set lower-case
+    (``Cogent`` → ``cogent``, Akvorado's normalisation) —; ``ValueError`` naming the column for one no
+    row can hold (not two letters, a boundary other than external or internal, a character the
+    classifiers drop), which would match nothing without a word. Other columns' text (names, as
+    configured) unchanged. What ``TopN``'s filters, the console's filter language and ``TraceFlow``'s
+    flow keys read."""
+    value, text = text, text.strip()
+    if column.endswith("Country") and column in ENRICH_COLUMNS:
         if text and (len(text) != 2 or not text.isascii() or not text.isalpha()):
-            raise ValueError(f"{dimension}: {shown(value, 60)} is not a two-letter country code")
+            raise ValueError(f"{column}: {shown(value, 60)} is not a two-letter country code")
         return text.upper()
-    column = ENRICH_COLUMNS.get(dimension)
-    if column is not None and column.source.startswith("classifiers."):
-        return _classified_value(dimension, column.dictionary, text, value)
-    return text
-
-
-def _classified_value(dimension: str, dictionary: str | None, text: str, value: object) -> str:
-    """A filter value of a column the classifiers fill, as they store it: lower case (``Cogent`` →
-    ``cogent``); ``ValueError`` for one no row can hold (a boundary other than external or internal, a
-    character their normalisation drops), which would match nothing without a word."""
+    enriched = ENRICH_COLUMNS.get(column)
+    if enriched is None or not enriched.source.startswith("classifiers."):
+        return value
     from netspectra.enrich.codes import BOUNDARIES
     from netspectra.enrich.expr import normalize
     from netspectra.kinds import did_you_mean
 
     lower = text.lower()
-    if dictionary == "boundary":
+    if enriched.dictionary == "boundary":
         if lower not in BOUNDARIES:
             raise ValueError(
-                f"{dimension}: {shown(value, 60)} is not a boundary{did_you_mean(lower, BOUNDARIES[1:])}; "
+                f"{column}: {shown(value, 60)} is not a boundary{did_you_mean(lower, BOUNDARIES[1:])}; "
                 f'use external, internal or "" (unknown)'
             )
         return lower
     if normalize(lower) != lower:
         raise ValueError(
-            f"{dimension}: {shown(value, 60)} is never a classified value (the classifiers keep only "
+            f"{column}: {shown(value, 60)} is never a classified value (the classifiers keep only "
             f"a-z 0-9 . + - in lower case); write {normalize(lower)!r}"
         )
     return lower
