@@ -331,6 +331,23 @@ def test_choice_of_table_follows_resolution_and_retention() -> None:
     assert choose_rollup(cfg, None, None, now_ns=T0).table == "rollup_1h"
 
 
+def test_filter_values_no_classified_row_can_hold_are_refused() -> None:
+    # the classifiers store lower case, a-z 0-9 . + - only, and a boundary is external or internal: a
+    # filter value outside that matched nothing and said nothing (an empty top-N for "externl")
+    with pytest.raises(
+        ValueError, match=r"InIfBoundary: 'externl' is not a boundary \(did you mean 'external'"
+    ):
+        DimensionFilter("InIfBoundary", ("externl",))
+    assert DimensionFilter("OutIfBoundary", ("External", "")).values == ("external", "")
+    assert DimensionFilter("InIfProvider", ("Cogent",)).values == ("cogent",)
+    with pytest.raises(ValueError, match=r"OutIfConnectivity: 'Transit IP'.*write 'transitip'"):
+        DimensionFilter("OutIfConnectivity", ("Transit IP",))
+    assert DimensionFilter("ExporterGroup", ("Paris",)).values == ("paris",)
+    # names come from the configuration as written: kept
+    assert DimensionFilter("SrcNetName", ("Lab 2",)).values == ("Lab 2",)
+    assert DimensionFilter("ExporterName", ("Edge1.Example",)).values == ("Edge1.Example",)
+
+
 # --------------------------------------------------------------------------------------------------
 # TopN over gRPC, REST and the CLI
 # --------------------------------------------------------------------------------------------------
@@ -364,11 +381,33 @@ def test_topn_over_grpc_says_which_table(served: tuple[Any, str], stored: Stored
         assert resp.task_name == "traffic" and resp.table == want.choice.table and resp.reason
         assert resp.distinct_values == 3 and resp.total_bytes == want.total_bytes
         assert resp.start_time.ToNanoseconds() == want.choice.start_ns
+        # an empty answer says why: no traffic in the range (and where it is), or none matching the filters
+        empty = query_pb2.TopNRequest(dimension="SrcAS")
+        empty.start_time.FromNanoseconds(T0 - 400 * DAY)
+        empty.end_time.FromNanoseconds(T0 - 399 * DAY)
+        none = stub.TopN(empty, timeout=30)
+        assert not none.entries and none.table and none.total_bytes == 0
+        assert (
+            "no traffic in the range: rollup task 'traffic' holds traffic in the hours from 2019-06-01T"
+            in none.reason
+        )
+        empty.start_time.FromNanoseconds(T0 - 10 * MIN)
+        empty.end_time.FromNanoseconds(T0 + 70 * MIN)
+        empty.filters.add(dimension="SrcNetName", values=["nowhere"])
+        filtered = stub.TopN(empty, timeout=30)
+        assert not filtered.entries and filtered.reason.endswith(
+            "; no traffic in the range matches the filters"
+        )
+        assert "no traffic" not in resp.reason
         pk = stub.TopN(
             query_pb2.TopNRequest(dimension="Protocol", metric=query_pb2.TOP_METRIC_PACKETS), timeout=30
         )
         assert [e.packets for e in pk.entries] == sorted((e.packets for e in pk.entries), reverse=True)
+        point = query_pb2.TopNRequest(dimension="SrcAS")  # [t, t): empty, not the minute around t
+        point.start_time.FromNanoseconds(T0 + 30 * 10**9)
+        point.end_time.FromNanoseconds(T0 + 30 * 10**9)
         for request, code, words in (
+            (point, grpc.StatusCode.INVALID_ARGUMENT, "start_time equals end_time: the range is empty"),
             (query_pb2.TopNRequest(), grpc.StatusCode.INVALID_ARGUMENT, "dimension is required"),
             (
                 query_pb2.TopNRequest(dimension="SrcAs"),
@@ -376,6 +415,11 @@ def test_topn_over_grpc_says_which_table(served: tuple[Any, str], stored: Stored
                 "did you mean 'SrcAS'",
             ),
             (query_pb2.TopNRequest(dimension="DstAS"), grpc.StatusCode.INVALID_ARGUMENT, "keyed on DstAS"),
+            (  # which dimensions the tasks have (the auto ones depend on the enrichment section)
+                query_pb2.TopNRequest(dimension="DstAS"),
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"traffic: {', '.join(DIMS)}",
+            ),
             (
                 query_pb2.TopNRequest(dimension="SrcAS", task_name="five"),
                 grpc.StatusCode.INVALID_ARGUMENT,
@@ -422,6 +466,27 @@ def test_topn_over_rest_grafana_and_the_cli(served: tuple[Any, str], stored: Sto
         series, table = q.json()
         assert sum(v for v, _ in series["datapoints"]) == total
         assert table["type"] == "table" and {row[0] for row in table["rows"]} == {"lan", "lab", ""}
+        # the table says which rollup table answered, as the series does (the issue: every query layer)
+        assert table["meta"]["table"].startswith("rollup_") and table["meta"]["task"] == "traffic"
+        assert table["meta"]["reason"].startswith(table["meta"]["table"]) and table["meta"]["step_s"] >= 60
+        # a top: or rollup: target of no dimension or rollup task says so (it was "unknown task 'top:SrcASN'")
+        for target, says in (
+            ("top:SrcASN", "'top:SrcASN': 'SrcASN' is not a dimension (did you mean 'SrcAS'?)"),
+            (
+                "rollup:trafic:bytes",
+                "'trafic' is not a rollup task (did you mean 'traffic'?); rollup tasks: traffic",
+            ),
+        ):
+            bad = client.post("/query", json={"targets": [{"target": target}]})
+            assert bad.status_code == 400 and says in bad.json()["message"], bad.text
+        # Grafana's range holds its end: from = to is the instant (the bucket around it, as the series
+        # answers), not TopN's empty range
+        instant = "2019-06-01T23:40:30Z"
+        both = [{"target": "rollup:traffic:packets"}, {"target": "top:SrcNetName:packets"}]
+        q = client.post("/query", json={"range": {"from": instant, "to": instant}, "targets": both})
+        assert q.status_code == 200, q.text
+        series, table = q.json()
+        assert series["datapoints"] and sum(r[1] for r in table["rows"]) == series["datapoints"][0][0]
         targets = client.post("/metrics", json={}).json()
         assert {"label": "top:SrcAS", "value": "top:SrcAS"} in targets
     runner = CliRunner()
