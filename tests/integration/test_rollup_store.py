@@ -513,6 +513,33 @@ def test_topn_over_rest_grafana_and_the_cli(served: tuple[Any, str], stored: Sto
     assert len(doc["entries"]) == 1 and doc["entries"][0]["value"] in ("64500", "0")
     bad = runner.invoke(query_app, ["top", "--by", "SrcAS", "-f", "nonsense", "--addr", addr])
     assert bad.exit_code != 0 and "--filter" in bad.output
+    # --resolution: a label, seconds, or a duration (was refused: '7s', '2h')
+    for resolution, table in (
+        ("1h", "rollup_1h"),
+        ("2h", "rollup_1h"),
+        ("90s", "rollup_1m"),
+        ("300", "rollup_5m"),
+    ):
+        out = runner.invoke(
+            query_app,
+            [
+                "top",
+                "--by",
+                "SrcAS",
+                "--addr",
+                addr,
+                "--start",
+                "2019-06-01",
+                "--resolution",
+                resolution,
+                "--json",
+            ],
+        )
+        assert out.exit_code == 0, out.output
+        assert json.loads(out.output)["table"] == table, (resolution, out.output)
+    for resolution in ("7x", "0s", "500ms", "-1m"):
+        bad = runner.invoke(query_app, ["top", "--by", "SrcAS", "--addr", addr, "--resolution", resolution])
+        assert bad.exit_code == 2 and "--resolution" in bad.output and "90s" in bad.output, bad.output
 
 
 def test_topn_filter_values_are_bounded_in_all_and_repeats_count_once(served: tuple[Any, str]) -> None:
