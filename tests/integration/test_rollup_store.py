@@ -542,6 +542,62 @@ def test_topn_over_rest_grafana_and_the_cli(served: tuple[Any, str], stored: Sto
         assert bad.exit_code == 2 and "--resolution" in bad.output and "90s" in bad.output, bad.output
 
 
+def test_the_shipped_rollup_dashboard_asks_what_the_api_answers(
+    served: tuple[Any, str], stored: Stored
+) -> None:
+    """deploy/grafana/dashboards/netspectra-rollups.json: exactly the requests its panels make (the
+    $task variable as Grafana fills it from its default) over the stored day: the series add up to the
+    rollup's total, a table of a dimension the task has holds its top values (the bytes TopN gives, the
+    table that answered named), and one the task lacks is a 400 naming the task's dimensions."""
+    from fastapi.testclient import TestClient
+
+    from netspectra.api.http_app import create_app
+
+    path = (
+        Path(__file__).resolve().parents[2] / "deploy" / "grafana" / "dashboards" / "netspectra-rollups.json"
+    )
+    board = json.loads(path.read_text())
+    (variable,) = board["templating"]["list"]
+    task = variable["current"]["value"]
+    assert task == "traffic" and board["uid"] == "netspectra-rollups"
+    # whole hours around the traffic (50 minutes from T0, records reaching back minutes): every table
+    # answers the same totals
+    lo, hi = T0 - 35 * MIN - 60 * MIN, T0 + 25 * MIN + 120 * MIN
+    iso = {
+        f: time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(t // 10**9))
+        for f, t in (("from", lo), ("to", hi))
+    }
+    total = top_n(stored.store, "traffic", "Protocol", "bytes", (), lo, hi)
+    assert total.total_bytes == top_n(stored.store, "traffic", "Protocol").total_bytes > 0
+    core, _ = served
+    kinds = set()
+    with TestClient(create_app(core)) as client:
+        for panel in board["panels"]:
+            targets = [dict(t, target=t["target"].replace("$task", task)) for t in panel["targets"]]
+            body = {"range": iso, "intervalMs": 60_000, "maxDataPoints": 500, "targets": targets}
+            r = client.post("/query", json=body)
+            dim = targets[0]["target"].split(":")[1]
+            if panel["type"] == "table" and dim not in DIMS:
+                assert r.status_code == 400 and f"keyed on {dim}" in r.text and "SrcNetName" in r.text, r.text
+                kinds.add("lacking")
+                continue
+            assert r.status_code == 200, (panel["title"], r.text)
+            (answer,) = r.json()
+            assert answer["meta"]["table"].startswith("rollup_"), answer
+            if panel["type"] == "timeseries":
+                metric = targets[0]["target"].rsplit(":", 1)[1]
+                want = total.total_bytes if metric == "bytes" else total.total_packets
+                assert sum(v for v, _ in answer["datapoints"]) == want > 0, panel["title"]
+                kinds.add("series")
+            else:
+                top = top_n(stored.store, "traffic", dim, "bytes", (), lo, hi, 10)
+                names = [c["text"] for c in answer["columns"]]
+                assert names[:3] == [dim, "Packets", "Bytes"], names
+                assert [(str(r[0]), r[2]) for r in answer["rows"]] == [(v.value, v.bytes) for v in top.values]
+                kinds.add("table")
+    assert kinds == {"series", "table", "lacking"}
+
+
 def test_topn_filter_values_are_bounded_in_all_and_repeats_count_once(served: tuple[Any, str]) -> None:
     """Found by fuzzing the API: 50 filters of 1,000 values each (a REST body of 500 kB) made a query
     beyond ClickHouse's max_query_size, answered 503 UNAVAILABLE for bad input. The values of all filters
