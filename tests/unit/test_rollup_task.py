@@ -1093,6 +1093,60 @@ def test_combine_gives_the_rows_of_a_sort_of_every_column(seed: int) -> None:
         assert np.array_equal(getattr(got, name), getattr(want, name)), name
 
 
+@pytest.mark.parametrize("far", [False, True])
+def test_time_columns_order_rows_by_resolution_then_bucket(far: bool) -> None:
+    """_time_columns: one column, the rank of (resolution, bucket) among those present, when their slots
+    fit a table; else the resolution and the bucket's offset (buckets far apart, before 1970 too). Either
+    way the columns order and group the rows as (resolution, bucket) does."""
+    from netspectra.rollup.task import _time_columns
+
+    rng = np.random.default_rng(3)
+    n = 2000
+    res = rng.integers(0, 3, n).astype(np.int64)
+    base = np.array([28_401_000, 5_680_200, 473_350])[res]
+    bkt = base + rng.integers(0, 1440 // np.array([1, 5, 60])[res] + 1)
+    if far:
+        bkt[::7] = rng.choice([-(2**40), 2**41], len(bkt[::7]))
+    cols = _time_columns(res, bkt)
+    assert len(cols) == (2 if far else 1)
+    for values, lo, hi in cols:
+        assert int(values.min()) == lo and int(values.max()) == hi
+    got = np.lexsort([c.astype(np.int64) if c.dtype != np.uint64 else c for c, _, _ in reversed(cols)])
+    want = np.lexsort([bkt, res])
+    assert np.array_equal(res[got], res[want]) and np.array_equal(bkt[got], bkt[want])
+    ident = np.column_stack([c.astype(np.uint64) for c, _, _ in cols])
+    pairs = {(int(r), int(b)) for r, b in zip(res, bkt, strict=True)}
+    assert len({tuple(row) for row in ident.tolist()}) == len(pairs)
+    if not far:
+        assert cols[0][2] == len(pairs) - 1  # dense: 0 .. distinct pairs - 1
+
+
+@pytest.mark.parametrize("width", [1, 3])
+def test_group_ids_keep_each_groups_rows_in_their_order(width: int) -> None:
+    """_group_ids: the rows in the order of their groups (numbered in the order of their values), each
+    group's rows in their own order — also where an unstable sort scrambled them (100 k rows, 40
+    groups; one or two sort keys)."""
+    from netspectra.rollup.task import _group_ids
+
+    rng = np.random.default_rng(5)
+    n = 100_000
+    words = np.zeros((n, width), np.uint32)
+    words[:, 0] = rng.integers(0, 10, n)
+    if width > 1:
+        words[:, 1] = rng.choice([0, 2**32 - 1], n)
+        words[:, 2] = rng.choice([7, 2**31 + 7], n)
+    res = rng.integers(0, 2, n).astype(np.int64)
+    bkt = np.zeros(n, np.int64)
+    group, order = _group_ids(res, bkt, width, lambda j: words[:, j])
+    want = np.lexsort([np.arange(n), *[words[:, j] for j in reversed(range(width))], res])
+    assert np.array_equal(order, want)
+    assert np.array_equal(group[want], np.cumsum(np.r_[True, np.diff(group[want]) != 0]) - 1)
+    key = res * 2**40 + (words[:, 0].astype(np.int64) << 2)
+    if width > 1:
+        key += (words[:, 1] > 0) * 2 + (words[:, 2] > 7)
+    assert len(np.unique(group)) == len(np.unique(key))
+
+
 def test_combine_of_empty_parts_is_empty() -> None:
     rows = RollupRows(
         "t", ("SrcNetName",), np.zeros(0, np.uint8), np.zeros(0, np.int64), np.zeros(0, np.int64),
