@@ -1204,11 +1204,13 @@ def test_dictionary_columns_write_the_files_of_string_columns(tmp_path: pathlib.
     rows = RollupRows(
         "t,1", ("Protocol", "Exporter", "SrcAS", "SrcNetName"), np.array([0, 1, 2, 0, 1], np.uint8),
         np.array([-3, 0, 5, 2**40, 7]), np.zeros(5, np.int64), words, np.arange(1, 6, dtype=np.uint64),
-        np.array([1, 2, 3, 4, 2**64 - 1], np.uint64), {"SrcNetName": ("", "lan, \"dmz\"", "wan")},
+        np.array([1, 2, 3, 4, 2**64 - 1], np.uint64), {"SrcNetName": ("", "lan, \"dmz\"", "wan", "unused")},
     )  # fmt: skip
     plain, coded = rows.to_arrow(), rows.to_arrow(dictionary=True)
     assert pa.types.is_dictionary(coded.schema.field("SrcNetName").type)
     assert pa.types.is_dictionary(coded.schema.field("TaskName").type)
+    # the dictionary holds the words the rows use (a writer's page and code width follow it)
+    assert coded.column("SrcNetName").chunk(0).dictionary.to_pylist() == ["", 'lan, "dmz"', "wan", "#5"]
     assert coded.column("SrcNetName").cast(pa.string()).to_pylist() == [
         'lan, "dmz"',
         "",

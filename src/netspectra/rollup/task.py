@@ -1647,6 +1647,12 @@ class RollupRows:
                     codes[beyond] = len(words) + np.searchsorted(extra, codes[beyond])
                     words += [f"#{c}" for c in extra.tolist()]
                 if dictionary:
+                    # only the words the rows use: a writer's dictionary page and its codes' bit width
+                    # are those of the dictionary (a country column against all 250 codes: 70 % larger)
+                    used = np.bincount(codes, minlength=len(words)) > 0
+                    if not used.all():
+                        codes = (np.cumsum(used) - 1)[codes]
+                        words = [w for w, u in zip(words, used.tolist(), strict=True) if u]
                     out[name] = pa.DictionaryArray.from_arrays(
                         pa.array(codes.astype(np.int32)), pa.array(words, pa.string())
                     )
