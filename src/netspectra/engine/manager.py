@@ -795,6 +795,10 @@ class Manager:
             if not writers:
                 continue
             with self._barrier.shared():
+                if self._stopping:
+                    # A stop began while an earlier group's callbacks ran (outside the barrier): its
+                    # finals may be taken and the writers closed already; they hold everything anyway.
+                    return
                 for t in group.tasks:
                     if t.incremental:  # records tasks: what ended so far, taken (reset) like a periodic one
                         self._tick(t)
