@@ -542,6 +542,73 @@ def test_a_stop_between_the_groups_of_a_snapshot_to_writers_drops_nothing(
     assert [meta.final for _, _, meta in ex.calls] == [False, True]
 
 
+class _Drains(EngineTask):
+    """A records task whose snapshots are numbered in the order they are taken."""
+
+    incremental = True
+
+    def __init__(self, name: str) -> None:
+        self.name, self.task, self.drains = name, None, 0
+        self.lock = threading.Lock()
+
+    def update(self, batch: PacketBatch, *, block: bool = True) -> float | None:
+        return 0.0
+
+    def snapshot(self, reset: bool = False) -> tuple[str, int]:
+        with self.lock:
+            self.drains += 1
+            return self.name, self.drains
+
+
+class _SlowOnce(_Drains):
+    """:class:`_Drains` whose first snapshot waits (holding no engine lock) for ``release``, at most 1 s."""
+
+    incremental = False
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.entered, self.release = threading.Event(), threading.Event()
+
+    def snapshot(self, reset: bool = False) -> tuple[str, int]:
+        if not self.entered.is_set():
+            self.entered.set()
+            self.release.wait(1.0)
+        return super().snapshot(reset)
+
+
+def test_snapshot_times_follow_the_order_the_snapshots_are_taken_in() -> None:
+    """A row's version is its snapshot's time (ReplacingMergeTree(TimestampNs) keeps the newest): two
+    threads snapshotting at once (the periodic snapshotter and ``up``'s first snapshot) must not hand a
+    later increment an earlier time, or the store keeps the older cumulative values of the rows both
+    hold (a rollup's coarser totals came out short)."""
+    clock = ManualClock()
+    slow, drains = _SlowOnce("slow"), _Drains("drains")
+    got: list[tuple[int, int]] = []  # (the records task's drain number, its snapshot's time)
+
+    def deliver(writer: Any, snap: Any, meta: SnapshotMeta) -> None:
+        if snap[0] == "drains" and not meta.final:
+            got.append((snap[1], meta.snapshot_ts_ns))
+
+    group = TaskGroup("exact", (slow, drains), (GroupWriter("exact/1", Recorder(), None),), deliver)
+    m = Manager([group], num_workers=1, clock=clock, **fast())
+    m.start()
+    try:
+        first = threading.Thread(target=m.snapshot_to_writers)
+        first.start()
+        assert slow.entered.wait(10)  # its time is taken; its snapshots wait
+        clock.advance(1)
+        second = threading.Thread(target=m.snapshot_to_writers)
+        second.start()
+        second.join(0.5)
+        slow.release.set()
+        first.join(10)
+        second.join(10)
+    finally:
+        m.stop()
+    times = [ts for _, ts in sorted(got)]
+    assert len(times) == 2 and times == sorted(times), got
+
+
 def test_failing_writer_does_not_stop_the_others_and_catches_up(
     batches: list[PacketBatch], caplog: pytest.LogCaptureFixture
 ) -> None:
