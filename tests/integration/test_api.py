@@ -690,6 +690,15 @@ def test_rest_errors_name_the_parameters_the_client_passed(http: TestClient, chd
         ("POST", "/api/v1/heavy-hitters", {"type": 2}, "taskName is required"),
         ("POST", "/api/v1/flows", {"taskName": "per_src", "orderBy": 9}, "orderBy 9 is not a FlowOrder"),
         ("POST", "/api/v1/top", {"dimension": "SrcAS", **later_first}, "startTime is after endTime"),
+        # a time that is not RFC 3339 text, as GET /api/v1/exporters says it (protobuf's message echoed a
+        # part of the input: "time data '2013-11' does not match format …")
+        (
+            "POST",
+            "/api/v1/top",
+            {"dimension": "SrcAS", "startTime": "2013-11-07"},
+            "startTime: '2013-11-07' is not an RFC 3339 time (2024-01-01T00:00:00Z)",
+        ),
+        ("POST", "/api/v1/aggregate", {"endTime": 1383821665}, "endTime: 1383821665 is not an RFC 3339 time"),
         ("POST", "/api/v1/exporters", {"taskName": "x" * 2000}, "taskName: 2,000 characters"),
         (
             "GET",

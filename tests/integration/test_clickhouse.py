@@ -630,6 +630,40 @@ def test_retention_drops_whole_old_periods(ch: dict[str, object], batch: PacketB
         assert w.store.expire(7 * 86_400 * 10**9) == []  # nothing left to drop
 
 
+def test_a_writer_drops_old_rows_of_its_groups_tables_and_of_the_keys_it_sets(ch: dict[str, object]) -> None:
+    """Writers sharing a store: each applies the retentions of its section to its own group's tables (the
+    defaults included) and to the tables whose key its section sets. An exact writer applied the rollup
+    retentions' defaults too: 1-minute rollup rows went after a week where the rollup writer's section
+    said 30 days (found by an operator's walk, session 18)."""
+    import time
+
+    from netspectra.config.aggregator import WriterConfig
+    from netspectra.rollup.task import RollupRows
+
+    def writer(group: str, **keys: str) -> ClickHouseWriter:
+        section = {"type": "clickhouse", "enabled": True, "clickhouse": {**ch, **keys}}
+        return ClickHouseWriter(WriterConfig.model_validate(section, context={"group": group}), group)
+
+    def count(w: ClickHouseWriter) -> int:
+        return int(w.store.query(f"SELECT count() FROM {w.store.table('rollup_1m')}")[0][0])
+
+    old = time.time_ns() - 10 * 86_400 * 10**9
+    rows = RollupRows(
+        "traffic", ("Protocol",), np.zeros(3, np.uint8), old // 60_000_000_000 + np.arange(3),
+        np.zeros(3, np.int64), np.array([[6], [17], [1]], np.uint32), np.ones(3, np.uint64),
+        np.full(3, 100, np.uint64), {},
+    )  # fmt: skip
+    with writer("rollup", rollup_1m_retention="720h") as w:
+        w.write_rollups(rows, SnapshotMeta(old, old - STEP))
+        assert count(w) == 3  # 10 days old, kept for 30
+    with writer("exact") as w:  # no rollup key of its own: the rollup tables are not its to expire
+        assert count(w) == 3
+    with writer("exact", rollup_1m_retention="720h") as w:  # its own key, the same: kept
+        assert count(w) == 3
+    with writer("rollup") as w:  # the default, a week: dropped
+        assert count(w) == 0
+
+
 def test_writer_reports_a_server_that_is_down_and_recovers(
     tmp_path: Path, batch: PacketBatch, clickhouse_server_factory: Any
 ) -> None:

@@ -298,6 +298,24 @@ def served_with_token(served: ServedApp) -> Iterator[ServedApp]:
         yield app
 
 
+def test_dashboard_url_presets_the_pickers_lack(browser: Any, served: ServedApp) -> None:
+    """``range`` in seconds (the docs' word) that no option has gets its own option, ``refresh=off`` is
+    off; anything else keeps the default. Such a value left the picker blank, and a blank range asked for
+    the empty range [now, now]: "no data in this range" for a store full of traffic."""
+    browser.get(f"{served.url}/?refresh=off&range=7200")
+    wait_for("the first answer", lambda: updated(browser))
+    rng, every = Select(browser.find_element(By.ID, "range")), Select(browser.find_element(By.ID, "refresh"))
+    chosen = rng.first_selected_option
+    assert (chosen.get_attribute("value"), chosen.text) == ("7200", "last 7,200 s")
+    assert every.first_selected_option.get_attribute("value") == "0"
+    browser.get(f"{served.url}/?refresh=fast&range=soon")
+    wait_for("the first answer", lambda: updated(browser))
+    rng, every = Select(browser.find_element(By.ID, "range")), Select(browser.find_element(By.ID, "refresh"))
+    assert rng.first_selected_option.get_attribute("value") == "all"
+    assert every.first_selected_option.get_attribute("value") == "5"
+    assert latest(browser, "packets")[0] == ALL[0]
+
+
 def test_dashboard_with_a_token(browser: Any, served_with_token: ServedApp) -> None:
     """The page asks for the token, keeps it in the tab's sessionStorage (never in the URL), sends it as a
     header; a wrong one is refused with a message; "Forget token" drops it."""
@@ -410,6 +428,20 @@ def test_dashboard_shows_the_traffic_in_its_own_time(browser: Any, served_rollup
     assert (points, dots) == ("10", 10)
     assert "1970-01-01 00:00:00" in labels and "1970-01-01 00:09:00" in labels
     assert which == "60 s steps from rollup_1m"
+    # a step without traffic has no point: the line breaks there instead of crossing it (two captures
+    # years apart were joined by one straight line, as if traffic had flowed in between)
+    lines = "return [f.querySelector('svg path.line').getAttribute('d').split('M').length - 1,"
+    lines += " f.querySelectorAll('svg circle.dot').length];"
+    whole = browser.execute_script(
+        "const f = document.querySelector(\"figure[data-rollup='packets']\");" + lines
+    )
+    assert whole == [1, 10]
+    gapped = browser.execute_script(
+        "const f = document.querySelector(\"figure[data-rollup='bytes']\");"
+        "drawChart(f, arguments[0].filter((p, i) => i !== 4), 60000);" + lines,
+        want,
+    )
+    assert gapped == [2, 9]
     assert (
         int(
             browser.find_element(By.CSS_SELECTOR, "figure[data-rollup='packets'] .latest").get_attribute(

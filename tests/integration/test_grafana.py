@@ -227,6 +227,8 @@ def test_table_targets_limits_and_errors(http: TestClient) -> None:
         res = http.post("/query", json={"range": RANGE, "targets": [{"target": target, "payload": payload}]})
         assert res.status_code == 400, (target, res.text)
         assert res.json()["code"] == "INVALID_ARGUMENT" and "Traceback" not in res.text
+        if "limit" in payload:  # what was expected, whatever the value (it echoed "many" alone)
+            assert "payload.limit" in res.json()["message"] and "positive integer" in res.json()["message"]
     res = http.post("/query", json={"range": RANGE, "targets": [{"target": "nope:top"}]})
     assert res.status_code == 404, res.text
 

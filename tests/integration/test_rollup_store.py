@@ -331,6 +331,23 @@ def test_choice_of_table_follows_resolution_and_retention() -> None:
     assert choose_rollup(cfg, None, None, now_ns=T0).table == "rollup_1h"
 
 
+def test_filter_values_no_classified_row_can_hold_are_refused() -> None:
+    # the classifiers store lower case, a-z 0-9 . + - only, and a boundary is external or internal: a
+    # filter value outside that matched nothing and said nothing (an empty top-N for "externl")
+    with pytest.raises(
+        ValueError, match=r"InIfBoundary: 'externl' is not a boundary \(did you mean 'external'"
+    ):
+        DimensionFilter("InIfBoundary", ("externl",))
+    assert DimensionFilter("OutIfBoundary", ("External", "")).values == ("external", "")
+    assert DimensionFilter("InIfProvider", ("Cogent",)).values == ("cogent",)
+    with pytest.raises(ValueError, match=r"OutIfConnectivity: 'Transit IP'.*write 'transitip'"):
+        DimensionFilter("OutIfConnectivity", ("Transit IP",))
+    assert DimensionFilter("ExporterGroup", ("Paris",)).values == ("paris",)
+    # names come from the configuration as written: kept
+    assert DimensionFilter("SrcNetName", ("Lab 2",)).values == ("Lab 2",)
+    assert DimensionFilter("ExporterName", ("Edge1.Example",)).values == ("Edge1.Example",)
+
+
 # --------------------------------------------------------------------------------------------------
 # TopN over gRPC, REST and the CLI
 # --------------------------------------------------------------------------------------------------
@@ -364,11 +381,33 @@ def test_topn_over_grpc_says_which_table(served: tuple[Any, str], stored: Stored
         assert resp.task_name == "traffic" and resp.table == want.choice.table and resp.reason
         assert resp.distinct_values == 3 and resp.total_bytes == want.total_bytes
         assert resp.start_time.ToNanoseconds() == want.choice.start_ns
+        # an empty answer says why: no traffic in the range (and where it is), or none matching the filters
+        empty = query_pb2.TopNRequest(dimension="SrcAS")
+        empty.start_time.FromNanoseconds(T0 - 400 * DAY)
+        empty.end_time.FromNanoseconds(T0 - 399 * DAY)
+        none = stub.TopN(empty, timeout=30)
+        assert not none.entries and none.table and none.total_bytes == 0
+        assert (
+            "no traffic in the range: rollup task 'traffic' holds traffic in the hours from 2019-06-01T"
+            in none.reason
+        )
+        empty.start_time.FromNanoseconds(T0 - 10 * MIN)
+        empty.end_time.FromNanoseconds(T0 + 70 * MIN)
+        empty.filters.add(dimension="SrcNetName", values=["nowhere"])
+        filtered = stub.TopN(empty, timeout=30)
+        assert not filtered.entries and filtered.reason.endswith(
+            "; no traffic in the range matches the filters"
+        )
+        assert "no traffic" not in resp.reason
         pk = stub.TopN(
             query_pb2.TopNRequest(dimension="Protocol", metric=query_pb2.TOP_METRIC_PACKETS), timeout=30
         )
         assert [e.packets for e in pk.entries] == sorted((e.packets for e in pk.entries), reverse=True)
+        point = query_pb2.TopNRequest(dimension="SrcAS")  # [t, t): empty, not the minute around t
+        point.start_time.FromNanoseconds(T0 + 30 * 10**9)
+        point.end_time.FromNanoseconds(T0 + 30 * 10**9)
         for request, code, words in (
+            (point, grpc.StatusCode.INVALID_ARGUMENT, "start_time equals end_time: the range is empty"),
             (query_pb2.TopNRequest(), grpc.StatusCode.INVALID_ARGUMENT, "dimension is required"),
             (
                 query_pb2.TopNRequest(dimension="SrcAs"),
@@ -376,6 +415,11 @@ def test_topn_over_grpc_says_which_table(served: tuple[Any, str], stored: Stored
                 "did you mean 'SrcAS'",
             ),
             (query_pb2.TopNRequest(dimension="DstAS"), grpc.StatusCode.INVALID_ARGUMENT, "keyed on DstAS"),
+            (  # which dimensions the tasks have (the auto ones depend on the enrichment section)
+                query_pb2.TopNRequest(dimension="DstAS"),
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"traffic: {', '.join(DIMS)}",
+            ),
             (
                 query_pb2.TopNRequest(dimension="SrcAS", task_name="five"),
                 grpc.StatusCode.INVALID_ARGUMENT,
@@ -422,6 +466,27 @@ def test_topn_over_rest_grafana_and_the_cli(served: tuple[Any, str], stored: Sto
         series, table = q.json()
         assert sum(v for v, _ in series["datapoints"]) == total
         assert table["type"] == "table" and {row[0] for row in table["rows"]} == {"lan", "lab", ""}
+        # the table says which rollup table answered, as the series does (the issue: every query layer)
+        assert table["meta"]["table"].startswith("rollup_") and table["meta"]["task"] == "traffic"
+        assert table["meta"]["reason"].startswith(table["meta"]["table"]) and table["meta"]["step_s"] >= 60
+        # a top: or rollup: target of no dimension or rollup task says so (it was "unknown task 'top:SrcASN'")
+        for target, says in (
+            ("top:SrcASN", "'top:SrcASN': 'SrcASN' is not a dimension (did you mean 'SrcAS'?)"),
+            (
+                "rollup:trafic:bytes",
+                "'trafic' is not a rollup task (did you mean 'traffic'?); rollup tasks: traffic",
+            ),
+        ):
+            bad = client.post("/query", json={"targets": [{"target": target}]})
+            assert bad.status_code == 400 and says in bad.json()["message"], bad.text
+        # Grafana's range holds its end: from = to is the instant (the bucket around it, as the series
+        # answers), not TopN's empty range
+        instant = "2019-06-01T23:40:30Z"
+        both = [{"target": "rollup:traffic:packets"}, {"target": "top:SrcNetName:packets"}]
+        q = client.post("/query", json={"range": {"from": instant, "to": instant}, "targets": both})
+        assert q.status_code == 200, q.text
+        series, table = q.json()
+        assert series["datapoints"] and sum(r[1] for r in table["rows"]) == series["datapoints"][0][0]
         targets = client.post("/metrics", json={}).json()
         assert {"label": "top:SrcAS", "value": "top:SrcAS"} in targets
     runner = CliRunner()
@@ -448,6 +513,89 @@ def test_topn_over_rest_grafana_and_the_cli(served: tuple[Any, str], stored: Sto
     assert len(doc["entries"]) == 1 and doc["entries"][0]["value"] in ("64500", "0")
     bad = runner.invoke(query_app, ["top", "--by", "SrcAS", "-f", "nonsense", "--addr", addr])
     assert bad.exit_code != 0 and "--filter" in bad.output
+    # --resolution: a label, seconds, or a duration (was refused: '7s', '2h')
+    for resolution, table in (
+        ("1h", "rollup_1h"),
+        ("2h", "rollup_1h"),
+        ("90s", "rollup_1m"),
+        ("300", "rollup_5m"),
+    ):
+        out = runner.invoke(
+            query_app,
+            [
+                "top",
+                "--by",
+                "SrcAS",
+                "--addr",
+                addr,
+                "--start",
+                "2019-06-01",
+                "--resolution",
+                resolution,
+                "--json",
+            ],
+        )
+        assert out.exit_code == 0, out.output
+        assert json.loads(out.output)["table"] == table, (resolution, out.output)
+    for resolution in ("7x", "0s", "500ms", "-1m"):
+        bad = runner.invoke(query_app, ["top", "--by", "SrcAS", "--addr", addr, "--resolution", resolution])
+        assert bad.exit_code == 2 and "--resolution" in bad.output and "90s" in bad.output, bad.output
+
+
+def test_the_shipped_rollup_dashboard_asks_what_the_api_answers(
+    served: tuple[Any, str], stored: Stored
+) -> None:
+    """deploy/grafana/dashboards/netspectra-rollups.json: exactly the requests its panels make (the
+    $task variable as Grafana fills it from its default) over the stored day: the series add up to the
+    rollup's total, a table of a dimension the task has holds its top values (the bytes TopN gives, the
+    table that answered named), and one the task lacks is a 400 naming the task's dimensions."""
+    from fastapi.testclient import TestClient
+
+    from netspectra.api.http_app import create_app
+
+    path = (
+        Path(__file__).resolve().parents[2] / "deploy" / "grafana" / "dashboards" / "netspectra-rollups.json"
+    )
+    board = json.loads(path.read_text())
+    (variable,) = board["templating"]["list"]
+    task = variable["current"]["value"]
+    assert task == "traffic" and board["uid"] == "netspectra-rollups"
+    # whole hours around the traffic (50 minutes from T0, records reaching back minutes): every table
+    # answers the same totals
+    lo, hi = T0 - 35 * MIN - 60 * MIN, T0 + 25 * MIN + 120 * MIN
+    iso = {
+        f: time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(t // 10**9))
+        for f, t in (("from", lo), ("to", hi))
+    }
+    total = top_n(stored.store, "traffic", "Protocol", "bytes", (), lo, hi)
+    assert total.total_bytes == top_n(stored.store, "traffic", "Protocol").total_bytes > 0
+    core, _ = served
+    kinds = set()
+    with TestClient(create_app(core)) as client:
+        for panel in board["panels"]:
+            targets = [dict(t, target=t["target"].replace("$task", task)) for t in panel["targets"]]
+            body = {"range": iso, "intervalMs": 60_000, "maxDataPoints": 500, "targets": targets}
+            r = client.post("/query", json=body)
+            dim = targets[0]["target"].split(":")[1]
+            if panel["type"] == "table" and dim not in DIMS:
+                assert r.status_code == 400 and f"keyed on {dim}" in r.text and "SrcNetName" in r.text, r.text
+                kinds.add("lacking")
+                continue
+            assert r.status_code == 200, (panel["title"], r.text)
+            (answer,) = r.json()
+            assert answer["meta"]["table"].startswith("rollup_"), answer
+            if panel["type"] == "timeseries":
+                metric = targets[0]["target"].rsplit(":", 1)[1]
+                want = total.total_bytes if metric == "bytes" else total.total_packets
+                assert sum(v for v, _ in answer["datapoints"]) == want > 0, panel["title"]
+                kinds.add("series")
+            else:
+                top = top_n(stored.store, "traffic", dim, "bytes", (), lo, hi, 10)
+                names = [c["text"] for c in answer["columns"]]
+                assert names[:3] == [dim, "Packets", "Bytes"], names
+                assert [(str(r[0]), r[2]) for r in answer["rows"]] == [(v.value, v.bytes) for v in top.values]
+                kinds.add("table")
+    assert kinds == {"series", "table", "lacking"}
 
 
 def test_topn_filter_values_are_bounded_in_all_and_repeats_count_once(served: tuple[Any, str]) -> None:

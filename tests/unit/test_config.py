@@ -931,7 +931,9 @@ def test_config_check_masks_every_secret(tmp_path: Path, monkeypatch: pytest.Mon
     for fmt in (["--json"], []):
         result = CliRunner().invoke(app, [*prefix, "--config", str(f), *fmt])
         assert result.exit_code == 0, result.output
-        assert "-42" not in result.output
+        # each secret by its whole text ("-42" alone was also in pytest's directory pytest-42x)
+        for secret in ("natstok-42", "urlpw-42", "urltok-42", "hooktok-42", "hmac-42"):
+            assert secret not in result.output
     eff = effective_config_dict(load_config(f))
     assert eff["nats"]["token"] == "***"
     assert eff["probe"]["nats_url"] == "nats://alice:***@127.0.0.1:4222,nats://***@10.0.0.2:4222"

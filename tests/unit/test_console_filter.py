@@ -161,6 +161,29 @@ def test_errors_say_where_and_what(text: str, position: int, says: str) -> None:
     assert exc.value.to_dict()["position"] == position
 
 
+def test_enrichment_values_are_read_as_stored() -> None:
+    """Countries are stored upper-case, the classifiers' classes lower-case (boundary: external or
+    internal), as TopN's filters read them: 'fr' and 'Cogent' matched nothing, 'externl' said nothing."""
+    columns = {"DstCountry": "LowCardinality(String)", "InIfBoundary": "String", "InIfProvider": "String"}
+    fields = {**FIELDS, **{n: ft for n, t in columns.items() if (ft := field_type(n, t)) is not None}}
+    c = compile_filter(
+        "DstCountry IN ('fr', 'DE') AND InIfProvider = 'Cogent' AND InIfBoundary != External", fields
+    )
+    assert list(c.params.values()) == ["FR", "DE", "cogent", "external"]
+    assert normalized("InIfProvider = 'Cogent'", fields) == "InIfProvider = 'cogent'"
+    for text, position, says in (
+        ("InIfBoundary = 'externl'", 15, "'externl' is not a boundary (did you mean 'external'?)"),
+        ("DstCountry = 'France'", 13, "'France' is not a two-letter country code"),
+        ("InIfProvider IN ('a', 'Level 3')", 22, "write 'level3'"),
+    ):
+        with pytest.raises(FilterError) as exc:
+            compile_filter(text, fields)
+        assert exc.value.position == position and says in exc.value.message, (text, str(exc.value))
+    # names, patterns and other text as written
+    c = compile_filter("ExporterName = 'Edge1' AND InIfProvider LIKE 'Co%'", fields)
+    assert list(c.params.values()) == ["Edge1", "Co%"]
+
+
 def test_expected_lists_what_would_do() -> None:
     with pytest.raises(FilterError) as exc:
         compile_filter("SrcIP ~ 1", FIELDS)

@@ -372,6 +372,19 @@ def test_flow_filter_takes_every_key_field_and_checks_it() -> None:
             FlowFilter.from_keys(keys)
     with pytest.raises(ValueError, match="unsupported flow key: SrcIP"):
         FlowFilter(fields=(("SrcIP", "10.0.0.1"),))  # the five have their own arguments
+    # countries and the classifiers' classes as stored, as TopN and the console read them: "fr" and
+    # "Cogent" matched nothing, "externl" said nothing
+    f = FlowFilter.from_keys({"DstCountry": "fr", "InIfProvider": "Cogent", "OutIfBoundary": "Internal"})
+    assert f.conditions()[1] == {
+        "f_DstCountry": "FR",
+        "f_InIfProvider": "cogent",
+        "f_OutIfBoundary": "internal",
+    }
+    assert FlowFilter.from_keys({"SrcNetName": "Lab 2"}).conditions()[1] == {"f_SrcNetName": "Lab 2"}
+    with pytest.raises(
+        ValueError, match=r"InIfBoundary: 'externl' is not a boundary \(did you mean 'external'"
+    ):
+        FlowFilter.from_keys({"InIfBoundary": "externl"})
 
 
 def _with_int_times(table: pa.Table) -> pa.Table:

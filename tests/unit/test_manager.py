@@ -505,6 +505,110 @@ def test_a_snapshot_to_writers_racing_a_stop_reaches_the_writer_before_the_final
     assert sum(rw.metrics.dropped_total for rw in m.writers) == 0
 
 
+def test_a_stop_between_the_groups_of_a_snapshot_to_writers_drops_nothing(
+    batches: list[PacketBatch],
+) -> None:
+    """The stop may come while ``snapshot_to_writers`` is between two groups (its callbacks of the first
+    run outside the barrier): the stop's finals and the writers' close then happen first, and the later
+    groups' snapshots must not follow them (``up --collect`` stopped while its first snapshot was under
+    way: the exporters writer dropped one, the JetStream engine exited 1 for a lost snapshot and
+    acknowledged nothing)."""
+    ex, sk = Recorder(), Recorder("sketch")
+    groups = [
+        exact_group((GroupWriter("exact/1", ex, None),), {"five": FIVE}),
+        sketch_group((GroupWriter("sketch/1", sk, None),)),
+    ]
+    m = Manager(groups, num_workers=1, queue_packets=10**9, **fast())
+    entered, release = threading.Event(), threading.Event()
+
+    def slow_callback(group: str, snap: Any, meta: SnapshotMeta) -> None:
+        if group == "exact" and not meta.final:
+            entered.set()
+            assert release.wait(30), "never released"
+
+    m.on_snapshot.append(slow_callback)
+    m.start()
+    m.submit(batches[0])
+    m.flush()
+    asked = threading.Thread(target=m.snapshot_to_writers)
+    asked.start()
+    assert entered.wait(10)
+    m.stop()  # between the two groups: nothing holds the stop
+    release.set()
+    asked.join(10)
+    assert not asked.is_alive()
+    assert sum(rw.metrics.dropped_total for rw in m.writers) == 0
+    assert [meta.final for _, _, meta in sk.calls] == [True, True]  # cm and ss: the finals only
+    assert [meta.final for _, _, meta in ex.calls] == [False, True]
+
+
+class _Drains(EngineTask):
+    """A records task whose snapshots are numbered in the order they are taken."""
+
+    incremental = True
+
+    def __init__(self, name: str) -> None:
+        self.name, self.task, self.drains = name, None, 0
+        self.lock = threading.Lock()
+
+    def update(self, batch: PacketBatch, *, block: bool = True) -> float | None:
+        return 0.0
+
+    def snapshot(self, reset: bool = False) -> tuple[str, int]:
+        with self.lock:
+            self.drains += 1
+            return self.name, self.drains
+
+
+class _SlowOnce(_Drains):
+    """:class:`_Drains` whose first snapshot waits (holding no engine lock) for ``release``, at most 1 s."""
+
+    incremental = False
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.entered, self.release = threading.Event(), threading.Event()
+
+    def snapshot(self, reset: bool = False) -> tuple[str, int]:
+        if not self.entered.is_set():
+            self.entered.set()
+            self.release.wait(1.0)
+        return super().snapshot(reset)
+
+
+def test_snapshot_times_follow_the_order_the_snapshots_are_taken_in() -> None:
+    """A row's version is its snapshot's time (ReplacingMergeTree(TimestampNs) keeps the newest): two
+    threads snapshotting at once (the periodic snapshotter and ``up``'s first snapshot) must not hand a
+    later increment an earlier time, or the store keeps the older cumulative values of the rows both
+    hold (a rollup's coarser totals came out short)."""
+    clock = ManualClock()
+    slow, drains = _SlowOnce("slow"), _Drains("drains")
+    got: list[tuple[int, int]] = []  # (the records task's drain number, its snapshot's time)
+
+    def deliver(writer: Any, snap: Any, meta: SnapshotMeta) -> None:
+        if snap[0] == "drains" and not meta.final:
+            got.append((snap[1], meta.snapshot_ts_ns))
+
+    group = TaskGroup("exact", (slow, drains), (GroupWriter("exact/1", Recorder(), None),), deliver)
+    m = Manager([group], num_workers=1, clock=clock, **fast())
+    m.start()
+    try:
+        first = threading.Thread(target=m.snapshot_to_writers)
+        first.start()
+        assert slow.entered.wait(10)  # its time is taken; its snapshots wait
+        clock.advance(1)
+        second = threading.Thread(target=m.snapshot_to_writers)
+        second.start()
+        second.join(0.5)
+        slow.release.set()
+        first.join(10)
+        second.join(10)
+    finally:
+        m.stop()
+    times = [ts for _, ts in sorted(got)]
+    assert len(times) == 2 and times == sorted(times), got
+
+
 def test_failing_writer_does_not_stop_the_others_and_catches_up(
     batches: list[PacketBatch], caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -245,6 +245,7 @@ def test_side_words_matches_its_reference(case: str) -> None:
 
 
 def test_decode_words_matches_its_reference() -> None:
+    """decode_words, and decode_word: one of its columns at a time."""
     rng = np.random.default_rng(6)
     keys = rng.integers(0, 2**32, (300, 3), dtype=np.uint64).astype(np.uint32)
     keys[:, 2] &= 0x3F  # a code into the tables
@@ -258,6 +259,12 @@ def test_decode_words_matches_its_reference() -> None:
     out = np.empty((300, 5), np.uint32)
     kern.decode_words(keys, *args, luts, out)
     assert out.tolist() == kern.decode_words_ref(keys, *args, luts)
+    for r in range(5):
+        column = np.empty(300, np.uint32)
+        t = int(args[3][r])
+        lut = luts[t] if t >= 0 else np.zeros(0, np.uint32)
+        kern.decode_word(keys, args[0][r], args[1][r], args[2][r], lut, column)
+        assert column.tolist() == out[:, r].tolist()
 
 
 def test_the_enricher_hands_over_side_codes_only_when_asked(tmp_path: Path) -> None:
@@ -302,3 +309,71 @@ def test_pending_slots_lists_the_pending_entries_after_growths() -> None:
     assert task.summary.packets == total
     marg = task.summary.marginals["InIf"]
     assert sum(p for p, _ in marg.values()) == total  # each increment tallied once
+
+
+def test_pack_key_matches_its_reference() -> None:
+    """pack_key: offsets packed modulo 2**64 (uint32 and uint64 values, the offset of a value below
+    ``lo`` wrapping as the bucket offsets' arithmetic does)."""
+    rng = np.random.default_rng(7)
+    for values, lo, shift in [
+        (rng.integers(5, 2**32, 100, dtype=np.uint64).astype(np.uint32), 5, 3),
+        (np.array([0, 1, 2**63, 2**64 - 1], np.uint64), 2**64 - 1, 0),
+        (np.array([7, 9], np.uint64), 7, 62),
+    ]:
+        key = np.full(len(values), 1, np.uint64)
+        kern.pack_key(values, np.uint64(lo), np.uint64(shift), key)
+        ref = [1 | (((int(v) - lo) % 2**64) << shift) % 2**64 for v in values.tolist()]
+        assert key.tolist() == ref
+
+
+@pytest.mark.parametrize("export", [False, True])
+def test_combine_of_coded_rows_is_the_combine_of_their_words(tmp_path: Path, export: bool) -> None:
+    """RollupRows.combine of a coded task's increments (key words and the task's tables as they were when
+    each was handed out: the flow tuples' table grows between them) gives the rows, order included, of
+    the combine of their decoded words, without decoding them all (its rows keep the key words); a
+    part whose tables disagree with the others' (another task's) is read with its own."""
+    from dataclasses import replace
+
+    from netspectra.rollup.task import CodedWords, RollupRows
+
+    enricher, db = _enricher(tmp_path)
+    steps = _batches(enricher, 5, export, reload_at=5, db=db)
+    dims = ("Protocol", "Exporter", "InIf", "OutIf", *SIDE)
+    params = RollupParams(dims, close_after_ns=30 * 10**9, max_entries=64)  # early closes: sums
+    task = RollupTask("t", params, capacity=16, net_classes=enricher._networks.class_attr)
+    parts = []
+    for what, b in steps:
+        if what == "batch":
+            task.update(b)  # type: ignore[arg-type]
+        elif what == "finish":
+            task.finish()
+        elif what == "drain":
+            parts.append((0, task.drain()))
+    assert all(isinstance(p._words, CodedWords) for _, p in parts)
+    # the last part's tables wider, with entries no key of the others uses (codes added since)
+    s, p = parts[-1]
+    wider = np.pad(p._words.luts, ((0, 0), (0, 3)), constant_values=9)
+    parts[-1] = (s, replace(p, _words=CodedWords(p._words.keys, p._words.args, wider)))
+    assert all(parts[-1][1]._words.reads(q._words) for _, q in parts)
+    decoded = [(s, replace(p, _words=p._words.all())) for s, p in parts]
+    got, want = RollupRows.combine(parts), RollupRows.combine(decoded)
+    assert got is not None and want is not None and len(got) > 20
+    assert isinstance(got._words, CodedWords)
+    assert not isinstance(want._words, CodedWords)
+    for name in ("resolution", "bucket", "epoch", "packets", "bytes"):
+        assert np.array_equal(getattr(got, name), getattr(want, name)), name
+    assert np.array_equal(got.words, want.words)
+    assert sum(len(p) for _, p in parts) > len(got)  # rows of one group were summed
+    # a part whose tables say otherwise: read with its own tables, not the others'
+    first = next(i for i, (_, p) in enumerate(parts) if len(p))
+    s, p = parts[first]
+    luts = p._words.luts.copy()
+    luts[luts != 0] += 1
+    other = replace(p, _words=CodedWords(p._words.keys, p._words.args, luts))
+    mixed = [*parts[:first], (s, other), *parts[first + 1 :]]
+    assert not parts[-1][1]._words.reads(other._words)
+    want = RollupRows.combine([(s, replace(p, _words=p._words.all())) for s, p in mixed])
+    got = RollupRows.combine(mixed)
+    assert got is not None and want is not None
+    assert not isinstance(got._words, CodedWords)
+    assert np.array_equal(got.words, want.words) and np.array_equal(got.packets, want.packets)

@@ -5,6 +5,7 @@ the same batches reproduces identically; periods that start from nothing."""
 from __future__ import annotations
 
 import logging
+import pathlib
 import threading
 from typing import Any
 
@@ -1092,6 +1093,70 @@ def test_combine_gives_the_rows_of_a_sort_of_every_column(seed: int) -> None:
         assert np.array_equal(getattr(got, name), getattr(want, name)), name
 
 
+@pytest.mark.parametrize("far", [False, True])
+def test_time_columns_order_rows_by_resolution_then_bucket(far: bool) -> None:
+    """_time_columns: one column, the rank of (resolution, bucket) among those present, when their slots
+    fit a table; else the resolution and the bucket's offset (buckets far apart, before 1970 too). Either
+    way the columns order and group the rows as (resolution, bucket) does."""
+    from netspectra.rollup.task import _time_columns
+
+    rng = np.random.default_rng(3)
+    n = 2000
+    res = rng.integers(0, 3, n).astype(np.int64)
+    base = np.array([28_401_000, 5_680_200, 473_350])[res]
+    bkt = base + rng.integers(0, 1440 // np.array([1, 5, 60])[res] + 1)
+    if far:
+        bkt[::7] = rng.choice([-(2**40), 2**41], len(bkt[::7]))
+    cols = _time_columns(res, bkt)
+    assert len(cols) == (2 if far else 1)
+    for values, lo, hi in cols:
+        assert int(values.min()) == lo and int(values.max()) == hi
+    got = np.lexsort([c.astype(np.int64) if c.dtype != np.uint64 else c for c, _, _ in reversed(cols)])
+    want = np.lexsort([bkt, res])
+    assert np.array_equal(res[got], res[want]) and np.array_equal(bkt[got], bkt[want])
+    ident = np.column_stack([c.astype(np.uint64) for c, _, _ in cols])
+    pairs = {(int(r), int(b)) for r, b in zip(res, bkt, strict=True)}
+    assert len({tuple(row) for row in ident.tolist()}) == len(pairs)
+    if not far:
+        assert cols[0][2] == len(pairs) - 1  # dense: 0 .. distinct pairs - 1
+
+
+@pytest.mark.parametrize("width", [1, 3])
+def test_group_ids_keep_each_groups_rows_in_their_order(width: int) -> None:
+    """_group_ids: the rows in the order of their groups (numbered in the order of their values), each
+    group's rows in their own order — also where an unstable sort scrambled them (100 k rows, 40
+    groups; one or two sort keys)."""
+    from netspectra.rollup.task import _group_ids
+
+    rng = np.random.default_rng(5)
+    n = 100_000
+    words = np.zeros((n, width), np.uint32)
+    words[:, 0] = rng.integers(0, 10, n)
+    if width > 1:
+        words[:, 1] = rng.choice([0, 2**32 - 1], n)
+        words[:, 2] = rng.choice([7, 2**31 + 7], n)
+    res = rng.integers(0, 2, n).astype(np.int64)
+    bkt = np.zeros(n, np.int64)
+    group, order = _group_ids(res, bkt, width, lambda j: words[:, j])
+    want = np.lexsort([np.arange(n), *[words[:, j] for j in reversed(range(width))], res])
+    assert np.array_equal(order, want)
+    assert np.array_equal(group[want], np.cumsum(np.r_[True, np.diff(group[want]) != 0]) - 1)
+    key = res * 2**40 + (words[:, 0].astype(np.int64) << 2)
+    if width > 1:
+        key += (words[:, 1] > 0) * 2 + (words[:, 2] > 7)
+    assert len(np.unique(group)) == len(np.unique(key))
+
+
+def test_combine_of_empty_parts_is_empty() -> None:
+    rows = RollupRows(
+        "t", ("SrcNetName",), np.zeros(0, np.uint8), np.zeros(0, np.int64), np.zeros(0, np.int64),
+        np.zeros((0, 1), np.uint32), np.zeros(0, np.uint64), np.zeros(0, np.uint64), {},
+    )  # fmt: skip
+    got = RollupRows.combine([(0, rows), (1, rows)])
+    assert got is not None and len(got) == 0 and got.words.shape == (0, 1)
+    assert got.to_arrow(dictionary=True).num_rows == 0
+
+
 def test_columns_decode_every_kind_of_dimension_in_arrow() -> None:
     """RollupRows.columns: numbers as integer arrays, an exporter address as its text ('' for none), a
     text dimension by its dictionary, a code no dictionary word has as '#<code>' (Arrow's take, not a
@@ -1119,3 +1184,43 @@ def test_columns_decode_every_kind_of_dimension_in_arrow() -> None:
     assert table.column("TaskName").to_pylist() == ["t"] * 4
     assert table.column("Resolution").to_pylist() == ["1m"] * 4
     assert str(table.schema.field("SrcNetName").type) == "string"
+
+
+def test_dictionary_columns_write_the_files_of_string_columns(tmp_path: pathlib.Path) -> None:
+    """to_arrow(dictionary=True) (the text columns as dictionaries, how analyze --out writes rollup rows):
+    the same values; written as Parquet without the Arrow schema it reads back as to_arrow()'s table
+    (strings, the UTC timestamps, the unsigned widths), and as CSV it is the same text."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from netspectra.output.addr import parse_ips
+    from netspectra.output.flow_table import write_csv, write_parquet
+
+    words = np.zeros((5, 7), np.uint32)
+    words[:, 0] = [6, 17, 6, 1, 6]
+    words[:, 1:5] = parse_ips(["192.0.2.1", "::", "2001:db8::7", "192.0.2.1", "::"]).view(np.uint32)
+    words[:, 5] = [64500, 0, 15169, 7, 0]
+    words[:, 6] = [1, 0, 5, 2, 1]  # code 5: no word
+    rows = RollupRows(
+        "t,1", ("Protocol", "Exporter", "SrcAS", "SrcNetName"), np.array([0, 1, 2, 0, 1], np.uint8),
+        np.array([-3, 0, 5, 2**40, 7]), np.zeros(5, np.int64), words, np.arange(1, 6, dtype=np.uint64),
+        np.array([1, 2, 3, 4, 2**64 - 1], np.uint64), {"SrcNetName": ("", "lan, \"dmz\"", "wan", "unused")},
+    )  # fmt: skip
+    plain, coded = rows.to_arrow(), rows.to_arrow(dictionary=True)
+    assert pa.types.is_dictionary(coded.schema.field("SrcNetName").type)
+    assert pa.types.is_dictionary(coded.schema.field("TaskName").type)
+    # the dictionary holds the words the rows use (a writer's page and code width follow it)
+    assert coded.column("SrcNetName").chunk(0).dictionary.to_pylist() == ["", 'lan, "dmz"', "wan", "#5"]
+    assert coded.column("SrcNetName").cast(pa.string()).to_pylist() == [
+        'lan, "dmz"',
+        "",
+        "#5",
+        "wan",
+        'lan, "dmz"',
+    ]
+    for name in plain.column_names:
+        assert coded.column(name).cast(plain.schema.field(name).type).equals(plain.column(name)), name
+    back = pq.read_table(write_parquet(coded, tmp_path / "coded.parquet", store_schema=False))
+    assert back.schema.equals(plain.schema) and back.equals(plain)
+    a = write_csv(plain, tmp_path / "plain.csv").read_bytes()
+    assert write_csv(coded, tmp_path / "coded.csv").read_bytes() == a

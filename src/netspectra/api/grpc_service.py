@@ -462,11 +462,18 @@ class QueryCore:
     def top_n(self, req: query_pb2.TopNRequest) -> query_pb2.TopNResponse:
         with _errors("TopN"):
             from netspectra.rollup.kind import task_dimensions
-            from netspectra.storage.rollups import DimensionFilter, check_dimension, top_n
+            from netspectra.storage.rollups import DimensionFilter, check_dimension, no_traffic, top_n
 
             if not req.dimension:
                 raise _invalid("dimension is required (e.g. SrcAS, DstCountry, SrcNetName, Protocol)")
             start, end = _times(req)
+            if start is not None and start == end:
+                # [t, t) holds nothing; widened to whole buckets it would answer the bucket around t
+                raise _invalid(
+                    "start_time equals end_time: the range is empty (its end is exclusive)",
+                    "start_time",
+                    "end_time",
+                )
             if req.metric not in range(len(_TOP_METRICS)):
                 raise _invalid(f"metric {req.metric} is not a TopMetric (0 bytes, 1 packets)")
             filters = [DimensionFilter(f.dimension, tuple(f.values), f.exclude) for f in req.filters]
@@ -490,9 +497,17 @@ class QueryCore:
                 fitting = [name for name, dims in tasks.items() if needed <= set(dims)]
                 if not fitting:
                     what = ", ".join(sorted(needed))
+                    # each task's dimensions: the auto ones depend on what the enrichment section can fill
+                    keyed = "; ".join(
+                        f"{name}: {', '.join(dims) or '(none)'}" for name, dims in tasks.items()
+                    )
                     raise _invalid(
-                        f"no rollup task of the configuration is keyed on {what}"
-                        + (f" (rollup tasks: {', '.join(tasks)})" if tasks else " (it has no rollup task)")
+                        f"no rollup task of the configuration is keyed on {what} "
+                        + (
+                            f"(rollup tasks and their dimensions: {keyed})"
+                            if tasks
+                            else "(it has no rollup task)"
+                        )
                     )
                 task = fitting[0]
             _, store = self.router.store_for(task)
@@ -507,6 +522,11 @@ class QueryCore:
                 limit=int(req.limit),
                 resolution_s=int(req.resolution_seconds) or None,
             )
+            reason = (
+                top.choice.reason
+                if top.distinct
+                else f"{top.choice.reason}; {no_traffic(store, top, filters)}"
+            )
             resp = query_pb2.TopNResponse(
                 entries=[
                     query_pb2.TopNEntry(value=v.value, packets=v.packets, bytes=v.bytes) for v in top.values
@@ -517,7 +537,7 @@ class QueryCore:
                 task_name=task,
                 table=top.choice.table,
                 resolution_seconds=top.choice.seconds,
-                reason=top.choice.reason,
+                reason=reason,
             )
             if top.choice.start_ns is not None:
                 resp.start_time.CopyFrom(ns_timestamp(top.choice.start_ns))

@@ -70,6 +70,7 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTex
 from fastapi.staticfiles import StaticFiles
 from google.protobuf import json_format
 from google.protobuf.message import Message
+from google.protobuf.timestamp_pb2 import Timestamp
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from netspectra import __version__
@@ -85,6 +86,7 @@ from netspectra.api.grpc_service import (
 from netspectra.api.http_input import MAX_INT_DIGITS, check_text, json_body, json_object
 from netspectra.api.routing import first_clickhouse
 from netspectra.auth import TokenSet
+from netspectra.kinds import did_you_mean
 from netspectra.proto.v1 import query_pb2
 from netspectra.storage.alerts import StoredAlert, alerts
 from netspectra.storage.queries import SERIES_METRICS, SeriesMetric, top_flows, totals_series
@@ -213,7 +215,10 @@ def _limit(target: dict[str, Any]) -> int:
             try:
                 limit = int(value)
             except (TypeError, ValueError):
-                raise QueryError(grpc.StatusCode.INVALID_ARGUMENT, f"{field}.limit: {value!r}") from None
+                raise QueryError(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"{field}.limit: {shown(value)} is not a positive integer",
+                ) from None
             if isinstance(value, bool) or limit < 1:
                 raise QueryError(
                     grpc.StatusCode.INVALID_ARGUMENT, f"{field}.limit must be a positive integer"
@@ -258,13 +263,27 @@ def rollup_target(core: QueryCore, target: str) -> tuple[str, str, str] | None:
     name, sep, metric = rest.rpartition(":")
     if not sep or metric not in ROLLUP_METRICS:
         name, metric = rest, "bytes"
+    # a target of an exact task named "rollup" or "top" ("top:packets") is that task's; otherwise a name
+    # that is neither a rollup task nor a dimension is said as such, not as an unknown task "top:SrcASN"
+    theirs = head in core.router.routes
     if head == "rollup":
         route = core.router.routes.get(name)
-        return ("series", name, metric) if route is not None and route.group == "rollup" else None
+        if route is not None and route.group == "rollup":
+            return "series", name, metric
+        if theirs:
+            return None
+        rollups = core.router.group_task_names("rollup")
+        raise QueryError(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            f"{shown(target)}: {shown(name)} is not a rollup task{did_you_mean(name, rollups)}; "
+            f"rollup tasks: {', '.join(rollups) or '(none)'}",
+        )
     try:
         return "top", check_dimension(name), metric
-    except ValueError:
-        return None
+    except ValueError as exc:
+        if theirs:
+            return None
+        raise QueryError(grpc.StatusCode.INVALID_ARGUMENT, f"{shown(target)}: {exc}") from None
 
 
 def rollup_answer(
@@ -291,7 +310,8 @@ def rollup_answer(
     if start_ns is not None:
         req.start_time.FromNanoseconds(start_ns)
     if end_ns is not None:
-        req.end_time.FromNanoseconds(end_ns)
+        # Grafana's range holds its end, TopN's does not: from = to is the instant, as the series read it
+        req.end_time.FromNanoseconds(end_ns + 1 if end_ns == start_ns else end_ns)
     resp = core.top_n(req)
     total = resp.total_bytes if metric == "bytes" else resp.total_packets
     rows = []
@@ -304,7 +324,14 @@ def rollup_answer(
         {"text": "Bytes", "type": "number"},
         {"text": "Share %", "type": "number"},
     ]
-    return {"type": "table", "columns": columns, "rows": rows}
+    # which rollup table answered and why, as a series says it (Grafana ignores it)
+    meta = {
+        "table": resp.table,
+        "step_s": resp.resolution_seconds,
+        "reason": resp.reason,
+        "task": resp.task_name,
+    }
+    return {"type": "table", "columns": columns, "rows": rows, "meta": meta}
 
 
 def all_targets(core: QueryCore) -> list[str]:
@@ -421,9 +448,32 @@ def _parse(payload: Any, cls: type[Message]) -> Any:
     try:
         return json_format.ParseDict(body, cls())
     except json_format.ParseError as exc:
+        _check_times(body, cls)
         raise QueryError(grpc.StatusCode.INVALID_ARGUMENT, f"{cls.__name__}: {exc}") from None
     except (ValueError, TypeError, OverflowError, RecursionError) as exc:
         raise QueryError(grpc.StatusCode.INVALID_ARGUMENT, f"{cls.__name__}: {type(exc).__name__}") from None
+
+
+def _check_times(body: Mapping[str, Any], cls: type[Message]) -> None:
+    """``INVALID_ARGUMENT`` naming the first time of ``body`` (a Timestamp field, by the key the client
+    wrote) that is not RFC 3339 text, as ``GET /api/v1/exporters`` says it: protobuf's own message echoes
+    a part of the input (``time data '2013-11' does not match format …`` for ``"2013-11-07"``)."""
+    for field in cls.DESCRIPTOR.fields:
+        if field.message_type is None or field.message_type.full_name != "google.protobuf.Timestamp":
+            continue
+        for key in (field.json_name, field.name):
+            if key not in body:
+                continue
+            value = body[key]
+            try:
+                if not isinstance(value, str):
+                    raise ValueError(value)
+                Timestamp().FromJsonString(value)
+            except (ValueError, TypeError, OverflowError):
+                raise QueryError(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"{key}: {shown(value)} is not an RFC 3339 time (2024-01-01T00:00:00Z)",
+                ) from None
 
 
 def rest_names(

@@ -32,7 +32,8 @@ def analyze(
         typer.Option(
             "--out",
             "-o",
-            help="Directory for results: one file per task, named <task>.parquet (or .csv with --csv): an "
+            help="Directory for results: one file per task, named <task>.parquet (or .csv with --csv; in the "
+            "task's name, characters other than letters, digits, _ . and - are percent-encoded): an "
             "exact task's flows with the columns of the original's flow_metrics table, a sketch task's list "
             "with those of its heavy_hitters table, a rollup task's rows (TaskName, Resolution 1m/5m/1h, "
             "Bucket, one column per dimension, Packets, Bytes), flow records (--flows) as in docs/flows.md. "
@@ -52,7 +53,8 @@ def analyze(
             "timeouts, with TCP flags and Zeek's connection state, packet size and inter-arrival "
             "statistics per direction, and the reason each ended. Runs the configuration's flows tasks "
             "(aggregator.flows), or one task named flows with the defaults when it has none; with --out "
-            "they are written to <out>/flows.parquet (or .csv). See docs/flows.md.",
+            "they are written to <out>/<task>.parquet (or .csv): flows.parquet for the default task "
+            "(flow_records.parquet when another task is named flows). See docs/flows.md.",
         ),
     ] = False,
     store: Annotated[
@@ -126,8 +128,9 @@ def analyze(
     it writes every exact task's flows (columns of the original's flow_metrics table) and every sketch
     task's list (columns of its heavy_hitters table: TaskName, Flow, Value, Type with Type 0 packets,
     1 bytes, 2 spread); with --flows also flow records (flows by end reason and the top connections in
-    the summary, one row per record in <out>/flows.parquet). With an **enrichment** section (GeoIP/ASN
-    MMDB databases, a networks map, classifiers) every packet is enriched once with the columns the tasks
+    the summary, one row per record in the flows task's file: <out>/flows.parquet by default). With an
+    **enrichment** section (GeoIP/ASN MMDB databases, a networks map, classifiers) every packet is
+    enriched once with the columns the tasks
     read: **rollup** tasks print the top values of each dimension (SrcAS, DstCountry, SrcNetName, ...;
     --out: their rows per 1-minute, 5-minute and 1-hour bucket), exact and sketch tasks may key on those
     columns, and an "Enrichment" table says which databases loaded and how many rows went without one

@@ -788,8 +788,8 @@ def top_cmd(
         str,
         typer.Option(
             "--resolution",
-            help="Finest detail needed (1m, 5m, 1h, or seconds): the coarsest rollup table within it "
-            "answers; default a hundredth of the range.",
+            help="Finest detail needed (1m, 5m, 1h, seconds, or a duration: 90s, 2h): the coarsest rollup "
+            "table within it answers; default a hundredth of the range.",
         ),
     ] = "",
     start: Annotated[
@@ -830,7 +830,17 @@ def top_cmd(
         elif text.isdigit() and int(text) > 0:
             res = int(text)
         else:
-            raise typer.BadParameter(f"{resolution!r}: use 1m, 5m, 1h or seconds", param_hint="--resolution")
+            from netspectra.config.base import parse_go_duration
+
+            try:
+                res = int(parse_go_duration(text).total_seconds())
+            except ValueError:
+                res = 0
+            if res <= 0:
+                raise typer.BadParameter(
+                    f"{resolution!r}: use 1m, 5m, 1h, seconds, or a duration of a second or more (90s, 2h)",
+                    param_hint="--resolution",
+                )
     conn = Conn(addr, timeout, token, tls, ca_file, cert_file, key_file)
     req = query_pb2.TopNRequest(
         dimension=by,

@@ -504,6 +504,11 @@ class Manager:
                 self._writers.append((g, gw, rw))
 
         self._barrier = _Barrier()
+        # Held from a snapshot's time to its last task's snapshot by the threads that snapshot under the
+        # shared barrier (the snapshotters, snapshot_to_writers): the time is the rows' version
+        # (ReplacingMergeTree(TimestampNs) keeps the newest), so a later increment must never carry an
+        # earlier time than one taken before it.
+        self._snap_order = threading.Lock()
         self._stop_evt = threading.Event()
         self._state_lock = threading.Lock()
         self._started = False
@@ -795,11 +800,16 @@ class Manager:
             if not writers:
                 continue
             with self._barrier.shared():
+                if self._stopping:
+                    # A stop began while an earlier group's callbacks ran (outside the barrier): its
+                    # finals may be taken and the writers closed already; they hold everything anyway.
+                    return
                 for t in group.tasks:
                     if t.incremental:  # records tasks: what ended so far, taken (reset) like a periodic one
                         self._tick(t)
-                meta = SnapshotMeta(self.clock.time_ns(), self._period_start_ns, False)
-                taken = [self._snap(t, reset=t.incremental) for t in group.tasks]
+                with self._snap_order:
+                    meta = SnapshotMeta(self.clock.time_ns(), self._period_start_ns, False)
+                    taken = [self._snap(t, reset=t.incremental) for t in group.tasks]
                 snaps = [snap for snap in taken if snap is not None]
                 # Handed to the writers before the barrier is let go (a writer only buffers): a stop that
                 # began meanwhile takes its final snapshots after these and closes the writers after
@@ -972,8 +982,9 @@ class Manager:
                 for t in group.tasks:
                     if t.incremental:
                         self._tick(t)
-                meta = SnapshotMeta(self.clock.time_ns(), self._period_start_ns, False)
-                snaps = [(t, self._snap(t, reset=t.incremental)) for t in group.tasks]
+                with self._snap_order:
+                    meta = SnapshotMeta(self.clock.time_ns(), self._period_start_ns, False)
+                    snaps = [(t, self._snap(t, reset=t.incremental)) for t in group.tasks]
             for t, snap in snaps:
                 if snap is None:
                     continue

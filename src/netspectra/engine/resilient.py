@@ -247,7 +247,8 @@ class ResilientWriter:
                 what,
             )
         elif reason == "closed":
-            self._drop_log.log(logging.WARNING, "writer %s: closed, dropped a %s", self.name, what)
+            article = "a" if item.meta.final else "an"
+            self._drop_log.log(logging.WARNING, "writer %s: closed, dropped %s %s", self.name, article, what)
         else:
             self._drop_log.log(
                 logging.ERROR if item.meta.final else logging.WARNING,

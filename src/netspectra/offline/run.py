@@ -195,19 +195,29 @@ class ResultsWriter:
 
                 combined = RollupRows.combine(parts)
                 if combined is not None:
-                    self._write_table(snap.task_name, lambda: combined.to_arrow().drop_columns(["Epoch"]))
+                    # the text columns as dictionaries, written as strings: no string per row is made
+                    # (write_parquet's store_schema; the CSV writer writes a dictionary's values)
+                    self._write_table(
+                        snap.task_name,
+                        lambda: combined.to_arrow(dictionary=True).drop_columns(["Epoch"]),
+                        store_schema=False,
+                    )
 
     def _path(self, task: str) -> Path:
         from netspectra.storage.files import safe_name
 
         return self.out / f"{safe_name(task)}.{'csv' if self.csv else 'parquet'}"
 
-    def _write_table(self, task: str, table: Callable[[], Any]) -> None:
-        """Write the table ``table()`` makes as task ``task``'s file; a failure is noted (:attr:`errors`)."""
+    def _write_table(self, task: str, table: Callable[[], Any], *, store_schema: bool = True) -> None:
+        """Write the table ``table()`` makes as task ``task``'s file; a failure is noted (:attr:`errors`).
+        ``store_schema``: :func:`~netspectra.output.flow_table.write_parquet`'s."""
         from netspectra.output.flow_table import write_csv, write_parquet
 
         try:
-            path = (write_csv if self.csv else write_parquet)(table(), self._path(task))
+            if self.csv:
+                path = write_csv(table(), self._path(task))
+            else:
+                path = write_parquet(table(), self._path(task), store_schema=store_schema)
         except Exception as exc:
             self._fail(task, why_not_written(exc))
         else:

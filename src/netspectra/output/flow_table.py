@@ -62,17 +62,22 @@ def flow_table_schema(extra_fields: Sequence[str] = ()) -> pa.Schema:
     return pa.schema(fields[:at] + extra + fields[at:])
 
 
-def write_parquet(table: pa.Table, path: str | os.PathLike[str], compression: str = "zstd") -> Path:
+def write_parquet(
+    table: pa.Table, path: str | os.PathLike[str], compression: str = "zstd", *, store_schema: bool = True
+) -> Path:
     """Write ``table`` to ``path`` as Parquet, atomically (see the module docstring); return the path.
 
     Nanosecond UTC timestamps are kept as Parquet ``TIMESTAMP(NANOS, UTC)``, so a round trip through
-    pyarrow gives back the same schema and values.
+    pyarrow gives back the same schema and values. ``store_schema=False``: without the Arrow schema in
+    the file's metadata, so that pyarrow reads each column by its Parquet type alone — for a table whose
+    types are all Parquet's own, the same table, except that dictionary columns read as their values
+    (the way to write text columns held as dictionaries as plain strings, without making the strings).
     """
 
     def write(fh: BinaryIO) -> None:
         import pyarrow.parquet as pq  # loaded when a file is written (a report needs only the schema)
 
-        pq.write_table(table, fh, compression=compression)
+        pq.write_table(table, fh, compression=compression, store_schema=store_schema)
 
     return _atomic_write(Path(path), write)
 

@@ -43,7 +43,7 @@ import logging
 import mmap
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
@@ -1318,15 +1318,10 @@ class RollupTask:
                 self.summary.rows_out[RESOLUTIONS[r].label] += m
             parts += mine
             res.append(np.full(m, r, np.uint8))
-        words: np.ndarray | Callable[[], np.ndarray]
-        if self._identity:
-            all_rows = _Rows.concat(parts, self.words)
-            words = all_rows.dims
-        else:  # the key words decoded when the rows' words are first read (a report may never read them)
-            all_rows = _Rows.concat([replace(p, dims=p.dims[:, :0]) for p in parts], 0)
-            words = functools.partial(
-                _decode_parts, [p.dims for p in parts], self.row_words, self._decode_args, self._luts()
-            )
+        all_rows = _Rows.concat(parts, self.words)
+        words: np.ndarray | CodedWords = all_rows.dims
+        if not self._identity:  # the key words, decoded when read (a report may never read them)
+            words = CodedWords(all_rows.dims, self._decode_args, self._luts())
         return RollupRows(
             self.name,
             self.params.dimensions,
@@ -1367,72 +1362,130 @@ def _attribute_of(codes: np.ndarray, lo: np.ndarray) -> np.ndarray:
     return codes[lo & np.uint32(CLASS_MASK)].astype(np.uint32)
 
 
-def _decode_parts(
-    keys: list[np.ndarray], row_words: int, args: tuple[np.ndarray, ...], luts: np.ndarray
-) -> np.ndarray:
-    """The rows' words of parts of rows held as key words (``keys``, one array per part, in order):
-    :func:`~netspectra.rollup.kernels.decode_words` with the task's tables as they were when the rows
-    were handed out (``luts``: codes are only ever added, never changed)."""
-    words = np.empty((sum(k.shape[0] for k in keys), row_words), np.uint32)
-    at = 0
-    done: dict[int, np.ndarray] = {}  # the coarser views' parts share the finest's key words
-    for k in keys:
-        dst = words[at : at + k.shape[0]]
-        same = done.get(id(k))
-        if same is not None:
-            dst[...] = same  # a copy: cheaper than decoding again
-        else:
-            kern.decode_words(np.ascontiguousarray(k), *args, luts, dst)
-            done[id(k)] = dst
-        at += k.shape[0]
-    return words
+@dataclass(frozen=True)
+class CodedWords:
+    """Rows' dimension words held as the task's key words: ``keys`` (``(m, key words)`` uint32) and how
+    they read as the rows' words (``args``: :func:`~netspectra.rollup.kernels.decode_words`' word, shift,
+    mask and table per row word; ``luts``: the task's tables as they were when the rows were handed out —
+    codes are only ever added, never changed). A fifth of the rows' words' memory (5 key words for the
+    21 row words of 18 enriched dimensions), and a column reads without the others (:meth:`column`)."""
+
+    keys: np.ndarray
+    args: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+    luts: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.keys.shape[0])
+
+    @property
+    def row_words(self) -> int:
+        return int(self.args[0].shape[0])
+
+    def all(self) -> np.ndarray:
+        """``(m, row_words)`` uint32: every row's words."""
+        out = np.empty((len(self), self.row_words), np.uint32)
+        kern.decode_words(np.ascontiguousarray(self.keys), *self.args, self.luts, out)
+        return out
+
+    def column(self, r: int) -> np.ndarray:
+        """``(m,)`` uint32: row word ``r`` of every row."""
+        word_of, shift_of, mask_of, lut_of = self.args
+        t = int(lut_of[r])
+        lut = self.luts[t] if t >= 0 else np.zeros(0, np.uint32)
+        out = np.empty(len(self), np.uint32)
+        keys = np.ascontiguousarray(self.keys)
+        kern.decode_word(keys, word_of[r], shift_of[r], mask_of[r], np.ascontiguousarray(lut), out)
+        return out
+
+    def take(self, index: np.ndarray) -> CodedWords:
+        return CodedWords(self.keys[index], self.args, self.luts)
+
+    def reads(self, other: CodedWords) -> bool:
+        """Whether ``other``'s key words read the same with this one's tables: the same plan, and every
+        entry ``other``'s tables hold the same in this one's (a later snapshot of the same task: codes
+        added since, where ``other``'s tables hold 0, the padding of a shorter table)."""
+        n = other.luts.shape[1]
+        if not (
+            all(np.array_equal(a, b) for a, b in zip(self.args, other.args, strict=True))
+            and self.keys.shape[1] == other.keys.shape[1]
+            and self.luts.shape[0] == other.luts.shape[0]
+            and self.luts.shape[1] >= n
+        ):
+            return False
+        held = other.luts != 0
+        return bool(np.array_equal(self.luts[:, :n][held], other.luts[held]))
 
 
 _U64_MASK = (1 << 64) - 1
 
 
-def _group_ids(res: np.ndarray, bkt: np.ndarray, words: np.ndarray) -> np.ndarray:
-    """Per row, the number of its group of equal (resolution, bucket, dimension words), the groups numbered
-    in numeric order of those (the bucket signed).
+#: The most (resolution, bucket) slots :func:`_time_columns` ranks in a table (4 M: 36 MB of it).
+_TIME_SLOTS = 1 << 22
 
-    Each column is taken as its offset from its smallest value, in as many bits as its largest offset
-    needs (none for a constant column), and the columns are packed in order, most significant first,
-    into as few 64-bit keys as they fit: the keys' order is the columns' order, so the rows are sorted by
-    those few keys. Rollup rows have narrow columns (codes, protocols, 16-bit AS numbers, a few buckets):
-    18 dimensions fit two or three keys, and 2 M rows are numbered in about a second on the 2-core VM
-    (sorting the 20-odd columns one after the other took 5 s)."""
+
+def _time_columns(res: np.ndarray, bkt: np.ndarray) -> list[tuple[np.ndarray, int, int]]:
+    """Columns (values, smallest, largest) whose order is the rows' order by resolution, then bucket: the
+    rank of the row's (resolution, bucket) among those present when their slots fit a table (each
+    resolution's buckets from its first to its last), so that a day of 1-minute, 5-minute and 1-hour
+    buckets takes 11 bits of a sort key (1,752 present) instead of 2 + 11; else the resolution and the
+    bucket's offset from its resolution's first (modulo 2**64: exact, the offsets are below 2**64)."""
+    present = np.flatnonzero(np.bincount(res)).tolist()
+    firsts = np.zeros(present[-1] + 1, np.int64)
+    sizes = np.zeros(present[-1] + 1, np.int64)
+    for r in present:
+        of_r = bkt[res == r]
+        firsts[r] = of_r.min()
+        sizes[r] = min(int(of_r.max()) - int(firsts[r]) + 1, _TIME_SLOTS + 1)  # (no overflow)
+    offsets = bkt.view(np.uint64) - firsts.view(np.uint64)[res]
+    if int(sizes.sum()) > _TIME_SLOTS:
+        return [(res.astype(np.uint64), present[0], present[-1]), (offsets, 0, int(offsets.max()))]
+    slot = offsets + (np.cumsum(sizes) - sizes).view(np.uint64)[res]  # resolution r's from its start on
+    seen = np.zeros(int(sizes.sum()), bool)
+    seen[slot] = True
+    rank = np.cumsum(seen, dtype=np.uint32) - np.uint32(1)
+    return [(rank[slot], 0, int(rank[-1]))]
+
+
+def _group_ids(
+    res: np.ndarray, bkt: np.ndarray, width: int, column: Callable[[int], np.ndarray]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per row, the number of its group of equal (resolution, bucket, dimension words), the groups numbered
+    in numeric order of those (the bucket signed); and the rows in the order of their groups, each
+    group's rows in their own order. ``column(j)``: dimension word ``j`` of every row (``j < width``),
+    asked for once each, so that the words need never be held all at once.
+
+    Each column is taken as its offset from its smallest value (the resolution and bucket: as
+    :func:`_time_columns` gives them), in as many bits as its largest offset needs (none for a constant
+    column), and the columns are packed in order, most significant first, into as few 64-bit keys as they fit
+    (:func:`~netspectra.rollup.kernels.pack_key`): the keys' order is the columns' order, so the rows
+    are sorted by those few keys. Rollup rows have narrow columns (codes, protocols, 16-bit AS numbers,
+    a few buckets): 18 dimensions fit two or three keys, and 2 M rows are numbered in about a second on
+    the 2-core VM (sorting the 20-odd columns one after the other took 5 s)."""
     n = res.shape[0]
     if n == 0:
-        return np.zeros(0, np.int64)
-    # the resolutions' and buckets' offsets modulo 2**64 (exact: their span is below 2**64); the words'
-    # smallest and largest values in one pass over the rows each
-    signed = (res.astype(np.int64), bkt.astype(np.int64))
-    lows = [int(c.min()) for c in signed]
-    spans = [int(c.max()) - lo for c, lo in zip(signed, lows, strict=True)]
-    w_lo = words.min(axis=0) if words.shape[1] else np.zeros(0, np.uint32)
-    w_hi = words.max(axis=0) if words.shape[1] else np.zeros(0, np.uint32)
-    spans += [int(hi) - int(lo) for lo, hi in zip(w_lo, w_hi, strict=True)]
-
-    def offsets(j: int) -> np.ndarray:
-        if j < 2:
-            return signed[j].view(np.uint64) - np.uint64(lows[j] & _U64_MASK)
-        return (words[:, j - 2] - w_lo[j - 2]).astype(np.uint64)
-
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
     keys: list[np.ndarray] = []
     free = 0
-    for j, span in enumerate(spans):
-        bits = span.bit_length()
+    times = _time_columns(res, bkt)
+    for j in range(len(times) + width):
+        if j < len(times):
+            col, lo, hi = times[j]
+        else:
+            col = column(j - len(times))
+            lo, hi = int(col.min()), int(col.max())
+        bits = (hi - lo).bit_length()
         if bits == 0:
             continue  # constant: no order to give
         if bits > free:
             keys.append(np.zeros(n, np.uint64))
             free = 64
         free -= bits
-        keys[-1] |= offsets(j) << np.uint64(free)
+        kern.pack_key(col, np.uint64(lo & _U64_MASK), np.uint64(free), keys[-1])
     if not keys:
-        return np.zeros(n, np.int64)
+        return np.zeros(n, np.int64), np.arange(n)
     # the least significant key first, then each more significant one, stably (np.lexsort: 4x slower);
-    # the first sort need not be stable: the groups' numbers do not depend on the order within a group
+    # the first sort need not be stable (0.4 s against 0.7 for 4.5 M keys): the rows of a group (rows
+    # of equal keys, few) are put in their own order afterwards
     order = np.argsort(keys[-1])
     for k in reversed(keys[:-1]):
         order = order[np.argsort(k[order], kind="stable")]
@@ -1442,9 +1495,52 @@ def _group_ids(res: np.ndarray, bkt: np.ndarray, words: np.ndarray) -> np.ndarra
         for k in keys:
             ranked = k[order]
             new[1:] |= ranked[1:] != ranked[:-1]
+    ranks = np.cumsum(new) - 1
+    shared = ~new  # the sorted rows of a group of several: not its first, or followed by its next
+    shared[:-1] |= ~new[1:]
+    at = np.flatnonzero(shared)
+    if len(at):
+        rows = order[at]
+        order[at] = rows[np.lexsort((rows, ranks[at]))]
     group = np.empty(n, np.int64)
-    group[order] = np.cumsum(new) - 1
-    return group
+    group[order] = ranks
+    return group, order
+
+
+def _latest_summed(
+    group: np.ndarray, order: np.ndarray, rank: np.ndarray, ids: int, pk: np.ndarray, by: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:meth:`RollupRows.combine`'s sums: per group (``group``, ``order``: :func:`_group_ids`), the latest
+    row of each identity (``rank`` of ``ids``: the row's period and epoch) summed; the first such row of
+    each group (where its row goes), and the sums."""
+    # the rows sorted by group, then identity, then position (a stable sort: later parts later), so that
+    # the last row of each identity is its latest version: the groups' order for one identity, else one
+    # int64 key when it fits (few periods and epochs), else a sort of the three
+    if ids == 1:
+        idx = order
+        ident = group[idx]
+    elif len(group) * ids < 1 << 62:
+        key = group * ids + rank
+        idx = np.argsort(key, kind="stable")
+        ident = key[idx]
+    else:
+        idx = np.lexsort([np.arange(len(group)), rank, group])
+        ident = np.column_stack([group, rank])[idx]
+    last_of = np.ones(len(idx), bool)
+    if len(idx) > 1:
+        differs = ident[1:] != ident[:-1]
+        last_of[:-1] = differs if differs.ndim == 1 else differs.any(axis=1)
+    keep = idx[last_of]  # the latest version of each identity
+    starts = np.ones(len(keep), bool)
+    if len(keep) > 1:
+        kept = group[keep]
+        starts[1:] = kept[1:] != kept[:-1]
+    first = np.flatnonzero(starts)
+    sel = keep[first]
+    if len(first) == len(keep):  # one identity per group (no early close, no second period): no sums
+        return sel, pk[sel], by[sel]
+    # saturating sums, as the counters (netspectra.weights)
+    return sel, sat_reduceat(pk[keep], first), sat_reduceat(by[keep], first)
 
 
 @dataclass
@@ -1456,8 +1552,9 @@ class RollupRows:
     uint32, in the order of ``dimensions``), ``packets`` and ``bytes`` (cumulative for the row's
     identity). ``dictionaries`` decode the text dimensions' codes.
 
-    The words may be given as a function that makes them (the task's key words decoded,
-    :mod:`netspectra.rollup.codes`): it runs when :attr:`words` is first read, once.
+    The words may be given as the task's key words (:class:`CodedWords`, :mod:`netspectra.rollup.codes`):
+    they are decoded when :attr:`words` is first read, once, and a column at a time by
+    :meth:`word_column`, :meth:`columns` and :meth:`combine`, which never decode them all.
     """
 
     task_name: str
@@ -1465,7 +1562,7 @@ class RollupRows:
     resolution: np.ndarray
     bucket: np.ndarray
     epoch: np.ndarray
-    _words: np.ndarray | Callable[[], np.ndarray]
+    _words: np.ndarray | CodedWords
     packets: np.ndarray
     bytes: np.ndarray
     dictionaries: dict[str, tuple[str, ...]]
@@ -1481,9 +1578,15 @@ class RollupRows:
     @property
     def words(self) -> np.ndarray:
         """``(m, words)`` uint32: each row's dimension words (see the class docstring)."""
-        if callable(self._words):
-            self._words = self._words()
+        if isinstance(self._words, CodedWords):
+            self._words = self._words.all()
         return self._words
+
+    def word_column(self, r: int) -> np.ndarray:
+        """``(m,)`` uint32: row word ``r`` of every row (a copy)."""
+        if isinstance(self._words, CodedWords):
+            return self._words.column(r)
+        return np.ascontiguousarray(self._words[:, r])
 
     def take(self, index: np.ndarray) -> RollupRows:
         return RollupRows(
@@ -1492,7 +1595,7 @@ class RollupRows:
             self.resolution[index],
             self.bucket[index],
             self.epoch[index],
-            self.words[index],
+            self._words.take(index) if isinstance(self._words, CodedWords) else self._words[index],
             self.packets[index],
             self.bytes[index],
             self.dictionaries,
@@ -1508,10 +1611,12 @@ class RollupRows:
         widths = np.array([r.ns for r in RESOLUTIONS], np.int64)
         return self.bucket * widths[self.resolution]
 
-    def columns(self) -> dict[str, Any]:
+    def columns(self, *, dictionary: bool = False) -> dict[str, Any]:
         """The dimension columns, decoded: numbers as uint32/uint8 arrays, texts and addresses as Arrow
         string arrays (``""`` unknown; a code no dictionary holds reads ``#<code>``), made by Arrow's
-        kernels, not a Python string per row (2 M rows of 14 text dimensions: 5 s that way)."""
+        kernels, not a Python string per row (2 M rows of 14 text dimensions: 5 s that way).
+        ``dictionary``: the text dimensions as Arrow dictionary arrays of those strings (the codes and
+        the words, not a string per row: 700 MB less for 4.5 M rows of 14 text dimensions)."""
         import pyarrow as pa
         import pyarrow.compute as pc
 
@@ -1521,12 +1626,13 @@ class RollupRows:
         j = 0
         for name in self.dimensions:
             dim = BY_NAME[name]
-            part = self.words[:, j : j + dim.words]
-            j += dim.words
+            at, j = j, j + dim.words
+            first = self.word_column(at)
             if dim.kind == "number":
-                out[name] = part[:, 0].astype(np.uint8 if dim.clickhouse == "UInt8" else np.uint32)
+                out[name] = first.astype(np.uint8) if dim.clickhouse == "UInt8" else first
             elif dim.kind == "address":
-                raw = np.ascontiguousarray(part).view(np.uint8).reshape(-1, 16)
+                part = np.column_stack([first, *(self.word_column(at + k) for k in range(1, dim.words))])
+                raw = part.view(np.uint8).reshape(-1, 16)
                 texts = ips_to_arrow(raw) if len(raw) else pa.array([], pa.string())
                 none = ~raw.any(axis=1)
                 out[name] = (
@@ -1534,29 +1640,45 @@ class RollupRows:
                 )
             else:
                 words = list(self.dictionaries.get(name, ("",)))
-                codes = part[:, 0].astype(np.int64)
+                codes = first.astype(np.int64)
                 beyond = codes >= len(words)
                 if beyond.any():  # codes without a word (a dictionary not handed over): "#<code>"
                     extra = np.unique(codes[beyond])
                     codes[beyond] = len(words) + np.searchsorted(extra, codes[beyond])
                     words += [f"#{c}" for c in extra.tolist()]
-                out[name] = pa.array(words, pa.string()).take(pa.array(codes))
+                if dictionary:
+                    # only the words the rows use: a writer's dictionary page and its codes' bit width
+                    # are those of the dictionary (a country column against all 250 codes: 70 % larger)
+                    used = np.bincount(codes, minlength=len(words)) > 0
+                    if not used.all():
+                        codes = (np.cumsum(used) - 1)[codes]
+                        words = [w for w, u in zip(words, used.tolist(), strict=True) if u]
+                    out[name] = pa.DictionaryArray.from_arrays(
+                        pa.array(codes.astype(np.int32)), pa.array(words, pa.string())
+                    )
+                else:
+                    out[name] = pa.array(words, pa.string()).take(pa.array(codes))
         return out
 
-    def to_arrow(self) -> Any:
+    def to_arrow(self, *, dictionary: bool = False) -> Any:
         """One Arrow table: ``TaskName``, ``Resolution`` (``1m``/``5m``/``1h``), ``Bucket`` (start, UTC),
-        ``Epoch``, the dimensions (decoded), ``Packets``, ``Bytes``."""
+        ``Epoch``, the dimensions (decoded), ``Packets``, ``Bytes``. ``dictionary``: the text columns as
+        dictionary arrays (:meth:`columns`)."""
         import pyarrow as pa
 
         m = len(self)
         labels = pa.array([r.label for r in RESOLUTIONS], pa.string())
+        names = pa.array([self.task_name], pa.string())
+        which = pa.array(self.resolution.astype(np.int32))
         cols: dict[str, Any] = {
-            "TaskName": pa.array([self.task_name], pa.string()).take(pa.array(np.zeros(m, np.int64))),
-            "Resolution": labels.take(pa.array(self.resolution.astype(np.int64))),
+            "TaskName": pa.DictionaryArray.from_arrays(pa.array(np.zeros(m, np.int32)), names)
+            if dictionary
+            else names.take(pa.array(np.zeros(m, np.int64))),
+            "Resolution": pa.DictionaryArray.from_arrays(which, labels) if dictionary else labels.take(which),
             "Bucket": pa.array(self.bucket_ns(), pa.timestamp("ns", tz="UTC")),
             "Epoch": pa.array(self.epoch, pa.int64()),
         }
-        for name, values in self.columns().items():
+        for name, values in self.columns(dictionary=dictionary).items():
             cols[name] = values if isinstance(values, pa.Array) else pa.array(values)
         cols["Packets"] = pa.array(self.packets, pa.uint64())
         cols["Bytes"] = pa.array(self.bytes, pa.uint64())
@@ -1580,54 +1702,47 @@ class RollupRows:
         def joined(arrays: list[np.ndarray]) -> np.ndarray:
             return arrays[0] if len(arrays) == 1 else np.concatenate(arrays)  # (one part: not copied)
 
-        words = joined([p.words for _, p in parts])
         res = joined([p.resolution for _, p in parts]).astype(np.int64)
         bkt = joined([p.bucket for _, p in parts])
         epoch = joined([p.epoch for _, p in parts])
         pk = joined([p.packets for _, p in parts])
         by = joined([p.bytes for _, p in parts])
-        group = _group_ids(res, bkt, words)
-        # A row's identity within its group: (period, epoch), ranked in that order; the rows sorted by
-        # group, then identity, then position (a stable sort: later parts later), so that the last row of
-        # each identity is its latest version. One int64 key when it fits (nearly always: few periods and
-        # epochs), else a sort of the three.
-        epochs, rank = np.unique(epoch, return_inverse=True)
-        ids = len(epochs)
+        # The parts' key words when they all read with one part's tables (the parts of one task: its
+        # rows' words are then never all decoded at once), else their words.
+        coded = [p._words for _, p in parts if isinstance(p._words, CodedWords)]
+        widest = max(coded, key=lambda w: w.luts.shape[1]) if len(coded) == len(parts) else None
+        words: np.ndarray | CodedWords
+        if widest is not None and all(widest.reads(w) for w in coded):
+            words = CodedWords(joined([w.keys for w in coded]), widest.args, widest.luts)
+            group, order = _group_ids(res, bkt, words.row_words, words.column)
+        else:
+            matrix = joined([p.words for _, p in parts])
+            group, order = _group_ids(res, bkt, matrix.shape[1], lambda j: matrix[:, j])
+            words = matrix
+        # A row's identity within its group: (period, epoch), ranked in that order (_latest_summed)
+        if len(epoch) == 0 or epoch.min() == epoch.max():
+            rank, ids = np.zeros(len(epoch), np.int64), 1
+        else:
+            epochs, rank = np.unique(epoch, return_inverse=True)
+            ids = len(epochs)
         if len({start for start, _ in parts}) > 1:
             periods, p_rank = np.unique(
                 joined([np.full(len(p), start, np.int64) for start, p in parts]), return_inverse=True
             )
             rank = p_rank * ids + rank
             ids *= len(periods)
-        if len(bkt) * ids < 1 << 62:
-            key = group * ids + rank
-            idx = np.argsort(key, kind="stable")
-            ident = key[idx]
-        else:
-            idx = np.lexsort([np.arange(len(bkt)), rank, group])
-            ident = np.column_stack([group, rank])[idx]
-        last_of = np.ones(len(idx), bool)
-        if len(idx) > 1:
-            differs = ident[1:] != ident[:-1]
-            last_of[:-1] = differs if differs.ndim == 1 else differs.any(axis=1)
-        keep = idx[last_of]  # the latest version of each identity
-        starts = np.ones(len(keep), bool)
-        if len(keep) > 1:
-            kept = group[keep]
-            starts[1:] = kept[1:] != kept[:-1]
-        first = np.flatnonzero(starts)
-        sel = keep[first]
-        if len(first) == len(keep):  # one identity per group (no early close, no second period): no sums
+        if ids == 1 and (len(group) == 0 or int(group.max()) == len(group) - 1):  # each row its own group
+            sel = order
             pk_sum, by_sum = pk[sel], by[sel]
-        else:  # saturating sums, as the counters (netspectra.weights)
-            pk_sum, by_sum = sat_reduceat(pk[keep], first), sat_reduceat(by[keep], first)
+        else:
+            sel, pk_sum, by_sum = _latest_summed(group, order, rank, ids, pk, by)
         return RollupRows(
             last.task_name,
             last.dimensions,
             res[sel].astype(np.uint8),
             bkt[sel],
             np.zeros(len(sel), np.int64),
-            words[sel],
+            words.take(sel) if isinstance(words, CodedWords) else words[sel],
             pk_sum,
             by_sum,
             dictionaries,

@@ -33,7 +33,7 @@ import pyarrow as pa
 from netspectra.fields import BY_NAME
 from netspectra.storage.backend_chdb import DEFAULT_CHDB_DIR
 from netspectra.storage.base import SnapshotMeta, StorageError, Writer, WriterError
-from netspectra.storage.retention import retentions
+from netspectra.storage.retention import expired_by, retentions
 from netspectra.storage.schema import (
     ADDED_KEY_COLUMNS,
     EXPORTER_COLUMNS,
@@ -372,8 +372,10 @@ class ClickHouseWriter(Writer, kind="clickhouse"):
 
     One INSERT per task per snapshot, none for an empty snapshot or when no flow changed. Failures raise
     :class:`WriterError`; a retried write of the same snapshot stores the same rows (the tables replace
-    rows with equal keys). Retention (``clickhouse.retention``) is applied at :meth:`open` and then at
-    most hourly after a write; a failure there is logged and retried, never raised.
+    rows with equal keys). Retention (``clickhouse.retention`` and the other ``*_retention`` keys) is
+    applied at :meth:`open` and then at most hourly after a write, to the tables of the writer's group and
+    those whose key its section sets (:func:`~netspectra.storage.retention.expired_by`); a failure there is
+    logged and retried, never raised.
     """
 
     def __init__(self, cfg: WriterConfig, group: str) -> None:
@@ -381,8 +383,10 @@ class ClickHouseWriter(Writer, kind="clickhouse"):
         ch: ClickHouseConfig = cfg.params
         self.store = ClickHouseStore(ch)
         self._resolution_s = int(ch.history_resolution.total_seconds())
-        # the shortest retention of any table: how often expired partitions can appear at most
-        self._retention_ns = min(retentions(ch).values(), default=0)
+        # the tables whose retention this writer applies, and the shortest of those retentions: how often
+        # expired partitions can appear at most
+        self._expires = expired_by(ch, group)
+        self._retention_ns = min(retentions(ch, self._expires).values(), default=0)
         self._next_expiry_ns = 0
         self._trackers: dict[str, _FlowTracker] = {}
 
@@ -469,7 +473,7 @@ class ClickHouseWriter(Writer, kind="clickhouse"):
         if not self._retention_ns or now < self._next_expiry_ns:
             return
         try:
-            self.store.expire(now_ns=now)
+            self.store.expire(now_ns=now, tables=self._expires)
         except StorageError as exc:
             log.warning("ClickHouse retention check failed (retried at the next write): %s", exc)
             return

@@ -540,14 +540,27 @@ def typed_value(f: FieldType, t: Token) -> object:
             raise FilterError(f"{v} is outside what {f.name} holds ({f.lo}..{f.hi})", t.pos, ("a number",))
         return v
     if t.kind == "string":
-        return t.value
+        return _as_stored(f, str(t.value), t.pos)
     if t.kind == "name" and t.text.upper() not in KEYWORDS:
-        return t.text
+        return _as_stored(f, t.text, t.pos)
     if t.kind in ("int", "ip"):
-        return t.text
+        return _as_stored(f, t.text, t.pos)
     raise FilterError(
         f"{f.name} is a text field: expected a quoted string, got {t.text!r}", t.pos, ("'text'",)
     )
+
+
+def _as_stored(f: FieldType, text: str, pos: int) -> str:
+    """A text value as the store holds it for an enrichment column whose values have one spelling there
+    (a country upper-case, a class the classifiers set lower-case), as ``TopN``'s filters read it
+    (:func:`netspectra.storage.rollups.stored_text`); ``FilterError`` for one no row can hold (a boundary
+    other than external or internal). Other text (names, descriptions) as written."""
+    from netspectra.storage.rollups import stored_text
+
+    try:
+        return stored_text(f.name, text)
+    except ValueError as exc:
+        raise FilterError(str(exc), pos, (f"a value of {f.name}",)) from None
 
 
 def ip_text(addr: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:

@@ -124,7 +124,11 @@ def _field_value(name: str, value: str | int | bytes) -> str | int:
     if f.kind == "dict":
         if not isinstance(value, str) or len(value) > MAX_TEXT_FILTER:
             raise ValueError(f"{name}: {value!r} is not a text of at most {MAX_TEXT_FILTER} characters")
-        return value
+        # a country or a class the classifiers set has one spelling in the store: read as TopN reads it
+        # ("fr" is FR, "Cogent" is cogent; "externl" is no boundary); names and other text as written
+        from netspectra.storage.rollups import stored_text
+
+        return stored_text(name, value)
     if f.text_prefix and isinstance(value, str) and value.strip().upper().startswith(f.text_prefix):
         value = value.strip()[len(f.text_prefix) :]  # AS64500 as well as 64500
     return _number(value, name, (1 << (8 * f.key_bytes)) - 1)

@@ -16,11 +16,20 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Collection
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from netspectra.storage.cluster import cluster_nodes, node_stores
-from netspectra.storage.schema import TABLES, Table
+from netspectra.storage.schema import (
+    EXPORTER_TABLE,
+    FLOW_RECORDS_TABLE,
+    FLOW_TABLE,
+    HITTER_TABLE,
+    ROLLUP_TABLES,
+    TABLES,
+    Table,
+)
 
 if TYPE_CHECKING:
     from netspectra.storage.clickhouse_config import ClickHouseConfig
@@ -37,13 +46,47 @@ def retention_of(cfg: ClickHouseConfig, table: Table) -> int:
     return int(value.total_seconds() * 1e9) if value else 0
 
 
-def retentions(cfg: ClickHouseConfig) -> dict[str, int]:
-    """Every table with a retention under ``cfg``: name → retention in ns."""
-    return {name: ns for name, t in TABLES.items() if (ns := retention_of(cfg, t))}
+def retentions(cfg: ClickHouseConfig, tables: Collection[str] | None = None) -> dict[str, int]:
+    """Every table (of ``tables``; default: all) with a retention under ``cfg``: name → retention in ns."""
+    return {
+        name: ns
+        for name, t in TABLES.items()
+        if (tables is None or name in tables) and (ns := retention_of(cfg, t))
+    }
 
 
-def expire(store: ClickHouseStore, retention_ns: int | None = None, now_ns: int | None = None) -> list[int]:
-    """Drop the expired partitions of every table and return them, in table order (``YYYYMMDD`` days).
+#: The tables a group's writer writes: the retentions of its ``clickhouse`` section apply to them, the
+#: defaults included.
+GROUP_TABLES: dict[str, tuple[str, ...]] = {
+    "exact": (FLOW_TABLE,),
+    "sketch": (HITTER_TABLE,),
+    "flows": (FLOW_RECORDS_TABLE,),
+    "rollup": ROLLUP_TABLES,
+    "exporters": (EXPORTER_TABLE,),
+}
+
+
+def expired_by(cfg: ClickHouseConfig, group: str) -> frozenset[str]:
+    """The tables whose old partitions the writer of ``group`` with section ``cfg`` drops: its own group's
+    tables, and every table whose retention key the section sets itself (``retention: 168h`` in the
+    exact writer's section drops old periods of every table kept by ``retention``, as it always did).
+    Not a default of another group's table: the rollup retentions default to a week, 90 days and two
+    years in every section, and an exact writer applying them would drop the 1-minute rows after a
+    week where the rollup writer's section says 30 days."""
+    own = set(GROUP_TABLES.get(group, ()))
+    return frozenset(
+        name for name, t in TABLES.items() if name in own or t.retention_setting in cfg.model_fields_set
+    )
+
+
+def expire(
+    store: ClickHouseStore,
+    retention_ns: int | None = None,
+    now_ns: int | None = None,
+    tables: Collection[str] | None = None,
+) -> list[int]:
+    """Drop the expired partitions of every table (of ``tables``; default: all) and return them, in table
+    order (``YYYYMMDD`` days).
 
     ``retention_ns`` overrides every table's configured retention; without it each table's own applies
     (tables without one are kept). ``now_ns``: the present (default: the clock).
@@ -51,6 +94,8 @@ def expire(store: ClickHouseStore, retention_ns: int | None = None, now_ns: int 
     now = time.time_ns() if now_ns is None else now_ns
     dropped: list[int] = []
     for name, table in TABLES.items():
+        if tables is not None and name not in tables:
+            continue
         keep = retention_of(store.cfg, table) if retention_ns is None else retention_ns
         sql = table.expired_partitions_sql(store.table(name))
         if not keep or not sql:
@@ -75,4 +120,4 @@ def _drop_partition(store: ClickHouseStore, table: str, day: int) -> None:
             node.execute(f"ALTER TABLE {local} DROP PARTITION {day}")
 
 
-__all__ = ["expire", "retention_of", "retentions"]
+__all__ = ["GROUP_TABLES", "expire", "expired_by", "retention_of", "retentions"]

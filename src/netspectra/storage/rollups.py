@@ -36,6 +36,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, get_args
 
+from netspectra.enrich.columns import BY_NAME as ENRICH_COLUMNS
 from netspectra.kinds import shown
 from netspectra.rollup.dims import BY_NAME, NAMES, RESOLUTION_BY_LABEL, RESOLUTIONS, Dimension, Resolution
 from netspectra.storage.queries import _check_times, _ip_text
@@ -254,11 +255,43 @@ def dimension_value(dimension: str, value: object) -> str:
         return str(int(digits))
     if dim.kind == "address":
         return _ip_text(text, dimension) if text else ""
-    if dimension.endswith("Country"):
+    return stored_text(dimension, text)
+
+
+def stored_text(column: str, text: str) -> str:
+    """A text value of enrichment ``column`` as the store holds it, for the columns whose values have one
+    spelling there — a country upper-case (``fr`` → ``FR``), a class the classifiers set lower-case
+    (``Cogent`` → ``cogent``, Akvorado's normalisation) —; ``ValueError`` naming the column for one no
+    row can hold (not two letters, a boundary other than external or internal, a character the
+    classifiers drop), which would match nothing without a word. Other columns' text (names, as
+    configured) unchanged. What ``TopN``'s filters, the console's filter language and ``TraceFlow``'s
+    flow keys read."""
+    value, text = text, text.strip()
+    if column.endswith("Country") and column in ENRICH_COLUMNS:
         if text and (len(text) != 2 or not text.isascii() or not text.isalpha()):
-            raise ValueError(f"{dimension}: {shown(value, 60)} is not a two-letter country code")
+            raise ValueError(f"{column}: {shown(value, 60)} is not a two-letter country code")
         return text.upper()
-    return text
+    enriched = ENRICH_COLUMNS.get(column)
+    if enriched is None or not enriched.source.startswith("classifiers."):
+        return value
+    from netspectra.enrich.codes import BOUNDARIES
+    from netspectra.enrich.expr import normalize
+    from netspectra.kinds import did_you_mean
+
+    lower = text.lower()
+    if enriched.dictionary == "boundary":
+        if lower not in BOUNDARIES:
+            raise ValueError(
+                f"{column}: {shown(value, 60)} is not a boundary{did_you_mean(lower, BOUNDARIES[1:])}; "
+                f'use external, internal or "" (unknown)'
+            )
+        return lower
+    if normalize(lower) != lower:
+        raise ValueError(
+            f"{column}: {shown(value, 60)} is never a classified value (the classifiers keep only "
+            f"a-z 0-9 . + - in lower case); write {normalize(lower)!r}"
+        )
+    return lower
 
 
 def _filters_sql(filters: Sequence[DimensionFilter]) -> tuple[list[str], dict[str, object]]:
@@ -395,6 +428,26 @@ def top_n(
         tb,
         distinct,
         choice,
+    )
+
+
+def no_traffic(store: ClickHouseStore, top: TopN, filters: Sequence[DimensionFilter] = ()) -> str:
+    """Why :func:`top_n` found no value (said with the table's ``reason``, as an empty ``ListExporters``
+    says why): the task has stored no rollup rows; the range read holds none of them (and when its
+    traffic is); or the filters match none of the range's traffic."""
+    from netspectra.output.timefmt import format_ts_ns
+
+    first, last = _traffic_extent(store, top.task, None, None)
+    if first is None or last is None:
+        return f"rollup task {shown(top.task)} has stored no traffic (yet)"
+    if filters:
+        cond, params = _where(top.task, top.choice, ())
+        rows = store.query(f"SELECT count() FROM {store.table(top.choice.table)} WHERE {cond}", params)
+        if rows and int(rows[0][0]):
+            return "no traffic in the range matches the filters"
+    return (
+        f"no traffic in the range: rollup task {shown(top.task)} holds traffic in the hours from "
+        f"{format_ts_ns(first)} to {format_ts_ns(last)}"
     )
 
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -168,10 +168,15 @@ class ClickHouseStore:
         up to date is enough (:func:`netspectra.storage.migrations.migrate`)."""
         return migrations.migrate(self, every_node)
 
-    def expire(self, retention_ns: int | None = None, now_ns: int | None = None) -> list[int]:
-        """Drop the partitions whose newest row is older than the retention
-        (:func:`netspectra.storage.retention.expire`); return them (``YYYYMMDD``)."""
-        return retention.expire(self, retention_ns, now_ns)
+    def expire(
+        self,
+        retention_ns: int | None = None,
+        now_ns: int | None = None,
+        tables: Collection[str] | None = None,
+    ) -> list[int]:
+        """Drop the partitions (of ``tables``; default: every table's) whose newest row is older than the
+        retention (:func:`netspectra.storage.retention.expire`); return them (``YYYYMMDD``)."""
+        return retention.expire(self, retention_ns, now_ns, tables)
 
 
 def connect_store(cfg: ClickHouseConfig) -> ClickHouseStore:

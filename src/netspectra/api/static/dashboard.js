@@ -62,7 +62,9 @@ function svgEl(tag, attrs, text) {
   return e;
 }
 
-function drawChart(fig, datapoints) {
+// stepMs (the rollup series' step): a point more than one step after the one before starts a new line,
+// as the steps between had no traffic (a straight line across them drew traffic that was not there)
+function drawChart(fig, datapoints, stepMs) {
   const svg = fig.querySelector("svg");
   svg.replaceChildren();
   const latest = fig.querySelector(".latest");
@@ -96,7 +98,10 @@ function drawChart(fig, datapoints) {
     const label = new Date(x).toISOString().replace("T", " ").slice(0, 19);
     svg.append(svgEl("text", { x: px(x), y: H - 6, "text-anchor": x === x0 ? "start" : "end" }, label));
   }
-  const d = datapoints.map((p, i) => `${i ? "L" : "M"}${px(p[1]).toFixed(1)},${py(p[0]).toFixed(1)}`);
+  const d = datapoints.map((p, i) => {
+    const joined = i && !(stepMs && p[1] - datapoints[i - 1][1] > stepMs);
+    return `${joined ? "L" : "M"}${px(p[1]).toFixed(1)},${py(p[0]).toFixed(1)}`;
+  });
   svg.append(svgEl("path", { class: "line", d: d.join(" ") }));
   for (const p of datapoints) {
     const c = svgEl("circle", { class: "dot", cx: px(p[1]), cy: py(p[0]), r: 3 });
@@ -179,7 +184,8 @@ async function refresh() {
     for (const a of answer) {
       if (a.target.startsWith("rollup:")) {
         const metric = a.target.slice(a.target.lastIndexOf(":") + 1);
-        drawChart(document.querySelector(`figure[data-rollup="${metric}"]`), a.datapoints);
+        const stepMs = a.meta ? a.meta.step_s * 1000 : undefined;
+        drawChart(document.querySelector(`figure[data-rollup="${metric}"]`), a.datapoints, stepMs);
         if (a.meta) {
           $("rollup-table").textContent = `${a.meta.step_s} s steps from ${a.meta.table}`;
           $("rollup-table").title = a.meta.reason;
@@ -228,10 +234,24 @@ async function start() {
   schedule();
 }
 
+// A URL preset the picker has no option for: a range of N seconds gets an option of its own, refresh
+// "off" is 0, anything else keeps the default (such a value left the picker blank, and a blank range
+// asked for [now, now]: "no data in this range" for a store full of traffic).
+function preset(id, value) {
+  if (!value) return;
+  const select = $(id);
+  if (id === "refresh" && value === "off") value = "0";
+  if (![...select.options].some((o) => o.value === value)) {
+    if (id !== "range" || !/^[1-9][0-9]{0,9}$/.test(value)) return;
+    select.append(new Option(`last ${Number(value).toLocaleString("en")} s`, value));
+  }
+  select.value = value;
+}
+
 function main() {
   const params = new URLSearchParams(location.search);
-  if (params.get("range")) $("range").value = params.get("range");
-  if (params.get("refresh")) $("refresh").value = params.get("refresh");
+  preset("range", params.get("range"));
+  preset("refresh", params.get("refresh"));
   $("auth").addEventListener("submit", (ev) => {
     ev.preventDefault();
     const value = $("token").value.trim();
