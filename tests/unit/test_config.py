@@ -1271,3 +1271,37 @@ def test_listen_addresses_as_written_are_kept() -> None:
     for value in ("127.0.0.1:0", ":50051", "[::1]:8080", "[::]:50051", "0.0.0.0:65535", "localhost:8080"):
         assert parse_config_text(f"api:\n  grpc_listen_addr: '{value}'\n").api.grpc_listen_addr == value
     assert parse_config_text("api:\n  grpc_listen_addr: ''\n").api.grpc_listen_addr == "127.0.0.1:50051"
+
+
+def test_writers_of_one_database_with_different_retentions_are_warned_about() -> None:
+    """Each ClickHouse writer drops old partitions of its group's tables (defaults included) and of the
+    tables whose key its section sets: two writers of one database that disagree make the shortest win,
+    which config check says (naming both); its own group's key alone, or another database, is quiet."""
+
+    def config(exact: dict[str, str], rollup: dict[str, str], other_db: bool = False) -> list[str]:
+        def writer(keys: dict[str, str], database: str = "d") -> list[dict[str, Any]]:
+            ch = {"data_dir": "/tmp/unused", "database": database, **keys}
+            return [{"type": "clickhouse", "enabled": True, "clickhouse": ch}]
+
+        doc = {
+            "aggregator": {
+                "types": ["exact", "rollup"],
+                "exact": {"writers": writer(exact), "tasks": [{"name": "five", "key_fields": ["SrcIP"]}]},
+                "rollup": {"writers": writer(rollup, "e" if other_db else "d"), "tasks": [{"name": "t"}]},
+            }
+        }
+        cfg = parse_config_text(yaml.safe_dump(doc), source="t.yaml", expand=False)
+        return [w for w in cfg.warnings if "retention" in w]
+
+    assert config({}, {"rollup_1m_retention": "720h"}) == []  # the exact writer's defaults stay its own
+    (said,) = config({"rollup_1m_retention": "168h"}, {"rollup_1m_retention": "720h"})
+    assert said.startswith("aggregator.exact.writers[0].clickhouse.rollup_1m_retention: ")
+    assert "of rollup_1m by different retentions" in said and "the shortest wins" in said
+    assert "aggregator.exact.writers[0].clickhouse.rollup_1m_retention = 168h0m0s" in said
+    assert "aggregator.rollup.writers[0].clickhouse.rollup_1m_retention = 720h0m0s" in said
+    # a key set in the exact writer's section against the rollup writer's default (a week): also said
+    (said,) = config({"rollup_5m_retention": "0"}, {})
+    assert "rollup_5m" in said and "= forever" in said and "2160h0m0s" in said
+    assert config({"rollup_1m_retention": "168h"}, {"rollup_1m_retention": "720h"}, other_db=True) == []
+    (said,) = config({"retention": "24h"}, {"retention": "48h"})  # tables of one key: named together
+    assert "flow_metrics, heavy_hitters, alerts, exporters" in said

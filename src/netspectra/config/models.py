@@ -627,6 +627,7 @@ def _cross_check(cfg: Config) -> tuple[list[str], list[str]]:
                 warnings.append(f"aggregator.types: {name!r} is enabled but aggregator.{name}.tasks is empty")
 
     errors.extend(_memory_errors(cfg))
+    warnings.extend(_retention_warnings(cfg))
     errors.extend(_key_field_errors(cfg))
     errors.extend(_rule_errors(cfg, owners, warnings))
     warnings.extend(cfg.enrichment.warnings())
@@ -658,6 +659,47 @@ def _key_field_errors(cfg: Config) -> list[str]:
                         f"on another field"
                     )
     return errors
+
+
+def _retention_warnings(cfg: Config) -> list[str]:
+    """ClickHouse writers of one database (running groups, enabled) that drop a table's old partitions by
+    different retentions: each applies its own section's (its group's tables, defaults included, and the
+    tables whose key it sets: :func:`netspectra.storage.retention.expired_by`), so the shortest wins —
+    say so, naming each section and value, where the operator meant one (a week set in one section, the
+    default two years of another; the defaults of one group never reach another's tables)."""
+    from netspectra.storage.clickhouse_config import ClickHouseConfig
+    from netspectra.storage.retention import expired_by, retention_of
+    from netspectra.storage.schema import TABLES
+
+    stores: dict[tuple[str, int, str, str], list[tuple[str, str, ClickHouseConfig]]] = {}
+    for group, path, w in cfg.writers():
+        ch = w.params
+        if w.enabled and group in cfg.aggregator.types and isinstance(ch, ClickHouseConfig):
+            where = (ch.host, ch.port, ch.database, "" if ch.host else ch.data_dir)
+            stores.setdefault(where, []).append((group, path, ch))
+    said: dict[tuple[str, tuple[tuple[str, int], ...]], list[str]] = {}
+    for writers in stores.values():
+        for name, table in TABLES.items():
+            applied = tuple(
+                (path, retention_of(ch, table))
+                for group, path, ch in writers
+                if name in expired_by(ch, group)
+            )
+            if len({ns for _, ns in applied}) > 1:
+                said.setdefault((table.retention_setting, applied), []).append(name)
+    out = []
+    for (key, applied), tables in said.items():
+        each = "; ".join(
+            f"{path}.clickhouse.{key} = "
+            + (format_go_duration(timedelta(microseconds=ns // 1000)) if ns else "forever")
+            for path, ns in applied
+        )
+        out.append(
+            f"{applied[0][0]}.clickhouse.{key}: the writers of one database drop old partitions of "
+            f"{', '.join(tables)} by different retentions ({each}): the shortest wins; set {key} to the "
+            "same value in each (docs/storage.md, Retention)"
+        )
+    return out
 
 
 def _memory_errors(cfg: Config) -> list[str]:
