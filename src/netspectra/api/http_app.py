@@ -470,10 +470,15 @@ def _check_times(body: Mapping[str, Any], cls: type[Message]) -> None:
                     raise ValueError(value)
                 Timestamp().FromJsonString(value)
             except (ValueError, TypeError, OverflowError):
-                raise QueryError(
-                    grpc.StatusCode.INVALID_ARGUMENT,
-                    f"{key}: {shown(value)} is not an RFC 3339 time (2024-01-01T00:00:00Z)",
-                ) from None
+                raise _not_a_time(key, value) from None
+
+
+def _not_a_time(name: str, value: object) -> QueryError:
+    """The error of a request's time ``name`` that is not RFC 3339 text (a body's or a query parameter's)."""
+    example = "2024-01-01T00:00:00Z"
+    return QueryError(
+        grpc.StatusCode.INVALID_ARGUMENT, f"{name}: {shown(value)} is not an RFC 3339 time ({example})"
+    )
 
 
 def rest_names(
@@ -836,10 +841,7 @@ def create_app(core: QueryCore, http_metrics: Any = None, tokens: TokenSet | Non
                 try:
                     getattr(request, field).FromJsonString(value)
                 except ValueError:
-                    raise QueryError(
-                        grpc.StatusCode.INVALID_ARGUMENT,
-                        f"{param}: {shown(value)} is not an RFC 3339 time (2024-01-01T00:00:00Z)",
-                    ) from None
+                    raise _not_a_time(param, value) from None
         params = {"task_name": "task", "start_time": "start", "end_time": "end"}
         with rest_errors(query_pb2.ListExportersRequest, {}, params):
             return _dump(core.list_exporters(request))

@@ -667,7 +667,7 @@ def _retention_warnings(cfg: Config) -> list[str]:
     tables whose key it sets: :func:`netspectra.storage.retention.expired_by`), so the shortest wins —
     say so, naming each section and value, where the operator meant one (a week set in one section, the
     default two years of another; the defaults of one group never reach another's tables)."""
-    from netspectra.storage.clickhouse_config import ClickHouseConfig
+    from netspectra.storage.clickhouse_config import ClickHouseConfig, data_dir_of
     from netspectra.storage.retention import expired_by, retention_of
     from netspectra.storage.schema import TABLES
 
@@ -675,7 +675,7 @@ def _retention_warnings(cfg: Config) -> list[str]:
     for group, path, w in cfg.writers():
         ch = w.params
         if w.enabled and group in cfg.aggregator.types and isinstance(ch, ClickHouseConfig):
-            where = (ch.host, ch.port, ch.database, "" if ch.host else ch.data_dir)
+            where = (ch.host, ch.port, ch.database, "" if ch.host else data_dir_of(ch))
             stores.setdefault(where, []).append((group, path, ch))
     said: dict[tuple[str, tuple[tuple[str, int], ...]], list[str]] = {}
     for writers in stores.values():

@@ -19,19 +19,17 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
 from netspectra.storage.backend import Params, bound, error_text, insert_head
 from netspectra.storage.base import StorageError
-from netspectra.storage.clickhouse_config import ClickHouseConfig
+from netspectra.storage.clickhouse_config import DEFAULT_CHDB_DIR, ClickHouseConfig, data_dir_of
 
 log = logging.getLogger(__name__)
 
 #: Data directory of the embedded engine when ``clickhouse.data_dir`` is empty.
-DEFAULT_CHDB_DIR = "netspectra-data/chdb"
 
 
 class _ChdbEngine:
@@ -50,11 +48,6 @@ _REGISTRY_LOCK = threading.Lock()
 _ENGINE: _ChdbEngine | None = None
 #: The first data directory this process opened; chdb cannot switch to another one afterwards.
 _FIRST_PATH: str | None = None
-
-
-def data_dir_of(cfg: Any) -> str:
-    """The chdb data directory of an embedded ``clickhouse`` configuration, absolute."""
-    return str(Path(cfg.data_dir or DEFAULT_CHDB_DIR).expanduser().resolve())
 
 
 def check_not_in_use(path: str) -> None:

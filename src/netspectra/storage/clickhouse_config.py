@@ -27,6 +27,14 @@ from netspectra.config.base import (
 )
 from netspectra.kinds import did_you_mean
 
+#: The embedded engine's data directory when ``data_dir`` is empty (relative to the working directory).
+DEFAULT_CHDB_DIR = "netspectra-data/chdb"
+
+
+def data_dir_of(cfg: ClickHouseConfig) -> str:
+    """The chdb data directory of an embedded ``clickhouse`` configuration, absolute."""
+    return str(Path(cfg.data_dir or DEFAULT_CHDB_DIR).expanduser().resolve())
+
 
 class ClickHouseConfig(Section):
     """``clickhouse`` of a writer."""
