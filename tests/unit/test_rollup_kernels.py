@@ -119,6 +119,24 @@ def test_fold_carries_the_batch_increments_to_coarser_buckets() -> None:
         assert coarse.meta[kern.M_LOW] == min(b for b, _ in want)
 
 
+def test_open_buckets_lists_the_bucket_of_every_open_entry_in_slot_order() -> None:
+    """open_buckets (an early close's median and the overload guard read it) = the numpy selection of the
+    state and bucket columns, pending and handed-out entries included, none of an empty table."""
+    rng = np.random.default_rng(5)
+    n = 3000
+    end = T0 + rng.integers(0, 2 * 3600 * 10**9, n)
+    mat = rng.integers(0, 40, (n, 3)).astype(np.uint32)
+    t = _Table(3, 1 << 13, finest=True)
+    assert t.open_buckets().tolist() == []
+    _apply(t, end, np.empty(0, np.int64), np.empty(0, np.uint64), np.ones(n, np.uint64), mat, 1 << 30)
+    out = _Rows.empty(t.count, 3)
+    kern.collect(1, *t.arrays(), *out.arrays())  # some handed out, then some pending again
+    t.state[: t.cap // 2] |= np.where(t.state[: t.cap // 2] != 0, np.uint32(PENDING), np.uint32(0))
+    got = t.open_buckets()
+    assert got.dtype == np.int64 and len(got) == t.count > 1000
+    assert got.tolist() == t.bkt[t.state != kern.EMPTY].tolist()
+
+
 def test_rehash_closes_old_buckets_and_hands_out_only_changed_ones() -> None:
     mat = np.array([[1], [2], [1], [2]], np.uint32)
     end = np.array([0, 0, 5, 5], np.int64) * MIN + T0 - T0 % MIN

@@ -895,6 +895,19 @@ def pending_slots(rec32, rw, touched):
 
 
 @njit(nogil=True, cache=True)
+def open_buckets(rec32, reci, rw, out):
+    """Write the bucket of every open entry (state not :data:`EMPTY`) to ``out``, in slot order; how many.
+    Reference: ``bkt[state != EMPTY]`` (two strided columns of the records, selected by numpy: ~13 ms for
+    a table of 262,144 entries, at every early close)."""
+    n = 0
+    for s in range(rec32.shape[0] // (2 * rw)):
+        if rec32[2 * s * rw + H_STATE] != EMPTY:
+            out[n] = reci[s * rw + W_BKT]
+            n += 1
+    return n
+
+
+@njit(nogil=True, cache=True)
 def collect(clear, d, rec, reci, rec32, rw, epoch, o_bkt, o_dims, o_epoch, o_pk, o_by):
     """Write the entries changed since they were last handed out (state ``DIRTY``) to ``o_*`` — all open
     entries with ``clear`` < 0 — and, with ``clear`` > 0, mark them handed out; how many were written."""

@@ -253,6 +253,7 @@ class RollupAggregator(AggregatorKind):
             task.update(b.with_dims({"SrcCode": np.zeros(2, np.uint64), "DstCode": np.zeros(2, np.uint64)}))
         task._make_room(0)  # the growth kernel
         fine = task.tables[0]
+        fine.open_buckets()  # an early close's (max_entries)
         task._flush()  # (a close comes after a carry)
         fine.rehash(int(np.iinfo(np.int64).min), fine.cap)  # the kernel of a close (close_in_place)
         task.finish()

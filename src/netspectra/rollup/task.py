@@ -65,7 +65,6 @@ from netspectra.rollup.codes import (
 from netspectra.rollup.dims import BY_NAME, RESOLUTIONS, Dimension
 from netspectra.rollup.keyplan import CHUNK, PACKED_BITS, KeyPlan
 from netspectra.rollup.layout import (
-    EMPTY,
     H_DIMS,
     H_STATE,
     W_BBY,
@@ -297,6 +296,12 @@ class _Table:
 
     def limit(self, max_entries: int) -> int:
         return min(self.cap // 2, max_entries)
+
+    def open_buckets(self) -> np.ndarray:
+        """The bucket of every open entry, in slot order (:func:`~netspectra.rollup.kernels.open_buckets`:
+        one pass over the records)."""
+        out = np.empty(self.count, np.int64)
+        return out[: kern.open_buckets(self.rec32, self.reci, self.rw, out)]
 
 
 @dataclass
@@ -1169,7 +1174,7 @@ class RollupTask:
         if r == 0:
             self._flush()  # entries close: what they have pending is carried first
         self._materialize()  # entries close early: the coarser tables outlive them
-        used = table.bkt[table.state != EMPTY]
+        used = table.open_buckets()
         cutoff = int(np.median(used)) if used.size else _INT64_MIN
         log.info(
             "rollup task %s: %d open %s entries (max_entries): closing buckets up to %d early",
@@ -1187,7 +1192,7 @@ class RollupTask:
         entries, so a carry of theirs could open new ones that :meth:`_can_defer` does not count. Carry
         after every call until every entry open now has closed (its bucket is at most the newest now)."""
         fine = self.tables[0]
-        used = fine.bkt[fine.state != EMPTY]
+        used = fine.open_buckets()
         if used.size:
             self._overloaded_upto = max(self._overloaded_upto, int(used.max()))
 
