@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -116,7 +116,8 @@ def truth(batches: list[PacketBatch], width_s: int) -> dict[int, tuple[int, int]
     return {k: (p, y) for k, (p, y) in out.items()}
 
 
-def engine_config(ch: dict[str, object]) -> Config:
+def engine_config(ch: dict[str, object], before: Sequence[dict[str, object]] = ()) -> Config:
+    """The configuration of the run (``before``: rollup tasks listed ahead of ``traffic``)."""
     writer = {"type": "clickhouse", "enabled": True, "snapshot_interval": "60s", "clickhouse": ch}
     return Config.model_validate(
         {
@@ -128,7 +129,7 @@ def engine_config(ch: dict[str, object]) -> Config:
                 },
                 "rollup": {
                     "writers": [writer],
-                    "tasks": [{"name": "traffic", "dimensions": DIMS, "close_after": "30s"}],
+                    "tasks": [*before, {"name": "traffic", "dimensions": DIMS, "close_after": "30s"}],
                 },
             },
             "enrichment": {"networks": NETWORKS},
@@ -436,6 +437,34 @@ def test_topn_over_grpc_says_which_table(served: tuple[Any, str], stored: Stored
             with pytest.raises(grpc.RpcError) as err:
                 stub.TopN(request, timeout=30)
             assert err.value.code() == code and words in err.value.details(), err.value.details()
+
+
+def test_topn_without_a_task_reads_the_task_that_holds_the_range(stored: Stored) -> None:
+    """Without ``task_name``, TopN answers from a rollup task keyed on the dimension that stored traffic in
+    the range (the fewest dimensions first), not from the first one of the configuration: a task added
+    later ("wide", listed first, keyed on more) holds none of it. A range no task holds: the first fitting
+    task says why."""
+    from netspectra.api.grpc_service import QueryCore
+    from netspectra.proto.v1 import query_pb2
+
+    wide = {"name": "wide", "dimensions": [*DIMS, "DstNetName"]}
+    core = QueryCore(engine_config(stored.store.cfg.model_dump(exclude_defaults=True), [wide]))
+    try:
+        req = query_pb2.TopNRequest(dimension="SrcAS", limit=2)
+        req.start_time.FromNanoseconds(T0 - 10 * MIN)
+        req.end_time.FromNanoseconds(T0 + 70 * MIN)
+        resp = core.top_n(req)
+        want = top_n(stored.store, "traffic", "SrcAS", "bytes", (), T0 - 10 * MIN, T0 + 70 * MIN, 2)
+        assert resp.task_name == "traffic" and resp.entries  # was "wide", empty
+        assert [(e.value, e.bytes) for e in resp.entries] == [(v.value, v.bytes) for v in want.values]
+        assert resp.total_bytes == want.total_bytes
+        req.start_time.FromNanoseconds(T0 - 400 * DAY)
+        req.end_time.FromNanoseconds(T0 - 399 * DAY)
+        none = core.top_n(req)
+        assert none.task_name == "wide" and not none.entries
+        assert "rollup task 'wide' has stored no traffic" in none.reason
+    finally:
+        core.close()
 
 
 def test_topn_over_rest_grafana_and_the_cli(served: tuple[Any, str], stored: Stored) -> None:
