@@ -84,6 +84,7 @@ ENDPOINTS: dict[str, dict[str, Any]] = {
         "range": {"from": "2024-01-01T00:00:00Z", "to": "2100-01-01T00:00:00Z"},
         "targets": [{"target": "per_five_tuple:top", "payload": {"limit": 2}}],
         "maxDataPoints": 10,
+        "adhocFilters": [{"key": "SrcAS", "operator": "=", "value": "15169"}],
     },
     "/annotations": {
         "range": {"from": "2024-01-01T00:00:00Z", "to": "2100-01-01T00:00:00Z"},
@@ -91,6 +92,8 @@ ENDPOINTS: dict[str, dict[str, Any]] = {
     },
     "/search": {"target": ""},
     "/metrics": {"target": ""},
+    "/tag-keys": {},
+    "/tag-values": {"key": "SrcAS"},
     "/api/v1/aggregate": {
         "taskName": "per_src",
         "srcIp": "10.0.2.15",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -116,7 +116,8 @@ def truth(batches: list[PacketBatch], width_s: int) -> dict[int, tuple[int, int]
     return {k: (p, y) for k, (p, y) in out.items()}
 
 
-def engine_config(ch: dict[str, object]) -> Config:
+def engine_config(ch: dict[str, object], before: Sequence[dict[str, object]] = ()) -> Config:
+    """The configuration of the run (``before``: rollup tasks listed ahead of ``traffic``)."""
     writer = {"type": "clickhouse", "enabled": True, "snapshot_interval": "60s", "clickhouse": ch}
     return Config.model_validate(
         {
@@ -128,7 +129,7 @@ def engine_config(ch: dict[str, object]) -> Config:
                 },
                 "rollup": {
                     "writers": [writer],
-                    "tasks": [{"name": "traffic", "dimensions": DIMS, "close_after": "30s"}],
+                    "tasks": [*before, {"name": "traffic", "dimensions": DIMS, "close_after": "30s"}],
                 },
             },
             "enrichment": {"networks": NETWORKS},
@@ -438,6 +439,34 @@ def test_topn_over_grpc_says_which_table(served: tuple[Any, str], stored: Stored
             assert err.value.code() == code and words in err.value.details(), err.value.details()
 
 
+def test_topn_without_a_task_reads_the_task_that_holds_the_range(stored: Stored) -> None:
+    """Without ``task_name``, TopN answers from a rollup task keyed on the dimension that stored traffic in
+    the range (the fewest dimensions first), not from the first one of the configuration: a task added
+    later ("wide", listed first, keyed on more) holds none of it. A range no task holds: the first fitting
+    task says why."""
+    from netspectra.api.grpc_service import QueryCore
+    from netspectra.proto.v1 import query_pb2
+
+    wide = {"name": "wide", "dimensions": [*DIMS, "DstNetName"]}
+    core = QueryCore(engine_config(stored.store.cfg.model_dump(exclude_defaults=True), [wide]))
+    try:
+        req = query_pb2.TopNRequest(dimension="SrcAS", limit=2)
+        req.start_time.FromNanoseconds(T0 - 10 * MIN)
+        req.end_time.FromNanoseconds(T0 + 70 * MIN)
+        resp = core.top_n(req)
+        want = top_n(stored.store, "traffic", "SrcAS", "bytes", (), T0 - 10 * MIN, T0 + 70 * MIN, 2)
+        assert resp.task_name == "traffic" and resp.entries  # was "wide", empty
+        assert [(e.value, e.bytes) for e in resp.entries] == [(v.value, v.bytes) for v in want.values]
+        assert resp.total_bytes == want.total_bytes
+        req.start_time.FromNanoseconds(T0 - 400 * DAY)
+        req.end_time.FromNanoseconds(T0 - 399 * DAY)
+        none = core.top_n(req)
+        assert none.task_name == "wide" and not none.entries
+        assert "rollup task 'wide' has stored no traffic" in none.reason
+    finally:
+        core.close()
+
+
 def test_topn_over_rest_grafana_and_the_cli(served: tuple[Any, str], stored: Stored) -> None:
     from fastapi.testclient import TestClient
 
@@ -542,6 +571,75 @@ def test_topn_over_rest_grafana_and_the_cli(served: tuple[Any, str], stored: Sto
         assert bad.exit_code == 2 and "--resolution" in bad.output and "90s" in bad.output, bad.output
 
 
+def test_grafana_adhoc_filters_filter_the_rollup_targets(served: tuple[Any, str], stored: Stored) -> None:
+    """Grafana's ad-hoc filters (simpod-json-datasource: ``adhocFilters``, ``/tag-keys``, ``/tag-values``):
+    the rollup series and top tables of the filtered traffic equal TopN's with the same filters; the keys
+    are the rollup tasks' dimensions, the values those stored (most traffic first); a filter that cannot
+    be applied is a 400 naming the entry, and a target it does not filter says so."""
+    from fastapi.testclient import TestClient
+
+    from netspectra.api.http_app import create_app
+
+    core, _ = served
+    lab = top_n(stored.store, "traffic", "SrcAS", "bytes", [DimensionFilter("SrcNetName", ("lab",))])
+    not_lab = top_n(
+        stored.store, "traffic", "Protocol", "bytes", [DimensionFilter("SrcNetName", ("lab",), True)]
+    )
+    assert lab.total_bytes and not_lab.total_bytes
+    day = {"from": "2019-06-01T00:00:00Z", "to": "2019-06-03T00:00:00Z"}
+    targets = [{"target": "rollup:traffic:bytes"}, {"target": "top:SrcAS"}, {"target": "top:Protocol"}]
+    with TestClient(create_app(core)) as client:
+
+        def ask(filters: list[dict[str, str]], targets: list[dict[str, str]] = targets) -> Any:
+            return client.post(
+                "/query",
+                json={"range": day, "intervalMs": 3_600_000, "targets": targets, "adhocFilters": filters},
+            )
+
+        r = ask([{"key": "SrcNetName", "operator": "=", "value": "lab"}])
+        assert r.status_code == 200, r.text
+        series, by_as, by_proto = r.json()
+        assert sum(v for v, _ in series["datapoints"]) == lab.total_bytes
+        assert [(row[0], row[2]) for row in by_as["rows"]] == [(v.value, v.bytes) for v in lab.values]
+        assert sum(row[2] for row in by_proto["rows"]) == lab.total_bytes
+        r = ask([{"key": "SrcNetName", "operator": "!=", "value": "lab"}])
+        series, _, by_proto = r.json()
+        assert sum(v for v, _ in series["datapoints"]) == not_lab.total_bytes
+        assert [(row[0], row[2]) for row in by_proto["rows"]] == [(v.value, v.bytes) for v in not_lab.values]
+        # all filters hold at once (Grafana ANDs them): AS 64501 is the lab network's
+        r = ask(
+            [
+                {"key": "SrcNetName", "operator": "=", "value": "lab"},
+                {"key": "SrcAS", "operator": "=", "value": "AS64500"},
+            ]
+        )
+        series, by_as, _ = r.json()
+        assert series["datapoints"] == [] and by_as["rows"] == []
+        # a target the filters cannot filter (an exact task's) says so
+        r = ask([{"key": "SrcAS", "operator": "=", "value": "64501"}], [{"target": "five"}])
+        assert r.status_code == 200 and "rollup targets" in r.json()[0]["meta"]["notice"], r.text
+        for bad, says in (
+            (
+                {"key": "SrcASN", "operator": "=", "value": "1"},
+                "adhocFilters[0]: 'SrcASN' is not a dimension",
+            ),
+            ({"key": "SrcAS", "operator": "=~", "value": "6.*"}, "adhocFilters[0].operator '=~'"),
+            ({"key": "SrcAS", "operator": "=", "value": "x"}, "adhocFilters[0]: SrcAS: 'x' is not a number"),
+            ({"key": "DstAS", "operator": "=", "value": "1"}, "rollup task 'traffic' is not keyed on DstAS"),
+            ({"key": 3, "operator": "=", "value": "1"}, "adhocFilters[0]: key, operator and value"),
+        ):
+            r = ask([bad], targets[:1])
+            assert r.status_code == 400 and says in r.json()["message"], (bad, r.text)
+        keys = client.post("/tag-keys", json={}).json()
+        assert [k["text"] for k in keys] == DIMS
+        values = client.post("/tag-values", json={"key": "SrcNetName"}).json()
+        everything = top_n(stored.store, "traffic", "SrcNetName", "bytes", limit=100)
+        assert [v["text"] for v in values] == [v.value for v in everything.values if v.value]
+        assert {v["text"] for v in values} == {"lan", "lab"}
+        r = client.post("/tag-values", json={"key": "Nope"})
+        assert r.status_code == 400 and "not a dimension" in r.json()["message"]
+
+
 def test_the_shipped_rollup_dashboard_asks_what_the_api_answers(
     served: tuple[Any, str], stored: Stored
 ) -> None:
@@ -557,9 +655,11 @@ def test_the_shipped_rollup_dashboard_asks_what_the_api_answers(
         Path(__file__).resolve().parents[2] / "deploy" / "grafana" / "dashboards" / "netspectra-rollups.json"
     )
     board = json.loads(path.read_text())
-    (variable,) = board["templating"]["list"]
+    variable, adhoc = board["templating"]["list"]
     task = variable["current"]["value"]
     assert task == "traffic" and board["uid"] == "netspectra-rollups"
+    # the ad-hoc filter variable asks this datasource for keys and values (/tag-keys, /tag-values)
+    assert adhoc["type"] == "adhoc" and adhoc["datasource"] == board["panels"][0]["datasource"]
     # whole hours around the traffic (50 minutes from T0, records reaching back minutes): every table
     # answers the same totals
     lo, hi = T0 - 35 * MIN - 60 * MIN, T0 + 25 * MIN + 120 * MIN
@@ -588,6 +688,20 @@ def test_the_shipped_rollup_dashboard_asks_what_the_api_answers(
                 metric = targets[0]["target"].rsplit(":", 1)[1]
                 want = total.total_bytes if metric == "bytes" else total.total_packets
                 assert sum(v for v, _ in answer["datapoints"]) == want > 0, panel["title"]
+                # the same panel under an ad-hoc filter, as Grafana sends it
+                lab = {"key": "SrcNetName", "operator": "=", "value": "lab"}
+                (filtered,) = client.post("/query", json={**body, "adhocFilters": [lab]}).json()
+                part = top_n(
+                    stored.store,
+                    "traffic",
+                    "Protocol",
+                    "bytes",
+                    [DimensionFilter("SrcNetName", ("lab",))],
+                    lo,
+                    hi,
+                )
+                want = part.total_bytes if metric == "bytes" else part.total_packets
+                assert sum(v for v, _ in filtered["datapoints"]) == want < total.total_bytes, panel["title"]
                 kinds.add("series")
             else:
                 top = top_n(stored.store, "traffic", dim, "bytes", (), lo, hi, 10)

@@ -462,7 +462,13 @@ class QueryCore:
     def top_n(self, req: query_pb2.TopNRequest) -> query_pb2.TopNResponse:
         with _errors("TopN"):
             from netspectra.rollup.kind import task_dimensions
-            from netspectra.storage.rollups import DimensionFilter, check_dimension, no_traffic, top_n
+            from netspectra.storage.rollups import (
+                DimensionFilter,
+                check_dimension,
+                holds_traffic,
+                no_traffic,
+                top_n,
+            )
 
             if not req.dimension:
                 raise _invalid("dimension is required (e.g. SrcAS, DstCountry, SrcNetName, Protocol)")
@@ -509,7 +515,15 @@ class QueryCore:
                             else "(it has no rollup task)"
                         )
                     )
-                task = fitting[0]
+                # the task with the fewest dimensions (the smallest rows) among those that stored traffic
+                # in the range: tasks keyed alike count the same traffic, so any of those answers alike,
+                # while a task added later (or since removed) holds none of the range; if none does, the
+                # first fitting one says why (no_traffic)
+                by_size = sorted(fitting, key=lambda name: len(tasks[name]))
+                task = next(
+                    (n for n in by_size if holds_traffic(self.router.store_for(n)[1], n, start, end)),
+                    fitting[0],
+                )
             _, store = self.router.store_for(task)
             top = top_n(
                 store,

@@ -21,7 +21,9 @@ mode; the original answered only ``/query``, with a single point and ``range.fro
   of the task's traffic in steps of Grafana's ``intervalMs`` (at least the answering table's bucket; the
   coarsest table within it answers; ``meta`` says which table, the step and why),
   ``top:<dimension>[:bytes|:packets]`` a table of the dimension's top
-  values in the range (``TopN``: ``Packets``, ``Bytes``, ``Share``).
+  values in the range (``TopN``: ``Packets``, ``Bytes``, ``Share``). Grafana's ad-hoc filters
+  (``adhocFilters``: a rollup dimension ``=`` or ``!=`` a value, all ANDed) filter both; ``POST /tag-keys``
+  lists the rollup tasks' dimensions and ``POST /tag-values`` a dimension's stored values for them.
 * ``POST /metrics`` → every target as ``{"label", "value"}`` and ``POST /metric-payload-options`` → ``[]``
   (what the ``simpod-json-datasource`` plugin asks for).
 
@@ -90,7 +92,12 @@ from netspectra.kinds import did_you_mean
 from netspectra.proto.v1 import query_pb2
 from netspectra.storage.alerts import StoredAlert, alerts
 from netspectra.storage.queries import SERIES_METRICS, SeriesMetric, top_flows, totals_series
-from netspectra.storage.rollups import ROLLUP_METRICS, check_dimension, traffic_series
+from netspectra.storage.rollups import (
+    ROLLUP_METRICS,
+    DimensionFilter,
+    check_dimension,
+    traffic_series,
+)
 
 log = logging.getLogger(__name__)
 
@@ -286,6 +293,66 @@ def rollup_target(core: QueryCore, target: str) -> tuple[str, str, str] | None:
         raise QueryError(grpc.StatusCode.INVALID_ARGUMENT, f"{shown(target)}: {exc}") from None
 
 
+#: Values ``/tag-values`` offers for a key (the most traffic first).
+TAG_VALUES = 1_000
+#: Grafana ad-hoc filter operators the rollup targets apply, and whether each excludes its value.
+ADHOC_OPERATORS = {"=": False, "!=": True}
+
+
+def adhoc_filters(body: Mapping[str, Any]) -> list[DimensionFilter]:
+    """The ad-hoc filters of a ``/query`` request (``adhocFilters``: ``[{"key", "operator", "value"}]``, as
+    simpod-json-datasource sends a dashboard's ad-hoc filter variable; all must hold) as rollup filters:
+    each key a rollup dimension (:data:`~netspectra.rollup.dims.DIMENSIONS`), the operator ``=`` or ``!=``
+    (:data:`ADHOC_OPERATORS`), the value as the dimension's filters read it. Anything else is a 400
+    naming the entry: a filter that cannot be applied must not leave a panel unfiltered without a word."""
+    raw = body.get("adhocFilters")
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise QueryError(grpc.StatusCode.INVALID_ARGUMENT, "adhocFilters must be a list")
+    out = []
+    for i, f in enumerate(raw):
+        where = f"adhocFilters[{i}]"
+        if not isinstance(f, dict):
+            raise QueryError(grpc.StatusCode.INVALID_ARGUMENT, f"{where} must be an object")
+        key, op, value = f.get("key"), f.get("operator", "="), f.get("value", "")
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            value = str(value)
+        if not isinstance(key, str) or not isinstance(op, str) or not isinstance(value, str):
+            raise QueryError(
+                grpc.StatusCode.INVALID_ARGUMENT, f"{where}: key, operator and value must be strings"
+            )
+        for field, text in (("key", key), ("operator", op), ("value", value)):
+            check_text(text, f"{where}.{field}")
+        if op not in ADHOC_OPERATORS:
+            raise QueryError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"{where}.operator {shown(op)}: the rollup targets filter with "
+                f"{' or '.join(ADHOC_OPERATORS)} only",
+            )
+        try:
+            out.append(DimensionFilter(check_dimension(key), (value,), ADHOC_OPERATORS[op]))
+        except ValueError as exc:
+            raise QueryError(grpc.StatusCode.INVALID_ARGUMENT, f"{where}: {exc}") from None
+    return out
+
+
+def _check_keyed(core: QueryCore, task: str, filters: list[DimensionFilter]) -> None:
+    """A 400 unless rollup ``task`` is keyed on every filtered dimension (its other columns hold the
+    unknown value in every row: the filter would keep all or nothing, silently)."""
+    from netspectra.rollup.kind import task_dimensions
+
+    cfg = core.cfg
+    dims = next(task_dimensions(cfg, t) for t in cfg.aggregator.group("rollup").tasks if t.name == task)
+    missing = sorted({f.dimension for f in filters} - set(dims))
+    if missing:
+        raise QueryError(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            f"adhocFilters: rollup task {shown(task)} is not keyed on {', '.join(missing)}; its dimensions "
+            f"are {', '.join(dims) or '(none)'}",
+        )
+
+
 def rollup_answer(
     core: QueryCore,
     what: tuple[str, str, str],
@@ -294,19 +361,25 @@ def rollup_answer(
     end_ns: int | None,
     interval_ms: int | None,
     max_points: int,
+    filters: list[DimensionFilter] | None = None,
 ) -> dict[str, Any]:
-    """A rollup target's answer: ``datapoints`` of the series, or the top-N table."""
+    """A rollup target's answer: ``datapoints`` of the series, or the top-N table; of the traffic matching
+    every filter (:func:`adhoc_filters`)."""
     kind, name, metric = what
+    filters = filters or []
     if kind == "series":
         store = core.router.store_for(name)[1]
         step = max(1, interval_ms // 1000) if interval_ms else None
-        got = traffic_series(store, name, metric, start_ns, end_ns, step, max_points=max_points)  # type: ignore[arg-type]
+        _check_keyed(core, name, filters)
+        got = traffic_series(store, name, metric, start_ns, end_ns, step, filters, max_points=max_points)  # type: ignore[arg-type]
         return {
             "datapoints": [[v, t // 1_000_000] for t, v in got.series["total"]],
             # which table answered and why (Grafana ignores it; the dashboard shows it)
             "meta": {"table": got.choice.table, "step_s": got.step_s, "reason": got.choice.reason},
         }
     req = query_pb2.TopNRequest(dimension=name, metric=ROLLUP_METRICS.index(metric), limit=_limit(target))
+    for f in filters:
+        req.filters.add(dimension=f.dimension, values=f.values, exclude=f.exclude)
     if start_ns is not None:
         req.start_time.FromNanoseconds(start_ns)
     if end_ns is not None:
@@ -709,6 +782,13 @@ def create_app(core: QueryCore, http_metrics: Any = None, tokens: TokenSet | Non
                     grpc.StatusCode.INVALID_ARGUMENT,
                     f"{len(targets):,} targets; at most {MAX_TARGETS} per request",
                 )
+            filters = adhoc_filters(body)
+            # the ad-hoc filters are the rollups' dimensions: said on a target they do not filter
+            notice = (
+                {"meta": {"notice": "adhocFilters apply to the rollup targets (rollup:, top:) only"}}
+                if filters
+                else {}
+            )
             out = []
             for i, t in enumerate(targets):
                 name = t.get("target") if isinstance(t, dict) else None
@@ -726,15 +806,47 @@ def create_app(core: QueryCore, http_metrics: Any = None, tokens: TokenSet | Non
                             grpc.StatusCode.INVALID_ARGUMENT,
                             f"intervalMs {interval} is beyond {MAX_INTERVAL_MS:,} (int64 nanoseconds)",
                         )
-                    answer = rollup_answer(core, rolled, t, start, end, interval, max_points)
+                    answer = rollup_answer(core, rolled, t, start, end, interval, max_points, filters)
                     out.append({"target": name, **answer})
                     continue
                 tab = table_target(core, name)
                 if tab is not None:
-                    out.append({"target": name, **table(core, *tab, start, end, _limit(t))})
+                    out.append({"target": name, **table(core, *tab, start, end, _limit(t)), **notice})
                 else:
-                    out.append({"target": name, "datapoints": series(core, name, start, end, max_points)})
+                    points = series(core, name, start, end, max_points)
+                    out.append({"target": name, "datapoints": points, **notice})
             return out
+
+    @app.post(
+        "/tag-keys",
+        tags=["grafana"],
+        summary="Ad-hoc filter keys: the rollup tasks' dimensions",
+        openapi_extra=_body(),
+    )
+    def tag_keys(payload: JsonBody) -> list[dict[str, str]]:
+        from netspectra.rollup.kind import task_dimensions
+
+        json_object(payload, "a /tag-keys request")
+        cfg = core.cfg
+        dims = dict.fromkeys(d for t in cfg.aggregator.group("rollup").tasks for d in task_dimensions(cfg, t))
+        return [{"type": "string", "text": d} for d in dims]
+
+    @app.post(
+        "/tag-values",
+        tags=["grafana"],
+        summary="Ad-hoc filter values: a dimension's stored values, most traffic first",
+        openapi_extra=_body({"key": "SrcAS"}, required=True),
+    )
+    def tag_values(payload: JsonBody) -> list[dict[str, str]]:
+        with _errors("/tag-values"):
+            body = json_object(payload, "a /tag-values request", required=True)
+            key = body.get("key")
+            if not isinstance(key, str) or not key:
+                raise QueryError(grpc.StatusCode.INVALID_ARGUMENT, "key is required (a rollup dimension)")
+            check_text(key, "key")
+            # the values TopN ranks over everything stored (the task chosen as TopN chooses it)
+            resp = core.top_n(query_pb2.TopNRequest(dimension=key, limit=TAG_VALUES))
+            return [{"text": e.value} for e in resp.entries if e.value]
 
     @app.post(
         "/annotations",

@@ -781,7 +781,10 @@ def top_cmd(
         typer.Option(
             "--task",
             "-t",
-            help="Rollup task (aggregator.rollup); default: the first keyed on --by and the filters.",
+            help=(
+                "Rollup task (aggregator.rollup); default: of those keyed on --by and the filters, the one "
+                "with the fewest dimensions that stored traffic in the range."
+            ),
         ),
     ] = "",
     resolution: Annotated[

@@ -467,11 +467,11 @@ class TrafficSeries:
     values: list[str] = field(default_factory=list)
 
 
-def _traffic_extent(
+def _hours_held(
     store: ClickHouseStore, task: str, start_ns: int | None, end_ns: int | None
-) -> tuple[int | None, int | None]:
-    """``[start_ns, end_ns)`` narrowed to the hours of rollup ``task`` that have traffic (from ``rollup_1h``,
-    the smallest table, which every row reaches); unchanged when the range holds none."""
+) -> tuple[int, int, int]:
+    """The rows of rollup ``task`` in ``rollup_1h`` (the smallest table, which every row reaches) in the hours
+    of ``[start_ns, end_ns)`` (``None``: unbounded): their number, first and last bucket (0, 0 if none)."""
     coarse = RESOLUTIONS[-1]
     conds, params = ["TaskName = %(task)s"], {"task": task}
     if start_ns is not None:
@@ -486,11 +486,28 @@ def _traffic_extent(
         params,
     )
     if not got or not int(got[0][0]):
+        return 0, 0, 0
+    return int(got[0][0]), int(got[0][1]), int(got[0][2])
+
+
+def _traffic_extent(
+    store: ClickHouseStore, task: str, start_ns: int | None, end_ns: int | None
+) -> tuple[int | None, int | None]:
+    """``[start_ns, end_ns)`` narrowed to the hours of rollup ``task`` that have traffic (from ``rollup_1h``);
+    unchanged when the range holds none."""
+    n, first, last = _hours_held(store, task, start_ns, end_ns)
+    if not n:
         return start_ns, end_ns
-    first, last = int(got[0][1]), int(got[0][2]) + coarse.ns
+    last += RESOLUTIONS[-1].ns
     return (first if start_ns is None else max(start_ns, first)), (
         last if end_ns is None else min(end_ns, last)
     )
+
+
+def holds_traffic(store: ClickHouseStore, task: str, start_ns: int | None, end_ns: int | None) -> bool:
+    """Whether rollup ``task`` stored traffic in the hours of ``[start_ns, end_ns)`` (``None``: unbounded):
+    one small query on ``rollup_1h``."""
+    return _hours_held(store, task, start_ns, end_ns)[0] > 0
 
 
 def traffic_series(
