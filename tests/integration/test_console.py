@@ -764,3 +764,27 @@ def test_alerts_view_shows_the_ai_analysis(browser: Any, rolled: Served) -> None
     browser.execute_script("document.querySelector('#alerts-table td.ai details').open = true")
     screenshot(browser, "alerts-ai")
     no_errors(browser)
+
+
+def test_a_rollup_task_is_a_source_in_the_page(browser: Any, rolled: Served) -> None:
+    """The rollup task is offered as a source of its own ("traffic (rollups)"): Visualize on it shows the
+    API's answer from a rollup table, the flow views are marked unavailable, and asking one says why."""
+    api = rolled.get("/api/v1/console/visualize", source="rollup:traffic", dims="Protocol")
+    assert api["table"].startswith("rollup_") and api["rollupTask"] == "traffic"
+    full = rolled.get("/api/v1/console/visualize", dims="Protocol", resolution="full")
+    assert [api["total"][m] for m in ("packets", "bytes")] == [full["total"][m] for m in ("packets", "bytes")]
+    show(browser, f"{rolled.url}/console/visualize?source=rollup:traffic&dims=Protocol")
+    sel = Select(browser.find_element(By.ID, "source"))
+    assert sel.first_selected_option.text == "traffic (rollups)"
+    assert sel.options[0].get_attribute("value").startswith("flow_metrics:")
+    note = browser.find_element(By.ID, "viz-note")
+    assert note.get_attribute("data-table") == api["table"] and "rollup task traffic" in note.text
+    page = rows(browser, "#viz-table tbody tr.row")
+    assert [r[1:4] for r in page] == [
+        [str(s["key"]["Protocol"]), str(s["packets"]), str(s["bytes"])] for s in api["series"]
+    ]
+    flows = browser.find_element(By.CSS_SELECTOR, "#views a[data-view=flows]")
+    assert "unavailable" in flows.get_attribute("class") and "holds no flows" in flows.get_attribute("title")
+    no_errors(browser)
+    said = show_failing(browser, flows.get_attribute("href"))
+    assert "rollup:traffic holds a rollup task's traffic" in said and "not flows" in said, said

@@ -282,3 +282,63 @@ def test_rest_answer_names_the_table(stored: Stored) -> None:
     assert auto["total"]["bytes"] == full["total"]["bytes"] and auto["total"]["flows"] is None
     assert auto["total"]["values"]["bytes"] == full["total"]["values"]["bytes"]
     assert bad.status_code == 400 and "resolution must be auto" in bad.json()["message"]
+
+
+def test_a_rollup_task_is_a_source_of_its_own(stored: Stored) -> None:
+    """A rollup task is a console source (``rollup:<task>``): Visualize by any of its dimensions — here
+    SrcAS and SrcNetName, which an operator asks of the rollups whether or not an exact task is keyed
+    on them — equals the traffic per bucket, answered by the coarsest table that answers; filters and
+    completion read its dimensions; flows are not counted and the flow views refuse it, saying why."""
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from netspectra.api.grpc_service import QueryCore
+    from netspectra.api.http_app import create_app
+
+    core = QueryCore(stored.cfg)
+    try:
+        with TestClient(create_app(core), raise_server_exceptions=False) as client:
+            cat = client.get("/api/v1/console/catalog").json()
+            (src,) = [s for s in cat["sources"] if s["kind"] == "rollup"]
+            assert src["id"] == "rollup:traffic" and src["task"] == "traffic"
+            assert [f["name"] for f in src["fields"]] == list(ROLLUPS["traffic"])
+            assert [a["id"] for a in src["axes"]] == ["first"] and not src["sampled"]
+            assert cat["sources"][0]["id"] == "flow_metrics:five"  # the default stays the flow source
+            q = {"source": "rollup:traffic", "dims": "SrcNetName", "points": "60"}
+            doc = client.get("/api/v1/console/visualize", params=q).json()
+            coarse = client.get("/api/v1/console/visualize", params={**q, "points": "1"}).json()
+            lab = client.get(
+                "/api/v1/console/visualize",
+                params={**q, "dims": "SrcAS", "filter": "SrcNetName = 'lab'"},
+            ).json()
+            values = client.get(
+                "/api/v1/console/complete",
+                params={"source": "rollup:traffic", "text": "SrcNetName = ", "cursor": "13"},
+            ).json()
+            refused = {
+                view: client.get(f"/api/v1/console/{view}", params={"source": "rollup:traffic", **extra})
+                for view, extra in (("flows", {}), ("host", {"ip": "10.1.0.1"}), ("live", {}))
+            }
+            flows = client.get("/api/v1/console/visualize", params={**q, "metric": "flows"})
+            full = client.get("/api/v1/console/visualize", params={**q, "resolution": "full"})
+    finally:
+        core.close()
+    assert (doc["table"], doc["resolution"], doc["rollupTask"]) == ("rollup_1m", "1m", "traffic"), doc
+    assert doc["step"] == MIN and doc["total"]["flows"] is None
+    assert coarse["table"] == "rollup_1h" and coarse["total"]["bytes"] == doc["total"]["bytes"]
+    # the traffic per minute and network name
+    want: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))
+    for b in stored.batches:
+        for t, name, n in zip(b.ts_ns.tolist(), net_name(b).tolist(), b.length.tolist(), strict=True):
+            want[name][t // MIN * MIN] += n
+    assert doc["total"]["bytes"] == sum(sum(v.values()) for v in want.values())
+    for s in doc["series"]:
+        per = want[s["key"]["SrcNetName"]]
+        assert s["values"]["bytes"] == [per.get(t, 0) for t in doc["times"]], s["key"]
+    assert [s["key"]["SrcAS"] for s in lab["series"]] == [64501]
+    assert lab["total"]["bytes"] == sum(want["lab"].values())
+    assert {"'lab'", "'lan'"} <= {o["text"] for o in values["options"]}
+    for view, r in refused.items():
+        assert r.status_code == 400 and "not flows" in r.json()["message"], (view, r.text)
+    assert flows.status_code == 400 and "not flows" in flows.json()["message"]
+    assert full.status_code == 400 and "rollup tables" in full.json()["message"]

@@ -56,6 +56,8 @@ log = logging.getLogger(__name__)
 CATALOG_TTL_S = 10.0
 #: The console's views (``/console/<view>``).
 VIEWS = ("visualize", "flows", "host", "alerts", "live")
+#: What a rollup task's source (``rollup:<task>``) answers: Visualize, and the filter's completion and check.
+ROLLUP_VIEWS = frozenset({"visualize", "complete", "filter"})
 
 
 class FilterRefusedError(QueryError):
@@ -112,7 +114,7 @@ class Console:
             cat = self._catalog
             if refresh or cat is None or time.monotonic() - cat.built_s > CATALOG_TTL_S:
                 tasks = {t.name: tuple(t.key_fields) for t in self.core.cfg.aggregator.exact.tasks}
-                cat = cs.catalog(self.store(), tasks)
+                cat = cs.catalog(self.store(), tasks, self.rollups())
                 self._catalog = cat
             return cat
 
@@ -147,10 +149,20 @@ class Console:
             self._extents[key] = (time.monotonic(), version, value)
         return value
 
-    def source(self, source: str | None) -> cs.Source:
+    def source(self, source: str | None, view: str = "visualize") -> cs.Source:
+        """The catalog's source ``source``; a rollup task's source only for the views that read it
+        (visualize and the filter's completion and check): a rollup row is not a flow."""
         if source is not None:
             check_text(source, "source")
-        return self.catalog().source(source)
+        src = self.catalog().source(source)
+        if src.kind == "rollup" and view not in ROLLUP_VIEWS:
+            raise QueryError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"{src.id} holds a rollup task's traffic per bucket and dimensions, not flows: the {view} "
+                f"view reads a flow_metrics or flows source; {src.id} answers "
+                f"{' and '.join(sorted(ROLLUP_VIEWS & set(VIEWS)))}",
+            )
+        return src
 
     def flt(self, src: cs.Source, text: str | None) -> CompiledFilter:
         if not text:
@@ -281,7 +293,7 @@ def install_console(app: FastAPI, core: QueryCore, static_dir: Any) -> None:
         limit: str | None = None,
     ) -> dict[str, Any]:
         with _errors("/api/v1/console/flows"):
-            src = console.source(source)
+            src = console.source(source, "flows")
             lo, hi = console.times(start, end)
             if order not in ("asc", "desc"):
                 raise QueryError(grpc.StatusCode.INVALID_ARGUMENT, "order must be asc or desc")
@@ -310,7 +322,7 @@ def install_console(app: FastAPI, core: QueryCore, static_dir: Any) -> None:
         points: str | None = None,
     ) -> dict[str, Any]:
         with _errors("/api/v1/console/host"):
-            src = console.source(source)
+            src = console.source(source, "host")
             lo, hi = console.times(start, end)
             report = cs.host_report(
                 console.store(),
@@ -336,7 +348,7 @@ def install_console(app: FastAPI, core: QueryCore, static_dir: Any) -> None:
     @app.get("/api/v1/console/live", tags=tag, summary="The newest period of an exact task")
     def live(source: str | None = None, limit: str | None = None, exact: str | None = None) -> dict[str, Any]:
         with _errors("/api/v1/console/live"):
-            src = console.source(source)
+            src = console.source(source, "live")
             return cs.live_report(
                 console.store(), src, limit=_int(limit, "limit", 10, 1, cs.MAX_LIMIT), exact=_flag(exact)
             ).to_dict()
@@ -385,4 +397,4 @@ def install_console(app: FastAPI, core: QueryCore, static_dir: Any) -> None:
             }
 
 
-__all__ = ["CATALOG_TTL_S", "VIEWS", "Console", "FilterRefusedError", "install_console"]
+__all__ = ["CATALOG_TTL_S", "ROLLUP_VIEWS", "VIEWS", "Console", "FilterRefusedError", "install_console"]

@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from netspectra.rollup.dims import RESOLUTIONS
 from netspectra.storage.filter import CompiledFilter, FieldType, field_type
 from netspectra.storage.schema import (
     ALERT_TABLE,
@@ -29,6 +30,9 @@ log = logging.getLogger(__name__)
 
 #: The table of flow records (schema.FLOWS, migration 2); one source per task as soon as it exists.
 RECORD_TABLE = FLOW_RECORDS_TABLE
+#: The rollup table a rollup task's source is catalogued by (the smallest, which every row reaches); its
+#: answers come from the coarsest table that answers (console.rollup).
+ROLLUP_TABLE = RESOLUTIONS[-1].table
 #: Tables the console names in its catalog when they are absent, so the page can say what is missing:
 #: name → what it would hold.
 EXPECTED_TABLES: dict[str, str] = {
@@ -36,9 +40,9 @@ EXPECTED_TABLES: dict[str, str] = {
     HITTER_TABLE: "heavy hitters and super-spreaders of the sketch tasks",
     ALERT_TABLE: "the alert history",
     RECORD_TABLE: "flow records of the flows tasks (bidirectional, with state, flags and end reason)",
-    # the rollup tables (migration 4) are not sources of their own: Visualize reads them in place of a
-    # source's table when a rollup task answers the request (console.rollup); the exporters table
-    # (migration 5) holds no traffic
+    # the rollup tables (migration 4): a source per rollup task (rollup:<task>, Visualize only), and
+    # Visualize reads them in place of a source's table when a rollup task answers the request
+    # (console.rollup); the exporters table (migration 5) holds no traffic
     "rollup_1m": "traffic per 1-minute bucket and dimensions (rollup tasks); Visualize answers from it",
     "rollup_5m": "traffic per 5-minute bucket and dimensions (rollup tasks); Visualize answers from it",
     "rollup_1h": "traffic per 1-hour bucket and dimensions (rollup tasks); Visualize answers from it",
@@ -317,11 +321,16 @@ def _ns_expr(name: str, typ: str) -> str:
     return f"toInt64({col})"
 
 
-def catalog(store: ClickHouseStore, exact_tasks: Mapping[str, Sequence[str]]) -> Catalog:
+def catalog(
+    store: ClickHouseStore,
+    exact_tasks: Mapping[str, Sequence[str]],
+    rollup_tasks: Mapping[str, Sequence[str]] | None = None,
+) -> Catalog:
     """The :class:`Catalog` of ``store``: one ``flow_metrics`` source per exact task of the configuration
     (``exact_tasks``: name → key fields, in configuration order; the query service answers for those
-    only) and one per task of a ``flows`` table when there is one. A few small queries (columns, tables
-    and their rows, the tasks of ``flows``)."""
+    only), one per task of a ``flows`` table when there is one, and one per rollup task of the
+    configuration (``rollup_tasks``: name → its dimensions) that stored rows (:func:`_rollup_sources`). A
+    few small queries (columns, tables and their rows, the tasks of ``flows`` and of ``rollup_1h``)."""
     columns = _columns(store)
     counts = {
         str(n): int(r)
@@ -360,8 +369,36 @@ def catalog(store: ClickHouseStore, exact_tasks: Mapping[str, Sequence[str]]) ->
             )
     if RECORD_TABLE in columns:
         sources += _record_sources(store, columns[RECORD_TABLE])
+    if rollup_tasks and ROLLUP_TABLE in columns:
+        sources += _rollup_sources(store, columns[ROLLUP_TABLE], rollup_tasks)
     alert_cols = tuple(n for n, _ in columns.get(ALERT_TABLE, ()))
     return Catalog(store.database, sources, present, alert_cols)
+
+
+def _rollup_sources(
+    store: ClickHouseStore, cols: list[tuple[str, str]], rollup_tasks: Mapping[str, Sequence[str]]
+) -> list[Source]:
+    """A source per rollup task (configuration order) with rows in ``rollup_1h`` (which every row reaches):
+    id ``rollup:<task>``, its dimensions as fields (typed as the rollup tables store them) and as keys
+    (a rollup row is one tuple of them per bucket), traffic time only, not sampled. Visualize answers it
+    from the coarsest rollup table that answers (:mod:`netspectra.storage.console.rollup`); the flow views
+    refuse it (a rollup row is not a flow)."""
+    types = dict(cols)
+    rows = store.query(
+        qualify(store, f"SELECT TaskName, count() FROM %TABLE:{ROLLUP_TABLE}% GROUP BY TaskName")
+    )
+    stored = {str(r[0]) for r in rows if int(r[1])}
+    out = []
+    for task, dims in rollup_tasks.items():
+        if task not in stored:
+            continue
+        fields: dict[str, FieldType] = {}
+        for name in dims:
+            ft = field_type(name, types[name]) if name in types else None
+            if ft is not None:
+                fields[name] = ft
+        out.append(Source(f"rollup:{task}", ROLLUP_TABLE, task, "rollup", fields, tuple(fields)))
+    return out
 
 
 def _has_total_rows(store: ClickHouseStore) -> bool:
@@ -462,18 +499,22 @@ def extent(store: ClickHouseStore, src: Source, axis: str) -> tuple[int, int] | 
     """``(first, last)`` time on ``axis`` of the source's rows (UTC ns), ``None`` when it has none."""
     params: dict[str, object] = {"task": src.task}
     where = "TaskName = %(task)s" if src.task else "1"
+    table = src.table
     if src.kind == "records":
         first, _ = src.times
         expr = first
+    elif src.kind == "rollup":  # its traffic's first and last minute (the finest table's bucket starts)
+        expr, table = "BucketNs", RESOLUTIONS[0].table
     else:
         expr = "StartNs" if axis == "first" else "TimestampNs"
     rows = store.query(
-        qualify(store, f"SELECT min({expr}), max({expr}), count() FROM %TABLE:{src.table}% WHERE {where}"),
+        qualify(store, f"SELECT min({expr}), max({expr}), count() FROM %TABLE:{table}% WHERE {where}"),
         params,
     )
     if not rows or not rows[0][2]:
         return None
-    return int(rows[0][0]), int(rows[0][1])
+    last = int(rows[0][1]) + (RESOLUTIONS[0].ns - 1 if src.kind == "rollup" else 0)
+    return int(rows[0][0]), last
 
 
 def parts_version(store: ClickHouseStore, table: str) -> str | None:

@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from netspectra.rollup.dims import RESOLUTIONS
 from netspectra.storage.console.rollup import ROLLUP_AXIS, rollup_plan
 from netspectra.storage.console.sources import (
     AXES,
@@ -176,6 +177,15 @@ def visualize(
         lo = bounds[0] if lo is None else lo
         hi = max(lo, bounds[1] if hi is None else hi)
     step = choose_step(lo, hi, points)
+    if src.kind == "rollup":
+        # a rollup task's own source: its rollup tables answer, in steps of at least their finest bucket
+        if rollups is None or src.task not in rollups:
+            raise ConsoleError(
+                f"{src.id} is a rollup task's traffic: it is read from the rollup tables (resolution auto), "
+                "not at full resolution (a flow_metrics source is)"
+            )
+        rollups = {src.task: rollups[src.task]}
+        step = max(step, RESOLUTIONS[0].ns)
     t0 = lo // step * step
     nb = (hi - t0) // step + 1
     plan, reason = (None, "full resolution asked") if rollups is None else (None, "")
@@ -185,6 +195,8 @@ def visualize(
             step_ns=step, known_extent=ext,
         )  # fmt: skip
     read_lo, read_hi = lo, hi + 1
+    if plan is None and src.kind == "rollup":
+        raise ConsoleError(f"{src.id}: {reason}")
     if plan is not None:
         read_lo, read_hi = plan.choice.start_ns or 0, plan.choice.end_ns or hi + 1
         factor, rows = 1, 0

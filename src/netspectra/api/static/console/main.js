@@ -83,8 +83,9 @@ function navigate(partial, opts = {}) {
 function fillShared() {
   const s = app.state;
   const sel = $("source");
+  // a rollup task's source is read from the coarsest rollup table that answers, whichever it is
   sel.replaceChildren(...app.catalog.sources.map((x) =>
-    el("option", { value: x.id }, `${x.task || x.table} (${x.table})`)));
+    el("option", { value: x.id }, x.kind === "rollup" ? `${x.task} (rollups)` : `${x.task || x.table} (${x.table})`)));
   const src = source();
   sel.value = src.id;
   $("axis").replaceChildren(...src.axes.map((a) =>
@@ -104,6 +105,10 @@ function fillShared() {
   for (const a of document.querySelectorAll("#views a[data-view]")) {
     a.classList.toggle("active", a.dataset.view === s.view);
     a.href = urlOf({ view: a.dataset.view });
+    // a rollup source holds traffic per bucket and dimensions, not flows: the flow views say so when asked
+    const flowView = ["flows", "host", "live"].includes(a.dataset.view);
+    a.classList.toggle("unavailable", src.kind === "rollup" && flowView);
+    a.title = src.kind === "rollup" && flowView ? `${src.id} holds no flows: pick a flow source for this view` : "";
   }
 }
 
