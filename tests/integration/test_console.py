@@ -812,6 +812,7 @@ def test_visualize_a_rollup_source_by_source_as(browser: Any, rolled: Served) ->
         [str(s["key"]["SrcAS"]), str(s["packets"]), str(s["bytes"])] for s in api["series"]
     ]
     assert browser.find_elements(By.CSS_SELECTOR, "#viz-chart svg"), "no chart drawn"
+    screenshot(browser, "visualize-rollup-source")
     res = Select(browser.find_element(By.ID, "resolution"))
     assert not browser.find_element(By.CSS_SELECTOR, "#resolution option[value=full]").is_enabled()
     redrawn(browser, lambda: res.select_by_value("1h"))
