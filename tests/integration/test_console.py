@@ -807,6 +807,12 @@ def test_visualize_a_rollup_source_by_source_as(browser: Any, rolled: Served) ->
     browser_errors(browser)  # read (and so cleared): an earlier test's refused flows view logged its 400
     show(browser, f"{rolled.url}/console/visualize?source=rollup:traffic&dims=SrcAS")
     assert Select(browser.find_element(By.ID, "dim-0")).first_selected_option.text == "SrcAS"
+    # the axis says what a rollup's time is: no first packet, each packet's bucket
+    assert (
+        Select(browser.find_element(By.ID, "axis")).first_selected_option.text
+        == "traffic time (rollup buckets)"
+    )
+    assert "in the bucket of its own time" in browser.find_element(By.ID, "axis-note").text
     page = rows(browser, "#viz-table tbody tr.row")
     assert [r[1:4] for r in page] == [
         [str(s["key"]["SrcAS"]), str(s["packets"]), str(s["bytes"])] for s in api["series"]
