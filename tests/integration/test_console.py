@@ -138,7 +138,8 @@ ANALYSIS = "## Assessment\n\nA host sends over 1 kB: `per_src` — look at O'Bri
 
 @pytest.fixture(scope="module")
 def rolled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    """The capture's store with a rollup task besides the exact ones (same engine, same batches), and the
+    """The capture's store with a rollup task besides the exact ones (same engine, same batches; keyed on
+    the protocol and the source AS, from a ``networks`` map: 64500 for 0/1, 64501 for 128/1), and the
     alerter's AI analysis on (the AI gRPC service in front of a local chat-completions server)."""
     if str(ROOT / "tests") not in sys.path:
         sys.path.insert(0, str(ROOT / "tests"))
@@ -152,7 +153,10 @@ def rolled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     text = text.replace("types: [exact, sketch, flows]", "types: [exact, sketch, flows, rollup]").replace(
         "alerter:\n",
         f"  rollup:\n    writers: {writer}\n"
-        "    tasks:\n      - {name: traffic, dimensions: [Protocol]}\nalerter:\n",
+        "    tasks:\n      - {name: traffic, dimensions: [Protocol, SrcAS]}\n"
+        # two AS numbers by the address's top bit: SrcAS is a dimension the exact tasks are not keyed on
+        "enrichment:\n  networks:\n    0.0.0.0/1: {asn: 64500}\n    128.0.0.0/1: {asn: 64501}\n"
+        "alerter:\n",
     )
     conf = tmp / "netspectra.yaml"
     with FakeOpenAI(api_key="sk-console") as fake:
@@ -788,3 +792,39 @@ def test_a_rollup_task_is_a_source_in_the_page(browser: Any, rolled: Served) -> 
     no_errors(browser)
     said = show_failing(browser, flows.get_attribute("href"))
     assert "rollup:traffic holds a rollup task's traffic" in said and "not flows" in said, said
+
+
+def test_visualize_a_rollup_source_by_source_as(browser: Any, rolled: Served) -> None:
+    """Traffic by SrcAS over time — no exact task is keyed on it — from the rollup source in the page: the
+    table holds the API's series (the two AS numbers of the networks map, 0 where unknown), whose sum is the
+    full-resolution total; picking the 1h resolution in the page asks rollup_1h (same totals), and "full" is
+    not offered."""
+    api = rolled.get("/api/v1/console/visualize", source="rollup:traffic", dims="SrcAS")
+    full = rolled.get("/api/v1/console/visualize", dims="Protocol", resolution="full")
+    keys = [s["key"]["SrcAS"] for s in api["series"]]
+    assert {64500, 64501} <= set(keys) <= {0, 64500, 64501}, keys  # 0: no IPv4 source (unknown)
+    assert sum(s["bytes"] for s in api["series"]) == full["total"]["bytes"] == api["total"]["bytes"]
+    browser_errors(browser)  # read (and so cleared): an earlier test's refused flows view logged its 400
+    show(browser, f"{rolled.url}/console/visualize?source=rollup:traffic&dims=SrcAS")
+    assert Select(browser.find_element(By.ID, "dim-0")).first_selected_option.text == "SrcAS"
+    # the axis says what a rollup's time is: no first packet, each packet's bucket
+    assert (
+        Select(browser.find_element(By.ID, "axis")).first_selected_option.text
+        == "traffic time (rollup buckets)"
+    )
+    assert "in the bucket of its own time" in browser.find_element(By.ID, "axis-note").text
+    page = rows(browser, "#viz-table tbody tr.row")
+    assert [r[1:4] for r in page] == [
+        [str(s["key"]["SrcAS"]), str(s["packets"]), str(s["bytes"])] for s in api["series"]
+    ]
+    assert browser.find_elements(By.CSS_SELECTOR, "#viz-chart svg"), "no chart drawn"
+    screenshot(browser, "visualize-rollup-source")
+    res = Select(browser.find_element(By.ID, "resolution"))
+    assert not browser.find_element(By.CSS_SELECTOR, "#resolution option[value=full]").is_enabled()
+    redrawn(browser, lambda: res.select_by_value("1h"))
+    assert query(browser)["resolution"] == "1h"
+    note = browser.find_element(By.ID, "viz-note")
+    assert note.get_attribute("data-table") == "rollup_1h" and note.get_attribute("data-resolution") == "1h"
+    total = rows(browser, "#viz-table tbody tr.total")[0]
+    assert total[2:4] == [str(api["total"]["packets"]), str(api["total"]["bytes"])]
+    no_errors(browser)

@@ -1,13 +1,15 @@
 """The console's HTTP face: its pages (``/console``, ``/console/<view>``) and its REST endpoints under
 ``/api/v1/console/`` (all ``GET``, parameters in the query string, as the page's URL holds them).
 
-* ``catalog`` — the sources (table + task), their fields (dimensions and filter fields, from the store's
-  schema) and time axes; which tables are present (``flows``, the rollups: absent until issues 14 and
-  16 land); the configured tasks (exact: key fields; sketch: flow fields), the alert check interval.
+* ``catalog`` — the sources (table + task; a rollup task's ``rollup:<task>``, which Visualize and the
+  filter read, see :data:`ROLLUP_VIEWS`), their fields (dimensions and filter fields, from the store's
+  schema) and time axes; which tables are present (``flows``, the rollups, absent in an older store);
+  the configured tasks (exact: key fields; sketch: flow fields), the alert check interval.
 * ``visualize`` — ``source, axis, start, end, dims, metric, limit, filter, points, exact, resolution``:
   top-N of the dimensions over time with "other" and the total (see
   :func:`netspectra.storage.console.visualize`), from the coarsest rollup table that answers
-  (``resolution=auto``, the default; :mod:`netspectra.storage.console.rollup`) or from the source's own
+  (``resolution=auto``, the default; :mod:`netspectra.storage.console.rollup`), from one rollup table
+  (``resolution=1m``, ``5m`` or ``1h``: a 400 saying why when it cannot answer) or from the source's own
   table (``resolution=full``); the answer says which (``table``, ``resolution``, ``reason``).
 * ``flows`` — ``source, axis, start, end, filter, sort, order, offset, limit``: a page of flows.
 * ``host`` — ``ip, source, axis, start, end, limit, points``: the host report, the heavy-hitter and
@@ -39,6 +41,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from netspectra.api.grpc_service import QueryCore, QueryError, _errors, safe_message
 from netspectra.api.http_input import MAX_INT_DIGITS, check_text
 from netspectra.api.routing import first_clickhouse
+from netspectra.rollup.dims import RESOLUTION_BY_LABEL
 from netspectra.storage import console as cs
 from netspectra.storage.alerts import alerts
 from netspectra.storage.filter import (
@@ -250,11 +253,11 @@ def install_console(app: FastAPI, core: QueryCore, static_dir: Any) -> None:
         resolution: str = "auto",
     ) -> dict[str, Any]:
         with _errors("/api/v1/console/visualize"):
-            if resolution not in ("auto", "full"):
+            if resolution not in ("auto", "full", *RESOLUTION_BY_LABEL):
                 raise QueryError(
                     grpc.StatusCode.INVALID_ARGUMENT,
-                    "resolution must be auto (the coarsest rollup that answers) or full, "
-                    f"got {resolution[:40]!r}",
+                    "resolution must be auto (the coarsest rollup that answers), full or one rollup table's "
+                    f"({', '.join(RESOLUTION_BY_LABEL)}), got {resolution[:40]!r}",
                 )
             src = console.source(source)
             lo, hi = console.times(start, end)
@@ -276,7 +279,8 @@ def install_console(app: FastAPI, core: QueryCore, static_dir: Any) -> None:
                 exact=_flag(exact),
                 # also when the range is given: the rollups answer a range wider than the traffic
                 known_extent=console.extent(src, console.axis(src, axis)),
-                rollups=console.rollups() if resolution == "auto" else None,
+                rollups=console.rollups() if resolution != "full" else None,
+                resolution=resolution if resolution in RESOLUTION_BY_LABEL else None,
             )
             return answer.to_dict()
 

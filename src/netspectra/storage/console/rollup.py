@@ -11,9 +11,10 @@ one when every condition holds, else says why not (the answer then comes from th
   columns hold 0 / '' for every row) and a field of the source (same name, same values: unknown is 0 / ''
   in both);
 * the table: :func:`~netspectra.storage.rollups.choose_rollup` — the coarsest of ``rollup_1m``/``5m``/``1h``
-  with buckets no wider than the series' step, kept by its retention or still holding the range's rows
-  (:func:`~netspectra.storage.rollups.rows_kept`: retention drops by write time); the step is a multiple of
-  its bucket (:data:`~netspectra.storage.console.sources.STEPS_S` above a minute are);
+  with buckets no wider than the series' step (or the one asked for: ``resolution_s``), kept by its
+  retention or still holding the range's rows (:func:`~netspectra.storage.rollups.rows_kept`: retention
+  drops by write time); the step is a multiple of its bucket
+  (:data:`~netspectra.storage.console.sources.STEPS_S` above a minute are);
 * the rollup task covers the traffic asked for: ``rollup_1h`` (the smallest table, which every row reaches)
   has the task's rows from the hour of the source's first traffic in the range to the hour of its last
   (a rollup task added after the exact task, or removed since, does not answer ranges it did not count).
@@ -72,12 +73,15 @@ def rollup_plan(
     end_ns: int,
     step_ns: int,
     known_extent: tuple[int, int] | None = None,
+    resolution_s: int | None = None,
 ) -> tuple[RollupPlan | None, str]:
     """``(plan, why)``: the rollup answering the request over ``[start_ns, end_ns]`` (inclusive) in buckets
     of ``step_ns``, or ``None`` and why the source's own table answers (see the module docstring).
     ``rollups``: rollup task → its dimensions (configuration order); ``known_extent``: the source's first and
-    last traffic time, if known (narrows the coverage check to the traffic). A few small queries on
-    ``rollup_1h`` (and :func:`rows_kept`'s when the range starts before a table's retention)."""
+    last traffic time, if known (narrows the coverage check to the traffic); ``resolution_s``: the bucket
+    width of the one table asked for (60, 300 or 3600: only that table answers; ``None``: the coarsest that
+    answers). A few small queries on ``rollup_1h`` (and :func:`rows_kept`'s when the range starts before a
+    table's retention)."""
     if not rollups:
         return None, "no rollup task is configured"
     if metric not in ("packets", "bytes"):
@@ -114,8 +118,16 @@ def rollup_plan(
             why = f"rollup task {task} did not count all the traffic of the range (its hours: not all there)"
             continue
         choice = choose_rollup(
-            store.cfg, start_ns, end_ns + 1, step_ns // NS, held=rows_kept(store, task, start_ns, end_ns + 1)
+            store.cfg,
+            start_ns,
+            end_ns + 1,
+            resolution_s or step_ns // NS,
+            held=rows_kept(store, task, start_ns, end_ns + 1),
         )
+        if resolution_s and choice.seconds != resolution_s:
+            # asked for one table: its retention dropped the range (choose_rollup fell back to another)
+            why = f"the {resolution_s} s resolution asked is not kept for this range: {choice.reason}"
+            continue
         if step_ns % (choice.seconds * NS):
             why = f"the {step_ns // NS} s step is not a multiple of {choice.table}'s buckets"
             continue

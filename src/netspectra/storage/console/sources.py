@@ -68,6 +68,11 @@ AXES: dict[str, str] = {
     "snapshot": "stored time: traffic at the snapshot that counted it (increments between stored "
     "snapshots); the range selects the snapshots",
 }
+#: The axis of a rollup task's source (its rows have no first packet: traffic per bucket of its own time).
+ROLLUP_AXES: dict[str, str] = {
+    "first": "traffic time: each packet's traffic in the bucket of its own time (rollup_1m, 5m or 1h); the "
+    "range is read in whole buckets",
+}
 Metric = Literal["packets", "bytes", "flows"]
 METRICS: tuple[str, ...] = ("packets", "bytes", "flows")
 METRIC_COLUMN = {"packets": "p", "bytes": "b", "flows": "f"}
@@ -132,7 +137,10 @@ class Source:
             ],
             "keys": list(self.keys),
             "extra": list(self.extra),
-            "axes": [{"id": a, "meaning": AXES.get(a, a)} for a in self.axes],
+            "axes": [
+                {"id": a, "meaning": (ROLLUP_AXES if self.kind == "rollup" else AXES).get(a, a)}
+                for a in self.axes
+            ],
             "sampled": bool(self.sample_column),
         }
 

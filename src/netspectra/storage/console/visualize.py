@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from netspectra.rollup.dims import RESOLUTIONS
+from netspectra.rollup.dims import RESOLUTION_BY_LABEL, RESOLUTIONS
 from netspectra.storage.console.rollup import ROLLUP_AXIS, rollup_plan
 from netspectra.storage.console.sources import (
     AXES,
@@ -149,6 +149,7 @@ def visualize(
     row_budget: int = DEFAULT_ROW_BUDGET,
     known_extent: tuple[int, int] | None = None,
     rollups: Mapping[str, Sequence[str]] | None = None,
+    resolution: str | None = None,
 ) -> Visualization:
     """Top ``limit`` combinations of ``dims`` by ``metric`` over the range, each with its series in
     buckets of :func:`choose_step` (at most ``points``), plus "other" and the total (see
@@ -156,7 +157,8 @@ def visualize(
     (``known_extent`` when the caller has it). One scan of the table, plus the counts of
     :func:`sample_factor`. ``rollups`` (rollup task → its dimensions): answer from the coarsest rollup table
     that answers (:func:`~netspectra.storage.console.rollup.rollup_plan`) when one does; ``None``: always
-    the source's own table."""
+    the source's own table. ``resolution`` (``1m``, ``5m`` or ``1h``, with ``rollups``): that rollup table
+    answers, in steps of at least its bucket, or :class:`ConsoleError` says why it cannot."""
     t_begin = time.perf_counter()
     check_range(start_ns, end_ns)
     if metric not in METRICS:
@@ -177,6 +179,16 @@ def visualize(
         lo = bounds[0] if lo is None else lo
         hi = max(lo, bounds[1] if hi is None else hi)
     step = choose_step(lo, hi, points)
+    forced = None
+    if resolution is not None:
+        forced = RESOLUTION_BY_LABEL.get(resolution)
+        if forced is None or rollups is None:
+            raise ConsoleError(
+                f"resolution {str(resolution)[:40]!r}: one of {', '.join(RESOLUTION_BY_LABEL)} "
+                "(a rollup table), with the rollup tasks"
+            )
+        # whole buckets of the table asked for (every step of STEPS_S from a bucket on is a multiple of it)
+        step = max(step, forced.ns)
     if src.kind == "rollup":
         # a rollup task's own source: its rollup tables answer, in steps of at least their finest bucket
         if rollups is None or src.task not in rollups:
@@ -192,8 +204,10 @@ def visualize(
     if rollups is not None:
         plan, reason = rollup_plan(
             store, src, rollups, axis=axis, dims=dims, flt=flt, metric=metric, start_ns=lo, end_ns=hi,
-            step_ns=step, known_extent=ext,
+            step_ns=step, known_extent=ext, resolution_s=forced.seconds if forced else None,
         )  # fmt: skip
+    if plan is None and forced is not None:
+        raise ConsoleError(f"{src.id} at resolution {forced.label}: {reason}")
     read_lo, read_hi = lo, hi + 1
     if plan is None and src.kind == "rollup":
         raise ConsoleError(f"{src.id}: {reason}")

@@ -89,7 +89,7 @@ function fillShared() {
   const src = source();
   sel.value = src.id;
   $("axis").replaceChildren(...src.axes.map((a) =>
-    el("option", { value: a.id, title: a.meaning }, a.id === "first" ? "traffic time (first packet)" : "stored time (snapshots)")));
+    el("option", { value: a.id, title: a.meaning }, a.id !== "first" ? "stored time (snapshots)" : src.kind === "rollup" ? "traffic time (rollup buckets)" : "traffic time (first packet)")));
   $("axis").value = axisOf(src, s);
   const axis = src.axes.find((a) => a.id === $("axis").value);
   $("axis-note").textContent = `Time axis: ${axis.meaning}.`;

@@ -18,6 +18,7 @@ export const DEFAULTS = {
   limit: "10",
   chart: "stacked",
   exact: "",
+  resolution: "auto",
   sort: "Bytes",
   order: "desc",
   offset: "0",

@@ -15,7 +15,7 @@ export function setup(ctx) {
       ctx.go({ dims: [...new Set(dims)].join(",") });
     });
   }
-  for (const id of ["metric", "unit", "chart"]) $(id).addEventListener("change", () => ctx.go({ [id]: $(id).value }));
+  for (const id of ["metric", "unit", "chart", "resolution"]) $(id).addEventListener("change", () => ctx.go({ [id]: $(id).value }));
   $("limit").addEventListener("change", () => ctx.go({ limit: $("limit").value }));
   $("exact").addEventListener("change", () => ctx.go({ exact: $("exact").checked ? "1" : "" }));
 }
@@ -35,6 +35,10 @@ function fillControls(ctx) {
   $("limit").value = state.limit;
   $("chart").value = state.chart;
   $("exact").checked = state.exact === "1";
+  // a rollup task's source is read from its rollup tables only: no full resolution there
+  const full = $("resolution").querySelector("option[value=full]");
+  full.disabled = source.kind === "rollup";
+  $("resolution").value = full.disabled && state.resolution === "full" ? "auto" : state.resolution;
 }
 
 export function label(key, dims) {
@@ -60,6 +64,7 @@ export function request(ctx) {
     limit: state.limit,
     filter: state.filter,
     exact: state.exact,
+    resolution: source.kind === "rollup" && state.resolution === "full" ? "auto" : state.resolution,
     points: 120,
   }];
 }
