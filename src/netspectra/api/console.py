@@ -183,10 +183,7 @@ class Console:
 
     def rollups(self) -> dict[str, tuple[str, ...]]:
         """The rollup tasks of the configuration and their dimensions (configuration order)."""
-        from netspectra.rollup.kind import task_dimensions
-
-        cfg = self.core.cfg
-        return {t.name: tuple(task_dimensions(cfg, t)) for t in cfg.aggregator.group("rollup").tasks}
+        return self.core.rollup_dimensions()
 
     def config_info(self) -> dict[str, Any]:
         cfg = self.core.cfg

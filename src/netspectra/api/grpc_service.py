@@ -29,7 +29,7 @@ import json
 import logging
 import re
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
@@ -307,6 +307,26 @@ class QueryCore:
     def close(self) -> None:
         self.router.close()
 
+    def rollup_dimensions(self) -> dict[str, tuple[str, ...]]:
+        """The rollup tasks of the configuration and their dimensions (configuration order; the auto ones
+        follow what the enrichment section can fill)."""
+        from netspectra.rollup.kind import task_dimensions
+
+        tasks = self.cfg.aggregator.group("rollup").tasks
+        return {t.name: tuple(task_dimensions(self.cfg, t)) for t in tasks}
+
+    def check_keyed(self, task: str, needed: Iterable[str], what: str = "") -> None:
+        """``INVALID_ARGUMENT`` (prefixed by ``what``) unless rollup ``task`` is keyed on every dimension of
+        ``needed``: its other columns hold the unknown value in every row, so a filter or group on them
+        would keep all or nothing without a word."""
+        dims = self.rollup_dimensions()[task]
+        missing = sorted(set(needed) - set(dims))
+        if missing:
+            raise _invalid(
+                f"{what}rollup task {task!r} is not keyed on {', '.join(missing)}; its dimensions are "
+                f"{', '.join(dims) or '(none)'}"
+            )
+
     def health_check(self, req: query_pb2.HealthCheckRequest) -> query_pb2.HealthCheckResponse:
         return query_pb2.HealthCheckResponse(status="ok")
 
@@ -461,7 +481,6 @@ class QueryCore:
 
     def top_n(self, req: query_pb2.TopNRequest) -> query_pb2.TopNResponse:
         with _errors("TopN"):
-            from netspectra.rollup.kind import task_dimensions
             from netspectra.storage.rollups import (
                 DimensionFilter,
                 check_dimension,
@@ -484,7 +503,7 @@ class QueryCore:
                 raise _invalid(f"metric {req.metric} is not a TopMetric (0 bytes, 1 packets)")
             filters = [DimensionFilter(f.dimension, tuple(f.values), f.exclude) for f in req.filters]
             needed = {check_dimension(req.dimension), *(f.dimension for f in filters)}
-            tasks = {t.name: task_dimensions(self.cfg, t) for t in self.cfg.aggregator.group("rollup").tasks}
+            tasks = self.rollup_dimensions()
             if req.task_name:
                 route = self.router.route(req.task_name)
                 if route.group != "rollup":
@@ -493,12 +512,7 @@ class QueryCore:
                         f"({_USE[route.group]})"
                     )
                 task = req.task_name
-                missing = sorted(needed - set(tasks[task]))
-                if missing:
-                    raise _invalid(
-                        f"rollup task {task!r} is not keyed on {', '.join(missing)}; its dimensions are "
-                        f"{', '.join(tasks[task]) or '(none)'}"
-                    )
+                self.check_keyed(task, needed)
             else:
                 fitting = [name for name, dims in tasks.items() if needed <= set(dims)]
                 if not fitting:

@@ -337,22 +337,6 @@ def adhoc_filters(body: Mapping[str, Any]) -> list[DimensionFilter]:
     return out
 
 
-def _check_keyed(core: QueryCore, task: str, filters: list[DimensionFilter]) -> None:
-    """A 400 unless rollup ``task`` is keyed on every filtered dimension (its other columns hold the
-    unknown value in every row: the filter would keep all or nothing, silently)."""
-    from netspectra.rollup.kind import task_dimensions
-
-    cfg = core.cfg
-    dims = next(task_dimensions(cfg, t) for t in cfg.aggregator.group("rollup").tasks if t.name == task)
-    missing = sorted({f.dimension for f in filters} - set(dims))
-    if missing:
-        raise QueryError(
-            grpc.StatusCode.INVALID_ARGUMENT,
-            f"adhocFilters: rollup task {shown(task)} is not keyed on {', '.join(missing)}; its dimensions "
-            f"are {', '.join(dims) or '(none)'}",
-        )
-
-
 def rollup_answer(
     core: QueryCore,
     what: tuple[str, str, str],
@@ -370,7 +354,7 @@ def rollup_answer(
     if kind == "series":
         store = core.router.store_for(name)[1]
         step = max(1, interval_ms // 1000) if interval_ms else None
-        _check_keyed(core, name, filters)
+        core.check_keyed(name, (f.dimension for f in filters), "adhocFilters: ")
         got = traffic_series(store, name, metric, start_ns, end_ns, step, filters, max_points=max_points)  # type: ignore[arg-type]
         return {
             "datapoints": [[v, t // 1_000_000] for t, v in got.series["total"]],
@@ -411,17 +395,15 @@ def all_targets(core: QueryCore) -> list[str]:
     """Every target ``/query`` serves, in configuration order: the series of each exact task, its top
     flows, the heavy-hitter tables of each sketch task, the series of each rollup task and the top-N
     tables of the rollup tasks' dimensions."""
-    from netspectra.rollup.kind import task_dimensions
-
     out: list[str] = []
     for name in core.router.exact_task_names():
         out += [name, *(f"{name}:{m}" for m in METRICS), f"{name}:{TOP}"]
     for stask in core.cfg.aggregator.sketch.tasks:
         out += [f"{stask.name}:{t.name.lower()}" for t in sorted(stask.kind.hitter_types)]
     dims: dict[str, None] = {}
-    for rtask in core.cfg.aggregator.group("rollup").tasks:
-        out += [f"rollup:{rtask.name}:{m}" for m in ROLLUP_METRICS]
-        dims.update(dict.fromkeys(task_dimensions(core.cfg, rtask)))
+    for rtask, rdims in core.rollup_dimensions().items():
+        out += [f"rollup:{rtask}:{m}" for m in ROLLUP_METRICS]
+        dims.update(dict.fromkeys(rdims))
     out += [f"top:{d}" for d in dims]
     return out
 
@@ -824,11 +806,8 @@ def create_app(core: QueryCore, http_metrics: Any = None, tokens: TokenSet | Non
         openapi_extra=_body(),
     )
     def tag_keys(payload: JsonBody) -> list[dict[str, str]]:
-        from netspectra.rollup.kind import task_dimensions
-
         json_object(payload, "a /tag-keys request")
-        cfg = core.cfg
-        dims = dict.fromkeys(d for t in cfg.aggregator.group("rollup").tasks for d in task_dimensions(cfg, t))
+        dims = dict.fromkeys(d for dims in core.rollup_dimensions().values() for d in dims)
         return [{"type": "string", "text": d} for d in dims]
 
     @app.post(

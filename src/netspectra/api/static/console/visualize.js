@@ -35,10 +35,14 @@ function fillControls(ctx) {
   $("limit").value = state.limit;
   $("chart").value = state.chart;
   $("exact").checked = state.exact === "1";
-  // a rollup task's source is read from its rollup tables only: no full resolution there
-  const full = $("resolution").querySelector("option[value=full]");
-  full.disabled = source.kind === "rollup";
-  $("resolution").value = full.disabled && state.resolution === "full" ? "auto" : state.resolution;
+  $("resolution").querySelector("option[value=full]").disabled = source.kind === "rollup";
+  $("resolution").value = resolutionOf(source, state);
+}
+
+/** The resolution a state asks of a source: a rollup task's source is read from its rollup tables only
+ * (no full resolution there: the coarsest that answers instead). */
+function resolutionOf(source, state) {
+  return source.kind === "rollup" && state.resolution === "full" ? "auto" : state.resolution;
 }
 
 export function label(key, dims) {
@@ -64,7 +68,7 @@ export function request(ctx) {
     limit: state.limit,
     filter: state.filter,
     exact: state.exact,
-    resolution: source.kind === "rollup" && state.resolution === "full" ? "auto" : state.resolution,
+    resolution: resolutionOf(source, state),
     points: 120,
   }];
 }
